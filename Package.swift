@@ -1,0 +1,61 @@
+// swift-tools-version:6.1
+//
+// PatientVault: an embedded, append-only, libsodium-encrypted store of one
+// document vault per patient.
+//
+// Layers, each a module, with one direction of dependency:
+//
+//   CSodium  <-  VaultCrypto  <-+
+//                               +--  PatientVault  <-  PatientVaultDemo
+//                VaultStorage <-+
+//
+// `VaultStorage` is bytes in, bytes out: it knows nothing of patients or keys.
+// `VaultCrypto` wraps libsodium and never exposes its C types.
+// Only `PatientVault` has public API; the lower layers use `package` access.
+
+import PackageDescription
+
+let package = Package(
+    name: "PatientVault",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "PatientVault", targets: ["PatientVault"]),
+        .executable(name: "patientvault-demo", targets: ["PatientVaultDemo"]),
+    ],
+    dependencies: [
+        // The ecosystem's logging API: the host chooses the backend; we log at
+        // debug/trace only and never patient data.
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
+        .target(
+            name: "VaultCrypto",
+            dependencies: ["CSodium"]
+        ),
+        .target(
+            name: "VaultStorage",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "PatientVault",
+            dependencies: [
+                "VaultCrypto",
+                "VaultStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "PatientVaultDemo",
+            dependencies: ["PatientVault"]
+        ),
+        .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
+        .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
+        .testTarget(name: "PatientVaultTests", dependencies: ["PatientVault", "VaultCrypto", "VaultStorage"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// The domain module: see Documentation/Architecture.md.

@@ -1,0 +1,113 @@
+import CSodium
+
+/// BLAKE2b (`crypto_generichash`), plain or keyed.
+package enum BLAKE2b {
+    /// Smallest output size in bytes.
+    package static let minimumOutputByteCount = Int(crypto_generichash_BYTES_MIN)
+    /// Largest output size in bytes.
+    package static let maximumOutputByteCount = Int(crypto_generichash_BYTES_MAX)
+
+    /// Hashes `data` in one call. Cost: O(n).
+    /// - Parameters:
+    ///   - outputByteCount: 16 to 64 bytes; 32 by default.
+    ///   - key: a key makes the hash a MAC / pseudorandom function.
+    package static func hash(
+        _ data: UnsafeRawBufferPointer,
+        outputByteCount: Int = 32,
+        key: SymmetricKey? = nil
+    ) -> [UInt8] {
+        hash(data, outputByteCount: outputByteCount, keyBytes: key?.storage)
+    }
+
+    /// Hashes `data` under a key of any length libsodium accepts (16 to 64
+    /// bytes), for published test vectors with 64-byte keys.
+    package static func hash(
+        _ data: UnsafeRawBufferPointer,
+        outputByteCount: Int,
+        keyBytes: SecureBytes?
+    ) -> [UInt8] {
+        precondition(
+            (minimumOutputByteCount...maximumOutputByteCount).contains(outputByteCount),
+            "BLAKE2b output must be 16 to 64 bytes")
+        precondition(keyBytes.map { $0.count <= Int(crypto_generichash_KEYBYTES_MAX) } ?? true, "BLAKE2b key too long")
+        _ = try? Sodium.initialize()
+        var out = [UInt8](repeating: 0, count: outputByteCount)
+        out.withUnsafeMutableBufferPointer { o in
+            if let keyBytes {
+                keyBytes.withUnsafeBytes { k in
+                    _ = crypto_generichash(
+                        o.baseAddress!, outputByteCount,
+                        data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
+                        k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
+                }
+            } else {
+                _ = crypto_generichash(
+                    o.baseAddress!, outputByteCount,
+                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
+            }
+        }
+        return out
+    }
+
+    /// Hashes `data` in one call.
+    package static func hash(_ data: [UInt8], outputByteCount: Int = 32, key: SymmetricKey? = nil) -> [UInt8] {
+        data.withUnsafeBytes { hash($0, outputByteCount: outputByteCount, key: key) }
+    }
+
+    /// Incremental BLAKE2b, for content that arrives in chunks. One owner.
+    package final class Hasher {
+        private let state: UnsafeMutableRawPointer
+        private let outputByteCount: Int
+        private var finalized = false
+
+        /// Starts a hash of `outputByteCount` bytes, keyed if `key` is given.
+        /// The state holds the key, so it lives in guarded memory.
+        package init(outputByteCount: Int = 32, key: SymmetricKey? = nil) throws {
+            precondition(
+                (BLAKE2b.minimumOutputByteCount...BLAKE2b.maximumOutputByteCount).contains(outputByteCount),
+                "BLAKE2b output must be 16 to 64 bytes")
+            try Sodium.initialize()
+            let size = (crypto_generichash_statebytes() + 63) & ~63
+            guard let p = sodium_malloc(size) else {
+                throw CryptoError(.allocationFailed, "guarded memory exhausted")
+            }
+            state = p
+            self.outputByteCount = outputByteCount
+            let s = OpaquePointer(p)
+            if let key {
+                key.withUnsafeBytes { k in
+                    _ = crypto_generichash_init(s, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, outputByteCount)
+                }
+            } else {
+                _ = crypto_generichash_init(s, nil, 0, outputByteCount)
+            }
+        }
+
+        deinit { sodium_free(state) }
+
+        /// Adds bytes to the hash. Cost: O(n).
+        package func update(_ data: UnsafeRawBufferPointer) {
+            precondition(!finalized, "BLAKE2b.Hasher used after finalize()")
+            _ = crypto_generichash_update(
+                OpaquePointer(state),
+                data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count))
+        }
+
+        /// Adds bytes to the hash.
+        package func update(_ data: [UInt8]) {
+            data.withUnsafeBytes { update($0) }
+        }
+
+        /// Returns the digest. The hasher cannot be used afterwards (traps).
+        package func finalize() -> [UInt8] {
+            precondition(!finalized, "BLAKE2b.Hasher finalized twice")
+            finalized = true
+            var out = [UInt8](repeating: 0, count: outputByteCount)
+            out.withUnsafeMutableBufferPointer { o in
+                _ = crypto_generichash_final(
+                    OpaquePointer(state), o.baseAddress!, outputByteCount)
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Synchronization
+
+/// The acknowledgement of one ``StorageEngine/append(_:keySlotWrites:durability:)``.
+package final class AppendTicket: Sendable {
+    private enum State {
+        case pending([CheckedContinuation<[RecordLocation], any Error>])
+        case done(Result<[RecordLocation], StorageError>)
+    }
+
+    private let state = Mutex<State>(.pending([]))
+
+    package init() {}
+
+    /// A ticket that is already completed.
+    package init(result: Result<[RecordLocation], StorageError>) {
+        state.withLock { $0 = .done(result) }
+    }
+
+    /// Waits until the append is acknowledged and returns the records'
+    /// locations, in the order given.
+    /// - Throws: the ``StorageError`` that failed the append.
+    package func wait() async throws -> [RecordLocation] {
+        if case .done(let r) = state.withLock({ $0 }) { return try r.get() }
+        return try await withCheckedThrowingContinuation { cont in
+            let resolved: Result<[RecordLocation], StorageError>? = state.withLock { s in
+                switch s {
+                case .pending(var waiters):
+                    waiters.append(cont)
+                    s = .pending(waiters)
+                    return nil
+                case .done(let r):
+                    return r
+                }
+            }
+            if let resolved { cont.resume(with: resolved.mapError { $0 as any Error }) }
+        }
+    }
+
+    /// Whether the ticket is completed.
+    package var isDone: Bool {
+        if case .done = state.withLock({ $0 }) { return true }
+        return false
+    }
+
+    /// Completes the ticket once; later calls are ignored.
+    package func complete(_ result: Result<[RecordLocation], StorageError>) {
+        let waiters: [CheckedContinuation<[RecordLocation], any Error>] = state.withLock { s in
+            guard case .pending(let w) = s else { return [] }
+            s = .done(result)
+            return w
+        }
+        for w in waiters { w.resume(with: result.mapError { $0 as any Error }) }
+    }
+}

@@ -1,0 +1,55 @@
+/// CRC-32C (Castagnoli), the cheap checksum of frames and slots: it tells a
+/// torn or stale write from a good one before any decryption. It is not a
+/// defence against tampering; authenticated encryption above is.
+///
+/// Slicing-by-8 table implementation, about 1 to 2 GB/s on one core.
+package enum CRC32C {
+    private static let tables: [[UInt32]] = {
+        var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
+        for i in 0..<256 {
+            var c = UInt32(i)
+            for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+            t[0][i] = c
+        }
+        for i in 0..<256 {
+            for k in 1..<8 { t[k][i] = (t[k - 1][i] >> 8) ^ t[0][Int(t[k - 1][i] & 0xFF)] }
+        }
+        return t
+    }()
+
+    /// The CRC-32C of `bytes`, continuing from `crc` (0 to start).
+    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        var c = ~crc
+        guard var p = bytes.baseAddress, bytes.count > 0 else { return crc }
+        var n = bytes.count
+        tables.withUnsafeBufferPointer { tt in
+            let t0 = tt[0], t1 = tt[1], t2 = tt[2], t3 = tt[3]
+            let t4 = tt[4], t5 = tt[5], t6 = tt[6], t7 = tt[7]
+            t0.withUnsafeBufferPointer { t0 in t1.withUnsafeBufferPointer { t1 in
+            t2.withUnsafeBufferPointer { t2 in t3.withUnsafeBufferPointer { t3 in
+            t4.withUnsafeBufferPointer { t4 in t5.withUnsafeBufferPointer { t5 in
+            t6.withUnsafeBufferPointer { t6 in t7.withUnsafeBufferPointer { t7 in
+                while n >= 8 {
+                    let v = p.loadUnaligned(as: UInt64.self).littleEndian ^ UInt64(c)
+                    c = t7[Int(v & 0xFF)] ^ t6[Int((v >> 8) & 0xFF)]
+                        ^ t5[Int((v >> 16) & 0xFF)] ^ t4[Int((v >> 24) & 0xFF)]
+                        ^ t3[Int((v >> 32) & 0xFF)] ^ t2[Int((v >> 40) & 0xFF)]
+                        ^ t1[Int((v >> 48) & 0xFF)] ^ t0[Int(v >> 56)]
+                    p += 8
+                    n -= 8
+                }
+                while n > 0 {
+                    c = t0[Int((c ^ UInt32(p.load(as: UInt8.self))) & 0xFF)] ^ (c >> 8)
+                    p += 1
+                    n -= 1
+                }
+            }}}}}}}}
+        }
+        return ~c
+    }
+
+    /// The CRC-32C of `bytes`.
+    package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    }
+}

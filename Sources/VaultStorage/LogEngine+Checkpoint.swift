@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+
+// MARK: - Checkpoint of the index
+
+extension LogEngineCore {
+    struct Checkpoint {
+        var segment: UInt32
+        var tail: UInt64
+        var nextLSN: UInt64
+        var last: RecordLocation?
+        var index: [StreamID: RecordLocation]
+    }
+
+    /// Writes a checkpoint if nothing is queued (so the index matches what
+    /// is on disk), after syncing every written segment.
+    func checkpointIfIdle(unsynced: inout Set<UInt32>) throws {
+        let segments = state.withLock { $0.segments }
+        for number in unsynced.sorted() { try segments[number]?.file.syncData() }
+        unsynced.removeAll()
+        let snapshot = state.withLock { s -> (Checkpoint, UInt64)? in
+            guard s.queue.isEmpty else { return nil }
+            let written = s.bytesSinceCheckpoint
+            let last = s.index.isEmpty ? nil : lastLocation(s)
+            return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
+        }
+        guard let (checkpoint, written) = snapshot else { return }
+        try LogEngineCore.writeCheckpoint(checkpoint, directory: directory)
+        state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
+        logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
+    }
+
+    /// The newest location in the index (a stream head is the newest record
+    /// of its stream; the newest head is the newest indexed record).
+    private func lastLocation(_ s: State) -> RecordLocation? {
+        s.index.values.max()
+    }
+
+    /// `magic(8) version(4) reserved(4) segment(4) reserved(4) tail(8)
+    /// nextLSN(8) lastRaw(8) lastLength(4) reserved(4) count(8)`, then
+    /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then a
+    /// CRC-32C of everything before it.
+    static func writeCheckpoint(_ c: Checkpoint, directory: String) throws {
+        var w = ByteWriter(capacity: 72 + c.index.count * LogFormat.checkpointEntrySize)
+        w.write(bytes: LogFormat.checkpointMagic)
+        w.write(LogFormat.version)
+        w.write(UInt32(0))
+        w.write(c.segment)
+        w.write(UInt32(0))
+        w.write(c.tail)
+        w.write(c.nextLSN)
+        w.write(c.last?.raw ?? 0)
+        w.write(c.last?.frameLength ?? 0)
+        w.write(UInt32(0))
+        w.write(UInt64(c.index.count))
+        for (stream, location) in c.index {
+            w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
+            w.write(location.raw)
+            w.write(location.frameLength)
+            w.write(UInt32(0))
+        }
+        w.write(CRC32C.checksum(w.bytes))
+        let path = directory + "/" + LogFormat.checkpointFileName
+        let temporary = path + ".tmp"
+        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint")
+        try file.write(w.bytes, at: 0)
+        try file.syncData()
+        try FileSystem.rename(temporary, path)
+        try FileSystem.syncDirectory(directory)
+    }
+
+    /// Reads the checkpoint; nil if absent or if its checksum fails (then
+    /// the whole log is replayed, which is always correct).
+    static func readCheckpoint(directory: String, logger: Logger) throws -> Checkpoint? {
+        let path = directory + "/" + LogFormat.checkpointFileName
+        guard FileSystem.exists(path) else { return nil }
+        let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
+        let bytes = try file.read(count: Int(try file.size()), at: 0)
+        guard bytes.count >= 76 else { return nil }
+        let body = bytes.count - 4
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: body, as: UInt32.self).littleEndian }
+        guard CRC32C.checksum(Array(bytes[0..<body])) == stored else {
+            logger.debug("storage: checkpoint checksum failed; replaying the whole log")
+            return nil
+        }
+        do {
+            return try bytes.withUnsafeBytes { raw in
+                var r = ByteReader(UnsafeRawBufferPointer(rebasing: raw[0..<body]))
+                guard try r.read(count: 8) == LogFormat.checkpointMagic else { throw ByteReader.Malformed() }
+                guard try r.read(UInt32.self) == LogFormat.version else { throw ByteReader.Malformed() }
+                _ = try r.read(UInt32.self)
+                let segment: UInt32 = try r.read()
+                _ = try r.read(UInt32.self)
+                let tail: UInt64 = try r.read()
+                let nextLSN: UInt64 = try r.read()
+                let lastRaw: UInt64 = try r.read()
+                let lastLength: UInt32 = try r.read()
+                _ = try r.read(UInt32.self)
+                let count: UInt64 = try r.read()
+                guard count <= UInt64(r.remaining / LogFormat.checkpointEntrySize) else { throw ByteReader.Malformed() }
+                var index = [StreamID: RecordLocation](minimumCapacity: Int(count))
+                for _ in 0..<count {
+                    let stream = StreamID(bytes: try r.slice(count: 32))
+                    let locRaw: UInt64 = try r.read()
+                    let length: UInt32 = try r.read()
+                    _ = try r.read(UInt32.self)
+                    index[stream] = RecordLocation(raw: locRaw, frameLength: length)
+                }
+                return Checkpoint(
+                    segment: segment, tail: tail, nextLSN: nextLSN,
+                    last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index)
+            }
+        } catch {
+            logger.debug("storage: checkpoint malformed; replaying the whole log")
+            return nil
+        }
+    }
+}

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+
+// MARK: - Group commit
+
+extension LogEngineCore {
+    /// The committer thread: takes every queued job, writes key slots (and
+    /// syncs them), writes frames with `pwritev`, then one `fdatasync` per
+    /// touched segment covers every durable job of the batch.
+    func commitLoop() {
+        var unsynced = Set<UInt32>()
+        var writtenThroughLSN: UInt64 = 0
+        while true {
+            wakeup.wait()
+            let (jobs, closing) = state.withLock { s -> ([Job], Bool) in
+                let q = s.queue
+                s.queue = []
+                return (q, s.closing)
+            }
+            if !jobs.isEmpty {
+                process(jobs, unsynced: &unsynced, writtenThrough: &writtenThroughLSN)
+            }
+            if closing {
+                let more = state.withLock { !$0.queue.isEmpty }
+                if more {
+                    wakeup.signal()
+                    continue
+                }
+                finishOnClose(unsynced: &unsynced)
+                stopped.complete(.success([]))
+                return
+            }
+        }
+    }
+
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, writtenThrough: inout UInt64) {
+        if let failure = state.withLock({ $0.failure }) {
+            let error = StorageError(.durabilityLost, "an earlier write failed: \(failure.message)")
+            for job in jobs { job.ticket.complete(.failure(error)) }
+            return
+        }
+        do {
+            // 1. Key slots first, durable before any record that names them.
+            var wroteSlots = false
+            for job in jobs {
+                for (slot, bytes) in job.slotWrites {
+                    try keyFile.write(bytes, at: slot.number * UInt64(LogFormat.keySlotSize))
+                    wroteSlots = true
+                }
+            }
+            if wroteSlots { try keyFile.syncData() }
+
+            // 2. Frames, one gathered write per run of jobs in one segment.
+            let segments = state.withLock { $0.segments }
+            var i = 0
+            while i < jobs.count {
+                guard !jobs[i].buffers.isEmpty else { i += 1; continue }
+                let number = jobs[i].segment
+                var buffers: [[UInt8]] = []
+                var j = i
+                while j < jobs.count && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
+                    buffers.append(contentsOf: jobs[j].buffers)
+                    if let l = jobs[j].lastLSN { writtenThrough = max(writtenThrough, l) }
+                    j += 1
+                }
+                // Older segments become durable before a newer one gets data,
+                // so a torn older segment never hides behind a newer one.
+                for older in unsynced.sorted() where older < number {
+                    try segments[older]?.file.syncData()
+                    unsynced.remove(older)
+                }
+                guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
+                try segment.file.write(gathering: buffers, at: jobs[i].offset)
+                unsynced.insert(number)
+                i = j
+            }
+
+            // 3. One sync covers every durable job of the batch.
+            if jobs.contains(where: { $0.durability == .durable }) {
+                for number in unsynced.sorted() { try segments[number]?.file.syncData() }
+                unsynced.removeAll()
+                let through = writtenThrough
+                state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
+            }
+        } catch {
+            // Never retry a failed write or sync and pretend it is durable
+            // (PostgreSQL, 2018): stop acknowledging until reopened.
+            let failure = (error as? StorageError) ?? StorageError(.io, "write failed")
+            logger.error("storage: write failed; the store no longer acknowledges writes", metadata: ["code": "\(failure.code)"])
+            let queued = state.withLock { s -> [Job] in
+                s.failure = failure
+                let q = s.queue
+                s.queue = []
+                return q
+            }
+            let lost = StorageError(.durabilityLost, failure.message, errno: failure.errno)
+            for job in jobs + queued { job.ticket.complete(.failure(lost)) }
+            return
+        }
+        for job in jobs { job.ticket.complete(.success(job.locations)) }
+
+        let wantsCheckpoint = jobs.contains(where: \.checkpoint)
+            || state.withLock { $0.bytesSinceCheckpoint >= configuration.checkpointInterval }
+        if wantsCheckpoint {
+            do {
+                try checkpointIfIdle(unsynced: &unsynced)
+            } catch {
+                logger.debug("storage: checkpoint skipped", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func finishOnClose(unsynced: inout Set<UInt32>) {
+        do {
+            let segments = state.withLock { $0.segments }
+            for number in unsynced.sorted() { try segments[number]?.file.syncData() }
+            unsynced.removeAll()
+            if state.withLock({ $0.failure == nil && $0.bytesSinceCheckpoint > 0 }) {
+                try checkpointIfIdle(unsynced: &unsynced)
+            }
+        } catch {
+            let failure = (error as? StorageError) ?? StorageError(.io, "close failed")
+            state.withLock { if $0.failure == nil { $0.failure = failure } }
+        }
+    }
+}

@@ -1,0 +1,416 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// Settings of a ``LogEngine``.
+package struct LogEngineConfiguration: Sendable {
+    /// Size of each segment file, preallocated when the segment is created.
+    package var segmentSize: UInt64 = 64 << 20
+    /// Largest payload of one record.
+    package var maximumRecordSize: Int = 8 << 20
+    /// Bytes appended between two automatic checkpoints of the index.
+    package var checkpointInterval: UInt64 = 256 << 20
+    /// How much the key file grows at a time (preallocated).
+    package var keyFileGrowth: UInt64 = 1 << 20
+    /// Where the engine logs (debug and trace only; never record content).
+    package var logger: Logger = Logger(label: "patientvault.storage", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    package init() {}
+}
+
+/// The file-backed ``StorageEngine``: an append-only log of preallocated
+/// segment files with group commit, a key-slot file, and a checkpointed
+/// in-memory index from stream to its last record.
+///
+/// One process at a time: opening takes an exclusive `flock` on `LOCK`.
+package final class LogEngine: StorageEngine {
+    let core: LogEngineCore
+
+    /// Opens (creating if needed) the engine in `directory`, recovering from
+    /// a crash: a torn tail of the log is cut off; corruption is reported.
+    /// - Throws: ``StorageError/Code/locked`` if the store is open elsewhere,
+    ///   ``StorageError/Code/corrupted`` naming segment and offset.
+    package static func open(directory: String, configuration: LogEngineConfiguration = .init()) throws -> LogEngine {
+        precondition(
+            UInt64(configuration.maximumRecordSize) * 4 <= configuration.segmentSize,
+            "segments must hold at least four maximal records")
+        let core = try LogEngineCore(directory: directory, configuration: configuration)
+        core.startCommitter()
+        return LogEngine(core: core)
+    }
+
+    private init(core: LogEngineCore) { self.core = core }
+
+    deinit { core.shutdownWithoutWaiting() }
+
+    package func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability
+    ) throws -> AppendTicket {
+        try core.append(records, keySlotWrites: keySlotWrites, durability: durability)
+    }
+
+    package func read(_ location: RecordLocation) throws -> StoredRecord { try core.read(location) }
+    package func head(of stream: StreamID) -> RecordLocation? { core.state.withLock { $0.index[stream] } }
+    package var streamCount: Int { core.state.withLock { $0.index.count } }
+    package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
+    package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
+
+    package func destroyKeySlot(_ slot: KeySlot) async throws {
+        let tombstone = LogFormat.encodeKeySlot(slot, value: [], magic: LogFormat.keySlotTombstone, salt: core.keySalt)
+        let ticket = try core.enqueue(records: [], rawSlotWrites: [(slot, tombstone)], durability: .durable)
+        _ = try await ticket.wait()
+    }
+
+    package func close() async throws {
+        try await core.close()
+    }
+
+    /// What recovery did at open, for tests and diagnostics.
+    package var recoveryReport: RecoveryReport { core.recoveryReport }
+
+    /// Writes a checkpoint of the index now (normally automatic).
+    package func checkpoint() async throws {
+        let ticket = try core.enqueue(records: [], rawSlotWrites: [], durability: .durable, checkpoint: true)
+        _ = try await ticket.wait()
+    }
+
+    /// The log sequence number the next record will get.
+    package var nextSequence: UInt64 { core.state.withLock { $0.nextLSN } }
+}
+
+/// What recovery found and did when the engine opened.
+package struct RecoveryReport: Sendable, Equatable {
+    /// Whether a valid checkpoint was used.
+    package var usedCheckpoint = false
+    /// Records replayed from the log after the checkpoint (or all).
+    package var replayedRecords = 0
+    /// Where a torn tail was cut, if one was.
+    package var truncatedAt: (segment: UInt32, offset: UInt64)?
+    /// Empty or unfinished trailing segment files removed.
+    package var removedSegments: [UInt32] = []
+
+    package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
+        a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
+            && a.truncatedAt?.segment == b.truncatedAt?.segment && a.truncatedAt?.offset == b.truncatedAt?.offset
+            && a.removedSegments == b.removedSegments
+    }
+}
+
+// MARK: - Core
+
+/// The shared state of a ``LogEngine`` and its committer thread.
+final class LogEngineCore: Sendable {
+    struct Segment: Sendable {
+        var number: UInt32
+        var file: PosixFile
+        var salt: [UInt8]
+    }
+
+    /// One queued append: key slots to write first, then frames.
+    struct Job: Sendable {
+        var slotWrites: [(KeySlot, [UInt8])]
+        var segment: UInt32
+        var offset: UInt64
+        var buffers: [[UInt8]]
+        var locations: [RecordLocation]
+        var lastLSN: UInt64?
+        var durability: Durability
+        var checkpoint: Bool
+        var ticket: AppendTicket
+    }
+
+    struct State: Sendable {
+        var segments: [UInt32: Segment] = [:]
+        var current: UInt32 = 0
+        var tail: UInt64 = 0
+        var nextLSN: UInt64 = 1
+        /// All LSNs below this are durable.
+        var durableLSN: UInt64 = 1
+        var index: [StreamID: RecordLocation] = [:]
+        var queue: [Job] = []
+        var failure: StorageError?
+        var closing = false
+        var closed = false
+        var nextKeySlot: UInt64 = 1
+        var keyFileAllocated: UInt64 = 0
+        var bytesSinceCheckpoint: UInt64 = 0
+    }
+
+    let directory: String
+    let configuration: LogEngineConfiguration
+    let state = Mutex(State())
+    let lockFile: PosixFile
+    let keyFile: PosixFile
+    let keySalt: [UInt8]
+    let wakeup = DispatchSemaphore(value: 0)
+    let stopped = AppendTicket()
+    let recoveryReport: RecoveryReport
+
+    var logger: Logger { configuration.logger }
+
+    init(directory: String, configuration: LogEngineConfiguration) throws {
+        self.directory = directory
+        self.configuration = configuration
+        try FileSystem.createDirectory(directory)
+        lockFile = try PosixFile.open(directory + "/LOCK", flags: O_RDWR | O_CREAT, name: "LOCK")
+        guard try lockFile.tryLockExclusive() else {
+            throw StorageError(.locked, "the store is already open (LOCK is held)")
+        }
+        (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory)
+        var s = State()
+        recoveryReport = try LogEngineCore.recover(directory: directory, configuration: configuration, into: &s)
+        let (next, allocated) = try LogEngineCore.scanKeyFile(keyFile)
+        s.nextKeySlot = next
+        s.keyFileAllocated = allocated
+        s.durableLSN = s.nextLSN
+        state.withLock { $0 = s }
+    }
+
+    func startCommitter() {
+        let thread = Thread { [self] in self.commitLoop() }
+        thread.name = "patientvault.commit"
+        thread.start()
+    }
+
+    // MARK: Append
+
+    func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability
+    ) throws -> AppendTicket {
+        var slots: [(KeySlot, [UInt8])] = []
+        slots.reserveCapacity(keySlotWrites.count)
+        for (slot, value) in keySlotWrites {
+            guard value.count <= LogFormat.keySlotCapacity else {
+                throw StorageError(.tooLarge, "a key slot holds at most \(LogFormat.keySlotCapacity) bytes")
+            }
+            slots.append((slot, LogFormat.encodeKeySlot(slot, value: value, magic: LogFormat.keySlotLive, salt: keySalt)))
+        }
+        return try enqueue(records: records, rawSlotWrites: slots, durability: durability)
+    }
+
+    func enqueue(
+        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, checkpoint: Bool = false
+    ) throws -> AppendTicket {
+        // Work that needs no lock: sizes and payload checksums.
+        var groupSize: UInt64 = 0
+        var crcs: [UInt32] = []
+        crcs.reserveCapacity(records.count)
+        for r in records {
+            guard r.payload.count <= configuration.maximumRecordSize else {
+                throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
+            }
+            groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
+            crcs.append(CRC32C.checksum(r.payload))
+        }
+        guard groupSize <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
+            throw StorageError(.tooLarge, "an atomic group must fit in one segment")
+        }
+        let ticket = AppendTicket()
+        try state.withLock { s in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            if let failure = s.failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)") }
+            if !records.isEmpty && s.tail + groupSize > configuration.segmentSize {
+                try rollOver(&s)
+            }
+            guard let segment = s.segments[s.current] else {
+                throw StorageError(.io, "no current segment")
+            }
+            var job = Job(
+                slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], locations: [],
+                lastLSN: nil, durability: durability, checkpoint: checkpoint, ticket: ticket)
+            job.buffers.reserveCapacity(records.count * 3)
+            job.locations.reserveCapacity(records.count)
+            var offset = s.tail
+            for (i, r) in records.enumerated() {
+                let frameLength = LogFormat.frameLength(payloadCount: r.payload.count)
+                let location = RecordLocation(segment: s.current, offset: offset, frameLength: UInt32(frameLength))
+                var flags: UInt8 = i < records.count - 1 ? LogFormat.flagGroupContinues : 0
+                var previous: RecordLocation?
+                if let stream = r.stream {
+                    flags |= LogFormat.flagHasStream
+                    previous = s.index[stream]
+                    s.index[stream] = location
+                }
+                let lsn = s.nextLSN
+                s.nextLSN += 1
+                job.buffers.append(LogFormat.encodeFrameHeader(
+                    salt: segment.salt, payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn,
+                    durableThrough: s.durableLSN, flags: flags, previous: previous, stream: r.stream))
+                job.buffers.append(r.payload)
+                let padding = frameLength - LogFormat.frameHeaderSize - r.payload.count
+                if padding > 0 { job.buffers.append([UInt8](repeating: 0, count: padding)) }
+                job.locations.append(location)
+                job.lastLSN = lsn
+                offset += UInt64(frameLength)
+            }
+            s.tail = offset
+            s.bytesSinceCheckpoint += groupSize
+            s.queue.append(job)
+        }
+        wakeup.signal()
+        return ticket
+    }
+
+    /// Creates the next segment (preallocated, header written and durable,
+    /// directory synced). Called under the state lock; on failure nothing
+    /// changes and the append fails with the error (disk full, typically).
+    private func rollOver(_ s: inout State) throws {
+        let number = s.current + 1
+        let segment = try LogEngineCore.createSegment(
+            directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize)
+        s.segments[number] = segment
+        s.current = number
+        s.tail = UInt64(LogFormat.segmentHeaderSize)
+        logger.debug("storage: started segment", metadata: ["segment": "\(number)"])
+    }
+
+    static func createSegment(directory: String, number: UInt32, firstLSN: UInt64, size: UInt64) throws -> Segment {
+        let path = directory + "/" + LogFormat.segmentFileName(number)
+        let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT | O_EXCL, name: "segment \(number)")
+        do {
+            try file.allocate(upTo: size)
+            var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
+            fillRandom(&salt)
+            try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN), at: 0)
+            try file.syncData()
+            try FileSystem.syncDirectory(directory)
+            return Segment(number: number, file: file, salt: salt)
+        } catch {
+            try? FileSystem.remove(path)
+            throw error
+        }
+    }
+
+    // MARK: Read
+
+    func read(_ location: RecordLocation) throws -> StoredRecord {
+        let segments = state.withLock { $0.segments }
+        guard location.offset + UInt64(location.frameLength) <= configuration.segmentSize,
+              Int(location.frameLength) >= LogFormat.frameHeaderSize
+        else {
+            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
+        }
+        return try LogEngineCore.readFrame(location, segments: segments, configuration: configuration)
+    }
+
+    // MARK: Key slots
+
+    func reserveKeySlot() throws -> KeySlot {
+        try state.withLock { s in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            let end = (s.nextKeySlot + 1) * UInt64(LogFormat.keySlotSize)
+            if end > s.keyFileAllocated {
+                let target = s.keyFileAllocated + configuration.keyFileGrowth
+                try keyFile.allocate(upTo: target)
+                s.keyFileAllocated = target
+            }
+            defer { s.nextKeySlot += 1 }
+            return KeySlot(s.nextKeySlot)
+        }
+    }
+
+    func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
+        guard slot.number >= 1 else { throw StorageError(.invalidLocation, "key slot 0 is the file header") }
+        let offset = slot.number * UInt64(LogFormat.keySlotSize)
+        let bytes = try keyFile.read(count: LogFormat.keySlotSize, at: offset)
+        if bytes.count < LogFormat.keySlotSize || bytes.allSatisfy({ $0 == 0 }) {
+            throw StorageError(.keySlotEmpty, "key slot \(slot.number) was never written")
+        }
+        let corrupted = StorageError(.corrupted, "key slot \(slot.number) failed its checksum")
+        return try bytes.withUnsafeBytes { raw in
+            let magic = raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian
+            let stored = raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(keySalt))
+            let number = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
+            guard crc == stored, number == slot.number else { throw corrupted }
+            if magic == LogFormat.keySlotTombstone {
+                throw StorageError(.keySlotDestroyed, "key slot \(slot.number) was destroyed")
+            }
+            guard magic == LogFormat.keySlotLive else { throw corrupted }
+            let length = Int(raw[16])
+            guard length <= LogFormat.keySlotCapacity else { throw corrupted }
+            return Array(raw[24..<(24 + length)])
+        }
+    }
+
+    static func openKeyFile(directory: String) throws -> (PosixFile, [UInt8]) {
+        let file = try PosixFile.open(directory + "/" + LogFormat.keyFileName, flags: O_RDWR | O_CREAT, name: "key file")
+        let header = try file.read(count: LogFormat.keySlotSize, at: 0)
+        if header.count < LogFormat.keySlotSize || header.allSatisfy({ $0 == 0 }) {
+            // New, or its creation never completed: nothing can reference it.
+            var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
+            fillRandom(&salt)
+            try file.write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0)
+            try file.syncData()
+            try FileSystem.syncDirectory(directory)
+            return (file, salt)
+        }
+        guard let salt = try LogFormat.decodeKeyFileHeader(header) else {
+            throw StorageError(.corrupted, "the key file header failed its checksum")
+        }
+        return (file, salt)
+    }
+
+    /// Finds the first never-used slot by scanning back from the end over the
+    /// preallocated zeros. Returns it and the file's allocated size.
+    static func scanKeyFile(_ file: PosixFile) throws -> (UInt64, UInt64) {
+        let size = try file.size()
+        let slotSize = UInt64(LogFormat.keySlotSize)
+        var slots = size / slotSize
+        let chunkSlots: UInt64 = 4096
+        while slots > 1 {
+            let first = max(1, slots >= chunkSlots ? slots - chunkSlots : 1)
+            let bytes = try file.read(count: Int((slots - first) * slotSize), at: first * slotSize)
+            var i = bytes.count / Int(slotSize)
+            while i > 0 {
+                let start = (i - 1) * Int(slotSize)
+                if bytes[start..<(start + Int(slotSize))].contains(where: { $0 != 0 }) {
+                    return (first + UInt64(i), size)
+                }
+                i -= 1
+            }
+            slots = first
+        }
+        return (1, size)
+    }
+
+    // MARK: Close
+
+    func close() async throws {
+        let alreadyClosing = state.withLock { s -> Bool in
+            defer { s.closing = true }
+            return s.closing
+        }
+        if alreadyClosing {
+            _ = try? await stopped.wait()
+            return
+        }
+        wakeup.signal()
+        _ = try await stopped.wait()
+        let failure = state.withLock { s -> StorageError? in
+            s.closed = true
+            return s.failure
+        }
+        lockFile.unlock()
+        if let failure { throw failure }
+    }
+
+    func shutdownWithoutWaiting() {
+        state.withLock { $0.closing = true }
+        wakeup.signal()
+    }
+}
+
+/// Random bytes for salts. The engine needs no cryptographic library:
+/// salts only have to differ between files, and the system generator
+/// (`getrandom`) gives that.
+func fillRandom(_ bytes: inout [UInt8]) {
+    var generator = SystemRandomNumberGenerator()
+    for i in bytes.indices { bytes[i] = generator.next() }
+}

@@ -1,0 +1,200 @@
+/// The byte layout of segment files, frames, key slots and the checkpoint.
+/// `Documentation/StorageFormat.md` describes the same layout for people.
+enum LogFormat {
+    /// Version of every file layout below.
+    static let version: UInt32 = 1
+
+    // MARK: - Segment header
+
+    static let segmentMagic: [UInt8] = Array("PVSEG\u{0}\u{0}\u{1}".utf8)
+    static let segmentHeaderSize = 64
+    static let saltSize = 16
+
+    static func segmentFileName(_ number: UInt32) -> String {
+        let digits = String(number)
+        return "segment-" + String(repeating: "0", count: max(0, 10 - digits.count)) + digits + ".log"
+    }
+
+    static func segmentNumber(fromFileName name: String) -> UInt32? {
+        guard name.hasPrefix("segment-"), name.hasSuffix(".log") else { return nil }
+        let digits = name.dropFirst("segment-".count).dropLast(".log".count)
+        guard digits.count == 10, digits.allSatisfy(\.isASCII), let n = UInt32(digits) else { return nil }
+        return n
+    }
+
+    /// `magic(8) version(4) headerSize(4) number(8) salt(16) firstLSN(8)
+    /// reserved(12) crc32c(4)`.
+    static func encodeSegmentHeader(number: UInt32, salt: [UInt8], firstLSN: UInt64) -> [UInt8] {
+        var w = ByteWriter(capacity: segmentHeaderSize)
+        w.write(bytes: segmentMagic)
+        w.write(version)
+        w.write(UInt32(segmentHeaderSize))
+        w.write(UInt64(number))
+        w.write(bytes: salt)
+        w.write(firstLSN)
+        w.writeZeros(12)
+        w.write(CRC32C.checksum(w.bytes))
+        return w.bytes
+    }
+
+    struct SegmentHeader {
+        var number: UInt32
+        var salt: [UInt8]
+        var firstLSN: UInt64
+    }
+
+    /// Decodes a segment header; nil if it is not a valid header.
+    static func decodeSegmentHeader(_ bytes: [UInt8]) throws -> SegmentHeader? {
+        guard bytes.count >= segmentHeaderSize else { return nil }
+        return try bytes.withUnsafeBytes { raw -> SegmentHeader? in
+            let h = UnsafeRawBufferPointer(rebasing: raw[0..<segmentHeaderSize])
+            var r = ByteReader(h)
+            guard Array(try r.slice(count: 8)) == segmentMagic else { return nil }
+            let crc = h.loadUnaligned(fromByteOffset: segmentHeaderSize - 4, as: UInt32.self).littleEndian
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: h[0..<(segmentHeaderSize - 4)])) == crc else { return nil }
+            let v: UInt32 = try r.read()
+            guard v == version else {
+                throw StorageError(.unsupportedFormat, "segment format version \(v) is not supported")
+            }
+            _ = try r.read(UInt32.self)
+            let number: UInt64 = try r.read()
+            let salt = try r.read(count: saltSize)
+            let first: UInt64 = try r.read()
+            return SegmentHeader(number: UInt32(truncatingIfNeeded: number), salt: salt, firstLSN: first)
+        }
+    }
+
+    // MARK: - Frames
+
+    static let frameMagic: UInt32 = 0x3152_5650  // "PVR1" little-endian
+    static let frameHeaderSize = 80
+    static let flagHasStream: UInt8 = 1
+    static let flagGroupContinues: UInt8 = 2
+
+    /// The frame length (header, payload, padding to 8 bytes).
+    @inline(__always)
+    static func frameLength(payloadCount: Int) -> Int {
+        (frameHeaderSize + payloadCount + 7) & ~7
+    }
+
+    struct FrameHeader {
+        var payloadLength: UInt32
+        var payloadCRC: UInt32
+        var lsn: UInt64
+        var durableThrough: UInt64
+        var flags: UInt8
+        var previous: RecordLocation?
+        var stream: StreamID?
+        var headerCRC: UInt32
+
+        var groupContinues: Bool { flags & LogFormat.flagGroupContinues != 0 }
+    }
+
+    /// `magic(4) headerCRC(4) payloadLength(4) payloadCRC(4) lsn(8)
+    /// durableThrough(8) flags(1) reserved(3) prevLength(4) prevLocation(8)
+    /// stream(32)`; the header CRC covers the segment salt and bytes 8..<80.
+    static func encodeFrameHeader(
+        salt: [UInt8], payloadLength: Int, payloadCRC: UInt32, lsn: UInt64, durableThrough: UInt64,
+        flags: UInt8, previous: RecordLocation?, stream: StreamID?
+    ) -> [UInt8] {
+        var w = ByteWriter(capacity: frameHeaderSize)
+        w.write(frameMagic)
+        w.write(UInt32(0))
+        w.write(UInt32(payloadLength))
+        w.write(payloadCRC)
+        w.write(lsn)
+        w.write(durableThrough)
+        w.write(flags)
+        w.writeZeros(3)
+        w.write(previous?.frameLength ?? 0)
+        w.write(previous?.raw ?? 0)
+        if let stream {
+            w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
+        } else {
+            w.writeZeros(32)
+        }
+        var bytes = w.bytes
+        let crc = bytes.withUnsafeBytes { raw in
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(salt))
+        }
+        withUnsafeBytes(of: crc.littleEndian) { c in for i in 0..<4 { bytes[4 + i] = c[i] } }
+        return bytes
+    }
+
+    /// Decodes and checks a frame header at the start of `raw`; nil if the
+    /// magic or the header CRC does not match.
+    static func decodeFrameHeader(_ raw: UnsafeRawBufferPointer, salt: [UInt8]) -> FrameHeader? {
+        guard raw.count >= frameHeaderSize else { return nil }
+        guard raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == frameMagic else { return nil }
+        let stored = raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian
+        let crc = CRC32C.checksum(
+            UnsafeRawBufferPointer(rebasing: raw[8..<frameHeaderSize]), continuing: CRC32C.checksum(salt))
+        guard crc == stored else { return nil }
+        func u32(_ o: Int) -> UInt32 { raw.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian }
+        func u64(_ o: Int) -> UInt64 { raw.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian }
+        let flags = raw[32]
+        let prevLength = u32(36)
+        let stream = flags & flagHasStream != 0
+            ? StreamID(bytes: UnsafeRawBufferPointer(rebasing: raw[48..<80])) : nil
+        return FrameHeader(
+            payloadLength: u32(8), payloadCRC: u32(12), lsn: u64(16), durableThrough: u64(24), flags: flags,
+            previous: prevLength == 0 ? nil : RecordLocation(raw: u64(40), frameLength: prevLength),
+            stream: stream, headerCRC: stored)
+    }
+
+    // MARK: - Key slots
+
+    static let keyFileName = "keys.slots"
+    static let keyFileMagic: [UInt8] = Array("PVKEYS01".utf8)
+    static let keySlotSize = 128
+    static let keySlotLive: UInt32 = 0x314B_5650  // "PVK1"
+    static let keySlotTombstone: UInt32 = 0x584B_5650  // "PVKX"
+    /// Largest value a slot holds.
+    static let keySlotCapacity = keySlotSize - 24
+
+    /// `magic(8) version(4) slotSize(4) salt(16) reserved(92) crc32c(4)`.
+    static func encodeKeyFileHeader(salt: [UInt8]) -> [UInt8] {
+        var w = ByteWriter(capacity: keySlotSize)
+        w.write(bytes: keyFileMagic)
+        w.write(version)
+        w.write(UInt32(keySlotSize))
+        w.write(bytes: salt)
+        w.writeZeros(keySlotSize - 32 - 4)
+        w.write(CRC32C.checksum(w.bytes))
+        return w.bytes
+    }
+
+    /// The salt of a valid key file header, or nil.
+    static func decodeKeyFileHeader(_ bytes: [UInt8]) throws -> [UInt8]? {
+        guard bytes.count == keySlotSize, Array(bytes[0..<8]) == keyFileMagic else { return nil }
+        let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: keySlotSize - 4, as: UInt32.self).littleEndian }
+        guard CRC32C.checksum(Array(bytes[0..<(keySlotSize - 4)])) == crc else { return nil }
+        let v = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
+        guard v == version else { throw StorageError(.unsupportedFormat, "key file format version \(v) is not supported") }
+        return Array(bytes[16..<32])
+    }
+
+    /// `magic(4) crc32c(4) slot(8) length(1) reserved(7) value(≤104) zeros`;
+    /// the CRC covers the file salt and bytes 8..<128.
+    static func encodeKeySlot(_ slot: KeySlot, value: [UInt8], magic: UInt32, salt: [UInt8]) -> [UInt8] {
+        precondition(value.count <= keySlotCapacity)
+        var w = ByteWriter(capacity: keySlotSize)
+        w.write(magic)
+        w.write(UInt32(0))
+        w.write(slot.number)
+        w.write(UInt8(value.count))
+        w.writeZeros(7)
+        w.write(bytes: value)
+        w.writeZeros(keySlotSize - w.bytes.count)
+        var bytes = w.bytes
+        let crc = CRC32C.checksum(Array(bytes[8...]), continuing: CRC32C.checksum(salt))
+        withUnsafeBytes(of: crc.littleEndian) { c in for i in 0..<4 { bytes[4 + i] = c[i] } }
+        return bytes
+    }
+
+    // MARK: - Checkpoint
+
+    static let checkpointFileName = "index.checkpoint"
+    static let checkpointMagic: [UInt8] = Array("PVCKPT01".utf8)
+    static let checkpointEntrySize = 48
+}

@@ -1,0 +1,231 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A thin owner of one file descriptor: every failing system call becomes a
+/// thrown ``StorageError``; the descriptor is closed in `deinit`.
+///
+/// `pread`/`pwrite` at explicit offsets never move a shared file position,
+/// so one descriptor serves concurrent readers and the single writer.
+package final class PosixFile: @unchecked Sendable {
+    // @unchecked Sendable: `fd` is immutable; the positional calls used on it
+    // are thread-safe in the kernel. Only `close()`/`deinit` end it, once.
+    package let fd: Int32
+    /// The file's name within the store, for error messages only.
+    package let name: String
+
+    private init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    deinit { _ = Glibc.close(fd) }
+
+    /// Opens `path` with `flags` (O_CLOEXEC is added).
+    package static func open(_ path: String, flags: Int32, mode: mode_t = 0o600, name: String) throws -> PosixFile {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw PosixFile.error("open", name: name) }
+        return PosixFile(fd: fd, name: name)
+    }
+
+    /// A `StorageError` for the current `errno`; ENOSPC and EDQUOT become
+    /// ``StorageError/Code/diskFull``.
+    package static func error(_ operation: String, name: String, code: Int32 = Glibc.errno) -> StorageError {
+        if code == ENOSPC || code == EDQUOT {
+            return StorageError(.diskFull, "\(operation) of \(name): no space left", errno: code)
+        }
+        return StorageError(.io, "\(operation) of \(name) failed", errno: code)
+    }
+
+    /// The file's size in bytes.
+    package func size() throws -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw PosixFile.error("fstat", name: name) }
+        return UInt64(st.st_size)
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset`, or fewer at end of file.
+    /// - Returns: the number of bytes read.
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PosixFile.error("read", name: name)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads up to `count` bytes at `offset` into a new array (shorter at end of file).
+    package func read(count: Int, at offset: UInt64) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { try read(into: $0, at: offset) }
+        if n < count { out.removeSubrange(n...) }
+        return out
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    package func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PosixFile.error("write", name: name)
+            }
+            done += n
+        }
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    package func write(_ bytes: [UInt8], at offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    /// Writes the buffers one after another from `offset`, in as few
+    /// `pwritev` calls as the kernel allows.
+    package func write(gathering buffers: [[UInt8]], at offset: UInt64) throws {
+        var index = 0
+        var position = offset
+        while index < buffers.count {
+            let end = min(buffers.count, index + 512)
+            var total = 0
+            for i in index..<end { total += buffers[i].count }
+            let written: Int = try withIOVectors(buffers, index..<end) { iov in
+                while true {
+                    let n = pwritev(fd, iov.baseAddress, Int32(iov.count), off_t(position))
+                    if n >= 0 { return n }
+                    if errno != EINTR { throw PosixFile.error("write", name: name) }
+                }
+            }
+            if written < total {
+                // A short write: finish the rest buffer by buffer.
+                var start = position
+                var skip = written
+                for i in index..<end {
+                    let count = buffers[i].count
+                    if skip < count {
+                        try buffers[i].withUnsafeBytes { raw in
+                            try write(UnsafeRawBufferPointer(rebasing: raw[skip...]), at: start + UInt64(skip))
+                        }
+                    }
+                    skip = max(0, skip - count)
+                    start += UInt64(count)
+                }
+            }
+            position += UInt64(total)
+            index = end
+        }
+    }
+
+    private func withIOVectors<R>(
+        _ buffers: [[UInt8]], _ range: Range<Int>, _ body: (UnsafeBufferPointer<iovec>) throws -> R
+    ) throws -> R {
+        var iovs: [iovec] = []
+        iovs.reserveCapacity(range.count)
+        // The arrays stay alive (held by `buffers`) for the whole call, and
+        // are not mutated, so their storage addresses stay valid.
+        for i in range {
+            buffers[i].withUnsafeBytes { raw in
+                iovs.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count))
+            }
+        }
+        return try withExtendedLifetime(buffers) {
+            try iovs.withUnsafeBufferPointer { try body($0) }
+        }
+    }
+
+    /// Makes written data durable (`fdatasync`).
+    package func syncData() throws {
+        while fdatasync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw PosixFile.error("fdatasync", name: name)
+        }
+    }
+
+    /// Makes data and metadata durable (`fsync`), for directories too.
+    package func sync() throws {
+        while fsync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw PosixFile.error("fsync", name: name)
+        }
+    }
+
+    /// Reserves space up to `length` bytes so that later writes inside it
+    /// cannot fail for lack of space.
+    package func allocate(upTo length: UInt64) throws {
+        let rc = posix_fallocate(fd, 0, off_t(length))
+        guard rc == 0 else { throw PosixFile.error("fallocate", name: name, code: rc) }
+    }
+
+    /// Cuts the file at `length` bytes.
+    package func truncate(to length: UInt64) throws {
+        guard ftruncate(fd, off_t(length)) == 0 else { throw PosixFile.error("ftruncate", name: name) }
+    }
+
+    /// Releases a `flock` taken by ``tryLockExclusive()``.
+    package func unlock() {
+        _ = flock(fd, LOCK_UN)
+    }
+
+    /// Takes an exclusive, non-blocking `flock` on the file.
+    /// - Returns: false if another open file description holds it.
+    package func tryLockExclusive() throws -> Bool {
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+        if errno == EWOULDBLOCK { return false }
+        throw PosixFile.error("flock", name: name)
+    }
+}
+
+/// File-system helpers that are not about one open file.
+package enum FileSystem {
+    /// Creates `path` as a directory if it does not exist.
+    package static func createDirectory(_ path: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw PosixFile.error("mkdir", name: "store directory")
+        }
+    }
+
+    /// Whether `path` exists.
+    package static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// The names in directory `path`.
+    package static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw PosixFile.error("opendir", name: "store directory") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Makes the directory's entries (new files, renames) durable.
+    package static func syncDirectory(_ path: String) throws {
+        let dir = try PosixFile.open(path, flags: O_RDONLY | O_DIRECTORY, name: "store directory")
+        try dir.sync()
+    }
+
+    /// Atomically replaces `to` with `from`.
+    package static func rename(_ from: String, _ to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw PosixFile.error("rename", name: "checkpoint") }
+    }
+
+    /// Removes a file; a missing file is not an error.
+    package static func remove(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw PosixFile.error("unlink", name: "segment") }
+    }
+}

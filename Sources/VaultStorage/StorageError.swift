@@ -1,0 +1,64 @@
+/// A failure of the storage engine.
+///
+/// Messages name files by their segment number and byte offset only; the
+/// engine never sees what its records mean.
+package struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, as an open-ended set of codes.
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        package var description: String { name }
+
+        /// Another process (or another open in this one) holds the store.
+        package static let locked = Code("locked")
+        /// Bytes on disk are not what the engine wrote: a bad checksum that
+        /// is not a torn tail, a gap in sequence numbers, a missing segment.
+        package static let corrupted = Code("corrupted")
+        /// The file system is full; nothing of the failed call was written.
+        package static let diskFull = Code("diskFull")
+        /// Any other system call failure.
+        package static let io = Code("io")
+        /// An earlier `fdatasync` failed: the engine no longer acknowledges
+        /// writes until it is reopened (and recovered).
+        package static let durabilityLost = Code("durabilityLost")
+        /// The engine was closed.
+        package static let closed = Code("closed")
+        /// A key slot was never written (or lost in a crash before it was
+        /// acknowledged).
+        package static let keySlotEmpty = Code("keySlotEmpty")
+        /// A key slot was destroyed on purpose (erasure).
+        package static let keySlotDestroyed = Code("keySlotDestroyed")
+        /// A record, group or key value is larger than the engine accepts.
+        package static let tooLarge = Code("tooLarge")
+        /// A location that does not designate a record of this store.
+        package static let invalidLocation = Code("invalidLocation")
+        /// Files of an unknown format version.
+        package static let unsupportedFormat = Code("unsupportedFormat")
+    }
+
+    /// The kind of failure.
+    package var code: Code
+    /// A short explanation, free of record content.
+    package var message: String
+    /// The segment number concerned, if any.
+    package var segment: UInt32?
+    /// The byte offset concerned, if any.
+    package var offset: UInt64?
+    /// The `errno` of a failed system call, if any.
+    package var errno: Int32?
+
+    package init(_ code: Code, _ message: String, segment: UInt32? = nil, offset: UInt64? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.segment = segment
+        self.offset = offset
+        self.errno = errno
+    }
+
+    package var description: String {
+        var s = "StorageError.\(code): \(message)"
+        if let segment { s += " (segment \(segment)" + (offset.map { ", offset \($0)" } ?? "") + ")" }
+        if let errno { s += " [errno \(errno)]" }
+        return s
+    }
+}

@@ -1,0 +1,154 @@
+import Testing
+@testable import VaultCrypto
+
+@Suite struct AEADTests {
+    @Test func roundTripAndRandomNonces() throws {
+        let key = try SymmetricKey.generate()
+        let message = Array("a clinical note".utf8)
+        let a = try XChaCha20Poly1305.seal(message, using: key, authenticating: [1, 2])
+        let b = try XChaCha20Poly1305.seal(message, using: key, authenticating: [1, 2])
+        #expect(a != b)
+        #expect(a.count == message.count + XChaCha20Poly1305.overhead)
+        #expect(try XChaCha20Poly1305.open(a, using: key, authenticating: [1, 2]) == message)
+        #expect(try XChaCha20Poly1305.open(b, using: key, authenticating: [1, 2]) == message)
+    }
+
+    @Test func everyFlippedByteFailsAuthentication() throws {
+        let key = try SymmetricKey.generate()
+        let box = try XChaCha20Poly1305.seal(Array(repeating: 0x41, count: 64), using: key, authenticating: [9])
+        for i in box.indices {
+            var tampered = box
+            tampered[i] ^= 0x01
+            #expect(throws: CryptoError(.authenticationFailed, "sealed box did not authenticate")) {
+                try XChaCha20Poly1305.open(tampered, using: key, authenticating: [9])
+            }
+        }
+    }
+
+    @Test func wrongKeyOrContextFails() throws {
+        let key = try SymmetricKey.generate()
+        let box = try XChaCha20Poly1305.seal([1, 2, 3], using: key, authenticating: Array("vault A".utf8))
+        #expect { try XChaCha20Poly1305.open(box, using: key, authenticating: Array("vault B".utf8)) } throws: {
+            ($0 as? CryptoError)?.code == .authenticationFailed
+        }
+        #expect { try XChaCha20Poly1305.open(box, using: try SymmetricKey.generate(), authenticating: Array("vault A".utf8)) } throws: {
+            ($0 as? CryptoError)?.code == .authenticationFailed
+        }
+        #expect { try XChaCha20Poly1305.open(Array(box.prefix(20)), using: key, authenticating: []) } throws: {
+            ($0 as? CryptoError)?.code == .authenticationFailed
+        }
+    }
+
+    @Test func keyWrapBindsContext() throws {
+        let kek = try SymmetricKey.generate()
+        let key = try SymmetricKey.generate()
+        let wrapped = try KeyWrap.wrap(key, with: kek, context: [1])
+        #expect(wrapped.count == KeyWrap.wrappedByteCount)
+        #expect(try KeyWrap.unwrap(wrapped, with: kek, context: [1]) == key)
+        #expect { try KeyWrap.unwrap(wrapped, with: kek, context: [2]) } throws: { ($0 as? CryptoError)?.code == .authenticationFailed }
+        #expect { try KeyWrap.unwrap(wrapped, with: key, context: [1]) } throws: { ($0 as? CryptoError)?.code == .authenticationFailed }
+    }
+}
+
+@Suite struct KeyTests {
+    @Test func keysCompareInConstantTimeByValue() throws {
+        let bytes = [UInt8](repeating: 7, count: 32)
+        let a = try bytes.withUnsafeBytes { try SymmetricKey.copying($0) }
+        let b = try bytes.withUnsafeBytes { try SymmetricKey.copying($0) }
+        #expect(a == b)
+        #expect(a != (try SymmetricKey.generate()))
+        #expect { try [UInt8](repeating: 1, count: 31).withUnsafeBytes { try SymmetricKey.copying($0) } } throws: {
+            ($0 as? CryptoError)?.code == .invalidInput
+        }
+    }
+
+    @Test func derivedSubkeysDifferByIdAndContext() throws {
+        let master = try SymmetricKey.generate()
+        let a = try KeyDerivation.deriveKey(from: master, id: 1, context: .init("PVMASTER"))
+        let a2 = try KeyDerivation.deriveKey(from: master, id: 1, context: .init("PVMASTER"))
+        let b = try KeyDerivation.deriveKey(from: master, id: 2, context: .init("PVMASTER"))
+        let c = try KeyDerivation.deriveKey(from: master, id: 1, context: .init("PVOTHER_"))
+        #expect(a == a2)
+        #expect(a != b)
+        #expect(a != c)
+    }
+
+    @Test func argon2idIsDeterministicPerSaltAndRefusesBadSalts() throws {
+        let salt = [UInt8](repeating: 3, count: Argon2id.saltByteCount)
+        let pw = Array("correct horse".utf8)
+        let k1 = try pw.withUnsafeBytes { try Argon2id.deriveKey(from: $0, salt: salt, parameters: .minimum) }
+        let k2 = try pw.withUnsafeBytes { try Argon2id.deriveKey(from: $0, salt: salt, parameters: .minimum) }
+        let k3 = try pw.withUnsafeBytes { try Argon2id.deriveKey(from: $0, salt: [UInt8](repeating: 4, count: 16), parameters: .minimum) }
+        #expect(k1 == k2)
+        #expect(k1 != k3)
+        #expect { try pw.withUnsafeBytes { try Argon2id.deriveKey(from: $0, salt: [1, 2], parameters: .minimum) } } throws: {
+            ($0 as? CryptoError)?.code == .invalidInput
+        }
+    }
+}
+
+@Suite struct SecretStreamTests {
+    func sealed(_ chunks: [[UInt8]], key: SymmetricKey) throws -> (header: [UInt8], chunks: [[UInt8]]) {
+        let pusher = try SecretStreamPusher(key: key)
+        var out: [[UInt8]] = []
+        for (i, chunk) in chunks.enumerated() {
+            var c: [UInt8] = []
+            try chunk.withUnsafeBytes { p in
+                try [UInt8(i)].withUnsafeBytes { ad in
+                    try pusher.push(p, authenticating: ad, isFinal: i == chunks.count - 1, appendingTo: &c)
+                }
+            }
+            out.append(c)
+        }
+        return (pusher.header, out)
+    }
+
+    func open(_ header: [UInt8], _ chunks: [[UInt8]], key: SymmetricKey) throws -> ([UInt8], Bool) {
+        let puller = try header.withUnsafeBytes { try SecretStreamPuller(key: key, header: $0) }
+        var plain: [UInt8] = []
+        var final = false
+        for (i, c) in chunks.enumerated() {
+            final = try c.withUnsafeBytes { cb in
+                try [UInt8(i)].withUnsafeBytes { ad in try puller.pull(cb, authenticating: ad, appendingTo: &plain) }
+            }
+        }
+        return (plain, final)
+    }
+
+    @Test func roundTrip() throws {
+        let key = try SymmetricKey.generate()
+        let parts = [[UInt8](repeating: 1, count: 1000), [2, 3], [UInt8](repeating: 4, count: 5000)]
+        let (header, chunks) = try sealed(parts, key: key)
+        let (plain, final) = try open(header, chunks, key: key)
+        #expect(plain == parts.flatMap { $0 })
+        #expect(final)
+    }
+
+    @Test func reorderTruncationAndTamperingAreDetected() throws {
+        let key = try SymmetricKey.generate()
+        let (header, chunks) = try sealed([[1], [2], [3]], key: key)
+        // Truncated: no final tag seen.
+        let (_, final) = try open(header, Array(chunks.prefix(2)), key: key)
+        #expect(!final)
+        // Reordered.
+        #expect(throws: CryptoError.self) { try open(header, [chunks[1], chunks[0], chunks[2]], key: key) }
+        // Tampered.
+        var bad = chunks
+        bad[1][0] ^= 1
+        #expect(throws: CryptoError.self) { try open(header, bad, key: key) }
+        // Wrong key.
+        #expect(throws: CryptoError.self) { try open(header, chunks, key: try SymmetricKey.generate()) }
+        // A chunk after the final one.
+        #expect(throws: CryptoError.self) { try open(header, chunks + [chunks[2]], key: key) }
+    }
+
+    @Test func incrementalBLAKE2bMatchesOneShot() throws {
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0) }
+        let key = try SymmetricKey.generate()
+        let hasher = try BLAKE2b.Hasher(outputByteCount: 32, key: key)
+        hasher.update(Array(data[..<3333]))
+        hasher.update(Array(data[3333...]))
+        #expect(hasher.finalize() == BLAKE2b.hash(data, key: key))
+        #expect(BLAKE2b.hash(data, key: key) != BLAKE2b.hash(data))
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import VaultStorage
+
+/// Crash recovery: torn tails are cut, corruption is reported.
+@Suite struct RecoveryTests {
+    /// Writes three durable records, closes without a checkpoint, and
+    /// returns their locations.
+    func threeRecords(_ dir: TemporaryDirectory) async throws -> [RecordLocation] {
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var locations: [RecordLocation] = []
+        for i in 0..<3 {
+            locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 150))])
+        }
+        try await engine.close()
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        return locations
+    }
+
+    @Test func tornTailCutAtEveryByteOffsetRecoversTheCompleteRecords() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let last = locations[2]
+        let original = try readBytes(dir.segmentPath(1))
+        // Cut the file inside the last record at every byte offset (a crash
+        // during its write): recovery keeps exactly the first two records.
+        for cut in last.offset..<(last.offset + UInt64(last.frameLength)) {
+            try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+            try truncate(dir.segmentPath(1), to: cut)
+            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let records = try engine.records(of: stream(1))
+            #expect(records.map(\.payload) == [payload(0, size: 150), payload(1, size: 150)], "cut at \(cut)")
+            if cut > last.offset {
+                #expect(engine.recoveryReport.truncatedAt?.offset == last.offset)
+            }
+            #expect(engine.nextSequence == 3)
+            try await engine.close()
+            try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        }
+    }
+
+    @Test func tornTailOfGarbageInPreallocatedSpaceIsCut() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let last = locations[2]
+        // Half-written last record: its second half is zeros, as in a
+        // preallocated file after a crash.
+        try overwrite(dir.segmentPath(1), at: last.offset + UInt64(last.frameLength / 2), with: [UInt8](repeating: 0, count: Int(last.frameLength)))
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try engine.records(of: stream(1)).count == 2)
+        // The store goes on after the cut, and the new record survives a reopen.
+        try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(7))])
+        try await engine.close()
+        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try reopened.records(of: stream(1)).map(\.payload).last == payload(7))
+        try await reopened.close()
+    }
+
+    @Test(arguments: [0, 5, 20, 79, 80, 120])
+    func damagedMiddleRecordIsCorruption(byteInRecord: Int) async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let middle = locations[1]
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(middle.offset) + byteInRecord] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        #expect {
+            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        } throws: { error in
+            guard let e = error as? StorageError else { return false }
+            return e.code == .corrupted && e.segment == 1 && e.offset == middle.offset
+        }
+    }
+
+    @Test func damageInAnOlderSegmentIsReportedOnRead() async throws {
+        let dir = TemporaryDirectory()
+        var first: RecordLocation?
+        do {
+            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            for i in 0..<100 {
+                let loc = try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 2000))])
+                if first == nil { first = loc[0] }
+            }
+            try await engine.close()
+        }
+        try overwrite(dir.segmentPath(1), at: first!.offset + 100, with: [0xFF, 0xFF])
+        // With the checkpoint, open does not rescan segment 1; the read does,
+        // and names the segment and offset.
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect {
+            _ = try engine.read(first!)
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
+        try await engine.close()
+        // Without the checkpoint, open replays everything and refuses.
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        #expect {
+            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 } ?? false }
+    }
+
+    @Test func missingMiddleSegmentIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        for i in 0..<100 {
+            try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 2000))])
+        }
+        try await engine.close()
+        try FileManager.default.removeItem(atPath: dir.segmentPath(2))
+        #expect {
+            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        } throws: { ($0 as? StorageError)?.code == .corrupted }
+    }
+
+    @Test func incompleteAtomicGroupIsCutWhole() async throws {
+        let dir = TemporaryDirectory()
+        var group: [RecordLocation] = []
+        do {
+            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(0))])
+            group = try await engine.appendDurably([
+                EngineRecord(stream: stream(4), payload: payload(1)),
+                EngineRecord(stream: stream(5), payload: payload(2)),
+                EngineRecord(stream: stream(4), payload: payload(3)),
+            ])
+            try await engine.close()
+            try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        }
+        // Lose the group's last frame: the first two, although intact, go too.
+        try truncate(dir.segmentPath(1), to: group[2].offset + 10)
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try engine.records(of: stream(4)).map(\.payload) == [payload(0)])
+        #expect(engine.head(of: stream(5)) == nil)
+        #expect(engine.recoveryReport.truncatedAt?.offset == group[0].offset)
+        try await engine.close()
+    }
+
+    @Test func staleFramesFromAnEarlierFileDoNotCount() async throws {
+        // Copy a valid frame from one store into the free space of another:
+        // its checksum is salted by the other file, so it is not a record.
+        let a = TemporaryDirectory(), b = TemporaryDirectory()
+        let engineA = try LogEngine.open(directory: a.path, configuration: smallConfiguration())
+        let foreign = try await engineA.appendDurably([EngineRecord(stream: stream(6), payload: payload(6))])[0]
+        try await engineA.close()
+        let engineB = try LogEngine.open(directory: b.path, configuration: smallConfiguration())
+        let own = try await engineB.appendDurably([EngineRecord(stream: stream(7), payload: payload(7))])[0]
+        try await engineB.close()
+        let frame = Array(try readBytes(a.segmentPath(1))[Int(foreign.offset)..<Int(foreign.offset + UInt64(foreign.frameLength))])
+        try overwrite(b.segmentPath(1), at: own.offset + UInt64(own.frameLength), with: frame)
+        try FileManager.default.removeItem(atPath: b.path + "/" + LogFormat.checkpointFileName)
+        let reopened = try LogEngine.open(directory: b.path, configuration: smallConfiguration())
+        #expect(reopened.head(of: stream(6)) == nil)
+        #expect(reopened.nextSequence == 2)
+        try await reopened.close()
+    }
+
+    @Test func damagedCheckpointFallsBackToFullReplay() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            for i in 0..<10 { try await engine.appendDurably([EngineRecord(stream: stream(8), payload: payload(i))]) }
+            try await engine.close()
+        }
+        try overwrite(dir.path + "/" + LogFormat.checkpointFileName, at: 40, with: [0xAB])
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(engine.recoveryReport.usedCheckpoint == false)
+        #expect(try engine.records(of: stream(8)).count == 10)
+        try await engine.close()
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+@testable import VaultStorage
+
+/// A fresh temporary directory per test, removed when the value is dropped.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "pv-storage-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func segmentPath(_ n: UInt32) -> String { path + "/" + LogFormat.segmentFileName(n) }
+}
+
+func stream(_ n: UInt8) -> StreamID { StreamID(bytes: [UInt8](repeating: n, count: 32)) }
+
+func payload(_ n: Int, size: Int = 100) -> [UInt8] {
+    (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ n) }
+}
+
+/// A small engine so that tests reach segment boundaries quickly.
+func smallConfiguration() -> LogEngineConfiguration {
+    var c = LogEngineConfiguration()
+    c.segmentSize = 64 << 10
+    c.maximumRecordSize = 8 << 10
+    c.keyFileGrowth = 4 << 10
+    return c
+}
+
+extension LogEngine {
+    @discardableResult
+    func appendDurably(_ records: [EngineRecord]) async throws -> [RecordLocation] {
+        try await append(records, keySlotWrites: [], durability: .durable).wait()
+    }
+
+    /// Every record of `stream`, oldest first, by following back-pointers.
+    func records(of stream: StreamID) throws -> [StoredRecord] {
+        var out: [StoredRecord] = []
+        var next = head(of: stream)
+        while let location = next {
+            let r = try read(location)
+            out.append(r)
+            next = r.previous
+        }
+        return out.reversed()
+    }
+}
+
+func overwrite(_ path: String, at offset: UInt64, with bytes: [UInt8]) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: offset)
+    try handle.write(contentsOf: Data(bytes))
+    try handle.close()
+}
+
+func truncate(_ path: String, to length: UInt64) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    try handle.truncate(atOffset: length)
+    try handle.close()
+}
+
+func readBytes(_ path: String) throws -> [UInt8] {
+    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+}
