@@ -64,7 +64,9 @@ package struct ByteWriter: Sendable {
 /// input is a thrown ``ByteReader/Malformed``, never a trap.
 package struct ByteReader {
     /// Thrown when the input ends early or a value is out of range.
-    package struct Malformed: Error, Sendable {}
+    package struct Malformed: Error, Sendable {
+        package init() {}
+    }
 
     private let bytes: UnsafeRawBufferPointer
     /// The read position.

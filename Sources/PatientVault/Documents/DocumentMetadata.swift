@@ -1,0 +1,205 @@
+import Foundation
+
+/// The 11 document categories of the access matrix.
+public enum DocumentCategory: String, Hashable, Sendable, CaseIterable {
+    case report
+    case summary
+    case medicalImaging
+    case prescription
+    case dispensation
+    case carePlan
+    case administeredTreatment
+    case certificate
+    case reimbursement
+    case patientDeposited
+    case administrative
+}
+
+/// A coded document type, e.g. LOINC `11488-4` (consultation note).
+public struct DocumentTypeCode: Hashable, Sendable {
+    /// The code system, e.g. `http://loinc.org`.
+    public var system: String
+    /// The code, e.g. `11488-4`.
+    public var code: String
+
+    /// Creates a type code.
+    public init(system: String = "http://loinc.org", code: String) {
+        self.system = system
+        self.code = code
+    }
+
+    /// LOINC 11488-4, consultation note.
+    public static let consultationNote = DocumentTypeCode(code: "11488-4")
+    /// LOINC 34133-9, summary of episode note.
+    public static let summaryOfEpisode = DocumentTypeCode(code: "34133-9")
+    /// LOINC 57833-6, prescription for medication.
+    public static let prescription = DocumentTypeCode(code: "57833-6")
+    /// LOINC 18748-4, diagnostic imaging study.
+    public static let imagingStudy = DocumentTypeCode(code: "18748-4")
+}
+
+/// The per-document confidentiality flags of the DMP (independent).
+public struct ConfidentialityFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// `MASQUE_PS`: masked from professionals (only the patient, the author
+    /// and the médecin traitant see it).
+    public static let maskedFromProfessionals = ConfidentialityFlags(rawValue: 1)
+    /// `INVISIBLE_PATIENT`: hidden from the patient until released.
+    public static let hiddenFromPatient = ConfidentialityFlags(rawValue: 2)
+    /// `INVISIBLE_REPRESENTANTS_LEGAUX`: hidden from legal representatives.
+    public static let hiddenFromLegalRepresentatives = ConfidentialityFlags(rawValue: 4)
+}
+
+/// Why a version was replaced.
+public enum ReplacementReason: String, Hashable, Sendable {
+    /// A newer version supersedes it (XDS `RPLC`).
+    case superseded
+    /// It was entered in error; the new version corrects it.
+    case enteredInError
+}
+
+/// The state of one version of a document.
+public enum DocumentStatus: Hashable, Sendable {
+    /// The current version.
+    case current
+    /// Replaced by the given version.
+    case superseded(by: Int)
+    /// Replaced by the given version because it was entered in error.
+    case enteredInError(correctedBy: Int)
+
+    /// Whether this version has been replaced.
+    public var isDeprecated: Bool { self != .current }
+}
+
+/// What a depositor says about a document; the store adds the rest.
+public struct DocumentDraft: Hashable, Sendable {
+    /// Coded type.
+    public var typeCode: DocumentTypeCode
+    /// Matrix category.
+    public var category: DocumentCategory
+    /// Title, shown in listings. Not empty.
+    public var title: String
+    /// When the document was written.
+    public var createdAt: Date
+    /// Start of the care it documents, if known.
+    public var serviceStart: Date?
+    /// End of the care it documents, if known.
+    public var serviceEnd: Date?
+    /// MIME type of the content, e.g. `application/pdf`.
+    public var mimeType: String
+    /// Confidentiality flags.
+    public var confidentiality: ConfidentialityFlags
+
+    /// Creates a draft.
+    public init(
+        typeCode: DocumentTypeCode, category: DocumentCategory, title: String, createdAt: Date,
+        serviceStart: Date? = nil, serviceEnd: Date? = nil, mimeType: String,
+        confidentiality: ConfidentialityFlags = []
+    ) {
+        self.typeCode = typeCode
+        self.category = category
+        self.title = title
+        self.createdAt = createdAt
+        self.serviceStart = serviceStart
+        self.serviceEnd = serviceEnd
+        self.mimeType = mimeType
+        self.confidentiality = confidentiality
+    }
+}
+
+/// Everything known about one version of a document, except its content.
+public struct DocumentMetadata: Hashable, Sendable {
+    /// The document's id, shared by its versions.
+    public var id: DocumentID
+    /// The version number, from 1.
+    public var version: Int
+    /// What the depositor said.
+    public var draft: DocumentDraft
+    /// Who deposited it (its author).
+    public var author: Principal
+    /// When the store acknowledged the deposit (configured clock).
+    public var depositedAt: Date
+    /// Size of the content in bytes.
+    public var size: Int64
+    /// BLAKE2b-256 of the content.
+    public var contentHash: [UInt8]
+    /// The version this one replaced, and why.
+    public var replaces: (version: Int, reason: ReplacementReason)? {
+        get { replacedVersion.map { ($0, replacementReason ?? .superseded) } }
+        set {
+            replacedVersion = newValue?.version
+            replacementReason = newValue?.reason
+        }
+    }
+    /// The state of this version.
+    public var status: DocumentStatus
+
+    var replacedVersion: Int?
+    var replacementReason: ReplacementReason?
+
+    // Convenience accessors for the draft's fields.
+    /// Coded type.
+    public var typeCode: DocumentTypeCode { draft.typeCode }
+    /// Matrix category.
+    public var category: DocumentCategory { draft.category }
+    /// Title.
+    public var title: String { draft.title }
+    /// MIME type.
+    public var mimeType: String { draft.mimeType }
+    /// Confidentiality flags.
+    public var confidentiality: ConfidentialityFlags { draft.confidentiality }
+    /// When the document was written.
+    public var createdAt: Date { draft.createdAt }
+}
+
+/// A filter for listing a vault's documents. Empty fields match everything.
+public struct DocumentQuery: Hashable, Sendable {
+    /// Only these categories.
+    public var categories: Set<DocumentCategory>?
+    /// Only this type code.
+    public var typeCode: DocumentTypeCode?
+    /// Only documents by this author.
+    public var author: Principal?
+    /// Only documents created in this range (inclusive).
+    public var createdBetween: ClosedRange<Date>?
+    /// Which versions: current only (the default), or all.
+    public var includeDeprecated: Bool
+
+    /// Creates a query.
+    public init(
+        categories: Set<DocumentCategory>? = nil, typeCode: DocumentTypeCode? = nil, author: Principal? = nil,
+        createdBetween: ClosedRange<Date>? = nil, includeDeprecated: Bool = false
+    ) {
+        self.categories = categories
+        self.typeCode = typeCode
+        self.author = author
+        self.createdBetween = createdBetween
+        self.includeDeprecated = includeDeprecated
+    }
+
+    func matches(_ m: DocumentMetadata) -> Bool {
+        if let categories, !categories.contains(m.category) { return false }
+        if let typeCode, typeCode != m.typeCode { return false }
+        if let author, author != m.author { return false }
+        if let createdBetween, !createdBetween.contains(m.createdAt) { return false }
+        if !includeDeprecated && m.status.isDeprecated { return false }
+        return true
+    }
+}
+
+/// What the store knows about a vault, as its holder may see it.
+public struct VaultInfo: Hashable, Sendable {
+    /// The vault's pseudonymous id (hexadecimal keyed BLAKE2b of the INS):
+    /// what logs, errors and files use instead of the INS.
+    public var vaultID: String
+    /// Who created it.
+    public var createdBy: Principal
+    /// Through which channel.
+    public var channel: CreationChannel
+    /// When.
+    public var createdAt: Date
+    /// Number of documents (current versions) visible to the asker.
+    public var documentCount: Int
+}

@@ -1,0 +1,57 @@
+import VaultCrypto
+
+/// The identifier of a document: 128 random bits, the same for all its
+/// versions. Written as 32 lowercase hexadecimal characters.
+public struct DocumentID: Hashable, Sendable, CustomStringConvertible, Comparable {
+    let bytes: [UInt8]
+
+    init(bytes: [UInt8]) {
+        precondition(bytes.count == 16)
+        self.bytes = bytes
+    }
+
+    /// A new random id.
+    static func random() -> DocumentID { DocumentID(bytes: SecureRandom.bytes(16)) }
+
+    /// Parses the 32-character hexadecimal form.
+    /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.
+    public init(_ string: String) throws(PatientVaultError) {
+        let chars = Array(string.lowercased().utf8)
+        guard chars.count == 32 else {
+            throw PatientVaultError(.invalidIdentifier, "a document id has 32 hexadecimal characters")
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        for i in stride(from: 0, to: 32, by: 2) {
+            guard let hi = hexValue(chars[i]), let lo = hexValue(chars[i + 1]) else {
+                throw PatientVaultError(.invalidIdentifier, "a document id has 32 hexadecimal characters")
+            }
+            out.append(hi << 4 | lo)
+        }
+        bytes = out
+    }
+
+    /// The 32-character hexadecimal form.
+    public var description: String { hexEncoded(bytes) }
+
+    public static func < (a: DocumentID, b: DocumentID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case 48...57: return c - 48
+    case 97...102: return c - 87
+    default: return nil
+    }
+}
+
+func hexEncoded(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,152 @@
+import VaultCrypto
+import VaultStorage
+
+/// The one error type of PatientVault's public API.
+///
+/// Errors carry a ``Code`` (an open-ended set, like GRDB's `DatabaseError`)
+/// and identifiers that help a host act on them: the vault's pseudonymous
+/// id, a document id, a segment and offset, the access rule that decided.
+/// They never carry patient identifiers in clear, titles, clinical content
+/// or key bytes.
+public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The code's name.
+        public var description: String { name }
+
+        /// An identifier (INS, RPPS, FINESS, document id) is malformed or
+        /// its check digits are wrong.
+        public static let invalidIdentifier = Code("invalidIdentifier")
+        /// An argument is invalid: empty title, oversized metadata,
+        /// inconsistent dates, a channel that does not fit the principal.
+        public static let invalidArgument = Code("invalidArgument")
+        /// No vault exists for this patient.
+        public static let unknownVault = Code("unknownVault")
+        /// A vault already exists for this patient.
+        public static let vaultAlreadyExists = Code("vaultAlreadyExists")
+        /// No such document (or version), or not one this principal may see:
+        /// the two are deliberately indistinguishable.
+        public static let unknownDocument = Code("unknownDocument")
+        /// The version asked for has been replaced; ask for the current one
+        /// or opt in to history.
+        public static let deprecatedVersion = Code("deprecatedVersion")
+        /// The access decision denied the operation; ``PatientVaultError/rule`` says which rule.
+        public static let accessDenied = Code("accessDenied")
+        /// A concurrent operation changed the document first (two
+        /// replacements of the same version).
+        public static let conflict = Code("conflict")
+        /// The master key does not open this store.
+        public static let wrongMasterKey = Code("wrongMasterKey")
+        /// The store is open in another process or handle.
+        public static let storeLocked = Code("storeLocked")
+        /// Bytes on disk are damaged or were altered (checksum or
+        /// authentication failure, broken chain).
+        public static let corrupted = Code("corrupted")
+        /// The document's key was destroyed: it was erased.
+        public static let erased = Code("erased")
+        /// A write could not be made durable; the store acknowledges no more
+        /// writes until it is reopened.
+        public static let durabilityLost = Code("durabilityLost")
+        /// The disk is full; nothing of the failed operation was written.
+        public static let diskFull = Code("diskFull")
+        /// Another I/O failure.
+        public static let io = Code("io")
+        /// The store was closed.
+        public static let closed = Code("closed")
+        /// Files of an unknown format version.
+        public static let unsupportedFormat = Code("unsupportedFormat")
+        /// The operation was cancelled before it was acknowledged; nothing
+        /// of it is visible.
+        public static let cancelled = Code("cancelled")
+        /// The cryptographic library could not initialise or allocate
+        /// guarded memory.
+        public static let cryptoUnavailable = Code("cryptoUnavailable")
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// A short explanation without patient data.
+    public var message: String
+    /// The vault concerned, by its pseudonymous id (hex), if any.
+    public var vaultID: String?
+    /// The document concerned, if any.
+    public var documentID: DocumentID?
+    /// The access rule that denied, for ``Code/accessDenied``.
+    public var rule: AccessRule?
+    /// The segment file concerned, for storage errors.
+    public var segment: UInt32?
+    /// The byte offset concerned, for storage errors.
+    public var offset: UInt64?
+
+    /// Creates an error.
+    public init(
+        _ code: Code, _ message: String, vaultID: String? = nil, documentID: DocumentID? = nil,
+        rule: AccessRule? = nil, segment: UInt32? = nil, offset: UInt64? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.vaultID = vaultID
+        self.documentID = documentID
+        self.rule = rule
+        self.segment = segment
+        self.offset = offset
+    }
+
+    /// A one-line description, safe to log.
+    public var description: String {
+        var s = "PatientVaultError.\(code): \(message)"
+        if let vaultID { s += " [vault \(vaultID)]" }
+        if let documentID { s += " [document \(documentID)]" }
+        if let rule { s += " [rule \(rule)]" }
+        if let segment { s += " [segment \(segment)" + (offset.map { " offset \($0)" } ?? "") + "]" }
+        return s
+    }
+}
+
+// MARK: - Mapping from the lower layers
+
+extension PatientVaultError {
+    /// Translates any error of the layers below into the public error.
+    static func wrapping(_ error: any Error, vaultID: String? = nil, documentID: DocumentID? = nil) -> PatientVaultError {
+        switch error {
+        case let e as PatientVaultError:
+            return e
+        case let e as StorageError:
+            let code: Code
+            switch e.code {
+            case .locked: code = .storeLocked
+            case .corrupted, .invalidLocation, .keySlotEmpty: code = .corrupted
+            case .keySlotDestroyed: code = .erased
+            case .diskFull: code = .diskFull
+            case .durabilityLost: code = .durabilityLost
+            case .closed: code = .closed
+            case .tooLarge: code = .invalidArgument
+            case .unsupportedFormat: code = .unsupportedFormat
+            default: code = .io
+            }
+            return PatientVaultError(
+                code, e.message, vaultID: vaultID, documentID: documentID, segment: e.segment, offset: e.offset)
+        case let e as CryptoError:
+            if e.code == .authenticationFailed {
+                return PatientVaultError(
+                    .corrupted, "stored data failed authentication (altered, moved or wrong key)",
+                    vaultID: vaultID, documentID: documentID)
+            }
+            return PatientVaultError(.cryptoUnavailable, e.message, vaultID: vaultID, documentID: documentID)
+        case is ByteReader.Malformed:
+            return PatientVaultError(.corrupted, "a stored record is malformed", vaultID: vaultID, documentID: documentID)
+        case is CancellationError:
+            return PatientVaultError(.cancelled, "cancelled", vaultID: vaultID, documentID: documentID)
+        default:
+            return PatientVaultError(.io, "unexpected failure: \(type(of: error))", vaultID: vaultID, documentID: documentID)
+        }
+    }
+}
+
+/// Runs `body`, translating lower-layer errors into ``PatientVaultError``.
+@inline(__always)
+func translatingErrors<R>(vaultID: String? = nil, documentID: DocumentID? = nil, _ body: () throws -> R) throws(PatientVaultError) -> R {
+    do { return try body() } catch { throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: documentID) }
+}

@@ -1,0 +1,75 @@
+import VaultCrypto
+import VaultStorage
+
+/// Keys derived from the master key (`crypto_kdf`, context `PVMASTER`).
+///
+/// - 1: key-check key (opens the header's check box: wrong key detected
+///   before anything is written);
+/// - 2: key-encryption key, wraps each vault key;
+/// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id.
+struct StoreKeys: Sendable {
+    static let context = KeyDerivation.Context("PVMASTER")
+    let check: SymmetricKey
+    let keyEncryption: SymmetricKey
+    let pseudonym: SymmetricKey
+
+    init(master: SymmetricKey) throws {
+        check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
+        keyEncryption = try KeyDerivation.deriveKey(from: master, id: 2, context: Self.context)
+        pseudonym = try KeyDerivation.deriveKey(from: master, id: 3, context: Self.context)
+    }
+
+    /// The vault's stream id: BLAKE2b-256 keyed by the pseudonym key over
+    /// `"PV1-INS" || INS`. Without the master key it cannot be linked to a
+    /// patient, and it is stable so the vault can be found again.
+    func vaultPseudonym(for ins: INS) -> StreamID {
+        StreamID(bytes: BLAKE2b.hash(Array("PV1-INS".utf8) + Array(ins.digits.utf8), key: pseudonym))
+    }
+
+    /// Binds a wrapped vault key to its vault and slot.
+    static func vaultKeyContext(_ vault: StreamID, slot: KeySlot) -> [UInt8] {
+        var w = ByteWriter(capacity: 64)
+        w.write(bytes: Array("PV1-vault-key".utf8))
+        w.write(bytes: vault.bytes)
+        w.write(slot.number)
+        return w.bytes
+    }
+}
+
+/// Keys derived from a vault key (context `PVVAULT_`): 1 seals the vault's
+/// own records, 2 wraps its documents' keys.
+struct VaultKeys: Sendable {
+    static let context = KeyDerivation.Context("PVVAULT_")
+    let records: SymmetricKey
+    let documentKeyWrapping: SymmetricKey
+
+    init(vaultKey: SymmetricKey) throws {
+        records = try KeyDerivation.deriveKey(from: vaultKey, id: 1, context: Self.context)
+        documentKeyWrapping = try KeyDerivation.deriveKey(from: vaultKey, id: 2, context: Self.context)
+    }
+
+    /// Binds a wrapped document key to its vault, document, version and slot.
+    static func documentKeyContext(_ vault: StreamID, document: DocumentID, version: UInt32, slot: KeySlot) -> [UInt8] {
+        var w = ByteWriter(capacity: 80)
+        w.write(bytes: Array("PV1-doc-key".utf8))
+        w.write(bytes: vault.bytes)
+        w.write(bytes: document.bytes)
+        w.write(version)
+        w.write(slot.number)
+        return w.bytes
+    }
+}
+
+/// Keys derived from a document key (context `PVDOCKEY`): 1 seals the
+/// metadata, 2 the content stream. Destroying the document key's slot
+/// makes both unreadable.
+struct DocumentKeys {
+    static let context = KeyDerivation.Context("PVDOCKEY")
+    let metadata: SymmetricKey
+    let content: SymmetricKey
+
+    init(documentKey: SymmetricKey) throws {
+        metadata = try KeyDerivation.deriveKey(from: documentKey, id: 1, context: Self.context)
+        content = try KeyDerivation.deriveKey(from: documentKey, id: 2, context: Self.context)
+    }
+}

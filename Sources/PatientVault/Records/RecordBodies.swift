@@ -1,0 +1,189 @@
+import Foundation
+import VaultStorage
+
+// MARK: - Principals
+
+extension ByteWriter {
+    mutating func write(principal: Principal) {
+        switch principal {
+        case .patient(let ins):
+            write(UInt8(1)); write(string: ins.digits)
+        case .professional(let p):
+            write(UInt8(2)); write(string: p.rpps.digits); write(string: p.profession.rawValue)
+            write(optionalString: p.speciality)
+        case .organisation(let o):
+            write(UInt8(3)); write(string: o.finess.value); write(string: o.kind.rawValue)
+        case .insurer(let s):
+            write(UInt8(4)); write(string: s.identifier)
+        }
+    }
+
+    mutating func write(optionalString s: String?) {
+        if let s { write(UInt8(1)); write(string: s) } else { write(UInt8(0)) }
+    }
+
+    mutating func write(date: Date) {
+        write(date.timeIntervalSince1970.bitPattern)
+    }
+
+    mutating func write(optionalDate d: Date?) {
+        if let d { write(UInt8(1)); write(date: d) } else { write(UInt8(0)) }
+    }
+}
+
+extension ByteReader {
+    mutating func readPrincipal() throws -> Principal {
+        switch try read(UInt8.self) {
+        case 1: return .patient(try INS(try readString(limit: 32)))
+        case 2:
+            let rpps = try RPPSNumber(try readString(limit: 32))
+            guard let profession = Profession(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
+            return .professional(HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString()))
+        case 3:
+            let finess = try FINESSNumber(try readString(limit: 32))
+            guard let kind = OrganisationKind(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
+            return .organisation(Organisation(finess: finess, kind: kind))
+        case 4: return .insurer(try SystemPrincipal(try readString(limit: 64)))
+        default: throw ByteReader.Malformed()
+        }
+    }
+
+    mutating func readOptionalString() throws -> String? {
+        switch try read(UInt8.self) {
+        case 0: return nil
+        case 1: return try readString()
+        default: throw ByteReader.Malformed()
+        }
+    }
+
+    mutating func readDate() throws -> Date {
+        Date(timeIntervalSince1970: Double(bitPattern: try read(UInt64.self)))
+    }
+
+    mutating func readOptionalDate() throws -> Date? {
+        switch try read(UInt8.self) {
+        case 0: return nil
+        case 1: return try readDate()
+        default: throw ByteReader.Malformed()
+        }
+    }
+}
+
+// MARK: - Vault creation
+
+/// The sealed body of a `vaultCreated` record.
+struct VaultCreatedBody {
+    var holder: INS
+    var createdBy: Principal
+    var channel: CreationChannel
+    var createdAt: Date
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.write(string: holder.digits)
+        w.write(principal: createdBy)
+        w.write(string: channel.rawValue)
+        w.write(date: createdAt)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> VaultCreatedBody {
+        try bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            let holder = try INS(try r.readString(limit: 32))
+            let by = try r.readPrincipal()
+            guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
+            return VaultCreatedBody(holder: holder, createdBy: by, channel: channel, createdAt: try r.readDate())
+        }
+    }
+}
+
+// MARK: - Document versions
+
+/// Where a version's content is and how to open it.
+struct ContentDescriptor: Sendable {
+    /// The secret stream's header.
+    var streamHeader: [UInt8]
+    /// Number of stream chunks.
+    var chunkCount: Int
+    /// Chunk records, or empty when the content is inline in the version record.
+    var chunkLocations: [RecordLocation]
+
+    var isInline: Bool { chunkLocations.isEmpty }
+}
+
+/// The sealed part of a `documentVersion` record: metadata (without the
+/// derived status) and the content descriptor.
+struct DocumentVersionBody {
+    var metadata: DocumentMetadata
+    var content: ContentDescriptor
+
+    func encoded() -> [UInt8] {
+        let m = metadata
+        var w = ByteWriter(capacity: 512)
+        w.write(string: m.draft.typeCode.system)
+        w.write(string: m.draft.typeCode.code)
+        w.write(string: m.draft.category.rawValue)
+        w.write(string: m.draft.title)
+        w.write(date: m.draft.createdAt)
+        w.write(optionalDate: m.draft.serviceStart)
+        w.write(optionalDate: m.draft.serviceEnd)
+        w.write(string: m.draft.mimeType)
+        w.write(m.draft.confidentiality.rawValue)
+        w.write(principal: m.author)
+        w.write(date: m.depositedAt)
+        w.write(UInt64(m.size))
+        w.write(lengthPrefixed: m.contentHash)
+        w.write(UInt32(m.replacedVersion ?? 0))
+        w.write(UInt8(m.replacementReason == .enteredInError ? 2 : m.replacementReason == .superseded ? 1 : 0))
+        w.write(lengthPrefixed: content.streamHeader)
+        w.writeVarint(UInt64(content.chunkCount))
+        w.writeVarint(UInt64(content.chunkLocations.count))
+        for l in content.chunkLocations {
+            w.write(l.raw)
+            w.write(l.frameLength)
+        }
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], id: DocumentID, version: Int) throws -> DocumentVersionBody {
+        try bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            let typeCode = DocumentTypeCode(system: try r.readString(limit: 256), code: try r.readString(limit: 256))
+            guard let category = DocumentCategory(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
+            let title = try r.readString()
+            let createdAt = try r.readDate()
+            let start = try r.readOptionalDate()
+            let end = try r.readOptionalDate()
+            let mime = try r.readString(limit: 256)
+            let flags = ConfidentialityFlags(rawValue: try r.read())
+            let author = try r.readPrincipal()
+            let depositedAt = try r.readDate()
+            let size = Int64(try r.read(UInt64.self))
+            let hash = try r.readLengthPrefixed(limit: 64)
+            let replaced = Int(try r.read(UInt32.self))
+            let reasonCode: UInt8 = try r.read()
+            let header = try r.readLengthPrefixed(limit: 64)
+            let chunkCount = Int(try r.readVarint())
+            let locationCount = Int(try r.readVarint())
+            guard locationCount <= r.remaining / 12 else { throw ByteReader.Malformed() }
+            var locations: [RecordLocation] = []
+            locations.reserveCapacity(locationCount)
+            for _ in 0..<locationCount {
+                let rawLocation: UInt64 = try r.read()
+                locations.append(RecordLocation(raw: rawLocation, frameLength: try r.read()))
+            }
+            let draft = DocumentDraft(
+                typeCode: typeCode, category: category, title: title, createdAt: createdAt, serviceStart: start,
+                serviceEnd: end, mimeType: mime, confidentiality: flags)
+            var metadata = DocumentMetadata(
+                id: id, version: version, draft: draft, author: author, depositedAt: depositedAt, size: size,
+                contentHash: hash, status: .current)
+            metadata.replacedVersion = replaced == 0 ? nil : replaced
+            metadata.replacementReason = reasonCode == 2 ? .enteredInError : reasonCode == 1 ? .superseded : nil
+            return DocumentVersionBody(
+                metadata: metadata,
+                content: ContentDescriptor(streamHeader: header, chunkCount: chunkCount, chunkLocations: locations))
+        }
+    }
+}

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import VaultCrypto
+import VaultStorage
+
+/// The store's header file, `store.header`: how to obtain the master key
+/// (raw, or Argon2id with salt and cost) and a check box that only the
+/// right master key opens.
+///
+/// `magic(8) version(4) source(1) reserved(3) salt(16) opsLimit(8)
+/// memLimit(8) storeID(16) checkBox(56) crc32c(4)`: 124 bytes. The check
+/// box is XChaCha20-Poly1305 under the key-check subkey, sealing the store
+/// id with every byte before it as associated data.
+struct StoreHeader {
+    static let fileName = "store.header"
+    static let magic: [UInt8] = Array("PVSTORE1".utf8)
+    static let version: UInt32 = 1
+    static let size = 124
+    private static let prefixSize = 64
+
+    enum Source: UInt8 {
+        case rawKey = 1
+        case argon2id = 2
+    }
+
+    var source: Source
+    var salt: [UInt8]
+    var parameters: Argon2id.Parameters
+    var storeID: [UInt8]
+    var checkBox: [UInt8]
+
+    private func prefix() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.prefixSize)
+        w.write(bytes: Self.magic)
+        w.write(Self.version)
+        w.write(source.rawValue)
+        w.writeZeros(3)
+        w.write(bytes: salt)
+        w.write(parameters.opsLimit)
+        w.write(parameters.memLimit)
+        w.write(bytes: storeID)
+        return w.bytes
+    }
+
+    /// A header for a new store, sealed with `keys.check`.
+    static func new(source: Source, salt: [UInt8], parameters: Argon2id.Parameters, keys: StoreKeys) throws -> StoreHeader {
+        var h = StoreHeader(
+            source: source, salt: salt, parameters: parameters, storeID: SecureRandom.bytes(16), checkBox: [])
+        h.checkBox = try XChaCha20Poly1305.seal(h.storeID, using: keys.check, authenticating: h.prefix())
+        return h
+    }
+
+    /// Whether `keys` come from this store's master key.
+    func verify(_ keys: StoreKeys) -> Bool {
+        guard let opened = try? XChaCha20Poly1305.open(checkBox, using: keys.check, authenticating: prefix()) else {
+            return false
+        }
+        return opened == storeID
+    }
+
+    func encoded() -> [UInt8] {
+        var bytes = prefix() + checkBox
+        bytes += withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { Array($0) }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(PatientVaultError) -> StoreHeader {
+        guard bytes.count == size, Array(bytes[0..<8]) == magic else {
+            throw PatientVaultError(.corrupted, "store.header is not a PatientVault header")
+        }
+        let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: size - 4, as: UInt32.self).littleEndian }
+        guard CRC32C.checksum(Array(bytes[0..<(size - 4)])) == crc else {
+            throw PatientVaultError(.corrupted, "store.header failed its checksum")
+        }
+        return try translatingErrors {
+            try bytes.withUnsafeBytes { raw in
+                var r = ByteReader(raw)
+                _ = try r.read(count: 8)
+                guard try r.read(UInt32.self) == version else {
+                    throw PatientVaultError(.unsupportedFormat, "store format version not supported")
+                }
+                guard let source = Source(rawValue: try r.read()) else { throw ByteReader.Malformed() }
+                _ = try r.read(count: 3)
+                let salt = try r.read(count: 16)
+                let ops: UInt64 = try r.read()
+                let mem: UInt64 = try r.read()
+                let id = try r.read(count: 16)
+                let box = try r.read(count: 56)
+                return StoreHeader(
+                    source: source, salt: salt, parameters: .init(opsLimit: ops, memLimit: mem), storeID: id, checkBox: box)
+            }
+        }
+    }
+
+    /// Reads the header of the store in `directory`, or nil if there is none.
+    static func read(directory: String) throws(PatientVaultError) -> StoreHeader? {
+        let path = directory + "/" + fileName
+        guard FileSystem.exists(path) else { return nil }
+        let bytes = try translatingErrors {
+            let file = try PosixFile.open(path, flags: O_RDONLY, name: fileName)
+            return try file.read(count: size + 1, at: 0)
+        }
+        return try decode(bytes)
+    }
+
+    /// Writes the header atomically (temporary file, sync, rename, sync of
+    /// the directory).
+    func write(directory: String) throws(PatientVaultError) {
+        let path = directory + "/" + Self.fileName
+        try translatingErrors {
+            let temporary = path + ".tmp"
+            let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: Self.fileName)
+            try file.write(encoded(), at: 0)
+            try file.sync()
+            try FileSystem.rename(temporary, path)
+            try FileSystem.syncDirectory(directory)
+        }
+    }
+}

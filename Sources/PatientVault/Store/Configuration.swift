@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+
+/// A source of the current time. The store reads it for deposit times and,
+/// later, for time-bound rules; tests supply their own.
+public protocol VaultClock: Sendable {
+    /// The current time.
+    func now() -> Date
+}
+
+/// The system's clock.
+public struct SystemClock: VaultClock {
+    /// Creates the system clock.
+    public init() {}
+    /// `Date()`.
+    public func now() -> Date { Date() }
+}
+
+/// How the store acknowledges writes.
+public enum DurabilityMode: Sendable, Hashable {
+    /// The default: a write returns once `fdatasync` made it durable; group
+    /// commit lets concurrent writers share one sync. Survives power loss.
+    case synchronous
+    /// Opt-in and weaker: a write returns once handed to the operating
+    /// system. Survives a crash of the process, not of the machine; the
+    /// data becomes durable at the next synchronous write, segment switch,
+    /// or ``VaultStore/close()``.
+    case relaxed
+}
+
+/// Settings of a ``VaultStore``, with defaults fit for production.
+public struct Configuration: Sendable {
+    /// Durability of acknowledged writes. Default ``DurabilityMode/synchronous``.
+    public var durability: DurabilityMode = .synchronous
+    /// Where the store logs: debug and trace only, never patient data or
+    /// key bytes. A no-op logger by default; the host bootstraps logging.
+    public var logger: Logger = Logger(label: "patientvault", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// The clock used for deposit times.
+    public var clock: any VaultClock = SystemClock()
+    /// Size of the plaintext chunks large content is cut into.
+    public var contentChunkSize: Int = 1 << 20
+    /// Content up to this size is stored inside its document record.
+    public var inlineContentLimit: Int = 64 << 10
+    /// Size of each log segment file.
+    public var segmentSize: UInt64 = 64 << 20
+
+    /// Default settings.
+    public init() {}
+}
+
+/// Cost of turning a passphrase into the master key with Argon2id.
+public enum PassphraseStrength: Sendable, Hashable {
+    /// 64 MiB, 2 passes: for interactive logins.
+    case interactive
+    /// 256 MiB, 3 passes (about a second): the default for a store.
+    case moderate
+    /// The smallest cost libsodium accepts. For tests only: weak.
+    case minimumForTesting
+}
+
+/// Where the store's master key comes from.
+public enum MasterKeySource: Sendable {
+    /// A 32-byte key held by the host (from a KMS or HSM).
+    case key(MasterKey)
+    /// A passphrase, stretched with Argon2id. The salt and cost are chosen
+    /// when the store is created and stored in its header; `strength` is
+    /// ignored when opening an existing store.
+    case passphrase(String, strength: PassphraseStrength = .moderate)
+}

@@ -1,0 +1,106 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+/// Encrypts content as a secret stream while it arrives, cutting it into
+/// chunks of `chunkSize` bytes. Small content stays inline in its version
+/// record; larger content goes to chunk records outside the vault's stream,
+/// written ahead (buffered) and made durable by the version record's sync.
+///
+/// Memory stays bounded by about two chunks whatever the content's size:
+/// it waits for the previous chunk's write before queuing the next.
+final class ContentWriter {
+    private let engine: any StorageEngine
+    private let vault: StreamID
+    private let document: DocumentID
+    private let version: UInt32
+    private let keySlot: KeySlot
+    private let chunkSize: Int
+    private let inlineLimit: Int
+    private let pusher: SecretStreamPusher
+    private let hasher: BLAKE2b.Hasher
+
+    private var buffer: [UInt8] = []
+    private var chunkIndex: UInt64 = 0
+    private var locations: [RecordLocation] = []
+    private var inFlight: AppendTicket?
+    private(set) var size: Int64 = 0
+
+    init(
+        engine: any StorageEngine, vault: StreamID, document: DocumentID, version: UInt32, keySlot: KeySlot,
+        contentKey: SymmetricKey, chunkSize: Int, inlineLimit: Int
+    ) throws {
+        self.engine = engine
+        self.vault = vault
+        self.document = document
+        self.version = version
+        self.keySlot = keySlot
+        self.chunkSize = chunkSize
+        self.inlineLimit = inlineLimit
+        pusher = try SecretStreamPusher(key: contentKey)
+        hasher = try BLAKE2b.Hasher(outputByteCount: 32)
+        buffer.reserveCapacity(min(chunkSize, 1 << 16))
+    }
+
+    /// The associated data of content chunk `index` of a version: the header
+    /// a chunk record carries, and the vault's pseudonym.
+    static func chunkHeader(document: DocumentID, version: UInt32, keySlot: KeySlot, index: UInt64) -> RecordHeader {
+        RecordHeader(kind: .contentChunk, sequence: index, document: document, version: version, keySlot: keySlot)
+    }
+
+    /// Adds bytes; full chunks are encrypted and queued.
+    func append(_ bytes: some Sequence<UInt8>) async throws {
+        buffer.append(contentsOf: bytes)
+        while buffer.count > chunkSize {
+            let chunk = Array(buffer[0..<chunkSize])
+            buffer.removeFirst(chunkSize)
+            try await emit(chunk, isFinal: false)
+        }
+    }
+
+    /// Ends the stream. Returns the descriptor, the inline ciphertext (empty
+    /// if the content went to chunk records) and the content hash.
+    func finish() async throws -> (ContentDescriptor, inline: [UInt8], hash: [UInt8]) {
+        let last = buffer
+        buffer = []
+        var inline: [UInt8] = []
+        if chunkIndex == 0 && last.count <= inlineLimit {
+            inline = try seal(last, isFinal: true)
+            chunkIndex = 1
+        } else {
+            try await emit(last, isFinal: true)
+        }
+        if let t = inFlight {
+            locations += try await t.wait()
+            inFlight = nil
+        }
+        let descriptor = ContentDescriptor(
+            streamHeader: pusher.header, chunkCount: Int(chunkIndex), chunkLocations: locations)
+        return (descriptor, inline, hasher.finalize())
+    }
+
+    private func seal(_ plaintext: [UInt8], isFinal: Bool) throws -> [UInt8] {
+        hasher.update(plaintext)
+        size += Int64(plaintext.count)
+        let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
+        var out: [UInt8] = []
+        out.reserveCapacity(plaintext.count + SecretStream.chunkOverhead)
+        try plaintext.withUnsafeBytes { p in
+            try header.associatedData(vault: vault).withUnsafeBytes { ad in
+                try pusher.push(p, authenticating: ad, isFinal: isFinal, appendingTo: &out)
+            }
+        }
+        return out
+    }
+
+    private func emit(_ plaintext: [UInt8], isFinal: Bool) async throws {
+        try Task.checkCancellation()
+        let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
+        let payload = header.encoded() + (try seal(plaintext, isFinal: isFinal))
+        if let t = inFlight {
+            locations += try await t.wait()
+        }
+        inFlight = try engine.append([EngineRecord(stream: nil, payload: payload)], keySlotWrites: [], durability: .buffered)
+        chunkIndex += 1
+    }
+}

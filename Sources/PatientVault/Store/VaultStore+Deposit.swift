@@ -1,0 +1,207 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+extension VaultStore {
+    /// Largest encoded metadata of one version.
+    static let maximumMetadataSize = 16 << 10
+
+    // MARK: - Deposit
+
+    /// Deposits a new document into the vault of `patient`, authored by
+    /// `principal`, and returns its metadata once durable.
+    ///
+    /// The document gets a random key of its own (wrapped by the vault key,
+    /// in a destroyable slot), so it can later be erased alone. Cost: O(n)
+    /// in the content size; one durable commit shared with concurrent writers.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a bad draft,
+    ///   ``PatientVaultError/Code/unknownVault``,
+    ///   ``PatientVaultError/Code/accessDenied``; nothing is written then.
+    public func deposit(
+        _ draft: DocumentDraft, content: Data, for patient: INS, by principal: Principal
+    ) async throws(PatientVaultError) -> DocumentMetadata {
+        try await writeVersion(draft, for: patient, by: principal, replacing: nil) { writer in
+            try await Self.feed(content, to: writer)
+        }
+    }
+
+    /// Deposits a new document whose content arrives as a sequence of
+    /// chunks (of any sizes), for large files: memory stays bounded by about
+    /// two storage chunks whatever the document's size.
+    ///
+    /// If the sequence throws or the task is cancelled, nothing becomes
+    /// visible and the error is rethrown (as ``PatientVaultError``).
+    public func deposit<Chunks: AsyncSequence>(
+        _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, by principal: Principal
+    ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
+        try await writeVersion(draft, for: patient, by: principal, replacing: nil) { writer in
+            for try await chunk in content { try await writer.append(chunk) }
+        }
+    }
+
+    // MARK: - Replace
+
+    /// Replaces the current version of a document with a new one. The old
+    /// version stays in history with status `.superseded` (or
+    /// `.enteredInError`); nothing is overwritten.
+    /// - Throws: ``PatientVaultError/Code/unknownDocument``,
+    ///   ``PatientVaultError/Code/accessDenied`` (only the author replaces),
+    ///   ``PatientVaultError/Code/conflict`` if another replacement won.
+    public func replace(
+        _ document: DocumentID, with draft: DocumentDraft, content: Data, reason: ReplacementReason = .superseded,
+        for patient: INS, by principal: Principal
+    ) async throws(PatientVaultError) -> DocumentMetadata {
+        try await writeVersion(draft, for: patient, by: principal, replacing: (document, reason)) { writer in
+            try await Self.feed(content, to: writer)
+        }
+    }
+
+    /// Replaces a document with new content that arrives in chunks.
+    public func replace<Chunks: AsyncSequence>(
+        _ document: DocumentID, with draft: DocumentDraft, streaming content: Chunks,
+        reason: ReplacementReason = .superseded, for patient: INS, by principal: Principal
+    ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
+        try await writeVersion(draft, for: patient, by: principal, replacing: (document, reason)) { writer in
+            for try await chunk in content { try await writer.append(chunk) }
+        }
+    }
+
+    private static func feed(_ data: Data, to writer: ContentWriter) async throws {
+        var start = data.startIndex
+        let step = 1 << 20
+        while start < data.endIndex {
+            let end = data.index(start, offsetBy: step, limitedBy: data.endIndex) ?? data.endIndex
+            try await writer.append(data[start..<end])
+            start = end
+        }
+    }
+
+    // MARK: - The write path
+
+    /// Validation, access decision, encryption, then one atomic, durable
+    /// append of the version record (its key slot written first).
+    private func writeVersion(
+        _ draft: DocumentDraft, for patient: INS, by principal: Principal,
+        replacing: (document: DocumentID, reason: ReplacementReason)?,
+        content: (ContentWriter) async throws -> Void
+    ) async throws(PatientVaultError) -> DocumentMetadata {
+        try Self.validate(draft, author: principal)
+
+        // 1. Decide, under the vault's lock, and fix the version number.
+        let (pseudonym, vaultKeys, id, version) = try withVault(patient) { vault -> (StreamID, VaultKeys, DocumentID, Int) in
+            let context = vault.accessContext(for: principal)
+            guard let replacing else {
+                try enforce(
+                    AccessPolicy.decide(.deposit, by: principal, vault: context, category: draft.category),
+                    .deposit, vaultID: vault.vaultID)
+                return (vault.pseudonym, vault.keys, DocumentID.random(), 1)
+            }
+            let id = replacing.document
+            guard let current = vault.versions(of: id).last,
+                  AccessPolicy.decide(.readMetadata, by: principal, vault: context, document: current).isAllowed
+            else {
+                throw PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+            }
+            try enforce(
+                AccessPolicy.decide(.replace, by: principal, vault: context, document: current),
+                .replace, vaultID: vault.vaultID, documentID: id)
+            guard vault.documents[id]?.last?.metadata.version == current.version else {
+                throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
+            }
+            return (vault.pseudonym, vault.keys, id, current.version + 1)
+        }
+        let vaultID = hexEncoded(pseudonym.bytes)
+
+        // 2. Encrypt and write the content, outside the lock.
+        let slot: KeySlot
+        let wrapped: [UInt8]
+        let written: (ContentDescriptor, inline: [UInt8], hash: [UInt8])
+        let size: Int64
+        let documentKeys: DocumentKeys
+        do {
+            let documentKey = try SymmetricKey.generate()
+            documentKeys = try DocumentKeys(documentKey: documentKey)
+            slot = try engine.reserveKeySlot()
+            wrapped = try KeyWrap.wrap(
+                documentKey, with: vaultKeys.documentKeyWrapping,
+                context: VaultKeys.documentKeyContext(pseudonym, document: id, version: UInt32(version), slot: slot))
+            let writer = try ContentWriter(
+                engine: engine, vault: pseudonym, document: id, version: UInt32(version), keySlot: slot,
+                contentKey: documentKeys.content, chunkSize: configuration.contentChunkSize,
+                inlineLimit: configuration.inlineContentLimit)
+            try await content(writer)
+            written = try await writer.finish()
+            size = writer.size
+            try Task.checkCancellation()
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: id)
+        }
+
+        // 3. Queue the version record, under the lock, at the next position.
+        var metadata = DocumentMetadata(
+            id: id, version: version, draft: draft, author: principal, depositedAt: configuration.clock.now(),
+            size: size, contentHash: written.hash, status: .current)
+        if let replacing { metadata.replaces = (version - 1, replacing.reason) }
+        let body = DocumentVersionBody(metadata: metadata, content: written.0)
+        let (ticket, sequence) = try withVault(patient) { vault -> (AppendTicket, UInt64) in
+            if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
+                throw PatientVaultError(.conflict, "the document was replaced concurrently", vaultID: vaultID, documentID: id)
+            }
+            let sequence = vault.nextSequence
+            let header = RecordHeader(
+                kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: slot)
+            let payload = try sealRecord(
+                header: header, body: body.encoded(), key: documentKeys.metadata, vault: pseudonym, rest: written.inline)
+            let ticket = try engine.append(
+                [EngineRecord(stream: pseudonym, payload: payload)], keySlotWrites: [(slot, wrapped)], durability: durability)
+            vault.nextSequence += 1
+            vault.documents[id, default: []].append(
+                VersionEntry(metadata: metadata, sequence: sequence, keySlot: slot, location: nil, content: written.0))
+            return (ticket, sequence)
+        }
+
+        // 4. Wait for durability; only then does the version become visible.
+        let location: RecordLocation
+        do {
+            location = try await ticket.wait()[0]
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: id)
+        }
+        _ = try? withVault(patient) { vault in
+            if let i = vault.documents[id]?.firstIndex(where: { $0.sequence == sequence }) {
+                vault.documents[id]![i].location = location
+                vault.authors.insert(principal)
+            }
+        }
+        logger.debug("patientvault: version deposited", metadata: ["vault": "\(vaultID)", "document": "\(id)", "version": "\(version)"])
+        return metadata
+    }
+
+    /// Checks a draft before anything is written.
+    static func validate(_ draft: DocumentDraft, author: Principal) throws(PatientVaultError) {
+        func invalid(_ message: String) -> PatientVaultError { PatientVaultError(.invalidArgument, message) }
+        let title = draft.title.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !title.isEmpty else { throw invalid("the title is empty") }
+        guard draft.title.utf8.count <= 1024 else { throw invalid("the title is longer than 1024 bytes") }
+        guard !draft.typeCode.code.isEmpty, draft.typeCode.code.utf8.count <= 64,
+              !draft.typeCode.system.isEmpty, draft.typeCode.system.utf8.count <= 256
+        else { throw invalid("the type code needs a system (≤ 256 bytes) and a code (≤ 64 bytes)") }
+        let mime = draft.mimeType.split(separator: "/", omittingEmptySubsequences: false)
+        guard mime.count == 2, !mime[0].isEmpty, !mime[1].isEmpty, draft.mimeType.utf8.count <= 255,
+              draft.mimeType.unicodeScalars.allSatisfy({ $0.isASCII && !$0.properties.isWhitespace })
+        else { throw invalid("the MIME type must look like type/subtype") }
+        if let start = draft.serviceStart, let end = draft.serviceEnd, end < start {
+            throw invalid("the service ends before it starts")
+        }
+        guard draft.confidentiality.rawValue & ~0b111 == 0 else { throw invalid("unknown confidentiality flags") }
+        // The real encoding, with an empty content descriptor, bounds the size.
+        let provisional = DocumentVersionBody(
+            metadata: DocumentMetadata(
+                id: DocumentID(bytes: [UInt8](repeating: 0, count: 16)), version: 1, draft: draft, author: author,
+                depositedAt: draft.createdAt, size: 0, contentHash: [UInt8](repeating: 0, count: 32), status: .current),
+            content: ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunkLocations: []))
+        guard provisional.encoded().count <= maximumMetadataSize else {
+            throw invalid("the metadata is larger than 16 KiB")
+        }
+    }
+}

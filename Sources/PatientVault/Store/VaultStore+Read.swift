@@ -1,0 +1,219 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+extension VaultStore {
+    /// Finds the version a principal asked for, applying the access
+    /// decision. A document the principal may not see is reported exactly
+    /// like an unknown one.
+    private func lookup(
+        _ id: DocumentID, version: Int?, includingDeprecated: Bool, action: VaultAction,
+        in vault: VaultState, as principal: Principal
+    ) throws -> (DocumentMetadata, VersionEntry) {
+        let context = vault.accessContext(for: principal)
+        try enforce(AccessPolicy.decide(action, by: principal, vault: context), action, vaultID: vault.vaultID)
+        let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+        let versions = vault.versions(of: id)
+        guard let current = versions.last,
+              AccessPolicy.decide(action, by: principal, vault: context, document: current).isAllowed
+        else { throw unknown }
+        guard let chosen = version.map({ v in versions.first { $0.version == v } }) ?? current,
+              let entry = vault.entry(id, version: chosen.version)
+        else { throw unknown }
+        if chosen.status.isDeprecated && !includingDeprecated {
+            throw PatientVaultError(
+                .deprecatedVersion, "version \(chosen.version) was replaced; the current version is \(current.version)",
+                vaultID: vault.vaultID, documentID: id)
+        }
+        return (chosen, entry)
+    }
+
+    // MARK: - Metadata
+
+    /// The metadata of a document: its current version, or `version`.
+    /// - Parameter includingDeprecated: allows asking for a replaced version.
+    /// - Throws: ``PatientVaultError/Code/unknownDocument`` (also when the
+    ///   principal may not see it), ``PatientVaultError/Code/deprecatedVersion``,
+    ///   ``PatientVaultError/Code/accessDenied`` (vault level).
+    public func metadata(
+        of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
+        for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> DocumentMetadata {
+        try withVault(patient) { vault in
+            try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata, in: vault, as: principal).0
+        }
+    }
+
+    /// Every version of a document, oldest first, with their statuses.
+    public func versions(
+        of document: DocumentID, for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> [DocumentMetadata] {
+        try withVault(patient) { vault in
+            _ = try lookup(document, version: nil, includingDeprecated: false, action: .listVersions, in: vault, as: principal)
+            return vault.versions(of: document)
+        }
+    }
+
+    /// The documents of a vault that `principal` may see, newest deposit
+    /// first, filtered by `query`. Hidden documents are absent and are not
+    /// counted. Cost: O(documents in the vault); no decryption (metadata is
+    /// decrypted once, when the vault is loaded).
+    public func documents(
+        for patient: INS, matching query: DocumentQuery = DocumentQuery(), as principal: Principal
+    ) async throws(PatientVaultError) -> [DocumentMetadata] {
+        try withVault(patient) { vault in
+            let context = vault.accessContext(for: principal)
+            try enforce(AccessPolicy.decide(.listDocuments, by: principal, vault: context), .listDocuments, vaultID: vault.vaultID)
+            var found: [(UInt64, DocumentMetadata)] = []
+            for id in vault.documents.keys {
+                let versions = vault.versions(of: id)
+                guard let current = versions.last,
+                      AccessPolicy.decide(.readMetadata, by: principal, vault: context, document: current).isAllowed
+                else { continue }
+                let entries = (vault.documents[id] ?? []).filter(\.isAcknowledged)
+                for (m, e) in zip(versions, entries) where query.matches(m) {
+                    found.append((e.sequence, m))
+                }
+            }
+            return found.sorted { $0.0 > $1.0 }.map(\.1)
+        }
+    }
+
+    // MARK: - Content
+
+    /// The whole content of a document (current version, or `version`).
+    /// For large documents prefer ``contentStream(of:version:includingDeprecated:for:as:)``.
+    /// - Throws: as ``metadata(of:version:includingDeprecated:for:as:)``, and
+    ///   ``PatientVaultError/Code/corrupted`` if stored bytes fail
+    ///   authentication, ``PatientVaultError/Code/erased`` if its key was destroyed.
+    public func content(
+        of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
+        for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> Data {
+        let stream = try await contentStream(
+            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal)
+        var out = Data()
+        do {
+            for try await chunk in stream { out.append(chunk) }
+        } catch {
+            throw PatientVaultError.wrapping(error, documentID: document)
+        }
+        return out
+    }
+
+    /// The content of a document as a sequence of chunks, decrypted one at a
+    /// time: memory stays bounded by one chunk whatever the size. The access
+    /// decision is taken now; iterating reads and verifies the chunks
+    /// (order, completeness, size and hash).
+    public func contentStream(
+        of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
+        for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> DocumentContent {
+        let (metadata, entry, pseudonym, vaultKeys) = try withVault(patient) { vault in
+            let (m, e) = try lookup(
+                document, version: version, includingDeprecated: includingDeprecated, action: .readContent, in: vault, as: principal)
+            return (m, e, vault.pseudonym, vault.keys)
+        }
+        let keys = try translatingErrors(vaultID: hexEncoded(pseudonym.bytes), documentID: document) {
+            try documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+        }
+        return DocumentContent(engine: engine, vault: pseudonym, entry: entry, contentKey: keys.content)
+    }
+}
+
+/// The content of one document version, as an asynchronous sequence of
+/// decrypted chunks. Each chunk is authenticated (and bound to its vault,
+/// document, version and position) before it is returned; the end checks
+/// that nothing was dropped and that size and BLAKE2b hash match.
+public struct DocumentContent: AsyncSequence, Sendable {
+    /// A chunk of plaintext.
+    public typealias Element = Data
+
+    let engine: any StorageEngine
+    let vault: StreamID
+    let entry: VersionEntry
+    let contentKey: SymmetricKey
+
+    /// The content's size in bytes.
+    public var size: Int64 { entry.metadata.size }
+
+    /// Starts reading.
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(content: self)
+    }
+
+    /// Reads and decrypts one chunk per call to `next()`.
+    public struct Iterator: AsyncIteratorProtocol {
+        private let content: DocumentContent
+        private var index = 0
+        private var puller: SecretStreamPuller?
+        private var hasher: BLAKE2b.Hasher?
+        private var size: Int64 = 0
+        private var finished = false
+
+        init(content: DocumentContent) { self.content = content }
+
+        /// The next decrypted chunk, or nil at the end.
+        /// - Throws: ``PatientVaultError`` (`corrupted` for altered, moved,
+        ///   reordered or missing chunks).
+        public mutating func next() async throws -> Data? {
+            guard !finished else { return nil }
+            let entry = content.entry
+            let id = entry.metadata.id
+            do {
+                try Task.checkCancellation()
+                if puller == nil {
+                    puller = try entry.content.streamHeader.withUnsafeBytes {
+                        try SecretStreamPuller(key: content.contentKey, header: $0)
+                    }
+                    hasher = try BLAKE2b.Hasher(outputByteCount: 32)
+                }
+                guard index < entry.content.chunkCount else { throw corrupted("content ends before its final chunk") }
+                let ciphertext: [UInt8]
+                if entry.content.isInline {
+                    guard let location = entry.location else { throw corrupted("version record missing") }
+                    let payload = try content.engine.read(location).payload
+                    ciphertext = try payload.withUnsafeBytes { raw in
+                        var r = ByteReader(raw, offset: RecordHeader.size)
+                        let boxLength = Int(try r.read(UInt32.self))
+                        _ = try r.slice(count: boxLength)
+                        return Array(try r.slice(count: r.remaining))
+                    }
+                } else {
+                    guard index < entry.content.chunkLocations.count else { throw corrupted("chunk list is short") }
+                    let payload = try content.engine.read(entry.content.chunkLocations[index]).payload
+                    let header = try RecordHeader.decode(payload)
+                    let expected = ContentWriter.chunkHeader(
+                        document: id, version: UInt32(entry.metadata.version), keySlot: entry.keySlot, index: UInt64(index))
+                    guard header == expected else { throw corrupted("a chunk is out of place") }
+                    ciphertext = Array(payload[RecordHeader.size...])
+                }
+                let header = ContentWriter.chunkHeader(
+                    document: id, version: UInt32(entry.metadata.version), keySlot: entry.keySlot, index: UInt64(index))
+                var plaintext: [UInt8] = []
+                let isFinal = try ciphertext.withUnsafeBytes { c in
+                    try header.associatedData(vault: content.vault).withUnsafeBytes { ad in
+                        try puller!.pull(c, authenticating: ad, appendingTo: &plaintext)
+                    }
+                }
+                index += 1
+                hasher!.update(plaintext)
+                size += Int64(plaintext.count)
+                if isFinal {
+                    finished = true
+                    guard index == entry.content.chunkCount, size == entry.metadata.size,
+                          hasher!.finalize() == entry.metadata.contentHash
+                    else { throw corrupted("content does not match its size and hash") }
+                }
+                return Data(plaintext)
+            } catch {
+                finished = true
+                throw PatientVaultError.wrapping(error, vaultID: hexEncoded(content.vault.bytes), documentID: id)
+            }
+        }
+
+        private func corrupted(_ message: String) -> PatientVaultError {
+            PatientVaultError(.corrupted, message, vaultID: hexEncoded(content.vault.bytes), documentID: content.entry.metadata.id)
+        }
+    }
+}

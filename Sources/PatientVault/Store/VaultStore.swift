@@ -1,0 +1,274 @@
+import Foundation
+import Logging
+import Synchronization
+import VaultCrypto
+import VaultStorage
+
+/// An embedded store of one encrypted, append-only document vault per
+/// patient.
+///
+/// Open one per directory and share it: the store is `Sendable`, reads run
+/// concurrently, writes are serialised by the storage engine and made
+/// durable by group commit. Every operation takes the acting ``Principal``
+/// and passes one access decision first.
+///
+/// ```swift
+/// let store = try await VaultStore.open(at: url, key: .key(masterKey))
+/// try await store.createVault(for: ins, by: .patient(ins), channel: .patientOnline)
+/// let doc = try await store.deposit(draft, content: pdf, for: ins, by: doctor)
+/// let bytes = try await store.content(of: doc.id, for: ins, as: .patient(ins))
+/// try await store.close()
+/// ```
+public final class VaultStore: Sendable {
+    let engine: any StorageEngine
+    let keys: StoreKeys
+    let configuration: Configuration
+    let directory: String
+    let vaults = Mutex<[StreamID: VaultHandle]>([:])
+
+    var logger: Logger { configuration.logger }
+    var durability: Durability { configuration.durability == .synchronous ? .durable : .buffered }
+
+    private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, directory: String) {
+        self.engine = engine
+        self.keys = keys
+        self.configuration = configuration
+        self.directory = directory
+    }
+
+    // MARK: - Open and close
+
+    /// Opens the store in `url` (a directory), creating it if it does not
+    /// exist, and recovers from a crash if needed.
+    ///
+    /// The master key is checked against the store's header before anything
+    /// is written. Cost: Argon2id if the key comes from a passphrase; then
+    /// loading the index checkpoint and replaying the log after it.
+    /// - Throws: ``PatientVaultError/Code/wrongMasterKey``,
+    ///   ``PatientVaultError/Code/storeLocked`` (open elsewhere),
+    ///   ``PatientVaultError/Code/corrupted`` (naming segment and offset),
+    ///   ``PatientVaultError/Code/invalidArgument`` for a bad configuration.
+    public static func open(
+        at url: URL, key source: MasterKeySource, configuration: Configuration = Configuration()
+    ) async throws(PatientVaultError) -> VaultStore {
+        guard configuration.contentChunkSize >= 4096, configuration.contentChunkSize <= 4 << 20,
+              configuration.inlineContentLimit >= 0, configuration.inlineContentLimit <= configuration.contentChunkSize,
+              configuration.segmentSize >= 32 << 20, configuration.segmentSize <= 1 << 36
+        else {
+            throw PatientVaultError(.invalidArgument, "chunk size 4 KiB-4 MiB, inline limit up to a chunk, segments 32 MiB-64 GiB")
+        }
+        let directory = url.path
+        try translatingErrors { try FileSystem.createDirectory(directory) }
+        let keys: StoreKeys
+        if let header = try StoreHeader.read(directory: directory) {
+            keys = try deriveKeys(source, header: header)
+            guard header.verify(keys) else {
+                throw PatientVaultError(.wrongMasterKey, "the master key does not open this store (or its header was altered)")
+            }
+        } else {
+            let existing = try translatingErrors { try FileSystem.list(directory) }
+            guard !existing.contains(where: { $0.hasPrefix("segment-") || $0 == "keys.slots" }) else {
+                throw PatientVaultError(.corrupted, "the store's header is missing")
+            }
+            (keys, _) = try createHeader(source, directory: directory)
+        }
+        var engineConfiguration = LogEngineConfiguration()
+        engineConfiguration.segmentSize = configuration.segmentSize
+        engineConfiguration.maximumRecordSize = configuration.contentChunkSize + 4096
+        engineConfiguration.logger = configuration.logger
+        let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
+        configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
+        return VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
+    }
+
+    private static func deriveKeys(_ source: MasterKeySource, header: StoreHeader) throws(PatientVaultError) -> StoreKeys {
+        switch (source, header.source) {
+        case (.key(let master), .rawKey):
+            return try translatingErrors { try StoreKeys(master: master.key) }
+        case (.passphrase(let passphrase, _), .argon2id):
+            return try translatingErrors {
+                let master = try Array(passphrase.utf8).withUnsafeBytes {
+                    try Argon2id.deriveKey(from: $0, salt: header.salt, parameters: header.parameters)
+                }
+                return try StoreKeys(master: master)
+            }
+        case (.key, .argon2id):
+            throw PatientVaultError(.wrongMasterKey, "this store's master key comes from a passphrase")
+        case (.passphrase, .rawKey):
+            throw PatientVaultError(.wrongMasterKey, "this store's master key is a raw key, not a passphrase")
+        }
+    }
+
+    private static func createHeader(_ source: MasterKeySource, directory: String) throws(PatientVaultError) -> (StoreKeys, StoreHeader) {
+        let keys: StoreKeys
+        let header: StoreHeader
+        switch source {
+        case .key(let master):
+            keys = try translatingErrors { try StoreKeys(master: master.key) }
+            header = try translatingErrors {
+                try StoreHeader.new(source: .rawKey, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), keys: keys)
+            }
+        case .passphrase(let passphrase, let strength):
+            guard !passphrase.isEmpty else { throw PatientVaultError(.invalidArgument, "the passphrase is empty") }
+            let parameters: Argon2id.Parameters = switch strength {
+            case .interactive: .interactive
+            case .moderate: .moderate
+            case .minimumForTesting: .minimum
+            }
+            let salt = SecureRandom.bytes(Argon2id.saltByteCount)
+            keys = try translatingErrors {
+                let master = try Array(passphrase.utf8).withUnsafeBytes {
+                    try Argon2id.deriveKey(from: $0, salt: salt, parameters: parameters)
+                }
+                return try StoreKeys(master: master)
+            }
+            header = try translatingErrors { try StoreHeader.new(source: .argon2id, salt: salt, parameters: parameters, keys: keys) }
+        }
+        try header.write(directory: directory)
+        return (keys, header)
+    }
+
+    /// Waits for queued writes, checkpoints the index and releases the store
+    /// (its lock included). Other calls then throw ``PatientVaultError/Code/closed``.
+    public func close() async throws(PatientVaultError) {
+        do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
+    }
+
+    /// The number of vaults in the store. O(1).
+    public var vaultCount: Int { engine.streamCount }
+
+    // MARK: - Vault state
+
+    func handle(for pseudonym: StreamID) -> VaultHandle {
+        vaults.withLock { v in
+            if let h = v[pseudonym] { return h }
+            let h = VaultHandle(pseudonym: pseudonym)
+            v[pseudonym] = h
+            return h
+        }
+    }
+
+    /// Runs `body` on the vault's state under its lock, loading it first.
+    /// - Throws: ``PatientVaultError/Code/unknownVault`` if the vault does not
+    ///   exist (or its creation is not yet acknowledged).
+    func withVault<R>(
+        _ patient: INS, _ body: (inout VaultState) throws -> R
+    ) throws(PatientVaultError) -> R {
+        let pseudonym = keys.vaultPseudonym(for: patient)
+        let handle = handle(for: pseudonym)
+        let vaultID = hexEncoded(pseudonym.bytes)
+        do {
+            return try handle.state.withLock { (state: inout VaultState?) throws -> R in
+                if state == nil {
+                    guard engine.head(of: pseudonym) != nil else {
+                        throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
+                    }
+                    state = try loadVault(pseudonym)
+                }
+                guard state!.isAcknowledged else {
+                    throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
+                }
+                return try body(&state!)
+            }
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vaultID)
+        }
+    }
+
+    /// Rebuilds a vault's state by following its stream back from the head,
+    /// checking that positions run 0, 1, 2... and decrypting each record.
+    /// Cost: one read and one or two decryptions per record of the vault.
+    func loadVault(_ pseudonym: StreamID) throws -> VaultState {
+        var records: [StoredRecord] = []
+        var next = engine.head(of: pseudonym)
+        while let location = next {
+            let r = try engine.read(location)
+            guard r.stream == pseudonym else { throw corruptedChain(pseudonym) }
+            records.append(r)
+            next = r.previous
+        }
+        records.reverse()
+        guard let first = records.first else { throw corruptedChain(pseudonym) }
+        let header = try RecordHeader.decode(first.payload)
+        guard header.kind == .vaultCreated, header.sequence == 0, let slot = header.keySlot else {
+            throw corruptedChain(pseudonym)
+        }
+        let wrapped = try engine.readKeySlot(slot)
+        let vaultKey = try KeyWrap.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
+        let vaultKeys = try VaultKeys(vaultKey: vaultKey)
+        let body = try VaultCreatedBody.decode(
+            try openBody(first.payload, header: header, key: vaultKeys.records, vault: pseudonym).plaintext)
+        var state = VaultState(
+            pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: true, nextSequence: 1)
+        for (i, record) in records.enumerated().dropFirst() {
+            let h = try RecordHeader.decode(record.payload)
+            guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
+            switch h.kind {
+            case .documentVersion:
+                var entry = try decodeVersion(record.payload, header: h, vault: state)
+                entry.location = record.location
+                state.documents[entry.metadata.id, default: []].append(entry)
+                state.authors.insert(entry.metadata.author)
+            case .vaultCreated, .contentChunk:
+                throw corruptedChain(pseudonym)
+            }
+            state.nextSequence = UInt64(i) + 1
+        }
+        return state
+    }
+
+    private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {
+        PatientVaultError(.corrupted, "the vault's record chain is broken", vaultID: hexEncoded(pseudonym.bytes))
+    }
+
+    /// Opens the sealed part of a record: `u32 length || box || rest`.
+    /// Returns the plaintext and the offset of the bytes after the box.
+    func openBody(_ payload: [UInt8], header: RecordHeader, key: SymmetricKey, vault: StreamID) throws -> (plaintext: [UInt8], rest: Int) {
+        try payload.withUnsafeBytes { raw in
+            var r = ByteReader(raw, offset: RecordHeader.size)
+            let length = Int(try r.read(UInt32.self))
+            let box = try r.slice(count: length)
+            let plaintext = try header.associatedData(vault: vault).withUnsafeBytes { ad in
+                try XChaCha20Poly1305.open(box, using: key, authenticating: ad)
+            }
+            return (plaintext, r.offset)
+        }
+    }
+
+    /// Builds a record payload: header, then the sealed body, then `rest`.
+    func sealRecord(header: RecordHeader, body: [UInt8], key: SymmetricKey, vault: StreamID, rest: [UInt8] = []) throws -> [UInt8] {
+        var payload = header.encoded()
+        payload.reserveCapacity(RecordHeader.size + 4 + body.count + XChaCha20Poly1305.overhead + rest.count)
+        let lengthOffset = payload.count
+        payload += [0, 0, 0, 0]
+        try body.withUnsafeBytes { b in
+            try header.associatedData(vault: vault).withUnsafeBytes { ad in
+                try XChaCha20Poly1305.seal(b, using: key, authenticating: ad, appendingTo: &payload)
+            }
+        }
+        let boxLength = UInt32(payload.count - lengthOffset - 4)
+        withUnsafeBytes(of: boxLength.littleEndian) { for i in 0..<4 { payload[lengthOffset + i] = $0[i] } }
+        payload += rest
+        return payload
+    }
+
+    /// Unwraps a document version's key from its slot.
+    /// - Throws: ``PatientVaultError/Code/erased`` (as a storage error) if
+    ///   the slot was destroyed.
+    func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) throws -> DocumentKeys {
+        let wrapped = try engine.readKeySlot(slot)
+        let key = try KeyWrap.unwrap(
+            wrapped, with: vaultKeys.documentKeyWrapping,
+            context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
+        return try DocumentKeys(documentKey: key)
+    }
+
+    private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) throws -> VersionEntry {
+        guard let id = h.document, let slot = h.keySlot, h.version >= 1 else { throw corruptedChain(vault.pseudonym) }
+        let docKeys = try documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+        let body = try DocumentVersionBody.decode(
+            try openBody(payload, header: h, key: docKeys.metadata, vault: vault.pseudonym).plaintext,
+            id: id, version: Int(h.version))
+        return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, location: nil, content: body.content)
+    }
+}
