@@ -214,6 +214,9 @@ final class LogEngineCore: Sendable {
         let ticket = AppendTicket()
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            for (slot, _) in rawSlotWrites where slot.number < 1 || slot.number >= s.nextKeySlot {
+                throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+            }
             if let failure = s.failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)") }
             if !records.isEmpty && s.tail + groupSize > configuration.segmentSize {
                 try rollOver(&s)
@@ -316,7 +319,10 @@ final class LogEngineCore: Sendable {
     }
 
     func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
-        guard slot.number >= 1 else { throw StorageError(.invalidLocation, "key slot 0 is the file header") }
+        let reserved = state.withLock { $0.nextKeySlot }
+        guard slot.number >= 1, slot.number < reserved else {
+            throw StorageError(.invalidLocation, "key slot \(slot.number) does not exist")
+        }
         let offset = slot.number * UInt64(LogFormat.keySlotSize)
         let bytes = try keyFile.read(count: LogFormat.keySlotSize, at: offset)
         if bytes.count < LogFormat.keySlotSize || bytes.allSatisfy({ $0 == 0 }) {

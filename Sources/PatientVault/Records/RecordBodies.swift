@@ -159,14 +159,16 @@ struct DocumentVersionBody {
             let flags = ConfidentialityFlags(rawValue: try r.read())
             let author = try r.readPrincipal()
             let depositedAt = try r.readDate()
-            let size = Int64(try r.read(UInt64.self))
+            let size = Int64(bitPattern: try r.read(UInt64.self))
+            guard size >= 0 else { throw ByteReader.Malformed() }
             let hash = try r.readLengthPrefixed(limit: 64)
             let replaced = Int(try r.read(UInt32.self))
             let reasonCode: UInt8 = try r.read()
             let header = try r.readLengthPrefixed(limit: 64)
-            let chunkCount = Int(try r.readVarint())
-            let locationCount = Int(try r.readVarint())
-            guard locationCount <= r.remaining / 12 else { throw ByteReader.Malformed() }
+            guard let chunkCount = Int(exactly: try r.readVarint()),
+                  let locationCount = Int(exactly: try r.readVarint()),
+                  locationCount <= r.remaining / 12
+            else { throw ByteReader.Malformed() }
             var locations: [RecordLocation] = []
             locations.reserveCapacity(locationCount)
             for _ in 0..<locationCount {

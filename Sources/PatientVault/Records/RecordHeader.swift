@@ -53,12 +53,14 @@ struct RecordHeader: Equatable {
                 throw PatientVaultError(.unsupportedFormat, "unknown record format")
             }
             guard let kind = RecordKind(rawValue: try r.read()) else { throw ByteReader.Malformed() }
-            _ = try r.read(UInt16.self)
+            // Reserved bytes must be zero: they are part of the associated
+            // data, and a header is only accepted in its one encoding.
+            guard try r.read(UInt16.self) == 0 else { throw ByteReader.Malformed() }
             let version: UInt32 = try r.read()
             let sequence: UInt64 = try r.read()
             let doc = try r.read(count: 16)
             let slot: UInt64 = try r.read()
-            _ = try r.read(UInt64.self)
+            guard try r.read(UInt64.self) == 0 else { throw ByteReader.Malformed() }
             return RecordHeader(
                 kind: kind, sequence: sequence,
                 document: doc.allSatisfy { $0 == 0 } ? nil : DocumentID(bytes: doc),

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+@testable import PatientVault
+
+/// Nothing readable at rest: a byte search of every file of the store.
+@Suite struct AtRestTests {
+    @Test func noPlaintextInAnyFile() async throws {
+        let t = try await TestStore()
+        let store = t.store
+        let alice = Fixtures.alice
+        let bob = Fixtures.bob
+        try await store.createVault(for: alice, by: Fixtures.pharmacist, channel: .pharmacy)
+        try await store.createVault(for: bob, by: Fixtures.insurer, channel: .insurerAgent)
+        let titles = ["Bilan cardiologique confidentiel", "Ordonnance de lithium", "IRM cérébrale"]
+        let contents = [
+            Fixtures.content("SMALL-CLINICAL-NOTE-hypertension", size: 2_000),
+            Fixtures.content("PRESCRIPTION-lithium-400mg", size: 10_000),
+            Fixtures.content("IMAGING-irm-cerebrale-LARGE", size: 500_000),
+        ]
+        let types = [DocumentTypeCode(code: "11488-4"), DocumentTypeCode(code: "57833-6"), DocumentTypeCode(code: "18748-4")]
+        for i in 0..<3 {
+            let d = DocumentDraft(
+                typeCode: types[i], category: .report, title: titles[i], createdAt: Date(), mimeType: "application/x-secret-mime")
+            _ = try await store.deposit(d, streaming: chunks(of: contents[i], size: 30_000), for: alice, by: Fixtures.doctor)
+            _ = try await store.deposit(d, content: contents[i], for: bob, by: Fixtures.hospital)
+        }
+        try await store.close()
+
+        var needles: [(String, Data)] = [
+            ("INS alice", Data(alice.digits.utf8)), ("INS bob", Data(bob.digits.utf8)),
+            ("NIR alice", Data(alice.digits.prefix(13).utf8)),
+            ("MIME", Data("application/x-secret-mime".utf8)),
+            ("RPPS", Data("10101234567".utf8)), ("FINESS", Data("750712184".utf8)),
+        ]
+        needles += titles.map { ("title", Data($0.utf8)) }
+        needles += types.map { ("type code", Data($0.code.utf8)) }
+        needles += contents.map { ("content", Data($0.prefix(24))) }
+        needles += contents.map { ("content tail", Data($0.suffix(24))) }
+        let files = try t.folder.allBytes()
+        #expect(files.count >= 4)
+        for (name, bytes) in files {
+            for (label, needle) in needles {
+                #expect(bytes.range(of: needle) == nil, "\(label) found in \(name)")
+            }
+        }
+        // The search can fail: a store written with a plaintext marker in a
+        // file would be caught (guards against a search that never matches).
+        let probe = t.folder.url.appendingPathComponent("probe.txt")
+        try (Data("xx".utf8) + Data(titles[0].utf8)).write(to: probe)
+        #expect(try Data(contentsOf: probe).range(of: Data(titles[0].utf8)) != nil)
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import Testing
+@testable import PatientVault
+import VaultStorage
+
+@Suite struct DocumentTests {
+    func storeWithVault(_ clock: ManualClock = ManualClock()) async throws -> TestStore {
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))
+        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        return t
+    }
+
+    let alice = Fixtures.alice
+    var patient: Principal { .patient(alice) }
+
+    @Test(arguments: [0, 1, 100, 16 << 10, (16 << 10) + 1, 64 << 10, (64 << 10) + 1, 300_000])
+    func depositAndReadBackAnySize(size: Int) async throws {
+        let clock = ManualClock()
+        let t = try await storeWithVault(clock)
+        let content = Fixtures.content("SIZE-\(size)", size: size)
+        let m = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
+        #expect(m.version == 1)
+        #expect(m.size == Int64(content.count))
+        #expect(m.author == Fixtures.doctor)
+        #expect(m.depositedAt == clock.now())
+        #expect(m.status == .current)
+        #expect(try await t.store.content(of: m.id, for: alice, as: patient) == content)
+        #expect(try await t.store.content(of: m.id, for: alice, as: Fixtures.doctor) == content)
+        #expect(try await t.store.metadata(of: m.id, for: alice, as: patient) == m)
+        let store = try await t.reopen()
+        #expect(try await store.content(of: m.id, for: alice, as: patient) == content)
+        #expect(try await store.metadata(of: m.id, for: alice, as: patient) == m)
+        try await store.close()
+    }
+
+    @Test func streamedDepositAndStreamedReadKeepChunksBounded() async throws {
+        let t = try await storeWithVault()
+        let content = Fixtures.content("LARGE", size: 1_000_000)
+        let m = try await t.store.deposit(
+            Fixtures.draft("Scanner", category: .medicalImaging, type: .imagingStudy),
+            streaming: chunks(of: content, size: 77_777), for: alice, by: Fixtures.hospital)
+        let stream = try await t.store.contentStream(of: m.id, for: alice, as: patient)
+        #expect(stream.size == 1_000_000)
+        var got = Data()
+        var largest = 0
+        var count = 0
+        for try await chunk in stream {
+            largest = max(largest, chunk.count)
+            got.append(chunk)
+            count += 1
+        }
+        #expect(got == content)
+        #expect(largest <= 64 << 10)  // the configured chunk size
+        #expect(count == (1_000_000 + (64 << 10) - 1) / (64 << 10))
+        try await t.store.close()
+    }
+
+    @Test func failingUploadLeavesNothingVisible() async throws {
+        struct UploadFailed: Error {}
+        let t = try await storeWithVault()
+        let failing = AsyncThrowingStream<Data, any Error> { c in
+            c.yield(Fixtures.content("PART", size: 200_000))
+            c.finish(throwing: UploadFailed())
+        }
+        let c = await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: failing, for: alice, by: Fixtures.doctor) }
+        #expect(c != nil)
+        #expect(try await t.store.documents(for: alice, as: patient).isEmpty)
+        let store = try await t.reopen()
+        #expect(try await store.documents(for: alice, as: patient).isEmpty)
+        try await store.close()
+    }
+
+    @Test func listingIsNewestFirstAndFiltered() async throws {
+        let clock = ManualClock()
+        let t = try await storeWithVault(clock)
+        let base = Date(timeIntervalSince1970: 1_600_000_000)
+        var ids: [DocumentID] = []
+        let specs: [(DocumentCategory, DocumentTypeCode, Principal, Double)] = [
+            (.report, .consultationNote, Fixtures.doctor, 0),
+            (.prescription, .prescription, Fixtures.doctor, 10),
+            (.medicalImaging, .imagingStudy, Fixtures.hospital, 20),
+            (.report, .summaryOfEpisode, Fixtures.otherDoctor, 30),
+        ]
+        for (i, (category, type, author, offset)) in specs.enumerated() {
+            clock.advance(by: 60)
+            let m = try await t.store.deposit(
+                Fixtures.draft("Document \(i)", category: category, type: type, createdAt: base.addingTimeInterval(offset * 86_400)),
+                content: Fixtures.content("D\(i)"), for: alice, by: author)
+            ids.append(m.id)
+        }
+        let all = try await t.store.documents(for: alice, as: patient)
+        #expect(all.map(\.id) == ids.reversed())
+        #expect(try await t.store.documents(for: alice, matching: DocumentQuery(categories: [.report]), as: patient).map(\.id) == [ids[3], ids[0]])
+        #expect(try await t.store.documents(for: alice, matching: DocumentQuery(typeCode: .prescription), as: patient).map(\.id) == [ids[1]])
+        #expect(try await t.store.documents(for: alice, matching: DocumentQuery(author: Fixtures.hospital), as: patient).map(\.id) == [ids[2]])
+        let range = base.addingTimeInterval(5 * 86_400)...base.addingTimeInterval(25 * 86_400)
+        #expect(try await t.store.documents(for: alice, matching: DocumentQuery(createdBetween: range), as: patient).map(\.id) == [ids[2], ids[1]])
+        // An author sees only their own; vault info counts only those.
+        #expect(try await t.store.documents(for: alice, as: Fixtures.doctor).map(\.id) == [ids[1], ids[0]])
+        #expect(try await t.store.vaultInfo(for: alice, as: Fixtures.doctor).documentCount == 2)
+        #expect(try await t.store.vaultInfo(for: alice, as: patient).documentCount == 4)
+        try await t.store.close()
+    }
+
+    @Test func replaceKeepsHistoryAndDeprecatesTheOldVersion() async throws {
+        let t = try await storeWithVault()
+        let v1 = try await t.store.deposit(Fixtures.draft("Ordonnance"), content: Fixtures.content("V1"), for: alice, by: Fixtures.doctor)
+        let v2 = try await t.store.replace(
+            v1.id, with: Fixtures.draft("Ordonnance corrigée"), content: Fixtures.content("V2"), for: alice, by: Fixtures.doctor)
+        let v3 = try await t.store.replace(
+            v1.id, with: Fixtures.draft("Ordonnance v3"), content: Fixtures.content("V3"), reason: .enteredInError,
+            for: alice, by: Fixtures.doctor)
+        #expect(v2.id == v1.id && v2.version == 2 && v3.version == 3)
+        #expect(v2.replaces?.version == 1 && v2.replaces?.reason == .superseded)
+        #expect(v3.replaces?.reason == .enteredInError)
+        for store in [t.store, try await t.reopen()] {
+            let history = try await store.versions(of: v1.id, for: alice, as: patient)
+            #expect(history.map(\.status) == [.superseded(by: 2), .enteredInError(correctedBy: 3), .current])
+            #expect(try await store.content(of: v1.id, for: alice, as: patient) == Fixtures.content("V3"))
+            #expect(try await store.metadata(of: v1.id, for: alice, as: patient).title == "Ordonnance v3")
+            // Reading a deprecated version is a typed error unless asked for.
+            #expect(await code { _ = try await store.content(of: v1.id, version: 1, for: alice, as: patient) } == .deprecatedVersion)
+            #expect(await code { _ = try await store.metadata(of: v1.id, version: 2, for: alice, as: patient) } == .deprecatedVersion)
+            #expect(try await store.content(of: v1.id, version: 1, includingDeprecated: true, for: alice, as: patient) == Fixtures.content("V1"))
+            #expect(await code { _ = try await store.metadata(of: v1.id, version: 9, for: alice, as: patient) } == .unknownDocument)
+            // Listings show current versions unless asked for history.
+            #expect(try await store.documents(for: alice, as: patient).map(\.version) == [3])
+            #expect(try await store.documents(for: alice, matching: DocumentQuery(includeDeprecated: true), as: patient).count == 3)
+        }
+    }
+
+    @Test func onlyTheAuthorReplaces() async throws {
+        let t = try await storeWithVault()
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("X"), for: alice, by: Fixtures.doctor)
+        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, by: patient) } == .accessDenied)
+        // A professional who cannot see it gets "unknown", not "denied".
+        _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.otherDoctor)
+        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.otherDoctor) } == .unknownDocument)
+        #expect(try await t.store.versions(of: m.id, for: alice, as: patient).count == 1)
+        try await t.store.close()
+    }
+
+    @Test func concurrentReplacementsOfOneVersionConflict() async throws {
+        let t = try await storeWithVault()
+        let store = t.store
+        let m = try await store.deposit(Fixtures.draft(), content: Fixtures.content("BASE"), for: alice, by: Fixtures.doctor)
+        let big = Fixtures.content("R", size: 400_000)
+        let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    await code { _ = try await store.replace(m.id, with: Fixtures.draft(), streaming: chunks(of: big, size: 50_000), for: Fixtures.alice, by: Fixtures.doctor) }
+                }
+            }
+            var out: [PatientVaultError.Code?] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        let versions = try await store.versions(of: m.id, for: alice, as: patient)
+        // Every call either made exactly the next version or was refused as a conflict.
+        #expect(results.allSatisfy { $0 == nil || $0 == .conflict })
+        #expect(versions.count == 1 + results.filter { $0 == nil }.count)
+        #expect(versions.map(\.version) == Array(1...versions.count))
+        try await store.close()
+    }
+
+    @Test func concurrentDepositsAreAllAcknowledgedAndPresent() async throws {
+        let t = try await storeWithVault()
+        let store = t.store
+        let ids = try await withThrowingTaskGroup(of: DocumentID.self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    try await store.deposit(Fixtures.draft("Doc \(i)"), content: Fixtures.content("C\(i)", size: 4096), for: Fixtures.alice, by: Fixtures.doctor).id
+                }
+            }
+            var out: [DocumentID] = []
+            for try await id in group { out.append(id) }
+            return out
+        }
+        let reopened = try await t.reopen()
+        let listed = try await reopened.documents(for: alice, as: patient)
+        #expect(Set(listed.map(\.id)) == Set(ids))
+        for m in listed {
+            let i = Int(m.title.dropFirst(4))!
+            #expect(try await reopened.content(of: m.id, for: alice, as: patient) == Fixtures.content("C\(i)", size: 4096))
+        }
+        try await reopened.close()
+    }
+}
+
+/// Bad input: a typed error, and nothing written.
+@Suite struct BadInputTests {
+    let alice = Fixtures.alice
+
+    func draft(_ change: (inout DocumentDraft) -> Void) -> DocumentDraft {
+        var d = Fixtures.draft()
+        change(&d)
+        return d
+    }
+
+    @Test func badDraftsAreRefusedBeforeAnythingIsWritten() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let engine = t.store.engine as! LogEngine
+        let before = engine.nextSequence
+        let bad: [DocumentDraft] = [
+            draft { $0.title = "" },
+            draft { $0.title = "   \n" },
+            draft { $0.title = String(repeating: "é", count: 600) },
+            draft { $0.mimeType = "pdf" },
+            draft { $0.mimeType = "text/ plain" },
+            draft { $0.typeCode = DocumentTypeCode(code: "") },
+            draft { $0.typeCode = DocumentTypeCode(system: "", code: "1") },
+            draft { $0.typeCode = DocumentTypeCode(code: String(repeating: "9", count: 65)) },
+            draft { $0.serviceStart = Date(timeIntervalSince1970: 100); $0.serviceEnd = Date(timeIntervalSince1970: 50) },
+            draft { $0.confidentiality = ConfidentialityFlags(rawValue: 0x80) },
+        ]
+        for d in bad {
+            #expect(await code { _ = try await t.store.deposit(d, content: Data([1, 2, 3]), for: alice, by: Fixtures.doctor) } == .invalidArgument)
+        }
+        let oversizedAuthor = Principal.professional(HealthProfessional(
+            rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: String(repeating: "x", count: 20_000)))
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: oversizedAuthor) } == .invalidArgument)
+        #expect(engine.nextSequence == before)
+        #expect(try await t.store.documents(for: alice, as: .patient(alice)).isEmpty)
+        try await t.store.close()
+    }
+
+    @Test func unknownDocumentAndDeniedAccessWriteNothing() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, by: Fixtures.doctor)
+        let engine = t.store.engine as! LogEngine
+        let before = engine.nextSequence
+        let unknown = DocumentID.random()
+        #expect(await code { _ = try await t.store.metadata(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
+        #expect(await code { _ = try await t.store.content(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
+        #expect(await code { _ = try await t.store.versions(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
+        #expect(await code { _ = try await t.store.replace(unknown, with: Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.doctor) } == .unknownDocument)
+        // Insurer: never reads; deposits reimbursement data only.
+        #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: Fixtures.insurer) } == .accessDenied)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.insurer) } == .accessDenied)
+        // Another patient cannot deposit into this vault.
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: .patient(Fixtures.bob)) } == .accessDenied)
+        // A professional with no document here is denied at vault level; the
+        // error names the rule.
+        do {
+            _ = try await t.store.documents(for: alice, as: Fixtures.otherDoctor)
+            Issue.record("expected a denial")
+        } catch {
+            #expect(error.code == .accessDenied)
+            #expect(error.rule == .notAuthorised)
+            #expect(!error.description.contains(alice.digits))
+        }
+        #expect(engine.nextSequence == before)
+        // The insurer's reimbursement deposit is accepted.
+        _ = try await t.store.deposit(
+            Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: alice, by: Fixtures.insurer)
+        try await t.store.close()
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import Testing
+@testable import PatientVault
+
+@Suite struct StoreTests {
+    @Test func wrongMasterKeyIsATypedErrorAndWritesNothing() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.close()
+        let before = try t.folder.allBytes()
+        let c = await code { _ = try await VaultStore.open(at: t.folder.url, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration()) }
+        #expect(c == .wrongMasterKey)
+        let after = try t.folder.allBytes()
+        #expect(before.map(\.0) == after.map(\.0))
+        #expect(before.map(\.1) == after.map(\.1))
+        // The right key still opens it.
+        let reopened = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await reopened.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice)).channel == .patientOnline)
+        try await reopened.close()
+    }
+
+    @Test func passphraseStoreStoresItsSaltAndRefusesAnotherPassphrase() async throws {
+        let folder = TestFolder()
+        let store = try await VaultStore.open(
+            at: folder.url, key: .passphrase("correct horse battery staple", strength: .minimumForTesting),
+            configuration: Fixtures.configuration())
+        try await store.createVault(for: Fixtures.bob, by: Fixtures.pharmacist, channel: .pharmacy)
+        try await store.close()
+        let wrong = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("wrong horse"), configuration: Fixtures.configuration())
+        }
+        #expect(wrong == .wrongMasterKey)
+        let asKey = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration())
+        }
+        #expect(asKey == .wrongMasterKey)
+        let again = try await VaultStore.open(
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+        #expect(try await again.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)).createdBy == Fixtures.pharmacist)
+        try await again.close()
+        let empty = await code {
+            _ = try await VaultStore.open(at: TestFolder().url, key: .passphrase(""), configuration: Fixtures.configuration())
+        }
+        #expect(empty == .invalidArgument)
+    }
+
+    @Test func secondOpenOfTheSameStoreIsRefused() async throws {
+        let t = try await TestStore()
+        let c = await code { _ = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(c == .storeLocked)
+        try await t.store.close()
+    }
+
+    @Test func closedStoreRefusesWrites() async throws {
+        let t = try await TestStore()
+        try await t.store.close()
+        let c = await code { try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) }
+        #expect(c == .closed)
+    }
+
+    @Test func damagedHeaderIsCorruptionNotWrongKey() async throws {
+        let t = try await TestStore()
+        try await t.store.close()
+        let path = t.folder.url.appendingPathComponent("store.header")
+        var bytes = try Data(contentsOf: path)
+        bytes[20] ^= 0xFF
+        try bytes.write(to: path)
+        let c = await code { _ = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(c == .corrupted)
+    }
+
+    @Test func badConfigurationIsRefused() async throws {
+        var c = Fixtures.configuration()
+        c.contentChunkSize = 10
+        let configuration = c
+        let result = await code { _ = try await VaultStore.open(at: TestFolder().url, key: .key(try MasterKey.generate()), configuration: configuration) }
+        #expect(result == .invalidArgument)
+        #expect(throws: PatientVaultError.self) { try MasterKey(bytes: [1, 2, 3]) }
+    }
+}
+
+@Suite struct VaultTests {
+    @Test(arguments: [
+        (CreationChannel.patientOnline, Principal.patient(Fixtures.alice), true),
+        (.patientOnline, .patient(Fixtures.bob), false),
+        (.pharmacy, Fixtures.pharmacist, true),
+        (.pharmacy, Fixtures.pharmacy, true),
+        (.pharmacy, Fixtures.doctor, false),
+        (.insurerAgent, Fixtures.insurer, true),
+        (.insurerAgent, Fixtures.doctor, false),
+        (.healthProfessional, Fixtures.doctor, true),
+        (.establishment, Fixtures.hospital, true),
+        (.establishment, Fixtures.pharmacy, false),
+    ])
+    func creationChannelMustFitThePrincipal(channel: CreationChannel, principal: Principal, allowed: Bool) async throws {
+        let t = try await TestStore()
+        let c = await code { try await t.store.createVault(for: Fixtures.alice, by: principal, channel: channel) }
+        if allowed {
+            #expect(c == nil)
+            let info = try await t.store.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice))
+            #expect(info.channel == channel)
+            #expect(info.createdBy == principal)
+        } else {
+            #expect(c == .accessDenied)
+            #expect(await code { _ = try await t.store.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice)) } == .unknownVault)
+        }
+        try await t.store.close()
+    }
+
+    @Test func vaultSurvivesReopenAndIsCreatedOnce() async throws {
+        let clock = ManualClock()
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))
+        let info = try await t.store.createVault(for: Fixtures.alice, by: Fixtures.pharmacist, channel: .pharmacy)
+        #expect(await code { try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
+        let store = try await t.reopen()
+        #expect(await code { try await store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
+        let again = try await store.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice))
+        #expect(again.vaultID == info.vaultID)
+        #expect(again.createdAt == clock.now())
+        #expect(again.createdBy == Fixtures.pharmacist)
+        #expect(store.vaultCount == 1)
+        try await store.close()
+    }
+
+    @Test func concurrentCreationsOfOneVaultYieldExactlyOne() async throws {
+        let t = try await TestStore()
+        let store = t.store
+        let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
+            for _ in 0..<8 {
+                group.addTask { await code { try await store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } }
+            }
+            var out: [PatientVaultError.Code?] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        #expect(results.filter { $0 == nil }.count == 1)
+        #expect(results.filter { $0 == .vaultAlreadyExists }.count == 7)
+        try await store.close()
+    }
+
+    @Test func unknownVaultIsATypedError() async throws {
+        let t = try await TestStore()
+        #expect(await code { _ = try await t.store.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)) } == .unknownVault)
+        #expect(await code { _ = try await t.store.documents(for: Fixtures.bob, as: .patient(Fixtures.bob)) } == .unknownVault)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: Fixtures.bob, by: Fixtures.doctor) } == .unknownVault)
+        try await t.store.close()
+    }
+
+    @Test func vaultIDIsAPseudonymStableAcrossOpensAndNotTheINS() async throws {
+        let t = try await TestStore()
+        let a = try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        let b = try await t.store.createVault(for: Fixtures.bob, by: .patient(Fixtures.bob), channel: .patientOnline)
+        #expect(a.vaultID != b.vaultID)
+        #expect(a.vaultID.count == 64)
+        #expect(!a.vaultID.contains(Fixtures.alice.digits))
+        try await t.store.close()
+        // Another store (another master key) gives the same patient another pseudonym.
+        let other = try await TestStore()
+        let c = try await other.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        #expect(c.vaultID != a.vaultID)
+        try await other.store.close()
+    }
+}

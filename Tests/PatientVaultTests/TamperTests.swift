@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// Tampering by someone who can write the files and recompute every
+/// checksum: authentication, not checksums, must catch it.
+@Suite struct TamperTests {
+    /// Rewrites the frame at `location` with `payload`, recomputing the
+    /// frame's checksums as an attacker would. Touches only the frame's bytes.
+    func rewrite(_ folder: TestFolder, _ location: RecordLocation, payload: [UInt8]) throws {
+        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment))
+        let handle = try FileHandle(forUpdating: path)
+        defer { try? handle.close() }
+        let segmentHeader = [UInt8](try handle.read(upToCount: LogFormat.segmentHeaderSize)!)
+        let salt = try LogFormat.decodeSegmentHeader(segmentHeader)!.salt
+        try handle.seek(toOffset: location.offset)
+        let frameHeader = [UInt8](try handle.read(upToCount: LogFormat.frameHeaderSize)!)
+        let h = frameHeader.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: salt)! }
+        precondition(payload.count == Int(h.payloadLength))
+        let header = LogFormat.encodeFrameHeader(
+            salt: salt, payloadLength: payload.count, payloadCRC: CRC32C.checksum(payload), lsn: h.lsn,
+            durableThrough: h.durableThrough, flags: h.flags, previous: h.previous, stream: h.stream)
+        try handle.seek(toOffset: location.offset)
+        try handle.write(contentsOf: Data(header + payload))
+    }
+
+    @Test func everyAlteredByteOfARecordIsAnErrorNeverGarbage() async throws {
+        let t = try await TestStore()
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft("Titre"), content: Fixtures.content("INLINE", size: 64), for: alice, by: Fixtures.doctor)
+        let pseudonym = t.store.keys.vaultPseudonym(for: alice)
+        try await t.store.close()
+
+        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let location = engine.head(of: pseudonym)!
+        let original = try engine.read(location).payload
+        try await engine.close()
+
+        var checked = 0
+        for position in stride(from: 0, to: original.count, by: 3) {
+            var tampered = original
+            tampered[position] ^= 0x20
+            try rewrite(t.folder, location, payload: tampered)
+            let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+            let result = await code {
+                _ = try await store.metadata(of: m.id, for: alice, as: .patient(alice))
+                _ = try await store.content(of: m.id, for: alice, as: .patient(alice))
+            }
+            #expect(result == .corrupted || (position == 0 && result == .unsupportedFormat), "byte \(position): \(String(describing: result))")
+            try await store.close()
+            try rewrite(t.folder, location, payload: original)
+            checked += 1
+        }
+        #expect(checked > 50)
+        // Untouched, it reads back.
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("INLINE", size: 64))
+        try await store.close()
+    }
+
+    @Test func aRecordCopiedIntoAnotherVaultFailsAuthentication() async throws {
+        let t = try await TestStore()
+        let (alice, bob) = (Fixtures.alice, Fixtures.bob)
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: bob, by: .patient(bob), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ALICE"), for: alice, by: Fixtures.doctor)
+        let a = t.store.keys.vaultPseudonym(for: alice)
+        let b = t.store.keys.vaultPseudonym(for: bob)
+        try await t.store.close()
+
+        // The copy sits at the right position of Bob's stream (sequence 1),
+        // with valid checksums: only the cryptographic binding can refuse it.
+        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let payload = try engine.read(engine.head(of: a)!).payload
+        _ = try await engine.append([EngineRecord(stream: b, payload: payload)], keySlotWrites: [], durability: .durable).wait()
+        try await engine.close()
+
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(await code { _ = try await store.documents(for: bob, as: .patient(bob)) } == .corrupted)
+        #expect(try await store.documents(for: alice, as: .patient(alice)).count == 1)
+        try await store.close()
+    }
+
+    @Test func chunksSwappedBetweenDocumentsFailAuthentication() async throws {
+        let t = try await TestStore()
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let content = Fixtures.content("BIG", size: 200_000)
+        let d1 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
+        let d2 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
+        let entries = try t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
+        try await t.store.close()
+        // Same plaintext, same chunk sizes: swap chunk 1 of each document.
+        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let l1 = entries.0.content.chunkLocations[1], l2 = entries.1.content.chunkLocations[1]
+        let p1 = try engine.read(l1).payload, p2 = try engine.read(l2).payload
+        try await engine.close()
+        try rewrite(t.folder, l1, payload: p2)
+        try rewrite(t.folder, l2, payload: p1)
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(await code { _ = try await store.content(of: d1.id, for: alice, as: .patient(alice)) } == .corrupted)
+        #expect(await code { _ = try await store.content(of: d2.id, for: alice, as: .patient(alice)) } == .corrupted)
+        try await store.close()
+    }
+
+    @Test func destroyedDocumentKeyMakesTheDocumentUnreadable() async throws {
+        let t = try await TestStore()
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ERASE-ME"), for: alice, by: Fixtures.doctor)
+        let keep = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEEP-ME"), for: alice, by: Fixtures.doctor)
+        let slot = try t.store.withVault(alice) { $0.entry(m.id, version: nil)!.keySlot }
+        try await t.store.engine.destroyKeySlot(slot)
+        #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: .patient(alice)) } == .erased)
+        #expect(try await t.store.content(of: keep.id, for: alice, as: .patient(alice)) == Fixtures.content("KEEP-ME"))
+        try await t.store.close()
+    }
+}

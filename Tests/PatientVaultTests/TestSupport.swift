@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+@testable import PatientVault
+
+/// A clock the test sets.
+final class ManualClock: VaultClock {
+    private let current: Mutex<Date>
+    init(_ start: Date = Date(timeIntervalSince1970: 1_700_000_000)) { current = Mutex(start) }
+    func now() -> Date { current.withLock { $0 } }
+    func advance(by seconds: TimeInterval) { current.withLock { $0 += seconds } }
+}
+
+/// A fresh folder per test, removed afterwards.
+final class TestFolder: Sendable {
+    let url: URL
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("pv-test-\(UUID().uuidString)")
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    /// Every file of the store, concatenated (for byte searches).
+    func allBytes() throws -> [(String, Data)] {
+        try FileManager.default.contentsOfDirectory(atPath: url.path).map { name in
+            (name, try Data(contentsOf: url.appendingPathComponent(name)))
+        }
+    }
+}
+
+enum Fixtures {
+    static func ins(_ nir: String) -> INS {
+        let key = INS.key(forNIR: nir)!
+        return try! INS(nir + (key < 10 ? "0" : "") + String(key))
+    }
+
+    static let alice = ins("2840775123456")
+    static let bob = ins("1750133012345")
+    static let doctor = Principal.professional(HealthProfessional(rpps: try! RPPSNumber("10101234567"), profession: .doctor))
+    static let otherDoctor = Principal.professional(HealthProfessional(rpps: try! RPPSNumber("10107654321"), profession: .doctor))
+    static let pharmacist = Principal.professional(HealthProfessional(rpps: try! RPPSNumber("10003456789"), profession: .pharmacist))
+    static let hospital = Principal.organisation(Organisation(finess: try! FINESSNumber("750712184"), kind: .hospital))
+    static let pharmacy = Principal.organisation(Organisation(finess: try! FINESSNumber("920000650"), kind: .pharmacy))
+    static let insurer = Principal.insurer(try! SystemPrincipal("cnam"))
+
+    static func draft(
+        _ title: String = "Compte rendu de consultation", category: DocumentCategory = .report,
+        type: DocumentTypeCode = .consultationNote, createdAt: Date = Date(timeIntervalSince1970: 1_690_000_000)
+    ) -> DocumentDraft {
+        DocumentDraft(typeCode: type, category: category, title: title, createdAt: createdAt, mimeType: "text/plain")
+    }
+
+    static func content(_ marker: String, size: Int = 3000) -> Data {
+        var d = Data(marker.utf8)
+        var x: UInt32 = 2_463_534_242
+        while d.count < size {
+            x ^= x << 13; x ^= x >> 17; x ^= x << 5
+            d.append(UInt8(truncatingIfNeeded: x))
+        }
+        return d.prefix(size)
+    }
+
+    static func configuration(clock: ManualClock = ManualClock()) -> Configuration {
+        var c = Configuration()
+        c.clock = clock
+        c.segmentSize = 32 << 20
+        c.contentChunkSize = 64 << 10
+        c.inlineContentLimit = 16 << 10
+        return c
+    }
+}
+
+/// Opens a store with a fresh random key in a fresh folder.
+struct TestStore {
+    let folder = TestFolder()
+    let key: MasterKey
+    let store: VaultStore
+
+    init(configuration: Configuration = Fixtures.configuration()) async throws {
+        key = try MasterKey.generate()
+        store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+    }
+
+    func reopen(configuration: Configuration = Fixtures.configuration()) async throws -> VaultStore {
+        try await store.close()
+        return try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+    }
+}
+
+func chunks(of data: Data, size: Int) -> AsyncStream<Data> {
+    AsyncStream { c in
+        var i = data.startIndex
+        while i < data.endIndex {
+            let end = data.index(i, offsetBy: size, limitedBy: data.endIndex) ?? data.endIndex
+            c.yield(data[i..<end])
+            i = end
+        }
+        c.finish()
+    }
+}
+
+/// Asserts the code of a thrown PatientVaultError.
+func code(_ body: () async throws -> Void) async -> PatientVaultError.Code? {
+    do {
+        try await body()
+        return nil
+    } catch let e as PatientVaultError {
+        return e.code
+    } catch {
+        return nil
+    }
+}
