@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (Swift Testing), failing on any failure or warning.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./Scripts/setup.sh
+swift build --build-tests -Xswiftc -warnings-as-errors
+swift test --skip-build
