@@ -52,7 +52,7 @@ extension LogEngineCore {
                     wroteSlots = true
                 }
             }
-            if wroteSlots { try keyFile.syncData() }
+            if wroteSlots { try sync(keyFile) }
 
             // 2. Frames, one gathered write per run of jobs in one segment.
             let segments = state.withLock { $0.segments }
@@ -70,7 +70,7 @@ extension LogEngineCore {
                 // Older segments become durable before a newer one gets data,
                 // so a torn older segment never hides behind a newer one.
                 for older in unsynced.sorted() where older < number {
-                    try segments[older]?.file.syncData()
+                    if let f = segments[older]?.file { try sync(f) }
                     unsynced.remove(older)
                 }
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
@@ -81,7 +81,7 @@ extension LogEngineCore {
 
             // 3. One sync covers every durable job of the batch.
             if jobs.contains(where: { $0.durability == .durable }) {
-                for number in unsynced.sorted() { try segments[number]?.file.syncData() }
+                for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
                 unsynced.removeAll()
                 let through = writtenThrough
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
@@ -112,6 +112,12 @@ extension LogEngineCore {
                 logger.debug("storage: checkpoint skipped", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// `fdatasync`, through the fault injection of tests.
+    private func sync(_ file: PosixFile) throws {
+        try configuration.faults?.checkSync(file.name)
+        try file.syncData()
     }
 
     private func finishOnClose(unsynced: inout Set<UInt32>) {

@@ -18,6 +18,8 @@ package struct LogEngineConfiguration: Sendable {
     package var checkpointInterval: UInt64 = 256 << 20
     /// How much the key file grows at a time (preallocated).
     package var keyFileGrowth: UInt64 = 1 << 20
+    /// Simulated failures, for tests only.
+    package var faults: FaultInjection?
     /// Where the engine logs (debug and trace only; never record content).
     package var logger: Logger = Logger(label: "patientvault.storage", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -265,6 +267,7 @@ final class LogEngineCore: Sendable {
     /// changes and the append fails with the error (disk full, typically).
     private func rollOver(_ s: inout State) throws {
         let number = s.current + 1
+        try configuration.faults?.checkAllocation("segment \(number)")
         let segment = try LogEngineCore.createSegment(
             directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize)
         s.segments[number] = segment
@@ -310,6 +313,7 @@ final class LogEngineCore: Sendable {
             let end = (s.nextKeySlot + 1) * UInt64(LogFormat.keySlotSize)
             if end > s.keyFileAllocated {
                 let target = s.keyFileAllocated + configuration.keyFileGrowth
+                try configuration.faults?.checkAllocation("key file")
                 try keyFile.allocate(upTo: target)
                 s.keyFileAllocated = target
             }

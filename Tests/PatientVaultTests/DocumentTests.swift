@@ -125,7 +125,8 @@ import VaultStorage
             #expect(await code { _ = try await store.metadata(of: v1.id, version: 9, for: alice, as: patient) } == .unknownDocument)
             // Listings show current versions unless asked for history.
             #expect(try await store.documents(for: alice, as: patient).map(\.version) == [3])
-            #expect(try await store.documents(for: alice, matching: DocumentQuery(includeDeprecated: true), as: patient).count == 3)
+            #expect(try await store.documents(for: alice, matching: DocumentQuery(status: .all), as: patient).count == 3)
+            #expect(try await store.documents(for: alice, matching: DocumentQuery(status: .deprecated), as: patient).map(\.version) == [2, 1])
         }
     }
 
@@ -256,5 +257,62 @@ import VaultStorage
         _ = try await t.store.deposit(
             Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: alice, by: Fixtures.insurer)
         try await t.store.close()
+    }
+}
+
+/// Durability modes and storage failures seen through the public API.
+@Suite struct StorageFailureTests {
+    let alice = Fixtures.alice
+
+    func configuration(_ faults: FaultInjection) -> Configuration {
+        var c = Fixtures.configuration()
+        c.segmentSize = 1 << 20
+        c.contentChunkSize = 64 << 10
+        c.faults = faults
+        return c
+    }
+
+    @Test func fullDiskIsATypedErrorThatChangesNothing() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEPT"), for: alice, by: Fixtures.doctor)
+        faults.diskFull = true
+        // 2 MiB cannot fit in the 1 MiB segment: a new one is needed and refused.
+        let big = Fixtures.content("BIG", size: 2 << 20)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor) } == .diskFull)
+        #expect(try await t.store.documents(for: alice, as: .patient(alice)).map(\.id) == [kept.id])
+        faults.diskFull = false
+        let later = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor)
+        let store = try await t.reopen(configuration: configuration(FaultInjection()))
+        #expect(Set(try await store.documents(for: alice, as: .patient(alice)).map(\.id)) == [kept.id, later.id])
+        #expect(try await store.content(of: later.id, for: alice, as: .patient(alice)) == big)
+        try await store.close()
+    }
+
+    @Test func failedSyncStopsAcknowledgingWrites() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        faults.syncFails = true
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        faults.syncFails = false
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        // Reads of what was acknowledged go on.
+        #expect(try await t.store.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+    }
+
+    @Test func relaxedModeKeepsDataAcrossAnOrderlyClose() async throws {
+        var c = Fixtures.configuration()
+        c.durability = .relaxed
+        let t = try await TestStore(configuration: c)
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        var ids: [DocumentID] = []
+        for i in 0..<5 {
+            ids.append(try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R\(i)"), for: alice, by: Fixtures.doctor).id)
+        }
+        let store = try await t.reopen(configuration: c)
+        #expect(Set(try await store.documents(for: alice, as: .patient(alice)).map(\.id)) == Set(ids))
+        try await store.close()
     }
 }

@@ -164,19 +164,20 @@ public struct DocumentQuery: Hashable, Sendable {
     public var author: Principal?
     /// Only documents created in this range (inclusive).
     public var createdBetween: ClosedRange<Date>?
-    /// Which versions: current only (the default), or all.
-    public var includeDeprecated: Bool
+    /// Which versions, by status: current ones (the default), replaced
+    /// ones, or all.
+    public var status: StatusFilter
 
     /// Creates a query.
     public init(
         categories: Set<DocumentCategory>? = nil, typeCode: DocumentTypeCode? = nil, author: Principal? = nil,
-        createdBetween: ClosedRange<Date>? = nil, includeDeprecated: Bool = false
+        createdBetween: ClosedRange<Date>? = nil, status: StatusFilter = .current
     ) {
         self.categories = categories
         self.typeCode = typeCode
         self.author = author
         self.createdBetween = createdBetween
-        self.includeDeprecated = includeDeprecated
+        self.status = status
     }
 
     func matches(_ m: DocumentMetadata) -> Bool {
@@ -184,9 +185,23 @@ public struct DocumentQuery: Hashable, Sendable {
         if let typeCode, typeCode != m.typeCode { return false }
         if let author, author != m.author { return false }
         if let createdBetween, !createdBetween.contains(m.createdAt) { return false }
-        if !includeDeprecated && m.status.isDeprecated { return false }
+        switch status {
+        case .current: if m.status.isDeprecated { return false }
+        case .deprecated: if !m.status.isDeprecated { return false }
+        case .all: break
+        }
         return true
     }
+}
+
+/// Which versions a ``DocumentQuery`` returns.
+public enum StatusFilter: Hashable, Sendable {
+    /// Current versions only.
+    case current
+    /// Replaced versions only (superseded or entered in error).
+    case deprecated
+    /// Every version.
+    case all
 }
 
 /// What the store knows about a vault, as its holder may see it.

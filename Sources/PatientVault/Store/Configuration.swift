@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import VaultStorage
 
 /// A source of the current time. The store reads it for deposit times and,
 /// later, for time-bound rules; tests supply their own.
@@ -41,8 +42,11 @@ public struct Configuration: Sendable {
     public var contentChunkSize: Int = 1 << 20
     /// Content up to this size is stored inside its document record.
     public var inlineContentLimit: Int = 64 << 10
-    /// Size of each log segment file.
+    /// Size of each log segment file, preallocated: at least 1 MiB and four
+    /// content chunks.
     public var segmentSize: UInt64 = 64 << 20
+    /// Simulated storage failures, for tests.
+    package var faults: FaultInjection?
 
     /// Default settings.
     public init() {}

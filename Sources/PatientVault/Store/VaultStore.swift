@@ -53,9 +53,11 @@ public final class VaultStore: Sendable {
     ) async throws(PatientVaultError) -> VaultStore {
         guard configuration.contentChunkSize >= 4096, configuration.contentChunkSize <= 4 << 20,
               configuration.inlineContentLimit >= 0, configuration.inlineContentLimit <= configuration.contentChunkSize,
-              configuration.segmentSize >= 32 << 20, configuration.segmentSize <= 1 << 36
+              configuration.segmentSize >= 1 << 20, configuration.segmentSize <= 1 << 36,
+              configuration.segmentSize >= 4 * UInt64(configuration.contentChunkSize + 4096)
         else {
-            throw PatientVaultError(.invalidArgument, "chunk size 4 KiB-4 MiB, inline limit up to a chunk, segments 32 MiB-64 GiB")
+            throw PatientVaultError(
+                .invalidArgument, "chunk size 4 KiB-4 MiB, inline limit up to a chunk, segments 1 MiB-64 GiB and at least 4 chunks")
         }
         let directory = url.path
         try translatingErrors { try FileSystem.createDirectory(directory) }
@@ -76,6 +78,7 @@ public final class VaultStore: Sendable {
         engineConfiguration.segmentSize = configuration.segmentSize
         engineConfiguration.maximumRecordSize = configuration.contentChunkSize + 4096
         engineConfiguration.logger = configuration.logger
+        engineConfiguration.faults = configuration.faults
         let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
         return VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
