@@ -27,6 +27,11 @@ package enum Argon2id {
         package static let moderate = Parameters(
             opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_MODERATE),
             memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_MODERATE))
+        /// libsodium's sensitive limits (1 GiB, 4 passes): the most a store
+        /// header may ask for.
+        package static let sensitive = Parameters(
+            opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE),
+            memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE))
         /// The smallest limits libsodium accepts; for tests only.
         package static let minimum = Parameters(
             opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_MIN),

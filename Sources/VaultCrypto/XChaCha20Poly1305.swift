@@ -46,12 +46,12 @@ package enum XChaCha20Poly1305 {
         let start = output.count
         let boxCount = nonceByteCount + plaintext.count + tagByteCount
         output.append(contentsOf: repeatElement(0, count: boxCount))
-        output.withUnsafeMutableBytes { out in
+        let rc = output.withUnsafeMutableBytes { out in
             let box = UnsafeMutableRawBufferPointer(rebasing: out[start...])
             box.copyMemory(from: nonce)
-            key.withUnsafeBytes { k in
+            return key.withUnsafeBytes { k in
                 var written: UInt64 = 0
-                _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
+                return crypto_aead_xchacha20poly1305_ietf_encrypt(
                     box.baseAddress!.advanced(by: nonceByteCount).assumingMemoryBound(to: UInt8.self), &written,
                     plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
                     associatedData.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(associatedData.count),
@@ -60,6 +60,10 @@ package enum XChaCha20Poly1305 {
                     k.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 )
             }
+        }
+        guard rc == 0 else {
+            output.removeSubrange(start...)
+            throw CryptoError(.invalidInput, "encryption failed (message too long)")
         }
     }
 

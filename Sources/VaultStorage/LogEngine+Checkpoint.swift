@@ -16,14 +16,12 @@ extension LogEngineCore {
         var index: [StreamID: RecordLocation]
     }
 
-    /// Writes a checkpoint if nothing is queued (so the index matches what
-    /// is on disk), after syncing every written segment.
-    func checkpointIfIdle(unsynced: inout Set<UInt32>) throws {
-        let segments = state.withLock { $0.segments }
-        for number in unsynced.sorted() { try segments[number]?.file.syncData() }
-        unsynced.removeAll()
+    /// Writes a checkpoint if nothing is queued and everything written is
+    /// synced, so that it covers exactly what is durable on disk.
+    func checkpointIfIdle(unsynced: Set<UInt32>) throws {
+        guard unsynced.isEmpty else { return }
         let snapshot = state.withLock { s -> (Checkpoint, UInt64)? in
-            guard s.queue.isEmpty else { return nil }
+            guard s.queue.isEmpty, s.queuedHeads.isEmpty else { return nil }
             let written = s.bytesSinceCheckpoint
             let last = s.index.isEmpty ? nil : lastLocation(s)
             return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
@@ -80,7 +78,7 @@ extension LogEngineCore {
         guard FileSystem.exists(path) else { return nil }
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
-        guard bytes.count >= 76 else { return nil }
+        guard bytes.count >= 68 else { return nil }
         let body = bytes.count - 4
         let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: body, as: UInt32.self).littleEndian }
         guard CRC32C.checksum(Array(bytes[0..<body])) == stored else {

@@ -76,6 +76,16 @@ extension LogEngineCore {
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
                 try segment.file.write(gathering: buffers, at: jobs[i].offset)
                 unsynced.insert(number)
+                // Written: readers may now follow these stream heads.
+                let written = jobs[i..<j]
+                state.withLock { s in
+                    for job in written {
+                        for (stream, location) in job.heads {
+                            s.index[stream] = location
+                            if s.queuedHeads[stream] == location { s.queuedHeads[stream] = nil }
+                        }
+                    }
+                }
                 i = j
             }
 
@@ -101,17 +111,34 @@ extension LogEngineCore {
             for job in jobs + queued { job.ticket.complete(.failure(lost)) }
             return
         }
-        for job in jobs { job.ticket.complete(.success(job.locations)) }
+        let checkpointJobs = jobs.filter(\.checkpoint)
+        for job in jobs where !job.checkpoint { job.ticket.complete(.success(job.locations)) }
 
-        let wantsCheckpoint = jobs.contains(where: \.checkpoint)
+        let wantsCheckpoint = !checkpointJobs.isEmpty
             || state.withLock { $0.bytesSinceCheckpoint >= configuration.checkpointInterval }
-        if wantsCheckpoint {
-            do {
-                try checkpointIfIdle(unsynced: &unsynced)
-            } catch {
-                logger.debug("storage: checkpoint skipped", metadata: ["error": "\(error)"])
-            }
+        guard wantsCheckpoint else { return }
+        // The segments are synced on the commit path's terms: a failure
+        // here stops acknowledgements like any other failed sync.
+        do {
+            let segments = state.withLock { $0.segments }
+            for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
+            unsynced.removeAll()
+        } catch {
+            let failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
+            state.withLock { if $0.failure == nil { $0.failure = failure } }
+            for job in checkpointJobs { job.ticket.complete(.failure(failure)) }
+            return
         }
+        // Only the checkpoint file itself may fail harmlessly: the log stays
+        // the truth, and the next open replays more of it.
+        var result: Result<[RecordLocation], StorageError> = .success([])
+        do {
+            try checkpointIfIdle(unsynced: unsynced)
+        } catch {
+            logger.debug("storage: checkpoint not written", metadata: ["error": "\(error)"])
+            result = .failure((error as? StorageError) ?? StorageError(.io, "checkpoint failed"))
+        }
+        for job in checkpointJobs { job.ticket.complete(result) }
     }
 
     /// `fdatasync`, through the fault injection of tests.
@@ -123,10 +150,10 @@ extension LogEngineCore {
     private func finishOnClose(unsynced: inout Set<UInt32>) {
         do {
             let segments = state.withLock { $0.segments }
-            for number in unsynced.sorted() { try segments[number]?.file.syncData() }
+            for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
             unsynced.removeAll()
             if state.withLock({ $0.failure == nil && $0.bytesSinceCheckpoint > 0 }) {
-                try checkpointIfIdle(unsynced: &unsynced)
+                try checkpointIfIdle(unsynced: unsynced)
             }
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "close failed")

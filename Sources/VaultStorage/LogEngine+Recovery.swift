@@ -8,13 +8,6 @@ import Logging
 // MARK: - Recovery at open
 
 extension LogEngineCore {
-    /// Where the log stops being valid, and the first sequence number lost.
-    private struct Cut {
-        var segment: UInt32
-        var offset: UInt64
-        var lsn: UInt64
-    }
-
     /// Opens the segments, loads the checkpoint, replays the log after it and
     /// applies the recovery rules:
     ///
@@ -29,162 +22,195 @@ extension LogEngineCore {
     ) throws -> RecoveryReport {
         let logger = configuration.logger
         var report = RecoveryReport()
-        var numbers = try FileSystem.list(directory).compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
-        if numbers.isEmpty {
-            let segment = try createSegment(directory: directory, number: 1, firstLSN: 1, size: configuration.segmentSize)
-            s.segments[1] = segment
-            s.current = 1
-            s.tail = UInt64(LogFormat.segmentHeaderSize)
-            s.nextLSN = 1
-            return report
-        }
+        let numbers = try FileSystem.list(directory).compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
         for (i, n) in numbers.enumerated() where n != numbers[0] + UInt32(i) {
             throw StorageError(.corrupted, "segment \(numbers[0] + UInt32(i)) is missing", segment: numbers[0] + UInt32(i))
         }
 
-        // Open every segment and check its header. An unreadable header is
-        // tolerated only on the newest file: a crash while creating it.
+        // Open every segment and check its header. A bad header is tolerated
+        // only on the newest file, and only if nothing was ever written after
+        // it: a crash while the file was being created.
         var headers: [UInt32: LogFormat.SegmentHeader] = [:]
-        while let n = numbers.last {
-            let file = try PosixFile.open(directory + "/" + LogFormat.segmentFileName(n), flags: O_RDWR, name: "segment \(n)")
-            if let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n {
-                break
-            }
-            if numbers.count == 1 {
-                // The only segment never got its header: an empty store.
-                try file.write(LogFormat.encodeSegmentHeader(number: n, salt: randomSalt(), firstLSN: 1), at: 0)
-                try file.allocate(upTo: configuration.segmentSize)
-                try file.syncData()
-                break
-            }
-            try FileSystem.remove(directory + "/" + LogFormat.segmentFileName(n))
-            try FileSystem.syncDirectory(directory)
-            report.removedSegments.append(n)
-            numbers.removeLast()
-            logger.debug("storage: removed an unfinished segment", metadata: ["segment": "\(n)"])
-        }
+        var valid: [UInt32] = []
         for n in numbers {
-            let file = try PosixFile.open(directory + "/" + LogFormat.segmentFileName(n), flags: O_RDWR, name: "segment \(n)")
-            guard let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)),
-                  h.number == n
-            else {
+            let path = directory + "/" + LogFormat.segmentFileName(n)
+            let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)")
+            if let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n {
+                s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size)
+                headers[n] = h
+                valid.append(n)
+                continue
+            }
+            guard n == numbers.last, try isEmpty(file, from: UInt64(LogFormat.segmentHeaderSize)) else {
                 throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
             }
-            s.segments[n] = Segment(number: n, file: file, salt: h.salt)
-            headers[n] = h
+            try FileSystem.remove(path)
+            try FileSystem.syncDirectory(directory)
+            report.removedSegments.append(n)
+            logger.debug("storage: removed an unfinished segment", metadata: ["segment": "\(n)"])
+        }
+        if valid.isEmpty {
+            let n = numbers.first ?? 1
+            let segment = try createSegment(directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize)
+            s.segments[n] = segment
+            s.current = n
+            s.tail = UInt64(LogFormat.segmentHeaderSize)
+            s.nextLSN = 1
+            return report
         }
 
-        // Start from the checkpoint when it is valid and its last record is
-        // where it says: the checkpoint only ever covers durable records, so
-        // a missing one is corruption, not a crash.
-        var startSegment = numbers[0]
+        // Start from the checkpoint when it is consistent with the segments;
+        // the record it names as last must be there: a checkpoint only ever
+        // covers durable records, so a missing one is corruption, not a crash.
+        var startSegment = valid[0]
         var startOffset = UInt64(LogFormat.segmentHeaderSize)
-        var expected = headers[numbers[0]]!.firstLSN
-        if let c = try readCheckpoint(directory: directory, logger: logger), s.segments[c.segment] != nil {
-            if let last = c.last {
-                let record = try? LogEngineCore.readFrame(last, segments: s.segments, configuration: configuration)
-                guard let record, record.sequence < c.nextLSN else {
-                    throw StorageError(
-                        .corrupted, "a record covered by the checkpoint is missing or damaged",
-                        segment: last.segment, offset: last.offset)
+        var expected = headers[valid[0]]!.firstLSN
+        if let c = try readCheckpoint(directory: directory, logger: logger) {
+            if let h = headers[c.segment], c.tail >= UInt64(LogFormat.segmentHeaderSize), c.tail <= h.size,
+               c.tail % 8 == 0, c.nextLSN >= h.firstLSN
+            {
+                if let last = c.last {
+                    let record = try? LogEngineCore.readFrame(last, segments: s.segments)
+                    guard let record, record.sequence < c.nextLSN, last.segment <= c.segment else {
+                        throw StorageError(
+                            .corrupted, "a record covered by the checkpoint is missing or damaged",
+                            segment: last.segment, offset: last.offset)
+                    }
                 }
+                s.index = c.index
+                startSegment = c.segment
+                startOffset = c.tail
+                expected = c.nextLSN
+                report.usedCheckpoint = true
+            } else {
+                logger.debug("storage: checkpoint does not fit the segments; replaying the whole log")
             }
-            s.index = c.index
-            startSegment = c.segment
-            startOffset = c.tail
-            expected = c.nextLSN
-            report.usedCheckpoint = true
         }
 
-        // Replay.
-        var cut: Cut?
-        var current = startSegment
-        var tail = startOffset
-        segmentLoop: for n in numbers where n >= startSegment {
+        // Replay, segment by segment, until the end of the log.
+        var end: (segment: UInt32, offset: UInt64, lsn: UInt64, badOffset: Int?) = (startSegment, startOffset, expected, nil)
+        var endData: [UInt8] = []
+        replay: for n in valid where n >= startSegment {
             let segment = s.segments[n]!
-            if n != startSegment {
-                guard headers[n]!.firstLSN == expected else {
+            let h = headers[n]!
+            if n != startSegment && h.firstLSN != expected {
+                guard h.firstLSN > expected else {
                     throw StorageError(.corrupted, "segment does not continue the sequence", segment: n, offset: 0)
                 }
+                // The previous segment ended before records that this one
+                // expected: the rest of a crash while switching segments, or
+                // lost records (then something testifies below).
+                break replay
             }
-            let data = try segment.file.read(count: Int(try segment.file.size()), at: 0)
+            let fileSize = try segment.file.size()
+            let data = try segment.file.read(count: Int(min(fileSize, segment.size)), at: 0)
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
             var groupStart = (offset: offset, lsn: expected)
-            current = n
-            let stop: Int? = data.withUnsafeBytes { raw -> Int? in
+            let bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
                     if offset + LogFormat.frameHeaderSize > raw.count {
                         return raw[offset...].allSatisfy({ $0 == 0 }) ? nil : offset
                     }
                     let headerBytes = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + LogFormat.frameHeaderSize)])
                     if headerBytes.allSatisfy({ $0 == 0 }) { return nil }
-                    guard let h = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt),
-                          Int(h.payloadLength) <= configuration.maximumRecordSize,
-                          h.lsn == expected
-                    else { return offset }
-                    let length = LogFormat.frameLength(payloadCount: Int(h.payloadLength))
-                    guard offset + length <= raw.count else { return offset }
+                    guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt), f.lsn == expected else {
+                        return offset
+                    }
+                    let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+                    guard length <= raw.count - offset else { return offset }
                     let payload = UnsafeRawBufferPointer(
-                        rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(h.payloadLength))])
-                    guard CRC32C.checksum(payload) == h.payloadCRC else { return offset }
+                        rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))])
+                    guard CRC32C.checksum(payload) == f.payloadCRC else { return offset }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
-                    if let stream = h.stream { group.append((stream, location)) }
+                    if let stream = f.stream { group.append((stream, location)) }
                     expected += 1
                     offset += length
                     report.replayedRecords += 1
-                    if !h.groupContinues {
+                    if !f.groupContinues {
                         for (stream, loc) in group { s.index[stream] = loc }
                         group.removeAll()
                         groupStart = (offset, expected)
                     }
                 }
             }
-            tail = UInt64(offset)
-            if let bad = stop {
-                cut = Cut(segment: n, offset: UInt64(groupStart.offset), lsn: groupStart.lsn)
-                try checkNothingDurableFollows(
-                    lsn: expected, badSegment: n, badOffset: bad, data: data, numbers: numbers, segments: s.segments)
-                break segmentLoop
-            }
-            if !group.isEmpty {
-                // The log ends inside an atomic group.
-                cut = Cut(segment: n, offset: UInt64(groupStart.offset), lsn: groupStart.lsn)
-                try checkNothingDurableFollows(
-                    lsn: groupStart.lsn, badSegment: n, badOffset: groupStart.offset, data: data,
-                    numbers: numbers, segments: s.segments)
-                break segmentLoop
-            }
+            // Records of an unfinished atomic group do not count.
+            expected = groupStart.lsn
+            end = (n, UInt64(groupStart.offset), groupStart.lsn, bad ?? (group.isEmpty ? nil : groupStart.offset))
+            endData = data
+            if end.badOffset != nil { break replay }
         }
 
-        if let cut {
-            // Cut the torn tail: later segments hold nothing durable, so they
-            // go; the cut segment is truncated and preallocated again, which
-            // leaves zeros (never stale bytes) after the cut.
-            for n in numbers where n > cut.segment {
+        // `end` is where the valid log stops. Anything after it is a torn
+        // tail, unless a later valid frame testifies that the record expected
+        // there had been durable: then it is corruption.
+        let junkAfterEnd = end.badOffset != nil || firstNonZero(endData, from: Int(end.offset)) != nil
+        try checkNothingDurableFollows(
+            lsn: end.lsn, badSegment: end.segment, badOffset: end.badOffset ?? Int(end.offset),
+            data: junkAfterEnd ? endData : [], numbers: valid, segments: s.segments)
+        let laterSegments = valid.filter { $0 > end.segment }
+        let endFile = s.segments[end.segment]!
+        if junkAfterEnd || !laterSegments.isEmpty {
+            // Cut: later segments hold nothing durable, so they go; the end
+            // segment is truncated and preallocated again, which leaves zeros
+            // (never stale frames) after the end.
+            for n in laterSegments {
                 s.segments[n] = nil
                 try FileSystem.remove(directory + "/" + LogFormat.segmentFileName(n))
                 report.removedSegments.append(n)
             }
-            let file = s.segments[cut.segment]!.file
-            try file.truncate(to: cut.offset)
-            try file.allocate(upTo: configuration.segmentSize)
-            try file.syncData()
-            try FileSystem.syncDirectory(directory)
-            current = cut.segment
-            tail = cut.offset
-            expected = cut.lsn
-            report.truncatedAt = (cut.segment, cut.offset)
-            logger.debug("storage: cut a torn tail", metadata: ["segment": "\(cut.segment)", "offset": "\(cut.offset)"])
-        } else {
-            // Make sure the newest segment is fully preallocated (a torn
-            // truncation may have shortened it).
-            try s.segments[current]!.file.allocate(upTo: configuration.segmentSize)
+            try endFile.file.truncate(to: end.offset)
+            report.truncatedAt = (end.segment, end.offset)
+            logger.debug("storage: cut a torn tail", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }
-        s.current = current
-        s.tail = tail
-        s.nextLSN = expected
+        // Restore the preallocation (a torn truncation may have shortened
+        // the file), then make everything replayed durable: after a process
+        // crash it may still be only in the page cache, and new frames will
+        // say it is durable.
+        try endFile.file.allocate(upTo: endFile.size)
+        for n in valid where n >= startSegment && n <= end.segment {
+            try s.segments[n]?.file.syncData()
+        }
+        try FileSystem.syncDirectory(directory)
+        s.current = end.segment
+        s.tail = end.offset
+        s.nextLSN = end.lsn
         return report
+    }
+
+    /// The offset of the first non-zero byte at or after `from`, if any.
+    /// Word at a time: it runs over most of a segment at every open.
+    private static func firstNonZero(_ data: [UInt8], from: Int) -> Int? {
+        guard from < data.count else { return nil }
+        return data.withUnsafeBytes { raw -> Int? in
+            var i = from
+            while i < raw.count && i % 8 != 0 {
+                if raw[i] != 0 { return i }
+                i += 1
+            }
+            while i + 8 <= raw.count {
+                if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { break }
+                i += 8
+            }
+            while i < raw.count {
+                if raw[i] != 0 { return i }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    /// Whether every byte of `file` from `offset` on is zero.
+    private static func isEmpty(_ file: PosixFile, from offset: UInt64) throws -> Bool {
+        let size = try file.size()
+        var position = offset
+        while position < size {
+            let chunk = try file.read(count: Int(min(UInt64(1 << 20), size - position)), at: position)
+            if chunk.isEmpty { break }
+            if chunk.contains(where: { $0 != 0 }) { return false }
+            position += UInt64(chunk.count)
+        }
+        return true
     }
 
     /// Throws corruption if a valid frame after the bad one says that the
@@ -195,10 +221,12 @@ extension LogEngineCore {
         let corruption = StorageError(
             .corrupted, "a damaged record is followed by records written after it was durable",
             segment: badSegment, offset: UInt64(badOffset))
-        if testifies(data: data, from: badOffset + 8, salt: segments[badSegment]!.salt, lsn: lsn) { throw corruption }
+        if !data.isEmpty, testifies(data: data, from: badOffset + 8, salt: segments[badSegment]!.salt, lsn: lsn) {
+            throw corruption
+        }
         for n in numbers where n > badSegment {
-            let file = segments[n]!.file
-            let later = try file.read(count: Int(try file.size()), at: 0)
+            let segment = segments[n]!
+            let later = try segment.file.read(count: Int(min(try segment.file.size(), segment.size)), at: 0)
             if testifies(data: later, from: LogFormat.segmentHeaderSize, salt: segments[n]!.salt, lsn: lsn) { throw corruption }
         }
     }
@@ -222,11 +250,15 @@ extension LogEngineCore {
         }
     }
 
-    static func readFrame(
-        _ location: RecordLocation, segments: [UInt32: Segment], configuration: LogEngineConfiguration
-    ) throws -> StoredRecord {
+    static func readFrame(_ location: RecordLocation, segments: [UInt32: Segment]) throws -> StoredRecord {
         guard let segment = segments[location.segment] else {
-            throw StorageError(.invalidLocation, "no such segment", segment: location.segment)
+            throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
+        }
+        guard Int(location.frameLength) >= LogFormat.frameHeaderSize,
+              location.offset >= UInt64(LogFormat.segmentHeaderSize),
+              location.offset + UInt64(location.frameLength) <= segment.size
+        else {
+            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
         }
         let frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
         let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)

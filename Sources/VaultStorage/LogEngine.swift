@@ -76,7 +76,9 @@ package final class LogEngine: StorageEngine {
     /// What recovery did at open, for tests and diagnostics.
     package var recoveryReport: RecoveryReport { core.recoveryReport }
 
-    /// Writes a checkpoint of the index now (normally automatic).
+    /// Writes a checkpoint of the index now (normally automatic, every
+    /// `checkpointInterval` bytes and at close). Returns once it is written,
+    /// or skipped because appends were queued meanwhile.
     package func checkpoint() async throws {
         let ticket = try core.enqueue(records: [], rawSlotWrites: [], durability: .durable, checkpoint: true)
         _ = try await ticket.wait()
@@ -112,6 +114,8 @@ final class LogEngineCore: Sendable {
         var number: UInt32
         var file: PosixFile
         var salt: [UInt8]
+        /// Preallocated size, from the segment's header.
+        var size: UInt64
     }
 
     /// One queued append: key slots to write first, then frames.
@@ -122,6 +126,8 @@ final class LogEngineCore: Sendable {
         var buffers: [[UInt8]]
         var locations: [RecordLocation]
         var lastLSN: UInt64?
+        /// The stream heads this job moves, applied to the index once written.
+        var heads: [(StreamID, RecordLocation)]
         var durability: Durability
         var checkpoint: Bool
         var ticket: AppendTicket
@@ -134,7 +140,10 @@ final class LogEngineCore: Sendable {
         var nextLSN: UInt64 = 1
         /// All LSNs below this are durable.
         var durableLSN: UInt64 = 1
+        /// Last *written* record of each stream (what `head(of:)` returns).
         var index: [StreamID: RecordLocation] = [:]
+        /// Last *queued* record of streams with records not yet written.
+        var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []
         var failure: StorageError?
         var closing = false
@@ -220,7 +229,11 @@ final class LogEngineCore: Sendable {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
             if let failure = s.failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)") }
-            if !records.isEmpty && s.tail + groupSize > configuration.segmentSize {
+            let currentSize = s.segments[s.current]?.size ?? configuration.segmentSize
+            if !records.isEmpty && s.tail + groupSize > currentSize {
+                guard s.current < LogFormat.maximumSegmentNumber else {
+                    throw StorageError(.tooLarge, "the log has reached its last segment number")
+                }
                 try rollOver(&s)
             }
             guard let segment = s.segments[s.current] else {
@@ -228,7 +241,7 @@ final class LogEngineCore: Sendable {
             }
             var job = Job(
                 slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], locations: [],
-                lastLSN: nil, durability: durability, checkpoint: checkpoint, ticket: ticket)
+                lastLSN: nil, heads: [], durability: durability, checkpoint: checkpoint, ticket: ticket)
             job.buffers.reserveCapacity(records.count * 3)
             job.locations.reserveCapacity(records.count)
             var offset = s.tail
@@ -239,8 +252,9 @@ final class LogEngineCore: Sendable {
                 var previous: RecordLocation?
                 if let stream = r.stream {
                     flags |= LogFormat.flagHasStream
-                    previous = s.index[stream]
-                    s.index[stream] = location
+                    previous = s.queuedHeads[stream] ?? s.index[stream]
+                    s.queuedHeads[stream] = location
+                    job.heads.append((stream, location))
                 }
                 let lsn = s.nextLSN
                 s.nextLSN += 1
@@ -283,10 +297,10 @@ final class LogEngineCore: Sendable {
             try file.allocate(upTo: size)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
-            try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN), at: 0)
+            try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0)
             try file.syncData()
             try FileSystem.syncDirectory(directory)
-            return Segment(number: number, file: file, salt: salt)
+            return Segment(number: number, file: file, salt: salt, size: size)
         } catch {
             try? FileSystem.remove(path)
             throw error
@@ -296,13 +310,11 @@ final class LogEngineCore: Sendable {
     // MARK: Read
 
     func read(_ location: RecordLocation) throws -> StoredRecord {
-        let segments = state.withLock { $0.segments }
-        guard location.offset + UInt64(location.frameLength) <= configuration.segmentSize,
-              Int(location.frameLength) >= LogFormat.frameHeaderSize
-        else {
-            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
+        let segments = try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            return s.segments
         }
-        return try LogEngineCore.readFrame(location, segments: segments, configuration: configuration)
+        return try LogEngineCore.readFrame(location, segments: segments)
     }
 
     // MARK: Key slots
@@ -323,7 +335,10 @@ final class LogEngineCore: Sendable {
     }
 
     func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
-        let reserved = state.withLock { $0.nextKeySlot }
+        let reserved = try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            return s.nextKeySlot
+        }
         guard slot.number >= 1, slot.number < reserved else {
             throw StorageError(.invalidLocation, "key slot \(slot.number) does not exist")
         }

@@ -15,16 +15,21 @@ enum LogFormat {
         return "segment-" + String(repeating: "0", count: max(0, 10 - digits.count)) + digits + ".log"
     }
 
+    /// Segment numbers fit in the 24 bits a location gives them.
+    static let maximumSegmentNumber: UInt32 = (1 << 24) - 1
+
     static func segmentNumber(fromFileName name: String) -> UInt32? {
         guard name.hasPrefix("segment-"), name.hasSuffix(".log") else { return nil }
         let digits = name.dropFirst("segment-".count).dropLast(".log".count)
-        guard digits.count == 10, digits.allSatisfy(\.isASCII), let n = UInt32(digits) else { return nil }
+        guard digits.count == 10, digits.allSatisfy(\.isASCII), let n = UInt32(digits),
+              n >= 1, n <= maximumSegmentNumber
+        else { return nil }
         return n
     }
 
     /// `magic(8) version(4) headerSize(4) number(8) salt(16) firstLSN(8)
-    /// reserved(12) crc32c(4)`.
-    static func encodeSegmentHeader(number: UInt32, salt: [UInt8], firstLSN: UInt64) -> [UInt8] {
+    /// segmentSize(8) reserved(4) crc32c(4)`.
+    static func encodeSegmentHeader(number: UInt32, salt: [UInt8], firstLSN: UInt64, size: UInt64) -> [UInt8] {
         var w = ByteWriter(capacity: segmentHeaderSize)
         w.write(bytes: segmentMagic)
         w.write(version)
@@ -32,7 +37,8 @@ enum LogFormat {
         w.write(UInt64(number))
         w.write(bytes: salt)
         w.write(firstLSN)
-        w.writeZeros(12)
+        w.write(size)
+        w.writeZeros(4)
         w.write(CRC32C.checksum(w.bytes))
         return w.bytes
     }
@@ -41,6 +47,9 @@ enum LogFormat {
         var number: UInt32
         var salt: [UInt8]
         var firstLSN: UInt64
+        /// The preallocated size: the bound of every offset in the segment,
+        /// whatever the configuration of later opens.
+        var size: UInt64
     }
 
     /// Decodes a segment header; nil if it is not a valid header.
@@ -60,7 +69,9 @@ enum LogFormat {
             let number: UInt64 = try r.read()
             let salt = try r.read(count: saltSize)
             let first: UInt64 = try r.read()
-            return SegmentHeader(number: UInt32(truncatingIfNeeded: number), salt: salt, firstLSN: first)
+            let size: UInt64 = try r.read()
+            guard number <= UInt64(maximumSegmentNumber), size > UInt64(segmentHeaderSize), size < (1 << 40) else { return nil }
+            return SegmentHeader(number: UInt32(number), salt: salt, firstLSN: first, size: size)
         }
     }
 

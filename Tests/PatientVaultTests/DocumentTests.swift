@@ -113,7 +113,8 @@ import VaultStorage
         #expect(v2.id == v1.id && v2.version == 2 && v3.version == 3)
         #expect(v2.replaces?.version == 1 && v2.replaces?.reason == .superseded)
         #expect(v3.replaces?.reason == .enteredInError)
-        for store in [t.store, try await t.reopen()] {
+        for reopening in [false, true] {
+            let store = reopening ? try await t.reopen() : t.store
             let history = try await store.versions(of: v1.id, for: alice, as: patient)
             #expect(history.map(\.status) == [.superseded(by: 2), .enteredInError(correctedBy: 3), .current])
             #expect(try await store.content(of: v1.id, for: alice, as: patient) == Fixtures.content("V3"))

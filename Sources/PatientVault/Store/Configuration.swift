@@ -45,6 +45,12 @@ public struct Configuration: Sendable {
     /// Size of each log segment file, preallocated: at least 1 MiB and four
     /// content chunks.
     public var segmentSize: UInt64 = 64 << 20
+    /// How many vaults stay decrypted in memory at once. Beyond it, the
+    /// least recently used idle vaults are dropped (their keys wiped) and
+    /// reloaded on next use. Each loaded vault holds two keys in guarded
+    /// memory, which the system limits (memory maps), so keep it in the
+    /// low thousands.
+    public var loadedVaultLimit: Int = 2048
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
 

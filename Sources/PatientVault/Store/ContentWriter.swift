@@ -17,6 +17,8 @@ final class ContentWriter {
     private let keySlot: KeySlot
     private let chunkSize: Int
     private let inlineLimit: Int
+    /// The most chunks whose locations fit in a version record.
+    private let maximumChunks: UInt64
     private let pusher: SecretStreamPusher
     private let hasher: BLAKE2b.Hasher
 
@@ -37,6 +39,9 @@ final class ContentWriter {
         self.keySlot = keySlot
         self.chunkSize = chunkSize
         self.inlineLimit = inlineLimit
+        // Each chunk costs 12 bytes of the version record, which also holds
+        // up to 16 KiB of metadata.
+        maximumChunks = UInt64((chunkSize + VaultStore.recordOverhead - VaultStore.maximumMetadataSize - 1024) / 12)
         pusher = try SecretStreamPusher(key: contentKey)
         hasher = try BLAKE2b.Hasher(outputByteCount: 32)
         buffer.reserveCapacity(min(chunkSize, 1 << 16))
@@ -95,6 +100,11 @@ final class ContentWriter {
 
     private func emit(_ plaintext: [UInt8], isFinal: Bool) async throws {
         try Task.checkCancellation()
+        guard chunkIndex < maximumChunks else {
+            throw PatientVaultError(
+                .invalidArgument, "the content is larger than the maximum of \(maximumChunks * UInt64(chunkSize)) bytes",
+                documentID: document)
+        }
         let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
         let payload = header.encoded() + (try seal(plaintext, isFinal: isFinal))
         if let t = inFlight {

@@ -24,10 +24,19 @@ public final class VaultStore: Sendable {
     let keys: StoreKeys
     let configuration: Configuration
     let directory: String
+    /// One handle per vault ever touched: handles are never replaced, so
+    /// one lock always guards one vault's positions.
     let vaults = Mutex<[StreamID: VaultHandle]>([:])
+    /// Loaded vaults and when each was last used, for eviction.
+    let loaded = Mutex<(clock: UInt64, lastUse: [StreamID: UInt64])>((0, [:]))
+    /// Set by `close()`: every later call throws `closed`.
+    let isClosed = Atomic<Bool>(false)
 
     var logger: Logger { configuration.logger }
     var durability: Durability { configuration.durability == .synchronous ? .durable : .buffered }
+
+    /// Room in a record beyond one content chunk: metadata and the chunk list.
+    static let recordOverhead = 64 << 10
 
     private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, directory: String) {
         self.engine = engine
@@ -54,7 +63,7 @@ public final class VaultStore: Sendable {
         guard configuration.contentChunkSize >= 4096, configuration.contentChunkSize <= 4 << 20,
               configuration.inlineContentLimit >= 0, configuration.inlineContentLimit <= configuration.contentChunkSize,
               configuration.segmentSize >= 1 << 20, configuration.segmentSize <= 1 << 36,
-              configuration.segmentSize >= 4 * UInt64(configuration.contentChunkSize + 4096)
+              configuration.segmentSize >= 4 * UInt64(configuration.contentChunkSize + recordOverhead)
         else {
             throw PatientVaultError(
                 .invalidArgument, "chunk size 4 KiB-4 MiB, inline limit up to a chunk, segments 1 MiB-64 GiB and at least 4 chunks")
@@ -76,7 +85,7 @@ public final class VaultStore: Sendable {
         }
         var engineConfiguration = LogEngineConfiguration()
         engineConfiguration.segmentSize = configuration.segmentSize
-        engineConfiguration.maximumRecordSize = configuration.contentChunkSize + 4096
+        engineConfiguration.maximumRecordSize = configuration.contentChunkSize + Self.recordOverhead
         engineConfiguration.logger = configuration.logger
         engineConfiguration.faults = configuration.faults
         let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
@@ -89,11 +98,15 @@ public final class VaultStore: Sendable {
         case (.key(let master), .rawKey):
             return try translatingErrors { try StoreKeys(master: master.key) }
         case (.passphrase(let passphrase, _), .argon2id):
+            // The cost is read before the header can be authenticated: cap
+            // it, so a forged header cannot make opening hang.
+            guard header.parameters.opsLimit <= Argon2id.Parameters.sensitive.opsLimit,
+                  header.parameters.memLimit <= Argon2id.Parameters.sensitive.memLimit
+            else {
+                throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost above the maximum")
+            }
             return try translatingErrors {
-                let master = try Array(passphrase.utf8).withUnsafeBytes {
-                    try Argon2id.deriveKey(from: $0, salt: header.salt, parameters: header.parameters)
-                }
-                return try StoreKeys(master: master)
+                try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: header.salt, parameters: header.parameters))
             }
         case (.key, .argon2id):
             throw PatientVaultError(.wrongMasterKey, "this store's master key comes from a passphrase")
@@ -120,10 +133,7 @@ public final class VaultStore: Sendable {
             }
             let salt = SecureRandom.bytes(Argon2id.saltByteCount)
             keys = try translatingErrors {
-                let master = try Array(passphrase.utf8).withUnsafeBytes {
-                    try Argon2id.deriveKey(from: $0, salt: salt, parameters: parameters)
-                }
-                return try StoreKeys(master: master)
+                try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: salt, parameters: parameters))
             }
             header = try translatingErrors { try StoreHeader.new(source: .argon2id, salt: salt, parameters: parameters, keys: keys) }
         }
@@ -131,10 +141,24 @@ public final class VaultStore: Sendable {
         return (keys, header)
     }
 
+    /// Argon2id over the passphrase's own UTF-8 storage, without another copy.
+    private static func deriveFromPassphrase(
+        _ passphrase: String, salt: [UInt8], parameters: Argon2id.Parameters
+    ) throws -> SymmetricKey {
+        var text = passphrase
+        return try text.withUTF8 { utf8 in
+            try Argon2id.deriveKey(from: UnsafeRawBufferPointer(utf8), salt: salt, parameters: parameters)
+        }
+    }
+
     /// Waits for queued writes, checkpoints the index and releases the store
     /// (its lock included). Other calls then throw ``PatientVaultError/Code/closed``.
     public func close() async throws(PatientVaultError) {
+        isClosed.store(true, ordering: .sequentiallyConsistent)
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
+        // Drop every decrypted vault: their keys are wiped as they go.
+        let handles = vaults.withLock { v in Array(v.values) }
+        for h in handles { h.state.withLock { $0 = nil } }
     }
 
     /// The number of vaults in the store. O(1).
@@ -157,9 +181,13 @@ public final class VaultStore: Sendable {
     func withVault<R>(
         _ patient: INS, _ body: (inout VaultState) throws -> R
     ) throws(PatientVaultError) -> R {
+        guard !isClosed.load(ordering: .sequentiallyConsistent) else {
+            throw PatientVaultError(.closed, "the store is closed")
+        }
         let pseudonym = keys.vaultPseudonym(for: patient)
         let handle = handle(for: pseudonym)
         let vaultID = hexEncoded(pseudonym.bytes)
+        defer { noteUse(of: pseudonym) }
         do {
             return try handle.state.withLock { (state: inout VaultState?) throws -> R in
                 if state == nil {
@@ -178,6 +206,33 @@ public final class VaultStore: Sendable {
         }
     }
 
+    /// Records a use of a vault and, past the limit, drops the least
+    /// recently used idle vaults. Called outside every vault lock.
+    func noteUse(of pseudonym: StreamID) {
+        let victims: [StreamID] = loaded.withLock { l in
+            l.clock += 1
+            l.lastUse[pseudonym] = l.clock
+            guard l.lastUse.count > configuration.loadedVaultLimit else { return [] }
+            // Evict down to 7/8 of the limit at once, so the O(n) choice of
+            // victims is paid rarely.
+            let keep = configuration.loadedVaultLimit - configuration.loadedVaultLimit / 8
+            return l.lastUse.sorted { $0.value < $1.value }.prefix(l.lastUse.count - keep).map(\.key)
+        }
+        guard !victims.isEmpty else { return }
+        for victim in victims where victim != pseudonym {
+            guard let handle = vaults.withLock({ $0[victim] }) else { continue }
+            let evicted = handle.state.withLock { state -> Bool in
+                // Never drop a vault with a write still waiting for its
+                // acknowledgement: its state holds the reserved positions.
+                guard let v = state else { return true }
+                guard v.isAcknowledged, v.documents.values.allSatisfy({ $0.allSatisfy(\.isAcknowledged) }) else { return false }
+                state = nil
+                return true
+            }
+            if evicted { loaded.withLock { _ = $0.lastUse.removeValue(forKey: victim) } }
+        }
+    }
+
     /// Rebuilds a vault's state by following its stream back from the head,
     /// checking that positions run 0, 1, 2... and decrypting each record.
     /// Cost: one read and one or two decryptions per record of the vault.
@@ -188,6 +243,9 @@ public final class VaultStore: Sendable {
             let r = try engine.read(location)
             guard r.stream == pseudonym else { throw corruptedChain(pseudonym) }
             records.append(r)
+            // Back-pointers must go strictly back in the log: a forged
+            // cycle cannot make this loop run forever.
+            if let previous = r.previous, previous.raw >= location.raw { throw corruptedChain(pseudonym) }
             next = r.previous
         }
         records.reverse()
