@@ -160,4 +160,60 @@ import Testing
         #expect(c.vaultID != a.vaultID)
         try await other.store.close()
     }
+
+    @Test func vaultsEvictedFromMemoryStayReadableAndWritable() async throws {
+        var configuration = Fixtures.configuration()
+        configuration.loadedVaultLimit = 4
+        let t = try await TestStore(configuration: configuration)
+        let patients = (0..<24).map { Fixtures.ins("1" + String(format: "%012d", 850_000_000 + $0 * 7)) }
+        for (i, p) in patients.enumerated() {
+            try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+            _ = try await t.store.deposit(Fixtures.draft("doc \(i)"), content: Fixtures.content("C\(i)"), for: p, by: Fixtures.doctor)
+        }
+        #expect(t.store.loaded.withLock { $0.lastUse.count } <= 4)
+        // Every vault, evicted or not, reloads from the log with its documents.
+        for (i, p) in patients.enumerated().reversed() {
+            let docs = try await t.store.documents(for: p, as: .patient(p))
+            #expect(docs.map(\.title) == ["doc \(i)"])
+            #expect(try await t.store.content(of: docs[0].id, for: p, as: .patient(p)) == Fixtures.content("C\(i)"))
+            _ = try await t.store.deposit(Fixtures.draft("second"), content: Data([UInt8(i)]), for: p, by: Fixtures.doctor)
+        }
+        for p in patients {
+            #expect(try await t.store.vaultInfo(for: p, as: .patient(p)).documentCount == 2)
+        }
+        #expect(t.store.loaded.withLock { $0.lastUse.count } <= 4)
+        try await t.store.close()
+    }
+
+    @Test func forgedArgon2CostIsRefusedBeforeAnyWork() async throws {
+        let folder = TestFolder()
+        let store = try await VaultStore.open(
+            at: folder.url, key: .passphrase("correct horse battery staple", strength: .minimumForTesting),
+            configuration: Fixtures.configuration())
+        try await store.close()
+        // Raise the stored memory cost to 1 TiB with a valid checksum: the
+        // open must refuse it rather than try to allocate it.
+        let path = folder.url.appendingPathComponent(StoreHeader.fileName).path
+        var header = try StoreHeader.read(directory: folder.url.path)!
+        header.parameters = .init(opsLimit: header.parameters.opsLimit, memLimit: 1 << 40)
+        try Data(header.encoded()).write(to: URL(fileURLWithPath: path))
+        let c = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+        }
+        #expect(c == .corrupted)
+    }
+
+    @Test func closedStoreRefusesReads() async throws {
+        let t = try await storeWithAlice()
+        let m = try await t.store.deposit(Fixtures.draft(), content: Data("x".utf8), for: Fixtures.alice, by: Fixtures.doctor)
+        try await t.store.close()
+        #expect(await code { _ = try await t.store.content(of: m.id, for: Fixtures.alice, as: .patient(Fixtures.alice)) } == .closed)
+        #expect(await code { _ = try await t.store.documents(for: Fixtures.alice, as: .patient(Fixtures.alice)) } == .closed)
+    }
+
+    func storeWithAlice() async throws -> TestStore {
+        let t = try await TestStore()
+        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        return t
+    }
 }

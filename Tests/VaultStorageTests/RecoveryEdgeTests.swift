@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+@testable import VaultStorage
+
+/// Recovery edge cases: damaged headers, crashes while switching segments,
+/// reopening with another configuration, forged checkpoints.
+@Suite struct RecoveryEdgeTests {
+    func removeCheckpoint(_ dir: TemporaryDirectory) {
+        try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+    }
+
+    func isCorruption(_ error: any Error, segment: UInt32? = nil, offset: UInt64? = nil) -> Bool {
+        guard let e = error as? StorageError, e.code == .corrupted else { return false }
+        return (segment == nil || e.segment == segment) && (offset == nil || e.offset == offset)
+    }
+
+    /// Fills several segments; returns every location, oldest first.
+    func manySegments(_ dir: TemporaryDirectory, count: Int = 100) async throws -> [RecordLocation] {
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var locations: [RecordLocation] = []
+        for i in 0..<count {
+            locations += try await engine.appendDurably([EngineRecord(stream: stream(9), payload: payload(i, size: 2000))])
+        }
+        try await engine.close()
+        removeCheckpoint(dir)
+        return locations
+    }
+
+    @Test func damagedHeaderOfTheOnlySegmentWithRecordsIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
+        try await engine.close()
+        removeCheckpoint(dir)
+        try overwrite(dir.segmentPath(1), at: 20, with: [0xEE])
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1, offset: 0) }
+        // The header was not rewritten: the damage is still there to see.
+        #expect(try readBytes(dir.segmentPath(1))[20] == 0xEE)
+    }
+
+    @Test func damagedHeaderOfAnOlderSegmentIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        _ = try await manySegments(dir)
+        try overwrite(dir.segmentPath(1), at: 30, with: [0x01, 0x02])
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1, offset: 0) }
+    }
+
+    @Test func unfinishedNewestSegmentFileIsRemoved() async throws {
+        // A crash while creating a segment: the file exists, its header was
+        // not written (zeros) and nothing follows.
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir, count: 10)
+        let next = locations.last!.segment + 1
+        try Data(count: 64 << 10).write(to: URL(fileURLWithPath: dir.segmentPath(next)))
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(engine.recoveryReport.removedSegments == [next])
+        #expect(try engine.records(of: stream(9)).count == 10)
+        #expect(!FileManager.default.fileExists(atPath: dir.segmentPath(next)))
+        try await engine.close()
+    }
+
+    @Test func crashWhileSwitchingSegmentsRecoversToTheLastDurableRecord() async throws {
+        // The tail of segment 1 never reached the disk, but segment 2 was
+        // created (its header expects the lost records' successors) and got
+        // nothing durable: the log ends inside segment 1.
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir)
+        let inFirst = locations.filter { $0.segment == 1 }
+        let lost = inFirst.last!
+        let second = locations.filter { $0.segment == 2 }
+        #expect(!second.isEmpty)
+        try truncate(dir.segmentPath(1), to: lost.offset)
+        // Zero segment 2's body, keep its header; remove later segments.
+        let size = try readBytes(dir.segmentPath(2)).count
+        try overwrite(dir.segmentPath(2), at: UInt64(LogFormat.segmentHeaderSize), with: [UInt8](repeating: 0, count: size - LogFormat.segmentHeaderSize))
+        for n in UInt32(3)...(locations.last!.segment) where n >= 3 {
+            try FileManager.default.removeItem(atPath: dir.segmentPath(n))
+        }
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try engine.records(of: stream(9)).count == inFirst.count - 1)
+        #expect(engine.recoveryReport.removedSegments.contains(2))
+        #expect(engine.nextSequence == UInt64(inFirst.count))
+        // Appending goes on from there and survives a reopen.
+        try await engine.appendDurably([EngineRecord(stream: stream(9), payload: payload(500))])
+        try await engine.close()
+        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try reopened.records(of: stream(9)).last?.payload == payload(500))
+        try await reopened.close()
+    }
+
+    @Test func lostSegmentSwitchWithDurableRecordsAfterItIsCorruption() async throws {
+        // Same shape, but segment 2 still holds frames that say the lost
+        // records were durable: that is damage, not a crash.
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir)
+        let lost = locations.filter { $0.segment == 1 }.last!
+        try truncate(dir.segmentPath(1), to: lost.offset)
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1) }
+    }
+
+    @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var locations: [RecordLocation] = []
+        for i in 0..<3 {
+            locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 300))])
+        }
+        try await engine.close()
+        removeCheckpoint(dir)
+        try overwrite(dir.segmentPath(1), at: locations[1].offset, with: [UInt8](repeating: 0, count: LogFormat.frameHeaderSize))
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1, offset: locations[1].offset) }
+    }
+
+    @Test func reopeningWithSmallerLimitsKeepsEveryRecord() async throws {
+        // Bounds come from each segment's own header, not the configuration
+        // of the current open.
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir, count: 60)
+        var smaller = smallConfiguration()
+        smaller.segmentSize = 16 << 10
+        smaller.maximumRecordSize = 1 << 10
+        let engine = try LogEngine.open(directory: dir.path, configuration: smaller)
+        #expect(try engine.records(of: stream(9)).map(\.payload) == (0..<60).map { payload($0, size: 2000) })
+        #expect(try engine.read(locations[0]).payload == payload(0, size: 2000))
+        try await engine.close()
+    }
+
+    @Test(arguments: [UInt64(7), 1 << 40, 63, 65])
+    func forgedCheckpointTailIsIgnored(tail: UInt64) async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
+        try await engine.close()
+        // A well-formed checkpoint (valid checksum) whose tail is nonsense.
+        try LogEngineCore.writeCheckpoint(
+            .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: [:]), directory: dir.path)
+        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(reopened.recoveryReport.usedCheckpoint == false)
+        #expect(try reopened.records(of: stream(2)).count == 5)
+        try await reopened.close()
+    }
+
+    @Test func checkpointNamingAMissingRecordIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let loc = try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(1))])[0]
+        try await engine.close()
+        let ghost = RecordLocation(segment: 1, offset: loc.offset + 4096, frameLength: loc.frameLength)
+        try LogEngineCore.writeCheckpoint(
+            .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: [stream(2): ghost]), directory: dir.path)
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0) }
+    }
+
+    @Test func readsAfterCloseAreRefused() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let loc = try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(3))])[0]
+        try await engine.close()
+        #expect { _ = try engine.read(loc) } throws: { ($0 as? StorageError)?.code == .closed }
+    }
+}
