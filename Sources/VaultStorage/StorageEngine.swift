@@ -137,6 +137,11 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// The number of streams. O(1).
     var streamCount: Int { get }
 
+    /// The number of streams whose id starts with the byte `streamClass`
+    /// (the layers above use the first byte to tell kinds of streams
+    /// apart). O(streams).
+    func streamCount(inClass streamClass: UInt8) -> Int
+
     /// Reserves a new, never used key slot. O(1), except when the key file
     /// must grow.
     /// - Throws: ``StorageError/Code/diskFull``.

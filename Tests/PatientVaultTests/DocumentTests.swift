@@ -227,12 +227,11 @@ import VaultStorage
         try await t.store.close()
     }
 
-    @Test func unknownDocumentAndDeniedAccessWriteNothing() async throws {
+    @Test func unknownDocumentAndDeniedAccessWriteOnlyTheirAuditEntries() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, by: Fixtures.doctor)
-        let engine = t.store.engine as! LogEngine
-        let before = engine.nextSequence
+        let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let unknown = DocumentID.random()
         #expect(await code { _ = try await t.store.metadata(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.content(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
@@ -253,7 +252,17 @@ import VaultStorage
             #expect(error.rule == .notAuthorised)
             #expect(!error.description.contains(alice.digits))
         }
-        #expect(engine.nextSequence == before)
+        // The vault's own records did not change; each attempt left exactly
+        // one audit entry, denied.
+        let after = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        #expect(after.0 == before.0)
+        #expect(after.1 == before.1 + 8)
+        let trail = try await t.store.auditTrail(for: alice, matching: AuditQuery(limit: 9), as: .patient(alice))
+        #expect(trail.first?.action == .readAuditTrail)
+        #expect(trail.dropFirst().allSatisfy { $0.outcome == .denied })
+        #expect(trail.dropFirst().map(\.action) == [
+            .listDocuments, .deposit, .deposit, .readContent, .replace, .listVersions, .readContent, .readMetadata,
+        ])
         // The insurer's reimbursement deposit is accepted.
         _ = try await t.store.deposit(
             Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: alice, by: Fixtures.insurer)
@@ -299,8 +308,8 @@ import VaultStorage
         #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
         faults.syncFails = false
         #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
-        // Reads of what was acknowledged go on.
-        #expect(try await t.store.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+        // Reads stop too: no content is returned without a durable audit entry.
+        #expect(await code { _ = try await t.store.vaultInfo(for: alice, as: .patient(alice)) } == .durabilityLost)
     }
 
     @Test func relaxedModeKeepsDataAcrossAnOrderlyClose() async throws {

@@ -1,4 +1,6 @@
-/// The operations that pass the access decision.
+import Foundation
+
+/// The operations that pass the access decision (and are audited).
 public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case createVault
     case readVaultInfo
@@ -8,31 +10,135 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case readContent
     case listVersions
     case replace
+    case authorise
+    case revoke
+    case block
+    case unblock
+    case setMedecinTraitant
+    case updateCareTeam
+    case nameRepresentative
+    case removeRepresentative
+    case setBreakGlassOpposition
+    case releaseToPatient
+    /// The store's own release of a hidden document after one month.
+    case automaticRelease
+    /// The store's 2-week notice of a hidden document not yet released.
+    case hiddenDocumentNotice
+    case readAuditTrail
+    case verifyAuditTrail
+    /// "Who could read this document at T", "what could this professional see at T".
+    case queryAccessHistory
+    /// A reviewer reads what one professional did across vaults.
+    case reviewActivity
+
+    /// Reads of clinical data (documents or their listing).
+    var readsDocuments: Bool {
+        switch self {
+        case .readVaultInfo, .listDocuments, .readMetadata, .readContent, .listVersions: return true
+        default: return false
+        }
+    }
+
+    /// Changes to who may access the vault.
+    var managesAccess: Bool {
+        switch self {
+        case .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
+             .removeRepresentative, .setBreakGlassOpposition:
+            return true
+        default: return false
+        }
+    }
 }
 
-/// The rule that decided an access, kept with denials (and, later, in the
-/// audit trail).
+/// The rule that decided an access, kept with denials and in the audit trail.
 public enum AccessRule: String, Hashable, Sendable, CaseIterable {
-    /// Allowed: the principal is the patient who holds the vault.
+    // Allowing rules.
+    /// The principal is the patient who holds the vault.
     case patientIsHolder
-    /// Allowed: the principal is the author of the document.
+    /// A legal representative the vault names.
+    case legalRepresentative
+    /// The patient's médecin traitant.
+    case medecinTraitant
+    /// A professional or organisation the patient authorised, grant active.
+    case authorisedByPatient
+    /// A member of the patient's care team.
+    case careTeam
+    /// The author of the document (always sees their own).
     case authorOfDocument
-    /// Allowed: professionals and organisations may deposit without the
-    /// patient's consent to read (CSP L1111-17 III).
+    /// Break-glass: emergency access with a stated reason (CSP L1111-17 I).
+    case breakGlass
+    /// Professionals and organisations may deposit without the patient's
+    /// consent to read (CSP L1111-17 III).
     case depositByAuthor
-    /// Allowed: the creation channel fits the principal.
+    /// The insurer deposits the reimbursement history.
+    case insurerDeposit
+    /// The creation channel fits the principal.
     case creationChannelFits
-    /// Denied: insurers may never read (CSP L1111-18).
+    /// A document hidden from the patient, visible one month after deposit (CSP R1111-53).
+    case hiddenDocumentReleasedByTime
+    /// A reviewer named in the configuration.
+    case configuredReviewer
+    /// The store's own scheduled events.
+    case systemEvent
+
+    // Denying rules.
+    /// Insurers, employers and complementary insurers never read (CSP L1111-18).
     case forbiddenClass
-    /// Denied: the creation channel does not fit the principal.
-    case creationChannelMismatch
-    /// Denied: the insurer deposits reimbursement data only.
-    case insurerDepositsReimbursementOnly
-    /// Denied: only the author (or the patient, for their own deposits)
-    /// replaces a document.
-    case onlyAuthorReplaces
-    /// Denied: nothing authorises this principal (the default).
+    /// Nothing authorises this principal (the default).
     case notAuthorised
+    /// The principal's authorisation has expired.
+    case grantExpired
+    /// The principal's authorisation was revoked.
+    case grantRevoked
+    /// The patient blocked this professional.
+    case blockedByPatient
+    /// Break-glass refused: the patient opposed it in advance.
+    case breakGlassOpposed
+    /// The profession × category matrix does not allow this category.
+    case professionMatrix
+    /// `MASQUE_PS`: masked from professionals other than author and médecin traitant.
+    case maskedFromProfessionals
+    /// `INVISIBLE_PATIENT`: hidden from the patient until released.
+    case hiddenFromPatient
+    /// `INVISIBLE_REPRESENTANTS_LEGAUX`: hidden from legal representatives.
+    case hiddenFromLegalRepresentatives
+    /// The creation channel does not fit the principal.
+    case creationChannelMismatch
+    /// The insurer deposits reimbursement data only.
+    case insurerDepositsReimbursementOnly
+    /// Only the author replaces a document.
+    case onlyAuthorReplaces
+    /// Only the patient or a representative manages access.
+    case onlyPatientManagesAccess
+    /// Only the author releases a hidden document.
+    case onlyAuthorReleases
+    /// Not a reviewer named in the configuration.
+    case notAReviewer
+    /// The document does not exist (as far as this principal can tell).
+    case unknownDocument
+
+    /// The legal source of the rule, where one applies.
+    public var legalBasis: String? {
+        switch self {
+        case .forbiddenClass: return "CSP L1111-18"
+        case .breakGlass, .breakGlassOpposed: return "CSP L1111-17 I"
+        case .depositByAuthor, .insurerDeposit: return "CSP L1111-17 III"
+        case .authorisedByPatient, .blockedByPatient, .grantExpired, .grantRevoked, .careTeam: return "CSP L1111-17 I"
+        case .hiddenFromPatient, .hiddenDocumentReleasedByTime: return "CSP R1111-53"
+        case .professionMatrix: return "Arrêté du 26 octobre 2023"
+        default: return nil
+        }
+    }
+}
+
+/// Why an access is made. Break-glass needs a reason.
+public enum AccessPurpose: Hashable, Sendable {
+    /// Ordinary care (the default).
+    case care
+    /// Break-glass (*bris de glace*): a patient who cannot express their
+    /// will faces an immediate risk, or the SAMU regulator on a call. The
+    /// reason is required and is kept (sealed) in the audit trail.
+    case breakGlass(reason: String)
 }
 
 /// The outcome of the access decision.
@@ -41,67 +147,237 @@ public struct AccessDecision: Hashable, Sendable {
     public var isAllowed: Bool
     /// The rule that decided.
     public var rule: AccessRule
+    /// Whether the access relies on break-glass (flagged in the audit trail).
+    public var isBreakGlass: Bool = false
 
-    static func allow(_ rule: AccessRule) -> AccessDecision { AccessDecision(isAllowed: true, rule: rule) }
+    static func allow(_ rule: AccessRule, breakGlass: Bool = false) -> AccessDecision {
+        AccessDecision(isAllowed: true, rule: rule, isBreakGlass: breakGlass)
+    }
     static func deny(_ rule: AccessRule) -> AccessDecision { AccessDecision(isAllowed: false, rule: rule) }
 }
 
-/// What the decision may know of a vault.
-struct VaultAccessContext {
-    /// The patient who holds the vault.
-    var holder: INS
-    /// Whether the principal authored at least one document in the vault.
-    var principalAuthoredAny: Bool
+/// Everything the decision may look at.
+public struct AccessRequest: Sendable {
+    /// What is attempted.
+    public var action: VaultAction
+    /// Who attempts it.
+    public var principal: Principal
+    /// Why.
+    public var purpose: AccessPurpose
+    /// The patient who holds the vault (nil for requests about no vault).
+    public var holder: INS?
+    /// Who may access the vault at ``time``.
+    public var policy: VaultPolicy
+    /// The document concerned (its current version), if any.
+    public var document: DocumentMetadata?
+    /// The category of a deposit.
+    public var category: DocumentCategory?
+    /// The channel of a vault creation.
+    public var channel: CreationChannel?
+    /// Whether the principal authored at least one document of the vault.
+    public var principalAuthoredAny: Bool
+    /// Whether the configuration names the principal as an audit reviewer.
+    public var isConfiguredReviewer: Bool
+    /// The matrix in force.
+    public var matrix: AccessMatrix
+    /// When (the configured clock's now, or a past time for history queries).
+    public var time: Date
+
+    /// Creates a request.
+    public init(
+        action: VaultAction, principal: Principal, purpose: AccessPurpose = .care, holder: INS?,
+        policy: VaultPolicy = VaultPolicy(), document: DocumentMetadata? = nil, category: DocumentCategory? = nil,
+        channel: CreationChannel? = nil, principalAuthoredAny: Bool = false, isConfiguredReviewer: Bool = false,
+        matrix: AccessMatrix = .default2023, time: Date
+    ) {
+        self.action = action
+        self.principal = principal
+        self.purpose = purpose
+        self.holder = holder
+        self.policy = policy
+        self.document = document
+        self.category = category
+        self.channel = channel
+        self.principalAuthoredAny = principalAuthoredAny
+        self.isConfiguredReviewer = isConfiguredReviewer
+        self.matrix = matrix
+        self.time = time
+    }
 }
 
 /// The single access decision every operation passes through: a pure
-/// function of principal, action, vault and document. Deny by default.
-///
-/// This is the first, deliberately narrow rule set: the patient and the
-/// author are allowed, everyone else is denied; insurers never read. The
-/// full DMP rules (grants, blocking, the profession × category matrix,
-/// confidentiality flags, break-glass) replace the body of this function
-/// without changing its callers.
-enum AccessPolicy {
-    static func decide(
-        _ action: VaultAction, by principal: Principal, vault: VaultAccessContext,
-        document: DocumentMetadata? = nil, category: DocumentCategory? = nil,
-        channel: CreationChannel? = nil
-    ) -> AccessDecision {
-        let isHolder: Bool = if case .patient(let ins) = principal { ins == vault.holder } else { false }
-        let isInsurer: Bool = if case .insurer = principal { true } else { false }
+/// function of the request (principal, vault policy, document, purpose,
+/// time). Deny by default. `Documentation/AccessModel.md` states the rules
+/// and their order.
+public enum AccessPolicy {
+    /// A hidden document becomes visible to the patient this long after
+    /// its deposit (CSP R1111-53).
+    public static let hiddenDocumentReleaseDelay: TimeInterval = 30 * 86_400
+    /// The patient is notified of an unreleased hidden document this long
+    /// after its deposit.
+    public static let hiddenDocumentNoticeDelay: TimeInterval = 14 * 86_400
 
-        switch action {
+    /// Decides.
+    public static func decide(_ q: AccessRequest) -> AccessDecision {
+        let p = q.principal
+        let isHolder: Bool = if case .patient(let ins) = p { ins == q.holder } else { false }
+        let isRepresentative: Bool = if case .representative(let r) = p { q.policy.representatives[r.ins] != nil } else { false }
+        let patientSide = isHolder || isRepresentative
+        let patientSideRule: AccessRule = isHolder ? .patientIsHolder : .legalRepresentative
+
+        switch q.action {
         case .createVault:
-            guard let channel else { return .deny(.creationChannelMismatch) }
-            return channelFits(channel, principal: principal, holder: vault.holder)
-                ? .allow(.creationChannelFits) : .deny(.creationChannelMismatch)
+            guard let channel = q.channel else { return .deny(.creationChannelMismatch) }
+            return channelFits(channel, principal: p, holder: q.holder) ? .allow(.creationChannelFits) : .deny(.creationChannelMismatch)
 
         case .deposit:
-            if isInsurer {
-                return category == .reimbursement ? .allow(.depositByAuthor) : .deny(.insurerDepositsReimbursementOnly)
+            switch p {
+            case .insurer:
+                return q.category == .reimbursement ? .allow(.insurerDeposit) : .deny(.insurerDepositsReimbursementOnly)
+            case .employer, .complementaryInsurer: return .deny(.forbiddenClass)
+            case .professional, .emergencyRegulator, .organisation: return .allow(.depositByAuthor)
+            case .patient, .representative: return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
+            case .auditReviewer, .system: return .deny(.notAuthorised)
             }
-            if isHolder { return .allow(.patientIsHolder) }
-            if case .patient = principal { return .deny(.notAuthorised) }
-            return .allow(.depositByAuthor)
 
         case .replace:
-            if isInsurer { return .deny(.forbiddenClass) }
-            guard let document else { return .deny(.notAuthorised) }
-            return document.author == principal ? .allow(.authorOfDocument) : .deny(.onlyAuthorReplaces)
+            if p.isForbiddenClass, case .insurer = p, q.document?.author == p { return .allow(.authorOfDocument) }
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            guard let document = q.document else { return .deny(.unknownDocument) }
+            return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReplaces)
+
+        case .releaseToPatient:
+            guard let document = q.document else { return .deny(.unknownDocument) }
+            return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReleases)
+
+        case .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
+             .removeRepresentative, .setBreakGlassOpposition:
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.onlyPatientManagesAccess)
+
+        case .readAuditTrail:
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
+
+        case .verifyAuditTrail, .queryAccessHistory:
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            if patientSide { return .allow(patientSideRule) }
+            if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
+            return .deny(.notAuthorised)
+
+        case .reviewActivity:
+            if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
+            return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
+
+        case .automaticRelease, .hiddenDocumentNotice:
+            if case .system = p { return .allow(.systemEvent) }
+            return .deny(.notAuthorised)
 
         case .readVaultInfo, .listDocuments, .readMetadata, .readContent, .listVersions:
-            if isInsurer { return .deny(.forbiddenClass) }
-            if isHolder { return .allow(.patientIsHolder) }
-            if let document {
-                return document.author == principal ? .allow(.authorOfDocument) : .deny(.notAuthorised)
-            }
-            // Vault level: an author may look for their own documents.
-            return vault.principalAuthoredAny ? .allow(.authorOfDocument) : .deny(.notAuthorised)
+            return decideRead(q, isHolder: isHolder, isRepresentative: isRepresentative)
         }
     }
 
-    private static func channelFits(_ channel: CreationChannel, principal: Principal, holder: INS) -> Bool {
+    /// The read rules, in order: forbidden classes; authorisation or
+    /// break-glass; blocking; the matrix; the confidentiality flags.
+    private static func decideRead(_ q: AccessRequest, isHolder: Bool, isRepresentative: Bool) -> AccessDecision {
+        let p = q.principal
+        let policy = q.policy
+        // 1. Forbidden classes, whatever the grants.
+        if p.isForbiddenClass { return .deny(.forbiddenClass) }
+        let isAuthor = q.document.map { $0.author == p } ?? false
+        let professional = p.healthProfessional
+        let isMedecinTraitant = professional.map { policy.medecinTraitant?.rpps == $0.rpps } ?? false
+
+        // 2. Authorisation, or break-glass.
+        var basis: AccessRule
+        var breakGlass = false
+        switch p {
+        case .patient:
+            guard isHolder else { return .deny(.notAuthorised) }
+            basis = .patientIsHolder
+        case .representative:
+            guard isRepresentative else { return .deny(.notAuthorised) }
+            basis = .legalRepresentative
+        case .professional(let pro), .emergencyRegulator(let pro):
+            let grant = policy.grants[.professional(pro.rpps)]
+            if isMedecinTraitant {
+                basis = .medecinTraitant
+            } else if grant?.isActive(at: q.time) == true {
+                basis = .authorisedByPatient
+            } else if policy.careTeam[pro.rpps] != nil {
+                basis = .careTeam
+            } else if isAuthor || (q.document == nil && q.principalAuthoredAny) {
+                basis = .authorOfDocument
+            } else if case .breakGlass(let reason) = q.purpose, !reason.isEmpty {
+                if policy.breakGlassOpposed { return .deny(.breakGlassOpposed) }
+                basis = .breakGlass
+                breakGlass = true
+            } else if let grant, grant.revokedAt.map({ q.time >= $0 }) == true {
+                return .deny(.grantRevoked)
+            } else if let grant, grant.until.map({ q.time >= $0 }) == true {
+                return .deny(.grantExpired)
+            } else {
+                return .deny(.notAuthorised)
+            }
+        case .organisation(let o):
+            let grant = policy.grants[.organisation(o.finess)]
+            if grant?.isActive(at: q.time) == true {
+                basis = .authorisedByPatient
+            } else if isAuthor || (q.document == nil && q.principalAuthoredAny) {
+                basis = .authorOfDocument
+            } else if let grant, grant.revokedAt.map({ q.time >= $0 }) == true {
+                return .deny(.grantRevoked)
+            } else if let grant, grant.until.map({ q.time >= $0 }) == true {
+                return .deny(.grantExpired)
+            } else {
+                return .deny(.notAuthorised)
+            }
+        case .insurer, .employer, .complementaryInsurer, .auditReviewer, .system:
+            return .deny(.notAuthorised)
+        }
+
+        // 3. Blocking (the médecin traitant cannot be blocked).
+        if let professional, policy.blocked.contains(professional.rpps), !isMedecinTraitant {
+            return .deny(.blockedByPatient)
+        }
+        guard let document = q.document else { return .allow(basis, breakGlass: breakGlass) }
+
+        // 4. The profession × category matrix (the author sees their own).
+        if !isAuthor {
+            if let professional, !q.matrix.allows(professional.profession, document.category) {
+                return .deny(.professionMatrix)
+            }
+            if case .organisation = p, !q.matrix.organisations.contains(document.category) {
+                return .deny(.professionMatrix)
+            }
+        }
+
+        // 5. Confidentiality flags, with the author and médecin traitant overrides.
+        let flags = document.confidentiality
+        if !isAuthor {
+            if flags.contains(.maskedFromProfessionals), professional != nil || isOrganisation(p), !isMedecinTraitant {
+                return .deny(.maskedFromProfessionals)
+            }
+            if flags.contains(.hiddenFromLegalRepresentatives), isRepresentative {
+                return .deny(.hiddenFromLegalRepresentatives)
+            }
+            if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, policy.released[document.id] == nil {
+                guard q.time >= document.depositedAt.addingTimeInterval(hiddenDocumentReleaseDelay) else {
+                    return .deny(.hiddenFromPatient)
+                }
+                return .allow(.hiddenDocumentReleasedByTime)
+            }
+        }
+        return .allow(basis, breakGlass: breakGlass)
+    }
+
+    private static func isOrganisation(_ p: Principal) -> Bool {
+        if case .organisation = p { return true }
+        return false
+    }
+
+    private static func channelFits(_ channel: CreationChannel, principal: Principal, holder: INS?) -> Bool {
         switch (channel, principal) {
         case (.patientOnline, .patient(let ins)): return ins == holder
         case (.pharmacy, .professional(let p)): return p.profession == .pharmacist

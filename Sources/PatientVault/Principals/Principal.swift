@@ -1,25 +1,106 @@
 /// Who acts on a vault. Every operation takes the acting principal; the
-/// access decision and (later) the audit trail are about it.
+/// access decision and the audit trail are about it.
 public enum Principal: Hashable, Sendable, CustomStringConvertible {
     /// The patient, holder of the vault.
     case patient(INS)
+    /// A legal representative (parent of a minor, guardian) acting for the
+    /// patient. Identified by their own INS; allowed only once the patient's
+    /// vault names them (``VaultStore/nameRepresentative(_:for:as:)``).
+    case representative(LegalRepresentative)
     /// A health professional, identified by RPPS, with a profession.
     case professional(HealthProfessional)
+    /// A professional acting as emergency regulator (SAMU, centre 15): may
+    /// use break-glass on a call.
+    case emergencyRegulator(HealthProfessional)
     /// An organisation (hospital, clinic, pharmacy...), identified by FINESS.
     case organisation(Organisation)
     /// The national health insurer, a system principal. It deposits the
     /// reimbursement history and may never read (CSP L1111-18).
     case insurer(SystemPrincipal)
+    /// An employer (occupational medicine's employer side, HR systems):
+    /// a forbidden class, never reads (CSP L1111-18).
+    case employer(SystemPrincipal)
+    /// A complementary health insurer (mutuelle): a forbidden class.
+    case complementaryInsurer(SystemPrincipal)
+    /// A reviewer of the audit trail (data-protection officer, the
+    /// establishment's security officer): reads what one professional did
+    /// across vaults when ``Configuration/auditReviewers`` names it; never
+    /// reads documents.
+    case auditReviewer(SystemPrincipal)
+    /// The store itself, for events it records on its own (the automatic
+    /// release of a hidden document). Not accepted from callers.
+    case system
 
     /// A log-safe description: professionals and organisations by their
-    /// public register number, the patient never by INS.
+    /// public register number, the patient and representatives never by INS.
     public var description: String {
         switch self {
         case .patient: return "patient"
+        case .representative(let r): return "representative(\(r.relationship.rawValue))"
         case .professional(let p): return "professional(\(p.profession.rawValue), \(p.rpps))"
+        case .emergencyRegulator(let p): return "emergencyRegulator(\(p.rpps))"
         case .organisation(let o): return "organisation(\(o.kind.rawValue), \(o.finess))"
         case .insurer(let s): return "insurer(\(s.identifier))"
+        case .employer(let s): return "employer(\(s.identifier))"
+        case .complementaryInsurer(let s): return "complementaryInsurer(\(s.identifier))"
+        case .auditReviewer(let s): return "auditReviewer(\(s.identifier))"
+        case .system: return "system"
         }
+    }
+
+    /// Insurers, employers and complementary insurers may never read a
+    /// vault, whatever the grants (CSP L1111-18).
+    public var isForbiddenClass: Bool {
+        switch self {
+        case .insurer, .employer, .complementaryInsurer: return true
+        default: return false
+        }
+    }
+
+    /// The health professional behind this principal, if any.
+    public var healthProfessional: HealthProfessional? {
+        switch self {
+        case .professional(let p), .emergencyRegulator(let p): return p
+        default: return nil
+        }
+    }
+
+    /// The principal kind, as a stable short name (audit, FHIR export).
+    public var kind: String {
+        switch self {
+        case .patient: return "patient"
+        case .representative: return "representative"
+        case .professional: return "professional"
+        case .emergencyRegulator: return "emergencyRegulator"
+        case .organisation: return "organisation"
+        case .insurer: return "insurer"
+        case .employer: return "employer"
+        case .complementaryInsurer: return "complementaryInsurer"
+        case .auditReviewer: return "auditReviewer"
+        case .system: return "system"
+        }
+    }
+}
+
+/// A legal representative of a patient.
+public struct LegalRepresentative: Hashable, Sendable {
+    /// The representative's own INS.
+    public var ins: INS
+    /// How they represent the patient.
+    public var relationship: Relationship
+
+    /// Kinds of legal representation.
+    public enum Relationship: String, Hashable, Sendable, CaseIterable {
+        /// Holder of parental authority over a minor.
+        case parent
+        /// Guardian (tutelle) of a protected adult or a minor.
+        case guardian
+    }
+
+    /// Creates a representative.
+    public init(ins: INS, relationship: Relationship) {
+        self.ins = ins
+        self.relationship = relationship
     }
 }
 

@@ -6,24 +6,62 @@ import VaultStorage
 /// - 1: key-check key (opens the header's check box: wrong key detected
 ///   before anything is written);
 /// - 2: key-encryption key, wraps each vault key;
-/// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id.
+/// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id;
+/// - 4: activity key, seals the per-professional copies of audit entries.
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
     let check: SymmetricKey
     let keyEncryption: SymmetricKey
     let pseudonym: SymmetricKey
+    let activity: SymmetricKey
 
     init(master: SymmetricKey) throws {
         check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
         keyEncryption = try KeyDerivation.deriveKey(from: master, id: 2, context: Self.context)
         pseudonym = try KeyDerivation.deriveKey(from: master, id: 3, context: Self.context)
+        activity = try KeyDerivation.deriveKey(from: master, id: 4, context: Self.context)
+    }
+
+    /// The stream of a vault's audit trail: keyed BLAKE2b of the vault's
+    /// pseudonym, so the two cannot be linked without the master key.
+    func auditStream(of vault: StreamID) -> StreamID {
+        Self.classed(.audit, BLAKE2b.hash(Array("PV1-audit".utf8) + vault.bytes, key: pseudonym))
+    }
+
+    /// The stream of everything one professional or organisation did.
+    func activityStream(of holder: GrantHolder) -> StreamID {
+        let name: String = switch holder {
+        case .professional(let r): "PV1-activity-rpps:" + r.digits
+        case .organisation(let f): "PV1-activity-finess:" + f.value
+        }
+        return Self.classed(.activity, BLAKE2b.hash(Array(name.utf8), key: pseudonym))
+    }
+
+    /// The stream where a reviewer's own reads are recorded.
+    func reviewerStream(of reviewer: SystemPrincipal) -> StreamID {
+        Self.classed(.reviewer, BLAKE2b.hash(Array(("PV1-reviewer:" + reviewer.identifier).utf8), key: pseudonym))
     }
 
     /// The vault's stream id: BLAKE2b-256 keyed by the pseudonym key over
     /// `"PV1-INS" || INS`. Without the master key it cannot be linked to a
     /// patient, and it is stable so the vault can be found again.
     func vaultPseudonym(for ins: INS) -> StreamID {
-        StreamID(bytes: BLAKE2b.hash(Array("PV1-INS".utf8) + Array(ins.digits.utf8), key: pseudonym))
+        Self.classed(.vault, BLAKE2b.hash(Array("PV1-INS".utf8) + Array(ins.digits.utf8), key: pseudonym))
+    }
+
+    /// The first byte of a stream id says what kind of stream it is, so the
+    /// engine can count vaults without knowing what they are.
+    enum StreamClass: UInt8 {
+        case vault = 1
+        case audit = 2
+        case activity = 3
+        case reviewer = 4
+    }
+
+    static func classed(_ c: StreamClass, _ hash: [UInt8]) -> StreamID {
+        var bytes = hash
+        bytes[0] = c.rawValue
+        return StreamID(bytes: bytes)
     }
 
     /// Binds a wrapped vault key to its vault and slot.
@@ -37,15 +75,20 @@ struct StoreKeys: Sendable {
 }
 
 /// Keys derived from a vault key (context `PVVAULT_`): 1 seals the vault's
-/// own records, 2 wraps its documents' keys.
+/// own records, 2 wraps its documents' keys, 3 seals its audit entries,
+/// 4 keys the BLAKE2b of the audit chain.
 struct VaultKeys: Sendable {
     static let context = KeyDerivation.Context("PVVAULT_")
     let records: SymmetricKey
     let documentKeyWrapping: SymmetricKey
+    let audit: SymmetricKey
+    let auditChain: SymmetricKey
 
     init(vaultKey: SymmetricKey) throws {
         records = try KeyDerivation.deriveKey(from: vaultKey, id: 1, context: Self.context)
         documentKeyWrapping = try KeyDerivation.deriveKey(from: vaultKey, id: 2, context: Self.context)
+        audit = try KeyDerivation.deriveKey(from: vaultKey, id: 3, context: Self.context)
+        auditChain = try KeyDerivation.deriveKey(from: vaultKey, id: 4, context: Self.context)
     }
 
     /// Binds a wrapped document key to its vault, document, version and slot.

@@ -15,6 +15,19 @@ extension ByteWriter {
             write(UInt8(3)); write(string: o.finess.value); write(string: o.kind.rawValue)
         case .insurer(let s):
             write(UInt8(4)); write(string: s.identifier)
+        case .representative(let r):
+            write(UInt8(5)); write(string: r.ins.digits); write(string: r.relationship.rawValue)
+        case .emergencyRegulator(let p):
+            write(UInt8(6)); write(string: p.rpps.digits); write(string: p.profession.rawValue)
+            write(optionalString: p.speciality)
+        case .employer(let s):
+            write(UInt8(7)); write(string: s.identifier)
+        case .complementaryInsurer(let s):
+            write(UInt8(8)); write(string: s.identifier)
+        case .auditReviewer(let s):
+            write(UInt8(9)); write(string: s.identifier)
+        case .system:
+            write(UInt8(10))
         }
     }
 
@@ -44,6 +57,20 @@ extension ByteReader {
             guard let kind = OrganisationKind(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
             return .organisation(Organisation(finess: finess, kind: kind))
         case 4: return .insurer(try SystemPrincipal(try readString(limit: 64)))
+        case 5:
+            let ins = try INS(try readString(limit: 32))
+            guard let relationship = LegalRepresentative.Relationship(rawValue: try readString(limit: 64)) else {
+                throw ByteReader.Malformed()
+            }
+            return .representative(LegalRepresentative(ins: ins, relationship: relationship))
+        case 6:
+            let rpps = try RPPSNumber(try readString(limit: 32))
+            guard let profession = Profession(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
+            return .emergencyRegulator(HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString()))
+        case 7: return .employer(try SystemPrincipal(try readString(limit: 64)))
+        case 8: return .complementaryInsurer(try SystemPrincipal(try readString(limit: 64)))
+        case 9: return .auditReviewer(try SystemPrincipal(try readString(limit: 64)))
+        case 10: return .system
         default: throw ByteReader.Malformed()
         }
     }

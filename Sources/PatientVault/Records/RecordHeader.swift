@@ -9,6 +9,14 @@ enum RecordKind: UInt8 {
     /// A chunk of large content (not in the vault's stream; reached by
     /// location from its document version).
     case contentChunk = 3
+    /// A change of who may access the vault, or an access event the vault
+    /// must remember (first access, hidden-document notice).
+    case vaultEvent = 4
+    /// An entry of the vault's audit trail (in the vault's audit stream).
+    case auditEntry = 5
+    /// A copy of an audit entry in the acting professional's activity
+    /// stream, for reviewers.
+    case activityEntry = 6
 }
 
 /// The clear, authenticated header of every domain record.

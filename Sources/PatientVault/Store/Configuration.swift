@@ -29,6 +29,19 @@ public enum DurabilityMode: Sendable, Hashable {
     case relaxed
 }
 
+/// When a read's audit entry is made durable.
+public enum AuditMode: Sendable, Hashable {
+    /// The default: no content or metadata is returned before the audit
+    /// entry of that read is durable (reads share group commits).
+    case durable
+    /// Weaker, opt-in: a read returns once its entry is written to the
+    /// operating system; a background flush makes it durable within
+    /// `maxDelay`. A power loss can lose the last `maxDelay` of read
+    /// entries (never a write's entry: writes and their entries share one
+    /// durable commit in every mode).
+    case batched(maxDelay: Duration)
+}
+
 /// Settings of a ``VaultStore``, with defaults fit for production.
 public struct Configuration: Sendable {
     /// Durability of acknowledged writes. Default ``DurabilityMode/synchronous``.
@@ -36,7 +49,8 @@ public struct Configuration: Sendable {
     /// Where the store logs: debug and trace only, never patient data or
     /// key bytes. A no-op logger by default; the host bootstraps logging.
     public var logger: Logger = Logger(label: "patientvault", factory: { _ in SwiftLogNoOpLogHandler() })
-    /// The clock used for deposit times.
+    /// The clock of deposit times, audit entries and time-bound rules
+    /// (grant expiry, hidden documents).
     public var clock: any VaultClock = SystemClock()
     /// Size of the plaintext chunks large content is cut into.
     public var contentChunkSize: Int = 1 << 20
@@ -47,10 +61,17 @@ public struct Configuration: Sendable {
     public var segmentSize: UInt64 = 64 << 20
     /// How many vaults stay decrypted in memory at once. Beyond it, the
     /// least recently used idle vaults are dropped (their keys wiped) and
-    /// reloaded on next use. Each loaded vault holds two keys in guarded
+    /// reloaded on next use. Each loaded vault holds four keys in guarded
     /// memory, which the system limits (memory maps), so keep it in the
     /// low thousands.
     public var loadedVaultLimit: Int = 2048
+    /// The profession × category matrix in force. Default ``AccessMatrix/default2023``.
+    public var accessMatrix: AccessMatrix = .default2023
+    /// When read entries of the audit trail become durable. Default ``AuditMode/durable``.
+    public var auditMode: AuditMode = .durable
+    /// Reviewers allowed to read what one professional did across vaults
+    /// (``VaultStore/activity(of:matching:as:)``), by system principal.
+    public var auditReviewers: Set<SystemPrincipal> = []
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
 

@@ -33,6 +33,19 @@ struct VaultState: Sendable {
     var documents: [DocumentID: [VersionEntry]] = [:]
     /// Authors of at least one acknowledged document.
     var authors: Set<Principal> = []
+    /// Every acknowledged policy change, oldest first, with its time.
+    var policyHistory: [(time: Date, change: PolicyChange)] = []
+    /// The policy after every acknowledged change.
+    var policy = VaultPolicy()
+    /// Professionals and organisations that accessed the vault at least once.
+    var accessedBy: Set<GrantHolder> = []
+    /// Hidden documents whose 2-week notice was recorded.
+    var noticed: Set<DocumentID> = []
+    /// Hidden documents whose automatic release was recorded.
+    var autoReleased: Set<DocumentID> = []
+    /// The audit chain: the next entry's sequence and the previous hash.
+    var auditNext: UInt64 = 0
+    var auditPreviousHash = [UInt8](repeating: 0, count: 32)
 
     var vaultID: String { hexEncoded(pseudonym.bytes) }
 
@@ -60,8 +73,33 @@ struct VaultState: Sendable {
         return entries.first { $0.metadata.version == version }
     }
 
-    func accessContext(for principal: Principal) -> VaultAccessContext {
-        VaultAccessContext(holder: creation.holder, principalAuthoredAny: authors.contains(principal))
+    /// Applies an acknowledged vault event.
+    mutating func apply(_ body: VaultEventBody) {
+        switch body.event {
+        case .policy(let change):
+            policyHistory.append((body.time, change))
+            policy.apply(change, at: body.time)
+        case .firstAccess(let holder): accessedBy.insert(holder)
+        case .hiddenNotice(let d): noticed.insert(d)
+        case .automaticRelease(let d): autoReleased.insert(d)
+        }
+    }
+
+    /// The policy in force at `time` (replaying the history up to it).
+    func policy(at time: Date) -> VaultPolicy {
+        var p = VaultPolicy()
+        for (t, change) in policyHistory where t <= time { p.apply(change, at: t) }
+        return p
+    }
+
+    /// The current versions of documents as they were at `time`.
+    func documents(at time: Date) -> [DocumentMetadata] {
+        var out: [DocumentMetadata] = []
+        for id in documents.keys {
+            let versions = self.versions(of: id).filter { $0.depositedAt <= time }
+            if let last = versions.last { out.append(last) }
+        }
+        return out
     }
 }
 

@@ -87,28 +87,52 @@ extension VaultStore {
     ) async throws(PatientVaultError) -> DocumentMetadata {
         try Self.validate(draft, author: principal)
 
-        // 1. Decide, under the vault's lock, and fix the version number.
-        let (pseudonym, vaultKeys, id, version) = try withVault(patient) { vault -> (StreamID, VaultKeys, DocumentID, Int) in
-            let context = vault.accessContext(for: principal)
+        // 1. Decide, under the vault's lock, and fix the version number. A
+        //    denial is audited at once (its entry alone, durable).
+        enum Decided {
+            case proceed(StreamID, VaultKeys, DocumentID, Int, AccessDecision)
+            case denied(AppendTicket, PatientVaultError)
+        }
+        let decided = try withVault(patient) { vault -> Decided in
+            let now = configuration.clock.now()
+            func deny(_ a: Audited<Void>) throws -> Decided {
+                let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &vault, time: now)
+                guard case .failure(let error) = a.result else { preconditionFailure("a denial carries its error") }
+                return .denied(ticket, error)
+            }
             guard let replacing else {
-                try enforce(
-                    AccessPolicy.decide(.deposit, by: principal, vault: context, category: draft.category),
-                    .deposit, vaultID: vault.vaultID)
-                return (vault.pseudonym, vault.keys, DocumentID.random(), 1)
+                let decision = AccessPolicy.decide(request(.deposit, by: principal, vault: vault, category: draft.category, time: now))
+                guard decision.isAllowed else {
+                    return try deny(Audited<Void>(action: .deposit, decision: decision, isWrite: true, result: .success(()))
+                        .deniedThrows(vaultID: vault.vaultID))
+                }
+                return .proceed(vault.pseudonym, vault.keys, DocumentID.random(), 1, decision)
             }
             let id = replacing.document
-            guard let current = vault.versions(of: id).last,
-                  AccessPolicy.decide(.readMetadata, by: principal, vault: context, document: current).isAllowed
-            else {
-                throw PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+            let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+            guard let current = vault.versions(of: id).last else {
+                return try deny(Audited<Void>(action: .replace, decision: .deny(.unknownDocument), document: id, isWrite: true, result: .failure(unknown)))
             }
-            try enforce(
-                AccessPolicy.decide(.replace, by: principal, vault: context, document: current),
-                .replace, vaultID: vault.vaultID, documentID: id)
+            let sees = AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now))
+            guard sees.isAllowed else {
+                return try deny(Audited<Void>(action: .replace, decision: sees, document: id, isWrite: true, result: .failure(unknown)))
+            }
+            let decision = AccessPolicy.decide(request(.replace, by: principal, vault: vault, document: current, time: now))
+            guard decision.isAllowed else {
+                return try deny(Audited<Void>(action: .replace, decision: decision, document: id, version: current.version, isWrite: true, result: .success(()))
+                    .deniedThrows(vaultID: vault.vaultID))
+            }
             guard vault.documents[id]?.last?.metadata.version == current.version else {
                 throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
             }
-            return (vault.pseudonym, vault.keys, id, current.version + 1)
+            return .proceed(vault.pseudonym, vault.keys, id, current.version + 1, decision)
+        }
+        let (pseudonym, vaultKeys, id, version, decision): (StreamID, VaultKeys, DocumentID, Int, AccessDecision)
+        switch decided {
+        case .proceed(let p, let k, let i, let v, let d): (pseudonym, vaultKeys, id, version, decision) = (p, k, i, v, d)
+        case .denied(let ticket, let error):
+            do { _ = try await ticket.wait() } catch { throw PatientVaultError.wrapping(error, documentID: replacing?.document) }
+            throw error
         }
         let vaultID = hexEncoded(pseudonym.bytes)
 
@@ -152,9 +176,13 @@ extension VaultStore {
                 kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: slot)
             let payload = try sealRecord(
                 header: header, body: body.encoded(), key: documentKeys.metadata, vault: pseudonym, rest: written.inline)
-            let ticket = try engine.append(
-                [EngineRecord(stream: pseudonym, payload: payload)], keySlotWrites: [(slot, wrapped)], durability: durability)
-            vault.nextSequence += 1
+            // The version and its audit entry: one atomic, durable group.
+            let a = Audited<Void>(
+                action: replacing == nil ? .deposit : .replace, decision: decision, document: id, version: version,
+                records: [EngineRecord(stream: pseudonym, payload: payload)], vaultRecords: 1,
+                keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
+            let (ticket, _) = try queueAudit(
+                a, principal: principal, purpose: .care, secret: false, vault: &vault, time: metadata.depositedAt)
             vault.documents[id, default: []].append(
                 VersionEntry(metadata: metadata, sequence: sequence, keySlot: slot, location: nil, content: written.0))
             return (ticket, sequence)
@@ -173,6 +201,7 @@ extension VaultStore {
                 vault.authors.insert(principal)
             }
         }
+        notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: .newDocument(id), time: metadata.depositedAt))
         logger.debug("patientvault: version deposited", metadata: ["vault": "\(vaultID)", "document": "\(id)", "version": "\(version)"])
         return metadata
     }

@@ -3,80 +3,110 @@ import VaultCrypto
 import VaultStorage
 
 extension VaultStore {
-    /// Finds the version a principal asked for, applying the access
-    /// decision. A document the principal may not see is reported exactly
-    /// like an unknown one.
-    private func lookup(
+    /// Finds the version a principal asked for and decides, for the audited
+    /// path. A document the principal may not see is reported exactly like
+    /// an unknown one (the audit entry keeps the real rule).
+    func lookup<R>(
         _ id: DocumentID, version: Int?, includingDeprecated: Bool, action: VaultAction,
-        in vault: VaultState, as principal: Principal
-    ) throws -> (DocumentMetadata, VersionEntry) {
-        let context = vault.accessContext(for: principal)
-        try enforce(AccessPolicy.decide(action, by: principal, vault: context), action, vaultID: vault.vaultID)
+        in vault: VaultState, as principal: Principal, purpose: AccessPurpose, time: Date,
+        _ result: (DocumentMetadata, VersionEntry) throws -> R
+    ) rethrows -> Audited<R> {
+        let vaultDecision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, time: time))
+        guard vaultDecision.isAllowed else {
+            return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.init(.accessDenied, "")))
+                .deniedThrows(vaultID: vault.vaultID)
+        }
         let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         let versions = vault.versions(of: id)
-        guard let current = versions.last,
-              AccessPolicy.decide(action, by: principal, vault: context, document: current).isAllowed
-        else { throw unknown }
+        guard let current = versions.last else {
+            return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
+        }
+        let decision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, document: current, time: time))
+        guard decision.isAllowed else {
+            return Audited(action: action, decision: decision, document: id, version: version, result: .failure(unknown))
+        }
         guard let chosen = version.map({ v in versions.first { $0.version == v } }) ?? current,
               let entry = vault.entry(id, version: chosen.version)
-        else { throw unknown }
+        else {
+            return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
+        }
         if chosen.status.isDeprecated && !includingDeprecated {
-            throw PatientVaultError(
+            let error = PatientVaultError(
                 .deprecatedVersion, "version \(chosen.version) was replaced; the current version is \(current.version)",
                 vaultID: vault.vaultID, documentID: id)
+            // Allowed by the rules; the entry records the attempt on the old version.
+            return Audited(action: action, decision: decision, document: id, version: chosen.version, result: .failure(error))
         }
-        return (chosen, entry)
+        return Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
     }
 
     // MARK: - Metadata
 
     /// The metadata of a document: its current version, or `version`.
-    /// - Parameter includingDeprecated: allows asking for a replaced version.
+    /// Audited (one entry, allowed or denied).
+    /// - Parameters:
+    ///   - includingDeprecated: allows asking for a replaced version.
+    ///   - purpose: `.breakGlass(reason:)` for an emergency access.
+    ///   - secret: a secret access by the patient (hidden from representatives' view of the trail).
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` (also when the
     ///   principal may not see it), ``PatientVaultError/Code/deprecatedVersion``,
-    ///   ``PatientVaultError/Code/accessDenied`` (vault level).
+    ///   ``PatientVaultError/Code/accessDenied`` (vault level, naming the rule).
     public func metadata(
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
-        for patient: INS, as principal: Principal
+        for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try withVault(patient) { vault in
-            try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata, in: vault, as: principal).0
+        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata,
+                   in: vault, as: principal, purpose: purpose, time: now) { m, _ in m }
         }
     }
 
-    /// Every version of a document, oldest first, with their statuses.
+    /// Every version of a document, oldest first, with their statuses. Audited.
     public func versions(
-        of document: DocumentID, for patient: INS, as principal: Principal
+        of document: DocumentID, for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
-        try withVault(patient) { vault in
-            _ = try lookup(document, version: nil, includingDeprecated: false, action: .listVersions, in: vault, as: principal)
-            return vault.versions(of: document)
+        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
+                   in: vault, as: principal, purpose: purpose, time: now) { _, _ in vault.versions(of: document) }
         }
     }
 
     /// The documents of a vault that `principal` may see, newest deposit
     /// first, filtered by `query`. Hidden documents are absent and are not
-    /// counted. Cost: O(documents in the vault); no decryption (metadata is
-    /// decrypted once, when the vault is loaded).
+    /// counted. Audited (one entry for the listing). Cost: O(documents in
+    /// the vault) decisions; no decryption (metadata is decrypted once,
+    /// when the vault is loaded).
     public func documents(
-        for patient: INS, matching query: DocumentQuery = DocumentQuery(), as principal: Principal
+        for patient: INS, matching query: DocumentQuery = DocumentQuery(), as principal: Principal,
+        purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
-        try withVault(patient) { vault in
-            let context = vault.accessContext(for: principal)
-            try enforce(AccessPolicy.decide(.listDocuments, by: principal, vault: context), .listDocuments, vaultID: vault.vaultID)
-            var found: [(UInt64, DocumentMetadata)] = []
-            for id in vault.documents.keys {
-                let versions = vault.versions(of: id)
-                guard let current = versions.last,
-                      AccessPolicy.decide(.readMetadata, by: principal, vault: context, document: current).isAllowed
-                else { continue }
-                let entries = (vault.documents[id] ?? []).filter(\.isAcknowledged)
-                for (m, e) in zip(versions, entries) where query.matches(m) {
-                    found.append((e.sequence, m))
-                }
+        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            let decision = AccessPolicy.decide(request(.listDocuments, by: principal, purpose: purpose, vault: vault, time: now))
+            guard decision.isAllowed else {
+                return Audited<[DocumentMetadata]>(action: .listDocuments, decision: decision, result: .success([]))
+                    .deniedThrows(vaultID: vault.vaultID)
             }
-            return found.sorted { $0.0 > $1.0 }.map(\.1)
+            return Audited(action: .listDocuments, decision: decision,
+                           result: .success(visibleDocuments(in: vault, matching: query, as: principal, purpose: purpose, time: now)))
         }
+    }
+
+    /// The versions `principal` may see, newest first.
+    func visibleDocuments(
+        in vault: VaultState, matching query: DocumentQuery, as principal: Principal, purpose: AccessPurpose, time: Date
+    ) -> [DocumentMetadata] {
+        var found: [(UInt64, DocumentMetadata)] = []
+        for id in vault.documents.keys {
+            let versions = vault.versions(of: id)
+            guard let current = versions.last,
+                  AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: current, time: time)).isAllowed
+            else { continue }
+            let entries = (vault.documents[id] ?? []).filter(\.isAcknowledged)
+            for (m, e) in zip(versions, entries) where query.matches(m) {
+                found.append((e.sequence, m))
+            }
+        }
+        return found.sorted { $0.0 > $1.0 }.map(\.1)
     }
 
     // MARK: - Content
@@ -88,10 +118,11 @@ extension VaultStore {
     ///   authentication, ``PatientVaultError/Code/erased`` if its key was destroyed.
     public func content(
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
-        for patient: INS, as principal: Principal
+        for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> Data {
         let stream = try await contentStream(
-            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal)
+            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
+            purpose: purpose, secret: secret)
         var out = Data()
         do {
             for try await chunk in stream { out.append(chunk) }
@@ -103,16 +134,16 @@ extension VaultStore {
 
     /// The content of a document as a sequence of chunks, decrypted one at a
     /// time: memory stays bounded by one chunk whatever the size. The access
-    /// decision is taken now; iterating reads and verifies the chunks
-    /// (order, completeness, size and hash).
+    /// decision is taken and audited now (the entry is durable before this
+    /// returns, in the default audit mode); iterating reads and verifies the
+    /// chunks (order, completeness, size and hash).
     public func contentStream(
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
-        for patient: INS, as principal: Principal
+        for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
-        let (metadata, entry, pseudonym, vaultKeys) = try withVault(patient) { vault in
-            let (m, e) = try lookup(
-                document, version: version, includingDeprecated: includingDeprecated, action: .readContent, in: vault, as: principal)
-            return (m, e, vault.pseudonym, vault.keys)
+        let (metadata, entry, pseudonym, vaultKeys) = try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
+                   in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.keys) }
         }
         let keys = try translatingErrors(vaultID: hexEncoded(pseudonym.bytes), documentID: document) {
             try documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)

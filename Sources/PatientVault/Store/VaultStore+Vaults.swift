@@ -3,19 +3,6 @@ import VaultCrypto
 import VaultStorage
 
 extension VaultStore {
-    // MARK: - Access
-
-    /// Applies an access decision: throws ``PatientVaultError/Code/accessDenied``
-    /// naming the rule when it denies. The single place every operation's
-    /// decision goes through (and where the audit trail will record it).
-    func enforce(_ decision: AccessDecision, _ action: VaultAction, vaultID: String, documentID: DocumentID? = nil) throws {
-        guard decision.isAllowed else {
-            logger.debug("patientvault: access denied", metadata: ["action": "\(action)", "rule": "\(decision.rule)"])
-            throw PatientVaultError(
-                .accessDenied, "\(action) denied", vaultID: vaultID, documentID: documentID, rule: decision.rule)
-        }
-    }
-
     // MARK: - Vaults
 
     /// Creates the vault of `patient`, recording who created it and through
@@ -33,12 +20,17 @@ extension VaultStore {
     ) async throws(PatientVaultError) -> VaultInfo {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = hexEncoded(pseudonym.bytes)
-        let context = VaultAccessContext(holder: patient, principalAuthoredAny: false)
         let createdAt = configuration.clock.now()
         let handle = handle(for: pseudonym)
         let ticket: AppendTicket
         do {
-            try enforce(AccessPolicy.decide(.createVault, by: principal, vault: context, channel: channel), .createVault, vaultID: vaultID)
+            try ensureOpen()
+            let decision = AccessPolicy.decide(AccessRequest(
+                action: .createVault, principal: principal, holder: patient, channel: channel,
+                matrix: configuration.accessMatrix, time: createdAt))
+            guard decision.isAllowed else {
+                throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
+            }
             ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket in
                 guard state == nil, engine.head(of: pseudonym) == nil else {
                     throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
@@ -50,9 +42,13 @@ extension VaultStore {
                 let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt)
                 let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
                 let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
-                let ticket = try engine.append(
-                    [EngineRecord(stream: pseudonym, payload: payload)], keySlotWrites: [(slot, wrapped)], durability: durability)
-                state = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 1)
+                var created = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
+                // The creation and its audit entry: one atomic, durable group.
+                let a = Audited<Void>(
+                    action: .createVault, decision: decision, records: [EngineRecord(stream: pseudonym, payload: payload)],
+                    vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
+                let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
+                state = created
                 return ticket
             }
         } catch {
@@ -72,17 +68,22 @@ extension VaultStore {
     /// may see it (the document count only counts what they may see).
     /// - Throws: ``PatientVaultError/Code/unknownVault``,
     ///   ``PatientVaultError/Code/accessDenied``.
-    public func vaultInfo(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> VaultInfo {
-        try withVault(patient) { vault in
-            let context = vault.accessContext(for: principal)
-            try enforce(AccessPolicy.decide(.readVaultInfo, by: principal, vault: context), .readVaultInfo, vaultID: vault.vaultID)
+    public func vaultInfo(
+        for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
+    ) async throws(PatientVaultError) -> VaultInfo {
+        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            let decision = AccessPolicy.decide(request(.readVaultInfo, by: principal, purpose: purpose, vault: vault, time: now))
+            guard decision.isAllowed else {
+                return Audited<VaultInfo>(action: .readVaultInfo, decision: decision, result: .failure(.init(.accessDenied, "")))
+                    .deniedThrows(vaultID: vault.vaultID)
+            }
             let visible = vault.documents.keys.filter { id in
                 guard let m = vault.versions(of: id).last else { return false }
-                return AccessPolicy.decide(.readMetadata, by: principal, vault: context, document: m).isAllowed
+                return AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: m, time: now)).isAllowed
             }
-            return VaultInfo(
+            return Audited(action: .readVaultInfo, decision: decision, result: .success(VaultInfo(
                 vaultID: vault.vaultID, createdBy: vault.creation.createdBy, channel: vault.creation.channel,
-                createdAt: vault.creation.createdAt, documentCount: visible.count)
+                createdAt: vault.creation.createdAt, documentCount: visible.count)))
         }
     }
 }

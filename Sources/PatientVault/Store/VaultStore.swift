@@ -31,6 +31,13 @@ public final class VaultStore: Sendable {
     let loaded = Mutex<(clock: UInt64, lastUse: [StreamID: UInt64])>((0, [:]))
     /// Set by `close()`: every later call throws `closed`.
     let isClosed = Atomic<Bool>(false)
+    /// Listeners of ``notifications()``.
+    let notifier = Notifier()
+    /// Set when a read's audit entry was written without a sync (batched
+    /// audit mode); the flusher makes it durable within the bound.
+    let auditFlush = AuditFlushFlag()
+    /// The background flush of batched audit entries, if any.
+    private let flusher: Task<Void, Never>?
 
     var logger: Logger { configuration.logger }
     var durability: Durability { configuration.durability == .synchronous ? .durable : .buffered }
@@ -43,6 +50,20 @@ public final class VaultStore: Sendable {
         self.keys = keys
         self.configuration = configuration
         self.directory = directory
+        if case .batched(let delay) = configuration.auditMode {
+            let flag = auditFlush
+            flusher = Task.detached { [engine] in
+                // Bounded delay: every `delay`, make written entries durable.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: delay)
+                    if flag.pending.exchange(false, ordering: .relaxed) {
+                        _ = try? await engine.append([], keySlotWrites: [], durability: .durable).wait()
+                    }
+                }
+            }
+        } else {
+            flusher = nil
+        }
     }
 
     // MARK: - Open and close
@@ -155,14 +176,17 @@ public final class VaultStore: Sendable {
     /// (its lock included). Other calls then throw ``PatientVaultError/Code/closed``.
     public func close() async throws(PatientVaultError) {
         isClosed.store(true, ordering: .sequentiallyConsistent)
+        flusher?.cancel()
+        notifier.finish()
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
         // Drop every decrypted vault: their keys are wiped as they go.
         let handles = vaults.withLock { v in Array(v.values) }
         for h in handles { h.state.withLock { $0 = nil } }
     }
 
-    /// The number of vaults in the store. O(1).
-    public var vaultCount: Int { engine.streamCount }
+    /// The number of vaults in the store. O(streams): counts the vault
+    /// streams of the engine's index, without reading any.
+    public var vaultCount: Int { engine.streamCount(inClass: StoreKeys.StreamClass.vault.rawValue) }
 
     // MARK: - Vault state
 
@@ -178,6 +202,12 @@ public final class VaultStore: Sendable {
     /// Runs `body` on the vault's state under its lock, loading it first.
     /// - Throws: ``PatientVaultError/Code/unknownVault`` if the vault does not
     ///   exist (or its creation is not yet acknowledged).
+    func ensureOpen() throws(PatientVaultError) {
+        guard !isClosed.load(ordering: .sequentiallyConsistent) else {
+            throw PatientVaultError(.closed, "the store is closed")
+        }
+    }
+
     func withVault<R>(
         _ patient: INS, _ body: (inout VaultState) throws -> R
     ) throws(PatientVaultError) -> R {
@@ -270,11 +300,16 @@ public final class VaultStore: Sendable {
                 entry.location = record.location
                 state.documents[entry.metadata.id, default: []].append(entry)
                 state.authors.insert(entry.metadata.author)
-            case .vaultCreated, .contentChunk:
+            case .vaultEvent:
+                let body = try VaultEventBody.decode(
+                    try openBody(record.payload, header: h, key: state.keys.records, vault: pseudonym).plaintext)
+                state.apply(body)
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1
         }
+        try loadAuditHead(into: &state)
         return state
     }
 
@@ -332,4 +367,9 @@ public final class VaultStore: Sendable {
             id: id, version: Int(h.version))
         return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, location: nil, content: body.content)
     }
+}
+
+/// Whether a batched audit entry waits for its flush.
+final class AuditFlushFlag: Sendable {
+    let pending = Atomic<Bool>(false)
 }

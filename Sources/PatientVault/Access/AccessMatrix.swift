@@ -1,0 +1,63 @@
+/// The profession × document category matrix: which categories each
+/// profession may read (arrêté of 26 October 2023). A versioned value the
+/// host may replace through ``Configuration/accessMatrix``; every audit
+/// entry records the version that decided.
+public struct AccessMatrix: Hashable, Sendable {
+    /// A name for this version of the matrix, recorded in audit entries.
+    public var version: String
+    /// Categories each profession may read. A profession absent from the
+    /// table reads nothing.
+    public var professions: [Profession: Set<DocumentCategory>]
+    /// Categories an organisation (FINESS) that the patient authorised may
+    /// read through its systems.
+    public var organisations: Set<DocumentCategory>
+
+    /// Creates a matrix.
+    public init(version: String, professions: [Profession: Set<DocumentCategory>], organisations: Set<DocumentCategory>) {
+        self.version = version
+        self.professions = professions
+        self.organisations = organisations
+    }
+
+    /// Whether `profession` may read documents of `category`.
+    public func allows(_ profession: Profession, _ category: DocumentCategory) -> Bool {
+        professions[profession]?.contains(category) ?? false
+    }
+
+    /// The built-in default, following the 2023 matrix in spirit:
+    /// doctors and midwives read every category; pharmacists what concerns
+    /// medicines and care; dentists all but summaries (which carry
+    /// psychiatric and other history); nurses and physiotherapists clinical
+    /// follow-up; the other paramedical professions reports, prescriptions
+    /// and care plans. Reimbursement data is read by doctors, midwives,
+    /// pharmacists and dentists only. `Documentation/AccessModel.md` lists
+    /// the table and where it departs from the official one.
+    public static let default2023: AccessMatrix = {
+        let all = Set(DocumentCategory.allCases)
+        let paramedical: Set<DocumentCategory> = [.report, .prescription, .carePlan, .patientDeposited]
+        var table: [Profession: Set<DocumentCategory>] = [:]
+        table[.doctor] = all
+        table[.midwife] = all
+        table[.pharmacist] = [
+            .summary, .prescription, .dispensation, .carePlan, .administeredTreatment, .certificate,
+            .reimbursement, .patientDeposited,
+        ]
+        table[.dentist] = all.subtracting([.summary, .carePlan, .administrative])
+        table[.nurse] = [
+            .report, .summary, .prescription, .dispensation, .carePlan, .administeredTreatment, .certificate,
+            .patientDeposited,
+        ]
+        table[.physiotherapist] = [.report, .summary, .medicalImaging, .prescription, .carePlan, .administeredTreatment, .patientDeposited]
+        for p in [Profession.podiatrist, .occupationalTherapist, .psychomotorTherapist, .speechTherapist, .orthoptist,
+                  .dietitian, .hearingAidSpecialist, .optician, .orthotistProsthetist] {
+            table[p] = paramedical
+        }
+        table[.radiographer] = [.report, .medicalImaging, .prescription]
+        table[.medicalLaboratoryTechnician] = [.report, .prescription]
+        table[.pharmacyTechnician] = [.prescription, .dispensation]
+        table[.paramedic] = [.summary, .carePlan, .administeredTreatment]
+        return AccessMatrix(
+            version: "pv-default-2023.1", professions: table,
+            organisations: [.report, .summary, .medicalImaging, .prescription, .dispensation, .carePlan, .administeredTreatment])
+    }()
+}

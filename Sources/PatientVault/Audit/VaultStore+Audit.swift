@@ -1,0 +1,260 @@
+import Foundation
+import Synchronization
+import VaultCrypto
+import VaultStorage
+
+/// What an operation reports to the audit machinery: the decision, what
+/// the entry should name, and the result to hand back.
+struct Audited<R> {
+    var action: VaultAction
+    var decision: AccessDecision
+    var document: DocumentID? = nil
+    var version: Int? = nil
+    var target: String? = nil
+    /// Records of the operation (vault stream first), written in the same
+    /// atomic group as the entry; `vaultRecords` of them take the vault's
+    /// next stream positions.
+    var records: [EngineRecord] = []
+    var vaultRecords: Int = 0
+    var keySlotWrites: [(KeySlot, [UInt8])] = []
+    /// Whether the group holds a write (always durable with its entry).
+    var isWrite = false
+    /// The outcome for the caller.
+    var result: Result<R, PatientVaultError>
+    /// Applied to the vault's state once the group is acknowledged.
+    var onAcknowledged: (@Sendable (inout VaultState) -> Void)? = nil
+    var notifications: [VaultNotification.Kind] = []
+}
+
+extension VaultStore {
+    // MARK: - The audited path
+
+    /// Builds the request the decision sees for `vault` at `time`.
+    func request(
+        _ action: VaultAction, by principal: Principal, purpose: AccessPurpose = .care, vault: VaultState,
+        document: DocumentMetadata? = nil, category: DocumentCategory? = nil, time: Date, policy: VaultPolicy? = nil
+    ) -> AccessRequest {
+        AccessRequest(
+            action: action, principal: principal, purpose: purpose, holder: vault.creation.holder,
+            policy: policy ?? vault.policy, document: document, category: category,
+            principalAuthoredAny: vault.authors.contains(principal),
+            isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: time)
+    }
+
+    func isConfiguredReviewer(_ principal: Principal) -> Bool {
+        if case .auditReviewer(let r) = principal { return configuration.auditReviewers.contains(r) }
+        return false
+    }
+
+    /// Checks the purpose and secrecy a caller asked for.
+    static func validate(purpose: AccessPurpose, secret: Bool, principal: Principal) throws(PatientVaultError) {
+        if case .breakGlass(let reason) = purpose {
+            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw PatientVaultError(.invalidArgument, "break-glass needs a stated reason")
+            }
+            guard reason.utf8.count <= 1024 else { throw PatientVaultError(.invalidArgument, "the break-glass reason is longer than 1024 bytes") }
+            guard principal.healthProfessional != nil else {
+                throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
+            }
+        }
+        if secret, case .patient = principal {} else if secret {
+            throw PatientVaultError(.invalidArgument, "only the patient makes a secret access")
+        }
+    }
+
+    /// The one path of every audited operation on a vault: under the vault's
+    /// lock, `body` decides and prepares; the audit entry is queued with the
+    /// operation's records as one atomic group; outside the lock, the group
+    /// is awaited (durable for writes; per ``AuditMode`` for reads); then the
+    /// result is returned or the denial thrown.
+    func audited<R>(
+        _ patient: INS, by principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false,
+        _ body: (inout VaultState, Date) throws -> Audited<R>
+    ) async throws(PatientVaultError) -> R {
+        try Self.validate(purpose: purpose, secret: secret, principal: principal)
+        let (audited, ticket, sequence, firstAccess, vaultID) = try withVault(patient) {
+            vault -> (Audited<R>, AppendTicket, UInt64, GrantHolder?, String) in
+            let now = configuration.clock.now()
+            let a = try body(&vault, now)
+            let (ticket, first) = try queueAudit(
+                a, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: now)
+            return (a, ticket, vault.nextSequence, first, vault.vaultID)
+        }
+        _ = sequence
+        do {
+            _ = try await ticket.wait()
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: audited.document)
+        }
+        if audited.onAcknowledged != nil {
+            _ = try? withVault(patient) { vault in audited.onAcknowledged?(&vault) }
+        }
+        let now = configuration.clock.now()
+        var kinds = audited.notifications
+        if let firstAccess, let grantee = firstAccessPrincipal(principal, firstAccess) { kinds.append(.firstAccess(grantee)) }
+        if audited.decision.isAllowed && audited.decision.isBreakGlass { kinds.append(.breakGlass(principal)) }
+        for kind in kinds { notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: kind, time: now)) }
+        return try audited.result.get()
+    }
+
+    private func firstAccessPrincipal(_ principal: Principal, _ holder: GrantHolder) -> Principal? {
+        GrantHolder(principal) == holder ? principal : nil
+    }
+
+    /// Queues `a`'s records and its audit entry (plus a first-access
+    /// marker and the actor's activity copy) as one atomic group, and
+    /// advances the vault's chain. Called under the vault's lock.
+    func queueAudit<R>(
+        _ a: Audited<R>, principal: Principal, purpose: AccessPurpose, secret: Bool, vault: inout VaultState, time: Date
+    ) throws -> (AppendTicket, GrantHolder?) {
+        let entry = auditEntry(
+            a.action, decision: a.decision, principal: principal, purpose: purpose, secret: secret,
+            document: a.document, version: a.version, target: a.target, vault: vault, time: time)
+        var records = a.records
+        var vaultRecords = a.vaultRecords
+        // A professional's or organisation's first access is remembered in
+        // the vault's stream, so the notification is raised once.
+        var firstAccess: GrantHolder?
+        if a.decision.isAllowed, a.action.readsDocuments, let holder = GrantHolder(principal), !vault.accessedBy.contains(holder) {
+            let body = VaultEventBody(time: time, by: principal, event: .firstAccess(holder))
+            let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence + UInt64(vaultRecords), document: nil, version: 0, keySlot: nil)
+            records.append(EngineRecord(
+                stream: vault.pseudonym,
+                payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym)))
+            vaultRecords += 1
+            firstAccess = holder
+        }
+        records += try auditRecords(entry, principal: principal, vault: vault)
+        let durability: Durability
+        if a.isWrite {
+            durability = self.durability
+        } else if case .batched = configuration.auditMode {
+            durability = .buffered
+            auditFlush.pending.store(true, ordering: .relaxed)
+        } else {
+            durability = self.durability
+        }
+        let ticket = try engine.append(records, keySlotWrites: a.keySlotWrites, durability: durability)
+        vault.nextSequence += UInt64(vaultRecords)
+        vault.auditNext += 1
+        vault.auditPreviousHash = entry.chainHash(key: vault.keys.auditChain)
+        if let firstAccess { vault.accessedBy.insert(firstAccess) }
+        return (ticket, firstAccess)
+    }
+
+    /// The entry for a decision.
+    func auditEntry(
+        _ action: VaultAction, decision: AccessDecision, principal: Principal, purpose: AccessPurpose, secret: Bool,
+        document: DocumentID?, version: Int?, target: String?, vault: VaultState, time: Date
+    ) -> AuditEntry {
+        let auditPurpose: AuditPurpose
+        var reasonHash: [UInt8]?
+        switch principal {
+        case .patient, .representative: auditPurpose = .personalAccess
+        case .auditReviewer: auditPurpose = .audit
+        case .system: auditPurpose = .system
+        default:
+            if case .breakGlass(let reason) = purpose {
+                auditPurpose = .emergency
+                reasonHash = BLAKE2b.hash(Array(reason.utf8))
+            } else {
+                auditPurpose = .care
+            }
+        }
+        let onBehalf: Principal? = if case .representative = principal { .patient(vault.creation.holder) } else { nil }
+        return AuditEntry(
+            sequence: vault.auditNext, time: time, actor: principal, onBehalfOf: onBehalf, action: action,
+            vaultID: vault.vaultID, document: document, version: version,
+            outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule, purpose: auditPurpose,
+            legalBasis: decision.rule.legalBasis, isBreakGlass: decision.isBreakGlass, isSecretAccess: secret,
+            target: target, reasonHash: reasonHash, matrixVersion: configuration.accessMatrix.version,
+            previousHash: vault.auditPreviousHash)
+    }
+
+    /// The entry's record in the vault's audit stream, and its copy in the
+    /// actor's activity stream (professionals and organisations).
+    func auditRecords(_ entry: AuditEntry, principal: Principal, vault: VaultState) throws -> [EngineRecord] {
+        let stream = keys.auditStream(of: vault.pseudonym)
+        let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
+        let encoded = entry.encoded()
+        var out = [EngineRecord(stream: stream, payload: try sealRecord(header: header, body: encoded, key: vault.keys.audit, vault: stream))]
+        if let holder = GrantHolder(principal) {
+            out.append(try activityRecord(encoded, vault: vault.pseudonym, stream: keys.activityStream(of: holder)))
+        }
+        return out
+    }
+
+    /// A record of an activity stream: the vault's pseudonym and the entry,
+    /// sealed under the store's activity key.
+    func activityRecord(_ encodedEntry: [UInt8], vault: StreamID?, stream: StreamID) throws -> EngineRecord {
+        let header = RecordHeader(kind: .activityEntry, sequence: 0, document: nil, version: 0, keySlot: nil)
+        let body = (vault?.bytes ?? [UInt8](repeating: 0, count: 32)) + encodedEntry
+        return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: body, key: keys.activity, vault: stream))
+    }
+
+    /// Reads the head of a vault's audit chain (at load).
+    func loadAuditHead(into state: inout VaultState) throws {
+        let stream = keys.auditStream(of: state.pseudonym)
+        guard let head = engine.head(of: stream) else { return }
+        let entry = try openAuditRecord(try engine.read(head), vault: state)
+        state.auditNext = entry.sequence + 1
+        state.auditPreviousHash = entry.chainHash(key: state.keys.auditChain)
+    }
+
+    func openAuditRecord(_ record: StoredRecord, vault: VaultState) throws -> AuditEntry {
+        let stream = keys.auditStream(of: vault.pseudonym)
+        let header = try RecordHeader.decode(record.payload)
+        let tampered = PatientVaultError(.corrupted, "an audit entry failed verification", vaultID: vault.vaultID)
+        guard header.kind == .auditEntry, record.stream == stream else { throw tampered }
+        let plaintext: [UInt8]
+        do {
+            plaintext = try openBody(record.payload, header: header, key: vault.keys.audit, vault: stream).plaintext
+        } catch {
+            throw tampered
+        }
+        let entry = try AuditEntry.decode(plaintext)
+        guard entry.sequence == header.sequence, entry.vaultID == vault.vaultID else { throw tampered }
+        return entry
+    }
+
+    /// Every audit entry of a vault, newest first, checked one by one.
+    func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) throws {
+        var next = engine.head(of: keys.auditStream(of: vault.pseudonym))
+        while let location = next {
+            let r = try engine.read(location)
+            if let previous = r.previous, previous.raw >= location.raw {
+                throw PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
+            }
+            guard try visit(try openAuditRecord(r, vault: vault)) else { return }
+            next = r.previous
+        }
+    }
+}
+
+/// Fans notifications out to every listener.
+final class Notifier: Sendable {
+    private let listeners = Mutex<[UInt64: AsyncStream<VaultNotification>.Continuation]>([:])
+    private let counter = Atomic<UInt64>(0)
+
+    func stream() -> AsyncStream<VaultNotification> {
+        let id = counter.add(1, ordering: .relaxed).newValue
+        let (stream, continuation) = AsyncStream<VaultNotification>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        continuation.onTermination = { [weak self] _ in _ = self?.listeners.withLock { $0.removeValue(forKey: id) } }
+        listeners.withLock { $0[id] = continuation }
+        return stream
+    }
+
+    func emit(_ n: VaultNotification) {
+        let all = listeners.withLock { Array($0.values) }
+        for c in all { c.yield(n) }
+    }
+
+    func finish() {
+        let all = listeners.withLock { l -> [AsyncStream<VaultNotification>.Continuation] in
+            let v = Array(l.values)
+            l.removeAll()
+            return v
+        }
+        for c in all { c.finish() }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+extension VaultStore {
+    // MARK: - Reading the trail
+
+    /// The audit trail of the vault of `patient`, newest first, filtered and
+    /// paged by `query`. Reading it is itself audited (the new entry is the
+    /// first of the first page).
+    ///
+    /// The patient and their representatives read it. Representatives do
+    /// not see secret accesses; entries about a document the reader may not
+    /// see keep their actor, action and outcome, but not the document (so
+    /// the trail does not reveal hidden documents). Cost: one read and one
+    /// decryption per entry walked (newest first, stopping at the page's end).
+    /// - Throws: ``PatientVaultError/Code/accessDenied``,
+    ///   ``PatientVaultError/Code/corrupted`` if an entry fails authentication.
+    public func auditTrail(
+        for patient: INS, matching query: AuditQuery = AuditQuery(), as principal: Principal
+    ) async throws(PatientVaultError) -> [AuditEntry] {
+        try query.validate()
+        _ = try await audited(patient, by: principal) { vault, now in
+            Audited<Void>(action: .readAuditTrail, decision: AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now)), result: .success(()))
+                .deniedThrows(vaultID: vault.vaultID)
+        }
+        return try withVault(patient) { vault in
+            let now = configuration.clock.now()
+            let isRepresentative: Bool = if case .representative = principal { true } else { false }
+            var out: [AuditEntry] = []
+            var skipped = 0
+            try auditEntries(of: vault) { entry in
+                if isRepresentative && entry.isSecretAccess { return true }
+                guard query.matches(entry) else { return true }
+                if skipped < query.offset { skipped += 1; return true }
+                out.append(redacted(entry, for: principal, in: vault, at: now))
+                return out.count < query.limit
+            }
+            return out
+        }
+    }
+
+    /// Hides from `reader` which document an entry is about when the reader
+    /// may not see that document now.
+    private func redacted(_ entry: AuditEntry, for reader: Principal, in vault: VaultState, at now: Date) -> AuditEntry {
+        guard let id = entry.document else { return entry }
+        if let current = vault.versions(of: id).last,
+           AccessPolicy.decide(request(.readMetadata, by: reader, vault: vault, document: current, time: now)).isAllowed
+        {
+            return entry
+        }
+        var e = entry
+        e.document = nil
+        e.version = nil
+        if e.outcome == .denied { e.rule = .unknownDocument }
+        return e
+    }
+
+    /// Walks the whole audit chain of a vault and checks it: every entry
+    /// authenticates, sequences run 0, 1, 2… without gaps, each entry
+    /// carries the chain hash of the one before, and the newest matches
+    /// what the store last wrote. Any altered, removed or reordered entry
+    /// is reported as ``PatientVaultError/Code/corrupted``. Audited.
+    public func verifyAuditTrail(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> AuditVerification {
+        // The sequence of this call's own entry: everything up to it is
+        // written once it is acknowledged.
+        let own = try await audited(patient, by: principal) { vault, now in
+            Audited<UInt64>(action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)), result: .success(vault.auditNext))
+                .deniedThrows(vaultID: vault.vaultID)
+        }
+        return try withVault(patient) { vault in
+            var entries: [AuditEntry] = []
+            try auditEntries(of: vault) { entries.append($0); return true }
+            entries.reverse()
+            let vaultID = vault.vaultID
+            let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
+            var previous = [UInt8](repeating: 0, count: 32)
+            for (i, e) in entries.enumerated() {
+                guard e.sequence == UInt64(i) else { throw tampered("entry \(i) is missing or out of order") }
+                guard e.previousHash == previous else { throw tampered("entry \(i) does not follow entry \(i - 1)") }
+                previous = e.chainHash(key: vault.keys.auditChain)
+            }
+            // Nothing before this call's own entry may be missing; when no
+            // later entry is in flight, the head must be the one last written.
+            guard UInt64(entries.count) > own, entries[Int(own)].action == .verifyAuditTrail,
+                  UInt64(entries.count) < vault.auditNext || previous == vault.auditPreviousHash
+            else {
+                throw tampered("the newest entries are missing")
+            }
+            return AuditVerification(entries: entries.count, headHash: hexEncoded(previous))
+        }
+    }
+
+    /// Everything one professional or organisation did, across every vault,
+    /// newest first: read from their activity stream (an index written with
+    /// each entry), not by scanning vaults.
+    ///
+    /// Only a reviewer named in ``Configuration/auditReviewers`` may call it;
+    /// the call is recorded in the reviewer's own activity stream, allowed
+    /// or denied.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (rule `notAReviewer`).
+    public func activity(
+        of subject: GrantHolder, matching query: AuditQuery = AuditQuery(), as principal: Principal
+    ) async throws(PatientVaultError) -> [AuditEntry] {
+        try query.validate()
+        try ensureOpen()
+        let now = configuration.clock.now()
+        let decision = AccessPolicy.decide(AccessRequest(
+            action: .reviewActivity, principal: principal, holder: nil,
+            isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
+        // Record the attempt in the caller's own stream.
+        let entry = AuditEntry(
+            sequence: 0, time: now, actor: principal, onBehalfOf: nil, action: .reviewActivity, vaultID: "",
+            document: nil, version: nil, outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule,
+            purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: subject.description,
+            reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
+            previousHash: [UInt8](repeating: 0, count: 32))
+        let ownStream: StreamID? = switch principal {
+        case .auditReviewer(let r): keys.reviewerStream(of: r)
+        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
+        }
+        if let ownStream {
+            do {
+                let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
+                _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
+            } catch {
+                throw PatientVaultError.wrapping(error)
+            }
+        }
+        guard decision.isAllowed else {
+            throw PatientVaultError(.accessDenied, "reviewActivity denied", rule: decision.rule)
+        }
+        return try translatingErrors {
+            var out: [AuditEntry] = []
+            var skipped = 0
+            var next = engine.head(of: keys.activityStream(of: subject))
+            while let location = next, out.count < query.limit {
+                let r = try engine.read(location)
+                if let previous = r.previous, previous.raw >= location.raw {
+                    throw PatientVaultError(.corrupted, "the activity index is broken")
+                }
+                let header = try RecordHeader.decode(r.payload)
+                guard header.kind == .activityEntry else { throw PatientVaultError(.corrupted, "the activity index is broken") }
+                let stream = keys.activityStream(of: subject)
+                let plain = try openBody(r.payload, header: header, key: keys.activity, vault: stream).plaintext
+                guard plain.count > 32 else { throw PatientVaultError(.corrupted, "the activity index is broken") }
+                let e = try AuditEntry.decode(Array(plain[32...]))
+                if query.matches(e) {
+                    if skipped < query.offset { skipped += 1 } else { out.append(e) }
+                }
+                next = r.previous
+            }
+            return out
+        }
+    }
+
+    // MARK: - Notifications
+
+    /// Events for the host to deliver to patients: new documents, first
+    /// accesses, break-glass, the 2-week notice of a hidden document, and
+    /// changes of authorisation. Each call returns a new sequence that sees
+    /// events from then on; it ends when the store is closed. Events are
+    /// raised once the operation is durable.
+    public func notifications() -> AsyncStream<VaultNotification> {
+        notifier.stream()
+    }
+
+    // MARK: - Scheduled events
+
+    /// Records the time-driven events of a vault as of the configured
+    /// clock: the 2-week notice of each hidden document not yet released
+    /// (raising ``VaultNotification/Kind/hiddenDocumentNotice(_:)``) and the
+    /// automatic release of each one a month old. Each event is a vault
+    /// record with its own audit entry (actor ``Principal/system``); events
+    /// already recorded are not repeated. The host calls it periodically.
+    /// Visibility itself never waits for this call: the decision applies the
+    /// time rule directly.
+    /// - Returns: the number of events recorded.
+    @discardableResult
+    public func processScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
+        var count = 0
+        while let (event, document) = try dueEvent(patient) {
+            _ = try await audited(patient, by: .system) { vault, now in
+                let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
+                let body = VaultEventBody(time: now, by: .system, event: event)
+                let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
+                let record = EngineRecord(
+                    stream: vault.pseudonym,
+                    payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym))
+                var a = Audited<Void>(
+                    action: action, decision: AccessPolicy.decide(request(action, by: .system, vault: vault, time: now)),
+                    document: document, records: [record], vaultRecords: 1, isWrite: true, result: .success(()))
+                a.onAcknowledged = { v in
+                    if case .hiddenNotice = event { v.noticed.insert(document) } else { v.autoReleased.insert(document) }
+                }
+                if case .hiddenNotice = event { a.notifications = [.hiddenDocumentNotice(document)] }
+                return a
+            }
+            count += 1
+        }
+        return count
+    }
+
+    private func dueEvent(_ patient: INS) throws(PatientVaultError) -> (VaultEvent, DocumentID)? {
+        try withVault(patient) { vault in
+            let now = configuration.clock.now()
+            for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+                guard let first = vault.versions(of: id).last, first.confidentiality.contains(.hiddenFromPatient),
+                      vault.policy.released[id] == nil
+                else { continue }
+                let age = now.timeIntervalSince(first.depositedAt)
+                if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) && age < AccessPolicy.hiddenDocumentReleaseDelay {
+                    return (.hiddenNotice(id), id)
+                }
+                if age >= AccessPolicy.hiddenDocumentReleaseDelay && !vault.autoReleased.contains(id) {
+                    return (.automaticRelease(id), id)
+                }
+            }
+            return nil
+        }
+    }
+}
+
+extension Audited {
+    /// Turns a denial into the typed error the caller gets.
+    func deniedThrows(vaultID: String) -> Audited {
+        guard !decision.isAllowed else { return self }
+        var a = self
+        a.result = .failure(PatientVaultError(.accessDenied, "\(action) denied", vaultID: vaultID, documentID: document, rule: decision.rule))
+        return a
+    }
+}

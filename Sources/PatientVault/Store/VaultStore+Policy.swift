@@ -1,0 +1,187 @@
+import Foundation
+import VaultStorage
+
+extension VaultStore {
+    // MARK: - Managing access
+
+    /// Authorises a professional or organisation to access the vault,
+    /// optionally until `until`.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` (not a
+    ///   professional or organisation, expiry in the past: nothing written,
+    ///   no audit entry), ``PatientVaultError/Code/accessDenied`` (only the
+    ///   patient or a representative: the attempt is audited).
+    public func authorise(_ grantee: Principal, until: Date? = nil, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.authorise(grantee, until: until), for: patient, as: principal)
+    }
+
+    /// Revokes an authorisation.
+    public func revoke(_ holder: GrantHolder, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.revoke(holder), for: patient, as: principal)
+    }
+
+    /// Blocks a professional (the médecin traitant cannot be blocked).
+    public func block(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.block(rpps), for: patient, as: principal)
+    }
+
+    /// Lifts a block.
+    public func unblock(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.unblock(rpps), for: patient, as: principal)
+    }
+
+    /// Designates the médecin traitant (nil removes the designation).
+    public func setMedecinTraitant(_ professional: HealthProfessional?, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.setMedecinTraitant(professional), for: patient, as: principal)
+    }
+
+    /// Adds a professional to the care team.
+    public func addToCareTeam(_ professional: HealthProfessional, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.addToCareTeam(professional), for: patient, as: principal)
+    }
+
+    /// Removes a professional from the care team.
+    public func removeFromCareTeam(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.removeFromCareTeam(rpps), for: patient, as: principal)
+    }
+
+    /// Names a legal representative of the patient.
+    public func nameRepresentative(_ representative: LegalRepresentative, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.nameRepresentative(representative), for: patient, as: principal)
+    }
+
+    /// Removes a legal representative.
+    public func removeRepresentative(_ ins: INS, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.removeRepresentative(ins), for: patient, as: principal)
+    }
+
+    /// Opposes (true) or allows (false) break-glass access in advance.
+    public func setBreakGlassOpposition(_ opposed: Bool, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.setBreakGlassOpposition(opposed), for: patient, as: principal)
+    }
+
+    /// The author releases a document hidden from the patient, after
+    /// announcing its result in person.
+    /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the principal
+    ///   may not see it, ``PatientVaultError/Code/accessDenied`` if not the author.
+    public func releaseToPatient(_ document: DocumentID, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.releaseToPatient(document), for: patient, as: principal)
+    }
+
+    /// Applies one policy change: validation (no entry on bad input), the
+    /// decision, then the change record and its audit entry in one durable
+    /// commit.
+    func change(_ change: PolicyChange, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await audited(patient, by: principal) { vault, now in
+            var document: DocumentMetadata?
+            if case .releaseToPatient(let id) = change {
+                guard let current = vault.versions(of: id).last,
+                      AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
+                else {
+                    return Audited<Void>(
+                        action: .releaseToPatient, decision: .deny(.unknownDocument), document: id,
+                        result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)))
+                }
+                document = current
+            }
+            try vault.policy.validate(change, at: now, holder: vault.creation.holder)
+            let decision = AccessPolicy.decide(request(change.action, by: principal, vault: vault, document: document, time: now))
+            var a = Audited<Void>(
+                action: change.action, decision: decision, document: document?.id, version: document?.version,
+                target: Self.target(of: change), isWrite: true, result: .success(()))
+            guard decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            let body = VaultEventBody(time: now, by: principal, event: .policy(change))
+            let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
+            a.records = [EngineRecord(
+                stream: vault.pseudonym,
+                payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym))]
+            a.vaultRecords = 1
+            a.onAcknowledged = { $0.apply(body) }
+            a.notifications = [.authorisationChanged(change.action)]
+            return a
+        }
+    }
+
+    /// What an audit entry says a change was about: public register
+    /// numbers, never an INS.
+    static func target(of change: PolicyChange) -> String? {
+        switch change {
+        case .authorise(let p, _): return GrantHolder(p)?.description
+        case .revoke(let h): return h.description
+        case .block(let r), .unblock(let r), .removeFromCareTeam(let r): return r.description
+        case .setMedecinTraitant(let p): return p?.rpps.description ?? "none"
+        case .addToCareTeam(let p): return p.rpps.description
+        case .nameRepresentative, .removeRepresentative: return "representative"
+        case .setBreakGlassOpposition(let b): return b ? "opposed" : "allowed"
+        case .releaseToPatient: return nil
+        }
+    }
+
+    // MARK: - Who could access, when
+
+    /// Who could read a document at `time`: the patient, representatives,
+    /// the médecin traitant, the care team, authorised professionals and
+    /// organisations, and the author, each with the rule that allowed them,
+    /// as the policy stood then. Break-glass, which anyone may attempt, is
+    /// not listed. Audited; for the patient, representatives and reviewers.
+    public func whoCouldRead(
+        _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
+        try await audited(patient, by: principal) { vault, now in
+            var a = Audited<[(principal: Principal, rule: AccessRule)]>(
+                action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
+                document: document, result: .success([]))
+            guard a.decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            // The asker must be able to see the document now, or it does not exist for them.
+            let visibleNow = vault.versions(of: document).last.map {
+                isConfiguredReviewer(principal)
+                    || AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: $0, time: now)).isAllowed
+            } ?? false
+            guard visibleNow, let then = vault.versions(of: document).last(where: { $0.depositedAt <= time }) else {
+                a.result = .failure(PatientVaultError(.unknownDocument, "no such document at that time", vaultID: vault.vaultID, documentID: document))
+                return a
+            }
+            let policy = vault.policy(at: time)
+            var candidates: [Principal] = [.patient(vault.creation.holder), then.author]
+            candidates += policy.representatives.values.map { .representative($0) }
+            candidates += policy.grants.values.map(\.grantee)
+            candidates += policy.careTeam.values.map { .professional($0) }
+            if let mt = policy.medecinTraitant { candidates.append(.professional(mt)) }
+            var seen = Set<Principal>()
+            var out: [(principal: Principal, rule: AccessRule)] = []
+            for c in candidates where seen.insert(c).inserted {
+                let d = AccessPolicy.decide(request(.readContent, by: c, vault: vault, document: then, time: time, policy: policy))
+                if d.isAllowed { out.append((c, d.rule)) }
+            }
+            a.result = .success(out)
+            return a
+        }
+    }
+
+    /// Which documents a principal could read at `time` (current versions
+    /// then), with the rule that allowed each: identifiers and categories,
+    /// not titles. Documents the asker may not see now are left out.
+    /// Audited; for the patient, representatives and reviewers.
+    public func whatCouldRead(
+        _ reader: Principal, at time: Date, for patient: INS, as principal: Principal
+    ) async throws(PatientVaultError) -> [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] {
+        try await audited(patient, by: principal) { vault, now in
+            var a = Audited<[(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)]>(
+                action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
+                target: GrantHolder(reader)?.description, result: .success([]))
+            guard a.decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            let policy = vault.policy(at: time)
+            var out: [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] = []
+            for then in vault.documents(at: time) {
+                if !isConfiguredReviewer(principal) {
+                    guard let current = vault.versions(of: then.id).last,
+                          AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
+                    else { continue }
+                }
+                let d = AccessPolicy.decide(request(.readContent, by: reader, vault: vault, document: then, time: time, policy: policy))
+                if d.isAllowed { out.append((then.id, then.version, then.category, d.rule)) }
+            }
+            a.result = .success(out.sorted { $0.document.bytes.lexicographicallyPrecedes($1.document.bytes) })
+            return a
+        }
+    }
+}
