@@ -313,12 +313,8 @@ public enum AccessPolicy {
                 if policy.breakGlassOpposed { return .deny(.breakGlassOpposed) }
                 basis = .breakGlass
                 breakGlass = true
-            } else if let grant, grant.revokedAt.map({ q.time >= $0 }) == true {
-                return .deny(.grantRevoked)
-            } else if let grant, grant.until.map({ q.time >= $0 }) == true {
-                return .deny(.grantExpired)
             } else {
-                return .deny(.notAuthorised)
+                return lapsed(grant, at: q.time)
             }
         case .organisation(let o):
             let grant = policy.grants[.organisation(o.finess)]
@@ -326,12 +322,8 @@ public enum AccessPolicy {
                 basis = .authorisedByPatient
             } else if isAuthor || (q.document == nil && q.principalAuthoredAny) {
                 basis = .authorOfDocument
-            } else if let grant, grant.revokedAt.map({ q.time >= $0 }) == true {
-                return .deny(.grantRevoked)
-            } else if let grant, grant.until.map({ q.time >= $0 }) == true {
-                return .deny(.grantExpired)
             } else {
-                return .deny(.notAuthorised)
+                return lapsed(grant, at: q.time)
             }
         case .insurer, .employer, .complementaryInsurer, .auditReviewer, .system:
             return .deny(.notAuthorised)
@@ -370,6 +362,14 @@ public enum AccessPolicy {
             }
         }
         return .allow(basis, breakGlass: breakGlass)
+    }
+
+    /// The denial for a principal with no active grant: says whether a
+    /// former grant was revoked or expired.
+    private static func lapsed(_ grant: Grant?, at time: Date) -> AccessDecision {
+        if let grant, grant.revokedAt.map({ time >= $0 }) == true { return .deny(.grantRevoked) }
+        if let grant, grant.until.map({ time >= $0 }) == true { return .deny(.grantExpired) }
+        return .deny(.notAuthorised)
     }
 
     private static func isOrganisation(_ p: Principal) -> Bool {

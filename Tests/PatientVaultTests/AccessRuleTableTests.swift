@@ -1,0 +1,324 @@
+import Foundation
+import Testing
+@testable import PatientVault
+
+/// The access decision as a table: every principal kind, flag, matrix
+/// cell, block, grant state, override, break-glass case and forbidden
+/// class, with the rule expected to decide.
+@Suite struct AccessRuleTableTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var request: AccessRequest
+        var allowed: Bool
+        var rule: AccessRule
+        var breakGlass = false
+        var testDescription: String { name }
+    }
+
+    // MARK: - Fixtures
+
+    static let holder = Fixtures.alice
+    static let t0 = Date(timeIntervalSince1970: 1_750_000_000)
+    static let day: TimeInterval = 86_400
+    static func pro(_ rpps: String, _ profession: Profession) -> HealthProfessional {
+        HealthProfessional(rpps: try! RPPSNumber(rpps), profession: profession)
+    }
+    static let grantedDoctor = pro("10100000001", .doctor)
+    static let mtDoctor = pro("10100000002", .doctor)
+    static let authorDoctor = pro("10100000003", .doctor)
+    static let strangerDoctor = pro("10100000004", .doctor)
+    static let teamNurse = pro("10100000005", .nurse)
+    static let regulator = pro("10100000006", .doctor)
+    static let hospital = Organisation(finess: try! FINESSNumber("750712184"), kind: .hospital)
+    static let rep = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
+    static let insurer = Principal.insurer(try! SystemPrincipal("cnam"))
+    static let employer = Principal.employer(try! SystemPrincipal("acme-hr"))
+    static let mutuelle = Principal.complementaryInsurer(try! SystemPrincipal("mutuelle-x"))
+    static let reviewer = Principal.auditReviewer(try! SystemPrincipal("dpo"))
+
+    /// A vault where the patient named a representative, a médecin
+    /// traitant, a care-team nurse, and authorised one doctor and one hospital.
+    static func basePolicy() -> VaultPolicy {
+        var p = VaultPolicy()
+        p.apply(.nameRepresentative(rep), at: t0)
+        p.apply(.setMedecinTraitant(mtDoctor), at: t0)
+        p.apply(.addToCareTeam(teamNurse), at: t0)
+        p.apply(.authorise(.professional(grantedDoctor), until: nil), at: t0)
+        p.apply(.authorise(.organisation(hospital), until: nil), at: t0)
+        return p
+    }
+
+    static func document(
+        _ category: DocumentCategory = .report, flags: ConfidentialityFlags = [], author: Principal = .professional(authorDoctor),
+        depositedAt: Date = t0
+    ) -> DocumentMetadata {
+        DocumentMetadata(
+            id: DocumentID(bytes: [UInt8](repeating: 7, count: 16)), version: 1,
+            draft: DocumentDraft(typeCode: .consultationNote, category: category, title: "t", createdAt: t0, mimeType: "text/plain", confidentiality: flags),
+            author: author, depositedAt: depositedAt, size: 1, contentHash: [], status: .current)
+    }
+
+    static func req(
+        _ action: VaultAction = .readContent, _ principal: Principal, policy: VaultPolicy = basePolicy(),
+        document: DocumentMetadata? = document(), purpose: AccessPurpose = .care, at time: Date = t0 + day,
+        category: DocumentCategory? = nil, authoredAny: Bool = false, reviewer: Bool = false
+    ) -> AccessRequest {
+        AccessRequest(
+            action: action, principal: principal, purpose: purpose, holder: holder, policy: policy, document: document,
+            category: category, principalAuthoredAny: authoredAny, isConfiguredReviewer: reviewer, time: time)
+    }
+
+    static func allow(_ name: String, _ r: AccessRequest, _ rule: AccessRule, breakGlass: Bool = false) -> Case {
+        Case(name: name, request: r, allowed: true, rule: rule, breakGlass: breakGlass)
+    }
+    static func deny(_ name: String, _ r: AccessRequest, _ rule: AccessRule) -> Case {
+        Case(name: name, request: r, allowed: false, rule: rule)
+    }
+
+    // MARK: - The table
+
+    static let principalKinds: [Case] = {
+        let vaultLevel: [(String, Principal, Bool, AccessRule)] = [
+            ("holder", .patient(holder), true, .patientIsHolder),
+            ("another patient", .patient(Fixtures.bob), false, .notAuthorised),
+            ("named representative", .representative(rep), true, .legalRepresentative),
+            ("unnamed representative", .representative(LegalRepresentative(ins: Fixtures.ins("1600675000001"), relationship: .guardian)), false, .notAuthorised),
+            ("authorised doctor", .professional(grantedDoctor), true, .authorisedByPatient),
+            ("médecin traitant", .professional(mtDoctor), true, .medecinTraitant),
+            ("care-team nurse", .professional(teamNurse), true, .careTeam),
+            ("stranger doctor", .professional(strangerDoctor), false, .notAuthorised),
+            ("authorised hospital", .organisation(hospital), true, .authorisedByPatient),
+            ("unknown pharmacy", Fixtures.pharmacy, false, .notAuthorised),
+            ("insurer", insurer, false, .forbiddenClass),
+            ("employer", employer, false, .forbiddenClass),
+            ("complementary insurer", mutuelle, false, .forbiddenClass),
+            ("reviewer", reviewer, false, .notAuthorised),
+            ("system", .system, false, .notAuthorised),
+            ("regulator without break-glass", .emergencyRegulator(regulator), false, .notAuthorised),
+        ]
+        var out: [Case] = []
+        for action in [VaultAction.listDocuments, .readVaultInfo] {
+            for (name, p, ok, rule) in vaultLevel {
+                let r = req(action, p, document: nil)
+                out.append(ok ? allow("\(action) by \(name)", r, rule) : deny("\(action) by \(name)", r, rule))
+            }
+        }
+        return out
+    }()
+
+    static let forbiddenClasses: [Case] = {
+        var out: [Case] = []
+        for (name, p) in [("insurer", insurer), ("employer", employer), ("complementary insurer", mutuelle)] {
+            for action in [VaultAction.readMetadata, .readContent, .listVersions] {
+                out.append(deny("\(name) \(action)", req(action, p), .forbiddenClass))
+            }
+            // Even as author of the document, even with break-glass.
+            out.append(deny("\(name) reads own document", req(.readContent, p, document: document(.reimbursement, author: p)), .forbiddenClass))
+            out.append(deny("\(name) manages access", req(.authorise, p, document: nil), .forbiddenClass))
+        }
+        out.append(allow("insurer deposits reimbursement", req(.deposit, insurer, document: nil, category: .reimbursement), .insurerDeposit))
+        out.append(deny("insurer deposits a report", req(.deposit, insurer, document: nil, category: .report), .insurerDepositsReimbursementOnly))
+        out.append(deny("employer deposits", req(.deposit, employer, document: nil, category: .certificate), .forbiddenClass))
+        out.append(deny("complementary insurer deposits", req(.deposit, mutuelle, document: nil, category: .reimbursement), .forbiddenClass))
+        return out
+    }()
+
+    /// Flags × readers. Expected per reader: (none, masked, hidden from
+    /// patient, hidden from representatives, masked + hidden from representatives).
+    static let flags: [Case] = {
+        let flagSets: [(String, ConfidentialityFlags)] = [
+            ("no flag", []), ("masked", [.maskedFromProfessionals]), ("hidden from patient", [.hiddenFromPatient]),
+            ("hidden from representatives", [.hiddenFromLegalRepresentatives]),
+            ("masked+hidden from representatives", [.maskedFromProfessionals, .hiddenFromLegalRepresentatives]),
+        ]
+        typealias E = (Bool, AccessRule)
+        let readers: [(String, Principal, [E])] = [
+            ("holder", .patient(holder), [
+                (true, .patientIsHolder), (true, .patientIsHolder), (false, .hiddenFromPatient), (true, .patientIsHolder), (true, .patientIsHolder)]),
+            ("representative", .representative(rep), [
+                (true, .legalRepresentative), (true, .legalRepresentative), (false, .hiddenFromPatient),
+                (false, .hiddenFromLegalRepresentatives), (false, .hiddenFromLegalRepresentatives)]),
+            ("authorised doctor", .professional(grantedDoctor), [
+                (true, .authorisedByPatient), (false, .maskedFromProfessionals), (true, .authorisedByPatient),
+                (true, .authorisedByPatient), (false, .maskedFromProfessionals)]),
+            ("médecin traitant", .professional(mtDoctor), [
+                (true, .medecinTraitant), (true, .medecinTraitant), (true, .medecinTraitant), (true, .medecinTraitant), (true, .medecinTraitant)]),
+            ("author", .professional(authorDoctor), [
+                (true, .authorOfDocument), (true, .authorOfDocument), (true, .authorOfDocument), (true, .authorOfDocument), (true, .authorOfDocument)]),
+            ("care-team nurse", .professional(teamNurse), [
+                (true, .careTeam), (false, .maskedFromProfessionals), (true, .careTeam), (true, .careTeam), (false, .maskedFromProfessionals)]),
+            ("authorised hospital", .organisation(hospital), [
+                (true, .authorisedByPatient), (false, .maskedFromProfessionals), (true, .authorisedByPatient),
+                (true, .authorisedByPatient), (false, .maskedFromProfessionals)]),
+        ]
+        var out: [Case] = []
+        for (reader, p, expected) in readers {
+            for ((flagName, f), (ok, rule)) in zip(flagSets, expected) {
+                let r = req(.readContent, p, document: document(.report, flags: f))
+                out.append(ok ? allow("\(reader), \(flagName)", r, rule) : deny("\(reader), \(flagName)", r, rule))
+            }
+        }
+        return out
+    }()
+
+    /// Every profession (authorised) against three categories, written out.
+    static let matrix: [Case] = {
+        // report, summary, reimbursement
+        let table: [(Profession, Bool, Bool, Bool)] = [
+            (.doctor, true, true, true), (.midwife, true, true, true), (.pharmacist, false, true, true),
+            (.dentist, true, false, true), (.nurse, true, true, false), (.physiotherapist, true, true, false),
+            (.podiatrist, true, false, false), (.occupationalTherapist, true, false, false), (.psychomotorTherapist, true, false, false),
+            (.speechTherapist, true, false, false), (.orthoptist, true, false, false), (.radiographer, true, false, false),
+            (.medicalLaboratoryTechnician, true, false, false), (.hearingAidSpecialist, true, false, false), (.optician, true, false, false),
+            (.orthotistProsthetist, true, false, false), (.dietitian, true, false, false), (.pharmacyTechnician, false, false, false),
+            (.paramedic, false, true, false),
+        ]
+        var out: [Case] = []
+        for (i, (profession, report, summary, reimbursement)) in table.enumerated() {
+            let p = pro("1020000\(String(format: "%04d", i))", profession)
+            var policy = basePolicy()
+            policy.apply(.authorise(.professional(p), until: nil), at: t0)
+            for (category, ok) in [(DocumentCategory.report, report), (.summary, summary), (.reimbursement, reimbursement)] {
+                let r = req(.readContent, .professional(p), policy: policy, document: document(category))
+                let name = "\(profession) reads \(category)"
+                out.append(ok ? allow(name, r, .authorisedByPatient) : deny(name, r, .professionMatrix))
+            }
+        }
+        // The author reads their own document whatever the matrix says.
+        let dentist = pro("10300000001", .dentist)
+        out.append(allow("dentist author reads own summary", req(.readContent, .professional(dentist), document: document(.summary, author: .professional(dentist))), .authorOfDocument))
+        // Organisations have their own row.
+        out.append(deny("hospital reads patient-deposited", req(.readContent, .organisation(hospital), document: document(.patientDeposited)), .professionMatrix))
+        out.append(allow("hospital reads imaging", req(.readContent, .organisation(hospital), document: document(.medicalImaging)), .authorisedByPatient))
+        return out
+    }()
+
+    static let blocking: [Case] = {
+        var blocked = basePolicy()
+        blocked.apply(.block(grantedDoctor.rpps), at: t0)
+        blocked.apply(.block(authorDoctor.rpps), at: t0)
+        blocked.apply(.block(teamNurse.rpps), at: t0)
+        var mtBlocked = basePolicy()
+        mtBlocked.blocked.insert(mtDoctor.rpps)  // cannot happen through the API; the rule still holds
+        var unblocked = blocked
+        unblocked.apply(.unblock(grantedDoctor.rpps), at: t0 + 2 * day)
+        return [
+            deny("blocked authorised doctor", req(.readContent, .professional(grantedDoctor), policy: blocked), .blockedByPatient),
+            deny("blocked doctor lists", req(.listDocuments, .professional(grantedDoctor), policy: blocked, document: nil), .blockedByPatient),
+            deny("blocked author", req(.readContent, .professional(authorDoctor), policy: blocked), .blockedByPatient),
+            deny("blocked care-team nurse", req(.readContent, .professional(teamNurse), policy: blocked), .blockedByPatient),
+            deny("blocked doctor with break-glass", req(.readContent, .professional(grantedDoctor), policy: blocked, purpose: .breakGlass(reason: "coma")), .blockedByPatient),
+            allow("médecin traitant cannot be blocked", req(.readContent, .professional(mtDoctor), policy: mtBlocked), .medecinTraitant),
+            allow("unblocked doctor", req(.readContent, .professional(grantedDoctor), policy: unblocked, at: t0 + 3 * day), .authorisedByPatient),
+            allow("blocked doctor still deposits", req(.deposit, .professional(grantedDoctor), policy: blocked, document: nil, category: .report), .depositByAuthor),
+        ]
+    }()
+
+    static let grants: [Case] = {
+        let doc = pro("10400000001", .doctor)
+        var expiring = VaultPolicy()
+        expiring.apply(.authorise(.professional(doc), until: t0 + 10 * day), at: t0)
+        var revoked = expiring
+        revoked.apply(.revoke(.professional(doc.rpps)), at: t0 + 5 * day)
+        var regranted = revoked
+        regranted.apply(.authorise(.professional(doc), until: nil), at: t0 + 7 * day)
+        let p = Principal.professional(doc)
+        return [
+            deny("before the grant", req(.readContent, p, policy: expiring, at: t0 - day), .notAuthorised),
+            allow("during the grant", req(.readContent, p, policy: expiring, at: t0 + day), .authorisedByPatient),
+            allow("just before expiry", req(.readContent, p, policy: expiring, at: t0 + 10 * day - 1), .authorisedByPatient),
+            deny("at expiry", req(.readContent, p, policy: expiring, at: t0 + 10 * day), .grantExpired),
+            deny("after expiry", req(.readContent, p, policy: expiring, at: t0 + 20 * day), .grantExpired),
+            allow("before revocation", req(.readContent, p, policy: revoked, at: t0 + 4 * day), .authorisedByPatient),
+            deny("after revocation", req(.readContent, p, policy: revoked, at: t0 + 6 * day), .grantRevoked),
+            deny("revoked, vault level", req(.listDocuments, p, policy: revoked, document: nil, at: t0 + 6 * day), .grantRevoked),
+            allow("granted again", req(.readContent, p, policy: regranted, at: t0 + 8 * day), .authorisedByPatient),
+            deny("expired organisation grant", {
+                var o = VaultPolicy()
+                o.apply(.authorise(.organisation(hospital), until: t0 + day), at: t0)
+                return req(.readContent, .organisation(hospital), policy: o, at: t0 + 2 * day)
+            }(), .grantExpired),
+        ]
+    }()
+
+    static let breakGlass: [Case] = {
+        var opposed = basePolicy()
+        opposed.apply(.setBreakGlassOpposition(true), at: t0)
+        let reason = AccessPurpose.breakGlass(reason: "unconscious on arrival")
+        return [
+            allow("stranger doctor, break-glass", req(.readContent, .professional(strangerDoctor), purpose: reason), .breakGlass, breakGlass: true),
+            allow("stranger doctor lists, break-glass", req(.listDocuments, .professional(strangerDoctor), document: nil, purpose: reason), .breakGlass, breakGlass: true),
+            allow("regulator, break-glass", req(.readContent, .emergencyRegulator(regulator), purpose: reason), .breakGlass, breakGlass: true),
+            deny("stranger doctor, break-glass opposed", req(.readContent, .professional(strangerDoctor), policy: opposed, purpose: reason), .breakGlassOpposed),
+            deny("regulator, break-glass opposed", req(.readContent, .emergencyRegulator(regulator), policy: opposed, purpose: reason), .breakGlassOpposed),
+            allow("authorised doctor does not need break-glass", req(.readContent, .professional(grantedDoctor), purpose: reason), .authorisedByPatient),
+            deny("break-glass keeps masked documents masked", req(.readContent, .professional(strangerDoctor), document: document(flags: [.maskedFromProfessionals]), purpose: reason), .maskedFromProfessionals),
+            deny("break-glass keeps the matrix", req(.readContent, .professional(pro("10500000001", .pharmacyTechnician)), document: document(.report), purpose: reason), .professionMatrix),
+            deny("break-glass with an empty reason", req(.readContent, .professional(strangerDoctor), purpose: .breakGlass(reason: "")), .notAuthorised),
+            deny("a patient cannot break glass", req(.readContent, .patient(Fixtures.bob), purpose: reason), .notAuthorised),
+        ]
+    }()
+
+    static let hiddenTime: [Case] = {
+        let hidden = document(.report, flags: [.hiddenFromPatient], depositedAt: t0)
+        var released = basePolicy()
+        released.apply(.releaseToPatient(hidden.id), at: t0 + 3 * day)
+        var out: [Case] = []
+        for (days, visible) in [(0.0, false), (1, false), (13.9, false), (14, false), (15, false), (29.9, false), (30, true), (31, true), (365, true)] {
+            let r = req(.readContent, .patient(holder), document: hidden, at: t0 + days * day)
+            out.append(visible ? allow("patient at day \(days)", r, .hiddenDocumentReleasedByTime) : deny("patient at day \(days)", r, .hiddenFromPatient))
+        }
+        out.append(deny("representative at day 20", req(.readContent, .representative(rep), document: hidden, at: t0 + 20 * day), .hiddenFromPatient))
+        out.append(allow("representative at day 30", req(.readContent, .representative(rep), document: hidden, at: t0 + 30 * day), .hiddenDocumentReleasedByTime))
+        out.append(allow("patient after release by the author", req(.readContent, .patient(holder), policy: released, document: hidden, at: t0 + 4 * day), .patientIsHolder))
+        out.append(allow("author at day 0", req(.readContent, .professional(authorDoctor), document: hidden, at: t0), .authorOfDocument))
+        out.append(allow("authorised doctor at day 0", req(.readContent, .professional(grantedDoctor), document: hidden, at: t0), .authorisedByPatient))
+        return out
+    }()
+
+    static let management: [Case] = {
+        var out: [Case] = []
+        for action in [VaultAction.authorise, .revoke, .block, .setMedecinTraitant, .nameRepresentative, .setBreakGlassOpposition] {
+            out.append(allow("holder \(action)", req(action, .patient(holder), document: nil), .patientIsHolder))
+            out.append(allow("representative \(action)", req(action, .representative(rep), document: nil), .legalRepresentative))
+            out.append(deny("médecin traitant \(action)", req(action, .professional(mtDoctor), document: nil), .onlyPatientManagesAccess))
+            out.append(deny("another patient \(action)", req(action, .patient(Fixtures.bob), document: nil), .onlyPatientManagesAccess))
+        }
+        out.append(allow("author releases", req(.releaseToPatient, .professional(authorDoctor)), .authorOfDocument))
+        out.append(deny("médecin traitant releases", req(.releaseToPatient, .professional(mtDoctor)), .onlyAuthorReleases))
+        out.append(allow("author replaces", req(.replace, .professional(authorDoctor)), .authorOfDocument))
+        out.append(deny("authorised doctor replaces", req(.replace, .professional(grantedDoctor)), .onlyAuthorReplaces))
+        out.append(allow("holder reads the trail", req(.readAuditTrail, .patient(holder), document: nil), .patientIsHolder))
+        out.append(deny("doctor reads the trail", req(.readAuditTrail, .professional(grantedDoctor), document: nil), .notAuthorised))
+        out.append(allow("configured reviewer", req(.reviewActivity, reviewer, document: nil, reviewer: true), .configuredReviewer))
+        out.append(deny("unconfigured reviewer", req(.reviewActivity, reviewer, document: nil), .notAReviewer))
+        out.append(deny("doctor reviews activity", req(.reviewActivity, .professional(mtDoctor), document: nil), .notAReviewer))
+        out.append(allow("system records a notice", req(.hiddenDocumentNotice, .system, document: nil), .systemEvent))
+        out.append(deny("a doctor cannot act as the system", req(.automaticRelease, .professional(mtDoctor), document: nil), .notAuthorised))
+        return out
+    }()
+
+    static let all: [Case] = principalKinds + forbiddenClasses + flags + matrix + blocking + grants + breakGlass + hiddenTime + management
+
+    @Test func theTableIsLargeEnough() {
+        #expect(Self.all.count >= 150)
+    }
+
+    @Test(arguments: all)
+    func decision(_ c: Case) {
+        let d = AccessPolicy.decide(c.request)
+        #expect(d.isAllowed == c.allowed, "\(c.name): got \(d.rule)")
+        #expect(d.rule == c.rule, "\(c.name)")
+        #expect(d.isBreakGlass == c.breakGlass, "\(c.name)")
+    }
+
+    /// Every document-reading action follows the same rules as reading content.
+    @Test(arguments: [VaultAction.readMetadata, .listVersions])
+    func otherReadsFollowTheSameRules(_ action: VaultAction) {
+        for c in Self.flags + Self.matrix {
+            var r = c.request
+            r.action = action
+            #expect(AccessPolicy.decide(r).isAllowed == c.allowed, "\(c.name)")
+        }
+    }
+}
