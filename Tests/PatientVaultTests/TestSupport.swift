@@ -43,9 +43,10 @@ enum Fixtures {
 
     static func draft(
         _ title: String = "Compte rendu de consultation", category: DocumentCategory = .report,
-        type: DocumentTypeCode = .consultationNote, createdAt: Date = Date(timeIntervalSince1970: 1_690_000_000)
+        type: DocumentTypeCode = .consultationNote, createdAt: Date = Date(timeIntervalSince1970: 1_690_000_000),
+        flags: ConfidentialityFlags = []
     ) -> DocumentDraft {
-        DocumentDraft(typeCode: type, category: category, title: title, createdAt: createdAt, mimeType: "text/plain")
+        DocumentDraft(typeCode: type, category: category, title: title, createdAt: createdAt, mimeType: "text/plain", confidentiality: flags)
     }
 
     static func content(_ marker: String, size: Int = 3000) -> Data {
@@ -104,6 +105,18 @@ func code(_ body: () async throws -> Void) async -> PatientVaultError.Code? {
         return nil
     } catch let e as PatientVaultError {
         return e.code
+    } catch {
+        return nil
+    }
+}
+
+/// The PatientVaultError thrown, if any.
+func error(_ body: () async throws -> Void) async -> PatientVaultError? {
+    do {
+        try await body()
+        return nil
+    } catch let e as PatientVaultError {
+        return e
     } catch {
         return nil
     }

@@ -128,8 +128,9 @@ public struct VaultPolicy: Hashable, Sendable {
         }
     }
 
-    /// Checks that `change` makes sense now; throws `invalidArgument` if not.
-    func validate(_ change: PolicyChange, at time: Date, holder: INS) throws(PatientVaultError) {
+    /// Checks what can be checked of `change` without the vault's state:
+    /// done before the access decision (bad input leaves no audit entry).
+    static func validateInput(_ change: PolicyChange, at time: Date, holder: INS) throws(PatientVaultError) {
         func invalid(_ m: String) -> PatientVaultError { PatientVaultError(.invalidArgument, m) }
         switch change {
         case .authorise(let grantee, let until):
@@ -137,6 +138,21 @@ public struct VaultPolicy: Hashable, Sendable {
                 throw invalid("only professionals and organisations can be authorised")
             }
             if let until, until <= time { throw invalid("the authorisation would expire in the past") }
+        case .nameRepresentative(let r):
+            if r.ins == holder { throw invalid("the patient cannot be their own representative") }
+        default:
+            break
+        }
+    }
+
+    /// Checks that `change` makes sense in this state; throws
+    /// `invalidArgument` if not. Done after the access decision, so that
+    /// only those allowed to change the policy learn about its state.
+    func validate(_ change: PolicyChange, at time: Date, document: DocumentMetadata?) throws(PatientVaultError) {
+        func invalid(_ m: String) -> PatientVaultError { PatientVaultError(.invalidArgument, m) }
+        switch change {
+        case .authorise:
+            break
         case .revoke(let holder):
             guard let g = grants[holder], g.isActive(at: time) else { throw invalid("there is no active authorisation to revoke") }
         case .block(let r):
@@ -151,7 +167,6 @@ public struct VaultPolicy: Hashable, Sendable {
         case .removeFromCareTeam(let r):
             if careTeam[r] == nil { throw invalid("not in the care team") }
         case .nameRepresentative(let r):
-            if r.ins == holder { throw invalid("the patient cannot be their own representative") }
             if representatives[r.ins] != nil { throw invalid("already a representative") }
         case .removeRepresentative(let i):
             if representatives[i] == nil { throw invalid("not a representative") }
@@ -159,6 +174,7 @@ public struct VaultPolicy: Hashable, Sendable {
             break
         case .releaseToPatient(let d):
             if released[d] != nil { throw invalid("the document was already released") }
+            if document?.confidentiality.contains(.hiddenFromPatient) != true { throw invalid("the document is not hidden from the patient") }
         }
     }
 }

@@ -69,8 +69,11 @@ extension VaultStore {
     /// result is returned or the denial thrown.
     func audited<R>(
         _ patient: INS, by principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false,
-        _ body: (inout VaultState, Date) throws -> Audited<R>
+        asSystem: Bool = false, _ body: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
+        if case .system = principal, !asSystem {
+            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
         try Self.validate(purpose: purpose, secret: secret, principal: principal)
         let (audited, ticket, sequence, firstAccess, vaultID) = try withVault(patient) {
             vault -> (Audited<R>, AppendTicket, UInt64, GrantHolder?, String) in

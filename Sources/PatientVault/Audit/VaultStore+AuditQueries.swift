@@ -180,7 +180,7 @@ extension VaultStore {
     public func processScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
         var count = 0
         while let (event, document) = try dueEvent(patient) {
-            _ = try await audited(patient, by: .system) { vault, now in
+            _ = try await audited(patient, by: .system, asSystem: true) { vault, now in
                 let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
                 let body = VaultEventBody(time: now, by: .system, event: event)
                 let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)

@@ -72,6 +72,7 @@ extension VaultStore {
     /// commit.
     func change(_ change: PolicyChange, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
         try await audited(patient, by: principal) { vault, now in
+            try VaultPolicy.validateInput(change, at: now, holder: vault.creation.holder)
             var document: DocumentMetadata?
             if case .releaseToPatient(let id) = change {
                 guard let current = vault.versions(of: id).last,
@@ -83,12 +84,12 @@ extension VaultStore {
                 }
                 document = current
             }
-            try vault.policy.validate(change, at: now, holder: vault.creation.holder)
             let decision = AccessPolicy.decide(request(change.action, by: principal, vault: vault, document: document, time: now))
             var a = Audited<Void>(
                 action: change.action, decision: decision, document: document?.id, version: document?.version,
                 target: Self.target(of: change), isWrite: true, result: .success(()))
             guard decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            try vault.policy.validate(change, at: now, document: document)
             let body = VaultEventBody(time: now, by: principal, event: .policy(change))
             let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
             a.records = [EngineRecord(

@@ -1,0 +1,201 @@
+import Foundation
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// A vault with a patient, a doctor who wrote one document, and helpers to
+/// look at the audit chain without adding to it.
+struct AuditedVault {
+    let t: TestStore
+    let clock: ManualClock
+    let alice = Fixtures.alice
+    var patient: Principal { .patient(alice) }
+
+    init(configuration: Configuration? = nil) async throws {
+        let clock = ManualClock()
+        self.clock = clock
+        var c = configuration ?? Fixtures.configuration(clock: clock)
+        c.clock = clock
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        t = try await TestStore(configuration: c)
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+    }
+
+    var store: VaultStore { t.store }
+
+    /// The chain, oldest first, read directly (no entry added).
+    func entries() throws -> [AuditEntry] {
+        try store.withVault(alice) { vault in
+            var out: [AuditEntry] = []
+            try store.auditEntries(of: vault) { out.append($0); return true }
+            return out.reversed()
+        }
+    }
+
+    func count() throws -> UInt64 { try store.withVault(alice) { $0.auditNext } }
+}
+
+@Suite struct AuditCompletenessTests {
+    typealias Op = @Sendable (AuditedVault, DocumentID) async throws -> Void
+
+    static let doctor = Fixtures.doctor
+    static let stranger = Fixtures.otherDoctor
+    static var rpps: RPPSNumber { doctor.healthProfessional!.rpps }
+
+    /// (name, action, allowed call, denied call). Each call is one public operation.
+    static let operations: [(String, VaultAction, Op, Op)] = [
+        ("vaultInfo", .readVaultInfo,
+         { v, _ in _ = try await v.store.vaultInfo(for: v.alice, as: v.patient) },
+         { v, _ in _ = try await v.store.vaultInfo(for: v.alice, as: stranger) }),
+        ("documents", .listDocuments,
+         { v, _ in _ = try await v.store.documents(for: v.alice, as: doctor) },
+         { v, _ in _ = try await v.store.documents(for: v.alice, as: Fixtures.insurer) }),
+        ("metadata", .readMetadata,
+         { v, d in _ = try await v.store.metadata(of: d, for: v.alice, as: v.patient) },
+         { v, d in _ = try await v.store.metadata(of: d, for: v.alice, as: stranger) }),
+        ("content", .readContent,
+         { v, d in _ = try await v.store.content(of: d, for: v.alice, as: doctor) },
+         { v, d in _ = try await v.store.content(of: d, for: v.alice, as: stranger) }),
+        ("contentStream", .readContent,
+         { v, d in _ = try await v.store.contentStream(of: d, for: v.alice, as: v.patient) },
+         { v, d in _ = try await v.store.contentStream(of: d, for: v.alice, as: Fixtures.insurer) }),
+        ("versions", .listVersions,
+         { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: v.patient) },
+         { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: stranger) }),
+        ("deposit", .deposit,
+         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: doctor) },
+         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.insurer) }),
+        ("replace", .replace,
+         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: doctor) },
+         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: v.patient) }),
+        ("authorise", .authorise,
+         { v, _ in try await v.store.authorise(stranger, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.authorise(stranger, for: v.alice, as: doctor) }),
+        ("block", .block,
+         { v, _ in try await v.store.block(stranger.healthProfessional!.rpps, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.block(stranger.healthProfessional!.rpps, for: v.alice, as: doctor) }),
+        ("setMedecinTraitant", .setMedecinTraitant,
+         { v, _ in try await v.store.setMedecinTraitant(doctor.healthProfessional!, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.setMedecinTraitant(doctor.healthProfessional!, for: v.alice, as: doctor) }),
+        ("addToCareTeam", .updateCareTeam,
+         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: Fixtures.pharmacist) }),
+        ("nameRepresentative", .nameRepresentative,
+         { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: .patient(Fixtures.bob)) }),
+        ("setBreakGlassOpposition", .setBreakGlassOpposition,
+         { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: Fixtures.hospital) }),
+        ("releaseToPatient", .releaseToPatient,
+         { v, d in try await v.store.releaseToPatient(d, for: v.alice, as: doctor) },
+         { v, d in try await v.store.releaseToPatient(d, for: v.alice, as: v.patient) }),
+        ("auditTrail", .readAuditTrail,
+         { v, _ in _ = try await v.store.auditTrail(for: v.alice, as: v.patient) },
+         { v, _ in _ = try await v.store.auditTrail(for: v.alice, as: doctor) }),
+        ("verifyAuditTrail", .verifyAuditTrail,
+         { v, _ in _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient) },
+         { v, _ in _ = try await v.store.verifyAuditTrail(for: v.alice, as: doctor) }),
+        ("whoCouldRead", .queryAccessHistory,
+         { v, d in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: v.patient) },
+         { v, d in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: doctor) }),
+        ("whatCouldRead", .queryAccessHistory,
+         { v, _ in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: v.patient) },
+         { v, _ in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: Fixtures.employerPrincipal) }),
+    ]
+
+    static let names = operations.map(\.0)
+
+    @Test(arguments: names)
+    func everyOperationLeavesExactlyOneEntryAllowedOrDenied(_ name: String) async throws {
+        let (_, action, allowed, denied) = Self.operations.first { $0.0 == name }!
+        let v = try await AuditedVault()
+        // Only a hidden document can be released; the others use a plain one.
+        let flags: ConfidentialityFlags = name == "releaseToPatient" ? [.hiddenFromPatient] : []
+        let doc = try await v.store.deposit(Fixtures.draft(flags: flags), content: Data([9]), for: v.alice, by: Self.doctor).id
+        var before = try v.count()
+        try await allowed(v, doc)
+        var entries = try v.entries()
+        #expect(try v.count() == before + 1, "\(name) allowed")
+        #expect(entries.last?.action == action && entries.last?.outcome == .allowed, "\(name) allowed")
+
+        before = try v.count()
+        let error = await code { try await denied(v, doc) }
+        #expect(error == .accessDenied || error == .unknownDocument, "\(name) denied: \(String(describing: error))")
+        entries = try v.entries()
+        #expect(try v.count() == before + 1, "\(name) denied")
+        #expect(entries.last?.action == action && entries.last?.outcome == .denied, "\(name) denied")
+        // The chain stays whole.
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try v.count()))
+        try await v.store.close()
+    }
+
+    @Test func createVaultIsTheFirstEntryInTheSameCommit() async throws {
+        let v = try await AuditedVault()
+        let first = try v.entries()
+        #expect(first.count == 1)
+        #expect(first[0].action == .createVault && first[0].outcome == .allowed && first[0].sequence == 0)
+        #expect(first[0].actor == v.patient && first[0].purpose == .personalAccess)
+        // A denied creation has no vault to hold its entry: nothing is written.
+        let bob = Fixtures.bob
+        #expect(await code { try await v.store.createVault(for: bob, by: .patient(v.alice), channel: .patientOnline) } == .accessDenied)
+        #expect(await code { _ = try await v.store.vaultInfo(for: bob, as: .patient(bob)) } == .unknownVault)
+        try await v.store.close()
+    }
+
+    @Test func badInputLeavesNoEntryAndWritesNothing() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([9]), for: v.alice, by: Self.doctor).id
+        try await v.store.authorise(Self.stranger, until: v.clock.now().addingTimeInterval(3600), for: v.alice, as: v.patient)
+        let before = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        let now = v.clock.now()
+        let bad: [(String, Op)] = [
+            ("expiry in the past", { v, _ in try await v.store.authorise(Fixtures.pharmacist, until: now.addingTimeInterval(-1), for: v.alice, as: v.patient) }),
+            ("expiry now", { v, _ in try await v.store.authorise(Fixtures.pharmacist, until: now, for: v.alice, as: v.patient) }),
+            ("authorise an insurer", { v, _ in try await v.store.authorise(Fixtures.insurer, for: v.alice, as: v.patient) }),
+            ("authorise a patient", { v, _ in try await v.store.authorise(.patient(Fixtures.bob), for: v.alice, as: v.patient) }),
+            ("authorise a reviewer", { v, _ in try await v.store.authorise(.auditReviewer(try SystemPrincipal("x")), for: v.alice, as: v.patient) }),
+            ("revoke what was never granted", { v, _ in try await v.store.revoke(.professional(Self.rpps), for: v.alice, as: v.patient) }),
+            ("unblock someone not blocked", { v, _ in try await v.store.unblock(Self.rpps, for: v.alice, as: v.patient) }),
+            ("patient as own representative", { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: v.alice, relationship: .guardian), for: v.alice, as: v.patient) }),
+            ("empty break-glass reason", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Fixtures.otherDoctor, purpose: .breakGlass(reason: "  ")) }),
+            ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: "x")) }),
+            ("secret access by a doctor", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Self.doctor, secret: true) }),
+            ("acting as the system", { v, _ in _ = try await v.store.documents(for: v.alice, as: .system) }),
+            ("bad audit page", { v, _ in _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 0), as: v.patient) }),
+            ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, by: Self.doctor) }),
+        ]
+        for (name, op) in bad {
+            #expect(await code { try await op(v, doc) } == .invalidArgument, "\(name)")
+        }
+        // The médecin traitant cannot be blocked: a typed error, nothing written.
+        try await v.store.setMedecinTraitant(Self.doctor.healthProfessional!, for: v.alice, as: v.patient)
+        let afterMT = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }
+        #expect(await code { try await v.store.block(Self.rpps, for: v.alice, as: v.patient) } == .invalidArgument)
+        let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        #expect(afterMT.0 == before.0 + 1 && afterMT.1 == before.1 + 1)
+        #expect(after.0 == afterMT.0 && after.1 == afterMT.1)
+        #expect(after.2.blocked.isEmpty && after.2.grants.count == 1)
+        // A grant by someone who is not the patient: denied, audited, no change.
+        #expect(await code { try await v.store.authorise(Fixtures.pharmacist, for: v.alice, as: Self.doctor) } == .accessDenied)
+        let denied = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        #expect(denied.0 == after.0 && denied.1 == after.1 + 1 && denied.2 == after.2)
+        try await v.store.close()
+    }
+
+    @Test func unknownPrincipalKindsOnDiskAreRefused() throws {
+        // A principal tag the format does not define.
+        var w = ByteWriter(capacity: 8)
+        w.write(UInt8(42))
+        w.write(string: "x")
+        #expect(throws: (any Error).self) {
+            try w.bytes.withUnsafeBytes { raw in
+                var r = ByteReader(raw)
+                _ = try r.readPrincipal()
+            }
+        }
+    }
+}
+
+extension Fixtures {
+    static let employerPrincipal = Principal.employer(try! SystemPrincipal("acme"))
+}
