@@ -71,6 +71,13 @@ func run(in folder: URL) async throws {
     let started = Date()
     let store = try await VaultStore.open(at: folder, key: .key(masterKey))
     print("store opened at \(folder.path) in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
+    // The host would deliver these to the patient (mail, app push...).
+    let notifications = store.notifications()
+    let collected = Task { () -> [VaultNotification] in
+        var all: [VaultNotification] = []
+        for await n in notifications { all.append(n) }
+        return all
+    }
 
     let patientINS = try makeINS("2840775123456")
     let patient = Principal.patient(patientINS)
@@ -134,6 +141,36 @@ func run(in folder: URL) async throws {
         print("the insurer is refused: \(error.code), rule \(error.rule.map { "\($0)" } ?? "-")")
     }
 
+    section("Access control")
+    let gp = HealthProfessional(rpps: try RPPSNumber("10107654321"), profession: .doctor)
+    let dentist = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10200000017"), profession: .dentist))
+    let emergencyDoctor = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10300000015"), profession: .doctor))
+    try await store.setMedecinTraitant(gp, for: patientINS, as: patient)
+    try await store.authorise(dentist, until: now.addingTimeInterval(30 * 86_400), for: patientINS, as: patient)
+    let gpSees = try await store.documents(for: patientINS, as: .professional(gp)).count
+    let dentistSees = try await store.documents(for: patientINS, as: dentist).map(\.category.rawValue)
+    print("médecin traitant sees \(gpSees) documents; the dentist (authorised 30 days) sees \(dentistSees.joined(separator: ", ")) (matrix \(AccessMatrix.default2023.version))")
+    do {
+        _ = try await store.documents(for: patientINS, as: emergencyDoctor)
+    } catch {
+        print("an unauthorised doctor is refused: \(error.code), rule \(error.rule.map { "\($0)" } ?? "-")")
+    }
+    let urgent = try await store.documents(for: patientINS, as: emergencyDoctor, purpose: .breakGlass(reason: "patient unconscious in A&E"))
+    print("with break-glass (reason stated) the same doctor sees \(urgent.count) documents; the access is flagged")
+
+    section("The audit trail")
+    let trail = try await store.auditTrail(for: patientINS, matching: AuditQuery(limit: 6), as: patient)
+    for e in trail.reversed() {
+        let flag = e.isBreakGlass ? " [break-glass]" : ""
+        print("#\(e.sequence) \(e.actor) \(e.action.rawValue): \(e.outcome.rawValue) by rule \(e.rule.rawValue)\(flag)")
+    }
+    let check = try await store.verifyAuditTrail(for: patientINS, as: patient)
+    print("chain verified: \(check.entries) entries, head \(check.headHash.prefix(16))...")
+    if let glass = trail.first(where: \.isBreakGlass) {
+        let json = String(decoding: try FHIR.json(glass.fhirAuditEvent()), as: UTF8.self)
+        print("as FHIR AuditEvent: \(json.prefix(160))...")
+    }
+
     section("Replacing the prescription")
     let corrected = recognisable("PRESCRIPTION-CONTENT-v2-amoxicilline-500mg", size: 2_100)
     let v2 = try await store.replace(
@@ -145,6 +182,8 @@ func run(in folder: URL) async throws {
     print("current version readable: \(try await store.content(of: d2.id, for: patientINS, as: patient) == corrected && v2.version == 2)")
 
     try await store.close()
+    let delivered = await collected.value
+    print("\(delivered.count) notifications for the host to deliver (new documents, first accesses, break-glass, authorisation changes)")
 
     section("Looking for plaintext at rest")
     var needles: [(String, [UInt8])] = [
