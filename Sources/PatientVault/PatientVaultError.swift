@@ -20,7 +20,8 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// its check digits are wrong.
         public static let invalidIdentifier = Code("invalidIdentifier")
         /// An argument is invalid: empty title, oversized metadata,
-        /// inconsistent dates, a channel that does not fit the principal.
+        /// inconsistent dates, an expiry in the past, an empty break-glass
+        /// reason. Nothing is written, and no audit entry.
         public static let invalidArgument = Code("invalidArgument")
         /// No vault exists for this patient.
         public static let unknownVault = Code("unknownVault")

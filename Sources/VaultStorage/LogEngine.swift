@@ -60,6 +60,9 @@ package final class LogEngine: StorageEngine {
     package func read(_ location: RecordLocation) throws -> StoredRecord { try core.read(location) }
     package func head(of stream: StreamID) -> RecordLocation? { core.state.withLock { $0.index[stream] } }
     package var streamCount: Int { core.state.withLock { $0.index.count } }
+    package func hasQueuedRecords(in stream: StreamID) -> Bool {
+        core.state.withLock { $0.queuedHeads[stream] != nil }
+    }
     package func streamCount(inClass streamClass: UInt8) -> Int {
         core.state.withLock { s in s.index.keys.reduce(0) { $0 + ($1.bytes.first == streamClass ? 1 : 0) } }
     }

@@ -142,6 +142,10 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// apart). O(streams).
     func streamCount(inClass streamClass: UInt8) -> Int
 
+    /// Whether records of `stream` are queued but not yet written (their
+    /// location is not yet the stream's head). O(1).
+    func hasQueuedRecords(in stream: StreamID) -> Bool
+
     /// Reserves a new, never used key slot. O(1), except when the key file
     /// must grow.
     /// - Throws: ``StorageError/Code/diskFull``.

@@ -160,6 +160,8 @@ struct AuditedVault {
             ("empty break-glass reason", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Fixtures.otherDoctor, purpose: .breakGlass(reason: "  ")) }),
             ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: "x")) }),
             ("secret access by a doctor", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Self.doctor, secret: true) }),
+            ("a médecin traitant who is not a doctor", { v, _ in try await v.store.setMedecinTraitant(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) }),
+            ("depositing as the system", { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: .system) }),
             ("acting as the system", { v, _ in _ = try await v.store.documents(for: v.alice, as: .system) }),
             ("bad audit page", { v, _ in _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 0), as: v.patient) }),
             ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, by: Self.doctor) }),

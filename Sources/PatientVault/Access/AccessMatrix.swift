@@ -27,10 +27,13 @@ public struct AccessMatrix: Hashable, Sendable {
     /// The built-in default, following the 2023 matrix in spirit:
     /// doctors and midwives read every category; pharmacists what concerns
     /// medicines and care; dentists all but summaries (which carry
-    /// psychiatric and other history); nurses and physiotherapists clinical
-    /// follow-up; the other paramedical professions reports, prescriptions
-    /// and care plans. Reimbursement data is read by doctors, midwives,
-    /// pharmacists and dentists only. `Documentation/AccessModel.md` lists
+    /// psychiatric and other history), care plans and administrative
+    /// documents; nurses and physiotherapists clinical follow-up; the other
+    /// paramedical professions reports, prescriptions, care plans and the
+    /// patient's own documents; radiographers, laboratory technicians,
+    /// pharmacy technicians and paramedics a few categories each.
+    /// Reimbursement data is read by doctors, midwives, pharmacists and
+    /// dentists only. `Documentation/AccessModel.md` lists
     /// the table and where it departs from the official one.
     public static let default2023: AccessMatrix = {
         let all = Set(DocumentCategory.allCases)

@@ -137,7 +137,8 @@ public enum AccessPurpose: Hashable, Sendable {
     case care
     /// Break-glass (*bris de glace*): a patient who cannot express their
     /// will faces an immediate risk, or the SAMU regulator on a call. The
-    /// reason is required and is kept (sealed) in the audit trail.
+    /// reason is required; the audit trail keeps its BLAKE2b hash (not the
+    /// text, which could carry clinical detail).
     case breakGlass(reason: String)
 }
 
@@ -241,7 +242,8 @@ public enum AccessPolicy {
             }
 
         case .replace:
-            if p.isForbiddenClass, case .insurer = p, q.document?.author == p { return .allow(.authorOfDocument) }
+            // The insurer corrects its own reimbursement history.
+            if case .insurer = p, q.document?.author == p { return .allow(.authorOfDocument) }
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
             guard let document = q.document else { return .deny(.unknownDocument) }
             return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReplaces)
@@ -354,7 +356,9 @@ public enum AccessPolicy {
             if flags.contains(.hiddenFromLegalRepresentatives), isRepresentative {
                 return .deny(.hiddenFromLegalRepresentatives)
             }
-            if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, policy.released[document.id] == nil {
+            // A release covers the versions deposited before it.
+            let released = policy.released[document.id].map { $0 >= document.depositedAt } ?? false
+            if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, !released {
                 guard q.time >= document.depositedAt.addingTimeInterval(hiddenDocumentReleaseDelay) else {
                     return .deny(.hiddenFromPatient)
                 }

@@ -138,6 +138,8 @@ public struct VaultPolicy: Hashable, Sendable {
                 throw invalid("only professionals and organisations can be authorised")
             }
             if let until, until <= time { throw invalid("the authorisation would expire in the past") }
+        case .setMedecinTraitant(let p):
+            if let p, p.profession != .doctor { throw invalid("the médecin traitant is a doctor") }
         case .nameRepresentative(let r):
             if r.ins == holder { throw invalid("the patient cannot be their own representative") }
         default:

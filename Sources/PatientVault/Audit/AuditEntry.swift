@@ -60,8 +60,9 @@ public struct AuditEntry: Hashable, Sendable {
     /// Whom a change of access concerned (a public RPPS or FINESS number,
     /// or "representative"), if any.
     public var target: String?
-    /// BLAKE2b-256 of a break-glass reason (the reason itself is not kept:
-    /// it could carry clinical detail).
+    /// Keyed BLAKE2b-256 of a break-glass reason (the reason itself is not
+    /// kept: it could carry clinical detail). The host holding the reason
+    /// can check it against this value through the store.
     public var reasonHash: [UInt8]?
     /// The matrix version in force.
     public var matrixVersion: String

@@ -128,16 +128,11 @@ extension VaultStore {
             firstAccess = holder
         }
         records += try auditRecords(entry, principal: principal, vault: vault)
-        let durability: Durability
-        if a.isWrite {
-            durability = self.durability
-        } else if case .batched = configuration.auditMode {
-            durability = .buffered
-            auditFlush.pending.store(true, ordering: .relaxed)
-        } else {
-            durability = self.durability
-        }
+        var durability = self.durability
+        if !a.isWrite, case .batched = configuration.auditMode { durability = .buffered }
         let ticket = try engine.append(records, keySlotWrites: a.keySlotWrites, durability: durability)
+        // Flagged after the append, so the flush that clears it covers it.
+        if !a.isWrite, case .batched = configuration.auditMode { auditFlush.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
         vault.auditNext += 1
         vault.auditPreviousHash = entry.chainHash(key: vault.keys.auditChain)
@@ -159,7 +154,8 @@ extension VaultStore {
         default:
             if case .breakGlass(let reason) = purpose {
                 auditPurpose = .emergency
-                reasonHash = BLAKE2b.hash(Array(reason.utf8))
+                // Keyed, so a reader of the trail cannot test guesses offline.
+                reasonHash = BLAKE2b.hash(Array(reason.utf8), key: vault.keys.auditChain)
             } else {
                 auditPurpose = .care
             }

@@ -52,7 +52,10 @@ extension VaultStore {
         var e = entry
         e.document = nil
         e.version = nil
-        if e.outcome == .denied { e.rule = .unknownDocument }
+        if e.outcome == .denied {
+            e.rule = .unknownDocument
+            e.legalBasis = nil
+        }
         return e
     }
 
@@ -115,17 +118,18 @@ extension VaultStore {
             purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: subject.description,
             reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
             previousHash: [UInt8](repeating: 0, count: 32))
-        let ownStream: StreamID? = switch principal {
+        // Reviewers and professionals in their own stream; anyone else in
+        // a stream per principal kind, so that no attempt goes unrecorded.
+        let ownStream: StreamID = switch principal {
         case .auditReviewer(let r): keys.reviewerStream(of: r)
         default: GrantHolder(principal).map { keys.activityStream(of: $0) }
+            ?? keys.reviewerStream(of: try! SystemPrincipal("kind-" + principal.kind))
         }
-        if let ownStream {
-            do {
-                let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
-                _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
-            } catch {
-                throw PatientVaultError.wrapping(error)
-            }
+        do {
+            let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
+            _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
+        } catch {
+            throw PatientVaultError.wrapping(error)
         }
         guard decision.isAllowed else {
             throw PatientVaultError(.accessDenied, "reviewActivity denied", rule: decision.rule)
@@ -205,11 +209,12 @@ extension VaultStore {
         try withVault(patient) { vault in
             let now = configuration.clock.now()
             for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-                guard let first = vault.versions(of: id).last, first.confidentiality.contains(.hiddenFromPatient),
-                      vault.policy.released[id] == nil
+                guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
+                      vault.policy.released[id].map({ $0 >= current.depositedAt }) != true
                 else { continue }
-                let age = now.timeIntervalSince(first.depositedAt)
-                if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) && age < AccessPolicy.hiddenDocumentReleaseDelay {
+                let age = now.timeIntervalSince(current.depositedAt)
+                // The notice comes first, even when the host calls late.
+                if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) {
                     return (.hiddenNotice(id), id)
                 }
                 if age >= AccessPolicy.hiddenDocumentReleaseDelay && !vault.autoReleased.contains(id) {

@@ -32,7 +32,9 @@ public enum DurabilityMode: Sendable, Hashable {
 /// When a read's audit entry is made durable.
 public enum AuditMode: Sendable, Hashable {
     /// The default: no content or metadata is returned before the audit
-    /// entry of that read is durable (reads share group commits).
+    /// entry of that read is durable (reads share group commits). Under
+    /// ``DurabilityMode/relaxed``, which weakens every write, "durable"
+    /// means handed to the operating system.
     case durable
     /// Weaker, opt-in: a read returns once its entry is written to the
     /// operating system; a background flush makes it durable within

@@ -77,6 +77,9 @@ struct VaultState: Sendable {
     mutating func apply(_ body: VaultEventBody) {
         switch body.event {
         case .policy(let change):
+            // Once only: a vault reloaded from disk between the write and its
+            // acknowledgement already has it.
+            if let last = policyHistory.last, last.time == body.time, last.change == change { return }
             policyHistory.append((body.time, change))
             policy.apply(change, at: body.time)
         case .firstAccess(let holder): accessedBy.insert(holder)
@@ -110,6 +113,10 @@ final class VaultHandle: Sendable {
     let pseudonym: StreamID
     /// nil until loaded; stays nil for a vault that does not exist.
     let state = Mutex<VaultState?>(nil)
+    /// Set, under `state`'s lock, when eviction removes this handle from
+    /// the store's map: a caller that finds it set takes the lock of the
+    /// vault's new handle instead, so one vault never has two live states.
+    let retired = Atomic<Bool>(false)
 
     init(pseudonym: StreamID) { self.pseudonym = pseudonym }
 }

@@ -85,6 +85,9 @@ extension VaultStore {
         replacing: (document: DocumentID, reason: ReplacementReason)?,
         content: (ContentWriter) async throws -> Void
     ) async throws(PatientVaultError) -> DocumentMetadata {
+        if case .system = principal {
+            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
         try Self.validate(draft, author: principal)
 
         // 1. Decide, under the vault's lock, and fix the version number. A
@@ -114,7 +117,7 @@ extension VaultStore {
                 return try deny(Audited<Void>(action: .replace, decision: .deny(.unknownDocument), document: id, isWrite: true, result: .failure(unknown)))
             }
             let sees = AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now))
-            guard sees.isAllowed else {
+            guard sees.isAllowed || current.author == principal else {
                 return try deny(Audited<Void>(action: .replace, decision: sees, document: id, isWrite: true, result: .failure(unknown)))
             }
             let decision = AccessPolicy.decide(request(.replace, by: principal, vault: vault, document: current, time: now))
@@ -201,7 +204,11 @@ extension VaultStore {
                 vault.authors.insert(principal)
             }
         }
-        notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: .newDocument(id), time: metadata.depositedAt))
+        // A document hidden from the patient is announced by its 2-week
+        // notice or its release, not now.
+        if !draft.confidentiality.contains(.hiddenFromPatient) {
+            notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: .newDocument(id), time: metadata.depositedAt))
+        }
         logger.debug("patientvault: version deposited", metadata: ["vault": "\(vaultID)", "document": "\(id)", "version": "\(version)"])
         return metadata
     }

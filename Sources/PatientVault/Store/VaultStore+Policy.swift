@@ -79,7 +79,7 @@ extension VaultStore {
                       AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
                 else {
                     return Audited<Void>(
-                        action: .releaseToPatient, decision: .deny(.unknownDocument), document: id,
+                        action: .releaseToPatient, decision: .deny(.unknownDocument), document: id, isWrite: true,
                         result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)))
                 }
                 document = current

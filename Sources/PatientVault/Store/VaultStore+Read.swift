@@ -30,6 +30,13 @@ extension VaultStore {
         else {
             return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
         }
+        // An older version is judged by its own flags, category and time.
+        if chosen.version != current.version {
+            let old = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, document: chosen, time: time))
+            guard old.isAllowed else {
+                return Audited(action: action, decision: old, document: id, version: chosen.version, result: .failure(unknown))
+            }
+        }
         if chosen.status.isDeprecated && !includingDeprecated {
             let error = PatientVaultError(
                 .deprecatedVersion, "version \(chosen.version) was replaced; the current version is \(current.version)",
@@ -67,7 +74,11 @@ extension VaultStore {
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
         try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
             lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
-                   in: vault, as: principal, purpose: purpose, time: now) { _, _ in vault.versions(of: document) }
+                   in: vault, as: principal, purpose: purpose, time: now) { _, _ in
+                vault.versions(of: document).filter {
+                    AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: $0, time: now)).isAllowed
+                }
+            }
         }
     }
 
@@ -103,6 +114,12 @@ extension VaultStore {
             else { continue }
             let entries = (vault.documents[id] ?? []).filter(\.isAcknowledged)
             for (m, e) in zip(versions, entries) where query.matches(m) {
+                // Older versions are judged by their own flags and category.
+                if m.version != current.version,
+                   !AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: m, time: time)).isAllowed
+                {
+                    continue
+                }
                 found.append((e.sequence, m))
             }
         }

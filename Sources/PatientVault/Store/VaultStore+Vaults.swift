@@ -21,8 +21,8 @@ extension VaultStore {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = hexEncoded(pseudonym.bytes)
         let createdAt = configuration.clock.now()
-        let handle = handle(for: pseudonym)
-        let ticket: AppendTicket
+        var handle = handle(for: pseudonym)
+        var ticket: AppendTicket?
         do {
             try ensureOpen()
             let decision = AccessPolicy.decide(AccessRequest(
@@ -31,7 +31,11 @@ extension VaultStore {
             guard decision.isAllowed else {
                 throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
             }
-            ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket in
+            while ticket == nil {
+            handle = self.handle(for: pseudonym)
+            ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket? in
+                // Retired by eviction meanwhile: take the new handle.
+                if handle.retired.load(ordering: .relaxed) { return nil }
                 guard state == nil, engine.head(of: pseudonym) == nil else {
                     throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
                 }
@@ -51,15 +55,17 @@ extension VaultStore {
                 state = created
                 return ticket
             }
+            }
         } catch {
             throw PatientVaultError.wrapping(error, vaultID: vaultID)
         }
         do {
-            _ = try await ticket.wait()
+            _ = try await ticket!.wait()
         } catch {
             throw PatientVaultError.wrapping(error, vaultID: vaultID)
         }
         handle.state.withLock { $0?.isAcknowledged = true }
+        noteUse(of: pseudonym)
         logger.debug("patientvault: vault created", metadata: ["vault": "\(vaultID)", "channel": "\(channel)"])
         return VaultInfo(vaultID: vaultID, createdBy: principal, channel: channel, createdAt: createdAt, documentCount: 0)
     }

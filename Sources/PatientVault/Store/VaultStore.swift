@@ -215,21 +215,25 @@ public final class VaultStore: Sendable {
             throw PatientVaultError(.closed, "the store is closed")
         }
         let pseudonym = keys.vaultPseudonym(for: patient)
-        let handle = handle(for: pseudonym)
         let vaultID = hexEncoded(pseudonym.bytes)
         defer { noteUse(of: pseudonym) }
         do {
-            return try handle.state.withLock { (state: inout VaultState?) throws -> R in
-                if state == nil {
-                    guard engine.head(of: pseudonym) != nil else {
+            while true {
+                let handle = handle(for: pseudonym)
+                let attempt = try handle.state.withLock { (state: inout VaultState?) throws -> Attempt<R> in
+                    if handle.retired.load(ordering: .relaxed) { return .retry }
+                    if state == nil {
+                        guard engine.head(of: pseudonym) != nil else {
+                            throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
+                        }
+                        state = try loadVault(pseudonym)
+                    }
+                    guard state!.isAcknowledged else {
                         throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
                     }
-                    state = try loadVault(pseudonym)
+                    return .done(try body(&state!))
                 }
-                guard state!.isAcknowledged else {
-                    throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
-                }
-                return try body(&state!)
+                if case .done(let result) = attempt { return result }
             }
         } catch {
             throw PatientVaultError.wrapping(error, vaultID: vaultID)
@@ -254,9 +258,18 @@ public final class VaultStore: Sendable {
             let evicted = handle.state.withLock { state -> Bool in
                 // Never drop a vault with a write still waiting for its
                 // acknowledgement: its state holds the reserved positions.
-                guard let v = state else { return true }
-                guard v.isAcknowledged, v.documents.values.allSatisfy({ $0.allSatisfy(\.isAcknowledged) }) else { return false }
+                // Nor one whose records (audit entries included) are still
+                // queued: reloading from disk would miss them.
+                if let v = state {
+                    guard v.isAcknowledged, v.documents.values.allSatisfy({ $0.allSatisfy(\.isAcknowledged) }),
+                          !engine.hasQueuedRecords(in: victim), !engine.hasQueuedRecords(in: keys.auditStream(of: victim))
+                    else { return false }
+                }
                 state = nil
+                // Retire the handle too, so the map does not grow with every
+                // vault ever touched.
+                handle.retired.store(true, ordering: .relaxed)
+                vaults.withLock { if $0[victim] === handle { $0[victim] = nil } }
                 return true
             }
             if evicted { loaded.withLock { _ = $0.lastUse.removeValue(forKey: victim) } }
@@ -372,4 +385,10 @@ public final class VaultStore: Sendable {
 /// Whether a batched audit entry waits for its flush.
 final class AuditFlushFlag: Sendable {
     let pending = Atomic<Bool>(false)
+}
+
+/// One try at a vault's lock: done, or retry on the vault's new handle.
+enum Attempt<R> {
+    case done(R)
+    case retry
 }
