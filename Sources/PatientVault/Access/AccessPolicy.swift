@@ -30,6 +30,8 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case queryAccessHistory
     /// A reviewer reads what one professional did across vaults.
     case reviewActivity
+    /// A reviewer reads the store's statistics.
+    case readStatistics
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -267,7 +269,7 @@ public enum AccessPolicy {
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
 
-        case .reviewActivity:
+        case .reviewActivity, .readStatistics:
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 

@@ -126,6 +126,7 @@ extension VaultStore {
                 payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym)))
             vaultRecords += 1
             firstAccess = holder
+            if let user = statisticsUser(principal) { records.append(try statisticsRecord(.use(user))) }
         }
         records += try auditRecords(entry, principal: principal, vault: vault)
         var durability = self.durability

@@ -106,34 +106,7 @@ extension VaultStore {
         of subject: GrantHolder, matching query: AuditQuery = AuditQuery(), as principal: Principal
     ) async throws(PatientVaultError) -> [AuditEntry] {
         try query.validate()
-        try ensureOpen()
-        let now = configuration.clock.now()
-        let decision = AccessPolicy.decide(AccessRequest(
-            action: .reviewActivity, principal: principal, holder: nil,
-            isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
-        // Record the attempt in the caller's own stream.
-        let entry = AuditEntry(
-            sequence: 0, time: now, actor: principal, onBehalfOf: nil, action: .reviewActivity, vaultID: "",
-            document: nil, version: nil, outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule,
-            purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: subject.description,
-            reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
-            previousHash: [UInt8](repeating: 0, count: 32))
-        // Reviewers and professionals in their own stream; anyone else in
-        // a stream per principal kind, so that no attempt goes unrecorded.
-        let ownStream: StreamID = switch principal {
-        case .auditReviewer(let r): keys.reviewerStream(of: r)
-        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
-            ?? keys.reviewerStream(of: try! SystemPrincipal("kind-" + principal.kind))
-        }
-        do {
-            let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
-            _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
-        } catch {
-            throw PatientVaultError.wrapping(error)
-        }
-        guard decision.isAllowed else {
-            throw PatientVaultError(.accessDenied, "reviewActivity denied", rule: decision.rule)
-        }
+        try await recordStoreLevelAccess(.reviewActivity, by: principal, target: subject.description)
         return try translatingErrors {
             var out: [AuditEntry] = []
             var skipped = 0
@@ -155,6 +128,38 @@ extension VaultStore {
                 next = r.previous
             }
             return out
+        }
+    }
+
+    /// Decides a store-level request (reviews, statistics), records it,
+    /// allowed or denied, in the caller's own stream, and throws if denied.
+    func recordStoreLevelAccess(_ action: VaultAction, by principal: Principal, target: String?) async throws(PatientVaultError) {
+        try ensureOpen()
+        let now = configuration.clock.now()
+        let decision = AccessPolicy.decide(AccessRequest(
+            action: action, principal: principal, holder: nil,
+            isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
+        let entry = AuditEntry(
+            sequence: 0, time: now, actor: principal, onBehalfOf: nil, action: action, vaultID: "",
+            document: nil, version: nil, outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule,
+            purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: target,
+            reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
+            previousHash: [UInt8](repeating: 0, count: 32))
+        // Reviewers and professionals in their own stream; anyone else in
+        // a stream per principal kind, so that no attempt goes unrecorded.
+        let ownStream: StreamID = switch principal {
+        case .auditReviewer(let r): keys.reviewerStream(of: r)
+        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
+            ?? keys.reviewerStream(of: try! SystemPrincipal("kind-" + principal.kind))
+        }
+        do {
+            let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
+            _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+        guard decision.isAllowed else {
+            throw PatientVaultError(.accessDenied, "\(action) denied", rule: decision.rule)
         }
     }
 

@@ -181,7 +181,7 @@ extension AuditEntry {
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
              .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease:
             ("update", "U")
-        case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory: ("search-type", "E")
+        case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
         case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice: ("read", "R")
         }
         let purposeCode: String = switch purpose {

@@ -7,19 +7,22 @@ import VaultStorage
 ///   before anything is written);
 /// - 2: key-encryption key, wraps each vault key;
 /// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id;
-/// - 4: activity key, seals the per-professional copies of audit entries.
+/// - 4: activity key, seals the per-professional copies of audit entries;
+/// - 5: statistics key, seals the statistics stream and keys its tags.
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
     let check: SymmetricKey
     let keyEncryption: SymmetricKey
     let pseudonym: SymmetricKey
     let activity: SymmetricKey
+    let statistics: SymmetricKey
 
     init(master: SymmetricKey) throws {
         check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
         keyEncryption = try KeyDerivation.deriveKey(from: master, id: 2, context: Self.context)
         pseudonym = try KeyDerivation.deriveKey(from: master, id: 3, context: Self.context)
         activity = try KeyDerivation.deriveKey(from: master, id: 4, context: Self.context)
+        statistics = try KeyDerivation.deriveKey(from: master, id: 5, context: Self.context)
     }
 
     /// The stream of a vault's audit trail: keyed BLAKE2b of the vault's
@@ -56,6 +59,12 @@ struct StoreKeys: Sendable {
         case audit = 2
         case activity = 3
         case reviewer = 4
+        case statistics = 5
+    }
+
+    /// The store's one statistics stream.
+    var statisticsStream: StreamID {
+        Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
     }
 
     static func classed(_ c: StreamClass, _ hash: [UInt8]) -> StreamID {

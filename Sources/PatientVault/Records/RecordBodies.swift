@@ -104,6 +104,7 @@ struct VaultCreatedBody {
     var createdBy: Principal
     var channel: CreationChannel
     var createdAt: Date
+    var region: Region?
 
     func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 128)
@@ -111,6 +112,7 @@ struct VaultCreatedBody {
         w.write(principal: createdBy)
         w.write(string: channel.rawValue)
         w.write(date: createdAt)
+        w.write(optionalString: region?.code)
         return w.bytes
     }
 
@@ -120,7 +122,9 @@ struct VaultCreatedBody {
             let holder = try INS(try r.readString(limit: 32))
             let by = try r.readPrincipal()
             guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
-            return VaultCreatedBody(holder: holder, createdBy: by, channel: channel, createdAt: try r.readDate())
+            let createdAt = try r.readDate()
+            let region = try r.readOptionalString().map { try Region(code: $0) }
+            return VaultCreatedBody(holder: holder, createdBy: by, channel: channel, createdAt: createdAt, region: region)
         }
     }
 }

@@ -17,6 +17,8 @@ enum RecordKind: UInt8 {
     /// A copy of an audit entry in the acting professional's activity
     /// stream, for reviewers.
     case activityEntry = 6
+    /// A record of the store's statistics stream.
+    case statistics = 7
 }
 
 /// The clear, authenticated header of every domain record.

@@ -180,9 +180,15 @@ extension VaultStore {
             let payload = try sealRecord(
                 header: header, body: body.encoded(), key: documentKeys.metadata, vault: pseudonym, rest: written.inline)
             // The version and its audit entry: one atomic, durable group.
+            var records = [EngineRecord(stream: pseudonym, payload: payload)]
+            if replacing == nil {
+                let byInsurer: Bool = if case .insurer = principal { true } else { false }
+                records.append(try statisticsRecord(.document(
+                    vault: statisticsTag(of: pseudonym), user: statisticsUser(principal), byInsurer: byInsurer)))
+            }
             let a = Audited<Void>(
                 action: replacing == nil ? .deposit : .replace, decision: decision, document: id, version: version,
-                records: [EngineRecord(stream: pseudonym, payload: payload)], vaultRecords: 1,
+                records: records, vaultRecords: 1,
                 keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
             let (ticket, _) = try queueAudit(
                 a, principal: principal, purpose: .care, secret: false, vault: &vault, time: metadata.depositedAt)

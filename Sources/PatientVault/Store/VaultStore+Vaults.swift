@@ -16,7 +16,7 @@ extension VaultStore {
     ///   the principal (e.g. `.patientOnline` by someone else).
     @discardableResult
     public func createVault(
-        for patient: INS, by principal: Principal, channel: CreationChannel
+        for patient: INS, by principal: Principal, channel: CreationChannel, region: Region? = nil
     ) async throws(PatientVaultError) -> VaultInfo {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = hexEncoded(pseudonym.bytes)
@@ -43,13 +43,17 @@ extension VaultStore {
                 let vaultKeys = try VaultKeys(vaultKey: vaultKey)
                 let slot = try engine.reserveKeySlot()
                 let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
-                let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt)
+                let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
                 let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
                 let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
                 var created = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
                 // The creation and its audit entry: one atomic, durable group.
                 let a = Audited<Void>(
-                    action: .createVault, decision: decision, records: [EngineRecord(stream: pseudonym, payload: payload)],
+                    action: .createVault, decision: decision,
+                    records: [
+                        EngineRecord(stream: pseudonym, payload: payload),
+                        try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region)),
+                    ],
                     vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
                 let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
                 state = created

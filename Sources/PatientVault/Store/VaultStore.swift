@@ -317,7 +317,7 @@ public final class VaultStore: Sendable {
                 let body = try VaultEventBody.decode(
                     try openBody(record.payload, header: h, key: state.keys.records, vault: pseudonym).plaintext)
                 state.apply(body)
-            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry:
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1

@@ -1,0 +1,192 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+/// The figures the seeds publish, computed from the store's statistics
+/// stream without decrypting any document or vault.
+public struct StoreStatistics: Hashable, Sendable {
+    /// Vaults created.
+    public var vaults = 0
+    /// Vaults created per ISO week (keyed by the Monday 00:00 UTC that starts it).
+    public var vaultsPerWeek: [Date: Int] = [:]
+    /// Vaults created per channel.
+    public var vaultsPerChannel: [CreationChannel: Int] = [:]
+    /// Vaults created per region (vaults opened without a region are not counted here).
+    public var vaultsPerRegion: [Region: Int] = [:]
+    /// Documents deposited (new documents; replacements are not counted).
+    public var documents = 0
+    /// Vaults holding at least one document deposited by someone other than the insurer.
+    public var fedVaults = 0
+    /// New documents deposited by someone other than the insurer.
+    public var documentsByOthersThanTheInsurer = 0
+    /// Distinct professionals (RPPS) who deposited into or read a vault at least once.
+    public var distinctProfessionals = 0
+    /// Distinct organisations (FINESS) that deposited into or read a vault at least once.
+    public var distinctOrganisations = 0
+    /// The same, per kind of organisation.
+    public var distinctOrganisationsByKind: [OrganisationKind: Int] = [:]
+
+    /// Share of vaults fed by someone other than the insurer (0…1).
+    public var shareFedByOthersThanTheInsurer: Double { vaults == 0 ? 0 : Double(fedVaults) / Double(vaults) }
+    /// Documents (by others than the insurer) per fed vault.
+    public var documentsPerFedVault: Double { fedVaults == 0 ? 0 : Double(documentsByOthersThanTheInsurer) / Double(fedVaults) }
+    /// Share of vaults created through each channel (0…1).
+    public var channelShares: [CreationChannel: Double] {
+        vaults == 0 ? [:] : vaultsPerChannel.mapValues { Double($0) / Double(vaults) }
+    }
+}
+
+/// One record of the statistics stream: what the figures need, and nothing
+/// more. Sealed under the store's statistics key; vaults and users appear
+/// only as 16-byte keyed tags.
+enum StatisticsRecord: Equatable {
+    case vaultCreated(time: Date, channel: CreationChannel, region: Region?)
+    case document(vault: [UInt8], user: UserTag?, byInsurer: Bool)
+    case use(UserTag)
+
+    /// A professional or organisation, by keyed tag.
+    struct UserTag: Hashable {
+        /// 1 professional, 2 organisation.
+        var kind: UInt8
+        var organisationKind: OrganisationKind?
+        var tag: [UInt8]
+    }
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 64)
+        switch self {
+        case .vaultCreated(let time, let channel, let region):
+            w.write(UInt8(1)); w.write(date: time); w.write(string: channel.rawValue); w.write(optionalString: region?.code)
+        case .document(let vault, let user, let byInsurer):
+            w.write(UInt8(2)); w.write(bytes: vault); w.write(UInt8(byInsurer ? 1 : 0))
+            if let user { w.write(UInt8(1)); w.write(user: user) } else { w.write(UInt8(0)) }
+        case .use(let user):
+            w.write(UInt8(3)); w.write(user: user)
+        }
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> StatisticsRecord {
+        try bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            switch try r.read(UInt8.self) {
+            case 1:
+                let time = try r.readDate()
+                guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
+                let region = try r.readOptionalString().map { try Region(code: $0) }
+                return .vaultCreated(time: time, channel: channel, region: region)
+            case 2:
+                let vault = try r.read(count: 16)
+                let byInsurer = try r.read(UInt8.self) == 1
+                let user: UserTag? = try r.read(UInt8.self) == 1 ? try r.readUser() : nil
+                return .document(vault: vault, user: user, byInsurer: byInsurer)
+            case 3:
+                return .use(try r.readUser())
+            default:
+                throw ByteReader.Malformed()
+            }
+        }
+    }
+}
+
+extension ByteWriter {
+    mutating func write(user: StatisticsRecord.UserTag) {
+        write(user.kind)
+        write(optionalString: user.organisationKind?.rawValue)
+        write(bytes: user.tag)
+    }
+}
+
+extension ByteReader {
+    mutating func readUser() throws -> StatisticsRecord.UserTag {
+        let kind: UInt8 = try read()
+        let organisationKind = try readOptionalString().map { OrganisationKind(rawValue: $0) }
+        return StatisticsRecord.UserTag(kind: kind, organisationKind: organisationKind ?? nil, tag: try read(count: 16))
+    }
+}
+
+extension VaultStore {
+    /// The statistics stream's tag of a vault.
+    func statisticsTag(of vault: StreamID) -> [UInt8] {
+        Array(BLAKE2b.hash(Array("PV1-stats-vault".utf8) + vault.bytes, key: keys.statistics).prefix(16))
+    }
+
+    /// The statistics stream's tag of a professional or organisation.
+    func statisticsUser(_ principal: Principal) -> StatisticsRecord.UserTag? {
+        switch principal {
+        case .professional(let p), .emergencyRegulator(let p):
+            return .init(kind: 1, organisationKind: nil, tag: Array(BLAKE2b.hash(Array(("PV1-stats-rpps:" + p.rpps.digits).utf8), key: keys.statistics).prefix(16)))
+        case .organisation(let o):
+            return .init(kind: 2, organisationKind: o.kind, tag: Array(BLAKE2b.hash(Array(("PV1-stats-finess:" + o.finess.value).utf8), key: keys.statistics).prefix(16)))
+        default:
+            return nil
+        }
+    }
+
+    /// A record of the statistics stream, for an atomic group.
+    func statisticsRecord(_ record: StatisticsRecord) throws -> EngineRecord {
+        let stream = keys.statisticsStream
+        let header = RecordHeader(kind: .statistics, sequence: 0, document: nil, version: 0, keySlot: nil)
+        return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: record.encoded(), key: keys.statistics, vault: stream))
+    }
+
+    /// The figures the seeds publish: vaults per week, channel and region;
+    /// the share of vaults fed by others than the insurer; documents per fed
+    /// vault; distinct professionals and organisations that used the
+    /// service. Computed from the statistics stream (one small record per
+    /// vault creation, new document and first use of a vault by a
+    /// professional), never from documents.
+    ///
+    /// For a reviewer named in ``Configuration/auditReviewers``; the call is
+    /// recorded in the caller's own stream, allowed or denied. Cost: one
+    /// read and one decryption per record of the stream.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (rule `notAReviewer`).
+    public func statistics(as principal: Principal) async throws(PatientVaultError) -> StoreStatistics {
+        try await recordStoreLevelAccess(.readStatistics, by: principal, target: nil)
+        return try translatingErrors {
+            var stats = StoreStatistics()
+            var fed = Set<[UInt8]>()
+            var professionals = Set<[UInt8]>()
+            var organisations: [[UInt8]: OrganisationKind?] = [:]
+            var calendar = Calendar(identifier: .iso8601)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            let stream = keys.statisticsStream
+            var next = engine.head(of: stream)
+            while let location = next {
+                let r = try engine.read(location)
+                if let previous = r.previous, previous.raw >= location.raw {
+                    throw PatientVaultError(.corrupted, "the statistics stream is broken")
+                }
+                let header = try RecordHeader.decode(r.payload)
+                guard header.kind == .statistics else { throw PatientVaultError(.corrupted, "the statistics stream is broken") }
+                let record = try StatisticsRecord.decode(try openBody(r.payload, header: header, key: keys.statistics, vault: stream).plaintext)
+                func noteUser(_ u: StatisticsRecord.UserTag) {
+                    if u.kind == 1 { professionals.insert(u.tag) } else { organisations[u.tag] = u.organisationKind }
+                }
+                switch record {
+                case .vaultCreated(let time, let channel, let region):
+                    stats.vaults += 1
+                    let week = calendar.dateInterval(of: .weekOfYear, for: time)?.start ?? time
+                    stats.vaultsPerWeek[week, default: 0] += 1
+                    stats.vaultsPerChannel[channel, default: 0] += 1
+                    if let region { stats.vaultsPerRegion[region, default: 0] += 1 }
+                case .document(let vault, let user, let byInsurer):
+                    stats.documents += 1
+                    if !byInsurer {
+                        stats.documentsByOthersThanTheInsurer += 1
+                        fed.insert(vault)
+                    }
+                    if let user { noteUser(user) }
+                case .use(let user):
+                    noteUser(user)
+                }
+                next = r.previous
+            }
+            stats.fedVaults = fed.count
+            stats.distinctProfessionals = professionals.count
+            stats.distinctOrganisations = organisations.count
+            for kind in organisations.values { if let kind { stats.distinctOrganisationsByKind[kind, default: 0] += 1 } }
+            return stats
+        }
+    }
+}
