@@ -16,7 +16,8 @@ package enum BLAKE2b {
         outputByteCount: Int = 32,
         key: SymmetricKey? = nil
     ) -> [UInt8] {
-        hash(data, outputByteCount: outputByteCount, keyBytes: key?.storage)
+        guard let key else { return hash(data, outputByteCount: outputByteCount, rawKey: nil) }
+        return key.withUnsafeBytes { hash(data, outputByteCount: outputByteCount, rawKey: $0) }
     }
 
     /// Hashes `data` under a key of any length libsodium accepts (16 to 64
@@ -26,20 +27,27 @@ package enum BLAKE2b {
         outputByteCount: Int,
         keyBytes: SecureBytes?
     ) -> [UInt8] {
+        guard let keyBytes else { return hash(data, outputByteCount: outputByteCount, rawKey: nil) }
+        return keyBytes.withUnsafeBytes { hash(data, outputByteCount: outputByteCount, rawKey: $0) }
+    }
+
+    private static func hash(
+        _ data: UnsafeRawBufferPointer,
+        outputByteCount: Int,
+        rawKey: UnsafeRawBufferPointer?
+    ) -> [UInt8] {
         precondition(
             (minimumOutputByteCount...maximumOutputByteCount).contains(outputByteCount),
             "BLAKE2b output must be 16 to 64 bytes")
-        precondition(keyBytes.map { $0.count <= Int(crypto_generichash_KEYBYTES_MAX) } ?? true, "BLAKE2b key too long")
+        precondition(rawKey.map { $0.count <= Int(crypto_generichash_KEYBYTES_MAX) } ?? true, "BLAKE2b key too long")
         _ = try? Sodium.initialize()
         var out = [UInt8](repeating: 0, count: outputByteCount)
         out.withUnsafeMutableBufferPointer { o in
-            if let keyBytes {
-                keyBytes.withUnsafeBytes { k in
-                    _ = crypto_generichash(
-                        o.baseAddress!, outputByteCount,
-                        data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
-                        k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
-                }
+            if let k = rawKey {
+                _ = crypto_generichash(
+                    o.baseAddress!, outputByteCount,
+                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
+                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
             } else {
                 _ = crypto_generichash(
                     o.baseAddress!, outputByteCount,

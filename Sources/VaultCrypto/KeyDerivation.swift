@@ -35,4 +35,27 @@ package enum KeyDerivation {
             guard rc == 0 else { throw CryptoError(.invalidInput, "subkey derivation failed") }
         }
     }
+
+    /// Derives the subkeys `ids` of `master` into one guarded allocation:
+    /// the same keys as ``deriveKey(from:id:context:)``, one `sodium_malloc`.
+    package static func deriveKeys(
+        from master: SymmetricKey,
+        ids: [UInt64],
+        context: Context
+    ) throws -> [SymmetricKey] {
+        try SymmetricKey.filledTogether(count: ids.count) { dest in
+            for (i, id) in ids.enumerated() {
+                let rc = master.withUnsafeBytes { m in
+                    context.bytes.withUnsafeBufferPointer { c in
+                        c.baseAddress!.withMemoryRebound(to: CChar.self, capacity: c.count) { cc in
+                            crypto_kdf_derive_from_key(
+                                dest.baseAddress!.assumingMemoryBound(to: UInt8.self) + i * SymmetricKey.byteCount,
+                                SymmetricKey.byteCount, id, cc, m.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        }
+                    }
+                }
+                guard rc == 0 else { throw CryptoError(.invalidInput, "subkey derivation failed") }
+            }
+        }
+    }
 }

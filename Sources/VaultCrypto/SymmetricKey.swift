@@ -8,10 +8,25 @@ package final class SymmetricKey: Sendable, Equatable {
     /// The size of every key of this layer, in bytes.
     package static let byteCount = 32
 
-    package let storage: SecureBytes
+    private let storage: SecureBytes
+    /// Where this key starts in `storage`: keys derived together share one
+    /// guarded allocation (each `sodium_malloc` costs several system calls
+    /// and pages of address space).
+    private let offset: Int
 
-    private init(storage: SecureBytes) {
+    private init(storage: SecureBytes, offset: Int = 0) {
+        precondition(offset + Self.byteCount <= storage.count)
         self.storage = storage
+        self.offset = offset
+    }
+
+    /// Keys filled together in one guarded allocation: `initializer` writes
+    /// `count` × 32 bytes, key `i` at offset 32 × i.
+    package static func filledTogether(
+        count: Int, by initializer: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws -> [SymmetricKey] {
+        let storage = try SecureBytes.allocate(count: count * byteCount, initializingWith: initializer)
+        return (0..<count).map { SymmetricKey(storage: storage, offset: $0 * byteCount) }
     }
 
     /// A fresh random key.
@@ -39,11 +54,14 @@ package final class SymmetricKey: Sendable, Equatable {
     /// Calls `body` with the key bytes; the pointer must not escape.
     @inline(__always)
     package func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try storage.withUnsafeBytes(body)
+        let offset = self.offset
+        return try storage.withUnsafeBytes { (all: UnsafeRawBufferPointer) throws(E) -> R in
+            try body(UnsafeRawBufferPointer(rebasing: all[offset..<(offset + Self.byteCount)]))
+        }
     }
 
     /// Constant-time equality.
     package static func == (lhs: SymmetricKey, rhs: SymmetricKey) -> Bool {
-        lhs.storage.constantTimeEquals(rhs.storage)
+        lhs.withUnsafeBytes { a in rhs.withUnsafeBytes { b in sodium_memcmp(a.baseAddress!, b.baseAddress!, byteCount) == 0 } }
     }
 }

@@ -53,11 +53,11 @@ import Testing
         #expect(s.documentsByOthersThanTheInsurer == 10)
         #expect(abs(s.shareFedByOthersThanTheInsurer - 0.25) < 1e-9)
         #expect(abs(s.documentsPerFedVault - 10.0 / 3.0) < 1e-9)
-        // doctor (deposits), otherDoctor (read); hospital (deposits). The
-        // pharmacist and pharmacy created vaults but never used one.
-        #expect(s.distinctProfessionals == 2)
-        #expect(s.distinctOrganisations == 1)
-        #expect(s.distinctOrganisationsByKind == [.hospital: 1])
+        // Professionals: doctor (created, deposits), pharmacist (created),
+        // otherDoctor (read). Organisations: pharmacy (created), hospital.
+        #expect(s.distinctProfessionals == 3)
+        #expect(s.distinctOrganisations == 2)
+        #expect(s.distinctOrganisationsByKind == [.hospital: 1, .pharmacy: 1])
         // Reopened, the same figures; an unnamed reviewer is refused.
         let reopened = try await t.reopen(configuration: c)
         #expect(try await reopened.statistics(as: reviewer) == s)

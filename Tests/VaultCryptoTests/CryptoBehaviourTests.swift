@@ -73,6 +73,18 @@ import Testing
         #expect(a != c)
     }
 
+    @Test func keysDerivedTogetherEqualKeysDerivedAlone() throws {
+        let master = try SymmetricKey.generate()
+        let together = try KeyDerivation.deriveKeys(from: master, ids: [1, 2, 3], context: .init("PVVAULT_"))
+        #expect(together.count == 3)
+        for (i, id) in [UInt64(1), 2, 3].enumerated() {
+            #expect(together[i] == (try KeyDerivation.deriveKey(from: master, id: id, context: .init("PVVAULT_"))))
+        }
+        #expect(together[0] != together[1] && together[1] != together[2])
+        // Each key sees exactly its own 32 bytes.
+        together[1].withUnsafeBytes { #expect($0.count == 32) }
+    }
+
     @Test func argon2idIsDeterministicPerSaltAndRefusesBadSalts() throws {
         let salt = [UInt8](repeating: 3, count: Argon2id.saltByteCount)
         let pw = Array("correct horse".utf8)

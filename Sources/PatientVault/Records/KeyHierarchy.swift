@@ -94,10 +94,9 @@ struct VaultKeys: Sendable {
     let auditChain: SymmetricKey
 
     init(vaultKey: SymmetricKey) throws {
-        records = try KeyDerivation.deriveKey(from: vaultKey, id: 1, context: Self.context)
-        documentKeyWrapping = try KeyDerivation.deriveKey(from: vaultKey, id: 2, context: Self.context)
-        audit = try KeyDerivation.deriveKey(from: vaultKey, id: 3, context: Self.context)
-        auditChain = try KeyDerivation.deriveKey(from: vaultKey, id: 4, context: Self.context)
+        // One guarded allocation for the four (see `deriveKeys`).
+        let k = try KeyDerivation.deriveKeys(from: vaultKey, ids: [1, 2, 3, 4], context: Self.context)
+        (records, documentKeyWrapping, audit, auditChain) = (k[0], k[1], k[2], k[3])
     }
 
     /// Binds a wrapped document key to its vault, document, version and slot.
@@ -121,7 +120,7 @@ struct DocumentKeys {
     let content: SymmetricKey
 
     init(documentKey: SymmetricKey) throws {
-        metadata = try KeyDerivation.deriveKey(from: documentKey, id: 1, context: Self.context)
-        content = try KeyDerivation.deriveKey(from: documentKey, id: 2, context: Self.context)
+        let k = try KeyDerivation.deriveKeys(from: documentKey, ids: [1, 2], context: Self.context)
+        (metadata, content) = (k[0], k[1])
     }
 }

@@ -19,12 +19,15 @@ public struct StoreStatistics: Hashable, Sendable {
     public var fedVaults = 0
     /// New documents deposited by someone other than the insurer.
     public var documentsByOthersThanTheInsurer = 0
-    /// Distinct professionals (RPPS) who deposited into or read a vault at least once.
+    /// Distinct professionals (RPPS) who created, fed or read a vault at least once.
     public var distinctProfessionals = 0
-    /// Distinct organisations (FINESS) that deposited into or read a vault at least once.
+    /// Distinct organisations (FINESS) that created, fed or read a vault at least once.
     public var distinctOrganisations = 0
     /// The same, per kind of organisation.
     public var distinctOrganisationsByKind: [OrganisationKind: Int] = [:]
+
+    /// Empty figures (for building expected values to compare with).
+    public init() {}
 
     /// Share of vaults fed by someone other than the insurer (0…1).
     public var shareFedByOthersThanTheInsurer: Double { vaults == 0 ? 0 : Double(fedVaults) / Double(vaults) }
@@ -40,7 +43,7 @@ public struct StoreStatistics: Hashable, Sendable {
 /// more. Sealed under the store's statistics key; vaults and users appear
 /// only as 16-byte keyed tags.
 enum StatisticsRecord: Equatable {
-    case vaultCreated(time: Date, channel: CreationChannel, region: Region?)
+    case vaultCreated(time: Date, channel: CreationChannel, region: Region?, creator: UserTag?)
     case document(vault: [UInt8], user: UserTag?, byInsurer: Bool)
     case use(UserTag)
 
@@ -55,8 +58,9 @@ enum StatisticsRecord: Equatable {
     func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         switch self {
-        case .vaultCreated(let time, let channel, let region):
+        case .vaultCreated(let time, let channel, let region, let creator):
             w.write(UInt8(1)); w.write(date: time); w.write(string: channel.rawValue); w.write(optionalString: region?.code)
+            if let creator { w.write(UInt8(1)); w.write(user: creator) } else { w.write(UInt8(0)) }
         case .document(let vault, let user, let byInsurer):
             w.write(UInt8(2)); w.write(bytes: vault); w.write(UInt8(byInsurer ? 1 : 0))
             if let user { w.write(UInt8(1)); w.write(user: user) } else { w.write(UInt8(0)) }
@@ -74,7 +78,8 @@ enum StatisticsRecord: Equatable {
                 let time = try r.readDate()
                 guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
                 let region = try r.readOptionalString().map { try Region(code: $0) }
-                return .vaultCreated(time: time, channel: channel, region: region)
+                let creator: UserTag? = try r.read(UInt8.self) == 1 ? try r.readUser() : nil
+                return .vaultCreated(time: time, channel: channel, region: region, creator: creator)
             case 2:
                 let vault = try r.read(count: 16)
                 let byInsurer = try r.read(UInt8.self) == 1
@@ -164,7 +169,8 @@ extension VaultStore {
                     if u.kind == 1 { professionals.insert(u.tag) } else { organisations[u.tag] = u.organisationKind }
                 }
                 switch record {
-                case .vaultCreated(let time, let channel, let region):
+                case .vaultCreated(let time, let channel, let region, let creator):
+                    if let creator { noteUser(creator) }
                     stats.vaults += 1
                     let week = calendar.dateInterval(of: .weekOfYear, for: time)?.start ?? time
                     stats.vaultsPerWeek[week, default: 0] += 1

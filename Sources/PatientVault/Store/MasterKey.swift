@@ -37,6 +37,6 @@ public final class MasterKey: Sendable {
     /// Gives `body` the key bytes, to store them in the host's key manager.
     /// The pointer must not escape.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try key.storage.withUnsafeBytes(body)
+        try key.withUnsafeBytes(body)
     }
 }

@@ -52,7 +52,7 @@ extension VaultStore {
                     action: .createVault, decision: decision,
                     records: [
                         EngineRecord(stream: pseudonym, payload: payload),
-                        try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region)),
+                        try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region, creator: statisticsUser(principal))),
                     ],
                     vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
                 let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
