@@ -58,4 +58,30 @@ package enum KeyDerivation {
             }
         }
     }
+
+    /// A key and its subkeys `ids`, all in one guarded allocation: `fill`
+    /// writes the key's 32 bytes, the subkeys are derived from them in
+    /// place. The key is element 0.
+    package static func keyWithSubkeys(
+        ids: [UInt64], context: Context, fill: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws -> [SymmetricKey] {
+        try SymmetricKey.filledTogether(count: 1 + ids.count) { dest in
+            let n = SymmetricKey.byteCount
+            try fill(UnsafeMutableRawBufferPointer(rebasing: dest[0..<n]))
+            let base = dest.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            for (i, id) in ids.enumerated() {
+                let rc = context.bytes.withUnsafeBufferPointer { c in
+                    c.baseAddress!.withMemoryRebound(to: CChar.self, capacity: c.count) { cc in
+                        crypto_kdf_derive_from_key(base + (i + 1) * n, n, id, cc, base)
+                    }
+                }
+                guard rc == 0 else { throw CryptoError(.invalidInput, "subkey derivation failed") }
+            }
+        }
+    }
+
+    /// A fresh random key and its subkeys, in one guarded allocation.
+    package static func randomKeyWithSubkeys(ids: [UInt64], context: Context) throws -> [SymmetricKey] {
+        try keyWithSubkeys(ids: ids, context: context) { randombytes_buf($0.baseAddress!, $0.count) }
+    }
 }

@@ -177,6 +177,28 @@ package enum KeyWrap {
     /// Unwraps a key directly into guarded memory.
     /// - Throws: ``CryptoError/Code/authenticationFailed`` for the wrong
     ///   wrapping key, the wrong context or altered bytes.
+    /// Unwraps a key and derives its subkeys `ids` in the same guarded
+    /// allocation (element 0 is the key).
+    package static func unwrap(
+        _ wrapped: [UInt8],
+        with wrappingKey: SymmetricKey,
+        context: [UInt8],
+        subkeys ids: [UInt64],
+        derivation: KeyDerivation.Context
+    ) throws -> [SymmetricKey] {
+        guard wrapped.count == wrappedByteCount else {
+            throw CryptoError(.authenticationFailed, "wrapped key has the wrong size")
+        }
+        return try KeyDerivation.keyWithSubkeys(ids: ids, context: derivation) { dest in
+            let ok = wrapped.withUnsafeBytes { w in
+                context.withUnsafeBytes { c in
+                    XChaCha20Poly1305.open(w, using: wrappingKey, authenticating: c, into: dest)
+                }
+            }
+            guard ok else { throw CryptoError(.authenticationFailed, "wrapped key did not authenticate") }
+        }
+    }
+
     package static func unwrap(
         _ wrapped: [UInt8],
         with wrappingKey: SymmetricKey,

@@ -83,6 +83,18 @@ import Testing
         #expect(together[0] != together[1] && together[1] != together[2])
         // Each key sees exactly its own 32 bytes.
         together[1].withUnsafeBytes { #expect($0.count == 32) }
+        // A key generated with its subkeys: the same subkeys as derived alone.
+        let bundle = try KeyDerivation.randomKeyWithSubkeys(ids: [1, 2], context: .init("PVDOCKEY"))
+        #expect(bundle[1] == (try KeyDerivation.deriveKey(from: bundle[0], id: 1, context: .init("PVDOCKEY"))))
+        #expect(bundle[2] == (try KeyDerivation.deriveKey(from: bundle[0], id: 2, context: .init("PVDOCKEY"))))
+        // And unwrapped with them.
+        let wrapping = try SymmetricKey.generate()
+        let wrapped = try KeyWrap.wrap(bundle[0], with: wrapping, context: [1, 2, 3])
+        let unwrapped = try KeyWrap.unwrap(wrapped, with: wrapping, context: [1, 2, 3], subkeys: [1, 2], derivation: .init("PVDOCKEY"))
+        #expect(unwrapped == bundle)
+        #expect(throws: (any Error).self) {
+            _ = try KeyWrap.unwrap(wrapped, with: wrapping, context: [1, 2, 4], subkeys: [1, 2], derivation: .init("PVDOCKEY"))
+        }
     }
 
     @Test func argon2idIsDeterministicPerSaltAndRefusesBadSalts() throws {

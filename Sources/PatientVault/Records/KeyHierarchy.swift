@@ -93,10 +93,22 @@ struct VaultKeys: Sendable {
     let audit: SymmetricKey
     let auditChain: SymmetricKey
 
-    init(vaultKey: SymmetricKey) throws {
-        // One guarded allocation for the four (see `deriveKeys`).
-        let k = try KeyDerivation.deriveKeys(from: vaultKey, ids: [1, 2, 3, 4], context: Self.context)
-        (records, documentKeyWrapping, audit, auditChain) = (k[0], k[1], k[2], k[3])
+    static let subkeyIDs: [UInt64] = [1, 2, 3, 4]
+
+    /// From `[vaultKey, subkey 1…4]`, as `keyWithSubkeys` returns them.
+    private init(_ k: [SymmetricKey]) {
+        (records, documentKeyWrapping, audit, auditChain) = (k[1], k[2], k[3], k[4])
+    }
+
+    /// A new random vault key and its subkeys, in one guarded allocation.
+    static func generate() throws -> (vaultKey: SymmetricKey, keys: VaultKeys) {
+        let k = try KeyDerivation.randomKeyWithSubkeys(ids: subkeyIDs, context: context)
+        return (k[0], VaultKeys(k))
+    }
+
+    /// Unwraps a vault key and derives its subkeys, in one guarded allocation.
+    static func unwrap(_ wrapped: [UInt8], with key: SymmetricKey, context wrapContext: [UInt8]) throws -> VaultKeys {
+        VaultKeys(try KeyWrap.unwrap(wrapped, with: key, context: wrapContext, subkeys: subkeyIDs, derivation: context))
     }
 
     /// Binds a wrapped document key to its vault, document, version and slot.
@@ -119,8 +131,20 @@ struct DocumentKeys {
     let metadata: SymmetricKey
     let content: SymmetricKey
 
-    init(documentKey: SymmetricKey) throws {
-        let k = try KeyDerivation.deriveKeys(from: documentKey, ids: [1, 2], context: Self.context)
-        (metadata, content) = (k[0], k[1])
+    static let subkeyIDs: [UInt64] = [1, 2]
+
+    private init(_ k: [SymmetricKey]) {
+        (metadata, content) = (k[1], k[2])
+    }
+
+    /// A new random document key and its subkeys, in one guarded allocation.
+    static func generate() throws -> (documentKey: SymmetricKey, keys: DocumentKeys) {
+        let k = try KeyDerivation.randomKeyWithSubkeys(ids: subkeyIDs, context: context)
+        return (k[0], DocumentKeys(k))
+    }
+
+    /// Unwraps a document key and derives its subkeys, in one guarded allocation.
+    static func unwrap(_ wrapped: [UInt8], with key: SymmetricKey, context wrapContext: [UInt8]) throws -> DocumentKeys {
+        DocumentKeys(try KeyWrap.unwrap(wrapped, with: key, context: wrapContext, subkeys: subkeyIDs, derivation: context))
     }
 }

@@ -146,8 +146,8 @@ extension VaultStore {
         let size: Int64
         let documentKeys: DocumentKeys
         do {
-            let documentKey = try SymmetricKey.generate()
-            documentKeys = try DocumentKeys(documentKey: documentKey)
+            let documentKey: SymmetricKey
+            (documentKey, documentKeys) = try DocumentKeys.generate()
             slot = try engine.reserveKeySlot()
             wrapped = try KeyWrap.wrap(
                 documentKey, with: vaultKeys.documentKeyWrapping,

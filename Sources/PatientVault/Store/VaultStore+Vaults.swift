@@ -39,8 +39,7 @@ extension VaultStore {
                 guard state == nil, engine.head(of: pseudonym) == nil else {
                     throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
                 }
-                let vaultKey = try SymmetricKey.generate()
-                let vaultKeys = try VaultKeys(vaultKey: vaultKey)
+                let (vaultKey, vaultKeys) = try VaultKeys.generate()
                 let slot = try engine.reserveKeySlot()
                 let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
                 let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)

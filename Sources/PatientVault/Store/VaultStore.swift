@@ -298,8 +298,7 @@ public final class VaultStore: Sendable {
             throw corruptedChain(pseudonym)
         }
         let wrapped = try engine.readKeySlot(slot)
-        let vaultKey = try KeyWrap.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
-        let vaultKeys = try VaultKeys(vaultKey: vaultKey)
+        let vaultKeys = try VaultKeys.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
         let body = try VaultCreatedBody.decode(
             try openBody(first.payload, header: header, key: vaultKeys.records, vault: pseudonym).plaintext)
         var state = VaultState(
@@ -366,10 +365,9 @@ public final class VaultStore: Sendable {
     ///   the slot was destroyed.
     func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) throws -> DocumentKeys {
         let wrapped = try engine.readKeySlot(slot)
-        let key = try KeyWrap.unwrap(
+        return try DocumentKeys.unwrap(
             wrapped, with: vaultKeys.documentKeyWrapping,
             context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
-        return try DocumentKeys(documentKey: key)
     }
 
     private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) throws -> VersionEntry {
