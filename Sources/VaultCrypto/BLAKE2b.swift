@@ -75,13 +75,11 @@ package enum BLAKE2b {
                 (BLAKE2b.minimumOutputByteCount...BLAKE2b.maximumOutputByteCount).contains(outputByteCount),
                 "BLAKE2b output must be 16 to 64 bytes")
             try Sodium.initialize()
-            let size = (crypto_generichash_statebytes() + 63) & ~63
-            guard let p = sodium_malloc(size) else {
-                throw CryptoError(.allocationFailed, "guarded memory exhausted")
-            }
-            state = p
+            // A guarded slot, 64-byte aligned and wiped on release.
+            precondition(crypto_generichash_statebytes() <= KeyArena.slotSize)
+            state = try KeyArena.shared.allocate()
             self.outputByteCount = outputByteCount
-            let s = OpaquePointer(p)
+            let s = OpaquePointer(state)
             if let key {
                 key.withUnsafeBytes { k in
                     _ = crypto_generichash_init(s, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, outputByteCount)
@@ -91,7 +89,7 @@ package enum BLAKE2b {
             }
         }
 
-        deinit { sodium_free(state) }
+        deinit { KeyArena.shared.release(state) }
 
         /// Adds bytes to the hash. Cost: O(n).
         package func update(_ data: UnsafeRawBufferPointer) {

@@ -14,15 +14,12 @@ package enum SecretStream {
 
     fileprivate static let stateByteCount = crypto_secretstream_xchacha20poly1305_statebytes()
 
+    /// A wiped, 64-byte-aligned slot of guarded memory for a state (it
+    /// holds key material).
     fileprivate static func allocateState() throws -> UnsafeMutableRawPointer {
         try Sodium.initialize()
-        // Round up to a multiple of 64 so the state, placed against a guard
-        // page by sodium_malloc, is suitably aligned.
-        let size = (stateByteCount + 63) & ~63
-        guard let p = sodium_malloc(size) else {
-            throw CryptoError(.allocationFailed, "guarded memory exhausted")
-        }
-        return p
+        precondition(stateByteCount <= KeyArena.slotSize)
+        return try KeyArena.shared.allocate()
     }
 }
 
@@ -45,14 +42,14 @@ package final class SecretStreamPusher {
             }
         }
         guard rc == 0 else {
-            sodium_free(state)
+            KeyArena.shared.release(state)
             throw CryptoError(.invalidInput, "secret stream could not start")
         }
         self.state = state
         self.header = header
     }
 
-    deinit { sodium_free(state) }
+    deinit { KeyArena.shared.release(state) }
 
     /// Encrypts one chunk and appends it (plaintext + 17 bytes) to `output`.
     /// - Parameter isFinal: marks the last chunk; no chunk may follow it.
@@ -102,13 +99,13 @@ package final class SecretStreamPuller {
                 k.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         guard rc == 0 else {
-            sodium_free(state)
+            KeyArena.shared.release(state)
             throw CryptoError(.authenticationFailed, "secret stream header rejected")
         }
         self.state = state
     }
 
-    deinit { sodium_free(state) }
+    deinit { KeyArena.shared.release(state) }
 
     /// Decrypts one chunk and appends its plaintext to `output`.
     /// - Returns: whether this chunk was the final one.

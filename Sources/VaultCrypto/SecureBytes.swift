@@ -7,23 +7,30 @@ import CSodium
 /// The bytes are reachable only inside ``withUnsafeBytes(_:)``; they are
 /// never copied into `[UInt8]` or `Data` by this type.
 package final class SecureBytes: @unchecked Sendable {
-    // @unchecked Sendable: the buffer is written only inside `init` and is
-    // then made read-only with `sodium_mprotect_readonly`; concurrent reads of
-    // immutable memory are safe, and `deinit` runs once no reference remains.
+    // @unchecked Sendable: the buffer is written only inside `allocate` and
+    // never again; concurrent reads of memory nobody writes are safe, and
+    // `deinit` runs once no reference remains.
     private let pointer: UnsafeMutableRawPointer
     /// The number of secret bytes.
     package let count: Int
+    /// Whether the bytes live in a slot of ``KeyArena`` (else in their own
+    /// `sodium_malloc` allocation).
+    private let inArena: Bool
 
-    private init(pointer: UnsafeMutableRawPointer, count: Int) {
+    private init(pointer: UnsafeMutableRawPointer, count: Int, inArena: Bool) {
         self.pointer = pointer
         self.count = count
+        self.inArena = inArena
     }
 
-    /// Allocates `count` guarded bytes filled by `initializer`, then makes
-    /// them read-only.
+    /// Allocates `count` guarded bytes filled by `initializer`.
     ///
-    /// If `initializer` throws, the memory is wiped and freed and the error
-    /// is rethrown.
+    /// Up to ``KeyArena/slotSize`` bytes (every key and key bundle of this
+    /// library) come from a slot of the shared ``KeyArena``: guarded,
+    /// `mlock`ed slabs, wiped slot by slot, without a system call per key.
+    /// Larger buffers get their own `sodium_malloc` allocation, made
+    /// read-only once filled. If `initializer` throws, the memory is wiped
+    /// and released and the error is rethrown.
     /// - Throws: ``CryptoError/Code/allocationFailed`` when guarded memory is
     ///   exhausted (it is `mlock`ed, so `RLIMIT_MEMLOCK` bounds it).
     package static func allocate(
@@ -32,6 +39,16 @@ package final class SecureBytes: @unchecked Sendable {
     ) throws -> SecureBytes {
         precondition(count > 0, "SecureBytes needs a positive size")
         try Sodium.initialize()
+        if count <= KeyArena.slotSize {
+            let p = try KeyArena.shared.allocate()
+            do {
+                try initializer(UnsafeMutableRawBufferPointer(start: p, count: count))
+            } catch {
+                KeyArena.shared.release(p)
+                throw error
+            }
+            return SecureBytes(pointer: p, count: count, inArena: true)
+        }
         guard let p = sodium_malloc(count) else {
             throw CryptoError(.allocationFailed, "guarded memory exhausted")
         }
@@ -42,7 +59,7 @@ package final class SecureBytes: @unchecked Sendable {
             throw error
         }
         sodium_mprotect_readonly(p)
-        return SecureBytes(pointer: p, count: count)
+        return SecureBytes(pointer: p, count: count, inArena: false)
     }
 
     /// Copies `bytes` into guarded memory. The caller stays responsible for
@@ -61,8 +78,13 @@ package final class SecureBytes: @unchecked Sendable {
     }
 
     deinit {
-        // Makes the pages writable again, zeroes them and frees them.
-        sodium_free(pointer)
+        if inArena {
+            // Wipes the slot and returns it to the arena.
+            KeyArena.shared.release(pointer)
+        } else {
+            // Makes the pages writable again, zeroes them and frees them.
+            sodium_free(pointer)
+        }
     }
 
     /// Calls `body` with the secret bytes. The pointer must not escape.

@@ -110,8 +110,10 @@ public struct VaultPolicy: Hashable, Sendable {
     /// Creates an empty policy: nobody but the patient.
     public init() {}
 
-    /// Applies one change made at `time`.
-    mutating func apply(_ change: PolicyChange, at time: Date) {
+    /// Applies one change made at `time` (the store replays a vault's
+    /// changes this way; hosts may too, to build a policy for
+    /// ``AccessPolicy/decide(_:)``). It does not validate the change.
+    public mutating func apply(_ change: PolicyChange, at time: Date) {
         switch change {
         case .authorise(let grantee, let until):
             if let holder = GrantHolder(grantee) { grants[holder] = Grant(grantee: grantee, since: time, until: until, revokedAt: nil) }

@@ -139,6 +139,23 @@ public struct DocumentMetadata: Hashable, Sendable {
     var replacedVersion: Int?
     var replacementReason: ReplacementReason?
 
+    /// Metadata as the store builds it; public so that hosts can put a
+    /// document before ``AccessPolicy/decide(_:)`` (policy tests, what-if
+    /// tools) without a store.
+    public init(
+        id: DocumentID, version: Int, draft: DocumentDraft, author: Principal, depositedAt: Date, size: Int64,
+        contentHash: [UInt8], status: DocumentStatus = .current
+    ) {
+        self.id = id
+        self.version = version
+        self.draft = draft
+        self.author = author
+        self.depositedAt = depositedAt
+        self.size = size
+        self.contentHash = contentHash
+        self.status = status
+    }
+
     // Convenience accessors for the draft's fields.
     /// Coded type.
     public var typeCode: DocumentTypeCode { draft.typeCode }
