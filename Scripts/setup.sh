@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs libsodium's development files and pkg-config when missing
-# (Debian/Ubuntu). Safe to run repeatedly.
+# (Debian/Ubuntu), and with `--benchmarks` SQLite's too (the benchmarks'
+# peer). Safe to run repeatedly.
 set -euo pipefail
-if pkg-config --exists libsodium 2>/dev/null; then
+packages=()
+command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
+pkg-config --exists libsodium 2>/dev/null || packages+=(libsodium-dev)
+if [ "${1:-}" = "--benchmarks" ]; then
+    pkg-config --exists sqlite3 2>/dev/null || packages+=(libsqlite3-dev)
+fi
+if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq libsodium-dev pkg-config >/dev/null
+$SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 pkg-config --exists libsodium

@@ -1,0 +1,408 @@
+// PatientVault's hot paths, with their limits and the SQLite peer measured
+// in the same run (Documentation/Performance.md reads the results as ratios).
+//
+// Names: "PatientVault/..." the library, "Baseline/..." raw libsodium and
+// raw write + fdatasync, "SQLite/..." the peer. Benchmarks whose names
+// contain "[gate]" have committed allocation thresholds that CI checks.
+
+import Baselines
+import Benchmark
+import Foundation
+import PatientVault
+import Workload
+
+let benchmarks: @Sendable () -> Void = {
+    // Allocation counts are the regression gate (stable on noisy machines);
+    // time is reported, never gated.
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
+        timeUnits: .microseconds,
+        warmupIterations: 3,
+        maxDuration: .seconds(2),
+        maxIterations: 2_000,
+        thresholds: [.mallocCountTotal: .init(relative: [.p90: 5.0], absolute: [.p90: 40])])
+    let bandwidth = Benchmark.defaultConfiguration.metrics + [mebibytesPerSecond]
+
+    depositBenchmarks(bandwidth)
+    largeDocumentBenchmarks()
+    readBenchmarks()
+    listingAndDecisionBenchmarks()
+    auditQueryBenchmarks()
+    openBenchmarks()
+    baselineBenchmarks(bandwidth)
+    workloadBenchmarks()
+}
+
+// MARK: - Deposits
+
+func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
+    for (label, size) in [("4 KiB", 4 << 10), ("64 KiB", 64 << 10), ("1 MiB", 1 << 20)] {
+        let shared = Shared<(TemporaryStore, Data)>()
+        let gate = size == 4 << 10 ? " [gate]" : ""
+        Benchmark("PatientVault/deposit \(label), durable, 1 writer\(gate)", configuration: .init(metrics: bandwidth)) { benchmark in
+            let (t, data) = shared.get()
+            let patient = People.patient(0)
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations {
+                blackHole(try await t.store.deposit(draft(size), content: data, for: patient, by: People.doctor))
+            }
+            measureBandwidth(benchmark, bytes: size * benchmark.scaledIterations.count, since: start)
+        } setup: {
+            let t = try await TemporaryStore()
+            try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
+            shared.value = (t, content(size))
+        } teardown: {
+            try await shared.get().0.close()
+            shared.value = nil
+        }
+    }
+
+    for writers in [8, 32, 128] {
+        let shared = Shared<(TemporaryStore, Data)>()
+        Benchmark(
+            "PatientVault/deposit 4 KiB, durable, \(writers) concurrent writers",
+            configuration: .init(metrics: bandwidth, scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 20)
+        ) { benchmark in
+            let (t, data) = shared.get()
+            let store = t.store
+            let start = ContinuousClock.now
+            // 1,000 deposits (the scaling factor) into `writers` vaults, one writer each.
+            try await concurrently(benchmark.scaledIterations.count, workers: writers) { i in
+                _ = try await store.deposit(draft(4096), content: data, for: People.patient(i % writers), by: People.doctor)
+            }
+            measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+        } setup: {
+            let t = try await TemporaryStore()
+            for i in 0..<writers {
+                try await t.store.createVault(for: People.patient(i), by: .patient(People.patient(i)), channel: .patientOnline)
+            }
+            shared.value = (t, content(4096))
+        } teardown: {
+            try await shared.get().0.close()
+            shared.value = nil
+        }
+    }
+}
+
+// MARK: - 100 MiB streamed
+
+func largeDocumentBenchmarks() {
+    let size = 100 << 20
+    let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident, .peakMemoryResidentDelta, mebibytesPerSecond]
+    let shared = Shared<(TemporaryStore, DocumentID)>()
+    Benchmark(
+        "PatientVault/deposit 100 MiB streamed", configuration: .init(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
+    ) { benchmark in
+        let (t, _) = shared.get()
+        let start = ContinuousClock.now
+        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), by: People.hospital)
+        measureBandwidth(benchmark, bytes: size, since: start)
+        shared.value = (t, m.id)
+    } setup: {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
+        shared.value = (t, try DocumentID("00112233445566778899aabbccddeeff"))
+    } teardown: {
+        try await shared.get().0.close()
+        shared.value = nil
+    }
+
+    let readShared = Shared<(TemporaryStore, DocumentID)>()
+    Benchmark(
+        "PatientVault/read 100 MiB streamed", configuration: .init(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
+    ) { benchmark in
+        let (t, id) = readShared.get()
+        let start = ContinuousClock.now
+        var total = 0
+        for try await chunk in try await t.store.contentStream(of: id, for: People.patient(0), as: .patient(People.patient(0))) {
+            total += chunk.count
+        }
+        precondition(total == size)
+        measureBandwidth(benchmark, bytes: size, since: start)
+    } setup: {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
+        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), by: People.hospital)
+        readShared.value = (t, m.id)
+    } teardown: {
+        try await readShared.get().0.close()
+        readShared.value = nil
+    }
+}
+
+// MARK: - Audited reads
+
+func readBenchmarks() {
+    for (modeName, mode) in [("durable audit", AuditMode.durable), ("batched audit", AuditMode.batched(maxDelay: .milliseconds(10)))] {
+        let shared = Shared<(TemporaryStore, [DocumentID])>()
+        let setup: @Sendable () async throws -> Void = {
+            let t = try await TemporaryStore(auditMode: mode)
+            var ids: [DocumentID] = []
+            for i in 0..<32 {
+                let p = People.patient(i)
+                try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+                try await t.store.authorise(People.reader, for: p, as: .patient(p))
+                ids.append(try await t.store.deposit(draft(4096), content: content(4096), for: p, by: People.doctor).id)
+            }
+            shared.value = (t, ids)
+        }
+        let teardown: @Sendable () async throws -> Void = {
+            try await shared.get().0.close()
+            shared.value = nil
+        }
+        let gate = mode == .durable ? " [gate]" : ""
+        Benchmark("PatientVault/audited read 4 KiB, \(modeName), 1 reader\(gate)", configuration: .init(scalingFactor: mode == .durable ? .one : .kilo)) { benchmark in
+            let (t, ids) = shared.get()
+            for _ in benchmark.scaledIterations {
+                blackHole(try await t.store.content(of: ids[0], for: People.patient(0), as: People.reader))
+            }
+        } setup: { try await setup() } teardown: { try await teardown() }
+
+        Benchmark(
+            "PatientVault/audited read 4 KiB, \(modeName), 32 concurrent readers",
+            configuration: .init(scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 30)
+        ) { benchmark in
+            let (t, ids) = shared.get()
+            let store = t.store
+            try await concurrently(benchmark.scaledIterations.count, workers: 32) { i in
+                blackHole(try await store.content(of: ids[i % 32], for: People.patient(i % 32), as: People.reader))
+            }
+        } setup: { try await setup() } teardown: { try await teardown() }
+    }
+}
+
+// MARK: - Listing and the decision alone
+
+func listingAndDecisionBenchmarks() {
+    let shared = Shared<TemporaryStore>()
+    Benchmark("PatientVault/list a vault of 100 documents as a professional [gate]") { benchmark in
+        let t = shared.get()
+        for _ in benchmark.scaledIterations {
+            let listed = try await t.store.documents(for: People.patient(0), as: People.reader)
+            precondition(listed.count == 100)
+        }
+    } setup: {
+        let t = try await TemporaryStore()
+        let p = People.patient(0)
+        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await t.store.authorise(People.reader, for: p, as: .patient(p))
+        for i in 0..<100 {
+            _ = try await t.store.deposit(draft(1024, category: i % 2 == 0 ? .report : .prescription), content: content(1024), for: p, by: People.doctor)
+        }
+        shared.value = t
+    } teardown: {
+        try await shared.get().close()
+        shared.value = nil
+    }
+
+    let listBatched = Shared<TemporaryStore>()
+    Benchmark("PatientVault/list a vault of 100 documents as a professional, batched audit", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let t = listBatched.get()
+        for _ in benchmark.scaledIterations {
+            blackHole(try await t.store.documents(for: People.patient(0), as: People.reader))
+        }
+    } setup: {
+        let t = try await TemporaryStore(auditMode: .batched(maxDelay: .milliseconds(10)))
+        let p = People.patient(0)
+        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await t.store.authorise(People.reader, for: p, as: .patient(p))
+        for _ in 0..<100 { _ = try await t.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor) }
+        listBatched.value = t
+    } teardown: {
+        try await listBatched.get().close()
+        listBatched.value = nil
+    }
+
+    // The decision alone: an authorised nurse, a report, the default matrix
+    // and every rule up to the confidentiality flags.
+    let nurse = HealthProfessional(rpps: try! RPPSNumber("10100000005"), profession: .nurse)
+    let now = Date()
+    var policy = VaultPolicy()
+    policy.apply(.authorise(.professional(nurse), until: nil), at: now.addingTimeInterval(-60))
+    policy.apply(.setMedecinTraitant(HealthProfessional(rpps: try! RPPSNumber("10100000006"), profession: .doctor)), at: now)
+    let decided = AccessRequest(
+        action: .readContent, principal: .professional(nurse), holder: People.patient(0), policy: policy,
+        document: DocumentMetadata.sample(author: People.doctor, flags: [.hiddenFromLegalRepresentatives]), time: now)
+    Benchmark("PatientVault/access decision alone [gate]", configuration: .init(scalingFactor: .mega, maxIterations: 50)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(AccessPolicy.decide(decided))
+        }
+    }
+}
+
+// MARK: - Audit queries
+
+func auditQueryBenchmarks() {
+    let shared = Shared<TemporaryStore>()
+    Benchmark("PatientVault/patient's audit query over 1,000 entries [gate]", configuration: .init(maxIterations: 200)) { benchmark in
+        let t = shared.get()
+        for _ in benchmark.scaledIterations {
+            let page = try await t.store.auditTrail(for: People.patient(0), matching: AuditQuery(limit: 1000), as: .patient(People.patient(0)))
+            precondition(page.count == 1000)
+        }
+    } setup: {
+        let t = try await TemporaryStore(durability: .relaxed)
+        let p = People.patient(0)
+        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await t.store.authorise(People.reader, for: p, as: .patient(p))
+        let id = try await t.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor).id
+        for _ in 0..<1000 { _ = try await t.store.metadata(of: id, for: p, as: People.reader) }
+        shared.value = t
+    } teardown: {
+        try await shared.get().close()
+        shared.value = nil
+    }
+
+    let reviewed = Shared<TemporaryStore>()
+    Benchmark("PatientVault/reviewer's query of one professional across 10,000 vaults", configuration: .init(warmupIterations: 1, maxIterations: 20)) { benchmark in
+        let t = reviewed.get()
+        for _ in benchmark.scaledIterations {
+            let all = try await t.store.activity(
+                of: GrantHolder(People.doctor)!, matching: AuditQuery(limit: 100_000), as: .auditReviewer(Identities.reviewer))
+            precondition(all.count == 10_000)
+        }
+    } setup: {
+        // Build in relaxed mode (no sync per write), then measure as shipped.
+        let t = try await TemporaryStore(durability: .relaxed, loadedVaultLimit: 256)
+        try await concurrently(10_000, workers: 16) { i in
+            let p = People.patient(100_000 + i)
+            try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+            _ = try await t.store.deposit(draft(512), content: Data(count: 512), for: p, by: People.doctor)
+        }
+        reviewed.value = t
+    } teardown: {
+        try await reviewed.get().close()
+        reviewed.value = nil
+    }
+}
+
+// MARK: - Opening a large store
+
+/// The fixture `pv-fixture` builds (1 million vaults, 4 million documents),
+/// kept outside the repository.
+let fixturePath = ProcessInfo.processInfo.environment["PV_FIXTURE"] ?? "/work/pv-fixture-1m"
+let indexBytesPerVault = BenchmarkMetric.custom("index bytes per vault", polarity: .prefersSmaller, useScalingFactor: false)
+
+func openBenchmarks() {
+    let keyPath = fixturePath + ".key"
+    let present = FileManager.default.fileExists(atPath: keyPath)
+    Benchmark(
+        "PatientVault/open a store of 1M vaults and 4M documents",
+        configuration: .init(
+            metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident, indexBytesPerVault],
+            warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 5, skip: !present)
+    ) { benchmark in
+        let key = try MasterKey(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: keyPath))))
+        let before = residentBytes()
+        benchmark.startMeasurement()
+        let store = try await VaultStore.open(at: URL(fileURLWithPath: fixturePath), key: .key(key))
+        benchmark.stopMeasurement()
+        let vaults = store.vaultCount
+        benchmark.measurement(indexBytesPerVault, (residentBytes() - before) / max(1, vaults))
+        precondition(vaults == 1_000_000, "the fixture holds \(vaults) vaults")
+        try await store.close()
+    }
+}
+
+// MARK: - Baselines
+
+func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
+    for (label, size) in [("4 KiB", 4 << 10), ("64 KiB", 64 << 10), ("1 MiB", 1 << 20)] {
+        let plaintext = [UInt8](content(size))
+        let cipher = try! RawCipher()
+        Benchmark("Baseline/libsodium seal \(label)", configuration: .init(metrics: bandwidth, scalingFactor: size < 1 << 20 ? .kilo : .one)) { benchmark in
+            var out: [UInt8] = []
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations { cipher.seal(plaintext, into: &out) }
+            measureBandwidth(benchmark, bytes: size * benchmark.scaledIterations.count, since: start)
+        }
+        var sealed: [UInt8] = []
+        cipher.seal(plaintext, into: &sealed)
+        let sealedCopy = sealed
+        Benchmark("Baseline/libsodium open \(label)", configuration: .init(metrics: bandwidth, scalingFactor: size < 1 << 20 ? .kilo : .one)) { benchmark in
+            var out: [UInt8] = []
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations { try cipher.open(sealedCopy, into: &out) }
+            measureBandwidth(benchmark, bytes: size * benchmark.scaledIterations.count, since: start)
+        }
+        let file = Shared<RawDurableFile>()
+        Benchmark("Baseline/write + fdatasync \(label)", configuration: .init(metrics: bandwidth)) { benchmark in
+            let f = file.get()
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations { try f.writeDurably(plaintext) }
+            measureBandwidth(benchmark, bytes: size * benchmark.scaledIterations.count, since: start)
+        } setup: {
+            file.value = try RawDurableFile(directory: TemporaryStore.root.path)
+        } teardown: {
+            file.value = nil
+        }
+    }
+    let sequential = Shared<RawDurableFile>()
+    Benchmark(
+        "Baseline/sequential write 100 MiB + one fdatasync",
+        configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal, mebibytesPerSecond], warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 10)
+    ) { benchmark in
+        let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
+        let start = ContinuousClock.now
+        try sequential.get().writeSequentially(total: 100 << 20, chunk: chunk)
+        measureBandwidth(benchmark, bytes: 100 << 20, since: start)
+    } setup: {
+        sequential.value = try RawDurableFile(directory: TemporaryStore.root.path)
+    } teardown: {
+        sequential.value = nil
+    }
+
+    // SQLite + libsodium, the table of PERFORMANCE.md.
+    let document = [UInt8](content(4096))
+    let vault = [UInt8](repeating: 7, count: 32)
+    let peer = Shared<SQLitePeer>()
+    let peerSetup: @Sendable () async throws -> Void = { peer.value = try SQLitePeer(directory: TemporaryStore.root.path) }
+    let peerTeardown: @Sendable () async throws -> Void = { peer.value = nil }
+    Benchmark("SQLite/insert 4 KiB sealed, 1 per transaction", configuration: .init(metrics: bandwidth)) { benchmark in
+        let start = ContinuousClock.now
+        for _ in benchmark.scaledIterations { try peer.get().insert(document, vault: vault) }
+        measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+    } setup: { try await peerSetup() } teardown: { try await peerTeardown() }
+    Benchmark("SQLite/insert 4 KiB sealed, 100 per transaction", configuration: .init(metrics: bandwidth, scalingFactor: .kilo, maxIterations: 50)) { benchmark in
+        let start = ContinuousClock.now
+        for _ in 0..<(benchmark.scaledIterations.count / 100) { try peer.get().insert(document, vault: vault, count: 100) }
+        measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+    } setup: { try await peerSetup() } teardown: { try await peerTeardown() }
+    Benchmark("SQLite/point read + open 4 KiB", configuration: .init(metrics: bandwidth, scalingFactor: .kilo)) { benchmark in
+        let p = peer.get()
+        let start = ContinuousClock.now
+        for i in benchmark.scaledIterations { try p.read(id: Int64(1 + i % 10_000)) }
+        measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+    } setup: {
+        try await peerSetup()
+        for _ in 0..<100 { try peer.get().insert(document, vault: vault, count: 100) }
+    } teardown: { try await peerTeardown() }
+}
+
+// MARK: - The seeds' week
+
+func workloadBenchmarks() {
+    let scale = Double(ProcessInfo.processInfo.environment["PV_REPLAY_SCALE"] ?? "1") ?? 1
+    let week = Shared<SeedsWeek>()
+    let operations = BenchmarkMetric.custom("operations/s", polarity: .prefersLarger, useScalingFactor: false)
+    Benchmark(
+        "PatientVault/replay one week of the 2018 peak (scale \(scale))",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident, operations], warmupIterations: 0, maxDuration: .seconds(1), maxIterations: 1)
+    ) { benchmark in
+        let t = try await TemporaryStore()
+        let w = week.get()
+        let start = ContinuousClock.now
+        let count = try await w.replay(on: t.store, clock: t.clock)
+        let elapsed = ContinuousClock.now - start
+        benchmark.measurement(operations, Int(Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)))
+        let stats = try await t.store.statistics(as: .auditReviewer(Identities.reviewer))
+        let (lines, ok) = w.compare(stats)
+        for line in lines { print(line) }
+        precondition(ok, "the store's statistics differ from the generator's")
+        try await t.close()
+    } setup: {
+        week.value = SeedsWeek.generate(scale: scale)
+    } teardown: {
+        week.value = nil
+    }
+}

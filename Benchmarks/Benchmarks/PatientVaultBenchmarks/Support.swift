@@ -1,0 +1,121 @@
+import Benchmark
+import Foundation
+import PatientVault
+import Synchronization
+import Workload
+
+/// State a benchmark's setup builds and its body uses.
+final class Shared<Value>: @unchecked Sendable {
+    // @unchecked: written once by setup, before the measured closure runs,
+    // and cleared by teardown after it; package-benchmark runs them in order.
+    var value: Value?
+    func get() -> Value { value! }
+}
+
+/// A store in a fresh temporary folder, removed at teardown.
+final class TemporaryStore: @unchecked Sendable {
+    let folder: URL
+    let store: VaultStore
+    let key: MasterKey
+    let clock: WorkloadClock
+
+    static let root = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PV_BENCH_DIR"] ?? NSTemporaryDirectory())
+
+    init(auditMode: AuditMode = .durable, durability: DurabilityMode = .synchronous, loadedVaultLimit: Int = 2048) async throws {
+        folder = Self.root.appendingPathComponent("pv-bench-\(UUID().uuidString)")
+        key = try MasterKey.generate()
+        clock = WorkloadClock(Date(timeIntervalSince1970: 1_700_000_000))
+        store = try await VaultStore.open(at: folder, key: .key(key), configuration: Self.configuration(auditMode, durability, loadedVaultLimit, clock))
+    }
+
+    static func configuration(_ auditMode: AuditMode, _ durability: DurabilityMode, _ limit: Int, _ clock: WorkloadClock) -> Configuration {
+        var c = Configuration()
+        c.auditMode = auditMode
+        c.durability = durability
+        c.loadedVaultLimit = limit
+        c.clock = clock
+        c.auditReviewers = [Identities.reviewer]
+        return c
+    }
+
+    func close() async throws {
+        try await store.close()
+        try? FileManager.default.removeItem(at: folder)
+    }
+}
+
+enum People {
+    static let doctor = Identities.professional(1, .doctor)
+    static let reader = Identities.professional(2, .doctor)
+    static let hospital = Identities.organisation(1, .hospital)
+    static func patient(_ i: Int) -> INS { Identities.ins(i) }
+}
+
+func draft(_ size: Int, category: DocumentCategory = .report) -> DocumentDraft {
+    DocumentDraft(typeCode: .consultationNote, category: category, title: "Compte rendu \(size)", createdAt: Date(), mimeType: "application/pdf")
+}
+
+func content(_ size: Int) -> Data {
+    var g = SeededGenerator(seed: UInt64(size))
+    return Data((0..<size).map { _ in UInt8(truncatingIfNeeded: g.next()) })
+}
+
+/// Content delivered in 256 KiB pieces, generated on the fly: memory stays
+/// flat whatever the total.
+struct GeneratedChunks: AsyncSequence, Sendable {
+    typealias Element = Data
+    let total: Int
+    let piece: Data
+
+    init(total: Int, pieceSize: Int = 256 << 10) {
+        self.total = total
+        piece = content(pieceSize)
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var remaining: Int
+        let piece: Data
+        mutating func next() async -> Data? {
+            guard remaining > 0 else { return nil }
+            let n = Swift.min(remaining, piece.count)
+            remaining -= n
+            return n == piece.count ? piece : piece.prefix(n)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(remaining: total, piece: piece) }
+}
+
+/// Runs `count` operations split across `workers` concurrent tasks.
+func concurrently(_ count: Int, workers: Int, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws {
+    let next = Counter()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<workers {
+            group.addTask {
+                while true {
+                    let i = next.value.add(1, ordering: .relaxed).oldValue
+                    guard i < count else { return }
+                    try await operation(i)
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+}
+
+/// Bytes per second, as a custom metric (MiB/s).
+let mebibytesPerSecond = BenchmarkMetric.custom("MiB/s", polarity: .prefersLarger, useScalingFactor: false)
+
+func measureBandwidth(_ benchmark: Benchmark, bytes: Int, since start: ContinuousClock.Instant) {
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    benchmark.measurement(mebibytesPerSecond, Int(Double(bytes) / seconds / 1_048_576))
+}
+
+/// Resident memory of this process, from /proc/self/statm.
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}

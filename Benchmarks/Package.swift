@@ -1,0 +1,50 @@
+// swift-tools-version:6.1
+//
+// Benchmarks of PatientVault's hot paths, side by side with their limits
+// (raw libsodium, raw write + fdatasync) and with the peer a user would
+// pick instead (SQLite + libsodium), all measured in the same run.
+//
+// A separate package, like swift-nio's `Benchmarks/`: the library's own
+// Package.swift gains no benchmark dependency.
+//
+//   swift package benchmark                     # everything
+//   swift package benchmark thresholds check    # the allocation gate CI runs
+
+import PackageDescription
+
+let package = Package(
+    name: "PatientVaultBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "PatientVault", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // The baselines' own C libraries: the library's modules are not
+        // visible outside its package, and baselines stay out of it anyway.
+        .systemLibrary(name: "CBenchSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CBenchSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "Baselines", dependencies: ["CBenchSodium", "CBenchSQLite"]),
+        .target(name: "Workload", dependencies: [.product(name: "PatientVault", package: "PatientVault")]),
+        .executableTarget(
+            name: "PatientVaultBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "PatientVault", package: "PatientVault"),
+                "Baselines",
+                "Workload",
+            ],
+            path: "Benchmarks/PatientVaultBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "pv-replay",
+            dependencies: [.product(name: "PatientVault", package: "PatientVault"), "Workload"]
+        ),
+        .executableTarget(
+            name: "pv-fixture",
+            dependencies: [.product(name: "PatientVault", package: "PatientVault"), "Workload"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,165 @@
+// The limits and the peer, measured in the same run as PatientVault:
+// raw libsodium, raw write + fdatasync, and SQLite (WAL, synchronous=FULL)
+// storing the same libsodium-sealed documents. Benchmark-only code: none
+// of it is in the library.
+
+import CBenchSodium
+import CBenchSQLite
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failure of a baseline's C call.
+public struct BaselineError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// XChaCha20-Poly1305 (IETF) straight from libsodium, with a fixed key.
+public final class RawCipher: @unchecked Sendable {
+    private var key = [UInt8](repeating: 0, count: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES))
+    public static let overhead = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) + Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+
+    public init() throws {
+        guard sodium_init() >= 0 else { throw BaselineError("sodium_init failed") }
+        crypto_aead_xchacha20poly1305_ietf_keygen(&key)
+    }
+
+    /// nonce || ciphertext || tag.
+    public func seal(_ plaintext: [UInt8], into out: inout [UInt8]) {
+        let nonceBytes = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: repeatElement(0, count: nonceBytes + plaintext.count + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)))
+        out.withUnsafeMutableBufferPointer { o in
+            randombytes_buf(o.baseAddress!, nonceBytes)
+            var written: UInt64 = 0
+            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
+                o.baseAddress! + nonceBytes, &written, plaintext, UInt64(plaintext.count), nil, 0, nil, o.baseAddress!, key)
+        }
+    }
+
+    public func open(_ sealed: [UInt8], into out: inout [UInt8]) throws {
+        let nonceBytes = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+        let count = sealed.count - RawCipher.overhead
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: repeatElement(0, count: count))
+        let rc = out.withUnsafeMutableBufferPointer { o in
+            sealed.withUnsafeBufferPointer { s in
+                var read: UInt64 = 0
+                return crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    o.baseAddress!, &read, nil, s.baseAddress! + nonceBytes, UInt64(sealed.count - nonceBytes), nil, 0, s.baseAddress!, key)
+            }
+        }
+        guard rc == 0 else { throw BaselineError("authentication failed") }
+    }
+}
+
+/// Appends to a file with `write` and makes each append durable with
+/// `fdatasync`: the physical limit of one durable commit.
+public final class RawDurableFile: @unchecked Sendable {
+    private let fd: Int32
+    public let path: String
+
+    public init(directory: String) throws {
+        path = directory + "/raw-\(UUID().uuidString).bin"
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        guard fd >= 0 else { throw BaselineError("open failed") }
+    }
+
+    deinit {
+        Glibc.close(fd)
+        unlink(path)
+    }
+
+    public func writeDurably(_ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+            guard n > 0 else { throw BaselineError("write failed") }
+            done += n
+        }
+        guard fdatasync(fd) == 0 else { throw BaselineError("fdatasync failed") }
+    }
+
+    /// Buffered writes of `total` bytes in `chunk`-sized pieces, then one
+    /// `fdatasync`: the disk's sequential bandwidth.
+    public func writeSequentially(total: Int, chunk: [UInt8]) throws {
+        var written = 0
+        while written < total {
+            let n = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, min(chunk.count, total - written)) }
+            guard n > 0 else { throw BaselineError("write failed") }
+            written += n
+        }
+        guard fdatasync(fd) == 0 else { throw BaselineError("fdatasync failed") }
+        guard ftruncate(fd, 0) == 0 else { throw BaselineError("ftruncate failed") }
+    }
+}
+
+/// The peer of PERFORMANCE.md: SQLite in WAL mode with synchronous=FULL,
+/// `documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)` indexed on
+/// vault, each document sealed with XChaCha20-Poly1305 before insert.
+public final class SQLitePeer: @unchecked Sendable {
+    private var db: OpaquePointer?
+    private var insert: OpaquePointer?
+    private var select: OpaquePointer?
+    private let cipher: RawCipher
+    private var sealed: [UInt8] = []
+    private var opened: [UInt8] = []
+    public let path: String
+    public private(set) var lastID: Int64 = 0
+
+    public init(directory: String) throws {
+        cipher = try RawCipher()
+        path = directory + "/peer-\(UUID().uuidString).sqlite"
+        guard sqlite3_open(path, &db) == SQLITE_OK else { throw BaselineError("sqlite3_open failed") }
+        try exec("PRAGMA journal_mode=WAL")
+        try exec("PRAGMA synchronous=FULL")
+        try exec("CREATE TABLE documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)")
+        try exec("CREATE INDEX documents_vault ON documents(vault)")
+        guard sqlite3_prepare_v2(db, "INSERT INTO documents(vault, body) VALUES (?, ?)", -1, &insert, nil) == SQLITE_OK,
+              sqlite3_prepare_v2(db, "SELECT body FROM documents WHERE id = ?", -1, &select, nil) == SQLITE_OK
+        else { throw BaselineError("prepare failed") }
+    }
+
+    deinit {
+        sqlite3_finalize(insert)
+        sqlite3_finalize(select)
+        sqlite3_close(db)
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+    }
+
+    public func exec(_ sql: String) throws {
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
+            throw BaselineError("sqlite: " + String(cString: sqlite3_errmsg(db)))
+        }
+    }
+
+    /// Seals and inserts `count` documents in one transaction (durable at commit).
+    public func insert(_ document: [UInt8], vault: [UInt8], count: Int = 1) throws {
+        try exec("BEGIN")
+        for _ in 0..<count {
+            cipher.seal(document, into: &sealed)
+            sqlite3_reset(insert)
+            _ = vault.withUnsafeBytes { sqlite3_bind_blob(insert, 1, $0.baseAddress, Int32(vault.count), nil) }
+            _ = sealed.withUnsafeBytes { sqlite3_bind_blob(insert, 2, $0.baseAddress, Int32(sealed.count), nil) }
+            guard sqlite3_step(insert) == SQLITE_DONE else { throw BaselineError("insert failed") }
+            lastID = sqlite3_last_insert_rowid(db)
+        }
+        try exec("COMMIT")
+    }
+
+    /// Reads one document by id and opens it; returns its size.
+    @discardableResult
+    public func read(id: Int64) throws -> Int {
+        sqlite3_reset(select)
+        sqlite3_bind_int64(select, 1, id)
+        guard sqlite3_step(select) == SQLITE_ROW else { throw BaselineError("no row") }
+        let n = Int(sqlite3_column_bytes(select, 0))
+        let p = sqlite3_column_blob(select, 0)!
+        sealed.removeAll(keepingCapacity: true)
+        sealed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n))
+        try cipher.open(sealed, into: &opened)
+        return opened.count
+    }
+}
