@@ -17,7 +17,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "PatientVault", path: ".."),
-        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+        // Exact: Scripts/check-thresholds.sh relies on how 1.38.1 names threshold files.
+        .package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The baselines' own C libraries: the library's modules are not

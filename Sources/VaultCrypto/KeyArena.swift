@@ -43,13 +43,16 @@ package final class KeyArena: @unchecked Sendable {
 
     /// A wiped slot of ``slotSize`` bytes.
     package func allocate() throws -> UnsafeMutableRawPointer {
-        try state.withLock { s throws -> UnsafeMutableRawPointer in
+        // sodium_malloc needs libsodium initialised (its page size).
+        try Sodium.initialize()
+        return try state.withLock { s throws -> UnsafeMutableRawPointer in
             if s.free.isEmpty {
                 guard let slab = sodium_malloc(Self.slotSize * Self.slotsPerSlab) else {
                     throw CryptoError(.allocationFailed, "guarded memory exhausted")
                 }
                 sodium_memzero(slab, Self.slotSize * Self.slotsPerSlab)
                 let base = UInt(bitPattern: slab)
+                precondition(base % 64 == 0, "slabs are page-aligned: sodium_malloc places a whole-page size at a page boundary")
                 s.slabs.append(base)
                 s.free.reserveCapacity(s.free.count + Self.slotsPerSlab)
                 for i in (0..<Self.slotsPerSlab).reversed() { s.free.append(base + UInt(i * Self.slotSize)) }

@@ -1,8 +1,9 @@
 import CSodium
 
-/// Secret bytes in guarded memory: `sodium_malloc` (guard pages, a canary,
-/// `mlock` where allowed), read-only once filled, compared in constant time
-/// and wiped by `sodium_free` when the last reference goes away.
+/// Secret bytes in guarded memory: a slot of ``KeyArena`` (up to 512 bytes)
+/// or their own `sodium_malloc` allocation (guard pages, a canary, made
+/// read-only once filled); `mlock`ed where the limit allows, compared in
+/// constant time, and wiped when the last reference goes away.
 ///
 /// The bytes are reachable only inside ``withUnsafeBytes(_:)``; they are
 /// never copied into `[UInt8]` or `Data` by this type.
@@ -31,8 +32,9 @@ package final class SecureBytes: @unchecked Sendable {
     /// Larger buffers get their own `sodium_malloc` allocation, made
     /// read-only once filled. If `initializer` throws, the memory is wiped
     /// and released and the error is rethrown.
-    /// - Throws: ``CryptoError/Code/allocationFailed`` when guarded memory is
-    ///   exhausted (it is `mlock`ed, so `RLIMIT_MEMLOCK` bounds it).
+    /// - Throws: ``CryptoError/Code/allocationFailed`` when guarded memory
+    ///   cannot be mapped. (`sodium_malloc` tries `mlock` and carries on if
+    ///   `RLIMIT_MEMLOCK` refuses it: the memory is then swappable.)
     package static func allocate(
         count: Int,
         initializingWith initializer: (UnsafeMutableRawBufferPointer) throws -> Void

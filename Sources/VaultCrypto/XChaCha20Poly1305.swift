@@ -199,6 +199,9 @@ package enum KeyWrap {
         }
     }
 
+    /// Unwraps a key wrapped by ``wrap(_:with:context:)`` under the same
+    /// wrapping key and context.
+    /// - Throws: ``CryptoError/Code/authenticationFailed`` otherwise.
     package static func unwrap(
         _ wrapped: [UInt8],
         with wrappingKey: SymmetricKey,

@@ -89,7 +89,16 @@ extension LogEngineCore {
                 i = j
             }
 
-            // 3. One sync covers every durable job of the batch.
+            // 3. One sync covers every durable job of the batch. A batch of
+            //    buffered writes only (large content on its way) starts their
+            //    writeback now, so the disk works while the next chunks are
+            //    encrypted and the final sync has little left to do.
+            if !jobs.contains(where: { $0.durability == .durable }) {
+                for job in jobs where !job.buffers.isEmpty {
+                    let length = job.buffers.reduce(0) { $0 + $1.count }
+                    segments[job.segment]?.file.startWriteback(offset: job.offset, length: UInt64(length))
+                }
+            }
             if jobs.contains(where: { $0.durability == .durable }) {
                 for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
                 unsynced.removeAll()

@@ -144,6 +144,15 @@ package final class PosixFile: @unchecked Sendable {
     }
 
     /// Makes written data durable (`fdatasync`).
+    /// Starts writing back a range of the page cache without waiting:
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)` makes Linux begin writeback of
+    /// the range's dirty pages (and drop them from the cache once clean).
+    /// A hint, not a durability guarantee: failures are ignored, the later
+    /// `fdatasync` reports any.
+    package func startWriteback(offset: UInt64, length: UInt64) {
+        _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
+    }
+
     package func syncData() throws {
         while fdatasync(fd) != 0 {
             if errno == EINTR { continue }

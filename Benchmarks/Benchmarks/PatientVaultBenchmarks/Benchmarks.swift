@@ -20,8 +20,10 @@ let benchmarks: @Sendable () -> Void = {
         warmupIterations: 3,
         maxDuration: .seconds(2),
         maxIterations: 2_000,
-        thresholds: [.mallocCountTotal: .init(relative: [.p90: 5.0], absolute: [.p90: 40])])
-    let bandwidth = Benchmark.defaultConfiguration.metrics + [mebibytesPerSecond]
+        // Relative only: in this version of the harness exceeding either an
+        // absolute or a relative bound fails, so one bound is clearer.
+        thresholds: [.mallocCountTotal: .init(relative: [.p90: 10.0])])
+    let bandwidth = Benchmark.defaultConfiguration.metrics + [kibibytesPerSecond]
 
     depositBenchmarks(bandwidth)
     largeDocumentBenchmarks()
@@ -66,9 +68,9 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
             let (t, data) = shared.get()
             let store = t.store
             let start = ContinuousClock.now
-            // 1,000 deposits (the scaling factor) into `writers` vaults, one writer each.
-            try await concurrently(benchmark.scaledIterations.count, workers: writers) { i in
-                _ = try await store.deposit(draft(4096), content: data, for: People.patient(i % writers), by: People.doctor)
+            // 1,000 deposits (the scaling factor), each writer into its own vault.
+            try await perWorker(benchmark.scaledIterations.count, workers: writers) { worker in
+                _ = try await store.deposit(draft(4096), content: data, for: People.patient(worker), by: People.doctor)
             }
             measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
         } setup: {
@@ -88,7 +90,7 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
 
 func largeDocumentBenchmarks() {
     let size = 100 << 20
-    let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident, .peakMemoryResidentDelta, mebibytesPerSecond]
+    let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident, .peakMemoryResidentDelta, kibibytesPerSecond]
     let shared = Shared<(TemporaryStore, DocumentID)>()
     Benchmark(
         "PatientVault/deposit 100 MiB streamed", configuration: .init(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
@@ -223,7 +225,7 @@ func listingAndDecisionBenchmarks() {
     let decided = AccessRequest(
         action: .readContent, principal: .professional(nurse), holder: People.patient(0), policy: policy,
         document: DocumentMetadata.sample(author: People.doctor, flags: [.hiddenFromLegalRepresentatives]), time: now)
-    Benchmark("PatientVault/access decision alone [gate]", configuration: .init(scalingFactor: .mega, maxIterations: 50)) { benchmark in
+    Benchmark("PatientVault/access decision alone [gate]", configuration: .init(timeUnits: .nanoseconds, scalingFactor: .mega, maxIterations: 50)) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(AccessPolicy.decide(decided))
         }
@@ -241,13 +243,14 @@ func auditQueryBenchmarks() {
             precondition(page.count == 1000)
         }
     } setup: {
-        let t = try await TemporaryStore(durability: .relaxed)
+        // Built without a sync per write, then reopened as shipped.
+        let built = try await TemporaryStore(durability: .relaxed)
         let p = People.patient(0)
-        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
-        try await t.store.authorise(People.reader, for: p, as: .patient(p))
-        let id = try await t.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor).id
-        for _ in 0..<1000 { _ = try await t.store.metadata(of: id, for: p, as: People.reader) }
-        shared.value = t
+        try await built.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await built.store.authorise(People.reader, for: p, as: .patient(p))
+        let id = try await built.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor).id
+        for _ in 0..<1000 { _ = try await built.store.metadata(of: id, for: p, as: People.reader) }
+        shared.value = try await built.reopened()
     } teardown: {
         try await shared.get().close()
         shared.value = nil
@@ -262,14 +265,14 @@ func auditQueryBenchmarks() {
             precondition(all.count == 10_000)
         }
     } setup: {
-        // Build in relaxed mode (no sync per write), then measure as shipped.
-        let t = try await TemporaryStore(durability: .relaxed, loadedVaultLimit: 256)
+        // Built without a sync per write, then reopened as shipped.
+        let built = try await TemporaryStore(durability: .relaxed, loadedVaultLimit: 256)
         try await concurrently(10_000, workers: 16) { i in
             let p = People.patient(100_000 + i)
-            try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
-            _ = try await t.store.deposit(draft(512), content: Data(count: 512), for: p, by: People.doctor)
+            try await built.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+            _ = try await built.store.deposit(draft(512), content: Data(count: 512), for: p, by: People.doctor)
         }
-        reviewed.value = t
+        reviewed.value = try await built.reopened()
     } teardown: {
         try await reviewed.get().close()
         reviewed.value = nil
@@ -340,7 +343,7 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
     let sequential = Shared<RawDurableFile>()
     Benchmark(
         "Baseline/sequential write 100 MiB + one fdatasync",
-        configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal, mebibytesPerSecond], warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 10)
+        configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal, kibibytesPerSecond], warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 10)
     ) { benchmark in
         let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
         let start = ContinuousClock.now
@@ -371,7 +374,8 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
     Benchmark("SQLite/point read + open 4 KiB", configuration: .init(metrics: bandwidth, scalingFactor: .kilo)) { benchmark in
         let p = peer.get()
         let start = ContinuousClock.now
-        for i in benchmark.scaledIterations { try p.read(id: Int64(1 + i % 10_000)) }
+        // Spread over the 10,000 rows.
+        for i in benchmark.scaledIterations { try p.read(id: Int64(1 + (i &* 7919) % 10_000)) }
         measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
     } setup: {
         try await peerSetup()
@@ -391,9 +395,12 @@ func workloadBenchmarks() {
     ) { benchmark in
         let t = try await TemporaryStore()
         let w = week.get()
+        // Only the replay is measured: not the open, the statistics or the close.
+        benchmark.startMeasurement()
         let start = ContinuousClock.now
         let count = try await w.replay(on: t.store, clock: t.clock)
         let elapsed = ContinuousClock.now - start
+        benchmark.stopMeasurement()
         benchmark.measurement(operations, Int(Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)))
         let stats = try await t.store.statistics(as: .auditReviewer(Identities.reviewer))
         let (lines, ok) = w.compare(stats)

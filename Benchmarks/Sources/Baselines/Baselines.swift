@@ -141,8 +141,10 @@ public final class SQLitePeer: @unchecked Sendable {
         for _ in 0..<count {
             cipher.seal(document, into: &sealed)
             sqlite3_reset(insert)
-            _ = vault.withUnsafeBytes { sqlite3_bind_blob(insert, 1, $0.baseAddress, Int32(vault.count), nil) }
-            _ = sealed.withUnsafeBytes { sqlite3_bind_blob(insert, 2, $0.baseAddress, Int32(sealed.count), nil) }
+            // SQLITE_TRANSIENT: SQLite copies the bytes (the pointers do not outlive the closures).
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            _ = vault.withUnsafeBytes { sqlite3_bind_blob(insert, 1, $0.baseAddress, Int32(vault.count), transient) }
+            _ = sealed.withUnsafeBytes { sqlite3_bind_blob(insert, 2, $0.baseAddress, Int32(sealed.count), transient) }
             guard sqlite3_step(insert) == SQLITE_DONE else { throw BaselineError("insert failed") }
             lastID = sqlite3_last_insert_rowid(db)
         }

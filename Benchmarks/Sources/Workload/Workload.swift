@@ -167,7 +167,12 @@ public struct SeedsWeek: Sendable {
                     plan.medecinTraitant = p
                     usedProfessionals.insert(.professional(p))
                 }
-                if Double.random(in: 0..<1, using: &rng) < 0.05 { plan.deniedReader = nurse(Int.random(in: 0..<nurses, using: &rng)) }
+                if Double.random(in: 0..<1, using: &rng) < 0.05 {
+                    // A nurse who wrote nothing in this vault (an author may look).
+                    var n = nurse(Int.random(in: 0..<nurses, using: &rng))
+                    while plan.documents.contains(where: { $0.author == n }) { n = nurse(Int.random(in: 0..<nurses, using: &rng)) }
+                    plan.deniedReader = n
+                }
                 if Double.random(in: 0..<1, using: &rng) < 0.002 {
                     let urgent = doctor(Int.random(in: 0..<doctors, using: &rng))
                     plan.breakGlassReader = urgent

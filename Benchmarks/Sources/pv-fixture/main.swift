@@ -24,6 +24,7 @@ configuration.durability = .relaxed
 configuration.loadedVaultLimit = 1024
 let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
 try key.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path + ".key")) }
+try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path + ".key")
 
 let doctors = (0..<1_000).map { Identities.professional($0, .doctor) }
 let started = Date()

@@ -34,4 +34,5 @@ try await store.close()
 let (lines, ok) = week.compare(stats)
 for line in lines { print(line) }
 print(ok ? "the store's figures match what the generator put in" : "MISMATCH")
+try? FileManager.default.removeItem(at: folder)  // exit() skips the defer
 exit(ok ? 0 : 1)

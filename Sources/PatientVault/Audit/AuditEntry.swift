@@ -146,7 +146,7 @@ public struct AuditQuery: Hashable, Sendable {
     public var between: ClosedRange<Date>?
     /// Entries to skip (newest first), for paging.
     public var offset: Int
-    /// Page size (1...1000).
+    /// Page size (1...100,000).
     public var limit: Int
 
     /// Creates a query (newest first).
@@ -166,8 +166,8 @@ public struct AuditQuery: Hashable, Sendable {
     }
 
     func validate() throws(PatientVaultError) {
-        guard offset >= 0, (1...1000).contains(limit) else {
-            throw PatientVaultError(.invalidArgument, "an audit page has an offset ≥ 0 and 1 to 1000 entries")
+        guard offset >= 0, (1...100_000).contains(limit) else {
+            throw PatientVaultError(.invalidArgument, "an audit page has an offset ≥ 0 and 1 to 100,000 entries")
         }
     }
 }

@@ -84,10 +84,17 @@ extension VaultStore {
             return (a, ticket, vault.nextSequence, first, vault.vaultID)
         }
         _ = sequence
-        do {
-            _ = try await ticket.wait()
-        } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: audited.document)
+        // In batched audit mode a read does not wait for its entry: the entry
+        // is queued, in order, and written and synced within the bound.
+        // Reads of the trail itself wait: they walk what is written.
+        let readsTrail = audited.action == .readAuditTrail || audited.action == .verifyAuditTrail
+        let waits: Bool = if !audited.isWrite, !readsTrail, case .batched = configuration.auditMode { false } else { true }
+        if waits {
+            do {
+                _ = try await ticket.wait()
+            } catch {
+                throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: audited.document)
+            }
         }
         if audited.onAcknowledged != nil {
             _ = try? withVault(patient) { vault in audited.onAcknowledged?(&vault) }

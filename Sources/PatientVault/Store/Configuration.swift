@@ -36,11 +36,11 @@ public enum AuditMode: Sendable, Hashable {
     /// ``DurabilityMode/relaxed``, which weakens every write, "durable"
     /// means handed to the operating system.
     case durable
-    /// Weaker, opt-in: a read returns once its entry is written to the
-    /// operating system; a background flush makes it durable within
-    /// `maxDelay`. A power loss can lose the last `maxDelay` of read
-    /// entries (never a write's entry: writes and their entries share one
-    /// durable commit in every mode).
+    /// Weaker, opt-in: a read returns once its entry is queued (in order,
+    /// behind every earlier write); the committer writes it at once and a
+    /// background flush makes it durable within `maxDelay`. A crash can
+    /// lose the last `maxDelay` of read entries (never a write's entry:
+    /// writes and their entries share one durable commit in every mode).
     case batched(maxDelay: Duration)
 }
 
