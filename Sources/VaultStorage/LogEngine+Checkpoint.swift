@@ -13,7 +13,7 @@ extension LogEngineCore {
         var tail: UInt64
         var nextLSN: UInt64
         var last: RecordLocation?
-        var index: [StreamID: RecordLocation]
+        var index: StreamIndex
     }
 
     /// Writes a checkpoint if nothing is queued and everything written is
@@ -35,7 +35,7 @@ extension LogEngineCore {
     /// The newest location in the index (a stream head is the newest record
     /// of its stream; the newest head is the newest indexed record).
     private func lastLocation(_ s: State) -> RecordLocation? {
-        s.index.values.max()
+        s.index.newest
     }
 
     /// `magic(8) version(4) reserved(4) segment(4) reserved(4) tail(8)
@@ -100,9 +100,9 @@ extension LogEngineCore {
                 _ = try r.read(UInt32.self)
                 let count: UInt64 = try r.read()
                 guard count <= UInt64(r.remaining / LogFormat.checkpointEntrySize) else { throw ByteReader.Malformed() }
-                var index = [StreamID: RecordLocation](minimumCapacity: Int(count))
+                var index = StreamIndex(minimumCapacity: Int(count))
                 for _ in 0..<count {
-                    let stream = StreamID(bytes: try r.slice(count: 32))
+                    let stream = StreamID(w0: try r.read(), w1: try r.read(), w2: try r.read(), w3: try r.read())
                     let locRaw: UInt64 = try r.read()
                     let length: UInt32 = try r.read()
                     _ = try r.read(UInt32.self)

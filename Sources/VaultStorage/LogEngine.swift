@@ -64,7 +64,7 @@ package final class LogEngine: StorageEngine {
         core.state.withLock { $0.queuedHeads[stream] != nil }
     }
     package func streamCount(inClass streamClass: UInt8) -> Int {
-        core.state.withLock { s in s.index.keys.reduce(0) { $0 + ($1.bytes.first == streamClass ? 1 : 0) } }
+        core.state.withLock { $0.index.count(inClass: streamClass) }
     }
     package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
     package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
@@ -147,7 +147,7 @@ final class LogEngineCore: Sendable {
         /// All LSNs below this are durable.
         var durableLSN: UInt64 = 1
         /// Last *written* record of each stream (what `head(of:)` returns).
-        var index: [StreamID: RecordLocation] = [:]
+        var index = StreamIndex()
         /// Last *queued* record of streams with records not yet written.
         var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []

@@ -20,6 +20,11 @@ package struct StreamID: Hashable, Sendable, Comparable {
         w0 = word(0); w1 = word(1); w2 = word(2); w3 = word(3)
     }
 
+    /// A stream id from its four little-endian words.
+    package init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
+        (self.w0, self.w1, self.w2, self.w3) = (w0, w1, w2, w3)
+    }
+
     /// The 32 bytes.
     package var bytes: [UInt8] {
         var w = ByteWriter(capacity: 32)
