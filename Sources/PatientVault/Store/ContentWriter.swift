@@ -70,7 +70,10 @@ final class ContentWriter {
         buffer = []
         var inline: [UInt8] = []
         if chunkIndex == 0 && last.count <= inlineLimit {
-            inline = try seal(last, isFinal: true)
+            hasher.update(last)
+            var out: [UInt8] = []
+            try seal(last, isFinal: true, appendingTo: &out)
+            inline = out
             chunkIndex = 1
         } else {
             try await emit(last, isFinal: true)
@@ -84,18 +87,17 @@ final class ContentWriter {
         return (descriptor, inline, hasher.finalize())
     }
 
-    private func seal(_ plaintext: [UInt8], isFinal: Bool) throws -> [UInt8] {
-        hasher.update(plaintext)
+    /// Encrypts `plaintext` as the next chunk of the stream, appending the
+    /// ciphertext to `out`.
+    private func seal(_ plaintext: [UInt8], isFinal: Bool, appendingTo out: inout [UInt8]) throws {
         size += Int64(plaintext.count)
         let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
-        var out: [UInt8] = []
-        out.reserveCapacity(plaintext.count + SecretStream.chunkOverhead)
+        out.reserveCapacity(out.count + plaintext.count + SecretStream.chunkOverhead)
         try plaintext.withUnsafeBytes { p in
             try header.associatedData(vault: vault).withUnsafeBytes { ad in
                 try pusher.push(p, authenticating: ad, isFinal: isFinal, appendingTo: &out)
             }
         }
-        return out
     }
 
     private func emit(_ plaintext: [UInt8], isFinal: Bool) async throws {
@@ -105,8 +107,10 @@ final class ContentWriter {
                 .invalidArgument, "the content is larger than the maximum of \(maximumChunks * UInt64(chunkSize)) bytes",
                 documentID: document)
         }
-        let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
-        let payload = header.encoded() + (try seal(plaintext, isFinal: isFinal))
+        hasher.update(plaintext)
+        // The record: the chunk's header, then the ciphertext, built in place.
+        var payload = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
+        try seal(plaintext, isFinal: isFinal, appendingTo: &payload)
         if let t = inFlight {
             locations += try await t.wait()
         }
