@@ -57,7 +57,8 @@ extension VaultStore {
                 throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
             }
         }
-        if secret, case .patient = principal {} else if secret {
+        let isPatient: Bool = if case .patient = principal { true } else { false }
+        if secret && !isPatient {
             throw PatientVaultError(.invalidArgument, "only the patient makes a secret access")
         }
     }
@@ -75,15 +76,14 @@ extension VaultStore {
             throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
         }
         try Self.validate(purpose: purpose, secret: secret, principal: principal)
-        let (audited, ticket, sequence, firstAccess, vaultID) = try withVault(patient) {
-            vault -> (Audited<R>, AppendTicket, UInt64, GrantHolder?, String) in
+        let (audited, ticket, firstAccess, vaultID) = try withVault(patient) {
+            vault -> (Audited<R>, AppendTicket, GrantHolder?, String) in
             let now = configuration.clock.now()
             let a = try body(&vault, now)
             let (ticket, first) = try queueAudit(
                 a, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: now)
-            return (a, ticket, vault.nextSequence, first, vault.vaultID)
+            return (a, ticket, first, vault.vaultID)
         }
-        _ = sequence
         // In batched audit mode a read does not wait for its entry: the entry
         // is queued, in order, and written and synced within the bound.
         // Reads of the trail itself wait: they walk what is written.
