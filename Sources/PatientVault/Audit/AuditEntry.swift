@@ -132,7 +132,12 @@ public struct AuditEntry: Hashable, Sendable {
     /// The chain hash of this entry: keyed BLAKE2b-256 over its encoding
     /// (which includes the previous hash).
     func chainHash(key: SymmetricKey) -> [UInt8] {
-        BLAKE2b.hash(encoded(), key: key)
+        Self.chainHash(of: encoded(), key: key)
+    }
+
+    /// The chain hash of an entry already encoded.
+    static func chainHash(of encoded: [UInt8], key: SymmetricKey) -> [UInt8] {
+        BLAKE2b.hash(encoded, key: key)
     }
 }
 

@@ -101,14 +101,10 @@ extension VaultStore {
         }
         let now = configuration.clock.now()
         var kinds = audited.notifications
-        if let firstAccess, let grantee = firstAccessPrincipal(principal, firstAccess) { kinds.append(.firstAccess(grantee)) }
+        if firstAccess != nil { kinds.append(.firstAccess(principal)) }
         if audited.decision.isAllowed && audited.decision.isBreakGlass { kinds.append(.breakGlass(principal)) }
         for kind in kinds { notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: kind, time: now)) }
         return try audited.result.get()
-    }
-
-    private func firstAccessPrincipal(_ principal: Principal, _ holder: GrantHolder) -> Principal? {
-        GrantHolder(principal) == holder ? principal : nil
     }
 
     /// Queues `a`'s records and its audit entry (plus a first-access
@@ -135,7 +131,9 @@ extension VaultStore {
             firstAccess = holder
             if let user = statisticsUser(principal) { records.append(try statisticsRecord(.use(user))) }
         }
-        records += try auditRecords(entry, principal: principal, vault: vault)
+        // Encoded once: sealed into the records and hashed into the chain.
+        let encoded = entry.encoded()
+        records += try auditRecords(entry, encoded: encoded, principal: principal, vault: vault)
         var durability = self.durability
         if !a.isWrite, case .batched = configuration.auditMode { durability = .buffered }
         let ticket = try engine.append(records, keySlotWrites: a.keySlotWrites, durability: durability)
@@ -143,7 +141,7 @@ extension VaultStore {
         if !a.isWrite, case .batched = configuration.auditMode { auditFlush.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
         vault.auditNext += 1
-        vault.auditPreviousHash = entry.chainHash(key: vault.keys.auditChain)
+        vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
         if let firstAccess { vault.accessedBy.insert(firstAccess) }
         return (ticket, firstAccess)
     }
@@ -180,10 +178,9 @@ extension VaultStore {
 
     /// The entry's record in the vault's audit stream, and its copy in the
     /// actor's activity stream (professionals and organisations).
-    func auditRecords(_ entry: AuditEntry, principal: Principal, vault: VaultState) throws -> [EngineRecord] {
+    func auditRecords(_ entry: AuditEntry, encoded: [UInt8], principal: Principal, vault: VaultState) throws -> [EngineRecord] {
         let stream = keys.auditStream(of: vault.pseudonym)
         let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
-        let encoded = entry.encoded()
         var out = [EngineRecord(stream: stream, payload: try sealRecord(header: header, body: encoded, key: vault.keys.audit, vault: stream))]
         if let holder = GrantHolder(principal) {
             out.append(try activityRecord(encoded, vault: vault.pseudonym, stream: keys.activityStream(of: holder)))
@@ -226,15 +223,10 @@ extension VaultStore {
 
     /// Every audit entry of a vault, newest first, checked one by one.
     func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) throws {
-        var next = engine.head(of: keys.auditStream(of: vault.pseudonym))
-        while let location = next {
-            let r = try engine.read(location)
-            if let previous = r.previous, previous.raw >= location.raw {
-                throw PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
-            }
-            guard try visit(try openAuditRecord(r, vault: vault)) else { return }
-            next = r.previous
-        }
+        try walkBack(
+            keys.auditStream(of: vault.pseudonym),
+            broken: PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
+        ) { try visit(try openAuditRecord($0, vault: vault)) }
     }
 }
 

@@ -110,22 +110,16 @@ extension VaultStore {
         return try translatingErrors {
             var out: [AuditEntry] = []
             var skipped = 0
-            var next = engine.head(of: keys.activityStream(of: subject))
-            while let location = next, out.count < query.limit {
-                let r = try engine.read(location)
-                if let previous = r.previous, previous.raw >= location.raw {
-                    throw PatientVaultError(.corrupted, "the activity index is broken")
-                }
-                let header = try RecordHeader.decode(r.payload)
-                guard header.kind == .activityEntry else { throw PatientVaultError(.corrupted, "the activity index is broken") }
-                let stream = keys.activityStream(of: subject)
-                let plain = try openBody(r.payload, header: header, key: keys.activity, vault: stream).plaintext
-                guard plain.count > 32 else { throw PatientVaultError(.corrupted, "the activity index is broken") }
+            let stream = keys.activityStream(of: subject)
+            let broken = PatientVaultError(.corrupted, "the activity index is broken")
+            try walkBack(stream, broken: broken) { r in
+                let plain = try openStoreRecord(r, kind: .activityEntry, key: keys.activity, stream: stream, broken: broken)
+                guard plain.count > 32 else { throw broken }
                 let e = try AuditEntry.decode(Array(plain[32...]))
                 if query.matches(e) {
                     if skipped < query.offset { skipped += 1 } else { out.append(e) }
                 }
-                next = r.previous
+                return out.count < query.limit
             }
             return out
         }

@@ -156,15 +156,10 @@ extension VaultStore {
             var calendar = Calendar(identifier: .iso8601)
             calendar.timeZone = TimeZone(identifier: "UTC")!
             let stream = keys.statisticsStream
-            var next = engine.head(of: stream)
-            while let location = next {
-                let r = try engine.read(location)
-                if let previous = r.previous, previous.raw >= location.raw {
-                    throw PatientVaultError(.corrupted, "the statistics stream is broken")
-                }
-                let header = try RecordHeader.decode(r.payload)
-                guard header.kind == .statistics else { throw PatientVaultError(.corrupted, "the statistics stream is broken") }
-                let record = try StatisticsRecord.decode(try openBody(r.payload, header: header, key: keys.statistics, vault: stream).plaintext)
+            let broken = PatientVaultError(.corrupted, "the statistics stream is broken")
+            try walkBack(stream, broken: broken) { r in
+                let record = try StatisticsRecord.decode(
+                    try openStoreRecord(r, kind: .statistics, key: keys.statistics, stream: stream, broken: broken))
                 func noteUser(_ u: StatisticsRecord.UserTag) {
                     if u.kind == 1 { professionals.insert(u.tag) } else { organisations[u.tag] = u.organisationKind }
                 }
@@ -186,7 +181,7 @@ extension VaultStore {
                 case .use(let user):
                     noteUser(user)
                 }
-                next = r.previous
+                return true
             }
             stats.fedVaults = fed.count
             stats.distinctProfessionals = professionals.count

@@ -31,33 +31,34 @@ extension VaultStore {
             guard decision.isAllowed else {
                 throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
             }
-            while ticket == nil {
-            handle = self.handle(for: pseudonym)
-            ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket? in
-                // Retired by eviction meanwhile: take the new handle.
-                if handle.retired.load(ordering: .relaxed) { return nil }
-                guard state == nil, engine.head(of: pseudonym) == nil else {
-                    throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
+            while true {
+                ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket? in
+                    if handle.retired.load(ordering: .relaxed) { return nil }
+                    guard state == nil, engine.head(of: pseudonym) == nil else {
+                        throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
+                    }
+                    let (vaultKey, vaultKeys) = try VaultKeys.generate()
+                    let slot = try engine.reserveKeySlot()
+                    let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
+                    let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
+                    let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
+                    let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
+                    var created = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
+                    // The creation and its audit entry: one atomic, durable group.
+                    let a = Audited<Void>(
+                        action: .createVault, decision: decision,
+                        records: [
+                            EngineRecord(stream: pseudonym, payload: payload),
+                            try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region, creator: statisticsUser(principal))),
+                        ],
+                        vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
+                    let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
+                    state = created
+                    return ticket
                 }
-                let (vaultKey, vaultKeys) = try VaultKeys.generate()
-                let slot = try engine.reserveKeySlot()
-                let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
-                let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
-                let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
-                let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
-                var created = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
-                // The creation and its audit entry: one atomic, durable group.
-                let a = Audited<Void>(
-                    action: .createVault, decision: decision,
-                    records: [
-                        EngineRecord(stream: pseudonym, payload: payload),
-                        try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region, creator: statisticsUser(principal))),
-                    ],
-                    vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
-                let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
-                state = created
-                return ticket
-            }
+                if ticket != nil { break }
+                // Retired by eviction meanwhile: take the vault's new handle.
+                handle = self.handle(for: pseudonym)
             }
         } catch {
             throw PatientVaultError.wrapping(error, vaultID: vaultID)

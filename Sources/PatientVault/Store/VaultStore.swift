@@ -281,16 +281,7 @@ public final class VaultStore: Sendable {
     /// Cost: one read and one or two decryptions per record of the vault.
     func loadVault(_ pseudonym: StreamID) throws -> VaultState {
         var records: [StoredRecord] = []
-        var next = engine.head(of: pseudonym)
-        while let location = next {
-            let r = try engine.read(location)
-            guard r.stream == pseudonym else { throw corruptedChain(pseudonym) }
-            records.append(r)
-            // Back-pointers must go strictly back in the log: a forged
-            // cycle cannot make this loop run forever.
-            if let previous = r.previous, previous.raw >= location.raw { throw corruptedChain(pseudonym) }
-            next = r.previous
-        }
+        try walkBack(pseudonym, broken: corruptedChain(pseudonym)) { records.append($0); return true }
         records.reverse()
         guard let first = records.first else { throw corruptedChain(pseudonym) }
         let header = try RecordHeader.decode(first.payload)
@@ -323,6 +314,31 @@ public final class VaultStore: Sendable {
         }
         try loadAuditHead(into: &state)
         return state
+    }
+
+    /// Follows `stream` back from its head, newest first, until `visit`
+    /// returns false. Every record must belong to the stream and point
+    /// strictly back in the log (a forged cycle cannot make this loop run
+    /// forever); otherwise `broken` is thrown.
+    func walkBack(_ stream: StreamID, broken: @autoclosure () -> PatientVaultError, _ visit: (StoredRecord) throws -> Bool) throws {
+        var next = engine.head(of: stream)
+        while let location = next {
+            let r = try engine.read(location)
+            guard r.stream == stream else { throw broken() }
+            if let previous = r.previous, previous.raw >= location.raw { throw broken() }
+            guard try visit(r) else { return }
+            next = r.previous
+        }
+    }
+
+    /// The plaintext of a record of a store-level stream (activity,
+    /// statistics), sealed under a store key.
+    func openStoreRecord(
+        _ r: StoredRecord, kind: RecordKind, key: SymmetricKey, stream: StreamID, broken: @autoclosure () -> PatientVaultError
+    ) throws -> [UInt8] {
+        let header = try RecordHeader.decode(r.payload)
+        guard header.kind == kind else { throw broken() }
+        return try openBody(r.payload, header: header, key: key, vault: stream).plaintext
     }
 
     private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {
