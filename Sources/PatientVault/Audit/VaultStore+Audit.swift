@@ -19,6 +19,9 @@ struct Audited<R> {
     var keySlotWrites: [(KeySlot, [UInt8])] = []
     /// Whether the group holds a write (always durable with its entry).
     var isWrite = false
+    /// Whether the caller needs its entry written before it goes on, even
+    /// in batched audit mode (reads of the trail walk what is written).
+    var waitsForEntry = false
     /// The outcome for the caller.
     var result: Result<R, PatientVaultError>
     /// Applied to the vault's state once the group is acknowledged.
@@ -86,9 +89,7 @@ extension VaultStore {
         }
         // In batched audit mode a read does not wait for its entry: the entry
         // is queued, in order, and written and synced within the bound.
-        // Reads of the trail itself wait: they walk what is written.
-        let readsTrail = audited.action == .readAuditTrail || audited.action == .verifyAuditTrail
-        let waits: Bool = if !audited.isWrite, !readsTrail, case .batched = configuration.auditMode { false } else { true }
+        let waits: Bool = if !audited.isWrite, !audited.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
         if waits {
             do {
                 _ = try await ticket.wait()

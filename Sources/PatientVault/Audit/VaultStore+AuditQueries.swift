@@ -21,7 +21,9 @@ extension VaultStore {
     ) async throws(PatientVaultError) -> [AuditEntry] {
         try query.validate()
         _ = try await audited(patient, by: principal) { vault, now in
-            Audited<Void>(action: .readAuditTrail, decision: AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now)), result: .success(()))
+            Audited<Void>(
+                action: .readAuditTrail, decision: AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now)),
+                waitsForEntry: true, result: .success(()))
                 .deniedThrows(vaultID: vault.vaultID)
         }
         return try withVault(patient) { vault in
@@ -68,7 +70,9 @@ extension VaultStore {
         // The sequence of this call's own entry: everything up to it is
         // written once it is acknowledged.
         let own = try await audited(patient, by: principal) { vault, now in
-            Audited<UInt64>(action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)), result: .success(vault.auditNext))
+            Audited<UInt64>(
+                action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),
+                waitsForEntry: true, result: .success(vault.auditNext))
                 .deniedThrows(vaultID: vault.vaultID)
         }
         return try withVault(patient) { vault in
