@@ -20,8 +20,10 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// its check digits are wrong.
         public static let invalidIdentifier = Code("invalidIdentifier")
         /// An argument is invalid: empty title, oversized metadata,
-        /// inconsistent dates, an expiry in the past, an empty break-glass
-        /// reason. Nothing is written, and no audit entry.
+        /// inconsistent dates, an expiry in the past, a version out of
+        /// range, a bad audit page. Nothing of the operation is written; on
+        /// an existing vault the refusal itself is audited (rule
+        /// ``AccessRule/invalidRequest``), like every other refusal.
         public static let invalidArgument = Code("invalidArgument")
         /// No vault exists for this patient.
         public static let unknownVault = Code("unknownVault")
@@ -70,7 +72,12 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
     public var code: Code
     /// A short explanation without patient data.
     public var message: String
-    /// The vault concerned, by its pseudonymous id (hex), if any.
+    /// The vault concerned, by the public id the API shows (``VaultInfo/vaultID``,
+    /// never the stream id its records carry on disk), if any. Always nil
+    /// for the codes a refused or unknown caller gets (``Code/accessDenied``,
+    /// ``Code/unknownVault``, ``Code/unknownDocument``,
+    /// ``Code/invalidArgument``, ``Code/invalidIdentifier``,
+    /// ``Code/vaultAlreadyExists``): a refusal tells nothing about the vault.
     public var vaultID: String?
     /// The document concerned, if any.
     public var documentID: DocumentID?
@@ -88,12 +95,17 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
     ) {
         self.code = code
         self.message = message
-        self.vaultID = vaultID
+        self.vaultID = Self.refusals.contains(code) ? nil : vaultID
         self.documentID = documentID
         self.rule = rule
         self.segment = segment
         self.offset = offset
     }
+
+    /// The codes whose errors never name a vault.
+    static let refusals: Set<Code> = [
+        .accessDenied, .unknownVault, .unknownDocument, .invalidArgument, .invalidIdentifier, .vaultAlreadyExists,
+    ]
 
     /// A one-line description, safe to log.
     public var description: String {

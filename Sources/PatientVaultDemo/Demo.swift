@@ -82,7 +82,7 @@ func run(in folder: URL) async throws {
     let patientINS = try makeINS("2840775123456")
     let patient = Principal.patient(patientINS)
     let pharmacist = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10003456789"), profession: .pharmacist))
-    let doctor = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: "cardiologie"))
+    let doctor = Principal.professional(try HealthProfessional(rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: "cardiologie"))
     let hospital = Principal.organisation(Organisation(finess: try FINESSNumber("750712184"), kind: .hospital))
 
     section("Creating the vault (at a pharmacy counter)")
@@ -155,7 +155,7 @@ func run(in folder: URL) async throws {
     } catch {
         print("an unauthorised doctor is refused: \(error.code), rule \(error.rule.map { "\($0)" } ?? "-")")
     }
-    let urgent = try await store.documents(for: patientINS, as: emergencyDoctor, purpose: .breakGlass(reason: "patient unconscious in A&E"))
+    let urgent = try await store.documents(for: patientINS, as: emergencyDoctor, purpose: .breakGlass(reason: try BreakGlassReason("patient unconscious in A&E")))
     print("with break-glass (reason stated) the same doctor sees \(urgent.count) documents; the access is flagged")
 
     section("The audit trail")

@@ -8,9 +8,11 @@ import CSodium
 /// The bytes are reachable only inside ``withUnsafeBytes(_:)``; they are
 /// never copied into `[UInt8]` or `Data` by this type.
 package final class SecureBytes: @unchecked Sendable {
-    // @unchecked Sendable: the buffer is written only inside `allocate` and
-    // never again; concurrent reads of memory nobody writes are safe, and
-    // `deinit` runs once no reference remains.
+    // @unchecked Sendable: the buffer is written only inside `allocate`,
+    // then at most once more by `wipe(range:)`, which its owner calls when
+    // nothing uses the bytes any longer (a store's keys at `close()`, after
+    // its engine stopped accepting writes); concurrent reads of memory
+    // nobody writes are safe, and `deinit` runs once no reference remains.
     private let pointer: UnsafeMutableRawPointer
     /// The number of secret bytes.
     package let count: Int
@@ -60,7 +62,9 @@ package final class SecureBytes: @unchecked Sendable {
             sodium_free(p)
             throw error
         }
-        sodium_mprotect_readonly(p)
+        // Read-only is a hardening of its own, not a condition of safety:
+        // if mprotect refuses, the bytes stay guarded and wiped on release.
+        _ = sodium_mprotect_readonly(p)
         return SecureBytes(pointer: p, count: count, inArena: false)
     }
 
@@ -87,6 +91,20 @@ package final class SecureBytes: @unchecked Sendable {
             // Makes the pages writable again, zeroes them and frees them.
             sodium_free(pointer)
         }
+    }
+
+    /// Zeroes `range` of the secret bytes now, before the last reference
+    /// goes (it is wiped again then). Later uses see zeros: a key wiped this
+    /// way opens nothing, and whatever it seals cannot be opened.
+    package func wipe(range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "wipe out of bounds")
+        guard !range.isEmpty else { return }
+        // A buffer of its own is read-only: if it cannot be made writable
+        // (mprotect refused), it stays as it is until `deinit` frees it,
+        // which wipes it whatever the protection.
+        if !inArena { guard sodium_mprotect_readwrite(pointer) == 0 else { return } }
+        sodium_memzero(pointer + range.lowerBound, range.count)
+        if !inArena { _ = sodium_mprotect_readonly(pointer) }
     }
 
     /// Calls `body` with the secret bytes. The pointer must not escape.

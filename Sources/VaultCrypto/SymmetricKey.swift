@@ -60,6 +60,12 @@ package final class SymmetricKey: Sendable, Equatable {
         }
     }
 
+    /// Zeroes the key's bytes now (its owner is done with it: a store at
+    /// `close()`), rather than when the last reference goes.
+    package func wipe() {
+        storage.wipe(range: offset..<(offset + Self.byteCount))
+    }
+
     /// Constant-time equality.
     package static func == (lhs: SymmetricKey, rhs: SymmetricKey) -> Bool {
         lhs.withUnsafeBytes { a in rhs.withUnsafeBytes { b in sodium_memcmp(a.baseAddress!, b.baseAddress!, byteCount) == 0 } }

@@ -391,7 +391,7 @@ import Testing
         _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
         _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
         let emergency = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10100000077"), profession: .doctor))
-        _ = try await v.store.content(of: doc.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: "unconscious"))
+        _ = try await v.store.content(of: doc.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious")))
         try await v.store.close()
         var kinds: [VaultNotification.Kind] = []
         for await n in listener {
@@ -435,7 +435,7 @@ import Testing
         let doc = try await v.store.deposit(
             Fixtures.draft("Compte rendu secret", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, by: Fixtures.doctor)
         let emergency = Fixtures.otherDoctor
-        _ = try await v.store.documents(for: v.alice, as: emergency, purpose: .breakGlass(reason: "coma"))
+        _ = try await v.store.documents(for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("coma")))
         let entries = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 10), as: v.patient)
         let glass = try #require(entries.first { $0.isBreakGlass })
         let json = String(decoding: try FHIR.json(glass.fhirAuditEvent()), as: UTF8.self)

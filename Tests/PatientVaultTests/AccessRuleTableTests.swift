@@ -207,7 +207,7 @@ import Testing
             deny("blocked doctor lists", req(.listDocuments, .professional(grantedDoctor), policy: blocked, document: nil), .blockedByPatient),
             deny("blocked author", req(.readContent, .professional(authorDoctor), policy: blocked), .blockedByPatient),
             deny("blocked care-team nurse", req(.readContent, .professional(teamNurse), policy: blocked), .blockedByPatient),
-            deny("blocked doctor with break-glass", req(.readContent, .professional(grantedDoctor), policy: blocked, purpose: .breakGlass(reason: "coma")), .blockedByPatient),
+            deny("blocked doctor with break-glass", req(.readContent, .professional(grantedDoctor), policy: blocked, purpose: .breakGlass(reason: try! BreakGlassReason("coma"))), .blockedByPatient),
             allow("médecin traitant cannot be blocked", req(.readContent, .professional(mtDoctor), policy: mtBlocked), .medecinTraitant),
             allow("unblocked doctor", req(.readContent, .professional(grantedDoctor), policy: unblocked, at: t0 + 3 * day), .authorisedByPatient),
             allow("blocked doctor still deposits", req(.deposit, .professional(grantedDoctor), policy: blocked, document: nil, category: .report), .depositByAuthor),
@@ -244,7 +244,7 @@ import Testing
     static let breakGlass: [Case] = {
         var opposed = basePolicy()
         opposed.apply(.setBreakGlassOpposition(true), at: t0)
-        let reason = AccessPurpose.breakGlass(reason: "unconscious on arrival")
+        let reason = AccessPurpose.breakGlass(reason: try! BreakGlassReason("unconscious on arrival"))
         return [
             allow("stranger doctor, break-glass", req(.readContent, .professional(strangerDoctor), purpose: reason), .breakGlass, breakGlass: true),
             allow("stranger doctor lists, break-glass", req(.listDocuments, .professional(strangerDoctor), document: nil, purpose: reason), .breakGlass, breakGlass: true),
@@ -254,7 +254,6 @@ import Testing
             allow("authorised doctor does not need break-glass", req(.readContent, .professional(grantedDoctor), purpose: reason), .authorisedByPatient),
             deny("break-glass keeps masked documents masked", req(.readContent, .professional(strangerDoctor), document: document(flags: [.maskedFromProfessionals]), purpose: reason), .maskedFromProfessionals),
             deny("break-glass keeps the matrix", req(.readContent, .professional(pro("10500000001", .pharmacyTechnician)), document: document(.report), purpose: reason), .professionMatrix),
-            deny("break-glass with an empty reason", req(.readContent, .professional(strangerDoctor), purpose: .breakGlass(reason: "")), .notAuthorised),
             deny("a patient cannot break glass", req(.readContent, .patient(Fixtures.bob), purpose: reason), .notAuthorised),
         ]
     }()

@@ -142,7 +142,7 @@ struct AuditedVault {
         try await v.store.close()
     }
 
-    @Test func badInputLeavesNoEntryAndWritesNothing() async throws {
+    @Test func badInputLeavesExactlyOneEntryAndWritesNothingElse() async throws {
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([9]), for: v.alice, by: Self.doctor).id
         try await v.store.authorise(Self.stranger, until: v.clock.now().addingTimeInterval(3600), for: v.alice, as: v.patient)
@@ -157,8 +157,7 @@ struct AuditedVault {
             ("revoke what was never granted", { v, _ in try await v.store.revoke(.professional(Self.rpps), for: v.alice, as: v.patient) }),
             ("unblock someone not blocked", { v, _ in try await v.store.unblock(Self.rpps, for: v.alice, as: v.patient) }),
             ("patient as own representative", { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: v.alice, relationship: .guardian), for: v.alice, as: v.patient) }),
-            ("empty break-glass reason", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Fixtures.otherDoctor, purpose: .breakGlass(reason: "  ")) }),
-            ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: "x")) }),
+            ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: try BreakGlassReason("unconscious"))) }),
             ("secret access by a doctor", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Self.doctor, secret: true) }),
             ("a médecin traitant who is not a doctor", { v, _ in try await v.store.setMedecinTraitant(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) }),
             ("depositing as the system", { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: .system) }),
@@ -167,15 +166,27 @@ struct AuditedVault {
             ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, by: Self.doctor) }),
         ]
         for (name, op) in bad {
+            let entriesBefore = try v.store.withVault(v.alice) { $0.auditNext }
             #expect(await code { try await op(v, doc) } == .invalidArgument, "\(name)")
+            // Exactly one entry: the refusal, with the rule that says why.
+            let entries = try v.entries()
+            #expect(UInt64(entries.count) == entriesBefore + 1, "\(name)")
+            #expect(entries.last?.outcome == .denied && entries.last?.rule == .invalidRequest, "\(name)")
         }
-        // The médecin traitant cannot be blocked: a typed error, nothing written.
+        let mid = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        #expect(mid.0 == before.0 && mid.2 == before.2)
+        // Reasons are bounded where they are created: an invisible one cannot exist.
+        for reason in ["", "  ", "\u{0}\u{0}\u{0}\u{0}", "\u{2060}\u{2060}\u{2060}\u{2060}", "\u{FEFF}abcd", "ab", String(repeating: "x", count: 1025)] {
+            #expect(throws: PatientVaultError.self, "\(reason.unicodeScalars.map(\.value))") { try BreakGlassReason(reason) }
+        }
+        #expect((try? BreakGlassReason("coma")) != nil)
+        // The médecin traitant cannot be blocked: a typed error, nothing written but its entry.
         try await v.store.setMedecinTraitant(Self.doctor.healthProfessional!, for: v.alice, as: v.patient)
         let afterMT = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }
         #expect(await code { try await v.store.block(Self.rpps, for: v.alice, as: v.patient) } == .invalidArgument)
         let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
-        #expect(afterMT.0 == before.0 + 1 && afterMT.1 == before.1 + 1)
-        #expect(after.0 == afterMT.0 && after.1 == afterMT.1)
+        #expect(afterMT.0 == mid.0 + 1 && afterMT.1 == mid.1 + 1)
+        #expect(after.0 == afterMT.0 && after.1 == afterMT.1 + 1)
         #expect(after.2.blocked.isEmpty && after.2.grants.count == 1)
         // A grant by someone who is not the patient: denied, audited, no change.
         #expect(await code { try await v.store.authorise(Fixtures.pharmacist, for: v.alice, as: Self.doctor) } == .accessDenied)

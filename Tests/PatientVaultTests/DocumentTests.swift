@@ -97,7 +97,8 @@ import VaultStorage
         #expect(try await t.store.documents(for: alice, matching: DocumentQuery(createdBetween: range), as: patient).map(\.id) == [ids[2], ids[1]])
         // An author sees only their own; vault info counts only those.
         #expect(try await t.store.documents(for: alice, as: Fixtures.doctor).map(\.id) == [ids[1], ids[0]])
-        #expect(try await t.store.vaultInfo(for: alice, as: Fixtures.doctor).documentCount == 2)
+        // Authorship opens the author's documents, not the vault's own information.
+        #expect(await code { _ = try await t.store.vaultInfo(for: alice, as: Fixtures.doctor) } == .accessDenied)
         #expect(try await t.store.vaultInfo(for: alice, as: patient).documentCount == 4)
         try await t.store.close()
     }
@@ -199,11 +200,10 @@ import VaultStorage
         return d
     }
 
-    @Test func badDraftsAreRefusedBeforeAnythingIsWritten() async throws {
+    @Test func badDraftsAreRefusedWithTheirEntryAndNothingElse() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let engine = t.store.engine as! LogEngine
-        let before = engine.nextSequence
+        let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let bad: [DocumentDraft] = [
             draft { $0.title = "" },
             draft { $0.title = "   \n" },
@@ -215,14 +215,22 @@ import VaultStorage
             draft { $0.typeCode = DocumentTypeCode(code: String(repeating: "9", count: 65)) },
             draft { $0.serviceStart = Date(timeIntervalSince1970: 100); $0.serviceEnd = Date(timeIntervalSince1970: 50) },
             draft { $0.confidentiality = ConfidentialityFlags(rawValue: 0x80) },
+            draft { $0.createdAt = Date(timeIntervalSince1970: .nan) },
+            draft { $0.serviceStart = Date(timeIntervalSince1970: .infinity) },
+            draft { $0.serviceEnd = Date(timeIntervalSince1970: 1e12) },
         ]
         for d in bad {
             #expect(await code { _ = try await t.store.deposit(d, content: Data([1, 2, 3]), for: alice, by: Fixtures.doctor) } == .invalidArgument)
         }
-        let oversizedAuthor = Principal.professional(HealthProfessional(
-            rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: String(repeating: "x", count: 20_000)))
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: oversizedAuthor) } == .invalidArgument)
-        #expect(engine.nextSequence == before)
+        // An oversized speciality cannot even be built: bounded where created.
+        #expect(throws: PatientVaultError.self) {
+            try HealthProfessional(rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: String(repeating: "x", count: 20_000))
+        }
+        // Nothing of the deposits; one refusal entry each.
+        let after = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        #expect(after.0 == before.0 && after.1 == before.1 + UInt64(bad.count))
+        let entries = try await t.store.auditTrail(for: alice, matching: AuditQuery(actions: [.deposit]), as: .patient(alice))
+        #expect(entries.count == bad.count && entries.allSatisfy { $0.outcome == .denied && $0.rule == .invalidRequest })
         #expect(try await t.store.documents(for: alice, as: .patient(alice)).isEmpty)
         try await t.store.close()
     }

@@ -151,7 +151,10 @@ import Testing
         let a = try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
         let b = try await t.store.createVault(for: Fixtures.bob, by: .patient(Fixtures.bob), channel: .patientOnline)
         #expect(a.vaultID != b.vaultID)
-        #expect(a.vaultID.count == 64)
+        #expect(a.vaultID.count == 32)
+        // Not the stream id that names the vault's records on disk.
+        #expect(a.vaultID != t.store.keys.vaultPseudonym(for: Fixtures.alice).bytes.map { String(format: "%02x", $0) }.joined())
+        #expect(!a.vaultID.contains(String(t.store.keys.vaultPseudonym(for: Fixtures.alice).bytes.map { String(format: "%02x", $0) }.joined().prefix(16))))
         #expect(!a.vaultID.contains(Fixtures.alice.digits))
         try await t.store.close()
         // Another store (another master key) gives the same patient another pseudonym.

@@ -256,7 +256,7 @@ public struct SeedsWeek: Sendable {
             ops += 1
         }
         if let urgent = plan.breakGlassReader {
-            _ = try await store.documents(for: ins, as: urgent, purpose: .breakGlass(reason: "unconscious on arrival"))
+            _ = try await store.documents(for: ins, as: urgent, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
             ops += 1
         }
         return ops

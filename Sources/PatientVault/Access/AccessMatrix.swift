@@ -3,8 +3,9 @@
 /// host may replace through ``Configuration/accessMatrix``; every audit
 /// entry records the version that decided.
 public struct AccessMatrix: Hashable, Sendable {
-    /// A name for this version of the matrix, recorded in audit entries.
-    public var version: String
+    /// A name for this version of the matrix, recorded in audit entries:
+    /// 1 to 64 UTF-8 bytes without control or format characters.
+    public let version: String
     /// Categories each profession may read. A profession absent from the
     /// table reads nothing.
     public var professions: [Profession: Set<DocumentCategory>]
@@ -13,8 +14,23 @@ public struct AccessMatrix: Hashable, Sendable {
     public var organisations: Set<DocumentCategory>
 
     /// Creates a matrix.
-    public init(version: String, professions: [Profession: Set<DocumentCategory>], organisations: Set<DocumentCategory>) {
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if `version` is
+    ///   empty, longer than 64 UTF-8 bytes, or holds control or format characters.
+    public init(
+        version: String, professions: [Profession: Set<DocumentCategory>], organisations: Set<DocumentCategory>
+    ) throws(PatientVaultError) {
+        guard Limits.isPrintable(version, maximum: Limits.matrixVersion) else {
+            throw PatientVaultError(
+                .invalidArgument, "a matrix version is 1 to \(Limits.matrixVersion) UTF-8 bytes without control or format characters")
+        }
         self.version = version
+        self.professions = professions
+        self.organisations = organisations
+    }
+
+    /// The built-in matrix, whose version name is a valid constant.
+    private init(validVersion: String, professions: [Profession: Set<DocumentCategory>], organisations: Set<DocumentCategory>) {
+        self.version = validVersion
         self.professions = professions
         self.organisations = organisations
     }
@@ -60,7 +76,7 @@ public struct AccessMatrix: Hashable, Sendable {
         table[.pharmacyTechnician] = [.prescription, .dispensation]
         table[.paramedic] = [.summary, .carePlan, .administeredTreatment]
         return AccessMatrix(
-            version: "pv-default-2023.1", professions: table,
+            validVersion: "pv-default-2023.1", professions: table,
             organisations: [.report, .summary, .medicalImaging, .prescription, .dispensation, .carePlan, .administeredTreatment])
     }()
 }

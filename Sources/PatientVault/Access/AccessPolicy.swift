@@ -41,6 +41,14 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
         }
     }
 
+    /// Operations that write the vault (their entry is always durable with them).
+    var isWrite: Bool {
+        switch self {
+        case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice: return true
+        default: return managesAccess
+        }
+    }
+
     /// Changes to who may access the vault.
     var managesAccess: Bool {
         switch self {
@@ -118,6 +126,9 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     case notAReviewer
     /// The document does not exist (as far as this principal can tell).
     case unknownDocument
+    /// The request itself was invalid (a bad argument): refused before any
+    /// decision on the vault, nothing of it written but its audit entry.
+    case invalidRequest
 
     /// The legal source of the rule, where one applies.
     public var legalBasis: String? {
@@ -139,9 +150,35 @@ public enum AccessPurpose: Hashable, Sendable {
     case care
     /// Break-glass (*bris de glace*): a patient who cannot express their
     /// will faces an immediate risk, or the SAMU regulator on a call. The
-    /// reason is required; the audit trail keeps its BLAKE2b hash (not the
-    /// text, which could carry clinical detail).
-    case breakGlass(reason: String)
+    /// reason is required; the audit trail keeps its keyed BLAKE2b hash
+    /// (not the text, which could carry clinical detail).
+    case breakGlass(reason: BreakGlassReason)
+}
+
+/// The stated reason of a break-glass access, validated when created.
+///
+/// 1 to 1,024 UTF-8 bytes, at least 4 visible characters (letters, digits,
+/// punctuation or symbols), and no control or format characters: a reason
+/// made of NUL, U+2060 WORD JOINER or U+FEFF is no reason.
+public struct BreakGlassReason: Hashable, Sendable {
+    /// The reason as the professional stated it. Only its keyed hash is stored.
+    public let text: String
+
+    /// Validates a reason.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument``.
+    public init(_ text: String) throws(PatientVaultError) {
+        guard Limits.isPrintable(text, maximum: Limits.breakGlassReason) else {
+            throw PatientVaultError(
+                .invalidArgument,
+                "a break-glass reason is 1 to \(Limits.breakGlassReason) UTF-8 bytes without control or format characters")
+        }
+        let visible = text.unicodeScalars.filter { !$0.properties.isWhitespace }.count
+        guard visible >= Limits.breakGlassReasonVisibleCharacters else {
+            throw PatientVaultError(
+                .invalidArgument, "a break-glass reason has at least \(Limits.breakGlassReasonVisibleCharacters) visible characters")
+        }
+        self.text = text
+    }
 }
 
 /// The outcome of the access decision.
@@ -173,7 +210,11 @@ public struct AccessRequest: Sendable {
     public var policy: VaultPolicy
     /// The document concerned (its current version), if any.
     public var document: DocumentMetadata?
-    /// The category of a deposit.
+    /// When the document was first deposited hidden from the patient (its
+    /// first version with the flag, across replacements): the one-month
+    /// rule counts from it. nil: from the document's own deposit time.
+    public var hiddenSince: Date?
+    /// The category of a deposit (or of a replacement's new version).
     public var category: DocumentCategory?
     /// The channel of a vault creation.
     public var channel: CreationChannel?
@@ -189,7 +230,8 @@ public struct AccessRequest: Sendable {
     /// Creates a request.
     public init(
         action: VaultAction, principal: Principal, purpose: AccessPurpose = .care, holder: INS?,
-        policy: VaultPolicy = VaultPolicy(), document: DocumentMetadata? = nil, category: DocumentCategory? = nil,
+        policy: VaultPolicy = VaultPolicy(), document: DocumentMetadata? = nil, hiddenSince: Date? = nil,
+        category: DocumentCategory? = nil,
         channel: CreationChannel? = nil, principalAuthoredAny: Bool = false, isConfiguredReviewer: Bool = false,
         matrix: AccessMatrix = .default2023, time: Date
     ) {
@@ -199,6 +241,7 @@ public struct AccessRequest: Sendable {
         self.holder = holder
         self.policy = policy
         self.document = document
+        self.hiddenSince = hiddenSince
         self.category = category
         self.channel = channel
         self.principalAuthoredAny = principalAuthoredAny
@@ -244,11 +287,22 @@ public enum AccessPolicy {
             }
 
         case .replace:
-            // The insurer corrects its own reimbursement history.
-            if case .insurer = p, q.document?.author == p { return .allow(.authorOfDocument) }
-            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            // The new version is judged as a deposit of its category is
+            // (the insurer replaces reimbursement data with reimbursement
+            // data only), then on authorship and blocking.
+            var asDeposit = q
+            asDeposit.action = .deposit
+            asDeposit.document = nil
+            let deposit = decide(asDeposit)
+            guard deposit.isAllowed else { return deposit }
+            if p.isForbiddenClass, !(q.document?.author == p && p.isInsurer) { return .deny(.forbiddenClass) }
             guard let document = q.document else { return .deny(.unknownDocument) }
-            return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReplaces)
+            guard document.author == p else { return .deny(.onlyAuthorReplaces) }
+            // A blocked author no longer writes in the vault either.
+            if let pro = p.healthProfessional, q.policy.blocked.contains(pro.rpps), q.policy.medecinTraitant?.rpps != pro.rpps {
+                return .deny(.blockedByPatient)
+            }
+            return .allow(.authorOfDocument)
 
         case .releaseToPatient:
             guard let document = q.document else { return .deny(.unknownDocument) }
@@ -265,6 +319,9 @@ public enum AccessPolicy {
 
         case .verifyAuditTrail, .queryAccessHistory:
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            // Verification counts every entry, secret accesses included:
+            // not for representatives, whose view leaves those out.
+            if isRepresentative && q.action == .verifyAuditTrail { return .deny(.notAuthorised) }
             if patientSide { return .allow(patientSideRule) }
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
@@ -292,6 +349,17 @@ public enum AccessPolicy {
         let isAuthor = q.document.map { $0.author == p } ?? false
         let professional = p.healthProfessional
         let isMedecinTraitant = professional.map { policy.medecinTraitant?.rpps == $0.rpps } ?? false
+        // Authorship of a document opens that document (and a listing of
+        // what the author wrote), never the vault's own information.
+        let authorOfSomething = q.document == nil && q.principalAuthoredAny && q.action != .readVaultInfo
+        // The profession the matrix judges: the one the patient's own
+        // designation recorded (médecin traitant, grant, care team), not
+        // the one the caller claims; the claim counts only for authors and
+        // break-glass, which no designation backs.
+        var profession = professional?.profession
+        // Whether what authorises came from a representative's designation:
+        // it does not open documents hidden from representatives.
+        var designatedByRepresentative = false
 
         // 2. Authorisation, or break-glass.
         var basis: AccessRule
@@ -305,15 +373,21 @@ public enum AccessPolicy {
             basis = .legalRepresentative
         case .professional(let pro), .emergencyRegulator(let pro):
             let grant = policy.grants[.professional(pro.rpps)]
-            if isMedecinTraitant {
+            if isMedecinTraitant, let mt = policy.medecinTraitant {
                 basis = .medecinTraitant
-            } else if grant?.isActive(at: q.time) == true {
+                profession = mt.profession
+                designatedByRepresentative = policy.medecinTraitantSetByRepresentative
+            } else if let grant, grant.isActive(at: q.time) {
                 basis = .authorisedByPatient
-            } else if policy.careTeam[pro.rpps] != nil {
+                profession = grant.grantee.healthProfessional?.profession ?? pro.profession
+                designatedByRepresentative = grant.grantedByRepresentative
+            } else if let member = policy.careTeam[pro.rpps] {
                 basis = .careTeam
-            } else if isAuthor || (q.document == nil && q.principalAuthoredAny) {
+                profession = member.profession
+                designatedByRepresentative = policy.careTeamAddedByRepresentative.contains(pro.rpps)
+            } else if isAuthor || authorOfSomething {
                 basis = .authorOfDocument
-            } else if case .breakGlass(let reason) = q.purpose, !reason.isEmpty {
+            } else if case .breakGlass = q.purpose {
                 if policy.breakGlassOpposed { return .deny(.breakGlassOpposed) }
                 basis = .breakGlass
                 breakGlass = true
@@ -322,9 +396,10 @@ public enum AccessPolicy {
             }
         case .organisation(let o):
             let grant = policy.grants[.organisation(o.finess)]
-            if grant?.isActive(at: q.time) == true {
+            if let grant, grant.isActive(at: q.time) {
                 basis = .authorisedByPatient
-            } else if isAuthor || (q.document == nil && q.principalAuthoredAny) {
+                designatedByRepresentative = grant.grantedByRepresentative
+            } else if isAuthor || authorOfSomething {
                 basis = .authorOfDocument
             } else {
                 return lapsed(grant, at: q.time)
@@ -341,7 +416,7 @@ public enum AccessPolicy {
 
         // 4. The profession × category matrix (the author sees their own).
         if !isAuthor {
-            if let professional, !q.matrix.allows(professional.profession, document.category) {
+            if let profession, !q.matrix.allows(profession, document.category) {
                 return .deny(.professionMatrix)
             }
             if case .organisation = p, !q.matrix.organisations.contains(document.category) {
@@ -355,13 +430,16 @@ public enum AccessPolicy {
             if flags.contains(.maskedFromProfessionals), professional != nil || isOrganisation(p), !isMedecinTraitant {
                 return .deny(.maskedFromProfessionals)
             }
-            if flags.contains(.hiddenFromLegalRepresentatives), isRepresentative {
+            if flags.contains(.hiddenFromLegalRepresentatives), isRepresentative || designatedByRepresentative {
                 return .deny(.hiddenFromLegalRepresentatives)
             }
-            // A release covers the versions deposited before it.
+            // A release covers the versions deposited before it. The month
+            // counts from the document's first hidden deposit, across
+            // replacements (CSP R1111-53): replacing it does not restart it.
             let released = policy.released[document.id].map { $0 >= document.depositedAt } ?? false
             if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, !released {
-                guard q.time >= document.depositedAt.addingTimeInterval(hiddenDocumentReleaseDelay) else {
+                let since = q.hiddenSince ?? document.depositedAt
+                guard q.time >= since.addingTimeInterval(hiddenDocumentReleaseDelay) else {
                     return .deny(.hiddenFromPatient)
                 }
                 return .allow(.hiddenDocumentReleasedByTime)

@@ -36,6 +36,9 @@ public struct Grant: Hashable, Sendable {
     public var until: Date?
     /// When it was revoked, if it was.
     public var revokedAt: Date?
+    /// Whether a legal representative gave it: such a grant does not open
+    /// documents hidden from legal representatives.
+    public var grantedByRepresentative = false
 
     /// Whether it authorises at `time`.
     public func isActive(at time: Date) -> Bool {
@@ -106,6 +109,12 @@ public struct VaultPolicy: Hashable, Sendable {
     public var breakGlassOpposed = false
     /// Documents hidden from the patient that their author released, and when.
     public var released: [DocumentID: Date] = [:]
+    /// Care-team members a legal representative added (they do not see
+    /// documents hidden from legal representatives).
+    public var careTeamAddedByRepresentative: Set<RPPSNumber> = []
+    /// Whether a legal representative designated the current médecin
+    /// traitant (who then does not see documents hidden from legal representatives).
+    public var medecinTraitantSetByRepresentative = false
 
     /// Creates an empty policy: nobody but the patient.
     public init() {}
@@ -113,16 +122,28 @@ public struct VaultPolicy: Hashable, Sendable {
     /// Applies one change made at `time` (the store replays a vault's
     /// changes this way; hosts may too, to build a policy for
     /// ``AccessPolicy/decide(_:)``). It does not validate the change.
-    public mutating func apply(_ change: PolicyChange, at time: Date) {
+    /// `actor` is who made it: designations by a legal representative do
+    /// not open documents hidden from legal representatives.
+    public mutating func apply(_ change: PolicyChange, at time: Date, by actor: Principal? = nil) {
+        let byRepresentative: Bool = if case .representative = actor { true } else { false }
         switch change {
         case .authorise(let grantee, let until):
-            if let holder = GrantHolder(grantee) { grants[holder] = Grant(grantee: grantee, since: time, until: until, revokedAt: nil) }
+            if let holder = GrantHolder(grantee) {
+                grants[holder] = Grant(
+                    grantee: grantee, since: time, until: until, revokedAt: nil, grantedByRepresentative: byRepresentative)
+            }
         case .revoke(let holder): grants[holder]?.revokedAt = time
         case .block(let r): blocked.insert(r)
         case .unblock(let r): blocked.remove(r)
-        case .setMedecinTraitant(let r): medecinTraitant = r
-        case .addToCareTeam(let p): careTeam[p.rpps] = p
-        case .removeFromCareTeam(let r): careTeam[r] = nil
+        case .setMedecinTraitant(let r):
+            medecinTraitant = r
+            medecinTraitantSetByRepresentative = r != nil && byRepresentative
+        case .addToCareTeam(let p):
+            careTeam[p.rpps] = p
+            if byRepresentative { careTeamAddedByRepresentative.insert(p.rpps) } else { careTeamAddedByRepresentative.remove(p.rpps) }
+        case .removeFromCareTeam(let r):
+            careTeam[r] = nil
+            careTeamAddedByRepresentative.remove(r)
         case .nameRepresentative(let r): representatives[r.ins] = r
         case .removeRepresentative(let i): representatives[i] = nil
         case .setBreakGlassOpposition(let b): breakGlassOpposed = b
@@ -131,7 +152,8 @@ public struct VaultPolicy: Hashable, Sendable {
     }
 
     /// Checks what can be checked of `change` without the vault's state:
-    /// done before the access decision (bad input leaves no audit entry).
+    /// done before the access decision (bad input is refused with its own
+    /// audit entry, rule ``AccessRule/invalidRequest``).
     static func validateInput(_ change: PolicyChange, at time: Date, holder: INS) throws(PatientVaultError) {
         func invalid(_ m: String) -> PatientVaultError { PatientVaultError(.invalidArgument, m) }
         switch change {
@@ -139,6 +161,7 @@ public struct VaultPolicy: Hashable, Sendable {
             guard GrantHolder(grantee) != nil else {
                 throw invalid("only professionals and organisations can be authorised")
             }
+            if let until, !Limits.isStorable(until) { throw invalid("the expiry is not finite or is beyond ±10¹¹ s of 1970") }
             if let until, until <= time { throw invalid("the authorisation would expire in the past") }
         case .setMedecinTraitant(let p):
             if let p, p.profession != .doctor { throw invalid("the médecin traitant is a doctor") }

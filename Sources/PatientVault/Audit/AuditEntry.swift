@@ -29,7 +29,8 @@ public enum AuditPurpose: String, Hashable, Sendable, CaseIterable {
 /// clinical content, titles or document bytes, so an entry survives the
 /// erasure of the documents it mentions.
 public struct AuditEntry: Hashable, Sendable {
-    /// Position in the vault's chain, from 0.
+    /// Position in the vault's chain, from 0 (0 in a legal representative's
+    /// view, which carries no positions).
     public var sequence: UInt64
     /// When (the configured clock).
     public var time: Date
@@ -39,7 +40,9 @@ public struct AuditEntry: Hashable, Sendable {
     public var onBehalfOf: Principal?
     /// What was attempted.
     public var action: VaultAction
-    /// The vault, by its pseudonymous id.
+    /// The vault, by the public id the API shows (``VaultInfo/vaultID``),
+    /// not the stream id its records carry on disk; empty for store-level
+    /// entries (reviews, statistics).
     public var vaultID: String
     /// The document concerned, if any.
     public var document: DocumentID?
@@ -66,7 +69,8 @@ public struct AuditEntry: Hashable, Sendable {
     public var reasonHash: [UInt8]?
     /// The matrix version in force.
     public var matrixVersion: String
-    /// The chain hash of the previous entry (32 zero bytes for the first).
+    /// The chain hash of the previous entry (32 zero bytes for the first;
+    /// empty in a legal representative's view).
     public var previousHash: [UInt8]
 
     func encoded() -> [UInt8] {
@@ -78,7 +82,8 @@ public struct AuditEntry: Hashable, Sendable {
         w.write(string: action.rawValue)
         w.write(string: vaultID)
         if let document { w.write(UInt8(1)); w.write(bytes: document.bytes) } else { w.write(UInt8(0)) }
-        w.write(UInt32(version ?? 0))
+        // Versions are validated (1...UInt32.max) before any entry is built.
+        w.write(version.flatMap { UInt32(exactly: $0) } ?? 0)
         w.write(UInt8(outcome == .allowed ? 1 : 0))
         w.write(string: rule.rawValue)
         w.write(string: purpose.rawValue)
@@ -102,23 +107,29 @@ public struct AuditEntry: Hashable, Sendable {
             case 1: try r.readPrincipal()
             default: throw ByteReader.Malformed()
             }
-            guard let action = VaultAction(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
-            let vaultID = try r.readString(limit: 64)
+            guard let action = VaultAction(rawValue: try r.readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
+            let vaultID = try r.readString(limit: Limits.publicVaultID)
             let document: DocumentID? = switch try r.read(UInt8.self) {
             case 0: nil
             case 1: DocumentID(bytes: try r.read(count: 16))
             default: throw ByteReader.Malformed()
             }
             let version = Int(try r.read(UInt32.self))
-            let outcome: AuditOutcome = try r.read(UInt8.self) == 1 ? .allowed : .denied
-            guard let rule = AccessRule(rawValue: try r.readString(limit: 64)),
-                  let purpose = AuditPurpose(rawValue: try r.readString(limit: 64))
+            let outcome: AuditOutcome = switch try r.read(UInt8.self) {
+            case 0: .denied
+            case 1: .allowed
+            default: throw ByteReader.Malformed()
+            }
+            guard let rule = AccessRule(rawValue: try r.readString(limit: Limits.enumName)),
+                  let purpose = AuditPurpose(rawValue: try r.readString(limit: Limits.enumName))
             else { throw ByteReader.Malformed() }
-            let basis = try r.readOptionalString()
+            let basis = try r.readOptionalString(limit: Limits.auditText)
             let flags: UInt8 = try r.read()
-            let target = try r.readOptionalString()
-            let reason = try r.readLengthPrefixed(limit: 64)
-            let matrix = try r.readString(limit: 128)
+            guard flags & ~3 == 0 else { throw ByteReader.Malformed() }
+            let target = try r.readOptionalString(limit: Limits.auditText)
+            let reason = try r.readLengthPrefixed(limit: 32)
+            guard reason.isEmpty || reason.count == 32 else { throw ByteReader.Malformed() }
+            let matrix = try r.readString(limit: Limits.matrixVersion)
             let previous = try r.read(count: 32)
             guard r.remaining == 0 else { throw ByteReader.Malformed() }
             return AuditEntry(

@@ -27,6 +27,12 @@ struct Audited<R> {
     /// Applied to the vault's state once the group is acknowledged.
     var onAcknowledged: (@Sendable (inout VaultState) -> Void)? = nil
     var notifications: [VaultNotification.Kind] = []
+
+    /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
+    /// (durable like its operation when that operation is a write).
+    static func invalid(_ action: VaultAction, document: DocumentID? = nil, _ error: PatientVaultError) -> Audited {
+        Audited(action: action, decision: .deny(.invalidRequest), document: document, isWrite: action.isWrite, result: .failure(error))
+    }
 }
 
 extension VaultStore {
@@ -39,7 +45,8 @@ extension VaultStore {
     ) -> AccessRequest {
         AccessRequest(
             action: action, principal: principal, purpose: purpose, holder: vault.creation.holder,
-            policy: policy ?? vault.policy, document: document, category: category,
+            policy: policy ?? vault.policy, document: document,
+            hiddenSince: document.flatMap { vault.hiddenSince($0.id, upTo: $0.version) }, category: category,
             principalAuthoredAny: vault.authors.contains(principal),
             isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: time)
     }
@@ -49,16 +56,13 @@ extension VaultStore {
         return false
     }
 
-    /// Checks the purpose and secrecy a caller asked for.
-    static func validate(purpose: AccessPurpose, secret: Bool, principal: Principal) throws(PatientVaultError) {
-        if case .breakGlass(let reason) = purpose {
-            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-                throw PatientVaultError(.invalidArgument, "break-glass needs a stated reason")
-            }
-            guard reason.utf8.count <= 1024 else { throw PatientVaultError(.invalidArgument, "the break-glass reason is longer than 1024 bytes") }
-            guard principal.healthProfessional != nil else {
-                throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
-            }
+    /// Checks who acts and the purpose and secrecy they asked for.
+    static func validate(principal: Principal, asSystem: Bool, purpose: AccessPurpose, secret: Bool) throws(PatientVaultError) {
+        if case .system = principal, !asSystem {
+            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
+        if case .breakGlass = purpose, principal.healthProfessional == nil {
+            throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
         }
         let isPatient: Bool = if case .patient = principal { true } else { false }
         if secret && !isPatient {
@@ -66,25 +70,43 @@ extension VaultStore {
         }
     }
 
+    /// Checks a version number a caller asked for (stored as 32 bits, from 1).
+    static func validate(version: Int?) throws(PatientVaultError) {
+        if let version, !Limits.versions.contains(version) {
+            throw PatientVaultError(.invalidArgument, "a version number is 1 to \(UInt32.max)")
+        }
+    }
+
     /// The one path of every audited operation on a vault: under the vault's
-    /// lock, `body` decides and prepares; the audit entry is queued with the
-    /// operation's records as one atomic group; outside the lock, the group
-    /// is awaited (durable for writes; per ``AuditMode`` for reads); then the
-    /// result is returned or the denial thrown.
+    /// lock, the caller's arguments are checked and `body` decides and
+    /// prepares; the audit entry is queued with the operation's records as
+    /// one atomic group; outside the lock, the group is awaited (durable for
+    /// writes; per ``AuditMode`` for reads); then the result is returned or
+    /// the denial thrown.
+    ///
+    /// A refusal for bad input (`invalidArgument`, thrown by the checks or
+    /// by `body`) is audited like any other refusal, with rule
+    /// ``AccessRule/invalidRequest`` and none of the operation's records: on
+    /// an existing vault, every call leaves exactly one entry. Only a call
+    /// on a vault that does not exist (or a closed store) leaves none.
     func audited<R>(
-        _ patient: INS, by principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false,
+        _ action: VaultAction, _ patient: INS, by principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false,
         asSystem: Bool = false, _ body: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
-        if case .system = principal, !asSystem {
-            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
-        }
-        try Self.validate(purpose: purpose, secret: secret, principal: principal)
         let (audited, ticket, firstAccess, vaultID) = try withVault(patient) {
             vault -> (Audited<R>, AppendTicket, GrantHolder?, String) in
             let now = configuration.clock.now()
-            let a = try body(&vault, now)
+            var a: Audited<R>
+            var validSecret = secret
+            do {
+                try Self.validate(principal: principal, asSystem: asSystem, purpose: purpose, secret: secret)
+                a = try body(&vault, now)
+            } catch let e as PatientVaultError where e.code == .invalidArgument {
+                a = Audited<R>.invalid(action, e)
+                validSecret = false
+            }
             let (ticket, first) = try queueAudit(
-                a, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: now)
+                a, principal: principal, purpose: purpose, secret: validSecret, vault: &vault, time: now)
             return (a, ticket, first, vault.vaultID)
         }
         // In batched audit mode a read does not wait for its entry: the entry
@@ -161,8 +183,9 @@ extension VaultStore {
         default:
             if case .breakGlass(let reason) = purpose {
                 auditPurpose = .emergency
-                // Keyed, so a reader of the trail cannot test guesses offline.
-                reasonHash = BLAKE2b.hash(Array(reason.utf8), key: vault.keys.auditChain)
+                // Keyed (with a key of its own), so a reader of the trail
+                // cannot test guesses offline.
+                reasonHash = BLAKE2b.hash(Array(reason.text.utf8), key: vault.keys.reasonHash)
             } else {
                 auditPurpose = .care
             }

@@ -9,19 +9,22 @@ extension VaultStore {
     /// paged by `query`. Reading it is itself audited (the new entry is the
     /// first of the first page).
     ///
-    /// The patient and their representatives read it. Representatives do
-    /// not see secret accesses; entries about a document the reader may not
-    /// see keep their actor, action and outcome, but not the document (so
-    /// the trail does not reveal hidden documents). Cost: one read and one
+    /// The patient and their representatives read it. The patient sees every
+    /// entry; entries about a document they may not see keep their actor,
+    /// action and outcome, but not the document (so the trail does not
+    /// reveal hidden documents). Representatives do not see secret accesses,
+    /// nor entries about documents they may not see, and their view carries
+    /// no positions: ``AuditEntry/sequence`` is 0 and
+    /// ``AuditEntry/previousHash`` empty in every entry they get. Cost: one read and one
     /// decryption per entry walked (newest first, stopping at the page's end).
     /// - Throws: ``PatientVaultError/Code/accessDenied``,
     ///   ``PatientVaultError/Code/corrupted`` if an entry fails authentication.
     public func auditTrail(
         for patient: INS, matching query: AuditQuery = AuditQuery(), as principal: Principal
     ) async throws(PatientVaultError) -> [AuditEntry] {
-        try query.validate()
-        _ = try await audited(patient, by: principal) { vault, now in
-            Audited<Void>(
+        _ = try await audited(.readAuditTrail, patient, by: principal) { vault, now in
+            try query.validate()
+            return Audited<Void>(
                 action: .readAuditTrail, decision: AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now)),
                 waitsForEntry: true, result: .success(()))
                 .deniedThrows(vaultID: vault.vaultID)
@@ -32,25 +35,39 @@ extension VaultStore {
             var out: [AuditEntry] = []
             var skipped = 0
             try auditEntries(of: vault) { entry in
-                if isRepresentative && entry.isSecretAccess { return true }
+                guard var entry = redacted(entry, for: principal, representative: isRepresentative, in: vault, at: now) else {
+                    return true
+                }
                 guard query.matches(entry) else { return true }
                 if skipped < query.offset { skipped += 1; return true }
-                out.append(redacted(entry, for: principal, in: vault, at: now))
+                if isRepresentative {
+                    // No positions: they would show where entries were left out.
+                    entry.sequence = 0
+                    entry.previousHash = []
+                }
+                out.append(entry)
                 return out.count < query.limit
             }
             return out
         }
     }
 
-    /// Hides from `reader` which document an entry is about when the reader
-    /// may not see that document now.
-    private func redacted(_ entry: AuditEntry, for reader: Principal, in vault: VaultState, at now: Date) -> AuditEntry {
+    /// What `reader` may see of an entry. A legal representative does not
+    /// see secret accesses, nor any entry about a document they may not see
+    /// (who deposited or read a document hidden from representatives is
+    /// itself what the flag hides): nil. The patient sees every entry, but
+    /// not which document it is about when they may not see that document now.
+    private func redacted(
+        _ entry: AuditEntry, for reader: Principal, representative: Bool, in vault: VaultState, at now: Date
+    ) -> AuditEntry? {
+        if representative && entry.isSecretAccess { return nil }
         guard let id = entry.document else { return entry }
         if let current = vault.versions(of: id).last,
            AccessPolicy.decide(request(.readMetadata, by: reader, vault: vault, document: current, time: now)).isAllowed
         {
             return entry
         }
+        if representative { return nil }
         var e = entry
         e.document = nil
         e.version = nil
@@ -66,10 +83,15 @@ extension VaultStore {
     /// carries the chain hash of the one before, and the newest matches
     /// what the store last wrote. Any altered, removed or reordered entry
     /// is reported as ``PatientVaultError/Code/corrupted``. Audited.
+    ///
+    /// For the patient and configured reviewers. Legal representatives are
+    /// refused (rule ``AccessRule/notAuthorised``): the count and positions
+    /// of the whole chain would show how many secret accesses their view
+    /// leaves out.
     public func verifyAuditTrail(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> AuditVerification {
         // The sequence of this call's own entry: everything up to it is
         // written once it is acknowledged.
-        let own = try await audited(patient, by: principal) { vault, now in
+        let own = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now in
             Audited<UInt64>(
                 action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),
                 waitsForEntry: true, result: .success(vault.auditNext))
@@ -109,8 +131,9 @@ extension VaultStore {
     public func activity(
         of subject: GrantHolder, matching query: AuditQuery = AuditQuery(), as principal: Principal
     ) async throws(PatientVaultError) -> [AuditEntry] {
-        try query.validate()
-        try await recordStoreLevelAccess(.reviewActivity, by: principal, target: subject.description)
+        var invalid: PatientVaultError?
+        do { try query.validate() } catch { invalid = error }
+        try await recordStoreLevelAccess(.reviewActivity, by: principal, target: subject.description, invalid: invalid)
         return try translatingErrors {
             var out: [AuditEntry] = []
             var skipped = 0
@@ -131,10 +154,18 @@ extension VaultStore {
 
     /// Decides a store-level request (reviews, statistics), records it,
     /// allowed or denied, in the caller's own stream, and throws if denied.
-    func recordStoreLevelAccess(_ action: VaultAction, by principal: Principal, target: String?) async throws(PatientVaultError) {
+    /// `invalid`, if given, is the caller's bad input: the attempt is
+    /// recorded (rule ``AccessRule/invalidRequest``) and that error thrown.
+    func recordStoreLevelAccess(
+        _ action: VaultAction, by principal: Principal, target: String?, invalid: PatientVaultError? = nil
+    ) async throws(PatientVaultError) {
         try ensureOpen()
         let now = configuration.clock.now()
-        let decision = AccessPolicy.decide(AccessRequest(
+        var invalid = invalid
+        if invalid == nil, case .system = principal {
+            invalid = PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
+        let decision = invalid != nil ? .deny(.invalidRequest) : AccessPolicy.decide(AccessRequest(
             action: action, principal: principal, holder: nil,
             isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
         let entry = AuditEntry(
@@ -148,7 +179,7 @@ extension VaultStore {
         let ownStream: StreamID = switch principal {
         case .auditReviewer(let r): keys.reviewerStream(of: r)
         default: GrantHolder(principal).map { keys.activityStream(of: $0) }
-            ?? keys.reviewerStream(of: try! SystemPrincipal("kind-" + principal.kind))
+            ?? keys.reviewerStream(named: "kind-" + principal.kind)
         }
         do {
             let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
@@ -156,6 +187,7 @@ extension VaultStore {
         } catch {
             throw PatientVaultError.wrapping(error)
         }
+        if let invalid { throw invalid }
         guard decision.isAllowed else {
             throw PatientVaultError(.accessDenied, "\(action) denied", rule: decision.rule)
         }
@@ -187,8 +219,8 @@ extension VaultStore {
     public func processScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
         var count = 0
         while let (event, document) = try dueEvent(patient) {
-            _ = try await audited(patient, by: .system, asSystem: true) { vault, now in
-                let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
+            let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
+            _ = try await audited(action, patient, by: .system, asSystem: true) { vault, now in
                 let body = VaultEventBody(time: now, by: .system, event: event)
                 let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
                 let record = EngineRecord(
@@ -215,7 +247,8 @@ extension VaultStore {
                 guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
                       vault.policy.released[id].map({ $0 >= current.depositedAt }) != true
                 else { continue }
-                let age = now.timeIntervalSince(current.depositedAt)
+                // The month counts from the first hidden deposit, across replacements.
+                let age = now.timeIntervalSince(vault.hiddenSince(id) ?? current.depositedAt)
                 // The notice comes first, even when the host calls late.
                 if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) {
                     return (.hiddenNotice(id), id)

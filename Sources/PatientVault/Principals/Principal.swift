@@ -57,6 +57,12 @@ public enum Principal: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The national health insurer.
+    var isInsurer: Bool {
+        if case .insurer = self { return true }
+        return false
+    }
+
     /// The health professional behind this principal, if any.
     public var healthProfessional: HealthProfessional? {
         switch self {
@@ -85,9 +91,9 @@ public enum Principal: Hashable, Sendable, CustomStringConvertible {
 /// A legal representative of a patient.
 public struct LegalRepresentative: Hashable, Sendable {
     /// The representative's own INS.
-    public var ins: INS
+    public let ins: INS
     /// How they represent the patient.
-    public var relationship: Relationship
+    public let relationship: Relationship
 
     /// Kinds of legal representation.
     public enum Relationship: String, Hashable, Sendable, CaseIterable {
@@ -105,16 +111,35 @@ public struct LegalRepresentative: Hashable, Sendable {
 }
 
 /// A health professional.
+///
+/// Every field is validated when the value is created and cannot change
+/// afterwards, so whatever a caller builds can be written to the audit
+/// trail and read back.
 public struct HealthProfessional: Hashable, Sendable {
     /// RPPS number.
-    public var rpps: RPPSNumber
+    public let rpps: RPPSNumber
     /// Profession, as in the access matrix.
-    public var profession: Profession
-    /// Optional speciality (e.g. "psychiatrie"), as a code or label.
-    public var speciality: String?
+    public let profession: Profession
+    /// Optional speciality (e.g. "psychiatrie"), as a code or label: 1 to
+    /// 64 UTF-8 bytes, without control or format characters.
+    public let speciality: String?
 
-    /// Creates a professional.
-    public init(rpps: RPPSNumber, profession: Profession, speciality: String? = nil) {
+    /// Creates a professional without a speciality.
+    public init(rpps: RPPSNumber, profession: Profession) {
+        self.rpps = rpps
+        self.profession = profession
+        self.speciality = nil
+    }
+
+    /// Creates a professional with a speciality (nil for none).
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if the
+    ///   speciality is empty, longer than 64 UTF-8 bytes, or holds control
+    ///   or format characters.
+    public init(rpps: RPPSNumber, profession: Profession, speciality: String?) throws(PatientVaultError) {
+        if let speciality, !Limits.isPrintable(speciality, maximum: Limits.speciality) {
+            throw PatientVaultError(
+                .invalidArgument, "a speciality is 1 to \(Limits.speciality) UTF-8 bytes without control or format characters")
+        }
         self.rpps = rpps
         self.profession = profession
         self.speciality = speciality
@@ -147,9 +172,9 @@ public enum Profession: String, Hashable, Sendable, CaseIterable {
 /// An organisation that deposits documents.
 public struct Organisation: Hashable, Sendable {
     /// FINESS number.
-    public var finess: FINESSNumber
+    public let finess: FINESSNumber
     /// What kind of organisation it is.
-    public var kind: OrganisationKind
+    public let kind: OrganisationKind
 
     /// Creates an organisation.
     public init(finess: FINESSNumber, kind: OrganisationKind) {
@@ -176,7 +201,7 @@ public struct SystemPrincipal: Hashable, Sendable {
     /// Validates the identifier.
     /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.
     public init(_ identifier: String) throws(PatientVaultError) {
-        let ok = (1...64).contains(identifier.utf8.count) && identifier.utf8.allSatisfy { c in
+        let ok = (1...Limits.systemIdentifier).contains(identifier.utf8.count) && identifier.utf8.allSatisfy { c in
             (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45
         }
         guard ok else {

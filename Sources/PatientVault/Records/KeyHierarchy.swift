@@ -8,7 +8,11 @@ import VaultStorage
 /// - 2: key-encryption key, wraps each vault key;
 /// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id;
 /// - 4: activity key, seals the per-professional copies of audit entries;
-/// - 5: statistics key, seals the statistics stream and keys its tags.
+/// - 5: statistics key, seals the statistics stream and keys its tags;
+/// - 6: public-id key, keyed BLAKE2b of a vault's stream id gives the id
+///   the API shows (distinct from, and not linkable to, the stream id);
+/// - 7: log key, the MAC of every frame header and of the index checkpoint
+///   (handed to the storage engine as a ``LogAuthenticator``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
     let check: SymmetricKey
@@ -16,6 +20,8 @@ struct StoreKeys: Sendable {
     let pseudonym: SymmetricKey
     let activity: SymmetricKey
     let statistics: SymmetricKey
+    let publicID: SymmetricKey
+    let log: SymmetricKey
 
     init(master: SymmetricKey) throws {
         check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
@@ -23,6 +29,22 @@ struct StoreKeys: Sendable {
         pseudonym = try KeyDerivation.deriveKey(from: master, id: 3, context: Self.context)
         activity = try KeyDerivation.deriveKey(from: master, id: 4, context: Self.context)
         statistics = try KeyDerivation.deriveKey(from: master, id: 5, context: Self.context)
+        publicID = try KeyDerivation.deriveKey(from: master, id: 6, context: Self.context)
+        log = try KeyDerivation.deriveKey(from: master, id: 7, context: Self.context)
+    }
+
+    /// Wipes every key now (at ``VaultStore/close()``), rather than when
+    /// the last reference goes.
+    func wipe() {
+        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log] { key.wipe() }
+    }
+
+    /// The id the API shows for a vault (32 hexadecimal characters): keyed
+    /// BLAKE2b-128 of its stream id under the public-id key. Errors, audit
+    /// entries, notifications and ``VaultInfo`` carry this, never the
+    /// stream id that names the vault's frames on disk.
+    func publicVaultID(of vault: StreamID) -> String {
+        hexEncoded(BLAKE2b.hash(Array("PV1-public-id".utf8) + vault.bytes, outputByteCount: 16, key: publicID))
     }
 
     /// The stream of a vault's audit trail: keyed BLAKE2b of the vault's
@@ -42,7 +64,13 @@ struct StoreKeys: Sendable {
 
     /// The stream where a reviewer's own reads are recorded.
     func reviewerStream(of reviewer: SystemPrincipal) -> StreamID {
-        Self.classed(.reviewer, BLAKE2b.hash(Array(("PV1-reviewer:" + reviewer.identifier).utf8), key: pseudonym))
+        reviewerStream(named: reviewer.identifier)
+    }
+
+    /// The stream of a reviewer identifier, or of `kind-<principal kind>`
+    /// for attempts by principals without a stream of their own.
+    func reviewerStream(named name: String) -> StreamID {
+        Self.classed(.reviewer, BLAKE2b.hash(Array(("PV1-reviewer:" + name).utf8), key: pseudonym))
     }
 
     /// The vault's stream id: BLAKE2b-256 keyed by the pseudonym key over
@@ -85,19 +113,21 @@ struct StoreKeys: Sendable {
 
 /// Keys derived from a vault key (context `PVVAULT_`): 1 seals the vault's
 /// own records, 2 wraps its documents' keys, 3 seals its audit entries,
-/// 4 keys the BLAKE2b of the audit chain.
+/// 4 keys the BLAKE2b of the audit chain, 5 keys the hash of break-glass
+/// reasons (a key of its own: a reason's hash is never a chain value).
 struct VaultKeys: Sendable {
     static let context = KeyDerivation.Context("PVVAULT_")
     let records: SymmetricKey
     let documentKeyWrapping: SymmetricKey
     let audit: SymmetricKey
     let auditChain: SymmetricKey
+    let reasonHash: SymmetricKey
 
-    static let subkeyIDs: [UInt64] = [1, 2, 3, 4]
+    static let subkeyIDs: [UInt64] = [1, 2, 3, 4, 5]
 
-    /// From `[vaultKey, subkey 1…4]`, as `keyWithSubkeys` returns them.
+    /// From `[vaultKey, subkey 1…5]`, as `keyWithSubkeys` returns them.
     private init(_ k: [SymmetricKey]) {
-        (records, documentKeyWrapping, audit, auditChain) = (k[1], k[2], k[3], k[4])
+        (records, documentKeyWrapping, audit, auditChain, reasonHash) = (k[1], k[2], k[3], k[4], k[5])
     }
 
     /// A new random vault key and its subkeys, in one guarded allocation.

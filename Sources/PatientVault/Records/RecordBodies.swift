@@ -47,38 +47,45 @@ extension ByteWriter {
 extension ByteReader {
     mutating func readPrincipal() throws -> Principal {
         switch try read(UInt8.self) {
-        case 1: return .patient(try INS(try readString(limit: 32)))
-        case 2:
-            let rpps = try RPPSNumber(try readString(limit: 32))
-            guard let profession = Profession(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
-            return .professional(HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString()))
+        case 1: return .patient(try INS(try readString(limit: Limits.identifier)))
+        case 2: return .professional(try readHealthProfessional())
         case 3:
-            let finess = try FINESSNumber(try readString(limit: 32))
-            guard let kind = OrganisationKind(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
+            let finess = try FINESSNumber(try readString(limit: Limits.identifier))
+            guard let kind = OrganisationKind(rawValue: try readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
             return .organisation(Organisation(finess: finess, kind: kind))
-        case 4: return .insurer(try SystemPrincipal(try readString(limit: 64)))
+        case 4: return .insurer(try readSystemPrincipal())
         case 5:
-            let ins = try INS(try readString(limit: 32))
-            guard let relationship = LegalRepresentative.Relationship(rawValue: try readString(limit: 64)) else {
+            let ins = try INS(try readString(limit: Limits.identifier))
+            guard let relationship = LegalRepresentative.Relationship(rawValue: try readString(limit: Limits.enumName)) else {
                 throw ByteReader.Malformed()
             }
             return .representative(LegalRepresentative(ins: ins, relationship: relationship))
-        case 6:
-            let rpps = try RPPSNumber(try readString(limit: 32))
-            guard let profession = Profession(rawValue: try readString(limit: 64)) else { throw ByteReader.Malformed() }
-            return .emergencyRegulator(HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString()))
-        case 7: return .employer(try SystemPrincipal(try readString(limit: 64)))
-        case 8: return .complementaryInsurer(try SystemPrincipal(try readString(limit: 64)))
-        case 9: return .auditReviewer(try SystemPrincipal(try readString(limit: 64)))
+        case 6: return .emergencyRegulator(try readHealthProfessional())
+        case 7: return .employer(try readSystemPrincipal())
+        case 8: return .complementaryInsurer(try readSystemPrincipal())
+        case 9: return .auditReviewer(try readSystemPrincipal())
         case 10: return .system
         default: throw ByteReader.Malformed()
         }
     }
 
-    mutating func readOptionalString() throws -> String? {
+    /// A professional, validated exactly as ``HealthProfessional``'s
+    /// initialiser validates it.
+    private mutating func readHealthProfessional() throws -> HealthProfessional {
+        let rpps = try RPPSNumber(try readString(limit: Limits.identifier))
+        guard let profession = Profession(rawValue: try readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
+        return try HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString(limit: Limits.speciality))
+    }
+
+    private mutating func readSystemPrincipal() throws -> SystemPrincipal {
+        try SystemPrincipal(try readString(limit: Limits.systemIdentifier))
+    }
+
+    /// An optional string of at most `limit` UTF-8 bytes.
+    mutating func readOptionalString(limit: Int) throws -> String? {
         switch try read(UInt8.self) {
         case 0: return nil
-        case 1: return try readString()
+        case 1: return try readString(limit: limit)
         default: throw ByteReader.Malformed()
         }
     }
@@ -119,11 +126,12 @@ struct VaultCreatedBody {
     static func decode(_ bytes: [UInt8]) throws -> VaultCreatedBody {
         try bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw)
-            let holder = try INS(try r.readString(limit: 32))
+            let holder = try INS(try r.readString(limit: Limits.identifier))
             let by = try r.readPrincipal()
-            guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
+            guard let channel = CreationChannel(rawValue: try r.readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
             let createdAt = try r.readDate()
-            let region = try r.readOptionalString().map { try Region(code: $0) }
+            let region = try r.readOptionalString(limit: Limits.identifier).map { try Region(code: $0) }
+            guard r.remaining == 0 else { throw ByteReader.Malformed() }
             return VaultCreatedBody(holder: holder, createdBy: by, channel: channel, createdAt: createdAt, region: region)
         }
     }
@@ -165,7 +173,7 @@ struct DocumentVersionBody {
         w.write(date: m.depositedAt)
         w.write(UInt64(m.size))
         w.write(lengthPrefixed: m.contentHash)
-        w.write(UInt32(m.replacedVersion ?? 0))
+        w.write(UInt32(exactly: m.replacedVersion ?? 0) ?? 0)
         w.write(UInt8(m.replacementReason == .enteredInError ? 2 : m.replacementReason == .superseded ? 1 : 0))
         w.write(lengthPrefixed: content.streamHeader)
         w.writeVarint(UInt64(content.chunkCount))
@@ -180,21 +188,23 @@ struct DocumentVersionBody {
     static func decode(_ bytes: [UInt8], id: DocumentID, version: Int) throws -> DocumentVersionBody {
         try bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw)
-            let typeCode = DocumentTypeCode(system: try r.readString(limit: 256), code: try r.readString(limit: 256))
-            guard let category = DocumentCategory(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
-            let title = try r.readString()
+            let typeCode = DocumentTypeCode(system: try r.readString(limit: Limits.typeCodeSystem), code: try r.readString(limit: Limits.typeCode))
+            guard let category = DocumentCategory(rawValue: try r.readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
+            let title = try r.readString(limit: Limits.title)
             let createdAt = try r.readDate()
             let start = try r.readOptionalDate()
             let end = try r.readOptionalDate()
-            let mime = try r.readString(limit: 256)
+            let mime = try r.readString(limit: Limits.mimeType)
             let flags = ConfidentialityFlags(rawValue: try r.read())
+            guard flags.rawValue & ~0b111 == 0 else { throw ByteReader.Malformed() }
             let author = try r.readPrincipal()
             let depositedAt = try r.readDate()
             let size = Int64(bitPattern: try r.read(UInt64.self))
             guard size >= 0 else { throw ByteReader.Malformed() }
-            let hash = try r.readLengthPrefixed(limit: 64)
+            let hash = try r.readLengthPrefixed(limit: 32)
             let replaced = Int(try r.read(UInt32.self))
             let reasonCode: UInt8 = try r.read()
+            guard hash.count == 32, reasonCode <= 2, (replaced == 0) == (reasonCode == 0) else { throw ByteReader.Malformed() }
             let header = try r.readLengthPrefixed(limit: 64)
             guard let chunkCount = Int(exactly: try r.readVarint()),
                   let locationCount = Int(exactly: try r.readVarint()),
@@ -206,6 +216,7 @@ struct DocumentVersionBody {
                 let rawLocation: UInt64 = try r.read()
                 locations.append(RecordLocation(raw: rawLocation, frameLength: try r.read()))
             }
+            guard r.remaining == 0 else { throw ByteReader.Malformed() }
             let draft = DocumentDraft(
                 typeCode: typeCode, category: category, title: title, createdAt: createdAt, serviceStart: start,
                 serviceEnd: end, mimeType: mime, confidentiality: flags)

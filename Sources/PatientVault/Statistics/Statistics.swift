@@ -77,16 +77,20 @@ enum StatisticsRecord: Equatable {
             case 1:
                 let time = try r.readDate()
                 guard let channel = CreationChannel(rawValue: try r.readString(limit: 64)) else { throw ByteReader.Malformed() }
-                let region = try r.readOptionalString().map { try Region(code: $0) }
-                let creator: UserTag? = try r.read(UInt8.self) == 1 ? try r.readUser() : nil
+                let region = try r.readOptionalString(limit: Limits.identifier).map { try Region(code: $0) }
+                let creator: UserTag? = try r.readBool() ? try r.readUser() : nil
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return .vaultCreated(time: time, channel: channel, region: region, creator: creator)
             case 2:
                 let vault = try r.read(count: 16)
-                let byInsurer = try r.read(UInt8.self) == 1
-                let user: UserTag? = try r.read(UInt8.self) == 1 ? try r.readUser() : nil
+                let byInsurer = try r.readBool()
+                let user: UserTag? = try r.readBool() ? try r.readUser() : nil
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return .document(vault: vault, user: user, byInsurer: byInsurer)
             case 3:
-                return .use(try r.readUser())
+                let user = try r.readUser()
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
+                return .use(user)
             default:
                 throw ByteReader.Malformed()
             }
@@ -105,8 +109,21 @@ extension ByteWriter {
 extension ByteReader {
     mutating func readUser() throws -> StatisticsRecord.UserTag {
         let kind: UInt8 = try read()
-        let organisationKind = try readOptionalString().map { OrganisationKind(rawValue: $0) }
-        return StatisticsRecord.UserTag(kind: kind, organisationKind: organisationKind ?? nil, tag: try read(count: 16))
+        guard kind == 1 || kind == 2 else { throw ByteReader.Malformed() }
+        let organisationKind = try readOptionalString(limit: Limits.enumName).map { name in
+            guard let k = OrganisationKind(rawValue: name) else { throw ByteReader.Malformed() }
+            return k
+        }
+        return StatisticsRecord.UserTag(kind: kind, organisationKind: organisationKind, tag: try read(count: 16))
+    }
+
+    /// A byte that is 0 or 1.
+    mutating func readBool() throws -> Bool {
+        switch try read(UInt8.self) {
+        case 0: return false
+        case 1: return true
+        default: throw ByteReader.Malformed()
+        }
     }
 }
 

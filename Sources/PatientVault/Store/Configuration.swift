@@ -79,6 +79,30 @@ public struct Configuration: Sendable {
 
     /// Default settings.
     public init() {}
+
+    /// Checks every field against its bounds; the error names the field,
+    /// the value and the bound.
+    func validate() throws(PatientVaultError) {
+        func bad(_ field: String, _ value: Any, _ bound: String) -> PatientVaultError {
+            PatientVaultError(.invalidArgument, "Configuration.\(field) is \(value); it must be \(bound)")
+        }
+        guard (4096...(4 << 20)).contains(contentChunkSize) else {
+            throw bad("contentChunkSize", contentChunkSize, "4,096 to 4,194,304 bytes")
+        }
+        guard (0...contentChunkSize).contains(inlineContentLimit) else {
+            throw bad("inlineContentLimit", inlineContentLimit, "0 to contentChunkSize (\(contentChunkSize))")
+        }
+        let minimumSegment = max(UInt64(1 << 20), 4 * UInt64(contentChunkSize + VaultStore.recordOverhead))
+        guard (minimumSegment...(1 << 36)).contains(segmentSize) else {
+            throw bad("segmentSize", segmentSize, "\(minimumSegment) (1 MiB and four chunks with their records) to 2^36 bytes")
+        }
+        guard (1...1_000_000).contains(loadedVaultLimit) else {
+            throw bad("loadedVaultLimit", loadedVaultLimit, "1 to 1,000,000")
+        }
+        if case .batched(let delay) = auditMode, !(delay > .zero && delay <= .seconds(3600)) {
+            throw bad("auditMode.batched(maxDelay:)", delay, "more than zero and at most one hour")
+        }
+    }
 }
 
 /// Cost of turning a passphrase into the master key with Argon2id.

@@ -23,6 +23,8 @@ struct VersionEntry: Sendable {
 /// The decrypted state of one vault, rebuilt from its stream on first use.
 struct VaultState: Sendable {
     let pseudonym: StreamID
+    /// The id the API shows (``StoreKeys/publicVaultID(of:)``), never the stream id.
+    let vaultID: String
     let keys: VaultKeys
     let creation: VaultCreatedBody
     /// Set once the creation record is acknowledged.
@@ -33,8 +35,8 @@ struct VaultState: Sendable {
     var documents: [DocumentID: [VersionEntry]] = [:]
     /// Authors of at least one acknowledged document.
     var authors: Set<Principal> = []
-    /// Every acknowledged policy change, oldest first, with its time.
-    var policyHistory: [(time: Date, change: PolicyChange)] = []
+    /// Every acknowledged policy change, oldest first, with its time and author.
+    var policyHistory: [(time: Date, change: PolicyChange, by: Principal)] = []
     /// The policy after every acknowledged change.
     var policy = VaultPolicy()
     /// Professionals and organisations that accessed the vault at least once.
@@ -46,8 +48,6 @@ struct VaultState: Sendable {
     /// The audit chain: the next entry's sequence and the previous hash.
     var auditNext: UInt64 = 0
     var auditPreviousHash = [UInt8](repeating: 0, count: 32)
-
-    var vaultID: String { hexEncoded(pseudonym.bytes) }
 
     /// The acknowledged versions of a document, with their status derived.
     func versions(of id: DocumentID) -> [DocumentMetadata] {
@@ -80,8 +80,8 @@ struct VaultState: Sendable {
             // Once only: a vault reloaded from disk between the write and its
             // acknowledgement already has it.
             if let last = policyHistory.last, last.time == body.time, last.change == change { return }
-            policyHistory.append((body.time, change))
-            policy.apply(change, at: body.time)
+            policyHistory.append((body.time, change, body.by))
+            policy.apply(change, at: body.time, by: body.by)
         case .firstAccess(let holder): accessedBy.insert(holder)
         case .hiddenNotice(let d): noticed.insert(d)
         case .automaticRelease(let d): autoReleased.insert(d)
@@ -91,8 +91,18 @@ struct VaultState: Sendable {
     /// The policy in force at `time` (replaying the history up to it).
     func policy(at time: Date) -> VaultPolicy {
         var p = VaultPolicy()
-        for (t, change) in policyHistory where t <= time { p.apply(change, at: t) }
+        for (t, change, by) in policyHistory where t <= time { p.apply(change, at: t, by: by) }
         return p
+    }
+
+    /// When a document was first deposited hidden from the patient, among
+    /// its acknowledged versions up to `version` (all if nil): the start of
+    /// its one month (CSP R1111-53), whatever replaced it since.
+    func hiddenSince(_ id: DocumentID, upTo version: Int? = nil) -> Date? {
+        (documents[id] ?? []).first { e in
+            e.isAcknowledged && e.metadata.confidentiality.contains(.hiddenFromPatient)
+                && (version.map { e.metadata.version <= $0 } ?? true)
+        }?.metadata.depositedAt
     }
 
     /// The current versions of documents as they were at `time`.

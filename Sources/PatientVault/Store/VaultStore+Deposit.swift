@@ -85,13 +85,9 @@ extension VaultStore {
         replacing: (document: DocumentID, reason: ReplacementReason)?,
         content: (ContentWriter) async throws -> Void
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        if case .system = principal {
-            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
-        }
-        try Self.validate(draft, author: principal)
-
-        // 1. Decide, under the vault's lock, and fix the version number. A
-        //    denial is audited at once (its entry alone, durable).
+        // 1. Check the input and decide, under the vault's lock, and fix the
+        //    version number. A refusal (bad input included) is audited at
+        //    once: its entry alone, durable.
         enum Decided {
             case proceed(StreamID, VaultKeys, DocumentID, Int, AccessDecision)
             case denied(AppendTicket, PatientVaultError)
@@ -102,6 +98,12 @@ extension VaultStore {
                 let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &vault, time: now)
                 guard case .failure(let error) = a.result else { preconditionFailure("a denial carries its error") }
                 return .denied(ticket, error)
+            }
+            do throws(PatientVaultError) {
+                try Self.validate(principal: principal, asSystem: false, purpose: .care, secret: false)
+                try Self.validate(draft, author: principal)
+            } catch {
+                return try deny(.invalid(replacing == nil ? .deposit : .replace, document: replacing?.document, error))
             }
             guard let replacing else {
                 let decision = AccessPolicy.decide(request(.deposit, by: principal, vault: vault, category: draft.category, time: now))
@@ -120,7 +122,10 @@ extension VaultStore {
             guard sees.isAllowed || current.author == principal else {
                 return try deny(Audited<Void>(action: .replace, decision: sees, document: id, isWrite: true, result: .failure(unknown)))
             }
-            let decision = AccessPolicy.decide(request(.replace, by: principal, vault: vault, document: current, time: now))
+            // Decided on the new draft's category as a deposit is, and on
+            // the current version's author and the vault's blocks.
+            let decision = AccessPolicy.decide(request(
+                .replace, by: principal, vault: vault, document: current, category: draft.category, time: now))
             guard decision.isAllowed else {
                 return try deny(Audited<Void>(action: .replace, decision: decision, document: id, version: current.version, isWrite: true, result: .success(()))
                     .deniedThrows(vaultID: vault.vaultID))
@@ -137,7 +142,7 @@ extension VaultStore {
             do { _ = try await ticket.wait() } catch { throw PatientVaultError.wrapping(error, documentID: replacing?.document) }
             throw error
         }
-        let vaultID = hexEncoded(pseudonym.bytes)
+        let vaultID = keys.publicVaultID(of: pseudonym)
 
         // 2. Encrypt and write the content, outside the lock.
         let slot: KeySlot
@@ -224,12 +229,17 @@ extension VaultStore {
         func invalid(_ message: String) -> PatientVaultError { PatientVaultError(.invalidArgument, message) }
         let title = draft.title.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !title.isEmpty else { throw invalid("the title is empty") }
-        guard draft.title.utf8.count <= 1024 else { throw invalid("the title is longer than 1024 bytes") }
-        guard !draft.typeCode.code.isEmpty, draft.typeCode.code.utf8.count <= 64,
-              !draft.typeCode.system.isEmpty, draft.typeCode.system.utf8.count <= 256
-        else { throw invalid("the type code needs a system (≤ 256 bytes) and a code (≤ 64 bytes)") }
+        guard draft.title.utf8.count <= Limits.title else { throw invalid("the title is longer than \(Limits.title) bytes") }
+        guard !draft.typeCode.code.isEmpty, draft.typeCode.code.utf8.count <= Limits.typeCode,
+              !draft.typeCode.system.isEmpty, draft.typeCode.system.utf8.count <= Limits.typeCodeSystem
+        else {
+            throw invalid("the type code needs a system (≤ \(Limits.typeCodeSystem) bytes) and a code (≤ \(Limits.typeCode) bytes)")
+        }
+        guard [draft.createdAt, draft.serviceStart, draft.serviceEnd].allSatisfy({ $0.map(Limits.isStorable) ?? true }) else {
+            throw invalid("a date of the draft is not finite or is beyond ±10¹¹ s of 1970")
+        }
         let mime = draft.mimeType.split(separator: "/", omittingEmptySubsequences: false)
-        guard mime.count == 2, !mime[0].isEmpty, !mime[1].isEmpty, draft.mimeType.utf8.count <= 255,
+        guard mime.count == 2, !mime[0].isEmpty, !mime[1].isEmpty, draft.mimeType.utf8.count <= Limits.mimeType,
               draft.mimeType.unicodeScalars.allSatisfy({ $0.isASCII && !$0.properties.isWhitespace })
         else { throw invalid("the MIME type must look like type/subtype") }
         if let start = draft.serviceStart, let end = draft.serviceEnd, end < start {

@@ -71,7 +71,7 @@ extension VaultStore {
     /// decision, then the change record and its audit entry in one durable
     /// commit.
     func change(_ change: PolicyChange, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await audited(patient, by: principal) { vault, now in
+        try await audited(change.action, patient, by: principal) { vault, now in
             try VaultPolicy.validateInput(change, at: now, holder: vault.creation.holder)
             var document: DocumentMetadata?
             if case .releaseToPatient(let id) = change {
@@ -127,7 +127,7 @@ extension VaultStore {
     public func whoCouldRead(
         _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
-        try await audited(patient, by: principal) { vault, now in
+        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
             var a = Audited<[(principal: Principal, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 document: document, result: .success([]))
@@ -165,7 +165,7 @@ extension VaultStore {
     public func whatCouldRead(
         _ reader: Principal, at time: Date, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] {
-        try await audited(patient, by: principal) { vault, now in
+        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
             var a = Audited<[(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 target: GrantHolder(reader)?.description, result: .success([]))

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VaultCrypto
 import VaultStorage
 
@@ -10,7 +11,12 @@ extension VaultStore {
         _ id: DocumentID, version: Int?, includingDeprecated: Bool, action: VaultAction,
         in vault: VaultState, as principal: Principal, purpose: AccessPurpose, time: Date,
         _ result: (DocumentMetadata, VersionEntry) throws -> R
-    ) rethrows -> Audited<R> {
+    ) throws -> Audited<R> {
+        do {
+            try Self.validate(version: version)
+        } catch {
+            return .invalid(action, document: id, error)
+        }
         let vaultDecision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, time: time))
         guard vaultDecision.isAllowed else {
             return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.init(.accessDenied, "")))
@@ -62,8 +68,8 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
-            lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata,
+        try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata,
                    in: vault, as: principal, purpose: purpose, time: now) { m, _ in m }
         }
     }
@@ -72,8 +78,8 @@ extension VaultStore {
     public func versions(
         of document: DocumentID, for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
-        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
-            lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
+        try await audited(.listVersions, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            try lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
                    in: vault, as: principal, purpose: purpose, time: now) { _, _ in
                 vault.versions(of: document).filter {
                     AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: $0, time: now)).isAllowed
@@ -91,7 +97,7 @@ extension VaultStore {
         for patient: INS, matching query: DocumentQuery = DocumentQuery(), as principal: Principal,
         purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
-        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        try await audited(.listDocuments, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
             let decision = AccessPolicy.decide(request(.listDocuments, by: principal, purpose: purpose, vault: vault, time: now))
             guard decision.isAllowed else {
                 return Audited<[DocumentMetadata]>(action: .listDocuments, decision: decision, result: .success([]))
@@ -158,48 +164,81 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
-        let (metadata, entry, pseudonym, vaultKeys) = try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
-            lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
+        let (metadata, entry, pseudonym, vaultKeys) = try await audited(.readContent, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
                    in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.keys) }
         }
-        let keys = try translatingErrors(vaultID: hexEncoded(pseudonym.bytes), documentID: document) {
+        let vaultID = self.keys.publicVaultID(of: pseudonym)
+        let keys = try translatingErrors(vaultID: vaultID, documentID: document) {
             try documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
         }
-        return DocumentContent(engine: engine, vault: pseudonym, entry: entry, contentKey: keys.content)
+        return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)
     }
+}
+
+/// The content key of one audited read, handed out once: the first
+/// iterator takes it, and it is dropped (wiped with its last reference)
+/// when that iterator ends, fails or is dropped.
+final class ContentKeyHolder: Sendable {
+    private let key: Mutex<SymmetricKey?>
+
+    init(_ key: SymmetricKey) { self.key = Mutex(key) }
+
+    /// The key, the first time; nil afterwards.
+    func take() -> SymmetricKey? { key.withLock { k in defer { k = nil }; return k } }
 }
 
 /// The content of one document version, as an asynchronous sequence of
 /// decrypted chunks. Each chunk is authenticated (and bound to its vault,
 /// document, version and position) before it is returned; the end checks
 /// that nothing was dropped and that size and BLAKE2b hash match.
+///
+/// Single-pass: one audited read gives one pass over the content. The
+/// first iterator takes the content key; a second iterator throws
+/// ``PatientVaultError/Code/invalidArgument`` at its first `next()`. To read
+/// again, ask the store again (a new decision and a new audit entry).
 public struct DocumentContent: AsyncSequence, Sendable {
     /// A chunk of plaintext.
     public typealias Element = Data
 
     let engine: any StorageEngine
     let vault: StreamID
+    /// The public id, for errors.
+    let vaultID: String
     let entry: VersionEntry
-    let contentKey: SymmetricKey
+    let key: ContentKeyHolder
+
+    init(engine: any StorageEngine, vault: StreamID, vaultID: String, entry: VersionEntry, contentKey: SymmetricKey) {
+        self.engine = engine
+        self.vault = vault
+        self.vaultID = vaultID
+        self.entry = entry
+        self.key = ContentKeyHolder(contentKey)
+    }
 
     /// The content's size in bytes.
     public var size: Int64 { entry.metadata.size }
 
-    /// Starts reading.
+    /// Starts the one pass over the content.
     public func makeAsyncIterator() -> Iterator {
-        Iterator(content: self)
+        Iterator(content: self, contentKey: key.take())
     }
 
     /// Reads and decrypts one chunk per call to `next()`.
     public struct Iterator: AsyncIteratorProtocol {
         private let content: DocumentContent
+        /// Dropped at the end, so the key does not outlive the pass.
+        private var contentKey: SymmetricKey?
         private var index = 0
         private var puller: SecretStreamPuller?
         private var hasher: BLAKE2b.Hasher?
         private var size: Int64 = 0
         private var finished = false
 
-        init(content: DocumentContent) { self.content = content }
+        init(content: DocumentContent, contentKey: SymmetricKey?) {
+            self.content = content
+            self.contentKey = contentKey
+        }
 
         /// The next decrypted chunk, or nil at the end.
         /// - Throws: ``PatientVaultError`` (`corrupted` for altered, moved,
@@ -211,9 +250,14 @@ public struct DocumentContent: AsyncSequence, Sendable {
             do {
                 try Task.checkCancellation()
                 if puller == nil {
-                    puller = try entry.content.streamHeader.withUnsafeBytes {
-                        try SecretStreamPuller(key: content.contentKey, header: $0)
+                    guard let contentKey else {
+                        throw PatientVaultError(
+                            .invalidArgument, "this content was already read once; ask the store again for a new audited read")
                     }
+                    puller = try entry.content.streamHeader.withUnsafeBytes {
+                        try SecretStreamPuller(key: contentKey, header: $0)
+                    }
+                    self.contentKey = nil
                     hasher = try BLAKE2b.Hasher(outputByteCount: 32)
                 }
                 guard index < entry.content.chunkCount else { throw corrupted("content ends before its final chunk") }
@@ -249,6 +293,7 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 size += Int64(plaintext.count)
                 if isFinal {
                     finished = true
+                    puller = nil
                     guard index == entry.content.chunkCount, size == entry.metadata.size,
                           hasher!.finalize() == entry.metadata.contentHash
                     else { throw corrupted("content does not match its size and hash") }
@@ -256,12 +301,14 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 return Data(plaintext)
             } catch {
                 finished = true
-                throw PatientVaultError.wrapping(error, vaultID: hexEncoded(content.vault.bytes), documentID: id)
+                puller = nil
+                contentKey = nil
+                throw PatientVaultError.wrapping(error, vaultID: content.vaultID, documentID: id)
             }
         }
 
         private func corrupted(_ message: String) -> PatientVaultError {
-            PatientVaultError(.corrupted, message, vaultID: hexEncoded(content.vault.bytes), documentID: content.entry.metadata.id)
+            PatientVaultError(.corrupted, message, vaultID: content.vaultID, documentID: content.entry.metadata.id)
         }
     }
 }

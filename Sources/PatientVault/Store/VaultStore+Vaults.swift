@@ -19,7 +19,7 @@ extension VaultStore {
         for patient: INS, by principal: Principal, channel: CreationChannel, region: Region? = nil
     ) async throws(PatientVaultError) -> VaultInfo {
         let pseudonym = keys.vaultPseudonym(for: patient)
-        let vaultID = hexEncoded(pseudonym.bytes)
+        let vaultID = keys.publicVaultID(of: pseudonym)
         let createdAt = configuration.clock.now()
         var handle = handle(for: pseudonym)
         var ticket: AppendTicket?
@@ -43,7 +43,7 @@ extension VaultStore {
                     let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
                     let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
                     let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
-                    var created = VaultState(pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
+                    var created = VaultState(pseudonym: pseudonym, vaultID: vaultID, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
                     // The creation and its audit entry: one atomic, durable group.
                     let a = Audited<Void>(
                         action: .createVault, decision: decision,
@@ -81,7 +81,7 @@ extension VaultStore {
     public func vaultInfo(
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> VaultInfo {
-        try await audited(patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        try await audited(.readVaultInfo, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
             let decision = AccessPolicy.decide(request(.readVaultInfo, by: principal, purpose: purpose, vault: vault, time: now))
             guard decision.isAllowed else {
                 return Audited<VaultInfo>(action: .readVaultInfo, decision: decision, result: .failure(.init(.accessDenied, "")))

@@ -81,14 +81,7 @@ public final class VaultStore: Sendable {
     public static func open(
         at url: URL, key source: MasterKeySource, configuration: Configuration = Configuration()
     ) async throws(PatientVaultError) -> VaultStore {
-        guard configuration.contentChunkSize >= 4096, configuration.contentChunkSize <= 4 << 20,
-              configuration.inlineContentLimit >= 0, configuration.inlineContentLimit <= configuration.contentChunkSize,
-              configuration.segmentSize >= 1 << 20, configuration.segmentSize <= 1 << 36,
-              configuration.segmentSize >= 4 * UInt64(configuration.contentChunkSize + recordOverhead)
-        else {
-            throw PatientVaultError(
-                .invalidArgument, "chunk size 4 KiB-4 MiB, inline limit up to a chunk, segments 1 MiB-64 GiB and at least 4 chunks")
-        }
+        try configuration.validate()
         let directory = url.path
         try translatingErrors { try FileSystem.createDirectory(directory) }
         let keys: StoreKeys
@@ -172,8 +165,9 @@ public final class VaultStore: Sendable {
         }
     }
 
-    /// Waits for queued writes, checkpoints the index and releases the store
-    /// (its lock included). Other calls then throw ``PatientVaultError/Code/closed``.
+    /// Waits for queued writes, checkpoints the index, wipes the keys and
+    /// releases the store (its lock included). Other calls then throw
+    /// ``PatientVaultError/Code/closed``.
     public func close() async throws(PatientVaultError) {
         isClosed.store(true, ordering: .sequentiallyConsistent)
         flusher?.cancel()
@@ -182,6 +176,10 @@ public final class VaultStore: Sendable {
         // Drop every decrypted vault: their keys are wiped as they go.
         let handles = vaults.withLock { v in Array(v.values) }
         for h in handles { h.state.withLock { $0 = nil } }
+        // The master-derived keys are wiped now, not when the last
+        // reference goes: the engine accepts no more writes, so nothing
+        // sealed under a wiped key can reach the disk.
+        keys.wipe()
     }
 
     /// The number of vaults in the store. O(streams): counts the vault
@@ -215,7 +213,6 @@ public final class VaultStore: Sendable {
             throw PatientVaultError(.closed, "the store is closed")
         }
         let pseudonym = keys.vaultPseudonym(for: patient)
-        let vaultID = hexEncoded(pseudonym.bytes)
         defer { noteUse(of: pseudonym) }
         do {
             while true {
@@ -224,19 +221,19 @@ public final class VaultStore: Sendable {
                     if handle.retired.load(ordering: .relaxed) { return .retry }
                     if state == nil {
                         guard engine.head(of: pseudonym) != nil else {
-                            throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
+                            throw PatientVaultError(.unknownVault, "no vault for this patient")
                         }
                         state = try loadVault(pseudonym)
                     }
                     guard state!.isAcknowledged else {
-                        throw PatientVaultError(.unknownVault, "no vault for this patient", vaultID: vaultID)
+                        throw PatientVaultError(.unknownVault, "no vault for this patient")
                     }
                     return .done(try body(&state!))
                 }
                 if case .done(let result) = attempt { return result }
             }
         } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID)
+            throw PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym))
         }
     }
 
@@ -293,7 +290,7 @@ public final class VaultStore: Sendable {
         let body = try VaultCreatedBody.decode(
             try openBody(first.payload, header: header, key: vaultKeys.records, vault: pseudonym).plaintext)
         var state = VaultState(
-            pseudonym: pseudonym, keys: vaultKeys, creation: body, isAcknowledged: true, nextSequence: 1)
+            pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys, creation: body, isAcknowledged: true, nextSequence: 1)
         for (i, record) in records.enumerated().dropFirst() {
             let h = try RecordHeader.decode(record.payload)
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
@@ -342,7 +339,7 @@ public final class VaultStore: Sendable {
     }
 
     private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {
-        PatientVaultError(.corrupted, "the vault's record chain is broken", vaultID: hexEncoded(pseudonym.bytes))
+        PatientVaultError(.corrupted, "the vault's record chain is broken", vaultID: keys.publicVaultID(of: pseudonym))
     }
 
     /// Opens the sealed part of a record: `u32 length || box || rest`.

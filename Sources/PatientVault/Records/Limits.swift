@@ -1,0 +1,64 @@
+import Foundation
+
+/// The bounds of every caller-supplied value that ends up in a record.
+///
+/// One table, used by the validating initialisers (where a value is
+/// created), by the draft validation (where a deposit is received) and by
+/// the decoders: a decoder accepts exactly what its encoder can be given,
+/// so no accepted input can produce a record that fails to read back.
+/// Lengths are in UTF-8 bytes.
+enum Limits {
+    /// A professional's speciality.
+    static let speciality = 64
+    /// A break-glass reason (only its keyed hash is stored).
+    static let breakGlassReason = 1024
+    /// The fewest visible characters a break-glass reason has.
+    static let breakGlassReasonVisibleCharacters = 4
+    /// The version name of an access matrix.
+    static let matrixVersion = 64
+    /// A document title.
+    static let title = 1024
+    /// A type code's code and system.
+    static let typeCode = 64
+    static let typeCodeSystem = 256
+    /// A MIME type.
+    static let mimeType = 255
+    /// A system principal's identifier.
+    static let systemIdentifier = 64
+    /// Identifiers read back from records (INS, RPPS, FINESS, region):
+    /// their parsers bound them far below this.
+    static let identifier = 32
+    /// Enumeration raw values (actions, rules, professions, kinds).
+    static let enumName = 64
+    /// A legal basis or an audit target (both come from the store's own
+    /// tables and from public register numbers).
+    static let auditText = 64
+    /// The public vault id in an audit entry (32 hexadecimal characters).
+    static let publicVaultID = 32
+    /// Versions are stored as 32-bit numbers, from 1.
+    static let versions: ClosedRange<Int> = 1...Int(UInt32.max)
+    /// Dates are stored as their 64-bit floating-point seconds since 1970:
+    /// finite, and within ±10¹¹ s (years −1200 to 5100), so that time
+    /// arithmetic (expiries, the hidden-document delays) never overflows.
+    static let dateSeconds: ClosedRange<Double> = -1e11...1e11
+
+    /// Whether `date` can be stored and compared safely.
+    static func isStorable(_ date: Date) -> Bool {
+        dateSeconds.contains(date.timeIntervalSince1970)
+    }
+
+    /// Whether `text` is non-empty, within `maximum` UTF-8 bytes, and free
+    /// of control and format characters (NUL, U+2060, U+FEFF, bidi marks...).
+    static func isPrintable(_ text: String, maximum: Int) -> Bool {
+        (1...maximum).contains(text.utf8.count) && text.unicodeScalars.allSatisfy(isPrintable)
+    }
+
+    static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator:
+            return false
+        default:
+            return true
+        }
+    }
+}

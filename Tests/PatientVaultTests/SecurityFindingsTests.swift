@@ -1,0 +1,325 @@
+import Foundation
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// Regression tests of the security findings (issue 8): each test names
+/// the attack it replays and fails on the code before its fix.
+@Suite struct SecurityFindingsTests {
+    static let hostileIntegers: [Int] = [Int.min, -1, 0, Int(UInt32.max) + 1, Int.max]
+
+    // MARK: - 1. Integers from callers never trap
+
+    @Test func outOfRangeVersionsAreTypedErrorsWithTheirEntryInThisProcess() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: v.alice, by: Fixtures.doctor).id
+        let employer = Fixtures.employerPrincipal
+        for version in Self.hostileIntegers {
+            for principal in [v.patient, employer] {
+                let before = try v.count()
+                #expect(await code { _ = try await v.store.metadata(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
+                #expect(await code { _ = try await v.store.content(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
+                #expect(await code { _ = try await v.store.contentStream(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
+                let entries = try v.entries()
+                #expect(try v.count() == before + 3, "version \(version)")
+                #expect(entries.suffix(3).allSatisfy { $0.outcome == .denied && $0.rule == .invalidRequest && $0.version == nil })
+                #expect(entries.suffix(3).allSatisfy { $0.document == doc })
+            }
+        }
+        // The trail still reads back and verifies.
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries > 30)
+        try await v.store.close()
+    }
+
+    @Test func auditPagesWithHostileIntegersAreRefusedAndRecorded() async throws {
+        let v = try await AuditedVault()
+        let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        let subject = GrantHolder.professional(Fixtures.doctor.healthProfessional!.rpps)
+        for n in Self.hostileIntegers {
+            let before = try v.count()
+            let offsetResult = await code { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(offset: n), as: v.patient) }
+            #expect(offsetResult == (n >= 0 ? nil : .invalidArgument), "offset \(n)")
+            #expect(await code { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: n), as: v.patient) } == .invalidArgument)
+            #expect(try v.count() == before + 2)
+            #expect(await code { _ = try await v.store.activity(of: subject, matching: AuditQuery(limit: n), as: dpo) } == .invalidArgument)
+        }
+        // Each refused review was recorded in the reviewer's stream (read back raw).
+        let stream = v.store.keys.reviewerStream(of: try SystemPrincipal("dpo"))
+        var recorded = 0
+        try v.store.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
+            let plain = try v.store.openStoreRecord(
+                r, kind: .activityEntry, key: v.store.keys.activity, stream: stream, broken: PatientVaultError(.corrupted, ""))
+            if try AuditEntry.decode(Array(plain[32...])).rule == .invalidRequest { recorded += 1 }
+            return true
+        }
+        #expect(recorded == Self.hostileIntegers.count)
+        try await v.store.close()
+    }
+
+    @Test func configurationIntegersAreBoundedWithTheFieldNamed() async throws {
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        let cases: [(String, (inout Configuration) -> Void)] = [
+            ("contentChunkSize", { $0.contentChunkSize = Int.min }),
+            ("contentChunkSize", { $0.contentChunkSize = Int.max }),
+            ("inlineContentLimit", { $0.inlineContentLimit = -1 }),
+            ("inlineContentLimit", { $0.inlineContentLimit = Int.max }),
+            ("loadedVaultLimit", { $0.loadedVaultLimit = Int.min }),
+            ("loadedVaultLimit", { $0.loadedVaultLimit = 0 }),
+            ("loadedVaultLimit", { $0.loadedVaultLimit = Int.max }),
+            ("segmentSize", { $0.segmentSize = 0 }),
+            ("segmentSize", { $0.segmentSize = UInt64.max }),
+            ("auditMode", { $0.auditMode = .batched(maxDelay: .seconds(-1)) }),
+        ]
+        for (field, change) in cases {
+            var c = Fixtures.configuration()
+            change(&c)
+            let e = await error { _ = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c) }
+            #expect(e?.code == .invalidArgument)
+            #expect(e?.message.contains(field) == true, "\(String(describing: e))")
+        }
+        // Nothing was created by a refused configuration.
+        #expect(!FileManager.default.fileExists(atPath: folder.url.path))
+    }
+
+    @Test func hostileDatesAreRefusedAsArguments() async throws {
+        let v = try await AuditedVault()
+        for seconds in [Double.nan, .infinity, -.infinity, 1e300, -1e12] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(await code { try await v.store.authorise(Fixtures.pharmacist, until: date, for: v.alice, as: v.patient) } == .invalidArgument)
+        }
+        #expect(try v.store.withVault(v.alice) { $0.policy.grants.isEmpty })
+        try await v.store.close()
+    }
+
+    // MARK: - 2. What a caller builds can be written and read back
+
+    @Test func callerStringsAreBoundedWhereCreated() throws {
+        let rpps = try RPPSNumber("10101234567")
+        #expect(throws: PatientVaultError.self) {
+            try HealthProfessional(rpps: rpps, profession: .doctor, speciality: String(repeating: "x", count: (1 << 20) + 100))
+        }
+        #expect(throws: PatientVaultError.self) { try HealthProfessional(rpps: rpps, profession: .doctor, speciality: "") }
+        #expect(throws: PatientVaultError.self) { try HealthProfessional(rpps: rpps, profession: .doctor, speciality: "psy\u{0}") }
+        #expect(throws: PatientVaultError.self) {
+            try HealthProfessional(rpps: rpps, profession: .doctor, speciality: String(repeating: "é", count: 33))
+        }
+        #expect((try? HealthProfessional(rpps: rpps, profession: .doctor, speciality: String(repeating: "é", count: 32))) != nil)
+        #expect(throws: PatientVaultError.self) {
+            try AccessMatrix(version: String(repeating: "v", count: 129), professions: [:], organisations: [])
+        }
+        #expect(throws: PatientVaultError.self) { try SystemPrincipal(String(repeating: "a", count: 65)) }
+    }
+
+    @Test func aDeniedReadByTheLargestAcceptedPrincipalKeepsTheVaultReadable() async throws {
+        // The attack: a refused professional with an oversized speciality
+        // made an entry the decoder refused, and the vault answered
+        // `corrupted` for ever. The largest principal the API accepts now
+        // decodes back, through a restart.
+        var c = Fixtures.configuration()
+        c.accessMatrix = try AccessMatrix(
+            version: String(repeating: "m", count: 64), professions: AccessMatrix.default2023.professions,
+            organisations: AccessMatrix.default2023.organisations)
+        let v = try await AuditedVault(configuration: c)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let big = Principal.professional(try HealthProfessional(
+            rpps: try RPPSNumber("10109999999"), profession: .doctor, speciality: String(repeating: "é", count: 32)))
+        #expect(await code { _ = try await v.store.content(of: doc, for: v.alice, as: big) } == .accessDenied)
+        #expect(await code {
+            _ = try await v.store.content(
+                of: doc, for: v.alice, as: big, purpose: .breakGlass(reason: try BreakGlassReason(String(repeating: "😷", count: 256))))
+        } == nil)
+        let store = try await v.t.reopen(configuration: c)
+        let trail = try await store.auditTrail(for: v.alice, as: v.patient)
+        #expect(trail.contains { $0.actor == big && $0.outcome == .denied })
+        #expect(trail.contains { $0.actor == big && $0.isBreakGlass })
+        _ = try await store.verifyAuditTrail(for: v.alice, as: v.patient)
+        #expect(try await store.documents(for: v.alice, as: v.patient).count == 1)
+        try await store.close()
+    }
+
+    // MARK: - 4. Every refusal writes exactly one entry
+
+    @Test func everyRefusalWhateverItsInputWritesExactlyOneEntry() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let stranger = Fixtures.otherDoctor
+        let refusals: [(String, () async throws -> Void)] = [
+            ("denied read", { _ = try await v.store.content(of: doc, for: v.alice, as: Fixtures.employerPrincipal) }),
+            ("denied read, bad version", { _ = try await v.store.metadata(of: doc, version: -5, for: v.alice, as: Fixtures.employerPrincipal) }),
+            ("unknown document", { _ = try await v.store.metadata(of: DocumentID.random(), for: v.alice, as: stranger) }),
+            ("secret by a stranger", { _ = try await v.store.documents(for: v.alice, as: stranger, secret: true) }),
+            ("system", { _ = try await v.store.vaultInfo(for: v.alice, as: .system) }),
+            ("bad draft by a stranger", { _ = try await v.store.deposit(Fixtures.draft(""), content: Data(), for: v.alice, by: stranger) }),
+            ("bad grant by a stranger", { try await v.store.authorise(.patient(Fixtures.bob), for: v.alice, as: stranger) }),
+            ("bad page by a stranger", { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(offset: -1), as: stranger) }),
+            ("replace unknown", { _ = try await v.store.replace(DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, by: stranger) }),
+        ]
+        for (name, call) in refusals {
+            let before = try v.count()
+            let e = await error { try await call() }
+            #expect(e != nil, "\(name)")
+            #expect(try v.count() == before + 1, "\(name)")
+            #expect(try v.entries().last?.outcome == .denied, "\(name)")
+            // 8. A refusal names no vault.
+            #expect(e?.vaultID == nil, "\(name)")
+        }
+        try await v.store.close()
+    }
+
+    // MARK: - 5. The one-month rule cannot be dodged by replacing
+
+    @Test func replacingAHiddenDocumentDoesNotRestartItsMonth() async throws {
+        let v = try await AuditedVault()
+        let hidden = Fixtures.draft("Résultat", flags: [.hiddenFromPatient])
+        let doc = try await v.store.deposit(hidden, content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        // Replaced every 13 days: the notice still comes at 14 days, the
+        // release at 30, both counted from the first hidden deposit.
+        var notices = 0
+        for day in stride(from: 13, through: 39, by: 13) {
+            v.clock.advance(by: 13 * 86_400)
+            _ = try await v.store.replace(doc, with: hidden, content: Data([UInt8(day)]), for: v.alice, by: Fixtures.doctor)
+            v.clock.advance(by: 86_400)
+            notices += try await v.store.processScheduledEvents(for: v.alice)
+            let visible = try await v.store.documents(for: v.alice, as: v.patient).contains { $0.id == doc }
+            #expect(visible == (day + 1 >= 30), "day \(day + 1)")
+        }
+        #expect(notices == 2)  // the 2-week notice and the automatic release
+        let actions = try v.entries().map(\.action)
+        #expect(actions.contains(.hiddenDocumentNotice) && actions.contains(.automaticRelease))
+        try await v.store.close()
+    }
+
+    // MARK: - 7. Representatives see no gaps
+
+    @Test func representativesGetNoPositionsAndCannotCountTheChain() async throws {
+        let v = try await AuditedVault()
+        let parent = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
+        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        _ = try await v.store.documents(for: v.alice, as: v.patient, secret: true)
+        _ = try await v.store.documents(for: v.alice, as: v.patient)
+        let view = try await v.store.auditTrail(for: v.alice, as: .representative(parent))
+        #expect(!view.isEmpty)
+        #expect(view.allSatisfy { $0.sequence == 0 && $0.previousHash.isEmpty && !$0.isSecretAccess })
+        let e = await error { _ = try await v.store.verifyAuditTrail(for: v.alice, as: .representative(parent)) }
+        #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
+        // The patient still verifies the whole chain, secret access included.
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try v.count()))
+        try await v.store.close()
+    }
+
+    // MARK: - 8. No stream id in what the API shows
+
+    @Test func errorsAndResultsNeverCarryTheOnDiskStreamID() async throws {
+        let v = try await AuditedVault()
+        let streamHex = hexEncoded(v.store.keys.vaultPseudonym(for: v.alice).bytes)
+        let info = try await v.store.vaultInfo(for: v.alice, as: v.patient)
+        #expect(info.vaultID.count == 32 && !streamHex.contains(info.vaultID))
+        let denied = await error { _ = try await v.store.documents(for: v.alice, as: Fixtures.employerPrincipal) }
+        #expect(denied?.code == .accessDenied && denied?.vaultID == nil)
+        let unknown = await error { _ = try await v.store.documents(for: Fixtures.bob, as: Fixtures.employerPrincipal) }
+        #expect(unknown?.code == .unknownVault && unknown?.vaultID == nil)
+        let trail = try await v.store.auditTrail(for: v.alice, as: v.patient)
+        #expect(trail.allSatisfy { $0.vaultID == info.vaultID })
+        #expect(!"\(String(describing: denied))".contains(streamHex.prefix(16)))
+        try await v.store.close()
+    }
+
+    // MARK: - 9. The insurer publishes reimbursement data only
+
+    @Test func theInsurerCannotReplaceItsDocumentWithAClinicalOne() async throws {
+        let v = try await AuditedVault()
+        let insurer = Fixtures.insurer
+        let doc = try await v.store.deposit(Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: v.alice, by: insurer)
+        let e = await error {
+            _ = try await v.store.replace(doc.id, with: Fixtures.draft("Compte rendu", category: .report), content: Data([2]), for: v.alice, by: insurer)
+        }
+        #expect(e?.code == .accessDenied && e?.rule == .insurerDepositsReimbursementOnly)
+        // Its own reimbursement history it may still correct.
+        let v2 = try await v.store.replace(doc.id, with: Fixtures.draft("Remboursements", category: .reimbursement), content: Data([3]), for: v.alice, by: insurer)
+        #expect(v2.version == 2)
+        try await v.store.close()
+    }
+
+    // MARK: - 10. A representative's designations do not open what is hidden from them
+
+    @Test func aRepresentativesGrantDoesNotOpenDocumentsHiddenFromRepresentatives() async throws {
+        let v = try await AuditedVault()
+        let parent = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
+        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        let gyn = Principal.professional(try HealthProfessional(rpps: try RPPSNumber("10105555555"), profession: .doctor, speciality: "gynecologie"))
+        let secret = try await v.store.deposit(
+            Fixtures.draft("Consultation", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]), for: v.alice, by: gyn)
+        let open = try await v.store.deposit(Fixtures.draft("Vaccin"), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+        // The parent authorises a doctor of their choice, and adds another to the care team.
+        let friend = Fixtures.otherDoctor
+        try await v.store.authorise(friend, for: v.alice, as: .representative(parent))
+        try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: .representative(parent))
+        #expect(await code { _ = try await v.store.content(of: secret.id, for: v.alice, as: friend) } == .unknownDocument)
+        #expect(try await v.store.content(of: open.id, for: v.alice, as: friend) == Data([2]))
+        // The same grant by the patient opens it.
+        try await v.store.authorise(friend, for: v.alice, as: v.patient)
+        #expect(try await v.store.content(of: secret.id, for: v.alice, as: friend) == Data([1]))
+        // The representative's trail shows nothing about the hidden document, nor its author.
+        let view = try await v.store.auditTrail(for: v.alice, as: .representative(parent))
+        #expect(!view.contains { $0.document == secret.id || $0.actor == gyn })
+        try await v.store.close()
+    }
+
+    // MARK: - 12. A block applies to replacements
+
+    @Test func aBlockedAuthorCannotReplaceTheirDocument() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.otherDoctor).id
+        try await v.store.block(Fixtures.otherDoctor.healthProfessional!.rpps, for: v.alice, as: v.patient)
+        let e = await error { _ = try await v.store.replace(doc, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: Fixtures.otherDoctor) }
+        #expect(e?.code == .accessDenied && e?.rule == .blockedByPatient)
+        #expect(try await v.store.versions(of: doc, for: v.alice, as: v.patient).count == 1)
+        try await v.store.close()
+    }
+
+    // MARK: - 13. The matrix judges the profession the grant recorded
+
+    @Test func aGrantedNurseClaimingToBeADoctorIsJudgedAsANurse() async throws {
+        let v = try await AuditedVault()
+        let rpps = try RPPSNumber("10107777777")
+        let nurse = Principal.professional(HealthProfessional(rpps: rpps, profession: .nurse))
+        let claimsDoctor = Principal.professional(HealthProfessional(rpps: rpps, profession: .doctor))
+        let imaging = try await v.store.deposit(Fixtures.draft(category: .medicalImaging), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        try await v.store.authorise(nurse, for: v.alice, as: v.patient)
+        // Nurses do not read imaging in the default matrix, whatever they claim.
+        #expect(await code { _ = try await v.store.content(of: imaging.id, for: v.alice, as: nurse) } == .unknownDocument)
+        #expect(await code { _ = try await v.store.content(of: imaging.id, for: v.alice, as: claimsDoctor) } == .unknownDocument)
+        #expect(try v.entries().last?.rule == .professionMatrix)
+        try await v.store.close()
+    }
+
+    // MARK: - 14. Authorship does not open the vault's information
+
+    @Test func oneDepositDoesNotOpenTheVaultsCreationDetails() async throws {
+        let v = try await AuditedVault()
+        _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.otherDoctor)
+        let e = await error { _ = try await v.store.vaultInfo(for: v.alice, as: Fixtures.otherDoctor) }
+        #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
+        // The author still lists what they wrote.
+        #expect(try await v.store.documents(for: v.alice, as: Fixtures.otherDoctor).count == 1)
+        try await v.store.close()
+    }
+
+    // MARK: - 16. One audited read, one pass
+
+    @Test func contentStreamsAreSinglePass() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Fixtures.content("X", size: 5000), for: v.alice, by: Fixtures.doctor).id
+        let stream = try await v.store.contentStream(of: doc, for: v.alice, as: Fixtures.doctor)
+        var first = Data()
+        for try await chunk in stream { first.append(chunk) }
+        #expect(first == Fixtures.content("X", size: 5000))
+        // Blocked now: iterating the old value again must not read.
+        try await v.store.block(Fixtures.doctor.healthProfessional!.rpps, for: v.alice, as: v.patient)
+        var iterator = stream.makeAsyncIterator()
+        let again = await code { _ = try await iterator.next() }
+        #expect(again == .invalidArgument)
+        try await v.store.close()
+    }
+}
