@@ -40,20 +40,26 @@ package enum BLAKE2b {
             (minimumOutputByteCount...maximumOutputByteCount).contains(outputByteCount),
             "BLAKE2b output must be 16 to 64 bytes")
         precondition(rawKey.map { $0.count <= Int(crypto_generichash_KEYBYTES_MAX) } ?? true, "BLAKE2b key too long")
-        _ = try? Sodium.initialize()
+        // No `sodium_init` here: BLAKE2b is correct without it (initialising
+        // only selects a faster compression function, which every store does
+        // when it opens, through `Sodium.initialize()`, which throws).
         var out = [UInt8](repeating: 0, count: outputByteCount)
-        out.withUnsafeMutableBufferPointer { o in
+        let rc = out.withUnsafeMutableBufferPointer { o in
             if let k = rawKey {
-                _ = crypto_generichash(
+                return crypto_generichash(
                     o.baseAddress!, outputByteCount,
                     data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
                     k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
             } else {
-                _ = crypto_generichash(
+                return crypto_generichash(
                     o.baseAddress!, outputByteCount,
                     data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
             }
         }
+        // libsodium fails only on an output or key length out of range,
+        // which the preconditions above rule out: a failure here is a broken
+        // library, and an unkeyed or zero hash must never be used as a MAC.
+        precondition(rc == 0, "crypto_generichash failed with valid lengths")
         return out
     }
 
@@ -80,39 +86,50 @@ package enum BLAKE2b {
             state = try KeyArena.shared.allocate()
             self.outputByteCount = outputByteCount
             let s = OpaquePointer(state)
-            if let key {
+            let rc = if let key {
                 key.withUnsafeBytes { k in
-                    _ = crypto_generichash_init(s, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, outputByteCount)
+                    crypto_generichash_init(s, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, outputByteCount)
                 }
             } else {
-                _ = crypto_generichash_init(s, nil, 0, outputByteCount)
+                crypto_generichash_init(s, nil, 0, outputByteCount)
+            }
+            guard rc == 0 else {
+                KeyArena.shared.release(state)
+                throw CryptoError(.invalidInput, "BLAKE2b could not start")
             }
         }
 
         deinit { KeyArena.shared.release(state) }
 
         /// Adds bytes to the hash. Cost: O(n).
-        package func update(_ data: UnsafeRawBufferPointer) {
-            precondition(!finalized, "BLAKE2b.Hasher used after finalize()")
-            _ = crypto_generichash_update(
-                OpaquePointer(state),
-                data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count))
+        /// - Throws: ``CryptoError`` if used after ``finalize()`` or if
+        ///   libsodium refuses the update.
+        package func update(_ data: UnsafeRawBufferPointer) throws(CryptoError) {
+            guard !finalized else { throw CryptoError(.invalidInput, "BLAKE2b.Hasher used after finalize()") }
+            guard absorb(data) == 0 else { throw CryptoError(.invalidInput, "BLAKE2b update failed") }
         }
 
         /// Adds bytes to the hash.
-        package func update(_ data: [UInt8]) {
-            data.withUnsafeBytes { update($0) }
+        package func update(_ data: [UInt8]) throws(CryptoError) {
+            guard !finalized else { throw CryptoError(.invalidInput, "BLAKE2b.Hasher used after finalize()") }
+            guard data.withUnsafeBytes({ absorb($0) }) == 0 else { throw CryptoError(.invalidInput, "BLAKE2b update failed") }
         }
 
-        /// Returns the digest. The hasher cannot be used afterwards (traps).
-        package func finalize() -> [UInt8] {
-            precondition(!finalized, "BLAKE2b.Hasher finalized twice")
+        private func absorb(_ data: UnsafeRawBufferPointer) -> Int32 {
+            crypto_generichash_update(
+                OpaquePointer(state), data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count))
+        }
+
+        /// Returns the digest. The hasher cannot be used afterwards.
+        /// - Throws: ``CryptoError`` if called twice or if libsodium fails.
+        package func finalize() throws(CryptoError) -> [UInt8] {
+            guard !finalized else { throw CryptoError(.invalidInput, "BLAKE2b.Hasher finalized twice") }
             finalized = true
             var out = [UInt8](repeating: 0, count: outputByteCount)
-            out.withUnsafeMutableBufferPointer { o in
-                _ = crypto_generichash_final(
-                    OpaquePointer(state), o.baseAddress!, outputByteCount)
+            let rc = out.withUnsafeMutableBufferPointer { o in
+                crypto_generichash_final(OpaquePointer(state), o.baseAddress!, outputByteCount)
             }
+            guard rc == 0 else { throw CryptoError(.invalidInput, "BLAKE2b finalisation failed") }
             return out
         }
     }

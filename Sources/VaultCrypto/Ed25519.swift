@@ -68,17 +68,19 @@ package final class Ed25519SigningKey: Sendable {
     }
 
     /// The detached signature of `message` (64 bytes). Cost: ~20 µs.
-    package func signature(for message: [UInt8]) -> [UInt8] {
+    /// - Throws: ``CryptoError`` if libsodium refuses to sign.
+    package func signature(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
         var sig = [UInt8](repeating: 0, count: Self.signatureByteCount)
-        secret.withUnsafeBytes { sk in
+        let rc = secret.withUnsafeBytes { sk in
             sig.withUnsafeMutableBufferPointer { s in
                 message.withUnsafeBufferPointer { m in
-                    _ = crypto_sign_detached(
+                    crypto_sign_detached(
                         s.baseAddress!, nil, m.baseAddress, UInt64(m.count),
                         sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
                 }
             }
         }
+        guard rc == 0 else { throw CryptoError(.invalidInput, "Ed25519 signing failed") }
         return sig
     }
 }

@@ -3,29 +3,33 @@ import CSodium
 /// libsodium's CSPRNG.
 package enum SecureRandom {
     /// `count` random bytes (not secret material: nonces, salts, ids).
-    package static func bytes(_ count: Int) -> [UInt8] {
+    /// - Throws: ``CryptoError`` if libsodium cannot initialise.
+    package static func bytes(_ count: Int) throws(CryptoError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
-        fill(&out)
+        try fill(&out)
         return out
     }
 
     /// Fills `buffer` with random bytes.
-    package static func fill(_ buffer: inout [UInt8]) {
-        buffer.withUnsafeMutableBytes { fill($0) }
+    package static func fill(_ buffer: inout [UInt8]) throws(CryptoError) {
+        try Sodium.initialize()
+        buffer.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress, raw.count > 0 { randombytes_buf(base, raw.count) }
+        }
     }
 
-    /// Fills `buffer` with random bytes.
-    package static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+    /// Fills `buffer` with random bytes. `randombytes_buf` returns nothing
+    /// and cannot fail once libsodium is initialised; initialisation is
+    /// checked here.
+    package static func fill(_ buffer: UnsafeMutableRawBufferPointer) throws(CryptoError) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        // randombytes_buf cannot fail once libsodium is initialised; if it
-        // could not initialise, the first keyed operation reports it.
-        _ = try? Sodium.initialize()
+        try Sodium.initialize()
         randombytes_buf(base, buffer.count)
     }
 
     /// A uniformly random integer below `upperBound`.
-    package static func uniform(_ upperBound: UInt32) -> UInt32 {
-        _ = try? Sodium.initialize()
+    package static func uniform(_ upperBound: UInt32) throws(CryptoError) -> UInt32 {
+        try Sodium.initialize()
         return randombytes_uniform(upperBound)
     }
 }

@@ -15,7 +15,7 @@ package enum Sodium {
     /// - Throws: ``CryptoError/Code/initialisationFailed`` if libsodium cannot
     ///   initialise (for instance, no entropy source).
     @inline(__always)
-    package static func initialize() throws {
+    package static func initialize() throws(CryptoError) {
         // 0: initialised now, 1: already initialised, -1: failure.
         if sodiumInitResult < 0 {
             throw CryptoError(.initialisationFailed, "libsodium failed to initialise")

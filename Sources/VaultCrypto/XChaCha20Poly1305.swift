@@ -24,7 +24,7 @@ package enum XChaCha20Poly1305 {
         appendingTo output: inout [UInt8]
     ) throws {
         var nonce = [UInt8](repeating: 0, count: nonceByteCount)
-        SecureRandom.fill(&nonce)
+        try SecureRandom.fill(&nonce)
         try nonce.withUnsafeBytes { n in
             try seal(plaintext, using: key, nonce: n, authenticating: associatedData, appendingTo: &output)
         }

@@ -27,7 +27,7 @@ extension LogEngineCore {
             return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
         }
         guard let (checkpoint, written) = snapshot else { return }
-        try LogEngineCore.writeCheckpoint(checkpoint, directory: directory)
+        try LogEngineCore.writeCheckpoint(checkpoint, directory: directory, authenticator: configuration.authenticator)
         state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
         logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
     }
@@ -41,8 +41,9 @@ extension LogEngineCore {
     /// `magic(8) version(4) reserved(4) segment(4) reserved(4) tail(8)
     /// nextLSN(8) lastRaw(8) lastLength(4) reserved(4) count(8)`, then
     /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then a
-    /// CRC-32C of everything before it.
-    static func writeCheckpoint(_ c: Checkpoint, directory: String) throws {
+    /// 16-byte MAC of everything before it (zeros without an
+    /// authenticator), then a CRC-32C of everything before that.
+    static func writeCheckpoint(_ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?) throws {
         var w = ByteWriter(capacity: 72 + c.index.count * LogFormat.checkpointEntrySize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
@@ -61,6 +62,11 @@ extension LogEngineCore {
             w.write(location.frameLength)
             w.write(UInt32(0))
         }
+        if let authenticator {
+            w.write(bytes: w.bytes.withUnsafeBytes { authenticator.tag($0) })
+        } else {
+            w.writeZeros(LogFormat.macSize)
+        }
         w.write(CRC32C.checksum(w.bytes))
         let path = directory + "/" + LogFormat.checkpointFileName
         let temporary = path + ".tmp"
@@ -73,17 +79,30 @@ extension LogEngineCore {
 
     /// Reads the checkpoint; nil if absent or if its checksum fails (then
     /// the whole log is replayed, which is always correct).
-    static func readCheckpoint(directory: String, logger: Logger) throws -> Checkpoint? {
+    /// - Throws: ``StorageError/Code/corrupted`` if its checksum matches but
+    ///   its MAC does not: it was rewritten by someone without the key
+    ///   (moving a stream's head back would silently undo its newest records).
+    static func readCheckpoint(directory: String, authenticator: (any LogAuthenticator)?, logger: Logger) throws -> Checkpoint? {
         let path = directory + "/" + LogFormat.checkpointFileName
         guard FileSystem.exists(path) else { return nil }
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
-        guard bytes.count >= 68 else { return nil }
-        let body = bytes.count - 4
-        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: body, as: UInt32.self).littleEndian }
-        guard CRC32C.checksum(Array(bytes[0..<body])) == stored else {
+        guard bytes.count >= 68 + LogFormat.macSize else { return nil }
+        let crcOffset = bytes.count - 4
+        let body = crcOffset - LogFormat.macSize
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self).littleEndian }
+        guard CRC32C.checksum(Array(bytes[0..<crcOffset])) == stored else {
             logger.debug("storage: checkpoint checksum failed; replaying the whole log")
             return nil
+        }
+        if let authenticator {
+            let authentic = bytes.withUnsafeBytes { raw in
+                authenticator.verify(
+                    UnsafeRawBufferPointer(rebasing: raw[0..<body]), stored: UnsafeRawBufferPointer(rebasing: raw[body..<crcOffset]))
+            }
+            guard authentic else {
+                throw StorageError(.corrupted, "index.checkpoint failed authentication")
+            }
         }
         do {
             return try bytes.withUnsafeBytes { raw in

@@ -109,7 +109,7 @@ extension LogEngineCore {
             // Never retry a failed write or sync and pretend it is durable
             // (PostgreSQL, 2018): stop acknowledging until reopened.
             let failure = (error as? StorageError) ?? StorageError(.io, "write failed")
-            logger.error("storage: write failed; the store no longer acknowledges writes", metadata: ["code": "\(failure.code)"])
+            logger.debug("storage: write failed; the store no longer acknowledges writes", metadata: ["code": "\(failure.code)"])
             let queued = state.withLock { s -> [Job] in
                 s.failure = failure
                 let q = s.queue

@@ -65,12 +65,12 @@ extension LogEngineCore {
         var startSegment = valid[0]
         var startOffset = UInt64(LogFormat.segmentHeaderSize)
         var expected = headers[valid[0]]!.firstLSN
-        if let c = try readCheckpoint(directory: directory, logger: logger) {
+        if let c = try readCheckpoint(directory: directory, authenticator: configuration.authenticator, logger: logger) {
             if let h = headers[c.segment], c.tail >= UInt64(LogFormat.segmentHeaderSize), c.tail <= h.size,
                c.tail % 8 == 0, c.nextLSN >= h.firstLSN
             {
                 if let last = c.last {
-                    let record = try? LogEngineCore.readFrame(last, segments: s.segments)
+                    let record = try? LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
                     guard let record, record.sequence < c.nextLSN, last.segment <= c.segment else {
                         throw StorageError(
                             .corrupted, "a record covered by the checkpoint is missing or damaged",
@@ -107,6 +107,7 @@ extension LogEngineCore {
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
             var groupStart = (offset: offset, lsn: expected)
+            var forged: Int?
             let bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
                     if offset + LogFormat.frameHeaderSize > raw.count {
@@ -114,9 +115,18 @@ extension LogEngineCore {
                     }
                     let headerBytes = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + LogFormat.frameHeaderSize)])
                     if headerBytes.allSatisfy({ $0 == 0 }) { return nil }
-                    guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt), f.lsn == expected else {
+                    guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt) else { return offset }
+                    // A header whose CRC matches was written whole: a wrong
+                    // MAC (an edit by someone without the key, or a frame
+                    // copied from another place) is not a torn write, and
+                    // is never cut as one.
+                    guard LogFormat.frameIsAuthentic(
+                        headerBytes, salt: segment.salt, offset: UInt64(offset), authenticator: configuration.authenticator)
+                    else {
+                        forged = offset
                         return offset
                     }
+                    guard f.lsn == expected else { return offset }
                     let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
                     guard length <= raw.count - offset else { return offset }
                     let payload = UnsafeRawBufferPointer(
@@ -133,6 +143,9 @@ extension LogEngineCore {
                         groupStart = (offset, expected)
                     }
                 }
+            }
+            if let forged {
+                throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
             }
             // Records of an unfinished atomic group do not count.
             expected = groupStart.lsn
@@ -250,7 +263,9 @@ extension LogEngineCore {
         }
     }
 
-    static func readFrame(_ location: RecordLocation, segments: [UInt32: Segment]) throws -> StoredRecord {
+    static func readFrame(
+        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?
+    ) throws -> StoredRecord {
         guard let segment = segments[location.segment] else {
             throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
         }
@@ -265,7 +280,8 @@ extension LogEngineCore {
         guard frame.count == Int(location.frameLength) else { throw corrupted }
         return try frame.withUnsafeBytes { raw in
             guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
-                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == frame.count
+                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == frame.count,
+                  LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
             else { throw corrupted }
             let payload = UnsafeRawBufferPointer(
                 rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])

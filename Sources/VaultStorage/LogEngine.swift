@@ -20,6 +20,9 @@ package struct LogEngineConfiguration: Sendable {
     package var keyFileGrowth: UInt64 = 1 << 20
     /// Simulated failures, for tests only.
     package var faults: FaultInjection?
+    /// The MAC of frame headers and checkpoints (see ``LogAuthenticator``).
+    /// nil only in the engine's own tests: then nothing is authenticated.
+    package var authenticator: (any LogAuthenticator)?
     /// Where the engine logs (debug and trace only; never record content).
     package var logger: Logger = Logger(label: "patientvault.storage", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -265,8 +268,9 @@ final class LogEngineCore: Sendable {
                 let lsn = s.nextLSN
                 s.nextLSN += 1
                 job.buffers.append(LogFormat.encodeFrameHeader(
-                    salt: segment.salt, payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn,
-                    durableThrough: s.durableLSN, flags: flags, previous: previous, stream: r.stream))
+                    salt: segment.salt, offset: offset, payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn,
+                    durableThrough: s.durableLSN, flags: flags, previous: previous, stream: r.stream,
+                    authenticator: configuration.authenticator))
                 job.buffers.append(r.payload)
                 let padding = frameLength - LogFormat.frameHeaderSize - r.payload.count
                 if padding > 0 { job.buffers.append([UInt8](repeating: 0, count: padding)) }
@@ -320,7 +324,7 @@ final class LogEngineCore: Sendable {
             if s.closed { throw StorageError(.closed, "the store is closed") }
             return s.segments
         }
-        return try LogEngineCore.readFrame(location, segments: segments)
+        return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
     }
 
     // MARK: Key slots

@@ -1,8 +1,9 @@
 /// The byte layout of segment files, frames, key slots and the checkpoint.
 /// `Documentation/StorageFormat.md` describes the same layout for people.
 enum LogFormat {
-    /// Version of every file layout below.
-    static let version: UInt32 = 1
+    /// Version of every file layout below (2: frame headers and the
+    /// checkpoint carry a MAC).
+    static let version: UInt32 = 2
 
     // MARK: - Segment header
 
@@ -77,8 +78,11 @@ enum LogFormat {
 
     // MARK: - Frames
 
-    static let frameMagic: UInt32 = 0x3152_5650  // "PVR1" little-endian
-    static let frameHeaderSize = 80
+    static let frameMagic: UInt32 = 0x3252_5650  // "PVR2" little-endian
+    static let frameHeaderSize = 96
+    /// Where the MAC sits in a frame header, and its size.
+    static let frameMACOffset = 80
+    static let macSize = 16
     static let flagHasStream: UInt8 = 1
     static let flagGroupContinues: UInt8 = 2
 
@@ -103,10 +107,12 @@ enum LogFormat {
 
     /// `magic(4) headerCRC(4) payloadLength(4) payloadCRC(4) lsn(8)
     /// durableThrough(8) flags(1) reserved(3) prevLength(4) prevLocation(8)
-    /// stream(32)`; the header CRC covers the segment salt and bytes 8..<80.
+    /// stream(32) mac(16)`; the MAC covers the segment salt, the frame's
+    /// offset and bytes 8..<80 (zeros without an authenticator); the header
+    /// CRC covers the segment salt and bytes 8..<96.
     static func encodeFrameHeader(
-        salt: [UInt8], payloadLength: Int, payloadCRC: UInt32, lsn: UInt64, durableThrough: UInt64,
-        flags: UInt8, previous: RecordLocation?, stream: StreamID?
+        salt: [UInt8], offset: UInt64, payloadLength: Int, payloadCRC: UInt32, lsn: UInt64, durableThrough: UInt64,
+        flags: UInt8, previous: RecordLocation?, stream: StreamID?, authenticator: (any LogAuthenticator)?
     ) -> [UInt8] {
         var w = ByteWriter(capacity: frameHeaderSize)
         w.write(frameMagic)
@@ -124,12 +130,39 @@ enum LogFormat {
         } else {
             w.writeZeros(32)
         }
+        if let authenticator {
+            let message = w.bytes.withUnsafeBytes { macMessage(salt: salt, offset: offset, header: $0) }
+            w.write(bytes: message.withUnsafeBytes { authenticator.tag($0) })
+        } else {
+            w.writeZeros(macSize)
+        }
         var bytes = w.bytes
         let crc = bytes.withUnsafeBytes { raw in
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(salt))
         }
         withUnsafeBytes(of: crc.littleEndian) { c in for i in 0..<4 { bytes[4 + i] = c[i] } }
         return bytes
+    }
+
+    /// What a frame's MAC covers: `salt || offset || header[8..<80]`.
+    static func macMessage(salt: [UInt8], offset: UInt64, header: UnsafeRawBufferPointer) -> [UInt8] {
+        var m = salt
+        m.reserveCapacity(salt.count + 8 + frameMACOffset - 8)
+        withUnsafeBytes(of: offset.littleEndian) { m.append(contentsOf: $0) }
+        m.append(contentsOf: header[8..<frameMACOffset])
+        return m
+    }
+
+    /// Whether a frame header whose CRC matched carries the right MAC for
+    /// its place. Always true without an authenticator.
+    static func frameIsAuthentic(
+        _ raw: UnsafeRawBufferPointer, salt: [UInt8], offset: UInt64, authenticator: (any LogAuthenticator)?
+    ) -> Bool {
+        guard let authenticator else { return true }
+        let message = macMessage(salt: salt, offset: offset, header: raw)
+        return message.withUnsafeBytes { m in
+            authenticator.verify(m, stored: UnsafeRawBufferPointer(rebasing: raw[frameMACOffset..<(frameMACOffset + macSize)]))
+        }
     }
 
     /// Decodes and checks a frame header at the start of `raw`; nil if the

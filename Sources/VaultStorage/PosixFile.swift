@@ -197,9 +197,19 @@ package final class PosixFile: @unchecked Sendable {
 /// File-system helpers that are not about one open file.
 package enum FileSystem {
     /// Creates `path` as a directory if it does not exist.
+    /// Creates the store's directory with mode 0700. One that exists with
+    /// any group or world permission is tightened to 0700: the store's
+    /// files are only ever its owner's.
     package static func createDirectory(_ path: String) throws {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
-            throw PosixFile.error("mkdir", name: "store directory")
+        if mkdir(path, 0o700) == 0 { return }
+        guard errno == EEXIST else { throw PosixFile.error("mkdir", name: "store directory") }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw PosixFile.error("stat", name: "store directory") }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw StorageError(.io, "the store's path exists and is not a directory")
+        }
+        if info.st_mode & 0o077 != 0 {
+            guard chmod(path, 0o700) == 0 else { throw PosixFile.error("chmod", name: "store directory") }
         }
     }
 

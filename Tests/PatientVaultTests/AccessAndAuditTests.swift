@@ -16,7 +16,7 @@ import Testing
         // The authorised doctor: the masked one is absent, uncounted, unknown by id.
         #expect(try await v.store.documents(for: v.alice, as: doctor).map(\.id) == [hidden.id, visible.id])
         #expect(try await v.store.vaultInfo(for: v.alice, as: doctor).documentCount == 2)
-        let never = DocumentID.random()
+        let never = try DocumentID.random()
         for (id, expected) in [(masked.id, PatientVaultError.Code.unknownDocument), (never, .unknownDocument)] {
             #expect(await code { _ = try await v.store.metadata(of: id, for: v.alice, as: doctor) } == expected)
             #expect(await code { _ = try await v.store.content(of: id, for: v.alice, as: doctor) } == expected)

@@ -240,7 +240,7 @@ import VaultStorage
         try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, by: Fixtures.doctor)
         let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
-        let unknown = DocumentID.random()
+        let unknown = try DocumentID.random()
         #expect(await code { _ = try await t.store.metadata(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.content(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.versions(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)

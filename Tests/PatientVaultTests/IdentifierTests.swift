@@ -75,7 +75,7 @@ import Testing
     }
 
     @Test func documentIDRoundTripsAndRejectsGarbage() throws {
-        let id = DocumentID.random()
+        let id = try DocumentID.random()
         #expect(try DocumentID(id.description) == id)
         for bad in ["", "xyz", String(repeating: "g", count: 32), String(repeating: "a", count: 31)] {
             #expect(throws: PatientVaultError.self) { try DocumentID(bad) }

@@ -147,13 +147,13 @@ import Testing
         let refusals: [(String, () async throws -> Void)] = [
             ("denied read", { _ = try await v.store.content(of: doc, for: v.alice, as: Fixtures.employerPrincipal) }),
             ("denied read, bad version", { _ = try await v.store.metadata(of: doc, version: -5, for: v.alice, as: Fixtures.employerPrincipal) }),
-            ("unknown document", { _ = try await v.store.metadata(of: DocumentID.random(), for: v.alice, as: stranger) }),
+            ("unknown document", { _ = try await v.store.metadata(of: try DocumentID.random(), for: v.alice, as: stranger) }),
             ("secret by a stranger", { _ = try await v.store.documents(for: v.alice, as: stranger, secret: true) }),
             ("system", { _ = try await v.store.vaultInfo(for: v.alice, as: .system) }),
             ("bad draft by a stranger", { _ = try await v.store.deposit(Fixtures.draft(""), content: Data(), for: v.alice, by: stranger) }),
             ("bad grant by a stranger", { try await v.store.authorise(.patient(Fixtures.bob), for: v.alice, as: stranger) }),
             ("bad page by a stranger", { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(offset: -1), as: stranger) }),
-            ("replace unknown", { _ = try await v.store.replace(DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, by: stranger) }),
+            ("replace unknown", { _ = try await v.store.replace(try DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, by: stranger) }),
         ]
         for (name, call) in refusals {
             let before = try v.count()

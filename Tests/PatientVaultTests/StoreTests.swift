@@ -21,21 +21,26 @@ import Testing
 
     @Test func passphraseStoreStoresItsSaltAndRefusesAnotherPassphrase() async throws {
         let folder = TestFolder()
+        let weak = weakPassphraseConfiguration()
         let store = try await VaultStore.open(
-            at: folder.url, key: .passphrase("correct horse battery staple", strength: .minimumForTesting),
-            configuration: Fixtures.configuration())
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
         try await store.createVault(for: Fixtures.bob, by: Fixtures.pharmacist, channel: .pharmacy)
         try await store.close()
         let wrong = await code {
-            _ = try await VaultStore.open(at: folder.url, key: .passphrase("wrong horse"), configuration: Fixtures.configuration())
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("wrong horse"), configuration: weak)
         }
         #expect(wrong == .wrongMasterKey)
         let asKey = await code {
-            _ = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration())
+            _ = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: weak)
         }
         #expect(asKey == .wrongMasterKey)
+        // A production configuration refuses the weak cost (no real store has it).
+        let production = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+        }
+        #expect(production == .corrupted)
         let again = try await VaultStore.open(
-            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
         #expect(try await again.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)).createdBy == Fixtures.pharmacist)
         try await again.close()
         let empty = await code {
@@ -191,8 +196,7 @@ import Testing
     @Test func forgedArgon2CostIsRefusedBeforeAnyWork() async throws {
         let folder = TestFolder()
         let store = try await VaultStore.open(
-            at: folder.url, key: .passphrase("correct horse battery staple", strength: .minimumForTesting),
-            configuration: Fixtures.configuration())
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weakPassphraseConfiguration())
         try await store.close()
         // Raise the stored memory cost to 1 TiB with a valid checksum: the
         // open must refuse it rather than try to allocate it.
@@ -201,9 +205,18 @@ import Testing
         header.parameters = .init(opsLimit: header.parameters.opsLimit, memLimit: 1 << 40)
         try Data(header.encoded()).write(to: URL(fileURLWithPath: path))
         let c = await code {
-            _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weakPassphraseConfiguration())
         }
         #expect(c == .corrupted)
+    }
+
+    @Test func anExistingStoreDirectoryIsTightenedTo0700() async throws {
+        let folder = TestFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let store = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration())
+        try await store.close()
+        let mode = try FileManager.default.attributesOfItem(atPath: folder.url.path)[.posixPermissions] as? Int
+        #expect(mode == 0o700)
     }
 
     @Test func closedStoreRefusesReads() async throws {
@@ -219,4 +232,12 @@ import Testing
         try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
         return t
     }
+}
+
+/// A configuration whose passphrase stores use the smallest Argon2id cost
+/// (test support only; never public).
+func weakPassphraseConfiguration() -> Configuration {
+    var c = Fixtures.configuration()
+    c.allowsWeakPassphraseCostForTesting = true
+    return c
 }

@@ -7,8 +7,11 @@ import Testing
 /// checksum: authentication, not checksums, must catch it.
 @Suite struct TamperTests {
     /// Rewrites the frame at `location` with `payload`, recomputing the
-    /// frame's checksums as an attacker would. Touches only the frame's bytes.
-    func rewrite(_ folder: TestFolder, _ location: RecordLocation, payload: [UInt8]) throws {
+    /// frame's checksums and its header MAC, as an attacker who holds the
+    /// log key (but no vault key) would: what is left to catch the change
+    /// is the records' own authentication. Touches only the frame's bytes.
+    func rewrite(_ t: TestStore, _ location: RecordLocation, payload: [UInt8]) throws {
+        let folder = t.folder
         let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment))
         let handle = try FileHandle(forUpdating: path)
         defer { try? handle.close() }
@@ -19,8 +22,9 @@ import Testing
         let h = frameHeader.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: salt)! }
         precondition(payload.count == Int(h.payloadLength))
         let header = LogFormat.encodeFrameHeader(
-            salt: salt, payloadLength: payload.count, payloadCRC: CRC32C.checksum(payload), lsn: h.lsn,
-            durableThrough: h.durableThrough, flags: h.flags, previous: h.previous, stream: h.stream)
+            salt: salt, offset: location.offset, payloadLength: payload.count, payloadCRC: CRC32C.checksum(payload), lsn: h.lsn,
+            durableThrough: h.durableThrough, flags: h.flags, previous: h.previous, stream: h.stream,
+            authenticator: try t.logMAC())
         try handle.seek(toOffset: location.offset)
         try handle.write(contentsOf: Data(header + payload))
     }
@@ -33,7 +37,7 @@ import Testing
         let pseudonym = t.store.keys.vaultPseudonym(for: alice)
         try await t.store.close()
 
-        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let engine = try t.rawEngine()
         let location = engine.head(of: pseudonym)!
         let original = try engine.read(location).payload
         try await engine.close()
@@ -42,7 +46,7 @@ import Testing
         for position in stride(from: 0, to: original.count, by: 3) {
             var tampered = original
             tampered[position] ^= 0x20
-            try rewrite(t.folder, location, payload: tampered)
+            try rewrite(t, location, payload: tampered)
             let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
             let result = await code {
                 _ = try await store.metadata(of: m.id, for: alice, as: .patient(alice))
@@ -50,7 +54,7 @@ import Testing
             }
             #expect(result == .corrupted || (position == 0 && result == .unsupportedFormat), "byte \(position): \(String(describing: result))")
             try await store.close()
-            try rewrite(t.folder, location, payload: original)
+            try rewrite(t, location, payload: original)
             checked += 1
         }
         #expect(checked > 50)
@@ -72,7 +76,7 @@ import Testing
 
         // The copy sits at the right position of Bob's stream (sequence 1),
         // with valid checksums: only the cryptographic binding can refuse it.
-        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let engine = try t.rawEngine()
         let payload = try engine.read(engine.head(of: a)!).payload
         _ = try await engine.append([EngineRecord(stream: b, payload: payload)], keySlotWrites: [], durability: .durable).wait()
         try await engine.close()
@@ -93,12 +97,12 @@ import Testing
         let entries = try t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
-        let engine = try LogEngine.open(directory: t.folder.url.path)
+        let engine = try t.rawEngine()
         let l1 = entries.0.content.chunkLocations[1], l2 = entries.1.content.chunkLocations[1]
         let p1 = try engine.read(l1).payload, p2 = try engine.read(l2).payload
         try await engine.close()
-        try rewrite(t.folder, l1, payload: p2)
-        try rewrite(t.folder, l2, payload: p1)
+        try rewrite(t, l1, payload: p2)
+        try rewrite(t, l2, payload: p1)
         let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(await code { _ = try await store.content(of: d1.id, for: alice, as: .patient(alice)) } == .corrupted)
         #expect(await code { _ = try await store.content(of: d2.id, for: alice, as: .patient(alice)) } == .corrupted)

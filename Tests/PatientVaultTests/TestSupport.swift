@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 @testable import PatientVault
+@testable import VaultStorage
 
 /// A clock the test sets.
 final class ManualClock: VaultClock {
@@ -78,6 +79,18 @@ struct TestStore {
     init(configuration: Configuration = Fixtures.configuration()) async throws {
         key = try MasterKey.generate()
         store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+    }
+
+    /// The store's log MAC, derived again from the master key (the store's
+    /// own copy is wiped at close).
+    func logMAC() throws -> LogMAC { LogMAC(key: try StoreKeys(master: key.key).log) }
+
+    /// The store's engine opened directly (the store must be closed), with
+    /// its log MAC, for tests that look at or forge records.
+    func rawEngine() throws -> LogEngine {
+        var c = LogEngineConfiguration()
+        c.authenticator = try logMAC()
+        return try LogEngine.open(directory: folder.url.path, configuration: c)
     }
 
     func reopen(configuration: Configuration = Fixtures.configuration()) async throws -> VaultStore {

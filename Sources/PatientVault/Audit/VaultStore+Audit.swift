@@ -154,15 +154,23 @@ extension VaultStore {
             firstAccess = holder
             if let user = statisticsUser(principal) { records.append(try statisticsRecord(.use(user))) }
         }
+        // The vault's own history as this group leaves it: the anchor its
+        // audit record seals, checked when the vault loads.
+        var head = vault.headHash
+        if let newest = records.last(where: { $0.stream == vault.pseudonym }) {
+            head = VaultAnchor.headHash(of: newest.payload, keys: vault.keys)
+        }
+        let anchor = VaultAnchor(records: vault.nextSequence + UInt64(vaultRecords), headHash: head)
         // Encoded once: sealed into the records and hashed into the chain.
         let encoded = entry.encoded()
-        records += try auditRecords(entry, encoded: encoded, principal: principal, vault: vault)
+        records += try auditRecords(entry, encoded: encoded, anchor: anchor, principal: principal, vault: vault)
         var durability = self.durability
         if !a.isWrite, case .batched = configuration.auditMode { durability = .buffered }
         let ticket = try engine.append(records, keySlotWrites: a.keySlotWrites, durability: durability)
         // Flagged after the append, so the flush that clears it covers it.
         if !a.isWrite, case .batched = configuration.auditMode { auditFlush.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
+        vault.headHash = head
         vault.auditNext += 1
         vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
         if let firstAccess { vault.accessedBy.insert(firstAccess) }
@@ -202,10 +210,13 @@ extension VaultStore {
 
     /// The entry's record in the vault's audit stream, and its copy in the
     /// actor's activity stream (professionals and organisations).
-    func auditRecords(_ entry: AuditEntry, encoded: [UInt8], principal: Principal, vault: VaultState) throws -> [EngineRecord] {
+    func auditRecords(
+        _ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, principal: Principal, vault: VaultState
+    ) throws -> [EngineRecord] {
         let stream = keys.auditStream(of: vault.pseudonym)
         let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
-        var out = [EngineRecord(stream: stream, payload: try sealRecord(header: header, body: encoded, key: vault.keys.audit, vault: stream))]
+        var out = [EngineRecord(
+            stream: stream, payload: try sealRecord(header: header, body: anchor.encoded() + encoded, key: vault.keys.audit, vault: stream))]
         if let holder = GrantHolder(principal) {
             out.append(try activityRecord(encoded, vault: vault.pseudonym, stream: keys.activityStream(of: holder)))
         }
@@ -220,16 +231,26 @@ extension VaultStore {
         return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: body, key: keys.activity, vault: stream))
     }
 
-    /// Reads the head of a vault's audit chain (at load).
+    /// Reads the head of a vault's audit chain (at load) and checks the
+    /// vault's history against the anchor it seals: a vault whose stream is
+    /// shorter (or other) than its newest audit entry says is `corrupted`,
+    /// never served.
     func loadAuditHead(into state: inout VaultState) throws {
         let stream = keys.auditStream(of: state.pseudonym)
-        guard let head = engine.head(of: stream) else { return }
-        let entry = try openAuditRecord(try engine.read(head), vault: state)
+        let broken = PatientVaultError(.corrupted, "the vault's history does not match its audit trail", vaultID: state.vaultID)
+        // The creation and its entry are one atomic group: no vault lacks one.
+        guard let head = engine.head(of: stream) else { throw broken }
+        let (anchor, entry) = try openAuditRecordWithAnchor(try engine.read(head), vault: state)
+        guard anchor.records == state.nextSequence, anchor.headHash == state.headHash else { throw broken }
         state.auditNext = entry.sequence + 1
         state.auditPreviousHash = entry.chainHash(key: state.keys.auditChain)
     }
 
     func openAuditRecord(_ record: StoredRecord, vault: VaultState) throws -> AuditEntry {
+        try openAuditRecordWithAnchor(record, vault: vault).entry
+    }
+
+    func openAuditRecordWithAnchor(_ record: StoredRecord, vault: VaultState) throws -> (anchor: VaultAnchor, entry: AuditEntry) {
         let stream = keys.auditStream(of: vault.pseudonym)
         let header = try RecordHeader.decode(record.payload)
         let tampered = PatientVaultError(.corrupted, "an audit entry failed verification", vaultID: vault.vaultID)
@@ -240,9 +261,11 @@ extension VaultStore {
         } catch {
             throw tampered
         }
-        let entry = try AuditEntry.decode(plaintext)
+        guard plaintext.count > VaultAnchor.size else { throw tampered }
+        let anchor = try VaultAnchor.decode(plaintext[..<VaultAnchor.size])
+        let entry = try AuditEntry.decode(Array(plaintext[VaultAnchor.size...]))
         guard entry.sequence == header.sequence, entry.vaultID == vault.vaultID else { throw tampered }
-        return entry
+        return (anchor, entry)
     }
 
     /// Every audit entry of a vault, newest first, checked one by one.
@@ -279,5 +302,38 @@ final class Notifier: Sendable {
             return v
         }
         for c in all { c.finish() }
+    }
+}
+
+/// What a vault's audit record seals about the vault's own stream as the
+/// record's group leaves it: how many records it has and a keyed hash of
+/// the newest. Checked when the vault loads, so that a vault stream cut
+/// short (a record edited out of it, a head pointer moved back) is caught
+/// by its audit trail even where the engine's own checks could not see it.
+struct VaultAnchor: Equatable {
+    static let size = 8 + 16
+    /// Records in the vault's stream.
+    var records: UInt64
+    /// Keyed BLAKE2b-128 of the newest record's payload.
+    var headHash: [UInt8]
+
+    static func headHash(of payload: [UInt8], keys: VaultKeys) -> [UInt8] {
+        BLAKE2b.hash(payload, outputByteCount: 16, key: keys.auditChain)
+    }
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.size)
+        w.write(records)
+        w.write(bytes: headHash)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: ArraySlice<UInt8>) throws -> VaultAnchor {
+        try Array(bytes).withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            let anchor = VaultAnchor(records: try r.read(), headHash: try r.read(count: 16))
+            guard r.remaining == 0 else { throw ByteReader.Malformed() }
+            return anchor
+        }
     }
 }

@@ -11,7 +11,7 @@ public struct DocumentID: Hashable, Sendable, CustomStringConvertible, Comparabl
     }
 
     /// A new random id.
-    static func random() -> DocumentID { DocumentID(bytes: SecureRandom.bytes(16)) }
+    static func random() throws -> DocumentID { DocumentID(bytes: try SecureRandom.bytes(16)) }
 
     /// Parses the 32-character hexadecimal form.
     /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.

@@ -111,6 +111,17 @@ struct StoreKeys: Sendable {
     }
 }
 
+/// The MAC of the engine's frame headers and checkpoints: keyed
+/// BLAKE2b-128 under the store's log key. The engine gets this value, never
+/// the key.
+struct LogMAC: LogAuthenticator {
+    let key: SymmetricKey
+
+    func tag(_ message: UnsafeRawBufferPointer) -> [UInt8] {
+        BLAKE2b.hash(message, outputByteCount: 16, key: key)
+    }
+}
+
 /// Keys derived from a vault key (context `PVVAULT_`): 1 seals the vault's
 /// own records, 2 wraps its documents' keys, 3 seals its audit entries,
 /// 4 keys the BLAKE2b of the audit chain, 5 keys the hash of break-glass

@@ -46,7 +46,7 @@ struct StoreHeader {
     /// A header for a new store, sealed with `keys.check`.
     static func new(source: Source, salt: [UInt8], parameters: Argon2id.Parameters, keys: StoreKeys) throws -> StoreHeader {
         var h = StoreHeader(
-            source: source, salt: salt, parameters: parameters, storeID: SecureRandom.bytes(16), checkBox: [])
+            source: source, salt: salt, parameters: parameters, storeID: try SecureRandom.bytes(16), checkBox: [])
         h.checkBox = try XChaCha20Poly1305.seal(h.storeID, using: keys.check, authenticating: h.prefix())
         return h
     }

@@ -76,6 +76,10 @@ public struct Configuration: Sendable {
     public var auditReviewers: Set<SystemPrincipal> = []
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
+    /// For tests only, never public: a new passphrase store uses
+    /// libsodium's smallest Argon2id cost, and opening accepts costs below
+    /// ``PassphraseStrength/interactive``. Production stores refuse both.
+    package var allowsWeakPassphraseCostForTesting = false
 
     /// Default settings.
     public init() {}
@@ -111,8 +115,6 @@ public enum PassphraseStrength: Sendable, Hashable {
     case interactive
     /// 256 MiB, 3 passes (about a second): the default for a store.
     case moderate
-    /// The smallest cost libsodium accepts. For tests only: weak.
-    case minimumForTesting
 }
 
 /// Where the store's master key comes from.

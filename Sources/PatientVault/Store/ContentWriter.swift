@@ -70,7 +70,7 @@ final class ContentWriter {
         buffer = []
         var inline: [UInt8] = []
         if chunkIndex == 0 && last.count <= inlineLimit {
-            hasher.update(last)
+            try hasher.update(last)
             var out: [UInt8] = []
             try seal(last, isFinal: true, appendingTo: &out)
             inline = out
@@ -84,7 +84,7 @@ final class ContentWriter {
         }
         let descriptor = ContentDescriptor(
             streamHeader: pusher.header, chunkCount: Int(chunkIndex), chunkLocations: locations)
-        return (descriptor, inline, hasher.finalize())
+        return (descriptor, inline, try hasher.finalize())
     }
 
     /// Encrypts `plaintext` as the next chunk of the stream, appending the
@@ -107,7 +107,7 @@ final class ContentWriter {
                 .invalidArgument, "the content is larger than the maximum of \(maximumChunks * UInt64(chunkSize)) bytes",
                 documentID: document)
         }
-        hasher.update(plaintext)
+        try hasher.update(plaintext)
         // The record: the chunk's header, then the ciphertext, built in place.
         var payload = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
         try seal(plaintext, isFinal: isFinal, appendingTo: &payload)

@@ -31,6 +31,8 @@ struct VaultState: Sendable {
     var isAcknowledged: Bool
     /// The sequence number of the next record of the stream.
     var nextSequence: UInt64
+    /// Keyed hash of the stream's newest record (``VaultAnchor``).
+    var headHash = [UInt8](repeating: 0, count: 16)
     /// Every version of every document, by id, oldest version first.
     var documents: [DocumentID: [VersionEntry]] = [:]
     /// Authors of at least one acknowledged document.

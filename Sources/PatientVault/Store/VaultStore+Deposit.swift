@@ -111,7 +111,7 @@ extension VaultStore {
                     return try deny(Audited<Void>(action: .deposit, decision: decision, isWrite: true, result: .success(()))
                         .deniedThrows(vaultID: vault.vaultID))
                 }
-                return .proceed(vault.pseudonym, vault.keys, DocumentID.random(), 1, decision)
+                return .proceed(vault.pseudonym, vault.keys, try DocumentID.random(), 1, decision)
             }
             let id = replacing.document
             let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)

@@ -289,13 +289,13 @@ public struct DocumentContent: AsyncSequence, Sendable {
                     }
                 }
                 index += 1
-                hasher!.update(plaintext)
+                try hasher!.update(plaintext)
                 size += Int64(plaintext.count)
                 if isFinal {
                     finished = true
                     puller = nil
                     guard index == entry.content.chunkCount, size == entry.metadata.size,
-                          hasher!.finalize() == entry.metadata.contentHash
+                          try hasher!.finalize() == entry.metadata.contentHash
                     else { throw corrupted("content does not match its size and hash") }
                 }
                 return Data(plaintext)

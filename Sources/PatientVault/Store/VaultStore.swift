@@ -86,7 +86,7 @@ public final class VaultStore: Sendable {
         try translatingErrors { try FileSystem.createDirectory(directory) }
         let keys: StoreKeys
         if let header = try StoreHeader.read(directory: directory) {
-            keys = try deriveKeys(source, header: header)
+            keys = try deriveKeys(source, header: header, allowsWeakCost: configuration.allowsWeakPassphraseCostForTesting)
             guard header.verify(keys) else {
                 throw PatientVaultError(.wrongMasterKey, "the master key does not open this store (or its header was altered)")
             }
@@ -95,19 +95,22 @@ public final class VaultStore: Sendable {
             guard !existing.contains(where: { $0.hasPrefix("segment-") || $0 == "keys.slots" }) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
-            (keys, _) = try createHeader(source, directory: directory)
+            (keys, _) = try createHeader(source, directory: directory, weakCost: configuration.allowsWeakPassphraseCostForTesting)
         }
         var engineConfiguration = LogEngineConfiguration()
         engineConfiguration.segmentSize = configuration.segmentSize
         engineConfiguration.maximumRecordSize = configuration.contentChunkSize + Self.recordOverhead
         engineConfiguration.logger = configuration.logger
         engineConfiguration.faults = configuration.faults
+        engineConfiguration.authenticator = LogMAC(key: keys.log)
         let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
         return VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
     }
 
-    private static func deriveKeys(_ source: MasterKeySource, header: StoreHeader) throws(PatientVaultError) -> StoreKeys {
+    private static func deriveKeys(
+        _ source: MasterKeySource, header: StoreHeader, allowsWeakCost: Bool
+    ) throws(PatientVaultError) -> StoreKeys {
         switch (source, header.source) {
         case (.key(let master), .rawKey):
             return try translatingErrors { try StoreKeys(master: master.key) }
@@ -119,6 +122,13 @@ public final class VaultStore: Sendable {
             else {
                 throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost above the maximum")
             }
+            // No store is ever created below `interactive`: a lower cost is
+            // a forged header trying to make guessing the passphrase cheap.
+            guard allowsWeakCost || (header.parameters.opsLimit >= Argon2id.Parameters.interactive.opsLimit
+                && header.parameters.memLimit >= Argon2id.Parameters.interactive.memLimit)
+            else {
+                throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost below the minimum")
+            }
             return try translatingErrors {
                 try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: header.salt, parameters: header.parameters))
             }
@@ -129,7 +139,9 @@ public final class VaultStore: Sendable {
         }
     }
 
-    private static func createHeader(_ source: MasterKeySource, directory: String) throws(PatientVaultError) -> (StoreKeys, StoreHeader) {
+    private static func createHeader(
+        _ source: MasterKeySource, directory: String, weakCost: Bool
+    ) throws(PatientVaultError) -> (StoreKeys, StoreHeader) {
         let keys: StoreKeys
         let header: StoreHeader
         switch source {
@@ -140,12 +152,15 @@ public final class VaultStore: Sendable {
             }
         case .passphrase(let passphrase, let strength):
             guard !passphrase.isEmpty else { throw PatientVaultError(.invalidArgument, "the passphrase is empty") }
-            let parameters: Argon2id.Parameters = switch strength {
-            case .interactive: .interactive
-            case .moderate: .moderate
-            case .minimumForTesting: .minimum
+            let parameters: Argon2id.Parameters = if weakCost {
+                .minimum
+            } else {
+                switch strength {
+                case .interactive: .interactive
+                case .moderate: .moderate
+                }
             }
-            let salt = SecureRandom.bytes(Argon2id.saltByteCount)
+            let salt = try translatingErrors { try SecureRandom.bytes(Argon2id.saltByteCount) }
             keys = try translatingErrors {
                 try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: salt, parameters: parameters))
             }
@@ -309,6 +324,7 @@ public final class VaultStore: Sendable {
             }
             state.nextSequence = UInt64(i) + 1
         }
+        state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
         try loadAuditHead(into: &state)
         return state
     }
