@@ -306,6 +306,34 @@ import Testing
         try await v.store.close()
     }
 
+    // MARK: - 15. Record sizes tell less
+
+    @Test func breakGlassEntriesAndNearbyContentSizesLookTheSameOnDisk() async throws {
+        let v = try await AuditedVault()
+        let small = try await v.store.deposit(Fixtures.draft("A"), content: Fixtures.content("S", size: 1100), for: v.alice, by: Fixtures.doctor)
+        let larger = try await v.store.deposit(Fixtures.draft("B"), content: Fixtures.content("L", size: 1900), for: v.alice, by: Fixtures.doctor)
+        let emergency = Fixtures.otherDoctor
+        _ = try await v.store.metadata(of: small.id, for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.metadata(of: small.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
+        let sizes = try v.store.withVault(v.alice) { vault -> (versions: [UInt32], entries: [UInt32]) in
+            let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.location!.frameLength }
+            var entries: [UInt32] = []
+            try v.store.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
+                entries.append($0.location.frameLength)
+                return entries.count < 2
+            }
+            return (versions, entries)
+        }
+        // 1,100 and 1,900 bytes of content: the same record size (2 KiB class).
+        #expect(sizes.versions[0] == sizes.versions[1])
+        // The break-glass read (reason hash, emergency purpose) and the
+        // ordinary read: the same audit record size.
+        #expect(sizes.entries[0] == sizes.entries[1])
+        // Content still reads back exactly, padding stripped.
+        #expect(try await v.store.content(of: larger.id, for: v.alice, as: v.patient) == Fixtures.content("L", size: 1900))
+        try await v.store.close()
+    }
+
     // MARK: - 16. One audited read, one pass
 
     @Test func contentStreamsAreSinglePass() async throws {

@@ -21,6 +21,56 @@ enum RecordKind: UInt8 {
     case statistics = 7
 }
 
+extension RecordKind {
+    /// The size class a sealed body is padded to (a multiple of this), so
+    /// that record sizes tell less: audit entries and their activity copies
+    /// pad to 512 bytes (every entry the API can produce but the largest
+    /// principals fits one class, so a break-glass entry looks like any
+    /// other), vault records and metadata to 256, statistics to 64.
+    var paddingBlock: Int {
+        switch self {
+        case .auditEntry, .activityEntry: return 512
+        case .vaultCreated, .vaultEvent, .documentVersion: return 256
+        case .statistics: return 64
+        case .contentChunk: return 1
+        }
+    }
+}
+
+/// ISO/IEC 7816-4 padding of sealed bodies: `0x80`, then zeros to the next
+/// multiple of the block (always at least one byte). Removing it refuses
+/// anything else, so a body decodes only in the one form it was written.
+enum RecordPadding {
+    static func pad(_ body: [UInt8], block: Int) -> [UInt8] {
+        var out = body
+        let total = (body.count / block + 1) * block
+        out.reserveCapacity(total)
+        out.append(0x80)
+        out.append(contentsOf: repeatElement(0, count: total - out.count))
+        return out
+    }
+
+    static func unpad(_ padded: [UInt8], block: Int) throws -> [UInt8] {
+        guard !padded.isEmpty, padded.count % block == 0 else { throw ByteReader.Malformed() }
+        var end = padded.count - 1
+        while end >= 0 && padded[end] == 0 { end -= 1 }
+        guard end >= 0, padded[end] == 0x80, padded.count - end <= block else { throw ByteReader.Malformed() }
+        return Array(padded[..<end])
+    }
+
+    /// How many zero bytes pad a content of `size` bytes whose last chunk
+    /// holds `last` of them: to the next power of two from 256 bytes to
+    /// 4 KiB, then to the next multiple of 4 KiB, never past a chunk. The
+    /// content's exact size is sealed in its metadata; on disk it shows
+    /// only in these classes.
+    static func contentPadding(last: Int, chunkSize: Int) -> Int {
+        var target = 256
+        while target < last && target < 4096 { target *= 2 }
+        if last > 4096 { target = (last + 4095) / 4096 * 4096 }
+        return max(0, min(target, chunkSize) - last)
+    }
+}
+
 /// The clear, authenticated header of every domain record.
 ///
 /// `format(1) kind(1) reserved(2) version(4) sequence(8) document(16)

@@ -78,6 +78,8 @@ final class ContentWriter {
         } else {
             try await emit(last, isFinal: true)
         }
+        // (The final chunk was padded with zeros to its size class, inside
+        // the stream: see `RecordPadding.contentPadding`.)
         if let t = inFlight {
             locations += try await t.wait()
             inFlight = nil
@@ -89,11 +91,18 @@ final class ContentWriter {
 
     /// Encrypts `plaintext` as the next chunk of the stream, appending the
     /// ciphertext to `out`.
+    /// The final chunk is padded with zeros to its size class, so that the
+    /// ciphertext does not give the content's exact size (the reader strips
+    /// the padding using the size sealed in the metadata).
     private func seal(_ plaintext: [UInt8], isFinal: Bool, appendingTo out: inout [UInt8]) throws {
         size += Int64(plaintext.count)
         let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
-        out.reserveCapacity(out.count + plaintext.count + SecretStream.chunkOverhead)
-        try plaintext.withUnsafeBytes { p in
+        var padded = plaintext
+        if isFinal {
+            padded.append(contentsOf: repeatElement(0, count: RecordPadding.contentPadding(last: plaintext.count, chunkSize: chunkSize)))
+        }
+        out.reserveCapacity(out.count + padded.count + SecretStream.chunkOverhead)
+        try padded.withUnsafeBytes { p in
             try header.associatedData(vault: vault).withUnsafeBytes { ad in
                 try pusher.push(p, authenticating: ad, isFinal: isFinal, appendingTo: &out)
             }

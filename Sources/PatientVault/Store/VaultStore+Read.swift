@@ -289,6 +289,15 @@ public struct DocumentContent: AsyncSequence, Sendable {
                     }
                 }
                 index += 1
+                if isFinal {
+                    // Strip the final chunk's padding: zeros up to its size
+                    // class, after the size sealed in the metadata.
+                    let real = entry.metadata.size - size
+                    guard real >= 0, real <= Int64(plaintext.count),
+                          plaintext[Int(real)...].allSatisfy({ $0 == 0 })
+                    else { throw corrupted("content does not match its size and hash") }
+                    plaintext.removeLast(plaintext.count - Int(real))
+                }
                 try hasher!.update(plaintext)
                 size += Int64(plaintext.count)
                 if isFinal {

@@ -365,15 +365,17 @@ public final class VaultStore: Sendable {
             var r = ByteReader(raw, offset: RecordHeader.size)
             let length = Int(try r.read(UInt32.self))
             let box = try r.slice(count: length)
-            let plaintext = try header.associatedData(vault: vault).withUnsafeBytes { ad in
+            let padded = try header.associatedData(vault: vault).withUnsafeBytes { ad in
                 try XChaCha20Poly1305.open(box, using: key, authenticating: ad)
             }
-            return (plaintext, r.offset)
+            return (try RecordPadding.unpad(padded, block: header.kind.paddingBlock), r.offset)
         }
     }
 
-    /// Builds a record payload: header, then the sealed body, then `rest`.
-    func sealRecord(header: RecordHeader, body: [UInt8], key: SymmetricKey, vault: StreamID, rest: [UInt8] = []) throws -> [UInt8] {
+    /// Builds a record payload: header, then the sealed body (padded to its
+    /// kind's size class), then `rest`.
+    func sealRecord(header: RecordHeader, body unpadded: [UInt8], key: SymmetricKey, vault: StreamID, rest: [UInt8] = []) throws -> [UInt8] {
+        let body = RecordPadding.pad(unpadded, block: header.kind.paddingBlock)
         var payload = header.encoded()
         payload.reserveCapacity(RecordHeader.size + 4 + body.count + XChaCha20Poly1305.overhead + rest.count)
         let lengthOffset = payload.count
