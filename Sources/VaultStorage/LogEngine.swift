@@ -69,6 +69,15 @@ package final class LogEngine: StorageEngine {
     package func streamCount(inClass streamClass: UInt8) -> Int {
         core.state.withLock { $0.index.count(inClass: streamClass) }
     }
+    package func streams(inClass streamClass: UInt8) -> [StreamID] {
+        core.state.withLock { s in s.index.compactMap { UInt8(truncatingIfNeeded: $0.0.w0) == streamClass ? $0.0 : nil } }
+    }
+    package var appendPosition: LogPosition {
+        core.state.withLock { LogPosition(segment: $0.current, offset: $0.tail) }
+    }
+    package func scan(from position: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws {
+        try core.scan(from: position, visit)
+    }
     package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
     package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
 
@@ -325,6 +334,46 @@ final class LogEngineCore: Sendable {
             return s.segments
         }
         return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+    }
+
+    /// Reads the written log from `start`, frame by frame, in order. The
+    /// end is the first all-zero header, the end of a segment, or, in the
+    /// segment being written, the position of the first queued record.
+    func scan(from start: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws {
+        let (segments, current, tail, written) = try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            // Queued jobs are not written yet: stop at the first one.
+            let firstQueued = s.queue.first.map { LogPosition(segment: $0.segment, offset: $0.offset) }
+            return (s.segments, s.current, s.tail, firstQueued)
+        }
+        let end = written ?? LogPosition(segment: current, offset: tail)
+        var position = LogPosition(segment: max(start.segment, segments.keys.min() ?? start.segment), offset: start.offset)
+        if position.segment != start.segment { position.offset = UInt64(LogFormat.segmentHeaderSize) }
+        while position < end {
+            guard let segment = segments[position.segment] else {
+                throw StorageError(.corrupted, "segment is missing", segment: position.segment, offset: position.offset)
+            }
+            let segmentEnd = position.segment == end.segment ? end.offset : segment.size
+            guard position.offset >= UInt64(LogFormat.segmentHeaderSize),
+                  position.offset + UInt64(LogFormat.frameHeaderSize) <= segmentEnd
+            else {
+                position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
+                continue
+            }
+            let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: position.offset)
+            if header.allSatisfy({ $0 == 0 }) {
+                position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
+                continue
+            }
+            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }) else {
+                throw StorageError(.corrupted, "record failed its checksum", segment: position.segment, offset: position.offset)
+            }
+            let length = LogFormat.frameLength(payloadCount: Int(h.payloadLength))
+            let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
+            let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+            guard try visit(record) else { return }
+            position.offset += UInt64(length)
+        }
     }
 
     // MARK: Key slots

@@ -63,6 +63,20 @@ package struct RecordLocation: Hashable, Sendable, Comparable {
     package static func < (a: RecordLocation, b: RecordLocation) -> Bool { a.raw < b.raw }
 }
 
+/// A position in the log: where a frame starts (or the next one will).
+/// Positions order like the log itself.
+package struct LogPosition: Hashable, Sendable, Comparable {
+    package var segment: UInt32
+    package var offset: UInt64
+
+    package init(segment: UInt32, offset: UInt64) {
+        self.segment = segment
+        self.offset = offset
+    }
+
+    package static func < (a: LogPosition, b: LogPosition) -> Bool { (a.segment, a.offset) < (b.segment, b.offset) }
+}
+
 /// A record to append.
 package struct EngineRecord: Sendable {
     /// The stream it extends, or nil for a record reached only by location
@@ -150,6 +164,19 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// Whether records of `stream` are queued but not yet written (their
     /// location is not yet the stream's head). O(1).
     func hasQueuedRecords(in stream: StreamID) -> Bool
+
+    /// The streams whose id starts with the byte `streamClass`. O(streams).
+    func streams(inClass streamClass: UInt8) -> [StreamID]
+
+    /// Where the next appended record will go: every record appended so
+    /// far (queued or written) is before it. O(1).
+    var appendPosition: LogPosition { get }
+
+    /// Visits the written records from `position` to the end of the log, in
+    /// log order, until `visit` returns false. Records still queued are not
+    /// visited. Cost: one read per record.
+    /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
+    func scan(from position: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws
 
     /// Reserves a new, never used key slot. O(1), except when the key file
     /// must grow.

@@ -213,14 +213,17 @@ import Testing
 
 @Suite struct AuditTamperTests {
     /// Rewrites the frame at `location` with `payload` (same length) or a new
-    /// back-pointer, recomputing both checksums as a capable attacker would.
-    func rewrite(_ folder: TestFolder, _ location: RecordLocation, payload: [UInt8]? = nil, previous: RecordLocation?? = nil) throws {
-        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment)).path
+    /// back-pointer, recomputing both checksums and the header's MAC, as an
+    /// attacker who holds the log key (but no vault key) would: what is left
+    /// to catch the change is the audit chain itself.
+    func rewrite(_ t: TestStore, _ location: RecordLocation, payload: [UInt8]? = nil, previous: RecordLocation?? = nil) throws {
+        let path = t.folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment)).path
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let salt = Array(bytes[24..<40])
         let o = Int(location.offset)
+        let h = LogFormat.frameHeaderSize
         if let payload {
-            bytes.replaceSubrange((o + 80)..<(o + 80 + payload.count), with: payload)
+            bytes.replaceSubrange((o + h)..<(o + h + payload.count), with: payload)
             let crc = CRC32C.checksum(payload)
             withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange((o + 12)..<(o + 16), with: $0) }
         }
@@ -230,7 +233,12 @@ import Testing
             withUnsafeBytes(of: length.littleEndian) { bytes.replaceSubrange((o + 36)..<(o + 40), with: $0) }
             withUnsafeBytes(of: raw.littleEndian) { bytes.replaceSubrange((o + 40)..<(o + 48), with: $0) }
         }
-        let headerCRC = CRC32C.checksum(salt + Array(bytes[(o + 8)..<(o + 80)]))
+        let mac = try t.logMAC()
+        let tag = Array(bytes[o..<(o + h)]).withUnsafeBytes { header in
+            LogFormat.macMessage(salt: salt, offset: location.offset, header: header).withUnsafeBytes { mac.tag($0) }
+        }
+        bytes.replaceSubrange((o + LogFormat.frameMACOffset)..<(o + h), with: tag)
+        let headerCRC = CRC32C.checksum(salt + Array(bytes[(o + 8)..<(o + h)]))
         withUnsafeBytes(of: headerCRC.littleEndian) { bytes.replaceSubrange((o + 4)..<(o + 8), with: $0) }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
@@ -269,7 +277,7 @@ import Testing
         let (v, records) = try await prepared()
         var payload = records[index].payload
         payload[payload.count - 20] ^= 0x01
-        try rewrite(v.t.folder, records[index].location, payload: payload)
+        try rewrite(v.t, records[index].location, payload: payload)
         #expect(try await verify(v) == .corrupted)
     }
 
@@ -277,7 +285,7 @@ import Testing
     func removedEntryIsDetected(index: Int) async throws {
         let (v, records) = try await prepared()
         // The next entry now points past the removed one.
-        try rewrite(v.t.folder, records[index + 1].location, previous: .some(records[index - 1].location))
+        try rewrite(v.t, records[index + 1].location, previous: .some(records[index - 1].location))
         #expect(try await verify(v) == .corrupted)
     }
 
@@ -285,8 +293,8 @@ import Testing
     func reorderedEntriesAreDetected(index: Int) async throws {
         let (v, records) = try await prepared()
         #expect(records[index].payload.count == records[index + 1].payload.count)
-        try rewrite(v.t.folder, records[index].location, payload: records[index + 1].payload)
-        try rewrite(v.t.folder, records[index + 1].location, payload: records[index].payload)
+        try rewrite(v.t, records[index].location, payload: records[index + 1].payload)
+        try rewrite(v.t, records[index + 1].location, payload: records[index].payload)
         #expect(try await verify(v) == .corrupted)
     }
 
@@ -300,7 +308,7 @@ import Testing
         try await store.close()
         // Bob's entry 2 copied over Alice's entry 2 (same size, valid checksums).
         #expect(bobHead.payload.count == records[2].payload.count)
-        try rewrite(v.t.folder, records[2].location, payload: bobHead.payload)
+        try rewrite(v.t, records[2].location, payload: bobHead.payload)
         #expect(try await verify(v) == .corrupted)
     }
 }

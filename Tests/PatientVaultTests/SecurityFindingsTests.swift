@@ -190,6 +190,82 @@ import Testing
         try await v.store.close()
     }
 
+    // MARK: - 6. No atomic group links a vault to a professional
+
+    /// The stream classes of every atomic group in the store's segments,
+    /// read from the clear frame headers as a copy of the files shows them.
+    static func groupsOfStreamClasses(_ folder: TestFolder) throws -> [Set<UInt8>] {
+        var groups: [Set<UInt8>] = []
+        var current = Set<UInt8>()
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.url.path).filter { $0.hasPrefix("segment-") }.sorted()
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: folder.url.appendingPathComponent(name)))
+            let salt = try LogFormat.decodeSegmentHeader(bytes)!.salt
+            var offset = LogFormat.segmentHeaderSize
+            while offset + LogFormat.frameHeaderSize <= bytes.count {
+                guard let h = bytes[offset..<(offset + LogFormat.frameHeaderSize)].withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: salt) })
+                else { break }
+                if let stream = h.stream { current.insert(stream.bytes[0]) } else { current.insert(0) }
+                if !h.groupContinues { groups.append(current); current = [] }
+                offset += LogFormat.frameLength(payloadCount: Int(h.payloadLength))
+            }
+        }
+        return groups
+    }
+
+    @Test func noGroupHoldsAVaultRecordAndAnActivityCopy() async throws {
+        let t = try await TestStore()
+        let doctors = [Fixtures.doctor, Fixtures.otherDoctor, Fixtures.pharmacist]
+        let patients = [Fixtures.alice, Fixtures.bob, Fixtures.ins("1850275000003"), Fixtures.ins("2920175000004")]
+        for p in patients { try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline) }
+        for round in 0..<8 {
+            for (i, p) in patients.enumerated() {
+                let by = doctors[(i + round) % doctors.count]
+                let d = try await t.store.deposit(Fixtures.draft(category: .prescription), content: Data([UInt8(round)]), for: p, by: by)
+                _ = try await t.store.metadata(of: d.id, for: p, as: by)
+            }
+        }
+        try await t.store.close()
+        let groups = try Self.groupsOfStreamClasses(t.folder)
+        let vault: UInt8 = 1, audit: UInt8 = 2, activity: UInt8 = 3
+        #expect(groups.contains { $0.contains(activity) })
+        #expect(!groups.contains { $0.contains(activity) && ($0.contains(vault) || $0.contains(audit)) })
+        // And the reviewer's index is complete after a reopen.
+        var c = Fixtures.configuration()
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: c)
+        let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        var total = 0
+        for d in doctors { total += try await store.activity(of: GrantHolder(d)!, matching: AuditQuery(limit: 1000), as: dpo).count }
+        #expect(total == 64)
+        try await store.close()
+    }
+
+    @Test func copiesLostInACrashAreRebuiltAtOpen() async throws {
+        let live = TestFolder()
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        var c = Fixtures.configuration()
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        // The files as a crash leaves them: every deposit acknowledged
+        // (durable with its audit entry), the copies still pending in memory.
+        let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
+        try await running.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        for i in 0..<5 { _ = try await running.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: Fixtures.alice, by: Fixtures.doctor) }
+        #expect(running.activityWriter.pendingCount == 5)
+        try FileManager.default.copyItem(at: live.url, to: folder.url)
+        try await running.close()
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        let seen = try await store.activity(of: GrantHolder(Fixtures.doctor)!, as: dpo)
+        #expect(seen.map(\.action) == Array(repeating: .deposit, count: 5))
+        try await store.close()
+        // Rebuilt once: a second open finds nothing to rebuild.
+        let again = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        #expect(try await again.activity(of: GrantHolder(Fixtures.doctor)!, as: dpo).count == 5)
+        try await again.close()
+    }
+
     // MARK: - 7. Representatives see no gaps
 
     @Test func representativesGetNoPositionsAndCannotCountTheChain() async throws {

@@ -131,7 +131,8 @@ extension VaultStore {
     }
 
     /// Queues `a`'s records and its audit entry (plus a first-access
-    /// marker and the actor's activity copy) as one atomic group, and
+    /// marker) as one atomic group, hands the actor's activity copy to the
+    /// ``ActivityWriter`` (written later, in a batch of its own), and
     /// advances the vault's chain. Called under the vault's lock.
     func queueAudit<R>(
         _ a: Audited<R>, principal: Principal, purpose: AccessPurpose, secret: Bool, vault: inout VaultState, time: Date
@@ -161,12 +162,18 @@ extension VaultStore {
             head = VaultAnchor.headHash(of: newest.payload, keys: vault.keys)
         }
         let anchor = VaultAnchor(records: vault.nextSequence + UInt64(vaultRecords), headHash: head)
-        // Encoded once: sealed into the records and hashed into the chain.
+        // Encoded once: sealed into the record, hashed into the chain, and
+        // handed to the activity writer for the actor's copy.
         let encoded = entry.encoded()
-        records += try auditRecords(entry, encoded: encoded, anchor: anchor, principal: principal, vault: vault)
+        records.append(try auditRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
         var durability = self.durability
         if !a.isWrite, case .batched = configuration.auditMode { durability = .buffered }
-        let ticket = try engine.append(records, keySlotWrites: a.keySlotWrites, durability: durability)
+        let copy = GrantHolder(principal).map {
+            ActivityWriter.Copy(stream: keys.activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
+        }
+        let (ticket, batchDue) = try activityWriter.append(
+            records, keySlotWrites: a.keySlotWrites, durability: durability, copy: copy, to: engine)
+        if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
         if !a.isWrite, case .batched = configuration.auditMode { auditFlush.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
@@ -208,19 +215,12 @@ extension VaultStore {
             previousHash: vault.auditPreviousHash)
     }
 
-    /// The entry's record in the vault's audit stream, and its copy in the
-    /// actor's activity stream (professionals and organisations).
-    func auditRecords(
-        _ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, principal: Principal, vault: VaultState
-    ) throws -> [EngineRecord] {
+    /// The entry's record in the vault's audit stream.
+    func auditRecord(_ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, vault: VaultState) throws -> EngineRecord {
         let stream = keys.auditStream(of: vault.pseudonym)
         let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
-        var out = [EngineRecord(
-            stream: stream, payload: try sealRecord(header: header, body: anchor.encoded() + encoded, key: vault.keys.audit, vault: stream))]
-        if let holder = GrantHolder(principal) {
-            out.append(try activityRecord(encoded, vault: vault.pseudonym, stream: keys.activityStream(of: holder)))
-        }
-        return out
+        return EngineRecord(
+            stream: stream, payload: try sealRecord(header: header, body: anchor.encoded() + encoded, key: vault.keys.audit, vault: stream))
     }
 
     /// A record of an activity stream: the vault's pseudonym and the entry,

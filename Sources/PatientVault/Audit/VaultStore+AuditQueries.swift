@@ -121,8 +121,9 @@ extension VaultStore {
     }
 
     /// Everything one professional or organisation did, across every vault,
-    /// newest first: read from their activity stream (an index written with
-    /// each entry), not by scanning vaults.
+    /// newest first: read from their activity stream (an index of copies of
+    /// their entries, written in batches by the ``ActivityWriter``; pending
+    /// copies are written first), not by scanning vaults.
     ///
     /// Only a reviewer named in ``Configuration/auditReviewers`` may call it;
     /// the call is recorded in the reviewer's own activity stream, allowed
@@ -134,6 +135,8 @@ extension VaultStore {
         var invalid: PatientVaultError?
         do { try query.validate() } catch { invalid = error }
         try await recordStoreLevelAccess(.reviewActivity, by: principal, target: subject.description, invalid: invalid)
+        // The copies still pending are written first, so the walk sees them.
+        try await flushActivity()
         return try translatingErrors {
             var out: [AuditEntry] = []
             var skipped = 0

@@ -88,6 +88,12 @@ struct StoreKeys: Sendable {
         case activity = 3
         case reviewer = 4
         case statistics = 5
+        case activityMark = 6
+    }
+
+    /// The store's one activity-mark stream (``ActivityWriter``).
+    var activityMarkStream: StreamID {
+        Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
     }
 
     /// The store's one statistics stream.

@@ -19,6 +19,8 @@ enum RecordKind: UInt8 {
     case activityEntry = 6
     /// A record of the store's statistics stream.
     case statistics = 7
+    /// How far the activity copies are written (``ActivityWriter``).
+    case activityMark = 8
 }
 
 extension RecordKind {
@@ -31,7 +33,7 @@ extension RecordKind {
         switch self {
         case .auditEntry, .activityEntry: return 512
         case .vaultCreated, .vaultEvent, .documentVersion: return 256
-        case .statistics: return 64
+        case .statistics, .activityMark: return 64
         case .contentChunk: return 1
         }
     }

@@ -33,6 +33,8 @@ public final class VaultStore: Sendable {
     let isClosed = Atomic<Bool>(false)
     /// Listeners of ``notifications()``.
     let notifier = Notifier()
+    /// Writes the per-professional copies of audit entries, in batches.
+    let activityWriter = ActivityWriter()
     /// Set when a read's audit entry was written without a sync (batched
     /// audit mode); the flusher makes it durable within the bound.
     let auditFlush = AuditFlushFlag()
@@ -105,7 +107,14 @@ public final class VaultStore: Sendable {
         engineConfiguration.authenticator = LogMAC(key: keys.log)
         let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
-        return VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
+        let store = VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
+        do {
+            try await store.rebuildActivity()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        return store
     }
 
     private static func deriveKeys(
@@ -187,6 +196,9 @@ public final class VaultStore: Sendable {
         isClosed.store(true, ordering: .sequentiallyConsistent)
         flusher?.cancel()
         notifier.finish()
+        // Pending activity copies go out before the engine closes; if they
+        // cannot, the next open rebuilds them from the audit trail.
+        try? await flushActivity(markAlways: true)
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
         // Drop every decrypted vault: their keys are wiped as they go.
         let handles = vaults.withLock { v in Array(v.values) }
@@ -319,7 +331,7 @@ public final class VaultStore: Sendable {
                 let body = try VaultEventBody.decode(
                     try openBody(record.payload, header: h, key: state.keys.records, vault: pseudonym).plaintext)
                 state.apply(body)
-            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics:
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1

@@ -1,0 +1,199 @@
+import Foundation
+import Synchronization
+import VaultCrypto
+import VaultStorage
+
+/// Writes the reviewers' index, the per-professional copies of audit
+/// entries, away from the operations they copy.
+///
+/// A copy written in its operation's atomic group would sit next to the
+/// vault's records in the log, and a professional's activity stream id is
+/// stable across vaults: a copy of the files would link the two. So an
+/// operation only hands its copy over; copies are written later, in
+/// batches of at least ``threshold`` that mix vaults and actors, shuffled,
+/// in groups that hold no vault or audit record. Each batch ends with a
+/// sealed *mark*: the log position before which every audit entry has its
+/// copy written.
+///
+/// Durability follows the log's order: a batch is appended after the audit
+/// groups it copies, so it survives a crash only if they do. What a crash
+/// loses (copies still pending, or an unsynced batch) is rebuilt at open
+/// from the audit records after the newest mark (``VaultStore/rebuildActivity()``).
+///
+/// Lock order: `flushLock`, then `pending`, then the engine's own lock.
+/// `pending` is held only to queue an operation's group together with its
+/// copy (so the mark never passes an entry whose copy is not queued);
+/// `flushLock` serialises batches, so marks are written in log order.
+final class ActivityWriter: Sendable {
+    /// One copy waiting for its batch.
+    struct Copy: Sendable {
+        var stream: StreamID
+        var vault: StreamID
+        var entry: [UInt8]
+    }
+
+    /// Copies per batch, at least (a reviewer's query or `close()` flushes
+    /// whatever is pending).
+    static let threshold = 64
+
+    private let pending = Mutex<[Copy]>([])
+    /// Serialises batches; holds the position of the newest mark written.
+    private let flushLock = Mutex<LogPosition?>(nil)
+
+    /// Copies not yet written.
+    var pendingCount: Int { pending.withLock { $0.count } }
+
+    /// Appends an operation's group and queues its activity copy, as one
+    /// step under the writer's lock. Returns the group's ticket and whether
+    /// enough copies are pending for a batch.
+    func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, copy: Copy?,
+        to engine: any StorageEngine
+    ) throws -> (AppendTicket, batchDue: Bool) {
+        try pending.withLock { p in
+            let ticket = try engine.append(records, keySlotWrites: keySlotWrites, durability: durability)
+            if let copy { p.append(copy) }
+            return (ticket, p.count >= Self.threshold)
+        }
+    }
+
+    /// Queues copies rebuilt at open.
+    func enqueue(_ copies: [Copy]) {
+        pending.withLock { $0 += copies }
+    }
+
+    /// Notes where the newest mark on disk stands (at open).
+    func noteMark(_ position: LogPosition) {
+        flushLock.withLock { $0 = position }
+    }
+
+    /// Writes every pending copy and the mark, as one group. Copies of one
+    /// stream keep their order (a reviewer reads them newest first); the
+    /// streams come in random order, so a copy's place in the batch says
+    /// nothing of which operation it copies. Returns the group's ticket, or
+    /// nil if nothing was written: no copy pending, and, unless
+    /// `markAlways`, whatever the log holds since the last mark (`close()`
+    /// passes it, so that the next open has nothing to scan).
+    ///
+    /// On failure the copies go back to the queue: a later batch, or the
+    /// rebuild at the next open, writes them.
+    func flush(
+        engine: any StorageEngine, durability: Durability, markAlways: Bool = false, seal: (Copy) throws -> EngineRecord,
+        mark: (LogPosition) throws -> EngineRecord
+    ) throws -> AppendTicket? {
+        try flushLock.withLock { lastMark in
+            let (batch, position) = pending.withLock { p -> ([Copy], LogPosition) in
+                defer { p.removeAll(keepingCapacity: true) }
+                return (p, engine.appendPosition)
+            }
+            guard !batch.isEmpty || (markAlways && lastMark != position) else { return nil }
+            do {
+                var byStream: [StreamID: [Copy]] = [:]
+                for copy in batch { byStream[copy.stream, default: []].append(copy) }
+                var records: [EngineRecord] = []
+                records.reserveCapacity(batch.count + 1)
+                for stream in byStream.keys.shuffled() { records += try byStream[stream]!.map(seal) }
+                records.append(try mark(position))
+                let ticket = try engine.append(records, keySlotWrites: [], durability: durability)
+                lastMark = position
+                return ticket
+            } catch {
+                pending.withLock { $0.insert(contentsOf: batch, at: 0) }
+                throw error
+            }
+        }
+    }
+}
+
+extension VaultStore {
+    // MARK: - The reviewers' index
+
+    /// Seals a copy into its activity stream's record.
+    func activityCopyRecord(_ copy: ActivityWriter.Copy) throws -> EngineRecord {
+        try activityRecord(copy.entry, vault: copy.vault, stream: copy.stream)
+    }
+
+    /// The mark record: the position before which every audit entry has its copy.
+    func activityMarkRecord(_ position: LogPosition) throws -> EngineRecord {
+        var w = ByteWriter(capacity: 12)
+        w.write(position.segment)
+        w.write(position.offset)
+        let stream = keys.activityMarkStream
+        let header = RecordHeader(kind: .activityMark, sequence: 0, document: nil, version: 0, keySlot: nil)
+        return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: w.bytes, key: keys.activity, vault: stream))
+    }
+
+    /// Writes the pending copies now, if any, and returns once they are
+    /// written (so that a reviewer's walk sees them). `markAlways` writes a
+    /// mark even without copies if the log moved since the last one.
+    func flushActivity(markAlways: Bool = false) async throws(PatientVaultError) {
+        do {
+            let ticket = try activityWriter.flush(
+                engine: engine, durability: .buffered, markAlways: markAlways, seal: activityCopyRecord, mark: activityMarkRecord)
+            if let ticket { _ = try await ticket.wait() }
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+    }
+
+    /// Starts a batch in the background once enough copies are pending.
+    func flushActivityInBackground() {
+        Task.detached { [self] in try? await flushActivity() }
+    }
+
+    /// At open: rebuilds the copies that a crash lost, from the audit
+    /// records after the newest mark, and writes them with a new mark.
+    /// Cost: a scan of the log after the mark (nothing after a clean
+    /// close); if it finds audit records, one keyed hash per vault (to find
+    /// each audit stream's vault) and a load of each vault concerned.
+    func rebuildActivity() async throws(PatientVaultError) {
+        try await translatingErrorsAsync {
+            let markStream = keys.activityMarkStream
+            var start = LogPosition(segment: 0, offset: 0)
+            if let head = engine.head(of: markStream) {
+                let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
+                let body = try openStoreRecord(try engine.read(head), kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
+                start = try body.withUnsafeBytes { raw in
+                    var r = ByteReader(raw)
+                    let position = LogPosition(segment: try r.read(), offset: try r.read())
+                    guard r.remaining == 0 else { throw broken }
+                    return position
+                }
+            }
+            activityWriter.noteMark(start)
+            var audits: [StoredRecord] = []
+            try engine.scan(from: start) { record in
+                if let stream = record.stream, stream.bytes[0] == StoreKeys.StreamClass.audit.rawValue { audits.append(record) }
+                return true
+            }
+            // Everything up to here is covered: a close without writes
+            // need not write another mark.
+            defer { activityWriter.noteMark(engine.appendPosition) }
+            guard !audits.isEmpty else { return }
+            var vaultOf: [StreamID: StreamID] = [:]
+            for vault in engine.streams(inClass: StoreKeys.StreamClass.vault.rawValue) { vaultOf[keys.auditStream(of: vault)] = vault }
+            var loaded: [StreamID: VaultState] = [:]
+            var copies: [ActivityWriter.Copy] = []
+            for record in audits {
+                guard let stream = record.stream, let vault = vaultOf[stream] else {
+                    throw PatientVaultError(.corrupted, "an audit record belongs to no vault", segment: record.location.segment, offset: record.location.offset)
+                }
+                if loaded[vault] == nil { loaded[vault] = try loadVault(vault) }
+                let entry = try openAuditRecord(record, vault: loaded[vault]!)
+                if let holder = GrantHolder(entry.actor) {
+                    copies.append(.init(stream: keys.activityStream(of: holder), vault: vault, entry: entry.encoded()))
+                }
+            }
+            activityWriter.enqueue(copies)
+            let ticket = try activityWriter.flush(
+                engine: engine, durability: .durable, seal: activityCopyRecord, mark: activityMarkRecord)
+            if let ticket { _ = try await ticket.wait() }
+            logger.debug("patientvault: rebuilt activity copies", metadata: ["copies": "\(copies.count)"])
+        }
+    }
+}
+
+/// Runs async `body`, translating lower-layer errors into ``PatientVaultError``.
+func translatingErrorsAsync<R>(_ body: () async throws -> R) async throws(PatientVaultError) -> R {
+    do { return try await body() } catch { throw PatientVaultError.wrapping(error) }
+}
