@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
+@testable import VaultCrypto
 
 /// Regression tests of the security findings (issue 8): each test names
 /// the attack it replays and fails on the code before its fix.
@@ -407,6 +408,30 @@ import Testing
         #expect(sizes.entries[0] == sizes.entries[1])
         // Content still reads back exactly, padding stripped.
         #expect(try await v.store.content(of: larger.id, for: v.alice, as: v.patient) == Fixtures.content("L", size: 1900))
+        try await v.store.close()
+    }
+
+    // MARK: - 18. Hygiene
+
+    @Test func closeWipesTheMasterDerivedKeys() async throws {
+        let t = try await TestStore()
+        let keys = t.store.keys
+        #expect(!keys.log.withUnsafeBytes { $0.allSatisfy { $0 == 0 } })
+        try await t.store.close()
+        for key in [keys.check, keys.keyEncryption, keys.pseudonym, keys.activity, keys.statistics, keys.publicID, keys.log] {
+            #expect(key.withUnsafeBytes { $0.allSatisfy { $0 == 0 } })
+        }
+    }
+
+    @Test func theBreakGlassReasonHashHasAKeyOfItsOwn() async throws {
+        let v = try await AuditedVault()
+        let reason = "unconscious on arrival"
+        _ = try await v.store.documents(for: v.alice, as: Fixtures.otherDoctor, purpose: .breakGlass(reason: try BreakGlassReason(reason)))
+        let hash = try v.entries().last!.reasonHash!
+        let (own, chain) = try v.store.withVault(v.alice) {
+            (BLAKE2b.hash(Array(reason.utf8), key: $0.keys.reasonHash), BLAKE2b.hash(Array(reason.utf8), key: $0.keys.auditChain))
+        }
+        #expect(hash == own && hash != chain)
         try await v.store.close()
     }
 
