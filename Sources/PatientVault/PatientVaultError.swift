@@ -49,8 +49,17 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         public static let corrupted = Code("corrupted")
         /// The document's key was destroyed: it was erased.
         public static let erased = Code("erased")
-        /// A write could not be made durable; the store acknowledges no more
-        /// writes until it is reopened.
+        /// A write or `fdatasync` failed; the store acknowledges nothing more
+        /// (reads included, since each needs its audit entry) until it is
+        /// closed and reopened, and `close()` reports this code too.
+        ///
+        /// **The outcome of the call that got this error is unknown**: its
+        /// atomic group may or may not have reached the disk. Do not retry
+        /// blindly (a deposit retried could exist twice). Close, reopen
+        /// (recovery keeps or drops each group whole), then look: the
+        /// document (``VaultStore/documents(for:matching:as:purpose:secret:)``),
+        /// the vault (``VaultStore/vaultInfo(for:as:purpose:secret:)``), or the
+        /// policy change in the audit trail is there or not.
         public static let durabilityLost = Code("durabilityLost")
         /// The disk is full; nothing of the failed operation was written.
         public static let diskFull = Code("diskFull")

@@ -22,35 +22,48 @@ extension LogEngineCore {
     ) throws -> RecoveryReport {
         let logger = configuration.logger
         var report = RecoveryReport()
-        let numbers = try FileSystem.list(directory).compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
+        let names = try FileSystem.list(directory)
+        // A segment is created under a temporary name and renamed once its
+        // header and preallocation are durable: a leftover is a crash during
+        // creation, never data.
+        for name in names where name.hasPrefix("segment-") && name.hasSuffix(".tmp") {
+            try FileSystem.remove(directory + "/" + name)
+        }
+        let numbers = names.compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
         for (i, n) in numbers.enumerated() where n != numbers[0] + UInt32(i) {
             throw StorageError(.corrupted, "segment \(numbers[0] + UInt32(i)) is missing", segment: numbers[0] + UInt32(i))
         }
+        // What recovery may trust comes first: the checkpoint vouches for the
+        // segments it names and everything before its tail.
+        let checkpoint = try readCheckpoint(directory: directory, authenticator: configuration.authenticator, logger: logger)
+        if let c = checkpoint, numbers.last.map({ c.segment > $0 }) ?? true {
+            throw StorageError(
+                .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
+        }
 
-        // Open every segment and check its header. A bad header is tolerated
-        // only on the newest file, and only if nothing was ever written after
-        // it: a crash while the file was being created.
+        // Open every segment and check its header. Segment files appear
+        // whole (renamed into place), so a bad header is damage, wherever it is.
         var headers: [UInt32: LogFormat.SegmentHeader] = [:]
         var valid: [UInt32] = []
         for n in numbers {
             let path = directory + "/" + LogFormat.segmentFileName(n)
             let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)")
-            if let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n {
-                s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size)
-                headers[n] = h
-                valid.append(n)
-                continue
-            }
-            guard n == numbers.last, try isEmpty(file, from: UInt64(LogFormat.segmentHeaderSize)) else {
+            guard let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n else {
                 throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
             }
-            try FileSystem.remove(path)
-            try FileSystem.syncDirectory(directory)
-            report.removedSegments.append(n)
-            logger.debug("storage: removed an unfinished segment", metadata: ["segment": "\(n)"])
+            // Only the newest segment can be shorter than its preallocation
+            // (recovery cuts a torn tail there), and never shorter than what
+            // the checkpoint vouches for.
+            let size = try file.size()
+            if n != numbers.last, size < h.size {
+                throw StorageError(.corrupted, "segment is shorter than its preallocated size", segment: n, offset: size)
+            }
+            s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size)
+            headers[n] = h
+            valid.append(n)
         }
         if valid.isEmpty {
-            let n = numbers.first ?? 1
+            let n: UInt32 = 1
             let segment = try createSegment(directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize)
             s.segments[n] = segment
             s.current = n
@@ -62,13 +75,19 @@ extension LogEngineCore {
         // Start from the checkpoint when it is consistent with the segments;
         // the record it names as last must be there: a checkpoint only ever
         // covers durable records, so a missing one is corruption, not a crash.
+        // An authenticated checkpoint that does not fit is corruption too;
+        // an unauthenticated one (the engine's own tests) is ignored.
         var startSegment = valid[0]
         var startOffset = UInt64(LogFormat.segmentHeaderSize)
         var expected = headers[valid[0]]!.firstLSN
-        if let c = try readCheckpoint(directory: directory, authenticator: configuration.authenticator, logger: logger) {
+        if let c = checkpoint {
             if let h = headers[c.segment], c.tail >= UInt64(LogFormat.segmentHeaderSize), c.tail <= h.size,
                c.tail % 8 == 0, c.nextLSN >= h.firstLSN
             {
+                let size = try s.segments[c.segment]!.file.size()
+                guard size >= c.tail else {
+                    throw StorageError(.corrupted, "segment is shorter than the checkpoint says", segment: c.segment, offset: size)
+                }
                 if let last = c.last {
                     let record = try? LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
                     guard let record, record.sequence < c.nextLSN, last.segment <= c.segment else {
@@ -82,6 +101,8 @@ extension LogEngineCore {
                 startOffset = c.tail
                 expected = c.nextLSN
                 report.usedCheckpoint = true
+            } else if configuration.authenticator != nil {
+                throw StorageError(.corrupted, "index.checkpoint does not fit the segments", segment: c.segment, offset: c.tail)
             } else {
                 logger.debug("storage: checkpoint does not fit the segments; replaying the whole log")
             }
@@ -131,7 +152,9 @@ extension LogEngineCore {
                     guard length <= raw.count - offset else { return offset }
                     let payload = UnsafeRawBufferPointer(
                         rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))])
-                    guard CRC32C.checksum(payload) == f.payloadCRC else { return offset }
+                    guard LogFormat.payloadCRC(payload) == f.payloadCRC,
+                          raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
+                    else { return offset }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
                     if let stream = f.stream { group.append((stream, location)) }
                     expected += 1
@@ -213,19 +236,6 @@ extension LogEngineCore {
         }
     }
 
-    /// Whether every byte of `file` from `offset` on is zero.
-    private static func isEmpty(_ file: PosixFile, from offset: UInt64) throws -> Bool {
-        let size = try file.size()
-        var position = offset
-        while position < size {
-            let chunk = try file.read(count: Int(min(UInt64(1 << 20), size - position)), at: position)
-            if chunk.isEmpty { break }
-            if chunk.contains(where: { $0 != 0 }) { return false }
-            position += UInt64(chunk.count)
-        }
-        return true
-    }
-
     /// Throws corruption if a valid frame after the bad one says that the
     /// bad one (sequence `lsn`) had already been made durable.
     private static func checkNothingDurableFollows(
@@ -285,7 +295,9 @@ extension LogEngineCore {
             else { throw corrupted }
             let payload = UnsafeRawBufferPointer(
                 rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
-            guard CRC32C.checksum(payload) == h.payloadCRC else { throw corrupted }
+            guard LogFormat.payloadCRC(payload) == h.payloadCRC,
+                  raw[(LogFormat.frameHeaderSize + Int(h.payloadLength))...].allSatisfy({ $0 == 0 })
+            else { throw corrupted }
             return StoredRecord(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: Array(payload))
         }
     }

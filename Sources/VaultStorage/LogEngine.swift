@@ -191,13 +191,22 @@ final class LogEngineCore: Sendable {
         guard try lockFile.tryLockExclusive() else {
             throw StorageError(.locked, "the store is already open (LOCK is held)")
         }
-        (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory)
+        let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
+        (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory, logExists: logExists)
         var s = State()
         recoveryReport = try LogEngineCore.recover(directory: directory, configuration: configuration, into: &s)
         let (next, allocated) = try LogEngineCore.scanKeyFile(keyFile)
         s.nextKeySlot = next
         s.keyFileAllocated = allocated
         s.durableLSN = s.nextLSN
+        // An open that replayed records leaves a checkpoint, so the next one
+        // does not replay them again (recovery synced what it replayed).
+        if recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
+            try LogEngineCore.writeCheckpoint(
+                Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
+                directory: directory, authenticator: configuration.authenticator)
+            s.bytesSinceCheckpoint = 0
+        }
         state.withLock { $0 = s }
     }
 
@@ -235,7 +244,7 @@ final class LogEngineCore: Sendable {
                 throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
             }
             groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
-            crcs.append(CRC32C.checksum(r.payload))
+            crcs.append(LogFormat.payloadCRC(r.payload))
         }
         guard groupSize <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
             throw StorageError(.tooLarge, "an atomic group must fit in one segment")
@@ -309,19 +318,28 @@ final class LogEngineCore: Sendable {
         logger.debug("storage: started segment", metadata: ["segment": "\(number)"])
     }
 
+    /// Creates a segment whole: preallocated and with its header, under a
+    /// temporary name, synced, then renamed into place and the directory
+    /// synced. A segment file that exists is therefore complete: recovery
+    /// treats a bad header or a missing file as damage, never as a crash.
     static func createSegment(directory: String, number: UInt32, firstLSN: UInt64, size: UInt64) throws -> Segment {
         let path = directory + "/" + LogFormat.segmentFileName(number)
-        let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT | O_EXCL, name: "segment \(number)")
+        let temporary = path + ".tmp"
+        let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)")
         do {
             try file.allocate(upTo: size)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
             try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0)
             try file.syncData()
+            guard !FileSystem.exists(path) else {
+                throw StorageError(.corrupted, "segment \(number) already exists", segment: number)
+            }
+            try FileSystem.rename(temporary, path)
             try FileSystem.syncDirectory(directory)
             return Segment(number: number, file: file, salt: salt, size: size)
         } catch {
-            try? FileSystem.remove(path)
+            try? FileSystem.remove(temporary)
             throw error
         }
     }
@@ -423,10 +441,19 @@ final class LogEngineCore: Sendable {
         }
     }
 
-    static func openKeyFile(directory: String) throws -> (PosixFile, [UInt8]) {
-        let file = try PosixFile.open(directory + "/" + LogFormat.keyFileName, flags: O_RDWR | O_CREAT, name: "key file")
+    /// Opens the key file, creating it for a new store. The key file is
+    /// created (and synced) before the first segment: once the log exists,
+    /// a missing or empty key file is damage (every vault would fail to
+    /// read), never a crash, and is reported instead of recreated.
+    static func openKeyFile(directory: String, logExists: Bool) throws -> (PosixFile, [UInt8]) {
+        let path = directory + "/" + LogFormat.keyFileName
+        if logExists && !FileSystem.exists(path) {
+            throw StorageError(.corrupted, "keys.slots is missing while the log holds records")
+        }
+        let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT, name: "key file")
         let header = try file.read(count: LogFormat.keySlotSize, at: 0)
         if header.count < LogFormat.keySlotSize || header.allSatisfy({ $0 == 0 }) {
+            guard !logExists else { throw StorageError(.corrupted, "keys.slots is empty while the log holds records") }
             // New, or its creation never completed: nothing can reference it.
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
@@ -482,7 +509,10 @@ final class LogEngineCore: Sendable {
             return s.failure
         }
         lockFile.unlock()
-        if let failure { throw failure }
+        // Whatever failed (a write, a sync), what the caller learns is that
+        // acknowledged durability stopped there: the outcome of the calls
+        // that got `durabilityLost` is unknown until the store is reopened.
+        if let failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)", errno: failure.errno) }
     }
 
     func shutdownWithoutWaiting() {

@@ -92,6 +92,20 @@ enum LogFormat {
         (frameHeaderSize + payloadCount + 7) & ~7
     }
 
+    /// The payload CRC: CRC-32C of the payload and its zero padding, so
+    /// that every byte of a frame is covered by a checksum.
+    static func payloadCRC(_ payload: UnsafeRawBufferPointer) -> UInt32 {
+        let padding = frameLength(payloadCount: payload.count) - frameHeaderSize - payload.count
+        let zeros: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0]
+        return zeros.withUnsafeBytes { z in
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: z[0..<padding]), continuing: CRC32C.checksum(payload))
+        }
+    }
+
+    static func payloadCRC(_ payload: [UInt8]) -> UInt32 {
+        payload.withUnsafeBytes { payloadCRC($0) }
+    }
+
     struct FrameHeader {
         var payloadLength: UInt32
         var payloadCRC: UInt32

@@ -224,7 +224,7 @@ import Testing
         let h = LogFormat.frameHeaderSize
         if let payload {
             bytes.replaceSubrange((o + h)..<(o + h + payload.count), with: payload)
-            let crc = CRC32C.checksum(payload)
+            let crc = LogFormat.payloadCRC(payload)
             withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange((o + 12)..<(o + 16), with: $0) }
         }
         if let previous {

@@ -22,7 +22,7 @@ import Testing
         let h = frameHeader.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: salt)! }
         precondition(payload.count == Int(h.payloadLength))
         let header = LogFormat.encodeFrameHeader(
-            salt: salt, offset: location.offset, payloadLength: payload.count, payloadCRC: CRC32C.checksum(payload), lsn: h.lsn,
+            salt: salt, offset: location.offset, payloadLength: payload.count, payloadCRC: LogFormat.payloadCRC(payload), lsn: h.lsn,
             durableThrough: h.durableThrough, flags: h.flags, previous: h.previous, stream: h.stream,
             authenticator: try t.logMAC())
         try handle.seek(toOffset: location.offset)

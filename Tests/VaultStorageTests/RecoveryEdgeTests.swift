@@ -47,18 +47,79 @@ import Testing
             throws: { isCorruption($0, segment: 1, offset: 0) }
     }
 
-    @Test func unfinishedNewestSegmentFileIsRemoved() async throws {
-        // A crash while creating a segment: the file exists, its header was
-        // not written (zeros) and nothing follows.
+    @Test func aLeftoverTemporarySegmentIsRemoved() async throws {
+        // A crash while creating a segment leaves only its temporary file:
+        // segments are renamed into place once whole.
         let dir = TemporaryDirectory()
         let locations = try await manySegments(dir, count: 10)
         let next = locations.last!.segment + 1
-        try Data(count: 64 << 10).write(to: URL(fileURLWithPath: dir.segmentPath(next)))
+        let leftover = dir.segmentPath(next) + ".tmp"
+        try Data(count: 64 << 10).write(to: URL(fileURLWithPath: leftover))
         let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
-        #expect(engine.recoveryReport.removedSegments == [next])
         #expect(try engine.records(of: stream(9)).count == 10)
-        #expect(!FileManager.default.fileExists(atPath: dir.segmentPath(next)))
+        #expect(!FileManager.default.fileExists(atPath: leftover))
         try await engine.close()
+    }
+
+    @Test func aNewestSegmentWithoutItsHeaderIsCorruption() async throws {
+        // Cut below its header (or zeroed): a segment file only ever appears
+        // whole, so this is damage, and its records must not vanish silently.
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir, count: 10)
+        let newest = locations.last!.segment
+        try truncate(dir.segmentPath(newest), to: 40)
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: newest, offset: 0) }
+    }
+
+    @Test func aMissingSegmentTheCheckpointNamesIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var last = RecordLocation(raw: 0, frameLength: 0)
+        for i in 0..<100 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i, size: 2000))])[0] }
+        try await engine.close()
+        #expect(last.segment > 1)
+        try FileManager.default.removeItem(atPath: dir.segmentPath(last.segment))
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: last.segment) }
+    }
+
+    @Test func aSegmentShorterThanTheCheckpointIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var last = RecordLocation(raw: 0, frameLength: 0)
+        for i in 0..<5 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))])[0] }
+        try await engine.close()
+        try truncate(dir.segmentPath(last.segment), to: last.offset)
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: last.segment) }
+    }
+
+    @Test(arguments: [false, true])
+    func aMissingOrEmptyKeyFileIsCorruptionOnceTheLogExists(empty: Bool) async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])
+        try await engine.close()
+        let keys = dir.path + "/" + LogFormat.keyFileName
+        if empty { try Data().write(to: URL(fileURLWithPath: keys)) } else { try FileManager.default.removeItem(atPath: keys) }
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) } throws: { isCorruption($0) }
+    }
+
+    @Test func anOpenThatReplayedLeavesACheckpoint() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))]) }
+        try await engine.close()
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        let replaying = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(replaying.recoveryReport.replayedRecords == 5)
+        // Killed without a write or a close: the next open still starts from a checkpoint.
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/" + LogFormat.checkpointFileName))
+        try await replaying.close()
+        let next = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(next.recoveryReport.usedCheckpoint && next.recoveryReport.replayedRecords == 0)
+        try await next.close()
     }
 
     @Test func crashWhileSwitchingSegmentsRecoversToTheLastDurableRecord() async throws {
@@ -71,7 +132,9 @@ import Testing
         let lost = inFirst.last!
         let second = locations.filter { $0.segment == 2 }
         #expect(!second.isEmpty)
-        try truncate(dir.segmentPath(1), to: lost.offset)
+        // A preallocated file keeps its size: the lost tail reads as zeros.
+        let firstSize = try readBytes(dir.segmentPath(1)).count
+        try overwrite(dir.segmentPath(1), at: lost.offset, with: [UInt8](repeating: 0, count: firstSize - Int(lost.offset)))
         // Zero segment 2's body, keep its header; remove later segments.
         let size = try readBytes(dir.segmentPath(2)).count
         try overwrite(dir.segmentPath(2), at: UInt64(LogFormat.segmentHeaderSize), with: [UInt8](repeating: 0, count: size - LogFormat.segmentHeaderSize))
