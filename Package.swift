@@ -53,6 +53,11 @@ let package = Package(
             name: "PatientVaultDemo",
             dependencies: ["PatientVault"]
         ),
+        // The writer that crash tests kill (public API only); not a product.
+        .executableTarget(
+            name: "PatientVaultCrashWriter",
+            dependencies: ["PatientVault"]
+        ),
         .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
         .testTarget(name: "PatientVaultTests", dependencies: ["PatientVault", "VaultCrypto", "VaultStorage"]),

@@ -478,14 +478,21 @@ final class LogEngineCore: Sendable {
         while slots > 1 {
             let first = max(1, slots >= chunkSlots ? slots - chunkSlots : 1)
             let bytes = try file.read(count: Int((slots - first) * slotSize), at: first * slotSize)
-            var i = bytes.count / Int(slotSize)
-            while i > 0 {
-                let start = (i - 1) * Int(slotSize)
-                if bytes[start..<(start + Int(slotSize))].contains(where: { $0 != 0 }) {
-                    return (first + UInt64(i), size)
+            // Word at a time: this runs over the whole preallocated file.
+            let used: Int? = bytes.withUnsafeBytes { raw in
+                var i = raw.count / Int(slotSize)
+                while i > 0 {
+                    let start = (i - 1) * Int(slotSize)
+                    var word = start
+                    while word < start + Int(slotSize) {
+                        if raw.loadUnaligned(fromByteOffset: word, as: UInt64.self) != 0 { return i }
+                        word += 8
+                    }
+                    i -= 1
                 }
-                i -= 1
+                return nil
             }
+            if let used { return (first + UInt64(used), size) }
             slots = first
         }
         return (1, size)

@@ -318,6 +318,11 @@ import VaultStorage
         #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
         // Reads stop too: no content is returned without a durable audit entry.
         #expect(await code { _ = try await t.store.vaultInfo(for: alice, as: .patient(alice)) } == .durabilityLost)
+        // close() reports the same code, and reopening recovers the vault.
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection()))
+        #expect(try await store.vaultInfo(for: alice, as: .patient(alice)).channel == .patientOnline)
+        try await store.close()
     }
 
     @Test func relaxedModeKeepsDataAcrossAnOrderlyClose() async throws {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test suite under AddressSanitizer (with LeakSanitizer) and
+# ThreadSanitizer, each in its own build folder. The crash test is left out
+# (it kills a child process on purpose; it runs unsanitised in .ci/run).
+#
+#   ./Scripts/sanitizers.sh            # both
+#   ./Scripts/sanitizers.sh address    # one
+#
+# Suppressions are scoped, with the reason next to each:
+#   Scripts/sanitizers/lsan.supp   leaks inside XCTest and Foundation themselves
+#   Scripts/sanitizers/tsan.supp   Synchronization.Mutex, which the standard
+#                                  library does not instrument
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./Scripts/setup.sh
+here=$(pwd)
+run() {
+    local sanitizer=$1
+    echo "== $sanitizer sanitizer"
+    swift build --build-tests --scratch-path ".build-$sanitizer" -Xswiftc "-sanitize=$sanitizer" -Xswiftc -warnings-as-errors
+    LSAN_OPTIONS="suppressions=$here/Scripts/sanitizers/lsan.supp:print_suppressions=0" \
+    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" \
+    TSAN_OPTIONS="suppressions=$here/Scripts/sanitizers/tsan.supp:halt_on_error=1:report_signal_unsafe=0" \
+        swift test --skip-build --scratch-path ".build-$sanitizer" --skip CrashTests
+}
+for s in "${@:-address thread}"; do
+    for one in $s; do run "$one"; done
+done

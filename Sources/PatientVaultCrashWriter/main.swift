@@ -1,0 +1,134 @@
+// pv-crash-writer: a writer for crash tests, through the public API only.
+//
+//   pv-crash-writer <store directory> <master key, 64 hex> <seed>
+//
+// Opens the store (recovering it), makes sure its patients have vaults,
+// then writes from four tasks until killed: deposits, replacements, grants
+// and audited reads. Each operation prints a `BEGIN` line before it starts
+// and an `ACK` line once the store acknowledged it (one `write(2)` per line,
+// so a kill never leaves half a line). The test that kills it
+// (`CrashTests`) reopens the store and checks every acknowledged operation.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import PatientVault
+import Synchronization
+
+/// The configuration both sides use: small segments and chunks, so that a
+/// run crosses segment boundaries and writes chunked content.
+func crashTestConfiguration() -> Configuration {
+    var c = Configuration()
+    c.segmentSize = 1 << 20
+    c.contentChunkSize = 4096
+    c.inlineContentLimit = 1024
+    return c
+}
+
+/// Content of operation `op`: its id, then a pattern the checker recomputes.
+func content(op: Int, size: Int) -> Data {
+    var d = Data("op:\(op);".utf8)
+    while d.count < size { d.append(UInt8(truncatingIfNeeded: d.count &* 31 &+ op)) }
+    return d.prefix(size)
+}
+
+func emit(_ fields: [String]) {
+    let line = fields.joined(separator: "\t") + "\n"
+    _ = line.withCString { write(1, $0, strlen($0)) }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(2)
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 4, let seed = Int(arguments[3]) else { fail("usage: pv-crash-writer <dir> <key hex> <seed>") }
+let keyHex = Array(arguments[2].utf8)
+guard keyHex.count == 64 else { fail("the key is 64 hexadecimal characters") }
+var keyBytes: [UInt8] = []
+for i in stride(from: 0, to: 64, by: 2) {
+    guard let b = UInt8(String(decoding: keyHex[i..<(i + 2)], as: UTF8.self), radix: 16) else { fail("bad key") }
+    keyBytes.append(b)
+}
+
+let patients: [INS] = ["1840175000001", "2850275000002", "1860375000003", "2870475000004", "1880575000005", "2890675000006"].map { nir in
+    let key = INS.key(forNIR: nir)!
+    return try! INS(nir + (key < 10 ? "0" : "") + String(key))
+}
+let professionals: [Principal] = (0..<4).map { i in
+    .professional(HealthProfessional(rpps: try! RPPSNumber("1010000000\(i)"), profession: .doctor))
+}
+
+let store: VaultStore
+do {
+    store = try await VaultStore.open(
+        at: URL(fileURLWithPath: arguments[1]), key: .key(try MasterKey(bytes: keyBytes)), configuration: crashTestConfiguration())
+} catch {
+    fail("open: \(error)")
+}
+emit(["OPEN"])
+for p in patients {
+    do {
+        try await store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+    } catch {
+        if error.code != .vaultAlreadyExists { fail("createVault: \(error)") }
+    }
+}
+emit(["READY"])
+
+/// Documents acknowledged in this run, for replacements and reads.
+let written = Mutex<[(patient: Int, id: DocumentID, version: Int, author: Int)]>([])
+let counter = Atomic<Int>(seed * 1_000_000)
+
+await withTaskGroup(of: Void.self) { group in
+    for task in 0..<4 {
+        group.addTask {
+            var rng = SystemRandomNumberGenerator()
+            _ = task
+            while true {
+                let op = counter.add(1, ordering: .relaxed).newValue
+                let choice = Int.random(in: 0..<10, using: &rng)
+                let known = written.withLock { $0.randomElement(using: &rng) }
+                do {
+                    if choice < 5 || known == nil {
+                        let p = Int.random(in: 0..<patients.count, using: &rng)
+                        let a = Int.random(in: 0..<professionals.count, using: &rng)
+                        let size = Int.random(in: 1...12_000, using: &rng)
+                        emit(["BEGIN", "deposit", "\(op)", patients[p].digits, "\(size)"])
+                        let draft = DocumentDraft(
+                            typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
+                        let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], by: professionals[a])
+                        written.withLock { $0.append((p, m.id, m.version, a)) }
+                        emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
+                    } else if choice < 7, let k = known {
+                        let size = Int.random(in: 1...12_000, using: &rng)
+                        emit(["BEGIN", "replace", "\(op)", patients[k.patient].digits, "\(k.id)", "\(size)"])
+                        let draft = DocumentDraft(
+                            typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
+                        let m = try await store.replace(
+                            k.id, with: draft, content: content(op: op, size: size), for: patients[k.patient], by: professionals[k.author])
+                        written.withLock { $0.append((k.patient, m.id, m.version, k.author)) }
+                        emit(["ACK", "replace", "\(op)", patients[k.patient].digits, "\(m.id)", "\(m.version)", "\(size)", "\(k.author)"])
+                    } else if choice < 8 {
+                        let p = Int.random(in: 0..<patients.count, using: &rng)
+                        let a = Int.random(in: 0..<professionals.count, using: &rng)
+                        emit(["BEGIN", "authorise", "\(op)", patients[p].digits, "\(a)"])
+                        try await store.authorise(professionals[a], for: patients[p], as: .patient(patients[p]))
+                        emit(["ACK", "authorise", "\(op)", patients[p].digits, "\(a)"])
+                    } else if let k = known {
+                        emit(["BEGIN", "read", "\(op)", patients[k.patient].digits, "\(k.id)", "\(k.version)"])
+                        let bytes = try await store.content(
+                            of: k.id, version: k.version, includingDeprecated: true, for: patients[k.patient], as: .patient(patients[k.patient]))
+                        guard bytes.starts(with: Data("op:".utf8)) else { fail("read back wrong content") }
+                        emit(["ACK", "read", "\(op)", patients[k.patient].digits, "\(k.id)", "\(k.version)"])
+                    }
+                } catch let e as PatientVaultError where e.code == .conflict {
+                    emit(["NACK", "\(op)", "conflict"])
+                } catch {
+                    fail("operation \(op): \(error)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import PatientVault
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Kills a writer process (`PatientVaultCrashWriter`, public API only) with
+/// SIGKILL at random moments, some while it is still recovering, reopens
+/// the store after each kill and checks that every operation it
+/// acknowledged is there, with its content, metadata and audit entry, that
+/// every chain verifies, and that an operation it had not acknowledged is
+/// whole or absent.
+///
+/// `PV_CRASH_KILLS` sets the number of kills (default 12; `.ci/run` runs
+/// 200, `Scripts/crash-test.sh` thousands).
+@Suite struct CrashTests {
+    /// The writer's configuration (`PatientVaultCrashWriter/main.swift`).
+    static func configuration() -> Configuration {
+        var c = Configuration()
+        c.segmentSize = 1 << 20
+        c.contentChunkSize = 4096
+        c.inlineContentLimit = 1024
+        return c
+    }
+
+    /// The writer's content of operation `op` (same function as the writer's).
+    static func content(op: Int, size: Int) -> Data {
+        var d = Data("op:\(op);".utf8)
+        while d.count < size { d.append(UInt8(truncatingIfNeeded: d.count &* 31 &+ op)) }
+        return d.prefix(size)
+    }
+
+    static let professionals: [Principal] = (0..<4).map { i in
+        .professional(HealthProfessional(rpps: try! RPPSNumber("1010000000\(i)"), profession: .doctor))
+    }
+
+    static var writer: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("PatientVaultCrashWriter")
+    }
+
+    /// One line the writer printed.
+    struct Line {
+        var fields: [String]
+        var kind: String { fields[0] }
+        var action: String { fields.count > 1 ? fields[1] : "" }
+        var op: Int { Int(fields[2])! }
+    }
+
+    /// Runs the writer for `delay`, kills it, returns what it printed.
+    static func runAndKill(directory: URL, keyHex: String, seed: Int, delay: Duration) async throws -> [Line] {
+        let process = Process()
+        process.executableURL = writer
+        process.arguments = [directory.path, keyHex, "\(seed)"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        let collected = Mutex(Data())
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            collected.withLock { $0.append(chunk) }
+        }
+        try process.run()
+        try await Task.sleep(for: delay)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        pipe.fileHandleForReading.readabilityHandler = nil
+        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
+        let data = collected.withLock { $0 + rest }
+        let text = String(decoding: data, as: UTF8.self)
+        // A line without its newline was cut by the kill: not printed whole.
+        return text.split(separator: "\n", omittingEmptySubsequences: true).dropLast(text.hasSuffix("\n") ? 0 : 1)
+            .map { Line(fields: $0.split(separator: "\t").map(String.init)) }
+    }
+
+    @Test func everyAcknowledgedOperationSurvivesSIGKILL() async throws {
+        let kills = Int(ProcessInfo.processInfo.environment["PV_CRASH_KILLS"] ?? "") ?? 12
+        #expect(FileManager.default.isExecutableFile(atPath: Self.writer.path), "build the package first (swift build --build-tests)")
+        let folder = TestFolder()
+        let store = folder.url
+        let key = try MasterKey.generate()
+        let keyHex = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+        var acknowledged = 0, unacknowledgedChecked = 0, duringRecovery = 0
+        var allAcks: [Line] = []
+        for round in 0..<kills {
+            // One run in ten is killed within its first milliseconds: in
+            // the middle of opening, that is of recovery.
+            let early = round % 10 == 3
+            let delay: Duration = early ? .milliseconds(Int.random(in: 0...40)) : .milliseconds(Int.random(in: 60...400))
+            let lines = try await Self.runAndKill(directory: store, keyHex: keyHex, seed: round + 1, delay: delay)
+            if !lines.contains(where: { $0.kind == "READY" }) { duringRecovery += 1 }
+            let acks = lines.filter { $0.kind == "ACK" }
+            let acked = Set(acks.map(\.op))
+            let pending = lines.filter { $0.kind == "BEGIN" && !acked.contains($0.op) }
+            let (checked, whole) = try await Self.check(store: store, key: key, acks: acks, pending: pending)
+            acknowledged += checked
+            unacknowledgedChecked += whole
+            allAcks += acks
+        }
+        // Everything acknowledged in every run, once more at the end.
+        let (finalChecked, _) = try await Self.check(store: store, key: key, acks: allAcks, pending: [])
+        #expect(finalChecked == allAcks.count)
+        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked, \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent)")
+        #expect(acknowledged > kills, "the writer acknowledged too little to test anything")
+    }
+
+    /// Opens the store and checks `acks` and `pending`; returns how many
+    /// acknowledged operations were checked and how many pending deposits.
+    static func check(store url: URL, key: MasterKey, acks: [Line], pending: [Line]) async throws -> (Int, Int) {
+        let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
+        var checked = 0
+        var reads: [String: [String: Int]] = [:]  // patient → "doc/version" → acknowledged reads
+        for a in acks {
+            let patient = try INS(a.fields[3])
+            switch a.action {
+            case "deposit", "replace":
+                let id = try DocumentID(a.fields[4])
+                let version = Int(a.fields[5])!
+                let size = Int(a.fields[6])!
+                let author = professionals[Int(a.fields[7])!]
+                let m = try await store.metadata(of: id, version: version, includingDeprecated: true, for: patient, as: .patient(patient))
+                #expect(m.size == Int64(size) && m.title == "op \(a.op)" && m.author == author, "op \(a.op)")
+                let bytes = try await store.content(of: id, version: version, includingDeprecated: true, for: patient, as: .patient(patient))
+                #expect(bytes == content(op: a.op, size: size), "op \(a.op)")
+            case "authorise":
+                let pro = professionals[Int(a.fields[4])!]
+                #expect(await code { _ = try await store.documents(for: patient, as: pro) } == nil, "op \(a.op)")
+            case "read":
+                reads[a.fields[3], default: [:]]["\(a.fields[4])/\(a.fields[5])", default: 0] += 1
+            default:
+                Issue.record("unknown acknowledgement \(a.fields)")
+            }
+            checked += 1
+        }
+        // Each acknowledged read has its allowed entry in the trail.
+        for (digits, expected) in reads {
+            let patient = try INS(digits)
+            let trail = try await store.auditTrail(
+                for: patient, matching: AuditQuery(actor: .patient(patient), actions: [.readContent], limit: 100_000), as: .patient(patient))
+            var found: [String: Int] = [:]
+            for e in trail where e.outcome == .allowed {
+                found["\(e.document!)/\(e.version!)", default: 0] += 1
+            }
+            for (key, count) in expected { #expect(found[key, default: 0] >= count, "reads of \(key)") }
+        }
+        // A deposit the writer had not acknowledged: whole, or absent.
+        var whole = 0
+        for p in pending where p.action == "deposit" {
+            let patient = try INS(p.fields[3])
+            let size = Int(p.fields[4])!
+            let docs = try await store.documents(for: patient, matching: DocumentQuery(status: .all), as: .patient(patient))
+            for d in docs where d.title == "op \(p.op)" {
+                let bytes = try await store.content(of: d.id, version: d.version, includingDeprecated: true, for: patient, as: .patient(patient))
+                #expect(bytes == content(op: p.op, size: size), "unacknowledged op \(p.op) is not whole")
+                whole += 1
+            }
+        }
+        // Every chain verifies.
+        for digits in Set(acks.map { $0.fields[3] } + pending.map { $0.fields[3] }) {
+            let patient = try INS(digits)
+            _ = try await store.verifyAuditTrail(for: patient, as: .patient(patient))
+        }
+        try await store.close()
+        return (checked, whole)
+    }
+}
