@@ -8,6 +8,7 @@
 //   CSodium  <-  VaultCrypto  <-+
 //                               +--  PatientVault  <-  PatientVaultDemo
 //                VaultStorage <-+
+//   (VaultSync, the lock type, under all three)
 //
 // `VaultStorage` is bytes in, bytes out: it knows nothing of patients or keys.
 // `VaultCrypto` wraps libsodium and never exposes its C types.
@@ -33,17 +34,20 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
         ),
+        // The one lock type, over pthread mutexes (ThreadSanitizer sees them).
+        .target(name: "VaultSync"),
         .target(
             name: "VaultCrypto",
-            dependencies: ["CSodium"]
+            dependencies: ["CSodium", "VaultSync"]
         ),
         .target(
             name: "VaultStorage",
-            dependencies: [.product(name: "Logging", package: "swift-log")]
+            dependencies: ["VaultSync", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PatientVault",
             dependencies: [
+                "VaultSync",
                 "VaultCrypto",
                 "VaultStorage",
                 .product(name: "Logging", package: "swift-log"),
@@ -60,7 +64,7 @@ let package = Package(
         ),
         .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
-        .testTarget(name: "PatientVaultTests", dependencies: ["PatientVault", "VaultCrypto", "VaultStorage"]),
+        .testTarget(name: "PatientVaultTests", dependencies: ["PatientVault", "VaultCrypto", "VaultStorage", "VaultSync"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,5 @@
 import CSodium
-import Synchronization
+import VaultSync
 
 /// Guarded memory for keys, without system calls per key.
 ///
@@ -39,7 +39,7 @@ package final class KeyArena: @unchecked Sendable {
         var live = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// A wiped slot of ``slotSize`` bytes.
     package func allocate() throws -> UnsafeMutableRawPointer {

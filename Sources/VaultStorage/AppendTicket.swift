@@ -1,4 +1,4 @@
-import Synchronization
+import VaultSync
 
 /// The acknowledgement of one ``StorageEngine/append(_:keySlotWrites:durability:)``.
 package final class AppendTicket: Sendable {
@@ -7,7 +7,7 @@ package final class AppendTicket: Sendable {
         case done(Result<[RecordLocation], StorageError>)
     }
 
-    private let state = Mutex<State>(.pending([]))
+    private let state = Locked<State>(.pending([]))
 
     package init() {}
 

@@ -1,10 +1,10 @@
-import Synchronization
+import VaultSync
 
 /// Simulated failures, for tests of the failure paths that real disks rarely
 /// show on demand: a full disk when space must be reserved, a failing
 /// `fdatasync`. Not part of any production configuration.
 package final class FaultInjection: Sendable {
-    private let state = Mutex<(diskFull: Bool, syncFails: Bool)>((false, false))
+    private let state = Locked<(diskFull: Bool, syncFails: Bool)>((false, false))
 
     package init() {}
 

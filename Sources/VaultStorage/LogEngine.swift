@@ -6,7 +6,7 @@ import Musl
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
+import VaultSync
 
 /// Settings of a ``LogEngine``.
 package struct LogEngineConfiguration: Sendable {
@@ -173,7 +173,7 @@ final class LogEngineCore: Sendable {
 
     let directory: String
     let configuration: LogEngineConfiguration
-    let state = Mutex(State())
+    let state = Locked(State())
     let lockFile: PosixFile
     let keyFile: PosixFile
     let keySalt: [UInt8]

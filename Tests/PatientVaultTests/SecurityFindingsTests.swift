@@ -83,6 +83,17 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: folder.url.path))
     }
 
+    @Test func identifierParsersNeverTrapOnAnyText() throws {
+        for text in ["😷😷😷a", "ééééééa", "2A😷😷😷", String(repeating: "\u{0}", count: 13), "", "1234567890123"] {
+            _ = INS.key(forNIR: text)
+            #expect(throws: PatientVaultError.self) { try INS(text + "00") }
+        }
+        #expect(INS.key(forNIR: "😷😷😷a") == nil)
+        #expect(throws: PatientVaultError.self) { try DocumentID(String(repeating: "é", count: 16)) }
+        #expect(throws: PatientVaultError.self) { try RPPSNumber("١٢٣٤٥٦٧٨٩٠١") }
+        #expect(throws: PatientVaultError.self) { try FINESSNumber("😷😷") }
+    }
+
     @Test func hostileDatesAreRefusedAsArguments() async throws {
         let v = try await AuditedVault()
         for seconds in [Double.nan, .infinity, -.infinity, 1e300, -1e12] {

@@ -1,12 +1,12 @@
 import Foundation
-import Synchronization
+import VaultSync
 @testable import PatientVault
 @testable import VaultStorage
 
 /// A clock the test sets.
 final class ManualClock: VaultClock {
-    private let current: Mutex<Date>
-    init(_ start: Date = Date(timeIntervalSince1970: 1_700_000_000)) { current = Mutex(start) }
+    private let current: Locked<Date>
+    init(_ start: Date = Date(timeIntervalSince1970: 1_700_000_000)) { current = Locked(start) }
     func now() -> Date { current.withLock { $0 } }
     func advance(by seconds: TimeInterval) { current.withLock { $0 += seconds } }
 }

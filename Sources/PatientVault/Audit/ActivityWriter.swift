@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -36,9 +36,9 @@ final class ActivityWriter: Sendable {
     /// whatever is pending).
     static let threshold = 64
 
-    private let pending = Mutex<[Copy]>([])
+    private let pending = Locked<[Copy]>([])
     /// Serialises batches; holds the position of the newest mark written.
-    private let flushLock = Mutex<LogPosition?>(nil)
+    private let flushLock = Locked<LogPosition?>(nil)
 
     /// Copies not yet written.
     var pendingCount: Int { pending.withLock { $0.count } }

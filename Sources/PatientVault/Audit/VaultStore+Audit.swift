@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -279,7 +280,7 @@ extension VaultStore {
 
 /// Fans notifications out to every listener.
 final class Notifier: Sendable {
-    private let listeners = Mutex<[UInt64: AsyncStream<VaultNotification>.Continuation]>([:])
+    private let listeners = Locked<[UInt64: AsyncStream<VaultNotification>.Continuation]>([:])
     private let counter = Atomic<UInt64>(0)
 
     func stream() -> AsyncStream<VaultNotification> {

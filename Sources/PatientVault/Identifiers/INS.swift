@@ -39,7 +39,8 @@ public struct INS: Hashable, Sendable, CustomStringConvertible {
     /// `19` and `2B` as `18`. Returns nil if the NIR is malformed.
     public static func key(forNIR nir: String) -> Int? {
         var s = nir.uppercased()
-        guard s.utf8.count == 13 else { return nil }
+        // ASCII only: the department is found by character offset below.
+        guard s.utf8.count == 13, s.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
         let index = s.index(s.startIndex, offsetBy: 5)
         let department = s[index..<s.index(index, offsetBy: 2)]
         if department == "2A" { s.replaceSubrange(index..<s.index(index, offsetBy: 2), with: "19") }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -124,7 +125,7 @@ struct VaultState: Sendable {
 final class VaultHandle: Sendable {
     let pseudonym: StreamID
     /// nil until loaded; stays nil for a vault that does not exist.
-    let state = Mutex<VaultState?>(nil)
+    let state = Locked<VaultState?>(nil)
     /// Set, under `state`'s lock, when eviction removes this handle from
     /// the store's map: a caller that finds it set takes the lock of the
     /// vault's new handle instead, so one vault never has two live states.

@@ -130,6 +130,10 @@ extension VaultStore {
                 return try deny(Audited<Void>(action: .replace, decision: decision, document: id, version: current.version, isWrite: true, result: .success(()))
                     .deniedThrows(vaultID: vault.vaultID))
             }
+            // Versions are stored as 32-bit numbers.
+            guard current.version < Limits.versions.upperBound else {
+                return try deny(.invalid(.replace, document: id, PatientVaultError(.invalidArgument, "this document has reached its last version number")))
+            }
             guard vault.documents[id]?.last?.metadata.version == current.version else {
                 throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
             }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -180,9 +180,9 @@ extension VaultStore {
 /// iterator takes it, and it is dropped (wiped with its last reference)
 /// when that iterator ends, fails or is dropped.
 final class ContentKeyHolder: Sendable {
-    private let key: Mutex<SymmetricKey?>
+    private let key: Locked<SymmetricKey?>
 
-    init(_ key: SymmetricKey) { self.key = Mutex(key) }
+    init(_ key: SymmetricKey) { self.key = Locked(key) }
 
     /// The key, the first time; nil afterwards.
     func take() -> SymmetricKey? { key.withLock { k in defer { k = nil }; return k } }

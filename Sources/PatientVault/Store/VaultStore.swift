@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -26,9 +27,9 @@ public final class VaultStore: Sendable {
     let directory: String
     /// One handle per vault ever touched: handles are never replaced, so
     /// one lock always guards one vault's positions.
-    let vaults = Mutex<[StreamID: VaultHandle]>([:])
+    let vaults = Locked<[StreamID: VaultHandle]>([:])
     /// Loaded vaults and when each was last used, for eviction.
-    let loaded = Mutex<(clock: UInt64, lastUse: [StreamID: UInt64])>((0, [:]))
+    let loaded = Locked<(clock: UInt64, lastUse: [StreamID: UInt64])>((0, [:]))
     /// Set by `close()`: every later call throws `closed`.
     let isClosed = Atomic<Bool>(false)
     /// Listeners of ``notifications()``.
