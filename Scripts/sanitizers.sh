@@ -8,8 +8,9 @@
 #
 # Suppressions are scoped, with the reason next to each:
 #   Scripts/sanitizers/lsan.supp   leaks inside XCTest and Foundation themselves
-#   Scripts/sanitizers/tsan.supp   Synchronization.Mutex, which the standard
-#                                  library does not instrument
+#   Scripts/sanitizers/tsan.supp   none: the project's locks are pthread
+#                                  mutexes (VaultSync.Locked), which TSan sees,
+#                                  not the uninstrumented Synchronization.Mutex
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
