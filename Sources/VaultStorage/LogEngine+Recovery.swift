@@ -30,6 +30,11 @@ extension LogEngineCore {
             try FileSystem.remove(directory + "/" + name)
         }
         let numbers = names.compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
+        // The log starts at segment 1 (nothing compacts it yet): a log that
+        // starts later lost its oldest segments.
+        if let first = numbers.first, first != 1 {
+            throw StorageError(.corrupted, "segment 1 is missing", segment: 1)
+        }
         for (i, n) in numbers.enumerated() where n != numbers[0] + UInt32(i) {
             throw StorageError(.corrupted, "segment \(numbers[0] + UInt32(i)) is missing", segment: numbers[0] + UInt32(i))
         }
@@ -190,9 +195,12 @@ extension LogEngineCore {
             // Cut: later segments hold nothing durable, so they go; the end
             // segment is truncated and preallocated again, which leaves zeros
             // (never stale frames) after the end.
-            for n in laterSegments {
+            // Newest first, each removal made durable before the next: a
+            // crash in the middle leaves a log without a gap in its numbers.
+            for n in laterSegments.reversed() {
                 s.segments[n] = nil
                 try FileSystem.remove(directory + "/" + LogFormat.segmentFileName(n))
+                try FileSystem.syncDirectory(directory)
                 report.removedSegments.append(n)
             }
             try endFile.file.truncate(to: end.offset)

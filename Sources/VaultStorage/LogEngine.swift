@@ -75,8 +75,8 @@ package final class LogEngine: StorageEngine {
     package var appendPosition: LogPosition {
         core.state.withLock { LogPosition(segment: $0.current, offset: $0.tail) }
     }
-    package func scan(from position: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws {
-        try core.scan(from: position, visit)
+    package func scan(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+        try core.scan(from: position, only: wanted, visit)
     }
     package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
     package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
@@ -201,11 +201,16 @@ final class LogEngineCore: Sendable {
         s.durableLSN = s.nextLSN
         // An open that replayed records leaves a checkpoint, so the next one
         // does not replay them again (recovery synced what it replayed).
+        // Best effort: without it (a full disk) the next open replays again.
         if recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
-            try LogEngineCore.writeCheckpoint(
-                Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
-                directory: directory, authenticator: configuration.authenticator)
-            s.bytesSinceCheckpoint = 0
+            do {
+                try LogEngineCore.writeCheckpoint(
+                    Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
+                    directory: directory, authenticator: configuration.authenticator)
+                s.bytesSinceCheckpoint = 0
+            } catch {
+                configuration.logger.debug("storage: no checkpoint after recovery", metadata: ["error": "\(type(of: error))"])
+            }
         }
         state.withLock { $0 = s }
     }
@@ -357,7 +362,7 @@ final class LogEngineCore: Sendable {
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
-    func scan(from start: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws {
+    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
             // Queued jobs are not written yet: stop at the first one.
@@ -366,7 +371,9 @@ final class LogEngineCore: Sendable {
         }
         let end = written ?? LogPosition(segment: current, offset: tail)
         var position = LogPosition(segment: max(start.segment, segments.keys.min() ?? start.segment), offset: start.offset)
-        if position.segment != start.segment { position.offset = UInt64(LogFormat.segmentHeaderSize) }
+        if position.segment != start.segment || position.offset < UInt64(LogFormat.segmentHeaderSize) {
+            position.offset = UInt64(LogFormat.segmentHeaderSize)
+        }
         while position < end {
             guard let segment = segments[position.segment] else {
                 throw StorageError(.corrupted, "segment is missing", segment: position.segment, offset: position.offset)
@@ -383,14 +390,22 @@ final class LogEngineCore: Sendable {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
-            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }) else {
-                throw StorageError(.corrupted, "record failed its checksum", segment: position.segment, offset: position.offset)
+            let damaged = StorageError(.corrupted, "record failed its checksum", segment: position.segment, offset: position.offset)
+            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
+                  header.withUnsafeBytes({
+                      LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: position.offset, authenticator: configuration.authenticator)
+                  })
+            else { throw damaged }
+            // Bounded by the segment before any conversion: a length no
+            // frame of this segment can have is damage, not a trap.
+            let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
+            guard length <= segmentEnd - position.offset else { throw damaged }
+            if wanted(h.stream) {
+                let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
+                let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+                guard try visit(record) else { return }
             }
-            let length = LogFormat.frameLength(payloadCount: Int(h.payloadLength))
-            let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
-            let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
-            guard try visit(record) else { return }
-            position.offset += UInt64(length)
+            position.offset += length
         }
     }
 

@@ -173,10 +173,14 @@ package protocol StorageEngine: AnyObject, Sendable {
     var appendPosition: LogPosition { get }
 
     /// Visits the written records from `position` to the end of the log, in
-    /// log order, until `visit` returns false. Records still queued are not
-    /// visited. Cost: one read per record.
-    /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
-    func scan(from position: LogPosition, _ visit: (StoredRecord) throws -> Bool) throws
+    /// log order, until `visit` returns false: only those whose stream
+    /// `wanted` accepts are read whole (the others, by their header only).
+    /// Records still queued are not visited; meant for open, when nothing
+    /// is being written. Cost: one header read per record, one more read
+    /// per record visited.
+    /// - Throws: ``StorageError/Code/corrupted`` for a damaged header or a
+    ///   damaged record visited.
+    func scan(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws
 
     /// Reserves a new, never used key slot. O(1), except when the key file
     /// must grow.

@@ -14,9 +14,12 @@ import Darwin
 /// futex on Linux) and would report every access made under one as a race.
 /// With this type the sanitizer run checks real races, with no suppression.
 ///
-/// Locks guard memory, never I/O: no caller may sleep, sync or wait for
-/// another task while holding one. Lock order, where two are nested, is
-/// written where the locks are declared.
+/// Locks are meant to guard memory, not I/O: no caller sleeps or waits for
+/// another task while holding one. Some I/O still happens under a lock and
+/// is named in Architecture.md (a segment switch under the engine's lock,
+/// a vault's first load and key-slot reservation under its vault's lock):
+/// the audited-pipeline issue moves it out. Lock order, where two are
+/// nested, is written where the locks are declared.
 package final class Locked<Value> {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value

@@ -202,6 +202,28 @@ import Testing
         try await v.store.close()
     }
 
+    @Test func aNewHiddenPeriodStartsItsOwnMonth() async throws {
+        // v1 hidden, v2 visible, v3 hidden again: v3's month starts at v3.
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        v.clock.advance(by: 40 * 86_400)
+        _ = try await v.store.replace(doc, with: Fixtures.draft("R"), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+        v.clock.advance(by: 86_400)
+        _ = try await v.store.replace(doc, with: Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, by: Fixtures.doctor)
+        #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
+        v.clock.advance(by: 31 * 86_400)
+        #expect(try await v.store.documents(for: v.alice, as: v.patient).map(\.id) == [doc])
+        try await v.store.close()
+    }
+
+    @Test func aPatientsSecretAccessStaysSecretWhenTheCallIsRefused() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        #expect(await code { _ = try await v.store.metadata(of: doc, version: 0, for: v.alice, as: v.patient, secret: true) } == .invalidArgument)
+        #expect(try v.entries().last?.isSecretAccess == true)
+        try await v.store.close()
+    }
+
     // MARK: - 6. No atomic group links a vault to a professional
 
     /// The stream classes of every atomic group in the store's segments,

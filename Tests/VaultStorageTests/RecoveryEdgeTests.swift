@@ -106,6 +106,33 @@ import Testing
         #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) } throws: { isCorruption($0) }
     }
 
+    @Test func aMissingFirstSegmentIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        _ = try await manySegments(dir, count: 100)
+        try FileManager.default.removeItem(atPath: dir.segmentPath(1))
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1) }
+    }
+
+    @Test func aScanOverAForgedFrameLengthIsCorruptionNotATrap() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let a = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])[0]
+        try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(2))])
+        // The first frame claims a payload of 2³² − 1 bytes, its header CRC
+        // recomputed (the salt is in clear).
+        var bytes = try readBytes(dir.segmentPath(1))
+        let o = Int(a.offset)
+        let salt = Array(bytes[24..<40])
+        withUnsafeBytes(of: UInt32.max.littleEndian) { bytes.replaceSubrange((o + 8)..<(o + 12), with: $0) }
+        let crc = CRC32C.checksum(Array(bytes[(o + 8)..<(o + LogFormat.frameHeaderSize)]), continuing: CRC32C.checksum(salt))
+        withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange((o + 4)..<(o + 8), with: $0) }
+        try overwrite(dir.segmentPath(1), at: 0, with: bytes)
+        #expect { try engine.scan(from: LogPosition(segment: 1, offset: 0), only: { _ in true }) { _ in true } }
+            throws: { isCorruption($0) }
+        try await engine.close()
+    }
+
     @Test func anOpenThatReplayedLeavesACheckpoint() async throws {
         let dir = TemporaryDirectory()
         let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())

@@ -35,31 +35,38 @@ final class ActivityWriter: Sendable {
     /// Copies per batch, at least (a reviewer's query or `close()` flushes
     /// whatever is pending).
     static let threshold = 64
+    /// Audit groups after which a mark is written even without copies (a
+    /// store used by patients only), so that the rebuild at open never
+    /// scans more than about this many groups' worth of log.
+    static let markInterval = 1024
 
-    private let pending = Locked<[Copy]>([])
+    /// The copies waiting for their batch, and the audit groups appended
+    /// since the last mark.
+    private let pending = Locked<(copies: [Copy], groupsSinceMark: Int)>(([], 0))
     /// Serialises batches; holds the position of the newest mark written.
     private let flushLock = Locked<LogPosition?>(nil)
 
     /// Copies not yet written.
-    var pendingCount: Int { pending.withLock { $0.count } }
+    var pendingCount: Int { pending.withLock { $0.copies.count } }
 
     /// Appends an operation's group and queues its activity copy, as one
     /// step under the writer's lock. Returns the group's ticket and whether
-    /// enough copies are pending for a batch.
+    /// a batch (or a mark alone) is due.
     func append(
         _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, copy: Copy?,
         to engine: any StorageEngine
     ) throws -> (AppendTicket, batchDue: Bool) {
         try pending.withLock { p in
             let ticket = try engine.append(records, keySlotWrites: keySlotWrites, durability: durability)
-            if let copy { p.append(copy) }
-            return (ticket, p.count >= Self.threshold)
+            if let copy { p.copies.append(copy) }
+            p.groupsSinceMark += 1
+            return (ticket, p.copies.count >= Self.threshold || p.groupsSinceMark >= Self.markInterval)
         }
     }
 
     /// Queues copies rebuilt at open.
     func enqueue(_ copies: [Copy]) {
-        pending.withLock { $0 += copies }
+        pending.withLock { $0.copies += copies }
     }
 
     /// Notes where the newest mark on disk stands (at open).
@@ -82,11 +89,12 @@ final class ActivityWriter: Sendable {
         mark: (LogPosition) throws -> EngineRecord
     ) throws -> AppendTicket? {
         try flushLock.withLock { lastMark in
-            let (batch, position) = pending.withLock { p -> ([Copy], LogPosition) in
-                defer { p.removeAll(keepingCapacity: true) }
-                return (p, engine.appendPosition)
+            let (batch, position, groups) = pending.withLock { p -> ([Copy], LogPosition, Int) in
+                defer { p.copies.removeAll(keepingCapacity: true) }
+                return (p.copies, engine.appendPosition, p.groupsSinceMark)
             }
-            guard !batch.isEmpty || (markAlways && lastMark != position) else { return nil }
+            let markDue = (markAlways || groups >= Self.markInterval) && lastMark != position
+            guard !batch.isEmpty || markDue else { return nil }
             do {
                 var byStream: [StreamID: [Copy]] = [:]
                 for copy in batch { byStream[copy.stream, default: []].append(copy) }
@@ -96,9 +104,11 @@ final class ActivityWriter: Sendable {
                 records.append(try mark(position))
                 let ticket = try engine.append(records, keySlotWrites: [], durability: durability)
                 lastMark = position
+                // Groups appended after the snapshot are after the mark too.
+                pending.withLock { $0.groupsSinceMark = max(0, $0.groupsSinceMark - groups) }
                 return ticket
             } catch {
-                pending.withLock { $0.insert(contentsOf: batch, at: 0) }
+                pending.withLock { $0.copies.insert(contentsOf: batch, at: 0) }
                 throw error
             }
         }
@@ -162,9 +172,17 @@ extension VaultStore {
             }
             activityWriter.noteMark(start)
             var audits: [StoredRecord] = []
-            try engine.scan(from: start) { record in
-                if let stream = record.stream, stream.bytes[0] == StoreKeys.StreamClass.audit.rawValue { audits.append(record) }
-                return true
+            let auditClass = StoreKeys.StreamClass.audit.rawValue
+            do {
+                try engine.scan(from: start, only: { $0.map { UInt8(truncatingIfNeeded: $0.w0) == auditClass } ?? false }) { record in
+                    audits.append(record)
+                    return true
+                }
+            } catch {
+                // A damaged frame in the checkpointed part of the log (the
+                // record it belongs to answers `corrupted` when read): the
+                // copies after it are not rebuilt, the store still opens.
+                logger.debug("patientvault: activity rebuild stopped at a damaged frame")
             }
             // Everything up to here is covered: a close without writes
             // need not write another mark.
@@ -174,16 +192,23 @@ extension VaultStore {
             for vault in engine.streams(inClass: StoreKeys.StreamClass.vault.rawValue) { vaultOf[keys.auditStream(of: vault)] = vault }
             var loaded: [StreamID: VaultState] = [:]
             var copies: [ActivityWriter.Copy] = []
+            var skipped = 0
             for record in audits {
-                guard let stream = record.stream, let vault = vaultOf[stream] else {
-                    throw PatientVaultError(.corrupted, "an audit record belongs to no vault", segment: record.location.segment, offset: record.location.offset)
-                }
-                if loaded[vault] == nil { loaded[vault] = try loadVault(vault) }
-                let entry = try openAuditRecord(record, vault: loaded[vault]!)
-                if let holder = GrantHolder(entry.actor) {
-                    copies.append(.init(stream: keys.activityStream(of: holder), vault: vault, entry: entry.encoded()))
+                // One damaged vault stays that vault's problem (it answers
+                // `corrupted` when used): the store still opens, without
+                // the copies that vault's damage hides.
+                guard let stream = record.stream, let vault = vaultOf[stream] else { skipped += 1; continue }
+                do {
+                    if loaded[vault] == nil { loaded[vault] = try loadVault(vault) }
+                    let entry = try openAuditRecord(record, vault: loaded[vault]!)
+                    if let holder = GrantHolder(entry.actor) {
+                        copies.append(.init(stream: keys.activityStream(of: holder), vault: vault, entry: entry.encoded()))
+                    }
+                } catch {
+                    skipped += 1
                 }
             }
+            if skipped > 0 { logger.debug("patientvault: activity copies not rebuilt for damaged vaults", metadata: ["records": "\(skipped)"]) }
             activityWriter.enqueue(copies)
             let ticket = try activityWriter.flush(
                 engine: engine, durability: .durable, seal: activityCopyRecord, mark: activityMarkRecord)

@@ -104,7 +104,11 @@ extension VaultStore {
                 a = try body(&vault, now)
             } catch let e as PatientVaultError where e.code == .invalidArgument {
                 a = Audited<R>.invalid(action, e)
-                validSecret = false
+                // A patient's secret access stays secret even when something
+                // else in the call was invalid; only a secrecy nobody but the
+                // patient may ask for is dropped.
+                let isPatient: Bool = if case .patient = principal { true } else { false }
+                validSecret = secret && isPatient
             }
             let (ticket, first) = try queueAudit(
                 a, principal: principal, purpose: purpose, secret: validSecret, vault: &vault, time: now)

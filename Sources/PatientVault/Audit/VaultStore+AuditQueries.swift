@@ -151,6 +151,8 @@ extension VaultStore {
                 }
                 return out.count < query.limit
             }
+            // A close() during the walk wiped the keys it hashed with.
+            try ensureOpen()
             return out
         }
     }

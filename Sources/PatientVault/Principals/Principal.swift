@@ -131,6 +131,18 @@ public struct HealthProfessional: Hashable, Sendable {
         self.speciality = nil
     }
 
+    /// A professional read back from a record: the speciality was checked
+    /// when it was created; here only its byte bounds are (a decoder must
+    /// not depend on the Unicode tables of the toolchain that reads it).
+    init(rpps: RPPSNumber, profession: Profession, storedSpeciality speciality: String?) throws(PatientVaultError) {
+        if let speciality, !(1...Limits.speciality).contains(speciality.utf8.count) {
+            throw PatientVaultError(.invalidArgument, "a stored speciality is out of bounds")
+        }
+        self.rpps = rpps
+        self.profession = profession
+        self.speciality = speciality
+    }
+
     /// Creates a professional with a speciality (nil for none).
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` if the
     ///   speciality is empty, longer than 64 UTF-8 bytes, or holds control

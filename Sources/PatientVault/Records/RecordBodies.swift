@@ -74,7 +74,7 @@ extension ByteReader {
     private mutating func readHealthProfessional() throws -> HealthProfessional {
         let rpps = try RPPSNumber(try readString(limit: Limits.identifier))
         guard let profession = Profession(rawValue: try readString(limit: Limits.enumName)) else { throw ByteReader.Malformed() }
-        return try HealthProfessional(rpps: rpps, profession: profession, speciality: try readOptionalString(limit: Limits.speciality))
+        return try HealthProfessional(rpps: rpps, profession: profession, storedSpeciality: try readOptionalString(limit: Limits.speciality))
     }
 
     private mutating func readSystemPrincipal() throws -> SystemPrincipal {

@@ -204,6 +204,8 @@ extension VaultStore {
             stats.distinctProfessionals = professionals.count
             stats.distinctOrganisations = organisations.count
             for kind in organisations.values { if let kind { stats.distinctOrganisationsByKind[kind, default: 0] += 1 } }
+            // A close() during the walk wiped the keys it hashed with.
+            try ensureOpen()
             return stats
         }
     }

@@ -98,14 +98,24 @@ struct VaultState: Sendable {
         return p
     }
 
-    /// When a document was first deposited hidden from the patient, among
-    /// its acknowledged versions up to `version` (all if nil): the start of
-    /// its one month (CSP R1111-53), whatever replaced it since.
+    /// When the document's current period of being hidden from the patient
+    /// began, among its acknowledged versions up to `version` (all if nil):
+    /// the deposit of the first hidden version of the unbroken run of hidden
+    /// versions that ends with it, not counting versions a release covers.
+    /// The one month (CSP R1111-53) counts from there, whatever replaced it
+    /// since; a version deposited visible, or a release, ends a period.
     func hiddenSince(_ id: DocumentID, upTo version: Int? = nil) -> Date? {
-        (documents[id] ?? []).first { e in
-            e.isAcknowledged && e.metadata.confidentiality.contains(.hiddenFromPatient)
-                && (version.map { e.metadata.version <= $0 } ?? true)
-        }?.metadata.depositedAt
+        let released = policy.released[id]
+        var since: Date?
+        for e in documents[id] ?? [] where e.isAcknowledged && (version.map { e.metadata.version <= $0 } ?? true) {
+            let m = e.metadata
+            if !m.confidentiality.contains(.hiddenFromPatient) || released.map({ $0 >= m.depositedAt }) == true {
+                since = nil
+            } else if since == nil {
+                since = m.depositedAt
+            }
+        }
+        return since
     }
 
     /// The current versions of documents as they were at `time`.

@@ -200,14 +200,18 @@ public final class VaultStore: Sendable {
         // Pending activity copies go out before the engine closes; if they
         // cannot, the next open rebuilds them from the audit trail.
         try? await flushActivity(markAlways: true)
+        defer {
+            // Drop every decrypted vault: their keys are wiped as they go.
+            let handles = vaults.withLock { v in Array(v.values) }
+            for h in handles { h.state.withLock { $0 = nil } }
+            // The master-derived keys are wiped now (whether or not the
+            // engine closed cleanly), not when the last reference goes: the
+            // engine accepts no more writes, so nothing sealed under a
+            // wiped key can reach the disk, and a query still running
+            // answers `closed` (it checks once its walk is done).
+            keys.wipe()
+        }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
-        // Drop every decrypted vault: their keys are wiped as they go.
-        let handles = vaults.withLock { v in Array(v.values) }
-        for h in handles { h.state.withLock { $0 = nil } }
-        // The master-derived keys are wiped now, not when the last
-        // reference goes: the engine accepts no more writes, so nothing
-        // sealed under a wiped key can reach the disk.
-        keys.wipe()
     }
 
     /// The number of vaults in the store. O(streams): counts the vault
