@@ -88,19 +88,22 @@ import Glibc
             // One run in ten is killed within its first milliseconds: in
             // the middle of opening, that is of recovery.
             let early = round % 10 == 3
-            let delay: Duration = early ? .milliseconds(Int.random(in: 0...40)) : .milliseconds(Int.random(in: 60...400))
+            let delay: Duration = early ? .milliseconds(Int.random(in: 0...40)) : .milliseconds(Int.random(in: 50...250))
             let lines = try await Self.runAndKill(directory: store, keyHex: keyHex, seed: round + 1, delay: delay)
             if !lines.contains(where: { $0.kind == "READY" }) { duringRecovery += 1 }
             let acks = lines.filter { $0.kind == "ACK" }
             let acked = Set(acks.map(\.op))
             let pending = lines.filter { $0.kind == "BEGIN" && !acked.contains($0.op) }
-            let (checked, whole) = try await Self.check(store: store, key: key, acks: acks, pending: pending)
+            // Chains are walked whole every tenth round (and at the end):
+            // they only grow, and the walk is the costly part of a check.
+            let (checked, whole) = try await Self.check(
+                store: store, key: key, acks: acks, pending: pending, verifyChains: round % 10 == 9)
             acknowledged += checked
             unacknowledgedChecked += whole
             allAcks += acks
         }
         // Everything acknowledged in every run, once more at the end.
-        let (finalChecked, _) = try await Self.check(store: store, key: key, acks: allAcks, pending: [])
+        let (finalChecked, _) = try await Self.check(store: store, key: key, acks: allAcks, pending: [], verifyChains: true)
         #expect(finalChecked == allAcks.count)
         print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked, \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent)")
         #expect(acknowledged > kills, "the writer acknowledged too little to test anything")
@@ -108,7 +111,7 @@ import Glibc
 
     /// Opens the store and checks `acks` and `pending`; returns how many
     /// acknowledged operations were checked and how many pending deposits.
-    static func check(store url: URL, key: MasterKey, acks: [Line], pending: [Line]) async throws -> (Int, Int) {
+    static func check(store url: URL, key: MasterKey, acks: [Line], pending: [Line], verifyChains: Bool) async throws -> (Int, Int) {
         let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
         var checked = 0
         var reads: [String: [String: Int]] = [:]  // patient → "doc/version" → acknowledged reads
@@ -158,7 +161,7 @@ import Glibc
             }
         }
         // Every chain verifies.
-        for digits in Set(acks.map { $0.fields[3] } + pending.map { $0.fields[3] }) {
+        for digits in Set(acks.map { $0.fields[3] } + pending.map { $0.fields[3] }) where verifyChains {
             let patient = try INS(digits)
             _ = try await store.verifyAuditTrail(for: patient, as: .patient(patient))
         }
