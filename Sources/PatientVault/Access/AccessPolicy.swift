@@ -210,9 +210,11 @@ public struct AccessRequest: Sendable {
     public var policy: VaultPolicy
     /// The document concerned (its current version), if any.
     public var document: DocumentMetadata?
-    /// When the document was first deposited hidden from the patient (its
-    /// first version with the flag, across replacements): the one-month
-    /// rule counts from it. nil: from the document's own deposit time.
+    /// When the document's current period of being hidden from the patient
+    /// began (the deposit of the first version of its unbroken run of hidden
+    /// versions, across replacements; a visible version or a release ends a
+    /// run): the one-month rule counts from it. nil: from the document's own
+    /// deposit time.
     public var hiddenSince: Date?
     /// The category of a deposit (or of a replacement's new version).
     public var category: DocumentCategory?
@@ -434,7 +436,7 @@ public enum AccessPolicy {
                 return .deny(.hiddenFromLegalRepresentatives)
             }
             // A release covers the versions deposited before it. The month
-            // counts from the document's first hidden deposit, across
+            // counts from the start of the document's hidden period, across
             // replacements (CSP R1111-53): replacing it does not restart it.
             let released = policy.released[document.id].map { $0 >= document.depositedAt } ?? false
             if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, !released {

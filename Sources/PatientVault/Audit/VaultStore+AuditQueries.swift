@@ -252,7 +252,7 @@ extension VaultStore {
                 guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
                       vault.policy.released[id].map({ $0 >= current.depositedAt }) != true
                 else { continue }
-                // The month counts from the first hidden deposit, across replacements.
+                // The month counts from the start of the hidden period, across replacements.
                 let age = now.timeIntervalSince(vault.hiddenSince(id) ?? current.depositedAt)
                 // The notice comes first, even when the host calls late.
                 if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) {
