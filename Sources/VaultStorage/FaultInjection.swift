@@ -2,11 +2,42 @@ import VaultSync
 
 /// Simulated failures, for tests of the failure paths that real disks rarely
 /// show on demand: a full disk when space must be reserved, a failing
-/// `fdatasync`. Not part of any production configuration.
+/// `fdatasync` (of every file, or of one kind), a failing or short write of
+/// the log. Not part of any production configuration.
 package final class FaultInjection: Sendable {
-    private let state = Locked<(diskFull: Bool, syncFails: Bool)>((false, false))
+    /// How the commit path's next writes of frames fail.
+    package enum WriteFault: Sendable, Equatable {
+        /// `EIO` before anything is written.
+        case eio
+        /// Half of the bytes reach the file, then `EIO` (a short write).
+        case short
+    }
+
+    private struct State {
+        var diskFull = false
+        var syncFails = false
+        var syncFailsOn: String?
+        var writeFault: WriteFault?
+    }
+
+    private let state = Locked(State())
 
     package init() {}
+
+    /// While set, only the `fdatasync`s of files whose name contains it fail
+    /// with `EIO` (`"key file"`, `"segment"`).
+    package var syncFailsOn: String? {
+        get { state.withLock { $0.syncFailsOn } }
+        set { state.withLock { $0.syncFailsOn = newValue } }
+    }
+
+    /// While set, every write of frames fails this way.
+    package var writeFault: WriteFault? {
+        get { state.withLock { $0.writeFault } }
+        set { state.withLock { $0.writeFault = newValue } }
+    }
+
+    func checkWrite() -> WriteFault? { writeFault }
 
     /// While true, reserving space (new segment, key file growth) fails with
     /// `ENOSPC`.
@@ -26,6 +57,9 @@ package final class FaultInjection: Sendable {
     }
 
     func checkSync(_ name: String) throws {
-        if syncFails { throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */) }
+        let (all, on) = state.withLock { ($0.syncFails, $0.syncFailsOn) }
+        if all || on.map({ name.contains($0) }) == true {
+            throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */)
+        }
     }
 }

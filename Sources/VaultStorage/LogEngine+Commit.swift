@@ -74,6 +74,13 @@ extension LogEngineCore {
                     unsynced.remove(older)
                 }
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
+                if let fault = configuration.faults?.checkWrite() {
+                    if fault == .short {
+                        let bytes = buffers.flatMap { $0 }
+                        try segment.file.write(Array(bytes.prefix(bytes.count / 2)), at: jobs[i].offset)
+                    }
+                    throw PosixFile.error("pwritev", name: segment.file.name, code: 5 /* EIO */)
+                }
                 try segment.file.write(gathering: buffers, at: jobs[i].offset)
                 unsynced.insert(number)
                 // Written: readers may now follow these stream heads.

@@ -325,6 +325,39 @@ import VaultStorage
         try await store.close()
     }
 
+    /// I/O faults at each site of the commit path: the failed call reports
+    /// `durabilityLost` (so do later calls and `close()`), and after a
+    /// reopen everything acknowledged is there and the failed deposit is
+    /// whole or absent, with every chain verifying.
+    @Test(arguments: ["sync key file", "sync segment", "write EIO", "short write"])
+    func anIOFaultStopsTheStoreAndReopeningKeepsWhatWasAcknowledged(fault: String) async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, by: Fixtures.doctor)
+        switch fault {
+        case "sync key file": faults.syncFailsOn = "key file"
+        case "sync segment": faults.syncFailsOn = "segment"
+        case "write EIO": faults.writeFault = .eio
+        default: faults.writeFault = .short
+        }
+        let failed = Fixtures.content("FAILED", size: 70_000)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        #expect(await code { _ = try await t.store.documents(for: alice, as: .patient(alice)) } == .durabilityLost)
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection()))
+        let docs = try await store.documents(for: alice, as: .patient(alice))
+        #expect(docs.contains { $0.id == kept.id })
+        #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT", size: 5000))
+        for d in docs where d.title == "Failed" {
+            #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == failed, "the failed deposit is whole if present")
+        }
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        // And the store takes writes again.
+        _ = try await store.deposit(Fixtures.draft("After"), content: Data([1]), for: alice, by: Fixtures.doctor)
+        try await store.close()
+    }
+
     @Test func relaxedModeKeepsDataAcrossAnOrderlyClose() async throws {
         var c = Fixtures.configuration()
         c.durability = .relaxed
