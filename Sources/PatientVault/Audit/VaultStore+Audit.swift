@@ -47,7 +47,12 @@ extension VaultStore {
         AccessRequest(
             action: action, principal: principal, purpose: purpose, holder: vault.creation.holder,
             policy: policy ?? vault.policy, document: document,
-            hiddenSince: document.flatMap { vault.hiddenSince($0.id, upTo: $0.version) }, category: category,
+            // Only a version hidden from the patient needs its period (a walk
+            // of the document's versions, on every listing's decisions).
+            hiddenSince: document.flatMap {
+                $0.confidentiality.contains(.hiddenFromPatient) ? vault.hiddenSince($0.id, upTo: $0.version) : nil
+            },
+            category: category,
             principalAuthoredAny: vault.authors.contains(principal),
             isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: time)
     }
