@@ -15,6 +15,8 @@ package final class FaultInjection: Sendable {
 
     private struct State {
         var diskFull = false
+        var allocationsBeforeDiskFull: Int?
+        var allocationSites: [String] = []
         var syncFails = false
         var syncFailsOn: String?
         var writeFault: WriteFault?
@@ -52,8 +54,27 @@ package final class FaultInjection: Sendable {
         set { state.withLock { $0.syncFails = newValue } }
     }
 
+    /// While set, this many more reservations of space succeed; every one
+    /// after them fails with `ENOSPC` (until changed).
+    package var allocationsBeforeDiskFull: Int? {
+        get { state.withLock { $0.allocationsBeforeDiskFull } }
+        set { state.withLock { $0.allocationsBeforeDiskFull = newValue } }
+    }
+
+    /// The files space was reserved for, in order (`"segment 2"`, `"key
+    /// file"`, `"checkpoint"`), failed reservations included.
+    package var allocationSites: [String] { state.withLock { $0.allocationSites } }
+
     func checkAllocation(_ name: String) throws {
-        if diskFull { throw PosixFile.error("fallocate", name: name, code: 28 /* ENOSPC */) }
+        let full = state.withLock { s -> Bool in
+            s.allocationSites.append(name)
+            if s.diskFull { return true }
+            guard let left = s.allocationsBeforeDiskFull else { return false }
+            if left <= 0 { return true }
+            s.allocationsBeforeDiskFull = left - 1
+            return false
+        }
+        if full { throw PosixFile.error("fallocate", name: name, code: 28 /* ENOSPC */) }
     }
 
     func checkSync(_ name: String) throws {

@@ -27,7 +27,8 @@ extension LogEngineCore {
             return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
         }
         guard let (checkpoint, written) = snapshot else { return }
-        try LogEngineCore.writeCheckpoint(checkpoint, directory: directory, authenticator: configuration.authenticator)
+        try LogEngineCore.writeCheckpoint(
+            checkpoint, directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
         state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
         logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
     }
@@ -43,7 +44,9 @@ extension LogEngineCore {
     /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then a
     /// 16-byte MAC of everything before it (zeros without an
     /// authenticator), then a CRC-32C of everything before that.
-    static func writeCheckpoint(_ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?) throws {
+    static func writeCheckpoint(
+        _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, faults: FaultInjection?
+    ) throws {
         var w = ByteWriter(capacity: 72 + c.index.count * LogFormat.checkpointEntrySize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
@@ -71,9 +74,16 @@ extension LogEngineCore {
         let path = directory + "/" + LogFormat.checkpointFileName
         let temporary = path + ".tmp"
         let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint")
-        try file.write(w.bytes, at: 0)
-        try file.syncData()
-        try FileSystem.rename(temporary, path)
+        do {
+            try faults?.checkAllocation(file.name)
+            try file.write(w.bytes, at: 0)
+            try file.syncData()
+            try FileSystem.rename(temporary, path)
+        } catch {
+            // A partial temporary file (a full disk) is never read; remove it.
+            try? FileSystem.remove(temporary)
+            throw error
+        }
         try FileSystem.syncDirectory(directory)
     }
 
@@ -87,12 +97,20 @@ extension LogEngineCore {
         guard FileSystem.exists(path) else { return nil }
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
+        return try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger)
+    }
+
+    /// Decodes the bytes of a checkpoint file; nil if they are too short,
+    /// fail their checksum or are malformed (see ``readCheckpoint``).
+    /// - Throws: ``StorageError/Code/corrupted`` if the checksum matches but
+    ///   the MAC does not.
+    static func decodeCheckpoint(_ bytes: [UInt8], authenticator: (any LogAuthenticator)?, logger: Logger? = nil) throws -> Checkpoint? {
         guard bytes.count >= 68 + LogFormat.macSize else { return nil }
         let crcOffset = bytes.count - 4
         let body = crcOffset - LogFormat.macSize
         let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self).littleEndian }
         guard CRC32C.checksum(Array(bytes[0..<crcOffset])) == stored else {
-            logger.debug("storage: checkpoint checksum failed; replaying the whole log")
+            logger?.debug("storage: checkpoint checksum failed; replaying the whole log")
             return nil
         }
         if let authenticator {
@@ -132,7 +150,7 @@ extension LogEngineCore {
                     last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index)
             }
         } catch {
-            logger.debug("storage: checkpoint malformed; replaying the whole log")
+            logger?.debug("storage: checkpoint malformed; replaying the whole log")
             return nil
         }
     }

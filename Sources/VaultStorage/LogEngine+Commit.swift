@@ -168,12 +168,19 @@ extension LogEngineCore {
             let segments = state.withLock { $0.segments }
             for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
             unsynced.removeAll()
-            if state.withLock({ $0.failure == nil && $0.bytesSinceCheckpoint > 0 }) {
-                try checkpointIfIdle(unsynced: unsynced)
-            }
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "close failed")
             state.withLock { if $0.failure == nil { $0.failure = failure } }
+            return
+        }
+        // The log is synced: a checkpoint that cannot be written (a full
+        // disk) only makes the next open replay more of it.
+        if state.withLock({ $0.failure == nil && $0.bytesSinceCheckpoint > 0 }) {
+            do {
+                try checkpointIfIdle(unsynced: unsynced)
+            } catch {
+                logger.debug("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
+            }
         }
     }
 }

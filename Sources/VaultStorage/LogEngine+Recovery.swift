@@ -56,20 +56,20 @@ extension LogEngineCore {
             guard let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n else {
                 throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
             }
-            // Only the newest segment can be shorter than its preallocation
-            // (recovery cuts a torn tail there), and never shorter than what
-            // the checkpoint vouches for.
-            let size = try file.size()
-            if n != numbers.last, size < h.size {
-                throw StorageError(.corrupted, "segment is shorter than its preallocated size", segment: n, offset: size)
-            }
-            s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size)
+            // A file grows by preallocation up to its header's size: its
+            // length says nothing of its records. What vouches for an older
+            // segment being whole is a later segment holding data (checked
+            // after replay) and the checkpoint.
+            let length = try file.size()
+            s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size, allocated: min(length, h.size))
             headers[n] = h
             valid.append(n)
         }
         if valid.isEmpty {
             let n: UInt32 = 1
-            let segment = try createSegment(directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize)
+            let segment = try createSegment(
+                directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize,
+                allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
             s.segments[n] = segment
             s.current = n
             s.tail = UInt64(LogFormat.segmentHeaderSize)
@@ -207,11 +207,21 @@ extension LogEngineCore {
             report.truncatedAt = (end.segment, end.offset)
             logger.debug("storage: cut a torn tail", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }
-        // Restore the preallocation (a torn truncation may have shortened
-        // the file), then make everything replayed durable: after a process
-        // crash it may still be only in the page cache, and new frames will
-        // say it is durable.
-        try endFile.file.allocate(upTo: endFile.size)
+        // Restore the preallocation (a cut shortened the file) with the
+        // reserve after the end; best effort: on a full disk the store
+        // opens with what it has (reads use what is preallocated). Then
+        // make everything replayed durable: after a process crash it may
+        // still be only in the page cache, and new frames will say it is
+        // durable.
+        let wanted = roundUp(max(endFile.allocated, end.offset + configuration.reserve), within: endFile.size)
+        do {
+            try configuration.faults?.checkAllocation(endFile.file.name)
+            try endFile.file.allocate(upTo: wanted)
+            s.segments[end.segment]?.allocated = wanted
+        } catch let error as StorageError where error.code == .diskFull {
+            s.segments[end.segment]?.allocated = min(try endFile.file.size(), endFile.size)
+            logger.debug("storage: opened without the reserve (disk full)")
+        }
         for n in valid where n >= startSegment && n <= end.segment {
             try s.segments[n]?.file.syncData()
         }
@@ -224,7 +234,7 @@ extension LogEngineCore {
 
     /// The offset of the first non-zero byte at or after `from`, if any.
     /// Word at a time: it runs over most of a segment at every open.
-    private static func firstNonZero(_ data: [UInt8], from: Int) -> Int? {
+    static func firstNonZero(_ data: [UInt8], from: Int) -> Int? {
         guard from < data.count else { return nil }
         return data.withUnsafeBytes { raw -> Int? in
             var i = from
@@ -258,6 +268,15 @@ extension LogEngineCore {
         for n in numbers where n > badSegment {
             let segment = segments[n]!
             let later = try segment.file.read(count: Int(min(try segment.file.size(), segment.size)), at: 0)
+            // Frames go to a newer segment only once every frame of the
+            // older ones is written and synced: a later segment holding
+            // anything but zeros after its header vouches that the log was
+            // whole up to its start.
+            if firstNonZero(later, from: LogFormat.segmentHeaderSize) != nil {
+                throw StorageError(
+                    .corrupted, "the log ends before segment \(n), which holds records written after it was whole",
+                    segment: badSegment, offset: UInt64(badOffset))
+            }
             if testifies(data: later, from: LogFormat.segmentHeaderSize, salt: segments[n]!.salt, lsn: lsn) { throw corruption }
         }
     }

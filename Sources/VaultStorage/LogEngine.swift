@@ -10,13 +10,23 @@ import VaultSync
 
 /// Settings of a ``LogEngine``.
 package struct LogEngineConfiguration: Sendable {
-    /// Size of each segment file, preallocated when the segment is created.
+    /// The largest size of a segment file (the bound of its offsets).
     package var segmentSize: UInt64 = 64 << 20
+    /// What a new segment file is preallocated with; the file grows by
+    /// doubling (preallocated each time) up to ``segmentSize``, so a small
+    /// store holds little disk and opens in proportion to its data.
+    package var initialSegmentAllocation: UInt64 = 1 << 20
+    /// Bytes that only groups appended with `mayUseReserve` (audit entries
+    /// of reads, listings and refusals; activity copies) may use: every
+    /// other group leaves at least this much preallocated space ahead of
+    /// it, so that on a full disk reads still write their entries.
+    package var reserve: UInt64 = 512 << 10
     /// Largest payload of one record.
     package var maximumRecordSize: Int = 8 << 20
     /// Bytes appended between two automatic checkpoints of the index.
     package var checkpointInterval: UInt64 = 256 << 20
-    /// How much the key file grows at a time (preallocated).
+    /// The largest step by which the key file grows (preallocated); it
+    /// starts at 64 KiB and doubles up to steps of this size.
     package var keyFileGrowth: UInt64 = 1 << 20
     /// Simulated failures, for tests only.
     package var faults: FaultInjection?
@@ -45,6 +55,7 @@ package final class LogEngine: StorageEngine {
         precondition(
             UInt64(configuration.maximumRecordSize) * 4 <= configuration.segmentSize,
             "segments must hold at least four maximal records")
+        precondition(configuration.reserve <= configuration.segmentSize / 4, "the reserve is at most a quarter of a segment")
         let core = try LogEngineCore(directory: directory, configuration: configuration)
         core.startCommitter()
         return LogEngine(core: core)
@@ -55,9 +66,9 @@ package final class LogEngine: StorageEngine {
     deinit { core.shutdownWithoutWaiting() }
 
     package func append(
-        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
     ) throws -> AppendTicket {
-        try core.append(records, keySlotWrites: keySlotWrites, durability: durability)
+        try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
     }
 
     package func read(_ location: RecordLocation) throws -> StoredRecord { try core.read(location) }
@@ -132,8 +143,11 @@ final class LogEngineCore: Sendable {
         var number: UInt32
         var file: PosixFile
         var salt: [UInt8]
-        /// Preallocated size, from the segment's header.
+        /// The largest size, from the segment's header: the bound of every
+        /// offset in it.
         var size: UInt64
+        /// Bytes preallocated so far (the file's length); grows up to `size`.
+        var allocated: UInt64
     }
 
     /// One queued append: key slots to write first, then frames.
@@ -206,7 +220,7 @@ final class LogEngineCore: Sendable {
             do {
                 try LogEngineCore.writeCheckpoint(
                     Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
-                    directory: directory, authenticator: configuration.authenticator)
+                    directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
                 s.bytesSinceCheckpoint = 0
             } catch {
                 configuration.logger.debug("storage: no checkpoint after recovery", metadata: ["error": "\(type(of: error))"])
@@ -224,7 +238,7 @@ final class LogEngineCore: Sendable {
     // MARK: Append
 
     func append(
-        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
     ) throws -> AppendTicket {
         var slots: [(KeySlot, [UInt8])] = []
         slots.reserveCapacity(keySlotWrites.count)
@@ -234,11 +248,12 @@ final class LogEngineCore: Sendable {
             }
             slots.append((slot, LogFormat.encodeKeySlot(slot, value: value, magic: LogFormat.keySlotLive, salt: keySalt)))
         }
-        return try enqueue(records: records, rawSlotWrites: slots, durability: durability)
+        return try enqueue(records: records, rawSlotWrites: slots, durability: durability, mayUseReserve: mayUseReserve)
     }
 
     func enqueue(
-        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, checkpoint: Bool = false
+        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false,
+        checkpoint: Bool = false
     ) throws -> AppendTicket {
         // Work that needs no lock: sizes and payload checksums.
         var groupSize: UInt64 = 0
@@ -251,7 +266,8 @@ final class LogEngineCore: Sendable {
             groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
             crcs.append(LogFormat.payloadCRC(r.payload))
         }
-        guard groupSize <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
+        let room = groupSize + (mayUseReserve ? 0 : configuration.reserve)
+        guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
             throw StorageError(.tooLarge, "an atomic group must fit in one segment")
         }
         let ticket = AppendTicket()
@@ -261,13 +277,7 @@ final class LogEngineCore: Sendable {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
             if let failure = s.failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)") }
-            let currentSize = s.segments[s.current]?.size ?? configuration.segmentSize
-            if !records.isEmpty && s.tail + groupSize > currentSize {
-                guard s.current < LogFormat.maximumSegmentNumber else {
-                    throw StorageError(.tooLarge, "the log has reached its last segment number")
-                }
-                try rollOver(&s)
-            }
+            if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")
             }
@@ -309,17 +319,67 @@ final class LogEngineCore: Sendable {
         return ticket
     }
 
-    /// Creates the next segment (preallocated, header written and durable,
-    /// directory synced). Called under the state lock; on failure nothing
-    /// changes and the append fails with the error (disk full, typically).
-    private func rollOver(_ s: inout State) throws {
+    /// Makes room for a group of `length` bytes at the tail: in the current
+    /// segment when it fits (growing the file's preallocation), else in a
+    /// new segment. A group that may not use the reserve leaves
+    /// `configuration.reserve` preallocated bytes after it, in the same
+    /// segment. Called under the state lock; on failure (a full disk) the
+    /// append fails and nothing changes but preallocation.
+    private func place(_ length: UInt64, mayUseReserve: Bool, in s: inout State) throws {
+        let room = length + (mayUseReserve ? 0 : configuration.reserve)
+        guard let current = s.segments[s.current] else { throw StorageError(.io, "no current segment") }
+        if s.tail + room > current.size {
+            guard s.current < LogFormat.maximumSegmentNumber else {
+                throw StorageError(.tooLarge, "the log has reached its last segment number")
+            }
+            try rollOver(&s, room: room)
+        } else {
+            try preallocate(&s, through: s.tail + room)
+        }
+    }
+
+    /// Grows the current segment's preallocation to cover `end`: doubling,
+    /// or, when the disk has not that much, just to `end`.
+    private func preallocate(_ s: inout State, through end: UInt64) throws {
+        guard var segment = s.segments[s.current], end > segment.allocated else { return }
+        let needed = LogEngineCore.roundUp(end, within: segment.size)
+        let doubled = min(segment.size, max(needed, segment.allocated * 2))
+        do {
+            try allocate(segment.file, to: doubled)
+            segment.allocated = doubled
+        } catch let error as StorageError where error.code == .diskFull && doubled > needed {
+            try allocate(segment.file, to: needed)
+            segment.allocated = needed
+        }
+        s.segments[s.current] = segment
+    }
+
+    /// `fallocate`, through the fault injection of tests.
+    func allocate(_ file: PosixFile, to length: UInt64) throws {
+        try configuration.faults?.checkAllocation(file.name)
+        try file.allocate(upTo: length)
+    }
+
+    /// `value` rounded up to a 4 KiB multiple, at most `limit`.
+    static func roundUp(_ value: UInt64, within limit: UInt64) -> UInt64 {
+        min(limit, (value + 0xFFF) & ~0xFFF)
+    }
+
+    /// Creates the next segment (preallocated for at least `room` bytes,
+    /// header written and durable, directory synced) and makes it current.
+    /// Called under the state lock; on failure nothing changes and the
+    /// append fails with the error (disk full, typically).
+    private func rollOver(_ s: inout State, room: UInt64) throws {
         let number = s.current + 1
-        try configuration.faults?.checkAllocation("segment \(number)")
+        let header = UInt64(LogFormat.segmentHeaderSize)
+        let allocation = LogEngineCore.roundUp(
+            max(configuration.initialSegmentAllocation, header + room), within: configuration.segmentSize)
         let segment = try LogEngineCore.createSegment(
-            directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize)
+            directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
+            allocation: allocation, faults: configuration.faults)
         s.segments[number] = segment
         s.current = number
-        s.tail = UInt64(LogFormat.segmentHeaderSize)
+        s.tail = header
         logger.debug("storage: started segment", metadata: ["segment": "\(number)"])
     }
 
@@ -327,12 +387,16 @@ final class LogEngineCore: Sendable {
     /// temporary name, synced, then renamed into place and the directory
     /// synced. A segment file that exists is therefore complete: recovery
     /// treats a bad header or a missing file as damage, never as a crash.
-    static func createSegment(directory: String, number: UInt32, firstLSN: UInt64, size: UInt64) throws -> Segment {
+    static func createSegment(
+        directory: String, number: UInt32, firstLSN: UInt64, size: UInt64, allocation: UInt64, faults: FaultInjection?
+    ) throws -> Segment {
         let path = directory + "/" + LogFormat.segmentFileName(number)
         let temporary = path + ".tmp"
         let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)")
         do {
-            try file.allocate(upTo: size)
+            let allocated = min(size, allocation)
+            try faults?.checkAllocation(file.name)
+            try file.allocate(upTo: allocated)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
             try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0)
@@ -342,7 +406,7 @@ final class LogEngineCore: Sendable {
             }
             try FileSystem.rename(temporary, path)
             try FileSystem.syncDirectory(directory)
-            return Segment(number: number, file: file, salt: salt, size: size)
+            return Segment(number: number, file: file, salt: salt, size: size, allocated: allocated)
         } catch {
             try? FileSystem.remove(temporary)
             throw error
@@ -386,7 +450,8 @@ final class LogEngineCore: Sendable {
                 continue
             }
             let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: position.offset)
-            if header.allSatisfy({ $0 == 0 }) {
+            // Zeros, or the end of a file preallocated short of its size.
+            if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
@@ -416,9 +481,10 @@ final class LogEngineCore: Sendable {
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             let end = (s.nextKeySlot + 1) * UInt64(LogFormat.keySlotSize)
             if end > s.keyFileAllocated {
-                let target = s.keyFileAllocated + configuration.keyFileGrowth
-                try configuration.faults?.checkAllocation("key file")
-                try keyFile.allocate(upTo: target)
+                // From 64 KiB, doubling, in steps of at most keyFileGrowth.
+                let step = min(configuration.keyFileGrowth, max(64 << 10, s.keyFileAllocated))
+                let target = max(end, s.keyFileAllocated + step)
+                try allocate(keyFile, to: target)
                 s.keyFileAllocated = target
             }
             defer { s.nextKeySlot += 1 }
@@ -436,24 +502,7 @@ final class LogEngineCore: Sendable {
         }
         let offset = slot.number * UInt64(LogFormat.keySlotSize)
         let bytes = try keyFile.read(count: LogFormat.keySlotSize, at: offset)
-        if bytes.count < LogFormat.keySlotSize || bytes.allSatisfy({ $0 == 0 }) {
-            throw StorageError(.keySlotEmpty, "key slot \(slot.number) was never written")
-        }
-        let corrupted = StorageError(.corrupted, "key slot \(slot.number) failed its checksum")
-        return try bytes.withUnsafeBytes { raw in
-            let magic = raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian
-            let stored = raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(keySalt))
-            let number = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
-            guard crc == stored, number == slot.number else { throw corrupted }
-            if magic == LogFormat.keySlotTombstone {
-                throw StorageError(.keySlotDestroyed, "key slot \(slot.number) was destroyed")
-            }
-            guard magic == LogFormat.keySlotLive else { throw corrupted }
-            let length = Int(raw[16])
-            guard length <= LogFormat.keySlotCapacity else { throw corrupted }
-            return Array(raw[24..<(24 + length)])
-        }
+        return try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: keySalt)
     }
 
     /// Opens the key file, creating it for a new store. The key file is

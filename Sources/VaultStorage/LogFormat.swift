@@ -250,6 +250,33 @@ enum LogFormat {
         return bytes
     }
 
+    /// The value of slot `number`, from the slot's bytes in a key file of
+    /// this `salt`.
+    /// - Throws: ``StorageError/Code/keySlotEmpty`` if the bytes are short or
+    ///   all zeros, ``StorageError/Code/keySlotDestroyed`` for a tombstone,
+    ///   ``StorageError/Code/corrupted`` if the checksum, the number, the
+    ///   magic or the length is wrong.
+    static func decodeKeySlot(_ bytes: [UInt8], number: UInt64, salt: [UInt8]) throws -> [UInt8] {
+        if bytes.count < keySlotSize || bytes.allSatisfy({ $0 == 0 }) {
+            throw StorageError(.keySlotEmpty, "key slot \(number) was never written")
+        }
+        let corrupted = StorageError(.corrupted, "key slot \(number) failed its checksum")
+        return try bytes.withUnsafeBytes { raw in
+            let magic = raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian
+            let stored = raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(salt))
+            let stamped = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
+            guard crc == stored, stamped == number else { throw corrupted }
+            if magic == keySlotTombstone {
+                throw StorageError(.keySlotDestroyed, "key slot \(number) was destroyed")
+            }
+            guard magic == keySlotLive else { throw corrupted }
+            let length = Int(raw[16])
+            guard length <= keySlotCapacity else { throw corrupted }
+            return Array(raw[24..<(24 + length)])
+        }
+    }
+
     // MARK: - Checkpoint
 
     static let checkpointFileName = "index.checkpoint"

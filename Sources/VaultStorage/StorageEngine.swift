@@ -135,15 +135,23 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// are present) and `keySlotWrites`, in call order, and returns at once.
     /// Key slots are durable before the records that follow them.
     ///
+    /// Space: a group with `mayUseReserve` false leaves the engine's
+    /// reserve of preallocated space ahead of it, or fails with
+    /// ``StorageError/Code/diskFull``; a group with `mayUseReserve` true
+    /// (audit entries of reads, listings and refusals) may use that
+    /// reserve, so that on a full disk reads still leave their entries.
+    ///
     /// The returned ticket's ``AppendTicket/wait()`` returns the records'
     /// locations once they are acknowledged under `durability`.
-    /// - Throws: ``StorageError/Code/diskFull`` (nothing queued),
+    /// - Throws: ``StorageError/Code/diskFull`` (nothing queued; the
+    ///   engine keeps working and a later append may succeed),
     ///   ``StorageError/Code/durabilityLost``, ``StorageError/Code/closed``,
     ///   ``StorageError/Code/tooLarge``.
     func append(
         _ records: [EngineRecord],
         keySlotWrites: [(KeySlot, [UInt8])],
-        durability: Durability
+        durability: Durability,
+        mayUseReserve: Bool
     ) throws -> AppendTicket
 
     /// Reads and verifies the record at `location`. Cost: one `pread`.
@@ -199,4 +207,14 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// Waits for queued writes, writes a checkpoint of the index and
     /// releases the store. Further calls throw ``StorageError/Code/closed``.
     func close() async throws
+}
+
+extension StorageEngine {
+    /// Appends a group that may not use the reserve (see
+    /// ``append(_:keySlotWrites:durability:mayUseReserve:)``).
+    package func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability
+    ) throws -> AppendTicket {
+        try append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: false)
+    }
 }

@@ -2,6 +2,10 @@ import Foundation
 import Testing
 @testable import VaultStorage
 
+func fileLength(_ path: String) throws -> UInt64 {
+    (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
+}
+
 /// Full disks and failing syncs, simulated.
 @Suite struct FailureTests {
     func engine(_ dir: TemporaryDirectory, _ faults: FaultInjection) throws -> LogEngine {
@@ -40,8 +44,9 @@ import Testing
         let dir = TemporaryDirectory()
         let faults = FaultInjection()
         let e = try engine(dir, faults)
-        // Fill most of the first 64 KiB segment.
-        for i in 0..<8 { try await e.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 8000))]) }
+        // Fill the first 64 KiB segment as far as ordinary groups go (they
+        // leave the 4 KiB reserve free).
+        for i in 0..<7 { try await e.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 8000))]) }
         faults.diskFull = true
         let before = (e.nextSequence, e.head(of: stream(2)))
         #expect {
@@ -53,8 +58,59 @@ import Testing
         // Space comes back: the same append goes through.
         faults.diskFull = false
         try await e.appendDurably([EngineRecord(stream: stream(2), payload: payload(99, size: 8000))])
-        #expect(try e.records(of: stream(2)).count == 9)
+        #expect(try e.records(of: stream(2)).count == 8)
         try await e.close()
+    }
+
+    @Test func onAFullDiskOnlyGroupsAllowedTheReserveGoOn() async throws {
+        let dir = TemporaryDirectory()
+        let faults = FaultInjection()
+        let e = try engine(dir, faults)
+        // 16 KiB preallocated at first; the reserve is 4 KiB.
+        #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
+        faults.diskFull = true
+        var ordinary = 0
+        while (try? e.append([EngineRecord(stream: stream(1), payload: payload(ordinary, size: 500))], keySlotWrites: [], durability: .durable)) != nil {
+            ordinary += 1
+        }
+        // Ordinary groups (600-byte frames) stopped where the next one
+        // would have cut into the 4 KiB reserve...
+        let stopped = e.appendPosition.offset
+        #expect(stopped + 600 + (4 << 10) > 16 << 10 && stopped + (4 << 10) <= 16 << 10)
+        // ... which groups allowed the reserve use, without new space.
+        var audit = 0
+        while (try? e.append([EngineRecord(stream: stream(2), payload: payload(audit, size: 500))], keySlotWrites: [], durability: .durable, mayUseReserve: true)) != nil {
+            audit += 1
+        }
+        #expect(audit >= 5 && audit <= 7)
+        #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
+        // Space comes back: the same handle grows the file (doubling) and
+        // both kinds of groups go on.
+        faults.diskFull = false
+        try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1000, size: 500))])
+        _ = try await e.append([EngineRecord(stream: stream(2), payload: payload(1001, size: 500))], keySlotWrites: [], durability: .durable, mayUseReserve: true).wait()
+        #expect(try fileLength(dir.segmentPath(1)) == 32 << 10)
+        try await e.close()
+        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        #expect(try reopened.records(of: stream(1)).count == ordinary + 1)
+        #expect(try reopened.records(of: stream(2)).count == audit + 1)
+        try await reopened.close()
+    }
+
+    @Test func aSmallLogHoldsSpaceInProportionToItsData() async throws {
+        let dir = TemporaryDirectory()
+        var c = smallConfiguration()
+        c.segmentSize = 1 << 20
+        let e = try LogEngine.open(directory: dir.path, configuration: c)
+        #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
+        #expect(try fileLength(dir.path + "/keys.slots") < 4 << 10)
+        // 100 KiB of records: the file doubles to 128 KiB, not to 1 MiB.
+        for i in 0..<100 { try await e.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 900))]) }
+        #expect(try fileLength(dir.segmentPath(1)) == 128 << 10)
+        try await e.close()
+        let reopened = try LogEngine.open(directory: dir.path, configuration: c)
+        #expect(try reopened.records(of: stream(3)).count == 100)
+        try await reopened.close()
     }
 
     @Test func fullDiskWhenTheKeyFileMustGrow() async throws {

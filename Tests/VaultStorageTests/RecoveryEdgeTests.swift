@@ -191,6 +191,27 @@ import Testing
             throws: { isCorruption($0, segment: 1) }
     }
 
+    @Test func anOlderSegmentCutAtAFrameBoundaryIsCorruptionWhileANewerOneHoldsData() async throws {
+        // Buffered records carry no testimony of durability, and without
+        // the checkpoint nothing vouches for segment 1's end, but segment 2
+        // got frames only once segment 1 was whole and synced.
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        var locations: [RecordLocation] = []
+        for i in 0..<40 {
+            locations += try await engine.append(
+                [EngineRecord(stream: stream(5), payload: payload(i, size: 2000))], keySlotWrites: [], durability: .buffered
+            ).wait()
+        }
+        try await engine.close()
+        #expect(locations.last!.segment == 2)
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        let lost = locations.filter { $0.segment == 1 }.last!
+        try truncate(dir.segmentPath(1), to: lost.offset)
+        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            throws: { isCorruption($0, segment: 1, offset: lost.offset) }
+    }
+
     @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
         let dir = TemporaryDirectory()
         let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
@@ -227,7 +248,7 @@ import Testing
         try await engine.close()
         // A well-formed checkpoint (valid checksum) whose tail is nonsense.
         try LogEngineCore.writeCheckpoint(
-            .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: StreamIndex()), directory: dir.path, authenticator: nil)
+            .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: StreamIndex()), directory: dir.path, authenticator: nil, faults: nil)
         let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
         #expect(reopened.recoveryReport.usedCheckpoint == false)
         #expect(try reopened.records(of: stream(2)).count == 5)
@@ -241,7 +262,7 @@ import Testing
         try await engine.close()
         let ghost = RecordLocation(segment: 1, offset: loc.offset + 4096, frameLength: loc.frameLength)
         try LogEngineCore.writeCheckpoint(
-            .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: { var i = StreamIndex(); i[stream(2)] = ghost; return i }()), directory: dir.path, authenticator: nil)
+            .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: { var i = StreamIndex(); i[stream(2)] = ghost; return i }()), directory: dir.path, authenticator: nil, faults: nil)
         #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
             throws: { isCorruption($0) }
     }

@@ -27,6 +27,8 @@ func smallConfiguration() -> LogEngineConfiguration {
     c.segmentSize = 64 << 10
     c.maximumRecordSize = 8 << 10
     c.keyFileGrowth = 4 << 10
+    c.reserve = 4 << 10
+    c.initialSegmentAllocation = 16 << 10
     return c
 }
 

@@ -53,11 +53,12 @@ final class ActivityWriter: Sendable {
     /// step under the writer's lock. Returns the group's ticket and whether
     /// a batch (or a mark alone) is due.
     func append(
-        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, copy: Copy?,
-        to engine: any StorageEngine
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
+        copy: Copy?, to engine: any StorageEngine
     ) throws -> (AppendTicket, batchDue: Bool) {
         try pending.withLock { p in
-            let ticket = try engine.append(records, keySlotWrites: keySlotWrites, durability: durability)
+            let ticket = try engine.append(
+                records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
             if let copy { p.copies.append(copy) }
             p.groupsSinceMark += 1
             return (ticket, p.copies.count >= Self.threshold || p.groupsSinceMark >= Self.markInterval)
@@ -102,7 +103,8 @@ final class ActivityWriter: Sendable {
                 records.reserveCapacity(batch.count + 1)
                 for stream in byStream.keys.shuffled() { records += try byStream[stream]!.map(seal) }
                 records.append(try mark(position))
-                let ticket = try engine.append(records, keySlotWrites: [], durability: durability)
+                // Copies of audit entries: they may use the audit reserve.
+                let ticket = try engine.append(records, keySlotWrites: [], durability: durability, mayUseReserve: true)
                 lastMark = position
                 // Groups appended after the snapshot are after the mark too.
                 pending.withLock { $0.groupsSinceMark = max(0, $0.groupsSinceMark - groups) }

@@ -181,8 +181,11 @@ extension VaultStore {
         let copy = GrantHolder(principal).map {
             ActivityWriter.Copy(stream: keys.activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
         }
+        // An entry without records of the operation (a read, a listing, a
+        // refusal) may use the space kept for audit entries on a full disk.
         let (ticket, batchDue) = try activityWriter.append(
-            records, keySlotWrites: a.keySlotWrites, durability: durability, copy: copy, to: engine)
+            records, keySlotWrites: a.keySlotWrites, durability: durability,
+            mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, copy: copy, to: engine)
         if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
         if !a.isWrite, case .batched = configuration.auditMode { auditFlush.pending.store(true, ordering: .relaxed) }

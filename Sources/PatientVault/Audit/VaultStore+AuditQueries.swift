@@ -188,7 +188,7 @@ extension VaultStore {
         }
         do {
             let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
-            _ = try await engine.append([record], keySlotWrites: [], durability: durability).wait()
+            _ = try await engine.append([record], keySlotWrites: [], durability: durability, mayUseReserve: true).wait()
         } catch {
             throw PatientVaultError.wrapping(error)
         }

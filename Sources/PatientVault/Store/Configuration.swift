@@ -58,9 +58,24 @@ public struct Configuration: Sendable {
     public var contentChunkSize: Int = 1 << 20
     /// Content up to this size is stored inside its document record.
     public var inlineContentLimit: Int = 64 << 10
-    /// Size of each log segment file, preallocated: at least 1 MiB and four
-    /// content chunks.
+    /// The largest size of a log segment file: at least 1 MiB and four
+    /// content chunks. A segment's file starts at 1 MiB (or this size if
+    /// smaller) and grows by doubling, preallocated, so a small store
+    /// holds little disk.
     public var segmentSize: UInt64 = 64 << 20
+    /// Log space kept for audit entries when the disk is full: every other
+    /// write leaves this many preallocated bytes ahead of it, which only
+    /// the entries of reads, listings and refusals (and their activity
+    /// copies) may use. With the disk full, deposits fail with
+    /// ``PatientVaultError/Code/diskFull`` while reads go on for about
+    /// `auditReserve / 1,300` calls (an entry and its activity copy take
+    /// about 1.3 KB); once the reserve is used up, reads fail with
+    /// `diskFull` too. 64 KiB to a quarter of ``segmentSize``; nil (the
+    /// default) is an eighth of ``segmentSize``, at most 512 KiB.
+    public var auditReserve: UInt64?
+
+    /// The audit reserve in force: ``auditReserve`` or its default.
+    var effectiveAuditReserve: UInt64 { auditReserve ?? min(512 << 10, segmentSize / 8) }
     /// How many vaults stay decrypted in memory at once. Beyond it, the
     /// least recently used idle vaults are dropped (their keys wiped) and
     /// reloaded on next use. Each loaded vault holds four keys in guarded
@@ -99,6 +114,9 @@ public struct Configuration: Sendable {
         let minimumSegment = max(UInt64(1 << 20), 4 * UInt64(contentChunkSize + VaultStore.recordOverhead))
         guard (minimumSegment...(1 << 36)).contains(segmentSize) else {
             throw bad("segmentSize", segmentSize, "\(minimumSegment) (1 MiB and four chunks with their records) to 2^36 bytes")
+        }
+        if let auditReserve, !((64 << 10)...(segmentSize / 4)).contains(auditReserve) {
+            throw bad("auditReserve", auditReserve, "65,536 to a quarter of segmentSize (\(segmentSize / 4)) bytes")
         }
         guard (1...1_000_000).contains(loadedVaultLimit) else {
             throw bad("loadedVaultLimit", loadedVaultLimit, "1 to 1,000,000")

@@ -102,6 +102,8 @@ public final class VaultStore: Sendable {
         }
         var engineConfiguration = LogEngineConfiguration()
         engineConfiguration.segmentSize = configuration.segmentSize
+        engineConfiguration.reserve = configuration.effectiveAuditReserve
+        engineConfiguration.initialSegmentAllocation = min(configuration.segmentSize, 1 << 20)
         engineConfiguration.maximumRecordSize = configuration.contentChunkSize + Self.recordOverhead
         engineConfiguration.logger = configuration.logger
         engineConfiguration.faults = configuration.faults

@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// A full disk degrades the store: deposits fail with `diskFull`, reads
+/// and listings go on and leave their entries (from the audit reserve),
+/// and the same handle works again once space returns. Simulated with the
+/// engine's fault injection: every reservation of space fails with ENOSPC.
+@Suite struct FullDiskTests {
+    let alice = Fixtures.alice
+
+    func configuration(_ faults: FaultInjection) -> Configuration {
+        var c = Fixtures.configuration()
+        c.segmentSize = 4 << 20
+        c.contentChunkSize = 64 << 10
+        c.auditReserve = 128 << 10
+        c.faults = faults
+        return c
+    }
+
+    @Test func readsAndListingsGoOnWhileDepositsFail() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT"), for: alice, by: Fixtures.doctor)
+        faults.diskFull = true
+        // Deposits fill what is preallocated, short of the reserve, then fail.
+        var deposited = [kept.id: Fixtures.content("KEPT")]
+        var refused = false
+        for i in 0..<100 {
+            let content = Fixtures.content("FILL\(i)", size: 40_000)
+            do {
+                let d = try await t.store.deposit(Fixtures.draft("Fill \(i)"), content: content, for: alice, by: Fixtures.doctor)
+                deposited[d.id] = content
+            } catch let e {
+                #expect(e.code == .diskFull)
+                refused = true
+                break
+            }
+        }
+        #expect(refused, "the first segment's 1 MiB preallocation must run out")
+        let entriesBefore = try await t.store.verifyAuditTrail(for: alice, as: .patient(alice)).entries
+        // Reads and listings go on, each with its entry, from the reserve.
+        var reads = 0
+        while reads < 2_000 {
+            do {
+                #expect(try await t.store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT"))
+                _ = try await t.store.documents(for: alice, as: Fixtures.doctor)
+                reads += 1
+            } catch let e {
+                #expect(e.code == .diskFull, "once the reserve is used up, reads fail with diskFull too")
+                break
+            }
+        }
+        #expect(reads >= 30, "a 128 KiB reserve holds the entries of dozens of reads (\(reads))")
+        #expect(reads < 2_000, "the reserve is finite")
+        // Space comes back: the same handle deposits again.
+        faults.diskFull = false
+        let after = try await t.store.deposit(Fixtures.draft("After"), content: Fixtures.content("AFTER"), for: alice, by: Fixtures.doctor)
+        deposited[after.id] = Fixtures.content("AFTER")
+        let store = try await t.reopen(configuration: configuration(FaultInjection()))
+        for (id, content) in deposited {
+            #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
+        }
+        // Every read that returned has its entry: two per round, plus the
+        // verification itself, the deposit after, and the refused read (an
+        // allowed read whose entry could not be written leaves nothing).
+        let entries = try await store.verifyAuditTrail(for: alice, as: .patient(alice)).entries
+        #expect(entries >= entriesBefore + 1 + 2 * reads + 1)
+        try await store.close()
+    }
+
+    /// ENOSPC at each reservation of space in turn (segment creation and
+    /// growth, key file growth, checkpoint), over a workload that reaches
+    /// each: the failing call is a typed `diskFull` that changes nothing,
+    /// the same handle goes on once space returns, and after a reopen
+    /// every acknowledged deposit is there and the trail verifies.
+    @Test func diskFullAtEveryAllocationSite() async throws {
+        var sites = Set<String>()
+        var trial = 0
+        while true {
+            let faults = FaultInjection()
+            faults.allocationsBeforeDiskFull = trial
+            let folder = TestFolder()
+            let key = try MasterKey.generate()
+            var c = configuration(faults)
+            c.segmentSize = 2 << 20
+            c.auditReserve = 64 << 10
+            var failures = 0
+            func note(_ e: PatientVaultError) {
+                #expect(e.code == .diskFull, "trial \(trial): \(e)")
+                failures += 1
+                faults.allocationsBeforeDiskFull = nil
+            }
+            var store: VaultStore
+            do {
+                store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+            } catch let e {
+                note(e)
+                store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+            }
+            var acknowledged: [DocumentID: Data] = [:]
+            var createdVault = false
+            for step in 0..<14 {
+                // Each step retried once: the retry runs with space back.
+                for _ in 0..<2 {
+                    do {
+                        if !createdVault {
+                            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+                            createdVault = true
+                        }
+                        let content = Fixtures.content("S\(step)", size: 150_000)
+                        let d = try await store.deposit(Fixtures.draft("Step \(step)"), content: content, for: alice, by: Fixtures.doctor)
+                        acknowledged[d.id] = content
+                        #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == content)
+                        break
+                    } catch let e {
+                        note(e)
+                    }
+                }
+            }
+            do { try await store.close() } catch let e { Issue.record("trial \(trial): close failed: \(e)") }
+            let reopened = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(FaultInjection()))
+            let listed = try await reopened.documents(for: alice, as: .patient(alice))
+            #expect(Set(listed.map(\.id)).isSuperset(of: acknowledged.keys), "trial \(trial)")
+            for (id, content) in acknowledged {
+                #expect(try await reopened.content(of: id, for: alice, as: .patient(alice)) == content, "trial \(trial)")
+            }
+            _ = try await reopened.verifyAuditTrail(for: alice, as: .patient(alice))
+            try await reopened.close()
+            // The reservations before the refused one succeeded; the refused
+            // one is the trial's site. A trial past the last one refuses none.
+            let attempted = faults.allocationSites
+            guard trial < attempted.count else { break }
+            sites.insert(attempted[trial].split(separator: " ")[0].description)
+            #expect(failures <= 1, "trial \(trial): only the call that needed the space fails")
+            trial += 1
+        }
+        // The workload reached every kind of reservation, and each failed once.
+        #expect(sites == ["segment", "key", "checkpoint"], "\(sites)")
+        #expect(trial >= 4)
+    }
+
+    @Test func aFreshStoreHoldsLittleDisk() async throws {
+        var defaults = Configuration()
+        defaults.clock = ManualClock()
+        let t = try await TestStore(configuration: defaults)
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("SMALL"), for: alice, by: Fixtures.doctor)
+        try await t.store.close()
+        let total = try t.folder.allBytes().reduce(0) { $0 + $1.1.count }
+        #expect(total < 2_000_000, "\(total) bytes")
+    }
+}
