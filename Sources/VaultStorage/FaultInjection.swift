@@ -24,7 +24,12 @@ package final class FaultInjection: Sendable {
 
     private let state = Locked(State())
 
-    package init() {}
+    /// Told of every change to the files (power-loss simulation).
+    package let observer: (any FileObserver)?
+
+    package init(observer: (any FileObserver)? = nil) {
+        self.observer = observer
+    }
 
     /// While set, only the `fdatasync`s of files whose name contains it fail
     /// with `EIO` (`"key file"`, `"segment"`).
@@ -83,4 +88,24 @@ package final class FaultInjection: Sendable {
             throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */)
         }
     }
+}
+
+/// Told of every change to the store's files that succeeded, in order: the
+/// seam of tests that simulate a power loss (keeping only what was synced,
+/// or a subset of what was not). Paths are as the engine opened them; a
+/// `synced` path that is the directory's makes its entries durable.
+package protocol FileObserver: AnyObject, Sendable {
+    /// A file opened with `O_CREAT` or `O_TRUNC`: `created` if it did not exist.
+    func opened(_ path: String, created: Bool, truncated: Bool)
+    /// `bytes` written at `offset`.
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer)
+    /// The file's length set (`growOnly`: extended to `length` if shorter,
+    /// as `posix_fallocate` does; otherwise cut or extended to it).
+    func resized(_ path: String, to length: UInt64, growOnly: Bool)
+    /// `fdatasync` or `fsync` of a file or of the directory returned.
+    func synced(_ path: String)
+    /// `rename(from, to)` returned.
+    func renamed(_ from: String, _ to: String)
+    /// `unlink(path)` returned (or the file did not exist).
+    func removed(_ path: String)
 }

@@ -73,18 +73,19 @@ extension LogEngineCore {
         w.write(CRC32C.checksum(w.bytes))
         let path = directory + "/" + LogFormat.checkpointFileName
         let temporary = path + ".tmp"
-        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint")
+        let observer = faults?.observer
+        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint", observer: observer)
         do {
             try faults?.checkAllocation(file.name)
             try file.write(w.bytes, at: 0)
             try file.syncData()
-            try FileSystem.rename(temporary, path)
+            try FileSystem.rename(temporary, path, observer: observer)
         } catch {
             // A partial temporary file (a full disk) is never read; remove it.
-            try? FileSystem.remove(temporary)
+            try? FileSystem.remove(temporary, observer: observer)
             throw error
         }
-        try FileSystem.syncDirectory(directory)
+        try FileSystem.syncDirectory(directory, observer: observer)
     }
 
     /// Reads the checkpoint; nil if absent or if its checksum fails (then

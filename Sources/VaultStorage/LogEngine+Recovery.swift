@@ -21,13 +21,14 @@ extension LogEngineCore {
         directory: String, configuration: LogEngineConfiguration, into s: inout State
     ) throws -> RecoveryReport {
         let logger = configuration.logger
+        let observer = configuration.faults?.observer
         var report = RecoveryReport()
         let names = try FileSystem.list(directory)
         // A segment is created under a temporary name and renamed once its
         // header and preallocation are durable: a leftover is a crash during
         // creation, never data.
         for name in names where name.hasPrefix("segment-") && name.hasSuffix(".tmp") {
-            try FileSystem.remove(directory + "/" + name)
+            try FileSystem.remove(directory + "/" + name, observer: observer)
         }
         let numbers = names.compactMap(LogFormat.segmentNumber(fromFileName:)).sorted()
         // The log starts at segment 1 (nothing compacts it yet): a log that
@@ -52,7 +53,7 @@ extension LogEngineCore {
         var valid: [UInt32] = []
         for n in numbers {
             let path = directory + "/" + LogFormat.segmentFileName(n)
-            let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)")
+            let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)", observer: observer)
             guard let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n else {
                 throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
             }
@@ -199,8 +200,8 @@ extension LogEngineCore {
             // crash in the middle leaves a log without a gap in its numbers.
             for n in laterSegments.reversed() {
                 s.segments[n] = nil
-                try FileSystem.remove(directory + "/" + LogFormat.segmentFileName(n))
-                try FileSystem.syncDirectory(directory)
+                try FileSystem.remove(directory + "/" + LogFormat.segmentFileName(n), observer: observer)
+                try FileSystem.syncDirectory(directory, observer: observer)
                 report.removedSegments.append(n)
             }
             try endFile.file.truncate(to: end.offset)
@@ -225,7 +226,7 @@ extension LogEngineCore {
         for n in valid where n >= startSegment && n <= end.segment {
             try s.segments[n]?.file.syncData()
         }
-        try FileSystem.syncDirectory(directory)
+        try FileSystem.syncDirectory(directory, observer: observer)
         s.current = end.segment
         s.tail = end.offset
         s.nextLSN = end.lsn

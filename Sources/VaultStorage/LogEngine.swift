@@ -206,7 +206,8 @@ final class LogEngineCore: Sendable {
             throw StorageError(.locked, "the store is already open (LOCK is held)")
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
-        (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory, logExists: logExists)
+        (keyFile, keySalt) = try LogEngineCore.openKeyFile(
+            directory: directory, logExists: logExists, observer: configuration.faults?.observer)
         var s = State()
         recoveryReport = try LogEngineCore.recover(directory: directory, configuration: configuration, into: &s)
         let (next, allocated) = try LogEngineCore.scanKeyFile(keyFile)
@@ -392,7 +393,8 @@ final class LogEngineCore: Sendable {
     ) throws -> Segment {
         let path = directory + "/" + LogFormat.segmentFileName(number)
         let temporary = path + ".tmp"
-        let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)")
+        let observer = faults?.observer
+        let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)", observer: observer)
         do {
             let allocated = min(size, allocation)
             try faults?.checkAllocation(file.name)
@@ -404,11 +406,11 @@ final class LogEngineCore: Sendable {
             guard !FileSystem.exists(path) else {
                 throw StorageError(.corrupted, "segment \(number) already exists", segment: number)
             }
-            try FileSystem.rename(temporary, path)
-            try FileSystem.syncDirectory(directory)
+            try FileSystem.rename(temporary, path, observer: observer)
+            try FileSystem.syncDirectory(directory, observer: observer)
             return Segment(number: number, file: file, salt: salt, size: size, allocated: allocated)
         } catch {
-            try? FileSystem.remove(temporary)
+            try? FileSystem.remove(temporary, observer: observer)
             throw error
         }
     }
@@ -509,12 +511,12 @@ final class LogEngineCore: Sendable {
     /// created (and synced) before the first segment: once the log exists,
     /// a missing or empty key file is damage (every vault would fail to
     /// read), never a crash, and is reported instead of recreated.
-    static func openKeyFile(directory: String, logExists: Bool) throws -> (PosixFile, [UInt8]) {
+    static func openKeyFile(directory: String, logExists: Bool, observer: (any FileObserver)?) throws -> (PosixFile, [UInt8]) {
         let path = directory + "/" + LogFormat.keyFileName
         if logExists && !FileSystem.exists(path) {
             throw StorageError(.corrupted, "keys.slots is missing while the log holds records")
         }
-        let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT, name: "key file")
+        let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT, name: "key file", observer: observer)
         let header = try file.read(count: LogFormat.keySlotSize, at: 0)
         if header.count < LogFormat.keySlotSize || header.allSatisfy({ $0 == 0 }) {
             guard !logExists else { throw StorageError(.corrupted, "keys.slots is empty while the log holds records") }
@@ -523,7 +525,7 @@ final class LogEngineCore: Sendable {
             fillRandom(&salt)
             try file.write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0)
             try file.syncData()
-            try FileSystem.syncDirectory(directory)
+            try FileSystem.syncDirectory(directory, observer: observer)
             return (file, salt)
         }
         guard let salt = try LogFormat.decodeKeyFileHeader(header) else {

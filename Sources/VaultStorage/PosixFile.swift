@@ -17,19 +17,33 @@ package final class PosixFile: @unchecked Sendable {
     package let fd: Int32
     /// The file's name within the store, for error messages only.
     package let name: String
+    /// The file's path, for the observer only.
+    private let path: String
+    /// Told of every change that succeeded (tests' power-loss simulation).
+    private let observer: (any FileObserver)?
 
-    private init(fd: Int32, name: String) {
+    private init(fd: Int32, name: String, path: String, observer: (any FileObserver)?) {
         self.fd = fd
         self.name = name
+        self.path = path
+        self.observer = observer
     }
 
     deinit { _ = Glibc.close(fd) }
 
-    /// Opens `path` with `flags` (O_CLOEXEC is added).
-    package static func open(_ path: String, flags: Int32, mode: mode_t = 0o600, name: String) throws -> PosixFile {
+    /// Opens `path` with `flags` (O_CLOEXEC is added). `observer`, in tests
+    /// only, is told of the file's creation or truncation and of every
+    /// later change that succeeds.
+    package static func open(
+        _ path: String, flags: Int32, mode: mode_t = 0o600, name: String, observer: (any FileObserver)? = nil
+    ) throws -> PosixFile {
+        let existed = observer != nil && FileSystem.exists(path)
         let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw PosixFile.error("open", name: name) }
-        return PosixFile(fd: fd, name: name)
+        if let observer, flags & O_CREAT != 0 || flags & O_TRUNC != 0 {
+            observer.opened(path, created: !existed, truncated: flags & O_TRUNC != 0)
+        }
+        return PosixFile(fd: fd, name: name, path: path, observer: observer)
     }
 
     /// A `StorageError` for the current `errno`; ENOSPC and EDQUOT become
@@ -83,6 +97,7 @@ package final class PosixFile: @unchecked Sendable {
             }
             done += n
         }
+        observer?.wrote(path, at: offset, bytes)
     }
 
     /// Writes all of `bytes` at `offset`.
@@ -119,6 +134,13 @@ package final class PosixFile: @unchecked Sendable {
                     }
                     skip = max(0, skip - count)
                     start += UInt64(count)
+                }
+            }
+            if let observer {
+                var at = position
+                for i in index..<end {
+                    buffers[i].withUnsafeBytes { observer.wrote(path, at: at, $0) }
+                    at += UInt64(buffers[i].count)
                 }
             }
             position += UInt64(total)
@@ -158,6 +180,7 @@ package final class PosixFile: @unchecked Sendable {
             if errno == EINTR { continue }
             throw PosixFile.error("fdatasync", name: name)
         }
+        observer?.synced(path)
     }
 
     /// Makes data and metadata durable (`fsync`), for directories too.
@@ -166,6 +189,7 @@ package final class PosixFile: @unchecked Sendable {
             if errno == EINTR { continue }
             throw PosixFile.error("fsync", name: name)
         }
+        observer?.synced(path)
     }
 
     /// Reserves space up to `length` bytes so that later writes inside it
@@ -173,11 +197,13 @@ package final class PosixFile: @unchecked Sendable {
     package func allocate(upTo length: UInt64) throws {
         let rc = posix_fallocate(fd, 0, off_t(length))
         guard rc == 0 else { throw PosixFile.error("fallocate", name: name, code: rc) }
+        observer?.resized(path, to: length, growOnly: true)
     }
 
     /// Cuts the file at `length` bytes.
     package func truncate(to length: UInt64) throws {
         guard ftruncate(fd, off_t(length)) == 0 else { throw PosixFile.error("ftruncate", name: name) }
+        observer?.resized(path, to: length, growOnly: false)
     }
 
     /// Releases a `flock` taken by ``tryLockExclusive()``.
@@ -233,18 +259,20 @@ package enum FileSystem {
     }
 
     /// Makes the directory's entries (new files, renames) durable.
-    package static func syncDirectory(_ path: String) throws {
-        let dir = try PosixFile.open(path, flags: O_RDONLY | O_DIRECTORY, name: "store directory")
+    package static func syncDirectory(_ path: String, observer: (any FileObserver)? = nil) throws {
+        let dir = try PosixFile.open(path, flags: O_RDONLY | O_DIRECTORY, name: "store directory", observer: observer)
         try dir.sync()
     }
 
     /// Atomically replaces `to` with `from`.
-    package static func rename(_ from: String, _ to: String) throws {
+    package static func rename(_ from: String, _ to: String, observer: (any FileObserver)? = nil) throws {
         guard Glibc.rename(from, to) == 0 else { throw PosixFile.error("rename", name: "checkpoint") }
+        observer?.renamed(from, to)
     }
 
     /// Removes a file; a missing file is not an error.
-    package static func remove(_ path: String) throws {
+    package static func remove(_ path: String, observer: (any FileObserver)? = nil) throws {
         if unlink(path) != 0 && errno != ENOENT { throw PosixFile.error("unlink", name: "segment") }
+        observer?.removed(path)
     }
 }

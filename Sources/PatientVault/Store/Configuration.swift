@@ -91,6 +91,9 @@ public struct Configuration: Sendable {
     public var auditReviewers: Set<SystemPrincipal> = []
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
+    /// For tests only: changes to the engine's settings (smaller steps of
+    /// preallocation, frequent checkpoints) applied after the store's own.
+    package var tuneEngineForTesting: (@Sendable (inout LogEngineConfiguration) -> Void)?
     /// For tests only, never public: a new passphrase store uses
     /// libsodium's smallest Argon2id cost, and opening accepts costs below
     /// ``PassphraseStrength/interactive``. Production stores refuse both.

@@ -108,6 +108,7 @@ public final class VaultStore: Sendable {
         engineConfiguration.logger = configuration.logger
         engineConfiguration.faults = configuration.faults
         engineConfiguration.authenticator = LogMAC(key: keys.log)
+        configuration.tuneEngineForTesting?(&engineConfiguration)
         let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
         let store = VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
