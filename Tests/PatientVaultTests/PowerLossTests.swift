@@ -79,7 +79,7 @@ final class PowerLossDisk: FileObserver, Sendable {
     /// The folder after a power loss just before `ops[point]` (all of the
     /// ops when `point == ops.count`), written into `target`.
     func materialize(upTo point: Int, subset: Bool, seed: UInt64, into target: URL) throws {
-        var random = SplitMix(seed: seed)
+        var random = RecordRoundTripTests.Draw(state: seed)
         var current: [String: Inode] = [:]
         var durable: [String: Inode] = [:]
         var pendingDirectory: [DirectoryChange] = []
@@ -156,19 +156,6 @@ final class PowerLossDisk: FileObserver, Sendable {
             }
             try Data(bytes).write(to: target.appendingPathComponent(n))
         }
-    }
-}
-
-/// A small deterministic generator (the subsets must be reproducible).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
