@@ -13,7 +13,27 @@ package final class FaultInjection: Sendable {
         case short
     }
 
+    /// A place outside the commit path's frame write where a write or a
+    /// sync can be made to fail.
+    package enum Site: String, Sendable, CaseIterable {
+        /// The commit path's write of key slots.
+        case keySlotWrite
+        /// The write of a new checkpoint (temporary file).
+        case checkpointWrite
+        /// The `fdatasync` of a new checkpoint.
+        case checkpointSync
+        /// The write of a new segment's header (temporary file).
+        case segmentCreationWrite
+        /// The `fdatasync` of a new segment.
+        case segmentCreationSync
+        /// The write of a new key file's header.
+        case keyFileCreation
+
+        var isWrite: Bool { self != .checkpointSync && self != .segmentCreationSync }
+    }
+
     private struct State {
+        var failingSite: Site?
         var diskFull = false
         var allocationsBeforeDiskFull: Int?
         var allocationSites: [String] = []
@@ -45,6 +65,26 @@ package final class FaultInjection: Sendable {
     }
 
     func checkWrite() -> WriteFault? { writeFault }
+
+    /// While set, every write at this site reaches the file half-written
+    /// and then fails with `EIO`; every sync at it fails with `EIO`.
+    package var failingSite: Site? {
+        get { state.withLock { $0.failingSite } }
+        set { state.withLock { $0.failingSite = newValue } }
+    }
+
+    /// Writes `bytes` at `offset` of `file`, or, when `site` is failing,
+    /// half of them and then throws `EIO`.
+    func write(_ bytes: [UInt8], at offset: UInt64, of file: PosixFile, site: Site) throws {
+        guard failingSite == site else { return try file.write(bytes, at: offset) }
+        try file.write(Array(bytes.prefix(bytes.count / 2)), at: offset)
+        throw PosixFile.error("write", name: file.name, code: 5 /* EIO */)
+    }
+
+    /// Throws `EIO` when `site` is failing.
+    func check(_ site: Site, name: String) throws {
+        if failingSite == site { throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */) }
+    }
 
     /// While true, reserving space (new segment, key file growth) fails with
     /// `ENOSPC`.

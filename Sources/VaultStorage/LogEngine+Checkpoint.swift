@@ -77,7 +77,8 @@ extension LogEngineCore {
         let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint", observer: observer)
         do {
             try faults?.checkAllocation(file.name)
-            try file.write(w.bytes, at: 0)
+            try write(w.bytes, at: 0, of: file, site: .checkpointWrite, faults: faults)
+            try faults?.check(.checkpointSync, name: file.name)
             try file.syncData()
             try FileSystem.rename(temporary, path, observer: observer)
         } catch {
@@ -144,6 +145,8 @@ extension LogEngineCore {
                     let locRaw: UInt64 = try r.read()
                     let length: UInt32 = try r.read()
                     _ = try r.read(UInt32.self)
+                    // The index traps on a zero length (its empty-slot mark).
+                    guard length > 0 else { throw ByteReader.Malformed() }
                     index[stream] = RecordLocation(raw: locRaw, frameLength: length)
                 }
                 return Checkpoint(

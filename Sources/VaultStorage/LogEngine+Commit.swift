@@ -48,7 +48,9 @@ extension LogEngineCore {
             var wroteSlots = false
             for job in jobs {
                 for (slot, bytes) in job.slotWrites {
-                    try keyFile.write(bytes, at: slot.number * UInt64(LogFormat.keySlotSize))
+                    try LogEngineCore.write(
+                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keyFile, site: .keySlotWrite,
+                        faults: configuration.faults)
                     wroteSlots = true
                 }
             }
@@ -155,6 +157,15 @@ extension LogEngineCore {
             result = .failure((error as? StorageError) ?? StorageError(.io, "checkpoint failed"))
         }
         for job in checkpointJobs { job.ticket.complete(result) }
+    }
+
+    /// A write, through the fault injection of tests.
+    static func write(_ bytes: [UInt8], at offset: UInt64, of file: PosixFile, site: FaultInjection.Site, faults: FaultInjection?) throws {
+        if let faults {
+            try faults.write(bytes, at: offset, of: file, site: site)
+        } else {
+            try file.write(bytes, at: offset)
+        }
     }
 
     /// `fdatasync`, through the fault injection of tests.

@@ -206,8 +206,7 @@ final class LogEngineCore: Sendable {
             throw StorageError(.locked, "the store is already open (LOCK is held)")
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
-        (keyFile, keySalt) = try LogEngineCore.openKeyFile(
-            directory: directory, logExists: logExists, observer: configuration.faults?.observer)
+        (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory, logExists: logExists, faults: configuration.faults)
         var s = State()
         recoveryReport = try LogEngineCore.recover(directory: directory, configuration: configuration, into: &s)
         let (next, allocated) = try LogEngineCore.scanKeyFile(keyFile)
@@ -401,7 +400,10 @@ final class LogEngineCore: Sendable {
             try file.allocate(upTo: allocated)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
-            try file.write(LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0)
+            try write(
+                LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0, of: file,
+                site: .segmentCreationWrite, faults: faults)
+            try faults?.check(.segmentCreationSync, name: file.name)
             try file.syncData()
             guard !FileSystem.exists(path) else {
                 throw StorageError(.corrupted, "segment \(number) already exists", segment: number)
@@ -511,19 +513,23 @@ final class LogEngineCore: Sendable {
     /// created (and synced) before the first segment: once the log exists,
     /// a missing or empty key file is damage (every vault would fail to
     /// read), never a crash, and is reported instead of recreated.
-    static func openKeyFile(directory: String, logExists: Bool, observer: (any FileObserver)?) throws -> (PosixFile, [UInt8]) {
+    static func openKeyFile(directory: String, logExists: Bool, faults: FaultInjection?) throws -> (PosixFile, [UInt8]) {
+        let observer = faults?.observer
         let path = directory + "/" + LogFormat.keyFileName
         if logExists && !FileSystem.exists(path) {
             throw StorageError(.corrupted, "keys.slots is missing while the log holds records")
         }
         let file = try PosixFile.open(path, flags: O_RDWR | O_CREAT, name: "key file", observer: observer)
         let header = try file.read(count: LogFormat.keySlotSize, at: 0)
-        if header.count < LogFormat.keySlotSize || header.allSatisfy({ $0 == 0 }) {
+        let unfinished = header.count < LogFormat.keySlotSize || header.allSatisfy({ $0 == 0 })
+            || (!logExists && (try? LogFormat.decodeKeyFileHeader(header)) == nil)
+        if unfinished {
             guard !logExists else { throw StorageError(.corrupted, "keys.slots is empty while the log holds records") }
-            // New, or its creation never completed: nothing can reference it.
+            // New, or its creation never completed (a torn header before any
+            // segment existed): nothing can reference it.
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
-            try file.write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0)
+            try write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0, of: file, site: .keyFileCreation, faults: faults)
             try file.syncData()
             try FileSystem.syncDirectory(directory, observer: observer)
             return (file, salt)

@@ -358,6 +358,65 @@ import VaultStorage
         try await store.close()
     }
 
+    /// `EIO` (after half the bytes, for writes) at each site outside the
+    /// commit path's frames: the key slots' write stops the store like a
+    /// failed sync; a new segment that cannot be written or synced fails
+    /// the call that needed it (`io`) and the same handle goes on; a
+    /// checkpoint that cannot be written or synced costs only a longer
+    /// replay; a key file whose creation failed is created again at the
+    /// next open. After each, a reopen finds everything acknowledged.
+    @Test(arguments: FaultInjection.Site.allCases)
+    func anIOFaultAtEachOtherSiteKeepsWhatWasAcknowledged(site: FaultInjection.Site) async throws {
+        let faults = FaultInjection()
+        if site == .keyFileCreation {
+            let folder = TestFolder()
+            let key = try MasterKey.generate()
+            faults.failingSite = site
+            #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(faults)) } == .io)
+            let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(FaultInjection()))
+            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+            try await store.close()
+            return
+        }
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, by: Fixtures.doctor)
+        var acknowledged = [kept.id: Fixtures.content("KEPT", size: 5000)]
+        faults.failingSite = site
+        // 1.5 MiB does not fit in the first 1 MiB segment: a new one is needed.
+        let big = Fixtures.content("BIG", size: 3 << 19)
+        switch site {
+        case .keySlotWrite:
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: Data([1]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { try await t.store.close() } == .durabilityLost)
+        case .segmentCreationWrite, .segmentCreationSync:
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor) } == .io)
+            #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("segment-0000000002.log.tmp").path))
+            faults.failingSite = nil
+            let after = try await t.store.deposit(Fixtures.draft("After"), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor)
+            acknowledged[after.id] = big
+            try await t.store.close()
+        default:
+            // The checkpoint at close fails; close itself does not.
+            let after = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, by: Fixtures.doctor)
+            acknowledged[after.id] = Data([2])
+            try await t.store.close()
+            #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint.tmp").path))
+            #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint").path))
+        }
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection()))
+        let docs = try await store.documents(for: alice, as: .patient(alice))
+        for (id, content) in acknowledged {
+            #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
+        }
+        for d in docs where d.title == "Failed" {
+            #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == Data([1]), "the failed deposit is whole if present")
+        }
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        _ = try await store.deposit(Fixtures.draft("Again"), content: Data([3]), for: alice, by: Fixtures.doctor)
+        try await store.close()
+    }
+
     @Test func relaxedModeKeepsDataAcrossAnOrderlyClose() async throws {
         var c = Fixtures.configuration()
         c.durability = .relaxed
