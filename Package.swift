@@ -8,7 +8,8 @@
 //   CSodium  <-  VaultCrypto  <-+
 //                               +--  PatientVault  <-  PatientVaultDemo
 //                VaultStorage <-+
-//   (VaultSync, the lock type, under all three)
+//   (VaultSync, the lock type, under all three; CCRC32C, the CRC
+//   instruction, under VaultStorage)
 //
 // `VaultStorage` is bytes in, bytes out: it knows nothing of patients or keys.
 // `VaultCrypto` wraps libsodium and never exposes its C types.
@@ -36,13 +37,15 @@ let package = Package(
         ),
         // The one lock type, over pthread mutexes (ThreadSanitizer sees them).
         .target(name: "VaultSync"),
+        // CRC-32C with the processor's instruction, chosen at run time.
+        .target(name: "CCRC32C"),
         .target(
             name: "VaultCrypto",
             dependencies: ["CSodium", "VaultSync"]
         ),
         .target(
             name: "VaultStorage",
-            dependencies: ["VaultSync", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["VaultSync", "CCRC32C", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PatientVault",

@@ -1,9 +1,31 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli), the cheap checksum of frames and slots: it tells a
 /// torn or stale write from a good one before any decryption. It is not a
 /// defence against tampering; authenticated encryption above is.
 ///
-/// Slicing-by-8 table implementation, about 1 to 2 GB/s on one core.
+/// The processor's instruction (SSE 4.2 on x86-64, the CRC extension on
+/// ARMv8), chosen once at run time, through the small C target `CCRC32C`;
+/// a slicing-by-8 table implementation (about 1 to 2 GB/s on one core)
+/// where the instruction is missing. Both give the same values (tested on
+/// the same vectors).
 package enum CRC32C {
+    /// Whether the processor's instruction is used.
+    package static let usesHardware = ccrc32c_hardware_available() == 1
+
+    /// The CRC-32C of `bytes`, continuing from `crc` (0 to start).
+    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard usesHardware else { return softwareChecksum(bytes, continuing: crc) }
+        return hardwareChecksum(bytes, continuing: crc)
+    }
+
+    /// The instruction's path; only where ``usesHardware``.
+    package static func hardwareChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        precondition(usesHardware, "no CRC-32C instruction on this processor")
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
+        return ~ccrc32c_hardware_update(~crc, base, bytes.count)
+    }
+
     private static let tables: [[UInt32]] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {
@@ -17,8 +39,8 @@ package enum CRC32C {
         return t
     }()
 
-    /// The CRC-32C of `bytes`, continuing from `crc` (0 to start).
-    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    /// The table path, used where the instruction is missing.
+    package static func softwareChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var c = ~crc
         guard var p = bytes.baseAddress, bytes.count > 0 else { return crc }
         var n = bytes.count
