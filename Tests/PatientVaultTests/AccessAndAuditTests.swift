@@ -191,8 +191,10 @@ import Testing
         let after = try await who(t3)
         #expect(after[specialist] == nil && after[.professional(nurse)] == nil)
         #expect(after[.professional(gp)] == .medecinTraitant)
-        // Before the document existed, it does not exist.
-        #expect(await code { _ = try await v.store.whoCouldRead(doc.id, at: t0.addingTimeInterval(-1), for: v.alice, as: v.patient) } == .unknownDocument)
+        // Before the document existed, nobody could read it.
+        #expect(try await v.store.whoCouldRead(doc.id, at: t0.addingTimeInterval(-1), for: v.alice, as: v.patient).isEmpty)
+        // A document the asker cannot see (or that does not exist) is unknown.
+        #expect(await code { _ = try await v.store.whoCouldRead(try DocumentID.random(), at: t3, for: v.alice, as: v.patient) } == .unknownDocument)
 
         // What could the specialist read, when.
         #expect(try await v.store.whatCouldRead(specialist, at: t0, for: v.alice, as: v.patient).isEmpty)
@@ -410,6 +412,10 @@ import Testing
             .newDocument(doc.id), .authorisationChanged(.authorise), .firstAccess(Fixtures.otherDoctor),
             .firstAccess(emergency), .breakGlass(emergency),
         ])
+        // Asked for after close, the sequence is already finished.
+        var late = 0
+        for await _ in v.store.notifications() { late += 1 }
+        #expect(late == 0)
         // Break-glass is flagged in the trail with its purpose and legal basis.
         let store = try await v.t.reopen(configuration: Fixtures.configuration())
         let entry = try await store.auditTrail(for: v.alice, matching: AuditQuery(actor: emergency), as: v.patient).first

@@ -203,8 +203,14 @@ extension VaultStore {
     /// Events for the host to deliver to patients: new documents, first
     /// accesses, break-glass, the 2-week notice of a hidden document, and
     /// changes of authorisation. Each call returns a new sequence that sees
-    /// events from then on; it ends when the store is closed. Events are
-    /// raised once the operation is durable.
+    /// events from then on; it ends when the store is closed (called after
+    /// `close()`, it is already finished). Events are raised once the
+    /// operation is durable.
+    ///
+    /// A `for await` loop over it runs until `close()`: consume it in a task
+    /// of its own (`Task { for await n in store.notifications() { … } }`),
+    /// never inline before the calls that produce the events, or the loop
+    /// waits forever.
     public func notifications() -> AsyncStream<VaultNotification> {
         notifier.stream()
     }

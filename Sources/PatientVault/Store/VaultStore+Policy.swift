@@ -123,7 +123,10 @@ extension VaultStore {
     /// the médecin traitant, the care team, authorised professionals and
     /// organisations, and the author, each with the rule that allowed them,
     /// as the policy stood then. Break-glass, which anyone may attempt, is
-    /// not listed. Audited; for the patient, representatives and reviewers.
+    /// not listed. Before the document's first version was deposited, the
+    /// answer is empty. Audited; for the patient, representatives and reviewers.
+    /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the asker
+    ///   cannot see the document now (whether or not it exists).
     public func whoCouldRead(
         _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
@@ -137,10 +140,12 @@ extension VaultStore {
                 isConfiguredReviewer(principal)
                     || AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: $0, time: now)).isAllowed
             } ?? false
-            guard visibleNow, let then = vault.versions(of: document).last(where: { $0.depositedAt <= time }) else {
-                a.result = .failure(PatientVaultError(.unknownDocument, "no such document at that time", vaultID: vault.vaultID, documentID: document))
+            guard visibleNow else {
+                a.result = .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document))
                 return a
             }
+            // Before its first version was deposited, nobody could read it.
+            guard let then = vault.versions(of: document).last(where: { $0.depositedAt <= time }) else { return a }
             let policy = vault.policy(at: time)
             var candidates: [Principal] = [.patient(vault.creation.holder), then.author]
             candidates += policy.representatives.values.map { .representative($0) }
