@@ -3,16 +3,21 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Dispatch
 import Logging
+import VaultSync
 
 // MARK: - Group commit
 
 extension LogEngineCore {
-    /// The committer thread: takes every queued job, writes key slots (and
-    /// syncs them), writes frames with `pwritev`, then one `fdatasync` per
-    /// touched segment covers every durable job of the batch.
+    /// The committer thread: takes every queued job, writes key slots, writes
+    /// frames with `pwritev`, then one `fdatasync` per touched file covers
+    /// every durable job of the batch: the key file's and the segment's run
+    /// in parallel (a group whose slots did not become durable is cut at
+    /// recovery, through its slot manifest).
     func commitLoop() {
         var unsynced = Set<UInt32>()
+        var keyFileUnsynced = false
         var writtenThroughLSN: UInt64 = 0
         while true {
             wakeup.wait()
@@ -22,7 +27,7 @@ extension LogEngineCore {
                 return (q, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, writtenThrough: &writtenThroughLSN)
+                process(jobs, unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced, writtenThrough: &writtenThroughLSN)
             }
             if closing {
                 let more = state.withLock { !$0.queue.isEmpty }
@@ -30,31 +35,30 @@ extension LogEngineCore {
                     wakeup.signal()
                     continue
                 }
-                finishOnClose(unsynced: &unsynced)
+                finishOnClose(unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced)
                 stopped.complete(.success([]))
                 return
             }
         }
     }
 
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, writtenThrough: inout UInt64) {
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool, writtenThrough: inout UInt64) {
         if let failure = state.withLock({ $0.failure }) {
             let error = StorageError(.durabilityLost, "an earlier write failed: \(failure.message)")
             for job in jobs { job.ticket.complete(.failure(error)) }
             return
         }
         do {
-            // 1. Key slots first, durable before any record that names them.
-            var wroteSlots = false
+            // 1. Key slots first (in the page cache before any record that
+            //    names them can be read); synced with the frames, in step 3.
             for job in jobs {
                 for (slot, bytes) in job.slotWrites {
                     try LogEngineCore.write(
                         bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keyFile, site: .keySlotWrite,
                         faults: configuration.faults)
-                    wroteSlots = true
+                    keyFileUnsynced = true
                 }
             }
-            if wroteSlots { try sync(keyFile) }
 
             // 2. Frames, one gathered write per run of jobs in one segment.
             let segments = state.withLock { $0.segments }
@@ -71,9 +75,13 @@ extension LogEngineCore {
                 }
                 // Older segments become durable before a newer one gets data,
                 // so a torn older segment never hides behind a newer one.
-                for older in unsynced.sorted() where older < number {
-                    if let f = segments[older]?.file { try sync(f) }
-                    unsynced.remove(older)
+                // With their groups' key slots: a whole older segment must
+                // hold no group that recovery would cut.
+                let older = unsynced.sorted().filter { $0 < number }
+                if !older.isEmpty {
+                    try syncInParallel(keyFile: keyFileUnsynced, segments: older.compactMap { segments[$0]?.file })
+                    keyFileUnsynced = false
+                    for n in older { unsynced.remove(n) }
                 }
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
                 if let fault = configuration.faults?.checkWrite() {
@@ -109,8 +117,9 @@ extension LogEngineCore {
                 }
             }
             if jobs.contains(where: { $0.durability == .durable }) {
-                for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
+                try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
                 unsynced.removeAll()
+                keyFileUnsynced = false
                 let through = writtenThrough
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
             }
@@ -139,8 +148,9 @@ extension LogEngineCore {
         // here stops acknowledgements like any other failed sync.
         do {
             let segments = state.withLock { $0.segments }
-            for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
+            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
             unsynced.removeAll()
+            keyFileUnsynced = false
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
             state.withLock { if $0.failure == nil { $0.failure = failure } }
@@ -174,11 +184,42 @@ extension LogEngineCore {
         try file.syncData()
     }
 
-    private func finishOnClose(unsynced: inout Set<UInt32>) {
+    /// Syncs the key file (when `keyFile`) on a helper thread while this
+    /// thread syncs the segments, oldest first; returns once all are
+    /// durable, or throws the first failure.
+    private func syncInParallel(keyFile syncKeyFile: Bool, segments: [PosixFile]) throws {
+        guard syncKeyFile else {
+            for file in segments { try sync(file) }
+            return
+        }
+        guard !segments.isEmpty else { return try sync(keyFile) }
+        let keyFileResult = Locked<Result<Void, StorageError>>(.success(()))
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            do {
+                try sync(keyFile)
+            } catch {
+                keyFileResult.withLock { $0 = .failure((error as? StorageError) ?? StorageError(.io, "sync failed")) }
+            }
+            done.signal()
+        }
+        var segmentError: (any Error)?
+        do {
+            for file in segments { try sync(file) }
+        } catch {
+            segmentError = error
+        }
+        done.wait()
+        if let segmentError { throw segmentError }
+        try keyFileResult.withLock { $0 }.get()
+    }
+
+    private func finishOnClose(unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool) {
         do {
             let segments = state.withLock { $0.segments }
-            for number in unsynced.sorted() { if let f = segments[number]?.file { try sync(f) } }
+            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
             unsynced.removeAll()
+            keyFileUnsynced = false
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "close failed")
             state.withLock { if $0.failure == nil { $0.failure = failure } }

@@ -18,7 +18,8 @@ extension LogEngineCore {
     /// - Otherwise it is **corruption**: a typed error naming segment and
     ///   offset; nothing is skipped or repaired silently.
     static func recover(
-        directory: String, configuration: LogEngineConfiguration, into s: inout State
+        directory: String, configuration: LogEngineConfiguration, keyFile: (file: PosixFile, salt: [UInt8]),
+        into s: inout State
     ) throws -> RecoveryReport {
         let logger = configuration.logger
         let observer = configuration.faults?.observer
@@ -161,6 +162,16 @@ extension LogEngineCore {
                     guard LogFormat.payloadCRC(payload) == f.payloadCRC,
                           raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
                     else { return offset }
+                    // A group's key slots and frames are synced in parallel:
+                    // a group whose slots are not all there (as written, or
+                    // destroyed since) was never acknowledged, and ends the log.
+                    if f.isSlotManifest {
+                        guard let slots = LogFormat.decodeSlotManifest(payload) else {
+                            forged = offset
+                            return offset
+                        }
+                        for slot in slots where !slotIsDurable(slot, in: keyFile) { return offset }
+                    }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
                     if let stream = f.stream { group.append((stream, location)) }
                     expected += 1
@@ -231,6 +242,22 @@ extension LogEngineCore {
         s.tail = end.offset
         s.nextLSN = end.lsn
         return report
+    }
+
+    /// Whether key slot `slot.number` holds what the manifest says was
+    /// written there, or that slot's valid tombstone (destroyed since).
+    private static func slotIsDurable(_ slot: (number: UInt64, crc: UInt32), in keyFile: (file: PosixFile, salt: [UInt8])) -> Bool {
+        let (product, overflow) = slot.number.multipliedReportingOverflow(by: UInt64(LogFormat.keySlotSize))
+        guard !overflow, let bytes = try? keyFile.file.read(count: LogFormat.keySlotSize, at: product) else { return false }
+        if CRC32C.checksum(bytes) == slot.crc { return true }
+        do {
+            _ = try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: keyFile.salt)
+            return false
+        } catch let error as StorageError {
+            return error.code == .keySlotDestroyed
+        } catch {
+            return false
+        }
     }
 
     /// The offset of the first non-zero byte at or after `from`, if any.

@@ -208,7 +208,8 @@ final class LogEngineCore: Sendable {
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory, logExists: logExists, faults: configuration.faults)
         var s = State()
-        recoveryReport = try LogEngineCore.recover(directory: directory, configuration: configuration, into: &s)
+        recoveryReport = try LogEngineCore.recover(
+            directory: directory, configuration: configuration, keyFile: (keyFile, keySalt), into: &s)
         let (next, allocated) = try LogEngineCore.scanKeyFile(keyFile)
         s.nextKeySlot = next
         s.keyFileAllocated = allocated
@@ -255,6 +256,15 @@ final class LogEngineCore: Sendable {
         records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false,
         checkpoint: Bool = false
     ) throws -> AppendTicket {
+        // A group that writes key slots starts with their manifest: slots and
+        // frames are synced in parallel, and recovery cuts a group whose
+        // slots did not all become durable (it was never acknowledged).
+        var records = records
+        let manifests = !records.isEmpty && !rawSlotWrites.isEmpty ? 1 : 0
+        if manifests == 1 {
+            let manifest = LogFormat.encodeSlotManifest(rawSlotWrites.map { ($0.0.number, CRC32C.checksum($0.1)) })
+            records.insert(EngineRecord(stream: nil, payload: manifest), at: 0)
+        }
         // Work that needs no lock: sizes and payload checksums.
         var groupSize: UInt64 = 0
         var crcs: [UInt32] = []
@@ -291,6 +301,7 @@ final class LogEngineCore: Sendable {
                 let frameLength = LogFormat.frameLength(payloadCount: r.payload.count)
                 let location = RecordLocation(segment: s.current, offset: offset, frameLength: UInt32(frameLength))
                 var flags: UInt8 = i < records.count - 1 ? LogFormat.flagGroupContinues : 0
+                if i < manifests { flags |= LogFormat.flagKeySlotManifest }
                 var previous: RecordLocation?
                 if let stream = r.stream {
                     flags |= LogFormat.flagHasStream
@@ -307,7 +318,7 @@ final class LogEngineCore: Sendable {
                 job.buffers.append(r.payload)
                 let padding = frameLength - LogFormat.frameHeaderSize - r.payload.count
                 if padding > 0 { job.buffers.append([UInt8](repeating: 0, count: padding)) }
-                job.locations.append(location)
+                if i >= manifests { job.locations.append(location) }
                 job.lastLSN = lsn
                 offset += UInt64(frameLength)
             }
@@ -469,7 +480,7 @@ final class LogEngineCore: Sendable {
             // frame of this segment can have is damage, not a trap.
             let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
             guard length <= segmentEnd - position.offset else { throw damaged }
-            if wanted(h.stream) {
+            if !h.isSlotManifest, wanted(h.stream) {
                 let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
                 let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
                 guard try visit(record) else { return }

@@ -85,6 +85,40 @@ enum LogFormat {
     static let macSize = 16
     static let flagHasStream: UInt8 = 1
     static let flagGroupContinues: UInt8 = 2
+    /// The frame is the group's key-slot manifest (the engine's own, never
+    /// handed to a reader): which slots the group wrote, with the CRC-32C of
+    /// each slot's 128 bytes. Key slots and frames are synced in parallel,
+    /// so recovery checks a group's slots against it (see StorageFormat.md).
+    static let flagKeySlotManifest: UInt8 = 4
+
+    /// `count(4) reserved(4)`, then per slot `number(8) crc(4) reserved(4)`.
+    static func encodeSlotManifest(_ slots: [(number: UInt64, crc: UInt32)]) -> [UInt8] {
+        var w = ByteWriter(capacity: 8 + 16 * slots.count)
+        w.write(UInt32(slots.count))
+        w.write(UInt32(0))
+        for slot in slots {
+            w.write(slot.number)
+            w.write(slot.crc)
+            w.write(UInt32(0))
+        }
+        return w.bytes
+    }
+
+    /// The manifest's slots; nil if it is not one the encoder can write.
+    static func decodeSlotManifest(_ raw: UnsafeRawBufferPointer) -> [(number: UInt64, crc: UInt32)]? {
+        var r = ByteReader(raw)
+        guard let count = try? r.read(UInt32.self), (try? r.read(UInt32.self)) == 0,
+              Int(count) * 16 == r.remaining
+        else { return nil }
+        var slots: [(number: UInt64, crc: UInt32)] = []
+        for _ in 0..<count {
+            guard let number = try? r.read(UInt64.self), let crc = try? r.read(UInt32.self),
+                  (try? r.read(UInt32.self)) == 0
+            else { return nil }
+            slots.append((number, crc))
+        }
+        return slots
+    }
 
     /// The frame length (header, payload, padding to 8 bytes).
     @inline(__always)
@@ -117,6 +151,7 @@ enum LogFormat {
         var headerCRC: UInt32
 
         var groupContinues: Bool { flags & LogFormat.flagGroupContinues != 0 }
+        var isSlotManifest: Bool { flags & LogFormat.flagKeySlotManifest != 0 }
     }
 
     /// `magic(4) headerCRC(4) payloadLength(4) payloadCRC(4) lsn(8)

@@ -133,7 +133,8 @@ package enum Durability: Sendable, Hashable {
 package protocol StorageEngine: AnyObject, Sendable {
     /// Queues `records` (one atomic group: after a crash, all or none of them
     /// are present) and `keySlotWrites`, in call order, and returns at once.
-    /// Key slots are durable before the records that follow them.
+    /// Key slots become durable with the records (synced in parallel); after
+    /// a crash, a group whose slots are not all durable is absent.
     ///
     /// Space: a group with `mayUseReserve` false leaves the engine's
     /// reserve of preallocated space ahead of it, or fails with

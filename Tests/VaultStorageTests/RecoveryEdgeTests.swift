@@ -212,6 +212,49 @@ import Testing
             throws: { isCorruption($0, segment: 1, offset: lost.offset) }
     }
 
+    /// Key slots and frames are synced in parallel: a group whose slot did
+    /// not become durable was never acknowledged and is cut, through its
+    /// slot manifest; unless a later durable record vouches for it (then
+    /// the slot's loss is damage), or the slot was destroyed since.
+    @Test(arguments: ["lost", "lost, then vouched for", "destroyed"])
+    func aGroupWhoseKeySlotIsNotDurable(case what: String) async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let a = try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(1))])[0]
+        let slot = try engine.reserveKeySlot()
+        let b = try await engine.append(
+            [EngineRecord(stream: stream(6), payload: payload(2))], keySlotWrites: [(slot, [7, 7, 7])], durability: .durable
+        ).wait()[0]
+        // The manifest frame comes first in the group and is nobody's record.
+        #expect(b.offset > a.offset + UInt64(a.frameLength))
+        if what == "lost, then vouched for" {
+            try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(3))])
+        }
+        if what == "destroyed" { try await engine.destroyKeySlot(slot) }
+        try await engine.close()
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        if what != "destroyed" {
+            let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.path + "/" + LogFormat.keyFileName))
+            try keys.seek(toOffset: slot.number * UInt64(LogFormat.keySlotSize))
+            try keys.write(contentsOf: Data(count: LogFormat.keySlotSize))
+            try keys.close()
+        }
+        switch what {
+        case "lost":
+            let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1)])
+            #expect(reopened.recoveryReport.truncatedAt?.offset == a.offset + UInt64(a.frameLength))
+            try await reopened.close()
+        case "lost, then vouched for":
+            #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+                throws: { isCorruption($0, segment: 1, offset: a.offset + UInt64(a.frameLength)) }
+        default:
+            let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1), payload(2)])
+            try await reopened.close()
+        }
+    }
+
     @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
         let dir = TemporaryDirectory()
         let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
