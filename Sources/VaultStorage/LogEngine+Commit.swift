@@ -28,6 +28,7 @@ extension LogEngineCore {
             }
             if !jobs.isEmpty {
                 process(jobs, unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced, writtenThrough: &writtenThroughLSN)
+                growAhead()
             }
             if closing {
                 let more = state.withLock { !$0.queue.isEmpty }
@@ -167,6 +168,36 @@ extension LogEngineCore {
             result = .failure((error as? StorageError) ?? StorageError(.io, "checkpoint failed"))
         }
         for job in checkpointJobs { job.ticket.complete(result) }
+    }
+
+    /// Grows the current segment's and the key file's preallocation ahead
+    /// of need, here on the committer thread and outside the state lock, so
+    /// that appends and slot reservations seldom call `posix_fallocate`
+    /// under it. Best effort: on failure (a full disk) the append that
+    /// needs the space tries again, and fails with `diskFull` if it must.
+    func growAhead() {
+        let plan = state.withLock { s -> (segment: (PosixFile, UInt32, UInt64)?, keyFile: UInt64?) in
+            var segment: (PosixFile, UInt32, UInt64)?
+            if let current = s.segments[s.current], current.allocated < current.size {
+                let ahead = current.allocated - min(current.allocated, s.tail)
+                if ahead < configuration.reserve + current.allocated / 8 {
+                    segment = (current.file, s.current, min(current.size, current.allocated * 2))
+                }
+            }
+            // Room for fewer than 64 more slots: the next step now.
+            let slotSize = UInt64(LogFormat.keySlotSize)
+            let keyFile = (s.nextKeySlot + 64) * slotSize > s.keyFileAllocated
+                ? s.keyFileAllocated + min(configuration.keyFileGrowth, max(64 << 10, s.keyFileAllocated)) : nil
+            return (segment, keyFile)
+        }
+        if let (file, number, target) = plan.segment, (try? allocate(file, to: target)) != nil {
+            state.withLock { s in
+                if let allocated = s.segments[number]?.allocated { s.segments[number]?.allocated = max(allocated, target) }
+            }
+        }
+        if let target = plan.keyFile, (try? allocate(keyFile, to: target)) != nil {
+            state.withLock { $0.keyFileAllocated = max($0.keyFileAllocated, target) }
+        }
     }
 
     /// A write, through the fault injection of tests.

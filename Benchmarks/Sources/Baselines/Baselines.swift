@@ -165,3 +165,154 @@ public final class SQLitePeer: @unchecked Sendable {
         return opened.count
     }
 }
+
+/// The peer with the same guarantees as PatientVault: SQLite (WAL,
+/// synchronous=FULL) writing, in the same transaction as each deposit and
+/// each read, a sealed audit row (512 bytes of entry, sealed, as
+/// PatientVault pads its entries). One connection per thread (SQLite
+/// serialises writers; `busy_timeout` makes the others wait).
+public final class SQLiteAuditedPeer: @unchecked Sendable {
+    public let path: String
+
+    public init(directory: String) throws {
+        path = directory + "/audited-peer-\(UUID().uuidString).sqlite"
+        let setup = try Connection(path: path)
+        try setup.exec("PRAGMA journal_mode=WAL")
+        try setup.exec("CREATE TABLE documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)")
+        try setup.exec("CREATE INDEX documents_vault ON documents(vault)")
+        try setup.exec("CREATE TABLE audit(id INTEGER PRIMARY KEY, vault BLOB, entry BLOB)")
+        try setup.exec("CREATE INDEX audit_vault ON audit(vault)")
+    }
+
+    deinit {
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+    }
+
+    /// A connection of its own, for one thread.
+    public func connect() throws -> Connection { try Connection(path: path) }
+
+    /// One thread's connection with its statements and buffers.
+    public final class Connection: @unchecked Sendable {
+        private var db: OpaquePointer?
+        private var insertDocument: OpaquePointer?
+        private var insertAudit: OpaquePointer?
+        private var select: OpaquePointer?
+        private let cipher: RawCipher
+        private var sealed: [UInt8] = []
+        private var opened: [UInt8] = []
+        private let entry = [UInt8](repeating: 0x41, count: 512)
+
+        init(path: String) throws {
+            cipher = try RawCipher()
+            guard sqlite3_open(path, &db) == SQLITE_OK else { throw BaselineError("sqlite3_open failed") }
+            try exec("PRAGMA synchronous=FULL")
+            try exec("PRAGMA busy_timeout=60000")
+        }
+
+        deinit {
+            sqlite3_finalize(insertDocument)
+            sqlite3_finalize(insertAudit)
+            sqlite3_finalize(select)
+            sqlite3_close(db)
+        }
+
+        public func exec(_ sql: String) throws {
+            guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
+                throw BaselineError("sqlite: " + String(cString: sqlite3_errmsg(db)))
+            }
+        }
+
+        private func prepare(_ statement: inout OpaquePointer?, _ sql: String) throws -> OpaquePointer {
+            if statement == nil {
+                guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { throw BaselineError("prepare failed") }
+            }
+            sqlite3_reset(statement)
+            return statement!
+        }
+
+        private func insert(_ statement: OpaquePointer, vault: [UInt8], body: [UInt8]) throws {
+            // SQLITE_TRANSIENT: SQLite copies the bytes.
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            _ = vault.withUnsafeBytes { sqlite3_bind_blob(statement, 1, $0.baseAddress, Int32(vault.count), transient) }
+            _ = body.withUnsafeBytes { sqlite3_bind_blob(statement, 2, $0.baseAddress, Int32(body.count), transient) }
+            guard sqlite3_step(statement) == SQLITE_DONE else { throw BaselineError("insert failed") }
+        }
+
+        private func audit(vault: [UInt8]) throws {
+            cipher.seal(entry, into: &sealed)
+            try insert(try prepare(&insertAudit, "INSERT INTO audit(vault, entry) VALUES (?, ?)"), vault: vault, body: sealed)
+        }
+
+        /// Seals and inserts `count` documents, each with its sealed audit
+        /// row, in one transaction (durable at commit). Returns the last id.
+        @discardableResult
+        public func deposit(_ document: [UInt8], vault: [UInt8], count: Int = 1) throws -> Int64 {
+            try exec("BEGIN IMMEDIATE")
+            for _ in 0..<count {
+                cipher.seal(document, into: &sealed)
+                try insert(try prepare(&insertDocument, "INSERT INTO documents(vault, body) VALUES (?, ?)"), vault: vault, body: sealed)
+                try audit(vault: vault)
+            }
+            let id = sqlite3_last_insert_rowid(db)
+            try exec("COMMIT")
+            return id
+        }
+
+        /// Reads one document by id and opens it, with its sealed audit row
+        /// written and durable in the same transaction; returns its size.
+        @discardableResult
+        public func read(id: Int64, vault: [UInt8]) throws -> Int {
+            try exec("BEGIN IMMEDIATE")
+            let statement = try prepare(&select, "SELECT body FROM documents WHERE id = ?")
+            sqlite3_bind_int64(statement, 1, id)
+            guard sqlite3_step(statement) == SQLITE_ROW else { throw BaselineError("no row") }
+            let n = Int(sqlite3_column_bytes(statement, 0))
+            let p = sqlite3_column_blob(statement, 0)!
+            sealed.removeAll(keepingCapacity: true)
+            sealed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n))
+            sqlite3_reset(statement)
+            try cipher.open(sealed, into: &opened)
+            try audit(vault: vault)
+            try exec("COMMIT")
+            return opened.count
+        }
+    }
+}
+
+/// The next operation's index and the first failure, under a lock.
+final class ThreadProgress: @unchecked Sendable {
+    let lock = NSLock()
+    var next = 0
+    var failure: (any Error)?
+}
+
+/// Runs `count` operations over `threads` system threads (not tasks: the
+/// peer's calls block), each thread with its own state from `make`.
+public func onThreads<State>(
+    _ count: Int, threads: Int, make: @escaping @Sendable () throws -> State, _ operation: @escaping @Sendable (State, Int) throws -> Void
+) throws {
+    let progress = ThreadProgress()
+    let group = DispatchGroup()
+    for _ in 0..<threads {
+        group.enter()
+        let thread = Thread {
+            defer { group.leave() }
+            do {
+                let state = try make()
+                while true {
+                    let i: Int = progress.lock.withLock {
+                        defer { progress.next += 1 }
+                        return progress.failure == nil ? progress.next : count
+                    }
+                    guard i < count else { return }
+                    try operation(state, i)
+                }
+            } catch {
+                progress.lock.withLock { if progress.failure == nil { progress.failure = error } }
+            }
+        }
+        thread.start()
+    }
+    group.wait()
+    if let failure = progress.lock.withLock({ progress.failure }) { throw failure }
+}
