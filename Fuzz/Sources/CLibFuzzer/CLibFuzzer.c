@@ -1,0 +1,3 @@
+// Declarations only (include/CLibFuzzer.h); the definitions come from
+// libFuzzer's runtime.
+#include "CLibFuzzer.h"
