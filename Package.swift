@@ -22,6 +22,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "PatientVault", targets: ["PatientVault"]),
+        // For the tests of services built on PatientVault: temporary stores,
+        // a manual clock, valid identifiers, storage faults on demand.
+        .library(name: "PatientVaultTesting", targets: ["PatientVaultTesting"]),
         .executable(name: "patientvault-demo", targets: ["PatientVaultDemo"]),
     ],
     dependencies: [
@@ -56,6 +59,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "PatientVaultTesting",
+            dependencies: ["PatientVault", "VaultStorage", "VaultSync"]
+        ),
         .executableTarget(
             name: "PatientVaultDemo",
             dependencies: ["PatientVault"]
@@ -67,7 +74,12 @@ let package = Package(
         ),
         .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
-        .testTarget(name: "PatientVaultTests", dependencies: ["PatientVault", "VaultCrypto", "VaultStorage", "VaultSync"]),
+        .testTarget(
+            name: "PatientVaultTests",
+            dependencies: ["PatientVault", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync"]
+        ),
+        // A downstream service's view: the public API and the testing product only.
+        .testTarget(name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

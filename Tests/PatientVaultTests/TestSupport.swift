@@ -1,15 +1,11 @@
 import Foundation
+import PatientVaultTesting
 import VaultSync
 @testable import PatientVault
 @testable import VaultStorage
 
-/// A clock the test sets.
-final class ManualClock: VaultClock {
-    private let current: Locked<Date>
-    init(_ start: Date = Date(timeIntervalSince1970: 1_700_000_000)) { current = Locked(start) }
-    func now() -> Date { current.withLock { $0 } }
-    func advance(by seconds: TimeInterval) { current.withLock { $0 += seconds } }
-}
+/// The testing product's clock (the suite uses what downstream tests use).
+typealias ManualClock = PatientVaultTesting.ManualClock
 
 /// A fresh folder per test, removed afterwards.
 final class TestFolder: Sendable {

@@ -25,6 +25,9 @@ public final class VaultStore: Sendable {
     let keys: StoreKeys
     let configuration: Configuration
     let directory: String
+
+    /// The store's folder.
+    public var location: URL { URL(fileURLWithPath: directory, isDirectory: true) }
     /// One handle per vault ever touched: handles are never replaced, so
     /// one lock always guards one vault's positions.
     let vaults = Locked<[StreamID: VaultHandle]>([:])

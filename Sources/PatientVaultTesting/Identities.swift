@@ -1,0 +1,91 @@
+import PatientVault
+
+// Valid identifiers and principals for tests: deterministic (`example(n)`,
+// the same value for the same `n`, different values for different `n`) or
+// random (`random(using:)`). None is a real person's.
+
+extension INS {
+    /// A valid INS, the same for the same `n` (0 to 999,999): a woman born
+    /// in 1984, abroad (department 99), order number `n`, with its key.
+    public static func example(_ n: Int) -> INS {
+        precondition((0...999_999).contains(n), "example numbers are 0 to 999,999")
+        let nir = "28405" + "99" + String(format6(n))
+        return try! INS(nir + key(nir))
+    }
+
+    /// A random valid INS.
+    public static func random<G: RandomNumberGenerator>(using generator: inout G) -> INS {
+        let sex = Bool.random(using: &generator) ? "1" : "2"
+        let year = String(Int.random(in: 0...99, using: &generator)).leftPadded(2)
+        let month = String(Int.random(in: 1...12, using: &generator)).leftPadded(2)
+        let department = String(Int.random(in: 1...95, using: &generator)).leftPadded(2)
+        let rest = String(Int.random(in: 1...999_999, using: &generator)).leftPadded(6)
+        let nir = sex + year + month + department + rest
+        return try! INS(nir + key(nir))
+    }
+
+    /// A random valid INS, from the system's generator.
+    public static func random() -> INS {
+        var g = SystemRandomNumberGenerator()
+        return random(using: &g)
+    }
+
+    private static func key(_ nir: String) -> String {
+        String(INS.key(forNIR: nir)!).leftPadded(2)
+    }
+}
+
+extension RPPSNumber {
+    /// A valid RPPS number (`10` then 9 digits), the same for the same `n`.
+    public static func example(_ n: Int) -> RPPSNumber {
+        precondition((0...999_999_999).contains(n), "example numbers are 0 to 999,999,999")
+        return try! RPPSNumber("10" + String(n).leftPadded(9))
+    }
+}
+
+extension FINESSNumber {
+    /// A valid FINESS number (department 99, then 7 digits), the same for the same `n`.
+    public static func example(_ n: Int) -> FINESSNumber {
+        precondition((0...9_999_999).contains(n), "example numbers are 0 to 9,999,999")
+        return try! FINESSNumber("99" + String(n).leftPadded(7))
+    }
+}
+
+extension Principal {
+    /// A doctor (RPPS `example(n)`).
+    public static func doctor(_ n: Int = 1) -> Principal { .professional(HealthProfessional(rpps: .example(n), profession: .doctor)) }
+    /// A pharmacist (RPPS `example(1_000_000 + n)`).
+    public static func pharmacist(_ n: Int = 1) -> Principal {
+        .professional(HealthProfessional(rpps: .example(1_000_000 + n), profession: .pharmacist))
+    }
+    /// A nurse (RPPS `example(2_000_000 + n)`).
+    public static func nurse(_ n: Int = 1) -> Principal {
+        .professional(HealthProfessional(rpps: .example(2_000_000 + n), profession: .nurse))
+    }
+    /// A professional of any profession (RPPS `example(3_000_000 + n)`).
+    public static func professional(_ profession: Profession, _ n: Int = 1) -> Principal {
+        .professional(HealthProfessional(rpps: .example(3_000_000 + n), profession: profession))
+    }
+    /// A hospital (FINESS `example(n)`).
+    public static func hospital(_ n: Int = 1) -> Principal { .organisation(Organisation(finess: .example(n), kind: .hospital)) }
+    /// A pharmacy (FINESS `example(1_000_000 + n)`).
+    public static func pharmacy(_ n: Int = 1) -> Principal {
+        .organisation(Organisation(finess: .example(1_000_000 + n), kind: .pharmacy))
+    }
+    /// A laboratory (FINESS `example(2_000_000 + n)`).
+    public static func laboratory(_ n: Int = 1) -> Principal {
+        .organisation(Organisation(finess: .example(2_000_000 + n), kind: .laboratory))
+    }
+    /// The health insurer's systems (`cnam`).
+    public static var healthInsurer: Principal { .insurer(try! SystemPrincipal("cnam")) }
+    /// An audit reviewer (`reviewer-n`); list it in ``Configuration/auditReviewers``.
+    public static func reviewer(_ n: Int = 1) -> Principal { .auditReviewer(try! SystemPrincipal("reviewer-\(n)")) }
+}
+
+private func format6(_ n: Int) -> String { String(n).leftPadded(6) }
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,59 @@
+import PatientVault
+import VaultStorage
+
+/// Storage failures on demand, for a host's tests of its own error
+/// handling: a full disk, a failed `fdatasync`, a failed write. Inject them
+/// with ``PatientVault/Configuration/injecting(_:)``; switch them on and
+/// off while the store runs.
+///
+/// ```swift
+/// let faults = StoreFaults()
+/// try await withTemporaryStore(configuration: .testing.injecting(faults)) { store in
+///     faults.diskFull = true
+///     // deposits now fail with .diskFull; reads go on
+/// }
+/// ```
+///
+/// What the store does then is what it does on a real disk: a full disk
+/// refuses what needs new space (`diskFull`, nothing written; the same
+/// store works again once space returns); a failed sync or write stops
+/// the store (`durabilityLost` for that call, every later one and
+/// `close()`; reopen to go on: what was acknowledged is there).
+public final class StoreFaults: Sendable {
+    let injection = FaultInjection()
+
+    /// Creates faults that are all off.
+    public init() {}
+
+    /// While true, every reservation of disk space fails with `ENOSPC`:
+    /// deposits and vault creations fail with
+    /// ``PatientVault/PatientVaultError/Code/diskFull``; reads and listings
+    /// go on while the audit reserve lasts.
+    public var diskFull: Bool {
+        get { injection.diskFull }
+        set { injection.diskFull = newValue }
+    }
+
+    /// While set, this many more reservations of disk space succeed, and
+    /// every later one fails (a disk that fills up as the test runs).
+    public var reservationsBeforeDiskFull: Int? {
+        get { injection.allocationsBeforeDiskFull }
+        set { injection.allocationsBeforeDiskFull = newValue }
+    }
+
+    /// While true, every `fdatasync` of the commit path fails with `EIO`:
+    /// the next durable call gets
+    /// ``PatientVault/PatientVaultError/Code/durabilityLost``, and so does
+    /// every call after it, until the store is reopened.
+    public var syncFails: Bool {
+        get { injection.syncFails }
+        set { injection.syncFails = newValue }
+    }
+
+    /// While true, every write of records fails with `EIO` (half of it
+    /// reaching the file first): the store stops as for a failed sync.
+    public var writeFails: Bool {
+        get { injection.writeFault == .short }
+        set { injection.writeFault = newValue ? .short : nil }
+    }
+}

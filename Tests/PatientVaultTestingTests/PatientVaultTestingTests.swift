@@ -1,0 +1,125 @@
+import Foundation
+import PatientVault
+import PatientVaultTesting
+import Testing
+
+// The README's example ("Testing your service"), verbatim.
+@Test func aRefusedDoctorIsInThePatientsTrail() async throws {
+    let alice = INS.example(1)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let report = try await store.deposit(
+            DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation",
+                          createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain"),
+            content: Data("Tension 12/8.".utf8), for: alice, by: .doctor())
+        await #expect(throws: PatientVaultError.self) {
+            _ = try await store.content(of: report.id, for: alice, as: .doctor(2))
+        }
+        let trail = try await store.auditTrail(for: alice, as: .patient(alice))
+        #expect(trail.contains { $0.actor == .doctor(2) && $0.outcome == .denied })
+    }
+}
+
+/// The testing product as a downstream service uses it: public API only.
+@Suite struct PatientVaultTestingTests {
+    @Test func theFolderIsGoneAfterSuccessAnErrorAndACancellation() async throws {
+        struct Expected: Error {}
+        let kept = try await withTemporaryStore { store in store.location }
+        #expect(!FileManager.default.fileExists(atPath: kept.path))
+
+        let seen = LocationBox()
+        await #expect(throws: Expected.self) {
+            try await withTemporaryStore { store in
+                seen.set(store.location)
+                #expect(FileManager.default.fileExists(atPath: store.location.path))
+                throw Expected()
+            }
+        }
+        #expect(seen.get() != nil && !FileManager.default.fileExists(atPath: seen.get()!.path))
+
+        let started = LocationBox()
+        let task = Task {
+            try await withTemporaryStore { store in
+                started.set(store.location)
+                try await Task.sleep(for: .seconds(60))
+            }
+        }
+        while started.get() == nil { try await Task.sleep(for: .milliseconds(5)) }
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(!FileManager.default.fileExists(atPath: started.get()!.path))
+    }
+
+    @Test func aFreshStoreTakesLessThanTwoMegabytes() async throws {
+        for configuration in [Configuration.testing, Configuration()] {
+            let bytes = try await withTemporaryStore(configuration: configuration) { store in
+                let alice = INS.example(2)
+                try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+                let files = try FileManager.default.contentsOfDirectory(at: store.location, includingPropertiesForKeys: [.fileSizeKey])
+                return try files.reduce(0) { $0 + (try $1.resourceValues(forKeys: [.fileSizeKey]).fileSize ?? 0) }
+            }
+            #expect(bytes < 2_000_000, "\(bytes) bytes")
+        }
+    }
+
+    @Test func faultsFromOutsideGiveDiskFullAndDurabilityLost() async throws {
+        let faults = StoreFaults()
+        let alice = INS.example(3)
+        try await withTemporaryStore(configuration: .testing.injecting(faults)) { store in
+            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+            faults.diskFull = true
+            // A vault for someone else needs a new key slot: refused, typed.
+            let bob = INS.example(4)
+            let full = await #expect(throws: PatientVaultError.self) {
+                for n in 0..<2_000 {
+                    try await store.createVault(for: INS.example(100 + n), by: .patient(INS.example(100 + n)), channel: .patientOnline)
+                }
+            }
+            #expect(full?.code == .diskFull)
+            // Reads go on.
+            _ = try await store.vaultInfo(for: alice, as: .patient(alice))
+            faults.diskFull = false
+            try await store.createVault(for: bob, by: .patient(bob), channel: .patientOnline)
+
+            faults.syncFails = true
+            let lost = await #expect(throws: PatientVaultError.self) {
+                _ = try await store.deposit(
+                    DocumentDraft(typeCode: .consultationNote, category: .report, title: "Lost?", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain"),
+                    content: Data([1]), for: alice, by: .doctor())
+            }
+            #expect(lost?.code == .durabilityLost)
+            faults.syncFails = false
+            await #expect(throws: PatientVaultError.self) { try await store.close() }
+        }
+    }
+
+    @Test func buildersGiveValidDistinctIdentifiers() throws {
+        let examples = (0..<500).map { INS.example($0) }
+        #expect(Set(examples).count == 500)
+        #expect(INS.example(7) == INS.example(7))
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 { _ = try INS(INS.random(using: &generator).digits) }
+        #expect(Set((0..<100).map { RPPSNumber.example($0) }).count == 100)
+        #expect(Set((0..<100).map { FINESSNumber.example($0) }).count == 100)
+        let principals: [Principal] = [.doctor(), .doctor(2), .pharmacist(), .nurse(), .professional(.midwife), .hospital(), .pharmacy(), .laboratory(), .healthInsurer, .reviewer()]
+        #expect(Set(principals).count == principals.count)
+    }
+
+    @Test func theManualClockMovesOnlyWhenTold() {
+        let clock = ManualClock()
+        let start = clock.now()
+        #expect(clock.now() == start)
+        clock.advance(by: 3_600)
+        #expect(clock.now() == start.addingTimeInterval(3_600))
+        clock.set(Date(timeIntervalSince1970: 0))
+        #expect(clock.now() == Date(timeIntervalSince1970: 0))
+    }
+}
+
+/// A location seen inside a body, read outside it.
+final class LocationBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: URL?
+    func set(_ url: URL) { lock.withLock { value = url } }
+    func get() -> URL? { lock.withLock { value } }
+}
