@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Dispatch
+import Foundation
 import Logging
 import VaultSync
 
@@ -37,6 +38,7 @@ extension LogEngineCore {
                     continue
                 }
                 finishOnClose(unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced)
+                keyFileSyncer.stop()
                 stopped.complete(.success([]))
                 return
             }
@@ -181,7 +183,7 @@ extension LogEngineCore {
             if let current = s.segments[s.current], current.allocated < current.size {
                 let ahead = current.allocated - min(current.allocated, s.tail)
                 if ahead < configuration.reserve + current.allocated / 8 {
-                    segment = (current.file, s.current, min(current.size, current.allocated * 2))
+                    segment = (current.file, s.current, min(current.size, LogEngineCore.nextStep(after: current.allocated)))
                 }
             }
             // Room for fewer than 64 more slots: the next step now.
@@ -224,25 +226,16 @@ extension LogEngineCore {
             return
         }
         guard !segments.isEmpty else { return try sync(keyFile) }
-        let keyFileResult = Locked<Result<Void, StorageError>>(.success(()))
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global(qos: .userInitiated).async { [self] in
-            do {
-                try sync(keyFile)
-            } catch {
-                keyFileResult.withLock { $0 = .failure((error as? StorageError) ?? StorageError(.io, "sync failed")) }
-            }
-            done.signal()
-        }
+        keyFileSyncer.begin()
         var segmentError: (any Error)?
         do {
             for file in segments { try sync(file) }
         } catch {
             segmentError = error
         }
-        done.wait()
+        let keyFileError = keyFileSyncer.finish()
         if let segmentError { throw segmentError }
-        try keyFileResult.withLock { $0 }.get()
+        if let keyFileError { throw keyFileError }
     }
 
     private func finishOnClose(unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool) {
@@ -265,5 +258,59 @@ extension LogEngineCore {
                 logger.debug("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
             }
         }
+    }
+}
+
+/// The thread that syncs the key file while the committer syncs segments:
+/// one thread for the engine's life, so a parallel sync allocates nothing.
+final class KeyFileSyncer: Sendable {
+    private let file: PosixFile
+    private let faults: FaultInjection?
+    private let request = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    /// Whether to stop, and the last sync's error.
+    private let state = Locked<(quit: Bool, error: StorageError?)>((false, nil))
+
+    init(file: PosixFile, faults: FaultInjection?) {
+        self.file = file
+        self.faults = faults
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            while true {
+                request.wait()
+                if state.withLock({ $0.quit }) { return }
+                var failure: StorageError?
+                do {
+                    try faults?.checkSync(file.name)
+                    try file.syncData()
+                } catch {
+                    failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
+                }
+                state.withLock { $0.error = failure }
+                done.signal()
+            }
+        }
+        thread.name = "patientvault.keysync"
+        thread.start()
+    }
+
+    /// Starts one sync of the key file.
+    func begin() { request.signal() }
+
+    /// Waits for the sync `begin` started; returns its error, if any.
+    func finish() -> StorageError? {
+        done.wait()
+        return state.withLock { s in
+            defer { s.error = nil }
+            return s.error
+        }
+    }
+
+    /// Ends the thread (after the last `finish`).
+    func stop() {
+        state.withLock { $0.quit = true }
+        request.signal()
     }
 }

@@ -13,7 +13,8 @@ package struct LogEngineConfiguration: Sendable {
     /// The largest size of a segment file (the bound of its offsets).
     package var segmentSize: UInt64 = 64 << 20
     /// What a new segment file is preallocated with; the file grows by
-    /// doubling (preallocated each time) up to ``segmentSize``, so a small
+    /// doubling, in steps of at most 4 MiB (preallocated each time: zeros
+    /// written and synced), up to ``segmentSize``, so a small
     /// store holds little disk and opens in proportion to its data.
     package var initialSegmentAllocation: UInt64 = 1 << 20
     /// Bytes that only groups appended with `mayUseReserve` (audit entries
@@ -194,6 +195,7 @@ final class LogEngineCore: Sendable {
     let wakeup = DispatchSemaphore(value: 0)
     let stopped = AppendTicket()
     let recoveryReport: RecoveryReport
+    let keyFileSyncer: KeyFileSyncer
 
     var logger: Logger { configuration.logger }
 
@@ -207,6 +209,7 @@ final class LogEngineCore: Sendable {
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         (keyFile, keySalt) = try LogEngineCore.openKeyFile(directory: directory, logExists: logExists, faults: configuration.faults)
+        keyFileSyncer = KeyFileSyncer(file: keyFile, faults: configuration.faults)
         var s = State()
         recoveryReport = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keyFile: (keyFile, keySalt), into: &s)
@@ -231,6 +234,7 @@ final class LogEngineCore: Sendable {
     }
 
     func startCommitter() {
+        keyFileSyncer.start()
         let thread = Thread { [self] in self.commitLoop() }
         thread.name = "patientvault.commit"
         thread.start()
@@ -354,7 +358,7 @@ final class LogEngineCore: Sendable {
     private func preallocate(_ s: inout State, through end: UInt64) throws {
         guard var segment = s.segments[s.current], end > segment.allocated else { return }
         let needed = LogEngineCore.roundUp(end, within: segment.size)
-        let doubled = min(segment.size, max(needed, segment.allocated * 2))
+        let doubled = min(segment.size, max(needed, LogEngineCore.nextStep(after: segment.allocated)))
         do {
             try allocate(segment.file, to: doubled)
             segment.allocated = doubled
@@ -369,6 +373,12 @@ final class LogEngineCore: Sendable {
     func allocate(_ file: PosixFile, to length: UInt64) throws {
         try configuration.faults?.checkAllocation(file.name)
         try file.allocate(upTo: length)
+    }
+
+    /// The next size of a segment's preallocation: double, in steps of at
+    /// most 4 MiB (each step is written with zeros and synced).
+    static func nextStep(after allocated: UInt64) -> UInt64 {
+        allocated + min(max(allocated, 4096), 4 << 20)
     }
 
     /// `value` rounded up to a 4 KiB multiple, at most `limit`.

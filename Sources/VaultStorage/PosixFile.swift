@@ -193,11 +193,24 @@ package final class PosixFile: @unchecked Sendable {
     }
 
     /// Reserves space up to `length` bytes so that later writes inside it
-    /// cannot fail for lack of space.
+    /// cannot fail for lack of space: zeros are written from the file's end
+    /// and synced. Real blocks, not `posix_fallocate`'s unwritten extents:
+    /// a later overwrite then changes no file-system metadata, so its
+    /// `fdatasync` flushes data alone, without a journal commit (about half
+    /// the latency of a durable 4 KiB deposit on ext4).
     package func allocate(upTo length: UInt64) throws {
-        let rc = posix_fallocate(fd, 0, off_t(length))
-        guard rc == 0 else { throw PosixFile.error("fallocate", name: name, code: rc) }
-        observer?.resized(path, to: length, growOnly: true)
+        let current = try size()
+        guard length > current else { return }
+        let zeros = [UInt8](repeating: 0, count: Int(min(length - current, 1 << 20)))
+        var offset = current
+        try zeros.withUnsafeBytes { raw in
+            while offset < length {
+                let n = Int(min(UInt64(raw.count), length - offset))
+                try write(UnsafeRawBufferPointer(rebasing: raw[0..<n]), at: offset)
+                offset += UInt64(n)
+            }
+        }
+        try syncData()
     }
 
     /// Cuts the file at `length` bytes.

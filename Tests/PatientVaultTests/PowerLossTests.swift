@@ -232,8 +232,12 @@ final class PowerLossDisk: FileObserver, Sendable {
         func count(_ match: (PowerLossDisk.Op) -> Bool) -> Int { ops.filter(match).count }
         #expect(count { if case .renamed(_, let to) = $0 { to.hasSuffix("segment-0000000002.log") } else { false } } == 1)
         #expect(count { if case .renamed(_, let to) = $0 { to.hasSuffix("index.checkpoint") } else { false } } >= 3)
-        #expect(count { if case .resized(let p, _, true) = $0 { p.hasSuffix("keys.slots") } else { false } } >= 3)
-        #expect(count { if case .resized(let p, _, true) = $0 { p.contains("segment-0000000001") } else { false } } >= 4)
+        // Growth steps: zeros written ahead of the data (then synced).
+        func growth(_ file: String) -> Int {
+            count { if case .wrote(let p, _, let b) = $0 { p.contains(file) && b.count >= 4096 && !b.contains { $0 != 0 } } else { false } }
+        }
+        #expect(growth("keys.slots") >= 3)
+        #expect(growth("segment-0000000001") >= 4)
         var points: [Int] = ops.indices.filter { if case .synced = ops[$0] { true } else { false } }
         points.append(ops.count)
         let stride = max(1, Int(ProcessInfo.processInfo.environment["PV_POWERLOSS_STRIDE"] ?? "") ?? 16)
