@@ -75,6 +75,31 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// The cryptographic library could not initialise or allocate
         /// guarded memory.
         public static let cryptoUnavailable = Code("cryptoUnavailable")
+
+        /// The HTTP status a service built on the store answers with:
+        ///
+        /// | code | status |
+        /// |---|---|
+        /// | `invalidIdentifier`, `invalidArgument` | 400 Bad Request |
+        /// | `accessDenied` | 403 Forbidden |
+        /// | `unknownVault`, `unknownDocument` | 404 Not Found (a document the caller may not see is "not found" too) |
+        /// | `vaultAlreadyExists`, `conflict` | 409 Conflict |
+        /// | `deprecatedVersion`, `erased` | 410 Gone |
+        /// | `diskFull` | 507 Insufficient Storage |
+        /// | `storeLocked`, `closed`, `durabilityLost`, `cancelled` | 503 Service Unavailable (retry after the store is reopened; for `durabilityLost`, check before retrying a write) |
+        /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable` | 500 Internal Server Error |
+        public var httpStatus: Int {
+            switch self {
+            case .invalidIdentifier, .invalidArgument: 400
+            case .accessDenied: 403
+            case .unknownVault, .unknownDocument: 404
+            case .vaultAlreadyExists, .conflict: 409
+            case .deprecatedVersion, .erased: 410
+            case .diskFull: 507
+            case .storeLocked, .closed, .durabilityLost, .cancelled: 503
+            default: 500
+            }
+        }
     }
 
     /// The kind of failure.
@@ -148,8 +173,10 @@ extension PatientVaultError {
             case .unsupportedFormat: code = .unsupportedFormat
             default: code = .io
             }
+            // The system's errno, when there is one, says what the disk did.
+            let message = e.errno.map { e.message + " (errno \($0))" } ?? e.message
             return PatientVaultError(
-                code, e.message, vaultID: vaultID, documentID: documentID, segment: e.segment, offset: e.offset)
+                code, message, vaultID: vaultID, documentID: documentID, segment: e.segment, offset: e.offset)
         case let e as CryptoError:
             if e.code == .authenticationFailed {
                 return PatientVaultError(

@@ -239,9 +239,22 @@ package enum FileSystem {
     /// Creates the store's directory with mode 0700. One that exists with
     /// any group or world permission is tightened to 0700: the store's
     /// files are only ever its owner's.
+    /// Missing parent folders are created too (0700); a failure names the
+    /// folder that could not be created and its `errno`.
     package static func createDirectory(_ path: String) throws {
         if mkdir(path, 0o700) == 0 { return }
-        guard errno == EEXIST else { throw PosixFile.error("mkdir", name: "store directory") }
+        if errno == ENOENT {
+            // Create the parents, from the nearest existing one down.
+            let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            if !parent.isEmpty && parent != path {
+                try createParent(parent)
+                if mkdir(path, 0o700) == 0 { return }
+            }
+        }
+        guard errno == EEXIST else {
+            let code = errno
+            throw StorageError(.io, "mkdir of \(path) failed", errno: code)
+        }
         var info = stat()
         guard stat(path, &info) == 0 else { throw PosixFile.error("stat", name: "store directory") }
         guard info.st_mode & S_IFMT == S_IFDIR else {
@@ -249,6 +262,19 @@ package enum FileSystem {
         }
         if info.st_mode & 0o077 != 0 {
             guard chmod(path, 0o700) == 0 else { throw PosixFile.error("chmod", name: "store directory") }
+        }
+    }
+
+    /// Creates `path` and its missing parents (0700), leaving existing ones
+    /// as they are.
+    private static func createParent(_ path: String) throws {
+        var info = stat()
+        if stat(path, &info) == 0 { return }
+        let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !parent.isEmpty && parent != path { try createParent(parent) }
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+            let code = errno
+            throw StorageError(.io, "mkdir of \(path) failed", errno: code)
         }
     }
 

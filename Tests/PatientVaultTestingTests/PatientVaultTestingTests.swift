@@ -123,3 +123,55 @@ final class LocationBox: @unchecked Sendable {
     func set(_ url: URL) { lock.withLock { value = url } }
     func get() -> URL? { lock.withLock { value } }
 }
+
+/// `open(at:)` creates missing parent folders, or says which one failed.
+@Test func openCreatesMissingParentFoldersOrSaysWhichFailed() async throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("pv-parents-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: root) }
+    let nested = root.appendingPathComponent("a/b/store")
+    let store = try await VaultStore.open(at: nested, key: .key(try MasterKey.generate()), configuration: .testing)
+    try await store.close()
+    let mode = try FileManager.default.attributesOfItem(atPath: root.appendingPathComponent("a").path)[.posixPermissions] as? Int
+    #expect(mode == 0o700)
+    // Under a regular file, no folder can be made: the error names the path.
+    let file = root.appendingPathComponent("plain")
+    try Data([1]).write(to: file)
+    let refused = await #expect(throws: PatientVaultError.self) {
+        _ = try await VaultStore.open(at: file.appendingPathComponent("x/store"), key: .key(try MasterKey.generate()), configuration: .testing)
+    }
+    #expect(refused?.code == .io)
+    #expect(refused?.message.contains(file.appendingPathComponent("x").path) == true)
+    #expect(refused?.message.contains("errno") == true)
+}
+
+/// Every error code has its HTTP status, and the usual ones are right.
+@Test func everyErrorCodeHasAnHTTPStatus() {
+    let expected: [(PatientVaultError.Code, Int)] = [
+        (.invalidIdentifier, 400), (.invalidArgument, 400), (.accessDenied, 403), (.unknownVault, 404),
+        (.unknownDocument, 404), (.vaultAlreadyExists, 409), (.conflict, 409), (.deprecatedVersion, 410), (.erased, 410),
+        (.diskFull, 507), (.storeLocked, 503), (.closed, 503), (.durabilityLost, 503), (.cancelled, 503),
+        (.wrongMasterKey, 500), (.corrupted, 500), (.io, 500), (.unsupportedFormat, 500), (.cryptoUnavailable, 500),
+    ]
+    for (code, status) in expected { #expect(code.httpStatus == status, "\(code)") }
+}
+
+/// The LOINC codes of French shared records, each filed under a category,
+/// deposited and listed under it.
+@Test func knownLOINCCodesHaveTheirCategory() async throws {
+    #expect(DocumentTypeCode.knownLOINC.count == Set(DocumentTypeCode.knownLOINC).count)
+    #expect(DocumentTypeCode.dischargeSummary.usualCategory == .summary)
+    #expect(DocumentTypeCode.laboratoryReport.usualCategory == .report)
+    #expect(DocumentTypeCode(code: "00000-0").usualCategory == nil)
+    let alice = INS.example(5)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        for type in DocumentTypeCode.knownLOINC {
+            let category = try #require(type.usualCategory)
+            let draft = DocumentDraft(typeCode: type, category: category, title: "Document \(type.code)", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain")
+            _ = try await store.deposit(draft, content: Data(type.code.utf8), for: alice, by: .hospital())
+        }
+        let listed = try await store.documents(for: alice, as: .patient(alice))
+        #expect(Set(listed.map(\.typeCode)) == Set(DocumentTypeCode.knownLOINC))
+        for m in listed { #expect(m.category == m.typeCode.usualCategory) }
+    }
+}

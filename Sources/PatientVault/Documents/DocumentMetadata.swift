@@ -34,8 +34,50 @@ public struct DocumentTypeCode: Hashable, Sendable {
     public static let summaryOfEpisode = DocumentTypeCode(code: "34133-9")
     /// LOINC 57833-6, prescription for medication.
     public static let prescription = DocumentTypeCode(code: "57833-6")
-    /// LOINC 18748-4, diagnostic imaging study.
+    /// LOINC 18748-4, diagnostic imaging study (the imaging report).
     public static let imagingStudy = DocumentTypeCode(code: "18748-4")
+    /// LOINC 18842-5, discharge summary (lettre de liaison de sortie).
+    public static let dischargeSummary = DocumentTypeCode(code: "18842-5")
+    /// LOINC 11502-2, laboratory report (compte rendu de biologie).
+    public static let laboratoryReport = DocumentTypeCode(code: "11502-2")
+    /// LOINC 11504-8, surgical operation note (compte rendu opératoire).
+    public static let operativeNote = DocumentTypeCode(code: "11504-8")
+    /// LOINC 10160-0, history of medication use (the medication list).
+    public static let medicationList = DocumentTypeCode(code: "10160-0")
+    /// LOINC 57133-1, referral note (lettre d'adressage).
+    public static let referralNote = DocumentTypeCode(code: "57133-1")
+    /// LOINC 60591-5, patient summary (volet de synthèse médicale).
+    public static let patientSummary = DocumentTypeCode(code: "60591-5")
+    /// LOINC 11369-6, history of immunization (vaccinations).
+    public static let immunizationHistory = DocumentTypeCode(code: "11369-6")
+    /// LOINC 18776-5, plan of care note.
+    public static let planOfCare = DocumentTypeCode(code: "18776-5")
+    /// LOINC 60593-1, medication dispensed (dispensation).
+    public static let medicationDispensed = DocumentTypeCode(code: "60593-1")
+
+    /// The category of the access matrix that a known LOINC code files
+    /// under (a deposit states its category; this is the usual one), or nil
+    /// for a code this library does not know.
+    public var usualCategory: DocumentCategory? {
+        guard system == "http://loinc.org" else { return nil }
+        switch code {
+        case "11488-4", "11502-2", "11504-8", "57133-1": return .report
+        case "34133-9", "18842-5", "60591-5", "10160-0": return .summary
+        case "57833-6": return .prescription
+        case "18748-4": return .medicalImaging
+        case "60593-1": return .dispensation
+        case "11369-6": return .administeredTreatment
+        case "18776-5": return .carePlan
+        default: return nil
+        }
+    }
+
+    /// The LOINC codes this library names, each with its usual category.
+    public static let knownLOINC: [DocumentTypeCode] = [
+        .consultationNote, .summaryOfEpisode, .prescription, .imagingStudy, .dischargeSummary, .laboratoryReport,
+        .operativeNote, .medicationList, .referralNote, .patientSummary, .immunizationHistory, .planOfCare,
+        .medicationDispensed,
+    ]
 }
 
 /// The per-document confidentiality flags of the DMP (independent).

@@ -77,6 +77,9 @@ public final class VaultStore: Sendable {
     /// Opens the store in `url` (a directory), creating it if it does not
     /// exist, and recovers from a crash if needed.
     ///
+    /// The folder is created if missing (with its missing parents, mode
+    /// 0700); a folder that cannot be created is an ``PatientVaultError/Code/io``
+    /// error naming it and the system's `errno`.
     /// The master key is checked against the store's header before anything
     /// is written. Cost: Argon2id if the key comes from a passphrase; then
     /// loading the index checkpoint and replaying the log after it.
