@@ -384,11 +384,12 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
 
     // The peer with the same guarantees: each deposit and each read writes a
     // sealed audit row in its own transaction, durable at commit.
-    let audited = Shared<SQLiteAuditedPeer>()
+    let audited = Shared<(SQLiteAuditedPeer, SQLiteAuditedPeer.Connection)>()
     let auditedSetup: @Sendable () async throws -> Void = {
         let p = try SQLiteAuditedPeer(directory: TemporaryStore.root.path)
-        try p.connect().deposit(document, vault: vault, count: 10_000)
-        audited.value = p
+        let c = try p.connect()
+        try c.deposit(document, vault: vault, count: 10_000)
+        audited.value = (p, c)
     }
     let auditedTeardown: @Sendable () async throws -> Void = { audited.value = nil }
     for threads in [1, 32] {
@@ -396,10 +397,14 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
             "SQLite+audit/deposit 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
             configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
         ) { benchmark in
-            let p = audited.get()
+            let c = audited.get().1
             let start = ContinuousClock.now
-            try onThreads(benchmark.scaledIterations.count, threads: threads, make: { try p.connect() }) { c, _ in
-                try c.deposit(document, vault: vault)
+            if threads == 1 {
+                for _ in benchmark.scaledIterations { try c.deposit(document, vault: vault) }
+            } else {
+                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, _ in
+                    try c.deposit(document, vault: vault)
+                }
             }
             measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
         } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
@@ -407,10 +412,14 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
             "SQLite+audit/read 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
             configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
         ) { benchmark in
-            let p = audited.get()
+            let c = audited.get().1
             let start = ContinuousClock.now
-            try onThreads(benchmark.scaledIterations.count, threads: threads, make: { try p.connect() }) { c, i in
-                try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault)
+            if threads == 1 {
+                for i in benchmark.scaledIterations { try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault) }
+            } else {
+                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, i in
+                    try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault)
+                }
             }
             measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
         } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
@@ -419,7 +428,7 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
         "SQLite+audit/deposit 4 KiB with its audit row, 100 per transaction",
         configuration: .init(metrics: bandwidth, scalingFactor: .kilo, maxIterations: 50)
     ) { benchmark in
-        let c = try audited.get().connect()
+        let c = audited.get().1
         let start = ContinuousClock.now
         for _ in 0..<(benchmark.scaledIterations.count / 100) { try c.deposit(document, vault: vault, count: 100) }
         measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)

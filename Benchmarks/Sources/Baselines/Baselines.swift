@@ -169,8 +169,9 @@ public final class SQLitePeer: @unchecked Sendable {
 /// The peer with the same guarantees as PatientVault: SQLite (WAL,
 /// synchronous=FULL) writing, in the same transaction as each deposit and
 /// each read, a sealed audit row (512 bytes of entry, sealed, as
-/// PatientVault pads its entries). One connection per thread (SQLite
-/// serialises writers; `busy_timeout` makes the others wait).
+/// PatientVault pads its entries). Threads share one connection behind a
+/// lock, as an application does with SQLite's single writer (GRDB's
+/// writer queue): each transaction is still durable on its own.
 public final class SQLiteAuditedPeer: @unchecked Sendable {
     public let path: String
 
@@ -188,7 +189,7 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
         for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
     }
 
-    /// A connection of its own, for one thread.
+    /// A connection (one per benchmark; shared by its threads).
     public func connect() throws -> Connection { try Connection(path: path) }
 
     /// One thread's connection with its statements and buffers.
@@ -201,6 +202,8 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
         private var sealed: [UInt8] = []
         private var opened: [UInt8] = []
         private let entry = [UInt8](repeating: 0x41, count: 512)
+        /// Serialises the threads that share the connection.
+        private let lock = NSLock()
 
         init(path: String) throws {
             cipher = try RawCipher()
@@ -247,6 +250,8 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
         /// row, in one transaction (durable at commit). Returns the last id.
         @discardableResult
         public func deposit(_ document: [UInt8], vault: [UInt8], count: Int = 1) throws -> Int64 {
+            lock.lock()
+            defer { lock.unlock() }
             try exec("BEGIN IMMEDIATE")
             for _ in 0..<count {
                 cipher.seal(document, into: &sealed)
@@ -262,6 +267,8 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
         /// written and durable in the same transaction; returns its size.
         @discardableResult
         public func read(id: Int64, vault: [UInt8]) throws -> Int {
+            lock.lock()
+            defer { lock.unlock() }
             try exec("BEGIN IMMEDIATE")
             let statement = try prepare(&select, "SELECT body FROM documents WHERE id = ?")
             sqlite3_bind_int64(statement, 1, id)
