@@ -109,6 +109,7 @@ enum FuzzTarget: Int, CaseIterable, Sendable {
     case recordHeader, vaultCreated, documentVersion, vaultEvent, statistics, auditEntry, vaultAnchor
     case storeHeader, storeHeaderFixed, recordPadding
     case ins, insKey, rpps, finess, documentID, breakGlassReason, systemPrincipal
+    case slotManifest
 
     var fixesChecksums: Bool {
         switch self {
@@ -278,6 +279,9 @@ enum FuzzHarness {
         case .systemPrincipal:
             let principal = try SystemPrincipal(text)
             try roundTrip("system principal") { try SystemPrincipal(principal.identifier) == principal }
+        case .slotManifest:
+            guard let slots = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
+            try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(slots) == data }
         }
         return true
     }

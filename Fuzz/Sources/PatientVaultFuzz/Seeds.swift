@@ -136,6 +136,8 @@ enum Seeds {
             previousHash: [UInt8](repeating: 0, count: 32)).encoded()
 
         let anchor = VaultAnchor(records: 12, headHash: bytes(16, from: 40)).encoded()
+        let manifest1 = LogFormat.encodeSlotManifest([(7, 0xDEAD_BEEF)])
+        let manifest2 = LogFormat.encodeSlotManifest([(1, 1), (2, 0x1234_5678), (1 << 40, 0)])
 
         let store1 = StoreHeader(
             source: .argon2id, salt: salt, parameters: .init(opsLimit: 3, memLimit: 64 << 20), storeID: bytes(16, from: 2),
@@ -177,6 +179,7 @@ enum Seeds {
             (.documentID, [utf8("00112233445566778899AABBCCDDEEFF"), utf8(doc.description)], [utf8("0011223344556677889"), utf8("00112233445566778899aabbccddeefg")]),
             (.breakGlassReason, [utf8("Patient inconscient, urgence vitale"), utf8("AVP 🚑 SAMU")], [utf8("\u{2060}a\u{2060}b\u{2060}"), utf8("ab  "), []]),
             (.systemPrincipal, [utf8("cnam"), utf8("insurer-01.prod_A")], [[], utf8("a b")]),
+            (.slotManifest, [manifest1, manifest2], [Array(manifest1.dropLast()), with(manifest2, 4, 1), with(manifest2, 20, 1)]),
         ]
     }
 
