@@ -276,4 +276,14 @@ public struct VaultInfo: Hashable, Sendable {
     public var createdAt: Date
     /// Number of documents (current versions) visible to the asker.
     public var documentCount: Int
+
+    /// Vault information as the store returns it; public so that a host's
+    /// tests can fake a store's answers.
+    public init(vaultID: String, createdBy: Principal, channel: CreationChannel, createdAt: Date, documentCount: Int) {
+        self.vaultID = vaultID
+        self.createdBy = createdBy
+        self.channel = channel
+        self.createdAt = createdAt
+        self.documentCount = documentCount
+    }
 }

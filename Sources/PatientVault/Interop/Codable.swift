@@ -1,0 +1,458 @@
+import Foundation
+
+// Codable: stable JSON for the values a service returns. Whatever the
+// encoder's strategies, the JSON is the same: identifiers are strings
+// (a document id as 32 lowercase hex digits, an INS as its 15 characters),
+// hashes are lowercase hex, dates are ISO 8601 strings in UTC with
+// milliseconds (`2023-11-14T22:13:20.000Z`), enumerations are their case
+// names, a principal is an object tagged by `kind`. Decoding validates
+// what it reads like the initialisers do (an INS with a wrong key, a
+// malformed hash, an unknown kind are `DecodingError.dataCorrupted`).
+// The shapes are documented in Documentation/Interop.md and pinned by
+// golden tests.
+
+/// The ISO 8601 form of the JSON's dates.
+enum JSONDate {
+    static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    static func encode<K: CodingKey>(_ date: Date, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
+        try c.encode(style.format(date), forKey: key)
+    }
+
+    static func encodeIfPresent<K: CodingKey>(_ date: Date?, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
+        if let date { try encode(date, key, in: &c) }
+    }
+
+    static func decode<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Date {
+        let text = try c.decode(String.self, forKey: key)
+        guard let date = try? style.parse(text) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not an ISO 8601 date with milliseconds")
+        }
+        return date
+    }
+
+    static func decodeIfPresent<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Date? {
+        try c.contains(key) && !c.decodeNil(forKey: key) ? decode(key, in: c) : nil
+    }
+}
+
+/// Lowercase hex for byte strings.
+enum JSONHex {
+    static func decode<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> [UInt8] {
+        let text = try c.decode(String.self, forKey: key)
+        guard let bytes = bytes(text) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not lowercase hex")
+        }
+        return bytes
+    }
+
+    static func bytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: c - 48
+            case 97...102: c - 87
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        var i = 0
+        while i < digits.count {
+            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+            i += 2
+        }
+        return out
+    }
+}
+
+/// A string-valued identifier: encoded as its text, decoded through its
+/// validating initialiser.
+private func decodeString<T>(_ decoder: any Decoder, _ make: (String) throws -> T) throws -> T {
+    let c = try decoder.singleValueContainer()
+    let text = try c.decode(String.self)
+    do {
+        return try make(text)
+    } catch {
+        throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(T.self): \(error)")
+    }
+}
+
+// MARK: - Identifiers
+
+/// A document id is 32 lowercase hex digits.
+extension DocumentID: Codable {
+    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try DocumentID($0) } }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// An INS is its 15 characters (personal data: send it only where it belongs).
+extension INS: Codable {
+    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try INS($0) } }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(digits)
+    }
+}
+
+/// An RPPS number is its 11 digits.
+extension RPPSNumber: Codable {
+    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try RPPSNumber($0) } }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(digits)
+    }
+}
+
+/// A FINESS number is its 9 characters.
+extension FINESSNumber: Codable {
+    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try FINESSNumber($0) } }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(value)
+    }
+}
+
+/// A system principal is its identifier.
+extension SystemPrincipal: Codable {
+    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try SystemPrincipal($0) } }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(identifier)
+    }
+}
+
+// MARK: - Enumerations: their case names
+
+extension DocumentCategory: Codable {}
+extension CreationChannel: Codable {}
+extension ReplacementReason: Codable {}
+extension Profession: Codable {}
+extension OrganisationKind: Codable {}
+extension LegalRepresentative.Relationship: Codable {}
+extension VaultAction: Codable {}
+extension AccessRule: Codable {}
+extension AuditOutcome: Codable {}
+extension AuditPurpose: Codable {}
+
+/// `{"system": "http://loinc.org", "code": "11488-4"}`
+extension DocumentTypeCode: Codable {
+    private enum Keys: String, CodingKey { case system, code }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(system: try c.decode(String.self, forKey: .system), code: try c.decode(String.self, forKey: .code))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(system, forKey: .system)
+        try c.encode(code, forKey: .code)
+    }
+}
+
+/// The names of the flags set, in a fixed order:
+/// `["maskedFromProfessionals", "hiddenFromPatient", "hiddenFromLegalRepresentatives"]`.
+extension ConfidentialityFlags: Codable {
+    private static let names: [(String, ConfidentialityFlags)] = [
+        ("maskedFromProfessionals", .maskedFromProfessionals), ("hiddenFromPatient", .hiddenFromPatient),
+        ("hiddenFromLegalRepresentatives", .hiddenFromLegalRepresentatives),
+    ]
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        var flags: ConfidentialityFlags = []
+        for name in try c.decode([String].self) {
+            guard let flag = Self.names.first(where: { $0.0 == name })?.1 else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown confidentiality flag")
+            }
+            flags.insert(flag)
+        }
+        self = flags
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(Self.names.filter { contains($0.1) }.map(\.0))
+    }
+}
+
+// MARK: - Principals
+
+/// `{"rpps": "10101234567", "profession": "doctor", "speciality": "cardiology"}`
+/// (no `speciality` key when there is none).
+extension HealthProfessional: Codable {
+    private enum Keys: String, CodingKey { case rpps, profession, speciality }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let rpps = try c.decode(RPPSNumber.self, forKey: .rpps)
+        let profession = try c.decode(Profession.self, forKey: .profession)
+        do {
+            try self.init(rpps: rpps, profession: profession, speciality: try c.decodeIfPresent(String.self, forKey: .speciality))
+        } catch let error as PatientVaultError {
+            throw DecodingError.dataCorruptedError(forKey: .speciality, in: c, debugDescription: "\(error)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(rpps, forKey: .rpps)
+        try c.encode(profession, forKey: .profession)
+        try c.encodeIfPresent(speciality, forKey: .speciality)
+    }
+}
+
+/// `{"finess": "750712184", "kind": "hospital"}`
+extension Organisation: Codable {
+    private enum Keys: String, CodingKey { case finess, kind }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(finess: try c.decode(FINESSNumber.self, forKey: .finess), kind: try c.decode(OrganisationKind.self, forKey: .kind))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(finess, forKey: .finess)
+        try c.encode(kind, forKey: .kind)
+    }
+}
+
+/// `{"ins": "…", "relationship": "parent"}`
+extension LegalRepresentative: Codable {
+    private enum Keys: String, CodingKey { case ins, relationship }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(ins: try c.decode(INS.self, forKey: .ins), relationship: try c.decode(Relationship.self, forKey: .relationship))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(ins, forKey: .ins)
+        try c.encode(relationship, forKey: .relationship)
+    }
+}
+
+/// An object tagged by `kind` (``Principal/kind``):
+/// `{"kind": "patient", "ins": …}`, `{"kind": "representative", "ins": …,
+/// "relationship": …}`, `{"kind": "professional" or "emergencyRegulator",
+/// "rpps": …, "profession": …, "speciality"?: …}`, `{"kind":
+/// "organisation", "finess": …, "organisationKind": …}`, `{"kind":
+/// "insurer", "employer", "complementaryInsurer" or "auditReviewer",
+/// "identifier": …}`, `{"kind": "system"}`.
+extension Principal: Codable {
+    private enum Keys: String, CodingKey {
+        case kind, ins, relationship, rpps, profession, speciality, finess, organisationKind, identifier
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "patient": self = .patient(try c.decode(INS.self, forKey: .ins))
+        case "representative": self = .representative(try LegalRepresentative(from: decoder))
+        case "professional": self = .professional(try HealthProfessional(from: decoder))
+        case "emergencyRegulator": self = .emergencyRegulator(try HealthProfessional(from: decoder))
+        case "organisation":
+            self = .organisation(Organisation(
+                finess: try c.decode(FINESSNumber.self, forKey: .finess),
+                kind: try c.decode(OrganisationKind.self, forKey: .organisationKind)))
+        case "insurer": self = .insurer(try c.decode(SystemPrincipal.self, forKey: .identifier))
+        case "employer": self = .employer(try c.decode(SystemPrincipal.self, forKey: .identifier))
+        case "complementaryInsurer": self = .complementaryInsurer(try c.decode(SystemPrincipal.self, forKey: .identifier))
+        case "auditReviewer": self = .auditReviewer(try c.decode(SystemPrincipal.self, forKey: .identifier))
+        case "system": self = .system
+        default: throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown principal kind")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(kind, forKey: .kind)
+        switch self {
+        case .patient(let ins): try c.encode(ins, forKey: .ins)
+        case .representative(let r): try r.encode(to: encoder)
+        case .professional(let p), .emergencyRegulator(let p): try p.encode(to: encoder)
+        case .organisation(let o):
+            try c.encode(o.finess, forKey: .finess)
+            try c.encode(o.kind, forKey: .organisationKind)
+        case .insurer(let s), .employer(let s), .complementaryInsurer(let s), .auditReviewer(let s):
+            try c.encode(s, forKey: .identifier)
+        case .system: break
+        }
+    }
+}
+
+// MARK: - Documents and vaults
+
+/// `{"state": "current"}`, `{"state": "superseded", "by": 2}`,
+/// `{"state": "enteredInError", "correctedBy": 2}`.
+extension DocumentStatus: Codable {
+    private enum Keys: String, CodingKey { case state, by, correctedBy }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        switch try c.decode(String.self, forKey: .state) {
+        case "current": self = .current
+        case "superseded": self = .superseded(by: try c.decode(Int.self, forKey: .by))
+        case "enteredInError": self = .enteredInError(correctedBy: try c.decode(Int.self, forKey: .correctedBy))
+        default: throw DecodingError.dataCorruptedError(forKey: .state, in: c, debugDescription: "unknown document status")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .current: try c.encode("current", forKey: .state)
+        case .superseded(let by):
+            try c.encode("superseded", forKey: .state)
+            try c.encode(by, forKey: .by)
+        case .enteredInError(let by):
+            try c.encode("enteredInError", forKey: .state)
+            try c.encode(by, forKey: .correctedBy)
+        }
+    }
+}
+
+/// The draft's fields; optional ones are absent when nil.
+extension DocumentDraft: Codable {
+    private enum Keys: String, CodingKey {
+        case typeCode, category, title, createdAt, serviceStart, serviceEnd, mimeType, confidentiality
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(
+            typeCode: try c.decode(DocumentTypeCode.self, forKey: .typeCode), category: try c.decode(DocumentCategory.self, forKey: .category),
+            title: try c.decode(String.self, forKey: .title), createdAt: try JSONDate.decode(.createdAt, in: c),
+            serviceStart: try JSONDate.decodeIfPresent(.serviceStart, in: c), serviceEnd: try JSONDate.decodeIfPresent(.serviceEnd, in: c),
+            mimeType: try c.decode(String.self, forKey: .mimeType),
+            confidentiality: try c.decodeIfPresent(ConfidentialityFlags.self, forKey: .confidentiality) ?? [])
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(typeCode, forKey: .typeCode)
+        try c.encode(category, forKey: .category)
+        try c.encode(title, forKey: .title)
+        try JSONDate.encode(createdAt, .createdAt, in: &c)
+        try JSONDate.encodeIfPresent(serviceStart, .serviceStart, in: &c)
+        try JSONDate.encodeIfPresent(serviceEnd, .serviceEnd, in: &c)
+        try c.encode(mimeType, forKey: .mimeType)
+        try c.encode(confidentiality, forKey: .confidentiality)
+    }
+}
+
+/// `id`, `version`, `draft`, `author`, `depositedAt`, `size`,
+/// `contentHash` (hex), `replaces` (`{"version", "reason"}`, absent for a
+/// first version), `status`.
+extension DocumentMetadata: Codable {
+    private enum Keys: String, CodingKey { case id, version, draft, author, depositedAt, size, contentHash, replaces, status }
+    private enum ReplacesKeys: String, CodingKey { case version, reason }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(
+            id: try c.decode(DocumentID.self, forKey: .id), version: try c.decode(Int.self, forKey: .version),
+            draft: try c.decode(DocumentDraft.self, forKey: .draft), author: try c.decode(Principal.self, forKey: .author),
+            depositedAt: try JSONDate.decode(.depositedAt, in: c), size: try c.decode(Int64.self, forKey: .size),
+            contentHash: try JSONHex.decode(.contentHash, in: c), status: try c.decode(DocumentStatus.self, forKey: .status))
+        if c.contains(.replaces) {
+            let r = try c.nestedContainer(keyedBy: ReplacesKeys.self, forKey: .replaces)
+            replaces = (try r.decode(Int.self, forKey: .version), try r.decode(ReplacementReason.self, forKey: .reason))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(version, forKey: .version)
+        try c.encode(draft, forKey: .draft)
+        try c.encode(author, forKey: .author)
+        try JSONDate.encode(depositedAt, .depositedAt, in: &c)
+        try c.encode(size, forKey: .size)
+        try c.encode(hexEncoded(contentHash), forKey: .contentHash)
+        if let replaces {
+            var r = c.nestedContainer(keyedBy: ReplacesKeys.self, forKey: .replaces)
+            try r.encode(replaces.version, forKey: .version)
+            try r.encode(replaces.reason, forKey: .reason)
+        }
+        try c.encode(status, forKey: .status)
+    }
+}
+
+extension VaultInfo: Codable {
+    private enum Keys: String, CodingKey { case vaultID, createdBy, channel, createdAt, documentCount }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(
+            vaultID: try c.decode(String.self, forKey: .vaultID), createdBy: try c.decode(Principal.self, forKey: .createdBy),
+            channel: try c.decode(CreationChannel.self, forKey: .channel), createdAt: try JSONDate.decode(.createdAt, in: c),
+            documentCount: try c.decode(Int.self, forKey: .documentCount))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(vaultID, forKey: .vaultID)
+        try c.encode(createdBy, forKey: .createdBy)
+        try c.encode(channel, forKey: .channel)
+        try JSONDate.encode(createdAt, .createdAt, in: &c)
+        try c.encode(documentCount, forKey: .documentCount)
+    }
+}
+
+// MARK: - Audit entries
+
+/// Every field of the entry; optional ones absent when nil; `reasonHash`
+/// and `previousHash` as hex (`previousHash` empty in a representative's
+/// view).
+extension AuditEntry: Codable {
+    private enum Keys: String, CodingKey {
+        case sequence, time, actor, onBehalfOf, action, vaultID, document, version, outcome, rule, purpose, legalBasis
+        case isBreakGlass, isSecretAccess, target, reasonHash, matrixVersion, previousHash
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(
+            sequence: try c.decode(UInt64.self, forKey: .sequence), time: try JSONDate.decode(.time, in: c),
+            actor: try c.decode(Principal.self, forKey: .actor), onBehalfOf: try c.decodeIfPresent(Principal.self, forKey: .onBehalfOf),
+            action: try c.decode(VaultAction.self, forKey: .action), vaultID: try c.decode(String.self, forKey: .vaultID),
+            document: try c.decodeIfPresent(DocumentID.self, forKey: .document), version: try c.decodeIfPresent(Int.self, forKey: .version),
+            outcome: try c.decode(AuditOutcome.self, forKey: .outcome), rule: try c.decode(AccessRule.self, forKey: .rule),
+            purpose: try c.decode(AuditPurpose.self, forKey: .purpose), legalBasis: try c.decodeIfPresent(String.self, forKey: .legalBasis),
+            isBreakGlass: try c.decode(Bool.self, forKey: .isBreakGlass), isSecretAccess: try c.decode(Bool.self, forKey: .isSecretAccess),
+            target: try c.decodeIfPresent(String.self, forKey: .target),
+            reasonHash: c.contains(.reasonHash) ? try JSONHex.decode(.reasonHash, in: c) : nil,
+            matrixVersion: try c.decode(String.self, forKey: .matrixVersion), previousHash: try JSONHex.decode(.previousHash, in: c))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(sequence, forKey: .sequence)
+        try JSONDate.encode(time, .time, in: &c)
+        try c.encode(actor, forKey: .actor)
+        try c.encodeIfPresent(onBehalfOf, forKey: .onBehalfOf)
+        try c.encode(action, forKey: .action)
+        try c.encode(vaultID, forKey: .vaultID)
+        try c.encodeIfPresent(document, forKey: .document)
+        try c.encodeIfPresent(version, forKey: .version)
+        try c.encode(outcome, forKey: .outcome)
+        try c.encode(rule, forKey: .rule)
+        try c.encode(purpose, forKey: .purpose)
+        try c.encodeIfPresent(legalBasis, forKey: .legalBasis)
+        try c.encode(isBreakGlass, forKey: .isBreakGlass)
+        try c.encode(isSecretAccess, forKey: .isSecretAccess)
+        try c.encodeIfPresent(target, forKey: .target)
+        if let reasonHash { try c.encode(hexEncoded(reasonHash), forKey: .reasonHash) }
+        try c.encode(matrixVersion, forKey: .matrixVersion)
+        try c.encode(hexEncoded(previousHash), forKey: .previousHash)
+    }
+}

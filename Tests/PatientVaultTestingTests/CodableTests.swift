@@ -1,0 +1,91 @@
+import Foundation
+import PatientVault
+import PatientVaultTesting
+import Testing
+
+/// The JSON of the values a service returns: stable whatever the encoder's
+/// date strategy (golden strings), and decoded back to the same values.
+@Suite struct CodableTests {
+    /// A plain encoder: the shapes must not depend on its strategies.
+    func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+
+    static let t = Date(timeIntervalSince1970: 1_700_000_000.25)
+
+    @Test func identifiersAreStrings() throws {
+        let id = try DocumentID("00112233445566778899aabbccddeeff")
+        #expect(try json(id) == #""00112233445566778899aabbccddeeff""#)
+        #expect(try decode(DocumentID.self, #""00112233445566778899aabbccddeeff""#) == id)
+        let ins = INS.example(1)
+        #expect(try json(ins) == "\"\(ins.digits)\"")
+        #expect(try decode(INS.self, "\"\(ins.digits)\"") == ins)
+        // A wrong key is refused, as by the initialiser.
+        let wrongKey = String(ins.digits.prefix(13)) + (ins.digits.hasSuffix("01") ? "02" : "01")
+        #expect(throws: DecodingError.self) { _ = try decode(INS.self, "\"\(wrongKey)\"") }
+        #expect(throws: DecodingError.self) { _ = try decode(DocumentID.self, #""0011""#) }
+    }
+
+    @Test func principalsAreTaggedByKind() throws {
+        let golden: [(Principal, String)] = [
+            (.patient(INS.example(1)), #"{"ins":"\#(INS.example(1).digits)","kind":"patient"}"#),
+            (.doctor(), #"{"kind":"professional","profession":"doctor","rpps":"10000000001"}"#),
+            (.emergencyRegulator(try HealthProfessional(rpps: .example(2), profession: .doctor, speciality: "urgences")),
+             #"{"kind":"emergencyRegulator","profession":"doctor","rpps":"10000000002","speciality":"urgences"}"#),
+            (.hospital(), #"{"finess":"990000001","kind":"organisation","organisationKind":"hospital"}"#),
+            (.healthInsurer, #"{"identifier":"cnam","kind":"insurer"}"#),
+            (.representative(LegalRepresentative(ins: INS.example(2), relationship: .parent)),
+             #"{"ins":"\#(INS.example(2).digits)","kind":"representative","relationship":"parent"}"#),
+            (.system, #"{"kind":"system"}"#),
+        ]
+        for (principal, text) in golden {
+            #expect(try json(principal) == text)
+            #expect(try decode(Principal.self, text) == principal)
+        }
+        #expect(throws: DecodingError.self) { _ = try decode(Principal.self, #"{"kind":"martian"}"#) }
+    }
+
+    @Test func metadataHasItsDocumentedShape() throws {
+        var metadata = DocumentMetadata(
+            id: try DocumentID("00112233445566778899aabbccddeeff"), version: 2,
+            draft: DocumentDraft(
+                typeCode: .dischargeSummary, category: .summary, title: "Sortie", createdAt: Self.t, mimeType: "application/pdf",
+                confidentiality: [.hiddenFromPatient]),
+            author: .hospital(), depositedAt: Self.t.addingTimeInterval(60), size: 4096, contentHash: [0xAB, 0x01],
+            status: .superseded(by: 3))
+        metadata.replaces = (1, .enteredInError)
+        let golden = #"{"author":{"finess":"990000001","kind":"organisation","organisationKind":"hospital"},"contentHash":"ab01","depositedAt":"2023-11-14T22:14:20.250Z","draft":{"category":"summary","confidentiality":["hiddenFromPatient"],"createdAt":"2023-11-14T22:13:20.250Z","mimeType":"application\/pdf","title":"Sortie","typeCode":{"code":"18842-5","system":"http:\/\/loinc.org"}},"id":"00112233445566778899aabbccddeeff","replaces":{"reason":"enteredInError","version":1},"size":4096,"status":{"by":3,"state":"superseded"},"version":2}"#
+        #expect(try json(metadata) == golden)
+        let back = try decode(DocumentMetadata.self, golden)
+        #expect(back == metadata)
+        #expect(back.replaces?.version == 1 && back.replaces?.reason == .enteredInError)
+    }
+
+    @Test func vaultInfoAndAuditEntriesFromAStoreRoundTrip() async throws {
+        let alice = INS.example(9)
+        try await withTemporaryStore { store in
+            try await store.createVault(for: alice, by: .pharmacist(), channel: .pharmacy)
+            let info = try await store.vaultInfo(for: alice, as: .patient(alice))
+            let text = try json(info)
+            #expect(text.contains(#""channel":"pharmacy""#) && text.contains(#""createdAt":"2023-11-14T22:13:20.000Z""#))
+            #expect(try decode(VaultInfo.self, text) == info)
+            let emergency = Principal.professional(try HealthProfessional(rpps: .example(5), profession: .doctor, speciality: nil))
+            _ = try await store.documents(for: alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("inconscient, urgence")))
+            let trail = try await store.auditTrail(for: alice, as: .patient(alice))
+            #expect(trail.count >= 3)
+            for entry in trail {
+                let encoded = try json(entry)
+                #expect(try decode(AuditEntry.self, encoded) == entry)
+                #expect(encoded.contains(#""previousHash":""#) && !encoded.contains("[0,"))
+            }
+            let breakGlass = try #require(trail.first { $0.isBreakGlass })
+            #expect(try json(breakGlass).contains(#""purpose":"emergency""#))
+        }
+    }
+}
