@@ -13,13 +13,16 @@
 //
 // `VaultStorage` is bytes in, bytes out: it knows nothing of patients or keys.
 // `VaultCrypto` wraps libsodium and never exposes its C types.
-// Only `PatientVault` has public API; the lower layers use `package` access.
+// Only `PatientVault` (and `PatientVaultTesting`, for downstream tests) has
+// public API; the lower layers use `package` access.
+//
+// Linux only (glibc): the storage layer calls Glibc directly, so no other
+// platform is declared.
 
 import PackageDescription
 
 let package = Package(
     name: "PatientVault",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "PatientVault", targets: ["PatientVault"]),
         // For the tests of services built on PatientVault: temporary stores,

@@ -17,7 +17,6 @@ import PackageDescription
 
 let package = Package(
     name: "PatientVaultFuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "PatientVault", path: ".."),
     ],
