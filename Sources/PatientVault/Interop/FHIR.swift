@@ -144,10 +144,16 @@ public enum FHIR {
     static let finessSystem = "urn:oid:1.2.250.1.71.4.2.2"
 
     /// JSON with sorted keys (stable output).
-    public static func json<T: Encodable>(_ value: T) throws -> Data {
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if the value
+    ///   cannot be encoded (the FHIR types here always can).
+    public static func json<T: Encodable>(_ value: T) throws(PatientVaultError) -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(value)
+        do {
+            return try encoder.encode(value)
+        } catch {
+            throw PatientVaultError(.invalidArgument, "the value cannot be encoded as JSON")
+        }
     }
 
     static func instant(_ date: Date) -> String {
