@@ -369,7 +369,7 @@ final class LogEngineCore: Sendable {
         s.segments[s.current] = segment
     }
 
-    /// `fallocate`, through the fault injection of tests.
+    /// Preallocation (zeros written and synced), through the fault injection of tests.
     func allocate(_ file: PosixFile, to length: UInt64) throws {
         try configuration.faults?.checkAllocation(file.name)
         try file.allocate(upTo: length)
