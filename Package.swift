@@ -70,6 +70,11 @@ let package = Package(
             name: "PatientVaultDemo",
             dependencies: ["PatientVault"]
         ),
+        // The README's usage example, compiled and run by Scripts/test.sh.
+        .executableTarget(
+            name: "PatientVaultREADMEExample",
+            dependencies: ["PatientVault"]
+        ),
         // The writer that crash tests kill (public API only); not a product.
         .executableTarget(
             name: "PatientVaultCrashWriter",

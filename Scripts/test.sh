@@ -5,3 +5,5 @@ cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
 swift build --build-tests -Xswiftc -warnings-as-errors
 swift test --skip-build
+# The README's usage example, compiled above, runs too.
+swift run --skip-build PatientVaultREADMEExample

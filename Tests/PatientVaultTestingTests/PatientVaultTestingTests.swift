@@ -175,3 +175,13 @@ final class LocationBox: @unchecked Sendable {
         for m in listed { #expect(m.category == m.typeCode.usualCategory) }
     }
 }
+
+/// The README's usage example is the compiled one, verbatim.
+@Test func theReadmeShowsTheCompiledExampleVerbatim() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let source = try String(contentsOf: root.appendingPathComponent("Sources/PatientVaultREADMEExample/main.swift"), encoding: .utf8)
+    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+    let block = try #require(source.components(separatedBy: "// BEGIN README\n").last?.components(separatedBy: "// END README\n").first)
+    #expect(block.count > 1_000)
+    #expect(readme.contains("```swift\nimport Foundation\nimport PatientVault\n\n" + block + "```"))
+}
