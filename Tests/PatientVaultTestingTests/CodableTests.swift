@@ -89,3 +89,70 @@ import Testing
         }
     }
 }
+
+/// A vault's FHIR R4 Bundle for its holder, checked against R4's structure:
+/// resource types, required fields, every reference resolving inside it.
+@Test func aVaultExportsAsAFHIRBundle() async throws {
+    let alice = INS.example(11)
+    let (bundle, auditCount) = try await withTemporaryStore { store -> (FHIR.Bundle, Int) in
+        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let draft = DocumentDraft(typeCode: .laboratoryReport, category: .report, title: "Bilan", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "application/pdf")
+        let first = try await store.deposit(draft, content: Data("v1".utf8), for: alice, by: .laboratory())
+        _ = try await store.replace(first.id, with: draft, content: Data("v2".utf8), reason: .superseded, for: alice, by: .laboratory())
+        _ = try await store.content(of: first.id, for: alice, as: .patient(alice))
+        let info = try await store.vaultInfo(for: alice, as: .patient(alice))
+        var documents: [DocumentMetadata] = []
+        for d in try await store.documents(for: alice, as: .patient(alice)) {
+            documents += try await store.versions(of: d.id, for: alice, as: .patient(alice))
+        }
+        let trail = try await store.auditTrail(for: alice, as: .patient(alice))
+        let bundle = FHIR.Bundle(vaultID: info.vaultID, documents: documents, auditEntries: trail, timestamp: Date(timeIntervalSince1970: 1_700_000_000))
+        return (bundle, trail.count)
+    }
+    try checkBundleStructure(bundle, documentReferences: 2, auditEvents: auditCount)
+    // And the bundle decodes back.
+    #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(bundle)) == bundle)
+}
+
+/// R4's structure: a collection of entries whose `fullUrl` is
+/// `<resourceType>/<id>`, the required fields (1..1) of each resource, and
+/// every literal reference resolving to an entry.
+func checkBundleStructure(_ bundle: FHIR.Bundle, documentReferences: Int, auditEvents: Int) throws {
+    let object = try #require(try JSONSerialization.jsonObject(with: try FHIR.json(bundle)) as? [String: Any])
+    #expect(object["resourceType"] as? String == "Bundle" && object["type"] as? String == "collection")
+    let entries = try #require(object["entry"] as? [[String: Any]])
+    var urls = Set<String>()
+    var kinds: [String: Int] = [:]
+    for e in entries {
+        let resource = try #require(e["resource"] as? [String: Any])
+        let type = try #require(resource["resourceType"] as? String)
+        let id = try #require(resource["id"] as? String)
+        #expect(e["fullUrl"] as? String == "\(type)/\(id)")
+        urls.insert("\(type)/\(id)")
+        kinds[type, default: 0] += 1
+        switch type {
+        case "DocumentReference": for field in ["status", "content"] { #expect(resource[field] != nil, "\(field)") }
+        case "AuditEvent": for field in ["type", "recorded", "agent", "source"] { #expect(resource[field] != nil, "\(field)") }
+        default: #expect(type == "Patient")
+        }
+    }
+    #expect(kinds == ["Patient": 1, "DocumentReference": documentReferences, "AuditEvent": auditEvents])
+    let all = entries.flatMap { literalReferences(in: $0["resource"] as Any) }
+    #expect(!all.isEmpty)
+    for reference in all { #expect(urls.contains(reference), "\(reference)") }
+}
+
+/// The `reference` strings anywhere in a JSON value.
+func literalReferences(in root: Any) -> [String] {
+    var found: [String] = []
+    var pending: [Any] = [root]
+    while let value = pending.popLast() {
+        if let object = value as? [String: Any] {
+            if let reference = object["reference"] as? String { found.append(reference) }
+            pending.append(contentsOf: Array(object.values))
+        } else if let array = value as? [Any] {
+            pending.append(contentsOf: array)
+        }
+    }
+    return found
+}

@@ -461,7 +461,7 @@ import Testing
         #expect(!json.contains(v.alice.digits) && !json.contains("secret"))
         let deposit = try #require(entries.first { $0.action == .deposit })
         let depositJSON = String(decoding: try FHIR.json(deposit.fhirAuditEvent()), as: UTF8.self)
-        #expect(depositJSON.contains("DocumentReference/\(doc.id)/_history/1") && depositJSON.contains("\"C\""))
+        #expect(depositJSON.contains("DocumentReference/\(doc.id)-1") && depositJSON.contains("\"C\""))
 
         let reference = doc.fhirDocumentReference(vaultID: glass.vaultID)
         let refJSON = try JSONSerialization.jsonObject(with: try FHIR.json(reference)) as! [String: Any]

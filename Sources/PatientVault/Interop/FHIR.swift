@@ -13,18 +13,37 @@ public enum FHIR {
         public var system: String?
         public var code: String
         public var display: String?
+
+        /// Creates the element with every field.
+        public init(system: String? = nil, code: String, display: String? = nil) {
+            self.system = system
+            self.code = code
+            self.display = display
+        }
     }
 
     /// A FHIR `CodeableConcept`.
     public struct CodeableConcept: Codable, Hashable, Sendable {
         public var coding: [Coding]
         public var text: String?
+
+        /// Creates the element with every field.
+        public init(coding: [Coding], text: String? = nil) {
+            self.coding = coding
+            self.text = text
+        }
     }
 
     /// A FHIR `Identifier`.
     public struct Identifier: Codable, Hashable, Sendable {
         public var system: String?
         public var value: String
+
+        /// Creates the element with every field.
+        public init(system: String? = nil, value: String) {
+            self.system = system
+            self.value = value
+        }
     }
 
     /// A FHIR `Reference`.
@@ -33,6 +52,14 @@ public enum FHIR {
         public var identifier: Identifier?
         public var type: String?
         public var display: String?
+
+        /// Creates the element with every field.
+        public init(reference: String? = nil, identifier: Identifier? = nil, type: String? = nil, display: String? = nil) {
+            self.reference = reference
+            self.identifier = identifier
+            self.type = type
+            self.display = display
+        }
     }
 
     /// A FHIR `Extension` with a boolean or string value.
@@ -40,11 +67,23 @@ public enum FHIR {
         public var url: String
         public var valueBoolean: Bool?
         public var valueString: String?
+
+        /// Creates the element with every field.
+        public init(url: String, valueBoolean: Bool? = nil, valueString: String? = nil) {
+            self.url = url
+            self.valueBoolean = valueBoolean
+            self.valueString = valueString
+        }
     }
 
     /// A FHIR `Meta`, for security labels.
     public struct Meta: Codable, Hashable, Sendable {
         public var security: [Coding]?
+
+        /// Creates the element with every field.
+        public init(security: [Coding]? = nil) {
+            self.security = security
+        }
     }
 
     /// A FHIR R4 `AuditEvent`.
@@ -70,12 +109,26 @@ public enum FHIR {
             public var role: [CodeableConcept]?
             public var who: Reference
             public var requestor: Bool
+
+            /// Creates the element with every field.
+            public init(type: CodeableConcept? = nil, role: [CodeableConcept]? = nil, who: Reference, requestor: Bool) {
+                self.type = type
+                self.role = role
+                self.who = who
+                self.requestor = requestor
+            }
         }
 
         /// `AuditEvent.source`.
         public struct Source: Codable, Hashable, Sendable {
             public var observer: Reference
             public var type: [Coding]?
+
+            /// Creates the element with every field.
+            public init(observer: Reference, type: [Coding]? = nil) {
+                self.observer = observer
+                self.type = type
+            }
         }
 
         /// `AuditEvent.entity`.
@@ -84,6 +137,31 @@ public enum FHIR {
             public var type: Coding?
             public var role: Coding?
             public var description: String?
+
+            /// Creates the element with every field.
+            public init(what: Reference, type: Coding? = nil, role: Coding? = nil, description: String? = nil) {
+                self.what = what
+                self.type = type
+                self.role = role
+                self.description = description
+            }
+        }
+
+        /// Creates the element with every field.
+        public init(id: String, meta: Meta? = nil, type: Coding, subtype: [Coding], action: String, recorded: String, outcome: String, outcomeDesc: String, purposeOfEvent: [CodeableConcept], agent: [Agent], source: Source, entity: [Entity], `extension`: [Extension]? = nil) {
+            self.id = id
+            self.meta = meta
+            self.type = type
+            self.subtype = subtype
+            self.action = action
+            self.recorded = recorded
+            self.outcome = outcome
+            self.outcomeDesc = outcomeDesc
+            self.purposeOfEvent = purposeOfEvent
+            self.agent = agent
+            self.source = source
+            self.entity = entity
+            self.`extension` = `extension`
         }
     }
 
@@ -109,6 +187,11 @@ public enum FHIR {
         /// `DocumentReference.content`.
         public struct Content: Codable, Hashable, Sendable {
             public var attachment: Attachment
+
+            /// Creates the element with every field.
+            public init(attachment: Attachment) {
+                self.attachment = attachment
+            }
         }
 
         /// `Attachment` (the BLAKE2b hash goes in an extension: FHIR's
@@ -119,23 +202,68 @@ public enum FHIR {
             public var title: String
             public var creation: String
             public var `extension`: [Extension]?
+
+            /// Creates the element with every field.
+            public init(contentType: String, size: Int64, title: String, creation: String, `extension`: [Extension]? = nil) {
+                self.contentType = contentType
+                self.size = size
+                self.title = title
+                self.creation = creation
+                self.`extension` = `extension`
+            }
         }
 
         /// `DocumentReference.context`.
         public struct Context: Codable, Hashable, Sendable {
             public var period: Period
+
+            /// Creates the element with every field.
+            public init(period: Period) {
+                self.period = period
+            }
         }
 
         /// `Period`.
         public struct Period: Codable, Hashable, Sendable {
             public var start: String?
             public var end: String?
+
+            /// Creates the element with every field.
+            public init(start: String? = nil, end: String? = nil) {
+                self.start = start
+                self.end = end
+            }
         }
 
         /// `DocumentReference.relatesTo`.
         public struct RelatesTo: Codable, Hashable, Sendable {
             public var code: String
             public var target: Reference
+
+            /// Creates the element with every field.
+            public init(code: String, target: Reference) {
+                self.code = code
+                self.target = target
+            }
+        }
+
+        /// Creates the element with every field.
+        public init(id: String, meta: Meta? = nil, identifier: [Identifier], status: String, docStatus: String, type: CodeableConcept, category: [CodeableConcept], subject: Reference, date: String, author: [Reference], description: String, securityLabel: [CodeableConcept]? = nil, content: [Content], context: Context? = nil, relatesTo: [RelatesTo]? = nil) {
+            self.id = id
+            self.meta = meta
+            self.identifier = identifier
+            self.status = status
+            self.docStatus = docStatus
+            self.type = type
+            self.category = category
+            self.subject = subject
+            self.date = date
+            self.author = author
+            self.description = description
+            self.securityLabel = securityLabel
+            self.content = content
+            self.context = context
+            self.relatesTo = relatesTo
         }
     }
 
@@ -212,7 +340,8 @@ extension AuditEntry {
             type: FHIR.Coding(system: "http://terminology.hl7.org/CodeSystem/audit-entity-type", code: "1", display: "Person"),
             role: FHIR.Coding(system: "http://terminology.hl7.org/CodeSystem/object-role", code: "1", display: "Patient"))]
         if let document {
-            let ref = "DocumentReference/\(document)" + (version.map { "/_history/\($0)" } ?? "")
+            // The version's DocumentReference (its id is `<document>-<version>`).
+            let ref = "DocumentReference/\(document)" + (version.map { "-\($0)" } ?? "")
             entities.append(FHIR.AuditEvent.Entity(
                 what: FHIR.Reference(reference: ref, type: "DocumentReference"),
                 type: FHIR.Coding(system: "http://terminology.hl7.org/CodeSystem/audit-entity-type", code: "2", display: "System Object"),
@@ -279,5 +408,110 @@ extension DocumentMetadata {
             context: period,
             relatesTo: replaces.map { [FHIR.DocumentReference.RelatesTo(
                 code: "replaces", target: FHIR.Reference(reference: "DocumentReference/\(id)-\($0.version)"))] })
+    }
+}
+
+extension FHIR {
+    /// A FHIR R4 `Patient`, by the vault's pseudonymous id only: the host
+    /// maps it to its own patient resource (the INS never leaves the store
+    /// through FHIR).
+    public struct Patient: Codable, Hashable, Sendable {
+        public var resourceType = "Patient"
+        public var id: String
+        public var identifier: [Identifier]
+
+        /// The patient of the vault `vaultID`.
+        public init(vaultID: String) {
+            id = vaultID
+            identifier = [Identifier(system: "urn:ietf:rfc:3986", value: "urn:patientvault:vault:\(vaultID)")]
+        }
+    }
+
+    /// A FHIR R4 `Bundle` of type `collection`: a vault's export for its
+    /// holder.
+    public struct Bundle: Codable, Hashable, Sendable {
+        public var resourceType = "Bundle"
+        public var id: String
+        public var type: String
+        public var timestamp: String
+        public var entry: [Entry]
+
+        /// `Bundle.entry`: a resource and the URL it is known by inside the
+        /// bundle (`<resourceType>/<id>`, which the references use).
+        public struct Entry: Codable, Hashable, Sendable {
+            public var fullUrl: String
+            public var resource: Resource
+
+            /// An entry for `resource`.
+            public init(resource: Resource) {
+                self.resource = resource
+                fullUrl = resource.reference
+            }
+        }
+
+        /// The resources a vault's export holds.
+        public enum Resource: Codable, Hashable, Sendable {
+            case patient(Patient)
+            case documentReference(DocumentReference)
+            case auditEvent(AuditEvent)
+
+            /// `<resourceType>/<id>`.
+            public var reference: String {
+                switch self {
+                case .patient(let p): "Patient/\(p.id)"
+                case .documentReference(let d): "DocumentReference/\(d.id)"
+                case .auditEvent(let a): "AuditEvent/\(a.id)"
+                }
+            }
+
+            private enum Keys: String, CodingKey { case resourceType }
+
+            public init(from decoder: any Decoder) throws {
+                let c = try decoder.container(keyedBy: Keys.self)
+                switch try c.decode(String.self, forKey: .resourceType) {
+                case "Patient": self = .patient(try Patient(from: decoder))
+                case "DocumentReference": self = .documentReference(try DocumentReference(from: decoder))
+                case "AuditEvent": self = .auditEvent(try AuditEvent(from: decoder))
+                default: throw DecodingError.dataCorruptedError(forKey: .resourceType, in: c, debugDescription: "unexpected resource")
+                }
+            }
+
+            public func encode(to encoder: any Encoder) throws {
+                switch self {
+                case .patient(let p): try p.encode(to: encoder)
+                case .documentReference(let d): try d.encode(to: encoder)
+                case .auditEvent(let a): try a.encode(to: encoder)
+                }
+            }
+        }
+
+        /// A vault's export: its patient, a `DocumentReference` per document
+        /// version, an `AuditEvent` per audit entry. Build it from what the
+        /// holder may read (``VaultStore/vaultInfo(for:as:purpose:secret:)``,
+        /// ``VaultStore/versions(of:for:as:purpose:secret:)`` or the
+        /// documents' listing, ``VaultStore/auditTrail(for:matching:as:)``):
+        /// each of those calls is audited, the export itself reads nothing.
+        public init(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date) {
+            id = "export-\(vaultID)-\(Int64(timestamp.timeIntervalSince1970 * 1000))"
+            type = "collection"
+            self.timestamp = FHIR.instant(timestamp)
+            // An entry about a document without a version names the document:
+            // inside the bundle, that is its newest version here.
+            var newest: [String: Int] = [:]
+            for d in documents { newest["\(d.id)"] = max(newest["\(d.id)"] ?? 0, d.version) }
+            let events = auditEntries.map { entry -> AuditEvent in
+                var event = entry.fhirAuditEvent()
+                for i in event.entity.indices {
+                    if let ref = event.entity[i].what.reference, ref.hasPrefix("DocumentReference/"),
+                       let version = newest[String(ref.dropFirst("DocumentReference/".count))] {
+                        event.entity[i].what.reference = ref + "-\(version)"
+                    }
+                }
+                return event
+            }
+            entry = [Entry(resource: .patient(Patient(vaultID: vaultID)))]
+                + documents.map { Entry(resource: .documentReference($0.fhirDocumentReference(vaultID: vaultID))) }
+                + events.map { Entry(resource: .auditEvent($0)) }
+        }
     }
 }
