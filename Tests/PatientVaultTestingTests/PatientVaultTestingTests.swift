@@ -185,3 +185,29 @@ final class LocationBox: @unchecked Sendable {
     #expect(block.count > 1_000)
     #expect(readme.contains("```swift\nimport Foundation\nimport PatientVault\n\n" + block + "```"))
 }
+
+/// A vault used through `store.vault(for:as:)`: the same calls without the
+/// patient and the principal, and metadata with content in one audited call.
+@Test func aPerPatientScopeAndOneCallForMetadataAndContent() async throws {
+    let alice = INS.example(12)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        let doctor = store.vault(for: alice, as: .doctor())
+        let patient = store.vault(for: alice, as: .patient(alice))
+        let draft = DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain")
+        let note = try await doctor.deposit(draft, content: Data("v1".utf8))
+        let before = try await patient.verifyAuditTrail().entries
+        let (metadata, content) = try await patient.document(note.id)
+        #expect(metadata == note && content == Data("v1".utf8))
+        // One entry for the pair (the verification's own is the other one).
+        #expect(try await patient.verifyAuditTrail().entries == before + 2)
+        let v2 = try await doctor.replace(note.id, with: draft, content: Data("v2".utf8))
+        #expect(try await patient.documents().map(\.version) == [v2.version])
+        #expect(try await patient.versions(of: note.id).count == 2)
+        #expect(try await patient.content(of: note.id) == Data("v2".utf8))
+        #expect(try await patient.info().documentCount >= 1)
+        #expect(try await patient.whoCouldRead(note.id, at: Date(timeIntervalSince1970: 1_700_000_000)).contains { $0.principal == .doctor() })
+        await #expect(throws: PatientVaultError.self) { _ = try await store.vault(for: alice, as: .doctor(2)).content(of: note.id) }
+        #expect(try await patient.auditTrail().contains { $0.actor == .doctor(2) && $0.outcome == .denied })
+    }
+}

@@ -219,6 +219,9 @@ public struct DocumentContent: AsyncSequence, Sendable {
     /// The content's size in bytes.
     public var size: Int64 { entry.metadata.size }
 
+    /// The metadata of the version read (decided and audited with it).
+    public var metadata: DocumentMetadata { entry.metadata }
+
     /// Starts the one pass over the content.
     public func makeAsyncIterator() -> Iterator {
         Iterator(content: self, contentKey: key.take())

@@ -1,0 +1,120 @@
+import Foundation
+
+/// One patient's vault as one principal uses it: the store's calls
+/// without repeating the patient and the acting principal (GRDB's
+/// database-access style). A plain value: cheap to make, `Sendable`, it
+/// holds no lock and no key; every call is the store's own call, decided
+/// and audited as usual.
+///
+/// ```swift
+/// let vault = store.vault(for: ins, as: .doctor())
+/// let note = try await vault.deposit(draft, content: pdf)
+/// let (metadata, content) = try await vault.document(note.id)   // one audit entry
+/// ```
+public struct VaultAccess: Sendable {
+    /// The store.
+    public let store: VaultStore
+    /// The patient whose vault this is.
+    public let patient: INS
+    /// Who acts.
+    public let principal: Principal
+    /// Why, for reads (`.breakGlass(reason:)` in an emergency).
+    public let purpose: AccessPurpose
+
+    /// The vault's information.
+    public func info() async throws(PatientVaultError) -> VaultInfo {
+        try await store.vaultInfo(for: patient, as: principal, purpose: purpose)
+    }
+
+    /// The documents the principal may see, newest first.
+    public func documents(matching query: DocumentQuery = DocumentQuery()) async throws(PatientVaultError) -> [DocumentMetadata] {
+        try await store.documents(for: patient, matching: query, as: principal, purpose: purpose)
+    }
+
+    /// A document's metadata (current version, or `version`).
+    public func metadata(of document: DocumentID, version: Int? = nil) async throws(PatientVaultError) -> DocumentMetadata {
+        try await store.metadata(of: document, version: version, for: patient, as: principal, purpose: purpose)
+    }
+
+    /// Every version of a document the principal may see, oldest first.
+    public func versions(of document: DocumentID) async throws(PatientVaultError) -> [DocumentMetadata] {
+        try await store.versions(of: document, for: patient, as: principal, purpose: purpose)
+    }
+
+    /// A document's metadata and whole content, with one audit entry (a
+    /// content read).
+    public func document(_ document: DocumentID, version: Int? = nil) async throws(PatientVaultError) -> (metadata: DocumentMetadata, content: Data) {
+        try await store.document(document, version: version, for: patient, as: principal, purpose: purpose)
+    }
+
+    /// A document's whole content.
+    public func content(of document: DocumentID, version: Int? = nil) async throws(PatientVaultError) -> Data {
+        try await store.content(of: document, version: version, for: patient, as: principal, purpose: purpose)
+    }
+
+    /// A document's content as a sequence of chunks (bounded memory).
+    public func contentStream(of document: DocumentID, version: Int? = nil) async throws(PatientVaultError) -> DocumentContent {
+        try await store.contentStream(of: document, version: version, for: patient, as: principal, purpose: purpose)
+    }
+
+    /// Deposits a document.
+    public func deposit(_ draft: DocumentDraft, content: Data) async throws(PatientVaultError) -> DocumentMetadata {
+        try await store.deposit(draft, content: content, for: patient, by: principal)
+    }
+
+    /// Deposits a document streamed in chunks.
+    public func deposit<Chunks: AsyncSequence>(
+        _ draft: DocumentDraft, streaming content: Chunks
+    ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
+        try await store.deposit(draft, streaming: content, for: patient, by: principal)
+    }
+
+    /// Replaces the current version of a document.
+    public func replace(
+        _ document: DocumentID, with draft: DocumentDraft, content: Data, reason: ReplacementReason = .superseded
+    ) async throws(PatientVaultError) -> DocumentMetadata {
+        try await store.replace(document, with: draft, content: content, reason: reason, for: patient, by: principal)
+    }
+
+    /// The vault's audit trail as the principal may see it.
+    public func auditTrail(matching query: AuditQuery = AuditQuery()) async throws(PatientVaultError) -> [AuditEntry] {
+        try await store.auditTrail(for: patient, matching: query, as: principal)
+    }
+
+    /// Verifies the vault's audit chain.
+    public func verifyAuditTrail() async throws(PatientVaultError) -> AuditVerification {
+        try await store.verifyAuditTrail(for: patient, as: principal)
+    }
+
+    /// Who could read a document at `time`.
+    public func whoCouldRead(_ document: DocumentID, at time: Date) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
+        try await store.whoCouldRead(document, at: time, for: patient, as: principal)
+    }
+}
+
+extension VaultStore {
+    /// The vault of `patient` as `principal` uses it, for `purpose`: every
+    /// call of the returned value drops both arguments.
+    public func vault(for patient: INS, as principal: Principal, purpose: AccessPurpose = .care) -> VaultAccess {
+        VaultAccess(store: self, patient: patient, principal: principal, purpose: purpose)
+    }
+
+    /// A document's metadata and whole content, in one audited call (one
+    /// entry: a content read). Same rules and errors as
+    /// ``content(of:version:includingDeprecated:for:as:purpose:secret:)``.
+    public func document(
+        _ document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
+        for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
+    ) async throws(PatientVaultError) -> (metadata: DocumentMetadata, content: Data) {
+        let stream = try await contentStream(
+            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
+            purpose: purpose, secret: secret)
+        var out = Data()
+        do {
+            for try await chunk in stream { out.append(chunk) }
+        } catch {
+            throw PatientVaultError.wrapping(error, documentID: document)
+        }
+        return (stream.metadata, out)
+    }
+}
