@@ -143,16 +143,10 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> Data {
-        let stream = try await contentStream(
-            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
-            purpose: purpose, secret: secret)
-        var out = Data()
-        do {
-            for try await chunk in stream { out.append(chunk) }
-        } catch {
-            throw PatientVaultError.wrapping(error, documentID: document)
-        }
-        return out
+        try await self.document(
+            document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
+            purpose: purpose, secret: secret
+        ).content
     }
 
     /// The content of a document as a sequence of chunks, decrypted one at a
