@@ -249,7 +249,7 @@ final class PowerLossDisk: FileObserver, Sendable {
                 try FileManager.default.createDirectory(at: target, withIntermediateDirectories: false)
                 defer { try? FileManager.default.removeItem(at: target) }
                 try FileManager.default.copyItem(
-                    at: folder.url.appendingPathComponent(StoreHeader.fileName), to: target.appendingPathComponent(StoreHeader.fileName))
+                    at: folder.url.appendingPathComponent(StoreFolder.headerFileName), to: target.appendingPathComponent(StoreFolder.headerFileName))
                 try disk.materialize(upTo: point, subset: subset, seed: UInt64(point) * 2 + (subset ? 1 : 0), into: target)
                 let found = try await check(target, key: key, operations: operations, point: point, subset: subset)
                 checked.points += 1

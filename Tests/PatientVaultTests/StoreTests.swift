@@ -1,8 +1,25 @@
 import Foundation
 import Testing
 @testable import PatientVault
+import VaultStorage
+import VaultSync
 
 @Suite struct StoreTests {
+    /// The storage engine comes from the configuration's factory (here a
+    /// `LogEngine` too, counted): the domain layer builds none itself.
+    @Test func theStorageEngineIsInjected() async throws {
+        let made = Locked(0)
+        var c = Fixtures.configuration()
+        c.engineFactory = { directory, configuration in
+            made.withLock { $0 += 1 }
+            return try LogEngine.open(directory: directory, configuration: configuration)
+        }
+        let t = try await TestStore(configuration: c)
+        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        #expect(made.withLock { $0 } == 1)
+        try await t.store.close()
+    }
+
     @Test func wrongMasterKeyIsATypedErrorAndWritesNothing() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
@@ -200,7 +217,7 @@ import Testing
         try await store.close()
         // Raise the stored memory cost to 1 TiB with a valid checksum: the
         // open must refuse it rather than try to allocate it.
-        let path = folder.url.appendingPathComponent(StoreHeader.fileName).path
+        let path = folder.url.appendingPathComponent(StoreFolder.headerFileName).path
         var header = try StoreHeader.read(directory: folder.url.path)!
         header.parameters = .init(opsLimit: header.parameters.opsLimit, memLimit: 1 << 40)
         try Data(header.encoded()).write(to: URL(fileURLWithPath: path))

@@ -13,7 +13,6 @@ import VaultStorage
 /// box is XChaCha20-Poly1305 under the key-check subkey, sealing the store
 /// id with every byte before it as associated data.
 struct StoreHeader {
-    static let fileName = "store.header"
     static let magic: [UInt8] = Array("PVSTORE1".utf8)
     static let version: UInt32 = 1
     static let size = 124
@@ -95,26 +94,12 @@ struct StoreHeader {
 
     /// Reads the header of the store in `directory`, or nil if there is none.
     static func read(directory: String) throws(PatientVaultError) -> StoreHeader? {
-        let path = directory + "/" + fileName
-        guard FileSystem.exists(path) else { return nil }
-        let bytes = try translatingErrors {
-            let file = try PosixFile.open(path, flags: O_RDONLY, name: fileName)
-            return try file.read(count: size + 1, at: 0)
-        }
+        guard let bytes = try translatingErrors({ try StoreFolder.readHeader(in: directory, maximumSize: size) }) else { return nil }
         return try decode(bytes)
     }
 
-    /// Writes the header atomically (temporary file, sync, rename, sync of
-    /// the directory).
+    /// Writes the header atomically (see ``StoreFolder/writeHeader(_:in:)``).
     func write(directory: String) throws(PatientVaultError) {
-        let path = directory + "/" + Self.fileName
-        try translatingErrors {
-            let temporary = path + ".tmp"
-            let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: Self.fileName)
-            try file.write(encoded(), at: 0)
-            try file.sync()
-            try FileSystem.rename(temporary, path)
-            try FileSystem.syncDirectory(directory)
-        }
+        try translatingErrors { try StoreFolder.writeHeader(encoded(), in: directory) }
     }
 }

@@ -91,6 +91,10 @@ public struct Configuration: Sendable {
     public var auditReviewers: Set<SystemPrincipal> = []
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
+    /// The storage engine of the store's folder; nil for ``LogEngine`` (the
+    /// log of segments). Injected by tests, or by another backend behind
+    /// the `StorageEngine` protocol.
+    package var engineFactory: StorageEngineFactory?
     /// For tests only: changes to the engine's settings (smaller steps of
     /// preallocation, frequent checkpoints) applied after the store's own.
     package var tuneEngineForTesting: (@Sendable (inout LogEngineConfiguration) -> Void)?

@@ -92,7 +92,7 @@ public final class VaultStore: Sendable {
     ) async throws(PatientVaultError) -> VaultStore {
         try configuration.validate()
         let directory = url.path
-        try translatingErrors { try FileSystem.createDirectory(directory) }
+        try translatingErrors { try StoreFolder.prepare(directory) }
         let keys: StoreKeys
         if let header = try StoreHeader.read(directory: directory) {
             keys = try deriveKeys(source, header: header, allowsWeakCost: configuration.allowsWeakPassphraseCostForTesting)
@@ -100,8 +100,7 @@ public final class VaultStore: Sendable {
                 throw PatientVaultError(.wrongMasterKey, "the master key does not open this store (or its header was altered)")
             }
         } else {
-            let existing = try translatingErrors { try FileSystem.list(directory) }
-            guard !existing.contains(where: { $0.hasPrefix("segment-") || $0 == "keys.slots" }) else {
+            guard try !translatingErrors({ try StoreFolder.holdsLog(directory) }) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
             (keys, _) = try createHeader(source, directory: directory, weakCost: configuration.allowsWeakPassphraseCostForTesting)
@@ -115,7 +114,8 @@ public final class VaultStore: Sendable {
         engineConfiguration.faults = configuration.faults
         engineConfiguration.authenticator = LogMAC(key: keys.log)
         configuration.tuneEngineForTesting?(&engineConfiguration)
-        let engine = try translatingErrors { try LogEngine.open(directory: directory, configuration: engineConfiguration) }
+        let makeEngine = configuration.engineFactory ?? { try LogEngine.open(directory: $0, configuration: $1) }
+        let engine = try translatingErrors { try makeEngine(directory, engineConfiguration) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
         let store = VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
         do {

@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The store's folder as the layer above sees it: created on demand, a
+/// small header file of opaque bytes (written atomically), and whether a
+/// log exists. The file names live here, below the domain layer.
+package enum StoreFolder {
+    /// The header file's name.
+    package static let headerFileName = "store.header"
+
+    /// Creates the folder (and missing parents, 0700) if needed.
+    package static func prepare(_ directory: String) throws {
+        try FileSystem.createDirectory(directory)
+    }
+
+    /// The header's bytes (at most `maximumSize` + 1 of them, so a caller
+    /// can tell an oversized file), or nil if there is no header.
+    package static func readHeader(in directory: String, maximumSize: Int) throws -> [UInt8]? {
+        let path = directory + "/" + headerFileName
+        guard FileSystem.exists(path) else { return nil }
+        let file = try PosixFile.open(path, flags: O_RDONLY, name: headerFileName)
+        return try file.read(count: maximumSize + 1, at: 0)
+    }
+
+    /// Writes the header atomically: a temporary file, synced, renamed into
+    /// place, the folder synced.
+    package static func writeHeader(_ bytes: [UInt8], in directory: String) throws {
+        let path = directory + "/" + headerFileName
+        let temporary = path + ".tmp"
+        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: headerFileName)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        try FileSystem.rename(temporary, path)
+        try FileSystem.syncDirectory(directory)
+    }
+
+    /// Whether the folder holds a log engine's files (segments or the key
+    /// file): then a missing header is damage, not a new store.
+    package static func holdsLog(_ directory: String) throws -> Bool {
+        try FileSystem.list(directory).contains {
+            LogFormat.segmentNumber(fromFileName: $0) != nil || $0 == LogFormat.keyFileName
+        }
+    }
+}
+
+/// Makes the storage engine of a store's folder: ``LogEngine`` by default;
+/// tests (and another backend) inject their own through the store's
+/// configuration.
+package typealias StorageEngineFactory = @Sendable (_ directory: String, _ configuration: LogEngineConfiguration) throws -> any StorageEngine
