@@ -34,6 +34,8 @@ let package = Package(
         // The ecosystem's logging API: the host chooses the backend; we log at
         // debug/trace only and never patient data.
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        // The ecosystem's documentation builder (DocC catalogs of the products).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(

@@ -78,7 +78,7 @@ extension Principal {
     }
     /// The health insurer's systems (`cnam`).
     public static var healthInsurer: Principal { .insurer(try! SystemPrincipal("cnam")) }
-    /// An audit reviewer (`reviewer-n`); list it in ``Configuration/auditReviewers``.
+    /// An audit reviewer (`reviewer-n`); list it in `Configuration/auditReviewers`.
     public static func reviewer(_ n: Int = 1) -> Principal { .auditReviewer(try! SystemPrincipal("reviewer-\(n)")) }
 }
 

@@ -3,7 +3,7 @@ import VaultStorage
 
 /// Storage failures on demand, for a host's tests of its own error
 /// handling: a full disk, a failed `fdatasync`, a failed write. Inject them
-/// with ``PatientVault/Configuration/injecting(_:)``; switch them on and
+/// with `PatientVault/Configuration/injecting(_:)`; switch them on and
 /// off while the store runs.
 ///
 /// ```swift
@@ -27,7 +27,7 @@ public final class StoreFaults: Sendable {
 
     /// While true, every reservation of disk space fails with `ENOSPC`:
     /// deposits and vault creations fail with
-    /// ``PatientVault/PatientVaultError/Code/diskFull``; reads and listings
+    /// `PatientVault/PatientVaultError/Code/diskFull`; reads and listings
     /// go on while the audit reserve lasts.
     public var diskFull: Bool {
         get { injection.diskFull }
@@ -43,7 +43,7 @@ public final class StoreFaults: Sendable {
 
     /// While true, every `fdatasync` of the commit path fails with `EIO`:
     /// the next durable call gets
-    /// ``PatientVault/PatientVaultError/Code/durabilityLost``, and so does
+    /// `PatientVault/PatientVaultError/Code/durabilityLost`, and so does
     /// every call after it, until the store is reopened.
     public var syncFails: Bool {
         get { injection.syncFails }

@@ -16,11 +16,11 @@ import PatientVault
 /// under the system's temporary directory (`TMPDIR`), named
 /// `patientvault-test-<UUID>`.
 /// - Parameters:
-///   - configuration: the store's settings; ``Configuration/testing`` (small
+///   - configuration: the store's settings; `Configuration/testing` (small
 ///     files, fast key derivation) by default.
 ///   - body: the test, given the open store.
 /// - Returns: what `body` returns.
-/// - Throws: what `body` throws, or the ``PatientVaultError`` of opening or
+/// - Throws: what `body` throws, or the `PatientVaultError` of opening or
 ///   closing the store (a failed close is reported only when `body` succeeded).
 public func withTemporaryStore<R: Sendable>(
     configuration: Configuration = .testing,
@@ -44,7 +44,7 @@ extension Configuration {
     /// Settings for tests: the production defaults with 1 MiB segments,
     /// 64 KiB content chunks (16 KiB inline), a 64 KiB audit reserve, the
     /// smallest Argon2id cost for passphrase stores (never in production:
-    /// only this product can set it) and a ``ManualClock``.
+    /// only this product can set it) and a `ManualClock`.
     /// A fresh store takes about 1 MB of disk and opens in milliseconds.
     public static var testing: Configuration {
         var c = Configuration()

@@ -122,7 +122,7 @@ extension VaultStore {
 
     /// Everything one professional or organisation did, across every vault,
     /// newest first: read from their activity stream (an index of copies of
-    /// their entries, written in batches by the ``ActivityWriter``; pending
+    /// their entries, written in batches by the `ActivityWriter`; pending
     /// copies are written first), not by scanning vaults.
     ///
     /// Only a reviewer named in ``Configuration/auditReviewers`` may call it;

@@ -87,7 +87,7 @@ public struct Configuration: Sendable {
     /// When read entries of the audit trail become durable. Default ``AuditMode/durable``.
     public var auditMode: AuditMode = .durable
     /// Reviewers allowed to read what one professional did across vaults
-    /// (``VaultStore/activity(of:matching:as:)``), by system principal.
+    /// (`VaultStore.activity(of:matching:as:)`), by system principal.
     public var auditReviewers: Set<SystemPrincipal> = []
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?

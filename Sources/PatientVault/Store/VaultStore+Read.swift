@@ -58,7 +58,11 @@ extension VaultStore {
     /// The metadata of a document: its current version, or `version`.
     /// Audited (one entry, allowed or denied).
     /// - Parameters:
+    ///   - document: the document's id.
+    ///   - version: a version number (from 1); nil for the current one.
     ///   - includingDeprecated: allows asking for a replaced version.
+    ///   - patient: whose vault.
+    ///   - principal: who asks.
     ///   - purpose: `.breakGlass(reason:)` for an emergency access.
     ///   - secret: a secret access by the patient (hidden from representatives' view of the trail).
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` (also when the
@@ -135,8 +139,8 @@ extension VaultStore {
     // MARK: - Content
 
     /// The whole content of a document (current version, or `version`).
-    /// For large documents prefer ``contentStream(of:version:includingDeprecated:for:as:)``.
-    /// - Throws: as ``metadata(of:version:includingDeprecated:for:as:)``, and
+    /// For large documents prefer ``contentStream(of:version:includingDeprecated:for:as:purpose:secret:)``.
+    /// - Throws: as ``metadata(of:version:includingDeprecated:for:as:purpose:secret:)``, and
     ///   ``PatientVaultError/Code/corrupted`` if stored bytes fail
     ///   authentication, ``PatientVaultError/Code/erased`` if its key was destroyed.
     public func content(
