@@ -156,3 +156,17 @@ func literalReferences(in root: Any) -> [String] {
     }
     return found
 }
+
+/// A host's test can fake an audit entry, and its JSON is the documented one.
+@Test func anAuditEntryCanBeMadeByAHostsTest() throws {
+    let entry = AuditEntry(
+        sequence: 3, time: CodableTests.t, actor: .doctor(), onBehalfOf: nil, action: .readContent, vaultID: "v1",
+        document: try DocumentID("00112233445566778899aabbccddeeff"), version: 1, outcome: .allowed, rule: .medecinTraitant,
+        purpose: .care, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: nil, reasonHash: nil,
+        matrixVersion: "2023", previousHash: [0xFF, 0x00])
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = String(decoding: try encoder.encode(entry), as: UTF8.self)
+    #expect(text == #"{"action":"readContent","actor":{"kind":"professional","profession":"doctor","rpps":"10000000001"},"document":"00112233445566778899aabbccddeeff","isBreakGlass":false,"isSecretAccess":false,"matrixVersion":"2023","outcome":"allowed","previousHash":"ff00","purpose":"care","rule":"medecinTraitant","sequence":3,"time":"2023-11-14T22:13:20.250Z","vaultID":"v1","version":1}"#)
+    #expect(try JSONDecoder().decode(AuditEntry.self, from: Data(text.utf8)) == entry)
+}

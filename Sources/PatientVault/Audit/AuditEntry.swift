@@ -73,6 +73,34 @@ public struct AuditEntry: Hashable, Sendable {
     /// empty in a legal representative's view).
     public var previousHash: [UInt8]
 
+    /// An entry with every field, as the store writes it; public so that a
+    /// host's tests can fake a trail (the store itself never takes one).
+    public init(
+        sequence: UInt64, time: Date, actor: Principal, onBehalfOf: Principal?, action: VaultAction, vaultID: String,
+        document: DocumentID?, version: Int?, outcome: AuditOutcome, rule: AccessRule, purpose: AuditPurpose,
+        legalBasis: String?, isBreakGlass: Bool, isSecretAccess: Bool, target: String?, reasonHash: [UInt8]?,
+        matrixVersion: String, previousHash: [UInt8]
+    ) {
+        self.sequence = sequence
+        self.time = time
+        self.actor = actor
+        self.onBehalfOf = onBehalfOf
+        self.action = action
+        self.vaultID = vaultID
+        self.document = document
+        self.version = version
+        self.outcome = outcome
+        self.rule = rule
+        self.purpose = purpose
+        self.legalBasis = legalBasis
+        self.isBreakGlass = isBreakGlass
+        self.isSecretAccess = isSecretAccess
+        self.target = target
+        self.reasonHash = reasonHash
+        self.matrixVersion = matrixVersion
+        self.previousHash = previousHash
+    }
+
     func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 256)
         w.write(sequence)
