@@ -5,11 +5,10 @@ import PatientVault
 // random (`random(using:)`). None is a real person's.
 
 extension INS {
-    /// A valid INS, the same for the same `n` (0 to 999,999): a woman born
-    /// in 1984, abroad (department 99), order number `n`, with its key.
+    /// A valid INS, the same for the same `n`: a woman born in 1984, abroad
+    /// (department 99), order number `n` (taken modulo 1,000,000), with its key.
     public static func example(_ n: Int) -> INS {
-        precondition((0...999_999).contains(n), "example numbers are 0 to 999,999")
-        let nir = "28405" + "99" + String(format6(n))
+        let nir = "28405" + "99" + String(format6(wrapped(n, 1_000_000)))
         return try! INS(nir + key(nir))
     }
 
@@ -36,18 +35,18 @@ extension INS {
 }
 
 extension RPPSNumber {
-    /// A valid RPPS number (`10` then 9 digits), the same for the same `n`.
+    /// A valid RPPS number (`10` then 9 digits: `n` modulo 10⁹), the same
+    /// for the same `n`.
     public static func example(_ n: Int) -> RPPSNumber {
-        precondition((0...999_999_999).contains(n), "example numbers are 0 to 999,999,999")
-        return try! RPPSNumber("10" + String(n).leftPadded(9))
+        try! RPPSNumber("10" + String(wrapped(n, 1_000_000_000)).leftPadded(9))
     }
 }
 
 extension FINESSNumber {
-    /// A valid FINESS number (department 99, then 7 digits), the same for the same `n`.
+    /// A valid FINESS number (department 99, then 7 digits: `n` modulo 10⁷),
+    /// the same for the same `n`.
     public static func example(_ n: Int) -> FINESSNumber {
-        precondition((0...9_999_999).contains(n), "example numbers are 0 to 9,999,999")
-        return try! FINESSNumber("99" + String(n).leftPadded(7))
+        try! FINESSNumber("99" + String(wrapped(n, 10_000_000)).leftPadded(7))
     }
 }
 
@@ -83,6 +82,13 @@ extension Principal {
 }
 
 private func format6(_ n: Int) -> String { String(n).leftPadded(6) }
+
+/// `n` in `0..<modulus`, for any `n` (negative and `Int.min` included): an
+/// example number never traps.
+private func wrapped(_ n: Int, _ modulus: Int) -> Int {
+    let r = n % modulus
+    return r < 0 ? r + modulus : r
+}
 
 extension String {
     fileprivate func leftPadded(_ width: Int) -> String {

@@ -28,8 +28,6 @@ package final class FaultInjection: Sendable {
         case segmentCreationSync
         /// The write of a new key file's header.
         case keyFileCreation
-
-        var isWrite: Bool { self != .checkpointSync && self != .segmentCreationSync }
     }
 
     private struct State {
@@ -139,9 +137,8 @@ package protocol FileObserver: AnyObject, Sendable {
     func opened(_ path: String, created: Bool, truncated: Bool)
     /// `bytes` written at `offset`.
     func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer)
-    /// The file's length set (`growOnly`: extended to `length` if shorter,
-    /// as `posix_fallocate` does; otherwise cut or extended to it).
-    func resized(_ path: String, to length: UInt64, growOnly: Bool)
+    /// The file's length set with `ftruncate` (cut, or extended with zeros).
+    func truncated(_ path: String, to length: UInt64)
     /// `fdatasync` or `fsync` of a file or of the directory returned.
     func synced(_ path: String)
     /// `rename(from, to)` returned.

@@ -216,7 +216,7 @@ package final class PosixFile: @unchecked Sendable {
     /// Cuts the file at `length` bytes.
     package func truncate(to length: UInt64) throws {
         guard ftruncate(fd, off_t(length)) == 0 else { throw PosixFile.error("ftruncate", name: name) }
-        observer?.resized(path, to: length, growOnly: false)
+        observer?.truncated(path, to: length)
     }
 
     /// Releases a `flock` taken by ``tryLockExclusive()``.

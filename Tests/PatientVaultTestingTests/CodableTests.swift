@@ -170,3 +170,17 @@ func literalReferences(in root: Any) -> [String] {
     #expect(text == #"{"action":"readContent","actor":{"kind":"professional","profession":"doctor","rpps":"10000000001"},"document":"00112233445566778899aabbccddeeff","isBreakGlass":false,"isSecretAccess":false,"matrixVersion":"2023","outcome":"allowed","previousHash":"ff00","purpose":"care","rule":"medecinTraitant","sequence":3,"time":"2023-11-14T22:13:20.250Z","vaultID":"v1","version":1}"#)
     #expect(try JSONDecoder().decode(AuditEntry.self, from: Data(text.utf8)) == entry)
 }
+
+/// Hostile numbers and dates given to the builders and the export never trap.
+@Test func buildersAndTheExportTakeAnyNumberOrDate() throws {
+    for n in [Int.min, -1, 1_000_000, 1_000_000_000, Int.max] {
+        _ = try INS(INS.example(n).digits)
+        _ = try RPPSNumber(RPPSNumber.example(n).digits)
+        _ = try FINESSNumber(FINESSNumber.example(n).value)
+    }
+    #expect(INS.example(-1) == INS.example(999_999))
+    for date in [Date.distantFuture, Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.greatestFiniteMagnitude)] {
+        let bundle = FHIR.Bundle(vaultID: "v", documents: [], auditEntries: [], timestamp: date)
+        #expect(bundle.entry.count == 1)
+    }
+}

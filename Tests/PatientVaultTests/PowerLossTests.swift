@@ -15,7 +15,7 @@ final class PowerLossDisk: FileObserver, Sendable {
     enum Op: Sendable {
         case opened(String, created: Bool, truncated: Bool)
         case wrote(String, UInt64, [UInt8])
-        case resized(String, UInt64, growOnly: Bool)
+        case truncated(String, UInt64)
         case synced(String)
         case renamed(String, String)
         case removed(String)
@@ -36,8 +36,8 @@ final class PowerLossDisk: FileObserver, Sendable {
         let copy = [UInt8](bytes)
         log.withLock { $0.append(.wrote(path, offset, copy)) }
     }
-    func resized(_ path: String, to length: UInt64, growOnly: Bool) {
-        log.withLock { $0.append(.resized(path, length, growOnly: growOnly)) }
+    func truncated(_ path: String, to length: UInt64) {
+        log.withLock { $0.append(.truncated(path, length)) }
     }
     func synced(_ path: String) { log.withLock { $0.append(.synced(path)) } }
     func renamed(_ from: String, _ to: String) { log.withLock { $0.append(.renamed(from, to)) } }
@@ -53,7 +53,7 @@ final class PowerLossDisk: FileObserver, Sendable {
 
     enum Change {
         case write(UInt64, ArraySlice<UInt8>)
-        case resize(UInt64, growOnly: Bool)
+        case truncate(UInt64)
     }
 
     enum DirectoryChange {
@@ -67,10 +67,10 @@ final class PowerLossDisk: FileObserver, Sendable {
             let end = Int(offset) + data.count
             if bytes.count < end { bytes += [UInt8](repeating: 0, count: end - bytes.count) }
             bytes.replaceSubrange(Int(offset)..<end, with: data)
-        case .resize(let length, let growOnly):
+        case .truncate(let length):
             if Int(length) > bytes.count {
                 bytes += [UInt8](repeating: 0, count: Int(length) - bytes.count)
-            } else if !growOnly {
+            } else {
                 bytes.removeSubrange(Int(length)...)
             }
         }
@@ -100,7 +100,7 @@ final class PowerLossDisk: FileObserver, Sendable {
                 handles[path] = opened
                 if truncated {
                     opened.current = []
-                    opened.pending.append(.resize(0, growOnly: false))
+                    opened.pending.append(.truncate(0))
                 }
             case .wrote(let path, let offset, let bytes):
                 guard let inode = inode(path) else { continue }
@@ -112,10 +112,10 @@ final class PowerLossDisk: FileObserver, Sendable {
                     inode.pending.append(.write(offset + UInt64(start), bytes[start..<end]))
                     start = end
                 }
-            case .resized(let path, let length, let growOnly):
+            case .truncated(let path, let length):
                 guard let inode = inode(path) else { continue }
-                Self.apply(.resize(length, growOnly: growOnly), to: &inode.current)
-                inode.pending.append(.resize(length, growOnly: growOnly))
+                Self.apply(.truncate(length), to: &inode.current)
+                inode.pending.append(.truncate(length))
             case .synced(let path):
                 if path == directory || path == directory + "/" {
                     for change in pendingDirectory {

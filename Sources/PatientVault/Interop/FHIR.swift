@@ -492,7 +492,11 @@ extension FHIR {
         /// documents' listing, ``VaultStore/auditTrail(for:matching:as:)``):
         /// each of those calls is audited, the export itself reads nothing.
         public init(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date) {
-            id = "export-\(vaultID)-\(Int64(timestamp.timeIntervalSince1970 * 1000))"
+            // Whole milliseconds; a date no clock gives (not finite, beyond
+            // ±10¹¹ s) is never converted, so it cannot trap.
+            let seconds = timestamp.timeIntervalSince1970
+            let millis = seconds.isFinite && abs(seconds) <= 1e11 ? Int64(seconds * 1000) : 0
+            id = "export-\(vaultID)-\(millis)"
             type = "collection"
             self.timestamp = FHIR.instant(timestamp)
             // An entry about a document without a version names the document:
