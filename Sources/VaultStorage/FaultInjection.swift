@@ -117,7 +117,7 @@ package final class FaultInjection: Sendable {
             s.allocationsBeforeDiskFull = left - 1
             return false
         }
-        if full { throw PosixFile.error("fallocate", name: name, code: 28 /* ENOSPC */) }
+        if full { throw PosixFile.error("preallocation", name: name, code: 28 /* ENOSPC */) }
     }
 
     func checkSync(_ name: String) throws {

@@ -174,8 +174,8 @@ extension LogEngineCore {
 
     /// Grows the current segment's and the key file's preallocation ahead
     /// of need, here on the committer thread and outside the state lock, so
-    /// that appends and slot reservations seldom call `posix_fallocate`
-    /// under it. Best effort: on failure (a full disk) the append that
+    /// that appends and slot reservations seldom preallocate (write zeros
+    /// and sync them) under it. Best effort: on failure (a full disk) the append that
     /// needs the space tries again, and fails with `diskFull` if it must.
     func growAhead() {
         let plan = state.withLock { s -> (segment: (PosixFile, UInt32, UInt64)?, keyFile: UInt64?) in
