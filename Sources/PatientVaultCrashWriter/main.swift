@@ -70,7 +70,7 @@ do {
 emit(["OPEN"])
 for p in patients {
     do {
-        try await store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await store.createVault(for: p, as: .patient(p), channel: .patientOnline)
     } catch {
         if error.code != .vaultAlreadyExists { fail("createVault: \(error)") }
     }
@@ -98,7 +98,7 @@ await withTaskGroup(of: Void.self) { group in
                         emit(["BEGIN", "deposit", "\(op)", patients[p].digits, "\(size)"])
                         let draft = DocumentDraft(
                             typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
-                        let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], by: professionals[a])
+                        let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], as: professionals[a])
                         written.withLock { $0.append((p, m.id, m.version, a)) }
                         emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
                     } else if choice < 7, let k = known {
@@ -107,7 +107,7 @@ await withTaskGroup(of: Void.self) { group in
                         let draft = DocumentDraft(
                             typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
                         let m = try await store.replace(
-                            k.id, with: draft, content: content(op: op, size: size), for: patients[k.patient], by: professionals[k.author])
+                            k.id, with: draft, content: content(op: op, size: size), for: patients[k.patient], as: professionals[k.author])
                         written.withLock { $0.append((k.patient, m.id, m.version, k.author)) }
                         emit(["ACK", "replace", "\(op)", patients[k.patient].digits, "\(m.id)", "\(m.version)", "\(size)", "\(k.author)"])
                     } else if choice < 8 {

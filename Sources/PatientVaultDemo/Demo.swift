@@ -86,7 +86,7 @@ func run(in folder: URL) async throws {
     let hospital = Principal.organisation(Organisation(finess: try FINESSNumber("750712184"), kind: .hospital))
 
     section("Creating the vault (at a pharmacy counter)")
-    let info = try await store.createVault(for: patientINS, by: pharmacist, channel: .pharmacy)
+    let info = try await store.createVault(for: patientINS, as: pharmacist, channel: .pharmacy)
     print("vault \(info.vaultID.prefix(16))... created via \(info.channel)")
 
     section("Depositing documents")
@@ -99,18 +99,18 @@ func run(in folder: URL) async throws {
 
     let d1 = try await store.deposit(
         DocumentDraft(typeCode: .consultationNote, category: .report, title: titles[0], createdAt: now, mimeType: "text/plain"),
-        content: consultation, for: patientINS, by: doctor)
+        content: consultation, for: patientINS, as: doctor)
     let d2 = try await store.deposit(
         DocumentDraft(typeCode: .prescription, category: .prescription, title: titles[1], createdAt: now, mimeType: "application/pdf"),
-        content: prescription, for: patientINS, by: doctor)
+        content: prescription, for: patientINS, as: doctor)
     let t0 = Date()
     let d3 = try await store.deposit(
         DocumentDraft(typeCode: .imagingStudy, category: .medicalImaging, title: titles[2], createdAt: now, mimeType: "application/dicom"),
-        streaming: upload(imaging), for: patientINS, by: hospital)
+        streaming: upload(imaging), for: patientINS, as: hospital)
     let streamedMs = Date().timeIntervalSince(t0) * 1000
     let d4 = try await store.deposit(
         DocumentDraft(typeCode: DocumentTypeCode(code: "51855-5"), category: .patientDeposited, title: titles[3], createdAt: now, mimeType: "text/plain"),
-        content: selfNote, for: patientINS, by: patient)
+        content: selfNote, for: patientINS, as: patient)
     print("4 documents deposited; the \(imaging.count >> 20) MiB scan was streamed in \(Int(streamedMs)) ms")
 
     section("Reading them back")
@@ -176,7 +176,7 @@ func run(in folder: URL) async throws {
     let v2 = try await store.replace(
         d2.id,
         with: DocumentDraft(typeCode: .prescription, category: .prescription, title: titles[1] + " (corrigée)", createdAt: now, mimeType: "application/pdf"),
-        content: corrected, reason: .enteredInError, for: patientINS, by: doctor)
+        content: corrected, reason: .enteredInError, for: patientINS, as: doctor)
     let history = try await store.versions(of: d2.id, for: patientINS, as: patient)
     for m in history { print("version \(m.version): \(m.status)") }
     print("current version readable: \(try await store.content(of: d2.id, for: patientINS, as: patient) == corrected && v2.version == 2)")

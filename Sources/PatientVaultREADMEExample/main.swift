@@ -13,7 +13,7 @@ let store = try await VaultStore.open(at: folder, key: .key(masterKey))
 let ins = try INS("2 84 07 75 123 456 07")        // validated: 13-char NIR + key
 let pharmacist = Principal.professional(
     HealthProfessional(rpps: try RPPSNumber("10003456789"), profession: .pharmacist))
-try await store.createVault(for: ins, by: pharmacist, channel: .pharmacy)
+try await store.createVault(for: ins, as: pharmacist, channel: .pharmacy)
 
 let doctor = Principal.professional(
     HealthProfessional(rpps: try RPPSNumber("10101234567"), profession: .doctor))
@@ -21,7 +21,7 @@ let pdfData = Data("%PDF-1.7 consultation".utf8)
 let note = try await store.deposit(
     DocumentDraft(typeCode: .consultationNote, category: .report,
                   title: "Consultation", createdAt: .now, mimeType: "application/pdf"),
-    content: pdfData, for: ins, by: doctor)
+    content: pdfData, for: ins, as: doctor)
 
 // Large files: stream in and out with bounded memory.
 let hospital = Principal.organisation(Organisation(finess: try FINESSNumber("750712184"), kind: .hospital))
@@ -31,7 +31,7 @@ let upload = AsyncStream<Data> { c in                 // e.g. an HTTP request bo
     for _ in 0..<8 { c.yield(Data(repeating: 0x42, count: 1 << 20)) }
     c.finish()
 }
-let scan = try await store.deposit(imagingDraft, streaming: upload, for: ins, by: hospital)
+let scan = try await store.deposit(imagingDraft, streaming: upload, for: ins, as: hospital)
 var sent = 0
 for try await chunk in try await store.contentStream(of: scan.id, for: ins, as: .patient(ins)) {
     sent += chunk.count                               // e.g. write it to a response
@@ -41,7 +41,7 @@ let mine = try await store.documents(for: ins, matching: DocumentQuery(categorie
 let correctedDraft = DocumentDraft(typeCode: .consultationNote, category: .report,
                                    title: "Consultation (corrigée)", createdAt: .now, mimeType: "application/pdf")
 let v2 = try await store.replace(note.id, with: correctedDraft, content: Data("%PDF-1.7 corrected".utf8),
-                                 reason: .enteredInError, for: ins, by: doctor)
+                                 reason: .enteredInError, for: ins, as: doctor)
 
 // The patient decides who may read; every access is audited.
 let gp = HealthProfessional(rpps: try RPPSNumber("10100000001"), profession: .doctor)

@@ -8,7 +8,7 @@ import PatientVault
 /// ```swift
 /// try await withTemporaryStore { store in
 ///     let alice = INS.example(1)
-///     try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+///     try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
 /// }
 /// ```
 ///

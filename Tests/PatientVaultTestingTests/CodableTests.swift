@@ -70,7 +70,7 @@ import Testing
     @Test func vaultInfoAndAuditEntriesFromAStoreRoundTrip() async throws {
         let alice = INS.example(9)
         try await withTemporaryStore { store in
-            try await store.createVault(for: alice, by: .pharmacist(), channel: .pharmacy)
+            try await store.createVault(for: alice, as: .pharmacist(), channel: .pharmacy)
             let info = try await store.vaultInfo(for: alice, as: .patient(alice))
             let text = try json(info)
             #expect(text.contains(#""channel":"pharmacy""#) && text.contains(#""createdAt":"2023-11-14T22:13:20.000Z""#))
@@ -95,10 +95,10 @@ import Testing
 @Test func aVaultExportsAsAFHIRBundle() async throws {
     let alice = INS.example(11)
     let (bundle, auditCount) = try await withTemporaryStore { store -> (FHIR.Bundle, Int) in
-        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let draft = DocumentDraft(typeCode: .laboratoryReport, category: .report, title: "Bilan", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "application/pdf")
-        let first = try await store.deposit(draft, content: Data("v1".utf8), for: alice, by: .laboratory())
-        _ = try await store.replace(first.id, with: draft, content: Data("v2".utf8), reason: .superseded, for: alice, by: .laboratory())
+        let first = try await store.deposit(draft, content: Data("v1".utf8), for: alice, as: .laboratory())
+        _ = try await store.replace(first.id, with: draft, content: Data("v2".utf8), reason: .superseded, for: alice, as: .laboratory())
         _ = try await store.content(of: first.id, for: alice, as: .patient(alice))
         let info = try await store.vaultInfo(for: alice, as: .patient(alice))
         var documents: [DocumentMetadata] = []

@@ -7,11 +7,11 @@ import Testing
 @Test func aRefusedDoctorIsInThePatientsTrail() async throws {
     let alice = INS.example(1)
     try await withTemporaryStore { store in
-        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let report = try await store.deposit(
             DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation",
                           createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain"),
-            content: Data("Tension 12/8.".utf8), for: alice, by: .doctor())
+            content: Data("Tension 12/8.".utf8), for: alice, as: .doctor())
         await #expect(throws: PatientVaultError.self) {
             _ = try await store.content(of: report.id, for: alice, as: .doctor(2))
         }
@@ -54,7 +54,7 @@ import Testing
         for configuration in [Configuration.testing, Configuration()] {
             let bytes = try await withTemporaryStore(configuration: configuration) { store in
                 let alice = INS.example(2)
-                try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+                try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
                 let files = try FileManager.default.contentsOfDirectory(at: store.location, includingPropertiesForKeys: [.fileSizeKey])
                 return try files.reduce(0) { $0 + (try $1.resourceValues(forKeys: [.fileSizeKey]).fileSize ?? 0) }
             }
@@ -66,26 +66,26 @@ import Testing
         let faults = StoreFaults()
         let alice = INS.example(3)
         try await withTemporaryStore(configuration: .testing.injecting(faults)) { store in
-            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
             faults.diskFull = true
             // A vault for someone else needs a new key slot: refused, typed.
             let bob = INS.example(4)
             let full = await #expect(throws: PatientVaultError.self) {
                 for n in 0..<2_000 {
-                    try await store.createVault(for: INS.example(100 + n), by: .patient(INS.example(100 + n)), channel: .patientOnline)
+                    try await store.createVault(for: INS.example(100 + n), as: .patient(INS.example(100 + n)), channel: .patientOnline)
                 }
             }
             #expect(full?.code == .diskFull)
             // Reads go on.
             _ = try await store.vaultInfo(for: alice, as: .patient(alice))
             faults.diskFull = false
-            try await store.createVault(for: bob, by: .patient(bob), channel: .patientOnline)
+            try await store.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
 
             faults.syncFails = true
             let lost = await #expect(throws: PatientVaultError.self) {
                 _ = try await store.deposit(
                     DocumentDraft(typeCode: .consultationNote, category: .report, title: "Lost?", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain"),
-                    content: Data([1]), for: alice, by: .doctor())
+                    content: Data([1]), for: alice, as: .doctor())
             }
             #expect(lost?.code == .durabilityLost)
             faults.syncFails = false
@@ -164,11 +164,11 @@ final class LocationBox: @unchecked Sendable {
     #expect(DocumentTypeCode(code: "00000-0").usualCategory == nil)
     let alice = INS.example(5)
     try await withTemporaryStore { store in
-        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         for type in DocumentTypeCode.knownLOINC {
             let category = try #require(type.usualCategory)
             let draft = DocumentDraft(typeCode: type, category: category, title: "Document \(type.code)", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain")
-            _ = try await store.deposit(draft, content: Data(type.code.utf8), for: alice, by: .hospital())
+            _ = try await store.deposit(draft, content: Data(type.code.utf8), for: alice, as: .hospital())
         }
         let listed = try await store.documents(for: alice, as: .patient(alice))
         #expect(Set(listed.map(\.typeCode)) == Set(DocumentTypeCode.knownLOINC))
@@ -191,7 +191,7 @@ final class LocationBox: @unchecked Sendable {
 @Test func aPerPatientScopeAndOneCallForMetadataAndContent() async throws {
     let alice = INS.example(12)
     try await withTemporaryStore { store in
-        try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doctor = store.vault(for: alice, as: .doctor())
         let patient = store.vault(for: alice, as: .patient(alice))
         let draft = DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain")

@@ -8,11 +8,11 @@ import Testing
         let v = try await AuditedVault()
         let doctor = Fixtures.otherDoctor
         try await v.store.authorise(doctor, for: v.alice, as: v.patient)
-        let visible = try await v.store.deposit(Fixtures.draft("Visible"), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let visible = try await v.store.deposit(Fixtures.draft("Visible"), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         let masked = try await v.store.deposit(
-            Fixtures.draft("Sérologie VIH", flags: [.maskedFromProfessionals]), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("Sérologie VIH", flags: [.maskedFromProfessionals]), content: Data([2]), for: v.alice, as: Fixtures.doctor)
         let hidden = try await v.store.deposit(
-            Fixtures.draft("Résultat biopsie", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("Résultat biopsie", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
         // The authorised doctor: the masked one is absent, uncounted, unknown by id.
         #expect(try await v.store.documents(for: v.alice, as: doctor).map(\.id) == [hidden.id, visible.id])
         #expect(try await v.store.vaultInfo(for: v.alice, as: doctor).documentCount == 2)
@@ -51,7 +51,7 @@ import Testing
         let v = try await AuditedVault()
         let listener = v.store.notifications()
         let hidden = try await v.store.deposit(
-            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
         #expect(try await v.store.processScheduledEvents(for: v.alice) == 0)
         v.clock.advance(by: 14 * 86_400)
         #expect(try await v.store.processScheduledEvents(for: v.alice) == 1)
@@ -82,8 +82,8 @@ import Testing
         let doctor = Fixtures.otherDoctor
         try await v.store.authorise(doctor, for: v.alice, as: v.patient)
         let v1 = try await v.store.deposit(
-            Fixtures.draft("v1", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, by: Fixtures.doctor)
-        _ = try await v.store.replace(v1.id, with: Fixtures.draft("v2"), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("v1", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.replace(v1.id, with: Fixtures.draft("v2"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
         // The authorised doctor sees version 2, not the masked version 1.
         #expect(try await v.store.content(of: v1.id, for: v.alice, as: doctor) == Data([2]))
         #expect(await code { _ = try await v.store.content(of: v1.id, version: 1, includingDeprecated: true, for: v.alice, as: doctor) } == .unknownDocument)
@@ -97,12 +97,12 @@ import Testing
     @Test func aReleaseCoversTheVersionsDepositedBeforeIt() async throws {
         let v = try await AuditedVault()
         let hidden: ConfidentialityFlags = [.hiddenFromPatient]
-        let v1 = try await v.store.deposit(Fixtures.draft("v1", flags: hidden), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let v1 = try await v.store.deposit(Fixtures.draft("v1", flags: hidden), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         v.clock.advance(by: 60)
         try await v.store.releaseToPatient(v1.id, for: v.alice, as: Fixtures.doctor)
         #expect(try await v.store.content(of: v1.id, for: v.alice, as: v.patient) == Data([1]))
         v.clock.advance(by: 60)
-        _ = try await v.store.replace(v1.id, with: Fixtures.draft("v2", flags: hidden), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+        _ = try await v.store.replace(v1.id, with: Fixtures.draft("v2", flags: hidden), content: Data([2]), for: v.alice, as: Fixtures.doctor)
         // The new version is hidden again until released (or a month old).
         #expect(await code { _ = try await v.store.content(of: v1.id, for: v.alice, as: v.patient) } == .unknownDocument)
         #expect(await code { try await v.store.releaseToPatient(v1.id, for: v.alice, as: v.patient) } == .unknownDocument)
@@ -112,9 +112,9 @@ import Testing
     @Test func theInsurerCorrectsItsOwnReimbursementHistory() async throws {
         let v = try await AuditedVault()
         let history = try await v.store.deposit(
-            Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: v.alice, by: Fixtures.insurer)
+            Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: v.alice, as: Fixtures.insurer)
         let corrected = try await v.store.replace(
-            history.id, with: Fixtures.draft("Remboursements", category: .reimbursement), content: Data([2]), for: v.alice, by: Fixtures.insurer)
+            history.id, with: Fixtures.draft("Remboursements", category: .reimbursement), content: Data([2]), for: v.alice, as: Fixtures.insurer)
         #expect(corrected.version == 2)
         // It still never reads.
         #expect(await code { _ = try await v.store.content(of: history.id, for: v.alice, as: Fixtures.insurer) } == .accessDenied)
@@ -126,12 +126,12 @@ import Testing
         c.loadedVaultLimit = 3
         let v = try await AuditedVault(configuration: c)
         let patients = (0..<8).map { Fixtures.ins("1" + String(format: "%012d", 770_000_000 + $0 * 13)) }
-        for p in patients { try await v.store.createVault(for: p, by: .patient(p), channel: .patientOnline) }
+        for p in patients { try await v.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
         let store = v.store
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, p) in patients.enumerated() {
                 group.addTask {
-                    let d = try await store.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: p, by: Fixtures.doctor)
+                    let d = try await store.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: p, as: Fixtures.doctor)
                     for _ in 0..<5 {
                         _ = try await store.metadata(of: d.id, for: p, as: .patient(p))
                         try await store.setBreakGlassOpposition(i % 2 == 0, for: p, as: .patient(p))
@@ -166,7 +166,7 @@ import Testing
         let gp = Fixtures.doctor.healthProfessional!
         let nurse = HealthProfessional(rpps: try RPPSNumber("10100000099"), profession: .nurse)
         let specialist = Fixtures.otherDoctor
-        let doc = try await v.store.deposit(Fixtures.draft(category: .summary), content: Data([1]), for: v.alice, by: Fixtures.hospital)
+        let doc = try await v.store.deposit(Fixtures.draft(category: .summary), content: Data([1]), for: v.alice, as: Fixtures.hospital)
         let t0 = v.clock.now()
         v.clock.advance(by: 100)
         try await v.store.authorise(specialist, for: v.alice, as: v.patient)
@@ -303,7 +303,7 @@ import Testing
     @Test func entryMovedFromAnotherVaultIsDetected() async throws {
         let (v, records) = try await prepared()
         let store = try await VaultStore.open(at: v.t.folder.url, key: .key(v.t.key), configuration: Fixtures.configuration())
-        try await store.createVault(for: Fixtures.bob, by: .patient(Fixtures.bob), channel: .patientOnline)
+        try await store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline)
         for _ in 0..<2 { _ = try await store.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)) }
         let bobStream = store.keys.auditStream(of: store.keys.vaultPseudonym(for: Fixtures.bob))
         let bobHead = try store.engine.read(store.engine.head(of: bobStream)!)
@@ -323,7 +323,7 @@ import Testing
         var ids: [DocumentID] = []
         for i in 0..<5 {
             v.clock.advance(by: 60)
-            ids.append(try await v.store.deposit(Fixtures.draft("TITRE-\(i)"), content: Data([UInt8(i)]), for: v.alice, by: doctor).id)
+            ids.append(try await v.store.deposit(Fixtures.draft("TITRE-\(i)"), content: Data([UInt8(i)]), for: v.alice, as: doctor).id)
         }
         for id in ids { _ = try await v.store.content(of: id, for: v.alice, as: doctor) }
         let all = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
@@ -350,7 +350,7 @@ import Testing
         let v = try await AuditedVault()
         let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
         try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: v.patient)
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.content(of: doc.id, for: v.alice, as: v.patient, secret: true)
         let own = try await v.store.auditTrail(for: v.alice, as: v.patient)
         #expect(own.contains { $0.isSecretAccess && $0.action == .readContent })
@@ -366,9 +366,9 @@ import Testing
         let v = try await AuditedVault()
         let doctor = Fixtures.doctor
         let patients = [v.alice, Fixtures.bob, Fixtures.ins("1850275000003")]
-        for p in patients.dropFirst() { try await v.store.createVault(for: p, by: .patient(p), channel: .patientOnline) }
+        for p in patients.dropFirst() { try await v.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
         for p in patients {
-            let d = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: p, by: doctor)
+            let d = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: p, as: doctor)
             _ = try await v.store.content(of: d.id, for: p, as: doctor)
         }
         // A denied attempt is activity too.
@@ -396,7 +396,7 @@ import Testing
     @Test func notificationsForTheHost() async throws {
         let v = try await AuditedVault()
         let listener = v.store.notifications()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         try await v.store.authorise(Fixtures.otherDoctor, for: v.alice, as: v.patient)
         _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
         _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
@@ -428,7 +428,7 @@ import Testing
         var c = Fixtures.configuration()
         c.auditMode = .batched(maxDelay: .milliseconds(20))
         let v = try await AuditedVault(configuration: c)
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         for _ in 0..<20 { _ = try await v.store.metadata(of: doc.id, for: v.alice, as: v.patient) }
         // The flusher clears the flag within the bound (allow for a loaded machine).
         var waited = 0
@@ -447,7 +447,7 @@ import Testing
     @Test func auditEventAndDocumentReference() async throws {
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(
-            Fixtures.draft("Compte rendu secret", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("Compte rendu secret", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         let emergency = Fixtures.otherDoctor
         _ = try await v.store.documents(for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("coma")))
         let entries = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 10), as: v.patient)

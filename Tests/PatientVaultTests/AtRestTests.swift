@@ -9,8 +9,8 @@ import Testing
         let store = t.store
         let alice = Fixtures.alice
         let bob = Fixtures.bob
-        try await store.createVault(for: alice, by: Fixtures.pharmacist, channel: .pharmacy)
-        try await store.createVault(for: bob, by: Fixtures.insurer, channel: .insurerAgent)
+        try await store.createVault(for: alice, as: Fixtures.pharmacist, channel: .pharmacy)
+        try await store.createVault(for: bob, as: Fixtures.insurer, channel: .insurerAgent)
         let titles = ["Bilan cardiologique confidentiel", "Ordonnance de lithium", "IRM cérébrale"]
         let contents = [
             Fixtures.content("SMALL-CLINICAL-NOTE-hypertension", size: 2_000),
@@ -21,8 +21,8 @@ import Testing
         for i in 0..<3 {
             let d = DocumentDraft(
                 typeCode: types[i], category: .report, title: titles[i], createdAt: Date(), mimeType: "application/x-secret-mime")
-            _ = try await store.deposit(d, streaming: chunks(of: contents[i], size: 30_000), for: alice, by: Fixtures.doctor)
-            _ = try await store.deposit(d, content: contents[i], for: bob, by: Fixtures.hospital)
+            _ = try await store.deposit(d, streaming: chunks(of: contents[i], size: 30_000), for: alice, as: Fixtures.doctor)
+            _ = try await store.deposit(d, content: contents[i], for: bob, as: Fixtures.hospital)
         }
         try await store.close()
 

@@ -18,7 +18,7 @@ struct AuditedVault {
         c.clock = clock
         c.auditReviewers = [try SystemPrincipal("dpo")]
         t = try await TestStore(configuration: c)
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
     }
 
     var store: VaultStore { t.store }
@@ -66,11 +66,11 @@ struct AuditedVault {
          { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: v.patient) },
          { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: stranger) }),
         ("deposit", .deposit,
-         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: doctor) },
-         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.insurer) }),
+         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: doctor) },
+         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.insurer) }),
         ("replace", .replace,
-         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: doctor) },
-         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: v.patient) }),
+         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: doctor) },
+         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: v.patient) }),
         ("authorise", .authorise,
          { v, _ in try await v.store.authorise(stranger, for: v.alice, as: v.patient) },
          { v, _ in try await v.store.authorise(stranger, for: v.alice, as: doctor) }),
@@ -114,7 +114,7 @@ struct AuditedVault {
         let v = try await AuditedVault()
         // Only a hidden document can be released; the others use a plain one.
         let flags: ConfidentialityFlags = name == "releaseToPatient" ? [.hiddenFromPatient] : []
-        let doc = try await v.store.deposit(Fixtures.draft(flags: flags), content: Data([9]), for: v.alice, by: Self.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(flags: flags), content: Data([9]), for: v.alice, as: Self.doctor).id
         var before = try v.count()
         try await allowed(v, doc)
         var entries = try v.entries()
@@ -140,14 +140,14 @@ struct AuditedVault {
         #expect(first[0].actor == v.patient && first[0].purpose == .personalAccess)
         // A denied creation has no vault to hold its entry: nothing is written.
         let bob = Fixtures.bob
-        #expect(await code { try await v.store.createVault(for: bob, by: .patient(v.alice), channel: .patientOnline) } == .accessDenied)
+        #expect(await code { try await v.store.createVault(for: bob, as: .patient(v.alice), channel: .patientOnline) } == .accessDenied)
         #expect(await code { _ = try await v.store.vaultInfo(for: bob, as: .patient(bob)) } == .unknownVault)
         try await v.store.close()
     }
 
     @Test func badInputLeavesExactlyOneEntryAndWritesNothingElse() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([9]), for: v.alice, by: Self.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([9]), for: v.alice, as: Self.doctor).id
         try await v.store.authorise(Self.stranger, until: v.clock.now().addingTimeInterval(3600), for: v.alice, as: v.patient)
         let before = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         let now = v.clock.now()
@@ -163,10 +163,10 @@ struct AuditedVault {
             ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: try BreakGlassReason("unconscious"))) }),
             ("secret access by a doctor", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Self.doctor, secret: true) }),
             ("a médecin traitant who is not a doctor", { v, _ in try await v.store.setMedecinTraitant(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) }),
-            ("depositing as the system", { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: .system) }),
+            ("depositing as the system", { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: .system) }),
             ("acting as the system", { v, _ in _ = try await v.store.documents(for: v.alice, as: .system) }),
             ("bad audit page", { v, _ in _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 0), as: v.patient) }),
-            ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, by: Self.doctor) }),
+            ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, as: Self.doctor) }),
         ]
         for (name, op) in bad {
             let entriesBefore = try v.store.withVault(v.alice) { $0.auditNext }

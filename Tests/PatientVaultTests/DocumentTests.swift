@@ -6,7 +6,7 @@ import VaultStorage
 @Suite struct DocumentTests {
     func storeWithVault(_ clock: ManualClock = ManualClock()) async throws -> TestStore {
         let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))
-        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         return t
     }
 
@@ -18,7 +18,7 @@ import VaultStorage
         let clock = ManualClock()
         let t = try await storeWithVault(clock)
         let content = Fixtures.content("SIZE-\(size)", size: size)
-        let m = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
+        let m = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
         #expect(m.version == 1)
         #expect(m.size == Int64(content.count))
         #expect(m.author == Fixtures.doctor)
@@ -38,7 +38,7 @@ import VaultStorage
         let content = Fixtures.content("LARGE", size: 1_000_000)
         let m = try await t.store.deposit(
             Fixtures.draft("Scanner", category: .medicalImaging, type: .imagingStudy),
-            streaming: chunks(of: content, size: 77_777), for: alice, by: Fixtures.hospital)
+            streaming: chunks(of: content, size: 77_777), for: alice, as: Fixtures.hospital)
         let stream = try await t.store.contentStream(of: m.id, for: alice, as: patient)
         #expect(stream.size == 1_000_000)
         var got = Data()
@@ -62,7 +62,7 @@ import VaultStorage
             c.yield(Fixtures.content("PART", size: 200_000))
             c.finish(throwing: UploadFailed())
         }
-        let c = await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: failing, for: alice, by: Fixtures.doctor) }
+        let c = await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: failing, for: alice, as: Fixtures.doctor) }
         #expect(c != nil)
         #expect(try await t.store.documents(for: alice, as: patient).isEmpty)
         let store = try await t.reopen()
@@ -85,7 +85,7 @@ import VaultStorage
             clock.advance(by: 60)
             let m = try await t.store.deposit(
                 Fixtures.draft("Document \(i)", category: category, type: type, createdAt: base.addingTimeInterval(offset * 86_400)),
-                content: Fixtures.content("D\(i)"), for: alice, by: author)
+                content: Fixtures.content("D\(i)"), for: alice, as: author)
             ids.append(m.id)
         }
         let all = try await t.store.documents(for: alice, as: patient)
@@ -105,12 +105,12 @@ import VaultStorage
 
     @Test func replaceKeepsHistoryAndDeprecatesTheOldVersion() async throws {
         let t = try await storeWithVault()
-        let v1 = try await t.store.deposit(Fixtures.draft("Ordonnance"), content: Fixtures.content("V1"), for: alice, by: Fixtures.doctor)
+        let v1 = try await t.store.deposit(Fixtures.draft("Ordonnance"), content: Fixtures.content("V1"), for: alice, as: Fixtures.doctor)
         let v2 = try await t.store.replace(
-            v1.id, with: Fixtures.draft("Ordonnance corrigée"), content: Fixtures.content("V2"), for: alice, by: Fixtures.doctor)
+            v1.id, with: Fixtures.draft("Ordonnance corrigée"), content: Fixtures.content("V2"), for: alice, as: Fixtures.doctor)
         let v3 = try await t.store.replace(
             v1.id, with: Fixtures.draft("Ordonnance v3"), content: Fixtures.content("V3"), reason: .enteredInError,
-            for: alice, by: Fixtures.doctor)
+            for: alice, as: Fixtures.doctor)
         #expect(v2.id == v1.id && v2.version == 2 && v3.version == 3)
         #expect(v2.replaces?.version == 1 && v2.replaces?.reason == .superseded)
         #expect(v3.replaces?.reason == .enteredInError)
@@ -134,11 +134,11 @@ import VaultStorage
 
     @Test func onlyTheAuthorReplaces() async throws {
         let t = try await storeWithVault()
-        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("X"), for: alice, by: Fixtures.doctor)
-        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, by: patient) } == .accessDenied)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("X"), for: alice, as: Fixtures.doctor)
+        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, as: patient) } == .accessDenied)
         // A professional who cannot see it gets "unknown", not "denied".
-        _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.otherDoctor)
-        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.otherDoctor) } == .unknownDocument)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, as: Fixtures.otherDoctor)
+        #expect(await code { _ = try await t.store.replace(m.id, with: Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.otherDoctor) } == .unknownDocument)
         #expect(try await t.store.versions(of: m.id, for: alice, as: patient).count == 1)
         try await t.store.close()
     }
@@ -146,12 +146,12 @@ import VaultStorage
     @Test func concurrentReplacementsOfOneVersionConflict() async throws {
         let t = try await storeWithVault()
         let store = t.store
-        let m = try await store.deposit(Fixtures.draft(), content: Fixtures.content("BASE"), for: alice, by: Fixtures.doctor)
+        let m = try await store.deposit(Fixtures.draft(), content: Fixtures.content("BASE"), for: alice, as: Fixtures.doctor)
         let big = Fixtures.content("R", size: 400_000)
         let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
             for _ in 0..<4 {
                 group.addTask {
-                    await code { _ = try await store.replace(m.id, with: Fixtures.draft(), streaming: chunks(of: big, size: 50_000), for: Fixtures.alice, by: Fixtures.doctor) }
+                    await code { _ = try await store.replace(m.id, with: Fixtures.draft(), streaming: chunks(of: big, size: 50_000), for: Fixtures.alice, as: Fixtures.doctor) }
                 }
             }
             var out: [PatientVaultError.Code?] = []
@@ -172,7 +172,7 @@ import VaultStorage
         let ids = try await withThrowingTaskGroup(of: DocumentID.self) { group in
             for i in 0..<40 {
                 group.addTask {
-                    try await store.deposit(Fixtures.draft("Doc \(i)"), content: Fixtures.content("C\(i)", size: 4096), for: Fixtures.alice, by: Fixtures.doctor).id
+                    try await store.deposit(Fixtures.draft("Doc \(i)"), content: Fixtures.content("C\(i)", size: 4096), for: Fixtures.alice, as: Fixtures.doctor).id
                 }
             }
             var out: [DocumentID] = []
@@ -202,7 +202,7 @@ import VaultStorage
 
     @Test func badDraftsAreRefusedWithTheirEntryAndNothingElse() async throws {
         let t = try await TestStore()
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let bad: [DocumentDraft] = [
             draft { $0.title = "" },
@@ -220,7 +220,7 @@ import VaultStorage
             draft { $0.serviceEnd = Date(timeIntervalSince1970: 1e12) },
         ]
         for d in bad {
-            #expect(await code { _ = try await t.store.deposit(d, content: Data([1, 2, 3]), for: alice, by: Fixtures.doctor) } == .invalidArgument)
+            #expect(await code { _ = try await t.store.deposit(d, content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor) } == .invalidArgument)
         }
         // An oversized speciality cannot even be built: bounded where created.
         #expect(throws: PatientVaultError.self) {
@@ -237,19 +237,19 @@ import VaultStorage
 
     @Test func unknownDocumentAndDeniedAccessWriteOnlyTheirAuditEntries() async throws {
         let t = try await TestStore()
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, as: Fixtures.doctor)
         let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let unknown = try DocumentID.random()
         #expect(await code { _ = try await t.store.metadata(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.content(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.versions(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
-        #expect(await code { _ = try await t.store.replace(unknown, with: Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.doctor) } == .unknownDocument)
+        #expect(await code { _ = try await t.store.replace(unknown, with: Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor) } == .unknownDocument)
         // Insurer: never reads; deposits reimbursement data only.
         #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: Fixtures.insurer) } == .accessDenied)
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.insurer) } == .accessDenied)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.insurer) } == .accessDenied)
         // Another patient cannot deposit into this vault.
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: .patient(Fixtures.bob)) } == .accessDenied)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: .patient(Fixtures.bob)) } == .accessDenied)
         // A professional with no document here is denied at vault level; the
         // error names the rule.
         do {
@@ -273,7 +273,7 @@ import VaultStorage
         ])
         // The insurer's reimbursement deposit is accepted.
         _ = try await t.store.deposit(
-            Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: alice, by: Fixtures.insurer)
+            Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: alice, as: Fixtures.insurer)
         try await t.store.close()
     }
 }
@@ -293,15 +293,15 @@ import VaultStorage
     @Test func fullDiskIsATypedErrorThatChangesNothing() async throws {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: configuration(faults))
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let kept = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEPT"), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEPT"), for: alice, as: Fixtures.doctor)
         faults.diskFull = true
         // 2 MiB cannot fit in the 1 MiB segment: a new one is needed and refused.
         let big = Fixtures.content("BIG", size: 2 << 20)
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor) } == .diskFull)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor) } == .diskFull)
         #expect(try await t.store.documents(for: alice, as: .patient(alice)).map(\.id) == [kept.id])
         faults.diskFull = false
-        let later = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor)
+        let later = try await t.store.deposit(Fixtures.draft(), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor)
         let store = try await t.reopen(configuration: configuration(FaultInjection()))
         #expect(Set(try await store.documents(for: alice, as: .patient(alice)).map(\.id)) == [kept.id, later.id])
         #expect(try await store.content(of: later.id, for: alice, as: .patient(alice)) == big)
@@ -311,11 +311,11 @@ import VaultStorage
     @Test func failedSyncStopsAcknowledgingWrites() async throws {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: configuration(faults))
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         faults.syncFails = true
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
         faults.syncFails = false
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
         // Reads stop too: no content is returned without a durable audit entry.
         #expect(await code { _ = try await t.store.vaultInfo(for: alice, as: .patient(alice)) } == .durabilityLost)
         // close() reports the same code, and reopening recovers the vault.
@@ -333,8 +333,8 @@ import VaultStorage
     func anIOFaultStopsTheStoreAndReopeningKeepsWhatWasAcknowledged(fault: String) async throws {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: configuration(faults))
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, as: Fixtures.doctor)
         switch fault {
         case "sync key file": faults.syncFailsOn = "key file"
         case "sync segment": faults.syncFailsOn = "segment"
@@ -342,7 +342,7 @@ import VaultStorage
         default: faults.writeFault = .short
         }
         let failed = Fixtures.content("FAILED", size: 70_000)
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, by: Fixtures.doctor) } == .durabilityLost)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, as: Fixtures.doctor) } == .durabilityLost)
         #expect(await code { _ = try await t.store.documents(for: alice, as: .patient(alice)) } == .durabilityLost)
         #expect(await code { try await t.store.close() } == .durabilityLost)
         let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection()))
@@ -354,7 +354,7 @@ import VaultStorage
         }
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         // And the store takes writes again.
-        _ = try await store.deposit(Fixtures.draft("After"), content: Data([1]), for: alice, by: Fixtures.doctor)
+        _ = try await store.deposit(Fixtures.draft("After"), content: Data([1]), for: alice, as: Fixtures.doctor)
         try await store.close()
     }
 
@@ -374,31 +374,31 @@ import VaultStorage
             faults.failingSite = site
             #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(faults)) } == .io)
             let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(FaultInjection()))
-            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
             try await store.close()
             return
         }
         let t = try await TestStore(configuration: configuration(faults))
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 5000), for: alice, as: Fixtures.doctor)
         var acknowledged = [kept.id: Fixtures.content("KEPT", size: 5000)]
         faults.failingSite = site
         // 1.5 MiB does not fit in the first 1 MiB segment: a new one is needed.
         let big = Fixtures.content("BIG", size: 3 << 19)
         switch site {
         case .keySlotWrite:
-            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: Data([1]), for: alice, by: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: Data([1]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .segmentCreationWrite, .segmentCreationSync:
-            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor) } == .io)
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor) } == .io)
             #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("segment-0000000002.log.tmp").path))
             faults.failingSite = nil
-            let after = try await t.store.deposit(Fixtures.draft("After"), streaming: chunks(of: big, size: 100_000), for: alice, by: Fixtures.doctor)
+            let after = try await t.store.deposit(Fixtures.draft("After"), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor)
             acknowledged[after.id] = big
             try await t.store.close()
         default:
             // The checkpoint at close fails; close itself does not.
-            let after = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, by: Fixtures.doctor)
+            let after = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor)
             acknowledged[after.id] = Data([2])
             try await t.store.close()
             #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint.tmp").path))
@@ -413,7 +413,7 @@ import VaultStorage
             #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == Data([1]), "the failed deposit is whole if present")
         }
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
-        _ = try await store.deposit(Fixtures.draft("Again"), content: Data([3]), for: alice, by: Fixtures.doctor)
+        _ = try await store.deposit(Fixtures.draft("Again"), content: Data([3]), for: alice, as: Fixtures.doctor)
         try await store.close()
     }
 
@@ -421,10 +421,10 @@ import VaultStorage
         var c = Fixtures.configuration()
         c.durability = .relaxed
         let t = try await TestStore(configuration: c)
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         var ids: [DocumentID] = []
         for i in 0..<5 {
-            ids.append(try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R\(i)"), for: alice, by: Fixtures.doctor).id)
+            ids.append(try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R\(i)"), for: alice, as: Fixtures.doctor).id)
         }
         let store = try await t.reopen(configuration: c)
         #expect(Set(try await store.documents(for: alice, as: .patient(alice)).map(\.id)) == Set(ids))

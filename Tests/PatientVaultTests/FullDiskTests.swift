@@ -22,8 +22,8 @@ import Testing
     @Test func readsAndListingsGoOnWhileDepositsFail() async throws {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: configuration(faults))
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT"), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT"), for: alice, as: Fixtures.doctor)
         faults.diskFull = true
         // Deposits fill what is preallocated, short of the reserve, then fail.
         var deposited = [kept.id: Fixtures.content("KEPT")]
@@ -31,7 +31,7 @@ import Testing
         for i in 0..<100 {
             let content = Fixtures.content("FILL\(i)", size: 40_000)
             do {
-                let d = try await t.store.deposit(Fixtures.draft("Fill \(i)"), content: content, for: alice, by: Fixtures.doctor)
+                let d = try await t.store.deposit(Fixtures.draft("Fill \(i)"), content: content, for: alice, as: Fixtures.doctor)
                 deposited[d.id] = content
             } catch let e {
                 #expect(e.code == .diskFull)
@@ -57,7 +57,7 @@ import Testing
         #expect(reads < 2_000, "the reserve is finite")
         // Space comes back: the same handle deposits again.
         faults.diskFull = false
-        let after = try await t.store.deposit(Fixtures.draft("After"), content: Fixtures.content("AFTER"), for: alice, by: Fixtures.doctor)
+        let after = try await t.store.deposit(Fixtures.draft("After"), content: Fixtures.content("AFTER"), for: alice, as: Fixtures.doctor)
         deposited[after.id] = Fixtures.content("AFTER")
         let store = try await t.reopen(configuration: configuration(FaultInjection()))
         for (id, content) in deposited {
@@ -107,11 +107,11 @@ import Testing
                 for _ in 0..<2 {
                     do {
                         if !createdVault {
-                            try await store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+                            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
                             createdVault = true
                         }
                         let content = Fixtures.content("S\(step)", size: 150_000)
-                        let d = try await store.deposit(Fixtures.draft("Step \(step)"), content: content, for: alice, by: Fixtures.doctor)
+                        let d = try await store.deposit(Fixtures.draft("Step \(step)"), content: content, for: alice, as: Fixtures.doctor)
                         acknowledged[d.id] = content
                         #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == content)
                         break
@@ -146,8 +146,8 @@ import Testing
         var defaults = Configuration()
         defaults.clock = ManualClock()
         let t = try await TestStore(configuration: defaults)
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("SMALL"), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("SMALL"), for: alice, as: Fixtures.doctor)
         try await t.store.close()
         let total = try t.folder.allBytes().reduce(0) { $0 + $1.1.count }
         #expect(total < 2_000_000, "\(total) bytes")

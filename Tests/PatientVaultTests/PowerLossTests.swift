@@ -207,7 +207,7 @@ final class PowerLossDisk: FileObserver, Sendable {
             var op = Operation(kind: .read, patient: patient, issued: disk.count)
             if step < Self.patients.count {
                 op.kind = .createVault
-                try await store.createVault(for: patient, by: .patient(patient), channel: .patientOnline)
+                try await store.createVault(for: patient, as: .patient(patient), channel: .patientOnline)
             } else if step % 7 == 0 {
                 op.kind = .grant
                 try await store.authorise(Fixtures.otherDoctor, for: patient, as: .patient(patient))
@@ -218,7 +218,7 @@ final class PowerLossDisk: FileObserver, Sendable {
                 let content = Fixtures.content("PL\(step)", size: 3_000 + (step * 7_919) % 30_000)
                 let title = "Power loss \(step)"
                 op.kind = .deposit(title: title, content: content)
-                op.document = try await store.deposit(Fixtures.draft(title), content: content, for: patient, by: Fixtures.doctor).id
+                op.document = try await store.deposit(Fixtures.draft(title), content: content, for: patient, as: Fixtures.doctor).id
             }
             op.acknowledged = disk.count
             operations.append(op)

@@ -21,8 +21,8 @@ import Testing
         init() async throws {
             t = try await TestStore()
             let alice = Fixtures.alice
-            try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-            doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, by: Fixtures.doctor).id
+            try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, as: Fixtures.doctor).id
             try await t.store.authorise(Self.doctor, for: alice, as: .patient(alice))
             _ = try await t.store.content(of: doc, for: alice, as: Self.doctor)
             try await t.store.block(Self.doctor.healthProfessional!.rpps, for: alice, as: .patient(alice))

@@ -13,7 +13,7 @@ import Testing
 
     @Test func outOfRangeVersionsAreTypedErrorsWithTheirEntryInThisProcess() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: v.alice, as: Fixtures.doctor).id
         let employer = Fixtures.employerPrincipal
         for version in Self.hostileIntegers {
             for principal in [v.patient, employer] {
@@ -133,7 +133,7 @@ import Testing
             version: String(repeating: "m", count: 64), professions: AccessMatrix.default2023.professions,
             organisations: AccessMatrix.default2023.organisations)
         let v = try await AuditedVault(configuration: c)
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         let big = Principal.professional(try HealthProfessional(
             rpps: try RPPSNumber("10109999999"), profession: .doctor, speciality: String(repeating: "é", count: 32)))
         #expect(await code { _ = try await v.store.content(of: doc, for: v.alice, as: big) } == .accessDenied)
@@ -154,7 +154,7 @@ import Testing
 
     @Test func everyRefusalWhateverItsInputWritesExactlyOneEntry() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         let stranger = Fixtures.otherDoctor
         let refusals: [(String, () async throws -> Void)] = [
             ("denied read", { _ = try await v.store.content(of: doc, for: v.alice, as: Fixtures.employerPrincipal) }),
@@ -162,10 +162,10 @@ import Testing
             ("unknown document", { _ = try await v.store.metadata(of: try DocumentID.random(), for: v.alice, as: stranger) }),
             ("secret by a stranger", { _ = try await v.store.documents(for: v.alice, as: stranger, secret: true) }),
             ("system", { _ = try await v.store.vaultInfo(for: v.alice, as: .system) }),
-            ("bad draft by a stranger", { _ = try await v.store.deposit(Fixtures.draft(""), content: Data(), for: v.alice, by: stranger) }),
+            ("bad draft by a stranger", { _ = try await v.store.deposit(Fixtures.draft(""), content: Data(), for: v.alice, as: stranger) }),
             ("bad grant by a stranger", { try await v.store.authorise(.patient(Fixtures.bob), for: v.alice, as: stranger) }),
             ("bad page by a stranger", { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(offset: -1), as: stranger) }),
-            ("replace unknown", { _ = try await v.store.replace(try DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, by: stranger) }),
+            ("replace unknown", { _ = try await v.store.replace(try DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, as: stranger) }),
         ]
         for (name, call) in refusals {
             let before = try v.count()
@@ -184,13 +184,13 @@ import Testing
     @Test func replacingAHiddenDocumentDoesNotRestartItsMonth() async throws {
         let v = try await AuditedVault()
         let hidden = Fixtures.draft("Résultat", flags: [.hiddenFromPatient])
-        let doc = try await v.store.deposit(hidden, content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(hidden, content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         // Replaced every 13 days: the notice still comes at 14 days, the
         // release at 30, both counted from the first hidden deposit.
         var notices = 0
         for day in stride(from: 13, through: 39, by: 13) {
             v.clock.advance(by: 13 * 86_400)
-            _ = try await v.store.replace(doc, with: hidden, content: Data([UInt8(day)]), for: v.alice, by: Fixtures.doctor)
+            _ = try await v.store.replace(doc, with: hidden, content: Data([UInt8(day)]), for: v.alice, as: Fixtures.doctor)
             v.clock.advance(by: 86_400)
             notices += try await v.store.processScheduledEvents(for: v.alice)
             let visible = try await v.store.documents(for: v.alice, as: v.patient).contains { $0.id == doc }
@@ -205,11 +205,11 @@ import Testing
     @Test func aNewHiddenPeriodStartsItsOwnMonth() async throws {
         // v1 hidden, v2 visible, v3 hidden again: v3's month starts at v3.
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         v.clock.advance(by: 40 * 86_400)
-        _ = try await v.store.replace(doc, with: Fixtures.draft("R"), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+        _ = try await v.store.replace(doc, with: Fixtures.draft("R"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
         v.clock.advance(by: 86_400)
-        _ = try await v.store.replace(doc, with: Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, by: Fixtures.doctor)
+        _ = try await v.store.replace(doc, with: Fixtures.draft("R", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
         #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
         v.clock.advance(by: 31 * 86_400)
         #expect(try await v.store.documents(for: v.alice, as: v.patient).map(\.id) == [doc])
@@ -218,7 +218,7 @@ import Testing
 
     @Test func aPatientsSecretAccessStaysSecretWhenTheCallIsRefused() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         #expect(await code { _ = try await v.store.metadata(of: doc, version: 0, for: v.alice, as: v.patient, secret: true) } == .invalidArgument)
         #expect(try v.entries().last?.isSecretAccess == true)
         try await v.store.close()
@@ -251,11 +251,11 @@ import Testing
         let t = try await TestStore()
         let doctors = [Fixtures.doctor, Fixtures.otherDoctor, Fixtures.pharmacist]
         let patients = [Fixtures.alice, Fixtures.bob, Fixtures.ins("1850275000003"), Fixtures.ins("2920175000004")]
-        for p in patients { try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline) }
+        for p in patients { try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
         for round in 0..<8 {
             for (i, p) in patients.enumerated() {
                 let by = doctors[(i + round) % doctors.count]
-                let d = try await t.store.deposit(Fixtures.draft(category: .prescription), content: Data([UInt8(round)]), for: p, by: by)
+                let d = try await t.store.deposit(Fixtures.draft(category: .prescription), content: Data([UInt8(round)]), for: p, as: by)
                 _ = try await t.store.metadata(of: d.id, for: p, as: by)
             }
         }
@@ -284,8 +284,8 @@ import Testing
         // The files as a crash leaves them: every deposit acknowledged
         // (durable with its audit entry), the copies still pending in memory.
         let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
-        try await running.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
-        for i in 0..<5 { _ = try await running.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: Fixtures.alice, by: Fixtures.doctor) }
+        try await running.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        for i in 0..<5 { _ = try await running.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: Fixtures.alice, as: Fixtures.doctor) }
         #expect(running.activityWriter.pendingCount == 5)
         try FileManager.default.copyItem(at: live.url, to: folder.url)
         try await running.close()
@@ -340,13 +340,13 @@ import Testing
     @Test func theInsurerCannotReplaceItsDocumentWithAClinicalOne() async throws {
         let v = try await AuditedVault()
         let insurer = Fixtures.insurer
-        let doc = try await v.store.deposit(Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: v.alice, by: insurer)
+        let doc = try await v.store.deposit(Fixtures.draft("Remboursements", category: .reimbursement), content: Data([1]), for: v.alice, as: insurer)
         let e = await error {
-            _ = try await v.store.replace(doc.id, with: Fixtures.draft("Compte rendu", category: .report), content: Data([2]), for: v.alice, by: insurer)
+            _ = try await v.store.replace(doc.id, with: Fixtures.draft("Compte rendu", category: .report), content: Data([2]), for: v.alice, as: insurer)
         }
         #expect(e?.code == .accessDenied && e?.rule == .insurerDepositsReimbursementOnly)
         // Its own reimbursement history it may still correct.
-        let v2 = try await v.store.replace(doc.id, with: Fixtures.draft("Remboursements", category: .reimbursement), content: Data([3]), for: v.alice, by: insurer)
+        let v2 = try await v.store.replace(doc.id, with: Fixtures.draft("Remboursements", category: .reimbursement), content: Data([3]), for: v.alice, as: insurer)
         #expect(v2.version == 2)
         try await v.store.close()
     }
@@ -359,8 +359,8 @@ import Testing
         try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
         let gyn = Principal.professional(try HealthProfessional(rpps: try RPPSNumber("10105555555"), profession: .doctor, speciality: "gynecologie"))
         let secret = try await v.store.deposit(
-            Fixtures.draft("Consultation", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]), for: v.alice, by: gyn)
-        let open = try await v.store.deposit(Fixtures.draft("Vaccin"), content: Data([2]), for: v.alice, by: Fixtures.doctor)
+            Fixtures.draft("Consultation", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]), for: v.alice, as: gyn)
+        let open = try await v.store.deposit(Fixtures.draft("Vaccin"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
         // The parent authorises a doctor of their choice, and adds another to the care team.
         let friend = Fixtures.otherDoctor
         try await v.store.authorise(friend, for: v.alice, as: .representative(parent))
@@ -380,9 +380,9 @@ import Testing
 
     @Test func aBlockedAuthorCannotReplaceTheirDocument() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.otherDoctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.otherDoctor).id
         try await v.store.block(Fixtures.otherDoctor.healthProfessional!.rpps, for: v.alice, as: v.patient)
-        let e = await error { _ = try await v.store.replace(doc, with: Fixtures.draft(), content: Data([2]), for: v.alice, by: Fixtures.otherDoctor) }
+        let e = await error { _ = try await v.store.replace(doc, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: Fixtures.otherDoctor) }
         #expect(e?.code == .accessDenied && e?.rule == .blockedByPatient)
         #expect(try await v.store.versions(of: doc, for: v.alice, as: v.patient).count == 1)
         try await v.store.close()
@@ -395,7 +395,7 @@ import Testing
         let rpps = try RPPSNumber("10107777777")
         let nurse = Principal.professional(HealthProfessional(rpps: rpps, profession: .nurse))
         let claimsDoctor = Principal.professional(HealthProfessional(rpps: rpps, profession: .doctor))
-        let imaging = try await v.store.deposit(Fixtures.draft(category: .medicalImaging), content: Data([1]), for: v.alice, by: Fixtures.doctor)
+        let imaging = try await v.store.deposit(Fixtures.draft(category: .medicalImaging), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         try await v.store.authorise(nurse, for: v.alice, as: v.patient)
         // Nurses do not read imaging in the default matrix, whatever they claim.
         #expect(await code { _ = try await v.store.content(of: imaging.id, for: v.alice, as: nurse) } == .unknownDocument)
@@ -408,7 +408,7 @@ import Testing
 
     @Test func oneDepositDoesNotOpenTheVaultsCreationDetails() async throws {
         let v = try await AuditedVault()
-        _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, by: Fixtures.otherDoctor)
+        _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.otherDoctor)
         let e = await error { _ = try await v.store.vaultInfo(for: v.alice, as: Fixtures.otherDoctor) }
         #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
         // The author still lists what they wrote.
@@ -420,8 +420,8 @@ import Testing
 
     @Test func breakGlassEntriesAndNearbyContentSizesLookTheSameOnDisk() async throws {
         let v = try await AuditedVault()
-        let small = try await v.store.deposit(Fixtures.draft("A"), content: Fixtures.content("S", size: 1100), for: v.alice, by: Fixtures.doctor)
-        let larger = try await v.store.deposit(Fixtures.draft("B"), content: Fixtures.content("L", size: 1900), for: v.alice, by: Fixtures.doctor)
+        let small = try await v.store.deposit(Fixtures.draft("A"), content: Fixtures.content("S", size: 1100), for: v.alice, as: Fixtures.doctor)
+        let larger = try await v.store.deposit(Fixtures.draft("B"), content: Fixtures.content("L", size: 1900), for: v.alice, as: Fixtures.doctor)
         let emergency = Fixtures.otherDoctor
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
@@ -472,7 +472,7 @@ import Testing
 
     @Test func contentStreamsAreSinglePass() async throws {
         let v = try await AuditedVault()
-        let doc = try await v.store.deposit(Fixtures.draft(), content: Fixtures.content("X", size: 5000), for: v.alice, by: Fixtures.doctor).id
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Fixtures.content("X", size: 5000), for: v.alice, as: Fixtures.doctor).id
         let stream = try await v.store.contentStream(of: doc, for: v.alice, as: Fixtures.doctor)
         var first = Data()
         for try await chunk in stream { first.append(chunk) }

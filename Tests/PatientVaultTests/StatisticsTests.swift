@@ -20,7 +20,7 @@ import Testing
             if i == 6 { clock.advance(by: 7 * 86_400) }  // the second half a week later
             let p = Fixtures.ins("2" + String(format: "%012d", 910_000_000 + i * 17))
             let (channel, by) = channels[i % channels.count]
-            try await store.createVault(for: p, by: by ?? .patient(p), channel: channel, region: regions[i % 3])
+            try await store.createVault(for: p, as: by ?? .patient(p), channel: channel, region: regions[i % 3])
             patients.append(p)
         }
         // Vaults 0-2 fed by professionals (3, 4 and 3 documents); every vault
@@ -28,18 +28,18 @@ import Testing
         for (i, count) in [(0, 3), (1, 4), (2, 3)] {
             for k in 0..<count {
                 let author = k % 2 == 0 ? Fixtures.doctor : Fixtures.hospital
-                _ = try await store.deposit(Fixtures.draft(), content: Data([UInt8(k)]), for: patients[i], by: author)
+                _ = try await store.deposit(Fixtures.draft(), content: Data([UInt8(k)]), for: patients[i], as: author)
             }
         }
         for p in patients {
-            _ = try await store.deposit(Fixtures.draft(category: .reimbursement), content: Data([1]), for: p, by: Fixtures.insurer)
+            _ = try await store.deposit(Fixtures.draft(category: .reimbursement), content: Data([1]), for: p, as: Fixtures.insurer)
         }
         try await store.authorise(Fixtures.otherDoctor, for: patients[3], as: .patient(patients[3]))
         _ = try await store.documents(for: patients[3], as: Fixtures.otherDoctor)
         _ = try await store.documents(for: patients[3], as: Fixtures.otherDoctor)
         // A replacement is not a new document.
         let first = try await store.documents(for: patients[0], as: Fixtures.doctor)[0]
-        _ = try await store.replace(first.id, with: Fixtures.draft(), content: Data([9]), for: patients[0], by: first.author)
+        _ = try await store.replace(first.id, with: Fixtures.draft(), content: Data([9]), for: patients[0], as: first.author)
 
         let reviewer = Principal.auditReviewer(try SystemPrincipal("cnam-stats"))
         let s = try await store.statistics(as: reviewer)

@@ -15,14 +15,14 @@ import VaultSync
             return try LogEngine.open(directory: directory, configuration: configuration)
         }
         let t = try await TestStore(configuration: c)
-        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         #expect(made.withLock { $0 } == 1)
         try await t.store.close()
     }
 
     @Test func wrongMasterKeyIsATypedErrorAndWritesNothing() async throws {
         let t = try await TestStore()
-        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         try await t.store.close()
         let before = try t.folder.allBytes()
         let c = await code { _ = try await VaultStore.open(at: t.folder.url, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration()) }
@@ -41,7 +41,7 @@ import VaultSync
         let weak = weakPassphraseConfiguration()
         let store = try await VaultStore.open(
             at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
-        try await store.createVault(for: Fixtures.bob, by: Fixtures.pharmacist, channel: .pharmacy)
+        try await store.createVault(for: Fixtures.bob, as: Fixtures.pharmacist, channel: .pharmacy)
         try await store.close()
         let wrong = await code {
             _ = try await VaultStore.open(at: folder.url, key: .passphrase("wrong horse"), configuration: weak)
@@ -76,7 +76,7 @@ import VaultSync
     @Test func closedStoreRefusesWrites() async throws {
         let t = try await TestStore()
         try await t.store.close()
-        let c = await code { try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) }
+        let c = await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) }
         #expect(c == .closed)
     }
 
@@ -116,7 +116,7 @@ import VaultSync
     ])
     func creationChannelMustFitThePrincipal(channel: CreationChannel, principal: Principal, allowed: Bool) async throws {
         let t = try await TestStore()
-        let c = await code { try await t.store.createVault(for: Fixtures.alice, by: principal, channel: channel) }
+        let c = await code { try await t.store.createVault(for: Fixtures.alice, as: principal, channel: channel) }
         if allowed {
             #expect(c == nil)
             let info = try await t.store.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice))
@@ -132,10 +132,10 @@ import VaultSync
     @Test func vaultSurvivesReopenAndIsCreatedOnce() async throws {
         let clock = ManualClock()
         let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))
-        let info = try await t.store.createVault(for: Fixtures.alice, by: Fixtures.pharmacist, channel: .pharmacy)
-        #expect(await code { try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
+        let info = try await t.store.createVault(for: Fixtures.alice, as: Fixtures.pharmacist, channel: .pharmacy)
+        #expect(await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
         let store = try await t.reopen()
-        #expect(await code { try await store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
+        #expect(await code { try await store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
         let again = try await store.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice))
         #expect(again.vaultID == info.vaultID)
         #expect(again.createdAt == clock.now())
@@ -149,7 +149,7 @@ import VaultSync
         let store = t.store
         let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
             for _ in 0..<8 {
-                group.addTask { await code { try await store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline) } }
+                group.addTask { await code { try await store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) } }
             }
             var out: [PatientVaultError.Code?] = []
             for await r in group { out.append(r) }
@@ -164,14 +164,14 @@ import VaultSync
         let t = try await TestStore()
         #expect(await code { _ = try await t.store.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)) } == .unknownVault)
         #expect(await code { _ = try await t.store.documents(for: Fixtures.bob, as: .patient(Fixtures.bob)) } == .unknownVault)
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: Fixtures.bob, by: Fixtures.doctor) } == .unknownVault)
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: Fixtures.bob, as: Fixtures.doctor) } == .unknownVault)
         try await t.store.close()
     }
 
     @Test func vaultIDIsAPseudonymStableAcrossOpensAndNotTheINS() async throws {
         let t = try await TestStore()
-        let a = try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
-        let b = try await t.store.createVault(for: Fixtures.bob, by: .patient(Fixtures.bob), channel: .patientOnline)
+        let a = try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        let b = try await t.store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline)
         #expect(a.vaultID != b.vaultID)
         #expect(a.vaultID.count == 32)
         // Not the stream id that names the vault's records on disk.
@@ -181,7 +181,7 @@ import VaultSync
         try await t.store.close()
         // Another store (another master key) gives the same patient another pseudonym.
         let other = try await TestStore()
-        let c = try await other.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        let c = try await other.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         #expect(c.vaultID != a.vaultID)
         try await other.store.close()
     }
@@ -192,8 +192,8 @@ import VaultSync
         let t = try await TestStore(configuration: configuration)
         let patients = (0..<24).map { Fixtures.ins("1" + String(format: "%012d", 850_000_000 + $0 * 7)) }
         for (i, p) in patients.enumerated() {
-            try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
-            _ = try await t.store.deposit(Fixtures.draft("doc \(i)"), content: Fixtures.content("C\(i)"), for: p, by: Fixtures.doctor)
+            try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
+            _ = try await t.store.deposit(Fixtures.draft("doc \(i)"), content: Fixtures.content("C\(i)"), for: p, as: Fixtures.doctor)
         }
         #expect(t.store.loaded.withLock { $0.lastUse.count } <= 4)
         // Every vault, evicted or not, reloads from the log with its documents.
@@ -201,7 +201,7 @@ import VaultSync
             let docs = try await t.store.documents(for: p, as: .patient(p))
             #expect(docs.map(\.title) == ["doc \(i)"])
             #expect(try await t.store.content(of: docs[0].id, for: p, as: .patient(p)) == Fixtures.content("C\(i)"))
-            _ = try await t.store.deposit(Fixtures.draft("second"), content: Data([UInt8(i)]), for: p, by: Fixtures.doctor)
+            _ = try await t.store.deposit(Fixtures.draft("second"), content: Data([UInt8(i)]), for: p, as: Fixtures.doctor)
         }
         for p in patients {
             #expect(try await t.store.vaultInfo(for: p, as: .patient(p)).documentCount == 2)
@@ -238,7 +238,7 @@ import VaultSync
 
     @Test func closedStoreRefusesReads() async throws {
         let t = try await storeWithAlice()
-        let m = try await t.store.deposit(Fixtures.draft(), content: Data("x".utf8), for: Fixtures.alice, by: Fixtures.doctor)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Data("x".utf8), for: Fixtures.alice, as: Fixtures.doctor)
         try await t.store.close()
         #expect(await code { _ = try await t.store.content(of: m.id, for: Fixtures.alice, as: .patient(Fixtures.alice)) } == .closed)
         #expect(await code { _ = try await t.store.documents(for: Fixtures.alice, as: .patient(Fixtures.alice)) } == .closed)
@@ -246,7 +246,7 @@ import VaultSync
 
     func storeWithAlice() async throws -> TestStore {
         let t = try await TestStore()
-        try await t.store.createVault(for: Fixtures.alice, by: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         return t
     }
 }

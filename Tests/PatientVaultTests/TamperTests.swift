@@ -32,8 +32,8 @@ import Testing
     @Test func everyAlteredByteOfARecordIsAnErrorNeverGarbage() async throws {
         let t = try await TestStore()
         let alice = Fixtures.alice
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let m = try await t.store.deposit(Fixtures.draft("Titre"), content: Fixtures.content("INLINE", size: 64), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft("Titre"), content: Fixtures.content("INLINE", size: 64), for: alice, as: Fixtures.doctor)
         let pseudonym = t.store.keys.vaultPseudonym(for: alice)
         try await t.store.close()
 
@@ -68,9 +68,9 @@ import Testing
     @Test func aRecordCopiedIntoAnotherVaultFailsAuthentication() async throws {
         let t = try await TestStore()
         let (alice, bob) = (Fixtures.alice, Fixtures.bob)
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        try await t.store.createVault(for: bob, by: .patient(bob), channel: .patientOnline)
-        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ALICE"), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ALICE"), for: alice, as: Fixtures.doctor)
         let a = t.store.keys.vaultPseudonym(for: alice)
         let b = t.store.keys.vaultPseudonym(for: bob)
         try await t.store.close()
@@ -91,10 +91,10 @@ import Testing
     @Test func chunksSwappedBetweenDocumentsFailAuthentication() async throws {
         let t = try await TestStore()
         let alice = Fixtures.alice
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let content = Fixtures.content("BIG", size: 200_000)
-        let d1 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
-        let d2 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, by: Fixtures.doctor)
+        let d1 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
+        let d2 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
         let entries = try t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
@@ -113,9 +113,9 @@ import Testing
     @Test func destroyedDocumentKeyMakesTheDocumentUnreadable() async throws {
         let t = try await TestStore()
         let alice = Fixtures.alice
-        try await t.store.createVault(for: alice, by: .patient(alice), channel: .patientOnline)
-        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ERASE-ME"), for: alice, by: Fixtures.doctor)
-        let keep = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEEP-ME"), for: alice, by: Fixtures.doctor)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ERASE-ME"), for: alice, as: Fixtures.doctor)
+        let keep = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEEP-ME"), for: alice, as: Fixtures.doctor)
         let slot = try t.store.withVault(alice) { $0.entry(m.id, version: nil)!.keySlot }
         try await t.store.engine.destroyKeySlot(slot)
         #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: .patient(alice)) } == .erased)

@@ -46,12 +46,12 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
             let patient = People.patient(0)
             let start = ContinuousClock.now
             for _ in benchmark.scaledIterations {
-                blackHole(try await t.store.deposit(draft(size), content: data, for: patient, by: People.doctor))
+                blackHole(try await t.store.deposit(draft(size), content: data, for: patient, as: People.doctor))
             }
             measureBandwidth(benchmark, bytes: size * benchmark.scaledIterations.count, since: start)
         } setup: {
             let t = try await TemporaryStore()
-            try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
+            try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
             shared.value = (t, content(size))
         } teardown: {
             try await shared.get().0.close()
@@ -70,13 +70,13 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
             let start = ContinuousClock.now
             // 1,000 deposits (the scaling factor), each writer into its own vault.
             try await perWorker(benchmark.scaledIterations.count, workers: writers) { worker in
-                _ = try await store.deposit(draft(4096), content: data, for: People.patient(worker), by: People.doctor)
+                _ = try await store.deposit(draft(4096), content: data, for: People.patient(worker), as: People.doctor)
             }
             measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
         } setup: {
             let t = try await TemporaryStore()
             for i in 0..<writers {
-                try await t.store.createVault(for: People.patient(i), by: .patient(People.patient(i)), channel: .patientOnline)
+                try await t.store.createVault(for: People.patient(i), as: .patient(People.patient(i)), channel: .patientOnline)
             }
             shared.value = (t, content(4096))
         } teardown: {
@@ -97,12 +97,12 @@ func largeDocumentBenchmarks() {
     ) { benchmark in
         let (t, _) = shared.get()
         let start = ContinuousClock.now
-        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), by: People.hospital)
+        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital)
         measureBandwidth(benchmark, bytes: size, since: start)
         shared.value = (t, m.id)
     } setup: {
         let t = try await TemporaryStore()
-        try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
         shared.value = (t, try DocumentID("00112233445566778899aabbccddeeff"))
     } teardown: {
         try await shared.get().0.close()
@@ -123,8 +123,8 @@ func largeDocumentBenchmarks() {
         measureBandwidth(benchmark, bytes: size, since: start)
     } setup: {
         let t = try await TemporaryStore()
-        try await t.store.createVault(for: People.patient(0), by: .patient(People.patient(0)), channel: .patientOnline)
-        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), by: People.hospital)
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital)
         readShared.value = (t, m.id)
     } teardown: {
         try await readShared.get().0.close()
@@ -142,9 +142,9 @@ func readBenchmarks() {
             var ids: [DocumentID] = []
             for i in 0..<32 {
                 let p = People.patient(i)
-                try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+                try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
                 try await t.store.authorise(People.reader, for: p, as: .patient(p))
-                ids.append(try await t.store.deposit(draft(4096), content: content(4096), for: p, by: People.doctor).id)
+                ids.append(try await t.store.deposit(draft(4096), content: content(4096), for: p, as: People.doctor).id)
             }
             shared.value = (t, ids)
         }
@@ -186,10 +186,10 @@ func listingAndDecisionBenchmarks() {
     } setup: {
         let t = try await TemporaryStore()
         let p = People.patient(0)
-        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
         try await t.store.authorise(People.reader, for: p, as: .patient(p))
         for i in 0..<100 {
-            _ = try await t.store.deposit(draft(1024, category: i % 2 == 0 ? .report : .prescription), content: content(1024), for: p, by: People.doctor)
+            _ = try await t.store.deposit(draft(1024, category: i % 2 == 0 ? .report : .prescription), content: content(1024), for: p, as: People.doctor)
         }
         shared.value = t
     } teardown: {
@@ -206,9 +206,9 @@ func listingAndDecisionBenchmarks() {
     } setup: {
         let t = try await TemporaryStore(auditMode: .batched(maxDelay: .milliseconds(10)))
         let p = People.patient(0)
-        try await t.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
         try await t.store.authorise(People.reader, for: p, as: .patient(p))
-        for _ in 0..<100 { _ = try await t.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor) }
+        for _ in 0..<100 { _ = try await t.store.deposit(draft(1024), content: content(1024), for: p, as: People.doctor) }
         listBatched.value = t
     } teardown: {
         try await listBatched.get().close()
@@ -246,9 +246,9 @@ func auditQueryBenchmarks() {
         // Built without a sync per write, then reopened as shipped.
         let built = try await TemporaryStore(durability: .relaxed)
         let p = People.patient(0)
-        try await built.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
+        try await built.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
         try await built.store.authorise(People.reader, for: p, as: .patient(p))
-        let id = try await built.store.deposit(draft(1024), content: content(1024), for: p, by: People.doctor).id
+        let id = try await built.store.deposit(draft(1024), content: content(1024), for: p, as: People.doctor).id
         for _ in 0..<1000 { _ = try await built.store.metadata(of: id, for: p, as: People.reader) }
         shared.value = try await built.reopened()
     } teardown: {
@@ -269,8 +269,8 @@ func auditQueryBenchmarks() {
         let built = try await TemporaryStore(durability: .relaxed, loadedVaultLimit: 256)
         try await concurrently(10_000, workers: 16) { i in
             let p = People.patient(100_000 + i)
-            try await built.store.createVault(for: p, by: .patient(p), channel: .patientOnline)
-            _ = try await built.store.deposit(draft(512), content: Data(count: 512), for: p, by: People.doctor)
+            try await built.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
+            _ = try await built.store.deposit(draft(512), content: Data(count: 512), for: p, as: People.doctor)
         }
         reviewed.value = try await built.reopened()
     } teardown: {

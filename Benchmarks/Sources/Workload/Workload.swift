@@ -223,13 +223,13 @@ public struct SeedsWeek: Sendable {
         clock.set(plan.createdAt)
         let ins = Identities.ins(plan.index)
         let patient = Principal.patient(ins)
-        try await store.createVault(for: ins, by: plan.creator ?? patient, channel: plan.channel, region: plan.region)
+        try await store.createVault(for: ins, as: plan.creator ?? patient, channel: plan.channel, region: plan.region)
         var ops = 1
         if plan.insurerHistory {
             _ = try await store.deposit(
                 DocumentDraft(typeCode: DocumentTypeCode(code: "REMB"), category: .reimbursement, title: "Historique de remboursements",
                               createdAt: plan.createdAt, mimeType: "application/json"),
-                content: Data(count: 2048), for: ins, by: Identities.insurer)
+                content: Data(count: 2048), for: ins, as: Identities.insurer)
             ops += 1
         }
         var ids: [DocumentID] = []
@@ -237,7 +237,7 @@ public struct SeedsWeek: Sendable {
             let m = try await store.deposit(
                 DocumentDraft(typeCode: .consultationNote, category: d.category, title: "Document \(k)",
                               createdAt: plan.createdAt, mimeType: "application/pdf"),
-                content: Data(repeating: UInt8(truncatingIfNeeded: plan.index &+ k), count: d.size), for: ins, by: d.author)
+                content: Data(repeating: UInt8(truncatingIfNeeded: plan.index &+ k), count: d.size), for: ins, as: d.author)
             ids.append(m.id)
             ops += 1
         }

@@ -38,12 +38,12 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                 let i = next.value.add(1, ordering: .relaxed).oldValue
                 guard i < vaults else { return }
                 let ins = Identities.ins(i)
-                try await store.createVault(for: ins, by: .patient(ins), channel: .patientOnline)
+                try await store.createVault(for: ins, as: .patient(ins), channel: .patientOnline)
                 for k in 0..<4 {
                     _ = try await store.deposit(
                         DocumentDraft(typeCode: .consultationNote, category: categories[k], title: "Document \(k)", createdAt: Date(), mimeType: "text/plain"),
                         content: Data(repeating: UInt8(truncatingIfNeeded: i &+ k), count: 256 + (i &* 7 &+ k &* 13) % 768),
-                        for: ins, by: doctors[(i &+ k) % doctors.count])
+                        for: ins, as: doctors[(i &+ k) % doctors.count])
                 }
                 let n = done.value.add(1, ordering: .relaxed).newValue
                 if n % 50_000 == 0 {

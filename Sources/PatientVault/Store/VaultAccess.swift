@@ -59,21 +59,21 @@ public struct VaultAccess: Sendable {
 
     /// Deposits a document.
     public func deposit(_ draft: DocumentDraft, content: Data) async throws(PatientVaultError) -> DocumentMetadata {
-        try await store.deposit(draft, content: content, for: patient, by: principal)
+        try await store.deposit(draft, content: content, for: patient, as: principal)
     }
 
     /// Deposits a document streamed in chunks.
     public func deposit<Chunks: AsyncSequence>(
         _ draft: DocumentDraft, streaming content: Chunks
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
-        try await store.deposit(draft, streaming: content, for: patient, by: principal)
+        try await store.deposit(draft, streaming: content, for: patient, as: principal)
     }
 
     /// Replaces the current version of a document.
     public func replace(
         _ document: DocumentID, with draft: DocumentDraft, content: Data, reason: ReplacementReason = .superseded
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await store.replace(document, with: draft, content: content, reason: reason, for: patient, by: principal)
+        try await store.replace(document, with: draft, content: content, reason: reason, for: patient, as: principal)
     }
 
     /// The vault's audit trail as the principal may see it.

@@ -18,9 +18,9 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/unknownVault``,
     ///   ``PatientVaultError/Code/accessDenied``; nothing is written then.
     public func deposit(
-        _ draft: DocumentDraft, content: Data, for patient: INS, by principal: Principal
+        _ draft: DocumentDraft, content: Data, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await writeVersion(draft, for: patient, by: principal, replacing: nil) { writer in
+        try await writeVersion(draft, for: patient, as: principal, replacing: nil) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -32,9 +32,9 @@ extension VaultStore {
     /// If the sequence throws or the task is cancelled, nothing becomes
     /// visible and the error is rethrown (as ``PatientVaultError``).
     public func deposit<Chunks: AsyncSequence>(
-        _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, by principal: Principal
+        _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
-        try await writeVersion(draft, for: patient, by: principal, replacing: nil) { writer in
+        try await writeVersion(draft, for: patient, as: principal, replacing: nil) { writer in
             for try await chunk in content { try await writer.append(chunk) }
         }
     }
@@ -49,9 +49,9 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/conflict`` if another replacement won.
     public func replace(
         _ document: DocumentID, with draft: DocumentDraft, content: Data, reason: ReplacementReason = .superseded,
-        for patient: INS, by principal: Principal
+        for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await writeVersion(draft, for: patient, by: principal, replacing: (document, reason)) { writer in
+        try await writeVersion(draft, for: patient, as: principal, replacing: (document, reason)) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -59,9 +59,9 @@ extension VaultStore {
     /// Replaces a document with new content that arrives in chunks.
     public func replace<Chunks: AsyncSequence>(
         _ document: DocumentID, with draft: DocumentDraft, streaming content: Chunks,
-        reason: ReplacementReason = .superseded, for patient: INS, by principal: Principal
+        reason: ReplacementReason = .superseded, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
-        try await writeVersion(draft, for: patient, by: principal, replacing: (document, reason)) { writer in
+        try await writeVersion(draft, for: patient, as: principal, replacing: (document, reason)) { writer in
             for try await chunk in content { try await writer.append(chunk) }
         }
     }
@@ -81,7 +81,7 @@ extension VaultStore {
     /// Validation, access decision, encryption, then one atomic, durable
     /// append of the version record (its key slot written first).
     private func writeVersion(
-        _ draft: DocumentDraft, for patient: INS, by principal: Principal,
+        _ draft: DocumentDraft, for patient: INS, as principal: Principal,
         replacing: (document: DocumentID, reason: ReplacementReason)?,
         content: (ContentWriter) async throws -> Void
     ) async throws(PatientVaultError) -> DocumentMetadata {

@@ -16,7 +16,7 @@ extension VaultStore {
     ///   the principal (e.g. `.patientOnline` by someone else).
     @discardableResult
     public func createVault(
-        for patient: INS, by principal: Principal, channel: CreationChannel, region: Region? = nil
+        for patient: INS, as principal: Principal, channel: CreationChannel, region: Region? = nil
     ) async throws(PatientVaultError) -> VaultInfo {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)

@@ -15,8 +15,8 @@ import VaultStorage
 ///
 /// ```swift
 /// let store = try await VaultStore.open(at: url, key: .key(masterKey))
-/// try await store.createVault(for: ins, by: .patient(ins), channel: .patientOnline)
-/// let doc = try await store.deposit(draft, content: pdf, for: ins, by: doctor)
+/// try await store.createVault(for: ins, as: .patient(ins), channel: .patientOnline)
+/// let doc = try await store.deposit(draft, content: pdf, for: ins, as: doctor)
 /// let bytes = try await store.content(of: doc.id, for: ins, as: .patient(ins))
 /// try await store.close()
 /// ```
