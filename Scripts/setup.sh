@@ -6,6 +6,8 @@ set -euo pipefail
 packages=()
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 pkg-config --exists libsodium 2>/dev/null || packages+=(libsodium-dev)
+# The documentation-coverage check reads symbol graphs with python3.
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
 if [ "${1:-}" = "--benchmarks" ]; then
     pkg-config --exists sqlite3 2>/dev/null || packages+=(libsqlite3-dev)
 fi

@@ -2,29 +2,49 @@ import Foundation
 
 /// The operations that pass the access decision (and are audited).
 public enum VaultAction: String, Hashable, Sendable, CaseIterable {
+    /// Creating a patient's vault (decided on the creation channel).
     case createVault
+    /// Reading a vault's information (``VaultInfo``).
     case readVaultInfo
+    /// Depositing a new document.
     case deposit
+    /// Listing the documents of a vault.
     case listDocuments
+    /// Reading one version's metadata.
     case readMetadata
+    /// Reading a document's content (whole or streamed).
     case readContent
+    /// Listing every version of a document.
     case listVersions
+    /// Depositing a new version that replaces a document's current one.
     case replace
+    /// Authorising a professional or organisation.
     case authorise
+    /// Revoking an authorisation.
     case revoke
+    /// Blocking a professional.
     case block
+    /// Lifting a block.
     case unblock
+    /// Designating, or removing, the médecin traitant.
     case setMedecinTraitant
+    /// Adding a professional to the care team, or removing one.
     case updateCareTeam
+    /// Naming a legal representative.
     case nameRepresentative
+    /// Removing a legal representative.
     case removeRepresentative
+    /// Opposing, or allowing again, break-glass access in advance.
     case setBreakGlassOpposition
+    /// The author's release of a document hidden from the patient.
     case releaseToPatient
     /// The store's own release of a hidden document after one month.
     case automaticRelease
     /// The store's 2-week notice of a hidden document not yet released.
     case hiddenDocumentNotice
+    /// Reading a vault's audit trail.
     case readAuditTrail
+    /// Verifying a vault's audit trail hash chain.
     case verifyAuditTrail
     /// "Who could read this document at T", "what could this professional see at T".
     case queryAccessHistory

@@ -2,16 +2,28 @@ import Foundation
 
 /// The 11 document categories of the access matrix.
 public enum DocumentCategory: String, Hashable, Sendable, CaseIterable {
+    /// Reports: consultation notes, laboratory reports, operative notes, referral letters.
     case report
+    /// Summaries: episode and discharge summaries, the patient summary, the medication list.
     case summary
+    /// Medical imaging: imaging studies and their reports.
     case medicalImaging
+    /// Prescriptions.
     case prescription
+    /// Dispensations: what a pharmacy dispensed.
     case dispensation
+    /// Care plans.
     case carePlan
+    /// Treatments and care administered, vaccinations among them.
     case administeredTreatment
+    /// Certificates and declarations.
     case certificate
+    /// Reimbursement data, which the health insurer deposits (the only
+    /// category it may deposit).
     case reimbursement
+    /// Documents the patient (or a representative) deposits in their own vault.
     case patientDeposited
+    /// Administrative documents.
     case administrative
 }
 
@@ -82,7 +94,11 @@ public struct DocumentTypeCode: Hashable, Sendable {
 
 /// The per-document confidentiality flags of the DMP (independent).
 public struct ConfidentialityFlags: OptionSet, Hashable, Sendable {
+    /// The flags as bits: 1 ``maskedFromProfessionals``, 2
+    /// ``hiddenFromPatient``, 4 ``hiddenFromLegalRepresentatives``.
     public let rawValue: UInt8
+    /// Creates the set whose bits are `rawValue`. A deposit whose flags set
+    /// any other bit is refused as ``PatientVaultError/Code/invalidArgument``.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// `MASQUE_PS`: masked from professionals (only the patient, the author

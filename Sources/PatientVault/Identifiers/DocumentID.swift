@@ -34,6 +34,8 @@ public struct DocumentID: Hashable, Sendable, CustomStringConvertible, Comparabl
     /// The 32-character hexadecimal form.
     public var description: String { hexEncoded(bytes) }
 
+    /// Orders ids by their 16 bytes, lexicographically: the order of their
+    /// hexadecimal forms. Ids are random, so this order is not deposit order.
     public static func < (a: DocumentID, b: DocumentID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }
 

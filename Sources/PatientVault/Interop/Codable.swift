@@ -84,7 +84,10 @@ private func decodeString<T>(_ decoder: any Decoder, _ make: (String) throws -> 
 
 /// A document id is 32 lowercase hex digits.
 extension DocumentID: Codable {
+    /// Decodes the 32 hexadecimal characters, read as ``DocumentID/init(_:)``
+    /// reads them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try DocumentID($0) } }
+    /// Encodes the 32 lowercase hexadecimal characters.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(description)
@@ -93,7 +96,10 @@ extension DocumentID: Codable {
 
 /// An INS is its 15 characters (personal data: send it only where it belongs).
 extension INS: Codable {
+    /// Decodes the 15 characters, validated as ``INS/init(_:)`` validates
+    /// them (key included); anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try INS($0) } }
+    /// Encodes the 15 canonical characters, ``INS/digits``.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(digits)
@@ -102,7 +108,10 @@ extension INS: Codable {
 
 /// An RPPS number is its 11 digits.
 extension RPPSNumber: Codable {
+    /// Decodes the 11 digits, validated as ``RPPSNumber/init(_:)`` validates
+    /// them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try RPPSNumber($0) } }
+    /// Encodes the 11 digits, ``RPPSNumber/digits``.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(digits)
@@ -111,7 +120,10 @@ extension RPPSNumber: Codable {
 
 /// A FINESS number is its 9 characters.
 extension FINESSNumber: Codable {
+    /// Decodes the 9 characters, validated as ``FINESSNumber/init(_:)``
+    /// validates them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try FINESSNumber($0) } }
+    /// Encodes the 9 characters, ``FINESSNumber/value``.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(value)
@@ -120,7 +132,10 @@ extension FINESSNumber: Codable {
 
 /// A system principal is its identifier.
 extension SystemPrincipal: Codable {
+    /// Decodes the identifier, validated as ``SystemPrincipal/init(_:)``
+    /// validates it; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try SystemPrincipal($0) } }
+    /// Encodes the identifier, ``SystemPrincipal/identifier``.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(identifier)
@@ -144,11 +159,13 @@ extension AuditPurpose: Codable {}
 extension DocumentTypeCode: Codable {
     private enum Keys: String, CodingKey { case system, code }
 
+    /// Decodes `{"system": …, "code": …}` (both keys required).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(system: try c.decode(String.self, forKey: .system), code: try c.decode(String.self, forKey: .code))
     }
 
+    /// Encodes `{"system": …, "code": …}`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(system, forKey: .system)
@@ -164,6 +181,8 @@ extension ConfidentialityFlags: Codable {
         ("hiddenFromLegalRepresentatives", .hiddenFromLegalRepresentatives),
     ]
 
+    /// Decodes an array of flag names, in any order; an unknown name is
+    /// `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         var flags: ConfidentialityFlags = []
@@ -176,6 +195,9 @@ extension ConfidentialityFlags: Codable {
         self = flags
     }
 
+    /// Encodes the names of the flags set, in this order:
+    /// `maskedFromProfessionals`, `hiddenFromPatient`,
+    /// `hiddenFromLegalRepresentatives`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(Self.names.filter { contains($0.1) }.map(\.0))
@@ -189,6 +211,9 @@ extension ConfidentialityFlags: Codable {
 extension HealthProfessional: Codable {
     private enum Keys: String, CodingKey { case rpps, profession, speciality }
 
+    /// Decodes `rpps`, `profession` and the optional `speciality`, validated
+    /// as ``HealthProfessional/init(rpps:profession:speciality:)`` validates
+    /// them; an invalid value is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let rpps = try c.decode(RPPSNumber.self, forKey: .rpps)
@@ -200,6 +225,7 @@ extension HealthProfessional: Codable {
         }
     }
 
+    /// Encodes `rpps`, `profession`, and `speciality` when there is one.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(rpps, forKey: .rpps)
@@ -212,11 +238,13 @@ extension HealthProfessional: Codable {
 extension Organisation: Codable {
     private enum Keys: String, CodingKey { case finess, kind }
 
+    /// Decodes `finess` (validated) and `kind`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(finess: try c.decode(FINESSNumber.self, forKey: .finess), kind: try c.decode(OrganisationKind.self, forKey: .kind))
     }
 
+    /// Encodes `finess` and `kind`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(finess, forKey: .finess)
@@ -228,11 +256,13 @@ extension Organisation: Codable {
 extension LegalRepresentative: Codable {
     private enum Keys: String, CodingKey { case ins, relationship }
 
+    /// Decodes `ins` (validated, key included) and `relationship`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(ins: try c.decode(INS.self, forKey: .ins), relationship: try c.decode(Relationship.self, forKey: .relationship))
     }
 
+    /// Encodes `ins` and `relationship`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(ins, forKey: .ins)
@@ -252,6 +282,8 @@ extension Principal: Codable {
         case kind, ins, relationship, rpps, profession, speciality, finess, organisationKind, identifier
     }
 
+    /// Decodes the object for its `kind`, validating each identifier; an
+    /// unknown `kind` is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         switch try c.decode(String.self, forKey: .kind) {
@@ -272,6 +304,7 @@ extension Principal: Codable {
         }
     }
 
+    /// Encodes `kind` and the fields of that kind, in one flat object.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(kind, forKey: .kind)
@@ -296,6 +329,8 @@ extension Principal: Codable {
 extension DocumentStatus: Codable {
     private enum Keys: String, CodingKey { case state, by, correctedBy }
 
+    /// Decodes the object for its `state`; an unknown state is
+    /// `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         switch try c.decode(String.self, forKey: .state) {
@@ -306,6 +341,7 @@ extension DocumentStatus: Codable {
         }
     }
 
+    /// Encodes `state`, with `by` or `correctedBy` when replaced.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         switch self {
@@ -326,6 +362,9 @@ extension DocumentDraft: Codable {
         case typeCode, category, title, createdAt, serviceStart, serviceEnd, mimeType, confidentiality
     }
 
+    /// Decodes the draft's fields; `serviceStart`, `serviceEnd` and
+    /// `confidentiality` may be absent (absent flags are none). Decoding does
+    /// not validate the draft: a deposit does.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(
@@ -336,6 +375,8 @@ extension DocumentDraft: Codable {
             confidentiality: try c.decodeIfPresent(ConfidentialityFlags.self, forKey: .confidentiality) ?? [])
     }
 
+    /// Encodes the draft's fields, leaving out `serviceStart` and `serviceEnd`
+    /// when nil (`confidentiality` is always present).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(typeCode, forKey: .typeCode)
@@ -356,6 +397,9 @@ extension DocumentMetadata: Codable {
     private enum Keys: String, CodingKey { case id, version, draft, author, depositedAt, size, contentHash, replaces, status }
     private enum ReplacesKeys: String, CodingKey { case version, reason }
 
+    /// Decodes `id`, `version`, `draft`, `author`, `depositedAt`, `size`,
+    /// `contentHash` (lowercase hex) and `status`, and `replaces` when
+    /// present (it is absent for a first version).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(
@@ -369,6 +413,9 @@ extension DocumentMetadata: Codable {
         }
     }
 
+    /// Encodes `id`, `version`, `draft`, `author`, `depositedAt`, `size`,
+    /// `contentHash` (lowercase hex) and `status`, and `replaces` for a
+    /// replacing version only.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(id, forKey: .id)
@@ -390,6 +437,7 @@ extension DocumentMetadata: Codable {
 extension VaultInfo: Codable {
     private enum Keys: String, CodingKey { case vaultID, createdBy, channel, createdAt, documentCount }
 
+    /// Decodes `vaultID`, `createdBy`, `channel`, `createdAt` and `documentCount`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(
@@ -398,6 +446,7 @@ extension VaultInfo: Codable {
             documentCount: try c.decode(Int.self, forKey: .documentCount))
     }
 
+    /// Encodes `vaultID`, `createdBy`, `channel`, `createdAt` and `documentCount`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(vaultID, forKey: .vaultID)
@@ -419,6 +468,8 @@ extension AuditEntry: Codable {
         case isBreakGlass, isSecretAccess, target, reasonHash, matrixVersion, previousHash
     }
 
+    /// Decodes every field; optional ones may be absent. Hashes are checked to
+    /// be lowercase hex, not verified against the chain.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(
@@ -434,6 +485,7 @@ extension AuditEntry: Codable {
             matrixVersion: try c.decode(String.self, forKey: .matrixVersion), previousHash: try JSONHex.decode(.previousHash, in: c))
     }
 
+    /// Encodes every field; optional ones are left out when nil.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(sequence, forKey: .sequence)

@@ -10,8 +10,12 @@ import Foundation
 public enum FHIR {
     /// A FHIR `Coding`.
     public struct Coding: Codable, Hashable, Sendable {
+        /// The URI of the code system (`Coding.system`); nil when the system
+        /// is implied, as for a profession's role code.
         public var system: String?
+        /// The code, a symbol defined by the system (`Coding.code`).
         public var code: String
+        /// The code's meaning in words, as the system gives it (`Coding.display`).
         public var display: String?
 
         /// Creates the element with every field.
@@ -24,7 +28,10 @@ public enum FHIR {
 
     /// A FHIR `CodeableConcept`.
     public struct CodeableConcept: Codable, Hashable, Sendable {
+        /// The concept as codes of one or more systems (`CodeableConcept.coding`).
         public var coding: [Coding]
+        /// The concept in plain text (`CodeableConcept.text`); this library's
+        /// exports leave it nil.
         public var text: String?
 
         /// Creates the element with every field.
@@ -36,7 +43,13 @@ public enum FHIR {
 
     /// A FHIR `Identifier`.
     public struct Identifier: Codable, Hashable, Sendable {
+        /// The namespace of the value, a URI (`Identifier.system`):
+        /// `urn:oid:1.2.250.1.71.4.2.1` for an IDNPS (RPPS),
+        /// `urn:oid:1.2.250.1.71.4.2.2` for a FINESS number,
+        /// `urn:patientvault:system` for a system principal's identifier,
+        /// `urn:ietf:rfc:3986` when the value is itself a URI.
         public var system: String?
+        /// The identifier, unique within ``system`` (`Identifier.value`).
         public var value: String
 
         /// Creates the element with every field.
@@ -48,9 +61,18 @@ public enum FHIR {
 
     /// A FHIR `Reference`.
     public struct Reference: Codable, Hashable, Sendable {
+        /// A literal reference, relative to the server's base
+        /// (`Reference.reference`), e.g. `Patient/<vaultID>` or
+        /// `DocumentReference/<document>-<version>`.
         public var reference: String?
+        /// A logical reference by identifier (`Reference.identifier`), when no
+        /// resource is pointed at: a professional's IDNPS, an organisation's
+        /// FINESS number, a system principal's identifier.
         public var identifier: Identifier?
+        /// The type of the resource referred to (`Reference.type`), e.g.
+        /// `Patient`, `Practitioner`, `Organization`, `RelatedPerson` or `Device`.
         public var type: String?
+        /// Plain text naming the target (`Reference.display`).
         public var display: String?
 
         /// Creates the element with every field.
@@ -64,8 +86,12 @@ public enum FHIR {
 
     /// A FHIR `Extension` with a boolean or string value.
     public struct Extension: Codable, Hashable, Sendable {
+        /// The URL of the extension's definition (`Extension.url`); this
+        /// library's start with `https://patientvault.dev/fhir/StructureDefinition/`.
         public var url: String
+        /// The value, when it is a boolean (`Extension.valueBoolean`).
         public var valueBoolean: Bool?
+        /// The value, when it is a string (`Extension.valueString`).
         public var valueString: String?
 
         /// Creates the element with every field.
@@ -78,6 +104,8 @@ public enum FHIR {
 
     /// A FHIR `Meta`, for security labels.
     public struct Meta: Codable, Hashable, Sendable {
+        /// Security labels of the resource (`Meta.security`): the v3 ActReason
+        /// `BTG` (break the glass) on the event of a break-glass access.
         public var security: [Coding]?
 
         /// Creates the element with every field.
@@ -88,26 +116,65 @@ public enum FHIR {
 
     /// A FHIR R4 `AuditEvent`.
     public struct AuditEvent: Codable, Hashable, Sendable {
+        /// `AuditEvent`: the resource type, as FHIR JSON names it.
         public var resourceType = "AuditEvent"
+        /// The logical id: the first 16 characters of the vault id, `-`, the
+        /// entry's sequence number.
         public var id: String
+        /// Security labels: `BTG` for a break-glass access, else nil.
         public var meta: Meta?
+        /// The type of event (`AuditEvent.type`): `rest` (Restful Operation)
+        /// of the `audit-event-type` code system.
         public var type: Coding
+        /// More specific types (`AuditEvent.subtype`): the RESTful interaction
+        /// (`create`, `update`, `read` or `search-type`), then the ``VaultAction``
+        /// name in this library's `action` code system.
         public var subtype: [Coding]
+        /// What kind of action (`AuditEvent.action`): `C` create, `R` read,
+        /// `U` update or `E` execute (listings and queries).
         public var action: String
+        /// When the event was recorded (`AuditEvent.recorded`): the entry's
+        /// time, an ISO 8601 instant in UTC with milliseconds.
         public var recorded: String
+        /// Whether the event succeeded (`AuditEvent.outcome`): `0` success
+        /// (allowed) or `4` minor failure (denied).
         public var outcome: String
+        /// A description of the outcome (`AuditEvent.outcomeDesc`): the name
+        /// of the ``AccessRule`` that decided.
         public var outcomeDesc: String
+        /// Why the access was made (`AuditEvent.purposeOfEvent`), a v3
+        /// ActReason code: `TREAT` (care), `ETREAT` (emergency), `PATRQT` (the
+        /// patient's own access), `HOPERAT` (audit) or `HSYSADMIN` (the store's
+        /// own events).
         public var purposeOfEvent: [CodeableConcept]
+        /// Who took part (`AuditEvent.agent`): the acting principal, as the
+        /// requestor, and the patient as a second agent when a representative
+        /// acted for them.
         public var agent: [Agent]
+        /// The system that reported the event (`AuditEvent.source`):
+        /// PatientVault, as an application server.
         public var source: Source
+        /// What the event was about (`AuditEvent.entity`): the patient, and the
+        /// document when there is one.
         public var entity: [Entity]
+        /// This library's extensions: `chain-sequence` (the entry's sequence
+        /// number), and when they apply `legal-basis`, `secret-access` and
+        /// `target`.
         public var `extension`: [Extension]?
 
         /// `AuditEvent.agent`.
         public struct Agent: Codable, Hashable, Sendable {
+            /// How the agent took part (`AuditEvent.agent.type`): `IRCP`
+            /// (information recipient) for the actor, `PAT` (patient) for the
+            /// patient acted for.
             public var type: CodeableConcept?
+            /// The agent's roles (`AuditEvent.agent.role`): a health
+            /// professional's ``Profession``; nil for other principals.
             public var role: [CodeableConcept]?
+            /// Who the agent is (`AuditEvent.agent.who`).
             public var who: Reference
+            /// Whether this agent initiated the event (`AuditEvent.agent.requestor`):
+            /// true for the actor only.
             public var requestor: Bool
 
             /// Creates the element with every field.
@@ -121,7 +188,11 @@ public enum FHIR {
 
         /// `AuditEvent.source`.
         public struct Source: Codable, Hashable, Sendable {
+            /// The system that observed the event (`AuditEvent.source.observer`):
+            /// `PatientVault`, by display name.
             public var observer: Reference
+            /// The type of source (`AuditEvent.source.type`): `4` (Application
+            /// Server) of the `security-source-type` code system.
             public var type: [Coding]?
 
             /// Creates the element with every field.
@@ -133,9 +204,18 @@ public enum FHIR {
 
         /// `AuditEvent.entity`.
         public struct Entity: Codable, Hashable, Sendable {
+            /// The resource concerned (`AuditEvent.entity.what`): `Patient/<vaultID>`,
+            /// or `DocumentReference/<document>-<version>` (without `-<version>`
+            /// when the entry names no version).
             public var what: Reference
+            /// The type of entity (`AuditEvent.entity.type`): `1` (Person) for the
+            /// patient, `2` (System Object) for a document.
             public var type: Coding?
+            /// The entity's role (`AuditEvent.entity.role`): `1` (Patient) or `3`
+            /// (Report) of the `object-role` code system.
             public var role: Coding?
+            /// A description of the entity (`AuditEvent.entity.description`); this
+            /// library's exports leave it nil.
             public var description: String?
 
             /// Creates the element with every field.
@@ -167,25 +247,59 @@ public enum FHIR {
 
     /// A FHIR R4 `DocumentReference`.
     public struct DocumentReference: Codable, Hashable, Sendable {
+        /// `DocumentReference`: the resource type, as FHIR JSON names it.
         public var resourceType = "DocumentReference"
+        /// The logical id: `<document id>-<version>`, one resource per version.
         public var id: String
+        /// Resource metadata; nil in this library's exports (the
+        /// confidentiality flags are in ``securityLabel``).
         public var meta: Meta?
+        /// Business identifiers (`DocumentReference.identifier`): the URI
+        /// `urn:patientvault:document:<id>:<version>`.
         public var identifier: [Identifier]
+        /// The status of this reference (`DocumentReference.status`): `current`,
+        /// `superseded` or `entered-in-error`, from ``DocumentStatus``.
         public var status: String
+        /// The status of the document itself (`DocumentReference.docStatus`):
+        /// `final`, for every deposited version.
         public var docStatus: String
+        /// The kind of document (`DocumentReference.type`): its
+        /// ``DocumentTypeCode``, usually LOINC.
         public var type: CodeableConcept
+        /// The document's category (`DocumentReference.category`): its
+        /// ``DocumentCategory``, in this library's `dmp-category` code system.
         public var category: [CodeableConcept]
+        /// Who the document is about (`DocumentReference.subject`):
+        /// `Patient/<vaultID>`.
         public var subject: Reference
+        /// When this reference was made (`DocumentReference.date`): the
+        /// version's deposit time, an ISO 8601 instant in UTC with
+        /// milliseconds.
         public var date: String
+        /// Who wrote the document (`DocumentReference.author`): the principal
+        /// who deposited the version.
         public var author: [Reference]
+        /// A human-readable description (`DocumentReference.description`): the
+        /// document's title.
         public var description: String
+        /// Security labels (`DocumentReference.securityLabel`): the DMP
+        /// confidentiality flags set (`MASQUE_PS`, `INVISIBLE_PATIENT`,
+        /// `INVISIBLE_REPRESENTANTS_LEGAUX`); nil when none is.
         public var securityLabel: [CodeableConcept]?
+        /// The content, described and not included (`DocumentReference.content`):
+        /// one attachment.
         public var content: [Content]
+        /// The clinical context (`DocumentReference.context`): the period of
+        /// care, when the draft gives a start or an end; else nil.
         public var context: Context?
+        /// Relations to other documents (`DocumentReference.relatesTo`): for a
+        /// replacing version, `replaces` and the version it replaced; else nil.
         public var relatesTo: [RelatesTo]?
 
         /// `DocumentReference.content`.
         public struct Content: Codable, Hashable, Sendable {
+            /// What the content is (`DocumentReference.content.attachment`),
+            /// without its data or a URL: the content is read from the store.
             public var attachment: Attachment
 
             /// Creates the element with every field.
@@ -197,10 +311,17 @@ public enum FHIR {
         /// `Attachment` (the BLAKE2b hash goes in an extension: FHIR's
         /// `hash` element is defined as SHA-1).
         public struct Attachment: Codable, Hashable, Sendable {
+            /// The MIME type of the content (`Attachment.contentType`).
             public var contentType: String
+            /// The size of the content in bytes (`Attachment.size`).
             public var size: Int64
+            /// A label for the content (`Attachment.title`): the document's title.
             public var title: String
+            /// When the content was written (`Attachment.creation`): the draft's
+            /// ``DocumentDraft/createdAt``, an ISO 8601 instant in UTC with
+            /// milliseconds.
             public var creation: String
+            /// `blake2b-256`: the BLAKE2b-256 hash of the content, as lowercase hex.
             public var `extension`: [Extension]?
 
             /// Creates the element with every field.
@@ -215,6 +336,8 @@ public enum FHIR {
 
         /// `DocumentReference.context`.
         public struct Context: Codable, Hashable, Sendable {
+            /// The time of the care the document records
+            /// (`DocumentReference.context.period`).
             public var period: Period
 
             /// Creates the element with every field.
@@ -225,7 +348,11 @@ public enum FHIR {
 
         /// `Period`.
         public struct Period: Codable, Hashable, Sendable {
+            /// The start (`Period.start`), an ISO 8601 instant in UTC with
+            /// milliseconds; nil if unknown.
             public var start: String?
+            /// The end (`Period.end`), an ISO 8601 instant in UTC with
+            /// milliseconds; nil if unknown.
             public var end: String?
 
             /// Creates the element with every field.
@@ -237,7 +364,10 @@ public enum FHIR {
 
         /// `DocumentReference.relatesTo`.
         public struct RelatesTo: Codable, Hashable, Sendable {
+            /// The relation (`DocumentReference.relatesTo.code`): `replaces`.
             public var code: String
+            /// The version replaced (`DocumentReference.relatesTo.target`):
+            /// `DocumentReference/<document>-<version>`.
             public var target: Reference
 
             /// Creates the element with every field.
@@ -416,8 +546,12 @@ extension FHIR {
     /// maps it to its own patient resource (the INS never leaves the store
     /// through FHIR).
     public struct Patient: Codable, Hashable, Sendable {
+        /// `Patient`: the resource type, as FHIR JSON names it.
         public var resourceType = "Patient"
+        /// The logical id: the vault's pseudonymous id.
         public var id: String
+        /// Identifiers (`Patient.identifier`): the URI
+        /// `urn:patientvault:vault:<vaultID>`; never the INS.
         public var identifier: [Identifier]
 
         /// The patient of the vault `vaultID`.
@@ -430,16 +564,28 @@ extension FHIR {
     /// A FHIR R4 `Bundle` of type `collection`: a vault's export for its
     /// holder.
     public struct Bundle: Codable, Hashable, Sendable {
+        /// `Bundle`: the resource type, as FHIR JSON names it.
         public var resourceType = "Bundle"
+        /// The logical id: `export-<vaultID>-<ms>`, where `<ms>` is
+        /// ``timestamp`` in whole milliseconds since 1970 (0 for a date no clock
+        /// gives).
         public var id: String
+        /// The bundle's type (`Bundle.type`): `collection`.
         public var type: String
+        /// When the bundle was assembled (`Bundle.timestamp`), an ISO 8601
+        /// instant in UTC with milliseconds.
         public var timestamp: String
+        /// The entries (`Bundle.entry`): the patient, then a `DocumentReference`
+        /// per document version, then an `AuditEvent` per audit entry.
         public var entry: [Entry]
 
         /// `Bundle.entry`: a resource and the URL it is known by inside the
         /// bundle (`<resourceType>/<id>`, which the references use).
         public struct Entry: Codable, Hashable, Sendable {
+            /// The URL the resource is known by inside the bundle
+            /// (`Bundle.entry.fullUrl`): ``Resource/reference``.
             public var fullUrl: String
+            /// The resource (`Bundle.entry.resource`).
             public var resource: Resource
 
             /// An entry for `resource`.
@@ -451,8 +597,11 @@ extension FHIR {
 
         /// The resources a vault's export holds.
         public enum Resource: Codable, Hashable, Sendable {
+            /// The vault's patient.
             case patient(Patient)
+            /// One document version's metadata.
             case documentReference(DocumentReference)
+            /// One audit entry.
             case auditEvent(AuditEvent)
 
             /// `<resourceType>/<id>`.
@@ -466,6 +615,9 @@ extension FHIR {
 
             private enum Keys: String, CodingKey { case resourceType }
 
+            /// Decodes the resource its `resourceType` names (`Patient`,
+            /// `DocumentReference` or `AuditEvent`); any other type is
+            /// `DecodingError.dataCorrupted`.
             public init(from decoder: any Decoder) throws {
                 let c = try decoder.container(keyedBy: Keys.self)
                 switch try c.decode(String.self, forKey: .resourceType) {
@@ -476,6 +628,8 @@ extension FHIR {
                 }
             }
 
+            /// Encodes the resource itself, its `resourceType` included, with
+            /// no wrapping object.
             public func encode(to encoder: any Encoder) throws {
                 switch self {
                 case .patient(let p): try p.encode(to: encoder)

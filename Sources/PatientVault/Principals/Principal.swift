@@ -160,24 +160,43 @@ public struct HealthProfessional: Hashable, Sendable {
 
 /// The professions of the 2023 access matrix (arrêté of 26 October 2023).
 public enum Profession: String, Hashable, Sendable, CaseIterable {
+    /// Doctor (médecin); the only profession a médecin traitant may have.
     case doctor
+    /// Pharmacist (pharmacien).
     case pharmacist
+    /// Dentist (chirurgien-dentiste).
     case dentist
+    /// Midwife (sage-femme).
     case midwife
+    /// Nurse (infirmier).
     case nurse
+    /// Physiotherapist (masseur-kinésithérapeute).
     case physiotherapist
+    /// Podiatrist (pédicure-podologue).
     case podiatrist
+    /// Occupational therapist (ergothérapeute).
     case occupationalTherapist
+    /// Psychomotor therapist (psychomotricien).
     case psychomotorTherapist
+    /// Speech therapist (orthophoniste).
     case speechTherapist
+    /// Orthoptist (orthoptiste).
     case orthoptist
+    /// Radiographer (manipulateur d'électroradiologie médicale).
     case radiographer
+    /// Medical laboratory technician (technicien de laboratoire médical).
     case medicalLaboratoryTechnician
+    /// Hearing aid specialist (audioprothésiste).
     case hearingAidSpecialist
+    /// Optician (opticien-lunetier).
     case optician
+    /// Orthotist or prosthetist (orthoprothésiste, orthopédiste-orthésiste, podo-orthésiste).
     case orthotistProsthetist
+    /// Dietitian (diététicien).
     case dietitian
+    /// Pharmacy technician (préparateur en pharmacie).
     case pharmacyTechnician
+    /// Paramedic (ambulancier).
     case paramedic
 }
 
@@ -195,13 +214,21 @@ public struct Organisation: Hashable, Sendable {
     }
 }
 
-/// Kinds of organisation.
+/// Kinds of organisation. Every kind but ``pharmacy`` creates vaults
+/// through ``CreationChannel/establishment``.
 public enum OrganisationKind: String, Hashable, Sendable, CaseIterable {
+    /// A hospital.
     case hospital
+    /// A private clinic.
     case clinic
+    /// A pharmacy: the only kind that creates vaults through
+    /// ``CreationChannel/pharmacy``.
     case pharmacy
+    /// A medical laboratory.
     case laboratory
+    /// A medical centre (centre de santé).
     case medicalCentre
+    /// Any other kind of organisation.
     case other
 }
 
