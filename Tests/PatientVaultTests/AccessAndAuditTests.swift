@@ -145,8 +145,8 @@ import Testing
         // so it may lag under load; the next use with nothing in flight
         // brings memory back under the limit.
         _ = try await store.vaultInfo(for: patients[0], as: .patient(patients[0]))
-        #expect(store.loaded.withLock { $0.lastUse.count } <= 3)
-        #expect(store.vaults.withLock { $0.count } <= 8)
+        #expect(store.cache.loadedCount <= 3)
+        #expect(store.cache.handleCount <= 8)
         for p in patients {
             // create, deposit, 5 × (read, change, list), and the verification
             // (and, for the first, the vaultInfo above).
@@ -432,11 +432,11 @@ import Testing
         for _ in 0..<20 { _ = try await v.store.metadata(of: doc.id, for: v.alice, as: v.patient) }
         // The flusher clears the flag within the bound (allow for a loaded machine).
         var waited = 0
-        while v.store.auditFlush.pending.load(ordering: .relaxed) && waited < 200 {
+        while v.store.auditWriter.flushPending.pending.load(ordering: .relaxed) && waited < 200 {
             try await Task.sleep(for: .milliseconds(10))
             waited += 1
         }
-        #expect(v.store.auditFlush.pending.load(ordering: .relaxed) == false)
+        #expect(v.store.auditWriter.flushPending.pending.load(ordering: .relaxed) == false)
         let store = try await v.t.reopen(configuration: c)
         #expect(try await store.verifyAuditTrail(for: v.alice, as: v.patient).entries == 23)
         try await store.close()

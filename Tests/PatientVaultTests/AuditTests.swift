@@ -27,7 +27,7 @@ struct AuditedVault {
     func entries() throws -> [AuditEntry] {
         try store.withVault(alice) { vault in
             var out: [AuditEntry] = []
-            try store.auditEntries(of: vault) { out.append($0); return true }
+            try store.loader.auditEntries(of: vault) { out.append($0); return true }
             return out.reversed()
         }
     }

@@ -47,8 +47,8 @@ import Testing
         // Each refused review was recorded in the reviewer's stream (read back raw).
         let stream = v.store.keys.reviewerStream(of: try SystemPrincipal("dpo"))
         var recorded = 0
-        try v.store.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
-            let plain = try v.store.openStoreRecord(
+        try v.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
+            let plain = try RecordCodec.openStoreRecord(
                 r, kind: .activityEntry, key: v.store.keys.activity, stream: stream, broken: PatientVaultError(.corrupted, ""))
             if try AuditEntry.decode(Array(plain[32...])).rule == .invalidRequest { recorded += 1 }
             return true
@@ -286,7 +286,7 @@ import Testing
         let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
         try await running.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         for i in 0..<5 { _ = try await running.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: Fixtures.alice, as: Fixtures.doctor) }
-        #expect(running.activityWriter.pendingCount == 5)
+        #expect(running.auditWriter.activity.pendingCount == 5)
         try FileManager.default.copyItem(at: live.url, to: folder.url)
         try await running.close()
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
@@ -428,7 +428,7 @@ import Testing
         let sizes = try v.store.withVault(v.alice) { vault -> (versions: [UInt32], entries: [UInt32]) in
             let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.location!.frameLength }
             var entries: [UInt32] = []
-            try v.store.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
+            try v.store.loader.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
                 entries.append($0.location.frameLength)
                 return entries.count < 2
             }

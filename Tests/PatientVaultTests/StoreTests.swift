@@ -195,7 +195,7 @@ import VaultSync
             try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
             _ = try await t.store.deposit(Fixtures.draft("doc \(i)"), content: Fixtures.content("C\(i)"), for: p, as: Fixtures.doctor)
         }
-        #expect(t.store.loaded.withLock { $0.lastUse.count } <= 4)
+        #expect(t.store.cache.loadedCount <= 4)
         // Every vault, evicted or not, reloads from the log with its documents.
         for (i, p) in patients.enumerated().reversed() {
             let docs = try await t.store.documents(for: p, as: .patient(p))
@@ -206,7 +206,7 @@ import VaultSync
         for p in patients {
             #expect(try await t.store.vaultInfo(for: p, as: .patient(p)).documentCount == 2)
         }
-        #expect(t.store.loaded.withLock { $0.lastUse.count } <= 4)
+        #expect(t.store.cache.loadedCount <= 4)
         try await t.store.close()
     }
 

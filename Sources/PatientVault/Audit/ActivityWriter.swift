@@ -120,37 +120,9 @@ final class ActivityWriter: Sendable {
 extension VaultStore {
     // MARK: - The reviewers' index
 
-    /// Seals a copy into its activity stream's record.
-    func activityCopyRecord(_ copy: ActivityWriter.Copy) throws -> EngineRecord {
-        try activityRecord(copy.entry, vault: copy.vault, stream: copy.stream)
-    }
-
-    /// The mark record: the position before which every audit entry has its copy.
-    func activityMarkRecord(_ position: LogPosition) throws -> EngineRecord {
-        var w = ByteWriter(capacity: 12)
-        w.write(position.segment)
-        w.write(position.offset)
-        let stream = keys.activityMarkStream
-        let header = RecordHeader(kind: .activityMark, sequence: 0, document: nil, version: 0, keySlot: nil)
-        return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: w.bytes, key: keys.activity, vault: stream))
-    }
-
-    /// Writes the pending copies now, if any, and returns once they are
-    /// written (so that a reviewer's walk sees them). `markAlways` writes a
-    /// mark even without copies if the log moved since the last one.
+    /// Writes the pending activity copies now (``AuditWriter/flushActivity(markAlways:durability:)``).
     func flushActivity(markAlways: Bool = false) async throws(PatientVaultError) {
-        do {
-            let ticket = try activityWriter.flush(
-                engine: engine, durability: .buffered, markAlways: markAlways, seal: activityCopyRecord, mark: activityMarkRecord)
-            if let ticket { _ = try await ticket.wait() }
-        } catch {
-            throw PatientVaultError.wrapping(error)
-        }
-    }
-
-    /// Starts a batch in the background once enough copies are pending.
-    func flushActivityInBackground() {
-        Task.detached { [self] in try? await flushActivity() }
+        try await auditWriter.flushActivity(markAlways: markAlways)
     }
 
     /// At open: rebuilds the copies that a crash lost, from the audit
@@ -164,7 +136,7 @@ extension VaultStore {
             var start = LogPosition(segment: 0, offset: 0)
             if let head = engine.head(of: markStream) {
                 let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
-                let body = try openStoreRecord(try engine.read(head), kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
+                let body = try RecordCodec.openStoreRecord(try engine.read(head), kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
                 start = try body.withUnsafeBytes { raw in
                     var r = ByteReader(raw)
                     let position = LogPosition(segment: try r.read(), offset: try r.read())
@@ -172,7 +144,7 @@ extension VaultStore {
                     return position
                 }
             }
-            activityWriter.noteMark(start)
+            auditWriter.activity.noteMark(start)
             var audits: [StoredRecord] = []
             let auditClass = StoreKeys.StreamClass.audit.rawValue
             do {
@@ -188,7 +160,7 @@ extension VaultStore {
             }
             // Everything up to here is covered: a close without writes
             // need not write another mark.
-            defer { activityWriter.noteMark(engine.appendPosition) }
+            defer { auditWriter.activity.noteMark(engine.appendPosition) }
             guard !audits.isEmpty else { return }
             var vaultOf: [StreamID: StreamID] = [:]
             for vault in engine.streams(inClass: StoreKeys.StreamClass.vault.rawValue) { vaultOf[keys.auditStream(of: vault)] = vault }
@@ -201,8 +173,8 @@ extension VaultStore {
                 // the copies that vault's damage hides.
                 guard let stream = record.stream, let vault = vaultOf[stream] else { skipped += 1; continue }
                 do {
-                    if loaded[vault] == nil { loaded[vault] = try loadVault(vault) }
-                    let entry = try openAuditRecord(record, vault: loaded[vault]!)
+                    if loaded[vault] == nil { loaded[vault] = try loader.load(vault) }
+                    let entry = try loader.openAuditRecord(record, vault: loaded[vault]!)
                     if let holder = GrantHolder(entry.actor) {
                         copies.append(.init(stream: keys.activityStream(of: holder), vault: vault, entry: entry.encoded()))
                     }
@@ -211,10 +183,8 @@ extension VaultStore {
                 }
             }
             if skipped > 0 { logger.debug("patientvault: activity copies not rebuilt for damaged vaults", metadata: ["records": "\(skipped)"]) }
-            activityWriter.enqueue(copies)
-            let ticket = try activityWriter.flush(
-                engine: engine, durability: .durable, seal: activityCopyRecord, mark: activityMarkRecord)
-            if let ticket { _ = try await ticket.wait() }
+            auditWriter.activity.enqueue(copies)
+            try await auditWriter.flushActivity(durability: .durable)
             logger.debug("patientvault: rebuilt activity copies", metadata: ["copies": "\(copies.count)"])
         }
     }

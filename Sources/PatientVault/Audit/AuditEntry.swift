@@ -8,6 +8,11 @@ public enum AuditOutcome: String, Hashable, Sendable {
     case allowed
     /// The decision denied it.
     case denied
+    /// The decision allowed it, but it was not carried out: the caller's
+    /// content failed or its task was cancelled, a concurrent write won, or
+    /// the disk refused the operation's records. Nothing but the entry was
+    /// recorded.
+    case abandoned
 }
 
 /// Why an access was made, as the audit trail records it.
@@ -112,7 +117,12 @@ public struct AuditEntry: Hashable, Sendable {
         if let document { w.write(UInt8(1)); w.write(bytes: document.bytes) } else { w.write(UInt8(0)) }
         // Versions are validated (1...UInt32.max) before any entry is built.
         w.write(version.flatMap { UInt32(exactly: $0) } ?? 0)
-        w.write(UInt8(outcome == .allowed ? 1 : 0))
+        let outcomeByte: UInt8 = switch outcome {
+        case .denied: 0
+        case .allowed: 1
+        case .abandoned: 2
+        }
+        w.write(outcomeByte)
         w.write(string: rule.rawValue)
         w.write(string: purpose.rawValue)
         w.write(optionalString: legalBasis)
@@ -146,6 +156,7 @@ public struct AuditEntry: Hashable, Sendable {
             let outcome: AuditOutcome = switch try r.read(UInt8.self) {
             case 0: .denied
             case 1: .allowed
+            case 2: .abandoned
             default: throw ByteReader.Malformed()
             }
             guard let rule = AccessRule(rawValue: try r.readString(limit: Limits.enumName)),

@@ -29,12 +29,14 @@ extension VaultStore {
                 waitsForEntry: true, result: .success(()))
                 .deniedThrows(vaultID: vault.vaultID)
         }
-        return try withVault(patient) { vault in
+        // The walk runs on a snapshot of the vault, outside its lock.
+        let vault = try snapshot(of: patient)
+        return try translatingErrors(vaultID: vault.vaultID) {
             let now = configuration.clock.now()
             let isRepresentative: Bool = if case .representative = principal { true } else { false }
             var out: [AuditEntry] = []
             var skipped = 0
-            try auditEntries(of: vault) { entry in
+            try loader.auditEntries(of: vault) { entry in
                 guard var entry = redacted(entry, for: principal, representative: isRepresentative, in: vault, at: now) else {
                     return true
                 }
@@ -97,22 +99,28 @@ extension VaultStore {
                 waitsForEntry: true, result: .success(vault.auditNext))
                 .deniedThrows(vaultID: vault.vaultID)
         }
-        return try withVault(patient) { vault in
+        // The walk runs on a snapshot of the vault, outside its lock; entries
+        // written after the snapshot are checked like the others.
+        let vault = try snapshot(of: patient)
+        return try translatingErrors(vaultID: vault.vaultID) {
             var entries: [AuditEntry] = []
-            try auditEntries(of: vault) { entries.append($0); return true }
+            try loader.auditEntries(of: vault) { entries.append($0); return true }
             entries.reverse()
             let vaultID = vault.vaultID
             let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
             var previous = [UInt8](repeating: 0, count: 32)
+            var atSnapshot: [UInt8]?
             for (i, e) in entries.enumerated() {
                 guard e.sequence == UInt64(i) else { throw tampered("entry \(i) is missing or out of order") }
                 guard e.previousHash == previous else { throw tampered("entry \(i) does not follow entry \(i - 1)") }
                 previous = e.chainHash(key: vault.keys.auditChain)
+                if UInt64(i) + 1 == vault.auditNext { atSnapshot = previous }
             }
-            // Nothing before this call's own entry may be missing; when no
-            // later entry is in flight, the head must be the one last written.
+            // Nothing before this call's own entry may be missing; the entry
+            // the snapshot saw last must be the one the store wrote there
+            // (unless it is still in flight).
             guard UInt64(entries.count) > own, entries[Int(own)].action == .verifyAuditTrail,
-                  UInt64(entries.count) < vault.auditNext || previous == vault.auditPreviousHash
+                  UInt64(entries.count) < vault.auditNext || atSnapshot == vault.auditPreviousHash
             else {
                 throw tampered("the newest entries are missing")
             }
@@ -142,8 +150,8 @@ extension VaultStore {
             var skipped = 0
             let stream = keys.activityStream(of: subject)
             let broken = PatientVaultError(.corrupted, "the activity index is broken")
-            try walkBack(stream, broken: broken) { r in
-                let plain = try openStoreRecord(r, kind: .activityEntry, key: keys.activity, stream: stream, broken: broken)
+            try loader.walkBack(stream, broken: broken) { r in
+                let plain = try RecordCodec.openStoreRecord(r, kind: .activityEntry, key: keys.activity, stream: stream, broken: broken)
                 guard plain.count > 32 else { throw broken }
                 let e = try AuditEntry.decode(Array(plain[32...]))
                 if query.matches(e) {
@@ -157,45 +165,12 @@ extension VaultStore {
         }
     }
 
-    /// Decides a store-level request (reviews, statistics), records it,
-    /// allowed or denied, in the caller's own stream, and throws if denied.
-    /// `invalid`, if given, is the caller's bad input: the attempt is
-    /// recorded (rule ``AccessRule/invalidRequest``) and that error thrown.
+    /// Decides a store-level request (reviews, statistics) through the
+    /// pipeline: recorded, allowed or denied, in the caller's own stream.
     func recordStoreLevelAccess(
         _ action: VaultAction, by principal: Principal, target: String?, invalid: PatientVaultError? = nil
     ) async throws(PatientVaultError) {
-        try ensureOpen()
-        let now = configuration.clock.now()
-        var invalid = invalid
-        if invalid == nil, case .system = principal {
-            invalid = PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
-        }
-        let decision = invalid != nil ? .deny(.invalidRequest) : AccessPolicy.decide(AccessRequest(
-            action: action, principal: principal, holder: nil,
-            isConfiguredReviewer: isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
-        let entry = AuditEntry(
-            sequence: 0, time: now, actor: principal, onBehalfOf: nil, action: action, vaultID: "",
-            document: nil, version: nil, outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule,
-            purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: target,
-            reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
-            previousHash: [UInt8](repeating: 0, count: 32))
-        // Reviewers and professionals in their own stream; anyone else in
-        // a stream per principal kind, so that no attempt goes unrecorded.
-        let ownStream: StreamID = switch principal {
-        case .auditReviewer(let r): keys.reviewerStream(of: r)
-        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
-            ?? keys.reviewerStream(named: "kind-" + principal.kind)
-        }
-        do {
-            let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
-            _ = try await engine.append([record], keySlotWrites: [], durability: durability, mayUseReserve: true).wait()
-        } catch {
-            throw PatientVaultError.wrapping(error)
-        }
-        if let invalid { throw invalid }
-        guard decision.isAllowed else {
-            throw PatientVaultError(.accessDenied, "\(action) denied", rule: decision.rule)
-        }
+        try await pipeline.runStoreLevel(action, principal: principal, target: target, invalid: invalid)
     }
 
     // MARK: - Notifications
@@ -236,11 +211,11 @@ extension VaultStore {
                 let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
                 let record = EngineRecord(
                     stream: vault.pseudonym,
-                    payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym))
+                    payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))
                 var a = Audited<Void>(
                     action: action, decision: AccessPolicy.decide(request(action, by: .system, vault: vault, time: now)),
                     document: document, records: [record], vaultRecords: 1, isWrite: true, result: .success(()))
-                a.onAcknowledged = { v in
+                a.onAcknowledged = { v, _ in
                     if case .hiddenNotice = event { v.noticed.insert(document) } else { v.autoReleased.insert(document) }
                 }
                 if case .hiddenNotice = event { a.notifications = [.hiddenDocumentNotice(document)] }
@@ -270,15 +245,5 @@ extension VaultStore {
             }
             return nil
         }
-    }
-}
-
-extension Audited {
-    /// Turns a denial into the typed error the caller gets.
-    func deniedThrows(vaultID: String) -> Audited {
-        guard !decision.isAllowed else { return self }
-        var a = self
-        a.result = .failure(PatientVaultError(.accessDenied, "\(action) denied", vaultID: vaultID, documentID: document, rule: decision.rule))
-        return a
     }
 }

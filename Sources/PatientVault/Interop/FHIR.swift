@@ -433,6 +433,17 @@ public enum FHIR {
 }
 
 extension AuditEntry {
+    /// The FHIR `AuditEvent.outcome` code of an outcome: `0` success, `4`
+    /// minor failure (a refusal, like an HTTP 4xx), `8` serious failure (an
+    /// allowed operation that was not carried out).
+    static func fhirOutcome(_ outcome: AuditOutcome) -> String {
+        switch outcome {
+        case .allowed: "0"
+        case .denied: "4"
+        case .abandoned: "8"
+        }
+    }
+
     /// This entry as a FHIR R4 `AuditEvent`, mapped as IHE BALP suggests:
     /// type `rest` with the RESTful interaction as subtype, the actor as the
     /// requesting agent (with the patient as a second agent when a
@@ -490,7 +501,7 @@ extension AuditEntry {
                 FHIR.Coding(system: "http://hl7.org/fhir/restful-interaction", code: interaction),
                 FHIR.Coding(system: FHIR.extensionBase.replacingOccurrences(of: "StructureDefinition/", with: "CodeSystem/action"), code: action.rawValue),
             ],
-            action: crud, recorded: FHIR.instant(time), outcome: outcome == .allowed ? "0" : "4", outcomeDesc: rule.rawValue,
+            action: crud, recorded: FHIR.instant(time), outcome: Self.fhirOutcome(outcome), outcomeDesc: rule.rawValue,
             purposeOfEvent: [FHIR.CodeableConcept(coding: [FHIR.Coding(
                 system: "http://terminology.hl7.org/CodeSystem/v3-ActReason", code: purposeCode)])],
             agent: agents,

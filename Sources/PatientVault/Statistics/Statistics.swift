@@ -127,14 +127,21 @@ extension ByteReader {
     }
 }
 
-extension VaultStore {
+/// Writes the statistics stream: small records (a vault created, a new
+/// document, a first use by a professional) keyed so that they name no
+/// vault, professional or organisation, only tags under the store's
+/// statistics key. Records go in the atomic group of the operation they
+/// count (``AuditWriter`` and the pipeline's write phases ask for them).
+struct StatisticsWriter: Sendable {
+    let keys: StoreKeys
+
     /// The statistics stream's tag of a vault.
-    func statisticsTag(of vault: StreamID) -> [UInt8] {
+    func tag(of vault: StreamID) -> [UInt8] {
         Array(BLAKE2b.hash(Array("PV1-stats-vault".utf8) + vault.bytes, key: keys.statistics).prefix(16))
     }
 
     /// The statistics stream's tag of a professional or organisation.
-    func statisticsUser(_ principal: Principal) -> StatisticsRecord.UserTag? {
+    func user(_ principal: Principal) -> StatisticsRecord.UserTag? {
         switch principal {
         case .professional(let p), .emergencyRegulator(let p):
             return .init(kind: 1, organisationKind: nil, tag: Array(BLAKE2b.hash(Array(("PV1-stats-rpps:" + p.rpps.digits).utf8), key: keys.statistics).prefix(16)))
@@ -146,12 +153,14 @@ extension VaultStore {
     }
 
     /// A record of the statistics stream, for an atomic group.
-    func statisticsRecord(_ record: StatisticsRecord) throws -> EngineRecord {
+    func record(_ record: StatisticsRecord) throws -> EngineRecord {
         let stream = keys.statisticsStream
         let header = RecordHeader(kind: .statistics, sequence: 0, document: nil, version: 0, keySlot: nil)
-        return EngineRecord(stream: stream, payload: try sealRecord(header: header, body: record.encoded(), key: keys.statistics, vault: stream))
+        return EngineRecord(stream: stream, payload: try RecordCodec.seal(header: header, body: record.encoded(), key: keys.statistics, stream: stream))
     }
+}
 
+extension VaultStore {
     /// The figures the seeds publish: vaults per week, channel and region;
     /// the share of vaults fed by others than the insurer; documents per fed
     /// vault; distinct professionals and organisations that used the
@@ -174,9 +183,9 @@ extension VaultStore {
             calendar.timeZone = TimeZone(identifier: "UTC")!
             let stream = keys.statisticsStream
             let broken = PatientVaultError(.corrupted, "the statistics stream is broken")
-            try walkBack(stream, broken: broken) { r in
+            try loader.walkBack(stream, broken: broken) { r in
                 let record = try StatisticsRecord.decode(
-                    try openStoreRecord(r, kind: .statistics, key: keys.statistics, stream: stream, broken: broken))
+                    try RecordCodec.openStoreRecord(r, kind: .statistics, key: keys.statistics, stream: stream, broken: broken))
                 func noteUser(_ u: StatisticsRecord.UserTag) {
                     if u.kind == 1 { professionals.insert(u.tag) } else { organisations[u.tag] = u.organisationKind }
                 }

@@ -140,6 +140,9 @@ final class VaultHandle: Sendable {
     /// the store's map: a caller that finds it set takes the lock of the
     /// vault's new handle instead, so one vault never has two live states.
     let retired = Atomic<Bool>(false)
+    /// Held while the vault loads from disk (``VaultCache``), so that it
+    /// loads once however many callers want it, without holding `state`.
+    let loading = Locked<Void>(())
 
     init(pseudonym: StreamID) { self.pseudonym = pseudonym }
 }

@@ -78,154 +78,140 @@ extension VaultStore {
 
     // MARK: - The write path
 
-    /// Validation, access decision, encryption, then one atomic, durable
-    /// append of the version record (its key slot written first).
+    /// What the decide phase of a write fixes: the vault, the document and
+    /// its version number.
+    private struct VersionPlan {
+        var pseudonym: StreamID
+        var vaultKeys: VaultKeys
+        var id: DocumentID
+        var version: Int
+        var decision: AccessDecision
+    }
+
+    /// What the prepare phase hands to the commit: the written content and
+    /// the version's keys.
+    private struct PreparedVersion {
+        var plan: VersionPlan
+        var slot: KeySlot
+        var wrapped: [UInt8]
+        var content: ContentDescriptor
+        var inline: [UInt8]
+        var hash: [UInt8]
+        var size: Int64
+        var metadataKey: SymmetricKey
+    }
+
+    /// A new version through the ``OperationPipeline``: validation and the
+    /// access decision under the vault's lock, which also fix the version
+    /// number; key generation, wrapping and the content's encryption and
+    /// writes outside it; then the version record, its key slot and its
+    /// audit entry as one atomic, durable group. The version becomes
+    /// visible once that group is acknowledged.
     private func writeVersion(
         _ draft: DocumentDraft, for patient: INS, as principal: Principal,
         replacing: (document: DocumentID, reason: ReplacementReason)?,
         content: (ContentWriter) async throws -> Void
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        // 1. Check the input and decide, under the vault's lock, and fix the
-        //    version number. A refusal (bad input included) is audited at
-        //    once: its entry alone, durable.
-        enum Decided {
-            case proceed(StreamID, VaultKeys, DocumentID, Int, AccessDecision)
-            case denied(AppendTicket, PatientVaultError)
-        }
-        let decided = try withVault(patient) { vault -> Decided in
-            let now = configuration.clock.now()
-            func deny(_ a: Audited<Void>) throws -> Decided {
-                let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &vault, time: now)
-                guard case .failure(let error) = a.result else { preconditionFailure("a denial carries its error") }
-                return .denied(ticket, error)
-            }
-            do throws(PatientVaultError) {
-                try Self.validate(principal: principal, asSystem: false, purpose: .care, secret: false)
+        let action: VaultAction = replacing == nil ? .deposit : .replace
+        return try await pipeline.run(
+            action, Caller(patient: patient, principal: principal, document: replacing?.document),
+            decide: { vault, now throws -> Decided<VersionPlan, DocumentMetadata> in
                 try Self.validate(draft, author: principal)
-            } catch {
-                return try deny(.invalid(replacing == nil ? .deposit : .replace, document: replacing?.document, error))
-            }
-            guard let replacing else {
-                let decision = AccessPolicy.decide(request(.deposit, by: principal, vault: vault, category: draft.category, time: now))
+                func plan(_ id: DocumentID, _ version: Int, _ decision: AccessDecision) -> Decided<VersionPlan, DocumentMetadata> {
+                    .prepare(
+                        VersionPlan(pseudonym: vault.pseudonym, vaultKeys: vault.keys, id: id, version: version, decision: decision),
+                        allowed: Audited(action: action, decision: decision, document: id, version: version, isWrite: true,
+                                         result: .failure(PatientVaultError(.conflict, "abandoned"))))
+                }
+                guard let replacing else {
+                    let decision = AccessPolicy.decide(request(.deposit, by: principal, vault: vault, category: draft.category, time: now))
+                    guard decision.isAllowed else {
+                        return .commit(Audited(action: .deposit, decision: decision, isWrite: true, result: .failure(.init(.accessDenied, "")))
+                            .deniedThrows(vaultID: vault.vaultID))
+                    }
+                    return plan(try DocumentID.random(), 1, decision)
+                }
+                let id = replacing.document
+                let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+                guard let current = vault.versions(of: id).last else {
+                    return .commit(Audited(action: .replace, decision: .deny(.unknownDocument), document: id, isWrite: true, result: .failure(unknown)))
+                }
+                let sees = AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now))
+                guard sees.isAllowed || current.author == principal else {
+                    return .commit(Audited(action: .replace, decision: sees, document: id, isWrite: true, result: .failure(unknown)))
+                }
+                // Decided on the new draft's category as a deposit is, and on
+                // the current version's author and the vault's blocks.
+                let decision = AccessPolicy.decide(request(
+                    .replace, by: principal, vault: vault, document: current, category: draft.category, time: now))
                 guard decision.isAllowed else {
-                    return try deny(Audited<Void>(action: .deposit, decision: decision, isWrite: true, result: .success(()))
+                    return .commit(Audited(action: .replace, decision: decision, document: id, version: current.version, isWrite: true,
+                                           result: .failure(.init(.accessDenied, "")))
                         .deniedThrows(vaultID: vault.vaultID))
                 }
-                return .proceed(vault.pseudonym, vault.keys, try DocumentID.random(), 1, decision)
-            }
-            let id = replacing.document
-            let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
-            guard let current = vault.versions(of: id).last else {
-                return try deny(Audited<Void>(action: .replace, decision: .deny(.unknownDocument), document: id, isWrite: true, result: .failure(unknown)))
-            }
-            let sees = AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now))
-            guard sees.isAllowed || current.author == principal else {
-                return try deny(Audited<Void>(action: .replace, decision: sees, document: id, isWrite: true, result: .failure(unknown)))
-            }
-            // Decided on the new draft's category as a deposit is, and on
-            // the current version's author and the vault's blocks.
-            let decision = AccessPolicy.decide(request(
-                .replace, by: principal, vault: vault, document: current, category: draft.category, time: now))
-            guard decision.isAllowed else {
-                return try deny(Audited<Void>(action: .replace, decision: decision, document: id, version: current.version, isWrite: true, result: .success(()))
-                    .deniedThrows(vaultID: vault.vaultID))
-            }
-            // Versions are stored as 32-bit numbers.
-            guard current.version < Limits.versions.upperBound else {
-                return try deny(.invalid(.replace, document: id, PatientVaultError(.invalidArgument, "this document has reached its last version number")))
-            }
-            guard vault.documents[id]?.last?.metadata.version == current.version else {
-                throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
-            }
-            return .proceed(vault.pseudonym, vault.keys, id, current.version + 1, decision)
-        }
-        let (pseudonym, vaultKeys, id, version, decision): (StreamID, VaultKeys, DocumentID, Int, AccessDecision)
-        switch decided {
-        case .proceed(let p, let k, let i, let v, let d): (pseudonym, vaultKeys, id, version, decision) = (p, k, i, v, d)
-        case .denied(let ticket, let error):
-            do { _ = try await ticket.wait() } catch { throw PatientVaultError.wrapping(error, documentID: replacing?.document) }
-            throw error
-        }
-        let vaultID = keys.publicVaultID(of: pseudonym)
-
-        // 2. Encrypt and write the content, outside the lock.
-        let slot: KeySlot
-        let wrapped: [UInt8]
-        let written: (ContentDescriptor, inline: [UInt8], hash: [UInt8])
-        let size: Int64
-        let documentKeys: DocumentKeys
-        do {
-            let documentKey: SymmetricKey
-            (documentKey, documentKeys) = try DocumentKeys.generate()
-            slot = try engine.reserveKeySlot()
-            wrapped = try KeyWrap.wrap(
-                documentKey, with: vaultKeys.documentKeyWrapping,
-                context: VaultKeys.documentKeyContext(pseudonym, document: id, version: UInt32(version), slot: slot))
-            let writer = try ContentWriter(
-                engine: engine, vault: pseudonym, document: id, version: UInt32(version), keySlot: slot,
-                contentKey: documentKeys.content, chunkSize: configuration.contentChunkSize,
-                inlineLimit: configuration.inlineContentLimit)
-            try await content(writer)
-            written = try await writer.finish()
-            size = writer.size
-            try Task.checkCancellation()
-        } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: id)
-        }
-
-        // 3. Queue the version record, under the lock, at the next position.
-        var metadata = DocumentMetadata(
-            id: id, version: version, draft: draft, author: principal, depositedAt: configuration.clock.now(),
-            size: size, contentHash: written.hash, status: .current)
-        if let replacing { metadata.replaces = (version - 1, replacing.reason) }
-        let body = DocumentVersionBody(metadata: metadata, content: written.0)
-        let (ticket, sequence) = try withVault(patient) { vault -> (AppendTicket, UInt64) in
-            if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
-                throw PatientVaultError(.conflict, "the document was replaced concurrently", vaultID: vaultID, documentID: id)
-            }
-            let sequence = vault.nextSequence
-            let header = RecordHeader(
-                kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: slot)
-            let payload = try sealRecord(
-                header: header, body: body.encoded(), key: documentKeys.metadata, vault: pseudonym, rest: written.inline)
-            // The version and its audit entry: one atomic, durable group.
-            var records = [EngineRecord(stream: pseudonym, payload: payload)]
-            if replacing == nil {
-                let byInsurer: Bool = if case .insurer = principal { true } else { false }
-                records.append(try statisticsRecord(.document(
-                    vault: statisticsTag(of: pseudonym), user: statisticsUser(principal), byInsurer: byInsurer)))
-            }
-            let a = Audited<Void>(
-                action: replacing == nil ? .deposit : .replace, decision: decision, document: id, version: version,
-                records: records, vaultRecords: 1,
-                keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
-            let (ticket, _) = try queueAudit(
-                a, principal: principal, purpose: .care, secret: false, vault: &vault, time: metadata.depositedAt)
-            vault.documents[id, default: []].append(
-                VersionEntry(metadata: metadata, sequence: sequence, keySlot: slot, location: nil, content: written.0))
-            return (ticket, sequence)
-        }
-
-        // 4. Wait for durability; only then does the version become visible.
-        let location: RecordLocation
-        do {
-            location = try await ticket.wait()[0]
-        } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: id)
-        }
-        _ = try? withVault(patient) { vault in
-            if let i = vault.documents[id]?.firstIndex(where: { $0.sequence == sequence }) {
-                vault.documents[id]![i].location = location
-                vault.authors.insert(principal)
-            }
-        }
-        // A document hidden from the patient is announced by its 2-week
-        // notice or its release, not now.
-        if !draft.confidentiality.contains(.hiddenFromPatient) {
-            notifier.emit(VaultNotification(patient: patient, vaultID: vaultID, kind: .newDocument(id), time: metadata.depositedAt))
-        }
-        logger.debug("patientvault: version deposited", metadata: ["vault": "\(vaultID)", "document": "\(id)", "version": "\(version)"])
-        return metadata
+                // Versions are stored as 32-bit numbers.
+                guard current.version < Limits.versions.upperBound else {
+                    throw PatientVaultError(.invalidArgument, "this document has reached its last version number")
+                }
+                guard vault.documents[id]?.last?.metadata.version == current.version else {
+                    throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
+                }
+                return plan(id, current.version + 1, decision)
+            },
+            prepare: { plan throws -> PreparedVersion in
+                let (documentKey, documentKeys) = try DocumentKeys.generate()
+                let slot = try engine.reserveKeySlot()
+                let wrapped = try KeyWrap.wrap(
+                    documentKey, with: plan.vaultKeys.documentKeyWrapping,
+                    context: VaultKeys.documentKeyContext(plan.pseudonym, document: plan.id, version: UInt32(plan.version), slot: slot))
+                let writer = try ContentWriter(
+                    engine: engine, vault: plan.pseudonym, document: plan.id, version: UInt32(plan.version), keySlot: slot,
+                    contentKey: documentKeys.content, chunkSize: configuration.contentChunkSize,
+                    inlineLimit: configuration.inlineContentLimit)
+                try await content(writer)
+                let written = try await writer.finish()
+                return PreparedVersion(
+                    plan: plan, slot: slot, wrapped: wrapped, content: written.0, inline: written.inline, hash: written.hash,
+                    size: writer.size, metadataKey: documentKeys.metadata)
+            },
+            commit: { vault, p, now throws -> Audited<DocumentMetadata> in
+                let (id, version) = (p.plan.id, p.plan.version)
+                if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
+                    throw PatientVaultError(.conflict, "the document was replaced concurrently", vaultID: vault.vaultID, documentID: id)
+                }
+                var metadata = DocumentMetadata(
+                    id: id, version: version, draft: draft, author: principal, depositedAt: now,
+                    size: p.size, contentHash: p.hash, status: .current)
+                if let replacing { metadata.replaces = (version - 1, replacing.reason) }
+                let sequence = vault.nextSequence
+                let header = RecordHeader(kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: p.slot)
+                let payload = try RecordCodec.seal(
+                    header: header, body: DocumentVersionBody(metadata: metadata, content: p.content).encoded(), key: p.metadataKey,
+                    stream: vault.pseudonym, rest: p.inline)
+                // The version and its audit entry: one atomic, durable group.
+                var records = [EngineRecord(stream: vault.pseudonym, payload: payload)]
+                if replacing == nil {
+                    let byInsurer: Bool = if case .insurer = principal { true } else { false }
+                    records.append(try statisticsWriter.record(.document(
+                        vault: statisticsWriter.tag(of: vault.pseudonym), user: statisticsWriter.user(principal), byInsurer: byInsurer)))
+                }
+                var a = Audited<DocumentMetadata>(
+                    action: action, decision: p.plan.decision, document: id, version: version,
+                    records: records, vaultRecords: 1, keySlotWrites: [(p.slot, p.wrapped)], isWrite: true, result: .success(metadata))
+                let entry = VersionEntry(metadata: metadata, sequence: sequence, keySlot: p.slot, location: nil, content: p.content)
+                a.onQueued = { vault in vault.documents[id, default: []].append(entry) }
+                // Visible only once durable: the location marks it acknowledged.
+                a.onAcknowledged = { vault, locations in
+                    guard let location = locations.first,
+                          let i = vault.documents[id]?.firstIndex(where: { $0.sequence == sequence }) else { return }
+                    vault.documents[id]![i].location = location
+                    vault.authors.insert(principal)
+                }
+                // A document hidden from the patient is announced by its
+                // 2-week notice or its release, not now.
+                if !draft.confidentiality.contains(.hiddenFromPatient) { a.notifications = [.newDocument(id)] }
+                return a
+            })
     }
 
     /// Checks a draft before anything is written.

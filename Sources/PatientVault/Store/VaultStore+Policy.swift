@@ -94,9 +94,9 @@ extension VaultStore {
             let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
             a.records = [EngineRecord(
                 stream: vault.pseudonym,
-                payload: try sealRecord(header: header, body: body.encoded(), key: vault.keys.records, vault: vault.pseudonym))]
+                payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))]
             a.vaultRecords = 1
-            a.onAcknowledged = { $0.apply(body) }
+            a.onAcknowledged = { v, _ in v.apply(body) }
             a.notifications = [.authorisationChanged(change.action)]
             return a
         }
@@ -137,7 +137,7 @@ extension VaultStore {
             guard a.decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
             // The asker must be able to see the document now, or it does not exist for them.
             let visibleNow = vault.versions(of: document).last.map {
-                isConfiguredReviewer(principal)
+                configuration.isConfiguredReviewer(principal)
                     || AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: $0, time: now)).isAllowed
             } ?? false
             guard visibleNow else {
@@ -178,7 +178,7 @@ extension VaultStore {
             let policy = vault.policy(at: time)
             var out: [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] = []
             for then in vault.documents(at: time) {
-                if !isConfiguredReviewer(principal) {
+                if !configuration.isConfiguredReviewer(principal) {
                     guard let current = vault.versions(of: then.id).last,
                           AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
                     else { continue }

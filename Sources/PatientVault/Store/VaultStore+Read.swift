@@ -168,7 +168,7 @@ extension VaultStore {
         }
         let vaultID = self.keys.publicVaultID(of: pseudonym)
         let keys = try translatingErrors(vaultID: vaultID, documentID: document) {
-            try documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+            try loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
         }
         return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)
     }

@@ -18,58 +18,31 @@ extension VaultStore {
     public func createVault(
         for patient: INS, as principal: Principal, channel: CreationChannel, region: Region? = nil
     ) async throws(PatientVaultError) -> VaultInfo {
-        let pseudonym = keys.vaultPseudonym(for: patient)
-        let vaultID = keys.publicVaultID(of: pseudonym)
-        let createdAt = configuration.clock.now()
-        var handle = handle(for: pseudonym)
-        var ticket: AppendTicket?
-        do {
-            try ensureOpen()
-            let decision = AccessPolicy.decide(AccessRequest(
-                action: .createVault, principal: principal, holder: patient, channel: channel,
-                matrix: configuration.accessMatrix, time: createdAt))
-            guard decision.isAllowed else {
-                throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
-            }
-            while true {
-                ticket = try handle.state.withLock { (state: inout VaultState?) throws -> AppendTicket? in
-                    if handle.retired.load(ordering: .relaxed) { return nil }
-                    guard state == nil, engine.head(of: pseudonym) == nil else {
-                        throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
-                    }
-                    let (vaultKey, vaultKeys) = try VaultKeys.generate()
-                    let slot = try engine.reserveKeySlot()
-                    let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
-                    let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
-                    let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
-                    let payload = try sealRecord(header: header, body: body.encoded(), key: vaultKeys.records, vault: pseudonym)
-                    var created = VaultState(pseudonym: pseudonym, vaultID: vaultID, keys: vaultKeys, creation: body, isAcknowledged: false, nextSequence: 0)
-                    // The creation and its audit entry: one atomic, durable group.
-                    let a = Audited<Void>(
-                        action: .createVault, decision: decision,
-                        records: [
-                            EngineRecord(stream: pseudonym, payload: payload),
-                            try statisticsRecord(.vaultCreated(time: createdAt, channel: channel, region: region, creator: statisticsUser(principal))),
-                        ],
-                        vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
-                    let (ticket, _) = try queueAudit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
-                    state = created
-                    return ticket
-                }
-                if ticket != nil { break }
-                // Retired by eviction meanwhile: take the vault's new handle.
-                handle = self.handle(for: pseudonym)
-            }
-        } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID)
+        let decision = AccessPolicy.decide(AccessRequest(
+            action: .createVault, principal: principal, holder: patient, channel: channel,
+            matrix: configuration.accessMatrix, time: configuration.clock.now()))
+        let createdAt = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, createdAt in
+            let (vaultKey, vaultKeys) = try VaultKeys.generate()
+            let slot = try engine.reserveKeySlot()
+            let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
+            let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
+            let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
+            let payload = try RecordCodec.seal(header: header, body: body.encoded(), key: vaultKeys.records, stream: pseudonym)
+            let created = VaultState(
+                pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys, creation: body,
+                isAcknowledged: false, nextSequence: 0)
+            // The creation and its audit entry: one atomic, durable group.
+            let a = Audited<Void>(
+                action: .createVault, decision: decision,
+                records: [
+                    EngineRecord(stream: pseudonym, payload: payload),
+                    try statisticsWriter.record(.vaultCreated(
+                        time: createdAt, channel: channel, region: region, creator: statisticsWriter.user(principal))),
+                ],
+                vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
+            return (created, a)
         }
-        do {
-            _ = try await ticket!.wait()
-        } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID)
-        }
-        handle.state.withLock { $0?.isAcknowledged = true }
-        noteUse(of: pseudonym)
+        let vaultID = keys.publicVaultID(of: keys.vaultPseudonym(for: patient))
         logger.debug("patientvault: vault created", metadata: ["vault": "\(vaultID)", "channel": "\(channel)"])
         return VaultInfo(vaultID: vaultID, createdBy: principal, channel: channel, createdAt: createdAt, documentCount: 0)
     }

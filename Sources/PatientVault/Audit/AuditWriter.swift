@@ -1,0 +1,198 @@
+import Foundation
+import Synchronization
+import VaultCrypto
+import VaultStorage
+
+/// Writes audit entries: the one place that builds an entry from a
+/// decision, seals it into its vault's audit stream with the anchor of the
+/// vault's history, queues it in the same atomic group as the operation's
+/// records, and hands the actor's copy to the ``ActivityWriter``.
+///
+/// Only ``OperationPipeline`` calls ``commit(_:principal:purpose:secret:vault:time:)``
+/// (under the vault's lock), so "one entry per operation, in the
+/// operation's group" is a property of the pipeline, not of each caller.
+struct AuditWriter: Sendable {
+    let keys: StoreKeys
+    let configuration: Configuration
+    let engine: any StorageEngine
+    let activity: ActivityWriter
+    let statistics: StatisticsWriter
+    /// Set when a read's entry was written without a sync (batched audit
+    /// mode): the store's flusher makes it durable within the bound.
+    let flushPending: AuditFlushFlag
+
+    /// What a commit queued: the group's ticket and the first access it
+    /// recorded, if any.
+    struct Committed {
+        var ticket: AppendTicket
+        var firstAccess: GrantHolder?
+    }
+
+    /// The durability of an operation's group: writes follow the store's
+    /// durability; reads, listings and refusals follow ``AuditMode``.
+    func durability(isWrite: Bool) -> Durability {
+        if !isWrite, case .batched = configuration.auditMode { return .buffered }
+        return configuration.durability == .synchronous ? .durable : .buffered
+    }
+
+    /// Queues `a`'s records and its audit entry (plus a first-access
+    /// marker and its statistics record) as one atomic group, hands the
+    /// actor's activity copy to the ``ActivityWriter`` (written later, in a
+    /// batch of its own), and advances the vault's chain. Called under the
+    /// vault's lock.
+    func commit<R>(
+        _ a: Audited<R>, principal: Principal, purpose: AccessPurpose, secret: Bool, vault: inout VaultState, time: Date
+    ) throws -> Committed {
+        let entry = self.entry(
+            a.action, decision: a.decision, abandoned: a.abandoned, principal: principal, purpose: purpose, secret: secret,
+            document: a.document, version: a.version, target: a.target, vault: vault, time: time)
+        var records = a.records
+        var vaultRecords = a.vaultRecords
+        // A professional's or organisation's first access is remembered in
+        // the vault's stream, so the notification is raised once.
+        var firstAccess: GrantHolder?
+        if a.decision.isAllowed, !a.abandoned, a.action.readsDocuments, let holder = GrantHolder(principal),
+           !vault.accessedBy.contains(holder)
+        {
+            let body = VaultEventBody(time: time, by: principal, event: .firstAccess(holder))
+            let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence + UInt64(vaultRecords), document: nil, version: 0, keySlot: nil)
+            records.append(EngineRecord(
+                stream: vault.pseudonym,
+                payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym)))
+            vaultRecords += 1
+            firstAccess = holder
+            if let user = statistics.user(principal) { records.append(try statistics.record(.use(user))) }
+        }
+        // The vault's own history as this group leaves it: the anchor its
+        // audit record seals, checked when the vault loads.
+        var head = vault.headHash
+        if let newest = records.last(where: { $0.stream == vault.pseudonym }) {
+            head = VaultAnchor.headHash(of: newest.payload, keys: vault.keys)
+        }
+        let anchor = VaultAnchor(records: vault.nextSequence + UInt64(vaultRecords), headHash: head)
+        // Encoded once: sealed into the record, hashed into the chain, and
+        // handed to the activity writer for the actor's copy.
+        let encoded = entry.encoded()
+        records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
+        let durability = durability(isWrite: a.isWrite)
+        let copy = GrantHolder(principal).map {
+            ActivityWriter.Copy(stream: keys.activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
+        }
+        // An entry without records of the operation (a read, a listing, a
+        // refusal) may use the space kept for audit entries on a full disk.
+        let (ticket, batchDue) = try activity.append(
+            records, keySlotWrites: a.keySlotWrites, durability: durability,
+            mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, copy: copy, to: engine)
+        if batchDue { flushActivityInBackground() }
+        // Flagged after the append, so the flush that clears it covers it.
+        if durability == .buffered, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
+        vault.nextSequence += UInt64(vaultRecords)
+        vault.headHash = head
+        vault.auditNext += 1
+        vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
+        if let firstAccess { vault.accessedBy.insert(firstAccess) }
+        return Committed(ticket: ticket, firstAccess: firstAccess)
+    }
+
+    /// Appends a store-level entry (a review, a statistics query) to the
+    /// caller's own stream, durable like a write: reviewers and professionals in theirs, anyone
+    /// else in a stream per principal kind, so that no attempt goes
+    /// unrecorded.
+    func commitStoreLevel(_ entry: AuditEntry, principal: Principal) throws -> AppendTicket {
+        let ownStream: StreamID = switch principal {
+        case .auditReviewer(let r): keys.reviewerStream(of: r)
+        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
+            ?? keys.reviewerStream(named: "kind-" + principal.kind)
+        }
+        let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
+        return try engine.append([record], keySlotWrites: [], durability: durability(isWrite: true), mayUseReserve: true)
+    }
+
+    /// The entry for a decision.
+    func entry(
+        _ action: VaultAction, decision: AccessDecision, abandoned: Bool = false, principal: Principal, purpose: AccessPurpose,
+        secret: Bool, document: DocumentID?, version: Int?, target: String?, vault: VaultState, time: Date
+    ) -> AuditEntry {
+        let auditPurpose: AuditPurpose
+        var reasonHash: [UInt8]?
+        switch principal {
+        case .patient, .representative: auditPurpose = .personalAccess
+        case .auditReviewer: auditPurpose = .audit
+        case .system: auditPurpose = .system
+        default:
+            if case .breakGlass(let reason) = purpose {
+                auditPurpose = .emergency
+                // Keyed (with a key of its own), so a reader of the trail
+                // cannot test guesses offline.
+                reasonHash = BLAKE2b.hash(Array(reason.text.utf8), key: vault.keys.reasonHash)
+            } else {
+                auditPurpose = .care
+            }
+        }
+        let onBehalf: Principal? = if case .representative = principal { .patient(vault.creation.holder) } else { nil }
+        let outcome: AuditOutcome = !decision.isAllowed ? .denied : abandoned ? .abandoned : .allowed
+        return AuditEntry(
+            sequence: vault.auditNext, time: time, actor: principal, onBehalfOf: onBehalf, action: action,
+            vaultID: vault.vaultID, document: document, version: version,
+            outcome: outcome, rule: decision.rule, purpose: auditPurpose,
+            legalBasis: decision.rule.legalBasis, isBreakGlass: decision.isBreakGlass, isSecretAccess: secret,
+            target: target, reasonHash: reasonHash, matrixVersion: configuration.accessMatrix.version,
+            previousHash: vault.auditPreviousHash)
+    }
+
+    /// The entry's record in the vault's audit stream.
+    func vaultRecord(_ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, vault: VaultState) throws -> EngineRecord {
+        let stream = keys.auditStream(of: vault.pseudonym)
+        let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
+        return EngineRecord(
+            stream: stream, payload: try RecordCodec.seal(header: header, body: anchor.encoded() + encoded, key: vault.keys.audit, stream: stream))
+    }
+
+    // MARK: - Activity copies
+
+    /// A record of an activity stream: the vault's pseudonym and the entry,
+    /// sealed under the store's activity key.
+    func activityRecord(_ encodedEntry: [UInt8], vault: StreamID?, stream: StreamID) throws -> EngineRecord {
+        let header = RecordHeader(kind: .activityEntry, sequence: 0, document: nil, version: 0, keySlot: nil)
+        let body = (vault?.bytes ?? [UInt8](repeating: 0, count: 32)) + encodedEntry
+        return EngineRecord(stream: stream, payload: try RecordCodec.seal(header: header, body: body, key: keys.activity, stream: stream))
+    }
+
+    /// Seals a copy into its activity stream's record.
+    func activityCopyRecord(_ copy: ActivityWriter.Copy) throws -> EngineRecord {
+        try activityRecord(copy.entry, vault: copy.vault, stream: copy.stream)
+    }
+
+    /// The mark record: the position before which every audit entry has its copy.
+    func activityMarkRecord(_ position: LogPosition) throws -> EngineRecord {
+        var w = ByteWriter(capacity: 12)
+        w.write(position.segment)
+        w.write(position.offset)
+        let stream = keys.activityMarkStream
+        let header = RecordHeader(kind: .activityMark, sequence: 0, document: nil, version: 0, keySlot: nil)
+        return EngineRecord(stream: stream, payload: try RecordCodec.seal(header: header, body: w.bytes, key: keys.activity, stream: stream))
+    }
+
+    /// Writes the pending copies now, if any, and returns once they are
+    /// written (so that a reviewer's walk sees them). `markAlways` writes a
+    /// mark even without copies if the log moved since the last one.
+    func flushActivity(markAlways: Bool = false, durability: Durability = .buffered) async throws(PatientVaultError) {
+        do {
+            let ticket = try activity.flush(
+                engine: engine, durability: durability, markAlways: markAlways, seal: activityCopyRecord, mark: activityMarkRecord)
+            if let ticket { _ = try await ticket.wait() }
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+    }
+
+    /// Starts a batch in the background once enough copies are pending.
+    func flushActivityInBackground() {
+        Task.detached { [self] in try? await flushActivity() }
+    }
+}
+
+/// Whether a batched audit entry waits for its flush.
+final class AuditFlushFlag: Sendable {
+    let pending = Atomic<Bool>(false)
+}

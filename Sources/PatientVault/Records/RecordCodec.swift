@@ -1,0 +1,74 @@
+import VaultCrypto
+import VaultStorage
+
+/// The sealed-record codec: the one place that knows a record's layout
+/// (`header || u32 length || box || rest`) and its associated data (the
+/// header's fields bound to the stream id, ``RecordHeader/associatedData(vault:)``).
+///
+/// Every writer seals through ``seal(header:body:key:stream:rest:)`` and
+/// every reader opens through ``open(_:header:key:stream:)``; the box's
+/// body is padded to its kind's size class (``RecordPadding``), and the
+/// decoder refuses a length that overruns the payload or padding it did
+/// not write.
+enum RecordCodec {
+    /// Builds a record payload: header, then the sealed body (padded to its
+    /// kind's size class), then `rest` (inline content, sealed on its own).
+    static func seal(
+        header: RecordHeader, body unpadded: [UInt8], key: SymmetricKey, stream: StreamID, rest: [UInt8] = []
+    ) throws -> [UInt8] {
+        let body = RecordPadding.pad(unpadded, block: header.kind.paddingBlock)
+        var payload = header.encoded()
+        payload.reserveCapacity(RecordHeader.size + 4 + body.count + XChaCha20Poly1305.overhead + rest.count)
+        let lengthOffset = payload.count
+        payload += [0, 0, 0, 0]
+        try body.withUnsafeBytes { b in
+            try header.associatedData(vault: stream).withUnsafeBytes { ad in
+                try XChaCha20Poly1305.seal(b, using: key, authenticating: ad, appendingTo: &payload)
+            }
+        }
+        let boxLength = UInt32(payload.count - lengthOffset - 4)
+        withUnsafeBytes(of: boxLength.littleEndian) { for i in 0..<4 { payload[lengthOffset + i] = $0[i] } }
+        payload += rest
+        return payload
+    }
+
+    /// Opens the sealed part of a record. Returns the plaintext and the
+    /// offset of the bytes after the box (the record kind's own `rest`,
+    /// which the caller checks).
+    static func open(
+        _ payload: [UInt8], header: RecordHeader, key: SymmetricKey, stream: StreamID
+    ) throws -> (plaintext: [UInt8], rest: Int) {
+        try payload.withUnsafeBytes { raw in
+            var r = ByteReader(raw, offset: RecordHeader.size)
+            let length = Int(try r.read(UInt32.self))
+            let box = try r.slice(count: length)
+            let padded = try header.associatedData(vault: stream).withUnsafeBytes { ad in
+                try XChaCha20Poly1305.open(box, using: key, authenticating: ad)
+            }
+            return (try RecordPadding.unpad(padded, block: header.kind.paddingBlock), r.offset)
+        }
+    }
+
+    /// The plaintext of a store-level record (activity, statistics, marks),
+    /// which carries nothing after its box: a record of another kind, or
+    /// with trailing bytes, is `broken`.
+    static func openStoreRecord(
+        _ r: StoredRecord, kind: RecordKind, key: SymmetricKey, stream: StreamID, broken: @autoclosure () -> Error
+    ) throws -> [UInt8] {
+        let header = try RecordHeader.decode(r.payload)
+        guard header.kind == kind else { throw broken() }
+        let (plaintext, rest) = try open(r.payload, header: header, key: key, stream: stream)
+        guard rest == r.payload.count else { throw broken() }
+        return plaintext
+    }
+}
+
+extension RecordCodec {
+    /// Opens a record that carries nothing after its box (every kind but a
+    /// document version with inline content): trailing bytes are refused.
+    static func openWhole(_ payload: [UInt8], header: RecordHeader, key: SymmetricKey, stream: StreamID) throws -> [UInt8] {
+        let (plaintext, rest) = try open(payload, header: header, key: key, stream: stream)
+        guard rest == payload.count else { throw ByteReader.Malformed() }
+        return plaintext
+    }
+}

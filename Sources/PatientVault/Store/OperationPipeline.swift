@@ -1,0 +1,357 @@
+import Foundation
+import Synchronization
+import VaultCrypto
+import VaultStorage
+
+/// What an operation reports to the pipeline when it is decided: the
+/// decision, what the entry should name, the records to commit with it,
+/// and the result to hand back.
+struct Audited<R> {
+    var action: VaultAction
+    var decision: AccessDecision
+    var document: DocumentID? = nil
+    var version: Int? = nil
+    var target: String? = nil
+    /// Records of the operation (vault stream first), written in the same
+    /// atomic group as the entry; `vaultRecords` of them take the vault's
+    /// next stream positions.
+    var records: [EngineRecord] = []
+    var vaultRecords: Int = 0
+    var keySlotWrites: [(KeySlot, [UInt8])] = []
+    /// Whether the group holds a write (always durable with its entry).
+    var isWrite = false
+    /// Allowed, but not carried out: the caller's content failed, the task
+    /// was cancelled, or a concurrent write won. The entry says
+    /// ``AuditOutcome/abandoned`` and no records go with it.
+    var abandoned = false
+    /// Whether the caller needs its entry written before it goes on, even
+    /// in batched audit mode (reads of the trail walk what is written).
+    var waitsForEntry = false
+    /// The outcome for the caller.
+    var result: Result<R, PatientVaultError>
+    /// Applied to the vault's state under the same lock hold once the
+    /// group is queued (so a failed append changes nothing).
+    var onQueued: ((inout VaultState) -> Void)? = nil
+    /// Applied to the vault's state once the group is acknowledged, with
+    /// where its records went.
+    var onAcknowledged: (@Sendable (inout VaultState, [RecordLocation]) -> Void)? = nil
+    var notifications: [VaultNotification.Kind] = []
+
+    /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
+    /// (durable like its operation when that operation is a write).
+    static func invalid(_ action: VaultAction, document: DocumentID? = nil, _ error: PatientVaultError) -> Audited {
+        Audited(action: action, decision: .deny(.invalidRequest), document: document, isWrite: action.isWrite, result: .failure(error))
+    }
+
+    /// Turns a denial into the typed error the caller gets.
+    func deniedThrows(vaultID: String) -> Audited {
+        guard !decision.isAllowed else { return self }
+        var a = self
+        a.result = .failure(PatientVaultError(.accessDenied, "\(action) denied", vaultID: vaultID, documentID: document, rule: decision.rule))
+        return a
+    }
+
+    /// The same operation, abandoned after an allowed decision with `error`.
+    func abandoning(_ error: PatientVaultError) -> Audited {
+        Audited(
+            action: action, decision: decision, document: document, version: version, target: target,
+            isWrite: isWrite, abandoned: true, result: .failure(error))
+    }
+}
+
+/// The first phase's answer: the operation ends now (a read, a denial, a
+/// small write: its records and entry are committed under the same lock
+/// hold), or it has work to do outside the lock first.
+enum Decided<Work, R> {
+    case commit(Audited<R>)
+    /// Allowed: `Work` goes to the prepare phase; `allowed` is what the
+    /// entry records if that phase fails (``Audited/abandoning(_:)``).
+    case prepare(Work, allowed: Audited<R>)
+}
+
+/// Who acts, how, on which vault: the arguments every audited operation shares.
+struct Caller {
+    var patient: INS
+    var principal: Principal
+    var purpose: AccessPurpose = .care
+    var secret = false
+    /// The store's own scheduled events act as ``Principal/system``.
+    var asSystem = false
+    /// The document the call is about, named by a refusal for bad input.
+    var document: DocumentID? = nil
+}
+
+/// The one path of every operation on a vault: **decide** (under the
+/// vault's lock: the caller's arguments are checked, the access decision
+/// taken, a result or the work to do chosen), **prepare** (outside every
+/// lock: encryption and content writes), **commit** (under the lock again:
+/// the operation's records and exactly one audit entry, as one atomic group,
+/// through ``AuditWriter``), **wait** (for durability: always for writes,
+/// per ``AuditMode`` for reads), **publish** (notifications, only once
+/// durable).
+///
+/// A refusal is the same path with no records; bad input
+/// (`invalidArgument`) is a refusal with rule ``AccessRule/invalidRequest``;
+/// a prepare phase that fails is committed as ``AuditOutcome/abandoned``.
+/// So on an existing vault every call leaves exactly one entry: the type
+/// commits an entry on every way out of a decision. Only a call on a vault
+/// that does not exist (or a closed store) leaves none. Threads: decide and
+/// commit run on the caller's task (the cooperative pool), holding the
+/// vault's lock for memory work only; the wait suspends the task while the
+/// engine's committer thread syncs.
+struct OperationPipeline: Sendable {
+    let cache: VaultCache
+    let loader: VaultLoader
+    let audit: AuditWriter
+    let notifier: Notifier
+    let keys: StoreKeys
+    let configuration: Configuration
+    let lifecycle: StoreLifecycle
+
+    /// An operation with no work outside the lock (reads, listings, policy
+    /// changes, scheduled events): decide and commit in one lock hold.
+    func run<R>(
+        _ action: VaultAction, _ caller: Caller, decide: (inout VaultState, Date) throws -> Audited<R>
+    ) async throws(PatientVaultError) -> R {
+        let (a, committed, vaultID) = try withVault(caller.patient) { vault -> (Audited<R>, AuditWriter.Committed, String) in
+            let now = configuration.clock.now()
+            let (a, secret) = try Self.checked(action, caller) { () throws -> Audited<R> in try decide(&vault, now) } invalid: { .invalid(action, document: caller.document, $0) }
+            let (done, committed) = try commitOrAbandon(a, principal: caller.principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
+            return (done, committed, vault.vaultID)
+        }
+        return try await finish(a, committed, caller: caller, vaultID: vaultID)
+    }
+
+    /// An operation in the pipeline's five phases.
+    func run<Work, Ready, R>(
+        _ action: VaultAction, _ caller: Caller,
+        decide: (inout VaultState, Date) throws -> Decided<Work, R>,
+        prepare: (Work) async throws -> Ready,
+        commit: (inout VaultState, Ready, Date) throws -> Audited<R>
+    ) async throws(PatientVaultError) -> R {
+        let principal = caller.principal
+        // 1. Decide; a refusal commits its entry in the same hold.
+        let first = try withVault(caller.patient) { vault -> Phase<Work, R> in
+            let now = configuration.clock.now()
+            let (decided, secret) = try Self.checked(action, caller) { () throws -> Decided<Work, R> in try decide(&vault, now) } invalid: {
+                .commit(.invalid(action, document: caller.document, $0))
+            }
+            switch decided {
+            case .commit(let a):
+                let (done, committed) = try commitOrAbandon(a, principal: principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
+                return .committed(done, committed, vault.vaultID)
+            case .prepare(let work, let allowed):
+                return .prepare(work, allowed, vault.vaultID)
+            }
+        }
+        switch first {
+        case .committed(let a, let committed, let vaultID):
+            return try await finish(a, committed, caller: caller, vaultID: vaultID)
+        case .prepare(let work, let allowed, let vaultID):
+            // 2. Prepare, outside every lock.
+            var prepared: Result<Ready, PatientVaultError>
+            do {
+                prepared = .success(try await prepare(work))
+                try Task.checkCancellation()
+            } catch {
+                prepared = .failure(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
+            }
+            // 3. Commit: the records and the entry, or the entry alone.
+            let (a, committed) = try withVault(caller.patient) { vault -> (Audited<R>, AuditWriter.Committed) in
+                let now = configuration.clock.now()
+                var a: Audited<R>
+                switch prepared {
+                case .success(let ready):
+                    do {
+                        a = try commit(&vault, ready, now)
+                    } catch let e as PatientVaultError where e.code == .conflict {
+                        a = allowed.abandoning(e)
+                    }
+                case .failure(let e):
+                    a = allowed.abandoning(e)
+                }
+                return try commitOrAbandon(a, principal: principal, purpose: caller.purpose, secret: caller.secret, vault: &vault, time: now)
+            }
+            return try await finish(a, committed, caller: caller, vaultID: vaultID)
+        }
+    }
+
+    /// Checks the caller, then runs the decision; bad input becomes a
+    /// refusal with rule ``AccessRule/invalidRequest``. Returns the
+    /// decision and the secrecy the entry records.
+    private static func checked<D>(
+        _ action: VaultAction, _ caller: Caller, decide: () throws -> D, invalid: (PatientVaultError) -> D
+    ) throws -> (D, secret: Bool) {
+        do {
+            try validate(principal: caller.principal, asSystem: caller.asSystem, purpose: caller.purpose, secret: caller.secret)
+            return (try decide(), caller.secret)
+        } catch let e as PatientVaultError where e.code == .invalidArgument {
+            // A patient's secret access stays secret even when something
+            // else in the call was invalid; only a secrecy nobody but the
+            // patient may ask for is dropped.
+            let isPatient: Bool = if case .patient = caller.principal { true } else { false }
+            return (invalid(e), caller.secret && isPatient)
+        }
+    }
+
+    /// 4. Wait, then 5. publish. In batched audit mode a read does not wait
+    /// for its entry: the entry is queued, in order, and made durable
+    /// within the bound.
+    private func finish<R>(
+        _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, vaultID: String
+    ) async throws(PatientVaultError) -> R {
+        let waits: Bool = if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
+        var locations: [RecordLocation] = []
+        if waits {
+            do {
+                locations = try await committed.ticket.wait()
+            } catch {
+                throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document)
+            }
+        }
+        if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
+            _ = try? withVault(caller.patient) { vault in onAcknowledged(&vault, locations) }
+        }
+        let now = configuration.clock.now()
+        var kinds = a.result.isSuccess ? a.notifications : []
+        if committed.firstAccess != nil { kinds.append(.firstAccess(caller.principal)) }
+        if a.decision.isAllowed && a.decision.isBreakGlass && !a.abandoned { kinds.append(.breakGlass(caller.principal)) }
+        for kind in kinds { notifier.emit(VaultNotification(patient: caller.patient, vaultID: vaultID, kind: kind, time: now)) }
+        return try a.result.get()
+    }
+
+    /// A vault's creation: the same phases on a vault that does not exist
+    /// yet. A denial leaves no entry (there is no vault to hold it; the
+    /// caller gets the rule). `build` makes the new vault's state and its
+    /// records under the vault's lock; the state is visible to other calls
+    /// once the group is durable.
+    func create(
+        _ patient: INS, principal: Principal, decision: AccessDecision,
+        build: (StreamID, Date) throws -> (VaultState, Audited<Void>)
+    ) async throws(PatientVaultError) -> Date {
+        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        let pseudonym = keys.vaultPseudonym(for: patient)
+        let vaultID = keys.publicVaultID(of: pseudonym)
+        let createdAt = configuration.clock.now()
+        guard decision.isAllowed else {
+            throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
+        }
+        let ticket: AppendTicket
+        do {
+            ticket = try cache.withCreation(pseudonym) { (state: inout VaultState?) throws -> AppendTicket in
+                guard state == nil, loader.engine.head(of: pseudonym) == nil else {
+                    throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
+                }
+                var (created, a) = try build(pseudonym, createdAt)
+                let committed = try audit.commit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
+                state = created
+                return committed.ticket
+            }
+            _ = try await ticket.wait()
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vaultID)
+        }
+        _ = try? cache.withCreation(pseudonym) { state in state?.isAcknowledged = true }
+        cache.noteUse(of: pseudonym)
+        return createdAt
+    }
+
+    /// A store-level request (a review, statistics): decided, recorded
+    /// allowed or denied in the caller's own stream (durable before this
+    /// returns), then the denial thrown. `invalid`, if given, is the
+    /// caller's bad input: the attempt is recorded (rule
+    /// ``AccessRule/invalidRequest``) and that error thrown.
+    func runStoreLevel(
+        _ action: VaultAction, principal: Principal, target: String?, invalid: PatientVaultError? = nil
+    ) async throws(PatientVaultError) {
+        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        let now = configuration.clock.now()
+        var invalid = invalid
+        if invalid == nil, case .system = principal {
+            invalid = PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
+        let decision = invalid != nil ? .deny(.invalidRequest) : AccessPolicy.decide(AccessRequest(
+            action: action, principal: principal, holder: nil,
+            isConfiguredReviewer: configuration.isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: now))
+        let entry = AuditEntry(
+            sequence: 0, time: now, actor: principal, onBehalfOf: nil, action: action, vaultID: "",
+            document: nil, version: nil, outcome: decision.isAllowed ? .allowed : .denied, rule: decision.rule,
+            purpose: .audit, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: target,
+            reasonHash: nil, matrixVersion: configuration.accessMatrix.version,
+            previousHash: [UInt8](repeating: 0, count: 32))
+        do {
+            _ = try await audit.commitStoreLevel(entry, principal: principal).wait()
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+        if let invalid { throw invalid }
+        guard decision.isAllowed else {
+            throw PatientVaultError(.accessDenied, "\(action) denied", rule: decision.rule)
+        }
+    }
+
+    /// Commits `a` (its records and its entry, one group); if the group
+    /// cannot be queued (a full disk, a failed write), an allowed operation
+    /// is still recorded, as abandoned, by its entry alone (which may use
+    /// the audit reserve). Under the vault's lock.
+    private func commitOrAbandon<R>(
+        _ a: Audited<R>, principal: Principal, purpose: AccessPurpose, secret: Bool, vault: inout VaultState, time: Date
+    ) throws -> (Audited<R>, AuditWriter.Committed) {
+        do {
+            let committed = try audit.commit(a, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: time)
+            a.onQueued?(&vault)
+            return (a, committed)
+        } catch {
+            guard !a.records.isEmpty || !a.keySlotWrites.isEmpty, a.decision.isAllowed else { throw error }
+            let abandoned = a.abandoning(PatientVaultError.wrapping(error, vaultID: vault.vaultID, documentID: a.document))
+            return (abandoned, try audit.commit(abandoned, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: time))
+        }
+    }
+
+    private enum Phase<Work, R> {
+        case committed(Audited<R>, AuditWriter.Committed, String)
+        case prepare(Work, Audited<R>, String)
+    }
+
+    /// Runs `body` on the vault's state under its lock, loading it first.
+    /// - Throws: ``PatientVaultError/Code/unknownVault`` if the vault does not
+    ///   exist (or its creation is not yet acknowledged).
+    func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
+        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        let pseudonym = keys.vaultPseudonym(for: patient)
+        do {
+            return try cache.withState(
+                pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
+                exists: { loader.engine.head(of: pseudonym) != nil }, load: { try loader.load(pseudonym) }, body)
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym))
+        }
+    }
+
+    /// Checks who acts and the purpose and secrecy they asked for.
+    static func validate(principal: Principal, asSystem: Bool, purpose: AccessPurpose, secret: Bool) throws(PatientVaultError) {
+        if case .system = principal, !asSystem {
+            throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
+        }
+        if case .breakGlass = purpose, principal.healthProfessional == nil {
+            throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
+        }
+        let isPatient: Bool = if case .patient = principal { true } else { false }
+        if secret && !isPatient {
+            throw PatientVaultError(.invalidArgument, "only the patient makes a secret access")
+        }
+    }
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { true } else { false } }
+}
+
+/// Whether the store is closed: set once by `close()`, read by every call.
+final class StoreLifecycle: Sendable {
+    private let closed = Atomic<Bool>(false)
+
+    var isClosed: Bool { closed.load(ordering: .sequentiallyConsistent) }
+
+    func close() { closed.store(true, ordering: .sequentiallyConsistent) }
+}

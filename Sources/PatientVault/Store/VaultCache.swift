@@ -1,0 +1,135 @@
+import Synchronization
+import VaultSync
+import VaultStorage
+
+/// The decrypted vaults in memory: one handle per vault in use, loaded on
+/// first use, evicted least recently used past ``Configuration/loadedVaultLimit``.
+///
+/// Locks: a handle's `state` lock guards one vault's memory and is never
+/// held for I/O. Loading (a read of the vault's whole stream) happens under
+/// the handle's `loading` lock instead, so concurrent first uses of one
+/// vault load it once (single flight) while other vaults, and callers of
+/// this vault's already loaded state, never wait on its disk reads. Lock
+/// order: `loading`, then `state`, then the cache's handle map.
+final class VaultCache: Sendable {
+    /// One handle per vault in memory: a handle is replaced only after
+    /// eviction retired it, so one lock always guards one vault's positions.
+    private let handles = Locked<[StreamID: VaultHandle]>([:])
+    /// Loaded vaults and when each was last used, for eviction.
+    private let uses = Locked<(clock: UInt64, lastUse: [StreamID: UInt64])>((0, [:]))
+    private let limit: Int
+    /// Whether eviction may drop a loaded vault: no write waiting for its
+    /// acknowledgement (its state holds the reserved positions), nothing
+    /// of it still queued (reloading from disk would miss it).
+    private let isIdle: @Sendable (StreamID, VaultState) -> Bool
+
+    init(limit: Int, isIdle: @escaping @Sendable (StreamID, VaultState) -> Bool) {
+        self.limit = limit
+        self.isIdle = isIdle
+    }
+
+    /// Vaults counted as in use (loaded, or touched since their eviction).
+    var loadedCount: Int { uses.withLock { $0.lastUse.count } }
+    /// Live handles.
+    var handleCount: Int { handles.withLock { $0.count } }
+
+    /// The live handle of a vault, created if needed.
+    func handle(for pseudonym: StreamID) -> VaultHandle {
+        handles.withLock { h in
+            if let handle = h[pseudonym] { return handle }
+            let handle = VaultHandle(pseudonym: pseudonym)
+            h[pseudonym] = handle
+            return handle
+        }
+    }
+
+    /// Runs `body` on the vault's state under its lock, loading the vault
+    /// first (outside that lock) with `load` if it is not in memory.
+    /// `exists` says whether the vault has a stream at all; a vault whose
+    /// creation is not yet acknowledged is reported as `missing`.
+    func withState<R>(
+        _ pseudonym: StreamID, missing: @autoclosure () -> Error, exists: () -> Bool, load: () throws -> VaultState,
+        _ body: (inout VaultState) throws -> R
+    ) throws -> R {
+        defer { noteUse(of: pseudonym) }
+        while true {
+            let handle = handle(for: pseudonym)
+            if case .done(let result) = try attempt(handle, missing: missing(), body) { return result }
+            if handle.retired.load(ordering: .relaxed) { continue }
+            // Not in memory: load once, outside the state lock.
+            try handle.loading.withLock { _ in
+                if handle.retired.load(ordering: .relaxed) || handle.state.withLock({ $0 != nil }) { return }
+                guard exists() else { throw missing() }
+                // No write reaches a vault that is not in memory (every
+                // write loads it first, under this lock), so the stream
+                // cannot move while it is read. A handle retired meanwhile
+                // keeps its state unreachable: the next turn takes the new one.
+                let state = try load()
+                handle.state.withLock { if $0 == nil { $0 = state } }
+            }
+        }
+    }
+
+    /// Runs `body` on the state of a vault that may not exist yet (its
+    /// creation): `body` sees nil for a vault not in memory and sets it.
+    func withCreation<R>(_ pseudonym: StreamID, _ body: (inout VaultState?) throws -> R) throws -> R {
+        while true {
+            let handle = handle(for: pseudonym)
+            let result = try handle.loading.withLock { _ in
+                try handle.state.withLock { state -> Attempt<R> in
+                    if handle.retired.load(ordering: .relaxed) { return .retry }
+                    return .done(try body(&state))
+                }
+            }
+            if case .done(let r) = result { return r }
+        }
+    }
+
+    private func attempt<R>(
+        _ handle: VaultHandle, missing: @autoclosure () -> Error, _ body: (inout VaultState) throws -> R
+    ) throws -> Attempt<R> {
+        try handle.state.withLock { (state: inout VaultState?) throws -> Attempt<R> in
+            if handle.retired.load(ordering: .relaxed) { return .retry }
+            guard state != nil else { return .retry }
+            guard state!.isAcknowledged else { throw missing() }
+            return .done(try body(&state!))
+        }
+    }
+
+    /// Records a use of a vault and, past the limit, drops the least
+    /// recently used idle vaults (`isIdle` says which may go: no write
+    /// waiting for its acknowledgement, nothing queued). Called outside
+    /// every vault lock.
+    func noteUse(of pseudonym: StreamID) {
+        let victims: [StreamID] = uses.withLock { u in
+            u.clock += 1
+            u.lastUse[pseudonym] = u.clock
+            guard u.lastUse.count > limit else { return [] }
+            // Evict down to 7/8 of the limit at once, so the O(n) choice of
+            // victims is paid rarely.
+            let keep = limit - limit / 8
+            return u.lastUse.sorted { $0.value < $1.value }.prefix(u.lastUse.count - keep).map(\.key)
+        }
+        for victim in victims where victim != pseudonym {
+            guard let handle = handles.withLock({ $0[victim] }) else { continue }
+            // Not under `loading`: a load running meanwhile installs its
+            // state in a retired handle, which no caller reaches again.
+            let evicted = handle.state.withLock { state -> Bool in
+                if let v = state, !isIdle(victim, v) { return false }
+                state = nil
+                // Retire the handle too, so the map does not grow with
+                // every vault ever touched.
+                handle.retired.store(true, ordering: .relaxed)
+                handles.withLock { if $0[victim] === handle { $0[victim] = nil } }
+                return true
+            }
+            if evicted { uses.withLock { _ = $0.lastUse.removeValue(forKey: victim) } }
+        }
+    }
+
+    /// Drops every vault from memory (their keys are wiped as they go).
+    func dropAll() {
+        let all = handles.withLock { Array($0.values) }
+        for h in all { h.state.withLock { $0 = nil } }
+    }
+}

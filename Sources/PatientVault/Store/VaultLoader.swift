@@ -1,0 +1,139 @@
+import Foundation
+import VaultCrypto
+import VaultStorage
+
+/// Reads vaults back from the log: rebuilds a vault's state from its
+/// stream, unwraps its keys, walks streams and opens audit records. Reads
+/// only; called outside every vault lock (``VaultCache`` loads under the
+/// vault's `loading` lock, trail walks run on a snapshot).
+struct VaultLoader: Sendable {
+    let engine: any StorageEngine
+    let keys: StoreKeys
+
+    /// Rebuilds a vault's state by following its stream back from the head,
+    /// checking that positions run 0, 1, 2... and decrypting each record.
+    /// Cost: one read and one or two decryptions per record of the vault.
+    func load(_ pseudonym: StreamID) throws -> VaultState {
+        var records: [StoredRecord] = []
+        try walkBack(pseudonym, broken: corruptedChain(pseudonym)) { records.append($0); return true }
+        records.reverse()
+        guard let first = records.first else { throw corruptedChain(pseudonym) }
+        let header = try RecordHeader.decode(first.payload)
+        guard header.kind == .vaultCreated, header.sequence == 0, let slot = header.keySlot else {
+            throw corruptedChain(pseudonym)
+        }
+        let wrapped = try engine.readKeySlot(slot)
+        let vaultKeys = try VaultKeys.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
+        let body = try VaultCreatedBody.decode(
+            try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
+        var state = VaultState(
+            pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys, creation: body, isAcknowledged: true, nextSequence: 1)
+        for (i, record) in records.enumerated().dropFirst() {
+            let h = try RecordHeader.decode(record.payload)
+            guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
+            switch h.kind {
+            case .documentVersion:
+                var entry = try decodeVersion(record.payload, header: h, vault: state)
+                entry.location = record.location
+                state.documents[entry.metadata.id, default: []].append(entry)
+                state.authors.insert(entry.metadata.author)
+            case .vaultEvent:
+                let body = try VaultEventBody.decode(
+                    try RecordCodec.openWhole(record.payload, header: h, key: state.keys.records, stream: pseudonym))
+                state.apply(body)
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark:
+                throw corruptedChain(pseudonym)
+            }
+            state.nextSequence = UInt64(i) + 1
+        }
+        state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
+        try loadAuditHead(into: &state)
+        return state
+    }
+
+    /// Follows `stream` back from its head, newest first, until `visit`
+    /// returns false. Every record must belong to the stream and point
+    /// strictly back in the log (a forged cycle cannot make this loop run
+    /// forever); otherwise `broken` is thrown.
+    func walkBack(_ stream: StreamID, broken: @autoclosure () -> PatientVaultError, _ visit: (StoredRecord) throws -> Bool) throws {
+        var next = engine.head(of: stream)
+        while let location = next {
+            let r = try engine.read(location)
+            guard r.stream == stream else { throw broken() }
+            if let previous = r.previous, previous.raw >= location.raw { throw broken() }
+            guard try visit(r) else { return }
+            next = r.previous
+        }
+    }
+
+    /// Unwraps a document version's key from its slot.
+    /// - Throws: ``PatientVaultError/Code/erased`` (as a storage error) if
+    ///   the slot was destroyed.
+    func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) throws -> DocumentKeys {
+        let wrapped = try engine.readKeySlot(slot)
+        return try DocumentKeys.unwrap(
+            wrapped, with: vaultKeys.documentKeyWrapping,
+            context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
+    }
+
+    private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) throws -> VersionEntry {
+        guard let id = h.document, let slot = h.keySlot, h.version >= 1 else { throw corruptedChain(vault.pseudonym) }
+        let docKeys = try documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+        let (plaintext, rest) = try RecordCodec.open(payload, header: h, key: docKeys.metadata, stream: vault.pseudonym)
+        let body = try DocumentVersionBody.decode(plaintext, id: id, version: Int(h.version))
+        // Bytes after the box are the inline content, and only there.
+        guard body.content.isInline || rest == payload.count else { throw corruptedChain(vault.pseudonym) }
+        return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, location: nil, content: body.content)
+    }
+
+    private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {
+        PatientVaultError(.corrupted, "the vault's record chain is broken", vaultID: keys.publicVaultID(of: pseudonym))
+    }
+
+    // MARK: - Audit records
+
+    /// Reads the head of a vault's audit chain (at load) and checks the
+    /// vault's history against the anchor it seals: a vault whose stream is
+    /// shorter (or other) than its newest audit entry says is `corrupted`,
+    /// never served.
+    func loadAuditHead(into state: inout VaultState) throws {
+        let stream = keys.auditStream(of: state.pseudonym)
+        let broken = PatientVaultError(.corrupted, "the vault's history does not match its audit trail", vaultID: state.vaultID)
+        // The creation and its entry are one atomic group: no vault lacks one.
+        guard let head = engine.head(of: stream) else { throw broken }
+        let (anchor, entry) = try openAuditRecordWithAnchor(try engine.read(head), vault: state)
+        guard anchor.records == state.nextSequence, anchor.headHash == state.headHash else { throw broken }
+        state.auditNext = entry.sequence + 1
+        state.auditPreviousHash = entry.chainHash(key: state.keys.auditChain)
+    }
+
+    func openAuditRecord(_ record: StoredRecord, vault: VaultState) throws -> AuditEntry {
+        try openAuditRecordWithAnchor(record, vault: vault).entry
+    }
+
+    func openAuditRecordWithAnchor(_ record: StoredRecord, vault: VaultState) throws -> (anchor: VaultAnchor, entry: AuditEntry) {
+        let stream = keys.auditStream(of: vault.pseudonym)
+        let header = try RecordHeader.decode(record.payload)
+        let tampered = PatientVaultError(.corrupted, "an audit entry failed verification", vaultID: vault.vaultID)
+        guard header.kind == .auditEntry, record.stream == stream else { throw tampered }
+        let plaintext: [UInt8]
+        do {
+            plaintext = try RecordCodec.openWhole(record.payload, header: header, key: vault.keys.audit, stream: stream)
+        } catch {
+            throw tampered
+        }
+        guard plaintext.count > VaultAnchor.size else { throw tampered }
+        let anchor = try VaultAnchor.decode(plaintext[..<VaultAnchor.size])
+        let entry = try AuditEntry.decode(Array(plaintext[VaultAnchor.size...]))
+        guard entry.sequence == header.sequence, entry.vaultID == vault.vaultID else { throw tampered }
+        return (anchor, entry)
+    }
+
+    /// Every audit entry of a vault, newest first, checked one by one.
+    func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) throws {
+        try walkBack(
+            keys.auditStream(of: vault.pseudonym),
+            broken: PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
+        ) { try visit(try openAuditRecord($0, vault: vault)) }
+    }
+}

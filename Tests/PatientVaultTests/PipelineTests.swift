@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// The operation pipeline: every way out of an allowed decision leaves
+/// exactly one entry, and walks of the trail do not hold the vault.
+@Suite struct PipelineTests {
+    struct Refused: Error {}
+
+    /// Content that yields one chunk, then fails.
+    static func failingContent() -> AsyncThrowingStream<Data, Error> {
+        AsyncThrowingStream { c in
+            c.yield(Data(repeating: 7, count: 100))
+            c.finish(throwing: Refused())
+        }
+    }
+
+    /// Content that tells when the store first asks for it (the call is
+    /// past its decision, in its prepare phase), then yields what the test
+    /// sends.
+    struct GatedContent: AsyncSequence, Sendable {
+        let started: AsyncStream<Void>.Continuation
+        let chunks: AsyncStream<Data>
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            let started: AsyncStream<Void>.Continuation
+            var inner: AsyncStream<Data>.Iterator
+            var first = true
+
+            mutating func next() async -> Data? {
+                if first {
+                    first = false
+                    started.yield(())
+                }
+                return await inner.next()
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(started: started, inner: chunks.makeAsyncIterator()) }
+
+        /// The content, the signal that the store reached it, and the feed.
+        static func make() -> (GatedContent, AsyncStream<Void>, AsyncStream<Data>.Continuation) {
+            let (signal, started) = AsyncStream<Void>.makeStream()
+            let (chunks, feed) = AsyncStream<Data>.makeStream()
+            return (GatedContent(started: started, chunks: chunks), signal, feed)
+        }
+    }
+
+    @Test func aDepositWhoseContentFailsLeavesOneAbandonedEntry() async throws {
+        let v = try await AuditedVault()
+        let before = try v.count()
+        await #expect(throws: PatientVaultError.self) {
+            _ = try await v.store.deposit(Fixtures.draft(), streaming: Self.failingContent(), for: v.alice, as: Fixtures.doctor)
+        }
+        #expect(try v.count() == before + 1)
+        let last = try #require(try v.entries().last)
+        #expect(last.action == .deposit)
+        #expect(last.outcome == .abandoned)
+        // Exported as a serious failure (FHIR) and by name (JSON).
+        #expect(last.fhirAuditEvent().outcome == "8")
+        #expect(String(decoding: try JSONEncoder().encode(last), as: UTF8.self).contains(#""outcome":"abandoned""#))
+        // Nothing else became visible, and the chain still verifies.
+        #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
+        _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
+    }
+
+    @Test func aCancelledDepositLeavesOneAbandonedEntry() async throws {
+        let v = try await AuditedVault()
+        let before = try v.count()
+        let (content, started, continuation) = GatedContent.make()
+        continuation.yield(Data(repeating: 1, count: 10))
+        let store = v.store
+        let alice = v.alice
+        let task = Task { try await store.deposit(Fixtures.draft(), streaming: content, for: alice, as: Fixtures.doctor) }
+        // Once the deposit is past its decision, cancel it.
+        for await _ in started { break }
+        task.cancel()
+        await #expect(throws: PatientVaultError.self) { _ = try await task.value }
+        continuation.finish()
+        #expect(try v.count() == before + 1)
+        #expect(try v.entries().last?.outcome == .abandoned)
+        #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
+    }
+
+    @Test func aReplacementThatLosesARaceIsRecordedAsAbandoned() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        let before = try v.count()
+        // The slow replacement passes its decision, then waits for its content.
+        let (slow, started, gate) = GatedContent.make()
+        let store = v.store
+        let alice = v.alice
+        let loser = Task {
+            try await store.replace(doc.id, with: Fixtures.draft("slow"), streaming: slow, for: alice, as: Fixtures.doctor)
+        }
+        // The loser passes its decision, then waits in its prepare phase
+        // for content while the winner commits version 2.
+        for await _ in started { break }
+        let winner = try await v.store.replace(doc.id, with: Fixtures.draft("fast"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        #expect(winner.version == 2)
+        gate.yield(Data([3]))
+        gate.finish()
+        await #expect(throws: PatientVaultError.self) { _ = try await loser.value }
+        let code = await code { _ = try await loser.value }
+        #expect(code == .conflict)
+        let entries = try v.entries()
+        #expect(entries.count == Int(before) + 2)
+        #expect(entries.suffix(2).map(\.outcome).sorted { $0.rawValue < $1.rawValue } == [.abandoned, .allowed])
+        #expect(try await v.store.versions(of: doc.id, for: v.alice, as: v.patient).map(\.version) == [1, 2])
+    }
+
+    @Test func aDepositRefusedByAFullDiskIsRecordedAsAbandoned() async throws {
+        let faults = FaultInjection()
+        var c = Fixtures.configuration()
+        c.faults = faults
+        let v = try await AuditedVault(configuration: c)
+        let before = try v.count()
+        faults.diskFull = true
+        #expect(await code {
+            _ = try await v.store.deposit(Fixtures.draft(), content: Data(repeating: 9, count: 4 << 20), for: v.alice, as: Fixtures.doctor)
+        } == .diskFull)
+        faults.diskFull = false
+        #expect(try v.count() == before + 1)
+        #expect(try v.entries().last?.outcome == .abandoned)
+        _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
+    }
+
+    /// Trail walks run on a snapshot: verifications and trail reads racing
+    /// with writes on the same vault all succeed and see a whole chain.
+    @Test func trailWalksRunBesideWrites() async throws {
+        let v = try await AuditedVault()
+        let store = v.store
+        let alice = v.alice
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<4 {
+                group.addTask {
+                    for j in 0..<10 {
+                        _ = try await store.deposit(Fixtures.draft("d\(i)-\(j)"), content: Data([UInt8(j)]), for: alice, as: Fixtures.doctor)
+                    }
+                }
+                group.addTask {
+                    for _ in 0..<10 {
+                        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+                        _ = try await store.auditTrail(for: alice, matching: AuditQuery(limit: 5), as: .patient(alice))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // 1 creation + 40 deposits + 40 verifications + 40 trail reads.
+        #expect(try await store.verifyAuditTrail(for: alice, as: .patient(alice)).entries == 122)
+    }
+
+    /// Concurrent first uses of a vault load it once and agree on its state.
+    @Test func aVaultLoadsOnceUnderConcurrentFirstUse() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        for i in 0..<5 {
+            _ = try await t.store.deposit(Fixtures.draft("d\(i)"), content: Data([UInt8(i)]), for: Fixtures.alice, as: Fixtures.doctor)
+        }
+        let store = try await t.reopen()
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try await store.documents(for: Fixtures.alice, as: .patient(Fixtures.alice)).count }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(counts == Array(repeating: 5, count: 16))
+        #expect(try await store.verifyAuditTrail(for: Fixtures.alice, as: .patient(Fixtures.alice)).entries == 1 + 5 + 16 + 1)
+        try await store.close()
+    }
+}
