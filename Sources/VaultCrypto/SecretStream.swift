@@ -107,6 +107,36 @@ package final class SecretStreamPuller {
 
     deinit { KeyArena.shared.release(state) }
 
+    /// Decrypts and authenticates one chunk into `output`, which must hold
+    /// at least `ciphertext.count - SecretStream.chunkOverhead` bytes (the
+    /// caller's own buffer: no intermediate copy). Returns the plaintext's
+    /// length and whether this was the final chunk; on failure `output`'s
+    /// first bytes are zeroed.
+    package func pull(
+        _ ciphertext: UnsafeRawBufferPointer,
+        authenticating associatedData: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer
+    ) throws -> (count: Int, isFinal: Bool) {
+        guard !isFinished else { throw CryptoError(.streamState, "chunk after the final chunk") }
+        guard ciphertext.count >= SecretStream.chunkOverhead else {
+            throw CryptoError(.authenticationFailed, "secret stream chunk too short")
+        }
+        let count = ciphertext.count - SecretStream.chunkOverhead
+        guard output.count >= count else { throw CryptoError(.invalidInput, "secret stream output too small") }
+        var tag: UInt8 = 0
+        let rc = crypto_secretstream_xchacha20poly1305_pull(
+            state.assumingMemoryBound(to: crypto_secretstream_xchacha20poly1305_state.self),
+            output.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, &tag,
+            ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
+            associatedData.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(associatedData.count))
+        guard rc == 0 else {
+            if count > 0 { sodium_memzero(output.baseAddress!, count) }
+            throw CryptoError(.authenticationFailed, "secret stream chunk did not authenticate")
+        }
+        isFinished = tag == UInt8(crypto_secretstream_xchacha20poly1305_TAG_FINAL)
+        return (count, isFinished)
+    }
+
     /// Decrypts one chunk and appends its plaintext to `output`.
     /// - Returns: whether this chunk was the final one.
     /// - Throws: ``CryptoError/Code/authenticationFailed`` for an altered,

@@ -148,6 +148,42 @@ import Testing
         #expect(final)
     }
 
+    /// Pulling into the caller's buffer gives the same plaintext as
+    /// appending; a buffer too small and a tampered chunk are errors, and a
+    /// chunk that fails leaves no plaintext behind.
+    @Test func pullIntoACallersBuffer() throws {
+        let key = try SymmetricKey.generate()
+        let parts = [[UInt8](repeating: 7, count: 300), [UInt8](repeating: 9, count: 20)]
+        let (header, chunks) = try sealed(parts, key: key)
+        let puller = try header.withUnsafeBytes { try SecretStreamPuller(key: key, header: $0) }
+        var buffer = [UInt8](repeating: 0xEE, count: 400)
+        let first = try chunks[0].withUnsafeBytes { c in
+            try [UInt8(0)].withUnsafeBytes { ad in try buffer.withUnsafeMutableBytes { try puller.pull(c, authenticating: ad, into: $0) } }
+        }
+        #expect(first.count == 300 && !first.isFinal)
+        #expect(Array(buffer[..<300]) == parts[0])
+        var small = [UInt8](repeating: 0, count: 19)
+        #expect(throws: CryptoError.self) {
+            try chunks[1].withUnsafeBytes { c in
+                try [UInt8(1)].withUnsafeBytes { ad in try small.withUnsafeMutableBytes { try puller.pull(c, authenticating: ad, into: $0) } }
+            }
+        }
+        var tampered = chunks[1]
+        tampered[tampered.count - 1] ^= 1
+        var out = [UInt8](repeating: 0xEE, count: 20)
+        #expect(throws: CryptoError.self) {
+            try tampered.withUnsafeBytes { c in
+                try [UInt8(1)].withUnsafeBytes { ad in try out.withUnsafeMutableBytes { try puller.pull(c, authenticating: ad, into: $0) } }
+            }
+        }
+        #expect(out.allSatisfy { $0 == 0 })
+        let last = try chunks[1].withUnsafeBytes { c in
+            try [UInt8(1)].withUnsafeBytes { ad in try out.withUnsafeMutableBytes { try puller.pull(c, authenticating: ad, into: $0) } }
+        }
+        #expect(last.count == 20 && last.isFinal)
+        #expect(out == parts[1])
+    }
+
     @Test func reorderTruncationAndTamperingAreDetected() throws {
         let key = try SymmetricKey.generate()
         let (header, chunks) = try sealed([[1], [2], [3]], key: key)

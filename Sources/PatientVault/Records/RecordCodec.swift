@@ -72,3 +72,16 @@ extension RecordCodec {
         return plaintext
     }
 }
+
+extension RecordCodec {
+    /// Where a document version's inline content starts: after the header,
+    /// the box length and the box.
+    static func inlineContentOffset(_ payload: [UInt8]) throws -> Int {
+        try payload.withUnsafeBytes { raw in
+            var r = ByteReader(raw, offset: RecordHeader.size)
+            let boxLength = Int(try r.read(UInt32.self))
+            _ = try r.slice(count: boxLength)
+            return r.offset
+        }
+    }
+}

@@ -109,9 +109,18 @@ extension VaultStore {
         let stream = try await contentStream(
             of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
             purpose: purpose, secret: secret)
+        // One chunk (most documents) is handed over as decrypted; more are
+        // appended once each into a buffer of the final size.
         var out = Data()
         do {
-            for try await chunk in stream { out.append(chunk) }
+            for try await chunk in stream {
+                if out.isEmpty {
+                    out = chunk
+                    if chunk.count < stream.size { out.reserveCapacity(Int(stream.size)) }
+                } else {
+                    out.append(chunk)
+                }
+            }
         } catch {
             throw PatientVaultError.wrapping(error, documentID: document)
         }

@@ -262,45 +262,46 @@ public struct DocumentContent: AsyncSequence, Sendable {
                     hasher = try BLAKE2b.Hasher(outputByteCount: 32)
                 }
                 guard index < entry.content.chunkCount else { throw corrupted("content ends before its final chunk") }
-                let ciphertext: [UInt8]
-                if entry.content.isInline {
-                    guard let location = entry.location else { throw corrupted("version record missing") }
-                    let payload = try content.engine.read(location).payload
-                    ciphertext = try payload.withUnsafeBytes { raw in
-                        var r = ByteReader(raw, offset: RecordHeader.size)
-                        let boxLength = Int(try r.read(UInt32.self))
-                        _ = try r.slice(count: boxLength)
-                        return Array(try r.slice(count: r.remaining))
-                    }
-                } else {
-                    guard index < entry.content.chunkLocations.count else { throw corrupted("chunk list is short") }
-                    let payload = try content.engine.read(entry.content.chunkLocations[index]).payload
-                    let header = try RecordHeader.decode(payload)
-                    let expected = ContentWriter.chunkHeader(
-                        document: id, version: UInt32(entry.metadata.version), keySlot: entry.keySlot, index: UInt64(index))
-                    guard header == expected else { throw corrupted("a chunk is out of place") }
-                    ciphertext = Array(payload[RecordHeader.size...])
-                }
                 let header = ContentWriter.chunkHeader(
                     document: id, version: UInt32(entry.metadata.version), keySlot: entry.keySlot, index: UInt64(index))
-                var plaintext: [UInt8] = []
-                let isFinal = try ciphertext.withUnsafeBytes { c in
+                // The chunk's ciphertext, where it sits in the record read.
+                let payload: [UInt8]
+                let ciphertextStart: Int
+                if entry.content.isInline {
+                    guard let location = entry.location else { throw corrupted("version record missing") }
+                    payload = try content.engine.read(location).payload
+                    ciphertextStart = try RecordCodec.inlineContentOffset(payload)
+                } else {
+                    guard index < entry.content.chunkLocations.count else { throw corrupted("chunk list is short") }
+                    payload = try content.engine.read(entry.content.chunkLocations[index]).payload
+                    guard try RecordHeader.decode(payload) == header else { throw corrupted("a chunk is out of place") }
+                    ciphertextStart = RecordHeader.size
+                }
+                // Decrypted straight into the buffer handed to the caller:
+                // the plaintext is never copied here.
+                let capacity = Swift.max(0, payload.count - ciphertextStart - SecretStream.chunkOverhead)
+                var plaintext = Data(count: capacity)
+                let (count, isFinal) = try payload.withUnsafeBytes { raw in
                     try header.associatedData(vault: content.vault).withUnsafeBytes { ad in
-                        try puller!.pull(c, authenticating: ad, appendingTo: &plaintext)
+                        try plaintext.withUnsafeMutableBytes { out in
+                            try puller!.pull(UnsafeRawBufferPointer(rebasing: raw[ciphertextStart...]), authenticating: ad, into: out)
+                        }
                     }
                 }
                 index += 1
+                var length = count
                 if isFinal {
                     // Strip the final chunk's padding: zeros up to its size
                     // class, after the size sealed in the metadata.
                     let real = entry.metadata.size - size
-                    guard real >= 0, real <= Int64(plaintext.count),
-                          plaintext[Int(real)...].allSatisfy({ $0 == 0 })
+                    guard real >= 0, real <= Int64(count),
+                          plaintext[Int(real)..<count].allSatisfy({ $0 == 0 })
                     else { throw corrupted("content does not match its size and hash") }
-                    plaintext.removeLast(plaintext.count - Int(real))
+                    length = Int(real)
                 }
-                try hasher!.update(plaintext)
-                size += Int64(plaintext.count)
+                plaintext.count = length
+                try plaintext.withUnsafeBytes { try hasher!.update($0) }
+                size += Int64(length)
                 if isFinal {
                     finished = true
                     puller = nil
@@ -308,7 +309,7 @@ public struct DocumentContent: AsyncSequence, Sendable {
                           try hasher!.finalize() == entry.metadata.contentHash
                     else { throw corrupted("content does not match its size and hash") }
                 }
-                return Data(plaintext)
+                return plaintext
             } catch {
                 finished = true
                 puller = nil
