@@ -68,6 +68,8 @@ import Testing
             ("loadedVaultLimit", { $0.loadedVaultLimit = Int.min }),
             ("loadedVaultLimit", { $0.loadedVaultLimit = 0 }),
             ("loadedVaultLimit", { $0.loadedVaultLimit = Int.max }),
+            ("documentKeyCacheLimit", { $0.documentKeyCacheLimit = -1 }),
+            ("documentKeyCacheLimit", { $0.documentKeyCacheLimit = 65_537 }),
             ("segmentSize", { $0.segmentSize = 0 }),
             ("segmentSize", { $0.segmentSize = UInt64.max }),
             ("auditMode", { $0.auditMode = .batched(maxDelay: .seconds(-1)) }),

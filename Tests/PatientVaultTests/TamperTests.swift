@@ -116,8 +116,10 @@ import Testing
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ERASE-ME"), for: alice, as: Fixtures.doctor)
         let keep = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEEP-ME"), for: alice, as: Fixtures.doctor)
-        let slot = try t.store.withVault(alice) { $0.entry(m.id, version: nil)!.keySlot }
-        try await t.store.engine.destroyKeySlot(slot)
+        // Read once first, so its key is in the cache when the slot goes.
+        #expect(try await t.store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("ERASE-ME"))
+        let (slot, vault) = try t.store.withVault(alice) { ($0.entry(m.id, version: nil)!.keySlot, $0.pseudonym) }
+        try await t.store.destroyDocumentKey(slot, of: vault)
         #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: .patient(alice)) } == .erased)
         #expect(try await t.store.content(of: keep.id, for: alice, as: .patient(alice)) == Fixtures.content("KEEP-ME"))
         try await t.store.close()

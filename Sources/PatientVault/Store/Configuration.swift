@@ -82,6 +82,11 @@ public struct Configuration: Sendable {
     /// memory, which the system limits (memory maps), so keep it in the
     /// low thousands.
     public var loadedVaultLimit: Int = 2048
+    /// How many unwrapped document keys stay in memory for documents read
+    /// again (least recently used first out; 0 turns the cache off). Each
+    /// costs a 512-byte slot of guarded memory and saves a key-slot read
+    /// and an unwrapping per read of its version. Default 256.
+    public var documentKeyCacheLimit: Int = 256
     /// The profession × category matrix in force. Default ``AccessMatrix/default2023``.
     public var accessMatrix: AccessMatrix = .default2023
     /// When read entries of the audit trail become durable. Default ``AuditMode/durable``.
@@ -127,6 +132,9 @@ public struct Configuration: Sendable {
         }
         guard (1...1_000_000).contains(loadedVaultLimit) else {
             throw bad("loadedVaultLimit", loadedVaultLimit, "1 to 1,000,000")
+        }
+        guard (0...65_536).contains(documentKeyCacheLimit) else {
+            throw bad("documentKeyCacheLimit", documentKeyCacheLimit, "0 to 65,536")
         }
         if case .batched(let delay) = auditMode, !(delay > .zero && delay <= .seconds(3600)) {
             throw bad("auditMode.batched(maxDelay:)", delay, "more than zero and at most one hour")

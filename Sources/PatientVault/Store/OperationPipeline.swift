@@ -113,13 +113,14 @@ struct OperationPipeline: Sendable {
     func run<R>(
         _ action: VaultAction, _ caller: Caller, decide: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
-        let (a, committed, vaultID) = try withVault(caller.patient) { vault -> (Audited<R>, AuditWriter.Committed, String) in
+        let pseudonym = keys.vaultPseudonym(for: caller.patient)
+        let (a, committed, vaultID) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed, String) in
             let now = configuration.clock.now()
             let (a, secret) = try Self.checked(action, caller) { () throws -> Audited<R> in try decide(&vault, now) } invalid: { .invalid(action, document: caller.document, $0) }
             let (done, committed) = try commitOrAbandon(a, principal: caller.principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
             return (done, committed, vault.vaultID)
         }
-        return try await finish(a, committed, caller: caller, vaultID: vaultID)
+        return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
     }
 
     /// An operation in the pipeline's five phases.
@@ -130,8 +131,10 @@ struct OperationPipeline: Sendable {
         commit: (inout VaultState, Ready, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
         let principal = caller.principal
+        // The pseudonym (a keyed hash of the INS) once per operation.
+        let pseudonym = keys.vaultPseudonym(for: caller.patient)
         // 1. Decide; a refusal commits its entry in the same hold.
-        let first = try withVault(caller.patient) { vault -> Phase<Work, R> in
+        let first = try withVault(pseudonym) { vault -> Phase<Work, R> in
             let now = configuration.clock.now()
             let (decided, secret) = try Self.checked(action, caller) { () throws -> Decided<Work, R> in try decide(&vault, now) } invalid: {
                 .commit(.invalid(action, document: caller.document, $0))
@@ -146,7 +149,7 @@ struct OperationPipeline: Sendable {
         }
         switch first {
         case .committed(let a, let committed, let vaultID):
-            return try await finish(a, committed, caller: caller, vaultID: vaultID)
+            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
         case .prepare(let work, let allowed, let vaultID):
             // 2. Prepare, outside every lock.
             var prepared: Result<Ready, PatientVaultError>
@@ -157,7 +160,7 @@ struct OperationPipeline: Sendable {
                 prepared = .failure(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
             }
             // 3. Commit: the records and the entry, or the entry alone.
-            let (a, committed) = try withVault(caller.patient) { vault -> (Audited<R>, AuditWriter.Committed) in
+            let (a, committed) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed) in
                 let now = configuration.clock.now()
                 var a: Audited<R>
                 switch prepared {
@@ -172,7 +175,7 @@ struct OperationPipeline: Sendable {
                 }
                 return try commitOrAbandon(a, principal: principal, purpose: caller.purpose, secret: caller.secret, vault: &vault, time: now)
             }
-            return try await finish(a, committed, caller: caller, vaultID: vaultID)
+            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
         }
     }
 
@@ -198,7 +201,7 @@ struct OperationPipeline: Sendable {
     /// for its entry: the entry is queued, in order, and made durable
     /// within the bound.
     private func finish<R>(
-        _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, vaultID: String
+        _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, pseudonym: StreamID, vaultID: String
     ) async throws(PatientVaultError) -> R {
         let waits: Bool = if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
         var locations: [RecordLocation] = []
@@ -210,7 +213,7 @@ struct OperationPipeline: Sendable {
             }
         }
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
-            _ = try? withVault(caller.patient) { vault in onAcknowledged(&vault, locations) }
+            _ = try? withVault(pseudonym) { vault in onAcknowledged(&vault, locations) }
         }
         let now = configuration.clock.now()
         var kinds = a.result.isSuccess ? a.notifications : []
@@ -228,7 +231,7 @@ struct OperationPipeline: Sendable {
     func create(
         _ patient: INS, principal: Principal, decision: AccessDecision,
         build: (StreamID, Date) throws -> (VaultState, Audited<Void>)
-    ) async throws(PatientVaultError) -> Date {
+    ) async throws(PatientVaultError) -> (createdAt: Date, vaultID: String) {
         guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)
@@ -253,7 +256,7 @@ struct OperationPipeline: Sendable {
         }
         _ = try? cache.withCreation(pseudonym) { state in state?.isAcknowledged = true }
         cache.noteUse(of: pseudonym)
-        return createdAt
+        return (createdAt, vaultID)
     }
 
     /// A store-level request (a review, statistics): decided, recorded
@@ -317,8 +320,12 @@ struct OperationPipeline: Sendable {
     /// - Throws: ``PatientVaultError/Code/unknownVault`` if the vault does not
     ///   exist (or its creation is not yet acknowledged).
     func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
+        try withVault(keys.vaultPseudonym(for: patient), body)
+    }
+
+    /// As ``withVault(_:_:)``, for a pseudonym the caller already has.
+    func withVault<R>(_ pseudonym: StreamID, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
         guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
-        let pseudonym = keys.vaultPseudonym(for: patient)
         do {
             return try cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),

@@ -98,7 +98,7 @@ extension VaultStore {
         var inline: [UInt8]
         var hash: [UInt8]
         var size: Int64
-        var metadataKey: SymmetricKey
+        var keys: DocumentKeys
     }
 
     /// A new version through the ``OperationPipeline``: validation and the
@@ -172,7 +172,7 @@ extension VaultStore {
                 let written = try await writer.finish()
                 return PreparedVersion(
                     plan: plan, slot: slot, wrapped: wrapped, content: written.0, inline: written.inline, hash: written.hash,
-                    size: writer.size, metadataKey: documentKeys.metadata)
+                    size: writer.size, keys: documentKeys)
             },
             commit: { vault, p, now throws -> Audited<DocumentMetadata> in
                 let (id, version) = (p.plan.id, p.plan.version)
@@ -186,7 +186,7 @@ extension VaultStore {
                 let sequence = vault.nextSequence
                 let header = RecordHeader(kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: p.slot)
                 let payload = try RecordCodec.seal(
-                    header: header, body: DocumentVersionBody(metadata: metadata, content: p.content).encoded(), key: p.metadataKey,
+                    header: header, body: DocumentVersionBody(metadata: metadata, content: p.content).encoded(), key: p.keys.metadata,
                     stream: vault.pseudonym, rest: p.inline)
                 // The version and its audit entry: one atomic, durable group.
                 var records = [EngineRecord(stream: vault.pseudonym, payload: payload)]
@@ -200,12 +200,15 @@ extension VaultStore {
                     records: records, vaultRecords: 1, keySlotWrites: [(p.slot, p.wrapped)], isWrite: true, result: .success(metadata))
                 let entry = VersionEntry(metadata: metadata, sequence: sequence, keySlot: p.slot, location: nil, content: p.content)
                 a.onQueued = { vault in vault.documents[id, default: []].append(entry) }
-                // Visible only once durable: the location marks it acknowledged.
+                // Visible only once durable: the location marks it acknowledged;
+                // its keys join the cache, for the reads that often follow.
+                let (cache, keys, slot, pseudonym) = (documentKeyCache, p.keys, p.slot, vault.pseudonym)
                 a.onAcknowledged = { vault, locations in
                     guard let location = locations.first,
                           let i = vault.documents[id]?.firstIndex(where: { $0.sequence == sequence }) else { return }
                     vault.documents[id]![i].location = location
                     vault.authors.insert(principal)
+                    cache.insert(keys, vault: pseudonym, slot: slot)
                 }
                 // A document hidden from the patient is announced by its
                 // 2-week notice or its release, not now.

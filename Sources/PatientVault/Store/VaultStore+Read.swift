@@ -162,13 +162,16 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
-        let (metadata, entry, pseudonym, vaultKeys) = try await audited(.readContent, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        let (metadata, entry, pseudonym, vaultID, vaultKeys) = try await audited(
+            .readContent, patient, by: principal, purpose: purpose, secret: secret
+        ) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
-                   in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.keys) }
+                   in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.vaultID, vault.keys) }
         }
-        let vaultID = self.keys.publicVaultID(of: pseudonym)
         let keys = try translatingErrors(vaultID: vaultID, documentID: document) {
-            try loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+            try documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot) {
+                try loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+            }
         }
         return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)
     }

@@ -21,7 +21,7 @@ extension VaultStore {
         let decision = AccessPolicy.decide(AccessRequest(
             action: .createVault, principal: principal, holder: patient, channel: channel,
             matrix: configuration.accessMatrix, time: configuration.clock.now()))
-        let createdAt = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, createdAt in
+        let (createdAt, vaultID) = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, createdAt in
             let (vaultKey, vaultKeys) = try VaultKeys.generate()
             let slot = try engine.reserveKeySlot()
             let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
@@ -42,7 +42,6 @@ extension VaultStore {
                 vaultRecords: 1, keySlotWrites: [(slot, wrapped)], isWrite: true, result: .success(()))
             return (created, a)
         }
-        let vaultID = keys.publicVaultID(of: keys.vaultPseudonym(for: patient))
         logger.debug("patientvault: vault created", metadata: ["vault": "\(vaultID)", "channel": "\(channel)"])
         return VaultInfo(vaultID: vaultID, createdBy: principal, channel: channel, createdAt: createdAt, documentCount: 0)
     }

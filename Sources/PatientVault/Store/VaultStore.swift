@@ -38,6 +38,8 @@ public final class VaultStore: Sendable {
     let loader: VaultLoader
     /// Builds, seals and queues audit entries and their activity copies.
     let auditWriter: AuditWriter
+    /// Unwrapped keys of documents read again.
+    let documentKeyCache: DocumentKeyCache
     /// Seals the statistics stream's records.
     let statisticsWriter: StatisticsWriter
     /// The one path of every operation.
@@ -63,6 +65,7 @@ public final class VaultStore: Sendable {
                 && !engine.hasQueuedRecords(in: victim) && !engine.hasQueuedRecords(in: keys.auditStream(of: victim))
         }
         loader = VaultLoader(engine: engine, keys: keys)
+        documentKeyCache = DocumentKeyCache(limit: configuration.documentKeyCacheLimit)
         statisticsWriter = StatisticsWriter(keys: keys)
         let flushPending = AuditFlushFlag()
         auditWriter = AuditWriter(
@@ -224,8 +227,10 @@ public final class VaultStore: Sendable {
         // cannot, the next open rebuilds them from the audit trail.
         try? await auditWriter.flushActivity(markAlways: true)
         defer {
-            // Drop every decrypted vault: their keys are wiped as they go.
+            // Drop every decrypted vault and cached document key: their keys
+            // are wiped as they go.
             cache.dropAll()
+            documentKeyCache.removeAll()
             // The master-derived keys are wiped now (whether or not the
             // engine closed cleanly), not when the last reference goes: the
             // engine accepts no more writes, so nothing sealed under a
@@ -251,6 +256,14 @@ public final class VaultStore: Sendable {
     /// Runs `body` on the vault's state under its lock, loading it first.
     func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
         try pipeline.withVault(patient, body)
+    }
+
+    /// Destroys a document version's key slot (erasure): the cached key
+    /// goes with it, before and after, so no later read finds it.
+    func destroyDocumentKey(_ slot: KeySlot, of pseudonym: StreamID) async throws {
+        documentKeyCache.remove(vault: pseudonym, slot: slot)
+        try await engine.destroyKeySlot(slot)
+        documentKeyCache.remove(vault: pseudonym, slot: slot)
     }
 
     /// A copy of the vault's state, for walks that run outside its lock.
