@@ -200,6 +200,36 @@ extension LogEngineCore {
         if let target = plan.keyFile, (try? allocate(keyFile, to: target)) != nil {
             state.withLock { $0.keyFileAllocated = max($0.keyFileAllocated, target) }
         }
+        createSpareIfDue()
+    }
+
+    /// Creates the next segment ahead of need once the current one is fully
+    /// preallocated and its last eighth is reached: whole (preallocated,
+    /// header written and synced, renamed into place, directory synced),
+    /// with first LSN 0 ("continues the previous segment", as its first
+    /// frame's LSN will). The append that switches to it then does no I/O.
+    /// Best effort: on failure the switch creates the segment itself.
+    func createSpareIfDue() {
+        let due = state.withLock { s -> UInt32? in
+            guard !s.closing, let current = s.segments[s.current], current.allocated >= current.size,
+                  s.tail + current.size / 8 > current.size, s.current < LogFormat.maximumSegmentNumber
+            else { return nil }
+            return s.current + 1
+        }
+        guard let number = due else { return }
+        spare.withLock { spare in
+            guard spare == nil else { return }
+            // A switch that did not wait for the spare made the segment itself.
+            guard !FileSystem.exists(directory + "/" + LogFormat.segmentFileName(number)) else { return }
+            do {
+                spare = try LogEngineCore.createSegment(
+                    directory: directory, number: number, firstLSN: 0, size: configuration.segmentSize,
+                    allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+                logger.debug("storage: created the next segment ahead", metadata: ["segment": "\(number)"])
+            } catch {
+                logger.debug("storage: could not create the next segment ahead", metadata: ["segment": "\(number)"])
+            }
+        }
     }
 
     /// A write, through the fault injection of tests.

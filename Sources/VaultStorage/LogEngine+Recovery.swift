@@ -87,6 +87,10 @@ extension LogEngineCore {
         var startSegment = valid[0]
         var startOffset = UInt64(LogFormat.segmentHeaderSize)
         var expected = headers[valid[0]]!.firstLSN
+        // Only a segment after another is created ahead (first LSN 0).
+        guard expected != 0 else {
+            throw StorageError(.corrupted, "the first segment does not say where the log starts", segment: valid[0], offset: 0)
+        }
         if let c = checkpoint {
             if let h = headers[c.segment], c.tail >= UInt64(LogFormat.segmentHeaderSize), c.tail <= h.size,
                c.tail % 8 == 0, c.nextLSN >= h.firstLSN
@@ -121,8 +125,15 @@ extension LogEngineCore {
         replay: for n in valid where n >= startSegment {
             let segment = s.segments[n]!
             let h = headers[n]!
-            if n != startSegment && h.firstLSN != expected {
-                guard h.firstLSN > expected else {
+            // A segment created ahead of need (first LSN 0) continues the
+            // previous one: its first frame, if it has one, says which LSN
+            // it expected, as a header's first LSN does.
+            var first = h.firstLSN
+            if n != startSegment && first == 0 {
+                first = try firstFrameLSN(of: segment) ?? expected
+            }
+            if n != startSegment && first != expected {
+                guard first > expected else {
                     throw StorageError(.corrupted, "segment does not continue the sequence", segment: n, offset: 0)
                 }
                 // The previous segment ended before records that this one
@@ -242,6 +253,16 @@ extension LogEngineCore {
         s.tail = end.offset
         s.nextLSN = end.lsn
         return report
+    }
+
+    /// The LSN of a segment's first frame, if its first frame header is
+    /// whole (checksum); nil for an empty segment or a torn first frame
+    /// (which replay then judges like any other).
+    private static func firstFrameLSN(of segment: Segment) throws -> UInt64? {
+        let start = UInt64(LogFormat.segmentHeaderSize)
+        guard try segment.file.size() >= start + UInt64(LogFormat.frameHeaderSize) else { return nil }
+        let bytes = try segment.file.read(count: LogFormat.frameHeaderSize, at: start)
+        return bytes.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt)?.lsn }
     }
 
     /// Whether key slot `slot.number` holds what the manifest says was

@@ -194,6 +194,12 @@ final class LogEngineCore: Sendable {
     let keySalt: [UInt8]
     let wakeup = DispatchSemaphore(value: 0)
     let stopped = AppendTicket()
+    /// The next segment, created ahead of need by the committer thread
+    /// (``growAhead()``), waiting for the current one to fill. Lock order:
+    /// `state`, then `spare`; the committer takes `spare` alone while it
+    /// creates, so the creation's I/O holds no lock an append needs unless
+    /// that append must switch segments at that very moment.
+    let spare = Locked<Segment?>(nil)
     let recoveryReport: RecoveryReport
     let keyFileSyncer: KeyFileSyncer
 
@@ -395,9 +401,23 @@ final class LogEngineCore: Sendable {
         let header = UInt64(LogFormat.segmentHeaderSize)
         let allocation = LogEngineCore.roundUp(
             max(configuration.initialSegmentAllocation, header + room), within: configuration.segmentSize)
-        let segment = try LogEngineCore.createSegment(
-            directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
-            allocation: allocation, faults: configuration.faults)
+        // The spare the committer made ahead, if any: then switching costs
+        // no I/O here (unless this group needs more than it preallocated).
+        let segment = try spare.withLock { spare -> Segment in
+            if var ready = spare, ready.number == number {
+                // Grown first if this group needs more than it holds; on
+                // failure the spare stays for later and nothing changes.
+                if ready.allocated < allocation {
+                    try allocate(ready.file, to: allocation)
+                    ready.allocated = allocation
+                }
+                spare = nil
+                return ready
+            }
+            return try LogEngineCore.createSegment(
+                directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
+                allocation: allocation, faults: configuration.faults)
+        }
         s.segments[number] = segment
         s.current = number
         s.tail = header

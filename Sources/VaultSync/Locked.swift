@@ -15,11 +15,11 @@ import Darwin
 /// With this type the sanitizer run checks real races, with no suppression.
 ///
 /// Locks are meant to guard memory, not I/O: no caller sleeps or waits for
-/// another task while holding one. Some I/O still happens under a lock and
-/// is named in Architecture.md (a segment switch under the engine's lock,
-/// a vault's first load and key-slot reservation under its vault's lock):
-/// the audited-pipeline issue moves it out. Lock order, where two are
-/// nested, is written where the locks are declared.
+/// another task while holding one. The I/O that may still happen under a
+/// lock, when the engine's committer has not kept ahead (a segment switch
+/// without a segment made ahead, a growth step), is named in
+/// Architecture.md. Lock order, where two are nested, is written where the
+/// locks are declared.
 package final class Locked<Value> {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
