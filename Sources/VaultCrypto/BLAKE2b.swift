@@ -63,6 +63,29 @@ package enum BLAKE2b {
         return out
     }
 
+    /// Hashes `data` into `output` (16 to 64 bytes: its count is the
+    /// output size), keyed if `key` is given: no allocation.
+    package static func hash(_ data: UnsafeRawBufferPointer, key: SymmetricKey?, into output: UnsafeMutableRawBufferPointer) {
+        precondition(
+            (minimumOutputByteCount...maximumOutputByteCount).contains(output.count),
+            "BLAKE2b output must be 16 to 64 bytes")
+        let rc: Int32
+        if let key {
+            rc = key.withUnsafeBytes { k in
+                crypto_generichash(
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self), output.count,
+                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
+                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
+            }
+        } else {
+            rc = crypto_generichash(
+                output.baseAddress!.assumingMemoryBound(to: UInt8.self), output.count,
+                data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
+        }
+        // As above: only out-of-range lengths fail, ruled out already.
+        precondition(rc == 0, "crypto_generichash failed with valid lengths")
+    }
+
     /// Hashes `data` in one call.
     package static func hash(_ data: [UInt8], outputByteCount: Int = 32, key: SymmetricKey? = nil) -> [UInt8] {
         data.withUnsafeBytes { hash($0, outputByteCount: outputByteCount, key: key) }

@@ -83,6 +83,34 @@ package enum XChaCha20Poly1305 {
         return out
     }
 
+    /// Seals in place: `box` is laid out as the sealed box will be
+    /// (`nonce (24) || plaintext || room for the tag (16)`), the plaintext
+    /// already where its ciphertext goes. A random nonce is written, the
+    /// plaintext is encrypted over itself (libsodium's AEAD allows the
+    /// message and the ciphertext to be the same buffer) and the tag
+    /// follows: no allocation.
+    package static func sealInPlace(
+        _ box: UnsafeMutableRawBufferPointer,
+        using key: SymmetricKey,
+        authenticating associatedData: UnsafeRawBufferPointer
+    ) throws {
+        guard box.count >= overhead else { throw CryptoError(.invalidInput, "a box has room for nonce and tag") }
+        try SecureRandom.fill(UnsafeMutableRawBufferPointer(rebasing: box[0..<nonceByteCount]))
+        let message = box.baseAddress!.advanced(by: nonceByteCount).assumingMemoryBound(to: UInt8.self)
+        let count = box.count - overhead
+        let rc = key.withUnsafeBytes { k in
+            var written: UInt64 = 0
+            return crypto_aead_xchacha20poly1305_ietf_encrypt(
+                message, &written, message, UInt64(count),
+                associatedData.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(associatedData.count),
+                nil, box.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        guard rc == 0 else {
+            sodium_memzero(box.baseAddress!, box.count)
+            throw CryptoError(.invalidInput, "encryption failed")
+        }
+    }
+
     // MARK: - Open
 
     /// Opens a box and returns its plaintext.

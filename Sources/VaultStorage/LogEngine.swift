@@ -140,6 +140,10 @@ package struct RecoveryReport: Sendable, Equatable {
 
 /// The shared state of a ``LogEngine`` and its committer thread.
 final class LogEngineCore: Sendable {
+    /// Payloads up to this size are copied into their group's one write
+    /// buffer; larger ones are written from where they are.
+    static let inlinePayloadLimit = 64 << 10
+
     struct Segment: Sendable {
         var number: UInt32
         var file: PosixFile
@@ -304,8 +308,13 @@ final class LogEngineCore: Sendable {
             var job = Job(
                 slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], locations: [],
                 lastLSN: nil, heads: [], durability: durability, checkpoint: checkpoint, ticket: ticket)
-            job.buffers.reserveCapacity(records.count * 3)
             job.locations.reserveCapacity(records.count)
+            job.heads.reserveCapacity(records.count)
+            // Small frames (headers, payloads, padding) are laid out in one
+            // buffer per group: one allocation, one iovec. A large payload
+            // (a content chunk) stays where it is, between two buffers.
+            var pending: [UInt8] = []
+            pending.reserveCapacity(Int(min(groupSize, UInt64(LogEngineCore.inlinePayloadLimit) * 2)))
             var offset = s.tail
             for (i, r) in records.enumerated() {
                 let frameLength = LogFormat.frameLength(payloadCount: r.payload.count)
@@ -321,17 +330,27 @@ final class LogEngineCore: Sendable {
                 }
                 let lsn = s.nextLSN
                 s.nextLSN += 1
-                job.buffers.append(LogFormat.encodeFrameHeader(
-                    salt: segment.salt, offset: offset, payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn,
-                    durableThrough: s.durableLSN, flags: flags, previous: previous, stream: r.stream,
-                    authenticator: configuration.authenticator))
-                job.buffers.append(r.payload)
-                let padding = frameLength - LogFormat.frameHeaderSize - r.payload.count
-                if padding > 0 { job.buffers.append([UInt8](repeating: 0, count: padding)) }
+                let start = pending.count
+                pending.append(contentsOf: repeatElement(0, count: LogFormat.frameHeaderSize))
+                pending.withUnsafeMutableBytes { raw in
+                    LogFormat.writeFrameHeader(
+                        into: UnsafeMutableRawBufferPointer(rebasing: raw[start...]), salt: segment.salt, offset: offset,
+                        payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn, durableThrough: s.durableLSN,
+                        flags: flags, previous: previous, stream: r.stream, authenticator: configuration.authenticator)
+                }
+                if r.payload.count <= LogEngineCore.inlinePayloadLimit {
+                    pending.append(contentsOf: r.payload)
+                } else {
+                    job.buffers.append(pending)
+                    job.buffers.append(r.payload)
+                    pending = []
+                }
+                pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
                 if i >= manifests { job.locations.append(location) }
                 job.lastLSN = lsn
                 offset += UInt64(frameLength)
             }
+            if !pending.isEmpty { job.buffers.append(pending) }
             s.tail = offset
             s.bytesSinceCheckpoint += groupSize
             s.queue.append(job)

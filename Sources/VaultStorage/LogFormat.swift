@@ -163,34 +163,59 @@ enum LogFormat {
         salt: [UInt8], offset: UInt64, payloadLength: Int, payloadCRC: UInt32, lsn: UInt64, durableThrough: UInt64,
         flags: UInt8, previous: RecordLocation?, stream: StreamID?, authenticator: (any LogAuthenticator)?
     ) -> [UInt8] {
-        var w = ByteWriter(capacity: frameHeaderSize)
-        w.write(frameMagic)
-        w.write(UInt32(0))
-        w.write(UInt32(payloadLength))
-        w.write(payloadCRC)
-        w.write(lsn)
-        w.write(durableThrough)
-        w.write(flags)
-        w.writeZeros(3)
-        w.write(previous?.frameLength ?? 0)
-        w.write(previous?.raw ?? 0)
-        if let stream {
-            w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
-        } else {
-            w.writeZeros(32)
+        [UInt8](unsafeUninitializedCapacity: frameHeaderSize) { buffer, count in
+            writeFrameHeader(
+                into: UnsafeMutableRawBufferPointer(buffer), salt: salt, offset: offset, payloadLength: payloadLength,
+                payloadCRC: payloadCRC, lsn: lsn, durableThrough: durableThrough, flags: flags, previous: previous,
+                stream: stream, authenticator: authenticator)
+            count = frameHeaderSize
         }
+    }
+
+    /// Writes a frame header, as `encodeFrameHeader` encodes it, into the
+    /// first 96 bytes of `out`: no allocation.
+    static func writeFrameHeader(
+        into out: UnsafeMutableRawBufferPointer, salt: [UInt8], offset: UInt64, payloadLength: Int, payloadCRC: UInt32,
+        lsn: UInt64, durableThrough: UInt64, flags: UInt8, previous: RecordLocation?, stream: StreamID?,
+        authenticator: (any LogAuthenticator)?
+    ) {
+        let h = UnsafeMutableRawBufferPointer(rebasing: out[0..<frameHeaderSize])
+        h.storeBytes(of: frameMagic.littleEndian, toByteOffset: 0, as: UInt32.self)
+        h.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+        h.storeBytes(of: UInt32(payloadLength).littleEndian, toByteOffset: 8, as: UInt32.self)
+        h.storeBytes(of: payloadCRC.littleEndian, toByteOffset: 12, as: UInt32.self)
+        h.storeBytes(of: lsn.littleEndian, toByteOffset: 16, as: UInt64.self)
+        h.storeBytes(of: durableThrough.littleEndian, toByteOffset: 24, as: UInt64.self)
+        // flags(1) reserved(3), little-endian: the flags byte first.
+        h.storeBytes(of: UInt32(flags).littleEndian, toByteOffset: 32, as: UInt32.self)
+        h.storeBytes(of: (previous?.frameLength ?? 0).littleEndian, toByteOffset: 36, as: UInt32.self)
+        h.storeBytes(of: (previous?.raw ?? 0).littleEndian, toByteOffset: 40, as: UInt64.self)
+        h.storeBytes(of: (stream?.w0 ?? 0).littleEndian, toByteOffset: 48, as: UInt64.self)
+        h.storeBytes(of: (stream?.w1 ?? 0).littleEndian, toByteOffset: 56, as: UInt64.self)
+        h.storeBytes(of: (stream?.w2 ?? 0).littleEndian, toByteOffset: 64, as: UInt64.self)
+        h.storeBytes(of: (stream?.w3 ?? 0).littleEndian, toByteOffset: 72, as: UInt64.self)
+        let mac = UnsafeMutableRawBufferPointer(rebasing: h[frameMACOffset..<(frameMACOffset + macSize)])
         if let authenticator {
-            let message = w.bytes.withUnsafeBytes { macMessage(salt: salt, offset: offset, header: $0) }
-            w.write(bytes: message.withUnsafeBytes { authenticator.tag($0) })
+            withMACMessage(salt: salt, offset: offset, header: UnsafeRawBufferPointer(h)) { authenticator.tag($0, into: mac) }
         } else {
-            w.writeZeros(macSize)
+            mac.initializeMemory(as: UInt8.self, repeating: 0)
         }
-        var bytes = w.bytes
-        let crc = bytes.withUnsafeBytes { raw in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(salt))
+        let crc = salt.withUnsafeBytes { s in
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: h[8...]), continuing: CRC32C.checksum(s))
         }
-        withUnsafeBytes(of: crc.littleEndian) { c in for i in 0..<4 { bytes[4 + i] = c[i] } }
-        return bytes
+        h.storeBytes(of: crc.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
+
+    /// Runs `body` on what a frame's MAC covers, built on the stack.
+    static func withMACMessage<R>(
+        salt: [UInt8], offset: UInt64, header: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R
+    ) -> R {
+        withUnsafeTemporaryAllocation(byteCount: salt.count + 8 + frameMACOffset - 8, alignment: 8) { m in
+            salt.withUnsafeBytes { m.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: salt.count) }
+            m.storeBytes(of: offset.littleEndian, toByteOffset: salt.count, as: UInt64.self)
+            m.baseAddress!.advanced(by: salt.count + 8).copyMemory(from: header.baseAddress!.advanced(by: 8), byteCount: frameMACOffset - 8)
+            return body(UnsafeRawBufferPointer(m))
+        }
     }
 
     /// What a frame's MAC covers: `salt || offset || header[8..<80]`.
@@ -208,8 +233,7 @@ enum LogFormat {
         _ raw: UnsafeRawBufferPointer, salt: [UInt8], offset: UInt64, authenticator: (any LogAuthenticator)?
     ) -> Bool {
         guard let authenticator else { return true }
-        let message = macMessage(salt: salt, offset: offset, header: raw)
-        return message.withUnsafeBytes { m in
+        return withMACMessage(salt: salt, offset: offset, header: raw) { m in
             authenticator.verify(m, stored: UnsafeRawBufferPointer(rebasing: raw[frameMACOffset..<(frameMACOffset + macSize)]))
         }
     }

@@ -25,6 +25,14 @@ package struct StreamID: Hashable, Sendable, Comparable {
         (self.w0, self.w1, self.w2, self.w3) = (w0, w1, w2, w3)
     }
 
+    /// Writes the 32 bytes at the start of `out`: no allocation.
+    package func write(into out: UnsafeMutableRawBufferPointer) {
+        out.storeBytes(of: w0.littleEndian, toByteOffset: 0, as: UInt64.self)
+        out.storeBytes(of: w1.littleEndian, toByteOffset: 8, as: UInt64.self)
+        out.storeBytes(of: w2.littleEndian, toByteOffset: 16, as: UInt64.self)
+        out.storeBytes(of: w3.littleEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
     /// The 32 bytes.
     package var bytes: [UInt8] {
         var w = ByteWriter(capacity: 32)

@@ -13,6 +13,32 @@ import Testing
         #expect(try XChaCha20Poly1305.open(b, using: key, authenticating: [1, 2]) == message)
     }
 
+    /// A box sealed in place opens like any other, its plaintext no longer
+    /// readable where it was; the same plaintext sealed twice differs.
+    @Test func sealInPlaceMakesAnOrdinaryBox() throws {
+        let key = try SymmetricKey.generate()
+        let message = Array("a discharge summary, sealed where it lies".utf8)
+        func box() throws -> [UInt8] {
+            var box = [UInt8](repeating: 0, count: XChaCha20Poly1305.nonceByteCount)
+            box += message
+            box += [UInt8](repeating: 0, count: XChaCha20Poly1305.tagByteCount)
+            try box.withUnsafeMutableBytes { b in
+                try [UInt8]([9, 9]).withUnsafeBytes { try XChaCha20Poly1305.sealInPlace(b, using: key, authenticating: $0) }
+            }
+            return box
+        }
+        let a = try box()
+        let b = try box()
+        #expect(a != b)
+        #expect(Array(a[XChaCha20Poly1305.nonceByteCount..<(XChaCha20Poly1305.nonceByteCount + message.count)]) != message)
+        #expect(try XChaCha20Poly1305.open(a, using: key, authenticating: [9, 9]) == message)
+        #expect(throws: CryptoError.self) { _ = try XChaCha20Poly1305.open(a, using: key, authenticating: [9]) }
+        var tooSmall = [UInt8](repeating: 0, count: XChaCha20Poly1305.overhead - 1)
+        #expect(throws: CryptoError.self) {
+            try tooSmall.withUnsafeMutableBytes { b in try [UInt8]().withUnsafeBytes { try XChaCha20Poly1305.sealInPlace(b, using: key, authenticating: $0) } }
+        }
+    }
+
     @Test func everyFlippedByteFailsAuthentication() throws {
         let key = try SymmetricKey.generate()
         let box = try XChaCha20Poly1305.seal(Array(repeating: 0x41, count: 64), using: key, authenticating: [9])

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -20,6 +21,8 @@ struct AuditWriter: Sendable {
     /// Set when a read's entry was written without a sync (batched audit
     /// mode): the store's flusher makes it durable within the bound.
     let flushPending: AuditFlushFlag
+    /// Activity stream ids of recent actors, derived once each.
+    let activityStreams = ActivityStreamNames()
 
     /// What a commit queued: the group's ticket and the first access it
     /// recorded, if any.
@@ -76,7 +79,7 @@ struct AuditWriter: Sendable {
         records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
         let durability = durability(isWrite: a.isWrite)
         let copy = GrantHolder(principal).map {
-            ActivityWriter.Copy(stream: keys.activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
+            ActivityWriter.Copy(stream: activityStreams.stream(of: $0, keys: keys), vault: vault.pseudonym, entry: encoded)
         }
         // An entry without records of the operation (a read, a listing, a
         // refusal) may use the space kept for audit entries on a full disk.
@@ -101,7 +104,7 @@ struct AuditWriter: Sendable {
     func commitStoreLevel(_ entry: AuditEntry, principal: Principal) throws -> AppendTicket {
         let ownStream: StreamID = switch principal {
         case .auditReviewer(let r): keys.reviewerStream(of: r)
-        default: GrantHolder(principal).map { keys.activityStream(of: $0) }
+        default: GrantHolder(principal).map { activityStreams.stream(of: $0, keys: keys) }
             ?? keys.reviewerStream(named: "kind-" + principal.kind)
         }
         let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
@@ -142,10 +145,15 @@ struct AuditWriter: Sendable {
 
     /// The entry's record in the vault's audit stream.
     func vaultRecord(_ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, vault: VaultState) throws -> EngineRecord {
-        let stream = keys.auditStream(of: vault.pseudonym)
+        let stream = vault.auditStream
         let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
-        return EngineRecord(
-            stream: stream, payload: try RecordCodec.seal(header: header, body: anchor.encoded() + encoded, key: vault.keys.audit, stream: stream))
+        let payload = try RecordCodec.seal(
+            header: header, bodyCount: VaultAnchor.size + encoded.count, key: vault.keys.audit, stream: stream
+        ) { out in
+            anchor.write(into: out)
+            encoded.withUnsafeBytes { out.baseAddress!.advanced(by: VaultAnchor.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        return EngineRecord(stream: stream, payload: payload)
     }
 
     // MARK: - Activity copies
@@ -154,8 +162,16 @@ struct AuditWriter: Sendable {
     /// sealed under the store's activity key.
     func activityRecord(_ encodedEntry: [UInt8], vault: StreamID?, stream: StreamID) throws -> EngineRecord {
         let header = RecordHeader(kind: .activityEntry, sequence: 0, document: nil, version: 0, keySlot: nil)
-        let body = (vault?.bytes ?? [UInt8](repeating: 0, count: 32)) + encodedEntry
-        return EngineRecord(stream: stream, payload: try RecordCodec.seal(header: header, body: body, key: keys.activity, stream: stream))
+        let payload = try RecordCodec.seal(
+            header: header, bodyCount: StreamID.byteCount + encodedEntry.count, key: keys.activity, stream: stream
+        ) { out in
+            // The vault's pseudonym, or zeros for a store-level entry.
+            (vault ?? StreamID(w0: 0, w1: 0, w2: 0, w3: 0)).write(into: out)
+            encodedEntry.withUnsafeBytes {
+                out.baseAddress!.advanced(by: StreamID.byteCount).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+            }
+        }
+        return EngineRecord(stream: stream, payload: payload)
     }
 
     /// Seals a copy into its activity stream's record.
@@ -189,6 +205,22 @@ struct AuditWriter: Sendable {
     /// Starts a batch in the background once enough copies are pending.
     func flushActivityInBackground() {
         Task.detached { [self] in try? await flushActivity() }
+    }
+}
+
+/// The activity stream ids of recent actors: a keyed hash per actor,
+/// computed once and kept (at most 4,096 actors, then started afresh).
+final class ActivityStreamNames: Sendable {
+    private let names = Locked<[GrantHolder: StreamID]>([:])
+
+    func stream(of holder: GrantHolder, keys: StoreKeys) -> StreamID {
+        if let known = names.withLock({ $0[holder] }) { return known }
+        let stream = keys.activityStream(of: holder)
+        names.withLock { n in
+            if n.count >= 4096 { n.removeAll(keepingCapacity: true) }
+            n[holder] = stream
+        }
+        return stream
     }
 }
 

@@ -109,6 +109,12 @@ struct VaultAnchor: Equatable {
         return w.bytes
     }
 
+    /// Writes the 24 bytes of ``encoded()`` at the start of `out`.
+    func write(into out: UnsafeMutableRawBufferPointer) {
+        out.storeBytes(of: records.littleEndian, toByteOffset: 0, as: UInt64.self)
+        headHash.withUnsafeBytes { out.baseAddress!.advanced(by: 8).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+    }
+
     static func decode(_ bytes: ArraySlice<UInt8>) throws -> VaultAnchor {
         try Array(bytes).withUnsafeBytes { raw in
             var r = ByteReader(raw)

@@ -126,6 +126,10 @@ struct LogMAC: LogAuthenticator {
     func tag(_ message: UnsafeRawBufferPointer) -> [UInt8] {
         BLAKE2b.hash(message, outputByteCount: 16, key: key)
     }
+
+    func tag(_ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
+        BLAKE2b.hash(message, key: key, into: output)
+    }
 }
 
 /// Keys derived from a vault key (context `PVVAULT_`): 1 seals the vault's

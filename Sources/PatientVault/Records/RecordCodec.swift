@@ -14,21 +14,39 @@ enum RecordCodec {
     /// Builds a record payload: header, then the sealed body (padded to its
     /// kind's size class), then `rest` (inline content, sealed on its own).
     static func seal(
-        header: RecordHeader, body unpadded: [UInt8], key: SymmetricKey, stream: StreamID, rest: [UInt8] = []
+        header: RecordHeader, body: [UInt8], key: SymmetricKey, stream: StreamID, rest: [UInt8] = []
     ) throws -> [UInt8] {
-        let body = RecordPadding.pad(unpadded, block: header.kind.paddingBlock)
-        var payload = header.encoded()
-        payload.reserveCapacity(RecordHeader.size + 4 + body.count + XChaCha20Poly1305.overhead + rest.count)
-        let lengthOffset = payload.count
-        payload += [0, 0, 0, 0]
-        try body.withUnsafeBytes { b in
-            try header.associatedData(vault: stream).withUnsafeBytes { ad in
-                try XChaCha20Poly1305.seal(b, using: key, authenticating: ad, appendingTo: &payload)
+        try seal(header: header, bodyCount: body.count, key: key, stream: stream, rest: rest) { out in
+            body.withUnsafeBytes { out.copyMemory(from: $0) }
+        }
+    }
+
+    /// Builds a record payload whose body `writeBody` writes in place
+    /// (exactly `bodyCount` bytes): one allocation, the payload, laid out
+    /// as it will be written; the padded body is placed where its
+    /// ciphertext goes and sealed over itself.
+    static func seal(
+        header: RecordHeader, bodyCount: Int, key: SymmetricKey, stream: StreamID, rest: [UInt8] = [],
+        writeBody: (UnsafeMutableRawBufferPointer) -> Void
+    ) throws -> [UInt8] {
+        let padded = RecordPadding.paddedCount(bodyCount, block: header.kind.paddingBlock)
+        let boxCount = XChaCha20Poly1305.overhead + padded
+        var payload: [UInt8] = []
+        payload.reserveCapacity(RecordHeader.size + 4 + boxCount + rest.count)
+        header.append(to: &payload)
+        withUnsafeBytes(of: UInt32(boxCount).littleEndian) { payload.append(contentsOf: $0) }
+        let boxStart = payload.count
+        payload.append(contentsOf: repeatElement(0, count: boxCount))
+        try payload.withUnsafeMutableBytes { raw in
+            let box = UnsafeMutableRawBufferPointer(rebasing: raw[boxStart..<(boxStart + boxCount)])
+            let bodyStart = XChaCha20Poly1305.nonceByteCount
+            writeBody(UnsafeMutableRawBufferPointer(rebasing: box[bodyStart..<(bodyStart + bodyCount)]))
+            box[bodyStart + bodyCount] = 0x80
+            try header.withAssociatedData(vault: stream) { ad in
+                try XChaCha20Poly1305.sealInPlace(box, using: key, authenticating: ad)
             }
         }
-        let boxLength = UInt32(payload.count - lengthOffset - 4)
-        withUnsafeBytes(of: boxLength.littleEndian) { for i in 0..<4 { payload[lengthOffset + i] = $0[i] } }
-        payload += rest
+        payload.append(contentsOf: rest)
         return payload
     }
 
@@ -42,7 +60,7 @@ enum RecordCodec {
             var r = ByteReader(raw, offset: RecordHeader.size)
             let length = Int(try r.read(UInt32.self))
             let box = try r.slice(count: length)
-            let padded = try header.associatedData(vault: stream).withUnsafeBytes { ad in
+            let padded = try header.withAssociatedData(vault: stream) { ad in
                 try XChaCha20Poly1305.open(box, using: key, authenticating: ad)
             }
             return (try RecordPadding.unpad(padded, block: header.kind.paddingBlock), r.offset)

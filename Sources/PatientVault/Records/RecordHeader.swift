@@ -43,21 +43,29 @@ extension RecordKind {
 /// multiple of the block (always at least one byte). Removing it refuses
 /// anything else, so a body decodes only in the one form it was written.
 enum RecordPadding {
-    static func pad(_ body: [UInt8], block: Int) -> [UInt8] {
-        var out = body
-        let total = (body.count / block + 1) * block
+    /// The padded size of a body of `count` bytes: the next multiple of
+    /// `block` above it (at least one byte of padding).
+    static func paddedCount(_ count: Int, block: Int) -> Int { (count / block + 1) * block }
+
+    /// Pads in place when the caller hands its array over (no copy).
+    static func pad(_ body: consuming [UInt8], block: Int) -> [UInt8] {
+        var out = consume body
+        let total = (out.count / block + 1) * block
         out.reserveCapacity(total)
         out.append(0x80)
         out.append(contentsOf: repeatElement(0, count: total - out.count))
         return out
     }
 
-    static func unpad(_ padded: [UInt8], block: Int) throws -> [UInt8] {
-        guard !padded.isEmpty, padded.count % block == 0 else { throw ByteReader.Malformed() }
-        var end = padded.count - 1
-        while end >= 0 && padded[end] == 0 { end -= 1 }
-        guard end >= 0, padded[end] == 0x80, padded.count - end <= block else { throw ByteReader.Malformed() }
-        return Array(padded[..<end])
+    /// Unpads in place when the caller hands its array over (no copy).
+    static func unpad(_ padded: consuming [UInt8], block: Int) throws -> [UInt8] {
+        var out = consume padded
+        guard !out.isEmpty, out.count % block == 0 else { throw ByteReader.Malformed() }
+        var end = out.count - 1
+        while end >= 0 && out[end] == 0 { end -= 1 }
+        guard end >= 0, out[end] == 0x80, out.count - end <= block else { throw ByteReader.Malformed() }
+        out.removeSubrange(end...)
+        return out
     }
 
     /// How many zero bytes pad a content of `size` bytes whose last chunk
@@ -91,21 +99,48 @@ struct RecordHeader: Equatable {
     var keySlot: KeySlot?
 
     func encoded() -> [UInt8] {
-        var w = ByteWriter(capacity: Self.size)
-        w.write(Self.formatVersion)
-        w.write(kind.rawValue)
-        w.write(UInt16(0))
-        w.write(version)
-        w.write(sequence)
-        w.write(bytes: document?.bytes ?? [UInt8](repeating: 0, count: 16))
-        w.write(keySlot?.number ?? 0)
-        w.write(UInt64(0))
-        return w.bytes
+        [UInt8](unsafeUninitializedCapacity: Self.size) { buffer, count in
+            write(into: UnsafeMutableRawBufferPointer(buffer))
+            count = Self.size
+        }
+    }
+
+    /// Writes the 48 bytes at the start of `out` (which holds at least that).
+    func write(into out: UnsafeMutableRawBufferPointer) {
+        out.storeBytes(of: Self.formatVersion, toByteOffset: 0, as: UInt8.self)
+        out.storeBytes(of: kind.rawValue, toByteOffset: 1, as: UInt8.self)
+        out.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
+        out.storeBytes(of: version.littleEndian, toByteOffset: 4, as: UInt32.self)
+        out.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
+        if let document {
+            document.bytes.withUnsafeBytes { out.baseAddress!.advanced(by: 16).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+        } else {
+            out.baseAddress!.advanced(by: 16).initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+        }
+        out.storeBytes(of: (keySlot?.number ?? 0).littleEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: UInt64(0), toByteOffset: 40, as: UInt64.self)
+    }
+
+    /// Appends the 48 bytes to `bytes` (the start of a record's payload).
+    func append(to bytes: inout [UInt8]) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: Self.size))
+        bytes.withUnsafeMutableBytes { write(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
     }
 
     /// The associated data: header bytes then the vault's pseudonym.
     func associatedData(vault: StreamID) -> [UInt8] {
-        encoded() + vault.bytes
+        withAssociatedData(vault: vault) { Array($0) }
+    }
+
+    /// Runs `body` on the associated data (header bytes then the vault's
+    /// pseudonym, 80 bytes), built on the stack: no allocation.
+    func withAssociatedData<R>(vault: StreamID, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: Self.size + StreamID.byteCount, alignment: 8) { out in
+            write(into: out)
+            vault.write(into: UnsafeMutableRawBufferPointer(rebasing: out[Self.size...]))
+            return try body(UnsafeRawBufferPointer(out))
+        }
     }
 
     static func decode(_ payload: [UInt8]) throws -> RecordHeader {

@@ -103,7 +103,7 @@ final class ContentWriter {
         }
         out.reserveCapacity(out.count + padded.count + SecretStream.chunkOverhead)
         try padded.withUnsafeBytes { p in
-            try header.associatedData(vault: vault).withUnsafeBytes { ad in
+            try header.withAssociatedData(vault: vault) { ad in
                 try pusher.push(p, authenticating: ad, isFinal: isFinal, appendingTo: &out)
             }
         }

@@ -27,7 +27,8 @@ struct VaultLoader: Sendable {
         let body = try VaultCreatedBody.decode(
             try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
         var state = VaultState(
-            pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys, creation: body, isAcknowledged: true, nextSequence: 1)
+            pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
+            auditStream: keys.auditStream(of: pseudonym), creation: body, isAcknowledged: true, nextSequence: 1)
         for (i, record) in records.enumerated().dropFirst() {
             let h = try RecordHeader.decode(record.payload)
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
@@ -97,7 +98,7 @@ struct VaultLoader: Sendable {
     /// shorter (or other) than its newest audit entry says is `corrupted`,
     /// never served.
     func loadAuditHead(into state: inout VaultState) throws {
-        let stream = keys.auditStream(of: state.pseudonym)
+        let stream = state.auditStream
         let broken = PatientVaultError(.corrupted, "the vault's history does not match its audit trail", vaultID: state.vaultID)
         // The creation and its entry are one atomic group: no vault lacks one.
         guard let head = engine.head(of: stream) else { throw broken }
@@ -112,7 +113,7 @@ struct VaultLoader: Sendable {
     }
 
     func openAuditRecordWithAnchor(_ record: StoredRecord, vault: VaultState) throws -> (anchor: VaultAnchor, entry: AuditEntry) {
-        let stream = keys.auditStream(of: vault.pseudonym)
+        let stream = vault.auditStream
         let header = try RecordHeader.decode(record.payload)
         let tampered = PatientVaultError(.corrupted, "an audit entry failed verification", vaultID: vault.vaultID)
         guard header.kind == .auditEntry, record.stream == stream else { throw tampered }
@@ -132,7 +133,7 @@ struct VaultLoader: Sendable {
     /// Every audit entry of a vault, newest first, checked one by one.
     func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) throws {
         try walkBack(
-            keys.auditStream(of: vault.pseudonym),
+            vault.auditStream,
             broken: PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
         ) { try visit(try openAuditRecord($0, vault: vault)) }
     }

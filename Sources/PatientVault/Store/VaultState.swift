@@ -27,6 +27,9 @@ struct VaultState: Sendable {
     /// The id the API shows (``StoreKeys/publicVaultID(of:)``), never the stream id.
     let vaultID: String
     let keys: VaultKeys
+    /// The stream of its audit trail (``StoreKeys/auditStream(of:)``),
+    /// derived once.
+    let auditStream: StreamID
     let creation: VaultCreatedBody
     /// Set once the creation record is acknowledged.
     var isAcknowledged: Bool

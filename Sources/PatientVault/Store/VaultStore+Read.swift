@@ -285,7 +285,7 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 let capacity = Swift.max(0, payload.count - ciphertextStart - SecretStream.chunkOverhead)
                 var plaintext = Data(count: capacity)
                 let (count, isFinal) = try payload.withUnsafeBytes { raw in
-                    try header.associatedData(vault: content.vault).withUnsafeBytes { ad in
+                    try header.withAssociatedData(vault: content.vault) { ad in
                         try plaintext.withUnsafeMutableBytes { out in
                             try puller!.pull(UnsafeRawBufferPointer(rebasing: raw[ciphertextStart...]), authenticating: ad, into: out)
                         }

@@ -29,7 +29,8 @@ extension VaultStore {
             let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
             let payload = try RecordCodec.seal(header: header, body: body.encoded(), key: vaultKeys.records, stream: pseudonym)
             let created = VaultState(
-                pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys, creation: body,
+                pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
+                auditStream: keys.auditStream(of: pseudonym), creation: body,
                 isAcknowledged: false, nextSequence: 0)
             // The creation and its audit entry: one atomic, durable group.
             let a = Audited<Void>(
