@@ -13,6 +13,38 @@ import VaultStorage
     let alice = Fixtures.alice
     var patient: Principal { .patient(alice) }
 
+    /// The deposit path does not measure metadata: every field of a draft
+    /// is bounded, so the largest one, by the largest author, replacing a
+    /// version, must encode within `maximumMetadataSize` (which the chunk
+    /// count of a version record is computed from).
+    @Test func theLargestDraftFitsTheMetadataBound() throws {
+        let longest = DocumentDraft(
+            typeCode: DocumentTypeCode(
+                system: String(repeating: "s", count: Limits.typeCodeSystem), code: String(repeating: "c", count: Limits.typeCode)),
+            category: .administeredTreatment, title: String(repeating: "é", count: Limits.title / 2),
+            createdAt: Date(timeIntervalSince1970: 1e11), serviceStart: Date(timeIntervalSince1970: -1e11),
+            serviceEnd: Date(timeIntervalSince1970: 1e11), mimeType: "a/" + String(repeating: "b", count: Limits.mimeType - 2),
+            confidentiality: ConfidentialityFlags(rawValue: 0b111))
+        let authors: [Principal] = [
+            .professional(try HealthProfessional(
+                rpps: Fixtures.doctor.healthProfessional!.rpps, profession: .doctor,
+                speciality: String(repeating: "x", count: Limits.speciality))),
+            Fixtures.hospital, Fixtures.insurer, .patient(Fixtures.alice),
+            .representative(LegalRepresentative(ins: Fixtures.bob, relationship: .guardian)),
+        ]
+        for author in authors {
+            try VaultStore.validate(longest, author: author)
+            var metadata = DocumentMetadata(
+                id: DocumentID(bytes: [UInt8](repeating: 0xFF, count: 16)), version: Int(UInt32.max), draft: longest, author: author,
+                depositedAt: Date(timeIntervalSince1970: 1e11), size: Int64.max, contentHash: [UInt8](repeating: 0xFF, count: 32),
+                status: .current)
+            metadata.replaces = (Int(UInt32.max) - 1, .enteredInError)
+            let body = DocumentVersionBody(
+                metadata: metadata, content: ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunkLocations: []))
+            #expect(body.encoded().count <= VaultStore.maximumMetadataSize / 4, "\(author.kind)")
+        }
+    }
+
     @Test(arguments: [0, 1, 100, 16 << 10, (16 << 10) + 1, 64 << 10, (64 << 10) + 1, 300_000])
     func depositAndReadBackAnySize(size: Int) async throws {
         let clock = ManualClock()

@@ -22,6 +22,10 @@ struct StoreKeys: Sendable {
     let statistics: SymmetricKey
     let publicID: SymmetricKey
     let log: SymmetricKey
+    /// The store's one activity-mark stream (``ActivityWriter``), derived once.
+    let activityMarkStream: StreamID
+    /// The store's one statistics stream, derived once.
+    let statisticsStream: StreamID
 
     init(master: SymmetricKey) throws {
         check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
@@ -31,6 +35,8 @@ struct StoreKeys: Sendable {
         statistics = try KeyDerivation.deriveKey(from: master, id: 5, context: Self.context)
         publicID = try KeyDerivation.deriveKey(from: master, id: 6, context: Self.context)
         log = try KeyDerivation.deriveKey(from: master, id: 7, context: Self.context)
+        activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
+        statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
     }
 
     /// Wipes every key now (at ``VaultStore/close()``), rather than when
@@ -89,16 +95,6 @@ struct StoreKeys: Sendable {
         case reviewer = 4
         case statistics = 5
         case activityMark = 6
-    }
-
-    /// The store's one activity-mark stream (``ActivityWriter``).
-    var activityMarkStream: StreamID {
-        Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
-    }
-
-    /// The store's one statistics stream.
-    var statisticsStream: StreamID {
-        Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
     }
 
     static func classed(_ c: StreamClass, _ hash: [UInt8]) -> StreamID {

@@ -1,6 +1,7 @@
 import Foundation
 import VaultCrypto
 import VaultStorage
+import VaultSync
 
 /// The figures the seeds publish, computed from the store's statistics
 /// stream without decrypting any document or vault.
@@ -134,14 +135,33 @@ extension ByteReader {
 /// count (``AuditWriter`` and the pipeline's write phases ask for them).
 struct StatisticsWriter: Sendable {
     let keys: StoreKeys
+    /// Tags of recent professionals and organisations, derived once each.
+    private let userTags = Locked<[Principal: StatisticsRecord.UserTag]>([:])
 
-    /// The statistics stream's tag of a vault.
-    func tag(of vault: StreamID) -> [UInt8] {
+    init(keys: StoreKeys) { self.keys = keys }
+
+    /// The statistics stream's tag of a vault (kept in its
+    /// ``VaultState/statisticsTag``, derived when it loads).
+    static func tag(of vault: StreamID, keys: StoreKeys) -> [UInt8] {
         Array(BLAKE2b.hash(Array("PV1-stats-vault".utf8) + vault.bytes, key: keys.statistics).prefix(16))
     }
 
-    /// The statistics stream's tag of a professional or organisation.
+    /// The statistics stream's tag of a professional or organisation
+    /// (kept for the next call: at most 4,096, then started afresh).
     func user(_ principal: Principal) -> StatisticsRecord.UserTag? {
+        guard GrantHolder(principal) != nil else { return nil }
+        if let known = userTags.withLock({ $0[principal] }) { return known }
+        let tag = derivedUser(principal)
+        if let tag {
+            userTags.withLock { t in
+                if t.count >= 4096 { t.removeAll(keepingCapacity: true) }
+                t[principal] = tag
+            }
+        }
+        return tag
+    }
+
+    private func derivedUser(_ principal: Principal) -> StatisticsRecord.UserTag? {
         switch principal {
         case .professional(let p), .emergencyRegulator(let p):
             return .init(kind: 1, organisationKind: nil, tag: Array(BLAKE2b.hash(Array(("PV1-stats-rpps:" + p.rpps.digits).utf8), key: keys.statistics).prefix(16)))

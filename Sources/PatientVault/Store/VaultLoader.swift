@@ -28,7 +28,7 @@ struct VaultLoader: Sendable {
             try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
         var state = VaultState(
             pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
-            auditStream: keys.auditStream(of: pseudonym), creation: body, isAcknowledged: true, nextSequence: 1)
+            auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys), creation: body, isAcknowledged: true, nextSequence: 1)
         for (i, record) in records.enumerated().dropFirst() {
             let h = try RecordHeader.decode(record.payload)
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }

@@ -30,6 +30,9 @@ struct VaultState: Sendable {
     /// The stream of its audit trail (``StoreKeys/auditStream(of:)``),
     /// derived once.
     let auditStream: StreamID
+    /// Its tag in the statistics stream (``StatisticsWriter/tag(of:keys:)``),
+    /// derived once.
+    let statisticsTag: [UInt8]
     let creation: VaultCreatedBody
     /// Set once the creation record is acknowledged.
     var isAcknowledged: Bool

@@ -30,7 +30,8 @@ extension VaultStore {
             let payload = try RecordCodec.seal(header: header, body: body.encoded(), key: vaultKeys.records, stream: pseudonym)
             let created = VaultState(
                 pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
-                auditStream: keys.auditStream(of: pseudonym), creation: body,
+                auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys),
+                creation: body,
                 isAcknowledged: false, nextSequence: 0)
             // The creation and its audit entry: one atomic, durable group.
             let a = Audited<Void>(
