@@ -69,19 +69,19 @@ extension LogEngineCore {
             while i < jobs.count {
                 guard !jobs[i].buffers.isEmpty else { i += 1; continue }
                 let number = jobs[i].segment
-                var buffers: [[UInt8]] = []
                 var j = i
                 while j < jobs.count && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
-                    buffers.append(contentsOf: jobs[j].buffers)
                     if let l = jobs[j].lastLSN { writtenThrough = max(writtenThrough, l) }
                     j += 1
                 }
+                // One job (a lone writer) writes its own buffers as they are.
+                let buffers = j == i + 1 ? jobs[i].buffers : jobs[i..<j].flatMap(\.buffers)
                 // Older segments become durable before a newer one gets data,
                 // so a torn older segment never hides behind a newer one.
                 // With their groups' key slots: a whole older segment must
                 // hold no group that recovery would cut.
-                let older = unsynced.sorted().filter { $0 < number }
-                if !older.isEmpty {
+                if unsynced.contains(where: { $0 < number }) {
+                    let older = unsynced.sorted().filter { $0 < number }
                     try syncInParallel(keyFile: keyFileUnsynced, segments: older.compactMap { segments[$0]?.file })
                     keyFileUnsynced = false
                     for n in older { unsynced.remove(n) }
@@ -120,8 +120,12 @@ extension LogEngineCore {
                 }
             }
             if jobs.contains(where: { $0.durability == .durable }) {
-                try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
-                unsynced.removeAll()
+                if unsynced.count == 1, let file = segments[unsynced.first!]?.file {
+                    try syncInParallel(keyFile: keyFileUnsynced, segments: CollectionOfOne(file))
+                } else {
+                    try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
+                }
+                unsynced.removeAll(keepingCapacity: true)
                 keyFileUnsynced = false
                 let through = writtenThrough
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
@@ -141,8 +145,8 @@ extension LogEngineCore {
             for job in jobs + queued { job.ticket.complete(.failure(lost)) }
             return
         }
-        let checkpointJobs = jobs.filter(\.checkpoint)
         for job in jobs where !job.checkpoint { job.ticket.complete(.success(job.locations)) }
+        let checkpointJobs = jobs.contains(where: \.checkpoint) ? jobs.filter(\.checkpoint) : []
 
         let wantsCheckpoint = !checkpointJobs.isEmpty
             || state.withLock { $0.bytesSinceCheckpoint >= configuration.checkpointInterval }
@@ -250,7 +254,7 @@ extension LogEngineCore {
     /// Syncs the key file (when `keyFile`) on a helper thread while this
     /// thread syncs the segments, oldest first; returns once all are
     /// durable, or throws the first failure.
-    private func syncInParallel(keyFile syncKeyFile: Bool, segments: [PosixFile]) throws {
+    private func syncInParallel(keyFile syncKeyFile: Bool, segments: some Collection<PosixFile>) throws {
         guard syncKeyFile else {
             for file in segments { try sync(file) }
             return
