@@ -145,7 +145,7 @@ func run(in folder: URL) async throws {
     let gp = HealthProfessional(rpps: try RPPSNumber("10107654321"), profession: .doctor)
     let dentist = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10200000017"), profession: .dentist))
     let emergencyDoctor = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10300000015"), profession: .doctor))
-    try await store.setMedecinTraitant(gp, for: patientINS, as: patient)
+    try await store.setMedecinTraitant(.professional(gp), for: patientINS, as: patient)
     try await store.authorise(dentist, until: now.addingTimeInterval(30 * 86_400), for: patientINS, as: patient)
     let gpSees = try await store.documents(for: patientINS, as: .professional(gp)).count
     let dentistSees = try await store.documents(for: patientINS, as: dentist).map(\.category.rawValue)

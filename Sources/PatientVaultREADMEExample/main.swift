@@ -44,12 +44,13 @@ let v2 = try await store.replace(note.id, with: correctedDraft, content: Data("%
                                  reason: .enteredInError, for: ins, as: doctor)
 
 // The patient decides who may read; every access is audited.
-let gp = HealthProfessional(rpps: try RPPSNumber("10100000001"), profession: .doctor)
+let gp = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10100000001"), profession: .doctor))
 let cardiologist = Principal.professional(
     try HealthProfessional(rpps: try RPPSNumber("10100000002"), profession: .doctor, speciality: "cardiologie"))
 try await store.setMedecinTraitant(gp, for: ins, as: .patient(ins))
 try await store.authorise(cardiologist, until: .now.addingTimeInterval(90 * 86_400), for: ins, as: .patient(ins))
-try await store.block(try RPPSNumber("10100000003"), for: ins, as: .patient(ins))
+let blocked = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10100000003"), profession: .doctor))
+try await store.block(blocked, for: ins, as: .patient(ins))
 let emergencyDoctor = Principal.professional(
     HealthProfessional(rpps: try RPPSNumber("10100000004"), profession: .doctor))
 let urgent = try await store.documents(for: ins, as: emergencyDoctor,

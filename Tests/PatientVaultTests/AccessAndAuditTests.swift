@@ -170,14 +170,14 @@ import Testing
         let t0 = v.clock.now()
         v.clock.advance(by: 100)
         try await v.store.authorise(specialist, for: v.alice, as: v.patient)
-        try await v.store.setMedecinTraitant(gp, for: v.alice, as: v.patient)
+        try await v.store.setMedecinTraitant(.professional(gp), for: v.alice, as: v.patient)
         let t1 = v.clock.now()
         v.clock.advance(by: 100)
         try await v.store.authorise(.professional(nurse), until: v.clock.now().addingTimeInterval(50), for: v.alice, as: v.patient)
         let t2 = v.clock.now()
         v.clock.advance(by: 100)
-        try await v.store.revoke(GrantHolder(specialist)!, for: v.alice, as: v.patient)
-        try await v.store.block(specialist.healthProfessional!.rpps, for: v.alice, as: v.patient)
+        try await v.store.revoke(specialist, for: v.alice, as: v.patient)
+        try await v.store.block(specialist, for: v.alice, as: v.patient)
         let t3 = v.clock.now()
 
         func who(_ t: Date) async throws -> [Principal: AccessRule] {
@@ -349,7 +349,7 @@ import Testing
     @Test func secretAccessesAreHiddenFromRepresentatives() async throws {
         let v = try await AuditedVault()
         let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
-        try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: v.patient)
+        try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: v.patient)
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.content(of: doc.id, for: v.alice, as: v.patient, secret: true)
         let own = try await v.store.auditTrail(for: v.alice, as: v.patient)

@@ -40,7 +40,6 @@ struct AuditedVault {
 
     static let doctor = Fixtures.doctor
     static let stranger = Fixtures.otherDoctor
-    static var rpps: RPPSNumber { doctor.healthProfessional!.rpps }
 
     /// (name, action, allowed call, denied call). Each call is one public operation.
     static let operations: [(String, VaultAction, Op, Op)] = [
@@ -75,17 +74,17 @@ struct AuditedVault {
          { v, _ in try await v.store.authorise(stranger, for: v.alice, as: v.patient) },
          { v, _ in try await v.store.authorise(stranger, for: v.alice, as: doctor) }),
         ("block", .block,
-         { v, _ in try await v.store.block(stranger.healthProfessional!.rpps, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.block(stranger.healthProfessional!.rpps, for: v.alice, as: doctor) }),
+         { v, _ in try await v.store.block(stranger, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.block(stranger, for: v.alice, as: doctor) }),
         ("setMedecinTraitant", .setMedecinTraitant,
-         { v, _ in try await v.store.setMedecinTraitant(doctor.healthProfessional!, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.setMedecinTraitant(doctor.healthProfessional!, for: v.alice, as: doctor) }),
+         { v, _ in try await v.store.setMedecinTraitant(doctor, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.setMedecinTraitant(doctor, for: v.alice, as: doctor) }),
         ("addToCareTeam", .updateCareTeam,
-         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: Fixtures.pharmacist) }),
+         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: Fixtures.pharmacist) }),
         ("nameRepresentative", .nameRepresentative,
-         { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent), for: v.alice, as: .patient(Fixtures.bob)) }),
+         { v, _ in try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: v.patient) },
+         { v, _ in try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: .patient(Fixtures.bob)) }),
         ("setBreakGlassOpposition", .setBreakGlassOpposition,
          { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: v.patient) },
          { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: Fixtures.hospital) }),
@@ -157,12 +156,16 @@ struct AuditedVault {
             ("authorise an insurer", { v, _ in try await v.store.authorise(Fixtures.insurer, for: v.alice, as: v.patient) }),
             ("authorise a patient", { v, _ in try await v.store.authorise(.patient(Fixtures.bob), for: v.alice, as: v.patient) }),
             ("authorise a reviewer", { v, _ in try await v.store.authorise(.auditReviewer(try SystemPrincipal("x")), for: v.alice, as: v.patient) }),
-            ("revoke what was never granted", { v, _ in try await v.store.revoke(.professional(Self.rpps), for: v.alice, as: v.patient) }),
-            ("unblock someone not blocked", { v, _ in try await v.store.unblock(Self.rpps, for: v.alice, as: v.patient) }),
-            ("patient as own representative", { v, _ in try await v.store.nameRepresentative(LegalRepresentative(ins: v.alice, relationship: .guardian), for: v.alice, as: v.patient) }),
+            ("revoke what was never granted", { v, _ in try await v.store.revoke(Self.doctor, for: v.alice, as: v.patient) }),
+            ("revoke a patient", { v, _ in try await v.store.revoke(.patient(Fixtures.bob), for: v.alice, as: v.patient) }),
+            ("block an organisation", { v, _ in try await v.store.block(Fixtures.hospital, for: v.alice, as: v.patient) }),
+            ("a care team of an insurer", { v, _ in try await v.store.addToCareTeam(Fixtures.insurer, for: v.alice, as: v.patient) }),
+            ("a patient named as representative", { v, _ in try await v.store.nameRepresentative(.patient(Fixtures.bob), for: v.alice, as: v.patient) }),
+            ("unblock someone not blocked", { v, _ in try await v.store.unblock(Self.doctor, for: v.alice, as: v.patient) }),
+            ("patient as own representative", { v, _ in try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: v.alice, relationship: .guardian)), for: v.alice, as: v.patient) }),
             ("break-glass by a patient", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: v.patient, purpose: .breakGlass(reason: try BreakGlassReason("unconscious"))) }),
             ("secret access by a doctor", { v, d in _ = try await v.store.content(of: d, for: v.alice, as: Self.doctor, secret: true) }),
-            ("a médecin traitant who is not a doctor", { v, _ in try await v.store.setMedecinTraitant(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: v.patient) }),
+            ("a médecin traitant who is not a doctor", { v, _ in try await v.store.setMedecinTraitant(Fixtures.pharmacist, for: v.alice, as: v.patient) }),
             ("depositing as the system", { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: .system) }),
             ("acting as the system", { v, _ in _ = try await v.store.documents(for: v.alice, as: .system) }),
             ("bad audit page", { v, _ in _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 0), as: v.patient) }),
@@ -184,9 +187,9 @@ struct AuditedVault {
         }
         #expect((try? BreakGlassReason("coma")) != nil)
         // The médecin traitant cannot be blocked: a typed error, nothing written but its entry.
-        try await v.store.setMedecinTraitant(Self.doctor.healthProfessional!, for: v.alice, as: v.patient)
+        try await v.store.setMedecinTraitant(Self.doctor, for: v.alice, as: v.patient)
         let afterMT = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }
-        #expect(await code { try await v.store.block(Self.rpps, for: v.alice, as: v.patient) } == .invalidArgument)
+        #expect(await code { try await v.store.block(Self.doctor, for: v.alice, as: v.patient) } == .invalidArgument)
         let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         #expect(afterMT.0 == mid.0 + 1 && afterMT.1 == mid.1 + 1)
         #expect(after.0 == afterMT.0 && after.1 == afterMT.1 + 1)

@@ -25,7 +25,7 @@ import Testing
             doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, as: Fixtures.doctor).id
             try await t.store.authorise(Self.doctor, for: alice, as: .patient(alice))
             _ = try await t.store.content(of: doc, for: alice, as: Self.doctor)
-            try await t.store.block(Self.doctor.healthProfessional!.rpps, for: alice, as: .patient(alice))
+            try await t.store.block(Self.doctor, for: alice, as: .patient(alice))
             vault = t.store.keys.vaultPseudonym(for: alice)
             audit = t.store.keys.auditStream(of: vault)
             try await t.store.close()

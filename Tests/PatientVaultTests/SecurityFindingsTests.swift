@@ -307,7 +307,7 @@ import Testing
     @Test func representativesGetNoPositionsAndCannotCountTheChain() async throws {
         let v = try await AuditedVault()
         let parent = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
-        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        try await v.store.nameRepresentative(.representative(parent), for: v.alice, as: v.patient)
         _ = try await v.store.documents(for: v.alice, as: v.patient, secret: true)
         _ = try await v.store.documents(for: v.alice, as: v.patient)
         let view = try await v.store.auditTrail(for: v.alice, as: .representative(parent))
@@ -358,7 +358,7 @@ import Testing
     @Test func aRepresentativesGrantDoesNotOpenDocumentsHiddenFromRepresentatives() async throws {
         let v = try await AuditedVault()
         let parent = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
-        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        try await v.store.nameRepresentative(.representative(parent), for: v.alice, as: v.patient)
         let gyn = Principal.professional(try HealthProfessional(rpps: try RPPSNumber("10105555555"), profession: .doctor, speciality: "gynecologie"))
         let secret = try await v.store.deposit(
             Fixtures.draft("Consultation", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]), for: v.alice, as: gyn)
@@ -366,7 +366,7 @@ import Testing
         // The parent authorises a doctor of their choice, and adds another to the care team.
         let friend = Fixtures.otherDoctor
         try await v.store.authorise(friend, for: v.alice, as: .representative(parent))
-        try await v.store.addToCareTeam(Fixtures.pharmacist.healthProfessional!, for: v.alice, as: .representative(parent))
+        try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: .representative(parent))
         #expect(await code { _ = try await v.store.content(of: secret.id, for: v.alice, as: friend) } == .unknownDocument)
         #expect(try await v.store.content(of: open.id, for: v.alice, as: friend) == Data([2]))
         // The same grant by the patient opens it.
@@ -383,7 +383,7 @@ import Testing
     @Test func aBlockedAuthorCannotReplaceTheirDocument() async throws {
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.otherDoctor).id
-        try await v.store.block(Fixtures.otherDoctor.healthProfessional!.rpps, for: v.alice, as: v.patient)
+        try await v.store.block(Fixtures.otherDoctor, for: v.alice, as: v.patient)
         let e = await error { _ = try await v.store.replace(doc, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: Fixtures.otherDoctor) }
         #expect(e?.code == .accessDenied && e?.rule == .blockedByPatient)
         #expect(try await v.store.versions(of: doc, for: v.alice, as: v.patient).count == 1)
@@ -480,7 +480,7 @@ import Testing
         for try await chunk in stream { first.append(chunk) }
         #expect(first == Fixtures.content("X", size: 5000))
         // Blocked now: iterating the old value again must not read.
-        try await v.store.block(Fixtures.doctor.healthProfessional!.rpps, for: v.alice, as: v.patient)
+        try await v.store.block(Fixtures.doctor, for: v.alice, as: v.patient)
         var iterator = stream.makeAsyncIterator()
         let again = await code { _ = try await iterator.next() }
         #expect(again == .invalidArgument)

@@ -4,59 +4,93 @@ import VaultStorage
 extension VaultStore {
     // MARK: - Managing access
 
+    // Every policy call names the person it concerns as a `Principal`, the
+    // type that names them everywhere else; a principal of the wrong kind
+    // for the call is refused as `invalidArgument` (and audited, rule
+    // `invalidRequest`, like any refusal on an existing vault).
+
     /// Authorises a professional or organisation to access the vault,
     /// optionally until `until`.
-    /// - Throws: ``PatientVaultError/Code/invalidArgument`` (not a
-    ///   professional or organisation, expiry in the past: nothing written,
-    ///   no audit entry), ``PatientVaultError/Code/accessDenied`` (only the
-    ///   patient or a representative: the attempt is audited).
+    /// - Parameters:
+    ///   - grantee: a professional (`.professional`) or an organisation (`.organisation`).
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` (another kind of
+    ///   principal, an expiry in the past), ``PatientVaultError/Code/accessDenied``
+    ///   (only the patient or a representative); either is audited.
     public func authorise(_ grantee: Principal, until: Date? = nil, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.authorise(grantee, until: until), for: patient, as: principal)
+        try await change(.authorise, for: patient, as: principal) { .authorise(grantee, until: until) }
     }
 
-    /// Revokes an authorisation.
-    public func revoke(_ holder: GrantHolder, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.revoke(holder), for: patient, as: principal)
+    /// Revokes the authorisation of a professional or organisation.
+    public func revoke(_ grantee: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.revoke, for: patient, as: principal) {
+            guard let holder = GrantHolder(grantee) else {
+                throw PatientVaultError(.invalidArgument, "only professionals and organisations hold authorisations")
+            }
+            return .revoke(holder)
+        }
     }
 
     /// Blocks a professional (the médecin traitant cannot be blocked).
-    public func block(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.block(rpps), for: patient, as: principal)
+    public func block(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.block, for: patient, as: principal) { .block(try Self.professional(professional).rpps) }
     }
 
     /// Lifts a block.
-    public func unblock(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.unblock(rpps), for: patient, as: principal)
+    public func unblock(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.unblock, for: patient, as: principal) { .unblock(try Self.professional(professional).rpps) }
     }
 
-    /// Designates the médecin traitant (nil removes the designation).
-    public func setMedecinTraitant(_ professional: HealthProfessional?, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.setMedecinTraitant(professional), for: patient, as: principal)
+    /// Designates the médecin traitant, a doctor (nil removes the designation).
+    public func setMedecinTraitant(_ doctor: Principal?, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.setMedecinTraitant, for: patient, as: principal) {
+            .setMedecinTraitant(try doctor.map { p throws(PatientVaultError) in try Self.professional(p) })
+        }
     }
 
     /// Adds a professional to the care team.
-    public func addToCareTeam(_ professional: HealthProfessional, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.addToCareTeam(professional), for: patient, as: principal)
+    public func addToCareTeam(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.updateCareTeam, for: patient, as: principal) { .addToCareTeam(try Self.professional(professional)) }
     }
 
     /// Removes a professional from the care team.
-    public func removeFromCareTeam(_ rpps: RPPSNumber, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.removeFromCareTeam(rpps), for: patient, as: principal)
+    public func removeFromCareTeam(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.updateCareTeam, for: patient, as: principal) { .removeFromCareTeam(try Self.professional(professional).rpps) }
     }
 
-    /// Names a legal representative of the patient.
-    public func nameRepresentative(_ representative: LegalRepresentative, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.nameRepresentative(representative), for: patient, as: principal)
+    /// Names a legal representative of the patient (`.representative`).
+    public func nameRepresentative(_ representative: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.nameRepresentative, for: patient, as: principal) {
+            .nameRepresentative(try Self.representative(representative))
+        }
     }
 
-    /// Removes a legal representative.
-    public func removeRepresentative(_ ins: INS, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.removeRepresentative(ins), for: patient, as: principal)
+    /// Removes a legal representative (`.representative`; the relationship
+    /// it carries is not compared).
+    public func removeRepresentative(_ representative: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.removeRepresentative, for: patient, as: principal) {
+            .removeRepresentative(try Self.representative(representative).ins)
+        }
+    }
+
+    /// The professional a policy call concerns.
+    private static func professional(_ p: Principal) throws(PatientVaultError) -> HealthProfessional {
+        guard let professional = p.healthProfessional else {
+            throw PatientVaultError(.invalidArgument, "this call concerns a health professional (.professional)")
+        }
+        return professional
+    }
+
+    /// The representative a policy call concerns.
+    private static func representative(_ p: Principal) throws(PatientVaultError) -> LegalRepresentative {
+        guard case .representative(let r) = p else {
+            throw PatientVaultError(.invalidArgument, "this call concerns a legal representative (.representative)")
+        }
+        return r
     }
 
     /// Opposes (true) or allows (false) break-glass access in advance.
     public func setBreakGlassOpposition(_ opposed: Bool, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.setBreakGlassOpposition(opposed), for: patient, as: principal)
+        try await change(.setBreakGlassOpposition, for: patient, as: principal) { .setBreakGlassOpposition(opposed) }
     }
 
     /// The author releases a document hidden from the patient, after
@@ -64,14 +98,18 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the principal
     ///   may not see it, ``PatientVaultError/Code/accessDenied`` if not the author.
     public func releaseToPatient(_ document: DocumentID, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.releaseToPatient(document), for: patient, as: principal)
+        try await change(.releaseToPatient, for: patient, as: principal) { .releaseToPatient(document) }
     }
 
-    /// Applies one policy change: validation (no entry on bad input), the
-    /// decision, then the change record and its audit entry in one durable
-    /// commit.
-    func change(_ change: PolicyChange, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await audited(change.action, patient, by: principal) { vault, now in
+    /// Applies one policy change through the pipeline: the change is made
+    /// from the caller's arguments and checked (bad input is a refusal,
+    /// audited), decided, then its record and its audit entry go in one
+    /// durable commit.
+    func change(
+        _ action: VaultAction, for patient: INS, as principal: Principal, _ make: () throws -> PolicyChange
+    ) async throws(PatientVaultError) {
+        try await audited(action, patient, by: principal) { vault, now in
+            let change = try make()
             try VaultPolicy.validateInput(change, at: now, holder: vault.creation.holder)
             var document: DocumentMetadata?
             if case .releaseToPatient(let id) = change {
