@@ -26,12 +26,17 @@ let package = Package(
         .systemLibrary(name: "CBenchSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CBenchSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Baselines", dependencies: ["CBenchSodium", "CBenchSQLite"]),
-        .target(name: "Workload", dependencies: [.product(name: "PatientVault", package: "PatientVault")]),
+        .target(name: "Workload", dependencies: [
+            .product(name: "PatientVault", package: "PatientVault"),
+            // The clock and identities of downstream tests, not a copy of them.
+            .product(name: "PatientVaultTesting", package: "PatientVault"),
+        ]),
         .executableTarget(
             name: "PatientVaultBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PatientVault", package: "PatientVault"),
+                .product(name: "PatientVaultTesting", package: "PatientVault"),
                 "Baselines",
                 "Workload",
             ],
@@ -40,11 +45,17 @@ let package = Package(
         ),
         .executableTarget(
             name: "pv-replay",
-            dependencies: [.product(name: "PatientVault", package: "PatientVault"), "Workload"]
+            dependencies: [
+                .product(name: "PatientVault", package: "PatientVault"),
+                .product(name: "PatientVaultTesting", package: "PatientVault"), "Workload",
+            ]
         ),
         .executableTarget(
             name: "pv-fixture",
-            dependencies: [.product(name: "PatientVault", package: "PatientVault"), "Workload"]
+            dependencies: [
+                .product(name: "PatientVault", package: "PatientVault"),
+                .product(name: "PatientVaultTesting", package: "PatientVault"), "Workload",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import Benchmark
 import Foundation
 import PatientVault
+import PatientVaultTesting
 import Synchronization
 import Workload
 
@@ -17,28 +18,28 @@ final class TemporaryStore: @unchecked Sendable {
     let folder: URL
     let store: VaultStore
     let key: MasterKey
-    let clock: WorkloadClock
+    let clock: ManualClock
 
     static let root = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PV_BENCH_DIR"] ?? NSTemporaryDirectory())
 
     init(auditMode: AuditMode = .durable, durability: DurabilityMode = .synchronous, loadedVaultLimit: Int = 2048) async throws {
         folder = Self.root.appendingPathComponent("pv-bench-\(UUID().uuidString)")
         key = try MasterKey.generate()
-        clock = WorkloadClock(Date(timeIntervalSince1970: 1_700_000_000))
+        clock = ManualClock(Date(timeIntervalSince1970: 1_700_000_000))
         store = try await VaultStore.open(at: folder, key: .key(key), configuration: Self.configuration(auditMode, durability, loadedVaultLimit, clock))
     }
 
-    static func configuration(_ auditMode: AuditMode, _ durability: DurabilityMode, _ limit: Int, _ clock: WorkloadClock) -> Configuration {
+    static func configuration(_ auditMode: AuditMode, _ durability: DurabilityMode, _ limit: Int, _ clock: ManualClock) -> Configuration {
         var c = Configuration()
         c.auditMode = auditMode
         c.durability = durability
         c.loadedVaultLimit = limit
         c.clock = clock
-        c.auditReviewers = [Identities.reviewer]
+        c.auditReviewers = [benchmarkReviewer]
         return c
     }
 
-    private init(folder: URL, key: MasterKey, clock: WorkloadClock, store: VaultStore) {
+    private init(folder: URL, key: MasterKey, clock: ManualClock, store: VaultStore) {
         self.folder = folder
         self.key = key
         self.clock = clock
@@ -61,10 +62,10 @@ final class TemporaryStore: @unchecked Sendable {
 }
 
 enum People {
-    static let doctor = Identities.professional(1, .doctor)
-    static let reader = Identities.professional(2, .doctor)
-    static let hospital = Identities.organisation(1, .hospital)
-    static func patient(_ i: Int) -> INS { Identities.ins(i) }
+    static let doctor = Principal.doctor(1)
+    static let reader = Principal.doctor(2)
+    static let hospital = Principal.hospital(1)
+    static func patient(_ i: Int) -> INS { INS.example(i) }
 }
 
 func draft(_ size: Int, category: DocumentCategory = .report) -> DocumentDraft {

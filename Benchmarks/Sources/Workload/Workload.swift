@@ -4,6 +4,7 @@
 
 import Foundation
 import PatientVault
+import PatientVaultTesting
 import Synchronization
 
 /// SplitMix64: small, fast and the same on every machine.
@@ -19,34 +20,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 }
 
-/// A clock the workload moves forward.
-public final class WorkloadClock: VaultClock {
-    private let seconds: Atomic<Int64>
-    public init(_ start: Date) { seconds = Atomic(Int64(start.timeIntervalSince1970)) }
-    public func now() -> Date { Date(timeIntervalSince1970: TimeInterval(seconds.load(ordering: .relaxed))) }
-    public func set(_ date: Date) { seconds.store(Int64(date.timeIntervalSince1970), ordering: .relaxed) }
-}
-
-/// Valid identifiers, deterministic from an index.
-public enum Identities {
-    /// A distinct INS per index (NIR = sex digit + 12 digits, then its key).
-    public static func ins(_ i: Int) -> INS {
-        let nir = String(1 + i % 2) + String(format: "%012d", 100_000_000_000 + i)
-        let key = INS.key(forNIR: nir)!
-        return try! INS(nir + (key < 10 ? "0" : "") + String(key))
-    }
-
-    public static func professional(_ i: Int, _ profession: Profession) -> Principal {
-        .professional(HealthProfessional(rpps: try! RPPSNumber("1" + String(format: "%010d", i)), profession: profession))
-    }
-
-    public static func organisation(_ i: Int, _ kind: OrganisationKind) -> Principal {
-        .organisation(Organisation(finess: try! FINESSNumber(String(format: "%09d", 100_000_000 + i)), kind: kind))
-    }
-
-    public static let insurer = Principal.insurer(try! SystemPrincipal("cnam"))
-    public static let reviewer = try! SystemPrincipal("benchmark-reviewer")
-}
+/// The reviewer the benchmarks and the replay configure.
+public let benchmarkReviewer = try! SystemPrincipal("benchmark-reviewer")
 
 /// What one vault goes through during the week.
 public struct VaultPlan: Sendable {
@@ -108,11 +83,11 @@ public struct SeedsWeek: Sendable {
         }
         // Pools of users (sizes in the order of one department's × a few).
         let doctors = 4_000, pharmacists = 3_000, nurses = 1_500, pharmacies = 6_000, hospitals = 300
-        func doctor(_ i: Int) -> Principal { Identities.professional(i, .doctor) }
-        func pharmacist(_ i: Int) -> Principal { Identities.professional(100_000 + i, .pharmacist) }
-        func nurse(_ i: Int) -> Principal { Identities.professional(200_000 + i, .nurse) }
-        func pharmacy(_ i: Int) -> Principal { Identities.organisation(i, .pharmacy) }
-        func hospital(_ i: Int) -> Principal { Identities.organisation(50_000 + i, .hospital) }
+        func doctor(_ i: Int) -> Principal { .doctor(i) }
+        func pharmacist(_ i: Int) -> Principal { .pharmacist(100_000 + i) }
+        func nurse(_ i: Int) -> Principal { .nurse(200_000 + i) }
+        func pharmacy(_ i: Int) -> Principal { .pharmacy(i) }
+        func hospital(_ i: Int) -> Principal { .hospital(50_000 + i) }
 
         var expected = StoreStatistics()
         var usedProfessionals = Set<Principal>()
@@ -129,7 +104,7 @@ public struct SeedsWeek: Sendable {
             let creator: Principal? = switch channel {
             case .pharmacy: Bool.random(using: &rng) ? pharmacist(Int.random(in: 0..<pharmacists, using: &rng)) : pharmacy(Int.random(in: 0..<pharmacies, using: &rng))
             case .patientOnline: nil
-            case .insurerAgent: Identities.insurer
+            case .insurerAgent: Principal.healthInsurer
             case .healthProfessional: doctor(Int.random(in: 0..<doctors, using: &rng))
             case .establishment: hospital(Int.random(in: 0..<hospitals, using: &rng))
             }
@@ -198,7 +173,7 @@ public struct SeedsWeek: Sendable {
     }
 
     /// Replays the week with `concurrency` tasks; returns the operation count.
-    public func replay(on store: VaultStore, clock: WorkloadClock, concurrency: Int = 64) async throws -> Int {
+    public func replay(on store: VaultStore, clock: ManualClock, concurrency: Int = 64) async throws -> Int {
         let next = Counter()
         let operations = Counter()
         let plans = self.plans
@@ -219,9 +194,9 @@ public struct SeedsWeek: Sendable {
         return operations.value.load(ordering: .relaxed)
     }
 
-    static func run(_ plan: VaultPlan, on store: VaultStore, clock: WorkloadClock) async throws -> Int {
+    static func run(_ plan: VaultPlan, on store: VaultStore, clock: ManualClock) async throws -> Int {
         clock.set(plan.createdAt)
-        let ins = Identities.ins(plan.index)
+        let ins = INS.example(plan.index)
         let patient = Principal.patient(ins)
         try await store.createVault(for: ins, as: plan.creator ?? patient, channel: plan.channel, region: plan.region)
         var ops = 1
@@ -229,7 +204,7 @@ public struct SeedsWeek: Sendable {
             _ = try await store.deposit(
                 DocumentDraft(typeCode: DocumentTypeCode(code: "REMB"), category: .reimbursement, title: "Historique de remboursements",
                               createdAt: plan.createdAt, mimeType: "application/json"),
-                content: Data(count: 2048), for: ins, as: Identities.insurer)
+                content: Data(count: 2048), for: ins, as: Principal.healthInsurer)
             ops += 1
         }
         var ids: [DocumentID] = []
@@ -242,7 +217,7 @@ public struct SeedsWeek: Sendable {
             ops += 1
         }
         if let mt = plan.medecinTraitant {
-            try await store.setMedecinTraitant(mt, for: ins, as: patient)
+            try await store.setMedecinTraitant(.professional(mt), for: ins, as: patient)
             let listed = try await store.documents(for: ins, as: .professional(mt))
             if let first = listed.first(where: { $0.size < 64 << 10 }) {
                 _ = try await store.content(of: first.id, for: ins, as: .professional(mt))

@@ -7,6 +7,7 @@
 
 import Foundation
 import PatientVault
+import PatientVaultTesting
 import Workload
 
 let vaults = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 1_000_000
@@ -26,7 +27,7 @@ let store = try await VaultStore.open(at: folder, key: .key(key), configuration:
 try key.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path + ".key")) }
 try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path + ".key")
 
-let doctors = (0..<1_000).map { Identities.professional($0, .doctor) }
+let doctors = (0..<1_000).map { Principal.doctor($0) }
 let started = Date()
 let done = Counter()
 let categories: [DocumentCategory] = [.report, .prescription, .summary, .dispensation]
@@ -37,7 +38,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
             while true {
                 let i = next.value.add(1, ordering: .relaxed).oldValue
                 guard i < vaults else { return }
-                let ins = Identities.ins(i)
+                let ins = INS.example(i)
                 try await store.createVault(for: ins, as: .patient(ins), channel: .patientOnline)
                 for k in 0..<4 {
                     _ = try await store.deposit(

@@ -7,6 +7,7 @@
 
 import Foundation
 import PatientVault
+import PatientVaultTesting
 import Workload
 
 let scale = CommandLine.arguments.dropFirst().first.flatMap(Double.init) ?? 1
@@ -17,10 +18,10 @@ let generated = Date()
 let week = SeedsWeek.generate(scale: scale)
 print("generated \(week.plans.count) vault plans (\(week.contentBytes >> 20) MiB of content) in \(String(format: "%.1f", Date().timeIntervalSince(generated))) s")
 
-let clock = WorkloadClock(SeedsWeek.start)
+let clock = ManualClock(SeedsWeek.start)
 var configuration = Configuration()
 configuration.clock = clock
-configuration.auditReviewers = [Identities.reviewer]
+configuration.auditReviewers = [benchmarkReviewer]
 let store = try await VaultStore.open(at: folder, key: .key(try MasterKey.generate()), configuration: configuration)
 let started = Date()
 let operations = try await week.replay(on: store, clock: clock)
@@ -28,7 +29,7 @@ let elapsed = Date().timeIntervalSince(started)
 print(String(format: "replayed %d operations in %.1f s: %.0f operations/s, %.0f vault creations/s", operations, elapsed,
              Double(operations) / elapsed, Double(week.plans.count) / elapsed))
 let statsStarted = Date()
-let stats = try await store.statistics(as: .auditReviewer(Identities.reviewer))
+let stats = try await store.statistics(as: .auditReviewer(benchmarkReviewer))
 print(String(format: "statistics computed in %.2f s (no document decrypted)", Date().timeIntervalSince(statsStarted)))
 try await store.close()
 let (lines, ok) = week.compare(stats)
