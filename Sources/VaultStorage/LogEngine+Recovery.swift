@@ -349,35 +349,6 @@ extension LogEngineCore {
         }
     }
 
-    static func readFrame(
-        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?
-    ) throws -> StoredRecord {
-        guard let segment = segments[location.segment] else {
-            throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
-        }
-        guard Int(location.frameLength) >= LogFormat.frameHeaderSize,
-              location.offset >= UInt64(LogFormat.segmentHeaderSize),
-              location.offset + UInt64(location.frameLength) <= segment.size
-        else {
-            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
-        }
-        let frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
-        let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
-        guard frame.count == Int(location.frameLength) else { throw corrupted }
-        return try frame.withUnsafeBytes { raw in
-            guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
-                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == frame.count,
-                  LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
-            else { throw corrupted }
-            let payload = UnsafeRawBufferPointer(
-                rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
-            guard LogFormat.payloadCRC(payload) == h.payloadCRC,
-                  raw[(LogFormat.frameHeaderSize + Int(h.payloadLength))...].allSatisfy({ $0 == 0 })
-            else { throw corrupted }
-            return StoredRecord(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: Array(payload))
-        }
-    }
-
     private static func randomSalt() -> [UInt8] {
         var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
         fillRandom(&salt)

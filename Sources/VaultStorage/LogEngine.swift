@@ -479,14 +479,6 @@ final class LogEngineCore: Sendable {
 
     // MARK: Read
 
-    func read(_ location: RecordLocation) throws -> StoredRecord {
-        let segments = try state.withLock { s in
-            if s.closed { throw StorageError(.closed, "the store is closed") }
-            return s.segments
-        }
-        return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
-    }
-
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.

@@ -103,3 +103,13 @@ extension RecordCodec {
         }
     }
 }
+
+extension RecordCodec {
+    /// The header of content chunk `index` of a version: what its record
+    /// carries and, with the vault's pseudonym, its associated data. The
+    /// writer (``ContentWriter``) and the reader (``DocumentContent``) both
+    /// take it from here.
+    static func chunkHeader(document: DocumentID, version: UInt32, keySlot: KeySlot, index: UInt64) -> RecordHeader {
+        RecordHeader(kind: .contentChunk, sequence: index, document: document, version: version, keySlot: keySlot)
+    }
+}

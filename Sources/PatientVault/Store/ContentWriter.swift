@@ -47,12 +47,6 @@ final class ContentWriter {
         buffer.reserveCapacity(min(chunkSize, 1 << 16))
     }
 
-    /// The associated data of content chunk `index` of a version: the header
-    /// a chunk record carries, and the vault's pseudonym.
-    static func chunkHeader(document: DocumentID, version: UInt32, keySlot: KeySlot, index: UInt64) -> RecordHeader {
-        RecordHeader(kind: .contentChunk, sequence: index, document: document, version: version, keySlot: keySlot)
-    }
-
     /// Adds bytes; full chunks are encrypted and queued.
     func append(_ bytes: some Sequence<UInt8>) async throws {
         buffer.append(contentsOf: bytes)
@@ -96,7 +90,7 @@ final class ContentWriter {
     /// the padding using the size sealed in the metadata).
     private func seal(_ plaintext: [UInt8], isFinal: Bool, appendingTo out: inout [UInt8]) throws {
         size += Int64(plaintext.count)
-        let header = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
+        let header = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
         var padded = plaintext
         if isFinal {
             padded.append(contentsOf: repeatElement(0, count: RecordPadding.contentPadding(last: plaintext.count, chunkSize: chunkSize)))
@@ -118,7 +112,7 @@ final class ContentWriter {
         }
         try hasher.update(plaintext)
         // The record: the chunk's header, then the ciphertext, built in place.
-        var payload = Self.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
+        var payload = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
         try seal(plaintext, isFinal: isFinal, appendingTo: &payload)
         if let t = inFlight {
             locations += try await t.wait()

@@ -265,7 +265,7 @@ public struct DocumentContent: AsyncSequence, Sendable {
                     hasher = try BLAKE2b.Hasher(outputByteCount: 32)
                 }
                 guard index < entry.content.chunkCount else { throw corrupted("content ends before its final chunk") }
-                let header = ContentWriter.chunkHeader(
+                let header = RecordCodec.chunkHeader(
                     document: id, version: UInt32(entry.metadata.version), keySlot: entry.keySlot, index: UInt64(index))
                 // The chunk's ciphertext, where it sits in the record read.
                 let payload: [UInt8]
