@@ -158,7 +158,7 @@ import Testing
                 sequence: d.next(), time: d.date(), actor: d.principal(), onBehalfOf: d.bool() ? .patient(d.ins()) : nil,
                 action: d.pick(VaultAction.allCases), vaultID: d.bool() ? hexEncoded(d.bytes(16)) : "",
                 document: d.bool() ? DocumentID(bytes: d.bytes(16)) : nil, version: d.bool() ? d.int(1...Int(UInt32.max)) : nil,
-                outcome: d.bool() ? .allowed : .denied, rule: rule, purpose: d.pick(AuditPurpose.allCases),
+                outcome: d.pick([AuditOutcome.allowed, .denied, .abandoned]), rule: rule, purpose: d.pick(AuditPurpose.allCases),
                 legalBasis: rule.legalBasis, isBreakGlass: d.bool(), isSecretAccess: d.bool(),
                 target: d.pick([nil, holder.description, "representative", "opposed", "allowed", "none"]),
                 reasonHash: d.bool() ? d.bytes(32) : nil,
