@@ -110,6 +110,7 @@ enum FuzzTarget: Int, CaseIterable, Sendable {
     case storeHeader, storeHeaderFixed, recordPadding
     case ins, insKey, rpps, finess, documentID, breakGlassReason, systemPrincipal
     case slotManifest
+    case activityBatch
 
     var fixesChecksums: Bool {
         switch self {
@@ -282,6 +283,8 @@ enum FuzzHarness {
         case .slotManifest:
             guard let slots = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
             try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(slots) == data }
+        case .activityBatch:
+            try stable("activity batch", ActivityBatch.decode(data).encoded()) { try ActivityBatch.decode($0).encoded() }
         }
         return true
     }

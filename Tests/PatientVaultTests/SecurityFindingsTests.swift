@@ -50,7 +50,9 @@ import Testing
         try v.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
             let plain = try RecordCodec.openStoreRecord(
                 r, kind: .activityEntry, key: v.store.keys.activity, stream: stream, broken: PatientVaultError(.corrupted, ""))
-            if try AuditEntry.decode(Array(plain[32...])).rule == .invalidRequest { recorded += 1 }
+            for copy in try ActivityBatch.decode(plain).copies where try AuditEntry.decode(copy.entry).rule == .invalidRequest {
+                recorded += 1
+            }
             return true
         }
         #expect(recorded == Self.hostileIntegers.count)

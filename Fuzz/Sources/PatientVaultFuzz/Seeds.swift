@@ -147,6 +147,10 @@ enum Seeds {
             checkBox: bytes(56, from: 29)).encoded()
 
         let padded = RecordPadding.pad(bytes(300, from: 1), block: 512)
+        let batch1 = ActivityBatch(copies: [
+            .init(vault: StreamID(bytes: [1] + bytes(31, from: 5)), entry: breakGlass), .init(vault: nil, entry: denial),
+        ]).encoded()
+        let batch2 = ActivityBatch(copies: [.init(vault: StreamID(bytes: [1] + bytes(31, from: 9)), entry: denial)]).encoded()
 
         return [
             (.segmentHeader, [segment1, segment2], [with(segment1, 0, 0x51), with(segment1, 20, 1), segmentV3]),
@@ -180,6 +184,7 @@ enum Seeds {
             (.breakGlassReason, [utf8("Patient inconscient, urgence vitale"), utf8("AVP 🚑 SAMU")], [utf8("\u{2060}a\u{2060}b\u{2060}"), utf8("ab  "), []]),
             (.systemPrincipal, [utf8("cnam"), utf8("insurer-01.prod_A")], [[], utf8("a b")]),
             (.slotManifest, [manifest1, manifest2], [Array(manifest1.dropLast()), with(manifest2, 4, 1), with(manifest2, 20, 1)]),
+            (.activityBatch, [batch1, batch2], [Array(batch1.dropLast()), batch2 + [0], with(batch2, 0, 0)]),
         ]
     }
 

@@ -11,7 +11,8 @@ import VaultStorage
 /// stable across vaults: a copy of the files would link the two. So an
 /// operation only hands its copy over; copies are written later, in
 /// batches of at least ``threshold`` that mix vaults and actors, shuffled,
-/// in groups that hold no vault or audit record. Each batch ends with a
+/// in groups that hold no vault or audit record; the copies of one actor in
+/// a batch share one record (``ActivityBatch``). Each batch ends with a
 /// sealed *mark*: the log position before which every audit entry has its
 /// copy written.
 ///
@@ -86,7 +87,7 @@ final class ActivityWriter: Sendable {
     /// On failure the copies go back to the queue: a later batch, or the
     /// rebuild at the next open, writes them.
     func flush(
-        engine: any StorageEngine, durability: Durability, markAlways: Bool = false, seal: (Copy) throws -> EngineRecord,
+        engine: any StorageEngine, durability: Durability, markAlways: Bool = false, seal: ([Copy]) throws -> [EngineRecord],
         mark: (LogPosition) throws -> EngineRecord
     ) throws -> AppendTicket? {
         try flushLock.withLock { lastMark in
@@ -101,7 +102,8 @@ final class ActivityWriter: Sendable {
                 for copy in batch { byStream[copy.stream, default: []].append(copy) }
                 var records: [EngineRecord] = []
                 records.reserveCapacity(batch.count + 1)
-                for stream in byStream.keys.shuffled() { records += try byStream[stream]!.map(seal) }
+                // One record per actor (or a few, past the batch limits).
+                for stream in byStream.keys.shuffled() { records += try seal(byStream[stream]!) }
                 records.append(try mark(position))
                 // Copies of audit entries: they may use the audit reserve.
                 let ticket = try engine.append(records, keySlotWrites: [], durability: durability, mayUseReserve: true)

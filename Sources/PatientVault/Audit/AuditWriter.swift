@@ -158,25 +158,48 @@ struct AuditWriter: Sendable {
 
     // MARK: - Activity copies
 
-    /// A record of an activity stream: the vault's pseudonym and the entry,
-    /// sealed under the store's activity key.
+    /// A record of an activity stream holding one entry (a store-level
+    /// access, in the caller's own stream), sealed under the store's
+    /// activity key.
     func activityRecord(_ encodedEntry: [UInt8], vault: StreamID?, stream: StreamID) throws -> EngineRecord {
+        try activityRecord(copies: CollectionOfOne((vault: vault, entry: encodedEntry)), stream: stream)
+    }
+
+    /// A record of an activity stream holding a batch of copies of one
+    /// actor's entries, oldest first (``ActivityBatch``), sealed under the
+    /// store's activity key.
+    func activityRecord(
+        copies: some Collection<(vault: StreamID?, entry: [UInt8])>, stream: StreamID
+    ) throws -> EngineRecord {
         let header = RecordHeader(kind: .activityEntry, sequence: 0, document: nil, version: 0, keySlot: nil)
         let payload = try RecordCodec.seal(
-            header: header, bodyCount: StreamID.byteCount + encodedEntry.count, key: keys.activity, stream: stream
+            header: header, bodyCount: ActivityBatch.encodedCount(entrySizes: copies.map(\.entry.count)), key: keys.activity,
+            stream: stream
         ) { out in
-            // The vault's pseudonym, or zeros for a store-level entry.
-            (vault ?? StreamID(w0: 0, w1: 0, w2: 0, w3: 0)).write(into: out)
-            encodedEntry.withUnsafeBytes {
-                out.baseAddress!.advanced(by: StreamID.byteCount).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
-            }
+            ActivityBatch.write(copies, into: out)
         }
         return EngineRecord(stream: stream, payload: payload)
     }
 
-    /// Seals a copy into its activity stream's record.
-    func activityCopyRecord(_ copy: ActivityWriter.Copy) throws -> EngineRecord {
-        try activityRecord(copy.entry, vault: copy.vault, stream: copy.stream)
+    /// Seals copies of one actor's entries into as few records as the
+    /// batch limits allow (``ActivityBatch/maximumCopies``, ``ActivityBatch/maximumBodySize``).
+    func activityCopyRecords(_ copies: [ActivityWriter.Copy]) throws -> [EngineRecord] {
+        var records: [EngineRecord] = []
+        var start = 0
+        while start < copies.count {
+            var end = start
+            var size = 2
+            while end < copies.count, end - start < ActivityBatch.maximumCopies,
+                  end == start || size + ActivityBatch.copyOverhead + copies[end].entry.count <= ActivityBatch.maximumBodySize
+            {
+                size += ActivityBatch.copyOverhead + copies[end].entry.count
+                end += 1
+            }
+            records.append(try activityRecord(
+                copies: copies[start..<end].lazy.map { (vault: Optional($0.vault), entry: $0.entry) }, stream: copies[start].stream))
+            start = end
+        }
+        return records
     }
 
     /// The mark record: the position before which every audit entry has its copy.
@@ -195,7 +218,7 @@ struct AuditWriter: Sendable {
     func flushActivity(markAlways: Bool = false, durability: Durability = .buffered) async throws(PatientVaultError) {
         do {
             let ticket = try activity.flush(
-                engine: engine, durability: durability, markAlways: markAlways, seal: activityCopyRecord, mark: activityMarkRecord)
+                engine: engine, durability: durability, markAlways: markAlways, seal: activityCopyRecords, mark: activityMarkRecord)
             if let ticket { _ = try await ticket.wait() }
         } catch {
             throw PatientVaultError.wrapping(error)

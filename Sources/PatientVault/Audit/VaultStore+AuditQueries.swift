@@ -152,12 +152,15 @@ extension VaultStore {
             let broken = PatientVaultError(.corrupted, "the activity index is broken")
             try loader.walkBack(stream, broken: broken) { r in
                 let plain = try RecordCodec.openStoreRecord(r, kind: .activityEntry, key: keys.activity, stream: stream, broken: broken)
-                guard plain.count > 32 else { throw broken }
-                let e = try AuditEntry.decode(Array(plain[32...]))
-                if query.matches(e) {
-                    if skipped < query.offset { skipped += 1 } else { out.append(e) }
+                // A record holds a batch of copies, oldest first: newest first here.
+                for copy in try ActivityBatch.decode(plain).copies.reversed() {
+                    let e = try AuditEntry.decode(copy.entry)
+                    if query.matches(e) {
+                        if skipped < query.offset { skipped += 1 } else { out.append(e) }
+                    }
+                    if out.count >= query.limit { return false }
                 }
-                return out.count < query.limit
+                return true
             }
             // A close() during the walk wiped the keys it hashed with.
             try ensureOpen()
