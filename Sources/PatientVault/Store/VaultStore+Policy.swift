@@ -13,6 +13,9 @@ extension VaultStore {
     /// optionally until `until`.
     /// - Parameters:
     ///   - grantee: a professional (`.professional`) or an organisation (`.organisation`).
+    ///   - until: when the authorisation ends; nil for no end.
+    ///   - patient: whose vault.
+    ///   - principal: who acts: the patient or a named representative.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` (another kind of
     ///   principal, an expiry in the past), ``PatientVaultError/Code/accessDenied``
     ///   (only the patient or a representative); either is audited.
