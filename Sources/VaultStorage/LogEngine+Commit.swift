@@ -29,6 +29,7 @@ extension LogEngineCore {
             }
             if !jobs.isEmpty {
                 process(jobs, unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced, writtenThrough: &writtenThroughLSN)
+                recycle(consume jobs)
                 growAhead()
             }
             if closing {
@@ -174,6 +175,28 @@ extension LogEngineCore {
             result = .failure((error as? StorageError) ?? StorageError(.io, "checkpoint failed"))
         }
         for job in checkpointJobs { job.ticket.complete(result) }
+    }
+
+    /// Returns the written groups' buffers to the pool, emptied (their
+    /// storage kept), for `enqueue` to fill again. Only buffers this engine
+    /// owns are meant (a caller's large payload, above the capacity bound,
+    /// is let go), within the pool's bounds.
+    private func recycle(_ written: consuming [Job]) {
+        var jobs = written
+        bufferPool.withLock { pool in
+            for i in jobs.indices where pool.count < LogEngineCore.pooledBuffers {
+                var buffers = jobs[i].buffers
+                jobs[i].buffers = []
+                while pool.count < LogEngineCore.pooledBuffers, var buffer = buffers.popLast() {
+                    // Emptied in place when this is the last reference (the
+                    // common case: the job was the only owner); otherwise
+                    // copy-on-write gives a fresh buffer and nothing is shared.
+                    guard buffer.capacity <= LogEngineCore.pooledBufferCapacity else { continue }
+                    buffer.removeAll(keepingCapacity: true)
+                    pool.append(buffer)
+                }
+            }
+        }
     }
 
     /// Grows the current segment's and the key file's preallocation ahead

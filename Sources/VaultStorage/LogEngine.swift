@@ -143,6 +143,10 @@ final class LogEngineCore: Sendable {
     /// Payloads up to this size are copied into their group's one write
     /// buffer; larger ones are written from where they are.
     static let inlinePayloadLimit = 64 << 10
+    /// Write buffers kept for reuse once written: at most this many, each
+    /// at most `pooledBufferCapacity` bytes (a larger one is freed).
+    static let pooledBuffers = 64
+    static let pooledBufferCapacity = 256 << 10
 
     struct Segment: Sendable {
         var number: UInt32
@@ -204,6 +208,10 @@ final class LogEngineCore: Sendable {
     /// creates, so the creation's I/O holds no lock an append needs unless
     /// that append must switch segments at that very moment.
     let spare = Locked<Segment?>(nil)
+    /// Groups' write buffers, returned by the committer once written and
+    /// taken again by `enqueue`: the hot path reuses them instead of
+    /// allocating one per group.
+    let bufferPool = Locked<[[UInt8]]>([])
     let recoveryReport: RecoveryReport
     let keyFileSyncer: KeyFileSyncer
 
@@ -313,7 +321,7 @@ final class LogEngineCore: Sendable {
             // Small frames (headers, payloads, padding) are laid out in one
             // buffer per group: one allocation, one iovec. A large payload
             // (a content chunk) stays where it is, between two buffers.
-            var pending: [UInt8] = []
+            var pending = bufferPool.withLock { $0.popLast() } ?? []
             pending.reserveCapacity(Int(min(groupSize, UInt64(LogEngineCore.inlinePayloadLimit) * 2)))
             var offset = s.tail
             for (i, r) in records.enumerated() {
