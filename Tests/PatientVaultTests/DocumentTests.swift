@@ -180,6 +180,7 @@ import VaultStorage
         let store = t.store
         let m = try await store.deposit(Fixtures.draft(), content: Fixtures.content("BASE"), for: alice, as: Fixtures.doctor)
         let big = Fixtures.content("R", size: 400_000)
+        let entriesBefore = try store.withVault(alice) { $0.auditNext }
         let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
             for _ in 0..<4 {
                 group.addTask {
@@ -195,6 +196,17 @@ import VaultStorage
         #expect(results.allSatisfy { $0 == nil || $0 == .conflict })
         #expect(versions.count == 1 + results.filter { $0 == nil }.count)
         #expect(versions.map(\.version) == Array(1...versions.count))
+        // One entry per call, whichever way it ended: allowed for each new
+        // version, abandoned for each conflict (and one for the listing).
+        var entries: [AuditEntry] = []
+        try store.withVault(alice) { vault in
+            try store.loader.auditEntries(of: vault) { entries.append($0); return entries.count < 5 }
+        }
+        #expect(try store.withVault(alice) { $0.auditNext } == entriesBefore + 5)
+        let replaces = entries.filter { $0.action == .replace }
+        #expect(replaces.count == 4)
+        #expect(replaces.filter { $0.outcome == .allowed }.count == results.filter { $0 == nil }.count)
+        #expect(replaces.filter { $0.outcome == .abandoned }.count == results.filter { $0 == .conflict }.count)
         try await store.close()
     }
 

@@ -153,8 +153,13 @@ extension VaultStore {
                 guard current.version < Limits.versions.upperBound else {
                     throw PatientVaultError(.invalidArgument, "this document has reached its last version number")
                 }
+                // Another replacement is committed and waiting for its sync:
+                // allowed, but it cannot go on; its entry says so.
                 guard vault.documents[id]?.last?.metadata.version == current.version else {
-                    throw PatientVaultError(.conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id)
+                    return .commit(Audited(
+                        action: .replace, decision: decision, document: id, version: current.version + 1, isWrite: true, abandoned: true,
+                        result: .failure(PatientVaultError(
+                            .conflict, "a replacement of this document is in progress", vaultID: vault.vaultID, documentID: id))))
                 }
                 return plan(id, current.version + 1, decision)
             },
