@@ -1,6 +1,5 @@
 import Foundation
 import Synchronization
-import VaultSync
 import VaultCrypto
 import VaultStorage
 
@@ -22,13 +21,18 @@ struct AuditWriter: Sendable {
     /// mode): the store's flusher makes it durable within the bound.
     let flushPending: AuditFlushFlag
     /// Activity stream ids of recent actors, derived once each.
-    let activityStreams = ActivityStreamNames()
+    let activityStreams = BoundedMemo<GrantHolder, StreamID>()
 
     /// What a commit queued: the group's ticket and the first access it
     /// recorded, if any.
     struct Committed {
         var ticket: AppendTicket
         var firstAccess: GrantHolder?
+    }
+
+    /// The activity stream of an actor, derived once per actor.
+    func activityStream(of holder: GrantHolder) -> StreamID {
+        activityStreams.value(holder) { keys.activityStream(of: holder) }
     }
 
     /// The durability of an operation's group: writes follow the store's
@@ -79,7 +83,7 @@ struct AuditWriter: Sendable {
         records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
         let durability = durability(isWrite: a.isWrite)
         let copy = GrantHolder(principal).map {
-            ActivityWriter.Copy(stream: activityStreams.stream(of: $0, keys: keys), vault: vault.pseudonym, entry: encoded)
+            ActivityWriter.Copy(stream: activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
         }
         // An entry without records of the operation (a read, a listing, a
         // refusal) may use the space kept for audit entries on a full disk.
@@ -104,7 +108,7 @@ struct AuditWriter: Sendable {
     func commitStoreLevel(_ entry: AuditEntry, principal: Principal) throws -> AppendTicket {
         let ownStream: StreamID = switch principal {
         case .auditReviewer(let r): keys.reviewerStream(of: r)
-        default: GrantHolder(principal).map { activityStreams.stream(of: $0, keys: keys) }
+        default: GrantHolder(principal).map { activityStream(of: $0) }
             ?? keys.reviewerStream(named: "kind-" + principal.kind)
         }
         let record = try activityRecord(entry.encoded(), vault: nil, stream: ownStream)
@@ -228,22 +232,6 @@ struct AuditWriter: Sendable {
     /// Starts a batch in the background once enough copies are pending.
     func flushActivityInBackground() {
         Task.detached { [self] in try? await flushActivity() }
-    }
-}
-
-/// The activity stream ids of recent actors: a keyed hash per actor,
-/// computed once and kept (at most 4,096 actors, then started afresh).
-final class ActivityStreamNames: Sendable {
-    private let names = Locked<[GrantHolder: StreamID]>([:])
-
-    func stream(of holder: GrantHolder, keys: StoreKeys) -> StreamID {
-        if let known = names.withLock({ $0[holder] }) { return known }
-        let stream = keys.activityStream(of: holder)
-        names.withLock { n in
-            if n.count >= 4096 { n.removeAll(keepingCapacity: true) }
-            n[holder] = stream
-        }
-        return stream
     }
 }
 

@@ -1,7 +1,6 @@
 import Foundation
 import VaultCrypto
 import VaultStorage
-import VaultSync
 
 /// The figures the seeds publish, computed from the store's statistics
 /// stream without decrypting any document or vault.
@@ -136,7 +135,7 @@ extension ByteReader {
 struct StatisticsWriter: Sendable {
     let keys: StoreKeys
     /// Tags of recent professionals and organisations, derived once each.
-    private let userTags = Locked<[Principal: StatisticsRecord.UserTag]>([:])
+    private let userTags = BoundedMemo<Principal, StatisticsRecord.UserTag?>()
 
     init(keys: StoreKeys) { self.keys = keys }
 
@@ -150,15 +149,7 @@ struct StatisticsWriter: Sendable {
     /// (kept for the next call: at most 4,096, then started afresh).
     func user(_ principal: Principal) -> StatisticsRecord.UserTag? {
         guard GrantHolder(principal) != nil else { return nil }
-        if let known = userTags.withLock({ $0[principal] }) { return known }
-        let tag = derivedUser(principal)
-        if let tag {
-            userTags.withLock { t in
-                if t.count >= 4096 { t.removeAll(keepingCapacity: true) }
-                t[principal] = tag
-            }
-        }
-        return tag
+        return userTags.value(principal) { derivedUser(principal) }
     }
 
     private func derivedUser(_ principal: Principal) -> StatisticsRecord.UserTag? {

@@ -230,9 +230,9 @@ struct OperationPipeline: Sendable {
     /// once the group is durable.
     func create(
         _ patient: INS, principal: Principal, decision: AccessDecision,
-        build: (StreamID, Date) throws -> (VaultState, Audited<Void>)
+        build: (_ pseudonym: StreamID, _ vaultID: String, _ createdAt: Date) throws -> (VaultState, Audited<Void>)
     ) async throws(PatientVaultError) -> (createdAt: Date, vaultID: String) {
-        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        try lifecycle.ensureOpen()
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)
         let createdAt = configuration.clock.now()
@@ -245,7 +245,7 @@ struct OperationPipeline: Sendable {
                 guard state == nil, loader.engine.head(of: pseudonym) == nil else {
                     throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
                 }
-                var (created, a) = try build(pseudonym, createdAt)
+                var (created, a) = try build(pseudonym, vaultID, createdAt)
                 let committed = try audit.commit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
                 state = created
                 return committed.ticket
@@ -267,7 +267,7 @@ struct OperationPipeline: Sendable {
     func runStoreLevel(
         _ action: VaultAction, principal: Principal, target: String?, invalid: PatientVaultError? = nil
     ) async throws(PatientVaultError) {
-        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        try lifecycle.ensureOpen()
         let now = configuration.clock.now()
         var invalid = invalid
         if invalid == nil, case .system = principal {
@@ -325,7 +325,7 @@ struct OperationPipeline: Sendable {
 
     /// As ``withVault(_:_:)``, for a pseudonym the caller already has.
     func withVault<R>(_ pseudonym: StreamID, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
-        guard !lifecycle.isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+        try lifecycle.ensureOpen()
         do {
             return try cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
@@ -361,4 +361,9 @@ final class StoreLifecycle: Sendable {
     var isClosed: Bool { closed.load(ordering: .sequentiallyConsistent) }
 
     func close() { closed.store(true, ordering: .sequentiallyConsistent) }
+
+    /// Throws ``PatientVaultError/Code/closed`` once the store is closed.
+    func ensureOpen() throws(PatientVaultError) {
+        guard !isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+    }
 }

@@ -21,7 +21,7 @@ extension VaultStore {
         let decision = AccessPolicy.decide(AccessRequest(
             action: .createVault, principal: principal, holder: patient, channel: channel,
             matrix: configuration.accessMatrix, time: configuration.clock.now()))
-        let (createdAt, vaultID) = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, createdAt in
+        let (createdAt, vaultID) = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, vaultID, createdAt in
             let (vaultKey, vaultKeys) = try VaultKeys.generate()
             let slot = try engine.reserveKeySlot()
             let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
@@ -29,7 +29,7 @@ extension VaultStore {
             let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)
             let payload = try RecordCodec.seal(header: header, body: body.encoded(), key: vaultKeys.records, stream: pseudonym)
             let created = VaultState(
-                pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
+                pseudonym: pseudonym, vaultID: vaultID, keys: vaultKeys,
                 auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys),
                 creation: body,
                 isAcknowledged: false, nextSequence: 0)

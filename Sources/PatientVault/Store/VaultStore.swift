@@ -247,11 +247,7 @@ public final class VaultStore: Sendable {
 
     // MARK: - Internal
 
-    func ensureOpen() throws(PatientVaultError) {
-        guard !lifecycle.isClosed else {
-            throw PatientVaultError(.closed, "the store is closed")
-        }
-    }
+    func ensureOpen() throws(PatientVaultError) { try lifecycle.ensureOpen() }
 
     /// Runs `body` on the vault's state under its lock, loading it first.
     func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
