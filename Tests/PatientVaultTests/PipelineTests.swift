@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
+@testable import VaultSync
 
 /// The operation pipeline: every way out of an allowed decision leaves
 /// exactly one entry, and walks of the trail do not hold the vault.
@@ -126,8 +127,11 @@ import Testing
         _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
     }
 
-    /// Trail walks run on a snapshot: verifications and trail reads racing
-    /// with writes on the same vault all succeed and see a whole chain.
+    /// Trail walks run on a snapshot while writes go on: verifications and
+    /// trail reads racing with deposits on the same vault all succeed (a
+    /// verification that compared the newest entries with the live state,
+    /// not its snapshot, would report the chain broken) and the chain is
+    /// whole at the end.
     @Test func trailWalksRunBesideWrites() async throws {
         let v = try await AuditedVault()
         let store = v.store
@@ -168,6 +172,34 @@ import Testing
         }
         #expect(counts == Array(repeating: 5, count: 16))
         #expect(try await store.verifyAuditTrail(for: Fixtures.alice, as: .patient(Fixtures.alice)).entries == 1 + 5 + 16 + 1)
+        try await store.close()
+    }
+
+    /// Single flight, observed: eight threads ask a fresh cache for one
+    /// vault whose load is slow; the load runs once and every thread sees
+    /// its result.
+    @Test func concurrentFirstUsesRunTheLoadOnce() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: Fixtures.alice, as: Fixtures.doctor)
+        let store = t.store
+        let pseudonym = store.keys.vaultPseudonym(for: Fixtures.alice)
+        let cache = VaultCache(limit: 8) { _, _ in true }
+        let loads = Locked(0)
+        let seen = Locked<[UInt64]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            let next = try? cache.withState(
+                pseudonym, missing: PatientVaultError(.unknownVault, ""), exists: { true },
+                load: {
+                    loads.withLock { $0 += 1 }
+                    Thread.sleep(forTimeInterval: 0.05)
+                    return try store.loader.load(pseudonym)
+                }
+            ) { $0.nextSequence }
+            seen.withLock { $0.append(next ?? 0) }
+        }
+        #expect(loads.withLock { $0 } == 1)
+        #expect(seen.withLock { $0 } == Array(repeating: 2, count: 8))
         try await store.close()
     }
 }
