@@ -28,6 +28,12 @@ package final class FaultInjection: Sendable {
         case segmentCreationSync
         /// The write of a new key file's header.
         case keyFileCreation
+        /// The `fdatasync` of preallocated zeros when an append or a key
+        /// slot reservation needs the space (under the engine's lock).
+        case preallocationSync
+        /// The `fdatasync` of preallocated zeros written ahead of need by
+        /// the committer thread (segment and key file growth).
+        case growthSync
     }
 
     private struct State {
@@ -81,7 +87,7 @@ package final class FaultInjection: Sendable {
 
     /// Throws `EIO` when `site` is failing.
     func check(_ site: Site, name: String) throws {
-        if failingSite == site { throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */) }
+        if failingSite == site { throw PosixFile.syncError("fdatasync", name: name, code: 5 /* EIO */) }
     }
 
     /// While true, reserving space (new segment, key file growth) fails with
@@ -91,7 +97,8 @@ package final class FaultInjection: Sendable {
         set { state.withLock { $0.diskFull = newValue } }
     }
 
-    /// While true, every `fdatasync` of the commit path fails with `EIO`.
+    /// While true, every `fdatasync` of the engine fails with `EIO`: the
+    /// commit path's, preallocation's and growth's.
     package var syncFails: Bool {
         get { state.withLock { $0.syncFails } }
         set { state.withLock { $0.syncFails = newValue } }
@@ -123,7 +130,7 @@ package final class FaultInjection: Sendable {
     func checkSync(_ name: String) throws {
         let (all, on) = state.withLock { ($0.syncFails, $0.syncFailsOn) }
         if all || on.map({ name.contains($0) }) == true {
-            throw PosixFile.error("fdatasync", name: name, code: 5 /* EIO */)
+            throw PosixFile.syncError("fdatasync", name: name, code: 5 /* EIO */)
         }
     }
 }

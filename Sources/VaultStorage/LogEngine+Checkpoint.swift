@@ -27,8 +27,10 @@ extension LogEngineCore {
             return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
         }
         guard let (checkpoint, written) = snapshot else { return }
-        try LogEngineCore.writeCheckpoint(
-            checkpoint, directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
+        try latching {
+            try LogEngineCore.writeCheckpoint(
+                checkpoint, directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
+        }
         state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
         logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
     }
@@ -89,17 +91,28 @@ extension LogEngineCore {
         try FileSystem.syncDirectory(directory, observer: observer)
     }
 
-    /// Reads the checkpoint; nil if absent or if its checksum fails (then
-    /// the whole log is replayed, which is always correct).
-    /// - Throws: ``StorageError/Code/corrupted`` if its checksum matches but
-    ///   its MAC does not: it was rewritten by someone without the key
-    ///   (moving a stream's head back would silently undo its newest records).
-    static func readCheckpoint(directory: String, authenticator: (any LogAuthenticator)?, logger: Logger) throws -> Checkpoint? {
+    /// Reads the checkpoint; nil if absent. A checkpoint is written to a
+    /// temporary file, synced and renamed into place, so it is never torn:
+    /// one that fails its checksum is damage.
+    /// - Parameter lenient: the engine's own tests and a deliberate replay
+    ///   (``LogEngineConfiguration/replaysWithoutCheckpoint``): a checkpoint
+    ///   that fails its checksum is then ignored and the whole log replayed.
+    /// - Throws: ``StorageError/Code/corrupted`` if its checksum fails (not
+    ///   lenient), or if its checksum matches but its MAC does not: it was
+    ///   rewritten by someone without the key (moving a stream's head back
+    ///   would silently undo its newest records).
+    static func readCheckpoint(
+        directory: String, authenticator: (any LogAuthenticator)?, lenient: Bool, logger: Logger
+    ) throws -> Checkpoint? {
         let path = directory + "/" + LogFormat.checkpointFileName
         guard FileSystem.exists(path) else { return nil }
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
-        return try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger)
+        guard let checkpoint = try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger) else {
+            guard lenient else { throw StorageError(.corrupted, "index.checkpoint failed its checksum") }
+            return nil
+        }
+        return checkpoint
     }
 
     /// Decodes the bytes of a checkpoint file; nil if they are too short,

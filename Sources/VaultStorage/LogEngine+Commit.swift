@@ -47,8 +47,9 @@ extension LogEngineCore {
     }
 
     private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool, writtenThrough: inout UInt64) {
-        if let failure = state.withLock({ $0.failure }) {
-            let error = StorageError(.durabilityLost, "an earlier write failed: \(failure.message)")
+        do {
+            try ensureNoFailure()
+        } catch {
             for job in jobs { job.ticket.complete(.failure(error)) }
             return
         }
@@ -135,9 +136,8 @@ extension LogEngineCore {
             // Never retry a failed write or sync and pretend it is durable
             // (PostgreSQL, 2018): stop acknowledging until reopened.
             let failure = (error as? StorageError) ?? StorageError(.io, "write failed")
-            logger.debug("storage: write failed; the store no longer acknowledges writes", metadata: ["code": "\(failure.code)"])
             let queued = state.withLock { s -> [Job] in
-                s.failure = failure
+                latch(failure)
                 let q = s.queue
                 s.queue = []
                 return q
@@ -161,7 +161,7 @@ extension LogEngineCore {
             keyFileUnsynced = false
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
-            state.withLock { if $0.failure == nil { $0.failure = failure } }
+            latch(failure)
             for job in checkpointJobs { job.ticket.complete(.failure(failure)) }
             return
         }
@@ -202,8 +202,10 @@ extension LogEngineCore {
     /// Grows the current segment's and the key file's preallocation ahead
     /// of need, here on the committer thread and outside the state lock, so
     /// that appends and slot reservations seldom preallocate (write zeros
-    /// and sync them) under it. Best effort: on failure (a full disk) the append that
-    /// needs the space tries again, and fails with `diskFull` if it must.
+    /// and sync them) under it. On a full disk the append that needs the
+    /// space tries again, and fails with `diskFull` if it must; any other
+    /// failure (a failed sync of the zeros) has latched the engine in
+    /// ``allocate(_:to:)``, and every later call fails `durabilityLost`.
     func growAhead() {
         let plan = state.withLock { s -> (segment: (PosixFile, UInt32, UInt64)?, keyFile: UInt64?) in
             var segment: (PosixFile, UInt32, UInt64)?
@@ -219,15 +221,28 @@ extension LogEngineCore {
                 ? s.keyFileAllocated + min(configuration.keyFileGrowth, max(64 << 10, s.keyFileAllocated)) : nil
             return (segment, keyFile)
         }
-        if let (file, number, target) = plan.segment, (try? allocate(file, to: target)) != nil {
+        if let (file, number, target) = plan.segment, ahead({ try allocate(file, to: target, site: .growthSync) }) {
             state.withLock { s in
                 if let allocated = s.segments[number]?.allocated { s.segments[number]?.allocated = max(allocated, target) }
             }
         }
-        if let target = plan.keyFile, (try? allocate(keyFile, to: target)) != nil {
+        if let target = plan.keyFile, ahead({ try allocate(keyFile, to: target, site: .growthSync) }) {
             state.withLock { $0.keyFileAllocated = max($0.keyFileAllocated, target) }
         }
         createSpareIfDue()
+    }
+
+    /// Runs work done ahead of need; whether it succeeded. Its failure is
+    /// no caller's: a full disk is met again by the call that needs the
+    /// space, anything else was latched by ``latching(_:)``.
+    private func ahead(_ body: () throws -> Void) -> Bool {
+        do {
+            try body()
+            return true
+        } catch {
+            logger.debug("storage: preallocation ahead of need failed", metadata: ["error": "\(error)"])
+            return false
+        }
     }
 
     /// Creates the next segment ahead of need once the current one is fully
@@ -248,13 +263,13 @@ extension LogEngineCore {
             guard spare == nil else { return }
             // A switch that did not wait for the spare made the segment itself.
             guard !FileSystem.exists(directory + "/" + LogFormat.segmentFileName(number)) else { return }
-            do {
-                spare = try LogEngineCore.createSegment(
-                    directory: directory, number: number, firstLSN: 0, size: configuration.segmentSize,
-                    allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+            _ = ahead {
+                spare = try latching {
+                    try LogEngineCore.createSegment(
+                        directory: directory, number: number, firstLSN: 0, size: configuration.segmentSize,
+                        allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+                }
                 logger.debug("storage: created the next segment ahead", metadata: ["segment": "\(number)"])
-            } catch {
-                logger.debug("storage: could not create the next segment ahead", metadata: ["segment": "\(number)"])
             }
         }
     }
@@ -302,13 +317,12 @@ extension LogEngineCore {
             unsynced.removeAll()
             keyFileUnsynced = false
         } catch {
-            let failure = (error as? StorageError) ?? StorageError(.io, "close failed")
-            state.withLock { if $0.failure == nil { $0.failure = failure } }
+            latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return
         }
         // The log is synced: a checkpoint that cannot be written (a full
         // disk) only makes the next open replay more of it.
-        if state.withLock({ $0.failure == nil && $0.bytesSinceCheckpoint > 0 }) {
+        if failure.withLock({ $0 == nil }) && state.withLock({ $0.bytesSinceCheckpoint > 0 }) {
             do {
                 try checkpointIfIdle(unsynced: unsynced)
             } catch {

@@ -42,7 +42,9 @@ extension LogEngineCore {
         }
         // What recovery may trust comes first: the checkpoint vouches for the
         // segments it names and everything before its tail.
-        let checkpoint = try readCheckpoint(directory: directory, authenticator: configuration.authenticator, logger: logger)
+        let lenient = configuration.replaysWithoutCheckpoint
+        let checkpoint = try readCheckpoint(
+            directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: logger)
         if let c = checkpoint, numbers.last.map({ c.segment > $0 }) ?? true {
             throw StorageError(
                 .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
@@ -66,6 +68,19 @@ extension LogEngineCore {
             s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size, allocated: min(length, h.size))
             headers[n] = h
             valid.append(n)
+        }
+        // A store writes its first checkpoint when it is created, before it
+        // takes any record, and replaces it only by renaming a newer one
+        // over it: a log without one lost it (a deleted file hides a cut or
+        // deleted newest segment). The one exception is a crash between
+        // segment 1 and that first checkpoint: segment 1 alone, as created
+        // (its first preallocation, zeros after the header).
+        if checkpoint == nil, !valid.isEmpty, !lenient {
+            guard valid == [1], let first = s.segments[1],
+                  try first.file.size() == min(configuration.initialSegmentAllocation, first.size), try isEmpty(first)
+            else {
+                throw StorageError(.corrupted, "index.checkpoint is missing while the log holds records")
+            }
         }
         if valid.isEmpty {
             let n: UInt32 = 1
@@ -100,7 +115,14 @@ extension LogEngineCore {
                     throw StorageError(.corrupted, "segment is shorter than the checkpoint says", segment: c.segment, offset: size)
                 }
                 if let last = c.last {
-                    let record = try? LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
+                    // Damage is reported below; any other failure (an I/O
+                    // error) is thrown as it is, never taken for damage.
+                    var record: StoredRecord?
+                    do {
+                        record = try LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
+                    } catch let error as StorageError where error.code == .corrupted || error.code == .invalidLocation {
+                        record = nil
+                    }
                     guard let record, record.sequence < c.nextLSN, last.segment <= c.segment else {
                         throw StorageError(
                             .corrupted, "a record covered by the checkpoint is missing or damaged",
@@ -147,6 +169,7 @@ extension LogEngineCore {
             var group: [(StreamID, RecordLocation)] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
+            var readFailure: StorageError?
             let bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
                     if offset + LogFormat.frameHeaderSize > raw.count {
@@ -181,7 +204,15 @@ extension LogEngineCore {
                             forged = offset
                             return offset
                         }
-                        for slot in slots where !slotIsDurable(slot, in: keyFile) { return offset }
+                        for slot in slots {
+                            switch slotIsDurable(slot, in: keyFile) {
+                            case .success(true): continue
+                            case .success(false): return offset
+                            case .failure(let error):
+                                readFailure = error
+                                return offset
+                            }
+                        }
                     }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
                     if let stream = f.stream { group.append((stream, location)) }
@@ -195,6 +226,7 @@ extension LogEngineCore {
                     }
                 }
             }
+            if let readFailure { throw readFailure }
             if let forged {
                 throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
             }
@@ -239,7 +271,7 @@ extension LogEngineCore {
         let wanted = roundUp(max(endFile.allocated, end.offset + configuration.reserve), within: endFile.size)
         do {
             try configuration.faults?.checkAllocation(endFile.file.name)
-            try endFile.file.allocate(upTo: wanted)
+            try endFile.file.fillWithZeros(upTo: wanted)
             s.segments[end.segment]?.allocated = wanted
         } catch let error as StorageError where error.code == .diskFull {
             s.segments[end.segment]?.allocated = min(try endFile.file.size(), endFile.size)
@@ -255,6 +287,13 @@ extension LogEngineCore {
         return report
     }
 
+    /// Whether a segment holds nothing but zeros after its header.
+    private static func isEmpty(_ segment: Segment) throws -> Bool {
+        let length = min(try segment.file.size(), segment.size)
+        let bytes = try segment.file.read(count: Int(length), at: 0)
+        return firstNonZero(bytes, from: LogFormat.segmentHeaderSize) == nil
+    }
+
     /// The LSN of a segment's first frame, if its first frame header is
     /// whole (checksum); nil for an empty segment or a torn first frame
     /// (which replay then judges like any other).
@@ -266,18 +305,28 @@ extension LogEngineCore {
     }
 
     /// Whether key slot `slot.number` holds what the manifest says was
-    /// written there, or that slot's valid tombstone (destroyed since).
-    private static func slotIsDurable(_ slot: (number: UInt64, crc: UInt32), in keyFile: (file: PosixFile, salt: [UInt8])) -> Bool {
+    /// written there, or that slot's valid tombstone (destroyed since). A
+    /// failed read is returned as a failure, never taken for an absent
+    /// slot (which would cut an acknowledged group).
+    private static func slotIsDurable(
+        _ slot: (number: UInt64, crc: UInt32), in keyFile: (file: PosixFile, salt: [UInt8])
+    ) -> Result<Bool, StorageError> {
         let (product, overflow) = slot.number.multipliedReportingOverflow(by: UInt64(LogFormat.keySlotSize))
-        guard !overflow, let bytes = try? keyFile.file.read(count: LogFormat.keySlotSize, at: product) else { return false }
-        if CRC32C.checksum(bytes) == slot.crc { return true }
+        guard !overflow else { return .success(false) }
+        let bytes: [UInt8]
+        do {
+            bytes = try keyFile.file.read(count: LogFormat.keySlotSize, at: product)
+        } catch {
+            return .failure((error as? StorageError) ?? StorageError(.io, "read of the key file failed"))
+        }
+        if CRC32C.checksum(bytes) == slot.crc { return .success(true) }
         do {
             _ = try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: keyFile.salt)
-            return false
+            return .success(false)
         } catch let error as StorageError {
-            return error.code == .keySlotDestroyed
+            return .success(error.code == .keySlotDestroyed)
         } catch {
-            return false
+            return .success(false)
         }
     }
 

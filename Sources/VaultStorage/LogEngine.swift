@@ -29,6 +29,12 @@ package struct LogEngineConfiguration: Sendable {
     /// The largest step by which the key file grows (preallocated); it
     /// starts at 64 KiB and doubles up to steps of this size.
     package var keyFileGrowth: UInt64 = 1 << 20
+    /// Whether a log without `index.checkpoint` (or with one that fails its
+    /// checksum) is replayed whole. Off by default: a store writes its
+    /// first checkpoint when it is created, so a missing one is damage
+    /// (it would hide a cut or deleted newest segment). On only in the
+    /// engine's own tests of replay.
+    package var replaysWithoutCheckpoint = false
     /// Simulated failures, for tests only.
     package var faults: FaultInjection?
     /// The MAC of frame headers and checkpoints (see ``LogAuthenticator``).
@@ -186,7 +192,6 @@ final class LogEngineCore: Sendable {
         /// Last *queued* record of streams with records not yet written.
         var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []
-        var failure: StorageError?
         var closing = false
         var closed = false
         var nextKeySlot: UInt64 = 1
@@ -197,6 +202,12 @@ final class LogEngineCore: Sendable {
     let directory: String
     let configuration: LogEngineConfiguration
     let state = Locked(State())
+    /// The first failed write or sync of any file, on any path (commit,
+    /// preallocation, growth, new segments, checkpoints): once set, the
+    /// engine acknowledges nothing until it is reopened. Its own lock, a
+    /// leaf taken under `state` or alone, so that paths holding `state`
+    /// latch too.
+    let failure = Locked<StorageError?>(nil)
     let lockFile: PosixFile
     let keyFile: PosixFile
     let keySalt: [UInt8]
@@ -235,17 +246,22 @@ final class LogEngineCore: Sendable {
         s.nextKeySlot = next
         s.keyFileAllocated = allocated
         s.durableLSN = s.nextLSN
-        // An open that replayed records leaves a checkpoint, so the next one
-        // does not replay them again (recovery synced what it replayed).
-        // Best effort: without it (a full disk) the next open replays again.
-        if recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
+        // A new store (or one whose creation was cut before it) writes its
+        // first checkpoint before it takes a record: from then on a missing
+        // checkpoint is damage. That one is mandatory: the open fails
+        // without it. An open that replayed records leaves a checkpoint
+        // too, so the next one does not replay them again (recovery synced
+        // what it replayed); that one is best effort on a full disk (the
+        // next open replays again). A failed sync is never best effort.
+        let first = !recoveryReport.usedCheckpoint && !configuration.replaysWithoutCheckpoint
+        if first || recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
             do {
                 try LogEngineCore.writeCheckpoint(
                     Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
                     directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
                 s.bytesSinceCheckpoint = 0
-            } catch {
-                configuration.logger.debug("storage: no checkpoint after recovery", metadata: ["error": "\(type(of: error))"])
+            } catch let error as StorageError where error.code == .diskFull && !first {
+                configuration.logger.debug("storage: no checkpoint after recovery (disk full)")
             }
         }
         state.withLock { $0 = s }
@@ -308,7 +324,7 @@ final class LogEngineCore: Sendable {
             for (slot, _) in rawSlotWrites where slot.number < 1 || slot.number >= s.nextKeySlot {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
-            if let failure = s.failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)") }
+            try ensureNoFailure()
             if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")
@@ -402,10 +418,50 @@ final class LogEngineCore: Sendable {
         s.segments[s.current] = segment
     }
 
-    /// Preallocation (zeros written and synced), through the fault injection of tests.
-    func allocate(_ file: PosixFile, to length: UInt64) throws {
-        try configuration.faults?.checkAllocation(file.name)
-        try file.allocate(upTo: length)
+    /// Preallocation: zeros written, then synced, through the fault
+    /// injection of tests. A failed sync latches the engine (``latch(_:)``):
+    /// data written before it, on the same file, may never reach the disk.
+    func allocate(_ file: PosixFile, to length: UInt64, site: FaultInjection.Site = .preallocationSync) throws {
+        try latching {
+            try configuration.faults?.checkAllocation(file.name)
+            try file.fillWithZeros(upTo: length)
+            try configuration.faults?.check(site, name: file.name)
+            try configuration.faults?.checkSync(file.name)
+            try file.syncData()
+        }
+    }
+
+    /// Runs `body`, which writes or syncs a file of the store. A full disk
+    /// (`diskFull`: nothing the store acknowledged is at stake) is thrown
+    /// as it is; any other failure (`EIO` on a write, any failed sync)
+    /// latches the engine and is thrown as `durabilityLost`.
+    func latching<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StorageError where error.code != .diskFull {
+            latch(error)
+            throw StorageError(.durabilityLost, error.message, segment: error.segment, offset: error.offset, errno: error.errno)
+        }
+    }
+
+    /// Records the first failure of a write or sync: from now on nothing is
+    /// acknowledged (`durabilityLost`) until the store is reopened.
+    func latch(_ error: StorageError) {
+        let first = failure.withLock { f -> Bool in
+            guard f == nil else { return false }
+            f = error
+            return true
+        }
+        if first {
+            logger.debug("storage: write or sync failed; the store no longer acknowledges writes", metadata: ["code": "\(error.code)"])
+        }
+    }
+
+    /// Throws `durabilityLost` once a write or sync has failed.
+    func ensureNoFailure() throws(StorageError) {
+        if let f = failure.withLock({ $0 }) {
+            throw StorageError(.durabilityLost, "an earlier write or sync failed: \(f.message)", errno: f.errno)
+        }
     }
 
     /// The next size of a segment's preallocation: double, in steps of at
@@ -441,9 +497,11 @@ final class LogEngineCore: Sendable {
                 spare = nil
                 return ready
             }
-            return try LogEngineCore.createSegment(
-                directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
-                allocation: allocation, faults: configuration.faults)
+            return try latching {
+                try LogEngineCore.createSegment(
+                    directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
+                    allocation: allocation, faults: configuration.faults)
+            }
         }
         s.segments[number] = segment
         s.current = number
@@ -465,7 +523,7 @@ final class LogEngineCore: Sendable {
         do {
             let allocated = min(size, allocation)
             try faults?.checkAllocation(file.name)
-            try file.allocate(upTo: allocated)
+            try file.fillWithZeros(upTo: allocated)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
             try write(
@@ -543,6 +601,7 @@ final class LogEngineCore: Sendable {
     func reserveKeySlot() throws -> KeySlot {
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            try ensureNoFailure()
             let end = (s.nextKeySlot + 1) * UInt64(LogFormat.keySlotSize)
             if end > s.keyFileAllocated {
                 // From 64 KiB, doubling, in steps of at most keyFileGrowth.
@@ -643,10 +702,8 @@ final class LogEngineCore: Sendable {
         }
         wakeup.signal()
         _ = try await stopped.wait()
-        let failure = state.withLock { s -> StorageError? in
-            s.closed = true
-            return s.failure
-        }
+        state.withLock { $0.closed = true }
+        let failure = self.failure.withLock { $0 }
         lockFile.unlock()
         // Whatever failed (a write, a sync), what the caller learns is that
         // acknowledged durability stopped there: the outcome of the calls

@@ -165,7 +165,6 @@ package final class PosixFile: @unchecked Sendable {
         }
     }
 
-    /// Makes written data durable (`fdatasync`).
     /// Starts writing back a range of the page cache without waiting:
     /// `posix_fadvise(POSIX_FADV_DONTNEED)` makes Linux begin writeback of
     /// the range's dirty pages (and drop them from the cache once clean).
@@ -175,30 +174,45 @@ package final class PosixFile: @unchecked Sendable {
         _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
     }
 
+    /// Makes written data durable (`fdatasync`).
+    /// - Throws: ``StorageError/Code/durabilityLost`` whatever the `errno`
+    ///   (`ENOSPC` included): Linux reports a writeback error once per open
+    ///   file description, so data written before a failed sync may never
+    ///   reach the disk even if the next sync succeeds. The engine latches
+    ///   every such error and stops acknowledging writes.
     package func syncData() throws {
         while fdatasync(fd) != 0 {
             if errno == EINTR { continue }
-            throw PosixFile.error("fdatasync", name: name)
+            throw PosixFile.syncError("fdatasync", name: name)
         }
         observer?.synced(path)
     }
 
     /// Makes data and metadata durable (`fsync`), for directories too.
+    /// - Throws: ``StorageError/Code/durabilityLost``, as ``syncData()``.
     package func sync() throws {
         while fsync(fd) != 0 {
             if errno == EINTR { continue }
-            throw PosixFile.error("fsync", name: name)
+            throw PosixFile.syncError("fsync", name: name)
         }
         observer?.synced(path)
     }
 
+    /// The error of a failed `fdatasync` or `fsync`: always
+    /// ``StorageError/Code/durabilityLost`` (never `diskFull`, which would
+    /// invite a retry of a sync whose error the kernel has already cleared).
+    package static func syncError(_ operation: String, name: String, code: Int32 = Glibc.errno) -> StorageError {
+        StorageError(.durabilityLost, "\(operation) of \(name) failed", errno: code)
+    }
+
     /// Reserves space up to `length` bytes so that later writes inside it
-    /// cannot fail for lack of space: zeros are written from the file's end
-    /// and synced. Real blocks, not `posix_fallocate`'s unwritten extents:
+    /// cannot fail for lack of space: zeros are written from the file's end.
+    /// The caller syncs them (through the engine, which latches a failed
+    /// sync). Real blocks, not `posix_fallocate`'s unwritten extents:
     /// a later overwrite then changes no file-system metadata, so its
     /// `fdatasync` flushes data alone, without a journal commit (about half
     /// the latency of a durable 4 KiB deposit on ext4).
-    package func allocate(upTo length: UInt64) throws {
+    package func fillWithZeros(upTo length: UInt64) throws {
         let current = try size()
         guard length > current else { return }
         let zeros = [UInt8](repeating: 0, count: Int(min(length - current, 1 << 20)))
@@ -210,7 +224,6 @@ package final class PosixFile: @unchecked Sendable {
                 offset += UInt64(n)
             }
         }
-        try syncData()
     }
 
     /// Cuts the file at `length` bytes.

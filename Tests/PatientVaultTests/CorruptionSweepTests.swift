@@ -21,8 +21,10 @@ import Testing
 
     static let alice = Fixtures.alice
 
-    static func configuration() -> Configuration {
-        var c = Fixtures.configuration()
+    /// `replaying`: the sweep without the checkpoint replays the whole log
+    /// (in production a missing checkpoint is itself damage).
+    static func configuration(replaying: Bool = false) -> Configuration {
+        var c = replaying ? Fixtures.replaying() : Fixtures.configuration()
         c.segmentSize = 1 << 20
         c.contentChunkSize = 4096
         c.inlineContentLimit = 1024
@@ -30,8 +32,8 @@ import Testing
     }
 
     /// Reads everything the store holds for Alice.
-    static func readEverything(_ folder: URL, key: MasterKey) async throws -> Answer {
-        let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration())
+    static func readEverything(_ folder: URL, key: MasterKey, replaying: Bool) async throws -> Answer {
+        let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration(replaying: replaying))
         do {
             let patient = Principal.patient(alice)
             var documents: [String: Data] = [:]
@@ -92,7 +94,7 @@ import Testing
                 try FileManager.default.removeItem(at: folder.appendingPathComponent(name))
             }
         }
-        let expected = try await Self.readEverything(folder, key: key)
+        let expected = try await Self.readEverything(folder, key: key, replaying: !withCheckpoint)
         try restore()
         #expect(expected.documents.count == 3)
         var trials = 0, right = 0, refused: [String: Int] = [:]
@@ -102,7 +104,7 @@ import Testing
                 damaged[position] ^= 0x5A
                 try Data(damaged).write(to: folder.appendingPathComponent(name))
                 do {
-                    let answer = try await Self.readEverything(folder, key: key)
+                    let answer = try await Self.readEverything(folder, key: key, replaying: !withCheckpoint)
                     #expect(answer == expected, "\(name) byte \(position): a different answer")
                     right += 1
                 } catch let e as PatientVaultError {

@@ -326,9 +326,9 @@ import VaultStorage
 @Suite struct StorageFailureTests {
     let alice = Fixtures.alice
 
-    func configuration(_ faults: FaultInjection) -> Configuration {
+    func configuration(_ faults: FaultInjection, segmentSize: UInt64 = 1 << 20) -> Configuration {
         var c = Fixtures.configuration()
-        c.segmentSize = 1 << 20
+        c.segmentSize = segmentSize
         c.contentChunkSize = 64 << 10
         c.faults = faults
         return c
@@ -403,12 +403,15 @@ import VaultStorage
     }
 
     /// `EIO` (after half the bytes, for writes) at each site outside the
-    /// commit path's frames: the key slots' write stops the store like a
-    /// failed sync; a new segment that cannot be written or synced fails
-    /// the call that needed it (`io`) and the same handle goes on; a
-    /// checkpoint that cannot be written or synced costs only a longer
-    /// replay; a key file whose creation failed is created again at the
-    /// next open. After each, a reopen finds everything acknowledged.
+    /// commit path's frames: every failed write or sync stops the store
+    /// (`durabilityLost` for the call that met it or the next one, every
+    /// later one and `close()`), even where the file concerned holds
+    /// nothing acknowledged (a new segment, a checkpoint) and even on the
+    /// committer's work ahead of need, whose failure no caller sees when it
+    /// happens (Linux reports a writeback error once: the next sync of the
+    /// same file succeeds although earlier data never reached the disk).
+    /// A key file whose creation failed is created again at the next open.
+    /// After each, a reopen finds everything acknowledged.
     @Test(arguments: FaultInjection.Site.allCases)
     func anIOFaultAtEachOtherSiteKeepsWhatWasAcknowledged(site: FaultInjection.Site) async throws {
         let faults = FaultInjection()
@@ -434,19 +437,23 @@ import VaultStorage
             #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: Data([1]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .segmentCreationWrite, .segmentCreationSync:
-            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor) } == .io)
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("segment-0000000002.log.tmp").path))
             faults.failingSite = nil
-            let after = try await t.store.deposit(Fixtures.draft("After"), streaming: chunks(of: big, size: 100_000), for: alice, as: Fixtures.doctor)
-            acknowledged[after.id] = big
-            try await t.store.close()
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { try await t.store.close() } == .durabilityLost)
+        case .preallocationSync, .growthSync:
+            return  // aFailedSyncOfPreallocatedSpaceStopsTheStore
         default:
-            // The checkpoint at close fails; close itself does not.
+            // The checkpoint at close fails: what was acknowledged is
+            // durable, but the failed write or sync stops the store all the
+            // same, and close says so.
             let after = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor)
             acknowledged[after.id] = Data([2])
-            try await t.store.close()
+            #expect(await code { try await t.store.close() } == .durabilityLost)
             #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint.tmp").path))
-            #expect(!FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint").path))
+            // The checkpoint written when the store was created is still there.
+            #expect(FileManager.default.fileExists(atPath: t.folder.url.appendingPathComponent("index.checkpoint").path))
         }
         let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection()))
         let docs = try await store.documents(for: alice, as: .patient(alice))
@@ -458,6 +465,52 @@ import VaultStorage
         }
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         _ = try await store.deposit(Fixtures.draft("Again"), content: Data([3]), for: alice, as: Fixtures.doctor)
+        try await store.close()
+    }
+
+    /// A failed sync of preallocated zeros stops the store like any other
+    /// (before, the committer's growth ahead of need swallowed it and
+    /// placement returned `io` once, and later deposits were acknowledged
+    /// on a file whose earlier writeback had failed). Segments of 8 MiB
+    /// start at 1 MiB; with a 2 MiB audit reserve the first vault's group
+    /// must grow the segment under its append (placement); deposits of
+    /// 2 MiB make the committer grow it ahead of need.
+    @Test(arguments: [FaultInjection.Site.preallocationSync, .growthSync])
+    func aFailedSyncOfPreallocatedSpaceStopsTheStore(site: FaultInjection.Site) async throws {
+        let faults = FaultInjection()
+        var c = configuration(faults, segmentSize: 8 << 20)
+        c.auditReserve = 2 << 20
+        let t = try await TestStore(configuration: c)
+        var acknowledged: [DocumentID: Data] = [:]
+        if site == .preallocationSync {
+            faults.failingSite = site
+            #expect(await code { try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline) } == .durabilityLost)
+        } else {
+            try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            faults.failingSite = site
+            var failed = false
+            for i in 0..<12 where !failed {
+                do {
+                    let content = Fixtures.content("G\(i)", size: 2 << 20)
+                    let id = try await t.store.deposit(
+                        Fixtures.draft("Grow \(i)"), streaming: chunks(of: content, size: 1 << 20), for: alice, as: Fixtures.doctor).id
+                    acknowledged[id] = content
+                } catch {
+                    #expect(error.code == .durabilityLost)
+                    failed = true
+                }
+            }
+            #expect(failed, "the committer's failed sync must stop the store")
+        }
+        faults.failingSite = nil
+        #expect(await code { try await t.store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline) } == .durabilityLost)
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: configuration(FaultInjection(), segmentSize: 8 << 20))
+        for (id, content) in acknowledged {
+            #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
+        }
+        if site == .growthSync { _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice)) }
+        try await store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline)
         try await store.close()
     }
 

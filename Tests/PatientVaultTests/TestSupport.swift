@@ -64,6 +64,15 @@ enum Fixtures {
         c.inlineContentLimit = 16 << 10
         return c
     }
+
+    /// `c` with the engine's replay of a log without its checkpoint, for
+    /// tests that delete the checkpoint to reach what lies behind it (in
+    /// production a missing checkpoint is damage).
+    static func replaying(_ c: Configuration = configuration()) -> Configuration {
+        var c = c
+        c.tuneEngineForTesting = { $0.replaysWithoutCheckpoint = true }
+        return c
+    }
 }
 
 /// Opens a store with a fresh random key in a fresh folder.

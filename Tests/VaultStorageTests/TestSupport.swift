@@ -29,6 +29,9 @@ func smallConfiguration() -> LogEngineConfiguration {
     c.keyFileGrowth = 4 << 10
     c.reserve = 4 << 10
     c.initialSegmentAllocation = 16 << 10
+    // These tests delete or damage the checkpoint to exercise replay;
+    // `MissingCheckpointTests` checks the production rule.
+    c.replaysWithoutCheckpoint = true
     return c
 }
 
