@@ -6,9 +6,8 @@ import VaultSync
 /// entries, grant expiry and the hidden-document month all read it.
 ///
 /// ```swift
-/// let clock = ManualClock()
-/// var configuration = Configuration.testing
-/// configuration.clock = clock
+/// let clock = ManualClock(Date())
+/// let configuration = Configuration.testing(clock: clock)
 /// clock.advance(by: 31 * 86_400)   // a month later
 /// ```
 public final class ManualClock: VaultClock {

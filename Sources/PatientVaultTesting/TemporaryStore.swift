@@ -42,17 +42,43 @@ public func withTemporaryStore<R: Sendable>(
 
 extension Configuration {
     /// Settings for tests: the production defaults with 1 MiB segments,
-    /// 64 KiB content chunks (16 KiB inline), a 64 KiB audit reserve, the
-    /// smallest Argon2id cost for passphrase stores (never in production:
-    /// only this product can set it) and a `ManualClock`.
+    /// 64 KiB content chunks (16 KiB inline) and a 64 KiB audit reserve.
     /// A fresh store takes about 1 MB of disk and opens in milliseconds.
-    public static var testing: Configuration {
+    ///
+    /// The clock is the system's: a test that needs to move time passes
+    /// its own (``testing(clock:)`` with a ``ManualClock``). Key derivation
+    /// keeps its production cost: a passphrase store asks for the cheap
+    /// one only through ``withInsecureKeyDerivationForTests()``.
+    public static var testing: Configuration { testing(clock: SystemClock()) }
+
+    /// ``testing`` with `clock` as the store's clock: pass a ``ManualClock``
+    /// to move time in a test (grant expiry, the hidden-document month).
+    ///
+    /// ```swift
+    /// let clock = ManualClock(Date())
+    /// try await withTemporaryStore(configuration: .testing(clock: clock)) { store in
+    ///     clock.advance(by: 31 * 86_400)   // a month later
+    /// }
+    /// ```
+    public static func testing(clock: any VaultClock) -> Configuration {
         var c = Configuration()
         c.segmentSize = 1 << 20
         c.contentChunkSize = 64 << 10
         c.inlineContentLimit = 16 << 10
         c.auditReserve = 64 << 10
-        c.clock = ManualClock()
+        c.clock = clock
+        return c
+    }
+
+    /// These settings with libsodium's smallest Argon2id cost (1 pass,
+    /// 8 KiB) for the passphrase stores they create, whatever
+    /// `PassphraseStrength` is asked for, and with stores of that cost
+    /// accepted at open: passphrase tests then take milliseconds instead of
+    /// a second each. Never in production: a store created this way can be
+    /// guessed cheaply, and a configuration without this opt-in refuses to
+    /// open it (`invalidArgument`, saying why).
+    public func withInsecureKeyDerivationForTests() -> Configuration {
+        var c = self
         c.allowsWeakPassphraseCostForTesting = true
         return c
     }

@@ -69,7 +69,7 @@ import Testing
 
     @Test func vaultInfoAndAuditEntriesFromAStoreRoundTrip() async throws {
         let alice = INS.example(9)
-        try await withTemporaryStore { store in
+        try await withTemporaryStore(configuration: .testing(clock: ManualClock())) { store in
             try await store.createVault(for: alice, as: .pharmacist(), channel: .pharmacy)
             let info = try await store.vaultInfo(for: alice, as: .patient(alice))
             let text = try json(info)
@@ -182,5 +182,27 @@ func literalReferences(in root: Any) -> [String] {
     for date in [Date.distantFuture, Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.greatestFiniteMagnitude)] {
         let bundle = FHIR.Bundle(vaultID: "v", documents: [], auditEntries: [], timestamp: date)
         #expect(bundle.entry.count == 1)
+    }
+}
+
+/// Every date the store records survives its JSON form: the store reads its
+/// clock to the millisecond, and the codec rounds to the nearest one
+/// (Foundation's style truncated the binary fraction: 0.61 s became ".609").
+@Test func datesFromTheSystemClockSurviveTheirJSONForm() async throws {
+    let alice = INS.example(31)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for _ in 0..<20 { _ = try await store.vaultInfo(for: alice, as: .patient(alice)) }
+        let info = try await store.vaultInfo(for: alice, as: .patient(alice))
+        #expect(try JSONDecoder().decode(VaultInfo.self, from: JSONEncoder().encode(info)) == info)
+        for entry in try await store.auditTrail(for: alice, as: .patient(alice)) {
+            #expect(try JSONDecoder().decode(AuditEntry.self, from: JSONEncoder().encode(entry)) == entry)
+        }
+    }
+    for ms in [1_897_504_368_610, 1_803_016_115_032, 0, -1, -86_400_001] as [Int64] {
+        let info = VaultInfo(
+            vaultID: "v", createdBy: .patient(alice), channel: .patientOnline,
+            createdAt: Date(timeIntervalSince1970: Double(ms) / 1000), documentCount: 0)
+        #expect(try JSONDecoder().decode(VaultInfo.self, from: JSONEncoder().encode(info)) == info, "\(ms)")
     }
 }

@@ -190,7 +190,7 @@ final class LocationBox: @unchecked Sendable {
 /// patient and the principal, and metadata with content in one audited call.
 @Test func aPerPatientScopeAndOneCallForMetadataAndContent() async throws {
     let alice = INS.example(12)
-    try await withTemporaryStore { store in
+    try await withTemporaryStore(configuration: .testing(clock: ManualClock())) { store in
         try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doctor = store.vault(for: alice, as: .doctor())
         let patient = store.vault(for: alice, as: .patient(alice))
@@ -210,4 +210,45 @@ final class LocationBox: @unchecked Sendable {
         await #expect(throws: PatientVaultError.self) { _ = try await store.vault(for: alice, as: .doctor(2)).content(of: note.id) }
         #expect(try await patient.auditTrail().contains { $0.actor == .doctor(2) && $0.outcome == .denied })
     }
+}
+
+/// The clock of `.testing` is the caller's: the system clock by default,
+/// so that dates built from `Date.now` are not in the store's future.
+@Test func theTestingPresetUsesTheSystemClockOrTheCallersOwn() async throws {
+    let before = Date()
+    let alice = INS.example(7)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let info = try await store.vaultInfo(for: alice, as: .patient(alice))
+        #expect(info.createdAt >= before.addingTimeInterval(-1) && info.createdAt <= Date().addingTimeInterval(1))
+    }
+    let clock = ManualClock(Date(timeIntervalSince1970: 1_800_000_000))
+    try await withTemporaryStore(configuration: .testing(clock: clock)) { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        #expect(try await store.vaultInfo(for: alice, as: .patient(alice)).createdAt == clock.now())
+    }
+}
+
+/// A requested key-derivation strength is never lowered by a preset: only
+/// the explicit opt-in gives the cheap cost, and a production configuration
+/// refuses a store of that cost, saying why.
+@Test func theCheapKeyDerivationCostNeedsItsOptIn() async throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pv-kdf-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let insecure = Configuration.testing.withInsecureKeyDerivationForTests()
+    try await VaultStore.open(at: folder, key: .passphrase("correct horse battery staple"), configuration: insecure).close()
+    await #expect {
+        _ = try await VaultStore.open(at: folder, key: .passphrase("correct horse battery staple"), configuration: .testing)
+    } throws: { error in
+        let e = error as? PatientVaultError
+        return e?.code == .invalidArgument && e?.message.contains("withInsecureKeyDerivationForTests") == true
+    }
+    try await VaultStore.open(at: folder, key: .passphrase("correct horse battery staple"), configuration: insecure).close()
+    // Without the opt-in, the preset keeps the strength asked for: were it
+    // lowered to the cheap cost, this reopen without the opt-in would be
+    // refused as above.
+    let other = FileManager.default.temporaryDirectory.appendingPathComponent("pv-kdf-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: other) }
+    try await VaultStore.open(at: other, key: .passphrase("correct horse", strength: .interactive), configuration: .testing).close()
+    try await VaultStore.open(at: other, key: .passphrase("correct horse", strength: .interactive), configuration: .testing).close()
 }

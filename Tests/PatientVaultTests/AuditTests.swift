@@ -182,10 +182,15 @@ struct AuditedVault {
         let mid = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         #expect(mid.0 == before.0 && mid.2 == before.2)
         // Reasons are bounded where they are created: an invisible one cannot exist.
-        for reason in ["", "  ", "\u{0}\u{0}\u{0}\u{0}", "\u{2060}\u{2060}\u{2060}\u{2060}", "\u{FEFF}abcd", "ab", String(repeating: "x", count: 1025)] {
+        for reason in ["", "  ", "\u{0}\u{0}\u{0}\u{0}", "\u{2060}\u{2060}\u{2060}\u{2060}", "\u{FEFF}abcd", "ab", String(repeating: "x", count: 1025),
+                       // Blank-looking: Hangul fillers, blank Braille, lone combining marks, symbols only.
+                       String(repeating: "\u{3164}", count: 4), String(repeating: "\u{2800}", count: 4),
+                       String(repeating: "\u{0301}", count: 8), "\u{115F}\u{1160}\u{FFA0}\u{3164}", "😷😷😷😷", "!!!!-....", "a\u{3164}b\u{2800}c"] {
             #expect(throws: PatientVaultError.self, "\(reason.unicodeScalars.map(\.value))") { try BreakGlassReason(reason) }
         }
         #expect((try? BreakGlassReason("coma")) != nil)
+        #expect((try? BreakGlassReason("état 4")) != nil)
+        #expect((try? BreakGlassReason("意識不明")) != nil)
         // The médecin traitant cannot be blocked: a typed error, nothing written but its entry.
         try await v.store.setMedecinTraitant(Self.doctor, for: v.alice, as: v.patient)
         let afterMT = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }

@@ -55,7 +55,7 @@ import VaultSync
         let production = await code {
             _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
         }
-        #expect(production == .corrupted)
+        #expect(production == .invalidArgument)
         let again = try await VaultStore.open(
             at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
         #expect(try await again.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)).createdBy == Fixtures.pharmacist)

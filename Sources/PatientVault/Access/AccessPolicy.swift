@@ -177,9 +177,11 @@ public enum AccessPurpose: Hashable, Sendable {
 
 /// The stated reason of a break-glass access, validated when created.
 ///
-/// 1 to 1,024 UTF-8 bytes, at least 4 visible characters (letters, digits,
-/// punctuation or symbols), and no control or format characters: a reason
-/// made of NUL, U+2060 WORD JOINER or U+FEFF is no reason.
+/// 1 to 1,024 UTF-8 bytes, at least 4 letters or digits (Unicode general
+/// categories L and N, Hangul fillers excluded), and no control or format
+/// characters: a reason made of NUL, U+2060 WORD JOINER, U+FEFF, U+3164
+/// HANGUL FILLER, U+2800 blank Braille, lone combining marks or symbols
+/// alone is no reason.
 public struct BreakGlassReason: Hashable, Sendable {
     /// The reason as the professional stated it. Only its keyed hash is stored.
     public let text: String
@@ -192,12 +194,32 @@ public struct BreakGlassReason: Hashable, Sendable {
                 .invalidArgument,
                 "a break-glass reason is 1 to \(Limits.breakGlassReason) UTF-8 bytes without control or format characters")
         }
-        let visible = text.unicodeScalars.filter { !$0.properties.isWhitespace }.count
-        guard visible >= Limits.breakGlassReasonVisibleCharacters else {
+        // Letters and digits (Unicode general categories L and N), not
+        // merely non-blank scalars: fillers (U+3164), blank Braille
+        // (U+2800), lone combining marks and symbols state no reason.
+        let meaningful = text.unicodeScalars.filter { BreakGlassReason.isLetterOrDigit($0) }.count
+        guard meaningful >= Limits.breakGlassReasonLettersOrDigits else {
             throw PatientVaultError(
-                .invalidArgument, "a break-glass reason has at least \(Limits.breakGlassReasonVisibleCharacters) visible characters")
+                .invalidArgument, "a break-glass reason has at least \(Limits.breakGlassReasonLettersOrDigits) letters or digits")
         }
         self.text = text
+    }
+
+    /// Whether `scalar` is a letter or a digit (general categories L and N),
+    /// other than the Hangul fillers, which Unicode classes as letters
+    /// although they draw nothing.
+    static func isLetterOrDigit(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x115F, 0x1160, 0x3164, 0xFFA0: return false
+        default: break
+        }
+        switch scalar.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+             .decimalNumber, .letterNumber, .otherNumber:
+            return true
+        default:
+            return false
+        }
     }
 }
 

@@ -32,7 +32,7 @@ extension VaultStore {
         // The walk runs on a snapshot of the vault, outside its lock.
         let vault = try snapshot(of: patient)
         return try translatingErrors(vaultID: vault.vaultID) {
-            let now = configuration.clock.now()
+            let now = configuration.currentTime()
             let isRepresentative: Bool = if case .representative = principal { true } else { false }
             var out: [AuditEntry] = []
             var skipped = 0
@@ -231,7 +231,7 @@ extension VaultStore {
 
     private func dueEvent(_ patient: INS) throws(PatientVaultError) -> (VaultEvent, DocumentID)? {
         try withVault(patient) { vault in
-            let now = configuration.clock.now()
+            let now = configuration.currentTime()
             for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
                 guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
                       vault.policy.released[id].map({ $0 >= current.depositedAt }) != true

@@ -14,9 +14,34 @@ import Foundation
 /// The ISO 8601 form of the JSON's dates.
 enum JSONDate {
     static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let seconds = Date.ISO8601FormatStyle()
+
+    /// ISO 8601 with milliseconds, rounded to the nearest millisecond
+    /// (Foundation's style truncates the binary fraction, so 0.61 s became
+    /// ".609" and a date did not survive its own round trip). The store's
+    /// clock readings are whole milliseconds (`Configuration.currentTime()`),
+    /// so every date it records decodes to the same `Date`.
+    static func format(_ date: Date) -> String {
+        let t = date.timeIntervalSince1970
+        guard t.isFinite, abs(t) < 1e14 else { return style.format(date) }
+        let ms = Int64((t * 1000).rounded())
+        let (whole, fraction) = (ms.floorDivided(by: 1000), ms - ms.floorDivided(by: 1000) * 1000)
+        var text = seconds.format(Date(timeIntervalSince1970: Double(whole)))
+        guard text.last == "Z" else { return style.format(date) }
+        text.removeLast()
+        let digits = String(fraction)
+        return text + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+    }
+
+    /// `date` rounded to the nearest millisecond: what a decoded date is.
+    static func milliseconds(_ date: Date) -> Date {
+        let t = date.timeIntervalSince1970
+        guard t.isFinite, abs(t) < 1e14 else { return date }
+        return Date(timeIntervalSince1970: (t * 1000).rounded() / 1000)
+    }
 
     static func encode<K: CodingKey>(_ date: Date, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
-        try c.encode(style.format(date), forKey: key)
+        try c.encode(format(date), forKey: key)
     }
 
     static func encodeIfPresent<K: CodingKey>(_ date: Date?, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
@@ -28,7 +53,7 @@ enum JSONDate {
         guard let date = try? style.parse(text) else {
             throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not an ISO 8601 date with milliseconds")
         }
-        return date
+        return milliseconds(date)
     }
 
     static func decodeIfPresent<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Date? {
@@ -506,5 +531,13 @@ extension AuditEntry: Codable {
         if let reasonHash { try c.encode(hexEncoded(reasonHash), forKey: .reasonHash) }
         try c.encode(matrixVersion, forKey: .matrixVersion)
         try c.encode(hexEncoded(previousHash), forKey: .previousHash)
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity (dates before 1970).
+    fileprivate func floorDivided(by d: Int64) -> Int64 {
+        let q = self / d
+        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
     }
 }

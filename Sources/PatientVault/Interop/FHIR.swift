@@ -415,7 +415,7 @@ public enum FHIR {
     }
 
     static func instant(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        JSONDate.format(date)
     }
 
     static func reference(_ principal: Principal, vaultID: String) -> Reference {

@@ -12,8 +12,8 @@ enum Limits {
     static let speciality = 64
     /// A break-glass reason (only its keyed hash is stored).
     static let breakGlassReason = 1024
-    /// The fewest visible characters a break-glass reason has.
-    static let breakGlassReasonVisibleCharacters = 4
+    /// The fewest letters or digits (Unicode L and N) a break-glass reason has.
+    static let breakGlassReasonLettersOrDigits = 4
     /// The version name of an access matrix.
     static let matrixVersion = 64
     /// A document title.

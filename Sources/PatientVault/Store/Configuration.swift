@@ -103,13 +103,25 @@ public struct Configuration: Sendable {
     /// For tests only: changes to the engine's settings (smaller steps of
     /// preallocation, frequent checkpoints) applied after the store's own.
     package var tuneEngineForTesting: (@Sendable (inout LogEngineConfiguration) -> Void)?
-    /// For tests only, never public: a new passphrase store uses
-    /// libsodium's smallest Argon2id cost, and opening accepts costs below
-    /// ``PassphraseStrength/interactive``. Production stores refuse both.
+    /// For tests only, never public (set by `PatientVaultTesting`'s
+    /// `withInsecureKeyDerivationForTests()`, an explicit opt-in): a new
+    /// passphrase store uses libsodium's smallest Argon2id cost, and opening
+    /// accepts it. Without it, that cost is refused with a message naming
+    /// the opt-in.
     package var allowsWeakPassphraseCostForTesting = false
 
     /// Default settings.
     public init() {}
+
+    /// The clock's reading, to the millisecond below: every date the store
+    /// records (deposit times, audit entries, vault creation) is a whole
+    /// number of milliseconds, so it survives its JSON and FHIR forms,
+    /// which carry milliseconds.
+    func currentTime() -> Date {
+        let t = clock.now().timeIntervalSince1970
+        guard t.isFinite, abs(t) < 1e14 else { return clock.now() }
+        return Date(timeIntervalSince1970: (t * 1000).rounded(.down) / 1000)
+    }
 
     /// Checks every field against its bounds; the error names the field,
     /// the value and the bound.

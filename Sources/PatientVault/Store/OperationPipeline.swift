@@ -115,7 +115,7 @@ struct OperationPipeline: Sendable {
     ) async throws(PatientVaultError) -> R {
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
         let (a, committed, vaultID) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed, String) in
-            let now = configuration.clock.now()
+            let now = configuration.currentTime()
             let (a, secret) = try Self.checked(action, caller) { () throws -> Audited<R> in try decide(&vault, now) } invalid: { .invalid(action, document: caller.document, $0) }
             let (done, committed) = try commitOrAbandon(a, principal: caller.principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
             return (done, committed, vault.vaultID)
@@ -135,7 +135,7 @@ struct OperationPipeline: Sendable {
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
         // 1. Decide; a refusal commits its entry in the same hold.
         let first = try withVault(pseudonym) { vault -> Phase<Work, R> in
-            let now = configuration.clock.now()
+            let now = configuration.currentTime()
             let (decided, secret) = try Self.checked(action, caller) { () throws -> Decided<Work, R> in try decide(&vault, now) } invalid: {
                 .commit(.invalid(action, document: caller.document, $0))
             }
@@ -161,7 +161,7 @@ struct OperationPipeline: Sendable {
             }
             // 3. Commit: the records and the entry, or the entry alone.
             let (a, committed) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed) in
-                let now = configuration.clock.now()
+                let now = configuration.currentTime()
                 var a: Audited<R>
                 switch prepared {
                 case .success(let ready):
@@ -215,7 +215,7 @@ struct OperationPipeline: Sendable {
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
             _ = try? withVault(pseudonym) { vault in onAcknowledged(&vault, locations) }
         }
-        let now = configuration.clock.now()
+        let now = configuration.currentTime()
         var kinds = a.result.isSuccess ? a.notifications : []
         if committed.firstAccess != nil { kinds.append(.firstAccess(caller.principal)) }
         if a.decision.isAllowed && a.decision.isBreakGlass && !a.abandoned { kinds.append(.breakGlass(caller.principal)) }
@@ -235,7 +235,7 @@ struct OperationPipeline: Sendable {
         try lifecycle.ensureOpen()
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)
-        let createdAt = configuration.clock.now()
+        let createdAt = configuration.currentTime()
         guard decision.isAllowed else {
             throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
         }
@@ -268,7 +268,7 @@ struct OperationPipeline: Sendable {
         _ action: VaultAction, principal: Principal, target: String?, invalid: PatientVaultError? = nil
     ) async throws(PatientVaultError) {
         try lifecycle.ensureOpen()
-        let now = configuration.clock.now()
+        let now = configuration.currentTime()
         var invalid = invalid
         if invalid == nil, case .system = principal {
             invalid = PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")

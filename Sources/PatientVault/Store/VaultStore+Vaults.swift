@@ -20,7 +20,7 @@ extension VaultStore {
     ) async throws(PatientVaultError) -> VaultInfo {
         let decision = AccessPolicy.decide(AccessRequest(
             action: .createVault, principal: principal, holder: patient, channel: channel,
-            matrix: configuration.accessMatrix, time: configuration.clock.now()))
+            matrix: configuration.accessMatrix, time: configuration.currentTime()))
         let (createdAt, vaultID) = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, vaultID, createdAt in
             let (vaultKey, vaultKeys) = try VaultKeys.generate()
             let slot = try engine.reserveKeySlot()

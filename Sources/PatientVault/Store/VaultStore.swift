@@ -158,12 +158,19 @@ public final class VaultStore: Sendable {
             else {
                 throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost above the maximum")
             }
-            // No store is ever created below `interactive`: a lower cost is
-            // a forged header trying to make guessing the passphrase cheap.
-            guard allowsWeakCost || (header.parameters.opsLimit >= Argon2id.Parameters.interactive.opsLimit
-                && header.parameters.memLimit >= Argon2id.Parameters.interactive.memLimit)
-            else {
-                throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost below the minimum")
+            // No production store is created below `interactive`: the
+            // testing-only cost needs the tests' opt-in, and any other lower
+            // cost is a forged header trying to make guessing cheap.
+            let production = header.parameters.opsLimit >= Argon2id.Parameters.interactive.opsLimit
+                && header.parameters.memLimit >= Argon2id.Parameters.interactive.memLimit
+            if !production && !(allowsWeakCost && header.parameters == .minimum) {
+                guard header.parameters == .minimum else {
+                    throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost below the minimum")
+                }
+                throw PatientVaultError(
+                    .invalidArgument,
+                    "this store was created with the testing-only key-derivation cost "
+                        + "(PatientVaultTesting's withInsecureKeyDerivationForTests()); a production configuration refuses to open it")
             }
             return try translatingErrors {
                 try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: header.salt, parameters: header.parameters))
