@@ -75,12 +75,17 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// The cryptographic library could not initialise or allocate
         /// guarded memory.
         public static let cryptoUnavailable = Code("cryptoUnavailable")
+        /// The caller's own content sequence (a streamed deposit or
+        /// replacement) threw: an upload that broke off, a file that could
+        /// not be read. Nothing of the document is visible; the attempt is
+        /// in the trail as `abandoned`. The caller's error, not the store's.
+        public static let contentSourceFailed = Code("contentSourceFailed")
 
         /// The HTTP status a service built on the store answers with:
         ///
         /// | code | status |
         /// |---|---|
-        /// | `invalidIdentifier`, `invalidArgument` | 400 Bad Request |
+        /// | `invalidIdentifier`, `invalidArgument`, `contentSourceFailed` | 400 Bad Request |
         /// | `accessDenied` | 403 Forbidden |
         /// | `unknownVault`, `unknownDocument` | 404 Not Found (a document the caller may not see is "not found" too) |
         /// | `vaultAlreadyExists`, `conflict` | 409 Conflict |
@@ -90,7 +95,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable` | 500 Internal Server Error |
         public var httpStatus: Int {
             switch self {
-            case .invalidIdentifier, .invalidArgument: 400
+            case .invalidIdentifier, .invalidArgument, .contentSourceFailed: 400
             case .accessDenied: 403
             case .unknownVault, .unknownDocument: 404
             case .vaultAlreadyExists, .conflict: 409

@@ -95,7 +95,9 @@ import VaultStorage
             c.finish(throwing: UploadFailed())
         }
         let c = await code { _ = try await t.store.deposit(Fixtures.draft(), streaming: failing, for: alice, as: Fixtures.doctor) }
-        #expect(c != nil)
+        // The caller's failure, given back as theirs (HTTP 400), not as the store's `io` (500).
+        #expect(c == .contentSourceFailed)
+        #expect(c?.httpStatus == 400)
         #expect(try await t.store.documents(for: alice, as: patient).isEmpty)
         let store = try await t.reopen()
         #expect(try await store.documents(for: alice, as: patient).isEmpty)

@@ -157,6 +157,35 @@ import VaultSync
         }
         #expect(results.filter { $0 == nil }.count == 1)
         #expect(results.filter { $0 == .vaultAlreadyExists }.count == 7)
+        // Each refused attempt is in the vault's trail.
+        let trail = try await store.auditTrail(for: Fixtures.alice, as: .patient(Fixtures.alice))
+        #expect(trail.filter { $0.action == .createVault && $0.rule == .vaultAlreadyExists }.count == 7)
+        try await store.close()
+    }
+
+    /// Creating a vault that exists is no traceless existence probe: the
+    /// attempt is in the existing vault's trail (the patient sees who
+    /// tried), allowed-but-existing and denied alike.
+    @Test func aCreationAttemptOnAnExistingVaultIsInItsTrail() async throws {
+        let t = try await TestStore()
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let probe = await error { try await t.store.createVault(for: alice, as: Fixtures.pharmacist, channel: .pharmacy) }
+        #expect(probe?.code == .vaultAlreadyExists)
+        // A channel that does not fit: denied with its rule, recorded too.
+        let denied = await error { try await t.store.createVault(for: alice, as: Fixtures.doctor, channel: .patientOnline) }
+        #expect(denied?.code == .accessDenied && denied?.rule == .creationChannelMismatch)
+        let trail = try await t.store.auditTrail(for: alice, as: .patient(alice))
+        // Newest first.
+        let attempts = trail.filter { $0.action == .createVault && $0.outcome == .denied }
+        #expect(attempts.map(\.actor) == [Fixtures.doctor, Fixtures.pharmacist])
+        #expect(attempts.map(\.rule) == [.creationChannelMismatch, .vaultAlreadyExists])
+        // Durable like a write: after a reopen they are still there.
+        let store = try await t.reopen()
+        #expect(try await store.auditTrail(for: alice, as: .patient(alice)).filter { $0.action == .createVault && $0.outcome == .denied }.count == 2)
+        // On a patient without a vault, a denial leaves nothing: no vault holds it.
+        #expect(await code { try await store.createVault(for: Fixtures.bob, as: Fixtures.doctor, channel: .patientOnline) } == .accessDenied)
+        #expect(await code { _ = try await store.auditTrail(for: Fixtures.bob, as: .patient(Fixtures.bob)) } == .unknownVault)
         try await store.close()
     }
 

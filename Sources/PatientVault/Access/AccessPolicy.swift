@@ -149,6 +149,9 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     /// The request itself was invalid (a bad argument): refused before any
     /// decision on the vault, nothing of it written but its audit entry.
     case invalidRequest
+    /// A vault creation for a patient who already has a vault: refused,
+    /// and recorded in that vault's trail (the patient sees who tried).
+    case vaultAlreadyExists
 
     /// The legal source of the rule, where one applies.
     public var legalBasis: String? {

@@ -224,10 +224,13 @@ struct OperationPipeline: Sendable {
     }
 
     /// A vault's creation: the same phases on a vault that does not exist
-    /// yet. A denial leaves no entry (there is no vault to hold it; the
-    /// caller gets the rule). `build` makes the new vault's state and its
-    /// records under the vault's lock; the state is visible to other calls
-    /// once the group is durable.
+    /// yet. `build` makes the new vault's state and its records under the
+    /// vault's lock; the state is visible to other calls once the group is
+    /// durable. On a patient who already has a vault, the attempt, allowed
+    /// or denied, is refused and recorded in that vault's trail, durably
+    /// (the patient sees who tried, and a probe costs what a creation
+    /// costs). A denial on a patient without a vault leaves no entry: there
+    /// is no vault to hold it, and the caller gets the rule.
     func create(
         _ patient: INS, principal: Principal, decision: AccessDecision,
         build: (_ pseudonym: StreamID, _ vaultID: String, _ createdAt: Date) throws -> (VaultState, Audited<Void>)
@@ -236,6 +239,9 @@ struct OperationPipeline: Sendable {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)
         let createdAt = configuration.currentTime()
+        if loader.engine.head(of: pseudonym) != nil {
+            try await refuseCreation(of: patient, principal: principal, decision: decision)
+        }
         guard decision.isAllowed else {
             throw PatientVaultError(.accessDenied, "createVault denied", vaultID: vaultID, rule: decision.rule)
         }
@@ -251,12 +257,45 @@ struct OperationPipeline: Sendable {
                 return committed.ticket
             }
             _ = try await ticket.wait()
+        } catch let error as PatientVaultError where error.code == .vaultAlreadyExists {
+            // Created meanwhile by a concurrent call: refused like any other
+            // attempt on an existing vault, with its entry.
+            try await refuseCreation(of: patient, principal: principal, decision: decision)
         } catch {
             throw PatientVaultError.wrapping(error, vaultID: vaultID)
         }
         _ = try? cache.withCreation(pseudonym) { state in state?.isAcknowledged = true }
         cache.noteUse(of: pseudonym)
         return (createdAt, vaultID)
+    }
+
+    /// Records a creation attempt on the existing vault of `patient` in its
+    /// trail (durably, as a write) and throws: `accessDenied` with the
+    /// decision's rule when the principal may not create vaults this way,
+    /// `vaultAlreadyExists` (rule ``AccessRule/vaultAlreadyExists``)
+    /// otherwise. Never returns.
+    private func refuseCreation(of patient: INS, principal: Principal, decision: AccessDecision) async throws(PatientVaultError) -> Never {
+        let pseudonym = keys.vaultPseudonym(for: patient)
+        while true {
+            do {
+                let _: Void = try await run(.createVault, Caller(patient: patient, principal: principal)) { vault, _ in
+                    let error = decision.isAllowed
+                        ? PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vault.vaultID)
+                        : PatientVaultError(.accessDenied, "createVault denied", vaultID: vault.vaultID, rule: decision.rule)
+                    return Audited(
+                        action: .createVault, decision: decision.isAllowed ? .deny(.vaultAlreadyExists) : decision, isWrite: true,
+                        result: .failure(error))
+                }
+            } catch let error where error.code == .unknownVault && cache.isBeingCreated(pseudonym) {
+                // A concurrent creation is waiting for its sync: the entry
+                // goes into that vault once it exists.
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
+            // `run` returns only a success, which a refusal never is; a
+            // creation that failed meanwhile leaves no vault to record in.
+            throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault")
+        }
     }
 
     /// A store-level request (a review, statistics): decided, recorded

@@ -85,6 +85,11 @@ final class VaultCache: Sendable {
         }
     }
 
+    /// Whether a vault's creation is queued but not yet acknowledged.
+    func isBeingCreated(_ pseudonym: StreamID) -> Bool {
+        (try? withCreation(pseudonym) { state in state.map { !$0.isAcknowledged } ?? false }) ?? false
+    }
+
     private func attempt<R>(
         _ handle: VaultHandle, missing: @autoclosure () -> Error, _ body: (inout VaultState) throws -> R
     ) throws -> Attempt<R> {

@@ -35,7 +35,7 @@ extension VaultStore {
         _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
         try await writeVersion(draft, for: patient, as: principal, replacing: nil) { writer in
-            for try await chunk in content { try await writer.append(chunk) }
+            try await Self.feed(content, to: writer)
         }
     }
 
@@ -62,7 +62,30 @@ extension VaultStore {
         reason: ReplacementReason = .superseded, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
         try await writeVersion(draft, for: patient, as: principal, replacing: (document, reason)) { writer in
-            for try await chunk in content { try await writer.append(chunk) }
+            try await Self.feed(content, to: writer)
+        }
+    }
+
+    /// Feeds the caller's sequence to `writer`. What the sequence throws is
+    /// the caller's failure, not the store's: it comes back as
+    /// ``PatientVaultError/Code/contentSourceFailed`` (a cancellation stays
+    /// `cancelled`), never as `io`.
+    private static func feed<Chunks: AsyncSequence>(_ content: Chunks, to writer: ContentWriter) async throws
+    where Chunks.Element == Data {
+        var chunks = content.makeAsyncIterator()
+        while true {
+            let chunk: Data?
+            do {
+                chunk = try await chunks.next()
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch let error as PatientVaultError {
+                throw error
+            } catch {
+                throw PatientVaultError(.contentSourceFailed, "the content sequence threw; nothing of the document was kept")
+            }
+            guard let chunk else { return }
+            try await writer.append(chunk)
         }
     }
 
