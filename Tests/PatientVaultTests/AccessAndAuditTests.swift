@@ -31,19 +31,29 @@ import Testing
         #expect(Set(try await v.store.documents(for: v.alice, as: v.patient).map(\.id)) == [visible.id, masked.id])
         #expect(try await v.store.vaultInfo(for: v.alice, as: v.patient).documentCount == 2)
         #expect(await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) } == .unknownDocument)
-        // Nor does the patient's trail reveal it: entries about it lose the document id.
+        // Nor does the patient's trail reveal it: the entries about it (its
+        // deposit, naming the author, and every access to it) are withheld
+        // until it is released, counted by the verification.
+        _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: doctor)
+        _ = await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) }
         let trail = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
         #expect(!trail.contains { $0.document == hidden.id })
         #expect(trail.contains { $0.document == visible.id })
-        #expect(trail.filter { $0.action == .deposit }.count == 3)
-        // A redacted denial looks like a probe of an unknown id: no rule, no legal basis.
-        _ = await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) }
+        #expect(trail.filter { $0.action == .deposit }.count == 2)
+        let verification = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
+        #expect(verification.withheld == 4)  // its deposit, the doctor's read, the patient's two refused reads
+        // A probe of an id that names no document shows, without the id: no rule, no legal basis.
+        _ = await code { _ = try await v.store.metadata(of: never, for: v.alice, as: v.patient) }
         let redacted = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actions: [.readMetadata], limit: 1), as: v.patient)
         #expect(redacted.first?.document == nil && redacted.first?.rule == .unknownDocument && redacted.first?.legalBasis == nil)
-        // Released by its author, it appears.
+        // Released by its author, it appears, and so do the entries about
+        // it, in place (their positions in the chain).
         try await v.store.releaseToPatient(hidden.id, for: v.alice, as: Fixtures.doctor)
         #expect(try await v.store.vaultInfo(for: v.alice, as: v.patient).documentCount == 3)
-        #expect(try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient).contains { $0.document == hidden.id })
+        let released = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(released.filter { $0.document == hidden.id }.count == 5)  // the four withheld, and the release
+        #expect(released.map(\.sequence) == released.map(\.sequence).sorted(by: >))
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).withheld == 0)
         try await v.store.close()
     }
 

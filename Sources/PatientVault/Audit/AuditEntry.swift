@@ -229,11 +229,24 @@ public struct AuditQuery: Hashable, Sendable {
 
 /// The result of verifying a vault's audit chain.
 public struct AuditVerification: Hashable, Sendable {
-    /// Entries checked.
+    /// Entries checked: the whole chain, withheld entries included.
     public var entries: Int
     /// The chain hash of the newest entry (hex): a value the host can
     /// publish elsewhere and compare later.
     public var headHash: String
+    /// How many of ``entries`` the caller's own view of the trail
+    /// (``VaultStore/auditTrail(for:matching:as:)``) withholds now: for the
+    /// patient, the entries about a document hidden from them
+    /// (`INVISIBLE_PATIENT`) until it is released; 0 for reviewers. They
+    /// were verified like every other entry.
+    public var withheld: Int
+
+    /// A verification's result.
+    public init(entries: Int, headHash: String, withheld: Int = 0) {
+        self.entries = entries
+        self.headHash = headHash
+        self.withheld = withheld
+    }
 }
 
 /// Something the host may want to tell the patient about.

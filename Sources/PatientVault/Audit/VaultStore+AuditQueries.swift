@@ -9,12 +9,14 @@ extension VaultStore {
     /// paged by `query`. Reading it is itself audited (the new entry is the
     /// first of the first page).
     ///
-    /// The patient and their representatives read it. The patient sees every
-    /// entry; entries about a document they may not see keep their actor,
-    /// action and outcome, but not the document (so the trail does not
-    /// reveal hidden documents). Representatives do not see secret accesses,
-    /// nor entries about documents they may not see, and their view carries
-    /// no positions: ``AuditEntry/sequence`` is 0 and
+    /// The patient and their representatives read it. Neither sees the
+    /// entries about a document they may not see now: for the patient, a
+    /// document hidden from them (`INVISIBLE_PATIENT`, CSP R1111-53), whose
+    /// deposit and reads would name its author, profession and speciality
+    /// during the month the law hides it; they appear, in place, once it is
+    /// released (``AuditVerification/withheld`` counts them meanwhile).
+    /// Representatives do not see secret accesses either, and their view
+    /// carries no positions: ``AuditEntry/sequence`` is 0 and
     /// ``AuditEntry/previousHash`` empty in every entry they get. Cost: one read and one
     /// decryption per entry walked (newest first, stopping at the page's end).
     /// - Throws: ``PatientVaultError/Code/accessDenied``,
@@ -54,20 +56,20 @@ extension VaultStore {
         }
     }
 
-    /// What `reader` may see of an entry. A legal representative does not
-    /// see secret accesses, nor any entry about a document they may not see
-    /// (who deposited or read a document hidden from representatives is
-    /// itself what the flag hides): nil. The patient sees every entry, but
-    /// not which document it is about when they may not see that document now.
-    private func redacted(
+    /// What `reader` may see of an entry. Nobody sees an entry about a
+    /// document they may not see now (who deposited or read a document
+    /// hidden from the patient or from representatives is itself what the
+    /// flag hides): nil. A legal representative does not see secret
+    /// accesses either. An entry about an id that names no document (a
+    /// refused read of a made-up id) is shown without the id.
+    func redacted(
         _ entry: AuditEntry, for reader: Principal, representative: Bool, in vault: VaultState, at now: Date
     ) -> AuditEntry? {
         if representative && entry.isSecretAccess { return nil }
         guard let id = entry.document else { return entry }
-        if let current = vault.versions(of: id).last,
-           AccessPolicy.decide(request(.readMetadata, by: reader, vault: vault, document: current, time: now)).isAllowed
-        {
-            return entry
+        if let current = vault.versions(of: id).last {
+            let visible = AccessPolicy.decide(request(.readMetadata, by: reader, vault: vault, document: current, time: now)).isAllowed
+            return visible ? entry : nil
         }
         if representative { return nil }
         var e = entry
@@ -110,7 +112,11 @@ extension VaultStore {
             let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
             var previous = [UInt8](repeating: 0, count: 32)
             var atSnapshot: [UInt8]?
+            let now = configuration.currentTime()
+            let isReviewer = configuration.isConfiguredReviewer(principal)
+            var withheld = 0
             for (i, e) in entries.enumerated() {
+                if !isReviewer && redacted(e, for: principal, representative: false, in: vault, at: now) == nil { withheld += 1 }
                 guard e.sequence == UInt64(i) else { throw tampered("entry \(i) is missing or out of order") }
                 guard e.previousHash == previous else { throw tampered("entry \(i) does not follow entry \(i - 1)") }
                 previous = e.chainHash(key: vault.keys.auditChain)
@@ -124,7 +130,7 @@ extension VaultStore {
             else {
                 throw tampered("the newest entries are missing")
             }
-            return AuditVerification(entries: entries.count, headHash: hexEncoded(previous))
+            return AuditVerification(entries: entries.count, headHash: hexEncoded(previous), withheld: withheld)
         }
     }
 
