@@ -121,7 +121,7 @@ enum Seeds {
             .vaultCreated(time: date, channel: .pharmacy, region: .auvergneRhoneAlpes, creator: user),
             .vaultCreated(time: date, channel: .patientOnline, region: nil, creator: nil),
             .document(vault: bytes(16, from: 8), user: StatisticsRecord.UserTag(kind: 1, organisationKind: nil, tag: bytes(16, from: 6)), byInsurer: false),
-            .document(vault: bytes(16, from: 8), user: nil, byInsurer: true), .use(user),
+            .document(vault: bytes(16, from: 8), user: nil, byInsurer: true), .use(user), .none,
         ]
 
         let breakGlass = AuditEntry(
@@ -173,7 +173,7 @@ enum Seeds {
             (.auditEntry, [breakGlass, denial], [Array(breakGlass.dropLast()), denial + [0]]),
             (.vaultAnchor, [anchor], [Array(anchor.dropLast()), anchor + [0]]),
             (.storeHeader, [store1, store2], [with(store1, 0, 0x51), with(store1, 30, 1), Array(store1.prefix(100))]),
-            (.storeHeaderFixed, [store1, store2], [fixed(with(store1, 8, 2), 0..<120), fixed(with(store1, 12, 3), 0..<120)]),
+            (.storeHeaderFixed, [store1, store2], [fixed(with(store1, 8, 3), 0..<120), fixed(with(store1, 12, 3), 0..<120)]),
             (.recordPadding, [[3] + padded, [0] + [9, 0x80]], [[3] + Array(padded.dropLast()), [2] + with(padded, 300, 0x81)]),
             (.ins, [utf8(alice.digits), utf8("1 85 02 2A 012 345 " + String(ins("185022A012345").digits.suffix(2)))],
              [with(utf8(alice.digits), 14, utf8(alice.digits)[14] == 0x30 ? 0x31 : 0x30), Array(utf8(alice.digits).dropLast()), with(utf8(alice.digits), 0, 0x35)]),

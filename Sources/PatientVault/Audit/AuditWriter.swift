@@ -70,6 +70,13 @@ struct AuditWriter: Sendable {
             firstAccess = holder
             if let user = statistics.user(principal) { records.append(try statistics.record(.use(user))) }
         }
+        // Every group that writes the vault's stream carries one statistics
+        // record, of one size whatever it counts: a replacement, a policy
+        // change or a first access by a principal without a tag carries
+        // `.none`, so the group's shape does not tell what it was.
+        if vaultRecords > 0, !records.contains(where: { $0.stream == keys.statisticsStream }) {
+            records.append(try statistics.record(.none))
+        }
         // The vault's own history as this group leaves it: the anchor its
         // audit record seals, checked when the vault loads.
         var head = vault.headHash

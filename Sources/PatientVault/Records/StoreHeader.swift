@@ -14,7 +14,10 @@ import VaultStorage
 /// id with every byte before it as associated data.
 struct StoreHeader {
     static let magic: [UInt8] = Array("PVSTORE1".utf8)
-    static let version: UInt32 = 1
+    /// The store's format version. 2: a checkpoint from creation on, one
+    /// statistics record of one size per vault group (CHANGELOG.md). There
+    /// is no migration before 1.0: a store of another version is refused.
+    static let version: UInt32 = 2
     static let size = 124
     private static let prefixSize = 64
 
@@ -76,8 +79,11 @@ struct StoreHeader {
             try bytes.withUnsafeBytes { raw in
                 var r = ByteReader(raw)
                 _ = try r.read(count: 8)
-                guard try r.read(UInt32.self) == version else {
-                    throw PatientVaultError(.unsupportedFormat, "store format version not supported")
+                let found: UInt32 = try r.read()
+                guard found == version else {
+                    throw PatientVaultError(
+                        .unsupportedFormat,
+                        "store format version \(found) is not supported: this build reads version \(version) only (no migration before 1.0)")
                 }
                 guard let source = Source(rawValue: try r.read()) else { throw ByteReader.Malformed() }
                 _ = try r.read(count: 3)

@@ -42,10 +42,18 @@ public struct StoreStatistics: Hashable, Sendable {
 /// One record of the statistics stream: what the figures need, and nothing
 /// more. Sealed under the store's statistics key; vaults and users appear
 /// only as 16-byte keyed tags.
+///
+/// Every group that writes a vault's stream carries exactly one, and every
+/// kind seals to the same size (one padding block, ``RecordKind/paddingBlock``):
+/// a replacement or a policy change carries ``none``, so that on disk a
+/// new document looks like a replacement and a professional's first access
+/// like a policy change.
 enum StatisticsRecord: Equatable {
     case vaultCreated(time: Date, channel: CreationChannel, region: Region?, creator: UserTag?)
     case document(vault: [UInt8], user: UserTag?, byInsurer: Bool)
     case use(UserTag)
+    /// Counts nothing: the statistics record of a group that changes no figure.
+    case none
 
     /// A professional or organisation, by keyed tag.
     struct UserTag: Hashable {
@@ -66,6 +74,8 @@ enum StatisticsRecord: Equatable {
             if let user { w.write(UInt8(1)); w.write(user: user) } else { w.write(UInt8(0)) }
         case .use(let user):
             w.write(UInt8(3)); w.write(user: user)
+        case .none:
+            w.write(UInt8(4))
         }
         return w.bytes
     }
@@ -91,6 +101,9 @@ enum StatisticsRecord: Equatable {
                 let user = try r.readUser()
                 guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return .use(user)
+            case 4:
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
+                return .none
             default:
                 throw ByteReader.Malformed()
             }
@@ -217,6 +230,8 @@ extension VaultStore {
                     if let user { noteUser(user) }
                 case .use(let user):
                     noteUser(user)
+                case .none:
+                    break
                 }
                 return true
             }
