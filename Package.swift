@@ -28,6 +28,10 @@ let package = Package(
         // For the tests of services built on PatientVault: temporary stores,
         // a manual clock, valid identifiers, storage faults on demand.
         .library(name: "PatientVaultTesting", targets: ["PatientVaultTesting"]),
+        // FHIR R4 resources of the store's values (AuditEvent,
+        // DocumentReference, Bundle, OperationOutcome), for services that
+        // speak FHIR; the core product does not carry them.
+        .library(name: "PatientVaultFHIR", targets: ["PatientVaultFHIR"]),
         .executable(name: "patientvault-demo", targets: ["PatientVaultDemo"]),
     ],
     dependencies: [
@@ -65,16 +69,25 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PatientVaultFHIR",
+            dependencies: ["PatientVault"]
+        ),
+        .target(
             name: "PatientVaultTesting",
             dependencies: ["PatientVault", "VaultStorage", "VaultSync"]
         ),
         .executableTarget(
             name: "PatientVaultDemo",
-            dependencies: ["PatientVault"]
+            dependencies: ["PatientVault", "PatientVaultFHIR"]
         ),
         // The README's usage example, compiled and run by Scripts/test.sh.
         .executableTarget(
             name: "PatientVaultREADMEExample",
+            dependencies: ["PatientVault", "PatientVaultFHIR"]
+        ),
+        // The DocC article "Getting started", compiled and run by Scripts/test.sh.
+        .executableTarget(
+            name: "PatientVaultGettingStarted",
             dependencies: ["PatientVault"]
         ),
         // The writer that crash tests kill (public API only); not a product.
@@ -86,10 +99,10 @@ let package = Package(
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
         .testTarget(
             name: "PatientVaultTests",
-            dependencies: ["PatientVault", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync"]
+            dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync"]
         ),
         // A downstream service's view: the public API and the testing product only.
-        .testTarget(name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultTesting"]),
+        .testTarget(name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

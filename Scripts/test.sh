@@ -5,5 +5,7 @@ cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
 swift build --build-tests -Xswiftc -warnings-as-errors
 swift test --skip-build
-# The README's usage example, compiled above, runs too.
+# The README's usage example and the "Getting started" article, compiled
+# above, run too.
 swift run --skip-build PatientVaultREADMEExample
+swift run --skip-build PatientVaultGettingStarted

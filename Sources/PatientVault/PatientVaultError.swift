@@ -157,6 +157,67 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
     }
 }
 
+// MARK: - JSON
+
+extension PatientVaultError.Code {
+    /// Every code this version of the library can produce.
+    public static let all: [PatientVaultError.Code] = [
+        .invalidIdentifier, .invalidArgument, .unknownVault, .vaultAlreadyExists, .unknownDocument, .deprecatedVersion,
+        .accessDenied, .conflict, .wrongMasterKey, .storeLocked, .corrupted, .erased, .durabilityLost, .diskFull, .io,
+        .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed,
+    ]
+}
+
+extension PatientVaultError: Codable {
+    private enum Keys: String, CodingKey {
+        case code, message, httpStatus, vaultID, documentID, rule, segment, offset
+    }
+
+    /// The stable JSON of an error, for a service's response body:
+    /// `{"code":"accessDenied","httpStatus":403,"message":"...","rule":"notAuthorised"}`,
+    /// with `vaultID`, `documentID`, `rule`, `segment` and `offset` only when
+    /// set. Like the error itself, it carries no patient data.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(code.description, forKey: .code)
+        try c.encode(message, forKey: .message)
+        try c.encode(code.httpStatus, forKey: .httpStatus)
+        try c.encodeIfPresent(vaultID, forKey: .vaultID)
+        try c.encodeIfPresent(documentID, forKey: .documentID)
+        try c.encodeIfPresent(rule?.rawValue, forKey: .rule)
+        try c.encodeIfPresent(segment, forKey: .segment)
+        try c.encodeIfPresent(offset, forKey: .offset)
+    }
+
+    /// Decodes what ``encode(to:)`` writes: a code this version knows
+    /// (``Code/all``), a rule it knows, and an `httpStatus` that is the
+    /// code's; anything else is `DecodingError.dataCorrupted`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let name = try c.decode(String.self, forKey: .code)
+        guard let code = Code.all.first(where: { $0.description == name }) else {
+            throw DecodingError.dataCorruptedError(forKey: .code, in: c, debugDescription: "unknown error code")
+        }
+        guard try c.decode(Int.self, forKey: .httpStatus) == code.httpStatus else {
+            throw DecodingError.dataCorruptedError(forKey: .httpStatus, in: c, debugDescription: "not the code's HTTP status")
+        }
+        var rule: AccessRule?
+        if let text = try c.decodeIfPresent(String.self, forKey: .rule) {
+            guard let r = AccessRule(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(forKey: .rule, in: c, debugDescription: "unknown rule")
+            }
+            rule = r
+        }
+        self.init(
+            code, try c.decode(String.self, forKey: .message), vaultID: try c.decodeIfPresent(String.self, forKey: .vaultID),
+            documentID: try c.decodeIfPresent(DocumentID.self, forKey: .documentID), rule: rule,
+            segment: try c.decodeIfPresent(UInt32.self, forKey: .segment), offset: try c.decodeIfPresent(UInt64.self, forKey: .offset))
+        if vaultID == nil, try c.decodeIfPresent(String.self, forKey: .vaultID) != nil {
+            throw DecodingError.dataCorruptedError(forKey: .vaultID, in: c, debugDescription: "a refusal never names a vault")
+        }
+    }
+}
+
 // MARK: - Mapping from the lower layers
 
 extension PatientVaultError {

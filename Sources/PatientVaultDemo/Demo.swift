@@ -3,6 +3,7 @@
 
 import Foundation
 import PatientVault
+import PatientVaultFHIR
 
 func section(_ title: String) { print("\n== \(title)") }
 

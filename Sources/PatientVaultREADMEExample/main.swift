@@ -1,12 +1,12 @@
 // The README's usage example, compiled and run by CI (Scripts/test.sh runs
 // `swift run PatientVaultREADMEExample`). The lines between the markers are
-// in README.md verbatim; a test (PatientVaultTestingTests) checks it.
+// in README.md verbatim; a test (DocumentationSnippetTests) checks it.
+// BEGIN README
 import Foundation
 import PatientVault
+import PatientVaultFHIR
 
-let folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-readme-\(UUID().uuidString)")
-
-// BEGIN README
+let folder = FileManager.default.temporaryDirectory.appendingPathComponent("my-store-\(UUID().uuidString)")
 let masterKey = try MasterKey.generate()          // keep it in your KMS/HSM
 let store = try await VaultStore.open(at: folder, key: .key(masterKey))
 

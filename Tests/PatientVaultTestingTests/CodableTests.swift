@@ -1,5 +1,6 @@
 import Foundation
 import PatientVault
+import PatientVaultFHIR
 import PatientVaultTesting
 import Testing
 
@@ -114,21 +115,80 @@ import Testing
     #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(bundle)) == bundle)
 }
 
-/// R4's structure: a collection of entries whose `fullUrl` is
-/// `<resourceType>/<id>`, the required fields (1..1) of each resource, and
-/// every literal reference resolving to an entry.
-func checkBundleStructure(_ bundle: FHIR.Bundle, documentReferences: Int, auditEvents: Int) throws {
+/// With the host's FHIR base, full URLs are `<base>/<type>/<id>`; a
+/// representative's view (every entry at sequence 0) still gives unique
+/// AuditEvent ids; an audit query becomes a `searchset` with its total.
+@Test func bundlesHaveAbsoluteURLsUniqueIdsAndASearchset() async throws {
+    let child = INS.example(21)
+    let parent = Principal.representative(LegalRepresentative(ins: INS.example(22), relationship: .parent))
+    try await withTemporaryStore { store in
+        try await store.createVault(for: child, as: .patient(child), channel: .patientOnline)
+        try await store.nameRepresentative(parent, for: child, as: .patient(child))
+        for _ in 0..<3 { _ = try await store.documents(for: child, as: parent) }
+        let info = try await store.vaultInfo(for: child, as: parent)
+        let trail = try await store.auditTrail(for: child, as: parent)
+        #expect(Set(trail.map(\.sequence)) == [0])
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        let base = "https://fhir.example.org/r4"
+        let collection = FHIR.Bundle(vaultID: info.vaultID, documents: [], auditEntries: trail, timestamp: now, baseURL: base)
+        try checkBundleStructure(collection, documentReferences: 0, auditEvents: trail.count, baseURL: base)
+        let search = FHIR.Bundle(searchset: trail, vaultID: info.vaultID, timestamp: now)
+        #expect(search.total == trail.count && search.type == "searchset")
+        try checkBundleStructure(search, documentReferences: 0, auditEvents: trail.count, type: "searchset")
+        #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(search)) == search)
+    }
+}
+
+/// An error has a stable JSON (for a service's response) and a FHIR
+/// OperationOutcome, both without patient data.
+@Test func anErrorHasAStableJSONAndAnOperationOutcome() throws {
+    let error = PatientVaultError(.accessDenied, "readContent denied", rule: .blockedByPatient)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = String(decoding: try encoder.encode(error), as: UTF8.self)
+    #expect(text == #"{"code":"accessDenied","httpStatus":403,"message":"readContent denied","rule":"blockedByPatient"}"#)
+    #expect(try JSONDecoder().decode(PatientVaultError.self, from: Data(text.utf8)) == error)
+    for code in PatientVaultError.Code.all {
+        let e = PatientVaultError(code, "m")
+        #expect(try JSONDecoder().decode(PatientVaultError.self, from: try encoder.encode(e)) == e)
+    }
+    for bad in [#"{"code":"nope","httpStatus":500,"message":"m"}"#, #"{"code":"io","httpStatus":404,"message":"m"}"#,
+                #"{"code":"accessDenied","httpStatus":403,"message":"m","rule":"nope"}"#,
+                #"{"code":"accessDenied","httpStatus":403,"message":"m","vaultID":"v"}"#] {
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(PatientVaultError.self, from: Data(bad.utf8)) }
+    }
+    let outcome = FHIR.OperationOutcome(error)
+    let json = String(decoding: try FHIR.json(outcome), as: UTF8.self)
+    #expect(json.contains(#""resourceType":"OperationOutcome""#) && json.contains(#""code":"forbidden""#) && json.contains(#""blockedByPatient""#))
+    #expect(FHIR.OperationOutcome(PatientVaultError(.unknownDocument, "x")).issue[0].code == "not-found")
+}
+
+/// R4's structure: a collection of entries whose `fullUrl` is absolute (a
+/// `urn:uuid:`, or `<base>/<resourceType>/<id>` with a base) and unique, ids
+/// unique per type, the required fields (1..1) of each resource, and every
+/// literal reference resolving to an entry.
+func checkBundleStructure(
+    _ bundle: FHIR.Bundle, documentReferences: Int, auditEvents: Int, type bundleType: String = "collection", baseURL: String? = nil
+) throws {
     let object = try #require(try JSONSerialization.jsonObject(with: try FHIR.json(bundle)) as? [String: Any])
-    #expect(object["resourceType"] as? String == "Bundle" && object["type"] as? String == "collection")
+    #expect(object["resourceType"] as? String == "Bundle" && object["type"] as? String == bundleType)
     let entries = try #require(object["entry"] as? [[String: Any]])
     var urls = Set<String>()
+    var ids = Set<String>()
     var kinds: [String: Int] = [:]
     for e in entries {
         let resource = try #require(e["resource"] as? [String: Any])
         let type = try #require(resource["resourceType"] as? String)
         let id = try #require(resource["id"] as? String)
-        #expect(e["fullUrl"] as? String == "\(type)/\(id)")
-        urls.insert("\(type)/\(id)")
+        let fullUrl = try #require(e["fullUrl"] as? String)
+        if let baseURL {
+            #expect(fullUrl == "\(baseURL)/\(type)/\(id)")
+        } else {
+            #expect(fullUrl.wholeMatch(of: /urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/) != nil, "\(fullUrl)")
+        }
+        #expect(urls.insert(fullUrl).inserted, "a fullUrl twice")
+        #expect(ids.insert("\(type)/\(id)").inserted, "\(type)/\(id) twice")
+        if bundleType == "searchset" { #expect((e["search"] as? [String: Any])?["mode"] as? String == "match") }
         kinds[type, default: 0] += 1
         switch type {
         case "DocumentReference": for field in ["status", "content"] { #expect(resource[field] != nil, "\(field)") }
@@ -136,10 +196,18 @@ func checkBundleStructure(_ bundle: FHIR.Bundle, documentReferences: Int, auditE
         default: #expect(type == "Patient")
         }
     }
-    #expect(kinds == ["Patient": 1, "DocumentReference": documentReferences, "AuditEvent": auditEvents])
+    var expected = ["AuditEvent": auditEvents]
+    if bundleType == "collection" { expected["Patient"] = 1 }
+    if documentReferences > 0 { expected["DocumentReference"] = documentReferences }
+    #expect(kinds == expected)
+    // Every reference to a resource of the bundle resolves: as written (a
+    // urn:uuid), or against the base (a relative `<type>/<id>`).
     let all = entries.flatMap { literalReferences(in: $0["resource"] as Any) }
     #expect(!all.isEmpty)
-    for reference in all { #expect(urls.contains(reference), "\(reference)") }
+    for reference in all {
+        let resolved = baseURL.map { reference.hasPrefix("urn:") ? reference : "\($0)/\(reference)" } ?? reference
+        #expect(urls.contains(resolved) || (bundleType == "searchset" && reference.hasPrefix("Patient/")), "\(reference)")
+    }
 }
 
 /// The `reference` strings anywhere in a JSON value.

@@ -3,23 +3,6 @@ import PatientVault
 import PatientVaultTesting
 import Testing
 
-// The README's example ("Testing your service"), verbatim.
-@Test func aRefusedDoctorIsInThePatientsTrail() async throws {
-    let alice = INS.example(1)
-    try await withTemporaryStore { store in
-        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let report = try await store.deposit(
-            DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation",
-                          createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "text/plain"),
-            content: Data("Tension 12/8.".utf8), for: alice, as: .doctor())
-        await #expect(throws: PatientVaultError.self) {
-            _ = try await store.content(of: report.id, for: alice, as: .doctor(2))
-        }
-        let trail = try await store.auditTrail(for: alice, as: .patient(alice))
-        #expect(trail.contains { $0.actor == .doctor(2) && $0.outcome == .denied })
-    }
-}
-
 /// The testing product as a downstream service uses it: public API only.
 @Suite struct PatientVaultTestingTests {
     @Test func theFolderIsGoneAfterSuccessAnErrorAndACancellation() async throws {
@@ -176,16 +159,6 @@ final class LocationBox: @unchecked Sendable {
     }
 }
 
-/// The README's usage example is the compiled one, verbatim.
-@Test func theReadmeShowsTheCompiledExampleVerbatim() throws {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let source = try String(contentsOf: root.appendingPathComponent("Sources/PatientVaultREADMEExample/main.swift"), encoding: .utf8)
-    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-    let block = try #require(source.components(separatedBy: "// BEGIN README\n").last?.components(separatedBy: "// END README\n").first)
-    #expect(block.count > 1_000)
-    #expect(readme.contains("```swift\nimport Foundation\nimport PatientVault\n\n" + block + "```"))
-}
-
 /// A vault used through `store.vault(for:as:)`: the same calls without the
 /// patient and the principal, and metadata with content in one audited call.
 @Test func aPerPatientScopeAndOneCallForMetadataAndContent() async throws {
@@ -251,4 +224,35 @@ final class LocationBox: @unchecked Sendable {
     defer { try? FileManager.default.removeItem(at: other) }
     try await VaultStore.open(at: other, key: .passphrase("correct horse", strength: .interactive), configuration: .testing).close()
     try await VaultStore.open(at: other, key: .passphrase("correct horse", strength: .interactive), configuration: .testing).close()
+}
+
+/// `VaultAccess` carries the policy calls too: a patient's app manages who
+/// may read through the same scoped value, each call decided and audited.
+@Test func aScopedVaultManagesWhoMayRead() async throws {
+    let alice = INS.example(41)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let mine = store.vault(for: alice, as: .patient(alice))
+        let cardiologist = store.vault(for: alice, as: .doctor(7))
+        let note = try await store.vault(for: alice, as: .doctor()).deposit(
+            DocumentDraft(typeCode: .consultationNote, category: .report, title: "Consultation", createdAt: Date(), mimeType: "text/plain"),
+            content: Data("ECG normal".utf8))
+        await #expect(throws: PatientVaultError.self) { _ = try await cardiologist.content(of: note.id) }
+        try await mine.authorise(.doctor(7), until: Date().addingTimeInterval(86_400))
+        #expect(try await cardiologist.content(of: note.id) == Data("ECG normal".utf8))
+        try await mine.block(.doctor(7))
+        await #expect(throws: PatientVaultError.self) { _ = try await cardiologist.content(of: note.id) }
+        try await mine.unblock(.doctor(7))
+        try await mine.revoke(.doctor(7))
+        try await mine.setMedecinTraitant(.doctor(8))
+        try await mine.addToCareTeam(.doctor(9))
+        try await mine.removeFromCareTeam(.doctor(9))
+        try await mine.setBreakGlassOpposition(true)
+        let who = try await mine.whoCouldRead(note.id, at: Date())
+        #expect(who.contains { $0.principal == .doctor(8) } && !who.contains { $0.principal == .doctor(7) })
+        let actions = try await mine.auditTrail().map(\.action)
+        for action: VaultAction in [.authorise, .block, .unblock, .revoke, .setMedecinTraitant, .updateCareTeam, .setBreakGlassOpposition] {
+            #expect(actions.contains(action), "\(action)")
+        }
+    }
 }

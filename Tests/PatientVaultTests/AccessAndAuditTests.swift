@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PatientVault
+import PatientVaultFHIR
 @testable import VaultStorage
 
 @Suite struct NonDisclosureTests {

@@ -47,7 +47,7 @@ func hexValue(_ c: UInt8) -> UInt8? {
     }
 }
 
-func hexEncoded(_ bytes: [UInt8]) -> String {
+package func hexEncoded(_ bytes: [UInt8]) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
     out.reserveCapacity(bytes.count * 2)
@@ -56,4 +56,17 @@ func hexEncoded(_ bytes: [UInt8]) -> String {
         out.append(digits[Int(b & 0xF)])
     }
     return String(decoding: out, as: UTF8.self)
+}
+
+/// A UUID (RFC 9562 version 8, lowercase) named by `name`: the first 16
+/// bytes of its unkeyed BLAKE2b hash with the version and variant bits set.
+/// The same name gives the same UUID (FHIR `urn:uuid:` full URLs of an
+/// export); it reveals nothing the name did not.
+package func nameBasedUUID(_ name: String) -> String {
+    var b = BLAKE2b.hash(Array(name.utf8), outputByteCount: 16)
+    b[6] = (b[6] & 0x0F) | 0x80
+    b[8] = (b[8] & 0x3F) | 0x80
+    let hex = hexEncoded(b)
+    let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+    return parts.joined(separator: "-")
 }

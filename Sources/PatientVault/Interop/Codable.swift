@@ -12,7 +12,7 @@ import Foundation
 // golden tests.
 
 /// The ISO 8601 form of the JSON's dates.
-enum JSONDate {
+package enum JSONDate {
     static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let seconds = Date.ISO8601FormatStyle()
 
@@ -21,7 +21,7 @@ enum JSONDate {
     /// ".609" and a date did not survive its own round trip). The store's
     /// clock readings are whole milliseconds (`Configuration.currentTime()`),
     /// so every date it records decodes to the same `Date`.
-    static func format(_ date: Date) -> String {
+    package static func format(_ date: Date) -> String {
         let t = date.timeIntervalSince1970
         guard t.isFinite, abs(t) < 1e14 else { return style.format(date) }
         let ms = Int64((t * 1000).rounded())

@@ -90,6 +90,71 @@ public struct VaultAccess: Sendable {
     public func whoCouldRead(_ document: DocumentID, at time: Date) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
         try await store.whoCouldRead(document, at: time, for: patient, as: principal)
     }
+
+    /// What `reader` could read at `time`.
+    public func whatCouldRead(
+        _ reader: Principal, at time: Date
+    ) async throws(PatientVaultError) -> [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] {
+        try await store.whatCouldRead(reader, at: time, for: patient, as: principal)
+    }
+
+    // MARK: Who may read: the patient's (or a representative's) decisions
+
+    /// Authorises a professional or organisation to read, until `until`
+    /// (nil: until revoked).
+    public func authorise(_ grantee: Principal, until: Date? = nil) async throws(PatientVaultError) {
+        try await store.authorise(grantee, until: until, for: patient, as: principal)
+    }
+
+    /// Revokes an authorisation.
+    public func revoke(_ grantee: Principal) async throws(PatientVaultError) {
+        try await store.revoke(grantee, for: patient, as: principal)
+    }
+
+    /// Blocks a professional.
+    public func block(_ professional: Principal) async throws(PatientVaultError) {
+        try await store.block(professional, for: patient, as: principal)
+    }
+
+    /// Lifts a block.
+    public func unblock(_ professional: Principal) async throws(PatientVaultError) {
+        try await store.unblock(professional, for: patient, as: principal)
+    }
+
+    /// Designates the médecin traitant (nil: none).
+    public func setMedecinTraitant(_ doctor: Principal?) async throws(PatientVaultError) {
+        try await store.setMedecinTraitant(doctor, for: patient, as: principal)
+    }
+
+    /// Adds a professional to the care team.
+    public func addToCareTeam(_ professional: Principal) async throws(PatientVaultError) {
+        try await store.addToCareTeam(professional, for: patient, as: principal)
+    }
+
+    /// Removes a professional from the care team.
+    public func removeFromCareTeam(_ professional: Principal) async throws(PatientVaultError) {
+        try await store.removeFromCareTeam(professional, for: patient, as: principal)
+    }
+
+    /// Names a legal representative.
+    public func nameRepresentative(_ representative: Principal) async throws(PatientVaultError) {
+        try await store.nameRepresentative(representative, for: patient, as: principal)
+    }
+
+    /// Removes a legal representative.
+    public func removeRepresentative(_ representative: Principal) async throws(PatientVaultError) {
+        try await store.removeRepresentative(representative, for: patient, as: principal)
+    }
+
+    /// Opposes (or stops opposing) break-glass access in advance.
+    public func setBreakGlassOpposition(_ opposed: Bool) async throws(PatientVaultError) {
+        try await store.setBreakGlassOpposition(opposed, for: patient, as: principal)
+    }
+
+    /// Releases a document hidden from the patient (its author only).
+    public func releaseToPatient(_ document: DocumentID) async throws(PatientVaultError) {
+        try await store.releaseToPatient(document, for: patient, as: principal)
+    }
 }
 
 extension VaultStore {

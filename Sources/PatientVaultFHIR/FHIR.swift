@@ -1,4 +1,5 @@
 import Foundation
+import PatientVault
 
 /// FHIR R4 exports: audit entries as `AuditEvent` (fields mapped as IHE
 /// Basic Audit Log Patterns suggests) and document metadata as
@@ -127,7 +128,7 @@ public enum FHIR {
         /// of the `audit-event-type` code system.
         public var type: Coding
         /// More specific types (`AuditEvent.subtype`): the RESTful interaction
-        /// (`create`, `update`, `read` or `search-type`), then the ``VaultAction``
+        /// (`create`, `update`, `read` or `search-type`), then the `VaultAction`
         /// name in this library's `action` code system.
         public var subtype: [Coding]
         /// What kind of action (`AuditEvent.action`): `C` create, `R` read,
@@ -140,7 +141,7 @@ public enum FHIR {
         /// (allowed) or `4` minor failure (denied).
         public var outcome: String
         /// A description of the outcome (`AuditEvent.outcomeDesc`): the name
-        /// of the ``AccessRule`` that decided.
+        /// of the `AccessRule` that decided.
         public var outcomeDesc: String
         /// Why the access was made (`AuditEvent.purposeOfEvent`), a v3
         /// ActReason code: `TREAT` (care), `ETREAT` (emergency), `PATRQT` (the
@@ -169,7 +170,7 @@ public enum FHIR {
             /// patient acted for.
             public var type: CodeableConcept?
             /// The agent's roles (`AuditEvent.agent.role`): a health
-            /// professional's ``Profession``; nil for other principals.
+            /// professional's `Profession`; nil for other principals.
             public var role: [CodeableConcept]?
             /// Who the agent is (`AuditEvent.agent.who`).
             public var who: Reference
@@ -258,16 +259,16 @@ public enum FHIR {
         /// `urn:patientvault:document:<id>:<version>`.
         public var identifier: [Identifier]
         /// The status of this reference (`DocumentReference.status`): `current`,
-        /// `superseded` or `entered-in-error`, from ``DocumentStatus``.
+        /// `superseded` or `entered-in-error`, from `DocumentStatus`.
         public var status: String
         /// The status of the document itself (`DocumentReference.docStatus`):
         /// `final`, for every deposited version.
         public var docStatus: String
         /// The kind of document (`DocumentReference.type`): its
-        /// ``DocumentTypeCode``, usually LOINC.
+        /// `DocumentTypeCode`, usually LOINC.
         public var type: CodeableConcept
         /// The document's category (`DocumentReference.category`): its
-        /// ``DocumentCategory``, in this library's `dmp-category` code system.
+        /// `DocumentCategory`, in this library's `dmp-category` code system.
         public var category: [CodeableConcept]
         /// Who the document is about (`DocumentReference.subject`):
         /// `Patient/<vaultID>`.
@@ -318,7 +319,7 @@ public enum FHIR {
             /// A label for the content (`Attachment.title`): the document's title.
             public var title: String
             /// When the content was written (`Attachment.creation`): the draft's
-            /// ``DocumentDraft/createdAt``, an ISO 8601 instant in UTC with
+            /// `DocumentDraft/createdAt`, an ISO 8601 instant in UTC with
             /// milliseconds.
             public var creation: String
             /// `blake2b-256`: the BLAKE2b-256 hash of the content, as lowercase hex.
@@ -402,7 +403,7 @@ public enum FHIR {
     static let finessSystem = "urn:oid:1.2.250.1.71.4.2.2"
 
     /// JSON with sorted keys (stable output).
-    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if the value
+    /// - Throws: `PatientVaultError/Code/invalidArgument` if the value
     ///   cannot be encoded (the FHIR types here always can).
     public static func json<T: Encodable>(_ value: T) throws(PatientVaultError) -> Data {
         let encoder = JSONEncoder()
@@ -553,6 +554,63 @@ extension DocumentMetadata {
 }
 
 extension FHIR {
+    /// A FHIR R4 `OperationOutcome`: a `PatientVaultError` as a FHIR
+    /// server answers an error (one issue, severity `error`). Like the error,
+    /// it carries no patient data.
+    public struct OperationOutcome: Codable, Hashable, Sendable {
+        /// `OperationOutcome`: the resource type, as FHIR JSON names it.
+        public var resourceType = "OperationOutcome"
+        /// The issues (`OperationOutcome.issue`): one.
+        public var issue: [Issue]
+
+        /// `OperationOutcome.issue`.
+        public struct Issue: Codable, Hashable, Sendable {
+            /// `error` (`issue.severity`), or `fatal` for damage and lost durability.
+            public var severity: String
+            /// The R4 issue type (`issue.code`): `invalid`, `forbidden`,
+            /// `not-found`, `conflict`, `duplicate`, `deleted`, `security`,
+            /// `transient`, `exception`, ... from the error's code.
+            public var code: String
+            /// The store's code (`issue.details`), in the system
+            /// `urn:patientvault:error`, with the deciding rule as a second
+            /// coding (`urn:patientvault:rule`) for a refusal.
+            public var details: CodeableConcept
+            /// The error's message (`issue.diagnostics`).
+            public var diagnostics: String
+
+            /// An issue with every field.
+            public init(severity: String, code: String, details: CodeableConcept, diagnostics: String) {
+                self.severity = severity
+                self.code = code
+                self.details = details
+                self.diagnostics = diagnostics
+            }
+        }
+
+        /// The outcome of `error`.
+        public init(_ error: PatientVaultError) {
+            let code = error.code
+            let type: String = switch code {
+            case .invalidIdentifier, .invalidArgument, .contentSourceFailed: "invalid"
+            case .accessDenied: "forbidden"
+            case .unknownVault, .unknownDocument: "not-found"
+            case .vaultAlreadyExists: "duplicate"
+            case .conflict: "conflict"
+            case .deprecatedVersion, .erased: "deleted"
+            case .wrongMasterKey: "security"
+            case .storeLocked, .closed, .durabilityLost, .cancelled: "transient"
+            case .diskFull: "too-costly"
+            case .unsupportedFormat: "not-supported"
+            default: "exception"
+            }
+            var coding = [Coding(system: "urn:patientvault:error", code: code.description)]
+            if let rule = error.rule { coding.append(Coding(system: "urn:patientvault:rule", code: rule.rawValue)) }
+            let fatal = code == .corrupted || code == .durabilityLost
+            issue = [Issue(
+                severity: fatal ? "fatal" : "error", code: type, details: CodeableConcept(coding: coding), diagnostics: error.message)]
+        }
+    }
+
     /// A FHIR R4 `Patient`, by the vault's pseudonymous id only: the host
     /// maps it to its own patient resource (the INS never leaves the store
     /// through FHIR).
@@ -572,41 +630,61 @@ extension FHIR {
         }
     }
 
-    /// A FHIR R4 `Bundle` of type `collection`: a vault's export for its
-    /// holder.
+    /// A FHIR R4 `Bundle`: a vault's export for its holder (type
+    /// `collection`), or the result of an audit query (type `searchset`).
+    ///
+    /// Every entry's `fullUrl` is absolute, as R4 requires: `<base>/<type>/<id>`
+    /// when the host gives its FHIR base URL (the references inside, written
+    /// `<type>/<id>`, then resolve against it), else a `urn:uuid:` derived
+    /// from the bundle and the resource, with every reference to a resource
+    /// of the bundle rewritten to it. Ids are unique within the bundle.
     public struct Bundle: Codable, Hashable, Sendable {
         /// `Bundle`: the resource type, as FHIR JSON names it.
         public var resourceType = "Bundle"
-        /// The logical id: `export-<vaultID>-<ms>`, where `<ms>` is
-        /// ``timestamp`` in whole milliseconds since 1970 (0 for a date no clock
-        /// gives).
+        /// The logical id: `export-<vaultID>-<ms>` (a collection) or
+        /// `audit-<vaultID>-<ms>` (a searchset), where `<ms>` is ``timestamp``
+        /// in whole milliseconds since 1970 (0 for a date no clock gives).
         public var id: String
-        /// The bundle's type (`Bundle.type`): `collection`.
+        /// The bundle's type (`Bundle.type`): `collection` or `searchset`.
         public var type: String
         /// When the bundle was assembled (`Bundle.timestamp`), an ISO 8601
         /// instant in UTC with milliseconds.
         public var timestamp: String
-        /// The entries (`Bundle.entry`): the patient, then a `DocumentReference`
-        /// per document version, then an `AuditEvent` per audit entry.
+        /// For a `searchset`, the number of matches (`Bundle.total`); nil
+        /// for a collection.
+        public var total: Int?
+        /// The entries (`Bundle.entry`): for a collection, the patient, then a
+        /// `DocumentReference` per document version, then an `AuditEvent` per
+        /// audit entry; for a searchset, an `AuditEvent` per match.
         public var entry: [Entry]
 
-        /// `Bundle.entry`: a resource and the URL it is known by inside the
-        /// bundle (`<resourceType>/<id>`, which the references use).
+        /// `Bundle.entry`: a resource and the absolute URL it is known by.
         public struct Entry: Codable, Hashable, Sendable {
-            /// The URL the resource is known by inside the bundle
-            /// (`Bundle.entry.fullUrl`): ``Resource/reference``.
+            /// The absolute URL of the resource (`Bundle.entry.fullUrl`).
             public var fullUrl: String
             /// The resource (`Bundle.entry.resource`).
             public var resource: Resource
+            /// For a searchset entry (`Bundle.entry.search`): why it is there.
+            public var search: Search?
 
-            /// An entry for `resource`.
-            public init(resource: Resource) {
+            /// An entry for `resource`, known by `fullUrl`.
+            public init(fullUrl: String, resource: Resource, search: Search? = nil) {
+                self.fullUrl = fullUrl
                 self.resource = resource
-                fullUrl = resource.reference
+                self.search = search
             }
         }
 
-        /// The resources a vault's export holds.
+        /// `Bundle.entry.search`.
+        public struct Search: Codable, Hashable, Sendable {
+            /// `match`: the entry matched the search.
+            public var mode: String
+
+            /// A search element of `mode`.
+            public init(mode: String) { self.mode = mode }
+        }
+
+        /// The resources a bundle holds.
         public enum Resource: Codable, Hashable, Sendable {
             /// The vault's patient.
             case patient(Patient)
@@ -648,20 +726,48 @@ extension FHIR {
                 case .auditEvent(let a): try a.encode(to: encoder)
                 }
             }
+
+            /// The same resource with each literal reference found in `map`
+            /// replaced by its value.
+            func rewritingReferences(_ map: [String: String]) -> Resource {
+                func fix(_ r: inout Reference) {
+                    if let old = r.reference, let new = map[old] { r.reference = new }
+                }
+                switch self {
+                case .patient:
+                    return self
+                case .documentReference(var d):
+                    fix(&d.subject)
+                    for i in d.author.indices { fix(&d.author[i]) }
+                    if var relates = d.relatesTo {
+                        for i in relates.indices { fix(&relates[i].target) }
+                        d.relatesTo = relates
+                    }
+                    return .documentReference(d)
+                case .auditEvent(var a):
+                    for i in a.agent.indices { fix(&a.agent[i].who) }
+                    fix(&a.source.observer)
+                    for i in a.entity.indices { fix(&a.entity[i].what) }
+                    return .auditEvent(a)
+                }
+            }
         }
 
         /// A vault's export: its patient, a `DocumentReference` per document
         /// version, an `AuditEvent` per audit entry. Build it from what the
-        /// holder may read (``VaultStore/vaultInfo(for:as:purpose:secret:)``,
-        /// ``VaultStore/versions(of:for:as:purpose:secret:)`` or the
-        /// documents' listing, ``VaultStore/auditTrail(for:matching:as:)``):
+        /// holder may read (`VaultStore/vaultInfo(for:as:purpose:secret:)`,
+        /// `VaultStore/versions(of:for:as:purpose:secret:)` or the
+        /// documents' listing, `VaultStore/auditTrail(for:matching:as:)`):
         /// each of those calls is audited, the export itself reads nothing.
-        public init(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date) {
-            // Whole milliseconds; a date no clock gives (not finite, beyond
-            // ±10¹¹ s) is never converted, so it cannot trap.
-            let seconds = timestamp.timeIntervalSince1970
-            let millis = seconds.isFinite && abs(seconds) <= 1e11 ? Int64(seconds * 1000) : 0
-            id = "export-\(vaultID)-\(millis)"
+        /// - Parameters:
+        ///   - vaultID: the vault's id (`VaultInfo.vaultID`).
+        ///   - documents: the document versions to export.
+        ///   - auditEntries: the audit entries to export.
+        ///   - timestamp: when the bundle is assembled.
+        ///   - baseURL: the host's FHIR base (`https://fhir.example/r4`);
+        ///     nil gives `urn:uuid:` full URLs.
+        public init(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date, baseURL: String? = nil) {
+            id = "export-\(vaultID)-\(Bundle.milliseconds(timestamp))"
             type = "collection"
             self.timestamp = FHIR.instant(timestamp)
             // An entry about a document without a version names the document:
@@ -678,9 +784,69 @@ extension FHIR {
                 }
                 return event
             }
-            entry = [Entry(resource: .patient(Patient(vaultID: vaultID)))]
-                + documents.map { Entry(resource: .documentReference($0.fhirDocumentReference(vaultID: vaultID))) }
-                + events.map { Entry(resource: .auditEvent($0)) }
+            let resources = [Resource.patient(Patient(vaultID: vaultID))]
+                + documents.map { .documentReference($0.fhirDocumentReference(vaultID: vaultID)) }
+                + Bundle.uniquelyNamed(events).map { .auditEvent($0) }
+            entry = Bundle.entries(resources, bundleID: id, baseURL: baseURL, search: nil)
+        }
+
+        /// The result of an audit query as a `searchset` Bundle: an
+        /// `AuditEvent` per entry (as `VaultStore/auditTrail(for:matching:as:)`
+        /// returned them), each with `search.mode` `match`, and `total`.
+        /// - Parameters:
+        ///   - auditEntries: the entries the query returned, in its order.
+        ///   - vaultID: the vault's id (`VaultInfo.vaultID`).
+        ///   - timestamp: when the bundle is assembled.
+        ///   - baseURL: as for a collection.
+        public init(searchset auditEntries: [AuditEntry], vaultID: String, timestamp: Date, baseURL: String? = nil) {
+            id = "audit-\(vaultID)-\(Bundle.milliseconds(timestamp))"
+            type = "searchset"
+            self.timestamp = FHIR.instant(timestamp)
+            total = auditEntries.count
+            let events = Bundle.uniquelyNamed(auditEntries.map { $0.fhirAuditEvent() })
+            entry = Bundle.entries(events.map { .auditEvent($0) }, bundleID: id, baseURL: baseURL, search: Search(mode: "match"))
+        }
+
+        /// Whole milliseconds; a date no clock gives (not finite, beyond
+        /// ±10¹¹ s) is never converted, so it cannot trap.
+        private static func milliseconds(_ date: Date) -> Int64 {
+            let seconds = date.timeIntervalSince1970
+            return seconds.isFinite && abs(seconds) <= 1e11 ? Int64(seconds * 1000) : 0
+        }
+
+        /// The events with ids unique within the bundle: an entry seen
+        /// without its position (a representative's view has sequence 0
+        /// throughout) gets `-2`, `-3`, ... after the first of its id.
+        private static func uniquelyNamed(_ events: [AuditEvent]) -> [AuditEvent] {
+            var seen: [String: Int] = [:]
+            var used = Set(events.map(\.id))
+            return events.map { event in
+                var e = event
+                let count = seen[event.id, default: 0] + 1
+                seen[event.id] = count
+                if count > 1 {
+                    var n = count
+                    while used.contains("\(event.id)-\(n)") { n += 1 }
+                    e.id = "\(event.id)-\(n)"
+                    used.insert(e.id)
+                }
+                return e
+            }
+        }
+
+        /// Entries with absolute full URLs: under `baseURL`, or `urn:uuid:`
+        /// names derived from the bundle's id and each resource's, with the
+        /// references to them rewritten.
+        private static func entries(_ resources: [Resource], bundleID: String, baseURL: String?, search: Search?) -> [Entry] {
+            if let baseURL {
+                let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+                return resources.map { Entry(fullUrl: base + "/" + $0.reference, resource: $0, search: search) }
+            }
+            var urls: [String: String] = [:]
+            for r in resources { urls[r.reference] = "urn:uuid:" + nameBasedUUID(bundleID + "|" + r.reference) }
+            return resources.map { r in
+                Entry(fullUrl: urls[r.reference]!, resource: r.rewritingReferences(urls), search: search)
+            }
         }
     }
 }
