@@ -25,10 +25,11 @@ public final class StoreFaults: Sendable {
     /// Creates faults that are all off.
     public init() {}
 
-    /// While true, every reservation of disk space fails with `ENOSPC`:
-    /// deposits and vault creations fail with
-    /// `PatientVault/PatientVaultError/Code/diskFull`; reads and listings
-    /// go on while the audit reserve lasts.
+    /// While true, the disk is full: the next write of any size (a deposit,
+    /// a replacement, a vault creation, a policy change) fails with
+    /// `PatientVault/PatientVaultError/Code/diskFull` and changes nothing;
+    /// reads and listings go on (their audit entries use the space kept for
+    /// them) while the audit reserve lasts.
     public var diskFull: Bool {
         get { injection.diskFull }
         set { injection.diskFull = newValue }

@@ -90,8 +90,10 @@ package final class FaultInjection: Sendable {
         if failingSite == site { throw PosixFile.syncError("fdatasync", name: name, code: 5 /* EIO */) }
     }
 
-    /// While true, reserving space (new segment, key file growth) fails with
-    /// `ENOSPC`.
+    /// While true, every group that needs space beyond the audit reserve
+    /// fails with `ENOSPC`, whatever its size, and so does reserving space
+    /// (new segment, key file growth): the groups allowed the reserve
+    /// (audit entries of reads, activity copies) go on while it lasts.
     package var diskFull: Bool {
         get { state.withLock { $0.diskFull } }
         set { state.withLock { $0.diskFull = newValue } }

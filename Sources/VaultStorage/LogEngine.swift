@@ -390,6 +390,12 @@ final class LogEngineCore: Sendable {
     /// segment. Called under the state lock; on failure (a full disk) the
     /// append fails and nothing changes but preallocation.
     private func place(_ length: UInt64, mayUseReserve: Bool, in s: inout State) throws {
+        // A simulated full disk refuses every group that needs space beyond
+        // the audit reserve, whatever its size, as a real full disk does
+        // once the preallocated space ahead is used up.
+        if !mayUseReserve, configuration.faults?.diskFull == true {
+            throw PosixFile.error("preallocation", name: "segment \(s.current)", code: 28 /* ENOSPC */)
+        }
         let room = length + (mayUseReserve ? 0 : configuration.reserve)
         guard let current = s.segments[s.current] else { throw StorageError(.io, "no current segment") }
         if s.tail + room > current.size {

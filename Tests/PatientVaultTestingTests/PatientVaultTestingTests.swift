@@ -51,15 +51,21 @@ import Testing
         try await withTemporaryStore(configuration: .testing.injecting(faults)) { store in
             try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
             faults.diskFull = true
-            // A vault for someone else needs a new key slot: refused, typed.
+            // The very next write fails, whatever its size: a one-byte
+            // deposit, a vault creation, a policy change.
             let bob = INS.example(4)
-            let full = await #expect(throws: PatientVaultError.self) {
-                for n in 0..<2_000 {
-                    try await store.createVault(for: INS.example(100 + n), as: .patient(INS.example(100 + n)), channel: .patientOnline)
-                }
+            let draft = DocumentDraft(typeCode: .consultationNote, category: .report, title: "Note", createdAt: Date(), mimeType: "text/plain")
+            await #expect { _ = try await store.deposit(draft, content: Data([1]), for: alice, as: .doctor()) } throws: {
+                ($0 as? PatientVaultError)?.code == .diskFull
             }
-            #expect(full?.code == .diskFull)
-            // Reads go on.
+            await #expect { try await store.createVault(for: bob, as: .patient(bob), channel: .patientOnline) } throws: {
+                ($0 as? PatientVaultError)?.code == .diskFull
+            }
+            await #expect { try await store.authorise(.doctor(3), for: alice, as: .patient(alice)) } throws: {
+                ($0 as? PatientVaultError)?.code == .diskFull
+            }
+            // Nothing changed, and reads go on.
+            #expect(try await store.documents(for: alice, as: .patient(alice)).isEmpty)
             _ = try await store.vaultInfo(for: alice, as: .patient(alice))
             faults.diskFull = false
             try await store.createVault(for: bob, as: .patient(bob), channel: .patientOnline)

@@ -68,7 +68,9 @@ func fileLength(_ path: String) throws -> UInt64 {
         let e = try engine(dir, faults)
         // 16 KiB preallocated at first; the reserve is 4 KiB.
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
-        faults.diskFull = true
+        // No new space (a disk that filled up while the preallocated space
+        // lasts; `diskFull` would refuse ordinary groups at once).
+        faults.allocationsBeforeDiskFull = 0
         var ordinary = 0
         while (try? e.append([EngineRecord(stream: stream(1), payload: payload(ordinary, size: 500))], keySlotWrites: [], durability: .durable)) != nil {
             ordinary += 1
@@ -86,7 +88,7 @@ func fileLength(_ path: String) throws -> UInt64 {
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         // Space comes back: the same handle grows the file (doubling) and
         // both kinds of groups go on.
-        faults.diskFull = false
+        faults.allocationsBeforeDiskFull = nil
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1000, size: 500))])
         _ = try await e.append([EngineRecord(stream: stream(2), payload: payload(1001, size: 500))], keySlotWrites: [], durability: .durable, mayUseReserve: true).wait()
         #expect(try fileLength(dir.segmentPath(1)) == 32 << 10)
