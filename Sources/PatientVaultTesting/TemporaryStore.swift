@@ -1,5 +1,6 @@
 import Foundation
 import PatientVault
+import VaultSync
 
 /// Opens a store in a new temporary folder, runs `body` with it, then
 /// closes the store and deletes the folder, whether `body` returns, throws
@@ -14,30 +15,109 @@ import PatientVault
 ///
 /// The master key is random and lives only for the call. The folder is
 /// under the system's temporary directory (`TMPDIR`), named
-/// `patientvault-test-<UUID>`.
+/// `patientvault-test-<UUID>`. A test that reopens the store, opens a
+/// second one on the same folder or needs the key uses
+/// ``withTemporaryStoreFolder(configuration:_:)``.
 /// - Parameters:
 ///   - configuration: the store's settings; `Configuration/testing` (small
-///     files, fast key derivation) by default.
+///     files) by default.
 ///   - body: the test, given the open store.
 /// - Returns: what `body` returns.
 /// - Throws: what `body` throws, or the `PatientVaultError` of opening or
-///   closing the store (a failed close is reported only when `body` succeeded).
+///   closing the store (see ``TemporaryStore/close()`` for what a close
+///   does not report again).
 public func withTemporaryStore<R: Sendable>(
     configuration: Configuration = .testing,
     _ body: (VaultStore) async throws -> R
 ) async throws -> R {
+    try await withTemporaryStoreFolder(configuration: configuration) { temporary in try await body(temporary.store) }
+}
+
+/// Opens a store in a new temporary folder and runs `body` with what a
+/// test of reopening needs: the store, its folder, its master key and
+/// ``TemporaryStore/reopen(configuration:)``. Then closes the store and
+/// deletes the folder, whether `body` returns, throws or is cancelled.
+///
+/// ```swift
+/// try await withTemporaryStoreFolder { temporary in
+///     let alice = INS.example(1)
+///     try await temporary.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+///     let reopened = try await temporary.reopen()
+///     _ = try await reopened.vaultInfo(for: alice, as: .patient(alice))
+/// }
+/// ```
+/// - Parameters:
+///   - configuration: the store's settings; `Configuration/testing` by default.
+///   - body: the test, given the temporary store.
+/// - Returns: what `body` returns.
+/// - Throws: what `body` throws, or the `PatientVaultError` of opening or
+///   closing the store.
+public func withTemporaryStoreFolder<R: Sendable>(
+    configuration: Configuration = .testing,
+    _ body: (TemporaryStore) async throws -> R
+) async throws -> R {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: folder) }
-    let store = try await VaultStore.open(at: folder, key: .key(try MasterKey.generate()), configuration: configuration)
+    let key = try MasterKey.generate()
+    let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
+    let temporary = TemporaryStore(folder: folder, key: key, configuration: configuration, store: store)
     let result: R
     do {
-        result = try await body(store)
+        result = try await body(temporary)
     } catch {
-        try? await store.close()
+        try? await temporary.store.close()
         throw error
     }
-    try await store.close()
+    try await temporary.close()
     return result
+}
+
+/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:_:)``):
+/// the open store, where it is, its key, and a way to reopen it.
+public final class TemporaryStore: Sendable {
+    /// The store's folder (deleted when the test ends).
+    public let folder: URL
+    /// The store's master key (random, for this test only).
+    public let key: MasterKey
+    /// The settings the store was opened with.
+    public let configuration: Configuration
+    private let current: Locked<VaultStore>
+
+    init(folder: URL, key: MasterKey, configuration: Configuration, store: VaultStore) {
+        self.folder = folder
+        self.key = key
+        self.configuration = configuration
+        current = Locked(store)
+    }
+
+    /// The open store (the newest, after ``reopen(configuration:)``).
+    public var store: VaultStore { current.withLock { $0 } }
+
+    /// Closes the store and opens its folder again, with `configuration`
+    /// (by default the one it was opened with); the new store becomes
+    /// ``store``. What recovery does at open is what a restart does.
+    /// - Throws: the `PatientVaultError` of closing (see ``close()``) or
+    ///   opening.
+    @discardableResult
+    public func reopen(configuration: Configuration? = nil) async throws(PatientVaultError) -> VaultStore {
+        try await close()
+        let reopened = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration ?? self.configuration)
+        current.withLock { $0 = reopened }
+        return reopened
+    }
+
+    /// Closes the store. A failure is reported where it happened: once a
+    /// call of the test has been told `durabilityLost` (a test of a failed
+    /// sync, say), closing does not throw it again; a loss no call was told
+    /// of (a relaxed write whose background sync failed) is thrown here.
+    public func close() async throws(PatientVaultError) {
+        let store = self.store
+        do {
+            try await store.close()
+        } catch where error.code == .durabilityLost && store.hasReportedDurabilityLoss {
+            // Already reported to the call that met it.
+        }
+    }
 }
 
 extension Configuration {

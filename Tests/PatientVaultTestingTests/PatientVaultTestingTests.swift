@@ -262,3 +262,40 @@ final class LocationBox: @unchecked Sendable {
         }
     }
 }
+
+/// A test of reopening needs the folder, the key and a reopen: the
+/// temporary store gives all three.
+@Test func aTemporaryStoreReopensAndShowsItsFolderAndKey() async throws {
+    let alice = INS.example(51)
+    let folder = try await withTemporaryStoreFolder { temporary in
+        try await temporary.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        // A second open of the same folder is refused while it is open.
+        await #expect { _ = try await VaultStore.open(at: temporary.folder, key: .key(temporary.key)) } throws: {
+            ($0 as? PatientVaultError)?.code == .storeLocked
+        }
+        let reopened = try await temporary.reopen()
+        #expect(temporary.store === reopened)
+        #expect(try await reopened.vaultInfo(for: alice, as: .patient(alice)).channel == .patientOnline)
+        return temporary.folder
+    }
+    #expect(!FileManager.default.fileExists(atPath: folder.path))
+}
+
+/// A lost write is reported where it happened: a test that expects it (and
+/// gets it from the failing call) does not get it again when the temporary
+/// store closes after the test's body.
+@Test func aLostWriteIsReportedOnceWhereItHappened() async throws {
+    let faults = StoreFaults()
+    let alice = INS.example(52)
+    try await withTemporaryStoreFolder(configuration: .testing.injecting(faults)) { temporary in
+        try await temporary.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        faults.syncFails = true
+        await #expect { try await temporary.store.authorise(.doctor(), for: alice, as: .patient(alice)) } throws: {
+            ($0 as? PatientVaultError)?.code == .durabilityLost
+        }
+        faults.syncFails = false
+        // Reopening recovers; the store takes writes again.
+        let reopened = try await temporary.reopen()
+        try await reopened.block(.doctor(3), for: alice, as: .patient(alice))
+    }
+}

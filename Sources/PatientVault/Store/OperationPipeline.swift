@@ -209,7 +209,7 @@ struct OperationPipeline: Sendable {
             do {
                 locations = try await committed.ticket.wait()
             } catch {
-                throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document)
+                throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
             }
         }
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
@@ -262,7 +262,7 @@ struct OperationPipeline: Sendable {
             // attempt on an existing vault, with its entry.
             try await refuseCreation(of: patient, principal: principal, decision: decision)
         } catch {
-            throw PatientVaultError.wrapping(error, vaultID: vaultID)
+            throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID))
         }
         _ = try? cache.withCreation(pseudonym) { state in state?.isAcknowledged = true }
         cache.noteUse(of: pseudonym)
@@ -324,7 +324,7 @@ struct OperationPipeline: Sendable {
         do {
             _ = try await audit.commitStoreLevel(entry, principal: principal).wait()
         } catch {
-            throw PatientVaultError.wrapping(error)
+            throw lifecycle.reported(PatientVaultError.wrapping(error))
         }
         if let invalid { throw invalid }
         guard decision.isAllowed else {
@@ -370,7 +370,7 @@ struct OperationPipeline: Sendable {
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
                 exists: { loader.engine.head(of: pseudonym) != nil }, load: { try loader.load(pseudonym) }, body)
         } catch {
-            throw PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym))
+            throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
         }
     }
 
@@ -393,9 +393,20 @@ extension Result {
     var isSuccess: Bool { if case .success = self { true } else { false } }
 }
 
-/// Whether the store is closed: set once by `close()`, read by every call.
+/// Whether the store is closed: set once by `close()`, read by every call;
+/// and whether a call was told that durability was lost.
 final class StoreLifecycle: Sendable {
     private let closed = Atomic<Bool>(false)
+    private let lossReported = Atomic<Bool>(false)
+
+    /// Whether some call has thrown ``PatientVaultError/Code/durabilityLost``.
+    var hasReportedDurabilityLoss: Bool { lossReported.load(ordering: .sequentiallyConsistent) }
+
+    /// `error`, noted if it tells a caller that durability was lost.
+    func reported(_ error: PatientVaultError) -> PatientVaultError {
+        if error.code == .durabilityLost { lossReported.store(true, ordering: .sequentiallyConsistent) }
+        return error
+    }
 
     var isClosed: Bool { closed.load(ordering: .sequentiallyConsistent) }
 

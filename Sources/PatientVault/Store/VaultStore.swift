@@ -256,6 +256,11 @@ public final class VaultStore: Sendable {
 
     func ensureOpen() throws(PatientVaultError) { try lifecycle.ensureOpen() }
 
+    /// Whether a call of this store has already thrown
+    /// ``PatientVaultError/Code/durabilityLost`` (the testing product's
+    /// temporary stores then do not report it again at close).
+    package var hasReportedDurabilityLoss: Bool { lifecycle.hasReportedDurabilityLoss }
+
     /// Runs `body` on the vault's state under its lock, loading it first.
     func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
         try pipeline.withVault(patient, body)
