@@ -99,7 +99,10 @@ let package = Package(
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
         .testTarget(
             name: "PatientVaultTests",
-            dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync"]
+            dependencies: [
+                "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // A downstream service's view: the public API and the testing product only.
         .testTarget(name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting"]),

@@ -48,7 +48,8 @@ public enum AuditMode: Sendable, Hashable {
 public struct Configuration: Sendable {
     /// Durability of acknowledged writes. Default ``DurabilityMode/synchronous``.
     public var durability: DurabilityMode = .synchronous
-    /// Where the store logs: debug and trace only, never patient data or
+    /// Where the store logs: debug and trace, and a warning for a store
+    /// released without `VaultStore.close()`; never patient data or
     /// key bytes. A no-op logger by default; the host bootstraps logging.
     public var logger: Logger = Logger(label: "patientvault", factory: { _ in SwiftLogNoOpLogHandler() })
     /// The clock of deposit times, audit entries and time-bound rules

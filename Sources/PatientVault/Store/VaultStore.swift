@@ -248,6 +248,23 @@ public final class VaultStore: Sendable {
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
     }
 
+    /// A store dropped without ``close()`` releases everything and says so
+    /// (a warning in the configured log): the batched-audit flusher stops,
+    /// decrypted vaults and cached keys are wiped, and once the last
+    /// reference to the engine goes (the flusher's, at once) the engine
+    /// writes and syncs what was queued, checkpoints, stops its threads and
+    /// closes its files, the `LOCK` included. Activity copies still in
+    /// memory are rebuilt at the next open, as after a crash.
+    deinit {
+        guard !lifecycle.isClosed else { return }
+        lifecycle.close()
+        flusher?.cancel()
+        notifier.finish()
+        cache.dropAll()
+        documentKeyCache.removeAll()
+        logger.warning("patientvault: store released without close(); its files close once queued writes are synced")
+    }
+
     /// The number of vaults in the store. O(streams): counts the vault
     /// streams of the engine's index, without reading any.
     public var vaultCount: Int { engine.streamCount(inClass: StoreKeys.StreamClass.vault.rawValue) }
