@@ -5,7 +5,8 @@
 # `-sanitize=fuzzer,address` in .build-fuzz, run over a copy of the
 # committed corpus (Fuzz/Corpus/ does not grow). Prints the executions;
 # fails on a crash (a trap, a memory error, an untyped error or a value that
-# does not survive re-encoding), printing the input.
+# does not survive re-encoding), printing the input. First it checks that the
+# committed corpus decodes as its file names say (PV_FUZZ_CHECK_CORPUS).
 #
 #   ./Scripts/fuzz.sh          # 60 s, as .ci/run does
 #   ./Scripts/fuzz.sh 3600     # the long mode
@@ -31,6 +32,12 @@ if ! swift build --package-path Fuzz --scratch-path .build-fuzz -c debug \
     exit 1
 fi
 binary=.build-fuzz/debug/PatientVaultFuzz
+# The committed corpus first: every file decodes as its name says.
+if ! PV_FUZZ_CHECK_CORPUS=Fuzz/Corpus SWIFT_BACKTRACE=enable=no "$binary" >"$build_log" 2>&1; then
+    cat "$build_log" >&2
+    echo "fuzzing: the committed corpus does not decode as its names say" >&2
+    exit 1
+fi
 
 artifacts=.build-fuzz/artifacts
 mkdir -p "$work/corpus" "$artifacts"

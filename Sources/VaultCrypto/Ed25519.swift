@@ -34,8 +34,6 @@ package struct Ed25519PublicKey: Sendable, Hashable {
 package final class Ed25519SigningKey: Sendable {
     /// Size of a signature in bytes.
     package static let signatureByteCount = Int(crypto_sign_BYTES)
-    /// Size of a seed in bytes.
-    package static let seedByteCount = Int(crypto_sign_SEEDBYTES)
 
     private let secret: SecureBytes
     /// The matching public key.

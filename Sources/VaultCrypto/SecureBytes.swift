@@ -112,10 +112,4 @@ package final class SecureBytes: @unchecked Sendable {
     package func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
-
-    /// Constant-time comparison (`sodium_memcmp`).
-    package func constantTimeEquals(_ other: SecureBytes) -> Bool {
-        guard count == other.count else { return false }
-        return sodium_memcmp(pointer, other.pointer, count) == 0
-    }
 }

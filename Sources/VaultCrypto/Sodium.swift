@@ -21,9 +21,4 @@ package enum Sodium {
             throw CryptoError(.initialisationFailed, "libsodium failed to initialise")
         }
     }
-
-    /// The version string of the linked libsodium, for diagnostics.
-    package static var versionString: String {
-        String(cString: sodium_version_string())
-    }
 }

@@ -36,12 +36,6 @@ package final class AppendTicket: Sendable {
         }
     }
 
-    /// Whether the ticket is completed.
-    package var isDone: Bool {
-        if case .done = state.withLock({ $0 }) { return true }
-        return false
-    }
-
     /// Completes the ticket once; later calls are ignored.
     package func complete(_ result: Result<[RecordLocation], StorageError>) {
         let waiters: [CheckedContinuation<[RecordLocation], any Error>] = state.withLock { s in

@@ -51,13 +51,6 @@ package struct ByteWriter: Sendable {
     package mutating func writeZeros(_ count: Int) {
         bytes.append(contentsOf: repeatElement(0, count: count))
     }
-
-    /// Overwrites 4 bytes at `offset` with `value`.
-    package mutating func patch(_ value: UInt32, at offset: Int) {
-        withUnsafeBytes(of: value.littleEndian) { raw in
-            for i in 0..<4 { bytes[offset + i] = raw[i] }
-        }
-    }
 }
 
 /// Little-endian binary reading with bounds checks: a short or malformed

@@ -397,10 +397,4 @@ extension LogEngineCore {
             return false
         }
     }
-
-    private static func randomSalt() -> [UInt8] {
-        var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
-        fillRandom(&salt)
-        return salt
-    }
 }

@@ -3,312 +3,41 @@ import Testing
 @testable import PatientVault
 @testable import VaultStorage
 
-/// The fuzzer's decoders (`Fuzz/`, run by `Scripts/fuzz.sh`) on the
-/// committed seed corpus and on each input the fuzzer found crashing: every
-/// input gives a value that survives re-encoding, or a typed rejection,
-/// never a trap. Crash inputs are committed in `Fuzz/Corpus/` as
-/// `<selector>-<target>-crash-<n>`, next to the seeds.
+/// Inputs the fuzzer (`Fuzz/`, run by `Scripts/fuzz.sh`) found crashing,
+/// replayed against the decoders themselves. The dispatch of fuzz inputs
+/// exists once, in the fuzzer, which also checks that the committed corpus
+/// (`Fuzz/Corpus/`, seeds and crash inputs) decodes as its names say
+/// (`PV_FUZZ_CHECK_CORPUS`, before every fuzzing run in CI).
 @Suite struct FuzzRegressionTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let corpus = root.appendingPathComponent("Fuzz/Corpus")
+    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
 
-    enum Outcome: Equatable {
-        case accepted
-        case rejected
-        case failed(String)
+    /// A corpus file's bytes, without the selector byte.
+    static func input(_ name: String) throws -> [UInt8] {
+        Array([UInt8](try Data(contentsOf: corpus.appendingPathComponent(name))).dropFirst())
     }
 
-    static func outcome(_ input: [UInt8]) -> Outcome {
-        do {
-            return try FuzzHarness.run(input) ? .accepted : .rejected
-        } catch let failure as FuzzHarness.RoundTripFailure {
-            return .failed(failure.description)
-        } catch {
-            return FuzzHarness.isTyped(error) ? .rejected : .failed("untyped error \(type(of: error)): \(error)")
-        }
+    /// `bytes` with its trailing CRC-32C (of everything before it) fixed.
+    static func withCRCFixed(_ bytes: [UInt8]) -> [UInt8] {
+        var out = bytes
+        let crc = CRC32C.checksum(Array(out[0..<(out.count - 4)]))
+        withUnsafeBytes(of: crc.littleEndian) { for j in 0..<4 { out[out.count - 4 + j] = $0[j] } }
+        return out
     }
-
-    static func file(_ name: String) throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: corpus.appendingPathComponent(name)))
-    }
-
-    /// The dispatch below is a copy of the fuzzer's (SwiftPM builds no
-    /// source shared between the two packages): it must stay equal.
-    @Test func theDispatchIsTheFuzzersOwn() throws {
-        func block(_ path: String) throws -> [Substring] {
-            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
-            guard let begin = lines.firstIndex(of: "// BEGIN SHARED DISPATCH"), let end = lines.firstIndex(of: "// END SHARED DISPATCH") else { return [] }
-            return Array(lines[begin...end])
-        }
-        let fuzzer = try block(Self.root.appendingPathComponent("Fuzz/Sources/PatientVaultFuzz/FuzzTargets.swift").path)
-        #expect(fuzzer.count > 100)
-        #expect(try block(#filePath) == fuzzer)
-    }
-
-    /// Valid seeds decode to a value that survives re-encoding; invalid
-    /// seeds are rejected (nil or a typed error); crash inputs give either,
-    /// never a trap. Every target has valid and invalid seeds.
-    @Test func everyCorpusFileDecodesAsItsNameSays() throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: Self.corpus.path).sorted()
-        var seen: [String: Set<String>] = [:]
-        for name in names {
-            let input = try Self.file(name)
-            let parts = name.split(separator: "-").map(String.init)
-            try #require(parts.count == 4 && !input.isEmpty, "\(name)")
-            let target = FuzzTarget.allCases[Int(input[0]) % FuzzTarget.allCases.count]
-            #expect(parts[1] == "\(target)", "\(name): the selector picks \(target)")
-            seen[parts[1], default: []].insert(parts[2])
-            let outcome = Self.outcome(input)
-            switch parts[2] {
-            case "valid": #expect(outcome == .accepted, "\(name)")
-            case "invalid": #expect(outcome == .rejected, "\(name)")
-            case "crash": #expect(outcome == .accepted || outcome == .rejected, "\(name): \(outcome)")
-            default: Issue.record("\(name): valid, invalid or crash")
-            }
-        }
-        for target in FuzzTarget.allCases {
-            #expect(seen["\(target)"]?.isSuperset(of: ["valid", "invalid"]) == true, "\(target) has valid and invalid seeds")
-        }
-    }
-
-    // MARK: - Crashes the fuzzer found
 
     /// A checkpoint whose checksum (and MAC) match, one of whose entries
     /// has a frame length of 0, trapped in `StreamIndex` ("a frame has a
     /// length": 0 marks its empty slots). Found in under 500 executions of
     /// `checkpointFixed`. Now malformed: nil, and recovery replays the log.
     @Test func aCheckpointEntryOfLengthZeroIsMalformedNotATrap() throws {
-        // The input the fuzzer wrote.
-        #expect(Self.outcome(try Self.file("09-checkpointFixed-crash-1")) == .rejected)
         // The same defect in a checkpoint as the engine writes it (three
         // entries; the first entry's length at bytes 104..<108), read
         // without an authenticator so that only the CRC guards it.
-        let valid = Array(try Self.file("08-checkpoint-valid-1").dropFirst())
+        let valid = try Self.input("08-checkpoint-valid-1")
         var zero = valid
         zero.replaceSubrange(104..<108, with: [0, 0, 0, 0])
-        FuzzHarness.fixCRC(&zero, over: 0..<(zero.count - 4))
+        zero = Self.withCRCFixed(zero)
         #expect(try LogEngineCore.decodeCheckpoint(valid, authenticator: nil)?.index.count == 3)
         #expect(try LogEngineCore.decodeCheckpoint(zero, authenticator: nil)?.index.count == nil)
-        #expect(Self.outcome([UInt8(FuzzTarget.checkpointFixed.rawValue)] + zero) == .rejected)
     }
 }
-
-// BEGIN SHARED DISPATCH
-// These lines are in Fuzz/Sources/PatientVaultFuzz/FuzzTargets.swift and,
-// copied, in Tests/PatientVaultTests/FuzzRegressionTests.swift (SwiftPM
-// shares no source between the two packages); a test keeps them equal.
-
-/// The decoders under fuzzing, in the order of the selector: the first
-/// byte of an input (modulo the count) picks one, the rest is its input.
-/// The committed corpus depends on this order: append, never reorder.
-/// The `…Fixed` targets first recompute the input's CRC (and MAC), so that
-/// mutations reach the fields behind it; the others take it as it is.
-enum FuzzTarget: Int, CaseIterable, Sendable {
-    case segmentHeader, segmentHeaderFixed, frameHeader, frameHeaderFixed
-    case keyFileHeader, keyFileHeaderFixed, keySlot, keySlotFixed, checkpoint, checkpointFixed
-    case recordHeader, vaultCreated, documentVersion, vaultEvent, statistics, auditEntry, vaultAnchor
-    case storeHeader, storeHeaderFixed, recordPadding
-    case ins, insKey, rpps, finess, documentID, breakGlassReason, systemPrincipal
-    case slotManifest
-    case activityBatch
-
-    var fixesChecksums: Bool {
-        switch self {
-        case .segmentHeaderFixed, .frameHeaderFixed, .keyFileHeaderFixed, .keySlotFixed, .checkpointFixed, .storeHeaderFixed: true
-        default: false
-        }
-    }
-}
-
-/// A stand-in MAC (CRC-32C of a secret and the message, four ways): cheap,
-/// so that the fuzzer's executions go to the decoders.
-struct FuzzAuthenticator: LogAuthenticator {
-    let secret: [UInt8]
-    func tag(_ message: UnsafeRawBufferPointer) -> [UInt8] {
-        var out: [UInt8] = []
-        for i in 0..<4 {
-            let crc = CRC32C.checksum(message, continuing: CRC32C.checksum(secret + [UInt8(i)]))
-            withUnsafeBytes(of: crc.littleEndian) { out.append(contentsOf: $0) }
-        }
-        return out
-    }
-}
-
-/// Runs one input through its decoder. A decoder returns a value (which
-/// must re-encode to bytes that decode to the same value), returns nil, or
-/// throws; any other outcome (a trap, an untyped error, a value that does
-/// not survive re-encoding) is a finding.
-enum FuzzHarness {
-    /// A decoded value that does not survive its encoder.
-    struct RoundTripFailure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// The errors the decoders are meant to throw.
-    static func isTyped(_ error: any Error) -> Bool {
-        error is StorageError || error is PatientVaultError || error is ByteReader.Malformed
-    }
-
-    static let authenticator = FuzzAuthenticator(secret: Array("pv-fuzz".utf8))
-    /// The offset the frame-header targets place their frame at.
-    static let frameOffset: UInt64 = 64
-    static let document = DocumentID(bytes: Array(1...16))
-    static let paddingBlocks = [1, 64, 256, 512]
-
-    /// True if the input was accepted, false if its decoder returned nil.
-    /// Throws the decoder's error, or a ``RoundTripFailure``.
-    static func run(_ input: [UInt8]) throws -> Bool {
-        guard let first = input.first else { return false }
-        return try run(FuzzTarget.allCases[Int(first) % FuzzTarget.allCases.count], Array(input.dropFirst()))
-    }
-
-    static func run(_ target: FuzzTarget, _ data: [UInt8]) throws -> Bool {
-        let fixed = target.fixesChecksums
-        var text: String { String(decoding: data, as: UTF8.self) }
-        switch target {
-        case .segmentHeader, .segmentHeaderFixed:
-            var bytes = data
-            if fixed { fixCRC(&bytes, over: 0..<60) }
-            guard let h = try LogFormat.decodeSegmentHeader(bytes) else { return false }
-            try roundTrip("segment header") {
-                let e = LogFormat.encodeSegmentHeader(number: h.number, salt: h.salt, firstLSN: h.firstLSN, size: h.size)
-                guard let a = try LogFormat.decodeSegmentHeader(e) else { return false }
-                return (a.number, a.salt, a.firstLSN, a.size) == (h.number, h.salt, h.firstLSN, h.size)
-            }
-        case .frameHeader, .frameHeaderFixed:
-            // salt(16), then the header.
-            guard data.count >= LogFormat.saltSize else { return false }
-            let salt = Array(data[..<LogFormat.saltSize])
-            var header = Array(data[LogFormat.saltSize...])
-            if fixed && header.count >= LogFormat.frameHeaderSize {
-                let message = header.withUnsafeBytes { LogFormat.macMessage(salt: salt, offset: frameOffset, header: $0) }
-                header.replaceSubrange(80..<96, with: message.withUnsafeBytes { authenticator.tag($0) })
-                fixCRC(&header, over: 8..<96, at: 4, salt: salt)
-            }
-            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: salt) }) else { return false }
-            let authentic = header.withUnsafeBytes {
-                LogFormat.frameIsAuthentic($0, salt: salt, offset: frameOffset, authenticator: authenticator)
-            }
-            try roundTrip("frame header") {
-                let e = LogFormat.encodeFrameHeader(
-                    salt: salt, offset: frameOffset, payloadLength: Int(h.payloadLength), payloadCRC: h.payloadCRC, lsn: h.lsn,
-                    durableThrough: h.durableThrough, flags: h.flags, previous: h.previous, stream: h.stream,
-                    authenticator: authenticator)
-                guard let a = e.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: salt) }) else { return false }
-                let same = (a.payloadLength, a.payloadCRC, a.lsn, a.durableThrough, a.flags) == (h.payloadLength, h.payloadCRC, h.lsn, h.durableThrough, h.flags)
-                return same && a.previous == h.previous && a.stream == h.stream && (authentic || !fixed)
-                    && e.withUnsafeBytes { LogFormat.frameIsAuthentic($0, salt: salt, offset: frameOffset, authenticator: authenticator) }
-            }
-        case .keyFileHeader, .keyFileHeaderFixed:
-            var bytes = data
-            if fixed { fixCRC(&bytes, over: 0..<124) }
-            guard let salt = try LogFormat.decodeKeyFileHeader(bytes) else { return false }
-            try roundTrip("key file header") { try LogFormat.decodeKeyFileHeader(LogFormat.encodeKeyFileHeader(salt: salt)) == salt }
-        case .keySlot, .keySlotFixed:
-            // salt(16), slot number(8), then the slot.
-            guard data.count >= 24 else { return false }
-            let salt = Array(data[..<16])
-            let number = data[16..<24].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            var slot = Array(data[24...])
-            if fixed && slot.count >= 8 { fixCRC(&slot, over: 8..<slot.count, at: 4, salt: salt) }
-            let value = try LogFormat.decodeKeySlot(slot, number: number, salt: salt)
-            try roundTrip("key slot") {
-                let e = LogFormat.encodeKeySlot(KeySlot(number), value: value, magic: LogFormat.keySlotLive, salt: salt)
-                return try LogFormat.decodeKeySlot(e, number: number, salt: salt) == value
-            }
-        case .checkpoint, .checkpointFixed:
-            var bytes = data
-            if fixed && bytes.count >= 84 {
-                let body = bytes.count - 20
-                bytes.replaceSubrange(body..<(body + 16), with: bytes.withUnsafeBytes { authenticator.tag(UnsafeRawBufferPointer(rebasing: $0[..<body])) })
-                fixCRC(&bytes, over: 0..<(bytes.count - 4))
-            }
-            guard let c = try LogEngineCore.decodeCheckpoint(bytes, authenticator: authenticator) else { return false }
-            // No encoder over bytes (the checkpoint is written to its file):
-            // check what the engine relies on instead.
-            try roundTrip("checkpoint") {
-                let heads = Array(c.index)
-                return heads.count == c.index.count && heads.allSatisfy { c.index[$0.0] == $0.1 && $0.1.frameLength > 0 }
-            }
-        case .recordHeader:
-            let h = try RecordHeader.decode(data)
-            try roundTrip("record header") { h.encoded() == Array(data.prefix(RecordHeader.size)) }
-        case .vaultCreated:
-            try stable("vault creation", VaultCreatedBody.decode(data).encoded()) { try VaultCreatedBody.decode($0).encoded() }
-        case .documentVersion:
-            try stable("document version", DocumentVersionBody.decode(data, id: document, version: 1).encoded()) {
-                try DocumentVersionBody.decode($0, id: document, version: 1).encoded()
-            }
-        case .vaultEvent:
-            try stable("vault event", VaultEventBody.decode(data).encoded()) { try VaultEventBody.decode($0).encoded() }
-        case .statistics:
-            try stable("statistics record", StatisticsRecord.decode(data).encoded()) { try StatisticsRecord.decode($0).encoded() }
-        case .auditEntry:
-            try stable("audit entry", AuditEntry.decode(data).encoded()) { try AuditEntry.decode($0).encoded() }
-        case .vaultAnchor:
-            let anchor = try VaultAnchor.decode(data[...])
-            try roundTrip("vault anchor") { anchor.encoded() == data }
-        case .storeHeader, .storeHeaderFixed:
-            var bytes = data
-            if fixed { fixCRC(&bytes, over: 0..<120) }
-            try stable("store header", StoreHeader.decode(bytes).encoded()) { try StoreHeader.decode($0).encoded() }
-        case .recordPadding:
-            // block selector(1), then the padded body.
-            guard let selector = data.first else { return false }
-            let block = paddingBlocks[Int(selector) % paddingBlocks.count]
-            let padded = Array(data.dropFirst())
-            let body = try RecordPadding.unpad(padded, block: block)
-            try roundTrip("record padding") { RecordPadding.pad(body, block: block) == padded }
-        case .ins:
-            let ins = try INS(text)
-            try roundTrip("INS") { try INS(ins.digits) == ins && ins.digits.utf8.count == 15 }
-        case .insKey:
-            guard let key = INS.key(forNIR: text) else { return false }
-            try roundTrip("INS key") { (1...97).contains(key) }
-        case .rpps:
-            let rpps = try RPPSNumber(text)
-            try roundTrip("RPPS") { try RPPSNumber(rpps.digits) == rpps }
-        case .finess:
-            let finess = try FINESSNumber(text)
-            try roundTrip("FINESS") { try FINESSNumber(finess.value) == finess }
-        case .documentID:
-            let id = try DocumentID(text)
-            try roundTrip("document id") { try DocumentID(id.description) == id }
-        case .breakGlassReason:
-            let reason = try BreakGlassReason(text)
-            try roundTrip("break-glass reason") { try BreakGlassReason(reason.text) == reason }
-        case .systemPrincipal:
-            let principal = try SystemPrincipal(text)
-            try roundTrip("system principal") { try SystemPrincipal(principal.identifier) == principal }
-        case .slotManifest:
-            guard let slots = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
-            try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(slots) == data }
-        case .activityBatch:
-            try stable("activity batch", ActivityBatch.decode(data).encoded()) { try ActivityBatch.decode($0).encoded() }
-        }
-        return true
-    }
-
-    /// Writes the CRC-32C of `range` (continuing from the salt's, if any)
-    /// at `at` (default: just after the range), where the bytes allow.
-    static func fixCRC(_ bytes: inout [UInt8], over range: Range<Int>, at: Int? = nil, salt: [UInt8]? = nil) {
-        let at = at ?? range.upperBound
-        guard range.lowerBound >= 0, range.upperBound <= bytes.count, at >= 0, at + 4 <= bytes.count else { return }
-        let crc = CRC32C.checksum(Array(bytes[range]), continuing: salt.map { CRC32C.checksum($0) } ?? 0)
-        withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange(at..<(at + 4), with: $0) }
-    }
-
-    /// Checks a property of a decoded value; an error in the check (from
-    /// decoding what the encoder wrote) is a failure too.
-    static func roundTrip(_ what: String, _ check: () throws -> Bool) throws {
-        let holds: Bool
-        do { holds = try check() } catch { throw RoundTripFailure(description: "\(what): re-encoded bytes fail to decode (\(error))") }
-        guard holds else { throw RoundTripFailure(description: "\(what): the value does not survive re-encoding") }
-    }
-
-    /// Checks that bytes an encoder wrote decode and encode to themselves.
-    static func stable(_ what: String, _ encoded: [UInt8], _ again: ([UInt8]) throws -> [UInt8]) throws {
-        try roundTrip(what) { try again(encoded) == encoded }
-    }
-}
-// END SHARED DISPATCH

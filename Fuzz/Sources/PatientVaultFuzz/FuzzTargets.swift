@@ -1,10 +1,6 @@
 @testable import PatientVault
 @testable import VaultStorage
 
-// BEGIN SHARED DISPATCH
-// These lines are in Fuzz/Sources/PatientVaultFuzz/FuzzTargets.swift and,
-// copied, in Tests/PatientVaultTests/FuzzRegressionTests.swift (SwiftPM
-// shares no source between the two packages); a test keeps them equal.
 
 /// The decoders under fuzzing, in the order of the selector: the first
 /// byte of an input (modulo the count) picks one, the rest is its input.
@@ -219,4 +215,3 @@ enum FuzzHarness {
         try roundTrip(what) { try again(encoded) == encoded }
     }
 }
-// END SHARED DISPATCH
