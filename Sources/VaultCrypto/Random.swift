@@ -26,10 +26,4 @@ package enum SecureRandom {
         try Sodium.initialize()
         randombytes_buf(base, buffer.count)
     }
-
-    /// A uniformly random integer below `upperBound`.
-    package static func uniform(_ upperBound: UInt32) throws(CryptoError) -> UInt32 {
-        try Sodium.initialize()
-        return randombytes_uniform(upperBound)
-    }
 }

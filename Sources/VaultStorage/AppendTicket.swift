@@ -11,11 +11,6 @@ package final class AppendTicket: Sendable {
 
     package init() {}
 
-    /// A ticket that is already completed.
-    package init(result: Result<[RecordLocation], StorageError>) {
-        state.withLock { $0 = .done(result) }
-    }
-
     /// Waits until the append is acknowledged and returns the records'
     /// locations, in the order given.
     /// - Throws: the ``StorageError`` that failed the append.

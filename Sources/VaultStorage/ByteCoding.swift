@@ -20,11 +20,6 @@ package struct ByteWriter: Sendable {
         bytes.append(contentsOf: other)
     }
 
-    /// Appends raw bytes from a buffer.
-    package mutating func write(raw: UnsafeRawBufferPointer) {
-        bytes.append(contentsOf: raw)
-    }
-
     /// Appends a length (LEB128 varint) then the bytes.
     package mutating func write(lengthPrefixed other: [UInt8]) {
         writeVarint(UInt64(other.count))

@@ -146,35 +146,25 @@ extension LogEngineCore {
             for job in jobs + queued { job.ticket.complete(.failure(lost)) }
             return
         }
-        for job in jobs where !job.checkpoint { job.ticket.complete(.success(job.locations)) }
-        let checkpointJobs = jobs.contains(where: \.checkpoint) ? jobs.filter(\.checkpoint) : []
+        for job in jobs { job.ticket.complete(.success(job.locations)) }
 
-        let wantsCheckpoint = !checkpointJobs.isEmpty
-            || state.withLock { $0.bytesSinceCheckpoint >= configuration.checkpointInterval }
-        guard wantsCheckpoint else { return }
-        // The segments are synced on the commit path's terms: a failure
-        // here stops acknowledgements like any other failed sync.
+        // Every `checkpointInterval` bytes, a checkpoint of the index once
+        // the log is synced and no append is queued. The segments are
+        // synced on the commit path's terms: a failed sync latches the
+        // engine; only a full disk leaves the checkpoint for later (the
+        // log stays the truth, and the next open replays more of it).
+        guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
         do {
             let segments = state.withLock { $0.segments }
             try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
             unsynced.removeAll()
             keyFileUnsynced = false
-        } catch {
-            let failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
-            latch(failure)
-            for job in checkpointJobs { job.ticket.complete(.failure(failure)) }
-            return
-        }
-        // Only the checkpoint file itself may fail harmlessly: the log stays
-        // the truth, and the next open replays more of it.
-        var result: Result<[RecordLocation], StorageError> = .success([])
-        do {
             try checkpointIfIdle(unsynced: unsynced)
         } catch {
-            logger.debug("storage: checkpoint not written", metadata: ["error": "\(error)"])
-            result = .failure((error as? StorageError) ?? StorageError(.io, "checkpoint failed"))
+            let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
+            if failure.code != .diskFull { latch(failure) }
+            logger.debug("storage: checkpoint not written", metadata: ["code": "\(failure.code)"])
         }
-        for job in checkpointJobs { job.ticket.complete(result) }
     }
 
     /// Returns the written groups' buffers to the pool, emptied (their

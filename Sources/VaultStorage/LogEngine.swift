@@ -112,14 +112,6 @@ package final class LogEngine: StorageEngine {
     /// What recovery did at open, for tests and diagnostics.
     package var recoveryReport: RecoveryReport { core.recoveryReport }
 
-    /// Writes a checkpoint of the index now (normally automatic, every
-    /// `checkpointInterval` bytes and at close). Returns once it is written,
-    /// or skipped because appends were queued meanwhile.
-    package func checkpoint() async throws {
-        let ticket = try core.enqueue(records: [], rawSlotWrites: [], durability: .durable, checkpoint: true)
-        _ = try await ticket.wait()
-    }
-
     /// The log sequence number the next record will get.
     package var nextSequence: UInt64 { core.state.withLock { $0.nextLSN } }
 }
@@ -176,7 +168,6 @@ final class LogEngineCore: Sendable {
         /// The stream heads this job moves, applied to the index once written.
         var heads: [(StreamID, RecordLocation)]
         var durability: Durability
-        var checkpoint: Bool
         var ticket: AppendTicket
     }
 
@@ -291,8 +282,7 @@ final class LogEngineCore: Sendable {
     }
 
     func enqueue(
-        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false,
-        checkpoint: Bool = false
+        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false
     ) throws -> AppendTicket {
         // A group that writes key slots starts with their manifest: slots and
         // frames are synced in parallel, and recovery cuts a group whose
@@ -331,7 +321,7 @@ final class LogEngineCore: Sendable {
             }
             var job = Job(
                 slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], locations: [],
-                lastLSN: nil, heads: [], durability: durability, checkpoint: checkpoint, ticket: ticket)
+                lastLSN: nil, heads: [], durability: durability, ticket: ticket)
             job.locations.reserveCapacity(records.count)
             job.heads.reserveCapacity(records.count)
             // Small frames (headers, payloads, padding) are laid out in one

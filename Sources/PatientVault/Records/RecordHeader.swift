@@ -131,11 +131,6 @@ struct RecordHeader: Equatable {
         bytes.withUnsafeMutableBytes { write(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
     }
 
-    /// The associated data: header bytes then the vault's pseudonym.
-    func associatedData(vault: StreamID) -> [UInt8] {
-        withAssociatedData(vault: vault) { Array($0) }
-    }
-
     /// Runs `body` on the associated data (header bytes then the vault's
     /// pseudonym, 80 bytes), built on the stack: no allocation.
     func withAssociatedData<R>(vault: StreamID, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
