@@ -122,13 +122,7 @@ extension LogEngineCore {
                 }
             }
             if jobs.contains(where: { $0.durability == .durable }) {
-                if unsynced.count == 1, let file = segments[unsynced.first!]?.file {
-                    try syncInParallel(keyFile: keyFileUnsynced, segments: CollectionOfOne(file))
-                } else {
-                    try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
-                }
-                unsynced.removeAll(keepingCapacity: true)
-                keyFileUnsynced = false
+                try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: segments)
                 let through = writtenThrough
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
             }
@@ -155,10 +149,7 @@ extension LogEngineCore {
         // log stays the truth, and the next open replays more of it).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
         do {
-            let segments = state.withLock { $0.segments }
-            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
-            unsynced.removeAll()
-            keyFileUnsynced = false
+            try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: state.withLock { $0.segments })
             try checkpointIfIdle(unsynced: unsynced)
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
@@ -279,6 +270,20 @@ extension LogEngineCore {
         try file.syncData()
     }
 
+    /// The committer's one sync of everything written and not yet synced:
+    /// the unsynced segments, oldest first, and the key file in parallel
+    /// when it has unsynced slots; then nothing is unsynced.
+    private func syncAll(_ unsynced: inout Set<UInt32>, keyFile keyFileUnsynced: inout Bool, of segments: [UInt32: Segment]) throws {
+        if unsynced.count == 1, let file = segments[unsynced.first!]?.file {
+            // A lone segment (the common case) without sorting a copy.
+            try syncInParallel(keyFile: keyFileUnsynced, segments: CollectionOfOne(file))
+        } else {
+            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
+        }
+        unsynced.removeAll(keepingCapacity: true)
+        keyFileUnsynced = false
+    }
+
     /// Syncs the key file (when `keyFile`) on a helper thread while this
     /// thread syncs the segments, oldest first; returns once all are
     /// durable, or throws the first failure.
@@ -302,10 +307,7 @@ extension LogEngineCore {
 
     private func finishOnClose(unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool) {
         do {
-            let segments = state.withLock { $0.segments }
-            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
-            unsynced.removeAll()
-            keyFileUnsynced = false
+            try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: state.withLock { $0.segments })
         } catch {
             latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return

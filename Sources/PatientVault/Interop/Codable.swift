@@ -105,6 +105,12 @@ private func decodeString<T>(_ decoder: any Decoder, _ make: (String) throws -> 
     }
 }
 
+/// Encodes `text` as a single JSON string (the identifiers' form).
+private func encodeString(_ text: String, to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    try c.encode(text)
+}
+
 // MARK: - Identifiers
 
 /// A document id is 32 lowercase hex digits.
@@ -113,10 +119,7 @@ extension DocumentID: Codable {
     /// reads them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try DocumentID($0) } }
     /// Encodes the 32 lowercase hexadecimal characters.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeString(description, to: encoder) }
 }
 
 /// An INS is its 15 characters (personal data: send it only where it belongs).
@@ -125,10 +128,7 @@ extension INS: Codable {
     /// them (key included); anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try INS($0) } }
     /// Encodes the 15 canonical characters, ``INS/digits``.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(digits)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
 }
 
 /// An RPPS number is its 11 digits.
@@ -137,10 +137,7 @@ extension RPPSNumber: Codable {
     /// them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try RPPSNumber($0) } }
     /// Encodes the 11 digits, ``RPPSNumber/digits``.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(digits)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
 }
 
 /// A FINESS number is its 9 characters.
@@ -149,10 +146,7 @@ extension FINESSNumber: Codable {
     /// validates them; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try FINESSNumber($0) } }
     /// Encodes the 9 characters, ``FINESSNumber/value``.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(value)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeString(value, to: encoder) }
 }
 
 /// A system principal is its identifier.
@@ -161,10 +155,7 @@ extension SystemPrincipal: Codable {
     /// validates it; anything else is `DecodingError.dataCorrupted`.
     public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try SystemPrincipal($0) } }
     /// Encodes the identifier, ``SystemPrincipal/identifier``.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(identifier)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeString(identifier, to: encoder) }
 }
 
 // MARK: - Enumerations: their case names
@@ -259,41 +250,8 @@ extension HealthProfessional: Codable {
     }
 }
 
-/// `{"finess": "750712184", "kind": "hospital"}`
-extension Organisation: Codable {
-    private enum Keys: String, CodingKey { case finess, kind }
-
-    /// Decodes `finess` (validated) and `kind`.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Keys.self)
-        self.init(finess: try c.decode(FINESSNumber.self, forKey: .finess), kind: try c.decode(OrganisationKind.self, forKey: .kind))
-    }
-
-    /// Encodes `finess` and `kind`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(finess, forKey: .finess)
-        try c.encode(kind, forKey: .kind)
-    }
-}
-
-/// `{"ins": "…", "relationship": "parent"}`
-extension LegalRepresentative: Codable {
-    private enum Keys: String, CodingKey { case ins, relationship }
-
-    /// Decodes `ins` (validated, key included) and `relationship`.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Keys.self)
-        self.init(ins: try c.decode(INS.self, forKey: .ins), relationship: try c.decode(Relationship.self, forKey: .relationship))
-    }
-
-    /// Encodes `ins` and `relationship`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(ins, forKey: .ins)
-        try c.encode(relationship, forKey: .relationship)
-    }
-}
+// `Organisation` and `LegalRepresentative` use the synthesized form, in
+// Principal.swift (synthesis needs the declaring file).
 
 /// An object tagged by `kind` (``Principal/kind``):
 /// `{"kind": "patient", "ins": …}`, `{"kind": "representative", "ins": …,

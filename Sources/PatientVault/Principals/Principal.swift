@@ -263,3 +263,11 @@ public enum CreationChannel: String, Hashable, Sendable, CaseIterable {
     /// By an establishment (hospital, clinic).
     case establishment
 }
+
+/// `{"finess": "750712184", "kind": "hospital"}`: the synthesized form (the
+/// FINESS number validates itself as it decodes).
+extension Organisation: Codable {}
+
+/// `{"ins": "…", "relationship": "parent"}`: the synthesized form (the INS
+/// validates itself, key included, as it decodes).
+extension LegalRepresentative: Codable {}
