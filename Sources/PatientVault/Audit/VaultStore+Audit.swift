@@ -25,6 +25,15 @@ extension VaultStore {
             isConfiguredReviewer: configuration.isConfiguredReviewer(principal), matrix: configuration.accessMatrix, time: time)
     }
 
+    /// Whether `principal` may see `document` (its metadata) at `time`: the
+    /// one visibility rule of listings, counts, the trail and the access
+    /// history. A document they may not see does not exist for them.
+    func sees(
+        _ document: DocumentMetadata, as principal: Principal, purpose: AccessPurpose = .care, in vault: VaultState, at time: Date
+    ) -> Bool {
+        AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: document, time: time)).isAllowed
+    }
+
     /// Checks a version number a caller asked for (stored as 32 bits, from 1).
     static func validate(version: Int?) throws(PatientVaultError) {
         if let version, !Limits.versions.contains(version) {

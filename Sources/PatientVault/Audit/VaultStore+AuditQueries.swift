@@ -68,7 +68,7 @@ extension VaultStore {
         if representative && entry.isSecretAccess { return nil }
         guard let id = entry.document else { return entry }
         if let current = vault.versions(of: id).last {
-            let visible = AccessPolicy.decide(request(.readMetadata, by: reader, vault: vault, document: current, time: now)).isAllowed
+            let visible = sees(current, as: reader, in: vault, at: now)
             return visible ? entry : nil
         }
         if representative { return nil }

@@ -117,7 +117,7 @@ extension VaultStore {
             var document: DocumentMetadata?
             if case .releaseToPatient(let id) = change {
                 guard let current = vault.versions(of: id).last,
-                      AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
+                      sees(current, as: principal, in: vault, at: now)
                 else {
                     return Audited<Void>(
                         action: .releaseToPatient, decision: .deny(.unknownDocument), document: id, isWrite: true,
@@ -179,7 +179,7 @@ extension VaultStore {
             // The asker must be able to see the document now, or it does not exist for them.
             let visibleNow = vault.versions(of: document).last.map {
                 configuration.isConfiguredReviewer(principal)
-                    || AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: $0, time: now)).isAllowed
+                    || sees($0, as: principal, in: vault, at: now)
             } ?? false
             guard visibleNow else {
                 a.result = .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document))
@@ -221,7 +221,7 @@ extension VaultStore {
             for then in vault.documents(at: time) {
                 if !configuration.isConfiguredReviewer(principal) {
                     guard let current = vault.versions(of: then.id).last,
-                          AccessPolicy.decide(request(.readMetadata, by: principal, vault: vault, document: current, time: now)).isAllowed
+                          sees(current, as: principal, in: vault, at: now)
                     else { continue }
                 }
                 let d = AccessPolicy.decide(request(.readContent, by: reader, vault: vault, document: then, time: time, policy: policy))

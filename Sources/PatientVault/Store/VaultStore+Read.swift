@@ -86,7 +86,7 @@ extension VaultStore {
             try lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
                    in: vault, as: principal, purpose: purpose, time: now) { _, _ in
                 vault.versions(of: document).filter {
-                    AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: $0, time: now)).isAllowed
+                    sees($0, as: principal, purpose: purpose, in: vault, at: now)
                 }
             }
         }
@@ -120,13 +120,13 @@ extension VaultStore {
         for id in vault.documents.keys {
             let versions = vault.versions(of: id)
             guard let current = versions.last,
-                  AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: current, time: time)).isAllowed
+                  sees(current, as: principal, purpose: purpose, in: vault, at: time)
             else { continue }
             let entries = (vault.documents[id] ?? []).filter(\.isAcknowledged)
             for (m, e) in zip(versions, entries) where query.matches(m) {
                 // Older versions are judged by their own flags and category.
                 if m.version != current.version,
-                   !AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: m, time: time)).isAllowed
+                   !sees(m, as: principal, purpose: purpose, in: vault, at: time)
                 {
                     continue
                 }

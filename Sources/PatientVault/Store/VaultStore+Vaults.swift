@@ -63,7 +63,7 @@ extension VaultStore {
             }
             let visible = vault.documents.keys.filter { id in
                 guard let m = vault.versions(of: id).last else { return false }
-                return AccessPolicy.decide(request(.readMetadata, by: principal, purpose: purpose, vault: vault, document: m, time: now)).isAllowed
+                return sees(m, as: principal, purpose: purpose, in: vault, at: now)
             }
             return Audited(action: .readVaultInfo, decision: decision, result: .success(VaultInfo(
                 vaultID: vault.vaultID, createdBy: vault.creation.createdBy, channel: vault.creation.channel,
