@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Crash test: kills the writer process with SIGKILL at random moments and
 # checks every acknowledged operation after each reopen
-# (Tests/PatientVaultTests/CrashTests.swift). Prints the figures.
+# (Tests/PatientVaultTests/Reliability/CrashTests.swift). Prints the figures.
 #
 #   ./Scripts/crash-test.sh          # 200 kills, as .ci/run does
 #   ./Scripts/crash-test.sh 5000     # the long mode

@@ -14,7 +14,7 @@
 # A crash input goes to .build-fuzz/artifacts/; replay it with
 #   .build-fuzz/debug/PatientVaultFuzz <file>
 # then commit it as Fuzz/Corpus/<selector>-<target>-crash-<n> with its
-# regression test (Tests/PatientVaultTests/FuzzRegressionTests.swift).
+# regression test (Tests/PatientVaultTests/Reliability/FuzzRegressionTests.swift).
 # The seeds are written by the binary itself:
 #   PV_FUZZ_WRITE_SEEDS=Fuzz/Corpus .build-fuzz/debug/PatientVaultFuzz
 set -euo pipefail

@@ -56,11 +56,8 @@ public func withTemporaryStoreFolder<R: Sendable>(
     configuration: Configuration = .testing,
     _ body: (TemporaryStore) async throws -> R
 ) async throws -> R {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: folder) }
-    let key = try MasterKey.generate()
-    let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
-    let temporary = TemporaryStore(folder: folder, key: key, configuration: configuration, store: store)
+    let temporary = try await TemporaryStore(configuration: configuration)
+    defer { temporary.removeFolder() }
     let result: R
     do {
         result = try await body(temporary)
@@ -83,12 +80,29 @@ public final class TemporaryStore: Sendable {
     public let configuration: Configuration
     private let current: Locked<VaultStore>
 
-    init(folder: URL, key: MasterKey, configuration: Configuration, store: VaultStore) {
-        self.folder = folder
-        self.key = key
+    /// Opens a store with a random key in a new folder under the system's
+    /// temporary directory, `patientvault-test-<UUID>`. The folder is
+    /// deleted when this value is released (close the store first); prefer
+    /// ``withTemporaryStoreFolder(configuration:_:)``, which closes and
+    /// deletes whatever the test does.
+    /// - Parameter configuration: the store's settings.
+    /// - Throws: the `PatientVaultError` of opening the store.
+    public init(configuration: Configuration) async throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
+        key = try MasterKey.generate()
         self.configuration = configuration
-        current = Locked(store)
+        do {
+            current = Locked(try await VaultStore.open(at: folder, key: .key(key), configuration: configuration))
+        } catch {
+            try? FileManager.default.removeItem(at: folder)
+            throw error
+        }
     }
+
+    deinit { removeFolder() }
+
+    /// Deletes the folder and everything in it.
+    func removeFolder() { try? FileManager.default.removeItem(at: folder) }
 
     /// The open store (the newest, after ``reopen(configuration:)``).
     public var store: VaultStore { current.withLock { $0 } }

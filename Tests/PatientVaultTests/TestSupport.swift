@@ -15,11 +15,14 @@ final class TestFolder: Sendable {
     }
     deinit { try? FileManager.default.removeItem(at: url) }
 
-    /// Every file of the store, concatenated (for byte searches).
-    func allBytes() throws -> [(String, Data)] {
-        try FileManager.default.contentsOfDirectory(atPath: url.path).map { name in
-            (name, try Data(contentsOf: url.appendingPathComponent(name)))
-        }
+    /// Every file of the folder, by name (for byte searches).
+    func allBytes() throws -> [(String, Data)] { try filesAndBytes(in: url) }
+}
+
+/// Every file of `folder`, by name, with its bytes (for byte searches).
+func filesAndBytes(in folder: URL) throws -> [(String, Data)] {
+    try FileManager.default.contentsOfDirectory(atPath: folder.path).map { name in
+        (name, try Data(contentsOf: folder.appendingPathComponent(name)))
     }
 }
 
@@ -75,15 +78,14 @@ enum Fixtures {
     }
 }
 
-/// Opens a store with a fresh random key in a fresh folder.
-struct TestStore {
-    let folder = TestFolder()
-    let key: MasterKey
-    let store: VaultStore
+/// The suite's temporary store is the testing product's, as downstream
+/// tests use it: `TemporaryStore` (store, folder, key, reopen).
+typealias TestStore = TemporaryStore
 
-    init(configuration: Configuration = Fixtures.configuration()) async throws {
-        key = try MasterKey.generate()
-        store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+extension TemporaryStore {
+    /// A store with the suite's configuration (``Fixtures/configuration(clock:)``).
+    convenience init() async throws {
+        try await self.init(configuration: Fixtures.configuration())
     }
 
     /// The store's log MAC, derived again from the master key (the store's
@@ -95,12 +97,7 @@ struct TestStore {
     func rawEngine() throws -> LogEngine {
         var c = LogEngineConfiguration()
         c.authenticator = try logMAC()
-        return try LogEngine.open(directory: folder.url.path, configuration: c)
-    }
-
-    func reopen(configuration: Configuration = Fixtures.configuration()) async throws -> VaultStore {
-        try await store.close()
-        return try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+        return try LogEngine.open(directory: folder.path, configuration: c)
     }
 }
 

@@ -2,9 +2,9 @@ import Foundation
 import Synchronization
 import Testing
 @testable import PatientVault
+import Glibc
 
 #if canImport(Glibc)
-import Glibc
 #endif
 
 /// Kills a writer process (`PatientVaultCrashWriter`, public API only) with

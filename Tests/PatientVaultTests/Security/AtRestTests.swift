@@ -36,15 +36,15 @@ import Testing
         needles += types.map { ("type code", Data($0.code.utf8)) }
         needles += contents.map { ("content", Data($0.prefix(24))) }
         needles += contents.map { ("content tail", Data($0.suffix(24))) }
-        let files = try t.folder.allBytes()
+        let files = try filesAndBytes(in: t.folder)
         #expect(files.count >= 4)
         #expect(Self.leaks(of: needles, in: files) == [])
         // The search itself can fail: a plaintext title in a file of the
         // folder is found by the same search (guards against a search that
         // never matches, e.g. over the wrong files or encodings).
-        let probe = t.folder.url.appendingPathComponent("probe.txt")
+        let probe = t.folder.appendingPathComponent("probe.txt")
         try (Data("xx".utf8) + Data(titles[0].utf8) + Data("yy".utf8)).write(to: probe)
-        #expect(Self.leaks(of: needles, in: try t.folder.allBytes()) == ["title found in probe.txt"])
+        #expect(Self.leaks(of: needles, in: try filesAndBytes(in: t.folder)) == ["title found in probe.txt"])
     }
 
     /// Every needle found in a file, as "<label> found in <file>".

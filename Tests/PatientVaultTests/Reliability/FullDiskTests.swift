@@ -149,7 +149,7 @@ import Testing
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("SMALL"), for: alice, as: Fixtures.doctor)
         try await t.store.close()
-        let total = try t.folder.allBytes().reduce(0) { $0 + $1.1.count }
+        let total = try filesAndBytes(in: t.folder).reduce(0) { $0 + $1.1.count }
         #expect(total < 2_000_000, "\(total) bytes")
     }
 }

@@ -232,12 +232,12 @@ import Testing
 
     /// The stream classes of every atomic group in the store's segments,
     /// read from the clear frame headers as a copy of the files shows them.
-    static func groupsOfStreamClasses(_ folder: TestFolder) throws -> [Set<UInt8>] {
+    static func groupsOfStreamClasses(_ folder: URL) throws -> [Set<UInt8>] {
         var groups: [Set<UInt8>] = []
         var current = Set<UInt8>()
-        let names = try FileManager.default.contentsOfDirectory(atPath: folder.url.path).filter { $0.hasPrefix("segment-") }.sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("segment-") }.sorted()
         for name in names {
-            let bytes = [UInt8](try Data(contentsOf: folder.url.appendingPathComponent(name)))
+            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
             let salt = try LogFormat.decodeSegmentHeader(bytes)!.salt
             var offset = LogFormat.segmentHeaderSize
             while offset + LogFormat.frameHeaderSize <= bytes.count {
@@ -271,7 +271,7 @@ import Testing
         // And the reviewer's index is complete after a reopen.
         var c = Fixtures.configuration()
         c.auditReviewers = [try SystemPrincipal("dpo")]
-        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: c)
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: c)
         let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
         var total = 0
         for d in doctors { total += try await store.activity(of: GrantHolder(d)!, matching: AuditQuery(limit: 1000), as: dpo).count }

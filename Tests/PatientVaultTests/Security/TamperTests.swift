@@ -12,7 +12,7 @@ import Testing
     /// is the records' own authentication. Touches only the frame's bytes.
     func rewrite(_ t: TestStore, _ location: RecordLocation, payload: [UInt8]) throws {
         let folder = t.folder
-        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment))
+        let path = folder.appendingPathComponent(LogFormat.segmentFileName(location.segment))
         let handle = try FileHandle(forUpdating: path)
         defer { try? handle.close() }
         let segmentHeader = [UInt8](try handle.read(upToCount: LogFormat.segmentHeaderSize)!)
@@ -48,7 +48,7 @@ import Testing
             var tampered = original
             tampered[position] ^= 0x20
             try rewrite(t, location, payload: tampered)
-            let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+            let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
             let result = await code {
                 _ = try await store.metadata(of: m.id, for: alice, as: .patient(alice))
                 _ = try await store.content(of: m.id, for: alice, as: .patient(alice))
@@ -60,7 +60,7 @@ import Testing
         }
         #expect(checked > 50)
         // Untouched, it reads back.
-        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("INLINE", size: 64))
         try await store.close()
     }
@@ -82,7 +82,7 @@ import Testing
         _ = try await engine.append([EngineRecord(stream: b, payload: payload)], keySlotWrites: [], durability: .durable).wait()
         try await engine.close()
 
-        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(await code { _ = try await store.documents(for: bob, as: .patient(bob)) } == .corrupted)
         #expect(try await store.documents(for: alice, as: .patient(alice)).count == 1)
         try await store.close()
@@ -104,7 +104,7 @@ import Testing
         try await engine.close()
         try rewrite(t, l1, payload: p2)
         try rewrite(t, l2, payload: p1)
-        let store = try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(await code { _ = try await store.content(of: d1.id, for: alice, as: .patient(alice)) } == .corrupted)
         #expect(await code { _ = try await store.content(of: d2.id, for: alice, as: .patient(alice)) } == .corrupted)
         try await store.close()

@@ -31,13 +31,13 @@ import Testing
             try await t.store.close()
         }
 
-        var checkpointPath: String { t.folder.url.path + "/" + LogFormat.checkpointFileName }
+        var checkpointPath: String { t.folder.path + "/" + LogFormat.checkpointFileName }
 
         /// Opens the store; `replaying` a log whose checkpoint the test
         /// deleted (otherwise the missing checkpoint alone is damage).
         func open(replaying: Bool = false) async throws -> VaultStore {
             let c = replaying ? Fixtures.replaying() : Fixtures.configuration()
-            return try await VaultStore.open(at: t.folder.url, key: .key(t.key), configuration: c)
+            return try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: c)
         }
 
         /// The newest record of `stream` and the one before it.
@@ -73,8 +73,8 @@ import Testing
     /// Gives the frame at `location` another stream id, recomputing its CRC.
     /// With `mac`, the attacker also holds the log key and recomputes the
     /// header's MAC; without, the old MAC stays.
-    func reattribute(_ folder: TestFolder, _ location: RecordLocation, mac: LogMAC?) throws {
-        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(location.segment))
+    func reattribute(_ folder: URL, _ location: RecordLocation, mac: LogMAC?) throws {
+        let path = folder.appendingPathComponent(LogFormat.segmentFileName(location.segment))
         let handle = try FileHandle(forUpdating: path)
         defer { try? handle.close() }
         let salt = try LogFormat.decodeSegmentHeader([UInt8](try handle.read(upToCount: LogFormat.segmentHeaderSize)!))!.salt

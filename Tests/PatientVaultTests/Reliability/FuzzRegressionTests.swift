@@ -10,7 +10,7 @@ import Testing
 /// (`PV_FUZZ_CHECK_CORPUS`, before every fuzzing run in CI).
 @Suite struct FuzzRegressionTests {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
 
     /// A corpus file's bytes, without the selector byte.
     static func input(_ name: String) throws -> [UInt8] {

@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+@testable import PatientVault
+import PatientVaultFHIR
+@testable import VaultStorage
+
+@Suite struct NonDisclosureTests {
+    @Test func hiddenDocumentsDoNotExistForThoseWhoMayNotSeeThem() async throws {
+        let v = try await AuditedVault()
+        let doctor = Fixtures.otherDoctor
+        try await v.store.authorise(doctor, for: v.alice, as: v.patient)
+        let visible = try await v.store.deposit(Fixtures.draft("Visible"), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        let masked = try await v.store.deposit(
+            Fixtures.draft("Sérologie VIH", flags: [.maskedFromProfessionals]), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        let hidden = try await v.store.deposit(
+            Fixtures.draft("Résultat biopsie", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
+        // The authorised doctor: the masked one is absent, uncounted, unknown by id.
+        #expect(try await v.store.documents(for: v.alice, as: doctor).map(\.id) == [hidden.id, visible.id])
+        #expect(try await v.store.vaultInfo(for: v.alice, as: doctor).documentCount == 2)
+        let never = try DocumentID.random()
+        for (id, expected) in [(masked.id, PatientVaultError.Code.unknownDocument), (never, .unknownDocument)] {
+            #expect(await code { _ = try await v.store.metadata(of: id, for: v.alice, as: doctor) } == expected)
+            #expect(await code { _ = try await v.store.content(of: id, for: v.alice, as: doctor) } == expected)
+            #expect(await code { _ = try await v.store.versions(of: id, for: v.alice, as: doctor) } == expected)
+        }
+        // The two errors are the same apart from the id asked for.
+        let e1 = await error { _ = try await v.store.content(of: masked.id, for: v.alice, as: doctor) }
+        let e2 = await error { _ = try await v.store.content(of: never, for: v.alice, as: doctor) }
+        #expect(e1?.message == e2?.message && e1?.rule == nil && e2?.rule == nil)
+        #expect(e1.map { !$0.description.contains("VIH") } ?? false)
+        // The patient: the hidden one is absent until released.
+        #expect(Set(try await v.store.documents(for: v.alice, as: v.patient).map(\.id)) == [visible.id, masked.id])
+        #expect(try await v.store.vaultInfo(for: v.alice, as: v.patient).documentCount == 2)
+        #expect(await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) } == .unknownDocument)
+        // Nor does the patient's trail reveal it: the entries about it (its
+        // deposit, naming the author, and every access to it) are withheld
+        // until it is released, counted by the verification.
+        _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: doctor)
+        _ = await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) }
+        let trail = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(!trail.contains { $0.document == hidden.id })
+        #expect(trail.contains { $0.document == visible.id })
+        #expect(trail.filter { $0.action == .deposit }.count == 2)
+        let verification = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
+        #expect(verification.withheld == 4)  // its deposit, the doctor's read, the patient's two refused reads
+        // A probe of an id that names no document shows, without the id: no rule, no legal basis.
+        _ = await code { _ = try await v.store.metadata(of: never, for: v.alice, as: v.patient) }
+        let redacted = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actions: [.readMetadata], limit: 1), as: v.patient)
+        #expect(redacted.first?.document == nil && redacted.first?.rule == .unknownDocument && redacted.first?.legalBasis == nil)
+        // Released by its author, it appears, and so do the entries about
+        // it, in place (their positions in the chain).
+        try await v.store.releaseToPatient(hidden.id, for: v.alice, as: Fixtures.doctor)
+        #expect(try await v.store.vaultInfo(for: v.alice, as: v.patient).documentCount == 3)
+        let released = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(released.filter { $0.document == hidden.id }.count == 5)  // the four withheld, and the release
+        #expect(released.map(\.sequence) == released.map(\.sequence).sorted(by: >))
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).withheld == 0)
+        try await v.store.close()
+    }
+
+    @Test func hiddenDocumentBecomesVisibleAfterAMonthAndTheEventsAreRecorded() async throws {
+        let v = try await AuditedVault()
+        let listener = v.store.notifications()
+        let hidden = try await v.store.deposit(
+            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
+        #expect(try await v.store.processScheduledEvents(for: v.alice) == 0)
+        v.clock.advance(by: 14 * 86_400)
+        #expect(try await v.store.processScheduledEvents(for: v.alice) == 1)
+        #expect(try await v.store.processScheduledEvents(for: v.alice) == 0)
+        #expect(await code { _ = try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient) } == .unknownDocument)
+        v.clock.advance(by: 16 * 86_400)
+        // Visible by the time rule, whether or not the event was recorded yet.
+        #expect(try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient).id == hidden.id)
+        #expect(try await v.store.processScheduledEvents(for: v.alice) == 1)
+        let entries = try v.entries()
+        #expect(entries.filter { $0.actor == .system }.map(\.action) == [.hiddenDocumentNotice, .automaticRelease])
+        #expect(entries.last { $0.action == .readMetadata }?.rule == .hiddenDocumentReleasedByTime)
+        // The events survive a reopen and are not repeated.
+        let store = try await v.t.reopen(configuration: { var c = Fixtures.configuration(clock: v.clock); c.clock = v.clock; return c }())
+        #expect(try await store.processScheduledEvents(for: v.alice) == 0)
+        try await store.close()
+        var kinds: [VaultNotification.Kind] = []
+        for await n in listener { kinds.append(n.kind) }
+        #expect(kinds.contains(.hiddenDocumentNotice(hidden.id)))
+        // Not announced as new: the patient cannot see it yet.
+        #expect(!kinds.contains(.newDocument(hidden.id)))
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+@testable import PatientVault
+import PatientVaultFHIR
+@testable import VaultStorage
+
+@Suite struct AuditQueryTests {
+    @Test func patientReadsTheTrailNewestFirstPagedAndFiltered() async throws {
+        let v = try await AuditedVault()
+        let doctor = Fixtures.doctor
+        try await v.store.authorise(doctor, for: v.alice, as: v.patient)
+        var ids: [DocumentID] = []
+        for i in 0..<5 {
+            v.clock.advance(by: 60)
+            ids.append(try await v.store.deposit(Fixtures.draft("TITRE-\(i)"), content: Data([UInt8(i)]), for: v.alice, as: doctor).id)
+        }
+        for id in ids { _ = try await v.store.content(of: id, for: v.alice, as: doctor) }
+        let all = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        // create, authorise, 5 deposits, 5 reads, and this read of the trail.
+        #expect(all.count == 13)
+        #expect(all.first?.action == .readAuditTrail)
+        #expect(all.map(\.sequence) == (0..<13).reversed().map(UInt64.init))
+        let reads = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actor: doctor, actions: [.readContent], limit: 2), as: v.patient)
+        #expect(reads.map(\.document) == [ids[4], ids[3]])
+        let next = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actor: doctor, actions: [.readContent], offset: 2, limit: 2), as: v.patient)
+        #expect(next.map(\.document) == [ids[2], ids[1]])
+        let deposits = all.filter { $0.action == .deposit }
+        let window = deposits[3].time...deposits[1].time
+        #expect(try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actions: [.deposit], between: window), as: v.patient).count == 3)
+        // What an entry holds: identifiers, outcome, rule, purpose; no title.
+        let e = reads[0]
+        #expect(e.actor == doctor && e.outcome == .allowed && e.rule == .authorisedByPatient && e.purpose == .care)
+        #expect(e.legalBasis == "CSP L1111-17 I" && e.version == 1)
+        #expect(!String(describing: e).contains("TITRE"))
+        try await v.store.close()
+    }
+
+    @Test func secretAccessesAreHiddenFromRepresentatives() async throws {
+        let v = try await AuditedVault()
+        let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+        try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: v.patient)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.content(of: doc.id, for: v.alice, as: v.patient, secret: true)
+        let own = try await v.store.auditTrail(for: v.alice, as: v.patient)
+        #expect(own.contains { $0.isSecretAccess && $0.action == .readContent })
+        let theirs = try await v.store.auditTrail(for: v.alice, as: parent)
+        #expect(!theirs.contains { $0.isSecretAccess })
+        #expect(theirs.contains { $0.action == .deposit })
+        // The representative's own read is recorded on the patient's behalf.
+        #expect(theirs.first?.actor == parent && theirs.first?.onBehalfOf == v.patient)
+        try await v.store.close()
+    }
+
+    @Test func reviewerReadsOneProfessionalsActivityAcrossVaults() async throws {
+        let v = try await AuditedVault()
+        let doctor = Fixtures.doctor
+        let patients = [v.alice, Fixtures.bob, Fixtures.ins("1850275000003")]
+        for p in patients.dropFirst() { try await v.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
+        for p in patients {
+            let d = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: p, as: doctor)
+            _ = try await v.store.content(of: d.id, for: p, as: doctor)
+        }
+        // A denied attempt is activity too.
+        _ = await code { _ = try await v.store.documents(for: v.alice, as: Fixtures.otherDoctor) }
+        let reviewer = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        let activity = try await v.store.activity(of: GrantHolder(doctor)!, as: reviewer)
+        #expect(activity.count == 6)
+        #expect(Set(activity.map(\.vaultID)).count == 3)
+        #expect(activity.map(\.action) == [.readContent, .deposit, .readContent, .deposit, .readContent, .deposit])
+        let other = try await v.store.activity(of: GrantHolder(Fixtures.otherDoctor)!, as: reviewer)
+        #expect(other.map(\.outcome) == [.denied])
+        // Only a configured reviewer; the refusal is itself recorded.
+        let stranger = Principal.auditReviewer(try SystemPrincipal("curious"))
+        let refused = await error { _ = try await v.store.activity(of: GrantHolder(doctor)!, as: stranger) }
+        #expect(refused?.code == .accessDenied && refused?.rule == .notAReviewer)
+        #expect(await code { _ = try await v.store.activity(of: GrantHolder(doctor)!, as: doctor) } == .accessDenied)
+        let reviewerLog = v.store.engine.head(of: v.store.keys.reviewerStream(of: try SystemPrincipal("curious")))
+        #expect(reviewerLog != nil)
+        // A patient trying it is recorded too, in the stream of its kind.
+        #expect(await code { _ = try await v.store.activity(of: GrantHolder(doctor)!, as: v.patient) } == .accessDenied)
+        #expect(v.store.engine.head(of: v.store.keys.reviewerStream(of: try SystemPrincipal("kind-patient"))) != nil)
+        try await v.store.close()
+    }
+
+    @Test func notificationsForTheHost() async throws {
+        let v = try await AuditedVault()
+        let listener = v.store.notifications()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        try await v.store.authorise(Fixtures.otherDoctor, for: v.alice, as: v.patient)
+        _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
+        _ = try await v.store.content(of: doc.id, for: v.alice, as: Fixtures.otherDoctor)
+        let emergency = Principal.professional(HealthProfessional(rpps: try RPPSNumber("10100000077"), profession: .doctor))
+        _ = try await v.store.content(of: doc.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious")))
+        try await v.store.close()
+        var kinds: [VaultNotification.Kind] = []
+        for await n in listener {
+            #expect(n.patient == v.alice)
+            kinds.append(n.kind)
+        }
+        #expect(kinds == [
+            .newDocument(doc.id), .authorisationChanged(.authorise), .firstAccess(Fixtures.otherDoctor),
+            .firstAccess(emergency), .breakGlass(emergency),
+        ])
+        // Asked for after close, the sequence is already finished.
+        var late = 0
+        for await _ in v.store.notifications() { late += 1 }
+        #expect(late == 0)
+        // Break-glass is flagged in the trail with its purpose and legal basis.
+        let store = try await v.t.reopen(configuration: Fixtures.configuration())
+        let entry = try await store.auditTrail(for: v.alice, matching: AuditQuery(actor: emergency), as: v.patient).first
+        #expect(entry?.isBreakGlass == true && entry?.purpose == .emergency && entry?.legalBasis == "CSP L1111-17 I")
+        #expect(entry?.reasonHash?.count == 32)
+        try await store.close()
+    }
+
+    @Test func batchedAuditModeKeepsEveryEntry() async throws {
+        var c = Fixtures.configuration()
+        c.auditMode = .batched(maxDelay: .milliseconds(20))
+        let v = try await AuditedVault(configuration: c)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        for _ in 0..<20 { _ = try await v.store.metadata(of: doc.id, for: v.alice, as: v.patient) }
+        // The reads returned before their entries were synced; nothing else
+        // is written now, so only the flusher can make them durable: every
+        // record written becomes durable within the bound (allow for a
+        // loaded machine).
+        let engine = try #require(v.store.engine as? LogEngine)
+        func allDurable() -> Bool { engine.core.state.withLock { $0.durableLSN == $0.nextLSN && $0.queue.isEmpty } }
+        var waited = 0
+        while !allDurable() && waited < 200 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        #expect(allDurable(), "the batched entries were never made durable")
+        let store = try await v.t.reopen(configuration: c)
+        #expect(try await store.verifyAuditTrail(for: v.alice, as: v.patient).entries == 23)
+        try await store.close()
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+@testable import PatientVault
+import PatientVaultFHIR
+@testable import VaultStorage
+@testable import VaultSync
+
+/// The cache of unwrapped document keys: bounded, least recently used out,
+/// emptied at close, and never in the way of a read's answer.
+@Suite struct DocumentKeyCacheTests {
+    static func someKeys() throws -> DocumentKeys { try DocumentKeys.generate().keys }
+
+    @Test func aHitDoesNotUnwrapAgain() throws {
+        let cache = DocumentKeyCache(limit: 4)
+        let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
+        var unwraps = 0
+        for _ in 0..<3 {
+            _ = try cache.keys(vault: vault, slot: KeySlot(7)) { unwraps += 1; return try Self.someKeys() }
+        }
+        #expect(unwraps == 1)
+        // Another vault's slot of the same number is another key.
+        _ = try cache.keys(vault: StreamID(bytes: [UInt8](repeating: 2, count: 32)), slot: KeySlot(7)) {
+            unwraps += 1
+            return try Self.someKeys()
+        }
+        #expect(unwraps == 2)
+    }
+
+    @Test func theLeastRecentlyUsedGoFirstAndTheLimitHolds() throws {
+        let cache = DocumentKeyCache(limit: 8)
+        let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
+        for slot in 1...8 { cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(UInt64(slot))) }
+        // Slot 1 used again: it outlives the others at the next eviction.
+        _ = try cache.keys(vault: vault, slot: KeySlot(1)) { Issue.record("slot 1 should be cached"); return try Self.someKeys() }
+        cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(9))
+        #expect(cache.count <= 8)
+        var unwrapped = false
+        _ = try cache.keys(vault: vault, slot: KeySlot(1)) { unwrapped = true; return try Self.someKeys() }
+        #expect(!unwrapped)
+        _ = try cache.keys(vault: vault, slot: KeySlot(2)) { unwrapped = true; return try Self.someKeys() }
+        #expect(unwrapped, "slot 2, the least recently used, was evicted")
+        cache.remove(vault: vault, slot: KeySlot(1))
+        cache.removeAll()
+        #expect(cache.count == 0)
+    }
+
+    @Test func aLimitOfZeroCachesNothing() throws {
+        let cache = DocumentKeyCache(limit: 0)
+        let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
+        var unwraps = 0
+        for _ in 0..<2 { _ = try cache.keys(vault: vault, slot: KeySlot(1)) { unwraps += 1; return try Self.someKeys() } }
+        #expect(unwraps == 2)
+        #expect(cache.count == 0)
+    }
+
+    @Test func theStoreCachesWhatItReadsAndForgetsItAtClose() async throws {
+        var c = Fixtures.configuration()
+        c.documentKeyCacheLimit = 4
+        let t = try await TestStore(configuration: c)
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var ids: [DocumentID] = []
+        for i in 0..<10 {
+            ids.append(try await t.store.deposit(Fixtures.draft("d\(i)"), content: Fixtures.content("C\(i)"), for: alice, as: Fixtures.doctor).id)
+        }
+        #expect(t.store.documentKeyCache.count <= 4)
+        // Every read answers right whether its key was cached or not.
+        for round in 0..<2 {
+            for (i, id) in ids.enumerated() {
+                #expect(try await t.store.content(of: id, for: alice, as: .patient(alice)) == Fixtures.content("C\(i)"), "round \(round)")
+            }
+        }
+        #expect(t.store.documentKeyCache.count <= 4)
+        #expect(t.store.documentKeyCache.count > 0)
+        try await t.store.close()
+        #expect(t.store.documentKeyCache.count == 0)
+    }
+}

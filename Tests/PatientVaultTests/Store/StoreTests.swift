@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+@testable import PatientVault
+import VaultStorage
+import VaultSync
+
+@Suite struct StoreTests {
+    /// The storage engine comes from the configuration's factory (here a
+    /// `LogEngine` too, counted): the domain layer builds none itself.
+    @Test func theStorageEngineIsInjected() async throws {
+        let made = Locked(0)
+        var c = Fixtures.configuration()
+        c.engineFactory = { directory, configuration in
+            made.withLock { $0 += 1 }
+            return try LogEngine.open(directory: directory, configuration: configuration)
+        }
+        let t = try await TestStore(configuration: c)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        #expect(made.withLock { $0 } == 1)
+        try await t.store.close()
+    }
+
+    @Test func wrongMasterKeyIsATypedErrorAndWritesNothing() async throws {
+        let t = try await TestStore()
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        try await t.store.close()
+        let before = try filesAndBytes(in: t.folder)
+        let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration()) }
+        #expect(c == .wrongMasterKey)
+        let after = try filesAndBytes(in: t.folder)
+        #expect(before.map(\.0) == after.map(\.0))
+        #expect(before.map(\.1) == after.map(\.1))
+        // The right key still opens it.
+        let reopened = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await reopened.vaultInfo(for: Fixtures.alice, as: .patient(Fixtures.alice)).channel == .patientOnline)
+        try await reopened.close()
+    }
+
+    @Test func passphraseStoreStoresItsSaltAndRefusesAnotherPassphrase() async throws {
+        let folder = TestFolder()
+        let weak = weakPassphraseConfiguration()
+        let store = try await VaultStore.open(
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
+        try await store.createVault(for: Fixtures.bob, as: Fixtures.pharmacist, channel: .pharmacy)
+        try await store.close()
+        let wrong = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("wrong horse"), configuration: weak)
+        }
+        #expect(wrong == .wrongMasterKey)
+        let asKey = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: weak)
+        }
+        #expect(asKey == .wrongMasterKey)
+        // A production configuration refuses the weak cost (no real store has it).
+        let production = await code {
+            _ = try await VaultStore.open(at: folder.url, key: .passphrase("correct horse battery staple"), configuration: Fixtures.configuration())
+        }
+        #expect(production == .invalidArgument)
+        let again = try await VaultStore.open(
+            at: folder.url, key: .passphrase("correct horse battery staple"), configuration: weak)
+        #expect(try await again.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)).createdBy == Fixtures.pharmacist)
+        try await again.close()
+        let empty = await code {
+            _ = try await VaultStore.open(at: TestFolder().url, key: .passphrase(""), configuration: Fixtures.configuration())
+        }
+        #expect(empty == .invalidArgument)
+    }
+
+    @Test func secondOpenOfTheSameStoreIsRefused() async throws {
+        let t = try await TestStore()
+        let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(c == .storeLocked)
+        try await t.store.close()
+    }
+
+    @Test func closedStoreRefusesWrites() async throws {
+        let t = try await TestStore()
+        try await t.store.close()
+        let c = await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) }
+        #expect(c == .closed)
+    }
+
+    @Test func damagedHeaderIsCorruptionNotWrongKey() async throws {
+        let t = try await TestStore()
+        try await t.store.close()
+        let path = t.folder.appendingPathComponent("store.header")
+        var bytes = try Data(contentsOf: path)
+        bytes[20] ^= 0xFF
+        try bytes.write(to: path)
+        let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(c == .corrupted)
+    }
+
+    @Test func badConfigurationIsRefused() async throws {
+        var c = Fixtures.configuration()
+        c.contentChunkSize = 10
+        let configuration = c
+        let result = await code { _ = try await VaultStore.open(at: TestFolder().url, key: .key(try MasterKey.generate()), configuration: configuration) }
+        #expect(result == .invalidArgument)
+        #expect(throws: PatientVaultError.self) { try MasterKey(bytes: [1, 2, 3]) }
+    }
+}
