@@ -68,6 +68,16 @@ enum Fixtures {
         return c
     }
 
+    /// The suite's configuration with `faults` injected, segments of
+    /// `segmentSize` and, if given, an audit reserve of `auditReserve`.
+    static func injecting(_ faults: FaultInjection, segmentSize: UInt64, auditReserve: UInt64? = nil) -> Configuration {
+        var c = configuration()
+        c.segmentSize = segmentSize
+        c.auditReserve = auditReserve
+        c.faults = faults
+        return c
+    }
+
     /// `c` with the engine's replay of a log without its checkpoint, for
     /// tests that delete the checkpoint to reach what lies behind it (in
     /// production a missing checkpoint is damage).

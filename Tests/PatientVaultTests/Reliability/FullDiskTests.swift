@@ -11,12 +11,7 @@ import Testing
     let alice = Fixtures.alice
 
     func configuration(_ faults: FaultInjection) -> Configuration {
-        var c = Fixtures.configuration()
-        c.segmentSize = 4 << 20
-        c.contentChunkSize = 64 << 10
-        c.auditReserve = 128 << 10
-        c.faults = faults
-        return c
+        Fixtures.injecting(faults, segmentSize: 4 << 20, auditReserve: 128 << 10)
     }
 
     @Test func readsAndListingsGoOnWhileDepositsFail() async throws {

@@ -8,11 +8,7 @@ import VaultStorage
     let alice = Fixtures.alice
 
     func configuration(_ faults: FaultInjection, segmentSize: UInt64 = 1 << 20) -> Configuration {
-        var c = Fixtures.configuration()
-        c.segmentSize = segmentSize
-        c.contentChunkSize = 64 << 10
-        c.faults = faults
-        return c
+        Fixtures.injecting(faults, segmentSize: segmentSize)
     }
 
     @Test func fullDiskIsATypedErrorThatChangesNothing() async throws {
