@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultCrypto
 
+/// XChaCha20-Poly1305 sealing and key wrapping (`XChaCha20Poly1305`).
 @Suite struct AEADTests {
     @Test func roundTripAndRandomNonces() throws {
         let key = try SymmetricKey.generate()

@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultCrypto
 
+/// Guarded memory slabs for keys (`KeyArena`).
 @Suite struct KeyArenaTests {
     @Test func slotsAreDistinctReusedAndWiped() throws {
         let arena = KeyArena()

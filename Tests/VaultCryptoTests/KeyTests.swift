@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultCrypto
 
+/// Keys wipe themselves and derive subkeys (`SymmetricKey`, `KeyDerivation`).
 @Suite struct KeyTests {
     @Test func keysCompareInConstantTimeByValue() throws {
         let bytes = [UInt8](repeating: 7, count: 32)

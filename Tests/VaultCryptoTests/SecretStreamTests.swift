@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultCrypto
 
+/// Chunked content encryption (`SecretStream`).
 @Suite struct SecretStreamTests {
     func sealed(_ chunks: [[UInt8]], key: SymmetricKey) throws -> (header: [UInt8], chunks: [[UInt8]]) {
         let pusher = try SecretStreamPusher(key: key)

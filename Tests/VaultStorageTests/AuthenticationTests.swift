@@ -3,21 +3,21 @@ import Testing
 @testable import VaultStorage
 
 /// A stand-in MAC for the engine's own tests (the real one, keyed BLAKE2b,
-/// lives above this layer): CRC-32C of a secret and the message, four ways.
-/// Not a MAC against an adversary, but one a test cannot recompute without
-/// the secret, which is all these tests need.
+/// lives above this layer): four CRC-32C chains of the message, each seeded
+/// with the secret and a lane number. Not a MAC against an adversary, but
+/// one a test cannot recompute without the secret, which is all these
+/// tests need.
 struct TestAuthenticator: LogAuthenticator {
     let secret: [UInt8]
     func tag(_ message: UnsafeRawBufferPointer) -> [UInt8] {
-        var out: [UInt8] = []
-        for i in 0..<4 {
-            let crc = CRC32C.checksum(message, continuing: CRC32C.checksum(secret + [UInt8(i)]))
-            withUnsafeBytes(of: crc.littleEndian) { out.append(contentsOf: $0) }
+        (0..<4).flatMap { lane -> [UInt8] in
+            let seed = CRC32C.checksum([UInt8(lane)] + secret)
+            return withUnsafeBytes(of: CRC32C.checksum(message, continuing: seed).littleEndian, Array.init)
         }
-        return out
     }
 }
 
+/// Frame headers and checkpoints carry a MAC recovery checks (`LogAuthenticator`).
 @Suite struct AuthenticationTests {
     func isCorruption(_ error: any Error) -> Bool { (error as? StorageError)?.code == .corrupted }
 

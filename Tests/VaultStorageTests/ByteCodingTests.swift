@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultStorage
 
+/// Little-endian encoding and bounded decoding (`ByteCoding`).
 @Suite struct ByteCodingTests {
     @Test func roundTrip() throws {
         var w = ByteWriter()

@@ -1,6 +1,7 @@
 import Testing
 @testable import VaultStorage
 
+/// CRC-32C against its published vectors, hardware and software alike (`CRC32C`).
 @Suite struct CRC32CTests {
     @Test func checkValue() {
         // The catalogue's check value of CRC-32/ISCSI (CRC-32C).

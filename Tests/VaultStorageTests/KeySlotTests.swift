@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VaultStorage
 
+/// The key-slot file: reserve, write, read, destroy (`LogEngine` key slots).
 @Suite struct KeySlotTests {
     @Test func writeReadDestroyAndReopen() async throws {
         let dir = TemporaryDirectory()

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VaultStorage
 
+/// Appends, reads and streams of the log engine (`LogEngine`).
 @Suite struct LogEngineTests {
     @Test func appendThenReadBack() async throws {
         let dir = TemporaryDirectory()

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VaultStorage
 
+/// The index from stream to its newest record (`StreamIndex`).
 @Suite struct StreamIndexTests {
     func id(_ i: Int) -> StreamID {
         var g = UInt64(i) &* 0x9E37_79B9_7F4A_7C15

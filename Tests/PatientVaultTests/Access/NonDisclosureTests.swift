@@ -1,9 +1,8 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
-@testable import VaultStorage
 
+/// Documents a reader may not see do not exist for them: absent from listings, counts, the trail (`AccessPolicy`, `VaultStore.sees`).
 @Suite struct NonDisclosureTests {
     @Test func hiddenDocumentsDoNotExistForThoseWhoMayNotSeeThem() async throws {
         let v = try await AuditedVault()

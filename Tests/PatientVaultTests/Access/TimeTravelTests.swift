@@ -1,9 +1,8 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
-@testable import VaultStorage
 
+/// Who could read what, at a past time, from the policy history (`whoCouldRead`, `whatCouldRead`).
 @Suite struct TimeTravelTests {
     @Test func whoCouldReadBeforeBetweenAndAfterChanges() async throws {
         let v = try await AuditedVault()

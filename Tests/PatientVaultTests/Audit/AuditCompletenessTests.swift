@@ -35,6 +35,7 @@ struct AuditedVault {
     func count() throws -> UInt64 { try store.withVault(alice) { $0.auditNext } }
 }
 
+/// Every call on an existing vault leaves exactly one audit entry, allowed, denied, refused for bad input or abandoned (`OperationPipeline`, `AuditWriter`).
 @Suite struct AuditCompletenessTests {
     typealias Op = @Sendable (AuditedVault, DocumentID) async throws -> Void
 

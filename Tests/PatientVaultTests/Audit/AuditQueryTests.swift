@@ -1,9 +1,9 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
 @testable import VaultStorage
 
+/// Reading the trail: order, pages, filters, and one professional's activity across vaults (`VaultStore+AuditQueries`).
 @Suite struct AuditQueryTests {
     @Test func patientReadsTheTrailNewestFirstPagedAndFiltered() async throws {
         let v = try await AuditedVault()

@@ -1,9 +1,9 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
 @testable import VaultStorage
 
+/// An altered, removed or reordered audit entry is caught (`verifyAuditTrail`, the chain hash).
 @Suite struct AuditTamperTests {
     /// Rewrites the frame at `location` with `payload` (same length) or a new
     /// back-pointer, recomputing both checksums and the header's MAC, as an

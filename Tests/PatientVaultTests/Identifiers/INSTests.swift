@@ -1,6 +1,7 @@
 import Testing
 @testable import PatientVault
 
+/// The INS: NIR and key, Corsica, bounds (`INS`).
 @Suite struct INSTests {
     @Test(arguments: [
         // (NIR, expected key): key = 97 − (NIR mod 97), computed independently.

@@ -1,6 +1,7 @@
 import Testing
 @testable import PatientVault
 
+/// RPPS and FINESS numbers: strict format, Luhn as a warning (`ProfessionalIdentifiers`).
 @Suite struct ProfessionalIdentifierTests {
     @Test func rppsFormatIsStrictLuhnIsAWarning() throws {
         // 10000000009 passes Luhn; 10000000001 fails it and is still accepted.

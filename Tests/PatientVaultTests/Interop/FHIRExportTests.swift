@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import PatientVault
 import PatientVaultFHIR
-@testable import VaultStorage
 
+/// FHIR R4 resources of audit entries and documents (`PatientVaultFHIR`).
 @Suite struct FHIRExportTests {
     @Test func auditEventAndDocumentReference() async throws {
         let v = try await AuditedVault()

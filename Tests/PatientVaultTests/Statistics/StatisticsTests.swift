@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import VaultStorage
 
+/// The seeds' figures from the statistics stream alone (`Statistics`).
 @Suite struct StatisticsTests {
     @Test func figuresOfTheSeedsFromTheStatisticsStreamOnly() async throws {
         let clock = ManualClock(Date(timeIntervalSince1970: 1_541_980_800))  // Monday 12 Nov 2018, 00:00 UTC

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import VaultStorage
 
 /// Bad input: a typed error, and nothing written.
 @Suite struct BadInputTests {

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
 @testable import VaultStorage
 @testable import VaultSync
 

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import VaultStorage
 
+/// Deposits, reads, listings and replacements of documents (`VaultStore+Deposit`, `VaultStore+Read`).
 @Suite struct DocumentTests {
     func storeWithVault(_ clock: ManualClock = ManualClock()) async throws -> TestStore {
         let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))

@@ -4,6 +4,7 @@ import Testing
 import VaultStorage
 import VaultSync
 
+/// Opening and closing a store: keys, headers, the folder, the engine seam (`VaultStore`).
 @Suite struct StoreTests {
     /// The storage engine comes from the configuration's factory (here a
     /// `LogEngine` too, counted): the domain layer builds none itself.

@@ -4,6 +4,7 @@ import Testing
 import VaultStorage
 import VaultSync
 
+/// Vaults: creation, the loaded-vault cache and its eviction (`VaultStore+Vaults`, `VaultCache`).
 @Suite struct VaultTests {
     @Test(arguments: [
         (CreationChannel.patientOnline, Principal.patient(Fixtures.alice), true),

@@ -1,9 +1,8 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import PatientVaultFHIR
-@testable import VaultStorage
 
+/// Each version of a document is judged by its own flags and author (`VaultStore+Read`, `VaultStore+Deposit`).
 @Suite struct VersionRulesTests {
     @Test func eachVersionIsJudgedByItsOwnFlags() async throws {
         let v = try await AuditedVault()
