@@ -43,12 +43,26 @@ struct Audited<R> {
         Audited(action: action, decision: .deny(.invalidRequest), document: document, isWrite: action.isWrite, result: .failure(error))
     }
 
-    /// Turns a denial into the typed error the caller gets.
-    func deniedThrows(vaultID: String) -> Audited {
+    /// What the decision lets through: an allowed operation as it is; a
+    /// denial with no records, key slots, state changes, notifications or
+    /// result — only its entry is committed, and its caller gets
+    /// `accessDenied` with the rule (or the failure the operation chose,
+    /// such as `unknownDocument` for what the caller may not see). The
+    /// pipeline applies it to every operation before committing, so no
+    /// operation can commit the work of a denied call.
+    func limitedByDecision(vaultID: String) -> Audited {
         guard !decision.isAllowed else { return self }
-        var a = self
-        a.result = .failure(PatientVaultError(.accessDenied, "\(action) denied", vaultID: vaultID, documentID: document, rule: decision.rule))
-        return a
+        var denied = Audited(
+            action: action, decision: decision, document: document, version: version, target: target, isWrite: isWrite,
+            waitsForEntry: waitsForEntry, result: result)
+        switch result {
+        case .failure(let error) where error.code != .accessDenied:
+            break
+        default:
+            denied.result = .failure(PatientVaultError(
+                .accessDenied, "\(action) denied", vaultID: vaultID, documentID: document, rule: decision.rule))
+        }
+        return denied
     }
 
     /// The same operation, abandoned after an allowed decision with `error`.
@@ -57,6 +71,13 @@ struct Audited<R> {
             action: action, decision: decision, document: document, version: version, target: target,
             isWrite: isWrite, abandoned: true, result: .failure(error))
     }
+}
+
+extension PatientVaultError {
+    /// A denial's result, as an operation states it; the pipeline gives the
+    /// caller `accessDenied` with the deciding rule instead
+    /// (``Audited/limitedByDecision(vaultID:)``).
+    static var denied: PatientVaultError { PatientVaultError(.accessDenied, "denied") }
 }
 
 /// The first phase's answer: the operation ends now (a read, a denial, a
@@ -339,6 +360,7 @@ struct OperationPipeline: Sendable {
     private func commitOrAbandon<R>(
         _ a: Audited<R>, principal: Principal, purpose: AccessPurpose, secret: Bool, vault: inout VaultState, time: Date
     ) throws -> (Audited<R>, AuditWriter.Committed) {
+        let a = a.limitedByDecision(vaultID: vault.vaultID)
         do {
             let committed = try audit.commit(a, principal: principal, purpose: purpose, secret: secret, vault: &vault, time: time)
             a.onQueued?(&vault)

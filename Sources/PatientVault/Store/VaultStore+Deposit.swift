@@ -149,8 +149,7 @@ extension VaultStore {
                 guard let replacing else {
                     let decision = AccessPolicy.decide(request(.deposit, by: principal, vault: vault, category: draft.category, time: now))
                     guard decision.isAllowed else {
-                        return .commit(Audited(action: .deposit, decision: decision, isWrite: true, result: .failure(.init(.accessDenied, "")))
-                            .deniedThrows(vaultID: vault.vaultID))
+                        return .commit(Audited(action: .deposit, decision: decision, isWrite: true, result: .failure(.denied)))
                     }
                     return plan(try DocumentID.random(), 1, decision)
                 }
@@ -169,8 +168,7 @@ extension VaultStore {
                     .replace, by: principal, vault: vault, document: current, category: draft.category, time: now))
                 guard decision.isAllowed else {
                     return .commit(Audited(action: .replace, decision: decision, document: id, version: current.version, isWrite: true,
-                                           result: .failure(.init(.accessDenied, "")))
-                        .deniedThrows(vaultID: vault.vaultID))
+                                           result: .failure(.denied)))
                 }
                 // Versions are stored as 32-bit numbers.
                 guard current.version < Limits.versions.upperBound else {

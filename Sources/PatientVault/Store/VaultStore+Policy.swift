@@ -129,7 +129,7 @@ extension VaultStore {
             var a = Audited<Void>(
                 action: change.action, decision: decision, document: document?.id, version: document?.version,
                 target: Self.target(of: change), isWrite: true, result: .success(()))
-            guard decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            guard decision.isAllowed else { return a }
             try vault.policy.validate(change, at: now, document: document)
             let body = VaultEventBody(time: now, by: principal, event: .policy(change))
             let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
@@ -175,7 +175,7 @@ extension VaultStore {
             var a = Audited<[(principal: Principal, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 document: document, result: .success([]))
-            guard a.decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            guard a.decision.isAllowed else { return a }
             // The asker must be able to see the document now, or it does not exist for them.
             let visibleNow = vault.versions(of: document).last.map {
                 configuration.isConfiguredReviewer(principal)
@@ -215,7 +215,7 @@ extension VaultStore {
             var a = Audited<[(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 target: GrantHolder(reader)?.description, result: .success([]))
-            guard a.decision.isAllowed else { return a.deniedThrows(vaultID: vault.vaultID) }
+            guard a.decision.isAllowed else { return a }
             let policy = vault.policy(at: time)
             var out: [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] = []
             for then in vault.documents(at: time) {

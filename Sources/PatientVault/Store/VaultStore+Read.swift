@@ -19,8 +19,7 @@ extension VaultStore {
         }
         let vaultDecision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, time: time))
         guard vaultDecision.isAllowed else {
-            return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.init(.accessDenied, "")))
-                .deniedThrows(vaultID: vault.vaultID)
+            return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.denied))
         }
         let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         let versions = vault.versions(of: id)
@@ -105,7 +104,6 @@ extension VaultStore {
             let decision = AccessPolicy.decide(request(.listDocuments, by: principal, purpose: purpose, vault: vault, time: now))
             guard decision.isAllowed else {
                 return Audited<[DocumentMetadata]>(action: .listDocuments, decision: decision, result: .success([]))
-                    .deniedThrows(vaultID: vault.vaultID)
             }
             return Audited(action: .listDocuments, decision: decision,
                            result: .success(visibleDocuments(in: vault, matching: query, as: principal, purpose: purpose, time: now)))

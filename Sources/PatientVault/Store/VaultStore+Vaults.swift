@@ -58,8 +58,7 @@ extension VaultStore {
         try await audited(.readVaultInfo, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
             let decision = AccessPolicy.decide(request(.readVaultInfo, by: principal, purpose: purpose, vault: vault, time: now))
             guard decision.isAllowed else {
-                return Audited<VaultInfo>(action: .readVaultInfo, decision: decision, result: .failure(.init(.accessDenied, "")))
-                    .deniedThrows(vaultID: vault.vaultID)
+                return Audited<VaultInfo>(action: .readVaultInfo, decision: decision, result: .failure(.denied))
             }
             let visible = vault.documents.keys.filter { id in
                 guard let m = vault.versions(of: id).last else { return false }

@@ -49,6 +49,38 @@ import PatientVaultFHIR
         }
     }
 
+    /// A denial cannot commit work: an operation that returns records, a
+    /// state change and a result with a denied decision gets its entry
+    /// committed and nothing else, and its caller gets `accessDenied` with
+    /// the rule (the pipeline builds the denial, not the operation).
+    @Test func aDenialCarriesNoRecordsNoStateChangeAndNoResult() async throws {
+        let v = try await AuditedVault()
+        let before = try v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
+        let entries = try v.count()
+        let e = await error {
+            let _: Int = try await v.store.pipeline.run(.deposit, Caller(patient: v.alice, principal: Fixtures.otherDoctor)) { vault, now in
+                let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
+                let body = VaultEventBody(time: now, by: Fixtures.otherDoctor, event: .firstAccess(GrantHolder(Fixtures.otherDoctor)!))
+                let payload = try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym)
+                var a = Audited<Int>(
+                    action: .deposit, decision: .deny(.notAuthorised), records: [EngineRecord(stream: vault.pseudonym, payload: payload)],
+                    vaultRecords: 1, isWrite: true, result: .success(42))
+                a.onQueued = { vault in vault.documents[try! DocumentID.random()] = [] }
+                return a
+            }
+        }
+        #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
+        #expect(try v.count() == entries + 1)
+        #expect(try v.entries().last?.outcome == .denied)
+        let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
+        #expect(after.0 == before.0 && after.1 == before.1 && after.2 == before.2)
+        // Reloaded from disk, the vault holds no such record either.
+        let store = try await v.t.reopen()
+        #expect(try store.withVault(v.alice) { $0.nextSequence } == before.0)
+        _ = try await store.verifyAuditTrail(for: v.alice, as: v.patient)
+        try await store.close()
+    }
+
     @Test func aDepositWhoseContentFailsLeavesOneAbandonedEntry() async throws {
         let v = try await AuditedVault()
         let before = try v.count()
