@@ -92,6 +92,25 @@ import VaultSync
         #expect(c == .corrupted)
     }
 
+    /// A store of another format version (the header's, its CRC intact)
+    /// is refused with `unsupportedFormat` naming both versions; nothing is
+    /// written. There is no migration before 1.0.
+    @Test func aStoreOfAnotherFormatVersionIsRefusedNamingBoth() async throws {
+        let t = try await TestStore()
+        try await t.store.close()
+        let path = t.folder.appendingPathComponent("store.header")
+        var bytes = [UInt8](try Data(contentsOf: path))
+        bytes.replaceSubrange(8..<12, with: [1, 0, 0, 0])
+        let crc = CRC32C.checksum(Array(bytes[0..<(bytes.count - 4)]))
+        withUnsafeBytes(of: crc.littleEndian) { for j in 0..<4 { bytes[bytes.count - 4 + j] = $0[j] } }
+        try Data(bytes).write(to: path)
+        let before = try filesAndBytes(in: t.folder).map(\.1)
+        let e = await error { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(e?.code == .unsupportedFormat)
+        #expect(e?.message.contains("version 1") == true && e?.message.contains("version \(StoreHeader.version)") == true)
+        #expect(try filesAndBytes(in: t.folder).map(\.1) == before)
+    }
+
     @Test func badConfigurationIsRefused() async throws {
         var c = Fixtures.configuration()
         c.contentChunkSize = 10
