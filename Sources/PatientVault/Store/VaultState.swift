@@ -148,7 +148,10 @@ final class VaultHandle: Sendable {
     let retired = Atomic<Bool>(false)
     /// Held while the vault loads from disk (``VaultCache``), so that it
     /// loads once however many callers want it, without holding `state`.
-    let loading = Locked<Void>(())
+    /// (Its value is a dummy `Bool`, not `Void`: ThreadSanitizer takes the
+    /// exclusivity access of a zero-sized stored property for one of the
+    /// object's header and reports a race that is not one.)
+    let loading = Locked<Bool>(false)
 
     init(pseudonym: StreamID) { self.pseudonym = pseudonym }
 }
