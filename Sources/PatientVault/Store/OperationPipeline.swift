@@ -297,6 +297,10 @@ struct OperationPipeline: Sendable {
     /// otherwise. Never returns.
     private func refuseCreation(of patient: INS, principal: Principal, decision: AccessDecision) async throws(PatientVaultError) -> Never {
         let pseudonym = keys.vaultPseudonym(for: patient)
+        // A creation still waiting for its sync is waited for, within a
+        // bound: one whose sync failed (durability lost) never becomes a
+        // vault in this process, and the attempt then ends without an entry.
+        let deadline = ContinuousClock.now + .seconds(2)
         while true {
             do {
                 let _: Void = try await run(.createVault, Caller(patient: patient, principal: principal)) { vault, _ in
@@ -307,14 +311,15 @@ struct OperationPipeline: Sendable {
                         action: .createVault, decision: decision.isAllowed ? .deny(.vaultAlreadyExists) : decision, isWrite: true,
                         result: .failure(error))
                 }
-            } catch let error where error.code == .unknownVault && cache.isBeingCreated(pseudonym) {
+            } catch let error where error.code == .unknownVault && cache.isBeingCreated(pseudonym) && ContinuousClock.now < deadline {
                 // A concurrent creation is waiting for its sync: the entry
                 // goes into that vault once it exists.
                 try? await Task.sleep(for: .milliseconds(1))
                 continue
             }
             // `run` returns only a success, which a refusal never is; a
-            // creation that failed meanwhile leaves no vault to record in.
+            // creation that failed, or still waits past the bound, leaves
+            // no vault to record in.
             throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault")
         }
     }
