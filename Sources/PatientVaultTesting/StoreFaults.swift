@@ -42,7 +42,8 @@ public final class StoreFaults: Sendable {
         set { injection.allocationsBeforeDiskFull = newValue }
     }
 
-    /// While true, every `fdatasync` of the commit path fails with `EIO`:
+    /// While true, every `fdatasync` the store makes fails with `EIO` (its
+    /// commit path's, and those of space it preallocates):
     /// the next durable call gets
     /// `PatientVault/PatientVaultError/Code/durabilityLost`, and so does
     /// every call after it, until the store is reopened.
