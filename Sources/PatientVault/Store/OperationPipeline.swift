@@ -274,6 +274,7 @@ struct OperationPipeline: Sendable {
                 }
                 var (created, a) = try build(pseudonym, vaultID, createdAt)
                 let committed = try audit.commit(a, principal: principal, purpose: .care, secret: false, vault: &created, time: createdAt)
+                created.creationTicket = committed.ticket
                 state = created
                 return committed.ticket
             }
@@ -285,7 +286,7 @@ struct OperationPipeline: Sendable {
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID))
         }
-        _ = try? cache.withCreation(pseudonym) { state in state?.isAcknowledged = true }
+        cache.acknowledgeCreation(of: pseudonym)
         cache.noteUse(of: pseudonym)
         return (createdAt, vaultID)
     }
@@ -297,10 +298,6 @@ struct OperationPipeline: Sendable {
     /// otherwise. Never returns.
     private func refuseCreation(of patient: INS, principal: Principal, decision: AccessDecision) async throws(PatientVaultError) -> Never {
         let pseudonym = keys.vaultPseudonym(for: patient)
-        // A creation still waiting for its sync is waited for, within a
-        // bound: one whose sync failed (durability lost) never becomes a
-        // vault in this process, and the attempt then ends without an entry.
-        let deadline = ContinuousClock.now + .seconds(2)
         while true {
             do {
                 let _: Void = try await run(.createVault, Caller(patient: patient, principal: principal)) { vault, _ in
@@ -311,15 +308,31 @@ struct OperationPipeline: Sendable {
                         action: .createVault, decision: decision.isAllowed ? .deny(.vaultAlreadyExists) : decision, isWrite: true,
                         result: .failure(error))
                 }
-            } catch let error where error.code == .unknownVault && cache.isBeingCreated(pseudonym) && ContinuousClock.now < deadline {
-                // A concurrent creation is waiting for its sync: the entry
-                // goes into that vault once it exists.
-                try? await Task.sleep(for: .milliseconds(1))
-                continue
+            } catch let error where error.code == .unknownVault {
+                // A concurrent creation is queued but not yet durable: wait
+                // for its append (it always completes, acknowledged or
+                // failed), then record the attempt in the vault it made.
+                switch cache.creationStatus(of: pseudonym) {
+                case .acknowledged:
+                    continue  // acknowledged since `run` looked
+                case .absent:
+                    // Evicted since, or never made: only a stream that
+                    // exists is worth another look.
+                    guard loader.engine.head(of: pseudonym) != nil else { throw error }
+                    continue
+                case .pending(let ticket):
+                    do {
+                        _ = try await ticket.wait()
+                    } catch {
+                        // The creation failed (the store stopped): there is
+                        // no vault to record in; the caller gets why.
+                        throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
+                    }
+                    cache.acknowledgeCreation(of: pseudonym)
+                    continue
+                }
             }
-            // `run` returns only a success, which a refusal never is; a
-            // creation that failed, or still waits past the bound, leaves
-            // no vault to record in.
+            // `run` returns only a success, which a refusal never is.
             throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault")
         }
     }

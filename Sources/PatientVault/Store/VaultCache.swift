@@ -72,7 +72,7 @@ final class VaultCache: Sendable {
 
     /// Runs `body` on the state of a vault that may not exist yet (its
     /// creation): `body` sees nil for a vault not in memory and sets it.
-    func withCreation<R>(_ pseudonym: StreamID, _ body: (inout VaultState?) throws -> R) throws -> R {
+    func withCreation<R>(_ pseudonym: StreamID, _ body: (inout VaultState?) throws -> R) rethrows -> R {
         while true {
             let handle = handle(for: pseudonym)
             let result = try handle.loading.withLock { _ in
@@ -85,9 +85,31 @@ final class VaultCache: Sendable {
         }
     }
 
-    /// Whether a vault's creation is queued but not yet acknowledged.
-    func isBeingCreated(_ pseudonym: StreamID) -> Bool {
-        (try? withCreation(pseudonym) { state in state.map { !$0.isAcknowledged } ?? false }) ?? false
+    /// Where a vault's creation stands in memory.
+    enum CreationStatus {
+        /// Not in memory: never created here, or evicted.
+        case absent
+        /// Queued; the ticket completes when its sync does (or fails).
+        case pending(AppendTicket)
+        case acknowledged
+    }
+
+    /// Where the creation of the vault of `pseudonym` stands in memory.
+    func creationStatus(of pseudonym: StreamID) -> CreationStatus {
+        withCreation(pseudonym) { state in
+            guard let state else { return .absent }
+            if state.isAcknowledged { return .acknowledged }
+            return state.creationTicket.map { .pending($0) } ?? .absent
+        }
+    }
+
+    /// Marks a vault's creation acknowledged (its ticket completed
+    /// successfully); called by the creator and by attempts that waited.
+    func acknowledgeCreation(of pseudonym: StreamID) {
+        withCreation(pseudonym) { state in
+            state?.isAcknowledged = true
+            state?.creationTicket = nil
+        }
     }
 
     private func attempt<R>(

@@ -36,6 +36,10 @@ struct VaultState: Sendable {
     let creation: VaultCreatedBody
     /// Set once the creation record is acknowledged.
     var isAcknowledged: Bool
+    /// The append of the creation record while it waits for its sync: a
+    /// concurrent creation attempt waits on it (it always completes,
+    /// acknowledged or failed) before recording its refusal in this vault.
+    var creationTicket: AppendTicket?
     /// The sequence number of the next record of the stream.
     var nextSequence: UInt64
     /// Keyed hash of the stream's newest record (``VaultAnchor``).
