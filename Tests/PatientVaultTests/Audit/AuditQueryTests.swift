@@ -126,7 +126,7 @@ import Testing
         let engine = try #require(v.store.engine as? LogEngine)
         func allDurable() -> Bool { engine.core.state.withLock { $0.durableLSN == $0.nextLSN && $0.queue.isEmpty } }
         var waited = 0
-        while !allDurable() && waited < 200 {
+        while !allDurable() && waited < 3000 {  // up to 30 s
             try await Task.sleep(for: .milliseconds(10))
             waited += 1
         }

@@ -57,7 +57,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         #expect(handler.messages.withLock { $0.contains { $0.0 == .warning && $0.1.contains("without close()") } })
         // The LOCK is released once the engine has synced and stopped.
         var reopened: VaultStore?
-        for _ in 0..<200 where reopened == nil {
+        for _ in 0..<1500 where reopened == nil {  // up to 30 s on a loaded machine
             reopened = try await Self.openUnlessLocked(folder.url, key: key)
             if reopened == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
