@@ -3,8 +3,8 @@ import VaultSync
 /// The acknowledgement of one ``StorageEngine/append(_:keySlotWrites:durability:)``.
 package final class AppendTicket: Sendable {
     private enum State {
-        case pending([CheckedContinuation<[RecordLocation], any Error>])
-        case done(Result<[RecordLocation], StorageError>)
+        case pending([CheckedContinuation<[RecordReference], any Error>])
+        case done(Result<[RecordReference], StorageError>)
     }
 
     private let state = Locked<State>(.pending([]))
@@ -12,12 +12,12 @@ package final class AppendTicket: Sendable {
     package init() {}
 
     /// Waits until the append is acknowledged and returns the records'
-    /// locations, in the order given.
+    /// references, in the order given.
     /// - Throws: the ``StorageError`` that failed the append.
-    package func wait() async throws -> [RecordLocation] {
+    package func wait() async throws -> [RecordReference] {
         if case .done(let r) = state.withLock({ $0 }) { return try r.get() }
         return try await withCheckedThrowingContinuation { cont in
-            let resolved: Result<[RecordLocation], StorageError>? = state.withLock { s in
+            let resolved: Result<[RecordReference], StorageError>? = state.withLock { s in
                 switch s {
                 case .pending(var waiters):
                     waiters.append(cont)
@@ -31,9 +31,14 @@ package final class AppendTicket: Sendable {
         }
     }
 
+    /// Whether the ticket is completed (acknowledged or failed).
+    package var isDone: Bool {
+        state.withLock { if case .done = $0 { true } else { false } }
+    }
+
     /// Completes the ticket once; later calls are ignored.
-    package func complete(_ result: Result<[RecordLocation], StorageError>) {
-        let waiters: [CheckedContinuation<[RecordLocation], any Error>] = state.withLock { s in
+    package func complete(_ result: Result<[RecordReference], StorageError>) {
+        let waiters: [CheckedContinuation<[RecordReference], any Error>] = state.withLock { s in
             guard case .pending(let w) = s else { return [] }
             s = .done(result)
             return w

@@ -140,7 +140,7 @@ extension LogEngineCore {
             for job in jobs + queued { job.ticket.complete(.failure(lost)) }
             return
         }
-        for job in jobs { job.ticket.complete(.success(job.locations)) }
+        for job in jobs { job.ticket.complete(.success(job.references)) }
 
         // Every `checkpointInterval` bytes, a checkpoint of the index once
         // the log is synced and no append is queued. The segments are

@@ -11,7 +11,7 @@ extension LogEngineCore {
     /// header's checksum and MAC, the payload's checksum and zero padding;
     /// the payload is returned in the buffer read. Reads run concurrently
     /// with writes (shared descriptors, `pread`).
-    func read(_ location: RecordLocation) throws -> StoredRecord {
+    func read(_ location: RecordLocation) throws -> LogFrame {
         let segments = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
             return s.segments
@@ -22,7 +22,7 @@ extension LogEngineCore {
     /// The record at `location` among `segments` (also used by recovery).
     static func readFrame(
         _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?
-    ) throws -> StoredRecord {
+    ) throws -> LogFrame {
         guard let segment = segments[location.segment] else {
             throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
         }
@@ -51,7 +51,7 @@ extension LogEngineCore {
         // place, no second allocation.
         frame.removeSubrange((LogFormat.frameHeaderSize + Int(h.payloadLength))...)
         frame.removeSubrange(..<LogFormat.frameHeaderSize)
-        return StoredRecord(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: frame)
+        return LogFrame(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: frame)
     }
 
 }

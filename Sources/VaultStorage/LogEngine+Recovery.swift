@@ -117,7 +117,7 @@ extension LogEngineCore {
                 if let last = c.last {
                     // Damage is reported below; any other failure (an I/O
                     // error) is thrown as it is, never taken for damage.
-                    var record: StoredRecord?
+                    var record: LogFrame?
                     do {
                         record = try LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
                     } catch let error as StorageError where error.code == .corrupted || error.code == .invalidLocation {

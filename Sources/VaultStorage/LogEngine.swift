@@ -78,24 +78,64 @@ package final class LogEngine: StorageEngine {
         try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
     }
 
-    package func read(_ location: RecordLocation) throws -> StoredRecord { try core.read(location) }
-    package func head(of stream: StreamID) -> RecordLocation? { core.state.withLock { $0.index[stream] } }
+    package func read(_ reference: RecordReference) throws -> StoredRecord {
+        let frame = try core.read(reference.location)
+        // The sequence number is what the reference names; the location
+        // only where to look.
+        guard frame.sequence == reference.sequence else {
+            throw StorageError(
+                .corrupted, "the record found is not the one referenced", segment: reference.location.segment,
+                offset: reference.location.offset)
+        }
+        return StoredRecord(frame)
+    }
+
+    package func contains(_ stream: StreamID) -> Bool { head(of: stream) != nil }
+
+    package func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws {
+        var next = head(of: stream)
+        while let location = next {
+            let frame = try core.read(location)
+            // Every record belongs to the stream and points strictly back
+            // in the log: a forged cycle cannot make this loop run for ever.
+            guard frame.stream == stream, frame.previous.map({ $0.raw < location.raw }) ?? true else {
+                throw StorageError(.corrupted, "a stream's chain is broken", segment: location.segment, offset: location.offset)
+            }
+            guard try visit(StoredRecord(frame)) else { return }
+            next = frame.previous
+        }
+    }
+
     package var streamCount: Int { core.state.withLock { $0.index.count } }
-    package func hasQueuedRecords(in stream: StreamID) -> Bool {
-        core.state.withLock { $0.queuedHeads[stream] != nil }
+
+    package func forEachStream(_ body: (StreamID) -> Void) {
+        core.state.withLock { s in for (stream, _) in s.index { body(stream) } }
     }
-    package func streamCount(inClass streamClass: UInt8) -> Int {
-        core.state.withLock { $0.index.count(inClass: streamClass) }
+
+    package var endCursor: LogCursor {
+        core.state.withLock { LogCursor(LogPosition(segment: $0.current, offset: $0.tail)) }
     }
-    package func streams(inClass streamClass: UInt8) -> [StreamID] {
-        core.state.withLock { s in s.index.compactMap { UInt8(truncatingIfNeeded: $0.0.w0) == streamClass ? $0.0 : nil } }
+
+    package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+        let start = try cursor.map { try $0.position } ?? LogPosition(segment: 0, offset: 0)
+        try core.scan(from: start, only: wanted) { try visit(StoredRecord($0)) }
     }
+
+    // Below the protocol: the log's own places, for its tests and tools.
+
+    /// The frame at `location`, verified.
+    package func frame(at location: RecordLocation) throws -> LogFrame { try core.read(location) }
+    /// The location of the last written record of `stream`. O(1).
+    package func head(of stream: StreamID) -> RecordLocation? { core.state.withLock { $0.index[stream] } }
+    /// Where the next record will go.
     package var appendPosition: LogPosition {
         core.state.withLock { LogPosition(segment: $0.current, offset: $0.tail) }
     }
-    package func scan(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+    /// ``StorageEngine/scan(from:only:_:)`` from a place in the log, frames and all.
+    package func scanFrames(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
         try core.scan(from: position, only: wanted, visit)
     }
+
     package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
     package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
 
@@ -163,7 +203,7 @@ final class LogEngineCore: Sendable {
         var segment: UInt32
         var offset: UInt64
         var buffers: [[UInt8]]
-        var locations: [RecordLocation]
+        var references: [RecordReference]
         var lastLSN: UInt64?
         /// The stream heads this job moves, applied to the index once written.
         var heads: [(StreamID, RecordLocation)]
@@ -320,9 +360,9 @@ final class LogEngineCore: Sendable {
                 throw StorageError(.io, "no current segment")
             }
             var job = Job(
-                slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], locations: [],
+                slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], references: [],
                 lastLSN: nil, heads: [], durability: durability, ticket: ticket)
-            job.locations.reserveCapacity(records.count)
+            job.references.reserveCapacity(records.count)
             job.heads.reserveCapacity(records.count)
             // Small frames (headers, payloads, padding) are laid out in one
             // buffer per group: one allocation, one iovec. A large payload
@@ -360,7 +400,7 @@ final class LogEngineCore: Sendable {
                     pending = []
                 }
                 pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
-                if i >= manifests { job.locations.append(location) }
+                if i >= manifests { job.references.append(RecordReference(sequence: lsn, location: location)) }
                 job.lastLSN = lsn
                 offset += UInt64(frameLength)
             }
@@ -544,7 +584,7 @@ final class LogEngineCore: Sendable {
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
-    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
             // Queued jobs are not written yet: stop at the first one.

@@ -85,10 +85,67 @@ package struct LogPosition: Hashable, Sendable, Comparable {
     package static func < (a: LogPosition, b: LogPosition) -> Bool { (a.segment, a.offset) < (b.segment, b.offset) }
 }
 
+/// An engine-defined reference to a stored record: what the layers above
+/// keep, sealed in their own records (a document's chunk list), to read
+/// the record again with ``StorageEngine/read(_:)``.
+///
+/// Opaque: 20 bytes that the layers above store and hand back unchanged,
+/// and only the engine that made them reads. Each engine says what they
+/// mean and keeps them valid for the record's life (``LogEngine`` makes
+/// them from the record's log sequence number, which no rewrite of its
+/// files changes, and a place to look first).
+package struct RecordReference: Hashable, Sendable {
+    /// Byte size of a reference as stored by the layers above.
+    package static let byteCount = 20
+    package let w0: UInt64, w1: UInt64, w2: UInt32
+
+    /// A reference from its engine-defined words (engines only).
+    package init(w0: UInt64, w1: UInt64, w2: UInt32) {
+        (self.w0, self.w1, self.w2) = (w0, w1, w2)
+    }
+
+    /// Reads the 20 bytes written by ``write(to:)``.
+    package init(from reader: inout ByteReader) throws {
+        self.init(w0: try reader.read(), w1: try reader.read(), w2: try reader.read())
+    }
+
+    /// Writes the 20 bytes.
+    package func write(to writer: inout ByteWriter) {
+        writer.write(w0)
+        writer.write(w1)
+        writer.write(w2)
+    }
+}
+
+/// An engine-defined place in the log, for ``StorageEngine/scan(from:only:_:)``:
+/// every record appended after the cursor was taken is after it. Opaque
+/// like ``RecordReference``: 16 bytes the layers above store and hand back.
+package struct LogCursor: Hashable, Sendable {
+    /// Byte size of a cursor as stored by the layers above.
+    package static let byteCount = 16
+    package let w0: UInt64, w1: UInt64
+
+    /// A cursor from its engine-defined words (engines only).
+    package init(w0: UInt64, w1: UInt64) {
+        (self.w0, self.w1) = (w0, w1)
+    }
+
+    /// Reads the 16 bytes written by ``write(to:)``.
+    package init(from reader: inout ByteReader) throws {
+        self.init(w0: try reader.read(), w1: try reader.read())
+    }
+
+    /// Writes the 16 bytes.
+    package func write(to writer: inout ByteWriter) {
+        writer.write(w0)
+        writer.write(w1)
+    }
+}
+
 /// A record to append.
 package struct EngineRecord: Sendable {
-    /// The stream it extends, or nil for a record reached only by location
-    /// (e.g. a chunk of large content).
+    /// The stream it extends, or nil for a record reached only by its
+    /// reference (e.g. a chunk of large content).
     package var stream: StreamID?
     /// The bytes to store.
     package var payload: [UInt8]
@@ -101,16 +158,22 @@ package struct EngineRecord: Sendable {
 
 /// A record as read back.
 package struct StoredRecord: Sendable {
-    /// Where it is.
-    package var location: RecordLocation
-    /// The log sequence number: increases by one per record, store-wide.
+    /// How to read it again.
+    package var reference: RecordReference
+    /// Its place in the store-wide order of appends: increases with every
+    /// record appended (not necessarily by one).
     package var sequence: UInt64
     /// Its stream, if any.
     package var stream: StreamID?
-    /// The previous record of the same stream, if any.
-    package var previous: RecordLocation?
     /// The stored bytes.
     package var payload: [UInt8]
+
+    package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8]) {
+        self.reference = reference
+        self.sequence = sequence
+        self.stream = stream
+        self.payload = payload
+    }
 }
 
 /// A slot of the key file: a small mutable cell that can be destroyed in
@@ -132,26 +195,29 @@ package enum Durability: Sendable, Hashable {
     case buffered
 }
 
-/// The storage contract of the layers above: an append-only log of framed
-/// records grouped in streams, and a file of destroyable key slots.
+/// The storage contract of the layers above: an append-only log of
+/// records grouped in streams, and destroyable key slots.
 ///
-/// The engine knows nothing of what records mean. An implementation over a
-/// database server can take the place of ``LogEngine`` without changes
-/// above this protocol.
+/// The engine knows nothing of what records mean, and the layers above
+/// nothing of where the engine keeps them: they hold only opaque
+/// ``RecordReference``s and ``LogCursor``s, never a file, segment or
+/// offset. ``LogEngine`` keeps records in local files; `MemoryEngine`
+/// (PatientVaultTesting) in memory.
 package protocol StorageEngine: AnyObject, Sendable {
     /// Queues `records` (one atomic group: after a crash, all or none of them
     /// are present) and `keySlotWrites`, in call order, and returns at once.
-    /// Key slots become durable with the records (synced in parallel); after
-    /// a crash, a group whose slots are not all durable is absent.
+    /// Key slots become durable with the records; after a crash, a group
+    /// whose slots are not all durable is absent.
     ///
     /// Space: a group with `mayUseReserve` false leaves the engine's
-    /// reserve of preallocated space ahead of it, or fails with
+    /// reserve of space ahead of it, or fails with
     /// ``StorageError/Code/diskFull``; a group with `mayUseReserve` true
     /// (audit entries of reads, listings and refusals) may use that
     /// reserve, so that on a full disk reads still leave their entries.
     ///
     /// The returned ticket's ``AppendTicket/wait()`` returns the records'
-    /// locations once they are acknowledged under `durability`.
+    /// references once they are acknowledged under `durability`. Groups
+    /// are acknowledged in the order they were queued.
     /// - Throws: ``StorageError/Code/diskFull`` (nothing queued; the
     ///   engine keeps working and a later append may succeed),
     ///   ``StorageError/Code/durabilityLost``, ``StorageError/Code/closed``,
@@ -163,44 +229,40 @@ package protocol StorageEngine: AnyObject, Sendable {
         mayUseReserve: Bool
     ) throws -> AppendTicket
 
-    /// Reads and verifies the record at `location`. Cost: one `pread`.
-    /// - Throws: ``StorageError/Code/corrupted`` naming segment and offset.
-    func read(_ location: RecordLocation) throws -> StoredRecord
+    /// Reads and verifies the record `reference` names.
+    /// - Throws: ``StorageError/Code/corrupted``, or
+    ///   ``StorageError/Code/invalidLocation`` for a reference this engine
+    ///   never made.
+    func read(_ reference: RecordReference) throws -> StoredRecord
 
-    /// The last record of `stream`, or nil if it has none. O(1).
-    func head(of stream: StreamID) -> RecordLocation?
+    /// Whether `stream` has a written record. O(1).
+    func contains(_ stream: StreamID) -> Bool
+
+    /// Visits the written records of `stream`, newest first, until `visit`
+    /// returns false.
+    /// - Throws: ``StorageError/Code/corrupted`` if a record is damaged or
+    ///   the stream's order is broken.
+    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws
 
     /// The number of streams. O(1).
     var streamCount: Int { get }
 
-    /// The number of streams whose id starts with the byte `streamClass`
-    /// (the layers above use the first byte to tell kinds of streams
-    /// apart). O(streams).
-    func streamCount(inClass streamClass: UInt8) -> Int
+    /// Calls `body` with every stream that has a written record, in no
+    /// particular order. O(streams); `body` must be quick (an engine may
+    /// hold a lock meanwhile) and must not call the engine.
+    func forEachStream(_ body: (StreamID) -> Void)
 
-    /// Whether records of `stream` are queued but not yet written (their
-    /// location is not yet the stream's head). O(1).
-    func hasQueuedRecords(in stream: StreamID) -> Bool
+    /// A cursor after every record appended so far (queued or written).
+    var endCursor: LogCursor { get }
 
-    /// The streams whose id starts with the byte `streamClass`. O(streams).
-    func streams(inClass streamClass: UInt8) -> [StreamID]
+    /// Visits the written records appended after `cursor` (all of them
+    /// for nil), in append order, until `visit` returns false; only those
+    /// whose stream `wanted` accepts are read whole. Records still queued
+    /// are not visited; meant for open, when nothing is being written.
+    /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
+    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws
 
-    /// Where the next appended record will go: every record appended so
-    /// far (queued or written) is before it. O(1).
-    var appendPosition: LogPosition { get }
-
-    /// Visits the written records from `position` to the end of the log, in
-    /// log order, until `visit` returns false: only those whose stream
-    /// `wanted` accepts are read whole (the others, by their header only).
-    /// Records still queued are not visited; meant for open, when nothing
-    /// is being written. Cost: one header read per record, one more read
-    /// per record visited.
-    /// - Throws: ``StorageError/Code/corrupted`` for a damaged header or a
-    ///   damaged record visited.
-    func scan(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws
-
-    /// Reserves a new, never used key slot. O(1), except when the key file
-    /// must grow.
+    /// Reserves a new, never used key slot.
     /// - Throws: ``StorageError/Code/diskFull``.
     func reserveKeySlot() throws -> KeySlot
 
@@ -209,12 +271,13 @@ package protocol StorageEngine: AnyObject, Sendable {
     ///   ``StorageError/Code/keySlotEmpty``, ``StorageError/Code/corrupted``.
     func readKeySlot(_ slot: KeySlot) throws -> [UInt8]
 
-    /// Overwrites a key slot in place with a tombstone and makes it durable:
-    /// its former value cannot be read back from this store's files.
+    /// Overwrites a key slot with a tombstone, durably: its former value
+    /// cannot be read back through this engine (each engine says what it
+    /// promises beyond that).
     func destroyKeySlot(_ slot: KeySlot) async throws
 
-    /// Waits for queued writes, writes a checkpoint of the index and
-    /// releases the store. Further calls throw ``StorageError/Code/closed``.
+    /// Waits for queued writes and releases the store. Further calls throw
+    /// ``StorageError/Code/closed``.
     func close() async throws
 }
 

@@ -84,13 +84,6 @@ package struct StreamIndex: Sequence, Sendable {
         return best.map { RecordLocation(raw: $0.raw, frameLength: $0.frameLength) }
     }
 
-    /// The number of streams whose id starts with the byte `streamClass`.
-    package func count(inClass streamClass: UInt8) -> Int {
-        var n = 0
-        for e in entries where e.frameLength != 0 && UInt8(truncatingIfNeeded: e.stream.w0) == streamClass { n += 1 }
-        return n
-    }
-
     /// Every (stream, head), in no particular order.
     package func makeIterator() -> AnyIterator<(StreamID, RecordLocation)> {
         var i = 0

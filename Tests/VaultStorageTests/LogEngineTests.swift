@@ -22,6 +22,29 @@ import Testing
         try await engine.close()
     }
 
+    /// A reference names its record by sequence number; the location in it
+    /// is only where to look. One that names another record there (a
+    /// spliced or stale reference) is refused, never served.
+    @Test func aReferenceNamesItsRecordBySequenceNumber() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let references = try await engine.append(
+            [EngineRecord(stream: nil, payload: payload(1)), EngineRecord(stream: stream(1), payload: payload(2))],
+            keySlotWrites: [], durability: .durable
+        ).wait()
+        #expect(try engine.read(references[0]).payload == payload(1))
+        #expect(try engine.read(references[1]).reference == references[1])
+        var newest: [StoredRecord] = []
+        try engine.visitNewestFirst(stream(1)) { newest.append($0); return true }
+        #expect(newest.map(\.reference) == [references[1]])
+        let stale = RecordReference(sequence: references[0].sequence + 1, location: references[0].location)
+        #expect { try engine.read(stale) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        var cursorScan: [UInt64] = []
+        try engine.scan(from: nil, only: { _ in true }) { cursorScan.append($0.sequence); return true }
+        #expect(cursorScan == references.map(\.sequence))
+        try await engine.close()
+    }
+
     @Test func recordsWithoutStreamAreNotIndexed() async throws {
         let dir = TemporaryDirectory()
         let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())

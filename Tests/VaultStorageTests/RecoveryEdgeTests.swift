@@ -204,7 +204,7 @@ import Testing
         while !FileManager.default.fileExists(atPath: dir.segmentPath(2)) {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(7), payload: payload(i, size: 2000))], keySlotWrites: [], durability: durability
-            ).wait()
+            ).wait().map(\.location)
             engine.core.createSpareIfDue()
             i += 1
         }
@@ -259,7 +259,7 @@ import Testing
         for i in 0..<20 {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(7), payload: payload(200 + i, size: 2000))], keySlotWrites: [], durability: .buffered
-            ).wait()
+            ).wait().map(\.location)
         }
         try await engine.close()
         #expect(try LogFormat.decodeSegmentHeader(try readBytes(dir.segmentPath(2)))?.firstLSN == 0)
@@ -281,7 +281,7 @@ import Testing
         for i in 0..<40 {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(5), payload: payload(i, size: 2000))], keySlotWrites: [], durability: .buffered
-            ).wait()
+            ).wait().map(\.location)
         }
         try await engine.close()
         #expect(locations.last!.segment == 2)
@@ -304,7 +304,7 @@ import Testing
         let slot = try engine.reserveKeySlot()
         let b = try await engine.append(
             [EngineRecord(stream: stream(6), payload: payload(2))], keySlotWrites: [(slot, [7, 7, 7])], durability: .durable
-        ).wait()[0]
+        ).wait()[0].location
         // The manifest frame comes first in the group and is nobody's record.
         #expect(b.offset > a.offset + UInt64(a.frameLength))
         if what == "lost, then vouched for" {

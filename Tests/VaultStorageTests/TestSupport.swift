@@ -38,12 +38,20 @@ func smallConfiguration() -> LogEngineConfiguration {
 extension LogEngine {
     @discardableResult
     func appendDurably(_ records: [EngineRecord]) async throws -> [RecordLocation] {
-        try await append(records, keySlotWrites: [], durability: .durable).wait()
+        try await append(records, keySlotWrites: [], durability: .durable).wait().map(\.location)
+    }
+
+    /// The frame at `location` (these tests look at the log's own places).
+    func read(_ location: RecordLocation) throws -> LogFrame { try frame(at: location) }
+
+    /// Frames from `position` (``LogEngine/scanFrames(from:only:_:)``).
+    func scan(from position: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
+        try scanFrames(from: position, only: wanted, visit)
     }
 
     /// Every record of `stream`, oldest first, by following back-pointers.
-    func records(of stream: StreamID) throws -> [StoredRecord] {
-        var out: [StoredRecord] = []
+    func records(of stream: StreamID) throws -> [LogFrame] {
+        var out: [LogFrame] = []
         var next = head(of: stream)
         while let location = next {
             let r = try read(location)

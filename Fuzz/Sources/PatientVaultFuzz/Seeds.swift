@@ -51,6 +51,7 @@ enum Seeds {
         let salt = bytes(16, from: 7)
         let stream = StreamID(bytes: bytes(32, from: 90))
         let location = RecordLocation(segment: 1, offset: 4096, frameLength: 240)
+        let reference = RecordReference(sequence: 7, location: location)
         let doc = DocumentID(bytes: bytes(16, from: 200))
         let date = Date(timeIntervalSince1970: 1_700_000_000.25)
         let alice = ins("2840775123456")
@@ -101,11 +102,11 @@ enum Seeds {
         var metadata = DocumentMetadata(
             id: FuzzHarness.document, version: 1, draft: draft, author: .professional(doctor), depositedAt: date, size: 3000,
             contentHash: bytes(32, from: 77))
-        let version1 = DocumentVersionBody(metadata: metadata, content: ContentDescriptor(streamHeader: bytes(24, from: 9), chunkCount: 1, chunkLocations: [])).encoded()
+        let version1 = DocumentVersionBody(metadata: metadata, content: ContentDescriptor(streamHeader: bytes(24, from: 9), chunkCount: 1, chunks: [])).encoded()
         metadata.replaces = (1, .enteredInError)
         metadata.author = .organisation(hospital)
         let version2 = DocumentVersionBody(
-            metadata: metadata, content: ContentDescriptor(streamHeader: bytes(24, from: 9), chunkCount: 3, chunkLocations: [location, location, location])).encoded()
+            metadata: metadata, content: ContentDescriptor(streamHeader: bytes(24, from: 9), chunkCount: 3, chunks: [reference, reference, reference])).encoded()
 
         let events: [VaultEvent] = [
             .policy(.authorise(.professional(psychiatrist), until: date)), .policy(.revoke(.organisation(hospital.finess))),
@@ -173,7 +174,7 @@ enum Seeds {
             (.auditEntry, [breakGlass, denial], [Array(breakGlass.dropLast()), denial + [0]]),
             (.vaultAnchor, [anchor], [Array(anchor.dropLast()), anchor + [0]]),
             (.storeHeader, [store1, store2], [with(store1, 0, 0x51), with(store1, 30, 1), Array(store1.prefix(100))]),
-            (.storeHeaderFixed, [store1, store2], [fixed(with(store1, 8, 3), 0..<120), fixed(with(store1, 12, 3), 0..<120)]),
+            (.storeHeaderFixed, [store1, store2], [fixed(with(store1, 8, 99), 0..<120), fixed(with(store1, 12, 3), 0..<120)]),
             (.recordPadding, [[3] + padded, [0] + [9, 0x80]], [[3] + Array(padded.dropLast()), [2] + with(padded, 300, 0x81)]),
             (.ins, [utf8(alice.digits), utf8("1 85 02 2A 012 345 " + String(ins("185022A012345").digits.suffix(2)))],
              [with(utf8(alice.digits), 14, utf8(alice.digits)[14] == 0x30 ? 0x31 : 0x30), Array(utf8(alice.digits).dropLast()), with(utf8(alice.digits), 0, 0x35)]),

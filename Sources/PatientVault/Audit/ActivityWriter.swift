@@ -45,7 +45,7 @@ final class ActivityWriter: Sendable {
     /// since the last mark.
     private let pending = Locked<(copies: [Copy], groupsSinceMark: Int)>(([], 0))
     /// Serialises batches; holds the position of the newest mark written.
-    private let flushLock = Locked<LogPosition?>(nil)
+    private let flushLock = Locked<LogCursor?>(nil)
 
     /// Copies not yet written.
     var pendingCount: Int { pending.withLock { $0.copies.count } }
@@ -72,8 +72,8 @@ final class ActivityWriter: Sendable {
     }
 
     /// Notes where the newest mark on disk stands (at open).
-    func noteMark(_ position: LogPosition) {
-        flushLock.withLock { $0 = position }
+    func noteMark(_ cursor: LogCursor?) {
+        flushLock.withLock { $0 = cursor }
     }
 
     /// Writes every pending copy and the mark, as one group. Copies of one
@@ -88,12 +88,12 @@ final class ActivityWriter: Sendable {
     /// rebuild at the next open, writes them.
     func flush(
         engine: any StorageEngine, durability: Durability, markAlways: Bool = false, seal: ([Copy]) throws -> [EngineRecord],
-        mark: (LogPosition) throws -> EngineRecord
+        mark: (LogCursor) throws -> EngineRecord
     ) throws -> AppendTicket? {
         try flushLock.withLock { lastMark in
-            let (batch, position, groups) = pending.withLock { p -> ([Copy], LogPosition, Int) in
+            let (batch, position, groups) = pending.withLock { p -> ([Copy], LogCursor, Int) in
                 defer { p.copies.removeAll(keepingCapacity: true) }
-                return (p.copies, engine.appendPosition, p.groupsSinceMark)
+                return (p.copies, engine.endCursor, p.groupsSinceMark)
             }
             let markDue = (markAlways || groups >= Self.markInterval) && lastMark != position
             guard !batch.isEmpty || markDue else { return nil }
@@ -135,22 +135,23 @@ extension VaultStore {
     func rebuildActivity() async throws(PatientVaultError) {
         try await translatingErrorsAsync {
             let markStream = keys.activityMarkStream
-            var start = LogPosition(segment: 0, offset: 0)
-            if let head = engine.head(of: markStream) {
-                let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
-                let body = try RecordCodec.openStoreRecord(try engine.read(head), kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
+            var start: LogCursor?
+            let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
+            var newestMark: StoredRecord?
+            try engine.visitNewestFirst(markStream) { newestMark = $0; return false }
+            if let newestMark {
+                let body = try RecordCodec.openStoreRecord(newestMark, kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
                 start = try body.withUnsafeBytes { raw in
                     var r = ByteReader(raw)
-                    let position = LogPosition(segment: try r.read(), offset: try r.read())
+                    let cursor = try LogCursor(from: &r)
                     guard r.remaining == 0 else { throw broken }
-                    return position
+                    return cursor
                 }
             }
             auditWriter.activity.noteMark(start)
             var audits: [StoredRecord] = []
-            let auditClass = StoreKeys.StreamClass.audit.rawValue
             do {
-                try engine.scan(from: start, only: { $0.map { UInt8(truncatingIfNeeded: $0.w0) == auditClass } ?? false }) { record in
+                try engine.scan(from: start, only: { $0.map { StoreKeys.StreamClass(of: $0) == .audit } ?? false }) { record in
                     audits.append(record)
                     return true
                 }
@@ -162,10 +163,12 @@ extension VaultStore {
             }
             // Everything up to here is covered: a close without writes
             // need not write another mark.
-            defer { auditWriter.activity.noteMark(engine.appendPosition) }
+            defer { auditWriter.activity.noteMark(engine.endCursor) }
             guard !audits.isEmpty else { return }
             var vaultOf: [StreamID: StreamID] = [:]
-            for vault in engine.streams(inClass: StoreKeys.StreamClass.vault.rawValue) { vaultOf[keys.auditStream(of: vault)] = vault }
+            var vaults: [StreamID] = []
+            engine.forEachStream { if StoreKeys.StreamClass(of: $0) == .vault { vaults.append($0) } }
+            for vault in vaults { vaultOf[keys.auditStream(of: vault)] = vault }
             var loaded: [StreamID: VaultState] = [:]
             var copies: [ActivityWriter.Copy] = []
             var skipped = 0

@@ -103,6 +103,7 @@ struct AuditWriter: Sendable {
         vault.nextSequence += UInt64(vaultRecords)
         vault.headHash = head
         vault.auditNext += 1
+        vault.lastTicket = ticket
         vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
         if let firstAccess { vault.accessedBy.insert(firstAccess) }
         return Committed(ticket: ticket, firstAccess: firstAccess)
@@ -213,11 +214,10 @@ struct AuditWriter: Sendable {
         return records
     }
 
-    /// The mark record: the position before which every audit entry has its copy.
-    func activityMarkRecord(_ position: LogPosition) throws -> EngineRecord {
-        var w = ByteWriter(capacity: 12)
-        w.write(position.segment)
-        w.write(position.offset)
+    /// The mark record: the log cursor before which every audit entry has its copy.
+    func activityMarkRecord(_ cursor: LogCursor) throws -> EngineRecord {
+        var w = ByteWriter(capacity: LogCursor.byteCount)
+        cursor.write(to: &w)
         let stream = keys.activityMarkStream
         let header = RecordHeader(kind: .activityMark, sequence: 0, document: nil, version: 0, keySlot: nil)
         return EngineRecord(stream: stream, payload: try RecordCodec.seal(header: header, body: w.bytes, key: keys.activity, stream: stream))

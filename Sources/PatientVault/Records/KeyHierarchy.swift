@@ -95,6 +95,9 @@ struct StoreKeys: Sendable {
         case reviewer = 4
         case statistics = 5
         case activityMark = 6
+
+        /// The class of a stream: its first byte.
+        init?(of stream: StreamID) { self.init(rawValue: UInt8(truncatingIfNeeded: stream.w0)) }
     }
 
     static func classed(_ c: StreamClass, _ hash: [UInt8]) -> StreamID {

@@ -145,10 +145,11 @@ struct ContentDescriptor: Sendable {
     var streamHeader: [UInt8]
     /// Number of stream chunks.
     var chunkCount: Int
-    /// Chunk records, or empty when the content is inline in the version record.
-    var chunkLocations: [RecordLocation]
+    /// Chunk records (the engine's references), or empty when the content
+    /// is inline in the version record.
+    var chunks: [RecordReference]
 
-    var isInline: Bool { chunkLocations.isEmpty }
+    var isInline: Bool { chunks.isEmpty }
 }
 
 /// The sealed part of a `documentVersion` record: metadata (without the
@@ -177,11 +178,8 @@ struct DocumentVersionBody {
         w.write(UInt8(m.replacementReason == .enteredInError ? 2 : m.replacementReason == .superseded ? 1 : 0))
         w.write(lengthPrefixed: content.streamHeader)
         w.writeVarint(UInt64(content.chunkCount))
-        w.writeVarint(UInt64(content.chunkLocations.count))
-        for l in content.chunkLocations {
-            w.write(l.raw)
-            w.write(l.frameLength)
-        }
+        w.writeVarint(UInt64(content.chunks.count))
+        for reference in content.chunks { reference.write(to: &w) }
         return w.bytes
     }
 
@@ -207,15 +205,12 @@ struct DocumentVersionBody {
             guard hash.count == 32, reasonCode <= 2, (replaced == 0) == (reasonCode == 0) else { throw ByteReader.Malformed() }
             let header = try r.readLengthPrefixed(limit: 64)
             guard let chunkCount = Int(exactly: try r.readVarint()),
-                  let locationCount = Int(exactly: try r.readVarint()),
-                  locationCount <= r.remaining / 12
+                  let referenceCount = Int(exactly: try r.readVarint()),
+                  referenceCount <= r.remaining / RecordReference.byteCount
             else { throw ByteReader.Malformed() }
-            var locations: [RecordLocation] = []
-            locations.reserveCapacity(locationCount)
-            for _ in 0..<locationCount {
-                let rawLocation: UInt64 = try r.read()
-                locations.append(RecordLocation(raw: rawLocation, frameLength: try r.read()))
-            }
+            var chunks: [RecordReference] = []
+            chunks.reserveCapacity(referenceCount)
+            for _ in 0..<referenceCount { chunks.append(try RecordReference(from: &r)) }
             guard r.remaining == 0 else { throw ByteReader.Malformed() }
             let draft = DocumentDraft(
                 typeCode: typeCode, category: category, title: title, createdAt: createdAt, serviceStart: start,
@@ -227,7 +222,7 @@ struct DocumentVersionBody {
             metadata.replacementReason = reasonCode == 2 ? .enteredInError : reasonCode == 1 ? .superseded : nil
             return DocumentVersionBody(
                 metadata: metadata,
-                content: ContentDescriptor(streamHeader: header, chunkCount: chunkCount, chunkLocations: locations))
+                content: ContentDescriptor(streamHeader: header, chunkCount: chunkCount, chunks: chunks))
         }
     }
 }

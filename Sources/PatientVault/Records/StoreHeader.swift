@@ -17,7 +17,7 @@ struct StoreHeader {
     /// The store's format version. 2: a checkpoint from creation on, one
     /// statistics record of one size per vault group (CHANGELOG.md). There
     /// is no migration before 1.0: a store of another version is refused.
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
     static let size = 124
     private static let prefixSize = 64
 

@@ -17,14 +17,14 @@ final class ContentWriter {
     private let keySlot: KeySlot
     private let chunkSize: Int
     private let inlineLimit: Int
-    /// The most chunks whose locations fit in a version record.
+    /// The most chunks whose references fit in a version record.
     private let maximumChunks: UInt64
     private let pusher: SecretStreamPusher
     private let hasher: BLAKE2b.Hasher
 
     private var buffer: [UInt8] = []
     private var chunkIndex: UInt64 = 0
-    private var locations: [RecordLocation] = []
+    private var chunks: [RecordReference] = []
     private var inFlight: AppendTicket?
     private(set) var size: Int64 = 0
 
@@ -39,9 +39,10 @@ final class ContentWriter {
         self.keySlot = keySlot
         self.chunkSize = chunkSize
         self.inlineLimit = inlineLimit
-        // Each chunk costs 12 bytes of the version record, which also holds
-        // up to 16 KiB of metadata.
-        maximumChunks = UInt64((chunkSize + VaultStore.recordOverhead - VaultStore.maximumMetadataSize - 1024) / 12)
+        // Each chunk costs a reference in the version record, which also
+        // holds up to 16 KiB of metadata.
+        maximumChunks = UInt64(
+            (chunkSize + VaultStore.recordOverhead - VaultStore.maximumMetadataSize - 1024) / RecordReference.byteCount)
         pusher = try SecretStreamPusher(key: contentKey)
         hasher = try BLAKE2b.Hasher(outputByteCount: 32)
         buffer.reserveCapacity(min(chunkSize, 1 << 16))
@@ -75,11 +76,11 @@ final class ContentWriter {
         // (The final chunk was padded with zeros to its size class, inside
         // the stream: see `RecordPadding.contentPadding`.)
         if let t = inFlight {
-            locations += try await t.wait()
+            chunks += try await t.wait()
             inFlight = nil
         }
         let descriptor = ContentDescriptor(
-            streamHeader: pusher.header, chunkCount: Int(chunkIndex), chunkLocations: locations)
+            streamHeader: pusher.header, chunkCount: Int(chunkIndex), chunks: chunks)
         return (descriptor, inline, try hasher.finalize())
     }
 
@@ -115,7 +116,7 @@ final class ContentWriter {
         var payload = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
         try seal(plaintext, isFinal: isFinal, appendingTo: &payload)
         if let t = inFlight {
-            locations += try await t.wait()
+            chunks += try await t.wait()
         }
         inFlight = try engine.append([EngineRecord(stream: nil, payload: payload)], keySlotWrites: [], durability: .buffered)
         chunkIndex += 1

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VaultCrypto
 import VaultStorage
+import VaultSync
 
 /// What an operation reports to the pipeline when it is decided: the
 /// decision, what the entry should name, the records to commit with it,
@@ -34,7 +35,7 @@ struct Audited<R> {
     var onQueued: ((inout VaultState) -> Void)? = nil
     /// Applied to the vault's state once the group is acknowledged, with
     /// where its records went.
-    var onAcknowledged: (@Sendable (inout VaultState, [RecordLocation]) -> Void)? = nil
+    var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)? = nil
     var notifications: [VaultNotification.Kind] = []
 
     /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
@@ -128,6 +129,9 @@ struct OperationPipeline: Sendable {
     let keys: StoreKeys
     let configuration: Configuration
     let lifecycle: StoreLifecycle
+    /// The number of vaults: counted from the engine's streams at open,
+    /// then one more at every acknowledged creation (``VaultStore/vaultCount``).
+    let vaultCount: Locked<Int>
 
     /// An operation with no work outside the lock (reads, listings, policy
     /// changes, scheduled events): decide and commit in one lock hold.
@@ -225,16 +229,16 @@ struct OperationPipeline: Sendable {
         _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, pseudonym: StreamID, vaultID: String
     ) async throws(PatientVaultError) -> R {
         let waits: Bool = if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
-        var locations: [RecordLocation] = []
+        var references: [RecordReference] = []
         if waits {
             do {
-                locations = try await committed.ticket.wait()
+                references = try await committed.ticket.wait()
             } catch {
                 throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
             }
         }
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
-            _ = try? withVault(pseudonym) { vault in onAcknowledged(&vault, locations) }
+            _ = try? withVault(pseudonym) { vault in onAcknowledged(&vault, references) }
         }
         let now = configuration.currentTime()
         var kinds = a.result.isSuccess ? a.notifications : []
@@ -260,7 +264,7 @@ struct OperationPipeline: Sendable {
         let pseudonym = keys.vaultPseudonym(for: patient)
         let vaultID = keys.publicVaultID(of: pseudonym)
         let createdAt = configuration.currentTime()
-        if loader.engine.head(of: pseudonym) != nil {
+        if loader.engine.contains(pseudonym) {
             try await refuseCreation(of: patient, principal: principal, decision: decision)
         }
         guard decision.isAllowed else {
@@ -269,7 +273,7 @@ struct OperationPipeline: Sendable {
         let ticket: AppendTicket
         do {
             ticket = try cache.withCreation(pseudonym) { (state: inout VaultState?) throws -> AppendTicket in
-                guard state == nil, loader.engine.head(of: pseudonym) == nil else {
+                guard state == nil, !loader.engine.contains(pseudonym) else {
                     throw PatientVaultError(.vaultAlreadyExists, "this patient already has a vault", vaultID: vaultID)
                 }
                 var (created, a) = try build(pseudonym, vaultID, createdAt)
@@ -287,6 +291,7 @@ struct OperationPipeline: Sendable {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID))
         }
         cache.acknowledgeCreation(of: pseudonym)
+        vaultCount.withLock { $0 += 1 }
         cache.noteUse(of: pseudonym)
         return (createdAt, vaultID)
     }
@@ -318,7 +323,7 @@ struct OperationPipeline: Sendable {
                 case .absent:
                     // Evicted since, or never made: only a stream that
                     // exists is worth another look.
-                    guard loader.engine.head(of: pseudonym) != nil else { throw error }
+                    guard loader.engine.contains(pseudonym) else { throw error }
                     continue
                 case .pending(let ticket):
                     do {
@@ -408,7 +413,7 @@ struct OperationPipeline: Sendable {
         do {
             return try cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
-                exists: { loader.engine.head(of: pseudonym) != nil }, load: { try loader.load(pseudonym) }, body)
+                exists: { loader.engine.contains(pseudonym) }, load: { try loader.load(pseudonym) }, body)
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
         }

@@ -35,7 +35,7 @@ struct VaultLoader: Sendable {
             switch h.kind {
             case .documentVersion:
                 var entry = try decodeVersion(record.payload, header: h, vault: state)
-                entry.location = record.location
+                entry.reference = record.reference
                 state.documents[entry.metadata.id, default: []].append(entry)
                 state.authors.insert(entry.metadata.author)
             case .vaultEvent:
@@ -52,18 +52,14 @@ struct VaultLoader: Sendable {
         return state
     }
 
-    /// Follows `stream` back from its head, newest first, until `visit`
-    /// returns false. Every record must belong to the stream and point
-    /// strictly back in the log (a forged cycle cannot make this loop run
-    /// forever); otherwise `broken` is thrown.
+    /// Visits `stream` newest first, until `visit` returns false (the
+    /// engine's ``StorageEngine/visitNewestFirst(_:_:)``); a stream whose
+    /// order the engine finds broken is `broken`.
     func walkBack(_ stream: StreamID, broken: @autoclosure () -> PatientVaultError, _ visit: (StoredRecord) throws -> Bool) throws {
-        var next = engine.head(of: stream)
-        while let location = next {
-            let r = try engine.read(location)
-            guard r.stream == stream else { throw broken() }
-            if let previous = r.previous, previous.raw >= location.raw { throw broken() }
-            guard try visit(r) else { return }
-            next = r.previous
+        do {
+            try engine.visitNewestFirst(stream, visit)
+        } catch let error as StorageError where error.code == .corrupted {
+            throw broken()
         }
     }
 
@@ -84,7 +80,7 @@ struct VaultLoader: Sendable {
         let body = try DocumentVersionBody.decode(plaintext, id: id, version: Int(h.version))
         // Bytes after the box are the inline content, and only there.
         guard body.content.isInline || rest == payload.count else { throw corruptedChain(vault.pseudonym) }
-        return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, location: nil, content: body.content)
+        return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, reference: nil, content: body.content)
     }
 
     private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {
@@ -101,8 +97,10 @@ struct VaultLoader: Sendable {
         let stream = state.auditStream
         let broken = PatientVaultError(.corrupted, "the vault's history does not match its audit trail", vaultID: state.vaultID)
         // The creation and its entry are one atomic group: no vault lacks one.
-        guard let head = engine.head(of: stream) else { throw broken }
-        let (anchor, entry) = try openAuditRecordWithAnchor(try engine.read(head), vault: state)
+        var newest: StoredRecord?
+        try walkBack(stream, broken: broken) { newest = $0; return false }
+        guard let newest else { throw broken }
+        let (anchor, entry) = try openAuditRecordWithAnchor(newest, vault: state)
         guard anchor.records == state.nextSequence, anchor.headHash == state.headHash else { throw broken }
         state.auditNext = entry.sequence + 1
         state.auditPreviousHash = entry.chainHash(key: state.keys.auditChain)

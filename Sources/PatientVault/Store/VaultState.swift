@@ -12,13 +12,13 @@ struct VersionEntry: Sendable {
     var sequence: UInt64
     /// Where the wrapped document key is.
     var keySlot: KeySlot
-    /// Where the record is; nil until the write is acknowledged, and so
-    /// invisible to readers until then.
-    var location: RecordLocation?
+    /// The engine's reference to the record; nil until the write is
+    /// acknowledged, and so invisible to readers until then.
+    var reference: RecordReference?
     /// Where the content is.
     var content: ContentDescriptor
 
-    var isAcknowledged: Bool { location != nil }
+    var isAcknowledged: Bool { reference != nil }
 }
 
 /// The decrypted state of one vault, rebuilt from its stream on first use.
@@ -40,6 +40,10 @@ struct VaultState: Sendable {
     /// concurrent creation attempt waits on it (it always completes,
     /// acknowledged or failed) before recording its refusal in this vault.
     var creationTicket: AppendTicket?
+    /// The last group appended to the vault's or its trail's stream:
+    /// groups are acknowledged in order, so once it is done nothing of
+    /// the vault is queued (the vault may then leave memory).
+    var lastTicket: AppendTicket?
     /// The sequence number of the next record of the stream.
     var nextSequence: UInt64
     /// Keyed hash of the stream's newest record (``VaultAnchor``).

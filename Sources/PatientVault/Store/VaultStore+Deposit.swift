@@ -224,15 +224,15 @@ extension VaultStore {
                 var a = Audited<DocumentMetadata>(
                     action: action, decision: p.plan.decision, document: id, version: version,
                     records: records, vaultRecords: 1, keySlotWrites: [(p.slot, p.wrapped)], isWrite: true, result: .success(metadata))
-                let entry = VersionEntry(metadata: metadata, sequence: sequence, keySlot: p.slot, location: nil, content: p.content)
+                let entry = VersionEntry(metadata: metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content)
                 a.onQueued = { vault in vault.documents[id, default: []].append(entry) }
-                // Visible only once durable: the location marks it acknowledged;
+                // Visible only once durable: the reference marks it acknowledged;
                 // its keys join the cache, for the reads that often follow.
                 let (cache, keys, slot, pseudonym) = (documentKeyCache, p.keys, p.slot, vault.pseudonym)
-                a.onAcknowledged = { vault, locations in
-                    guard let location = locations.first,
+                a.onAcknowledged = { vault, references in
+                    guard let reference = references.first,
                           let i = vault.documents[id]?.firstIndex(where: { $0.sequence == sequence }) else { return }
-                    vault.documents[id]![i].location = location
+                    vault.documents[id]![i].reference = reference
                     vault.authors.insert(principal)
                     cache.insert(keys, vault: pseudonym, slot: slot)
                 }

@@ -269,12 +269,12 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 let payload: [UInt8]
                 let ciphertextStart: Int
                 if entry.content.isInline {
-                    guard let location = entry.location else { throw corrupted("version record missing") }
-                    payload = try content.engine.read(location).payload
+                    guard let reference = entry.reference else { throw corrupted("version record missing") }
+                    payload = try content.engine.read(reference).payload
                     ciphertextStart = try RecordCodec.inlineContentOffset(payload)
                 } else {
-                    guard index < entry.content.chunkLocations.count else { throw corrupted("chunk list is short") }
-                    payload = try content.engine.read(entry.content.chunkLocations[index]).payload
+                    guard index < entry.content.chunks.count else { throw corrupted("chunk list is short") }
+                    payload = try content.engine.read(entry.content.chunks[index]).payload
                     guard try RecordHeader.decode(payload) == header else { throw corrupted("a chunk is out of place") }
                     ciphertextStart = RecordHeader.size
                 }

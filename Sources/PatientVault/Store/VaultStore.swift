@@ -57,12 +57,13 @@ public final class VaultStore: Sendable {
         self.keys = keys
         self.configuration = configuration
         self.directory = directory
-        cache = VaultCache(limit: configuration.loadedVaultLimit) { [keys] victim, vault in
+        cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
             // A write still waiting for its acknowledgement holds reserved
             // positions in the state; queued records would be missed by a
-            // reload from disk.
+            // reload from the engine (its last group's ticket says whether
+            // any is queued: groups are acknowledged in order).
             vault.isAcknowledged && vault.documents.values.allSatisfy({ $0.allSatisfy(\.isAcknowledged) })
-                && !engine.hasQueuedRecords(in: victim) && !engine.hasQueuedRecords(in: keys.auditStream(of: victim))
+                && (vault.lastTicket?.isDone ?? true)
         }
         loader = VaultLoader(engine: engine, keys: keys)
         documentKeyCache = DocumentKeyCache(limit: configuration.documentKeyCacheLimit)
@@ -73,7 +74,7 @@ public final class VaultStore: Sendable {
             statistics: statisticsWriter, flushPending: flushPending)
         pipeline = OperationPipeline(
             cache: cache, loader: loader, audit: auditWriter, notifier: notifier, keys: keys, configuration: configuration,
-            lifecycle: lifecycle)
+            lifecycle: lifecycle, vaultCount: Locked(Self.countVaults(in: engine)))
         if case .batched(let delay) = configuration.auditMode {
             flusher = Task.detached { [engine] in
                 // Bounded delay: every `delay`, make written entries durable.
@@ -265,11 +266,18 @@ public final class VaultStore: Sendable {
         logger.warning("patientvault: store released without close(); its files close once queued writes are synced")
     }
 
-    /// The number of vaults in the store. O(streams): counts the vault
-    /// streams of the engine's index, without reading any.
-    public var vaultCount: Int { engine.streamCount(inClass: StoreKeys.StreamClass.vault.rawValue) }
+    /// The number of vaults in the store. O(1): counted at open (without
+    /// reading any vault), then at every acknowledged creation.
+    public var vaultCount: Int { pipeline.vaultCount.withLock { $0 } }
 
     // MARK: - Internal
+
+    /// The vault streams among the engine's streams. O(streams), no read.
+    private static func countVaults(in engine: any StorageEngine) -> Int {
+        var count = 0
+        engine.forEachStream { if StoreKeys.StreamClass(of: $0) == .vault { count += 1 } }
+        return count
+    }
 
     func ensureOpen() throws(PatientVaultError) { try lifecycle.ensureOpen() }
 

@@ -38,14 +38,15 @@ import Testing
 
     /// A vault with a dozen entries of the same shape; returns its audit
     /// records, oldest first, after closing the store.
-    func prepared() async throws -> (AuditedVault, [StoredRecord]) {
+    func prepared() async throws -> (AuditedVault, [LogFrame]) {
         let v = try await AuditedVault()
         for _ in 0..<10 { _ = try await v.store.vaultInfo(for: v.alice, as: v.patient) }
         let stream = v.store.keys.auditStream(of: v.store.keys.vaultPseudonym(for: v.alice))
-        var records: [StoredRecord] = []
-        var next = v.store.engine.head(of: stream)
+        let log = try #require(v.store.engine as? LogEngine)
+        var records: [LogFrame] = []
+        var next = log.head(of: stream)
         while let l = next {
-            let r = try v.store.engine.read(l)
+            let r = try log.frame(at: l)
             records.append(r)
             next = r.previous
         }
@@ -97,7 +98,8 @@ import Testing
         try await store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline)
         for _ in 0..<2 { _ = try await store.vaultInfo(for: Fixtures.bob, as: .patient(Fixtures.bob)) }
         let bobStream = store.keys.auditStream(of: store.keys.vaultPseudonym(for: Fixtures.bob))
-        let bobHead = try store.engine.read(store.engine.head(of: bobStream)!)
+        let log = try #require(store.engine as? LogEngine)
+        let bobHead = try log.frame(at: log.head(of: bobStream)!)
         try await store.close()
         // Bob's entry 2 copied over Alice's entry 2 (same size, valid checksums).
         #expect(bobHead.payload.count == records[2].payload.count)

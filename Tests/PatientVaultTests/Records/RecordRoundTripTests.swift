@@ -139,11 +139,11 @@ import Testing
             let chunks = d.int(0...4)
             let content = ContentDescriptor(
                 streamHeader: d.bytes(24), chunkCount: max(1, chunks),
-                chunkLocations: (0..<chunks).map { _ in RecordLocation(raw: d.next() >> 8, frameLength: UInt32(d.int(80...1 << 22))) })
+                chunks: (0..<chunks).map { _ in RecordReference(w0: d.next(), w1: d.next(), w2: UInt32(d.int(0...Int(UInt32.max)))) })
             let back = try DocumentVersionBody.decode(DocumentVersionBody(metadata: m, content: content).encoded(), id: m.id, version: m.version)
             #expect(back.metadata == m)
             #expect(back.content.streamHeader == content.streamHeader && back.content.chunkCount == content.chunkCount)
-            #expect(back.content.chunkLocations == content.chunkLocations)
+            #expect(back.content.chunks == content.chunks)
             checked += 1
         }
         #expect(checked > 100)

@@ -44,7 +44,7 @@ import Testing
         func heads(of stream: StreamID) async throws -> (newest: RecordLocation, previous: RecordLocation) {
             let engine = try t.rawEngine()
             let newest = engine.head(of: stream)!
-            let previous = try engine.read(newest).previous!
+            let previous = try engine.frame(at: newest).previous!
             try await engine.close()
             return (newest, previous)
         }

@@ -430,10 +430,10 @@ import Testing
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
         let sizes = try v.store.withVault(v.alice) { vault -> (versions: [UInt32], entries: [UInt32]) in
-            let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.location!.frameLength }
+            let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.reference!.location.frameLength }
             var entries: [UInt32] = []
             try v.store.loader.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
-                entries.append($0.location.frameLength)
+                entries.append($0.reference.location.frameLength)
                 return entries.count < 2
             }
             return (versions, entries)

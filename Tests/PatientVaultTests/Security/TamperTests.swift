@@ -39,7 +39,7 @@ import Testing
 
         let engine = try t.rawEngine()
         let location = engine.head(of: pseudonym)!
-        let original = try engine.read(location).payload
+        let original = try engine.frame(at: location).payload
         try await engine.close()
 
         var checked = 0
@@ -78,7 +78,7 @@ import Testing
         // The copy sits at the right position of Bob's stream (sequence 1),
         // with valid checksums: only the cryptographic binding can refuse it.
         let engine = try t.rawEngine()
-        let payload = try engine.read(engine.head(of: a)!).payload
+        let payload = try engine.frame(at: engine.head(of: a)!).payload
         _ = try await engine.append([EngineRecord(stream: b, payload: payload)], keySlotWrites: [], durability: .durable).wait()
         try await engine.close()
 
@@ -99,8 +99,8 @@ import Testing
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
         let engine = try t.rawEngine()
-        let l1 = entries.0.content.chunkLocations[1], l2 = entries.1.content.chunkLocations[1]
-        let p1 = try engine.read(l1).payload, p2 = try engine.read(l2).payload
+        let l1 = entries.0.content.chunks[1].location, l2 = entries.1.content.chunks[1].location
+        let p1 = try engine.frame(at: l1).payload, p2 = try engine.frame(at: l2).payload
         try await engine.close()
         try rewrite(t, l1, payload: p2)
         try rewrite(t, l2, payload: p1)

@@ -24,7 +24,7 @@ import VaultStorage
         let engine = try t.rawEngine()
         var vaultRecords = 0
         var statisticsSizes: [Int] = []
-        try engine.scan(from: LogPosition(segment: 1, offset: 0), only: { $0 == vault || $0 == statistics }) { r in
+        try engine.scanFrames(from: LogPosition(segment: 1, offset: 0), only: { $0 == vault || $0 == statistics }) { r in
             if r.stream == vault { vaultRecords += 1 } else { statisticsSizes.append(r.payload.count) }
             return true
         }

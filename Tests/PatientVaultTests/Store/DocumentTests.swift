@@ -40,7 +40,7 @@ import Testing
                 status: .current)
             metadata.replaces = (Int(UInt32.max) - 1, .enteredInError)
             let body = DocumentVersionBody(
-                metadata: metadata, content: ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunkLocations: []))
+                metadata: metadata, content: ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunks: []))
             #expect(body.encoded().count <= VaultStore.maximumMetadataSize / 4, "\(author.kind)")
         }
     }

@@ -1,0 +1,56 @@
+/// A frame of the log as read back: the record and where the log keeps it.
+package struct LogFrame: Sendable {
+    /// Where it is.
+    package var location: RecordLocation
+    /// Its log sequence number: increases by one per record, store-wide.
+    package var sequence: UInt64
+    /// Its stream, if any.
+    package var stream: StreamID?
+    /// The previous record of the same stream, if any.
+    package var previous: RecordLocation?
+    /// The stored bytes.
+    package var payload: [UInt8]
+}
+
+extension StoredRecord {
+    /// The record of a frame, referenced by its sequence number and location.
+    init(_ frame: LogFrame) {
+        self.init(
+            reference: RecordReference(sequence: frame.sequence, location: frame.location), sequence: frame.sequence,
+            stream: frame.stream, payload: frame.payload)
+    }
+}
+
+extension RecordReference {
+    /// ``LogEngine``'s reference: the record's log sequence number, which
+    /// names it for good (no rewrite of the files changes it), and its
+    /// location, where to look for it (a frame found there with another
+    /// sequence number is `corrupted`).
+    package init(sequence: UInt64, location: RecordLocation) {
+        self.init(w0: sequence, w1: location.raw, w2: location.frameLength)
+    }
+
+    /// The log sequence number it names.
+    package var sequence: UInt64 { w0 }
+    /// Where ``LogEngine`` looks for it.
+    package var location: RecordLocation { RecordLocation(raw: w1, frameLength: w2) }
+}
+
+extension LogCursor {
+    /// ``LogEngine``'s cursor: a segment and an offset in it.
+    package init(_ position: LogPosition) {
+        self.init(w0: UInt64(position.segment), w1: position.offset)
+    }
+
+    /// The position it names.
+    /// - Throws: ``StorageError/Code/invalidLocation`` for words no
+    ///   position has.
+    package var position: LogPosition {
+        get throws {
+            guard let segment = UInt32(exactly: w0) else {
+                throw StorageError(.invalidLocation, "a log cursor out of range")
+            }
+            return LogPosition(segment: segment, offset: w1)
+        }
+    }
+}
