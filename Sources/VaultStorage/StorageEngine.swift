@@ -1,3 +1,5 @@
+import Logging
+
 /// The 32-byte name of a stream of records (the layer above uses a keyed
 /// pseudonym). Opaque to the engine.
 package struct StreamID: Hashable, Sendable, Comparable {
@@ -193,6 +195,28 @@ package enum Durability: Sendable, Hashable {
     /// of the process, not of the machine. Made durable by the next durable
     /// append, a segment switch or `close()`.
     case buffered
+}
+
+/// What the layers above ask of any engine they open.
+package struct StorageOptions: Sendable {
+    /// Bytes only groups appended with `mayUseReserve` may use (see
+    /// ``StorageEngine/append(_:keySlotWrites:durability:mayUseReserve:)``).
+    package var reserve: UInt64
+    /// Largest payload of one record; a larger one is `tooLarge`.
+    package var maximumRecordSize: Int
+    /// The MAC an engine puts on what it keeps outside the process (frame
+    /// headers, checkpoints), keyed by the store; nil: nothing is
+    /// authenticated (engine tests only).
+    package var authenticator: (any LogAuthenticator)?
+    /// Where the engine logs (debug and trace only; never record content).
+    package var logger: Logger
+
+    package init(reserve: UInt64, maximumRecordSize: Int, authenticator: (any LogAuthenticator)?, logger: Logger) {
+        self.reserve = reserve
+        self.maximumRecordSize = maximumRecordSize
+        self.authenticator = authenticator
+        self.logger = logger
+    }
 }
 
 /// The storage contract of the layers above: an append-only log of

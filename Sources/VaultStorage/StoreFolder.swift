@@ -46,7 +46,7 @@ package enum StoreFolder {
     }
 }
 
-/// Makes the storage engine of a store's folder: ``LogEngine`` by default;
-/// tests (and another backend) inject their own through the store's
-/// configuration.
-package typealias StorageEngineFactory = @Sendable (_ directory: String, _ configuration: LogEngineConfiguration) throws -> any StorageEngine
+/// Makes a store's storage engine from the options every engine takes:
+/// ``LogEngine`` in the store's folder by default; tests (and another
+/// backend) inject their own through the store's configuration.
+package typealias StorageEngineFactory = @Sendable (_ options: StorageOptions) throws -> any StorageEngine

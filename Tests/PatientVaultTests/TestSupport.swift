@@ -92,10 +92,17 @@ enum Fixtures {
 /// tests use it: `TemporaryStore` (store, folder, key, reopen).
 typealias TestStore = TemporaryStore
 
+/// Where the behaviour tests' stores keep their records: in a folder, or
+/// with `PV_TEST_STORAGE=memory` in a `MemoryEngine` (`.ci/run` runs the
+/// suite both ways). Tests of what only files have (crashes, power loss,
+/// damaged or forged files, the header) ask for `.folder` themselves.
+let testStorage: TemporaryStorage = ProcessInfo.processInfo.environment["PV_TEST_STORAGE"] == "memory" ? .memory : .folder
+
 extension TemporaryStore {
-    /// A store with the suite's configuration (``Fixtures/configuration(clock:)``).
+    /// A store with the suite's configuration (``Fixtures/configuration(clock:)``),
+    /// on ``testStorage``.
     convenience init() async throws {
-        try await self.init(configuration: Fixtures.configuration())
+        try await self.init(configuration: Fixtures.configuration(), storage: testStorage)
     }
 
     /// The store's log MAC, derived again from the master key (the store's

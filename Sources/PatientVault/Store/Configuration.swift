@@ -99,7 +99,8 @@ public struct Configuration: Sendable {
     package var faults: FaultInjection?
     /// The storage engine of the store's folder; nil for ``LogEngine`` (the
     /// log of segments). Injected by tests, or by another backend behind
-    /// the `StorageEngine` protocol.
+    /// the `StorageEngine` protocol; it gets the options every engine takes
+    /// (reserve, record size limit, authenticator, logger).
     package var engineFactory: StorageEngineFactory?
     /// For tests only: changes to the engine's settings (smaller steps of
     /// preallocation, frequent checkpoints) applied after the store's own.

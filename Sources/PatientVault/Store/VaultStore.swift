@@ -24,10 +24,9 @@ public final class VaultStore: Sendable {
     let engine: any StorageEngine
     let keys: StoreKeys
     let configuration: Configuration
-    let directory: String
-
-    /// The store's folder.
-    public var location: URL { URL(fileURLWithPath: directory, isDirectory: true) }
+    /// Where the store is: its folder, or for a store in memory
+    /// (`PatientVaultTesting`) a `memory:` URL naming it.
+    public let location: URL
     /// Set by `close()`: every later call throws `closed`.
     let lifecycle = StoreLifecycle()
     /// Listeners of ``notifications()``.
@@ -52,11 +51,11 @@ public final class VaultStore: Sendable {
     /// Room in a record beyond one content chunk: metadata and the chunk list.
     static let recordOverhead = 64 << 10
 
-    private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, directory: String) {
+    private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, location: URL) {
         self.engine = engine
         self.keys = keys
         self.configuration = configuration
-        self.directory = directory
+        self.location = location
         cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
             // A write still waiting for its acknowledgement holds reserved
             // positions in the state; queued records would be missed by a
@@ -123,19 +122,33 @@ public final class VaultStore: Sendable {
             }
             (keys, _) = try createHeader(source, directory: directory, weakCost: configuration.allowsWeakPassphraseCostForTesting)
         }
-        var engineConfiguration = LogEngineConfiguration()
-        engineConfiguration.segmentSize = configuration.segmentSize
-        engineConfiguration.reserve = configuration.effectiveAuditReserve
-        engineConfiguration.initialSegmentAllocation = min(configuration.segmentSize, 1 << 20)
-        engineConfiguration.maximumRecordSize = configuration.contentChunkSize + Self.recordOverhead
-        engineConfiguration.logger = configuration.logger
-        engineConfiguration.faults = configuration.faults
-        engineConfiguration.authenticator = LogMAC(key: keys.log)
-        configuration.tuneEngineForTesting?(&engineConfiguration)
-        let makeEngine = configuration.engineFactory ?? { try LogEngine.open(directory: $0, configuration: $1) }
-        let engine = try translatingErrors { try makeEngine(directory, engineConfiguration) }
+        let makeEngine = configuration.engineFactory ?? logEngine(in: directory, configuration: configuration)
+        return try await open(keys: keys, engine: makeEngine, location: url, configuration: configuration)
+    }
+
+    /// Opens a store whose records an engine other than the folder's log
+    /// keeps (`PatientVaultTesting`'s memory engine): no header, the keys
+    /// derived from `key` alone. The engine checks the key no further; a
+    /// wrong key reads as `corrupted`.
+    package static func open(
+        engine makeEngine: StorageEngineFactory, key: MasterKey, location: URL, configuration: Configuration
+    ) async throws(PatientVaultError) -> VaultStore {
+        try configuration.validate()
+        let keys = try translatingErrors { try StoreKeys(master: key.key) }
+        return try await open(keys: keys, engine: makeEngine, location: location, configuration: configuration)
+    }
+
+    /// The store over the engine `makeEngine` makes, given the options
+    /// every engine takes; rebuilds what a crash lost of the activity index.
+    private static func open(
+        keys: StoreKeys, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration
+    ) async throws(PatientVaultError) -> VaultStore {
+        let options = StorageOptions(
+            reserve: configuration.effectiveAuditReserve, maximumRecordSize: configuration.contentChunkSize + Self.recordOverhead,
+            authenticator: LogMAC(key: keys.log), logger: configuration.logger)
+        let engine = try translatingErrors { try makeEngine(options) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
-        let store = VaultStore(engine: engine, keys: keys, configuration: configuration, directory: directory)
+        let store = VaultStore(engine: engine, keys: keys, configuration: configuration, location: location)
         do {
             try await store.rebuildActivity()
         } catch {
@@ -143,6 +156,22 @@ public final class VaultStore: Sendable {
             throw error
         }
         return store
+    }
+
+    /// The folder's log engine, with the configuration's file settings.
+    private static func logEngine(in directory: String, configuration: Configuration) -> StorageEngineFactory {
+        { options in
+            var c = LogEngineConfiguration()
+            c.segmentSize = configuration.segmentSize
+            c.initialSegmentAllocation = min(configuration.segmentSize, 1 << 20)
+            c.reserve = options.reserve
+            c.maximumRecordSize = options.maximumRecordSize
+            c.authenticator = options.authenticator
+            c.logger = options.logger
+            c.faults = configuration.faults
+            configuration.tuneEngineForTesting?(&c)
+            return try LogEngine.open(directory: directory, configuration: c)
+        }
     }
 
     private static func deriveKeys(

@@ -1,4 +1,5 @@
 import Foundation
+import PatientVaultTesting
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
@@ -11,13 +12,14 @@ struct AuditedVault {
     let alice = Fixtures.alice
     var patient: Principal { .patient(alice) }
 
-    init(configuration: Configuration? = nil) async throws {
+    /// - Parameter storage: ``testStorage`` unless the test looks at files.
+    init(configuration: Configuration? = nil, storage: TemporaryStorage = testStorage) async throws {
         let clock = ManualClock()
         self.clock = clock
         var c = configuration ?? Fixtures.configuration(clock: clock)
         c.clock = clock
         c.auditReviewers = [try SystemPrincipal("dpo")]
-        t = try await TestStore(configuration: c)
+        t = try await TestStore(configuration: c, storage: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
     }
 

@@ -115,7 +115,7 @@ import Testing
     @Test func batchedAuditModeKeepsEveryEntry() async throws {
         var c = Fixtures.configuration()
         c.auditMode = .batched(maxDelay: .milliseconds(20))
-        let v = try await AuditedVault(configuration: c)
+        let v = try await AuditedVault(configuration: c, storage: .folder)
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         for _ in 0..<20 { _ = try await v.store.metadata(of: doc.id, for: v.alice, as: v.patient) }
         // The reads returned before their entries were synced; nothing else

@@ -39,7 +39,7 @@ import Testing
     /// A vault with a dozen entries of the same shape; returns its audit
     /// records, oldest first, after closing the store.
     func prepared() async throws -> (AuditedVault, [LogFrame]) {
-        let v = try await AuditedVault()
+        let v = try await AuditedVault(storage: .folder)
         for _ in 0..<10 { _ = try await v.store.vaultInfo(for: v.alice, as: v.patient) }
         let stream = v.store.keys.auditStream(of: v.store.keys.vaultPseudonym(for: v.alice))
         let log = try #require(v.store.engine as? LogEngine)

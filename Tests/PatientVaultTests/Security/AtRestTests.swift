@@ -5,7 +5,7 @@ import Testing
 /// Nothing readable at rest: a byte search of every file of the store.
 @Suite struct AtRestTests {
     @Test func noPlaintextInAnyFile() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let store = t.store
         let alice = Fixtures.alice
         let bob = Fixtures.bob

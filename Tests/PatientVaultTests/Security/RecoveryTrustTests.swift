@@ -19,7 +19,7 @@ import Testing
         static let doctor = Fixtures.otherDoctor
 
         init() async throws {
-            t = try await TestStore()
+            t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
             let alice = Fixtures.alice
             try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
             doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, as: Fixtures.doctor).id

@@ -252,7 +252,7 @@ import Testing
     }
 
     @Test func noGroupHoldsAVaultRecordAndAnActivityCopy() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let doctors = [Fixtures.doctor, Fixtures.otherDoctor, Fixtures.pharmacist]
         let patients = [Fixtures.alice, Fixtures.bob, Fixtures.ins("1850275000003"), Fixtures.ins("2920175000004")]
         for p in patients { try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
@@ -451,7 +451,7 @@ import Testing
     // MARK: - 18. Hygiene
 
     @Test func closeWipesTheMasterDerivedKeys() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let keys = t.store.keys
         #expect(!keys.log.withUnsafeBytes { $0.allSatisfy { $0 == 0 } })
         try await t.store.close()

@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func everyAlteredByteOfARecordIsAnErrorNeverGarbage() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft("Titre"), content: Fixtures.content("INLINE", size: 64), for: alice, as: Fixtures.doctor)
@@ -66,7 +66,7 @@ import Testing
     }
 
     @Test func aRecordCopiedIntoAnotherVaultFailsAuthentication() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let (alice, bob) = (Fixtures.alice, Fixtures.bob)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         try await t.store.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
@@ -89,7 +89,7 @@ import Testing
     }
 
     @Test func chunksSwappedBetweenDocumentsFailAuthentication() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let content = Fixtures.content("BIG", size: 200_000)
@@ -111,7 +111,7 @@ import Testing
     }
 
     @Test func destroyedDocumentKeyMakesTheDocumentUnreadable() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("ERASE-ME"), for: alice, as: Fixtures.doctor)

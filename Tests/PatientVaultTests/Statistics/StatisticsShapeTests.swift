@@ -9,7 +9,7 @@ import VaultStorage
 /// a vault's stream carries exactly one, and all seal to one size.
 @Suite struct StatisticsShapeTests {
     @Test func everyVaultGroupCarriesOneStatisticsRecordOfOneSize() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: Fixtures.pharmacist, channel: .pharmacy, region: .ileDeFrance)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)

@@ -148,7 +148,7 @@ import PatientVaultFHIR
         let faults = FaultInjection()
         var c = Fixtures.configuration()
         c.faults = faults
-        let v = try await AuditedVault(configuration: c)
+        let v = try await AuditedVault(configuration: c, storage: .folder)
         let before = try v.count()
         faults.diskFull = true
         #expect(await code {

@@ -11,18 +11,25 @@ import VaultSync
     @Test func theStorageEngineIsInjected() async throws {
         let made = Locked(0)
         var c = Fixtures.configuration()
-        c.engineFactory = { directory, configuration in
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        c.engineFactory = { options in
             made.withLock { $0 += 1 }
-            return try LogEngine.open(directory: directory, configuration: configuration)
+            var configuration = LogEngineConfiguration()
+            configuration.reserve = options.reserve
+            configuration.maximumRecordSize = options.maximumRecordSize
+            configuration.authenticator = options.authenticator
+            return try LogEngine.open(directory: folder.path + "-engine", configuration: configuration)
         }
-        let t = try await TestStore(configuration: c)
+        defer { try? FileManager.default.removeItem(atPath: folder.path + "-engine") }
+        let t = try await TestStore(configuration: c, storage: .folder)
         try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         #expect(made.withLock { $0 } == 1)
         try await t.store.close()
     }
 
     @Test func wrongMasterKeyIsATypedErrorAndWritesNothing() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         try await t.store.close()
         let before = try filesAndBytes(in: t.folder)
@@ -68,21 +75,21 @@ import VaultSync
     }
 
     @Test func secondOpenOfTheSameStoreIsRefused() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
         #expect(c == .storeLocked)
         try await t.store.close()
     }
 
     @Test func closedStoreRefusesWrites() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.close()
         let c = await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) }
         #expect(c == .closed)
     }
 
     @Test func damagedHeaderIsCorruptionNotWrongKey() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.close()
         let path = t.folder.appendingPathComponent("store.header")
         var bytes = try Data(contentsOf: path)
@@ -96,7 +103,7 @@ import VaultSync
     /// is refused with `unsupportedFormat` naming both versions; nothing is
     /// written. There is no migration before 1.0.
     @Test func aStoreOfAnotherFormatVersionIsRefusedNamingBoth() async throws {
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.close()
         let path = t.folder.appendingPathComponent("store.header")
         var bytes = [UInt8](try Data(contentsOf: path))

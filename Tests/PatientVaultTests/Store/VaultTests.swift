@@ -35,7 +35,7 @@ import VaultSync
 
     @Test func vaultSurvivesReopenAndIsCreatedOnce() async throws {
         let clock = ManualClock()
-        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock))
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), storage: testStorage)
         let info = try await t.store.createVault(for: Fixtures.alice, as: Fixtures.pharmacist, channel: .pharmacy)
         #expect(await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
         let store = try await t.reopen()
@@ -122,7 +122,7 @@ import VaultSync
     @Test func vaultsEvictedFromMemoryStayReadableAndWritable() async throws {
         var configuration = Fixtures.configuration()
         configuration.loadedVaultLimit = 4
-        let t = try await TestStore(configuration: configuration)
+        let t = try await TestStore(configuration: configuration, storage: testStorage)
         let patients = (0..<24).map { Fixtures.ins("1" + String(format: "%012d", 850_000_000 + $0 * 7)) }
         for (i, p) in patients.enumerated() {
             try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)

@@ -1,0 +1,242 @@
+import Foundation
+import PatientVault
+import VaultStorage
+import VaultSync
+
+/// Storage in memory for tests: a store opened on it
+/// (``PatientVault/VaultStore/openInMemory(_:key:configuration:)``, or
+/// `withTemporaryStore(storage: .memory)`) touches no disk.
+///
+/// ```swift
+/// let memory = MemoryEngine()
+/// let key = try MasterKey.generate()
+/// let store = try await VaultStore.openInMemory(memory, key: key)
+/// // ... use it, close it, open it again on the same memory:
+/// try await store.close()
+/// let again = try await VaultStore.openInMemory(memory, key: key)
+/// ```
+///
+/// It keeps what the store's behaviour rests on: atomic groups (a group
+/// is appended whole under one lock, or not at all), one order of appends
+/// acknowledged in that order, streams read newest first, records named
+/// by references only it made, key slots destroyed for good (their value
+/// is dropped from memory), a record size limit, one open store at a time
+/// (a second open is `storeLocked`), and, if given a capacity, a full
+/// disk with its audit reserve. Records stay sealed by the store as on disk
+/// (the same encryption and bindings), so a wrong key reads as `corrupted`.
+///
+/// What it cannot keep: anything across the process's end (it lives as
+/// long as this value), crash and power-loss behaviour (every append is
+/// "durable" at once), damage to files, and the key check of the header
+/// (there is none: a wrong key is found at the first vault it reads).
+public final class MemoryEngine: Sendable {
+    fileprivate struct Record {
+        var stream: StreamID?
+        var payload: [UInt8]
+    }
+
+    fileprivate enum Slot {
+        case reserved
+        case live([UInt8])
+        case destroyed
+    }
+
+    fileprivate struct Contents {
+        /// Every record, in append order; a record's sequence number is its index + 1.
+        var records: [Record] = []
+        /// Each stream's records, oldest first, as indexes into `records`.
+        var streams: [StreamID: [Int]] = [:]
+        var slots: [Slot] = []
+        var bytes: UInt64 = 0
+        var isOpen = false
+    }
+
+    fileprivate let contents = Locked(Contents())
+    /// Names it in its stores' `location` (`memory:patientvault-<UUID>`).
+    fileprivate let id = UUID()
+    /// The most payload bytes it holds (nil: no limit).
+    public let capacity: UInt64?
+
+    /// An empty memory.
+    /// - Parameter capacity: the most payload bytes it may hold, to test a
+    ///   full disk; nil (the default) for no limit.
+    public init(capacity: UInt64? = nil) {
+        self.capacity = capacity
+    }
+
+    /// The number of records it holds.
+    public var recordCount: Int { contents.withLock { $0.records.count } }
+
+    /// Opens the engine on this memory (one at a time).
+    func open(_ options: StorageOptions) throws -> any StorageEngine {
+        try contents.withLock { c in
+            if c.isOpen { throw StorageError(.locked, "this memory engine is already open") }
+            c.isOpen = true
+        }
+        return OpenMemoryEngine(memory: self, options: options)
+    }
+}
+
+/// An open ``MemoryEngine``: the `StorageEngine` a store uses.
+private final class OpenMemoryEngine: StorageEngine {
+    let memory: MemoryEngine
+    let options: StorageOptions
+    let closed = Locked(false)
+
+    init(memory: MemoryEngine, options: StorageOptions) {
+        self.memory = memory
+        self.options = options
+    }
+
+    deinit {
+        if !closed.withLock({ $0 }) { memory.contents.withLock { $0.isOpen = false } }
+    }
+
+    private func ensureOpen() throws {
+        if closed.withLock({ $0 }) { throw StorageError(.closed, "the store is closed") }
+    }
+
+    func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
+    ) throws -> AppendTicket {
+        try ensureOpen()
+        var size: UInt64 = 0
+        for r in records {
+            guard r.payload.count <= options.maximumRecordSize else {
+                throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
+            }
+            size += UInt64(r.payload.count)
+        }
+        let references = try memory.contents.withLock { c -> [RecordReference] in
+            for (slot, _) in keySlotWrites {
+                guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {
+                    throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+                }
+            }
+            if let capacity = memory.capacity {
+                let room = size + (mayUseReserve ? 0 : options.reserve)
+                guard c.bytes + room <= capacity else { throw StorageError(.diskFull, "the memory engine is full") }
+            }
+            for (slot, value) in keySlotWrites { c.slots[Int(slot.number - 1)] = .live(value) }
+            var references: [RecordReference] = []
+            references.reserveCapacity(records.count)
+            for r in records {
+                let index = c.records.count
+                c.records.append(MemoryEngine.Record(stream: r.stream, payload: r.payload))
+                if let stream = r.stream { c.streams[stream, default: []].append(index) }
+                references.append(RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0))
+            }
+            c.bytes += size
+            return references
+        }
+        let ticket = AppendTicket()
+        ticket.complete(.success(references))
+        return ticket
+    }
+
+    private func record(at index: Int, in c: MemoryEngine.Contents) -> StoredRecord {
+        let r = c.records[index]
+        return StoredRecord(
+            reference: RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0), sequence: UInt64(index + 1), stream: r.stream,
+            payload: r.payload)
+    }
+
+    func read(_ reference: RecordReference) throws -> StoredRecord {
+        try ensureOpen()
+        return try memory.contents.withLock { c in
+            guard reference.w1 == 0, reference.w2 == 0, reference.w0 >= 1, reference.w0 <= UInt64(c.records.count) else {
+                throw StorageError(.invalidLocation, "no such record")
+            }
+            return record(at: Int(reference.w0 - 1), in: c)
+        }
+    }
+
+    func contains(_ stream: StreamID) -> Bool {
+        memory.contents.withLock { $0.streams[stream] != nil }
+    }
+
+    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws {
+        try ensureOpen()
+        let records = memory.contents.withLock { c in (c.streams[stream] ?? []).reversed().map { record(at: $0, in: c) } }
+        for r in records where try !visit(r) { return }
+    }
+
+    var streamCount: Int { memory.contents.withLock { $0.streams.count } }
+
+    func forEachStream(_ body: (StreamID) -> Void) {
+        memory.contents.withLock { c in for stream in c.streams.keys { body(stream) } }
+    }
+
+    var endCursor: LogCursor { memory.contents.withLock { LogCursor(w0: UInt64($0.records.count), w1: 0) } }
+
+    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+        try ensureOpen()
+        let (start, end) = memory.contents.withLock { c in (Int(min(cursor?.w0 ?? 0, UInt64(c.records.count))), c.records.count) }
+        for index in start..<end {
+            let r = memory.contents.withLock { c in wanted(c.records[index].stream) ? record(at: index, in: c) : nil }
+            if let r, try !visit(r) { return }
+        }
+    }
+
+    func reserveKeySlot() throws -> KeySlot {
+        try ensureOpen()
+        return memory.contents.withLock { c in
+            c.slots.append(.reserved)
+            return KeySlot(UInt64(c.slots.count))
+        }
+    }
+
+    func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
+        try ensureOpen()
+        return try memory.contents.withLock { c in
+            guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {
+                throw StorageError(.keySlotEmpty, "key slot \(slot.number) is empty")
+            }
+            switch c.slots[Int(slot.number - 1)] {
+            case .reserved: throw StorageError(.keySlotEmpty, "key slot \(slot.number) is empty")
+            case .destroyed: throw StorageError(.keySlotDestroyed, "key slot \(slot.number) was destroyed")
+            case .live(let value): return value
+            }
+        }
+    }
+
+    func destroyKeySlot(_ slot: KeySlot) async throws {
+        try ensureOpen()
+        try memory.contents.withLock { c in
+            guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {
+                throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+            }
+            c.slots[Int(slot.number - 1)] = .destroyed
+        }
+    }
+
+    func close() async throws {
+        // A second close does nothing, as the log engine's.
+        let wasOpen = closed.withLock { c in
+            defer { c = true }
+            return !c
+        }
+        if wasOpen { memory.contents.withLock { $0.isOpen = false } }
+    }
+}
+
+extension VaultStore {
+    /// Opens a store on `memory` (see ``MemoryEngine``): what a previous
+    /// store on the same memory wrote is there, as after a clean restart.
+    /// - Parameters:
+    ///   - memory: where the records are kept.
+    ///   - key: the master key; the same for every open of one memory.
+    ///   - configuration: the store's settings; `Configuration/testing` by
+    ///     default (its file settings, segment size and audit mode, change
+    ///     nothing here).
+    /// - Throws: ``PatientVaultError/Code/storeLocked`` if a store is open
+    ///   on `memory`, ``PatientVaultError/Code/invalidArgument`` for a bad
+    ///   configuration.
+    public static func openInMemory(
+        _ memory: MemoryEngine, key: MasterKey, configuration: Configuration = .testing
+    ) async throws(PatientVaultError) -> VaultStore {
+        try await open(
+            engine: { try memory.open($0) }, key: key, location: URL(string: "memory:patientvault-\(memory.id.uuidString)")!,
+            configuration: configuration)
+    }
+}
