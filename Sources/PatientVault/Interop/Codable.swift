@@ -93,70 +93,52 @@ enum JSONHex {
     }
 }
 
-/// A string-valued identifier: encoded as its text, decoded through its
-/// validating initialiser.
-private func decodeString<T>(_ decoder: any Decoder, _ make: (String) throws -> T) throws -> T {
-    let c = try decoder.singleValueContainer()
-    let text = try c.decode(String.self)
-    do {
-        return try make(text)
-    } catch {
-        throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(T.self): \(error)")
-    }
+/// An identifier whose JSON form is one string: its ``canonicalText``,
+/// read back through its validating initialiser.
+///
+/// ``DocumentID``, ``INS``, ``RPPSNumber``, ``FINESSNumber`` and
+/// ``SystemPrincipal`` conform; their `Codable` implementation is this
+/// protocol's.
+public protocol StringIdentifier: Codable {
+    /// Validates `text` as the identifier's own initialiser does.
+    /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.
+    init(_ text: String) throws(PatientVaultError)
+    /// The text the identifier is written as, which ``init(_:)`` reads back.
+    var canonicalText: String { get }
 }
 
-/// Encodes `text` as a single JSON string (the identifiers' form).
-private func encodeString(_ text: String, to encoder: any Encoder) throws {
-    var c = encoder.singleValueContainer()
-    try c.encode(text)
+extension StringIdentifier {
+    /// Decodes one string, validated as ``init(_:)`` validates it; anything
+    /// else is `DecodingError.dataCorrupted`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        do {
+            try self.init(text)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(Self.self): \(error)")
+        }
+    }
+
+    /// Encodes ``canonicalText`` as one string.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(canonicalText)
+    }
 }
 
 // MARK: - Identifiers
 
 /// A document id is 32 lowercase hex digits.
-extension DocumentID: Codable {
-    /// Decodes the 32 hexadecimal characters, read as ``DocumentID/init(_:)``
-    /// reads them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try DocumentID($0) } }
-    /// Encodes the 32 lowercase hexadecimal characters.
-    public func encode(to encoder: any Encoder) throws { try encodeString(description, to: encoder) }
-}
-
+extension DocumentID: StringIdentifier {}
 /// An INS is its 15 characters (personal data: send it only where it belongs).
-extension INS: Codable {
-    /// Decodes the 15 characters, validated as ``INS/init(_:)`` validates
-    /// them (key included); anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try INS($0) } }
-    /// Encodes the 15 canonical characters, ``INS/digits``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
-}
-
+extension INS: StringIdentifier {}
 /// An RPPS number is its 11 digits.
-extension RPPSNumber: Codable {
-    /// Decodes the 11 digits, validated as ``RPPSNumber/init(_:)`` validates
-    /// them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try RPPSNumber($0) } }
-    /// Encodes the 11 digits, ``RPPSNumber/digits``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
-}
-
+extension RPPSNumber: StringIdentifier {}
 /// A FINESS number is its 9 characters.
-extension FINESSNumber: Codable {
-    /// Decodes the 9 characters, validated as ``FINESSNumber/init(_:)``
-    /// validates them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try FINESSNumber($0) } }
-    /// Encodes the 9 characters, ``FINESSNumber/value``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(value, to: encoder) }
-}
-
+extension FINESSNumber: StringIdentifier {}
 /// A system principal is its identifier.
-extension SystemPrincipal: Codable {
-    /// Decodes the identifier, validated as ``SystemPrincipal/init(_:)``
-    /// validates it; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try SystemPrincipal($0) } }
-    /// Encodes the identifier, ``SystemPrincipal/identifier``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(identifier, to: encoder) }
-}
+extension SystemPrincipal: StringIdentifier {}
 
 // MARK: - Enumerations: their case names
 
