@@ -23,6 +23,14 @@ struct AuditedVault {
 
     var store: VaultStore { t.store }
 
+    /// A vault whose patient has authorised `professional` (an audited
+    /// grant), and that professional.
+    static func authorising(_ professional: Principal) async throws -> (AuditedVault, Principal) {
+        let v = try await AuditedVault()
+        try await v.store.authorise(professional, for: v.alice, as: v.patient)
+        return (v, professional)
+    }
+
     /// The chain, oldest first, read directly (no entry added).
     func entries() throws -> [AuditEntry] {
         try store.withVault(alice) { vault in
