@@ -11,7 +11,7 @@ func fileLength(_ path: String) throws -> UInt64 {
     func engine(_ dir: TemporaryDirectory, _ faults: FaultInjection) throws -> LogEngine {
         var c = smallConfiguration()
         c.faults = faults
-        return try LogEngine.open(directory: dir.path, configuration: c)
+        return try dir.openEngine(c)
     }
 
     @Test func failedSyncIsNeverAcknowledgedAndStopsTheEngine() async throws {
@@ -34,7 +34,7 @@ func fileLength(_ path: String) throws -> UInt64 {
         // close() says the same: durability was lost (not a generic I/O error).
         await #expect { try await e.close() } throws: { ($0 as? StorageError)?.code == .durabilityLost }
         // Reopening recovers: what was acknowledged is there.
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(1)).first?.payload == payload(1))
         try await reopened.appendDurably([EngineRecord(stream: stream(1), payload: payload(4))])
         try await reopened.close()
@@ -92,8 +92,7 @@ func fileLength(_ path: String) throws -> UInt64 {
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1000, size: 500))])
         _ = try await e.append([EngineRecord(stream: stream(2), payload: payload(1001, size: 500))], keySlotWrites: [], durability: .durable, mayUseReserve: true).wait()
         #expect(try fileLength(dir.segmentPath(1)) == 32 << 10)
-        try await e.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try await e.reopen(dir)
         #expect(try reopened.records(of: stream(1)).count == ordinary + 1)
         #expect(try reopened.records(of: stream(2)).count == audit + 1)
         try await reopened.close()
@@ -103,14 +102,13 @@ func fileLength(_ path: String) throws -> UInt64 {
         let dir = TemporaryDirectory()
         var c = smallConfiguration()
         c.segmentSize = 1 << 20
-        let e = try LogEngine.open(directory: dir.path, configuration: c)
+        let e = try dir.openEngine(c)
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         #expect(try fileLength(dir.path + "/keys.slots") < 4 << 10)
         // 100 KiB of records: the file doubles to 128 KiB, not to 1 MiB.
         for i in 0..<100 { try await e.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 900))]) }
         #expect(try fileLength(dir.segmentPath(1)) == 128 << 10)
-        try await e.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: c)
+        let reopened = try await e.reopen(dir, c)
         #expect(try reopened.records(of: stream(3)).count == 100)
         try await reopened.close()
     }
