@@ -28,8 +28,7 @@ struct TestAuthenticator: LogAuthenticator {
     }
 
     @Test func authenticatedFramesAndCheckpointsReopen() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         for i in 0..<20 { try await engine.appendDurably([EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i))]) }
         let reopened = try await engine.reopen(dir, configuration())
         #expect(reopened.recoveryReport.usedCheckpoint)
@@ -38,8 +37,7 @@ struct TestAuthenticator: LogAuthenticator {
     }
 
     @Test func anotherKeyRefusesTheCheckpointAndTheFrames() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         #expect { _ = try dir.openEngine(configuration(9)) } throws: { isCorruption($0) }
@@ -54,8 +52,7 @@ struct TestAuthenticator: LogAuthenticator {
     }
 
     @Test func aFrameMovedToAnotherOffsetFailsItsMAC() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         let a = try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])[0]
         let b = try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])[0]
         try await engine.close()

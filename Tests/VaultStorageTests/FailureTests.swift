@@ -8,16 +8,17 @@ func fileLength(_ path: String) throws -> UInt64 {
 
 /// Full disks and failing syncs, simulated.
 @Suite struct FailureTests {
-    func engine(_ dir: TemporaryDirectory, _ faults: FaultInjection) throws -> LogEngine {
+    /// A small engine on `dir`, with faults the test injects.
+    func faultyEngine(in dir: TemporaryDirectory) throws -> (FaultInjection, LogEngine) {
+        let faults = FaultInjection()
         var c = smallConfiguration()
         c.faults = faults
-        return try dir.openEngine(c)
+        return (faults, try dir.openEngine(c))
     }
 
     @Test func failedSyncIsNeverAcknowledgedAndStopsTheEngine() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         faults.syncFails = true
         await #expect {
@@ -42,8 +43,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func fullDiskAtASegmentSwitchRefusesCleanlyAndRecovers() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // Fill the first 64 KiB segment as far as ordinary groups go (they
         // leave the 4 KiB reserve free).
         for i in 0..<7 { try await e.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 8000))]) }
@@ -64,8 +64,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func onAFullDiskOnlyGroupsAllowedTheReserveGoOn() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // 16 KiB preallocated at first; the reserve is 4 KiB.
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         // No new space (a disk that filled up while the preallocated space
@@ -115,8 +114,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func fullDiskWhenTheKeyFileMustGrow() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // The header slot plus 4 KiB of growth hold slots 1 to 32.
         var reserved: [KeySlot] = []
         for _ in 0..<32 { reserved.append(try e.reserveKeySlot()) }

@@ -36,8 +36,7 @@ import Testing
     }
 
     @Test func tamperedSlotIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
         _ = try await engine.append([], keySlotWrites: [(slot, payload(1, size: 72))], durability: .durable).wait()
         try overwrite(dir.path + "/" + LogFormat.keyFileName, at: slot.number * 128 + 30, with: [0x55])

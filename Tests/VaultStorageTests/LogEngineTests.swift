@@ -65,8 +65,7 @@ import Testing
     }
 
     @Test func secondOpenIsRefused() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         #expect {
             _ = try dir.openEngine()
         } throws: { ($0 as? StorageError)?.code == .locked }

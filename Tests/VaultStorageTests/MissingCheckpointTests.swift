@@ -18,15 +18,13 @@ import Testing
     var checkpoint: (TemporaryDirectory) -> String { { $0.path + "/" + LogFormat.checkpointFileName } }
 
     @Test func aNewStoreHasACheckpointBeforeItsFirstRecord() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         #expect(FileManager.default.fileExists(atPath: checkpoint(dir)))
         try await engine.close()
     }
 
     @Test func withoutItsCheckpointALogWithRecordsIsDamage() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
         try await engine.close()
         try FileManager.default.removeItem(atPath: checkpoint(dir))
@@ -41,8 +39,7 @@ import Testing
     }
 
     @Test func aCheckpointThatFailsItsChecksumIsDamage() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         try overwrite(checkpoint(dir), at: 40, with: [0xAB])
@@ -55,8 +52,7 @@ import Testing
     /// alone and empty: nothing was ever acknowledged, and the store opens
     /// (writing the checkpoint then).
     @Test func aCreationCutBeforeItsCheckpointOpens() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine(strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         try await engine.close()
         try FileManager.default.removeItem(atPath: checkpoint(dir))
         let reopened = try dir.openEngine(strict())

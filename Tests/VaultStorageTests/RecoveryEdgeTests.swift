@@ -27,8 +27,7 @@ import Testing
     }
 
     @Test func damagedHeaderOfTheOnlySegmentWithRecordsIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         removeCheckpoint(dir)
@@ -73,8 +72,7 @@ import Testing
     }
 
     @Test func aMissingSegmentTheCheckpointNamesIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var last = RecordLocation(raw: 0, frameLength: 0)
         for i in 0..<100 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i, size: 2000))])[0] }
         try await engine.close()
@@ -85,8 +83,7 @@ import Testing
     }
 
     @Test func aSegmentShorterThanTheCheckpointIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var last = RecordLocation(raw: 0, frameLength: 0)
         for i in 0..<5 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))])[0] }
         try await engine.close()
@@ -97,8 +94,7 @@ import Testing
 
     @Test(arguments: [false, true])
     func aMissingOrEmptyKeyFileIsCorruptionOnceTheLogExists(empty: Bool) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])
         try await engine.close()
         let keys = dir.path + "/" + LogFormat.keyFileName
@@ -115,8 +111,7 @@ import Testing
     }
 
     @Test func aScanOverAForgedFrameLengthIsCorruptionNotATrap() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let a = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])[0]
         try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(2))])
         // The first frame claims a payload of 2³² − 1 bytes, its header CRC
@@ -134,8 +129,7 @@ import Testing
     }
 
     @Test func anOpenThatReplayedLeavesACheckpoint() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))]) }
         try await engine.close()
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
@@ -176,10 +170,7 @@ import Testing
         #expect(engine.recoveryReport.removedSegments.contains(2) || secondHeader?.firstLSN == 0)
         #expect(engine.nextSequence == UInt64(inFirst.count))
         // Appending goes on from there and survives a reopen.
-        try await engine.appendDurably([EngineRecord(stream: stream(9), payload: payload(500))])
-        let reopened = try await engine.reopen(dir)
-        #expect(try reopened.records(of: stream(9)).last?.payload == payload(500))
-        try await reopened.close()
+        try await appendingGoesOn(engine, dir, stream: stream(9), marker: 500)
     }
 
     @Test func lostSegmentSwitchWithDurableRecordsAfterItIsCorruption() async throws {
@@ -191,6 +182,19 @@ import Testing
         try truncate(dir.segmentPath(1), to: lost.offset)
         #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1) }
+    }
+
+    /// Appending goes on after a recovery and survives a reopen: a record
+    /// (`payload(marker)`) appended durably to `engine` is the last of its
+    /// stream once `dir` is reopened. Closes the engines.
+    func appendingGoesOn(
+        _ engine: LogEngine, _ dir: TemporaryDirectory, stream s: StreamID, marker: Int,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        try await engine.appendDurably([EngineRecord(stream: s, payload: payload(marker))])
+        let reopened = try await engine.reopen(dir)
+        #expect(try reopened.records(of: s).last?.payload == payload(marker), sourceLocation: sourceLocation)
+        try await reopened.close()
     }
 
     /// Appends 2000-byte records to stream 7 until the committer's next
@@ -210,8 +214,7 @@ import Testing
     }
 
     @Test func theNextSegmentIsCreatedAheadAndTheSwitchTakesIt() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations = try await fillUntilTheSpareExists(engine, dir, durability: .durable)
         // Made ahead: whole, empty, "continues the previous segment".
         #expect(locations.allSatisfy { $0.segment == 1 })
@@ -232,17 +235,13 @@ import Testing
     }
 
     @Test func anEmptyNextSegmentAtCloseIsWhereTheLogGoesOn() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let locations = try await fillUntilTheSpareExists(engine, dir, durability: .durable)
         try await engine.close()
         removeCheckpoint(dir)
         let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(7)).count == locations.count)
-        try await reopened.appendDurably([EngineRecord(stream: stream(7), payload: payload(999))])
-        let again = try await reopened.reopen(dir)
-        #expect(try again.records(of: stream(7)).last?.payload == payload(999))
-        try await again.close()
+        try await appendingGoesOn(reopened, dir, stream: stream(7), marker: 999)
     }
 
     @Test func aSegmentMadeAheadStillVouchesForTheOneBefore() async throws {
@@ -250,8 +249,7 @@ import Testing
         // is whole and synced: segment 1 cut at a frame boundary is
         // corruption there, even for buffered records, which carry no
         // testimony of durability.
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations = try await fillUntilTheSpareExists(engine, dir, durability: .buffered)
         for i in 0..<20 {
             locations += try await engine.append(
@@ -272,8 +270,7 @@ import Testing
         // Buffered records carry no testimony of durability, and without
         // the checkpoint nothing vouches for segment 1's end, but segment 2
         // got frames only once segment 1 was whole and synced.
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations: [RecordLocation] = []
         for i in 0..<40 {
             locations += try await engine.append(
@@ -295,8 +292,7 @@ import Testing
     /// the slot's loss is damage), or the slot was destroyed since.
     @Test(arguments: ["lost", "lost, then vouched for", "destroyed"])
     func aGroupWhoseKeySlotIsNotDurable(case what: String) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let a = try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(1))])[0]
         let slot = try engine.reserveKeySlot()
         let b = try await engine.append(
@@ -333,8 +329,7 @@ import Testing
     }
 
     @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations: [RecordLocation] = []
         for i in 0..<3 {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 300))])
@@ -362,8 +357,7 @@ import Testing
 
     @Test(arguments: [UInt64(7), 1 << 40, 63, 65])
     func forgedCheckpointTailIsIgnored(tail: UInt64) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
         try await engine.close()
         // A well-formed checkpoint (valid checksum) whose tail is nonsense.
@@ -376,8 +370,7 @@ import Testing
     }
 
     @Test func checkpointNamingAMissingRecordIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let loc = try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(1))])[0]
         try await engine.close()
         let ghost = RecordLocation(segment: 1, offset: loc.offset + 4096, frameLength: loc.frameLength)

@@ -98,8 +98,7 @@ import Testing
     }
 
     @Test func missingMiddleSegmentIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<100 {
             try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 2000))])
         }

@@ -14,6 +14,15 @@ final class TemporaryDirectory: Sendable {
 
     func segmentPath(_ n: UInt32) -> String { path + "/" + LogFormat.segmentFileName(n) }
 
+    /// A fresh directory and an engine on it, with the small configuration
+    /// unless told otherwise.
+    static func withEngine(
+        _ configuration: LogEngineConfiguration = smallConfiguration()
+    ) throws -> (TemporaryDirectory, LogEngine) {
+        let dir = TemporaryDirectory()
+        return (dir, try dir.openEngine(configuration))
+    }
+
     /// An engine on this directory (recovering what is there), with the
     /// small configuration unless told otherwise.
     func openEngine(_ configuration: LogEngineConfiguration = smallConfiguration()) throws -> LogEngine {
