@@ -419,37 +419,27 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
         audited.value = (p, c)
     }
     let auditedTeardown: @Sendable () async throws -> Void = { audited.value = nil }
+    let auditedOperations: [(String, @Sendable (SQLiteAuditedPeer.Connection, Int) throws -> Void)] = [
+        ("deposit", { c, _ in try c.deposit(document, vault: vault) }),
+        // Spread over the 10,000 rows.
+        ("read", { c, i in try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault) }),
+    ]
     for threads in [1, 32] {
-        Benchmark(
-            "SQLite+audit/deposit 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
-            configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
-        ) { benchmark in
-            let c = audited.get().1
-            let start = ContinuousClock.now
-            if threads == 1 {
-                for _ in benchmark.scaledIterations { try c.deposit(document, vault: vault) }
-            } else {
-                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, _ in
-                    try c.deposit(document, vault: vault)
+        for (name, operation) in auditedOperations {
+            Benchmark(
+                "SQLite+audit/\(name) 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
+                configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
+            ) { benchmark in
+                let c = audited.get().1
+                let start = ContinuousClock.now
+                if threads == 1 {
+                    for i in benchmark.scaledIterations { try operation(c, i) }
+                } else {
+                    try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }, operation)
                 }
-            }
-            measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
-        } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
-        Benchmark(
-            "SQLite+audit/read 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
-            configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
-        ) { benchmark in
-            let c = audited.get().1
-            let start = ContinuousClock.now
-            if threads == 1 {
-                for i in benchmark.scaledIterations { try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault) }
-            } else {
-                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, i in
-                    try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault)
-                }
-            }
-            measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
-        } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
+                measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+            } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
+        }
     }
     Benchmark(
         "SQLite+audit/deposit 4 KiB with its audit row, 100 per transaction",
