@@ -3,6 +3,21 @@
 #include "ccrc32c.h"
 #include <string.h>
 
+// The body both instruction sets share: eight bytes at a time with WORD
+// (the 64-bit CRC-32C instruction), then the tail with BYTE (the 8-bit one),
+// from `state` over `length` bytes at `bytes`. The 64-bit instruction's
+// result fits in 32 bits.
+#define CCRC32C_UPDATE(WORD, BYTE)                                  \
+    const unsigned char *p = bytes;                                 \
+    uint32_t c = state;                                             \
+    for (; length >= 8; p += 8, length -= 8) {                      \
+        uint64_t word;                                              \
+        memcpy(&word, p, 8);                                        \
+        c = (uint32_t)WORD(c, word);                                \
+    }                                                               \
+    for (; length > 0; p += 1, length -= 1) c = BYTE(c, *p);        \
+    return c;
+
 #if defined(__x86_64__)
 
 int ccrc32c_hardware_available(void) {
@@ -12,22 +27,7 @@ int ccrc32c_hardware_available(void) {
 
 __attribute__((target("sse4.2")))
 uint32_t ccrc32c_hardware_update(uint32_t state, const void *bytes, size_t length) {
-    const unsigned char *p = bytes;
-    uint64_t c = state;
-    while (length >= 8) {
-        uint64_t word;
-        memcpy(&word, p, 8);
-        c = __builtin_ia32_crc32di(c, word);
-        p += 8;
-        length -= 8;
-    }
-    uint32_t c32 = (uint32_t)c;
-    while (length > 0) {
-        c32 = __builtin_ia32_crc32qi(c32, *p);
-        p += 1;
-        length -= 1;
-    }
-    return c32;
+    CCRC32C_UPDATE(__builtin_ia32_crc32di, __builtin_ia32_crc32qi)
 }
 
 #elif defined(__aarch64__) && defined(__linux__)
@@ -43,21 +43,7 @@ int ccrc32c_hardware_available(void) {
 
 __attribute__((target("crc")))
 uint32_t ccrc32c_hardware_update(uint32_t state, const void *bytes, size_t length) {
-    const unsigned char *p = bytes;
-    uint32_t c = state;
-    while (length >= 8) {
-        uint64_t word;
-        memcpy(&word, p, 8);
-        c = __builtin_arm_crc32cd(c, word);
-        p += 8;
-        length -= 8;
-    }
-    while (length > 0) {
-        c = __builtin_arm_crc32cb(c, *p);
-        p += 1;
-        length -= 1;
-    }
-    return c;
+    CCRC32C_UPDATE(__builtin_arm_crc32cd, __builtin_arm_crc32cb)
 }
 
 #else

@@ -19,23 +19,20 @@ package enum Argon2id {
             self.memLimit = memLimit
         }
 
+        /// Limits given as libsodium's constants.
+        private init(_ opsLimit: some BinaryInteger, _ memLimit: some BinaryInteger) {
+            self.init(opsLimit: UInt64(opsLimit), memLimit: UInt64(memLimit))
+        }
+
         /// libsodium's interactive limits (64 MiB, 2 passes).
-        package static let interactive = Parameters(
-            opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE),
-            memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE))
+        package static let interactive = Parameters(crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE, crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE)
         /// libsodium's moderate limits (256 MiB, 3 passes), about a second.
-        package static let moderate = Parameters(
-            opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_MODERATE),
-            memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_MODERATE))
+        package static let moderate = Parameters(crypto_pwhash_argon2id_OPSLIMIT_MODERATE, crypto_pwhash_argon2id_MEMLIMIT_MODERATE)
         /// libsodium's sensitive limits (1 GiB, 4 passes): the most a store
         /// header may ask for.
-        package static let sensitive = Parameters(
-            opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE),
-            memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE))
+        package static let sensitive = Parameters(crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE, crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE)
         /// The smallest limits libsodium accepts; for tests only.
-        package static let minimum = Parameters(
-            opsLimit: UInt64(crypto_pwhash_argon2id_OPSLIMIT_MIN),
-            memLimit: UInt64(crypto_pwhash_argon2id_MEMLIMIT_MIN))
+        package static let minimum = Parameters(crypto_pwhash_argon2id_OPSLIMIT_MIN, crypto_pwhash_argon2id_MEMLIMIT_MIN)
 
         /// Whether libsodium accepts these limits.
         package var isValid: Bool {

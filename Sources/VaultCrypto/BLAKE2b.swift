@@ -16,8 +16,7 @@ package enum BLAKE2b {
         outputByteCount: Int = 32,
         key: SymmetricKey? = nil
     ) -> [UInt8] {
-        guard let key else { return hash(data, outputByteCount: outputByteCount, rawKey: nil) }
-        return key.withUnsafeBytes { hash(data, outputByteCount: outputByteCount, rawKey: $0) }
+        digest(data, outputByteCount: outputByteCount, key: key)
     }
 
     /// Hashes `data` under a key of any length libsodium accepts (16 to 64
@@ -27,62 +26,41 @@ package enum BLAKE2b {
         outputByteCount: Int,
         keyBytes: SecureBytes?
     ) -> [UInt8] {
-        guard let keyBytes else { return hash(data, outputByteCount: outputByteCount, rawKey: nil) }
-        return keyBytes.withUnsafeBytes { hash(data, outputByteCount: outputByteCount, rawKey: $0) }
+        digest(data, outputByteCount: outputByteCount, key: keyBytes)
     }
 
-    private static func hash(
-        _ data: UnsafeRawBufferPointer,
-        outputByteCount: Int,
-        rawKey: UnsafeRawBufferPointer?
-    ) -> [UInt8] {
-        precondition(
-            (minimumOutputByteCount...maximumOutputByteCount).contains(outputByteCount),
-            "BLAKE2b output must be 16 to 64 bytes")
-        precondition(rawKey.map { $0.count <= Int(crypto_generichash_KEYBYTES_MAX) } ?? true, "BLAKE2b key too long")
-        // No `sodium_init` here: BLAKE2b is correct without it (initialising
-        // only selects a faster compression function, which every store does
-        // when it opens, through `Sodium.initialize()`, which throws).
+    private static func digest(_ data: UnsafeRawBufferPointer, outputByteCount: Int, key: (some GuardedBytes)?) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: outputByteCount)
-        let rc = out.withUnsafeMutableBufferPointer { o in
-            if let k = rawKey {
-                return crypto_generichash(
-                    o.baseAddress!, outputByteCount,
-                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
-                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
-            } else {
-                return crypto_generichash(
-                    o.baseAddress!, outputByteCount,
-                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
-            }
-        }
-        // libsodium fails only on an output or key length out of range,
-        // which the preconditions above rule out: a failure here is a broken
-        // library, and an unkeyed or zero hash must never be used as a MAC.
-        precondition(rc == 0, "crypto_generichash failed with valid lengths")
+        out.withUnsafeMutableBytes { digest(data, key: key, into: $0) }
         return out
     }
 
     /// Hashes `data` into `output` (16 to 64 bytes: its count is the
     /// output size), keyed if `key` is given: no allocation.
     package static func hash(_ data: UnsafeRawBufferPointer, key: SymmetricKey?, into output: UnsafeMutableRawBufferPointer) {
+        digest(data, key: key, into: output)
+    }
+
+    /// The one call of `crypto_generichash`.
+    private static func digest(
+        _ data: UnsafeRawBufferPointer, key: (some GuardedBytes)?, into output: UnsafeMutableRawBufferPointer
+    ) {
         precondition(
             (minimumOutputByteCount...maximumOutputByteCount).contains(output.count),
             "BLAKE2b output must be 16 to 64 bytes")
-        let rc: Int32
-        if let key {
-            rc = key.withUnsafeBytes { k in
-                crypto_generichash(
-                    output.baseAddress!.assumingMemoryBound(to: UInt8.self), output.count,
-                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
-                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
-            }
-        } else {
-            rc = crypto_generichash(
+        // No `sodium_init` here: BLAKE2b is correct without it (initialising
+        // only selects a faster compression function, which every store does
+        // when it opens, through `Sodium.initialize()`, which throws).
+        let rc = key.withUnsafeBytesIfPresent { k in
+            precondition((k?.count ?? 0) <= Int(crypto_generichash_KEYBYTES_MAX), "BLAKE2b key too long")
+            return crypto_generichash(
                 output.baseAddress!.assumingMemoryBound(to: UInt8.self), output.count,
-                data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
+                data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count),
+                k?.baseAddress?.assumingMemoryBound(to: UInt8.self), k?.count ?? 0)
         }
-        // As above: only out-of-range lengths fail, ruled out already.
+        // libsodium fails only on an output or key length out of range,
+        // which the preconditions above rule out: a failure here is a broken
+        // library, and an unkeyed or zero hash must never be used as a MAC.
         precondition(rc == 0, "crypto_generichash failed with valid lengths")
     }
 
@@ -109,12 +87,8 @@ package enum BLAKE2b {
             state = try KeyArena.shared.allocate()
             self.outputByteCount = outputByteCount
             let s = OpaquePointer(state)
-            let rc = if let key {
-                key.withUnsafeBytes { k in
-                    crypto_generichash_init(s, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, outputByteCount)
-                }
-            } else {
-                crypto_generichash_init(s, nil, 0, outputByteCount)
+            let rc = key.withUnsafeBytesIfPresent { k in
+                crypto_generichash_init(s, k?.baseAddress?.assumingMemoryBound(to: UInt8.self), k?.count ?? 0, outputByteCount)
             }
             guard rc == 0 else {
                 KeyArena.shared.release(state)
@@ -155,5 +129,14 @@ package enum BLAKE2b {
             guard rc == 0 else { throw CryptoError(.invalidInput, "BLAKE2b finalisation failed") }
             return out
         }
+    }
+}
+
+extension Optional where Wrapped: GuardedBytes {
+    /// Calls `body` with the bytes, or with nil when there is no value (an
+    /// unkeyed hash).
+    fileprivate func withUnsafeBytesIfPresent<R>(_ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        guard let self else { return body(nil) }
+        return self.withUnsafeBytes { body($0) }
     }
 }

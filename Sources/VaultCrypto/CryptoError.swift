@@ -1,26 +1,24 @@
 /// A failure of the crypto layer. Messages never contain key bytes or
 /// plaintext.
 package struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// What went wrong, as an open-ended set of codes.
-    package struct Code: Hashable, Sendable, CustomStringConvertible {
-        private let name: String
-        private init(_ name: String) { self.name = name }
-        package var description: String { name }
-
+    /// What went wrong: a closed set, read only within this package (the
+    /// public API's open-ended set is `PatientVaultError.Code`). In a
+    /// message or log line a code reads as its case name.
+    package enum Code: Sendable {
         /// libsodium could not initialise.
-        package static let initialisationFailed = Code("initialisationFailed")
+        case initialisationFailed
         /// Guarded memory could not be allocated.
-        package static let allocationFailed = Code("allocationFailed")
+        case allocationFailed
         /// A ciphertext, tag, signature or MAC did not verify: wrong key,
         /// wrong associated data, or tampered bytes.
-        package static let authenticationFailed = Code("authenticationFailed")
+        case authenticationFailed
         /// An input had the wrong size or shape (key, nonce, header, salt).
-        package static let invalidInput = Code("invalidInput")
+        case invalidInput
         /// A stream was used out of order: after its final message, or a
         /// final message is missing.
-        package static let streamState = Code("streamState")
+        case streamState
         /// Argon2id could not run with the requested limits (memory).
-        package static let keyDerivationFailed = Code("keyDerivationFailed")
+        case keyDerivationFailed
     }
 
     /// The kind of failure.

@@ -113,3 +113,12 @@ package final class SecureBytes: @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 }
+
+/// Guarded memory read in place: ``SecureBytes`` and ``SymmetricKey``.
+package protocol GuardedBytes {
+    /// Calls `body` with the bytes. The pointer must not escape.
+    func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R
+}
+
+extension SecureBytes: GuardedBytes {}
+extension SymmetricKey: GuardedBytes {}

@@ -65,14 +65,25 @@ package final class PosixFile: @unchecked Sendable {
     /// Reads exactly `buffer.count` bytes at `offset`, or fewer at end of file.
     /// - Returns: the number of bytes read.
     package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        try positional("read", count: buffer.count, stopsAtZero: true) { done in
+            pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        }
+    }
+
+    /// Repeats `call` (one `pread` or `pwrite` of what is left, given the
+    /// bytes done so far) until `count` bytes are done, retrying on EINTR.
+    /// A call that transfers nothing ends the loop when `stopsAtZero` (end
+    /// of file, for a read).
+    /// - Returns: the number of bytes done.
+    private func positional(_ operation: String, count: Int, stopsAtZero: Bool, _ call: (Int) -> Int) throws -> Int {
         var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        while done < count {
+            let n = call(done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw PosixFile.error("read", name: name)
+                throw PosixFile.error(operation, name: name)
             }
-            if n == 0 { break }
+            if n == 0 && stopsAtZero { break }
             done += n
         }
         return done
@@ -88,14 +99,8 @@ package final class PosixFile: @unchecked Sendable {
 
     /// Writes all of `bytes` at `offset`.
     package func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw PosixFile.error("write", name: name)
-            }
-            done += n
+        _ = try positional("write", count: bytes.count, stopsAtZero: false) { done in
+            pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
         }
         observer?.wrote(path, at: offset, bytes)
     }

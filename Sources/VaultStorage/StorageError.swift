@@ -3,37 +3,35 @@
 /// Messages name files by their segment number and byte offset only; the
 /// engine never sees what its records mean.
 package struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// What went wrong, as an open-ended set of codes.
-    package struct Code: Hashable, Sendable, CustomStringConvertible {
-        private let name: String
-        private init(_ name: String) { self.name = name }
-        package var description: String { name }
-
+    /// What went wrong: a closed set, read only within this package (the
+    /// public API's open-ended set is `PatientVaultError.Code`). In a
+    /// message or log line a code reads as its case name.
+    package enum Code: Sendable {
         /// Another process (or another open in this one) holds the store.
-        package static let locked = Code("locked")
+        case locked
         /// Bytes on disk are not what the engine wrote: a bad checksum that
         /// is not a torn tail, a gap in sequence numbers, a missing segment.
-        package static let corrupted = Code("corrupted")
+        case corrupted
         /// The file system is full; nothing of the failed call was written.
-        package static let diskFull = Code("diskFull")
+        case diskFull
         /// Any other system call failure.
-        package static let io = Code("io")
+        case io
         /// An earlier `fdatasync` failed: the engine no longer acknowledges
         /// writes until it is reopened (and recovered).
-        package static let durabilityLost = Code("durabilityLost")
+        case durabilityLost
         /// The engine was closed.
-        package static let closed = Code("closed")
+        case closed
         /// A key slot was never written (or lost in a crash before it was
         /// acknowledged).
-        package static let keySlotEmpty = Code("keySlotEmpty")
+        case keySlotEmpty
         /// A key slot was destroyed on purpose (erasure).
-        package static let keySlotDestroyed = Code("keySlotDestroyed")
+        case keySlotDestroyed
         /// A record, group or key value is larger than the engine accepts.
-        package static let tooLarge = Code("tooLarge")
+        case tooLarge
         /// A location that does not designate a record of this store.
-        package static let invalidLocation = Code("invalidLocation")
+        case invalidLocation
         /// Files of an unknown format version.
-        package static let unsupportedFormat = Code("unsupportedFormat")
+        case unsupportedFormat
     }
 
     /// The kind of failure.

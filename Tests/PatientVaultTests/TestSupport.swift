@@ -68,6 +68,20 @@ enum Fixtures {
         return c
     }
 
+    /// The suite's configuration keeping at most `limit` vaults in memory
+    /// (the others are evicted and read again from the log).
+    static func evicting(after limit: Int) -> Configuration {
+        var c = configuration()
+        c.loadedVaultLimit = limit
+        return c
+    }
+
+    /// `count` distinct valid INS, of NIRs `1` followed by `first`,
+    /// `first + step`, … on 12 digits.
+    static func patients(_ count: Int, from first: Int, step: Int) -> [INS] {
+        (0..<count).map { ins("1" + String(format: "%012d", first + $0 * step)) }
+    }
+
     /// The suite's configuration with `faults` injected, segments of
     /// `segmentSize` and, if given, an audit reserve of `auditReserve`.
     static func injecting(_ faults: FaultInjection, segmentSize: UInt64, auditReserve: UInt64? = nil) -> Configuration {

@@ -28,35 +28,31 @@ struct TestAuthenticator: LogAuthenticator {
     }
 
     @Test func authenticatedFramesAndCheckpointsReopen() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         for i in 0..<20 { try await engine.appendDurably([EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i))]) }
-        try await engine.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: configuration())
+        let reopened = try await engine.reopen(dir, configuration())
         #expect(reopened.recoveryReport.usedCheckpoint)
         #expect(try reopened.records(of: stream(1)).count == 7)
         try await reopened.close()
     }
 
     @Test func anotherKeyRefusesTheCheckpointAndTheFrames() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: configuration(9)) } throws: { isCorruption($0) }
+        #expect { _ = try dir.openEngine(configuration(9)) } throws: { isCorruption($0) }
         // Without the checkpoint, the first frame is refused: its CRC matches,
         // its MAC does not, so it is not a torn write to cut.
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: configuration(9)) } throws: { isCorruption($0) }
+        #expect { _ = try dir.openEngine(configuration(9)) } throws: { isCorruption($0) }
         // With the right key, nothing was lost.
-        let reopened = try LogEngine.open(directory: dir.path, configuration: configuration())
+        let reopened = try dir.openEngine(configuration())
         #expect(try reopened.records(of: stream(1)).map(\.payload) == [payload(1)])
         try await reopened.close()
     }
 
     @Test func aFrameMovedToAnotherOffsetFailsItsMAC() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: configuration())
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration())
         let a = try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])[0]
         let b = try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])[0]
         try await engine.close()
@@ -64,6 +60,6 @@ struct TestAuthenticator: LogAuthenticator {
         let bytes = try readBytes(dir.segmentPath(1))
         try overwrite(dir.segmentPath(1), at: b.offset, with: Array(bytes[Int(a.offset)..<Int(a.offset + UInt64(a.frameLength))]))
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: configuration()) } throws: { isCorruption($0) }
+        #expect { _ = try dir.openEngine(configuration()) } throws: { isCorruption($0) }
     }
 }

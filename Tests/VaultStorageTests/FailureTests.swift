@@ -8,16 +8,17 @@ func fileLength(_ path: String) throws -> UInt64 {
 
 /// Full disks and failing syncs, simulated.
 @Suite struct FailureTests {
-    func engine(_ dir: TemporaryDirectory, _ faults: FaultInjection) throws -> LogEngine {
+    /// A small engine on `dir`, with faults the test injects.
+    func faultyEngine(in dir: TemporaryDirectory) throws -> (FaultInjection, LogEngine) {
+        let faults = FaultInjection()
         var c = smallConfiguration()
         c.faults = faults
-        return try LogEngine.open(directory: dir.path, configuration: c)
+        return (faults, try dir.openEngine(c))
     }
 
     @Test func failedSyncIsNeverAcknowledgedAndStopsTheEngine() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         faults.syncFails = true
         await #expect {
@@ -34,7 +35,7 @@ func fileLength(_ path: String) throws -> UInt64 {
         // close() says the same: durability was lost (not a generic I/O error).
         await #expect { try await e.close() } throws: { ($0 as? StorageError)?.code == .durabilityLost }
         // Reopening recovers: what was acknowledged is there.
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(1)).first?.payload == payload(1))
         try await reopened.appendDurably([EngineRecord(stream: stream(1), payload: payload(4))])
         try await reopened.close()
@@ -42,8 +43,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func fullDiskAtASegmentSwitchRefusesCleanlyAndRecovers() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // Fill the first 64 KiB segment as far as ordinary groups go (they
         // leave the 4 KiB reserve free).
         for i in 0..<7 { try await e.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 8000))]) }
@@ -64,8 +64,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func onAFullDiskOnlyGroupsAllowedTheReserveGoOn() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // 16 KiB preallocated at first; the reserve is 4 KiB.
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         // No new space (a disk that filled up while the preallocated space
@@ -92,8 +91,7 @@ func fileLength(_ path: String) throws -> UInt64 {
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(1000, size: 500))])
         _ = try await e.append([EngineRecord(stream: stream(2), payload: payload(1001, size: 500))], keySlotWrites: [], durability: .durable, mayUseReserve: true).wait()
         #expect(try fileLength(dir.segmentPath(1)) == 32 << 10)
-        try await e.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try await e.reopen(dir)
         #expect(try reopened.records(of: stream(1)).count == ordinary + 1)
         #expect(try reopened.records(of: stream(2)).count == audit + 1)
         try await reopened.close()
@@ -103,22 +101,20 @@ func fileLength(_ path: String) throws -> UInt64 {
         let dir = TemporaryDirectory()
         var c = smallConfiguration()
         c.segmentSize = 1 << 20
-        let e = try LogEngine.open(directory: dir.path, configuration: c)
+        let e = try dir.openEngine(c)
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         #expect(try fileLength(dir.path + "/keys.slots") < 4 << 10)
         // 100 KiB of records: the file doubles to 128 KiB, not to 1 MiB.
         for i in 0..<100 { try await e.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 900))]) }
         #expect(try fileLength(dir.segmentPath(1)) == 128 << 10)
-        try await e.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: c)
+        let reopened = try await e.reopen(dir, c)
         #expect(try reopened.records(of: stream(3)).count == 100)
         try await reopened.close()
     }
 
     @Test func fullDiskWhenTheKeyFileMustGrow() async throws {
         let dir = TemporaryDirectory()
-        let faults = FaultInjection()
-        let e = try engine(dir, faults)
+        let (faults, e) = try faultyEngine(in: dir)
         // The header slot plus 4 KiB of growth hold slots 1 to 32.
         var reserved: [KeySlot] = []
         for _ in 0..<32 { reserved.append(try e.reserveKeySlot()) }

@@ -8,7 +8,7 @@ import Testing
         let dir = TemporaryDirectory()
         var slots: [KeySlot] = []
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             for i in 0..<50 {
                 let slot = try engine.reserveKeySlot()
                 slots.append(slot)
@@ -25,7 +25,7 @@ import Testing
         #expect(!contains(file, payload(3, size: 72)))
         #expect(contains(file, payload(4, size: 72)))
 
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(try engine.readKeySlot(slots[49]) == payload(49, size: 72))
         #expect { _ = try engine.readKeySlot(slots[3]) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         // New slots never reuse old numbers.
@@ -36,8 +36,7 @@ import Testing
     }
 
     @Test func tamperedSlotIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
         _ = try await engine.append([], keySlotWrites: [(slot, payload(1, size: 72))], durability: .durable).wait()
         try overwrite(dir.path + "/" + LogFormat.keyFileName, at: slot.number * 128 + 30, with: [0x55])
@@ -47,7 +46,7 @@ import Testing
 
     @Test func slotsAreDurableBeforeTheRecordsThatFollowThem() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         let slot = try engine.reserveKeySlot()
         let loc = try await engine.append(
             [EngineRecord(stream: stream(1), payload: payload(1))],

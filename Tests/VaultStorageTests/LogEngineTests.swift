@@ -6,7 +6,7 @@ import Testing
 @Suite struct LogEngineTests {
     @Test func appendThenReadBack() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         var locations: [RecordLocation] = []
         for i in 0..<10 {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i))])
@@ -47,7 +47,7 @@ import Testing
 
     @Test func recordsWithoutStreamAreNotIndexed() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         let loc = try await engine.appendDurably([EngineRecord(stream: nil, payload: payload(1))])
         #expect(engine.streamCount == 0)
         #expect(try engine.read(loc[0]).payload == payload(1))
@@ -60,7 +60,7 @@ import Testing
         let dir = TemporaryDirectory()
         var written: [(StreamID, [UInt8])] = []
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             // Enough to span several 64 KiB segments.
             for i in 0..<300 {
                 let s = stream(UInt8(i % 5))
@@ -73,7 +73,7 @@ import Testing
         if !viaCheckpoint {
             try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         }
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(engine.recoveryReport.usedCheckpoint == viaCheckpoint)
         #expect(engine.recoveryReport.truncatedAt == nil)
         for n in 0..<5 {
@@ -88,14 +88,13 @@ import Testing
     }
 
     @Test func secondOpenIsRefused() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         #expect {
-            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            _ = try dir.openEngine()
         } throws: { ($0 as? StorageError)?.code == .locked }
         try await engine.close()
         // Released by close.
-        let again = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let again = try dir.openEngine()
         try await again.close()
     }
 
@@ -103,7 +102,7 @@ import Testing
         let dir = TemporaryDirectory()
         let writers = 32, perWriter = 20
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for w in 0..<writers {
                     group.addTask {
@@ -116,7 +115,7 @@ import Testing
             }
             try await engine.close()
         }
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         for w in 0..<writers {
             let got = try engine.records(of: stream(UInt8(w))).map(\.payload)
             #expect(got == (0..<perWriter).map { payload(w * 1000 + $0) })
@@ -127,7 +126,7 @@ import Testing
 
     @Test func appendAfterCloseFails() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         try await engine.close()
         #expect {
             _ = try engine.append([EngineRecord(stream: nil, payload: [1])], keySlotWrites: [], durability: .durable)
@@ -136,7 +135,7 @@ import Testing
 
     @Test func oversizedRecordIsRefusedAndNothingWritten() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         let before = engine.nextSequence
         #expect {
             _ = try engine.append([EngineRecord(stream: stream(1), payload: payload(1, size: 9 << 10))], keySlotWrites: [], durability: .durable)
@@ -148,7 +147,7 @@ import Testing
 
     @Test func readingAForeignLocationIsAnError() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         let loc = try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])[0]
         // Shifted by 8 bytes: lands mid-record, which no checksum accepts.
         let shifted = RecordLocation(segment: loc.segment, offset: loc.offset + 8, frameLength: loc.frameLength)

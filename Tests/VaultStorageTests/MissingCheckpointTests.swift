@@ -18,35 +18,32 @@ import Testing
     var checkpoint: (TemporaryDirectory) -> String { { $0.path + "/" + LogFormat.checkpointFileName } }
 
     @Test func aNewStoreHasACheckpointBeforeItsFirstRecord() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         #expect(FileManager.default.fileExists(atPath: checkpoint(dir)))
         try await engine.close()
     }
 
     @Test func withoutItsCheckpointALogWithRecordsIsDamage() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
         try await engine.close()
         try FileManager.default.removeItem(atPath: checkpoint(dir))
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: strict()) } throws: {
+        #expect { _ = try dir.openEngine(strict()) } throws: {
             ($0 as? StorageError)?.code == .corrupted
         }
         // The newest segment cut to its header, too: still damage, never an empty store.
         try truncate(dir.segmentPath(1), to: 64)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: strict()) } throws: {
+        #expect { _ = try dir.openEngine(strict()) } throws: {
             ($0 as? StorageError)?.code == .corrupted
         }
     }
 
     @Test func aCheckpointThatFailsItsChecksumIsDamage() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         try overwrite(checkpoint(dir), at: 40, with: [0xAB])
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: strict()) } throws: {
+        #expect { _ = try dir.openEngine(strict()) } throws: {
             ($0 as? StorageError)?.code == .corrupted
         }
     }
@@ -55,11 +52,10 @@ import Testing
     /// alone and empty: nothing was ever acknowledged, and the store opens
     /// (writing the checkpoint then).
     @Test func aCreationCutBeforeItsCheckpointOpens() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: strict())
+        let (dir, engine) = try TemporaryDirectory.withEngine(strict())
         try await engine.close()
         try FileManager.default.removeItem(atPath: checkpoint(dir))
-        let reopened = try LogEngine.open(directory: dir.path, configuration: strict())
+        let reopened = try dir.openEngine(strict())
         #expect(FileManager.default.fileExists(atPath: checkpoint(dir)))
         try await reopened.appendDurably([EngineRecord(stream: stream(2), payload: payload(2))])
         try await reopened.close()
@@ -73,9 +69,9 @@ import Testing
         let faults = FaultInjection()
         faults.failingSite = .checkpointSync
         c.faults = faults
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: c) } throws: { $0 is StorageError }
+        #expect { _ = try dir.openEngine(c) } throws: { $0 is StorageError }
         #expect(!FileManager.default.fileExists(atPath: checkpoint(dir)))
-        let engine = try LogEngine.open(directory: dir.path, configuration: strict())
+        let engine = try dir.openEngine(strict())
         try await engine.close()
     }
 }

@@ -16,7 +16,7 @@ import Testing
 
     /// Fills several segments; returns every location, oldest first.
     func manySegments(_ dir: TemporaryDirectory, count: Int = 100) async throws -> [RecordLocation] {
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         var locations: [RecordLocation] = []
         for i in 0..<count {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(9), payload: payload(i, size: 2000))])
@@ -27,13 +27,12 @@ import Testing
     }
 
     @Test func damagedHeaderOfTheOnlySegmentWithRecordsIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         removeCheckpoint(dir)
         try overwrite(dir.segmentPath(1), at: 20, with: [0xEE])
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: 0) }
         // The header was not rewritten: the damage is still there to see.
         #expect(try readBytes(dir.segmentPath(1))[20] == 0xEE)
@@ -43,7 +42,7 @@ import Testing
         let dir = TemporaryDirectory()
         _ = try await manySegments(dir)
         try overwrite(dir.segmentPath(1), at: 30, with: [0x01, 0x02])
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: 0) }
     }
 
@@ -55,7 +54,7 @@ import Testing
         let next = locations.last!.segment + 1
         let leftover = dir.segmentPath(next) + ".tmp"
         try Data(count: 64 << 10).write(to: URL(fileURLWithPath: leftover))
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(try engine.records(of: stream(9)).count == 10)
         #expect(!FileManager.default.fileExists(atPath: leftover))
         try await engine.close()
@@ -68,55 +67,51 @@ import Testing
         let locations = try await manySegments(dir, count: 10)
         let newest = locations.last!.segment
         try truncate(dir.segmentPath(newest), to: 40)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: newest, offset: 0) }
     }
 
     @Test func aMissingSegmentTheCheckpointNamesIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var last = RecordLocation(raw: 0, frameLength: 0)
         for i in 0..<100 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i, size: 2000))])[0] }
         try await engine.close()
         #expect(last.segment > 1)
         try FileManager.default.removeItem(atPath: dir.segmentPath(last.segment))
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: last.segment) }
     }
 
     @Test func aSegmentShorterThanTheCheckpointIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var last = RecordLocation(raw: 0, frameLength: 0)
         for i in 0..<5 { last = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))])[0] }
         try await engine.close()
         try truncate(dir.segmentPath(last.segment), to: last.offset)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: last.segment) }
     }
 
     @Test(arguments: [false, true])
     func aMissingOrEmptyKeyFileIsCorruptionOnceTheLogExists(empty: Bool) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])
         try await engine.close()
         let keys = dir.path + "/" + LogFormat.keyFileName
         if empty { try Data().write(to: URL(fileURLWithPath: keys)) } else { try FileManager.default.removeItem(atPath: keys) }
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) } throws: { isCorruption($0) }
+        #expect { _ = try dir.openEngine() } throws: { isCorruption($0) }
     }
 
     @Test func aMissingFirstSegmentIsCorruption() async throws {
         let dir = TemporaryDirectory()
         _ = try await manySegments(dir, count: 100)
         try FileManager.default.removeItem(atPath: dir.segmentPath(1))
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1) }
     }
 
     @Test func aScanOverAForgedFrameLengthIsCorruptionNotATrap() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let a = try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(1))])[0]
         try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(2))])
         // The first frame claims a payload of 2³² − 1 bytes, its header CRC
@@ -134,17 +129,15 @@ import Testing
     }
 
     @Test func anOpenThatReplayedLeavesACheckpoint() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(i))]) }
         try await engine.close()
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
-        let replaying = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let replaying = try dir.openEngine()
         #expect(replaying.recoveryReport.replayedRecords == 5)
         // Killed without a write or a close: the next open still starts from a checkpoint.
         #expect(FileManager.default.fileExists(atPath: dir.path + "/" + LogFormat.checkpointFileName))
-        try await replaying.close()
-        let next = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let next = try await replaying.reopen(dir)
         #expect(next.recoveryReport.usedCheckpoint && next.recoveryReport.replayedRecords == 0)
         try await next.close()
     }
@@ -172,16 +165,12 @@ import Testing
         // lost records' successor: it goes) or ahead of need (first LSN 0,
         // an empty continuation: the log goes on in it).
         let secondHeader = try LogFormat.decodeSegmentHeader(try readBytes(dir.segmentPath(2)))
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(try engine.records(of: stream(9)).count == inFirst.count - 1)
         #expect(engine.recoveryReport.removedSegments.contains(2) || secondHeader?.firstLSN == 0)
         #expect(engine.nextSequence == UInt64(inFirst.count))
         // Appending goes on from there and survives a reopen.
-        try await engine.appendDurably([EngineRecord(stream: stream(9), payload: payload(500))])
-        try await engine.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
-        #expect(try reopened.records(of: stream(9)).last?.payload == payload(500))
-        try await reopened.close()
+        try await appendingGoesOn(engine, dir, stream: stream(9), marker: 500)
     }
 
     @Test func lostSegmentSwitchWithDurableRecordsAfterItIsCorruption() async throws {
@@ -191,8 +180,21 @@ import Testing
         let locations = try await manySegments(dir)
         let lost = locations.filter { $0.segment == 1 }.last!
         try truncate(dir.segmentPath(1), to: lost.offset)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1) }
+    }
+
+    /// Appending goes on after a recovery and survives a reopen: a record
+    /// (`payload(marker)`) appended durably to `engine` is the last of its
+    /// stream once `dir` is reopened. Closes the engines.
+    func appendingGoesOn(
+        _ engine: LogEngine, _ dir: TemporaryDirectory, stream s: StreamID, marker: Int,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        try await engine.appendDurably([EngineRecord(stream: s, payload: payload(marker))])
+        let reopened = try await engine.reopen(dir)
+        #expect(try reopened.records(of: s).last?.payload == payload(marker), sourceLocation: sourceLocation)
+        try await reopened.close()
     }
 
     /// Appends 2000-byte records to stream 7 until the committer's next
@@ -212,8 +214,7 @@ import Testing
     }
 
     @Test func theNextSegmentIsCreatedAheadAndTheSwitchTakesIt() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations = try await fillUntilTheSpareExists(engine, dir, durability: .durable)
         // Made ahead: whole, empty, "continues the previous segment".
         #expect(locations.allSatisfy { $0.segment == 1 })
@@ -227,25 +228,20 @@ import Testing
         try await engine.close()
         // Replayed from the start (no checkpoint): the same records, in order.
         removeCheckpoint(dir)
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(7)).map(\.payload) == written)
         #expect(reopened.nextSequence == UInt64(locations.count) + 1)
         try await reopened.close()
     }
 
     @Test func anEmptyNextSegmentAtCloseIsWhereTheLogGoesOn() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let locations = try await fillUntilTheSpareExists(engine, dir, durability: .durable)
         try await engine.close()
         removeCheckpoint(dir)
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(7)).count == locations.count)
-        try await reopened.appendDurably([EngineRecord(stream: stream(7), payload: payload(999))])
-        try await reopened.close()
-        let again = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
-        #expect(try again.records(of: stream(7)).last?.payload == payload(999))
-        try await again.close()
+        try await appendingGoesOn(reopened, dir, stream: stream(7), marker: 999)
     }
 
     @Test func aSegmentMadeAheadStillVouchesForTheOneBefore() async throws {
@@ -253,8 +249,7 @@ import Testing
         // is whole and synced: segment 1 cut at a frame boundary is
         // corruption there, even for buffered records, which carry no
         // testimony of durability.
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations = try await fillUntilTheSpareExists(engine, dir, durability: .buffered)
         for i in 0..<20 {
             locations += try await engine.append(
@@ -267,7 +262,7 @@ import Testing
         removeCheckpoint(dir)
         let lost = locations.filter { $0.segment == 1 }.last!
         try truncate(dir.segmentPath(1), to: lost.offset)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: lost.offset) }
     }
 
@@ -275,8 +270,7 @@ import Testing
         // Buffered records carry no testimony of durability, and without
         // the checkpoint nothing vouches for segment 1's end, but segment 2
         // got frames only once segment 1 was whole and synced.
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations: [RecordLocation] = []
         for i in 0..<40 {
             locations += try await engine.append(
@@ -288,7 +282,7 @@ import Testing
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         let lost = locations.filter { $0.segment == 1 }.last!
         try truncate(dir.segmentPath(1), to: lost.offset)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: lost.offset) }
     }
 
@@ -298,8 +292,7 @@ import Testing
     /// the slot's loss is damage), or the slot was destroyed since.
     @Test(arguments: ["lost", "lost, then vouched for", "destroyed"])
     func aGroupWhoseKeySlotIsNotDurable(case what: String) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let a = try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(1))])[0]
         let slot = try engine.reserveKeySlot()
         let b = try await engine.append(
@@ -321,23 +314,22 @@ import Testing
         }
         switch what {
         case "lost":
-            let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let reopened = try dir.openEngine()
             #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1)])
             #expect(reopened.recoveryReport.truncatedAt?.offset == a.offset + UInt64(a.frameLength))
             try await reopened.close()
         case "lost, then vouched for":
-            #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+            #expect { _ = try dir.openEngine() }
                 throws: { isCorruption($0, segment: 1, offset: a.offset + UInt64(a.frameLength)) }
         default:
-            let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let reopened = try dir.openEngine()
             #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1), payload(2)])
             try await reopened.close()
         }
     }
 
     @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         var locations: [RecordLocation] = []
         for i in 0..<3 {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 300))])
@@ -345,7 +337,7 @@ import Testing
         try await engine.close()
         removeCheckpoint(dir)
         try overwrite(dir.segmentPath(1), at: locations[1].offset, with: [UInt8](repeating: 0, count: LogFormat.frameHeaderSize))
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: locations[1].offset) }
     }
 
@@ -357,7 +349,7 @@ import Testing
         var smaller = smallConfiguration()
         smaller.segmentSize = 16 << 10
         smaller.maximumRecordSize = 1 << 10
-        let engine = try LogEngine.open(directory: dir.path, configuration: smaller)
+        let engine = try dir.openEngine(smaller)
         #expect(try engine.records(of: stream(9)).map(\.payload) == (0..<60).map { payload($0, size: 2000) })
         #expect(try engine.read(locations[0]).payload == payload(0, size: 2000))
         try await engine.close()
@@ -365,34 +357,32 @@ import Testing
 
     @Test(arguments: [UInt64(7), 1 << 40, 63, 65])
     func forgedCheckpointTailIsIgnored(tail: UInt64) async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
         try await engine.close()
         // A well-formed checkpoint (valid checksum) whose tail is nonsense.
         try LogEngineCore.writeCheckpoint(
             .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: StreamIndex()), directory: dir.path, authenticator: nil, faults: nil)
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try dir.openEngine()
         #expect(reopened.recoveryReport.usedCheckpoint == false)
         #expect(try reopened.records(of: stream(2)).count == 5)
         try await reopened.close()
     }
 
     @Test func checkpointNamingAMissingRecordIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         let loc = try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(1))])[0]
         try await engine.close()
         let ghost = RecordLocation(segment: 1, offset: loc.offset + 4096, frameLength: loc.frameLength)
         try LogEngineCore.writeCheckpoint(
             .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: { var i = StreamIndex(); i[stream(2)] = ghost; return i }()), directory: dir.path, authenticator: nil, faults: nil)
-        #expect { _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration()) }
+        #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0) }
     }
 
     @Test func readsAfterCloseAreRefused() async throws {
         let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         let loc = try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(3))])[0]
         try await engine.close()
         #expect { _ = try engine.read(loc) } throws: { ($0 as? StorageError)?.code == .closed }

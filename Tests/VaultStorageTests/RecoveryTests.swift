@@ -7,7 +7,7 @@ import Testing
     /// Writes three durable records, closes without a checkpoint, and
     /// returns their locations.
     func threeRecords(_ dir: TemporaryDirectory) async throws -> [RecordLocation] {
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         var locations: [RecordLocation] = []
         for i in 0..<3 {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 150))])
@@ -27,7 +27,7 @@ import Testing
         for cut in last.offset..<(last.offset + UInt64(last.frameLength)) {
             try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
             try truncate(dir.segmentPath(1), to: cut)
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             let records = try engine.records(of: stream(1))
             #expect(records.map(\.payload) == [payload(0, size: 150), payload(1, size: 150)], "cut at \(cut)")
             if cut > last.offset {
@@ -46,12 +46,11 @@ import Testing
         // Half-written last record: its second half is zeros, as in a
         // preallocated file after a crash.
         try overwrite(dir.segmentPath(1), at: last.offset + UInt64(last.frameLength / 2), with: [UInt8](repeating: 0, count: Int(last.frameLength)))
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(try engine.records(of: stream(1)).count == 2)
         // The store goes on after the cut, and the new record survives a reopen.
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(7))])
-        try await engine.close()
-        let reopened = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let reopened = try await engine.reopen(dir)
         #expect(try reopened.records(of: stream(1)).map(\.payload).last == payload(7))
         try await reopened.close()
     }
@@ -65,7 +64,7 @@ import Testing
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
         #expect {
-            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            _ = try dir.openEngine()
         } throws: { error in
             guard let e = error as? StorageError else { return false }
             return e.code == .corrupted && e.segment == 1 && e.offset == middle.offset
@@ -76,7 +75,7 @@ import Testing
         let dir = TemporaryDirectory()
         var first: RecordLocation?
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             for i in 0..<100 {
                 let loc = try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i, size: 2000))])
                 if first == nil { first = loc[0] }
@@ -86,7 +85,7 @@ import Testing
         try overwrite(dir.segmentPath(1), at: first!.offset + 100, with: [0xFF, 0xFF])
         // With the checkpoint, open does not rescan segment 1; the read does,
         // and names the segment and offset.
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect {
             _ = try engine.read(first!)
         } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
@@ -94,20 +93,19 @@ import Testing
         // Without the checkpoint, open replays everything and refuses.
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         #expect {
-            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            _ = try dir.openEngine()
         } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 } ?? false }
     }
 
     @Test func missingMiddleSegmentIsCorruption() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let (dir, engine) = try TemporaryDirectory.withEngine()
         for i in 0..<100 {
             try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(i, size: 2000))])
         }
         try await engine.close()
         try FileManager.default.removeItem(atPath: dir.segmentPath(2))
         #expect {
-            _ = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            _ = try dir.openEngine()
         } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 
@@ -115,7 +113,7 @@ import Testing
         let dir = TemporaryDirectory()
         var group: [RecordLocation] = []
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             try await engine.appendDurably([EngineRecord(stream: stream(4), payload: payload(0))])
             group = try await engine.appendDurably([
                 EngineRecord(stream: stream(4), payload: payload(1)),
@@ -127,7 +125,7 @@ import Testing
         }
         // Lose the group's last frame: the first two, although intact, go too.
         try truncate(dir.segmentPath(1), to: group[2].offset + 10)
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(try engine.records(of: stream(4)).map(\.payload) == [payload(0)])
         #expect(engine.head(of: stream(5)) == nil)
         #expect(engine.recoveryReport.truncatedAt?.offset == group[0].offset)
@@ -138,16 +136,16 @@ import Testing
         // Copy a valid frame from one store into the free space of another:
         // its checksum is salted by the other file, so it is not a record.
         let a = TemporaryDirectory(), b = TemporaryDirectory()
-        let engineA = try LogEngine.open(directory: a.path, configuration: smallConfiguration())
+        let engineA = try a.openEngine()
         let foreign = try await engineA.appendDurably([EngineRecord(stream: stream(6), payload: payload(6))])[0]
         try await engineA.close()
-        let engineB = try LogEngine.open(directory: b.path, configuration: smallConfiguration())
+        let engineB = try b.openEngine()
         let own = try await engineB.appendDurably([EngineRecord(stream: stream(7), payload: payload(7))])[0]
         try await engineB.close()
         let frame = Array(try readBytes(a.segmentPath(1))[Int(foreign.offset)..<Int(foreign.offset + UInt64(foreign.frameLength))])
         try overwrite(b.segmentPath(1), at: own.offset + UInt64(own.frameLength), with: frame)
         try FileManager.default.removeItem(atPath: b.path + "/" + LogFormat.checkpointFileName)
-        let reopened = try LogEngine.open(directory: b.path, configuration: smallConfiguration())
+        let reopened = try b.openEngine()
         #expect(reopened.head(of: stream(6)) == nil)
         #expect(reopened.nextSequence == 2)
         try await reopened.close()
@@ -156,12 +154,12 @@ import Testing
     @Test func damagedCheckpointFallsBackToFullReplay() async throws {
         let dir = TemporaryDirectory()
         do {
-            let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+            let engine = try dir.openEngine()
             for i in 0..<10 { try await engine.appendDurably([EngineRecord(stream: stream(8), payload: payload(i))]) }
             try await engine.close()
         }
         try overwrite(dir.path + "/" + LogFormat.checkpointFileName, at: 40, with: [0xAB])
-        let engine = try LogEngine.open(directory: dir.path, configuration: smallConfiguration())
+        let engine = try dir.openEngine()
         #expect(engine.recoveryReport.usedCheckpoint == false)
         #expect(try engine.records(of: stream(8)).count == 10)
         try await engine.close()

@@ -12,7 +12,7 @@ import Testing
         let faults = FaultInjection()
         var c = smallConfiguration()
         c.faults = faults
-        let e = try LogEngine.open(directory: dir.path, configuration: c)
+        let e = try dir.openEngine(c)
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(0))])
         faults.failingSite = site
         // Appends of 4 KiB grow the 16 KiB preallocation, under an append

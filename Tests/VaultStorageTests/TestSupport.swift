@@ -13,6 +13,21 @@ final class TemporaryDirectory: Sendable {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
     func segmentPath(_ n: UInt32) -> String { path + "/" + LogFormat.segmentFileName(n) }
+
+    /// A fresh directory and an engine on it, with the small configuration
+    /// unless told otherwise.
+    static func withEngine(
+        _ configuration: LogEngineConfiguration = smallConfiguration()
+    ) throws -> (TemporaryDirectory, LogEngine) {
+        let dir = TemporaryDirectory()
+        return (dir, try dir.openEngine(configuration))
+    }
+
+    /// An engine on this directory (recovering what is there), with the
+    /// small configuration unless told otherwise.
+    func openEngine(_ configuration: LogEngineConfiguration = smallConfiguration()) throws -> LogEngine {
+        try LogEngine.open(directory: path, configuration: configuration)
+    }
 }
 
 func stream(_ n: UInt8) -> StreamID { StreamID(bytes: [UInt8](repeating: n, count: 32)) }
@@ -36,6 +51,13 @@ func smallConfiguration() -> LogEngineConfiguration {
 }
 
 extension LogEngine {
+    /// Closes this engine, then opens `dir` (its directory) again: the
+    /// reopen after which a test checks what recovery kept.
+    func reopen(_ dir: TemporaryDirectory, _ configuration: LogEngineConfiguration = smallConfiguration()) async throws -> LogEngine {
+        try await close()
+        return try dir.openEngine(configuration)
+    }
+
     @discardableResult
     func appendDurably(_ records: [EngineRecord]) async throws -> [RecordLocation] {
         try await append(records, keySlotWrites: [], durability: .durable).wait().map(\.location)

@@ -92,28 +92,33 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
 func largeDocumentBenchmarks() {
     let size = 100 << 20
     let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident, .peakMemoryResidentDelta, kibibytesPerSecond]
-    let shared = Shared<(TemporaryStore, DocumentID)>()
-    Benchmark(
-        "PatientVault/deposit 100 MiB streamed", configuration: .init(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
-    ) { benchmark in
-        let (t, _) = shared.get()
-        let start = ContinuousClock.now
-        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital)
-        measureBandwidth(benchmark, bytes: size, since: start)
-        shared.value = (t, m.id)
-    } setup: {
+    let configuration = Benchmark.Configuration(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
+    // A store with patient 0's vault.
+    let store: @Sendable () async throws -> TemporaryStore = {
         let t = try await TemporaryStore()
         try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
-        shared.value = (t, try DocumentID("00112233445566778899aabbccddeeff"))
+        return t
+    }
+    // The 100 MiB document, streamed into patient 0's vault.
+    let depositLarge: @Sendable (TemporaryStore) async throws -> DocumentID = { t in
+        try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital).id
+    }
+    let shared = Shared<(TemporaryStore, DocumentID)>()
+    Benchmark("PatientVault/deposit 100 MiB streamed", configuration: configuration) { benchmark in
+        let (t, _) = shared.get()
+        let start = ContinuousClock.now
+        let id = try await depositLarge(t)
+        measureBandwidth(benchmark, bytes: size, since: start)
+        shared.value = (t, id)
+    } setup: {
+        shared.value = (try await store(), try DocumentID("00112233445566778899aabbccddeeff"))
     } teardown: {
         try await shared.get().0.close()
         shared.value = nil
     }
 
     let readShared = Shared<(TemporaryStore, DocumentID)>()
-    Benchmark(
-        "PatientVault/read 100 MiB streamed", configuration: .init(metrics: metrics, warmupIterations: 0, maxDuration: .seconds(10), maxIterations: 5)
-    ) { benchmark in
+    Benchmark("PatientVault/read 100 MiB streamed", configuration: configuration) { benchmark in
         let (t, id) = readShared.get()
         let start = ContinuousClock.now
         var total = 0
@@ -123,10 +128,8 @@ func largeDocumentBenchmarks() {
         precondition(total == size)
         measureBandwidth(benchmark, bytes: size, since: start)
     } setup: {
-        let t = try await TemporaryStore()
-        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
-        let m = try await t.store.deposit(draft(size, category: .medicalImaging), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital)
-        readShared.value = (t, m.id)
+        let t = try await store()
+        readShared.value = (t, try await depositLarge(t))
     } teardown: {
         try await readShared.get().0.close()
         readShared.value = nil
@@ -419,37 +422,27 @@ func baselineBenchmarks(_ bandwidth: [BenchmarkMetric]) {
         audited.value = (p, c)
     }
     let auditedTeardown: @Sendable () async throws -> Void = { audited.value = nil }
+    let auditedOperations: [(String, @Sendable (SQLiteAuditedPeer.Connection, Int) throws -> Void)] = [
+        ("deposit", { c, _ in try c.deposit(document, vault: vault) }),
+        // Spread over the 10,000 rows.
+        ("read", { c, i in try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault) }),
+    ]
     for threads in [1, 32] {
-        Benchmark(
-            "SQLite+audit/deposit 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
-            configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
-        ) { benchmark in
-            let c = audited.get().1
-            let start = ContinuousClock.now
-            if threads == 1 {
-                for _ in benchmark.scaledIterations { try c.deposit(document, vault: vault) }
-            } else {
-                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, _ in
-                    try c.deposit(document, vault: vault)
+        for (name, operation) in auditedOperations {
+            Benchmark(
+                "SQLite+audit/\(name) 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
+                configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
+            ) { benchmark in
+                let c = audited.get().1
+                let start = ContinuousClock.now
+                if threads == 1 {
+                    for i in benchmark.scaledIterations { try operation(c, i) }
+                } else {
+                    try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }, operation)
                 }
-            }
-            measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
-        } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
-        Benchmark(
-            "SQLite+audit/read 4 KiB with its audit row, 1 per transaction, \(threads) thread\(threads == 1 ? "" : "s")",
-            configuration: .init(metrics: bandwidth, scalingFactor: threads == 1 ? .one : .kilo, maxDuration: .seconds(3), maxIterations: threads == 1 ? 100_000 : 20)
-        ) { benchmark in
-            let c = audited.get().1
-            let start = ContinuousClock.now
-            if threads == 1 {
-                for i in benchmark.scaledIterations { try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault) }
-            } else {
-                try onThreads(benchmark.scaledIterations.count, threads: threads, make: { c }) { c, i in
-                    try c.read(id: Int64(1 + (i &* 7919) % 10_000), vault: vault)
-                }
-            }
-            measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
-        } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
+                measureBandwidth(benchmark, bytes: 4096 * benchmark.scaledIterations.count, since: start)
+            } setup: { try await auditedSetup() } teardown: { try await auditedTeardown() }
+        }
     }
     Benchmark(
         "SQLite+audit/deposit 4 KiB with its audit row, 100 per transaction",

@@ -96,57 +96,107 @@ public final class RawDurableFile: @unchecked Sendable {
     }
 }
 
-/// The peer of PERFORMANCE.md: SQLite in WAL mode with synchronous=FULL,
-/// `documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)` indexed on
-/// vault, each document sealed with XChaCha20-Poly1305 before insert.
-public final class SQLitePeer: @unchecked Sendable {
-    private var db: OpaquePointer?
-    private var insert: OpaquePointer?
-    private var select: OpaquePointer?
+/// One SQLite connection that seals each blob it inserts and opens each
+/// blob it reads (XChaCha20-Poly1305), with its buffers: what both peers
+/// do around their own statements. Its owner finalizes its statements (in
+/// its `deinit`) before this closes the database.
+final class SealedSQLite {
+    private(set) var db: OpaquePointer?
     private let cipher: RawCipher
     private var sealed: [UInt8] = []
     private var opened: [UInt8] = []
-    public let path: String
-    public private(set) var lastID: Int64 = 0
 
-    public init(directory: String) throws {
+    init(path: String) throws {
         cipher = try RawCipher()
-        path = directory + "/peer-\(UUID().uuidString).sqlite"
         guard sqlite3_open(path, &db) == SQLITE_OK else { throw BaselineError("sqlite3_open failed") }
-        try exec("PRAGMA journal_mode=WAL")
-        try exec("PRAGMA synchronous=FULL")
-        try exec("CREATE TABLE documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)")
-        try exec("CREATE INDEX documents_vault ON documents(vault)")
-        guard sqlite3_prepare_v2(db, "INSERT INTO documents(vault, body) VALUES (?, ?)", -1, &insert, nil) == SQLITE_OK,
-              sqlite3_prepare_v2(db, "SELECT body FROM documents WHERE id = ?", -1, &select, nil) == SQLITE_OK
-        else { throw BaselineError("prepare failed") }
     }
 
-    deinit {
-        sqlite3_finalize(insert)
-        sqlite3_finalize(select)
+    deinit { close() }
+
+    /// Closes the database (its owner's statements finalized first).
+    func close() {
         sqlite3_close(db)
-        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+        db = nil
     }
 
-    public func exec(_ sql: String) throws {
+    func exec(_ sql: String) throws {
         guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
             throw BaselineError("sqlite: " + String(cString: sqlite3_errmsg(db)))
         }
     }
 
+    /// A prepared statement.
+    func prepare(_ sql: String) throws -> OpaquePointer {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
+            throw BaselineError("prepare failed")
+        }
+        return statement
+    }
+
+    /// Seals `plaintext` and runs `statement` (reset, its two parameters
+    /// unbound) with `vault` and the sealed bytes.
+    func insertSealed(_ plaintext: [UInt8], vault: [UInt8], with statement: OpaquePointer) throws {
+        cipher.seal(plaintext, into: &sealed)
+        // SQLITE_TRANSIENT: SQLite copies the bytes (the pointers do not outlive the closures).
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        _ = vault.withUnsafeBytes { sqlite3_bind_blob(statement, 1, $0.baseAddress, Int32(vault.count), transient) }
+        _ = sealed.withUnsafeBytes { sqlite3_bind_blob(statement, 2, $0.baseAddress, Int32(sealed.count), transient) }
+        guard sqlite3_step(statement) == SQLITE_DONE else { throw BaselineError("insert failed") }
+    }
+
+    /// Runs `statement` (reset, bound to `id`), opens the sealed blob of
+    /// its row's first column and returns the plaintext's size. The
+    /// statement is left on its row.
+    func openRow(_ statement: OpaquePointer, id: Int64) throws -> Int {
+        sqlite3_bind_int64(statement, 1, id)
+        guard sqlite3_step(statement) == SQLITE_ROW else { throw BaselineError("no row") }
+        let n = Int(sqlite3_column_bytes(statement, 0))
+        let p = sqlite3_column_blob(statement, 0)!
+        sealed.removeAll(keepingCapacity: true)
+        sealed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n))
+        try cipher.open(sealed, into: &opened)
+        return opened.count
+    }
+}
+
+/// The peer of PERFORMANCE.md: SQLite in WAL mode with synchronous=FULL,
+/// `documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)` indexed on
+/// vault, each document sealed with XChaCha20-Poly1305 before insert.
+public final class SQLitePeer: @unchecked Sendable {
+    private let connection: SealedSQLite
+    private let insert: OpaquePointer
+    private let select: OpaquePointer
+    public let path: String
+    public private(set) var lastID: Int64 = 0
+
+    public init(directory: String) throws {
+        path = directory + "/peer-\(UUID().uuidString).sqlite"
+        connection = try SealedSQLite(path: path)
+        try connection.exec("PRAGMA journal_mode=WAL")
+        try connection.exec("PRAGMA synchronous=FULL")
+        try connection.exec("CREATE TABLE documents(id INTEGER PRIMARY KEY, vault BLOB, body BLOB)")
+        try connection.exec("CREATE INDEX documents_vault ON documents(vault)")
+        insert = try connection.prepare("INSERT INTO documents(vault, body) VALUES (?, ?)")
+        select = try connection.prepare("SELECT body FROM documents WHERE id = ?")
+    }
+
+    deinit {
+        sqlite3_finalize(insert)
+        sqlite3_finalize(select)
+        connection.close()
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+    }
+
+    public func exec(_ sql: String) throws { try connection.exec(sql) }
+
     /// Seals and inserts `count` documents in one transaction (durable at commit).
     public func insert(_ document: [UInt8], vault: [UInt8], count: Int = 1) throws {
         try exec("BEGIN")
         for _ in 0..<count {
-            cipher.seal(document, into: &sealed)
             sqlite3_reset(insert)
-            // SQLITE_TRANSIENT: SQLite copies the bytes (the pointers do not outlive the closures).
-            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-            _ = vault.withUnsafeBytes { sqlite3_bind_blob(insert, 1, $0.baseAddress, Int32(vault.count), transient) }
-            _ = sealed.withUnsafeBytes { sqlite3_bind_blob(insert, 2, $0.baseAddress, Int32(sealed.count), transient) }
-            guard sqlite3_step(insert) == SQLITE_DONE else { throw BaselineError("insert failed") }
-            lastID = sqlite3_last_insert_rowid(db)
+            try connection.insertSealed(document, vault: vault, with: insert)
+            lastID = sqlite3_last_insert_rowid(connection.db)
         }
         try exec("COMMIT")
     }
@@ -155,14 +205,7 @@ public final class SQLitePeer: @unchecked Sendable {
     @discardableResult
     public func read(id: Int64) throws -> Int {
         sqlite3_reset(select)
-        sqlite3_bind_int64(select, 1, id)
-        guard sqlite3_step(select) == SQLITE_ROW else { throw BaselineError("no row") }
-        let n = Int(sqlite3_column_bytes(select, 0))
-        let p = sqlite3_column_blob(select, 0)!
-        sealed.removeAll(keepingCapacity: true)
-        sealed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n))
-        try cipher.open(sealed, into: &opened)
-        return opened.count
+        return try connection.openRow(select, id: id)
     }
 }
 
@@ -194,20 +237,16 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
 
     /// One thread's connection with its statements and buffers.
     public final class Connection: @unchecked Sendable {
-        private var db: OpaquePointer?
+        private let connection: SealedSQLite
         private var insertDocument: OpaquePointer?
         private var insertAudit: OpaquePointer?
         private var select: OpaquePointer?
-        private let cipher: RawCipher
-        private var sealed: [UInt8] = []
-        private var opened: [UInt8] = []
         private let entry = [UInt8](repeating: 0x41, count: 512)
         /// Serialises the threads that share the connection.
         private let lock = NSLock()
 
         init(path: String) throws {
-            cipher = try RawCipher()
-            guard sqlite3_open(path, &db) == SQLITE_OK else { throw BaselineError("sqlite3_open failed") }
+            connection = try SealedSQLite(path: path)
             try exec("PRAGMA synchronous=FULL")
             try exec("PRAGMA busy_timeout=60000")
         }
@@ -216,34 +255,20 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
             sqlite3_finalize(insertDocument)
             sqlite3_finalize(insertAudit)
             sqlite3_finalize(select)
-            sqlite3_close(db)
         }
 
-        public func exec(_ sql: String) throws {
-            guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
-                throw BaselineError("sqlite: " + String(cString: sqlite3_errmsg(db)))
-            }
-        }
+        public func exec(_ sql: String) throws { try connection.exec(sql) }
 
+        /// `statement`, prepared from `sql` on first use, reset.
         private func prepare(_ statement: inout OpaquePointer?, _ sql: String) throws -> OpaquePointer {
-            if statement == nil {
-                guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { throw BaselineError("prepare failed") }
-            }
-            sqlite3_reset(statement)
-            return statement!
-        }
-
-        private func insert(_ statement: OpaquePointer, vault: [UInt8], body: [UInt8]) throws {
-            // SQLITE_TRANSIENT: SQLite copies the bytes.
-            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-            _ = vault.withUnsafeBytes { sqlite3_bind_blob(statement, 1, $0.baseAddress, Int32(vault.count), transient) }
-            _ = body.withUnsafeBytes { sqlite3_bind_blob(statement, 2, $0.baseAddress, Int32(body.count), transient) }
-            guard sqlite3_step(statement) == SQLITE_DONE else { throw BaselineError("insert failed") }
+            let prepared = try statement ?? connection.prepare(sql)
+            statement = prepared
+            sqlite3_reset(prepared)
+            return prepared
         }
 
         private func audit(vault: [UInt8]) throws {
-            cipher.seal(entry, into: &sealed)
-            try insert(try prepare(&insertAudit, "INSERT INTO audit(vault, entry) VALUES (?, ?)"), vault: vault, body: sealed)
+            try connection.insertSealed(entry, vault: vault, with: try prepare(&insertAudit, "INSERT INTO audit(vault, entry) VALUES (?, ?)"))
         }
 
         /// Seals and inserts `count` documents, each with its sealed audit
@@ -254,11 +279,11 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
             defer { lock.unlock() }
             try exec("BEGIN IMMEDIATE")
             for _ in 0..<count {
-                cipher.seal(document, into: &sealed)
-                try insert(try prepare(&insertDocument, "INSERT INTO documents(vault, body) VALUES (?, ?)"), vault: vault, body: sealed)
+                try connection.insertSealed(
+                    document, vault: vault, with: try prepare(&insertDocument, "INSERT INTO documents(vault, body) VALUES (?, ?)"))
                 try audit(vault: vault)
             }
-            let id = sqlite3_last_insert_rowid(db)
+            let id = sqlite3_last_insert_rowid(connection.db)
             try exec("COMMIT")
             return id
         }
@@ -271,17 +296,11 @@ public final class SQLiteAuditedPeer: @unchecked Sendable {
             defer { lock.unlock() }
             try exec("BEGIN IMMEDIATE")
             let statement = try prepare(&select, "SELECT body FROM documents WHERE id = ?")
-            sqlite3_bind_int64(statement, 1, id)
-            guard sqlite3_step(statement) == SQLITE_ROW else { throw BaselineError("no row") }
-            let n = Int(sqlite3_column_bytes(statement, 0))
-            let p = sqlite3_column_blob(statement, 0)!
-            sealed.removeAll(keepingCapacity: true)
-            sealed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n))
+            let size = try connection.openRow(statement, id: id)
             sqlite3_reset(statement)
-            try cipher.open(sealed, into: &opened)
             try audit(vault: vault)
             try exec("COMMIT")
-            return opened.count
+            return size
         }
     }
 }

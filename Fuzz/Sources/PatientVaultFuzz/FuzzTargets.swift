@@ -169,21 +169,13 @@ enum FuzzHarness {
         case .insKey:
             guard let key = INS.key(forNIR: text) else { return false }
             try roundTrip("INS key") { (1...97).contains(key) }
-        case .rpps:
-            let rpps = try RPPSNumber(text)
-            try roundTrip("RPPS") { try RPPSNumber(rpps.digits) == rpps }
-        case .finess:
-            let finess = try FINESSNumber(text)
-            try roundTrip("FINESS") { try FINESSNumber(finess.value) == finess }
-        case .documentID:
-            let id = try DocumentID(text)
-            try roundTrip("document id") { try DocumentID(id.description) == id }
+        case .rpps: try identifier("RPPS", RPPSNumber.self, text)
+        case .finess: try identifier("FINESS", FINESSNumber.self, text)
+        case .documentID: try identifier("document id", DocumentID.self, text)
         case .breakGlassReason:
             let reason = try BreakGlassReason(text)
             try roundTrip("break-glass reason") { try BreakGlassReason(reason.text) == reason }
-        case .systemPrincipal:
-            let principal = try SystemPrincipal(text)
-            try roundTrip("system principal") { try SystemPrincipal(principal.identifier) == principal }
+        case .systemPrincipal: try identifier("system principal", SystemPrincipal.self, text)
         case .slotManifest:
             guard let slots = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
             try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(slots) == data }
@@ -211,6 +203,13 @@ enum FuzzHarness {
     }
 
     /// Checks that bytes an encoder wrote decode and encode to themselves.
+    /// `text`, if it is a valid `T`, reads back from the identifier's
+    /// canonical text as the same identifier.
+    static func identifier<T: StringIdentifier & Equatable>(_ what: String, _ type: T.Type, _ text: String) throws {
+        let id = try T(text)
+        try roundTrip(what) { try T(id.canonicalText) == id }
+    }
+
     static func stable(_ what: String, _ encoded: [UInt8], _ again: ([UInt8]) throws -> [UInt8]) throws {
         try roundTrip(what) { try again(encoded) == encoded }
     }

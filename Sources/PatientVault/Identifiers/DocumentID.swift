@@ -33,6 +33,8 @@ public struct DocumentID: Hashable, Sendable, CustomStringConvertible, Comparabl
 
     /// The 32-character hexadecimal form.
     public var description: String { hexEncoded(bytes) }
+    /// The 32 lowercase hexadecimal characters (``StringIdentifier``).
+    public var canonicalText: String { description }
 
     /// Orders ids by their 16 bytes, lexicographically: the order of their
     /// hexadecimal forms. Ids are random, so this order is not deposit order.

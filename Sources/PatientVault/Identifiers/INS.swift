@@ -9,6 +9,8 @@ public struct INS: Hashable, Sendable, CustomStringConvertible {
     /// The 15 canonical characters (NIR then key), e.g. for display to the
     /// patient. Handle as personal data.
     public let digits: String
+    /// The 15 canonical characters, ``digits`` (``StringIdentifier``).
+    public var canonicalText: String { digits }
 
     /// Validates an INS given as 15 characters, spaces allowed between groups.
     /// - Throws: ``PatientVaultError/Code/invalidIdentifier`` if the length,

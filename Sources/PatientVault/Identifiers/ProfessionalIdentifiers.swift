@@ -18,6 +18,8 @@ func luhnValid(_ digits: [UInt8]) -> Bool {
 public struct RPPSNumber: Hashable, Sendable, CustomStringConvertible {
     /// The 11 digits.
     public let digits: String
+    /// The 11 digits, ``digits`` (``StringIdentifier``).
+    public var canonicalText: String { digits }
     /// Whether the number passes Luhn's check. Official numbers may fail it:
     /// treat false as a warning to surface, not as invalid.
     public let passesLuhnCheck: Bool
@@ -45,6 +47,8 @@ public struct RPPSNumber: Hashable, Sendable, CustomStringConvertible {
 public struct FINESSNumber: Hashable, Sendable, CustomStringConvertible {
     /// The 9 characters.
     public let value: String
+    /// The 9 characters, ``value`` (``StringIdentifier``).
+    public var canonicalText: String { value }
     /// Whether the number passes Luhn's check (false for Corsican numbers,
     /// and for some official numbers): a warning, not a rejection.
     public let passesLuhnCheck: Bool

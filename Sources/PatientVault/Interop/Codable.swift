@@ -40,14 +40,6 @@ package enum JSONDate {
         return Date(timeIntervalSince1970: (t * 1000).rounded() / 1000)
     }
 
-    static func encode<K: CodingKey>(_ date: Date, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
-        try c.encode(format(date), forKey: key)
-    }
-
-    static func encodeIfPresent<K: CodingKey>(_ date: Date?, _ key: K, in c: inout KeyedEncodingContainer<K>) throws {
-        if let date { try encode(date, key, in: &c) }
-    }
-
     static func decode<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Date {
         let text = try c.decode(String.self, forKey: key)
         guard let date = try? style.parse(text) else {
@@ -93,70 +85,52 @@ enum JSONHex {
     }
 }
 
-/// A string-valued identifier: encoded as its text, decoded through its
-/// validating initialiser.
-private func decodeString<T>(_ decoder: any Decoder, _ make: (String) throws -> T) throws -> T {
-    let c = try decoder.singleValueContainer()
-    let text = try c.decode(String.self)
-    do {
-        return try make(text)
-    } catch {
-        throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(T.self): \(error)")
-    }
+/// An identifier whose JSON form is one string: its ``canonicalText``,
+/// read back through its validating initialiser.
+///
+/// ``DocumentID``, ``INS``, ``RPPSNumber``, ``FINESSNumber`` and
+/// ``SystemPrincipal`` conform; their `Codable` implementation is this
+/// protocol's.
+public protocol StringIdentifier: Codable {
+    /// Validates `text` as the identifier's own initialiser does.
+    /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.
+    init(_ text: String) throws(PatientVaultError)
+    /// The text the identifier is written as, which ``init(_:)`` reads back.
+    var canonicalText: String { get }
 }
 
-/// Encodes `text` as a single JSON string (the identifiers' form).
-private func encodeString(_ text: String, to encoder: any Encoder) throws {
-    var c = encoder.singleValueContainer()
-    try c.encode(text)
+extension StringIdentifier {
+    /// Decodes one string, validated as ``init(_:)`` validates it; anything
+    /// else is `DecodingError.dataCorrupted`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        do {
+            try self.init(text)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(Self.self): \(error)")
+        }
+    }
+
+    /// Encodes ``canonicalText`` as one string.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(canonicalText)
+    }
 }
 
 // MARK: - Identifiers
 
 /// A document id is 32 lowercase hex digits.
-extension DocumentID: Codable {
-    /// Decodes the 32 hexadecimal characters, read as ``DocumentID/init(_:)``
-    /// reads them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try DocumentID($0) } }
-    /// Encodes the 32 lowercase hexadecimal characters.
-    public func encode(to encoder: any Encoder) throws { try encodeString(description, to: encoder) }
-}
-
+extension DocumentID: StringIdentifier {}
 /// An INS is its 15 characters (personal data: send it only where it belongs).
-extension INS: Codable {
-    /// Decodes the 15 characters, validated as ``INS/init(_:)`` validates
-    /// them (key included); anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try INS($0) } }
-    /// Encodes the 15 canonical characters, ``INS/digits``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
-}
-
+extension INS: StringIdentifier {}
 /// An RPPS number is its 11 digits.
-extension RPPSNumber: Codable {
-    /// Decodes the 11 digits, validated as ``RPPSNumber/init(_:)`` validates
-    /// them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try RPPSNumber($0) } }
-    /// Encodes the 11 digits, ``RPPSNumber/digits``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(digits, to: encoder) }
-}
-
+extension RPPSNumber: StringIdentifier {}
 /// A FINESS number is its 9 characters.
-extension FINESSNumber: Codable {
-    /// Decodes the 9 characters, validated as ``FINESSNumber/init(_:)``
-    /// validates them; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try FINESSNumber($0) } }
-    /// Encodes the 9 characters, ``FINESSNumber/value``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(value, to: encoder) }
-}
-
+extension FINESSNumber: StringIdentifier {}
 /// A system principal is its identifier.
-extension SystemPrincipal: Codable {
-    /// Decodes the identifier, validated as ``SystemPrincipal/init(_:)``
-    /// validates it; anything else is `DecodingError.dataCorrupted`.
-    public init(from decoder: any Decoder) throws { self = try decodeString(decoder) { try SystemPrincipal($0) } }
-    /// Encodes the identifier, ``SystemPrincipal/identifier``.
-    public func encode(to encoder: any Encoder) throws { try encodeString(identifier, to: encoder) }
-}
+extension SystemPrincipal: StringIdentifier {}
 
 // MARK: - Enumerations: their case names
 
@@ -362,14 +336,11 @@ extension DocumentDraft: Codable {
     /// when nil (`confidentiality` is always present).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(typeCode, forKey: .typeCode)
-        try c.encode(category, forKey: .category)
-        try c.encode(title, forKey: .title)
-        try JSONDate.encode(createdAt, .createdAt, in: &c)
-        try JSONDate.encodeIfPresent(serviceStart, .serviceStart, in: &c)
-        try JSONDate.encodeIfPresent(serviceEnd, .serviceEnd, in: &c)
-        try c.encode(mimeType, forKey: .mimeType)
-        try c.encode(confidentiality, forKey: .confidentiality)
+        try c.encode([
+            .typeCode: typeCode, .category: category, .title: title, .createdAt: JSONDate.format(createdAt),
+            .serviceStart: serviceStart.map(JSONDate.format), .serviceEnd: serviceEnd.map(JSONDate.format),
+            .mimeType: mimeType, .confidentiality: confidentiality,
+        ])
     }
 }
 
@@ -401,13 +372,10 @@ extension DocumentMetadata: Codable {
     /// replacing version only.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(version, forKey: .version)
-        try c.encode(draft, forKey: .draft)
-        try c.encode(author, forKey: .author)
-        try JSONDate.encode(depositedAt, .depositedAt, in: &c)
-        try c.encode(size, forKey: .size)
-        try c.encode(hexEncoded(contentHash), forKey: .contentHash)
+        try c.encode([
+            .id: id, .version: version, .draft: draft, .author: author, .depositedAt: JSONDate.format(depositedAt),
+            .size: size, .contentHash: hexEncoded(contentHash),
+        ])
         if let replaces {
             var r = c.nestedContainer(keyedBy: ReplacesKeys.self, forKey: .replaces)
             try r.encode(replaces.version, forKey: .version)
@@ -432,11 +400,10 @@ extension VaultInfo: Codable {
     /// Encodes `vaultID`, `createdBy`, `channel`, `createdAt` and `documentCount`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(vaultID, forKey: .vaultID)
-        try c.encode(createdBy, forKey: .createdBy)
-        try c.encode(channel, forKey: .channel)
-        try JSONDate.encode(createdAt, .createdAt, in: &c)
-        try c.encode(documentCount, forKey: .documentCount)
+        try c.encode([
+            .vaultID: vaultID, .createdBy: createdBy, .channel: channel, .createdAt: JSONDate.format(createdAt),
+            .documentCount: documentCount,
+        ])
     }
 }
 
@@ -471,24 +438,20 @@ extension AuditEntry: Codable {
     /// Encodes every field; optional ones are left out when nil.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
-        try c.encode(sequence, forKey: .sequence)
-        try JSONDate.encode(time, .time, in: &c)
-        try c.encode(actor, forKey: .actor)
-        try c.encodeIfPresent(onBehalfOf, forKey: .onBehalfOf)
-        try c.encode(action, forKey: .action)
-        try c.encode(vaultID, forKey: .vaultID)
-        try c.encodeIfPresent(document, forKey: .document)
-        try c.encodeIfPresent(version, forKey: .version)
-        try c.encode(outcome, forKey: .outcome)
-        try c.encode(rule, forKey: .rule)
-        try c.encode(purpose, forKey: .purpose)
-        try c.encodeIfPresent(legalBasis, forKey: .legalBasis)
-        try c.encode(isBreakGlass, forKey: .isBreakGlass)
-        try c.encode(isSecretAccess, forKey: .isSecretAccess)
-        try c.encodeIfPresent(target, forKey: .target)
-        if let reasonHash { try c.encode(hexEncoded(reasonHash), forKey: .reasonHash) }
-        try c.encode(matrixVersion, forKey: .matrixVersion)
-        try c.encode(hexEncoded(previousHash), forKey: .previousHash)
+        try c.encode([
+            .sequence: sequence, .time: JSONDate.format(time), .actor: actor, .onBehalfOf: onBehalfOf, .action: action,
+            .vaultID: vaultID, .document: document, .version: version, .outcome: outcome, .rule: rule, .purpose: purpose,
+            .legalBasis: legalBasis, .isBreakGlass: isBreakGlass, .isSecretAccess: isSecretAccess, .target: target,
+            .reasonHash: reasonHash.map(hexEncoded), .matrixVersion: matrixVersion, .previousHash: hexEncoded(previousHash),
+        ])
+    }
+}
+
+extension KeyedEncodingContainer {
+    /// Encodes each value under its key, in the order given, leaving out
+    /// the nil ones (as `encodeIfPresent` does): a type's fields as one table.
+    fileprivate mutating func encode(_ fields: KeyValuePairs<Key, (any Encodable)?>) throws {
+        for case let (key, value?) in fields { try encode(value, forKey: key) }
     }
 }
 

@@ -236,6 +236,8 @@ public enum OrganisationKind: String, Hashable, Sendable, CaseIterable {
 public struct SystemPrincipal: Hashable, Sendable {
     /// A short identifier: 1 to 64 characters among letters, digits, `.`, `_` and `-`.
     public let identifier: String
+    /// The identifier, ``identifier`` (``StringIdentifier``).
+    public var canonicalText: String { identifier }
 
     /// Validates the identifier.
     /// - Throws: ``PatientVaultError/Code/invalidIdentifier``.

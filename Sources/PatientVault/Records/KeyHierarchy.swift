@@ -15,26 +15,16 @@ import VaultStorage
 ///   (handed to the storage engine as a ``LogAuthenticator``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
-    let check: SymmetricKey
-    let keyEncryption: SymmetricKey
-    let pseudonym: SymmetricKey
-    let activity: SymmetricKey
-    let statistics: SymmetricKey
-    let publicID: SymmetricKey
-    let log: SymmetricKey
+    /// Subkeys 1 to 7, as numbered above.
+    let check, keyEncryption, pseudonym, activity, statistics, publicID, log: SymmetricKey
     /// The store's one activity-mark stream (``ActivityWriter``), derived once.
     let activityMarkStream: StreamID
     /// The store's one statistics stream, derived once.
     let statisticsStream: StreamID
 
     init(master: SymmetricKey) throws {
-        check = try KeyDerivation.deriveKey(from: master, id: 1, context: Self.context)
-        keyEncryption = try KeyDerivation.deriveKey(from: master, id: 2, context: Self.context)
-        pseudonym = try KeyDerivation.deriveKey(from: master, id: 3, context: Self.context)
-        activity = try KeyDerivation.deriveKey(from: master, id: 4, context: Self.context)
-        statistics = try KeyDerivation.deriveKey(from: master, id: 5, context: Self.context)
-        publicID = try KeyDerivation.deriveKey(from: master, id: 6, context: Self.context)
-        log = try KeyDerivation.deriveKey(from: master, id: 7, context: Self.context)
+        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...7), context: Self.context)
+        (check, keyEncryption, pseudonym, activity, statistics, publicID, log) = (k[0], k[1], k[2], k[3], k[4], k[5], k[6])
         activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
     }
@@ -89,12 +79,7 @@ struct StoreKeys: Sendable {
     /// The first byte of a stream id says what kind of stream it is, so the
     /// engine can count vaults without knowing what they are.
     enum StreamClass: UInt8 {
-        case vault = 1
-        case audit = 2
-        case activity = 3
-        case reviewer = 4
-        case statistics = 5
-        case activityMark = 6
+        case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6
 
         /// The class of a stream: its first byte.
         init?(of stream: StreamID) { self.init(rawValue: UInt8(truncatingIfNeeded: stream.w0)) }
@@ -137,11 +122,8 @@ struct LogMAC: LogAuthenticator {
 /// reasons (a key of its own: a reason's hash is never a chain value).
 struct VaultKeys: Sendable {
     static let context = KeyDerivation.Context("PVVAULT_")
-    let records: SymmetricKey
-    let documentKeyWrapping: SymmetricKey
-    let audit: SymmetricKey
-    let auditChain: SymmetricKey
-    let reasonHash: SymmetricKey
+    /// Subkeys 1 to 5, as numbered above.
+    let records, documentKeyWrapping, audit, auditChain, reasonHash: SymmetricKey
 
     static let subkeyIDs: [UInt64] = [1, 2, 3, 4, 5]
 
@@ -178,8 +160,8 @@ struct VaultKeys: Sendable {
 /// makes both unreadable.
 struct DocumentKeys {
     static let context = KeyDerivation.Context("PVDOCKEY")
-    let metadata: SymmetricKey
-    let content: SymmetricKey
+    /// Subkeys 1 and 2, as numbered above.
+    let metadata, content: SymmetricKey
 
     static let subkeyIDs: [UInt64] = [1, 2]
 

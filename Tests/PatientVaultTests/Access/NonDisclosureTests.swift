@@ -5,9 +5,7 @@ import Testing
 /// Documents a reader may not see do not exist for them: absent from listings, counts, the trail (`AccessPolicy`, `VaultStore.sees`).
 @Suite struct NonDisclosureTests {
     @Test func hiddenDocumentsDoNotExistForThoseWhoMayNotSeeThem() async throws {
-        let v = try await AuditedVault()
-        let doctor = Fixtures.otherDoctor
-        try await v.store.authorise(doctor, for: v.alice, as: v.patient)
+        let (v, doctor) = try await AuditedVault.authorising(Fixtures.otherDoctor)
         let visible = try await v.store.deposit(Fixtures.draft("Visible"), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         let masked = try await v.store.deposit(
             Fixtures.draft("Sérologie VIH", flags: [.maskedFromProfessionals]), content: Data([2]), for: v.alice, as: Fixtures.doctor)

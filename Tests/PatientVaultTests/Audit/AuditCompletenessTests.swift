@@ -25,6 +25,14 @@ struct AuditedVault {
 
     var store: VaultStore { t.store }
 
+    /// A vault whose patient has authorised `professional` (an audited
+    /// grant), and that professional.
+    static func authorising(_ professional: Principal) async throws -> (AuditedVault, Principal) {
+        let v = try await AuditedVault()
+        try await v.store.authorise(professional, for: v.alice, as: v.patient)
+        return (v, professional)
+    }
+
     /// The chain, oldest first, read directly (no entry added).
     func entries() throws -> [AuditEntry] {
         try store.withVault(alice) { vault in
@@ -42,84 +50,44 @@ struct AuditedVault {
     typealias Op = @Sendable (AuditedVault, DocumentID) async throws -> Void
 
     static let doctor = Fixtures.doctor
+    static let patient = Principal.patient(Fixtures.alice)
     static let stranger = Fixtures.otherDoctor
+
+    /// An operation called once as `allowed` (allowed) and once as `denied`
+    /// (denied): the same call, `as` the principal it is given.
+    static func row(
+        _ name: String, _ action: VaultAction, _ allowed: Principal, _ denied: Principal,
+        _ call: @escaping @Sendable (AuditedVault, DocumentID, Principal) async throws -> Void
+    ) -> (String, VaultAction, Op, Op) {
+        (name, action, { v, d in try await call(v, d, allowed) }, { v, d in try await call(v, d, denied) })
+    }
 
     /// (name, action, allowed call, denied call). Each call is one public operation.
     static let operations: [(String, VaultAction, Op, Op)] = [
-        ("vaultInfo", .readVaultInfo,
-         { v, _ in _ = try await v.store.vaultInfo(for: v.alice, as: v.patient) },
-         { v, _ in _ = try await v.store.vaultInfo(for: v.alice, as: stranger) }),
-        ("documents", .listDocuments,
-         { v, _ in _ = try await v.store.documents(for: v.alice, as: doctor) },
-         { v, _ in _ = try await v.store.documents(for: v.alice, as: Fixtures.insurer) }),
-        ("metadata", .readMetadata,
-         { v, d in _ = try await v.store.metadata(of: d, for: v.alice, as: v.patient) },
-         { v, d in _ = try await v.store.metadata(of: d, for: v.alice, as: stranger) }),
-        ("content", .readContent,
-         { v, d in _ = try await v.store.content(of: d, for: v.alice, as: doctor) },
-         { v, d in _ = try await v.store.content(of: d, for: v.alice, as: stranger) }),
-        ("document", .readContent,
-         { v, d in _ = try await v.store.document(d, for: v.alice, as: doctor) },
-         { v, d in _ = try await v.store.document(d, for: v.alice, as: stranger) }),
-        ("contentStream", .readContent,
-         { v, d in _ = try await v.store.contentStream(of: d, for: v.alice, as: v.patient) },
-         { v, d in _ = try await v.store.contentStream(of: d, for: v.alice, as: Fixtures.insurer) }),
-        ("versions", .listVersions,
-         { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: v.patient) },
-         { v, d in _ = try await v.store.versions(of: d, for: v.alice, as: stranger) }),
-        ("deposit", .deposit,
-         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: doctor) },
-         { v, _ in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.insurer) }),
-        ("replace", .replace,
-         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: doctor) },
-         { v, d in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: v.patient) }),
-        ("authorise", .authorise,
-         { v, _ in try await v.store.authorise(stranger, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.authorise(stranger, for: v.alice, as: doctor) }),
-        ("block", .block,
-         { v, _ in try await v.store.block(stranger, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.block(stranger, for: v.alice, as: doctor) }),
-        ("revoke", .revoke,
-         { v, _ in try await v.store.revoke(stranger, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.revoke(stranger, for: v.alice, as: doctor) }),
-        ("unblock", .unblock,
-         { v, _ in try await v.store.unblock(stranger, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.unblock(stranger, for: v.alice, as: doctor) }),
-        ("removeFromCareTeam", .updateCareTeam,
-         { v, _ in try await v.store.removeFromCareTeam(Fixtures.pharmacist, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.removeFromCareTeam(Fixtures.pharmacist, for: v.alice, as: Fixtures.pharmacist) }),
-        ("removeRepresentative", .removeRepresentative,
-         { v, _ in try await v.store.removeRepresentative(parent, for: v.alice, as: v.patient) },
-         { v, _ in
-             try await v.store.removeRepresentative(parent, for: v.alice, as: doctor)
-         }),
-        ("setMedecinTraitant", .setMedecinTraitant,
-         { v, _ in try await v.store.setMedecinTraitant(doctor, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.setMedecinTraitant(doctor, for: v.alice, as: doctor) }),
-        ("addToCareTeam", .updateCareTeam,
-         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: Fixtures.pharmacist) }),
-        ("nameRepresentative", .nameRepresentative,
-         { v, _ in try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.nameRepresentative(.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent)), for: v.alice, as: .patient(Fixtures.bob)) }),
-        ("setBreakGlassOpposition", .setBreakGlassOpposition,
-         { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: v.patient) },
-         { v, _ in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: Fixtures.hospital) }),
-        ("releaseToPatient", .releaseToPatient,
-         { v, d in try await v.store.releaseToPatient(d, for: v.alice, as: doctor) },
-         { v, d in try await v.store.releaseToPatient(d, for: v.alice, as: v.patient) }),
-        ("auditTrail", .readAuditTrail,
-         { v, _ in _ = try await v.store.auditTrail(for: v.alice, as: v.patient) },
-         { v, _ in _ = try await v.store.auditTrail(for: v.alice, as: doctor) }),
-        ("verifyAuditTrail", .verifyAuditTrail,
-         { v, _ in _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient) },
-         { v, _ in _ = try await v.store.verifyAuditTrail(for: v.alice, as: doctor) }),
-        ("whoCouldRead", .queryAccessHistory,
-         { v, d in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: v.patient) },
-         { v, d in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: doctor) }),
-        ("whatCouldRead", .queryAccessHistory,
-         { v, _ in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: v.patient) },
-         { v, _ in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: Fixtures.employerPrincipal) }),
+        row("vaultInfo", .readVaultInfo, patient, stranger) { v, _, p in _ = try await v.store.vaultInfo(for: v.alice, as: p) },
+        row("documents", .listDocuments, doctor, Fixtures.insurer) { v, _, p in _ = try await v.store.documents(for: v.alice, as: p) },
+        row("metadata", .readMetadata, patient, stranger) { v, d, p in _ = try await v.store.metadata(of: d, for: v.alice, as: p) },
+        row("content", .readContent, doctor, stranger) { v, d, p in _ = try await v.store.content(of: d, for: v.alice, as: p) },
+        row("document", .readContent, doctor, stranger) { v, d, p in _ = try await v.store.document(d, for: v.alice, as: p) },
+        row("contentStream", .readContent, patient, Fixtures.insurer) { v, d, p in _ = try await v.store.contentStream(of: d, for: v.alice, as: p) },
+        row("versions", .listVersions, patient, stranger) { v, d, p in _ = try await v.store.versions(of: d, for: v.alice, as: p) },
+        row("deposit", .deposit, doctor, Fixtures.insurer) { v, _, p in _ = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: p) },
+        row("replace", .replace, doctor, patient) { v, d, p in _ = try await v.store.replace(d, with: Fixtures.draft(), content: Data([2]), for: v.alice, as: p) },
+        row("authorise", .authorise, patient, doctor) { v, _, p in try await v.store.authorise(stranger, for: v.alice, as: p) },
+        row("block", .block, patient, doctor) { v, _, p in try await v.store.block(stranger, for: v.alice, as: p) },
+        row("revoke", .revoke, patient, doctor) { v, _, p in try await v.store.revoke(stranger, for: v.alice, as: p) },
+        row("unblock", .unblock, patient, doctor) { v, _, p in try await v.store.unblock(stranger, for: v.alice, as: p) },
+        row("removeFromCareTeam", .updateCareTeam, patient, Fixtures.pharmacist) { v, _, p in try await v.store.removeFromCareTeam(Fixtures.pharmacist, for: v.alice, as: p) },
+        row("removeRepresentative", .removeRepresentative, patient, doctor) { v, _, p in try await v.store.removeRepresentative(parent, for: v.alice, as: p) },
+        row("setMedecinTraitant", .setMedecinTraitant, patient, doctor) { v, _, p in try await v.store.setMedecinTraitant(doctor, for: v.alice, as: p) },
+        row("addToCareTeam", .updateCareTeam, patient, Fixtures.pharmacist) { v, _, p in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: p) },
+        row("nameRepresentative", .nameRepresentative, patient, .patient(Fixtures.bob)) { v, _, p in try await v.store.nameRepresentative(parent, for: v.alice, as: p) },
+        row("setBreakGlassOpposition", .setBreakGlassOpposition, patient, Fixtures.hospital) { v, _, p in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: p) },
+        row("releaseToPatient", .releaseToPatient, doctor, patient) { v, d, p in try await v.store.releaseToPatient(d, for: v.alice, as: p) },
+        row("auditTrail", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.auditTrail(for: v.alice, as: p) },
+        row("verifyAuditTrail", .verifyAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.verifyAuditTrail(for: v.alice, as: p) },
+        row("whoCouldRead", .queryAccessHistory, patient, doctor) { v, d, p in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: p) },
+        row("whatCouldRead", .queryAccessHistory, patient, Fixtures.employerPrincipal) { v, _, p in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: p) },
     ]
 
     static let names = operations.map(\.0)

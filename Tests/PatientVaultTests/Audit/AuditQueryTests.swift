@@ -6,9 +6,7 @@ import Testing
 /// Reading the trail: order, pages, filters, and one professional's activity across vaults (`VaultStore+AuditQueries`).
 @Suite struct AuditQueryTests {
     @Test func patientReadsTheTrailNewestFirstPagedAndFiltered() async throws {
-        let v = try await AuditedVault()
-        let doctor = Fixtures.doctor
-        try await v.store.authorise(doctor, for: v.alice, as: v.patient)
+        let (v, doctor) = try await AuditedVault.authorising(Fixtures.doctor)
         var ids: [DocumentID] = []
         for i in 0..<5 {
             v.clock.advance(by: 60)

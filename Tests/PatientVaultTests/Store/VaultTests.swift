@@ -120,10 +120,8 @@ import VaultSync
     }
 
     @Test func vaultsEvictedFromMemoryStayReadableAndWritable() async throws {
-        var configuration = Fixtures.configuration()
-        configuration.loadedVaultLimit = 4
-        let t = try await TestStore(configuration: configuration, storage: testStorage)
-        let patients = (0..<24).map { Fixtures.ins("1" + String(format: "%012d", 850_000_000 + $0 * 7)) }
+        let t = try await TestStore(configuration: Fixtures.evicting(after: 4), storage: testStorage)
+        let patients = Fixtures.patients(24, from: 850_000_000, step: 7)
         for (i, p) in patients.enumerated() {
             try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
             _ = try await t.store.deposit(Fixtures.draft("doc \(i)"), content: Fixtures.content("C\(i)"), for: p, as: Fixtures.doctor)

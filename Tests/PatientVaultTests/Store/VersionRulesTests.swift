@@ -5,9 +5,7 @@ import Testing
 /// Each version of a document is judged by its own flags and author (`VaultStore+Read`, `VaultStore+Deposit`).
 @Suite struct VersionRulesTests {
     @Test func eachVersionIsJudgedByItsOwnFlags() async throws {
-        let v = try await AuditedVault()
-        let doctor = Fixtures.otherDoctor
-        try await v.store.authorise(doctor, for: v.alice, as: v.patient)
+        let (v, doctor) = try await AuditedVault.authorising(Fixtures.otherDoctor)
         let v1 = try await v.store.deposit(
             Fixtures.draft("v1", flags: [.maskedFromProfessionals]), content: Data([1]), for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.replace(v1.id, with: Fixtures.draft("v2"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
@@ -49,10 +47,9 @@ import Testing
     }
 
     @Test func concurrentAuditedOperationsWithEvictionKeepEveryChainWhole() async throws {
-        var c = Fixtures.configuration()
-        c.loadedVaultLimit = 3
+        let c = Fixtures.evicting(after: 3)
         let v = try await AuditedVault(configuration: c)
-        let patients = (0..<8).map { Fixtures.ins("1" + String(format: "%012d", 770_000_000 + $0 * 13)) }
+        let patients = Fixtures.patients(8, from: 770_000_000, step: 13)
         for p in patients { try await v.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
         let store = v.store
         try await withThrowingTaskGroup(of: Void.self) { group in
