@@ -265,3 +265,10 @@ extension PatientVaultError {
 func translatingErrors<R>(vaultID: String? = nil, documentID: DocumentID? = nil, _ body: () throws -> R) throws(PatientVaultError) -> R {
     do { return try body() } catch { throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: documentID) }
 }
+
+/// ``translatingErrors(vaultID:documentID:_:)`` for `async` work.
+func translatingErrorsAsync<R>(
+    vaultID: String? = nil, documentID: DocumentID? = nil, _ body: () async throws -> R
+) async throws(PatientVaultError) -> R {
+    do { return try await body() } catch { throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: documentID) }
+}

@@ -141,7 +141,7 @@ private final class OpenMemoryEngine: StorageEngine {
             payload: r.payload)
     }
 
-    func read(_ reference: RecordReference) throws -> StoredRecord {
+    func read(_ reference: RecordReference) async throws -> StoredRecord {
         try ensureOpen()
         return try memory.contents.withLock { c in
             guard reference.w1 == 0, reference.w2 == 0, reference.w0 >= 1, reference.w0 <= UInt64(c.records.count) else {
@@ -155,7 +155,7 @@ private final class OpenMemoryEngine: StorageEngine {
         memory.contents.withLock { $0.streams[stream] != nil }
     }
 
-    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws {
+    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) async throws {
         try ensureOpen()
         let records = memory.contents.withLock { c in (c.streams[stream] ?? []).reversed().map { record(at: $0, in: c) } }
         for r in records where try !visit(r) { return }
@@ -169,7 +169,7 @@ private final class OpenMemoryEngine: StorageEngine {
 
     var endCursor: LogCursor { memory.contents.withLock { LogCursor(w0: UInt64($0.records.count), w1: 0) } }
 
-    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
         try ensureOpen()
         let (start, end) = memory.contents.withLock { c in (Int(min(cursor?.w0 ?? 0, UInt64(c.records.count))), c.records.count) }
         for index in start..<end {
@@ -186,7 +186,7 @@ private final class OpenMemoryEngine: StorageEngine {
         }
     }
 
-    func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
+    func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] {
         try ensureOpen()
         return try memory.contents.withLock { c in
             guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {

@@ -78,7 +78,7 @@ package final class LogEngine: StorageEngine {
         try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
     }
 
-    package func read(_ reference: RecordReference) throws -> StoredRecord {
+    package func read(_ reference: RecordReference) async throws -> StoredRecord {
         let frame = try core.read(reference.location)
         // The sequence number is what the reference names; the location
         // only where to look.
@@ -92,7 +92,7 @@ package final class LogEngine: StorageEngine {
 
     package func contains(_ stream: StreamID) -> Bool { head(of: stream) != nil }
 
-    package func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws {
+    package func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) async throws {
         var next = head(of: stream)
         while let location = next {
             let frame = try core.read(location)
@@ -116,7 +116,7 @@ package final class LogEngine: StorageEngine {
         core.state.withLock { LogCursor(LogPosition(segment: $0.current, offset: $0.tail)) }
     }
 
-    package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws {
+    package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
         let start = try cursor.map { try $0.position } ?? LogPosition(segment: 0, offset: 0)
         try core.scan(from: start, only: wanted) { try visit(StoredRecord($0)) }
     }
@@ -137,7 +137,7 @@ package final class LogEngine: StorageEngine {
     }
 
     package func reserveKeySlot() throws -> KeySlot { try core.reserveKeySlot() }
-    package func readKeySlot(_ slot: KeySlot) throws -> [UInt8] { try core.readKeySlot(slot) }
+    package func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] { try core.readKeySlot(slot) }
 
     package func destroyKeySlot(_ slot: KeySlot) async throws {
         let tombstone = LogFormat.encodeKeySlot(slot, value: [], magic: LogFormat.keySlotTombstone, salt: core.keySalt)

@@ -222,6 +222,10 @@ package struct StorageOptions: Sendable {
 /// The storage contract of the layers above: an append-only log of
 /// records grouped in streams, and destroyable key slots.
 ///
+/// Reads are `async`, so that an engine over the network suspends instead
+/// of blocking a thread of the cooperative pool; appends only queue (and
+/// return a ticket to wait on).
+///
 /// The engine knows nothing of what records mean, and the layers above
 /// nothing of where the engine keeps them: they hold only opaque
 /// ``RecordReference``s and ``LogCursor``s, never a file, segment or
@@ -257,7 +261,7 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// - Throws: ``StorageError/Code/corrupted``, or
     ///   ``StorageError/Code/invalidLocation`` for a reference this engine
     ///   never made.
-    func read(_ reference: RecordReference) throws -> StoredRecord
+    func read(_ reference: RecordReference) async throws -> StoredRecord
 
     /// Whether `stream` has a written record. O(1).
     func contains(_ stream: StreamID) -> Bool
@@ -266,7 +270,7 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// returns false.
     /// - Throws: ``StorageError/Code/corrupted`` if a record is damaged or
     ///   the stream's order is broken.
-    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) throws
+    func visitNewestFirst(_ stream: StreamID, _ visit: (StoredRecord) throws -> Bool) async throws
 
     /// The number of streams. O(1).
     var streamCount: Int { get }
@@ -284,7 +288,7 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// whose stream `wanted` accepts are read whole. Records still queued
     /// are not visited; meant for open, when nothing is being written.
     /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
-    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) throws
+    func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws
 
     /// Reserves a new, never used key slot.
     /// - Throws: ``StorageError/Code/diskFull``.
@@ -293,7 +297,7 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// Reads the value of a key slot.
     /// - Throws: ``StorageError/Code/keySlotDestroyed``,
     ///   ``StorageError/Code/keySlotEmpty``, ``StorageError/Code/corrupted``.
-    func readKeySlot(_ slot: KeySlot) throws -> [UInt8]
+    func readKeySlot(_ slot: KeySlot) async throws -> [UInt8]
 
     /// Overwrites a key slot with a tombstone, durably: its former value
     /// cannot be read back through this engine (each engine says what it

@@ -15,9 +15,9 @@ import Testing
                 _ = try await engine.append([], keySlotWrites: [(slot, payload(i, size: 72))], durability: .durable).wait()
             }
             #expect(Set(slots).count == 50)
-            #expect(try engine.readKeySlot(slots[3]) == payload(3, size: 72))
+            #expect(try await engine.readKeySlot(slots[3]) == payload(3, size: 72))
             try await engine.destroyKeySlot(slots[3])
-            #expect { _ = try engine.readKeySlot(slots[3]) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+            await #expect { _ = try await engine.readKeySlot(slots[3]) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
             try await engine.close()
         }
         // The destroyed value is nowhere in the key file any more.
@@ -26,12 +26,12 @@ import Testing
         #expect(contains(file, payload(4, size: 72)))
 
         let engine = try dir.openEngine()
-        #expect(try engine.readKeySlot(slots[49]) == payload(49, size: 72))
-        #expect { _ = try engine.readKeySlot(slots[3]) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        #expect(try await engine.readKeySlot(slots[49]) == payload(49, size: 72))
+        await #expect { _ = try await engine.readKeySlot(slots[3]) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         // New slots never reuse old numbers.
         let fresh = try engine.reserveKeySlot()
         #expect(fresh.number > slots.map(\.number).max()!)
-        #expect { _ = try engine.readKeySlot(fresh) } throws: { ($0 as? StorageError)?.code == .keySlotEmpty }
+        await #expect { _ = try await engine.readKeySlot(fresh) } throws: { ($0 as? StorageError)?.code == .keySlotEmpty }
         try await engine.close()
     }
 
@@ -40,7 +40,7 @@ import Testing
         let slot = try engine.reserveKeySlot()
         _ = try await engine.append([], keySlotWrites: [(slot, payload(1, size: 72))], durability: .durable).wait()
         try overwrite(dir.path + "/" + LogFormat.keyFileName, at: slot.number * 128 + 30, with: [0x55])
-        #expect { _ = try engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
         try await engine.close()
     }
 
@@ -52,8 +52,8 @@ import Testing
             [EngineRecord(stream: stream(1), payload: payload(1))],
             keySlotWrites: [(slot, payload(2, size: 40))], durability: .durable
         ).wait()
-        #expect(try engine.read(loc[0]).payload == payload(1))
-        #expect(try engine.readKeySlot(slot) == payload(2, size: 40))
+        #expect(try await engine.read(loc[0]).payload == payload(1))
+        #expect(try await engine.readKeySlot(slot) == payload(2, size: 40))
         #expect { _ = try engine.append([], keySlotWrites: [(slot, payload(1, size: 105))], durability: .durable) } throws: {
             ($0 as? StorageError)?.code == .tooLarge
         }

@@ -32,15 +32,15 @@ import Testing
             [EngineRecord(stream: nil, payload: payload(1)), EngineRecord(stream: stream(1), payload: payload(2))],
             keySlotWrites: [], durability: .durable
         ).wait()
-        #expect(try engine.read(references[0]).payload == payload(1))
-        #expect(try engine.read(references[1]).reference == references[1])
+        #expect(try await engine.read(references[0]).payload == payload(1))
+        #expect(try await engine.read(references[1]).reference == references[1])
         var newest: [StoredRecord] = []
-        try engine.visitNewestFirst(stream(1)) { newest.append($0); return true }
+        try await engine.visitNewestFirst(stream(1)) { newest.append($0); return true }
         #expect(newest.map(\.reference) == [references[1]])
         let stale = RecordReference(sequence: references[0].sequence + 1, location: references[0].location)
-        #expect { try engine.read(stale) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        await #expect { try await engine.read(stale) } throws: { ($0 as? StorageError)?.code == .corrupted }
         var cursorScan: [UInt64] = []
-        try engine.scan(from: nil, only: { _ in true }) { cursorScan.append($0.sequence); return true }
+        try await engine.scan(from: nil, only: { _ in true }) { cursorScan.append($0.sequence); return true }
         #expect(cursorScan == references.map(\.sequence))
         try await engine.close()
     }

@@ -138,7 +138,7 @@ extension VaultStore {
             var start: LogCursor?
             let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
             var newestMark: StoredRecord?
-            try engine.visitNewestFirst(markStream) { newestMark = $0; return false }
+            try await engine.visitNewestFirst(markStream) { newestMark = $0; return false }
             if let newestMark {
                 let body = try RecordCodec.openStoreRecord(newestMark, kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
                 start = try body.withUnsafeBytes { raw in
@@ -151,7 +151,7 @@ extension VaultStore {
             auditWriter.activity.noteMark(start)
             var audits: [StoredRecord] = []
             do {
-                try engine.scan(from: start, only: { $0.map { StoreKeys.StreamClass(of: $0) == .audit } ?? false }) { record in
+                try await engine.scan(from: start, only: { $0.map { StoreKeys.StreamClass(of: $0) == .audit } ?? false }) { record in
                     audits.append(record)
                     return true
                 }
@@ -178,7 +178,7 @@ extension VaultStore {
                 // the copies that vault's damage hides.
                 guard let stream = record.stream, let vault = vaultOf[stream] else { skipped += 1; continue }
                 do {
-                    if loaded[vault] == nil { loaded[vault] = try loader.load(vault) }
+                    if loaded[vault] == nil { loaded[vault] = try await loader.load(vault) }
                     let entry = try loader.openAuditRecord(record, vault: loaded[vault]!)
                     if let holder = GrantHolder(entry.actor) {
                         copies.append(.init(stream: keys.activityStream(of: holder), vault: vault, entry: entry.encoded()))
@@ -193,9 +193,4 @@ extension VaultStore {
             logger.debug("patientvault: rebuilt activity copies", metadata: ["copies": "\(copies.count)"])
         }
     }
-}
-
-/// Runs async `body`, translating lower-layer errors into ``PatientVaultError``.
-func translatingErrorsAsync<R>(_ body: () async throws -> R) async throws(PatientVaultError) -> R {
-    do { return try await body() } catch { throw PatientVaultError.wrapping(error) }
 }

@@ -31,13 +31,13 @@ extension VaultStore {
                 waitsForEntry: true, result: .success(()))
         }
         // The walk runs on a snapshot of the vault, outside its lock.
-        let vault = try snapshot(of: patient)
-        return try translatingErrors(vaultID: vault.vaultID) {
+        let vault = try await snapshot(of: patient)
+        return try await translatingErrorsAsync(vaultID: vault.vaultID) {
             let now = configuration.currentTime()
             let isRepresentative: Bool = if case .representative = principal { true } else { false }
             var out: [AuditEntry] = []
             var skipped = 0
-            try loader.auditEntries(of: vault) { entry in
+            try await loader.auditEntries(of: vault) { entry in
                 guard var entry = redacted(entry, for: principal, representative: isRepresentative, in: vault, at: now) else {
                     return true
                 }
@@ -101,10 +101,10 @@ extension VaultStore {
         }
         // The walk runs on a snapshot of the vault, outside its lock; entries
         // written after the snapshot are checked like the others.
-        let vault = try snapshot(of: patient)
-        return try translatingErrors(vaultID: vault.vaultID) {
+        let vault = try await snapshot(of: patient)
+        return try await translatingErrorsAsync(vaultID: vault.vaultID) {
             var entries: [AuditEntry] = []
-            try loader.auditEntries(of: vault) { entries.append($0); return true }
+            try await loader.auditEntries(of: vault) { entries.append($0); return true }
             entries.reverse()
             let vaultID = vault.vaultID
             let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
@@ -149,12 +149,12 @@ extension VaultStore {
         try await recordStoreLevelAccess(.reviewActivity, by: principal, target: subject.description, invalid: invalid)
         // The copies still pending are written first, so the walk sees them.
         try await flushActivity()
-        return try translatingErrors {
+        return try await translatingErrorsAsync {
             var out: [AuditEntry] = []
             var skipped = 0
             let stream = keys.activityStream(of: subject)
             let broken = PatientVaultError(.corrupted, "the activity index is broken")
-            try loader.walkBack(stream, broken: broken) { r in
+            try await loader.walkBack(stream, broken: broken) { r in
                 let plain = try RecordCodec.openStoreRecord(r, kind: .activityEntry, key: keys.activity, stream: stream, broken: broken)
                 // A record holds a batch of copies, oldest first: newest first here.
                 for copy in try ActivityBatch.decode(plain).copies.reversed() {
@@ -211,7 +211,7 @@ extension VaultStore {
     @discardableResult
     public func processScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
         var count = 0
-        while let (event, document) = try dueEvent(patient) {
+        while let (event, document) = try await dueEvent(patient) {
             let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
             _ = try await audited(action, patient, by: .system, asSystem: true) { vault, now in
                 let body = VaultEventBody(time: now, by: .system, event: event)
@@ -233,8 +233,8 @@ extension VaultStore {
         return count
     }
 
-    private func dueEvent(_ patient: INS) throws(PatientVaultError) -> (VaultEvent, DocumentID)? {
-        try withVault(patient) { vault in
+    private func dueEvent(_ patient: INS) async throws(PatientVaultError) -> (VaultEvent, DocumentID)? {
+        try await withVault(patient) { vault in
             let now = configuration.currentTime()
             for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
                 guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),

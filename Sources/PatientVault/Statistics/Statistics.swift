@@ -198,7 +198,7 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (rule `notAReviewer`).
     public func statistics(as principal: Principal) async throws(PatientVaultError) -> StoreStatistics {
         try await recordStoreLevelAccess(.readStatistics, by: principal, target: nil)
-        return try translatingErrors {
+        return try await translatingErrorsAsync {
             var stats = StoreStatistics()
             var fed = Set<[UInt8]>()
             var professionals = Set<[UInt8]>()
@@ -207,7 +207,7 @@ extension VaultStore {
             calendar.timeZone = TimeZone(identifier: "UTC")!
             let stream = keys.statisticsStream
             let broken = PatientVaultError(.corrupted, "the statistics stream is broken")
-            try loader.walkBack(stream, broken: broken) { r in
+            try await loader.walkBack(stream, broken: broken) { r in
                 let record = try StatisticsRecord.decode(
                     try RecordCodec.openStoreRecord(r, kind: .statistics, key: keys.statistics, stream: stream, broken: broken))
                 func noteUser(_ u: StatisticsRecord.UserTag) {

@@ -27,8 +27,8 @@ final class DocumentKeyCache: Sendable {
 
     /// The keys of the version whose key is in `slot`: from the cache, or
     /// from `unwrap` (called outside the cache's lock), then kept.
-    func keys(vault: StreamID, slot: KeySlot, unwrap: () throws -> DocumentKeys) rethrows -> DocumentKeys {
-        guard limit > 0 else { return try unwrap() }
+    func keys(vault: StreamID, slot: KeySlot, unwrap: () async throws -> DocumentKeys) async rethrows -> DocumentKeys {
+        guard limit > 0 else { return try await unwrap() }
         let key = Key(vault: vault, slot: slot)
         let cached = entries.withLock { e -> DocumentKeys? in
             guard let hit = e.map[key] else { return nil }
@@ -37,7 +37,7 @@ final class DocumentKeyCache: Sendable {
             return hit.keys
         }
         if let cached { return cached }
-        let keys = try unwrap()
+        let keys = try await unwrap()
         insert(keys, vault: vault, slot: slot)
         return keys
     }

@@ -139,7 +139,7 @@ struct OperationPipeline: Sendable {
         _ action: VaultAction, _ caller: Caller, decide: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
-        let (a, committed, vaultID) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed, String) in
+        let (a, committed, vaultID) = try await withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed, String) in
             let now = configuration.currentTime()
             let (a, secret) = try Self.checked(action, caller) { () throws -> Audited<R> in try decide(&vault, now) } invalid: { .invalid(action, document: caller.document, $0) }
             let (done, committed) = try commitOrAbandon(a, principal: caller.principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
@@ -159,7 +159,7 @@ struct OperationPipeline: Sendable {
         // The pseudonym (a keyed hash of the INS) once per operation.
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
         // 1. Decide; a refusal commits its entry in the same hold.
-        let first = try withVault(pseudonym) { vault -> Phase<Work, R> in
+        let first = try await withVault(pseudonym) { vault -> Phase<Work, R> in
             let now = configuration.currentTime()
             let (decided, secret) = try Self.checked(action, caller) { () throws -> Decided<Work, R> in try decide(&vault, now) } invalid: {
                 .commit(.invalid(action, document: caller.document, $0))
@@ -185,7 +185,7 @@ struct OperationPipeline: Sendable {
                 prepared = .failure(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
             }
             // 3. Commit: the records and the entry, or the entry alone.
-            let (a, committed) = try withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed) in
+            let (a, committed) = try await withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed) in
                 let now = configuration.currentTime()
                 var a: Audited<R>
                 switch prepared {
@@ -238,7 +238,7 @@ struct OperationPipeline: Sendable {
             }
         }
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
-            _ = try? withVault(pseudonym) { vault in onAcknowledged(&vault, references) }
+            _ = try? await withVault(pseudonym) { vault in onAcknowledged(&vault, references) }
         }
         let now = configuration.currentTime()
         var kinds = a.result.isSuccess ? a.notifications : []
@@ -403,17 +403,17 @@ struct OperationPipeline: Sendable {
     /// Runs `body` on the vault's state under its lock, loading it first.
     /// - Throws: ``PatientVaultError/Code/unknownVault`` if the vault does not
     ///   exist (or its creation is not yet acknowledged).
-    func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
-        try withVault(keys.vaultPseudonym(for: patient), body)
+    func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) async throws(PatientVaultError) -> R {
+        try await withVault(keys.vaultPseudonym(for: patient), body)
     }
 
     /// As ``withVault(_:_:)``, for a pseudonym the caller already has.
-    func withVault<R>(_ pseudonym: StreamID, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
+    func withVault<R>(_ pseudonym: StreamID, _ body: (inout VaultState) throws -> R) async throws(PatientVaultError) -> R {
         try lifecycle.ensureOpen()
         do {
-            return try cache.withState(
+            return try await cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
-                exists: { loader.engine.contains(pseudonym) }, load: { try loader.load(pseudonym) }, body)
+                exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }, body)
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
         }

@@ -6,11 +6,12 @@ import VaultStorage
 /// first use, evicted least recently used past ``Configuration/loadedVaultLimit``.
 ///
 /// Locks: a handle's `state` lock guards one vault's memory and is never
-/// held for I/O. Loading (a read of the vault's whole stream) happens under
-/// the handle's `loading` lock instead, so concurrent first uses of one
-/// vault load it once (single flight) while other vaults, and callers of
-/// this vault's already loaded state, never wait on its disk reads. Lock
-/// order: `loading`, then `state`, then the cache's handle map.
+/// held for I/O. Loading (a read of the vault's whole stream) happens in
+/// the handle's `loading` gate instead (an ``AsyncGate``: waiters suspend),
+/// so concurrent first uses of one vault load it once (single flight)
+/// while other vaults, and callers of this vault's already loaded state,
+/// never wait on its reads. Order: `loading`, then `state`, then the
+/// cache's handle map.
 final class VaultCache: Sendable {
     /// One handle per vault in memory: a handle is replaced only after
     /// eviction retired it, so one lock always guards one vault's positions.
@@ -48,23 +49,24 @@ final class VaultCache: Sendable {
     /// `exists` says whether the vault has a stream at all; a vault whose
     /// creation is not yet acknowledged is reported as `missing`.
     func withState<R>(
-        _ pseudonym: StreamID, missing: @autoclosure () -> Error, exists: () -> Bool, load: () throws -> VaultState,
+        _ pseudonym: StreamID, missing: @autoclosure () -> Error, exists: () -> Bool, load: () async throws -> VaultState,
         _ body: (inout VaultState) throws -> R
-    ) throws -> R {
+    ) async throws -> R {
         defer { noteUse(of: pseudonym) }
         while true {
             let handle = handle(for: pseudonym)
             if case .done(let result) = try attempt(handle, missing: missing(), body) { return result }
             if handle.retired.load(ordering: .relaxed) { continue }
             // Not in memory: load once, outside the state lock.
-            try handle.loading.withLock { _ in
+            try await handle.loading.withGate {
                 if handle.retired.load(ordering: .relaxed) || handle.state.withLock({ $0 != nil }) { return }
                 guard exists() else { throw missing() }
                 // No write reaches a vault that is not in memory (every
-                // write loads it first, under this lock), so the stream
-                // cannot move while it is read. A handle retired meanwhile
+                // write loads it first), so the stream cannot move while it
+                // is read; a creation sets the state itself, and a load that
+                // finds it set drops what it read. A handle retired meanwhile
                 // keeps its state unreachable: the next turn takes the new one.
-                let state = try load()
+                let state = try await load()
                 handle.state.withLock { if $0 == nil { $0 = state } }
             }
         }
@@ -72,14 +74,14 @@ final class VaultCache: Sendable {
 
     /// Runs `body` on the state of a vault that may not exist yet (its
     /// creation): `body` sees nil for a vault not in memory and sets it.
+    /// Under the state lock only: a load running meanwhile (which found
+    /// no state) installs what it read only if the state is still nil.
     func withCreation<R>(_ pseudonym: StreamID, _ body: (inout VaultState?) throws -> R) rethrows -> R {
         while true {
             let handle = handle(for: pseudonym)
-            let result = try handle.loading.withLock { _ in
-                try handle.state.withLock { state -> Attempt<R> in
-                    if handle.retired.load(ordering: .relaxed) { return .retry }
-                    return .done(try body(&state))
-                }
+            let result = try handle.state.withLock { state -> Attempt<R> in
+                if handle.retired.load(ordering: .relaxed) { return .retry }
+                return .done(try body(&state))
             }
             if case .done(let r) = result { return r }
         }

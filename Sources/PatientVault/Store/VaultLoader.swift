@@ -4,8 +4,9 @@ import VaultStorage
 
 /// Reads vaults back from the log: rebuilds a vault's state from its
 /// stream, unwraps its keys, walks streams and opens audit records. Reads
-/// only; called outside every vault lock (``VaultCache`` loads under the
-/// vault's `loading` lock, trail walks run on a snapshot).
+/// only, `async` as the engine's reads; called outside every vault lock
+/// (``VaultCache`` loads in the vault's `loading` gate, trail walks run on
+/// a snapshot).
 struct VaultLoader: Sendable {
     let engine: any StorageEngine
     let keys: StoreKeys
@@ -13,16 +14,16 @@ struct VaultLoader: Sendable {
     /// Rebuilds a vault's state by following its stream back from the head,
     /// checking that positions run 0, 1, 2... and decrypting each record.
     /// Cost: one read and one or two decryptions per record of the vault.
-    func load(_ pseudonym: StreamID) throws -> VaultState {
+    func load(_ pseudonym: StreamID) async throws -> VaultState {
         var records: [StoredRecord] = []
-        try walkBack(pseudonym, broken: corruptedChain(pseudonym)) { records.append($0); return true }
+        try await walkBack(pseudonym, broken: corruptedChain(pseudonym)) { records.append($0); return true }
         records.reverse()
         guard let first = records.first else { throw corruptedChain(pseudonym) }
         let header = try RecordHeader.decode(first.payload)
         guard header.kind == .vaultCreated, header.sequence == 0, let slot = header.keySlot else {
             throw corruptedChain(pseudonym)
         }
-        let wrapped = try engine.readKeySlot(slot)
+        let wrapped = try await engine.readKeySlot(slot)
         let vaultKeys = try VaultKeys.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
         let body = try VaultCreatedBody.decode(
             try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
@@ -34,7 +35,7 @@ struct VaultLoader: Sendable {
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
             switch h.kind {
             case .documentVersion:
-                var entry = try decodeVersion(record.payload, header: h, vault: state)
+                var entry = try await decodeVersion(record.payload, header: h, vault: state)
                 entry.reference = record.reference
                 state.documents[entry.metadata.id, default: []].append(entry)
                 state.authors.insert(entry.metadata.author)
@@ -48,16 +49,16 @@ struct VaultLoader: Sendable {
             state.nextSequence = UInt64(i) + 1
         }
         state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
-        try loadAuditHead(into: &state)
+        try await loadAuditHead(into: &state)
         return state
     }
 
     /// Visits `stream` newest first, until `visit` returns false (the
     /// engine's ``StorageEngine/visitNewestFirst(_:_:)``); a stream whose
     /// order the engine finds broken is `broken`.
-    func walkBack(_ stream: StreamID, broken: @autoclosure () -> PatientVaultError, _ visit: (StoredRecord) throws -> Bool) throws {
+    func walkBack(_ stream: StreamID, broken: @autoclosure () -> PatientVaultError, _ visit: (StoredRecord) throws -> Bool) async throws {
         do {
-            try engine.visitNewestFirst(stream, visit)
+            try await engine.visitNewestFirst(stream, visit)
         } catch let error as StorageError where error.code == .corrupted {
             throw broken()
         }
@@ -66,16 +67,16 @@ struct VaultLoader: Sendable {
     /// Unwraps a document version's key from its slot.
     /// - Throws: ``PatientVaultError/Code/erased`` (as a storage error) if
     ///   the slot was destroyed.
-    func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) throws -> DocumentKeys {
-        let wrapped = try engine.readKeySlot(slot)
+    func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) async throws -> DocumentKeys {
+        let wrapped = try await engine.readKeySlot(slot)
         return try DocumentKeys.unwrap(
             wrapped, with: vaultKeys.documentKeyWrapping,
             context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
     }
 
-    private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) throws -> VersionEntry {
+    private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) async throws -> VersionEntry {
         guard let id = h.document, let slot = h.keySlot, h.version >= 1 else { throw corruptedChain(vault.pseudonym) }
-        let docKeys = try documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+        let docKeys = try await documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
         let (plaintext, rest) = try RecordCodec.open(payload, header: h, key: docKeys.metadata, stream: vault.pseudonym)
         let body = try DocumentVersionBody.decode(plaintext, id: id, version: Int(h.version))
         // Bytes after the box are the inline content, and only there.
@@ -93,12 +94,12 @@ struct VaultLoader: Sendable {
     /// vault's history against the anchor it seals: a vault whose stream is
     /// shorter (or other) than its newest audit entry says is `corrupted`,
     /// never served.
-    func loadAuditHead(into state: inout VaultState) throws {
+    func loadAuditHead(into state: inout VaultState) async throws {
         let stream = state.auditStream
         let broken = PatientVaultError(.corrupted, "the vault's history does not match its audit trail", vaultID: state.vaultID)
         // The creation and its entry are one atomic group: no vault lacks one.
         var newest: StoredRecord?
-        try walkBack(stream, broken: broken) { newest = $0; return false }
+        try await walkBack(stream, broken: broken) { newest = $0; return false }
         guard let newest else { throw broken }
         let (anchor, entry) = try openAuditRecordWithAnchor(newest, vault: state)
         guard anchor.records == state.nextSequence, anchor.headHash == state.headHash else { throw broken }
@@ -129,8 +130,8 @@ struct VaultLoader: Sendable {
     }
 
     /// Every audit entry of a vault, newest first, checked one by one.
-    func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) throws {
-        try walkBack(
+    func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) async throws {
+        try await walkBack(
             vault.auditStream,
             broken: PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
         ) { try visit(try openAuditRecord($0, vault: vault)) }

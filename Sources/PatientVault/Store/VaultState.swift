@@ -154,12 +154,10 @@ final class VaultHandle: Sendable {
     /// the store's map: a caller that finds it set takes the lock of the
     /// vault's new handle instead, so one vault never has two live states.
     let retired = Atomic<Bool>(false)
-    /// Held while the vault loads from disk (``VaultCache``), so that it
-    /// loads once however many callers want it, without holding `state`.
-    /// (Its value is a dummy `Bool`, not `Void`: ThreadSanitizer takes the
-    /// exclusivity access of a zero-sized stored property for one of the
-    /// object's header and reports a race that is not one.)
-    let loading = Locked<Bool>(false)
+    /// Held while the vault loads from the engine (``VaultCache``), so
+    /// that it loads once however many callers want it, without holding
+    /// `state`; the callers waiting are suspended, not blocked.
+    let loading = AsyncGate()
 
     init(pseudonym: StreamID) { self.pseudonym = pseudonym }
 }

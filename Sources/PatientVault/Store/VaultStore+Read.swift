@@ -166,9 +166,9 @@ extension VaultStore {
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
                    in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.vaultID, vault.keys) }
         }
-        let keys = try translatingErrors(vaultID: vaultID, documentID: document) {
-            try documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot) {
-                try loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+        let keys = try await translatingErrorsAsync(vaultID: vaultID, documentID: document) {
+            try await documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot) {
+                try await loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
             }
         }
         return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)
@@ -270,11 +270,11 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 let ciphertextStart: Int
                 if entry.content.isInline {
                     guard let reference = entry.reference else { throw corrupted("version record missing") }
-                    payload = try content.engine.read(reference).payload
+                    payload = try await content.engine.read(reference).payload
                     ciphertextStart = try RecordCodec.inlineContentOffset(payload)
                 } else {
                     guard index < entry.content.chunks.count else { throw corrupted("chunk list is short") }
-                    payload = try content.engine.read(entry.content.chunks[index]).payload
+                    payload = try await content.engine.read(entry.content.chunks[index]).payload
                     guard try RecordHeader.decode(payload) == header else { throw corrupted("a chunk is out of place") }
                     ciphertextStart = RecordHeader.size
                 }

@@ -316,8 +316,8 @@ public final class VaultStore: Sendable {
     package var hasReportedDurabilityLoss: Bool { lifecycle.hasReportedDurabilityLoss }
 
     /// Runs `body` on the vault's state under its lock, loading it first.
-    func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) throws(PatientVaultError) -> R {
-        try pipeline.withVault(patient, body)
+    func withVault<R>(_ patient: INS, _ body: (inout VaultState) throws -> R) async throws(PatientVaultError) -> R {
+        try await pipeline.withVault(patient, body)
     }
 
     /// Destroys a document version's key slot (erasure): the cached key
@@ -329,8 +329,8 @@ public final class VaultStore: Sendable {
     }
 
     /// A copy of the vault's state, for walks that run outside its lock.
-    func snapshot(of patient: INS) throws(PatientVaultError) -> VaultState {
-        try pipeline.withVault(patient) { $0 }
+    func snapshot(of patient: INS) async throws(PatientVaultError) -> VaultState {
+        try await pipeline.withVault(patient) { $0 }
     }
 }
 

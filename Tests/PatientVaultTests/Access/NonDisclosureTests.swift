@@ -69,7 +69,7 @@ import Testing
         // Visible by the time rule, whether or not the event was recorded yet.
         #expect(try await v.store.metadata(of: hidden.id, for: v.alice, as: v.patient).id == hidden.id)
         #expect(try await v.store.processScheduledEvents(for: v.alice) == 1)
-        let entries = try v.entries()
+        let entries = try await v.entries()
         #expect(entries.filter { $0.actor == .system }.map(\.action) == [.hiddenDocumentNotice, .automaticRelease])
         #expect(entries.last { $0.action == .readMetadata }?.rule == .hiddenDocumentReleasedByTime)
         // The events survive a reopen and are not repeated.

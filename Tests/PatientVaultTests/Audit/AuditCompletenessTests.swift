@@ -34,15 +34,14 @@ struct AuditedVault {
     }
 
     /// The chain, oldest first, read directly (no entry added).
-    func entries() throws -> [AuditEntry] {
-        try store.withVault(alice) { vault in
-            var out: [AuditEntry] = []
-            try store.loader.auditEntries(of: vault) { out.append($0); return true }
-            return out.reversed()
-        }
+    func entries() async throws -> [AuditEntry] {
+        let vault = try await store.snapshot(of: alice)
+        var out: [AuditEntry] = []
+        try await store.loader.auditEntries(of: vault) { out.append($0); return true }
+        return out.reversed()
     }
 
-    func count() throws -> UInt64 { try store.withVault(alice) { $0.auditNext } }
+    func count() async throws -> UInt64 { try await store.withVault(alice) { $0.auditNext } }
 }
 
 /// Every call on an existing vault leaves exactly one audit entry, allowed, denied, refused for bad input or abandoned (`OperationPipeline`, `AuditWriter`).
@@ -147,26 +146,26 @@ struct AuditedVault {
         let flags: ConfidentialityFlags = name == "releaseToPatient" ? [.hiddenFromPatient] : []
         let doc = try await v.store.deposit(Fixtures.draft(flags: flags), content: Data([9]), for: v.alice, as: Self.doctor).id
         try await Self.setups[name]?(v, doc)
-        var before = try v.count()
+        var before = try await v.count()
         try await allowed(v, doc)
-        var entries = try v.entries()
-        #expect(try v.count() == before + 1, "\(name) allowed")
+        var entries = try await v.entries()
+        #expect(try await v.count() == before + 1, "\(name) allowed")
         #expect(entries.last?.action == action && entries.last?.outcome == .allowed, "\(name) allowed")
 
-        before = try v.count()
+        before = try await v.count()
         let error = await code { try await denied(v, doc) }
         #expect(error == .accessDenied || error == .unknownDocument, "\(name) denied: \(String(describing: error))")
-        entries = try v.entries()
-        #expect(try v.count() == before + 1, "\(name) denied")
+        entries = try await v.entries()
+        #expect(try await v.count() == before + 1, "\(name) denied")
         #expect(entries.last?.action == action && entries.last?.outcome == .denied, "\(name) denied")
         // The chain stays whole.
-        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try v.count()))
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try await v.count()))
         try await v.store.close()
     }
 
     @Test func createVaultIsTheFirstEntryInTheSameCommit() async throws {
         let v = try await AuditedVault()
-        let first = try v.entries()
+        let first = try await v.entries()
         #expect(first.count == 1)
         #expect(first[0].action == .createVault && first[0].outcome == .allowed && first[0].sequence == 0)
         #expect(first[0].actor == v.patient && first[0].purpose == .personalAccess)
@@ -181,7 +180,7 @@ struct AuditedVault {
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([9]), for: v.alice, as: Self.doctor).id
         try await v.store.authorise(Self.stranger, until: v.clock.now().addingTimeInterval(3600), for: v.alice, as: v.patient)
-        let before = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        let before = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         let now = v.clock.now()
         let bad: [(String, Op)] = [
             ("expiry in the past", { v, _ in try await v.store.authorise(Fixtures.pharmacist, until: now.addingTimeInterval(-1), for: v.alice, as: v.patient) }),
@@ -205,14 +204,14 @@ struct AuditedVault {
             ("empty title", { v, _ in _ = try await v.store.deposit(Fixtures.draft(" "), content: Data([1]), for: v.alice, as: Self.doctor) }),
         ]
         for (name, op) in bad {
-            let entriesBefore = try v.store.withVault(v.alice) { $0.auditNext }
+            let entriesBefore = try await v.store.withVault(v.alice) { $0.auditNext }
             #expect(await code { try await op(v, doc) } == .invalidArgument, "\(name)")
             // Exactly one entry: the refusal, with the rule that says why.
-            let entries = try v.entries()
+            let entries = try await v.entries()
             #expect(UInt64(entries.count) == entriesBefore + 1, "\(name)")
             #expect(entries.last?.outcome == .denied && entries.last?.rule == .invalidRequest, "\(name)")
         }
-        let mid = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        let mid = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         #expect(mid.0 == before.0 && mid.2 == before.2)
         // Reasons are bounded where they are created: an invisible one cannot exist.
         for reason in ["", "  ", "\u{0}\u{0}\u{0}\u{0}", "\u{2060}\u{2060}\u{2060}\u{2060}", "\u{FEFF}abcd", "ab", String(repeating: "x", count: 1025),
@@ -226,15 +225,15 @@ struct AuditedVault {
         #expect((try? BreakGlassReason("意識不明")) != nil)
         // The médecin traitant cannot be blocked: a typed error, nothing written but its entry.
         try await v.store.setMedecinTraitant(Self.doctor, for: v.alice, as: v.patient)
-        let afterMT = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }
+        let afterMT = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext) }
         #expect(await code { try await v.store.block(Self.doctor, for: v.alice, as: v.patient) } == .invalidArgument)
-        let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        let after = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         #expect(afterMT.0 == mid.0 + 1 && afterMT.1 == mid.1 + 1)
         #expect(after.0 == afterMT.0 && after.1 == afterMT.1 + 1)
         #expect(after.2.blocked.isEmpty && after.2.grants.count == 1)
         // A grant by someone who is not the patient: denied, audited, no change.
         #expect(await code { try await v.store.authorise(Fixtures.pharmacist, for: v.alice, as: Self.doctor) } == .accessDenied)
-        let denied = try v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
+        let denied = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.auditNext, $0.policy) }
         #expect(denied.0 == after.0 && denied.1 == after.1 + 1 && denied.2 == after.2)
         try await v.store.close()
     }

@@ -44,7 +44,7 @@ import Testing
         // All eleven copies went out in one batch: one record in the stream.
         var records = 0
         let stream = t.store.keys.activityStream(of: GrantHolder(Fixtures.doctor)!)
-        try t.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { _ in records += 1; return true }
+        try await t.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { _ in records += 1; return true }
         #expect(records == 1)
         try await t.store.close()
     }

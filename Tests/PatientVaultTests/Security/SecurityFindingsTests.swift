@@ -17,12 +17,12 @@ import Testing
         let employer = Fixtures.employerPrincipal
         for version in Self.hostileIntegers {
             for principal in [v.patient, employer] {
-                let before = try v.count()
+                let before = try await v.count()
                 #expect(await code { _ = try await v.store.metadata(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
                 #expect(await code { _ = try await v.store.content(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
                 #expect(await code { _ = try await v.store.contentStream(of: doc, version: version, for: v.alice, as: principal) } == .invalidArgument)
-                let entries = try v.entries()
-                #expect(try v.count() == before + 3, "version \(version)")
+                let entries = try await v.entries()
+                #expect(try await v.count() == before + 3, "version \(version)")
                 #expect(entries.suffix(3).allSatisfy { $0.outcome == .denied && $0.rule == .invalidRequest && $0.version == nil })
                 #expect(entries.suffix(3).allSatisfy { $0.document == doc })
             }
@@ -37,17 +37,17 @@ import Testing
         let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
         let subject = GrantHolder.professional(Fixtures.doctor.healthProfessional!.rpps)
         for n in Self.hostileIntegers {
-            let before = try v.count()
+            let before = try await v.count()
             let offsetResult = await code { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(offset: n), as: v.patient) }
             #expect(offsetResult == (n >= 0 ? nil : .invalidArgument), "offset \(n)")
             #expect(await code { _ = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: n), as: v.patient) } == .invalidArgument)
-            #expect(try v.count() == before + 2)
+            #expect(try await v.count() == before + 2)
             #expect(await code { _ = try await v.store.activity(of: subject, matching: AuditQuery(limit: n), as: dpo) } == .invalidArgument)
         }
         // Each refused review was recorded in the reviewer's stream (read back raw).
         let stream = v.store.keys.reviewerStream(of: try SystemPrincipal("dpo"))
         var recorded = 0
-        try v.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
+        try await v.store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
             let plain = try RecordCodec.openStoreRecord(
                 r, kind: .activityEntry, key: v.store.keys.activity, stream: stream, broken: PatientVaultError(.corrupted, ""))
             for copy in try ActivityBatch.decode(plain).copies where try AuditEntry.decode(copy.entry).rule == .invalidRequest {
@@ -104,7 +104,7 @@ import Testing
             let date = Date(timeIntervalSince1970: seconds)
             #expect(await code { try await v.store.authorise(Fixtures.pharmacist, until: date, for: v.alice, as: v.patient) } == .invalidArgument)
         }
-        #expect(try v.store.withVault(v.alice) { $0.policy.grants.isEmpty })
+        #expect(try await v.store.withVault(v.alice) { $0.policy.grants.isEmpty })
         try await v.store.close()
     }
 
@@ -172,11 +172,11 @@ import Testing
             ("replace unknown", { _ = try await v.store.replace(try DocumentID.random(), with: Fixtures.draft(), content: Data([1]), for: v.alice, as: stranger) }),
         ]
         for (name, call) in refusals {
-            let before = try v.count()
+            let before = try await v.count()
             let e = await error { try await call() }
             #expect(e != nil, "\(name)")
-            #expect(try v.count() == before + 1, "\(name)")
-            #expect(try v.entries().last?.outcome == .denied, "\(name)")
+            #expect(try await v.count() == before + 1, "\(name)")
+            #expect(try await v.entries().last?.outcome == .denied, "\(name)")
             // 8. A refusal names no vault.
             #expect(e?.vaultID == nil, "\(name)")
         }
@@ -201,7 +201,7 @@ import Testing
             #expect(visible == (day + 1 >= 30), "day \(day + 1)")
         }
         #expect(notices == 2)  // the 2-week notice and the automatic release
-        let actions = try v.entries().map(\.action)
+        let actions = try await v.entries().map(\.action)
         #expect(actions.contains(.hiddenDocumentNotice) && actions.contains(.automaticRelease))
         try await v.store.close()
     }
@@ -224,7 +224,7 @@ import Testing
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor).id
         #expect(await code { _ = try await v.store.metadata(of: doc, version: 0, for: v.alice, as: v.patient, secret: true) } == .invalidArgument)
-        #expect(try v.entries().last?.isSecretAccess == true)
+        #expect(try await v.entries().last?.isSecretAccess == true)
         try await v.store.close()
     }
 
@@ -318,7 +318,7 @@ import Testing
         let e = await error { _ = try await v.store.verifyAuditTrail(for: v.alice, as: .representative(parent)) }
         #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
         // The patient still verifies the whole chain, secret access included.
-        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try v.count()))
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries == Int(try await v.count()))
         try await v.store.close()
     }
 
@@ -404,7 +404,7 @@ import Testing
         // Nurses do not read imaging in the default matrix, whatever they claim.
         #expect(await code { _ = try await v.store.content(of: imaging.id, for: v.alice, as: nurse) } == .unknownDocument)
         #expect(await code { _ = try await v.store.content(of: imaging.id, for: v.alice, as: claimsDoctor) } == .unknownDocument)
-        #expect(try v.entries().last?.rule == .professionMatrix)
+        #expect(try await v.entries().last?.rule == .professionMatrix)
         try await v.store.close()
     }
 
@@ -429,15 +429,16 @@ import Testing
         let emergency = Fixtures.otherDoctor
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
-        let sizes = try v.store.withVault(v.alice) { vault -> (versions: [UInt32], entries: [UInt32]) in
+        let vault = try await v.store.snapshot(of: v.alice)
+        let sizes = try await { () async throws -> (versions: [UInt32], entries: [UInt32]) in
             let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.reference!.location.frameLength }
             var entries: [UInt32] = []
-            try v.store.loader.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
+            try await v.store.loader.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
                 entries.append($0.reference.location.frameLength)
                 return entries.count < 2
             }
             return (versions, entries)
-        }
+        }()
         // 1,100 and 1,900 bytes of content: the same record size (2 KiB class).
         #expect(sizes.versions[0] == sizes.versions[1])
         // The break-glass read (reason hash, emergency purpose) and the
@@ -464,8 +465,8 @@ import Testing
         let v = try await AuditedVault()
         let reason = "unconscious on arrival"
         _ = try await v.store.documents(for: v.alice, as: Fixtures.otherDoctor, purpose: .breakGlass(reason: try BreakGlassReason(reason)))
-        let hash = try v.entries().last!.reasonHash!
-        let (own, chain) = try v.store.withVault(v.alice) {
+        let hash = try await v.entries().last!.reasonHash!
+        let (own, chain) = try await v.store.withVault(v.alice) {
             (BLAKE2b.hash(Array(reason.utf8), key: $0.keys.reasonHash), BLAKE2b.hash(Array(reason.utf8), key: $0.keys.auditChain))
         }
         #expect(hash == own && hash != chain)

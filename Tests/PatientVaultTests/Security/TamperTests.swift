@@ -95,7 +95,7 @@ import Testing
         let content = Fixtures.content("BIG", size: 200_000)
         let d1 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
         let d2 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
-        let entries = try t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
+        let entries = try await t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
         let engine = try t.rawEngine()
@@ -118,7 +118,7 @@ import Testing
         let keep = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("KEEP-ME"), for: alice, as: Fixtures.doctor)
         // Read once first, so its key is in the cache when the slot goes.
         #expect(try await t.store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("ERASE-ME"))
-        let (slot, vault) = try t.store.withVault(alice) { ($0.entry(m.id, version: nil)!.keySlot, $0.pseudonym) }
+        let (slot, vault) = try await t.store.withVault(alice) { ($0.entry(m.id, version: nil)!.keySlot, $0.pseudonym) }
         try await t.store.destroyDocumentKey(slot, of: vault)
         #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: .patient(alice)) } == .erased)
         #expect(try await t.store.content(of: keep.id, for: alice, as: .patient(alice)) == Fixtures.content("KEEP-ME"))

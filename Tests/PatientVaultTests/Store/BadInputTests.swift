@@ -15,7 +15,7 @@ import Testing
     @Test func badDraftsAreRefusedWithTheirEntryAndNothingElse() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        let before = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let bad: [DocumentDraft] = [
             draft { $0.title = "" },
             draft { $0.title = "   \n" },
@@ -39,7 +39,7 @@ import Testing
             try HealthProfessional(rpps: try RPPSNumber("10101234567"), profession: .doctor, speciality: String(repeating: "x", count: 20_000))
         }
         // Nothing of the deposits; one refusal entry each.
-        let after = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        let after = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         #expect(after.0 == before.0 && after.1 == before.1 + UInt64(bad.count))
         let entries = try await t.store.auditTrail(for: alice, matching: AuditQuery(actions: [.deposit]), as: .patient(alice))
         #expect(entries.count == bad.count && entries.allSatisfy { $0.outcome == .denied && $0.rule == .invalidRequest })
@@ -51,7 +51,7 @@ import Testing
         let t = try await TestStore()
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let m = try await t.store.deposit(Fixtures.draft(), content: Data([9]), for: alice, as: Fixtures.doctor)
-        let before = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        let before = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         let unknown = try DocumentID.random()
         #expect(await code { _ = try await t.store.metadata(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
         #expect(await code { _ = try await t.store.content(of: unknown, for: alice, as: .patient(alice)) } == .unknownDocument)
@@ -74,7 +74,7 @@ import Testing
         }
         // The vault's own records did not change; each attempt left exactly
         // one audit entry, denied.
-        let after = try t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+        let after = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
         #expect(after.0 == before.0)
         #expect(after.1 == before.1 + 8)
         let trail = try await t.store.auditTrail(for: alice, matching: AuditQuery(limit: 9), as: .patient(alice))

@@ -9,45 +9,45 @@ import Testing
 @Suite struct DocumentKeyCacheTests {
     static func someKeys() throws -> DocumentKeys { try DocumentKeys.generate().keys }
 
-    @Test func aHitDoesNotUnwrapAgain() throws {
+    @Test func aHitDoesNotUnwrapAgain() async throws {
         let cache = DocumentKeyCache(limit: 4)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         var unwraps = 0
         for _ in 0..<3 {
-            _ = try cache.keys(vault: vault, slot: KeySlot(7)) { unwraps += 1; return try Self.someKeys() }
+            _ = try await cache.keys(vault: vault, slot: KeySlot(7)) { unwraps += 1; return try Self.someKeys() }
         }
         #expect(unwraps == 1)
         // Another vault's slot of the same number is another key.
-        _ = try cache.keys(vault: StreamID(bytes: [UInt8](repeating: 2, count: 32)), slot: KeySlot(7)) {
+        _ = try await cache.keys(vault: StreamID(bytes: [UInt8](repeating: 2, count: 32)), slot: KeySlot(7)) {
             unwraps += 1
             return try Self.someKeys()
         }
         #expect(unwraps == 2)
     }
 
-    @Test func theLeastRecentlyUsedGoFirstAndTheLimitHolds() throws {
+    @Test func theLeastRecentlyUsedGoFirstAndTheLimitHolds() async throws {
         let cache = DocumentKeyCache(limit: 8)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         for slot in 1...8 { cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(UInt64(slot))) }
         // Slot 1 used again: it outlives the others at the next eviction.
-        _ = try cache.keys(vault: vault, slot: KeySlot(1)) { Issue.record("slot 1 should be cached"); return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { Issue.record("slot 1 should be cached"); return try Self.someKeys() }
         cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(9))
         #expect(cache.count <= 8)
         var unwrapped = false
-        _ = try cache.keys(vault: vault, slot: KeySlot(1)) { unwrapped = true; return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { unwrapped = true; return try Self.someKeys() }
         #expect(!unwrapped)
-        _ = try cache.keys(vault: vault, slot: KeySlot(2)) { unwrapped = true; return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(2)) { unwrapped = true; return try Self.someKeys() }
         #expect(unwrapped, "slot 2, the least recently used, was evicted")
         cache.remove(vault: vault, slot: KeySlot(1))
         cache.removeAll()
         #expect(cache.count == 0)
     }
 
-    @Test func aLimitOfZeroCachesNothing() throws {
+    @Test func aLimitOfZeroCachesNothing() async throws {
         let cache = DocumentKeyCache(limit: 0)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         var unwraps = 0
-        for _ in 0..<2 { _ = try cache.keys(vault: vault, slot: KeySlot(1)) { unwraps += 1; return try Self.someKeys() } }
+        for _ in 0..<2 { _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { unwraps += 1; return try Self.someKeys() } }
         #expect(unwraps == 2)
         #expect(cache.count == 0)
     }

@@ -182,7 +182,7 @@ import Testing
         let store = t.store
         let m = try await store.deposit(Fixtures.draft(), content: Fixtures.content("BASE"), for: alice, as: Fixtures.doctor)
         let big = Fixtures.content("R", size: 400_000)
-        let entriesBefore = try store.withVault(alice) { $0.auditNext }
+        let entriesBefore = try await store.withVault(alice) { $0.auditNext }
         let results = await withTaskGroup(of: PatientVaultError.Code?.self) { group in
             for _ in 0..<4 {
                 group.addTask {
@@ -201,10 +201,8 @@ import Testing
         // One entry per call, whichever way it ended: allowed for each new
         // version, abandoned for each conflict (and one for the listing).
         var entries: [AuditEntry] = []
-        try store.withVault(alice) { vault in
-            try store.loader.auditEntries(of: vault) { entries.append($0); return entries.count < 5 }
-        }
-        #expect(try store.withVault(alice) { $0.auditNext } == entriesBefore + 5)
+        try await store.loader.auditEntries(of: try await store.snapshot(of: alice)) { entries.append($0); return entries.count < 5 }
+        #expect(try await store.withVault(alice) { $0.auditNext } == entriesBefore + 5)
         let replaces = entries.filter { $0.action == .replace }
         #expect(replaces.count == 4)
         #expect(replaces.filter { $0.outcome == .allowed }.count == results.filter { $0 == nil }.count)

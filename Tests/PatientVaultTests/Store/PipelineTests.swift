@@ -55,8 +55,8 @@ import PatientVaultFHIR
     /// the rule (the pipeline builds the denial, not the operation).
     @Test func aDenialCarriesNoRecordsNoStateChangeAndNoResult() async throws {
         let v = try await AuditedVault()
-        let before = try v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
-        let entries = try v.count()
+        let before = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
+        let entries = try await v.count()
         let e = await error {
             let _: Int = try await v.store.pipeline.run(.deposit, Caller(patient: v.alice, principal: Fixtures.otherDoctor)) { vault, now in
                 let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
@@ -70,25 +70,25 @@ import PatientVaultFHIR
             }
         }
         #expect(e?.code == .accessDenied && e?.rule == .notAuthorised)
-        #expect(try v.count() == entries + 1)
-        #expect(try v.entries().last?.outcome == .denied)
-        let after = try v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
+        #expect(try await v.count() == entries + 1)
+        #expect(try await v.entries().last?.outcome == .denied)
+        let after = try await v.store.withVault(v.alice) { ($0.nextSequence, $0.headHash, $0.documents.count) }
         #expect(after.0 == before.0 && after.1 == before.1 && after.2 == before.2)
         // Reloaded from disk, the vault holds no such record either.
         let store = try await v.t.reopen()
-        #expect(try store.withVault(v.alice) { $0.nextSequence } == before.0)
+        #expect(try await store.withVault(v.alice) { $0.nextSequence } == before.0)
         _ = try await store.verifyAuditTrail(for: v.alice, as: v.patient)
         try await store.close()
     }
 
     @Test func aDepositWhoseContentFailsLeavesOneAbandonedEntry() async throws {
         let v = try await AuditedVault()
-        let before = try v.count()
+        let before = try await v.count()
         await #expect(throws: PatientVaultError.self) {
             _ = try await v.store.deposit(Fixtures.draft(), streaming: Self.failingContent(), for: v.alice, as: Fixtures.doctor)
         }
-        #expect(try v.count() == before + 1)
-        let last = try #require(try v.entries().last)
+        #expect(try await v.count() == before + 1)
+        let last = try #require(try await v.entries().last)
         #expect(last.action == .deposit)
         #expect(last.outcome == .abandoned)
         // Exported as a serious failure (FHIR) and by name (JSON).
@@ -101,7 +101,7 @@ import PatientVaultFHIR
 
     @Test func aCancelledDepositLeavesOneAbandonedEntry() async throws {
         let v = try await AuditedVault()
-        let before = try v.count()
+        let before = try await v.count()
         let (content, started, continuation) = GatedContent.make()
         continuation.yield(Data(repeating: 1, count: 10))
         let store = v.store
@@ -112,15 +112,15 @@ import PatientVaultFHIR
         task.cancel()
         await #expect(throws: PatientVaultError.self) { _ = try await task.value }
         continuation.finish()
-        #expect(try v.count() == before + 1)
-        #expect(try v.entries().last?.outcome == .abandoned)
+        #expect(try await v.count() == before + 1)
+        #expect(try await v.entries().last?.outcome == .abandoned)
         #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
     }
 
     @Test func aReplacementThatLosesARaceIsRecordedAsAbandoned() async throws {
         let v = try await AuditedVault()
         let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
-        let before = try v.count()
+        let before = try await v.count()
         // The slow replacement passes its decision, then waits for its content.
         let (slow, started, gate) = GatedContent.make()
         let store = v.store
@@ -138,7 +138,7 @@ import PatientVaultFHIR
         await #expect(throws: PatientVaultError.self) { _ = try await loser.value }
         let code = await code { _ = try await loser.value }
         #expect(code == .conflict)
-        let entries = try v.entries()
+        let entries = try await v.entries()
         #expect(entries.count == Int(before) + 2)
         #expect(entries.suffix(2).map(\.outcome).sorted { $0.rawValue < $1.rawValue } == [.abandoned, .allowed])
         #expect(try await v.store.versions(of: doc.id, for: v.alice, as: v.patient).map(\.version) == [1, 2])
@@ -149,14 +149,14 @@ import PatientVaultFHIR
         var c = Fixtures.configuration()
         c.faults = faults
         let v = try await AuditedVault(configuration: c, storage: .folder)
-        let before = try v.count()
+        let before = try await v.count()
         faults.diskFull = true
         #expect(await code {
             _ = try await v.store.deposit(Fixtures.draft(), content: Data(repeating: 9, count: 4 << 20), for: v.alice, as: Fixtures.doctor)
         } == .diskFull)
         faults.diskFull = false
-        #expect(try v.count() == before + 1)
-        #expect(try v.entries().last?.outcome == .abandoned)
+        #expect(try await v.count() == before + 1)
+        #expect(try await v.entries().last?.outcome == .abandoned)
         _ = try await v.store.verifyAuditTrail(for: v.alice, as: v.patient)
     }
 
@@ -208,9 +208,9 @@ import PatientVaultFHIR
         try await store.close()
     }
 
-    /// Single flight, observed: eight threads ask a fresh cache for one
-    /// vault whose load is slow; the load runs once and every thread sees
-    /// its result.
+    /// Single flight, observed: eight tasks ask a fresh cache for one
+    /// vault whose load is slow; the load runs once (the others wait in
+    /// its gate, suspended) and every task sees its result.
     @Test func concurrentFirstUsesRunTheLoadOnce() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
@@ -220,16 +220,20 @@ import PatientVaultFHIR
         let cache = VaultCache(limit: 8) { _, _ in true }
         let loads = Locked(0)
         let seen = Locked<[UInt64]>([])
-        DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            let next = try? cache.withState(
-                pseudonym, missing: PatientVaultError(.unknownVault, ""), exists: { true },
-                load: {
-                    loads.withLock { $0 += 1 }
-                    Thread.sleep(forTimeInterval: 0.05)
-                    return try store.loader.load(pseudonym)
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let next = try? await cache.withState(
+                        pseudonym, missing: PatientVaultError(.unknownVault, ""), exists: { true },
+                        load: {
+                            loads.withLock { $0 += 1 }
+                            try await Task.sleep(for: .milliseconds(50))
+                            return try await store.loader.load(pseudonym)
+                        }
+                    ) { $0.nextSequence }
+                    seen.withLock { $0.append(next ?? 0) }
                 }
-            ) { $0.nextSequence }
-            seen.withLock { $0.append(next ?? 0) }
+            }
         }
         #expect(loads.withLock { $0 } == 1)
         #expect(seen.withLock { $0 } == Array(repeating: 2, count: 8))
