@@ -4,7 +4,7 @@ import VaultStorage
 import VaultSync
 
 /// Storage in memory for tests: a store opened on it
-/// (``PatientVault/VaultStore/openInMemory(_:key:configuration:)``, or
+/// (`VaultStore.openInMemory(_:key:configuration:)`, or
 /// `withTemporaryStore(storage: .memory)`) touches no disk.
 ///
 /// ```swift
@@ -227,10 +227,10 @@ extension VaultStore {
     ///   - memory: where the records are kept.
     ///   - key: the master key; the same for every open of one memory.
     ///   - configuration: the store's settings; `Configuration/testing` by
-    ///     default (its file settings, segment size and audit mode, change
+    ///     default (its file settings, such as the segment size, change
     ///     nothing here).
-    /// - Throws: ``PatientVaultError/Code/storeLocked`` if a store is open
-    ///   on `memory`, ``PatientVaultError/Code/invalidArgument`` for a bad
+    /// - Throws: `PatientVaultError` `storeLocked` if a store is open
+    ///   on `memory`, `invalidArgument` for a bad
     ///   configuration.
     public static func openInMemory(
         _ memory: MemoryEngine, key: MasterKey, configuration: Configuration = .testing

@@ -28,7 +28,7 @@ public enum TemporaryStorage: Sendable, Hashable {
 /// under the system's temporary directory (`TMPDIR`), named
 /// `patientvault-test-<UUID>`. A test that reopens the store, opens a
 /// second one on the same folder or needs the key uses
-/// ``withTemporaryStoreFolder(configuration:_:)``.
+/// ``withTemporaryStoreFolder(configuration:storage:_:)``.
 /// - Parameters:
 ///   - configuration: the store's settings; `Configuration/testing` (small
 ///     files) by default.
@@ -85,7 +85,7 @@ public func withTemporaryStoreFolder<R: Sendable>(
     return result
 }
 
-/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:_:)``):
+/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:_:)``):
 /// the open store, where it is, its key, and a way to reopen it.
 public final class TemporaryStore: Sendable {
     /// The store's folder (deleted when the test ends); never created for
@@ -103,7 +103,7 @@ public final class TemporaryStore: Sendable {
     /// Opens a store with a random key in a new folder under the system's
     /// temporary directory, `patientvault-test-<UUID>`. The folder is
     /// deleted when this value is released (close the store first); prefer
-    /// ``withTemporaryStoreFolder(configuration:_:)``, which closes and
+    /// ``withTemporaryStoreFolder(configuration:storage:_:)``, which closes and
     /// deletes whatever the test does.
     /// - Parameters:
     ///   - configuration: the store's settings.

@@ -25,6 +25,7 @@ extension LogEngineCore {
             let (jobs, closing) = state.withLock { s -> ([Job], Bool) in
                 let q = s.queue
                 s.queue = []
+                s.committerSignalled = false
                 return (q, s.closing)
             }
             if !jobs.isEmpty {

@@ -223,6 +223,9 @@ final class LogEngineCore: Sendable {
         /// Last *queued* record of streams with records not yet written.
         var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []
+        /// Whether the committer has been signalled for the jobs queued
+        /// since it last took the queue.
+        var committerSignalled = false
         var closing = false
         var closed = false
         var nextKeySlot: UInt64 = 1
@@ -349,6 +352,7 @@ final class LogEngineCore: Sendable {
             throw StorageError(.tooLarge, "an atomic group must fit in one segment")
         }
         let ticket = AppendTicket()
+        var wakes = false
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             for (slot, _) in rawSlotWrites where slot.number < 1 || slot.number >= s.nextKeySlot {
@@ -408,8 +412,12 @@ final class LogEngineCore: Sendable {
             s.tail = offset
             s.bytesSinceCheckpoint += groupSize
             s.queue.append(job)
+            // One wake-up per batch the committer takes, not one per job:
+            // the jobs queued before it takes them ride on the first signal.
+            wakes = !s.committerSignalled
+            s.committerSignalled = true
         }
-        wakeup.signal()
+        if wakes { wakeup.signal() }
         return ticket
     }
 

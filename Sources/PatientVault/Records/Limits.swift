@@ -8,6 +8,10 @@ import Foundation
 /// so no accepted input can produce a record that fails to read back.
 /// Lengths are in UTF-8 bytes.
 enum Limits {
+    /// Largest encoded metadata of one document version.
+    static let versionMetadata = 16 << 10
+    /// Room in a record beyond one content chunk: metadata and the chunk list.
+    static let recordOverhead = 64 << 10
     /// A professional's speciality.
     static let speciality = 64
     /// A break-glass reason (only its keyed hash is stored).

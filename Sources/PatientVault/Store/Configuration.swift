@@ -137,7 +137,7 @@ public struct Configuration: Sendable {
         guard (0...contentChunkSize).contains(inlineContentLimit) else {
             throw bad("inlineContentLimit", inlineContentLimit, "0 to contentChunkSize (\(contentChunkSize))")
         }
-        let minimumSegment = max(UInt64(1 << 20), 4 * UInt64(contentChunkSize + VaultStore.recordOverhead))
+        let minimumSegment = max(UInt64(1 << 20), 4 * UInt64(contentChunkSize + Limits.recordOverhead))
         guard (minimumSegment...(1 << 36)).contains(segmentSize) else {
             throw bad("segmentSize", segmentSize, "\(minimumSegment) (1 MiB and four chunks with their records) to 2^36 bytes")
         }

@@ -42,7 +42,7 @@ final class ContentWriter {
         // Each chunk costs a reference in the version record, which also
         // holds up to 16 KiB of metadata.
         maximumChunks = UInt64(
-            (chunkSize + VaultStore.recordOverhead - VaultStore.maximumMetadataSize - 1024) / RecordReference.byteCount)
+            (chunkSize + Limits.recordOverhead - Limits.versionMetadata - 1024) / RecordReference.byteCount)
         pusher = try SecretStreamPusher(key: contentKey)
         hasher = try BLAKE2b.Hasher(outputByteCount: 32)
         buffer.reserveCapacity(min(chunkSize, 1 << 16))

@@ -162,3 +162,9 @@ final class VaultCache: Sendable {
         for h in all { h.state.withLock { $0 = nil } }
     }
 }
+
+/// One try at a vault's lock: done, or retry on the vault's new handle.
+enum Attempt<R> {
+    case done(R)
+    case retry
+}

@@ -3,9 +3,6 @@ import VaultCrypto
 import VaultStorage
 
 extension VaultStore {
-    /// Largest encoded metadata of one version.
-    static let maximumMetadataSize = 16 << 10
-
     // MARK: - Deposit
 
     /// Deposits a new document into the vault of `patient`, authored by
@@ -270,6 +267,6 @@ extension VaultStore {
         // The metadata's size needs no check: every field is bounded above
         // (title 1 KiB, type code and system, MIME type, the author's
         // identifiers), so the largest draft encodes far below
-        // `maximumMetadataSize` (`DocumentTests.theLargestDraftFitsTheMetadataBound`).
+        // `Limits.versionMetadata` (`DocumentTests.theLargestDraftFitsTheMetadataBound`).
     }
 }

@@ -48,9 +48,6 @@ public final class VaultStore: Sendable {
 
     var logger: Logger { configuration.logger }
 
-    /// Room in a record beyond one content chunk: metadata and the chunk list.
-    static let recordOverhead = 64 << 10
-
     private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, location: URL) {
         self.engine = engine
         self.keys = keys
@@ -144,7 +141,7 @@ public final class VaultStore: Sendable {
         keys: StoreKeys, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration
     ) async throws(PatientVaultError) -> VaultStore {
         let options = StorageOptions(
-            reserve: configuration.effectiveAuditReserve, maximumRecordSize: configuration.contentChunkSize + Self.recordOverhead,
+            reserve: configuration.effectiveAuditReserve, maximumRecordSize: configuration.contentChunkSize + Limits.recordOverhead,
             authenticator: LogMAC(key: keys.log), logger: configuration.logger)
         let engine = try translatingErrors { try makeEngine(options) }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
@@ -332,10 +329,4 @@ public final class VaultStore: Sendable {
     func snapshot(of patient: INS) async throws(PatientVaultError) -> VaultState {
         try await pipeline.withVault(patient) { $0 }
     }
-}
-
-/// One try at a vault's lock: done, or retry on the vault's new handle.
-enum Attempt<R> {
-    case done(R)
-    case retry
 }

@@ -15,7 +15,7 @@ import Testing
 
     /// The deposit path does not measure metadata: every field of a draft
     /// is bounded, so the largest one, by the largest author, replacing a
-    /// version, must encode within `maximumMetadataSize` (which the chunk
+    /// version, must encode within `Limits.versionMetadata` (which the chunk
     /// count of a version record is computed from).
     @Test func theLargestDraftFitsTheMetadataBound() throws {
         let longest = DocumentDraft(
@@ -41,7 +41,7 @@ import Testing
             metadata.replaces = (Int(UInt32.max) - 1, .enteredInError)
             let body = DocumentVersionBody(
                 metadata: metadata, content: ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunks: []))
-            #expect(body.encoded().count <= VaultStore.maximumMetadataSize / 4, "\(author.kind)")
+            #expect(body.encoded().count <= Limits.versionMetadata / 4, "\(author.kind)")
         }
     }
 
