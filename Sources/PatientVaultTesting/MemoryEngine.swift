@@ -78,7 +78,7 @@ public final class MemoryEngine: Sendable {
 }
 
 /// An open ``MemoryEngine``: the `StorageEngine` a store uses.
-private final class OpenMemoryEngine: StorageEngine {
+private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
     let memory: MemoryEngine
     let options: StorageOptions
     let closed = Locked(false)
@@ -209,6 +209,9 @@ private final class OpenMemoryEngine: StorageEngine {
             c.slots[Int(slot.number - 1)] = .destroyed
         }
     }
+
+    /// Its own slots: a destroyed one's value is dropped from memory.
+    var keySlots: any KeySlotStore { self }
 
     func close() async throws {
         // A second close does nothing, as the log engine's.

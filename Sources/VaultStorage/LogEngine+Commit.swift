@@ -40,7 +40,7 @@ extension LogEngineCore {
                     continue
                 }
                 finishOnClose(unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced)
-                keyFileSyncer.stop()
+                keySlots.syncer.stop()
                 stopped.complete(.success([]))
                 return
             }
@@ -60,7 +60,7 @@ extension LogEngineCore {
             for job in jobs {
                 for (slot, bytes) in job.slotWrites {
                     try LogEngineCore.write(
-                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keyFile, site: .keySlotWrite,
+                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keySlots.file, site: .keySlotWrite,
                         faults: configuration.faults)
                     keyFileUnsynced = true
                 }
@@ -198,18 +198,15 @@ extension LogEngineCore {
                 }
             }
             // Room for fewer than 64 more slots: the next step now.
-            let slotSize = UInt64(LogFormat.keySlotSize)
-            let keyFile = (s.nextKeySlot + 64) * slotSize > s.keyFileAllocated
-                ? s.keyFileAllocated + min(configuration.keyFileGrowth, max(64 << 10, s.keyFileAllocated)) : nil
-            return (segment, keyFile)
+            return (segment, keySlots.growthTarget())
         }
         if let (file, number, target) = plan.segment, ahead({ try allocate(file, to: target, site: .growthSync) }) {
             state.withLock { s in
                 if let allocated = s.segments[number]?.allocated { s.segments[number]?.allocated = max(allocated, target) }
             }
         }
-        if let target = plan.keyFile, ahead({ try allocate(keyFile, to: target, site: .growthSync) }) {
-            state.withLock { $0.keyFileAllocated = max($0.keyFileAllocated, target) }
+        if let target = plan.keyFile, ahead({ try allocate(keySlots.file, to: target, site: .growthSync) }) {
+            keySlots.noteGrown(to: target)
         }
         createSpareIfDue()
     }
@@ -293,15 +290,15 @@ extension LogEngineCore {
             for file in segments { try sync(file) }
             return
         }
-        guard !segments.isEmpty else { return try sync(keyFile) }
-        keyFileSyncer.begin()
+        guard !segments.isEmpty else { return try sync(keySlots.file) }
+        keySlots.syncer.begin()
         var segmentError: (any Error)?
         do {
             for file in segments { try sync(file) }
         } catch {
             segmentError = error
         }
-        let keyFileError = keyFileSyncer.finish()
+        let keyFileError = keySlots.syncer.finish()
         if let segmentError { throw segmentError }
         if let keyFileError { throw keyFileError }
     }
@@ -322,59 +319,5 @@ extension LogEngineCore {
                 logger.debug("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
             }
         }
-    }
-}
-
-/// The thread that syncs the key file while the committer syncs segments:
-/// one thread for the engine's life, so a parallel sync allocates nothing.
-final class KeyFileSyncer: Sendable {
-    private let file: PosixFile
-    private let faults: FaultInjection?
-    private let request = DispatchSemaphore(value: 0)
-    private let done = DispatchSemaphore(value: 0)
-    /// Whether to stop, and the last sync's error.
-    private let state = Locked<(quit: Bool, error: StorageError?)>((false, nil))
-
-    init(file: PosixFile, faults: FaultInjection?) {
-        self.file = file
-        self.faults = faults
-    }
-
-    func start() {
-        let thread = Thread { [self] in
-            while true {
-                request.wait()
-                if state.withLock({ $0.quit }) { return }
-                var failure: StorageError?
-                do {
-                    try faults?.checkSync(file.name)
-                    try file.syncData()
-                } catch {
-                    failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
-                }
-                state.withLock { $0.error = failure }
-                done.signal()
-            }
-        }
-        thread.name = "patientvault.keysync"
-        thread.start()
-    }
-
-    /// Starts one sync of the key file.
-    func begin() { request.signal() }
-
-    /// Waits for the sync `begin` started; returns its error, if any.
-    func finish() -> StorageError? {
-        done.wait()
-        return state.withLock { s in
-            defer { s.error = nil }
-            return s.error
-        }
-    }
-
-    /// Ends the thread (after the last `finish`).
-    func stop() {
-        state.withLock { $0.quit = true }
-        request.signal()
     }
 }

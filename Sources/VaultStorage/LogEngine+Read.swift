@@ -54,4 +54,54 @@ extension LogEngineCore {
         return LogFrame(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: frame)
     }
 
+    /// Reads the written log from `start`, frame by frame, in order. The
+    /// end is the first all-zero header, the end of a segment, or, in the
+    /// segment being written, the position of the first queued record.
+    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
+        let (segments, current, tail, written) = try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            // Queued jobs are not written yet: stop at the first one.
+            let firstQueued = s.queue.first.map { LogPosition(segment: $0.segment, offset: $0.offset) }
+            return (s.segments, s.current, s.tail, firstQueued)
+        }
+        let end = written ?? LogPosition(segment: current, offset: tail)
+        var position = LogPosition(segment: max(start.segment, segments.keys.min() ?? start.segment), offset: start.offset)
+        if position.segment != start.segment || position.offset < UInt64(LogFormat.segmentHeaderSize) {
+            position.offset = UInt64(LogFormat.segmentHeaderSize)
+        }
+        while position < end {
+            guard let segment = segments[position.segment] else {
+                throw StorageError(.corrupted, "segment is missing", segment: position.segment, offset: position.offset)
+            }
+            let segmentEnd = position.segment == end.segment ? end.offset : segment.size
+            guard position.offset >= UInt64(LogFormat.segmentHeaderSize),
+                  position.offset + UInt64(LogFormat.frameHeaderSize) <= segmentEnd
+            else {
+                position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
+                continue
+            }
+            let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: position.offset)
+            // Zeros, or the end of a file preallocated short of its size.
+            if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) {
+                position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
+                continue
+            }
+            let damaged = StorageError(.corrupted, "record failed its checksum", segment: position.segment, offset: position.offset)
+            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
+                  header.withUnsafeBytes({
+                      LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: position.offset, authenticator: configuration.authenticator)
+                  })
+            else { throw damaged }
+            // Bounded by the segment before any conversion: a length no
+            // frame of this segment can have is damage, not a trap.
+            let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
+            guard length <= segmentEnd - position.offset else { throw damaged }
+            if !h.isSlotManifest, wanted(h.stream) {
+                let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
+                let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+                guard try visit(record) else { return }
+            }
+            position.offset += length
+        }
+    }
 }

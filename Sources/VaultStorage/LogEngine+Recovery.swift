@@ -21,9 +21,51 @@ extension LogEngineCore {
         directory: String, configuration: LogEngineConfiguration, keyFile: (file: PosixFile, salt: [UInt8]),
         into s: inout State
     ) throws -> RecoveryReport {
-        let logger = configuration.logger
-        let observer = configuration.faults?.observer
         var report = RecoveryReport()
+        let numbers = try segmentNumbers(in: directory, observer: configuration.faults?.observer)
+        // What recovery may trust comes first: the checkpoint vouches for the
+        // segments it names and everything before its tail.
+        let lenient = configuration.replaysWithoutCheckpoint
+        let checkpoint = try readCheckpoint(
+            directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: configuration.logger)
+        if let c = checkpoint, numbers.last.map({ c.segment > $0 }) ?? true {
+            throw StorageError(
+                .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
+        }
+        let headers = try openSegments(numbers, in: directory, observer: configuration.faults?.observer, into: &s)
+        let valid = numbers
+        if checkpoint == nil, !valid.isEmpty, !lenient {
+            try checkFirstCheckpointWasNeverWritten(valid, configuration: configuration, segments: s.segments)
+        }
+        if valid.isEmpty {
+            let n: UInt32 = 1
+            let segment = try createSegment(
+                directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize,
+                allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+            s.segments[n] = segment
+            s.current = n
+            s.tail = UInt64(LogFormat.segmentHeaderSize)
+            s.nextLSN = 1
+            return report
+        }
+        let start = try startingPoint(
+            checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
+        let (end, endData) = try replay(
+            from: start, headers: headers, valid: valid, keyFile: keyFile, configuration: configuration, into: &s, report: &report)
+        try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
+        try restore(end, replayedFrom: start.segment, valid: valid, directory: directory, configuration: configuration, into: &s)
+        return report
+    }
+
+    /// Where the valid log stops: its segment, offset and next LSN, and the
+    /// offset of the first invalid frame after it, if any.
+    typealias LogEnd = (segment: UInt32, offset: UInt64, lsn: UInt64, badOffset: Int?)
+
+    /// The numbers of the segment files, oldest first, after removing the
+    /// leftovers of a crash during a segment's creation.
+    /// - Throws: ``StorageError/Code/corrupted`` if the log does not start
+    ///   at segment 1 or has a gap.
+    private static func segmentNumbers(in directory: String, observer: (any FileObserver)?) throws -> [UInt32] {
         let names = try FileSystem.list(directory)
         // A segment is created under a temporary name and renamed once its
         // header and preallocation are durable: a leftover is a crash during
@@ -40,20 +82,15 @@ extension LogEngineCore {
         for (i, n) in numbers.enumerated() where n != numbers[0] + UInt32(i) {
             throw StorageError(.corrupted, "segment \(numbers[0] + UInt32(i)) is missing", segment: numbers[0] + UInt32(i))
         }
-        // What recovery may trust comes first: the checkpoint vouches for the
-        // segments it names and everything before its tail.
-        let lenient = configuration.replaysWithoutCheckpoint
-        let checkpoint = try readCheckpoint(
-            directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: logger)
-        if let c = checkpoint, numbers.last.map({ c.segment > $0 }) ?? true {
-            throw StorageError(
-                .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
-        }
+        return numbers
+    }
 
-        // Open every segment and check its header. Segment files appear
-        // whole (renamed into place), so a bad header is damage, wherever it is.
+    /// Opens every segment and checks its header. Segment files appear
+    /// whole (renamed into place), so a bad header is damage, wherever it is.
+    private static func openSegments(
+        _ numbers: [UInt32], in directory: String, observer: (any FileObserver)?, into s: inout State
+    ) throws -> [UInt32: LogFormat.SegmentHeader] {
         var headers: [UInt32: LogFormat.SegmentHeader] = [:]
-        var valid: [UInt32] = []
         for n in numbers {
             let path = directory + "/" + LogFormat.segmentFileName(n)
             let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)", observer: observer)
@@ -67,38 +104,36 @@ extension LogEngineCore {
             let length = try file.size()
             s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size, allocated: min(length, h.size))
             headers[n] = h
-            valid.append(n)
         }
-        // A store writes its first checkpoint when it is created, before it
-        // takes any record, and replaces it only by renaming a newer one
-        // over it: a log without one lost it (a deleted file hides a cut or
-        // deleted newest segment). The one exception is a crash between
-        // segment 1 and that first checkpoint: segment 1 alone, as created
-        // (its first preallocation, zeros after the header).
-        if checkpoint == nil, !valid.isEmpty, !lenient {
-            guard valid == [1], let first = s.segments[1],
-                  try first.file.size() == min(configuration.initialSegmentAllocation, first.size), try isEmpty(first)
-            else {
-                throw StorageError(.corrupted, "index.checkpoint is missing while the log holds records")
-            }
-        }
-        if valid.isEmpty {
-            let n: UInt32 = 1
-            let segment = try createSegment(
-                directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize,
-                allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
-            s.segments[n] = segment
-            s.current = n
-            s.tail = UInt64(LogFormat.segmentHeaderSize)
-            s.nextLSN = 1
-            return report
-        }
+        return headers
+    }
 
-        // Start from the checkpoint when it is consistent with the segments;
-        // the record it names as last must be there: a checkpoint only ever
-        // covers durable records, so a missing one is corruption, not a crash.
-        // An authenticated checkpoint that does not fit is corruption too;
-        // an unauthenticated one (the engine's own tests) is ignored.
+    /// A store writes its first checkpoint when it is created, before it
+    /// takes any record, and replaces it only by renaming a newer one over
+    /// it: a log without one lost it (a deleted file hides a cut or deleted
+    /// newest segment). The one exception is a crash between segment 1 and
+    /// that first checkpoint: segment 1 alone, as created (its first
+    /// preallocation, zeros after the header).
+    private static func checkFirstCheckpointWasNeverWritten(
+        _ valid: [UInt32], configuration: LogEngineConfiguration, segments: [UInt32: Segment]
+    ) throws {
+        guard valid == [1], let first = segments[1],
+              try first.file.size() == min(configuration.initialSegmentAllocation, first.size), try isEmpty(first)
+        else {
+            throw StorageError(.corrupted, "index.checkpoint is missing while the log holds records")
+        }
+    }
+
+    /// Where replay starts: after the checkpoint when it is consistent with
+    /// the segments (its index loaded into `s`), else at the log's start.
+    /// The record it names as last must be there: a checkpoint only ever
+    /// covers durable records, so a missing one is corruption, not a crash.
+    /// An authenticated checkpoint that does not fit is corruption too; an
+    /// unauthenticated one (the engine's own tests) is ignored.
+    private static func startingPoint(
+        checkpoint: Checkpoint?, headers: [UInt32: LogFormat.SegmentHeader], valid: [UInt32],
+        configuration: LogEngineConfiguration, into s: inout State, report: inout RecoveryReport
+    ) throws -> (segment: UInt32, offset: UInt64, lsn: UInt64) {
         var startSegment = valid[0]
         var startOffset = UInt64(LogFormat.segmentHeaderSize)
         var expected = headers[valid[0]]!.firstLSN
@@ -137,12 +172,25 @@ extension LogEngineCore {
             } else if configuration.authenticator != nil {
                 throw StorageError(.corrupted, "index.checkpoint does not fit the segments", segment: c.segment, offset: c.tail)
             } else {
-                logger.debug("storage: checkpoint does not fit the segments; replaying the whole log")
+                configuration.logger.debug("storage: checkpoint does not fit the segments; replaying the whole log")
             }
         }
 
-        // Replay, segment by segment, until the end of the log.
-        var end: (segment: UInt32, offset: UInt64, lsn: UInt64, badOffset: Int?) = (startSegment, startOffset, expected, nil)
+        return (startSegment, startOffset, expected)
+    }
+
+    /// Replays the segments from `start`, segment by segment, until the end
+    /// of the valid log: the index of `s` follows every complete atomic
+    /// group. Returns where the valid log ends and the bytes of the segment
+    /// it ends in.
+    private static func replay(
+        from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
+        valid: [UInt32], keyFile: (file: PosixFile, salt: [UInt8]), configuration: LogEngineConfiguration,
+        into s: inout State, report: inout RecoveryReport
+    ) throws -> (LogEnd, [UInt8]) {
+        let (startSegment, startOffset) = (start.segment, start.offset)
+        var expected = start.lsn
+        var end: LogEnd = (startSegment, startOffset, expected, nil)
         var endData: [UInt8] = []
         replay: for n in valid where n >= startSegment {
             let segment = s.segments[n]!
@@ -237,9 +285,18 @@ extension LogEngineCore {
             if end.badOffset != nil { break replay }
         }
 
-        // `end` is where the valid log stops. Anything after it is a torn
-        // tail, unless a later valid frame testifies that the record expected
-        // there had been durable: then it is corruption.
+        return (end, endData)
+    }
+
+    /// `end` is where the valid log stops. Anything after it is a torn
+    /// tail, unless a later valid frame testifies that the record expected
+    /// there had been durable: then it is corruption. A torn tail is cut:
+    /// later segments go, the end segment is truncated.
+    private static func cutAfter(
+        _ end: LogEnd, data endData: [UInt8], valid: [UInt32], directory: String, configuration: LogEngineConfiguration,
+        into s: inout State, report: inout RecoveryReport
+    ) throws {
+        let observer = configuration.faults?.observer
         let junkAfterEnd = end.badOffset != nil || firstNonZero(endData, from: Int(end.offset)) != nil
         try checkNothingDurableFollows(
             lsn: end.lsn, badSegment: end.segment, badOffset: end.badOffset ?? Int(end.offset),
@@ -260,14 +317,20 @@ extension LogEngineCore {
             }
             try endFile.file.truncate(to: end.offset)
             report.truncatedAt = (end.segment, end.offset)
-            logger.debug("storage: cut a torn tail", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
+            configuration.logger.debug("storage: cut a torn tail", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }
-        // Restore the preallocation (a cut shortened the file) with the
-        // reserve after the end; best effort: on a full disk the store
-        // opens with what it has (reads use what is preallocated). Then
-        // make everything replayed durable: after a process crash it may
-        // still be only in the page cache, and new frames will say it is
-        // durable.
+    }
+
+    /// Restores the preallocation (a cut shortened the file) with the
+    /// reserve after the end; best effort: on a full disk the store opens
+    /// with what it has (reads use what is preallocated). Then makes
+    /// everything replayed durable: after a process crash it may still be
+    /// only in the page cache, and new frames will say it is durable.
+    private static func restore(
+        _ end: LogEnd, replayedFrom startSegment: UInt32, valid: [UInt32], directory: String,
+        configuration: LogEngineConfiguration, into s: inout State
+    ) throws {
+        let endFile = s.segments[end.segment]!
         let wanted = roundUp(max(endFile.allocated, end.offset + configuration.reserve), within: endFile.size)
         do {
             try configuration.faults?.checkAllocation(endFile.file.name)
@@ -275,16 +338,15 @@ extension LogEngineCore {
             s.segments[end.segment]?.allocated = wanted
         } catch let error as StorageError where error.code == .diskFull {
             s.segments[end.segment]?.allocated = min(try endFile.file.size(), endFile.size)
-            logger.debug("storage: opened without the reserve (disk full)")
+            configuration.logger.debug("storage: opened without the reserve (disk full)")
         }
         for n in valid where n >= startSegment && n <= end.segment {
             try s.segments[n]?.file.syncData()
         }
-        try FileSystem.syncDirectory(directory, observer: observer)
+        try FileSystem.syncDirectory(directory, observer: configuration.faults?.observer)
         s.current = end.segment
         s.tail = end.offset
         s.nextLSN = end.lsn
-        return report
     }
 
     /// Whether a segment holds nothing but zeros after its header.

@@ -219,8 +219,34 @@ package struct StorageOptions: Sendable {
     }
 }
 
+/// Where a store keeps its key slots: small cells, each written once (a
+/// wrapped key) and destroyable, unlike records of the append-only log.
+///
+/// Its own protocol, because "a destroyed value cannot be read back" is a
+/// promise only some stores can make: a server with MVCC, a write-ahead
+/// log and backups cannot. A deployment may keep slots in a local file or
+/// an HSM while its records live elsewhere. Slots are written through
+/// ``StorageEngine/append(_:keySlotWrites:durability:mayUseReserve:)``,
+/// durable before the group that names them is acknowledged.
+package protocol KeySlotStore: AnyObject, Sendable {
+    /// Reserves a new, never used key slot.
+    /// - Throws: ``StorageError/Code/diskFull``.
+    func reserveKeySlot() throws -> KeySlot
+
+    /// Reads the value of a key slot.
+    /// - Throws: ``StorageError/Code/keySlotDestroyed``,
+    ///   ``StorageError/Code/keySlotEmpty``, ``StorageError/Code/corrupted``.
+    func readKeySlot(_ slot: KeySlot) async throws -> [UInt8]
+
+    /// Overwrites a key slot with a tombstone, durably: its former value
+    /// cannot be read back through this store (each store says what it
+    /// promises beyond that).
+    func destroyKeySlot(_ slot: KeySlot) async throws
+}
+
 /// The storage contract of the layers above: an append-only log of
-/// records grouped in streams, and destroyable key slots.
+/// records grouped in streams, and, through ``keySlots``, destroyable key
+/// slots.
 ///
 /// Reads are `async`, so that an engine over the network suspends instead
 /// of blocking a thread of the cooperative pool; appends only queue (and
@@ -290,19 +316,8 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
     func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws
 
-    /// Reserves a new, never used key slot.
-    /// - Throws: ``StorageError/Code/diskFull``.
-    func reserveKeySlot() throws -> KeySlot
-
-    /// Reads the value of a key slot.
-    /// - Throws: ``StorageError/Code/keySlotDestroyed``,
-    ///   ``StorageError/Code/keySlotEmpty``, ``StorageError/Code/corrupted``.
-    func readKeySlot(_ slot: KeySlot) async throws -> [UInt8]
-
-    /// Overwrites a key slot with a tombstone, durably: its former value
-    /// cannot be read back through this engine (each engine says what it
-    /// promises beyond that).
-    func destroyKeySlot(_ slot: KeySlot) async throws
+    /// Where this engine's key slots are (``LogEngine``: its key file).
+    var keySlots: any KeySlotStore { get }
 
     /// Waits for queued writes and releases the store. Further calls throw
     /// ``StorageError/Code/closed``.

@@ -317,6 +317,25 @@ func openBenchmarks() {
         small.value = nil
     }
 
+    // A downstream test's whole store: opened, a vault, a 4 KiB deposit,
+    // its read, closed (and its folder deleted): in a folder, the log
+    // engine with its syncs; in memory, `MemoryEngine`, no disk at all.
+    for storage in [TemporaryStorage.folder, .memory] {
+        Benchmark(
+            "PatientVault/a test's temporary store: open, deposit 4 KiB, read, close (\(storage))",
+            configuration: .init(metrics: [.wallClock, .mallocCountTotal], timeUnits: .microseconds, maxIterations: 200)
+        ) { benchmark in
+            for _ in benchmark.scaledIterations {
+                try await withTemporaryStore(storage: storage) { store in
+                    let p = People.patient(0)
+                    try await store.createVault(for: p, as: .patient(p), channel: .patientOnline)
+                    let doc = try await store.deposit(draft(4096), content: content(4096), for: p, as: People.doctor)
+                    precondition(try await store.content(of: doc.id, for: p, as: People.doctor).count == 4096)
+                }
+            }
+        }
+    }
+
     let keyPath = fixturePath + ".key"
     let present = FileManager.default.fileExists(atPath: keyPath)
     Benchmark(

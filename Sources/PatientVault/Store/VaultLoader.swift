@@ -23,7 +23,7 @@ struct VaultLoader: Sendable {
         guard header.kind == .vaultCreated, header.sequence == 0, let slot = header.keySlot else {
             throw corruptedChain(pseudonym)
         }
-        let wrapped = try await engine.readKeySlot(slot)
+        let wrapped = try await engine.keySlots.readKeySlot(slot)
         let vaultKeys = try VaultKeys.unwrap(wrapped, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
         let body = try VaultCreatedBody.decode(
             try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
@@ -68,7 +68,7 @@ struct VaultLoader: Sendable {
     /// - Throws: ``PatientVaultError/Code/erased`` (as a storage error) if
     ///   the slot was destroyed.
     func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) async throws -> DocumentKeys {
-        let wrapped = try await engine.readKeySlot(slot)
+        let wrapped = try await engine.keySlots.readKeySlot(slot)
         return try DocumentKeys.unwrap(
             wrapped, with: vaultKeys.documentKeyWrapping,
             context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))

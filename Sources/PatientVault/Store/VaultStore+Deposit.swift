@@ -183,7 +183,7 @@ extension VaultStore {
             },
             prepare: { plan throws -> PreparedVersion in
                 let (documentKey, documentKeys) = try DocumentKeys.generate()
-                let slot = try engine.reserveKeySlot()
+                let slot = try engine.keySlots.reserveKeySlot()
                 let wrapped = try KeyWrap.wrap(
                     documentKey, with: plan.vaultKeys.documentKeyWrapping,
                     context: VaultKeys.documentKeyContext(plan.pseudonym, document: plan.id, version: UInt32(plan.version), slot: slot))

@@ -23,7 +23,7 @@ extension VaultStore {
             matrix: configuration.accessMatrix, time: configuration.currentTime()))
         let (createdAt, vaultID) = try await pipeline.create(patient, principal: principal, decision: decision) { pseudonym, vaultID, createdAt in
             let (vaultKey, vaultKeys) = try VaultKeys.generate()
-            let slot = try engine.reserveKeySlot()
+            let slot = try engine.keySlots.reserveKeySlot()
             let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
             let body = VaultCreatedBody(holder: patient, createdBy: principal, channel: channel, createdAt: createdAt, region: region)
             let header = RecordHeader(kind: .vaultCreated, sequence: 0, document: nil, version: 0, keySlot: slot)

@@ -321,7 +321,7 @@ public final class VaultStore: Sendable {
     /// goes with it, before and after, so no later read finds it.
     func destroyDocumentKey(_ slot: KeySlot, of pseudonym: StreamID) async throws {
         documentKeyCache.remove(vault: pseudonym, slot: slot)
-        try await engine.destroyKeySlot(slot)
+        try await engine.keySlots.destroyKeySlot(slot)
         documentKeyCache.remove(vault: pseudonym, slot: slot)
     }
 

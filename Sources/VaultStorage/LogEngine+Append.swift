@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Foundation
+import VaultSync
+
+// MARK: - Append: a group laid out, placed and queued
+
+extension LogEngineCore {
+
+    func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
+    ) throws -> AppendTicket {
+        var slots: [(KeySlot, [UInt8])] = []
+        slots.reserveCapacity(keySlotWrites.count)
+        for (slot, value) in keySlotWrites {
+            guard value.count <= LogFormat.keySlotCapacity else {
+                throw StorageError(.tooLarge, "a key slot holds at most \(LogFormat.keySlotCapacity) bytes")
+            }
+            slots.append((slot, keySlots.live(slot, value: value)))
+        }
+        return try enqueue(records: records, rawSlotWrites: slots, durability: durability, mayUseReserve: mayUseReserve)
+    }
+
+    func enqueue(
+        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false
+    ) throws -> AppendTicket {
+        // A group that writes key slots starts with their manifest: slots and
+        // frames are synced in parallel, and recovery cuts a group whose
+        // slots did not all become durable (it was never acknowledged).
+        var records = records
+        let manifests = !records.isEmpty && !rawSlotWrites.isEmpty ? 1 : 0
+        if manifests == 1 {
+            let manifest = LogFormat.encodeSlotManifest(rawSlotWrites.map { ($0.0.number, CRC32C.checksum($0.1)) })
+            records.insert(EngineRecord(stream: nil, payload: manifest), at: 0)
+        }
+        // Work that needs no lock: sizes and payload checksums.
+        var groupSize: UInt64 = 0
+        var crcs: [UInt32] = []
+        crcs.reserveCapacity(records.count)
+        for r in records {
+            guard r.payload.count <= configuration.maximumRecordSize else {
+                throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
+            }
+            groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
+            crcs.append(LogFormat.payloadCRC(r.payload))
+        }
+        let room = groupSize + (mayUseReserve ? 0 : configuration.reserve)
+        guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
+            throw StorageError(.tooLarge, "an atomic group must fit in one segment")
+        }
+        let ticket = AppendTicket()
+        var wakes = false
+        try state.withLock { s in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            for (slot, _) in rawSlotWrites where !keySlots.isReserved(slot) {
+                throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+            }
+            try ensureNoFailure()
+            if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
+            guard let segment = s.segments[s.current] else {
+                throw StorageError(.io, "no current segment")
+            }
+            var job = Job(
+                slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], references: [],
+                lastLSN: nil, heads: [], durability: durability, ticket: ticket)
+            job.references.reserveCapacity(records.count)
+            job.heads.reserveCapacity(records.count)
+            // Small frames (headers, payloads, padding) are laid out in one
+            // buffer per group: one allocation, one iovec. A large payload
+            // (a content chunk) stays where it is, between two buffers.
+            var pending = bufferPool.withLock { $0.popLast() } ?? []
+            pending.reserveCapacity(Int(min(groupSize, UInt64(LogEngineCore.inlinePayloadLimit) * 2)))
+            var offset = s.tail
+            for (i, r) in records.enumerated() {
+                let frameLength = LogFormat.frameLength(payloadCount: r.payload.count)
+                let location = RecordLocation(segment: s.current, offset: offset, frameLength: UInt32(frameLength))
+                var flags: UInt8 = i < records.count - 1 ? LogFormat.flagGroupContinues : 0
+                if i < manifests { flags |= LogFormat.flagKeySlotManifest }
+                var previous: RecordLocation?
+                if let stream = r.stream {
+                    flags |= LogFormat.flagHasStream
+                    previous = s.queuedHeads[stream] ?? s.index[stream]
+                    s.queuedHeads[stream] = location
+                    job.heads.append((stream, location))
+                }
+                let lsn = s.nextLSN
+                s.nextLSN += 1
+                let start = pending.count
+                pending.append(contentsOf: repeatElement(0, count: LogFormat.frameHeaderSize))
+                pending.withUnsafeMutableBytes { raw in
+                    LogFormat.writeFrameHeader(
+                        into: UnsafeMutableRawBufferPointer(rebasing: raw[start...]), salt: segment.salt, offset: offset,
+                        payloadLength: r.payload.count, payloadCRC: crcs[i], lsn: lsn, durableThrough: s.durableLSN,
+                        flags: flags, previous: previous, stream: r.stream, authenticator: configuration.authenticator)
+                }
+                if r.payload.count <= LogEngineCore.inlinePayloadLimit {
+                    pending.append(contentsOf: r.payload)
+                } else {
+                    job.buffers.append(pending)
+                    job.buffers.append(r.payload)
+                    pending = []
+                }
+                pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
+                if i >= manifests { job.references.append(RecordReference(sequence: lsn, location: location)) }
+                job.lastLSN = lsn
+                offset += UInt64(frameLength)
+            }
+            if !pending.isEmpty { job.buffers.append(pending) }
+            s.tail = offset
+            s.bytesSinceCheckpoint += groupSize
+            s.queue.append(job)
+            // One wake-up per batch the committer takes, not one per job:
+            // the jobs queued before it takes them ride on the first signal.
+            wakes = !s.committerSignalled
+            s.committerSignalled = true
+        }
+        if wakes { wakeup.signal() }
+        return ticket
+    }
+}
