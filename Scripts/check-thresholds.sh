@@ -31,7 +31,15 @@ for f in Thresholds/*.p90.json; do
     cp "$f" "$layout/$target.$group/${name//_/ }"
 done
 # Every [gate] benchmark has a committed threshold, and no threshold is stale.
-gates=$(swift package benchmark list --filter '.*\[gate\]' 2>/dev/null | grep -c '\[gate\]' || true)
+listing=$(mktemp)
+# A benchmark package that does not build lists nothing: say why.
+if ! swift package benchmark list --filter '.*\[gate\]' >"$listing" 2>&1; then
+    cat "$listing" >&2
+    echo "allocation thresholds: the benchmarks do not build" >&2
+    exit 1
+fi
+gates=$(grep -c '\[gate\]' "$listing" || true)
+rm -f "$listing
 files=$(ls Thresholds/*.p90.json | wc -l)
 if [ "$gates" -ne "$files" ]; then
     echo "allocation thresholds: $gates [gate] benchmarks but $files threshold files" >&2

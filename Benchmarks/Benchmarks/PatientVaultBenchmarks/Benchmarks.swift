@@ -330,7 +330,8 @@ func openBenchmarks() {
                     let p = People.patient(0)
                     try await store.createVault(for: p, as: .patient(p), channel: .patientOnline)
                     let doc = try await store.deposit(draft(4096), content: content(4096), for: p, as: People.doctor)
-                    precondition(try await store.content(of: doc.id, for: p, as: People.doctor).count == 4096)
+                    let read = try await store.content(of: doc.id, for: p, as: People.doctor)
+                    precondition(read.count == 4096)
                 }
             }
         }
