@@ -39,7 +39,7 @@ if ! swift package benchmark list --filter '.*\[gate\]' >"$listing" 2>&1; then
     exit 1
 fi
 gates=$(grep -c '\[gate\]' "$listing" || true)
-rm -f "$listing
+rm -f "$listing"
 files=$(ls Thresholds/*.p90.json | wc -l)
 if [ "$gates" -ne "$files" ]; then
     echo "allocation thresholds: $gates [gate] benchmarks but $files threshold files" >&2
