@@ -3,7 +3,9 @@ import VaultSync
 /// Simulated failures, for tests of the failure paths that real disks rarely
 /// show on demand: a full disk when space must be reserved, a failing
 /// `fdatasync` (of every file, or of one kind), a failing or short write of
-/// the log. Not part of any production configuration.
+/// the log. The engine's ``LogFiles`` when set: every file operation it
+/// makes passes here (`LogFiles.swift`). Not part of any production
+/// configuration.
 package final class FaultInjection: Sendable {
     /// How the commit path's next writes of frames fail.
     package enum WriteFault: Sendable, Equatable {
@@ -68,7 +70,6 @@ package final class FaultInjection: Sendable {
         set { state.withLock { $0.writeFault = newValue } }
     }
 
-    func checkWrite() -> WriteFault? { writeFault }
 
     /// While set, every write at this site reaches the file half-written
     /// and then fails with `EIO`; every sync at it fails with `EIO`.
@@ -77,18 +78,7 @@ package final class FaultInjection: Sendable {
         set { state.withLock { $0.failingSite = newValue } }
     }
 
-    /// Writes `bytes` at `offset` of `file`, or, when `site` is failing,
-    /// half of them and then throws `EIO`.
-    func write(_ bytes: [UInt8], at offset: UInt64, of file: PosixFile, site: Site) throws {
-        guard failingSite == site else { return try file.write(bytes, at: offset) }
-        try file.write(Array(bytes.prefix(bytes.count / 2)), at: offset)
-        throw PosixFile.error("write", name: file.name, code: 5 /* EIO */)
-    }
 
-    /// Throws `EIO` when `site` is failing.
-    func check(_ site: Site, name: String) throws {
-        if failingSite == site { throw PosixFile.syncError("fdatasync", name: name, code: 5 /* EIO */) }
-    }
 
     /// While true, every group that needs space beyond the audit reserve
     /// fails with `ENOSPC`, whatever its size, and so does reserving space

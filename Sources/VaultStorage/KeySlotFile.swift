@@ -29,11 +29,11 @@ final class KeySlotFile: Sendable {
     /// - Throws: ``StorageError/Code/corrupted`` for a missing or empty key
     ///   file while the log holds records, or a header that fails its
     ///   checksum.
-    init(directory: String, logExists: Bool, growth: UInt64, faults: FaultInjection?) throws {
-        (file, salt) = try Self.openFile(directory: directory, logExists: logExists, faults: faults)
+    init(directory: String, logExists: Bool, growth: UInt64, files: any LogFiles) throws {
+        (file, salt) = try Self.openFile(directory: directory, logExists: logExists, files: files)
         let (next, allocated) = try Self.scan(file)
         extent = Locked((next, allocated))
-        syncer = KeyFileSyncer(file: file, faults: faults)
+        syncer = KeyFileSyncer(file: file, files: files)
         self.growth = growth
     }
 
@@ -99,8 +99,8 @@ final class KeySlotFile: Sendable {
     /// created (and synced) before the first segment: once the log exists,
     /// a missing or empty key file is damage (every vault would fail to
     /// read), never a crash, and is reported instead of recreated.
-    private static func openFile(directory: String, logExists: Bool, faults: FaultInjection?) throws -> (PosixFile, [UInt8]) {
-        let observer = faults?.observer
+    private static func openFile(directory: String, logExists: Bool, files: any LogFiles) throws -> (PosixFile, [UInt8]) {
+        let observer = files.observer
         let path = directory + "/" + LogFormat.keyFileName
         if logExists && !FileSystem.exists(path) {
             throw StorageError(.corrupted, "keys.slots is missing while the log holds records")
@@ -115,8 +115,8 @@ final class KeySlotFile: Sendable {
             // segment existed): nothing can reference it.
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
-            try LogEngineCore.write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0, of: file, site: .keyFileCreation, faults: faults)
-            try file.syncData()
+            try files.write(LogFormat.encodeKeyFileHeader(salt: salt), at: 0, of: file, site: .keyFileCreation)
+            try files.sync(file, site: nil)
             try FileSystem.syncDirectory(directory, observer: observer)
             return (file, salt)
         }
@@ -161,15 +161,15 @@ final class KeySlotFile: Sendable {
 /// one thread for the engine's life, so a parallel sync allocates nothing.
 final class KeyFileSyncer: Sendable {
     private let file: PosixFile
-    private let faults: FaultInjection?
+    private let files: any LogFiles
     private let request = DispatchSemaphore(value: 0)
     private let done = DispatchSemaphore(value: 0)
     /// Whether to stop, and the last sync's error.
     private let state = Locked<(quit: Bool, error: StorageError?)>((false, nil))
 
-    init(file: PosixFile, faults: FaultInjection?) {
+    init(file: PosixFile, files: any LogFiles) {
         self.file = file
-        self.faults = faults
+        self.files = files
     }
 
     func start() {
@@ -179,8 +179,7 @@ final class KeyFileSyncer: Sendable {
                 if state.withLock({ $0.quit }) { return }
                 var failure: StorageError?
                 do {
-                    try faults?.checkSync(file.name)
-                    try file.syncData()
+                    try files.sync(file, site: nil)
                 } catch {
                     failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
                 }

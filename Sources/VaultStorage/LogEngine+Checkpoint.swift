@@ -29,7 +29,7 @@ extension LogEngineCore {
         guard let (checkpoint, written) = snapshot else { return }
         try latching {
             try LogEngineCore.writeCheckpoint(
-                checkpoint, directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
+                checkpoint, directory: directory, authenticator: configuration.authenticator, files: configuration.files)
         }
         state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
         logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
@@ -47,7 +47,7 @@ extension LogEngineCore {
     /// 16-byte MAC of everything before it (zeros without an
     /// authenticator), then a CRC-32C of everything before that.
     static func writeCheckpoint(
-        _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, faults: FaultInjection?
+        _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, files: any LogFiles
     ) throws {
         var w = ByteWriter(capacity: 72 + c.index.count * LogFormat.checkpointEntrySize)
         w.write(bytes: LogFormat.checkpointMagic)
@@ -75,13 +75,11 @@ extension LogEngineCore {
         w.write(CRC32C.checksum(w.bytes))
         let path = directory + "/" + LogFormat.checkpointFileName
         let temporary = path + ".tmp"
-        let observer = faults?.observer
+        let observer = files.observer
         let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint", observer: observer)
         do {
-            try faults?.checkAllocation(file.name)
-            try write(w.bytes, at: 0, of: file, site: .checkpointWrite, faults: faults)
-            try faults?.check(.checkpointSync, name: file.name)
-            try file.syncData()
+            try files.write(w.bytes, at: 0, of: file, site: .checkpointWrite)
+            try files.sync(file, site: .checkpointSync)
             try FileSystem.rename(temporary, path, observer: observer)
         } catch {
             // A partial temporary file (a full disk) is never read; remove it.

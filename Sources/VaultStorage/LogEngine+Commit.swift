@@ -59,9 +59,8 @@ extension LogEngineCore {
             //    names them can be read); synced with the frames, in step 3.
             for job in jobs {
                 for (slot, bytes) in job.slotWrites {
-                    try LogEngineCore.write(
-                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keySlots.file, site: .keySlotWrite,
-                        faults: configuration.faults)
+                    try configuration.files.write(
+                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keySlots.file, site: .keySlotWrite)
                     keyFileUnsynced = true
                 }
             }
@@ -90,14 +89,7 @@ extension LogEngineCore {
                     for n in older { unsynced.remove(n) }
                 }
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
-                if let fault = configuration.faults?.checkWrite() {
-                    if fault == .short {
-                        let bytes = buffers.flatMap { $0 }
-                        try segment.file.write(Array(bytes.prefix(bytes.count / 2)), at: jobs[i].offset)
-                    }
-                    throw PosixFile.error("pwritev", name: segment.file.name, code: 5 /* EIO */)
-                }
-                try segment.file.write(gathering: buffers, at: jobs[i].offset)
+                try configuration.files.writeFrames(buffers, at: jobs[i].offset, of: segment.file)
                 unsynced.insert(number)
                 // Written: readers may now follow these stream heads.
                 let written = jobs[i..<j]
@@ -246,26 +238,16 @@ extension LogEngineCore {
                 spare = try latching {
                     try LogEngineCore.createSegment(
                         directory: directory, number: number, firstLSN: 0, size: configuration.segmentSize,
-                        allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+                        allocation: configuration.initialSegmentAllocation, files: configuration.files)
                 }
                 logger.debug("storage: created the next segment ahead", metadata: ["segment": "\(number)"])
             }
         }
     }
 
-    /// A write, through the fault injection of tests.
-    static func write(_ bytes: [UInt8], at offset: UInt64, of file: PosixFile, site: FaultInjection.Site, faults: FaultInjection?) throws {
-        if let faults {
-            try faults.write(bytes, at: offset, of: file, site: site)
-        } else {
-            try file.write(bytes, at: offset)
-        }
-    }
-
-    /// `fdatasync`, through the fault injection of tests.
+    /// The commit path's `fdatasync` (through ``LogFiles``).
     private func sync(_ file: PosixFile) throws {
-        try configuration.faults?.checkSync(file.name)
-        try file.syncData()
+        try configuration.files.sync(file, site: nil)
     }
 
     /// The committer's one sync of everything written and not yet synced:

@@ -22,7 +22,7 @@ extension LogEngineCore {
         into s: inout State
     ) throws -> RecoveryReport {
         var report = RecoveryReport()
-        let numbers = try segmentNumbers(in: directory, observer: configuration.faults?.observer)
+        let numbers = try segmentNumbers(in: directory, observer: configuration.files.observer)
         // What recovery may trust comes first: the checkpoint vouches for the
         // segments it names and everything before its tail.
         let lenient = configuration.replaysWithoutCheckpoint
@@ -32,7 +32,7 @@ extension LogEngineCore {
             throw StorageError(
                 .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
         }
-        let headers = try openSegments(numbers, in: directory, observer: configuration.faults?.observer, into: &s)
+        let headers = try openSegments(numbers, in: directory, observer: configuration.files.observer, into: &s)
         let valid = numbers
         if checkpoint == nil, !valid.isEmpty, !lenient {
             try checkFirstCheckpointWasNeverWritten(valid, configuration: configuration, segments: s.segments)
@@ -41,7 +41,7 @@ extension LogEngineCore {
             let n: UInt32 = 1
             let segment = try createSegment(
                 directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize,
-                allocation: configuration.initialSegmentAllocation, faults: configuration.faults)
+                allocation: configuration.initialSegmentAllocation, files: configuration.files)
             s.segments[n] = segment
             s.current = n
             s.tail = UInt64(LogFormat.segmentHeaderSize)
@@ -296,7 +296,7 @@ extension LogEngineCore {
         _ end: LogEnd, data endData: [UInt8], valid: [UInt32], directory: String, configuration: LogEngineConfiguration,
         into s: inout State, report: inout RecoveryReport
     ) throws {
-        let observer = configuration.faults?.observer
+        let observer = configuration.files.observer
         let junkAfterEnd = end.badOffset != nil || firstNonZero(endData, from: Int(end.offset)) != nil
         try checkNothingDurableFollows(
             lsn: end.lsn, badSegment: end.segment, badOffset: end.badOffset ?? Int(end.offset),
@@ -333,17 +333,16 @@ extension LogEngineCore {
         let endFile = s.segments[end.segment]!
         let wanted = roundUp(max(endFile.allocated, end.offset + configuration.reserve), within: endFile.size)
         do {
-            try configuration.faults?.checkAllocation(endFile.file.name)
-            try endFile.file.fillWithZeros(upTo: wanted)
+            try configuration.files.extend(endFile.file, upTo: wanted)
             s.segments[end.segment]?.allocated = wanted
         } catch let error as StorageError where error.code == .diskFull {
             s.segments[end.segment]?.allocated = min(try endFile.file.size(), endFile.size)
             configuration.logger.debug("storage: opened without the reserve (disk full)")
         }
         for n in valid where n >= startSegment && n <= end.segment {
-            try s.segments[n]?.file.syncData()
+            if let file = s.segments[n]?.file { try configuration.files.sync(file, site: nil) }
         }
-        try FileSystem.syncDirectory(directory, observer: configuration.faults?.observer)
+        try FileSystem.syncDirectory(directory, observer: configuration.files.observer)
         s.current = end.segment
         s.tail = end.offset
         s.nextLSN = end.lsn

@@ -19,7 +19,7 @@ extension LogEngineCore {
         // A simulated full disk refuses every group that needs space beyond
         // the audit reserve, whatever its size, as a real full disk does
         // once the preallocated space ahead is used up.
-        if !mayUseReserve, configuration.faults?.diskFull == true {
+        if !mayUseReserve, configuration.files.refusesGroupsBeyondReserve {
             throw PosixFile.error("preallocation", name: "segment \(s.current)", code: 28 /* ENOSPC */)
         }
         let room = length + (mayUseReserve ? 0 : configuration.reserve)
@@ -50,16 +50,13 @@ extension LogEngineCore {
         s.segments[s.current] = segment
     }
 
-    /// Preallocation: zeros written, then synced, through the fault
-    /// injection of tests. A failed sync latches the engine (``latch(_:)``):
-    /// data written before it, on the same file, may never reach the disk.
+    /// Preallocation: zeros written, then synced (through ``LogFiles``).
+    /// A failed sync latches the engine (``latch(_:)``): data written
+    /// before it, on the same file, may never reach the disk.
     func allocate(_ file: PosixFile, to length: UInt64, site: FaultInjection.Site = .preallocationSync) throws {
         try latching {
-            try configuration.faults?.checkAllocation(file.name)
-            try file.fillWithZeros(upTo: length)
-            try configuration.faults?.check(site, name: file.name)
-            try configuration.faults?.checkSync(file.name)
-            try file.syncData()
+            try configuration.files.extend(file, upTo: length)
+            try configuration.files.sync(file, site: site)
         }
     }
 
@@ -132,7 +129,7 @@ extension LogEngineCore {
             return try latching {
                 try LogEngineCore.createSegment(
                     directory: directory, number: number, firstLSN: s.nextLSN, size: configuration.segmentSize,
-                    allocation: allocation, faults: configuration.faults)
+                    allocation: allocation, files: configuration.files)
             }
         }
         s.segments[number] = segment
@@ -146,23 +143,21 @@ extension LogEngineCore {
     /// synced. A segment file that exists is therefore complete: recovery
     /// treats a bad header or a missing file as damage, never as a crash.
     static func createSegment(
-        directory: String, number: UInt32, firstLSN: UInt64, size: UInt64, allocation: UInt64, faults: FaultInjection?
+        directory: String, number: UInt32, firstLSN: UInt64, size: UInt64, allocation: UInt64, files: any LogFiles
     ) throws -> Segment {
         let path = directory + "/" + LogFormat.segmentFileName(number)
         let temporary = path + ".tmp"
-        let observer = faults?.observer
+        let observer = files.observer
         let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)", observer: observer)
         do {
             let allocated = min(size, allocation)
-            try faults?.checkAllocation(file.name)
-            try file.fillWithZeros(upTo: allocated)
+            try files.extend(file, upTo: allocated)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)
-            try write(
+            try files.write(
                 LogFormat.encodeSegmentHeader(number: number, salt: salt, firstLSN: firstLSN, size: size), at: 0, of: file,
-                site: .segmentCreationWrite, faults: faults)
-            try faults?.check(.segmentCreationSync, name: file.name)
-            try file.syncData()
+                site: .segmentCreationWrite)
+            try files.sync(file, site: .segmentCreationSync)
             guard !FileSystem.exists(path) else {
                 throw StorageError(.corrupted, "segment \(number) already exists", segment: number)
             }

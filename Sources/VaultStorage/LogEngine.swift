@@ -35,8 +35,12 @@ package struct LogEngineConfiguration: Sendable {
     /// (it would hide a cut or deleted newest segment). On only in the
     /// engine's own tests of replay.
     package var replaysWithoutCheckpoint = false
-    /// Simulated failures, for tests only.
+    /// Simulated failures, for tests only: when set, the engine's
+    /// ``files`` (every write, preallocation and sync passes there).
     package var faults: FaultInjection?
+    /// Where the engine's file operations go: ``faults`` in tests, the
+    /// system calls otherwise.
+    var files: any LogFiles { faults ?? PosixLogFiles() }
     /// The MAC of frame headers and checkpoints (see ``LogAuthenticator``).
     /// nil only in the engine's own tests: then nothing is authenticated.
     package var authenticator: (any LogAuthenticator)?
@@ -273,7 +277,7 @@ final class LogEngineCore: Sendable {
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         keySlots = try KeySlotFile(
-            directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, faults: configuration.faults)
+            directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files)
         var s = State()
         recoveryReport = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keyFile: (keySlots.file, keySlots.salt), into: &s)
@@ -290,7 +294,7 @@ final class LogEngineCore: Sendable {
             do {
                 try LogEngineCore.writeCheckpoint(
                     Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
-                    directory: directory, authenticator: configuration.authenticator, faults: configuration.faults)
+                    directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {
                 configuration.logger.debug("storage: no checkpoint after recovery (disk full)")

@@ -362,7 +362,7 @@ import Testing
         try await engine.close()
         // A well-formed checkpoint (valid checksum) whose tail is nonsense.
         try LogEngineCore.writeCheckpoint(
-            .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: StreamIndex()), directory: dir.path, authenticator: nil, faults: nil)
+            .init(segment: 1, tail: tail, nextLSN: 1, last: nil, index: StreamIndex()), directory: dir.path, authenticator: nil, files: PosixLogFiles())
         let reopened = try dir.openEngine()
         #expect(reopened.recoveryReport.usedCheckpoint == false)
         #expect(try reopened.records(of: stream(2)).count == 5)
@@ -375,7 +375,7 @@ import Testing
         try await engine.close()
         let ghost = RecordLocation(segment: 1, offset: loc.offset + 4096, frameLength: loc.frameLength)
         try LogEngineCore.writeCheckpoint(
-            .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: { var i = StreamIndex(); i[stream(2)] = ghost; return i }()), directory: dir.path, authenticator: nil, faults: nil)
+            .init(segment: 1, tail: loc.offset + 8192, nextLSN: 9, last: ghost, index: { var i = StreamIndex(); i[stream(2)] = ghost; return i }()), directory: dir.path, authenticator: nil, files: PosixLogFiles())
         #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0) }
     }

@@ -195,7 +195,7 @@ enum Seeds {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pv-fuzz-seeds-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try LogEngineCore.writeCheckpoint(checkpoint, directory: folder.path, authenticator: FuzzHarness.authenticator, faults: nil)
+        try LogEngineCore.writeCheckpoint(checkpoint, directory: folder.path, authenticator: FuzzHarness.authenticator, files: PosixLogFiles())
         return Array(try Data(contentsOf: folder.appendingPathComponent(LogFormat.checkpointFileName)))
     }
 }
