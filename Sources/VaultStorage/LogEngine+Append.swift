@@ -104,7 +104,14 @@ extension LogEngineCore {
                     pending = []
                 }
                 pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
-                if i >= manifests { job.references.append(RecordReference(sequence: lsn, location: location)) }
+                if i >= manifests {
+                    if r.stream == nil {
+                        job.references.append(RecordReference(sequence: lsn))
+                        job.chunks.append((lsn, location))
+                    } else {
+                        job.references.append(RecordReference(sequence: lsn, location: location))
+                    }
+                }
                 job.lastLSN = lsn
                 offset += UInt64(frameLength)
             }

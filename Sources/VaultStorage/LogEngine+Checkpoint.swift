@@ -14,6 +14,7 @@ extension LogEngineCore {
         var nextLSN: UInt64
         var last: RecordLocation?
         var index: StreamIndex
+        var chunks = ChunkTable()
     }
 
     /// Writes a checkpoint if nothing is queued and everything written is
@@ -24,7 +25,7 @@ extension LogEngineCore {
             guard s.queue.isEmpty, s.queuedHeads.isEmpty else { return nil }
             let written = s.bytesSinceCheckpoint
             let last = s.index.isEmpty ? nil : lastLocation(s)
-            return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index), written)
+            return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index, chunks: s.chunks), written)
         }
         guard let (checkpoint, written) = snapshot else { return }
         try latching {
@@ -43,13 +44,15 @@ extension LogEngineCore {
 
     /// `magic(8) version(4) reserved(4) segment(4) reserved(4) tail(8)
     /// nextLSN(8) lastRaw(8) lastLength(4) reserved(4) count(8)`, then
-    /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then a
-    /// 16-byte MAC of everything before it (zeros without an
-    /// authenticator), then a CRC-32C of everything before that.
+    /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then
+    /// `chunkCount(8)` and as many chunks `lsn(8) raw(8) length(4)
+    /// reserved(4)` in LSN order, then a 16-byte MAC of everything before
+    /// it (zeros without an authenticator), then a CRC-32C of everything
+    /// before that.
     static func writeCheckpoint(
         _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, files: any LogFiles
     ) throws {
-        var w = ByteWriter(capacity: 72 + c.index.count * LogFormat.checkpointEntrySize)
+        var w = ByteWriter(capacity: 80 + c.index.count * LogFormat.checkpointEntrySize + c.chunks.count * LogFormat.checkpointChunkSize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
         w.write(UInt32(0))
@@ -63,6 +66,13 @@ extension LogEngineCore {
         w.write(UInt64(c.index.count))
         for (stream, location) in c.index {
             w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
+            w.write(location.raw)
+            w.write(location.frameLength)
+            w.write(UInt32(0))
+        }
+        w.write(UInt64(c.chunks.count))
+        for (lsn, location) in c.chunks.entries {
+            w.write(lsn)
             w.write(location.raw)
             w.write(location.frameLength)
             w.write(UInt32(0))
@@ -160,9 +170,23 @@ extension LogEngineCore {
                     guard length > 0 else { throw ByteReader.Malformed() }
                     index[stream] = RecordLocation(raw: locRaw, frameLength: length)
                 }
+                let chunkCount: UInt64 = try r.read()
+                guard chunkCount <= UInt64(r.remaining / LogFormat.checkpointChunkSize) else { throw ByteReader.Malformed() }
+                var chunks = ChunkTable()
+                for _ in 0..<chunkCount {
+                    let lsn: UInt64 = try r.read()
+                    let raw: UInt64 = try r.read()
+                    let length: UInt32 = try r.read()
+                    _ = try r.read(UInt32.self)
+                    // In LSN order, each somewhere (segments count from 1).
+                    guard length > 0, raw != 0, lsn < nextLSN, chunks.append(lsn, at: RecordLocation(raw: raw, frameLength: length))
+                    else { throw ByteReader.Malformed() }
+                }
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return Checkpoint(
                     segment: segment, tail: tail, nextLSN: nextLSN,
-                    last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index)
+                    last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index,
+                    chunks: chunks)
             }
         } catch {
             logger?.debug("storage: checkpoint malformed; replaying the whole log")

@@ -99,6 +99,7 @@ extension LogEngineCore {
                             s.index[stream] = location
                             if s.queuedHeads[stream] == location { s.queuedHeads[stream] = nil }
                         }
+                        for (lsn, location) in job.chunks { s.chunks.append(lsn, at: location) }
                     }
                 }
                 i = j

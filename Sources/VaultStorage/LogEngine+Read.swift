@@ -19,6 +19,19 @@ extension LogEngineCore {
         return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
     }
 
+    /// Where the chunk of sequence number `lsn` is (``ChunkTable``).
+    /// - Throws: ``StorageError/Code/invalidLocation`` for an LSN the
+    ///   table does not hold.
+    func chunkLocation(of lsn: UInt64) throws -> RecordLocation {
+        try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            guard let location = s.chunks.location(of: lsn) else {
+                throw StorageError(.invalidLocation, "no record without a stream has this sequence number")
+            }
+            return location
+        }
+    }
+
     /// The record at `location` among `segments` (also used by recovery).
     static func readFrame(
         _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?

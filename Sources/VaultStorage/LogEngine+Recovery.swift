@@ -165,6 +165,7 @@ extension LogEngineCore {
                     }
                 }
                 s.index = c.index
+                s.chunks = c.chunks
                 startSegment = c.segment
                 startOffset = c.tail
                 expected = c.nextLSN
@@ -215,6 +216,7 @@ extension LogEngineCore {
             let data = try segment.file.read(count: Int(min(fileSize, segment.size)), at: 0)
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
+            var groupChunks: [(UInt64, RecordLocation)] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
             var readFailure: StorageError?
@@ -263,13 +265,19 @@ extension LogEngineCore {
                         }
                     }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
-                    if let stream = f.stream { group.append((stream, location)) }
+                    if let stream = f.stream {
+                        group.append((stream, location))
+                    } else if !f.isSlotManifest {
+                        groupChunks.append((f.lsn, location))
+                    }
                     expected += 1
                     offset += length
                     report.replayedRecords += 1
                     if !f.groupContinues {
                         for (stream, loc) in group { s.index[stream] = loc }
+                        for (lsn, loc) in groupChunks { s.chunks.append(lsn, at: loc) }
                         group.removeAll()
+                        groupChunks.removeAll()
                         groupStart = (offset, expected)
                     }
                 }

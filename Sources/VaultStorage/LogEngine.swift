@@ -83,13 +83,14 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     }
 
     package func read(_ reference: RecordReference) async throws -> StoredRecord {
-        let frame = try core.read(reference.location)
+        // A chunk's reference names its LSN alone: the table says where it is.
+        let location = try reference.hasLocation ? reference.location : core.chunkLocation(of: reference.sequence)
+        let frame = try core.read(location)
         // The sequence number is what the reference names; the location
         // only where to look.
         guard frame.sequence == reference.sequence else {
             throw StorageError(
-                .corrupted, "the record found is not the one referenced", segment: reference.location.segment,
-                offset: reference.location.offset)
+                .corrupted, "the record found is not the one referenced", segment: location.segment, offset: location.offset)
         }
         return StoredRecord(frame)
     }
@@ -215,6 +216,8 @@ final class LogEngineCore: Sendable {
         var lastLSN: UInt64?
         /// The stream heads this job moves, applied to the index once written.
         var heads: [(StreamID, RecordLocation)]
+        /// Its records without a stream, added to the chunk table once written.
+        var chunks: [(UInt64, RecordLocation)] = []
         var durability: Durability
         var ticket: AppendTicket
     }
@@ -228,6 +231,8 @@ final class LogEngineCore: Sendable {
         var durableLSN: UInt64 = 1
         /// Last *written* record of each stream (what `head(of:)` returns).
         var index = StreamIndex()
+        /// Every written record without a stream, by LSN.
+        var chunks = ChunkTable()
         /// Last *queued* record of streams with records not yet written.
         var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []
@@ -293,7 +298,7 @@ final class LogEngineCore: Sendable {
         if first || recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
             do {
                 try LogEngineCore.writeCheckpoint(
-                    Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index),
+                    Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index, chunks: s.chunks),
                     directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {

@@ -3,7 +3,7 @@
 enum LogFormat {
     /// Version of every file layout below (2: frame headers and the
     /// checkpoint carry a MAC).
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
 
     // MARK: - Segment header
 
@@ -341,4 +341,6 @@ enum LogFormat {
     static let checkpointFileName = "index.checkpoint"
     static let checkpointMagic: [UInt8] = Array("PVCKPT01".utf8)
     static let checkpointEntrySize = 48
+    /// Bytes of one chunk of a checkpoint's chunk table.
+    static let checkpointChunkSize = 24
 }

@@ -30,6 +30,18 @@ extension RecordReference {
         self.init(w0: sequence, w1: location.raw, w2: location.frameLength)
     }
 
+    /// ``LogEngine``'s reference to a record without a stream (a chunk,
+    /// the only kind the layers above seal): its LSN alone, which the
+    /// engine's ``ChunkTable`` resolves.
+    package init(sequence: UInt64) {
+        self.init(w0: sequence, w1: 0, w2: 0)
+    }
+
+    /// Whether it says where to look (a stream's record, referenced in
+    /// memory only); a chunk's names its LSN alone (no record has
+    /// location 0: segments are numbered from 1).
+    package var hasLocation: Bool { w1 != 0 }
+
     /// The log sequence number it names.
     package var sequence: UInt64 { w0 }
     /// Where ``LogEngine`` looks for it.

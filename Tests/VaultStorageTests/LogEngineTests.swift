@@ -37,8 +37,12 @@ import Testing
         var newest: [StoredRecord] = []
         try await engine.visitNewestFirst(stream(1)) { newest.append($0); return true }
         #expect(newest.map(\.reference) == [references[1]])
-        let stale = RecordReference(sequence: references[0].sequence + 1, location: references[0].location)
+        // A stream's record: its reference says where; one naming another
+        // LSN at that place is refused.
+        let stale = RecordReference(sequence: references[1].sequence + 1, location: references[1].location)
         await #expect { try await engine.read(stale) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        // A chunk (no stream): its reference names its LSN alone.
+        #expect(!references[0].hasLocation && references[1].hasLocation)
         var cursorScan: [UInt64] = []
         try await engine.scan(from: nil, only: { _ in true }) { cursorScan.append($0.sequence); return true }
         #expect(cursorScan == references.map(\.sequence))

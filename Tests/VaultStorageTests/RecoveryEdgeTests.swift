@@ -206,7 +206,7 @@ import Testing
         while !FileManager.default.fileExists(atPath: dir.segmentPath(2)) {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(7), payload: payload(i, size: 2000))], keySlotWrites: [], durability: durability
-            ).wait().map(\.location)
+            ).wait().map(engine.location(of:))
             engine.core.createSpareIfDue()
             i += 1
         }
@@ -254,7 +254,7 @@ import Testing
         for i in 0..<20 {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(7), payload: payload(200 + i, size: 2000))], keySlotWrites: [], durability: .buffered
-            ).wait().map(\.location)
+            ).wait().map(engine.location(of:))
         }
         try await engine.close()
         #expect(try LogFormat.decodeSegmentHeader(try readBytes(dir.segmentPath(2)))?.firstLSN == 0)
@@ -275,7 +275,7 @@ import Testing
         for i in 0..<40 {
             locations += try await engine.append(
                 [EngineRecord(stream: stream(5), payload: payload(i, size: 2000))], keySlotWrites: [], durability: .buffered
-            ).wait().map(\.location)
+            ).wait().map(engine.location(of:))
         }
         try await engine.close()
         #expect(locations.last!.segment == 2)

@@ -60,7 +60,13 @@ extension LogEngine {
 
     @discardableResult
     func appendDurably(_ records: [EngineRecord]) async throws -> [RecordLocation] {
-        try await append(records, keySlotWrites: [], durability: .durable).wait().map(\.location)
+        try await append(records, keySlotWrites: [], durability: .durable).wait().map(location(of:))
+    }
+
+    /// Where the record `reference` names is: its own hint, or for a chunk
+    /// (its LSN alone) the chunk table's.
+    func location(of reference: RecordReference) throws -> RecordLocation {
+        reference.hasLocation ? reference.location : try core.chunkLocation(of: reference.sequence)
     }
 
     /// The frame at `location` (these tests look at the log's own places).

@@ -66,7 +66,7 @@ enum Seeds {
 
         let segment1 = LogFormat.encodeSegmentHeader(number: 1, salt: salt, firstLSN: 0, size: 64 << 20)
         let segment2 = LogFormat.encodeSegmentHeader(number: 42, salt: bytes(16, from: 1), firstLSN: 123_456, size: 1 << 20)
-        let segmentV3 = fixed(with(segment1, 8, 3), 0..<60)
+        let segmentOtherVersion = fixed(with(segment1, 8, 99), 0..<60)
 
         let frame1 = salt + LogFormat.encodeFrameHeader(
             salt: salt, offset: FuzzHarness.frameOffset, payloadLength: 100, payloadCRC: 0xDEAD_BEEF, lsn: 7, durableThrough: 6,
@@ -85,7 +85,11 @@ enum Seeds {
         for i in 0..<3 {
             index[StreamID(bytes: bytes(32, from: UInt8(i * 50)))] = RecordLocation(segment: 1, offset: 64 + UInt64(i) * 256, frameLength: 256)
         }
-        let checkpoint3 = try checkpointBytes(.init(segment: 1, tail: 832, nextLSN: 3, last: RecordLocation(segment: 1, offset: 576, frameLength: 256), index: index))
+        var chunks = ChunkTable()
+        chunks.append(1, at: RecordLocation(segment: 1, offset: 64, frameLength: 4096))
+        chunks.append(2, at: RecordLocation(segment: 1, offset: 4160, frameLength: 4096))
+        let checkpoint3 = try checkpointBytes(.init(
+            segment: 1, tail: 832, nextLSN: 3, last: RecordLocation(segment: 1, offset: 576, frameLength: 256), index: index, chunks: chunks))
         let checkpoint0 = try checkpointBytes(.init(segment: 1, tail: 64, nextLSN: 0, last: nil, index: StreamIndex()))
         // A count larger than the entries that follow, checksums fixed.
         let checkpointCount = with(checkpoint3, 56, 200)
@@ -154,11 +158,11 @@ enum Seeds {
         let batch2 = ActivityBatch(copies: [.init(vault: StreamID(bytes: [1] + bytes(31, from: 9)), entry: denial)]).encoded()
 
         return [
-            (.segmentHeader, [segment1, segment2], [with(segment1, 0, 0x51), with(segment1, 20, 1), segmentV3]),
+            (.segmentHeader, [segment1, segment2], [with(segment1, 0, 0x51), with(segment1, 20, 1), segmentOtherVersion]),
             (.segmentHeaderFixed, [segment1, segment2 + bytes(40, from: 1)], [fixed(with(segment1, 53, 0xFF), 0..<60), Array(segment1.prefix(63))]),
             (.frameHeader, [frame1, frame2], [with(frame1, 40, 0x99), with(frame2, 16, 0)]),
             (.frameHeaderFixed, [frame1, frame2], [Array(frame1.prefix(100)), with(frame1, 17, 0)]),
-            (.keyFileHeader, [keyFile], [with(keyFile, 40, 1), fixed(with(keyFile, 8, 3), 0..<124), Array(keyFile.prefix(127))]),
+            (.keyFileHeader, [keyFile], [with(keyFile, 40, 1), fixed(with(keyFile, 8, 99), 0..<124), Array(keyFile.prefix(127))]),
             (.keyFileHeaderFixed, [keyFile], [with(keyFile, 3, 0x30), fixed(with(keyFile, 8, 9), 0..<124)]),
             (.keySlot, [slotPrefix(3) + slot3, slotPrefix(9) + slotFull],
              [slotPrefix(3) + tombstone, slotPrefix(4) + slot3, slotPrefix(3) + with(slot3, 30, 0), slotPrefix(3) + [UInt8](repeating: 0, count: 128)]),

@@ -40,4 +40,23 @@ import Testing
         #expect(try LogEngineCore.decodeCheckpoint(valid, authenticator: nil)?.index.count == 3)
         #expect(try LogEngineCore.decodeCheckpoint(zero, authenticator: nil)?.index.count == nil)
     }
+
+    /// The chunk table of a checkpoint is read as strictly as it is
+    /// written: chunks in LSN order, below the next LSN, each somewhere.
+    /// A table out of order (checksum fixed) is malformed, never a table
+    /// that would resolve a reference to the wrong chunk.
+    @Test func aCheckpointChunkTableOutOfOrderIsMalformed() throws {
+        // Header (64 bytes), three stream entries (48 each), the chunk
+        // count (8), then two chunks of 24 bytes: LSNs at 216 and 240.
+        let valid = try Self.input("08-checkpoint-valid-1")
+        let decoded = try LogEngineCore.decodeCheckpoint(valid, authenticator: nil)
+        #expect(decoded?.chunks.count == 2)
+        #expect(decoded?.chunks.location(of: 2) == RecordLocation(segment: 1, offset: 4160, frameLength: 4096))
+        for (offset, lsn) in [(240, UInt64(1)), (216, UInt64(3)), (240, UInt64(9))] {
+            var bad = valid
+            withUnsafeBytes(of: lsn.littleEndian) { bad.replaceSubrange(offset..<(offset + 8), with: $0) }
+            bad = Self.withCRCFixed(bad)
+            #expect(try LogEngineCore.decodeCheckpoint(bad, authenticator: nil) == nil, "LSN \(lsn) at \(offset)")
+        }
+    }
 }

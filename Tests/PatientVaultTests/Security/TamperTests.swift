@@ -99,7 +99,8 @@ import Testing
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
         let engine = try t.rawEngine()
-        let l1 = entries.0.content.chunks[1].location, l2 = entries.1.content.chunks[1].location
+        let l1 = try engine.core.chunkLocation(of: entries.0.content.chunks[1].sequence)
+        let l2 = try engine.core.chunkLocation(of: entries.1.content.chunks[1].sequence)
         let p1 = try engine.frame(at: l1).payload, p2 = try engine.frame(at: l2).payload
         try await engine.close()
         try rewrite(t, l1, payload: p2)
