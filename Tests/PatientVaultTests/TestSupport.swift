@@ -95,6 +95,19 @@ enum Fixtures {
     /// `c` with the engine's replay of a log without its checkpoint, for
     /// tests that delete the checkpoint to reach what lies behind it (in
     /// production a missing checkpoint is damage).
+    /// A store in a folder with Alice's vault and `count` documents of the
+    /// same `size` bytes (several 64 KiB chunks each), and that content.
+    static func storeWithChunkedDocuments(
+        _ count: Int, size: Int = 200_000
+    ) async throws -> (TestStore, [DocumentMetadata], Data) {
+        let t = try await TestStore(configuration: configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let content = Fixtures.content("CHUNKED", size: size)
+        var documents: [DocumentMetadata] = []
+        for _ in 0..<count { documents.append(try await t.store.deposit(draft(), content: content, for: alice, as: doctor)) }
+        return (t, documents, content)
+    }
+
     static func replaying(_ c: Configuration = configuration()) -> Configuration {
         var c = c
         c.tuneEngineForTesting = { $0.replaysWithoutCheckpoint = true }

@@ -10,11 +10,9 @@ import Testing
 /// breaks no sealed reference.
 @Suite struct SealedReferenceTests {
     @Test func aVersionsChunkListNamesRecordsNotPlaces() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let (t, documents, content) = try await Fixtures.storeWithChunkedDocuments(1, size: 300_000)
         let alice = Fixtures.alice
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let content = Fixtures.content("CHUNKED", size: 300_000)
-        let doc = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
+        let doc = documents[0]
 
         // As decoded from the sealed version record, after a reopen (the
         // checkpoint's chunk table) and after a replay without checkpoint.

@@ -89,12 +89,9 @@ import Testing
     }
 
     @Test func chunksSwappedBetweenDocumentsFailAuthentication() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let (t, documents, _) = try await Fixtures.storeWithChunkedDocuments(2)
         let alice = Fixtures.alice
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let content = Fixtures.content("BIG", size: 200_000)
-        let d1 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
-        let d2 = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
+        let (d1, d2) = (documents[0], documents[1])
         let entries = try await t.store.withVault(alice) { v in (v.entry(d1.id, version: nil)!, v.entry(d2.id, version: nil)!) }
         try await t.store.close()
         // Same plaintext, same chunk sizes: swap chunk 1 of each document.
