@@ -19,28 +19,6 @@ extension LogEngineCore {
         return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
     }
 
-    /// The segment holding the record of sequence number `lsn`, or the
-    /// oldest if it is older than them all; nil when no written record has
-    /// that number or a later one (nothing to scan). A segment made ahead
-    /// learns its first LSN from its first frame, read here once.
-    func segmentHolding(sequence lsn: UInt64) throws -> UInt32? {
-        let (segments, next) = try state.withLock { s in
-            if s.closed { throw StorageError(.closed, "the store is closed") }
-            return (s.segments.values.sorted { $0.number > $1.number }, s.nextLSN)
-        }
-        guard lsn < next else { return nil }
-        for segment in segments {
-            // One header read for a segment whose first LSN is not known
-            // yet (made ahead, or never switched to in this process).
-            let first = try segment.firstLSN ?? LogEngineCore.firstFrameLSN(of: segment)
-            if let first {
-                state.withLock { $0.segments[segment.number]?.firstLSN = first }
-                if first <= lsn { return segment.number }
-            }
-        }
-        return segments.last?.number
-    }
-
     /// Where the chunk of sequence number `lsn` is (``ChunkTable``).
     /// - Throws: ``StorageError/Code/invalidLocation`` for an LSN the
     ///   table does not hold.
@@ -92,10 +70,7 @@ extension LogEngineCore {
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
-    /// Frames before `fromSequence` are passed over by their header alone.
-    func scan(
-        from start: LogPosition, fromSequence: UInt64 = 0, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool
-    ) throws {
+    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
             // Queued jobs are not written yet: stop at the first one.
@@ -134,7 +109,7 @@ extension LogEngineCore {
             // frame of this segment can have is damage, not a trap.
             let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
             guard length <= segmentEnd - position.offset else { throw damaged }
-            if !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) {
+            if !h.isSlotManifest, wanted(h.stream) {
                 let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
                 let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
                 guard try visit(record) else { return }

@@ -102,7 +102,7 @@ extension LogEngineCore {
             // segment being whole is a later segment holding data (checked
             // after replay) and the checkpoint.
             let length = try file.size()
-            s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size, allocated: min(length, h.size), firstLSN: h.firstLSN == 0 ? nil : h.firstLSN)
+            s.segments[n] = Segment(number: n, file: file, salt: h.salt, size: h.size, allocated: min(length, h.size))
             headers[n] = h
         }
         return headers
@@ -203,7 +203,6 @@ extension LogEngineCore {
             if n != startSegment && first == 0 {
                 first = try firstFrameLSN(of: segment) ?? expected
             }
-            if first != 0 { s.segments[n]?.firstLSN = first }
             if n != startSegment && first != expected {
                 guard first > expected else {
                     throw StorageError(.corrupted, "segment does not continue the sequence", segment: n, offset: 0)
@@ -367,7 +366,7 @@ extension LogEngineCore {
     /// The LSN of a segment's first frame, if its first frame header is
     /// whole (checksum); nil for an empty segment or a torn first frame
     /// (which replay then judges like any other).
-    static func firstFrameLSN(of segment: Segment) throws -> UInt64? {
+    private static func firstFrameLSN(of segment: Segment) throws -> UInt64? {
         let start = UInt64(LogFormat.segmentHeaderSize)
         guard try segment.file.size() >= start + UInt64(LogFormat.frameHeaderSize) else { return nil }
         let bytes = try segment.file.read(count: LogFormat.frameHeaderSize, at: start)

@@ -133,7 +133,6 @@ extension LogEngineCore {
             }
         }
         s.segments[number] = segment
-        s.segments[number]?.firstLSN = s.nextLSN
         s.current = number
         s.tail = header
         logger.debug("storage: started segment", metadata: ["segment": "\(number)"])
@@ -164,7 +163,7 @@ extension LogEngineCore {
             }
             try FileSystem.rename(temporary, path, observer: observer)
             try FileSystem.syncDirectory(directory, observer: observer)
-            return Segment(number: number, file: file, salt: salt, size: size, allocated: allocated, firstLSN: firstLSN == 0 ? nil : firstLSN)
+            return Segment(number: number, file: file, salt: salt, size: size, allocated: allocated)
         } catch {
             try? FileSystem.remove(temporary, observer: observer)
             throw error

@@ -117,21 +117,13 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         core.state.withLock { s in for (stream, _) in s.index { body(stream) } }
     }
 
-    /// The next LSN: a cursor names a place in the log by sequence number,
-    /// which no rewrite of the files changes.
     package var endCursor: LogCursor {
-        core.state.withLock { LogCursor(sequence: $0.nextLSN) }
+        core.state.withLock { LogCursor(LogPosition(segment: $0.current, offset: $0.tail)) }
     }
 
     package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
-        guard let cursor else {
-            return try core.scan(from: LogPosition(segment: 0, offset: 0), only: wanted) { try visit(StoredRecord($0)) }
-        }
-        // Nothing appended since the cursor (a clean close): nothing to read.
-        guard let start = try core.segmentHolding(sequence: cursor.sequence) else { return }
-        try core.scan(from: LogPosition(segment: start, offset: 0), fromSequence: cursor.sequence, only: wanted) {
-            try visit(StoredRecord($0))
-        }
+        let start = try cursor.map { try $0.position } ?? LogPosition(segment: 0, offset: 0)
+        try core.scan(from: start, only: wanted) { try visit(StoredRecord($0)) }
     }
 
     // Below the protocol: the log's own places, for its tests and tools.
@@ -212,9 +204,6 @@ final class LogEngineCore: Sendable {
         var size: UInt64
         /// Bytes preallocated so far (the file's length); grows up to `size`.
         var allocated: UInt64
-        /// The LSN of its first record, when known (a segment made ahead
-        /// learns it when the log switches to it, or from its first frame).
-        var firstLSN: UInt64? = nil
     }
 
     /// One queued append: key slots to write first, then frames.

@@ -49,29 +49,6 @@ import Testing
         try await engine.close()
     }
 
-    /// A cursor names a place in the log by sequence number: a scan from it
-    /// visits exactly the records appended after it was taken, across
-    /// segments (made ahead or not), before and after a reopen; from the
-    /// end it reads nothing.
-    @Test func aCursorIsASequenceNumberAcrossSegments() async throws {
-        let (dir, first) = try TemporaryDirectory.withEngine()
-        var engine = first
-        for i in 0..<20 { try await engine.appendDurably([EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i, size: 2000))]) }
-        let cursor = engine.endCursor
-        for i in 20..<60 { try await engine.appendDurably([EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i, size: 2000))]) }
-        #expect(engine.appendPosition.segment >= 3, "the records span segments")
-        for round in 0..<2 {
-            var seen: [[UInt8]] = []
-            try await engine.scan(from: cursor, only: { _ in true }) { seen.append($0.payload); return true }
-            #expect(seen == (20..<60).map { payload($0, size: 2000) }, "round \(round)")
-            var none = 0
-            try await engine.scan(from: engine.endCursor, only: { _ in true }) { _ in none += 1; return true }
-            #expect(none == 0)
-            engine = try await engine.reopen(dir)
-        }
-        try await engine.close()
-    }
-
     @Test func recordsWithoutStreamAreNotIndexed() async throws {
         let dir = TemporaryDirectory()
         let engine = try dir.openEngine()
