@@ -104,6 +104,7 @@ extension LogEngineCore {
                     pending = []
                 }
                 pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
+                if lsn % LogEngineCore.landmarkInterval == 0 { job.landmarks.append((lsn, location)) }
                 if i >= manifests {
                     if r.stream == nil {
                         job.references.append(RecordReference(sequence: lsn))

@@ -14,7 +14,8 @@ extension LogEngineCore {
         var nextLSN: UInt64
         var last: RecordLocation?
         var index: StreamIndex
-        var chunks = ChunkTable()
+        var chunks = SequenceTable()
+        var landmarks = SequenceTable()
     }
 
     /// Writes a checkpoint if nothing is queued and everything written is
@@ -25,7 +26,11 @@ extension LogEngineCore {
             guard s.queue.isEmpty, s.queuedHeads.isEmpty else { return nil }
             let written = s.bytesSinceCheckpoint
             let last = s.index.isEmpty ? nil : lastLocation(s)
-            return (Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index, chunks: s.chunks), written)
+            return (
+                Checkpoint(
+                    segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index, chunks: s.chunks,
+                    landmarks: s.landmarks),
+                written)
         }
         guard let (checkpoint, written) = snapshot else { return }
         try latching {
@@ -46,13 +51,14 @@ extension LogEngineCore {
     /// nextLSN(8) lastRaw(8) lastLength(4) reserved(4) count(8)`, then
     /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then
     /// `chunkCount(8)` and as many chunks `lsn(8) raw(8) length(4)
-    /// reserved(4)` in LSN order, then a 16-byte MAC of everything before
+    /// reserved(4)` in LSN order, then `landmarkCount(8)` and as many
+    /// landmarks of the same form, then a 16-byte MAC of everything before
     /// it (zeros without an authenticator), then a CRC-32C of everything
     /// before that.
     static func writeCheckpoint(
         _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, files: any LogFiles
     ) throws {
-        var w = ByteWriter(capacity: 80 + c.index.count * LogFormat.checkpointEntrySize + c.chunks.count * LogFormat.checkpointChunkSize)
+        var w = ByteWriter(capacity: 80 + c.index.count * LogFormat.checkpointEntrySize + (c.chunks.count + c.landmarks.count) * LogFormat.checkpointChunkSize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
         w.write(UInt32(0))
@@ -70,12 +76,14 @@ extension LogEngineCore {
             w.write(location.frameLength)
             w.write(UInt32(0))
         }
-        w.write(UInt64(c.chunks.count))
-        for (lsn, location) in c.chunks.entries {
-            w.write(lsn)
-            w.write(location.raw)
-            w.write(location.frameLength)
-            w.write(UInt32(0))
+        for table in [c.chunks, c.landmarks] {
+            w.write(UInt64(table.count))
+            for (lsn, location) in table.entries {
+                w.write(lsn)
+                w.write(location.raw)
+                w.write(location.frameLength)
+                w.write(UInt32(0))
+            }
         }
         if let authenticator {
             w.write(bytes: w.bytes.withUnsafeBytes { authenticator.tag($0) })
@@ -170,23 +178,31 @@ extension LogEngineCore {
                     guard length > 0 else { throw ByteReader.Malformed() }
                     index[stream] = RecordLocation(raw: locRaw, frameLength: length)
                 }
-                let chunkCount: UInt64 = try r.read()
-                guard chunkCount <= UInt64(r.remaining / LogFormat.checkpointChunkSize) else { throw ByteReader.Malformed() }
-                var chunks = ChunkTable()
-                for _ in 0..<chunkCount {
-                    let lsn: UInt64 = try r.read()
-                    let raw: UInt64 = try r.read()
-                    let length: UInt32 = try r.read()
-                    _ = try r.read(UInt32.self)
-                    // In LSN order, each somewhere (segments count from 1).
-                    guard length > 0, raw != 0, lsn < nextLSN, chunks.append(lsn, at: RecordLocation(raw: raw, frameLength: length))
-                    else { throw ByteReader.Malformed() }
+                // The chunk table, then the landmarks (every 256th LSN): in
+                // LSN order, below the next LSN, each somewhere (segments
+                // count from 1).
+                func table(every interval: UInt64) throws -> SequenceTable {
+                    let count: UInt64 = try r.read()
+                    guard count <= UInt64(r.remaining / LogFormat.checkpointChunkSize) else { throw ByteReader.Malformed() }
+                    var table = SequenceTable()
+                    for _ in 0..<count {
+                        let lsn: UInt64 = try r.read()
+                        let raw: UInt64 = try r.read()
+                        let length: UInt32 = try r.read()
+                        _ = try r.read(UInt32.self)
+                        guard length > 0, raw != 0, lsn < nextLSN, lsn % interval == 0,
+                              table.append(lsn, at: RecordLocation(raw: raw, frameLength: length))
+                        else { throw ByteReader.Malformed() }
+                    }
+                    return table
                 }
+                let chunks = try table(every: 1)
+                let landmarks = try table(every: LogEngineCore.landmarkInterval)
                 guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return Checkpoint(
                     segment: segment, tail: tail, nextLSN: nextLSN,
                     last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index,
-                    chunks: chunks)
+                    chunks: chunks, landmarks: landmarks)
             }
         } catch {
             logger?.debug("storage: checkpoint malformed; replaying the whole log")

@@ -100,6 +100,7 @@ extension LogEngineCore {
                             if s.queuedHeads[stream] == location { s.queuedHeads[stream] = nil }
                         }
                         for (lsn, location) in job.chunks { s.chunks.append(lsn, at: location) }
+                        for (lsn, location) in job.landmarks { s.landmarks.append(lsn, at: location) }
                     }
                 }
                 i = j

@@ -19,7 +19,20 @@ extension LogEngineCore {
         return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
     }
 
-    /// Where the chunk of sequence number `lsn` is (``ChunkTable``).
+    /// Where a scan for the records from sequence number `lsn` on starts:
+    /// the newest landmark at or before it (at most 255 frames before it),
+    /// else the start of the log; nil when no record has that number or a
+    /// later one yet (nothing to scan).
+    func scanStart(forSequence lsn: UInt64) throws -> LogPosition? {
+        try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            guard lsn < s.nextLSN else { return nil }
+            guard let landmark = s.landmarks.atOrBefore(lsn) else { return LogPosition(segment: 0, offset: 0) }
+            return LogPosition(segment: landmark.location.segment, offset: landmark.location.offset)
+        }
+    }
+
+    /// Where the chunk of sequence number `lsn` is (``SequenceTable``).
     /// - Throws: ``StorageError/Code/invalidLocation`` for an LSN the
     ///   table does not hold.
     func chunkLocation(of lsn: UInt64) throws -> RecordLocation {
@@ -70,7 +83,10 @@ extension LogEngineCore {
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
-    func scan(from start: LogPosition, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool) throws {
+    /// Frames before `fromSequence` are passed over by their header alone.
+    func scan(
+        from start: LogPosition, fromSequence: UInt64 = 0, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool
+    ) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
             // Queued jobs are not written yet: stop at the first one.
@@ -109,7 +125,7 @@ extension LogEngineCore {
             // frame of this segment can have is damage, not a trap.
             let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
             guard length <= segmentEnd - position.offset else { throw damaged }
-            if !h.isSlotManifest, wanted(h.stream) {
+            if !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) {
                 let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
                 let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
                 guard try visit(record) else { return }

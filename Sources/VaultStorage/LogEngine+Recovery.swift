@@ -166,6 +166,7 @@ extension LogEngineCore {
                 }
                 s.index = c.index
                 s.chunks = c.chunks
+                s.landmarks = c.landmarks
                 startSegment = c.segment
                 startOffset = c.tail
                 expected = c.nextLSN
@@ -217,6 +218,7 @@ extension LogEngineCore {
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
             var groupChunks: [(UInt64, RecordLocation)] = []
+            var groupLandmarks: [(UInt64, RecordLocation)] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
             var readFailure: StorageError?
@@ -265,6 +267,7 @@ extension LogEngineCore {
                         }
                     }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
+                    if f.lsn % landmarkInterval == 0 { groupLandmarks.append((f.lsn, location)) }
                     if let stream = f.stream {
                         group.append((stream, location))
                     } else if !f.isSlotManifest {
@@ -276,8 +279,10 @@ extension LogEngineCore {
                     if !f.groupContinues {
                         for (stream, loc) in group { s.index[stream] = loc }
                         for (lsn, loc) in groupChunks { s.chunks.append(lsn, at: loc) }
+                        for (lsn, loc) in groupLandmarks { s.landmarks.append(lsn, at: loc) }
                         group.removeAll()
                         groupChunks.removeAll()
+                        groupLandmarks.removeAll()
                         groupStart = (offset, expected)
                     }
                 }

@@ -117,13 +117,21 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         core.state.withLock { s in for (stream, _) in s.index { body(stream) } }
     }
 
+    /// The next LSN: a cursor names a place in the log by sequence number,
+    /// which no rewrite of the files changes.
     package var endCursor: LogCursor {
-        core.state.withLock { LogCursor(LogPosition(segment: $0.current, offset: $0.tail)) }
+        core.state.withLock { LogCursor(sequence: $0.nextLSN) }
     }
 
     package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
-        let start = try cursor.map { try $0.position } ?? LogPosition(segment: 0, offset: 0)
-        try core.scan(from: start, only: wanted) { try visit(StoredRecord($0)) }
+        guard let cursor else {
+            return try core.scan(from: LogPosition(segment: 0, offset: 0), only: wanted) { try visit(StoredRecord($0)) }
+        }
+        // Nothing appended since the cursor: nothing to read.
+        guard let start = try core.scanStart(forSequence: cursor.sequence) else { return }
+        try core.scan(from: start, fromSequence: cursor.sequence, only: wanted) {
+            try visit(StoredRecord($0))
+        }
     }
 
     // Below the protocol: the log's own places, for its tests and tools.
@@ -187,6 +195,10 @@ package struct RecoveryReport: Sendable, Equatable {
 
 /// The shared state of a ``LogEngine`` and its committer thread.
 final class LogEngineCore: Sendable {
+    /// One record in this many (by LSN) is a landmark: a scan from a cursor
+    /// passes over fewer frame headers than this to reach it.
+    static let landmarkInterval: UInt64 = 256
+
     /// Payloads up to this size are copied into their group's one write
     /// buffer; larger ones are written from where they are.
     static let inlinePayloadLimit = 64 << 10
@@ -218,6 +230,8 @@ final class LogEngineCore: Sendable {
         var heads: [(StreamID, RecordLocation)]
         /// Its records without a stream, added to the chunk table once written.
         var chunks: [(UInt64, RecordLocation)] = []
+        /// Its landmarks, added once written.
+        var landmarks: [(UInt64, RecordLocation)] = []
         var durability: Durability
         var ticket: AppendTicket
     }
@@ -232,7 +246,10 @@ final class LogEngineCore: Sendable {
         /// Last *written* record of each stream (what `head(of:)` returns).
         var index = StreamIndex()
         /// Every written record without a stream, by LSN.
-        var chunks = ChunkTable()
+        var chunks = SequenceTable()
+        /// Every 256th written record (``LogEngineCore/landmarkInterval``),
+        /// where a scan from a cursor starts.
+        var landmarks = SequenceTable()
         /// Last *queued* record of streams with records not yet written.
         var queuedHeads: [StreamID: RecordLocation] = [:]
         var queue: [Job] = []
@@ -298,7 +315,9 @@ final class LogEngineCore: Sendable {
         if first || recoveryReport.replayedRecords > 0 || recoveryReport.truncatedAt != nil {
             do {
                 try LogEngineCore.writeCheckpoint(
-                    Checkpoint(segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index, chunks: s.chunks),
+                    Checkpoint(
+                        segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index, chunks: s.chunks,
+                        landmarks: s.landmarks),
                     directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {

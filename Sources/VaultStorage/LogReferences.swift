@@ -32,7 +32,7 @@ extension RecordReference {
 
     /// ``LogEngine``'s reference to a record without a stream (a chunk,
     /// the only kind the layers above seal): its LSN alone, which the
-    /// engine's ``ChunkTable`` resolves.
+    /// engine's ``SequenceTable`` resolves.
     package init(sequence: UInt64) {
         self.init(w0: sequence, w1: 0, w2: 0)
     }
@@ -49,20 +49,12 @@ extension RecordReference {
 }
 
 extension LogCursor {
-    /// ``LogEngine``'s cursor: a segment and an offset in it.
-    package init(_ position: LogPosition) {
-        self.init(w0: UInt64(position.segment), w1: position.offset)
+    /// ``LogEngine``'s cursor: the sequence number of the next record when
+    /// it was taken (the records after it have this LSN or a greater one).
+    package init(sequence: UInt64) {
+        self.init(w0: sequence, w1: 0)
     }
 
-    /// The position it names.
-    /// - Throws: ``StorageError/Code/invalidLocation`` for words no
-    ///   position has.
-    package var position: LogPosition {
-        get throws {
-            guard let segment = UInt32(exactly: w0) else {
-                throw StorageError(.invalidLocation, "a log cursor out of range")
-            }
-            return LogPosition(segment: segment, offset: w1)
-        }
-    }
+    /// The first sequence number after the cursor.
+    package var sequence: UInt64 { w0 }
 }

@@ -85,11 +85,14 @@ enum Seeds {
         for i in 0..<3 {
             index[StreamID(bytes: bytes(32, from: UInt8(i * 50)))] = RecordLocation(segment: 1, offset: 64 + UInt64(i) * 256, frameLength: 256)
         }
-        var chunks = ChunkTable()
+        var chunks = SequenceTable()
         chunks.append(1, at: RecordLocation(segment: 1, offset: 64, frameLength: 4096))
         chunks.append(2, at: RecordLocation(segment: 1, offset: 4160, frameLength: 4096))
+        var landmarks = SequenceTable()
+        landmarks.append(256, at: RecordLocation(segment: 1, offset: 8256, frameLength: 128))
         let checkpoint3 = try checkpointBytes(.init(
-            segment: 1, tail: 832, nextLSN: 3, last: RecordLocation(segment: 1, offset: 576, frameLength: 256), index: index, chunks: chunks))
+            segment: 1, tail: 832, nextLSN: 300, last: RecordLocation(segment: 1, offset: 576, frameLength: 256), index: index,
+            chunks: chunks, landmarks: landmarks))
         let checkpoint0 = try checkpointBytes(.init(segment: 1, tail: 64, nextLSN: 0, last: nil, index: StreamIndex()))
         // A count larger than the entries that follow, checksums fixed.
         let checkpointCount = with(checkpoint3, 56, 200)

@@ -6,8 +6,9 @@ import Testing
 
 /// Nothing sealed says where the engine keeps a record: a version's chunk
 /// list names its chunks by log sequence number alone, which the log
-/// engine's chunk table resolves (`ChunkTable`), so a rewrite of the files
-/// breaks no sealed reference.
+/// engine's chunk table resolves (`SequenceTable`), and the activity mark's
+/// cursor is a sequence number too, so a rewrite of the files breaks no
+/// sealed reference.
 @Suite struct SealedReferenceTests {
     @Test func aVersionsChunkListNamesRecordsNotPlaces() async throws {
         let (t, documents, content) = try await Fixtures.storeWithChunkedDocuments(1, size: 300_000)
@@ -24,6 +25,14 @@ import Testing
         #expect(sealed.count >= 4, "64 KiB chunks for 300,000 bytes")
         #expect(sealed.allSatisfy { !$0.hasLocation && $0.w1 == 0 && $0.w2 == 0 })
         #expect(try await store.content(of: doc.id, for: alice, as: .patient(alice)) == content)
+        // The activity mark written at close holds a cursor that is an LSN
+        // (8 bytes) and zeros: no segment, no offset.
+        var mark: StoredRecord?
+        try await store.engine.visitNewestFirst(store.keys.activityMarkStream) { mark = $0; return false }
+        let cursor = try RecordCodec.openStoreRecord(
+            try #require(mark), kind: .activityMark, key: store.keys.activity, stream: store.keys.activityMarkStream,
+            broken: PatientVaultError(.corrupted, "mark"))
+        #expect(cursor.count == LogCursor.byteCount && cursor[8...].allSatisfy { $0 == 0 })
         try await store.close()
         try FileManager.default.removeItem(atPath: t.folder.path + "/" + LogFormat.checkpointFileName)
         store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.replaying())

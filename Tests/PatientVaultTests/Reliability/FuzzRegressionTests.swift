@@ -52,7 +52,10 @@ import Testing
         let decoded = try LogEngineCore.decodeCheckpoint(valid, authenticator: nil)
         #expect(decoded?.chunks.count == 2)
         #expect(decoded?.chunks.location(of: 2) == RecordLocation(segment: 1, offset: 4160, frameLength: 4096))
-        for (offset, lsn) in [(240, UInt64(1)), (216, UInt64(3)), (240, UInt64(9))] {
+        #expect(decoded?.landmarks.atOrBefore(299)?.lsn == 256)
+        // Out of order, at or past the next LSN (300), a landmark off the
+        // 256 grid (at 272, after the landmark count at 264).
+        for (offset, lsn) in [(240, UInt64(1)), (216, UInt64(300)), (272, UInt64(255))] {
             var bad = valid
             withUnsafeBytes(of: lsn.littleEndian) { bad.replaceSubrange(offset..<(offset + 8), with: $0) }
             bad = Self.withCRCFixed(bad)
