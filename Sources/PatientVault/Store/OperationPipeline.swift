@@ -7,36 +7,88 @@ import VaultSync
 /// What an operation reports to the pipeline when it is decided: the
 /// decision, what the entry should name, the records to commit with it,
 /// and the result to hand back.
+///
+/// A denial (or an abandoned call) carries no work, by construction: its
+/// records, key slots, state changes and notifications read as empty
+/// whatever was set, so no path can commit the work of a refused call.
 struct Audited<R> {
     var action: VaultAction
     var decision: AccessDecision
-    var document: DocumentID? = nil
-    var version: Int? = nil
-    var target: String? = nil
-    /// Records of the operation (vault stream first), written in the same
-    /// atomic group as the entry; `vaultRecords` of them take the vault's
-    /// next stream positions.
-    var records: [EngineRecord] = []
-    var vaultRecords: Int = 0
-    var keySlotWrites: [(KeySlot, [UInt8])] = []
+    var document: DocumentID?
+    var version: Int?
+    var target: String?
     /// Whether the group holds a write (always durable with its entry).
-    var isWrite = false
+    var isWrite: Bool
     /// Allowed, but not carried out: the caller's content failed, the task
     /// was cancelled, or a concurrent write won. The entry says
     /// ``AuditOutcome/abandoned`` and no records go with it.
-    var abandoned = false
+    var abandoned: Bool
     /// Whether the caller needs its entry written before it goes on, even
     /// in batched audit mode (reads of the trail walk what is written).
-    var waitsForEntry = false
+    var waitsForEntry: Bool
     /// The outcome for the caller.
     var result: Result<R, PatientVaultError>
+
+    /// What only an allowed call that is carried out commits.
+    private struct Work {
+        var records: [EngineRecord]
+        var vaultRecords: Int
+        var keySlotWrites: [(KeySlot, [UInt8])]
+        var onQueued: ((inout VaultState) -> Void)?
+        var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)?
+        var notifications: [VaultNotification.Kind]
+    }
+
+    private var work: Work
+    /// Whether the work goes through: allowed and not abandoned.
+    private var carriesWork: Bool { decision.isAllowed && !abandoned }
+
+    /// Records of the operation (vault stream first), written in the same
+    /// atomic group as the entry; `vaultRecords` of them take the vault's
+    /// next stream positions. Empty for a denial.
+    var records: [EngineRecord] {
+        get { carriesWork ? work.records : [] }
+        set { work.records = newValue }
+    }
+    var vaultRecords: Int {
+        get { carriesWork ? work.vaultRecords : 0 }
+        set { work.vaultRecords = newValue }
+    }
+    var keySlotWrites: [(KeySlot, [UInt8])] {
+        get { carriesWork ? work.keySlotWrites : [] }
+        set { work.keySlotWrites = newValue }
+    }
     /// Applied to the vault's state under the same lock hold once the
     /// group is queued (so a failed append changes nothing).
-    var onQueued: ((inout VaultState) -> Void)? = nil
+    var onQueued: ((inout VaultState) -> Void)? {
+        get { carriesWork ? work.onQueued : nil }
+        set { work.onQueued = newValue }
+    }
     /// Applied to the vault's state once the group is acknowledged, with
     /// where its records went.
-    var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)? = nil
-    var notifications: [VaultNotification.Kind] = []
+    var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)? {
+        get { carriesWork ? work.onAcknowledged : nil }
+        set { work.onAcknowledged = newValue }
+    }
+    var notifications: [VaultNotification.Kind] {
+        get { carriesWork ? work.notifications : [] }
+        set { work.notifications = newValue }
+    }
+
+    init(
+        action: VaultAction, decision: AccessDecision, document: DocumentID? = nil, version: Int? = nil,
+        target: String? = nil, records: [EngineRecord] = [], vaultRecords: Int = 0, keySlotWrites: [(KeySlot, [UInt8])] = [],
+        isWrite: Bool = false, abandoned: Bool = false, waitsForEntry: Bool = false, result: Result<R, PatientVaultError>,
+        onQueued: ((inout VaultState) -> Void)? = nil,
+        onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)? = nil,
+        notifications: [VaultNotification.Kind] = []
+    ) {
+        (self.action, self.decision, self.document, self.version, self.target) = (action, decision, document, version, target)
+        (self.isWrite, self.abandoned, self.waitsForEntry, self.result) = (isWrite, abandoned, waitsForEntry, result)
+        work = Work(
+            records: records, vaultRecords: vaultRecords, keySlotWrites: keySlotWrites, onQueued: onQueued,
+            onAcknowledged: onAcknowledged, notifications: notifications)
+    }
 
     /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
     /// (durable like its operation when that operation is a write).
@@ -45,12 +97,12 @@ struct Audited<R> {
     }
 
     /// What the decision lets through: an allowed operation as it is; a
-    /// denial with no records, key slots, state changes, notifications or
-    /// result — only its entry is committed, and its caller gets
-    /// `accessDenied` with the rule (or the failure the operation chose,
-    /// such as `unknownDocument` for what the caller may not see). The
-    /// pipeline applies it to every operation before committing, so no
-    /// operation can commit the work of a denied call.
+    /// denial as its entry alone (its work already reads as empty: see the
+    /// type), with its caller's result made `accessDenied` with the rule
+    /// (or the failure the operation chose, such as `unknownDocument` for
+    /// what the caller may not see): an operation cannot hand a denied
+    /// caller a success. The pipeline applies it to every operation before
+    /// committing.
     func limitedByDecision(vaultID: String) -> Audited {
         guard !decision.isAllowed else { return self }
         var denied = Audited(

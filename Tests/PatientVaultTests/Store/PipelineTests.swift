@@ -81,6 +81,26 @@ import PatientVaultFHIR
         try await store.close()
     }
 
+    /// The type itself: a denied or abandoned `Audited` reads as carrying
+    /// no work whatever was set on it (records, key slots, state changes,
+    /// notifications), so no path, not only the pipeline's, can commit them.
+    @Test(arguments: [false, true])
+    func aRefusedAuditedValueHasNoWorkToGiveOut(abandoned: Bool) {
+        let record = EngineRecord(stream: nil, payload: [1])
+        var a = Audited<Int>(
+            action: .deposit, decision: abandoned ? .allow(.authorisedByPatient) : .deny(.notAuthorised), records: [record], vaultRecords: 1,
+            keySlotWrites: [(KeySlot(1), [2])], abandoned: abandoned, result: .success(1), notifications: [.firstAccess(Fixtures.doctor)])
+        a.onQueued = { _ in }
+        a.onAcknowledged = { _, _ in }
+        #expect(a.records.isEmpty && a.vaultRecords == 0 && a.keySlotWrites.isEmpty && a.notifications.isEmpty)
+        #expect(a.onQueued == nil && a.onAcknowledged == nil)
+        // The same value allowed and carried out gives its work out.
+        a.decision = .allow(.authorisedByPatient)
+        a.abandoned = false
+        #expect(a.records.count == 1 && a.vaultRecords == 1 && a.keySlotWrites.count == 1 && a.notifications.count == 1)
+        #expect(a.onQueued != nil && a.onAcknowledged != nil)
+    }
+
     @Test func aDepositWhoseContentFailsLeavesOneAbandonedEntry() async throws {
         let v = try await AuditedVault()
         let before = try await v.count()
