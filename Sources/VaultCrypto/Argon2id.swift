@@ -15,8 +15,7 @@ package enum Argon2id {
         package var memLimit: UInt64
 
         package init(opsLimit: UInt64, memLimit: UInt64) {
-            self.opsLimit = opsLimit
-            self.memLimit = memLimit
+            (self.opsLimit, self.memLimit) = (opsLimit, memLimit)
         }
 
         /// Limits given as libsodium's constants.

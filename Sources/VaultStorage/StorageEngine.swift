@@ -80,8 +80,7 @@ package struct LogPosition: Hashable, Sendable, Comparable {
     package var offset: UInt64
 
     package init(segment: UInt32, offset: UInt64) {
-        self.segment = segment
-        self.offset = offset
+        (self.segment, self.offset) = (segment, offset)
     }
 
     package static func < (a: LogPosition, b: LogPosition) -> Bool { (a.segment, a.offset) < (b.segment, b.offset) }
@@ -171,10 +170,7 @@ package struct StoredRecord: Sendable {
     package var payload: [UInt8]
 
     package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8]) {
-        self.reference = reference
-        self.sequence = sequence
-        self.stream = stream
-        self.payload = payload
+        (self.reference, self.sequence, self.stream, self.payload) = (reference, sequence, stream, payload)
     }
 }
 

@@ -206,11 +206,7 @@ public struct AuditQuery: Hashable, Sendable {
 
     /// Creates a query (newest first).
     public init(actor: Principal? = nil, actions: Set<VaultAction>? = nil, between: ClosedRange<Date>? = nil, offset: Int = 0, limit: Int = 100) {
-        self.actor = actor
-        self.actions = actions
-        self.between = between
-        self.offset = offset
-        self.limit = limit
+        (self.actor, self.actions, self.between, self.offset, self.limit) = (actor, actions, between, offset, limit)
     }
 
     func matches(_ e: AuditEntry) -> Bool {

@@ -248,11 +248,8 @@ public struct DocumentQuery: Hashable, Sendable {
         categories: Set<DocumentCategory>? = nil, typeCode: DocumentTypeCode? = nil, author: Principal? = nil,
         createdBetween: ClosedRange<Date>? = nil, status: StatusFilter = .current
     ) {
-        self.categories = categories
-        self.typeCode = typeCode
-        self.author = author
-        self.createdBetween = createdBetween
-        self.status = status
+        (self.categories, self.typeCode, self.author) = (categories, typeCode, author)
+        (self.createdBetween, self.status) = (createdBetween, status)
     }
 
     func matches(_ m: DocumentMetadata) -> Bool {
