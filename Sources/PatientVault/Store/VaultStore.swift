@@ -22,38 +22,38 @@ import VaultStorage
 /// ```
 public final class VaultStore: Sendable {
     let engine: any StorageEngine
-    let keys: StoreKeys
-    let configuration: Configuration
     /// Where the store is: its folder, or for a store in memory
     /// (`PatientVaultTesting`) a `memory:` URL naming it.
     public let location: URL
-    /// Set by `close()`: every later call throws `closed`.
-    let lifecycle = StoreLifecycle()
-    /// Listeners of ``notifications()``.
-    let notifier = Notifier()
-    /// The decrypted vaults in memory.
-    let cache: VaultCache
-    /// Reads vaults and audit records back from the log.
-    let loader: VaultLoader
-    /// Builds, seals and queues audit entries and their activity copies.
-    let auditWriter: AuditWriter
     /// Unwrapped keys of documents read again.
     let documentKeyCache: DocumentKeyCache
     /// Seals the statistics stream's records.
     let statisticsWriter: StatisticsWriter
-    /// The one path of every operation.
+    /// The one path of every operation; the store's other parts (cache,
+    /// loader, audit writer, notifier, keys, settings, lifecycle) are
+    /// reached through it, so each is held in one place.
     let pipeline: OperationPipeline
     /// The background flush of batched audit entries, if any.
     private let flusher: Task<Void, Never>?
 
+    var keys: StoreKeys { pipeline.keys }
+    var configuration: Configuration { pipeline.configuration }
+    /// Set by `close()`: every later call throws `closed`.
+    var lifecycle: StoreLifecycle { pipeline.lifecycle }
+    /// Listeners of ``notifications()``.
+    var notifier: Notifier { pipeline.notifier }
+    /// The decrypted vaults in memory.
+    var cache: VaultCache { pipeline.cache }
+    /// Reads vaults and audit records back from the log.
+    var loader: VaultLoader { pipeline.loader }
+    /// Builds, seals and queues audit entries and their activity copies.
+    var auditWriter: AuditWriter { pipeline.audit }
     var logger: Logger { configuration.logger }
 
     private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, location: URL) {
         self.engine = engine
-        self.keys = keys
-        self.configuration = configuration
         self.location = location
-        cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
+        let cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
             // A write still waiting for its acknowledgement holds reserved
             // positions in the state; queued records would be missed by a
             // reload from the engine (its last group's ticket says whether
@@ -61,16 +61,16 @@ public final class VaultStore: Sendable {
             vault.isAcknowledged && vault.documents.values.allSatisfy({ $0.allSatisfy(\.isAcknowledged) })
                 && (vault.lastTicket?.isDone ?? true)
         }
-        loader = VaultLoader(engine: engine, keys: keys)
         documentKeyCache = DocumentKeyCache(limit: configuration.documentKeyCacheLimit)
         statisticsWriter = StatisticsWriter(keys: keys)
         let flushPending = AuditFlushFlag()
-        auditWriter = AuditWriter(
+        let auditWriter = AuditWriter(
             keys: keys, configuration: configuration, engine: engine, activity: ActivityWriter(),
             statistics: statisticsWriter, flushPending: flushPending)
         pipeline = OperationPipeline(
-            cache: cache, loader: loader, audit: auditWriter, notifier: notifier, keys: keys, configuration: configuration,
-            lifecycle: lifecycle, vaultCount: Locked(Self.countVaults(in: engine)))
+            cache: cache, loader: VaultLoader(engine: engine, keys: keys), audit: auditWriter, notifier: Notifier(),
+            keys: keys, configuration: configuration, lifecycle: StoreLifecycle(),
+            vaultCount: Locked(Self.countVaults(in: engine)))
         if case .batched(let delay) = configuration.auditMode {
             flusher = Task.detached { [engine] in
                 // Bounded delay: every `delay`, make written entries durable.
