@@ -5,13 +5,15 @@
 //
 // Layers, each a module, with one direction of dependency:
 //
-//   CSodium  <-  VaultCrypto  <-+
-//                               +--  PatientVault  <-  PatientVaultDemo
-//                VaultStorage <-+
+//   CSodium  <-  VaultCrypto  <-------------+
+//                     ^                     +--  PatientVault  <-  PatientVaultDemo
+//                     +------  VaultStorage <-+
 //   (VaultSync, the lock type, under all three; CCRC32C, the CRC
 //   instruction, under VaultStorage)
 //
-// `VaultStorage` is bytes in, bytes out: it knows nothing of patients or keys.
+// `VaultStorage` is bytes in, bytes out: it knows nothing of patients or of
+// the master key. Its one key of its own, the key-slot journal's, exists
+// to be destroyed (VaultCrypto seals the journal's copies of key slots).
 // `VaultCrypto` wraps libsodium and never exposes its C types.
 // Only `PatientVault` (and `PatientVaultTesting`, for downstream tests) has
 // public API; the lower layers use `package` access.
@@ -57,7 +59,7 @@ let package = Package(
         ),
         .target(
             name: "VaultStorage",
-            dependencies: ["VaultSync", "CCRC32C", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["VaultSync", "VaultCrypto", "CCRC32C", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PatientVault",

@@ -18,8 +18,15 @@ package final class FaultInjection: Sendable {
     /// A place outside the commit path's frame write where a write or a
     /// sync can be made to fail.
     package enum Site: String, Sendable, CaseIterable {
-        /// The commit path's write of key slots.
+        /// The commit path's write of key slots (and recovery's, of slots
+        /// written back from the journal).
         case keySlotWrite
+        /// The `fdatasync` of written key slots (before a checkpoint, at
+        /// close, before a destruction, for slots written without records).
+        case keyFileSync
+        /// The write or sync of a new key-slot journal key, or the wipe of
+        /// the old one (a slot's destruction).
+        case journalKeyWrite
         /// The write of a new checkpoint (temporary file).
         case checkpointWrite
         /// The `fdatasync` of a new checkpoint.

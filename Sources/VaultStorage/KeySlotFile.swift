@@ -3,43 +3,69 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Dispatch
 import Foundation
+import VaultCrypto
 import VaultSync
 
-/// The key-slot file, `keys.slots`: a header, then 128-byte slots, each
-/// written once (a wrapped key) and overwritten in place by a tombstone
-/// when destroyed, unlike the append-only log.
+/// The key-slot file, `keys.slots`: a header, two slots holding the
+/// key-slot journal's key, then 128-byte key slots, each written once (a
+/// wrapped key) and overwritten in place by a tombstone when destroyed,
+/// unlike the append-only log.
 ///
-/// Its own lock (the next slot and the preallocated size, taken alone or
-/// under the engine's state lock, never the other way) and its own sync
-/// thread (``KeyFileSyncer``), so that the committer syncs it and a
-/// segment in parallel. The engine writes slots in its commit loop, with
-/// the groups that name them, and latches its failures like any other.
+/// **The journal.** A group that writes slots carries them in its first
+/// frame (the manifest), sealed with XChaCha20-Poly1305 under the journal
+/// key, so the commit path syncs the segment alone: the key file is
+/// written at once but synced only before a checkpoint (which moves
+/// replay past those groups), at close, and when a slot is destroyed;
+/// recovery writes a complete group's slots back from its manifest. The
+/// journal key exists to be destroyed: a destruction first syncs every
+/// written slot, then writes a new journal key (the other of slots 1-2),
+/// syncs, wipes the old one and syncs, and only then writes the
+/// tombstone: every copy of the destroyed slot in the log is sealed under
+/// a key no file holds any more. Recovery skips manifests of an older
+/// epoch (their slots were synced before the rotation) and never writes a
+/// slot back over a tombstone.
+///
+/// Locks: ``extent`` and ``journal`` are leaves, taken alone or under the
+/// engine's state lock.
 final class KeySlotFile: Sendable {
     let file: PosixFile
     let salt: [UInt8]
-    let syncer: KeyFileSyncer
+    private let files: any LogFiles
     /// The largest step of growth (``LogEngineConfiguration/keyFileGrowth``).
     private let growth: UInt64
     /// The first never-used slot, and the file's preallocated size.
     private let extent: Locked<(next: UInt64, allocated: UInt64)>
+    /// The journal key groups are sealed under (the newest, perhaps not
+    /// yet on disk), and the one on disk with the slot holding it.
+    private let journal: Locked<(current: JournalKey, durable: JournalKey, durableSlot: UInt64)>
+    /// Whether slots were written since the file was last synced.
+    private let unsynced = Locked(false)
+
+    /// A key of the key-slot journal and its epoch (1, 2, ...: one more at
+    /// every destruction).
+    struct JournalKey: Sendable {
+        let epoch: UInt64
+        let key: SymmetricKey
+    }
 
     /// Opens (or creates, for a new store) the key file of `directory`.
     /// - Throws: ``StorageError/Code/corrupted`` for a missing or empty key
-    ///   file while the log holds records, or a header that fails its
-    ///   checksum.
+    ///   file, or one without a journal key, while the log holds records, or
+    ///   a header that fails its checksum.
     init(directory: String, logExists: Bool, growth: UInt64, files: any LogFiles) throws {
         (file, salt) = try Self.openFile(directory: directory, logExists: logExists, files: files)
+        self.files = files
+        let (key, slot) = try Self.loadJournalKey(file, salt: salt, logExists: logExists, files: files, directory: directory)
+        journal = Locked((key, key, slot))
         let (next, allocated) = try Self.scan(file)
-        extent = Locked((next, allocated))
-        syncer = KeyFileSyncer(file: file, files: files)
+        extent = Locked((max(next, LogFormat.firstKeySlot), allocated))
         self.growth = growth
     }
 
-    /// Whether `slot` was reserved (slots are numbered from 1).
+    /// Whether `slot` was reserved (key slots are numbered from 3).
     func isReserved(_ slot: KeySlot) -> Bool {
-        slot.number >= 1 && slot.number < extent.withLock { $0.next }
+        slot.number >= LogFormat.firstKeySlot && slot.number < extent.withLock { $0.next }
     }
 
     /// Reserves a never-used slot, growing the file first when it is full
@@ -93,6 +119,189 @@ final class KeySlotFile: Sendable {
     /// The bytes of a destroyed slot.
     func tombstone(_ slot: KeySlot) -> [UInt8] {
         LogFormat.encodeKeySlot(slot, value: [], magic: LogFormat.keySlotTombstone, salt: salt)
+    }
+
+    // MARK: Writes (the committer's, and recovery's)
+
+    /// Writes a slot's bytes in place (not synced: see the type).
+    func write(_ bytes: [UInt8], to slot: UInt64, site: FaultInjection.Site = .keySlotWrite) throws {
+        try files.write(bytes, at: slot * UInt64(LogFormat.keySlotSize), of: file, site: site)
+        unsynced.withLock { $0 = true }
+    }
+
+    /// Syncs the file if a slot was written since its last sync.
+    func syncIfWritten() throws {
+        guard unsynced.withLock({ $0 }) else { return }
+        try files.sync(file, site: .keyFileSync)
+        unsynced.withLock { $0 = false }
+    }
+
+    // MARK: The journal
+
+    /// The journal's current epoch (what a manifest sealed now carries).
+    var epoch: UInt64 { journal.withLock { $0.current.epoch } }
+
+    /// A group's manifest: its slots' bytes sealed under the current journal
+    /// key. Returns the epoch it was sealed under, for the caller to check
+    /// under the engine's lock that no destruction came in between.
+    func manifest(for slots: [(KeySlot, [UInt8])]) throws -> (epoch: UInt64, payload: [UInt8]) {
+        let key = journal.withLock { $0.current }
+        var sealed: [(number: UInt64, box: [UInt8])] = []
+        sealed.reserveCapacity(slots.count)
+        for (slot, bytes) in slots {
+            let aad = LogFormat.journalAssociatedData(epoch: key.epoch, number: slot.number)
+            var box: [UInt8] = []
+            box.reserveCapacity(LogFormat.journaledSlotSize - 8)
+            do {
+                try bytes.withUnsafeBytes { b in
+                    try aad.withUnsafeBytes { a in try XChaCha20Poly1305.seal(b, using: key.key, authenticating: a, appendingTo: &box) }
+                }
+            } catch {
+                throw StorageError(.io, "the key-slot journal could not seal a slot")
+            }
+            sealed.append((slot.number, box))
+        }
+        return (key.epoch, LogFormat.encodeSlotManifest(epoch: key.epoch, slots: sealed))
+    }
+
+    /// The slots a replayed manifest carries, as their 128 bytes; nil for a
+    /// manifest of an older epoch (its slots were synced before the key that
+    /// sealed them was destroyed).
+    /// - Throws: ``StorageError/Code/corrupted`` for a manifest the encoder
+    ///   cannot write, of a newer epoch than the file's, or whose boxes do not
+    ///   open.
+    func openManifest(_ payload: UnsafeRawBufferPointer) throws -> [(number: UInt64, bytes: [UInt8])]? {
+        guard let (epoch, slots) = LogFormat.decodeSlotManifest(payload) else {
+            throw StorageError(.corrupted, "a key-slot manifest is malformed")
+        }
+        let key = journal.withLock { $0.durable }
+        guard epoch <= key.epoch else { throw StorageError(.corrupted, "a key-slot manifest is of a later journal key") }
+        guard epoch == key.epoch else { return nil }
+        return try slots.map { slot in
+            let aad = LogFormat.journalAssociatedData(epoch: epoch, number: slot.number)
+            guard let bytes = try? XChaCha20Poly1305.open(slot.box, using: key.key, authenticating: aad),
+                  bytes.count == LogFormat.keySlotSize
+            else { throw StorageError(.corrupted, "a journaled key slot failed authentication") }
+            return (slot.number, bytes)
+        }
+    }
+
+    /// Writes back the slots of the complete groups recovery replayed, where
+    /// the file does not hold them (lost with a power cut), never over a
+    /// tombstone; then syncs. Returns how many it wrote.
+    func restore(_ slots: [(number: UInt64, bytes: [UInt8])]) throws -> Int {
+        var written = 0
+        for slot in slots {
+            let current = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
+            if current == slot.bytes { continue }
+            if case .failure(let error) = Result(catching: { try LogFormat.decodeKeySlot(current, number: slot.number, salt: salt) }),
+               (error as? StorageError)?.code == .keySlotDestroyed
+            {
+                continue
+            }
+            try write(slot.bytes, to: slot.number)
+            written += 1
+        }
+        if let last = slots.map(\.number).max() {
+            let size = try file.size()
+            extent.withLock { e in
+                e.next = max(e.next, last + 1)
+                e.allocated = max(e.allocated, size)
+            }
+        }
+        try syncIfWritten()
+        return written
+    }
+
+    /// A new journal key, of the next epoch, that groups queued from now on
+    /// are sealed under; the destruction that asked for it writes it
+    /// (``rotate(to:)``) before its tombstone.
+    func nextJournalKey() throws -> JournalKey {
+        let key: SymmetricKey
+        do {
+            key = try SymmetricKey.generate()
+        } catch {
+            throw StorageError(.io, "no random journal key")
+        }
+        return journal.withLock { j in
+            j.current = JournalKey(epoch: j.current.epoch + 1, key: key)
+            return j.current
+        }
+    }
+
+    /// Makes `key` the journal key on disk, after every slot written so far:
+    /// syncs the slots, writes `key` in the slot not holding the old one,
+    /// syncs, wipes the old one and syncs. Copies sealed under the old key
+    /// can then never be opened again.
+    func rotate(to key: JournalKey) throws {
+        try syncIfWritten()
+        let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
+        guard key.epoch > old.epoch else { return }
+        let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
+        var bytes = Self.journalSlot(key, number: newSlot, salt: salt)
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        try files.write(bytes, at: newSlot * UInt64(LogFormat.keySlotSize), of: file, site: .journalKeyWrite)
+        try files.sync(file, site: .journalKeyWrite)
+        try files.write(
+            [UInt8](repeating: 0, count: LogFormat.keySlotSize), at: oldSlot * UInt64(LogFormat.keySlotSize), of: file,
+            site: .journalKeyWrite)
+        try files.sync(file, site: .journalKeyWrite)
+        journal.withLock { j in
+            j.durable = key
+            j.durableSlot = newSlot
+        }
+    }
+
+    /// The 128 bytes of journal-key slot `number`.
+    private static func journalSlot(_ key: JournalKey, number: UInt64, salt: [UInt8]) -> [UInt8] {
+        var value = [UInt8]()
+        value.reserveCapacity(8 + SymmetricKey.byteCount)
+        withUnsafeBytes(of: key.epoch.littleEndian) { value.append(contentsOf: $0) }
+        key.key.withUnsafeBytes { value.append(contentsOf: $0) }
+        defer { for i in value.indices { value[i] = 0 } }
+        return LogFormat.encodeKeySlot(KeySlot(number), value: value, magic: LogFormat.keySlotJournalKey, salt: salt)
+    }
+
+    /// Reads the journal key from slots 1-2 (the newer epoch wins, and an
+    /// older one left by a rotation cut short is wiped), or writes the first
+    /// one for a new store.
+    private static func loadJournalKey(
+        _ file: PosixFile, salt: [UInt8], logExists: Bool, files: any LogFiles, directory: String
+    ) throws -> (JournalKey, UInt64) {
+        var found: [(key: JournalKey, slot: UInt64)] = []
+        for number in LogFormat.journalKeySlots {
+            var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
+            defer { for i in bytes.indices { bytes[i] = 0 } }
+            guard var value = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
+            else { continue }
+            defer { for i in value.indices { value[i] = 0 } }
+            guard value.count == 8 + SymmetricKey.byteCount else { continue }
+            let epoch = value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+            guard epoch >= 1, let key = try? value.withUnsafeBytes({ try SymmetricKey.copying(UnsafeRawBufferPointer(rebasing: $0[8...])) })
+            else { continue }
+            found.append((JournalKey(epoch: epoch, key: key), number))
+        }
+        if let newest = found.max(by: { $0.key.epoch < $1.key.epoch }) {
+            for older in found where older.slot != newest.slot {
+                try files.write(
+                    [UInt8](repeating: 0, count: LogFormat.keySlotSize), at: older.slot * UInt64(LogFormat.keySlotSize), of: file,
+                    site: .journalKeyWrite)
+                try files.sync(file, site: .journalKeyWrite)
+            }
+            return newest
+        }
+        guard !logExists else { throw StorageError(.corrupted, "keys.slots holds no journal key while the log holds records") }
+        let first: JournalKey
+        do {
+            first = JournalKey(epoch: 1, key: try SymmetricKey.generate())
+        } catch {
+            throw StorageError(.io, "no random journal key")
+        }
+        let number = LogFormat.journalKeySlots[0]
+        try files.write(journalSlot(first, number: number, salt: salt), at: number * UInt64(LogFormat.keySlotSize), of: file, site: .keyFileCreation)
+        try files.sync(file, site: .keyFileCreation)
+        try FileSystem.syncDirectory(directory, observer: files.observer)
+        return (first, number)
     }
 
     /// Opens the key file, creating it for a new store. The key file is
@@ -154,58 +363,5 @@ final class KeySlotFile: Sendable {
             slots = first
         }
         return (1, size)
-    }
-}
-
-/// The thread that syncs the key file while the committer syncs segments:
-/// one thread for the engine's life, so a parallel sync allocates nothing.
-final class KeyFileSyncer: Sendable {
-    private let file: PosixFile
-    private let files: any LogFiles
-    private let request = DispatchSemaphore(value: 0)
-    private let done = DispatchSemaphore(value: 0)
-    /// Whether to stop, and the last sync's error.
-    private let state = Locked<(quit: Bool, error: StorageError?)>((false, nil))
-
-    init(file: PosixFile, files: any LogFiles) {
-        self.file = file
-        self.files = files
-    }
-
-    func start() {
-        let thread = Thread { [self] in
-            while true {
-                request.wait()
-                if state.withLock({ $0.quit }) { return }
-                var failure: StorageError?
-                do {
-                    try files.sync(file, site: nil)
-                } catch {
-                    failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
-                }
-                state.withLock { $0.error = failure }
-                done.signal()
-            }
-        }
-        thread.name = "patientvault.keysync"
-        thread.start()
-    }
-
-    /// Starts one sync of the key file.
-    func begin() { request.signal() }
-
-    /// Waits for the sync `begin` started; returns its error, if any.
-    func finish() -> StorageError? {
-        done.wait()
-        return state.withLock { s in
-            defer { s.error = nil }
-            return s.error
-        }
-    }
-
-    /// Ends the thread (after the last `finish`).
-    func stop() {
-        state.withLock { $0.quit = true }
-        request.signal()
     }
 }

@@ -27,13 +27,15 @@ extension LogEngineCore {
     func enqueue(
         records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false
     ) throws -> AppendTicket {
-        // A group that writes key slots starts with their manifest: slots and
-        // frames are synced in parallel, and recovery cuts a group whose
-        // slots did not all become durable (it was never acknowledged).
+        // A group that writes key slots starts with their manifest, sealed
+        // under the key-slot journal's key: the key file is not synced on
+        // the commit path, and recovery writes the slots back from it.
         var records = records
         let manifests = !records.isEmpty && !rawSlotWrites.isEmpty ? 1 : 0
+        var manifestEpoch: UInt64 = 0
         if manifests == 1 {
-            let manifest = LogFormat.encodeSlotManifest(rawSlotWrites.map { ($0.0.number, CRC32C.checksum($0.1)) })
+            let (epoch, manifest) = try keySlots.manifest(for: rawSlotWrites)
+            manifestEpoch = epoch
             records.insert(EngineRecord(stream: nil, payload: manifest), at: 0)
         }
         // Work that needs no lock: sizes and payload checksums.
@@ -59,6 +61,12 @@ extension LogEngineCore {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
             try ensureNoFailure()
+            // A destruction queued since the manifest was sealed brought a
+            // new journal key: seal it again under that one (same size).
+            if manifests == 1 && keySlots.epoch != manifestEpoch {
+                records[0] = EngineRecord(stream: nil, payload: try keySlots.manifest(for: rawSlotWrites).payload)
+                crcs[0] = LogFormat.payloadCRC(records[0].payload)
+            }
             if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")

@@ -34,6 +34,9 @@ extension LogEngineCore {
         }
         guard let (checkpoint, written) = snapshot else { return }
         try latching {
+            // The checkpoint moves replay past groups whose key slots the
+            // journal would write back: those slots are synced first.
+            try keySlots.syncIfWritten()
             try LogEngineCore.writeCheckpoint(
                 checkpoint, directory: directory, authenticator: configuration.authenticator, files: configuration.files)
         }

@@ -12,13 +12,12 @@ import VaultSync
 
 extension LogEngineCore {
     /// The committer thread: takes every queued job, writes key slots, writes
-    /// frames with `pwritev`, then one `fdatasync` per touched file covers
-    /// every durable job of the batch: the key file's and the segment's run
-    /// in parallel (a group whose slots did not become durable is cut at
-    /// recovery, through its slot manifest).
+    /// frames with `pwritev`, then one `fdatasync` of the segment covers
+    /// every durable job of the batch. The key file is written, not synced:
+    /// a group's slots are in its manifest frame too (the key-slot journal,
+    /// ``KeySlotFile``), and recovery writes them back.
     func commitLoop() {
         var unsynced = Set<UInt32>()
-        var keyFileUnsynced = false
         var writtenThroughLSN: UInt64 = 0
         while true {
             wakeup.wait()
@@ -29,7 +28,7 @@ extension LogEngineCore {
                 return (q, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced, writtenThrough: &writtenThroughLSN)
+                process(jobs, unsynced: &unsynced, writtenThrough: &writtenThroughLSN)
                 recycle(consume jobs)
                 growAhead()
             }
@@ -39,15 +38,14 @@ extension LogEngineCore {
                     wakeup.signal()
                     continue
                 }
-                finishOnClose(unsynced: &unsynced, keyFileUnsynced: &keyFileUnsynced)
-                keySlots.syncer.stop()
+                finishOnClose(unsynced: &unsynced)
                 stopped.complete(.success([]))
                 return
             }
         }
     }
 
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool, writtenThrough: inout UInt64) {
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, writtenThrough: inout UInt64) {
         do {
             try ensureNoFailure()
         } catch {
@@ -56,13 +54,24 @@ extension LogEngineCore {
         }
         do {
             // 1. Key slots first (in the page cache before any record that
-            //    names them can be read); synced with the frames, in step 3.
+            //    names them can be read). Not synced: their group's manifest
+            //    carries them. Slots written without records (no manifest)
+            //    are synced with the batch, in step 3.
+            var slotsOutsideTheLog = false
             for job in jobs {
-                for (slot, bytes) in job.slotWrites {
-                    try configuration.files.write(
-                        bytes, at: slot.number * UInt64(LogFormat.keySlotSize), of: keySlots.file, site: .keySlotWrite)
-                    keyFileUnsynced = true
+                for (slot, bytes) in job.slotWrites { try keySlots.write(bytes, to: slot.number) }
+                if !job.slotWrites.isEmpty && job.buffers.isEmpty { slotsOutsideTheLog = true }
+            }
+            // 1b. Destructions: every slot written so far synced, a new
+            //     journal key on disk and the old one wiped (so no copy in the
+            //     log opens any more), then the tombstones, synced. The jobs
+            //     queued after a destruction were sealed under its new key.
+            if let key = jobs.last(where: { $0.journalKey != nil })?.journalKey {
+                try keySlots.rotate(to: key)
+                for job in jobs {
+                    for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
                 }
+                try keySlots.syncIfWritten()
             }
 
             // 2. Frames, one gathered write per run of jobs in one segment.
@@ -80,12 +89,9 @@ extension LogEngineCore {
                 let buffers = j == i + 1 ? jobs[i].buffers : jobs[i..<j].flatMap(\.buffers)
                 // Older segments become durable before a newer one gets data,
                 // so a torn older segment never hides behind a newer one.
-                // With their groups' key slots: a whole older segment must
-                // hold no group that recovery would cut.
                 if unsynced.contains(where: { $0 < number }) {
                     let older = unsynced.sorted().filter { $0 < number }
-                    try syncInParallel(keyFile: keyFileUnsynced, segments: older.compactMap { segments[$0]?.file })
-                    keyFileUnsynced = false
+                    for file in older.compactMap({ segments[$0]?.file }) { try sync(file) }
                     for n in older { unsynced.remove(n) }
                 }
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
@@ -117,7 +123,8 @@ extension LogEngineCore {
                 }
             }
             if jobs.contains(where: { $0.durability == .durable }) {
-                try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: segments)
+                try syncAll(&unsynced, of: segments)
+                if slotsOutsideTheLog { try keySlots.syncIfWritten() }
                 let through = writtenThrough
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
             }
@@ -144,7 +151,7 @@ extension LogEngineCore {
         // log stays the truth, and the next open replays more of it).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
         do {
-            try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: state.withLock { $0.segments })
+            try syncAll(&unsynced, of: state.withLock { $0.segments })
             try checkpointIfIdle(unsynced: unsynced)
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
@@ -253,43 +260,21 @@ extension LogEngineCore {
     }
 
     /// The committer's one sync of everything written and not yet synced:
-    /// the unsynced segments, oldest first, and the key file in parallel
-    /// when it has unsynced slots; then nothing is unsynced.
-    private func syncAll(_ unsynced: inout Set<UInt32>, keyFile keyFileUnsynced: inout Bool, of segments: [UInt32: Segment]) throws {
+    /// the unsynced segments, oldest first; then nothing is unsynced.
+    private func syncAll(_ unsynced: inout Set<UInt32>, of segments: [UInt32: Segment]) throws {
         if unsynced.count == 1, let file = segments[unsynced.first!]?.file {
             // A lone segment (the common case) without sorting a copy.
-            try syncInParallel(keyFile: keyFileUnsynced, segments: CollectionOfOne(file))
+            try sync(file)
         } else {
-            try syncInParallel(keyFile: keyFileUnsynced, segments: unsynced.sorted().compactMap { segments[$0]?.file })
+            for file in unsynced.sorted().compactMap({ segments[$0]?.file }) { try sync(file) }
         }
         unsynced.removeAll(keepingCapacity: true)
-        keyFileUnsynced = false
     }
 
-    /// Syncs the key file (when `keyFile`) on a helper thread while this
-    /// thread syncs the segments, oldest first; returns once all are
-    /// durable, or throws the first failure.
-    private func syncInParallel(keyFile syncKeyFile: Bool, segments: some Collection<PosixFile>) throws {
-        guard syncKeyFile else {
-            for file in segments { try sync(file) }
-            return
-        }
-        guard !segments.isEmpty else { return try sync(keySlots.file) }
-        keySlots.syncer.begin()
-        var segmentError: (any Error)?
+    private func finishOnClose(unsynced: inout Set<UInt32>) {
         do {
-            for file in segments { try sync(file) }
-        } catch {
-            segmentError = error
-        }
-        let keyFileError = keySlots.syncer.finish()
-        if let segmentError { throw segmentError }
-        if let keyFileError { throw keyFileError }
-    }
-
-    private func finishOnClose(unsynced: inout Set<UInt32>, keyFileUnsynced: inout Bool) {
-        do {
-            try syncAll(&unsynced, keyFile: &keyFileUnsynced, of: state.withLock { $0.segments })
+            try syncAll(&unsynced, of: state.withLock { $0.segments })
+            try keySlots.syncIfWritten()
         } catch {
             latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return

@@ -18,8 +18,7 @@ extension LogEngineCore {
     /// - Otherwise it is **corruption**: a typed error naming segment and
     ///   offset; nothing is skipped or repaired silently.
     static func recover(
-        directory: String, configuration: LogEngineConfiguration, keyFile: (file: PosixFile, salt: [UInt8]),
-        into s: inout State
+        directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, into s: inout State
     ) throws -> RecoveryReport {
         var report = RecoveryReport()
         let numbers = try segmentNumbers(in: directory, observer: configuration.files.observer)
@@ -50,9 +49,13 @@ extension LogEngineCore {
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        let (end, endData) = try replay(
-            from: start, headers: headers, valid: valid, keyFile: keyFile, configuration: configuration, into: &s, report: &report)
+        let (end, endData, journaled) = try replay(
+            from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration, into: &s, report: &report)
         try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
+        // The key slots of the groups kept, from their manifests, where a
+        // power cut lost them (the key file is synced only before a
+        // checkpoint): written back and synced before anything else.
+        report.restoredKeySlots = try keySlots.restore(journaled)
         try restore(end, replayedFrom: start.segment, valid: valid, directory: directory, configuration: configuration, into: &s)
         return report
     }
@@ -183,13 +186,15 @@ extension LogEngineCore {
 
     /// Replays the segments from `start`, segment by segment, until the end
     /// of the valid log: the index of `s` follows every complete atomic
-    /// group. Returns where the valid log ends and the bytes of the segment
-    /// it ends in.
+    /// group. Returns where the valid log ends, the bytes of the segment
+    /// it ends in, and the key slots the complete groups' manifests carry
+    /// (of the journal's current epoch).
     private static func replay(
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
-        valid: [UInt32], keyFile: (file: PosixFile, salt: [UInt8]), configuration: LogEngineConfiguration,
+        valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration,
         into s: inout State, report: inout RecoveryReport
-    ) throws -> (LogEnd, [UInt8]) {
+    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])]) {
+        var journaled: [(number: UInt64, bytes: [UInt8])] = []
         let (startSegment, startOffset) = (start.segment, start.offset)
         var expected = start.lsn
         var end: LogEnd = (startSegment, startOffset, expected, nil)
@@ -219,9 +224,10 @@ extension LogEngineCore {
             var group: [(StreamID, RecordLocation)] = []
             var groupChunks: [(UInt64, RecordLocation)] = []
             var groupLandmarks: [(UInt64, RecordLocation)] = []
+            var groupSlots: [(number: UInt64, bytes: [UInt8])] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
-            var readFailure: StorageError?
+            var badManifest: (offset: Int, error: StorageError)?
             let bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
                     if offset + LogFormat.frameHeaderSize > raw.count {
@@ -248,22 +254,14 @@ extension LogEngineCore {
                     guard LogFormat.payloadCRC(payload) == f.payloadCRC,
                           raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
                     else { return offset }
-                    // A group's key slots and frames are synced in parallel:
-                    // a group whose slots are not all there (as written, or
-                    // destroyed since) was never acknowledged, and ends the log.
+                    // A group's key slots, as its manifest carries them: written
+                    // back (where missing) if the whole group is kept.
                     if f.isSlotManifest {
-                        guard let slots = LogFormat.decodeSlotManifest(payload) else {
-                            forged = offset
+                        do {
+                            if let slots = try keySlots.openManifest(payload) { groupSlots.append(contentsOf: slots) }
+                        } catch {
+                            badManifest = (offset, (error as? StorageError) ?? StorageError(.corrupted, "a key-slot manifest is damaged"))
                             return offset
-                        }
-                        for slot in slots {
-                            switch slotIsDurable(slot, in: keyFile) {
-                            case .success(true): continue
-                            case .success(false): return offset
-                            case .failure(let error):
-                                readFailure = error
-                                return offset
-                            }
                         }
                     }
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
@@ -280,14 +278,18 @@ extension LogEngineCore {
                         for (stream, loc) in group { s.index[stream] = loc }
                         for (lsn, loc) in groupChunks { s.chunks.append(lsn, at: loc) }
                         for (lsn, loc) in groupLandmarks { s.landmarks.append(lsn, at: loc) }
+                        journaled.append(contentsOf: groupSlots)
                         group.removeAll()
                         groupChunks.removeAll()
                         groupLandmarks.removeAll()
+                        groupSlots.removeAll()
                         groupStart = (offset, expected)
                     }
                 }
             }
-            if let readFailure { throw readFailure }
+            if let badManifest {
+                throw StorageError(badManifest.error.code, badManifest.error.message, segment: n, offset: UInt64(badManifest.offset))
+            }
             if let forged {
                 throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
             }
@@ -298,7 +300,7 @@ extension LogEngineCore {
             if end.badOffset != nil { break replay }
         }
 
-        return (end, endData)
+        return (end, endData, journaled)
     }
 
     /// `end` is where the valid log stops. Anything after it is a torn
@@ -376,32 +378,6 @@ extension LogEngineCore {
         guard try segment.file.size() >= start + UInt64(LogFormat.frameHeaderSize) else { return nil }
         let bytes = try segment.file.read(count: LogFormat.frameHeaderSize, at: start)
         return bytes.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt)?.lsn }
-    }
-
-    /// Whether key slot `slot.number` holds what the manifest says was
-    /// written there, or that slot's valid tombstone (destroyed since). A
-    /// failed read is returned as a failure, never taken for an absent
-    /// slot (which would cut an acknowledged group).
-    private static func slotIsDurable(
-        _ slot: (number: UInt64, crc: UInt32), in keyFile: (file: PosixFile, salt: [UInt8])
-    ) -> Result<Bool, StorageError> {
-        let (product, overflow) = slot.number.multipliedReportingOverflow(by: UInt64(LogFormat.keySlotSize))
-        guard !overflow else { return .success(false) }
-        let bytes: [UInt8]
-        do {
-            bytes = try keyFile.file.read(count: LogFormat.keySlotSize, at: product)
-        } catch {
-            return .failure((error as? StorageError) ?? StorageError(.io, "read of the key file failed"))
-        }
-        if CRC32C.checksum(bytes) == slot.crc { return .success(true) }
-        do {
-            _ = try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: keyFile.salt)
-            return .success(false)
-        } catch let error as StorageError {
-            return .success(error.code == .keySlotDestroyed)
-        } catch {
-            return .success(false)
-        }
     }
 
     /// The offset of the first non-zero byte at or after `from`, if any.

@@ -153,13 +153,13 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     package func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] { try core.readKeySlot(slot) }
 
     package func destroyKeySlot(_ slot: KeySlot) async throws {
-        let tombstone = core.keySlots.tombstone(slot)
-        let ticket = try core.enqueue(records: [], rawSlotWrites: [(slot, tombstone)], durability: .durable)
-        _ = try await ticket.wait()
+        _ = try await core.destroy(slot).wait()
     }
 
     /// Its own key file: a destroyed slot is overwritten in place and
-    /// synced, so its value is in no file of the store any more.
+    /// synced, and the journal key that sealed its copy in the log is
+    /// replaced and wiped first, so its value is in no file of the store
+    /// that any key opens.
     package var keySlots: any KeySlotStore { self }
 
     package func close() async throws {
@@ -183,11 +183,14 @@ package struct RecoveryReport: Sendable, Equatable {
     package var truncatedAt: (segment: UInt32, offset: UInt64)?
     /// Empty or unfinished trailing segment files removed.
     package var removedSegments: [UInt32] = []
+    /// Key slots written back from their groups' manifests (the key-slot
+    /// journal): lost from the key file by a power cut, kept in the log.
+    package var restoredKeySlots = 0
 
     package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
         a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
             && a.truncatedAt?.segment == b.truncatedAt?.segment && a.truncatedAt?.offset == b.truncatedAt?.offset
-            && a.removedSegments == b.removedSegments
+            && a.removedSegments == b.removedSegments && a.restoredKeySlots == b.restoredKeySlots
     }
 }
 
@@ -218,9 +221,15 @@ final class LogEngineCore: Sendable {
         var allocated: UInt64
     }
 
-    /// One queued append: key slots to write first, then frames.
+    /// One queued append: key slots to write first, then frames; or a
+    /// destruction of key slots, with the journal key it brings in.
     struct Job: Sendable {
         var slotWrites: [(KeySlot, [UInt8])]
+        /// Tombstones, written after ``journalKey`` is on disk.
+        var destroys: [(KeySlot, [UInt8])] = []
+        /// The journal key that groups queued after this job are sealed
+        /// under (a destruction's), written before its tombstones.
+        var journalKey: KeySlotFile.JournalKey? = nil
         var segment: UInt32
         var offset: UInt64
         var buffers: [[UInt8]]
@@ -302,7 +311,7 @@ final class LogEngineCore: Sendable {
             directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files)
         var s = State()
         recoveryReport = try LogEngineCore.recover(
-            directory: directory, configuration: configuration, keyFile: (keySlots.file, keySlots.salt), into: &s)
+            directory: directory, configuration: configuration, keySlots: keySlots, into: &s)
         s.durableLSN = s.nextLSN
         // A new store (or one whose creation was cut before it) writes its
         // first checkpoint before it takes a record: from then on a missing
@@ -328,7 +337,6 @@ final class LogEngineCore: Sendable {
     }
 
     func startCommitter() {
-        keySlots.syncer.start()
         let thread = Thread { [self] in self.commitLoop() }
         thread.name = "patientvault.commit"
         thread.start()
@@ -344,6 +352,29 @@ final class LogEngineCore: Sendable {
             try ensureNoFailure()
         }
         return try keySlots.reserve { file, length in try allocate(file, to: length) }
+    }
+
+    /// Queues the destruction of `slot`: its tombstone, after a new journal
+    /// key (``KeySlotFile/nextJournalKey()``), which every group queued
+    /// after it is sealed under.
+    func destroy(_ slot: KeySlot) throws -> AppendTicket {
+        let ticket = AppendTicket()
+        var wakes = false
+        try state.withLock { s in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            guard keySlots.isReserved(slot) else { throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved") }
+            try ensureNoFailure()
+            var job = Job(
+                slotWrites: [], segment: s.current, offset: s.tail, buffers: [], references: [], lastLSN: nil, heads: [],
+                durability: .durable, ticket: ticket)
+            job.destroys = [(slot, keySlots.tombstone(slot))]
+            job.journalKey = try keySlots.nextJournalKey()
+            s.queue.append(job)
+            wakes = !s.committerSignalled
+            s.committerSignalled = true
+        }
+        if wakes { wakeup.signal() }
+        return ticket
     }
 
     /// The value of a slot (``KeySlotFile/read(_:)``).

@@ -2,8 +2,11 @@
 /// `Documentation/StorageFormat.md` describes the same layout for people.
 enum LogFormat {
     /// Version of every file layout below (2: frame headers and the
-    /// checkpoint carry a MAC).
-    static let version: UInt32 = 3
+    /// checkpoint carry a MAC; 3: opaque references, chunk table and
+    /// landmarks in the checkpoint; 4: the key-slot journal: a group's
+    /// manifest carries its slots sealed under the journal key, which
+    /// slots 1 and 2 of the key file hold).
+    static let version: UInt32 = 4
 
     // MARK: - Segment header
 
@@ -64,7 +67,7 @@ enum LogFormat {
             guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: h[0..<(segmentHeaderSize - 4)])) == crc else { return nil }
             let v: UInt32 = try r.read()
             guard v == version else {
-                throw StorageError(.unsupportedFormat, "segment format version \(v) is not supported")
+                throw StorageError(.unsupportedFormat, "segment format version \(v) is not supported: this build reads version \(version) only")
             }
             _ = try r.read(UInt32.self)
             let number: UInt64 = try r.read()
@@ -86,38 +89,58 @@ enum LogFormat {
     static let flagHasStream: UInt8 = 1
     static let flagGroupContinues: UInt8 = 2
     /// The frame is the group's key-slot manifest (the engine's own, never
-    /// handed to a reader): which slots the group wrote, with the CRC-32C of
-    /// each slot's 128 bytes. Key slots and frames are synced in parallel,
-    /// so recovery checks a group's slots against it (see StorageFormat.md).
+    /// handed to a reader): the slots the group wrote, each slot's 128
+    /// bytes sealed under the key-slot journal's key. The key file is not
+    /// synced on the commit path: recovery writes a complete group's slots
+    /// back from its manifest (see StorageFormat.md, "Key-slot journal").
     static let flagKeySlotManifest: UInt8 = 4
 
-    /// `count(4) reserved(4)`, then per slot `number(8) crc(4) reserved(4)`.
-    static func encodeSlotManifest(_ slots: [(number: UInt64, crc: UInt32)]) -> [UInt8] {
-        var w = ByteWriter(capacity: 8 + 16 * slots.count)
+    /// Bytes of one journaled slot in a manifest: its number, then the
+    /// slot's bytes sealed with XChaCha20-Poly1305 (nonce, ciphertext, tag).
+    static let journaledSlotSize = 8 + 24 + keySlotSize + 16
+    /// Bytes of a manifest before its slots: `count(4) reserved(4) epoch(8)`.
+    static let manifestHeaderSize = 16
+
+    /// The associated data of a journaled slot's box: `"PVSJ" epoch(8)
+    /// number(8)`, so that a box opens only for its slot and its key's epoch.
+    static func journalAssociatedData(epoch: UInt64, number: UInt64) -> [UInt8] {
+        var w = ByteWriter(capacity: 20)
+        w.write(bytes: Array("PVSJ".utf8))
+        w.write(epoch)
+        w.write(number)
+        return w.bytes
+    }
+
+    /// `count(4) reserved(4) epoch(8)`, then per slot `number(8) box(168)`.
+    static func encodeSlotManifest(epoch: UInt64, slots: [(number: UInt64, box: [UInt8])]) -> [UInt8] {
+        var w = ByteWriter(capacity: manifestHeaderSize + slots.count * journaledSlotSize)
         w.write(UInt32(slots.count))
         w.write(UInt32(0))
+        w.write(epoch)
         for slot in slots {
+            precondition(slot.box.count == journaledSlotSize - 8)
             w.write(slot.number)
-            w.write(slot.crc)
-            w.write(UInt32(0))
+            w.write(bytes: slot.box)
         }
         return w.bytes
     }
 
-    /// The manifest's slots; nil if it is not one the encoder can write.
-    static func decodeSlotManifest(_ raw: UnsafeRawBufferPointer) -> [(number: UInt64, crc: UInt32)]? {
+    /// A manifest's epoch and its slots' numbers and boxes; nil if it is
+    /// not one the encoder can write.
+    static func decodeSlotManifest(_ raw: UnsafeRawBufferPointer) -> (epoch: UInt64, slots: [(number: UInt64, box: [UInt8])])? {
         var r = ByteReader(raw)
-        guard let count = try? r.read(UInt32.self), (try? r.read(UInt32.self)) == 0,
-              Int(count) * 16 == r.remaining
+        guard let count = try? r.read(UInt32.self), (try? r.read(UInt32.self)) == 0, let epoch = try? r.read(UInt64.self),
+              count > 0, Int(count) * journaledSlotSize == r.remaining
         else { return nil }
-        var slots: [(number: UInt64, crc: UInt32)] = []
+        var slots: [(number: UInt64, box: [UInt8])] = []
+        slots.reserveCapacity(Int(count))
         for _ in 0..<count {
-            guard let number = try? r.read(UInt64.self), let crc = try? r.read(UInt32.self),
-                  (try? r.read(UInt32.self)) == 0
+            guard let number = try? r.read(UInt64.self), number >= firstKeySlot,
+                  let box = try? r.read(count: journaledSlotSize - 8)
             else { return nil }
-            slots.append((number, crc))
+            slots.append((number, box))
         }
-        return slots
+        return (epoch, slots)
     }
 
     /// The frame length (header, payload, padding to 8 bytes).
@@ -266,8 +289,14 @@ enum LogFormat {
     static let keySlotSize = 128
     static let keySlotLive: UInt32 = 0x314B_5650  // "PVK1"
     static let keySlotTombstone: UInt32 = 0x584B_5650  // "PVKX"
+    /// A slot holding the key-slot journal's key: `epoch(8) key(32)`.
+    static let keySlotJournalKey: UInt32 = 0x4A4B_5650  // "PVKJ"
     /// Largest value a slot holds.
     static let keySlotCapacity = keySlotSize - 24
+    /// Slots 1 and 2 hold the journal's key (the newer epoch wins; a
+    /// rotation writes the other one, then wipes the older); keys start here.
+    static let firstKeySlot: UInt64 = 3
+    static let journalKeySlots: [UInt64] = [1, 2]
 
     /// `magic(8) version(4) slotSize(4) salt(16) reserved(92) crc32c(4)`.
     static func encodeKeyFileHeader(salt: [UInt8]) -> [UInt8] {
@@ -287,7 +316,8 @@ enum LogFormat {
         let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: keySlotSize - 4, as: UInt32.self).littleEndian }
         guard CRC32C.checksum(Array(bytes[0..<(keySlotSize - 4)])) == crc else { return nil }
         let v = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
-        guard v == version else { throw StorageError(.unsupportedFormat, "key file format version \(v) is not supported") }
+        guard v == version else { throw StorageError(.unsupportedFormat, "key file format version \(v) is not supported: this build reads version \(version) only")
+        }
         return Array(bytes[16..<32])
     }
 
@@ -315,7 +345,9 @@ enum LogFormat {
     ///   all zeros, ``StorageError/Code/keySlotDestroyed`` for a tombstone,
     ///   ``StorageError/Code/corrupted`` if the checksum, the number, the
     ///   magic or the length is wrong.
-    static func decodeKeySlot(_ bytes: [UInt8], number: UInt64, salt: [UInt8]) throws -> [UInt8] {
+    static func decodeKeySlot(
+        _ bytes: [UInt8], number: UInt64, salt: [UInt8], magic expected: UInt32 = keySlotLive
+    ) throws -> [UInt8] {
         if bytes.count < keySlotSize || bytes.allSatisfy({ $0 == 0 }) {
             throw StorageError(.keySlotEmpty, "key slot \(number) was never written")
         }
@@ -329,7 +361,7 @@ enum LogFormat {
             if magic == keySlotTombstone {
                 throw StorageError(.keySlotDestroyed, "key slot \(number) was destroyed")
             }
-            guard magic == keySlotLive else { throw corrupted }
+            guard magic == expected else { throw corrupted }
             let length = Int(raw[16])
             guard length <= keySlotCapacity else { throw corrupted }
             return Array(raw[24..<(24 + length)])

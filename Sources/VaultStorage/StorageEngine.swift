@@ -256,8 +256,10 @@ package protocol KeySlotStore: AnyObject, Sendable {
 package protocol StorageEngine: AnyObject, Sendable {
     /// Queues `records` (one atomic group: after a crash, all or none of them
     /// are present) and `keySlotWrites`, in call order, and returns at once.
-    /// Key slots become durable with the records; after a crash, a group
-    /// whose slots are not all durable is absent.
+    /// Key slots become durable with the records: after a crash, a group
+    /// present has its slots (``LogEngine`` carries them in the group's
+    /// manifest and writes them back at recovery), a group absent may have
+    /// left slots that nothing names.
     ///
     /// Space: a group with `mayUseReserve` false leaves the engine's
     /// reserve of space ahead of it, or fails with

@@ -115,9 +115,10 @@ func fileLength(_ path: String) throws -> UInt64 {
     @Test func fullDiskWhenTheKeyFileMustGrow() async throws {
         let dir = TemporaryDirectory()
         let (faults, e) = try faultyEngine(in: dir)
-        // The header slot plus 4 KiB of growth hold slots 1 to 32.
+        // The header and the two journal-key slots (256 bytes when created),
+        // then 4 KiB of growth: key slots 3 to 33.
         var reserved: [KeySlot] = []
-        for _ in 0..<32 { reserved.append(try e.reserveKeySlot()) }
+        for _ in 0..<(34 - Int(LogFormat.firstKeySlot)) { reserved.append(try e.reserveKeySlot()) }
         faults.diskFull = true
         #expect { _ = try e.reserveKeySlot() } throws: { ($0 as? StorageError)?.code == .diskFull }
         faults.diskFull = false

@@ -35,6 +35,67 @@ import Testing
         try await engine.close()
     }
 
+    /// One `fdatasync` per group: a group that writes a key slot syncs its
+    /// segment, never the key file (its manifest carries the slot), and the
+    /// key file is synced before the checkpoint that moves replay past it.
+    @Test func aGroupWithKeySlotsSyncsItsSegmentAlone() async throws {
+        let dir = TemporaryDirectory()
+        let syncs = SyncRecorder()
+        var c = smallConfiguration()
+        c.faults = FaultInjection(observer: syncs)
+        // Space preallocated at once, so no growth ahead of need (which
+        // syncs its zeros on the committer thread) runs during the append.
+        c.initialSegmentAllocation = c.segmentSize
+        c.keyFileGrowth = 1 << 20
+        let engine = try dir.openEngine(c)
+        let slot = try engine.reserveKeySlot()
+        syncs.reset()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, payload(2, size: 72))],
+            durability: .durable
+        ).wait()
+        #expect(syncs.paths.count == 1, "\(syncs.paths)")
+        #expect(syncs.paths.allSatisfy { $0.contains(LogFormat.segmentFileName(1)) }, "\(syncs.paths)")
+        #expect(try await engine.readKeySlot(slot) == payload(2, size: 72))
+        try await engine.close()
+        // Close checkpoints: the key file was synced before it.
+        #expect(syncs.paths.contains { $0.hasSuffix(LogFormat.keyFileName) })
+        let reopened = try dir.openEngine(c)
+        #expect(reopened.recoveryReport.restoredKeySlots == 0)
+        #expect(try await reopened.readKeySlot(slot) == payload(2, size: 72))
+        try await reopened.close()
+    }
+
+    /// A destruction replaces the journal key before writing its tombstone:
+    /// the old key's slot is wiped, so the manifest's copy of the destroyed
+    /// slot, still in the log, opens under no key the store holds.
+    @Test func aDestructionWipesTheJournalKeyThatSealedTheSlotsCopy() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        let slot = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, payload(5, size: 72))],
+            durability: .durable
+        ).wait()
+        let before = try readBytes(dir.path + "/" + LogFormat.keyFileName)
+        let oldKeySlot = Array(before[LogFormat.keySlotSize..<(2 * LogFormat.keySlotSize)])
+        #expect(oldKeySlot.contains { $0 != 0 })
+        try await engine.destroyKeySlot(slot)
+        // A group after the destruction is sealed under the new key.
+        let later = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(2))], keySlotWrites: [(later, payload(6, size: 72))],
+            durability: .durable
+        ).wait()
+        try await engine.close()
+        let after = try readBytes(dir.path + "/" + LogFormat.keyFileName)
+        #expect(!contains(after, Array(oldKeySlot[24..<64])))
+        #expect(!contains(after, payload(5, size: 72)))
+        let reopened = try dir.openEngine()
+        await #expect { _ = try await reopened.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        #expect(try await reopened.readKeySlot(later) == payload(6, size: 72))
+        try await reopened.close()
+    }
+
     @Test func tamperedSlotIsCorruption() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
@@ -70,4 +131,18 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         i += 1
     }
     return false
+}
+
+/// Records the paths the engine syncs (a ``FileObserver``).
+final class SyncRecorder: FileObserver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var synced: [String] = []
+    var paths: [String] { lock.withLock { synced } }
+    func reset() { lock.withLock { synced = [] } }
+    func opened(_ path: String, created: Bool, truncated: Bool) {}
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
+    func truncated(_ path: String, to length: UInt64) {}
+    func synced(_ path: String) { lock.withLock { synced.append(path) } }
+    func renamed(_ from: String, _ to: String) {}
+    func removed(_ path: String) {}
 }

@@ -286,12 +286,49 @@ import Testing
             throws: { isCorruption($0, segment: 1, offset: lost.offset) }
     }
 
-    /// Key slots and frames are synced in parallel: a group whose slot did
-    /// not become durable was never acknowledged and is cut, through its
-    /// slot manifest; unless a later durable record vouches for it (then
-    /// the slot's loss is damage), or the slot was destroyed since.
-    @Test(arguments: ["lost", "lost, then vouched for", "destroyed"])
-    func aGroupWhoseKeySlotIsNotDurable(case what: String) async throws {
+    /// The key-slot journal's key is part of the store: a key file without a
+    /// valid one while the log exists, one that does not open a manifest
+    /// (another key, same epoch), or one older than a manifest's epoch, is
+    /// damage, never a reason to skip the manifest's slots.
+    @Test(arguments: ["no journal key", "another journal key", "an older journal key"])
+    func aJournalKeyThatDoesNotFitTheLogIsCorruption(case what: String) async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        if what == "an older journal key" {
+            // A destruction moves the key file to epoch 2.
+            try await engine.destroyKeySlot(try engine.reserveKeySlot())
+        }
+        let slot = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(6), payload: payload(2))], keySlotWrites: [(slot, [7, 7, 7])], durability: .durable
+        ).wait()
+        try await engine.close()
+        removeCheckpoint(dir)
+        let path = dir.path + "/" + LogFormat.keyFileName
+        let salt = try #require(try LogFormat.decodeKeyFileHeader(Array(try readBytes(path).prefix(LogFormat.keySlotSize))))
+        let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try keys.seek(toOffset: UInt64(LogFormat.keySlotSize))
+        var slots = Data(count: 2 * LogFormat.keySlotSize)
+        if what != "no journal key" {
+            // Epoch 1 with a random key, in slot 1; slot 2 wiped.
+            var value = [UInt8](repeating: 0, count: 40)
+            value[0] = 1
+            for i in 8..<40 { value[i] = UInt8.random(in: 0...255) }
+            slots.replaceSubrange(
+                0..<LogFormat.keySlotSize,
+                with: LogFormat.encodeKeySlot(KeySlot(1), value: value, magic: LogFormat.keySlotJournalKey, salt: salt))
+        }
+        try keys.write(contentsOf: slots)
+        try keys.close()
+        #expect { _ = try dir.openEngine() } throws: { isCorruption($0) }
+    }
+
+    /// The key file is not synced on the commit path: a group's slots are in
+    /// its manifest (the key-slot journal), and recovery writes back a slot
+    /// the key file lost or holds torn. A destroyed slot is never written
+    /// back, even when its tombstone is lost later: the manifest's copy is
+    /// sealed under a journal key the destruction replaced and wiped.
+    @Test(arguments: ["lost", "torn", "destroyed, tombstone lost"])
+    func aGroupsKeySlotIsWrittenBackFromItsManifest(case what: String) async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let a = try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(1))])[0]
         let slot = try engine.reserveKeySlot()
@@ -300,33 +337,30 @@ import Testing
         ).wait()[0].location
         // The manifest frame comes first in the group and is nobody's record.
         #expect(b.offset > a.offset + UInt64(a.frameLength))
-        if what == "lost, then vouched for" {
-            try await engine.appendDurably([EngineRecord(stream: stream(6), payload: payload(3))])
-        }
-        if what == "destroyed" { try await engine.destroyKeySlot(slot) }
+        if what.hasPrefix("destroyed") { try await engine.destroyKeySlot(slot) }
         try await engine.close()
+        // Replay from the start (the checkpoint synced the key file).
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
-        if what != "destroyed" {
-            let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.path + "/" + LogFormat.keyFileName))
-            try keys.seek(toOffset: slot.number * UInt64(LogFormat.keySlotSize))
-            try keys.write(contentsOf: Data(count: LogFormat.keySlotSize))
-            try keys.close()
+        let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.path + "/" + LogFormat.keyFileName))
+        try keys.seek(toOffset: slot.number * UInt64(LogFormat.keySlotSize))
+        try keys.write(contentsOf: what == "torn" ? Data([UInt8](repeating: 0xA5, count: 64)) : Data(count: LogFormat.keySlotSize))
+        try keys.close()
+        let reopened = try dir.openEngine()
+        #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1), payload(2)])
+        #expect(reopened.recoveryReport.truncatedAt == nil)
+        if what.hasPrefix("destroyed") {
+            #expect(reopened.recoveryReport.restoredKeySlots == 0)
+            // Absent: never written back (so not reserved either).
+            await #expect { _ = try await reopened.readKeySlot(slot) } throws: {
+                [.keySlotEmpty, .invalidLocation].contains(($0 as? StorageError)?.code)
+            }
+        } else {
+            #expect(reopened.recoveryReport.restoredKeySlots == 1)
+            #expect(try await reopened.readKeySlot(slot) == [7, 7, 7])
         }
-        switch what {
-        case "lost":
-            let reopened = try dir.openEngine()
-            #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1)])
-            #expect(reopened.recoveryReport.truncatedAt?.offset == a.offset + UInt64(a.frameLength))
-            try await reopened.close()
-        case "lost, then vouched for":
-            #expect { _ = try dir.openEngine() }
-                throws: { isCorruption($0, segment: 1, offset: a.offset + UInt64(a.frameLength)) }
-        default:
-            let reopened = try dir.openEngine()
-            #expect(try reopened.records(of: stream(6)).map(\.payload) == [payload(1), payload(2)])
-            try await reopened.close()
-        }
+        try await reopened.close()
     }
+
 
     @Test func zeroedMiddleFrameHeaderIsCorruption() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()

@@ -177,8 +177,8 @@ enum FuzzHarness {
             try roundTrip("break-glass reason") { try BreakGlassReason(reason.text) == reason }
         case .systemPrincipal: try identifier("system principal", SystemPrincipal.self, text)
         case .slotManifest:
-            guard let slots = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
-            try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(slots) == data }
+            guard let manifest = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
+            try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(epoch: manifest.epoch, slots: manifest.slots) == data }
         case .activityBatch:
             try stable("activity batch", ActivityBatch.decode(data).encoded()) { try ActivityBatch.decode($0).encoded() }
         }

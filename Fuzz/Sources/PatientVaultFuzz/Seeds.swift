@@ -144,8 +144,9 @@ enum Seeds {
             previousHash: [UInt8](repeating: 0, count: 32)).encoded()
 
         let anchor = VaultAnchor(records: 12, headHash: bytes(16, from: 40)).encoded()
-        let manifest1 = LogFormat.encodeSlotManifest([(7, 0xDEAD_BEEF)])
-        let manifest2 = LogFormat.encodeSlotManifest([(1, 1), (2, 0x1234_5678), (1 << 40, 0)])
+        let manifest1 = LogFormat.encodeSlotManifest(epoch: 1, slots: [(7, bytes(LogFormat.journaledSlotSize - 8, from: 3))])
+        let manifest2 = LogFormat.encodeSlotManifest(
+            epoch: 1 << 33, slots: [(3, bytes(LogFormat.journaledSlotSize - 8, from: 1)), (1 << 40, bytes(LogFormat.journaledSlotSize - 8, from: 2))])
 
         let store1 = StoreHeader(
             source: .argon2id, salt: salt, parameters: .init(opsLimit: 3, memLimit: 64 << 20), storeID: bytes(16, from: 2),
@@ -191,7 +192,7 @@ enum Seeds {
             (.documentID, [utf8("00112233445566778899AABBCCDDEEFF"), utf8(doc.description)], [utf8("0011223344556677889"), utf8("00112233445566778899aabbccddeefg")]),
             (.breakGlassReason, [utf8("Patient inconscient, urgence vitale"), utf8("AVP 🚑 SAMU")], [utf8("\u{2060}a\u{2060}b\u{2060}"), utf8("ab  "), []]),
             (.systemPrincipal, [utf8("cnam"), utf8("insurer-01.prod_A")], [[], utf8("a b")]),
-            (.slotManifest, [manifest1, manifest2], [Array(manifest1.dropLast()), with(manifest2, 4, 1), with(manifest2, 20, 1)]),
+            (.slotManifest, [manifest1, manifest2], [Array(manifest1.dropLast()), with(manifest2, 4, 1), with(manifest2, 16, 1)]),
             (.activityBatch, [batch1, batch2], [Array(batch1.dropLast()), batch2 + [0], with(batch2, 0, 0)]),
         ]
     }

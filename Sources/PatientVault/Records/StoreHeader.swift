@@ -15,9 +15,11 @@ import VaultStorage
 struct StoreHeader {
     static let magic: [UInt8] = Array("PVSTORE1".utf8)
     /// The store's format version. 2: a checkpoint from creation on, one
-    /// statistics record of one size per vault group (CHANGELOG.md). There
-    /// is no migration before 1.0: a store of another version is refused.
-    static let version: UInt32 = 3
+    /// statistics record of one size per vault group; 3: opaque engine
+    /// references in sealed records; 4: the log engine's key-slot journal
+    /// (CHANGELOG.md). There is no migration before 1.0: a store of another
+    /// version is refused, naming both versions.
+    static let version: UInt32 = 4
     static let size = 124
     private static let prefixSize = 64
 

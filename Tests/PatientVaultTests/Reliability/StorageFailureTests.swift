@@ -49,7 +49,10 @@ import VaultStorage
     /// I/O faults at each site of the commit path: the failed call reports
     /// `durabilityLost` (so do later calls and `close()`), and after a
     /// reopen everything acknowledged is there and the failed deposit is
-    /// whole or absent, with every chain verifying.
+    /// whole or absent, with every chain verifying. The key file is not on
+    /// the commit path (a deposit's key slot is in its group's manifest):
+    /// a failed sync of it stops the store at the checkpoint of `close()`,
+    /// and the deposit acknowledged before is kept.
     @Test(arguments: ["sync key file", "sync segment", "write EIO", "short write"])
     func anIOFaultStopsTheStoreAndReopeningKeepsWhatWasAcknowledged(fault: String) async throws {
         let faults = FaultInjection()
@@ -63,13 +66,21 @@ import VaultStorage
         default: faults.writeFault = .short
         }
         let failed = Fixtures.content("FAILED", size: 70_000)
-        #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, as: Fixtures.doctor) } == .durabilityLost)
-        #expect(await code { _ = try await t.store.documents(for: alice, as: .patient(alice)) } == .durabilityLost)
+        var acknowledged: DocumentMetadata?
+        if fault == "sync key file" {
+            acknowledged = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, as: Fixtures.doctor)
+        } else {
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: failed, for: alice, as: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { _ = try await t.store.documents(for: alice, as: .patient(alice)) } == .durabilityLost)
+        }
         #expect(await code { try await t.store.close() } == .durabilityLost)
         let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: configuration(FaultInjection()))
         let docs = try await store.documents(for: alice, as: .patient(alice))
         #expect(docs.contains { $0.id == kept.id })
         #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT", size: 5000))
+        if let acknowledged {
+            #expect(try await store.content(of: acknowledged.id, for: alice, as: .patient(alice)) == failed)
+        }
         for d in docs where d.title == "Failed" {
             #expect(try await store.content(of: d.id, for: alice, as: .patient(alice)) == failed, "the failed deposit is whole if present")
         }
@@ -121,6 +132,14 @@ import VaultStorage
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .preallocationSync, .growthSync:
             return  // aFailedSyncOfPreallocatedSpaceStopsTheStore
+        case .journalKeyWrite:
+            // An erasure replaces the journal key first: that failure stops
+            // the store; the erasure was not acknowledged.
+            let erased = try await t.store.deposit(Fixtures.draft("Erased"), content: Data([3]), for: alice, as: Fixtures.doctor)
+            let (slot, vault) = try await t.store.withVault(alice) { ($0.entry(erased.id, version: nil)!.keySlot, $0.pseudonym) }
+            await #expect(throws: (any Error).self) { try await t.store.destroyDocumentKey(slot, of: vault) }
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { try await t.store.close() } == .durabilityLost)
         default:
             // The checkpoint at close fails: what was acknowledged is
             // durable, but the failed write or sync stops the store all the
