@@ -1,0 +1,231 @@
+/// RFC 9162 (Certificate Transparency v2) Merkle trees, section 2.1: the
+/// hashing, the stored layout of complete subtrees, inclusion and
+/// consistency proofs, and their verification.
+///
+/// Hashing: a leaf is `SHA-256(0x00 ‖ leaf data)`, a node
+/// `SHA-256(0x01 ‖ left ‖ right)`, the empty tree `SHA-256()`. The tree of
+/// `n` leaves splits at `k`, the largest power of two below `n`.
+///
+/// **Stored hashes.** Only hashes of complete subtrees are kept: the node
+/// at `level` and position `i` covers leaves `i·2^level ..< (i+1)·2^level`.
+/// They are stored in one append-only sequence: appending leaf `m` (from
+/// 0) appends its leaf hash, then the hash of every subtree that leaf
+/// completes (as many as `m + 1` has trailing zero bits), lowest first.
+/// So the first `m` leaves take `2m − popcount(m)` entries, and a tree of
+/// any size, or any proof, reads O(log n) of them.
+package enum MerkleTree {
+    /// Size of every hash.
+    package static let hashSize = 32
+
+    /// `SHA-256(0x00 ‖ data)`.
+    package static func leafHash(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        withUnsafeBytes(of: UInt8(0)) { SHA256.hash($0, data) }
+    }
+
+    /// `SHA-256(0x00 ‖ data)`.
+    package static func leafHash(_ data: [UInt8]) -> [UInt8] {
+        data.withUnsafeBytes { leafHash($0) }
+    }
+
+    /// `SHA-256(0x01 ‖ left ‖ right)`.
+    package static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] {
+        withUnsafeBytes(of: UInt8(1)) { p in
+            left.withUnsafeBytes { l in right.withUnsafeBytes { r in SHA256.hash(p, l, r) } }
+        }
+    }
+
+    /// The hash of the empty tree, `SHA-256()`.
+    package static var emptyTreeHash: [UInt8] { SHA256.hash(parts: []) }
+
+    // MARK: Stored layout
+
+    /// How many stored hashes the first `leaves` leaves take.
+    package static func storedCount(leaves: UInt64) -> UInt64 {
+        2 &* leaves &- UInt64(leaves.nonzeroBitCount)
+    }
+
+    /// Where the hash of the complete subtree at (`level`, `index`) is
+    /// stored.
+    package static func storedIndex(level: Int, index: UInt64) -> UInt64 {
+        // Completed by the append of its last leaf, m = (index+1)·2^level − 1,
+        // whose entries start at storedCount(m): its leaf, then one per level.
+        let m = ((index &+ 1) << UInt64(level)) &- 1
+        return storedCount(leaves: m) &+ UInt64(level)
+    }
+
+    /// The hashes to store after the first `m` leaves when leaf `m` (hash
+    /// `leaf`) is appended: the leaf, then each subtree it completes.
+    /// `read` gives a stored hash by its index (the left siblings, already
+    /// stored).
+    package static func hashesToStore(
+        appending leaf: [UInt8], at m: UInt64, read: (UInt64) throws -> [UInt8]
+    ) rethrows -> [[UInt8]] {
+        var out = [leaf]
+        var hash = leaf
+        var level = 0
+        var i = m
+        while i & 1 == 1 {
+            let left = try read(storedIndex(level: level, index: i - 1))
+            hash = nodeHash(left, hash)
+            out.append(hash)
+            level += 1
+            i >>= 1
+        }
+        return out
+    }
+
+    // MARK: Tree hashes and proofs
+
+    /// The root of the tree of the first `size` leaves.
+    package static func rootHash(size: UInt64, read: (UInt64) throws -> [UInt8]) rethrows -> [UInt8] {
+        size == 0 ? emptyTreeHash : try subtreeHash(0, size, read: read)
+    }
+
+    /// The hash of leaves `lo ..< hi` (`hi > lo`, `lo` a multiple of the
+    /// power of two at or above `hi − lo`: every range the RFC's recursion
+    /// forms), from complete subtrees.
+    static func subtreeHash(_ lo: UInt64, _ hi: UInt64, read: (UInt64) throws -> [UInt8]) rethrows -> [UInt8] {
+        let n = hi - lo
+        if n & (n - 1) == 0 {
+            let level = n.trailingZeroBitCount
+            return try read(storedIndex(level: level, index: lo >> UInt64(level)))
+        }
+        let k = largestPowerOfTwo(below: n)
+        return nodeHash(try subtreeHash(lo, lo + k, read: read), try subtreeHash(lo + k, hi, read: read))
+    }
+
+    /// The largest power of two strictly below `n` (`n > 1`).
+    static func largestPowerOfTwo(below n: UInt64) -> UInt64 {
+        UInt64(1) << UInt64(63 - (n - 1).leadingZeroBitCount)
+    }
+
+    /// RFC 9162 `PATH(index, D[size])`: the inclusion proof of leaf `index`
+    /// in the tree of `size` leaves, from the leaf's sibling up.
+    package static func inclusionProof(index: UInt64, size: UInt64, read: (UInt64) throws -> [UInt8]) rethrows -> [[UInt8]] {
+        precondition(index < size)
+        var proof: [[UInt8]] = []
+        try path(index, 0, size, into: &proof, read: read)
+        return proof
+    }
+
+    private static func path(
+        _ m: UInt64, _ lo: UInt64, _ hi: UInt64, into proof: inout [[UInt8]], read: (UInt64) throws -> [UInt8]
+    ) rethrows {
+        let n = hi - lo
+        guard n > 1 else { return }
+        let k = largestPowerOfTwo(below: n)
+        if m < k {
+            try path(m, lo, lo + k, into: &proof, read: read)
+            proof.append(try subtreeHash(lo + k, hi, read: read))
+        } else {
+            try path(m - k, lo + k, hi, into: &proof, read: read)
+            proof.append(try subtreeHash(lo, lo + k, read: read))
+        }
+    }
+
+    /// RFC 9162 `PROOF(old, D[new])`: the consistency proof between the
+    /// trees of `old` and `new` leaves (`0 < old ≤ new`; empty when equal).
+    package static func consistencyProof(old: UInt64, new: UInt64, read: (UInt64) throws -> [UInt8]) rethrows -> [[UInt8]] {
+        precondition(old > 0 && old <= new)
+        var proof: [[UInt8]] = []
+        try subproof(old, 0, new, complete: true, into: &proof, read: read)
+        return proof
+    }
+
+    private static func subproof(
+        _ m: UInt64, _ lo: UInt64, _ hi: UInt64, complete: Bool, into proof: inout [[UInt8]],
+        read: (UInt64) throws -> [UInt8]
+    ) rethrows {
+        let n = hi - lo
+        if m == n {
+            if !complete { proof.append(try subtreeHash(lo, hi, read: read)) }
+            return
+        }
+        let k = largestPowerOfTwo(below: n)
+        if m <= k {
+            try subproof(m, lo, lo + k, complete: complete, into: &proof, read: read)
+            proof.append(try subtreeHash(lo + k, hi, read: read))
+        } else {
+            try subproof(m - k, lo + k, hi, complete: false, into: &proof, read: read)
+            proof.append(try subtreeHash(lo, lo + k, read: read))
+        }
+    }
+
+    // MARK: Verification (RFC 9162 2.1.3.2 and 2.1.4.2)
+
+    /// Whether `proof` shows leaf hash `leaf` at `index` in the tree of
+    /// `size` leaves whose root is `root`.
+    package static func verifyInclusion(
+        leaf: [UInt8], index: UInt64, size: UInt64, proof: [[UInt8]], root: [UInt8]
+    ) -> Bool {
+        guard index < size, proof.allSatisfy({ $0.count == hashSize }) else { return false }
+        var fn = index
+        var sn = size - 1
+        var r = leaf
+        for p in proof {
+            guard sn != 0 else { return false }
+            if fn & 1 == 1 || fn == sn {
+                r = nodeHash(p, r)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 {
+                        fn >>= 1
+                        sn >>= 1
+                    }
+                }
+            } else {
+                r = nodeHash(r, p)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        return sn == 0 && constantTimeEqual(r, root)
+    }
+
+    /// Whether `proof` shows the tree of `oldSize` leaves (root `oldRoot`)
+    /// to be a prefix of the tree of `newSize` leaves (root `newRoot`).
+    package static func verifyConsistency(
+        oldSize: UInt64, newSize: UInt64, oldRoot: [UInt8], newRoot: [UInt8], proof: [[UInt8]]
+    ) -> Bool {
+        guard oldSize <= newSize, proof.allSatisfy({ $0.count == hashSize }) else { return false }
+        if oldSize == newSize { return proof.isEmpty && constantTimeEqual(oldRoot, newRoot) }
+        if oldSize == 0 { return proof.isEmpty }
+        guard !proof.isEmpty else { return false }
+        var path = proof
+        // A power of two: the old root is the first node of the path.
+        if oldSize & (oldSize - 1) == 0 { path.insert(oldRoot, at: 0) }
+        guard !path.isEmpty else { return false }
+        var fn = oldSize - 1
+        var sn = newSize - 1
+        while fn & 1 == 1 {
+            fn >>= 1
+            sn >>= 1
+        }
+        var fr = path[0]
+        var sr = path[0]
+        for c in path.dropFirst() {
+            guard sn != 0 else { return false }
+            if fn & 1 == 1 || fn == sn {
+                fr = nodeHash(c, fr)
+                sr = nodeHash(c, sr)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 {
+                        fn >>= 1
+                        sn >>= 1
+                    }
+                }
+            } else {
+                sr = nodeHash(sr, c)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        return sn == 0 && constantTimeEqual(fr, oldRoot) && constantTimeEqual(sr, newRoot)
+    }
+
+    private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var d: UInt8 = 0
+        for i in a.indices { d |= a[i] ^ b[i] }
+        return d == 0
+    }
+}
