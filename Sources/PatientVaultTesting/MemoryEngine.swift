@@ -52,6 +52,8 @@ public final class MemoryEngine: Sendable {
     }
 
     fileprivate let contents = Locked(Contents())
+    /// The Merkle tree over its records, kept with them.
+    fileprivate let merkle = MerkleLog(empty: MerkleHashArray())
     /// Names it in its stores' `location` (`memory:patientvault-<UUID>`).
     fileprivate let id = UUID()
     /// The most payload bytes it holds (nil: no limit).
@@ -120,13 +122,17 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
             for (slot, value) in keySlotWrites { c.slots[Int(slot.number - 1)] = .live(value) }
             var references: [RecordReference] = []
             references.reserveCapacity(records.count)
+            var leaves: [UInt8] = []
             for r in records {
                 let index = c.records.count
+                leaves += r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) }
                 c.records.append(MemoryEngine.Record(stream: r.stream, payload: r.payload))
                 if let stream = r.stream { c.streams[stream, default: []].append(index) }
                 references.append(RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0))
             }
             c.bytes += size
+            // In memory, under the same lock: appending cannot fail.
+            try memory.merkle.append(leafHashes: leaves)
             return references
         }
         let ticket = AppendTicket()
@@ -168,6 +174,9 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
     }
 
     var endCursor: LogCursor { memory.contents.withLock { LogCursor(w0: UInt64($0.records.count), w1: 0) } }
+    var merkleTree: MerkleLog { memory.merkle }
+    /// Everything appended is acknowledged at once, so "durable" here.
+    var durableRecordCount: UInt64 { memory.merkle.size }
 
     func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
         try ensureOpen()

@@ -27,6 +27,10 @@ package final class FaultInjection: Sendable {
         /// The write or sync of a new key-slot journal key, or the wipe of
         /// the old one (a slot's destruction).
         case journalKeyWrite
+        /// The committer's write of Merkle tree hashes (`merkle.hashes`).
+        case merkleWrite
+        /// The `fdatasync` of `merkle.hashes` (before a checkpoint, at close).
+        case merkleSync
         /// The write of a new checkpoint (temporary file).
         case checkpointWrite
         /// The `fdatasync` of a new checkpoint.

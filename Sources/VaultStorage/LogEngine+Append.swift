@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import VaultCrypto
 import VaultSync
 
 // MARK: - Append: a group laid out, placed and queued
@@ -38,16 +39,19 @@ extension LogEngineCore {
             manifestEpoch = epoch
             records.insert(EngineRecord(stream: nil, payload: manifest), at: 0)
         }
-        // Work that needs no lock: sizes and payload checksums.
+        // Work that needs no lock: sizes, payload checksums, Merkle leaves.
         var groupSize: UInt64 = 0
         var crcs: [UInt32] = []
         crcs.reserveCapacity(records.count)
+        var leafHashes: [UInt8] = []
+        leafHashes.reserveCapacity(records.count * MerkleTree.hashSize)
         for r in records {
             guard r.payload.count <= configuration.maximumRecordSize else {
                 throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
             }
             groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
             crcs.append(LogFormat.payloadCRC(r.payload))
+            leafHashes += r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) }
         }
         let room = groupSize + (mayUseReserve ? 0 : configuration.reserve)
         guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
@@ -66,6 +70,8 @@ extension LogEngineCore {
             if manifests == 1 && keySlots.epoch != manifestEpoch {
                 records[0] = EngineRecord(stream: nil, payload: try keySlots.manifest(for: rawSlotWrites).payload)
                 crcs[0] = LogFormat.payloadCRC(records[0].payload)
+                let leaf = records[0].payload.withUnsafeBytes { MerkleLog.leafHash(stream: nil, payload: $0) }
+                leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
             if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
             guard let segment = s.segments[s.current] else {
@@ -74,6 +80,7 @@ extension LogEngineCore {
             var job = Job(
                 slotWrites: rawSlotWrites, segment: s.current, offset: s.tail, buffers: [], references: [],
                 lastLSN: nil, heads: [], durability: durability, ticket: ticket)
+            job.leafHashes = leafHashes
             job.references.reserveCapacity(records.count)
             job.heads.reserveCapacity(records.count)
             // Small frames (headers, payloads, padding) are laid out in one

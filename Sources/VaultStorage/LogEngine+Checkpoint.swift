@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Logging
+import VaultCrypto
 
 // MARK: - Checkpoint of the index
 
@@ -16,6 +17,8 @@ extension LogEngineCore {
         var index: StreamIndex
         var chunks = SequenceTable()
         var landmarks = SequenceTable()
+        /// The root of the Merkle tree of the `nextLSN - 1` records it covers.
+        var treeRoot: [UInt8] = MerkleTree.emptyTreeHash
     }
 
     /// Writes a checkpoint if nothing is queued and everything written is
@@ -25,18 +28,21 @@ extension LogEngineCore {
         let snapshot = state.withLock { s -> (Checkpoint, UInt64)? in
             guard s.queue.isEmpty, s.queuedHeads.isEmpty else { return nil }
             let written = s.bytesSinceCheckpoint
+            guard let root = try? merkle.root(size: s.nextLSN - 1) else { return nil }
             let last = s.index.isEmpty ? nil : lastLocation(s)
             return (
                 Checkpoint(
                     segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index, chunks: s.chunks,
-                    landmarks: s.landmarks),
+                    landmarks: s.landmarks, treeRoot: root),
                 written)
         }
         guard let (checkpoint, written) = snapshot else { return }
         try latching {
             // The checkpoint moves replay past groups whose key slots the
-            // journal would write back: those slots are synced first.
+            // journal would write back, and whose Merkle hashes recovery
+            // would recompute: those are synced first.
             try keySlots.syncIfWritten()
+            try merkle.syncIfAppended()
             try LogEngineCore.writeCheckpoint(
                 checkpoint, directory: directory, authenticator: configuration.authenticator, files: configuration.files)
         }
@@ -88,6 +94,7 @@ extension LogEngineCore {
                 w.write(UInt32(0))
             }
         }
+        w.write(bytes: c.treeRoot)
         if let authenticator {
             w.write(bytes: w.bytes.withUnsafeBytes { authenticator.tag($0) })
         } else {
@@ -201,11 +208,12 @@ extension LogEngineCore {
                 }
                 let chunks = try table(every: 1)
                 let landmarks = try table(every: LogEngineCore.landmarkInterval)
+                let treeRoot = try r.read(count: MerkleTree.hashSize)
                 guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return Checkpoint(
                     segment: segment, tail: tail, nextLSN: nextLSN,
                     last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index,
-                    chunks: chunks, landmarks: landmarks)
+                    chunks: chunks, landmarks: landmarks, treeRoot: treeRoot)
             }
         } catch {
             logger?.debug("storage: checkpoint malformed; replaying the whole log")

@@ -112,6 +112,10 @@ extension LogEngineCore {
                 i = j
             }
 
+            // 2b. The batch's Merkle leaves, in LSN order (written, synced
+            //     before a checkpoint; recovery recomputes what it replays).
+            for job in jobs where !job.leafHashes.isEmpty { try merkle.append(leafHashes: job.leafHashes) }
+
             // 3. One sync covers every durable job of the batch. A batch of
             //    buffered writes only (large content on its way) starts their
             //    writeback now, so the disk works while the next chunks are
@@ -275,6 +279,7 @@ extension LogEngineCore {
         do {
             try syncAll(&unsynced, of: state.withLock { $0.segments })
             try keySlots.syncIfWritten()
+            try merkle.syncIfAppended()
         } catch {
             latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Logging
+import VaultCrypto
 
 // MARK: - Recovery at open
 
@@ -18,8 +19,9 @@ extension LogEngineCore {
     /// - Otherwise it is **corruption**: a typed error naming segment and
     ///   offset; nothing is skipped or repaired silently.
     static func recover(
-        directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, into s: inout State
-    ) throws -> RecoveryReport {
+        directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, merkleFile: MerkleHashFile,
+        into s: inout State
+    ) throws -> (RecoveryReport, MerkleLog) {
         var report = RecoveryReport()
         let numbers = try segmentNumbers(in: directory, observer: configuration.files.observer)
         // What recovery may trust comes first: the checkpoint vouches for the
@@ -45,19 +47,33 @@ extension LogEngineCore {
             s.current = n
             s.tail = UInt64(LogFormat.segmentHeaderSize)
             s.nextLSN = 1
-            return report
+            return (report, try MerkleLog(storage: merkleFile, leaves: 0))
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        let (end, endData, journaled) = try replay(
+        let (end, endData, journaled, leaves) = try replay(
             from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration, into: &s, report: &report)
         try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
         // The key slots of the groups kept, from their manifests, where a
         // power cut lost them (the key file is synced only before a
         // checkpoint): written back and synced before anything else.
         report.restoredKeySlots = try keySlots.restore(journaled)
+        // The Merkle tree: the hashes of what the checkpoint covers, checked
+        // against its root, then the replayed records' (recomputed: their
+        // hashes may not have been synced).
+        let merkle = try MerkleLog(storage: merkleFile, leaves: start.lsn - 1)
+        if let root = checkpoint?.treeRoot, report.usedCheckpoint {
+            guard try merkle.root(size: start.lsn - 1) == root else {
+                throw StorageError(.corrupted, "merkle.hashes does not hold the tree the checkpoint recorded")
+            }
+        }
+        try merkle.append(leafHashes: leaves)
+        try merkle.syncIfAppended()
         try restore(end, replayedFrom: start.segment, valid: valid, directory: directory, configuration: configuration, into: &s)
-        return report
+        guard merkle.size == s.nextLSN - 1 else {
+            throw StorageError(.corrupted, "the Merkle tree has \(merkle.size) leaves for \(s.nextLSN - 1) records")
+        }
+        return (report, merkle)
     }
 
     /// Where the valid log stops: its segment, offset and next LSN, and the
@@ -193,8 +209,9 @@ extension LogEngineCore {
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
         valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration,
         into s: inout State, report: inout RecoveryReport
-    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])]) {
+    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8]) {
         var journaled: [(number: UInt64, bytes: [UInt8])] = []
+        var leaves: [UInt8] = []
         let (startSegment, startOffset) = (start.segment, start.offset)
         var expected = start.lsn
         var end: LogEnd = (startSegment, startOffset, expected, nil)
@@ -225,6 +242,7 @@ extension LogEngineCore {
             var groupChunks: [(UInt64, RecordLocation)] = []
             var groupLandmarks: [(UInt64, RecordLocation)] = []
             var groupSlots: [(number: UInt64, bytes: [UInt8])] = []
+            var groupLeaves: [UInt8] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
             var badManifest: (offset: Int, error: StorageError)?
@@ -264,6 +282,7 @@ extension LogEngineCore {
                             return offset
                         }
                     }
+                    groupLeaves += MerkleLog.leafHash(stream: f.stream, payload: payload)
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
                     if f.lsn % landmarkInterval == 0 { groupLandmarks.append((f.lsn, location)) }
                     if let stream = f.stream {
@@ -279,6 +298,8 @@ extension LogEngineCore {
                         for (lsn, loc) in groupChunks { s.chunks.append(lsn, at: loc) }
                         for (lsn, loc) in groupLandmarks { s.landmarks.append(lsn, at: loc) }
                         journaled.append(contentsOf: groupSlots)
+                        leaves += groupLeaves
+                        groupLeaves.removeAll()
                         group.removeAll()
                         groupChunks.removeAll()
                         groupLandmarks.removeAll()
@@ -300,7 +321,7 @@ extension LogEngineCore {
             if end.badOffset != nil { break replay }
         }
 
-        return (end, endData, journaled)
+        return (end, endData, journaled, leaves)
     }
 
     /// `end` is where the valid log stops. Anything after it is a torn

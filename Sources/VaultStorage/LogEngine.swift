@@ -119,6 +119,9 @@ package final class LogEngine: StorageEngine, KeySlotStore {
 
     /// The next LSN: a cursor names a place in the log by sequence number,
     /// which no rewrite of the files changes.
+    package var merkleTree: MerkleLog { core.merkle }
+    package var durableRecordCount: UInt64 { core.state.withLock { $0.durableLSN - 1 } }
+
     package var endCursor: LogCursor {
         core.state.withLock { LogCursor(sequence: $0.nextLSN) }
     }
@@ -230,6 +233,8 @@ final class LogEngineCore: Sendable {
         /// The journal key that groups queued after this job are sealed
         /// under (a destruction's), written before its tombstones.
         var journalKey: KeySlotFile.JournalKey? = nil
+        /// The Merkle leaf hashes of its records, in order (32 bytes each).
+        var leafHashes: [UInt8] = []
         var segment: UInt32
         var offset: UInt64
         var buffers: [[UInt8]]
@@ -280,8 +285,10 @@ final class LogEngineCore: Sendable {
     /// latch too.
     let failure = Locked<StorageError?>(nil)
     let lockFile: PosixFile
-    /// The key-slot file, with its own lock and sync thread.
+    /// The key-slot file, with its own lock.
     let keySlots: KeySlotFile
+    /// The Merkle tree over every record (`merkle.hashes`).
+    let merkle: MerkleLog
     let wakeup = DispatchSemaphore(value: 0)
     let stopped = AppendTicket()
     /// The next segment, created ahead of need by the committer thread
@@ -309,9 +316,10 @@ final class LogEngineCore: Sendable {
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         keySlots = try KeySlotFile(
             directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files)
+        let merkleFile = try MerkleHashFile(directory: directory, logExists: logExists, files: configuration.files)
         var s = State()
-        recoveryReport = try LogEngineCore.recover(
-            directory: directory, configuration: configuration, keySlots: keySlots, into: &s)
+        (recoveryReport, merkle) = try LogEngineCore.recover(
+            directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)
         s.durableLSN = s.nextLSN
         // A new store (or one whose creation was cut before it) writes its
         // first checkpoint before it takes a record: from then on a missing
@@ -326,7 +334,7 @@ final class LogEngineCore: Sendable {
                 try LogEngineCore.writeCheckpoint(
                     Checkpoint(
                         segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index, chunks: s.chunks,
-                        landmarks: s.landmarks),
+                        landmarks: s.landmarks, treeRoot: try merkle.root(size: s.nextLSN - 1)),
                     directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {

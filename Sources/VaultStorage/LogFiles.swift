@@ -21,6 +21,9 @@ package protocol LogFiles: Sendable {
     /// - Throws: ``StorageError/Code/diskFull`` when the space is not there.
     func extend(_ file: PosixFile, upTo length: UInt64) throws
 
+    /// Sets `file`'s length (a cut of what recovery does not keep).
+    func truncate(_ file: PosixFile, to length: UInt64) throws
+
     /// `fdatasync` of `file`: at `site`, or on the commit path for nil.
     func sync(_ file: PosixFile, site: FaultInjection.Site?) throws
 
@@ -40,6 +43,7 @@ package struct PosixLogFiles: LogFiles {
         try file.write(gathering: buffers, at: offset)
     }
     package func extend(_ file: PosixFile, upTo length: UInt64) throws { try file.fillWithZeros(upTo: length) }
+    package func truncate(_ file: PosixFile, to length: UInt64) throws { try file.truncate(to: length) }
     package func sync(_ file: PosixFile, site: FaultInjection.Site?) throws { try file.syncData() }
     package var refusesGroupsBeyondReserve: Bool { false }
 }
@@ -66,6 +70,8 @@ extension FaultInjection: LogFiles {
         try checkAllocation(file.name)
         try file.fillWithZeros(upTo: length)
     }
+
+    package func truncate(_ file: PosixFile, to length: UInt64) throws { try file.truncate(to: length) }
 
     package func sync(_ file: PosixFile, site: Site?) throws {
         if let site, failingSite == site { throw PosixFile.syncError("fdatasync", name: file.name, code: 5 /* EIO */) }

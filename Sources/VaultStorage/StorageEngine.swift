@@ -307,6 +307,14 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// A cursor after every record appended so far (queued or written).
     var endCursor: LogCursor { get }
 
+    /// The Merkle tree over every record (RFC 9162; ``MerkleLog``): leaf
+    /// `i` is the record of sequence number `i + 1`, in append order.
+    var merkleTree: MerkleLog { get }
+
+    /// How many records are durable, from the first: the largest tree a
+    /// signed checkpoint may cover.
+    var durableRecordCount: UInt64 { get }
+
     /// Visits the written records appended after `cursor` (all of them
     /// for nil), in append order, until `visit` returns false; only those
     /// whose stream `wanted` accepts are read whole. Records still queued

@@ -121,7 +121,7 @@ import VaultStorage
         // 1.5 MiB does not fit in the first 1 MiB segment: a new one is needed.
         let big = Fixtures.content("BIG", size: 3 << 19)
         switch site {
-        case .keySlotWrite:
+        case .keySlotWrite, .merkleWrite:
             #expect(await code { _ = try await t.store.deposit(Fixtures.draft("Failed"), content: Data([1]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .segmentCreationWrite, .segmentCreationSync:

@@ -1,0 +1,257 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import VaultCrypto
+import VaultSync
+
+/// Where a ``MerkleLog`` keeps its stored hashes (``MerkleTree``'s
+/// append-only layout): a file for ``LogEngine``, memory for an engine in
+/// memory.
+package protocol MerkleHashStorage: Sendable {
+    /// How many hashes are stored.
+    var count: UInt64 { get throws }
+    /// The stored hash at `index` (below ``count``).
+    func read(_ index: UInt64) throws -> [UInt8]
+    /// Appends `hashes` (32 bytes each), not synced.
+    func append(_ hashes: [UInt8]) throws
+    /// Keeps the first `count` hashes.
+    func truncate(to count: UInt64) throws
+    /// Makes what was appended durable.
+    func sync() throws
+}
+
+/// The Merkle tree over an engine's records (RFC 9162): one leaf per
+/// record, in sequence order (leaf `i` is the record of sequence number
+/// `i + 1`), its data ``leafData(stream:payload:)``.
+///
+/// Appending costs O(1) amortised hashes (the right edge's complete
+/// subtrees, the *frontier*, are kept in memory); a root or a proof reads
+/// O(log n) stored hashes. The writer (the engine's committer) appends;
+/// any thread reads.
+package final class MerkleLog: Sendable {
+    let storage: any MerkleHashStorage
+    /// The leaves appended, and the frontier: the hash of the complete
+    /// subtree at each level whose bit is set in `leaves`.
+    private let state: Locked<(leaves: UInt64, frontier: [[UInt8]?])>
+    /// The leaves whose hashes were synced (all, at open).
+    private let synced: Locked<UInt64>
+
+    /// The tree of the first `leaves` leaves of `storage`, whose later
+    /// hashes (from records a recovery did not keep, or never checked) are
+    /// dropped.
+    /// - Throws: ``StorageError/Code/corrupted`` if `storage` holds fewer.
+    /// An empty tree over empty `storage`.
+    package init(empty storage: any MerkleHashStorage) {
+        self.storage = storage
+        state = Locked((0, [[UInt8]?](repeating: nil, count: 64)))
+        synced = Locked(0)
+    }
+
+    package init(storage: any MerkleHashStorage, leaves: UInt64) throws {
+        self.storage = storage
+        let needed = MerkleTree.storedCount(leaves: leaves)
+        guard try storage.count >= needed else {
+            throw StorageError(.corrupted, "the Merkle tree's hashes end before the records the checkpoint covers")
+        }
+        if try storage.count > needed { try storage.truncate(to: needed) }
+        var frontier = [[UInt8]?](repeating: nil, count: 64)
+        for level in 0..<64 where leaves >> UInt64(level) & 1 == 1 {
+            frontier[level] = try storage.read(MerkleTree.storedIndex(level: level, index: (leaves >> UInt64(level)) - 1))
+        }
+        state = Locked((leaves, frontier))
+        synced = Locked(leaves)
+    }
+
+    /// Syncs the stored hashes if leaves were appended since the last sync.
+    package func syncIfAppended() throws {
+        let leaves = size
+        guard synced.withLock({ $0 < leaves }) else { return }
+        try storage.sync()
+        synced.withLock { $0 = max($0, leaves) }
+    }
+
+    /// The leaf data of a record: `"PVML" version(4) = 1 hasStream(1)
+    /// zeros(7) stream(32, zeros without one) BLAKE2b-256(payload)(32)`.
+    /// A fixed 80 bytes: the leaf commits, collision-resistantly, to the
+    /// record's stream and payload (its sealed bytes) and reveals neither.
+    package static func leafData(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var w = ByteWriter(capacity: leafDataSize)
+        w.write(UInt32(0x4C4D_5650))  // "PVML"
+        w.write(UInt32(1))
+        w.write(UInt8(stream == nil ? 0 : 1))
+        w.writeZeros(7)
+        if let stream {
+            w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
+        } else {
+            w.writeZeros(32)
+        }
+        w.write(bytes: BLAKE2b.hash(payload, outputByteCount: 32))
+        return w.bytes
+    }
+
+    /// Size of ``leafData(stream:payload:)``.
+    package static let leafDataSize = 80
+
+    /// The leaf hash of a record: `SHA-256(0x00 ‖ leafData)`.
+    package static func leafHash(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        MerkleTree.leafHash(leafData(stream: stream, payload: payload))
+    }
+
+    /// How many leaves the tree has.
+    package var size: UInt64 { state.withLock { $0.leaves } }
+
+    /// Appends leaves (their hashes, 32 bytes each, concatenated) and
+    /// stores the hashes they complete (not synced).
+    package func append(leafHashes: [UInt8]) throws {
+        precondition(leafHashes.count % MerkleTree.hashSize == 0)
+        guard !leafHashes.isEmpty else { return }
+        var stored: [UInt8] = []
+        stored.reserveCapacity(leafHashes.count * 2)
+        state.withLock { s in
+            var i = 0
+            while i < leafHashes.count {
+                var hash = Array(leafHashes[i..<(i + MerkleTree.hashSize)])
+                stored += hash
+                var level = 0
+                while s.leaves >> UInt64(level) & 1 == 1 {
+                    hash = MerkleTree.nodeHash(s.frontier[level]!, hash)
+                    s.frontier[level] = nil
+                    stored += hash
+                    level += 1
+                }
+                s.frontier[level] = hash
+                s.leaves += 1
+                i += MerkleTree.hashSize
+            }
+        }
+        try storage.append(stored)
+    }
+
+    /// The root of the tree of the first `size` leaves.
+    /// - Throws: ``StorageError/Code/invalidLocation`` beyond the tree.
+    package func root(size: UInt64) throws -> [UInt8] {
+        try check(size)
+        return try MerkleTree.rootHash(size: size, read: storage.read)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size` leaves.
+    package func inclusionProof(index: UInt64, size: UInt64) throws -> [[UInt8]] {
+        try check(size)
+        guard index < size else { throw StorageError(.invalidLocation, "leaf \(index) is not in a tree of \(size)") }
+        return try MerkleTree.inclusionProof(index: index, size: size, read: storage.read)
+    }
+
+    /// The consistency proof between the trees of `old` and `new` leaves.
+    package func consistencyProof(old: UInt64, new: UInt64) throws -> [[UInt8]] {
+        try check(new)
+        guard old >= 1, old <= new else { throw StorageError(.invalidLocation, "no consistency proof from \(old) to \(new)") }
+        return try MerkleTree.consistencyProof(old: old, new: new, read: storage.read)
+    }
+
+    /// The hash of leaf `index`.
+    package func leaf(_ index: UInt64) throws -> [UInt8] {
+        try check(index + 1)
+        return try storage.read(MerkleTree.storedIndex(level: 0, index: index))
+    }
+
+    private func check(_ size: UInt64) throws {
+        guard size <= self.size else {
+            throw StorageError(.invalidLocation, "a tree of \(size) leaves is beyond the log (\(self.size))")
+        }
+    }
+}
+
+/// Stored hashes in memory (an engine in memory).
+package final class MerkleHashArray: MerkleHashStorage {
+    private let hashes = Locked<[UInt8]>([])
+    package init() {}
+    package var count: UInt64 { hashes.withLock { UInt64($0.count / MerkleTree.hashSize) } }
+    package func read(_ index: UInt64) throws -> [UInt8] {
+        try hashes.withLock { h in
+            let start = Int(index) * MerkleTree.hashSize
+            guard index < UInt64(h.count / MerkleTree.hashSize) else { throw StorageError(.invalidLocation, "no stored hash \(index)") }
+            return Array(h[start..<(start + MerkleTree.hashSize)])
+        }
+    }
+    package func append(_ new: [UInt8]) throws { hashes.withLock { $0 += new } }
+    package func truncate(to count: UInt64) throws {
+        hashes.withLock { $0.removeSubrange(min($0.count, Int(count) * MerkleTree.hashSize)...) }
+    }
+    package func sync() throws {}
+}
+
+/// `merkle.hashes`: a 64-byte header (`"PVMERKLE" version(4) zeros(48)
+/// crc32c(4)`), then the stored hashes, 32 bytes each, appended by the
+/// committer after the frames they hash and synced before a checkpoint
+/// (which records the root) and at close. Recovery keeps the hashes of
+/// the records the checkpoint covers, checks their root against it, and
+/// recomputes the rest from the records it replays.
+final class MerkleHashFile: MerkleHashStorage {
+    static let fileName = "merkle.hashes"
+    static let headerSize: UInt64 = 64
+    static let magic: [UInt8] = Array("PVMERKLE".utf8)
+    let file: PosixFile
+    private let files: any LogFiles
+    /// The file's length in whole hashes (appends are serialised by the
+    /// committer; truncation happens at open).
+    private let stored: Locked<UInt64>
+
+    /// Opens the file, creating it for a new store.
+    /// - Throws: ``StorageError/Code/corrupted`` if it is missing, or its
+    ///   header fails its checksum, while the log holds records;
+    ///   ``StorageError/Code/unsupportedFormat`` for another version.
+    init(directory: String, logExists: Bool, files: any LogFiles) throws {
+        let path = directory + "/" + Self.fileName
+        if logExists && !FileSystem.exists(path) {
+            throw StorageError(.corrupted, "merkle.hashes is missing while the log holds records")
+        }
+        self.files = files
+        file = try PosixFile.open(path, flags: O_RDWR | O_CREAT, name: "Merkle hashes", observer: files.observer)
+        let header = try file.read(count: Int(Self.headerSize), at: 0)
+        if header.count < Int(Self.headerSize) || header.allSatisfy({ $0 == 0 }) {
+            guard !logExists else { throw StorageError(.corrupted, "merkle.hashes has no header while the log holds records") }
+            var w = ByteWriter(capacity: Int(Self.headerSize))
+            w.write(bytes: Self.magic)
+            w.write(LogFormat.version)
+            w.writeZeros(48)
+            w.write(CRC32C.checksum(w.bytes))
+            try files.truncate(file, to: 0)
+            try files.write(w.bytes, at: 0, of: file, site: .merkleWrite)
+            try files.sync(file, site: .merkleSync)
+            try FileSystem.syncDirectory(directory, observer: files.observer)
+        } else {
+            let crc = header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self).littleEndian }
+            guard Array(header[0..<8]) == Self.magic, CRC32C.checksum(Array(header[0..<60])) == crc else {
+                throw StorageError(.corrupted, "the header of merkle.hashes failed its checksum")
+            }
+            let version = header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
+            guard version == LogFormat.version else {
+                throw StorageError(.unsupportedFormat, "merkle.hashes format version \(version) is not supported: this build reads version \(LogFormat.version) only")
+            }
+        }
+        stored = Locked((try file.size() - Self.headerSize) / UInt64(MerkleTree.hashSize))
+    }
+
+    var count: UInt64 { stored.withLock { $0 } }
+
+    func read(_ index: UInt64) throws -> [UInt8] {
+        let bytes = try file.read(count: MerkleTree.hashSize, at: Self.headerSize + index * UInt64(MerkleTree.hashSize))
+        guard bytes.count == MerkleTree.hashSize else { throw StorageError(.corrupted, "merkle.hashes ends before hash \(index)") }
+        return bytes
+    }
+
+    func append(_ hashes: [UInt8]) throws {
+        let at = stored.withLock { $0 }
+        try files.write(hashes, at: Self.headerSize + at * UInt64(MerkleTree.hashSize), of: file, site: .merkleWrite)
+        stored.withLock { $0 = at + UInt64(hashes.count / MerkleTree.hashSize) }
+    }
+
+    func truncate(to count: UInt64) throws {
+        try files.truncate(file, to: Self.headerSize + count * UInt64(MerkleTree.hashSize))
+        stored.withLock { $0 = count }
+    }
+
+    func sync() throws { try files.sync(file, site: .merkleSync) }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+@testable import VaultCrypto
+@testable import VaultStorage
+
+/// The log engine's Merkle tree (`merkle.hashes`): one leaf per record in
+/// LSN order, the same tree after a reopen and after recovery, damage to
+/// the stored hashes found at open.
+@Suite struct MerkleLogTests {
+    /// The leaf hash of every record, from the records themselves.
+    func leaves(_ engine: LogEngine) async throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try await engine.scan(from: nil, only: { _ in true }) { r in
+            out.append(r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) })
+            return true
+        }
+        return out
+    }
+
+    /// The root of `leaves` by the RFC's definition.
+    func root(_ leaves: ArraySlice<[UInt8]>) -> [UInt8] {
+        if leaves.isEmpty { return MerkleTree.emptyTreeHash }
+        if leaves.count == 1 { return leaves.first! }
+        let k = Int(MerkleTree.largestPowerOfTwo(below: UInt64(leaves.count)))
+        return MerkleTree.nodeHash(root(leaves.prefix(k)), root(leaves.dropFirst(k)))
+    }
+
+    @Test func theTreeHasOneLeafPerRecordAndSurvivesAReopen() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        for i in 0..<40 {
+            let slot = try engine.reserveKeySlot()
+            _ = try await engine.append(
+                [EngineRecord(stream: stream(UInt8(i % 3)), payload: payload(i, size: 300)), EngineRecord(stream: nil, payload: payload(i + 1000, size: 50))],
+                keySlotWrites: i % 4 == 0 ? [(slot, [1, 2, 3])] : [], durability: .durable
+            ).wait()
+        }
+        let tree = engine.merkleTree
+        // Manifests are leaves too (they are records of the log), though
+        // scans never hand them out: 80 records and 10 manifests.
+        #expect(tree.size == 90)
+        #expect(engine.durableRecordCount == 90)
+        let before = try tree.root(size: 90)
+        try await engine.close()
+        let reopened = try dir.openEngine()
+        #expect(try reopened.merkleTree.root(size: 90) == before)
+        // Without manifests: check the records a scan returns are leaves.
+        let scanned = try await leaves(reopened)
+        #expect(scanned.count == 80)
+        var found = 0
+        for i in 0..<90 where scanned.contains(try reopened.merkleTree.leaf(UInt64(i))) { found += 1 }
+        #expect(found == 80)
+        try await reopened.close()
+    }
+
+    /// After a torn tail is cut, the tree is the tree of the records kept,
+    /// rebuilt from the log whatever `merkle.hashes` held beyond them.
+    @Test func afterACutTheTreeIsTheTreeOfWhatWasKept() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        var locations: [RecordLocation] = []
+        for i in 0..<20 { locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 500))]) }
+        let kept = try (1...15).map { try engine.merkleTree.leaf(UInt64($0 - 1)) }
+        try await engine.close()
+        // Replay from the start, and cut the log inside record 16.
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        let cut = locations[15]
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.segmentPath(1)))
+        try handle.truncate(atOffset: cut.offset + 40)
+        try handle.close()
+        let reopened = try dir.openEngine()
+        #expect(reopened.merkleTree.size == 15)
+        #expect(try reopened.merkleTree.root(size: 15) == root(kept[...]))
+        // New records extend it.
+        try await reopened.appendDurably([EngineRecord(stream: stream(1), payload: payload(99, size: 10))])
+        #expect(reopened.merkleTree.size == 16)
+        try await reopened.close()
+    }
+
+    /// The checkpoint records the tree's root: a stored hash the root reads
+    /// altered, hashes cut before what it covers, or a missing
+    /// `merkle.hashes`, are damage. (Other stored hashes are read by
+    /// proofs, which the store checks against the root before it hands
+    /// one out.)
+    @Test(arguments: ["flipped", "cut", "missing"])
+    func damageToTheStoredHashesIsCorruption(case what: String) async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        for i in 0..<10 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
+        try await engine.close()
+        let path = dir.path + "/" + MerkleHashFile.fileName
+        switch what {
+        case "flipped":
+            var bytes = try readBytes(path)
+            // The 8-leaf subtree, which the root of 10 leaves reads.
+            bytes[Int(MerkleHashFile.headerSize) + Int(MerkleTree.storedIndex(level: 3, index: 0)) * 32 + 3] ^= 1
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        case "cut":
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: MerkleHashFile.headerSize + 32 * 7)
+            try handle.close()
+        default:
+            try FileManager.default.removeItem(atPath: path)
+        }
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
+    }
+}
