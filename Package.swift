@@ -30,6 +30,10 @@ let package = Package(
         // For the tests of services built on PatientVault: temporary stores,
         // a manual clock, valid identifiers, storage faults on demand.
         .library(name: "PatientVaultTesting", targets: ["PatientVaultTesting"]),
+        // For auditors and services that check a store's checkpoints and
+        // proofs without a store: it links libsodium and nothing else of
+        // PatientVault.
+        .library(name: "PatientVaultProof", targets: ["PatientVaultProof"]),
         // FHIR R4 resources of the store's values (AuditEvent,
         // DocumentReference, Bundle, OperationOutcome), for services that
         // speak FHIR; the core product does not carry them.
@@ -61,12 +65,17 @@ let package = Package(
             name: "VaultStorage",
             dependencies: ["VaultSync", "VaultCrypto", "CCRC32C", .product(name: "Logging", package: "swift-log")]
         ),
+        // Signed checkpoints, inclusion and consistency proofs in the
+        // transparency-log formats (C2SP tlog-checkpoint, tlog-proof,
+        // tlog-cosignature), and their verifier.
+        .target(name: "PatientVaultProof", dependencies: ["VaultCrypto"]),
         .target(
             name: "PatientVault",
             dependencies: [
                 "VaultSync",
                 "VaultCrypto",
                 "VaultStorage",
+                "PatientVaultProof",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -28,7 +28,10 @@ let package = Package(
         // byte chooses the decoder.
         .executableTarget(
             name: "PatientVaultFuzz",
-            dependencies: ["CLibFuzzer", .product(name: "PatientVault", package: "PatientVault")]
+            dependencies: [
+                "CLibFuzzer", .product(name: "PatientVault", package: "PatientVault"),
+                .product(name: "PatientVaultProof", package: "PatientVault"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

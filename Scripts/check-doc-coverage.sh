@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when a public symbol of PatientVault, PatientVaultTesting or
+# Fails when a public symbol of PatientVault, PatientVaultTesting, PatientVaultProof or
 # PatientVaultFHIR written in
 # Sources/ has no doc comment of its own. Builds the package's non-test
 # targets and extracts their symbol graphs (`swift package dump-symbol-graph`,
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd -P)
 scratch="${SCRATCH:-.build}"
-modules=(PatientVault PatientVaultTesting PatientVaultFHIR)
+modules=(PatientVault PatientVaultTesting PatientVaultFHIR PatientVaultProof)
 command -v python3 >/dev/null || { echo "error: python3 is needed" >&2; exit 2; }
 
 log=$(mktemp)

@@ -80,6 +80,11 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// not be read. Nothing of the document is visible; the attempt is
         /// in the trail as `abandoned`. The caller's error, not the store's.
         public static let contentSourceFailed = Code("contentSourceFailed")
+        /// The store's log does not extend a checkpoint the host trusts
+        /// (``VaultStore/verify(against:)``): the folder was rolled back,
+        /// records were cut, dropped, rewritten or reordered, or the
+        /// checkpoint is of another store.
+        public static let checkpointNotExtended = Code("checkpointNotExtended")
 
         /// The HTTP status a service built on the store answers with:
         ///
@@ -92,7 +97,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// | `deprecatedVersion`, `erased` | 410 Gone |
         /// | `diskFull` | 507 Insufficient Storage |
         /// | `storeLocked`, `closed`, `durabilityLost`, `cancelled` | 503 Service Unavailable (retry after the store is reopened; for `durabilityLost`, check before retrying a write) |
-        /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable` | 500 Internal Server Error |
+        /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable`, `checkpointNotExtended` | 500 Internal Server Error |
         public var httpStatus: Int {
             switch self {
             case .invalidIdentifier, .invalidArgument, .contentSourceFailed: 400
@@ -164,7 +169,7 @@ extension PatientVaultError.Code {
     public static let all: [PatientVaultError.Code] = [
         .invalidIdentifier, .invalidArgument, .unknownVault, .vaultAlreadyExists, .unknownDocument, .deprecatedVersion,
         .accessDenied, .conflict, .wrongMasterKey, .storeLocked, .corrupted, .erased, .durabilityLost, .diskFull, .io,
-        .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed,
+        .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed, .checkpointNotExtended,
     ]
 }
 

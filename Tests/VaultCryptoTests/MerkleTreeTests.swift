@@ -48,7 +48,7 @@ import Testing
     }
 
     static func data(_ i: Int) -> [UInt8] {
-        var g = SplitMix(seed: UInt64(i))
+        var g = HashDraw(seed: UInt64(i))
         return (0..<(i % 7 + 1) * 5).map { _ in UInt8(truncatingIfNeeded: g.next()) }
     }
 
@@ -87,7 +87,7 @@ import Testing
     @Test func everyProofMatchesTheDefinitionAndVerifies() {
         var tree = Stored()
         for i in 0..<2048 { tree.append(Self.data(i)) }
-        var g = SplitMix(seed: 7)
+        var g = HashDraw(seed: 7)
         for size in 1...2048 {
             let n = UInt64(size)
             let root = MerkleTree.rootHash(size: n, read: tree.read)
@@ -133,15 +133,14 @@ import Testing
     }
 }
 
-/// A small deterministic generator (SplitMix64) for reproducible leaves.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+/// Reproducible draws: SHA-256 of a seed and a counter.
+struct HashDraw {
+    let seed: UInt64
+    var counter: UInt64 = 0
+    init(seed: UInt64) { self.seed = seed }
     mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        counter += 1
+        let digest = SHA256.hash(withUnsafeBytes(of: (seed, counter)) { Array($0) })
+        return digest.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
     }
 }

@@ -1,4 +1,5 @@
 @testable import PatientVault
+import PatientVaultProof
 @testable import VaultStorage
 
 
@@ -15,6 +16,7 @@ enum FuzzTarget: Int, CaseIterable, Sendable {
     case ins, insKey, rpps, finess, documentID, breakGlassReason, systemPrincipal
     case slotManifest
     case activityBatch
+    case checkpointNote, tlogProof, verifierKey
 
     var fixesChecksums: Bool {
         switch self {
@@ -50,7 +52,7 @@ enum FuzzHarness {
 
     /// The errors the decoders are meant to throw.
     static func isTyped(_ error: any Error) -> Bool {
-        error is StorageError || error is PatientVaultError || error is ByteReader.Malformed
+        error is StorageError || error is PatientVaultError || error is ByteReader.Malformed || error is ProofError
     }
 
     static let authenticator = FuzzAuthenticator(secret: Array("pv-fuzz".utf8))
@@ -179,6 +181,15 @@ enum FuzzHarness {
         case .slotManifest:
             guard let manifest = data.withUnsafeBytes({ LogFormat.decodeSlotManifest($0) }) else { return false }
             try roundTrip("key-slot manifest") { LogFormat.encodeSlotManifest(epoch: manifest.epoch, slots: manifest.slots) == data }
+        case .checkpointNote:
+            let note = try SignedCheckpoint(text)
+            try roundTrip("signed checkpoint") { try SignedCheckpoint(note.text) == note && note.text == text }
+        case .tlogProof:
+            let proof = try InclusionProof(text)
+            try roundTrip("tlog-proof") { try InclusionProof(proof.text) == proof }
+        case .verifierKey:
+            let key = try NoteVerifierKey(text)
+            try roundTrip("verifier key") { try NoteVerifierKey(key.description) == key }
         case .activityBatch:
             try stable("activity batch", ActivityBatch.decode(data).encoded()) { try ActivityBatch.decode($0).encoded() }
         }

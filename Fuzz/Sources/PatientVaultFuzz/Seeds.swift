@@ -143,6 +143,13 @@ enum Seeds {
             isBreakGlass: false, isSecretAccess: true, target: "RPPS 10101234567", reasonHash: nil, matrixVersion: "m",
             previousHash: [UInt8](repeating: 0, count: 32)).encoded()
 
+        // Go-made transparency-log texts (Tests/PatientVaultTests/Proof/TransparencyVectorTests.swift).
+        let logKey = "example.com/patientvault-test-log+af2f8289+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+        let witnessKey = "example.com/patientvault-test-witness+ad6f2b2a+BCmsuuFBvMrwsi4alNNNC8c2HlJtC/4SyJeUvJMilm3X"
+        let checkpointNote = "example.com/patientvault-test-log\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\n\u{2014} example.com/patientvault-test-log ry+CiWJA5uSv6DeizZCzt56sUUvFIzgG2KMvERU8a/+qSyCyqMG8W2teKqhCDDohNQtN+FQqfEuruBy9P8FSpIEoows=\n"
+        let cosignatureLine = "\u{2014} example.com/patientvault-test-witness rW8rKgAAAABlU/EAGWgep1vtKCLz1XALicdXBV8J0p7Xmz5p7aK+iVe5DRmlcZSndz25tv1mfpMTPhgzq87gyYHE5ie6xhe/ThWYDQ==\n"
+        let tlogProof = "c2sp.org/tlog-proof@v1\nindex 5\nvBoGQ7EuTS18d5GPROD095qDi2z57FtcKD4fTYhZnms=\nyoVOoSjtBQtBs1/8G4e46yveRh6eO1WW7Oa51ZdaCuA=\n037kGJdt2VdTwcc4Yrk5j6Kiz5tP8P3+izDNlSCWFLc=\n\n" + checkpointNote
+
         let anchor = VaultAnchor(records: 12, headHash: bytes(16, from: 40)).encoded()
         let manifest1 = LogFormat.encodeSlotManifest(epoch: 1, slots: [(7, bytes(LogFormat.journaledSlotSize - 8, from: 3))])
         let manifest2 = LogFormat.encodeSlotManifest(
@@ -194,6 +201,10 @@ enum Seeds {
             (.systemPrincipal, [utf8("cnam"), utf8("insurer-01.prod_A")], [[], utf8("a b")]),
             (.slotManifest, [manifest1, manifest2], [Array(manifest1.dropLast()), with(manifest2, 4, 1), with(manifest2, 16, 1)]),
             (.activityBatch, [batch1, batch2], [Array(batch1.dropLast()), batch2 + [0], with(batch2, 0, 0)]),
+            (.checkpointNote, [utf8(checkpointNote), utf8(checkpointNote + cosignatureLine)],
+             [utf8(String(checkpointNote.dropLast())), utf8(checkpointNote.replacingOccurrences(of: "\n8\n", with: "\n08\n"))]),
+            (.tlogProof, [utf8(tlogProof)], [utf8(tlogProof.replacingOccurrences(of: "index 5", with: "index 9")), utf8("c2sp.org/tlog-proof@v1\n")]),
+            (.verifierKey, [utf8(logKey), utf8(witnessKey)], [utf8(logKey.replacingOccurrences(of: "+af2f8289+", with: "+af2f8288+")), utf8("a+b")]),
         ]
     }
 

@@ -12,7 +12,9 @@ import VaultStorage
 /// - 6: public-id key, keyed BLAKE2b of a vault's stream id gives the id
 ///   the API shows (distinct from, and not linkable to, the stream id);
 /// - 7: log key, the MAC of every frame header and of the index checkpoint
-///   (handed to the storage engine as a ``LogAuthenticator``).
+///   (handed to the storage engine as a ``LogAuthenticator``);
+/// - 8: checkpoint signing seed: the Ed25519 key that signs the store's
+///   checkpoints (``VaultStore/checkpoint()``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
     /// Subkeys 1 to 7, as numbered above.
@@ -21,10 +23,14 @@ struct StoreKeys: Sendable {
     let activityMarkStream: StreamID
     /// The store's one statistics stream, derived once.
     let statisticsStream: StreamID
+    /// Signs the store's checkpoints (its seed is subkey 8).
+    let signing: Ed25519SigningKey
 
     init(master: SymmetricKey) throws {
-        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...7), context: Self.context)
+        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...8), context: Self.context)
         (check, keyEncryption, pseudonym, activity, statistics, publicID, log) = (k[0], k[1], k[2], k[3], k[4], k[5], k[6])
+        signing = try Ed25519SigningKey.fromSeed(k[7])
+        k[7].wipe()
         activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import PatientVaultProof
 import Logging
 import VaultStorage
 
@@ -95,6 +96,18 @@ public struct Configuration: Sendable {
     /// Reviewers allowed to read what one professional did across vaults
     /// (`VaultStore.activity(of:matching:as:)`), by system principal.
     public var auditReviewers: Set<SystemPrincipal> = []
+    /// The origin line of the store's signed checkpoints, which is also
+    /// the name of its signing key (``VaultStore/checkpointVerifierKey``):
+    /// 1 to 256 bytes, no spaces, no `+`, no control characters; a
+    /// schema-less URL such as `"dmp.example.fr/vault-3"` is the custom.
+    /// nil (the default): `patientvault.local/` and the first 16
+    /// hexadecimal digits of the SHA-256 of the store's public signing key.
+    public var checkpointOrigin: String?
+    /// A checkpoint the host kept (``VaultStore/checkpoint()``): the store
+    /// opens only if its log extends it (``VaultStore/verify(against:)``),
+    /// so a folder rolled back or cut is refused at open with
+    /// `checkpointNotExtended`. nil (the default): no check.
+    public var trustedCheckpoint: SignedCheckpoint?
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
     /// The storage engine of the store's folder; nil for ``LogEngine`` (the
@@ -130,6 +143,9 @@ public struct Configuration: Sendable {
     func validate() throws(PatientVaultError) {
         func bad(_ field: String, _ value: Any, _ bound: String) -> PatientVaultError {
             PatientVaultError(.invalidArgument, "Configuration.\(field) is \(value); it must be \(bound)")
+        }
+        if let origin = checkpointOrigin, (try? NoteVerifierKey(name: origin, algorithm: .ed25519, publicKey: [UInt8](repeating: 0, count: 32))) == nil {
+            throw bad("checkpointOrigin", "not a key name", "1 to 256 bytes without spaces, '+' or control characters")
         }
         guard (4096...(4 << 20)).contains(contentChunkSize) else {
             throw bad("contentChunkSize", contentChunkSize, "4,096 to 4,194,304 bytes")

@@ -148,6 +148,7 @@ public final class VaultStore: Sendable {
         let store = VaultStore(engine: engine, keys: keys, configuration: configuration, location: location)
         do {
             try await store.rebuildActivity()
+            if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
         } catch {
             try? await store.close()
             throw error

@@ -1,0 +1,146 @@
+import Foundation
+import PatientVaultProof
+import VaultCrypto
+import VaultStorage
+
+/// What a patient or a court keeps of a document version: the proof that
+/// its record is in the store's log at a signed checkpoint, and the
+/// record's leaf data (80 bytes that reveal nothing of the document), which
+/// the proof is checked against (`CheckpointVerifier.verifyInclusion(_:leafData:)` of PatientVaultProof,
+/// or Go's `tlog.CheckRecord` with `tlog.RecordHash(leafData)`).
+public struct DocumentReceipt: Hashable, Sendable {
+    /// The inclusion proof, as `tlog-proof@v1` text with its checkpoint.
+    public let proof: InclusionProof
+    /// The leaf data of the version's record.
+    public let leafData: [UInt8]
+}
+
+extension VaultStore {
+    /// The note verifier key of the store's checkpoint signing key
+    /// (`name+keyID+base64`, C2SP `signed-note`): what the host publishes
+    /// for auditors, next to the checkpoints. Its name is
+    /// ``checkpointOrigin``.
+    public var checkpointVerifierKey: NoteVerifierKey {
+        // The origin was validated as a key name when the store opened.
+        try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: keys.signing.publicKey.bytes)
+    }
+
+    /// The origin line of the store's checkpoints
+    /// (``Configuration/checkpointOrigin``, or a default derived from the
+    /// store's signing key).
+    public var checkpointOrigin: String {
+        configuration.checkpointOrigin
+            ?? "patientvault.local/" + hexEncoded(Array(SHA256.hash(keys.signing.publicKey.bytes).prefix(8)))
+    }
+
+    /// A signed checkpoint of the store's log (C2SP `tlog-checkpoint`): the
+    /// size and root of the Merkle tree of every durable record, signed
+    /// with the store's key. Publish it (a file, a web page, a witness):
+    /// a later ``verify(against:)`` of this store, or of a copy restored
+    /// from a backup, proves that nothing it covers was rewritten or lost.
+    /// A host operation (like ``close()``): no vault, no audit entry.
+    /// Cost: O(log n) reads of stored hashes and one Ed25519 signature.
+    /// - Throws: ``PatientVaultError/Code/closed``, ``PatientVaultError/Code/io``.
+    public func checkpoint() async throws(PatientVaultError) -> SignedCheckpoint {
+        try ensureOpen()
+        let size = engine.durableRecordCount
+        let root = try translatingErrors { try engine.merkleTree.root(size: size) }
+        return try translatingErrors {
+            try SignedCheckpoint.sign(
+                TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: keys.signing)
+        }
+    }
+
+    /// Checks that the store's log extends `trusted` (a checkpoint this
+    /// store signed and the host kept): the log holds at least its records
+    /// and its first records hash to its root. A folder rolled back to an
+    /// older copy, a newest segment deleted or cut, a record rewritten or
+    /// records reordered fail here, even with every checksum and MAC right.
+    /// Cost: O(log n) reads of stored hashes (the stored hashes themselves
+    /// were checked against the store's own checkpoint at open).
+    /// - Throws: ``PatientVaultError/Code/checkpointNotExtended`` (naming
+    ///   the sizes), ``PatientVaultError/Code/invalidArgument`` for a
+    ///   checkpoint this store did not sign.
+    public func verify(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
+        try ensureOpen()
+        let head: TreeHead
+        do {
+            head = try CheckpointVerifier(logKey: checkpointVerifierKey, origin: checkpointOrigin).verify(trusted)
+        } catch {
+            throw PatientVaultError(.invalidArgument, "the checkpoint is not one this store signed (\(error.code.rawValue))")
+        }
+        let size = engine.durableRecordCount
+        guard head.size <= size else {
+            throw PatientVaultError(
+                .checkpointNotExtended, "the log holds \(size) records; the trusted checkpoint covers \(head.size)")
+        }
+        let root = try translatingErrors { try engine.merkleTree.root(size: head.size) }
+        guard root == head.rootHash else {
+            throw PatientVaultError(
+                .checkpointNotExtended, "the log's first \(head.size) records are not those of the trusted checkpoint")
+        }
+    }
+
+    /// The consistency proof between two checkpoints of this store (the
+    /// older first): what a witness or an auditor checks to see that the
+    /// newer extends the older.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for checkpoints
+    ///   this store did not sign or out of order,
+    ///   ``PatientVaultError/Code/checkpointNotExtended`` if the log does
+    ///   not extend the newer.
+    public func consistencyProof(from old: SignedCheckpoint, to new: SignedCheckpoint) async throws(PatientVaultError) -> ConsistencyProof {
+        try await verify(against: new)
+        let verifier = try translatingErrors { try CheckpointVerifier(logKey: checkpointVerifierKey, origin: checkpointOrigin) }
+        let (a, b) = (try translatingErrors { try verifier.verify(old) }, new.treeHead)
+        guard a.size >= 1, a.size <= b.size else {
+            throw PatientVaultError(.invalidArgument, "a consistency proof goes from a non-empty older checkpoint to a newer one")
+        }
+        let hashes = try translatingErrors { try engine.merkleTree.consistencyProof(old: a.size, new: b.size) }
+        let proof = try translatingErrors { try ConsistencyProof(oldSize: a.size, newSize: b.size, hashes: hashes) }
+        // Checked before it is handed out: a stored hash altered on disk
+        // gives an error, never a proof that fails later at the auditor's.
+        do {
+            try verifier.verifyConsistency(from: old, to: new, proof: proof)
+        } catch {
+            throw PatientVaultError(.checkpointNotExtended, "the log does not extend the older checkpoint (\(error.code.rawValue))")
+        }
+        return proof
+    }
+
+    /// A receipt for a document version: the proof that its record is in
+    /// the log at a new signed checkpoint (``DocumentReceipt``). Audited
+    /// as a metadata read, with the same rules and errors as
+    /// ``metadata(of:version:includingDeprecated:for:as:purpose:secret:)``.
+    public func receipt(
+        for document: DocumentID, version: Int? = nil, for patient: INS, as principal: Principal,
+        purpose: AccessPurpose = .care, secret: Bool = false
+    ) async throws(PatientVaultError) -> DocumentReceipt {
+        let reference = try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+            try lookup(document, version: version, includingDeprecated: true, action: .readMetadata,
+                       in: vault, as: principal, purpose: purpose, time: now) { _, entry in entry.reference }
+        }
+        guard let reference else {
+            throw PatientVaultError(.conflict, "the version is not acknowledged yet", documentID: document)
+        }
+        let record: StoredRecord
+        do {
+            record = try await engine.read(reference)
+        } catch {
+            throw PatientVaultError.wrapping(error, documentID: document)
+        }
+        let leafData = record.payload.withUnsafeBytes { MerkleLog.leafData(stream: record.stream, payload: $0) }
+        let checkpoint = try await checkpoint()
+        let index = record.sequence - 1
+        let proof = try translatingErrors(documentID: document) {
+            try InclusionProof(
+                index: index, hashes: try engine.merkleTree.inclusionProof(index: index, size: checkpoint.treeHead.size),
+                checkpoint: checkpoint)
+        }
+        do {
+            try CheckpointVerifier(logKey: checkpointVerifierKey).verifyInclusion(proof, leafData: leafData)
+        } catch {
+            throw PatientVaultError(.corrupted, "the Merkle tree's stored hashes do not prove the record", documentID: document)
+        }
+        return DocumentReceipt(proof: proof, leafData: leafData)
+    }
+}
