@@ -104,19 +104,20 @@ let package = Package(
         // The writer that crash tests kill (public API only); not a product.
         .executableTarget(
             name: "PatientVaultCrashWriter",
-            dependencies: ["PatientVault"]
+            dependencies: ["PatientVault", "PatientVaultProof"]
         ),
         .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),
         .testTarget(
             name: "PatientVaultTests",
             dependencies: [
-                "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "VaultCrypto", "VaultStorage", "VaultSync",
-                .product(name: "Logging", package: "swift-log"),
+                "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "PatientVaultProof", "VaultCrypto", "VaultStorage",
+                "VaultSync", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // A downstream service's view: the public API and the testing product only.
-        .testTarget(name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting"]),
+        .testTarget(
+            name: "PatientVaultTestingTests", dependencies: ["PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "PatientVaultProof"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,6 +13,7 @@ import Glibc
 #endif
 import Foundation
 import PatientVault
+import PatientVaultProof
 import Synchronization
 
 /// The configuration both sides use: small segments and chunks, so that a
@@ -94,7 +95,12 @@ await withTaskGroup(of: Void.self) { group in
                 let choice = Int.random(in: 0..<10, using: &rng)
                 let known = written.withLock { $0.randomElement(using: &rng) }
                 do {
-                    if choice < 5 || known == nil {
+                    if task == 0 && choice == 9 {
+                        // A checkpoint the host publishes: after the kill,
+                        // the recovered log must extend it.
+                        let checkpoint = try await store.checkpoint()
+                        emit(["CHECKPOINT", "checkpoint", "\(op)", Data(checkpoint.text.utf8).base64EncodedString()])
+                    } else if choice < 5 || known == nil {
                         let p = Int.random(in: 0..<patients.count, using: &rng)
                         let a = Int.random(in: 0..<professionals.count, using: &rng)
                         let size = Int.random(in: 1...12_000, using: &rng)

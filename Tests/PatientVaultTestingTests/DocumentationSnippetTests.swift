@@ -36,7 +36,10 @@ import Testing
 
     @Test func everySnippetIsCompiledCode() throws {
         var documents = [Self.root.appendingPathComponent("README.md")]
-        for catalog in ["Sources/PatientVault/PatientVault.docc", "Sources/PatientVaultTesting/PatientVaultTesting.docc"] {
+        for catalog in [
+            "Sources/PatientVault/PatientVault.docc", "Sources/PatientVaultTesting/PatientVaultTesting.docc",
+            "Sources/PatientVaultProof/PatientVaultProof.docc",
+        ] {
             documents += try Self.files(in: catalog, suffix: ".md")
         }
         let compiled = try ([

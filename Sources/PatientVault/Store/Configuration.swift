@@ -108,6 +108,17 @@ public struct Configuration: Sendable {
     /// so a folder rolled back or cut is refused at open with
     /// `checkpointNotExtended`. nil (the default): no check.
     public var trustedCheckpoint: SignedCheckpoint?
+    /// Where the store hands the checkpoints it makes by itself: one at
+    /// ``VaultStore/close()`` (over the records durable then), and one on
+    /// ``checkpointCadence``. The host publishes them (a file elsewhere, a
+    /// web page, a witness); called on a task of the store, it must not
+    /// block. nil (the default): none is made.
+    public var checkpointPublisher: (@Sendable (SignedCheckpoint) -> Void)?
+    /// How often the store makes a checkpoint for ``checkpointPublisher``
+    /// while it runs: once `records` more records are durable, or once
+    /// `interval` has passed with new records, whichever comes first.
+    /// nil (the default): at close only.
+    public var checkpointCadence: CheckpointCadence?
     /// Simulated storage failures, for tests.
     package var faults: FaultInjection?
     /// The storage engine of the store's folder; nil for ``LogEngine`` (the
@@ -188,4 +199,18 @@ public enum MasterKeySource: Sendable {
     /// when the store is created and stored in its header; `strength` is
     /// ignored when opening an existing store.
     case passphrase(String, strength: PassphraseStrength = .moderate)
+}
+
+/// When a store makes checkpoints by itself (``Configuration/checkpointCadence``).
+public struct CheckpointCadence: Sendable, Hashable {
+    /// Once this many more records are durable (nil: not by count).
+    public var records: UInt64?
+    /// Once this much time has passed with new records (nil: not by time).
+    public var interval: Duration?
+
+    /// A cadence by count, by time, or both (whichever comes first).
+    public init(records: UInt64? = nil, interval: Duration? = nil) {
+        self.records = records
+        self.interval = interval
+    }
 }

@@ -35,6 +35,8 @@ public final class VaultStore: Sendable {
     let pipeline: OperationPipeline
     /// The background flush of batched audit entries, if any.
     private let flusher: Task<Void, Never>?
+    /// The checkpoints made on ``Configuration/checkpointCadence``, if any.
+    private let checkpointer = Locked<Task<Void, Never>?>(nil)
 
     var keys: StoreKeys { pipeline.keys }
     var configuration: Configuration { pipeline.configuration }
@@ -149,6 +151,7 @@ public final class VaultStore: Sendable {
         do {
             try await store.rebuildActivity()
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
+            store.startCheckpointing()
         } catch {
             try? await store.close()
             throw error
@@ -255,6 +258,12 @@ public final class VaultStore: Sendable {
     /// releases the store (its lock included). Other calls then throw
     /// ``PatientVaultError/Code/closed``.
     public func close() async throws(PatientVaultError) {
+        checkpointer.withLock { $0?.cancel() }
+        // The checkpoint of the store as it closes, for the host to publish.
+        var publishing: PatientVaultError?
+        if let publish = configuration.checkpointPublisher, !lifecycle.isClosed {
+            do { publish(try await checkpoint()) } catch { publishing = error }
+        }
         lifecycle.close()
         flusher?.cancel()
         notifier.finish()
@@ -274,6 +283,36 @@ public final class VaultStore: Sendable {
             keys.wipe()
         }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
+        if let publishing { throw publishing }
+    }
+
+    /// Starts making checkpoints on the configuration's cadence.
+    func startCheckpointing() {
+        guard let publish = configuration.checkpointPublisher, let cadence = configuration.checkpointCadence,
+              cadence.records != nil || cadence.interval != nil
+        else { return }
+        let tick = min(cadence.interval ?? .seconds(1), .seconds(1))
+        let task = Task.detached { [weak self] in
+            var last: (size: UInt64, at: ContinuousClock.Instant) = (0, .now)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: tick)
+                guard let store = self, !store.lifecycle.isClosed else { return }
+                let size = store.engine.durableRecordCount
+                let byCount = cadence.records.map { size >= last.size + $0 } ?? false
+                let byTime = cadence.interval.map { ContinuousClock.now - last.at >= $0 && size > last.size } ?? false
+                guard byCount || byTime else { continue }
+                do throws(PatientVaultError) {
+                    // Reads and a signature only: a failure writes nothing,
+                    // and the next tick tries again.
+                    let checkpoint = try await store.checkpoint()
+                    publish(checkpoint)
+                    last = (checkpoint.treeHead.size, .now)
+                } catch {
+                    store.logger.debug("patientvault: no checkpoint on cadence", metadata: ["code": "\(error.code)"])
+                }
+            }
+        }
+        checkpointer.withLock { $0 = task }
     }
 
     /// A store dropped without ``close()`` releases everything and says so

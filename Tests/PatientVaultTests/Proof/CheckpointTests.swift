@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PatientVault
 import PatientVaultProof
 import PatientVaultTesting
@@ -108,6 +109,36 @@ import Testing
         #expect(await code { try await again.verify(against: foreign) } == .invalidArgument)
         try await again.close()
         try await other.close()
+    }
+
+    /// The store makes checkpoints by itself for the host's publisher: on
+    /// its cadence while it runs, and one at close; each verifies, and each
+    /// extends the one before.
+    @Test func theStorePublishesCheckpointsOnItsCadenceAndAtClose() async throws {
+        let published = Mutex<[SignedCheckpoint]>([])
+        var configuration = Fixtures.configuration()
+        configuration.checkpointPublisher = { checkpoint in published.withLock { $0.append(checkpoint) } }
+        configuration.checkpointCadence = CheckpointCadence(records: 10)
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await deposit(t.store, 6)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while published.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!published.withLock { $0.isEmpty }, "a checkpoint on the cadence")
+        let key = t.store.checkpointVerifierKey
+        try await t.store.close()
+        let all = published.withLock { $0 }
+        #expect(all.count >= 2, "and one at close")
+        let verifier = try CheckpointVerifier(logKey: key)
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        for (older, newer) in zip(all, all.dropFirst()) {
+            #expect(older.treeHead.size <= newer.treeHead.size)
+            if older.treeHead.size >= 1 {
+                try verifier.verifyConsistency(from: older, to: newer, proof: try await store.consistencyProof(from: older, to: newer))
+            }
+        }
+        for checkpoint in all { try await store.verify(against: checkpoint) }
+        try await store.close()
     }
 
     @Test func badInputIsATypedErrorNeverATrap() async throws {

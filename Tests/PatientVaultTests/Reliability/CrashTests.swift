@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import PatientVaultProof
 import Testing
 @testable import PatientVault
 import Glibc
@@ -84,6 +85,7 @@ import Glibc
         let keyHex = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
         var acknowledged = 0, unacknowledgedChecked = 0, duringRecovery = 0
         var allAcks: [Line] = []
+        var published: [SignedCheckpoint] = []
         for round in 0..<kills {
             // One run in ten is killed within its first milliseconds: in
             // the middle of opening, that is of recovery.
@@ -92,27 +94,36 @@ import Glibc
             let lines = try await Self.runAndKill(directory: store, keyHex: keyHex, seed: round + 1, delay: delay)
             if !lines.contains(where: { $0.kind == "READY" }) { duringRecovery += 1 }
             let acks = lines.filter { $0.kind == "ACK" }
+            published += try lines.filter { $0.kind == "CHECKPOINT" }.map {
+                try SignedCheckpoint(String(decoding: Data(base64Encoded: $0.fields[3])!, as: UTF8.self))
+            }
             let acked = Set(acks.map(\.op))
             let pending = lines.filter { $0.kind == "BEGIN" && !acked.contains($0.op) }
             // Chains are walked whole every tenth round (and at the end):
             // they only grow, and the walk is the costly part of a check.
             let (checked, whole) = try await Self.check(
-                store: store, key: key, acks: acks, pending: pending, verifyChains: round % 10 == 9)
+                store: store, key: key, acks: acks, pending: pending, verifyChains: round % 10 == 9, published: published)
             acknowledged += checked
             unacknowledgedChecked += whole
             allAcks += acks
         }
         // Everything acknowledged in every run, once more at the end.
-        let (finalChecked, _) = try await Self.check(store: store, key: key, acks: allAcks, pending: [], verifyChains: true)
+        let (finalChecked, _) = try await Self.check(
+            store: store, key: key, acks: allAcks, pending: [], verifyChains: true, published: published)
         #expect(finalChecked == allAcks.count)
-        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked, \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent)")
+        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked, \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent); \(published.count) published checkpoints, each extended by every later recovered log")
         #expect(acknowledged > kills, "the writer acknowledged too little to test anything")
     }
 
     /// Opens the store and checks `acks` and `pending`; returns how many
     /// acknowledged operations were checked and how many pending deposits.
-    static func check(store url: URL, key: MasterKey, acks: [Line], pending: [Line], verifyChains: Bool) async throws -> (Int, Int) {
+    static func check(
+        store url: URL, key: MasterKey, acks: [Line], pending: [Line], verifyChains: Bool, published: [SignedCheckpoint]
+    ) async throws -> (Int, Int) {
         let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
+        // Every checkpoint published before a kill is extended by the log
+        // recovery kept (it covers durable records only).
+        for checkpoint in published { try await store.verify(against: checkpoint) }
         var checked = 0
         var reads: [String: [String: Int]] = [:]  // patient → "doc/version" → acknowledged reads
         for a in acks {
