@@ -187,6 +187,10 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
         }
     }
 
+    func visitEveryRecord(_ visit: (StoredRecord) throws -> Bool) async throws {
+        try await scan(from: nil, only: { _ in true }, visit)
+    }
+
     func reserveKeySlot() throws -> KeySlot {
         try ensureOpen()
         return memory.contents.withLock { c in

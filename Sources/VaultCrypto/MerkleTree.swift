@@ -27,6 +27,17 @@ package enum MerkleTree {
         data.withUnsafeBytes { leafHash($0) }
     }
 
+    /// `SHA-256(prefix ‖ a ‖ b)` into `output` (32 bytes): no allocation.
+    package static func hash(
+        prefix: UInt8, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
+    ) {
+        var state = SHA256.State()
+        withUnsafeBytes(of: prefix) { state.update($0) }
+        state.update(a)
+        state.update(b)
+        state.finish(into: output)
+    }
+
     /// `SHA-256(0x01 ‖ left ‖ right)`.
     package static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] {
         withUnsafeBytes(of: UInt8(1)) { p in
@@ -72,6 +83,75 @@ package enum MerkleTree {
             i >>= 1
         }
         return out
+    }
+
+    /// A tree built leaf by leaf in O(log n) memory: the right edge's
+    /// complete subtrees (the *frontier*), from which the root and the
+    /// hashes to store come.
+    package struct Accumulator: Sendable {
+        /// How many leaves were appended.
+        package private(set) var size: UInt64
+        /// The hash of the complete subtree at each level whose bit is set
+        /// in `size`, 32 bytes per level, in one buffer (appends allocate
+        /// nothing).
+        private var frontier: [UInt8]
+
+        /// An empty tree.
+        package init() {
+            size = 0
+            frontier = [UInt8](repeating: 0, count: 64 * hashSize)
+        }
+
+        /// The tree of the first `size` leaves of a stored layout.
+        package init(size: UInt64, read: (UInt64) throws -> [UInt8]) rethrows {
+            self.init()
+            self.size = size
+            for level in 0..<64 where size >> UInt64(level) & 1 == 1 {
+                let hash = try read(storedIndex(level: level, index: (size >> UInt64(level)) - 1))
+                frontier.replaceSubrange((level * hashSize)..<((level + 1) * hashSize), with: hash)
+            }
+        }
+
+        /// Appends a leaf hash (32 bytes); `store` is given the leaf hash,
+        /// then the hash of each subtree it completes, lowest first.
+        package mutating func append(_ leaf: UnsafeRawBufferPointer, store: (UnsafeRawBufferPointer) -> Void = { _ in }) {
+            precondition(leaf.count == hashSize)
+            store(leaf)
+            let size = self.size
+            frontier.withUnsafeMutableBytes { edge in
+                withUnsafeTemporaryAllocation(byteCount: 2 * hashSize, alignment: 8) { scratch in
+                    let hash = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<hashSize])
+                    let next = UnsafeMutableRawBufferPointer(rebasing: scratch[hashSize...])
+                    hash.copyMemory(from: leaf)
+                    var level = 0
+                    while size >> UInt64(level) & 1 == 1 {
+                        let left = UnsafeRawBufferPointer(rebasing: edge[(level * hashSize)..<((level + 1) * hashSize)])
+                        MerkleTree.hash(prefix: 1, left, UnsafeRawBufferPointer(hash), into: next)
+                        hash.copyMemory(from: UnsafeRawBufferPointer(next))
+                        store(UnsafeRawBufferPointer(hash))
+                        level += 1
+                    }
+                    UnsafeMutableRawBufferPointer(rebasing: edge[(level * hashSize)..<((level + 1) * hashSize)])
+                        .copyMemory(from: UnsafeRawBufferPointer(hash))
+                }
+            }
+            self.size += 1
+        }
+
+        /// Appends a leaf hash.
+        package mutating func append(_ leaf: [UInt8]) {
+            leaf.withUnsafeBytes { append($0) }
+        }
+
+        /// The root of the tree so far.
+        package var root: [UInt8] {
+            var root: [UInt8]?
+            for level in 0..<64 where size >> UInt64(level) & 1 == 1 {
+                let hash = Array(frontier[(level * hashSize)..<((level + 1) * hashSize)])
+                root = root.map { nodeHash(hash, $0) } ?? hash
+            }
+            return root ?? emptyTreeHash
+        }
     }
 
     // MARK: Tree hashes and proofs

@@ -26,6 +26,27 @@ package enum SHA256 {
         return out
     }
 
+    /// An incremental digest on the stack: no allocation.
+    package struct State {
+        private var state = crypto_hash_sha256_state()
+        private var rc: Int32 = 0
+
+        package init() { rc = crypto_hash_sha256_init(&state) }
+
+        /// Adds `bytes`.
+        package mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            guard bytes.count > 0 else { return }
+            rc |= crypto_hash_sha256_update(&state, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        }
+
+        /// Writes the digest into `output` (32 bytes).
+        package mutating func finish(into output: UnsafeMutableRawBufferPointer) {
+            precondition(output.count == SHA256.byteCount)
+            rc |= crypto_hash_sha256_final(&state, output.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            precondition(rc == 0, "crypto_hash_sha256 failed")
+        }
+    }
+
     /// The digest of `bytes`.
     package static func hash(_ bytes: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { hash($0) }

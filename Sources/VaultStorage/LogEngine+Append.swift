@@ -51,7 +51,7 @@ extension LogEngineCore {
             }
             groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
             crcs.append(LogFormat.payloadCRC(r.payload))
-            leafHashes += r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) }
+            r.payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: r.stream, payload: $0, to: &leafHashes) }
         }
         let room = groupSize + (mayUseReserve ? 0 : configuration.reserve)
         guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
@@ -70,7 +70,8 @@ extension LogEngineCore {
             if manifests == 1 && keySlots.epoch != manifestEpoch {
                 records[0] = EngineRecord(stream: nil, payload: try keySlots.manifest(for: rawSlotWrites).payload)
                 crcs[0] = LogFormat.payloadCRC(records[0].payload)
-                let leaf = records[0].payload.withUnsafeBytes { MerkleLog.leafHash(stream: nil, payload: $0) }
+                var leaf: [UInt8] = []
+                records[0].payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: nil, payload: $0, to: &leaf) }
                 leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
             if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }

@@ -83,9 +83,11 @@ extension LogEngineCore {
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
-    /// Frames before `fromSequence` are passed over by their header alone.
+    /// Frames before `fromSequence` are passed over by their header alone;
+    /// key-slot manifests too, unless `includingManifests`.
     func scan(
-        from start: LogPosition, fromSequence: UInt64 = 0, only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool
+        from start: LogPosition, fromSequence: UInt64 = 0, includingManifests: Bool = false, only wanted: (StreamID?) -> Bool,
+        _ visit: (LogFrame) throws -> Bool
     ) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
@@ -125,7 +127,7 @@ extension LogEngineCore {
             // frame of this segment can have is damage, not a trap.
             let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
             guard length <= segmentEnd - position.offset else { throw damaged }
-            if !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) {
+            if includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) {
                 let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
                 let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
                 guard try visit(record) else { return }

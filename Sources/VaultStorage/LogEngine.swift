@@ -122,6 +122,10 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     package var merkleTree: MerkleLog { core.merkle }
     package var durableRecordCount: UInt64 { core.state.withLock { $0.durableLSN - 1 } }
 
+    package func visitEveryRecord(_ visit: (StoredRecord) throws -> Bool) async throws {
+        try core.scan(from: LogPosition(segment: 0, offset: 0), includingManifests: true, only: { _ in true }) { try visit(StoredRecord($0)) }
+    }
+
     package var endCursor: LogCursor {
         core.state.withLock { LogCursor(sequence: $0.nextLSN) }
     }

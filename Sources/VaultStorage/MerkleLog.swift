@@ -32,9 +32,10 @@ package protocol MerkleHashStorage: Sendable {
 /// any thread reads.
 package final class MerkleLog: Sendable {
     let storage: any MerkleHashStorage
-    /// The leaves appended, and the frontier: the hash of the complete
-    /// subtree at each level whose bit is set in `leaves`.
-    private let state: Locked<(leaves: UInt64, frontier: [[UInt8]?])>
+    /// The leaves appended and the right edge's complete subtrees, and the
+    /// committer's buffer of hashes to store (reused: no allocation per
+    /// batch once grown).
+    private let state: Locked<(tree: MerkleTree.Accumulator, stored: [UInt8])>
     /// The leaves whose hashes were synced (all, at open).
     private let synced: Locked<UInt64>
 
@@ -45,7 +46,7 @@ package final class MerkleLog: Sendable {
     /// An empty tree over empty `storage`.
     package init(empty storage: any MerkleHashStorage) {
         self.storage = storage
-        state = Locked((0, [[UInt8]?](repeating: nil, count: 64)))
+        state = Locked((MerkleTree.Accumulator(), []))
         synced = Locked(0)
     }
 
@@ -56,11 +57,7 @@ package final class MerkleLog: Sendable {
             throw StorageError(.corrupted, "the Merkle tree's hashes end before the records the checkpoint covers")
         }
         if try storage.count > needed { try storage.truncate(to: needed) }
-        var frontier = [[UInt8]?](repeating: nil, count: 64)
-        for level in 0..<64 where leaves >> UInt64(level) & 1 == 1 {
-            frontier[level] = try storage.read(MerkleTree.storedIndex(level: level, index: (leaves >> UInt64(level)) - 1))
-        }
-        state = Locked((leaves, frontier))
+        state = Locked((try MerkleTree.Accumulator(size: leaves, read: storage.read), []))
         synced = Locked(leaves)
     }
 
@@ -77,18 +74,23 @@ package final class MerkleLog: Sendable {
     /// A fixed 80 bytes: the leaf commits, collision-resistantly, to the
     /// record's stream and payload (its sealed bytes) and reveals neither.
     package static func leafData(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
-        var w = ByteWriter(capacity: leafDataSize)
-        w.write(UInt32(0x4C4D_5650))  // "PVML"
-        w.write(UInt32(1))
-        w.write(UInt8(stream == nil ? 0 : 1))
-        w.writeZeros(7)
-        if let stream {
-            w.write(stream.w0); w.write(stream.w1); w.write(stream.w2); w.write(stream.w3)
-        } else {
-            w.writeZeros(32)
-        }
-        w.write(bytes: BLAKE2b.hash(payload, outputByteCount: 32))
-        return w.bytes
+        var data = [UInt8](repeating: 0, count: leafDataSize)
+        data.withUnsafeMutableBytes { writeLeafData(stream: stream, payload: payload, into: $0) }
+        return data
+    }
+
+    /// Writes ``leafData(stream:payload:)`` into `out` (80 bytes).
+    static func writeLeafData(stream: StreamID?, payload: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == leafDataSize)
+        out.storeBytes(of: UInt32(0x4C4D_5650).littleEndian, toByteOffset: 0, as: UInt32.self)  // "PVML"
+        out.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
+        out.storeBytes(of: UInt64(stream == nil ? 0 : 1).littleEndian, toByteOffset: 8, as: UInt64.self)
+        let (a, b, c, d): (UInt64, UInt64, UInt64, UInt64) = stream.map { ($0.w0, $0.w1, $0.w2, $0.w3) } ?? (0, 0, 0, 0)
+        out.storeBytes(of: a.littleEndian, toByteOffset: 16, as: UInt64.self)
+        out.storeBytes(of: b.littleEndian, toByteOffset: 24, as: UInt64.self)
+        out.storeBytes(of: c.littleEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: d.littleEndian, toByteOffset: 40, as: UInt64.self)
+        BLAKE2b.hash(payload, key: nil, into: UnsafeMutableRawBufferPointer(rebasing: out[48..<80]))
     }
 
     /// Size of ``leafData(stream:payload:)``.
@@ -96,37 +98,52 @@ package final class MerkleLog: Sendable {
 
     /// The leaf hash of a record: `SHA-256(0x00 ‖ leafData)`.
     package static func leafHash(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
-        MerkleTree.leafHash(leafData(stream: stream, payload: payload))
+        var out: [UInt8] = []
+        appendLeafHash(stream: stream, payload: payload, to: &out)
+        return out
+    }
+
+    /// Appends the leaf hash of a record to `out` (32 bytes; no other
+    /// allocation than `out`'s growth).
+    package static func appendLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: MerkleTree.hashSize))
+        withUnsafeTemporaryAllocation(byteCount: leafDataSize, alignment: 8) { data in
+            writeLeafData(stream: stream, payload: payload, into: data)
+            out.withUnsafeMutableBytes { o in
+                MerkleTree.hash(
+                    prefix: 0, UnsafeRawBufferPointer(data), UnsafeRawBufferPointer(start: nil, count: 0),
+                    into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
+            }
+        }
     }
 
     /// How many leaves the tree has.
-    package var size: UInt64 { state.withLock { $0.leaves } }
+    package var size: UInt64 { state.withLock { $0.tree.size } }
 
     /// Appends leaves (their hashes, 32 bytes each, concatenated) and
     /// stores the hashes they complete (not synced).
     package func append(leafHashes: [UInt8]) throws {
         precondition(leafHashes.count % MerkleTree.hashSize == 0)
         guard !leafHashes.isEmpty else { return }
-        var stored: [UInt8] = []
-        stored.reserveCapacity(leafHashes.count * 2)
-        state.withLock { s in
-            var i = 0
-            while i < leafHashes.count {
-                var hash = Array(leafHashes[i..<(i + MerkleTree.hashSize)])
-                stored += hash
-                var level = 0
-                while s.leaves >> UInt64(level) & 1 == 1 {
-                    hash = MerkleTree.nodeHash(s.frontier[level]!, hash)
-                    s.frontier[level] = nil
-                    stored += hash
-                    level += 1
+        // The writer's buffer is taken out of the lock for the write, and
+        // put back (emptied, its capacity kept) after it.
+        var stored = state.withLock { s -> [UInt8] in
+            var buffer = s.stored
+            s.stored = []
+            buffer.removeAll(keepingCapacity: true)
+            leafHashes.withUnsafeBytes { leaves in
+                var i = 0
+                while i < leaves.count {
+                    s.tree.append(UnsafeRawBufferPointer(rebasing: leaves[i..<(i + MerkleTree.hashSize)])) { buffer.append(contentsOf: $0) }
+                    i += MerkleTree.hashSize
                 }
-                s.frontier[level] = hash
-                s.leaves += 1
-                i += MerkleTree.hashSize
             }
+            return buffer
         }
+        defer { state.withLock { $0.stored = stored } }
         try storage.append(stored)
+        stored.removeAll(keepingCapacity: true)
     }
 
     /// The root of the tree of the first `size` leaves.

@@ -315,6 +315,12 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// signed checkpoint may cover.
     var durableRecordCount: UInt64 { get }
 
+    /// Visits every written record in sequence order, the engine's own
+    /// (key-slot manifests) included: the leaves of ``merkleTree``, read
+    /// from the records themselves (a full verification). Until `visit`
+    /// returns false.
+    func visitEveryRecord(_ visit: (StoredRecord) throws -> Bool) async throws
+
     /// Visits the written records appended after `cursor` (all of them
     /// for nil), in append order, until `visit` returns false; only those
     /// whose stream `wanted` accepts are read whole. Records still queued

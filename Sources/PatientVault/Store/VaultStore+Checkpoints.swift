@@ -52,15 +52,20 @@ extension VaultStore {
     }
 
     /// Checks that the store's log extends `trusted` (a checkpoint this
-    /// store signed and the host kept): the log holds at least its records
-    /// and its first records hash to its root. A folder rolled back to an
-    /// older copy, a newest segment deleted or cut, a record rewritten or
-    /// records reordered fail here, even with every checksum and MAC right.
-    /// Cost: O(log n) reads of stored hashes (the stored hashes themselves
-    /// were checked against the store's own checkpoint at open).
+    /// store signed and the host kept): the log holds at least its records,
+    /// and those records, read and hashed again one by one, give its root.
+    /// A folder rolled back to an older copy, a newest segment deleted or
+    /// cut, a record rewritten (even by a holder of the master key, whose
+    /// checksums and MACs are right) or records reordered fail here.
+    /// Cost: one sequential read of the records the checkpoint covers,
+    /// BLAKE2b of each payload and SHA-256 of its leaf, in O(log n) memory;
+    /// each leaf is compared with the stored tree on the way.
     /// - Throws: ``PatientVaultError/Code/checkpointNotExtended`` (naming
-    ///   the sizes), ``PatientVaultError/Code/invalidArgument`` for a
-    ///   checkpoint this store did not sign.
+    ///   the sizes, or the first record that differs from the tree the
+    ///   checkpoint signed), ``PatientVaultError/Code/corrupted`` if the
+    ///   records match the checkpoint but the stored tree does not (then
+    ///   proofs could not be made), ``PatientVaultError/Code/invalidArgument``
+    ///   for a checkpoint this store did not sign.
     public func verify(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
         try ensureOpen()
         let head: TreeHead
@@ -74,24 +79,61 @@ extension VaultStore {
             throw PatientVaultError(
                 .checkpointNotExtended, "the log holds \(size) records; the trusted checkpoint covers \(head.size)")
         }
-        let root = try translatingErrors { try engine.merkleTree.root(size: head.size) }
-        guard root == head.rootHash else {
+        let tree = engine.merkleTree
+        let storedRoot = try translatingErrors { try tree.root(size: head.size) }
+        // The records themselves, leaf by leaf, against the stored leaves.
+        var recomputed = MerkleTree.Accumulator()
+        var firstDifference: UInt64?
+        do {
+            try await engine.visitEveryRecord { record in
+                guard recomputed.size < head.size else { return false }
+                guard record.sequence == recomputed.size + 1 else {
+                    throw PatientVaultError(.corrupted, "record \(record.sequence) is out of order")
+                }
+                let leaf = record.payload.withUnsafeBytes { MerkleLog.leafHash(stream: record.stream, payload: $0) }
+                if firstDifference == nil, try tree.leaf(recomputed.size) != leaf { firstDifference = record.sequence }
+                recomputed.append(leaf)
+                return true
+            }
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+        guard recomputed.size == head.size, recomputed.root == head.rootHash else {
+            if storedRoot == head.rootHash, let first = firstDifference {
+                throw PatientVaultError(
+                    .checkpointNotExtended,
+                    "record \(first) is not the one the trusted checkpoint covers (rewritten after it was signed)")
+            }
             throw PatientVaultError(
                 .checkpointNotExtended, "the log's first \(head.size) records are not those of the trusted checkpoint")
+        }
+        guard storedRoot == head.rootHash, firstDifference == nil else {
+            throw PatientVaultError(.corrupted, "merkle.hashes differs from the records from record \(firstDifference ?? 0)")
         }
     }
 
     /// The consistency proof between two checkpoints of this store (the
     /// older first): what a witness or an auditor checks to see that the
     /// newer extends the older.
+    /// Made from the stored tree (O(log n) reads) and checked against both
+    /// roots before it is handed out; ``verify(against:)`` is the full check
+    /// of the records.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for checkpoints
     ///   this store did not sign or out of order,
-    ///   ``PatientVaultError/Code/checkpointNotExtended`` if the log does
-    ///   not extend the newer.
+    ///   ``PatientVaultError/Code/checkpointNotExtended`` if the stored tree
+    ///   does not extend them.
     public func consistencyProof(from old: SignedCheckpoint, to new: SignedCheckpoint) async throws(PatientVaultError) -> ConsistencyProof {
-        try await verify(against: new)
+        try ensureOpen()
         let verifier = try translatingErrors { try CheckpointVerifier(logKey: checkpointVerifierKey, origin: checkpointOrigin) }
-        let (a, b) = (try translatingErrors { try verifier.verify(old) }, new.treeHead)
+        let a: TreeHead, b: TreeHead
+        do {
+            (a, b) = (try verifier.verify(old), try verifier.verify(new))
+        } catch {
+            throw PatientVaultError(.invalidArgument, "the checkpoints are not ones this store signed (\(error.code.rawValue))")
+        }
+        guard b.size <= engine.durableRecordCount else {
+            throw PatientVaultError(.checkpointNotExtended, "the newer checkpoint covers more records than the log holds")
+        }
         guard a.size >= 1, a.size <= b.size else {
             throw PatientVaultError(.invalidArgument, "a consistency proof goes from a non-empty older checkpoint to a newer one")
         }

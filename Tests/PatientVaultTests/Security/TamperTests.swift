@@ -108,6 +108,37 @@ import Testing
         try await store.close()
     }
 
+    /// A holder of the master key can rewrite a record with a valid CRC
+    /// and MAC, and the store opens; a checkpoint the host kept catches it,
+    /// naming the record: the records are hashed again, leaf by leaf.
+    @Test func aRecordRewrittenWithTheMasterKeyIsCaughtByAKeptCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for i in 0..<3 { _ = try await t.store.deposit(Fixtures.draft("D\(i)"), content: Fixtures.content("D\(i)"), for: alice, as: Fixtures.doctor) }
+        let kept = try await t.store.checkpoint()
+        _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([1]), for: alice, as: Fixtures.doctor)
+        try await t.store.close()
+        let engine = try t.rawEngine()
+        var target: LogFrame?
+        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { $0 != nil }) { frame in
+            if frame.sequence > 2 && frame.sequence < kept.treeHead.size { target = frame }
+            return target == nil
+        }
+        try await engine.close()
+        let frame = try #require(target)
+        var payload = frame.payload
+        payload[payload.count / 2] ^= 1
+        try rewrite(t, frame.location, payload: payload)
+        // Every checksum and MAC is right: the store opens.
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        await #expect { try await store.verify(against: kept) } throws: {
+            ($0 as? PatientVaultError)?.code == .checkpointNotExtended
+                && ($0 as? PatientVaultError)?.message.contains("record \(frame.sequence) ") == true
+        }
+        try await store.close()
+    }
+
     @Test func destroyedDocumentKeyMakesTheDocumentUnreadable() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
