@@ -239,26 +239,9 @@ package enum MerkleTree {
         leaf: [UInt8], index: UInt64, size: UInt64, proof: [[UInt8]], root: [UInt8]
     ) -> Bool {
         guard index < size, proof.allSatisfy({ $0.count == hashSize }) else { return false }
-        var fn = index
-        var sn = size - 1
         var r = leaf
-        for p in proof {
-            guard sn != 0 else { return false }
-            if fn & 1 == 1 || fn == sn {
-                r = nodeHash(p, r)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
-                }
-            } else {
-                r = nodeHash(r, p)
-            }
-            fn >>= 1
-            sn >>= 1
-        }
-        return sn == 0 && constantTimeEqual(r, root)
+        let complete = climb(index, size - 1, proof, left: { r = nodeHash($0, r) }, right: { r = nodeHash(r, $0) })
+        return complete && constantTimeEqual(r, root)
     }
 
     /// Whether `proof` shows the tree of `oldSize` leaves (root `oldRoot`)
@@ -273,7 +256,6 @@ package enum MerkleTree {
         var path = proof
         // A power of two: the old root is the first node of the path.
         if oldSize & (oldSize - 1) == 0 { path.insert(oldRoot, at: 0) }
-        guard !path.isEmpty else { return false }
         var fn = oldSize - 1
         var sn = newSize - 1
         while fn & 1 == 1 {
@@ -282,24 +264,35 @@ package enum MerkleTree {
         }
         var fr = path[0]
         var sr = path[0]
-        for c in path.dropFirst() {
+        let complete = climb(fn, sn, path.dropFirst(), left: { c in
+            fr = nodeHash(c, fr)
+            sr = nodeHash(c, sr)
+        }, right: { sr = nodeHash(sr, $0) })
+        return complete && constantTimeEqual(fr, oldRoot) && constantTimeEqual(sr, newRoot)
+    }
+
+    /// RFC 9162's walk up a proof from node `fn` of a tree whose last node
+    /// is `sn`: each hash joins on the `left` (a left sibling) or on the
+    /// `right`. Whether the path ends exactly at the root.
+    private static func climb(
+        _ fn: UInt64, _ sn: UInt64, _ path: some Sequence<[UInt8]>, left: ([UInt8]) -> Void, right: ([UInt8]) -> Void
+    ) -> Bool {
+        var (fn, sn) = (fn, sn)
+        for p in path {
             guard sn != 0 else { return false }
             if fn & 1 == 1 || fn == sn {
-                fr = nodeHash(c, fr)
-                sr = nodeHash(c, sr)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
+                left(p)
+                while fn & 1 == 0 && fn != 0 {
+                    fn >>= 1
+                    sn >>= 1
                 }
             } else {
-                sr = nodeHash(sr, c)
+                right(p)
             }
             fn >>= 1
             sn >>= 1
         }
-        return sn == 0 && constantTimeEqual(fr, oldRoot) && constantTimeEqual(sr, newRoot)
+        return sn == 0
     }
 
     private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
