@@ -131,9 +131,14 @@ struct VaultLoader: Sendable {
 
     /// Every audit entry of a vault, newest first, checked one by one.
     func auditEntries(of vault: VaultState, _ visit: (AuditEntry) throws -> Bool) async throws {
+        try await auditRecords(of: vault) { entry, _ in try visit(entry) }
+    }
+
+    /// ``auditEntries(of:_:)`` with each entry's record, as the engine holds it.
+    func auditRecords(of vault: VaultState, _ visit: (AuditEntry, StoredRecord) throws -> Bool) async throws {
         try await walkBack(
             vault.auditStream,
             broken: PatientVaultError(.corrupted, "the audit chain is broken", vaultID: vault.vaultID)
-        ) { try visit(try openAuditRecord($0, vault: vault)) }
+        ) { try visit(try openAuditRecord($0, vault: vault), $0) }
     }
 }

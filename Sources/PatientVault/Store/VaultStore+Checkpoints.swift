@@ -3,12 +3,13 @@ import PatientVaultProof
 import VaultCrypto
 import VaultStorage
 
-/// What a patient or a court keeps of a document version: the proof that
-/// its record is in the store's log at a signed checkpoint, and the
-/// record's leaf data (80 bytes that reveal nothing of the document), which
+/// What a patient or a court keeps of a document version or an audit
+/// entry: the proof that its record is in the store's log at a signed
+/// checkpoint, and the record's leaf data (80 bytes that reveal nothing of
+/// the record), which
 /// the proof is checked against (`CheckpointVerifier.verifyInclusion(_:leafData:)` of PatientVaultProof,
 /// or Go's `tlog.CheckRecord` with `tlog.RecordHash(leafData)`).
-public struct DocumentReceipt: Hashable, Sendable {
+public struct Receipt: Hashable, Sendable {
     /// The inclusion proof, as `tlog-proof@v1` text with its checkpoint.
     public let proof: InclusionProof
     /// The leaf data of the version's record.
@@ -149,14 +150,46 @@ extension VaultStore {
         return proof
     }
 
+    /// A receipt for an entry of a vault's audit trail (by its sequence
+    /// number, from 0): the proof that its record is in the log at a new
+    /// signed checkpoint. For the holder of the vault and configured
+    /// reviewers, as ``verifyAuditTrail(for:as:)`` (a legal representative
+    /// is refused: some entries are withheld from their view); audited as a
+    /// verification of the trail.
+    /// - Throws: ``PatientVaultError/Code/accessDenied``,
+    ///   ``PatientVaultError/Code/invalidArgument`` for a sequence beyond
+    ///   the trail, ``PatientVaultError/Code/corrupted``.
+    public func receipt(forAuditEntry sequence: UInt64, for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Receipt {
+        let next = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now in
+            Audited<UInt64>(
+                action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),
+                waitsForEntry: true, result: .success(vault.auditNext))
+        }
+        guard sequence < next else { throw PatientVaultError(.invalidArgument, "the trail has no entry \(sequence) yet") }
+        let vault = try await snapshot(of: patient)
+        var found: StoredRecord?
+        do {
+            try await loader.auditRecords(of: vault) { entry, record in
+                if entry.sequence == sequence { found = record }
+                return found == nil && entry.sequence > sequence
+            }
+        } catch {
+            throw PatientVaultError.wrapping(error, vaultID: vault.vaultID)
+        }
+        guard let record = found else {
+            throw PatientVaultError(.corrupted, "audit entry \(sequence) is missing from the trail", vaultID: vault.vaultID)
+        }
+        return try await receipt(of: record)
+    }
+
     /// A receipt for a document version: the proof that its record is in
-    /// the log at a new signed checkpoint (``DocumentReceipt``). Audited
+    /// the log at a new signed checkpoint (``Receipt``). Audited
     /// as a metadata read, with the same rules and errors as
     /// ``metadata(of:version:includingDeprecated:for:as:purpose:secret:)``.
     public func receipt(
         for document: DocumentID, version: Int? = nil, for patient: INS, as principal: Principal,
         purpose: AccessPurpose = .care, secret: Bool = false
-    ) async throws(PatientVaultError) -> DocumentReceipt {
+    ) async throws(PatientVaultError) -> Receipt {
         let reference = try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
             try lookup(document, version: version, includingDeprecated: true, action: .readMetadata,
                        in: vault, as: principal, purpose: purpose, time: now) { _, entry in entry.reference }
@@ -170,10 +203,19 @@ extension VaultStore {
         } catch {
             throw PatientVaultError.wrapping(error, documentID: document)
         }
+        return try await receipt(of: record)
+    }
+
+    /// The receipt of a record: a new checkpoint, the record's inclusion
+    /// proof in its tree, checked before it is handed out.
+    private func receipt(of record: StoredRecord) async throws(PatientVaultError) -> Receipt {
         let leafData = record.payload.withUnsafeBytes { MerkleLog.leafData(stream: record.stream, payload: $0) }
         let checkpoint = try await checkpoint()
         let index = record.sequence - 1
-        let proof = try translatingErrors(documentID: document) {
+        guard index < checkpoint.treeHead.size else {
+            throw PatientVaultError(.conflict, "the record is not durable yet")
+        }
+        let proof = try translatingErrors {
             try InclusionProof(
                 index: index, hashes: try engine.merkleTree.inclusionProof(index: index, size: checkpoint.treeHead.size),
                 checkpoint: checkpoint)
@@ -181,8 +223,8 @@ extension VaultStore {
         do {
             try CheckpointVerifier(logKey: checkpointVerifierKey).verifyInclusion(proof, leafData: leafData)
         } catch {
-            throw PatientVaultError(.corrupted, "the Merkle tree's stored hashes do not prove the record", documentID: document)
+            throw PatientVaultError(.corrupted, "the Merkle tree's stored hashes do not prove the record")
         }
-        return DocumentReceipt(proof: proof, leafData: leafData)
+        return Receipt(proof: proof, leafData: leafData)
     }
 }

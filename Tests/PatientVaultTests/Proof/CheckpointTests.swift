@@ -77,6 +77,26 @@ import Testing
         try await t.close()
     }
 
+    /// A receipt for an audit entry: for the holder (and reviewers) only,
+    /// one entry for the call, checked without the store.
+    @Test(arguments: [TemporaryStorage.folder, .memory])
+    func aReceiptProvesAnAuditEntry(storage: TemporaryStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await deposit(t.store, 2)
+        let before = try await t.store.verifyAuditTrail(for: alice, as: .patient(alice)).entries
+        let receipt = try await t.store.receipt(forAuditEntry: 1, for: alice, as: .patient(alice))
+        let after = try await t.store.verifyAuditTrail(for: alice, as: .patient(alice)).entries
+        #expect(after == before + 2, "the receipt's entry and the second verification's")
+        let verifier = try CheckpointVerifier(logKey: t.store.checkpointVerifierKey)
+        try verifier.verifyInclusion(try InclusionProof(receipt.proof.text), leafData: receipt.leafData)
+        let first = try await t.store.receipt(forAuditEntry: 0, for: alice, as: .patient(alice))
+        #expect(first.leafData != receipt.leafData && first.proof.index < receipt.proof.index)
+        #expect(await code { _ = try await t.store.receipt(forAuditEntry: 1, for: alice, as: Fixtures.doctor) } == .accessDenied)
+        #expect(await code { _ = try await t.store.receipt(forAuditEntry: 10_000, for: alice, as: .patient(alice)) } == .invalidArgument)
+        try await t.close()
+    }
+
     /// The host keeps a checkpoint; the folder is later replaced by an
     /// older copy (a restore, an attacker): every checksum and MAC is
     /// right, but the log does not extend what the host kept.
