@@ -61,6 +61,7 @@ extension LogEngineCore {
         // The Merkle tree: the hashes of what the checkpoint covers, checked
         // against its root, then the replayed records' (recomputed: their
         // hashes may not have been synced).
+        guard start.lsn >= 1 else { throw StorageError(.corrupted, "index.checkpoint names no next record") }
         let merkle = try MerkleLog(storage: merkleFile, leaves: start.lsn - 1)
         if let root = checkpoint?.treeRoot, report.usedCheckpoint {
             guard try merkle.root(size: start.lsn - 1) == root else {

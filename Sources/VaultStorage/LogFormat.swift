@@ -135,7 +135,8 @@ enum LogFormat {
         var slots: [(number: UInt64, box: [UInt8])] = []
         slots.reserveCapacity(Int(count))
         for _ in 0..<count {
-            guard let number = try? r.read(UInt64.self), number >= firstKeySlot,
+            // A slot's byte offset (number × 128) must fit in a file offset.
+            guard let number = try? r.read(UInt64.self), number >= firstKeySlot, number < maximumKeySlot,
                   let box = try? r.read(count: journaledSlotSize - 8)
             else { return nil }
             slots.append((number, box))
@@ -296,6 +297,8 @@ enum LogFormat {
     /// Slots 1 and 2 hold the journal's key (the newer epoch wins; a
     /// rotation writes the other one, then wipes the older); keys start here.
     static let firstKeySlot: UInt64 = 3
+    /// Above every slot a key file can hold (2^48 slots of 128 bytes).
+    static let maximumKeySlot: UInt64 = 1 << 48
     static let journalKeySlots: [UInt64] = [1, 2]
 
     /// `magic(8) version(4) slotSize(4) salt(16) reserved(92) crc32c(4)`.

@@ -169,7 +169,7 @@ package final class MerkleLog: Sendable {
 
     /// The hash of leaf `index`.
     package func leaf(_ index: UInt64) throws -> [UInt8] {
-        try check(index + 1)
+        guard index < size else { throw StorageError(.invalidLocation, "leaf \(index) is beyond the log (\(size))") }
         return try storage.read(MerkleTree.storedIndex(level: 0, index: index))
     }
 

@@ -96,6 +96,16 @@ import Testing
         try await reopened.close()
     }
 
+    /// A manifest names only slots whose byte offset a key file can have:
+    /// a larger number is malformed, never an offset that overflows.
+    @Test func aManifestSlotBeyondAnyKeyFileIsMalformed() {
+        let box = [UInt8](repeating: 1, count: LogFormat.journaledSlotSize - 8)
+        let last = LogFormat.encodeSlotManifest(epoch: 1, slots: [(LogFormat.maximumKeySlot - 1, box)])
+        let beyond = LogFormat.encodeSlotManifest(epoch: 1, slots: [(LogFormat.maximumKeySlot, box)])
+        #expect(last.withUnsafeBytes { LogFormat.decodeSlotManifest($0) } != nil)
+        #expect(beyond.withUnsafeBytes { LogFormat.decodeSlotManifest($0) } == nil)
+    }
+
     @Test func tamperedSlotIsCorruption() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
