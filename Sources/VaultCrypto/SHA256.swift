@@ -13,20 +13,15 @@ package enum SHA256 {
 
     /// The digest of the concatenation of `parts`.
     package static func hash(parts: [UnsafeRawBufferPointer]) -> [UInt8] {
-        var state = crypto_hash_sha256_state()
+        var state = State()
+        for part in parts { state.update(part) }
         var out = [UInt8](repeating: 0, count: byteCount)
-        // Each call returns 0 (libsodium documents no failure for them);
-        // checked all the same.
-        var rc = crypto_hash_sha256_init(&state)
-        for part in parts where part.count > 0 {
-            rc |= crypto_hash_sha256_update(&state, part.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(part.count))
-        }
-        rc |= out.withUnsafeMutableBufferPointer { crypto_hash_sha256_final(&state, $0.baseAddress!) }
-        precondition(rc == 0, "crypto_hash_sha256 failed")
+        out.withUnsafeMutableBytes { state.finish(into: $0) }
         return out
     }
 
-    /// An incremental digest on the stack: no allocation.
+    /// An incremental digest on the stack: no allocation. Each libsodium
+    /// call returns 0 (none is documented to fail); checked all the same.
     package struct State {
         private var state = crypto_hash_sha256_state()
         private var rc: Int32 = 0
