@@ -37,12 +37,14 @@ import Testing
             ($0 as? PatientVaultError)?.code == .storeLocked
         }
         try await store.close()
-        // Another key reads the sealed records as damage, never as data.
-        let other = try await VaultStore.openInMemory(memory, key: try MasterKey.generate())
-        await #expect { _ = try await other.vaultInfo(for: alice, as: .patient(alice)) } throws: {
-            [.corrupted, .unknownVault].contains(($0 as? PatientVaultError)?.code)
+        // Another key finds none of the store's keys: refused at open.
+        await #expect { _ = try await VaultStore.openInMemory(memory, key: try MasterKey.generate()) } throws: {
+            ($0 as? PatientVaultError)?.code == .wrongMasterKey
         }
-        try await other.close()
+        // The right key still opens it, the refused open left nothing behind.
+        let again = try await VaultStore.openInMemory(memory, key: key)
+        #expect(try await again.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+        try await again.close()
     }
 
     /// With a capacity, a full memory refuses writes with `diskFull` and

@@ -236,12 +236,18 @@ public struct AuditVerification: Hashable, Sendable {
     /// (`INVISIBLE_PATIENT`) until it is released; 0 for reviewers. They
     /// were verified like every other entry.
     public var withheld: Int
+    /// For a verification anchored to a checkpoint
+    /// (``VaultStore/verifyAuditTrail(for:as:anchoredTo:)``), how many of
+    /// the trail's entries the checkpoint covers, each proven unchanged
+    /// since it was signed; nil without an anchor.
+    public var anchoredEntries: Int?
 
     /// A verification's result.
-    public init(entries: Int, headHash: String, withheld: Int = 0) {
+    public init(entries: Int, headHash: String, withheld: Int = 0, anchoredEntries: Int? = nil) {
         self.entries = entries
         self.headHash = headHash
         self.withheld = withheld
+        self.anchoredEntries = anchoredEntries
     }
 }
 

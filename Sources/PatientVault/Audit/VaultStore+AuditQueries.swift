@@ -1,4 +1,5 @@
 import Foundation
+import PatientVaultProof
 import VaultCrypto
 import VaultStorage
 
@@ -87,24 +88,53 @@ extension VaultStore {
     /// what the store last wrote. Any altered, removed or reordered entry
     /// is reported as ``PatientVaultError/Code/corrupted``. Audited.
     ///
+    /// The chain alone cannot see what a holder of the master key could
+    /// do: rewrite the trail and its chain, or cut its newest entries with
+    /// the records after them. Anchored to a checkpoint the host kept
+    /// (`anchoredTo`), the walk also proves that the log still holds every
+    /// record that checkpoint covers, unchanged (``verify(against:)``), and
+    /// counts the trail's entries among them
+    /// (``AuditVerification/anchoredEntries``): a trail rolled back or
+    /// rewritten since is ``PatientVaultError/Code/checkpointNotExtended``.
+    /// Cost: the chain walk, and with an anchor one read of the records the
+    /// checkpoint covers (the whole log up to it).
+    ///
     /// For the patient and configured reviewers. Legal representatives are
     /// refused (rule ``AccessRule/notAuthorised``): the count and positions
     /// of the whole chain would show how many secret accesses their view
     /// leaves out.
-    public func verifyAuditTrail(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> AuditVerification {
+    /// - Throws: ``PatientVaultError/Code/accessDenied``,
+    ///   ``PatientVaultError/Code/corrupted``,
+    ///   ``PatientVaultError/Code/checkpointNotExtended``,
+    ///   ``PatientVaultError/Code/invalidArgument`` for an anchor this store
+    ///   did not sign (refused and audited as such, nothing read).
+    public func verifyAuditTrail(
+        for patient: INS, as principal: Principal, anchoredTo anchor: SignedCheckpoint? = nil
+    ) async throws(PatientVaultError) -> AuditVerification {
+        var anchorHead: TreeHead?
+        var badAnchor: PatientVaultError?
+        if let anchor {
+            do { anchorHead = try trustedHead(anchor) } catch { badAnchor = error }
+        }
         // The sequence of this call's own entry: everything up to it is
         // written once it is acknowledged.
-        let own = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now in
-            Audited<UInt64>(
+        let own = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now -> Audited<UInt64> in
+            if let badAnchor { return .invalid(.verifyAuditTrail, badAnchor) }
+            return Audited<UInt64>(
                 action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),
                 waitsForEntry: true, result: .success(vault.auditNext))
         }
         // The walk runs on a snapshot of the vault, outside its lock; entries
         // written after the snapshot are checked like the others.
         let vault = try await snapshot(of: patient)
-        return try await translatingErrorsAsync(vaultID: vault.vaultID) {
+        let verification = try await translatingErrorsAsync(vaultID: vault.vaultID) {
             var entries: [AuditEntry] = []
-            try await loader.auditEntries(of: vault) { entries.append($0); return true }
+            var logIndices: [UInt64] = []
+            try await loader.auditRecords(of: vault) { entry, record in
+                entries.append(entry)
+                logIndices.append(record.sequence - 1)
+                return true
+            }
             entries.reverse()
             let vaultID = vault.vaultID
             let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
@@ -128,8 +158,16 @@ extension VaultStore {
             else {
                 throw tampered("the newest entries are missing")
             }
-            return AuditVerification(entries: entries.count, headHash: hexEncoded(previous), withheld: withheld)
+            var result = AuditVerification(entries: entries.count, headHash: hexEncoded(previous), withheld: withheld)
+            if let anchorHead { result.anchoredEntries = logIndices.count { $0 < anchorHead.size } }
+            return result
         }
+        if let anchorHead {
+            // Every record the checkpoint covers, this trail's among them,
+            // is still in the log as it was signed.
+            try await verifyLog(extending: anchorHead)
+        }
+        return verification
     }
 
     /// Everything one professional or organisation did, across every vault,

@@ -13,32 +13,32 @@ import VaultStorage
 ///   the API shows (distinct from, and not linkable to, the stream id);
 /// - 7: log key, the MAC of every frame header and of the index checkpoint
 ///   (handed to the storage engine as a ``LogAuthenticator``);
-/// - 8: checkpoint signing seed: the Ed25519 key that signs the store's
-///   checkpoints (``VaultStore/checkpoint()``).
+/// - 8: signing-key key: seals the records of the store's checkpoint
+///   signing keys and wraps their random seeds (``SigningKeyRing``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
-    /// Subkeys 1 to 7, as numbered above.
-    let check, keyEncryption, pseudonym, activity, statistics, publicID, log: SymmetricKey
+    /// Subkeys 1 to 8, as numbered above.
+    let check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey: SymmetricKey
     /// The store's one activity-mark stream (``ActivityWriter``), derived once.
     let activityMarkStream: StreamID
     /// The store's one statistics stream, derived once.
     let statisticsStream: StreamID
-    /// Signs the store's checkpoints (its seed is subkey 8).
-    let signing: Ed25519SigningKey
+    /// The store's one stream of checkpoint signing keys (``SigningKeyRing``).
+    let signingKeyStream: StreamID
 
     init(master: SymmetricKey) throws {
         let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...8), context: Self.context)
-        (check, keyEncryption, pseudonym, activity, statistics, publicID, log) = (k[0], k[1], k[2], k[3], k[4], k[5], k[6])
-        signing = try Ed25519SigningKey.fromSeed(k[7])
-        k[7].wipe()
+        (check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey) =
+            (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7])
         activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
+        signingKeyStream = Self.classed(.signingKey, BLAKE2b.hash(Array("PV1-signing-keys".utf8), key: pseudonym))
     }
 
     /// Wipes every key now (at ``VaultStore/close()``), rather than when
     /// the last reference goes.
     func wipe() {
-        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log] { key.wipe() }
+        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey] { key.wipe() }
     }
 
     /// The id the API shows for a vault (32 hexadecimal characters): keyed
@@ -85,7 +85,7 @@ struct StoreKeys: Sendable {
     /// The first byte of a stream id says what kind of stream it is, so the
     /// engine can count vaults without knowing what they are.
     enum StreamClass: UInt8 {
-        case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6
+        case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6, signingKey = 7
 
         /// The class of a stream: its first byte.
         init?(of stream: StreamID) { self.init(rawValue: UInt8(truncatingIfNeeded: stream.w0)) }

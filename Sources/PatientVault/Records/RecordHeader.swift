@@ -21,6 +21,8 @@ enum RecordKind: UInt8 {
     case statistics = 7
     /// How far the activity copies are written (``ActivityWriter``).
     case activityMark = 8
+    /// A checkpoint signing key of the store (``SigningKeyRing``).
+    case signingKey = 9
 }
 
 extension RecordKind {
@@ -36,7 +38,7 @@ extension RecordKind {
         // Every statistics record fits one block of 128 (a tested bound),
         // so all kinds look alike on disk.
         case .statistics: return 128
-        case .activityMark: return 64
+        case .activityMark, .signingKey: return 64
         case .contentChunk: return 1
         }
     }

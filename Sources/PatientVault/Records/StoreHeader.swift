@@ -17,9 +17,10 @@ struct StoreHeader {
     /// The store's format version. 2: a checkpoint from creation on, one
     /// statistics record of one size per vault group; 3: opaque engine
     /// references in sealed records; 4: the log engine's key-slot journal
-    /// (CHANGELOG.md). There is no migration before 1.0: a store of another
-    /// version is refused, naming both versions.
-    static let version: UInt32 = 4
+    /// (CHANGELOG.md); 5: a random checkpoint signing key, wrapped in a key
+    /// slot, named by the signing-key stream. There is no migration before
+    /// 1.0: a store of another version is refused, naming both versions.
+    static let version: UInt32 = 5
     static let size = 124
     private static let prefixSize = 64
 

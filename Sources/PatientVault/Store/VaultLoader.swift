@@ -43,7 +43,7 @@ struct VaultLoader: Sendable {
                 let body = try VaultEventBody.decode(
                     try RecordCodec.openWhole(record.payload, header: h, key: state.keys.records, stream: pseudonym))
                 state.apply(body)
-            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark:
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1

@@ -23,15 +23,15 @@ extension VaultStore {
     /// ``checkpointOrigin``.
     public var checkpointVerifierKey: NoteVerifierKey {
         // The origin was validated as a key name when the store opened.
-        try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: keys.signing.publicKey.bytes)
+        try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: signingKeys.current.publicKey.bytes)
     }
 
     /// The origin line of the store's checkpoints
     /// (``Configuration/checkpointOrigin``, or a default derived from the
-    /// store's signing key).
+    /// store's first signing key, so that it outlives key rotations).
     public var checkpointOrigin: String {
         configuration.checkpointOrigin
-            ?? "patientvault.local/" + hexEncoded(Array(SHA256.hash(keys.signing.publicKey.bytes).prefix(8)))
+            ?? "patientvault.local/" + hexEncoded(Array(SHA256.hash(signingKeys.publicKeys[0].bytes).prefix(8)))
     }
 
     /// A signed checkpoint of the store's log (C2SP `tlog-checkpoint`): the
@@ -48,7 +48,7 @@ extension VaultStore {
         let root = try translatingErrors { try engine.merkleTree.root(size: size) }
         return try translatingErrors {
             try SignedCheckpoint.sign(
-                TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: keys.signing)
+                TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: signingKeys.current)
         }
     }
 
@@ -69,12 +69,28 @@ extension VaultStore {
     ///   for a checkpoint this store did not sign.
     public func verify(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
         try ensureOpen()
-        let head: TreeHead
-        do {
-            head = try CheckpointVerifier(logKey: checkpointVerifierKey, origin: checkpointOrigin).verify(trusted)
-        } catch {
-            throw PatientVaultError(.invalidArgument, "the checkpoint is not one this store signed (\(error.code.rawValue))")
+        try await verifyLog(extending: try trustedHead(trusted))
+    }
+
+    /// The tree head of a checkpoint this store signed, with any of its
+    /// signing keys (the current one first).
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` otherwise.
+    func trustedHead(_ checkpoint: SignedCheckpoint) throws(PatientVaultError) -> TreeHead {
+        var failure: ProofError?
+        for publicKey in signingKeys.publicKeys.reversed() {
+            do {
+                let key = try NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: publicKey.bytes)
+                return try CheckpointVerifier(logKey: key, origin: checkpointOrigin).verify(checkpoint)
+            } catch {
+                failure = error
+            }
         }
+        throw PatientVaultError(
+            .invalidArgument, "the checkpoint is not one this store signed (\(failure?.code.rawValue ?? "no key"))")
+    }
+
+    /// The check of ``verify(against:)``, for a head already authenticated.
+    func verifyLog(extending head: TreeHead) async throws(PatientVaultError) {
         let size = engine.durableRecordCount
         guard head.size <= size else {
             throw PatientVaultError(
@@ -153,7 +169,7 @@ extension VaultStore {
     /// A receipt for an entry of a vault's audit trail (by its sequence
     /// number, from 0): the proof that its record is in the log at a new
     /// signed checkpoint. For the holder of the vault and configured
-    /// reviewers, as ``verifyAuditTrail(for:as:)`` (a legal representative
+    /// reviewers, as ``verifyAuditTrail(for:as:anchoredTo:)`` (a legal representative
     /// is refused: some entries are withheld from their view); audited as a
     /// verification of the trail.
     /// - Throws: ``PatientVaultError/Code/accessDenied``,

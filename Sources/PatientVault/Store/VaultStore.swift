@@ -35,6 +35,8 @@ public final class VaultStore: Sendable {
     let pipeline: OperationPipeline
     /// The background flush of batched audit entries, if any.
     private let flusher: Task<Void, Never>?
+    /// Signs the store's checkpoints; keeps the public keys of earlier ones.
+    let signingKeys: SigningKeyRing
     /// The checkpoints made on ``Configuration/checkpointCadence``, if any.
     private let checkpointer = Locked<Task<Void, Never>?>(nil)
 
@@ -52,8 +54,9 @@ public final class VaultStore: Sendable {
     var auditWriter: AuditWriter { pipeline.audit }
     var logger: Logger { configuration.logger }
 
-    private init(engine: any StorageEngine, keys: StoreKeys, configuration: Configuration, location: URL) {
+    private init(engine: any StorageEngine, keys: StoreKeys, signingKeys: SigningKeyRing, configuration: Configuration, location: URL) {
         self.engine = engine
+        self.signingKeys = signingKeys
         self.location = location
         let cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
             // A write still waiting for its acknowledgement holds reserved
@@ -122,32 +125,50 @@ public final class VaultStore: Sendable {
             (keys, _) = try createHeader(source, directory: directory, weakCost: configuration.allowsWeakPassphraseCostForTesting)
         }
         let makeEngine = configuration.engineFactory ?? logEngine(in: directory, configuration: configuration)
-        return try await open(keys: keys, engine: makeEngine, location: url, configuration: configuration)
+        return try await open(keys: keys, engine: makeEngine, location: url, configuration: configuration, keyChecked: true)
     }
 
     /// Opens a store whose records an engine other than the folder's log
     /// keeps (`PatientVaultTesting`'s memory engine): no header, the keys
-    /// derived from `key` alone. The engine checks the key no further; a
-    /// wrong key reads as `corrupted`.
+    /// derived from `key` alone. A wrong key finds no signing key in a
+    /// store that holds records: `wrongMasterKey`.
     package static func open(
         engine makeEngine: StorageEngineFactory, key: MasterKey, location: URL, configuration: Configuration
     ) async throws(PatientVaultError) -> VaultStore {
         try configuration.validate()
         let keys = try translatingErrors { try StoreKeys(master: key.key) }
-        return try await open(keys: keys, engine: makeEngine, location: location, configuration: configuration)
+        return try await open(keys: keys, engine: makeEngine, location: location, configuration: configuration, keyChecked: false)
     }
 
     /// The store over the engine `makeEngine` makes, given the options
     /// every engine takes; rebuilds what a crash lost of the activity index.
     private static func open(
-        keys: StoreKeys, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration
+        keys: StoreKeys, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration,
+        keyChecked: Bool
     ) async throws(PatientVaultError) -> VaultStore {
         let options = StorageOptions(
             reserve: configuration.effectiveAuditReserve, maximumRecordSize: configuration.contentChunkSize + Limits.recordOverhead,
             authenticator: LogMAC(key: keys.log), logger: configuration.logger)
         let engine = try translatingErrors { try makeEngine(options) }
+        let signingKeys: SigningKeyRing
+        do {
+            signingKeys = try await translatingErrorsAsync {
+                // A store with a header checked the key already; without one
+                // (memory), the signing key is the first thing the key opens.
+                try await SigningKeyRing.loadOrCreate(
+                    engine: engine, keys: keys, now: configuration.currentTime(),
+                    missing: keyChecked
+                        ? PatientVaultError(.corrupted, "the store's checkpoint signing key is missing")
+                        : PatientVaultError(.wrongMasterKey, "the master key does not open this store"))
+            }
+        } catch {
+            // Opening failed: the engine is released; its own close error
+            // would hide the one that matters.
+            try? await engine.close()
+            throw error
+        }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
-        let store = VaultStore(engine: engine, keys: keys, configuration: configuration, location: location)
+        let store = VaultStore(engine: engine, keys: keys, signingKeys: signingKeys, configuration: configuration, location: location)
         do {
             try await store.rebuildActivity()
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }

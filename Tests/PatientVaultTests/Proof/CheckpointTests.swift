@@ -4,6 +4,7 @@ import PatientVault
 import PatientVaultProof
 import PatientVaultTesting
 import Testing
+@testable import VaultStorage
 
 /// Signed checkpoints, receipts and consistency proofs of a store, checked
 /// with `CheckpointVerifier` alone (what an auditor links); a log rolled
@@ -129,6 +130,93 @@ import Testing
         #expect(await code { try await again.verify(against: foreign) } == .invalidArgument)
         try await again.close()
         try await other.close()
+    }
+
+    /// The newest segment cut at a frame boundary, with `index.checkpoint`
+    /// put back to an older copy, is what a crash before those records'
+    /// sync would leave: the store alone cannot tell it from one. Against
+    /// the checkpoint the host kept, every such cut is refused, at open and
+    /// by `verify(against:)`; never a store that opens with history missing.
+    @Test func theNewestSegmentCutAtEveryFrameBoundaryIsRefusedAgainstTheKeptCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await deposit(t.store, 2)
+        try await t.store.close()
+        let indexFile = t.folder.appending(path: "index.checkpoint")
+        let olderIndex = try Data(contentsOf: indexFile)
+        let store = try await t.reopen()
+        let before = try await store.checkpoint().treeHead.size
+        _ = try await deposit(store, 3)
+        let kept = try await store.checkpoint()
+        try await store.close()
+        var cuts: [(segment: UInt32, offset: UInt64)] = []
+        let engine = try t.rawEngine()
+        try await engine.visitEveryRecord { record in
+            // A cut past the kept checkpoint (the close's own records) is
+            // what a crash may leave: not history the host was shown.
+            if record.sequence > before, record.sequence <= kept.treeHead.size { cuts.append((record.reference.location.segment, record.reference.location.offset)) }
+            return true
+        }
+        try await engine.close()
+        #expect(cuts.count >= 6, "three deposits and their entries between the older index and the kept checkpoint: \(cuts.count)")
+        var trusting = Fixtures.configuration()
+        trusting.trustedCheckpoint = kept
+        for cut in cuts {
+            let trial = FileManager.default.temporaryDirectory.appending(path: "pv-cut-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: trial) }
+            try FileManager.default.copyItem(at: t.folder, to: trial)
+            let segment = trial.appending(path: LogFormat.segmentFileName(cut.segment))
+            let handle = try FileHandle(forWritingTo: segment)
+            try handle.truncate(atOffset: cut.offset)
+            try handle.close()
+            try olderIndex.write(to: trial.appending(path: "index.checkpoint"))
+            let refused = await code { _ = try await VaultStore.open(at: trial, key: .key(t.key), configuration: trusting) }
+            #expect(refused == .checkpointNotExtended || refused == .corrupted, "cut at \(cut.offset): \(String(describing: refused))")
+            // Opened without the anchor (a crash could leave this), the
+            // kept checkpoint still finds what is missing.
+            if let opened = try? await VaultStore.open(at: trial, key: .key(t.key), configuration: Fixtures.configuration()) {
+                #expect(await code { try await opened.verify(against: kept) } == .checkpointNotExtended)
+                try await opened.close()
+            }
+        }
+    }
+
+    /// A patient's trail verified against a checkpoint the host kept: the
+    /// entries it covers are counted and proven unchanged; the trail of a
+    /// folder rolled back to before its newest covered entries is refused,
+    /// although its own chain is whole; an anchor the store did not sign is
+    /// refused as bad input, and that refusal is in the trail too.
+    @Test func anAuditTrailAnchoredToAKeptCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let docs = try await deposit(t.store, 2)
+        try await t.store.close()
+        let copy = FileManager.default.temporaryDirectory.appending(path: "pv-trail-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.copyItem(at: t.folder, to: copy)
+        let store = try await t.reopen()
+        _ = try await store.content(of: docs[0].id, for: alice, as: .patient(alice))
+        let kept = try await store.checkpoint()
+        _ = try await deposit(store, 1)
+        let anchored = try await store.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: kept)
+        // Creation, two deposits and a read before the checkpoint; a deposit
+        // and this verification after it.
+        #expect(anchored.anchoredEntries == 4)
+        #expect(anchored.entries == 6)
+        #expect(try await store.verifyAuditTrail(for: alice, as: .patient(alice)).anchoredEntries == nil)
+        let foreign = try await TestStore(configuration: Fixtures.configuration(), storage: .memory)
+        let other = try await foreign.store.checkpoint()
+        try await foreign.close()
+        #expect(await code { _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: other) } == .invalidArgument)
+        // The newest entry is the trail read's own; the refusal is before it.
+        let newest = try await store.auditTrail(for: alice, as: .patient(alice)).dropFirst().first
+        #expect(newest?.action == .verifyAuditTrail && newest?.outcome == .denied && newest?.rule == .invalidRequest)
+        try await store.close()
+        // The older copy's trail is whole by its chain, not by the anchor.
+        let old = try await VaultStore.open(at: copy, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await old.verifyAuditTrail(for: alice, as: .patient(alice)).entries == 4)
+        #expect(await code { _ = try await old.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: kept) } == .checkpointNotExtended)
+        try await old.close()
     }
 
     /// The store makes checkpoints by itself for the host's publisher: on

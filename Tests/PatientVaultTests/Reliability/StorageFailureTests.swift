@@ -168,7 +168,7 @@ import VaultStorage
     /// (before, the committer's growth ahead of need swallowed it and
     /// placement returned `io` once, and later deposits were acknowledged
     /// on a file whose earlier writeback had failed). Segments of 8 MiB
-    /// start at 1 MiB; with a 2 MiB audit reserve the first vault's group
+    /// start at 1 MiB, with a 2 MiB audit reserve: the store's first group
     /// must grow the segment under its append (placement); deposits of
     /// 2 MiB make the committer grow it ahead of need.
     @Test(arguments: [FaultInjection.Site.preallocationSync, .growthSync])
@@ -176,28 +176,39 @@ import VaultStorage
         let faults = FaultInjection()
         var c = configuration(faults, segmentSize: 8 << 20)
         c.auditReserve = 2 << 20
+        if site == .preallocationSync {
+            // The store's first group (its signing key) must grow the
+            // segment under its append: the open fails, and a later open
+            // without the fault finds a working store.
+            let folder = FileManager.default.temporaryDirectory.appending(path: "pv-preallocation-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let key = try MasterKey.generate()
+            faults.failingSite = site
+            #expect(await code { _ = try await VaultStore.open(at: folder, key: .key(key), configuration: c) } == .durabilityLost)
+            faults.failingSite = nil
+            let store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration(FaultInjection(), segmentSize: 8 << 20))
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+            try await store.close()
+            return
+        }
         let t = try await TestStore(configuration: c)
         var acknowledged: [DocumentID: Data] = [:]
-        if site == .preallocationSync {
-            faults.failingSite = site
-            #expect(await code { try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline) } == .durabilityLost)
-        } else {
-            try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-            faults.failingSite = site
-            var failed = false
-            for i in 0..<12 where !failed {
-                do {
-                    let content = Fixtures.content("G\(i)", size: 2 << 20)
-                    let id = try await t.store.deposit(
-                        Fixtures.draft("Grow \(i)"), streaming: chunks(of: content, size: 1 << 20), for: alice, as: Fixtures.doctor).id
-                    acknowledged[id] = content
-                } catch {
-                    #expect(error.code == .durabilityLost)
-                    failed = true
-                }
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        faults.failingSite = site
+        var failed = false
+        for i in 0..<12 where !failed {
+            do {
+                let content = Fixtures.content("G\(i)", size: 2 << 20)
+                let id = try await t.store.deposit(
+                    Fixtures.draft("Grow \(i)"), streaming: chunks(of: content, size: 1 << 20), for: alice, as: Fixtures.doctor).id
+                acknowledged[id] = content
+            } catch {
+                #expect(error.code == .durabilityLost)
+                failed = true
             }
-            #expect(failed, "the committer's failed sync must stop the store")
         }
+        #expect(failed, "the failed sync of \(site) must stop the store")
         faults.failingSite = nil
         #expect(await code { try await t.store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline) } == .durabilityLost)
         #expect(await code { try await t.store.close() } == .durabilityLost)
@@ -205,7 +216,7 @@ import VaultStorage
         for (id, content) in acknowledged {
             #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
         }
-        if site == .growthSync { _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice)) }
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         try await store.createVault(for: Fixtures.bob, as: .patient(Fixtures.bob), channel: .patientOnline)
         try await store.close()
     }
