@@ -459,6 +459,7 @@ extension AuditEntry {
             ("update", "U")
         case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
         case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice: ("read", "R")
+        case .erase: ("delete", "D")
         }
         let purposeCode: String = switch purpose {
         case .care: "TREAT"

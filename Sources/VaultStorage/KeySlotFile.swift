@@ -41,6 +41,9 @@ final class KeySlotFile: Sendable {
     private let journal: Locked<(current: JournalKey, durable: JournalKey, durableSlot: UInt64)>
     /// Whether slots were written since the file was last synced.
     private let unsynced = Locked(false)
+    /// The MAC of tombstones (the store's log key); nil: tombstones are
+    /// not authenticated (engine tests only).
+    private let authenticator: (any LogAuthenticator)?
 
     /// A key of the key-slot journal and its epoch (1, 2, ...: one more at
     /// every destruction).
@@ -53,9 +56,12 @@ final class KeySlotFile: Sendable {
     /// - Throws: ``StorageError/Code/corrupted`` for a missing or empty key
     ///   file, or one without a journal key, while the log holds records, or
     ///   a header that fails its checksum.
-    init(directory: String, logExists: Bool, growth: UInt64, files: any LogFiles) throws {
+    init(
+        directory: String, logExists: Bool, growth: UInt64, files: any LogFiles, authenticator: (any LogAuthenticator)?
+    ) throws {
         (file, salt) = try Self.openFile(directory: directory, logExists: logExists, files: files)
         self.files = files
+        self.authenticator = authenticator
         let (key, slot) = try Self.loadJournalKey(file, salt: salt, logExists: logExists, files: files, directory: directory)
         journal = Locked((key, key, slot))
         let (next, allocated) = try Self.scan(file)
@@ -108,7 +114,7 @@ final class KeySlotFile: Sendable {
             throw StorageError(.invalidLocation, "key slot \(slot.number) does not exist")
         }
         let bytes = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
-        return try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: salt)
+        return try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
     }
 
     /// The bytes of a live slot holding `value`.
@@ -116,9 +122,21 @@ final class KeySlotFile: Sendable {
         LogFormat.encodeKeySlot(slot, value: value, magic: LogFormat.keySlotLive, salt: salt)
     }
 
-    /// The bytes of a destroyed slot.
+    /// The bytes of a destroyed slot: its value is ``tombstoneValue(_:)``.
     func tombstone(_ slot: KeySlot) -> [UInt8] {
-        LogFormat.encodeKeySlot(slot, value: [], magic: LogFormat.keySlotTombstone, salt: salt)
+        LogFormat.encodeKeySlot(slot, value: tombstoneValue(slot.number), magic: LogFormat.keySlotTombstone, salt: salt)
+    }
+
+    /// What a tombstone of slot `number` holds: the log key's MAC of
+    /// `"PVKX" || file salt || number`, so that a tombstone written by
+    /// someone without the key (who can write the file and its CRC) reads
+    /// as `corrupted`, never as a destruction. Empty without an
+    /// authenticator.
+    func tombstoneValue(_ number: UInt64) -> [UInt8] {
+        guard let authenticator else { return [] }
+        var message = Array("PVKX".utf8) + salt
+        withUnsafeBytes(of: number.littleEndian) { message.append(contentsOf: $0) }
+        return message.withUnsafeBytes { authenticator.tag($0) }
     }
 
     // MARK: Writes (the committer's, and recovery's)
@@ -194,7 +212,10 @@ final class KeySlotFile: Sendable {
         for slot in slots {
             let current = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
             if current == slot.bytes { continue }
-            if case .failure(let error) = Result(catching: { try LogFormat.decodeKeySlot(current, number: slot.number, salt: salt) }),
+            // A genuine tombstone stays; a forged one is written over.
+            if case .failure(let error) = Result(catching: {
+                try LogFormat.decodeKeySlot(current, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
+            }),
                (error as? StorageError)?.code == .keySlotDestroyed
             {
                 continue

@@ -319,7 +319,8 @@ final class LogEngineCore: Sendable {
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         keySlots = try KeySlotFile(
-            directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files)
+            directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files,
+            authenticator: configuration.authenticator)
         let merkleFile = try MerkleHashFile(directory: directory, logExists: logExists, files: configuration.files)
         var s = State()
         (recoveryReport, merkle) = try LogEngineCore.recover(

@@ -343,13 +343,16 @@ enum LogFormat {
     }
 
     /// The value of slot `number`, from the slot's bytes in a key file of
-    /// this `salt`.
+    /// this `salt`. With `tombstone`, the value a genuine tombstone of this
+    /// slot holds (``KeySlotFile/tombstoneValue(_:)``, a MAC under the
+    /// store's log key): a tombstone holding anything else is `corrupted`,
+    /// never taken for a destruction.
     /// - Throws: ``StorageError/Code/keySlotEmpty`` if the bytes are short or
     ///   all zeros, ``StorageError/Code/keySlotDestroyed`` for a tombstone,
     ///   ``StorageError/Code/corrupted`` if the checksum, the number, the
-    ///   magic or the length is wrong.
+    ///   magic, the length or the tombstone's MAC is wrong.
     static func decodeKeySlot(
-        _ bytes: [UInt8], number: UInt64, salt: [UInt8], magic expected: UInt32 = keySlotLive
+        _ bytes: [UInt8], number: UInt64, salt: [UInt8], magic expected: UInt32 = keySlotLive, tombstone: [UInt8]? = nil
     ) throws -> [UInt8] {
         if bytes.count < keySlotSize || bytes.allSatisfy({ $0 == 0 }) {
             throw StorageError(.keySlotEmpty, "key slot \(number) was never written")
@@ -361,13 +364,17 @@ enum LogFormat {
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...]), continuing: CRC32C.checksum(salt))
             let stamped = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
             guard crc == stored, stamped == number else { throw corrupted }
+            let length = Int(raw[16])
+            guard length <= keySlotCapacity else { throw corrupted }
+            let value = Array(raw[24..<(24 + length)])
             if magic == keySlotTombstone {
+                if let tombstone, value != tombstone {
+                    throw StorageError(.corrupted, "key slot \(number) holds a tombstone that does not authenticate")
+                }
                 throw StorageError(.keySlotDestroyed, "key slot \(number) was destroyed")
             }
             guard magic == expected else { throw corrupted }
-            let length = Int(raw[16])
-            guard length <= keySlotCapacity else { throw corrupted }
-            return Array(raw[24..<(24 + length)])
+            return value
         }
     }
 

@@ -52,6 +52,9 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case reviewActivity
     /// A reviewer reads the store's statistics.
     case readStatistics
+    /// Erasing a document: every version's key destroyed, a tombstone
+    /// left (CSP R1111-51).
+    case erase
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -64,7 +67,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Operations that write the vault (their entry is always durable with them).
     var isWrite: Bool {
         switch self {
-        case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice: return true
+        case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice, .erase: return true
         default: return managesAccess
         }
     }
@@ -142,6 +145,9 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     case onlyPatientManagesAccess
     /// Only the author releases a hidden document.
     case onlyAuthorReleases
+    /// Only the document's author erases it: the patient their own
+    /// deposits, a professional theirs at the patient's request (CSP R1111-51).
+    case onlyAuthorErases
     /// Not a reviewer named in the configuration.
     case notAReviewer
     /// The document does not exist (as far as this principal can tell).
@@ -162,6 +168,7 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
         case .authorisedByPatient, .blockedByPatient, .grantExpired, .grantRevoked, .careTeam: return "CSP L1111-17 I"
         case .hiddenFromPatient, .hiddenDocumentReleasedByTime: return "CSP R1111-53"
         case .professionMatrix: return "Arrêté du 26 octobre 2023"
+        case .onlyAuthorErases: return "CSP R1111-51"
         default: return nil
         }
     }
@@ -354,6 +361,19 @@ public enum AccessPolicy {
         case .releaseToPatient:
             guard let document = q.document else { return .deny(.unknownDocument) }
             return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReleases)
+
+        case .erase:
+            // The patient erases what they deposited; a professional or an
+            // organisation what they wrote, at the patient's request (the
+            // caller states the reason). Nobody erases another's document.
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            guard let document = q.document else { return .deny(.unknownDocument) }
+            guard document.author == p else { return .deny(.onlyAuthorErases) }
+            switch p {
+            // A patient or representative acts on this patient's vault only.
+            case .patient, .representative: return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
+            default: return .allow(.authorOfDocument)
+            }
 
         case .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
              .removeRepresentative, .setBreakGlassOpposition:

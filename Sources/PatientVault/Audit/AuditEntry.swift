@@ -265,6 +265,8 @@ public struct VaultNotification: Hashable, Sendable {
         case hiddenDocumentNotice(DocumentID)
         /// Who may access the vault changed.
         case authorisationChanged(VaultAction)
+        /// A document was erased (its tombstone remains).
+        case documentErased(DocumentID)
     }
 
     /// The patient to notify (in memory only; never logged).

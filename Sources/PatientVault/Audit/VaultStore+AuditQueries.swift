@@ -67,6 +67,9 @@ extension VaultStore {
     ) -> AuditEntry? {
         if representative && entry.isSecretAccess { return nil }
         guard let id = entry.document else { return entry }
+        // An erased document's entries stay as written (its tombstone keeps
+        // no flags: withheld from representatives, whose view is narrower).
+        if vault.erased[id] != nil { return representative ? nil : entry }
         if let current = vault.versions(of: id).last {
             let visible = sees(current, as: reader, in: vault, at: now)
             return visible ? entry : nil
@@ -252,17 +255,10 @@ extension VaultStore {
         while let (event, document) = try await dueEvent(patient) {
             let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
             _ = try await audited(action, patient, by: .system, asSystem: true) { vault, now in
-                let body = VaultEventBody(time: now, by: .system, event: event)
-                let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
-                let record = EngineRecord(
-                    stream: vault.pseudonym,
-                    payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))
                 var a = Audited<Void>(
                     action: action, decision: AccessPolicy.decide(request(action, by: .system, vault: vault, time: now)),
-                    document: document, records: [record], vaultRecords: 1, isWrite: true, result: .success(()))
-                a.onAcknowledged = { v, _ in
-                    if case .hiddenNotice = event { v.noticed.insert(document) } else { v.autoReleased.insert(document) }
-                }
+                    document: document, isWrite: true, result: .success(()))
+                try a.write(event: VaultEventBody(time: now, by: .system, event: event), to: vault)
                 if case .hiddenNotice = event { a.notifications = [.hiddenDocumentNotice(document)] }
                 return a
             }

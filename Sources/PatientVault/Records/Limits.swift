@@ -18,6 +18,8 @@ enum Limits {
     static let breakGlassReason = 1024
     /// The fewest letters or digits (Unicode L and N) a break-glass reason has.
     static let breakGlassReasonLettersOrDigits = 4
+    /// An erasure reason (kept sealed in the vault's tombstone).
+    static let erasureReason = 512
     /// The version name of an access matrix.
     static let matrixVersion = 64
     /// A document title.

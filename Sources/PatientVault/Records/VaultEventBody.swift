@@ -11,6 +11,9 @@ enum VaultEvent: Hashable, Sendable {
     case hiddenNotice(DocumentID)
     /// A hidden document became visible to the patient after one month.
     case automaticRelease(DocumentID)
+    /// A document was erased: its tombstone (its keys are destroyed after
+    /// this record is durable, or by the next load of the vault).
+    case erased(Erasure)
 }
 
 /// The sealed body of a `vaultEvent` record.
@@ -33,6 +36,8 @@ struct VaultEventBody: Hashable, Sendable {
             w.write(UInt8(3)); w.write(bytes: d.bytes)
         case .automaticRelease(let d):
             w.write(UInt8(4)); w.write(bytes: d.bytes)
+        case .erased(let e):
+            w.write(UInt8(5)); e.write(to: &w)
         }
         return w.bytes
     }
@@ -47,6 +52,7 @@ struct VaultEventBody: Hashable, Sendable {
             case 2: .firstAccess(try r.readHolder())
             case 3: .hiddenNotice(DocumentID(bytes: try r.read(count: 16)))
             case 4: .automaticRelease(DocumentID(bytes: try r.read(count: 16)))
+            case 5: .erased(try Erasure.read(from: &r))
             default: throw ByteReader.Malformed()
             }
             guard r.remaining == 0 else { throw ByteReader.Malformed() }

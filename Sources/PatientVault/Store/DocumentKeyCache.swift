@@ -13,13 +13,17 @@ import VaultSync
 /// reference goes (a read in progress keeps the key it took until it ends).
 /// A key is cached under its vault and its slot, which no other version
 /// shares; anything that destroys a slot must ``remove(vault:slot:)`` it.
+/// A removal also moves the cache to a new generation: a read that began
+/// unwrapping before it (and may hold the destroyed slot's key) does not
+/// put its key back, so an erased key never re-enters the cache.
 final class DocumentKeyCache: Sendable {
     struct Key: Hashable {
         var vault: StreamID
         var slot: KeySlot
     }
 
-    private let entries = Locked<(map: [Key: (keys: DocumentKeys, lastUse: UInt64)], clock: UInt64)>(([:], 0))
+    private let entries = Locked<(map: [Key: (keys: DocumentKeys, lastUse: UInt64)], clock: UInt64, generation: UInt64)>(
+        ([:], 0, 0))
     private let limit: Int
 
     /// A cache of at most `limit` keys (0: no caching).
@@ -30,23 +34,25 @@ final class DocumentKeyCache: Sendable {
     func keys(vault: StreamID, slot: KeySlot, unwrap: () async throws -> DocumentKeys) async rethrows -> DocumentKeys {
         guard limit > 0 else { return try await unwrap() }
         let key = Key(vault: vault, slot: slot)
-        let cached = entries.withLock { e -> DocumentKeys? in
-            guard let hit = e.map[key] else { return nil }
+        let (cached, generation) = entries.withLock { e -> (DocumentKeys?, UInt64) in
+            guard let hit = e.map[key] else { return (nil, e.generation) }
             e.clock += 1
             e.map[key]!.lastUse = e.clock
-            return hit.keys
+            return (hit.keys, e.generation)
         }
         if let cached { return cached }
         let keys = try await unwrap()
-        insert(keys, vault: vault, slot: slot)
+        insert(keys, vault: vault, slot: slot, ifGeneration: generation)
         return keys
     }
 
-    /// Keeps `keys` (a version just written, likely read soon).
-    func insert(_ keys: DocumentKeys, vault: StreamID, slot: KeySlot) {
+    /// Keeps `keys` (a version just written, likely read soon); with
+    /// `ifGeneration`, only if no slot was removed since that generation.
+    func insert(_ keys: DocumentKeys, vault: StreamID, slot: KeySlot, ifGeneration generation: UInt64? = nil) {
         guard limit > 0 else { return }
         // Dropped outside the lock: their wiping is not the lock's work.
         let dropped = entries.withLock { e -> [DocumentKeys] in
+            if let generation, generation != e.generation { return [] }
             e.clock += 1
             e.map[Key(vault: vault, slot: slot)] = (keys, e.clock)
             guard e.map.count > limit else { return [] }
@@ -58,9 +64,13 @@ final class DocumentKeyCache: Sendable {
         _ = dropped
     }
 
-    /// Forgets the key of a destroyed slot.
+    /// Forgets the key of a destroyed slot, and refuses the keys of reads
+    /// that began before (a new generation).
     func remove(vault: StreamID, slot: KeySlot) {
-        _ = entries.withLock { $0.map.removeValue(forKey: Key(vault: vault, slot: slot)) }
+        _ = entries.withLock { e -> DocumentKeys? in
+            e.generation &+= 1
+            return e.map.removeValue(forKey: Key(vault: vault, slot: slot))?.keys
+        }
     }
 
     /// Forgets every key (at close).

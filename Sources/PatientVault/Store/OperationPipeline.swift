@@ -90,6 +90,18 @@ struct Audited<R> {
             onAcknowledged: onAcknowledged, notifications: notifications)
     }
 
+    /// Makes `body` the operation's one vault record (a `vaultEvent` at the
+    /// vault's next position, sealed under its record key), applied to the
+    /// vault's state once acknowledged.
+    mutating func write(event body: VaultEventBody, to vault: VaultState) throws {
+        let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
+        records = [EngineRecord(
+            stream: vault.pseudonym,
+            payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))]
+        vaultRecords = 1
+        onAcknowledged = { v, _ in v.apply(body) }
+    }
+
     /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
     /// (durable like its operation when that operation is a write).
     static func invalid(_ action: VaultAction, document: DocumentID? = nil, _ error: PatientVaultError) -> Audited {

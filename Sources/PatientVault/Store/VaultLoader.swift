@@ -4,7 +4,9 @@ import VaultStorage
 
 /// Reads vaults back from the log: rebuilds a vault's state from its
 /// stream, unwraps its keys, walks streams and opens audit records. Reads
-/// only, `async` as the engine's reads; called outside every vault lock
+/// only, but for one write: a load that finds an erasure whose key slots
+/// a crash left undestroyed destroys them (``load(_:)``). `async` as the
+/// engine's reads; called outside every vault lock
 /// (``VaultCache`` loads in the vault's `loading` gate, trail walks run on
 /// a snapshot).
 struct VaultLoader: Sendable {
@@ -13,6 +15,13 @@ struct VaultLoader: Sendable {
 
     /// Rebuilds a vault's state by following its stream back from the head,
     /// checking that positions run 0, 1, 2... and decrypting each record.
+    ///
+    /// An erased document's versions are not opened (their keys are
+    /// destroyed): the vault's events are read first, so its erasures are
+    /// known before its versions. If a crash came between an erasure's
+    /// record and the destruction of its key slots, the destruction is
+    /// finished here. A version whose key slot is destroyed without an
+    /// erasure record is tampering: `corrupted`.
     /// Cost: one read and one or two decryptions per record of the vault.
     func load(_ pseudonym: StreamID) async throws -> VaultState {
         var records: [StoredRecord] = []
@@ -30,19 +39,36 @@ struct VaultLoader: Sendable {
         var state = VaultState(
             pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
             auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys), creation: body, isAcknowledged: true, nextSequence: 1)
+        // The events first (under the vault's own key): which documents
+        // were erased, before any version is opened.
+        var headers: [RecordHeader] = [header]
+        var events: [Int: VaultEventBody] = [:]
+        var erasedIDs: Set<DocumentID> = []
         for (i, record) in records.enumerated().dropFirst() {
             let h = try RecordHeader.decode(record.payload)
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
+            headers.append(h)
+            guard h.kind == .vaultEvent else { continue }
+            let body = try VaultEventBody.decode(
+                try RecordCodec.openWhole(record.payload, header: h, key: state.keys.records, stream: pseudonym))
+            if case .erased(let e) = body.event { erasedIDs.insert(e.id) }
+            events[i] = body
+        }
+        var erasedSlots: [KeySlot] = []
+        for (i, record) in records.enumerated().dropFirst() {
+            let h = headers[i]
             switch h.kind {
             case .documentVersion:
+                if let id = h.document, erasedIDs.contains(id) {
+                    if let slot = h.keySlot { erasedSlots.append(slot) }
+                    break
+                }
                 var entry = try await decodeVersion(record.payload, header: h, vault: state)
                 entry.reference = record.reference
                 state.documents[entry.metadata.id, default: []].append(entry)
                 state.authors.insert(entry.metadata.author)
             case .vaultEvent:
-                let body = try VaultEventBody.decode(
-                    try RecordCodec.openWhole(record.payload, header: h, key: state.keys.records, stream: pseudonym))
-                state.apply(body)
+                state.apply(events[i]!)
             case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey:
                 throw corruptedChain(pseudonym)
             }
@@ -50,7 +76,23 @@ struct VaultLoader: Sendable {
         }
         state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
         try await loadAuditHead(into: &state)
+        try await finishDestruction(of: erasedSlots)
         return state
+    }
+
+    /// Destroys the key slots of erased versions that are still readable
+    /// (a crash came between the erasure's record and their destruction).
+    /// Cost: one slot read per erased version; a destruction only where
+    /// one was cut short.
+    private func finishDestruction(of slots: [KeySlot]) async throws {
+        for slot in slots {
+            do {
+                _ = try await engine.keySlots.readKeySlot(slot)
+            } catch let error as StorageError where error.code == .keySlotDestroyed {
+                continue
+            }
+            try await engine.keySlots.destroyKeySlot(slot)
+        }
     }
 
     /// Visits `stream` newest first, until `visit` returns false (the
@@ -76,7 +118,14 @@ struct VaultLoader: Sendable {
 
     private func decodeVersion(_ payload: [UInt8], header h: RecordHeader, vault: VaultState) async throws -> VersionEntry {
         guard let id = h.document, let slot = h.keySlot, h.version >= 1 else { throw corruptedChain(vault.pseudonym) }
-        let docKeys = try await documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+        let docKeys: DocumentKeys
+        do {
+            docKeys = try await documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+        } catch let error as StorageError where error.code == .keySlotDestroyed {
+            // No erasure record names it: someone destroyed it behind the store.
+            throw PatientVaultError(
+                .corrupted, "a document's key slot was destroyed without an erasure", vaultID: vault.vaultID, documentID: id)
+        }
         let (plaintext, rest) = try RecordCodec.open(payload, header: h, key: docKeys.metadata, stream: vault.pseudonym)
         let body = try DocumentVersionBody.decode(plaintext, id: id, version: Int(h.version))
         // Bytes after the box are the inline content, and only there.

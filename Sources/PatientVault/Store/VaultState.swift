@@ -62,6 +62,9 @@ struct VaultState: Sendable {
     var noticed: Set<DocumentID> = []
     /// Hidden documents whose automatic release was recorded.
     var autoReleased: Set<DocumentID> = []
+    /// Erased documents' tombstones, by id (their versions are gone from
+    /// ``documents``).
+    var erased: [DocumentID: ErasedDocument] = [:]
     /// The audit chain: the next entry's sequence and the previous hash.
     var auditNext: UInt64 = 0
     var auditPreviousHash = [UInt8](repeating: 0, count: 32)
@@ -102,6 +105,9 @@ struct VaultState: Sendable {
         case .firstAccess(let holder): accessedBy.insert(holder)
         case .hiddenNotice(let d): noticed.insert(d)
         case .automaticRelease(let d): autoReleased.insert(d)
+        case .erased(let e):
+            erased[e.id] = e.tombstone(at: body.time, by: body.by)
+            documents[e.id] = nil
         }
     }
 

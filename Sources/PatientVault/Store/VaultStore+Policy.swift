@@ -131,13 +131,7 @@ extension VaultStore {
                 target: Self.target(of: change), isWrite: true, result: .success(()))
             guard decision.isAllowed else { return a }
             try vault.policy.validate(change, at: now, document: document)
-            let body = VaultEventBody(time: now, by: principal, event: .policy(change))
-            let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
-            a.records = [EngineRecord(
-                stream: vault.pseudonym,
-                payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))]
-            a.vaultRecords = 1
-            a.onAcknowledged = { v, _ in v.apply(body) }
+            try a.write(event: VaultEventBody(time: now, by: principal, event: .policy(change)), to: vault)
             a.notifications = [.authorisationChanged(change.action)]
             return a
         }

@@ -21,6 +21,12 @@ extension VaultStore {
         guard vaultDecision.isAllowed else {
             return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.denied))
         }
+        if vault.erased[id] != nil {
+            // Allowed on the vault; the entry records the attempt on a
+            // document that no longer has content or metadata.
+            let erased = PatientVaultError(.erased, "the document was erased", vaultID: vault.vaultID, documentID: id)
+            return Audited(action: action, decision: vaultDecision, document: id, version: version, result: .failure(erased))
+        }
         let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         let versions = vault.versions(of: id)
         guard let current = versions.last else {

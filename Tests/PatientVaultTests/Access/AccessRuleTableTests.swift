@@ -320,8 +320,30 @@ import Testing
         ]
     }()
 
+    /// Erasure (CSP R1111-51): the author alone, whoever else may read.
+    static let erasure: [Case] = {
+        let patients = document(author: .patient(holder))
+        let representatives = document(author: .representative(rep))
+        var blocked = basePolicy()
+        blocked.apply(.block(authorDoctor.rpps), at: t0)
+        return [
+            allow("patient erases their own deposit", req(.erase, .patient(holder), document: patients), .patientIsHolder),
+            deny("patient erases a doctor's document", req(.erase, .patient(holder)), .onlyAuthorErases),
+            allow("author erases their document", req(.erase, .professional(authorDoctor)), .authorOfDocument),
+            allow("blocked author still erases at the patient's request", req(.erase, .professional(authorDoctor), policy: blocked), .authorOfDocument),
+            deny("médecin traitant erases another's document", req(.erase, .professional(mtDoctor)), .onlyAuthorErases),
+            deny("authorised doctor erases the patient's deposit", req(.erase, .professional(grantedDoctor), document: patients), .onlyAuthorErases),
+            allow("representative erases their own deposit", req(.erase, .representative(rep), document: representatives), .legalRepresentative),
+            deny("representative erases the patient's deposit", req(.erase, .representative(rep), document: patients), .onlyAuthorErases),
+            deny("hospital erases a doctor's document", req(.erase, .organisation(hospital)), .onlyAuthorErases),
+            deny("insurer erases its own reimbursement data", req(.erase, insurer, document: document(.reimbursement, author: insurer)), .forbiddenClass),
+            deny("another patient erases", req(.erase, .patient(Fixtures.bob), document: document(author: .patient(Fixtures.bob))), .notAuthorised),
+            deny("erasure without a document", req(.erase, .patient(holder), document: nil), .unknownDocument),
+        ]
+    }()
+
     static let all: [Case] = principalKinds + forbiddenClasses + flags + matrix + blocking + grants + breakGlass + hiddenTime + management
-        + others
+        + others + erasure
 
     /// The table is large enough when every rule the decision can give
     /// is expected by some case (the rules the pipeline gives, outside the

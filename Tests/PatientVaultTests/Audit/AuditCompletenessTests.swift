@@ -85,6 +85,10 @@ struct AuditedVault {
         row("setBreakGlassOpposition", .setBreakGlassOpposition, patient, Fixtures.hospital) { v, _, p in try await v.store.setBreakGlassOpposition(true, for: v.alice, as: p) },
         row("releaseToPatient", .releaseToPatient, doctor, patient) { v, d, p in try await v.store.releaseToPatient(d, for: v.alice, as: p) },
         row("auditTrail", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.auditTrail(for: v.alice, as: p) },
+        row("erase", .erase, doctor, patient) { v, d, p in
+            try await v.store.erase(d, for: v.alice, reason: try ErasureReason("filed in the wrong record"), as: p)
+        },
+        row("erasedDocuments", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.erasedDocuments(for: v.alice, as: p) },
         row("verifyAuditTrail", .verifyAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.verifyAuditTrail(for: v.alice, as: p) },
         row("whoCouldRead", .queryAccessHistory, patient, doctor) { v, d, p in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: p) },
         row("whatCouldRead", .queryAccessHistory, patient, Fixtures.employerPrincipal) { v, _, p in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: p) },

@@ -133,11 +133,11 @@ import VaultStorage
         case .preallocationSync, .growthSync:
             return  // aFailedSyncOfPreallocatedSpaceStopsTheStore
         case .journalKeyWrite:
-            // An erasure replaces the journal key first: that failure stops
-            // the store; the erasure was not acknowledged.
+            // An erasure's key destruction replaces the journal key first:
+            // that failure stops the store (the tombstone is durable; the
+            // next load finishes the destruction: ErasureTests).
             let erased = try await t.store.deposit(Fixtures.draft("Erased"), content: Data([3]), for: alice, as: Fixtures.doctor)
-            let (slot, vault) = try await t.store.withVault(alice) { ($0.entry(erased.id, version: nil)!.keySlot, $0.pseudonym) }
-            await #expect(throws: (any Error).self) { try await t.store.destroyDocumentKey(slot, of: vault) }
+            #expect(await code { try await t.store.erase(erased.id, for: alice, reason: try ErasureReason("wrong patient"), as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { try await t.store.close() } == .durabilityLost)
         default:

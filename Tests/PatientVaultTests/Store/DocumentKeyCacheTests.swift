@@ -43,6 +43,25 @@ import Testing
         #expect(cache.count == 0)
     }
 
+    /// A read that unwrapped a key before its slot was destroyed does not
+    /// put the key back after the destruction's removal (it may finish its
+    /// own answer, ordered before the erasure, but no later read finds it).
+    @Test func aKeyUnwrappedBeforeItsSlotWasDestroyedIsNotCachedAfter() async throws {
+        let cache = DocumentKeyCache(limit: 4)
+        let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
+        _ = try await cache.keys(vault: vault, slot: KeySlot(7)) {
+            // The erasure runs while this read unwraps.
+            cache.remove(vault: vault, slot: KeySlot(7))
+            return try Self.someKeys()
+        }
+        #expect(cache.count == 0)
+        var unwrapped = false
+        _ = try await cache.keys(vault: vault, slot: KeySlot(7)) { unwrapped = true; return try Self.someKeys() }
+        #expect(unwrapped, "the next read finds nothing cached")
+        // Reads that begin after the removal cache again.
+        #expect(cache.count == 1)
+    }
+
     @Test func aLimitOfZeroCachesNothing() async throws {
         let cache = DocumentKeyCache(limit: 0)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))

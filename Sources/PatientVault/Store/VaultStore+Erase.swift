@@ -1,0 +1,121 @@
+import Foundation
+import VaultStorage
+
+extension VaultStore {
+    // MARK: - Erasure
+
+    /// Erases a document: every version's key is destroyed, so no key in
+    /// the store decrypts its content or metadata any more, and a
+    /// tombstone remains (``ErasedDocument``: id, author, dates, who, why).
+    ///
+    /// The patient erases a document they deposited; a professional or an
+    /// organisation erases only a document they wrote, at the patient's
+    /// request, and must give the reason (CSP R1111-51). Nobody erases
+    /// another's document (rule ``AccessRule/onlyAuthorErases``).
+    ///
+    /// Afterwards the document is absent from listings, counts, access
+    /// histories and the FHIR Bundle; a read of it answers
+    /// ``PatientVaultError/Code/erased``; the audit trail, its chain, and
+    /// every checkpoint and proof still verify (they hold hashes only).
+    /// Its ciphertext stays in the log's files until compaction removes it,
+    /// unreadable without the destroyed keys.
+    ///
+    /// Order: the tombstone and the audit entry are made durable in one
+    /// group; then each version's key slot is destroyed (overwritten and
+    /// synced) and its cached key wiped, before the call returns. A crash
+    /// in between leaves the tombstone, and the next load of the vault
+    /// finishes the destruction. Cost: one durable group, then per version
+    /// one slot destruction (a few `fdatasync`s of the key file).
+    /// - Parameters:
+    ///   - document: the document to erase.
+    ///   - patient: whose vault.
+    ///   - reason: why; required from a professional or an organisation.
+    ///   - principal: who erases: the document's author.
+    /// - Returns: the tombstone.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (not the author),
+    ///   ``PatientVaultError/Code/unknownDocument`` (no such document, or
+    ///   one the principal may not see), ``PatientVaultError/Code/erased``
+    ///   (already erased), ``PatientVaultError/Code/invalidArgument`` (a
+    ///   professional without a reason),
+    ///   ``PatientVaultError/Code/conflict`` (a version of it is still being
+    ///   written); each is audited. ``PatientVaultError/Code/durabilityLost``
+    ///   if a key slot could not be destroyed (the next open finishes it).
+    @discardableResult
+    public func erase(
+        _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal
+    ) async throws(PatientVaultError) -> ErasedDocument {
+        let (tombstone, slots, pseudonym) = try await audited(.erase, patient, by: principal) {
+            vault, now -> Audited<(ErasedDocument, [KeySlot], StreamID)> in
+            if let tombstone = vault.erased[document] {
+                // Its author is told it is gone; anyone else is refused as
+                // before the erasure.
+                guard tombstone.author == principal else {
+                    return Audited(
+                        action: .erase, decision: .deny(.onlyAuthorErases), document: document, isWrite: true,
+                        result: .failure(.denied))
+                }
+                return .invalid(.erase, document: document, PatientVaultError(
+                    .erased, "the document was already erased", vaultID: vault.vaultID, documentID: document))
+            }
+            let patientSide: Bool = switch principal {
+            case .patient(let ins): ins == vault.creation.holder
+            case .representative(let r): vault.policy.representatives[r.ins] != nil
+            default: false
+            }
+            if reason == nil && !patientSide {
+                return .invalid(.erase, document: document, PatientVaultError(
+                    .invalidArgument, "a professional erases a document at the patient's request and states why (reason)",
+                    vaultID: vault.vaultID, documentID: document))
+            }
+            guard let current = vault.versions(of: document).last, sees(current, as: principal, in: vault, at: now) else {
+                return Audited(
+                    action: .erase, decision: .deny(.unknownDocument), document: document, isWrite: true,
+                    result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document)))
+            }
+            let decision = AccessPolicy.decide(request(.erase, by: principal, vault: vault, document: current, time: now))
+            let entries = vault.documents[document] ?? []
+            let first = vault.versions(of: document)[0]
+            let erasure = Erasure(
+                id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason)
+            let slots = entries.map(\.keySlot)
+            var a = Audited<(ErasedDocument, [KeySlot], StreamID)>(
+                action: .erase, decision: decision, document: document, version: current.version, isWrite: true,
+                result: .success((erasure.tombstone(at: now, by: principal), slots, vault.pseudonym)))
+            guard decision.isAllowed else { return a }
+            // A version still waiting for its acknowledgement would keep a
+            // key this erasure does not know of.
+            guard entries.allSatisfy(\.isAcknowledged) else {
+                a.abandoned = true
+                a.result = .failure(PatientVaultError(
+                    .conflict, "a version of this document is still being written", vaultID: vault.vaultID, documentID: document))
+                return a
+            }
+            try a.write(event: VaultEventBody(time: now, by: principal, event: .erased(erasure)), to: vault)
+            a.notifications = [.documentErased(document)]
+            return a
+        }
+        // The tombstone is durable: now the keys go (and their cached copies).
+        for slot in slots {
+            do {
+                try await destroyDocumentKey(slot, of: pseudonym)
+            } catch {
+                throw PatientVaultError.wrapping(error, documentID: document)
+            }
+        }
+        return tombstone
+    }
+
+    /// The tombstones of a vault's erased documents, oldest erasure first.
+    /// For the patient and their representatives, and configured reviewers
+    /// (audited as a read of the trail, which records the erasures too).
+    /// - Throws: ``PatientVaultError/Code/accessDenied``.
+    public func erasedDocuments(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ErasedDocument] {
+        try await audited(.readAuditTrail, patient, by: principal) { vault, now in
+            var decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
+            if !decision.isAllowed, configuration.isConfiguredReviewer(principal) { decision = .allow(.configuredReviewer) }
+            return Audited(
+                action: .readAuditTrail, decision: decision,
+                result: .success(vault.erased.values.sorted { ($0.erasedAt, $0.id.description) < ($1.erasedAt, $1.id.description) }))
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import PatientVaultProof
+import PatientVaultTesting
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// Erasure (CSP R1111-51, DOMAIN.md "Erase"): the author's, with a reason
+/// from a professional; every version's key destroyed, a tombstone left;
+/// the rest of the vault, its trail and the store's proofs untouched.
+@Suite struct ErasureTests {
+    let alice = Fixtures.alice
+    let doctor = Fixtures.doctor
+
+    /// The key slots of every version of a document.
+    func slots(_ store: VaultStore, _ id: DocumentID) async throws -> [KeySlot] {
+        try await store.withVault(alice) { ($0.documents[id] ?? []).map(\.keySlot) }
+    }
+
+    @Test(arguments: [TemporaryStorage.folder, .memory])
+    func anErasedDocumentIsGoneAndEverythingElseStillReads(storage: TemporaryStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let own = try await t.store.deposit(Fixtures.draft("Mine"), content: Data("mine".utf8), for: alice, as: .patient(alice))
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 300_000), for: alice, as: doctor)
+        let wrong = try await t.store.deposit(Fixtures.draft("Wrong"), content: Data("wrong patient".utf8), for: alice, as: doctor)
+        _ = try await t.store.replace(wrong.id, with: Fixtures.draft("Wrong v2"), content: Data("still wrong".utf8), for: alice, as: doctor)
+        let receipt = try await t.store.receipt(for: wrong.id, version: 1, for: alice, as: .patient(alice))
+        let before = try await t.store.checkpoint()
+        let erasedSlots = try await slots(t.store, wrong.id)
+        #expect(erasedSlots.count == 2)
+
+        let reason = try ErasureReason("deposited in the wrong patient's record")
+        let tombstone = try await t.store.erase(wrong.id, for: alice, reason: reason, as: doctor)
+        #expect(tombstone.id == wrong.id && tombstone.author == doctor && tombstone.erasedBy == doctor)
+        #expect(tombstone.versions == 2 && tombstone.reason == reason && tombstone.depositedAt == wrong.depositedAt)
+
+        for round in 0..<2 {
+            let store = round == 0 ? t.store : try await t.reopen()
+            // Gone for everyone: reads say so, listings and counts leave it out.
+            #expect(await code { _ = try await store.content(of: wrong.id, for: alice, as: .patient(alice)) } == .erased)
+            #expect(await code { _ = try await store.metadata(of: wrong.id, for: alice, as: doctor) } == .erased)
+            #expect(await code { _ = try await store.versions(of: wrong.id, for: alice, as: doctor) } == .erased)
+            #expect(try await store.documents(for: alice, as: .patient(alice)).map(\.id).sorted()
+                == [own.id, kept.id].sorted())
+            #expect(try await store.vaultInfo(for: alice, as: .patient(alice)).documentCount == 2)
+            #expect(await code { _ = try await store.whoCouldRead(wrong.id, at: Date(), for: alice, as: .patient(alice)) } == .unknownDocument)
+            #expect(try await store.erasedDocuments(for: alice, as: .patient(alice)) == [tombstone])
+            // Everything else reads, and the trail and the proofs verify.
+            #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT", size: 300_000))
+            #expect(try await store.content(of: own.id, for: alice, as: .patient(alice)) == Data("mine".utf8))
+            _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: before)
+            try await store.verify(against: before)
+            try CheckpointVerifier(logKey: store.checkpointVerifierKey).verifyInclusion(receipt.proof, leafData: receipt.leafData)
+            let trail = try await store.auditTrail(for: alice, as: .patient(alice))
+            #expect(trail.contains { $0.action == .erase && $0.outcome == .allowed && $0.document == wrong.id })
+        }
+        try await t.close()
+        // No key in the store opens the erased versions: their slots hold
+        // tombstones, and nothing else names a key for them.
+        if storage == .folder {
+            let engine = try t.rawEngine()
+            for slot in erasedSlots {
+                await #expect { _ = try await engine.keySlots.readKeySlot(slot) } throws: {
+                    ($0 as? StorageError)?.code == .keySlotDestroyed
+                }
+            }
+            try await engine.close()
+        }
+    }
+
+    /// Who may erase, and bad input: each refusal a typed error, audited,
+    /// nothing else changed.
+    @Test func onlyTheAuthorErasesAndBadInputChangesNothing() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: testStorage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        try await t.store.authorise(Fixtures.otherDoctor, for: alice, as: .patient(alice))
+        let mine = try await t.store.deposit(Fixtures.draft("Mine"), content: Data([1]), for: alice, as: .patient(alice))
+        let theirs = try await t.store.deposit(Fixtures.draft("Theirs"), content: Data([2]), for: alice, as: doctor)
+        let reason = try ErasureReason("at the patient's request")
+        let refusals: [(String, PatientVaultError.Code, AccessRule, () async throws -> Void)] = [
+            ("the patient erases the doctor's document", .accessDenied, .onlyAuthorErases,
+             { try await t.store.erase(theirs.id, for: alice, as: .patient(alice)) }),
+            ("an authorised doctor erases another's document", .accessDenied, .onlyAuthorErases,
+             { try await t.store.erase(theirs.id, for: alice, reason: reason, as: Fixtures.otherDoctor) }),
+            ("the author without a reason", .invalidArgument, .invalidRequest,
+             { try await t.store.erase(theirs.id, for: alice, as: doctor) }),
+            ("a document that does not exist", .unknownDocument, .unknownDocument,
+             { try await t.store.erase(try DocumentID.random(), for: alice, reason: reason, as: doctor) }),
+        ]
+        for (name, expected, rule, call) in refusals {
+            let before = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+            #expect(await code(call) == expected, "\(name)")
+            let after = try await t.store.withVault(alice) { ($0.nextSequence, $0.auditNext) }
+            #expect(after.0 == before.0 && after.1 == before.1 + 1, "\(name): one entry, no vault record")
+            let entry = try await t.store.auditTrail(for: alice, as: .patient(alice)).dropFirst().first
+            #expect(entry?.action == .erase && entry?.outcome == .denied && entry?.rule == rule, "\(name)")
+        }
+        #expect(try await t.store.content(of: theirs.id, for: alice, as: .patient(alice)) == Data([2]))
+        // The patient erases their own deposit without a reason; twice is `erased`.
+        let tombstone = try await t.store.erase(mine.id, for: alice, as: .patient(alice))
+        #expect(tombstone.reason == nil && tombstone.erasedBy == .patient(alice))
+        #expect(await code { try await t.store.erase(mine.id, for: alice, as: .patient(alice)) } == .erased)
+        // Nothing more is written to an erased document.
+        #expect(await code {
+            _ = try await t.store.replace(mine.id, with: Fixtures.draft(), content: Data([3]), for: alice, as: .patient(alice))
+        } == .unknownDocument)
+        #expect(await code { try await t.store.erase(mine.id, for: alice, reason: reason, as: doctor) } == .accessDenied)
+        try await t.close()
+    }
+
+    /// A tombstone written into `keys.slots` by someone who can write the
+    /// file (checksum right, MAC absent) is tampering: the vault reads as
+    /// `corrupted`, never as an erasure; a genuine erasure beside it stays one.
+    @Test func aForgedTombstoneIsTamperingNotAnErasure() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        let slot = try await slots(t.store, doc.id)[0]
+        try await t.close()
+        let keyFile = t.folder.appending(path: LogFormat.keyFileName)
+        let handle = try FileHandle(forUpdating: keyFile)
+        let header = try handle.read(upToCount: LogFormat.keySlotSize) ?? Data()
+        let salt = try #require(try LogFormat.decodeKeyFileHeader(Array(header)))
+        try handle.seek(toOffset: slot.number * UInt64(LogFormat.keySlotSize))
+        try handle.write(contentsOf: LogFormat.encodeKeySlot(slot, value: [], magic: LogFormat.keySlotTombstone, salt: salt))
+        try handle.close()
+        // The engine itself refuses it (the tombstone carries no MAC of the
+        // log key)...
+        let engine = try t.rawEngine()
+        await #expect { _ = try await engine.keySlots.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        try await engine.close()
+        // ...and the vault, whose records name no erasure, is damaged.
+        let store = try await t.reopen()
+        #expect(await code { _ = try await store.content(of: doc.id, for: alice, as: .patient(alice)) } == .corrupted)
+        try await t.close()
+    }
+
+    /// A crash (here: a failed write of the journal key, which stops the
+    /// store) between the tombstone and the destruction of the keys: the
+    /// next load of the vault finishes the destruction.
+    @Test func anErasureCutShortIsFinishedAtTheNextLoad() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: Fixtures.injecting(faults, segmentSize: 1 << 20), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        let slot = try await slots(t.store, doc.id)[0]
+        faults.failingSite = .journalKeyWrite
+        #expect(await code { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong record"), as: doctor) } == .durabilityLost)
+        faults.failingSite = nil
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        // The key is still there: only the tombstone was made durable.
+        let engine = try t.rawEngine()
+        #expect(try await engine.keySlots.readKeySlot(slot).count > 0)
+        try await engine.close()
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(await code { _ = try await store.content(of: doc.id, for: alice, as: .patient(alice)) } == .erased)
+        try await store.close()
+        let after = try t.rawEngine()
+        await #expect { _ = try await after.keySlots.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        try await after.close()
+    }
+}
