@@ -121,6 +121,8 @@ enum Seeds {
             .policy(.nameRepresentative(LegalRepresentative(ins: ins("1750133012345"), relationship: .parent))),
             .policy(.removeRepresentative(ins("1750133012345"))), .policy(.setBreakGlassOpposition(true)),
             .policy(.releaseToPatient(doc)), .firstAccess(.professional(doctor.rpps)), .hiddenNotice(doc), .automaticRelease(doc),
+            .erased(Erasure(id: doc, author: .professional(doctor), depositedAt: date, versions: 2, reason: try! ErasureReason("wrong patient"))),
+            .erased(Erasure(id: doc, author: .patient(alice), depositedAt: date, versions: 1, reason: nil)),
         ]
         let eventBodies = events.map { VaultEventBody(time: date, by: .patient(alice), event: $0).encoded() }
 
