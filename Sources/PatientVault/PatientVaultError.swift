@@ -49,6 +49,9 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         public static let corrupted = Code("corrupted")
         /// The document's key was destroyed: it was erased.
         public static let erased = Code("erased")
+        /// The vault was destroyed (its retention had ended): its tombstone
+        /// remains, nothing of it reads.
+        public static let vaultDestroyed = Code("vaultDestroyed")
         /// A write or `fdatasync` failed; the store acknowledges nothing more
         /// (reads included, since each needs its audit entry) until it is
         /// closed and reopened, and `close()` reports this code too.
@@ -94,7 +97,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// | `accessDenied` | 403 Forbidden |
         /// | `unknownVault`, `unknownDocument` | 404 Not Found (a document the caller may not see is "not found" too) |
         /// | `vaultAlreadyExists`, `conflict` | 409 Conflict |
-        /// | `deprecatedVersion`, `erased` | 410 Gone |
+        /// | `deprecatedVersion`, `erased`, `vaultDestroyed` | 410 Gone |
         /// | `diskFull` | 507 Insufficient Storage |
         /// | `storeLocked`, `closed`, `durabilityLost`, `cancelled` | 503 Service Unavailable (retry after the store is reopened; for `durabilityLost`, check before retrying a write) |
         /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable`, `checkpointNotExtended` | 500 Internal Server Error |
@@ -104,7 +107,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
             case .accessDenied: 403
             case .unknownVault, .unknownDocument: 404
             case .vaultAlreadyExists, .conflict: 409
-            case .deprecatedVersion, .erased: 410
+            case .deprecatedVersion, .erased, .vaultDestroyed: 410
             case .diskFull: 507
             case .storeLocked, .closed, .durabilityLost, .cancelled: 503
             default: 500
@@ -168,7 +171,7 @@ extension PatientVaultError.Code {
     /// Every code this version of the library can produce.
     public static let all: [PatientVaultError.Code] = [
         .invalidIdentifier, .invalidArgument, .unknownVault, .vaultAlreadyExists, .unknownDocument, .deprecatedVersion,
-        .accessDenied, .conflict, .wrongMasterKey, .storeLocked, .corrupted, .erased, .durabilityLost, .diskFull, .io,
+        .accessDenied, .conflict, .wrongMasterKey, .storeLocked, .corrupted, .erased, .vaultDestroyed, .durabilityLost, .diskFull, .io,
         .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed, .checkpointNotExtended,
     ]
 }

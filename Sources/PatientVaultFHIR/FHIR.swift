@@ -455,11 +455,12 @@ extension AuditEntry {
         let (interaction, crud): (String, String) = switch action {
         case .createVault, .deposit: ("create", "C")
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
-             .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease:
+             .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease, .closeVault, .recordDeath,
+             .reopenVault, .authoriseHeir:
             ("update", "U")
         case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
         case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice: ("read", "R")
-        case .erase: ("delete", "D")
+        case .erase, .destroyVault: ("delete", "D")
         }
         let purposeCode: String = switch purpose {
         case .care: "TREAT"

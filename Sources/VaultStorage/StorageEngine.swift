@@ -240,6 +240,22 @@ package protocol KeySlotStore: AnyObject, Sendable {
     func destroyKeySlot(_ slot: KeySlot) async throws
 }
 
+extension KeySlotStore {
+    /// Destroys those of `slots` that still read (a destruction a crash or
+    /// a failed sync cut short): one read per slot, a destruction only
+    /// where one is missing.
+    package func finishDestruction(of slots: [KeySlot]) async throws {
+        for slot in slots {
+            do {
+                _ = try await readKeySlot(slot)
+            } catch let error as StorageError where error.code == .keySlotDestroyed {
+                continue
+            }
+            try await destroyKeySlot(slot)
+        }
+    }
+}
+
 /// The storage contract of the layers above: an append-only log of
 /// records grouped in streams, and, through ``keySlots``, destroyable key
 /// slots.

@@ -55,6 +55,16 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Erasing a document: every version's key destroyed, a tombstone
     /// left (CSP R1111-51).
     case erase
+    /// Closing a vault at the patient's request.
+    case closeVault
+    /// Closing a vault on the patient's death.
+    case recordDeath
+    /// Reopening a closed vault during its retention period.
+    case reopenVault
+    /// Giving an heir read access to a deceased patient's vault.
+    case authoriseHeir
+    /// Destroying a vault whose retention has ended.
+    case destroyVault
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -67,7 +77,18 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Operations that write the vault (their entry is always durable with them).
     var isWrite: Bool {
         switch self {
-        case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice, .erase: return true
+        case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice, .erase, .closeVault,
+             .recordDeath, .reopenVault, .authoriseHeir, .destroyVault:
+            return true
+        default: return managesAccess
+        }
+    }
+
+    /// Writes a closed vault refuses (rule ``AccessRule/vaultClosed``):
+    /// every change of its documents or its access, and closing it again.
+    var isRefusedWhenClosed: Bool {
+        switch self {
+        case .deposit, .replace, .erase, .releaseToPatient, .closeVault, .recordDeath: return true
         default: return managesAccess
         }
     }
@@ -111,6 +132,10 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     case hiddenDocumentReleasedByTime
     /// A reviewer named in the configuration.
     case configuredReviewer
+    /// A doctor records the patient's death (or corrects that record).
+    case certifiesDeath
+    /// An heir given access after the patient's death.
+    case heirOfDeceased
     /// The store's own scheduled events.
     case systemEvent
 
@@ -148,6 +173,11 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     /// Only the document's author erases it: the patient their own
     /// deposits, a professional theirs at the patient's request (CSP R1111-51).
     case onlyAuthorErases
+    /// The vault is closed: read-only until it is reopened or destroyed
+    /// (CSP L1111-18).
+    case vaultClosed
+    /// Only a doctor records a patient's death.
+    case onlyDoctorCertifiesDeath
     /// Not a reviewer named in the configuration.
     case notAReviewer
     /// The document does not exist (as far as this principal can tell).
@@ -169,6 +199,7 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
         case .hiddenFromPatient, .hiddenDocumentReleasedByTime: return "CSP R1111-53"
         case .professionMatrix: return "Arrêté du 26 octobre 2023"
         case .onlyAuthorErases: return "CSP R1111-51"
+        case .vaultClosed: return "CSP L1111-18"
         default: return nil
         }
     }
@@ -325,6 +356,11 @@ public enum AccessPolicy {
         let patientSide = isHolder || isRepresentative
         let patientSideRule: AccessRule = isHolder ? .patientIsHolder : .legalRepresentative
 
+        // A closed vault is read-only (its closure, its reopening, heirs
+        // and its destruction excepted).
+        if q.policy.closure != nil, q.action.isRefusedWhenClosed { return .deny(.vaultClosed) }
+        let isDoctor: Bool = if case .professional(let pro) = p { pro.profession == .doctor } else { false }
+
         switch q.action {
         case .createVault:
             guard let channel = q.channel else { return .deny(.creationChannelMismatch) }
@@ -361,6 +397,28 @@ public enum AccessPolicy {
         case .releaseToPatient:
             guard let document = q.document else { return .deny(.unknownDocument) }
             return document.author == p ? .allow(.authorOfDocument) : .deny(.onlyAuthorReleases)
+
+        case .closeVault:
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.onlyPatientManagesAccess)
+
+        case .recordDeath:
+            return isDoctor ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath)
+
+        case .reopenVault:
+            // Whoever may make the closure may undo it: the patient theirs,
+            // a doctor a death recorded by mistake.
+            if q.policy.closure?.reason == .death { return isDoctor ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath) }
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.onlyPatientManagesAccess)
+
+        case .authoriseHeir, .destroyVault:
+            // The operator's decision (its data-protection officer), on the
+            // heirs' request or once retention has ended; destruction also
+            // by the store's own daily job.
+            if case .system = p, q.action == .destroyVault { return .allow(.systemEvent) }
+            if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
+            return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 
         case .erase:
             // The patient erases what they deposited; a professional or an
@@ -432,9 +490,14 @@ public enum AccessPolicy {
         var basis: AccessRule
         var breakGlass = false
         switch p {
-        case .patient:
-            guard isHolder else { return .deny(.notAuthorised) }
-            basis = .patientIsHolder
+        case .patient(let ins):
+            if isHolder {
+                basis = .patientIsHolder
+            } else if policy.closure?.reason == .death, policy.heirs.contains(ins) {
+                basis = .heirOfDeceased
+            } else {
+                return .deny(.notAuthorised)
+            }
         case .representative:
             guard isRepresentative else { return .deny(.notAuthorised) }
             basis = .legalRepresentative
@@ -504,7 +567,8 @@ public enum AccessPolicy {
             // counts from the start of the document's hidden period, across
             // replacements (CSP R1111-53): replacing it does not restart it.
             let released = policy.released[document.id].map { $0 >= document.depositedAt } ?? false
-            if flags.contains(.hiddenFromPatient), isHolder || isRepresentative, !released {
+            // An heir sees what the patient saw.
+            if flags.contains(.hiddenFromPatient), isHolder || isRepresentative || basis == .heirOfDeceased, !released {
                 let since = q.hiddenSince ?? document.depositedAt
                 guard q.time >= since.addingTimeInterval(hiddenDocumentReleaseDelay) else {
                     return .deny(.hiddenFromPatient)

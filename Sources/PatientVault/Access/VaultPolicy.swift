@@ -73,6 +73,13 @@ public enum PolicyChange: Hashable, Sendable {
     /// The author releases a document hidden from the patient (after
     /// announcing its result in person).
     case releaseToPatient(DocumentID)
+    /// Closes the vault: read-only for its retention period.
+    case closeVault(ClosureReason)
+    /// Reopens a closed vault, during its retention period.
+    case reopenVault
+    /// After the patient's death, gives an heir (by their INS) read access,
+    /// on their request.
+    case authoriseHeir(INS)
 
     /// The audited action of this change.
     var action: VaultAction {
@@ -87,6 +94,10 @@ public enum PolicyChange: Hashable, Sendable {
         case .removeRepresentative: return .removeRepresentative
         case .setBreakGlassOpposition: return .setBreakGlassOpposition
         case .releaseToPatient: return .releaseToPatient
+        case .closeVault(.patientRequest): return .closeVault
+        case .closeVault(.death): return .recordDeath
+        case .reopenVault: return .reopenVault
+        case .authoriseHeir: return .authoriseHeir
         }
     }
 }
@@ -115,6 +126,11 @@ public struct VaultPolicy: Hashable, Sendable {
     /// Whether a legal representative designated the current médecin
     /// traitant (who then does not see documents hidden from legal representatives).
     public var medecinTraitantSetByRepresentative = false
+    /// The vault's closure, while it is closed.
+    public var closure: VaultClosure?
+    /// Heirs given read access after the patient's death, by INS (cleared
+    /// when the vault is reopened).
+    public var heirs: Set<INS> = []
 
     /// Creates an empty policy: nobody but the patient.
     public init() {}
@@ -148,6 +164,11 @@ public struct VaultPolicy: Hashable, Sendable {
         case .removeRepresentative(let i): representatives[i] = nil
         case .setBreakGlassOpposition(let b): breakGlassOpposed = b
         case .releaseToPatient(let d): released[d] = time
+        case .closeVault(let reason): closure = VaultClosure(reason: reason, closedAt: time, closedBy: actor)
+        case .reopenVault:
+            closure = nil
+            heirs = []
+        case .authoriseHeir(let i): heirs.insert(i)
         }
     }
 
@@ -167,6 +188,8 @@ public struct VaultPolicy: Hashable, Sendable {
             if let p, p.profession != .doctor { throw invalid("the médecin traitant is a doctor") }
         case .nameRepresentative(let r):
             if r.ins == holder { throw invalid("the patient cannot be their own representative") }
+        case .authoriseHeir(let i):
+            if i == holder { throw invalid("the patient is not their own heir") }
         default:
             break
         }
@@ -175,7 +198,9 @@ public struct VaultPolicy: Hashable, Sendable {
     /// Checks that `change` makes sense in this state; throws
     /// `invalidArgument` if not. Done after the access decision, so that
     /// only those allowed to change the policy learn about its state.
-    func validate(_ change: PolicyChange, at time: Date, document: DocumentMetadata?) throws(PatientVaultError) {
+    func validate(
+        _ change: PolicyChange, at time: Date, document: DocumentMetadata?, retainedUntil: Date? = nil
+    ) throws(PatientVaultError) {
         func invalid(_ m: String) -> PatientVaultError { PatientVaultError(.invalidArgument, m) }
         switch change {
         case .authorise:
@@ -202,6 +227,17 @@ public struct VaultPolicy: Hashable, Sendable {
         case .releaseToPatient(let d):
             if released[d] != nil { throw invalid("the document was already released") }
             if document?.confidentiality.contains(.hiddenFromPatient) != true { throw invalid("the document is not hidden from the patient") }
+        case .closeVault:
+            // A closed vault refuses this in the decision (`vaultClosed`).
+            break
+        case .reopenVault:
+            guard closure != nil else { throw invalid("the vault is not closed") }
+            if let retainedUntil, time >= retainedUntil {
+                throw PatientVaultError(.conflict, "the vault's retention ended at \(retainedUntil): it can only be destroyed")
+            }
+        case .authoriseHeir(let i):
+            guard closure?.reason == .death else { throw invalid("heirs are given access to the vault of a deceased patient only") }
+            if heirs.contains(i) { throw invalid("this heir already has access") }
         }
     }
 }

@@ -289,6 +289,11 @@ public struct VaultInfo: Hashable, Sendable {
     public var createdAt: Date
     /// Number of documents (current versions) visible to the asker.
     public var documentCount: Int
+    /// The vault's closure, while it is closed (read-only).
+    public var closure: VaultClosure?
+    /// While it is closed, the end of its retention: from then on it can
+    /// be destroyed, no longer reopened.
+    public var retainedUntil: Date?
 
     /// Vault information as the store returns it; public so that a host's
     /// tests can fake a store's answers.

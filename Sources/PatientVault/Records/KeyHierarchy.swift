@@ -14,31 +14,37 @@ import VaultStorage
 /// - 7: log key, the MAC of every frame header and of the index checkpoint
 ///   (handed to the storage engine as a ``LogAuthenticator``);
 /// - 8: signing-key key: seals the records of the store's checkpoint
-///   signing keys and wraps their random seeds (``SigningKeyRing``).
+///   signing keys and wraps their random seeds (``SigningKeyRing``);
+/// - 9: lifecycle key: seals the store's lifecycle stream (vaults closed,
+///   reopened, destroyed: ``VaultLifecycleIndex``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
-    /// Subkeys 1 to 8, as numbered above.
-    let check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey: SymmetricKey
+    /// Subkeys 1 to 9, as numbered above.
+    let check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle: SymmetricKey
     /// The store's one activity-mark stream (``ActivityWriter``), derived once.
     let activityMarkStream: StreamID
     /// The store's one statistics stream, derived once.
     let statisticsStream: StreamID
     /// The store's one stream of checkpoint signing keys (``SigningKeyRing``).
     let signingKeyStream: StreamID
+    /// The store's one stream of vault closures, reopenings and
+    /// destructions (``VaultLifecycleIndex``).
+    let lifecycleStream: StreamID
 
     init(master: SymmetricKey) throws {
-        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...8), context: Self.context)
-        (check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey) =
-            (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7])
+        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...9), context: Self.context)
+        (check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle) =
+            (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8])
         activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
         signingKeyStream = Self.classed(.signingKey, BLAKE2b.hash(Array("PV1-signing-keys".utf8), key: pseudonym))
+        lifecycleStream = Self.classed(.lifecycle, BLAKE2b.hash(Array("PV1-vault-lifecycle".utf8), key: pseudonym))
     }
 
     /// Wipes every key now (at ``VaultStore/close()``), rather than when
     /// the last reference goes.
     func wipe() {
-        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey] { key.wipe() }
+        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle] { key.wipe() }
     }
 
     /// The id the API shows for a vault (32 hexadecimal characters): keyed
@@ -85,7 +91,7 @@ struct StoreKeys: Sendable {
     /// The first byte of a stream id says what kind of stream it is, so the
     /// engine can count vaults without knowing what they are.
     enum StreamClass: UInt8 {
-        case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6, signingKey = 7
+        case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6, signingKey = 7, lifecycle = 8
 
         /// The class of a stream: its first byte.
         init?(of stream: StreamID) { self.init(rawValue: UInt8(truncatingIfNeeded: stream.w0)) }

@@ -23,6 +23,8 @@ enum RecordKind: UInt8 {
     case activityMark = 8
     /// A checkpoint signing key of the store (``SigningKeyRing``).
     case signingKey = 9
+    /// A vault closed, reopened or destroyed (``VaultLifecycleIndex``).
+    case lifecycle = 10
 }
 
 extension RecordKind {
@@ -37,7 +39,7 @@ extension RecordKind {
         case .vaultCreated, .vaultEvent, .documentVersion: return 256
         // Every statistics record fits one block of 128 (a tested bound),
         // so all kinds look alike on disk.
-        case .statistics: return 128
+        case .statistics, .lifecycle: return 128
         case .activityMark, .signingKey: return 64
         case .contentChunk: return 1
         }

@@ -84,6 +84,9 @@ extension ByteWriter {
         case .removeRepresentative(let i): write(UInt8(9)); write(string: i.digits)
         case .setBreakGlassOpposition(let b): write(UInt8(10)); write(UInt8(b ? 1 : 0))
         case .releaseToPatient(let d): write(UInt8(11)); write(bytes: d.bytes)
+        case .closeVault(let reason): write(UInt8(12)); write(UInt8(reason == .patientRequest ? 1 : 2))
+        case .reopenVault: write(UInt8(13))
+        case .authoriseHeir(let i): write(UInt8(14)); write(string: i.digits)
         }
     }
 }
@@ -129,6 +132,14 @@ extension ByteReader {
             default: throw ByteReader.Malformed()
             }
         case 11: return .releaseToPatient(DocumentID(bytes: try read(count: 16)))
+        case 12:
+            switch try read(UInt8.self) {
+            case 1: return .closeVault(.patientRequest)
+            case 2: return .closeVault(.death)
+            default: throw ByteReader.Malformed()
+            }
+        case 13: return .reopenVault
+        case 14: return .authoriseHeir(try INS(try readString(limit: Limits.identifier)))
         default: throw ByteReader.Malformed()
         }
     }

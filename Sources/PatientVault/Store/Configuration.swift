@@ -84,6 +84,10 @@ public struct Configuration: Sendable {
     /// memory, which the system limits (memory maps), so keep it in the
     /// low thousands.
     public var loadedVaultLimit: Int = 2048
+    /// How long a closed vault is kept, read-only, before it may be
+    /// destroyed: this many calendar years from its closure (Gregorian,
+    /// UTC, to the second). 10 by default (CSP L1111-18); 1 to 100.
+    public var closedVaultRetentionYears: Int = 10
     /// How many unwrapped document keys stay in memory for documents read
     /// again (least recently used first out; 0 turns the cache off). Each
     /// costs a 512-byte slot of guarded memory and saves a key-slot read
@@ -170,6 +174,9 @@ public struct Configuration: Sendable {
         }
         if let auditReserve, !((64 << 10)...(segmentSize / 4)).contains(auditReserve) {
             throw bad("auditReserve", auditReserve, "65,536 to a quarter of segmentSize (\(segmentSize / 4)) bytes")
+        }
+        guard (1...100).contains(closedVaultRetentionYears) else {
+            throw bad("closedVaultRetentionYears", closedVaultRetentionYears, "1 to 100")
         }
         guard (1...1_000_000).contains(loadedVaultLimit) else {
             throw bad("loadedVaultLimit", loadedVaultLimit, "1 to 1,000,000")

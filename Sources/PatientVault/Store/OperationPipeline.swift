@@ -194,8 +194,11 @@ struct OperationPipeline: Sendable {
     let configuration: Configuration
     let lifecycle: StoreLifecycle
     /// The number of vaults: counted from the engine's streams at open,
-    /// then one more at every acknowledged creation (``VaultStore/vaultCount``).
+    /// less the destroyed ones, then one more at every acknowledged
+    /// creation and one less at every destruction (``VaultStore/vaultCount``).
     let vaultCount: Locked<Int>
+    /// Closed and destroyed vaults (a destroyed vault refuses every call).
+    let lifecycleIndex: VaultLifecycleIndex
 
     /// An operation with no work outside the lock (reads, listings, policy
     /// changes, scheduled events): decide and commit in one lock hold.
@@ -326,6 +329,8 @@ struct OperationPipeline: Sendable {
     ) async throws(PatientVaultError) -> (createdAt: Date, vaultID: String) {
         try lifecycle.ensureOpen()
         let pseudonym = keys.vaultPseudonym(for: patient)
+        // A destroyed vault has no trail to record the attempt in.
+        try ensureNotDestroyed(pseudonym)
         let vaultID = keys.publicVaultID(of: pseudonym)
         let createdAt = configuration.currentTime()
         if loader.engine.contains(pseudonym) {
@@ -474,12 +479,20 @@ struct OperationPipeline: Sendable {
     /// As ``withVault(_:_:)``, for a pseudonym the caller already has.
     func withVault<R>(_ pseudonym: StreamID, _ body: (inout VaultState) throws -> R) async throws(PatientVaultError) -> R {
         try lifecycle.ensureOpen()
+        try ensureNotDestroyed(pseudonym)
         do {
             return try await cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
                 exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }, body)
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
+        }
+    }
+
+    /// Throws ``PatientVaultError/Code/vaultDestroyed`` for a destroyed vault.
+    func ensureNotDestroyed(_ pseudonym: StreamID) throws(PatientVaultError) {
+        if lifecycleIndex.tombstone(of: pseudonym) != nil {
+            throw PatientVaultError(.vaultDestroyed, "the vault was destroyed", vaultID: keys.publicVaultID(of: pseudonym))
         }
     }
 

@@ -156,6 +156,18 @@ final class VaultCache: Sendable {
         }
     }
 
+    /// Drops one vault from memory now (a destroyed vault: its keys are
+    /// wiped as its state goes), whatever is pending on it.
+    func drop(_ pseudonym: StreamID) {
+        guard let handle = handles.withLock({ $0[pseudonym] }) else { return }
+        handle.state.withLock { state in
+            state = nil
+            handle.retired.store(true, ordering: .relaxed)
+            handles.withLock { if $0[pseudonym] === handle { $0[pseudonym] = nil } }
+        }
+        uses.withLock { _ = $0.lastUse.removeValue(forKey: pseudonym) }
+    }
+
     /// Drops every vault from memory (their keys are wiped as they go).
     func dropAll() {
         let all = handles.withLock { Array($0.values) }

@@ -38,7 +38,8 @@ struct VaultLoader: Sendable {
             try RecordCodec.openWhole(first.payload, header: header, key: vaultKeys.records, stream: pseudonym))
         var state = VaultState(
             pseudonym: pseudonym, vaultID: keys.publicVaultID(of: pseudonym), keys: vaultKeys,
-            auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys), creation: body, isAcknowledged: true, nextSequence: 1)
+            auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys), creation: body,
+            vaultKeySlot: slot, isAcknowledged: true, nextSequence: 1)
         // The events first (under the vault's own key): which documents
         // were erased, before any version is opened.
         var headers: [RecordHeader] = [header]
@@ -69,30 +70,16 @@ struct VaultLoader: Sendable {
                 state.authors.insert(entry.metadata.author)
             case .vaultEvent:
                 state.apply(events[i]!)
-            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey:
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey, .lifecycle:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1
         }
         state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
         try await loadAuditHead(into: &state)
-        try await finishDestruction(of: erasedSlots)
+        // The key slots of erased versions that a crash left readable.
+        try await engine.keySlots.finishDestruction(of: erasedSlots)
         return state
-    }
-
-    /// Destroys the key slots of erased versions that are still readable
-    /// (a crash came between the erasure's record and their destruction).
-    /// Cost: one slot read per erased version; a destruction only where
-    /// one was cut short.
-    private func finishDestruction(of slots: [KeySlot]) async throws {
-        for slot in slots {
-            do {
-                _ = try await engine.keySlots.readKeySlot(slot)
-            } catch let error as StorageError where error.code == .keySlotDestroyed {
-                continue
-            }
-            try await engine.keySlots.destroyKeySlot(slot)
-        }
     }
 
     /// Visits `stream` newest first, until `visit` returns false (the

@@ -34,6 +34,8 @@ struct VaultState: Sendable {
     /// derived once.
     let statisticsTag: [UInt8]
     let creation: VaultCreatedBody
+    /// The key slot of the vault's key (destroyed with the vault).
+    var vaultKeySlot: KeySlot?
     /// Set once the creation record is acknowledged.
     var isAcknowledged: Bool
     /// The append of the creation record while it waits for its sync: a

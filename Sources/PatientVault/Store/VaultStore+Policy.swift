@@ -130,8 +130,28 @@ extension VaultStore {
                 action: change.action, decision: decision, document: document?.id, version: document?.version,
                 target: Self.target(of: change), isWrite: true, result: .success(()))
             guard decision.isAllowed else { return a }
-            try vault.policy.validate(change, at: now, document: document)
+            let retainedUntil = vault.policy.closure.map {
+                VaultClosure.retainedUntil($0.closedAt, years: configuration.closedVaultRetentionYears)
+            }
+            try vault.policy.validate(change, at: now, document: document, retainedUntil: retainedUntil)
             try a.write(event: VaultEventBody(time: now, by: principal, event: .policy(change)), to: vault)
+            // A closure or a reopening also goes into the store's lifecycle
+            // stream, in the same atomic group: the index of closed vaults
+            // that destroyExpiredVaults(at:) walks.
+            let lifecycleRecord: LifecycleRecord? = switch change {
+            case .closeVault(let reason): .closed(vault: vault.pseudonym, at: now, reason: reason)
+            case .reopenVault: .reopened(vault: vault.pseudonym)
+            default: nil
+            }
+            if let lifecycleRecord {
+                a.records.append(try lifecycleRecord.sealed(keys: keys))
+                let index = pipeline.lifecycleIndex
+                let applyEvent = a.onAcknowledged
+                a.onAcknowledged = { v, references in
+                    applyEvent?(&v, references)
+                    index.apply(lifecycleRecord)
+                }
+            }
             a.notifications = [.authorisationChanged(change.action)]
             return a
         }
@@ -148,7 +168,10 @@ extension VaultStore {
         case .addToCareTeam(let p): return p.rpps.description
         case .nameRepresentative, .removeRepresentative: return "representative"
         case .setBreakGlassOpposition(let b): return b ? "opposed" : "allowed"
-        case .releaseToPatient: return nil
+        case .releaseToPatient, .reopenVault: return nil
+        case .closeVault(let reason): return reason.rawValue
+        // An INS never goes into an entry.
+        case .authoriseHeir: return "heir"
         }
     }
 

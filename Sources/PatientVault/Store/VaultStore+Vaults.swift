@@ -31,7 +31,7 @@ extension VaultStore {
             let created = VaultState(
                 pseudonym: pseudonym, vaultID: vaultID, keys: vaultKeys,
                 auditStream: keys.auditStream(of: pseudonym), statisticsTag: StatisticsWriter.tag(of: pseudonym, keys: keys),
-                creation: body,
+                creation: body, vaultKeySlot: slot,
                 isAcknowledged: false, nextSequence: 0)
             // The creation and its audit entry: one atomic, durable group.
             let a = Audited<Void>(
@@ -64,9 +64,14 @@ extension VaultStore {
                 guard let m = vault.versions(of: id).last else { return false }
                 return sees(m, as: principal, purpose: purpose, in: vault, at: now)
             }
-            return Audited(action: .readVaultInfo, decision: decision, result: .success(VaultInfo(
+            var info = VaultInfo(
                 vaultID: vault.vaultID, createdBy: vault.creation.createdBy, channel: vault.creation.channel,
-                createdAt: vault.creation.createdAt, documentCount: visible.count)))
+                createdAt: vault.creation.createdAt, documentCount: visible.count)
+            info.closure = vault.policy.closure
+            info.retainedUntil = vault.policy.closure.map {
+                VaultClosure.retainedUntil($0.closedAt, years: configuration.closedVaultRetentionYears)
+            }
+            return Audited(action: .readVaultInfo, decision: decision, result: .success(info))
         }
     }
 }

@@ -54,7 +54,10 @@ public final class VaultStore: Sendable {
     var auditWriter: AuditWriter { pipeline.audit }
     var logger: Logger { configuration.logger }
 
-    private init(engine: any StorageEngine, keys: StoreKeys, signingKeys: SigningKeyRing, configuration: Configuration, location: URL) {
+    private init(
+        engine: any StorageEngine, keys: StoreKeys, signingKeys: SigningKeyRing, lifecycleIndex: VaultLifecycleIndex,
+        configuration: Configuration, location: URL
+    ) {
         self.engine = engine
         self.signingKeys = signingKeys
         self.location = location
@@ -75,7 +78,7 @@ public final class VaultStore: Sendable {
         pipeline = OperationPipeline(
             cache: cache, loader: VaultLoader(engine: engine, keys: keys), audit: auditWriter, notifier: Notifier(),
             keys: keys, configuration: configuration, lifecycle: StoreLifecycle(),
-            vaultCount: Locked(Self.countVaults(in: engine)))
+            vaultCount: Locked(Self.countVaults(in: engine) - lifecycleIndex.destroyedCount), lifecycleIndex: lifecycleIndex)
         if case .batched(let delay) = configuration.auditMode {
             flusher = Task.detached { [engine] in
                 // Bounded delay: every `delay`, make written entries durable.
@@ -151,7 +154,9 @@ public final class VaultStore: Sendable {
             authenticator: LogMAC(key: keys.log), logger: configuration.logger)
         let engine = try translatingErrors { try makeEngine(options) }
         let signingKeys: SigningKeyRing
+        let lifecycleIndex: VaultLifecycleIndex
         do {
+            lifecycleIndex = try await translatingErrorsAsync { try await VaultLifecycleIndex.load(engine: engine, keys: keys) }
             signingKeys = try await translatingErrorsAsync {
                 // A store with a header checked the key already; without one
                 // (memory), the signing key is the first thing the key opens.
@@ -168,7 +173,9 @@ public final class VaultStore: Sendable {
             throw error
         }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
-        let store = VaultStore(engine: engine, keys: keys, signingKeys: signingKeys, configuration: configuration, location: location)
+        let store = VaultStore(
+            engine: engine, keys: keys, signingKeys: signingKeys, lifecycleIndex: lifecycleIndex, configuration: configuration,
+            location: location)
         do {
             try await store.rebuildActivity()
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }

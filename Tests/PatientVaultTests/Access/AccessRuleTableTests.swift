@@ -342,8 +342,52 @@ import Testing
         ]
     }()
 
+    /// Closure (at the patient's request or on death), reopening, heirs,
+    /// destruction (CSP L1111-18).
+    static let lifecycle: [Case] = {
+        var closed = basePolicy()
+        closed.apply(.closeVault(.patientRequest), at: t0, by: .patient(holder))
+        var dead = basePolicy()
+        dead.apply(.closeVault(.death), at: t0, by: .professional(mtDoctor))
+        let heir = Fixtures.bob
+        var inherited = dead
+        inherited.apply(.authoriseHeir(heir), at: t0, by: reviewer)
+        let hidden = document(flags: [.hiddenFromPatient], depositedAt: t0)
+        return [
+            allow("patient closes", req(.closeVault, .patient(holder), document: nil), .patientIsHolder),
+            allow("representative closes", req(.closeVault, .representative(rep), document: nil), .legalRepresentative),
+            deny("doctor closes at the patient's request", req(.closeVault, .professional(mtDoctor), document: nil), .onlyPatientManagesAccess),
+            deny("insurer closes", req(.closeVault, insurer, document: nil), .forbiddenClass),
+            allow("doctor records a death", req(.recordDeath, .professional(strangerDoctor), document: nil), .certifiesDeath),
+            deny("nurse records a death", req(.recordDeath, .professional(teamNurse), document: nil), .onlyDoctorCertifiesDeath),
+            deny("patient records a death", req(.recordDeath, .patient(holder), document: nil), .onlyDoctorCertifiesDeath),
+            deny("hospital records a death", req(.recordDeath, .organisation(hospital), document: nil), .onlyDoctorCertifiesDeath),
+            deny("close a closed vault", req(.closeVault, .patient(holder), policy: closed, document: nil), .vaultClosed),
+            deny("deposit into a closed vault", req(.deposit, .professional(authorDoctor), policy: closed, document: nil, category: .report), .vaultClosed),
+            deny("replace in a closed vault", req(.replace, .professional(authorDoctor), policy: closed), .vaultClosed),
+            deny("erase in a closed vault", req(.erase, .professional(authorDoctor), policy: closed), .vaultClosed),
+            deny("authorise in a closed vault", req(.authorise, .patient(holder), policy: closed, document: nil), .vaultClosed),
+            allow("read a closed vault", req(.readContent, .patient(holder), policy: closed), .patientIsHolder),
+            allow("authorised doctor reads a closed vault", req(.readContent, .professional(grantedDoctor), policy: closed), .authorisedByPatient),
+            allow("patient reopens", req(.reopenVault, .patient(holder), policy: closed, document: nil), .patientIsHolder),
+            deny("doctor reopens what the patient closed", req(.reopenVault, .professional(mtDoctor), policy: closed, document: nil), .onlyPatientManagesAccess),
+            allow("doctor corrects a death recorded by mistake", req(.reopenVault, .professional(mtDoctor), policy: dead, document: nil), .certifiesDeath),
+            deny("representative reopens after death", req(.reopenVault, .representative(rep), policy: dead, document: nil), .onlyDoctorCertifiesDeath),
+            allow("reviewer authorises an heir", req(.authoriseHeir, reviewer, policy: dead, document: nil, reviewer: true), .configuredReviewer),
+            deny("doctor authorises an heir", req(.authoriseHeir, .professional(mtDoctor), policy: dead, document: nil), .notAReviewer),
+            deny("insurer authorises an heir", req(.authoriseHeir, insurer, policy: dead, document: nil), .forbiddenClass),
+            allow("heir reads after death", req(.readContent, .patient(heir), policy: inherited), .heirOfDeceased),
+            deny("heir reads a document still hidden from the patient", req(.readContent, .patient(heir), policy: inherited, document: hidden, at: t0 + day), .hiddenFromPatient),
+            deny("heir not yet authorised", req(.readContent, .patient(heir), policy: dead), .notAuthorised),
+            allow("configured reviewer destroys", req(.destroyVault, reviewer, policy: closed, document: nil, reviewer: true), .configuredReviewer),
+            allow("the store's job destroys", req(.destroyVault, .system, policy: closed, document: nil), .systemEvent),
+            deny("patient destroys", req(.destroyVault, .patient(holder), policy: closed, document: nil), .notAReviewer),
+            deny("system authorises an heir", req(.authoriseHeir, .system, policy: dead, document: nil), .notAReviewer),
+        ]
+    }()
+
     static let all: [Case] = principalKinds + forbiddenClasses + flags + matrix + blocking + grants + breakGlass + hiddenTime + management
-        + others + erasure
+        + others + erasure + lifecycle
 
     /// The table is large enough when every rule the decision can give
     /// is expected by some case (the rules the pipeline gives, outside the

@@ -89,6 +89,9 @@ struct AuditedVault {
             try await v.store.erase(d, for: v.alice, reason: try ErasureReason("filed in the wrong record"), as: p)
         },
         row("erasedDocuments", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.erasedDocuments(for: v.alice, as: p) },
+        row("closeVault", .closeVault, patient, doctor) { v, _, p in try await v.store.closeVault(for: v.alice, reason: .patientRequest, as: p) },
+        row("reopenVault", .reopenVault, patient, doctor) { v, _, p in try await v.store.reopenVault(for: v.alice, as: p) },
+        row("authoriseHeir", .authoriseHeir, dpo, doctor) { v, _, p in try await v.store.authoriseHeir(Fixtures.bob, for: v.alice, as: p) },
         row("verifyAuditTrail", .verifyAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.verifyAuditTrail(for: v.alice, as: p) },
         row("whoCouldRead", .queryAccessHistory, patient, doctor) { v, d, p in _ = try await v.store.whoCouldRead(d, at: v.clock.now(), for: v.alice, as: p) },
         row("whatCouldRead", .queryAccessHistory, patient, Fixtures.employerPrincipal) { v, _, p in _ = try await v.store.whatCouldRead(doctor, at: v.clock.now(), for: v.alice, as: p) },
@@ -97,6 +100,7 @@ struct AuditedVault {
     static let names = operations.map(\.0)
 
     static let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+    static let dpo = Principal.auditReviewer(try! SystemPrincipal("dpo"))
 
     /// What an operation needs in place before its allowed call (its own
     /// entries are not counted).
@@ -105,6 +109,8 @@ struct AuditedVault {
         "unblock": { v, _ in try await v.store.block(stranger, for: v.alice, as: v.patient) },
         "removeFromCareTeam": { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: v.patient) },
         "removeRepresentative": { v, _ in try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient) },
+        "reopenVault": { v, _ in try await v.store.closeVault(for: v.alice, reason: .patientRequest, as: v.patient) },
+        "authoriseHeir": { v, _ in try await v.store.closeVault(for: v.alice, reason: .death, as: doctor) },
     ]
 
     /// The public operations of `VaultStore` and `VaultAccess` that do not
@@ -118,6 +124,9 @@ struct AuditedVault {
         // Host operations on the whole log, like open and close: no vault,
         // no principal, nothing of a patient read.
         "checkpoint": "CheckpointTests", "verify": "CheckpointTests", "consistencyProof": "CheckpointTests",
+        // Their allowed call leaves no vault to hold the denied one's entry.
+        "destroyVault": "LifecycleTests", "destroyExpiredVaults": "LifecycleTests",
+        "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",
     ]
 
     /// The table is driven by the public API: every public operation of

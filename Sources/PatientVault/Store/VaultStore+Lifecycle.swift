@@ -1,0 +1,141 @@
+import Foundation
+import VaultStorage
+
+extension VaultStore {
+    // MARK: - Closure, retention, destruction
+
+    /// Closes the vault: from now on it is read-only (deposits,
+    /// replacements, erasures, releases and access changes are refused,
+    /// rule ``AccessRule/vaultClosed``) for its retention period
+    /// (``Configuration/closedVaultRetentionYears``, 10 years by default,
+    /// CSP L1111-18); reads follow the usual rules. Afterwards it can only
+    /// be destroyed (``destroyVault(for:as:)``).
+    ///
+    /// At the patient's request (`.patientRequest`): the patient or a named
+    /// representative. On death (`.death`): a doctor (action
+    /// ``VaultAction/recordDeath``, rule ``AccessRule/certifiesDeath``).
+    /// Audited, and recorded in the vault's history and in the store's
+    /// lifecycle index in one durable group.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (rules
+    ///   `onlyPatientManagesAccess`, `onlyDoctorCertifiesDeath`, or
+    ///   `vaultClosed` for a vault already closed).
+    public func closeVault(for patient: INS, reason: ClosureReason, as principal: Principal) async throws(PatientVaultError) {
+        try await change(reason == .death ? .recordDeath : .closeVault, for: patient, as: principal) { .closeVault(reason) }
+    }
+
+    /// Reopens a closed vault during its retention period: by the patient
+    /// or a representative after a closure at their request, by a doctor
+    /// after a death recorded by mistake. Heirs' access ends with it.
+    /// - Throws: ``PatientVaultError/Code/accessDenied``,
+    ///   ``PatientVaultError/Code/invalidArgument`` (not closed),
+    ///   ``PatientVaultError/Code/conflict`` (retention over: it can only be
+    ///   destroyed); each audited.
+    public func reopenVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.reopenVault, for: patient, as: principal) { .reopenVault }
+    }
+
+    /// After the patient's death, gives an heir read access to the vault
+    /// on their request (they then read as `.patient(heir)`, rule
+    /// ``AccessRule/heirOfDeceased``, seeing what the patient saw). Decided
+    /// by the operator: a configured reviewer. Audited like any grant.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
+    ///   ``PatientVaultError/Code/invalidArgument`` (the vault is not closed
+    ///   on death, the heir is the patient or already has access).
+    public func authoriseHeir(_ heir: INS, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
+        try await change(.authoriseHeir, for: patient, as: principal) { .authoriseHeir(heir) }
+    }
+
+    /// Destroys a closed vault whose retention has ended: a tombstone
+    /// (``DestroyedVault``: public id, created, closed and destroyed dates,
+    /// reason) is made durable with the call's audit entry, then the
+    /// vault's key slot is destroyed, so no key in the store opens any of
+    /// its records (documents, history, audit trail) any more, and its
+    /// state leaves memory. Every later call on it answers
+    /// ``PatientVaultError/Code/vaultDestroyed``; so does a creation for
+    /// the same patient. A crash between the tombstone and the key's
+    /// destruction is finished at the next open.
+    ///
+    /// The operator's act: a configured reviewer (or the store's own job,
+    /// ``destroyExpiredVaults(at:)``). Its entry is in the vault's trail,
+    /// which goes with the vault; the tombstone, which says who destroyed
+    /// it and when, stays (``destroyedVaults(as:)``).
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
+    ///   ``PatientVaultError/Code/invalidArgument`` (not closed),
+    ///   ``PatientVaultError/Code/conflict`` (retention not over), each
+    ///   audited; ``PatientVaultError/Code/vaultDestroyed``.
+    @discardableResult
+    public func destroyVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> DestroyedVault {
+        try await destroyVault(for: patient, as: principal, asSystem: false)
+    }
+
+    /// The host's daily job: destroys every closed vault whose retention
+    /// ended at or before `date` (and before the store's clock's now), as
+    /// the store's own `.system` principal. Returns their tombstones,
+    /// oldest closure first. Cost: O(closed vaults) to find them, then one
+    /// destruction each.
+    /// - Throws: the first destruction's error (those before it stay done).
+    @discardableResult
+    public func destroyExpiredVaults(at date: Date) async throws(PatientVaultError) -> [DestroyedVault] {
+        try ensureOpen()
+        let limit = min(date, configuration.currentTime())
+        let years = configuration.closedVaultRetentionYears
+        let due = pipeline.lifecycleIndex.closed
+            .filter { VaultClosure.retainedUntil($0.closedAt, years: years) <= limit }
+            .sorted { $0.closedAt < $1.closedAt }
+        var destroyed: [DestroyedVault] = []
+        for (vault, _) in due {
+            let holder = try await pipeline.withVault(vault) { $0.creation.holder }
+            destroyed.append(try await destroyVault(for: holder, as: .system, asSystem: true))
+        }
+        return destroyed
+    }
+
+    /// The tombstones of every destroyed vault, oldest destruction first:
+    /// for configured reviewers, recorded in their own review stream
+    /// (action ``VaultAction/reviewActivity``, target `destroyedVaults`).
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`).
+    public func destroyedVaults(as principal: Principal) async throws(PatientVaultError) -> [DestroyedVault] {
+        try await recordStoreLevelAccess(.reviewActivity, by: principal, target: "destroyedVaults")
+        return pipeline.lifecycleIndex.destroyed.sorted { $0.destroyedAt < $1.destroyedAt }
+    }
+
+    private func destroyVault(for patient: INS, as principal: Principal, asSystem: Bool) async throws(PatientVaultError) -> DestroyedVault {
+        let (record, tombstone, slot, pseudonym) = try await audited(.destroyVault, patient, by: principal, asSystem: asSystem) {
+            vault, now -> Audited<(LifecycleRecord, DestroyedVault, KeySlot, StreamID)> in
+            let decision = AccessPolicy.decide(request(.destroyVault, by: principal, vault: vault, time: now))
+            guard decision.isAllowed else {
+                return Audited(action: .destroyVault, decision: decision, isWrite: true, result: .failure(.denied))
+            }
+            guard let closure = vault.policy.closure else {
+                return .invalid(.destroyVault, PatientVaultError(.invalidArgument, "only a closed vault is destroyed", vaultID: vault.vaultID))
+            }
+            let until = VaultClosure.retainedUntil(closure.closedAt, years: configuration.closedVaultRetentionYears)
+            guard now >= until else {
+                return .invalid(.destroyVault, PatientVaultError(
+                    .conflict, "the vault is retained until \(until) (closed at \(closure.closedAt))", vaultID: vault.vaultID))
+            }
+            guard let slot = vault.vaultKeySlot else {
+                throw PatientVaultError(.corrupted, "the vault's key slot is unknown", vaultID: vault.vaultID)
+            }
+            let tombstone = DestroyedVault(
+                vaultID: vault.vaultID, createdAt: vault.creation.createdAt, closedAt: closure.closedAt, reason: closure.reason,
+                destroyedAt: now, destroyedBy: principal)
+            let record = LifecycleRecord.destroyed(vault: vault.pseudonym, keySlot: slot, tombstone: tombstone)
+            return Audited(
+                action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)], isWrite: true,
+                result: .success((record, tombstone, slot, vault.pseudonym)))
+        }
+        // The tombstone is durable: every call finds it from now on, and the
+        // key goes.
+        pipeline.lifecycleIndex.apply(record)
+        cache.drop(pseudonym)
+        pipeline.vaultCount.withLock { $0 -= 1 }
+        do {
+            try await engine.keySlots.destroyKeySlot(slot)
+        } catch {
+            throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: tombstone.vaultID))
+        }
+        logger.debug("patientvault: vault destroyed", metadata: ["vault": "\(tombstone.vaultID)"])
+        return tombstone
+    }
+}
