@@ -85,7 +85,7 @@ let package = Package(
         ),
         .target(
             name: "PatientVaultTesting",
-            dependencies: ["PatientVault", "VaultStorage", "VaultSync"]
+            dependencies: ["PatientVault", "VaultCrypto", "VaultStorage", "VaultSync"]
         ),
         .executableTarget(
             name: "PatientVaultDemo",

@@ -36,6 +36,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PatientVault", package: "PatientVault"),
+                .product(name: "PatientVaultProof", package: "PatientVault"),
                 .product(name: "PatientVaultTesting", package: "PatientVault"),
                 "Baselines",
                 "Workload",

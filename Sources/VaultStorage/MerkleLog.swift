@@ -180,6 +180,15 @@ package final class MerkleLog: Sendable {
     }
 }
 
+extension MerkleLog {
+    /// An empty tree kept in a new `merkle.hashes` file in `directory`
+    /// (which holds no log), exactly as ``LogEngine`` keeps its own: for
+    /// measuring proofs over trees larger than any test store.
+    package static func inNewFile(directory: String) throws -> MerkleLog {
+        MerkleLog(empty: try MerkleHashFile(directory: directory, logExists: false, files: PosixLogFiles()))
+    }
+}
+
 /// Stored hashes in memory (an engine in memory).
 package final class MerkleHashArray: MerkleHashStorage {
     private let hashes = Locked<[UInt8]>([])

@@ -9,6 +9,7 @@ import Baselines
 import Benchmark
 import Foundation
 import PatientVault
+import PatientVaultProof
 import PatientVaultTesting
 import Workload
 
@@ -34,6 +35,8 @@ let benchmarks: @Sendable () -> Void = {
     openBenchmarks()
     baselineBenchmarks(bandwidth)
     workloadBenchmarks()
+    proofBenchmarks()
+    erasureBenchmarks(bandwidth)
 }
 
 // MARK: - Deposits
@@ -503,5 +506,121 @@ func workloadBenchmarks() {
         week.value = SeedsWeek.generate(scale: scale)
     } teardown: {
         week.value = nil
+    }
+}
+
+// MARK: - Proofs (issue 18)
+
+func proofBenchmarks() {
+    // An inclusion proof in a tree of 10 million records, made from the
+    // stored hashes (O(log n) reads of merkle.hashes, as a store makes its
+    // receipts) and checked against the root; the index moves every time.
+    let tree = Shared<SyntheticTransparencyLog>()
+    Benchmark(
+        "PatientVault/inclusion proof in a tree of 10 million records",
+        configuration: .init(warmupIterations: 100, maxDuration: .seconds(3), maxIterations: 20_000)
+    ) { benchmark in
+        let log = tree.get()
+        var index = UInt64(benchmark.currentIteration) &* 0x9E37_79B9_7F4A_7C15 % log.size
+        for _ in benchmark.scaledIterations {
+            let proof = try log.inclusionProof(index: index)
+            precondition(log.verifies(proof, index: index))
+            index = (index &+ 7_919_071) % log.size
+        }
+    } setup: {
+        tree.value = try SyntheticTransparencyLog(
+            folder: TemporaryStore.root.appendingPathComponent("pv-tree-\(UUID().uuidString)"), records: 10_000_000)
+    } teardown: {
+        try? FileManager.default.removeItem(at: tree.get().folder)
+        tree.value = nil
+    }
+
+    // verify(against:) of a whole store (256 MiB of content in 4 MiB
+    // documents, and their audit entries), beside a sequential read of the
+    // same files: what re-reading and re-hashing every record costs.
+    let documents = 64
+    let documentSize = 4 << 20
+    let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, kibibytesPerSecond]
+    let verifyShared = Shared<(TemporaryStore, SignedCheckpoint)>()
+    let setUpStore: @Sendable () async throws -> (TemporaryStore, SignedCheckpoint) = {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+        for _ in 0..<documents {
+            _ = try await t.store.deposit(
+                draft(documentSize), streaming: GeneratedChunks(total: documentSize), for: People.patient(0), as: People.hospital)
+        }
+        return (t, try await t.store.checkpoint())
+    }
+    Benchmark(
+        "PatientVault/verify(against:) a store of 256 MiB",
+        configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
+    ) { benchmark in
+        let (t, checkpoint) = verifyShared.get()
+        let start = ContinuousClock.now
+        try await t.store.verify(against: checkpoint)
+        measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
+    } setup: {
+        verifyShared.value = try await setUpStore()
+    } teardown: {
+        try await verifyShared.get().0.close()
+        verifyShared.value = nil
+    }
+    let readShared = Shared<TemporaryStore>()
+    Benchmark(
+        "Baseline/sequential read of a store of 256 MiB",
+        configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
+    ) { benchmark in
+        let t = readShared.get()
+        let start = ContinuousClock.now
+        let read = try readSegments(of: t.folder)
+        precondition(read >= documents * documentSize)
+        measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
+    } setup: {
+        let (t, _) = try await setUpStore()
+        try await t.store.close()
+        readShared.value = t
+    } teardown: {
+        try? FileManager.default.removeItem(at: readShared.get().folder)
+        readShared.value = nil
+    }
+}
+
+/// Reads every segment file of a store folder in 1 MiB reads; returns the
+/// bytes read.
+func readSegments(of folder: URL) throws -> Int {
+    var total = 0
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where name.hasPrefix("segment-") {
+        let handle = try FileHandle(forReadingFrom: folder.appendingPathComponent(name))
+        defer { try? handle.close() }
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { total += chunk.count }
+    }
+    return total
+}
+
+// MARK: - Erasure (issue 19)
+
+func erasureBenchmarks(_ bandwidth: [BenchmarkMetric]) {
+    // Erasing a 4 KiB document (its tombstone and entry durable, then its
+    // key slot destroyed and synced), beside "deposit 4 KiB, durable".
+    // Each iteration erases the next document deposited by setup.
+    let shared = Shared<(TemporaryStore, [DocumentID])>()
+    let next = Shared<Int>()
+    Benchmark("PatientVault/erase a 4 KiB document, durable", configuration: .init(maxIterations: 250)) { _ in
+        let (t, ids) = shared.get()
+        let id = ids[next.get()]
+        next.value = next.get() + 1
+        try await t.store.erase(id, for: People.patient(0), reason: try ErasureReason("filed in the wrong record"), as: People.doctor)
+    } setup: {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+        next.value = 0
+        var ids: [DocumentID] = []
+        for _ in 0..<260 {
+            ids.append(try await t.store.deposit(draft(4 << 10), content: content(4 << 10), for: People.patient(0), as: People.doctor).id)
+        }
+        shared.value = (t, ids)
+    } teardown: {
+        try await shared.get().0.close()
+        shared.value = nil
     }
 }
