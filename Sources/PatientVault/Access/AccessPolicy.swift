@@ -65,6 +65,8 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case authoriseHeir
     /// Destroying a vault whose retention has ended.
     case destroyVault
+    /// Replacing the store's checkpoint signing key (store-level).
+    case rotateSigningKey
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -451,7 +453,7 @@ public enum AccessPolicy {
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
 
-        case .reviewActivity, .readStatistics:
+        case .reviewActivity, .readStatistics, .rotateSigningKey:
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 

@@ -20,6 +20,9 @@ struct SigningKeyRing: Sendable {
     /// Every public key the store has signed with, oldest first (the
     /// current one last).
     let publicKeys: [Ed25519PublicKey]
+    /// The key slot of the current key's seed (the older keys' slots are
+    /// destroyed).
+    let currentSlot: KeySlot
 
     /// The record body: `format(1) = 1, slot(8), publicKey(32), created(8,
     /// milliseconds since 1970)`: 49 bytes, nothing else accepted.
@@ -44,15 +47,16 @@ struct SigningKeyRing: Sendable {
         }
         let broken = PatientVaultError(.corrupted, "a checkpoint signing-key record is damaged")
         var publicKeys: [Ed25519PublicKey] = []
-        var newestSlot = KeySlot(0)
+        var slots: [KeySlot] = []
         for (i, record) in records.reversed().enumerated() {
             // Oldest first, numbered 0, 1, 2…: none missing or moved.
             guard try RecordHeader.decode(record.payload).sequence == UInt64(i) else { throw broken }
             let body = try RecordCodec.openStoreRecord(record, kind: .signingKey, key: keys.signingKey, stream: stream, broken: broken)
             let (slot, publicKey) = try decode(body, broken: broken)
             publicKeys.append(publicKey)
-            newestSlot = slot
+            slots.append(slot)
         }
+        let newestSlot = slots[slots.count - 1]
         let seed: SymmetricKey
         do {
             let wrapped = try await engine.keySlots.readKeySlot(newestSlot)
@@ -65,12 +69,36 @@ struct SigningKeyRing: Sendable {
         defer { seed.wipe() }
         let current = try Ed25519SigningKey.fromSeed(seed)
         guard current.publicKey == publicKeys[publicKeys.count - 1] else { throw broken }
-        return SigningKeyRing(current: current, publicKeys: publicKeys)
+        // A rotation cut short after its record was durable: the older
+        // seeds go now.
+        try await engine.keySlots.finishDestruction(of: Array(slots.dropLast()))
+        return SigningKeyRing(current: current, publicKeys: publicKeys, currentSlot: newestSlot)
+    }
+
+    /// Replaces the current signing key by a new random one: its record
+    /// (the next in the stream) and its wrapped seed are made durable, then
+    /// the old seed's slot is destroyed. Checkpoints signed before still
+    /// verify with the old public key, which the ring keeps. The caller
+    /// serialises rotations.
+    func rotated(engine: any StorageEngine, keys: StoreKeys, now: Date) async throws -> SigningKeyRing {
+        let (key, slot) = try await Self.append(
+            engine: engine, keys: keys, sequence: UInt64(publicKeys.count), now: now)
+        try await engine.keySlots.destroyKeySlot(currentSlot)
+        return SigningKeyRing(current: key, publicKeys: publicKeys + [key.publicKey], currentSlot: slot)
     }
 
     /// Makes the store's first signing key: a random seed, wrapped into a
     /// new key slot, and its record, durable before the store opens.
     private static func create(engine: any StorageEngine, keys: StoreKeys, now: Date) async throws -> SigningKeyRing {
+        let (key, slot) = try await append(engine: engine, keys: keys, sequence: 0, now: now)
+        return SigningKeyRing(current: key, publicKeys: [key.publicKey], currentSlot: slot)
+    }
+
+    /// A new random key: its seed wrapped into a new slot and its record,
+    /// at `sequence` in the stream, durable before this returns.
+    private static func append(
+        engine: any StorageEngine, keys: StoreKeys, sequence: UInt64, now: Date
+    ) async throws -> (Ed25519SigningKey, KeySlot) {
         let seed = try SymmetricKey.generate()
         defer { seed.wipe() }
         let key = try Ed25519SigningKey.fromSeed(seed)
@@ -81,13 +109,13 @@ struct SigningKeyRing: Sendable {
         w.write(slot.number)
         w.write(bytes: key.publicKey.bytes)
         w.write(UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded(.down))))
-        let header = RecordHeader(kind: .signingKey, sequence: 0, document: nil, version: 0, keySlot: nil)
+        let header = RecordHeader(kind: .signingKey, sequence: sequence, document: nil, version: 0, keySlot: nil)
         let payload = try RecordCodec.seal(header: header, body: w.bytes, key: keys.signingKey, stream: keys.signingKeyStream)
         _ = try await engine.append(
             [EngineRecord(stream: keys.signingKeyStream, payload: payload)], keySlotWrites: [(slot, wrapped)],
             durability: .durable, mayUseReserve: false
         ).wait()
-        return SigningKeyRing(current: key, publicKeys: [key.publicKey])
+        return (key, slot)
     }
 
     private static func decode(_ body: [UInt8], broken: PatientVaultError) throws -> (KeySlot, Ed25519PublicKey) {

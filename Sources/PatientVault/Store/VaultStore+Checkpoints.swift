@@ -26,6 +26,43 @@ extension VaultStore {
         try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: signingKeys.current.publicKey.bytes)
     }
 
+    /// The note verifier keys of every signing key the store has had,
+    /// oldest first (the current one, ``checkpointVerifierKey``, last):
+    /// checkpoints signed before a rotation verify with the key of their
+    /// time.
+    public var checkpointVerifierKeys: [NoteVerifierKey] {
+        signingKeys.publicKeys.map {
+            try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: $0.bytes)
+        }
+    }
+
+    /// Replaces the store's checkpoint signing key by a new random one,
+    /// wrapped in a new key slot; the old key's slot is destroyed, its
+    /// public key kept (``checkpointVerifierKeys``), so checkpoints it
+    /// signed still verify, here and with `CheckpointVerifier`. Checkpoints
+    /// made from now on are signed with the new key: publish its
+    /// ``checkpointVerifierKey``. The origin does not change.
+    ///
+    /// For configured reviewers (the operator), recorded in their own
+    /// review stream like ``activity(of:matching:as:)``. Rotations are
+    /// serialised; a crash after the new key is durable and before the
+    /// old slot is destroyed is finished at the next open.
+    /// - Returns: the new key's note verifier key.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
+    ///   ``PatientVaultError/Code/durabilityLost``.
+    @discardableResult
+    public func rotateCheckpointSigningKey(as principal: Principal) async throws(PatientVaultError) -> NoteVerifierKey {
+        try await recordStoreLevelAccess(.rotateSigningKey, by: principal, target: "checkpointSigningKey")
+        try await translatingErrorsAsync {
+            try await signingKeyRotation.withGate {
+                let rotated = try await signingKeys.rotated(engine: engine, keys: keys, now: configuration.currentTime())
+                signingKeyRing.withLock { $0 = rotated }
+            }
+        }
+        logger.debug("patientvault: checkpoint signing key rotated")
+        return checkpointVerifierKey
+    }
+
     /// The origin line of the store's checkpoints
     /// (``Configuration/checkpointOrigin``, or a default derived from the
     /// store's first signing key, so that it outlives key rotations).
@@ -168,13 +205,8 @@ extension VaultStore {
     ///   does not extend them.
     public func consistencyProof(from old: SignedCheckpoint, to new: SignedCheckpoint) async throws(PatientVaultError) -> ConsistencyProof {
         try ensureOpen()
-        let verifier = try translatingErrors { try CheckpointVerifier(logKey: checkpointVerifierKey, origin: checkpointOrigin) }
-        let a: TreeHead, b: TreeHead
-        do {
-            (a, b) = (try verifier.verify(old), try verifier.verify(new))
-        } catch {
-            throw PatientVaultError(.invalidArgument, "the checkpoints are not ones this store signed (\(error.code.rawValue))")
-        }
+        // Each with the key of its time (a rotation may lie between them).
+        let (a, b) = (try trustedHead(old), try trustedHead(new))
         guard b.size <= engine.durableRecordCount else {
             throw PatientVaultError(.checkpointNotExtended, "the newer checkpoint covers more records than the log holds")
         }
@@ -185,10 +217,8 @@ extension VaultStore {
         let proof = try translatingErrors { try ConsistencyProof(oldSize: a.size, newSize: b.size, hashes: hashes) }
         // Checked before it is handed out: a stored hash altered on disk
         // gives an error, never a proof that fails later at the auditor's.
-        do {
-            try verifier.verifyConsistency(from: old, to: new, proof: proof)
-        } catch {
-            throw PatientVaultError(.checkpointNotExtended, "the log does not extend the older checkpoint (\(error.code.rawValue))")
+        guard MerkleTree.verifyConsistency(oldSize: a.size, newSize: b.size, oldRoot: a.rootHash, newRoot: b.rootHash, proof: hashes) else {
+            throw PatientVaultError(.checkpointNotExtended, "the log does not extend the older checkpoint")
         }
         return proof
     }

@@ -36,7 +36,12 @@ public final class VaultStore: Sendable {
     /// The background flush of batched audit entries, if any.
     private let flusher: Task<Void, Never>?
     /// Signs the store's checkpoints; keeps the public keys of earlier ones.
-    let signingKeys: SigningKeyRing
+    /// Replaced by a rotation (``rotateCheckpointSigningKey(as:)``).
+    let signingKeyRing: Locked<SigningKeyRing>
+    /// Serialises signing-key rotations.
+    let signingKeyRotation = AsyncGate()
+    /// The signing keys now.
+    var signingKeys: SigningKeyRing { signingKeyRing.withLock { $0 } }
     /// The checkpoints made on ``Configuration/checkpointCadence``, if any.
     private let checkpointer = Locked<Task<Void, Never>?>(nil)
 
@@ -59,7 +64,7 @@ public final class VaultStore: Sendable {
         configuration: Configuration, location: URL
     ) {
         self.engine = engine
-        self.signingKeys = signingKeys
+        signingKeyRing = Locked(signingKeys)
         self.location = location
         let cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
             // A write still waiting for its acknowledgement holds reserved

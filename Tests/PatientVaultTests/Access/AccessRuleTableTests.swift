@@ -383,6 +383,8 @@ import Testing
             allow("the store's job destroys", req(.destroyVault, .system, policy: closed, document: nil), .systemEvent),
             deny("patient destroys", req(.destroyVault, .patient(holder), policy: closed, document: nil), .notAReviewer),
             deny("system authorises an heir", req(.authoriseHeir, .system, policy: dead, document: nil), .notAReviewer),
+            allow("configured reviewer rotates the signing key", req(.rotateSigningKey, reviewer, document: nil, reviewer: true), .configuredReviewer),
+            deny("patient rotates the signing key", req(.rotateSigningKey, .patient(holder), document: nil), .notAReviewer),
         ]
     }()
 

@@ -127,6 +127,7 @@ struct AuditedVault {
         // Their allowed call leaves no vault to hold the denied one's entry.
         "destroyVault": "LifecycleTests", "destroyExpiredVaults": "LifecycleTests",
         "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",
+        "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
     ]
 
     /// The table is driven by the public API: every public operation of

@@ -56,4 +56,46 @@ import Testing
         #expect(failure?.code == .corrupted)
         #expect(failure?.message.contains("signing key") == true)
     }
+
+    /// A rotation: a new key signs from now on, the old public key is kept
+    /// so that checkpoints it signed still verify (here, with the Go-format
+    /// verifier key of their time, and across a consistency proof that
+    /// spans the rotation); the old seed's slot is destroyed; only a
+    /// configured reviewer may rotate, and the call is recorded.
+    @Test(arguments: [TemporaryStorage.folder, .memory])
+    func aRotatedKeySignsFromNowOnAndTheOldCheckpointsStillVerify(storage: TemporaryStorage) async throws {
+        var c = Fixtures.configuration()
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        let t = try await TestStore(configuration: c, storage: storage)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+        let origin = t.store.checkpointOrigin
+        let oldKey = t.store.checkpointVerifierKey
+        let before = try await t.store.checkpoint()
+        #expect(await code { try await t.store.rotateCheckpointSigningKey(as: .patient(Fixtures.alice)) } == .accessDenied)
+        let newKey = try await t.store.rotateCheckpointSigningKey(as: dpo)
+        #expect(newKey != oldKey && newKey == t.store.checkpointVerifierKey)
+        #expect(t.store.checkpointVerifierKeys == [oldKey, newKey])
+        #expect(t.store.checkpointOrigin == origin, "the origin outlives the key")
+        _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: Fixtures.alice, as: Fixtures.doctor)
+        let after = try await t.store.checkpoint()
+        _ = try CheckpointVerifier(logKey: oldKey, origin: origin).verify(before)
+        _ = try CheckpointVerifier(logKey: newKey, origin: origin).verify(after)
+        #expect(throws: ProofError.self) { _ = try CheckpointVerifier(logKey: oldKey, origin: origin).verify(after) }
+        let proof = try await t.store.consistencyProof(from: before, to: after)
+        #expect(proof.oldSize == before.treeHead.size && proof.newSize == after.treeHead.size)
+        try await t.store.verify(against: before)
+        let again = try await t.reopen()
+        #expect(again.checkpointVerifierKeys == [oldKey, newKey])
+        try await again.verify(against: before)
+        try await again.verify(against: after)
+        try await t.close()
+        if storage == .folder {
+            let engine = try t.rawEngine()
+            await #expect { _ = try await engine.keySlots.readKeySlot(KeySlot(LogFormat.firstKeySlot)) } throws: {
+                ($0 as? StorageError)?.code == .keySlotDestroyed
+            }
+            try await engine.close()
+        }
+    }
 }
