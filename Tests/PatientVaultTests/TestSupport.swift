@@ -132,9 +132,15 @@ extension TemporaryStore {
         try await self.init(configuration: Fixtures.configuration(), storage: testStorage)
     }
 
-    /// The store's log MAC, derived again from the master key (the store's
-    /// own copy is wiped at close).
-    func logMAC() throws -> LogMAC { LogMAC(key: try StoreKeys(master: key.key).log) }
+    /// The store's log MAC, derived again from its root key, which the
+    /// master key unwraps from the header (the store's own copy is wiped at
+    /// close); a store in memory derives its keys from the master key.
+    func logMAC() throws -> LogMAC {
+        guard memory == nil, let header = try StoreHeader.read(directory: folder.path) else {
+            return LogMAC(key: try StoreKeys(master: key.key).log)
+        }
+        return LogMAC(key: try StoreKeys(master: try header.unwrapRoot(with: key.key)).log)
+    }
 
     /// The store's engine opened directly (the store must be closed), with
     /// its log MAC, for tests that look at or forge records.

@@ -159,10 +159,13 @@ enum Seeds {
 
         let store1 = StoreHeader(
             source: .argon2id, salt: salt, parameters: .init(opsLimit: 3, memLimit: 64 << 20), storeID: bytes(16, from: 2),
-            checkBox: bytes(56, from: 19)).encoded()
+            keyID: "", wrapped: bytes(72, from: 19)).encoded()
         let store2 = StoreHeader(
             source: .rawKey, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), storeID: bytes(16, from: 2),
-            checkBox: bytes(56, from: 29)).encoded()
+            keyID: "", wrapped: bytes(72, from: 29)).encoded()
+        let store3 = StoreHeader(
+            source: .provider, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), storeID: bytes(16, from: 2),
+            keyID: "arn:aws:kms:eu-west-3:111122223333:key/hsm-1", wrapped: bytes(184, from: 39)).encoded()
 
         let padded = RecordPadding.pad(bytes(300, from: 1), block: 512)
         let batch1 = ActivityBatch(copies: [
@@ -190,8 +193,11 @@ enum Seeds {
             (.statistics, stats.map { $0.encoded() }, [with(stats[0].encoded(), 0, 4), Array(stats[4].encoded().dropLast())]),
             (.auditEntry, [breakGlass, denial], [Array(breakGlass.dropLast()), denial + [0]]),
             (.vaultAnchor, [anchor], [Array(anchor.dropLast()), anchor + [0]]),
-            (.storeHeader, [store1, store2], [with(store1, 0, 0x51), with(store1, 30, 1), Array(store1.prefix(100))]),
-            (.storeHeaderFixed, [store1, store2], [fixed(with(store1, 8, 99), 0..<120), fixed(with(store1, 12, 3), 0..<120)]),
+            (.storeHeader, [store1, store2, store3], [with(store1, 0, 0x51), with(store1, 30, 1), Array(store1.prefix(100))]),
+            (.storeHeaderFixed, [store1, store2, store3], [
+                fixed(with(store1, 8, 99), 0..<(store1.count - 4)), fixed(with(store1, 12, 3), 0..<(store1.count - 4)),
+                fixed(with(store3, 66, 0xFF), 0..<(store3.count - 4)),
+            ]),
             (.recordPadding, [[3] + padded, [0] + [9, 0x80]], [[3] + Array(padded.dropLast()), [2] + with(padded, 300, 0x81)]),
             (.ins, [utf8(alice.digits), utf8("1 85 02 2A 012 345 " + String(ins("185022A012345").digits.suffix(2)))],
              [with(utf8(alice.digits), 14, utf8(alice.digits)[14] == 0x30 ? 0x31 : 0x30), Array(utf8(alice.digits).dropLast()), with(utf8(alice.digits), 0, 0x35)]),

@@ -67,6 +67,8 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case destroyVault
     /// Replacing the store's checkpoint signing key (store-level).
     case rotateSigningKey
+    /// Wrapping the store's root key under a new master key (store-level).
+    case rotateMasterKey
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -453,7 +455,7 @@ public enum AccessPolicy {
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
 
-        case .reviewActivity, .readStatistics, .rotateSigningKey:
+        case .reviewActivity, .readStatistics, .rotateSigningKey, .rotateMasterKey:
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 

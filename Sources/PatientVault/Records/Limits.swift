@@ -18,6 +18,10 @@ enum Limits {
     static let breakGlassReason = 1024
     /// The fewest letters or digits (Unicode L and N) a break-glass reason has.
     static let breakGlassReasonLettersOrDigits = 4
+    /// A key provider's name for its key, kept in the store's header.
+    static let keyProviderID = 255
+    /// The root key as a key provider wraps it.
+    static let wrappedRootKey = 1024
     /// An erasure reason (kept sealed in the vault's tombstone).
     static let erasureReason = 512
     /// The version name of an access matrix.

@@ -4,39 +4,51 @@ import Glibc
 import VaultCrypto
 import VaultStorage
 
-/// The store's header file, `store.header`: how to obtain the master key
-/// (raw, or Argon2id with salt and cost) and a check box that only the
-/// right master key opens.
+/// The store's header file, `store.header`: the store's **root key**,
+/// wrapped by whoever holds the master key: a raw key, a passphrase
+/// (Argon2id, with its salt and cost), or a ``KeyProvider`` (a KMS or an
+/// HSM that never hands its key out). Every key of the store derives from
+/// the root key (``StoreKeys``), so changing the master key rewrites this
+/// file alone (``VaultStore/rotateMasterKey(to:as:)``).
 ///
 /// `magic(8) version(4) source(1) reserved(3) salt(16) opsLimit(8)
-/// memLimit(8) storeID(16) checkBox(56) crc32c(4)`: 124 bytes. The check
-/// box is XChaCha20-Poly1305 under the key-check subkey, sealing the store
-/// id with every byte before it as associated data.
+/// memLimit(8) storeID(16) keyIDLength(2) keyID wrappedLength(2) wrapped
+/// crc32c(4)`. The bytes before `wrapped` are the wrap's associated data
+/// (its context, for a provider): a header whose fields were altered does
+/// not open. For a raw key or a passphrase, `wrapped` is an
+/// XChaCha20-Poly1305 box (72 bytes) of the root key under subkey 1 of the
+/// master key (`crypto_kdf`, context `PVHEADER`).
 struct StoreHeader {
     static let magic: [UInt8] = Array("PVSTORE1".utf8)
     /// The store's format version. 2: a checkpoint from creation on, one
     /// statistics record of one size per vault group; 3: opaque engine
     /// references in sealed records; 4: the log engine's key-slot journal
     /// (CHANGELOG.md); 5: a random checkpoint signing key, wrapped in a key
-    /// slot, named by the signing-key stream. There is no migration before
-    /// 1.0: a store of another version is refused, naming both versions.
-    static let version: UInt32 = 5
-    static let size = 124
-    private static let prefixSize = 64
+    /// slot, named by the signing-key stream; 6: a root key wrapped by the
+    /// master key or a key provider. There is no migration before 1.0: a
+    /// store of another version is refused, naming both versions.
+    static let version: UInt32 = 6
+    /// The largest header: a provider's key id and wrapped key included.
+    static let maximumSize = 64 + 2 + Limits.keyProviderID + 2 + Limits.wrappedRootKey + 4
+    static let kdfContext = KeyDerivation.Context("PVHEADER")
 
     enum Source: UInt8 {
         case rawKey = 1
         case argon2id = 2
+        case provider = 3
     }
 
     var source: Source
     var salt: [UInt8]
     var parameters: Argon2id.Parameters
     var storeID: [UInt8]
-    var checkBox: [UInt8]
+    /// The provider's name for its key (empty for a raw key or a passphrase).
+    var keyID: String
+    var wrapped: [UInt8]
 
-    private func prefix() -> [UInt8] {
-        var w = ByteWriter(capacity: Self.prefixSize)
+    /// Everything before the wrapped key: its associated data.
+    func prefix() -> [UInt8] {
+        var w = ByteWriter(capacity: 96 + keyID.utf8.count)
         w.write(bytes: Self.magic)
         w.write(Self.version)
         w.write(source.rawValue)
@@ -45,42 +57,32 @@ struct StoreHeader {
         w.write(parameters.opsLimit)
         w.write(parameters.memLimit)
         w.write(bytes: storeID)
+        w.write(UInt16(keyID.utf8.count))
+        w.write(bytes: Array(keyID.utf8))
         return w.bytes
     }
 
-    /// A header for a new store, sealed with `keys.check`.
-    static func new(source: Source, salt: [UInt8], parameters: Argon2id.Parameters, keys: StoreKeys) throws -> StoreHeader {
-        var h = StoreHeader(
-            source: source, salt: salt, parameters: parameters, storeID: try SecureRandom.bytes(16), checkBox: [])
-        h.checkBox = try XChaCha20Poly1305.seal(h.storeID, using: keys.check, authenticating: h.prefix())
-        return h
-    }
-
-    /// Whether `keys` come from this store's master key.
-    func verify(_ keys: StoreKeys) -> Bool {
-        guard let opened = try? XChaCha20Poly1305.open(checkBox, using: keys.check, authenticating: prefix()) else {
-            return false
-        }
-        return opened == storeID
-    }
-
     func encoded() -> [UInt8] {
-        var bytes = prefix() + checkBox
+        var w = ByteWriter(capacity: Self.maximumSize)
+        w.write(bytes: prefix())
+        w.write(UInt16(wrapped.count))
+        w.write(bytes: wrapped)
+        var bytes = w.bytes
         bytes += withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { Array($0) }
         return bytes
     }
 
     static func decode(_ bytes: [UInt8]) throws(PatientVaultError) -> StoreHeader {
-        guard bytes.count == size, Array(bytes[0..<8]) == magic else {
+        guard bytes.count >= 12, bytes.count <= maximumSize, Array(bytes[0..<8]) == magic else {
             throw PatientVaultError(.corrupted, "store.header is not a PatientVault header")
         }
-        let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: size - 4, as: UInt32.self).littleEndian }
-        guard CRC32C.checksum(Array(bytes[0..<(size - 4)])) == crc else {
+        let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
+        guard CRC32C.checksum(Array(bytes[0..<(bytes.count - 4)])) == crc else {
             throw PatientVaultError(.corrupted, "store.header failed its checksum")
         }
         return try translatingErrors {
             try bytes.withUnsafeBytes { raw in
-                var r = ByteReader(raw)
+                var r = ByteReader(UnsafeRawBufferPointer(rebasing: raw[0..<(bytes.count - 4)]))
                 _ = try r.read(count: 8)
                 let found: UInt32 = try r.read()
                 guard found == version else {
@@ -89,26 +91,57 @@ struct StoreHeader {
                         "store format version \(found) is not supported: this build reads version \(version) only (no migration before 1.0)")
                 }
                 guard let source = Source(rawValue: try r.read()) else { throw ByteReader.Malformed() }
-                _ = try r.read(count: 3)
+                guard try r.read(count: 3) == [0, 0, 0] else { throw ByteReader.Malformed() }
                 let salt = try r.read(count: 16)
                 let ops: UInt64 = try r.read()
                 let mem: UInt64 = try r.read()
                 let id = try r.read(count: 16)
-                let box = try r.read(count: 56)
+                let keyIDLength = Int(try r.read(UInt16.self))
+                guard keyIDLength <= Limits.keyProviderID, let keyID = String(validating: try r.read(count: keyIDLength), as: UTF8.self),
+                      (source == .provider) == !keyID.isEmpty
+                else { throw ByteReader.Malformed() }
+                let wrappedLength = Int(try r.read(UInt16.self))
+                guard (1...Limits.wrappedRootKey).contains(wrappedLength) else { throw ByteReader.Malformed() }
+                let wrapped = try r.read(count: wrappedLength)
+                guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return StoreHeader(
-                    source: source, salt: salt, parameters: .init(opsLimit: ops, memLimit: mem), storeID: id, checkBox: box)
+                    source: source, salt: salt, parameters: .init(opsLimit: ops, memLimit: mem), storeID: id, keyID: keyID,
+                    wrapped: wrapped)
             }
         }
     }
 
     /// Reads the header of the store in `directory`, or nil if there is none.
     static func read(directory: String) throws(PatientVaultError) -> StoreHeader? {
-        guard let bytes = try translatingErrors({ try StoreFolder.readHeader(in: directory, maximumSize: size) }) else { return nil }
+        guard let bytes = try translatingErrors({ try StoreFolder.readHeader(in: directory, maximumSize: maximumSize) }) else { return nil }
+        guard bytes.count <= maximumSize else { throw PatientVaultError(.corrupted, "store.header is larger than any header") }
         return try decode(bytes)
     }
 
     /// Writes the header atomically (see ``StoreFolder/writeHeader(_:in:)``).
     func write(directory: String) throws(PatientVaultError) {
         try translatingErrors { try StoreFolder.writeHeader(encoded(), in: directory) }
+    }
+
+    // MARK: Wrapping the root key under a raw or passphrase-derived key
+
+    /// The root key wrapped under `master` (subkey 1 of `PVHEADER`), bound
+    /// to the header's prefix.
+    func wrapping(_ root: SymmetricKey, under master: SymmetricKey) throws -> [UInt8] {
+        let kek = try KeyDerivation.deriveKeys(from: master, ids: [1], context: Self.kdfContext)[0]
+        defer { kek.wipe() }
+        return try KeyWrap.wrap(root, with: kek, context: prefix())
+    }
+
+    /// The root key, if `master` wrapped it.
+    /// - Throws: ``PatientVaultError/Code/wrongMasterKey`` otherwise.
+    func unwrapRoot(with master: SymmetricKey) throws(PatientVaultError) -> SymmetricKey {
+        do {
+            let kek = try KeyDerivation.deriveKeys(from: master, ids: [1], context: Self.kdfContext)[0]
+            defer { kek.wipe() }
+            return try KeyWrap.unwrap(wrapped, with: kek, context: prefix())
+        } catch {
+            throw PatientVaultError(.wrongMasterKey, "the master key does not open this store (or its header was altered)")
+        }
     }
 }

@@ -206,6 +206,9 @@ public enum MasterKeySource: Sendable {
     /// when the store is created and stored in its header; `strength` is
     /// ignored when opening an existing store.
     case passphrase(String, strength: PassphraseStrength = .moderate)
+    /// A key manager that wraps the store's root key and never hands out
+    /// its own key (a KMS, an HSM).
+    case provider(any KeyProvider)
 }
 
 /// When a store makes checkpoints by itself (``Configuration/checkpointCadence``).

@@ -4,9 +4,9 @@ import VaultCrypto
 /// pages, wiped on release) and never copied into ordinary memory by the
 /// library.
 public final class MasterKey: Sendable {
-    let key: SymmetricKey
+    package let key: SymmetricKey
 
-    init(key: SymmetricKey) { self.key = key }
+    package init(key: SymmetricKey) { self.key = key }
 
     /// A new random key. The host must keep it (in a KMS or HSM): without it
     /// the store cannot be opened.

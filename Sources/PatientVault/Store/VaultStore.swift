@@ -35,6 +35,12 @@ public final class VaultStore: Sendable {
     let pipeline: OperationPipeline
     /// The background flush of batched audit entries, if any.
     private let flusher: Task<Void, Never>?
+    /// The root key every store key derives from, for a store with a
+    /// header (nil in memory): kept to be wrapped again by a master-key
+    /// rotation; wiped at close.
+    let rootKey: SymmetricKey?
+    /// Serialises master-key rotations.
+    let masterKeyRotation = AsyncGate()
     /// Signs the store's checkpoints; keeps the public keys of earlier ones.
     /// Replaced by a rotation (``rotateCheckpointSigningKey(as:)``).
     let signingKeyRing: Locked<SigningKeyRing>
@@ -60,10 +66,11 @@ public final class VaultStore: Sendable {
     var logger: Logger { configuration.logger }
 
     private init(
-        engine: any StorageEngine, keys: StoreKeys, signingKeys: SigningKeyRing, lifecycleIndex: VaultLifecycleIndex,
+        engine: any StorageEngine, keys: StoreKeys, root: SymmetricKey?, signingKeys: SigningKeyRing, lifecycleIndex: VaultLifecycleIndex,
         configuration: Configuration, location: URL
     ) {
         self.engine = engine
+        self.rootKey = root
         signingKeyRing = Locked(signingKeys)
         self.location = location
         let cache = VaultCache(limit: configuration.loadedVaultLimit) { victim, vault in
@@ -120,20 +127,23 @@ public final class VaultStore: Sendable {
         try configuration.validate()
         let directory = url.path
         try translatingErrors { try StoreFolder.prepare(directory) }
-        let keys: StoreKeys
+        let root: SymmetricKey
         if let header = try StoreHeader.read(directory: directory) {
-            keys = try deriveKeys(source, header: header, allowsWeakCost: configuration.allowsWeakPassphraseCostForTesting)
-            guard header.verify(keys) else {
-                throw PatientVaultError(.wrongMasterKey, "the master key does not open this store (or its header was altered)")
-            }
+            root = try await RootKeyWrapping.unwrapRoot(source, header: header, allowsWeakCost: configuration.allowsWeakPassphraseCostForTesting)
         } else {
             guard try !translatingErrors({ try StoreFolder.holdsLog(directory) }) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
-            (keys, _) = try createHeader(source, directory: directory, weakCost: configuration.allowsWeakPassphraseCostForTesting)
+            // A new store: a random root key, wrapped by the master key.
+            root = try translatingErrors { try SymmetricKey.generate() }
+            let header = try await RootKeyWrapping.header(
+                wrapping: root, with: source, storeID: try translatingErrors { try SecureRandom.bytes(16) },
+                weakCost: configuration.allowsWeakPassphraseCostForTesting)
+            try header.write(directory: directory)
         }
+        let keys = try translatingErrors { try StoreKeys(master: root) }
         let makeEngine = configuration.engineFactory ?? logEngine(in: directory, configuration: configuration)
-        return try await open(keys: keys, engine: makeEngine, location: url, configuration: configuration, keyChecked: true)
+        return try await open(keys: keys, root: root, engine: makeEngine, location: url, configuration: configuration, keyChecked: true)
     }
 
     /// Opens a store whose records an engine other than the folder's log
@@ -145,13 +155,13 @@ public final class VaultStore: Sendable {
     ) async throws(PatientVaultError) -> VaultStore {
         try configuration.validate()
         let keys = try translatingErrors { try StoreKeys(master: key.key) }
-        return try await open(keys: keys, engine: makeEngine, location: location, configuration: configuration, keyChecked: false)
+        return try await open(keys: keys, root: nil, engine: makeEngine, location: location, configuration: configuration, keyChecked: false)
     }
 
     /// The store over the engine `makeEngine` makes, given the options
     /// every engine takes; rebuilds what a crash lost of the activity index.
     private static func open(
-        keys: StoreKeys, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration,
+        keys: StoreKeys, root: SymmetricKey?, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration,
         keyChecked: Bool
     ) async throws(PatientVaultError) -> VaultStore {
         let options = StorageOptions(
@@ -179,8 +189,8 @@ public final class VaultStore: Sendable {
         }
         configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
         let store = VaultStore(
-            engine: engine, keys: keys, signingKeys: signingKeys, lifecycleIndex: lifecycleIndex, configuration: configuration,
-            location: location)
+            engine: engine, keys: keys, root: root, signingKeys: signingKeys, lifecycleIndex: lifecycleIndex,
+            configuration: configuration, location: location)
         do {
             try await store.rebuildActivity()
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
@@ -205,85 +215,6 @@ public final class VaultStore: Sendable {
             c.faults = configuration.faults
             configuration.tuneEngineForTesting?(&c)
             return try LogEngine.open(directory: directory, configuration: c)
-        }
-    }
-
-    private static func deriveKeys(
-        _ source: MasterKeySource, header: StoreHeader, allowsWeakCost: Bool
-    ) throws(PatientVaultError) -> StoreKeys {
-        switch (source, header.source) {
-        case (.key(let master), .rawKey):
-            return try translatingErrors { try StoreKeys(master: master.key) }
-        case (.passphrase(let passphrase, _), .argon2id):
-            // The cost is read before the header can be authenticated: cap
-            // it, so a forged header cannot make opening hang.
-            guard header.parameters.opsLimit <= Argon2id.Parameters.sensitive.opsLimit,
-                  header.parameters.memLimit <= Argon2id.Parameters.sensitive.memLimit
-            else {
-                throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost above the maximum")
-            }
-            // No production store is created below `interactive`: the
-            // testing-only cost needs the tests' opt-in, and any other lower
-            // cost is a forged header trying to make guessing cheap.
-            let production = header.parameters.opsLimit >= Argon2id.Parameters.interactive.opsLimit
-                && header.parameters.memLimit >= Argon2id.Parameters.interactive.memLimit
-            if !production && !(allowsWeakCost && header.parameters == .minimum) {
-                guard header.parameters == .minimum else {
-                    throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost below the minimum")
-                }
-                throw PatientVaultError(
-                    .invalidArgument,
-                    "this store was created with the testing-only key-derivation cost "
-                        + "(PatientVaultTesting's withInsecureKeyDerivationForTests()); a production configuration refuses to open it")
-            }
-            return try translatingErrors {
-                try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: header.salt, parameters: header.parameters))
-            }
-        case (.key, .argon2id):
-            throw PatientVaultError(.wrongMasterKey, "this store's master key comes from a passphrase")
-        case (.passphrase, .rawKey):
-            throw PatientVaultError(.wrongMasterKey, "this store's master key is a raw key, not a passphrase")
-        }
-    }
-
-    private static func createHeader(
-        _ source: MasterKeySource, directory: String, weakCost: Bool
-    ) throws(PatientVaultError) -> (StoreKeys, StoreHeader) {
-        let keys: StoreKeys
-        let header: StoreHeader
-        switch source {
-        case .key(let master):
-            keys = try translatingErrors { try StoreKeys(master: master.key) }
-            header = try translatingErrors {
-                try StoreHeader.new(source: .rawKey, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), keys: keys)
-            }
-        case .passphrase(let passphrase, let strength):
-            guard !passphrase.isEmpty else { throw PatientVaultError(.invalidArgument, "the passphrase is empty") }
-            let parameters: Argon2id.Parameters = if weakCost {
-                .minimum
-            } else {
-                switch strength {
-                case .interactive: .interactive
-                case .moderate: .moderate
-                }
-            }
-            let salt = try translatingErrors { try SecureRandom.bytes(Argon2id.saltByteCount) }
-            keys = try translatingErrors {
-                try StoreKeys(master: try deriveFromPassphrase(passphrase, salt: salt, parameters: parameters))
-            }
-            header = try translatingErrors { try StoreHeader.new(source: .argon2id, salt: salt, parameters: parameters, keys: keys) }
-        }
-        try header.write(directory: directory)
-        return (keys, header)
-    }
-
-    /// Argon2id over the passphrase's own UTF-8 storage, without another copy.
-    private static func deriveFromPassphrase(
-        _ passphrase: String, salt: [UInt8], parameters: Argon2id.Parameters
-    ) throws -> SymmetricKey {
-        var text = passphrase
-        return try text.withUTF8 { utf8 in
-            try Argon2id.deriveKey(from: UnsafeRawBufferPointer(utf8), salt: salt, parameters: parameters)
         }
     }
 
@@ -314,6 +245,7 @@ public final class VaultStore: Sendable {
             // wiped key can reach the disk, and a query still running
             // answers `closed` (it checks once its walk is done).
             keys.wipe()
+            rootKey?.wipe()
         }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
         if let publishing { throw publishing }

@@ -385,6 +385,8 @@ import Testing
             deny("system authorises an heir", req(.authoriseHeir, .system, policy: dead, document: nil), .notAReviewer),
             allow("configured reviewer rotates the signing key", req(.rotateSigningKey, reviewer, document: nil, reviewer: true), .configuredReviewer),
             deny("patient rotates the signing key", req(.rotateSigningKey, .patient(holder), document: nil), .notAReviewer),
+            allow("configured reviewer rotates the master key", req(.rotateMasterKey, reviewer, document: nil, reviewer: true), .configuredReviewer),
+            deny("unconfigured reviewer rotates the master key", req(.rotateMasterKey, reviewer, document: nil), .notAReviewer),
         ]
     }()
 

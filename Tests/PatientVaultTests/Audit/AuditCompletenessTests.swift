@@ -128,6 +128,7 @@ struct AuditedVault {
         "destroyVault": "LifecycleTests", "destroyExpiredVaults": "LifecycleTests",
         "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",
         "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
+        "rotateMasterKey": "KeyRotationTests (store-level: recorded in the reviewer's stream)",
     ]
 
     /// The table is driven by the public API: every public operation of

@@ -1,0 +1,162 @@
+import Foundation
+import VaultCrypto
+
+/// A key manager that wraps and unwraps the store's root key without ever
+/// handing out its own key: a cloud KMS, an HSM, a hospital's key server.
+/// Open a store with ``MasterKeySource/provider(_:)``.
+///
+/// The store calls ``wrap(_:context:)`` when it is created (and when its
+/// master key is rotated to this provider), and ``unwrap(_:context:)`` at
+/// every open. `context` is the store header's bytes before the wrapped
+/// key (format, store id, the provider's ``keyID``): bind the wrapped key
+/// to it (a KMS's encryption context, AEAD associated data), so that a
+/// wrapped key moved to another store, or a header altered, does not
+/// unwrap.
+///
+/// `PatientVaultTesting` has one for tests (`TestKeyProvider`).
+public protocol KeyProvider: Sendable {
+    /// The provider's name for its key (a KMS key id, an HSM label): 1 to
+    /// 255 UTF-8 bytes, no control or format characters, never a secret.
+    /// Kept in the store's header and shown in errors.
+    var keyID: String { get }
+
+    /// Wraps `key` (the store's 32-byte root key), bound to `context`.
+    /// Returns at most 1,024 bytes.
+    func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8]
+
+    /// Unwraps what ``wrap(_:context:)`` returned for the same `context`.
+    /// Throws if the bytes or the context do not authenticate (the store
+    /// then answers `wrongMasterKey`) or the provider cannot be reached.
+    func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey
+}
+
+/// How a store's root key is wrapped, given the caller's master-key
+/// source; the one place that knows the three kinds.
+enum RootKeyWrapping {
+    /// The root key of the store whose header is `header`, unwrapped with
+    /// `source`. Cost: Argon2id for a passphrase, a provider call for a
+    /// provider.
+    /// - Throws: ``PatientVaultError/Code/wrongMasterKey`` (another key,
+    ///   another kind of source, or an altered header),
+    ///   ``PatientVaultError/Code/corrupted`` for an Argon2id cost no store
+    ///   is made with.
+    static func unwrapRoot(
+        _ source: MasterKeySource, header: StoreHeader, allowsWeakCost: Bool
+    ) async throws(PatientVaultError) -> SymmetricKey {
+        switch (source, header.source) {
+        case (.key(let master), .rawKey):
+            return try header.unwrapRoot(with: master.key)
+        case (.passphrase(let passphrase, _), .argon2id):
+            try checkCost(header.parameters, allowsWeakCost: allowsWeakCost)
+            let master = try translatingErrors { try deriveFromPassphrase(passphrase, salt: header.salt, parameters: header.parameters) }
+            defer { master.wipe() }
+            return try header.unwrapRoot(with: master)
+        case (.provider(let provider), .provider):
+            guard provider.keyID == header.keyID else {
+                throw PatientVaultError(.wrongMasterKey, "this store's root key is wrapped by another provider key")
+            }
+            let root: MasterKey
+            do {
+                root = try await provider.unwrap(header.wrapped, context: header.prefix())
+            } catch let error as PatientVaultError {
+                throw error
+            } catch {
+                throw PatientVaultError(.wrongMasterKey, "the key provider did not unwrap this store's root key")
+            }
+            return root.key
+        case (_, .rawKey):
+            throw PatientVaultError(.wrongMasterKey, "this store's master key is a raw key")
+        case (_, .argon2id):
+            throw PatientVaultError(.wrongMasterKey, "this store's master key comes from a passphrase")
+        case (_, .provider):
+            throw PatientVaultError(.wrongMasterKey, "this store's root key is wrapped by a key provider")
+        }
+    }
+
+    /// A header for the store `storeID` whose root key `root` is wrapped
+    /// with `source` (a new random salt for a passphrase).
+    static func header(
+        wrapping root: SymmetricKey, with source: MasterKeySource, storeID: [UInt8], weakCost: Bool
+    ) async throws(PatientVaultError) -> StoreHeader {
+        let zeroSalt = [UInt8](repeating: 0, count: 16)
+        switch source {
+        case .key(let master):
+            var h = StoreHeader(
+                source: .rawKey, salt: zeroSalt, parameters: .init(opsLimit: 0, memLimit: 0), storeID: storeID, keyID: "", wrapped: [])
+            h.wrapped = try translatingErrors { try h.wrapping(root, under: master.key) }
+            return h
+        case .passphrase(let passphrase, let strength):
+            guard !passphrase.isEmpty else { throw PatientVaultError(.invalidArgument, "the passphrase is empty") }
+            let parameters: Argon2id.Parameters = if weakCost {
+                .minimum
+            } else {
+                switch strength {
+                case .interactive: .interactive
+                case .moderate: .moderate
+                }
+            }
+            let salt = try translatingErrors { try SecureRandom.bytes(Argon2id.saltByteCount) }
+            var h = StoreHeader(source: .argon2id, salt: salt, parameters: parameters, storeID: storeID, keyID: "", wrapped: [])
+            let master = try translatingErrors { try deriveFromPassphrase(passphrase, salt: salt, parameters: parameters) }
+            defer { master.wipe() }
+            h.wrapped = try translatingErrors { try h.wrapping(root, under: master) }
+            return h
+        case .provider(let provider):
+            let keyID = provider.keyID
+            guard Limits.isPrintable(keyID, maximum: Limits.keyProviderID) else {
+                throw PatientVaultError(
+                    .invalidArgument, "a key provider's keyID is 1 to \(Limits.keyProviderID) UTF-8 bytes without control or format characters")
+            }
+            var h = StoreHeader(
+                source: .provider, salt: zeroSalt, parameters: .init(opsLimit: 0, memLimit: 0), storeID: storeID, keyID: keyID, wrapped: [])
+            let wrapped: [UInt8]
+            do {
+                wrapped = try await provider.wrap(MasterKey(key: root), context: h.prefix())
+            } catch let error as PatientVaultError {
+                throw error
+            } catch {
+                throw PatientVaultError(.io, "the key provider did not wrap the store's root key")
+            }
+            guard (1...Limits.wrappedRootKey).contains(wrapped.count) else {
+                throw PatientVaultError(.invalidArgument, "a key provider's wrapped key is 1 to \(Limits.wrappedRootKey) bytes")
+            }
+            h.wrapped = wrapped
+            return h
+        }
+    }
+
+    /// The Argon2id cost of a header, read before it can be authenticated:
+    /// capped, so a forged header can neither make opening hang nor make
+    /// guessing cheap.
+    private static func checkCost(_ parameters: Argon2id.Parameters, allowsWeakCost: Bool) throws(PatientVaultError) {
+        guard parameters.opsLimit <= Argon2id.Parameters.sensitive.opsLimit,
+              parameters.memLimit <= Argon2id.Parameters.sensitive.memLimit
+        else {
+            throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost above the maximum")
+        }
+        // No production store is created below `interactive`: the
+        // testing-only cost needs the tests' opt-in, and any other lower
+        // cost is a forged header trying to make guessing cheap.
+        let production = parameters.opsLimit >= Argon2id.Parameters.interactive.opsLimit
+            && parameters.memLimit >= Argon2id.Parameters.interactive.memLimit
+        if !production && !(allowsWeakCost && parameters == .minimum) {
+            guard parameters == .minimum else {
+                throw PatientVaultError(.corrupted, "store.header asks for an Argon2id cost below the minimum")
+            }
+            throw PatientVaultError(
+                .invalidArgument,
+                "this store was created with the testing-only key-derivation cost "
+                    + "(PatientVaultTesting's withInsecureKeyDerivationForTests()); a production configuration refuses to open it")
+        }
+    }
+
+    /// Argon2id over the passphrase's own UTF-8 storage, without another copy.
+    private static func deriveFromPassphrase(
+        _ passphrase: String, salt: [UInt8], parameters: Argon2id.Parameters
+    ) throws -> SymmetricKey {
+        var text = passphrase
+        return try text.withUTF8 { utf8 in
+            try Argon2id.deriveKey(from: UnsafeRawBufferPointer(utf8), salt: salt, parameters: parameters)
+        }
+    }
+}

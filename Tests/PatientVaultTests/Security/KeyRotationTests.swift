@@ -1,0 +1,102 @@
+import Foundation
+import PatientVaultTesting
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// Master keys: a raw key, a passphrase or a key provider wraps the
+/// store's root key; rotation rewrites the header alone, atomically; the
+/// old key then opens nothing.
+@Suite struct KeyRotationTests {
+    let alice = Fixtures.alice
+    let dpo = Principal.auditReviewer(try! SystemPrincipal("dpo"))
+
+    func configuration() -> Configuration {
+        var c = Fixtures.configuration().withInsecureKeyDerivationForTests()
+        c.auditReviewers = [try! SystemPrincipal("dpo")]
+        return c
+    }
+
+    /// Raw key → passphrase → provider → raw key: after each rotation the
+    /// new source opens the store with everything in it, every older one
+    /// is `wrongMasterKey`, and a non-reviewer cannot rotate.
+    @Test func eachRotationLeavesExactlyTheNewKeyOpeningTheStore() async throws {
+        let folder = TestFolder()
+        let first = try MasterKey.generate()
+        let hsm = try TestKeyProvider()
+        let last = try MasterKey.generate()
+        var store = try await VaultStore.open(at: folder.url, key: .key(first), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await store.deposit(Fixtures.draft(), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
+        let verifierKey = store.checkpointVerifierKey
+        #expect(await code { try await store.rotateMasterKey(to: .key(last), as: .patient(self.alice)) } == .accessDenied)
+        let sources: [MasterKeySource] = [.key(first), .passphrase("correct horse battery staple"), .provider(hsm), .key(last)]
+        for (i, next) in sources.enumerated().dropFirst() {
+            try await store.rotateMasterKey(to: next, as: dpo)
+            // The open store goes on; a reopen takes the new key only.
+            _ = try await store.deposit(Fixtures.draft("after \(i)"), content: Data([UInt8(i)]), for: alice, as: Fixtures.doctor)
+            try await store.close()
+            for old in sources[..<i] {
+                let refused = await code { _ = try await VaultStore.open(at: folder.url, key: old, configuration: self.configuration()) }
+                #expect(refused == .wrongMasterKey, "source \(i) opened with an older one: \(String(describing: refused))")
+            }
+            store = try await VaultStore.open(at: folder.url, key: next, configuration: configuration())
+            #expect(try await store.content(of: doc.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
+            #expect(store.checkpointVerifierKey == verifierKey, "the keys under the root do not change")
+        }
+        #expect(hsm.calls.wraps == 1 && hsm.calls.unwraps == 1)
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        try await store.close()
+    }
+
+    /// A provider's outage is `io` at open, not a wrong key; another
+    /// provider key, or a header altered, does not open.
+    @Test func aProvidersOutageAndAnotherProviderKeyAreRefused() async throws {
+        let folder = TestFolder()
+        let hsm = try TestKeyProvider(keyID: "test-hsm/ward-7")
+        let store = try await VaultStore.open(at: folder.url, key: .provider(hsm), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        try await store.close()
+        hsm.isAvailable = false
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .provider(hsm), configuration: self.configuration()) } == .io)
+        hsm.isAvailable = true
+        let other = try TestKeyProvider(keyID: "test-hsm/ward-7")
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .provider(other), configuration: self.configuration()) } == .wrongMasterKey)
+        let renamed = try TestKeyProvider(keyID: "test-hsm/ward-8")
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .provider(renamed), configuration: self.configuration()) } == .wrongMasterKey)
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: self.configuration()) } == .wrongMasterKey)
+        let reopened = try await VaultStore.open(at: folder.url, key: .provider(hsm), configuration: configuration())
+        #expect(try await reopened.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+        try await reopened.close()
+    }
+
+    /// A rotation cut short before its rename (the temporary header
+    /// written, the store killed) leaves the old key opening the store; the
+    /// next rotation completes. A store in memory has no master key to
+    /// rotate (refused, recorded).
+    @Test func aRotationCutShortLeavesTheOldKeyAndResumes() async throws {
+        let folder = TestFolder()
+        let old = try MasterKey.generate()
+        let new = try MasterKey.generate()
+        var store = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        // What a rotation to `new` writes, left in the temporary file only.
+        let header = try #require(try StoreHeader.read(directory: folder.url.path))
+        let root = try await RootKeyWrapping.unwrapRoot(.key(old), header: header, allowsWeakCost: false)
+        let next = try await RootKeyWrapping.header(wrapping: root, with: .key(new), storeID: header.storeID, weakCost: false)
+        try Data(next.encoded()).write(to: folder.url.appendingPathComponent(StoreFolder.headerFileName + ".tmp"))
+        try await store.close()
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .key(new), configuration: self.configuration()) } == .wrongMasterKey)
+        store = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        try await store.rotateMasterKey(to: .key(new), as: dpo)
+        try await store.close()
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .key(old), configuration: self.configuration()) } == .wrongMasterKey)
+        store = try await VaultStore.open(at: folder.url, key: .key(new), configuration: configuration())
+        #expect(try await store.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+        try await store.close()
+
+        let memory = try await VaultStore.openInMemory(MemoryEngine(), key: try MasterKey.generate(), configuration: configuration())
+        #expect(await code { try await memory.rotateMasterKey(to: .key(new), as: self.dpo) } == .invalidArgument)
+        try await memory.close()
+    }
+}
