@@ -3,8 +3,8 @@
 //   pv-crash-writer <store directory> <master key, 64 hex> <seed>
 //
 // Opens the store (recovering it), makes sure its patients have vaults,
-// then writes from four tasks until killed: deposits, replacements, grants
-// and audited reads. Each operation prints a `BEGIN` line before it starts
+// then writes from four tasks until killed: deposits, replacements, grants,
+// erasures and audited reads. Each operation prints a `BEGIN` line before it starts
 // and an `ACK` line once the store acknowledged it (one `write(2)` per line,
 // so a kill never leaves half a line). The test that kills it
 // (`CrashTests`) reopens the store and checks every acknowledged operation.
@@ -83,6 +83,8 @@ emit(["READY"])
 
 /// Documents acknowledged in this run, for replacements and reads.
 let written = Mutex<[(patient: Int, id: DocumentID, version: Int, author: Int)]>([])
+/// Documents whose erasure began: an operation on one may find it gone.
+let erasing = Mutex<Set<DocumentID>>([])
 let counter = Atomic<Int>(seed * 1_000_000)
 
 await withTaskGroup(of: Void.self) { group in
@@ -110,6 +112,15 @@ await withTaskGroup(of: Void.self) { group in
                         let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], as: professionals[a])
                         written.withLock { $0.append((p, m.id, m.version, a)) }
                         emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
+                    } else if task == 1 && choice == 9, let k = known {
+                        // No later operation picks it; one already under way
+                        // may find it erased (NACK below).
+                        written.withLock { $0.removeAll { $0.id == k.id } }
+                        erasing.withLock { _ = $0.insert(k.id) }
+                        emit(["BEGIN", "erase", "\(op)", patients[k.patient].digits, "\(k.id)"])
+                        try await store.erase(
+                            k.id, for: patients[k.patient], reason: try ErasureReason("crash test \(op)"), as: professionals[k.author])
+                        emit(["ACK", "erase", "\(op)", patients[k.patient].digits, "\(k.id)"])
                     } else if choice < 7, let k = known {
                         let size = Int.random(in: 1...12_000, using: &rng)
                         emit(["BEGIN", "replace", "\(op)", patients[k.patient].digits, "\(k.id)", "\(size)"])
@@ -134,6 +145,10 @@ await withTaskGroup(of: Void.self) { group in
                     }
                 } catch let e as PatientVaultError where e.code == .conflict {
                     emit(["NACK", "\(op)", "conflict"])
+                } catch let e as PatientVaultError
+                    where [.erased, .unknownDocument].contains(e.code) && erasing.withLock({ set in known.map { set.contains($0.id) } ?? false })
+                {
+                    emit(["NACK", "\(op)", "erased"])
                 } catch {
                     fail("operation \(op): \(error)")
                 }

@@ -22,10 +22,11 @@ extension VaultStore {
             return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.denied))
         }
         if vault.erased[id] != nil {
-            // Allowed on the vault; the entry records the attempt on a
-            // document that no longer has content or metadata.
+            // Allowed on the vault, but nothing to read: the entry records
+            // the attempt as abandoned (the document has no content or
+            // metadata any more).
             let erased = PatientVaultError(.erased, "the document was erased", vaultID: vault.vaultID, documentID: id)
-            return Audited(action: action, decision: vaultDecision, document: id, version: version, result: .failure(erased))
+            return Audited(action: action, decision: vaultDecision, document: id, version: version, abandoned: true, result: .failure(erased))
         }
         let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         let versions = vault.versions(of: id)

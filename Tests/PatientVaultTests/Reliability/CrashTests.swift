@@ -86,6 +86,8 @@ import Glibc
         var acknowledged = 0, unacknowledgedChecked = 0, duringRecovery = 0
         var allAcks: [Line] = []
         var published: [SignedCheckpoint] = []
+        // Documents whose erasure was begun but not acknowledged: erased or not.
+        var maybeErased: Set<String> = []
         for round in 0..<kills {
             // One run in ten is killed within its first milliseconds: in
             // the middle of opening, that is of recovery.
@@ -99,26 +101,30 @@ import Glibc
             }
             let acked = Set(acks.map(\.op))
             let pending = lines.filter { $0.kind == "BEGIN" && !acked.contains($0.op) }
+            maybeErased.formUnion(pending.filter { $0.action == "erase" }.map { $0.fields[4] })
             // Chains are walked whole every tenth round (and at the end):
             // they only grow, and the walk is the costly part of a check.
             let (checked, whole) = try await Self.check(
-                store: store, key: key, acks: acks, pending: pending, verifyChains: round % 10 == 9, published: published)
+                store: store, key: key, acks: acks, pending: pending, maybeErased: maybeErased, verifyChains: round % 10 == 9,
+                published: published)
             acknowledged += checked
             unacknowledgedChecked += whole
             allAcks += acks
         }
         // Everything acknowledged in every run, once more at the end.
         let (finalChecked, _) = try await Self.check(
-            store: store, key: key, acks: allAcks, pending: [], verifyChains: true, published: published)
+            store: store, key: key, acks: allAcks, pending: [], maybeErased: maybeErased, verifyChains: true, published: published)
         #expect(finalChecked == allAcks.count)
-        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked, \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent); \(published.count) published checkpoints, each extended by every later recovered log")
+        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked (\(allAcks.filter { $0.action == "erase" }.count) erasures), \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent); \(published.count) published checkpoints, each extended by every later recovered log")
         #expect(acknowledged > kills, "the writer acknowledged too little to test anything")
+        #expect(allAcks.contains { $0.action == "erase" }, "no erasure was acknowledged: the runs are too short")
     }
 
     /// Opens the store and checks `acks` and `pending`; returns how many
     /// acknowledged operations were checked and how many pending deposits.
     static func check(
-        store url: URL, key: MasterKey, acks: [Line], pending: [Line], verifyChains: Bool, published: [SignedCheckpoint]
+        store url: URL, key: MasterKey, acks: [Line], pending: [Line], maybeErased: Set<String>, verifyChains: Bool,
+        published: [SignedCheckpoint]
     ) async throws -> (Int, Int) {
         let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
         // Every checkpoint published before a kill is extended by the log
@@ -138,9 +144,26 @@ import Glibc
         }
         var checked = 0
         var reads: [String: [String: Int]] = [:]  // patient → "doc/version" → acknowledged reads
+        // An acknowledged erasure is gone for good; one begun and not
+        // acknowledged left the document whole, or erased.
+        let erased = Set(acks.filter { $0.action == "erase" }.map { $0.fields[4] })
         for a in acks {
             let patient = try INS(a.fields[3])
+            if ["deposit", "replace"].contains(a.action), erased.contains(a.fields[4]) || maybeErased.contains(a.fields[4]) {
+                let id = try DocumentID(a.fields[4])
+                let version = Int(a.fields[5])!
+                let outcome = await code { _ = try await store.content(of: id, version: version, includingDeprecated: true, for: patient, as: .patient(patient)) }
+                if erased.contains(a.fields[4]) || outcome == .erased {
+                    #expect(outcome == .erased, "op \(a.op): its document's erasure was acknowledged")
+                    checked += 1
+                    continue
+                }
+            }
             switch a.action {
+            case "erase":
+                let id = try DocumentID(a.fields[4])
+                #expect(await code { _ = try await store.content(of: id, for: patient, as: .patient(patient)) } == .erased, "op \(a.op)")
+                #expect(try await store.erasedDocuments(for: patient, as: .patient(patient)).contains { $0.id == id }, "op \(a.op)")
             case "deposit", "replace":
                 let id = try DocumentID(a.fields[4])
                 let version = Int(a.fields[5])!
@@ -167,7 +190,8 @@ import Glibc
                 for: patient, matching: AuditQuery(actor: .patient(patient), actions: [.readContent], limit: 100_000), as: .patient(patient))
             var found: [String: Int] = [:]
             for e in trail where e.outcome == .allowed {
-                found["\(e.document!)/\(e.version!)", default: 0] += 1
+                guard let document = e.document, let version = e.version else { continue }
+                found["\(document)/\(version)", default: 0] += 1
             }
             for (key, count) in expected { #expect(found[key, default: 0] >= count, "reads of \(key)") }
         }

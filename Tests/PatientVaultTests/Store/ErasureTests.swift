@@ -54,6 +54,8 @@ import Testing
             try CheckpointVerifier(logKey: store.checkpointVerifierKey).verifyInclusion(receipt.proof, leafData: receipt.leafData)
             let trail = try await store.auditTrail(for: alice, as: .patient(alice))
             #expect(trail.contains { $0.action == .erase && $0.outcome == .allowed && $0.document == wrong.id })
+            // A read of it is recorded, as an attempt that read nothing.
+            #expect(trail.contains { $0.action == .readContent && $0.outcome == .abandoned && $0.document == wrong.id })
         }
         try await t.close()
         // No key in the store opens the erased versions: their slots hold
