@@ -1,10 +1,11 @@
 // pv-crash-writer: a writer for crash tests, through the public API only.
 //
-//   pv-crash-writer <store directory> <master key, 64 hex> <seed>
+//   pv-crash-writer <store directory> <master key A, 64 hex>,<master key B> <seed>
 //
 // Opens the store (recovering it), makes sure its patients have vaults,
 // then writes from four tasks until killed: deposits, replacements, grants,
-// erasures and audited reads. Each operation prints a `BEGIN` line before it starts
+// erasures, audited reads, and rotations of the master key between A and B
+// (the store opens with whichever of the two it finds). Each operation prints a `BEGIN` line before it starts
 // and an `ACK` line once the store acknowledged it (one `write(2)` per line,
 // so a kill never leaves half a line). The test that kills it
 // (`CrashTests`) reopens the store and checks every acknowledged operation.
@@ -23,6 +24,7 @@ func crashTestConfiguration() -> Configuration {
     c.segmentSize = 1 << 20
     c.contentChunkSize = 4096
     c.inlineContentLimit = 1024
+    c.auditReviewers = [try! SystemPrincipal("dpo")]
     return c
 }
 
@@ -44,14 +46,19 @@ func fail(_ message: String) -> Never {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 4, let seed = Int(arguments[3]) else { fail("usage: pv-crash-writer <dir> <key hex> <seed>") }
-let keyHex = Array(arguments[2].utf8)
-guard keyHex.count == 64 else { fail("the key is 64 hexadecimal characters") }
-var keyBytes: [UInt8] = []
-for i in stride(from: 0, to: 64, by: 2) {
-    guard let b = UInt8(String(decoding: keyHex[i..<(i + 2)], as: UTF8.self), radix: 16) else { fail("bad key") }
-    keyBytes.append(b)
+guard arguments.count == 4, let seed = Int(arguments[3]) else { fail("usage: pv-crash-writer <dir> <key A hex>,<key B hex> <seed>") }
+func key(hex: Substring) -> MasterKey {
+    let text = Array(hex.utf8)
+    guard text.count == 64 else { fail("a key is 64 hexadecimal characters") }
+    var bytes: [UInt8] = []
+    for i in stride(from: 0, to: 64, by: 2) {
+        guard let b = UInt8(String(decoding: text[i..<(i + 2)], as: UTF8.self), radix: 16) else { fail("bad key") }
+        bytes.append(b)
+    }
+    return try! MasterKey(bytes: bytes)
 }
+let keys = arguments[2].split(separator: ",").map { key(hex: $0) }
+guard keys.count == 2 else { fail("two keys, A and B") }
 
 let patients: [INS] = ["1840175000001", "2850275000002", "1860375000003", "2870475000004", "1880575000005", "2890675000006"].map { nir in
     let key = INS.key(forNIR: nir)!
@@ -61,13 +68,20 @@ let professionals: [Principal] = (0..<4).map { i in
     .professional(HealthProfessional(rpps: try! RPPSNumber("1010000000\(i)"), profession: .doctor))
 }
 
-let store: VaultStore
-do {
-    store = try await VaultStore.open(
-        at: URL(fileURLWithPath: arguments[1]), key: .key(try MasterKey(bytes: keyBytes)), configuration: crashTestConfiguration())
-} catch {
-    fail("open: \(error)")
+/// Which of the two keys opens the store now.
+let currentKey = Mutex<Int>(0)
+var opened: VaultStore?
+for (i, k) in keys.enumerated() where opened == nil {
+    do {
+        opened = try await VaultStore.open(at: URL(fileURLWithPath: arguments[1]), key: .key(k), configuration: crashTestConfiguration())
+        currentKey.withLock { $0 = i }
+    } catch where error.code == .wrongMasterKey {
+        continue
+    } catch {
+        fail("open: \(error)")
+    }
 }
+guard let store = opened else { fail("open: neither key opens the store") }
 emit(["OPEN"])
 // A creation attempt on an existing vault is a durable, audited refusal (it
 // costs what a creation costs): only a run that finds vaults missing (the
@@ -112,6 +126,13 @@ await withTaskGroup(of: Void.self) { group in
                         let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], as: professionals[a])
                         written.withLock { $0.append((p, m.id, m.version, a)) }
                         emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
+                    } else if task == 2 && choice == 9 && Int.random(in: 0..<3, using: &rng) == 0 {
+                        // Only this task rotates: the key it rotates to is the other one.
+                        let next = 1 - currentKey.withLock { $0 }
+                        emit(["BEGIN", "rotate", "\(op)", "-", "\(next)"])
+                        try await store.rotateMasterKey(to: .key(keys[next]), as: .auditReviewer(try SystemPrincipal("dpo")))
+                        currentKey.withLock { $0 = next }
+                        emit(["ACK", "rotate", "\(op)", "-", "\(next)"])
                     } else if task == 1 && choice == 9, let k = known {
                         // No later operation picks it; one already under way
                         // may find it erased (NACK below).

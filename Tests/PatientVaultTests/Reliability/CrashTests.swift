@@ -24,6 +24,7 @@ import Glibc
         c.segmentSize = 1 << 20
         c.contentChunkSize = 4096
         c.inlineContentLimit = 1024
+        c.auditReviewers = [try! SystemPrincipal("dpo")]
         return c
     }
 
@@ -81,8 +82,11 @@ import Glibc
         #expect(FileManager.default.isExecutableFile(atPath: Self.writer.path), "build the package first (swift build --build-tests)")
         let folder = TestFolder()
         let store = folder.url
-        let key = try MasterKey.generate()
-        let keyHex = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+        // The writer rotates the master key between these two.
+        let keys = [try MasterKey.generate(), try MasterKey.generate()]
+        let keyHex = keys.map { k in k.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() } }.joined(separator: ",")
+        var current = 0
+        var rotations = 0
         var acknowledged = 0, unacknowledgedChecked = 0, duringRecovery = 0
         var allAcks: [Line] = []
         var published: [SignedCheckpoint] = []
@@ -102,10 +106,27 @@ import Glibc
             let acked = Set(acks.map(\.op))
             let pending = lines.filter { $0.kind == "BEGIN" && !acked.contains($0.op) }
             maybeErased.formUnion(pending.filter { $0.action == "erase" }.map { $0.fields[4] })
+            // Whatever the kill interrupted, exactly one of the two keys
+            // opens the store: the one the last rotation went to if it was
+            // acknowledged, else either.
+            var opening: [Int] = []
+            for (i, k) in keys.enumerated() {
+                let outcome = await code {
+                    let s = try await VaultStore.open(at: store, key: .key(k), configuration: Self.configuration())
+                    try await s.close()
+                }
+                if outcome == nil { opening.append(i) } else { #expect(outcome == .wrongMasterKey, "key \(i): \(String(describing: outcome))") }
+            }
+            #expect(opening.count == 1, "round \(round): keys that open the store: \(opening)")
+            if let last = lines.last(where: { $0.kind == "BEGIN" && $0.action == "rotate" }), acked.contains(last.op) {
+                #expect(opening == [Int(last.fields[4])!], "round \(round): the acknowledged rotation's key")
+            }
+            current = opening.first ?? current
+            rotations += acks.filter { $0.action == "rotate" }.count
             // Chains are walked whole every tenth round (and at the end):
             // they only grow, and the walk is the costly part of a check.
             let (checked, whole) = try await Self.check(
-                store: store, key: key, acks: acks, pending: pending, maybeErased: maybeErased, verifyChains: round % 10 == 9,
+                store: store, key: keys[current], acks: acks, pending: pending, maybeErased: maybeErased, verifyChains: round % 10 == 9,
                 published: published)
             acknowledged += checked
             unacknowledgedChecked += whole
@@ -113,11 +134,12 @@ import Glibc
         }
         // Everything acknowledged in every run, once more at the end.
         let (finalChecked, _) = try await Self.check(
-            store: store, key: key, acks: allAcks, pending: [], maybeErased: maybeErased, verifyChains: true, published: published)
-        #expect(finalChecked == allAcks.count)
-        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked (\(allAcks.filter { $0.action == "erase" }.count) erasures), \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent); \(published.count) published checkpoints, each extended by every later recovered log")
+            store: store, key: keys[current], acks: allAcks, pending: [], maybeErased: maybeErased, verifyChains: true, published: published)
+        #expect(finalChecked == allAcks.filter { $0.action != "rotate" }.count)
+        print("crash test: \(kills) kills (\(duringRecovery) before the store was ready), \(acknowledged) acknowledged operations checked (\(allAcks.filter { $0.action == "erase" }.count) erasures, \(rotations) master-key rotations, exactly one key opening the store after every kill), \(unacknowledgedChecked) unacknowledged deposits present after recovery, each whole (the others absent); \(published.count) published checkpoints, each extended by every later recovered log")
         #expect(acknowledged > kills, "the writer acknowledged too little to test anything")
         #expect(allAcks.contains { $0.action == "erase" }, "no erasure was acknowledged: the runs are too short")
+        #expect(rotations > 0 || kills < 50, "no master-key rotation was acknowledged in \(kills) runs")
     }
 
     /// Opens the store and checks `acks` and `pending`; returns how many
@@ -126,6 +148,9 @@ import Glibc
         store url: URL, key: MasterKey, acks: [Line], pending: [Line], maybeErased: Set<String>, verifyChains: Bool,
         published: [SignedCheckpoint]
     ) async throws -> (Int, Int) {
+        // Rotations are checked by the caller (which key opens).
+        let acks = acks.filter { $0.action != "rotate" }
+        let pending = pending.filter { $0.action != "rotate" }
         let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
         // Every checkpoint published before a kill is extended by the log
         // recovery kept (it covers durable records only): the newest is
