@@ -39,6 +39,9 @@ let package = Package(
         // speak FHIR; the core product does not carry them.
         .library(name: "PatientVaultFHIR", targets: ["PatientVaultFHIR"]),
         .executable(name: "patientvault-demo", targets: ["PatientVaultDemo"]),
+        // Operating a store from a shell: vaults, documents, the trail,
+        // checkpoints and keys, through the same decisions and audit.
+        .executable(name: "vaultctl", targets: ["vaultctl"]),
     ],
     dependencies: [
         // The ecosystem's logging API: the host chooses the backend; we log at
@@ -46,6 +49,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         // The ecosystem's documentation builder (DocC catalogs of the products).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // The ecosystem's command-line parser (vaultctl's subcommands, help
+        // and usage errors).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -100,6 +106,10 @@ let package = Package(
         .executableTarget(
             name: "PatientVaultGettingStarted",
             dependencies: ["PatientVault"]
+        ),
+        .executableTarget(
+            name: "vaultctl",
+            dependencies: ["PatientVault", "PatientVaultProof", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The writer that crash tests kill (public API only); not a product.
         .executableTarget(

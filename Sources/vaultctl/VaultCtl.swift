@@ -1,0 +1,542 @@
+// vaultctl: look into and operate a PatientVault store from a shell.
+//
+// Every command that touches a vault takes the acting principal (`--as`)
+// and goes through the library's access decision and audit trail, like any
+// caller of the library. An error is one line on standard error with a
+// hint, and the exit code says what kind (see `ExitCodes`).
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import PatientVault
+import PatientVaultProof
+
+@main
+struct VaultCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vaultctl",
+        abstract: "Operate a PatientVault store: vaults, documents, the audit trail, checkpoints and keys.",
+        discussion: """
+            The master key comes from --key-file (32 raw bytes or 64 hexadecimal characters), --key-env (the name of \
+            an environment variable holding 64 hexadecimal characters) or --passphrase-env. Principals (--as): \
+            patient:<INS>, representative:<INS>:<parent|guardian>, <profession>:<RPPS> (doctor:10101234567), \
+            organisation:<kind>:<FINESS>, insurer:<id>, reviewer:<id>.
+
+            Exit codes: 0 success; 1 bad usage or input; 2 access denied; 3 no such vault or document (or erased, \
+            destroyed); 4 the store or its proofs fail their checks (corrupted, wrong key, checkpoint not extended); \
+            5 any other failure (I/O, full disk, store locked).
+            """,
+        subcommands: [
+            Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
+            Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, RotateKey.self, Stats.self, Doctor.self,
+        ])
+
+    /// Parses and runs the command; a failure of ours is one line and its
+    /// exit code, ArgumentParser's own (usage) are printed its way.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as CtlError {
+            error.exit()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+// MARK: - Shared options
+
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "The store's folder.")
+    var store: String
+
+    @Option(name: .long, help: "A file holding the master key (32 bytes, or 64 hexadecimal characters).")
+    var keyFile: String?
+
+    @Option(name: .long, help: "An environment variable holding the master key in hexadecimal.")
+    var keyEnv: String?
+
+    @Option(name: .long, help: "An environment variable holding the store's passphrase.")
+    var passphraseEnv: String?
+
+    @Option(name: .long, help: "Configured audit reviewers (comma-separated identifiers), as the host configures them.")
+    var reviewers: String = ""
+
+    @Flag(name: .long, help: "Print JSON for scripts.")
+    var json = false
+
+    func source() throws -> MasterKeySource {
+        try Self.source(keyFile: keyFile, keyEnv: keyEnv, passphraseEnv: passphraseEnv)
+    }
+
+    /// The master key from one of a file, an environment variable holding
+    /// it in hexadecimal, or one holding a passphrase.
+    static func source(keyFile: String?, keyEnv: String?, passphraseEnv: String?) throws -> MasterKeySource {
+        let given = [keyFile != nil, keyEnv != nil, passphraseEnv != nil].filter { $0 }.count
+        guard given == 1 else { throw CtlError.usage("give exactly one of --key-file, --key-env, --passphrase-env") }
+        if let passphraseEnv {
+            guard let passphrase = ProcessInfo.processInfo.environment[passphraseEnv], !passphrase.isEmpty else {
+                throw CtlError.usage("the environment variable \(passphraseEnv) is not set")
+            }
+            return .passphrase(passphrase)
+        }
+        var bytes: [UInt8]
+        if let keyFile {
+            guard let data = FileManager.default.contents(atPath: keyFile) else { throw CtlError.usage("cannot read the key file \(keyFile)") }
+            bytes = [UInt8](data)
+        } else {
+            guard let text = ProcessInfo.processInfo.environment[keyEnv!] else {
+                throw CtlError.usage("the environment variable \(keyEnv!) is not set")
+            }
+            bytes = Array(text.utf8)
+        }
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        if bytes.count != 32 {
+            var text = bytes
+            while let last = text.last, last == 0x0A || last == 0x0D || last == 0x20 { text.removeLast() }
+            guard text.count == 64, let decoded = hexDecode(text) else {
+                throw CtlError.usage("a master key is 32 bytes or 64 hexadecimal characters")
+            }
+            return .key(try MasterKey(bytes: decoded))
+        }
+        return .key(try MasterKey(bytes: bytes))
+    }
+
+    func configuration() throws -> Configuration {
+        var c = Configuration()
+        c.auditReviewers = Set(try reviewers.split(separator: ",").map { try SystemPrincipal(String($0)) })
+        return c
+    }
+
+    func open() async throws -> VaultStore {
+        guard FileManager.default.fileExists(atPath: store + "/store.header") else {
+            throw CtlError.notFound("no store in \(store) (vaultctl init makes one)")
+        }
+        return try await VaultStore.open(at: URL(fileURLWithPath: store), key: try source(), configuration: try configuration())
+    }
+
+    /// Prints `value` as JSON, or `text` for people.
+    func output(_ text: String, json value: [String: Any]) {
+        if json, let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(text)
+        }
+    }
+}
+
+struct ActorOptions: ParsableArguments {
+    @Option(name: .customLong("as"), help: "Who acts (see vaultctl --help).")
+    var actor: String
+
+    func principal() throws -> Principal { try parsePrincipal(actor) }
+}
+
+struct PatientOption: ParsableArguments {
+    @Option(name: .long, help: "The patient's INS (15 digits).")
+    var patient: String
+
+    func ins() throws -> INS { try INS(patient) }
+}
+
+/// A command on one patient's vault, as one principal: `perform` runs
+/// with the store open (``withStore(_:_:)``).
+protocol VaultCommand: AsyncParsableCommand {
+    var vault: VaultOptions { get }
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws
+}
+
+extension VaultCommand {
+    var options: StoreOptions { vault.options }
+
+    func run() async throws {
+        try await withStore(options) { store in try await perform(store, try vault.ins(), try vault.principal()) }
+    }
+}
+
+/// The store, the patient whose vault, and who acts.
+struct VaultOptions: ParsableArguments {
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var patient: PatientOption
+    @OptionGroup var actor: ActorOptions
+
+    func ins() throws -> INS { try patient.ins() }
+    func principal() throws -> Principal { try actor.principal() }
+}
+
+/// Runs a command body with the store open, closing it whatever happens,
+/// and maps every error to one line and an exit code.
+func withStore(_ options: StoreOptions, _ body: (VaultStore) async throws -> Void) async throws {
+    do {
+        let store = try await options.open()
+        do {
+            try await body(store)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    } catch {
+        throw CtlError.from(error)
+    }
+}
+
+// MARK: - Commands
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a new store (and, with --generate-key, its master key file).")
+    @OptionGroup var options: StoreOptions
+    @Flag(name: .long, help: "Write a new random master key to --key-file (mode 0600) first.")
+    var generateKey = false
+
+    func run() async throws {
+        do {
+            if FileManager.default.fileExists(atPath: options.store + "/store.header") {
+                throw CtlError.usage("\(options.store) already holds a store")
+            }
+            if generateKey {
+                guard let keyFile = options.keyFile else { throw CtlError.usage("--generate-key writes to --key-file") }
+                guard !FileManager.default.fileExists(atPath: keyFile) else { throw CtlError.usage("\(keyFile) exists: not overwritten") }
+                let key = try MasterKey.generate()
+                let hex = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+                guard FileManager.default.createFile(atPath: keyFile, contents: Data((hex + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                    throw CtlError.usage("cannot write \(keyFile)")
+                }
+            }
+            let store = try await VaultStore.open(
+                at: URL(fileURLWithPath: options.store), key: try options.source(), configuration: try options.configuration())
+            let verifier = store.checkpointVerifierKey.description
+            try await store.close()
+            options.output("store created in \(options.store)\ncheckpoint verifier key: \(verifier)", json: ["store": options.store, "verifierKey": verifier])
+        } catch {
+            throw CtlError.from(error)
+        }
+    }
+}
+
+struct Create: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a patient's vault.")
+    @OptionGroup var vault: VaultOptions
+    @Option(help: "The creation channel: \(CreationChannel.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var channel: String
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        guard let channel = CreationChannel(rawValue: channel) else { throw CtlError.usage("unknown channel \(channel)") }
+        let info = try await store.createVault(for: ins, as: principal, channel: channel)
+        options.output("vault \(info.vaultID) created", json: ["vaultID": info.vaultID])
+    }
+}
+
+struct Deposit: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Deposit a file as a new document (or, with --replaces, a new version).")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "The file to deposit.") var file: String
+    @Option(help: "The title.") var title: String
+    @Option(help: "The category: \(DocumentCategory.allCases.map(\.rawValue).joined(separator: ", ")).") var category = "report"
+    @Option(help: "The LOINC type code.") var typeCode = "11488-4"
+    @Option(help: "The MIME type.") var mimeType = "application/pdf"
+    @Option(help: "The document this replaces (a new version of it).") var replaces: String?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        guard let category = DocumentCategory(rawValue: category) else { throw CtlError.usage("unknown category \(category)") }
+        guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
+        let draft = DocumentDraft(
+            typeCode: DocumentTypeCode(code: typeCode), category: category, title: title, createdAt: Date(), mimeType: mimeType)
+        let m = if let replaces {
+            try await store.replace(try DocumentID(replaces), with: draft, content: data, for: ins, as: principal)
+        } else {
+            try await store.deposit(draft, content: data, for: ins, as: principal)
+        }
+        options.output("document \(m.id) version \(m.version) (\(m.size) bytes)", json: ["document": m.id.description, "version": m.version, "size": m.size])
+    }
+}
+
+struct Read: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Read a document's content, to a file or standard output.")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "The document's id.") var document: String
+    @Option(help: "A version (the current one if absent).") var version: Int?
+    @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let bytes = try await store.content(
+            of: try DocumentID(document), version: version, includingDeprecated: version != nil, for: ins, as: principal)
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
+                throw CtlError.usage("cannot write \(output)")
+            }
+        } else {
+            FileHandle.standardOutput.write(bytes)
+        }
+    }
+}
+
+struct List: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "List the documents the principal may see in a vault.")
+    @OptionGroup var vault: VaultOptions
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let docs = try await store.documents(for: ins, as: principal)
+        let lines = docs.map { "\($0.id)  v\($0.version)  \($0.category.rawValue)  \($0.size) bytes  \($0.title)" }
+        options.output(
+            lines.isEmpty ? "(no documents)" : lines.joined(separator: "\n"),
+            json: ["documents": docs.map { ["id": $0.id.description, "version": $0.version, "category": $0.category.rawValue, "size": $0.size, "title": $0.title] }])
+    }
+}
+
+struct Grant: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Authorise a professional or organisation (optionally for some days).")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "Who is authorised (a principal).") var grantee: String
+    @Option(help: "For this many days.") var days: Int?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let until = days.map { Date().addingTimeInterval(Double($0) * 86_400) }
+        try await store.authorise(try parsePrincipal(grantee), until: until, for: ins, as: principal)
+        options.output("authorised", json: ["authorised": grantee])
+    }
+}
+
+struct Revoke: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Revoke an authorisation.")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "Whose authorisation (a principal).") var grantee: String
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        try await store.revoke(try parsePrincipal(grantee), for: ins, as: principal)
+        options.output("revoked", json: ["revoked": grantee])
+    }
+}
+
+struct Block: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Block a professional from the vault.")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "The professional (a principal).") var professional: String
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        try await store.block(try parsePrincipal(professional), for: ins, as: principal)
+        options.output("blocked", json: ["blocked": professional])
+    }
+}
+
+struct Audit: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a vault's audit trail, newest first, and verify its chain.")
+    @OptionGroup var vault: VaultOptions
+    @Option(help: "At most this many entries.") var limit = 50
+    @Flag(help: "Also verify the whole hash chain.") var verify = false
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        guard (1...100_000).contains(limit) else { throw CtlError.usage("--limit is 1 to 100,000") }
+        let ins = ins
+        let principal = principal
+        let entries = try await store.auditTrail(for: ins, matching: AuditQuery(limit: limit), as: principal)
+        var lines = entries.map { e in
+            "#\(e.sequence)  \(ISO8601DateFormatter().string(from: e.time))  \(e.action.rawValue)  \(e.outcome)  \(e.rule.rawValue)  \(e.actor)"
+                + (e.document.map { "  \($0)" } ?? "")
+        }
+        var json: [String: Any] = ["entries": entries.map { ["sequence": $0.sequence, "action": $0.action.rawValue, "outcome": "\($0.outcome)", "rule": $0.rule.rawValue] }]
+        if verify {
+            let v = try await store.verifyAuditTrail(for: ins, as: principal)
+            lines.append("chain verified: \(v.entries) entries, head \(v.headHash)")
+            json["verified"] = v.entries
+            json["headHash"] = v.headHash
+        }
+        options.output(lines.joined(separator: "\n"), json: json)
+    }
+}
+
+struct Checkpoint: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a signed checkpoint of the store (C2SP tlog-checkpoint), or write it to a file.")
+    @OptionGroup var options: StoreOptions
+    @Option(name: .shortAndLong, help: "Write it to this file.") var output: String?
+
+    func run() async throws {
+        try await withStore(options) { store in
+            let checkpoint = try await store.checkpoint()
+            if let output {
+                guard FileManager.default.createFile(atPath: output, contents: Data(checkpoint.text.utf8)) else {
+                    throw CtlError.usage("cannot write \(output)")
+                }
+            }
+            options.output(
+                output == nil ? checkpoint.text : "checkpoint of \(checkpoint.treeHead.size) records written to \(output!)",
+                json: ["size": checkpoint.treeHead.size, "checkpoint": checkpoint.text, "verifierKey": store.checkpointVerifierKey.description])
+        }
+    }
+}
+
+struct Prove: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a receipt (tlog-proof@v1) that a document version is in the log.")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "The document's id.") var document: String
+    @Option(help: "A version (the current one if absent).") var version: Int?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let receipt = try await store.receipt(for: try DocumentID(document), version: version, for: ins, as: principal)
+        let leaf = receipt.leafData.map { String(format: "%02x", $0) }.joined()
+        options.output(receipt.proof.text + "\nleaf data: " + leaf, json: ["proof": receipt.proof.text, "leafData": leaf])
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check that the store extends a checkpoint kept elsewhere (a file).")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The checkpoint file.") var checkpoint: String
+
+    func run() async throws {
+        try await withStore(options) { store in
+            guard let data = FileManager.default.contents(atPath: checkpoint) else { throw CtlError.usage("cannot read \(checkpoint)") }
+            let kept = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+            try await store.verify(against: kept)
+            options.output("the store extends the checkpoint of \(kept.treeHead.size) records", json: ["verified": kept.treeHead.size])
+        }
+    }
+}
+
+struct Close: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Close a vault (read-only for its retention period).")
+    @OptionGroup var vault: VaultOptions
+    @Flag(help: "The patient died (recorded by a doctor).") var death = false
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        try await store.closeVault(for: ins, reason: death ? .death : .patientRequest, as: principal)
+        options.output("vault closed", json: ["closed": true])
+    }
+}
+
+struct Erase: VaultCommand {
+    static let configuration = CommandConfiguration(abstract: "Erase a document (its author only; a professional states why).")
+    @OptionGroup var vault: VaultOptions
+    @Argument(help: "The document's id.") var document: String
+    @Option(help: "Why (required from a professional).") var reason: String?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let tombstone = try await store.erase(
+            try DocumentID(document), for: ins, reason: try reason.map { try ErasureReason($0) }, as: principal)
+        options.output("document \(tombstone.id) erased (\(tombstone.versions) versions)", json: ["erased": tombstone.id.description, "versions": tombstone.versions])
+    }
+}
+
+struct RotateKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-key", abstract: "Wrap the store's root key under a new master key (a configured reviewer).")
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var actor: ActorOptions
+    @Option(help: "A file holding the new master key (32 bytes or 64 hexadecimal characters).") var newKeyFile: String
+
+    func run() async throws {
+        try await withStore(options) { store in
+            let next = try StoreOptions.source(keyFile: newKeyFile, keyEnv: nil, passphraseEnv: nil)
+            try await store.rotateMasterKey(to: next, as: try actor.principal())
+            options.output("master key rotated: the old key opens nothing in this store", json: ["rotated": true])
+        }
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The store's figures (the seeds' statistics), for a configured reviewer.")
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var actor: ActorOptions
+
+    func run() async throws {
+        try await withStore(options) { store in
+            let s = try await store.statistics(as: try actor.principal())
+            options.output(
+                "vaults: \(s.vaults)\ndocuments: \(s.documents)\nfed vaults: \(s.fedVaults)\nprofessionals: \(s.distinctProfessionals)\norganisations: \(s.distinctOrganisations)",
+                json: ["vaults": s.vaults, "documents": s.documents, "fedVaults": s.fedVaults, "professionals": s.distinctProfessionals, "organisations": s.distinctOrganisations])
+        }
+    }
+}
+
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open the store (recovering it), check the log against a new checkpoint, and say whether it is healthy.")
+    @OptionGroup var options: StoreOptions
+
+    func run() async throws {
+        try await withStore(options) { store in
+            let checkpoint = try await store.checkpoint()
+            // Every record read again and hashed, against the tree's root.
+            try await store.verify(against: checkpoint)
+            options.output(
+                "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified",
+                json: ["healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size])
+        }
+    }
+}
+
+// MARK: - Parsing and errors
+
+func parsePrincipal(_ text: String) throws -> Principal {
+    let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+    switch (parts.first ?? "", parts.count) {
+    case ("patient", 2): return .patient(try INS(parts[1]))
+    case ("representative", 3):
+        guard let relationship = LegalRepresentative.Relationship(rawValue: parts[2]) else { throw CtlError.usage("unknown relationship \(parts[2])") }
+        return .representative(LegalRepresentative(ins: try INS(parts[1]), relationship: relationship))
+    case ("organisation", 3):
+        guard let kind = OrganisationKind(rawValue: parts[1]) else { throw CtlError.usage("unknown organisation kind \(parts[1])") }
+        return .organisation(Organisation(finess: try FINESSNumber(parts[2]), kind: kind))
+    case ("insurer", 2): return .insurer(try SystemPrincipal(parts[1]))
+    case ("reviewer", 2): return .auditReviewer(try SystemPrincipal(parts[1]))
+    case (let profession, 2):
+        guard let p = Profession(rawValue: profession) else { throw CtlError.usage("unknown principal \(text)") }
+        return .professional(HealthProfessional(rpps: try RPPSNumber(parts[1]), profession: p))
+    default:
+        throw CtlError.usage("unknown principal \(text) (see vaultctl --help)")
+    }
+}
+
+func hexDecode(_ text: [UInt8]) -> [UInt8]? {
+    var out: [UInt8] = []
+    for i in stride(from: 0, to: text.count, by: 2) {
+        guard let b = UInt8(String(decoding: text[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+        out.append(b)
+    }
+    return out
+}
+
+/// One line on standard error and an exit code (`VaultCtl`'s help lists them).
+struct CtlError: Error, CustomStringConvertible {
+    let message: String
+    let hint: String?
+    let code: Int32
+
+    var description: String { message + (hint.map { " (hint: \($0))" } ?? "") }
+
+    static func usage(_ m: String) -> CtlError { CtlError(message: m, hint: "vaultctl help <command>", code: 1) }
+    static func notFound(_ m: String) -> CtlError { CtlError(message: m, hint: nil, code: 3) }
+
+    static func from(_ error: Error) -> Error {
+        if let error = error as? CtlError { return error }
+        if error is ValidationError || error is CleanExit { return error }
+        if let e = error as? PatientVaultError {
+            let (code, hint): (Int32, String?) = switch e.code {
+            case .invalidArgument, .invalidIdentifier, .contentSourceFailed: (1, "check the arguments")
+            case .accessDenied: (2, e.rule.map { "rule \($0.rawValue)" })
+            case .unknownVault, .unknownDocument, .erased, .vaultDestroyed: (3, nil)
+            case .corrupted, .wrongMasterKey, .checkpointNotExtended, .unsupportedFormat: (4, e.code == .wrongMasterKey ? "another key, or the header was altered" : "vaultctl doctor")
+            case .storeLocked: (5, "another process has the store open")
+            default: (5, nil)
+            }
+            return CtlError(message: "\(e.code): \(e.message)", hint: hint, code: code)
+        }
+        if let e = error as? ProofError { return CtlError(message: "checkpoint: \(e.code.rawValue)", hint: "is it a checkpoint of this store?", code: 4) }
+        return CtlError(message: "\(error)", hint: nil, code: 5)
+    }
+}
+
+extension CtlError {
+    /// Exits with this error's code after printing it (ArgumentParser
+    /// prints other errors itself).
+    func exit() -> Never {
+        FileHandle.standardError.write(Data("vaultctl: error: \(description)\n".utf8))
+        Glibc.exit(code)
+    }
+}

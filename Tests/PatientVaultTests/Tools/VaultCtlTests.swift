@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+@testable import PatientVault
+
+/// `vaultctl` as an operator uses it: a store made, a vault fed and read,
+/// each command through the library's decisions and trail, every failure
+/// one line with its documented exit code.
+@Suite struct VaultCtlTests {
+    static var tool: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("vaultctl")
+    }
+
+    /// Runs vaultctl; returns its exit code, standard output and standard error.
+    func run(_ arguments: [String]) throws -> (code: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = Self.tool
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    @Test func anOperatorsSessionWithItsExitCodes() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.tool.path), "build the package first (swift build --build-tests)")
+        let folder = TestFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let keyFile = folder.url.appendingPathComponent("key").path
+        let store = ["--store", folder.url.appendingPathComponent("store").path, "--key-file", keyFile]
+        let patient = Fixtures.alice.digits
+        let vault = store + ["--patient", patient]
+        let doctor = "doctor:10101234567"
+
+        var r = try run(["init"] + store + ["--generate-key"])
+        #expect(r.code == 0 && r.out.contains("checkpoint verifier key"), "\(r)")
+        let mode = try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? Int
+        #expect(mode == 0o600, "the key file is the owner's only")
+        #expect(try run(["init"] + store).code == 1, "a second init is refused")
+        #expect(try run(["create"] + vault + ["--as", "patient:\(patient)", "--channel", "patientOnline"]).code == 0)
+        let note = folder.url.appendingPathComponent("note.txt")
+        try Data("compte rendu".utf8).write(to: note)
+        r = try run(["deposit"] + vault + ["--as", doctor, note.path, "--title", "Consultation", "--mime-type", "text/plain", "--json"])
+        #expect(r.code == 0, "\(r)")
+        let deposited = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        let id = try #require(deposited?["document"] as? String)
+        r = try run(["read"] + vault + ["--as", "patient:\(patient)", id])
+        #expect(r.code == 0 && r.out == "compte rendu")
+        // Refused: one line on standard error, the rule in the hint, code 2.
+        r = try run(["read"] + vault + ["--as", "doctor:10107654321", id])
+        #expect(r.code == 2 && r.err.hasPrefix("vaultctl: error: accessDenied") && r.err.contains("notAuthorised"))
+        #expect(r.err.split(separator: "\n").count == 1)
+        let checkpoint = folder.url.appendingPathComponent("checkpoint").path
+        #expect(try run(["checkpoint"] + store + ["-o", checkpoint]).code == 0)
+        #expect(try run(["erase"] + vault + ["--as", doctor, id]).code == 1, "a professional states a reason")
+        #expect(try run(["erase"] + vault + ["--as", doctor, id, "--reason", "wrong patient"]).code == 0)
+        #expect(try run(["read"] + vault + ["--as", "patient:\(patient)", id]).code == 3)
+        #expect(try run(["verify"] + store + [checkpoint]).code == 0)
+        r = try run(["audit"] + vault + ["--as", "patient:\(patient)", "--verify"])
+        #expect(r.code == 0 && r.out.contains("erase") && r.out.contains("chain verified"))
+        #expect(try run(["doctor"] + store).code == 0)
+        #expect(try run(["audit"] + vault + ["--as", doctor]).code == 2, "a doctor does not read the trail")
+        // Another key: code 4; no store: code 3; a bad principal: code 1.
+        let other = folder.url.appendingPathComponent("other").path
+        try Data(String(repeating: "ab", count: 32).utf8).write(to: URL(fileURLWithPath: other))
+        #expect(try run(["list", "--store", store[1], "--key-file", other, "--patient", patient, "--as", "patient:\(patient)"]).code == 4)
+        #expect(try run(["list", "--store", folder.url.appendingPathComponent("none").path, "--key-file", keyFile, "--patient", patient, "--as", "patient:\(patient)"]).code == 3)
+        #expect(try run(["list"] + vault + ["--as", "astronaut:1"]).code == 1)
+        // The master key rotated: the old key file opens nothing.
+        #expect(try run(["rotate-key"] + store + ["--as", "reviewer:dpo", "--reviewers", "dpo", "--new-key-file", other]).code == 0)
+        #expect(try run(["list"] + vault + ["--as", "patient:\(patient)"]).code == 4)
+        #expect(try run(["list", "--store", store[1], "--key-file", other, "--patient", patient, "--as", "patient:\(patient)"]).code == 0)
+        // Every call left its entry, the denied read and the refused
+        // erasure included (read with the library).
+        let opened = try await VaultStore.open(
+            at: URL(fileURLWithPath: store[1]), key: .key(try MasterKey(bytes: [UInt8](repeating: 0xAB, count: 32))),
+            configuration: Configuration())
+        let trail = try await opened.auditTrail(for: Fixtures.alice, as: .patient(Fixtures.alice))
+        #expect(trail.contains { $0.action == .readContent && $0.outcome == .denied })
+        #expect(trail.contains { $0.action == .erase && $0.rule == .invalidRequest })
+        #expect(trail.contains { $0.action == .erase && $0.outcome == .allowed })
+        try await opened.close()
+    }
+}
