@@ -57,6 +57,9 @@ package struct LogEngineConfiguration: Sendable {
 /// One process at a time: opening takes an exclusive `flock` on `LOCK`.
 package final class LogEngine: StorageEngine, KeySlotStore {
     let core: LogEngineCore
+    /// Held by each key-slot destruction, and by a backup while it copies
+    /// the key file (``backup(to:)``).
+    let destructions = AsyncGate()
 
     /// Opens (creating if needed) the engine in `directory`, recovering from
     /// a crash: a torn tail of the log is cut off; corruption is reported.
@@ -160,7 +163,7 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     package func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] { try core.readKeySlot(slot) }
 
     package func destroyKeySlot(_ slot: KeySlot) async throws {
-        _ = try await core.destroy(slot).wait()
+        try await destructions.withGate { _ = try await core.destroy(slot).wait() }
     }
 
     /// Its own key file: a destroyed slot is overwritten in place and

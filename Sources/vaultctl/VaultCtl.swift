@@ -30,6 +30,7 @@ struct VaultCtl: AsyncParsableCommand {
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
             Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, RotateKey.self, Stats.self, Doctor.self,
+            Backup.self, Restore.self,
         ])
 
     /// Parses and runs the command; a failure of ours is one line and its
@@ -467,6 +468,42 @@ struct Doctor: AsyncParsableCommand {
             options.output(
                 "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified",
                 json: ["healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size])
+        }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a consistent state of the store, with a signed checkpoint of it, into a new folder.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The backup folder (new or empty).") var folder: String
+
+    func run() async throws {
+        try await withStore(options) { store in
+            let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder))
+            options.output(
+                "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint",
+                json: ["records": checkpoint.treeHead.size, "checkpoint": checkpoint.text])
+        }
+    }
+}
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a backup into a new folder (--store), checked against the backup's checkpoint first.")
+    @OptionGroup var options: StoreOptions
+    @Option(help: "The backup folder.") var from: String
+
+    func run() async throws {
+        do {
+            let checkpoint = try await VaultStore.restore(
+                from: URL(fileURLWithPath: from), to: URL(fileURLWithPath: options.store), key: try options.source(),
+                configuration: try options.configuration())
+            options.output(
+                "restored \(checkpoint.treeHead.size) records into \(options.store): everything up to the backup's checkpoint, nothing after",
+                json: ["records": checkpoint.treeHead.size])
+        } catch {
+            throw CtlError.from(error)
         }
     }
 }

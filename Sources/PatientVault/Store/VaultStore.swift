@@ -160,7 +160,7 @@ public final class VaultStore: Sendable {
 
     /// The store over the engine `makeEngine` makes, given the options
     /// every engine takes; rebuilds what a crash lost of the activity index.
-    private static func open(
+    static func open(
         keys: StoreKeys, root: SymmetricKey?, engine makeEngine: StorageEngineFactory, location: URL, configuration: Configuration,
         keyChecked: Bool
     ) async throws(PatientVaultError) -> VaultStore {
@@ -203,7 +203,7 @@ public final class VaultStore: Sendable {
     }
 
     /// The folder's log engine, with the configuration's file settings.
-    private static func logEngine(in directory: String, configuration: Configuration) -> StorageEngineFactory {
+    static func logEngine(in directory: String, configuration: Configuration) -> StorageEngineFactory {
         { options in
             var c = LogEngineConfiguration()
             c.segmentSize = configuration.segmentSize

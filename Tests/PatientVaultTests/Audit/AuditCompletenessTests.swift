@@ -129,6 +129,9 @@ struct AuditedVault {
         "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",
         "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
         "rotateMasterKey": "KeyRotationTests (store-level: recorded in the reviewer's stream)",
+        // Host operations on the whole store, like checkpoint: no vault, no
+        // principal (the copy's own checks are BackupTests').
+        "backup": "BackupTests", "restore": "BackupTests",
     ]
 
     /// The table is driven by the public API: every public operation of

@@ -62,6 +62,12 @@ import Testing
         r = try run(["audit"] + vault + ["--as", "patient:\(patient)", "--verify"])
         #expect(r.code == 0 && r.out.contains("erase") && r.out.contains("chain verified"))
         #expect(try run(["doctor"] + store).code == 0)
+        let backup = folder.url.appendingPathComponent("backup").path
+        let restored = folder.url.appendingPathComponent("restored").path
+        #expect(try run(["backup"] + store + [backup]).code == 0)
+        r = try run(["restore", "--store", restored, "--key-file", keyFile, "--from", backup])
+        #expect(r.code == 0 && r.out.contains("nothing after"), "\(r)")
+        #expect(try run(["audit", "--store", restored, "--key-file", keyFile, "--patient", patient, "--as", "patient:\(patient)", "--verify"]).code == 0)
         #expect(try run(["audit"] + vault + ["--as", doctor]).code == 2, "a doctor does not read the trail")
         // Another key: code 4; no store: code 3; a bad principal: code 1.
         let other = folder.url.appendingPathComponent("other").path

@@ -1,0 +1,116 @@
+import Foundation
+import PatientVaultProof
+import VaultCrypto
+import VaultStorage
+
+extension VaultStore {
+    // MARK: - Online backup and restore
+
+    /// The file in a backup folder that holds the backup's signed checkpoint.
+    public static let backupCheckpointFileName = "backup.checkpoint"
+
+    /// Copies a consistent state of this store, while it runs, into
+    /// `folder` (new or empty): every record durable when the copy starts,
+    /// nothing after, with a signed checkpoint of exactly those records
+    /// (also written to the folder as ``backupCheckpointFileName``).
+    /// Writers go on meanwhile; only key-slot destructions (erasures) wait
+    /// for the copy of the key file.
+    ///
+    /// The copy is then opened once (its log replayed, its checkpoint
+    /// written) and checked against that checkpoint, every record read
+    /// and hashed again, before this returns. The folder is a store: open
+    /// it with the same master key, or use ``restore(from:to:key:configuration:)``.
+    /// Not incremental: each backup copies the whole log.
+    /// Cost: a read and a write of the whole log, then a replay and a
+    /// verification of the copy.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
+    ///   memory, ``PatientVaultError/Code/io`` (a folder that is not empty),
+    ///   ``PatientVaultError/Code/diskFull``.
+    @discardableResult
+    public func backup(to folder: URL) async throws(PatientVaultError) -> SignedCheckpoint {
+        try ensureOpen()
+        guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
+            throw PatientVaultError(.invalidArgument, "a store in memory has no files to back up")
+        }
+        let directory = folder.path
+        guard directory != location.path else { throw PatientVaultError(.invalidArgument, "a store is not backed up into itself") }
+        let records = try await translatingErrorsAsync { try await engine.backup(to: directory) }
+        // The header as it is now (the same root key, the same master key).
+        guard let header = try StoreHeader.read(directory: location.path) else {
+            throw PatientVaultError(.corrupted, "the store's header is missing")
+        }
+        try header.write(directory: directory)
+        let root = try translatingErrors { try engine.merkleTree.root(size: records) }
+        let checkpoint = try translatingErrors {
+            try SignedCheckpoint.sign(
+                TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signingKeys.current)
+        }
+        try translatingErrors {
+            try Data(checkpoint.text.utf8).write(to: folder.appendingPathComponent(Self.backupCheckpointFileName))
+        }
+        // The copy replayed once (its index written), then opened as a
+        // store and checked against the checkpoint.
+        var c = LogEngineConfiguration()
+        c.segmentSize = configuration.segmentSize
+        c.authenticator = LogMAC(key: keys.log)
+        try await translatingErrorsAsync { try await LogEngine.finishBackup(in: directory, configuration: c) }
+        var check = configuration
+        check.trustedCheckpoint = checkpoint
+        check.checkpointPublisher = nil
+        check.checkpointCadence = nil
+        let copy = try await Self.open(
+            keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
+            engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
+        try await copy.close()
+        logger.debug("patientvault: backup made", metadata: ["records": "\(records)"])
+        return checkpoint
+    }
+
+    /// Restores a backup made by ``backup(to:)`` into `target` (new or
+    /// empty): the backup's files are copied, then the copy is opened with
+    /// `key` and checked against the backup's signed checkpoint (every
+    /// record read and hashed again) before this returns it. The restored
+    /// store holds exactly the records that checkpoint covers, nothing
+    /// after; the checkpoint says how many.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` (no backup
+    ///   checkpoint in `backup`, a `target` that holds files),
+    ///   ``PatientVaultError/Code/checkpointNotExtended`` or
+    ///   ``PatientVaultError/Code/corrupted`` for a backup that does not
+    ///   match its checkpoint, ``PatientVaultError/Code/wrongMasterKey``.
+    @discardableResult
+    public static func restore(
+        from backup: URL, to target: URL, key: MasterKeySource, configuration: Configuration = Configuration()
+    ) async throws(PatientVaultError) -> SignedCheckpoint {
+        let checkpointFile = backup.appendingPathComponent(backupCheckpointFileName)
+        guard let data = FileManager.default.contents(atPath: checkpointFile.path) else {
+            throw PatientVaultError(.invalidArgument, "the folder holds no backup checkpoint (\(backupCheckpointFileName))")
+        }
+        let checkpoint: SignedCheckpoint
+        do {
+            checkpoint = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw PatientVaultError(.corrupted, "the backup checkpoint does not parse")
+        }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: target.path) {
+            guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
+                throw PatientVaultError(.invalidArgument, "the restore folder is not empty")
+            }
+            try? fm.removeItem(at: target)
+        }
+        do {
+            try fm.copyItem(at: backup, to: target)
+        } catch {
+            throw PatientVaultError(.io, "the backup could not be copied")
+        }
+        var check = configuration
+        check.trustedCheckpoint = checkpoint
+        let store = try await open(at: target, key: key, configuration: check)
+        let size = store.engine.durableRecordCount
+        try await store.close()
+        guard size >= checkpoint.treeHead.size else {
+            throw PatientVaultError(.checkpointNotExtended, "the restored log holds fewer records than the backup's checkpoint")
+        }
+        return checkpoint
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import PatientVaultProof
+import PatientVaultTesting
+import Testing
+@testable import PatientVault
+@testable import VaultStorage
+
+/// Online backup and restore: a consistent copy while writers go on,
+/// checked against its own signed checkpoint; a restore holds exactly what
+/// the checkpoint covers; a damaged backup is refused.
+@Suite struct BackupTests {
+    let alice = Fixtures.alice
+
+    @Test func aBackupWhileWritersGoOnRestoresExactlyItsCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var before: [DocumentMetadata] = []
+        for i in 0..<20 {
+            before.append(try await t.store.deposit(Fixtures.draft("before \(i)"), content: Fixtures.content("B\(i)", size: 30_000), for: alice, as: Fixtures.doctor))
+        }
+        let erasedLater = before[0]
+        // Writers go on during the backup.
+        let store = t.store
+        let writer = Task {
+            var ids: [DocumentID] = []
+            for i in 0..<30 {
+                ids.append(try await store.deposit(Fixtures.draft("during \(i)"), content: Data([UInt8(i)]), for: Fixtures.alice, as: Fixtures.doctor).id)
+            }
+            return ids
+        }
+        let backup = TestFolder()
+        let checkpoint = try await t.store.backup(to: backup.url)
+        let during = try await writer.value
+        try await t.store.erase(erasedLater.id, for: alice, reason: try ErasureReason("wrong record"), as: Fixtures.doctor)
+        let after = try await t.store.deposit(Fixtures.draft("after"), content: Data([9]), for: alice, as: Fixtures.doctor)
+        // The store goes on extending the backup's checkpoint.
+        try await t.store.verify(against: checkpoint)
+        let verifierKey = t.store.checkpointVerifierKey
+        try await t.close()
+
+        let restored = TestFolder()
+        let restoredCheckpoint = try await VaultStore.restore(from: backup.url, to: restored.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(restoredCheckpoint == checkpoint)
+        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(copy.checkpointVerifierKey == verifierKey)
+        // Everything before: there, whole (the document erased since too).
+        for (i, m) in before.enumerated() {
+            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("B\(i)", size: 30_000))
+        }
+        // After: absent. During: a prefix of the writer's deposits.
+        #expect(await code { _ = try await copy.metadata(of: after.id, for: self.alice, as: .patient(self.alice)) } == .unknownDocument)
+        let present = try await copy.documents(for: alice, as: .patient(alice)).map(\.id)
+        let kept = during.prefix { present.contains($0) }
+        #expect(Set(present) == Set(before.map(\.id) + kept), "the copy holds the writer's deposits up to one point, none after it")
+        _ = try await copy.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: checkpoint)
+        #expect(copy.engine.durableRecordCount >= checkpoint.treeHead.size)
+        try await copy.close()
+    }
+
+    @Test func aDamagedBackupIsRefusedAndBadTargetsToo() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("X", size: 50_000), for: alice, as: Fixtures.doctor)
+        let backup = TestFolder()
+        _ = try await t.store.backup(to: backup.url)
+        // Into a folder that holds files, or into itself: refused.
+        #expect(await code { _ = try await t.store.backup(to: backup.url) } == .io)
+        #expect(await code { _ = try await t.store.backup(to: t.folder) } == .invalidArgument)
+        let memory = try await TestStore(configuration: Fixtures.configuration(), storage: .memory)
+        #expect(await code { _ = try await memory.store.backup(to: TestFolder().url) } == .invalidArgument)
+        try await memory.close()
+        try await t.close()
+        // A byte of the first record of the backup's log flipped.
+        let segment = backup.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        bytes[LogFormat.segmentHeaderSize + 100] ^= 0x20
+        try Data(bytes).write(to: segment)
+        let refused = await code { _ = try await VaultStore.restore(from: backup.url, to: TestFolder().url, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(refused == .corrupted || refused == .checkpointNotExtended, "refused: \(String(describing: refused))")
+        #expect(await code { _ = try await VaultStore.restore(from: TestFolder().url, to: TestFolder().url, key: .key(t.key)) } == .invalidArgument)
+    }
+}
