@@ -327,6 +327,14 @@ package enum FileSystem {
         observer?.renamed(from, to)
     }
 
+    /// Gives `from`'s file the name `to` too, unless `to` exists: false
+    /// then (`link(2)`, atomic: of two callers, one wins).
+    package static func linkIfAbsent(_ from: String, _ to: String) throws -> Bool {
+        if Glibc.link(from, to) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw PosixFile.error("link", name: "header")
+    }
+
     /// Removes a file; a missing file is not an error.
     package static func remove(_ path: String, observer: (any FileObserver)? = nil) throws {
         if unlink(path) != 0 && errno != ENOENT { throw PosixFile.error("unlink", name: "segment") }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import VaultCrypto
 
 /// The store's folder as the layer above sees it: created on demand, a
 /// small header file of opaque bytes (written atomically), and whether a
@@ -35,6 +36,23 @@ package enum StoreFolder {
         try file.sync()
         try FileSystem.rename(temporary, path)
         try FileSystem.syncDirectory(directory)
+    }
+
+    /// Writes the header of a new store unless one exists (another opener
+    /// created the store meanwhile): a temporary file, synced, linked into
+    /// place only if the name is free (atomic), the folder synced. Returns
+    /// false, writing nothing, if a header was there first.
+    package static func createHeader(_ bytes: [UInt8], in directory: String) throws -> Bool {
+        let path = directory + "/" + headerFileName
+        // A name of its own: two creators never touch each other's file.
+        let temporary = path + ".new." + (try SecureRandom.bytes(8)).map { String($0, radix: 16) }.joined()
+        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_EXCL, name: headerFileName)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        let created = try FileSystem.linkIfAbsent(temporary, path)
+        try FileSystem.remove(temporary)
+        try FileSystem.syncDirectory(directory)
+        return created
     }
 
     /// Whether the folder holds a log engine's files (segments or the key

@@ -118,6 +118,12 @@ struct StoreHeader {
         return try decode(bytes)
     }
 
+    /// Writes the header of a new store unless another opener wrote one
+    /// first (``StoreFolder/createHeader(_:in:)``); false then.
+    func create(directory: String) throws(PatientVaultError) -> Bool {
+        try translatingErrors { try StoreFolder.createHeader(encoded(), in: directory) }
+    }
+
     /// Writes the header atomically (see ``StoreFolder/writeHeader(_:in:)``).
     func write(directory: String) throws(PatientVaultError) {
         try translatingErrors { try StoreFolder.writeHeader(encoded(), in: directory) }

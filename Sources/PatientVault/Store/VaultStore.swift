@@ -127,20 +127,27 @@ public final class VaultStore: Sendable {
         try configuration.validate()
         let directory = url.path
         try translatingErrors { try StoreFolder.prepare(directory) }
-        let root: SymmetricKey
-        if let header = try StoreHeader.read(directory: directory) {
-            root = try await RootKeyWrapping.unwrapRoot(source, header: header, allowsWeakCost: configuration.allowsWeakPassphraseCostForTesting)
-        } else {
+        let weakCost = configuration.allowsWeakPassphraseCostForTesting
+        var root: SymmetricKey?
+        if try StoreHeader.read(directory: directory) == nil {
             guard try !translatingErrors({ try StoreFolder.holdsLog(directory) }) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
-            // A new store: a random root key, wrapped by the master key.
-            root = try translatingErrors { try SymmetricKey.generate() }
+            // A new store: a random root key, wrapped by the master key. Of
+            // two openers of an empty folder, one header wins; the other
+            // opener uses it (and its root key) below.
+            let fresh = try translatingErrors { try SymmetricKey.generate() }
             let header = try await RootKeyWrapping.header(
-                wrapping: root, with: source, storeID: try translatingErrors { try SecureRandom.bytes(16) },
-                weakCost: configuration.allowsWeakPassphraseCostForTesting)
-            try header.write(directory: directory)
+                wrapping: fresh, with: source, storeID: try translatingErrors { try SecureRandom.bytes(16) }, weakCost: weakCost)
+            if try header.create(directory: directory) { root = fresh } else { fresh.wipe() }
         }
+        if root == nil {
+            guard let header = try StoreHeader.read(directory: directory) else {
+                throw PatientVaultError(.corrupted, "the store's header is missing")
+            }
+            root = try await RootKeyWrapping.unwrapRoot(source, header: header, allowsWeakCost: weakCost)
+        }
+        guard let root else { throw PatientVaultError(.corrupted, "the store's header is missing") }
         let keys = try translatingErrors { try StoreKeys(master: root) }
         let makeEngine = configuration.engineFactory ?? logEngine(in: directory, configuration: configuration)
         return try await open(keys: keys, root: root, engine: makeEngine, location: url, configuration: configuration, keyChecked: true)

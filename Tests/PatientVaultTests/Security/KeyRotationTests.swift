@@ -99,4 +99,26 @@ import Testing
         #expect(await code { try await memory.rotateMasterKey(to: .key(new), as: self.dpo) } == .invalidArgument)
         try await memory.close()
     }
+
+    /// Two openers of an empty folder at once: one header wins (created
+    /// only if absent), the other opener uses its root key; the store that
+    /// results opens again and holds what was written.
+    @Test func twoOpenersOfAnEmptyFolderAgreeOnOneRootKey() async throws {
+        for round in 0..<8 {
+            let folder = TestFolder()
+            let key = try MasterKey.generate()
+            let configuration = configuration()
+            async let first: VaultStore? = try? await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+            async let second: VaultStore? = try? await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+            let opened = await [first, second].compactMap { $0 }
+            #expect(opened.count >= 1, "round \(round)")
+            for store in opened {
+                _ = try? await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+                try await store.close()
+            }
+            let again = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration)
+            #expect(try await again.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0, "round \(round)")
+            try await again.close()
+        }
+    }
 }
