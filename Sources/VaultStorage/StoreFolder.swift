@@ -55,6 +55,24 @@ package enum StoreFolder {
         return created
     }
 
+    /// Writes a small file durably: a new file, synced, the folder synced.
+    package static func writeDurably(_ bytes: [UInt8], named name: String, in directory: String) throws {
+        let file = try PosixFile.open(directory + "/" + name, flags: O_WRONLY | O_CREAT | O_TRUNC, name: name)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        try FileSystem.syncDirectory(directory)
+    }
+
+    /// Syncs every file of a folder, then the folder (a copy made by other
+    /// means, made durable).
+    package static func syncEverything(in directory: String) throws {
+        for name in try FileSystem.list(directory) {
+            let file = try PosixFile.open(directory + "/" + name, flags: O_RDONLY, name: name)
+            try file.sync()
+        }
+        try FileSystem.syncDirectory(directory)
+    }
+
     /// Whether the folder holds a log engine's files (segments or the key
     /// file): then a missing header is damage, not a new store.
     package static func holdsLog(_ directory: String) throws -> Bool {

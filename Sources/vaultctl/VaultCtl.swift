@@ -205,10 +205,15 @@ struct Init: AsyncParsableCommand {
                 guard let keyFile = options.keyFile else { throw CtlError.usage("--generate-key writes to --key-file") }
                 guard !FileManager.default.fileExists(atPath: keyFile) else { throw CtlError.usage("\(keyFile) exists: not overwritten") }
                 let key = try MasterKey.generate()
-                let hex = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
-                guard FileManager.default.createFile(atPath: keyFile, contents: Data((hex + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                    throw CtlError.usage("cannot write \(keyFile)")
-                }
+                var hex = Array((key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() } + "\n").utf8)
+                defer { for i in hex.indices { hex[i] = 0 } }
+                // Created 0600 from the start (never readable by others),
+                // written and synced before the store that needs it exists.
+                let fd = open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw CtlError.usage("cannot create \(keyFile)") }
+                defer { close(fd) }
+                let written = hex.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                guard written == hex.count, fsync(fd) == 0 else { throw CtlError.usage("cannot write \(keyFile)") }
             }
             let store = try await VaultStore.open(
                 at: URL(fileURLWithPath: options.store), key: try options.source(), configuration: try options.configuration())

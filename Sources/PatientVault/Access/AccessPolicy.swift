@@ -180,7 +180,8 @@ public enum AccessRule: String, Hashable, Sendable, CaseIterable {
     /// The vault is closed: read-only until it is reopened or destroyed
     /// (CSP L1111-18).
     case vaultClosed
-    /// Only a doctor records a patient's death.
+    /// Only a doctor the patient let in (médecin traitant, authorised,
+    /// care team; not blocked) records the patient's death.
     case onlyDoctorCertifiesDeath
     /// Not a reviewer named in the configuration.
     case notAReviewer
@@ -354,16 +355,36 @@ public enum AccessPolicy {
 
     /// Decides.
     public static func decide(_ q: AccessRequest) -> AccessDecision {
+        let decision = decideIgnoringClosure(q)
+        // A closed vault is read-only (its closure to a death, its
+        // reopening, heirs and its destruction excepted). Checked after the
+        // other rules, so that only those who could write learn that it is
+        // closed.
+        if decision.isAllowed, let closure = q.policy.closure, q.action.isRefusedWhenClosed,
+           !(q.action == .recordDeath && closure.reason == .patientRequest)
+        {
+            return .deny(.vaultClosed)
+        }
+        return decision
+    }
+
+    private static func decideIgnoringClosure(_ q: AccessRequest) -> AccessDecision {
         let p = q.principal
         let isHolder: Bool = if case .patient(let ins) = p { ins == q.holder } else { false }
         let isRepresentative: Bool = if case .representative(let r) = p { q.policy.representatives[r.ins] != nil } else { false }
         let patientSide = isHolder || isRepresentative
         let patientSideRule: AccessRule = isHolder ? .patientIsHolder : .legalRepresentative
 
-        // A closed vault is read-only (its closure, its reopening, heirs
-        // and its destruction excepted).
-        if q.policy.closure != nil, q.action.isRefusedWhenClosed { return .deny(.vaultClosed) }
-        let isDoctor: Bool = if case .professional(let pro) = p { pro.profession == .doctor } else { false }
+        // A doctor who records (or corrects) a death is one the patient
+        // let in: the médecin traitant, an authorised doctor or one of the
+        // care team, not blocked.
+        let isDoctorOfThePatient: Bool = {
+            guard case .professional(let pro) = p, pro.profession == .doctor else { return false }
+            let policy = q.policy
+            if policy.medecinTraitant?.rpps == pro.rpps { return true }
+            if policy.blocked.contains(pro.rpps) { return false }
+            return policy.grants[.professional(pro.rpps)]?.isActive(at: q.time) == true || policy.careTeam[pro.rpps] != nil
+        }()
 
         switch q.action {
         case .createVault:
@@ -407,12 +428,14 @@ public enum AccessPolicy {
             return patientSide ? .allow(patientSideRule) : .deny(.onlyPatientManagesAccess)
 
         case .recordDeath:
-            return isDoctor ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath)
+            return isDoctorOfThePatient ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath)
 
         case .reopenVault:
             // Whoever may make the closure may undo it: the patient theirs,
             // a doctor a death recorded by mistake.
-            if q.policy.closure?.reason == .death { return isDoctor ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath) }
+            if q.policy.closure?.reason == .death {
+                return isDoctorOfThePatient ? .allow(.certifiesDeath) : .deny(.onlyDoctorCertifiesDeath)
+            }
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
             return patientSide ? .allow(patientSideRule) : .deny(.onlyPatientManagesAccess)
 

@@ -67,9 +67,12 @@ extension VaultStore {
     ) -> AuditEntry? {
         if representative && entry.isSecretAccess { return nil }
         guard let id = entry.document else { return entry }
-        // An erased document's entries stay as written (its tombstone keeps
-        // no flags: withheld from representatives, whose view is narrower).
-        if vault.erased[id] != nil { return representative ? nil : entry }
+        // An erased document's entries stay as written, withheld from whom
+        // the document was hidden when it was erased.
+        if vault.erased[id] != nil {
+            let representativeView = representative || { if case .representative = reader { true } else { false } }()
+            return vault.erasedIsHidden(id, fromRepresentative: representativeView) ? nil : entry
+        }
         if let current = vault.versions(of: id).last {
             let visible = sees(current, as: reader, in: vault, at: now)
             return visible ? entry : nil

@@ -55,6 +55,10 @@ struct Erasure: Hashable, Sendable {
     var depositedAt: Date
     var versions: UInt32
     var reason: ErasureReason?
+    /// The current version's confidentiality flags when it was erased: the
+    /// tombstone and the trail's entries about it stay hidden from whom
+    /// the document was hidden.
+    var confidentiality: ConfidentialityFlags = []
 
     func tombstone(at time: Date, by principal: Principal) -> ErasedDocument {
         ErasedDocument(
@@ -62,12 +66,13 @@ struct Erasure: Hashable, Sendable {
             reason: reason)
     }
 
-    /// `id(16) author depositedAt versions(4) hasReason(1) [reason]`.
+    /// `id(16) author depositedAt versions(4) flags(1) hasReason(1) [reason]`.
     func write(to w: inout ByteWriter) {
         w.write(bytes: id.bytes)
         w.write(principal: author)
         w.write(date: depositedAt)
         w.write(versions)
+        w.write(confidentiality.rawValue)
         if let reason {
             w.write(UInt8(1))
             w.write(string: reason.text)
@@ -82,6 +87,8 @@ struct Erasure: Hashable, Sendable {
         let depositedAt = try r.readDate()
         let versions: UInt32 = try r.read()
         guard versions >= 1 else { throw ByteReader.Malformed() }
+        let flags: UInt8 = try r.read()
+        guard flags & ~UInt8(7) == 0 else { throw ByteReader.Malformed() }
         let reason: ErasureReason?
         switch try r.read(UInt8.self) {
         case 0: reason = nil
@@ -93,6 +100,8 @@ struct Erasure: Hashable, Sendable {
             }
         default: throw ByteReader.Malformed()
         }
-        return Erasure(id: id, author: author, depositedAt: depositedAt, versions: versions, reason: reason)
+        return Erasure(
+            id: id, author: author, depositedAt: depositedAt, versions: versions, reason: reason,
+            confidentiality: ConfidentialityFlags(rawValue: flags))
     }
 }

@@ -73,6 +73,17 @@ final class DocumentKeyCache: Sendable {
         }
     }
 
+    /// Forgets every key of one vault (a destroyed vault), and refuses the
+    /// keys of reads that began before (a new generation).
+    func removeAll(vault: StreamID) {
+        let dropped = entries.withLock { e -> [DocumentKeys] in
+            e.generation &+= 1
+            let keys = e.map.keys.filter { $0.vault == vault }
+            return keys.compactMap { e.map.removeValue(forKey: $0)?.keys }
+        }
+        _ = dropped
+    }
+
     /// Forgets every key (at close).
     func removeAll() {
         let all = entries.withLock { e -> [Key: (keys: DocumentKeys, lastUse: UInt64)] in

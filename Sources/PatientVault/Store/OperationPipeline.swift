@@ -481,9 +481,16 @@ struct OperationPipeline: Sendable {
         try lifecycle.ensureOpen()
         try ensureNotDestroyed(pseudonym)
         do {
+            // Checked again under the vault's lock: a call that passed the
+            // first check while the vault's destruction was acknowledged
+            // does not work on it.
             return try await cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
-                exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }, body)
+                exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }
+            ) { state in
+                try ensureNotDestroyed(pseudonym)
+                return try body(&state)
+            }
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
         }

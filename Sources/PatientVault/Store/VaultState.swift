@@ -67,6 +67,11 @@ struct VaultState: Sendable {
     /// Erased documents' tombstones, by id (their versions are gone from
     /// ``documents``).
     var erased: [DocumentID: ErasedDocument] = [:]
+    /// Set when the vault's destruction is queued: a second destruction,
+    /// racing it, is refused.
+    var isBeingDestroyed = false
+    /// Erased documents' confidentiality flags (their current version's).
+    var erasedConfidentiality: [DocumentID: ConfidentialityFlags] = [:]
     /// The audit chain: the next entry's sequence and the previous hash.
     var auditNext: UInt64 = 0
     var auditPreviousHash = [UInt8](repeating: 0, count: 32)
@@ -109,8 +114,18 @@ struct VaultState: Sendable {
         case .automaticRelease(let d): autoReleased.insert(d)
         case .erased(let e):
             erased[e.id] = e.tombstone(at: body.time, by: body.by)
+            erasedConfidentiality[e.id] = e.confidentiality
             documents[e.id] = nil
         }
+    }
+
+    /// Whether an erased document was hidden, when it was erased, from
+    /// the patient (unreleased `INVISIBLE_PATIENT`) or, for a
+    /// representative, from representatives too.
+    func erasedIsHidden(_ id: DocumentID, fromRepresentative: Bool) -> Bool {
+        let flags = erasedConfidentiality[id] ?? []
+        let hiddenFromPatient = flags.contains(.hiddenFromPatient) && policy.released[id] == nil && !autoReleased.contains(id)
+        return hiddenFromPatient || (fromRepresentative && flags.contains(.hiddenFromLegalRepresentatives))
     }
 
     /// The policy in force at `time` (replaying the history up to it).

@@ -34,6 +34,9 @@ extension VaultStore {
         }
         let directory = folder.path
         guard directory != location.path else { throw PatientVaultError(.invalidArgument, "a store is not backed up into itself") }
+        // The key that signs is one whose record the copy holds (a rotation
+        // during the copy comes after it).
+        let signer = signingKeys.current
         let records = try await translatingErrorsAsync { try await engine.backup(to: directory) }
         // The header as it is now (the same root key, the same master key).
         guard let header = try StoreHeader.read(directory: location.path) else {
@@ -43,10 +46,10 @@ extension VaultStore {
         let root = try translatingErrors { try engine.merkleTree.root(size: records) }
         let checkpoint = try translatingErrors {
             try SignedCheckpoint.sign(
-                TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signingKeys.current)
+                TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signer)
         }
         try translatingErrors {
-            try Data(checkpoint.text.utf8).write(to: folder.appendingPathComponent(Self.backupCheckpointFileName))
+            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName, in: directory)
         }
         // The copy replayed once (its index written), then opened as a
         // store and checked against the checkpoint.
@@ -69,9 +72,11 @@ extension VaultStore {
     /// Restores a backup made by ``backup(to:)`` into `target` (new or
     /// empty): the backup's files are copied, then the copy is opened with
     /// `key` and checked against the backup's signed checkpoint (every
-    /// record read and hashed again) before this returns it. The restored
+    /// record read and hashed again) before this returns it, and against
+    /// the configuration's `trustedCheckpoint` if it has one. The restored
     /// store holds exactly the records that checkpoint covers, nothing
-    /// after; the checkpoint says how many.
+    /// after; the checkpoint says how many. The copy is synced before it
+    /// is opened.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` (no backup
     ///   checkpoint in `backup`, a `target` that holds files),
     ///   ``PatientVaultError/Code/checkpointNotExtended`` or
@@ -103,10 +108,20 @@ extension VaultStore {
         } catch {
             throw PatientVaultError(.io, "the backup could not be copied")
         }
+        try translatingErrors { try StoreFolder.syncEverything(in: target.path) }
         var check = configuration
         check.trustedCheckpoint = checkpoint
         let store = try await open(at: target, key: key, configuration: check)
         let size = store.engine.durableRecordCount
+        // A checkpoint the caller trusts besides the backup's, checked too.
+        if let trusted = configuration.trustedCheckpoint {
+            do {
+                try await store.verify(against: trusted)
+            } catch {
+                try? await store.close()
+                throw error
+            }
+        }
         try await store.close()
         guard size >= checkpoint.treeHead.size else {
             throw PatientVaultError(.checkpointNotExtended, "the restored log holds fewer records than the backup's checkpoint")

@@ -199,6 +199,11 @@ extension VaultStore {
             },
             commit: { vault, p, now throws -> Audited<DocumentMetadata> in
                 let (id, version) = (p.plan.id, p.plan.version)
+                // Closed while the content was prepared: allowed when
+                // decided, but a closed vault takes no new version.
+                if vault.policy.closure != nil {
+                    throw PatientVaultError(.conflict, "the vault was closed while the document was prepared", vaultID: vault.vaultID, documentID: id)
+                }
                 if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
                     throw PatientVaultError(.conflict, "the document was replaced concurrently", vaultID: vault.vaultID, documentID: id)
                 }

@@ -24,7 +24,7 @@ extension VaultStore {
     /// group; then each version's key slot is destroyed (overwritten and
     /// synced) and its cached key wiped, before the call returns. A crash
     /// in between leaves the tombstone, and the next load of the vault
-    /// finishes the destruction. Cost: one durable group, then per version
+    /// (after the store is opened again) finishes the destruction. Cost: one durable group, then per version
     /// one slot destruction (a few `fdatasync`s of the key file).
     /// - Parameters:
     ///   - document: the document to erase.
@@ -39,7 +39,8 @@ extension VaultStore {
     ///   professional without a reason),
     ///   ``PatientVaultError/Code/conflict`` (a version of it is still being
     ///   written); each is audited. ``PatientVaultError/Code/durabilityLost``
-    ///   if a key slot could not be destroyed (the next open finishes it).
+    ///   if a key slot could not be destroyed (the vault's next load, after
+    ///   a reopen, finishes it).
     @discardableResult
     public func erase(
         _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal
@@ -47,12 +48,12 @@ extension VaultStore {
         let (tombstone, slots, pseudonym) = try await audited(.erase, patient, by: principal) {
             vault, now -> Audited<(ErasedDocument, [KeySlot], StreamID)> in
             if let tombstone = vault.erased[document] {
-                // Its author is told it is gone; anyone else is refused as
-                // before the erasure.
+                // Its author is told it is gone; for anyone else it does
+                // not exist (whether it ever did is not theirs to learn).
                 guard tombstone.author == principal else {
                     return Audited(
-                        action: .erase, decision: .deny(.onlyAuthorErases), document: document, isWrite: true,
-                        result: .failure(.denied))
+                        action: .erase, decision: .deny(.unknownDocument), document: document, isWrite: true,
+                        result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document)))
                 }
                 return .invalid(.erase, document: document, PatientVaultError(
                     .erased, "the document was already erased", vaultID: vault.vaultID, documentID: document))
@@ -76,7 +77,8 @@ extension VaultStore {
             let entries = vault.documents[document] ?? []
             let first = vault.versions(of: document)[0]
             let erasure = Erasure(
-                id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason)
+                id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason,
+                confidentiality: current.confidentiality)
             let slots = entries.map(\.keySlot)
             var a = Audited<(ErasedDocument, [KeySlot], StreamID)>(
                 action: .erase, decision: decision, document: document, version: current.version, isWrite: true,
@@ -108,14 +110,22 @@ extension VaultStore {
     /// The tombstones of a vault's erased documents, oldest erasure first.
     /// For the patient and their representatives, and configured reviewers
     /// (audited as a read of the trail, which records the erasures too).
+    /// The patient and representatives do not see the tombstone of a
+    /// document that was hidden from them (and not released) when it was
+    /// erased.
     /// - Throws: ``PatientVaultError/Code/accessDenied``.
     public func erasedDocuments(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ErasedDocument] {
         try await audited(.readAuditTrail, patient, by: principal) { vault, now in
             var decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
             if !decision.isAllowed, configuration.isConfiguredReviewer(principal) { decision = .allow(.configuredReviewer) }
+            let isReviewer = configuration.isConfiguredReviewer(principal)
+            let representative: Bool = if case .representative = principal { true } else { false }
+            let visible = vault.erased.values.filter {
+                isReviewer || !vault.erasedIsHidden($0.id, fromRepresentative: representative)
+            }
             return Audited(
                 action: .readAuditTrail, decision: decision,
-                result: .success(vault.erased.values.sorted { ($0.erasedAt, $0.id.description) < ($1.erasedAt, $1.id.description) }))
+                result: .success(visible.sorted { ($0.erasedAt, $0.id.description) < ($1.erasedAt, $1.id.description) }))
         }
     }
 }

@@ -106,6 +106,9 @@ extension VaultStore {
             guard decision.isAllowed else {
                 return Audited(action: .destroyVault, decision: decision, isWrite: true, result: .failure(.denied))
             }
+            if vault.isBeingDestroyed {
+                return .invalid(.destroyVault, PatientVaultError(.vaultDestroyed, "the vault is being destroyed", vaultID: vault.vaultID))
+            }
             guard let closure = vault.policy.closure else {
                 return .invalid(.destroyVault, PatientVaultError(.invalidArgument, "only a closed vault is destroyed", vaultID: vault.vaultID))
             }
@@ -121,14 +124,17 @@ extension VaultStore {
                 vaultID: vault.vaultID, createdAt: vault.creation.createdAt, closedAt: closure.closedAt, reason: closure.reason,
                 destroyedAt: now, destroyedBy: principal)
             let record = LifecycleRecord.destroyed(vault: vault.pseudonym, keySlot: slot, tombstone: tombstone)
-            return Audited(
+            var a = Audited<(LifecycleRecord, DestroyedVault, KeySlot, StreamID)>(
                 action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)], isWrite: true,
                 result: .success((record, tombstone, slot, vault.pseudonym)))
+            a.onQueued = { $0.isBeingDestroyed = true }
+            return a
         }
         // The tombstone is durable: every call finds it from now on, and the
         // key goes.
         pipeline.lifecycleIndex.apply(record)
         cache.drop(pseudonym)
+        documentKeyCache.removeAll(vault: pseudonym)
         pipeline.vaultCount.withLock { $0 -= 1 }
         do {
             try await engine.keySlots.destroyKeySlot(slot)

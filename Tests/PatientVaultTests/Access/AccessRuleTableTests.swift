@@ -347,6 +347,8 @@ import Testing
     static let lifecycle: [Case] = {
         var closed = basePolicy()
         closed.apply(.closeVault(.patientRequest), at: t0, by: .patient(holder))
+        var blockedGranted = basePolicy()
+        blockedGranted.apply(.block(grantedDoctor.rpps), at: t0)
         var dead = basePolicy()
         dead.apply(.closeVault(.death), at: t0, by: .professional(mtDoctor))
         let heir = Fixtures.bob
@@ -358,7 +360,12 @@ import Testing
             allow("representative closes", req(.closeVault, .representative(rep), document: nil), .legalRepresentative),
             deny("doctor closes at the patient's request", req(.closeVault, .professional(mtDoctor), document: nil), .onlyPatientManagesAccess),
             deny("insurer closes", req(.closeVault, insurer, document: nil), .forbiddenClass),
-            allow("doctor records a death", req(.recordDeath, .professional(strangerDoctor), document: nil), .certifiesDeath),
+            allow("médecin traitant records a death", req(.recordDeath, .professional(mtDoctor), document: nil), .certifiesDeath),
+            allow("authorised doctor records a death", req(.recordDeath, .professional(grantedDoctor), document: nil), .certifiesDeath),
+            deny("a doctor the patient never let in records a death", req(.recordDeath, .professional(strangerDoctor), document: nil), .onlyDoctorCertifiesDeath),
+            deny("a blocked doctor records a death", req(.recordDeath, .professional(grantedDoctor), policy: blockedGranted, document: nil), .onlyDoctorCertifiesDeath),
+            allow("a death recorded in a vault the patient closed", req(.recordDeath, .professional(mtDoctor), policy: closed, document: nil), .certifiesDeath),
+            deny("employer deposits into a closed vault: its own rule, not the closure", req(.deposit, employer, policy: closed, document: nil, category: .report), .forbiddenClass),
             deny("nurse records a death", req(.recordDeath, .professional(teamNurse), document: nil), .onlyDoctorCertifiesDeath),
             deny("patient records a death", req(.recordDeath, .patient(holder), document: nil), .onlyDoctorCertifiesDeath),
             deny("hospital records a death", req(.recordDeath, .organisation(hospital), document: nil), .onlyDoctorCertifiesDeath),

@@ -110,7 +110,10 @@ struct AuditedVault {
         "removeFromCareTeam": { v, _ in try await v.store.addToCareTeam(Fixtures.pharmacist, for: v.alice, as: v.patient) },
         "removeRepresentative": { v, _ in try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient) },
         "reopenVault": { v, _ in try await v.store.closeVault(for: v.alice, reason: .patientRequest, as: v.patient) },
-        "authoriseHeir": { v, _ in try await v.store.closeVault(for: v.alice, reason: .death, as: doctor) },
+        "authoriseHeir": { v, _ in
+            try await v.store.setMedecinTraitant(doctor, for: v.alice, as: v.patient)
+            try await v.store.closeVault(for: v.alice, reason: .death, as: doctor)
+        },
     ]
 
     /// The public operations of `VaultStore` and `VaultAccess` that do not

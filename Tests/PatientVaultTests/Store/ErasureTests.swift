@@ -107,7 +107,30 @@ import Testing
         #expect(await code {
             _ = try await t.store.replace(mine.id, with: Fixtures.draft(), content: Data([3]), for: alice, as: .patient(alice))
         } == .unknownDocument)
-        #expect(await code { try await t.store.erase(mine.id, for: alice, reason: reason, as: doctor) } == .accessDenied)
+        // To anyone but its author, an erased document does not exist.
+        #expect(await code { try await t.store.erase(mine.id, for: alice, reason: reason, as: doctor) } == .unknownDocument)
+        try await t.close()
+    }
+
+    /// A document hidden from the patient, erased by its author before its
+    /// release: its tombstone and the entries about it stay hidden from the
+    /// patient (a reviewer sees them).
+    @Test func anErasedHiddenDocumentStaysHiddenFromThePatient() async throws {
+        var c = Fixtures.configuration()
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: c, storage: testStorage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let hidden = try await t.store.deposit(Fixtures.draft(flags: [.hiddenFromPatient]), content: Data([1]), for: alice, as: doctor)
+        let visible = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, as: doctor)
+        let reason = try ErasureReason("announced in person first, filed too early")
+        try await t.store.erase(hidden.id, for: alice, reason: reason, as: doctor)
+        try await t.store.erase(visible.id, for: alice, reason: reason, as: doctor)
+        #expect(try await t.store.erasedDocuments(for: alice, as: .patient(alice)).map(\.id) == [visible.id])
+        let reviewer = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        #expect(Set(try await t.store.erasedDocuments(for: alice, as: reviewer).map(\.id)) == [hidden.id, visible.id])
+        let trail = try await t.store.auditTrail(for: alice, as: .patient(alice))
+        #expect(!trail.contains { $0.document == hidden.id }, "no entry about the hidden document reaches the patient")
+        #expect(trail.contains { $0.document == visible.id })
         try await t.close()
     }
 

@@ -127,6 +127,9 @@ import Testing
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, as: doctor)
         #expect(await code { try await t.store.authoriseHeir(heir, for: self.alice, as: self.dpo) } == .invalidArgument)
         #expect(await code { try await t.store.closeVault(for: alice, reason: .death, as: .patient(alice)) } == .accessDenied)
+        // Only a doctor the patient let in records the death.
+        #expect(await code { try await t.store.closeVault(for: self.alice, reason: .death, as: self.doctor) } == .accessDenied)
+        try await t.store.authorise(doctor, for: alice, as: .patient(alice))
         try await t.store.closeVault(for: alice, reason: .death, as: doctor)
         #expect(await code { _ = try await t.store.content(of: doc.id, for: alice, as: .patient(heir)) } == .accessDenied)
         #expect(await code { try await t.store.authoriseHeir(heir, for: self.alice, as: self.doctor) } == .accessDenied)
