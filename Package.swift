@@ -49,6 +49,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         // The ecosystem's documentation builder (DocC catalogs of the products).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // The ecosystem's metrics API: the host chooses the backend
+        // (Prometheus, StatsD...); the store counts and times operations.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         // The ecosystem's command-line parser (vaultctl's subcommands, help
         // and usage errors).
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -83,6 +86,7 @@ let package = Package(
                 "VaultStorage",
                 "PatientVaultProof",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .target(
@@ -123,6 +127,7 @@ let package = Package(
             dependencies: [
                 "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "PatientVaultProof", "VaultCrypto", "VaultStorage",
                 "VaultSync", .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         // A downstream service's view: the public API and the testing product only.

@@ -1,5 +1,6 @@
 import Foundation
 import PatientVaultProof
+import CoreMetrics
 import Logging
 import VaultStorage
 
@@ -53,6 +54,12 @@ public struct Configuration: Sendable {
     /// released without `VaultStore.close()`; never patient data or
     /// key bytes. A no-op logger by default; the host bootstraps logging.
     public var logger: Logger = Logger(label: "patientvault", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Where the store's metrics go (operations per action and outcome,
+    /// their durations, durability losses, checkpoints): this factory, or,
+    /// if nil (the default), the one the host bootstrapped with
+    /// swift-metrics' `MetricsSystem` (none: nothing is kept). Dimensions
+    /// carry action and outcome names only, never patient data.
+    public var metricsFactory: (any MetricsFactory)?
     /// The clock of deposit times, audit entries and time-bound rules
     /// (grant expiry, hidden documents).
     public var clock: any VaultClock = SystemClock()

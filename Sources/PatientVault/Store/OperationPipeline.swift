@@ -199,12 +199,15 @@ struct OperationPipeline: Sendable {
     let vaultCount: Locked<Int>
     /// Closed and destroyed vaults (a destroyed vault refuses every call).
     let lifecycleIndex: VaultLifecycleIndex
+    /// Counts and times every operation (``StoreMetrics``).
+    let metrics: StoreMetrics
 
     /// An operation with no work outside the lock (reads, listings, policy
     /// changes, scheduled events): decide and commit in one lock hold.
     func run<R>(
         _ action: VaultAction, _ caller: Caller, decide: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
+        let started = ContinuousClock.now
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
         let (a, committed, vaultID) = try await withVault(pseudonym) { vault -> (Audited<R>, AuditWriter.Committed, String) in
             let now = configuration.currentTime()
@@ -212,7 +215,7 @@ struct OperationPipeline: Sendable {
             let (done, committed) = try commitOrAbandon(a, principal: caller.principal, purpose: caller.purpose, secret: secret, vault: &vault, time: now)
             return (done, committed, vault.vaultID)
         }
-        return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
+        return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID, started: started)
     }
 
     /// An operation in the pipeline's five phases.
@@ -222,6 +225,7 @@ struct OperationPipeline: Sendable {
         prepare: (Work) async throws -> Ready,
         commit: (inout VaultState, Ready, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
+        let started = ContinuousClock.now
         let principal = caller.principal
         // The pseudonym (a keyed hash of the INS) once per operation.
         let pseudonym = keys.vaultPseudonym(for: caller.patient)
@@ -241,7 +245,7 @@ struct OperationPipeline: Sendable {
         }
         switch first {
         case .committed(let a, let committed, let vaultID):
-            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
+            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID, started: started)
         case .prepare(let work, let allowed, let vaultID):
             // 2. Prepare, outside every lock.
             var prepared: Result<Ready, PatientVaultError>
@@ -267,7 +271,7 @@ struct OperationPipeline: Sendable {
                 }
                 return try commitOrAbandon(a, principal: principal, purpose: caller.purpose, secret: caller.secret, vault: &vault, time: now)
             }
-            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID)
+            return try await finish(a, committed, caller: caller, pseudonym: pseudonym, vaultID: vaultID, started: started)
         }
     }
 
@@ -293,8 +297,14 @@ struct OperationPipeline: Sendable {
     /// for its entry: the entry is queued, in order, and made durable
     /// within the bound.
     private func finish<R>(
-        _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, pseudonym: StreamID, vaultID: String
+        _ a: Audited<R>, _ committed: AuditWriter.Committed, caller: Caller, pseudonym: StreamID, vaultID: String,
+        started: ContinuousClock.Instant
     ) async throws(PatientVaultError) -> R {
+        // Counted as its entry records it, timed to its answer.
+        defer {
+            let outcome: AuditOutcome = a.abandoned ? .abandoned : a.decision.isAllowed ? .allowed : .denied
+            metrics.record(a.action, outcome, since: started)
+        }
         let waits: Bool = if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
         var references: [RecordReference] = []
         if waits {
@@ -527,13 +537,19 @@ extension Result {
 final class StoreLifecycle: Sendable {
     private let closed = Atomic<Bool>(false)
     private let lossReported = Atomic<Bool>(false)
+    private let metrics: StoreMetrics
+
+    init(metrics: StoreMetrics) { self.metrics = metrics }
 
     /// Whether some call has thrown ``PatientVaultError/Code/durabilityLost``.
     var hasReportedDurabilityLoss: Bool { lossReported.load(ordering: .sequentiallyConsistent) }
 
     /// `error`, noted if it tells a caller that durability was lost.
     func reported(_ error: PatientVaultError) -> PatientVaultError {
-        if error.code == .durabilityLost { lossReported.store(true, ordering: .sequentiallyConsistent) }
+        if error.code == .durabilityLost {
+            lossReported.store(true, ordering: .sequentiallyConsistent)
+            metrics.durabilityLost.increment()
+        }
         return error
     }
 

@@ -83,6 +83,7 @@ extension VaultStore {
         try ensureOpen()
         let size = engine.durableRecordCount
         let root = try translatingErrors { try engine.merkleTree.root(size: size) }
+        pipeline.metrics.checkpoints.increment()
         return try translatingErrors {
             try SignedCheckpoint.sign(
                 TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: signingKeys.current)

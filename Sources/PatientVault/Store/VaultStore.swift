@@ -82,6 +82,7 @@ public final class VaultStore: Sendable {
                 && (vault.lastTicket?.isDone ?? true)
         }
         documentKeyCache = DocumentKeyCache(limit: configuration.documentKeyCacheLimit)
+        let metrics = StoreMetrics(factory: configuration.metricsFactory)
         statisticsWriter = StatisticsWriter(keys: keys)
         let flushPending = AuditFlushFlag()
         let auditWriter = AuditWriter(
@@ -89,8 +90,9 @@ public final class VaultStore: Sendable {
             statistics: statisticsWriter, flushPending: flushPending)
         pipeline = OperationPipeline(
             cache: cache, loader: VaultLoader(engine: engine, keys: keys), audit: auditWriter, notifier: Notifier(),
-            keys: keys, configuration: configuration, lifecycle: StoreLifecycle(),
-            vaultCount: Locked(Self.countVaults(in: engine) - lifecycleIndex.destroyedCount), lifecycleIndex: lifecycleIndex)
+            keys: keys, configuration: configuration, lifecycle: StoreLifecycle(metrics: metrics),
+            vaultCount: Locked(Self.countVaults(in: engine) - lifecycleIndex.destroyedCount), lifecycleIndex: lifecycleIndex,
+            metrics: metrics)
         if case .batched(let delay) = configuration.auditMode {
             flusher = Task.detached { [engine] in
                 // Bounded delay: every `delay`, make written entries durable.
