@@ -17,24 +17,6 @@ import PatientVault
 import PatientVaultProof
 import Synchronization
 
-/// The configuration both sides use: small segments and chunks, so that a
-/// run crosses segment boundaries and writes chunked content.
-func crashTestConfiguration() -> Configuration {
-    var c = Configuration()
-    c.segmentSize = 1 << 20
-    c.contentChunkSize = 4096
-    c.inlineContentLimit = 1024
-    c.auditReviewers = [try! SystemPrincipal("dpo")]
-    return c
-}
-
-/// Content of operation `op`: its id, then a pattern the checker recomputes.
-func content(op: Int, size: Int) -> Data {
-    var d = Data("op:\(op);".utf8)
-    while d.count < size { d.append(UInt8(truncatingIfNeeded: d.count &* 31 &+ op)) }
-    return d.prefix(size)
-}
-
 func emit(_ fields: [String]) {
     let line = fields.joined(separator: "\t") + "\n"
     _ = line.withCString { write(1, $0, strlen($0)) }
@@ -64,16 +46,14 @@ let patients: [INS] = ["1840175000001", "2850275000002", "1860375000003", "28704
     let key = INS.key(forNIR: nir)!
     return try! INS(nir + (key < 10 ? "0" : "") + String(key))
 }
-let professionals: [Principal] = (0..<4).map { i in
-    .professional(HealthProfessional(rpps: try! RPPSNumber("1010000000\(i)"), profession: .doctor))
-}
+let professionals = CrashContract.professionals
 
 /// Which of the two keys opens the store now.
 let currentKey = Mutex<Int>(0)
 var opened: VaultStore?
 for (i, k) in keys.enumerated() where opened == nil {
     do {
-        opened = try await VaultStore.open(at: URL(fileURLWithPath: arguments[1]), key: .key(k), configuration: crashTestConfiguration())
+        opened = try await VaultStore.open(at: URL(fileURLWithPath: arguments[1]), key: .key(k), configuration: CrashContract.configuration())
         currentKey.withLock { $0 = i }
     } catch where error.code == .wrongMasterKey {
         continue
@@ -123,7 +103,7 @@ await withTaskGroup(of: Void.self) { group in
                         emit(["BEGIN", "deposit", "\(op)", patients[p].digits, "\(size)"])
                         let draft = DocumentDraft(
                             typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
-                        let m = try await store.deposit(draft, content: content(op: op, size: size), for: patients[p], as: professionals[a])
+                        let m = try await store.deposit(draft, content: CrashContract.content(op: op, size: size), for: patients[p], as: professionals[a])
                         written.withLock { $0.append((p, m.id, m.version, a)) }
                         emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
                     } else if task == 2 && choice == 9 && Int.random(in: 0..<3, using: &rng) == 0 {
@@ -148,7 +128,7 @@ await withTaskGroup(of: Void.self) { group in
                         let draft = DocumentDraft(
                             typeCode: .consultationNote, category: .report, title: "op \(op)", createdAt: Date(), mimeType: "text/plain")
                         let m = try await store.replace(
-                            k.id, with: draft, content: content(op: op, size: size), for: patients[k.patient], as: professionals[k.author])
+                            k.id, with: draft, content: CrashContract.content(op: op, size: size), for: patients[k.patient], as: professionals[k.author])
                         written.withLock { $0.append((k.patient, m.id, m.version, k.author)) }
                         emit(["ACK", "replace", "\(op)", patients[k.patient].digits, "\(m.id)", "\(m.version)", "\(size)", "\(k.author)"])
                     } else if choice < 8 {

@@ -146,9 +146,30 @@ struct PatientOption: ParsableArguments {
     func ins() throws -> INS { try INS(patient) }
 }
 
+/// A document, and one of its versions.
+struct DocumentVersionOptions: ParsableArguments {
+    @Argument(help: "The document's id.") var document: String
+    @Option(help: "A version (the current one if absent).") var version: Int?
+
+    func id() throws -> DocumentID { try DocumentID(document) }
+}
+
+/// A command on the whole store: `perform` runs with the store open
+/// (``withStore(_:_:)``).
+protocol StoreCommand: AsyncParsableCommand {
+    var options: StoreOptions { get }
+    func perform(_ store: VaultStore) async throws
+}
+
+extension StoreCommand {
+    func run() async throws {
+        try await withStore(options) { store in try await perform(store) }
+    }
+}
+
 /// A command on one patient's vault, as one principal: `perform` runs
 /// with the store open (``withStore(_:_:)``).
-protocol VaultCommand: AsyncParsableCommand {
+protocol VaultCommand: StoreCommand {
     var vault: VaultOptions { get }
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws
 }
@@ -156,8 +177,8 @@ protocol VaultCommand: AsyncParsableCommand {
 extension VaultCommand {
     var options: StoreOptions { vault.options }
 
-    func run() async throws {
-        try await withStore(options) { store in try await perform(store, try vault.ins(), try vault.principal()) }
+    func perform(_ store: VaultStore) async throws {
+        try await perform(store, try vault.ins(), try vault.principal())
     }
 }
 
@@ -174,7 +195,7 @@ struct VaultOptions: ParsableArguments {
 /// Runs a command body with the store open, closing it whatever happens,
 /// and maps every error to one line and an exit code.
 func withStore(_ options: StoreOptions, _ body: (VaultStore) async throws -> Void) async throws {
-    do {
+    try await mappingErrors {
         let store = try await options.open()
         do {
             try await body(store)
@@ -183,8 +204,40 @@ func withStore(_ options: StoreOptions, _ body: (VaultStore) async throws -> Voi
             throw error
         }
         try await store.close()
+    }
+}
+
+/// Runs a command body, mapping every error to one line and an exit code
+/// (``CtlError/from(_:)``).
+func mappingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
     } catch {
         throw CtlError.from(error)
+    }
+}
+
+/// A command that records a decision about another principal, given as
+/// its argument (`grant`, `revoke`, `block`): `perform` parses it, has
+/// the store record the decision and says what was done.
+protocol DecisionCommand: VaultCommand {
+    var decision: Decision { get }
+}
+
+/// What a ``DecisionCommand`` decides: about whom (its argument, as
+/// given), what it says once done (in JSON, the key of `subject`), and the
+/// store's call that records it: `record(store, subject, patient, actor)`.
+struct Decision {
+    var subject: String
+    var done: String
+    var record: (VaultStore, Principal, INS, Principal) async throws -> Void
+}
+
+extension DecisionCommand {
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let decision = decision
+        try await decision.record(store, try parsePrincipal(decision.subject), ins, principal)
+        options.output(decision.done, json: [decision.done: decision.subject])
     }
 }
 
@@ -197,7 +250,7 @@ struct Init: AsyncParsableCommand {
     var generateKey = false
 
     func run() async throws {
-        do {
+        try await mappingErrors {
             if FileManager.default.fileExists(atPath: options.store + "/store.header") {
                 throw CtlError.usage("\(options.store) already holds a store")
             }
@@ -220,8 +273,6 @@ struct Init: AsyncParsableCommand {
             let verifier = store.checkpointVerifierKey.description
             try await store.close()
             options.output("store created in \(options.store)\ncheckpoint verifier key: \(verifier)", json: ["store": options.store, "verifierKey": verifier])
-        } catch {
-            throw CtlError.from(error)
         }
     }
 }
@@ -266,13 +317,12 @@ struct Deposit: VaultCommand {
 struct Read: VaultCommand {
     static let configuration = CommandConfiguration(abstract: "Read a document's content, to a file or standard output.")
     @OptionGroup var vault: VaultOptions
-    @Argument(help: "The document's id.") var document: String
-    @Option(help: "A version (the current one if absent).") var version: Int?
+    @OptionGroup var document: DocumentVersionOptions
     @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
         let bytes = try await store.content(
-            of: try DocumentID(document), version: version, includingDeprecated: version != nil, for: ins, as: principal)
+            of: try document.id(), version: document.version, includingDeprecated: document.version != nil, for: ins, as: principal)
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
                 throw CtlError.usage("cannot write \(output)")
@@ -296,39 +346,30 @@ struct List: VaultCommand {
     }
 }
 
-struct Grant: VaultCommand {
+struct Grant: DecisionCommand {
     static let configuration = CommandConfiguration(abstract: "Authorise a professional or organisation (optionally for some days).")
     @OptionGroup var vault: VaultOptions
     @Argument(help: "Who is authorised (a principal).") var grantee: String
     @Option(help: "For this many days.") var days: Int?
 
-    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+    var decision: Decision {
         let until = days.map { Date().addingTimeInterval(Double($0) * 86_400) }
-        try await store.authorise(try parsePrincipal(grantee), until: until, for: ins, as: principal)
-        options.output("authorised", json: ["authorised": grantee])
+        return Decision(subject: grantee, done: "authorised") { try await $0.authorise($1, until: until, for: $2, as: $3) }
     }
 }
 
-struct Revoke: VaultCommand {
+struct Revoke: DecisionCommand {
     static let configuration = CommandConfiguration(abstract: "Revoke an authorisation.")
     @OptionGroup var vault: VaultOptions
     @Argument(help: "Whose authorisation (a principal).") var grantee: String
-
-    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
-        try await store.revoke(try parsePrincipal(grantee), for: ins, as: principal)
-        options.output("revoked", json: ["revoked": grantee])
-    }
+    var decision: Decision { Decision(subject: grantee, done: "revoked") { try await $0.revoke($1, for: $2, as: $3) } }
 }
 
-struct Block: VaultCommand {
+struct Block: DecisionCommand {
     static let configuration = CommandConfiguration(abstract: "Block a professional from the vault.")
     @OptionGroup var vault: VaultOptions
     @Argument(help: "The professional (a principal).") var professional: String
-
-    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
-        try await store.block(try parsePrincipal(professional), for: ins, as: principal)
-        options.output("blocked", json: ["blocked": professional])
-    }
+    var decision: Decision { Decision(subject: professional, done: "blocked") { try await $0.block($1, for: $2, as: $3) } }
 }
 
 struct Audit: VaultCommand {
@@ -357,51 +398,46 @@ struct Audit: VaultCommand {
     }
 }
 
-struct Checkpoint: AsyncParsableCommand {
+struct Checkpoint: StoreCommand {
     static let configuration = CommandConfiguration(abstract: "Print a signed checkpoint of the store (C2SP tlog-checkpoint), or write it to a file.")
     @OptionGroup var options: StoreOptions
     @Option(name: .shortAndLong, help: "Write it to this file.") var output: String?
 
-    func run() async throws {
-        try await withStore(options) { store in
-            let checkpoint = try await store.checkpoint()
-            if let output {
-                guard FileManager.default.createFile(atPath: output, contents: Data(checkpoint.text.utf8)) else {
-                    throw CtlError.usage("cannot write \(output)")
-                }
+    func perform(_ store: VaultStore) async throws {
+        let checkpoint = try await store.checkpoint()
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: Data(checkpoint.text.utf8)) else {
+                throw CtlError.usage("cannot write \(output)")
             }
-            options.output(
-                output == nil ? checkpoint.text : "checkpoint of \(checkpoint.treeHead.size) records written to \(output!)",
-                json: ["size": checkpoint.treeHead.size, "checkpoint": checkpoint.text, "verifierKey": store.checkpointVerifierKey.description])
         }
+        options.output(
+            output == nil ? checkpoint.text : "checkpoint of \(checkpoint.treeHead.size) records written to \(output!)",
+            json: ["size": checkpoint.treeHead.size, "checkpoint": checkpoint.text, "verifierKey": store.checkpointVerifierKey.description])
     }
 }
 
 struct Prove: VaultCommand {
     static let configuration = CommandConfiguration(abstract: "Print a receipt (tlog-proof@v1) that a document version is in the log.")
     @OptionGroup var vault: VaultOptions
-    @Argument(help: "The document's id.") var document: String
-    @Option(help: "A version (the current one if absent).") var version: Int?
+    @OptionGroup var document: DocumentVersionOptions
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
-        let receipt = try await store.receipt(for: try DocumentID(document), version: version, for: ins, as: principal)
+        let receipt = try await store.receipt(for: try document.id(), version: document.version, for: ins, as: principal)
         let leaf = receipt.leafData.map { String(format: "%02x", $0) }.joined()
         options.output(receipt.proof.text + "\nleaf data: " + leaf, json: ["proof": receipt.proof.text, "leafData": leaf])
     }
 }
 
-struct Verify: AsyncParsableCommand {
+struct Verify: StoreCommand {
     static let configuration = CommandConfiguration(abstract: "Check that the store extends a checkpoint kept elsewhere (a file).")
     @OptionGroup var options: StoreOptions
     @Argument(help: "The checkpoint file.") var checkpoint: String
 
-    func run() async throws {
-        try await withStore(options) { store in
-            guard let data = FileManager.default.contents(atPath: checkpoint) else { throw CtlError.usage("cannot read \(checkpoint)") }
-            let kept = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
-            try await store.verify(against: kept)
-            options.output("the store extends the checkpoint of \(kept.treeHead.size) records", json: ["verified": kept.treeHead.size])
-        }
+    func perform(_ store: VaultStore) async throws {
+        guard let data = FileManager.default.contents(atPath: checkpoint) else { throw CtlError.usage("cannot read \(checkpoint)") }
+        let kept = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+        try await store.verify(against: kept)
+        options.output("the store extends the checkpoint of \(kept.treeHead.size) records", json: ["verified": kept.treeHead.size])
     }
 }
 
@@ -429,67 +465,59 @@ struct Erase: VaultCommand {
     }
 }
 
-struct RotateKey: AsyncParsableCommand {
+struct RotateKey: StoreCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate-key", abstract: "Wrap the store's root key under a new master key (a configured reviewer).")
     @OptionGroup var options: StoreOptions
     @OptionGroup var actor: ActorOptions
     @Option(help: "A file holding the new master key (32 bytes or 64 hexadecimal characters).") var newKeyFile: String
 
-    func run() async throws {
-        try await withStore(options) { store in
-            let next = try StoreOptions.source(keyFile: newKeyFile, keyEnv: nil, passphraseEnv: nil)
-            try await store.rotateMasterKey(to: next, as: try actor.principal())
-            options.output("master key rotated: the old key opens nothing in this store", json: ["rotated": true])
-        }
+    func perform(_ store: VaultStore) async throws {
+        let next = try StoreOptions.source(keyFile: newKeyFile, keyEnv: nil, passphraseEnv: nil)
+        try await store.rotateMasterKey(to: next, as: try actor.principal())
+        options.output("master key rotated: the old key opens nothing in this store", json: ["rotated": true])
     }
 }
 
-struct Stats: AsyncParsableCommand {
+struct Stats: StoreCommand {
     static let configuration = CommandConfiguration(abstract: "The store's figures (the seeds' statistics), for a configured reviewer.")
     @OptionGroup var options: StoreOptions
     @OptionGroup var actor: ActorOptions
 
-    func run() async throws {
-        try await withStore(options) { store in
-            let s = try await store.statistics(as: try actor.principal())
-            options.output(
-                "vaults: \(s.vaults)\ndocuments: \(s.documents)\nfed vaults: \(s.fedVaults)\nprofessionals: \(s.distinctProfessionals)\norganisations: \(s.distinctOrganisations)",
-                json: ["vaults": s.vaults, "documents": s.documents, "fedVaults": s.fedVaults, "professionals": s.distinctProfessionals, "organisations": s.distinctOrganisations])
-        }
+    func perform(_ store: VaultStore) async throws {
+        let s = try await store.statistics(as: try actor.principal())
+        options.output(
+            "vaults: \(s.vaults)\ndocuments: \(s.documents)\nfed vaults: \(s.fedVaults)\nprofessionals: \(s.distinctProfessionals)\norganisations: \(s.distinctOrganisations)",
+            json: ["vaults": s.vaults, "documents": s.documents, "fedVaults": s.fedVaults, "professionals": s.distinctProfessionals, "organisations": s.distinctOrganisations])
     }
 }
 
-struct Doctor: AsyncParsableCommand {
+struct Doctor: StoreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Open the store (recovering it), check the log against a new checkpoint, and say whether it is healthy.")
     @OptionGroup var options: StoreOptions
 
-    func run() async throws {
-        try await withStore(options) { store in
-            let checkpoint = try await store.checkpoint()
-            // Every record read again and hashed, against the tree's root.
-            try await store.verify(against: checkpoint)
-            options.output(
-                "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified",
-                json: ["healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size])
-        }
+    func perform(_ store: VaultStore) async throws {
+        let checkpoint = try await store.checkpoint()
+        // Every record read again and hashed, against the tree's root.
+        try await store.verify(against: checkpoint)
+        options.output(
+            "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified",
+            json: ["healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size])
     }
 }
 
-struct Backup: AsyncParsableCommand {
+struct Backup: StoreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy a consistent state of the store, with a signed checkpoint of it, into a new folder.")
     @OptionGroup var options: StoreOptions
     @Argument(help: "The backup folder (new or empty).") var folder: String
 
-    func run() async throws {
-        try await withStore(options) { store in
-            let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder))
-            options.output(
-                "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint",
-                json: ["records": checkpoint.treeHead.size, "checkpoint": checkpoint.text])
-        }
+    func perform(_ store: VaultStore) async throws {
+        let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder))
+        options.output(
+            "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint",
+            json: ["records": checkpoint.treeHead.size, "checkpoint": checkpoint.text])
     }
 }
 
@@ -500,15 +528,13 @@ struct Restore: AsyncParsableCommand {
     @Option(help: "The backup folder.") var from: String
 
     func run() async throws {
-        do {
+        try await mappingErrors {
             let checkpoint = try await VaultStore.restore(
                 from: URL(fileURLWithPath: from), to: URL(fileURLWithPath: options.store), key: try options.source(),
                 configuration: try options.configuration())
             options.output(
                 "restored \(checkpoint.treeHead.size) records into \(options.store): everything up to the backup's checkpoint, nothing after",
                 json: ["records": checkpoint.treeHead.size])
-        } catch {
-            throw CtlError.from(error)
         }
     }
 }

@@ -22,9 +22,7 @@ struct TestAuthenticator: LogAuthenticator {
     func isCorruption(_ error: any Error) -> Bool { (error as? StorageError)?.code == .corrupted }
 
     func configuration(_ secret: UInt8 = 1) -> LogEngineConfiguration {
-        var c = smallConfiguration()
-        c.authenticator = TestAuthenticator(secret: [secret, 2, 3])
-        return c
+        smallConfiguration { $0.authenticator = TestAuthenticator(secret: [secret, 2, 3]) }
     }
 
     @Test func authenticatedFramesAndCheckpointsReopen() async throws {

@@ -11,9 +11,7 @@ func fileLength(_ path: String) throws -> UInt64 {
     /// A small engine on `dir`, with faults the test injects.
     func faultyEngine(in dir: TemporaryDirectory) throws -> (FaultInjection, LogEngine) {
         let faults = FaultInjection()
-        var c = smallConfiguration()
-        c.faults = faults
-        return (faults, try dir.openEngine(c))
+        return (faults, try dir.openEngine(smallConfiguration { $0.faults = faults }))
     }
 
     @Test func failedSyncIsNeverAcknowledgedAndStopsTheEngine() async throws {
@@ -99,8 +97,7 @@ func fileLength(_ path: String) throws -> UInt64 {
 
     @Test func aSmallLogHoldsSpaceInProportionToItsData() async throws {
         let dir = TemporaryDirectory()
-        var c = smallConfiguration()
-        c.segmentSize = 1 << 20
+        let c = smallConfiguration { $0.segmentSize = 1 << 20 }
         let e = try dir.openEngine(c)
         #expect(try fileLength(dir.segmentPath(1)) == 16 << 10)
         #expect(try fileLength(dir.path + "/keys.slots") < 4 << 10)

@@ -10,9 +10,7 @@ import Testing
 @Suite struct MissingCheckpointTests {
     /// The production rule: the engine's tests' replay switched off.
     func strict() -> LogEngineConfiguration {
-        var c = smallConfiguration()
-        c.replaysWithoutCheckpoint = false
-        return c
+        smallConfiguration { $0.replaysWithoutCheckpoint = false }
     }
 
     var checkpoint: (TemporaryDirectory) -> String { { $0.path + "/" + LogFormat.checkpointFileName } }

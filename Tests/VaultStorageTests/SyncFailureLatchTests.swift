@@ -10,9 +10,7 @@ import Testing
     func aFailedSyncOfPreallocatedSpaceStopsTheEngine(site: FaultInjection.Site) async throws {
         let dir = TemporaryDirectory()
         let faults = FaultInjection()
-        var c = smallConfiguration()
-        c.faults = faults
-        let e = try dir.openEngine(c)
+        let e = try dir.openEngine(smallConfiguration { $0.faults = faults })
         try await e.appendDurably([EngineRecord(stream: stream(1), payload: payload(0))])
         faults.failingSite = site
         // Appends of 4 KiB grow the 16 KiB preallocation, under an append

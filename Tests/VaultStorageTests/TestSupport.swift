@@ -36,8 +36,9 @@ func payload(_ n: Int, size: Int = 100) -> [UInt8] {
     (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ n) }
 }
 
-/// A small engine so that tests reach segment boundaries quickly.
-func smallConfiguration() -> LogEngineConfiguration {
+/// A small engine so that tests reach segment boundaries quickly, with
+/// what a test changes in it (`adjust`).
+func smallConfiguration(_ adjust: (inout LogEngineConfiguration) -> Void = { _ in }) -> LogEngineConfiguration {
     var c = LogEngineConfiguration()
     c.segmentSize = 64 << 10
     c.maximumRecordSize = 8 << 10
@@ -47,6 +48,7 @@ func smallConfiguration() -> LogEngineConfiguration {
     // These tests delete or damage the checkpoint to exercise replay;
     // `MissingCheckpointTests` checks the production rule.
     c.replaysWithoutCheckpoint = true
+    adjust(&c)
     return c
 }
 

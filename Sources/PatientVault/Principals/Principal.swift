@@ -124,11 +124,17 @@ public struct HealthProfessional: Hashable, Sendable {
     /// 64 UTF-8 bytes, without control or format characters.
     public let speciality: String?
 
-    /// Creates a professional without a speciality.
-    public init(rpps: RPPSNumber, profession: Profession) {
+    /// The one place the fields are set: each initialiser below checks
+    /// the speciality its own way first.
+    private init(rpps: RPPSNumber, profession: Profession, checkedSpeciality speciality: String?) {
         self.rpps = rpps
         self.profession = profession
-        self.speciality = nil
+        self.speciality = speciality
+    }
+
+    /// Creates a professional without a speciality.
+    public init(rpps: RPPSNumber, profession: Profession) {
+        self.init(rpps: rpps, profession: profession, checkedSpeciality: nil)
     }
 
     /// A professional read back from a record: the speciality was checked
@@ -138,9 +144,7 @@ public struct HealthProfessional: Hashable, Sendable {
         if let speciality, !(1...Limits.speciality).contains(speciality.utf8.count) {
             throw PatientVaultError(.invalidArgument, "a stored speciality is out of bounds")
         }
-        self.rpps = rpps
-        self.profession = profession
-        self.speciality = speciality
+        self.init(rpps: rpps, profession: profession, checkedSpeciality: speciality)
     }
 
     /// Creates a professional with a speciality (nil for none).
@@ -152,9 +156,7 @@ public struct HealthProfessional: Hashable, Sendable {
             throw PatientVaultError(
                 .invalidArgument, "a speciality is 1 to \(Limits.speciality) UTF-8 bytes without control or format characters")
         }
-        self.rpps = rpps
-        self.profession = profession
-        self.speciality = speciality
+        self.init(rpps: rpps, profession: profession, checkedSpeciality: speciality)
     }
 }
 
@@ -232,6 +234,20 @@ public enum OrganisationKind: String, Hashable, Sendable, CaseIterable {
     case other
 }
 
+/// How a vault came to be created (the seeds count vaults by channel).
+public enum CreationChannel: String, Hashable, Sendable, CaseIterable {
+    /// The patient, online.
+    case patientOnline
+    /// At a pharmacy counter (a pharmacist, or the pharmacy's system).
+    case pharmacy
+    /// By an agent of the health insurer.
+    case insurerAgent
+    /// By a health professional.
+    case healthProfessional
+    /// By an establishment (hospital, clinic).
+    case establishment
+}
+
 /// A system principal (the insurer's systems, for instance).
 public struct SystemPrincipal: Hashable, Sendable {
     /// A short identifier: 1 to 64 characters among letters, digits, `.`, `_` and `-`.
@@ -250,20 +266,6 @@ public struct SystemPrincipal: Hashable, Sendable {
         }
         self.identifier = identifier
     }
-}
-
-/// How a vault came to be created (the seeds count vaults by channel).
-public enum CreationChannel: String, Hashable, Sendable, CaseIterable {
-    /// The patient, online.
-    case patientOnline
-    /// At a pharmacy counter (a pharmacist, or the pharmacy's system).
-    case pharmacy
-    /// By an agent of the health insurer.
-    case insurerAgent
-    /// By a health professional.
-    case healthProfessional
-    /// By an establishment (hospital, clinic).
-    case establishment
 }
 
 /// `{"finess": "750712184", "kind": "hospital"}`: the synthesized form (the

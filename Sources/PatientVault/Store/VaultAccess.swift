@@ -107,54 +107,34 @@ public struct VaultAccess: Sendable {
     }
 
     /// Revokes an authorisation.
-    public func revoke(_ grantee: Principal) async throws(PatientVaultError) {
-        try await store.revoke(grantee, for: patient, as: principal)
-    }
+    public func revoke(_ grantee: Principal) async throws(PatientVaultError) { try await store.revoke(grantee, for: patient, as: principal) }
 
     /// Blocks a professional.
-    public func block(_ professional: Principal) async throws(PatientVaultError) {
-        try await store.block(professional, for: patient, as: principal)
-    }
+    public func block(_ professional: Principal) async throws(PatientVaultError) { try await store.block(professional, for: patient, as: principal) }
 
     /// Lifts a block.
-    public func unblock(_ professional: Principal) async throws(PatientVaultError) {
-        try await store.unblock(professional, for: patient, as: principal)
-    }
+    public func unblock(_ professional: Principal) async throws(PatientVaultError) { try await store.unblock(professional, for: patient, as: principal) }
 
     /// Designates the médecin traitant (nil: none).
-    public func setMedecinTraitant(_ doctor: Principal?) async throws(PatientVaultError) {
-        try await store.setMedecinTraitant(doctor, for: patient, as: principal)
-    }
+    public func setMedecinTraitant(_ doctor: Principal?) async throws(PatientVaultError) { try await store.setMedecinTraitant(doctor, for: patient, as: principal) }
 
     /// Adds a professional to the care team.
-    public func addToCareTeam(_ professional: Principal) async throws(PatientVaultError) {
-        try await store.addToCareTeam(professional, for: patient, as: principal)
-    }
+    public func addToCareTeam(_ professional: Principal) async throws(PatientVaultError) { try await store.addToCareTeam(professional, for: patient, as: principal) }
 
     /// Removes a professional from the care team.
-    public func removeFromCareTeam(_ professional: Principal) async throws(PatientVaultError) {
-        try await store.removeFromCareTeam(professional, for: patient, as: principal)
-    }
+    public func removeFromCareTeam(_ professional: Principal) async throws(PatientVaultError) { try await store.removeFromCareTeam(professional, for: patient, as: principal) }
 
     /// Names a legal representative.
-    public func nameRepresentative(_ representative: Principal) async throws(PatientVaultError) {
-        try await store.nameRepresentative(representative, for: patient, as: principal)
-    }
+    public func nameRepresentative(_ representative: Principal) async throws(PatientVaultError) { try await store.nameRepresentative(representative, for: patient, as: principal) }
 
     /// Removes a legal representative.
-    public func removeRepresentative(_ representative: Principal) async throws(PatientVaultError) {
-        try await store.removeRepresentative(representative, for: patient, as: principal)
-    }
+    public func removeRepresentative(_ representative: Principal) async throws(PatientVaultError) { try await store.removeRepresentative(representative, for: patient, as: principal) }
 
     /// Opposes (or stops opposing) break-glass access in advance.
-    public func setBreakGlassOpposition(_ opposed: Bool) async throws(PatientVaultError) {
-        try await store.setBreakGlassOpposition(opposed, for: patient, as: principal)
-    }
+    public func setBreakGlassOpposition(_ opposed: Bool) async throws(PatientVaultError) { try await store.setBreakGlassOpposition(opposed, for: patient, as: principal) }
 
     /// Releases a document hidden from the patient (its author only).
-    public func releaseToPatient(_ document: DocumentID) async throws(PatientVaultError) {
-        try await store.releaseToPatient(document, for: patient, as: principal)
-    }
+    public func releaseToPatient(_ document: DocumentID) async throws(PatientVaultError) { try await store.releaseToPatient(document, for: patient, as: principal) }
 }
 
 extension VaultStore {

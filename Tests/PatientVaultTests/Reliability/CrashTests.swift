@@ -18,27 +18,6 @@ import Glibc
 /// `PV_CRASH_KILLS` sets the number of kills (default 12; `.ci/run` runs
 /// 200, `Scripts/crash-test.sh` thousands).
 @Suite struct CrashTests {
-    /// The writer's configuration (`PatientVaultCrashWriter/main.swift`).
-    static func configuration() -> Configuration {
-        var c = Configuration()
-        c.segmentSize = 1 << 20
-        c.contentChunkSize = 4096
-        c.inlineContentLimit = 1024
-        c.auditReviewers = [try! SystemPrincipal("dpo")]
-        return c
-    }
-
-    /// The writer's content of operation `op` (same function as the writer's).
-    static func content(op: Int, size: Int) -> Data {
-        var d = Data("op:\(op);".utf8)
-        while d.count < size { d.append(UInt8(truncatingIfNeeded: d.count &* 31 &+ op)) }
-        return d.prefix(size)
-    }
-
-    static let professionals: [Principal] = (0..<4).map { i in
-        .professional(HealthProfessional(rpps: try! RPPSNumber("1010000000\(i)"), profession: .doctor))
-    }
-
     static var writer: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("PatientVaultCrashWriter")
     }
@@ -112,7 +91,7 @@ import Glibc
             var opening: [Int] = []
             for (i, k) in keys.enumerated() {
                 let outcome = await code {
-                    let s = try await VaultStore.open(at: store, key: .key(k), configuration: Self.configuration())
+                    let s = try await VaultStore.open(at: store, key: .key(k), configuration: CrashContract.configuration())
                     try await s.close()
                 }
                 if outcome == nil { opening.append(i) } else { #expect(outcome == .wrongMasterKey, "key \(i): \(String(describing: outcome))") }
@@ -151,7 +130,7 @@ import Glibc
         // Rotations are checked by the caller (which key opens).
         let acks = acks.filter { $0.action != "rotate" }
         let pending = pending.filter { $0.action != "rotate" }
-        let store = try await VaultStore.open(at: url, key: .key(key), configuration: configuration())
+        let store = try await VaultStore.open(at: url, key: .key(key), configuration: CrashContract.configuration())
         // Every checkpoint published before a kill is extended by the log
         // recovery kept (it covers durable records only): the newest is
         // checked against the records themselves (every tenth round, the
@@ -193,13 +172,13 @@ import Glibc
                 let id = try DocumentID(a.fields[4])
                 let version = Int(a.fields[5])!
                 let size = Int(a.fields[6])!
-                let author = professionals[Int(a.fields[7])!]
+                let author = CrashContract.professionals[Int(a.fields[7])!]
                 let m = try await store.metadata(of: id, version: version, includingDeprecated: true, for: patient, as: .patient(patient))
                 #expect(m.size == Int64(size) && m.title == "op \(a.op)" && m.author == author, "op \(a.op)")
                 let bytes = try await store.content(of: id, version: version, includingDeprecated: true, for: patient, as: .patient(patient))
-                #expect(bytes == content(op: a.op, size: size), "op \(a.op)")
+                #expect(bytes == CrashContract.content(op: a.op, size: size), "op \(a.op)")
             case "authorise":
-                let pro = professionals[Int(a.fields[4])!]
+                let pro = CrashContract.professionals[Int(a.fields[4])!]
                 #expect(await code { _ = try await store.documents(for: patient, as: pro) } == nil, "op \(a.op)")
             case "read":
                 reads[a.fields[3], default: [:]]["\(a.fields[4])/\(a.fields[5])", default: 0] += 1
@@ -228,7 +207,7 @@ import Glibc
             let docs = try await store.documents(for: patient, matching: DocumentQuery(status: .all), as: .patient(patient))
             for d in docs where d.title == "op \(p.op)" {
                 let bytes = try await store.content(of: d.id, version: d.version, includingDeprecated: true, for: patient, as: .patient(patient))
-                #expect(bytes == content(op: p.op, size: size), "unacknowledged op \(p.op) is not whole")
+                #expect(bytes == CrashContract.content(op: p.op, size: size), "unacknowledged op \(p.op) is not whole")
                 whole += 1
             }
         }

@@ -1,0 +1,1 @@
+../../../Sources/PatientVaultCrashWriter/CrashContract.swift
