@@ -42,6 +42,18 @@ let package = Package(
         // Operating a store from a shell: vaults, documents, the trail,
         // checkpoints and keys, through the same decisions and audit.
         .executable(name: "vaultctl", targets: ["vaultctl"]),
+        // The storage engine on PostgreSQL (and what speaks its protocol:
+        // Citus, YugabyteDB, CockroachDB), for stores that outgrow one
+        // machine. Its code and its dependency on postgres-nio exist only
+        // with the package trait `Postgres`, so that the core library and
+        // its users who keep a local store build nothing of SwiftNIO.
+        .library(name: "PatientVaultPostgres", targets: ["PatientVaultPostgres"]),
+    ],
+    traits: [
+        .trait(
+            name: "Postgres",
+            description: "Builds PatientVaultPostgres, the storage engine on PostgreSQL (depends on postgres-nio)."
+        )
     ],
     dependencies: [
         // The ecosystem's logging API: the host chooses the backend; we log at
@@ -55,6 +67,10 @@ let package = Package(
         // The ecosystem's command-line parser (vaultctl's subcommands, help
         // and usage errors).
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The ecosystem's PostgreSQL client (SwiftNIO: async, pooled, TLS),
+        // and the TLS configuration it takes; only with the trait `Postgres`.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.25.0"),
     ],
     targets: [
         .systemLibrary(
@@ -94,6 +110,15 @@ let package = Package(
             dependencies: ["PatientVault"]
         ),
         .target(
+            name: "PatientVaultPostgres",
+            dependencies: [
+                "PatientVault", "VaultCrypto", "VaultStorage", "VaultSync",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["Postgres"])),
+            ]
+        ),
+        .target(
             name: "PatientVaultTesting",
             dependencies: ["PatientVault", "VaultCrypto", "VaultStorage", "VaultSync"]
         ),
@@ -126,7 +151,7 @@ let package = Package(
             name: "PatientVaultTests",
             dependencies: [
                 "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "PatientVaultProof", "VaultCrypto", "VaultStorage",
-                "VaultSync", .product(name: "Logging", package: "swift-log"),
+                "VaultSync", "PatientVaultPostgres", .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

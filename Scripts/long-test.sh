@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
 # The same flags as Scripts/test.sh, so that after it this build is a no-op.
-swift build --build-tests -Xswiftc -warnings-as-errors
+swift build --build-tests --traits Postgres -Xswiftc -warnings-as-errors
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 env "$2" swift test --skip-build --filter "$1" >"$log" 2>&1 || { cat "$log"; exit 1; }

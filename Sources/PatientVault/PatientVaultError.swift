@@ -88,6 +88,11 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// records were cut, dropped, rewritten or reordered, or the
         /// checkpoint is of another store.
         public static let checkpointNotExtended = Code("checkpointNotExtended")
+        /// The database server that keeps the store's records (the
+        /// PostgreSQL engine) could not be reached, or refused the
+        /// connection (TLS, authentication); nothing of the failed call
+        /// was acknowledged. Retry later.
+        public static let unavailable = Code("unavailable")
 
         /// The HTTP status a service built on the store answers with:
         ///
@@ -99,7 +104,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
         /// | `vaultAlreadyExists`, `conflict` | 409 Conflict |
         /// | `deprecatedVersion`, `erased`, `vaultDestroyed` | 410 Gone |
         /// | `diskFull` | 507 Insufficient Storage |
-        /// | `storeLocked`, `closed`, `durabilityLost`, `cancelled` | 503 Service Unavailable (retry after the store is reopened; for `durabilityLost`, check before retrying a write) |
+        /// | `storeLocked`, `closed`, `durabilityLost`, `cancelled`, `unavailable` | 503 Service Unavailable (retry after the store is reopened; for `durabilityLost`, check before retrying a write) |
         /// | `wrongMasterKey`, `corrupted`, `io`, `unsupportedFormat`, `cryptoUnavailable`, `checkpointNotExtended` | 500 Internal Server Error |
         public var httpStatus: Int {
             switch self {
@@ -109,7 +114,7 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
             case .vaultAlreadyExists, .conflict: 409
             case .deprecatedVersion, .erased, .vaultDestroyed: 410
             case .diskFull: 507
-            case .storeLocked, .closed, .durabilityLost, .cancelled: 503
+            case .storeLocked, .closed, .durabilityLost, .cancelled, .unavailable: 503
             default: 500
             }
         }
@@ -172,7 +177,7 @@ extension PatientVaultError.Code {
     public static let all: [PatientVaultError.Code] = [
         .invalidIdentifier, .invalidArgument, .unknownVault, .vaultAlreadyExists, .unknownDocument, .deprecatedVersion,
         .accessDenied, .conflict, .wrongMasterKey, .storeLocked, .corrupted, .erased, .vaultDestroyed, .durabilityLost, .diskFull, .io,
-        .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed, .checkpointNotExtended,
+        .closed, .unsupportedFormat, .cancelled, .cryptoUnavailable, .contentSourceFailed, .checkpointNotExtended, .unavailable,
     ]
 }
 
@@ -230,7 +235,7 @@ extension PatientVaultError: Codable {
 
 extension PatientVaultError {
     /// Translates any error of the layers below into the public error.
-    static func wrapping(_ error: any Error, vaultID: String? = nil, documentID: DocumentID? = nil) -> PatientVaultError {
+    package static func wrapping(_ error: any Error, vaultID: String? = nil, documentID: DocumentID? = nil) -> PatientVaultError {
         switch error {
         case let e as PatientVaultError:
             return e
@@ -245,6 +250,8 @@ extension PatientVaultError {
             case .closed: code = .closed
             case .tooLarge: code = .invalidArgument
             case .unsupportedFormat: code = .unsupportedFormat
+            case .unavailable: code = .unavailable
+            case .wrongKey: code = .wrongMasterKey
             default: code = .io
             }
             // The system's errno, when there is one, says what the disk did.

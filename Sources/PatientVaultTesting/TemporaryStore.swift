@@ -99,6 +99,13 @@ public final class TemporaryStore: Sendable {
     /// The settings the store was opened with.
     public let configuration: Configuration
     private let current: Locked<VaultStore>
+    /// How a store on another engine opens (this package's suites over
+    /// PostgreSQL); nil for a folder or memory.
+    private let opener: Opener?
+
+    /// Opens a store with `key` and `configuration` on an engine the
+    /// testing product does not know.
+    package typealias Opener = @Sendable (MasterKey, Configuration) async throws(PatientVaultError) -> VaultStore
 
     /// Opens a store with a random key in a new folder under the system's
     /// temporary directory, `patientvault-test-<UUID>`. The folder is
@@ -114,12 +121,25 @@ public final class TemporaryStore: Sendable {
         key = try MasterKey.generate()
         self.configuration = configuration
         memory = storage == .memory ? MemoryEngine() : nil
+        opener = nil
         do {
-            current = Locked(try await Self.open(folder: folder, memory: memory, key: key, configuration: configuration))
+            current = Locked(try await Self.open(folder: folder, memory: memory, opener: nil, key: key, configuration: configuration))
         } catch {
             try? FileManager.default.removeItem(at: folder)
             throw error
         }
+    }
+
+    /// A temporary store that `opener` opens (and opens again at
+    /// ``reopen(configuration:)``): this package's suites over engines the
+    /// testing product does not depend on. Its folder is never created.
+    package init(configuration: Configuration, opener: @escaping Opener) async throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
+        key = try MasterKey.generate()
+        self.configuration = configuration
+        memory = nil
+        self.opener = opener
+        current = Locked(try await opener(key, configuration))
     }
 
     deinit { removeFolder() }
@@ -138,14 +158,16 @@ public final class TemporaryStore: Sendable {
     @discardableResult
     public func reopen(configuration: Configuration? = nil) async throws(PatientVaultError) -> VaultStore {
         try await close()
-        let reopened = try await Self.open(folder: folder, memory: memory, key: key, configuration: configuration ?? self.configuration)
+        let reopened = try await Self.open(
+            folder: folder, memory: memory, opener: opener, key: key, configuration: configuration ?? self.configuration)
         current.withLock { $0 = reopened }
         return reopened
     }
 
     private static func open(
-        folder: URL, memory: MemoryEngine?, key: MasterKey, configuration: Configuration
+        folder: URL, memory: MemoryEngine?, opener: Opener?, key: MasterKey, configuration: Configuration
     ) async throws(PatientVaultError) -> VaultStore {
+        if let opener { return try await opener(key, configuration) }
         if let memory { return try await VaultStore.openInMemory(memory, key: key, configuration: configuration) }
         return try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
     }

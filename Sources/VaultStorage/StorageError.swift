@@ -32,6 +32,12 @@ package struct StorageError: Error, Hashable, Sendable, CustomStringConvertible 
         case invalidLocation
         /// Files of an unknown format version.
         case unsupportedFormat
+        /// The server that keeps the records (an engine over the network)
+        /// could not be reached, or refused the connection.
+        case unavailable
+        /// No record authenticates under the store's key: the key is not
+        /// this store's (an engine that authenticates every record).
+        case wrongKey
     }
 
     /// The kind of failure.

@@ -6,7 +6,8 @@ import Testing
 /// Every Swift snippet of the README and of the DocC articles is code that
 /// CI compiles: each stands verbatim in a compiled file (the README's
 /// example and the "Getting started" article are executables that
-/// `Scripts/test.sh` runs; the others are in this test target). A manifest
+/// `Scripts/test.sh` runs; the others are in this test target, and the
+/// README's PostgreSQL one in `PostgresEngineTests`). A manifest
 /// fragment (first line `// Package.swift`) is the one exception.
 @Suite struct DocumentationSnippetTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -45,6 +46,8 @@ import Testing
         let compiled = try ([
             Self.root.appendingPathComponent("Sources/PatientVaultREADMEExample/main.swift"),
             Self.root.appendingPathComponent("Sources/PatientVaultGettingStarted/main.swift"),
+            // The README's PostgreSQL snippet (compiled with the trait Postgres).
+            Self.root.appendingPathComponent("Tests/PatientVaultTests/Store/PostgresEngineTests.swift"),
         ] + Self.files(in: "Tests/PatientVaultTestingTests", suffix: ".swift")).map { try String(contentsOf: $0, encoding: .utf8) }
         var checked = 0
         for document in documents {

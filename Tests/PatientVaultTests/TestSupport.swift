@@ -2,6 +2,7 @@ import Foundation
 import PatientVaultTesting
 import VaultSync
 @testable import PatientVault
+import PatientVaultPostgres
 @testable import VaultStorage
 
 /// The testing product's clock (the suite uses what downstream tests use).
@@ -119,17 +120,56 @@ enum Fixtures {
 /// tests use it: `TemporaryStore` (store, folder, key, reopen).
 typealias TestStore = TemporaryStore
 
-/// Where the behaviour tests' stores keep their records: in a folder, or
-/// with `PV_TEST_STORAGE=memory` in a `MemoryEngine` (`.ci/run` runs the
-/// suite both ways). Tests of what only files have (crashes, power loss,
-/// damaged or forged files, the header) ask for `.folder` themselves.
-let testStorage: TemporaryStorage = ProcessInfo.processInfo.environment["PV_TEST_STORAGE"] == "memory" ? .memory : .folder
+/// Where a behaviour test's store keeps its records: the engines the
+/// suite runs over (`.ci/run` runs it over each).
+enum SuiteStorage: Sendable {
+    /// A folder: the log engine.
+    case folder
+    /// `PatientVaultTesting`'s `MemoryEngine`.
+    case memory
+    /// A new schema on the PostgreSQL server of `PV_TEST_POSTGRES_URL`
+    /// (built with the package trait `Postgres`).
+    case postgres
+}
+
+/// Where the behaviour tests' stores keep their records: in a folder, with
+/// `PV_TEST_STORAGE=memory` in a `MemoryEngine`, with
+/// `PV_TEST_STORAGE=postgres` on PostgreSQL. Tests of what only files have
+/// (crashes, power loss, damaged or forged files, the header) ask for
+/// `.folder` themselves.
+let testStorage: SuiteStorage =
+    switch ProcessInfo.processInfo.environment["PV_TEST_STORAGE"] {
+    case "memory": .memory
+    case "postgres": .postgres
+    default: .folder
+    }
+
+/// The engines a test that compares them runs over: the folder and memory,
+/// or PostgreSQL alone in the suite's run over PostgreSQL.
+let suiteEngines: [SuiteStorage] = testStorage == .postgres ? [.postgres] : [.folder, .memory]
 
 extension TemporaryStore {
     /// A store with the suite's configuration (``Fixtures/configuration(clock:)``),
     /// on ``testStorage``.
     convenience init() async throws {
-        try await self.init(configuration: Fixtures.configuration(), storage: testStorage)
+        try await self.init(configuration: Fixtures.configuration(), engine: testStorage)
+    }
+
+    /// A store on `engine`.
+    convenience init(configuration: Configuration, engine: SuiteStorage) async throws {
+        switch engine {
+        case .folder: try await self.init(configuration: configuration, storage: TemporaryStorage.folder)
+        case .memory: try await self.init(configuration: configuration, storage: TemporaryStorage.memory)
+        case .postgres:
+            #if Postgres
+            let storage = try PostgresStorage.forTests()
+            try await self.init(configuration: configuration) { key, configuration throws(PatientVaultError) in
+                try await VaultStore.open(postgres: storage, key: key, configuration: configuration)
+            }
+            #else
+            throw PatientVaultError(.unavailable, "PV_TEST_STORAGE=postgres needs a build with the trait Postgres (swift build --traits Postgres)")
+            #endif
+        }
     }
 
     /// The store's log MAC, derived again from its root key, which the
@@ -186,3 +226,21 @@ func error(_ body: () async throws -> Void) async -> PatientVaultError? {
         return nil
     }
 }
+
+#if Postgres
+extension PostgresStorage {
+    /// A new schema on the server of `PV_TEST_POSTGRES_URL` (see
+    /// `Scripts/postgres.sh`): one store per test.
+    static func forTests() throws -> PostgresStorage {
+        guard let url = ProcessInfo.processInfo.environment["PV_TEST_POSTGRES_URL"] else {
+            throw PatientVaultError(.unavailable, "PV_TEST_POSTGRES_URL is not set (Scripts/postgres.sh start)")
+        }
+        let base = try PostgresStorage(url: url)
+        var storage = try PostgresStorage(
+            host: base.host, port: base.port, username: base.username, password: base.password, database: base.database,
+            schema: "pvtest_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), tls: base.tls)
+        storage.maximumConnections = 4
+        return storage
+    }
+}
+#endif

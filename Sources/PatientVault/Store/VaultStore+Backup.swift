@@ -30,7 +30,7 @@ extension VaultStore {
     public func backup(to folder: URL) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
         guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
-            throw PatientVaultError(.invalidArgument, "a store in memory has no files to back up")
+            throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
         }
         let directory = folder.path
         guard directory != location.path else { throw PatientVaultError(.invalidArgument, "a store is not backed up into itself") }

@@ -32,7 +32,7 @@ extension VaultStore {
         let inMemory = rootKey == nil || !location.isFileURL
         try await recordStoreLevelAccess(
             .rotateMasterKey, by: principal, target: "masterKey",
-            invalid: inMemory ? PatientVaultError(.invalidArgument, "a store in memory has no header: it has no master key to rotate") : nil)
+            invalid: inMemory ? PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no header: it has no master key to rotate") : nil)
         guard let rootKey else { return }
         let directory = location.path
         let weakCost = configuration.allowsWeakPassphraseCostForTesting

@@ -13,13 +13,13 @@ struct AuditedVault {
     var patient: Principal { .patient(alice) }
 
     /// - Parameter storage: ``testStorage`` unless the test looks at files.
-    init(configuration: Configuration? = nil, storage: TemporaryStorage = testStorage) async throws {
+    init(configuration: Configuration? = nil, storage: SuiteStorage = testStorage) async throws {
         let clock = ManualClock()
         self.clock = clock
         var c = configuration ?? Fixtures.configuration(clock: clock)
         c.clock = clock
         c.auditReviewers = [try SystemPrincipal("dpo")]
-        t = try await TestStore(configuration: c, storage: storage)
+        t = try await TestStore(configuration: c, engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
     }
 

@@ -21,9 +21,9 @@ import Testing
         return out
     }
 
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func checkpointsAreSignedAndEachExtendsTheLast(storage: TemporaryStorage) async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+    @Test(arguments: suiteEngines)
+    func checkpointsAreSignedAndEachExtendsTheLast(storage: SuiteStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let first = try await t.store.checkpoint()
         _ = try await deposit(t.store, 3)
@@ -49,9 +49,9 @@ import Testing
         try await t.close()
     }
 
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func aReceiptProvesAVersionWithoutTheStore(storage: TemporaryStorage) async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+    @Test(arguments: suiteEngines)
+    func aReceiptProvesAVersionWithoutTheStore(storage: SuiteStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let docs = try await deposit(t.store, 5)
         let receipt = try await t.store.receipt(for: docs[2].id, for: alice, as: .patient(alice))
@@ -80,9 +80,9 @@ import Testing
 
     /// A receipt for an audit entry: for the holder (and reviewers) only,
     /// one entry for the call, checked without the store.
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func aReceiptProvesAnAuditEntry(storage: TemporaryStorage) async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+    @Test(arguments: suiteEngines)
+    func aReceiptProvesAnAuditEntry(storage: SuiteStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         _ = try await deposit(t.store, 2)
         let before = try await t.store.verifyAuditTrail(for: alice, as: .patient(alice)).entries

@@ -62,12 +62,12 @@ import Testing
     /// verifier key of their time, and across a consistency proof that
     /// spans the rotation); the old seed's slot is destroyed; only a
     /// configured reviewer may rotate, and the call is recorded.
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func aRotatedKeySignsFromNowOnAndTheOldCheckpointsStillVerify(storage: TemporaryStorage) async throws {
+    @Test(arguments: suiteEngines)
+    func aRotatedKeySignsFromNowOnAndTheOldCheckpointsStillVerify(storage: SuiteStorage) async throws {
         var c = Fixtures.configuration()
         c.auditReviewers = [try SystemPrincipal("dpo")]
         let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
-        let t = try await TestStore(configuration: c, storage: storage)
+        let t = try await TestStore(configuration: c, engine: storage)
         try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         let origin = t.store.checkpointOrigin
         let oldKey = t.store.checkpointVerifierKey

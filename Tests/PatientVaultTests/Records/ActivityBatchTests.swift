@@ -30,7 +30,7 @@ import Testing
         var c = Fixtures.configuration()
         let dpo = try SystemPrincipal("dpo")
         c.auditReviewers = [dpo]
-        let t = try await TestStore(configuration: c, storage: testStorage)
+        let t = try await TestStore(configuration: c, engine: testStorage)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)

@@ -430,11 +430,15 @@ import Testing
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: Fixtures.doctor)
         _ = try await v.store.metadata(of: small.id, for: v.alice, as: emergency, purpose: .breakGlass(reason: try BreakGlassReason("unconscious on arrival")))
         let vault = try await v.store.snapshot(of: v.alice)
-        let sizes = try await { () async throws -> (versions: [UInt32], entries: [UInt32]) in
-            let versions = [small.id, larger.id].map { vault.entry($0, version: nil)!.reference!.location.frameLength }
-            var entries: [UInt32] = []
+        // The stored sizes, as any engine keeps them (a record's payload).
+        let sizes = try await { () async throws -> (versions: [Int], entries: [Int]) in
+            var versions: [Int] = []
+            for id in [small.id, larger.id] {
+                versions.append(try await v.store.engine.read(vault.entry(id, version: nil)!.reference!).payload.count)
+            }
+            var entries: [Int] = []
             try await v.store.loader.walkBack(v.store.keys.auditStream(of: vault.pseudonym), broken: PatientVaultError(.corrupted, "")) {
-                entries.append($0.reference.location.frameLength)
+                entries.append($0.payload.count)
                 return entries.count < 2
             }
             return (versions, entries)

@@ -8,7 +8,7 @@ import Testing
         let clock = ManualClock(Date(timeIntervalSince1970: 1_541_980_800))  // Monday 12 Nov 2018, 00:00 UTC
         var c = Fixtures.configuration(clock: clock)
         c.auditReviewers = [try SystemPrincipal("cnam-stats")]
-        let t = try await TestStore(configuration: c, storage: testStorage)
+        let t = try await TestStore(configuration: c, engine: testStorage)
         let store = t.store
         let pharmacy = Fixtures.pharmacy
         let channels: [(CreationChannel, Principal?)] = [

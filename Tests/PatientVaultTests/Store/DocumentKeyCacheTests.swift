@@ -74,7 +74,7 @@ import Testing
     @Test func theStoreCachesWhatItReadsAndForgetsItAtClose() async throws {
         var c = Fixtures.configuration()
         c.documentKeyCacheLimit = 4
-        let t = try await TestStore(configuration: c, storage: testStorage)
+        let t = try await TestStore(configuration: c, engine: testStorage)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         var ids: [DocumentID] = []

@@ -5,7 +5,7 @@ import Testing
 /// Deposits, reads, listings and replacements of documents (`VaultStore+Deposit`, `VaultStore+Read`).
 @Suite struct DocumentTests {
     func storeWithVault(_ clock: ManualClock = ManualClock()) async throws -> TestStore {
-        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), storage: testStorage)
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: testStorage)
         try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         return t
     }

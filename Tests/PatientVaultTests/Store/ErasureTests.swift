@@ -17,9 +17,9 @@ import Testing
         try await store.withVault(alice) { ($0.documents[id] ?? []).map(\.keySlot) }
     }
 
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func anErasedDocumentIsGoneAndEverythingElseStillReads(storage: TemporaryStorage) async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: storage)
+    @Test(arguments: suiteEngines)
+    func anErasedDocumentIsGoneAndEverythingElseStillReads(storage: SuiteStorage) async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let own = try await t.store.deposit(Fixtures.draft("Mine"), content: Data("mine".utf8), for: alice, as: .patient(alice))
         let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Fixtures.content("KEPT", size: 300_000), for: alice, as: doctor)
@@ -74,7 +74,7 @@ import Testing
     /// Who may erase, and bad input: each refusal a typed error, audited,
     /// nothing else changed.
     @Test func onlyTheAuthorErasesAndBadInputChangesNothing() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: testStorage)
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: testStorage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         try await t.store.authorise(Fixtures.otherDoctor, for: alice, as: .patient(alice))
         let mine = try await t.store.deposit(Fixtures.draft("Mine"), content: Data([1]), for: alice, as: .patient(alice))
@@ -118,7 +118,7 @@ import Testing
     @Test func anErasedHiddenDocumentStaysHiddenFromThePatient() async throws {
         var c = Fixtures.configuration()
         c.auditReviewers = [try SystemPrincipal("dpo")]
-        let t = try await TestStore(configuration: c, storage: testStorage)
+        let t = try await TestStore(configuration: c, engine: testStorage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let hidden = try await t.store.deposit(Fixtures.draft(flags: [.hiddenFromPatient]), content: Data([1]), for: alice, as: doctor)
         let visible = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: alice, as: doctor)

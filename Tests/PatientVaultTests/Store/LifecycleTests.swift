@@ -12,10 +12,10 @@ import Testing
     let doctor = Fixtures.doctor
     let dpo = Principal.auditReviewer(try! SystemPrincipal("dpo"))
 
-    func store(_ clock: ManualClock, storage: TemporaryStorage = testStorage) async throws -> TestStore {
+    func store(_ clock: ManualClock, storage: SuiteStorage = testStorage) async throws -> TestStore {
         var c = Fixtures.configuration(clock: clock)
         c.auditReviewers = [try SystemPrincipal("dpo")]
-        let t = try await TestStore(configuration: c, storage: storage)
+        let t = try await TestStore(configuration: c, engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         return t
     }
@@ -67,8 +67,8 @@ import Testing
     /// The retention ends ten calendar years after the closure, to the
     /// second: one second before, reopening works and destruction is
     /// refused; at the second, reopening is refused and destruction works.
-    @Test(arguments: [TemporaryStorage.folder, .memory])
-    func retentionEndsToTheSecondThenTheVaultIsDestroyed(storage: TemporaryStorage) async throws {
+    @Test(arguments: suiteEngines)
+    func retentionEndsToTheSecondThenTheVaultIsDestroyed(storage: SuiteStorage) async throws {
         let clock = ManualClock()
         let t = try await store(clock, storage: storage)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data("kept ten years".utf8), for: alice, as: doctor)

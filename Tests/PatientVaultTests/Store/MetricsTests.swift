@@ -12,7 +12,7 @@ import Testing
         let metrics = TestMetrics()
         var c = Fixtures.configuration()
         c.metricsFactory = metrics
-        let t = try await TestStore(configuration: c, storage: testStorage)
+        let t = try await TestStore(configuration: c, engine: testStorage)
         let alice = Fixtures.alice
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)

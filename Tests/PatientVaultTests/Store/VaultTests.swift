@@ -35,7 +35,7 @@ import VaultSync
 
     @Test func vaultSurvivesReopenAndIsCreatedOnce() async throws {
         let clock = ManualClock()
-        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), storage: testStorage)
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: testStorage)
         let info = try await t.store.createVault(for: Fixtures.alice, as: Fixtures.pharmacist, channel: .pharmacy)
         #expect(await code { try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline) } == .vaultAlreadyExists)
         let store = try await t.reopen()
@@ -120,7 +120,7 @@ import VaultSync
     }
 
     @Test func vaultsEvictedFromMemoryStayReadableAndWritable() async throws {
-        let t = try await TestStore(configuration: Fixtures.evicting(after: 4), storage: testStorage)
+        let t = try await TestStore(configuration: Fixtures.evicting(after: 4), engine: testStorage)
         let patients = Fixtures.patients(24, from: 850_000_000, step: 7)
         for (i, p) in patients.enumerated() {
             try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
