@@ -140,10 +140,16 @@ let package = Package(
             name: "vaultctl",
             dependencies: ["PatientVault", "PatientVaultProof", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Group commit on PostgreSQL measured against the folder's, in one
+        // run (Scripts/postgres-load.sh); not a product.
+        .executableTarget(
+            name: "PatientVaultPostgresLoad",
+            dependencies: ["PatientVault", "PatientVaultPostgres"]
+        ),
         // The writer that crash tests kill (public API only); not a product.
         .executableTarget(
             name: "PatientVaultCrashWriter",
-            dependencies: ["PatientVault", "PatientVaultProof"]
+            dependencies: ["PatientVault", "PatientVaultProof", "PatientVaultPostgres"]
         ),
         .testTarget(name: "VaultCryptoTests", dependencies: ["VaultCrypto"]),
         .testTarget(name: "VaultStorageTests", dependencies: ["VaultStorage"]),

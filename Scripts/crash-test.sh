@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Crash test: kills the writer process with SIGKILL at random moments and
 # checks every acknowledged operation after each reopen
-# (Tests/PatientVaultTests/Reliability/CrashTests.swift). Prints the figures.
+# (Tests/PatientVaultTests/Reliability/CrashTests.swift), on a folder, then
+# on PostgreSQL (a throwaway cluster, Scripts/postgres.sh; a quarter of the
+# kills). Prints the figures.
 #
-#   ./Scripts/crash-test.sh          # 200 kills, as .ci/run does
+#   ./Scripts/crash-test.sh          # 200 kills (and 50 on PostgreSQL), as .ci/run does
 #   ./Scripts/crash-test.sh 5000     # the long mode
-exec "$(dirname "$0")/long-test.sh" CrashTests "PV_CRASH_KILLS=${1:-200}" "crash test:"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kills=${1:-200}
+./Scripts/long-test.sh CrashTests "PV_CRASH_KILLS=$kills" "crash test:"
+pg_env=$(./Scripts/postgres.sh start)
+eval "$pg_env"
+trap './Scripts/postgres.sh stop "$PV_TEST_POSTGRES_DIR"' EXIT
+PV_TEST_STORAGE=postgres ./Scripts/long-test.sh CrashTests "PV_CRASH_KILLS=$(( (kills + 3) / 4 ))" "crash test:"

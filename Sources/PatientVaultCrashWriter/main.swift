@@ -1,11 +1,12 @@
 // pv-crash-writer: a writer for crash tests, through the public API only.
 //
-//   pv-crash-writer <store directory> <master key A, 64 hex>,<master key B> <seed>
+//   pv-crash-writer <store directory or postgres:// URL> <master key A, 64 hex>,<master key B> <seed>
 //
 // Opens the store (recovering it), makes sure its patients have vaults,
 // then writes from four tasks until killed: deposits, replacements, grants,
 // erasures, audited reads, and rotations of the master key between A and B
-// (the store opens with whichever of the two it finds). Each operation prints a `BEGIN` line before it starts
+// (the store opens with whichever of the two it finds; a store on
+// PostgreSQL has no header, so no rotation: A only). Each operation prints a `BEGIN` line before it starts
 // and an `ACK` line once the store acknowledged it (one `write(2)` per line,
 // so a kill never leaves half a line). The test that kills it
 // (`CrashTests`) reopens the store and checks every acknowledged operation.
@@ -53,7 +54,7 @@ let currentKey = Mutex<Int>(0)
 var opened: VaultStore?
 for (i, k) in keys.enumerated() where opened == nil {
     do {
-        opened = try await VaultStore.open(at: URL(fileURLWithPath: arguments[1]), key: .key(k), configuration: CrashContract.configuration())
+        opened = try await CrashContract.open(arguments[1], key: k)
         currentKey.withLock { $0 = i }
     } catch where error.code == .wrongMasterKey {
         continue
@@ -106,7 +107,7 @@ await withTaskGroup(of: Void.self) { group in
                         let m = try await store.deposit(draft, content: CrashContract.content(op: op, size: size), for: patients[p], as: professionals[a])
                         written.withLock { $0.append((p, m.id, m.version, a)) }
                         emit(["ACK", "deposit", "\(op)", patients[p].digits, "\(m.id)", "\(m.version)", "\(size)", "\(a)"])
-                    } else if task == 2 && choice == 9 && Int.random(in: 0..<3, using: &rng) == 0 {
+                    } else if task == 2 && choice == 9 && Int.random(in: 0..<3, using: &rng) == 0 && !CrashContract.isPostgres(arguments[1]) {
                         // Only this task rotates: the key it rotates to is the other one.
                         let next = 1 - currentKey.withLock { $0 }
                         emit(["BEGIN", "rotate", "\(op)", "-", "\(next)"])

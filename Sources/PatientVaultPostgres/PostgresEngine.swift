@@ -209,7 +209,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     }
 
     /// Takes the store's session-level advisory lock on `connection`:
-    /// at once or `locked` (at open), or waiting up to the connect timeout
+    /// within `lockWait` or `locked` (at open), or waiting up to the connect timeout
     /// for a lost session to end (at reconnect: its transaction is then
     /// settled, committed or not).
     static func lock(_ connection: PostgresConnection, storage: PostgresStorage, logger: Logger, wait: Bool) async throws {
@@ -221,9 +221,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             for try await _ in rows {}
             return
         }
-        let rows = try await connection.query("SELECT pg_try_advisory_lock(hashtextextended(\(key), 0))", logger: logger)
-        for try await locked in rows.decode(Bool.self) where !locked {
-            throw StorageError(.locked, "another process has this store open")
+        let deadline = ContinuousClock.now + storage.lockWait
+        while true {
+            var locked = false
+            let rows = try await connection.query("SELECT pg_try_advisory_lock(hashtextextended(\(key), 0))", logger: logger)
+            for try await granted in rows.decode(Bool.self) { locked = granted }
+            if locked { return }
+            guard ContinuousClock.now < deadline else { throw StorageError(.locked, "another process has this store open") }
+            try await Task.sleep(for: .milliseconds(50))
         }
     }
 

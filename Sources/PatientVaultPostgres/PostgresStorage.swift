@@ -52,11 +52,22 @@ public struct PostgresStorage: Sendable, CustomStringConvertible {
     }
     /// How long connecting may take, and how long the committer tries to
     /// reconnect after a lost connection before the outcome of its commit
-    /// is reported unknown (`durabilityLost`). 10 seconds by default.
-    public var connectTimeout: Duration = .seconds(10)
+    /// is reported unknown (`durabilityLost`). 10 seconds by default;
+    /// 100 milliseconds to 10 minutes.
+    public var connectTimeout: Duration = .seconds(10) {
+        didSet { connectTimeout = min(max(connectTimeout, .milliseconds(100)), .seconds(600)) }
+    }
+    /// How long an open waits for the schema's lock before it is
+    /// `storeLocked`: the session of a process that just died may take a
+    /// moment to end on the server. 5 seconds by default; 0 to 10 minutes.
+    public var lockWait: Duration = .seconds(5) {
+        didSet { lockWait = min(max(lockWait, .zero), .seconds(600)) }
+    }
     /// The longest one statement may run on the server (`statement_timeout`).
-    /// 30 seconds by default.
-    public var statementTimeout: Duration = .seconds(30)
+    /// 30 seconds by default; 1 second to 1 hour.
+    public var statementTimeout: Duration = .seconds(30) {
+        didSet { statementTimeout = min(max(statementTimeout, .seconds(1)), .seconds(3600)) }
+    }
 
     /// Storage on the server `host`.
     /// - Parameters:

@@ -98,14 +98,20 @@ import Testing
         try await t.close()
     }
 
-    /// The host keeps a checkpoint; the folder is later replaced by an
-    /// older copy (a restore, an attacker): every checksum and MAC is
-    /// right, but the log does not extend what the host kept.
-    @Test func aFolderRolledBackIsRefusedAgainstTheKeptCheckpoint() async throws {
+    /// A store in a folder with alice's vault and two deposits, closed.
+    func closedFolderStore() async throws -> TestStore {
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         _ = try await deposit(t.store, 2)
         try await t.store.close()
+        return t
+    }
+
+    /// The host keeps a checkpoint; the folder is later replaced by an
+    /// older copy (a restore, an attacker): every checksum and MAC is
+    /// right, but the log does not extend what the host kept.
+    @Test func aFolderRolledBackIsRefusedAgainstTheKeptCheckpoint() async throws {
+        let t = try await closedFolderStore()
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("pv-rollback-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: copy) }
         try FileManager.default.copyItem(at: t.folder, to: copy)
@@ -138,10 +144,7 @@ import Testing
     /// the checkpoint the host kept, every such cut is refused, at open and
     /// by `verify(against:)`; never a store that opens with history missing.
     @Test func theNewestSegmentCutAtEveryFrameBoundaryIsRefusedAgainstTheKeptCheckpoint() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        _ = try await deposit(t.store, 2)
-        try await t.store.close()
+        let t = try await closedFolderStore()
         let indexFile = t.folder.appending(path: "index.checkpoint")
         let olderIndex = try Data(contentsOf: indexFile)
         let store = try await t.reopen()

@@ -33,7 +33,8 @@ struct PostgresEngineTests {
     }
 
     @Test func aSecondOpenOfTheSameSchemaIsLockedUntilTheFirstCloses() async throws {
-        let storage = try PostgresStorage.forTests()
+        var storage = try PostgresStorage.forTests()
+        storage.lockWait = .milliseconds(200)
         let key = try MasterKey.generate()
         let first = try await VaultStore.open(postgres: storage, key: key, configuration: Fixtures.configuration())
         #expect(await code { _ = try await VaultStore.open(postgres: storage, key: key, configuration: Fixtures.configuration()) } == .storeLocked)
@@ -100,6 +101,14 @@ struct PostgresEngineTests {
         #expect(s.host == "db.example" && s.port == 6543 && s.database == "records" && s.schema == "pv_a")
         #expect(s.password == "s3cret" && s.tls == .verifyFull(caFile: "/ca.pem"))
         #expect(!s.description.contains("s3cret") && !s.location.absoluteString.contains("s3cret"))
+        // Settings are kept within their bounds where they are set.
+        var bounded = s
+        bounded.maximumConnections = 0
+        bounded.connectTimeout = .seconds(-1)
+        bounded.statementTimeout = .seconds(86_400)
+        bounded.lockWait = .seconds(-5)
+        #expect(bounded.maximumConnections == 1 && bounded.connectTimeout == .milliseconds(100))
+        #expect(bounded.statementTimeout == .seconds(3600) && bounded.lockWait == .zero)
     }
 
     @Test func rowsForgedOnTheServerAreCorruptedNeverTrusted() async throws {
