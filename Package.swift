@@ -122,9 +122,14 @@ let package = Package(
             name: "PatientVaultTesting",
             dependencies: ["PatientVault", "VaultCrypto", "VaultStorage", "VaultSync"]
         ),
+        // The demo's tour, shared by `patientvault-demo` and `vaultctl demo`.
+        .target(
+            name: "PatientVaultTour",
+            dependencies: ["PatientVault", "PatientVaultFHIR"]
+        ),
         .executableTarget(
             name: "PatientVaultDemo",
-            dependencies: ["PatientVault", "PatientVaultFHIR"]
+            dependencies: ["PatientVaultTour"]
         ),
         // The README's usage example, compiled and run by Scripts/test.sh.
         .executableTarget(
@@ -138,7 +143,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vaultctl",
-            dependencies: ["PatientVault", "PatientVaultProof", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["PatientVault", "PatientVaultProof", "PatientVaultTour", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Group commit on PostgreSQL measured against the folder's, in one
         // run (Scripts/postgres-load.sh); not a product.

@@ -11,6 +11,7 @@ import ArgumentParser
 import Foundation
 import PatientVault
 import PatientVaultProof
+import PatientVaultTour
 
 @main
 struct VaultCtl: AsyncParsableCommand {
@@ -30,7 +31,7 @@ struct VaultCtl: AsyncParsableCommand {
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
             Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, RotateKey.self, Stats.self, Doctor.self,
-            Backup.self, Restore.self,
+            Backup.self, Restore.self, Demo.self,
         ])
 
     /// Parses and runs the command; a failure of ours is one line and its
@@ -66,6 +67,9 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "An environment variable holding the store's passphrase.")
     var passphraseEnv: String?
 
+    @Flag(name: .long, help: "Ask for the store's passphrase on the terminal (not echoed).")
+    var passphrasePrompt = false
+
     @Option(name: .long, help: "Configured audit reviewers (comma-separated identifiers), as the host configures them.")
     var reviewers: String = ""
 
@@ -73,14 +77,18 @@ struct StoreOptions: ParsableArguments {
     var json = false
 
     func source() throws -> MasterKeySource {
-        try Self.source(keyFile: keyFile, keyEnv: keyEnv, passphraseEnv: passphraseEnv)
+        try Self.source(keyFile: keyFile, keyEnv: keyEnv, passphraseEnv: passphraseEnv, passphrasePrompt: passphrasePrompt)
     }
 
     /// The master key from one of a file, an environment variable holding
-    /// it in hexadecimal, or one holding a passphrase.
-    static func source(keyFile: String?, keyEnv: String?, passphraseEnv: String?) throws -> MasterKeySource {
-        let given = [keyFile != nil, keyEnv != nil, passphraseEnv != nil].filter { $0 }.count
-        guard given == 1 else { throw CtlError.usage("give exactly one of --key-file, --key-env, --passphrase-env") }
+    /// it in hexadecimal, one holding a passphrase, or a passphrase typed
+    /// on the terminal.
+    static func source(keyFile: String?, keyEnv: String?, passphraseEnv: String?, passphrasePrompt: Bool = false) throws -> MasterKeySource {
+        let given = [keyFile != nil, keyEnv != nil, passphraseEnv != nil, passphrasePrompt].filter { $0 }.count
+        guard given == 1 else {
+            throw CtlError.usage("give exactly one of --key-file, --key-env, --passphrase-env, --passphrase-prompt")
+        }
+        if passphrasePrompt { return .passphrase(try promptPassphrase()) }
         if let passphraseEnv {
             guard let passphrase = ProcessInfo.processInfo.environment[passphraseEnv], !passphrase.isEmpty else {
                 throw CtlError.usage("the environment variable \(passphraseEnv) is not set")
@@ -209,6 +217,34 @@ func withStore(_ options: StoreOptions, _ body: (VaultStore) async throws -> Voi
 
 /// Runs a command body, mapping every error to one line and an exit code
 /// (``CtlError/from(_:)``).
+/// Reads a passphrase from the controlling terminal (`/dev/tty`) with
+/// echo off, restoring the terminal's settings afterwards.
+func promptPassphrase() throws -> String {
+    let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
+    guard tty >= 0 else { throw CtlError.usage("--passphrase-prompt needs a terminal") }
+    defer { close(tty) }
+    var saved = termios()
+    guard tcgetattr(tty, &saved) == 0 else { throw CtlError.usage("--passphrase-prompt needs a terminal") }
+    var quiet = saved
+    quiet.c_lflag &= ~tcflag_t(ECHO)
+    guard tcsetattr(tty, TCSAFLUSH, &quiet) == 0 else { throw CtlError.usage("cannot turn the terminal's echo off") }
+    defer {
+        _ = tcsetattr(tty, TCSAFLUSH, &saved)
+        _ = write(tty, "\n", 1)
+    }
+    let prompt = "Passphrase: "
+    _ = write(tty, prompt, prompt.utf8.count)
+    var line: [UInt8] = []
+    defer { for i in line.indices { line[i] = 0 } }
+    var byte: UInt8 = 0
+    while read(tty, &byte, 1) == 1, byte != 0x0A, byte != 0x0D {
+        guard line.count < 1024 else { throw CtlError.usage("a passphrase is at most 1024 bytes") }
+        line.append(byte)
+    }
+    guard !line.isEmpty else { throw CtlError.usage("the passphrase is empty") }
+    return String(decoding: line, as: UTF8.self)
+}
+
 func mappingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
@@ -242,6 +278,29 @@ extension DecisionCommand {
 }
 
 // MARK: - Commands
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the tour of PatientVault (the README's main job) on a new store with a random key.",
+        discussion: """
+            Creates a vault, deposits, reads, lists, grants, refuses, breaks the glass, prints the trail, replaces \
+            a document, then searches every file of the store for the plaintexts it wrote. The store is in a \
+            temporary folder, removed afterwards, or in --keep (its random key is not kept: the files are for \
+            looking at).
+            """)
+    @Option(help: "Keep the demo's store in this new folder.")
+    var keep: String?
+
+    func run() async throws {
+        let folder = keep.map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("vaultctl-demo-\(UUID().uuidString)")
+        if keep != nil, FileManager.default.fileExists(atPath: folder.path) {
+            throw CtlError.usage("\(folder.path) exists: the demo makes a new store")
+        }
+        defer { if keep == nil { try? FileManager.default.removeItem(at: folder) } }
+        try await mappingErrors { try await runTour(in: folder) }
+    }
+}
 
 struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a new store (and, with --generate-key, its master key file).")
