@@ -5,9 +5,9 @@ import VaultCrypto
 import VaultSync
 
 extension LogEngine {
-    /// Copies a consistent state of the running log into `directory` (new
-    /// or empty): its first `n` records, `n` being the records durable when
-    /// the copy starts, which it returns. Writers go on meanwhile.
+    /// Copies a consistent state of the running log into `directory`: its
+    /// first `n` records, `n` being the records durable when the copy
+    /// starts, which it returns. Writers go on meanwhile.
     ///
     /// - `keys.slots` is synced and copied whole while no key slot is being
     ///   destroyed (``destructions``): every destruction the copy shows
@@ -21,35 +21,55 @@ extension LogEngine {
     ///   ``LogEngineConfiguration/replaysWithoutCheckpoint``, which replays
     ///   it and writes one (``finishBackup(in:configuration:)``).
     ///
+    /// **Incremental**: with `previous`, `directory` holds a copy this
+    /// method made of the first `previous` records (the layer above has
+    /// checked its signed checkpoint against this log). Only what follows
+    /// is copied: the segments before the one where record `previous`
+    /// ends are kept as they are, that one is extended from that record's
+    /// end, later ones are copied, and so is `merkle.hashes` from the
+    /// previous tree's hashes; `keys.slots` is copied again whole (slots
+    /// are destroyed in place), and what the previous copy's opening made
+    /// (its `index.checkpoint`, a segment made ahead) is removed first.
+    ///
     /// Cost: one read and one write of every byte of the log through
-    /// record `n`, and of the key file.
+    /// record `n` (after `previous` when incremental), and of the key file.
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
-    ///   files), ``StorageError/Code/diskFull``.
-    package func backup(to directory: String) async throws -> UInt64 {
+    ///   files and no `previous`), ``StorageError/Code/diskFull``.
+    package func backup(to directory: String, after previous: UInt64? = nil) async throws -> UInt64 {
         try FileSystem.createDirectory(directory)
-        guard try FileSystem.list(directory).isEmpty else {
-            throw StorageError(.io, "the backup folder is not empty")
+        if previous == nil {
+            guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
         }
         let records: UInt64 = try await destructions.withGate {
             let records = durableRecordCount
             try core.keySlots.syncIfWritten()
-            try Self.copy(core.keySlots.file, bytes: nil, to: directory + "/" + LogFormat.keyFileName)
+            let keyFile = directory + "/" + LogFormat.keyFileName
+            if FileSystem.exists(keyFile) { try FileSystem.remove(keyFile) }
+            try Self.copy(core.keySlots.file, bytes: nil, to: keyFile)
             return records
         }
+        let previous = previous.map { min($0, records) }
         try core.merkle.syncIfAppended()
         guard let merkle = core.merkle.storage as? MerkleHashFile else {
             throw StorageError(.io, "the Merkle tree is not in a file")
         }
         let hashBytes = MerkleHashFile.headerSize + MerkleTree.storedCount(leaves: records) * UInt64(MerkleTree.hashSize)
-        try Self.copy(merkle.file, bytes: hashBytes, to: directory + "/" + MerkleHashFile.fileName)
-        // Where record `records` ends; segments after its own are not copied.
-        var end: RecordLocation?
-        if records > 0, let start = try core.scanStart(forSequence: records) {
-            try core.scan(from: start, only: { _ in true }) { frame in
-                if frame.sequence == records { end = frame.location }
-                return frame.sequence < records
+        let hashesFrom = previous.map { MerkleHashFile.headerSize + MerkleTree.storedCount(leaves: $0) * UInt64(MerkleTree.hashSize) } ?? 0
+        try Self.copy(merkle.file, bytes: hashBytes, to: directory + "/" + MerkleHashFile.fileName, from: hashesFrom)
+        let end = try recordEnd(records)
+        // Where the previous copy ended: segments before its own are kept.
+        let kept: (segment: UInt32, offset: UInt64)? = try previous.flatMap { p in
+            try recordEnd(p).map { ($0.segment, $0.offset + UInt64($0.frameLength)) }
+        }
+        if previous != nil {
+            // What opening the previous copy made: its index (replay writes
+            // it again) and any segment after the one that ended it.
+            let index = directory + "/" + LogFormat.checkpointFileName
+            if FileSystem.exists(index) { try FileSystem.remove(index) }
+            for name in try FileSystem.list(directory) {
+                guard let number = LogFormat.segmentNumber(fromFileName: name) else { continue }
+                if number > (kept?.segment ?? 0) { try FileSystem.remove(directory + "/" + name) }
             }
-            guard end != nil else { throw StorageError(.corrupted, "the log has no record \(records)") }
         }
         let segments = core.state.withLock { s in s.segments.map { ($0.key, $0.value.file) } }.sorted { $0.0 < $1.0 }
         for (number, file) in segments {
@@ -62,10 +82,30 @@ extension LogEngine {
                 guard number == segments[0].0 else { break }
                 bytes = UInt64(LogFormat.segmentHeaderSize)
             }
-            try Self.copy(file, bytes: bytes, to: directory + "/" + LogFormat.segmentFileName(number))
+            let path = directory + "/" + LogFormat.segmentFileName(number)
+            if let kept, number < kept.segment { continue }
+            if let kept, number == kept.segment {
+                try Self.copy(file, bytes: bytes, to: path, from: kept.offset)
+            } else {
+                try Self.copy(file, bytes: bytes, to: path)
+            }
         }
         try FileSystem.syncDirectory(directory)
         return records
+    }
+
+    /// Where record `sequence` is (nil for 0: no record).
+    private func recordEnd(_ sequence: UInt64) throws -> RecordLocation? {
+        guard sequence > 0 else { return nil }
+        var end: RecordLocation?
+        if let start = try core.scanStart(forSequence: sequence) {
+            try core.scan(from: start, only: { _ in true }) { frame in
+                if frame.sequence == sequence { end = frame.location }
+                return frame.sequence < sequence
+            }
+        }
+        guard let end else { throw StorageError(.corrupted, "the log has no record \(sequence)") }
+        return end
     }
 
     /// Opens a copy made by ``backup(to:)`` once, replaying its log, which
@@ -79,17 +119,20 @@ extension LogEngine {
     }
 
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
-    /// `path`, then syncs it.
-    private static func copy(_ file: PosixFile, bytes: UInt64?, to path: String) throws {
+    /// `path`, or, from `start` on, into the file already there (which is
+    /// then cut at `bytes`); then syncs it.
+    private static func copy(_ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0) throws {
         let total = try bytes ?? file.size()
-        let out = try PosixFile.open(path, flags: O_WRONLY | O_CREAT | O_EXCL, name: "backup copy")
-        var offset: UInt64 = 0
+        let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
+        let out = try PosixFile.open(path, flags: flags, name: "backup copy")
+        var offset = start
         while offset < total {
             let chunk = try file.read(count: Int(min(1 << 20, total - offset)), at: offset)
             guard !chunk.isEmpty else { throw StorageError(.io, "a file ended while it was copied") }
             try out.write(chunk, at: offset)
             offset += UInt64(chunk.count)
         }
+        if start > 0 { try out.truncate(to: total) }
         try out.sync()
     }
 }

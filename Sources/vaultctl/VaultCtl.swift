@@ -568,9 +568,10 @@ struct Doctor: StoreCommand {
 
 struct Backup: StoreCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Copy a consistent state of the store, with a signed checkpoint of it, into a new folder.")
+        abstract: "Copy a consistent state of the store, with a signed checkpoint of it, into a folder.",
+        discussion: "Into a folder that holds an earlier backup of this store, only what is new is copied.")
     @OptionGroup var options: StoreOptions
-    @Argument(help: "The backup folder (new or empty).") var folder: String
+    @Argument(help: "The backup folder (new, empty, or holding an earlier backup of this store).") var folder: String
 
     func perform(_ store: VaultStore) async throws {
         let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder))

@@ -10,21 +10,32 @@ extension VaultStore {
     public static let backupCheckpointFileName = "backup.checkpoint"
 
     /// Copies a consistent state of this store, while it runs, into
-    /// `folder` (new or empty): every record durable when the copy starts,
-    /// nothing after, with a signed checkpoint of exactly those records
-    /// (also written to the folder as ``backupCheckpointFileName``).
-    /// Writers go on meanwhile; only key-slot destructions (erasures) wait
-    /// for the copy of the key file.
+    /// `folder`: every record durable when the copy starts, nothing after,
+    /// with a signed checkpoint of exactly those records (also written to
+    /// the folder as ``backupCheckpointFileName``). Writers go on
+    /// meanwhile; only key-slot destructions (erasures) wait for the copy
+    /// of the key file.
+    ///
+    /// **Incremental**: a `folder` that holds an earlier backup of this
+    /// store (its ``backupCheckpointFileName`` signed by this store, and
+    /// its tree a prefix of this store's) is brought up to date: only the
+    /// records since that backup are copied (and the key file again, whose
+    /// slots erasures destroy in place). A new or empty `folder` gets a
+    /// full copy. The new checkpoint replaces the old one last, by a
+    /// rename: a backup cut short leaves the previous checkpoint, and
+    /// running it again finishes it.
     ///
     /// The copy is then opened once (its log replayed, its checkpoint
     /// written) and checked against that checkpoint, every record read
     /// and hashed again, before this returns. The folder is a store: open
     /// it with the same master key, or use ``restore(from:to:key:configuration:)``.
-    /// Not incremental: each backup copies the whole log.
-    /// Cost: a read and a write of the whole log, then a replay and a
+    /// Cost: a read and a write of the log since the previous backup (all
+    /// of it the first time) and of the key file, then a replay and a
     /// verification of the copy.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
-    ///   memory, ``PatientVaultError/Code/io`` (a folder that is not empty),
+    ///   memory or on PostgreSQL, or a folder whose backup is of another
+    ///   store or not a prefix of this one; ``PatientVaultError/Code/io``
+    ///   (a folder that holds files and no backup),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
     public func backup(to folder: URL) async throws(PatientVaultError) -> SignedCheckpoint {
@@ -37,7 +48,8 @@ extension VaultStore {
         // The key that signs is one whose record the copy holds (a rotation
         // during the copy comes after it).
         let signer = signingKeys.current
-        let records = try await translatingErrorsAsync { try await engine.backup(to: directory) }
+        let previous = try previousBackup(in: folder)
+        let records = try await translatingErrorsAsync { try await engine.backup(to: directory, after: previous) }
         // The header as it is now (the same root key, the same master key).
         guard let header = try StoreHeader.read(directory: location.path) else {
             throw PatientVaultError(.corrupted, "the store's header is missing")
@@ -48,13 +60,21 @@ extension VaultStore {
             try SignedCheckpoint.sign(
                 TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signer)
         }
+        // Written aside, then renamed over the previous one: never torn.
         try translatingErrors {
-            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName, in: directory)
+            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName + ".new", in: directory)
+            try FileSystem.rename(
+                directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
+            try FileSystem.syncDirectory(directory)
         }
         // The copy replayed once (its index written), then opened as a
         // store and checked against the checkpoint.
+        // The engine's settings as the store's own (a store of small
+        // segments has a small record limit too).
         var c = LogEngineConfiguration()
         c.segmentSize = configuration.segmentSize
+        c.maximumRecordSize = configuration.contentChunkSize + Limits.recordOverhead
+        c.reserve = configuration.effectiveAuditReserve
         c.authenticator = LogMAC(key: keys.log)
         try await translatingErrorsAsync { try await LogEngine.finishBackup(in: directory, configuration: c) }
         var check = configuration
@@ -67,6 +87,28 @@ extension VaultStore {
         try await copy.close()
         logger.debug("patientvault: backup made", metadata: ["records": "\(records)"])
         return checkpoint
+    }
+
+    /// The number of records of the backup in `folder`, if it holds one of
+    /// this store: its checkpoint signed by one of this store's keys, and
+    /// its root the root of this store's tree at that size (the copy is a
+    /// prefix of this log). Nil for a folder without a backup checkpoint.
+    func previousBackup(in folder: URL) throws(PatientVaultError) -> UInt64? {
+        let file = folder.appendingPathComponent(Self.backupCheckpointFileName)
+        guard let data = FileManager.default.contents(atPath: file.path) else { return nil }
+        let checkpoint: SignedCheckpoint
+        do {
+            checkpoint = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw PatientVaultError(.invalidArgument, "the folder's backup checkpoint does not parse: not extended")
+        }
+        let head = try trustedHead(checkpoint)
+        guard head.size <= engine.durableRecordCount,
+            try translatingErrors({ try engine.merkleTree.root(size: head.size) }) == head.rootHash
+        else {
+            throw PatientVaultError(.invalidArgument, "the folder's backup is not a prefix of this store: not extended")
+        }
+        return head.size
     }
 
     /// Restores a backup made by ``backup(to:)`` into `target` (new or

@@ -63,9 +63,20 @@ import Testing
         _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("X", size: 50_000), for: alice, as: Fixtures.doctor)
         let backup = TestFolder()
         _ = try await t.store.backup(to: backup.url)
-        // Into a folder that holds files, or into itself: refused.
-        #expect(await code { _ = try await t.store.backup(to: backup.url) } == .io)
+        // Into a folder that holds other files, or into itself: refused.
+        let cluttered = TestFolder()
+        try FileManager.default.createDirectory(at: cluttered.url, withIntermediateDirectories: true)
+        try Data("notes".utf8).write(to: cluttered.url.appendingPathComponent("notes.txt"))
+        #expect(await code { _ = try await t.store.backup(to: cluttered.url) } == .io)
         #expect(await code { _ = try await t.store.backup(to: t.folder) } == .invalidArgument)
+        // Over another store's backup: refused, that backup untouched.
+        let other = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let othersBackup = TestFolder()
+        let othersCheckpoint = try await other.store.backup(to: othersBackup.url)
+        #expect(await code { _ = try await t.store.backup(to: othersBackup.url) } == .invalidArgument)
+        let stillThere = try Data(contentsOf: othersBackup.url.appendingPathComponent(VaultStore.backupCheckpointFileName))
+        #expect(String(decoding: stillThere, as: UTF8.self) == othersCheckpoint.text)
+        try await other.close()
         let memory = try await TestStore(configuration: Fixtures.configuration(), storage: .memory)
         #expect(await code { _ = try await memory.store.backup(to: TestFolder().url) } == .invalidArgument)
         try await memory.close()
@@ -78,5 +89,49 @@ import Testing
         let refused = await code { _ = try await VaultStore.restore(from: backup.url, to: TestFolder().url, key: .key(t.key), configuration: Fixtures.configuration()) }
         #expect(refused == .corrupted || refused == .checkpointNotExtended, "refused: \(String(describing: refused))")
         #expect(await code { _ = try await VaultStore.restore(from: TestFolder().url, to: TestFolder().url, key: .key(t.key)) } == .invalidArgument)
+    }
+
+    /// A second backup into the same folder copies only what is new: the
+    /// segments the first one copied whole are not written again, and the
+    /// folder restores everything up to the new checkpoint.
+    @Test func anIncrementalBackupCopiesOnlyWhatIsNew() async throws {
+        // 1 MiB segments: the first backup spans several.
+        var configuration = Fixtures.configuration()
+        configuration.segmentSize = 1 << 20
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var documents: [(DocumentMetadata, Data)] = []
+        func deposit(_ n: Int, _ tag: String) async throws {
+            for i in 0..<n {
+                let content = Fixtures.content("\(tag)\(i)", size: 200_000)
+                documents.append((try await t.store.deposit(Fixtures.draft("\(tag) \(i)"), content: content, for: alice, as: Fixtures.doctor), content))
+            }
+        }
+        try await deposit(15, "first")
+        let backup = TestFolder()
+        let first = try await t.store.backup(to: backup.url)
+        let segmentOne = backup.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        let before = try FileManager.default.attributesOfItem(atPath: segmentOne.path)
+        try await t.store.erase(documents[0].0.id, for: alice, reason: try ErasureReason("wrong record"), as: Fixtures.doctor)
+        try await deposit(15, "second")
+        let second = try await t.store.backup(to: backup.url)
+        #expect(second.treeHead.size > first.treeHead.size)
+        // Segment 1 was kept as it was: the same file, not written again.
+        let after = try FileManager.default.attributesOfItem(atPath: segmentOne.path)
+        #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int)
+        #expect(after[.modificationDate] as? Date == before[.modificationDate] as? Date)
+        // The new checkpoint extends the first one.
+        try await t.store.verify(against: first)
+        try await t.close()
+
+        let restored = TestFolder()
+        #expect(try await VaultStore.restore(from: backup.url, to: restored.url, key: .key(t.key), configuration: configuration) == second)
+        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: configuration)
+        #expect(await code { _ = try await copy.content(of: documents[0].0.id, for: self.alice, as: .patient(self.alice)) } == .erased)
+        for (m, content) in documents.dropFirst() {
+            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
+        }
+        _ = try await copy.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: second)
+        try await copy.close()
     }
 }
