@@ -664,7 +664,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             // (a lost or terminated session) on a new one.
             let sessionLost = failure.code == .unavailable || connection.isClosed
             if sessionLost {
-                try? await connection.close()
+                _ = try? await Self.withDeadline(.seconds(5)) { try await connection.close() }
                 do {
                     checking = try await Self.connection(storage, logger: logger)
                     try await Self.lock(checking, storage: storage, logger: logger, wait: true)
@@ -676,9 +676,13 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                 }
             }
             do {
-                let rows = try await checking.query("SELECT count(*) FROM \(unescaped: table).commits WHERE batch = \(id)", logger: logger)
-                var found = false
-                for try await n in rows.decode(Int64.self) { found = n == 1 }
+                let (table, logger, session) = (self.table, self.logger, checking)
+                let found = try await Self.withDeadline(storage.statementTimeout + storage.connectTimeout) {
+                    var found = false
+                    let rows = try await session.query("SELECT count(*) FROM \(unescaped: table).commits WHERE batch = \(id)", logger: logger)
+                    for try await n in rows.decode(Int64.self) { found = n == 1 }
+                    return found
+                }
                 if found { return .committed }
                 return .notCommitted(sessionLost ? StorageError(.unavailable, "the connection was lost before the commit") : failure)
             } catch {
@@ -691,11 +695,11 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// without waiting for `body` (a session the server ended can leave a
     /// query waiting for ever: the outcome is then looked up on a new
     /// session, and the old one is closed).
-    static func withDeadline(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    static func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let finished = Locked(false)
         let timer = Locked<Task<Void, Never>?>(nil)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            @Sendable func finish(_ result: Result<Void, any Error>) {
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            @Sendable func finish(_ result: Result<T, any Error>) {
                 let first = finished.withLock { done in
                     defer { done = true }
                     return !done
@@ -740,25 +744,38 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             payload: bytes)
     }
 
-    private func query(_ q: PostgresQuery, _ doing: String) async throws -> PostgresRowSequence {
-        do { return try await client.query(q, logger: logger) } catch { throw Self.translate(error, doing) }
+    /// Runs `q` on a pooled connection and returns its rows, each decoded
+    /// by `decode`, within `statementTimeout` + `connectTimeout` (a server
+    /// that cannot be reached is `unavailable`, never a wait for ever).
+    private func fetch<T: Sendable>(
+        _ q: PostgresQuery, _ doing: String, _ decode: @escaping @Sendable (PostgresRow) throws -> T
+    ) async throws -> [T] {
+        let client = self.client, logger = self.logger
+        do {
+            return try await Self.withDeadline(storage.statementTimeout + storage.connectTimeout) {
+                var rows: [T] = []
+                for try await row in try await client.query(q, logger: logger) { rows.append(try decode(row)) }
+                return rows
+            }
+        } catch {
+            throw Self.translate(error, doing)
+        }
     }
 
     func read(_ reference: RecordReference) async throws -> StoredRecord {
         try usable()
         let shard = ShardKey(w0: reference.w0, w1: reference.w1)
         guard reference.w2 >= 1 else { throw StorageError(.invalidLocation, "no such record") }
-        let rows = try await query(
-            "SELECT seq, stream, payload, leaf, tag FROM \(unescaped: table).records WHERE shard = \(ByteBuffer(bytes: shard.bytes)) AND position = \(Int64(reference.w2))",
-            "a read")
-        do {
-            for try await (seq, stream, payload, leaf, tag) in rows.decode((Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer).self) {
-                return try checked(seq: seq, shard: shard, position: Int64(reference.w2), stream: stream, payload: payload, leaf: leaf, tag: tag)
-            }
-        } catch {
-            throw Self.translate(error, "a read")
+        let position = Int64(reference.w2)
+        let records = try await fetch(
+            "SELECT seq, stream, payload, leaf, tag FROM \(unescaped: table).records WHERE shard = \(ByteBuffer(bytes: shard.bytes)) AND position = \(position)",
+            "a read"
+        ) { [self] row in
+            let (seq, stream, payload, leaf, tag) = try row.decode((Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer).self)
+            return try checked(seq: seq, shard: shard, position: position, stream: stream, payload: payload, leaf: leaf, tag: tag)
         }
-        throw StorageError(.invalidLocation, "no such record")
+        guard let record = records.first else { throw StorageError(.invalidLocation, "no such record") }
+        return record
     }
 
     func contains(_ stream: StreamID) -> Bool { state.withLock { $0.streams.contains(stream) } }
@@ -769,20 +786,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         let key = ByteBuffer(bytes: shard.bytes), id = ByteBuffer(bytes: stream.bytes)
         var below = Int64(UInt32.max) + 1
         while true {
-            let rows = try await query(
+            let page = try await fetch(
                 """
                 SELECT seq, position, stream, payload, leaf, tag FROM \(unescaped: table).records
                 WHERE shard = \(key) AND stream = \(id) AND position < \(below) ORDER BY position DESC LIMIT \(Int64(Self.pageSize))
-                """, "a read")
-            var page: [StoredRecord] = []
-            do {
-                for try await (seq, position, s, payload, leaf, tag) in rows.decode(
-                    (Int64, Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer).self)
-                {
-                    page.append(try checked(seq: seq, shard: shard, position: position, stream: s, payload: payload, leaf: leaf, tag: tag))
-                }
-            } catch {
-                throw Self.translate(error, "a read")
+                """, "a read"
+            ) { [self] row in
+                let (seq, position, s, payload, leaf, tag) = try row.decode((Int64, Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer).self)
+                return try checked(seq: seq, shard: shard, position: position, stream: s, payload: payload, leaf: leaf, tag: tag)
             }
             for r in page {
                 if let last = page.first, r.sequence > last.sequence { throw StorageError(.corrupted, "a stream's order is broken") }
@@ -808,26 +819,20 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         var after = Int64(cursor?.w0 ?? 0)
         let end = Int64(durableRecordCount)
         while after < end {
-            let rows = try await query(
+            let page = try await fetch(
                 """
                 SELECT seq, shard, position, stream, payload, leaf, tag FROM \(unescaped: table).records
                 WHERE seq > \(after) AND seq <= \(end) ORDER BY seq LIMIT \(Int64(Self.pageSize))
-                """, "a scan")
-            var page: [StoredRecord] = []
-            do {
-                for try await (seq, shard, position, stream, payload, leaf, tag) in rows.decode(
+                """, "a scan"
+            ) { [self] row in
+                let (seq, shard, position, stream, payload, leaf, tag) = try row.decode(
                     (Int64, ByteBuffer, Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer).self)
-                {
-                    guard seq == after + Int64(page.count) + 1 else {
-                        throw StorageError(.corrupted, "the store's records are not numbered 1, 2, 3…")
-                    }
-                    page.append(
-                        try checked(
-                            seq: seq, shard: try ShardKey(bytes: Array(buffer: shard)), position: position, stream: stream, payload: payload,
-                            leaf: leaf, tag: tag))
-                }
-            } catch {
-                throw Self.translate(error, "a scan")
+                return try checked(
+                    seq: seq, shard: try ShardKey(bytes: Array(buffer: shard)), position: position, stream: stream, payload: payload,
+                    leaf: leaf, tag: tag)
+            }
+            for (i, r) in page.enumerated() where r.sequence != UInt64(after) + UInt64(i) + 1 {
+                throw StorageError(.corrupted, "the store's records are not numbered 1, 2, 3…")
             }
             guard !page.isEmpty else { throw StorageError(.corrupted, "records the store acknowledged are missing") }
             for r in page where wanted(r.stream) {
@@ -855,19 +860,19 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
 
     func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] {
         try usable()
-        let rows = try await query(
-            "SELECT value, destroyed FROM \(unescaped: table).key_slots WHERE slot = \(Int64(clamping: slot.number))", "a key read")
-        do {
-            for try await (value, destroyed) in rows.decode((ByteBuffer, Bool).self) {
-                guard destroyed else { return Array(buffer: value) }
-                let authenticator = options.withLock { $0?.authenticator }
-                guard Array(buffer: value) == Self.tombstone(authenticator, slot: slot.number) else {
-                    throw StorageError(.corrupted, "key slot \(slot.number) is marked destroyed without the store's key")
-                }
-                throw StorageError(.keySlotDestroyed, "key slot \(slot.number) was destroyed")
+        let values = try await fetch(
+            "SELECT value, destroyed FROM \(unescaped: table).key_slots WHERE slot = \(Int64(clamping: slot.number))", "a key read"
+        ) { row in
+            let (value, destroyed) = try row.decode((ByteBuffer, Bool).self)
+            return (Array(buffer: value), destroyed)
+        }
+        if let (value, destroyed) = values.first {
+            guard destroyed else { return value }
+            let authenticator = options.withLock { $0?.authenticator }
+            guard value == Self.tombstone(authenticator, slot: slot.number) else {
+                throw StorageError(.corrupted, "key slot \(slot.number) is marked destroyed without the store's key")
             }
-        } catch {
-            throw Self.translate(error, "a key read")
+            throw StorageError(.keySlotDestroyed, "key slot \(slot.number) was destroyed")
         }
         throw StorageError(.keySlotEmpty, "key slot \(slot.number) is empty")
     }
@@ -883,12 +888,12 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
         }
         let tombstone = ByteBuffer(bytes: Self.tombstone(options.withLock { $0?.authenticator }, slot: slot.number))
-        let rows = try await query(
+        _ = try await fetch(
             """
             INSERT INTO \(unescaped: table).key_slots (slot, value, destroyed) VALUES (\(Int64(slot.number)), \(tombstone), true)
             ON CONFLICT (slot) DO UPDATE SET value = EXCLUDED.value, destroyed = true
-            """, "a key destruction")
-        do { for try await _ in rows {} } catch { throw Self.translate(error, "a key destruction") }
+            """, "a key destruction"
+        ) { _ in () }
     }
 
     // MARK: - Closing

@@ -215,8 +215,6 @@ func withStore(_ options: StoreOptions, _ body: (VaultStore) async throws -> Voi
     }
 }
 
-/// Runs a command body, mapping every error to one line and an exit code
-/// (``CtlError/from(_:)``).
 /// Reads a passphrase from the controlling terminal (`/dev/tty`) with
 /// echo off, restoring the terminal's settings afterwards.
 func promptPassphrase() throws -> String {
@@ -245,6 +243,8 @@ func promptPassphrase() throws -> String {
     return String(decoding: line, as: UTF8.self)
 }
 
+/// Runs a command body, mapping every error to one line and an exit code
+/// (``CtlError/from(_:)``).
 func mappingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
