@@ -299,7 +299,12 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                     """), logger: logger)
         for try await row in counterRows.decode((Int64, Int64, Int64).self) { counters = row }
         var rows: [(UInt64, ShardKey, UInt32, [UInt8], [UInt8])] = []
-        rows.reserveCapacity(Int(counters.2))
+        // The server's count, bounded: a table edited to claim billions of
+        // records is found `corrupted` below, not an allocation that fails.
+        guard counters.2 >= 0, counters.0 >= 0, counters.1 >= 0 else {
+            throw StorageError(.corrupted, "the store's counters are negative")
+        }
+        rows.reserveCapacity(Int(min(counters.2, 1 << 20)))
         let leafRows = try await connection.query(
             PostgresQuery(unsafeSQL: "SELECT seq, shard, position, leaf, tag FROM \(t).records ORDER BY seq"), logger: logger)
         for try await (seq, shard, position, leaf, tag) in leafRows.decode((Int64, ByteBuffer, Int64, ByteBuffer, ByteBuffer).self) {
