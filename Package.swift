@@ -9,7 +9,8 @@
 //                     ^                     +--  PatientVault  <-  PatientVaultDemo
 //                     +------  VaultStorage <-+
 //   (VaultSync, the lock type, under all three; CCRC32C, the CRC
-//   instruction, under VaultStorage)
+//   instruction, and CPosix, `fallocate`'s hole punching, under
+//   VaultStorage)
 //
 // `VaultStorage` is bytes in, bytes out: it knows nothing of patients or of
 // the master key. Its one key of its own, the key-slot journal's, exists
@@ -82,13 +83,16 @@ let package = Package(
         .target(name: "VaultSync"),
         // CRC-32C with the processor's instruction, chosen at run time.
         .target(name: "CCRC32C"),
+        // `fallocate`, which the Glibc module does not export (compaction's
+        // hole punching).
+        .target(name: "CPosix"),
         .target(
             name: "VaultCrypto",
             dependencies: ["CSodium", "VaultSync"]
         ),
         .target(
             name: "VaultStorage",
-            dependencies: ["VaultSync", "VaultCrypto", "CCRC32C", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["VaultSync", "VaultCrypto", "CCRC32C", "CPosix", .product(name: "Logging", package: "swift-log")]
         ),
         // Signed checkpoints, inclusion and consistency proofs in the
         // transparency-log formats (C2SP tlog-checkpoint, tlog-proof,

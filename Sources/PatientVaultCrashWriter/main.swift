@@ -114,6 +114,12 @@ await withTaskGroup(of: Void.self) { group in
                         try await store.rotateMasterKey(to: .key(keys[next]), as: .auditReviewer(try SystemPrincipal("dpo")))
                         currentKey.withLock { $0 = next }
                         emit(["ACK", "rotate", "\(op)", "-", "\(next)"])
+                    } else if task == 3 && choice == 9 && Int.random(in: 0..<3, using: &rng) == 0 {
+                        // A compaction of what was erased so far, killed
+                        // anywhere: the next open finishes its batch.
+                        emit(["BEGIN", "compact", "\(op)", "-"])
+                        let report = try await store.compact(as: .auditReviewer(try SystemPrincipal("dpo")))
+                        emit(["ACK", "compact", "\(op)", "-", "\(report.recordsCompacted)"])
                     } else if task == 1 && choice == 9, let k = known {
                         // No later operation picks it; one already under way
                         // may find it erased (NACK below).

@@ -456,7 +456,7 @@ extension AuditEntry {
         case .createVault, .deposit: ("create", "C")
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
              .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease, .closeVault, .recordDeath,
-             .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey:
+             .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey, .compact:
             ("update", "U")
         case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
         case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice: ("read", "R")

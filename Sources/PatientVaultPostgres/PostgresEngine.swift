@@ -343,7 +343,9 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         var firstFailure: UInt64?
         for (seq, shard, position, leaf, tag) in rows {
             if let authenticator = options.authenticator {
-                if Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf) {
+                if Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf)
+                    || Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compacted: true)
+                {
                     authenticated += 1
                 } else if firstFailure == nil {
                     firstFailure = seq
@@ -379,10 +381,13 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// `"PVPG" version(4) seq(8) shard(16) position(4) leaf(32)`: the MAC
     /// binds a row's bytes (through the leaf) to its place, so no row can
     /// be moved, swapped or renumbered without the key.
-    static func tagMessage(seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8]) -> [UInt8] {
+    /// A compacted row's MAC has version 2 (its payload is a compacted
+    /// body: `keep(4) reserved(4) digest(32) prefix`), so that only the
+    /// holder of the key can turn a row into its compacted form.
+    static func tagMessage(seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8], compacted: Bool = false) -> [UInt8] {
         var w = ByteWriter(capacity: 68)
         w.write(UInt32(0x4750_5650))  // "PVPG"
-        w.write(UInt32(1))
+        w.write(UInt32(compacted ? 2 : 1))
         w.write(seq)
         w.write(shard.w0)
         w.write(shard.w1)
@@ -391,15 +396,18 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         return w.bytes
     }
 
-    static func tag(_ authenticator: (any LogAuthenticator)?, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8]) -> [UInt8] {
+    static func tag(
+        _ authenticator: (any LogAuthenticator)?, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8], compacted: Bool = false
+    ) -> [UInt8] {
         guard let authenticator else { return [UInt8](repeating: 0, count: 16) }
-        return tagMessage(seq: seq, shard: shard, position: position, leaf: leaf).withUnsafeBytes { authenticator.tag($0) }
+        return tagMessage(seq: seq, shard: shard, position: position, leaf: leaf, compacted: compacted).withUnsafeBytes { authenticator.tag($0) }
     }
 
     static func verify(
-        _ stored: [UInt8], authenticator: any LogAuthenticator, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8]
+        _ stored: [UInt8], authenticator: any LogAuthenticator, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8],
+        compacted: Bool = false
     ) -> Bool {
-        let expected = tag(authenticator, seq: seq, shard: shard, position: position, leaf: leaf)
+        let expected = tag(authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compacted: compacted)
         guard stored.count == expected.count else { return false }
         var difference: UInt8 = 0
         for i in 0..<expected.count { difference |= expected[i] ^ stored[i] }
@@ -736,17 +744,88 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         let id = try Self.stream(stream)
         if let id, ShardKey(id) != shard { throw StorageError(.corrupted, "a record is filed under another stream's shard key") }
         let bytes = Array(buffer: payload)
+        let stored = Array(buffer: leaf)
+        let authenticator = options.withLock({ $0?.authenticator })
+        let reference = RecordReference(w0: shard.w0, w1: shard.w1, w2: UInt32(position))
         let computed = bytes.withUnsafeBytes { MerkleLog.leafHash(stream: id, payload: $0) }
-        guard computed == Array(buffer: leaf) else {
+        if computed != stored,
+           let body = bytes.withUnsafeBytes({ Self.compactedBody($0) }),
+           MerkleLog.leafHash(stream: id, payloadDigest: body.digest) == stored
+        {
+            // A compacted row: its digest stands for the payload it was,
+            // and its MAC (version 2) says the key's holder compacted it.
+            if let authenticator {
+                guard Self.verify(
+                    Array(buffer: tag), authenticator: authenticator, seq: UInt64(seq), shard: shard, position: UInt32(position),
+                    leaf: stored, compacted: true)
+                else { throw StorageError(.corrupted, "record \(seq) fails authentication (altered, moved or of another store)") }
+            }
+            return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: body.prefix, payloadDigest: body.digest)
+        }
+        guard computed == stored else {
             throw StorageError(.corrupted, "record \(seq) does not match its hash (\(bytes.count) bytes, stream \(id != nil))")
         }
-        if let authenticator = options.withLock({ $0?.authenticator }) {
+        if let authenticator {
             guard Self.verify(Array(buffer: tag), authenticator: authenticator, seq: UInt64(seq), shard: shard, position: UInt32(position), leaf: computed)
             else { throw StorageError(.corrupted, "record \(seq) fails authentication (altered, moved or of another store)") }
         }
-        return StoredRecord(
-            reference: RecordReference(w0: shard.w0, w1: shard.w1, w2: UInt32(position)), sequence: UInt64(seq), stream: id,
-            payload: bytes)
+        return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: bytes)
+    }
+
+    /// A compacted row's payload: `keep(4) reserved(4) digest(32)
+    /// prefix(keep)`, nothing after; nil for anything else.
+    static func compactedBody(_ raw: UnsafeRawBufferPointer) -> (digest: [UInt8], prefix: [UInt8])? {
+        guard raw.count >= 40 else { return nil }
+        let keep = Int(raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
+        guard raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 0, keep == raw.count - 40 else { return nil }
+        return (Array(raw[8..<40]), Array(raw[40...]))
+    }
+
+    // MARK: - Compaction
+
+    /// Each row's payload is replaced by its compacted body (the kept
+    /// prefix and the digest of the payload, which its leaf commits to)
+    /// and its MAC by the compacted form's, in one `UPDATE` per record.
+    /// What PostgreSQL keeps of the old row version (until `VACUUM`
+    /// reclaims it, in WAL and in backups) is the server's: see
+    /// Postgres.md.
+    func compact(_ references: [RecordReference], keepingPrefix keep: Int) async throws -> CompactionResult {
+        try usable()
+        let durable = durableRecordCount
+        let authenticator = options.withLock { $0?.authenticator }
+        var result = CompactionResult()
+        for reference in references {
+            let record = try await read(reference)
+            guard record.sequence <= durable else { throw StorageError(.invalidLocation, "record \(record.sequence) is not durable yet") }
+            if record.isCompacted {
+                result.alreadyCompacted += 1
+                continue
+            }
+            guard record.payload.count >= 40 + keep else {
+                result.tooSmall += 1
+                continue
+            }
+            let digest = record.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
+            var w = ByteWriter(capacity: 40 + keep)
+            w.write(UInt32(keep))
+            w.write(UInt32(0))
+            w.write(bytes: digest)
+            w.write(bytes: Array(record.payload.prefix(keep)))
+            let shard = ShardKey(w0: reference.w0, w1: reference.w1)
+            let leaf = MerkleLog.leafHash(stream: record.stream, payloadDigest: digest)
+            let tag = Self.tag(authenticator, seq: record.sequence, shard: shard, position: reference.w2, leaf: leaf, compacted: true)
+            let updated = try await fetch(
+                """
+                UPDATE \(unescaped: table).records SET payload = \(ByteBuffer(bytes: w.bytes)), tag = \(ByteBuffer(bytes: tag))
+                WHERE shard = \(ByteBuffer(bytes: shard.bytes)) AND position = \(Int64(reference.w2)) AND seq = \(Int64(record.sequence))
+                RETURNING seq
+                """, "a compaction"
+            ) { row in try row.decode(Int64.self) }
+            guard updated.count == 1 else { throw StorageError(.corrupted, "record \(record.sequence) changed under its compaction") }
+            result.compacted += 1
+            result.bytesRemoved += UInt64(record.payload.count - keep)
+        }
+        return result
     }
 
     /// Runs `q` on a pooled connection and returns its rows, each decoded

@@ -33,6 +33,9 @@ public final class MemoryEngine: Sendable {
     fileprivate struct Record {
         var stream: StreamID?
         var payload: [UInt8]
+        /// Set once compacted: the digest of the payload as appended
+        /// (`payload` is then the kept prefix alone).
+        var digest: [UInt8]? = nil
     }
 
     fileprivate enum Slot {
@@ -144,7 +147,38 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
         let r = c.records[index]
         return StoredRecord(
             reference: RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0), sequence: UInt64(index + 1), stream: r.stream,
-            payload: r.payload)
+            payload: r.payload, payloadDigest: r.digest)
+    }
+
+    /// The payload is dropped from memory but for its prefix; its digest
+    /// (the record's leaf) stays. Atomic per call, under the one lock.
+    func compact(_ references: [RecordReference], keepingPrefix keep: Int) async throws -> CompactionResult {
+        try ensureOpen()
+        return try memory.contents.withLock { c in
+            var result = CompactionResult()
+            for reference in references {
+                guard reference.w1 == 0, reference.w2 == 0, reference.w0 >= 1, reference.w0 <= UInt64(c.records.count) else {
+                    throw StorageError(.invalidLocation, "no such record")
+                }
+                let index = Int(reference.w0 - 1)
+                var r = c.records[index]
+                if r.digest != nil {
+                    result.alreadyCompacted += 1
+                    continue
+                }
+                guard r.payload.count >= 40 + keep else {
+                    result.tooSmall += 1
+                    continue
+                }
+                r.digest = r.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
+                result.bytesRemoved += UInt64(r.payload.count - keep)
+                c.bytes -= UInt64(r.payload.count - keep)
+                r.payload = Array(r.payload.prefix(keep))
+                c.records[index] = r
+                result.compacted += 1
+            }
+            return result
+        }
     }
 
     func read(_ reference: RecordReference) async throws -> StoredRecord {

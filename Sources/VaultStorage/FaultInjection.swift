@@ -47,6 +47,13 @@ package final class FaultInjection: Sendable {
         /// The `fdatasync` of preallocated zeros written ahead of need by
         /// the committer thread (segment and key file growth).
         case growthSync
+        /// The write or sync of a compaction's intent (before any frame).
+        case compactionIntent
+        /// A compaction's rewrite of a frame (half of its new header and
+        /// body written, then `EIO`) or of the zeros after it.
+        case compactionWrite
+        /// A compaction's `fdatasync` of the segments it rewrote.
+        case compactionSync
     }
 
     private struct State {

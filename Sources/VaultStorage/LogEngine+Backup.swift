@@ -36,6 +36,11 @@ extension LogEngine {
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
     ///   files and no `previous`), ``StorageError/Code/diskFull``.
     package func backup(to directory: String, after previous: UInt64? = nil) async throws -> UInt64 {
+        // Never while a compaction rewrites frames: the copy is of whole frames.
+        try await maintenance.withGate { try await copyForBackup(to: directory, after: previous) }
+    }
+
+    private func copyForBackup(to directory: String, after previous: UInt64?) async throws -> UInt64 {
         try FileSystem.createDirectory(directory)
         if previous == nil {
             guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }

@@ -16,7 +16,9 @@ extension LogEngineCore {
             if s.closed { throw StorageError(.closed, "the store is closed") }
             return s.segments
         }
-        return try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+        return try readingStable {
+            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+        }
     }
 
     /// Where a scan for the records from sequence number `lsn` on starts:
@@ -73,6 +75,16 @@ extension LogEngineCore {
             else { throw corrupted }
             return h
         }
+        if h.isCompacted {
+            // Its kept prefix and the digest of what it was.
+            guard let body = frame.withUnsafeBytes({ raw in
+                LogFormat.decodeCompactedPayload(
+                    UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]))
+            }) else { throw corrupted }
+            return LogFrame(
+                location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: body.prefix,
+                compactedDigest: body.digest)
+        }
         // The payload, in the buffer read: header and padding cut away in
         // place, no second allocation.
         frame.removeSubrange((LogFormat.frameHeaderSize + Int(h.payloadLength))...)
@@ -111,28 +123,35 @@ extension LogEngineCore {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
-            let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: position.offset)
-            // Zeros, or the end of a file preallocated short of its size.
-            if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) {
+            // The frame's header, and the frame itself if it is wanted, read
+            // again if a compaction rewrote it meanwhile.
+            let here = position
+            let found = try readingStable { () -> (length: UInt64, record: LogFrame?)? in
+                let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: here.offset)
+                // Zeros, or the end of a file preallocated short of its size.
+                if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) { return nil }
+                let damaged = StorageError(.corrupted, "record failed its checksum", segment: here.segment, offset: here.offset)
+                guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
+                      header.withUnsafeBytes({
+                          LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator)
+                      })
+                else { throw damaged }
+                // Bounded by the segment before any conversion: a length no
+                // frame of this segment can have is damage, not a trap.
+                let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
+                guard length <= segmentEnd - here.offset else { throw damaged }
+                guard includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) else { return (length, nil) }
+                let location = RecordLocation(segment: here.segment, offset: here.offset, frameLength: UInt32(length))
+                return (length, try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator))
+            }
+            guard let found else {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
-            let damaged = StorageError(.corrupted, "record failed its checksum", segment: position.segment, offset: position.offset)
-            guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
-                  header.withUnsafeBytes({
-                      LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: position.offset, authenticator: configuration.authenticator)
-                  })
-            else { throw damaged }
-            // Bounded by the segment before any conversion: a length no
-            // frame of this segment can have is damage, not a trap.
-            let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
-            guard length <= segmentEnd - position.offset else { throw damaged }
-            if includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) {
-                let location = RecordLocation(segment: position.segment, offset: position.offset, frameLength: UInt32(length))
-                let record = try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+            if let record = found.record {
                 guard try visit(record) else { return }
             }
-            position.offset += length
+            position.offset += found.length
         }
     }
 }

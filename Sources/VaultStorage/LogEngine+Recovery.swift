@@ -34,6 +34,9 @@ extension LogEngineCore {
                 .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
         }
         let headers = try openSegments(numbers, in: directory, observer: configuration.files.observer, into: &s)
+        // A compaction batch a crash cut is finished before anything reads
+        // the log (its frames may be half rewritten).
+        try finishCompaction(directory: directory, configuration: configuration, segments: s.segments)
         let valid = numbers
         if checkpoint == nil, !valid.isEmpty, !lenient {
             try checkFirstCheckpointWasNeverWritten(valid, configuration: configuration, segments: s.segments)
@@ -283,7 +286,14 @@ extension LogEngineCore {
                             return offset
                         }
                     }
-                    groupLeaves += MerkleLog.leafHash(stream: f.stream, payload: payload)
+                    // A compacted frame's leaf comes from the digest its body
+                    // keeps; a compacted body the engine cannot have written
+                    // under a genuine header is damage, never a torn write.
+                    guard let leaf = LogFormat.leafHash(of: f, payload: payload) else {
+                        forged = offset
+                        return offset
+                    }
+                    groupLeaves += leaf
                     let location = RecordLocation(segment: n, offset: UInt64(offset), frameLength: UInt32(length))
                     if f.lsn % landmarkInterval == 0 { groupLandmarks.append((f.lsn, location)) }
                     if let stream = f.stream {

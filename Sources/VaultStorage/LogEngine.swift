@@ -6,6 +6,7 @@ import Musl
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import VaultSync
 
 /// Settings of a ``LogEngine``.
@@ -60,6 +61,9 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     /// Held by each key-slot destruction, and by a backup while it copies
     /// the key file (``backup(to:)``).
     let destructions = AsyncGate()
+    /// Held by a compaction and by a backup: a backup never copies a frame
+    /// while it is rewritten.
+    let maintenance = AsyncGate()
 
     /// Opens (creating if needed) the engine in `directory`, recovering from
     /// a crash: a torn tail of the log is cut off; corruption is reported.
@@ -309,6 +313,11 @@ final class LogEngineCore: Sendable {
     /// allocating one per group.
     let bufferPool = Locked<[[UInt8]]>([])
     let recoveryReport: RecoveryReport
+    /// A sequence lock between compaction and readers: incremented before
+    /// and after each frame's rewrite (odd meanwhile), so that a reader
+    /// that found a frame damaged knows whether it raced a rewrite
+    /// (``readingStable(_:)``).
+    let compactionEpoch = Atomic<UInt64>(0)
 
     var logger: Logger { configuration.logger }
 

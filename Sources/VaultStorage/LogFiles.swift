@@ -24,6 +24,10 @@ package protocol LogFiles: Sendable {
     /// Sets `file`'s length (a cut of what recovery does not keep).
     func truncate(_ file: PosixFile, to length: UInt64) throws
 
+    /// Replaces a range of `file` with zeros for good, deallocating what
+    /// it can (compaction; ``PosixFile/discard(offset:length:)``).
+    func discard(_ file: PosixFile, offset: UInt64, length: UInt64) throws
+
     /// `fdatasync` of `file`: at `site`, or on the commit path for nil.
     func sync(_ file: PosixFile, site: FaultInjection.Site?) throws
 
@@ -44,6 +48,7 @@ package struct PosixLogFiles: LogFiles {
     }
     package func extend(_ file: PosixFile, upTo length: UInt64) throws { try file.fillWithZeros(upTo: length) }
     package func truncate(_ file: PosixFile, to length: UInt64) throws { try file.truncate(to: length) }
+    package func discard(_ file: PosixFile, offset: UInt64, length: UInt64) throws { try file.discard(offset: offset, length: length) }
     package func sync(_ file: PosixFile, site: FaultInjection.Site?) throws { try file.syncData() }
     package var refusesGroupsBeyondReserve: Bool { false }
 }
@@ -72,6 +77,11 @@ extension FaultInjection: LogFiles {
     }
 
     package func truncate(_ file: PosixFile, to length: UInt64) throws { try file.truncate(to: length) }
+
+    package func discard(_ file: PosixFile, offset: UInt64, length: UInt64) throws {
+        if failingSite == .compactionWrite { throw PosixFile.error("fallocate", name: file.name, code: 5 /* EIO */) }
+        try file.discard(offset: offset, length: length)
+    }
 
     package func sync(_ file: PosixFile, site: Site?) throws {
         if let site, failingSite == site { throw PosixFile.syncError("fdatasync", name: file.name, code: 5 /* EIO */) }

@@ -5,8 +5,9 @@ enum LogFormat {
     /// checkpoint carry a MAC; 3: opaque references, chunk table and
     /// landmarks in the checkpoint; 4: the key-slot journal: a group's
     /// manifest carries its slots sealed under the journal key, which
-    /// slots 1 and 2 of the key file hold).
-    static let version: UInt32 = 4
+    /// slots 1 and 2 of the key file hold; 5: compacted frames,
+    /// ``flagCompacted``, and `compaction.intent`).
+    static let version: UInt32 = 5
 
     // MARK: - Segment header
 

@@ -8,8 +8,11 @@ package struct LogFrame: Sendable {
     package var stream: StreamID?
     /// The previous record of the same stream, if any.
     package var previous: RecordLocation?
-    /// The stored bytes.
+    /// The stored bytes (a compacted record's kept prefix alone).
     package var payload: [UInt8]
+    /// Set when the record was compacted: the BLAKE2b-256 of the payload
+    /// as written (``StoredRecord/payloadDigest``).
+    package var compactedDigest: [UInt8]? = nil
 }
 
 extension StoredRecord {
@@ -17,7 +20,7 @@ extension StoredRecord {
     init(_ frame: LogFrame) {
         self.init(
             reference: RecordReference(sequence: frame.sequence, location: frame.location), sequence: frame.sequence,
-            stream: frame.stream, payload: frame.payload)
+            stream: frame.stream, payload: frame.payload, payloadDigest: frame.compactedDigest)
     }
 }
 

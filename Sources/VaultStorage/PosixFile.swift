@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CPosix
 
 /// A thin owner of one file descriptor: every failing system call becomes a
 /// thrown ``StorageError``; the descriptor is closed in `deinit`.
@@ -227,6 +228,51 @@ package final class PosixFile: @unchecked Sendable {
                 let n = Int(min(UInt64(raw.count), length - offset))
                 try write(UnsafeRawBufferPointer(rebasing: raw[0..<n]), at: offset)
                 offset += UInt64(n)
+            }
+        }
+    }
+
+    /// Replaces bytes `offset..<offset + length` with zeros for good: the
+    /// whole file-system blocks inside the range are deallocated
+    /// (`fallocate` with `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`, so
+    /// their old contents are gone from the file and their space is
+    /// returned), the rest is overwritten with zeros; where the file system
+    /// cannot punch holes, the whole range is overwritten. Not synced.
+    package func discard(offset: UInt64, length: UInt64) throws {
+        guard length > 0 else { return }
+        let block: UInt64 = 4096
+        let end = offset + length
+        let holeStart = (offset + block - 1) / block * block
+        let holeEnd = end / block * block
+        var zeroRanges: [(UInt64, UInt64)] = []
+        if holeEnd > holeStart {
+            if cposix_punch_hole(fd, Int64(holeStart), Int64(holeEnd - holeStart)) == 0 {
+                zeroRanges = [(offset, holeStart), (holeEnd, end)]
+                if let observer {
+                    // Told as zeros written: what a reader of the file sees.
+                    try forEachZeroBlock(from: holeStart, to: holeEnd) { observer.wrote(path, at: $0, $1) }
+                }
+            } else if errno == EOPNOTSUPP || errno == ENOSYS {
+                zeroRanges = [(offset, end)]
+            } else {
+                throw PosixFile.error("fallocate", name: name)
+            }
+        } else {
+            zeroRanges = [(offset, end)]
+        }
+        for (from, to) in zeroRanges where to > from {
+            try forEachZeroBlock(from: from, to: to) { at, zeros in try write(zeros, at: at) }
+        }
+    }
+
+    private func forEachZeroBlock(from: UInt64, to: UInt64, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+        let zeros = [UInt8](repeating: 0, count: Int(min(to - from, 1 << 20)))
+        try zeros.withUnsafeBytes { raw in
+            var at = from
+            while at < to {
+                let n = Int(min(UInt64(raw.count), to - at))
+                try body(at, UnsafeRawBufferPointer(rebasing: raw[0..<n]))
+                at += UInt64(n)
             }
         }
     }

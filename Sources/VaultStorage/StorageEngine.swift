@@ -166,11 +166,26 @@ package struct StoredRecord: Sendable {
     package var sequence: UInt64
     /// Its stream, if any.
     package var stream: StreamID?
-    /// The stored bytes.
+    /// The stored bytes; for a compacted record, the prefix compaction
+    /// kept (``StorageEngine/compact(_:keepingPrefix:)``).
     package var payload: [UInt8]
+    /// nil, unless the record was compacted: then the BLAKE2b-256 of its
+    /// payload as written, what its Merkle leaf commits to
+    /// (``MerkleLog/leafHash(stream:payloadDigest:)``).
+    package var payloadDigest: [UInt8]?
 
-    package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8]) {
-        (self.reference, self.sequence, self.stream, self.payload) = (reference, sequence, stream, payload)
+    /// Whether compaction removed the record's payload.
+    package var isCompacted: Bool { payloadDigest != nil }
+
+    package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8], payloadDigest: [UInt8]? = nil) {
+        (self.reference, self.sequence, self.stream, self.payload, self.payloadDigest) = (reference, sequence, stream, payload, payloadDigest)
+    }
+
+    /// The record's Merkle leaf hash, from its payload or, compacted, from
+    /// the digest it keeps.
+    package var leafHash: [UInt8] {
+        if let payloadDigest { return MerkleLog.leafHash(stream: stream, payloadDigest: payloadDigest) }
+        return payload.withUnsafeBytes { MerkleLog.leafHash(stream: stream, payload: $0) }
     }
 }
 
@@ -253,6 +268,28 @@ extension KeySlotStore {
             }
             try await destroyKeySlot(slot)
         }
+    }
+}
+
+/// What ``StorageEngine/compact(_:keepingPrefix:)`` did.
+package struct CompactionResult: Sendable, Equatable {
+    /// Records whose payload this call removed.
+    package var compacted = 0
+    /// Records found compacted already.
+    package var alreadyCompacted = 0
+    /// Records too small to compact, left whole.
+    package var tooSmall = 0
+    /// Payload bytes removed (replaced by zeros, or by a hole in the file
+    /// where the file system supports it).
+    package var bytesRemoved: UInt64 = 0
+
+    package init() {}
+
+    package static func += (a: inout CompactionResult, b: CompactionResult) {
+        a.compacted += b.compacted
+        a.alreadyCompacted += b.alreadyCompacted
+        a.tooSmall += b.tooSmall
+        a.bytesRemoved += b.bytesRemoved
     }
 }
 
@@ -346,6 +383,22 @@ package protocol StorageEngine: AnyObject, Sendable {
 
     /// Where this engine's key slots are (``LogEngine``: its key file).
     var keySlots: any KeySlotStore { get }
+
+    /// Removes for good the payloads of the durable records `references`
+    /// name, but for their first `keepingPrefix` bytes, while readers and
+    /// writers go on. Each record keeps its place, sequence number, stream
+    /// and Merkle leaf (the digest of the payload as written), so every
+    /// reference, cursor, chain, checkpoint and proof stays valid; reads
+    /// return the prefix alone, with ``StoredRecord/payloadDigest`` set.
+    /// Idempotent: a record already compacted is counted and left.
+    /// A record whose payload is shorter than the prefix and 40 bytes is
+    /// left whole (``CompactionResult/tooSmall``).
+    /// - Throws: ``StorageError/Code/invalidLocation`` for a reference this
+    ///   engine never made or a record not yet durable,
+    ///   ``StorageError/Code/corrupted``, ``StorageError/Code/durabilityLost``
+    ///   (a failed write or sync: the engine stops; the next open finishes
+    ///   the batch that was cut).
+    func compact(_ references: [RecordReference], keepingPrefix: Int) async throws -> CompactionResult
 
     /// Waits for queued writes and releases the store. Further calls throw
     /// ``StorageError/Code/closed``.

@@ -30,7 +30,7 @@ struct VaultCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
-            Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, RotateKey.self, Stats.self, Doctor.self,
+            Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, Compact.self, RotateKey.self, Stats.self, Doctor.self,
             Backup.self, Restore.self, Demo.self,
         ])
 
@@ -521,6 +521,24 @@ struct Erase: VaultCommand {
         let tombstone = try await store.erase(
             try DocumentID(document), for: ins, reason: try reason.map { try ErasureReason($0) }, as: principal)
         options.output("document \(tombstone.id) erased (\(tombstone.versions) versions)", json: ["erased": tombstone.id.description, "versions": tombstone.versions])
+    }
+}
+
+struct Compact: StoreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove the sealed bytes of erased documents and destroyed vaults from the store's files (a configured reviewer).",
+        discussion: "Online and crash-safe: run it again after a failure; it finishes what was cut.")
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var actor: ActorOptions
+
+    func perform(_ store: VaultStore) async throws {
+        let r = try await store.compact(as: try actor.principal())
+        options.output(
+            "compacted \(r.erasedDocuments) erased documents and \(r.destroyedVaults) destroyed vaults: \(r.recordsCompacted) records, \(r.bytesRemoved) bytes removed",
+            json: [
+                "erasedDocuments": r.erasedDocuments, "destroyedVaults": r.destroyedVaults, "records": r.recordsCompacted,
+                "bytesRemoved": Int(clamping: r.bytesRemoved),
+            ])
     }
 }
 

@@ -17,6 +17,7 @@ enum FuzzTarget: Int, CaseIterable, Sendable {
     case slotManifest
     case activityBatch
     case checkpointNote, tlogProof, verifierKey
+    case compactionIntent, compactedPayload
 
     var fixesChecksums: Bool {
         switch self {
@@ -193,6 +194,15 @@ enum FuzzHarness {
             try roundTrip("verifier key") { try NoteVerifierKey(key.description) == key }
         case .activityBatch:
             try stable("activity batch", ActivityBatch.decode(data).encoded()) { try ActivityBatch.decode($0).encoded() }
+        case .compactionIntent:
+            guard let rewrites = LogFormat.decodeCompactionIntent(data) else { return false }
+            try roundTrip("compaction intent") { LogFormat.encodeCompactionIntent(rewrites) == data }
+        case .compactedPayload:
+            guard let body = data.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }) else { return false }
+            try roundTrip("compacted payload") {
+                let encoded = LogFormat.encodeCompactedBody(digest: body.digest, prefix: body.prefix[...])
+                return encoded + [UInt8](repeating: 0, count: data.count - encoded.count) == data
+            }
         }
         return true
     }

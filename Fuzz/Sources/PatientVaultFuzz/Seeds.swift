@@ -153,6 +153,13 @@ enum Seeds {
         let tlogProof = "c2sp.org/tlog-proof@v1\nindex 5\nvBoGQ7EuTS18d5GPROD095qDi2z57FtcKD4fTYhZnms=\nyoVOoSjtBQtBs1/8G4e46yveRh6eO1WW7Oa51ZdaCuA=\n037kGJdt2VdTwcc4Yrk5j6Kiz5tP8P3+izDNlSCWFLc=\n\n" + checkpointNote
 
         let anchor = VaultAnchor(records: 12, headHash: bytes(16, from: 40)).encoded()
+        let intent1 = LogFormat.encodeCompactionIntent([
+            .init(segment: 1, offset: 64, frameLength: 4096, bytes: bytes(176, from: 9)),
+            .init(segment: 2, offset: 8192, frameLength: 512, bytes: bytes(140, from: 1)),
+        ])
+        let intent2 = LogFormat.encodeCompactionIntent([])
+        let compacted1 = LogFormat.encodeCompactedBody(digest: bytes(32, from: 5), prefix: bytes(48, from: 2)[...]) + [UInt8](repeating: 0, count: 300)
+        let compacted2 = LogFormat.encodeCompactedBody(digest: bytes(32, from: 6), prefix: [])
         let manifest1 = LogFormat.encodeSlotManifest(epoch: 1, slots: [(7, bytes(LogFormat.journaledSlotSize - 8, from: 3))])
         let manifest2 = LogFormat.encodeSlotManifest(
             epoch: 1 << 33, slots: [(3, bytes(LogFormat.journaledSlotSize - 8, from: 1)), (1 << 40, bytes(LogFormat.journaledSlotSize - 8, from: 2))])
@@ -213,6 +220,8 @@ enum Seeds {
              [utf8(String(checkpointNote.dropLast())), utf8(checkpointNote.replacingOccurrences(of: "\n8\n", with: "\n08\n"))]),
             (.tlogProof, [utf8(tlogProof)], [utf8(tlogProof.replacingOccurrences(of: "index 5", with: "index 9")), utf8("c2sp.org/tlog-proof@v1\n")]),
             (.verifierKey, [utf8(logKey), utf8(witnessKey)], [utf8(logKey.replacingOccurrences(of: "+af2f8289+", with: "+af2f8288+")), utf8("a+b")]),
+            (.compactionIntent, [intent1, intent2], [Array(intent1.dropLast()), with(intent1, 0, 0x51), flip(intent1, 40)]),
+            (.compactedPayload, [compacted1, compacted2], [with(compacted1, 4, 1), with(compacted1, compacted1.count - 1, 1), Array(compacted2.dropLast())]),
         ]
     }
 

@@ -69,6 +69,9 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     case rotateSigningKey
     /// Wrapping the store's root key under a new master key (store-level).
     case rotateMasterKey
+    /// Removing the bytes of erased documents and destroyed vaults from
+    /// the store's files (store-level; ``VaultStore/compact(as:)``).
+    case compact
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -478,7 +481,7 @@ public enum AccessPolicy {
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
 
-        case .reviewActivity, .readStatistics, .rotateSigningKey, .rotateMasterKey:
+        case .reviewActivity, .readStatistics, .rotateSigningKey, .rotateMasterKey, .compact:
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 

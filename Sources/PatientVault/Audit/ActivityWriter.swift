@@ -176,6 +176,8 @@ extension VaultStore {
                 // One damaged vault stays that vault's problem (it answers
                 // `corrupted` when used): the store still opens, without
                 // the copies that vault's damage hides.
+                // A compacted entry is a destroyed vault's: nothing to copy.
+                if record.isCompacted { continue }
                 guard let stream = record.stream, let vault = vaultOf[stream] else { skipped += 1; continue }
                 do {
                     if loaded[vault] == nil { loaded[vault] = try await loader.load(vault) }

@@ -30,6 +30,9 @@ struct StoreKeys: Sendable {
     /// The store's one stream of vault closures, reopenings and
     /// destructions (``VaultLifecycleIndex``).
     let lifecycleStream: StreamID
+    /// The store's one stream of compaction tickets (``CompactionTicket``),
+    /// sealed under the lifecycle key.
+    let compactionStream: StreamID
 
     init(master: SymmetricKey) throws {
         let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...9), context: Self.context)
@@ -39,6 +42,7 @@ struct StoreKeys: Sendable {
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
         signingKeyStream = Self.classed(.signingKey, BLAKE2b.hash(Array("PV1-signing-keys".utf8), key: pseudonym))
         lifecycleStream = Self.classed(.lifecycle, BLAKE2b.hash(Array("PV1-vault-lifecycle".utf8), key: pseudonym))
+        compactionStream = Self.classed(.compaction, BLAKE2b.hash(Array("PV1-compaction".utf8), key: pseudonym))
     }
 
     /// Wipes every key now (at ``VaultStore/close()``), rather than when
@@ -92,6 +96,7 @@ struct StoreKeys: Sendable {
     /// engine can count vaults without knowing what they are.
     enum StreamClass: UInt8 {
         case vault = 1, audit = 2, activity = 3, reviewer = 4, statistics = 5, activityMark = 6, signingKey = 7, lifecycle = 8
+        case compaction = 9
 
         /// The class of a stream: its first byte.
         init?(of stream: StreamID) { self.init(rawValue: UInt8(truncatingIfNeeded: stream.w0)) }

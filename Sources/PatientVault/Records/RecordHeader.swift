@@ -25,6 +25,8 @@ enum RecordKind: UInt8 {
     case signingKey = 9
     /// A vault closed, reopened or destroyed (``VaultLifecycleIndex``).
     case lifecycle = 10
+    /// What compaction must remove, or how far it went (``CompactionTicket``).
+    case compaction = 11
 }
 
 extension RecordKind {
@@ -40,6 +42,7 @@ extension RecordKind {
         // Every statistics record fits one block of 128 (a tested bound),
         // so all kinds look alike on disk.
         case .statistics, .lifecycle: return 128
+        case .compaction: return 256
         case .activityMark, .signingKey: return 64
         case .contentChunk: return 1
         }

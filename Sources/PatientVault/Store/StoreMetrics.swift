@@ -21,6 +21,8 @@ final class StoreMetrics: Sendable {
     private let durations: [VaultAction: Timer]
     let durabilityLost: Counter
     let checkpoints: Counter
+    /// Bytes of sealed content compaction removed.
+    let compactedBytes: Counter
 
     init(factory: (any MetricsFactory)?) {
         func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
@@ -41,6 +43,7 @@ final class StoreMetrics: Sendable {
         self.durations = durations
         durabilityLost = counter("patientvault_durability_lost_total")
         checkpoints = counter("patientvault_checkpoints_total")
+        compactedBytes = counter("patientvault_compacted_bytes_total")
     }
 
     /// Counts one operation with the outcome its entry records, and times it.

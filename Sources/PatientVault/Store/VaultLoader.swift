@@ -70,7 +70,7 @@ struct VaultLoader: Sendable {
                 state.authors.insert(entry.metadata.author)
             case .vaultEvent:
                 state.apply(events[i]!)
-            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey, .lifecycle:
+            case .vaultCreated, .contentChunk, .auditEntry, .activityEntry, .statistics, .activityMark, .signingKey, .lifecycle, .compaction:
                 throw corruptedChain(pseudonym)
             }
             state.nextSequence = UInt64(i) + 1

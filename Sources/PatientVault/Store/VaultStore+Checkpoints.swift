@@ -283,6 +283,8 @@ extension VaultStore {
     /// The receipt of a record: a new checkpoint, the record's inclusion
     /// proof in its tree, checked before it is handed out.
     private func receipt(of record: StoredRecord) async throws(PatientVaultError) -> Receipt {
+        // A compacted record's content is gone; its receipts were given before.
+        guard !record.isCompacted else { throw PatientVaultError(.erased, "the record was erased and compacted") }
         let leafData = record.payload.withUnsafeBytes { MerkleLog.leafData(stream: record.stream, payload: $0) }
         let checkpoint = try await checkpoint()
         let index = record.sequence - 1
@@ -324,7 +326,7 @@ private final class LeafHashing: @unchecked Sendable {
                 DispatchQueue.concurrentPerform(iterations: workers) { worker in
                     var i = worker
                     while i < records.count {
-                        buffer[i] = records[i].payload.withUnsafeBytes { MerkleLog.leafHash(stream: records[i].stream, payload: $0) }
+                        buffer[i] = records[i].leafHash
                         i += workers
                     }
                 }

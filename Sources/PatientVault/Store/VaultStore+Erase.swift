@@ -93,6 +93,12 @@ extension VaultStore {
                 return a
             }
             try a.write(event: VaultEventBody(time: now, by: principal, event: .erased(erasure)), to: vault)
+            // What compaction will remove, durable with the erasure: the
+            // chunk references die with the keys that seal them.
+            a.records += try CompactionTicket.tickets(
+                { .erasedDocument(vault: vault.pseudonym, document: document, chunks: $0) },
+                chunks: entries.flatMap(\.content.chunks)
+            ).map { try $0.sealed(keys: keys) }
             a.notifications = [.documentErased(document)]
             return a
         }

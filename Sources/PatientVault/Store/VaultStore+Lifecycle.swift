@@ -124,8 +124,15 @@ extension VaultStore {
                 vaultID: vault.vaultID, createdAt: vault.creation.createdAt, closedAt: closure.closedAt, reason: closure.reason,
                 destroyedAt: now, destroyedBy: principal)
             let record = LifecycleRecord.destroyed(vault: vault.pseudonym, keySlot: slot, tombstone: tombstone)
+            // What compaction will remove, durable with the tombstone: the
+            // vault's streams, and its documents' chunks (their references
+            // are sealed under keys this destruction makes unreadable).
+            let tickets = try CompactionTicket.tickets(
+                { .destroyedVault(vault: vault.pseudonym, chunks: $0) },
+                chunks: vault.documents.values.flatMap { $0.flatMap(\.content.chunks) }
+            ).map { try $0.sealed(keys: keys) }
             var a = Audited<(LifecycleRecord, DestroyedVault, KeySlot, StreamID)>(
-                action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)], isWrite: true,
+                action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)] + tickets, isWrite: true,
                 result: .success((record, tombstone, slot, vault.pseudonym)))
             a.onQueued = { $0.isBeingDestroyed = true }
             return a

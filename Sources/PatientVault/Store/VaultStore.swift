@@ -46,6 +46,8 @@ public final class VaultStore: Sendable {
     let signingKeyRing: Locked<SigningKeyRing>
     /// Serialises signing-key rotations.
     let signingKeyRotation = AsyncGate()
+    /// Serialises compactions (``compact(as:)``).
+    let compactionRuns = AsyncGate()
     /// The signing keys now.
     var signingKeys: SigningKeyRing { signingKeyRing.withLock { $0 } }
     /// The checkpoints made on ``Configuration/checkpointCadence``, if any.

@@ -394,6 +394,9 @@ import Testing
             deny("patient rotates the signing key", req(.rotateSigningKey, .patient(holder), document: nil), .notAReviewer),
             allow("configured reviewer rotates the master key", req(.rotateMasterKey, reviewer, document: nil, reviewer: true), .configuredReviewer),
             deny("unconfigured reviewer rotates the master key", req(.rotateMasterKey, reviewer, document: nil), .notAReviewer),
+            allow("configured reviewer compacts", req(.compact, reviewer, document: nil, reviewer: true), .configuredReviewer),
+            deny("unconfigured reviewer compacts", req(.compact, reviewer, document: nil), .notAReviewer),
+            deny("patient compacts", req(.compact, .patient(holder), document: nil), .notAReviewer),
         ]
     }()
 

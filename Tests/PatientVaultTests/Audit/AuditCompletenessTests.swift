@@ -132,6 +132,7 @@ struct AuditedVault {
         "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",
         "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
         "rotateMasterKey": "KeyRotationTests (store-level: recorded in the reviewer's stream)",
+        "compact": "CompactionTests (store-level: recorded in the reviewer's stream)",
         // Host operations on the whole store, like checkpoint: no vault, no
         // principal (the copy's own checks are BackupTests').
         "backup": "BackupTests", "restore": "BackupTests",

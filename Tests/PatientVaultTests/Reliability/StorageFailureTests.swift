@@ -8,7 +8,9 @@ import VaultStorage
     let alice = Fixtures.alice
 
     func configuration(_ faults: FaultInjection, segmentSize: UInt64 = 1 << 20) -> Configuration {
-        Fixtures.injecting(faults, segmentSize: segmentSize)
+        var c = Fixtures.injecting(faults, segmentSize: segmentSize)
+        c.auditReviewers = [try! SystemPrincipal("dpo")]
+        return c
     }
 
     @Test func fullDiskIsATypedErrorThatChangesNothing() async throws {
@@ -132,6 +134,14 @@ import VaultStorage
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .preallocationSync, .growthSync:
             return  // aFailedSyncOfPreallocatedSpaceStopsTheStore
+        case .compactionIntent, .compactionWrite, .compactionSync:
+            // A compaction's failed write or sync stops the store; the
+            // next open finishes the batch from its intent (CompactionTests).
+            let erased = try await t.store.deposit(Fixtures.draft("Erased"), content: Fixtures.content("GONE", size: 200_000), for: alice, as: Fixtures.doctor)
+            try await t.store.erase(erased.id, for: alice, reason: try ErasureReason("wrong patient"), as: Fixtures.doctor)
+            #expect(await code { try await t.store.compact(as: .auditReviewer(try SystemPrincipal("dpo"))) } == .durabilityLost)
+            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
+            #expect(await code { try await t.store.close() } == .durabilityLost)
         case .journalKeyWrite:
             // An erasure's key destruction replaces the journal key first:
             // that failure stops the store (the tombstone is durable; the

@@ -4,6 +4,7 @@ import PatientVaultPostgres
 import PatientVaultTesting
 import Testing
 @testable import PatientVault
+import VaultStorage
 
 /// What only the PostgreSQL engine has (the behaviour suite runs over it
 /// with `PV_TEST_STORAGE=postgres`): TLS verification, the schema's
@@ -153,6 +154,24 @@ struct PostgresEngineTests {
             } == .corrupted)
         try psql(
             "UPDATE \(schema).records SET payload = set_byte(payload, 40, 255 - get_byte(payload, 40)) WHERE seq = \(last)")
+
+        // A row turned into its compacted form (the digest of its payload,
+        // which its leaf commits to, and its header) by someone without
+        // the key: its MAC is not a compacted row's.
+        let original = try psql("SELECT encode(payload, 'hex') FROM \(schema).records WHERE seq = \(last)")
+        let payload: [UInt8] = stride(from: 0, to: original.count, by: 2).map {
+            let start = original.index(original.startIndex, offsetBy: $0)
+            return UInt8(original[start..<original.index(start, offsetBy: 2)], radix: 16)!
+        }
+        var body: [UInt8] = [48, 0, 0, 0, 0, 0, 0, 0]
+        body += payload.withUnsafeBytes { MerkleLog.payloadDigest($0) } + payload.prefix(48)
+        try psql("UPDATE \(schema).records SET payload = '\\x\(hexEncoded(body))' WHERE seq = \(last)")
+        #expect(
+            await code {
+                let reopened = try await t.reopen()
+                try await reopened.verify(against: try await reopened.checkpoint())
+            } == .corrupted)
+        try psql("UPDATE \(schema).records SET payload = '\\x\(original)' WHERE seq = \(last)")
 
         // A key slot marked destroyed by someone without the key (the
         // newest document's): damage, never an erasure.

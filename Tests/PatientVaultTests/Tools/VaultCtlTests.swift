@@ -59,6 +59,12 @@ import Testing
         #expect(try run(["erase"] + vault + ["--as", doctor, id, "--reason", "wrong patient"]).code == 0)
         #expect(try run(["read"] + vault + ["--as", "patient:\(patient)", id]).code == 3)
         #expect(try run(["verify"] + store + [checkpoint]).code == 0)
+        // Compaction: a configured reviewer's; the checkpoint still verifies.
+        #expect(try run(["compact"] + store + ["--as", "patient:\(patient)"]).code == 2)
+        r = try run(["compact"] + store + ["--as", "reviewer:dpo", "--reviewers", "dpo", "--json"])
+        let compacted = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        #expect(r.code == 0 && compacted?["erasedDocuments"] as? Int == 1 && compacted?["records"] as? Int == 1, "\(r)")
+        #expect(try run(["verify"] + store + [checkpoint]).code == 0)
         r = try run(["audit"] + vault + ["--as", "patient:\(patient)", "--verify"])
         #expect(r.code == 0 && r.out.contains("erase") && r.out.contains("chain verified"))
         #expect(try run(["doctor"] + store).code == 0)

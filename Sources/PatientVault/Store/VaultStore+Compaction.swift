@@ -1,0 +1,132 @@
+import VaultStorage
+import VaultSync
+
+/// What ``VaultStore/compact(as:)`` removed.
+public struct CompactionReport: Sendable, Hashable {
+    /// Erased documents whose bytes this compaction removed (or found
+    /// removed already).
+    public var erasedDocuments: Int
+    /// Destroyed vaults whose bytes this compaction removed (or found
+    /// removed already).
+    public var destroyedVaults: Int
+    /// Records whose sealed bytes were removed by this call.
+    public var recordsCompacted: Int
+    /// Bytes of sealed content removed from the store's files by this call.
+    public var bytesRemoved: UInt64
+
+    /// A report (for tests of hosts that record them).
+    public init(erasedDocuments: Int = 0, destroyedVaults: Int = 0, recordsCompacted: Int = 0, bytesRemoved: UInt64 = 0) {
+        (self.erasedDocuments, self.destroyedVaults, self.recordsCompacted, self.bytesRemoved) =
+            (erasedDocuments, destroyedVaults, recordsCompacted, bytesRemoved)
+    }
+}
+
+extension VaultStore {
+    /// Removes from the store's files the sealed bytes of every document
+    /// erased and every vault destroyed since the last compaction: each
+    /// record's ciphertext (metadata, content chunks, and for a destroyed
+    /// vault its events and audit trail) is replaced by zeros, the space
+    /// returned to the file system where it can punch holes. Afterwards no
+    /// byte of that ciphertext is in any file of the store; what stays is
+    /// each record's clear 48-byte header (kind, position, document id, key
+    /// slot number) and the digest its Merkle leaf commits to, so every
+    /// checkpoint, proof, trail chain and `verify(against:)` still holds.
+    ///
+    /// **Online**: readers and writers go on (a reader that meets a record
+    /// while it is rewritten reads it again); compactions and backups take
+    /// turns. **Crash-safe**: each batch is journaled before a frame is
+    /// touched and finished at the next open after a crash; what to remove
+    /// is recorded with each erasure and destruction, atomically, so a
+    /// compaction cut short is simply run again (it is idempotent). Needs
+    /// no free space.
+    ///
+    /// For configured reviewers (the operator, or the host's maintenance
+    /// job acting as one), recorded in their own review stream like
+    /// ``rotateMasterKey(to:as:)``. The erasure and destruction tombstones,
+    /// their audit entries, and the copies of a destroyed vault's entries
+    /// in professionals' activity streams (sealed under a store key) stay.
+    /// Copies made before (backups, snapshots of the disk) keep what they
+    /// held: see Lifecycle.md.
+    ///
+    /// Cost: a walk of each affected vault's streams, then a read, a
+    /// rewrite and an `fdatasync` per batch of up to 1,024 records.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
+    ///   ``PatientVaultError/Code/corrupted``,
+    ///   ``PatientVaultError/Code/durabilityLost`` (a failed write or sync:
+    ///   the store stops; the next open finishes the batch).
+    @discardableResult
+    public func compact(as principal: Principal) async throws(PatientVaultError) -> CompactionReport {
+        try await recordStoreLevelAccess(.compact, by: principal, target: "compaction")
+        let report = try await translatingErrorsAsync { () async throws -> CompactionReport in
+            try await compactionRuns.withGate { try await compactPendingTickets() }
+        }
+        logger.info(
+            "patientvault: compaction finished",
+            metadata: ["records": "\(report.recordsCompacted)", "bytes": "\(report.bytesRemoved)"])
+        return report
+    }
+
+    /// The tickets after the newest `done` mark, oldest first, with their
+    /// sequence numbers.
+    private func pendingCompactionTickets() async throws -> [(sequence: UInt64, ticket: CompactionTicket)] {
+        let stream = keys.compactionStream
+        let broken = PatientVaultError(.corrupted, "a compaction ticket is damaged")
+        var cutoff: UInt64?
+        var pending: [(UInt64, CompactionTicket)] = []
+        try await engine.visitNewestFirst(stream) { record in
+            if let cutoff, record.sequence <= cutoff { return false }
+            let body = try RecordCodec.openStoreRecord(record, kind: .compaction, key: keys.lifecycle, stream: stream, broken: broken)
+            let ticket: CompactionTicket
+            do { ticket = try CompactionTicket.decode(body) } catch { throw broken }
+            if case .done(let through) = ticket {
+                // The newest mark: what it covers is done. Tickets between
+                // it and what it covers came in while that run went on.
+                if cutoff == nil { cutoff = through }
+            } else {
+                pending.append((record.sequence, ticket))
+            }
+            return true
+        }
+        return pending.filter { $0.0 > (cutoff ?? 0) }.reversed()
+    }
+
+    private func compactPendingTickets() async throws -> CompactionReport {
+        let tickets = try await pendingCompactionTickets()
+        var report = CompactionReport()
+        guard let newest = tickets.last?.sequence else { return report }
+        var erased = Set<[UInt8]>()
+        var destroyed = Set<StreamID>()
+        for (_, ticket) in tickets {
+            var references: [RecordReference] = []
+            switch ticket {
+            case .erasedDocument(let vault, let document, let chunks):
+                erased.insert(vault.bytes + document.bytes)
+                references = chunks
+                try await engine.visitNewestFirst(vault) { record in
+                    let header = try RecordHeader.decode(record.payload)
+                    if header.kind == .documentVersion, header.document == document { references.append(record.reference) }
+                    return true
+                }
+            case .destroyedVault(let vault, let chunks):
+                references = chunks
+                // The vault's streams once, whatever the number of tickets.
+                if destroyed.insert(vault).inserted {
+                    for stream in [vault, keys.auditStream(of: vault)] {
+                        try await engine.visitNewestFirst(stream) { references.append($0.reference); return true }
+                    }
+                }
+            case .done:
+                continue
+            }
+            let result = try await engine.compact(references, keepingPrefix: RecordHeader.size)
+            report.recordsCompacted += result.compacted
+            report.bytesRemoved += result.bytesRemoved
+        }
+        report.erasedDocuments = erased.count
+        report.destroyedVaults = destroyed.count
+        let mark = try CompactionTicket.done(through: newest).sealed(keys: keys)
+        _ = try await engine.append([mark], keySlotWrites: [], durability: .durable, mayUseReserve: false).wait()
+        pipeline.metrics.compactedBytes.increment(by: Int64(clamping: report.bytesRemoved))
+        return report
+    }
+}

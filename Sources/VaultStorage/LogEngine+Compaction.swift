@@ -1,0 +1,225 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import VaultCrypto
+
+// MARK: - Compaction: payloads removed in place
+
+extension LogEngine {
+    /// Compaction in place (``StorageEngine/compact(_:keepingPrefix:)``):
+    /// each frame keeps its place and length; its header gets the
+    /// compacted flag (and a new payload CRC and MAC), its payload becomes
+    /// a compacted body (`keep(4) reserved(4) digest(32) prefix`) followed
+    /// by zeros, the whole file-system blocks of those zeros deallocated.
+    /// No reference, index, chain link, checkpoint or Merkle hash changes,
+    /// so readers and writers go on: a reader that meets a frame while it
+    /// is rewritten reads it again (``LogEngineCore/readingStable(_:)``).
+    ///
+    /// Crash-safe in batches: a batch's frames are first written, with
+    /// their new bytes, to `compaction.intent`, synced with the directory;
+    /// then rewritten, their segments synced, and the intent removed. An
+    /// open that finds an intent rewrites its frames again (the same
+    /// bytes) before it reads the log. Needs no free space: it frees it.
+    ///
+    /// Runs alone among compactions and backups (``maintenance``), so a
+    /// backup never copies a frame half rewritten.
+    package func compact(_ references: [RecordReference], keepingPrefix keep: Int) async throws -> CompactionResult {
+        precondition(keep >= 0 && keep <= 1 << 16, "the prefix a compaction keeps is small")
+        return try await maintenance.withGate {
+            var result = CompactionResult()
+            var seen = Set<UInt64>()
+            var batch: [LogFormat.CompactionRewrite] = []
+            var batchBytes = 0
+            for reference in references where seen.insert(reference.sequence).inserted {
+                let location = try reference.hasLocation ? reference.location : core.chunkLocation(of: reference.sequence)
+                switch try core.planCompaction(at: location, sequence: reference.sequence, keep: keep) {
+                case .alreadyCompacted:
+                    result.alreadyCompacted += 1
+                case .tooSmall:
+                    result.tooSmall += 1
+                case .rewrite(let rewrite, let removed):
+                    batch.append(rewrite)
+                    batchBytes += rewrite.bytes.count
+                    result.compacted += 1
+                    result.bytesRemoved += removed
+                    if batch.count >= LogEngineCore.compactionBatch || batchBytes >= 4 << 20 {
+                        try core.applyCompaction(batch)
+                        batch.removeAll()
+                        batchBytes = 0
+                    }
+                }
+            }
+            if !batch.isEmpty { try core.applyCompaction(batch) }
+            return result
+        }
+    }
+}
+
+extension LogEngineCore {
+    /// Frames rewritten per intent, at most.
+    static let compactionBatch = 1024
+
+    enum CompactionPlan {
+        case alreadyCompacted
+        case tooSmall
+        case rewrite(LogFormat.CompactionRewrite, removed: UInt64)
+    }
+
+    /// What compacting the durable record `sequence` at `location` writes.
+    func planCompaction(at location: RecordLocation, sequence: UInt64, keep: Int) throws -> CompactionPlan {
+        let (segments, durable) = try state.withLock { s in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            return (s.segments, s.durableLSN)
+        }
+        try ensureNoFailure()
+        guard sequence < durable else {
+            throw StorageError(.invalidLocation, "record \(sequence) is not durable yet: it cannot be compacted")
+        }
+        let frame = try readingStable {
+            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+        }
+        let notReferenced = StorageError(
+            .corrupted, "the record found is not the one referenced", segment: location.segment, offset: location.offset)
+        guard frame.sequence == sequence else { throw notReferenced }
+        if frame.compactedDigest != nil { return .alreadyCompacted }
+        guard frame.payload.count >= LogFormat.compactedBodyHeaderSize + keep else { return .tooSmall }
+        guard let segment = segments[location.segment] else { throw notReferenced }
+        let headerBytes = try segment.file.read(count: LogFormat.frameHeaderSize, at: location.offset)
+        guard let h = headerBytes.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }), h.lsn == sequence else {
+            throw notReferenced
+        }
+        // A manifest is the engine's own: no reference the layers above
+        // hold names one.
+        guard !h.isSlotManifest else {
+            throw StorageError(.invalidLocation, "a key-slot manifest is not compacted", segment: location.segment, offset: location.offset)
+        }
+        let digest = frame.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
+        let body = LogFormat.encodeCompactedBody(digest: digest, prefix: frame.payload[0..<keep])
+        let header = LogFormat.encodeFrameHeader(
+            salt: segment.salt, offset: location.offset, payloadLength: Int(h.payloadLength),
+            payloadCRC: LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)), lsn: h.lsn,
+            durableThrough: h.durableThrough, flags: h.flags | LogFormat.flagCompacted, previous: h.previous, stream: h.stream,
+            authenticator: configuration.authenticator)
+        let rewrite = LogFormat.CompactionRewrite(
+            segment: location.segment, offset: location.offset, frameLength: location.frameLength, bytes: header + body)
+        return .rewrite(rewrite, removed: UInt64(frame.payload.count - keep))
+    }
+
+    /// Writes and syncs the intent, rewrites the frames, syncs their
+    /// segments, removes the intent. Any failed write or sync latches the
+    /// engine (the next open finishes the batch from the intent).
+    func applyCompaction(_ rewrites: [LogFormat.CompactionRewrite]) throws {
+        let segments = try state.withLock { s in
+            if s.closed { throw StorageError(.closed, "the store is closed") }
+            return s.segments
+        }
+        let files = configuration.files
+        let path = directory + "/" + LogFormat.compactionIntentFileName
+        try latching {
+            let intent = try PosixFile.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "compaction intent", observer: files.observer)
+            try files.write(LogFormat.encodeCompactionIntent(rewrites), at: 0, of: intent, site: .compactionIntent)
+            try files.sync(intent, site: .compactionIntent)
+            try FileSystem.syncDirectory(directory, observer: files.observer)
+        }
+        try latching {
+            // The epoch is odd while a frame is being rewritten (readingStable).
+            try LogEngineCore.rewrite(rewrites, segments: segments, files: files) { _ in
+                compactionEpoch.wrappingAdd(1, ordering: .sequentiallyConsistent)
+            }
+            try FileSystem.remove(path, observer: files.observer)
+        }
+        logger.debug("storage: compacted records", metadata: ["records": "\(rewrites.count)"])
+    }
+
+    /// Rewrites each frame (header and body, then zeros to its end), then
+    /// syncs every segment touched. `around` is called before (true) and
+    /// after (false) each frame's writes.
+    static func rewrite(
+        _ rewrites: [LogFormat.CompactionRewrite], segments: [UInt32: Segment], files: any LogFiles, around: (Bool) -> Void
+    ) throws {
+        var touched: Set<UInt32> = []
+        for r in rewrites {
+            guard let segment = segments[r.segment] else {
+                throw StorageError(.corrupted, "a compaction names a missing segment", segment: r.segment, offset: r.offset)
+            }
+            around(true)
+            defer { around(false) }
+            try files.write(r.bytes, at: r.offset, of: segment.file, site: .compactionWrite)
+            try files.discard(segment.file, offset: r.offset + UInt64(r.bytes.count), length: UInt64(r.frameLength) - UInt64(r.bytes.count))
+            touched.insert(r.segment)
+        }
+        for n in touched.sorted() {
+            guard let segment = segments[n] else { continue }
+            try files.sync(segment.file, site: .compactionSync)
+        }
+    }
+
+    /// Runs `body`, a read of frames, again while a compaction rewrites
+    /// frames under it: a `corrupted` error is believed only if no frame
+    /// was being rewritten while it read (a sequence lock on
+    /// ``compactionEpoch``: odd during a frame's rewrite). The happy path
+    /// costs two atomic loads.
+    func readingStable<T>(_ body: () throws -> T) throws -> T {
+        while true {
+            let before = compactionEpoch.load(ordering: .sequentiallyConsistent)
+            do {
+                return try body()
+            } catch let error as StorageError where error.code == .corrupted {
+                guard before & 1 == 1 || compactionEpoch.load(ordering: .sequentiallyConsistent) != before else { throw error }
+                sched_yield()
+            }
+        }
+    }
+
+    // MARK: Recovery
+
+    /// Finishes the compaction batch a crash cut (its intent is still
+    /// there), before the log is read: every frame it names is written
+    /// again. An intent that fails its checksum was never synced whole,
+    /// so no frame was rewritten from it: it is removed. An intent whose
+    /// frames are not ones this store's key wrote for their places is
+    /// damage (`corrupted`), never applied.
+    static func finishCompaction(directory: String, configuration: LogEngineConfiguration, segments: [UInt32: Segment]) throws {
+        let path = directory + "/" + LogFormat.compactionIntentFileName
+        guard FileSystem.exists(path) else { return }
+        let files = configuration.files
+        let file = try PosixFile.open(path, flags: O_RDONLY, name: "compaction intent")
+        let size = try file.size()
+        let damaged = StorageError(.corrupted, "compaction.intent names frames this store did not write")
+        // A batch is at most 1,024 frames of at most 64 KiB kept each.
+        guard size <= UInt64(compactionBatch) * UInt64(LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + 24 + (1 << 16)) + 20 else {
+            throw damaged
+        }
+        guard let rewrites = LogFormat.decodeCompactionIntent(try file.read(count: Int(size), at: 0)) else {
+            try FileSystem.remove(path, observer: files.observer)
+            try FileSystem.syncDirectory(directory, observer: files.observer)
+            return
+        }
+        for r in rewrites {
+            guard let segment = segments[r.segment], r.offset >= UInt64(LogFormat.segmentHeaderSize),
+                  r.offset + UInt64(r.frameLength) <= segment.size,
+                  r.bytes.count >= LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize, r.bytes.count <= Int(r.frameLength)
+            else { throw damaged }
+            let valid = r.bytes.withUnsafeBytes { raw -> Bool in
+                let header = UnsafeRawBufferPointer(rebasing: raw[0..<LogFormat.frameHeaderSize])
+                guard let h = LogFormat.decodeFrameHeader(header, salt: segment.salt), h.isCompacted, !h.isSlotManifest,
+                      LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(r.frameLength),
+                      LogFormat.frameIsAuthentic(header, salt: segment.salt, offset: r.offset, authenticator: configuration.authenticator)
+                else { return false }
+                let body = Array(raw[LogFormat.frameHeaderSize...])
+                let keep = Int(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian })
+                guard keep == body.count - LogFormat.compactedBodyHeaderSize,
+                      body.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }) != nil
+                else { return false }
+                return LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)) == h.payloadCRC
+            }
+            guard valid else { throw damaged }
+        }
+        try rewrite(rewrites, segments: segments, files: files) { _ in }
+        try FileSystem.remove(path, observer: files.observer)
+        try FileSystem.syncDirectory(directory, observer: files.observer)
+        configuration.logger.info("storage: finished a compaction cut short", metadata: ["records": "\(rewrites.count)"])
+    }
+}
