@@ -748,19 +748,16 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         let authenticator = options.withLock({ $0?.authenticator })
         let reference = RecordReference(w0: shard.w0, w1: shard.w1, w2: UInt32(position))
         let computed = bytes.withUnsafeBytes { MerkleLog.leafHash(stream: id, payload: $0) }
-        if computed != stored,
-           let body = bytes.withUnsafeBytes({ Self.compactedBody($0) }),
-           MerkleLog.leafHash(stream: id, payloadDigest: body.digest) == stored
-        {
-            // A compacted row: its digest stands for the payload it was,
-            // and its MAC (version 2) says the key's holder compacted it.
+        if computed != stored, let body = bytes.withUnsafeBytes({ Self.compactedBody($0) }), body.leaf == stored {
+            // A compacted row: it keeps its leaf hash, and its MAC
+            // (version 2) says the key's holder compacted it.
             if let authenticator {
                 guard Self.verify(
                     Array(buffer: tag), authenticator: authenticator, seq: UInt64(seq), shard: shard, position: UInt32(position),
                     leaf: stored, compacted: true)
                 else { throw StorageError(.corrupted, "record \(seq) fails authentication (altered, moved or of another store)") }
             }
-            return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: body.prefix, payloadDigest: body.digest)
+            return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: body.prefix, compactedLeaf: body.leaf)
         }
         guard computed == stored else {
             throw StorageError(.corrupted, "record \(seq) does not match its hash (\(bytes.count) bytes, stream \(id != nil))")
@@ -772,9 +769,9 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: bytes)
     }
 
-    /// A compacted row's payload: `keep(4) reserved(4) digest(32)
+    /// A compacted row's payload: `keep(4) reserved(4) leaf(32)
     /// prefix(keep)`, nothing after; nil for anything else.
-    static func compactedBody(_ raw: UnsafeRawBufferPointer) -> (digest: [UInt8], prefix: [UInt8])? {
+    static func compactedBody(_ raw: UnsafeRawBufferPointer) -> (leaf: [UInt8], prefix: [UInt8])? {
         guard raw.count >= 40 else { return nil }
         let keep = Int(raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
         guard raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 0, keep == raw.count - 40 else { return nil }
@@ -783,8 +780,8 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
 
     // MARK: - Compaction
 
-    /// Each row's payload is replaced by its compacted body (the kept
-    /// prefix and the digest of the payload, which its leaf commits to)
+    /// Each row's payload is replaced by its compacted body (its leaf hash
+    /// and the kept prefix)
     /// and its MAC by the compacted form's, in one `UPDATE` per record.
     /// What PostgreSQL keeps of the old row version (until `VACUUM`
     /// reclaims it, in WAL and in backups) is the server's: see
@@ -805,14 +802,13 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                 result.tooSmall += 1
                 continue
             }
-            let digest = record.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
+            let leaf = record.leafHash
             var w = ByteWriter(capacity: 40 + keep)
             w.write(UInt32(keep))
             w.write(UInt32(0))
-            w.write(bytes: digest)
+            w.write(bytes: leaf)
             w.write(bytes: Array(record.payload.prefix(keep)))
             let shard = ShardKey(w0: reference.w0, w1: reference.w1)
-            let leaf = MerkleLog.leafHash(stream: record.stream, payloadDigest: digest)
             let tag = Self.tag(authenticator, seq: record.sequence, shard: shard, position: reference.w2, leaf: leaf, compacted: true)
             let updated = try await fetch(
                 """

@@ -33,9 +33,9 @@ public final class MemoryEngine: Sendable {
     fileprivate struct Record {
         var stream: StreamID?
         var payload: [UInt8]
-        /// Set once compacted: the digest of the payload as appended
-        /// (`payload` is then the kept prefix alone).
-        var digest: [UInt8]? = nil
+        /// Set once compacted: its leaf hash (`payload` is then the kept
+        /// prefix alone).
+        var leaf: [UInt8]? = nil
     }
 
     fileprivate enum Slot {
@@ -147,11 +147,11 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
         let r = c.records[index]
         return StoredRecord(
             reference: RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0), sequence: UInt64(index + 1), stream: r.stream,
-            payload: r.payload, payloadDigest: r.digest)
+            payload: r.payload, compactedLeaf: r.leaf)
     }
 
-    /// The payload is dropped from memory but for its prefix; its digest
-    /// (the record's leaf) stays. Atomic per call, under the one lock.
+    /// The payload is dropped from memory but for its prefix; its leaf
+    /// hash stays. Atomic per call, under the one lock.
     func compact(_ references: [RecordReference], keepingPrefix keep: Int) async throws -> CompactionResult {
         try ensureOpen()
         return try memory.contents.withLock { c in
@@ -162,7 +162,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
                 }
                 let index = Int(reference.w0 - 1)
                 var r = c.records[index]
-                if r.digest != nil {
+                if r.leaf != nil {
                     result.alreadyCompacted += 1
                     continue
                 }
@@ -170,7 +170,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
                     result.tooSmall += 1
                     continue
                 }
-                r.digest = r.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
+                r.leaf = try memory.merkle.leaf(UInt64(index))
                 result.bytesRemoved += UInt64(r.payload.count - keep)
                 c.bytes -= UInt64(r.payload.count - keep)
                 r.payload = Array(r.payload.prefix(keep))

@@ -11,17 +11,20 @@ extension LogEngine {
     /// Compaction in place (``StorageEngine/compact(_:keepingPrefix:)``):
     /// each frame keeps its place and length; its header gets the
     /// compacted flag (and a new payload CRC and MAC), its payload becomes
-    /// a compacted body (`keep(4) reserved(4) digest(32) prefix`) followed
-    /// by zeros, the whole file-system blocks of those zeros deallocated.
+    /// a compacted body (`keep(4) reserved(4) leaf(32) prefix`: the leaf
+    /// hash read from the tree, not from the payload, which is never read
+    /// whole) followed by zeros, the whole file-system blocks of those
+    /// zeros deallocated.
     /// No reference, index, chain link, checkpoint or Merkle hash changes,
     /// so readers and writers go on: a reader that meets a frame while it
     /// is rewritten reads it again (``LogEngineCore/readingStable(_:)``).
     ///
     /// Crash-safe in batches: a batch's frames are first written, with
-    /// their new bytes, to `compaction.intent`, synced with the directory;
-    /// then rewritten, their segments synced, and the intent removed. An
-    /// open that finds an intent rewrites its frames again (the same
-    /// bytes) before it reads the log. Needs no free space: it frees it.
+    /// their new bytes, to `compaction.intent` and synced (the folder too
+    /// when the file is new); then rewritten, their segments synced, and
+    /// the intent voided. An open that finds a valid intent rewrites its
+    /// frames again (the same bytes) before it reads the log. Needs no
+    /// free space: it frees it.
     ///
     /// Runs alone among compactions and backups (``maintenance``), so a
     /// backup never copies a frame half rewritten.
@@ -67,36 +70,42 @@ extension LogEngineCore {
         case rewrite(LogFormat.CompactionRewrite, removed: UInt64)
     }
 
-    /// What compacting the durable record `sequence` at `location` writes.
+    /// What compacting the durable record `sequence` at `location` writes:
+    /// its header and its first `keep` bytes are read (never the whole
+    /// payload), its leaf hash comes from the tree.
     func planCompaction(at location: RecordLocation, sequence: UInt64, keep: Int) throws -> CompactionPlan {
         let (segments, durable) = try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             return (s.segments, s.durableLSN)
         }
         try ensureNoFailure()
-        guard sequence < durable else {
+        guard sequence >= 1, sequence < durable else {
             throw StorageError(.invalidLocation, "record \(sequence) is not durable yet: it cannot be compacted")
-        }
-        let frame = try readingStable {
-            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
         }
         let notReferenced = StorageError(
             .corrupted, "the record found is not the one referenced", segment: location.segment, offset: location.offset)
-        guard frame.sequence == sequence else { throw notReferenced }
-        if frame.compactedDigest != nil { return .alreadyCompacted }
-        guard frame.payload.count >= LogFormat.compactedBodyHeaderSize + keep else { return .tooSmall }
-        guard let segment = segments[location.segment] else { throw notReferenced }
-        let headerBytes = try segment.file.read(count: LogFormat.frameHeaderSize, at: location.offset)
-        guard let h = headerBytes.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }), h.lsn == sequence else {
-            throw notReferenced
+        guard let segment = segments[location.segment], Int(location.frameLength) >= LogFormat.frameHeaderSize,
+              location.offset >= UInt64(LogFormat.segmentHeaderSize), location.offset + UInt64(location.frameLength) <= segment.size
+        else {
+            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
+        }
+        let head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + keep), at: location.offset)
+        let h = try head.withUnsafeBytes { raw -> LogFormat.FrameHeader in
+            guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt), h.lsn == sequence,
+                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(location.frameLength),
+                  LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: configuration.authenticator)
+            else { throw notReferenced }
+            return h
         }
         // A manifest is the engine's own: no reference the layers above
         // hold names one.
         guard !h.isSlotManifest else {
             throw StorageError(.invalidLocation, "a key-slot manifest is not compacted", segment: location.segment, offset: location.offset)
         }
-        let digest = frame.payload.withUnsafeBytes { MerkleLog.payloadDigest($0) }
-        let body = LogFormat.encodeCompactedBody(digest: digest, prefix: frame.payload[0..<keep])
+        if h.isCompacted { return .alreadyCompacted }
+        guard Int(h.payloadLength) >= LogFormat.compactedBodyHeaderSize + keep else { return .tooSmall }
+        let prefix = head[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
+        let body = LogFormat.encodeCompactedBody(leaf: try merkle.leaf(sequence - 1), prefix: prefix)
         let header = LogFormat.encodeFrameHeader(
             salt: segment.salt, offset: location.offset, payloadLength: Int(h.payloadLength),
             payloadCRC: LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)), lsn: h.lsn,
@@ -104,11 +113,11 @@ extension LogEngineCore {
             authenticator: configuration.authenticator)
         let rewrite = LogFormat.CompactionRewrite(
             segment: location.segment, offset: location.offset, frameLength: location.frameLength, bytes: header + body)
-        return .rewrite(rewrite, removed: UInt64(frame.payload.count - keep))
+        return .rewrite(rewrite, removed: UInt64(Int(h.payloadLength) - keep))
     }
 
     /// Writes and syncs the intent, rewrites the frames, syncs their
-    /// segments, removes the intent. Any failed write or sync latches the
+    /// segments, voids the intent. Any failed write or sync latches the
     /// engine (the next open finishes the batch from the intent).
     func applyCompaction(_ rewrites: [LogFormat.CompactionRewrite]) throws {
         let segments = try state.withLock { s in
@@ -116,21 +125,32 @@ extension LogEngineCore {
             return s.segments
         }
         let files = configuration.files
-        let path = directory + "/" + LogFormat.compactionIntentFileName
         try latching {
-            let intent = try PosixFile.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "compaction intent", observer: files.observer)
+            let intent = try compactionIntentFile()
             try files.write(LogFormat.encodeCompactionIntent(rewrites), at: 0, of: intent, site: .compactionIntent)
             try files.sync(intent, site: .compactionIntent)
-            try FileSystem.syncDirectory(directory, observer: files.observer)
-        }
-        try latching {
             // The epoch is odd while a frame is being rewritten (readingStable).
             try LogEngineCore.rewrite(rewrites, segments: segments, files: files) { _ in
                 compactionEpoch.wrappingAdd(1, ordering: .sequentiallyConsistent)
             }
-            try FileSystem.remove(path, observer: files.observer)
+            // Voided, not synced: an intent a power cut brings back is
+            // applied once more, to the same effect.
+            try files.write([UInt8](repeating: 0, count: LogFormat.compactionIntentMagic.count), at: 0, of: intent, site: .compactionIntent)
         }
         logger.debug("storage: compacted records", metadata: ["records": "\(rewrites.count)"])
+    }
+
+    /// The intent file, created (and the folder synced) the first time.
+    private func compactionIntentFile() throws -> PosixFile {
+        try compactionIntent.withLock { file in
+            if let file { return file }
+            let created = try PosixFile.open(
+                directory + "/" + LogFormat.compactionIntentFileName, flags: O_RDWR | O_CREAT, name: "compaction intent",
+                observer: configuration.files.observer)
+            try FileSystem.syncDirectory(directory, observer: configuration.files.observer)
+            file = created
+            return created
+        }
     }
 
     /// Rewrites each frame (header and body, then zeros to its end), then
@@ -186,15 +206,19 @@ extension LogEngineCore {
         guard FileSystem.exists(path) else { return }
         let files = configuration.files
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "compaction intent")
-        let size = try file.size()
         let damaged = StorageError(.corrupted, "compaction.intent names frames this store did not write")
         // A batch is at most 1,024 frames of at most 64 KiB kept each.
-        guard size <= UInt64(compactionBatch) * UInt64(LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + 24 + (1 << 16)) + 20 else {
-            throw damaged
-        }
-        guard let rewrites = LogFormat.decodeCompactionIntent(try file.read(count: Int(size), at: 0)) else {
+        let largest = compactionBatch * (24 + LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + (1 << 16))
+            + LogFormat.compactionIntentHeaderSize + 4
+        let rewrites = try LogFormat.compactionIntentLength(try file.read(count: LogFormat.compactionIntentHeaderSize, at: 0))
+            .flatMap { length -> [LogFormat.CompactionRewrite]? in
+                guard length <= largest else { throw damaged }
+                return LogFormat.decodeCompactionIntent(try file.read(count: length, at: 0))
+            }
+        guard let rewrites else {
+            // Voided after its batch, or never synced whole (no frame was
+            // rewritten from it).
             try FileSystem.remove(path, observer: files.observer)
-            try FileSystem.syncDirectory(directory, observer: files.observer)
             return
         }
         for r in rewrites {

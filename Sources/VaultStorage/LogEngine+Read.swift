@@ -76,14 +76,14 @@ extension LogEngineCore {
             return h
         }
         if h.isCompacted {
-            // Its kept prefix and the digest of what it was.
+            // Its kept prefix and its leaf hash.
             guard let body = frame.withUnsafeBytes({ raw in
                 LogFormat.decodeCompactedPayload(
                     UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]))
             }) else { throw corrupted }
             return LogFrame(
                 location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: body.prefix,
-                compactedDigest: body.digest)
+                compactedLeaf: body.leaf)
         }
         // The payload, in the buffer read: header and padding cut away in
         // place, no second allocation.

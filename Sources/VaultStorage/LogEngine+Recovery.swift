@@ -286,7 +286,7 @@ extension LogEngineCore {
                             return offset
                         }
                     }
-                    // A compacted frame's leaf comes from the digest its body
+                    // A compacted frame's leaf is the one its body
                     // keeps; a compacted body the engine cannot have written
                     // under a genuine header is damage, never a torn write.
                     guard let leaf = LogFormat.leafHash(of: f, payload: payload) else {

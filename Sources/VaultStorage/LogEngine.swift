@@ -318,6 +318,8 @@ final class LogEngineCore: Sendable {
     /// that found a frame damaged knows whether it raced a rewrite
     /// (``readingStable(_:)``).
     let compactionEpoch = Atomic<UInt64>(0)
+    /// `compaction.intent`, opened by the first compaction and kept.
+    let compactionIntent = Locked<PosixFile?>(nil)
 
     var logger: Logger { configuration.logger }
 

@@ -4,7 +4,7 @@ import VaultCrypto
 
 extension LogFormat {
     /// The frame's payload was removed by compaction: what remains at the
-    /// start of its payload is a *compacted body* (``encodeCompactedBody(keep:digest:prefix:)``),
+    /// start of its payload is a *compacted body* (``encodeCompactedBody(leaf:prefix:)``),
     /// zeros after it. The frame keeps its place, length, sequence number,
     /// stream and chain link, so no reference, cursor, index or chain
     /// changes; its MAC (the flag is in the bytes it covers) says the
@@ -12,25 +12,27 @@ extension LogFormat {
     static let flagCompacted: UInt8 = 8
 
     /// Bytes of a compacted body before its kept prefix:
-    /// `keep(4) reserved(4) digest(32)`.
+    /// `keep(4) reserved(4) leaf(32)`.
     static let compactedBodyHeaderSize = 40
 
-    /// A compacted body: `keep(4) reserved(4) digest(32) prefix(keep)`,
-    /// the digest being the BLAKE2b-256 of the payload as written (what
-    /// its Merkle leaf commits to), the prefix its first `keep` bytes.
-    static func encodeCompactedBody(digest: [UInt8], prefix: ArraySlice<UInt8>) -> [UInt8] {
-        precondition(digest.count == 32)
+    /// A compacted body: `keep(4) reserved(4) leaf(32) prefix(keep)`: the
+    /// record's Merkle leaf hash (``MerkleLog``: what the payload hashed
+    /// to, kept so that a verification re-reading the log still finds
+    /// every leaf) and the payload's first `keep` bytes.
+    static func encodeCompactedBody(leaf: [UInt8], prefix: ArraySlice<UInt8>) -> [UInt8] {
+        precondition(leaf.count == 32)
         var w = ByteWriter(capacity: compactedBodyHeaderSize + prefix.count)
         w.write(UInt32(prefix.count))
         w.write(UInt32(0))
-        w.write(bytes: digest)
+        w.write(bytes: leaf)
         w.write(bytes: Array(prefix))
         return w.bytes
     }
 
-    /// The digest and kept prefix of a compacted payload (body, then zeros
-    /// to the payload's length); nil if it is not one the encoder writes.
-    static func decodeCompactedPayload(_ payload: UnsafeRawBufferPointer) -> (digest: [UInt8], prefix: [UInt8])? {
+    /// The leaf hash and kept prefix of a compacted payload (body, then
+    /// zeros to the payload's length); nil if it is not one the encoder
+    /// writes.
+    static func decodeCompactedPayload(_ payload: UnsafeRawBufferPointer) -> (leaf: [UInt8], prefix: [UInt8])? {
         guard payload.count >= compactedBodyHeaderSize else { return nil }
         let keep = Int(payload.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
         guard payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 0,
@@ -57,20 +59,22 @@ extension LogFormat {
     }
 
     /// The Merkle leaf hash of a frame whose header and payload checked:
-    /// from its payload, or, compacted, from the digest its body keeps.
-    /// nil for a compacted payload the encoder cannot have written.
+    /// of its payload, or, compacted, the one its body keeps. nil for a
+    /// compacted payload the encoder cannot have written.
     static func leafHash(of header: FrameHeader, payload: UnsafeRawBufferPointer) -> [UInt8]? {
         guard header.isCompacted else { return MerkleLog.leafHash(stream: header.stream, payload: payload) }
-        guard let body = decodeCompactedPayload(payload) else { return nil }
-        return MerkleLog.leafHash(stream: header.stream, payloadDigest: body.digest)
+        return decodeCompactedPayload(payload)?.leaf
     }
 
     // MARK: Intent
 
     /// The redo log of a compaction batch: written and synced before the
-    /// batch rewrites any frame, removed once the rewritten segments are
-    /// synced. Recovery finds it after a crash and writes every frame in
-    /// it again (each write is the same bytes: idempotent).
+    /// batch rewrites any frame, voided (its magic overwritten) once the
+    /// rewritten segments are synced. The file stays, so that a batch
+    /// costs no directory sync; what a longer earlier batch left after the
+    /// intent's length is never read. Recovery finds a valid intent after a
+    /// crash and writes every frame in it again (the same bytes: a voiding
+    /// lost to a power cut only makes it do so once more).
     static let compactionIntentFileName = "compaction.intent"
     static let compactionIntentMagic: [UInt8] = Array("PVCINT01".utf8)
 
@@ -83,14 +87,21 @@ extension LogFormat {
         var bytes: [UInt8]
     }
 
-    /// `magic(8) version(4) count(4)`, then per frame `segment(4)
-    /// frameLength(4) offset(8) length(4) reserved(4) bytes(length)`, then
-    /// the CRC-32C of everything before it (4).
+    /// Bytes of an intent before its frames: `magic(8) version(4) count(4)
+    /// length(8)`.
+    static let compactionIntentHeaderSize = 24
+
+    /// `magic(8) version(4) count(4) length(8)` (the intent's length, its
+    /// CRC included), then per frame `segment(4) frameLength(4) offset(8)
+    /// length(4) reserved(4) bytes(length)`, then the CRC-32C of everything
+    /// before it (4).
     static func encodeCompactionIntent(_ rewrites: [CompactionRewrite]) -> [UInt8] {
-        var w = ByteWriter(capacity: 20 + rewrites.reduce(0) { $0 + 24 + $1.bytes.count })
+        let length = compactionIntentHeaderSize + rewrites.reduce(0) { $0 + 24 + $1.bytes.count } + 4
+        var w = ByteWriter(capacity: length)
         w.write(bytes: compactionIntentMagic)
         w.write(version)
         w.write(UInt32(rewrites.count))
+        w.write(UInt64(length))
         for r in rewrites {
             w.write(r.segment)
             w.write(r.frameLength)
@@ -103,17 +114,26 @@ extension LogFormat {
         return w.bytes
     }
 
-    /// The frames of an intent; nil if the file is not one the encoder
+    /// The length an intent file's first bytes give (what to read and
+    /// decode), or nil if they are not an intent's.
+    static func compactionIntentLength(_ header: [UInt8]) -> Int? {
+        guard header.count >= compactionIntentHeaderSize, Array(header[0..<8]) == compactionIntentMagic else { return nil }
+        let length = header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian }
+        guard length >= UInt64(compactionIntentHeaderSize + 4), length <= 1 << 32 else { return nil }
+        return Int(length)
+    }
+
+    /// The frames of an intent; nil if the bytes are not one the encoder
     /// wrote whole (a crash while it was written, before it was synced:
     /// then no frame was rewritten yet).
     static func decodeCompactionIntent(_ bytes: [UInt8]) -> [CompactionRewrite]? {
-        guard bytes.count >= 20 else { return nil }
+        guard bytes.count >= compactionIntentHeaderSize + 4, compactionIntentLength(bytes) == bytes.count else { return nil }
         let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
         guard CRC32C.checksum(Array(bytes[0..<(bytes.count - 4)])) == crc else { return nil }
         return bytes.withUnsafeBytes { raw -> [CompactionRewrite]? in
             var r = ByteReader(UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - 4)]))
             guard (try? r.read(count: 8)) == compactionIntentMagic, (try? r.read(UInt32.self)) == version,
-                  let count = try? r.read(UInt32.self)
+                  let count = try? r.read(UInt32.self), (try? r.read(UInt64.self)) != nil
             else { return nil }
             var rewrites: [CompactionRewrite] = []
             for _ in 0..<count {
@@ -131,32 +151,4 @@ extension LogFormat {
 
 extension LogFormat.FrameHeader {
     var isCompacted: Bool { flags & LogFormat.flagCompacted != 0 }
-}
-
-extension MerkleLog {
-    /// The leaf hash of a record from the BLAKE2b-256 of its payload (what
-    /// a compacted record keeps): the same as ``leafHash(stream:payload:)``
-    /// of the payload it was.
-    package static func leafHash(stream: StreamID?, payloadDigest: [UInt8]) -> [UInt8] {
-        precondition(payloadDigest.count == 32)
-        var data = [UInt8](repeating: 0, count: leafDataSize)
-        data.withUnsafeMutableBytes { out in
-            writeLeafData(stream: stream, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: out)
-            payloadDigest.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[48..<80]).copyMemory(from: $0) }
-        }
-        var hash = [UInt8](repeating: 0, count: MerkleTree.hashSize)
-        data.withUnsafeBytes { d in
-            hash.withUnsafeMutableBytes { h in
-                MerkleTree.hash(prefix: 0, d, UnsafeRawBufferPointer(start: nil, count: 0), into: h)
-            }
-        }
-        return hash
-    }
-
-    /// BLAKE2b-256 of a payload: what its leaf data holds.
-    package static func payloadDigest(_ payload: UnsafeRawBufferPointer) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        out.withUnsafeMutableBytes { BLAKE2b.hash(payload, key: nil, into: $0) }
-        return out
-    }
 }

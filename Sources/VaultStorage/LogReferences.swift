@@ -10,9 +10,9 @@ package struct LogFrame: Sendable {
     package var previous: RecordLocation?
     /// The stored bytes (a compacted record's kept prefix alone).
     package var payload: [UInt8]
-    /// Set when the record was compacted: the BLAKE2b-256 of the payload
-    /// as written (``StoredRecord/payloadDigest``).
-    package var compactedDigest: [UInt8]? = nil
+    /// Set when the record was compacted: its Merkle leaf hash
+    /// (``StoredRecord/compactedLeaf``).
+    package var compactedLeaf: [UInt8]? = nil
 }
 
 extension StoredRecord {
@@ -20,7 +20,7 @@ extension StoredRecord {
     init(_ frame: LogFrame) {
         self.init(
             reference: RecordReference(sequence: frame.sequence, location: frame.location), sequence: frame.sequence,
-            stream: frame.stream, payload: frame.payload, payloadDigest: frame.compactedDigest)
+            stream: frame.stream, payload: frame.payload, compactedLeaf: frame.compactedLeaf)
     }
 }
 

@@ -169,23 +169,21 @@ package struct StoredRecord: Sendable {
     /// The stored bytes; for a compacted record, the prefix compaction
     /// kept (``StorageEngine/compact(_:keepingPrefix:)``).
     package var payload: [UInt8]
-    /// nil, unless the record was compacted: then the BLAKE2b-256 of its
-    /// payload as written, what its Merkle leaf commits to
-    /// (``MerkleLog/leafHash(stream:payloadDigest:)``).
-    package var payloadDigest: [UInt8]?
+    /// nil, unless the record was compacted: then its Merkle leaf hash,
+    /// which the compacted record keeps in place of the payload it hashed.
+    package var compactedLeaf: [UInt8]?
 
     /// Whether compaction removed the record's payload.
-    package var isCompacted: Bool { payloadDigest != nil }
+    package var isCompacted: Bool { compactedLeaf != nil }
 
-    package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8], payloadDigest: [UInt8]? = nil) {
-        (self.reference, self.sequence, self.stream, self.payload, self.payloadDigest) = (reference, sequence, stream, payload, payloadDigest)
+    package init(reference: RecordReference, sequence: UInt64, stream: StreamID?, payload: [UInt8], compactedLeaf: [UInt8]? = nil) {
+        (self.reference, self.sequence, self.stream, self.payload, self.compactedLeaf) = (reference, sequence, stream, payload, compactedLeaf)
     }
 
-    /// The record's Merkle leaf hash, from its payload or, compacted, from
-    /// the digest it keeps.
+    /// The record's Merkle leaf hash: of its payload, or, compacted, the
+    /// one it keeps (which a verification compares with the tree's).
     package var leafHash: [UInt8] {
-        if let payloadDigest { return MerkleLog.leafHash(stream: stream, payloadDigest: payloadDigest) }
-        return payload.withUnsafeBytes { MerkleLog.leafHash(stream: stream, payload: $0) }
+        compactedLeaf ?? payload.withUnsafeBytes { MerkleLog.leafHash(stream: stream, payload: $0) }
     }
 }
 
@@ -387,9 +385,9 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// Removes for good the payloads of the durable records `references`
     /// name, but for their first `keepingPrefix` bytes, while readers and
     /// writers go on. Each record keeps its place, sequence number, stream
-    /// and Merkle leaf (the digest of the payload as written), so every
-    /// reference, cursor, chain, checkpoint and proof stays valid; reads
-    /// return the prefix alone, with ``StoredRecord/payloadDigest`` set.
+    /// and Merkle leaf hash, so every reference, cursor, chain, checkpoint
+    /// and proof stays valid; reads return the prefix alone, with
+    /// ``StoredRecord/compactedLeaf`` set.
     /// Idempotent: a record already compacted is counted and left.
     /// A record whose payload is shorter than the prefix and 40 bytes is
     /// left whole (``CompactionResult/tooSmall``).

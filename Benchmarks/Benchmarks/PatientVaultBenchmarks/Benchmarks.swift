@@ -37,6 +37,7 @@ let benchmarks: @Sendable () -> Void = {
     workloadBenchmarks()
     proofBenchmarks()
     erasureBenchmarks(bandwidth)
+    compactionBenchmarks()
 }
 
 // MARK: - Deposits
@@ -622,5 +623,85 @@ func erasureBenchmarks(_ bandwidth: [BenchmarkMetric]) {
     } teardown: {
         try await shared.get().0.close()
         shared.value = nil
+    }
+}
+
+// MARK: - Compaction (issue 19)
+
+func compactionBenchmarks() {
+    // Compaction of 64 MiB of erased content (16 documents of 4 MiB, erased
+    // beforehand, outside the measurement): bytes of sealed content removed
+    // per second, beside "Baseline/sequential write 100 MiB + one
+    // fdatasync". Each iteration compacts a fresh store.
+    let documents = 16, size = 4 << 20
+    let metrics: [BenchmarkMetric] = [.wallClock, kibibytesPerSecond]
+    Benchmark(
+        "PatientVault/compact 64 MiB of erased documents",
+        configuration: .init(metrics: metrics, timeUnits: .milliseconds, warmupIterations: 0, maxDuration: .seconds(30), maxIterations: 5)
+    ) { benchmark in
+        let t = try await TemporaryStore(durability: .relaxed)
+        let p = People.patient(0)
+        try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline)
+        let data = content(size)
+        for _ in 0..<documents {
+            let id = try await t.store.deposit(draft(size), content: data, for: p, as: People.doctor).id
+            try await t.store.erase(id, for: p, reason: try ErasureReason("filed in the wrong record"), as: People.doctor)
+        }
+        let store = try await t.reopened()
+        benchmark.startMeasurement()
+        let start = ContinuousClock.now
+        let report = try await store.store.compact(as: .auditReviewer(benchmarkReviewer))
+        measureBandwidth(benchmark, bytes: Int(report.bytesRemoved), since: start)
+        benchmark.stopMeasurement()
+        precondition(report.bytesRemoved >= UInt64(documents * size))
+        try await store.close()
+    }
+
+    // Eight writers, one durable 4 KiB deposit each per iteration (its
+    // wall clock is the round's latency): alone; beside a loop of
+    // erasures (of 256 KiB documents); beside the same loop compacting
+    // after each erasure. The second isolates what compaction adds.
+    for (background, erasing, compacting) in [("", false, false), (", while erasing", true, false), (", while erasing and compacting", true, true)] {
+        let shared = Shared<(TemporaryStore, Task<Void, Never>?)>()
+        Benchmark(
+            "PatientVault/8 writers, one 4 KiB deposit each\(background)",
+            configuration: .init(metrics: [.wallClock], maxDuration: .seconds(4), maxIterations: 2_000)
+        ) { _ in
+            let store = shared.get().0.store
+            try await perWorker(8, workers: 8) { worker in
+                _ = try await store.deposit(draft(4096), content: content(4096), for: People.patient(worker), as: People.doctor)
+            }
+        } setup: {
+            let t = try await TemporaryStore()
+            for i in 0...8 {
+                try await t.store.createVault(for: People.patient(i), as: .patient(People.patient(i)), channel: .patientOnline)
+            }
+            var loop: Task<Void, Never>?
+            if erasing {
+                let store = t.store
+                var ids: [DocumentID] = []
+                for _ in 0..<300 {
+                    ids.append(try await store.deposit(draft(256 << 10), content: content(256 << 10), for: People.patient(8), as: People.doctor).id)
+                }
+                let queue = ids
+                loop = Task {
+                    for id in queue where !Task.isCancelled {
+                        do {
+                            try await store.erase(id, for: People.patient(8), reason: try ErasureReason("filed in the wrong record"), as: People.doctor)
+                            if compacting { _ = try await store.compact(as: .auditReviewer(benchmarkReviewer)) }
+                        } catch {
+                            return
+                        }
+                    }
+                }
+            }
+            shared.value = (t, loop)
+        } teardown: {
+            let (t, loop) = shared.get()
+            loop?.cancel()
+            await loop?.value
+            try await t.close()
+            shared.value = nil
+        }
     }
 }

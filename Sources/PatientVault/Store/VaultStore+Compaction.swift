@@ -29,7 +29,7 @@ extension VaultStore {
     /// returned to the file system where it can punch holes. Afterwards no
     /// byte of that ciphertext is in any file of the store; what stays is
     /// each record's clear 48-byte header (kind, position, document id, key
-    /// slot number) and the digest its Merkle leaf commits to, so every
+    /// slot number) and its Merkle leaf hash, so every
     /// checkpoint, proof, trail chain and `verify(against:)` still holds.
     ///
     /// **Online**: readers and writers go on (a reader that meets a record
@@ -48,8 +48,10 @@ extension VaultStore {
     /// Copies made before (backups, snapshots of the disk) keep what they
     /// held: see Lifecycle.md.
     ///
-    /// Cost: a walk of each affected vault's streams, then a read, a
-    /// rewrite and an `fdatasync` per batch of up to 1,024 records.
+    /// Cost: one walk of each affected vault's stream (and, destroyed, of
+    /// its audit trail's), then per record a read of its header and first
+    /// bytes, a small write and a hole punched (the payload is never
+    /// read), and two `fdatasync`s per batch of up to 1,024 records.
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
     ///   ``PatientVaultError/Code/corrupted``,
     ///   ``PatientVaultError/Code/durabilityLost`` (a failed write or sync:
@@ -90,39 +92,44 @@ extension VaultStore {
         return pending.filter { $0.0 > (cutoff ?? 0) }.reversed()
     }
 
+    /// Compacts what the pending tickets name: each vault's stream walked
+    /// once (for all its erased documents), each destroyed vault's streams
+    /// whole, then one call of the engine; then the `done` mark.
     private func compactPendingTickets() async throws -> CompactionReport {
         let tickets = try await pendingCompactionTickets()
         var report = CompactionReport()
         guard let newest = tickets.last?.sequence else { return report }
-        var erased = Set<[UInt8]>()
+        var erased: [StreamID: Set<DocumentID>] = [:]
         var destroyed = Set<StreamID>()
+        var references: [RecordReference] = []
         for (_, ticket) in tickets {
-            var references: [RecordReference] = []
             switch ticket {
             case .erasedDocument(let vault, let document, let chunks):
-                erased.insert(vault.bytes + document.bytes)
-                references = chunks
-                try await engine.visitNewestFirst(vault) { record in
-                    let header = try RecordHeader.decode(record.payload)
-                    if header.kind == .documentVersion, header.document == document { references.append(record.reference) }
-                    return true
-                }
+                erased[vault, default: []].insert(document)
+                references += chunks
             case .destroyedVault(let vault, let chunks):
-                references = chunks
-                // The vault's streams once, whatever the number of tickets.
-                if destroyed.insert(vault).inserted {
-                    for stream in [vault, keys.auditStream(of: vault)] {
-                        try await engine.visitNewestFirst(stream) { references.append($0.reference); return true }
-                    }
-                }
+                destroyed.insert(vault)
+                references += chunks
             case .done:
                 continue
             }
-            let result = try await engine.compact(references, keepingPrefix: RecordHeader.size)
-            report.recordsCompacted += result.compacted
-            report.bytesRemoved += result.bytesRemoved
         }
-        report.erasedDocuments = erased.count
+        for (vault, documents) in erased where !destroyed.contains(vault) {
+            try await engine.visitNewestFirst(vault) { record in
+                let header = try RecordHeader.decode(record.payload)
+                if header.kind == .documentVersion, let id = header.document, documents.contains(id) { references.append(record.reference) }
+                return true
+            }
+        }
+        for vault in destroyed {
+            for stream in [vault, keys.auditStream(of: vault)] {
+                try await engine.visitNewestFirst(stream) { references.append($0.reference); return true }
+            }
+        }
+        let result = try await engine.compact(references, keepingPrefix: RecordHeader.size)
+        report.recordsCompacted = result.compacted
+        report.bytesRemoved = result.bytesRemoved
+        report.erasedDocuments = erased.values.reduce(0) { $0 + $1.count }
         report.destroyedVaults = destroyed.count
         let mark = try CompactionTicket.done(through: newest).sealed(keys: keys)
         _ = try await engine.append([mark], keySlotWrites: [], durability: .durable, mayUseReserve: false).wait()

@@ -155,16 +155,20 @@ struct PostgresEngineTests {
         try psql(
             "UPDATE \(schema).records SET payload = set_byte(payload, 40, 255 - get_byte(payload, 40)) WHERE seq = \(last)")
 
-        // A row turned into its compacted form (the digest of its payload,
-        // which its leaf commits to, and its header) by someone without
-        // the key: its MAC is not a compacted row's.
+        // A row turned into its compacted form (its leaf hash and its
+        // header) by someone without the key: its MAC is not a compacted
+        // row's.
         let original = try psql("SELECT encode(payload, 'hex') FROM \(schema).records WHERE seq = \(last)")
         let payload: [UInt8] = stride(from: 0, to: original.count, by: 2).map {
             let start = original.index(original.startIndex, offsetBy: $0)
             return UInt8(original[start..<original.index(start, offsetBy: 2)], radix: 16)!
         }
         var body: [UInt8] = [48, 0, 0, 0, 0, 0, 0, 0]
-        body += payload.withUnsafeBytes { MerkleLog.payloadDigest($0) } + payload.prefix(48)
+        let leaf = try psql("SELECT encode(leaf, 'hex') FROM \(schema).records WHERE seq = \(last)")
+        body += stride(from: 0, to: leaf.count, by: 2).map {
+            let start = leaf.index(leaf.startIndex, offsetBy: $0)
+            return UInt8(leaf[start..<leaf.index(start, offsetBy: 2)], radix: 16)!
+        } + payload.prefix(48)
         try psql("UPDATE \(schema).records SET payload = '\\x\(hexEncoded(body))' WHERE seq = \(last)")
         #expect(
             await code {
