@@ -459,7 +459,7 @@ extension AuditEntry {
              .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey, .compact:
             ("update", "U")
         case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
-        case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice: ("read", "R")
+        case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice, .exportVault: ("read", "R")
         case .erase, .destroyVault: ("delete", "D")
         }
         let purposeCode: String = switch purpose {

@@ -31,7 +31,7 @@ struct VaultCtl: AsyncParsableCommand {
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
             Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, Compact.self, RotateKey.self, Stats.self, Doctor.self,
-            Backup.self, Restore.self, Demo.self,
+            Backup.self, Restore.self, Export.self, VerifyBundle.self, ExportKey.self, Demo.self,
         ])
 
     /// Parses and runs the command; a failure of ours is one line and its
@@ -132,10 +132,15 @@ struct StoreOptions: ParsableArguments {
 
     /// Prints `value` as JSON, or `text` for people.
     func output(_ text: String, json value: [String: Any]) {
-        if json, let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
+        Self.print(text, json: value, asJSON: json)
+    }
+
+    /// Prints `value` as JSON if `asJSON`, else `text`.
+    static func print(_ text: String, json value: [String: Any], asJSON: Bool) {
+        if asJSON, let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) {
+            Swift.print(String(decoding: data, as: UTF8.self))
         } else {
-            print(text)
+            Swift.print(text)
         }
     }
 }
@@ -521,6 +526,90 @@ struct Erase: VaultCommand {
         let tombstone = try await store.erase(
             try DocumentID(document), for: ins, reason: try reason.map { try ErasureReason($0) }, as: principal)
         options.output("document \(tombstone.id) erased (\(tombstone.versions) versions)", json: ["erased": tombstone.id.description, "versions": tombstone.versions])
+    }
+}
+
+struct Export: VaultCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export the patient's vault as a self-verifying file: documents, trail, proofs, signed by the store.",
+        discussion: "The patient's own. With --recipient the file is sealed to that public key (vaultctl export-key makes one).")
+    @OptionGroup var vault: VaultOptions
+    @Option(name: .shortAndLong, help: "The file to write (created, owner-only).") var output: String
+    @Option(help: "Seal the file to this recipient's X25519 public key (base64).") var recipient: String?
+
+    func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let export = try await store.exportVault(for: ins, as: principal)
+        let data = try recipient.map { try export.sealed(to: try ExportRecipientPublicKey($0)) } ?? export.bytes
+        try writeOwnerOnly(data, to: output)
+        options.output(
+            "exported \(export.documents.count) document versions and \(export.auditTrail.count) audit entries to \(output)"
+                + (recipient == nil ? "" : ", sealed to the recipient"),
+            json: [
+                "documents": export.documents.count, "auditEntries": export.auditTrail.count, "sealed": recipient != nil,
+                "verifierKey": export.verifierKey.description,
+            ])
+    }
+}
+
+struct VerifyBundle: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-bundle",
+        abstract: "Check an export file offline: its signature, every inclusion proof, every record against its content.",
+        discussion: "No store is needed. Pin the store's published key with --verifier-key; without it the file is checked against its own key.")
+    @Argument(help: "The export file.") var file: String
+    @Option(help: "The store's note verifier key (repeatable: every key the store has had).") var verifierKey: [String] = []
+    @Option(help: "A file holding the recipient's secret key, for a sealed export.") var recipientKeyFile: String?
+    @Flag(help: "Print JSON for scripts.") var json = false
+
+    func run() async throws {
+        try await mappingErrors {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
+            let trusted = try verifierKey.map { try NoteVerifierKey($0) }
+            let export: VaultExport
+            if let recipientKeyFile {
+                guard var secret = FileManager.default.contents(atPath: recipientKeyFile).map(Array.init) else {
+                    throw CtlError.usage("cannot read \(recipientKeyFile)")
+                }
+                defer { for i in secret.indices { secret[i] = 0 } }
+                export = try VaultExport(opening: data, with: try ExportRecipientKey(secretKey: secret), trusting: trusted)
+            } else {
+                export = try VaultExport(verifying: data, trusting: trusted)
+            }
+            let text = "verified: \(export.documents.count) document versions and \(export.auditTrail.count) audit entries of vault \(export.vaultID), "
+                + "in the log at the checkpoint of \(export.checkpoint.treeHead.size) records"
+                + (trusted.isEmpty ? " (signed by the file's own key: pin the store's with --verifier-key)" : ", signed by a pinned key")
+            StoreOptions.print(
+                text, json: [
+                    "verified": true, "documents": export.documents.count, "auditEntries": export.auditTrail.count,
+                    "treeSize": export.checkpoint.treeHead.size, "pinned": !trusted.isEmpty,
+                ], asJSON: json)
+        }
+    }
+}
+
+struct ExportKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-key",
+        abstract: "Make a recipient's key pair for sealed exports: the secret key to a file, the public key printed.")
+    @Option(help: "The file for the secret key (created, owner-only).") var secretKeyFile: String
+    @Flag(help: "Print JSON for scripts.") var json = false
+
+    func run() async throws {
+        try await mappingErrors {
+            guard !FileManager.default.fileExists(atPath: secretKeyFile) else { throw CtlError.usage("\(secretKeyFile) exists") }
+            let key = try ExportRecipientKey.generate()
+            var secret = key.secretKey
+            defer { for i in secret.indices { secret[i] = 0 } }
+            try writeOwnerOnly(Data(secret), to: secretKeyFile)
+            StoreOptions.print(key.publicKey.description, json: ["publicKey": key.publicKey.description], asJSON: json)
+        }
+    }
+}
+
+/// Writes `data` to a new file only its owner reads (mode 0600).
+func writeOwnerOnly(_ data: Data, to path: String) throws {
+    guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+        throw CtlError.usage("cannot write \(path)")
     }
 }
 

@@ -72,6 +72,9 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Removing the bytes of erased documents and destroyed vaults from
     /// the store's files (store-level; ``VaultStore/compact(as:)``).
     case compact
+    /// Taking the vault out of the store, with its trail and proofs
+    /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.
+    case exportVault
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -470,6 +473,13 @@ public enum AccessPolicy {
 
         case .readAuditTrail:
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
+
+        case .exportVault:
+            // The patient's own: a representative's view of the trail
+            // leaves entries out, so their export could not be checked whole.
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            if isRepresentative { return .deny(.notAuthorised) }
             return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
 
         case .verifyAuditTrail, .queryAccessHistory:

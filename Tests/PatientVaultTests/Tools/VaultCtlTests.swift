@@ -65,6 +65,26 @@ import Testing
         let compacted = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         #expect(r.code == 0 && compacted?["erasedDocuments"] as? Int == 1 && compacted?["records"] as? Int == 1, "\(r)")
         #expect(try run(["verify"] + store + [checkpoint]).code == 0)
+        // The patient's export, checked offline against the pinned key;
+        // a byte changed is integrity (4); sealed to a recipient's key.
+        let bundle = folder.url.appendingPathComponent("export.pv").path
+        r = try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle, "--json"])
+        let exported = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        let verifierKey = try #require(exported?["verifierKey"] as? String, "\(r)")
+        #expect(try run(["export"] + vault + ["--as", doctor, "-o", bundle + "2"]).code == 2)
+        r = try run(["verify-bundle", bundle, "--verifier-key", verifierKey])
+        #expect(r.code == 0 && r.out.contains("pinned"), "\(r)")
+        var flipped = try Data(contentsOf: URL(fileURLWithPath: bundle))
+        flipped[flipped.count / 2] ^= 1
+        try flipped.write(to: URL(fileURLWithPath: bundle + ".flipped"))
+        #expect(try run(["verify-bundle", bundle + ".flipped"]).code == 4)
+        let secret = folder.url.appendingPathComponent("recipient.key").path
+        r = try run(["export-key", "--secret-key-file", secret])
+        let recipient = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(r.code == 0 && recipient.count == 44)
+        #expect(try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle + ".sealed", "--recipient", recipient]).code == 0)
+        #expect(try run(["verify-bundle", bundle + ".sealed", "--recipient-key-file", secret, "--verifier-key", verifierKey]).code == 0)
+        #expect(try run(["verify-bundle", bundle + ".sealed"]).code == 1, "a sealed file needs its recipient's key")
         r = try run(["audit"] + vault + ["--as", "patient:\(patient)", "--verify"])
         #expect(r.code == 0 && r.out.contains("erase") && r.out.contains("chain verified"))
         #expect(try run(["doctor"] + store).code == 0)

@@ -1,0 +1,106 @@
+import Foundation
+import PatientVaultProof
+import VaultCrypto
+import VaultStorage
+
+extension VaultStore {
+    /// The patient's vault as a self-verifying export file (``VaultExport``):
+    /// every document version the patient may read (hidden documents not
+    /// yet released are left out, as from every listing), decrypted, with
+    /// its sealed record, its own metadata key and its inclusion proof; the
+    /// audit trail with each entry's record and proof; a new signed
+    /// checkpoint; all signed with the store's checkpoint signing key.
+    /// Write ``VaultExport/bytes`` to a file, or ``VaultExport/sealed(to:)``
+    /// to hand it to someone else.
+    ///
+    /// The patient's own (a legal representative's view leaves entries
+    /// out, so it could not be checked whole). One decision, one audit
+    /// entry (action `exportVault`), which the export includes and ends with.
+    /// Cost: a read and a decryption of every version's content, a walk of
+    /// the trail, one checkpoint and an inclusion proof per record.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
+    ///   ``PatientVaultError/Code/invalidArgument`` beyond ``VaultExport/maximumSize``,
+    ///   ``PatientVaultError/Code/conflict`` if a record is not durable yet
+    ///   (relaxed durability: try again after the next durable write),
+    ///   ``PatientVaultError/Code/erased`` / ``PatientVaultError/Code/corrupted``
+    ///   as reads.
+    public func exportVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> VaultExport {
+        let versions = try await audited(.exportVault, patient, by: principal) {
+            vault, now -> Audited<[(DocumentMetadata, VersionEntry)]> in
+            let decision = AccessPolicy.decide(request(.exportVault, by: principal, vault: vault, time: now))
+            guard decision.isAllowed else { return Audited(action: .exportVault, decision: decision, result: .failure(.denied)) }
+            var visible: [(DocumentMetadata, VersionEntry)] = []
+            for id in vault.documents.keys.sorted(by: { $0.description < $1.description }) where vault.erased[id] == nil {
+                for metadata in vault.versions(of: id) where sees(metadata, as: principal, in: vault, at: now) {
+                    if let entry = vault.entry(id, version: metadata.version), entry.isAcknowledged { visible.append((metadata, entry)) }
+                }
+            }
+            return Audited(action: .exportVault, decision: decision, waitsForEntry: true, result: .success(visible))
+        }
+        let vault = try await snapshot(of: patient)
+        return try await translatingErrorsAsync(vaultID: vault.vaultID) { () async throws -> VaultExport in
+            var documents: [ExportPayload.Version] = []
+            var pending: [StoredRecord] = []
+            var total = 0
+            for (metadata, entry) in versions {
+                guard let reference = entry.reference else { continue }
+                let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot) {
+                    try await loader.documentKeys(
+                        metadata.id, version: metadata.version, slot: entry.keySlot, vault: vault.pseudonym, keys: vault.keys)
+                }
+                var content = Data()
+                for try await chunk in DocumentContent(
+                    engine: engine, vault: vault.pseudonym, vaultID: vault.vaultID, entry: entry, contentKey: keys.content) {
+                    content.append(chunk)
+                }
+                total += content.count * 4 / 3 + 4096
+                guard total <= VaultExport.maximumSize else {
+                    throw PatientVaultError(.invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes")
+                }
+                let record = try await engine.read(reference)
+                let key = keys.metadata.withUnsafeBytes { Data($0).base64EncodedString() }
+                documents.append(ExportPayload.Version(
+                    metadata: metadata, content: content.base64EncodedString(), record: Data(record.payload).base64EncodedString(),
+                    key: key, proof: ""))
+                pending.append(record)
+            }
+            // The trail, the export's own entry included (durable: the
+            // decision waited for it).
+            let now = configuration.currentTime()
+            var trail: [ExportPayload.Entry] = []
+            try await loader.auditRecords(of: vault) { entry, record in
+                if let visible = redacted(entry, for: principal, representative: false, in: vault, at: now) {
+                    trail.append(ExportPayload.Entry(entry: visible, record: Data(record.payload).base64EncodedString(), proof: ""))
+                    pending.append(record)
+                }
+                return true
+            }
+            let checkpoint = try await checkpoint()
+            let tree = engine.merkleTree
+            var proofs: [String] = []
+            for record in pending {
+                guard record.sequence <= checkpoint.treeHead.size else {
+                    throw PatientVaultError(.conflict, "a record of the vault is not durable yet", vaultID: vault.vaultID)
+                }
+                let hashes = try tree.inclusionProof(index: record.sequence - 1, size: checkpoint.treeHead.size)
+                proofs.append(try InclusionProof(index: record.sequence - 1, hashes: hashes, checkpoint: checkpoint).text)
+            }
+            // Documents first, then the trail newest first, as collected.
+            for i in documents.indices { documents[i].proof = proofs[i] }
+            for i in trail.indices { trail[i].proof = proofs[documents.count + i] }
+            trail.reverse()
+            let payload = ExportPayload(
+                format: 1, vaultID: vault.vaultID, patient: vault.creation.holder.digits, stream: Data(vault.pseudonym.bytes).base64EncodedString(),
+                auditStream: Data(vault.auditStream.bytes).base64EncodedString(), checkpoint: checkpoint.text,
+                verifierKey: checkpointVerifierKey.description, documents: documents, auditTrail: trail)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let json = try encoder.encode(payload)
+            let signature = try signingKeys.current.signature(for: Array((VaultExport.magic + "\n").utf8) + Array(json))
+            var file = Data(
+                (VaultExport.magic + " " + checkpointVerifierKey.description + " " + Data(signature).base64EncodedString() + "\n").utf8)
+            file.append(json)
+            return try VaultExport(verifying: file, trusting: [checkpointVerifierKey])
+        }
+    }
+}

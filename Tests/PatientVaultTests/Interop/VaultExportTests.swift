@@ -1,0 +1,101 @@
+import Foundation
+import PatientVaultProof
+import PatientVaultTesting
+import Testing
+@testable import PatientVault
+
+/// The patient's export (issue #20): one self-verifying file, checked
+/// offline; sealed to a recipient when it is for someone else.
+@Suite struct VaultExportTests {
+    let alice = Fixtures.alice
+    let doctor = Fixtures.doctor
+
+    /// A vault with an inline document, a chunked one replaced once, a
+    /// document hidden from the patient and an erased one.
+    func store(_ storage: SuiteStorage) async throws -> (TestStore, [DocumentID: Data]) {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let small = try await t.store.deposit(Fixtures.draft("Small"), content: Data("compte rendu".utf8), for: alice, as: doctor)
+        let big = try await t.store.deposit(Fixtures.draft("Big"), content: Fixtures.content("BIG", size: 200_000), for: alice, as: doctor)
+        _ = try await t.store.replace(big.id, with: Fixtures.draft("Big v2"), content: Fixtures.content("BIG2", size: 150_000), for: alice, as: doctor)
+        _ = try await t.store.deposit(Fixtures.draft("Hidden", flags: .hiddenFromPatient), content: Data("not yet".utf8), for: alice, as: doctor)
+        let gone = try await t.store.deposit(Fixtures.draft("Gone"), content: Data("gone".utf8), for: alice, as: .patient(alice))
+        try await t.store.erase(gone.id, for: alice, as: .patient(alice))
+        return (t, [small.id: Data("compte rendu".utf8), big.id: Fixtures.content("BIG2", size: 150_000)])
+    }
+
+    @Test(arguments: suiteEngines)
+    func anExportHoldsWhatThePatientMayReadAndVerifiesOffline(storage: SuiteStorage) async throws {
+        let (t, current) = try await store(storage)
+        let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+        // Every version the patient may read: not the hidden one, not the erased one.
+        #expect(export.documents.count == 3)
+        for (id, content) in current {
+            #expect(export.documents.last { $0.metadata.id == id }?.content == content)
+        }
+        #expect(export.documents.contains { $0.metadata.title == "Big" && $0.metadata.status == .superseded(by: 2) && $0.content == Fixtures.content("BIG", size: 200_000) })
+        #expect(!export.documents.contains { $0.metadata.title == "Hidden" || $0.metadata.title == "Gone" })
+        #expect(export.patient == alice && export.exportedBy == .patient(alice))
+        // The trail, ending with the export's own entry.
+        let trail = try await t.store.auditTrail(for: alice, as: .patient(alice))
+        #expect(export.auditTrail.last?.action == .exportVault && export.auditTrail.count == trail.count - 1)
+        // Checked offline, against the key the store publishes.
+        let again = try VaultExport(verifying: export.bytes, trusting: t.store.checkpointVerifierKeys)
+        #expect(again.documents == export.documents && again.auditTrail == export.auditTrail)
+        // Checked by the tool the auditor has: the checkpoint with CheckpointVerifier.
+        _ = try CheckpointVerifier(logKey: t.store.checkpointVerifierKey).verify(export.checkpoint)
+        try await t.store.verify(against: export.checkpoint)
+        // Another store's key: not trusted.
+        let other = try await TestStore(configuration: Fixtures.configuration(), engine: .memory)
+        #expect(await code { _ = try VaultExport(verifying: export.bytes, trusting: [other.store.checkpointVerifierKey]) } == .invalidArgument)
+        try await other.close()
+        try await t.close()
+    }
+
+    /// Any byte of the file changed, wherever: refused, never a different export.
+    @Test func aFlippedByteAnywhereIsRefused() async throws {
+        let (t, _) = try await store(.memory)
+        let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+        let bytes = export.bytes
+        var positions = Array(stride(from: 0, to: bytes.count, by: max(1, bytes.count / 400)))
+        positions += [0, 30, 100, bytes.count - 1]
+        for position in positions {
+            var flipped = bytes
+            flipped[position] ^= 0x01
+            let outcome = await code { _ = try VaultExport(verifying: flipped, trusting: t.store.checkpointVerifierKeys) }
+            #expect(outcome == .corrupted || outcome == .invalidArgument, "byte \(position): \(String(describing: outcome))")
+        }
+        try await t.close()
+    }
+
+    /// Sealed to a recipient: only their key opens it; a byte changed in
+    /// the box is refused.
+    @Test func aSealedExportOpensOnlyForItsRecipient() async throws {
+        let (t, current) = try await store(.memory)
+        let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+        let recipient = try ExportRecipientKey.generate()
+        let stored = try ExportRecipientKey(secretKey: recipient.secretKey)
+        #expect(stored.publicKey == recipient.publicKey)
+        let sealed = try export.sealed(to: try ExportRecipientPublicKey(recipient.publicKey.description))
+        #expect(sealed.range(of: Data("compte rendu".utf8)) == nil, "nothing readable in the sealed file")
+        let opened = try VaultExport(opening: sealed, with: stored, trusting: t.store.checkpointVerifierKeys)
+        for (id, content) in current { #expect(opened.documents.last { $0.metadata.id == id }?.content == content) }
+        #expect(await code { _ = try VaultExport(opening: sealed, with: try ExportRecipientKey.generate()) } == .invalidArgument)
+        var flipped = sealed
+        flipped[sealed.count / 2] ^= 0x80
+        #expect(await code { _ = try VaultExport(opening: flipped, with: stored) } == .invalidArgument)
+        #expect(await code { _ = try VaultExport(verifying: sealed) } == .invalidArgument, "a sealed file is not read as a plain one")
+        try await t.close()
+    }
+
+    /// Only the patient exports; a refusal is audited, nothing else written.
+    @Test func onlyThePatientExports() async throws {
+        let (t, _) = try await store(.memory)
+        let before = try await t.store.withVault(alice) { $0.auditNext }
+        #expect(await code { _ = try await t.store.exportVault(for: alice, as: doctor) } == .accessDenied)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == before + 1)
+        let entry = try await t.store.auditTrail(for: alice, as: .patient(alice)).dropFirst().first
+        #expect(entry?.action == .exportVault && entry?.outcome == .denied)
+        try await t.close()
+    }
+}
