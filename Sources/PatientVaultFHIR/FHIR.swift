@@ -324,14 +324,21 @@ public enum FHIR {
             public var creation: String
             /// `blake2b-256`: the BLAKE2b-256 hash of the content, as lowercase hex.
             public var `extension`: [Extension]?
+            /// Where the content is (`Attachment.url`): the `Binary` resource
+            /// of the same bundle that holds it, when the bundle carries it
+            /// (``Bundle/init(export:baseURL:)``); nil otherwise.
+            public var url: String?
 
             /// Creates the element with every field.
-            public init(contentType: String, size: Int64, title: String, creation: String, `extension`: [Extension]? = nil) {
+            public init(
+                contentType: String, size: Int64, title: String, creation: String, `extension`: [Extension]? = nil, url: String? = nil
+            ) {
                 self.contentType = contentType
                 self.size = size
                 self.title = title
                 self.creation = creation
                 self.`extension` = `extension`
+                self.url = url
             }
         }
 
@@ -453,7 +460,7 @@ extension AuditEntry {
     /// `BTG` security label.
     public func fhirAuditEvent() -> FHIR.AuditEvent {
         let (interaction, crud): (String, String) = switch action {
-        case .createVault, .deposit: ("create", "C")
+        case .createVault, .deposit, .importVault: ("create", "C")
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
              .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease, .closeVault, .recordDeath,
              .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey, .compact:
@@ -632,6 +639,27 @@ extension FHIR {
         }
     }
 
+    /// A FHIR R4 `Binary`: a document version's content, in a patient's
+    /// export (``Bundle/init(export:baseURL:)``), named by its
+    /// `DocumentReference`'s attachment.
+    public struct Binary: Codable, Hashable, Sendable {
+        /// `Binary`: the resource type, as FHIR JSON names it.
+        public var resourceType = "Binary"
+        /// The logical id: the version's (`<document>-<version>`).
+        public var id: String
+        /// The content's MIME type (`Binary.contentType`).
+        public var contentType: String
+        /// The content, in standard base64 (`Binary.data`).
+        public var data: String
+
+        /// A binary resource with every field.
+        public init(id: String, contentType: String, data: String) {
+            self.id = id
+            self.contentType = contentType
+            self.data = data
+        }
+    }
+
     /// A FHIR R4 `Bundle`: a vault's export for its holder (type
     /// `collection`), or the result of an audit query (type `searchset`).
     ///
@@ -694,6 +722,8 @@ extension FHIR {
             case documentReference(DocumentReference)
             /// One audit entry.
             case auditEvent(AuditEvent)
+            /// One document version's content.
+            case binary(Binary)
 
             /// `<resourceType>/<id>`.
             public var reference: String {
@@ -701,6 +731,7 @@ extension FHIR {
                 case .patient(let p): "Patient/\(p.id)"
                 case .documentReference(let d): "DocumentReference/\(d.id)"
                 case .auditEvent(let a): "AuditEvent/\(a.id)"
+                case .binary(let b): "Binary/\(b.id)"
                 }
             }
 
@@ -715,6 +746,7 @@ extension FHIR {
                 case "Patient": self = .patient(try Patient(from: decoder))
                 case "DocumentReference": self = .documentReference(try DocumentReference(from: decoder))
                 case "AuditEvent": self = .auditEvent(try AuditEvent(from: decoder))
+                case "Binary": self = .binary(try Binary(from: decoder))
                 default: throw DecodingError.dataCorruptedError(forKey: .resourceType, in: c, debugDescription: "unexpected resource")
                 }
             }
@@ -726,6 +758,7 @@ extension FHIR {
                 case .patient(let p): try p.encode(to: encoder)
                 case .documentReference(let d): try d.encode(to: encoder)
                 case .auditEvent(let a): try a.encode(to: encoder)
+                case .binary(let b): try b.encode(to: encoder)
                 }
             }
 
@@ -736,10 +769,13 @@ extension FHIR {
                     if let old = r.reference, let new = map[old] { r.reference = new }
                 }
                 switch self {
-                case .patient:
+                case .patient, .binary:
                     return self
                 case .documentReference(var d):
                     fix(&d.subject)
+                    for i in d.content.indices {
+                        if let url = d.content[i].attachment.url, let new = map[url] { d.content[i].attachment.url = new }
+                    }
                     for i in d.author.indices { fix(&d.author[i]) }
                     if var relates = d.relatesTo {
                         for i in relates.indices { fix(&relates[i].target) }
@@ -772,6 +808,13 @@ extension FHIR {
             id = "export-\(vaultID)-\(Bundle.milliseconds(timestamp))"
             type = "collection"
             self.timestamp = FHIR.instant(timestamp)
+            entry = Bundle.entries(
+                Bundle.collection(vaultID: vaultID, documents: documents, auditEntries: auditEntries), bundleID: id, baseURL: baseURL,
+                search: nil)
+        }
+
+        /// The resources of a vault's collection, references not yet resolved.
+        private static func collection(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry]) -> [Resource] {
             // An entry about a document without a version names the document:
             // inside the bundle, that is its newest version here.
             var newest: [String: Int] = [:]
@@ -786,9 +829,32 @@ extension FHIR {
                 }
                 return event
             }
-            let resources = [Resource.patient(Patient(vaultID: vaultID))]
+            return [Resource.patient(Patient(vaultID: vaultID))]
                 + documents.map { .documentReference($0.fhirDocumentReference(vaultID: vaultID)) }
                 + Bundle.uniquelyNamed(events).map { .auditEvent($0) }
+        }
+
+        /// A patient's export (`VaultExport`, verified) as a `collection`
+        /// Bundle: the patient, a `DocumentReference` per version whose
+        /// attachment's `url` names a `Binary` resource holding the
+        /// content (base64), then an `AuditEvent` per audit entry. The
+        /// exporter may read every version of an export, so each carries
+        /// its content.
+        public init(export: VaultExport, baseURL: String? = nil) {
+            id = "export-\(export.vaultID)-\(Bundle.milliseconds(export.exportedAt))"
+            type = "collection"
+            timestamp = FHIR.instant(export.exportedAt)
+            var resources = Bundle.collection(
+                vaultID: export.vaultID, documents: export.documents.map(\.metadata), auditEntries: export.auditTrail)
+            for (i, resource) in resources.enumerated() {
+                guard case .documentReference(var reference) = resource,
+                      let document = export.documents.first(where: { "\($0.metadata.id)-\($0.metadata.version)" == reference.id })
+                else { continue }
+                reference.content[0].attachment.url = "Binary/\(reference.id)"
+                resources[i] = .documentReference(reference)
+                resources.append(.binary(Binary(
+                    id: reference.id, contentType: document.metadata.mimeType, data: document.content.base64EncodedString())))
+            }
             entry = Bundle.entries(resources, bundleID: id, baseURL: baseURL, search: nil)
         }
 

@@ -31,7 +31,7 @@ struct VaultCtl: AsyncParsableCommand {
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
             Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, Compact.self, RotateKey.self, Stats.self, Doctor.self,
-            Backup.self, Restore.self, Export.self, VerifyBundle.self, ExportKey.self, Demo.self,
+            Backup.self, Restore.self, Export.self, VerifyBundle.self, ExportKey.self, Import.self, Demo.self,
         ])
 
     /// Parses and runs the command; a failure of ours is one line and its
@@ -556,34 +556,64 @@ struct VerifyBundle: AsyncParsableCommand {
         commandName: "verify-bundle",
         abstract: "Check an export file offline: its signature, every inclusion proof, every record against its content.",
         discussion: "No store is needed. Pin the store's published key with --verifier-key; without it the file is checked against its own key.")
-    @Argument(help: "The export file.") var file: String
-    @Option(help: "The store's note verifier key (repeatable: every key the store has had).") var verifierKey: [String] = []
-    @Option(help: "A file holding the recipient's secret key, for a sealed export.") var recipientKeyFile: String?
+    @OptionGroup var bundle: BundleOptions
     @Flag(help: "Print JSON for scripts.") var json = false
 
     func run() async throws {
         try await mappingErrors {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
-            let trusted = try verifierKey.map { try NoteVerifierKey($0) }
-            let export: VaultExport
-            if let recipientKeyFile {
-                guard var secret = FileManager.default.contents(atPath: recipientKeyFile).map(Array.init) else {
-                    throw CtlError.usage("cannot read \(recipientKeyFile)")
-                }
-                defer { for i in secret.indices { secret[i] = 0 } }
-                export = try VaultExport(opening: data, with: try ExportRecipientKey(secretKey: secret), trusting: trusted)
-            } else {
-                export = try VaultExport(verifying: data, trusting: trusted)
-            }
+            let (export, pinned) = try bundle.verified()
             let text = "verified: \(export.documents.count) document versions and \(export.auditTrail.count) audit entries of vault \(export.vaultID), "
                 + "in the log at the checkpoint of \(export.checkpoint.treeHead.size) records"
-                + (trusted.isEmpty ? " (signed by the file's own key: pin the store's with --verifier-key)" : ", signed by a pinned key")
+                + (pinned ? ", signed by a pinned key" : " (signed by the file's own key: pin the store's with --verifier-key)")
             StoreOptions.print(
                 text, json: [
                     "verified": true, "documents": export.documents.count, "auditEntries": export.auditTrail.count,
-                    "treeSize": export.checkpoint.treeHead.size, "pinned": !trusted.isEmpty,
+                    "treeSize": export.checkpoint.treeHead.size, "pinned": pinned,
                 ], asJSON: json)
         }
+    }
+}
+
+/// The export file or sealed export, for `verify-bundle` and `import`.
+struct BundleOptions: ParsableArguments {
+    @Argument(help: "The export file.") var file: String
+    @Option(help: "The store's note verifier key (repeatable: every key the store has had).") var verifierKey: [String] = []
+    @Option(help: "A file holding the recipient's secret key, for a sealed export.") var recipientKeyFile: String?
+
+    /// The file, opened if sealed and checked.
+    func verified() throws -> (VaultExport, pinned: Bool) {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
+        let trusted = try verifierKey.map { try NoteVerifierKey($0) }
+        guard let recipientKeyFile else { return (try VaultExport(verifying: data, trusting: trusted), !trusted.isEmpty) }
+        guard var secret = FileManager.default.contents(atPath: recipientKeyFile).map(Array.init) else {
+            throw CtlError.usage("cannot read \(recipientKeyFile)")
+        }
+        defer { for i in secret.indices { secret[i] = 0 } }
+        return (try VaultExport(opening: data, with: try ExportRecipientKey(secretKey: secret), trusting: trusted), !trusted.isEmpty)
+    }
+}
+
+struct Import: StoreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import a patient's export into their vault in this store (created if absent), keeping history, authorship and proofs.",
+        discussion: "The file is checked first (as verify-bundle). The patient imports (--as patient:<INS>).")
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var actor: ActorOptions
+    @OptionGroup var bundle: BundleOptions
+
+    func perform(_ store: VaultStore) async throws {
+        let (export, _) = try bundle.verified()
+        let principal = try actor.principal()
+        do {
+            try await store.createVault(for: export.patient, as: principal, channel: .patientOnline)
+        } catch {
+            // Imported into the vault the patient already has (it must hold no document).
+            guard error.code == .vaultAlreadyExists else { throw error }
+        }
+        let imported = try await store.importVault(export, as: principal)
+        options.output(
+            "imported \(imported.count) document versions and the source's trail of \(export.auditTrail.count) entries into vault \(export.patient)",
+            json: ["documents": imported.count, "auditEntries": export.auditTrail.count])
     }
 }
 

@@ -115,6 +115,30 @@ import Testing
     #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(bundle)) == bundle)
 }
 
+/// A patient's export as a FHIR Bundle: each version's attachment names a
+/// `Binary` of the bundle that holds its content.
+@Test func anExportBecomesABundleWithItsContentAsBinaries() async throws {
+    let alice = INS.example(12)
+    let (bundle, export) = try await withTemporaryStore { store -> (FHIR.Bundle, VaultExport) in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let draft = DocumentDraft(typeCode: .laboratoryReport, category: .report, title: "Bilan", createdAt: Date(timeIntervalSince1970: 1_700_000_000), mimeType: "application/pdf")
+        let first = try await store.deposit(draft, content: Data("v1".utf8), for: alice, as: .laboratory())
+        _ = try await store.replace(first.id, with: draft, content: Data("v2".utf8), reason: .superseded, for: alice, as: .laboratory())
+        let export = try await store.exportVault(for: alice, as: .patient(alice))
+        return (FHIR.Bundle(export: export), export)
+    }
+    try checkBundleStructure(bundle, documentReferences: 2, auditEvents: export.auditTrail.count, binaries: 2)
+    let byURL = Dictionary(uniqueKeysWithValues: bundle.entry.map { ($0.fullUrl, $0.resource) })
+    for entry in bundle.entry {
+        guard case .documentReference(let reference) = entry.resource else { continue }
+        let url = try #require(reference.content.first?.attachment.url)
+        guard case .binary(let binary) = try #require(byURL[url]) else { Issue.record("\(url) is not a Binary"); continue }
+        let version = try #require(export.documents.first { "\($0.metadata.id)-\($0.metadata.version)" == reference.id })
+        #expect(Data(base64Encoded: binary.data) == version.content && binary.contentType == "application/pdf")
+    }
+    #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(bundle)) == bundle)
+}
+
 /// With the host's FHIR base, full URLs are `<base>/<type>/<id>`; a
 /// representative's view (every entry at sequence 0) still gives unique
 /// AuditEvent ids; an audit query becomes a `searchset` with its total.
@@ -168,7 +192,8 @@ import Testing
 /// unique per type, the required fields (1..1) of each resource, and every
 /// literal reference resolving to an entry.
 func checkBundleStructure(
-    _ bundle: FHIR.Bundle, documentReferences: Int, auditEvents: Int, type bundleType: String = "collection", baseURL: String? = nil
+    _ bundle: FHIR.Bundle, documentReferences: Int, auditEvents: Int, type bundleType: String = "collection", baseURL: String? = nil,
+    binaries: Int = 0
 ) throws {
     let object = try #require(try JSONSerialization.jsonObject(with: try FHIR.json(bundle)) as? [String: Any])
     #expect(object["resourceType"] as? String == "Bundle" && object["type"] as? String == bundleType)
@@ -193,12 +218,14 @@ func checkBundleStructure(
         switch type {
         case "DocumentReference": for field in ["status", "content"] { #expect(resource[field] != nil, "\(field)") }
         case "AuditEvent": for field in ["type", "recorded", "agent", "source"] { #expect(resource[field] != nil, "\(field)") }
+        case "Binary": for field in ["contentType", "data"] { #expect(resource[field] != nil, "\(field)") }
         default: #expect(type == "Patient")
         }
     }
     var expected = ["AuditEvent": auditEvents]
     if bundleType == "collection" { expected["Patient"] = 1 }
     if documentReferences > 0 { expected["DocumentReference"] = documentReferences }
+    if binaries > 0 { expected["Binary"] = binaries }
     #expect(kinds == expected)
     // Every reference to a resource of the bundle resolves: as written (a
     // urn:uuid), or against the base (a relative `<type>/<id>`).

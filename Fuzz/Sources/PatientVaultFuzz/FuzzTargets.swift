@@ -1,3 +1,4 @@
+import Foundation
 @testable import PatientVault
 import PatientVaultProof
 @testable import VaultStorage
@@ -18,6 +19,7 @@ enum FuzzTarget: Int, CaseIterable, Sendable {
     case activityBatch
     case checkpointNote, tlogProof, verifierKey
     case compactionIntent, compactedPayload
+    case exportFile
 
     var fixesChecksums: Bool {
         switch self {
@@ -197,6 +199,10 @@ enum FuzzHarness {
         case .compactionIntent:
             guard let rewrites = LogFormat.decodeCompactionIntent(data) else { return false }
             try roundTrip("compaction intent") { LogFormat.encodeCompactionIntent(rewrites) == data }
+        case .exportFile:
+            // Untrusted files: a typed error, never a trap (no valid seed:
+            // a valid file needs a store to sign it; VaultExportTests).
+            _ = try VaultExport(verifying: Data(data))
         case .compactedPayload:
             guard let body = data.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }) else { return false }
             try roundTrip("compacted payload") {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PatientVault
+@testable import PatientVaultProof
 @testable import VaultCrypto
 @testable import VaultStorage
 
@@ -221,8 +222,42 @@ enum Seeds {
             (.tlogProof, [utf8(tlogProof)], [utf8(tlogProof.replacingOccurrences(of: "index 5", with: "index 9")), utf8("c2sp.org/tlog-proof@v1\n")]),
             (.verifierKey, [utf8(logKey), utf8(witnessKey)], [utf8(logKey.replacingOccurrences(of: "+af2f8289+", with: "+af2f8288+")), utf8("a+b")]),
             (.compactionIntent, [intent1, intent2], [Array(intent1.dropLast()), with(intent1, 0, 0x51), flip(intent1, 40)]),
+            (.exportFile, [try exportFile()], [Array(try exportFile().dropLast()), flip(try exportFile(), 200),
+                utf8("patientvault-export/1 a+00000000+AQ== AAAA\n{}"), utf8("patientvault-export/1\n{\"format\":1}"), [0x0A],
+            ]),
             (.compactedPayload, [compacted1, compacted2], [with(compacted1, 4, 1), with(compacted1, compacted1.count - 1, 1), Array(compacted2.dropLast())]),
         ]
+    }
+
+    /// An export file as a store writes it (``VaultStore/exportVault(for:as:)``),
+    /// made by hand: no document, a trail of one entry (the export's own)
+    /// whose record is the one leaf of a tree, signed by a key from a
+    /// fixed seed.
+    static func exportFile() throws -> [UInt8] {
+        let seed = [UInt8](repeating: 7, count: 32)
+        let key = try Ed25519SigningKey.fromSeed(try seed.withUnsafeBytes { try SymmetricKey.copying($0) })
+        let origin = "example.com/patientvault-fuzz"
+        let verifier = try NoteVerifierKey(name: origin, algorithm: .ed25519, publicKey: key.publicKey.bytes)
+        let stream = StreamID(bytes: bytes(32, from: 1)), audit = StreamID(bytes: bytes(32, from: 2))
+        let record = bytes(120, from: 3)
+        let leaf = record.withUnsafeBytes { MerkleLog.leafHash(stream: audit, payload: $0) }
+        let checkpoint = try SignedCheckpoint.sign(TreeHead(origin: origin, size: 1, rootHash: leaf), name: origin, key: key)
+        let proof = try InclusionProof(index: 0, hashes: [], checkpoint: checkpoint)
+        let vaultID = hexEncoded(bytes(16, from: 4))
+        let entry = AuditEntry(
+            sequence: 1, time: Date(timeIntervalSince1970: 1_700_000_000), actor: .patient(ins("2840775123456")), onBehalfOf: nil,
+            action: .exportVault, vaultID: vaultID, document: nil, version: nil, outcome: .allowed, rule: .patientIsHolder,
+            purpose: .personalAccess, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: nil, reasonHash: nil,
+            matrixVersion: "m", previousHash: bytes(32, from: 5))
+        let payload = ExportPayload(
+            format: 1, vaultID: vaultID, patient: ins("2840775123456").digits, stream: Data(stream.bytes).base64EncodedString(),
+            auditStream: Data(audit.bytes).base64EncodedString(), checkpoint: checkpoint.text, verifierKey: verifier.description,
+            documents: [], auditTrail: [.init(entry: entry, record: Data(record).base64EncodedString(), proof: proof.text)])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = Array(try encoder.encode(payload))
+        let signature = try key.signature(for: Array((VaultExport.magic + "\n").utf8) + json)
+        return Array((VaultExport.magic + " " + verifier.description + " " + Data(signature).base64EncodedString() + "\n").utf8) + json
     }
 
     /// A checkpoint as the engine writes it (to a file), with the fuzz

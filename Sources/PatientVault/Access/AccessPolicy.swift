@@ -75,6 +75,9 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Taking the vault out of the store, with its trail and proofs
     /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.
     case exportVault
+    /// Bringing a vault's export into this store
+    /// (``VaultStore/importVault(_:as:)``).
+    case importVault
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -88,7 +91,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     var isWrite: Bool {
         switch self {
         case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice, .erase, .closeVault,
-             .recordDeath, .reopenVault, .authoriseHeir, .destroyVault:
+             .recordDeath, .reopenVault, .authoriseHeir, .destroyVault, .importVault:
             return true
         default: return managesAccess
         }
@@ -98,7 +101,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// every change of its documents or its access, and closing it again.
     var isRefusedWhenClosed: Bool {
         switch self {
-        case .deposit, .replace, .erase, .releaseToPatient, .closeVault, .recordDeath: return true
+        case .deposit, .replace, .erase, .releaseToPatient, .closeVault, .recordDeath, .importVault: return true
         default: return managesAccess
         }
     }
@@ -475,7 +478,7 @@ public enum AccessPolicy {
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
             return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
 
-        case .exportVault:
+        case .exportVault, .importVault:
             // The patient's own: a representative's view of the trail
             // leaves entries out, so their export could not be checked whole.
             if p.isForbiddenClass { return .deny(.forbiddenClass) }

@@ -38,7 +38,8 @@ import VaultStorage
 public struct VaultExport: Sendable {
     /// An exported document version: its metadata and its content.
     public struct Document: Sendable, Hashable {
-        /// The version's metadata, as the exporter saw it (status included).
+        /// The version's metadata, as its record seals it (to the
+        /// nanosecond), with the status the exporter saw.
         public let metadata: DocumentMetadata
         /// The content, decrypted.
         public let content: Data
@@ -145,14 +146,20 @@ public struct VaultExport: Sendable {
             } catch {
                 throw broken("\(what): its record does not hold its metadata")
             }
-            // The status is derived when read (the record keeps `.current`).
-            var claimed = version.metadata
-            claimed.status = sealed.status
-            guard claimed == sealed else { throw broken("\(what): its metadata differs from its record's") }
+            // The status is derived when read (the record keeps `.current`);
+            // the JSON's dates are to the millisecond: the record's metadata,
+            // written as the JSON writes it, must be the file's.
+            var exact = sealed
+            exact.status = version.metadata.status
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys]
+            guard let a = try? json.encode(exact), let b = try? json.encode(version.metadata), a == b else {
+                throw broken("\(what): its metadata differs from its record's")
+            }
             guard Int64(content.count) == sealed.size, BLAKE2b.hash(Array(content)) == sealed.contentHash else {
                 throw broken("\(what): its content is not the one its metadata describes")
             }
-            documents.append(Document(metadata: version.metadata, content: content))
+            documents.append(Document(metadata: exact, content: content))
         }
         var trail: [AuditEntry] = []
         for item in payload.auditTrail {

@@ -14,6 +14,9 @@ enum VaultEvent: Hashable, Sendable {
     /// A document was erased: its tombstone (its keys are destroyed after
     /// this record is durable, or by the next load of the vault).
     case erased(Erasure)
+    /// The vault's history in the store it was exported from
+    /// (``VaultStore/importVault(_:as:)``).
+    case imported(ImportedHistory)
 }
 
 /// The sealed body of a `vaultEvent` record.
@@ -38,6 +41,8 @@ struct VaultEventBody: Hashable, Sendable {
             w.write(UInt8(4)); w.write(bytes: d.bytes)
         case .erased(let e):
             w.write(UInt8(5)); e.write(to: &w)
+        case .imported(let h):
+            w.write(UInt8(6)); h.write(to: &w)
         }
         return w.bytes
     }
@@ -53,6 +58,7 @@ struct VaultEventBody: Hashable, Sendable {
             case 3: .hiddenNotice(DocumentID(bytes: try r.read(count: 16)))
             case 4: .automaticRelease(DocumentID(bytes: try r.read(count: 16)))
             case 5: .erased(try Erasure.read(from: &r))
+            case 6: .imported(try ImportedHistory.read(from: &r))
             default: throw ByteReader.Malformed()
             }
             guard r.remaining == 0 else { throw ByteReader.Malformed() }

@@ -67,6 +67,8 @@ struct VaultState: Sendable {
     /// Erased documents' tombstones, by id (their versions are gone from
     /// ``documents``).
     var erased: [DocumentID: ErasedDocument] = [:]
+    /// The histories of the vault in the stores it was imported from.
+    var imported: [ImportedHistory] = []
     /// Set when the vault's destruction is queued: a second destruction,
     /// racing it, is refused.
     var isBeingDestroyed = false
@@ -116,6 +118,8 @@ struct VaultState: Sendable {
             erased[e.id] = e.tombstone(at: body.time, by: body.by)
             erasedConfidentiality[e.id] = e.confidentiality
             documents[e.id] = nil
+        case .imported(let history):
+            if !imported.contains(history) { imported.append(history) }
         }
     }
 

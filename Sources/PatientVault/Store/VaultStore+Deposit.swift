@@ -182,15 +182,8 @@ extension VaultStore {
                 return plan(id, current.version + 1, decision)
             },
             prepare: { plan throws -> PreparedVersion in
-                let (documentKey, documentKeys) = try DocumentKeys.generate()
-                let slot = try engine.keySlots.reserveKeySlot()
-                let wrapped = try KeyWrap.wrap(
-                    documentKey, with: plan.vaultKeys.documentKeyWrapping,
-                    context: VaultKeys.documentKeyContext(plan.pseudonym, document: plan.id, version: UInt32(plan.version), slot: slot))
-                let writer = try ContentWriter(
-                    engine: engine, vault: plan.pseudonym, document: plan.id, version: UInt32(plan.version), keySlot: slot,
-                    contentKey: documentKeys.content, chunkSize: configuration.contentChunkSize,
-                    inlineLimit: configuration.inlineContentLimit)
+                let (documentKeys, slot, wrapped, writer) = try newVersion(
+                    plan.id, version: plan.version, vault: plan.pseudonym, vaultKeys: plan.vaultKeys)
                 try await content(writer)
                 let written = try await writer.finish()
                 return PreparedVersion(
@@ -243,6 +236,22 @@ extension VaultStore {
                 if !draft.confidentiality.contains(.hiddenFromPatient) { a.notifications = [.newDocument(id)] }
                 return a
             })
+    }
+
+    /// A new version's random keys, the key slot reserved for them, the
+    /// document key wrapped for that slot, and the writer of its content.
+    func newVersion(
+        _ id: DocumentID, version: Int, vault: StreamID, vaultKeys: VaultKeys
+    ) throws -> (keys: DocumentKeys, slot: KeySlot, wrapped: [UInt8], writer: ContentWriter) {
+        let (documentKey, documentKeys) = try DocumentKeys.generate()
+        let slot = try engine.keySlots.reserveKeySlot()
+        let wrapped = try KeyWrap.wrap(
+            documentKey, with: vaultKeys.documentKeyWrapping,
+            context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
+        let writer = try ContentWriter(
+            engine: engine, vault: vault, document: id, version: UInt32(version), keySlot: slot, contentKey: documentKeys.content,
+            chunkSize: configuration.contentChunkSize, inlineLimit: configuration.inlineContentLimit)
+        return (documentKeys, slot, wrapped, writer)
     }
 
     /// Checks a draft before anything is written.

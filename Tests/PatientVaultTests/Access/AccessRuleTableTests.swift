@@ -397,6 +397,8 @@ import Testing
             allow("patient exports their vault", req(.exportVault, .patient(holder), document: nil), .patientIsHolder),
             deny("médecin traitant exports the vault", req(.exportVault, .professional(mtDoctor), document: nil), .notAuthorised),
             deny("representative exports the vault", req(.exportVault, .representative(rep), document: nil), .notAuthorised),
+            allow("patient imports their vault", req(.importVault, .patient(holder), document: nil), .patientIsHolder),
+            deny("médecin traitant imports the vault", req(.importVault, .professional(mtDoctor), document: nil), .notAuthorised),
             allow("configured reviewer compacts", req(.compact, reviewer, document: nil, reviewer: true), .configuredReviewer),
             deny("unconfigured reviewer compacts", req(.compact, reviewer, document: nil), .notAReviewer),
             deny("patient compacts", req(.compact, .patient(holder), document: nil), .notAReviewer),

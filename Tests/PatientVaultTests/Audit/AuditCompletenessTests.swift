@@ -134,6 +134,9 @@ struct AuditedVault {
         "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
         "rotateMasterKey": "KeyRotationTests (store-level: recorded in the reviewer's stream)",
         "compact": "CompactionTests (store-level: recorded in the reviewer's stream)",
+        // Needs an export and an empty vault: one entry each, allowed or
+        // refused, checked there.
+        "importVault": "VaultExportTests.anImportKeepsHistoryAuthorshipAndProofs", "importedHistory": "VaultExportTests.anImportKeepsHistoryAuthorshipAndProofs",
         // Host operations on the whole store, like checkpoint: no vault, no
         // principal (the copy's own checks are BackupTests').
         "backup": "BackupTests", "restore": "BackupTests",

@@ -13,7 +13,10 @@ import Testing
     /// A vault with an inline document, a chunked one replaced once, a
     /// document hidden from the patient and an erased one.
     func store(_ storage: SuiteStorage) async throws -> (TestStore, [DocumentID: Data]) {
-        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
+        // Deposit times below the millisecond: the file's JSON keeps
+        // milliseconds, the records keep more; both must still agree.
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_700_000_000.123_456_7))
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let small = try await t.store.deposit(Fixtures.draft("Small"), content: Data("compte rendu".utf8), for: alice, as: doctor)
         let big = try await t.store.deposit(Fixtures.draft("Big"), content: Fixtures.content("BIG", size: 200_000), for: alice, as: doctor)
@@ -96,6 +99,54 @@ import Testing
         #expect(try await t.store.withVault(alice) { $0.auditNext } == before + 1)
         let entry = try await t.store.auditTrail(for: alice, as: .patient(alice)).dropFirst().first
         #expect(entry?.action == .exportVault && entry?.outcome == .denied)
+        try await t.close()
+    }
+
+    /// Export from one store, import into another: every version back with
+    /// its id, author, deposit time and content; the source's trail and
+    /// checkpoint kept, so the export's proofs still check; one entry per
+    /// call, allowed or refused.
+    @Test(arguments: suiteEngines)
+    func anImportKeepsHistoryAuthorshipAndProofs(storage: SuiteStorage) async throws {
+        let (source, _) = try await store(.memory)
+        let export = try await source.store.exportVault(for: alice, as: .patient(alice))
+        let sourceKeys = source.store.checkpointVerifierKeys
+        try await source.close()
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
+        #expect(await code { try await t.store.importVault(export, as: .patient(alice)) } == .unknownVault)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var entries = try await t.store.withVault(alice) { $0.auditNext }
+        #expect(await code { try await t.store.importVault(export, as: doctor) } == .accessDenied)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        let imported = try await t.store.importVault(export, as: .patient(alice))
+        #expect(imported.count == export.documents.count)
+        entries = try await t.store.withVault(alice) { $0.auditNext }
+        #expect(await code { try await t.store.importVault(export, as: .patient(alice)) } == .invalidArgument, "the vault holds documents now")
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        for round in 0..<2 {
+            let store = round == 0 ? t.store : try await t.reopen()
+            for document in export.documents {
+                let m = try await store.metadata(
+                    of: document.metadata.id, version: document.metadata.version, includingDeprecated: true, for: alice, as: .patient(alice))
+                #expect(m == document.metadata, "id, version, author, deposit time, status")
+                let content = try await store.content(
+                    of: document.metadata.id, version: document.metadata.version, includingDeprecated: true, for: alice, as: .patient(alice))
+                #expect(content == document.content)
+            }
+            let histories = try await store.importedHistory(for: alice, as: .patient(alice))
+            #expect(histories.count == 1)
+            let history = try #require(histories.first)
+            #expect(history.auditTrail == export.auditTrail && history.sourceVaultID == export.vaultID)
+            #expect(sourceKeys.contains(history.verifierKey))
+            _ = try CheckpointVerifier(logKey: history.verifierKey).verify(history.checkpoint)
+            // The export file still checks against the key the import kept.
+            _ = try VaultExport(verifying: export.bytes, trusting: [history.verifierKey])
+            #expect(await code { _ = try await store.importedHistory(for: alice, as: doctor) } == .accessDenied)
+            _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        }
+        // Authorship kept: the author replaces their imported document.
+        let big = try #require(export.documents.last { $0.metadata.title == "Big v2" })
+        _ = try await t.store.replace(big.metadata.id, with: Fixtures.draft("Big v3"), content: Data([3]), for: alice, as: doctor)
         try await t.close()
     }
 }

@@ -65,10 +65,13 @@ import Testing
         let compacted = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         #expect(r.code == 0 && compacted?["erasedDocuments"] as? Int == 1 && compacted?["records"] as? Int == 1, "\(r)")
         #expect(try run(["verify"] + store + [checkpoint]).code == 0)
+        try Data("ordonnance".utf8).write(to: note)
+        #expect(try run(["deposit"] + vault + ["--as", doctor, note.path, "--title", "Ordonnance", "--mime-type", "text/plain"]).code == 0)
         // The patient's export, checked offline against the pinned key;
         // a byte changed is integrity (4); sealed to a recipient's key.
         let bundle = folder.url.appendingPathComponent("export.pv").path
         r = try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle, "--json"])
+        #expect(r.code == 0, "\(r)")
         let exported = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         let verifierKey = try #require(exported?["verifierKey"] as? String, "\(r)")
         #expect(try run(["export"] + vault + ["--as", doctor, "-o", bundle + "2"]).code == 2)
@@ -85,6 +88,14 @@ import Testing
         #expect(try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle + ".sealed", "--recipient", recipient]).code == 0)
         #expect(try run(["verify-bundle", bundle + ".sealed", "--recipient-key-file", secret, "--verifier-key", verifierKey]).code == 0)
         #expect(try run(["verify-bundle", bundle + ".sealed"]).code == 1, "a sealed file needs its recipient's key")
+        // Imported into another store (its own key), by the patient.
+        let second = folder.url.appendingPathComponent("second").path
+        #expect(try run(["init", "--store", second, "--key-file", keyFile]).code == 0)
+        r = try run(["import", "--store", second, "--key-file", keyFile, "--as", "patient:\(patient)", bundle + ".sealed", "--recipient-key-file", secret, "--verifier-key", verifierKey])
+        #expect(r.code == 0 && r.out.contains("imported"), "\(r)")
+        #expect(try run(["import", "--store", second, "--key-file", keyFile, "--as", "patient:\(patient)", bundle]).code == 1, "the vault holds documents now")
+        r = try run(["list", "--store", second, "--key-file", keyFile, "--patient", patient, "--as", "patient:\(patient)"])
+        #expect(r.code == 0 && r.out.contains("Ordonnance"), "\(r)")
         r = try run(["audit"] + vault + ["--as", "patient:\(patient)", "--verify"])
         #expect(r.code == 0 && r.out.contains("erase") && r.out.contains("chain verified"))
         #expect(try run(["doctor"] + store).code == 0)

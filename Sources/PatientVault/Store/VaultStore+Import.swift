@@ -1,0 +1,171 @@
+import Foundation
+import PatientVaultProof
+import VaultCrypto
+import VaultStorage
+
+/// A vault's history in the store it was exported from, kept by the store
+/// it was imported into (``VaultStore/importedHistory(for:as:)``): the
+/// original audit trail, and the checkpoint and key its export was signed
+/// with, so that the export file's proofs can still be checked.
+public struct ImportedHistory: Sendable, Hashable {
+    /// The vault's id in the store it came from.
+    public let sourceVaultID: String
+    /// When it was exported.
+    public let exportedAt: Date
+    /// The checkpoint of the source store the export's proofs are against.
+    public let checkpoint: SignedCheckpoint
+    /// The source store's key that signed the checkpoint and the export.
+    public let verifierKey: NoteVerifierKey
+    /// The vault's audit trail there, oldest first (its export last).
+    public let auditTrail: [AuditEntry]
+
+    func write(to w: inout ByteWriter) {
+        w.write(string: sourceVaultID)
+        w.write(date: exportedAt)
+        w.write(string: checkpoint.text)
+        w.write(string: verifierKey.description)
+        w.writeVarint(UInt64(auditTrail.count))
+        for entry in auditTrail { w.write(lengthPrefixed: entry.encoded()) }
+    }
+
+    static func read(from r: inout ByteReader) throws -> ImportedHistory {
+        let id = try r.readString(limit: Limits.publicVaultID)
+        let at = try r.readDate()
+        let checkpoint = try SignedCheckpoint(try r.readString(limit: SignedCheckpoint.maximumSize))
+        let key = try NoteVerifierKey(try r.readString(limit: 1024))
+        let count = try r.readVarint()
+        guard count <= UInt64(r.remaining) else { throw ByteReader.Malformed() }
+        var trail: [AuditEntry] = []
+        for _ in 0..<count { trail.append(try AuditEntry.decode(try r.readLengthPrefixed(limit: 1 << 16))) }
+        return ImportedHistory(sourceVaultID: id, exportedAt: at, checkpoint: checkpoint, verifierKey: key, auditTrail: trail)
+    }
+}
+
+extension VaultStore {
+    /// Imports a patient's export (``VaultExport``, already verified) into
+    /// their vault in this store, which must exist and hold no document
+    /// and no import yet (``createVault(for:as:channel:)`` first): every version comes
+    /// back with its id, version number, author, deposit time, metadata
+    /// and content, under new keys of this store, in one atomic, durable
+    /// group with the vault's ``ImportedHistory`` (the original trail, and
+    /// the source store's checkpoint and key: the export file's proofs stay
+    /// checkable) and the call's one audit entry.
+    ///
+    /// The patient's own (action `importVault`). The imported versions are
+    /// the source's as the patient saw them: hidden documents not yet
+    /// released and erased ones were not exported. Access follows this
+    /// store's rules from now on (authors keep an author's rights).
+    /// Cost: a write of every version's content, one group commit.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
+    ///   ``PatientVaultError/Code/invalidArgument`` (a vault that already
+    ///   holds documents or an import, a history larger than a record),
+    ///   ``PatientVaultError/Code/unknownVault``.
+    @discardableResult
+    public func importVault(_ export: VaultExport, as principal: Principal) async throws(PatientVaultError) -> [DocumentMetadata] {
+        struct Plan { var pseudonym: StreamID; var vaultKeys: VaultKeys; var decision: AccessDecision }
+        struct Prepared {
+            var metadata: DocumentMetadata
+            var slot: KeySlot
+            var wrapped: [UInt8]
+            var content: ContentDescriptor
+            var inline: [UInt8]
+            var keys: DocumentKeys
+        }
+        let history = ImportedHistory(
+            sourceVaultID: export.vaultID, exportedAt: export.exportedAt, checkpoint: export.checkpoint, verifierKey: export.verifierKey,
+            auditTrail: export.auditTrail)
+        return try await pipeline.run(
+            .importVault, Caller(patient: export.patient, principal: principal),
+            decide: { vault, now throws -> Decided<Plan, [DocumentMetadata]> in
+                let decision = AccessPolicy.decide(request(.importVault, by: principal, vault: vault, time: now))
+                guard decision.isAllowed else {
+                    return .commit(Audited(action: .importVault, decision: decision, isWrite: true, result: .failure(.denied)))
+                }
+                guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
+                    return .commit(.invalid(.importVault, PatientVaultError(
+                        .invalidArgument, "an export is imported into a vault that holds no document and no import yet", vaultID: vault.vaultID)))
+                }
+                return .prepare(
+                    Plan(pseudonym: vault.pseudonym, vaultKeys: vault.keys, decision: decision),
+                    allowed: Audited(action: .importVault, decision: decision, isWrite: true, result: .failure(PatientVaultError(.conflict, "abandoned"))))
+            },
+            prepare: { plan throws -> (AccessDecision, [Prepared]) in
+                var prepared: [Prepared] = []
+                for document in export.documents {
+                    var metadata = document.metadata
+                    metadata.status = .current
+                    let (documentKeys, slot, wrapped, writer) = try newVersion(
+                        metadata.id, version: metadata.version, vault: plan.pseudonym, vaultKeys: plan.vaultKeys)
+                    var start = document.content.startIndex
+                    while start < document.content.endIndex {
+                        let end = document.content.index(start, offsetBy: 1 << 20, limitedBy: document.content.endIndex) ?? document.content.endIndex
+                        try await writer.append(document.content[start..<end])
+                        start = end
+                    }
+                    let written = try await writer.finish()
+                    // The content is the one its metadata describes (the
+                    // export was verified; this store checks again).
+                    guard written.hash == metadata.contentHash, writer.size == metadata.size else {
+                        throw PatientVaultError(.invalidArgument, "an exported document's content does not match its metadata")
+                    }
+                    prepared.append(Prepared(
+                        metadata: metadata, slot: slot, wrapped: wrapped, content: written.0, inline: written.inline, keys: documentKeys))
+                }
+                return (plan.decision, prepared)
+            },
+            commit: { vault, ready, now throws -> Audited<[DocumentMetadata]> in
+                let (decision, prepared) = ready
+                guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
+                    throw PatientVaultError(.conflict, "documents were deposited or imported while the import was prepared", vaultID: vault.vaultID)
+                }
+                var records: [EngineRecord] = []
+                var entries: [(DocumentID, VersionEntry, DocumentKeys)] = []
+                for (i, p) in prepared.enumerated() {
+                    let sequence = vault.nextSequence + UInt64(i)
+                    let header = RecordHeader(
+                        kind: .documentVersion, sequence: sequence, document: p.metadata.id, version: UInt32(p.metadata.version), keySlot: p.slot)
+                    records.append(EngineRecord(stream: vault.pseudonym, payload: try RecordCodec.seal(
+                        header: header, body: DocumentVersionBody(metadata: p.metadata, content: p.content).encoded(), key: p.keys.metadata,
+                        stream: vault.pseudonym, rest: p.inline)))
+                    entries.append((p.metadata.id, VersionEntry(metadata: p.metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content), p.keys))
+                }
+                let event = VaultEventBody(time: now, by: principal, event: .imported(history))
+                let eventHeader = RecordHeader(
+                    kind: .vaultEvent, sequence: vault.nextSequence + UInt64(prepared.count), document: nil, version: 0, keySlot: nil)
+                let eventPayload = try RecordCodec.seal(
+                    header: eventHeader, body: event.encoded(), key: vault.keys.records, stream: vault.pseudonym)
+                guard eventPayload.count <= configuration.contentChunkSize + Limits.recordOverhead else {
+                    throw PatientVaultError(.invalidArgument, "the imported history is larger than a record", vaultID: vault.vaultID)
+                }
+                records.append(EngineRecord(stream: vault.pseudonym, payload: eventPayload))
+                var a = Audited<[DocumentMetadata]>(
+                    action: .importVault, decision: decision,
+                    records: records, vaultRecords: records.count, keySlotWrites: prepared.map { ($0.slot, $0.wrapped) }, isWrite: true,
+                    result: .success(prepared.map(\.metadata)))
+                let versions = entries
+                a.onQueued = { vault in for (id, entry, _) in versions { vault.documents[id, default: []].append(entry) } }
+                let (cache, pseudonym) = (documentKeyCache, vault.pseudonym)
+                a.onAcknowledged = { vault, references in
+                    for (i, (id, entry, keys)) in versions.enumerated() where i < references.count {
+                        guard let j = vault.documents[id]?.firstIndex(where: { $0.sequence == entry.sequence }) else { continue }
+                        vault.documents[id]![j].reference = references[i]
+                        vault.authors.insert(entry.metadata.author)
+                        cache.insert(keys, vault: pseudonym, slot: entry.keySlot)
+                    }
+                    vault.apply(event)
+                }
+                return a
+            })
+    }
+
+    /// The vault's histories in the stores it was imported from, oldest
+    /// import first. The patient's (audited as a read of the trail).
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited).
+    public func importedHistory(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ImportedHistory] {
+        try await audited(.readAuditTrail, patient, by: principal) { vault, now in
+            let decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
+            guard decision.isAllowed else { return Audited(action: .readAuditTrail, decision: decision, result: .failure(.denied)) }
+            return Audited(action: .readAuditTrail, decision: decision, target: "importedHistory", result: .success(vault.imported))
+        }
+    }
+}
