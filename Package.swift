@@ -166,7 +166,7 @@ let package = Package(
             name: "PatientVaultTests",
             dependencies: [
                 "PatientVault", "PatientVaultFHIR", "PatientVaultTesting", "PatientVaultProof", "VaultCrypto", "VaultStorage",
-                "VaultSync", "PatientVaultPostgres", .product(name: "Logging", package: "swift-log"),
+                "VaultSync", "PatientVaultPostgres", "PatientVaultTour", .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

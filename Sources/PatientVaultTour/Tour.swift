@@ -54,15 +54,29 @@ func occurrences(of needle: [UInt8], in haystack: Data) -> Int {
     return count
 }
 
+/// Every plaintext and identifier the tour writes (INS, RPPS numbers,
+/// titles, contents, type codes): what must appear in no file of its
+/// store, and in no log line or metric of it.
+package let tourPlaintexts: [(label: String, text: String)] = [
+    ("INS", "284077512345607"), ("INS digits", "2840775123456"),
+    ("consultation content", "CONSULTATION-NOTE-CONTENT-7f3a"), ("prescription content", "PRESCRIPTION-CONTENT"),
+    ("imaging content", "IMAGING-STUDY-CONTENT"), ("patient note content", "PATIENT-OWN-NOTE"),
+    ("type code 11488-4", "11488-4"), ("type code 18748-4", "18748-4"), ("MIME type", "application/dicom"),
+    ("RPPS", "10101234567"), ("RPPS", "10003456789"), ("RPPS", "10107654321"),
+] + tourTitles.map { ("title", $0) }
+
+let tourTitles = ["Consultation cardiologie du 12 mars", "Ordonnance antibiotique", "Scanner thoracique", "Mes allergies"]
+
 /// Runs the tour on a new store in `folder` (created; left for the caller
-/// to remove), printing each step.
+/// to remove), printing each step, with `configuration` (a host's logger
+/// and metrics, in tests).
 /// - Throws: the store's errors, or ``DemoFailure`` if a plaintext was found
 ///   in a file of the store.
-package func runTour(in folder: URL) async throws {
+package func runTour(in folder: URL, configuration: Configuration = Configuration()) async throws {
     section("Opening a store")
     let masterKey = try MasterKey.generate()
     let started = Date()
-    let store = try await VaultStore.open(at: folder, key: .key(masterKey))
+    let store = try await VaultStore.open(at: folder, key: .key(masterKey), configuration: configuration)
     print("store opened at \(folder.path) in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
     // The host would deliver these to the patient (mail, app push...).
     let notifications = store.notifications()
@@ -88,7 +102,7 @@ package func runTour(in folder: URL) async throws {
     let prescription = recognisable("PRESCRIPTION-CONTENT-amoxicilline-1g", size: 2_000)
     let imaging = recognisable("IMAGING-STUDY-CONTENT-scanner-thorax", size: 8 << 20)
     let selfNote = recognisable("PATIENT-OWN-NOTE-allergies", size: 1_500)
-    let titles = ["Consultation cardiologie du 12 mars", "Ordonnance antibiotique", "Scanner thoracique", "Mes allergies"]
+    let titles = tourTitles
 
     let d1 = try await store.deposit(
         DocumentDraft(typeCode: .consultationNote, category: .report, title: titles[0], createdAt: now, mimeType: "text/plain"),
@@ -179,18 +193,7 @@ package func runTour(in folder: URL) async throws {
     print("\(delivered.count) notifications for the host to deliver (new documents, first accesses, break-glass, authorisation changes)")
 
     section("Looking for plaintext at rest")
-    var needles: [(String, [UInt8])] = [
-        ("INS", Array(patientINS.digits.utf8)),
-        ("consultation content", Array("CONSULTATION-NOTE-CONTENT-7f3a".utf8)),
-        ("prescription content", Array("PRESCRIPTION-CONTENT".utf8)),
-        ("imaging content", Array("IMAGING-STUDY-CONTENT".utf8)),
-        ("patient note content", Array("PATIENT-OWN-NOTE".utf8)),
-        ("type code 11488-4", Array("11488-4".utf8)),
-        ("type code 18748-4", Array("18748-4".utf8)),
-        ("MIME type", Array("application/dicom".utf8)),
-        ("RPPS", Array("10101234567".utf8)),
-    ]
-    needles += titles.map { ("title", Array($0.utf8)) }
+    let needles = tourPlaintexts.map { ($0.label, Array($0.text.utf8)) }
     let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
     var totalBytes = 0
     var found: [String] = []

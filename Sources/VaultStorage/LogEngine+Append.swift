@@ -74,7 +74,22 @@ extension LogEngineCore {
                 records[0].payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: nil, payload: $0, to: &leaf) }
                 leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
-            if !records.isEmpty { try place(groupSize, mayUseReserve: mayUseReserve, in: &s) }
+            if !records.isEmpty {
+                do {
+                    try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
+                    if s.diskFullReported, !mayUseReserve {
+                        s.diskFullReported = false
+                        logger.notice("storage: space is available again")
+                    }
+                } catch let error as StorageError where error.code == .diskFull {
+                    // Once per episode, not per refused group.
+                    if !s.diskFullReported {
+                        s.diskFullReported = true
+                        logger.warning("storage: disk full: writes are refused; reads still leave their audit entries in the reserve")
+                    }
+                    throw error
+                }
+            }
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")
             }

@@ -160,7 +160,7 @@ extension LogEngineCore {
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
             if failure.code != .diskFull { latch(failure) }
-            logger.debug("storage: checkpoint not written", metadata: ["code": "\(failure.code)"])
+            logger.warning("storage: checkpoint not written", metadata: ["code": "\(failure.code)"])
         }
     }
 
@@ -224,7 +224,7 @@ extension LogEngineCore {
             try body()
             return true
         } catch {
-            logger.debug("storage: preallocation ahead of need failed", metadata: ["error": "\(error)"])
+            logger.warning("storage: preallocation ahead of need failed", metadata: ["error": "\(error)"])
             return false
         }
     }
@@ -260,7 +260,12 @@ extension LogEngineCore {
 
     /// The commit path's `fdatasync` (through ``LogFiles``).
     private func sync(_ file: PosixFile) throws {
+        let start = ContinuousClock.now
         try configuration.files.sync(file, site: nil)
+        let elapsed = ContinuousClock.now - start
+        if elapsed > .seconds(1) {
+            logger.warning("storage: slow fdatasync", metadata: ["file": "\(file.name)", "milliseconds": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
+        }
     }
 
     /// The committer's one sync of everything written and not yet synced:
@@ -290,7 +295,7 @@ extension LogEngineCore {
             do {
                 try checkpointIfIdle(unsynced: unsynced)
             } catch {
-                logger.debug("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
+                logger.warning("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
             }
         }
     }

@@ -197,7 +197,7 @@ extension LogEngineCore {
             } else if configuration.authenticator != nil {
                 throw StorageError(.corrupted, "index.checkpoint does not fit the segments", segment: c.segment, offset: c.tail)
             } else {
-                configuration.logger.debug("storage: checkpoint does not fit the segments; replaying the whole log")
+                configuration.logger.warning("storage: checkpoint does not fit the segments; replaying the whole log")
             }
         }
 
@@ -364,7 +364,7 @@ extension LogEngineCore {
             }
             try endFile.file.truncate(to: end.offset)
             report.truncatedAt = (end.segment, end.offset)
-            configuration.logger.debug("storage: cut a torn tail", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
+            configuration.logger.notice("storage: cut a torn tail (writes never acknowledged)", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }
     }
 
@@ -384,7 +384,7 @@ extension LogEngineCore {
             s.segments[end.segment]?.allocated = wanted
         } catch let error as StorageError where error.code == .diskFull {
             s.segments[end.segment]?.allocated = min(try endFile.file.size(), endFile.size)
-            configuration.logger.debug("storage: opened without the reserve (disk full)")
+            configuration.logger.warning("storage: opened without the audit reserve (disk full)")
         }
         for n in valid where n >= startSegment && n <= end.segment {
             if let file = s.segments[n]?.file { try configuration.files.sync(file, site: nil) }

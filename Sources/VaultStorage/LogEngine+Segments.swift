@@ -82,7 +82,7 @@ extension LogEngineCore {
             return true
         }
         if first {
-            logger.debug("storage: write or sync failed; the store no longer acknowledges writes", metadata: ["code": "\(error.code)"])
+            logger.error("storage: write or sync failed; the store no longer acknowledges writes", metadata: ["code": "\(error.code)"])
         }
     }
 

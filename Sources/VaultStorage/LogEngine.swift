@@ -284,6 +284,8 @@ final class LogEngineCore: Sendable {
         var closing = false
         var closed = false
         var bytesSinceCheckpoint: UInt64 = 0
+        /// Whether the current full-disk episode was logged.
+        var diskFullReported = false
     }
 
     let directory: String
@@ -357,10 +359,17 @@ final class LogEngineCore: Sendable {
                     directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {
-                configuration.logger.debug("storage: no checkpoint after recovery (disk full)")
+                configuration.logger.warning("storage: no checkpoint after recovery (disk full)")
             }
         }
         state.withLock { $0 = s }
+        configuration.logger.info(
+            "storage: recovered",
+            metadata: [
+                "checkpoint": "\(recoveryReport.usedCheckpoint)", "replayed": "\(recoveryReport.replayedRecords)",
+                "tornTailCut": "\(recoveryReport.truncatedAt != nil)", "removedSegments": "\(recoveryReport.removedSegments.count)",
+                "restoredKeySlots": "\(recoveryReport.restoredKeySlots)", "records": "\(s.nextLSN - 1)",
+            ])
     }
 
     func startCommitter() {

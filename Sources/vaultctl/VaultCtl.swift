@@ -697,9 +697,14 @@ struct Doctor: StoreCommand {
         let checkpoint = try await store.checkpoint()
         // Every record read again and hashed, against the tree's root.
         try await store.verify(against: checkpoint)
+        let backlog = try await store.compactionBacklog()
         options.output(
-            "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified",
-            json: ["healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size])
+            "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified; waiting for compaction: "
+                + "\(backlog.erasedDocuments) erased documents, \(backlog.destroyedVaults) destroyed vaults",
+            json: [
+                "healthy": true, "vaults": store.vaultCount, "records": checkpoint.treeHead.size,
+                "compactionBacklog": ["erasedDocuments": backlog.erasedDocuments, "destroyedVaults": backlog.destroyedVaults],
+            ])
     }
 }
 

@@ -159,7 +159,7 @@ extension VaultStore {
                 // A damaged frame in the checkpointed part of the log (the
                 // record it belongs to answers `corrupted` when read): the
                 // copies after it are not rebuilt, the store still opens.
-                logger.debug("patientvault: activity rebuild stopped at a damaged frame")
+                logger.error("patientvault: activity rebuild stopped at a damaged frame")
             }
             // Everything up to here is covered: a close without writes
             // need not write another mark.
@@ -189,7 +189,7 @@ extension VaultStore {
                     skipped += 1
                 }
             }
-            if skipped > 0 { logger.debug("patientvault: activity copies not rebuilt for damaged vaults", metadata: ["records": "\(skipped)"]) }
+            if skipped > 0 { logger.error("patientvault: activity copies not rebuilt for damaged vaults", metadata: ["records": "\(skipped)"]) }
             auditWriter.activity.enqueue(copies)
             try await auditWriter.flushActivity(durability: .durable)
             logger.debug("patientvault: rebuilt activity copies", metadata: ["copies": "\(copies.count)"])

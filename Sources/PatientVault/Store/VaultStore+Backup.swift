@@ -85,7 +85,7 @@ extension VaultStore {
             keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
             engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
         try await copy.close()
-        logger.debug("patientvault: backup made", metadata: ["records": "\(records)"])
+        logger.info("patientvault: backup made", metadata: ["records": "\(records)"])
         return checkpoint
     }
 

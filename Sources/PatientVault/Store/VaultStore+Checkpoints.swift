@@ -59,7 +59,7 @@ extension VaultStore {
                 signingKeyRing.withLock { $0 = rotated }
             }
         }
-        logger.debug("patientvault: checkpoint signing key rotated")
+        logger.notice("patientvault: checkpoint signing key rotated")
         return checkpointVerifierKey
     }
 

@@ -68,6 +68,25 @@ extension VaultStore {
         return report
     }
 
+    /// What the next ``compact(as:)`` would remove: how many erased
+    /// documents and destroyed vaults wait for it. A host operation (like
+    /// ``checkpoint()``): counts only, no vault named, no audit entry.
+    /// Cost: a walk of the compaction stream since the last compaction.
+    public func compactionBacklog() async throws(PatientVaultError) -> (erasedDocuments: Int, destroyedVaults: Int) {
+        try ensureOpen()
+        return try await translatingErrorsAsync { () async throws -> (erasedDocuments: Int, destroyedVaults: Int) in
+            var erased = Set<[UInt8]>(), destroyed = Set<StreamID>()
+            for (_, ticket) in try await pendingCompactionTickets() {
+                switch ticket {
+                case .erasedDocument(let vault, let document, _): erased.insert(vault.bytes + document.bytes)
+                case .destroyedVault(let vault, _): destroyed.insert(vault)
+                case .done: break
+                }
+            }
+            return (erased.count, destroyed.count)
+        }
+    }
+
     /// The tickets after the newest `done` mark, oldest first, with their
     /// sequence numbers.
     private func pendingCompactionTickets() async throws -> [(sequence: UInt64, ticket: CompactionTicket)] {

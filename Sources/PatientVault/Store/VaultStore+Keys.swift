@@ -45,6 +45,6 @@ extension VaultStore {
                 try header.write(directory: directory)
             }
         }
-        logger.debug("patientvault: master key rotated")
+        logger.notice("patientvault: master key rotated")
     }
 }

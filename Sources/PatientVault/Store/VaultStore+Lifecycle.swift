@@ -148,7 +148,7 @@ extension VaultStore {
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: tombstone.vaultID))
         }
-        logger.debug("patientvault: vault destroyed", metadata: ["vault": "\(tombstone.vaultID)"])
+        logger.notice("patientvault: vault destroyed", metadata: ["vault": "\(tombstone.vaultID)"])
         return tombstone
     }
 }

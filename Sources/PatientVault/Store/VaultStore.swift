@@ -198,7 +198,9 @@ public final class VaultStore: Sendable {
             try? await engine.close()
             throw error
         }
-        configuration.logger.debug("patientvault: store opened", metadata: ["vaults": "\(engine.streamCount)"])
+        configuration.logger.info(
+            "patientvault: store opened",
+            metadata: ["streams": "\(engine.streamCount)", "records": "\(engine.durableRecordCount)", "destroyedVaults": "\(lifecycleIndex.destroyedCount)"])
         let store = VaultStore(
             engine: engine, keys: keys, root: root, signingKeys: signingKeys, lifecycleIndex: lifecycleIndex,
             configuration: configuration, location: location)
@@ -284,7 +286,7 @@ public final class VaultStore: Sendable {
                     publish(checkpoint)
                     last = (checkpoint.treeHead.size, .now)
                 } catch {
-                    store.logger.debug("patientvault: no checkpoint on cadence", metadata: ["code": "\(error.code)"])
+                    store.logger.warning("patientvault: no checkpoint on cadence", metadata: ["code": "\(error.code)"])
                 }
             }
         }

@@ -128,6 +128,7 @@ struct AuditedVault {
         // Host operations on the whole log, like open and close: no vault,
         // no principal, nothing of a patient read.
         "checkpoint": "CheckpointTests", "verify": "CheckpointTests", "consistencyProof": "CheckpointTests",
+        "compactionBacklog": "CompactionTests (counts only)",
         // Their allowed call leaves no vault to hold the denied one's entry.
         "destroyVault": "LifecycleTests", "destroyExpiredVaults": "LifecycleTests",
         "destroyedVaults": "LifecycleTests (recorded in the reviewer's stream, like activity)",

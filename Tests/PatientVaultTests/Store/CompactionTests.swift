@@ -70,13 +70,16 @@ import Testing
         let pieces = sealedPieces(erased.map { original[$0]! })
         if storage == .folder { #expect(try piecesFound(pieces, in: t.folder) == pieces.count) }
 
+        #expect(try await t.store.compactionBacklog() == (0, 0))
         try await t.store.erase(wrong.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
+        #expect(try await t.store.compactionBacklog() == (1, 0))
         #expect(await code { try await t.store.compact(as: .patient(alice)) } == .accessDenied)
         let report = try await t.store.compact(as: dpo)
         #expect(report.erasedDocuments == 1 && report.destroyedVaults == 0)
         #expect(report.recordsCompacted == erased.count)
         #expect(report.bytesRemoved >= 200_000)
         #expect(try await t.store.compact(as: dpo) == CompactionReport(), "nothing is left to compact")
+        #expect(try await t.store.compactionBacklog() == (0, 0))
 
         for round in 0..<2 {
             let store = round == 0 ? t.store : try await t.reopen()
@@ -130,6 +133,7 @@ import Testing
             .union(gone.flatMap { sequences(of: $0.id, in: original) })
         let pieces = sealedPieces(expected.map { original[$0]! })
 
+        #expect(try await t.store.compactionBacklog() == (0, 1))
         let report = try await t.store.compact(as: dpo)
         #expect(report.destroyedVaults == 1 && report.erasedDocuments == 0)
         #expect(report.recordsCompacted == expected.count)

@@ -17,7 +17,9 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
     }
 
     func log(event: LogEvent) {
-        messages.withLock { $0.append((event.level, "\(event.message)")) }
+        // The message, then every metadata value (the handler's and the call's).
+        let values = metadata.merging(event.metadata ?? [:]) { $1 }.map { "\($0.key)=\($0.value)" }.sorted()
+        messages.withLock { $0.append((event.level, ([("\(event.message)")] + values).joined(separator: " "))) }
     }
 }
 

@@ -1,0 +1,35 @@
+import Foundation
+import Logging
+import MetricsTestKit
+import PatientVaultTesting
+import PatientVaultTour
+import Testing
+@testable import PatientVault
+
+/// What the store tells an operator (issue #20): the demo's whole tour
+/// with a log handler at trace level and a metrics backend that keeps
+/// everything; no line, metadata value, label or dimension holds any of the
+/// tour's plaintexts or identifiers.
+@Suite struct LoggingTests {
+    @Test func theTourLogsAndCountsNothingIdentifying() async throws {
+        let handler = CapturingLogHandler()
+        let metrics = TestMetrics()
+        var c = Configuration()
+        c.logger = Logger(label: "patientvault.test") { _ in handler }
+        c.metricsFactory = metrics
+        let folder = TestFolder()
+        try await runTour(in: folder.url, configuration: c)
+        let lines = handler.messages.withLock { $0 }
+        // An operator learns that the store opened, and what recovery did.
+        #expect(lines.contains { $0.0 == .info && $0.1.hasPrefix("patientvault: store opened") })
+        #expect(lines.contains { $0.0 == .info && $0.1.hasPrefix("storage: recovered") })
+        var texts = lines.map(\.1)
+        for counter in metrics.counters { texts.append(counter.label + " " + counter.dimensions.map { "\($0.0)=\($0.1)" }.joined(separator: " ")) }
+        for timer in metrics.timers { texts.append(timer.label + " " + timer.dimensions.map { "\($0.0)=\($0.1)" }.joined(separator: " ")) }
+        #expect(metrics.counters.contains { $0.label == "patientvault_operations_total" })
+        for (label, plaintext) in tourPlaintexts {
+            let found = texts.filter { $0.contains(plaintext) }
+            #expect(found.isEmpty, "\(label) in \(found.prefix(2))")
+        }
+    }
+}
