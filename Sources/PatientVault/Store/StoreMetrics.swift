@@ -11,7 +11,8 @@ import CoreMetrics
 /// - `patientvault_operation_duration`, a timer per `action`: from the call
 ///   to its answer, durable wait included;
 /// - `patientvault_durability_lost_total`: calls answered `durabilityLost`;
-/// - `patientvault_checkpoints_total`: signed checkpoints made.
+/// - `patientvault_checkpoints_total`: signed checkpoints made;
+/// - `patientvault_compacted_bytes_total`: bytes of sealed content compaction removed.
 ///
 /// Dimensions are action and outcome names only: no patient, vault,
 /// document or principal. The metrics are made once, at open; an operation
