@@ -44,7 +44,7 @@ public struct ImportedHistory: Sendable, Hashable {
 extension VaultStore {
     /// Imports a patient's export (``VaultExport``, already verified) into
     /// their vault in this store, which must exist and hold no document
-    /// and no import yet (``createVault(for:as:channel:)`` first): every version comes
+    /// and no import yet (``createVault(for:as:channel:region:)`` first): every version comes
     /// back with its id, version number, author, deposit time, metadata
     /// and content, under new keys of this store, in one atomic, durable
     /// group with the vault's ``ImportedHistory`` (the original trail, and
