@@ -104,7 +104,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     let options = Locked<StorageOptions?>(nil)
     /// Rows read at connect, checked at ``start(_:)`` (when the MAC key
     /// is known) and dropped: (seq, shard, position, leaf, tag).
-    let unchecked = Locked<[(UInt64, ShardKey, UInt32, [UInt8], [UInt8])]>([])
+    let unchecked = Locked<[(UInt64, ShardKey, UInt32, [UInt8], [UInt8], [UInt8]?)]>([])
     private let wake: AsyncStream<Void>.Continuation
     private let committer = Locked<Task<Void, Never>?>(nil)
     private let wakeups: Locked<AsyncStream<Void>?>
@@ -298,7 +298,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                            (SELECT coalesce(sum(record_count), 0)::bigint FROM \(t).commits)
                     """), logger: logger)
         for try await row in counterRows.decode((Int64, Int64, Int64).self) { counters = row }
-        var rows: [(UInt64, ShardKey, UInt32, [UInt8], [UInt8])] = []
+        var rows: [(UInt64, ShardKey, UInt32, [UInt8], [UInt8], [UInt8]?)] = []
         // The server's count, bounded: a table edited to claim billions of
         // records is found `corrupted` below, not an allocation that fails.
         guard counters.2 >= 0, counters.0 >= 0, counters.1 >= 0 else {
@@ -306,15 +306,24 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         }
         rows.reserveCapacity(Int(min(counters.2, 1 << 20)))
         let leafRows = try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT seq, shard, position, leaf, tag FROM \(t).records ORDER BY seq"), logger: logger)
-        for try await (seq, shard, position, leaf, tag) in leafRows.decode((Int64, ByteBuffer, Int64, ByteBuffer, ByteBuffer).self) {
+            // A compacted row's payload (88 bytes) comes with it: its MAC
+            // covers its kept header. No other record is that small.
+            PostgresQuery(unsafeSQL: """
+                SELECT seq, shard, position, leaf, tag, CASE WHEN octet_length(payload) <= \(Self.compactedRowLimit) THEN payload END
+                FROM \(t).records ORDER BY seq
+                """), logger: logger)
+        for try await (seq, shard, position, leaf, tag, small) in leafRows.decode(
+            (Int64, ByteBuffer, Int64, ByteBuffer, ByteBuffer, ByteBuffer?).self)
+        {
             guard seq == Int64(rows.count) + 1 else {
                 throw StorageError(.corrupted, "the store's records are not numbered 1, 2, 3… (\(seq) after \(rows.count))")
             }
             guard (1...Int64(UInt32.max)).contains(position), leaf.readableBytes == MerkleTree.hashSize else {
                 throw StorageError(.corrupted, "record \(seq) is malformed")
             }
-            rows.append((UInt64(seq), try ShardKey(bytes: Array(buffer: shard)), UInt32(position), Array(buffer: leaf), Array(buffer: tag)))
+            rows.append((
+                UInt64(seq), try ShardKey(bytes: Array(buffer: shard)), UInt32(position), Array(buffer: leaf), Array(buffer: tag),
+                small.map { Array(buffer: $0) }))
         }
         guard Int64(rows.count) == counters.2 else {
             throw StorageError(.corrupted, "the store holds \(rows.count) records, its commits name \(counters.2)")
@@ -341,10 +350,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         leaves.reserveCapacity(min(rows.count, 1 << 16) * MerkleTree.hashSize)
         var authenticated = 0
         var firstFailure: UInt64?
-        for (seq, shard, position, leaf, tag) in rows {
+        for (seq, shard, position, leaf, tag, small) in rows {
             if let authenticator = options.authenticator {
+                let compacted = small.flatMap { s in s.withUnsafeBytes { Self.compactedBody($0) } }
                 if Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf)
-                    || Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compacted: true)
+                    || compacted.map({
+                        $0.leaf == leaf
+                            && Self.verify(tag, authenticator: authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compactedPrefix: $0.prefix)
+                    }) == true
                 {
                     authenticated += 1
                 } else if firstFailure == nil {
@@ -381,33 +394,41 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// `"PVPG" version(4) seq(8) shard(16) position(4) leaf(32)`: the MAC
     /// binds a row's bytes (through the leaf) to its place, so no row can
     /// be moved, swapped or renumbered without the key.
-    /// A compacted row's MAC has version 2 (its payload is a compacted
-    /// body: `keep(4) reserved(4) digest(32) prefix`), so that only the
-    /// holder of the key can turn a row into its compacted form.
-    static func tagMessage(seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8], compacted: Bool = false) -> [UInt8] {
-        var w = ByteWriter(capacity: 68)
+    /// A compacted row's MAC has version 2 and covers its kept prefix too
+    /// (its payload is a compacted body: `keep(4) reserved(4) leaf(32)
+    /// prefix`), so that only the holder of the key can turn a row into
+    /// its compacted form or change what it keeps.
+    static func tagMessage(seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8], compactedPrefix: [UInt8]? = nil) -> [UInt8] {
+        var w = ByteWriter(capacity: 68 + (compactedPrefix?.count ?? 0))
         w.write(UInt32(0x4750_5650))  // "PVPG"
-        w.write(UInt32(compacted ? 2 : 1))
+        w.write(UInt32(compactedPrefix == nil ? 1 : 2))
         w.write(seq)
         w.write(shard.w0)
         w.write(shard.w1)
         w.write(position)
         w.write(bytes: leaf)
+        if let compactedPrefix { w.write(bytes: compactedPrefix) }
         return w.bytes
     }
 
+    /// The largest payload of a compacted row (its header, and a prefix of
+    /// at most 64 bytes): what the open reads of small rows.
+    static let compactedRowLimit = 40 + 64
+
     static func tag(
-        _ authenticator: (any LogAuthenticator)?, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8], compacted: Bool = false
+        _ authenticator: (any LogAuthenticator)?, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8],
+        compactedPrefix: [UInt8]? = nil
     ) -> [UInt8] {
         guard let authenticator else { return [UInt8](repeating: 0, count: 16) }
-        return tagMessage(seq: seq, shard: shard, position: position, leaf: leaf, compacted: compacted).withUnsafeBytes { authenticator.tag($0) }
+        return tagMessage(seq: seq, shard: shard, position: position, leaf: leaf, compactedPrefix: compactedPrefix)
+            .withUnsafeBytes { authenticator.tag($0) }
     }
 
     static func verify(
         _ stored: [UInt8], authenticator: any LogAuthenticator, seq: UInt64, shard: ShardKey, position: UInt32, leaf: [UInt8],
-        compacted: Bool = false
+        compactedPrefix: [UInt8]? = nil
     ) -> Bool {
-        let expected = tag(authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compacted: compacted)
+        let expected = tag(authenticator, seq: seq, shard: shard, position: position, leaf: leaf, compactedPrefix: compactedPrefix)
         guard stored.count == expected.count else { return false }
         var difference: UInt8 = 0
         for i in 0..<expected.count { difference |= expected[i] ^ stored[i] }
@@ -754,7 +775,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             if let authenticator {
                 guard Self.verify(
                     Array(buffer: tag), authenticator: authenticator, seq: UInt64(seq), shard: shard, position: UInt32(position),
-                    leaf: stored, compacted: true)
+                    leaf: stored, compactedPrefix: body.prefix)
                 else { throw StorageError(.corrupted, "record \(seq) fails authentication (altered, moved or of another store)") }
             }
             return StoredRecord(reference: reference, sequence: UInt64(seq), stream: id, payload: body.prefix, compactedLeaf: body.leaf)
@@ -798,7 +819,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                 result.alreadyCompacted += 1
                 continue
             }
-            guard record.payload.count >= 40 + keep else {
+            guard record.payload.count >= 40 + keep, keep <= Self.compactedRowLimit - 40 else {
                 result.tooSmall += 1
                 continue
             }
@@ -809,7 +830,8 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             w.write(bytes: leaf)
             w.write(bytes: Array(record.payload.prefix(keep)))
             let shard = ShardKey(w0: reference.w0, w1: reference.w1)
-            let tag = Self.tag(authenticator, seq: record.sequence, shard: shard, position: reference.w2, leaf: leaf, compacted: true)
+            let tag = Self.tag(
+                authenticator, seq: record.sequence, shard: shard, position: reference.w2, leaf: leaf, compactedPrefix: Array(record.payload.prefix(keep)))
             let updated = try await fetch(
                 """
                 UPDATE \(unescaped: table).records SET payload = \(ByteBuffer(bytes: w.bytes)), tag = \(ByteBuffer(bytes: tag))

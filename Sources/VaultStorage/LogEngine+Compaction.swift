@@ -11,9 +11,11 @@ extension LogEngine {
     /// Compaction in place (``StorageEngine/compact(_:keepingPrefix:)``):
     /// each frame keeps its place and length; its header gets the
     /// compacted flag (and a new payload CRC and MAC), its payload becomes
-    /// a compacted body (`keep(4) reserved(4) leaf(32) prefix`: the leaf
-    /// hash read from the tree, not from the payload, which is never read
-    /// whole) followed by zeros, the whole file-system blocks of those
+    /// a compacted body (`keep(4) reserved(4) leaf(32) prefix tag(16)`:
+    /// the leaf hash read from the tree and checked against its root in
+    /// memory, not from the payload, which is never read whole; the tag,
+    /// the log key's MAC of leaf and prefix for the frame's place)
+    /// followed by zeros, the whole file-system blocks of those
     /// zeros deallocated.
     /// No reference, index, chain link, checkpoint or Merkle hash changes,
     /// so readers and writers go on: a reader that meets a frame while it
@@ -89,7 +91,7 @@ extension LogEngineCore {
         else {
             throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
         }
-        let head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + keep), at: location.offset)
+        let head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + keep), at: location.offset)
         let h = try head.withUnsafeBytes { raw -> LogFormat.FrameHeader in
             guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt), h.lsn == sequence,
                   LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(location.frameLength),
@@ -103,9 +105,17 @@ extension LogEngineCore {
             throw StorageError(.invalidLocation, "a key-slot manifest is not compacted", segment: location.segment, offset: location.offset)
         }
         if h.isCompacted { return .alreadyCompacted }
-        guard Int(h.payloadLength) >= LogFormat.compactedBodyHeaderSize + keep else { return .tooSmall }
+        guard Int(h.payloadLength) >= LogFormat.compactedBodyOverhead + keep, head.count == LogFormat.frameHeaderSize + keep else {
+            return .tooSmall
+        }
         let prefix = head[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
-        let body = LogFormat.encodeCompactedBody(leaf: try merkle.leaf(sequence - 1), prefix: prefix)
+        // The leaf from the tree, checked against its root in memory: the
+        // payload it hashed is about to go.
+        let leaf = try merkle.verifiedLeaf(sequence - 1)
+        let body = LogFormat.encodeCompactedBody(
+            leaf: leaf, prefix: prefix,
+            tag: LogFormat.compactedBodyTag(
+                leaf: leaf, prefix: prefix, salt: segment.salt, offset: location.offset, lsn: sequence, authenticator: configuration.authenticator))
         let header = LogFormat.encodeFrameHeader(
             salt: segment.salt, offset: location.offset, payloadLength: Int(h.payloadLength),
             payloadCRC: LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)), lsn: h.lsn,
@@ -121,7 +131,7 @@ extension LogEngineCore {
     /// engine (the next open finishes the batch from the intent).
     func applyCompaction(_ rewrites: [LogFormat.CompactionRewrite]) throws {
         let segments = try state.withLock { s in
-            if s.closed { throw StorageError(.closed, "the store is closed") }
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             return s.segments
         }
         let files = configuration.files
@@ -208,7 +218,7 @@ extension LogEngineCore {
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "compaction intent")
         let damaged = StorageError(.corrupted, "compaction.intent names frames this store did not write")
         // A batch is at most 1,024 frames of at most 64 KiB kept each.
-        let largest = compactionBatch * (24 + LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize + (1 << 16))
+        let largest = compactionBatch * (24 + LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead + (1 << 16))
             + LogFormat.compactionIntentHeaderSize + 4
         let rewrites = try LogFormat.compactionIntentLength(try file.read(count: LogFormat.compactionIntentHeaderSize, at: 0))
             .flatMap { length -> [LogFormat.CompactionRewrite]? in
@@ -222,9 +232,9 @@ extension LogEngineCore {
             return
         }
         for r in rewrites {
-            guard let segment = segments[r.segment], r.offset >= UInt64(LogFormat.segmentHeaderSize),
-                  r.offset + UInt64(r.frameLength) <= segment.size,
-                  r.bytes.count >= LogFormat.frameHeaderSize + LogFormat.compactedBodyHeaderSize, r.bytes.count <= Int(r.frameLength)
+            guard let segment = segments[r.segment], r.offset >= UInt64(LogFormat.segmentHeaderSize), r.offset <= segment.size,
+                  UInt64(r.frameLength) <= segment.size - r.offset,
+                  r.bytes.count >= LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead, r.bytes.count <= Int(r.frameLength)
             else { throw damaged }
             let valid = r.bytes.withUnsafeBytes { raw -> Bool in
                 let header = UnsafeRawBufferPointer(rebasing: raw[0..<LogFormat.frameHeaderSize])
@@ -234,8 +244,10 @@ extension LogEngineCore {
                 else { return false }
                 let body = Array(raw[LogFormat.frameHeaderSize...])
                 let keep = Int(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian })
-                guard keep == body.count - LogFormat.compactedBodyHeaderSize,
-                      body.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }) != nil
+                guard keep == body.count - LogFormat.compactedBodyOverhead,
+                      let decoded = body.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }),
+                      LogFormat.compactedBodyIsAuthentic(
+                          decoded, salt: segment.salt, offset: r.offset, lsn: h.lsn, authenticator: configuration.authenticator)
                 else { return false }
                 return LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)) == h.payloadCRC
             }

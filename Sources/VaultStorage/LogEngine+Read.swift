@@ -80,7 +80,8 @@ extension LogEngineCore {
             guard let body = frame.withUnsafeBytes({ raw in
                 LogFormat.decodeCompactedPayload(
                     UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]))
-            }) else { throw corrupted }
+            }), LogFormat.compactedBodyIsAuthentic(body, salt: segment.salt, offset: location.offset, lsn: h.lsn, authenticator: authenticator)
+            else { throw corrupted }
             return LogFrame(
                 location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: body.prefix,
                 compactedLeaf: body.leaf)

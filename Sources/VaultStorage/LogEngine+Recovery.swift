@@ -289,7 +289,9 @@ extension LogEngineCore {
                     // A compacted frame's leaf is the one its body
                     // keeps; a compacted body the engine cannot have written
                     // under a genuine header is damage, never a torn write.
-                    guard let leaf = LogFormat.leafHash(of: f, payload: payload) else {
+                    guard let leaf = LogFormat.leafHash(
+                        of: f, payload: payload, salt: segment.salt, offset: UInt64(offset), authenticator: configuration.authenticator)
+                    else {
                         forged = offset
                         return offset
                     }

@@ -177,7 +177,9 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     package var keySlots: any KeySlotStore { self }
 
     package func close() async throws {
-        try await core.close()
+        // A compaction batch or a backup in progress finishes first: the
+        // LOCK is never released under a half-rewritten frame.
+        try await maintenance.withGate { try await core.close() }
     }
 
     /// What recovery did at open, for tests and diagnostics.

@@ -14,32 +14,72 @@ extension LogFormat {
     /// Bytes of a compacted body before its kept prefix:
     /// `keep(4) reserved(4) leaf(32)`.
     static let compactedBodyHeaderSize = 40
+    /// Bytes of a compacted body besides its kept prefix: the header and
+    /// the tag after the prefix.
+    static let compactedBodyOverhead = compactedBodyHeaderSize + macSize
 
-    /// A compacted body: `keep(4) reserved(4) leaf(32) prefix(keep)`: the
-    /// record's Merkle leaf hash (``MerkleLog``: what the payload hashed
-    /// to, kept so that a verification re-reading the log still finds
-    /// every leaf) and the payload's first `keep` bytes.
-    static func encodeCompactedBody(leaf: [UInt8], prefix: ArraySlice<UInt8>) -> [UInt8] {
-        precondition(leaf.count == 32)
-        var w = ByteWriter(capacity: compactedBodyHeaderSize + prefix.count)
+    /// A compacted body: `keep(4) reserved(4) leaf(32) prefix(keep)
+    /// tag(16)`: the record's Merkle leaf hash (``MerkleLog``: what the
+    /// payload hashed to, kept so that a verification re-reading the log
+    /// still finds every leaf), the payload's first `keep` bytes, and the
+    /// log key's MAC of both for the frame's place
+    /// (``compactedBodyTag(leaf:prefix:salt:offset:lsn:authenticator:)``):
+    /// the frame header's MAC covers only the body's CRC, which anyone can
+    /// recompute.
+    static func encodeCompactedBody(leaf: [UInt8], prefix: ArraySlice<UInt8>, tag: [UInt8]) -> [UInt8] {
+        precondition(leaf.count == 32 && tag.count == macSize)
+        var w = ByteWriter(capacity: compactedBodyOverhead + prefix.count)
         w.write(UInt32(prefix.count))
         w.write(UInt32(0))
         w.write(bytes: leaf)
         w.write(bytes: Array(prefix))
+        w.write(bytes: tag)
         return w.bytes
     }
 
-    /// The leaf hash and kept prefix of a compacted payload (body, then
-    /// zeros to the payload's length); nil if it is not one the encoder
-    /// writes.
-    static func decodeCompactedPayload(_ payload: UnsafeRawBufferPointer) -> (leaf: [UInt8], prefix: [UInt8])? {
-        guard payload.count >= compactedBodyHeaderSize else { return nil }
+    /// The MAC of a compacted body: the log key's tag of `"PVCB" salt
+    /// offset(8) lsn(8) leaf prefix` (zeros without an authenticator, as
+    /// frame headers).
+    static func compactedBodyTag(
+        leaf: [UInt8], prefix: ArraySlice<UInt8>, salt: [UInt8], offset: UInt64, lsn: UInt64, authenticator: (any LogAuthenticator)?
+    ) -> [UInt8] {
+        guard let authenticator else { return [UInt8](repeating: 0, count: macSize) }
+        var w = ByteWriter(capacity: 4 + salt.count + 16 + leaf.count + prefix.count)
+        w.write(bytes: Array("PVCB".utf8))
+        w.write(bytes: salt)
+        w.write(offset)
+        w.write(lsn)
+        w.write(bytes: leaf)
+        w.write(bytes: Array(prefix))
+        return w.bytes.withUnsafeBytes { authenticator.tag($0) }
+    }
+
+    /// The leaf hash, kept prefix and tag of a compacted payload (body,
+    /// then zeros to the payload's length); nil if it is not one the
+    /// encoder writes. The tag is not checked here
+    /// (``compactedBodyIsAuthentic(_:salt:offset:lsn:authenticator:)``).
+    static func decodeCompactedPayload(_ payload: UnsafeRawBufferPointer) -> (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])? {
+        guard payload.count >= compactedBodyOverhead else { return nil }
         let keep = Int(payload.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
         guard payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == 0,
-              keep <= payload.count - compactedBodyHeaderSize,
-              payload[(compactedBodyHeaderSize + keep)...].allSatisfy({ $0 == 0 })
+              keep <= payload.count - compactedBodyOverhead,
+              payload[(compactedBodyOverhead + keep)...].allSatisfy({ $0 == 0 })
         else { return nil }
-        return (Array(payload[8..<40]), Array(payload[40..<(40 + keep)]))
+        let end = compactedBodyHeaderSize + keep
+        return (Array(payload[8..<40]), Array(payload[40..<end]), Array(payload[end..<(end + macSize)]))
+    }
+
+    /// Whether a compacted body's tag is the log key's for its frame.
+    /// Always true without an authenticator.
+    static func compactedBodyIsAuthentic(
+        _ body: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8]), salt: [UInt8], offset: UInt64, lsn: UInt64,
+        authenticator: (any LogAuthenticator)?
+    ) -> Bool {
+        guard authenticator != nil else { return true }
+        let expected = compactedBodyTag(leaf: body.leaf, prefix: body.prefix[...], salt: salt, offset: offset, lsn: lsn, authenticator: authenticator)
+        var difference: UInt8 = 0
+        for (a, b) in zip(expected, body.tag) { difference |= a ^ b }
+        return difference == 0 && body.tag.count == expected.count
     }
 
     /// The payload CRC of a compacted frame: its body, then zeros to the
@@ -60,10 +100,16 @@ extension LogFormat {
 
     /// The Merkle leaf hash of a frame whose header and payload checked:
     /// of its payload, or, compacted, the one its body keeps. nil for a
-    /// compacted payload the encoder cannot have written.
-    static func leafHash(of header: FrameHeader, payload: UnsafeRawBufferPointer) -> [UInt8]? {
+    /// compacted payload the encoder cannot have written, or whose tag is
+    /// not the log key's for this frame.
+    static func leafHash(
+        of header: FrameHeader, payload: UnsafeRawBufferPointer, salt: [UInt8], offset: UInt64, authenticator: (any LogAuthenticator)?
+    ) -> [UInt8]? {
         guard header.isCompacted else { return MerkleLog.leafHash(stream: header.stream, payload: payload) }
-        return decodeCompactedPayload(payload)?.leaf
+        guard let body = decodeCompactedPayload(payload),
+              compactedBodyIsAuthentic(body, salt: salt, offset: offset, lsn: header.lsn, authenticator: authenticator)
+        else { return nil }
+        return body.leaf
     }
 
     // MARK: Intent

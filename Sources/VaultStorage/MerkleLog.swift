@@ -167,6 +167,21 @@ package final class MerkleLog: Sendable {
         return try MerkleTree.consistencyProof(old: old, new: new, read: storage.read)
     }
 
+    /// The hash of leaf `index`, checked against the root of the tree in
+    /// memory (an inclusion proof from the stored hashes): a stored hash
+    /// altered in `merkle.hashes` after the open is `corrupted`, never
+    /// taken. Cost: O(log n) stored hashes read.
+    package func verifiedLeaf(_ index: UInt64) throws -> [UInt8] {
+        let (size, root) = state.withLock { ($0.tree.size, $0.tree.root) }
+        guard index < size else { throw StorageError(.invalidLocation, "leaf \(index) is beyond the log (\(size))") }
+        let leaf = try storage.read(MerkleTree.storedIndex(level: 0, index: index))
+        let proof = try MerkleTree.inclusionProof(index: index, size: size, read: storage.read)
+        guard MerkleTree.verifyInclusion(leaf: leaf, index: index, size: size, proof: proof, root: root) else {
+            throw StorageError(.corrupted, "merkle.hashes does not hold leaf \(index) of the tree")
+        }
+        return leaf
+    }
+
     /// The hash of leaf `index`.
     package func leaf(_ index: UInt64) throws -> [UInt8] {
         guard index < size else { throw StorageError(.invalidLocation, "leaf \(index) is beyond the log (\(size))") }

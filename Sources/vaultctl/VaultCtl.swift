@@ -596,13 +596,17 @@ struct BundleOptions: ParsableArguments {
 struct Import: StoreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Import a patient's export into their vault in this store (created if absent), keeping history, authorship and proofs.",
-        discussion: "The file is checked first (as verify-bundle). The patient imports (--as patient:<INS>).")
+        discussion: "The file is checked first (as verify-bundle) against the source store's key (--verifier-key, required). The patient imports (--as patient:<INS>).")
     @OptionGroup var options: StoreOptions
     @OptionGroup var actor: ActorOptions
     @OptionGroup var bundle: BundleOptions
 
     func perform(_ store: VaultStore) async throws {
+        guard !bundle.verifierKey.isEmpty else {
+            throw CtlError.usage("pin the source store's key with --verifier-key: an export is imported only from a store you trust")
+        }
         let (export, _) = try bundle.verified()
+        let trusted = try bundle.verifierKey.map { try NoteVerifierKey($0) }
         let principal = try actor.principal()
         do {
             try await store.createVault(for: export.patient, as: principal, channel: .patientOnline)
@@ -610,7 +614,7 @@ struct Import: StoreCommand {
             // Imported into the vault the patient already has (it must hold no document).
             guard error.code == .vaultAlreadyExists else { throw error }
         }
-        let imported = try await store.importVault(export, as: principal)
+        let imported = try await store.importVault(export, trusting: trusted, as: principal)
         options.output(
             "imported \(imported.count) document versions and the source's trail of \(export.auditTrail.count) entries into vault \(export.patient)",
             json: ["documents": imported.count, "auditEntries": export.auditTrail.count])

@@ -206,7 +206,7 @@ enum FuzzHarness {
         case .compactedPayload:
             guard let body = data.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }) else { return false }
             try roundTrip("compacted payload") {
-                let encoded = LogFormat.encodeCompactedBody(leaf: body.leaf, prefix: body.prefix[...])
+                let encoded = LogFormat.encodeCompactedBody(leaf: body.leaf, prefix: body.prefix[...], tag: body.tag)
                 return encoded + [UInt8](repeating: 0, count: data.count - encoded.count) == data
             }
         }

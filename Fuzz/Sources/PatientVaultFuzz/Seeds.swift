@@ -159,8 +159,8 @@ enum Seeds {
             .init(segment: 2, offset: 8192, frameLength: 512, bytes: bytes(140, from: 1)),
         ])
         let intent2 = LogFormat.encodeCompactionIntent([])
-        let compacted1 = LogFormat.encodeCompactedBody(leaf: bytes(32, from: 5), prefix: bytes(48, from: 2)[...]) + [UInt8](repeating: 0, count: 300)
-        let compacted2 = LogFormat.encodeCompactedBody(leaf: bytes(32, from: 6), prefix: [])
+        let compacted1 = LogFormat.encodeCompactedBody(leaf: bytes(32, from: 5), prefix: bytes(48, from: 2)[...], tag: bytes(16, from: 9)) + [UInt8](repeating: 0, count: 300)
+        let compacted2 = LogFormat.encodeCompactedBody(leaf: bytes(32, from: 6), prefix: [], tag: bytes(16, from: 7))
         let manifest1 = LogFormat.encodeSlotManifest(epoch: 1, slots: [(7, bytes(LogFormat.journaledSlotSize - 8, from: 3))])
         let manifest2 = LogFormat.encodeSlotManifest(
             epoch: 1 << 33, slots: [(3, bytes(LogFormat.journaledSlotSize - 8, from: 1)), (1 << 40, bytes(LogFormat.journaledSlotSize - 8, from: 2))])

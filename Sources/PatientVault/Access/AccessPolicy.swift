@@ -78,6 +78,9 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Bringing a vault's export into this store
     /// (``VaultStore/importVault(_:as:)``).
     case importVault
+    /// Giving a vault a new document-key wrapping key
+    /// (``VaultStore/rotateVaultKey(for:as:)``).
+    case rotateVaultKey
 
     /// Reads of clinical data (documents or their listing).
     var readsDocuments: Bool {
@@ -91,7 +94,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     var isWrite: Bool {
         switch self {
         case .createVault, .deposit, .replace, .releaseToPatient, .automaticRelease, .hiddenDocumentNotice, .erase, .closeVault,
-             .recordDeath, .reopenVault, .authoriseHeir, .destroyVault, .importVault:
+             .recordDeath, .reopenVault, .authoriseHeir, .destroyVault, .importVault, .rotateVaultKey:
             return true
         default: return managesAccess
         }
@@ -101,7 +104,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// every change of its documents or its access, and closing it again.
     var isRefusedWhenClosed: Bool {
         switch self {
-        case .deposit, .replace, .erase, .releaseToPatient, .closeVault, .recordDeath, .importVault: return true
+        case .deposit, .replace, .erase, .releaseToPatient, .closeVault, .recordDeath, .importVault, .rotateVaultKey: return true
         default: return managesAccess
         }
     }
@@ -476,6 +479,13 @@ public enum AccessPolicy {
 
         case .readAuditTrail:
             if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
+
+        case .rotateVaultKey:
+            // The patient, or the operator's reviewer (a suspected exposure).
+            if p.isForbiddenClass { return .deny(.forbiddenClass) }
+            if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
+            if isRepresentative { return .deny(.notAuthorised) }
             return patientSide ? .allow(patientSideRule) : .deny(.notAuthorised)
 
         case .exportVault, .importVault:

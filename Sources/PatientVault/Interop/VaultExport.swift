@@ -131,6 +131,7 @@ public struct VaultExport: Sendable {
         var documents: [Document] = []
         for version in payload.documents {
             let what = "document \(version.metadata.id) version \(version.metadata.version)"
+            guard Limits.versions.contains(version.metadata.version) else { throw malformed }
             let record = try provenRecord(version.record, version.proof, in: vault, what)
             guard let content = Data(base64Encoded: version.content), let keyBytes = Data(base64Encoded: version.key), keyBytes.count == 32
             else { throw malformed }
@@ -138,7 +139,7 @@ public struct VaultExport: Sendable {
             do {
                 let header = try RecordHeader.decode(record)
                 guard header.kind == .documentVersion, header.document == version.metadata.id,
-                      header.version == UInt32(clamping: version.metadata.version)
+                      header.version == UInt32(version.metadata.version)
                 else { throw broken(what) }
                 let metadataKey = try keyBytes.withUnsafeBytes { try SymmetricKey.copying($0) }
                 let (plaintext, _) = try RecordCodec.open(record, header: header, key: metadataKey, stream: vault)

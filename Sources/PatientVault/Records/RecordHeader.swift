@@ -94,9 +94,12 @@ enum RecordPadding {
 /// The clear, authenticated header of every domain record.
 ///
 /// `format(1) kind(1) reserved(2) version(4) sequence(8) document(16)
-/// keySlot(8) reserved(8)`: 48 bytes. With the vault's pseudonym it is the
-/// associated data of the record's encryption, so a record moved to another
-/// vault, position, document or version fails authentication.
+/// keySlot(8) keyVersion(4) reserved(4)`: 48 bytes. With the vault's
+/// pseudonym it is the associated data of the record's encryption, so a
+/// record moved to another vault, position, document or version fails
+/// authentication. `keyVersion`, for a document version, says which of the
+/// vault's document-key wrapping keys wraps its key (0: the vault key's
+/// own; ``VaultStore/rotateVaultKey(for:as:)`` adds the next).
 struct RecordHeader: Equatable {
     static let size = 48
     static let formatVersion: UInt8 = 1
@@ -107,6 +110,8 @@ struct RecordHeader: Equatable {
     var document: DocumentID?
     var version: UInt32
     var keySlot: KeySlot?
+    /// The wrapping key's version of a document version's key (0 otherwise).
+    var keyVersion: UInt32 = 0
 
     func encoded() -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: Self.size) { buffer, count in
@@ -128,7 +133,8 @@ struct RecordHeader: Equatable {
             out.baseAddress!.advanced(by: 16).initializeMemory(as: UInt8.self, repeating: 0, count: 16)
         }
         out.storeBytes(of: (keySlot?.number ?? 0).littleEndian, toByteOffset: 32, as: UInt64.self)
-        out.storeBytes(of: UInt64(0), toByteOffset: 40, as: UInt64.self)
+        out.storeBytes(of: keyVersion.littleEndian, toByteOffset: 40, as: UInt32.self)
+        out.storeBytes(of: UInt32(0), toByteOffset: 44, as: UInt32.self)
     }
 
     /// Appends the 48 bytes to `bytes` (the start of a record's payload).
@@ -162,11 +168,14 @@ struct RecordHeader: Equatable {
             let sequence: UInt64 = try r.read()
             let doc = try r.read(count: 16)
             let slot: UInt64 = try r.read()
-            guard try r.read(UInt64.self) == 0 else { throw ByteReader.Malformed() }
+            let keyVersion: UInt32 = try r.read()
+            guard try r.read(UInt32.self) == 0 else { throw ByteReader.Malformed() }
+            // Only a document version names a wrapping key's version.
+            guard keyVersion == 0 || kind == .documentVersion else { throw ByteReader.Malformed() }
             return RecordHeader(
                 kind: kind, sequence: sequence,
                 document: doc.allSatisfy { $0 == 0 } ? nil : DocumentID(bytes: doc),
-                version: version, keySlot: slot == 0 ? nil : KeySlot(slot))
+                version: version, keySlot: slot == 0 ? nil : KeySlot(slot), keyVersion: keyVersion)
         }
     }
 }

@@ -17,6 +17,10 @@ enum VaultEvent: Hashable, Sendable {
     /// The vault's history in the store it was exported from
     /// (``VaultStore/importVault(_:as:)``).
     case imported(ImportedHistory)
+    /// A new document-key wrapping key (``VaultStore/rotateVaultKey(for:as:)``):
+    /// its version, and the slot of the random key it derives from (wrapped
+    /// like the vault key, under the store's key-encryption key).
+    case keyRotated(version: UInt32, slot: KeySlot)
 }
 
 /// The sealed body of a `vaultEvent` record.
@@ -43,6 +47,8 @@ struct VaultEventBody: Hashable, Sendable {
             w.write(UInt8(5)); e.write(to: &w)
         case .imported(let h):
             w.write(UInt8(6)); h.write(to: &w)
+        case .keyRotated(let version, let slot):
+            w.write(UInt8(7)); w.write(version); w.write(slot.number)
         }
         return w.bytes
     }
@@ -59,6 +65,13 @@ struct VaultEventBody: Hashable, Sendable {
             case 4: .automaticRelease(DocumentID(bytes: try r.read(count: 16)))
             case 5: .erased(try Erasure.read(from: &r))
             case 6: .imported(try ImportedHistory.read(from: &r))
+            case 7:
+                try { () throws -> VaultEvent in
+                    let version: UInt32 = try r.read()
+                    let slot: UInt64 = try r.read()
+                    guard version >= 1, slot >= 1 else { throw ByteReader.Malformed() }
+                    return .keyRotated(version: version, slot: KeySlot(slot))
+                }()
             default: throw ByteReader.Malformed()
             }
             guard r.remaining == 0 else { throw ByteReader.Malformed() }

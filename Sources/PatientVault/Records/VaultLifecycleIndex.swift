@@ -4,11 +4,12 @@ import VaultStorage
 import VaultSync
 
 /// What the store's lifecycle stream says of one vault: closed (and when),
-/// reopened, or destroyed (its tombstone and the key slot of its key).
+/// reopened, or destroyed (its tombstone and the key slots of its keys:
+/// the vault key's, then its rotated wrapping keys').
 enum LifecycleRecord: Hashable, Sendable {
     case closed(vault: StreamID, at: Date, reason: ClosureReason)
     case reopened(vault: StreamID)
-    case destroyed(vault: StreamID, keySlot: KeySlot, tombstone: DestroyedVault)
+    case destroyed(vault: StreamID, keySlots: [KeySlot], tombstone: DestroyedVault)
 
     var vault: StreamID {
         switch self {
@@ -27,10 +28,11 @@ enum LifecycleRecord: Hashable, Sendable {
         case .reopened(let vault):
             w.write(UInt8(2))
             w.write(bytes: vault.bytes)
-        case .destroyed(let vault, let slot, let t):
+        case .destroyed(let vault, let slots, let t):
             w.write(UInt8(3))
             w.write(bytes: vault.bytes)
-            w.write(slot.number)
+            w.writeVarint(UInt64(slots.count))
+            for slot in slots { w.write(slot.number) }
             w.write(string: t.vaultID)
             w.write(date: t.createdAt)
             w.write(date: t.closedAt)
@@ -53,7 +55,9 @@ enum LifecycleRecord: Hashable, Sendable {
             case 2:
                 record = .reopened(vault: vault)
             case 3:
-                let slot = KeySlot(try r.read(UInt64.self))
+                let count = try r.readVarint()
+                guard count >= 1, count <= UInt64(r.remaining / 8) else { throw ByteReader.Malformed() }
+                let slots = try (0..<count).map { _ in KeySlot(try r.read(UInt64.self)) }
                 let vaultID = try r.readString(limit: Limits.publicVaultID)
                 guard vaultID.utf8.count == Limits.publicVaultID, vaultID.allSatisfy(\.isHexDigit) else { throw ByteReader.Malformed() }
                 let createdAt = try r.readDate()
@@ -62,7 +66,7 @@ enum LifecycleRecord: Hashable, Sendable {
                 let destroyedAt = try r.readDate()
                 let by = try r.readPrincipal()
                 record = .destroyed(
-                    vault: vault, keySlot: slot,
+                    vault: vault, keySlots: slots,
                     tombstone: DestroyedVault(
                         vaultID: vaultID, createdAt: createdAt, closedAt: closedAt, reason: why, destroyedAt: destroyedAt, destroyedBy: by))
             default:
@@ -142,7 +146,7 @@ final class VaultLifecycleIndex: Sendable {
             let decoded: LifecycleRecord
             do { decoded = try LifecycleRecord.decode(body) } catch { throw broken }
             index.apply(decoded)
-            if case .destroyed(_, let slot, _) = decoded { slots.append(slot) }
+            if case .destroyed(_, let destroyed, _) = decoded { slots += destroyed }
         }
         try await engine.keySlots.finishDestruction(of: slots)
         return index

@@ -52,7 +52,17 @@ struct VaultLoader: Sendable {
             guard h.kind == .vaultEvent else { continue }
             let body = try VaultEventBody.decode(
                 try RecordCodec.openWhole(record.payload, header: h, key: state.keys.records, stream: pseudonym))
-            if case .erased(let e) = body.event { erasedIDs.insert(e.id) }
+            switch body.event {
+            case .erased(let e): erasedIDs.insert(e.id)
+            case .keyRotated(let version, let slot):
+                // A rotated wrapping key: unwrapped now, before the versions
+                // it wraps the keys of.
+                let rotated = try VaultKeys.unwrap(
+                    try await engine.keySlots.readKeySlot(slot), with: keys.keyEncryption,
+                    context: StoreKeys.vaultKeyContext(pseudonym, slot: slot))
+                state.rotatedWrappingKeys[version] = rotated.documentKeyWrapping
+            default: break
+            }
             events[i] = body
         }
         var erasedSlots: [KeySlot] = []
@@ -93,13 +103,28 @@ struct VaultLoader: Sendable {
         }
     }
 
-    /// Unwraps a document version's key from its slot.
+    /// Unwraps a document version's key from its slot, with the vault's
+    /// wrapping key of the entry's key version.
     /// - Throws: ``PatientVaultError/Code/erased`` (as a storage error) if
-    ///   the slot was destroyed.
-    func documentKeys(_ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, keys vaultKeys: VaultKeys) async throws -> DocumentKeys {
+    ///   the slot was destroyed, `corrupted` for a key version the vault
+    ///   does not have.
+    func documentKeys(_ entry: VersionEntry, vault: VaultState) async throws -> DocumentKeys {
+        try await documentKeys(
+            entry.metadata.id, version: entry.metadata.version, slot: entry.keySlot, vault: vault.pseudonym,
+            wrapping: vault.documentKeyWrapping(entry.keyVersion))
+    }
+
+    /// The same, with the wrapping key already looked up (nil: the vault
+    /// has none of that version).
+    func documentKeys(
+        _ id: DocumentID, version: Int, slot: KeySlot, vault: StreamID, wrapping: SymmetricKey?
+    ) async throws -> DocumentKeys {
+        guard let wrapping else {
+            throw PatientVaultError(.corrupted, "a document's key names a wrapping key the vault does not have", vaultID: keys.publicVaultID(of: vault), documentID: id)
+        }
         let wrapped = try await engine.keySlots.readKeySlot(slot)
         return try DocumentKeys.unwrap(
-            wrapped, with: vaultKeys.documentKeyWrapping,
+            wrapped, with: wrapping,
             context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
     }
 
@@ -107,7 +132,8 @@ struct VaultLoader: Sendable {
         guard let id = h.document, let slot = h.keySlot, h.version >= 1 else { throw corruptedChain(vault.pseudonym) }
         let docKeys: DocumentKeys
         do {
-            docKeys = try await documentKeys(id, version: Int(h.version), slot: slot, vault: vault.pseudonym, keys: vault.keys)
+            docKeys = try await documentKeys(
+                id, version: Int(h.version), slot: slot, vault: vault.pseudonym, wrapping: vault.documentKeyWrapping(h.keyVersion))
         } catch let error as StorageError where error.code == .keySlotDestroyed {
             // No erasure record names it: someone destroyed it behind the store.
             throw PatientVaultError(
@@ -117,7 +143,8 @@ struct VaultLoader: Sendable {
         let body = try DocumentVersionBody.decode(plaintext, id: id, version: Int(h.version))
         // Bytes after the box are the inline content, and only there.
         guard body.content.isInline || rest == payload.count else { throw corruptedChain(vault.pseudonym) }
-        return VersionEntry(metadata: body.metadata, sequence: h.sequence, keySlot: slot, reference: nil, content: body.content)
+        return VersionEntry(
+            metadata: body.metadata, sequence: h.sequence, keySlot: slot, reference: nil, content: body.content, keyVersion: h.keyVersion)
     }
 
     private func corruptedChain(_ pseudonym: StreamID) -> PatientVaultError {

@@ -17,6 +17,8 @@ struct VersionEntry: Sendable {
     var reference: RecordReference?
     /// Where the content is.
     var content: ContentDescriptor
+    /// The version of the vault's wrapping key that wraps its key.
+    var keyVersion: UInt32 = 0
 
     var isAcknowledged: Bool { reference != nil }
 }
@@ -69,6 +71,31 @@ struct VaultState: Sendable {
     var erased: [DocumentID: ErasedDocument] = [:]
     /// The histories of the vault in the stores it was imported from.
     var imported: [ImportedHistory] = []
+    /// The key slots of the vault's rotated wrapping keys, by version (1…).
+    var rotatedKeySlots: [UInt32: KeySlot] = [:]
+    /// Those keys, unwrapped (the loader reads them; a rotation adds its own).
+    var rotatedWrappingKeys: [UInt32: SymmetricKey] = [:]
+
+    /// The wrapping key's version new document keys are wrapped under.
+    var currentKeyVersion: UInt32 { rotatedKeySlots.keys.max() ?? 0 }
+
+    /// The document-key wrapping key of `version`, if the vault has it.
+    func documentKeyWrapping(_ version: UInt32) -> SymmetricKey? {
+        version == 0 ? keys.documentKeyWrapping : rotatedWrappingKeys[version]
+    }
+
+    /// The wrapping key new document keys are wrapped under, and its version.
+    func currentWrapping() throws(PatientVaultError) -> (key: SymmetricKey, version: UInt32) {
+        let version = currentKeyVersion
+        guard let key = documentKeyWrapping(version) else {
+            throw PatientVaultError(.corrupted, "the vault's current wrapping key is missing", vaultID: vaultID)
+        }
+        return (key, version)
+    }
+
+    /// Every key slot of the vault's own keys: the vault key's and the
+    /// rotated wrapping keys'.
+    var vaultKeySlots: [KeySlot] { (vaultKeySlot.map { [$0] } ?? []) + rotatedKeySlots.sorted { $0.key < $1.key }.map(\.value) }
     /// Set when the vault's destruction is queued: a second destruction,
     /// racing it, is refused.
     var isBeingDestroyed = false
@@ -120,6 +147,8 @@ struct VaultState: Sendable {
             documents[e.id] = nil
         case .imported(let history):
             if !imported.contains(history) { imported.append(history) }
+        case .keyRotated(let version, let slot):
+            rotatedKeySlots[version] = slot
         }
     }
 

@@ -94,7 +94,11 @@ extension VaultStore {
         let broken = PatientVaultError(.corrupted, "a compaction ticket is damaged")
         var cutoff: UInt64?
         var pending: [(UInt64, CompactionTicket)] = []
+        // Only durable tickets: an erasure or destruction written but not
+        // yet synced may be lost to a power cut, and its records with it.
+        let durable = engine.durableRecordCount
         try await engine.visitNewestFirst(stream) { record in
+            if record.sequence > durable { return true }
             if let cutoff, record.sequence <= cutoff { return false }
             let body = try RecordCodec.openStoreRecord(record, kind: .compaction, key: keys.lifecycle, stream: stream, broken: broken)
             let ticket: CompactionTicket

@@ -102,7 +102,9 @@ extension VaultStore {
     /// its version number.
     private struct VersionPlan {
         var pseudonym: StreamID
-        var vaultKeys: VaultKeys
+        /// The vault's current document-key wrapping key, and its version.
+        var wrapping: SymmetricKey
+        var keyVersion: UInt32
         var id: DocumentID
         var version: Int
         var decision: AccessDecision
@@ -137,9 +139,12 @@ extension VaultStore {
             action, Caller(patient: patient, principal: principal, document: replacing?.document),
             decide: { vault, now throws -> Decided<VersionPlan, DocumentMetadata> in
                 try Self.validate(draft, author: principal)
+                let wrapping = try vault.currentWrapping()
                 func plan(_ id: DocumentID, _ version: Int, _ decision: AccessDecision) -> Decided<VersionPlan, DocumentMetadata> {
                     .prepare(
-                        VersionPlan(pseudonym: vault.pseudonym, vaultKeys: vault.keys, id: id, version: version, decision: decision),
+                        VersionPlan(
+                            pseudonym: vault.pseudonym, wrapping: wrapping.key, keyVersion: wrapping.version, id: id, version: version,
+                            decision: decision),
                         allowed: Audited(action: action, decision: decision, document: id, version: version, isWrite: true,
                                          result: .failure(PatientVaultError(.conflict, "abandoned"))))
                 }
@@ -183,7 +188,7 @@ extension VaultStore {
             },
             prepare: { plan throws -> PreparedVersion in
                 let (documentKeys, slot, wrapped, writer) = try newVersion(
-                    plan.id, version: plan.version, vault: plan.pseudonym, vaultKeys: plan.vaultKeys)
+                    plan.id, version: plan.version, vault: plan.pseudonym, wrapping: plan.wrapping)
                 try await content(writer)
                 let written = try await writer.finish()
                 return PreparedVersion(
@@ -205,7 +210,9 @@ extension VaultStore {
                     size: p.size, contentHash: p.hash, status: .current)
                 if let replacing { metadata.replaces = (version - 1, replacing.reason) }
                 let sequence = vault.nextSequence
-                let header = RecordHeader(kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: p.slot)
+                let header = RecordHeader(
+                    kind: .documentVersion, sequence: sequence, document: id, version: UInt32(version), keySlot: p.slot,
+                    keyVersion: p.plan.keyVersion)
                 let payload = try RecordCodec.seal(
                     header: header, body: DocumentVersionBody(metadata: metadata, content: p.content).encoded(), key: p.keys.metadata,
                     stream: vault.pseudonym, rest: p.inline)
@@ -219,7 +226,8 @@ extension VaultStore {
                 var a = Audited<DocumentMetadata>(
                     action: action, decision: p.plan.decision, document: id, version: version,
                     records: records, vaultRecords: 1, keySlotWrites: [(p.slot, p.wrapped)], isWrite: true, result: .success(metadata))
-                let entry = VersionEntry(metadata: metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content)
+                let entry = VersionEntry(
+                    metadata: metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content, keyVersion: p.plan.keyVersion)
                 a.onQueued = { vault in vault.documents[id, default: []].append(entry) }
                 // Visible only once durable: the reference marks it acknowledged;
                 // its keys join the cache, for the reads that often follow.
@@ -241,12 +249,12 @@ extension VaultStore {
     /// A new version's random keys, the key slot reserved for them, the
     /// document key wrapped for that slot, and the writer of its content.
     func newVersion(
-        _ id: DocumentID, version: Int, vault: StreamID, vaultKeys: VaultKeys
+        _ id: DocumentID, version: Int, vault: StreamID, wrapping: SymmetricKey
     ) throws -> (keys: DocumentKeys, slot: KeySlot, wrapped: [UInt8], writer: ContentWriter) {
         let (documentKey, documentKeys) = try DocumentKeys.generate()
         let slot = try engine.keySlots.reserveKeySlot()
         let wrapped = try KeyWrap.wrap(
-            documentKey, with: vaultKeys.documentKeyWrapping,
+            documentKey, with: wrapping,
             context: VaultKeys.documentKeyContext(vault, document: id, version: UInt32(version), slot: slot))
         let writer = try ContentWriter(
             engine: engine, vault: vault, document: id, version: UInt32(version), keySlot: slot, contentKey: documentKeys.content,

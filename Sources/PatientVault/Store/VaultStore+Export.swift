@@ -45,8 +45,7 @@ extension VaultStore {
             for (metadata, entry) in versions {
                 guard let reference = entry.reference else { continue }
                 let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot) {
-                    try await loader.documentKeys(
-                        metadata.id, version: metadata.version, slot: entry.keySlot, vault: vault.pseudonym, keys: vault.keys)
+                    try await loader.documentKeys(entry, vault: vault)
                 }
                 var content = Data()
                 for try await chunk in DocumentContent(

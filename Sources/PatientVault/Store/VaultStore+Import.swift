@@ -51,18 +51,25 @@ extension VaultStore {
     /// the source store's checkpoint and key: the export file's proofs stay
     /// checkable) and the call's one audit entry.
     ///
+    /// `trusted` are the source store's note verifier keys, as it publishes
+    /// them: the export must be signed by one of them (a file signed by any
+    /// other key, its own included, could claim any author and any date).
+    ///
     /// The patient's own (action `importVault`). The imported versions are
     /// the source's as the patient saw them: hidden documents not yet
     /// released and erased ones were not exported. Access follows this
     /// store's rules from now on (authors keep an author's rights).
     /// Cost: a write of every version's content, one group commit.
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
-    ///   ``PatientVaultError/Code/invalidArgument`` (a vault that already
-    ///   holds documents or an import, a history larger than a record),
+    ///   ``PatientVaultError/Code/invalidArgument`` (an export not signed by
+    ///   a trusted key, a vault that already holds documents or an import, a
+    ///   history larger than a record), each audited,
     ///   ``PatientVaultError/Code/unknownVault``.
     @discardableResult
-    public func importVault(_ export: VaultExport, as principal: Principal) async throws(PatientVaultError) -> [DocumentMetadata] {
-        struct Plan { var pseudonym: StreamID; var vaultKeys: VaultKeys; var decision: AccessDecision }
+    public func importVault(
+        _ export: VaultExport, trusting trusted: [NoteVerifierKey], as principal: Principal
+    ) async throws(PatientVaultError) -> [DocumentMetadata] {
+        struct Plan { var pseudonym: StreamID; var wrapping: SymmetricKey; var keyVersion: UInt32; var decision: AccessDecision }
         struct Prepared {
             var metadata: DocumentMetadata
             var slot: KeySlot
@@ -81,21 +88,26 @@ extension VaultStore {
                 guard decision.isAllowed else {
                     return .commit(Audited(action: .importVault, decision: decision, isWrite: true, result: .failure(.denied)))
                 }
+                guard trusted.contains(export.verifierKey) else {
+                    return .commit(.invalid(.importVault, PatientVaultError(
+                        .invalidArgument, "the export is not signed by a trusted key of its source store", vaultID: vault.vaultID)))
+                }
                 guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
                     return .commit(.invalid(.importVault, PatientVaultError(
                         .invalidArgument, "an export is imported into a vault that holds no document and no import yet", vaultID: vault.vaultID)))
                 }
+                let wrapping = try vault.currentWrapping()
                 return .prepare(
-                    Plan(pseudonym: vault.pseudonym, vaultKeys: vault.keys, decision: decision),
+                    Plan(pseudonym: vault.pseudonym, wrapping: wrapping.key, keyVersion: wrapping.version, decision: decision),
                     allowed: Audited(action: .importVault, decision: decision, isWrite: true, result: .failure(PatientVaultError(.conflict, "abandoned"))))
             },
-            prepare: { plan throws -> (AccessDecision, [Prepared]) in
+            prepare: { plan throws -> (Plan, [Prepared]) in
                 var prepared: [Prepared] = []
                 for document in export.documents {
                     var metadata = document.metadata
                     metadata.status = .current
                     let (documentKeys, slot, wrapped, writer) = try newVersion(
-                        metadata.id, version: metadata.version, vault: plan.pseudonym, vaultKeys: plan.vaultKeys)
+                        metadata.id, version: metadata.version, vault: plan.pseudonym, wrapping: plan.wrapping)
                     var start = document.content.startIndex
                     while start < document.content.endIndex {
                         let end = document.content.index(start, offsetBy: 1 << 20, limitedBy: document.content.endIndex) ?? document.content.endIndex
@@ -111,10 +123,10 @@ extension VaultStore {
                     prepared.append(Prepared(
                         metadata: metadata, slot: slot, wrapped: wrapped, content: written.0, inline: written.inline, keys: documentKeys))
                 }
-                return (plan.decision, prepared)
+                return (plan, prepared)
             },
             commit: { vault, ready, now throws -> Audited<[DocumentMetadata]> in
-                let (decision, prepared) = ready
+                let (plan, prepared) = ready
                 guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
                     throw PatientVaultError(.conflict, "documents were deposited or imported while the import was prepared", vaultID: vault.vaultID)
                 }
@@ -123,11 +135,13 @@ extension VaultStore {
                 for (i, p) in prepared.enumerated() {
                     let sequence = vault.nextSequence + UInt64(i)
                     let header = RecordHeader(
-                        kind: .documentVersion, sequence: sequence, document: p.metadata.id, version: UInt32(p.metadata.version), keySlot: p.slot)
+                        kind: .documentVersion, sequence: sequence, document: p.metadata.id, version: UInt32(p.metadata.version), keySlot: p.slot,
+                        keyVersion: plan.keyVersion)
                     records.append(EngineRecord(stream: vault.pseudonym, payload: try RecordCodec.seal(
                         header: header, body: DocumentVersionBody(metadata: p.metadata, content: p.content).encoded(), key: p.keys.metadata,
                         stream: vault.pseudonym, rest: p.inline)))
-                    entries.append((p.metadata.id, VersionEntry(metadata: p.metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content), p.keys))
+                    entries.append((p.metadata.id, VersionEntry(
+                        metadata: p.metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content, keyVersion: plan.keyVersion), p.keys))
                 }
                 let event = VaultEventBody(time: now, by: principal, event: .imported(history))
                 let eventHeader = RecordHeader(
@@ -139,7 +153,7 @@ extension VaultStore {
                 }
                 records.append(EngineRecord(stream: vault.pseudonym, payload: eventPayload))
                 var a = Audited<[DocumentMetadata]>(
-                    action: .importVault, decision: decision,
+                    action: .importVault, decision: plan.decision,
                     records: records, vaultRecords: records.count, keySlotWrites: prepared.map { ($0.slot, $0.wrapped) }, isWrite: true,
                     result: .success(prepared.map(\.metadata)))
                 let versions = entries

@@ -1,4 +1,5 @@
 import Foundation
+import VaultCrypto
 import VaultStorage
 
 extension VaultStore {
@@ -46,5 +47,50 @@ extension VaultStore {
             }
         }
         logger.notice("patientvault: master key rotated")
+    }
+}
+
+extension VaultStore {
+    // MARK: - Vault-key rotation
+
+    /// Gives the patient's vault a new document-key wrapping key: a new
+    /// random key, wrapped like the vault key (under the store's
+    /// key-encryption key) in a key slot of its own, recorded by a vault
+    /// event in the call's atomic group. Document versions deposited from
+    /// then on have their keys wrapped under it (their record header names
+    /// its version); older versions keep theirs and read as before. A
+    /// vault destroyed later destroys every one of these slots with the
+    /// vault key's.
+    ///
+    /// The vault's own records and trail stay sealed under the vault key's
+    /// subkeys: what this rotates is which key protects new documents'
+    /// keys, so that a wrapping key suspected exposed protects nothing
+    /// deposited after the rotation.
+    ///
+    /// The holder, or a configured reviewer (action `rotateVaultKey`); one
+    /// decision, one audit entry; a closed vault refuses it.
+    /// - Returns: the new wrapping key's version (1 for the first rotation).
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
+    ///   ``PatientVaultError/Code/unknownVault``.
+    @discardableResult
+    public func rotateVaultKey(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Int {
+        try await audited(.rotateVaultKey, patient, by: principal) { vault, now -> Audited<Int> in
+            let decision = AccessPolicy.decide(request(.rotateVaultKey, by: principal, vault: vault, time: now))
+            guard decision.isAllowed else { return Audited(action: .rotateVaultKey, decision: decision, isWrite: true, result: .failure(.denied)) }
+            let version = vault.currentKeyVersion + 1
+            let (vaultKey, rotated) = try VaultKeys.generate()
+            let slot = try engine.keySlots.reserveKeySlot()
+            let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(vault.pseudonym, slot: slot))
+            var a = Audited<Int>(action: .rotateVaultKey, decision: decision, isWrite: true, result: .success(Int(version)))
+            try a.write(event: VaultEventBody(time: now, by: principal, event: .keyRotated(version: version, slot: slot)), to: vault)
+            a.keySlotWrites = [(slot, wrapped)]
+            let applyEvent = a.onAcknowledged
+            let wrapping = rotated.documentKeyWrapping
+            a.onAcknowledged = { vault, references in
+                vault.rotatedWrappingKeys[version] = wrapping
+                applyEvent?(&vault, references)
+            }
+            return a
+        }
     }
 }

@@ -100,8 +100,8 @@ extension VaultStore {
     }
 
     private func destroyVault(for patient: INS, as principal: Principal, asSystem: Bool) async throws(PatientVaultError) -> DestroyedVault {
-        let (record, tombstone, slot, pseudonym) = try await audited(.destroyVault, patient, by: principal, asSystem: asSystem) {
-            vault, now -> Audited<(LifecycleRecord, DestroyedVault, KeySlot, StreamID)> in
+        let (record, tombstone, slots, pseudonym) = try await audited(.destroyVault, patient, by: principal, asSystem: asSystem) {
+            vault, now -> Audited<(LifecycleRecord, DestroyedVault, [KeySlot], StreamID)> in
             let decision = AccessPolicy.decide(request(.destroyVault, by: principal, vault: vault, time: now))
             guard decision.isAllowed else {
                 return Audited(action: .destroyVault, decision: decision, isWrite: true, result: .failure(.denied))
@@ -117,13 +117,15 @@ extension VaultStore {
                 return .invalid(.destroyVault, PatientVaultError(
                     .conflict, "the vault is retained until \(until) (closed at \(closure.closedAt))", vaultID: vault.vaultID))
             }
-            guard let slot = vault.vaultKeySlot else {
+            guard vault.vaultKeySlot != nil else {
                 throw PatientVaultError(.corrupted, "the vault's key slot is unknown", vaultID: vault.vaultID)
             }
+            // The vault key's slot and every rotated wrapping key's.
+            let slots = vault.vaultKeySlots
             let tombstone = DestroyedVault(
                 vaultID: vault.vaultID, createdAt: vault.creation.createdAt, closedAt: closure.closedAt, reason: closure.reason,
                 destroyedAt: now, destroyedBy: principal)
-            let record = LifecycleRecord.destroyed(vault: vault.pseudonym, keySlot: slot, tombstone: tombstone)
+            let record = LifecycleRecord.destroyed(vault: vault.pseudonym, keySlots: slots, tombstone: tombstone)
             // What compaction will remove, durable with the tombstone: the
             // vault's streams, and its documents' chunks (their references
             // are sealed under keys this destruction makes unreadable).
@@ -131,9 +133,9 @@ extension VaultStore {
                 { .destroyedVault(vault: vault.pseudonym, chunks: $0) },
                 chunks: vault.documents.values.flatMap { $0.flatMap(\.content.chunks) }
             ).map { try $0.sealed(keys: keys) }
-            var a = Audited<(LifecycleRecord, DestroyedVault, KeySlot, StreamID)>(
+            var a = Audited<(LifecycleRecord, DestroyedVault, [KeySlot], StreamID)>(
                 action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)] + tickets, isWrite: true,
-                result: .success((record, tombstone, slot, vault.pseudonym)))
+                result: .success((record, tombstone, slots, vault.pseudonym)))
             a.onQueued = { $0.isBeingDestroyed = true }
             return a
         }
@@ -144,7 +146,7 @@ extension VaultStore {
         documentKeyCache.removeAll(vault: pseudonym)
         pipeline.vaultCount.withLock { $0 -= 1 }
         do {
-            try await engine.keySlots.destroyKeySlot(slot)
+            for slot in slots { try await engine.keySlots.destroyKeySlot(slot) }
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: tombstone.vaultID))
         }

@@ -167,15 +167,17 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
-        let (metadata, entry, pseudonym, vaultID, vaultKeys) = try await audited(
+        let (metadata, entry, pseudonym, vaultID, wrapping) = try await audited(
             .readContent, patient, by: principal, purpose: purpose, secret: secret
         ) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
-                   in: vault, as: principal, purpose: purpose, time: now) { m, e in (m, e, vault.pseudonym, vault.vaultID, vault.keys) }
+                   in: vault, as: principal, purpose: purpose, time: now) { m, e in
+                (m, e, vault.pseudonym, vault.vaultID, vault.documentKeyWrapping(e.keyVersion))
+            }
         }
         let keys = try await translatingErrorsAsync(vaultID: vaultID, documentID: document) {
             try await documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot) {
-                try await loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, keys: vaultKeys)
+                try await loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, wrapping: wrapping)
             }
         }
         return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)

@@ -88,6 +88,7 @@ struct AuditedVault {
         row("erase", .erase, doctor, patient) { v, d, p in
             try await v.store.erase(d, for: v.alice, reason: try ErasureReason("filed in the wrong record"), as: p)
         },
+        row("rotateVaultKey", .rotateVaultKey, patient, doctor) { v, _, p in _ = try await v.store.rotateVaultKey(for: v.alice, as: p) },
         row("exportVault", .exportVault, patient, doctor) { v, _, p in _ = try await v.store.exportVault(for: v.alice, as: p) },
         row("erasedDocuments", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.erasedDocuments(for: v.alice, as: p) },
         row("closeVault", .closeVault, patient, doctor) { v, _, p in try await v.store.closeVault(for: v.alice, reason: .patientRequest, as: p) },

@@ -113,15 +113,19 @@ import Testing
         let sourceKeys = source.store.checkpointVerifierKeys
         try await source.close()
         let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
-        #expect(await code { try await t.store.importVault(export, as: .patient(alice)) } == .unknownVault)
+        #expect(await code { try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice)) } == .unknownVault)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         var entries = try await t.store.withVault(alice) { $0.auditNext }
-        #expect(await code { try await t.store.importVault(export, as: doctor) } == .accessDenied)
+        #expect(await code { try await t.store.importVault(export, trusting: sourceKeys, as: doctor) } == .accessDenied)
         #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
-        let imported = try await t.store.importVault(export, as: .patient(alice))
+        // Only from a store whose key the importer pins.
+        entries = try await t.store.withVault(alice) { $0.auditNext }
+        #expect(await code { try await t.store.importVault(export, trusting: [], as: .patient(alice)) } == .invalidArgument)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        let imported = try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice))
         #expect(imported.count == export.documents.count)
         entries = try await t.store.withVault(alice) { $0.auditNext }
-        #expect(await code { try await t.store.importVault(export, as: .patient(alice)) } == .invalidArgument, "the vault holds documents now")
+        #expect(await code { try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice)) } == .invalidArgument, "the vault holds documents now")
         #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
         for round in 0..<2 {
             let store = round == 0 ? t.store : try await t.reopen()

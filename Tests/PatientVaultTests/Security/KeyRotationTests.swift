@@ -121,4 +121,52 @@ import Testing
             try await again.close()
         }
     }
+
+    /// A vault-key rotation: documents deposited afterwards have their keys
+    /// wrapped under the new wrapping key (their record header says which),
+    /// older ones read as before, before and after a reopen; only the
+    /// holder or a configured reviewer rotates; a destruction destroys
+    /// every wrapping key's slot with the vault key's.
+    @Test(arguments: suiteEngines)
+    func aVaultKeyRotationWrapsNewDocumentsUnderTheNewKey(storage: SuiteStorage) async throws {
+        let clock = ManualClock()
+        var c = Fixtures.configuration(clock: clock)
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: c, engine: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let old = try await t.store.deposit(Fixtures.draft("Old"), content: Fixtures.content("OLD", size: 150_000), for: alice, as: Fixtures.doctor)
+        #expect(await code { try await t.store.rotateVaultKey(for: alice, as: Fixtures.doctor) } == .accessDenied)
+        #expect(try await t.store.rotateVaultKey(for: alice, as: .patient(alice)) == 1)
+        #expect(try await t.store.rotateVaultKey(for: alice, as: dpo) == 2)
+        let new = try await t.store.deposit(Fixtures.draft("New"), content: Data("new".utf8), for: alice, as: Fixtures.doctor)
+        let replaced = try await t.store.replace(old.id, with: Fixtures.draft("Old v2"), content: Data("old v2".utf8), for: alice, as: Fixtures.doctor)
+        for round in 0..<2 {
+            let store = round == 0 ? t.store : try await t.reopen()
+            let versions = try await store.withVault(alice) { v in
+                (v.documents[old.id]!.map(\.keyVersion), v.documents[new.id]!.map(\.keyVersion), v.currentKeyVersion)
+            }
+            #expect(versions.0 == [0, 2] && versions.1 == [2] && versions.2 == 2)
+            #expect(try await store.content(of: old.id, version: 1, includingDeprecated: true, for: alice, as: .patient(alice))
+                == Fixtures.content("OLD", size: 150_000))
+            #expect(try await store.content(of: replaced.id, for: alice, as: .patient(alice)) == Data("old v2".utf8))
+            #expect(try await store.content(of: new.id, for: alice, as: .patient(alice)) == Data("new".utf8))
+            _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        }
+        // The record header names the wrapping key's version (bound as
+        // associated data: a record claiming another fails to open).
+        let reference = try #require(try await t.store.withVault(alice) { $0.documents[new.id]!.last!.reference })
+        #expect(try RecordHeader.decode(try await t.store.engine.read(reference).payload).keyVersion == 2)
+        // Destroyed: the vault key's slot and both wrapping keys' go.
+        let slots = try await t.store.withVault(alice) { $0.vaultKeySlots }
+        #expect(slots.count == 3)
+        try await t.store.closeVault(for: alice, reason: .patientRequest, as: .patient(alice))
+        clock.set(clock.now().addingTimeInterval(11 * 366 * 86_400))
+        #expect(try await t.store.destroyExpiredVaults(at: clock.now()).count == 1)
+        for slot in slots {
+            await #expect { _ = try await t.store.engine.keySlots.readKeySlot(slot) } throws: {
+                ($0 as? StorageError)?.code == .keySlotDestroyed
+            }
+        }
+        try await t.close()
+    }
 }

@@ -215,7 +215,7 @@ import Testing
         let forged = LogFormat.encodeCompactionIntent([
             .init(
                 segment: 1, offset: UInt64(LogFormat.segmentHeaderSize), frameLength: UInt32(LogFormat.frameLength(payloadCount: Int(length))),
-                bytes: header + [UInt8](repeating: 0, count: LogFormat.compactedBodyHeaderSize))
+                bytes: header + [UInt8](repeating: 0, count: LogFormat.compactedBodyOverhead))
         ])
         try Data(forged).write(to: intent)
         #expect(await code { _ = try await t.reopen() } == .corrupted)
