@@ -251,22 +251,26 @@ final class KeySlotFile: Sendable {
     }
 
     /// Makes `key` the journal key on disk, after every slot written so far:
-    /// syncs the slots, writes `key` in the slot not holding the old one,
-    /// syncs, wipes the old one and syncs. Copies sealed under the old key
-    /// can then never be opened again.
+    /// writes `key` in the slot not holding the old one and syncs (one sync
+    /// makes the new key and every slot written so far durable, before the
+    /// old key, which seals the log's copies of those slots, goes), then
+    /// wipes the old one, not synced: the caller writes its tombstones and
+    /// syncs the wipe with them (``syncIfWritten()``). A crash before that
+    /// sync leaves the older key beside the newer, which the next open
+    /// wipes (the newer epoch wins), and the tombstones unwritten, which the
+    /// layer above finishes from its erasure records. Copies sealed under
+    /// the old key can then never be opened again. Two syncs per
+    /// destruction in all (there were four).
     func rotate(to key: JournalKey) throws {
-        try syncIfWritten()
         let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
-        guard key.epoch > old.epoch else { return }
+        guard key.epoch > old.epoch else { return try syncIfWritten() }
         let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
         var bytes = Self.journalSlot(key, number: newSlot, salt: salt)
         defer { for i in bytes.indices { bytes[i] = 0 } }
         try files.write(bytes, at: newSlot * UInt64(LogFormat.keySlotSize), of: file, site: .journalKeyWrite)
         try files.sync(file, site: .journalKeyWrite)
-        try files.write(
-            [UInt8](repeating: 0, count: LogFormat.keySlotSize), at: oldSlot * UInt64(LogFormat.keySlotSize), of: file,
-            site: .journalKeyWrite)
-        try files.sync(file, site: .journalKeyWrite)
+        unsynced.withLock { $0 = false }
+        try write([UInt8](repeating: 0, count: LogFormat.keySlotSize), to: oldSlot, site: .journalKeyWrite)
         journal.withLock { j in
             j.durable = key
             j.durableSlot = newSlot

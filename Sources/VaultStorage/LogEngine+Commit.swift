@@ -62,10 +62,11 @@ extension LogEngineCore {
                 for (slot, bytes) in job.slotWrites { try keySlots.write(bytes, to: slot.number) }
                 if !job.slotWrites.isEmpty && job.buffers.isEmpty { slotsOutsideTheLog = true }
             }
-            // 1b. Destructions: every slot written so far synced, a new
-            //     journal key on disk and the old one wiped (so no copy in the
-            //     log opens any more), then the tombstones, synced. The jobs
-            //     queued after a destruction were sealed under its new key.
+            // 1b. Destructions: a new journal key and every slot written so
+            //     far synced together, then the old key wiped (so no copy in
+            //     the log opens any more) and the tombstones, synced
+            //     together: two syncs. The jobs queued after a destruction
+            //     were sealed under its new key.
             if let key = jobs.last(where: { $0.journalKey != nil })?.journalKey {
                 try keySlots.rotate(to: key)
                 for job in jobs {

@@ -167,7 +167,13 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     package func readKeySlot(_ slot: KeySlot) async throws -> [UInt8] { try core.readKeySlot(slot) }
 
     package func destroyKeySlot(_ slot: KeySlot) async throws {
-        try await destructions.withGate { _ = try await core.destroy(slot).wait() }
+        try await destroyKeySlots([slot])
+    }
+
+    /// All in one job: one journal-key rotation, two syncs of the key file.
+    package func destroyKeySlots(_ slots: [KeySlot]) async throws {
+        guard !slots.isEmpty else { return }
+        try await destructions.withGate { _ = try await core.destroy(slots).wait() }
     }
 
     /// Its own key file: a destroyed slot is overwritten in place and
@@ -392,20 +398,22 @@ final class LogEngineCore: Sendable {
         return try keySlots.reserve { file, length in try allocate(file, to: length) }
     }
 
-    /// Queues the destruction of `slot`: its tombstone, after a new journal
+    /// Queues the destruction of `slots`: their tombstones, after a new journal
     /// key (``KeySlotFile/nextJournalKey()``), which every group queued
     /// after it is sealed under.
-    func destroy(_ slot: KeySlot) throws -> AppendTicket {
+    func destroy(_ slots: [KeySlot]) throws -> AppendTicket {
         let ticket = AppendTicket()
         var wakes = false
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
-            guard keySlots.isReserved(slot) else { throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved") }
+            for slot in slots where !keySlots.isReserved(slot) {
+                throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+            }
             try ensureNoFailure()
             var job = Job(
                 slotWrites: [], segment: s.current, offset: s.tail, buffers: [], references: [], lastLSN: nil, heads: [],
                 durability: .durable, ticket: ticket)
-            job.destroys = [(slot, keySlots.tombstone(slot))]
+            job.destroys = slots.map { ($0, keySlots.tombstone($0)) }
             job.journalKey = try keySlots.nextJournalKey()
             s.queue.append(job)
             wakes = !s.committerSignalled

@@ -251,21 +251,33 @@ package protocol KeySlotStore: AnyObject, Sendable {
     /// cannot be read back through this store (each store says what it
     /// promises beyond that).
     func destroyKeySlot(_ slot: KeySlot) async throws
+
+    /// Destroys several key slots (a document's versions, a vault's keys)
+    /// as ``destroyKeySlot(_:)`` does each; a store may do it at once
+    /// (``LogEngine``: one journal-key rotation and two syncs for all).
+    func destroyKeySlots(_ slots: [KeySlot]) async throws
 }
 
 extension KeySlotStore {
+    /// One by one.
+    package func destroyKeySlots(_ slots: [KeySlot]) async throws {
+        for slot in slots { try await destroyKeySlot(slot) }
+    }
+
     /// Destroys those of `slots` that still read (a destruction a crash or
-    /// a failed sync cut short): one read per slot, a destruction only
-    /// where one is missing.
+    /// a failed sync cut short): one read per slot, one destruction of all
+    /// those missing one.
     package func finishDestruction(of slots: [KeySlot]) async throws {
+        var live: [KeySlot] = []
         for slot in slots {
             do {
                 _ = try await readKeySlot(slot)
             } catch let error as StorageError where error.code == .keySlotDestroyed {
                 continue
             }
-            try await destroyKeySlot(slot)
+            live.append(slot)
         }
+        if !live.isEmpty { try await destroyKeySlots(live) }
     }
 }
 

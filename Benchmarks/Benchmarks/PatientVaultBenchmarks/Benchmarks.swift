@@ -38,6 +38,7 @@ let benchmarks: @Sendable () -> Void = {
     proofBenchmarks()
     erasureBenchmarks(bandwidth)
     compactionBenchmarks()
+    masterKeyRotationBenchmarks()
 }
 
 // MARK: - Deposits
@@ -701,6 +702,37 @@ func compactionBenchmarks() {
             loop?.cancel()
             await loop?.value
             try await t.close()
+            shared.value = nil
+        }
+    }
+}
+
+// MARK: - Master-key rotation (issue 19)
+
+func masterKeyRotationBenchmarks() {
+    // A rotation rewrites the header alone (the root key wrapped anew), so
+    // its cost does not depend on the store's size: measured on stores of
+    // 100 and 10,000 vaults, alternating between two raw keys.
+    for vaults in [100, 10_000] {
+        let shared = Shared<(TemporaryStore, [MasterKey])>()
+        let turn = Shared<Int>()
+        Benchmark(
+            "PatientVault/rotate the master key of a store of \(vaults) vaults",
+            configuration: .init(metrics: [.wallClock], timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(5), maxIterations: 50)
+        ) { _ in
+            let (t, keys) = shared.get()
+            let next = keys[turn.get() % 2]
+            turn.value = turn.get() + 1
+            try await t.store.rotateMasterKey(to: .key(next), as: .auditReviewer(benchmarkReviewer))
+        } setup: {
+            let t = try await TemporaryStore(durability: .relaxed)
+            for i in 0..<vaults {
+                try await t.store.createVault(for: People.patient(i), as: .patient(People.patient(i)), channel: .patientOnline)
+            }
+            turn.value = 0
+            shared.value = (t, [try MasterKey.generate(), try MasterKey.generate()])
+        } teardown: {
+            try await shared.get().0.close()
             shared.value = nil
         }
     }

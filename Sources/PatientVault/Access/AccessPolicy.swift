@@ -76,7 +76,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.
     case exportVault
     /// Bringing a vault's export into this store
-    /// (``VaultStore/importVault(_:as:)``).
+    /// (``VaultStore/importVault(_:trusting:as:)``).
     case importVault
     /// Giving a vault a new document-key wrapping key
     /// (``VaultStore/rotateVaultKey(for:as:)``).

@@ -15,7 +15,7 @@ enum VaultEvent: Hashable, Sendable {
     /// this record is durable, or by the next load of the vault).
     case erased(Erasure)
     /// The vault's history in the store it was exported from
-    /// (``VaultStore/importVault(_:as:)``).
+    /// (``VaultStore/importVault(_:trusting:as:)``).
     case imported(ImportedHistory)
     /// A new document-key wrapping key (``VaultStore/rotateVaultKey(for:as:)``):
     /// its version, and the slot of the random key it derives from (wrapped

@@ -103,12 +103,10 @@ extension VaultStore {
             return a
         }
         // The tombstone is durable: now the keys go (and their cached copies).
-        for slot in slots {
-            do {
-                try await destroyDocumentKey(slot, of: pseudonym)
-            } catch {
-                throw PatientVaultError.wrapping(error, documentID: document)
-            }
+        do {
+            try await destroyDocumentKeys(slots, of: pseudonym)
+        } catch {
+            throw PatientVaultError.wrapping(error, documentID: document)
         }
         return tombstone
     }

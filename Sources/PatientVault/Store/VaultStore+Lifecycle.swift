@@ -146,7 +146,7 @@ extension VaultStore {
         documentKeyCache.removeAll(vault: pseudonym)
         pipeline.vaultCount.withLock { $0 -= 1 }
         do {
-            for slot in slots { try await engine.keySlots.destroyKeySlot(slot) }
+            try await engine.keySlots.destroyKeySlots(slots)
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: tombstone.vaultID))
         }

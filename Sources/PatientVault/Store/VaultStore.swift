@@ -335,12 +335,13 @@ public final class VaultStore: Sendable {
         try await pipeline.withVault(patient, body)
     }
 
-    /// Destroys a document version's key slot (erasure): the cached key
-    /// goes with it, before and after, so no later read finds it.
-    func destroyDocumentKey(_ slot: KeySlot, of pseudonym: StreamID) async throws {
-        documentKeyCache.remove(vault: pseudonym, slot: slot)
-        try await engine.keySlots.destroyKeySlot(slot)
-        documentKeyCache.remove(vault: pseudonym, slot: slot)
+    /// Destroys a document's versions' key slots (erasure), at once: the
+    /// cached keys go with them, before and after, so no later read finds
+    /// them.
+    func destroyDocumentKeys(_ slots: [KeySlot], of pseudonym: StreamID) async throws {
+        for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
+        try await engine.keySlots.destroyKeySlots(slots)
+        for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
     }
 
     /// A copy of the vault's state, for walks that run outside its lock.

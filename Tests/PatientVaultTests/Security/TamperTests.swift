@@ -148,7 +148,7 @@ import Testing
         // Read once first, so its key is in the cache when the slot goes.
         #expect(try await t.store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("ERASE-ME"))
         let (slot, vault) = try await t.store.withVault(alice) { ($0.entry(m.id, version: nil)!.keySlot, $0.pseudonym) }
-        try await t.store.destroyDocumentKey(slot, of: vault)
+        try await t.store.destroyDocumentKeys([slot], of: vault)
         #expect(await code { _ = try await t.store.content(of: m.id, for: alice, as: .patient(alice)) } == .erased)
         #expect(try await t.store.content(of: keep.id, for: alice, as: .patient(alice)) == Fixtures.content("KEEP-ME"))
         try await t.store.close()
