@@ -500,7 +500,9 @@ struct Verify: StoreCommand {
     func perform(_ store: VaultStore) async throws {
         guard let data = FileManager.default.contents(atPath: checkpoint) else { throw CtlError.usage("cannot read \(checkpoint)") }
         let kept = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
-        try await store.verify(against: kept)
+        let bar = ProgressBar("verifying \(kept.treeHead.size) records")
+        defer { bar.finish() }
+        try await store.verify(against: kept) { bar.update($0) }
         options.output("the store extends the checkpoint of \(kept.treeHead.size) records", json: ["verified": kept.treeHead.size])
     }
 }
@@ -640,6 +642,43 @@ struct ExportKey: AsyncParsableCommand {
     }
 }
 
+/// A long job's progress bar: drawn on standard error when it is a
+/// terminal, nothing at all when piped (scripts read standard output, and
+/// `--json` stays one object).
+final class ProgressBar: @unchecked Sendable {
+    // @unchecked: `shownPercent` is behind `lock`; the rest is set once.
+    private let label: String
+    private let shown: Bool
+    private let lock = NSLock()
+    private var shownPercent = -1
+
+    init(_ label: String) {
+        self.label = label
+        shown = isatty(STDERR_FILENO) == 1
+    }
+
+    /// Redraws the bar for `fraction` (0 to 1) when its percentage changes.
+    func update(_ fraction: Double) {
+        guard shown else { return }
+        let percent = Int(min(max(fraction, 0), 1) * 100)
+        let changed = lock.withLock { () -> Bool in
+            defer { shownPercent = percent }
+            return shownPercent != percent
+        }
+        guard changed else { return }
+        let width = 30
+        let filled = percent * width / 100
+        let line = "\r\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] \(percent)%"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    /// Clears the bar's line.
+    func finish() {
+        guard shown else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
+    }
+}
+
 /// Writes `data` to a new file only its owner reads (mode 0600).
 func writeOwnerOnly(_ data: Data, to path: String) throws {
     guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
@@ -700,7 +739,9 @@ struct Doctor: StoreCommand {
     func perform(_ store: VaultStore) async throws {
         let checkpoint = try await store.checkpoint()
         // Every record read again and hashed, against the tree's root.
-        try await store.verify(against: checkpoint)
+        let bar = ProgressBar("verifying \(checkpoint.treeHead.size) records")
+        try await store.verify(against: checkpoint) { bar.update($0) }
+        bar.finish()
         let backlog = try await store.compactionBacklog()
         options.output(
             "healthy: \(store.vaultCount) vaults, \(checkpoint.treeHead.size) records verified; waiting for compaction: "

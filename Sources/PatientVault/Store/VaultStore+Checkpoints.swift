@@ -106,9 +106,14 @@ extension VaultStore {
     ///   records match the checkpoint but the stored tree does not (then
     ///   proofs could not be made), ``PatientVaultError/Code/invalidArgument``
     ///   for a checkpoint this store did not sign.
-    public func verify(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
+    /// - Parameter progress: called on the verifying task after each batch
+    ///   with the fraction of the checkpoint's records checked (0 to 1), for
+    ///   a progress bar; nil by default.
+    public func verify(
+        against trusted: SignedCheckpoint, progress: (@Sendable (Double) -> Void)? = nil
+    ) async throws(PatientVaultError) {
         try ensureOpen()
-        try await verifyLog(extending: try trustedHead(trusted))
+        try await verifyLog(extending: try trustedHead(trusted), progress: progress)
     }
 
     /// The tree head of a checkpoint this store signed, with any of its
@@ -129,7 +134,7 @@ extension VaultStore {
     }
 
     /// The check of ``verify(against:)``, for a head already authenticated.
-    func verifyLog(extending head: TreeHead) async throws(PatientVaultError) {
+    func verifyLog(extending head: TreeHead, progress: (@Sendable (Double) -> Void)? = nil) async throws(PatientVaultError) {
         let size = engine.durableRecordCount
         guard head.size <= size else {
             throw PatientVaultError(
@@ -154,6 +159,7 @@ extension VaultStore {
                 if firstDifference == nil, try tree.leaf(recomputed.size) != leaf { firstDifference = record.sequence }
                 recomputed.append(leaf)
             }
+            if let progress, head.size > 0 { progress(Double(recomputed.size) / Double(head.size)) }
         }
         func hashBatch() throws {
             try appendHashed()
