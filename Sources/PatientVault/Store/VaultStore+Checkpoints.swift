@@ -106,11 +106,17 @@ extension VaultStore {
     ///   records match the checkpoint but the stored tree does not (then
     ///   proofs could not be made), ``PatientVaultError/Code/invalidArgument``
     ///   for a checkpoint this store did not sign.
-    /// - Parameter progress: called on the verifying task after each batch
-    ///   with the fraction of the checkpoint's records checked (0 to 1), for
-    ///   a progress bar; nil by default.
+    public func verify(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
+        try ensureOpen()
+        try await verifyLog(extending: try trustedHead(trusted))
+    }
+
+    /// ``verify(against:)``, reporting its progress: `progress` is called
+    /// on the verifying task after each batch with the fraction of the
+    /// checkpoint's records checked (0 to 1), for a progress bar.
+    /// - Throws: as ``verify(against:)``.
     public func verify(
-        against trusted: SignedCheckpoint, progress: (@Sendable (Double) -> Void)? = nil
+        against trusted: SignedCheckpoint, progress: @escaping @Sendable (Double) -> Void
     ) async throws(PatientVaultError) {
         try ensureOpen()
         try await verifyLog(extending: try trustedHead(trusted), progress: progress)
