@@ -3,6 +3,10 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Dispatch
+import Foundation
+import Synchronization
+import VaultCrypto
 
 // MARK: - The read path
 
@@ -51,37 +55,13 @@ extension LogEngineCore {
     static func readFrame(
         _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?
     ) throws -> LogFrame {
-        guard let segment = segments[location.segment] else {
-            throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
-        }
-        guard Int(location.frameLength) >= LogFormat.frameHeaderSize,
-              location.offset >= UInt64(LogFormat.segmentHeaderSize),
-              location.offset + UInt64(location.frameLength) <= segment.size
-        else {
-            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
-        }
+        let segment = try segmentHolding(location, in: segments)
         var frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
-        let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
-        guard frame.count == Int(location.frameLength) else { throw corrupted }
-        let h = try frame.withUnsafeBytes { raw in
-            guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
-                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == frame.count,
-                  LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
-            else { throw corrupted }
-            let payload = UnsafeRawBufferPointer(
-                rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
-            guard LogFormat.payloadCRC(payload) == h.payloadCRC,
-                  raw[(LogFormat.frameHeaderSize + Int(h.payloadLength))...].allSatisfy({ $0 == 0 })
-            else { throw corrupted }
-            return h
+        let (h, compacted) = try frame.withUnsafeBytes { raw in
+            try checkFrame(raw, at: location, in: segment, authenticator: authenticator, checkingPayloadCRC: true)
         }
-        if h.isCompacted {
+        if let body = compacted {
             // Its kept prefix and its leaf hash.
-            guard let body = frame.withUnsafeBytes({ raw in
-                LogFormat.decodeCompactedPayload(
-                    UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]))
-            }), LogFormat.compactedBodyIsAuthentic(body, salt: segment.salt, offset: location.offset, lsn: h.lsn, authenticator: authenticator)
-            else { throw corrupted }
             return LogFrame(
                 location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: body.prefix,
                 compactedLeaf: body.leaf)
@@ -93,6 +73,73 @@ extension LogEngineCore {
         return LogFrame(location: location, sequence: h.lsn, stream: h.stream, previous: h.previous, payload: frame)
     }
 
+    /// The segment of `location`, once the location is checked to lie in it.
+    private static func segmentHolding(_ location: RecordLocation, in segments: [UInt32: Segment]) throws -> Segment {
+        guard let segment = segments[location.segment] else {
+            throw StorageError(.invalidLocation, "no such segment", segment: location.segment, offset: location.offset)
+        }
+        guard Int(location.frameLength) >= LogFormat.frameHeaderSize,
+              location.offset >= UInt64(LogFormat.segmentHeaderSize),
+              location.offset + UInt64(location.frameLength) <= segment.size
+        else {
+            throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
+        }
+        return segment
+    }
+
+    /// Checks a frame read whole into `raw`: its length, header checksum
+    /// and MAC, zero padding, the payload's checksum (unless the caller
+    /// hashes every payload byte itself), and a compacted frame's kept body
+    /// and its MAC, which it returns.
+    /// - Throws: ``StorageError/Code/corrupted``.
+    private static func checkFrame(
+        _ raw: UnsafeRawBufferPointer, at location: RecordLocation, in segment: Segment, authenticator: (any LogAuthenticator)?,
+        checkingPayloadCRC: Bool
+    ) throws -> (LogFormat.FrameHeader, compacted: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])?) {
+        let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
+        guard raw.count == Int(location.frameLength),
+              let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
+              LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == raw.count,
+              LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
+        else { throw corrupted }
+        let payload = UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
+        guard !checkingPayloadCRC || LogFormat.payloadCRC(payload) == h.payloadCRC,
+              raw[(LogFormat.frameHeaderSize + Int(h.payloadLength))...].allSatisfy({ $0 == 0 })
+        else { throw corrupted }
+        guard h.isCompacted else { return (h, nil) }
+        guard let body = LogFormat.decodeCompactedPayload(payload),
+              LogFormat.compactedBodyIsAuthentic(body, salt: segment.salt, offset: location.offset, lsn: h.lsn, authenticator: authenticator)
+        else { throw corrupted }
+        return (h, body)
+    }
+
+    /// Writes the Merkle leaf hash of the frame at `location` into `leaf`
+    /// (32 bytes), the frame read into `buffer` (reused, at least the
+    /// frame's length): the header's checksum and MAC are checked, and the
+    /// payload is hashed where it was read. Its CRC is not computed: the
+    /// leaf hashes every payload byte, and the caller compares it with the
+    /// tree. A compacted frame gives the leaf it keeps (its MAC checked).
+    /// - Returns: the frame's log sequence number.
+    static func writeLeafHash(
+        of location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?,
+        buffer: UnsafeMutableRawBufferPointer, into leaf: UnsafeMutableRawBufferPointer
+    ) throws -> UInt64 {
+        let segment = try segmentHolding(location, in: segments)
+        let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(location.frameLength)])
+        let read = try segment.file.read(into: frame, at: location.offset)
+        let raw = UnsafeRawBufferPointer(rebasing: frame[..<read])
+        let (h, compacted) = try checkFrame(raw, at: location, in: segment, authenticator: authenticator, checkingPayloadCRC: false)
+        if let body = compacted {
+            leaf.copyBytes(from: body.leaf)
+        } else {
+            MerkleLog.writeLeafHash(
+                stream: h.stream,
+                payload: UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]),
+                into: leaf)
+        }
+        return h.lsn
+    }
+
     /// Reads the written log from `start`, frame by frame, in order. The
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
@@ -101,6 +148,26 @@ extension LogEngineCore {
     func scan(
         from start: LogPosition, fromSequence: UInt64 = 0, includingManifests: Bool = false, only wanted: (StreamID?) -> Bool,
         _ visit: (LogFrame) throws -> Bool
+    ) throws {
+        try walkFrames(from: start) { location, h, segments in
+            guard includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) else { return true }
+            // Read again if a compaction rewrote it meanwhile (its place,
+            // length and header fields stay).
+            let frame = try readingStable {
+                try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+            }
+            return try visit(frame)
+        }
+    }
+
+    /// Walks the written log from `start` by the frames' headers alone
+    /// (each checked: checksum, MAC, a length within the segment), in
+    /// order, until `visit` returns false: the end is the first all-zero
+    /// header, the end of a segment, or, in the segment being written, the
+    /// position of the first queued record. `visit` gets each frame's
+    /// place, its header, and the segments the walk reads.
+    func walkFrames(
+        from start: LogPosition, _ visit: (RecordLocation, LogFormat.FrameHeader, [UInt32: Segment]) throws -> Bool
     ) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
@@ -124,10 +191,10 @@ extension LogEngineCore {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
-            // The frame's header, and the frame itself if it is wanted, read
-            // again if a compaction rewrote it meanwhile.
+            // The frame's header, read again if a compaction rewrote it
+            // meanwhile.
             let here = position
-            let found = try readingStable { () -> (length: UInt64, record: LogFrame?)? in
+            let found = try readingStable { () -> LogFormat.FrameHeader? in
                 let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: here.offset)
                 // Zeros, or the end of a file preallocated short of its size.
                 if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) { return nil }
@@ -141,18 +208,94 @@ extension LogEngineCore {
                 // frame of this segment can have is damage, not a trap.
                 let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
                 guard length <= segmentEnd - here.offset else { throw damaged }
-                guard includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) else { return (length, nil) }
-                let location = RecordLocation(segment: here.segment, offset: here.offset, frameLength: UInt32(length))
-                return (length, try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator))
+                return h
             }
-            guard let found else {
+            guard let h = found else {
                 position = LogPosition(segment: position.segment + 1, offset: UInt64(LogFormat.segmentHeaderSize))
                 continue
             }
-            if let record = found.record {
-                guard try visit(record) else { return }
+            let length = UInt32(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
+            guard try visit(RecordLocation(segment: here.segment, offset: here.offset, frameLength: length), h, segments) else { return }
+            position.offset += UInt64(length)
+        }
+    }
+
+    /// ``writeLeafHash(of:segments:authenticator:buffer:into:)`` under the
+    /// compaction's sequence lock, strictly: the payload's CRC is not
+    /// checked there, so a frame read while a compaction rewrote it (its
+    /// old header, a payload half zeroed) could pass its checks, and its
+    /// leaf is kept only if no rewrite began or ended meanwhile. After a
+    /// few tries with compaction rewriting all along, the frame is read
+    /// with its CRC checked (``read(_:)``), which retries only what fails.
+    private func leafReadingStable(
+        of location: RecordLocation, segments: [UInt32: Segment], buffer: UnsafeMutableRawBufferPointer,
+        into leaf: UnsafeMutableRawBufferPointer
+    ) throws -> UInt64 {
+        for _ in 0..<8 {
+            let before = compactionEpoch.load(ordering: .sequentiallyConsistent)
+            if before & 1 == 0 {
+                do {
+                    let lsn = try LogEngineCore.writeLeafHash(
+                        of: location, segments: segments, authenticator: configuration.authenticator, buffer: buffer, into: leaf)
+                    if compactionEpoch.load(ordering: .sequentiallyConsistent) == before { return lsn }
+                } catch let error as StorageError where error.code == .corrupted {
+                    guard compactionEpoch.load(ordering: .sequentiallyConsistent) != before else { throw error }
+                }
             }
-            position.offset += found.length
+            sched_yield()
+        }
+        let frame = try readingStable {
+            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+        }
+        if let kept = frame.compactedLeaf {
+            leaf.copyBytes(from: kept)
+        } else {
+            frame.payload.withUnsafeBytes { MerkleLog.writeLeafHash(stream: frame.stream, payload: $0, into: leaf) }
+        }
+        return frame.sequence
+    }
+
+    /// The Merkle leaf hashes of the frames at `locations` (32 bytes each,
+    /// in their order), computed on every core the process may use: each
+    /// worker reads its frames into a buffer of its own and hashes them
+    /// there (``writeLeafHash(of:segments:authenticator:buffer:into:)``).
+    /// The calling task is suspended meanwhile, never blocked.
+    /// - Returns: the leaves and the frames' sequence numbers.
+    func recomputeLeaves(of locations: [RecordLocation], in segments: [UInt32: Segment]) async throws -> (leaves: [UInt8], sequences: [UInt64]) {
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, locations.count))
+        let largest = Int(locations.map(\.frameLength).max() ?? 0)
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                var leaves = [UInt8](repeating: 0, count: locations.count * MerkleTree.hashSize)
+                var sequences = [UInt64](repeating: 0, count: locations.count)
+                let failure = Mutex<(any Error)?>(nil)
+                leaves.withUnsafeMutableBytes { out in
+                    sequences.withUnsafeMutableBufferPointer { lsns in
+                        nonisolated(unsafe) let (out, lsns) = (out, lsns)
+                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(largest, 1), alignment: 16)
+                            defer { buffer.deallocate() }
+                            var i = worker
+                            while i < locations.count {
+                                do {
+                                    let leaf = UnsafeMutableRawBufferPointer(rebasing: out[(i * MerkleTree.hashSize)..<((i + 1) * MerkleTree.hashSize)])
+                                    lsns[i] = try self.leafReadingStable(
+                                        of: locations[i], segments: segments, buffer: buffer, into: leaf)
+                                } catch {
+                                    failure.withLock { if $0 == nil { $0 = error } }
+                                    return
+                                }
+                                i += workers
+                            }
+                        }
+                    }
+                }
+                if let error = failure.withLock({ $0 }) {
+                    continuation.resume(throwing: error)
+                } else {
+                    continuation.resume(returning: (leaves, sequences))
+                }
+            }
         }
     }
 }

@@ -133,6 +133,58 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         try core.scan(from: LogPosition(segment: 0, offset: 0), includingManifests: true, only: { _ in true }) { try visit(StoredRecord($0)) }
     }
 
+    /// Walks the frames' headers on the calling task, about 8 MiB of
+    /// frames at a time, and reads and hashes each batch on every core
+    /// (each worker reads its frames into its own buffer, under the
+    /// compaction's sequence lock, and hashes them there) while the walk
+    /// goes on to the next batch. The payloads' CRCs are not computed:
+    /// the leaves hash every byte, and the caller compares them with the
+    /// tree.
+    package func recomputeLeaves(count: UInt64, _ visit: ([UInt8]) throws -> Void) async throws {
+        var position = LogPosition(segment: 0, offset: 0)
+        var next: UInt64 = 1
+        var pending: Task<(leaves: [UInt8], sequences: [UInt64]), any Error>?
+        var pendingFirst: UInt64 = 1
+        func handOver() async throws {
+            guard let task = pending else { return }
+            pending = nil
+            let (leaves, sequences) = try await task.value
+            // The frames read whole are those the walk found.
+            guard sequences.elementsEqual(pendingFirst..<(pendingFirst + UInt64(sequences.count))) else {
+                throw StorageError(.corrupted, "a record changed its place while it was verified")
+            }
+            try visit(leaves)
+        }
+        do {
+            while next <= count {
+                let first = next
+                var batch: [RecordLocation] = []
+                var bytes = 0
+                var segments: [UInt32: LogEngineCore.Segment] = [:]
+                try core.walkFrames(from: position) { location, header, walked in
+                    guard header.lsn == next else {
+                        throw StorageError(
+                            .corrupted, "record \(header.lsn) is out of order", segment: location.segment, offset: location.offset)
+                    }
+                    segments = walked
+                    batch.append(location)
+                    bytes += Int(location.frameLength)
+                    next += 1
+                    position = LogPosition(segment: location.segment, offset: location.offset + UInt64(location.frameLength))
+                    return next <= count && bytes < 8 << 20
+                }
+                try await handOver()
+                guard !batch.isEmpty else { break }
+                pendingFirst = first
+                pending = Task { [core, batch, segments] in try await core.recomputeLeaves(of: batch, in: segments) }
+            }
+            try await handOver()
+        } catch {
+            _ = try? await pending?.value
+            throw error
+        }
+    }
+
     package var endCursor: LogCursor {
         core.state.withLock { LogCursor(sequence: $0.nextLSN) }
     }

@@ -108,13 +108,17 @@ package final class MerkleLog: Sendable {
     package static func appendLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: MerkleTree.hashSize))
+        out.withUnsafeMutableBytes { o in
+            writeLeafHash(stream: stream, payload: payload, into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
+        }
+    }
+
+    /// Writes the leaf hash of a record into `out` (32 bytes; no allocation).
+    package static func writeLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == MerkleTree.hashSize)
         withUnsafeTemporaryAllocation(byteCount: leafDataSize, alignment: 8) { data in
             writeLeafData(stream: stream, payload: payload, into: data)
-            out.withUnsafeMutableBytes { o in
-                MerkleTree.hash(
-                    prefix: 0, UnsafeRawBufferPointer(data), UnsafeRawBufferPointer(start: nil, count: 0),
-                    into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
-            }
+            MerkleTree.hash(prefix: 0, UnsafeRawBufferPointer(data), UnsafeRawBufferPointer(start: nil, count: 0), into: out)
         }
     }
 

@@ -384,6 +384,17 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// returns false.
     func visitEveryRecord(_ visit: (StoredRecord) throws -> Bool) async throws
 
+    /// The Merkle leaf hashes of the first `count` records, recomputed from
+    /// the records themselves as ``visitEveryRecord(_:)`` reads them (a
+    /// full verification), in sequence order: `visit` gets consecutive
+    /// batches of them (32 bytes each, concatenated), of about 8 MiB of
+    /// records each. Fewer than `count` if the log holds fewer. An engine
+    /// may read and hash on every core (the default implementation hashes
+    /// each batch on every core while the next is read).
+    /// - Throws: ``StorageError/Code/corrupted`` for a damaged record or
+    ///   one out of order.
+    func recomputeLeaves(count: UInt64, _ visit: ([UInt8]) throws -> Void) async throws
+
     /// Visits the written records appended after `cursor` (all of them
     /// for nil), in append order, until `visit` returns false; only those
     /// whose stream `wanted` accepts are read whole. Records still queued

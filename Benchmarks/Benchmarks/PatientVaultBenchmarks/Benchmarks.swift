@@ -544,6 +544,7 @@ func proofBenchmarks() {
     let documentSize = 4 << 20
     let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, kibibytesPerSecond]
     let verifyShared = Shared<(TemporaryStore, SignedCheckpoint)>()
+    let readShared = Shared<TemporaryStore>()
     let setUpStore: @Sendable () async throws -> (TemporaryStore, SignedCheckpoint) = {
         let t = try await TemporaryStore()
         try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
@@ -553,37 +554,55 @@ func proofBenchmarks() {
         }
         return (t, try await t.store.checkpoint())
     }
-    Benchmark(
-        "PatientVault/verify(against:) a store of 256 MiB",
-        configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
-    ) { benchmark in
-        let (t, checkpoint) = verifyShared.get()
-        let start = ContinuousClock.now
-        try await t.store.verify(against: checkpoint)
-        measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
-    } setup: {
-        verifyShared.value = try await setUpStore()
-    } teardown: {
-        try await verifyShared.get().0.close()
-        verifyShared.value = nil
+    // Each twice: from the page cache, and from the disk (the segment
+    // files' pages dropped before each iteration).
+    for cold in [false, true] {
+        let suffix = cold ? ", from the disk" : ""
+        Benchmark(
+            "PatientVault/verify(against:) a store of 256 MiB\(suffix)",
+            configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
+        ) { benchmark in
+            let (t, checkpoint) = verifyShared.get()
+            if cold { try dropSegmentsFromPageCache(of: t.folder) }
+            let start = ContinuousClock.now
+            try await t.store.verify(against: checkpoint)
+            measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
+        } setup: {
+            verifyShared.value = try await setUpStore()
+        } teardown: {
+            try await verifyShared.get().0.close()
+            verifyShared.value = nil
+        }
+        Benchmark(
+            "Baseline/sequential read of a store of 256 MiB\(suffix)",
+            configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
+        ) { benchmark in
+            let t = readShared.get()
+            if cold { try dropSegmentsFromPageCache(of: t.folder) }
+            let start = ContinuousClock.now
+            let read = try readSegments(of: t.folder)
+            precondition(read >= documents * documentSize)
+            measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
+        } setup: {
+            let (t, _) = try await setUpStore()
+            try await t.store.close()
+            readShared.value = t
+        } teardown: {
+            try? FileManager.default.removeItem(at: readShared.get().folder)
+            readShared.value = nil
+        }
     }
-    let readShared = Shared<TemporaryStore>()
-    Benchmark(
-        "Baseline/sequential read of a store of 256 MiB",
-        configuration: .init(metrics: metrics, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 10)
-    ) { benchmark in
-        let t = readShared.get()
-        let start = ContinuousClock.now
-        let read = try readSegments(of: t.folder)
-        precondition(read >= documents * documentSize)
-        measureBandwidth(benchmark, bytes: documents * documentSize, since: start)
-    } setup: {
-        let (t, _) = try await setUpStore()
-        try await t.store.close()
-        readShared.value = t
-    } teardown: {
-        try? FileManager.default.removeItem(at: readShared.get().folder)
-        readShared.value = nil
+}
+
+/// Drops the segment files of a store folder from the page cache
+/// (`posix_fadvise(DONTNEED)`; their pages are clean once synced), so
+/// that the next read comes from the disk.
+func dropSegmentsFromPageCache(of folder: URL) throws {
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasPrefix("segment-") {
+        let fd = open(folder.appendingPathComponent(name).path, O_RDONLY)
+        guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
+        defer { close(fd) }
+        guard posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 else { throw CocoaError(.fileReadUnknown) }
     }
 }
 

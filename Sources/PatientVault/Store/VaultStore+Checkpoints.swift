@@ -149,46 +149,20 @@ extension VaultStore {
         let tree = engine.merkleTree
         let storedRoot = try translatingErrors { try tree.root(size: head.size) }
         // The records themselves, leaf by leaf, against the stored leaves:
-        // read in order, in batches of about 8 MiB, each hashed on every
-        // core (BLAKE2b of the payloads is the cost) while the next batch
-        // is read, and appended in order.
+        // read and hashed again by the engine, on every core it can use
+        // (BLAKE2b of the payloads is the cost), and appended in order.
         var recomputed = MerkleTree.Accumulator()
         var firstDifference: UInt64?
-        var batch: [StoredRecord] = []
-        var batchBytes = 0
-        var hashing: LeafHashing?
-        var queued: UInt64 = 0
-        func appendHashed() throws {
-            guard let done = hashing?.wait() else { return }
-            hashing = nil
-            for (record, leaf) in zip(done.records, done.hashes) {
-                if firstDifference == nil, try tree.leaf(recomputed.size) != leaf { firstDifference = record.sequence }
-                recomputed.append(leaf)
-            }
-            if let progress, head.size > 0 { progress(Double(recomputed.size) / Double(head.size)) }
-        }
-        func hashBatch() throws {
-            try appendHashed()
-            if !batch.isEmpty { hashing = LeafHashing(batch) }
-            batch = []
-            batchBytes = 0
-        }
         do {
-            try await engine.visitEveryRecord { record in
-                guard queued < head.size else { return false }
-                guard record.sequence == queued + 1 else {
-                    throw PatientVaultError(.corrupted, "record \(record.sequence) is out of order")
+            try await engine.recomputeLeaves(count: head.size) { leaves in
+                for start in stride(from: 0, to: leaves.count, by: MerkleTree.hashSize) {
+                    let leaf = Array(leaves[start..<(start + MerkleTree.hashSize)])
+                    if firstDifference == nil, try tree.leaf(recomputed.size) != leaf { firstDifference = recomputed.size + 1 }
+                    recomputed.append(leaf)
                 }
-                queued += 1
-                batch.append(record)
-                batchBytes += record.payload.count
-                if batchBytes >= 8 << 20 { try hashBatch() }
-                return true
+                if let progress, head.size > 0 { progress(Double(recomputed.size) / Double(head.size)) }
             }
-            try hashBatch()
-            try appendHashed()
         } catch {
-            _ = hashing?.wait()
             throw PatientVaultError.wrapping(error)
         }
         guard recomputed.size == head.size, recomputed.root == head.rootHash else {
@@ -314,42 +288,5 @@ extension VaultStore {
             throw PatientVaultError(.corrupted, "the Merkle tree's stored hashes do not prove the record")
         }
         return Receipt(proof: proof, leafData: leafData)
-    }
-}
-
-/// The leaf hashes of a batch of records, computed in the background on
-/// every core the process may use (``VaultStore/verify(against:)`` reads
-/// the next batch meanwhile); ``wait()`` returns them in the records' order.
-private final class LeafHashing: @unchecked Sendable {
-    // @unchecked: `hashes` is written by the workers (each its own
-    // indices) before `group` is left, and read only after `wait()`.
-    let records: [StoredRecord]
-    private var hashes: [[UInt8]]
-    private let group = DispatchGroup()
-
-    init(_ records: [StoredRecord]) {
-        self.records = records
-        hashes = [[UInt8]](repeating: [], count: records.count)
-        group.enter()
-        DispatchQueue.global().async { [self] in
-            let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, records.count))
-            hashes.withUnsafeMutableBufferPointer { buffer in
-                nonisolated(unsafe) let buffer = buffer
-                DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    var i = worker
-                    while i < records.count {
-                        buffer[i] = records[i].leafHash
-                        i += workers
-                    }
-                }
-            }
-            group.leave()
-        }
-    }
-
-    /// Blocks until the batch is hashed.
-    func wait() -> (records: [StoredRecord], hashes: [[UInt8]]) {
-        group.wait()
-        return (records, hashes)
     }
 }

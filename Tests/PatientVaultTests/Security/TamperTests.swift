@@ -139,6 +139,48 @@ import Testing
         try await store.close()
     }
 
+    /// A flipped byte in the middle of a large store (its checksum left
+    /// wrong, so only a reader of that record would see it) is named by
+    /// `verify(against:)`, which hashes every payload again (on every
+    /// core, in batches of about 8 MiB: here 12 MiB in chunks of 64 KiB)
+    /// instead of checking the payloads' CRCs.
+    @Test func aFlippedByteInALargeStoreIsNamedByAKeptCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for i in 0..<3 {
+            _ = try await t.store.deposit(
+                Fixtures.draft("Scan \(i)"), content: Fixtures.content("SCAN\(i)", size: 4 << 20), for: alice, as: Fixtures.doctor)
+        }
+        let kept = try await t.store.checkpoint()
+        try await t.store.verify(against: kept)
+        try await t.store.close()
+        let engine = try t.rawEngine()
+        var frames: [LogFrame] = []
+        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { _ in true }) { frame in
+            if frame.payload.count > 1 << 15 { frames.append(frame) }
+            return true
+        }
+        try await engine.close()
+        // A chunk of the last document: in the second batch.
+        let target = try #require(frames.last)
+        #expect(frames.count >= 3 * (4 << 20) / (64 << 10))
+        let path = t.folder.appendingPathComponent(LogFormat.segmentFileName(target.location.segment))
+        let handle = try FileHandle(forUpdating: path)
+        let at = target.location.offset + UInt64(LogFormat.frameHeaderSize + target.payload.count / 2)
+        try handle.seek(toOffset: at)
+        let old = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: at)
+        try handle.write(contentsOf: Data([old ^ 0x20]))
+        try handle.close()
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        await #expect { try await store.verify(against: kept) } throws: {
+            ($0 as? PatientVaultError)?.code == .checkpointNotExtended
+                && ($0 as? PatientVaultError)?.message.contains("record \(target.sequence) ") == true
+        }
+        try await store.close()
+    }
+
     @Test func destroyedDocumentKeyMakesTheDocumentUnreadable() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let alice = Fixtures.alice
