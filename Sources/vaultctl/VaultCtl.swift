@@ -70,6 +70,12 @@ struct StoreOptions: ParsableArguments {
     @Flag(name: .long, help: "Ask for the store's passphrase on the terminal (not echoed).")
     var passphrasePrompt = false
 
+    @Option(name: .long, help: "A key provider: a program (the client of a KMS or HSM) that wraps and unwraps the store's root key (see Documentation/vaultctl.md).")
+    var keyCommand: String?
+
+    @Option(name: .long, help: "The key provider's name for its key (with --key-command), kept in the store's header.")
+    var keyId: String?
+
     @Option(name: .long, help: "Configured audit reviewers (comma-separated identifiers), as the host configures them.")
     var reviewers: String = ""
 
@@ -77,16 +83,33 @@ struct StoreOptions: ParsableArguments {
     var json = false
 
     func source() throws -> MasterKeySource {
-        try Self.source(keyFile: keyFile, keyEnv: keyEnv, passphraseEnv: passphraseEnv, passphrasePrompt: passphrasePrompt)
+        try Self.source(
+            keyFile: keyFile, keyEnv: keyEnv, passphraseEnv: passphraseEnv, passphrasePrompt: passphrasePrompt,
+            keyCommand: keyCommand, keyID: keyId)
     }
 
     /// The master key from one of a file, an environment variable holding
-    /// it in hexadecimal, one holding a passphrase, or a passphrase typed
-    /// on the terminal.
-    static func source(keyFile: String?, keyEnv: String?, passphraseEnv: String?, passphrasePrompt: Bool = false) throws -> MasterKeySource {
-        let given = [keyFile != nil, keyEnv != nil, passphraseEnv != nil, passphrasePrompt].filter { $0 }.count
+    /// it in hexadecimal, one holding a passphrase, a passphrase typed on
+    /// the terminal, or a key provider's program (``CommandKeyProvider``).
+    static func source(
+        keyFile: String?, keyEnv: String?, passphraseEnv: String?, passphrasePrompt: Bool = false,
+        keyCommand: String? = nil, keyID: String? = nil, prefix: String = ""
+    ) throws -> MasterKeySource {
+        let given = [keyFile != nil, keyEnv != nil, passphraseEnv != nil, passphrasePrompt, keyCommand != nil].filter { $0 }.count
         guard given == 1 else {
-            throw CtlError.usage("give exactly one of --key-file, --key-env, --passphrase-env, --passphrase-prompt")
+            throw CtlError.usage(
+                prefix.isEmpty
+                    ? "give exactly one of --key-file, --key-env, --passphrase-env, --passphrase-prompt, --key-command"
+                    : "give exactly one of --\(prefix)key-file, --\(prefix)key-command")
+        }
+        guard (keyCommand == nil) == (keyID == nil) else {
+            throw CtlError.usage("--\(prefix)key-command and --\(prefix)key-id go together")
+        }
+        if let keyCommand, let keyID {
+            guard FileManager.default.isExecutableFile(atPath: keyCommand) else {
+                throw CtlError.usage("\(keyCommand) is not an executable program")
+            }
+            return .provider(CommandKeyProvider(keyID: keyID, program: keyCommand))
         }
         if passphrasePrompt { return .passphrase(try promptPassphrase()) }
         if let passphraseEnv {
@@ -709,10 +732,13 @@ struct RotateKey: StoreCommand {
         commandName: "rotate-key", abstract: "Wrap the store's root key under a new master key (a configured reviewer).")
     @OptionGroup var options: StoreOptions
     @OptionGroup var actor: ActorOptions
-    @Option(help: "A file holding the new master key (32 bytes or 64 hexadecimal characters).") var newKeyFile: String
+    @Option(help: "A file holding the new master key (32 bytes or 64 hexadecimal characters).") var newKeyFile: String?
+    @Option(help: "A key provider's program for the new key (as --key-command).") var newKeyCommand: String?
+    @Option(help: "The new key provider's name for its key (with --new-key-command).") var newKeyId: String?
 
     func perform(_ store: VaultStore) async throws {
-        let next = try StoreOptions.source(keyFile: newKeyFile, keyEnv: nil, passphraseEnv: nil)
+        let next = try StoreOptions.source(
+            keyFile: newKeyFile, keyEnv: nil, passphraseEnv: nil, keyCommand: newKeyCommand, keyID: newKeyId, prefix: "new-")
         try await store.rotateMasterKey(to: next, as: try actor.principal())
         options.output("master key rotated: the old key opens nothing in this store", json: ["rotated": true])
     }

@@ -11,10 +11,13 @@ import Testing
     }
 
     /// Runs vaultctl; returns its exit code, standard output and standard error.
-    func run(_ arguments: [String]) throws -> (code: Int32, out: String, err: String) {
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
         let process = Process()
         process.executableURL = Self.tool
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -133,6 +136,93 @@ import Testing
     /// `vaultctl demo`: the README's main job from the operator's tool. Its
     /// kept store holds none of the plaintexts the tour wrote (the tour
     /// searches itself, and fails if it finds one: exit 5).
+    /// A key provider's program (here a shell script playing an HSM that
+    /// keeps the root keys it wraps and hands out handles): the store is
+    /// made and opened through it alone; another key id, a refusal and an
+    /// outage are each a one-line error with its exit code; a rotation
+    /// moves the store to a key file, after which the provider opens
+    /// nothing.
+    @Test func aKeyProviderProgramWrapsTheRootKey() throws {
+        let folder = TestFolder()
+        let hsm = folder.url.appendingPathComponent("hsm")
+        try FileManager.default.createDirectory(at: hsm, withIntermediateDirectories: true)
+        let program = folder.url.appendingPathComponent("hsm.sh")
+        try Data(Self.hsmScript.utf8).write(to: program)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: program.path)
+        let environment = ["HSM_DIR": hsm.path]
+        let folderOnly = ["--store", folder.url.appendingPathComponent("store").path]
+        let store = folderOnly + ["--key-command", program.path, "--key-id", "test-hsm/key-1"]
+        let patient = Fixtures.alice.digits
+
+        var r = try run(["init"] + store, environment: environment)
+        #expect(r.code == 0, "\(r)")
+        let kept = try FileManager.default.contentsOfDirectory(atPath: hsm.path)
+        #expect(kept.count == 1, "the HSM keeps the wrapped root key: \(kept)")
+        r = try run(["create"] + store + ["--patient", patient, "--as", "patient:\(patient)", "--channel", "patientOnline"], environment: environment)
+        #expect(r.code == 0, "\(r)")
+        let note = folder.url.appendingPathComponent("note.txt")
+        try Data("ordonnance".utf8).write(to: note)
+        r = try run(
+            ["deposit"] + store + ["--patient", patient, "--as", "patient:\(patient)", note.path, "--title", "Ordonnance", "--json"],
+            environment: environment)
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])?["document"] as? String)
+        r = try run(["read"] + store + ["--patient", patient, "--as", "patient:\(patient)", id], environment: environment)
+        #expect(r.code == 0 && r.out == "ordonnance", "\(r)")
+
+        // Another key id: the header names the provider's key.
+        r = try run(["list"] + folderOnly + ["--key-command", program.path, "--key-id", "test-hsm/key-2", "--patient", patient, "--as", "patient:\(patient)"], environment: environment)
+        #expect(r.code == 4 && r.err.hasPrefix("vaultctl: error: wrongMasterKey"), "\(r)")
+        // An outage (exit status 3): I/O, code 5.
+        r = try run(["list"] + store + ["--patient", patient, "--as", "patient:\(patient)"], environment: environment.merging(["HSM_DOWN": "1"]) { $1 })
+        #expect(r.code == 5 && r.err.hasPrefix("vaultctl: error: io") && r.err.split(separator: "\n").count == 1, "\(r)")
+        // Half a pair of options is a usage error.
+        #expect(try run(["list"] + folderOnly + ["--key-command", program.path, "--patient", patient, "--as", "patient:\(patient)"]).code == 1)
+
+        // Rotated to a key file: the provider's wrapping opens nothing now.
+        let keyFile = folder.url.appendingPathComponent("key").path
+        try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: keyFile))
+        r = try run(["rotate-key"] + store + ["--as", "reviewer:dpo", "--reviewers", "dpo", "--new-key-file", keyFile], environment: environment)
+        #expect(r.code == 0, "\(r)")
+        r = try run(["read"] + folderOnly + ["--key-file", keyFile, "--patient", patient, "--as", "patient:\(patient)", id])
+        #expect(r.code == 0 && r.out == "ordonnance", "\(r)")
+        r = try run(["list"] + store + ["--patient", patient, "--as", "patient:\(patient)"], environment: environment)
+        #expect(r.code == 4, "\(r)")
+        // A refusal (exit status 1, a handle the HSM does not hold) is a wrong key.
+        try FileManager.default.removeItem(at: hsm)
+        try FileManager.default.createDirectory(at: hsm, withIntermediateDirectories: true)
+        r = try run(["rotate-key"] + folderOnly + ["--key-file", keyFile, "--as", "reviewer:dpo", "--reviewers", "dpo", "--new-key-command", program.path, "--new-key-id", "test-hsm/key-3"], environment: environment)
+        #expect(r.code == 0, "\(r)")
+        try FileManager.default.removeItem(at: hsm)
+        try FileManager.default.createDirectory(at: hsm, withIntermediateDirectories: true)
+        r = try run(["list"] + folderOnly + ["--key-command", program.path, "--key-id", "test-hsm/key-3", "--patient", patient, "--as", "patient:\(patient)"], environment: environment)
+        #expect(r.code == 4 && r.err.contains("refused"), "\(r)")
+    }
+
+    /// An "HSM" for ``aKeyProviderProgramWrapsTheRootKey()``: it keeps each
+    /// key it wraps in `$HSM_DIR`, with its context, and answers a handle.
+    static let hsmScript = """
+        #!/bin/sh
+        [ -n "$HSM_DOWN" ] && exit 3
+        read -r _ context || exit 2
+        read -r field value || exit 2
+        case "$1" in
+        wrap)
+            [ "$field" = key ] || exit 2
+            handle=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+            printf '%s %s %s\n' "$PATIENTVAULT_KEY_ID" "$context" "$value" > "$HSM_DIR/$handle"
+            printf '%s' "$handle" | base64 ;;
+        unwrap)
+            [ "$field" = wrapped ] || exit 2
+            handle=$(printf '%s' "$value" | base64 -d) || exit 1
+            case "$handle" in *[!0-9a-f]* | "") exit 1 ;; esac
+            [ -f "$HSM_DIR/$handle" ] || exit 1
+            read -r id c k < "$HSM_DIR/$handle"
+            [ "$id" = "$PATIENTVAULT_KEY_ID" ] && [ "$c" = "$context" ] || exit 1
+            printf '%s\n' "$k" ;;
+        *) exit 2 ;;
+        esac
+        """
+
     @Test func theDemoRunsTheTourAndFindsNoPlaintextAtRest() throws {
         let folder = TestFolder()
         let kept = folder.url.appendingPathComponent("demo-store").path
