@@ -17,9 +17,12 @@ extension LogEngine {
     /// - The segments are copied through the end of record `n` (a group's
     ///   end: the log ends there in the copy), `merkle.hashes` through the
     ///   hashes of the tree of `n` leaves.
-    /// - No `index.checkpoint`: the copy is opened once with
+    /// - The log's `index.checkpoint` as it was before the end was chosen
+    ///   (it covers durable records only), when the segment it names was
+    ///   copied: the copy is opened once with
     ///   ``LogEngineConfiguration/replaysWithoutCheckpoint``, which replays
-    ///   it and writes one (``finishBackup(in:configuration:)``).
+    ///   what follows it (all of the log without it) and writes its own
+    ///   (``finishBackup(in:configuration:)``).
     ///
     /// **Incremental**: with `previous`, `directory` holds a copy this
     /// method made of the first `previous` records (the layer above has
@@ -40,19 +43,42 @@ extension LogEngine {
         try await maintenance.withGate { try await copyForBackup(to: directory, after: previous) }
     }
 
+    /// The copy, its blocking parts (every file copied, synced) run off
+    /// the cooperative pool (``inBackground(_:)``): writers'
+    /// tasks keep their threads while it runs.
     private func copyForBackup(to directory: String, after previous: UInt64?) async throws -> UInt64 {
-        try FileSystem.createDirectory(directory)
-        if previous == nil {
-            guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
+        let core = core
+        // The index checkpoint as it is now, read before the copy's end is
+        // chosen: it covers durable records only, so none beyond that end.
+        // The copy's first open replays only what follows it.
+        let index: [UInt8]? = try await inBackground {
+            try FileSystem.createDirectory(directory)
+            if previous == nil {
+                guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
+            }
+            let indexPath = core.directory + "/" + LogFormat.checkpointFileName
+            guard FileSystem.exists(indexPath) else { return nil }
+            let file = try PosixFile.open(indexPath, flags: O_RDONLY, name: "checkpoint")
+            return try file.read(count: Int(try file.size()), at: 0)
         }
         let records: UInt64 = try await destructions.withGate {
             let records = durableRecordCount
-            try core.keySlots.syncIfWritten()
-            let keyFile = directory + "/" + LogFormat.keyFileName
-            if FileSystem.exists(keyFile) { try FileSystem.remove(keyFile) }
-            try Self.copy(core.keySlots.file, bytes: nil, to: keyFile)
+            try await inBackground {
+                try core.keySlots.syncIfWritten()
+                let keyFile = directory + "/" + LogFormat.keyFileName
+                if FileSystem.exists(keyFile) { try FileSystem.remove(keyFile) }
+                try LogEngine.copy(core.keySlots.file, bytes: nil, to: keyFile)
+            }
             return records
         }
+        try await inBackground { [self] in try copyLog(through: records, to: directory, after: previous, index: index) }
+        return records
+    }
+
+    /// The log's part of ``copyForBackup(to:after:)``, blocking: the
+    /// tree's hashes, the segments through record `records` (from the end
+    /// of record `previous` when incremental), and the log's index.
+    private func copyLog(through records: UInt64, to directory: String, after previous: UInt64?, index: [UInt8]?) throws {
         let previous = previous.map { min($0, records) }
         try core.merkle.syncIfAppended()
         guard let merkle = core.merkle.storage as? MerkleHashFile else {
@@ -60,17 +86,19 @@ extension LogEngine {
         }
         let hashBytes = MerkleHashFile.headerSize + MerkleTree.storedCount(leaves: records) * UInt64(MerkleTree.hashSize)
         let hashesFrom = previous.map { MerkleHashFile.headerSize + MerkleTree.storedCount(leaves: $0) * UInt64(MerkleTree.hashSize) } ?? 0
-        try Self.copy(merkle.file, bytes: hashBytes, to: directory + "/" + MerkleHashFile.fileName, from: hashesFrom)
+        try LogEngine.copy(merkle.file, bytes: hashBytes, to: directory + "/" + MerkleHashFile.fileName, from: hashesFrom)
         let end = try recordEnd(records)
         // Where the previous copy ended: segments before its own are kept.
         let kept: (segment: UInt32, offset: UInt64)? = try previous.flatMap { p in
             try recordEnd(p).map { ($0.segment, $0.offset + UInt64($0.frameLength)) }
         }
+        // The previous copy's index (what opening it made) goes first: the
+        // log's own replaces it once the segments are copied.
+        let copiedIndex = directory + "/" + LogFormat.checkpointFileName
+        if FileSystem.exists(copiedIndex) { try FileSystem.remove(copiedIndex) }
         if previous != nil {
-            // What opening the previous copy made: its index (replay writes
-            // it again) and any segment after the one that ended it.
-            let index = directory + "/" + LogFormat.checkpointFileName
-            if FileSystem.exists(index) { try FileSystem.remove(index) }
+            // What opening the previous copy made: any segment after the
+            // one that ended it.
             for name in try FileSystem.list(directory) {
                 guard let number = LogFormat.segmentNumber(fromFileName: name) else { continue }
                 if number > (kept?.segment ?? 0) { try FileSystem.remove(directory + "/" + name) }
@@ -90,23 +118,30 @@ extension LogEngine {
             let path = directory + "/" + LogFormat.segmentFileName(number)
             if let kept, number < kept.segment { continue }
             if let kept, number == kept.segment {
-                try Self.copy(file, bytes: bytes, to: path, from: kept.offset)
+                try LogEngine.copy(file, bytes: bytes, to: path, from: kept.offset)
             } else {
-                try Self.copy(file, bytes: bytes, to: path)
+                try LogEngine.copy(file, bytes: bytes, to: path)
             }
         }
+        // The index, if it names only records and segments the copy holds
+        // (one written just after a segment switch names a segment with no
+        // record yet): else the copy's open replays the whole log.
+        if let index, let c = try LogEngineCore.decodeCheckpoint(index, authenticator: core.configuration.authenticator),
+           c.nextLSN - 1 <= records, FileSystem.exists(directory + "/" + LogFormat.segmentFileName(c.segment)) {
+            try StoreFolder.writeDurably(index, named: LogFormat.checkpointFileName, in: directory)
+        }
         try FileSystem.syncDirectory(directory)
-        return records
     }
 
     /// Where record `sequence` is (nil for 0: no record).
     private func recordEnd(_ sequence: UInt64) throws -> RecordLocation? {
         guard sequence > 0 else { return nil }
         var end: RecordLocation?
+        // By the frames' headers alone: the payloads are the copy's to read.
         if let start = try core.scanStart(forSequence: sequence) {
-            try core.scan(from: start, only: { _ in true }) { frame in
-                if frame.sequence == sequence { end = frame.location }
-                return frame.sequence < sequence
+            try core.walkFrames(from: start) { location, header, _ in
+                if header.lsn == sequence { end = location }
+                return header.lsn < sequence
             }
         }
         guard let end else { throw StorageError(.corrupted, "the log has no record \(sequence)") }
@@ -119,22 +154,32 @@ extension LogEngine {
     package static func finishBackup(in directory: String, configuration: LogEngineConfiguration) async throws {
         var c = configuration
         c.replaysWithoutCheckpoint = true
-        let engine = try LogEngine.open(directory: directory, configuration: c)
+        // A replay is blocking work: off the cooperative pool.
+        let engine = try await inBackground { [c] in try LogEngine.open(directory: directory, configuration: c) }
         try await engine.close()
     }
 
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
     /// `path`, or, from `start` on, into the file already there (which is
     /// then cut at `bytes`); then syncs it.
-    private static func copy(_ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0) throws {
+    fileprivate static func copy(_ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
         let out = try PosixFile.open(path, flags: flags, name: "backup copy")
         var offset = start
+        // Paced by the device: each MiB's writeback starts once it is
+        // written, and the one before is waited for, so that the copy
+        // never queues more than about 2 MiB of writes ahead of the
+        // store's own syncs (one large flush at the end would make every
+        // deposit's fdatasync wait behind it).
+        var previous: (offset: UInt64, length: UInt64)?
         while offset < total {
             let chunk = try file.read(count: Int(min(1 << 20, total - offset)), at: offset)
             guard !chunk.isEmpty else { throw StorageError(.io, "a file ended while it was copied") }
             try out.write(chunk, at: offset)
+            try out.writeBack(offset: offset, length: UInt64(chunk.count), wait: false)
+            if let previous { try out.writeBack(offset: previous.offset, length: previous.length, wait: true) }
+            previous = (offset, UInt64(chunk.count))
             offset += UInt64(chunk.count)
         }
         if start > 0 { try out.truncate(to: total) }

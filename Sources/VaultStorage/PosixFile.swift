@@ -180,6 +180,19 @@ package final class PosixFile: @unchecked Sendable {
         _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
     }
 
+    /// Starts the writeback of the range's dirty pages and, with `wait`,
+    /// waits for it (`sync_file_range`): a long copy paced by the device,
+    /// so that the writes it queues stay small beside others' syncs. Not a
+    /// durability guarantee: ``syncData()`` or ``sync()`` still follows.
+    /// - Throws: ``StorageError/Code/io`` (a writeback error, reported
+    ///   again by the later sync).
+    package func writeBack(offset: UInt64, length: UInt64, wait: Bool) throws {
+        while cposix_write_back(fd, Int64(offset), Int64(length), wait ? 1 : 0) != 0 {
+            if errno == EINTR { continue }
+            throw PosixFile.error("sync_file_range", name: name)
+        }
+    }
+
     /// Makes written data durable (`fdatasync`).
     /// - Throws: ``StorageError/Code/durabilityLost`` whatever the `errno`
     ///   (`ENOSPC` included): Linux reports a writeback error once per open

@@ -785,11 +785,13 @@ struct Backup: StoreCommand {
         discussion: "Into a folder that holds an earlier backup of this store, only what is new is copied.")
     @OptionGroup var options: StoreOptions
     @Argument(help: "The backup folder (new, empty, or holding an earlier backup of this store).") var folder: String
+    @Flag(help: "Also read and hash every record of the copy against its checkpoint (as a restore does).")
+    var verifyEveryRecord = false
 
     func perform(_ store: VaultStore) async throws {
-        let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder))
+        let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder), verifyingEveryRecord: verifyEveryRecord)
         options.output(
-            "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint",
+            "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint\(verifyEveryRecord ? " record by record" : "")",
             json: ["records": checkpoint.treeHead.size, "checkpoint": checkpoint.text])
     }
 }

@@ -39,6 +39,7 @@ let benchmarks: @Sendable () -> Void = {
     erasureBenchmarks(bandwidth)
     compactionBenchmarks()
     masterKeyRotationBenchmarks()
+    backupBenchmarks()
 }
 
 // MARK: - Deposits
@@ -754,5 +755,115 @@ func masterKeyRotationBenchmarks() {
             try await shared.get().0.close()
             shared.value = nil
         }
+    }
+}
+
+// MARK: - Backup (issue 20)
+
+func backupBenchmarks() {
+    // A full backup of a store of 256 MiB (64 documents of 4 MiB) into a
+    // new folder, its check included (the copy opened and every record
+    // hashed again), beside `cp -r` of the same folder followed by `sync
+    // -f` (a durable copy, as the backup's is): bytes of the store's files
+    // per second. Each iteration copies into a new folder, removed after.
+    let documents = 64, size = 4 << 20
+    let metrics: [BenchmarkMetric] = [.wallClock, kibibytesPerSecond]
+    let shared = Shared<TemporaryStore>()
+    let setUp: @Sendable () async throws -> Void = {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+        for _ in 0..<documents {
+            _ = try await t.store.deposit(draft(size), streaming: GeneratedChunks(total: size), for: People.patient(0), as: People.hospital)
+        }
+        _ = try await t.store.checkpoint()
+        shared.value = t
+    }
+    let tearDown: @Sendable () async throws -> Void = {
+        try await shared.get().close()
+        shared.value = nil
+    }
+    Benchmark(
+        "Baseline/cp -r and sync of a store of 256 MiB",
+        configuration: .init(metrics: metrics, timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 8)
+    ) { benchmark in
+        let t = shared.get()
+        let target = TemporaryStore.root.appendingPathComponent("pv-cp-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: target) }
+        let bytes = try folderBytes(t.folder)
+        let start = ContinuousClock.now
+        let cp = try Process.run(URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", "cp -r \"$0\" \"$1\" && sync -f \"$1\"", t.folder.path, target.path])
+        cp.waitUntilExit()
+        precondition(cp.terminationStatus == 0)
+        measureBandwidth(benchmark, bytes: bytes, since: start)
+    } setup: {
+        try await setUp()
+    } teardown: {
+        try await tearDown()
+    }
+    Benchmark(
+        "PatientVault/backup(to:) of a store of 256 MiB",
+        configuration: .init(metrics: metrics, timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(20), maxIterations: 8)
+    ) { benchmark in
+        let t = shared.get()
+        let target = TemporaryStore.root.appendingPathComponent("pv-backup-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: target) }
+        let bytes = try folderBytes(t.folder)
+        let start = ContinuousClock.now
+        try await t.store.backup(to: target)
+        measureBandwidth(benchmark, bytes: bytes, since: start)
+    } setup: {
+        try await setUp()
+    } teardown: {
+        try await tearDown()
+    }
+
+    // Eight writers, 400 durable 4 KiB deposits in all per iteration (so
+    // that an iteration's time is their throughput, tails included):
+    // alone, and while full backups of the store (64 MiB of other
+    // documents, and theirs) run one after another.
+    for backingUp in [false, true] {
+        let writers = Shared<(TemporaryStore, Task<Void, Never>?)>()
+        Benchmark(
+            "PatientVault/8 writers, 400 deposits of 4 KiB\(backingUp ? ", while backing up" : "")",
+            configuration: .init(metrics: [.wallClock], timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 30)
+        ) { _ in
+            let store = writers.get().0.store
+            try await perWorker(400, workers: 8) { worker in
+                _ = try await store.deposit(draft(4096), content: content(4096), for: People.patient(worker % 8), as: People.doctor)
+            }
+        } setup: {
+            let t = try await TemporaryStore()
+            for i in 0...8 {
+                try await t.store.createVault(for: People.patient(i), as: .patient(People.patient(i)), channel: .patientOnline)
+            }
+            for _ in 0..<16 {
+                _ = try await t.store.deposit(draft(size), streaming: GeneratedChunks(total: size), for: People.patient(8), as: People.hospital)
+            }
+            let store = t.store
+            let loop = backingUp
+                ? Task {
+                    while !Task.isCancelled {
+                        let target = TemporaryStore.root.appendingPathComponent("pv-backup-\(UUID().uuidString)")
+                        defer { try? FileManager.default.removeItem(at: target) }
+                        do { try await store.backup(to: target) } catch { return }
+                    }
+                }
+                : nil
+            writers.value = (t, loop)
+        } teardown: {
+            let (t, loop) = writers.get()
+            loop?.cancel()
+            await loop?.value
+            try await t.close()
+            writers.value = nil
+        }
+    }
+}
+
+/// The bytes of the files in a folder (not its subfolders).
+func folderBytes(_ folder: URL) throws -> Int {
+    try FileManager.default.contentsOfDirectory(atPath: folder.path).reduce(0) { total, name in
+        let attributes = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(name).path)
+        return total + ((attributes[.size] as? NSNumber)?.intValue ?? 0)
     }
 }

@@ -9,4 +9,12 @@
 /// (`EOPNOTSUPP` where the file system cannot punch holes).
 int cposix_punch_hole(int fd, int64_t offset, int64_t length);
 
+/// Starts writing back the dirty pages of `length` bytes of file `fd`
+/// from `offset` (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`), and,
+/// when `wait` is non-zero, waits for that range's writeback before and
+/// after (`SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER`):
+/// pacing for a long copy, never a durability guarantee (no metadata, no
+/// device flush). Returns 0, or -1 with `errno` set.
+int cposix_write_back(int fd, int64_t offset, int64_t length, int wait);
+
 #endif

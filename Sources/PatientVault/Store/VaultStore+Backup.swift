@@ -25,20 +25,26 @@ extension VaultStore {
     /// rename: a backup cut short leaves the previous checkpoint, and
     /// running it again finishes it.
     ///
-    /// The copy is then opened once (its log replayed, its checkpoint
-    /// written) and checked against that checkpoint, every record read
-    /// and hashed again, before this returns. The folder is a store: open
-    /// it with the same master key, or use ``restore(from:to:key:configuration:)``.
+    /// The copy is then opened once and checked before this returns: its
+    /// log is replayed from the index the store had written when the copy
+    /// began (the records since, each hashed again and checked as
+    /// recovery checks them), and its Merkle tree must be the one the
+    /// checkpoint signs. With `verifyingEveryRecord`, every record of the
+    /// copy is also read and hashed again against the checkpoint
+    /// (``verify(against:)``), which ``restore(from:to:key:configuration:)``
+    /// always does. The folder is a store: open it with the same master
+    /// key, or restore it.
     /// Cost: a read and a write of the log since the previous backup (all
-    /// of it the first time) and of the key file, then a replay and a
-    /// verification of the copy.
+    /// of it the first time) and of the key file, and a replay of the
+    /// records since the store's last index checkpoint; with
+    /// `verifyingEveryRecord`, a read and BLAKE2b of the whole copy.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
     ///   memory or on PostgreSQL, or a folder whose backup is of another
     ///   store or not a prefix of this one; ``PatientVaultError/Code/io``
     ///   (a folder that holds files and no backup),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
-    public func backup(to folder: URL) async throws(PatientVaultError) -> SignedCheckpoint {
+    public func backup(to folder: URL, verifyingEveryRecord: Bool = false) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
         guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
             throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
@@ -78,12 +84,27 @@ extension VaultStore {
         c.authenticator = LogMAC(key: keys.log)
         try await translatingErrorsAsync { try await LogEngine.finishBackup(in: directory, configuration: c) }
         var check = configuration
-        check.trustedCheckpoint = checkpoint
+        check.trustedCheckpoint = nil
         check.checkpointPublisher = nil
         check.checkpointCadence = nil
         let copy = try await Self.open(
             keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
             engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
+        do throws(PatientVaultError) {
+            // The copy's tree, which its open checked against the records
+            // it replayed and the index it was given, is the tree the
+            // checkpoint signs; with `verifyingEveryRecord`, every record
+            // is read and hashed again as well.
+            let size = copy.engine.durableRecordCount
+            let root = try translatingErrors { try copy.engine.merkleTree.root(size: records) }
+            guard size >= records, root == checkpoint.treeHead.rootHash else {
+                throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
+            }
+            if verifyingEveryRecord { try await copy.verify(against: checkpoint) }
+        } catch {
+            try? await copy.close()
+            throw error
+        }
         try await copy.close()
         logger.info("patientvault: backup made", metadata: ["records": "\(records)"])
         return checkpoint
@@ -111,7 +132,7 @@ extension VaultStore {
         return head.size
     }
 
-    /// Restores a backup made by ``backup(to:)`` into `target` (new or
+    /// Restores a backup made by ``backup(to:verifyingEveryRecord:)`` into `target` (new or
     /// empty): the backup's files are copied, then the copy is opened with
     /// `key` and checked against the backup's signed checkpoint (every
     /// record read and hashed again) before this returns it, and against

@@ -91,6 +91,47 @@ import Testing
         #expect(await code { _ = try await VaultStore.restore(from: TestFolder().url, to: TestFolder().url, key: .key(t.key)) } == .invalidArgument)
     }
 
+    /// A record of the store damaged where no open reads it (before the
+    /// index the copy starts from): a backup copies it as it is (its
+    /// check replays only what follows the index), and its restore, which
+    /// hashes every record again, refuses it; a backup with
+    /// `verifyingEveryRecord` refuses it at once.
+    @Test func aDamagedRecordIsFoundByTheRestoreOrByAFullCheck() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("DAMAGED", size: 200_000), for: alice, as: Fixtures.doctor)
+        try await t.store.close()
+        // A byte in the middle of the first chunk's payload, its CRC left
+        // wrong: the index the close wrote covers it.
+        let engine = try t.rawEngine()
+        var chunk: LogFrame?
+        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { $0 == nil }) { frame in
+            if frame.payload.count > 30_000 { chunk = frame }
+            return chunk == nil
+        }
+        try await engine.close()
+        let frame = try #require(chunk)
+        let handle = try FileHandle(forUpdating: t.folder.appendingPathComponent(LogFormat.segmentFileName(frame.location.segment)))
+        let at = frame.location.offset + UInt64(LogFormat.frameHeaderSize + frame.payload.count / 2)
+        try handle.seek(toOffset: at)
+        let old = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: at)
+        try handle.write(contentsOf: Data([old ^ 0x01]))
+        try handle.close()
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        let quick = TestFolder()
+        _ = try await store.backup(to: quick.url)
+        let refused = await code {
+            _ = try await VaultStore.restore(from: quick.url, to: TestFolder().url, key: .key(t.key), configuration: Fixtures.configuration())
+        }
+        #expect(refused == .checkpointNotExtended || refused == .corrupted, "refused: \(String(describing: refused))")
+        let full = await code { _ = try await store.backup(to: TestFolder().url, verifyingEveryRecord: true) }
+        #expect(full == .checkpointNotExtended || full == .corrupted, "refused: \(String(describing: full))")
+        // The store itself says which document: its content does not read.
+        #expect(await code { _ = try await store.content(of: m.id, for: self.alice, as: .patient(self.alice)) } == .corrupted)
+        try await store.close()
+    }
+
     /// A second backup into the same folder copies only what is new: the
     /// segments the first one copied whole are not written again, and the
     /// folder restores everything up to the new checkpoint.
