@@ -182,6 +182,19 @@ extension TemporaryStore {
         return LogMAC(key: try StoreKeys(master: try header.unwrapRoot(with: key.key)).log)
     }
 
+    /// Flips one bit of the byte in the middle of `frame`'s payload in its
+    /// segment file (the store must be closed), its CRC left as it was:
+    /// damage only a reader of that record meets.
+    func flipMiddleByte(of frame: LogFrame, bit: UInt8 = 0x01) throws {
+        let handle = try FileHandle(forUpdating: folder.appendingPathComponent(LogFormat.segmentFileName(frame.location.segment)))
+        defer { try? handle.close() }
+        let at = frame.location.offset + UInt64(LogFormat.frameHeaderSize + frame.payload.count / 2)
+        try handle.seek(toOffset: at)
+        guard let old = try handle.read(upToCount: 1)?.first else { throw CocoaError(.fileReadUnknown) }
+        try handle.seek(toOffset: at)
+        try handle.write(contentsOf: Data([old ^ bit]))
+    }
+
     /// The store's engine opened directly (the store must be closed), with
     /// its log MAC, for tests that look at or forge records.
     func rawEngine() throws -> LogEngine {

@@ -110,14 +110,7 @@ import Testing
             return chunk == nil
         }
         try await engine.close()
-        let frame = try #require(chunk)
-        let handle = try FileHandle(forUpdating: t.folder.appendingPathComponent(LogFormat.segmentFileName(frame.location.segment)))
-        let at = frame.location.offset + UInt64(LogFormat.frameHeaderSize + frame.payload.count / 2)
-        try handle.seek(toOffset: at)
-        let old = try #require(try handle.read(upToCount: 1)?.first)
-        try handle.seek(toOffset: at)
-        try handle.write(contentsOf: Data([old ^ 0x01]))
-        try handle.close()
+        try t.flipMiddleByte(of: try #require(chunk))
         let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         let quick = TestFolder()
         _ = try await store.backup(to: quick.url)

@@ -165,14 +165,7 @@ import Testing
         // A chunk of the last document: in the second batch.
         let target = try #require(frames.last)
         #expect(frames.count >= 3 * (4 << 20) / (64 << 10))
-        let path = t.folder.appendingPathComponent(LogFormat.segmentFileName(target.location.segment))
-        let handle = try FileHandle(forUpdating: path)
-        let at = target.location.offset + UInt64(LogFormat.frameHeaderSize + target.payload.count / 2)
-        try handle.seek(toOffset: at)
-        let old = try #require(try handle.read(upToCount: 1)?.first)
-        try handle.seek(toOffset: at)
-        try handle.write(contentsOf: Data([old ^ 0x20]))
-        try handle.close()
+        try t.flipMiddleByte(of: target, bit: 0x20)
         let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         await #expect { try await store.verify(against: kept) } throws: {
             ($0 as? PatientVaultError)?.code == .checkpointNotExtended
