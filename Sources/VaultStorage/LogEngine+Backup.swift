@@ -34,19 +34,26 @@ extension LogEngine {
     /// are destroyed in place), and what the previous copy's opening made
     /// (its `index.checkpoint`, a segment made ahead) is removed first.
     ///
+    /// `progress`, if given, is called on the copying thread after each
+    /// MiB of segments copied, with the bytes copied and their total.
+    ///
     /// Cost: one read and one write of every byte of the log through
     /// record `n` (after `previous` when incremental), and of the key file.
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
     ///   files and no `previous`), ``StorageError/Code/diskFull``.
-    package func backup(to directory: String, after previous: UInt64? = nil) async throws -> UInt64 {
+    package func backup(
+        to directory: String, after previous: UInt64? = nil, progress: (@Sendable (_ copied: UInt64, _ total: UInt64) -> Void)? = nil
+    ) async throws -> UInt64 {
         // Never while a compaction rewrites frames: the copy is of whole frames.
-        try await maintenance.withGate { try await copyForBackup(to: directory, after: previous) }
+        try await maintenance.withGate { try await copyForBackup(to: directory, after: previous, progress: progress) }
     }
 
     /// The copy, its blocking parts (every file copied, synced) run off
     /// the cooperative pool (``inBackground(_:)``): writers'
     /// tasks keep their threads while it runs.
-    private func copyForBackup(to directory: String, after previous: UInt64?) async throws -> UInt64 {
+    private func copyForBackup(
+        to directory: String, after previous: UInt64?, progress: (@Sendable (UInt64, UInt64) -> Void)?
+    ) async throws -> UInt64 {
         let core = core
         // The index checkpoint as it is now, read before the copy's end is
         // chosen: it covers durable records only, so none beyond that end.
@@ -71,14 +78,19 @@ extension LogEngine {
             }
             return records
         }
-        try await inBackground { [self] in try copyLog(through: records, to: directory, after: previous, index: index) }
+        try await inBackground { [self] in
+            try copyLog(through: records, to: directory, after: previous, index: index, progress: progress)
+        }
         return records
     }
 
     /// The log's part of ``copyForBackup(to:after:)``, blocking: the
     /// tree's hashes, the segments through record `records` (from the end
     /// of record `previous` when incremental), and the log's index.
-    private func copyLog(through records: UInt64, to directory: String, after previous: UInt64?, index: [UInt8]?) throws {
+    private func copyLog(
+        through records: UInt64, to directory: String, after previous: UInt64?, index: [UInt8]?,
+        progress: (@Sendable (UInt64, UInt64) -> Void)?
+    ) throws {
         let previous = previous.map { min($0, records) }
         try core.merkle.syncIfAppended()
         guard let merkle = core.merkle.storage as? MerkleHashFile else {
@@ -104,23 +116,31 @@ extension LogEngine {
                 if number > (kept?.segment ?? 0) { try FileSystem.remove(directory + "/" + name) }
             }
         }
+        // What to copy of each segment (its first `bytes`, from `from`),
+        // planned first so that progress knows the total.
         let segments = core.state.withLock { s in s.segments.map { ($0.key, $0.value.file) } }.sorted { $0.0 < $1.0 }
+        var plan: [(number: UInt32, file: PosixFile, bytes: UInt64, from: UInt64)] = []
         for (number, file) in segments {
-            let bytes: UInt64?
+            let bytes: UInt64
             if let end {
                 guard number <= end.segment else { break }
-                bytes = number == end.segment ? end.offset + UInt64(end.frameLength) : nil
+                bytes = number == end.segment ? end.offset + UInt64(end.frameLength) : try file.size()
             } else {
                 // No record: the first segment's header alone.
                 guard number == segments[0].0 else { break }
                 bytes = UInt64(LogFormat.segmentHeaderSize)
             }
-            let path = directory + "/" + LogFormat.segmentFileName(number)
             if let kept, number < kept.segment { continue }
-            if let kept, number == kept.segment {
-                try LogEngine.copy(file, bytes: bytes, to: path, from: kept.offset)
-            } else {
-                try LogEngine.copy(file, bytes: bytes, to: path)
+            plan.append((number, file, bytes, kept.flatMap { number == $0.segment ? $0.offset : nil } ?? 0))
+        }
+        let total = plan.reduce(UInt64(0)) { $0 + ($1.bytes - min($1.from, $1.bytes)) }
+        var done: UInt64 = 0
+        for segment in plan {
+            try LogEngine.copy(
+                segment.file, bytes: segment.bytes, to: directory + "/" + LogFormat.segmentFileName(segment.number), from: segment.from
+            ) { copied in
+                done += copied
+                progress?(done, total)
             }
         }
         // The index, if it names only records and segments the copy holds
@@ -162,7 +182,9 @@ extension LogEngine {
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
     /// `path`, or, from `start` on, into the file already there (which is
     /// then cut at `bytes`); then syncs it.
-    fileprivate static func copy(_ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0) throws {
+    fileprivate static func copy(
+        _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, copied: (UInt64) -> Void = { _ in }
+    ) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
         let out = try PosixFile.open(path, flags: flags, name: "backup copy")
@@ -181,6 +203,7 @@ extension LogEngine {
             if let previous { try out.writeBack(offset: previous.offset, length: previous.length, wait: true) }
             previous = (offset, UInt64(chunk.count))
             offset += UInt64(chunk.count)
+            copied(UInt64(chunk.count))
         }
         if start > 0 { try out.truncate(to: total) }
         try out.sync()

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import VaultCrypto
+import VaultSync
 
 // MARK: - Compaction: payloads removed in place
 
@@ -50,13 +51,19 @@ extension LogEngine {
                     result.compacted += 1
                     result.bytesRemoved += removed
                     if batch.count >= LogEngineCore.compactionBatch || batchBytes >= 4 << 20 {
-                        try core.applyCompaction(batch)
+                        // Writes and syncs: blocking work, off the
+                        // cooperative pool.
+                        let rewrites = batch
+                        try await inBackground { [core] in try core.applyCompaction(rewrites) }
                         batch.removeAll()
                         batchBytes = 0
                     }
                 }
             }
-            if !batch.isEmpty { try core.applyCompaction(batch) }
+            if !batch.isEmpty {
+                let rewrites = batch
+                try await inBackground { [core] in try core.applyCompaction(rewrites) }
+            }
             return result
         }
     }

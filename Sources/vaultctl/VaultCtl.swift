@@ -680,6 +680,14 @@ final class ProgressBar: @unchecked Sendable {
         shown = isatty(STDERR_FILENO) == 1
     }
 
+    /// ``update(_:)`` as a progress callback, or nil when the bar is not
+    /// drawn (standard error is not a terminal): the job then reports no
+    /// progress at all.
+    var callback: (@Sendable (Double) -> Void)? {
+        guard shown else { return nil }
+        return { [self] fraction in update(fraction) }
+    }
+
     /// Redraws the bar for `fraction` (0 to 1) when its percentage changes.
     func update(_ fraction: Double) {
         guard shown else { return }
@@ -717,7 +725,9 @@ struct Compact: StoreCommand {
     @OptionGroup var actor: ActorOptions
 
     func perform(_ store: VaultStore) async throws {
-        let r = try await store.compact(as: try actor.principal())
+        let bar = ProgressBar("compacting")
+        defer { bar.finish() }
+        let r = try await store.compact(as: try actor.principal(), progress: bar.callback)
         options.output(
             "compacted \(r.erasedDocuments) erased documents and \(r.destroyedVaults) destroyed vaults: \(r.recordsCompacted) records, \(r.bytesRemoved) bytes removed",
             json: [
@@ -789,7 +799,10 @@ struct Backup: StoreCommand {
     var verifyEveryRecord = false
 
     func perform(_ store: VaultStore) async throws {
-        let checkpoint = try await store.backup(to: URL(fileURLWithPath: folder), verifyingEveryRecord: verifyEveryRecord)
+        let bar = ProgressBar("backing up")
+        defer { bar.finish() }
+        let checkpoint = try await store.backup(
+            to: URL(fileURLWithPath: folder), verifyingEveryRecord: verifyEveryRecord, progress: bar.callback)
         options.output(
             "backup of \(checkpoint.treeHead.size) records in \(folder), checked against its checkpoint\(verifyEveryRecord ? " record by record" : "")",
             json: ["records": checkpoint.treeHead.size, "checkpoint": checkpoint.text])

@@ -70,7 +70,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Wrapping the store's root key under a new master key (store-level).
     case rotateMasterKey
     /// Removing the bytes of erased documents and destroyed vaults from
-    /// the store's files (store-level; ``VaultStore/compact(as:)``).
+    /// the store's files (store-level; ``VaultStore/compact(as:progress:)``).
     case compact
     /// Taking the vault out of the store, with its trail and proofs
     /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.

@@ -38,13 +38,21 @@ extension VaultStore {
     /// of it the first time) and of the key file, and a replay of the
     /// records since the store's last index checkpoint; with
     /// `verifyingEveryRecord`, a read and BLAKE2b of the whole copy.
+    ///
+    /// `progress`, for a progress bar, is called with the fraction done
+    /// (0 to 1): after each MiB of the log copied, then, with
+    /// `verifyingEveryRecord`, after each batch verified (the copy counts
+    /// for half), and with 1 at the end. It is called on the copying
+    /// thread: it must return quickly.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
     ///   memory or on PostgreSQL, or a folder whose backup is of another
     ///   store or not a prefix of this one; ``PatientVaultError/Code/io``
     ///   (a folder that holds files and no backup),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
-    public func backup(to folder: URL, verifyingEveryRecord: Bool = false) async throws(PatientVaultError) -> SignedCheckpoint {
+    public func backup(
+        to folder: URL, verifyingEveryRecord: Bool = false, progress: (@Sendable (Double) -> Void)? = nil
+    ) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
         guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
             throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
@@ -55,7 +63,18 @@ extension VaultStore {
         // during the copy comes after it).
         let signer = signingKeys.current
         let previous = try previousBackup(in: folder)
-        let records = try await translatingErrorsAsync { try await engine.backup(to: directory, after: previous) }
+        // The copy is the whole of the progress, or its first half when
+        // every record is verified after it.
+        let copyShare: Double = verifyingEveryRecord ? 0.5 : 1.0
+        var copying: (@Sendable (UInt64, UInt64) -> Void)?
+        if let progress {
+            copying = { (copied: UInt64, total: UInt64) in
+                progress(total == 0 ? copyShare : copyShare * Double(copied) / Double(total))
+            }
+        }
+        let records = try await translatingErrorsAsync { [copying] in
+            try await engine.backup(to: directory, after: previous, progress: copying)
+        }
         // The header as it is now (the same root key, the same master key).
         guard let header = try StoreHeader.read(directory: location.path) else {
             throw PatientVaultError(.corrupted, "the store's header is missing")
@@ -100,7 +119,14 @@ extension VaultStore {
             guard size >= records, root == checkpoint.treeHead.rootHash else {
                 throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
             }
-            if verifyingEveryRecord { try await copy.verify(against: checkpoint) }
+            if verifyingEveryRecord {
+                if let progress {
+                    try await copy.verify(against: checkpoint) { progress(0.5 + $0 / 2) }
+                } else {
+                    try await copy.verify(against: checkpoint)
+                }
+            }
+            progress?(1)
         } catch {
             try? await copy.close()
             throw error
@@ -132,7 +158,7 @@ extension VaultStore {
         return head.size
     }
 
-    /// Restores a backup made by ``backup(to:verifyingEveryRecord:)`` into `target` (new or
+    /// Restores a backup made by ``backup(to:verifyingEveryRecord:progress:)`` into `target` (new or
     /// empty): the backup's files are copied, then the copy is opened with
     /// `key` and checked against the backup's signed checkpoint (every
     /// record read and hashed again) before this returns it, and against

@@ -1,7 +1,7 @@
 import VaultStorage
 import VaultSync
 
-/// What ``VaultStore/compact(as:)`` removed.
+/// What ``VaultStore/compact(as:progress:)`` removed.
 public struct CompactionReport: Sendable, Hashable {
     /// Erased documents whose bytes this compaction removed (or found
     /// removed already).
@@ -52,15 +52,20 @@ extension VaultStore {
     /// its audit trail's), then per record a read of its header and first
     /// bytes, a small write and a hole punched (the payload is never
     /// read), and two `fdatasync`s per batch of up to 1,024 records.
+    ///
+    /// `progress`, for a progress bar, is called after each batch with
+    /// the fraction of the records to compact done (0 to 1).
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
     ///   ``PatientVaultError/Code/corrupted``,
     ///   ``PatientVaultError/Code/durabilityLost`` (a failed write or sync:
     ///   the store stops; the next open finishes the batch).
     @discardableResult
-    public func compact(as principal: Principal) async throws(PatientVaultError) -> CompactionReport {
+    public func compact(
+        as principal: Principal, progress: (@Sendable (Double) -> Void)? = nil
+    ) async throws(PatientVaultError) -> CompactionReport {
         try await recordStoreLevelAccess(.compact, by: principal, target: "compaction")
         let report = try await translatingErrorsAsync { () async throws -> CompactionReport in
-            try await compactionRuns.withGate { try await compactPendingTickets() }
+            try await compactionRuns.withGate { try await compactPendingTickets(progress: progress) }
         }
         logger.info(
             "patientvault: compaction finished",
@@ -68,7 +73,7 @@ extension VaultStore {
         return report
     }
 
-    /// What the next ``compact(as:)`` would remove: how many erased
+    /// What the next ``compact(as:progress:)`` would remove: how many erased
     /// documents and destroyed vaults wait for it. A host operation (like
     /// ``checkpoint()``): counts only, no vault named, no audit entry.
     /// Cost: a walk of the compaction stream since the last compaction.
@@ -118,7 +123,7 @@ extension VaultStore {
     /// Compacts what the pending tickets name: each vault's stream walked
     /// once (for all its erased documents), each destroyed vault's streams
     /// whole, then one call of the engine; then the `done` mark.
-    private func compactPendingTickets() async throws -> CompactionReport {
+    private func compactPendingTickets(progress: (@Sendable (Double) -> Void)?) async throws -> CompactionReport {
         let tickets = try await pendingCompactionTickets()
         var report = CompactionReport()
         guard let newest = tickets.last?.sequence else { return report }
@@ -149,9 +154,15 @@ extension VaultStore {
                 try await engine.visitNewestFirst(stream) { references.append($0.reference); return true }
             }
         }
-        let result = try await engine.compact(references, keepingPrefix: RecordHeader.size)
-        report.recordsCompacted = result.compacted
-        report.bytesRemoved = result.bytesRemoved
+        // In slices of a compaction batch, for the progress between them.
+        let slice = 1_024
+        for start in stride(from: 0, to: references.count, by: slice) {
+            let result = try await engine.compact(
+                Array(references[start..<min(start + slice, references.count)]), keepingPrefix: RecordHeader.size)
+            report.recordsCompacted += result.compacted
+            report.bytesRemoved += result.bytesRemoved
+            progress?(Double(min(start + slice, references.count)) / Double(references.count))
+        }
         report.erasedDocuments = erased.values.reduce(0) { $0 + $1.count }
         report.destroyedVaults = destroyed.count
         let mark = try CompactionTicket.done(through: newest).sealed(keys: keys)

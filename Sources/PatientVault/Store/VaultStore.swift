@@ -46,7 +46,7 @@ public final class VaultStore: Sendable {
     let signingKeyRing: Locked<SigningKeyRing>
     /// Serialises signing-key rotations.
     let signingKeyRotation = AsyncGate()
-    /// Serialises compactions (``compact(as:)``).
+    /// Serialises compactions (``compact(as:progress:)``).
     let compactionRuns = AsyncGate()
     /// The signing keys now.
     var signingKeys: SigningKeyRing { signingKeyRing.withLock { $0 } }

@@ -1,5 +1,6 @@
 import Foundation
 import PatientVaultProof
+import Synchronization
 import PatientVaultTesting
 import Testing
 @testable import PatientVault
@@ -123,6 +124,40 @@ import Testing
         // The store itself says which document: its content does not read.
         #expect(await code { _ = try await store.content(of: m.id, for: self.alice, as: .patient(self.alice)) } == .corrupted)
         try await store.close()
+    }
+
+    /// A backup and a compaction say how far they are (for vaultctl's
+    /// bars): fractions that only grow, through the copy and then the
+    /// verification, ending at 1.
+    @Test func aBackupAndACompactionReportTheirProgress() async throws {
+        final class Seen: Sendable {
+            let values = Mutex<[Double]>([])
+            func add(_ value: Double) { values.withLock { $0.append(value) } }
+            var all: [Double] { values.withLock { $0 } }
+        }
+        var configuration = Fixtures.configuration()
+        configuration.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var ids: [DocumentID] = []
+        for i in 0..<4 {
+            ids.append(try await t.store.deposit(
+                Fixtures.draft("Scan \(i)"), content: Fixtures.content("S\(i)", size: 3_000_000), for: alice, as: Fixtures.doctor).id)
+        }
+        let backup = Seen()
+        _ = try await t.store.backup(to: TestFolder().url, verifyingEveryRecord: true) { backup.add($0) }
+        let b = backup.all
+        #expect(b == b.sorted() && b.last == 1, "\(b)")
+        #expect(b.contains { $0 > 0 && $0 < 0.5 } && b.contains { $0 > 0.5 && $0 < 1 }, "the copy, then the verification: \(b)")
+        for id in ids.prefix(2) {
+            try await t.store.erase(id, for: alice, reason: try ErasureReason("wrong record"), as: Fixtures.doctor)
+        }
+        let compaction = Seen()
+        let report = try await t.store.compact(as: .auditReviewer(try SystemPrincipal("dpo"))) { compaction.add($0) }
+        #expect(report.erasedDocuments == 2)
+        let c = compaction.all
+        #expect(!c.isEmpty && c == c.sorted() && c.last == 1, "\(c)")
+        try await t.close()
     }
 
     /// A second backup into the same folder copies only what is new: the
