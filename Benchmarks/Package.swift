@@ -19,6 +19,10 @@ let package = Package(
         .package(name: "PatientVault", path: ".."),
         // Exact: Scripts/check-thresholds.sh relies on how 1.38.1 names threshold files.
         .package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]),
+        // A log handler and a metrics backend of the benchmarks' own, to
+        // measure what logging and metrics add to a deposit.
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
     ],
     targets: [
         // The baselines' own C libraries: the library's modules are not
@@ -35,6 +39,8 @@ let package = Package(
             name: "PatientVaultBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "PatientVault", package: "PatientVault"),
                 .product(name: "PatientVaultProof", package: "PatientVault"),
                 .product(name: "PatientVaultTesting", package: "PatientVault"),

@@ -66,6 +66,32 @@ func depositBenchmarks(_ bandwidth: [BenchmarkMetric]) {
         }
     }
 
+    // A 4 KiB deposit, durable and buffered (the CPU path alone, where
+    // logging and metrics weigh most), with a logger at info that formats
+    // its lines and a metrics backend, beside the same without: what
+    // observing the store costs a deposit (#20: at most 3 %).
+    for (durability, label) in [(DurabilityMode.synchronous, "durable"), (.relaxed, "buffered")] {
+        for observed in [false, true] {
+            let shared = Shared<(TemporaryStore, Data)>()
+            Benchmark(
+                "PatientVault/deposit 4 KiB, \(label), 1 writer\(observed ? ", logging at info and metrics" : ", no logging or metrics")",
+                configuration: .init(metrics: [.wallClock, .throughput], maxDuration: .seconds(3), maxIterations: 5_000)
+            ) { benchmark in
+                let (t, data) = shared.get()
+                for _ in benchmark.scaledIterations {
+                    blackHole(try await t.store.deposit(draft(4 << 10), content: data, for: People.patient(0), as: People.doctor))
+                }
+            } setup: {
+                let t = try await TemporaryStore(durability: durability, observed: observed)
+                try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+                shared.value = (t, content(4 << 10))
+            } teardown: {
+                try await shared.get().0.close()
+                shared.value = nil
+            }
+        }
+    }
+
     for writers in [8, 32, 128] {
         let shared = Shared<(TemporaryStore, Data)>()
         Benchmark(

@@ -1,5 +1,7 @@
 import Benchmark
+import CoreMetrics
 import Foundation
+import Logging
 import PatientVault
 import PatientVaultTesting
 import Synchronization
@@ -22,11 +24,21 @@ final class TemporaryStore: @unchecked Sendable {
 
     static let root = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PV_BENCH_DIR"] ?? NSTemporaryDirectory())
 
-    init(auditMode: AuditMode = .durable, durability: DurabilityMode = .synchronous, loadedVaultLimit: Int = 2048) async throws {
+    init(
+        auditMode: AuditMode = .durable, durability: DurabilityMode = .synchronous, loadedVaultLimit: Int = 2048, observed: Bool = false
+    ) async throws {
         folder = Self.root.appendingPathComponent("pv-bench-\(UUID().uuidString)")
         key = try MasterKey.generate()
         clock = ManualClock(Date(timeIntervalSince1970: 1_700_000_000))
-        store = try await VaultStore.open(at: folder, key: .key(key), configuration: Self.configuration(auditMode, durability, loadedVaultLimit, clock))
+        var configuration = Self.configuration(auditMode, durability, loadedVaultLimit, clock)
+        if observed {
+            // As a host runs it: a logger at the default level (info),
+            // each line formatted, and a metrics backend that keeps every
+            // value it is given (sums and counts).
+            configuration.logger = Logger(label: "patientvault") { _ in FormattingLogHandler() }
+            configuration.metricsFactory = AggregatingMetrics()
+        }
+        store = try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
     }
 
     static func configuration(_ auditMode: AuditMode, _ durability: DurabilityMode, _ limit: Int, _ clock: ManualClock) -> Configuration {
@@ -150,4 +162,57 @@ func residentBytes() -> Int {
     let fields = text.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// A log handler at `info` that formats every line it is given (level,
+/// metadata, message) and drops it: a host's handler, without the I/O.
+struct FormattingLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        blackHole("\(event.level) \(merged.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")) \(event.message)")
+    }
+}
+
+/// A metrics backend that keeps a sum and a count per metric (and per
+/// dimension set), as an aggregating client (Prometheus, StatsD) does.
+final class AggregatingMetrics: MetricsFactory, Sendable {
+    final class Cell: CounterHandler, RecorderHandler, TimerHandler, Sendable {
+        let sum = Atomic<Int64>(0)
+        let count = Atomic<Int64>(0)
+        func increment(by amount: Int64) { sum.add(amount, ordering: .relaxed) }
+        func reset() { sum.store(0, ordering: .relaxed) }
+        func record(_ value: Int64) {
+            sum.add(value, ordering: .relaxed)
+            count.add(1, ordering: .relaxed)
+        }
+        func record(_ value: Double) { record(Int64(value)) }
+        func recordNanoseconds(_ duration: Int64) { record(duration) }
+    }
+
+    private let cells = Mutex<[String: Cell]>([:])
+
+    private func cell(_ label: String, _ dimensions: [(String, String)]) -> Cell {
+        let key = ([label] + dimensions.map { "\($0.0)=\($0.1)" }).joined(separator: ",")
+        return cells.withLock { cells in
+            if let cell = cells[key] { return cell }
+            let cell = Cell()
+            cells[key] = cell
+            return cell
+        }
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { cell(label, dimensions) }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { cell(label, dimensions) }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { cell(label, dimensions) }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
 }
