@@ -5,7 +5,7 @@ import Musl
 #endif
 import Dispatch
 import Foundation
-import Synchronization
+import VaultSync
 import VaultCrypto
 
 // MARK: - The read path
@@ -268,7 +268,7 @@ extension LogEngineCore {
             DispatchQueue.global().async {
                 var leaves = [UInt8](repeating: 0, count: locations.count * MerkleTree.hashSize)
                 var sequences = [UInt64](repeating: 0, count: locations.count)
-                let failure = Mutex<(any Error)?>(nil)
+                let failure = Locked<(any Error)?>(nil)
                 leaves.withUnsafeMutableBytes { out in
                     sequences.withUnsafeMutableBufferPointer { lsns in
                         nonisolated(unsafe) let (out, lsns) = (out, lsns)
