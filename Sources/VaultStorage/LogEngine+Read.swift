@@ -205,9 +205,10 @@ extension LogEngineCore {
                       })
                 else { throw damaged }
                 // Bounded by the segment before any conversion: a length no
-                // frame of this segment can have is damage, not a trap.
+                // frame of this segment can have (or a location can name)
+                // is damage, not a trap.
                 let length = UInt64(LogFormat.frameLength(payloadCount: Int(h.payloadLength)))
-                guard length <= segmentEnd - here.offset else { throw damaged }
+                guard length <= segmentEnd - here.offset, length <= UInt64(UInt32.max) else { throw damaged }
                 return h
             }
             guard let h = found else {
