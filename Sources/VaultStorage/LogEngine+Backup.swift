@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import VaultCrypto
 import VaultSync
 
@@ -17,9 +18,9 @@ extension LogEngine {
     /// - The segments are copied through the end of record `n` (a group's
     ///   end: the log ends there in the copy), `merkle.hashes` through the
     ///   hashes of the tree of `n` leaves.
-    /// - The log's `index.checkpoint` as it was before the end was chosen
-    ///   (it covers durable records only), when the segment it names was
-    ///   copied: the copy is opened once with
+    /// - An `index.checkpoint` of the records durable before the end was
+    ///   chosen, taken by the committer (``LogEngineCore/requestIndexSnapshot()``),
+    ///   when the segment it names was copied: the copy is opened once with
     ///   ``LogEngineConfiguration/replaysWithoutCheckpoint``, which replays
     ///   what follows it (all of the log without it) and writes its own
     ///   (``finishBackup(in:configuration:)``).
@@ -55,18 +56,19 @@ extension LogEngine {
         to directory: String, after previous: UInt64?, progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) async throws -> UInt64 {
         let core = core
-        // The index checkpoint as it is now, read before the copy's end is
-        // chosen: it covers durable records only, so none beyond that end.
-        // The copy's first open replays only what follows it.
-        let index: [UInt8]? = try await inBackground {
+        // The index of every durable record, from the committer (after
+        // its current group): written into the copy, whose first open
+        // then replays only the groups written after it, not the log
+        // since the store's last checkpoint (up to `checkpointInterval`
+        // bytes, hashed on one thread while the writers want the cores).
+        // It covers durable records only, so none beyond the copy's end,
+        // chosen after it.
+        let snapshot = try await core.requestIndexSnapshot().wait()
+        try await inBackground {
             try FileSystem.createDirectory(directory)
             if previous == nil {
                 guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
             }
-            let indexPath = core.directory + "/" + LogFormat.checkpointFileName
-            guard FileSystem.exists(indexPath) else { return nil }
-            let file = try PosixFile.open(indexPath, flags: O_RDONLY, name: "checkpoint")
-            return try file.read(count: Int(try file.size()), at: 0)
         }
         let records: UInt64 = try await destructions.withGate {
             let records = durableRecordCount
@@ -79,7 +81,7 @@ extension LogEngine {
             return records
         }
         try await inBackground { [self] in
-            try copyLog(through: records, to: directory, after: previous, index: index, progress: progress)
+            try copyLog(through: records, to: directory, after: previous, index: snapshot, progress: progress)
         }
         return records
     }
@@ -88,7 +90,7 @@ extension LogEngine {
     /// tree's hashes, the segments through record `records` (from the end
     /// of record `previous` when incremental), and the log's index.
     private func copyLog(
-        through records: UInt64, to directory: String, after previous: UInt64?, index: [UInt8]?,
+        through records: UInt64, to directory: String, after previous: UInt64?, index: LogEngineCore.Checkpoint?,
         progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) throws {
         let previous = previous.map { min($0, records) }
@@ -137,18 +139,19 @@ extension LogEngine {
         var done: UInt64 = 0
         for segment in plan {
             try LogEngine.copy(
-                segment.file, bytes: segment.bytes, to: directory + "/" + LogFormat.segmentFileName(segment.number), from: segment.from
+                segment.file, bytes: segment.bytes, to: directory + "/" + LogFormat.segmentFileName(segment.number), from: segment.from,
+                activity: { [core] in core.durableSyncs.load(ordering: .relaxed) }
             ) { copied in
                 done += copied
                 progress?(done, total)
             }
         }
         // The index, if it names only records and segments the copy holds
-        // (one written just after a segment switch names a segment with no
+        // (one taken just after a segment switch names a segment with no
         // record yet): else the copy's open replays the whole log.
-        if let index, let c = try LogEngineCore.decodeCheckpoint(index, authenticator: core.configuration.authenticator),
-           c.nextLSN - 1 <= records, FileSystem.exists(directory + "/" + LogFormat.segmentFileName(c.segment)) {
-            try StoreFolder.writeDurably(index, named: LogFormat.checkpointFileName, in: directory)
+        if let index, index.nextLSN - 1 <= records, FileSystem.exists(directory + "/" + LogFormat.segmentFileName(index.segment)) {
+            let bytes = LogEngineCore.encodeCheckpoint(index, authenticator: core.configuration.authenticator)
+            try StoreFolder.writeDurably(bytes, named: LogFormat.checkpointFileName, in: directory)
         }
         try FileSystem.syncDirectory(directory)
     }
@@ -179,24 +182,46 @@ extension LogEngine {
         try await engine.close()
     }
 
+    /// The copy's step on its own: large reads and writes, the device's
+    /// bandwidth.
+    static let copyChunk = 1 << 20
+    /// The copy's step while the store's writers sync: a small one, so
+    /// that a deposit's `fdatasync` waits behind at most two of them.
+    static let copyChunkBesideWriters = 128 << 10
+    /// How long the copy rests after a step during which writers synced,
+    /// in multiples of the step's time: beside writers it has the device
+    /// a third of the time.
+    static let copyRest = 2.0
+
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
     /// `path`, or, from `start` on, into the file already there (which is
     /// then cut at `bytes`); then syncs it.
+    ///
+    /// Paced by the device: each step's writeback starts once it is
+    /// written, and the one before is waited for, so that the copy never
+    /// queues more than two steps of writes ahead of the store's own syncs
+    /// (one large flush at the end would make every deposit's `fdatasync`
+    /// wait behind it). With `activity` (the engine's count of durable
+    /// syncs), a step during which writers synced is followed by small
+    /// steps and a rest twice as long as the step took (``copyRest``):
+    /// beside writers, the copy has the device a third of the time (as PostgreSQL's
+    /// `vacuum_cost_delay` or RocksDB's rate limiter hold back background
+    /// work), and alone it goes at full speed.
     fileprivate static func copy(
-        _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, copied: (UInt64) -> Void = { _ in }
+        _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, activity: (() -> UInt64)? = nil,
+        copied: (UInt64) -> Void = { _ in }
     ) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
         let out = try PosixFile.open(path, flags: flags, name: "backup copy")
         var offset = start
-        // Paced by the device: each MiB's writeback starts once it is
-        // written, and the one before is waited for, so that the copy
-        // never queues more than about 2 MiB of writes ahead of the
-        // store's own syncs (one large flush at the end would make every
-        // deposit's fdatasync wait behind it).
         var previous: (offset: UInt64, length: UInt64)?
+        var besideWriters = false
         while offset < total {
-            let chunk = try file.read(count: Int(min(1 << 20, total - offset)), at: offset)
+            let began = ContinuousClock.now
+            let syncs = activity?()
+            let step = besideWriters ? copyChunkBesideWriters : copyChunk
+            let chunk = try file.read(count: Int(min(UInt64(step), total - offset)), at: offset)
             guard !chunk.isEmpty else { throw StorageError(.io, "a file ended while it was copied") }
             try out.write(chunk, at: offset)
             try out.writeBack(offset: offset, length: UInt64(chunk.count), wait: false)
@@ -204,6 +229,11 @@ extension LogEngine {
             previous = (offset, UInt64(chunk.count))
             offset += UInt64(chunk.count)
             copied(UInt64(chunk.count))
+            besideWriters = syncs != nil && activity?() != syncs
+            if besideWriters {
+                let spent = ContinuousClock.now - began
+                Thread.sleep(forTimeInterval: copyRest * (Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18))
+            }
         }
         if start > 0 { try out.truncate(to: total) }
         try out.sync()

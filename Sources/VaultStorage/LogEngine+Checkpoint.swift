@@ -21,22 +21,11 @@ extension LogEngineCore {
         var treeRoot: [UInt8] = MerkleTree.emptyTreeHash
     }
 
-    /// Writes a checkpoint if nothing is queued and everything written is
-    /// synced, so that it covers exactly what is durable on disk.
-    func checkpointIfIdle(unsynced: Set<UInt32>) throws {
-        guard unsynced.isEmpty else { return }
-        let snapshot = state.withLock { s -> (Checkpoint, UInt64)? in
-            guard s.queue.isEmpty, s.queuedHeads.isEmpty else { return nil }
-            let written = s.bytesSinceCheckpoint
-            guard let root = try? merkle.root(size: s.nextLSN - 1) else { return nil }
-            let last = s.index.isEmpty ? nil : lastLocation(s)
-            return (
-                Checkpoint(
-                    segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: last, index: s.index, chunks: s.chunks,
-                    landmarks: s.landmarks, treeRoot: root),
-                written)
-        }
-        guard let (checkpoint, written) = snapshot else { return }
+    /// Writes a checkpoint of every record the committer has written
+    /// (``snapshot(_:)``), on its thread, once they are synced: it covers
+    /// exactly what is durable on disk.
+    func checkpointWritten(_ written: Written) throws {
+        guard let (checkpoint, bytes) = snapshot(written) else { return }
         try latching {
             // The checkpoint moves replay past groups whose key slots the
             // journal would write back, and whose Merkle hashes recovery
@@ -46,8 +35,29 @@ extension LogEngineCore {
             try LogEngineCore.writeCheckpoint(
                 checkpoint, directory: directory, authenticator: configuration.authenticator, files: configuration.files)
         }
-        state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, written) }
+        state.withLock { $0.bytesSinceCheckpoint -= min($0.bytesSinceCheckpoint, bytes) }
         logger.debug("storage: checkpoint written", metadata: ["streams": "\(checkpoint.index.count)"])
+    }
+
+    /// The index of every record the committer has written, taken on its
+    /// thread between two groups, and the bytes appended since the last
+    /// checkpoint. With nothing queued, the log's end is where the next
+    /// group goes; otherwise groups are queued (placed, not yet written)
+    /// behind the committer's last write, which is then its end: the
+    /// index and tables hold written records only.
+    func snapshot(_ written: Written) -> (Checkpoint, UInt64)? {
+        state.withLock { s -> (Checkpoint, UInt64)? in
+            let idle = s.queue.isEmpty && s.queuedHeads.isEmpty
+            let end = idle ? (segment: s.current, tail: s.tail, nextLSN: s.nextLSN)
+                : (segment: written.end.segment, tail: written.end.offset, nextLSN: written.lsn + 1)
+            guard let root = try? merkle.root(size: end.nextLSN - 1) else { return nil }
+            let last = s.index.isEmpty ? nil : lastLocation(s)
+            return (
+                Checkpoint(
+                    segment: end.segment, tail: end.tail, nextLSN: end.nextLSN, last: last, index: s.index, chunks: s.chunks,
+                    landmarks: s.landmarks, treeRoot: root),
+                s.bytesSinceCheckpoint)
+        }
     }
 
     /// The newest location in the index (a stream head is the newest record
@@ -67,6 +77,26 @@ extension LogEngineCore {
     static func writeCheckpoint(
         _ c: Checkpoint, directory: String, authenticator: (any LogAuthenticator)?, files: any LogFiles
     ) throws {
+        let bytes = encodeCheckpoint(c, authenticator: authenticator)
+        let path = directory + "/" + LogFormat.checkpointFileName
+        let temporary = path + ".tmp"
+        let observer = files.observer
+        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint", observer: observer)
+        do {
+            try files.write(bytes, at: 0, of: file, site: .checkpointWrite)
+            try files.sync(file, site: .checkpointSync)
+            try FileSystem.rename(temporary, path, observer: observer)
+        } catch {
+            // A partial temporary file (a full disk) is never read; remove it.
+            try? FileSystem.remove(temporary, observer: observer)
+            throw error
+        }
+        try FileSystem.syncDirectory(directory, observer: observer)
+    }
+
+    /// The bytes of `index.checkpoint` for `c` (``writeCheckpoint``'s
+    /// format).
+    static func encodeCheckpoint(_ c: Checkpoint, authenticator: (any LogAuthenticator)?) -> [UInt8] {
         var w = ByteWriter(capacity: 80 + c.index.count * LogFormat.checkpointEntrySize + (c.chunks.count + c.landmarks.count) * LogFormat.checkpointChunkSize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
@@ -101,20 +131,7 @@ extension LogEngineCore {
             w.writeZeros(LogFormat.macSize)
         }
         w.write(CRC32C.checksum(w.bytes))
-        let path = directory + "/" + LogFormat.checkpointFileName
-        let temporary = path + ".tmp"
-        let observer = files.observer
-        let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: "checkpoint", observer: observer)
-        do {
-            try files.write(w.bytes, at: 0, of: file, site: .checkpointWrite)
-            try files.sync(file, site: .checkpointSync)
-            try FileSystem.rename(temporary, path, observer: observer)
-        } catch {
-            // A partial temporary file (a full disk) is never read; remove it.
-            try? FileSystem.remove(temporary, observer: observer)
-            throw error
-        }
-        try FileSystem.syncDirectory(directory, observer: observer)
+        return w.bytes
     }
 
     /// Reads the checkpoint; nil if absent. A checkpoint is written to a

@@ -18,34 +18,45 @@ extension LogEngineCore {
     /// ``KeySlotFile``), and recovery writes them back.
     func commitLoop() {
         var unsynced = Set<UInt32>()
-        var writtenThroughLSN: UInt64 = 0
+        // Opened (recovered and synced): the next group goes at the log's end.
+        var written = state.withLock { Written(lsn: $0.nextLSN - 1, end: ($0.current, $0.tail)) }
         while true {
             wakeup.wait()
-            let (jobs, closing) = state.withLock { s -> ([Job], Bool) in
+            let (jobs, requests, closing) = state.withLock { s -> ([Job], [IndexSnapshotRequest], Bool) in
                 let q = s.queue
                 s.queue = []
+                let r = s.checkpointRequests
+                s.checkpointRequests = []
                 s.committerSignalled = false
-                return (q, s.closing)
+                return (q, r, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, writtenThrough: &writtenThroughLSN)
+                process(jobs, unsynced: &unsynced, written: &written)
                 recycle(consume jobs)
                 growAhead()
             }
+            if !requests.isEmpty { serve(requests, unsynced: &unsynced, written: written) }
             if closing {
-                let more = state.withLock { !$0.queue.isEmpty }
+                let more = state.withLock { !$0.queue.isEmpty || !$0.checkpointRequests.isEmpty }
                 if more {
                     wakeup.signal()
                     continue
                 }
-                finishOnClose(unsynced: &unsynced)
+                finishOnClose(unsynced: &unsynced, written: written)
                 stopped.complete(.success([]))
                 return
             }
         }
     }
 
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, writtenThrough: inout UInt64) {
+    /// What the committer has written: the last LSN and where its group
+    /// ends (at open, the recovered log's end).
+    struct Written {
+        var lsn: UInt64
+        var end: (segment: UInt32, offset: UInt64)
+    }
+
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written) {
         do {
             try ensureNoFailure()
         } catch {
@@ -83,7 +94,7 @@ extension LogEngineCore {
                 let number = jobs[i].segment
                 var j = i
                 while j < jobs.count && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
-                    if let l = jobs[j].lastLSN { writtenThrough = max(writtenThrough, l) }
+                    if let l = jobs[j].lastLSN { written.lsn = max(written.lsn, l) }
                     j += 1
                 }
                 // One job (a lone writer) writes its own buffers as they are.
@@ -98,10 +109,11 @@ extension LogEngineCore {
                 guard let segment = segments[number] else { throw StorageError(.io, "segment vanished") }
                 try configuration.files.writeFrames(buffers, at: jobs[i].offset, of: segment.file)
                 unsynced.insert(number)
+                written.end = (number, jobs[i].offset + UInt64(buffers.reduce(0) { $0 + $1.count }))
                 // Written: readers may now follow these stream heads.
-                let written = jobs[i..<j]
+                let run = jobs[i..<j]
                 state.withLock { s in
-                    for job in written {
+                    for job in run {
                         for (stream, location) in job.heads {
                             s.index[stream] = location
                             if s.queuedHeads[stream] == location { s.queuedHeads[stream] = nil }
@@ -130,8 +142,9 @@ extension LogEngineCore {
             if jobs.contains(where: { $0.durability == .durable }) {
                 try syncAll(&unsynced, of: segments)
                 if slotsOutsideTheLog { try keySlots.syncIfWritten() }
-                let through = writtenThrough
+                let through = written.lsn
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
+                durableSyncs.wrappingAdd(1, ordering: .relaxed)
             }
         } catch {
             // Never retry a failed write or sync and pretend it is durable
@@ -155,13 +168,39 @@ extension LogEngineCore {
         // engine; only a full disk leaves the checkpoint for later (the
         // log stays the truth, and the next open replays more of it).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
+        checkpoint(unsynced: &unsynced, written: written)
+    }
+
+    /// A checkpoint of everything written, once the log is synced
+    /// (``checkpointWritten(_:)``). The segments are synced on the commit
+    /// path's terms: a failed sync latches the engine; only a full disk
+    /// leaves the checkpoint for later (the log stays the truth, and the
+    /// next open replays more of it).
+    private func checkpoint(unsynced: inout Set<UInt32>, written: Written) {
         do {
+            try ensureNoFailure()
             try syncAll(&unsynced, of: state.withLock { $0.segments })
-            try checkpointIfIdle(unsynced: unsynced)
+            try checkpointWritten(written)
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
             if failure.code != .diskFull { latch(failure) }
             logger.warning("storage: checkpoint not written", metadata: ["code": "\(failure.code)"])
+        }
+    }
+
+    /// Serves ``requestIndexSnapshot()``: the log synced, then the index
+    /// of what is written. No file is written: the caller (a backup)
+    /// writes it where it needs it.
+    private func serve(_ requests: [IndexSnapshotRequest], unsynced: inout Set<UInt32>, written: Written) {
+        do {
+            try ensureNoFailure()
+            try syncAll(&unsynced, of: state.withLock { $0.segments })
+            let checkpoint = snapshot(written)?.0
+            for request in requests { request.complete(.success(checkpoint)) }
+        } catch {
+            let failure = (error as? StorageError) ?? StorageError(.io, "sync failed")
+            latch(failure)
+            for request in requests { request.complete(.failure(failure)) }
         }
     }
 
@@ -281,7 +320,7 @@ extension LogEngineCore {
         unsynced.removeAll(keepingCapacity: true)
     }
 
-    private func finishOnClose(unsynced: inout Set<UInt32>) {
+    private func finishOnClose(unsynced: inout Set<UInt32>, written: Written) {
         do {
             try syncAll(&unsynced, of: state.withLock { $0.segments })
             try keySlots.syncIfWritten()
@@ -294,7 +333,7 @@ extension LogEngineCore {
         // disk) only makes the next open replay more of it.
         if failure.withLock({ $0 == nil }) && state.withLock({ $0.bytesSinceCheckpoint > 0 }) {
             do {
-                try checkpointIfIdle(unsynced: unsynced)
+                try checkpointWritten(written)
             } catch {
                 logger.warning("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
             }

@@ -344,6 +344,9 @@ final class LogEngineCore: Sendable {
         var closing = false
         var closed = false
         var bytesSinceCheckpoint: UInt64 = 0
+        /// Callers waiting for the index of what is written
+        /// (``requestIndexSnapshot()``), served by the committer.
+        var checkpointRequests: [IndexSnapshotRequest] = []
         /// Whether the current full-disk episode was logged.
         var diskFullReported = false
     }
@@ -380,6 +383,9 @@ final class LogEngineCore: Sendable {
     /// that found a frame damaged knows whether it raced a rewrite
     /// (``readingStable(_:)``).
     let compactionEpoch = Atomic<UInt64>(0)
+    /// Durable groups synced so far: a backup's copy paces itself while
+    /// it sees this move (writers are waiting on their syncs).
+    let durableSyncs = Atomic<UInt64>(0)
     /// `compaction.intent`, opened by the first compaction and kept.
     let compactionIntent = Locked<PosixFile?>(nil)
 
@@ -475,6 +481,26 @@ final class LogEngineCore: Sendable {
         return ticket
     }
 
+    /// Asks the committer for the index of every record written so far,
+    /// as a checkpoint (not written to any file), taken at its next pass
+    /// once the log is synced: everything it covers is durable. A backup
+    /// writes it into its copy, which then has little to replay. The
+    /// committer's cost is a copy of the index (copy-on-write) and the
+    /// tree's root; no file is written or synced unless buffered groups
+    /// are waiting for their sync.
+    /// - Throws: ``StorageError/Code/closed``.
+    func requestIndexSnapshot() throws -> IndexSnapshotRequest {
+        let request = IndexSnapshotRequest()
+        let wakes = try state.withLock { s -> Bool in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            s.checkpointRequests.append(request)
+            defer { s.committerSignalled = true }
+            return !s.committerSignalled
+        }
+        if wakes { wakeup.signal() }
+        return request
+    }
+
     /// The value of a slot (``KeySlotFile/read(_:)``).
     func readKeySlot(_ slot: KeySlot) throws -> [UInt8] {
         try state.withLock { s in
@@ -508,6 +534,30 @@ final class LogEngineCore: Sendable {
     func shutdownWithoutWaiting() {
         state.withLock { $0.closing = true }
         wakeup.signal()
+    }
+}
+
+/// A caller's wait for ``LogEngineCore/requestIndexSnapshot()``.
+final class IndexSnapshotRequest: Sendable {
+    private let ticket = AppendTicket()
+    private let result = Locked<LogEngineCore.Checkpoint?>(nil)
+
+    /// The index, once the committer took it (nil if the tree's root could
+    /// not be computed).
+    /// - Throws: the ``StorageError`` of a failed sync (the engine latched).
+    func wait() async throws -> LogEngineCore.Checkpoint? {
+        _ = try await ticket.wait()
+        return result.withLock { $0 }
+    }
+
+    func complete(_ outcome: Result<LogEngineCore.Checkpoint?, StorageError>) {
+        switch outcome {
+        case .success(let checkpoint):
+            result.withLock { $0 = checkpoint }
+            ticket.complete(.success([]))
+        case .failure(let error):
+            ticket.complete(.failure(error))
+        }
     }
 }
 

@@ -2,11 +2,11 @@ import Foundation
 import Testing
 @testable import VaultStorage
 
-/// The engine's part of a backup: the copy it makes opens from the log's
-/// index as it was when the copy began, so its first open replays only
-/// what was appended after that index, not the whole log.
+/// The engine's part of a backup: the copy it makes opens from an index
+/// the committer takes when the backup begins, so its first open replays
+/// only what was appended after that index, not the whole log.
 @Suite struct BackupCopyTests {
-    @Test func aCopyReplaysOnlyWhatFollowsTheLogsIndex() async throws {
+    @Test func aCopyStartsFromAFreshIndexOfTheLog() async throws {
         let (dir, first) = try TemporaryDirectory.withEngine()
         for i in 0..<20 { try await first.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
         // Closed: its index covers the 20 records.
@@ -19,7 +19,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: copy.path + "/" + LogFormat.checkpointFileName))
         let opened = try copy.openEngine()
         #expect(opened.recoveryReport.usedCheckpoint, "the copy starts from the log's index")
-        #expect(opened.recoveryReport.replayedRecords <= 7, "replayed \(opened.recoveryReport.replayedRecords) of 27")
+        #expect(opened.recoveryReport.replayedRecords == 0, "the backup's own index covers all 27, not only the first 20")
         #expect(opened.durableRecordCount == 27)
         #expect(try opened.merkleTree.root(size: 27) == engine.merkleTree.root(size: 27))
         var seen = 0
@@ -29,17 +29,68 @@ import Testing
         try await engine.close()
     }
 
-    /// Without an index (a log never checkpointed), the copy is replayed
-    /// whole, and holds the same records.
-    @Test func aCopyOfALogWithoutAnIndexIsReplayedWhole() async throws {
-        let (dir, engine) = try TemporaryDirectory.withEngine()
+    /// Groups queued behind the committer's current one do not keep it
+    /// from taking the index a backup asks for: it covers what is written
+    /// (not what is queued), and the copy of a log written meanwhile opens
+    /// from it with exactly the records the backup counted.
+    @Test func anIndexAskedForWhileWritersRunCoversWhatIsWritten() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine(smallConfiguration { $0.segmentSize = 1 << 20 })
+        for i in 0..<10 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
+        let writers = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<4 {
+                    group.addTask {
+                        for i in 0..<150 {
+                            try await engine.appendDurably([EngineRecord(stream: stream(UInt8(2 + w)), payload: payload(i))])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var copies: [(TemporaryDirectory, UInt64)] = []
+        for _ in 0..<4 {
+            let copy = TemporaryDirectory()
+            copies.append((copy, try await engine.backup(to: copy.path)))
+        }
+        try await writers.value
+        for (copy, records) in copies {
+            let opened = try copy.openEngine(smallConfiguration { $0.segmentSize = 1 << 20 })
+            #expect(opened.recoveryReport.usedCheckpoint)
+            #expect(opened.durableRecordCount == records)
+            #expect(try opened.merkleTree.root(size: records) == engine.merkleTree.root(size: records))
+            try await opened.close()
+        }
+        try await engine.close()
+        // The store itself, closed (its index written at close), holds
+        // every record.
+        let reopened = try dir.openEngine(smallConfiguration { $0.segmentSize = 1 << 20 })
+        #expect(reopened.durableRecordCount == 610)
+        for w in 0..<4 { #expect(try reopened.records(of: stream(UInt8(2 + w))).count == 150) }
+        try await reopened.close()
+    }
+
+    /// The index is taken from the committer's memory, not from the
+    /// store's file: a store without an `index.checkpoint`, on a full
+    /// disk, still gives a copy that opens from an index, and the store's
+    /// folder gets no file from it.
+    @Test func theCopysIndexComesFromMemoryNotFromTheStoresFile() async throws {
+        let dir = TemporaryDirectory()
+        let faults = FaultInjection()
+        let engine = try dir.openEngine(smallConfiguration { $0.faults = faults })
         for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
-        try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        let indexFile = dir.path + "/" + LogFormat.checkpointFileName
+        try? FileManager.default.removeItem(atPath: indexFile)
+        #expect(!FileManager.default.fileExists(atPath: indexFile))
+        faults.diskFull = true
         let copy = TemporaryDirectory()
         #expect(try await engine.backup(to: copy.path) == 5)
+        #expect(!FileManager.default.fileExists(atPath: indexFile))
+        faults.diskFull = false
         let opened = try copy.openEngine()
-        #expect(!opened.recoveryReport.usedCheckpoint && opened.recoveryReport.replayedRecords == 5)
+        #expect(opened.recoveryReport.usedCheckpoint && opened.recoveryReport.replayedRecords == 0)
         #expect(try opened.merkleTree.root(size: 5) == engine.merkleTree.root(size: 5))
+        #expect(try opened.records(of: stream(1)).count == 5)
         try await opened.close()
         try await engine.close()
     }

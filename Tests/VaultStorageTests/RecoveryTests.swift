@@ -164,4 +164,43 @@ import Testing
         #expect(try engine.records(of: stream(8)).count == 10)
         try await engine.close()
     }
+
+    /// Periodic checkpoints are taken between the committer's groups
+    /// whatever is queued behind them (they cover the written groups, not
+    /// the queued ones): under four concurrent writers and a checkpoint
+    /// every 2 KiB, a copy of the folder taken without a close (as after
+    /// a kill) opens from the newest one with every acknowledged record.
+    @Test func checkpointsTakenWhileGroupsAreQueuedRecoverEveryRecord() async throws {
+        let configuration = smallConfiguration {
+            $0.segmentSize = 1 << 20
+            $0.checkpointInterval = 2 << 10
+            $0.replaysWithoutCheckpoint = false
+        }
+        let (dir, engine) = try TemporaryDirectory.withEngine(configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<4 {
+                group.addTask {
+                    for i in 0..<200 {
+                        try await engine.appendDurably([EngineRecord(stream: stream(UInt8(10 + w)), payload: payload(i))])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let copy = TemporaryDirectory()
+        try FileManager.default.removeItem(atPath: copy.path)
+        try FileManager.default.copyItem(atPath: dir.path, toPath: copy.path)
+        try? FileManager.default.removeItem(atPath: copy.path + "/LOCK")
+        let recovered = try copy.openEngine(configuration)
+        #expect(recovered.recoveryReport.usedCheckpoint)
+        #expect(recovered.recoveryReport.replayedRecords < 800, "the newest checkpoint is recent")
+        #expect(recovered.durableRecordCount == 800)
+        #expect(try recovered.merkleTree.root(size: 800) == engine.merkleTree.root(size: 800))
+        for w in 0..<4 {
+            let frames = try recovered.records(of: stream(UInt8(10 + w)))
+            #expect(frames.map(\.payload) == (0..<200).map { payload($0) })
+        }
+        try await recovered.close()
+        try await engine.close()
+    }
 }

@@ -25,18 +25,20 @@ extension VaultStore {
     /// rename: a backup cut short leaves the previous checkpoint, and
     /// running it again finishes it.
     ///
-    /// The copy is then opened once and checked before this returns: its
-    /// log is replayed from the index the store had written when the copy
-    /// began (the records since, each hashed again and checked as
-    /// recovery checks them), and its Merkle tree must be the one the
-    /// checkpoint signs. With `verifyingEveryRecord`, every record of the
+    /// The copy is paced by the device, and while writers sync it takes
+    /// small steps and rests between them (it has the device a third of
+    /// the time; alone, it goes at full speed). It is then opened once and
+    /// checked before this returns: its log is replayed from the index the
+    /// store's committer handed over when the copy began (the records
+    /// since, each hashed again and checked as recovery checks them), and
+    /// its Merkle tree must be the one the checkpoint signs. With `verifyingEveryRecord`, every record of the
     /// copy is also read and hashed again against the checkpoint
     /// (``verify(against:)``), which ``restore(from:to:key:configuration:)``
     /// always does. The folder is a store: open it with the same master
     /// key, or restore it.
     /// Cost: a read and a write of the log since the previous backup (all
     /// of it the first time) and of the key file, and a replay of the
-    /// records since the store's last index checkpoint; with
+    /// records written during the copy; with
     /// `verifyingEveryRecord`, a read and BLAKE2b of the whole copy.
     ///
     /// `progress`, for a progress bar, is called with the fraction done
