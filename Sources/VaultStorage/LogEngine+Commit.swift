@@ -22,12 +22,20 @@ extension LogEngineCore {
         var written = state.withLock { Written(lsn: $0.nextLSN - 1, end: ($0.current, $0.tail)) }
         while true {
             wakeup.wait()
+            // Woken for small buffered groups only: let more of them gather
+            // (``lazyWriteDelay``); any other signal ends the wait.
+            let lingers = state.withLock { s in
+                !s.committerSignalled && s.lazySignalled && !s.closing && s.checkpointRequests.isEmpty
+            }
+            if lingers { _ = wakeup.wait(timeout: .now() + LogEngineCore.lazyWriteDelay) }
             let (jobs, requests, closing) = state.withLock { s -> ([Job], [IndexSnapshotRequest], Bool) in
                 let q = s.queue
                 s.queue = []
                 let r = s.checkpointRequests
                 s.checkpointRequests = []
                 s.committerSignalled = false
+                s.lazySignalled = false
+                s.lazyJobs = 0
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {
@@ -130,12 +138,16 @@ extension LogEngineCore {
             for job in jobs where !job.leafHashes.isEmpty { try merkle.append(leafHashes: job.leafHashes) }
 
             // 3. One sync covers every durable job of the batch. A batch of
-            //    buffered writes only (large content on its way) starts their
-            //    writeback now, so the disk works while the next chunks are
-            //    encrypted and the final sync has little left to do.
+            //    buffered writes only starts the writeback of its large ones
+            //    (content on its way) now, so the disk works while the next
+            //    chunks are encrypted and the final sync has little left to
+            //    do. Small ones (the audit entries of reads in batched mode)
+            //    wait for the batched sync: one device write per read would
+            //    cost more than the read.
             if !jobs.contains(where: { $0.durability == .durable }) {
                 for job in jobs where !job.buffers.isEmpty {
                     let length = job.buffers.reduce(0) { $0 + $1.count }
+                    guard length > LogEngineCore.inlinePayloadLimit else { continue }
                     segments[job.segment]?.file.startWriteback(offset: job.offset, length: UInt64(length))
                 }
             }

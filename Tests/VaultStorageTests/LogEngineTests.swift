@@ -157,6 +157,37 @@ import Testing
         try await engine.close()
     }
 
+    /// Small buffered groups do not wake the committer one by one: it
+    /// lets them gather for at most `lazyWriteDelay`, and writes them
+    /// together. Nobody waiting, they are written (readable from the
+    /// index) within that delay; a caller that waits for one gets it at
+    /// once; a durable group behind them carries them with it, in order.
+    @Test func smallBufferedGroupsAreWrittenTogetherWithinTheDelay() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        defer { withExtendedLifetime(dir) {} }
+        let tickets = try (0..<10).map { i in
+            try engine.append([EngineRecord(stream: stream(1), payload: payload(i))], keySlotWrites: [], durability: .buffered)
+        }
+        // Nobody waits: written within the delay (1 ms), well within a second.
+        let deadline = ContinuousClock.now + .seconds(1)
+        while engine.head(of: stream(1)) == nil || !tickets.allSatisfy(\.isDone) {
+            #expect(ContinuousClock.now < deadline, "small buffered groups never written")
+            if ContinuousClock.now >= deadline { break }
+            try await Task.sleep(for: .microseconds(200))
+        }
+        #expect(try engine.records(of: stream(1)).map(\.payload) == (0..<10).map { payload($0) })
+        // A waiter gets its own at once (its wait wakes the committer).
+        let waited = try engine.append([EngineRecord(stream: stream(2), payload: payload(20))], keySlotWrites: [], durability: .buffered)
+        let reference = try await waited.wait()
+        #expect(try engine.read(engine.location(of: reference[0])).payload == payload(20))
+        // Buffered then durable: the durable one's sync covers both.
+        _ = try engine.append([EngineRecord(stream: stream(3), payload: payload(30))], keySlotWrites: [], durability: .buffered)
+        try await engine.appendDurably([EngineRecord(stream: stream(3), payload: payload(31))])
+        #expect(try engine.records(of: stream(3)).map(\.payload) == [payload(30), payload(31)])
+        #expect(engine.durableRecordCount == 13)
+        try await engine.close()
+    }
+
     @Test func appendAfterCloseFails() async throws {
         let dir = TemporaryDirectory()
         let engine = try dir.openEngine()
