@@ -171,15 +171,30 @@ extension LogEngine {
         return end
     }
 
-    /// Opens a copy made by ``backup(to:)`` once, replaying its log, which
-    /// writes its `index.checkpoint`; a copy whose log does not replay is
-    /// `corrupted`.
-    package static func finishBackup(in directory: String, configuration: LogEngineConfiguration) async throws {
+    /// Opens a copy made by ``backup(to:)`` once, replaying its log (which
+    /// writes its `index.checkpoint`), and returns the root of its Merkle
+    /// tree of `records` leaves, for the caller to compare with the
+    /// backup's checkpoint. Nothing is appended to the copy.
+    /// - Throws: ``StorageError/Code/corrupted`` for a copy whose log does
+    ///   not replay or holds fewer than `records` records.
+    package static func finishBackup(
+        in directory: String, configuration: LogEngineConfiguration, records: UInt64
+    ) async throws -> [UInt8] {
         var c = configuration
         c.replaysWithoutCheckpoint = true
         // A replay is blocking work: off the cooperative pool.
         let engine = try await inBackground { [c] in try LogEngine.open(directory: directory, configuration: c) }
-        try await engine.close()
+        do {
+            guard engine.durableRecordCount >= records else {
+                throw StorageError(.corrupted, "the copy holds \(engine.durableRecordCount) of its \(records) records")
+            }
+            let root = try engine.merkleTree.root(size: records)
+            try await engine.close()
+            return root
+        } catch {
+            try? await engine.close()
+            throw error
+        }
     }
 
     /// The copy's step on its own: large reads and writes, the device's

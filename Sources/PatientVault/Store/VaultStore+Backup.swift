@@ -27,15 +27,16 @@ extension VaultStore {
     ///
     /// The copy is paced by the device, and while writers sync it takes
     /// small steps and rests between them (it has the device a third of
-    /// the time; alone, it goes at full speed). It is then opened once and
-    /// checked before this returns: its log is replayed from the index the
+    /// the time; alone, it goes at full speed). Its log is then opened once
+    /// and checked before this returns: replayed from the index the
     /// store's committer handed over when the copy began (the records
-    /// since, each hashed again and checked as recovery checks them), and
-    /// its Merkle tree must be the one the checkpoint signs. With `verifyingEveryRecord`, every record of the
-    /// copy is also read and hashed again against the checkpoint
-    /// (``verify(against:)``), which ``restore(from:to:key:configuration:)``
-    /// always does. The folder is a store: open it with the same master
-    /// key, or restore it.
+    /// since, each hashed again and checked as recovery checks them), its
+    /// Merkle tree must be the one the checkpoint signs. Nothing is written
+    /// to the copy after that. With `verifyingEveryRecord`, the copy is
+    /// also opened as a store and every record read and hashed again
+    /// against the checkpoint (``verify(against:)``), which
+    /// ``restore(from:to:key:configuration:)`` always does. The folder is a
+    /// store: open it with the same master key, or restore it.
     /// Cost: a read and a write of the log since the previous backup (all
     /// of it the first time) and of the key file, and a replay of the
     /// records written during the copy; with
@@ -94,8 +95,9 @@ extension VaultStore {
                 directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
             try FileSystem.syncDirectory(directory)
         }
-        // The copy replayed once (its index written), then opened as a
-        // store and checked against the checkpoint.
+        // The copy replayed once (its index written): its tree, which the
+        // replay checked against the records it replayed and the index it
+        // was given, must be the tree the checkpoint signs.
         // The engine's settings as the store's own (a store of small
         // segments has a small record limit too).
         var c = LogEngineConfiguration()
@@ -103,37 +105,35 @@ extension VaultStore {
         c.maximumRecordSize = configuration.contentChunkSize + Limits.recordOverhead
         c.reserve = configuration.effectiveAuditReserve
         c.authenticator = LogMAC(key: keys.log)
-        try await translatingErrorsAsync { try await LogEngine.finishBackup(in: directory, configuration: c) }
-        var check = configuration
-        check.trustedCheckpoint = nil
-        check.checkpointPublisher = nil
-        check.checkpointCadence = nil
-        let copy = try await Self.open(
-            keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
-            engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
-        do throws(PatientVaultError) {
-            // The copy's tree, which its open checked against the records
-            // it replayed and the index it was given, is the tree the
-            // checkpoint signs; with `verifyingEveryRecord`, every record
-            // is read and hashed again as well.
-            let size = copy.engine.durableRecordCount
-            let root = try translatingErrors { try copy.engine.merkleTree.root(size: records) }
-            guard size >= records, root == checkpoint.treeHead.rootHash else {
-                throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
-            }
-            if verifyingEveryRecord {
+        let copiedRoot = try await translatingErrorsAsync {
+            try await LogEngine.finishBackup(in: directory, configuration: c, records: records)
+        }
+        guard copiedRoot == checkpoint.treeHead.rootHash else {
+            throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
+        }
+        // With `verifyingEveryRecord`, the copy is opened as a store and
+        // every record read and hashed again.
+        if verifyingEveryRecord {
+            var check = configuration
+            check.trustedCheckpoint = nil
+            check.checkpointPublisher = nil
+            check.checkpointCadence = nil
+            let copy = try await Self.open(
+                keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
+                engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
+            do throws(PatientVaultError) {
                 if let progress {
                     try await copy.verify(against: checkpoint) { progress(0.5 + $0 / 2) }
                 } else {
                     try await copy.verify(against: checkpoint)
                 }
+            } catch {
+                try? await copy.close()
+                throw error
             }
-            progress?(1)
-        } catch {
-            try? await copy.close()
-            throw error
+            try await copy.close()
         }
-        try await copy.close()
+        progress?(1)
         logger.info("patientvault: backup made", metadata: ["records": "\(records)"])
         return checkpoint
     }
