@@ -23,7 +23,7 @@ extension LogEngine {
     ///   when the segment it names was copied: the copy is opened once with
     ///   ``LogEngineConfiguration/replaysWithoutCheckpoint``, which replays
     ///   what follows it (all of the log without it) and writes its own
-    ///   (``finishBackup(in:configuration:)``).
+    ///   (``finishBackup(in:configuration:records:)``).
     ///
     /// **Incremental**: with `previous`, `directory` holds a copy this
     /// method made of the first `previous` records (the layer above has
@@ -36,7 +36,8 @@ extension LogEngine {
     /// (its `index.checkpoint`, a segment made ahead) is removed first.
     ///
     /// `progress`, if given, is called on the copying thread after each
-    /// MiB of segments copied, with the bytes copied and their total.
+    /// step of segments copied (1 MiB, or 128 KiB beside writers), with
+    /// the bytes copied and their total.
     ///
     /// Cost: one read and one write of every byte of the log through
     /// record `n` (after `previous` when incremental), and of the key file.

@@ -40,23 +40,25 @@ extension LogEngineCore {
     }
 
     /// The index of every record the committer has written, taken on its
-    /// thread between two groups, and the bytes appended since the last
-    /// checkpoint. With nothing queued, the log's end is where the next
-    /// group goes; otherwise groups are queued (placed, not yet written)
-    /// behind the committer's last write, which is then its end: the
-    /// index and tables hold written records only.
+    /// thread between two groups, and the bytes it covers of those
+    /// appended since the last checkpoint. With nothing queued, the log's
+    /// end is where the next group goes; otherwise groups are queued
+    /// (placed, not yet written) behind the committer's last write, which
+    /// is then its end: the index and tables hold written records only,
+    /// and the queued groups' bytes count towards the next checkpoint.
     func snapshot(_ written: Written) -> (Checkpoint, UInt64)? {
         state.withLock { s -> (Checkpoint, UInt64)? in
             let idle = s.queue.isEmpty && s.queuedHeads.isEmpty
             let end = idle ? (segment: s.current, tail: s.tail, nextLSN: s.nextLSN)
                 : (segment: written.end.segment, tail: written.end.offset, nextLSN: written.lsn + 1)
+            let queued = s.queue.reduce(UInt64(0)) { total, job in total + job.buffers.reduce(0) { $0 + UInt64($1.count) } }
             guard let root = try? merkle.root(size: end.nextLSN - 1) else { return nil }
             let last = s.index.isEmpty ? nil : lastLocation(s)
             return (
                 Checkpoint(
                     segment: end.segment, tail: end.tail, nextLSN: end.nextLSN, last: last, index: s.index, chunks: s.chunks,
                     landmarks: s.landmarks, treeRoot: root),
-                s.bytesSinceCheckpoint)
+                s.bytesSinceCheckpoint - min(queued, s.bytesSinceCheckpoint))
         }
     }
 

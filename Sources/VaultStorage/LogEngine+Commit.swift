@@ -16,10 +16,11 @@ extension LogEngineCore {
     /// every durable job of the batch. The key file is written, not synced:
     /// a group's slots are in its manifest frame too (the key-slot journal,
     /// ``KeySlotFile``), and recovery writes them back.
-    func commitLoop() {
+    /// - Parameter opened: the recovered log's end (everything before it
+    ///   synced), taken before the thread starts.
+    func commitLoop(opened: Written) {
         var unsynced = Set<UInt32>()
-        // Opened (recovered and synced): the next group goes at the log's end.
-        var written = state.withLock { Written(lsn: $0.nextLSN - 1, end: ($0.current, $0.tail)) }
+        var written = opened
         while true {
             wakeup.wait()
             // Woken for small buffered groups only: let more of them gather
@@ -174,11 +175,9 @@ extension LogEngineCore {
         }
         for job in jobs { job.ticket.complete(.success(job.references)) }
 
-        // Every `checkpointInterval` bytes, a checkpoint of the index once
-        // the log is synced and no append is queued. The segments are
-        // synced on the commit path's terms: a failed sync latches the
-        // engine; only a full disk leaves the checkpoint for later (the
-        // log stays the truth, and the next open replays more of it).
+        // Every `checkpointInterval` bytes, a checkpoint of the index of
+        // what is written, once the log is synced (groups queued meanwhile
+        // are left for the next one).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
         checkpoint(unsynced: &unsynced, written: written)
     }
@@ -190,8 +189,7 @@ extension LogEngineCore {
     /// next open replays more of it).
     private func checkpoint(unsynced: inout Set<UInt32>, written: Written) {
         do {
-            try ensureNoFailure()
-            try syncAll(&unsynced, of: state.withLock { $0.segments })
+            try syncWritten(&unsynced, written)
             try checkpointWritten(written)
         } catch {
             let failure = (error as? StorageError) ?? StorageError(.io, "checkpoint failed")
@@ -200,13 +198,22 @@ extension LogEngineCore {
         }
     }
 
+    /// Syncs every segment written to, so that every record written is
+    /// durable, and says so (`durableLSN`): a checkpoint or a backup's
+    /// index then covers exactly the durable records, buffered ones
+    /// written since the last durable group included.
+    private func syncWritten(_ unsynced: inout Set<UInt32>, _ written: Written) throws {
+        try ensureNoFailure()
+        try syncAll(&unsynced, of: state.withLock { $0.segments })
+        state.withLock { $0.durableLSN = max($0.durableLSN, written.lsn + 1) }
+    }
+
     /// Serves ``requestIndexSnapshot()``: the log synced, then the index
     /// of what is written. No file is written: the caller (a backup)
     /// writes it where it needs it.
     private func serve(_ requests: [IndexSnapshotRequest], unsynced: inout Set<UInt32>, written: Written) {
         do {
-            try ensureNoFailure()
-            try syncAll(&unsynced, of: state.withLock { $0.segments })
+            try syncWritten(&unsynced, written)
             let checkpoint = snapshot(written)?.0
             for request in requests { request.complete(.success(checkpoint)) }
         } catch {

@@ -288,8 +288,8 @@ final class LogEngineCore: Sendable {
     /// waiting for one of them, a backup or `close` wakes it first: one
     /// wake-up and one write for many reads instead of one each.
     static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
-    /// Small buffered groups queued that make the committer take the queue
-    /// at once.
+    /// Small buffered groups queued before one more makes the committer
+    /// take the queue at once.
     static let lazyJobLimit = 64
     static let pooledBufferCapacity = 256 << 10
 
@@ -453,7 +453,9 @@ final class LogEngineCore: Sendable {
     }
 
     func startCommitter() {
-        let thread = Thread { [self] in self.commitLoop() }
+        // Opened (recovered and synced): the next group goes at the log's end.
+        let opened = state.withLock { Written(lsn: $0.nextLSN - 1, end: ($0.current, $0.tail)) }
+        let thread = Thread { [self] in self.commitLoop(opened: opened) }
         thread.name = "patientvault.commit"
         thread.start()
     }

@@ -29,6 +29,26 @@ import Testing
         try await engine.close()
     }
 
+    /// Buffered groups written since the last durable one (read audit
+    /// entries in batched mode, content chunks) are synced for the index
+    /// and counted as durable: the copy holds them, and its open replays
+    /// nothing.
+    @Test func bufferedGroupsBeforeABackupAreInItsIndex() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        defer { withExtendedLifetime(dir) {} }
+        for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i))]) }
+        for i in 5..<10 {
+            _ = try engine.append([EngineRecord(stream: stream(1), payload: payload(i))], keySlotWrites: [], durability: .buffered)
+        }
+        let copy = TemporaryDirectory()
+        #expect(try await engine.backup(to: copy.path) == 10)
+        let opened = try copy.openEngine()
+        #expect(opened.recoveryReport.usedCheckpoint && opened.recoveryReport.replayedRecords == 0)
+        #expect(try opened.records(of: stream(1)).map(\.payload) == (0..<10).map { payload($0) })
+        try await opened.close()
+        try await engine.close()
+    }
+
     /// Groups queued behind the committer's current one do not keep it
     /// from taking the index a backup asks for: it covers what is written
     /// (not what is queued), and the copy of a log written meanwhile opens

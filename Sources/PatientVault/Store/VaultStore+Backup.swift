@@ -28,22 +28,25 @@ extension VaultStore {
     /// The copy is paced by the device, and while writers sync it takes
     /// small steps and rests between them (it has the device a third of
     /// the time; alone, it goes at full speed). Its log is then opened once
-    /// and checked before this returns: replayed from the index the
-    /// store's committer handed over when the copy began (the records
-    /// since, each hashed again and checked as recovery checks them), its
-    /// Merkle tree must be the one the checkpoint signs. Nothing is written
-    /// to the copy after that. With `verifyingEveryRecord`, the copy is
-    /// also opened as a store and every record read and hashed again
-    /// against the checkpoint (``verify(against:)``), which
-    /// ``restore(from:to:key:configuration:)`` always does. The folder is a
-    /// store: open it with the same master key, or restore it.
+    /// before this returns: replayed from the index the store's committer
+    /// handed over when the copy began (the few records since, each
+    /// hashed again and checked as recovery checks them), and its Merkle
+    /// tree (the copied `merkle.hashes`) must be the one the checkpoint
+    /// signs. That check does not read the records the index covers: with
+    /// `verifyingEveryRecord`, the copy is also opened as a store and
+    /// every record read and hashed again against the checkpoint
+    /// (``verify(against:)``), which ``restore(from:to:key:configuration:)``
+    /// always does (opening it as a store appends an activity mark to the
+    /// copy, after the checkpoint's records). The folder is a store: open
+    /// it with the same master key, or restore it.
     /// Cost: a read and a write of the log since the previous backup (all
     /// of it the first time) and of the key file, and a replay of the
     /// records written during the copy; with
     /// `verifyingEveryRecord`, a read and BLAKE2b of the whole copy.
     ///
     /// `progress`, for a progress bar, is called with the fraction done
-    /// (0 to 1): after each MiB of the log copied, then, with
+    /// (0 to 1): after each step of the log copied (1 MiB, or 128 KiB
+    /// beside busy writers), then, with
     /// `verifyingEveryRecord`, after each batch verified (the copy counts
     /// for half), and with 1 at the end. It is called on the copying
     /// thread: it must return quickly.
