@@ -3,37 +3,25 @@ import VaultSync
 /// The acknowledgement of one ``StorageEngine/append(_:keySlotWrites:durability:)``.
 package final class AppendTicket: Sendable {
     private enum State {
-        /// Its waiters, and what a waiter calls first (dropped at
-        /// completion, so that a done ticket holds nothing of the engine).
-        case pending([CheckedContinuation<[RecordReference], any Error>], onWait: (@Sendable () -> Void)?)
+        case pending([CheckedContinuation<[RecordReference], any Error>])
         case done(Result<[RecordReference], StorageError>)
     }
 
-    private let state: Locked<State>
+    private let state = Locked<State>(.pending([]))
 
-    /// - Parameter onWait: called when a caller starts waiting for the
-    ///   ticket while it is pending: the engine's way to hurry an append it
-    ///   lets wait (a small buffered group).
-    package init(onWait: (@Sendable () -> Void)? = nil) {
-        state = Locked(.pending([], onWait: onWait))
-    }
+    package init() {}
 
     /// Waits until the append is acknowledged and returns the records'
     /// references, in the order given.
     /// - Throws: the ``StorageError`` that failed the append.
     package func wait() async throws -> [RecordReference] {
-        let hurry: (@Sendable () -> Void)?
-        switch state.withLock({ $0 }) {
-        case .done(let r): return try r.get()
-        case .pending(_, let onWait): hurry = onWait
-        }
-        hurry?()
+        if case .done(let r) = state.withLock({ $0 }) { return try r.get() }
         return try await withCheckedThrowingContinuation { cont in
             let resolved: Result<[RecordReference], StorageError>? = state.withLock { s in
                 switch s {
-                case .pending(var waiters, let onWait):
+                case .pending(var waiters):
                     waiters.append(cont)
-                    s = .pending(waiters, onWait: onWait)
+                    s = .pending(waiters)
                     return nil
                 case .done(let r):
                     return r
@@ -51,7 +39,7 @@ package final class AppendTicket: Sendable {
     /// Completes the ticket once; later calls are ignored.
     package func complete(_ result: Result<[RecordReference], StorageError>) {
         let waiters: [CheckedContinuation<[RecordReference], any Error>] = state.withLock { s in
-            guard case .pending(let w, _) = s else { return [] }
+            guard case .pending(let w) = s else { return [] }
             s = .done(result)
             return w
         }
