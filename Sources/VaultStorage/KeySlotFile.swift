@@ -18,16 +18,19 @@ import VaultSync
 /// written at once but synced only before a checkpoint (which moves
 /// replay past those groups), at close, and when a slot is destroyed;
 /// recovery writes a complete group's slots back from its manifest. The
-/// journal key exists to be destroyed: a destruction first syncs every
-/// written slot, then writes a new journal key (the other of slots 1-2),
-/// syncs, wipes the old one and syncs, and only then writes the
-/// tombstone: every copy of the destroyed slot in the log is sealed under
-/// a key no file holds any more. Recovery skips manifests of an older
-/// epoch (their slots were synced before the rotation) and never writes a
-/// slot back over a tombstone.
+/// journal key exists to be destroyed: a destruction writes a new journal
+/// key (the other of slots 1-2) and syncs it with every written slot,
+/// then wipes the old key and writes the tombstone, synced together
+/// (``rotate(to:)``): every copy of the destroyed slot in the log is
+/// sealed under a key no file holds any more. Recovery opens the
+/// manifests of the newest epoch, and of the one before while an open
+/// finds its key still there (a destruction cut between its two syncs,
+/// which may also have lost a slot's page); it skips older ones (their
+/// slots were synced before their key was wiped) and never writes a slot
+/// back over a tombstone.
 ///
-/// Locks: ``extent`` and ``journal`` are leaves, taken alone or under the
-/// engine's state lock.
+/// Locks: ``extent``, ``journal`` and ``previous`` are leaves, taken alone
+/// or under the engine's state lock.
 final class KeySlotFile: Sendable {
     let file: PosixFile
     let salt: [UInt8]
@@ -39,6 +42,11 @@ final class KeySlotFile: Sendable {
     /// The journal key groups are sealed under (the newest, perhaps not
     /// yet on disk), and the one on disk with the slot holding it.
     private let journal: Locked<(current: JournalKey, durable: JournalKey, durableSlot: UInt64)>
+    /// The older journal key an open found beside the newer one (a
+    /// destruction cut between its two syncs), with its slot: recovery
+    /// still opens the manifests it sealed, then it is wiped
+    /// (``forgetPreviousJournalKey()``).
+    private let previous: Locked<(key: JournalKey, slot: UInt64)?>
     /// Whether slots were written since the file was last synced.
     private let unsynced = Locked(false)
     /// The MAC of tombstones (the store's log key); nil: tombstones are
@@ -62,8 +70,9 @@ final class KeySlotFile: Sendable {
         (file, salt) = try Self.openFile(directory: directory, logExists: logExists, files: files)
         self.files = files
         self.authenticator = authenticator
-        let (key, slot) = try Self.loadJournalKey(file, salt: salt, logExists: logExists, files: files, directory: directory)
+        let (key, slot, older) = try Self.loadJournalKey(file, salt: salt, logExists: logExists, files: files, directory: directory)
         journal = Locked((key, key, slot))
+        previous = Locked(older)
         let (next, allocated) = try Self.scan(file)
         extent = Locked((max(next, LogFormat.firstKeySlot), allocated))
         self.growth = growth
@@ -183,8 +192,9 @@ final class KeySlotFile: Sendable {
     }
 
     /// The slots a replayed manifest carries, as their 128 bytes; nil for a
-    /// manifest of an older epoch (its slots were synced before the key that
-    /// sealed them was destroyed).
+    /// manifest of an epoch whose key is gone (its slots were synced before
+    /// that key was wiped). A manifest of the previous epoch opens while
+    /// an open keeps that key (``forgetPreviousJournalKey()``).
     /// - Throws: ``StorageError/Code/corrupted`` for a manifest the encoder
     ///   cannot write, of a newer epoch than the file's, or whose boxes do not
     ///   open.
@@ -192,9 +202,16 @@ final class KeySlotFile: Sendable {
         guard let (epoch, slots) = LogFormat.decodeSlotManifest(payload) else {
             throw StorageError(.corrupted, "a key-slot manifest is malformed")
         }
-        let key = journal.withLock { $0.durable }
-        guard epoch <= key.epoch else { throw StorageError(.corrupted, "a key-slot manifest is of a later journal key") }
-        guard epoch == key.epoch else { return nil }
+        let newest = journal.withLock { $0.durable }
+        guard epoch <= newest.epoch else { throw StorageError(.corrupted, "a key-slot manifest is of a later journal key") }
+        let key: JournalKey
+        if epoch == newest.epoch {
+            key = newest
+        } else if let older = previous.withLock({ $0?.key }), older.epoch == epoch {
+            key = older
+        } else {
+            return nil
+        }
         return try slots.map { slot in
             let aad = LogFormat.journalAssociatedData(epoch: epoch, number: slot.number)
             guard let bytes = try? XChaCha20Poly1305.open(slot.box, using: key.key, authenticating: aad),
@@ -256,11 +273,16 @@ final class KeySlotFile: Sendable {
     /// old key, which seals the log's copies of those slots, goes), then
     /// wipes the old one, not synced: the caller writes its tombstones and
     /// syncs the wipe with them (``syncIfWritten()``). A crash before that
-    /// sync leaves the older key beside the newer, which the next open
-    /// wipes (the newer epoch wins), and the tombstones unwritten, which the
-    /// layer above finishes from its erasure records. Copies sealed under
-    /// the old key can then never be opened again. Two syncs per
-    /// destruction in all (there were four).
+    /// sync leaves the older key beside the newer, and the tombstones
+    /// unwritten, which the layer above finishes from its erasure records.
+    /// The next open keeps the older key through recovery: a power cut
+    /// during the first sync may have kept the new key's page and lost a
+    /// slot's (one sync orders nothing within a file), and that slot's
+    /// only copy is then its manifest, sealed under the older key. Once
+    /// recovery has written such slots back and synced, the older key is
+    /// wiped (``forgetPreviousJournalKey()``), and copies sealed under it
+    /// can never be opened again. Two syncs per destruction in all (there
+    /// were four).
     func rotate(to key: JournalKey) throws {
         let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
         guard key.epoch > old.epoch else { return try syncIfWritten() }
@@ -287,12 +309,13 @@ final class KeySlotFile: Sendable {
         return LogFormat.encodeKeySlot(KeySlot(number), value: value, magic: LogFormat.keySlotJournalKey, salt: salt)
     }
 
-    /// Reads the journal key from slots 1-2 (the newer epoch wins, and an
-    /// older one left by a rotation cut short is wiped), or writes the first
-    /// one for a new store.
+    /// Reads the journal key from slots 1-2 (the newer epoch wins; an older
+    /// one left by a rotation cut short is returned too, for recovery, if
+    /// it is the epoch just before, and wiped now otherwise), or writes the
+    /// first one for a new store.
     private static func loadJournalKey(
         _ file: PosixFile, salt: [UInt8], logExists: Bool, files: any LogFiles, directory: String
-    ) throws -> (JournalKey, UInt64) {
+    ) throws -> (JournalKey, UInt64, (key: JournalKey, slot: UInt64)?) {
         var found: [(key: JournalKey, slot: UInt64)] = []
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
@@ -307,13 +330,15 @@ final class KeySlotFile: Sendable {
             found.append((JournalKey(epoch: epoch, key: key), number))
         }
         if let newest = found.max(by: { $0.key.epoch < $1.key.epoch }) {
+            var kept: (key: JournalKey, slot: UInt64)?
             for older in found where older.slot != newest.slot {
-                try files.write(
-                    [UInt8](repeating: 0, count: LogFormat.keySlotSize), at: older.slot * UInt64(LogFormat.keySlotSize), of: file,
-                    site: .journalKeyWrite)
-                try files.sync(file, site: .journalKeyWrite)
+                if older.key.epoch + 1 == newest.key.epoch {
+                    kept = older
+                    continue
+                }
+                try wipeJournalSlot(older.slot, of: file, files: files)
             }
-            return newest
+            return (newest.key, newest.slot, kept)
         }
         guard !logExists else { throw StorageError(.corrupted, "keys.slots holds no journal key while the log holds records") }
         let first: JournalKey
@@ -326,7 +351,25 @@ final class KeySlotFile: Sendable {
         try files.write(journalSlot(first, number: number, salt: salt), at: number * UInt64(LogFormat.keySlotSize), of: file, site: .keyFileCreation)
         try files.sync(file, site: .keyFileCreation)
         try FileSystem.syncDirectory(directory, observer: files.observer)
-        return (first, number)
+        return (first, number, nil)
+    }
+
+    /// Zeros journal-key slot `number` and syncs.
+    private static func wipeJournalSlot(_ number: UInt64, of file: PosixFile, files: any LogFiles) throws {
+        try files.write(
+            [UInt8](repeating: 0, count: LogFormat.keySlotSize), at: number * UInt64(LogFormat.keySlotSize), of: file,
+            site: .journalKeyWrite)
+        try files.sync(file, site: .journalKeyWrite)
+    }
+
+    /// Wipes (and syncs) the older journal key an open found, once
+    /// recovery has written back, and synced, the slots of the manifests
+    /// it sealed (``KeySlotFile/restore(_:)``); afterwards no copy sealed
+    /// under it opens. Does nothing if the open found none.
+    func forgetPreviousJournalKey() throws {
+        guard let older = previous.withLock({ $0 }) else { return }
+        try Self.wipeJournalSlot(older.slot, of: file, files: files)
+        previous.withLock { $0 = nil }
     }
 
     /// Opens the key file, creating it for a new store. The key file is

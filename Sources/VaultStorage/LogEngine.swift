@@ -407,6 +407,9 @@ final class LogEngineCore: Sendable {
         var s = State()
         (recoveryReport, merkle) = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)
+        // Slots written back and synced: an older journal key a destruction
+        // left (its manifests opened during the replay) goes now.
+        try keySlots.forgetPreviousJournalKey()
         s.durableLSN = s.nextLSN
         // A new store (or one whose creation was cut before it) writes its
         // first checkpoint before it takes a record: from then on a missing

@@ -96,6 +96,55 @@ import Testing
         try await reopened.close()
     }
 
+    /// A power cut during a destruction's first sync may make the new
+    /// journal key's page durable and lose a slot's page (one `fdatasync`
+    /// orders nothing within a file), with the old key's wipe not yet
+    /// written. That slot's only copy is its manifest, sealed under the old
+    /// key: the next open must still open it, write the slot back, and only
+    /// then wipe the old key. A slot destroyed in the same destruction, whose
+    /// tombstone reached the disk, stays destroyed.
+    @Test func aSlotLostInADestructionsFirstSyncComesBackFromTheOlderKey() async throws {
+        let dir = TemporaryDirectory()
+        let keyFile = dir.path + "/" + LogFormat.keyFileName
+        let slotSize = LogFormat.keySlotSize
+        let engine = try dir.openEngine()
+        let kept = try engine.reserveKeySlot()
+        let destroyed = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(kept, payload(7, size: 72))], durability: .durable
+        ).wait()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(2))], keySlotWrites: [(destroyed, payload(8, size: 72))],
+            durability: .durable
+        ).wait()
+        let before = try readBytes(keyFile)
+        let oldKey = Array(before[slotSize..<(2 * slotSize)])
+        #expect(oldKey.contains { $0 != 0 })
+        try await engine.destroyKeySlot(destroyed)
+        try await engine.close()
+        // The disk as the power cut left it: the new key (slot 2) and the
+        // tombstone durable, the old key's wipe not, the kept slot's page
+        // lost; no checkpoint after the groups (close wrote one).
+        var file = try readBytes(keyFile)
+        #expect(file[(2 * slotSize)..<(3 * slotSize)].contains { $0 != 0 }, "the new journal key is in slot 2")
+        file.replaceSubrange(slotSize..<(2 * slotSize), with: oldKey)
+        let k = Int(kept.number) * slotSize
+        file.replaceSubrange(k..<(k + slotSize), with: [UInt8](repeating: 0, count: slotSize))
+        try Data(file).write(to: URL(fileURLWithPath: keyFile))
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+
+        let reopened = try dir.openEngine()
+        #expect(reopened.recoveryReport.restoredKeySlots == 1)
+        #expect(try await reopened.readKeySlot(kept) == payload(7, size: 72))
+        await #expect { _ = try await reopened.readKeySlot(destroyed) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        try await reopened.close()
+        // The old key was wiped once the slot was back.
+        let after = try readBytes(keyFile)
+        #expect(after[slotSize..<(2 * slotSize)].allSatisfy { $0 == 0 })
+        #expect(!contains(after, Array(oldKey[24..<64])))
+        #expect(!contains(after, payload(8, size: 72)))
+    }
+
     /// A manifest names only slots whose byte offset a key file can have:
     /// a larger number is malformed, never an offset that overflows.
     @Test func aManifestSlotBeyondAnyKeyFileIsMalformed() {

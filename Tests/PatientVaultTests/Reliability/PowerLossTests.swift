@@ -170,7 +170,7 @@ final class PowerLossDisk: FileObserver, Sendable {
 /// deposit whole or not at all, and verify every chain.
 @Suite struct PowerLossTests {
     struct Operation {
-        enum Kind { case createVault, deposit(title: String, content: Data), read, grant }
+        enum Kind { case createVault, deposit(title: String, content: Data), read, grant, erase }
         var kind: Kind
         var patient: INS
         var issued: Int
@@ -200,6 +200,7 @@ final class PowerLossDisk: FileObserver, Sendable {
         let key = try MasterKey.generate()
         let disk = PowerLossDisk(directory: folder.url.path)
         var operations: [Operation] = []
+        var erased: Set<DocumentID> = []
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration(FaultInjection(observer: disk)))
         let steps = Int(ProcessInfo.processInfo.environment["PV_POWERLOSS_STEPS"] ?? "") ?? 150
         for step in 0..<steps {
@@ -211,7 +212,19 @@ final class PowerLossDisk: FileObserver, Sendable {
             } else if step % 7 == 0 {
                 op.kind = .grant
                 try await store.authorise(Fixtures.otherDoctor, for: patient, as: .patient(patient))
-            } else if step % 3 == 0, let earlier = operations.last(where: { $0.patient == patient && $0.document != nil }) {
+            } else if step % 11 == 5, let oldest = operations.first(where: {
+                if case .deposit = $0.kind { $0.patient == patient && !erased.contains($0.document!) } else { false }
+            }) {
+                // An erasure: a destruction's two syncs of the key file
+                // (the new journal key with every slot written so far, then
+                // the old key's wipe with the tombstone) become crash points.
+                op.kind = .erase
+                op.document = oldest.document
+                erased.insert(oldest.document!)
+                try await store.erase(oldest.document!, for: patient, reason: try ErasureReason("power loss \(step)"), as: Fixtures.doctor)
+            } else if step % 3 == 0, let earlier = operations.last(where: {
+                $0.patient == patient && $0.document != nil && !erased.contains($0.document!)
+            }) {
                 op.document = earlier.document
                 _ = try await store.content(of: earlier.document!, for: patient, as: Fixtures.doctor)
             } else {
@@ -312,11 +325,25 @@ final class PowerLossDisk: FileObserver, Sendable {
             // present is read whole (older content is never rewritten, and
             // the corruption sweep covers damage to it).
             let recent = Set(done.compactMap { if case .deposit = $0.kind { $0.document } else { nil } }.suffix(4))
+            // An acknowledged erasure's document is gone, and reads as
+            // erased; one whose erasure was under way is there or not.
+            let erasures = mine.filter { if case .erase = $0.kind { $0.issued < point } else { false } }
+            for op in erasures where (op.acknowledged ?? Int.max) <= point {
+                let id = op.document!
+                #expect(present[id] == nil, "\(label): an erased document is listed")
+                do {
+                    _ = try await store.content(of: id, for: patient, as: .patient(patient))
+                    Issue.record("\(label): an erased document reads")
+                } catch {
+                    #expect(error.code == .erased, "\(label): \(error)")
+                }
+            }
+            let erasing = Set(erasures.compactMap(\.document))
             for op in mine {
                 guard case .deposit(let title, let content) = op.kind, let id = op.document else { continue }
                 let isAcknowledged = (op.acknowledged ?? Int.max) <= point
                 guard let metadata = present[id] else {
-                    if isAcknowledged { Issue.record("\(label): acknowledged deposit \(title) is missing") }
+                    if isAcknowledged && !erasing.contains(id) { Issue.record("\(label): acknowledged deposit \(title) is missing") }
                     continue
                 }
                 #expect(metadata.title == title, "\(label)")
