@@ -47,8 +47,12 @@ final class KeySlotFile: Sendable {
     /// still opens the manifests it sealed, then it is wiped
     /// (``forgetPreviousJournalKey()``).
     private let previous: Locked<(key: JournalKey, slot: UInt64)?>
-    /// Whether slots were written since the file was last synced.
-    private let unsynced = Locked(false)
+    /// Whether slots were written since the file was last synced. True at
+    /// open: after a crash of the process (not of the machine) the file may
+    /// hold writes that are in the page cache only, so the open's first
+    /// sync (recovery's ``restore(_:)``, before any checkpoint or wipe of an
+    /// older journal key) is never skipped.
+    private let unsynced = Locked(true)
     /// The MAC of tombstones (the store's log key); nil: tombstones are
     /// not authenticated (engine tests only).
     private let authenticator: (any LogAuthenticator)?
@@ -368,6 +372,9 @@ final class KeySlotFile: Sendable {
     /// under it opens. Does nothing if the open found none.
     func forgetPreviousJournalKey() throws {
         guard let older = previous.withLock({ $0 }) else { return }
+        // The slots it protects durable first, in a sync of their own:
+        // one sync does not order the wipe after them.
+        try syncIfWritten()
         try Self.wipeJournalSlot(older.slot, of: file, files: files)
         previous.withLock { $0 = nil }
     }

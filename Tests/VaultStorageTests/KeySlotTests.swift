@@ -96,42 +96,57 @@ import Testing
         try await reopened.close()
     }
 
+    /// Writes two slots (payloads 7 and 8) in two groups, destroys the
+    /// second and closes, then leaves the disk as a crash between the
+    /// destruction's two syncs would: the old journal key back in slot 1
+    /// (its wipe lost) beside the new one, no checkpoint after the groups,
+    /// and with `losingKept`, the first slot's page lost too. Returns both
+    /// slots and the old key's slot bytes.
+    static func twoSlotsOneDestroyed(in dir: TemporaryDirectory, losingKept: Bool) async throws -> (KeySlot, KeySlot, [UInt8]) {
+        let slotSize = LogFormat.keySlotSize
+        let engine = try dir.openEngine()
+        let kept = try engine.reserveKeySlot()
+        let destroyed = try engine.reserveKeySlot()
+        for (i, slot) in [kept, destroyed].enumerated() {
+            _ = try await engine.append(
+                [EngineRecord(stream: stream(1), payload: payload(i + 1))], keySlotWrites: [(slot, payload(7 + i, size: 72))],
+                durability: .durable
+            ).wait()
+        }
+        let oldKey = Array(try readBytes(dir.path + "/" + LogFormat.keyFileName)[slotSize..<(2 * slotSize)])
+        #expect(oldKey.contains { $0 != 0 })
+        try await engine.destroyKeySlot(destroyed)
+        try await engine.close()
+        let keyFile = dir.path + "/" + LogFormat.keyFileName
+        var file = try readBytes(keyFile)
+        #expect(file[(2 * slotSize)..<(3 * slotSize)].contains { $0 != 0 }, "the new journal key is in slot 2")
+        file.replaceSubrange(slotSize..<(2 * slotSize), with: oldKey)
+        if losingKept {
+            let k = Int(kept.number) * slotSize
+            file.replaceSubrange(k..<(k + slotSize), with: [UInt8](repeating: 0, count: slotSize))
+        }
+        try Data(file).write(to: URL(fileURLWithPath: keyFile))
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        return (kept, destroyed, oldKey)
+    }
+
     /// A power cut during a destruction's first sync may make the new
     /// journal key's page durable and lose a slot's page (one `fdatasync`
     /// orders nothing within a file), with the old key's wipe not yet
     /// written. That slot's only copy is its manifest, sealed under the old
     /// key: the next open must still open it, write the slot back, and only
     /// then wipe the old key. A slot destroyed in the same destruction, whose
-    /// tombstone reached the disk, stays destroyed.
+    /// tombstone reached the disk, stays destroyed. (One power cut would not
+    /// leave both that tombstone and the lost slot: the test checks both
+    /// rules on one disk.)
     @Test func aSlotLostInADestructionsFirstSyncComesBackFromTheOlderKey() async throws {
         let dir = TemporaryDirectory()
         let keyFile = dir.path + "/" + LogFormat.keyFileName
         let slotSize = LogFormat.keySlotSize
-        let engine = try dir.openEngine()
-        let kept = try engine.reserveKeySlot()
-        let destroyed = try engine.reserveKeySlot()
-        _ = try await engine.append(
-            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(kept, payload(7, size: 72))], durability: .durable
-        ).wait()
-        _ = try await engine.append(
-            [EngineRecord(stream: stream(1), payload: payload(2))], keySlotWrites: [(destroyed, payload(8, size: 72))],
-            durability: .durable
-        ).wait()
-        let before = try readBytes(keyFile)
-        let oldKey = Array(before[slotSize..<(2 * slotSize)])
-        #expect(oldKey.contains { $0 != 0 })
-        try await engine.destroyKeySlot(destroyed)
-        try await engine.close()
         // The disk as the power cut left it: the new key (slot 2) and the
         // tombstone durable, the old key's wipe not, the kept slot's page
-        // lost; no checkpoint after the groups (close wrote one).
-        var file = try readBytes(keyFile)
-        #expect(file[(2 * slotSize)..<(3 * slotSize)].contains { $0 != 0 }, "the new journal key is in slot 2")
-        file.replaceSubrange(slotSize..<(2 * slotSize), with: oldKey)
-        let k = Int(kept.number) * slotSize
-        file.replaceSubrange(k..<(k + slotSize), with: [UInt8](repeating: 0, count: slotSize))
-        try Data(file).write(to: URL(fileURLWithPath: keyFile))
-        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        // lost; no checkpoint after the groups.
+        let (kept, destroyed, oldKey) = try await Self.twoSlotsOneDestroyed(in: dir, losingKept: true)
 
         let reopened = try dir.openEngine()
         #expect(reopened.recoveryReport.restoredKeySlots == 1)
@@ -143,6 +158,30 @@ import Testing
         #expect(after[slotSize..<(2 * slotSize)].allSatisfy { $0 == 0 })
         #expect(!contains(after, Array(oldKey[24..<64])))
         #expect(!contains(after, payload(8, size: 72)))
+    }
+
+    /// After a crash of the process alone, the key file's last writes may
+    /// be in the page cache only: the open syncs the file in a sync of its
+    /// own before it wipes an older journal key, and syncs the wipe. (With
+    /// one sync for both, a power cut during it could keep the wipe and
+    /// lose a slot whose only other copy that key seals.)
+    @Test func anOpenSyncsTheKeyFileBeforeItWipesTheOlderJournalKey() async throws {
+        let dir = TemporaryDirectory()
+        let keyFile = dir.path + "/" + LogFormat.keyFileName
+        let slotSize = LogFormat.keySlotSize
+        // The process killed between the destruction's two syncs: both keys
+        // in the file, no checkpoint after the groups.
+        let (kept, _, _) = try await Self.twoSlotsOneDestroyed(in: dir, losingKept: false)
+
+        let events = SyncRecorder()
+        let reopened = try dir.openEngine(smallConfiguration { $0.faults = FaultInjection(observer: events) })
+        #expect(try await reopened.readKeySlot(kept) == payload(7, size: 72))
+        try await reopened.close()
+        let k = events.keyFileEvents
+        let wipe = try #require(k.firstIndex(of: "zeros@\(slotSize)"), "\(k)")
+        #expect(k[..<wipe].contains("sync"), "the slots are synced before the wipe: \(k)")
+        #expect(k[(wipe + 1)...].contains("sync"), "the wipe is synced: \(k)")
+        #expect(try readBytes(keyFile)[slotSize..<(2 * slotSize)].allSatisfy { $0 == 0 })
     }
 
     /// A manifest names only slots whose byte offset a key file can have:
@@ -196,12 +235,24 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
 final class SyncRecorder: FileObserver, @unchecked Sendable {
     private let lock = NSLock()
     private var synced: [String] = []
+    /// The key file's writes of one slot of zeros ("zeros@offset") and
+    /// syncs ("sync"), in order.
+    private var keyFile: [String] = []
     var paths: [String] { lock.withLock { synced } }
+    var keyFileEvents: [String] { lock.withLock { keyFile } }
     func reset() { lock.withLock { synced = [] } }
     func opened(_ path: String, created: Bool, truncated: Bool) {}
-    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {
+        guard path.hasSuffix(LogFormat.keyFileName), bytes.count == LogFormat.keySlotSize, bytes.allSatisfy({ $0 == 0 }) else { return }
+        lock.withLock { keyFile.append("zeros@\(offset)") }
+    }
     func truncated(_ path: String, to length: UInt64) {}
-    func synced(_ path: String) { lock.withLock { synced.append(path) } }
+    func synced(_ path: String) {
+        lock.withLock {
+            synced.append(path)
+            if path.hasSuffix(LogFormat.keyFileName) { keyFile.append("sync") }
+        }
+    }
     func renamed(_ from: String, _ to: String) {}
     func removed(_ path: String) {}
 }

@@ -160,7 +160,7 @@ final class PowerLossDisk: FileObserver, Sendable {
 }
 
 /// Power loss at every sync boundary of a workload: deposits, audited
-/// reads and grants over three vaults, on an engine tuned so that the
+/// reads, grants, erasures and compactions over three vaults, on an engine tuned so that the
 /// workload grows its segment (64 KiB doubling), switches segments, grows
 /// the key file (4 KiB steps) and writes checkpoints (every 128 KiB). For
 /// each crash point (the moment before each `fdatasync`/`fsync` returns),
@@ -170,7 +170,7 @@ final class PowerLossDisk: FileObserver, Sendable {
 /// deposit whole or not at all, and verify every chain.
 @Suite struct PowerLossTests {
     struct Operation {
-        enum Kind { case createVault, deposit(title: String, content: Data), read, grant, erase }
+        enum Kind { case createVault, deposit(title: String, content: Data), read, grant, erase, compact }
         var kind: Kind
         var patient: INS
         var issued: Int
@@ -179,6 +179,7 @@ final class PowerLossDisk: FileObserver, Sendable {
     }
 
     static let patients = [Fixtures.alice, Fixtures.bob, Fixtures.ins("1840599123456")]
+    static let reviewer = Principal.auditReviewer(try! SystemPrincipal("dpo"))
 
     func configuration(_ faults: FaultInjection?) -> Configuration {
         var c = Fixtures.configuration()
@@ -186,6 +187,7 @@ final class PowerLossDisk: FileObserver, Sendable {
         c.contentChunkSize = 16 << 10
         c.inlineContentLimit = 8 << 10
         c.auditReserve = 64 << 10
+        c.auditReviewers = [try! SystemPrincipal("dpo")]
         c.faults = faults
         c.tuneEngineForTesting = { e in
             e.initialSegmentAllocation = 64 << 10
@@ -212,6 +214,11 @@ final class PowerLossDisk: FileObserver, Sendable {
             } else if step % 7 == 0 {
                 op.kind = .grant
                 try await store.authorise(Fixtures.otherDoctor, for: patient, as: .patient(patient))
+            } else if step % 23 == 17 {
+                // A compaction of what was erased so far: its intent's
+                // sync, the rewrites' and the segments' are crash points.
+                op.kind = .compact
+                _ = try await store.compact(as: Self.reviewer)
             } else if step % 11 == 5, let oldest = operations.first(where: {
                 if case .deposit = $0.kind { $0.patient == patient && !erased.contains($0.document!) } else { false }
             }) {
@@ -294,7 +301,8 @@ final class PowerLossDisk: FileObserver, Sendable {
         var acknowledged = 0
         var inFlightPresent = 0
         for patient in Self.patients {
-            let mine = operations.filter { $0.patient == patient }
+            // A compaction is the store's, in no vault's trail.
+            let mine = operations.filter { if case .compact = $0.kind { false } else { $0.patient == patient } }
             let done = mine.filter { ($0.acknowledged ?? Int.max) <= point }
             let vaultCreated = done.contains { if case .createVault = $0.kind { true } else { false } }
             // First the trail, before this check's own calls add entries:
