@@ -265,7 +265,9 @@ final class KeySlotFile: Sendable {
         } catch {
             throw StorageError(.io, "no random journal key")
         }
-        return journal.withLock { j in
+        return try journal.withLock { j in
+            // A file written by hand may hold any epoch: never a trap.
+            guard j.current.epoch < UInt64.max else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
             j.current = JournalKey(epoch: j.current.epoch + 1, key: key)
             return j.current
         }
@@ -336,7 +338,7 @@ final class KeySlotFile: Sendable {
         if let newest = found.max(by: { $0.key.epoch < $1.key.epoch }) {
             var kept: (key: JournalKey, slot: UInt64)?
             for older in found where older.slot != newest.slot {
-                if older.key.epoch + 1 == newest.key.epoch {
+                if newest.key.epoch - older.key.epoch == 1 {
                     kept = older
                     continue
                 }
