@@ -8,14 +8,22 @@ package final class AppendTicket: Sendable {
     }
 
     private let state = Locked<State>(.pending([]))
+    /// Called by a waiter that finds the ticket pending: the engine's way
+    /// to hurry an append it lets wait (a small buffered group).
+    private let onWait: (@Sendable () -> Void)?
 
-    package init() {}
+    /// - Parameter onWait: called when a caller starts waiting for the
+    ///   ticket while it is pending.
+    package init(onWait: (@Sendable () -> Void)? = nil) {
+        self.onWait = onWait
+    }
 
     /// Waits until the append is acknowledged and returns the records'
     /// references, in the order given.
     /// - Throws: the ``StorageError`` that failed the append.
     package func wait() async throws -> [RecordReference] {
         if case .done(let r) = state.withLock({ $0 }) { return try r.get() }
+        onWait?()
         return try await withCheckedThrowingContinuation { cont in
             let resolved: Result<[RecordReference], StorageError>? = state.withLock { s in
                 switch s {

@@ -57,7 +57,12 @@ extension LogEngineCore {
         guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
             throw StorageError(.tooLarge, "an atomic group must fit in one segment")
         }
-        let ticket = AppendTicket()
+        // A small buffered group (a read's audit entry in batched mode, an
+        // activity copy) waits for the committer's next pass, at most
+        // ``lazyWriteDelay``, instead of waking it: one wake-up for many.
+        // A caller that waits for it after all wakes the committer then.
+        let lazy = durability == .buffered && groupSize <= UInt64(LogEngineCore.inlinePayloadLimit)
+        let ticket = lazy ? AppendTicket { [weak self] in self?.wakeForWaiter() } : AppendTicket()
         var wakes = false
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
@@ -153,10 +158,29 @@ extension LogEngineCore {
             s.queue.append(job)
             // One wake-up per batch the committer takes, not one per job:
             // the jobs queued before it takes them ride on the first signal.
-            wakes = !s.committerSignalled
-            s.committerSignalled = true
+            // Small buffered groups only wake it for a lingering pass
+            // (``commitLoop()``), until enough of them are queued.
+            if lazy && s.lazyJobs < LogEngineCore.lazyJobLimit {
+                s.lazyJobs += 1
+                wakes = !s.committerSignalled && !s.lazySignalled
+                s.lazySignalled = true
+            } else {
+                wakes = !s.committerSignalled
+                s.committerSignalled = true
+            }
         }
         if wakes { wakeup.signal() }
         return ticket
+    }
+
+    /// A caller waits for a small buffered group: the committer, if it
+    /// lingers, takes the queue at once.
+    func wakeForWaiter() {
+        let wakes = state.withLock { s -> Bool in
+            guard !s.queue.isEmpty, !s.committerSignalled else { return false }
+            s.committerSignalled = true
+            return true
+        }
+        if wakes { wakeup.signal() }
     }
 }

@@ -23,12 +23,20 @@ extension LogEngineCore {
         var written = opened
         while true {
             wakeup.wait()
+            // Woken for small buffered groups only: let more of them gather
+            // (``lazyWriteDelay``); any other signal ends the wait.
+            let lingers = state.withLock { s in
+                !s.committerSignalled && s.lazySignalled && !s.closing && s.checkpointRequests.isEmpty
+            }
+            if lingers { _ = wakeup.wait(timeout: .now() + LogEngineCore.lazyWriteDelay) }
             let (jobs, requests, closing) = state.withLock { s -> ([Job], [IndexSnapshotRequest], Bool) in
                 let q = s.queue
                 s.queue = []
                 let r = s.checkpointRequests
                 s.checkpointRequests = []
                 s.committerSignalled = false
+                s.lazySignalled = false
+                s.lazyJobs = 0
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {

@@ -282,6 +282,15 @@ final class LogEngineCore: Sendable {
     /// Write buffers kept for reuse once written: at most this many, each
     /// at most `pooledBufferCapacity` bytes (a larger one is freed).
     static let pooledBuffers = 64
+    /// How long the committer, woken for small buffered groups only (the
+    /// audit entries of reads in batched mode, activity copies), lets more
+    /// gather before it writes them, unless a durable group, a caller
+    /// waiting for one of them, a backup or `close` wakes it first: one
+    /// wake-up and one write for many reads instead of one each.
+    static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
+    /// Small buffered groups queued that make the committer take the queue
+    /// at once.
+    static let lazyJobLimit = 64
     static let pooledBufferCapacity = 256 << 10
 
     struct Segment: Sendable {
@@ -341,6 +350,11 @@ final class LogEngineCore: Sendable {
         /// Whether the committer has been signalled for the jobs queued
         /// since it last took the queue.
         var committerSignalled = false
+        /// Whether it has been signalled for a lingering pass: only small
+        /// buffered groups are queued (``LogEngineCore/lazyWriteDelay``).
+        var lazySignalled = false
+        /// Small buffered groups queued since it last took the queue.
+        var lazyJobs = 0
         var closing = false
         var closed = false
         var bytesSinceCheckpoint: UInt64 = 0
