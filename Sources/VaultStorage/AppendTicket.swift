@@ -3,33 +3,37 @@ import VaultSync
 /// The acknowledgement of one ``StorageEngine/append(_:keySlotWrites:durability:)``.
 package final class AppendTicket: Sendable {
     private enum State {
-        case pending([CheckedContinuation<[RecordReference], any Error>])
+        /// Its waiters, and what a waiter calls first (dropped at
+        /// completion, so that a done ticket holds nothing of the engine).
+        case pending([CheckedContinuation<[RecordReference], any Error>], onWait: (@Sendable () -> Void)?)
         case done(Result<[RecordReference], StorageError>)
     }
 
-    private let state = Locked<State>(.pending([]))
-    /// Called by a waiter that finds the ticket pending: the engine's way
-    /// to hurry an append it lets wait (a small buffered group).
-    private let onWait: (@Sendable () -> Void)?
+    private let state: Locked<State>
 
     /// - Parameter onWait: called when a caller starts waiting for the
-    ///   ticket while it is pending.
+    ///   ticket while it is pending: the engine's way to hurry an append it
+    ///   lets wait (a small buffered group).
     package init(onWait: (@Sendable () -> Void)? = nil) {
-        self.onWait = onWait
+        state = Locked(.pending([], onWait: onWait))
     }
 
     /// Waits until the append is acknowledged and returns the records'
     /// references, in the order given.
     /// - Throws: the ``StorageError`` that failed the append.
     package func wait() async throws -> [RecordReference] {
-        if case .done(let r) = state.withLock({ $0 }) { return try r.get() }
-        onWait?()
+        let hurry: (@Sendable () -> Void)?
+        switch state.withLock({ $0 }) {
+        case .done(let r): return try r.get()
+        case .pending(_, let onWait): hurry = onWait
+        }
+        hurry?()
         return try await withCheckedThrowingContinuation { cont in
             let resolved: Result<[RecordReference], StorageError>? = state.withLock { s in
                 switch s {
-                case .pending(var waiters):
+                case .pending(var waiters, let onWait):
                     waiters.append(cont)
-                    s = .pending(waiters)
+                    s = .pending(waiters, onWait: onWait)
                     return nil
                 case .done(let r):
                     return r
@@ -47,7 +51,7 @@ package final class AppendTicket: Sendable {
     /// Completes the ticket once; later calls are ignored.
     package func complete(_ result: Result<[RecordReference], StorageError>) {
         let waiters: [CheckedContinuation<[RecordReference], any Error>] = state.withLock { s in
-            guard case .pending(let w) = s else { return [] }
+            guard case .pending(let w, _) = s else { return [] }
             s = .done(result)
             return w
         }

@@ -62,7 +62,10 @@ extension LogEngineCore {
         // ``lazyWriteDelay``, instead of waking it: one wake-up for many.
         // A caller that waits for it after all wakes the committer then.
         let lazy = durability == .buffered && groupSize <= UInt64(LogEngineCore.inlinePayloadLimit)
-        let ticket = lazy ? AppendTicket { [weak self] in self?.wakeForWaiter() } : AppendTicket()
+        // (Held strongly: the ticket drops it once completed. A weak
+        // reference would give the engine a side table that
+        // LeakSanitizer reports at exit.)
+        let ticket = lazy ? AppendTicket { [self] in wakeForWaiter() } : AppendTicket()
         var wakes = false
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }

@@ -92,14 +92,19 @@ struct Audited<R> {
 
     /// Makes `body` the operation's one vault record (a `vaultEvent` at the
     /// vault's next position, sealed under its record key), applied to the
-    /// vault's state once acknowledged.
+    /// vault's state as soon as it is queued, under the same hold of the
+    /// vault's lock: every decision taken after it, whose entry comes after
+    /// it in the log, sees it (a block binds the blocked professional's
+    /// next read even before the block's sync returns; a document whose
+    /// erasure is queued takes no new version). Its group can only be
+    /// durable before theirs, and a failed write stops the store.
     mutating func write(event body: VaultEventBody, to vault: VaultState) throws {
         let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence, document: nil, version: 0, keySlot: nil)
         records = [EngineRecord(
             stream: vault.pseudonym,
             payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))]
         vaultRecords = 1
-        onAcknowledged = { v, _ in v.apply(body) }
+        onQueued = { v in v.apply(body) }
     }
 
     /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``

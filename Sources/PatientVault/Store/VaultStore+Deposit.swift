@@ -202,8 +202,11 @@ extension VaultStore {
                 if vault.policy.closure != nil {
                     throw PatientVaultError(.conflict, "the vault was closed while the document was prepared", vaultID: vault.vaultID, documentID: id)
                 }
+                // Replaced, or its erasure queued, while the content was
+                // prepared (a version behind an erasure would keep a key the
+                // erasure does not destroy).
                 if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
-                    throw PatientVaultError(.conflict, "the document was replaced concurrently", vaultID: vault.vaultID, documentID: id)
+                    throw PatientVaultError(.conflict, "the document was replaced or erased concurrently", vaultID: vault.vaultID, documentID: id)
                 }
                 var metadata = DocumentMetadata(
                     id: id, version: version, draft: draft, author: principal, depositedAt: now,

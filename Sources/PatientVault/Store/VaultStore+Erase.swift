@@ -99,6 +99,10 @@ extension VaultStore {
                 { .erasedDocument(vault: vault.pseudonym, document: document, chunks: $0) },
                 chunks: entries.flatMap(\.content.chunks)
             ).map { try $0.sealed(keys: keys) }
+            // The event is applied as it is queued: from now on the
+            // document reads as erased, and no version of it can be queued
+            // behind this erasure (a replacement being prepared gets
+            // `conflict`): the erasure destroys only the keys it knows of.
             a.notifications = [.documentErased(document)]
             return a
         }

@@ -84,11 +84,11 @@ extension VaultStore {
             var a = Audited<Int>(action: .rotateVaultKey, decision: decision, isWrite: true, result: .success(Int(version)))
             try a.write(event: VaultEventBody(time: now, by: principal, event: .keyRotated(version: version, slot: slot)), to: vault)
             a.keySlotWrites = [(slot, wrapped)]
-            let applyEvent = a.onAcknowledged
+            let applyEvent = a.onQueued
             let wrapping = rotated.documentKeyWrapping
-            a.onAcknowledged = { vault, references in
+            a.onQueued = { vault in
                 vault.rotatedWrappingKeys[version] = wrapping
-                applyEvent?(&vault, references)
+                applyEvent?(&vault)
             }
             return a
         }

@@ -199,7 +199,8 @@ final class ContentKeyHolder: Sendable {
 /// The content of one document version, as an asynchronous sequence of
 /// decrypted chunks. Each chunk is authenticated (and bound to its vault,
 /// document, version and position) before it is returned; the end checks
-/// that nothing was dropped and that size and BLAKE2b hash match.
+/// that nothing was dropped and that the size matches (the stream's
+/// authentication makes a second hash of the plaintext unnecessary).
 ///
 /// Single-pass: one audited read gives one pass over the content. The
 /// first iterator takes the content key; a second iterator throws

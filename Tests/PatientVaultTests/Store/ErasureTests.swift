@@ -185,4 +185,112 @@ import Testing
         await #expect { _ = try await after.keySlots.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         try await after.close()
     }
+    /// A replacement being prepared while its document's erasure waits for
+    /// its sync must not be queued behind it: the erasure destroys only the
+    /// keys it knew of (the new version's would stay live) and compaction
+    /// rewrites every version of an erased document, the vault's newest
+    /// record included, so that its history no longer matched its trail
+    /// after a reopen. The erasure's sync is held (the committer blocks in
+    /// the file observer) until the replacement has queued its group.
+    @Test func aReplacementCannotBeQueuedBehindItsDocumentsErasure() async throws {
+        let gate = SyncGate()
+        var c = Fixtures.configuration()
+        c.faults = FaultInjection(observer: gate)
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        let kept = try await t.store.deposit(Fixtures.draft(), content: Data([3]), for: alice, as: doctor)
+        let log = try #require(t.store.engine as? LogEngine)
+        // The replacement is decided (allowed: the document is there) and
+        // prepares its content, which waits for `finish`.
+        let (chunks, feed) = AsyncStream<Data>.makeStream()
+        let (preparing, prepared) = AsyncStream<Void>.makeStream()
+        let replacement = Task {
+            try await t.store.replace(
+                doc.id, with: Fixtures.draft(), streaming: chunks.map { chunk in prepared.yield(); return chunk }, for: alice, as: doctor)
+        }
+        feed.yield(Data([2]))
+        var started = preparing.makeAsyncIterator()
+        _ = await started.next()
+        // Meanwhile the erasure is queued, and its sync held.
+        gate.arm()
+        let erasure = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor) }
+        gate.waitUntilHeld()
+        while try await t.store.withVault(alice, { $0.erased[doc.id] == nil }) { try await Task.sleep(for: .milliseconds(1)) }
+        // The replacement's content ends: it commits behind the erasure.
+        var queued = log.nextSequence
+        feed.finish()
+        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        queued = log.nextSequence
+        let second = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("again"), as: doctor) }
+        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        gate.release()
+        _ = try await erasure.value
+        #expect(await code { _ = try await replacement.value } == .conflict)
+        #expect(await code { _ = try await second.value } == .erased)
+        // Compacted and reopened: the vault loads, its trail verifies, the
+        // other document reads, the erased one answers `erased`.
+        _ = try await t.store.compact(as: .auditReviewer(try SystemPrincipal("dpo")))
+        try await t.store.close()
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Data([3]))
+        #expect(await code { _ = try await store.content(of: doc.id, for: alice, as: .patient(alice)) } == .erased)
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        try await store.close()
+    }
+    /// A block queued and waiting for its sync already binds: a read by the
+    /// blocked professional decided meanwhile is refused, so the trail
+    /// never shows an access allowed after the block that forbids it.
+    @Test func aQueuedBlockAlreadyRefusesTheBlockedProfessional() async throws {
+        let gate = SyncGate()
+        var c = Fixtures.configuration()
+        c.faults = FaultInjection(observer: gate)
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        try await t.store.authorise(doctor, for: alice, as: .patient(alice))
+        _ = try await t.store.content(of: doc.id, for: alice, as: doctor)
+        let log = try #require(t.store.engine as? LogEngine)
+        gate.arm()
+        let queued = log.nextSequence
+        let block = Task { try await t.store.block(doctor, for: alice, as: .patient(alice)) }
+        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        let read = Task { try await t.store.content(of: doc.id, for: alice, as: doctor) }
+        gate.waitUntilHeld()
+        gate.release()
+        try await block.value
+        #expect(await code { _ = try await read.value } == .accessDenied)
+        try await t.close()
+    }
+}
+
+/// A file observer that, once armed, holds the next `fdatasync` of a log
+/// segment (on the committer's thread) until released.
+final class SyncGate: FileObserver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var armed = false
+    private let held = DispatchSemaphore(value: 0)
+    private let released = DispatchSemaphore(value: 0)
+
+    func arm() { lock.withLock { armed = true } }
+    /// Blocks the caller until the committer is held.
+    func waitUntilHeld() { held.wait() }
+    func release() { released.signal() }
+
+    func synced(_ path: String) {
+        guard path.hasSuffix(".log") || path.contains("segment") else { return }
+        let hold = lock.withLock { () -> Bool in
+            defer { armed = false }
+            return armed
+        }
+        guard hold else { return }
+        held.signal()
+        released.wait()
+    }
+    func opened(_ path: String, created: Bool, truncated: Bool) {}
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
+    func truncated(_ path: String, to length: UInt64) {}
+    func renamed(_ from: String, _ to: String) {}
+    func removed(_ path: String) {}
 }
