@@ -28,6 +28,10 @@ struct AuditWriter: Sendable {
     struct Committed {
         var ticket: AppendTicket
         var firstAccess: GrantHolder?
+        /// The group of the vault's newest event, if it is not yet
+        /// acknowledged: what this decision saw and a caller that does not
+        /// wait for its own entry still waits for.
+        var pendingEvent: AppendTicket?
     }
 
     /// The activity stream of an actor, derived once per actor.
@@ -53,6 +57,7 @@ struct AuditWriter: Sendable {
         let entry = self.entry(
             a.action, decision: a.decision, abandoned: a.abandoned, principal: principal, purpose: purpose, secret: secret,
             document: a.document, version: a.version, target: a.target, vault: vault, time: time)
+        let pendingEvent = vault.lastEventTicket.flatMap { $0.isDone ? nil : $0 }
         var records = a.records
         var vaultRecords = a.vaultRecords
         // A professional's or organisation's first access is remembered in
@@ -106,7 +111,7 @@ struct AuditWriter: Sendable {
         vault.lastTicket = ticket
         vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
         if let firstAccess { vault.accessedBy.insert(firstAccess) }
-        return Committed(ticket: ticket, firstAccess: firstAccess)
+        return Committed(ticket: ticket, firstAccess: firstAccess, pendingEvent: pendingEvent)
     }
 
     /// Appends a store-level entry (a review, a statistics query) to the

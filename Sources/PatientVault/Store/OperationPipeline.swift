@@ -104,7 +104,11 @@ struct Audited<R> {
             stream: vault.pseudonym,
             payload: try RecordCodec.seal(header: header, body: body.encoded(), key: vault.keys.records, stream: vault.pseudonym))]
         vaultRecords = 1
-        onQueued = { v in v.apply(body) }
+        // (`lastTicket` is already this group's: the writer set it.)
+        onQueued = { v in
+            v.apply(body)
+            v.lastEventTicket = v.lastTicket
+        }
     }
 
     /// A refusal for bad input: no records, rule ``AccessRule/invalidRequest``
@@ -315,6 +319,16 @@ struct OperationPipeline: Sendable {
         if waits {
             do {
                 references = try await committed.ticket.wait()
+            } catch {
+                throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
+            }
+        } else if let event = committed.pendingEvent, a.decision.isAllowed {
+            // A read that does not wait for its own entry still waits for
+            // the vault event it was decided on (a grant, a release) to be
+            // durable: nothing is handed out on an event a failed sync
+            // could take back.
+            do {
+                _ = try await event.wait()
             } catch {
                 throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
             }

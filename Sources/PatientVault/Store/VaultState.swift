@@ -48,6 +48,9 @@ struct VaultState: Sendable {
     /// groups are acknowledged in order, so once it is done nothing of
     /// the vault is queued (the vault may then leave memory).
     var lastTicket: AppendTicket?
+    /// The group of its newest vault event (applied as queued), for the
+    /// reads that do not wait for their own entry (``AuditMode/batched``).
+    var lastEventTicket: AppendTicket?
     /// The sequence number of the next record of the stream.
     var nextSequence: UInt64
     /// Keyed hash of the stream's newest record (``VaultAnchor``).
@@ -56,9 +59,10 @@ struct VaultState: Sendable {
     var documents: [DocumentID: [VersionEntry]] = [:]
     /// Authors of at least one acknowledged document.
     var authors: Set<Principal> = []
-    /// Every acknowledged policy change, oldest first, with its time and author.
+    /// Every policy change queued, oldest first, with its time and author
+    /// (a vault event applies as its group is queued: ``apply(_:)``).
     var policyHistory: [(time: Date, change: PolicyChange, by: Principal)] = []
-    /// The policy after every acknowledged change.
+    /// The policy after every change queued.
     var policy = VaultPolicy()
     /// Professionals and organisations that accessed the vault at least once.
     var accessedBy: Set<GrantHolder> = []
@@ -129,7 +133,8 @@ struct VaultState: Sendable {
         return entries.first { $0.metadata.version == version }
     }
 
-    /// Applies an acknowledged vault event.
+    /// Applies a vault event: as its group is queued (``Audited/write(event:to:)``),
+    /// and at load, as the log holds it.
     mutating func apply(_ body: VaultEventBody) {
         switch body.event {
         case .policy(let change):

@@ -208,6 +208,16 @@ extension VaultStore {
                 if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
                     throw PatientVaultError(.conflict, "the document was replaced or erased concurrently", vaultID: vault.vaultID, documentID: id)
                 }
+                // Decided again on the vault as it is now: a block, a
+                // revocation or an expiry queued while the content was
+                // prepared binds this version too, and its entry, after
+                // them in the log, records the refusal.
+                let again = AccessPolicy.decide(replacing == nil
+                    ? request(.deposit, by: principal, vault: vault, category: draft.category, time: now)
+                    : request(.replace, by: principal, vault: vault, document: vault.versions(of: id).last, category: draft.category, time: now))
+                guard again.isAllowed else {
+                    return Audited(action: action, decision: again, document: id, version: version, isWrite: true, result: .failure(.denied))
+                }
                 var metadata = DocumentMetadata(
                     id: id, version: version, draft: draft, author: principal, depositedAt: now,
                     size: p.size, contentHash: p.hash, status: .current)

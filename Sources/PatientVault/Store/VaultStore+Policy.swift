@@ -145,10 +145,13 @@ extension VaultStore {
             }
             if let lifecycleRecord {
                 a.records.append(try lifecycleRecord.sealed(keys: keys))
+                // The store's index changes with the vault's state, as the
+                // group is queued: a reopening decided while the closure
+                // waits for its sync is indexed after it, never before.
                 let index = pipeline.lifecycleIndex
-                let applyEvent = a.onAcknowledged
-                a.onAcknowledged = { v, references in
-                    applyEvent?(&v, references)
+                let applyEvent = a.onQueued
+                a.onQueued = { v in
+                    applyEvent?(&v)
                     index.apply(lifecycleRecord)
                 }
             }

@@ -344,8 +344,18 @@ public final class VaultStore: Sendable {
         for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
     }
 
-    /// A copy of the vault's state, for walks that run outside its lock.
+    /// A copy of the vault's state, for walks that run outside its lock,
+    /// once every group it reflects is durable: events apply as they are
+    /// queued, and a copy shown to a caller (an audit trail, an export)
+    /// must not show one that a failed sync could still take back (groups
+    /// are acknowledged in order, so the vault's last ticket covers them).
+    /// - Throws: ``PatientVaultError/Code/durabilityLost`` if one of them
+    ///   failed.
     func snapshot(of patient: INS) async throws(PatientVaultError) -> VaultState {
-        try await pipeline.withVault(patient) { $0 }
+        let (state, ticket) = try await pipeline.withVault(patient) { ($0, $0.lastTicket) }
+        if let ticket, !ticket.isDone {
+            do { _ = try await ticket.wait() } catch { throw PatientVaultError.wrapping(error) }
+        }
+        return state
     }
 }

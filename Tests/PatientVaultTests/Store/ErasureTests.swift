@@ -4,6 +4,7 @@ import PatientVaultTesting
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
+import VaultSync
 
 /// Erasure (CSP R1111-51, DOMAIN.md "Erase"): the author's, with a reason
 /// from a professional; every version's key destroyed, a tombstone left;
@@ -191,9 +192,10 @@ import Testing
     /// rewrites every version of an erased document, the vault's newest
     /// record included, so that its history no longer matched its trail
     /// after a reopen. The erasure's sync is held (the committer blocks in
-    /// the file observer) until the replacement has queued its group.
+    /// the file observer) until the replacement has committed.
     @Test func aReplacementCannotBeQueuedBehindItsDocumentsErasure() async throws {
         let gate = SyncGate()
+        defer { gate.release() }
         var c = Fixtures.configuration()
         c.faults = FaultInjection(observer: gate)
         c.auditReviewers = [try SystemPrincipal("dpo")]
@@ -214,17 +216,18 @@ import Testing
         var started = preparing.makeAsyncIterator()
         _ = await started.next()
         // Meanwhile the erasure is queued, and its sync held.
+        var queued = log.nextSequence
         gate.arm()
         let erasure = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor) }
-        gate.waitUntilHeld()
-        while try await t.store.withVault(alice, { $0.erased[doc.id] == nil }) { try await Task.sleep(for: .milliseconds(1)) }
+        try await eventually { log.nextSequence != queued }
+        try await eventually { gate.isHolding }
         // The replacement's content ends: it commits behind the erasure.
-        var queued = log.nextSequence
+        queued = log.nextSequence
         feed.finish()
-        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        try await eventually { log.nextSequence != queued }
         queued = log.nextSequence
         let second = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("again"), as: doctor) }
-        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        try await eventually { log.nextSequence != queued }
         gate.release()
         _ = try await erasure.value
         #expect(await code { _ = try await replacement.value } == .conflict)
@@ -239,11 +242,16 @@ import Testing
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         try await store.close()
     }
+
     /// A block queued and waiting for its sync already binds: a read by the
-    /// blocked professional decided meanwhile is refused, so the trail
-    /// never shows an access allowed after the block that forbids it.
+    /// blocked professional decided meanwhile is refused, and a replacement
+    /// of theirs decided before the block but committed after it is refused
+    /// at its commit (a deposit ignores blocks; a replacement does not), so
+    /// the trail never shows an access allowed after the block that forbids
+    /// it.
     @Test func aQueuedBlockAlreadyRefusesTheBlockedProfessional() async throws {
         let gate = SyncGate()
+        defer { gate.release() }
         var c = Fixtures.configuration()
         c.faults = FaultInjection(observer: gate)
         let t = try await TestStore(configuration: c, storage: .folder)
@@ -252,16 +260,78 @@ import Testing
         try await t.store.authorise(doctor, for: alice, as: .patient(alice))
         _ = try await t.store.content(of: doc.id, for: alice, as: doctor)
         let log = try #require(t.store.engine as? LogEngine)
+        // A replacement by the doctor, decided now, its content still coming.
+        let (chunks, feed) = AsyncStream<Data>.makeStream()
+        let (preparing, prepared) = AsyncStream<Void>.makeStream()
+        let replacement = Task {
+            try await t.store.replace(
+                doc.id, with: Fixtures.draft(), streaming: chunks.map { chunk in prepared.yield(); return chunk }, for: alice, as: doctor)
+        }
+        feed.yield(Data([2]))
+        var started = preparing.makeAsyncIterator()
+        _ = await started.next()
+        // The block, queued, its sync held.
+        var queued = log.nextSequence
         gate.arm()
-        let queued = log.nextSequence
         let block = Task { try await t.store.block(doctor, for: alice, as: .patient(alice)) }
-        while log.nextSequence == queued { try await Task.sleep(for: .milliseconds(1)) }
+        try await eventually { log.nextSequence != queued }
+        try await eventually { gate.isHolding }
+        // A read decided now, and the replacement's commit: both after it.
+        queued = log.nextSequence
         let read = Task { try await t.store.content(of: doc.id, for: alice, as: doctor) }
-        gate.waitUntilHeld()
+        try await eventually { log.nextSequence != queued }
+        queued = log.nextSequence
+        feed.finish()
+        try await eventually { log.nextSequence != queued }
         gate.release()
         try await block.value
         #expect(await code { _ = try await read.value } == .accessDenied)
+        #expect(await code { _ = try await replacement.value } == .accessDenied)
+        #expect(try await t.store.versions(of: doc.id, for: alice, as: .patient(alice)).count == 1)
         try await t.close()
+    }
+    /// In batched audit mode a read does not wait for its own entry, but it
+    /// waits for the grant it was allowed by while that grant's group is
+    /// still waiting for its sync: nothing is handed out on an event that a
+    /// failed sync could take back.
+    @Test func aBatchedReadWaitsForTheGrantItWasAllowedBy() async throws {
+        let gate = SyncGate()
+        defer { gate.release() }
+        var c = Fixtures.configuration()
+        c.faults = FaultInjection(observer: gate)
+        c.auditMode = .batched(maxDelay: .milliseconds(10))
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        let log = try #require(t.store.engine as? LogEngine)
+        var queued = log.nextSequence
+        gate.arm()
+        let grant = Task { try await t.store.authorise(doctor, for: alice, as: .patient(alice)) }
+        try await eventually { log.nextSequence != queued }
+        try await eventually { gate.isHolding }
+        queued = log.nextSequence
+        let returned = Locked(false)
+        let read = Task {
+            defer { returned.withLock { $0 = true } }
+            return try await t.store.content(of: doc.id, for: alice, as: doctor)
+        }
+        try await eventually { log.nextSequence != queued }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!returned.withLock { $0 }, "the read returned before the grant it relies on was durable")
+        gate.release()
+        try await grant.value
+        #expect(try await read.value == Data([1]))
+        try await t.close()
+    }
+}
+
+/// Waits (polling, without blocking a thread) until `condition` holds; a
+/// test that would otherwise hang fails after 10 seconds.
+func eventually(_ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw CancellationError() }
+        try await Task.sleep(for: .milliseconds(1))
     }
 }
 
@@ -270,23 +340,33 @@ import Testing
 final class SyncGate: FileObserver, @unchecked Sendable {
     private let lock = NSLock()
     private var armed = false
-    private let held = DispatchSemaphore(value: 0)
+    private var holding = false
+    private var isReleased = false
     private let released = DispatchSemaphore(value: 0)
 
     func arm() { lock.withLock { armed = true } }
-    /// Blocks the caller until the committer is held.
-    func waitUntilHeld() { held.wait() }
-    func release() { released.signal() }
+    /// Whether the committer is held now.
+    var isHolding: Bool { lock.withLock { holding } }
+    /// Lets the held sync (and any later one) go on; idempotent.
+    func release() {
+        let first = lock.withLock { () -> Bool in
+            defer { isReleased = true; armed = false }
+            return !isReleased
+        }
+        if first { released.signal() }
+    }
 
     func synced(_ path: String) {
-        guard path.hasSuffix(".log") || path.contains("segment") else { return }
+        guard path.contains("segment") else { return }
         let hold = lock.withLock { () -> Bool in
             defer { armed = false }
-            return armed
+            guard armed, !isReleased else { return false }
+            holding = true
+            return true
         }
         guard hold else { return }
-        held.signal()
         released.wait()
+        lock.withLock { holding = false }
     }
     func opened(_ path: String, created: Bool, truncated: Bool) {}
     func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
