@@ -186,6 +186,24 @@ import VaultSync
         await #expect { _ = try await after.keySlots.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         try await after.close()
     }
+    /// A replacement of `document` by the doctor, decided and preparing its
+    /// content (one chunk sent) until `feed` finishes.
+    func preparingReplacement(
+        of document: DocumentID, in store: VaultStore
+    ) async -> (Task<DocumentMetadata, any Error>, AsyncStream<Data>.Continuation) {
+        let (chunks, feed) = AsyncStream<Data>.makeStream()
+        let (preparing, prepared) = AsyncStream<Void>.makeStream()
+        let (alice, doctor) = (alice, doctor)
+        let replacement = Task {
+            try await store.replace(
+                document, with: Fixtures.draft(), streaming: chunks.map { chunk in prepared.yield(); return chunk }, for: alice, as: doctor)
+        }
+        feed.yield(Data([2]))
+        var started = preparing.makeAsyncIterator()
+        _ = await started.next()
+        return (replacement, feed)
+    }
+
     /// A replacement being prepared while its document's erasure waits for
     /// its sync must not be queued behind it: the erasure destroys only the
     /// keys it knew of (the new version's would stay live) and compaction
@@ -206,15 +224,7 @@ import VaultSync
         let log = try #require(t.store.engine as? LogEngine)
         // The replacement is decided (allowed: the document is there) and
         // prepares its content, which waits for `finish`.
-        let (chunks, feed) = AsyncStream<Data>.makeStream()
-        let (preparing, prepared) = AsyncStream<Void>.makeStream()
-        let replacement = Task {
-            try await t.store.replace(
-                doc.id, with: Fixtures.draft(), streaming: chunks.map { chunk in prepared.yield(); return chunk }, for: alice, as: doctor)
-        }
-        feed.yield(Data([2]))
-        var started = preparing.makeAsyncIterator()
-        _ = await started.next()
+        let (replacement, feed) = await preparingReplacement(of: doc.id, in: t.store)
         // Meanwhile the erasure is queued, and its sync held.
         var queued = log.nextSequence
         gate.arm()
@@ -261,15 +271,7 @@ import VaultSync
         _ = try await t.store.content(of: doc.id, for: alice, as: doctor)
         let log = try #require(t.store.engine as? LogEngine)
         // A replacement by the doctor, decided now, its content still coming.
-        let (chunks, feed) = AsyncStream<Data>.makeStream()
-        let (preparing, prepared) = AsyncStream<Void>.makeStream()
-        let replacement = Task {
-            try await t.store.replace(
-                doc.id, with: Fixtures.draft(), streaming: chunks.map { chunk in prepared.yield(); return chunk }, for: alice, as: doctor)
-        }
-        feed.yield(Data([2]))
-        var started = preparing.makeAsyncIterator()
-        _ = await started.next()
+        let (replacement, feed) = await preparingReplacement(of: doc.id, in: t.store)
         // The block, queued, its sync held.
         var queued = log.nextSequence
         gate.arm()
