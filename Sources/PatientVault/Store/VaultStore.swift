@@ -345,10 +345,11 @@ public final class VaultStore: Sendable {
     }
 
     /// A copy of the vault's state, for walks that run outside its lock,
-    /// once every group it reflects is durable: events apply as they are
-    /// queued, and a copy shown to a caller (an audit trail, an export)
-    /// must not show one that a failed sync could still take back (groups
-    /// are acknowledged in order, so the vault's last ticket covers them).
+    /// once every group it reflects is acknowledged (durable, under
+    /// synchronous durability): events apply as they are queued, and a copy
+    /// shown to a caller (an audit trail, an export) must not show one that
+    /// a failed sync could still take back (groups are acknowledged in
+    /// order, so the vault's last ticket covers them).
     /// - Throws: ``PatientVaultError/Code/durabilityLost`` if one of them
     ///   failed.
     func snapshot(of patient: INS) async throws(PatientVaultError) -> VaultState {
