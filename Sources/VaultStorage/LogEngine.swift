@@ -288,8 +288,8 @@ final class LogEngineCore: Sendable {
     /// waiting for one of them, a backup or `close` wakes it first: one
     /// wake-up and one write for many reads instead of one each.
     static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
-    /// Small buffered groups queued that make the committer take the queue
-    /// at once.
+    /// Small buffered groups that may wait for a lingering pass; the next
+    /// one (the 65th) makes the committer take the queue at once.
     static let lazyJobLimit = 64
     static let pooledBufferCapacity = 256 << 10
 

@@ -355,7 +355,8 @@ public final class VaultStore: Sendable {
     func snapshot(of patient: INS) async throws(PatientVaultError) -> VaultState {
         let (state, ticket) = try await pipeline.withVault(patient) { ($0, $0.lastTicket) }
         if let ticket, !ticket.isDone {
-            do { _ = try await ticket.wait() } catch { throw PatientVaultError.wrapping(error) }
+            // Reported as every other wait is (counted, not reported again at close).
+            do { _ = try await ticket.wait() } catch { throw lifecycle.reported(PatientVaultError.wrapping(error)) }
         }
         return state
     }
