@@ -130,29 +130,41 @@ final class VaultCache: Sendable {
     /// waiting for its acknowledgement, nothing queued). Called outside
     /// every vault lock.
     func noteUse(of pseudonym: StreamID) {
-        let victims: [StreamID] = uses.withLock { u in
+        let victims: [(key: StreamID, value: UInt64)] = uses.withLock { u in
             u.clock += 1
             u.lastUse[pseudonym] = u.clock
             guard u.lastUse.count > limit else { return [] }
             // Evict down to 7/8 of the limit at once, so the O(n) choice of
             // victims is paid rarely.
             let keep = limit - limit / 8
-            return u.lastUse.sorted { $0.value < $1.value }.prefix(u.lastUse.count - keep).map(\.key)
+            return Array(u.lastUse.sorted { $0.value < $1.value }.prefix(u.lastUse.count - keep))
         }
-        for victim in victims where victim != pseudonym {
-            guard let handle = handles.withLock({ $0[victim] }) else { continue }
+        // A victim's use is forgotten only if it is still the one chosen: a
+        // use noted meanwhile (its vault reloaded on a new handle) stays.
+        func forget(_ victim: (key: StreamID, value: UInt64)) {
+            uses.withLock { u in
+                if u.lastUse[victim.key] == victim.value { u.lastUse[victim.key] = nil }
+            }
+        }
+        for victim in victims where victim.key != pseudonym {
+            // No handle: another caller evicted the vault after this use was
+            // noted; nothing is in memory, so only the use goes.
+            guard let handle = handles.withLock({ $0[victim.key] }) else {
+                forget(victim)
+                continue
+            }
             // Not under `loading`: a load running meanwhile installs its
             // state in a retired handle, which no caller reaches again.
             let evicted = handle.state.withLock { state -> Bool in
-                if let v = state, !isIdle(victim, v) { return false }
+                if let v = state, !isIdle(victim.key, v) { return false }
                 state = nil
                 // Retire the handle too, so the map does not grow with
                 // every vault ever touched.
                 handle.retired.store(true, ordering: .relaxed)
-                handles.withLock { if $0[victim] === handle { $0[victim] = nil } }
+                handles.withLock { if $0[victim.key] === handle { $0[victim.key] = nil } }
                 return true
             }
-            if evicted { uses.withLock { _ = $0.lastUse.removeValue(forKey: victim) } }
+            if evicted { forget(victim) }
         }
     }
 

@@ -67,18 +67,25 @@ import Testing
         }
         // Eviction is opportunistic: it skips vaults with records in flight,
         // so it may lag under load; the next use with nothing in flight
-        // brings memory back under the limit.
-        _ = try await store.vaultInfo(for: patients[0], as: .patient(patients[0]))
-        #expect(store.cache.loadedCount <= 3)
+        // brings memory back under the limit. Buffered groups (the reads'
+        // audit entries, the activity copies flushed in the background) may
+        // still be in flight for a millisecond or so: uses go on until a use
+        // finds them done.
+        var infos = 0
+        try await eventually {
+            infos += 1
+            _ = try await store.vaultInfo(for: patients[0], as: .patient(patients[0]))
+            return store.cache.loadedCount <= 3
+        }
         #expect(store.cache.handleCount <= 8)
         for p in patients {
             // create, deposit, 5 × (read, change, list), and the verification
-            // (and, for the first, the vaultInfo above).
-            #expect(try await store.verifyAuditTrail(for: p, as: .patient(p)).entries == (p == patients[0] ? 19 : 18))
+            // (and, for the first, the vaultInfo calls above).
+            #expect(try await store.verifyAuditTrail(for: p, as: .patient(p)).entries == (p == patients[0] ? 18 + infos : 18))
         }
         let reopened = try await v.t.reopen(configuration: c)
         for p in patients {
-            #expect(try await reopened.verifyAuditTrail(for: p, as: .patient(p)).entries == (p == patients[0] ? 20 : 19))
+            #expect(try await reopened.verifyAuditTrail(for: p, as: .patient(p)).entries == (p == patients[0] ? 19 + infos : 19))
         }
         try await reopened.close()
     }
