@@ -53,6 +53,10 @@ final class KeySlotFile: Sendable {
     /// sync (recovery's ``restore(_:)``, before any checkpoint or wipe of an
     /// older journal key) is never skipped.
     private let unsynced = Locked(true)
+    /// Held for the length of each sync of the file (``syncIfWritten()``):
+    /// the committer's, a checkpoint's and a backup's syncs come one after
+    /// the other. Taken before ``unsynced``.
+    private let syncing = Locked(())
     /// The MAC of tombstones (the store's log key); nil: tombstones are
     /// not authenticated (engine tests only).
     private let authenticator: (any LogAuthenticator)?
@@ -161,10 +165,28 @@ final class KeySlotFile: Sendable {
     }
 
     /// Syncs the file if a slot was written since its last sync.
-    func syncIfWritten() throws {
-        guard unsynced.withLock({ $0 }) else { return }
-        try files.sync(file, site: .keyFileSync)
-        unsynced.withLock { $0 = false }
+    func syncIfWritten() throws { try sync(always: false, site: .keyFileSync) }
+
+    /// One sync at a time (``syncing``): the flag is cleared before the
+    /// sync starts, so a write after that point sets it again for the next
+    /// one, and a caller that finds it clear knows the sync that cleared it
+    /// has ended (it held the lock) and covered every write before it. A
+    /// committer's sync of its tombstones is never skipped because a
+    /// backup's sync, begun before they were written, cleared the flag.
+    private func sync(always: Bool, site: FaultInjection.Site) throws {
+        try syncing.withLock { _ throws in
+            let written = unsynced.withLock { u -> Bool in
+                defer { u = false }
+                return u
+            }
+            guard written || always else { return }
+            do {
+                try files.sync(file, site: site)
+            } catch {
+                unsynced.withLock { $0 = true }
+                throw error
+            }
+        }
     }
 
     // MARK: The journal
@@ -259,45 +281,81 @@ final class KeySlotFile: Sendable {
     /// are sealed under; the destruction that asked for it writes it
     /// (``rotate(to:)``) before its tombstone.
     func nextJournalKey() throws -> JournalKey {
-        let key: SymmetricKey
+        let key = try Self.freshJournalKeyMaterial()
+        try checkEpochCanGrow()
+        return advanceJournalKey(to: key)
+    }
+
+    /// The random bytes of a new journal key.
+    static func freshJournalKeyMaterial() throws -> SymmetricKey {
         do {
-            key = try SymmetricKey.generate()
+            return try SymmetricKey.generate()
         } catch {
             throw StorageError(.io, "no random journal key")
         }
-        return try journal.withLock { j in
-            // A file written by hand may hold any epoch: never a trap.
-            guard j.current.epoch < UInt64.max else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
+    }
+
+    /// Throws if the journal's epoch cannot grow (a file written by hand
+    /// may hold any epoch: never a trap). Under the engine's lock, before
+    /// ``advanceJournalKey(to:)`` in the same hold.
+    func checkEpochCanGrow() throws {
+        guard journal.withLock({ $0.current.epoch }) < UInt64.max else {
+            throw StorageError(.corrupted, "the journal key's epoch cannot grow")
+        }
+    }
+
+    /// Makes `key` the journal key of the next epoch, which groups queued
+    /// from now on are sealed under. Under the engine's lock, after
+    /// ``checkEpochCanGrow()`` in the same hold (only that lock's holders
+    /// change the epoch).
+    func advanceJournalKey(to key: SymmetricKey) -> JournalKey {
+        journal.withLock { j in
             j.current = JournalKey(epoch: j.current.epoch + 1, key: key)
             return j.current
         }
     }
 
     /// Makes `key` the journal key on disk, after every slot written so far:
-    /// writes `key` in the slot not holding the old one and syncs (one sync
-    /// makes the new key and every slot written so far durable, before the
-    /// old key, which seals the log's copies of those slots, goes), then
-    /// wipes the old one, not synced: the caller writes its tombstones and
-    /// syncs the wipe with them (``syncIfWritten()``). A crash before that
-    /// sync leaves the older key beside the newer, and the tombstones
-    /// unwritten, which the layer above finishes from its erasure records.
-    /// The next open keeps the older key through recovery: a power cut
-    /// during the first sync may have kept the new key's page and lost a
-    /// slot's (one sync orders nothing within a file), and that slot's
-    /// only copy is then its manifest, sealed under the older key. Once
-    /// recovery has written such slots back and synced, the older key is
-    /// wiped (``forgetPreviousJournalKey()``), and copies sealed under it
-    /// can never be opened again. Two syncs per destruction in all (there
-    /// were four).
+    /// ``prepareRotation(to:)``, then ``finishRotation(to:)``. Two syncs per
+    /// destruction in all, counting the caller's sync of its tombstones
+    /// (there were four).
     func rotate(to key: JournalKey) throws {
+        try prepareRotation(to: key)
+        try finishRotation(to: key)
+    }
+
+    /// The first half of a rotation: writes `key` in the slot not holding
+    /// the durable one and syncs, so that the new key and every slot
+    /// written so far are durable before the old key, which seals the
+    /// log's copies of those slots, goes. Writes nothing else: the
+    /// committer runs it beside its sync of the log (a different file)
+    /// while no other slot is written. A crash after it leaves the older
+    /// key beside the newer, and the tombstones unwritten, which the layer
+    /// above finishes from its erasure records. The next open keeps the
+    /// older key through recovery: a power cut during this sync may have
+    /// kept the new key's page and lost a slot's (one sync orders nothing
+    /// within a file), and that slot's only copy is then its manifest,
+    /// sealed under the older key. Once recovery has written such slots
+    /// back and synced, the older key is wiped
+    /// (``forgetPreviousJournalKey()``), and copies sealed under it can
+    /// never be opened again.
+    func prepareRotation(to key: JournalKey) throws {
         let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
         guard key.epoch > old.epoch else { return try syncIfWritten() }
         let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
         var bytes = Self.journalSlot(key, number: newSlot, salt: salt)
         defer { for i in bytes.indices { bytes[i] = 0 } }
         try files.write(bytes, at: newSlot * UInt64(LogFormat.keySlotSize), of: file, site: .journalKeyWrite)
-        try files.sync(file, site: .journalKeyWrite)
-        unsynced.withLock { $0 = false }
+        try sync(always: true, site: .journalKeyWrite)
+    }
+
+    /// The second half of a rotation, after ``prepareRotation(to:)``: wipes
+    /// the old key, not synced: the caller writes its tombstones and syncs
+    /// the wipe with them (``syncIfWritten()``).
+    func finishRotation(to key: JournalKey) throws {
+        let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
+        guard key.epoch > old.epoch else { return }
+        let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
         try write([UInt8](repeating: 0, count: LogFormat.keySlotSize), to: oldSlot, site: .journalKeyWrite)
         journal.withLock { j in
             j.durable = key

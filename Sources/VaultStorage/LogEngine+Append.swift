@@ -14,6 +14,16 @@ extension LogEngineCore {
     func append(
         _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
     ) throws -> AppendTicket {
+        try append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve, thenDestroying: []).group
+    }
+
+    /// A group and, when `destroying` is not empty, the destruction of those
+    /// slots queued right behind it under the same hold of the engine's
+    /// lock: the committer takes both in one pass.
+    func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
+        thenDestroying destroying: [KeySlot]
+    ) throws -> (group: AppendTicket, destruction: AppendTicket?) {
         var slots: [(KeySlot, [UInt8])] = []
         slots.reserveCapacity(keySlotWrites.count)
         for (slot, value) in keySlotWrites {
@@ -22,12 +32,14 @@ extension LogEngineCore {
             }
             slots.append((slot, keySlots.live(slot, value: value)))
         }
-        return try enqueue(records: records, rawSlotWrites: slots, durability: durability, mayUseReserve: mayUseReserve)
+        return try enqueue(
+            records: records, rawSlotWrites: slots, durability: durability, mayUseReserve: mayUseReserve, thenDestroying: destroying)
     }
 
     func enqueue(
-        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false
-    ) throws -> AppendTicket {
+        records: [EngineRecord], rawSlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool = false,
+        thenDestroying destroying: [KeySlot] = []
+    ) throws -> (group: AppendTicket, destruction: AppendTicket?) {
         // A group that writes key slots starts with their manifest, sealed
         // under the key-slot journal's key: the key file is not synced on
         // the commit path, and recovery writes the slots back from it.
@@ -67,11 +79,20 @@ extension LogEngineCore {
         // LeakSanitizer reports at exit.)
         let ticket = lazy ? AppendTicket { [self] in wakeForWaiter() } : AppendTicket()
         var wakes = false
+        var destruction: AppendTicket?
+        // A destruction's new journal key: drawn before the lock, made
+        // current only once nothing can fail any more (groups queued after
+        // it are sealed under it, so it must not exist without its job).
+        let journalKeyMaterial = destroying.isEmpty ? nil : try KeySlotFile.freshJournalKeyMaterial()
         try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             for (slot, _) in rawSlotWrites where !keySlots.isReserved(slot) {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
+            for slot in destroying where !keySlots.isReserved(slot) {
+                throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
+            }
+            if journalKeyMaterial != nil { try keySlots.checkEpochCanGrow() }
             try ensureNoFailure()
             // A destruction queued since the manifest was sealed brought a
             // new journal key: seal it again under that one (same size).
@@ -159,11 +180,17 @@ extension LogEngineCore {
             s.tail = offset
             s.bytesSinceCheckpoint += groupSize
             s.queue.append(job)
+            if let journalKeyMaterial {
+                let ticket = AppendTicket()
+                let journalKey = keySlots.advanceJournalKey(to: journalKeyMaterial)
+                s.queue.append(destructionJob(destroying, journalKey: journalKey, ticket: ticket, in: s))
+                destruction = ticket
+            }
             // One wake-up per batch the committer takes, not one per job:
             // the jobs queued before it takes them ride on the first signal.
             // Small buffered groups only wake it for a lingering pass
             // (``commitLoop()``), until enough of them are queued.
-            if lazy && s.lazyJobs < LogEngineCore.lazyJobLimit {
+            if lazy && destruction == nil && s.lazyJobs < LogEngineCore.lazyJobLimit {
                 s.lazyJobs += 1
                 wakes = !s.committerSignalled && !s.lazySignalled
                 s.lazySignalled = true
@@ -173,7 +200,18 @@ extension LogEngineCore {
             }
         }
         if wakes { wakeup.signal() }
-        return ticket
+        return (ticket, destruction)
+    }
+
+    /// The job that destroys `slots` (their tombstones) after `journalKey`
+    /// is on disk, at the end of the queue. Under the engine's lock.
+    func destructionJob(_ slots: [KeySlot], journalKey: KeySlotFile.JournalKey, ticket: AppendTicket, in s: State) -> Job {
+        var job = Job(
+            slotWrites: [], segment: s.current, offset: s.tail, buffers: [], references: [], lastLSN: nil, heads: [],
+            durability: .durable, ticket: ticket)
+        job.destroys = slots.map { ($0, keySlots.tombstone($0)) }
+        job.journalKey = journalKey
+        return job
     }
 
     /// A caller waits for a small buffered group: the committer, if it

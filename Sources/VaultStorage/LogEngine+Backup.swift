@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import VaultCrypto
+import Synchronization
 import VaultSync
 
 extension LogEngine {
@@ -11,10 +12,10 @@ extension LogEngine {
     /// starts, which it returns. Writers go on meanwhile.
     ///
     /// - `keys.slots` is synced and copied whole while no key slot is being
-    ///   destroyed (``destructions``): every destruction the copy shows
-    ///   follows a record among the first `n` (an erasure's tombstone is
-    ///   durable before its slots are destroyed), and slots written for
-    ///   later records are in it unused.
+    ///   destroyed (``copyKeyFile(to:afterCopy:)``): every destruction the copy shows
+    ///   follows a record among the first `n` (an erasure's record is
+    ///   durable before its slots' tombstones are written), and slots
+    ///   written for later records are in it unused.
     /// - The segments are copied through the end of record `n` (a group's
     ///   end: the log ends there in the copy), `merkle.hashes` through the
     ///   hashes of the tree of `n` leaves.
@@ -71,19 +72,41 @@ extension LogEngine {
                 guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
             }
         }
-        let records: UInt64 = try await destructions.withGate {
-            let records = durableRecordCount
-            try await inBackground {
-                try core.keySlots.syncIfWritten()
-                let keyFile = directory + "/" + LogFormat.keyFileName
-                if FileSystem.exists(keyFile) { try FileSystem.remove(keyFile) }
-                try LogEngine.copy(core.keySlots.file, bytes: nil, to: keyFile)
-            }
-            return records
-        }
+        let records = try await inBackground { [self] in try copyKeyFile(to: directory + "/" + LogFormat.keyFileName) }
         try await inBackground { [self] in
             try copyLog(through: records, to: directory, after: previous, index: snapshot, progress: progress)
         }
+        return records
+    }
+
+    /// Copies `keys.slots` to `path` and returns the records durable
+    /// before the copy began: no destruction wrote the key file during
+    /// the copy, so every tombstone it shows follows a record among them
+    /// (the committer writes a destruction's tombstones only once every
+    /// record before it is durable). Optimistic first, up to three times
+    /// (the committer is not held: ``LogEngineCore/destructionEpoch`` tells
+    /// whether a destruction ran meanwhile); then once more holding
+    /// ``LogEngineCore/keyFileCopy``, so that a destruction waits for that
+    /// copy's reads and writes (not for its sync, made after). Blocking.
+    /// `afterCopy` runs after each optimistic copy, before its check (tests).
+    func copyKeyFile(to path: String, afterCopy: () -> Void = {}) throws -> UInt64 {
+        let core = core
+        func copy(syncing: Bool) throws -> UInt64 {
+            let records = durableRecordCount
+            try core.keySlots.syncIfWritten()
+            if FileSystem.exists(path) { try FileSystem.remove(path) }
+            try LogEngine.copy(core.keySlots.file, bytes: nil, to: path, syncing: syncing)
+            return records
+        }
+        for _ in 0..<3 {
+            let before = core.destructionEpoch.load(ordering: .sequentiallyConsistent)
+            guard before % 2 == 0 else { continue }
+            let records = try copy(syncing: true)
+            afterCopy()
+            if core.destructionEpoch.load(ordering: .sequentiallyConsistent) == before { return records }
+        }
+        let records = try core.keyFileCopy.withLock { _ throws in try copy(syncing: false) }
+        try PosixFile.open(path, flags: O_WRONLY, name: "backup copy").sync()
         return records
     }
 
@@ -225,7 +248,7 @@ extension LogEngine {
     /// work), and alone it goes at full speed.
     fileprivate static func copy(
         _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, activity: (() -> UInt64)? = nil,
-        copied: (UInt64) -> Void = { _ in }
+        syncing: Bool = true, copied: (UInt64) -> Void = { _ in }
     ) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
@@ -252,6 +275,6 @@ extension LogEngine {
             }
         }
         if start > 0 { try out.truncate(to: total) }
-        try out.sync()
+        if syncing { try out.sync() }
     }
 }

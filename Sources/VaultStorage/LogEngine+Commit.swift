@@ -6,6 +6,7 @@ import Musl
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import VaultSync
 
 // MARK: - Group commit
@@ -82,27 +83,25 @@ extension LogEngineCore {
                 for (slot, bytes) in job.slotWrites { try keySlots.write(bytes, to: slot.number) }
                 if !job.slotWrites.isEmpty && job.buffers.isEmpty { slotsOutsideTheLog = true }
             }
-            // 1b. Destructions: a new journal key and every slot written so
-            //     far synced together, then the old key wiped (so no copy in
-            //     the log opens any more) and the tombstones, synced
-            //     together: two syncs. The jobs queued after a destruction
-            //     were sealed under its new key.
-            if let key = jobs.last(where: { $0.journalKey != nil })?.journalKey {
-                try keySlots.rotate(to: key)
-                for job in jobs {
-                    for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
-                }
-                try keySlots.syncIfWritten()
-            }
-
-            // 2. Frames, one gathered write per run of jobs in one segment.
+            // 2. Frames, one gathered write per run of jobs in one segment,
+            //    and destructions where they were queued: each run of them
+            //    waits for everything written before it to be durable
+            //    (``destroy(_:unsynced:written:segments:)``). The jobs
+            //    queued after a destruction were sealed under its new key.
             let segments = state.withLock { $0.segments }
             var i = 0
             while i < jobs.count {
+                if jobs[i].journalKey != nil {
+                    var j = i
+                    while j < jobs.count && jobs[j].journalKey != nil { j += 1 }
+                    try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments)
+                    i = j
+                    continue
+                }
                 guard !jobs[i].buffers.isEmpty else { i += 1; continue }
                 let number = jobs[i].segment
                 var j = i
-                while j < jobs.count && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
+                while j < jobs.count && jobs[j].journalKey == nil && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
                     if let l = jobs[j].lastLSN { written.lsn = max(written.lsn, l) }
                     j += 1
                 }
@@ -119,8 +118,12 @@ extension LogEngineCore {
                 try configuration.files.writeFrames(buffers, at: jobs[i].offset, of: segment.file)
                 unsynced.insert(number)
                 written.end = (number, jobs[i].offset + UInt64(buffers.reduce(0) { $0 + $1.count }))
-                // Written: readers may now follow these stream heads.
+                // Written: readers may now follow these stream heads. Their
+                // Merkle leaves, in LSN order, before any sync says they are
+                // durable (written, synced before a checkpoint; recovery
+                // recomputes what it replays).
                 let run = jobs[i..<j]
+                for job in run where !job.leafHashes.isEmpty { try merkle.append(leafHashes: job.leafHashes) }
                 state.withLock { s in
                     for job in run {
                         for (stream, location) in job.heads {
@@ -134,9 +137,6 @@ extension LogEngineCore {
                 i = j
             }
 
-            // 2b. The batch's Merkle leaves, in LSN order (written, synced
-            //     before a checkpoint; recovery recomputes what it replays).
-            for job in jobs where !job.leafHashes.isEmpty { try merkle.append(leafHashes: job.leafHashes) }
 
             // 3. One sync covers every durable job of the batch. A batch of
             //    buffered writes only starts the writeback of its large ones
@@ -180,6 +180,57 @@ extension LogEngineCore {
         // are left for the next one).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
         checkpoint(unsynced: &unsynced, written: written)
+    }
+
+    /// A run of destructions, where they were queued in the committer's
+    /// pass. Everything written before them becomes durable first (an
+    /// erasure's record before its keys go: a crash never leaves a
+    /// destroyed key without the record that says why), while the new
+    /// journal key and every slot written so far are synced, on another
+    /// thread (two files: one sync's wait for both); then the old key is
+    /// wiped, so that no copy in the log opens any more, and the
+    /// tombstones are written, synced with the wipe. A backup's copy of
+    /// the key file made meanwhile is made again (``destructionEpoch``,
+    /// ``keyFileCopy``).
+    private func destroy(
+        _ run: ArraySlice<Job>, unsynced: inout Set<UInt32>, written: Written, segments: [UInt32: Segment]
+    ) throws {
+        // Destructions queued one after the other share their key (see
+        // ``destroy(_:)``): one rotation, of one epoch, for the run.
+        guard let key = run.last?.journalKey else { return }
+        guard run.allSatisfy({ $0.journalKey?.epoch == key.epoch }) else {
+            throw StorageError(.io, "destructions queued one after the other with different journal keys")
+        }
+        try keyFileCopy.withLock { _ throws in
+            destructionEpoch.add(1, ordering: .sequentiallyConsistent)
+            defer { destructionEpoch.add(1, ordering: .sequentiallyConsistent) }
+            try rotateAndDestroy(run, to: key, unsynced: &unsynced, written: written, segments: segments)
+        }
+    }
+
+    private func rotateAndDestroy(
+        _ run: ArraySlice<Job>, to key: KeySlotFile.JournalKey, unsynced: inout Set<UInt32>, written: Written,
+        segments: [UInt32: Segment]
+    ) throws {
+        if unsynced.isEmpty {
+            try keySlots.prepareRotation(to: key)
+        } else {
+            let keySlots = keySlots
+            let prepared = Beside { try keySlots.prepareRotation(to: key) }
+            let synced = Result { try syncAll(&unsynced, of: segments) }
+            // Both end before either failure is thrown: the key file is
+            // never written while its sync may still run.
+            let keyFile = prepared.wait()
+            try synced.get()
+            try keyFile.get()
+            let through = written.lsn
+            state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
+        }
+        try keySlots.finishRotation(to: key)
+        for job in run {
+            for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
+        }
+        try keySlots.syncIfWritten()
     }
 
     /// A checkpoint of everything written, once the log is synced
@@ -357,5 +408,27 @@ extension LogEngineCore {
                 logger.warning("storage: no checkpoint at close", metadata: ["error": "\(type(of: error))"])
             }
         }
+    }
+}
+
+/// Work run on another thread while the caller goes on (the committer's
+/// key-file sync beside its sync of the log); ``wait()`` returns its
+/// outcome.
+private final class Beside: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let outcome = Locked<Result<Void, any Error>?>(nil)
+
+    init(_ body: @escaping @Sendable () throws -> Void) {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            let result = Result { try body() }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+    }
+
+    /// Waits for the work to end and returns how it ended.
+    func wait() -> Result<Void, any Error> {
+        done.wait()
+        return outcome.withLock { $0 ?? .success(()) }
     }
 }

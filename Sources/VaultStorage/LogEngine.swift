@@ -58,9 +58,6 @@ package struct LogEngineConfiguration: Sendable {
 /// One process at a time: opening takes an exclusive `flock` on `LOCK`.
 package final class LogEngine: StorageEngine, KeySlotStore {
     let core: LogEngineCore
-    /// Held by each key-slot destruction, and by a backup while it copies
-    /// the key file (``backup(to:)``).
-    let destructions = AsyncGate()
     /// Held by a compaction and by a backup: a backup never copies a frame
     /// while it is rewritten.
     let maintenance = AsyncGate()
@@ -87,6 +84,16 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool
     ) throws -> AppendTicket {
         try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
+    }
+
+    /// The group, and its destruction right behind it in the queue: one
+    /// pass of the committer makes the group durable while it syncs the
+    /// new journal key, then writes the tombstones.
+    package func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
+        thenDestroying slots: [KeySlot]
+    ) throws -> (group: AppendTicket, destruction: AppendTicket?) {
+        try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve, thenDestroying: slots)
     }
 
     package func read(_ reference: RecordReference) async throws -> StoredRecord {
@@ -225,7 +232,7 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     /// All in one job: one journal-key rotation, two syncs of the key file.
     package func destroyKeySlots(_ slots: [KeySlot]) async throws {
         guard !slots.isEmpty else { return }
-        try await destructions.withGate { _ = try await core.destroy(slots).wait() }
+        _ = try await core.destroy(slots).wait()
     }
 
     /// Its own key file: a destroyed slot is overwritten in place and
@@ -397,6 +404,17 @@ final class LogEngineCore: Sendable {
     /// that found a frame damaged knows whether it raced a rewrite
     /// (``readingStable(_:)``).
     let compactionEpoch = Atomic<UInt64>(0)
+    /// A sequence lock between destructions and a backup's copy of the key
+    /// file: incremented before the committer writes a destruction's
+    /// journal key and after its tombstones are synced (odd meanwhile), so
+    /// that a copy made while it did not move shows no tombstone whose
+    /// record it lacks (``LogEngine/copyKeyFile(to:afterCopy:)``).
+    let destructionEpoch = Atomic<UInt64>(0)
+    /// Held by the committer around each run of destructions, and by a
+    /// backup that found ``destructionEpoch`` moving during its first copy
+    /// of the key file, around its second: the one lock held during I/O
+    /// (the copy), and the committer waits for it only then.
+    let keyFileCopy = Locked(())
     /// Durable groups synced so far: a backup's copy paces itself while
     /// it sees this move (writers are waiting on their syncs).
     let durableSyncs = Atomic<UInt64>(0)
@@ -475,9 +493,10 @@ final class LogEngineCore: Sendable {
         return try keySlots.reserve { file, length in try allocate(file, to: length) }
     }
 
-    /// Queues the destruction of `slots`: their tombstones, after a new journal
-    /// key (``KeySlotFile/nextJournalKey()``), which every group queued
-    /// after it is sealed under.
+    /// Queues the destruction of `slots`: their tombstones, once every
+    /// group queued before is durable, after a new journal key
+    /// (``KeySlotFile/nextJournalKey()``), which every group queued after
+    /// it is sealed under.
     func destroy(_ slots: [KeySlot]) throws -> AppendTicket {
         let ticket = AppendTicket()
         var wakes = false
@@ -487,12 +506,12 @@ final class LogEngineCore: Sendable {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
             try ensureNoFailure()
-            var job = Job(
-                slotWrites: [], segment: s.current, offset: s.tail, buffers: [], references: [], lastLSN: nil, heads: [],
-                durability: .durable, ticket: ticket)
-            job.destroys = slots.map { ($0, keySlots.tombstone($0)) }
-            job.journalKey = try keySlots.nextJournalKey()
-            s.queue.append(job)
+            // Right behind another destruction not yet taken by the
+            // committer (nothing sealed in between): the same new key, so
+            // that one rotation, of one epoch, serves both. An open keeps
+            // an older key only one epoch behind.
+            let key = try s.queue.last?.journalKey ?? keySlots.nextJournalKey()
+            s.queue.append(destructionJob(slots, journalKey: key, ticket: ticket, in: s))
             wakes = !s.committerSignalled
             s.committerSignalled = true
         }

@@ -256,6 +256,7 @@ package protocol KeySlotStore: AnyObject, Sendable {
     /// as ``destroyKeySlot(_:)`` does each; a store may do it at once
     /// (``LogEngine``: one journal-key rotation and two syncs for all).
     func destroyKeySlots(_ slots: [KeySlot]) async throws
+
 }
 
 extension KeySlotStore {
@@ -344,6 +345,23 @@ package protocol StorageEngine: AnyObject, Sendable {
         mayUseReserve: Bool
     ) throws -> AppendTicket
 
+    /// Queues a group as ``append(_:keySlotWrites:durability:mayUseReserve:)``
+    /// does and, right behind it in the same step, the destruction of the
+    /// key slots `destroying` (an erasure's): their tombstones are written
+    /// only once every group queued before them is durable (the erasure's
+    /// record before its keys go), and the second ticket completes once
+    /// they are durable. Nothing is queued if it throws. An engine that
+    /// cannot queue a destruction returns nil for it (the default): the
+    /// caller then waits for the group and calls
+    /// ``KeySlotStore/destroyKeySlots(_:)``.
+    func append(
+        _ records: [EngineRecord],
+        keySlotWrites: [(KeySlot, [UInt8])],
+        durability: Durability,
+        mayUseReserve: Bool,
+        thenDestroying destroying: [KeySlot]
+    ) throws -> (group: AppendTicket, destruction: AppendTicket?)
+
     /// Reads and verifies the record `reference` names.
     /// - Throws: ``StorageError/Code/corrupted``, or
     ///   ``StorageError/Code/invalidLocation`` for a reference this engine
@@ -427,6 +445,15 @@ package protocol StorageEngine: AnyObject, Sendable {
 }
 
 extension StorageEngine {
+    /// The group alone: the caller destroys the slots once it is
+    /// acknowledged.
+    package func append(
+        _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
+        thenDestroying destroying: [KeySlot]
+    ) throws -> (group: AppendTicket, destruction: AppendTicket?) {
+        (try append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve), nil)
+    }
+
     /// Appends a group that may not use the reserve (see
     /// ``append(_:keySlotWrites:durability:mayUseReserve:)``).
     package func append(

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VaultStorage
+import VaultSync
 
 /// The key-slot file: reserve, write, read, destroy (`LogEngine` key slots).
 @Suite struct KeySlotTests {
@@ -32,6 +33,51 @@ import Testing
         let fresh = try engine.reserveKeySlot()
         #expect(fresh.number > slots.map(\.number).max()!)
         await #expect { _ = try await engine.readKeySlot(fresh) } throws: { ($0 as? StorageError)?.code == .keySlotEmpty }
+        try await engine.close()
+    }
+
+    /// A backup's copy of the key file that a destruction overlapped is
+    /// made again (the first could show a tombstone whose record the copy
+    /// of the log lacks), and only then: here a first copy with nothing
+    /// beside it is kept, and a second, after which a destruction runs
+    /// before the check, is made again and shows the tombstone.
+    @Test func aKeyFileCopyThatADestructionOverlappedIsMadeAgain() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try dir.openEngine()
+        let slot = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, payload(2, size: 72))],
+            durability: .durable
+        ).wait()
+        let copy = TemporaryDirectory()
+        let path = copy.path + "/" + LogFormat.keyFileName
+        let core = engine.core
+        let quiet = Locked(0)
+        _ = try await inBackground { try engine.copyKeyFile(to: path) { quiet.withLock { $0 += 1 } } }
+        #expect(quiet.withLock { $0 } == 1, "nothing overlapped the copy: made once")
+        let overlapped = Locked(0)
+        let records = try await inBackground {
+            try engine.copyKeyFile(to: path) {
+                guard overlapped.withLock({ c in defer { c += 1 }; return c == 0 }) else { return }
+                // Blocking here, off the cooperative pool: the committer
+                // runs the destruction meanwhile.
+                let done = DispatchSemaphore(value: 0)
+                let ticket = try? core.destroy([slot])
+                Task {
+                    _ = try? await ticket?.wait()
+                    done.signal()
+                }
+                done.wait()
+            }
+        }
+        #expect(overlapped.withLock { $0 } == 2, "the copy a destruction overlapped was made again, once")
+        #expect(records == engine.durableRecordCount)
+        let copied = try readBytes(path)
+        let offset = Int(slot.number) * LogFormat.keySlotSize
+        let showsTheTombstone = Array(copied[offset..<offset + LogFormat.keySlotSize]) == engine.core.keySlots.tombstone(slot)
+        let holdsTheKey = contains(copied, payload(2, size: 72))
+        #expect(showsTheTombstone, "the copy is the one made after the destruction")
+        #expect(!holdsTheKey)
         try await engine.close()
     }
 

@@ -50,19 +50,24 @@ final class ActivityWriter: Sendable {
     /// Copies not yet written.
     var pendingCount: Int { pending.withLock { $0.copies.count } }
 
-    /// Appends an operation's group and queues its activity copy, as one
-    /// step under the writer's lock. Returns the group's ticket and whether
-    /// a batch (or a mark alone) is due.
+    /// Appends an operation's group (with the destruction of `destroying`
+    /// right behind it, where the engine queues one) and queues its
+    /// activity copy, as one step under the writer's lock. Returns the
+    /// group's ticket, the destruction's, and whether a batch (or a mark
+    /// alone) is due.
     func append(
         _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
-        copy: Copy?, to engine: any StorageEngine
-    ) throws -> (AppendTicket, batchDue: Bool) {
+        thenDestroying destroying: [KeySlot] = [], copy: Copy?, to engine: any StorageEngine
+    ) throws -> (AppendTicket, destruction: AppendTicket?, batchDue: Bool) {
         try pending.withLock { p in
-            let ticket = try engine.append(
-                records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve)
+            let (ticket, destruction) = destroying.isEmpty
+                ? (try engine.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve), nil)
+                : try engine.append(
+                    records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve,
+                    thenDestroying: destroying)
             if let copy { p.copies.append(copy) }
             p.groupsSinceMark += 1
-            return (ticket, p.copies.count >= Self.threshold || p.groupsSinceMark >= Self.markInterval)
+            return (ticket, destruction, p.copies.count >= Self.threshold || p.groupsSinceMark >= Self.markInterval)
         }
     }
 

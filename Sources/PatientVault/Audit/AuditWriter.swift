@@ -32,6 +32,9 @@ struct AuditWriter: Sendable {
         /// acknowledged: what this decision saw and a caller that does not
         /// wait for its own entry still waits for.
         var pendingEvent: AppendTicket?
+        /// The destruction queued right behind the group
+        /// (``Audited/destroysKeySlots``), if the engine queues destructions.
+        var destruction: AppendTicket?
     }
 
     /// The activity stream of an actor, derived once per actor.
@@ -99,9 +102,9 @@ struct AuditWriter: Sendable {
         }
         // An entry without records of the operation (a read, a listing, a
         // refusal) may use the space kept for audit entries on a full disk.
-        let (ticket, batchDue) = try activity.append(
+        let (ticket, destruction, batchDue) = try activity.append(
             records, keySlotWrites: a.keySlotWrites, durability: durability,
-            mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, copy: copy, to: engine)
+            mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, thenDestroying: a.destroysKeySlots, copy: copy, to: engine)
         if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
         if !a.isWrite, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
@@ -111,7 +114,7 @@ struct AuditWriter: Sendable {
         vault.lastTicket = ticket
         vault.auditPreviousHash = AuditEntry.chainHash(of: encoded, key: vault.keys.auditChain)
         if let firstAccess { vault.accessedBy.insert(firstAccess) }
-        return Committed(ticket: ticket, firstAccess: firstAccess, pendingEvent: pendingEvent)
+        return Committed(ticket: ticket, firstAccess: firstAccess, pendingEvent: pendingEvent, destruction: destruction)
     }
 
     /// Appends a store-level entry (a review, a statistics query) to the

@@ -37,6 +37,7 @@ struct Audited<R> {
         var onQueued: ((inout VaultState) -> Void)?
         var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)?
         var notifications: [VaultNotification.Kind]
+        var destroysKeySlots: [KeySlot] = []
     }
 
     private var work: Work
@@ -73,6 +74,15 @@ struct Audited<R> {
     var notifications: [VaultNotification.Kind] {
         get { carriesWork ? work.notifications : [] }
         set { work.notifications = newValue }
+    }
+    /// Key slots destroyed once the group is durable (an erasure's), before
+    /// the caller is answered: queued right behind the group when the
+    /// engine can (``StorageEngine/append(_:keySlotWrites:durability:mayUseReserve:thenDestroying:)``),
+    /// so that one pass of its writer makes both durable; destroyed after
+    /// the group's acknowledgement otherwise.
+    var destroysKeySlots: [KeySlot] {
+        get { carriesWork ? work.destroysKeySlots : [] }
+        set { work.destroysKeySlots = newValue }
     }
 
     init(
@@ -319,6 +329,11 @@ struct OperationPipeline: Sendable {
         if waits {
             do {
                 references = try await committed.ticket.wait()
+                if let destruction = committed.destruction {
+                    _ = try await destruction.wait()
+                } else if !a.destroysKeySlots.isEmpty {
+                    try await audit.engine.keySlots.destroyKeySlots(a.destroysKeySlots)
+                }
             } catch {
                 throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
             }

@@ -13,8 +13,9 @@ extension VaultStore {
     /// `folder`: every record durable when the copy starts, nothing after,
     /// with a signed checkpoint of exactly those records (also written to
     /// the folder as ``backupCheckpointFileName``). Writers go on
-    /// meanwhile; only key-slot destructions (erasures) wait for the copy
-    /// of the key file.
+    /// meanwhile; a copy of the key file that an erasure overlapped is
+    /// made again, and an erasure during that second copy waits for it
+    /// (holding the writes queued behind it).
     ///
     /// **Incremental**: a `folder` that holds an earlier backup of this
     /// store (its ``backupCheckpointFileName`` signed by this store, and

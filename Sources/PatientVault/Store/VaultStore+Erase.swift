@@ -1,5 +1,6 @@
 import Foundation
 import VaultStorage
+import VaultSync
 
 extension VaultStore {
     // MARK: - Erasure
@@ -21,11 +22,13 @@ extension VaultStore {
     /// unreadable without the destroyed keys.
     ///
     /// Order: the tombstone and the audit entry are made durable in one
-    /// group; then each version's key slot is destroyed (overwritten and
+    /// group; then every version's key slot is destroyed (overwritten and
     /// synced) and its cached key wiped, before the call returns. A crash
     /// in between leaves the tombstone, and the next load of the vault
-    /// (after the store is opened again) finishes the destruction. Cost: one durable group, then per version
-    /// one slot destruction (a few `fdatasync`s of the key file).
+    /// (after the store is opened again) finishes the destruction. Cost,
+    /// with the file engine: one pass of its writer, two `fdatasync`s in
+    /// line (the group's, beside the new journal key's; then the
+    /// tombstones'), where a deposit has one.
     /// - Parameters:
     ///   - document: the document to erase.
     ///   - patient: whose vault.
@@ -45,8 +48,32 @@ extension VaultStore {
     public func erase(
         _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal
     ) async throws(PatientVaultError) -> ErasedDocument {
-        let (tombstone, slots, pseudonym) = try await audited(.erase, patient, by: principal) {
-            vault, now -> Audited<(ErasedDocument, [KeySlot], StreamID)> in
+        // The cached keys go when the erasure is queued and again once it
+        // ends, however it ends: a read decided before it that unwraps a
+        // key meanwhile cannot leave it in the cache (each removal moves
+        // the cache to a new generation).
+        let queued = Locked<(StreamID, [KeySlot])?>(nil)
+        defer {
+            if let (pseudonym, slots) = queued.withLock({ $0 }) {
+                for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
+            }
+        }
+        return try await erasing(document, for: patient, reason: reason, as: principal) { pseudonym, slots in
+            queued.withLock { $0 = (pseudonym, slots) }
+            for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
+        }
+    }
+
+    /// The erasure's operation: the group (the tombstone, its compaction
+    /// tickets, the entry) with the destruction of every version's key
+    /// behind it, waited for.
+    /// `queued` runs under the vault's lock when the erasure goes ahead.
+    private func erasing(
+        _ document: DocumentID, for patient: INS, reason: ErasureReason?, as principal: Principal,
+        queued: (StreamID, [KeySlot]) -> Void
+    ) async throws(PatientVaultError) -> ErasedDocument {
+        try await audited(.erase, patient, by: principal) {
+            vault, now -> Audited<ErasedDocument> in
             if let tombstone = vault.erased[document] {
                 // Its author is told it is gone; for anyone else it does
                 // not exist (whether it ever did is not theirs to learn).
@@ -80,9 +107,9 @@ extension VaultStore {
                 id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason,
                 confidentiality: current.confidentiality)
             let slots = entries.map(\.keySlot)
-            var a = Audited<(ErasedDocument, [KeySlot], StreamID)>(
+            var a = Audited<ErasedDocument>(
                 action: .erase, decision: decision, document: document, version: current.version, isWrite: true,
-                result: .success((erasure.tombstone(at: now, by: principal), slots, vault.pseudonym)))
+                result: .success(erasure.tombstone(at: now, by: principal)))
             guard decision.isAllowed else { return a }
             // A version still waiting for its acknowledgement would keep a
             // key this erasure does not know of.
@@ -104,15 +131,11 @@ extension VaultStore {
             // behind this erasure (a replacement being prepared gets
             // `conflict`): the erasure destroys only the keys it knows of.
             a.notifications = [.documentErased(document)]
+            // Destroyed once the group is durable, before the answer.
+            a.destroysKeySlots = slots
+            queued(vault.pseudonym, slots)
             return a
         }
-        // The tombstone is durable: now the keys go (and their cached copies).
-        do {
-            try await destroyDocumentKeys(slots, of: pseudonym)
-        } catch {
-            throw PatientVaultError.wrapping(error, documentID: document)
-        }
-        return tombstone
     }
 
     /// The tombstones of a vault's erased documents, oldest erasure first.

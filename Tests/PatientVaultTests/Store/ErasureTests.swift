@@ -186,6 +186,34 @@ import VaultSync
         await #expect { _ = try await after.keySlots.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         try await after.close()
     }
+    /// An erasure's keys go in the same pass of the committer as its
+    /// record, and only once that record is durable: while the sync of the
+    /// log that makes it durable is held, the new journal key is already
+    /// written and synced (beside it, on another thread), and no tombstone
+    /// is written yet; once it goes on, the tombstones follow.
+    @Test func anErasuresKeysGoOnlyOnceItsRecordIsDurableInTheSamePass() async throws {
+        let gate = SyncGate()
+        defer { gate.release() }
+        var c = Fixtures.configuration()
+        c.faults = FaultInjection(observer: gate)
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        _ = try await t.store.replace(doc.id, with: Fixtures.draft("v2"), content: Data([2]), for: alice, as: doctor)
+        gate.arm()
+        let erasure = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor) }
+        try await eventually { gate.isHolding }
+        // Held after the log's sync: the journal key's half runs beside it.
+        try await eventually { gate.keyFileEvents.contains(.journalKeySynced) }
+        #expect(!gate.keyFileEvents.contains(.tombstoneWritten))
+        gate.release()
+        _ = try await erasure.value
+        // Both versions' slots, after the held sync.
+        #expect(gate.keyFileEvents.filter { $0 == .tombstoneWritten }.count == 2)
+        #expect(await code { _ = try await t.store.content(of: doc.id, for: alice, as: .patient(alice)) } == .erased)
+        try await t.close()
+    }
+
     /// A replacement of `document` by the doctor, decided and preparing its
     /// content (one chunk sent) until `feed` finishes.
     func preparingReplacement(
@@ -328,9 +356,10 @@ import VaultSync
 }
 
 /// Waits (polling, without blocking a thread) until `condition` holds; a
-/// test that would otherwise hang fails after 10 seconds.
+/// test that would otherwise hang fails after 60 seconds (a generous
+/// bound: under ThreadSanitizer a busy machine is many times slower).
 func eventually(_ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(60)
     while try await !condition() {
         guard ContinuousClock.now < deadline else { throw CancellationError() }
         try await Task.sleep(for: .milliseconds(1))
@@ -338,15 +367,31 @@ func eventually(_ condition: () async throws -> Bool) async throws {
 }
 
 /// A file observer that, once armed, holds the next `fdatasync` of a log
-/// segment (on the committer's thread) until released.
+/// segment that follows a write of frames (on the committer's thread)
+/// until released: a sync of preallocated zeros (growth ahead of need)
+/// is let through.
 final class SyncGate: FileObserver, @unchecked Sendable {
     private let lock = NSLock()
     private var armed = false
     private var holding = false
     private var isReleased = false
     private let released = DispatchSemaphore(value: 0)
+    private var events: [KeyFileEvent] = []
 
-    func arm() { lock.withLock { armed = true } }
+    /// What happens to the key file once armed.
+    enum KeyFileEvent: Equatable {
+        /// A write to one of the two journal-key slots, then a sync.
+        case journalKeyWritten, journalKeySynced
+        /// A write to a key slot (a tombstone, during an erasure).
+        case tombstoneWritten
+    }
+
+    /// The key file's writes and syncs since the gate was first armed.
+    var keyFileEvents: [KeyFileEvent] { lock.withLock { events } }
+
+    func arm() { lock.withLock { armed = true; observing = true; framesWritten = false } }
+    private var observing = false
+    private var framesWritten = false
     /// Whether the committer is held now.
     var isHolding: Bool { lock.withLock { holding } }
     /// Lets the held sync (and any later one) go on; idempotent.
@@ -359,10 +404,16 @@ final class SyncGate: FileObserver, @unchecked Sendable {
     }
 
     func synced(_ path: String) {
+        if path.hasSuffix("keys.slots") {
+            lock.withLock {
+                if observing, events.last == .journalKeyWritten { events.append(.journalKeySynced) }
+            }
+            return
+        }
         guard path.contains("segment") else { return }
         let hold = lock.withLock { () -> Bool in
-            defer { armed = false }
-            guard armed, !isReleased else { return false }
+            guard armed, framesWritten, !isReleased else { return false }
+            armed = false
             holding = true
             return true
         }
@@ -371,7 +422,24 @@ final class SyncGate: FileObserver, @unchecked Sendable {
         lock.withLock { holding = false }
     }
     func opened(_ path: String, created: Bool, truncated: Bool) {}
-    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {
+        if path.contains("segment") {
+            // Frames, not a segment's header (offset 0) nor preallocated zeros.
+            if offset > 0, bytes.contains(where: { $0 != 0 }) { lock.withLock { if armed { framesWritten = true } } }
+            return
+        }
+        guard path.hasSuffix("keys.slots") else { return }
+        // Slots 1-2 hold the journal key; slots from 3 on, wrapped keys.
+        let slot = offset / 128
+        lock.withLock {
+            guard observing, bytes.count == 128 else { return }
+            if slot == 1 || slot == 2 {
+                if bytes.contains(where: { $0 != 0 }) { events.append(.journalKeyWritten) }
+            } else if slot >= 3, bytes.starts(with: Array("PVKX".utf8)) {
+                events.append(.tombstoneWritten)
+            }
+        }
+    }
     func truncated(_ path: String, to length: UInt64) {}
     func renamed(_ from: String, _ to: String) {}
     func removed(_ path: String) {}
