@@ -192,12 +192,8 @@ import VaultSync
     /// written and synced (beside it, on another thread), and no tombstone
     /// is written yet; once it goes on, the tombstones follow.
     @Test func anErasuresKeysGoOnlyOnceItsRecordIsDurableInTheSamePass() async throws {
-        let gate = SyncGate()
+        let (gate, t) = try await gatedStore()
         defer { gate.release() }
-        var c = Fixtures.configuration()
-        c.faults = FaultInjection(observer: gate)
-        let t = try await TestStore(configuration: c, storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
         _ = try await t.store.replace(doc.id, with: Fixtures.draft("v2"), content: Data([2]), for: alice, as: doctor)
         gate.arm()
@@ -212,6 +208,18 @@ import VaultSync
         #expect(gate.keyFileEvents.filter { $0 == .tombstoneWritten }.count == 2)
         #expect(await code { _ = try await t.store.content(of: doc.id, for: alice, as: .patient(alice)) } == .erased)
         try await t.close()
+    }
+
+    /// A store on disk whose file observer is a ``SyncGate``, with
+    /// Alice's vault.
+    func gatedStore(_ adjust: (inout Configuration) throws -> Void = { _ in }) async throws -> (SyncGate, TestStore) {
+        let gate = SyncGate()
+        var c = Fixtures.configuration()
+        c.faults = FaultInjection(observer: gate)
+        try adjust(&c)
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        return (gate, t)
     }
 
     /// A replacement of `document` by the doctor, decided and preparing its
@@ -240,13 +248,8 @@ import VaultSync
     /// after a reopen. The erasure's sync is held (the committer blocks in
     /// the file observer) until the replacement has committed.
     @Test func aReplacementCannotBeQueuedBehindItsDocumentsErasure() async throws {
-        let gate = SyncGate()
+        let (gate, t) = try await gatedStore { $0.auditReviewers = [try SystemPrincipal("dpo")] }
         defer { gate.release() }
-        var c = Fixtures.configuration()
-        c.faults = FaultInjection(observer: gate)
-        c.auditReviewers = [try SystemPrincipal("dpo")]
-        let t = try await TestStore(configuration: c, storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
         let kept = try await t.store.deposit(Fixtures.draft(), content: Data([3]), for: alice, as: doctor)
         let log = try #require(t.store.engine as? LogEngine)
@@ -288,12 +291,8 @@ import VaultSync
     /// the trail never shows an access allowed after the block that forbids
     /// it.
     @Test func aQueuedBlockAlreadyRefusesTheBlockedProfessional() async throws {
-        let gate = SyncGate()
+        let (gate, t) = try await gatedStore()
         defer { gate.release() }
-        var c = Fixtures.configuration()
-        c.faults = FaultInjection(observer: gate)
-        let t = try await TestStore(configuration: c, storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
         try await t.store.authorise(doctor, for: alice, as: .patient(alice))
         _ = try await t.store.content(of: doc.id, for: alice, as: doctor)
@@ -325,13 +324,8 @@ import VaultSync
     /// still waiting for its sync: nothing is handed out on an event that a
     /// failed sync could take back.
     @Test func aBatchedReadWaitsForTheGrantItWasAllowedBy() async throws {
-        let gate = SyncGate()
+        let (gate, t) = try await gatedStore { $0.auditMode = .batched(maxDelay: .milliseconds(10)) }
         defer { gate.release() }
-        var c = Fixtures.configuration()
-        c.faults = FaultInjection(observer: gate)
-        c.auditMode = .batched(maxDelay: .milliseconds(10))
-        let t = try await TestStore(configuration: c, storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
         let log = try #require(t.store.engine as? LogEngine)
         var queued = log.nextSequence
