@@ -53,10 +53,12 @@ final class KeySlotFile: Sendable {
     /// sync (recovery's ``restore(_:)``, before any checkpoint or wipe of an
     /// older journal key) is never skipped.
     private let unsynced = Locked(true)
-    /// Held for the length of each sync of the file (``syncIfWritten()``):
-    /// the committer's, a checkpoint's and a backup's syncs come one after
-    /// the other. Taken before ``unsynced``.
-    private let syncing = Locked(())
+    /// Held for the length of each sync of the file once open
+    /// (``syncIfWritten()``, ``syncAlways(site:)``): the committer's, a
+    /// checkpoint's, a growth step's and a backup's syncs come one after
+    /// the other. Holds the first failed sync's error. Taken before
+    /// ``unsynced``.
+    private let syncing = Locked<StorageError?>(nil)
     /// The MAC of tombstones (the store's log key); nil: tombstones are
     /// not authenticated (engine tests only).
     private let authenticator: (any LogAuthenticator)?
@@ -167,14 +169,21 @@ final class KeySlotFile: Sendable {
     /// Syncs the file if a slot was written since its last sync.
     func syncIfWritten() throws { try sync(always: false, site: .keyFileSync) }
 
+    /// Syncs the file whatever was written (after a growth step's zeros).
+    func syncAlways(site: FaultInjection.Site) throws { try sync(always: true, site: site) }
+
     /// One sync at a time (``syncing``): the flag is cleared before the
     /// sync starts, so a write after that point sets it again for the next
     /// one, and a caller that finds it clear knows the sync that cleared it
     /// has ended (it held the lock) and covered every write before it. A
     /// committer's sync of its tombstones is never skipped because a
     /// backup's sync, begun before they were written, cleared the flag.
+    /// A failed sync fails every later one: the kernel reports a lost
+    /// write-back once, and may have marked the lost pages clean, so a
+    /// later sync that succeeds proves nothing (PostgreSQL, 2018).
     private func sync(always: Bool, site: FaultInjection.Site) throws {
-        try syncing.withLock { _ throws in
+        try syncing.withLock { failed throws in
+            if let failed { throw failed }
             let written = unsynced.withLock { u -> Bool in
                 defer { u = false }
                 return u
@@ -184,7 +193,9 @@ final class KeySlotFile: Sendable {
                 try files.sync(file, site: site)
             } catch {
                 unsynced.withLock { $0 = true }
-                throw error
+                let failure = (error as? StorageError) ?? StorageError(.io, "the key file's sync failed")
+                failed = failure
+                throw failure
             }
         }
     }

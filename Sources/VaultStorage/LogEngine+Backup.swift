@@ -83,23 +83,35 @@ extension LogEngine {
     /// before the copy began: no destruction wrote the key file during
     /// the copy, so every tombstone it shows follows a record among them
     /// (the committer writes a destruction's tombstones only once every
-    /// record before it is durable). Optimistic first, up to three times
+    /// record before it is durable). Optimistic first, up to three copies
     /// (the committer is not held: ``LogEngineCore/destructionEpoch`` tells
-    /// whether a destruction ran meanwhile); then once more holding
-    /// ``LogEngineCore/keyFileCopy``, so that a destruction waits for that
-    /// copy's reads and writes (not for its sync, made after). Blocking.
-    /// `afterCopy` runs after each optimistic copy, before its check (tests).
+    /// whether a destruction ran meanwhile; one running when a copy would
+    /// start is waited for, up to a second, without counting); then once
+    /// more holding ``LogEngineCore/keyFileCopy``, so that a destruction
+    /// waits for that copy's reads and writes (the whole file, preallocated
+    /// space included), not for any sync. The store's key file is synced
+    /// first (a failed sync stops the store, as every failed sync does);
+    /// the copy reads what the page cache holds. Blocking. `afterCopy`
+    /// runs after each optimistic copy, before its check (tests).
     func copyKeyFile(to path: String, afterCopy: () -> Void = {}) throws -> UInt64 {
         let core = core
         func copy(syncing: Bool) throws -> UInt64 {
             let records = durableRecordCount
-            try core.keySlots.syncIfWritten()
             if FileSystem.exists(path) { try FileSystem.remove(path) }
             try LogEngine.copy(core.keySlots.file, bytes: nil, to: path, syncing: syncing)
             return records
         }
-        for _ in 0..<3 {
+        try core.latching { try core.keySlots.syncIfWritten() }
+        var copies = 0
+        var waited = 0
+        while copies < 3 {
             let before = core.destructionEpoch.load(ordering: .sequentiallyConsistent)
+            if before % 2 == 1 && waited < 10_000 {
+                waited += 1
+                usleep(100)
+                continue
+            }
+            copies += 1
             guard before % 2 == 0 else { continue }
             let records = try copy(syncing: true)
             afterCopy()

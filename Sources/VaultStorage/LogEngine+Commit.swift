@@ -159,6 +159,10 @@ extension LogEngineCore {
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
                 durableSyncs.wrappingAdd(1, ordering: .relaxed)
             }
+            // A sync that failed on another thread meanwhile (a growth
+            // step's, a backup's) may have dropped pages this batch wrote:
+            // nothing is acknowledged once the engine is latched.
+            try ensureNoFailure()
         } catch {
             // Never retry a failed write or sync and pretend it is durable
             // (PostgreSQL, 2018): stop acknowledging until reopened.
@@ -320,7 +324,7 @@ extension LogEngineCore {
                 if let allocated = s.segments[number]?.allocated { s.segments[number]?.allocated = max(allocated, target) }
             }
         }
-        if let target = plan.keyFile, ahead({ try allocate(keySlots.file, to: target, site: .growthSync) }) {
+        if let target = plan.keyFile, ahead({ try allocateKeyFile(to: target, site: .growthSync) }) {
             keySlots.noteGrown(to: target)
         }
         createSpareIfDue()

@@ -60,6 +60,16 @@ extension LogEngineCore {
         }
     }
 
+    /// Preallocation of the key file: as ``allocate(_:to:site:)``, its
+    /// sync taken in turn with the key file's others
+    /// (``KeySlotFile/syncAlways(site:)``).
+    func allocateKeyFile(to length: UInt64, site: FaultInjection.Site = .preallocationSync) throws {
+        try latching {
+            try configuration.files.extend(keySlots.file, upTo: length)
+            try keySlots.syncAlways(site: site)
+        }
+    }
+
     /// Runs `body`, which writes or syncs a file of the store. A full disk
     /// (`diskFull`: nothing the store acknowledged is at stake) is thrown
     /// as it is; any other failure (`EIO` on a write, any failed sync)

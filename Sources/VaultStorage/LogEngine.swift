@@ -411,9 +411,9 @@ final class LogEngineCore: Sendable {
     /// record it lacks (``LogEngine/copyKeyFile(to:afterCopy:)``).
     let destructionEpoch = Atomic<UInt64>(0)
     /// Held by the committer around each run of destructions, and by a
-    /// backup that found ``destructionEpoch`` moving during its first copy
-    /// of the key file, around its second: the one lock held during I/O
-    /// (the copy), and the committer waits for it only then.
+    /// backup that found ``destructionEpoch`` moving during three copies of
+    /// the key file, around its last (its reads and writes, not its
+    /// syncs): the committer waits for that copy only then.
     let keyFileCopy = Locked(())
     /// Durable groups synced so far: a backup's copy paces itself while
     /// it sees this move (writers are waiting on their syncs).
@@ -490,7 +490,7 @@ final class LogEngineCore: Sendable {
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             try ensureNoFailure()
         }
-        return try keySlots.reserve { file, length in try allocate(file, to: length) }
+        return try keySlots.reserve { _, length in try allocateKeyFile(to: length) }
     }
 
     /// Queues the destruction of `slots`: their tombstones, once every

@@ -44,11 +44,7 @@ import VaultSync
     @Test func aKeyFileCopyThatADestructionOverlappedIsMadeAgain() async throws {
         let dir = TemporaryDirectory()
         let engine = try dir.openEngine()
-        let slot = try engine.reserveKeySlot()
-        _ = try await engine.append(
-            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, payload(2, size: 72))],
-            durability: .durable
-        ).wait()
+        let slot = try await durableSlot(engine, payload(2, size: 72))
         let copy = TemporaryDirectory()
         let path = copy.path + "/" + LogFormat.keyFileName
         let core = engine.core
@@ -59,15 +55,7 @@ import VaultSync
         let records = try await inBackground {
             try engine.copyKeyFile(to: path) {
                 guard overlapped.withLock({ c in defer { c += 1 }; return c == 0 }) else { return }
-                // Blocking here, off the cooperative pool: the committer
-                // runs the destruction meanwhile.
-                let done = DispatchSemaphore(value: 0)
-                let ticket = try? core.destroy([slot])
-                Task {
-                    _ = try? await ticket?.wait()
-                    done.signal()
-                }
-                done.wait()
+                destroyBlocking(slot, in: core)
             }
         }
         #expect(overlapped.withLock { $0 } == 2, "the copy a destruction overlapped was made again, once")
@@ -79,6 +67,56 @@ import VaultSync
         #expect(showsTheTombstone, "the copy is the one made after the destruction")
         #expect(!holdsTheKey)
         try await engine.close()
+    }
+
+    /// Three optimistic copies of the key file that destructions overlap
+    /// are followed by one that holds destructions off: it shows every
+    /// tombstone.
+    @Test func aKeyFileCopyOverlappedThreeTimesIsMadeHoldingDestructionsOff() async throws {
+        let dir = TemporaryDirectory()
+        let engine = try dir.openEngine()
+        var slots: [KeySlot] = []
+        for i in 0..<3 { slots.append(try await durableSlot(engine, payload(10 + i, size: 72), record: i)) }
+        let copy = TemporaryDirectory()
+        let path = copy.path + "/" + LogFormat.keyFileName
+        let core = engine.core
+        let calls = Locked(0)
+        let destroyed = slots
+        _ = try await inBackground {
+            try engine.copyKeyFile(to: path) {
+                let n = calls.withLock { c in defer { c += 1 }; return c }
+                guard n < destroyed.count else { return }
+                destroyBlocking(destroyed[n], in: core)
+            }
+        }
+        #expect(calls.withLock { $0 } == 3, "three optimistic copies, then the held one (no hook)")
+        let copied = try readBytes(path)
+        for (i, slot) in slots.enumerated() {
+            let offset = Int(slot.number) * LogFormat.keySlotSize
+            let showsTheTombstone = Array(copied[offset..<offset + LogFormat.keySlotSize]) == engine.core.keySlots.tombstone(slot)
+            #expect(showsTheTombstone, "slot \(i)")
+        }
+        try await engine.close()
+    }
+
+    /// After a failed sync of the key file every later one fails, even
+    /// once the device answers again: the kernel reports a lost write-back
+    /// once, and may have marked the lost pages clean, so a later success
+    /// would prove nothing of them (a destruction's tombstones synced
+    /// after a backup's failed sync, for one).
+    @Test func aFailedSyncOfTheKeyFileFailsEveryLaterOne() async throws {
+        let dir = TemporaryDirectory()
+        let faults = FaultInjection()
+        var c = smallConfiguration()
+        c.faults = faults
+        let engine = try dir.openEngine(c)
+        _ = try await durableSlot(engine, payload(2, size: 72))
+        faults.syncFailsOn = "key file"
+        #expect(throws: StorageError.self) { try engine.core.keySlots.syncAlways(site: .keyFileSync) }
+        faults.syncFailsOn = nil
+        #expect(throws: StorageError.self) { try engine.core.keySlots.syncAlways(site: .keyFileSync) }
+        #expect(throws: StorageError.self) { try engine.core.keySlots.syncIfWritten() }
+        try? await engine.close()
     }
 
     /// One `fdatasync` per group: a group that writes a key slot syncs its
@@ -301,4 +339,25 @@ final class SyncRecorder: FileObserver, @unchecked Sendable {
     }
     func renamed(_ from: String, _ to: String) {}
     func removed(_ path: String) {}
+}
+
+/// Writes `value` into a new key slot, with one record, durably.
+private func durableSlot(_ engine: LogEngine, _ value: [UInt8], record: Int = 1) async throws -> KeySlot {
+    let slot = try engine.reserveKeySlot()
+    _ = try await engine.append(
+        [EngineRecord(stream: stream(1), payload: payload(record))], keySlotWrites: [(slot, value)], durability: .durable
+    ).wait()
+    return slot
+}
+
+/// Destroys `slot` through the committer and waits for it, blocking (off
+/// the cooperative pool: a hook of ``LogEngine/copyKeyFile(to:afterCopy:)``).
+private func destroyBlocking(_ slot: KeySlot, in core: LogEngineCore) {
+    let done = DispatchSemaphore(value: 0)
+    let ticket = try? core.destroy([slot])
+    Task {
+        _ = try? await ticket?.wait()
+        done.signal()
+    }
+    done.wait()
 }

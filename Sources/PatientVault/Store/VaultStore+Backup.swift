@@ -14,8 +14,9 @@ extension VaultStore {
     /// with a signed checkpoint of exactly those records (also written to
     /// the folder as ``backupCheckpointFileName``). Writers go on
     /// meanwhile; a copy of the key file that an erasure overlapped is
-    /// made again, and an erasure during that second copy waits for it
-    /// (holding the writes queued behind it).
+    /// made again, and after three such copies once more holding erasures
+    /// off: an erasure during that last copy waits for it (and the writes
+    /// queued behind it too).
     ///
     /// **Incremental**: a `folder` that holds an earlier backup of this
     /// store (its ``backupCheckpointFileName`` signed by this store, and
