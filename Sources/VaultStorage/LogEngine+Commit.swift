@@ -137,7 +137,6 @@ extension LogEngineCore {
                 i = j
             }
 
-
             // 3. One sync covers every durable job of the batch. A batch of
             //    buffered writes only starts the writeback of its large ones
             //    (content on its way) now, so the disk works while the next
