@@ -21,7 +21,7 @@ import VaultSync
 /// journal key exists to be destroyed: a destruction writes a new journal
 /// key (the other of slots 1-2) and syncs it with every written slot,
 /// then wipes the old key and writes the tombstone, synced together
-/// (``rotate(to:)``): every copy of the destroyed slot in the log is
+/// (``prepareRotation(to:)``, ``finishRotation(to:)``): every copy of the destroyed slot in the log is
 /// sealed under a key no file holds any more. Recovery opens the
 /// manifests of the newest epoch, and of the one before while an open
 /// finds its key still there (a destruction cut between its two syncs,
@@ -290,7 +290,7 @@ final class KeySlotFile: Sendable {
 
     /// A new journal key, of the next epoch, that groups queued from now on
     /// are sealed under; the destruction that asked for it writes it
-    /// (``rotate(to:)``) before its tombstone.
+    /// (``prepareRotation(to:)``) before its tombstone.
     func nextJournalKey() throws -> JournalKey {
         let key = try Self.freshJournalKeyMaterial()
         try checkEpochCanGrow()
@@ -324,15 +324,6 @@ final class KeySlotFile: Sendable {
             j.current = JournalKey(epoch: j.current.epoch + 1, key: key)
             return j.current
         }
-    }
-
-    /// Makes `key` the journal key on disk, after every slot written so far:
-    /// ``prepareRotation(to:)``, then ``finishRotation(to:)``. Two syncs per
-    /// destruction in all, counting the caller's sync of its tombstones
-    /// (there were four).
-    func rotate(to key: JournalKey) throws {
-        try prepareRotation(to: key)
-        try finishRotation(to: key)
     }
 
     /// The first half of a rotation: writes `key` in the slot not holding
