@@ -294,16 +294,19 @@ struct OperationPipeline: Sendable {
         }
     }
 
-    /// Checks the caller, then runs the decision; bad input becomes a
-    /// refusal with rule ``AccessRule/invalidRequest``. Returns the
-    /// decision and the secrecy the entry records.
+    /// Checks the caller, then runs the decision; bad input, or a request
+    /// the vault's state rules out (`conflict`: reopening a vault whose
+    /// retention has ended), becomes a refusal with rule
+    /// ``AccessRule/invalidRequest``, audited like any other, the caller
+    /// getting its own error. Returns the decision and the secrecy the
+    /// entry records.
     private static func checked<D>(
         _ action: VaultAction, _ caller: Caller, decide: () throws -> D, invalid: (PatientVaultError) -> D
     ) throws -> (D, secret: Bool) {
         do {
             try validate(principal: caller.principal, asSystem: caller.asSystem, purpose: caller.purpose, secret: caller.secret)
             return (try decide(), caller.secret)
-        } catch let e as PatientVaultError where e.code == .invalidArgument {
+        } catch let e as PatientVaultError where e.code == .invalidArgument || e.code == .conflict {
             // A patient's secret access stays secret even when something
             // else in the call was invalid; only a secrecy nobody but the
             // patient may ask for is dropped.

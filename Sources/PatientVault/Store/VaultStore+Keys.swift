@@ -78,9 +78,21 @@ extension VaultStore {
             let decision = AccessPolicy.decide(request(.rotateVaultKey, by: principal, vault: vault, time: now))
             guard decision.isAllowed else { return Audited(action: .rotateVaultKey, decision: decision, isWrite: true, result: .failure(.denied)) }
             let version = vault.currentKeyVersion + 1
-            let (vaultKey, rotated) = try VaultKeys.generate()
-            let slot = try engine.keySlots.reserveKeySlot()
-            let wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(vault.pseudonym, slot: slot))
+            // Allowed, but the key's slot may be refused (a full disk that
+            // the key file cannot grow on): the entry says so (abandoned).
+            let rotated: VaultKeys
+            let slot: KeySlot
+            let wrapped: [UInt8]
+            do {
+                let vaultKey: SymmetricKey
+                (vaultKey, rotated) = try VaultKeys.generate()
+                slot = try engine.keySlots.reserveKeySlot()
+                wrapped = try KeyWrap.wrap(vaultKey, with: keys.keyEncryption, context: StoreKeys.vaultKeyContext(vault.pseudonym, slot: slot))
+            } catch {
+                return Audited(
+                    action: .rotateVaultKey, decision: decision, isWrite: true, abandoned: true,
+                    result: .failure(PatientVaultError.wrapping(error, vaultID: vault.vaultID)))
+            }
             var a = Audited<Int>(action: .rotateVaultKey, decision: decision, isWrite: true, result: .success(Int(version)))
             try a.write(event: VaultEventBody(time: now, by: principal, event: .keyRotated(version: version, slot: slot)), to: vault)
             a.keySlotWrites = [(slot, wrapped)]

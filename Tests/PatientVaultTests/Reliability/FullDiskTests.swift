@@ -137,6 +137,30 @@ import Testing
         #expect(trial >= 4)
     }
 
+    /// A vault-key rotation is decided, then reserves its key's slot: on a
+    /// full disk that the key file cannot grow on, that reservation fails
+    /// after an allowed decision. The call still leaves its one entry
+    /// (abandoned), as every rotation whose records the disk refused does.
+    @Test func aRotationWhoseKeySlotTheDiskRefusesLeavesItsEntry() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: Fixtures.injecting(faults, segmentSize: 16 << 20, auditReserve: 2 << 20))
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        faults.diskFull = true
+        // The key file holds 512 slots before its first growth, which the
+        // full disk refuses: past them, the reservation itself fails.
+        for _ in 0..<640 {
+            let before = try await t.store.withVault(alice) { $0.auditNext }
+            #expect(await code { try await t.store.rotateVaultKey(for: alice, as: .patient(alice)) } == .diskFull)
+            #expect(try await t.store.withVault(alice) { $0.auditNext } == before + 1, "one entry per refused rotation")
+        }
+        #expect(faults.allocationSites.contains { $0.hasPrefix("key") }, "the key file's growth was reached")
+        faults.diskFull = false
+        let entries = try await t.store.auditTrail(for: alice, as: .patient(alice))
+        #expect(entries.first { $0.action == .rotateVaultKey }?.outcome == .abandoned)
+        try await t.store.rotateVaultKey(for: alice, as: .patient(alice))
+        try await t.store.close()
+    }
+
     @Test func aFreshStoreHoldsLittleDisk() async throws {
         var defaults = Configuration()
         defaults.clock = ManualClock()

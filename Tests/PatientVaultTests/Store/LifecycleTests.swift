@@ -85,7 +85,12 @@ import Testing
         try await t.store.closeVault(for: alice, reason: .patientRequest, as: .patient(alice))
         let secondEnd = tenYears(after: secondClosedAt)
         clock.set(secondEnd)
+        // Refused by the vault's state, not by a rule: audited all the same.
+        let entriesBefore = try await t.store.withVault(alice) { $0.auditNext }
         #expect(await code { try await t.store.reopenVault(for: alice, as: .patient(alice)) } == .conflict)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entriesBefore + 1)
+        let refusal = try #require(try await t.store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .reopenVault })
+        #expect(refusal.outcome == .denied && refusal.rule == .invalidRequest)
         // A patient cannot destroy; the daily job does, as the system.
         #expect(await code { try await t.store.destroyVault(for: alice, as: .patient(alice)) } == .accessDenied)
         let destroyed = try await t.store.destroyExpiredVaults(at: clock.now())
