@@ -62,7 +62,16 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     static func isValidName(_ name: String) -> Bool {
-        (1...256).contains(name.utf8.count) && !name.unicodeScalars.contains { $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 }
+        guard (1...256).contains(name.utf8.count),
+              !name.unicodeScalars.contains(where: { $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 })
+        else { return false }
+        // Its characters stay its own beside the separators around it (a
+        // signature line's "— name base64", a key's "name+hash+key"): no
+        // first scalar that joins the space before it (a combining mark),
+        // no last one that joins what follows (a prepended mark), or a
+        // note signed under it would not parse.
+        let line = "\u{2014} " + name + " +"
+        return line.hasPrefix("\u{2014} ") && line.hasSuffix(" +") && line.dropFirst(2).dropLast(2).elementsEqual(name)
     }
 
     /// Whether `signature` (64 bytes) is this key's Ed25519 signature of `message`.

@@ -55,25 +55,25 @@ extension Principal {
     public static func doctor(_ n: Int = 1) -> Principal { .professional(HealthProfessional(rpps: .example(n), profession: .doctor)) }
     /// A pharmacist (RPPS `example(1_000_000 + n)`).
     public static func pharmacist(_ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(1_000_000 + n), profession: .pharmacist))
+        .professional(HealthProfessional(rpps: .example(1_000_000 &+ n), profession: .pharmacist))
     }
     /// A nurse (RPPS `example(2_000_000 + n)`).
     public static func nurse(_ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(2_000_000 + n), profession: .nurse))
+        .professional(HealthProfessional(rpps: .example(2_000_000 &+ n), profession: .nurse))
     }
     /// A professional of any profession (RPPS `example(3_000_000 + n)`).
     public static func professional(_ profession: Profession, _ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(3_000_000 + n), profession: profession))
+        .professional(HealthProfessional(rpps: .example(3_000_000 &+ n), profession: profession))
     }
     /// A hospital (FINESS `example(n)`).
     public static func hospital(_ n: Int = 1) -> Principal { .organisation(Organisation(finess: .example(n), kind: .hospital)) }
     /// A pharmacy (FINESS `example(1_000_000 + n)`).
     public static func pharmacy(_ n: Int = 1) -> Principal {
-        .organisation(Organisation(finess: .example(1_000_000 + n), kind: .pharmacy))
+        .organisation(Organisation(finess: .example(1_000_000 &+ n), kind: .pharmacy))
     }
     /// A laboratory (FINESS `example(2_000_000 + n)`).
     public static func laboratory(_ n: Int = 1) -> Principal {
-        .organisation(Organisation(finess: .example(2_000_000 + n), kind: .laboratory))
+        .organisation(Organisation(finess: .example(2_000_000 &+ n), kind: .laboratory))
     }
     /// The health insurer's systems (`cnam`).
     public static var healthInsurer: Principal { .insurer(try! SystemPrincipal("cnam")) }

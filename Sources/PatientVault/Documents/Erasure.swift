@@ -25,6 +25,17 @@ public struct ErasureReason: Hashable, Sendable {
         }
         self.text = text
     }
+
+    /// A reason read back from a record: it was checked when it was
+    /// created; here only its byte bounds are (a decoder must not depend on
+    /// the Unicode tables of the toolchain that reads it: a reason a newer
+    /// build accepted must not make the vault unloadable on an older one).
+    init(stored text: String) throws(PatientVaultError) {
+        guard (1...Limits.erasureReason).contains(text.utf8.count) else {
+            throw PatientVaultError(.invalidArgument, "a stored erasure reason is out of bounds")
+        }
+        self.text = text
+    }
 }
 
 /// What remains of an erased document: its tombstone. Its content, its
@@ -94,7 +105,7 @@ struct Erasure: Hashable, Sendable {
         case 0: reason = nil
         case 1:
             do {
-                reason = try ErasureReason(try r.readString(limit: Limits.erasureReason))
+                reason = try ErasureReason(stored: try r.readString(limit: Limits.erasureReason))
             } catch {
                 throw ByteReader.Malformed()
             }

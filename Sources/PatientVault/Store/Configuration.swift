@@ -61,7 +61,8 @@ public struct Configuration: Sendable {
     /// carry action and outcome names only, never patient data.
     public var metricsFactory: (any MetricsFactory)?
     /// The clock of deposit times, audit entries and time-bound rules
-    /// (grant expiry, hidden documents).
+    /// (grant expiry, hidden documents). A reading outside the dates
+    /// records hold (±10¹¹ s from 1970) is taken as the nearest bound.
     public var clock: any VaultClock = SystemClock()
     /// Size of the plaintext chunks large content is cut into.
     public var contentChunkSize: Int = 1 << 20
@@ -109,7 +110,10 @@ public struct Configuration: Sendable {
     public var auditReviewers: Set<SystemPrincipal> = []
     /// The origin line of the store's signed checkpoints, which is also
     /// the name of its signing key (``VaultStore/checkpointVerifierKey``):
-    /// 1 to 256 bytes, no spaces, no `+`, no control characters; a
+    /// 1 to 256 bytes, no spaces, no `+`, no control characters, and
+    /// neither a first scalar that joins the character before it (a
+    /// combining mark) nor a last one that joins the one after (a prepended
+    /// mark), which would not parse in a note's signature line; a
     /// schema-less URL such as `"dmp.example.fr/vault-3"` is the custom.
     /// nil (the default): `patientvault.local/` and the first 16
     /// hexadecimal digits of the SHA-256 of the store's public signing key.
@@ -154,10 +158,13 @@ public struct Configuration: Sendable {
     /// records (deposit times, audit entries, vault creation) is a whole
     /// number of milliseconds, so it survives its JSON and FHIR forms,
     /// which carry milliseconds.
+    /// A reading outside the dates records can hold (±10¹¹ s, not a
+    /// number) is taken as the nearest bound: a broken clock cannot make
+    /// the store trap or write a date it cannot read back.
     func currentTime() -> Date {
         let t = clock.now().timeIntervalSince1970
-        guard t.isFinite, abs(t) < 1e14 else { return clock.now() }
-        return Date(timeIntervalSince1970: (t * 1000).rounded(.down) / 1000)
+        let bounded = t.isNaN ? 0 : min(max(t, Limits.dateSeconds.lowerBound), Limits.dateSeconds.upperBound)
+        return Date(timeIntervalSince1970: (bounded * 1000).rounded(.down) / 1000)
     }
 
     /// Checks every field against its bounds; the error names the field,
@@ -167,7 +174,11 @@ public struct Configuration: Sendable {
             PatientVaultError(.invalidArgument, "Configuration.\(field) is \(value); it must be \(bound)")
         }
         if let origin = checkpointOrigin, (try? NoteVerifierKey(name: origin, algorithm: .ed25519, publicKey: [UInt8](repeating: 0, count: 32))) == nil {
-            throw bad("checkpointOrigin", "not a key name", "1 to 256 bytes without spaces, '+' or control characters")
+            throw bad("checkpointOrigin", "not a key name", "1 to 256 bytes without spaces, '+' or control characters, not starting with a combining mark")
+        }
+        if let cadence = checkpointCadence {
+            if let records = cadence.records, records < 1 { throw bad("checkpointCadence.records", records, "at least 1") }
+            if let interval = cadence.interval, interval <= .zero { throw bad("checkpointCadence.interval", interval, "positive") }
         }
         guard (4096...(4 << 20)).contains(contentChunkSize) else {
             throw bad("contentChunkSize", contentChunkSize, "4,096 to 4,194,304 bytes")
@@ -219,6 +230,8 @@ public enum MasterKeySource: Sendable {
 }
 
 /// When a store makes checkpoints by itself (``Configuration/checkpointCadence``).
+/// A count is at least 1 and an interval positive (checked when the store
+/// opens: `invalidArgument`).
 public struct CheckpointCadence: Sendable, Hashable {
     /// Once this many more records are durable (nil: not by count).
     public var records: UInt64?

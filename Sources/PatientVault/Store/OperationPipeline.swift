@@ -280,10 +280,16 @@ struct OperationPipeline: Sendable {
                 var a: Audited<R>
                 switch prepared {
                 case .success(let ready):
+                    // However the commit phase ends, the call leaves its
+                    // entry: bad input found only now (an imported value
+                    // this store cannot keep) as a refusal, anything else
+                    // (a concurrent write that won) as abandoned.
                     do {
                         a = try commit(&vault, ready, now)
-                    } catch let e as PatientVaultError where e.code == .conflict {
-                        a = allowed.abandoning(e)
+                    } catch let e as PatientVaultError where e.code == .invalidArgument {
+                        a = .invalid(action, document: allowed.document, e)
+                    } catch {
+                        a = allowed.abandoning(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
                     }
                 case .failure(let e):
                     a = allowed.abandoning(e)

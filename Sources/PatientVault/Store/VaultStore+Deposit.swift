@@ -82,7 +82,9 @@ extension VaultStore {
                 throw PatientVaultError(.contentSourceFailed, "the content sequence threw; nothing of the document was kept")
             }
             guard let chunk else { return }
-            try await writer.append(chunk)
+            // A caller's element of any size, in steps: the writer's buffer
+            // stays about one storage chunk whatever the caller yields.
+            try await feed(chunk, to: writer)
         }
     }
 

@@ -63,7 +63,9 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
     ///   ``PatientVaultError/Code/invalidArgument`` (an export not signed by
     ///   a trusted key, a vault that already holds documents or an import, a
-    ///   history larger than a record), each audited,
+    ///   history larger than a record, a value this store's records cannot
+    ///   hold, such as a vault id or an entry's field past its bound), each
+    ///   audited,
     ///   ``PatientVaultError/Code/unknownVault``.
     @discardableResult
     public func importVault(
@@ -130,6 +132,12 @@ extension VaultStore {
                 guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
                     throw PatientVaultError(.conflict, "documents were deposited or imported while the import was prepared", vaultID: vault.vaultID)
                 }
+                // The export's values come from a file its source store
+                // signed, bounded by that store's build, not this one's:
+                // each record this import writes must read back here, or
+                // the vault would no longer load. Refused (audited) if not.
+                let cannotKeep = PatientVaultError(
+                    .invalidArgument, "the export holds a value this store cannot keep", vaultID: vault.vaultID)
                 var records: [EngineRecord] = []
                 var entries: [(DocumentID, VersionEntry, DocumentKeys)] = []
                 for (i, p) in prepared.enumerated() {
@@ -137,17 +145,22 @@ extension VaultStore {
                     let header = RecordHeader(
                         kind: .documentVersion, sequence: sequence, document: p.metadata.id, version: UInt32(p.metadata.version), keySlot: p.slot,
                         keyVersion: plan.keyVersion)
+                    let body = DocumentVersionBody(metadata: p.metadata, content: p.content).encoded()
+                    guard (try? DocumentVersionBody.decode(body, id: p.metadata.id, version: p.metadata.version)) != nil else {
+                        throw cannotKeep
+                    }
                     records.append(EngineRecord(stream: vault.pseudonym, payload: try RecordCodec.seal(
-                        header: header, body: DocumentVersionBody(metadata: p.metadata, content: p.content).encoded(), key: p.keys.metadata,
-                        stream: vault.pseudonym, rest: p.inline)))
+                        header: header, body: body, key: p.keys.metadata, stream: vault.pseudonym, rest: p.inline)))
                     entries.append((p.metadata.id, VersionEntry(
                         metadata: p.metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content, keyVersion: plan.keyVersion), p.keys))
                 }
                 let event = VaultEventBody(time: now, by: principal, event: .imported(history))
                 let eventHeader = RecordHeader(
                     kind: .vaultEvent, sequence: vault.nextSequence + UInt64(prepared.count), document: nil, version: 0, keySlot: nil)
+                let eventBody = event.encoded()
+                guard (try? VaultEventBody.decode(eventBody)) != nil else { throw cannotKeep }
                 let eventPayload = try RecordCodec.seal(
-                    header: eventHeader, body: event.encoded(), key: vault.keys.records, stream: vault.pseudonym)
+                    header: eventHeader, body: eventBody, key: vault.keys.records, stream: vault.pseudonym)
                 guard eventPayload.count <= configuration.contentChunkSize + Limits.recordOverhead else {
                     throw PatientVaultError(.invalidArgument, "the imported history is larger than a record", vaultID: vault.vaultID)
                 }

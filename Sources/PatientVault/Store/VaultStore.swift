@@ -276,7 +276,7 @@ public final class VaultStore: Sendable {
                 try? await Task.sleep(for: tick)
                 guard let store = self, !store.lifecycle.isClosed else { return }
                 let size = store.engine.durableRecordCount
-                let byCount = cadence.records.map { size >= last.size + $0 } ?? false
+                let byCount = cadence.records.map { size >= last.size && size - last.size >= $0 } ?? false
                 let byTime = cadence.interval.map { ContinuousClock.now - last.at >= $0 && size > last.size } ?? false
                 guard byCount || byTime else { continue }
                 do throws(PatientVaultError) {

@@ -106,6 +106,42 @@ import Testing
     /// its id, author, deposit time and content; the source's trail and
     /// checkpoint kept, so the export's proofs still check; one entry per
     /// call, allowed or refused.
+    /// An importer pins its source store's key, but that store's build may
+    /// bound values differently (or be hostile): an export, signed by its
+    /// source, whose vault id this store's records cannot hold (100
+    /// characters, where records keep 32) is refused as bad input, with
+    /// its entry, and writes nothing; before, it was written and the
+    /// vault no longer loaded.
+    @Test(arguments: suiteEngines)
+    func anExportWhoseValuesThisStoreCannotKeepIsRefused(storage: SuiteStorage) async throws {
+        let (source, _) = try await store(.memory)
+        let export = try await source.store.exportVault(for: alice, as: .patient(alice))
+        let newline = try #require(export.bytes.firstIndex(of: 0x0A))
+        let long = String(repeating: "7", count: 100)
+        let json = Data(String(decoding: export.bytes[export.bytes.index(after: newline)...], as: UTF8.self)
+            .replacingOccurrences(of: "\"vaultID\":\"\(export.vaultID)\"", with: "\"vaultID\":\"\(long)\"").utf8)
+        let signature = try source.store.signingKeys.current.signature(for: Array((VaultExport.magic + "\n").utf8) + Array(json))
+        var file = Data((VaultExport.magic + " " + source.store.checkpointVerifierKey.description + " "
+            + Data(signature).base64EncodedString() + "\n").utf8)
+        file.append(json)
+        let sourceKeys = source.store.checkpointVerifierKeys
+        let forged = try VaultExport(verifying: file, trusting: sourceKeys)
+        #expect(forged.vaultID == long)
+        try await source.close()
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let entries = try await t.store.withVault(alice) { $0.auditNext }
+        #expect(await code { try await t.store.importVault(forged, trusting: sourceKeys, as: .patient(alice)) } == .invalidArgument)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        let store = try await t.reopen()
+        #expect(try await store.documents(for: alice, as: .patient(alice)).isEmpty)
+        #expect(try await store.importedHistory(for: alice, as: .patient(alice)).isEmpty)
+        let refusal = try #require(try await store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .importVault })
+        #expect(refusal.outcome == .denied && refusal.rule == .invalidRequest)
+        // The genuine export still imports.
+        #expect(try await store.importVault(export, trusting: sourceKeys, as: .patient(alice)).count == export.documents.count)
+    }
+
     @Test(arguments: suiteEngines)
     func anImportKeepsHistoryAuthorshipAndProofs(storage: SuiteStorage) async throws {
         let (source, _) = try await store(.memory)

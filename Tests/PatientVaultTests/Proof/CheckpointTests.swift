@@ -299,6 +299,47 @@ import Testing
         var configuration = Fixtures.configuration()
         configuration.checkpointOrigin = "has space"
         #expect(await code { _ = try await TestStore(configuration: configuration, storage: .memory) } == .invalidArgument)
+        // Names that a signature line's space or a key's '+' would join
+        // (a first combining mark, a last prepended mark): a note signed
+        // under them would not parse, so they are not names.
+        for origin in ["\u{301}dmp", "dmp\u{600}"] {
+            configuration.checkpointOrigin = origin
+            #expect(await code { _ = try await TestStore(configuration: configuration, storage: .memory) } == .invalidArgument, "\(origin.unicodeScalars.map(\.value))")
+            #expect(throws: ProofError.self) { _ = try NoteVerifierKey(name: origin, algorithm: .ed25519, publicKey: [UInt8](repeating: 1, count: 32)) }
+        }
+        // A name with marks inside it is one: the store signs under it and
+        // its checkpoints parse.
+        configuration.checkpointOrigin = "d\u{301}mp.example"
+        let marked = try await TestStore(configuration: configuration, storage: .memory)
+        let checkpoint = try await marked.store.checkpoint()
+        #expect(try SignedCheckpoint(checkpoint.text).treeHead.origin == "d\u{301}mp.example")
+        try await marked.close()
+        try await t.close()
+    }
+
+    /// A cadence is checked where it is configured (a count of at least one,
+    /// a positive interval), and the largest count is not an overflow: the
+    /// store keeps making checkpoints by time.
+    @Test func aCheckpointCadenceIsBoundedAndItsLargestCountIsNoTrap() async throws {
+        var configuration = Fixtures.configuration()
+        configuration.checkpointPublisher = { _ in }
+        for cadence in [CheckpointCadence(records: 0), CheckpointCadence(interval: .zero), CheckpointCadence(interval: .seconds(-1))] {
+            configuration.checkpointCadence = cadence
+            #expect(await code { _ = try await TestStore(configuration: configuration, storage: .memory) } == .invalidArgument)
+        }
+        let published = Mutex(0)
+        configuration.checkpointPublisher = { _ in published.withLock { $0 += 1 } }
+        configuration.checkpointCadence = CheckpointCadence(records: .max, interval: .milliseconds(20))
+        let t = try await TestStore(configuration: configuration, storage: .memory)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        // The first checkpoint by time, then a tick that compares counts
+        // past it (`last + .max` trapped there), then another by time.
+        for round in 1...2 {
+            _ = try await deposit(t.store, 1)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while published.withLock({ $0 }) < round && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(published.withLock { $0 } >= round)
+        }
         try await t.close()
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import VaultStorage
+import PatientVaultTesting
 @testable import PatientVault
 
 /// Bad input: a typed error, and nothing written.
@@ -10,6 +12,45 @@ import Testing
         var d = Fixtures.draft()
         change(&d)
         return d
+    }
+
+    /// A clock the host got wrong (infinite, or past the dates records
+    /// hold) reads as the nearest bound, ±10¹¹ s: the store neither traps
+    /// (making a signing key converted the reading to milliseconds) nor
+    /// writes a date it cannot read back.
+    @Test(arguments: [Double.infinity, 1e17, -1e17, -Double.infinity])
+    func aClockOutOfRangeReadsAsItsBound(reading: Double) async throws {
+        var c = Fixtures.configuration(clock: ManualClock(Date(timeIntervalSince1970: reading)))
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: c, engine: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let d = try await t.store.deposit(Fixtures.draft(), content: Data("x".utf8), for: alice, as: Fixtures.doctor)
+        #expect(d.depositedAt.timeIntervalSince1970 == (reading > 0 ? 1e11 : -1e11))
+        _ = try await t.store.rotateCheckpointSigningKey(as: .auditReviewer(try SystemPrincipal("dpo")))
+        let store = try await t.reopen()
+        #expect(try await store.documents(for: alice, as: .patient(alice)).map(\.depositedAt) == [d.depositedAt])
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        try await t.close()
+    }
+
+    /// An erasure reason is checked against the Unicode tables when it is
+    /// made, and read back on its byte bounds alone: a reason that a build
+    /// with newer tables accepted (here, a scalar this one calls
+    /// unassigned) does not make the vault unloadable on this one.
+    @Test func aStoredErasureReasonReadsBackWhateverTheUnicodeTables() throws {
+        let text = "\u{0378} typo"
+        #expect(throws: PatientVaultError.self) { _ = try ErasureReason(text) }
+        let erasure = Erasure(
+            id: try DocumentID.random(), author: Fixtures.doctor, depositedAt: Date(timeIntervalSince1970: 1_700_000_000), versions: 1,
+            reason: try ErasureReason(stored: text))
+        var w = ByteWriter()
+        erasure.write(to: &w)
+        let back = try w.bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            return try Erasure.read(from: &r)
+        }
+        #expect(back == erasure)
+        #expect(throws: PatientVaultError.self) { _ = try ErasureReason(stored: "") }
     }
 
     @Test func badDraftsAreRefusedWithTheirEntryAndNothingElse() async throws {
