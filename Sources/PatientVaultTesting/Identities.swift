@@ -51,35 +51,58 @@ extension FINESSNumber {
 }
 
 extension Principal {
-    /// A doctor (RPPS `example(n)`).
-    public static func doctor(_ n: Int = 1) -> Principal { .professional(HealthProfessional(rpps: .example(n), profession: .doctor)) }
-    /// A pharmacist (RPPS `example(1_000_000 + n)`).
+    // Each kind of principal has its own block of a million numbers, so
+    // that two builders never give the same identifier: `n` is taken
+    // modulo 1,000,000 (0 to 999,999 are all different).
+
+    /// A doctor (RPPS `example(n)`, `n` modulo 10⁶).
+    public static func doctor(_ n: Int = 1) -> Principal {
+        .professional(HealthProfessional(rpps: .example(wrapped(n, block)), profession: .doctor))
+    }
+    /// A pharmacist (RPPS `example(1_000_000 + n)`, `n` modulo 10⁶).
     public static func pharmacist(_ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(1_000_000 &+ n), profession: .pharmacist))
+        .professional(HealthProfessional(rpps: .example(block + wrapped(n, block)), profession: .pharmacist))
     }
-    /// A nurse (RPPS `example(2_000_000 + n)`).
+    /// A nurse (RPPS `example(2_000_000 + n)`, `n` modulo 10⁶).
     public static func nurse(_ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(2_000_000 &+ n), profession: .nurse))
+        .professional(HealthProfessional(rpps: .example(2 * block + wrapped(n, block)), profession: .nurse))
     }
-    /// A professional of any profession (RPPS `example(3_000_000 + n)`).
+    /// A professional of `profession` (RPPS `example((3 + i) × 1_000_000 +
+    /// n)`, `i` the profession's place in `Profession.allCases`, `n` modulo
+    /// 10⁶): two professions never share a number, nor does one of them
+    /// with ``doctor(_:)``, ``pharmacist(_:)`` or ``nurse(_:)``.
     public static func professional(_ profession: Profession, _ n: Int = 1) -> Principal {
-        .professional(HealthProfessional(rpps: .example(3_000_000 &+ n), profession: profession))
+        let i = Profession.allCases.firstIndex(of: profession)!
+        return .professional(HealthProfessional(rpps: .example((3 + i) * block + wrapped(n, block)), profession: profession))
     }
-    /// A hospital (FINESS `example(n)`).
-    public static func hospital(_ n: Int = 1) -> Principal { .organisation(Organisation(finess: .example(n), kind: .hospital)) }
-    /// A pharmacy (FINESS `example(1_000_000 + n)`).
+    /// A hospital (FINESS `example(n)`, `n` modulo 10⁶).
+    public static func hospital(_ n: Int = 1) -> Principal {
+        .organisation(Organisation(finess: .example(wrapped(n, block)), kind: .hospital))
+    }
+    /// A pharmacy (FINESS `example(1_000_000 + n)`, `n` modulo 10⁶).
     public static func pharmacy(_ n: Int = 1) -> Principal {
-        .organisation(Organisation(finess: .example(1_000_000 &+ n), kind: .pharmacy))
+        .organisation(Organisation(finess: .example(block + wrapped(n, block)), kind: .pharmacy))
     }
-    /// A laboratory (FINESS `example(2_000_000 + n)`).
+    /// A laboratory (FINESS `example(2_000_000 + n)`, `n` modulo 10⁶).
     public static func laboratory(_ n: Int = 1) -> Principal {
-        .organisation(Organisation(finess: .example(2_000_000 &+ n), kind: .laboratory))
+        .organisation(Organisation(finess: .example(2 * block + wrapped(n, block)), kind: .laboratory))
     }
     /// The health insurer's systems (`cnam`).
     public static var healthInsurer: Principal { .insurer(try! SystemPrincipal("cnam")) }
-    /// An audit reviewer (`reviewer-n`); list it in `Configuration/auditReviewers`.
-    public static func reviewer(_ n: Int = 1) -> Principal { .auditReviewer(try! SystemPrincipal("reviewer-\(n)")) }
+    /// An audit reviewer (``SystemPrincipal/reviewer(_:)``, which is what
+    /// `Configuration/auditReviewers` lists).
+    public static func reviewer(_ n: Int = 1) -> Principal { .auditReviewer(.reviewer(n)) }
 }
+
+extension SystemPrincipal {
+    /// An audit reviewer's system name (`reviewer-n`), for
+    /// `Configuration/auditReviewers`: `c.auditReviewers = [.reviewer()]`
+    /// lets ``PatientVault/Principal/reviewer(_:)`` review.
+    public static func reviewer(_ n: Int = 1) -> SystemPrincipal { try! SystemPrincipal("reviewer-\(n)") }
+}
+
+/// The size of each kind's block of example numbers.
+private let block = 1_000_000
 
 private func format6(_ n: Int) -> String { String(n).leftPadded(6) }
 

@@ -23,12 +23,14 @@ import VaultSync
 /// is dropped from memory), a record size limit, one open store at a time
 /// (a second open is `storeLocked`), and, if given a capacity, a full
 /// disk with its audit reserve. Records stay sealed by the store as on disk
-/// (the same encryption and bindings), so a wrong key reads as `corrupted`.
+/// (the same encryption and bindings), and a reopening with another key
+/// fails at open with `wrongMasterKey`, as on disk (the store's signing-key
+/// record does not open).
 ///
 /// What it cannot keep: anything across the process's end (it lives as
 /// long as this value), crash and power-loss behaviour (every append is
-/// "durable" at once), damage to files, and the key check of the header
-/// (there is none: a wrong key is found at the first vault it reads).
+/// "durable" at once), damage to files, and ``StoreFaults`` (which act on
+/// files: an open with them is refused; a capacity gives a full disk).
 public final class MemoryEngine: Sendable {
     fileprivate struct Record {
         var stream: StreamID?
@@ -281,11 +283,17 @@ extension VaultStore {
     ///     nothing here).
     /// - Throws: `PatientVaultError` `storeLocked` if a store is open
     ///   on `memory`, `invalidArgument` for a bad
-    ///   configuration.
+    ///   configuration, or one with ``StoreFaults`` injected: they act on
+    ///   files, which a store in memory has none of (a full disk in memory
+    ///   is ``MemoryEngine/init(capacity:)``'s).
     public static func openInMemory(
         _ memory: MemoryEngine, key: MasterKey, configuration: Configuration = .testing
     ) async throws(PatientVaultError) -> VaultStore {
-        try await open(
+        guard configuration.faults == nil else {
+            throw PatientVaultError(
+                .invalidArgument, "storage faults act on a store's files: a store in memory takes none (MemoryEngine(capacity:) fills up)")
+        }
+        return try await open(
             engine: { try memory.open($0) }, key: key, location: URL(string: "memory:patientvault-\(memory.id.uuidString)")!,
             configuration: configuration)
     }

@@ -14,7 +14,7 @@ import VaultStorage
 /// ```swift
 /// let log = try SyntheticTransparencyLog(folder: folder, records: 1_000_000)
 /// let proof = try log.inclusionProof(index: 123_456)     // O(log n) reads
-/// #expect(try log.verifies(proof, index: 123_456))
+/// #expect(log.verifies(proof, index: 123_456))
 /// ```
 public final class SyntheticTransparencyLog: Sendable {
     private let tree: MerkleLog

@@ -9,7 +9,8 @@ public enum TemporaryStorage: Sendable, Hashable {
     case folder
     /// A ``MemoryEngine``: no disk at all, about ten times faster to open,
     /// and the same behaviour but for what only files have (crashes, power
-    /// loss, damaged files, the header's key check).
+    /// loss, damaged files, ``StoreFaults``: a configuration with faults
+    /// injected is refused with `invalidArgument`).
     case memory
 }
 
@@ -28,22 +29,27 @@ public enum TemporaryStorage: Sendable, Hashable {
 /// under the system's temporary directory (`TMPDIR`), named
 /// `patientvault-test-<UUID>`. A test that reopens the store, opens a
 /// second one on the same folder or needs the key uses
-/// ``withTemporaryStoreFolder(configuration:storage:_:)``.
+/// ``withTemporaryStoreFolder(configuration:storage:isolation:_:)``.
 /// - Parameters:
 ///   - configuration: the store's settings; `Configuration/testing` (small
 ///     files) by default.
 ///   - storage: a folder (the default) or memory.
+///   - isolation: the caller's actor, where `body` runs (a suite on the
+///     main actor keeps it); filled in by the compiler.
 ///   - body: the test, given the open store.
-/// - Returns: what `body` returns.
+/// - Returns: what `body` returns (it need not be `Sendable`).
 /// - Throws: what `body` throws, or the `PatientVaultError` of opening or
 ///   closing the store (see ``TemporaryStore/close()`` for what a close
 ///   does not report again).
-public func withTemporaryStore<R: Sendable>(
+public func withTemporaryStore<R>(
     configuration: Configuration = .testing,
     storage: TemporaryStorage = .folder,
+    isolation: isolated (any Actor)? = #isolation,
     _ body: (VaultStore) async throws -> R
 ) async throws -> R {
-    try await withTemporaryStoreFolder(configuration: configuration, storage: storage) { temporary in try await body(temporary.store) }
+    try await withTemporaryStoreFolder(configuration: configuration, storage: storage, isolation: isolation) { temporary in
+        try await body(temporary.store)
+    }
 }
 
 /// Opens a store in a new temporary folder and runs `body` with what a
@@ -63,13 +69,16 @@ public func withTemporaryStore<R: Sendable>(
 ///   - configuration: the store's settings; `Configuration/testing` by default.
 ///   - storage: a folder (the default) or memory (then ``TemporaryStore/reopen(configuration:)``
 ///     opens the same memory again).
+///   - isolation: the caller's actor, where `body` runs; filled in by
+///     the compiler.
 ///   - body: the test, given the temporary store.
-/// - Returns: what `body` returns.
+/// - Returns: what `body` returns (it need not be `Sendable`).
 /// - Throws: what `body` throws, or the `PatientVaultError` of opening or
 ///   closing the store.
-public func withTemporaryStoreFolder<R: Sendable>(
+public func withTemporaryStoreFolder<R>(
     configuration: Configuration = .testing,
     storage: TemporaryStorage = .folder,
+    isolation: isolated (any Actor)? = #isolation,
     _ body: (TemporaryStore) async throws -> R
 ) async throws -> R {
     let temporary = try await TemporaryStore(configuration: configuration, storage: storage)
@@ -85,7 +94,7 @@ public func withTemporaryStoreFolder<R: Sendable>(
     return result
 }
 
-/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:_:)``):
+/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:isolation:_:)``):
 /// the open store, where it is, its key, and a way to reopen it.
 public final class TemporaryStore: Sendable {
     /// The store's folder (deleted when the test ends); never created for
@@ -110,7 +119,7 @@ public final class TemporaryStore: Sendable {
     /// Opens a store with a random key in a new folder under the system's
     /// temporary directory, `patientvault-test-<UUID>`. The folder is
     /// deleted when this value is released (close the store first); prefer
-    /// ``withTemporaryStoreFolder(configuration:storage:_:)``, which closes and
+    /// ``withTemporaryStoreFolder(configuration:storage:isolation:_:)``, which closes and
     /// deletes whatever the test does.
     /// - Parameters:
     ///   - configuration: the store's settings.
@@ -146,6 +155,15 @@ public final class TemporaryStore: Sendable {
 
     /// Deletes the folder and everything in it.
     func removeFolder() { try? FileManager.default.removeItem(at: folder) }
+
+    /// Closes the store and deletes its folder, for a test that made this
+    /// store itself (an XCTest case's `tearDown`, which may outlive the
+    /// test: the folder goes now, not when the last reference does). The
+    /// folder is deleted even if closing throws.
+    public func closeAndRemove() async throws(PatientVaultError) {
+        defer { removeFolder() }
+        try await close()
+    }
 
     /// The open store (the newest, after ``reopen(configuration:)``).
     public var store: VaultStore { current.withLock { $0 } }

@@ -9,7 +9,9 @@ import VaultSync
 ///
 /// ```swift
 /// let hsm = try TestKeyProvider()
-/// let store = try await VaultStore.open(at: folder, key: .provider(hsm))
+/// let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hsm-\(UUID())")
+/// let store = try await VaultStore.open(at: folder, key: .provider(hsm), configuration: .testing)
+/// defer { try? FileManager.default.removeItem(at: folder) }
 /// ```
 public final class TestKeyProvider: KeyProvider {
     /// Its name for its key (kept in the store's header).

@@ -92,6 +92,47 @@ import Testing
         #expect(Set((0..<100).map { FINESSNumber.example($0) }).count == 100)
         let principals: [Principal] = [.doctor(), .doctor(2), .pharmacist(), .nurse(), .professional(.midwife), .hospital(), .pharmacy(), .laboratory(), .healthInsurer, .reviewer()]
         #expect(Set(principals).count == principals.count)
+        // The rules key professionals by RPPS and organisations by FINESS:
+        // no two builders share a number, whatever the profession or kind,
+        // over the whole range of `n`.
+        var rpps: [RPPSNumber] = []
+        var finess: [FINESSNumber] = []
+        for n in [0, 1, 2, 999_999] {
+            var professionals: [Principal] = [.doctor(n), .pharmacist(n), .nurse(n)]
+            professionals += Profession.allCases.map { Principal.professional($0, n) }
+            for case .professional(let p) in professionals { rpps.append(p.rpps) }
+            for case .organisation(let o) in [Principal.hospital(n), .pharmacy(n), .laboratory(n)] { finess.append(o.finess) }
+        }
+        #expect(Set(rpps).count == rpps.count && rpps.count == 4 * (3 + Profession.allCases.count))
+        #expect(Set(finess).count == finess.count && finess.count == 12)
+        #expect(Principal.doctor(1_000_001) == .doctor(1), "n is taken modulo 10⁶, within the doctors' block")
+        #expect(Principal.pharmacist(.max) != .doctor(.max), "no overflow, no collision")
+    }
+
+    /// The reviewer builder's system name is what the configuration lists.
+    @Test func aReviewerBuiltHereIsOneTheStoreKnows() async throws {
+        var configuration = Configuration.testing
+        configuration.auditReviewers = [.reviewer()]
+        try await withTemporaryStore(configuration: configuration, storage: .memory) { store in
+            let alice = INS.example(1)
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            let doctor = try #require(GrantHolder(.doctor()))
+            _ = try await store.activity(of: doctor, as: .reviewer())
+            await #expect(throws: PatientVaultError.self) { _ = try await store.activity(of: doctor, as: .reviewer(2)) }
+        }
+    }
+
+    /// Storage faults act on files: a store in memory refuses them rather
+    /// than ignore them (a test of error handling would pass for nothing).
+    @Test func faultsAreRefusedInMemoryAndAStoreMadeByHandRemovesItsFolder() async throws {
+        let faults = StoreFaults()
+        await #expect(throws: PatientVaultError.self) {
+            try await withTemporaryStore(configuration: .testing.injecting(faults), storage: .memory) { _ in }
+        }
+        let temporary = try await TemporaryStore(configuration: .testing)
+        #expect(FileManager.default.fileExists(atPath: temporary.folder.path))
+        try await temporary.closeAndRemove()
+        #expect(!FileManager.default.fileExists(atPath: temporary.folder.path), "the folder goes with the close, not with the last reference")
     }
 
     @Test func theManualClockMovesOnlyWhenTold() {
@@ -297,5 +338,28 @@ final class LocationBox: @unchecked Sendable {
         // Reopening recovers; the store takes writes again.
         let reopened = try await temporary.reopen()
         try await reopened.block(.doctor(3), for: alice, as: .patient(alice))
+    }
+}
+
+/// A downstream suite on the main actor (a UI-bound service's tests, or
+/// XCTest cases marked `@MainActor`) uses the helpers as any other: its
+/// body runs on its actor, and what it returns need not be `Sendable`.
+@MainActor @Suite struct MainActorSuiteTests {
+    final class Tally { var vaults = 0 }
+    let tally = Tally()
+
+    @Test func theHelpersServeATestOnTheMainActor() async throws {
+        let alice = INS.example(1)
+        let seen = try await withTemporaryStore(storage: .memory) { store in
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            tally.vaults += 1
+            return tally
+        }
+        #expect(seen.vaults == 1)
+        try await withTemporaryStoreFolder(storage: .memory) { temporary in
+            _ = try await temporary.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            tally.vaults += 1
+        }
+        #expect(tally.vaults == 2)
     }
 }

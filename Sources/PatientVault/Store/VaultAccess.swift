@@ -7,7 +7,8 @@ import Foundation
 /// and audited as usual.
 ///
 /// ```swift
-/// let vault = store.vault(for: ins, as: .doctor())
+/// let doctor = Principal.professional(HealthProfessional(rpps: rpps, profession: .doctor))
+/// let vault = store.vault(for: ins, as: doctor)
 /// let note = try await vault.deposit(draft, content: pdf)
 /// let (metadata, content) = try await vault.document(note.id)   // one audit entry
 /// ```
