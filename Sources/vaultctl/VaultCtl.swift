@@ -842,10 +842,11 @@ func parsePrincipal(_ text: String) throws -> Principal {
     case ("insurer", 2): return .insurer(try SystemPrincipal(parts[1]))
     case ("reviewer", 2): return .auditReviewer(try SystemPrincipal(parts[1]))
     case (let profession, 2):
-        guard let p = Profession(rawValue: profession) else { throw CtlError.usage("unknown principal \(text)") }
+        // Nothing of the argument is echoed: it may hold an INS.
+        guard let p = Profession(rawValue: profession) else { throw CtlError.usage("unknown principal kind (see vaultctl --help)") }
         return .professional(HealthProfessional(rpps: try RPPSNumber(parts[1]), profession: p))
     default:
-        throw CtlError.usage("unknown principal \(text) (see vaultctl --help)")
+        throw CtlError.usage("unknown principal: kind:identifier expected (see vaultctl --help)")
     }
 }
 

@@ -233,7 +233,7 @@ public struct VaultPolicy: Hashable, Sendable {
         case .reopenVault:
             guard closure != nil else { throw invalid("the vault is not closed") }
             if let retainedUntil, time >= retainedUntil {
-                throw PatientVaultError(.conflict, "the vault's retention ended at \(retainedUntil): it can only be destroyed")
+                throw PatientVaultError(.conflict, "the vault's retention period has ended: it can only be destroyed")
             }
         case .authoriseHeir(let i):
             guard closure?.reason == .death else { throw invalid("heirs are given access to the vault of a deceased patient only") }

@@ -549,10 +549,12 @@ struct OperationPipeline: Sendable {
         }
     }
 
-    /// Throws ``PatientVaultError/Code/vaultDestroyed`` for a destroyed vault.
+    /// Throws ``PatientVaultError/Code/vaultDestroyed`` for a destroyed vault,
+    /// before any decision (there is no trail left to record one in): so
+    /// without the vault's id, which a refused caller must not get.
     func ensureNotDestroyed(_ pseudonym: StreamID) throws(PatientVaultError) {
         if lifecycleIndex.tombstone(of: pseudonym) != nil {
-            throw PatientVaultError(.vaultDestroyed, "the vault was destroyed", vaultID: keys.publicVaultID(of: pseudonym))
+            throw PatientVaultError(.vaultDestroyed, "the vault was destroyed")
         }
     }
 

@@ -21,14 +21,25 @@ extension VaultStore {
         guard vaultDecision.isAllowed else {
             return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.denied))
         }
-        if vault.erased[id] != nil {
-            // Allowed on the vault, but nothing to read: the entry records
-            // the attempt as abandoned (the document has no content or
-            // metadata any more).
+        let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
+        if let tombstone = vault.erased[id] {
+            // Allowed on the vault, but nothing to read. Told `erased` (the
+            // entry records the attempt as abandoned): its author, the
+            // configured reviewers, and the patient's side unless it was
+            // hidden from them, as its tombstone is listed
+            // (`erasedDocuments`). For anyone else it does not exist:
+            // whether it ever did is not theirs to learn.
+            let told: Bool = switch principal {
+            case .patient: !vault.erasedIsHidden(id, fromRepresentative: false)
+            case .representative: !vault.erasedIsHidden(id, fromRepresentative: true)
+            default: tombstone.author == principal || configuration.isConfiguredReviewer(principal)
+            }
+            guard told else {
+                return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
+            }
             let erased = PatientVaultError(.erased, "the document was erased", vaultID: vault.vaultID, documentID: id)
             return Audited(action: action, decision: vaultDecision, document: id, version: version, abandoned: true, result: .failure(erased))
         }
-        let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         let versions = vault.versions(of: id)
         guard let current = versions.last else {
             return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))

@@ -493,4 +493,31 @@ import Testing
         #expect(again == .invalidArgument)
         try await v.store.close()
     }
+    /// Values that hold patient data or secrets print without them, however
+    /// a host prints them (interpolation, `debugPrint`, `dump`, reflection);
+    /// a destroyed vault's error, thrown before any decision, carries no id.
+    @Test func patientDataAndSecretsNeverPrint() async throws {
+        let ins = Fixtures.alice
+        var draft = Fixtures.draft("Compte rendu de Mme Dupont")
+        draft.typeCode = DocumentTypeCode(system: "http://loinc.org", code: "11488-4")
+        let reason = try ErasureReason("déposé dans le dossier de Mme Dupont par erreur")
+        let glass = try BreakGlassReason("arrêt cardiaque de Mme Dupont aux urgences")
+        let source = MasterKeySource.passphrase("correct horse battery staple")
+        func printed(_ value: Any) -> String {
+            var dumped = ""
+            dump(value, to: &dumped)
+            return "\(value) \(String(reflecting: value)) \(dumped) \(Mirror(reflecting: value).children.map { "\($0.value)" })"
+        }
+        for (value, secret) in [(ins, ins.digits), (draft, "Dupont"), (draft, "11488"), (reason, "Dupont"), (glass, "Dupont"),
+                                (source, "horse")] as [(Any, String)] {
+            #expect(!printed(value).contains(secret), "\(type(of: value))")
+        }
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: .memory)
+        try await t.store.createVault(for: ins, as: .patient(ins), channel: .patientOnline)
+        let metadata = try await t.store.deposit(draft, content: Data("Mme Dupont".utf8), for: ins, as: Fixtures.doctor)
+        #expect(!printed(metadata).contains("Dupont") && printed(metadata).contains(metadata.id.description))
+        let content = try await t.store.contentStream(of: metadata.id, for: ins, as: .patient(ins))
+        #expect(printed(content).hasPrefix("DocumentContent(redacted) DocumentContent(redacted)"), "neither its keys nor where it is")
+        try await t.close()
+    }
 }

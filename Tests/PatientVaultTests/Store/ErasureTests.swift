@@ -132,6 +132,19 @@ import VaultSync
         let trail = try await t.store.auditTrail(for: alice, as: .patient(alice))
         #expect(!trail.contains { $0.document == hidden.id }, "no entry about the hidden document reaches the patient")
         #expect(trail.contains { $0.document == visible.id })
+        // A read says `erased` only to whom its tombstone is shown and to
+        // its author; anyone else learns nothing of it (`unknownDocument`,
+        // as for a document that never was).
+        let store = t.store
+        #expect(await code { _ = try await store.metadata(of: hidden.id, for: alice, as: .patient(alice)) } == .unknownDocument)
+        #expect(await code { _ = try await store.content(of: visible.id, for: alice, as: .patient(alice)) } == .erased)
+        #expect(await code { _ = try await store.metadata(of: hidden.id, for: alice, as: doctor) } == .erased)
+        try await store.authorise(Fixtures.otherDoctor, for: alice, as: .patient(alice))
+        for id in [hidden.id, visible.id] {
+            let before = try await store.withVault(alice) { $0.auditNext }
+            #expect(await code { _ = try await store.metadata(of: id, for: alice, as: Fixtures.otherDoctor) } == .unknownDocument)
+            #expect(try await store.withVault(alice) { $0.auditNext } == before + 1)
+        }
         try await t.close()
     }
 

@@ -100,6 +100,14 @@ import Testing
         #expect(tombstone.closedAt == secondClosedAt)
         let store = t.store
         #expect(await code { _ = try await store.vaultInfo(for: alice, as: .patient(alice)) } == .vaultDestroyed)
+        // Answered before any decision (no trail is left to record one):
+        // so without the vault's id, whoever asks.
+        do {
+            _ = try await store.vaultInfo(for: alice, as: doctor)
+            Issue.record("a destroyed vault answered")
+        } catch {
+            #expect(error.code == .vaultDestroyed && error.vaultID == nil)
+        }
         #expect(await code { _ = try await store.content(of: doc.id, for: alice, as: .patient(alice)) } == .vaultDestroyed)
         #expect(await code { try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline) } == .vaultDestroyed)
         #expect(await code { try await store.destroyVault(for: alice, as: dpo) } == .vaultDestroyed)
