@@ -32,6 +32,17 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
     ///   that is not 32 bytes.
     public init(name: String, algorithm: Algorithm, publicKey: [UInt8]) throws(ProofError) {
         guard Self.isValidName(name) else { throw ProofError(.malformed, "a key name is 1 to 256 bytes without spaces or '+'") }
+        guard Self.staysApart(name) else {
+            throw ProofError(.malformed, "a key name neither starts with a combining mark nor ends with a prepended one")
+        }
+        try self.init(parsedName: name, algorithm: algorithm, publicKey: publicKey)
+    }
+
+    /// A key read back: its name checked scalar by scalar only, so that a
+    /// decoder does not depend on the grapheme rules of the toolchain
+    /// that reads it (those are checked when a key is made).
+    private init(parsedName name: String, algorithm: Algorithm, publicKey: [UInt8]) throws(ProofError) {
+        guard Self.isValidName(name) else { throw ProofError(.malformed, "a key name is 1 to 256 bytes without spaces or '+'") }
         guard publicKey.count == 32 else { throw ProofError(.malformed, "an Ed25519 public key is 32 bytes") }
         self.name = name
         self.algorithm = algorithm
@@ -47,7 +58,7 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
               let id = UInt32(parts[1], radix: 16), let raw = Base64.decode(String(parts[2])), raw.count == 33,
               let algorithm = Algorithm(rawValue: raw[0])
         else { throw ProofError(.malformed, "a verifier key is name+keyID+base64(algorithm ‖ 32-byte key)") }
-        try self.init(name: String(parts[0]), algorithm: algorithm, publicKey: Array(raw[1...]))
+        try self.init(parsedName: String(parts[0]), algorithm: algorithm, publicKey: Array(raw[1...]))
         guard id == keyID else { throw ProofError(.malformed, "the verifier key's ID does not match its key") }
     }
 
@@ -62,14 +73,16 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     static func isValidName(_ name: String) -> Bool {
-        guard (1...256).contains(name.utf8.count),
-              !name.unicodeScalars.contains(where: { $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 })
-        else { return false }
-        // Its characters stay its own beside the separators around it (a
-        // signature line's "— name base64", a key's "name+hash+key"): no
-        // first scalar that joins the space before it (a combining mark),
-        // no last one that joins what follows (a prepended mark), or a
-        // note signed under it would not parse.
+        (1...256).contains(name.utf8.count) && !name.unicodeScalars.contains { $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 }
+    }
+
+    /// Whether the name's characters stay its own beside the separators
+    /// around it (a signature line's "— name base64", a key's
+    /// "name+hash+key"): no first scalar that joins the space before it (a
+    /// combining mark), no last one that joins what follows (a prepended
+    /// mark), or a note signed under it would not parse. Checked when a
+    /// key is made, not when one is read.
+    static func staysApart(_ name: String) -> Bool {
         let line = "\u{2014} " + name + " +"
         return line.hasPrefix("\u{2014} ") && line.hasSuffix(" +") && line.dropFirst(2).dropLast(2).elementsEqual(name)
     }

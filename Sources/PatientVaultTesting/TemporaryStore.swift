@@ -48,7 +48,8 @@ public func withTemporaryStore<R>(
     _ body: (VaultStore) async throws -> R
 ) async throws -> R {
     try await withTemporaryStoreFolder(configuration: configuration, storage: storage, isolation: isolation) { temporary in
-        try await body(temporary.store)
+        _ = isolation  // the closure runs on the caller's actor, as `body` expects
+        return try await body(temporary.store)
     }
 }
 

@@ -834,10 +834,10 @@ func parsePrincipal(_ text: String) throws -> Principal {
     switch (parts.first ?? "", parts.count) {
     case ("patient", 2): return .patient(try INS(parts[1]))
     case ("representative", 3):
-        guard let relationship = LegalRepresentative.Relationship(rawValue: parts[2]) else { throw CtlError.usage("unknown relationship \(parts[2])") }
+        guard let relationship = LegalRepresentative.Relationship(rawValue: parts[2]) else { throw CtlError.usage("unknown relationship (see vaultctl --help)") }
         return .representative(LegalRepresentative(ins: try INS(parts[1]), relationship: relationship))
     case ("organisation", 3):
-        guard let kind = OrganisationKind(rawValue: parts[1]) else { throw CtlError.usage("unknown organisation kind \(parts[1])") }
+        guard let kind = OrganisationKind(rawValue: parts[1]) else { throw CtlError.usage("unknown organisation kind (see vaultctl --help)") }
         return .organisation(Organisation(finess: try FINESSNumber(parts[2]), kind: kind))
     case ("insurer", 2): return .insurer(try SystemPrincipal(parts[1]))
     case ("reviewer", 2): return .auditReviewer(try SystemPrincipal(parts[1]))

@@ -98,6 +98,20 @@ extension VaultStore {
                     return .commit(.invalid(.importVault, PatientVaultError(
                         .invalidArgument, "an export is imported into a vault that holds no document and no import yet", vaultID: vault.vaultID)))
                 }
+                // What the file carries must fit this store's records,
+                // checked before anything is written (content, key slots);
+                // the commit phase checks the records it seals again.
+                let probe = ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunks: [])
+                let keepsHistory = (try? VaultEventBody.decode(VaultEventBody(time: now, by: principal, event: .imported(history)).encoded())) != nil
+                let keepsDocuments = export.documents.allSatisfy { document in
+                    let m = document.metadata
+                    let body = DocumentVersionBody(metadata: m, content: probe).encoded()
+                    return (try? DocumentVersionBody.decode(body, id: m.id, version: m.version)) != nil
+                }
+                guard keepsHistory && keepsDocuments else {
+                    return .commit(.invalid(.importVault, PatientVaultError(
+                        .invalidArgument, "the export holds a value this store cannot keep", vaultID: vault.vaultID)))
+                }
                 let wrapping = try vault.currentWrapping()
                 return .prepare(
                     Plan(pseudonym: vault.pseudonym, wrapping: wrapping.key, keyVersion: wrapping.version, decision: decision),

@@ -115,7 +115,7 @@ extension VaultStore {
             let until = VaultClosure.retainedUntil(closure.closedAt, years: configuration.closedVaultRetentionYears)
             guard now >= until else {
                 return .invalid(.destroyVault, PatientVaultError(
-                    .conflict, "the vault's retention period has not ended (vaultInfo gives its end)", vaultID: vault.vaultID))
+                    .conflict, "the vault's retention period has not ended (it ends \(configuration.closedVaultRetentionYears) years after the closure)", vaultID: vault.vaultID))
             }
             guard vault.vaultKeySlot != nil else {
                 throw PatientVaultError(.corrupted, "the vault's key slot is unknown", vaultID: vault.vaultID)

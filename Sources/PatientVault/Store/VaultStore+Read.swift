@@ -24,15 +24,16 @@ extension VaultStore {
         let unknown = PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: id)
         if let tombstone = vault.erased[id] {
             // Allowed on the vault, but nothing to read. Told `erased` (the
-            // entry records the attempt as abandoned): its author, the
-            // configured reviewers, and the patient's side unless it was
-            // hidden from them, as its tombstone is listed
-            // (`erasedDocuments`). For anyone else it does not exist:
+            // entry records the attempt as abandoned): its author, and the
+            // holder and representatives unless it was hidden from them,
+            // to whom its tombstone is listed (`erasedDocuments`). For
+            // anyone else (an heir, a professional) it does not exist:
             // whether it ever did is not theirs to learn.
             let told: Bool = switch principal {
-            case .patient: !vault.erasedIsHidden(id, fromRepresentative: false)
+            case _ where tombstone.author == principal: true
+            case .patient(let ins): ins == vault.creation.holder && !vault.erasedIsHidden(id, fromRepresentative: false)
             case .representative: !vault.erasedIsHidden(id, fromRepresentative: true)
-            default: tombstone.author == principal || configuration.isConfiguredReviewer(principal)
+            default: false
             }
             guard told else {
                 return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))

@@ -131,8 +131,14 @@ import Testing
         let t = try await TestStore(configuration: Fixtures.configuration(), engine: storage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let entries = try await t.store.withVault(alice) { $0.auditNext }
+        let sequence = try await t.store.withVault(alice) { $0.nextSequence }
+        let records = try await t.store.checkpoint().treeHead.size
         #expect(await code { try await t.store.importVault(forged, trusting: sourceKeys, as: .patient(alice)) } == .invalidArgument)
         #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        #expect(try await t.store.withVault(alice) { $0.nextSequence } == sequence, "no record of the vault written")
+        // Refused before its content was written: the log holds the
+        // entry's group and nothing of the 150 KB document's chunks.
+        #expect(try await t.store.checkpoint().treeHead.size <= records + 2)
         let store = try await t.reopen()
         #expect(try await store.documents(for: alice, as: .patient(alice)).isEmpty)
         #expect(try await store.importedHistory(for: alice, as: .patient(alice)).isEmpty)

@@ -138,6 +138,8 @@ import Testing
         let t = try await store(clock)
         let heir = Fixtures.bob
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([7]), for: alice, as: doctor)
+        let ownErased = try await t.store.deposit(Fixtures.draft("Mine"), content: Data([8]), for: alice, as: .patient(alice))
+        try await t.store.erase(ownErased.id, for: alice, as: .patient(alice))
         #expect(await code { try await t.store.authoriseHeir(heir, for: self.alice, as: self.dpo) } == .invalidArgument)
         #expect(await code { try await t.store.closeVault(for: alice, reason: .death, as: .patient(alice)) } == .accessDenied)
         // Only a doctor the patient let in records the death.
@@ -148,6 +150,9 @@ import Testing
         #expect(await code { try await t.store.authoriseHeir(heir, for: self.alice, as: self.doctor) } == .accessDenied)
         #expect(await code { try await t.store.authoriseHeir(self.alice, for: self.alice, as: self.dpo) } == .invalidArgument)
         try await t.store.authoriseHeir(heir, for: alice, as: dpo)
+        // What the patient erased is not the heir's to learn of.
+        #expect(await code { _ = try await t.store.metadata(of: ownErased.id, for: alice, as: .patient(heir)) } == .unknownDocument)
+        #expect(await code { _ = try await t.store.metadata(of: ownErased.id, for: alice, as: .patient(alice)) } == .erased)
         #expect(try await t.store.content(of: doc.id, for: alice, as: .patient(heir)) == Data([7]))
         let entry = try await t.store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .readContent && $0.actor == .patient(heir) }
         #expect(entry?.rule == .heirOfDeceased)
