@@ -42,6 +42,8 @@ final class KeySlotFile: Sendable {
     /// The journal key groups are sealed under (the newest, perhaps not
     /// yet on disk), and the one on disk with the slot holding it.
     private let journal: Locked<(current: JournalKey, durable: JournalKey, durableSlot: UInt64)>
+    /// One past the last slot written (``writtenEnd``).
+    private let written: Locked<UInt64>
     /// The older journal key an open found beside the newer one (a
     /// destruction cut between its two syncs), with its slot: recovery
     /// still opens the manifests it sealed, then it is wiped
@@ -85,6 +87,7 @@ final class KeySlotFile: Sendable {
         previous = Locked(older)
         let (next, allocated) = try Self.scan(file)
         extent = Locked((max(next, LogFormat.firstKeySlot), allocated))
+        written = Locked(next)
         self.growth = growth
     }
 
@@ -163,8 +166,20 @@ final class KeySlotFile: Sendable {
     /// Writes a slot's bytes in place (not synced: see the type).
     func write(_ bytes: [UInt8], to slot: UInt64, site: FaultInjection.Site = .keySlotWrite) throws {
         try files.write(bytes, at: slot * UInt64(LogFormat.keySlotSize), of: file, site: site)
+        written.withLock { $0 = max($0, slot + 1) }
         unsynced.withLock { $0 = true }
     }
+
+    /// One past the last slot ever written (found at open by scanning
+    /// back over the preallocated zeros): a checkpoint records it, and the
+    /// next open refuses a `keys.slots` that ends before it (cut, or
+    /// replaced by an older copy), rather than reserve the slots of
+    /// acknowledged records again.
+    var writtenEnd: UInt64 { written.withLock { $0 } }
+
+    /// The epoch of the journal key on disk (a checkpoint records it: an
+    /// older one at the next open is an older copy of the file).
+    var durableEpoch: UInt64 { journal.withLock { $0.durable.epoch } }
 
     /// Syncs the file if a slot was written since its last sync.
     func syncIfWritten() throws { try sync(always: false, site: .keyFileSync) }

@@ -19,6 +19,13 @@ extension LogEngineCore {
         var landmarks = SequenceTable()
         /// The root of the Merkle tree of the `nextLSN - 1` records it covers.
         var treeRoot: [UInt8] = MerkleTree.emptyTreeHash
+        /// The end of the key slots written when it was taken (synced
+        /// before it): `keys.slots` must reach at least this far at the
+        /// next open, or it was cut or replaced (``KeySlotFile/writtenEnd``).
+        var keySlotEnd: UInt64 = 0
+        /// The key-slot journal's epoch on disk when it was taken: an
+        /// older one at the next open is an older copy of `keys.slots`.
+        var journalEpoch: UInt64 = 0
     }
 
     /// Writes a checkpoint of every record the committer has written
@@ -57,7 +64,7 @@ extension LogEngineCore {
             return (
                 Checkpoint(
                     segment: end.segment, tail: end.tail, nextLSN: end.nextLSN, last: last, index: s.index, chunks: s.chunks,
-                    landmarks: s.landmarks, treeRoot: root),
+                    landmarks: s.landmarks, treeRoot: root, keySlotEnd: keySlots.writtenEnd, journalEpoch: keySlots.durableEpoch),
                 s.bytesSinceCheckpoint - min(queued, s.bytesSinceCheckpoint))
         }
     }
@@ -73,7 +80,8 @@ extension LogEngineCore {
     /// `count` entries `stream(32) raw(8) length(4) reserved(4)`, then
     /// `chunkCount(8)` and as many chunks `lsn(8) raw(8) length(4)
     /// reserved(4)` in LSN order, then `landmarkCount(8)` and as many
-    /// landmarks of the same form, then a 16-byte MAC of everything before
+    /// landmarks of the same form, then `treeRoot(32) keySlotEnd(8)
+    /// journalEpoch(8)`, then a 16-byte MAC of everything before
     /// it (zeros without an authenticator), then a CRC-32C of everything
     /// before that.
     static func writeCheckpoint(
@@ -99,7 +107,7 @@ extension LogEngineCore {
     /// The bytes of `index.checkpoint` for `c` (``writeCheckpoint``'s
     /// format).
     static func encodeCheckpoint(_ c: Checkpoint, authenticator: (any LogAuthenticator)?) -> [UInt8] {
-        var w = ByteWriter(capacity: 80 + c.index.count * LogFormat.checkpointEntrySize + (c.chunks.count + c.landmarks.count) * LogFormat.checkpointChunkSize)
+        var w = ByteWriter(capacity: 96 + c.index.count * LogFormat.checkpointEntrySize + (c.chunks.count + c.landmarks.count) * LogFormat.checkpointChunkSize)
         w.write(bytes: LogFormat.checkpointMagic)
         w.write(LogFormat.version)
         w.write(UInt32(0))
@@ -127,6 +135,8 @@ extension LogEngineCore {
             }
         }
         w.write(bytes: c.treeRoot)
+        w.write(c.keySlotEnd)
+        w.write(c.journalEpoch)
         if let authenticator {
             w.write(bytes: w.bytes.withUnsafeBytes { authenticator.tag($0) })
         } else {
@@ -228,11 +238,13 @@ extension LogEngineCore {
                 let chunks = try table(every: 1)
                 let landmarks = try table(every: LogEngineCore.landmarkInterval)
                 let treeRoot = try r.read(count: MerkleTree.hashSize)
+                let keySlotEnd: UInt64 = try r.read()
+                let journalEpoch: UInt64 = try r.read()
                 guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return Checkpoint(
                     segment: segment, tail: tail, nextLSN: nextLSN,
                     last: lastLength == 0 ? nil : RecordLocation(raw: lastRaw, frameLength: lastLength), index: index,
-                    chunks: chunks, landmarks: landmarks, treeRoot: treeRoot)
+                    chunks: chunks, landmarks: landmarks, treeRoot: treeRoot, keySlotEnd: keySlotEnd, journalEpoch: journalEpoch)
             }
         } catch {
             logger?.debug("storage: checkpoint malformed; replaying the whole log")

@@ -61,6 +61,18 @@ extension LogEngineCore {
         // power cut lost them (the key file is synced only before a
         // checkpoint): written back and synced before anything else.
         report.restoredKeySlots = try keySlots.restore(journaled)
+        // `keys.slots` as the checkpoint left it, or newer: one cut short
+        // would have the slots of acknowledged records reserved again (and
+        // an erasure of one vault destroy another's key), one replaced by
+        // an older copy would bring an erased document's key back.
+        if let c = checkpoint, report.usedCheckpoint {
+            guard keySlots.writtenEnd >= c.keySlotEnd else {
+                throw StorageError(.corrupted, "keys.slots ends before slot \(c.keySlotEnd), which the checkpoint covers: it was cut or replaced")
+            }
+            guard keySlots.durableEpoch >= c.journalEpoch else {
+                throw StorageError(.corrupted, "keys.slots holds an older journal key than the checkpoint's: it was replaced by an older copy")
+            }
+        }
         // The Merkle tree: the hashes of what the checkpoint covers, checked
         // against its root, then the replayed records' (recomputed: their
         // hashes may not have been synced).

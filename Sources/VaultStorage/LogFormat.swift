@@ -6,8 +6,9 @@ enum LogFormat {
     /// landmarks in the checkpoint; 4: the key-slot journal: a group's
     /// manifest carries its slots sealed under the journal key, which
     /// slots 1 and 2 of the key file hold; 5: compacted frames,
-    /// ``flagCompacted``, and `compaction.intent`).
-    static let version: UInt32 = 5
+    /// ``flagCompacted``, and `compaction.intent`; 6: the checkpoint
+    /// records how far `keys.slots` reaches and its journal epoch).
+    static let version: UInt32 = 6
 
     // MARK: - Segment header
 

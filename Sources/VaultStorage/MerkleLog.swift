@@ -150,11 +150,25 @@ package final class MerkleLog: Sendable {
         stored.removeAll(keepingCapacity: true)
     }
 
-    /// The root of the tree of the first `size` leaves.
-    /// - Throws: ``StorageError/Code/invalidLocation`` beyond the tree.
+    /// The root of the tree of the first `size` leaves: the tree's own in
+    /// memory for its current size; for a smaller one, from the stored
+    /// hashes, checked against the tree in memory (the same stored hashes
+    /// must prove it a prefix of the current tree), so that a hash altered
+    /// in `merkle.hashes` after the open is `corrupted`, never signed.
+    /// Cost: O(log n) stored hashes read.
+    /// - Throws: ``StorageError/Code/invalidLocation`` beyond the tree,
+    ///   ``StorageError/Code/corrupted``.
     package func root(size: UInt64) throws -> [UInt8] {
         try check(size)
-        return try MerkleTree.rootHash(size: size, read: storage.read)
+        let (current, currentRoot) = state.withLock { ($0.tree.size, $0.tree.root) }
+        if size == current { return currentRoot }
+        let root = try MerkleTree.rootHash(size: size, read: storage.read)
+        guard size > 0 else { return root }
+        let proof = try MerkleTree.consistencyProof(old: size, new: current, read: storage.read)
+        guard MerkleTree.verifyConsistency(oldSize: size, newSize: current, oldRoot: root, newRoot: currentRoot, proof: proof) else {
+            throw StorageError(.corrupted, "merkle.hashes does not hold the tree of \(size) leaves")
+        }
+        return root
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size` leaves.

@@ -317,6 +317,29 @@ import Testing
         try await t.close()
     }
 
+    /// `merkle.hashes` is a cache of the tree: a hash altered in it after
+    /// the open (here the newest stored one, on the right edge of every
+    /// root) is never signed. The checkpoint's root is the tree's own in
+    /// memory, or the stored hashes are checked against it (`corrupted`);
+    /// before, the stored root was signed, and the honest store's next
+    /// verification looked like a forgery.
+    @Test func aHashAlteredInMerkleHashesAfterTheOpenIsNeverSigned() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await deposit(t.store, 3)
+        let url = t.folder.appendingPathComponent("merkle.hashes")
+        var bytes = try Data(contentsOf: url)
+        bytes[bytes.count - 1] ^= 0x01
+        try bytes.write(to: url)
+        do {
+            let checkpoint = try await t.store.checkpoint()
+            try await t.store.verify(against: checkpoint)
+        } catch {
+            #expect(error.code == .corrupted, "a signed root the log does not have: \(error.code)")
+        }
+        try await t.close()
+    }
+
     /// A cadence is checked where it is configured (a count of at least one,
     /// a positive interval), and the largest count is not an overflow: the
     /// store keeps making checkpoints by time.

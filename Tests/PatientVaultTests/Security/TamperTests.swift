@@ -188,4 +188,41 @@ import Testing
         #expect(try await t.store.content(of: keep.id, for: alice, as: .patient(alice)) == Fixtures.content("KEEP-ME"))
         try await t.store.close()
     }
+    /// `keys.slots` cut short, or replaced alone by an older copy of
+    /// itself, is refused at open (`corrupted`): the checkpoint records how
+    /// far it reached and its journal epoch. Before, a cut file had the
+    /// slots of acknowledged documents reserved again (so an erasure in one
+    /// vault could destroy another's key), and an older copy brought an
+    /// erased document's key back.
+    @Test func keysSlotsCutOrRolledBackAloneIsRefusedAtOpen() async throws {
+        let alice = Fixtures.alice
+        let t = try await TestStore()
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
+        let erased = try await t.store.deposit(Fixtures.draft("Wrong"), content: Data("wrong".utf8), for: alice, as: .patient(alice))
+        let keyFile = t.folder.appendingPathComponent(LogFormat.keyFileName)
+        try await t.store.close()
+        let beforeErasure = try Data(contentsOf: keyFile)
+        var store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        try await store.erase(erased.id, for: alice, as: .patient(alice))
+        try await store.close()
+        let current = try Data(contentsOf: keyFile)
+        // Cut after the vault's key slot: the documents' slots are gone.
+        let slot = LogFormat.keySlotSize
+        try current.prefix(4 * slot).write(to: keyFile)
+        await #expect { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) } throws: {
+            ($0 as? PatientVaultError)?.code == .corrupted
+        }
+        // The copy from before the erasure: the same length, an older journal key.
+        try beforeErasure.write(to: keyFile)
+        await #expect { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) } throws: {
+            ($0 as? PatientVaultError)?.code == .corrupted
+        }
+        // The file as it was: everything reads as before.
+        try current.write(to: keyFile)
+        store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
+        #expect(await code { _ = try await store.content(of: erased.id, for: alice, as: .patient(alice)) } == .erased)
+        try await store.close()
+    }
 }
