@@ -382,6 +382,9 @@ final class LogEngineCore: Sendable {
     /// latch too.
     let failure = Locked<StorageError?>(nil)
     let lockFile: PosixFile
+    /// The store's folder, opened only to hold the same exclusive `flock`
+    /// as `LOCK` (which someone may delete).
+    let folderLock: PosixFile
     /// The key-slot file, with its own lock.
     let keySlots: KeySlotFile
     /// The Merkle tree over every record (`merkle.hashes`).
@@ -430,6 +433,13 @@ final class LogEngineCore: Sendable {
         lockFile = try PosixFile.open(directory + "/LOCK", flags: O_RDWR | O_CREAT, name: "LOCK")
         guard try lockFile.tryLockExclusive() else {
             throw StorageError(.locked, "the store is already open (LOCK is held)")
+        }
+        // The folder itself too: a `LOCK` deleted while the store is open
+        // would otherwise let a second process create another and open the
+        // store beside it, two committers writing the same segment.
+        folderLock = try PosixFile.open(directory, flags: O_RDONLY | O_DIRECTORY, name: "the store's folder")
+        guard try folderLock.tryLockExclusive() else {
+            throw StorageError(.locked, "the store is already open (its folder is locked)")
         }
         let logExists = try FileSystem.list(directory).contains { LogFormat.segmentNumber(fromFileName: $0) != nil }
         keySlots = try KeySlotFile(
@@ -562,6 +572,7 @@ final class LogEngineCore: Sendable {
         _ = try await stopped.wait()
         state.withLock { $0.closed = true }
         let failure = self.failure.withLock { $0 }
+        folderLock.unlock()
         lockFile.unlock()
         // Whatever failed (a write, a sync), what the caller learns is that
         // acknowledged durability stopped there: the outcome of the calls

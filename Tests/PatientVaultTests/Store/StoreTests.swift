@@ -78,7 +78,13 @@ import VaultSync
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
         #expect(c == .storeLocked)
+        // `LOCK` deleted while the store is open: the folder stays locked.
+        try FileManager.default.removeItem(at: t.folder.appendingPathComponent("LOCK"))
+        let again = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
+        #expect(again == .storeLocked)
         try await t.store.close()
+        // Closed: it opens (a new `LOCK` is made).
+        try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()).close()
     }
 
     @Test func closedStoreRefusesWrites() async throws {
