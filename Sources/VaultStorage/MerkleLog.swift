@@ -35,7 +35,7 @@ package final class MerkleLog: Sendable {
     /// The leaves appended and the right edge's complete subtrees, and the
     /// committer's buffer of hashes to store (reused: no allocation per
     /// batch once grown).
-    private let state: Locked<(tree: MerkleTree.Accumulator, stored: [UInt8])>
+    private let state: Locked<(tree: MerkleTree.Accumulator, stored: [UInt8], written: MerkleTree.Accumulator)>
     /// The leaves whose hashes were synced (all, at open).
     private let synced: Locked<UInt64>
 
@@ -46,7 +46,7 @@ package final class MerkleLog: Sendable {
     /// An empty tree over empty `storage`.
     package init(empty storage: any MerkleHashStorage) {
         self.storage = storage
-        state = Locked((MerkleTree.Accumulator(), []))
+        state = Locked((MerkleTree.Accumulator(), [], MerkleTree.Accumulator()))
         synced = Locked(0)
     }
 
@@ -57,7 +57,8 @@ package final class MerkleLog: Sendable {
             throw StorageError(.corrupted, "the Merkle tree's hashes end before the records the checkpoint covers")
         }
         if try storage.count > needed { try storage.truncate(to: needed) }
-        state = Locked((try MerkleTree.Accumulator(size: leaves, read: storage.read), []))
+        let tree = try MerkleTree.Accumulator(size: leaves, read: storage.read)
+        state = Locked((tree, [], tree))
         synced = Locked(leaves)
     }
 
@@ -131,8 +132,11 @@ package final class MerkleLog: Sendable {
         precondition(leafHashes.count % MerkleTree.hashSize == 0)
         guard !leafHashes.isEmpty else { return }
         // The writer's buffer is taken out of the lock for the write, and
-        // put back (emptied, its capacity kept) after it.
-        var stored = state.withLock { s -> [UInt8] in
+        // put back (emptied, its capacity kept) after it. The tree as it
+        // stands once its hashes are in the file (`written`) is what
+        // roots and proofs are checked against: readers never ask the
+        // file for hashes the writer has not written yet.
+        var (stored, tree) = state.withLock { s -> ([UInt8], MerkleTree.Accumulator) in
             var buffer = s.stored
             s.stored = []
             buffer.removeAll(keepingCapacity: true)
@@ -143,11 +147,12 @@ package final class MerkleLog: Sendable {
                     i += MerkleTree.hashSize
                 }
             }
-            return buffer
+            return (buffer, s.tree)
         }
         defer { state.withLock { $0.stored = stored } }
         try storage.append(stored)
         stored.removeAll(keepingCapacity: true)
+        state.withLock { s in if tree.size > s.written.size { swap(&s.written, &tree) } }
     }
 
     /// The root of the tree of the first `size` leaves: the tree's own in
@@ -160,7 +165,13 @@ package final class MerkleLog: Sendable {
     ///   ``StorageError/Code/corrupted``.
     package func root(size: UInt64) throws -> [UInt8] {
         try check(size)
-        let (current, currentRoot) = state.withLock { ($0.tree.size, $0.tree.root) }
+        let (full, written) = state.withLock { ($0.tree, $0.written) }
+        if size == full.size { return full.root }
+        // Leaves appended whose hashes are still on their way to the file
+        // (the writer is between the two): as before, from the file.
+        guard size <= written.size else { return try MerkleTree.rootHash(size: size, read: storage.read) }
+        let current = written.size
+        let currentRoot = written.root
         if size == current { return currentRoot }
         let root = try MerkleTree.rootHash(size: size, read: storage.read)
         guard size > 0 else { return root }
@@ -190,7 +201,8 @@ package final class MerkleLog: Sendable {
     /// altered in `merkle.hashes` after the open is `corrupted`, never
     /// taken. Cost: O(log n) stored hashes read.
     package func verifiedLeaf(_ index: UInt64) throws -> [UInt8] {
-        let (size, root) = state.withLock { ($0.tree.size, $0.tree.root) }
+        let written = state.withLock { $0.written }
+        let (size, root) = (written.size, written.root)
         guard index < size else { throw StorageError(.invalidLocation, "leaf \(index) is beyond the log (\(size))") }
         let leaf = try storage.read(MerkleTree.storedIndex(level: 0, index: index))
         let proof = try MerkleTree.inclusionProof(index: index, size: size, read: storage.read)

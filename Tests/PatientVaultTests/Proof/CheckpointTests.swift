@@ -340,6 +340,39 @@ import Testing
         try await t.close()
     }
 
+    /// Checkpoints and receipts taken while writers append: the committer
+    /// adds leaves to the tree in memory before their hashes reach
+    /// `merkle.hashes`, and a root or proof must never ask the file for
+    /// hashes not yet written (a spurious `corrupted`). The window is
+    /// microseconds wide: this exercises it, it cannot force it.
+    @Test func checkpointsAndReceiptsBesideWritersNeverFail() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        let store = t.store
+        for i in 0..<4 { try await store.createVault(for: INS.example(100 + i), as: .patient(INS.example(100 + i)), channel: .patientOnline) }
+        let first = try await store.deposit(Fixtures.draft(), content: Data([1]), for: INS.example(100), as: Fixtures.doctor)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<4 {
+                group.addTask {
+                    for _ in 0..<60 {
+                        _ = try await store.deposit(Fixtures.draft(), content: Data([2]), for: INS.example(100 + i), as: Fixtures.doctor)
+                    }
+                }
+            }
+            group.addTask {
+                var previous: SignedCheckpoint?
+                for _ in 0..<60 {
+                    let checkpoint = try await store.checkpoint()
+                    if let previous { #expect(previous.treeHead.size <= checkpoint.treeHead.size) }
+                    previous = checkpoint
+                    _ = try await store.receipt(for: first.id, for: INS.example(100), as: .patient(INS.example(100)))
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await store.verify(against: try await store.checkpoint())
+        try await t.close()
+    }
+
     /// A cadence is checked where it is configured (a count of at least one,
     /// a positive interval), and the largest count is not an overflow: the
     /// store keeps making checkpoints by time.
