@@ -196,7 +196,7 @@ import Testing
     /// erased document's key back.
     @Test func keysSlotsCutOrRolledBackAloneIsRefusedAtOpen() async throws {
         let alice = Fixtures.alice
-        let t = try await TestStore()
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let kept = try await t.store.deposit(Fixtures.draft("Kept"), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
         let erased = try await t.store.deposit(Fixtures.draft("Wrong"), content: Data("wrong".utf8), for: alice, as: .patient(alice))
