@@ -17,7 +17,10 @@ extension LogEngineCore {
     ///   (each frame carries the sequence number below which everything was
     ///   durable when it was queued). The tail is cut there.
     /// - Otherwise it is **corruption**: a typed error naming segment and
-    ///   offset; nothing is skipped or repaired silently.
+    ///   offset; nothing is repaired. The one record passed over is a
+    ///   durable one whose genuine header carries a damaged payload: kept,
+    ///   reported (``RecoveryReport/damagedRecords``, the log at error
+    ///   level), and `corrupted` when read.
     static func recover(
         directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, merkleFile: MerkleHashFile,
         into s: inout State
@@ -54,9 +57,43 @@ extension LogEngineCore {
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        let (end, endData, journaled, leaves) = try replay(
-            from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration, into: &s, report: &report)
-        try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
+        // A record made durable whose payload is damaged under a genuine
+        // header (a flipped bit on the disk, not a torn write: a later frame
+        // testifies that it was durable) is kept, with the leaf hash
+        // `merkle.hashes` holds for it: reading it answers `corrupted`, so
+        // only its stream (one vault, one principal's activity) is affected
+        // and the rest of the store opens. Found one per replay, each
+        // replay starting again from the state before the first.
+        var tolerated: [UInt64: [UInt8]] = [:]
+        var damaged: [(segment: UInt32, offset: UInt64)] = []
+        let (stateBefore, reportBefore) = (s, report)
+        var replayed: (end: LogEnd, data: [UInt8], journaled: [(number: UInt64, bytes: [UInt8])], leaves: [UInt8])
+        while true {
+            let (end, endData, journaled, leaves, damage) = try replay(
+                from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
+                tolerating: tolerated, into: &s, report: &report)
+            do {
+                try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
+                replayed = (end, endData, journaled, leaves)
+                break
+            } catch let error as StorageError where error.code == .corrupted {
+                // A key-slot manifest is never passed over: the slots it
+                // carries may exist nowhere else.
+                guard let damage, !damage.slotManifest, tolerated.count < damagedRecordLimit,
+                      let leaf = try storedLeaf(damage.lsn, in: merkleFile)
+                else { throw error }
+                tolerated[damage.lsn] = leaf
+                damaged.append((damage.segment, damage.offset))
+                (s, report) = (stateBefore, reportBefore)
+            }
+        }
+        report.damagedRecords = damaged
+        for d in damaged {
+            configuration.logger.error(
+                "storage: a durable record's payload failed its checksum; kept, its stream answers corrupted",
+                metadata: ["segment": "\(d.segment)", "offset": "\(d.offset)"])
+        }
+        let (end, journaled, leaves) = (replayed.end, replayed.journaled, replayed.leaves)
         // The key slots of the groups kept, from their manifests, where a
         // power cut lost them (the key file is synced only before a
         // checkpoint): written back and synced before anything else.
@@ -90,6 +127,22 @@ extension LogEngineCore {
             throw StorageError(.corrupted, "the Merkle tree has \(merkle.size) leaves for \(s.nextLSN - 1) records")
         }
         return (report, merkle)
+    }
+
+    /// How many damaged durable records one open passes over before it
+    /// refuses the store (``recover(directory:configuration:keySlots:merkleFile:into:)``):
+    /// each costs a replay of the log after the checkpoint, and more than a
+    /// few is a failing disk, not a flipped bit.
+    static let damagedRecordLimit = 16
+
+    /// The leaf hash `merkle.hashes` holds for the record of sequence
+    /// number `lsn`, if it holds one (the committer writes it after the
+    /// record's frame; a power cut may have lost it).
+    private static func storedLeaf(_ lsn: UInt64, in file: MerkleHashFile) throws -> [UInt8]? {
+        guard lsn >= 1 else { return nil }
+        let index = MerkleTree.storedIndex(level: 0, index: lsn - 1)
+        guard index < file.count else { return nil }
+        return try file.read(index)
     }
 
     /// Where the valid log stops: its segment, offset and next LSN, and the
@@ -220,12 +273,16 @@ extension LogEngineCore {
     /// of the valid log: the index of `s` follows every complete atomic
     /// group. Returns where the valid log ends, the bytes of the segment
     /// it ends in, and the key slots the complete groups' manifests carry
-    /// (of the journal's current epoch).
+    /// (of the journal's current epoch), and, when the log stops at a frame
+    /// whose genuine header is followed by a damaged payload, that frame.
+    /// Records of `tolerating` (sequence number: the leaf hash to use) are
+    /// kept although their payload is damaged.
     private static func replay(
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
-        valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration,
+        valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration, tolerating tolerated: [UInt64: [UInt8]],
         into s: inout State, report: inout RecoveryReport
-    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8]) {
+    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8], DamagedPayload?) {
+        var damage: DamagedPayload?
         var journaled: [(number: UInt64, bytes: [UInt8])] = []
         var leaves: [UInt8] = []
         let (startSegment, startOffset) = (start.segment, start.offset)
@@ -285,9 +342,16 @@ extension LogEngineCore {
                     guard length <= raw.count - offset else { return offset }
                     let payload = UnsafeRawBufferPointer(
                         rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))])
-                    guard LogFormat.payloadCRC(payload) == f.payloadCRC,
-                          raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
-                    else { return offset }
+                    var keptLeaf: [UInt8]?
+                    if LogFormat.payloadCRC(payload) != f.payloadCRC
+                        || !raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
+                    {
+                        guard let leaf = tolerated[f.lsn], !f.isSlotManifest else {
+                            damage = DamagedPayload(lsn: f.lsn, segment: n, offset: UInt64(offset), slotManifest: f.isSlotManifest)
+                            return offset
+                        }
+                        keptLeaf = leaf
+                    }
                     // A group's key slots, as its manifest carries them: written
                     // back (where missing) if the whole group is kept.
                     if f.isSlotManifest {
@@ -301,7 +365,7 @@ extension LogEngineCore {
                     // A compacted frame's leaf is the one its body
                     // keeps; a compacted body the engine cannot have written
                     // under a genuine header is damage, never a torn write.
-                    guard let leaf = LogFormat.leafHash(
+                    guard let leaf = keptLeaf ?? LogFormat.leafHash(
                         of: f, payload: payload, salt: segment.salt, offset: UInt64(offset), authenticator: configuration.authenticator)
                     else {
                         forged = offset
@@ -346,7 +410,16 @@ extension LogEngineCore {
             if end.badOffset != nil { break replay }
         }
 
-        return (end, endData, journaled, leaves)
+        return (end, endData, journaled, leaves, damage.flatMap { end.badOffset.map(UInt64.init) == $0.offset && end.segment == $0.segment ? $0 : nil })
+    }
+
+    /// A frame whose header is genuine and whose payload fails its
+    /// checksum (or padding), where replay stopped.
+    struct DamagedPayload {
+        var lsn: UInt64
+        var segment: UInt32
+        var offset: UInt64
+        var slotManifest: Bool
     }
 
     /// `end` is where the valid log stops. Anything after it is a torn

@@ -267,11 +267,15 @@ package struct RecoveryReport: Sendable, Equatable {
     /// Key slots written back from their groups' manifests (the key-slot
     /// journal): lost from the key file by a power cut, kept in the log.
     package var restoredKeySlots = 0
+    /// Durable records kept although their payload failed its checksum
+    /// (each answers `corrupted` when read): where they are.
+    package var damagedRecords: [(segment: UInt32, offset: UInt64)] = []
 
     package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
         a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
             && a.truncatedAt?.segment == b.truncatedAt?.segment && a.truncatedAt?.offset == b.truncatedAt?.offset
             && a.removedSegments == b.removedSegments && a.restoredKeySlots == b.restoredKeySlots
+            && a.damagedRecords.elementsEqual(b.damagedRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
     }
 }
 

@@ -55,20 +55,44 @@ import Testing
         try await reopened.close()
     }
 
-    @Test(arguments: [0, 5, 20, 79, 80, 120])
-    func damagedMiddleRecordIsCorruption(byteInRecord: Int) async throws {
+    /// A flipped byte in the middle one of three durable records. In its
+    /// header (the frame's place in the log, its length, its MAC), recovery
+    /// has nothing to stand on: the open refuses the store, naming the
+    /// record. In its payload, under a genuine header, with a later record
+    /// testifying that it was durable, it is a flipped bit, not a torn
+    /// write: the open keeps it (with the leaf hash `merkle.hashes` holds),
+    /// reports it, and reading it answers `corrupted`; the records around
+    /// it read back, and the store takes new ones. Before, the whole store
+    /// refused to open in both cases.
+    @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200])
+    func damagedMiddleRecord(byteInRecord: Int) async throws {
         let dir = TemporaryDirectory()
         let locations = try await threeRecords(dir)
         let middle = locations[1]
         var bytes = try readBytes(dir.segmentPath(1))
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        #expect {
-            _ = try dir.openEngine()
-        } throws: { error in
-            guard let e = error as? StorageError else { return false }
-            return e.code == .corrupted && e.segment == 1 && e.offset == middle.offset
+        guard byteInRecord >= LogFormat.frameHeaderSize else {
+            #expect {
+                _ = try dir.openEngine()
+            } throws: { error in
+                guard let e = error as? StorageError else { return false }
+                return e.code == .corrupted && e.segment == 1 && e.offset == middle.offset
+            }
+            return
         }
+        let engine = try dir.openEngine()
+        #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
+        #expect(engine.recoveryReport.truncatedAt == nil)
+        #expect {
+            _ = try engine.read(middle)
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == middle.offset } ?? false }
+        #expect(try engine.read(locations[0]).payload == payload(0, size: 150))
+        #expect(try engine.read(locations[2]).payload == payload(2, size: 150))
+        try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(9))])
+        let reopened = try await engine.reopen(dir)
+        #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
+        try await reopened.close()
     }
 
     @Test func damageInAnOlderSegmentIsReportedOnRead() async throws {
@@ -90,11 +114,16 @@ import Testing
             _ = try engine.read(first!)
         } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
         try await engine.close()
-        // Without the checkpoint, open replays everything and refuses.
+        // Without the checkpoint, open replays everything: it keeps the
+        // damaged record (later ones testify it was durable), and the read
+        // still names it.
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        let replayed = try dir.openEngine()
+        #expect(replayed.recoveryReport.damagedRecords.map(\.offset) == [first!.offset])
         #expect {
-            _ = try dir.openEngine()
-        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 } ?? false }
+            _ = try replayed.read(first!)
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
+        try await replayed.close()
     }
 
     @Test func missingMiddleSegmentIsCorruption() async throws {

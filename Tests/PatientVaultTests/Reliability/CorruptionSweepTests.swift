@@ -118,3 +118,64 @@ import Testing
         #expect(trials > 0)
     }
 }
+
+/// A flipped byte in one patient's record, in the part of the log an open
+/// replays (everything after the last checkpoint: after a crash, up to
+/// `checkpointInterval` bytes), affects that patient only.
+@Suite struct ReplayedDamageTests {
+    @Test func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault() async throws {
+        let live = TestFolder()
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        let c = Fixtures.configuration()
+        let (alice, bob) = (Fixtures.alice, Fixtures.bob)
+        // The files as a crash leaves them (every deposit acknowledged, no
+        // checkpoint since the store's first): a copy taken while it runs.
+        var aliceDocuments: [(DocumentID, Data)] = []
+        do {
+            let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
+            try await running.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            try await running.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
+            for i in 0..<3 {
+                let content = Fixtures.content("A\(i)", size: 500)
+                aliceDocuments.append((try await running.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor).id, content))
+                // Bob's documents are the log's largest records: found below by size.
+                _ = try await running.deposit(Fixtures.draft(), content: Fixtures.content("B\(i)", size: 9000), for: bob, as: Fixtures.doctor)
+            }
+            try FileManager.default.copyItem(at: live.url, to: folder.url)
+            try await running.close()
+        }
+        try? FileManager.default.removeItem(at: folder.url.appendingPathComponent("LOCK"))
+        // A byte in the middle of the payload of Bob's first large record.
+        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        var bytes = [UInt8](try Data(contentsOf: path))
+        let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
+        var offset = LogFormat.segmentHeaderSize, damaged: Int?
+        while damaged == nil, offset + LogFormat.frameHeaderSize <= bytes.count {
+            guard let f = bytes.withUnsafeBytes({
+                LogFormat.decodeFrameHeader(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + LogFormat.frameHeaderSize)]), salt: salt)
+            }) else { break }
+            if f.payloadLength > 8000 { damaged = offset + LogFormat.frameHeaderSize + Int(f.payloadLength) / 2 }
+            offset += LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+        }
+        let position = try #require(damaged)
+        bytes[position] ^= 0x5A
+        try Data(bytes).write(to: path)
+
+        // Before, the open refused the whole store (`corrupted`).
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        for (id, content) in aliceDocuments {
+            #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
+        }
+        #expect(try await store.verifyAuditTrail(for: alice, as: .patient(alice)).entries > 0)
+        let e = await error {
+            for m in try await store.documents(for: bob, as: .patient(bob)) {
+                _ = try await store.content(of: m.id, for: bob, as: .patient(bob))
+            }
+        }
+        #expect(e?.code == .corrupted)
+        // New writes go on, for the patients the damage does not touch.
+        _ = try await store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor)
+        try await store.close()
+    }
+}
