@@ -17,10 +17,12 @@ extension LogEngineCore {
     ///   (each frame carries the sequence number below which everything was
     ///   durable when it was queued). The tail is cut there.
     /// - Otherwise it is **corruption**: a typed error naming segment and
-    ///   offset; nothing is repaired. The one record passed over is a
-    ///   durable one whose genuine header carries a damaged payload: kept,
-    ///   reported (``RecoveryReport/damagedRecords``, the log at error
-    ///   level), and `corrupted` when read.
+    ///   offset; nothing is repaired on disk. The one record passed over
+    ///   is a durable one with a flipped byte: a damaged payload under a
+    ///   genuine header, or a header that one byte value restores (proven
+    ///   by its CRC and MAC): kept, reported
+    ///   (``RecoveryReport/damagedRecords``, the log at error level), and
+    ///   `corrupted` when read.
     static func recover(
         directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, merkleFile: MerkleHashFile,
         into s: inout State
@@ -57,32 +59,43 @@ extension LogEngineCore {
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        // A record made durable whose payload is damaged under a genuine
-        // header (a flipped bit on the disk, not a torn write: a later frame
-        // testifies that it was durable) is kept, with the leaf hash
-        // `merkle.hashes` holds for it: reading it answers `corrupted`, so
-        // only its stream (one vault, one principal's activity) is affected
-        // and the rest of the store opens. Found one per replay, each
+        // A durable record (a later frame testifies that it was) damaged by
+        // a flipped byte, not a torn write, is kept rather than refusing
+        // the store: reading it answers `corrupted`, so only its stream
+        // (one vault, one principal's activity) is affected. Either its
+        // payload is damaged under a genuine header (its leaf hash is the
+        // one `merkle.hashes` holds), or its header has one damaged byte
+        // that a search of every byte value restores, proven by the
+        // header's CRC and MAC (replay then reads the header restored, in
+        // memory; the file keeps the damage). Found one per replay, each
         // replay starting again from the state before the first.
         var tolerated: [UInt64: [UInt8]] = [:]
+        var restoredHeaders: [RecordLocation: [UInt8]] = [:]
         var damaged: [(segment: UInt32, offset: UInt64)] = []
         let (stateBefore, reportBefore) = (s, report)
         var replayed: (end: LogEnd, data: [UInt8], journaled: [(number: UInt64, bytes: [UInt8])], leaves: [UInt8])
         while true {
             let (end, endData, journaled, leaves, damage) = try replay(
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
-                tolerating: tolerated, into: &s, report: &report)
+                tolerating: tolerated, restoredHeaders: restoredHeaders, into: &s, report: &report)
             do {
                 try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
                 replayed = (end, endData, journaled, leaves)
                 break
             } catch let error as StorageError where error.code == .corrupted {
-                // A key-slot manifest is never passed over: the slots it
-                // carries may exist nowhere else.
-                guard let damage, !damage.slotManifest, tolerated.count < damagedRecordLimit,
-                      let leaf = try storedLeaf(damage.lsn, in: merkleFile)
-                else { throw error }
-                tolerated[damage.lsn] = leaf
+                guard let damage, damaged.count < damagedRecordLimit else { throw error }
+                switch damage.kind {
+                case .payload(let lsn, let slotManifest):
+                    // A key-slot manifest is never passed over: the slots it
+                    // carries may exist nowhere else.
+                    guard !slotManifest, let leaf = try storedLeaf(lsn, in: merkleFile) else { throw error }
+                    tolerated[lsn] = leaf
+                case .header:
+                    guard let segment = s.segments[damage.segment],
+                          let header = try restoredHeader(at: damage.offset, in: segment, authenticator: configuration.authenticator)
+                    else { throw error }
+                    restoredHeaders[RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(header.count))] = header
+                }
                 damaged.append((damage.segment, damage.offset))
                 (s, report) = (stateBefore, reportBefore)
             }
@@ -143,6 +156,51 @@ extension LogEngineCore {
         let index = MerkleTree.storedIndex(level: 0, index: lsn - 1)
         guard index < file.count else { return nil }
         return try file.read(index)
+    }
+
+    /// The frame header at `offset` of `segment` if it passes its CRC and
+    /// MAC as read, or once ``restoredHeader(at:in:authenticator:)``
+    /// restores it; nil if neither.
+    private static func genuineHeader(
+        at offset: UInt64, in segment: Segment, authenticator: (any LogAuthenticator)?
+    ) throws -> [UInt8]? {
+        let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
+        guard header.count == LogFormat.frameHeaderSize else { return nil }
+        let genuine = header.withUnsafeBytes { raw in
+            LogFormat.decodeFrameHeader(raw, salt: segment.salt) != nil
+                && LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: offset, authenticator: authenticator)
+        }
+        return genuine ? header : try restoredHeader(at: offset, in: segment, authenticator: authenticator)
+    }
+
+    /// The frame header at `offset` of `segment` with its one damaged byte
+    /// restored: the only candidate, among every value of every byte, that
+    /// passes the header's CRC and MAC. Nil without an authenticator (a CRC
+    /// alone does not prove a repair) or when no single byte restores it.
+    private static func restoredHeader(
+        at offset: UInt64, in segment: Segment, authenticator: (any LogAuthenticator)?
+    ) throws -> [UInt8]? {
+        guard authenticator != nil else { return nil }
+        var header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
+        guard header.count == LogFormat.frameHeaderSize else { return nil }
+        var found: [UInt8]?
+        for i in 0..<header.count {
+            let original = header[i]
+            for delta in 1...UInt8.max {
+                header[i] = original ^ delta
+                let genuine = header.withUnsafeBytes { raw in
+                    LogFormat.decodeFrameHeader(raw, salt: segment.salt) != nil
+                        && LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: offset, authenticator: authenticator)
+                }
+                if genuine {
+                    // Two candidates would make the repair a guess.
+                    guard found == nil else { return nil }
+                    found = header
+                }
+            }
+            header[i] = original
+        }
+        return found
     }
 
     /// Where the valid log stops: its segment, offset and next LSN, and the
@@ -238,15 +296,19 @@ extension LogEngineCore {
                     throw StorageError(.corrupted, "segment is shorter than the checkpoint says", segment: c.segment, offset: size)
                 }
                 if let last = c.last {
-                    // Damage is reported below; any other failure (an I/O
-                    // error) is thrown as it is, never taken for damage.
-                    var record: LogFrame?
-                    do {
-                        record = try LogEngineCore.readFrame(last, segments: s.segments, authenticator: configuration.authenticator)
-                    } catch let error as StorageError where error.code == .corrupted || error.code == .invalidLocation {
-                        record = nil
-                    }
-                    guard let record, record.sequence < c.nextLSN, last.segment <= c.segment else {
+                    // Its header is what proves it there: genuine, or with
+                    // one flipped byte its MAC proves restored. A damaged
+                    // payload is that record's problem (`corrupted` when
+                    // read), not the store's. An I/O error is thrown as it
+                    // is, never taken for damage.
+                    guard last.segment <= c.segment, let segment = s.segments[last.segment],
+                          Int(last.frameLength) >= LogFormat.frameHeaderSize,
+                          last.offset >= UInt64(LogFormat.segmentHeaderSize),
+                          last.offset + UInt64(last.frameLength) <= min(try segment.file.size(), segment.size),
+                          let header = try genuineHeader(at: last.offset, in: segment, authenticator: configuration.authenticator),
+                          let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
+                          h.lsn < c.nextLSN, LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(last.frameLength)
+                    else {
                         throw StorageError(
                             .corrupted, "a record covered by the checkpoint is missing or damaged",
                             segment: last.segment, offset: last.offset)
@@ -274,15 +336,16 @@ extension LogEngineCore {
     /// group. Returns where the valid log ends, the bytes of the segment
     /// it ends in, and the key slots the complete groups' manifests carry
     /// (of the journal's current epoch), and, when the log stops at a frame
-    /// whose genuine header is followed by a damaged payload, that frame.
-    /// Records of `tolerating` (sequence number: the leaf hash to use) are
-    /// kept although their payload is damaged.
+    /// whose header fails its checksum or whose genuine header is followed
+    /// by a damaged payload, that frame. Records of `tolerating` (sequence
+    /// number: the leaf hash to use) are kept although their payload is
+    /// damaged; the headers of `restoredHeaders` are read as given there.
     private static func replay(
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
         valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration, tolerating tolerated: [UInt64: [UInt8]],
-        into s: inout State, report: inout RecoveryReport
-    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8], DamagedPayload?) {
-        var damage: DamagedPayload?
+        restoredHeaders: [RecordLocation: [UInt8]], into s: inout State, report: inout RecoveryReport
+    ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8], Damage?) {
+        var damage: Damage?
         var journaled: [(number: UInt64, bytes: [UInt8])] = []
         var leaves: [UInt8] = []
         let (startSegment, startOffset) = (start.segment, start.offset)
@@ -309,7 +372,10 @@ extension LogEngineCore {
                 break replay
             }
             let fileSize = try segment.file.size()
-            let data = try segment.file.read(count: Int(min(fileSize, segment.size)), at: 0)
+            var data = try segment.file.read(count: Int(min(fileSize, segment.size)), at: 0)
+            for (location, header) in restoredHeaders where location.segment == n && Int(location.offset) + header.count <= data.count {
+                data.replaceSubrange(Int(location.offset)..<(Int(location.offset) + header.count), with: header)
+            }
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
             var groupChunks: [(UInt64, RecordLocation)] = []
@@ -326,7 +392,10 @@ extension LogEngineCore {
                     }
                     let headerBytes = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + LogFormat.frameHeaderSize)])
                     if headerBytes.allSatisfy({ $0 == 0 }) { return nil }
-                    guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt) else { return offset }
+                    guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt) else {
+                        damage = Damage(kind: .header, segment: n, offset: UInt64(offset))
+                        return offset
+                    }
                     // A header whose CRC matches was written whole: a wrong
                     // MAC (an edit by someone without the key, or a frame
                     // copied from another place) is not a torn write, and
@@ -347,7 +416,7 @@ extension LogEngineCore {
                         || !raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
                     {
                         guard let leaf = tolerated[f.lsn], !f.isSlotManifest else {
-                            damage = DamagedPayload(lsn: f.lsn, segment: n, offset: UInt64(offset), slotManifest: f.isSlotManifest)
+                            damage = Damage(kind: .payload(lsn: f.lsn, slotManifest: f.isSlotManifest), segment: n, offset: UInt64(offset))
                             return offset
                         }
                         keptLeaf = leaf
@@ -413,13 +482,17 @@ extension LogEngineCore {
         return (end, endData, journaled, leaves, damage.flatMap { end.badOffset.map(UInt64.init) == $0.offset && end.segment == $0.segment ? $0 : nil })
     }
 
-    /// A frame whose header is genuine and whose payload fails its
-    /// checksum (or padding), where replay stopped.
-    struct DamagedPayload {
-        var lsn: UInt64
+    /// The frame where replay stopped: its header failed its checksum, or
+    /// its genuine header is followed by a payload (or padding) that fails
+    /// its checksum.
+    struct Damage {
+        enum Kind {
+            case header
+            case payload(lsn: UInt64, slotManifest: Bool)
+        }
+        var kind: Kind
         var segment: UInt32
         var offset: UInt64
-        var slotManifest: Bool
     }
 
     /// `end` is where the valid log stops. Anything after it is a torn

@@ -6,8 +6,8 @@ import Testing
 @Suite struct RecoveryTests {
     /// Writes three durable records, closes without a checkpoint, and
     /// returns their locations.
-    func threeRecords(_ dir: TemporaryDirectory) async throws -> [RecordLocation] {
-        let engine = try dir.openEngine()
+    func threeRecords(_ dir: TemporaryDirectory, _ configuration: LogEngineConfiguration = smallConfiguration()) async throws -> [RecordLocation] {
+        let engine = try dir.openEngine(configuration)
         var locations: [RecordLocation] = []
         for i in 0..<3 {
             locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 150))])
@@ -55,33 +55,35 @@ import Testing
         try await reopened.close()
     }
 
-    /// A flipped byte in the middle one of three durable records. In its
-    /// header (the frame's place in the log, its length, its MAC), recovery
-    /// has nothing to stand on: the open refuses the store, naming the
-    /// record. In its payload, under a genuine header, with a later record
-    /// testifying that it was durable, it is a flipped bit, not a torn
-    /// write: the open keeps it (with the leaf hash `merkle.hashes` holds),
-    /// reports it, and reading it answers `corrupted`; the records around
-    /// it read back, and the store takes new ones. Before, the whole store
-    /// refused to open in both cases.
-    @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200])
-    func damagedMiddleRecord(byteInRecord: Int) async throws {
+    /// A flipped byte in the middle one of three durable records, a later
+    /// record testifying that it was durable: a flipped bit, not a torn
+    /// write. In its payload, under a genuine header, the open keeps the
+    /// record (with the leaf hash `merkle.hashes` holds). In its header, the
+    /// open keeps it too when the header's MAC proves the one byte value
+    /// that restores it (with frame MACs, as a store has); without a MAC
+    /// (a CRC alone proves no repair), the open refuses the store, naming
+    /// the record. A kept record is reported, and reading it answers
+    /// `corrupted`; the records around it read back, and the store takes
+    /// new ones. Before, the whole store refused to open in every case.
+    @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200], [false, true])
+    func damagedMiddleRecord(byteInRecord: Int, authenticated: Bool) async throws {
+        let c = authenticated ? smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) } : smallConfiguration()
         let dir = TemporaryDirectory()
-        let locations = try await threeRecords(dir)
+        let locations = try await threeRecords(dir, c)
         let middle = locations[1]
         var bytes = try readBytes(dir.segmentPath(1))
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        guard byteInRecord >= LogFormat.frameHeaderSize else {
+        guard byteInRecord >= LogFormat.frameHeaderSize || authenticated else {
             #expect {
-                _ = try dir.openEngine()
+                _ = try dir.openEngine(c)
             } throws: { error in
                 guard let e = error as? StorageError else { return false }
                 return e.code == .corrupted && e.segment == 1 && e.offset == middle.offset
             }
             return
         }
-        let engine = try dir.openEngine()
+        let engine = try dir.openEngine(c)
         #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
         #expect(engine.recoveryReport.truncatedAt == nil)
         #expect {
@@ -90,9 +92,24 @@ import Testing
         #expect(try engine.read(locations[0]).payload == payload(0, size: 150))
         #expect(try engine.read(locations[2]).payload == payload(2, size: 150))
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(9))])
-        let reopened = try await engine.reopen(dir)
+        let reopened = try await engine.reopen(dir, c)
         #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
         try await reopened.close()
+    }
+
+    /// Two bytes of one header flipped: no single byte restores it, and the
+    /// open refuses the store (a repair is never a guess).
+    @Test func aHeaderWithTwoDamagedBytesIsCorruption() async throws {
+        let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
+        let dir = TemporaryDirectory()
+        let middle = try await threeRecords(dir, c)[1]
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(middle.offset) + 20] ^= 0x40
+        bytes[Int(middle.offset) + 40] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        #expect {
+            _ = try dir.openEngine(c)
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == middle.offset } ?? false }
     }
 
     @Test func damageInAnOlderSegmentIsReportedOnRead() async throws {

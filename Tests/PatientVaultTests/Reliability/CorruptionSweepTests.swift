@@ -123,7 +123,10 @@ import Testing
 /// replays (everything after the last checkpoint: after a crash, up to
 /// `checkpointInterval` bytes), affects that patient only.
 @Suite struct ReplayedDamageTests {
-    @Test func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault() async throws {
+    /// `inHeader`: the byte flipped is in the record's frame header (which
+    /// its MAC then proves restored), else in its payload.
+    @Test(arguments: [false, true])
+    func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault(inHeader: Bool) async throws {
         let live = TestFolder()
         let folder = TestFolder()
         let key = try MasterKey.generate()
@@ -146,7 +149,8 @@ import Testing
             try await running.close()
         }
         try? FileManager.default.removeItem(at: folder.url.appendingPathComponent("LOCK"))
-        // A byte in the middle of the payload of Bob's first large record.
+        // A byte of the header, or of the middle of the payload, of Bob's
+        // first large record.
         let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
         var bytes = [UInt8](try Data(contentsOf: path))
         let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
@@ -155,7 +159,7 @@ import Testing
             guard let f = bytes.withUnsafeBytes({
                 LogFormat.decodeFrameHeader(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + LogFormat.frameHeaderSize)]), salt: salt)
             }) else { break }
-            if f.payloadLength > 8000 { damaged = offset + LogFormat.frameHeaderSize + Int(f.payloadLength) / 2 }
+            if f.payloadLength > 8000 { damaged = offset + (inHeader ? 30 : LogFormat.frameHeaderSize + Int(f.payloadLength) / 2) }
             offset += LogFormat.frameLength(payloadCount: Int(f.payloadLength))
         }
         let position = try #require(damaged)
