@@ -142,16 +142,26 @@ extension VaultStore {
             let markStream = keys.activityMarkStream
             var start: LogCursor?
             let broken = PatientVaultError(.corrupted, "the activity mark is damaged")
-            var newestMark: StoredRecord?
-            try await engine.visitNewestFirst(markStream) { newestMark = $0; return false }
-            if let newestMark {
-                let body = try RecordCodec.openStoreRecord(newestMark, kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
-                start = try body.withUnsafeBytes { raw in
-                    var r = ByteReader(raw)
-                    let cursor = try LogCursor(from: &r)
-                    guard r.remaining == 0 else { throw broken }
-                    return cursor
+            do {
+                var newestMark: StoredRecord?
+                try await engine.visitNewestFirst(markStream) { newestMark = $0; return false }
+                if let newestMark {
+                    let body = try RecordCodec.openStoreRecord(newestMark, kind: .activityMark, key: keys.activity, stream: markStream, broken: broken)
+                    start = try body.withUnsafeBytes { raw in
+                        var r = ByteReader(raw)
+                        let cursor = try LogCursor(from: &r)
+                        guard r.remaining == 0 else { throw broken }
+                        return cursor
+                    }
                 }
+            } catch where PatientVaultError.wrapping(error).code == .corrupted {
+                // A damaged mark says nothing of where the copies stop: the
+                // copies a crash lost before this open (none after a clean
+                // close) are not rebuilt, and the store still opens (the
+                // vaults' own trails, which the copies repeat, are whole).
+                logger.error("patientvault: the activity mark is damaged; activity copies lost in a crash are not rebuilt")
+                auditWriter.activity.noteMark(engine.endCursor)
+                return
             }
             auditWriter.activity.noteMark(start)
             var audits: [StoredRecord] = []

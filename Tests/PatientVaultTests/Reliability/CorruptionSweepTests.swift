@@ -123,6 +123,51 @@ import Testing
 /// replays (everything after the last checkpoint: after a crash, up to
 /// `checkpointInterval` bytes), affects that patient only.
 @Suite struct ReplayedDamageTests {
+    /// The frames of a segment file's bytes, in order, with their offsets.
+    static func frames(of bytes: [UInt8]) throws -> [(offset: Int, header: LogFormat.FrameHeader)] {
+        let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
+        var frames: [(offset: Int, header: LogFormat.FrameHeader)] = []
+        var offset = LogFormat.segmentHeaderSize
+        while offset + LogFormat.frameHeaderSize <= bytes.count {
+            guard let f = bytes.withUnsafeBytes({
+                LogFormat.decodeFrameHeader(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + LogFormat.frameHeaderSize)]), salt: salt)
+            }) else { break }
+            frames.append((offset, f))
+            offset += LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+        }
+        return frames
+    }
+
+    /// The newest activity mark (the log's last record after a clean close,
+    /// read at every open to find the copies a crash lost) damaged: the
+    /// store opens (without that rebuild, which a clean close leaves
+    /// nothing for) and serves its patients. Before, it refused to open.
+    @Test func aDamagedActivityMarkDoesNotStopTheStore() async throws {
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        let c = Fixtures.configuration()
+        let alice = Fixtures.alice
+        let content = Fixtures.content("A", size: 500)
+        let id: DocumentID
+        do {
+            let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+            try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            id = try await store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor).id
+            try await store.close()
+        }
+        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        var bytes = [UInt8](try Data(contentsOf: path))
+        let mark = try #require(try Self.frames(of: bytes).last {
+            $0.header.stream.map { StoreKeys.StreamClass(of: $0) == .activityMark } ?? false
+        })
+        bytes[mark.offset + LogFormat.frameHeaderSize + 20] ^= 0x5A
+        try Data(bytes).write(to: path)
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
+        _ = try await store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)
+        try await store.close()
+    }
+
     /// `inHeader`: the byte flipped is in the record's frame header (which
     /// its MAC then proves restored), else in its payload.
     @Test(arguments: [false, true])
@@ -153,14 +198,8 @@ import Testing
         // first large record.
         let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
         var bytes = [UInt8](try Data(contentsOf: path))
-        let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
-        var offset = LogFormat.segmentHeaderSize, damaged: Int?
-        while damaged == nil, offset + LogFormat.frameHeaderSize <= bytes.count {
-            guard let f = bytes.withUnsafeBytes({
-                LogFormat.decodeFrameHeader(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + LogFormat.frameHeaderSize)]), salt: salt)
-            }) else { break }
-            if f.payloadLength > 8000 { damaged = offset + (inHeader ? 30 : LogFormat.frameHeaderSize + Int(f.payloadLength) / 2) }
-            offset += LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+        let damaged = try Self.frames(of: bytes).first { $0.header.payloadLength > 8000 }.map {
+            $0.offset + (inHeader ? 30 : LogFormat.frameHeaderSize + Int($0.header.payloadLength) / 2)
         }
         let position = try #require(damaged)
         bytes[position] ^= 0x5A
