@@ -146,7 +146,6 @@ extension LogEngine {
         // log's own replaces it once the segments are copied.
         let copiedIndex = directory + "/" + LogFormat.checkpointFileName
         if FileSystem.exists(copiedIndex) { try FileSystem.remove(copiedIndex) }
-        try FileSystem.remove(directory + "/" + LogFormat.previousCheckpointFileName)
         if previous != nil {
             // What opening the previous copy made: any segment after the
             // one that ended it.

@@ -95,17 +95,6 @@ extension LogEngineCore {
         do {
             try files.write(bytes, at: 0, of: file, site: .checkpointWrite)
             try files.sync(file, site: .checkpointSync)
-            // The checkpoint being replaced stays as the previous one (a
-            // second name for its file, given before the rename: a crash
-            // at any point leaves a current checkpoint): the open falls
-            // back on it if the current one is damaged. Only a whole one:
-            // one that fails its checksum is never kept.
-            if try checkpointIsWhole(at: path) {
-                let previous = directory + "/" + LogFormat.previousCheckpointFileName
-                try? FileSystem.remove(previous + ".tmp", observer: observer)
-                try FileSystem.link(path, previous + ".tmp")
-                try FileSystem.rename(previous + ".tmp", previous, observer: observer)
-            }
             try FileSystem.rename(temporary, path, observer: observer)
         } catch {
             // A partial temporary file (a full disk) is never read; remove it.
@@ -157,17 +146,6 @@ extension LogEngineCore {
         return w.bytes
     }
 
-    /// Whether the checkpoint file at `path` exists and passes its
-    /// checksum.
-    private static func checkpointIsWhole(at path: String) throws -> Bool {
-        guard FileSystem.exists(path) else { return false }
-        let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
-        let bytes = try file.read(count: Int(try file.size()), at: 0)
-        guard bytes.count >= 4 else { return false }
-        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
-        return CRC32C.checksum(Array(bytes[0..<(bytes.count - 4)])) == stored
-    }
-
     /// Reads the checkpoint; nil if absent. A checkpoint is written to a
     /// temporary file, synced and renamed into place, so it is never torn:
     /// one that fails its checksum is damage.
@@ -186,20 +164,7 @@ extension LogEngineCore {
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
         guard let checkpoint = try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger) else {
-            guard lenient else {
-                // Damage (a flipped byte), not a crash: the previous
-                // checkpoint, which vouches for less of the log, if it is
-                // whole and genuine.
-                let previous = directory + "/" + LogFormat.previousCheckpointFileName
-                if FileSystem.exists(previous) {
-                    let file = try PosixFile.open(previous, flags: O_RDONLY, name: "checkpoint")
-                    if let older = try decodeCheckpoint(try file.read(count: Int(try file.size()), at: 0), authenticator: authenticator) {
-                        logger.error("storage: index.checkpoint failed its checksum; opened from the previous checkpoint")
-                        return older
-                    }
-                }
-                throw StorageError(.corrupted, "index.checkpoint failed its checksum")
-            }
+            guard lenient else { throw StorageError(.corrupted, "index.checkpoint failed its checksum") }
             return nil
         }
         return checkpoint

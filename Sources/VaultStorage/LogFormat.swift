@@ -383,9 +383,6 @@ enum LogFormat {
     // MARK: - Checkpoint
 
     static let checkpointFileName = "index.checkpoint"
-    /// The checkpoint `index.checkpoint` replaced, kept for an open that
-    /// finds the current one damaged.
-    static let previousCheckpointFileName = "index.checkpoint.previous"
     static let checkpointMagic: [UInt8] = Array("PVCKPT01".utf8)
     static let checkpointEntrySize = 48
     /// Bytes of one chunk of a checkpoint's chunk table.

@@ -394,11 +394,6 @@ package enum FileSystem {
         throw PosixFile.error("link", name: "header")
     }
 
-    /// Gives `from`'s file the name `to` too (`link(2)`).
-    package static func link(_ from: String, _ to: String) throws {
-        guard Glibc.link(from, to) == 0 else { throw PosixFile.error("link", name: "checkpoint") }
-    }
-
     /// Removes a file; a missing file is not an error.
     package static func remove(_ path: String, observer: (any FileObserver)? = nil) throws {
         if unlink(path) != 0 && errno != ENOENT { throw PosixFile.error("unlink", name: "segment") }
