@@ -70,6 +70,31 @@ package enum CRC32C {
         return ~c
     }
 
+    /// Every single-byte error that explains a checksum mismatch: each
+    /// `(index, delta)` such that `bytes[index] ^= delta` gives a message
+    /// of `count` bytes whose CRC-32C differs from the received one's by
+    /// `syndrome` (the received CRC xor the stored one).
+    ///
+    /// The CRC is affine, so that difference depends only on the error:
+    /// `delta` at `index` followed by `count - 1 - index` zero bytes, run
+    /// through the register from zero. Cost: 255 × `count` table steps, for
+    /// a repair that a MAC then proves (a CRC alone proves nothing).
+    package static func singleByteErrors(syndrome: UInt32, count: Int) -> [(index: Int, delta: UInt8)] {
+        guard syndrome != 0, count > 0 else { return [] }
+        let table = tables[0]
+        var found: [(index: Int, delta: UInt8)] = []
+        table.withUnsafeBufferPointer { t in
+            for delta in 1...255 {
+                var r = t[delta]
+                for zeros in 0..<count {
+                    if r == syndrome { found.append((count - 1 - zeros, UInt8(delta))) }
+                    r = t[Int(r & 0xFF)] ^ (r >> 8)
+                }
+            }
+        }
+        return found
+    }
+
     /// The CRC-32C of `bytes`.
     package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }

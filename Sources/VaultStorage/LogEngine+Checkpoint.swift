@@ -164,10 +164,53 @@ extension LogEngineCore {
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
         let bytes = try file.read(count: Int(try file.size()), at: 0)
         guard let checkpoint = try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger) else {
-            guard lenient else { throw StorageError(.corrupted, "index.checkpoint failed its checksum") }
+            guard lenient else {
+                // A flipped byte (a crash never leaves it torn): restored
+                // only when the MAC proves the one value that fits.
+                if let restored = restoredCheckpoint(bytes, authenticator: authenticator) {
+                    logger.error("storage: index.checkpoint had a damaged byte; restored, its CRC and MAC proving the value")
+                    return restored
+                }
+                throw StorageError(.corrupted, "index.checkpoint failed its checksum")
+            }
             return nil
         }
         return checkpoint
+    }
+
+    /// The checkpoint `bytes` held before one of its bytes was flipped:
+    /// the one candidate among the single-byte errors that explain its
+    /// checksum's mismatch (``CRC32C/singleByteErrors(syndrome:count:)``,
+    /// or the stored checksum itself off by one byte) whose MAC verifies.
+    /// Nil without an authenticator (a CRC alone proves no repair), for
+    /// more than one such candidate, or for a file above 64 MiB (the search
+    /// is 255 table steps per byte).
+    static func restoredCheckpoint(_ bytes: [UInt8], authenticator: (any LogAuthenticator)?) -> Checkpoint? {
+        guard authenticator != nil, bytes.count >= 68 + LogFormat.macSize, bytes.count <= 64 << 20 else { return nil }
+        let crcOffset = bytes.count - 4
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self).littleEndian }
+        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<crcOffset])) }
+        let syndrome = computed ^ stored
+        var found: Checkpoint?
+        var count = 0
+        func consider(_ candidate: [UInt8]) {
+            guard let c = try? decodeCheckpoint(candidate, authenticator: authenticator) else { return }
+            found = c
+            count += 1
+        }
+        // The stored checksum is the damaged byte: the body is whole.
+        if (0..<4).filter({ (syndrome >> (8 * $0)) & 0xFF != 0 }).count == 1 {
+            var candidate = bytes
+            withUnsafeBytes(of: computed.littleEndian) { candidate.replaceSubrange(crcOffset..<bytes.count, with: $0) }
+            consider(candidate)
+        }
+        for (index, delta) in CRC32C.singleByteErrors(syndrome: syndrome, count: crcOffset) {
+            var candidate = bytes
+            candidate[index] ^= delta
+            consider(candidate)
+        }
+        // Two would make the repair a guess.
+        return count == 1 ? found : nil
     }
 
     /// Decodes the bytes of a checkpoint file; nil if they are too short,

@@ -65,4 +65,28 @@ import Testing
             }
         }
     }
+
+    /// The single-byte errors that explain a mismatch include the one
+    /// made, for every position and a spread of values, in a message of a
+    /// checkpoint's size and in a short one.
+    @Test(arguments: [1, 96, 1000])
+    func singleByteErrorsFindTheOneMade(size: Int) {
+        let data = payload(3, size: size)
+        let reference = CRC32C.checksum(data)
+        for i in Swift.stride(from: 0, to: size, by: max(1, size / 97)) {
+            for delta: UInt8 in [0x01, 0x5A, 0x80, 0xFF] {
+                var copy = data
+                copy[i] ^= delta
+                let found = CRC32C.singleByteErrors(syndrome: CRC32C.checksum(copy) ^ reference, count: size)
+                #expect(found.contains { $0.index == i && $0.delta == delta }, "byte \(i), delta \(delta)")
+                // Each candidate found does explain it.
+                for f in found {
+                    var repaired = copy
+                    repaired[f.index] ^= f.delta
+                    #expect(CRC32C.checksum(repaired) == reference)
+                }
+            }
+        }
+        #expect(CRC32C.singleByteErrors(syndrome: 0, count: size).isEmpty)
+    }
 }
