@@ -136,7 +136,7 @@ final class KeySlotFile: Sendable {
             throw StorageError(.invalidLocation, "key slot \(slot.number) does not exist")
         }
         let bytes = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
-        return try LogFormat.decodeKeySlot(bytes, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
+        return try LogFormat.decodeKeySlotRestoring(bytes, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
     }
 
     /// The bytes of a live slot holding `value`.
@@ -281,9 +281,10 @@ final class KeySlotFile: Sendable {
         for slot in slots {
             let current = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
             if current == slot.bytes { continue }
-            // A genuine tombstone stays; a forged one is written over.
+            // A genuine tombstone stays (one flipped byte in it too); a
+            // forged one is written over.
             if case .failure(let error) = Result(catching: {
-                try LogFormat.decodeKeySlot(current, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
+                try LogFormat.decodeKeySlotRestoring(current, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
             }),
                (error as? StorageError)?.code == .keySlotDestroyed
             {
@@ -401,7 +402,7 @@ final class KeySlotFile: Sendable {
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
             defer { for i in bytes.indices { bytes[i] = 0 } }
-            guard var value = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
+            guard var value = try? LogFormat.decodeKeySlotRestoring(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
             else { continue }
             defer { for i in value.indices { value[i] = 0 } }
             guard value.count == 8 + SymmetricKey.byteCount else { continue }
@@ -481,9 +482,18 @@ final class KeySlotFile: Sendable {
             try FileSystem.syncDirectory(directory, observer: observer)
             return (file, salt)
         }
-        guard let salt = try LogFormat.decodeKeyFileHeader(header) else {
-            throw StorageError(.corrupted, "the key file header failed its checksum")
+        if let salt = try LogFormat.decodeKeyFileHeader(header) { return (file, salt) }
+        // One flipped byte: restored if the salt it gives is the one the
+        // journal key's slots were written under.
+        let journalSlots = try LogFormat.journalKeySlots.map {
+            try file.read(count: LogFormat.keySlotSize, at: $0 * UInt64(LogFormat.keySlotSize))
         }
+        let restored = LogFormat.restoredKeyFileHeader(header) { salt in
+            zip(LogFormat.journalKeySlots, journalSlots).contains { number, bytes in
+                (try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)) != nil
+            }
+        }
+        guard let salt = restored else { throw StorageError(.corrupted, "the key file header failed its checksum") }
         return (file, salt)
     }
 

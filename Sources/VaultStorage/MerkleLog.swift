@@ -283,19 +283,25 @@ final class MerkleHashFile: MerkleHashStorage {
         let header = try file.read(count: Int(Self.headerSize), at: 0)
         if header.count < Int(Self.headerSize) || header.allSatisfy({ $0 == 0 }) {
             guard !logExists else { throw StorageError(.corrupted, "merkle.hashes has no header while the log holds records") }
-            var w = ByteWriter(capacity: Int(Self.headerSize))
-            w.write(bytes: Self.magic)
-            w.write(LogFormat.version)
-            w.writeZeros(48)
-            w.write(CRC32C.checksum(w.bytes))
             try files.truncate(file, to: 0)
-            try files.write(w.bytes, at: 0, of: file, site: .merkleWrite)
+            try files.write(Self.header(), at: 0, of: file, site: .merkleWrite)
             try files.sync(file, site: .merkleSync)
             try FileSystem.syncDirectory(directory, observer: files.observer)
         } else {
             let crc = header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self).littleEndian }
             guard Array(header[0..<8]) == Self.magic, CRC32C.checksum(Array(header[0..<60])) == crc else {
-                throw StorageError(.corrupted, "the header of merkle.hashes failed its checksum")
+                // Its bytes are all known (magic, version, zeros): one
+                // flipped byte of the header this build writes is no doubt
+                // (another version fails the CRC in more than one byte:
+                // its version and its CRC), and it is written back.
+                let expected = Self.header()
+                guard header.count == expected.count, zip(header, expected).filter({ $0 != $1 }).count == 1 else {
+                    throw StorageError(.corrupted, "the header of merkle.hashes failed its checksum")
+                }
+                try files.write(expected, at: 0, of: file, site: .merkleWrite)
+                try files.sync(file, site: .merkleSync)
+                stored = Locked((try file.size() - Self.headerSize) / UInt64(MerkleTree.hashSize))
+                return
             }
             let version = header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
             guard version == LogFormat.version else {
@@ -303,6 +309,16 @@ final class MerkleHashFile: MerkleHashStorage {
             }
         }
         stored = Locked((try file.size() - Self.headerSize) / UInt64(MerkleTree.hashSize))
+    }
+
+    /// The header: `"PVMERKLE" version(4) zeros(48) crc32c(4)`.
+    static func header() -> [UInt8] {
+        var w = ByteWriter(capacity: Int(headerSize))
+        w.write(bytes: magic)
+        w.write(LogFormat.version)
+        w.writeZeros(48)
+        w.write(CRC32C.checksum(w.bytes))
+        return w.bytes
     }
 
     var count: UInt64 { stored.withLock { $0 } }

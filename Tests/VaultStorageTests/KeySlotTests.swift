@@ -278,13 +278,52 @@ import VaultSync
         #expect(beyond.withUnsafeBytes { LogFormat.decodeSlotManifest($0) } == nil)
     }
 
-    @Test func tamperedSlotIsCorruption() async throws {
+    /// One flipped byte in a slot (its value, its number, its CRC) is
+    /// restored when read, by the CRC's algebra (the wrapped key's own
+    /// authentication, above, proves it); two, or a damaged magic (outside
+    /// the CRC), are `corrupted`.
+    @Test func tamperedSlotIsCorruptionUnlessOneByteRestoresIt() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
-        _ = try await engine.append([], keySlotWrites: [(slot, payload(1, size: 72))], durability: .durable).wait()
-        try overwrite(dir.path + "/" + LogFormat.keyFileName, at: slot.number * 128 + 30, with: [0x55])
+        let value = payload(1, size: 72)
+        _ = try await engine.append([], keySlotWrites: [(slot, value)], durability: .durable).wait()
+        let path = dir.path + "/" + LogFormat.keyFileName
+        let base = Int(slot.number) * LogFormat.keySlotSize
+        let original = try readBytes(path)
+        for offset in [4, 7, 9, 16, 30, 95, 127] {
+            try overwrite(path, at: UInt64(base + offset), with: [original[base + offset] ^ 0x55])
+            #expect(try await engine.readKeySlot(slot) == value, "byte \(offset)")
+            try overwrite(path, at: UInt64(base + offset), with: [original[base + offset]])
+        }
+        try overwrite(path, at: UInt64(base + 30), with: [original[base + 30] ^ 0x55, original[base + 31] ^ 0x0F])
+        await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        try overwrite(path, at: UInt64(base + 30), with: [original[base + 30], original[base + 31]])
+        try overwrite(path, at: UInt64(base + 1), with: [original[base + 1] ^ 0x01])
         await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
         try await engine.close()
+    }
+
+    /// One flipped byte in the key file's header (its magic, version,
+    /// salt, zeros or CRC) is restored at open when the salt it gives is
+    /// the one the journal key's slot was written under; two are
+    /// `corrupted`, as a damaged header was before (the whole store).
+    @Test func aKeyFileHeaderWithOneDamagedByteIsRestored() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        let slot = try engine.reserveKeySlot()
+        let value = payload(2, size: 72)
+        _ = try await engine.append([EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, value)], durability: .durable).wait()
+        try await engine.close()
+        let path = dir.path + "/" + LogFormat.keyFileName
+        let original = try readBytes(path)
+        for offset in [0, 9, 13, 16, 20, 31, 60, 124, 127] {
+            try overwrite(path, at: UInt64(offset), with: [original[offset] ^ 0xA5])
+            let reopened = try dir.openEngine()
+            #expect(try await reopened.readKeySlot(slot) == value, "byte \(offset)")
+            try await reopened.close()
+            try Data(original).write(to: URL(fileURLWithPath: path))
+        }
+        try overwrite(path, at: 18, with: [original[18] ^ 0x01, original[19] ^ 0x01])
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 
     @Test func slotsAreDurableBeforeTheRecordsThatFollowThem() async throws {

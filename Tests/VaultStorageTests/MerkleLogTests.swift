@@ -101,4 +101,24 @@ import Testing
         }
         #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
+
+    /// The header of `merkle.hashes` holds nothing but known bytes: one
+    /// flipped byte is restored (and written back) at open; two are
+    /// `corrupted`, as any damaged header was before.
+    @Test func aHeaderWithOneDamagedByteIsRestored() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        for i in 0..<5 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
+        try await engine.close()
+        let path = dir.path + "/" + MerkleHashFile.fileName
+        let original = try readBytes(path)
+        for offset in [0, 8, 30, 61] {
+            try overwrite(path, at: UInt64(offset), with: [original[offset] ^ 0x10])
+            let reopened = try dir.openEngine()
+            #expect(try reopened.records(of: stream(2)).count == 5)
+            try await reopened.close()
+            #expect(Array(try readBytes(path).prefix(64)) == Array(original.prefix(64)), "byte \(offset) written back")
+        }
+        try overwrite(path, at: 20, with: [original[20] ^ 0x01, original[21] ^ 0x01])
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
+    }
 }

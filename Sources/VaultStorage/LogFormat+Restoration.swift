@@ -1,0 +1,78 @@
+/// Single flipped bytes, restored where something beyond the CRC proves
+/// the value: the CRC's algebra (``CRC32C/singleByteErrors(syndrome:count:)``)
+/// lists the candidates, and a candidate is taken only if it is the one
+/// that passes every check of its structure, including one a CRC cannot
+/// fake (a MAC, or a salt that other CRCs in the file confirm). The file
+/// keeps its damage; the value is restored in memory each time it is read.
+extension LogFormat {
+    /// Every copy of `bytes` with one byte changed that explains a CRC-32C
+    /// mismatch: `crc` is the checksum of `bytes[covered]` (continuing
+    /// from `seed`), `stored` the value at `storedAt` (4 bytes, little
+    /// endian), which may itself be the damaged byte.
+    static func singleByteCandidates(
+        _ bytes: [UInt8], covered: Range<Int>, seed: UInt32 = 0, storedAt: Int
+    ) -> [[UInt8]] {
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: storedAt, as: UInt32.self).littleEndian }
+        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[covered]), continuing: seed) }
+        let syndrome = computed ^ stored
+        guard syndrome != 0 else { return [] }
+        var candidates: [[UInt8]] = []
+        // The stored CRC is the damaged byte: what it covers is whole.
+        if (0..<4).filter({ (syndrome >> (8 * $0)) & 0xFF != 0 }).count == 1 {
+            var candidate = bytes
+            withUnsafeBytes(of: computed.littleEndian) { candidate.replaceSubrange(storedAt..<(storedAt + 4), with: $0) }
+            candidates.append(candidate)
+        }
+        for (index, delta) in CRC32C.singleByteErrors(syndrome: syndrome, count: covered.count) {
+            var candidate = bytes
+            candidate[covered.lowerBound + index] ^= delta
+            candidates.append(candidate)
+        }
+        return candidates
+    }
+
+    /// ``decodeKeySlot(_:number:salt:magic:tombstone:)``, or, for a slot
+    /// that fails its checksum, the one candidate
+    /// with a single byte restored that decodes (a live value, or a
+    /// tombstone whose MAC verifies). The caller's own check of the value
+    /// (the wrapped key's authentication) proves it.
+    static func decodeKeySlotRestoring(
+        _ bytes: [UInt8], number: UInt64, salt: [UInt8], magic expected: UInt32 = keySlotLive, tombstone: [UInt8]? = nil
+    ) throws -> [UInt8] {
+        do {
+            return try decodeKeySlot(bytes, number: number, salt: salt, magic: expected, tombstone: tombstone)
+        } catch let error as StorageError where error.code == .corrupted && bytes.count == keySlotSize {
+            // The magic is outside the CRC: a damaged one proves nothing
+            // and is never restored.
+            let candidates = singleByteCandidates(bytes, covered: 8..<keySlotSize, seed: CRC32C.checksum(salt), storedAt: 4)
+            var outcome: Result<[UInt8], StorageError>?
+            var count = 0
+            for candidate in candidates {
+                do {
+                    outcome = .success(try decodeKeySlot(candidate, number: number, salt: salt, magic: expected, tombstone: tombstone))
+                    count += 1
+                } catch let e as StorageError where e.code == .keySlotDestroyed {
+                    outcome = .failure(e)
+                    count += 1
+                } catch {}
+            }
+            guard count == 1, let outcome else { throw error }
+            return try outcome.get()
+        }
+    }
+
+    /// The salt of a key file header with one byte restored: the one
+    /// candidate that is a valid header and whose salt `confirms` (other
+    /// slots' CRCs, which cover the salt, pass under it).
+    static func restoredKeyFileHeader(_ bytes: [UInt8], confirms: ([UInt8]) -> Bool) -> [UInt8]? {
+        guard bytes.count == keySlotSize else { return nil }
+        var found: [UInt8]?
+        var count = 0
+        for candidate in singleByteCandidates(bytes, covered: 0..<(keySlotSize - 4), storedAt: keySlotSize - 4) {
+            guard let salt = try? decodeKeyFileHeader(candidate), confirms(salt) else { continue }
+            found = salt
+            count += 1
+        }
+        return count == 1 ? found : nil
+    }
+}
