@@ -77,23 +77,38 @@ package enum CRC32C {
     ///
     /// The CRC is affine, so that difference depends only on the error:
     /// `delta` at `index` followed by `count - 1 - index` zero bytes, run
-    /// through the register from zero. Cost: 255 × `count` table steps, for
-    /// a repair that a MAC then proves (a CRC alone proves nothing).
+    /// through the register from zero, i.e. `Z^(count-1-index)(t0[delta])`
+    /// with `Z` one zero byte's step. `Z` is invertible (the top byte of
+    /// `t0[i]` names `i`), so the syndrome is walked back once, `count`
+    /// steps, each step's value looked up among the 255 `t0[delta]`. A
+    /// repair that a MAC then proves (a CRC alone proves nothing).
     package static func singleByteErrors(syndrome: UInt32, count: Int) -> [(index: Int, delta: UInt8)] {
         guard syndrome != 0, count > 0 else { return [] }
-        let table = tables[0]
         var found: [(index: Int, delta: UInt8)] = []
-        table.withUnsafeBufferPointer { t in
-            for delta in 1...255 {
-                var r = t[delta]
-                for zeros in 0..<count {
-                    if r == syndrome { found.append((count - 1 - zeros, UInt8(delta))) }
-                    r = t[Int(r & 0xFF)] ^ (r >> 8)
-                }
-            }
+        var r = syndrome
+        for zeros in 0..<count {
+            if let delta = deltaOfTableValue[r] { found.append((count - 1 - zeros, delta)) }
+            // One zero byte's step backwards.
+            let i = topByteIndex[Int(r >> 24)]
+            r = ((r ^ tables[0][Int(i)]) << 8) | UInt32(i)
         }
         return found
     }
+
+    /// `t0[delta]` → `delta`, for the 255 non-zero bytes.
+    private static let deltaOfTableValue: [UInt32: UInt8] = {
+        var map: [UInt32: UInt8] = [:]
+        for delta in 1...255 { map[tables[0][delta]] = UInt8(delta) }
+        return map
+    }()
+
+    /// The top byte of `t0[i]` → `i` (a permutation of the bytes, for the
+    /// Castagnoli polynomial as for any CRC table).
+    private static let topByteIndex: [UInt8] = {
+        var index = [UInt8](repeating: 0, count: 256)
+        for i in 0..<256 { index[Int(tables[0][i] >> 24)] = UInt8(i) }
+        return index
+    }()
 
     /// The CRC-32C of `bytes`.
     package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {

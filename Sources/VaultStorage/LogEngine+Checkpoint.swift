@@ -157,7 +157,7 @@ extension LogEngineCore {
     ///   rewritten by someone without the key (moving a stream's head back
     ///   would silently undo its newest records).
     static func readCheckpoint(
-        directory: String, authenticator: (any LogAuthenticator)?, lenient: Bool, logger: Logger
+        directory: String, authenticator: (any LogAuthenticator)?, lenient: Bool, logger: Logger, files: (any LogFiles)? = nil
     ) throws -> Checkpoint? {
         let path = directory + "/" + LogFormat.checkpointFileName
         guard FileSystem.exists(path) else { return nil }
@@ -168,7 +168,9 @@ extension LogEngineCore {
                 // A flipped byte (a crash never leaves it torn): restored
                 // only when the MAC proves the one value that fits.
                 if let restored = restoredCheckpoint(bytes, authenticator: authenticator) {
-                    logger.error("storage: index.checkpoint had a damaged byte; restored, its CRC and MAC proving the value")
+                    // Written back whole (the same bytes it had).
+                    if let files { try writeCheckpoint(restored, directory: directory, authenticator: authenticator, files: files) }
+                    logger.error("storage: index.checkpoint had a damaged byte; restored and written back, its CRC and MAC proving the value")
                     return restored
                 }
                 throw StorageError(.corrupted, "index.checkpoint failed its checksum")
@@ -183,31 +185,16 @@ extension LogEngineCore {
     /// checksum's mismatch (``CRC32C/singleByteErrors(syndrome:count:)``,
     /// or the stored checksum itself off by one byte) whose MAC verifies.
     /// Nil without an authenticator (a CRC alone proves no repair), for
-    /// more than one such candidate, or for a file above 64 MiB (the search
-    /// is 255 table steps per byte).
+    /// more than one such candidate, or for a file above 1 GiB (the search
+    /// costs a CRC and one table step per byte).
     static func restoredCheckpoint(_ bytes: [UInt8], authenticator: (any LogAuthenticator)?) -> Checkpoint? {
-        guard authenticator != nil, bytes.count >= 68 + LogFormat.macSize, bytes.count <= 64 << 20 else { return nil }
-        let crcOffset = bytes.count - 4
-        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self).littleEndian }
-        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<crcOffset])) }
-        let syndrome = computed ^ stored
+        guard authenticator != nil, bytes.count >= 68 + LogFormat.macSize, bytes.count <= 1 << 30 else { return nil }
         var found: Checkpoint?
         var count = 0
-        func consider(_ candidate: [UInt8]) {
-            guard let c = try? decodeCheckpoint(candidate, authenticator: authenticator) else { return }
+        for candidate in LogFormat.singleByteCandidates(bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4) {
+            guard let c = try? decodeCheckpoint(candidate, authenticator: authenticator) else { continue }
             found = c
             count += 1
-        }
-        // The stored checksum is the damaged byte: the body is whole.
-        if (0..<4).filter({ (syndrome >> (8 * $0)) & 0xFF != 0 }).count == 1 {
-            var candidate = bytes
-            withUnsafeBytes(of: computed.littleEndian) { candidate.replaceSubrange(crcOffset..<bytes.count, with: $0) }
-            consider(candidate)
-        }
-        for (index, delta) in CRC32C.singleByteErrors(syndrome: syndrome, count: crcOffset) {
-            var candidate = bytes
-            candidate[index] ^= delta
-            consider(candidate)
         }
         // Two would make the repair a guess.
         return count == 1 ? found : nil

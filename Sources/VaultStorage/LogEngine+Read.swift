@@ -144,17 +144,28 @@ extension LogEngineCore {
     /// end is the first all-zero header, the end of a segment, or, in the
     /// segment being written, the position of the first queued record.
     /// Frames before `fromSequence` are passed over by their header alone;
-    /// key-slot manifests too, unless `includingManifests`.
+    /// key-slot manifests too, unless `includingManifests`. With
+    /// `passingOverDamaged`, a wanted frame whose header is genuine but
+    /// whose payload fails its checks (a record recovery kept damaged) is
+    /// passed over and logged, instead of ending the scan with `corrupted`.
     func scan(
-        from start: LogPosition, fromSequence: UInt64 = 0, includingManifests: Bool = false, only wanted: (StreamID?) -> Bool,
-        _ visit: (LogFrame) throws -> Bool
+        from start: LogPosition, fromSequence: UInt64 = 0, includingManifests: Bool = false, passingOverDamaged: Bool = false,
+        only wanted: (StreamID?) -> Bool, _ visit: (LogFrame) throws -> Bool
     ) throws {
         try walkFrames(from: start) { location, h, segments in
             guard includingManifests || !h.isSlotManifest, h.lsn >= fromSequence, wanted(h.stream) else { return true }
             // Read again if a compaction rewrote it meanwhile (its place,
             // length and header fields stay).
-            let frame = try readingStable {
-                try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+            let frame: LogFrame
+            do {
+                frame = try readingStable {
+                    try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+                }
+            } catch let error as StorageError where error.code == .corrupted && passingOverDamaged {
+                logger.error(
+                    "storage: a scan passed over a damaged record",
+                    metadata: ["segment": "\(location.segment)", "offset": "\(location.offset)"])
+                return true
             }
             return try visit(frame)
         }

@@ -33,7 +33,8 @@ extension LogEngineCore {
         // segments it names and everything before its tail.
         let lenient = configuration.replaysWithoutCheckpoint
         let checkpoint = try readCheckpoint(
-            directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: configuration.logger)
+            directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: configuration.logger,
+            files: configuration.files)
         if let c = checkpoint, numbers.last.map({ c.segment > $0 }) ?? true {
             throw StorageError(
                 .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
@@ -59,52 +60,74 @@ extension LogEngineCore {
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        // A durable record (a later frame testifies that it was) damaged by
-        // a flipped byte, not a torn write, is kept rather than refusing
-        // the store: reading it answers `corrupted`, so only its stream
-        // (one vault, one principal's activity) is affected. Either its
-        // payload is damaged under a genuine header (its leaf hash is the
-        // one `merkle.hashes` holds), or its header has one damaged byte
-        // that a search of every byte value restores, proven by the
-        // header's CRC and MAC (replay then reads the header restored, in
-        // memory; the file keeps the damage). Found one per replay, each
-        // replay starting again from the state before the first.
+        // A durable record (a later frame, genuine under its MAC, testifies
+        // that it was) damaged by a flipped byte, not a torn write, is kept
+        // rather than refusing the store. Bytes whose value is proven are
+        // restored and written back: a header one byte off, which exactly
+        // one value makes pass its CRC and MAC, and padding (zeros by
+        // definition) under an intact payload. A damaged payload under a
+        // genuine header is kept as it is, with the leaf hash
+        // `merkle.hashes` holds for it: reading it answers `corrupted`, so
+        // only its stream (one vault, one principal's activity) is
+        // affected. Found one per replay, each replay starting again from
+        // the state before the first.
         var tolerated: [UInt64: [UInt8]] = [:]
-        var restoredHeaders: [RecordLocation: [UInt8]] = [:]
+        var restorations: [RecordLocation: [UInt8]] = [:]
         var damaged: [(segment: UInt32, offset: UInt64)] = []
+        var restored: [(segment: UInt32, offset: UInt64)] = []
         let (stateBefore, reportBefore) = (s, report)
         var replayed: (end: LogEnd, data: [UInt8], journaled: [(number: UInt64, bytes: [UInt8])], leaves: [UInt8])
         while true {
             let (end, endData, journaled, leaves, damage) = try replay(
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
-                tolerating: tolerated, restoredHeaders: restoredHeaders, into: &s, report: &report)
+                tolerating: tolerated, restorations: restorations, into: &s, report: &report)
             do {
                 try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
                 replayed = (end, endData, journaled, leaves)
                 break
             } catch let error as StorageError where error.code == .corrupted {
-                guard let damage, damaged.count < damagedRecordLimit else { throw error }
+                guard let damage, damaged.count + restored.count < damagedRecordLimit,
+                      try authenticallyTestified(
+                        damage.lsn ?? end.lsn, after: damage, data: endData, numbers: valid, segments: s.segments,
+                        authenticator: configuration.authenticator)
+                else { throw error }
                 switch damage.kind {
-                case .payload(let lsn, let slotManifest):
+                case .payload(let slotManifest):
                     // A key-slot manifest is never passed over: the slots it
                     // carries may exist nowhere else.
-                    guard !slotManifest, let leaf = try storedLeaf(lsn, in: merkleFile) else { throw error }
+                    guard !slotManifest, let lsn = damage.lsn, let leaf = try storedLeaf(lsn, in: merkleFile) else { throw error }
                     tolerated[lsn] = leaf
+                    damaged.append((damage.segment, damage.offset))
+                case .padding(let at, let count):
+                    restorations[RecordLocation(segment: damage.segment, offset: at, frameLength: UInt32(count))] =
+                        [UInt8](repeating: 0, count: count)
+                    restored.append((damage.segment, damage.offset))
                 case .header:
                     guard let segment = s.segments[damage.segment],
                           let header = try restoredHeader(at: damage.offset, in: segment, authenticator: configuration.authenticator)
                     else { throw error }
-                    restoredHeaders[RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(header.count))] = header
+                    restorations[RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(header.count))] = header
+                    restored.append((damage.segment, damage.offset))
                 }
-                damaged.append((damage.segment, damage.offset))
                 (s, report) = (stateBefore, reportBefore)
             }
         }
-        report.damagedRecords = damaged
+        // Written back before anything else writes; synced with the
+        // replayed segments below.
+        for (location, bytes) in restorations.sorted(by: { $0.key < $1.key }) {
+            try s.segments[location.segment]!.file.write(bytes, at: location.offset)
+        }
+        report.damagedRecords += damaged
+        report.restoredRecords += restored
         for d in damaged {
             configuration.logger.error(
                 "storage: a durable record's payload failed its checksum; kept, its stream answers corrupted",
                 metadata: ["segment": "\(d.segment)", "offset": "\(d.offset)"])
+        }
+        for r in restored {
+            configuration.logger.error(
+                "storage: a durable record had a damaged byte in its header or padding; restored and written back",
+                metadata: ["segment": "\(r.segment)", "offset": "\(r.offset)"])
         }
         let (end, journaled, leaves) = (replayed.end, replayed.journaled, replayed.leaves)
         // The key slots of the groups kept, from their manifests, where a
@@ -155,22 +178,25 @@ extension LogEngineCore {
         guard lsn >= 1 else { return nil }
         let index = MerkleTree.storedIndex(level: 0, index: lsn - 1)
         guard index < file.count else { return nil }
-        return try file.read(index)
+        let leaf = try file.read(index)
+        // Zeros: never written (a file grown by a power cut), not a hash.
+        return leaf.allSatisfy { $0 == 0 } ? nil : leaf
     }
 
     /// The frame header at `offset` of `segment` if it passes its CRC and
     /// MAC as read, or once ``restoredHeader(at:in:authenticator:)``
-    /// restores it; nil if neither.
+    /// restores it (then `restored`); nil if neither.
     private static func genuineHeader(
         at offset: UInt64, in segment: Segment, authenticator: (any LogAuthenticator)?
-    ) throws -> [UInt8]? {
+    ) throws -> (header: [UInt8], restored: Bool)? {
         let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
         guard header.count == LogFormat.frameHeaderSize else { return nil }
         let genuine = header.withUnsafeBytes { raw in
             LogFormat.decodeFrameHeader(raw, salt: segment.salt) != nil
                 && LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: offset, authenticator: authenticator)
         }
-        return genuine ? header : try restoredHeader(at: offset, in: segment, authenticator: authenticator)
+        if genuine { return (header, false) }
+        return try restoredHeader(at: offset, in: segment, authenticator: authenticator).map { ($0, true) }
     }
 
     /// The frame header at `offset` of `segment` with its one damaged byte
@@ -305,13 +331,22 @@ extension LogEngineCore {
                           Int(last.frameLength) >= LogFormat.frameHeaderSize,
                           last.offset >= UInt64(LogFormat.segmentHeaderSize),
                           last.offset + UInt64(last.frameLength) <= min(try segment.file.size(), segment.size),
-                          let header = try genuineHeader(at: last.offset, in: segment, authenticator: configuration.authenticator),
+                          let (header, restored) = try genuineHeader(at: last.offset, in: segment, authenticator: configuration.authenticator),
                           let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
                           h.lsn < c.nextLSN, LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(last.frameLength)
                     else {
                         throw StorageError(
                             .corrupted, "a record covered by the checkpoint is missing or damaged",
                             segment: last.segment, offset: last.offset)
+                    }
+                    if restored {
+                        // Proven by its MAC: written back, synced.
+                        try segment.file.write(header, at: last.offset)
+                        try configuration.files.sync(segment.file, site: nil)
+                        report.restoredRecords.append((last.segment, last.offset))
+                        configuration.logger.error(
+                            "storage: a durable record had a damaged byte in its header or padding; restored and written back",
+                            metadata: ["segment": "\(last.segment)", "offset": "\(last.offset)"])
                     }
                 }
                 s.index = c.index
@@ -339,11 +374,11 @@ extension LogEngineCore {
     /// whose header fails its checksum or whose genuine header is followed
     /// by a damaged payload, that frame. Records of `tolerating` (sequence
     /// number: the leaf hash to use) are kept although their payload is
-    /// damaged; the headers of `restoredHeaders` are read as given there.
+    /// damaged; the bytes of `restorations` are read as given there.
     private static func replay(
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
         valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration, tolerating tolerated: [UInt64: [UInt8]],
-        restoredHeaders: [RecordLocation: [UInt8]], into s: inout State, report: inout RecoveryReport
+        restorations: [RecordLocation: [UInt8]], into s: inout State, report: inout RecoveryReport
     ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8], Damage?) {
         var damage: Damage?
         var journaled: [(number: UInt64, bytes: [UInt8])] = []
@@ -373,8 +408,8 @@ extension LogEngineCore {
             }
             let fileSize = try segment.file.size()
             var data = try segment.file.read(count: Int(min(fileSize, segment.size)), at: 0)
-            for (location, header) in restoredHeaders where location.segment == n && Int(location.offset) + header.count <= data.count {
-                data.replaceSubrange(Int(location.offset)..<(Int(location.offset) + header.count), with: header)
+            for (location, bytes) in restorations where location.segment == n && Int(location.offset) + bytes.count <= data.count {
+                data.replaceSubrange(Int(location.offset)..<(Int(location.offset) + bytes.count), with: bytes)
             }
             var offset = Int(n == startSegment ? startOffset : UInt64(LogFormat.segmentHeaderSize))
             var group: [(StreamID, RecordLocation)] = []
@@ -393,7 +428,7 @@ extension LogEngineCore {
                     let headerBytes = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + LogFormat.frameHeaderSize)])
                     if headerBytes.allSatisfy({ $0 == 0 }) { return nil }
                     guard let f = LogFormat.decodeFrameHeader(headerBytes, salt: segment.salt) else {
-                        damage = Damage(kind: .header, segment: n, offset: UInt64(offset))
+                        damage = Damage(kind: .header, lsn: nil, segment: n, offset: UInt64(offset))
                         return offset
                     }
                     // A header whose CRC matches was written whole: a wrong
@@ -412,14 +447,18 @@ extension LogEngineCore {
                     let payload = UnsafeRawBufferPointer(
                         rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))])
                     var keptLeaf: [UInt8]?
-                    if LogFormat.payloadCRC(payload) != f.payloadCRC
-                        || !raw[(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))..<(offset + length)].allSatisfy({ $0 == 0 })
-                    {
+                    let paddingStart = offset + LogFormat.frameHeaderSize + Int(f.payloadLength)
+                    if LogFormat.payloadCRC(payload) != f.payloadCRC {
                         guard let leaf = tolerated[f.lsn], !f.isSlotManifest else {
-                            damage = Damage(kind: .payload(lsn: f.lsn, slotManifest: f.isSlotManifest), segment: n, offset: UInt64(offset))
+                            damage = Damage(kind: .payload(slotManifest: f.isSlotManifest), lsn: f.lsn, segment: n, offset: UInt64(offset))
                             return offset
                         }
                         keptLeaf = leaf
+                    } else if !raw[paddingStart..<(offset + length)].allSatisfy({ $0 == 0 }) {
+                        damage = Damage(
+                            kind: .padding(at: UInt64(paddingStart), count: offset + length - paddingStart), lsn: f.lsn, segment: n,
+                            offset: UInt64(offset))
+                        return offset
                     }
                     // A group's key slots, as its manifest carries them: written
                     // back (where missing) if the whole group is kept.
@@ -487,10 +526,17 @@ extension LogEngineCore {
     /// its checksum.
     struct Damage {
         enum Kind {
+            /// The header fails its CRC.
             case header
-            case payload(lsn: UInt64, slotManifest: Bool)
+            /// The payload fails its CRC under a genuine header.
+            case payload(slotManifest: Bool)
+            /// The payload is whole, the padding after it (`count` bytes
+            /// at `at`) is not zeros.
+            case padding(at: UInt64, count: Int)
         }
         var kind: Kind
+        /// The frame's LSN, where its header is genuine.
+        var lsn: UInt64?
         var segment: UInt32
         var offset: UInt64
     }
@@ -621,16 +667,45 @@ extension LogEngineCore {
         }
     }
 
+    /// Whether a frame after `damage`, whose header passes its CRC and its
+    /// MAC, records that `lsn` (the damaged frame's, or for a header too
+    /// damaged to tell, the one expected there) was durable: what makes a
+    /// damaged frame kept rather than cut as a torn write. A header that
+    /// passes its CRC alone (anyone can write one) never counts here.
+    private static func authenticallyTestified(
+        _ lsn: UInt64, after damage: Damage, data: [UInt8], numbers: [UInt32], segments: [UInt32: Segment],
+        authenticator: (any LogAuthenticator)?
+    ) throws -> Bool {
+        guard let segment = segments[damage.segment] else { return false }
+        if testifies(data: data, from: Int(damage.offset) + 8, salt: segment.salt, lsn: lsn, authenticator: authenticator, required: true) {
+            return true
+        }
+        for n in numbers where n > damage.segment {
+            let later = segments[n]!
+            let bytes = try later.file.read(count: Int(min(try later.file.size(), later.size)), at: 0)
+            if testifies(data: bytes, from: LogFormat.segmentHeaderSize, salt: later.salt, lsn: lsn, authenticator: authenticator, required: true) {
+                return true
+            }
+        }
+        return false
+    }
+
     /// Whether any valid frame header at an 8-byte boundary from `from`
     /// records that `lsn` was durable.
-    private static func testifies(data: [UInt8], from: Int, salt: [UInt8], lsn: UInt64) -> Bool {
+    /// With `required`, the header's MAC must pass too (with an
+    /// authenticator; without one, nothing is ever authentic enough).
+    private static func testifies(
+        data: [UInt8], from: Int, salt: [UInt8], lsn: UInt64, authenticator: (any LogAuthenticator)? = nil, required: Bool = false
+    ) -> Bool {
         var position = (from + 7) & ~7
         return data.withUnsafeBytes { raw in
             while position + LogFormat.frameHeaderSize <= raw.count {
+                let header = UnsafeRawBufferPointer(rebasing: raw[position..<(position + LogFormat.frameHeaderSize)])
                 if raw.loadUnaligned(fromByteOffset: position, as: UInt32.self).littleEndian == LogFormat.frameMagic,
-                   let h = LogFormat.decodeFrameHeader(
-                       UnsafeRawBufferPointer(rebasing: raw[position..<(position + LogFormat.frameHeaderSize)]), salt: salt),
-                   h.durableThrough > lsn
+                   let h = LogFormat.decodeFrameHeader(header, salt: salt),
+                   h.durableThrough > lsn,
+                   !required || (authenticator != nil
+                       && LogFormat.frameIsAuthentic(header, salt: salt, offset: UInt64(position), authenticator: authenticator))
                 {
                     return true
                 }

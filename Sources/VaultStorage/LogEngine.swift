@@ -198,11 +198,11 @@ package final class LogEngine: StorageEngine, KeySlotStore {
 
     package func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws {
         guard let cursor else {
-            return try core.scan(from: LogPosition(segment: 0, offset: 0), only: wanted) { try visit(StoredRecord($0)) }
+            return try core.scan(from: LogPosition(segment: 0, offset: 0), passingOverDamaged: true, only: wanted) { try visit(StoredRecord($0)) }
         }
         // Nothing appended since the cursor: nothing to read.
         guard let start = try core.scanStart(forSequence: cursor.sequence) else { return }
-        try core.scan(from: start, fromSequence: cursor.sequence, only: wanted) {
+        try core.scan(from: start, fromSequence: cursor.sequence, passingOverDamaged: true, only: wanted) {
             try visit(StoredRecord($0))
         }
     }
@@ -270,12 +270,16 @@ package struct RecoveryReport: Sendable, Equatable {
     /// Durable records kept although their payload failed its checksum
     /// (each answers `corrupted` when read): where they are.
     package var damagedRecords: [(segment: UInt32, offset: UInt64)] = []
+    /// Durable records whose header (one byte, proven by its CRC and MAC)
+    /// or padding (zeros) was restored and written back: where they are.
+    package var restoredRecords: [(segment: UInt32, offset: UInt64)] = []
 
     package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
         a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
             && a.truncatedAt?.segment == b.truncatedAt?.segment && a.truncatedAt?.offset == b.truncatedAt?.offset
             && a.removedSegments == b.removedSegments && a.restoredKeySlots == b.restoredKeySlots
             && a.damagedRecords.elementsEqual(b.damagedRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
+            && a.restoredRecords.elementsEqual(b.restoredRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
     }
 }
 

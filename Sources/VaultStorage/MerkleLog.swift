@@ -258,7 +258,10 @@ package final class MerkleHashArray: MerkleHashStorage {
 /// committer after the frames they hash and synced before a checkpoint
 /// (which records the root) and at close. Recovery keeps the hashes of
 /// the records the checkpoint covers, checks their root against it, and
-/// recomputes the rest from the records it replays.
+/// recomputes the rest from the records it replays (but for a record kept
+/// with a damaged payload, whose leaf it takes from here, unauthenticated).
+/// A header with one flipped byte (all its bytes are known) is restored
+/// and written back.
 final class MerkleHashFile: MerkleHashStorage {
     static let fileName = "merkle.hashes"
     static let headerSize: UInt64 = 64

@@ -416,8 +416,12 @@ package protocol StorageEngine: AnyObject, Sendable {
     /// Visits the written records appended after `cursor` (all of them
     /// for nil), in append order, until `visit` returns false; only those
     /// whose stream `wanted` accepts are read whole. Records still queued
-    /// are not visited; meant for open, when nothing is being written.
-    /// - Throws: ``StorageError/Code/corrupted`` for a damaged record.
+    /// are not visited; meant for open, when nothing is being written. A
+    /// wanted record that recovery kept damaged (its payload fails its
+    /// checks; reading it answers `corrupted`) may be passed over, and is by
+    /// the log engine, which logs it.
+    /// - Throws: ``StorageError/Code/corrupted`` for damage the engine
+    ///   cannot pass over (the log's own structure).
     func scan(from cursor: LogCursor?, only wanted: (StreamID?) -> Bool, _ visit: (StoredRecord) throws -> Bool) async throws
 
     /// Where this engine's key slots are (``LogEngine``: its key file).

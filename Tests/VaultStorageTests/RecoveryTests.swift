@@ -56,25 +56,36 @@ import Testing
     }
 
     /// A flipped byte in the middle one of three durable records, a later
-    /// record testifying that it was durable: a flipped bit, not a torn
-    /// write. In its payload, under a genuine header, the open keeps the
-    /// record (with the leaf hash `merkle.hashes` holds). In its header, the
-    /// open keeps it too when the header's MAC proves the one byte value
-    /// that restores it (with frame MACs, as a store has); without a MAC
-    /// (a CRC alone proves no repair), the open refuses the store, naming
-    /// the record. A kept record is reported, and reading it answers
-    /// `corrupted`; the records around it read back, and the store takes
-    /// new ones. Before, the whole store refused to open in every case.
-    @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200], [false, true])
+    /// record testifying (under its MAC, where frames have one) that it was
+    /// durable: a flipped bit, not a torn write.
+    /// - In its payload, under a genuine header, the open keeps the record
+    ///   (with the leaf hash `merkle.hashes` holds) and reports it; reading
+    ///   it answers `corrupted`.
+    /// - In its header, with frame MACs (as a store has), the one byte value
+    ///   that the header's CRC and MAC prove is restored and written back:
+    ///   the record reads whole.
+    /// - In its padding after an intact payload, the zeros are written
+    ///   back: the record reads whole.
+    /// The records around it read back, and the store takes new ones.
+    /// Without frame MACs (the engine's own tests), no later frame
+    /// testifies beyond doubt and no header repair is proven: the open
+    /// refuses the store, naming the record. Before, the whole store
+    /// refused to open in every case.
+    @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200, 247], [false, true])
     func damagedMiddleRecord(byteInRecord: Int, authenticated: Bool) async throws {
         let c = authenticated ? smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) } : smallConfiguration()
         let dir = TemporaryDirectory()
         let locations = try await threeRecords(dir, c)
         let middle = locations[1]
-        var bytes = try readBytes(dir.segmentPath(1))
+        #expect(middle.frameLength == 248, "the test's byte 247 is padding")
+        let clean = try readBytes(dir.segmentPath(1))
+        var bytes = clean
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        guard byteInRecord >= LogFormat.frameHeaderSize || authenticated else {
+        let inHeader = byteInRecord < LogFormat.frameHeaderSize, inPadding = byteInRecord >= LogFormat.frameHeaderSize + 150
+        // Without frame MACs, no later frame can testify beyond doubt (a
+        // CRC anyone can write): damage anywhere refuses the store.
+        guard authenticated else {
             #expect {
                 _ = try dir.openEngine(c)
             } throws: { error in
@@ -84,17 +95,48 @@ import Testing
             return
         }
         let engine = try dir.openEngine(c)
-        #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
         #expect(engine.recoveryReport.truncatedAt == nil)
-        #expect {
-            _ = try engine.read(middle)
-        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == middle.offset } ?? false }
+        if inHeader || inPadding {
+            #expect(engine.recoveryReport.restoredRecords.map(\.offset) == [middle.offset])
+            #expect(engine.recoveryReport.damagedRecords.isEmpty)
+            #expect(try engine.read(middle).payload == payload(1, size: 150))
+            let frame = Int(middle.offset)..<(Int(middle.offset) + Int(middle.frameLength))
+            #expect(Array(try readBytes(dir.segmentPath(1))[frame]) == Array(clean[frame]), "written back")
+        } else {
+            #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
+            #expect {
+                _ = try engine.read(middle)
+            } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == middle.offset } ?? false }
+        }
         #expect(try engine.read(locations[0]).payload == payload(0, size: 150))
         #expect(try engine.read(locations[2]).payload == payload(2, size: 150))
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(9))])
         let reopened = try await engine.reopen(dir, c)
         #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
         try await reopened.close()
+    }
+
+    /// A torn last record (its payload cut short by a crash) followed by a
+    /// header that only its CRC vouches for (anyone can write one), which
+    /// says the torn record was durable: that testimony never makes the
+    /// open keep the torn record; the store is refused, as before.
+    @Test func aForgedTestimonyNeverKeepsATornRecord() async throws {
+        let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
+        let dir = TemporaryDirectory()
+        let last = try await threeRecords(dir, c)[2]
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(last.offset) + 120] ^= 0x40
+        let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
+        // Past a gap of zeros (replay ends there), saying "durable through
+        // the torn record" and no further: once the torn record were kept,
+        // it would testify for nothing and be cut as junk.
+        let after = Int(last.offset) + Int(last.frameLength) + 64
+        let forged = LogFormat.encodeFrameHeader(
+            salt: salt, offset: UInt64(after), payloadLength: 8, payloadCRC: 0, lsn: 5, durableThrough: 4, flags: 0, previous: nil,
+            stream: stream(1), authenticator: nil)
+        bytes.replaceSubrange(after..<(after + forged.count), with: forged)
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        #expect { _ = try dir.openEngine(c) } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 
     /// Two bytes of one header flipped: no single byte restores it, and the
@@ -131,16 +173,13 @@ import Testing
             _ = try engine.read(first!)
         } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
         try await engine.close()
-        // Without the checkpoint, open replays everything: it keeps the
-        // damaged record (later ones testify it was durable), and the read
-        // still names it.
+        // Without the checkpoint, open replays everything and refuses (no
+        // frame MACs here: nothing testifies beyond doubt that the record
+        // was durable; `damagedMiddleRecord` has the store's case).
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
-        let replayed = try dir.openEngine()
-        #expect(replayed.recoveryReport.damagedRecords.map(\.offset) == [first!.offset])
         #expect {
-            _ = try replayed.read(first!)
-        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == first!.offset } ?? false }
-        try await replayed.close()
+            _ = try dir.openEngine()
+        } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.segment == 1 } ?? false }
     }
 
     @Test func missingMiddleSegmentIsCorruption() async throws {

@@ -159,8 +159,11 @@ extension VaultStore {
                 // copies a crash lost before this open (none after a clean
                 // close) are not rebuilt, and the store still opens (the
                 // vaults' own trails, which the copies repeat, are whole).
+                // A new mark at once, so that the damaged one is not the
+                // newest at the next open (after a crash, that open
+                // rebuilds from the new mark).
                 logger.error("patientvault: the activity mark is damaged; activity copies lost in a crash are not rebuilt")
-                auditWriter.activity.noteMark(engine.endCursor)
+                try await auditWriter.flushActivity(markAlways: true, durability: .durable)
                 return
             }
             auditWriter.activity.noteMark(start)

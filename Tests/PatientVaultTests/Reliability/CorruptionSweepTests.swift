@@ -162,14 +162,59 @@ import Testing
         })
         bytes[mark.offset + LogFormat.frameHeaderSize + 20] ^= 0x5A
         try Data(bytes).write(to: path)
+        // An open and a close without writes: a new mark is written all the
+        // same, so that the damaged one is no longer the newest.
+        let first = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        try await first.close()
+        let newest = try #require(try Self.frames(of: [UInt8](try Data(contentsOf: path))).last {
+            $0.header.stream.map { StoreKeys.StreamClass(of: $0) == .activityMark } ?? false
+        })
+        #expect(newest.offset > mark.offset)
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
         #expect(try await store.content(of: id, for: alice, as: .patient(alice)) == content)
         _ = try await store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)
         try await store.close()
     }
 
+    /// After a crash, the activity copies are rebuilt from the audit
+    /// records after the newest mark: one of them kept damaged (another
+    /// patient's) is passed over, and the others' copies are rebuilt. Before,
+    /// the rebuild stopped at it and the copies after it were lost.
+    @Test func theActivityRebuildPassesOverADamagedAuditRecord() async throws {
+        let live = TestFolder()
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        var c = Fixtures.configuration()
+        c.auditReviewers = [try SystemPrincipal("dpo")]
+        let (alice, bob) = (Fixtures.alice, Fixtures.bob)
+        do {
+            let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
+            try await running.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
+            try await running.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            for i in 0..<3 { _ = try await running.deposit(Fixtures.draft(), content: Data([UInt8(i)]), for: alice, as: Fixtures.doctor) }
+            // A crash: the copies still pending in memory.
+            try FileManager.default.copyItem(at: live.url, to: folder.url)
+            try await running.close()
+        }
+        try? FileManager.default.removeItem(at: folder.url.appendingPathComponent("LOCK"))
+        // The payload of the log's first audit record (Bob's vault's creation).
+        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        var bytes = [UInt8](try Data(contentsOf: path))
+        let audit = try #require(try Self.frames(of: bytes).first {
+            $0.header.stream.map { StoreKeys.StreamClass(of: $0) == .audit } ?? false
+        })
+        bytes[audit.offset + LogFormat.frameHeaderSize + 40] ^= 0x5A
+        try Data(bytes).write(to: path)
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
+        let seen = try await store.activity(of: GrantHolder(Fixtures.doctor)!, as: dpo)
+        #expect(seen.map(\.action) == [.deposit, .deposit, .deposit])
+        try await store.close()
+    }
+
     /// `inHeader`: the byte flipped is in the record's frame header (which
-    /// its MAC then proves restored), else in its payload.
+    /// its MAC then proves restored: written back, the record reads whole),
+    /// else in its payload (the record answers `corrupted`).
     @Test(arguments: [false, true])
     func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault(inHeader: Bool) async throws {
         let live = TestFolder()
@@ -216,7 +261,9 @@ import Testing
                 _ = try await store.content(of: m.id, for: bob, as: .patient(bob))
             }
         }
-        #expect(e?.code == .corrupted)
+        // A header's flipped byte is restored (its MAC proves the value):
+        // Bob reads whole. A payload's is not: Bob's vault is `corrupted`.
+        #expect(inHeader ? e == nil : e?.code == .corrupted)
         // New writes go on, for the patients the damage does not touch.
         _ = try await store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor)
         try await store.close()
