@@ -97,11 +97,19 @@ extension LogEngineCore {
         checkingPayloadCRC: Bool
     ) throws -> (LogFormat.FrameHeader, compacted: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])?) {
         let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
-        guard raw.count == Int(location.frameLength),
-              let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
-              LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == raw.count,
-              LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
-        else { throw corrupted }
+        guard raw.count == Int(location.frameLength), raw.count >= LogFormat.frameHeaderSize else { throw corrupted }
+        let header: LogFormat.FrameHeader? = if let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
+            LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
+        {
+            h
+        } else {
+            // One flipped byte, its value proven by the header's CRC and
+            // MAC: read restored (the file keeps it).
+            LogFormat.restoredFrameHeader(
+                Array(raw[0..<LogFormat.frameHeaderSize]), salt: segment.salt, offset: location.offset, authenticator: authenticator
+            ).flatMap { restored in restored.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } }
+        }
+        guard let h = header, LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == raw.count else { throw corrupted }
         let payload = UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
         guard !checkingPayloadCRC || LogFormat.payloadCRC(payload) == h.payloadCRC,
               raw[(LogFormat.frameHeaderSize + Int(h.payloadLength))...].allSatisfy({ $0 == 0 })
@@ -210,10 +218,14 @@ extension LogEngineCore {
                 // Zeros, or the end of a file preallocated short of its size.
                 if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) { return nil }
                 let damaged = StorageError(.corrupted, "record failed its checksum", segment: here.segment, offset: here.offset)
-                guard let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
-                      header.withUnsafeBytes({
-                          LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator)
-                      })
+                let genuine = header.withUnsafeBytes {
+                    LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator)
+                } ? header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }) : nil
+                // One flipped byte, proven by the header's CRC and MAC: the
+                // walk goes on with the header restored.
+                guard let h = genuine ?? LogFormat.restoredFrameHeader(
+                    header, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator
+                ).flatMap({ restored in restored.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } })
                 else { throw damaged }
                 // Bounded by the segment before any conversion: a length no
                 // frame of this segment can have (or a location can name)

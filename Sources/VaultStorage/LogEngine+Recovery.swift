@@ -200,33 +200,12 @@ extension LogEngineCore {
     }
 
     /// The frame header at `offset` of `segment` with its one damaged byte
-    /// restored: the only candidate, among every value of every byte, that
-    /// passes the header's CRC and MAC. Nil without an authenticator (a CRC
-    /// alone does not prove a repair) or when no single byte restores it.
+    /// restored (``LogFormat/restoredFrameHeader(_:salt:offset:authenticator:)``).
     private static func restoredHeader(
         at offset: UInt64, in segment: Segment, authenticator: (any LogAuthenticator)?
     ) throws -> [UInt8]? {
-        guard authenticator != nil else { return nil }
-        var header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
-        guard header.count == LogFormat.frameHeaderSize else { return nil }
-        var found: [UInt8]?
-        for i in 0..<header.count {
-            let original = header[i]
-            for delta in 1...UInt8.max {
-                header[i] = original ^ delta
-                let genuine = header.withUnsafeBytes { raw in
-                    LogFormat.decodeFrameHeader(raw, salt: segment.salt) != nil
-                        && LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: offset, authenticator: authenticator)
-                }
-                if genuine {
-                    // Two candidates would make the repair a guess.
-                    guard found == nil else { return nil }
-                    found = header
-                }
-            }
-            header[i] = original
-        }
-        return found
+        let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
+        return LogFormat.restoredFrameHeader(header, salt: segment.salt, offset: offset, authenticator: authenticator)
     }
 
     /// Where the valid log stops: its segment, offset and next LSN, and the

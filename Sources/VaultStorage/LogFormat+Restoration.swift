@@ -75,4 +75,41 @@ extension LogFormat {
         }
         return count == 1 ? found : nil
     }
+
+    /// A frame header (its first ``frameHeaderSize`` bytes, read at
+    /// `offset` of a segment of this `salt`) with its one damaged byte
+    /// restored: the one candidate whose CRC and MAC pass (a magic one
+    /// byte off ``frameMagic``, outside the CRC, set back, or one of the
+    /// single-byte errors the CRC's algebra lists). Nil without an
+    /// authenticator (a CRC alone proves no repair), or if there is not
+    /// exactly one.
+    static func restoredFrameHeader(
+        _ header: [UInt8], salt: [UInt8], offset: UInt64, authenticator: (any LogAuthenticator)?
+    ) -> [UInt8]? {
+        guard authenticator != nil, header.count >= frameHeaderSize else { return nil }
+        let bytes = Array(header[0..<frameHeaderSize])
+        var candidates: [[UInt8]] = []
+        let magic = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian }
+        if magic != frameMagic {
+            guard (0..<4).filter({ ((magic ^ frameMagic) >> (8 * $0)) & 0xFF != 0 }).count == 1 else { return nil }
+            var candidate = bytes
+            withUnsafeBytes(of: frameMagic.littleEndian) { candidate.replaceSubrange(0..<4, with: $0) }
+            candidates.append(candidate)
+        } else {
+            candidates = singleByteCandidates(bytes, covered: 8..<frameHeaderSize, seed: CRC32C.checksum(salt), storedAt: 4)
+        }
+        var found: [UInt8]?
+        var count = 0
+        for candidate in candidates {
+            let genuine = candidate.withUnsafeBytes { raw in
+                decodeFrameHeader(raw, salt: salt) != nil
+                    && frameIsAuthentic(raw, salt: salt, offset: offset, authenticator: authenticator)
+            }
+            if genuine {
+                found = candidate
+                count += 1
+            }
+        }
+        return count == 1 ? found : nil
+    }
 }

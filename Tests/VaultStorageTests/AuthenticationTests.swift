@@ -90,4 +90,38 @@ struct TestAuthenticator: LogAuthenticator {
         try Data(twice).write(to: URL(fileURLWithPath: path))
         #expect { _ = try dir.openEngine(strict) } throws: { isCorruption($0) }
     }
+
+    /// A flipped byte in the header of a record the checkpoint covers
+    /// (never replayed), anywhere in its 96 bytes: the read and a walk of
+    /// the log restore it in memory, its CRC and MAC proving the value, and
+    /// the record reads whole. Before, it was `corrupted` (and a walk
+    /// stopped there). Two flipped bytes are still `corrupted`.
+    @Test func aRecordHeaderWithOneDamagedByteReadsWhole() async throws {
+        let c = configuration()
+        let (dir, engine) = try TemporaryDirectory.withEngine(c)
+        var locations: [RecordLocation] = []
+        for i in 0..<3 { locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 100))]) }
+        try await engine.close()
+        let middle = locations[1]
+        let path = dir.segmentPath(1)
+        let original = try readBytes(path)
+        for byte in [0, 3, 4, 7, 8, 20, 33, 47, 48, 79, 80, 95] {
+            var damaged = original
+            damaged[Int(middle.offset) + byte] ^= 0x81
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            let reopened = try dir.openEngine(c)
+            #expect(reopened.recoveryReport.replayedRecords == 0)
+            #expect(try reopened.read(middle).payload == payload(1, size: 100), "byte \(byte)")
+            #expect(try reopened.records(of: stream(1)).count == 3, "byte \(byte)")
+            try await reopened.close()
+            try Data(original).write(to: URL(fileURLWithPath: path))
+        }
+        var twice = original
+        twice[Int(middle.offset) + 20] ^= 0x01
+        twice[Int(middle.offset) + 40] ^= 0x01
+        try Data(twice).write(to: URL(fileURLWithPath: path))
+        let reopened = try dir.openEngine(c)
+        #expect { _ = try reopened.read(middle) } throws: { isCorruption($0) }
+        try await reopened.close()
+    }
 }
