@@ -241,6 +241,11 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     /// that any key opens.
     package var keySlots: any KeySlotStore { self }
 
+    /// Checks that every key slot of `keys.slots` decodes (a restore's
+    /// check of the copied file); how many hold a value or a tombstone.
+    /// - Throws: ``StorageError/Code/corrupted`` naming the first that does not.
+    package func checkEveryKeySlot() throws -> Int { try core.keySlots.checkEverySlot() }
+
     package func close() async throws {
         // A compaction batch or a backup in progress finishes first: the
         // LOCK is never released under a half-rewritten frame.

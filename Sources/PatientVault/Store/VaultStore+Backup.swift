@@ -168,8 +168,9 @@ extension VaultStore {
     /// Restores a backup made by ``backup(to:verifyingEveryRecord:progress:)`` into `target` (new or
     /// empty): the backup's files are copied, then the copy is opened with
     /// `key` and checked against the backup's signed checkpoint (every
-    /// record read and hashed again) before this returns it, and against
-    /// the configuration's `trustedCheckpoint` if it has one. The restored
+    /// record read and hashed again; every key slot decoded) before this
+    /// returns it, and against the configuration's `trustedCheckpoint` if
+    /// it has one. The restored
     /// store holds exactly the records that checkpoint covers, nothing
     /// after; the checkpoint says how many. The copy is synced before it
     /// is opened.
@@ -177,7 +178,8 @@ extension VaultStore {
     ///   checkpoint in `backup`, a `target` that holds files),
     ///   ``PatientVaultError/Code/checkpointNotExtended`` or
     ///   ``PatientVaultError/Code/corrupted`` for a backup that does not
-    ///   match its checkpoint, ``PatientVaultError/Code/wrongMasterKey``.
+    ///   match its checkpoint or holds a damaged key slot,
+    ///   ``PatientVaultError/Code/wrongMasterKey``.
     @discardableResult
     public static func restore(
         from backup: URL, to target: URL, key: MasterKeySource, configuration: Configuration = Configuration()
@@ -209,14 +211,15 @@ extension VaultStore {
         check.trustedCheckpoint = checkpoint
         let store = try await open(at: target, key: key, configuration: check)
         let size = store.engine.durableRecordCount
-        // A checkpoint the caller trusts besides the backup's, checked too.
-        if let trusted = configuration.trustedCheckpoint {
-            do {
-                try await store.verify(against: trusted)
-            } catch {
-                try? await store.close()
-                throw error
-            }
+        do {
+            // Every key slot of the copy decodes: the records were hashed
+            // again against the checkpoint, the key file is checked here.
+            if let engine = store.engine as? LogEngine { _ = try translatingErrors { try engine.checkEveryKeySlot() } }
+            // A checkpoint the caller trusts besides the backup's, checked too.
+            if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
+        } catch {
+            try? await store.close()
+            throw error
         }
         try await store.close()
         guard size >= checkpoint.treeHead.size else {

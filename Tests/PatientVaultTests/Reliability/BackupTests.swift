@@ -92,6 +92,39 @@ import Testing
         #expect(await code { _ = try await VaultStore.restore(from: TestFolder().url, to: TestFolder().url, key: .key(t.key)) } == .invalidArgument)
     }
 
+    /// A key slot of the backup's `keys.slots` damaged beyond a single
+    /// flipped byte (which any read restores): the restore, which checks
+    /// every slot, refuses it (before, it restored a store whose vault
+    /// then answered `corrupted`). One flipped byte restores fine.
+    @Test func aBackupWithADamagedKeySlotIsRefused() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("K", size: 500), for: alice, as: Fixtures.doctor)
+        let backup = TestFolder()
+        _ = try await t.store.backup(to: backup.url)
+        try await t.close()
+        let keyFile = backup.url.appendingPathComponent(LogFormat.keyFileName)
+        let original = [UInt8](try Data(contentsOf: keyFile))
+        // The last slot written: the document's key.
+        var last = original.count / LogFormat.keySlotSize - 1
+        while original[(last * LogFormat.keySlotSize)..<((last + 1) * LogFormat.keySlotSize)].allSatisfy({ $0 == 0 }) { last -= 1 }
+        var once = original
+        once[last * LogFormat.keySlotSize + 40] ^= 0x11
+        try Data(once).write(to: keyFile)
+        let restored = TestFolder()
+        _ = try await VaultStore.restore(from: backup.url, to: restored.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("K", size: 500))
+        try await store.close()
+        var twice = once
+        twice[last * LogFormat.keySlotSize + 50] ^= 0x22
+        try Data(twice).write(to: keyFile)
+        let refused = await code {
+            _ = try await VaultStore.restore(from: backup.url, to: TestFolder().url, key: .key(t.key), configuration: Fixtures.configuration())
+        }
+        #expect(refused == .corrupted)
+    }
+
     /// A record of the store damaged where no open reads it (before the
     /// index the copy starts from): a backup copies it as it is (its
     /// check replays only what follows the index), and its restore, which
