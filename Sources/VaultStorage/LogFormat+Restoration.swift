@@ -5,30 +5,11 @@
 /// fake (a MAC, or a salt that other CRCs in the file confirm). The file
 /// keeps its damage; the value is restored in memory each time it is read.
 extension LogFormat {
-    /// Every copy of `bytes` with one byte changed that explains a CRC-32C
-    /// mismatch: `crc` is the checksum of `bytes[covered]` (continuing
-    /// from `seed`), `stored` the value at `storedAt` (4 bytes, little
-    /// endian), which may itself be the damaged byte.
+    /// ``CRC32C/singleByteRepairs(of:covered:seed:storedAt:)``.
     static func singleByteCandidates(
         _ bytes: [UInt8], covered: Range<Int>, seed: UInt32 = 0, storedAt: Int
     ) -> [[UInt8]] {
-        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: storedAt, as: UInt32.self).littleEndian }
-        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[covered]), continuing: seed) }
-        let syndrome = computed ^ stored
-        guard syndrome != 0 else { return [] }
-        var candidates: [[UInt8]] = []
-        // The stored CRC is the damaged byte: what it covers is whole.
-        if (0..<4).filter({ (syndrome >> (8 * $0)) & 0xFF != 0 }).count == 1 {
-            var candidate = bytes
-            withUnsafeBytes(of: computed.littleEndian) { candidate.replaceSubrange(storedAt..<(storedAt + 4), with: $0) }
-            candidates.append(candidate)
-        }
-        for (index, delta) in CRC32C.singleByteErrors(syndrome: syndrome, count: covered.count) {
-            var candidate = bytes
-            candidate[covered.lowerBound + index] ^= delta
-            candidates.append(candidate)
-        }
-        return candidates
+        CRC32C.singleByteRepairs(of: bytes, covered: covered, seed: seed, storedAt: storedAt)
     }
 
     /// ``decodeKeySlot(_:number:salt:magic:tombstone:)``, or, for a slot

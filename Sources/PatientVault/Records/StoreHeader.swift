@@ -118,6 +118,29 @@ struct StoreHeader {
         return try decode(bytes)
     }
 
+    /// The store's header as read: whole, or damaged, with every header it
+    /// may have been before one of its bytes was flipped (the CRC's
+    /// algebra lists them) for the open to prove by unwrapping.
+    enum Read {
+        case whole(StoreHeader)
+        case damaged(PatientVaultError, candidates: [StoreHeader])
+    }
+
+    /// ``read(directory:)``, except that a header failing its checksum (or
+    /// its magic, which the checksum covers) is returned with its
+    /// single-byte repairs instead of thrown.
+    static func readRestoringOneByte(directory: String) throws(PatientVaultError) -> Read? {
+        guard let bytes = try translatingErrors({ try StoreFolder.readHeader(in: directory, maximumSize: maximumSize) }) else { return nil }
+        guard bytes.count <= maximumSize else { throw PatientVaultError(.corrupted, "store.header is larger than any header") }
+        do {
+            return .whole(try decode(bytes))
+        } catch where error.code == .corrupted && bytes.count >= 16 {
+            let candidates = CRC32C.singleByteRepairs(of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4)
+                .compactMap { try? decode($0) }
+            return .damaged(error, candidates: candidates)
+        }
+    }
+
     /// Writes the header of a new store unless another opener wrote one
     /// first (``StoreFolder/createHeader(_:in:)``); false then.
     func create(directory: String) throws(PatientVaultError) -> Bool {

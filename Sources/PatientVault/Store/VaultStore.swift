@@ -133,7 +133,7 @@ public final class VaultStore: Sendable {
         try translatingErrors { try StoreFolder.prepare(directory) }
         let weakCost = configuration.allowsWeakPassphraseCostForTesting
         var root: SymmetricKey?
-        if try StoreHeader.read(directory: directory) == nil {
+        if try StoreHeader.readRestoringOneByte(directory: directory) == nil {
             guard try !translatingErrors({ try StoreFolder.holdsLog(directory) }) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
@@ -146,10 +146,25 @@ public final class VaultStore: Sendable {
             if try header.create(directory: directory) { root = fresh } else { fresh.wipe() }
         }
         if root == nil {
-            guard let header = try StoreHeader.read(directory: directory) else {
+            guard let read = try StoreHeader.readRestoringOneByte(directory: directory) else {
                 throw PatientVaultError(.corrupted, "the store's header is missing")
             }
-            root = try await RootKeyWrapping.unwrapRoot(source, header: header, allowsWeakCost: weakCost)
+            switch read {
+            case .whole(let header):
+                root = try await RootKeyWrapping.unwrapRoot(source, header: header, allowsWeakCost: weakCost)
+            case .damaged(let error, let candidates):
+                // One flipped byte: the candidate the master key opens is
+                // the header as it was (its wrap authenticates it), written
+                // back whole.
+                for candidate in candidates {
+                    guard let key = try? await RootKeyWrapping.unwrapRoot(source, header: candidate, allowsWeakCost: weakCost) else { continue }
+                    try candidate.write(directory: directory)
+                    configuration.logger.error("patientvault: store.header had a damaged byte; restored (the master key opened it) and written back")
+                    root = key
+                    break
+                }
+                guard root != nil else { throw error }
+            }
         }
         guard let root else { throw PatientVaultError(.corrupted, "the store's header is missing") }
         let keys = try translatingErrors { try StoreKeys(master: root) }

@@ -94,13 +94,35 @@ import VaultSync
         #expect(c == .closed)
     }
 
+    /// Two damaged bytes of `store.header`: `corrupted`, not
+    /// `wrongMasterKey`. One flipped byte anywhere (magic, fields, the
+    /// wrapped root key, its CRC) is restored: the one repair the CRC's
+    /// algebra lists that the master key opens (the wrap authenticates the
+    /// header), written back whole. With another key, a flipped byte is
+    /// `corrupted` (no repair opens).
     @Test func damagedHeaderIsCorruptionNotWrongKey() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
         try await t.store.close()
         let path = t.folder.appendingPathComponent("store.header")
-        var bytes = try Data(contentsOf: path)
-        bytes[20] ^= 0xFF
-        try bytes.write(to: path)
+        let original = try Data(contentsOf: path)
+        for position in [0, 8, 12, 20, 60, 90, original.count - 20, original.count - 1] {
+            var once = original
+            once[position] ^= 0xFF
+            try once.write(to: path)
+            let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+            #expect(store.vaultCount == 1, "byte \(position)")
+            try await store.close()
+            #expect(try Data(contentsOf: path) == original, "byte \(position) written back")
+        }
+        var once = original
+        once[20] ^= 0xFF
+        try once.write(to: path)
+        #expect(await code { _ = try await VaultStore.open(at: t.folder, key: .key(try MasterKey.generate()), configuration: Fixtures.configuration()) } == .corrupted)
+        var twice = original
+        twice[20] ^= 0xFF
+        twice[30] ^= 0x01
+        try twice.write(to: path)
         let c = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration()) }
         #expect(c == .corrupted)
     }
