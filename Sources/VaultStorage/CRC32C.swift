@@ -95,30 +95,44 @@ package enum CRC32C {
         return found
     }
 
-    /// Every copy of `bytes` with one byte changed that explains a CRC-32C
-    /// mismatch: `crc` is the checksum of `bytes[covered]` (continuing
-    /// from `seed`), `stored` the value at `storedAt` (4 bytes, little
-    /// endian), which may itself be the damaged byte.
-    package static func singleByteRepairs(
-        of bytes: [UInt8], covered: Range<Int>, seed: UInt32 = 0, storedAt: Int
-    ) -> [[UInt8]] {
+    /// The one single-byte repair of `bytes` that `accepts`, if exactly
+    /// one does: among the changes of one byte that explain a CRC-32C
+    /// mismatch (`bytes[covered]`'s checksum, continuing from `seed`,
+    /// against the value stored at `storedAt`, 4 bytes little endian, which
+    /// may itself be the damaged byte). Each candidate is made in one
+    /// working copy, in turn (a large file is never copied once per
+    /// candidate), and the search stops at a second accepted one: two would
+    /// make the repair a guess. `accepts` is where the proof is (a MAC, an
+    /// unwrap): a CRC alone proves nothing.
+    package static func uniqueSingleByteRepair<R>(
+        of bytes: [UInt8], covered: Range<Int>, seed: UInt32 = 0, storedAt: Int, accepts: ([UInt8]) -> R?
+    ) -> (bytes: [UInt8], result: R)? {
+        guard covered.lowerBound >= 0, covered.upperBound <= bytes.count, storedAt >= 0, storedAt + 4 <= bytes.count else { return nil }
         let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: storedAt, as: UInt32.self).littleEndian }
         let computed = bytes.withUnsafeBytes { checksum(UnsafeRawBufferPointer(rebasing: $0[covered]), continuing: seed) }
         let syndrome = computed ^ stored
-        guard syndrome != 0 else { return [] }
-        var candidates: [[UInt8]] = []
+        guard syndrome != 0 else { return nil }
+        var work = bytes
+        var found: (bytes: [UInt8], result: R)?
+        var count = 0
+        func consider() -> Bool {
+            guard let result = accepts(work) else { return true }
+            count += 1
+            found = (work, result)
+            return count < 2
+        }
         // The stored CRC is the damaged byte: what it covers is whole.
         if (0..<4).filter({ (syndrome >> (8 * $0)) & 0xFF != 0 }).count == 1 {
-            var candidate = bytes
-            withUnsafeBytes(of: computed.littleEndian) { candidate.replaceSubrange(storedAt..<(storedAt + 4), with: $0) }
-            candidates.append(candidate)
+            withUnsafeBytes(of: computed.littleEndian) { work.replaceSubrange(storedAt..<(storedAt + 4), with: $0) }
+            guard consider() else { return nil }
+            work.replaceSubrange(storedAt..<(storedAt + 4), with: bytes[storedAt..<(storedAt + 4)])
         }
         for (index, delta) in singleByteErrors(syndrome: syndrome, count: covered.count) {
-            var candidate = bytes
-            candidate[covered.lowerBound + index] ^= delta
-            candidates.append(candidate)
+            work[covered.lowerBound + index] ^= delta
+            guard consider() else { return nil }
+            work[covered.lowerBound + index] ^= delta
         }
-        return candidates
+        return count == 1 ? found : nil
     }
 
     /// `t0[delta]` → `delta`, for the 255 non-zero bytes.

@@ -54,6 +54,9 @@ package final class FaultInjection: Sendable {
         case compactionWrite
         /// A compaction's `fdatasync` of the segments it rewrote.
         case compactionSync
+        /// Recovery's write-back of a frame header or padding it restored
+        /// (one flipped byte, proven).
+        case restorationWrite
     }
 
     private struct State {

@@ -149,6 +149,24 @@ final class KeySlotFile: Sendable {
         LogFormat.encodeKeySlot(slot, value: tombstoneValue(slot.number), magic: LogFormat.keySlotTombstone, salt: salt)
     }
 
+    /// Whether `bytes` (a slot's) pass their CRC, name slot `number` and
+    /// hold the value of a genuine tombstone of it, whatever their magic
+    /// says: a tombstone whose magic byte flipped, never to be written over.
+    func holdsTombstoneValue(_ bytes: [UInt8], number: UInt64) -> Bool {
+        let tombstone = tombstoneValue(number)
+        guard !tombstone.isEmpty, bytes.count == LogFormat.keySlotSize else { return false }
+        var asTombstone = bytes
+        withUnsafeBytes(of: LogFormat.keySlotTombstone.littleEndian) { asTombstone.replaceSubrange(0..<4, with: $0) }
+        do {
+            _ = try LogFormat.decodeKeySlot(asTombstone, number: number, salt: salt, tombstone: tombstone)
+            return false
+        } catch let error as StorageError {
+            return error.code == .keySlotDestroyed
+        } catch {
+            return false
+        }
+    }
+
     /// What a tombstone of slot `number` holds: the log key's MAC of
     /// `"PVKX" || file salt || number`, so that a tombstone written by
     /// someone without the key (who can write the file and its CRC) reads
@@ -171,9 +189,9 @@ final class KeySlotFile: Sendable {
     }
 
     /// Reads every key slot written (from the first key slot to
-    /// ``writtenEnd``) and checks that each decodes: a live value, a
-    /// genuine tombstone, or never written (one flipped byte restored, as
-    /// any read does). For a restore, whose copy of this file nothing else
+    /// ``writtenEnd``) and checks that each decodes: a live value or a
+    /// genuine tombstone (one flipped byte restored, as any read does), or
+    /// never written (all zeros). For a restore, whose copy of this file nothing else
     /// checks slot by slot. Returns how many hold a value or a tombstone.
     /// - Throws: ``StorageError/Code/corrupted`` naming the first slot that
     ///   does not decode.
@@ -313,8 +331,9 @@ final class KeySlotFile: Sendable {
         for slot in slots {
             let current = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
             if current == slot.bytes { continue }
-            // A genuine tombstone stays (one flipped byte in it too); a
-            // forged one is written over.
+            // A genuine tombstone stays (one flipped byte in it too, even in
+            // its magic, outside the CRC: its value is a MAC only the log
+            // key makes); a forged one is written over.
             if case .failure(let error) = Result(catching: {
                 try LogFormat.decodeKeySlotRestoring(current, number: slot.number, salt: salt, tombstone: tombstoneValue(slot.number))
             }),
@@ -322,6 +341,7 @@ final class KeySlotFile: Sendable {
             {
                 continue
             }
+            if holdsTombstoneValue(current, number: slot.number) { continue }
             try write(slot.bytes, to: slot.number)
             written += 1
         }
@@ -434,7 +454,9 @@ final class KeySlotFile: Sendable {
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
             defer { for i in bytes.indices { bytes[i] = 0 } }
-            guard var value = try? LogFormat.decodeKeySlotRestoring(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
+            // Never restored: a journal key is raw key bytes, which nothing
+            // would prove (a wrapped key or a tombstone is checked above).
+            guard var value = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
             else { continue }
             defer { for i in value.indices { value[i] = 0 } }
             guard value.count == 8 + SymmetricKey.byteCount else { continue }

@@ -168,8 +168,15 @@ extension LogEngineCore {
                 // A flipped byte (a crash never leaves it torn): restored
                 // only when the MAC proves the one value that fits.
                 if let restored = restoredCheckpoint(bytes, authenticator: authenticator) {
-                    // Written back whole (the same bytes it had).
-                    if let files { try writeCheckpoint(restored, directory: directory, authenticator: authenticator, files: files) }
+                    // Written back whole (the same bytes it had); best
+                    // effort: the restored one is in memory either way.
+                    if let files {
+                        do {
+                            try writeCheckpoint(restored, directory: directory, authenticator: authenticator, files: files)
+                        } catch {
+                            logger.warning("storage: the restored index.checkpoint could not be written back", metadata: ["error": "\(error)"])
+                        }
+                    }
                     logger.error("storage: index.checkpoint had a damaged byte; restored and written back, its CRC and MAC proving the value")
                     return restored
                 }
@@ -189,15 +196,9 @@ extension LogEngineCore {
     /// costs a CRC and one table step per byte).
     static func restoredCheckpoint(_ bytes: [UInt8], authenticator: (any LogAuthenticator)?) -> Checkpoint? {
         guard authenticator != nil, bytes.count >= 68 + LogFormat.macSize, bytes.count <= 1 << 30 else { return nil }
-        var found: Checkpoint?
-        var count = 0
-        for candidate in LogFormat.singleByteCandidates(bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4) {
-            guard let c = try? decodeCheckpoint(candidate, authenticator: authenticator) else { continue }
-            found = c
-            count += 1
-        }
-        // Two would make the repair a guess.
-        return count == 1 ? found : nil
+        return CRC32C.uniqueSingleByteRepair(of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4) {
+            try? decodeCheckpoint($0, authenticator: authenticator)
+        }?.result
     }
 
     /// Decodes the bytes of a checkpoint file; nil if they are too short,

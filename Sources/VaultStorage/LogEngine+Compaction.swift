@@ -98,7 +98,19 @@ extension LogEngineCore {
         else {
             throw StorageError(.invalidLocation, "location out of range", segment: location.segment, offset: location.offset)
         }
-        let head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + keep), at: location.offset)
+        var head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + keep), at: location.offset)
+        // One flipped byte of the header, proven by its CRC and MAC, is
+        // restored first (the rewrite then writes it whole).
+        if head.count >= LogFormat.frameHeaderSize,
+           !head.withUnsafeBytes({
+               LogFormat.decodeFrameHeader($0, salt: segment.salt) != nil
+                   && LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: location.offset, authenticator: configuration.authenticator)
+           }),
+           let restored = LogFormat.restoredFrameHeader(
+               head, salt: segment.salt, offset: location.offset, authenticator: configuration.authenticator)
+        {
+            head.replaceSubrange(0..<LogFormat.frameHeaderSize, with: restored)
+        }
         let h = try head.withUnsafeBytes { raw -> LogFormat.FrameHeader in
             guard let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt), h.lsn == sequence,
                   LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(location.frameLength),

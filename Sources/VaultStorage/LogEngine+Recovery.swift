@@ -17,12 +17,13 @@ extension LogEngineCore {
     ///   (each frame carries the sequence number below which everything was
     ///   durable when it was queued). The tail is cut there.
     /// - Otherwise it is **corruption**: a typed error naming segment and
-    ///   offset; nothing is repaired on disk. The one record passed over
-    ///   is a durable one with a flipped byte: a damaged payload under a
-    ///   genuine header, or a header that one byte value restores (proven
-    ///   by its CRC and MAC): kept, reported
-    ///   (``RecoveryReport/damagedRecords``, the log at error level), and
-    ///   `corrupted` when read.
+    ///   offset. Two exceptions, a flipped byte: a header that one byte
+    ///   value restores (proven by its CRC and MAC) or padding after an
+    ///   intact payload is restored and written back
+    ///   (``RecoveryReport/restoredRecords``); a damaged payload under a
+    ///   genuine header, which a later frame genuine under its MAC testifies
+    ///   durable, is kept (``RecoveryReport/damagedRecords``) and answers
+    ///   `corrupted` when read. Both are logged at error level.
     static func recover(
         directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, merkleFile: MerkleHashFile,
         into s: inout State
@@ -81,41 +82,57 @@ extension LogEngineCore {
             let (end, endData, journaled, leaves, damage) = try replay(
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
                 tolerating: tolerated, restorations: restorations, into: &s, report: &report)
+            // A header or padding whose value is proven (by the header's
+            // MAC, or zeros by definition) is restored whatever follows: a
+            // crash tears whole sectors, never one byte, and the newest
+            // acknowledged group has no later frame to testify for it.
+            if let damage, damaged.count + restored.count < damagedRecordLimit {
+                let location = RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(LogFormat.frameHeaderSize))
+                switch damage.kind {
+                case .padding(let at, let count):
+                    restorations[RecordLocation(segment: damage.segment, offset: at, frameLength: UInt32(count))] =
+                        [UInt8](repeating: 0, count: count)
+                    restored.append((damage.segment, damage.offset))
+                    (s, report) = (stateBefore, reportBefore)
+                    continue
+                case .header:
+                    if restorations[location] == nil, let segment = s.segments[damage.segment],
+                       let header = try restoredHeader(at: damage.offset, in: segment, authenticator: configuration.authenticator)
+                    {
+                        restorations[location] = header
+                        restored.append((damage.segment, damage.offset))
+                        (s, report) = (stateBefore, reportBefore)
+                        continue
+                    }
+                case .payload:
+                    break
+                }
+            }
             do {
                 try cutAfter(end, data: endData, valid: valid, directory: directory, configuration: configuration, into: &s, report: &report)
                 replayed = (end, endData, journaled, leaves)
                 break
             } catch let error as StorageError where error.code == .corrupted {
-                guard let damage, damaged.count + restored.count < damagedRecordLimit,
+                // A damaged payload under a genuine header, kept only if a
+                // later frame, genuine under its MAC, testifies it durable.
+                // A key-slot manifest is never passed over: the slots it
+                // carries may exist nowhere else.
+                guard let damage, case .payload(let slotManifest) = damage.kind, !slotManifest, let lsn = damage.lsn,
+                      damaged.count + restored.count < damagedRecordLimit,
                       try authenticallyTestified(
-                        damage.lsn ?? end.lsn, after: damage, data: endData, numbers: valid, segments: s.segments,
-                        authenticator: configuration.authenticator)
+                        lsn, after: damage, data: endData, numbers: valid, segments: s.segments, authenticator: configuration.authenticator),
+                      let leaf = try storedLeaf(lsn, in: merkleFile)
                 else { throw error }
-                switch damage.kind {
-                case .payload(let slotManifest):
-                    // A key-slot manifest is never passed over: the slots it
-                    // carries may exist nowhere else.
-                    guard !slotManifest, let lsn = damage.lsn, let leaf = try storedLeaf(lsn, in: merkleFile) else { throw error }
-                    tolerated[lsn] = leaf
-                    damaged.append((damage.segment, damage.offset))
-                case .padding(let at, let count):
-                    restorations[RecordLocation(segment: damage.segment, offset: at, frameLength: UInt32(count))] =
-                        [UInt8](repeating: 0, count: count)
-                    restored.append((damage.segment, damage.offset))
-                case .header:
-                    guard let segment = s.segments[damage.segment],
-                          let header = try restoredHeader(at: damage.offset, in: segment, authenticator: configuration.authenticator)
-                    else { throw error }
-                    restorations[RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(header.count))] = header
-                    restored.append((damage.segment, damage.offset))
-                }
+                tolerated[lsn] = leaf
+                damaged.append((damage.segment, damage.offset))
                 (s, report) = (stateBefore, reportBefore)
             }
         }
         // Written back before anything else writes; synced with the
         // replayed segments below.
         for (location, bytes) in restorations.sorted(by: { $0.key < $1.key }) {
-            try s.segments[location.segment]!.file.write(bytes, at: location.offset)
+            guard let segment = s.segments[location.segment] else { continue }
+            try configuration.files.write(bytes, at: location.offset, of: segment.file, site: .restorationWrite)
         }
         report.damagedRecords += damaged
         report.restoredRecords += restored
@@ -320,7 +337,7 @@ extension LogEngineCore {
                     }
                     if restored {
                         // Proven by its MAC: written back, synced.
-                        try segment.file.write(header, at: last.offset)
+                        try configuration.files.write(header, at: last.offset, of: segment.file, site: .restorationWrite)
                         try configuration.files.sync(segment.file, site: nil)
                         report.restoredRecords.append((last.segment, last.offset))
                         configuration.logger.error(

@@ -2,16 +2,10 @@
 /// the value: the CRC's algebra (``CRC32C/singleByteErrors(syndrome:count:)``)
 /// lists the candidates, and a candidate is taken only if it is the one
 /// that passes every check of its structure, including one a CRC cannot
-/// fake (a MAC, or a salt that other CRCs in the file confirm). The file
-/// keeps its damage; the value is restored in memory each time it is read.
+/// fake (a MAC, or a salt that other CRCs in the file confirm). These
+/// helpers restore in memory; recovery writes back what it restores in the
+/// log it replays, reads do not write.
 extension LogFormat {
-    /// ``CRC32C/singleByteRepairs(of:covered:seed:storedAt:)``.
-    static func singleByteCandidates(
-        _ bytes: [UInt8], covered: Range<Int>, seed: UInt32 = 0, storedAt: Int
-    ) -> [[UInt8]] {
-        CRC32C.singleByteRepairs(of: bytes, covered: covered, seed: seed, storedAt: storedAt)
-    }
-
     /// ``decodeKeySlot(_:number:salt:magic:tombstone:)``, or, for a slot
     /// that fails its checksum, the one candidate
     /// with a single byte restored that decodes (a live value, or a
@@ -25,20 +19,18 @@ extension LogFormat {
         } catch let error as StorageError where error.code == .corrupted && bytes.count == keySlotSize {
             // The magic is outside the CRC: a damaged one proves nothing
             // and is never restored.
-            let candidates = singleByteCandidates(bytes, covered: 8..<keySlotSize, seed: CRC32C.checksum(salt), storedAt: 4)
-            var outcome: Result<[UInt8], StorageError>?
-            var count = 0
-            for candidate in candidates {
+            let repair = CRC32C.uniqueSingleByteRepair(of: bytes, covered: 8..<keySlotSize, seed: CRC32C.checksum(salt), storedAt: 4) {
+                candidate -> Result<[UInt8], StorageError>? in
                 do {
-                    outcome = .success(try decodeKeySlot(candidate, number: number, salt: salt, magic: expected, tombstone: tombstone))
-                    count += 1
+                    return .success(try decodeKeySlot(candidate, number: number, salt: salt, magic: expected, tombstone: tombstone))
                 } catch let e as StorageError where e.code == .keySlotDestroyed {
-                    outcome = .failure(e)
-                    count += 1
-                } catch {}
+                    return .failure(e)
+                } catch {
+                    return nil
+                }
             }
-            guard count == 1, let outcome else { throw error }
-            return try outcome.get()
+            guard let repair else { throw error }
+            return try repair.result.get()
         }
     }
 
@@ -47,14 +39,10 @@ extension LogFormat {
     /// slots' CRCs, which cover the salt, pass under it).
     static func restoredKeyFileHeader(_ bytes: [UInt8], confirms: ([UInt8]) -> Bool) -> [UInt8]? {
         guard bytes.count == keySlotSize else { return nil }
-        var found: [UInt8]?
-        var count = 0
-        for candidate in singleByteCandidates(bytes, covered: 0..<(keySlotSize - 4), storedAt: keySlotSize - 4) {
-            guard let salt = try? decodeKeyFileHeader(candidate), confirms(salt) else { continue }
-            found = salt
-            count += 1
-        }
-        return count == 1 ? found : nil
+        return CRC32C.uniqueSingleByteRepair(of: bytes, covered: 0..<(keySlotSize - 4), storedAt: keySlotSize - 4) { candidate in
+            guard let salt = try? decodeKeyFileHeader(candidate), confirms(salt) else { return nil }
+            return salt
+        }?.result
     }
 
     /// A frame header (its first ``frameHeaderSize`` bytes, read at
@@ -69,28 +57,22 @@ extension LogFormat {
     ) -> [UInt8]? {
         guard authenticator != nil, header.count >= frameHeaderSize else { return nil }
         let bytes = Array(header[0..<frameHeaderSize])
-        var candidates: [[UInt8]] = []
+        func genuine(_ candidate: [UInt8]) -> Bool {
+            candidate.withUnsafeBytes { raw in
+                decodeFrameHeader(raw, salt: salt) != nil && frameIsAuthentic(raw, salt: salt, offset: offset, authenticator: authenticator)
+            }
+        }
         let magic = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian }
-        if magic != frameMagic {
+        guard magic == frameMagic else {
+            // The magic (outside the CRC) one byte off: set back, the rest
+            // then passing as read.
             guard (0..<4).filter({ ((magic ^ frameMagic) >> (8 * $0)) & 0xFF != 0 }).count == 1 else { return nil }
             var candidate = bytes
             withUnsafeBytes(of: frameMagic.littleEndian) { candidate.replaceSubrange(0..<4, with: $0) }
-            candidates.append(candidate)
-        } else {
-            candidates = singleByteCandidates(bytes, covered: 8..<frameHeaderSize, seed: CRC32C.checksum(salt), storedAt: 4)
+            return genuine(candidate) ? candidate : nil
         }
-        var found: [UInt8]?
-        var count = 0
-        for candidate in candidates {
-            let genuine = candidate.withUnsafeBytes { raw in
-                decodeFrameHeader(raw, salt: salt) != nil
-                    && frameIsAuthentic(raw, salt: salt, offset: offset, authenticator: authenticator)
-            }
-            if genuine {
-                found = candidate
-                count += 1
-            }
-        }
-        return count == 1 ? found : nil
+        return CRC32C.uniqueSingleByteRepair(of: bytes, covered: 8..<frameHeaderSize, seed: CRC32C.checksum(salt), storedAt: 4) {
+            genuine($0) ? true : nil
+        }?.bytes
     }
 }

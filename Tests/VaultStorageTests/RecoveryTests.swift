@@ -69,7 +69,8 @@ import Testing
     /// The records around it read back, and the store takes new ones.
     /// Without frame MACs (the engine's own tests), no later frame
     /// testifies beyond doubt and no header repair is proven: the open
-    /// refuses the store, naming the record. Before, the whole store
+    /// refuses the store, naming the record (padding is restored all the
+    /// same). Before, the whole store
     /// refused to open in every case.
     @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200, 247], [false, true])
     func damagedMiddleRecord(byteInRecord: Int, authenticated: Bool) async throws {
@@ -84,8 +85,9 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
         let inHeader = byteInRecord < LogFormat.frameHeaderSize, inPadding = byteInRecord >= LogFormat.frameHeaderSize + 150
         // Without frame MACs, no later frame can testify beyond doubt (a
-        // CRC anyone can write): damage anywhere refuses the store.
-        guard authenticated else {
+        // CRC anyone can write) and no header repair is proven: damage but
+        // to the padding (zeros, whatever the MAC) refuses the store.
+        guard authenticated || inPadding else {
             #expect {
                 _ = try dir.openEngine(c)
             } throws: { error in
@@ -114,6 +116,26 @@ import Testing
         let reopened = try await engine.reopen(dir, c)
         #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
         try await reopened.close()
+    }
+
+    /// The newest record, acknowledged, with one flipped byte in its
+    /// header or its padding and no later frame to testify for it: its
+    /// header's MAC (or the padding's zeros) proves the value, so it is
+    /// restored and written back, never cut as a torn tail (a crash tears
+    /// whole sectors, never one byte). Before, it was cut.
+    @Test(arguments: [20, 247])
+    func theNewestRecordWithOneFlippedHeaderOrPaddingByteIsRestoredNotCut(byteInRecord: Int) async throws {
+        let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
+        let dir = TemporaryDirectory()
+        let last = try await threeRecords(dir, c)[2]
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(last.offset) + byteInRecord] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        let engine = try dir.openEngine(c)
+        #expect(engine.recoveryReport.truncatedAt == nil)
+        #expect(engine.recoveryReport.restoredRecords.map(\.offset) == [last.offset])
+        #expect(try engine.read(last).payload == payload(2, size: 150))
+        try await engine.close()
     }
 
     /// A torn last record (its payload cut short by a crash) followed by a

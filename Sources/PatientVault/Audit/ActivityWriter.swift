@@ -163,7 +163,14 @@ extension VaultStore {
                 // newest at the next open (after a crash, that open
                 // rebuilds from the new mark).
                 logger.error("patientvault: the activity mark is damaged; activity copies lost in a crash are not rebuilt")
-                try await auditWriter.flushActivity(markAlways: true, durability: .durable)
+                do {
+                    try await auditWriter.flushActivity(markAlways: true, durability: .durable)
+                } catch {
+                    // A full disk, say: the store still opens, the damaged
+                    // mark stays the newest until a later one.
+                    logger.warning("patientvault: no new activity mark could be written", metadata: ["error": "\(PatientVaultError.wrapping(error).code)"])
+                    auditWriter.activity.noteMark(engine.endCursor)
+                }
                 return
             }
             auditWriter.activity.noteMark(start)

@@ -135,8 +135,13 @@ struct StoreHeader {
         do {
             return .whole(try decode(bytes))
         } catch where error.code == .corrupted && bytes.count >= 16 {
-            let candidates = CRC32C.singleByteRepairs(of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4)
-                .compactMap { try? decode($0) }
+            // Every repair that decodes, for the unwrap to prove: collected
+            // through the one-at-a-time search (a header is small).
+            var candidates: [StoreHeader] = []
+            _ = CRC32C.uniqueSingleByteRepair(of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4) { candidate -> Bool? in
+                if let header = try? decode(candidate) { candidates.append(header) }
+                return nil
+            }
             return .damaged(error, candidates: candidates)
         }
     }

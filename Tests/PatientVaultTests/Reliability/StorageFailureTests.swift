@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import PatientVault
-import VaultStorage
+@testable import VaultStorage
 
 /// Durability modes and storage failures seen through the public API.
 @Suite struct StorageFailureTests {
@@ -134,6 +134,20 @@ import VaultStorage
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .preallocationSync, .growthSync:
             return  // aFailedSyncOfPreallocatedSpaceStopsTheStore
+        case .restorationWrite:
+            // The log's last record (the one the checkpoint names) with one
+            // flipped header byte: the open restores it and writes it back,
+            // and that write fails: the open fails, nothing is lost.
+            faults.failingSite = nil
+            try await t.store.close()
+            let path = t.folder.appendingPathComponent(LogFormat.segmentFileName(1))
+            var bytes = [UInt8](try Data(contentsOf: path))
+            let last = try #require(try ReplayedDamageTests.frames(of: bytes).last)
+            bytes[last.offset + 20] ^= 0x01
+            try Data(bytes).write(to: path)
+            faults.failingSite = .restorationWrite
+            let failed = await code { _ = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: configuration(faults)) }
+            #expect(failed == .io || failed == .durabilityLost, "\(String(describing: failed))")
         case .compactionIntent, .compactionWrite, .compactionSync:
             // A compaction's failed write or sync stops the store; the
             // next open finishes the batch from its intent (CompactionTests).
