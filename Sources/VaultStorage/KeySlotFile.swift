@@ -191,8 +191,9 @@ final class KeySlotFile: Sendable {
     /// Reads every key slot written (from the first key slot to
     /// ``writtenEnd``) and checks that each decodes: a live value or a
     /// genuine tombstone (one flipped byte restored, as any read does), or
-    /// never written (all zeros). For a restore, whose copy of this file nothing else
-    /// checks slot by slot. Returns how many hold a value or a tombstone.
+    /// never written (all zeros). For a restore, whose copy of this file
+    /// nothing else checks slot by slot. Returns how many hold a value or a
+    /// tombstone.
     /// - Throws: ``StorageError/Code/corrupted`` naming the first slot that
     ///   does not decode.
     func checkEverySlot() throws -> Int {

@@ -61,17 +61,16 @@ extension LogEngineCore {
         }
         let start = try startingPoint(
             checkpoint: checkpoint, headers: headers, valid: valid, configuration: configuration, into: &s, report: &report)
-        // A durable record (a later frame, genuine under its MAC, testifies
-        // that it was) damaged by a flipped byte, not a torn write, is kept
-        // rather than refusing the store. Bytes whose value is proven are
-        // restored and written back: a header one byte off, which exactly
-        // one value makes pass its CRC and MAC, and padding (zeros by
-        // definition) under an intact payload. A damaged payload under a
-        // genuine header is kept as it is, with the leaf hash
-        // `merkle.hashes` holds for it: reading it answers `corrupted`, so
-        // only its stream (one vault, one principal's activity) is
-        // affected. Found one per replay, each replay starting again from
-        // the state before the first.
+        // A flipped byte, not a torn write, does not refuse the store.
+        // Bytes whose value is proven are restored and written back: a
+        // header one byte off, which exactly one value makes pass its CRC
+        // and MAC, and padding (zeros by definition) under an intact
+        // payload. A damaged payload under a genuine header is kept as it
+        // is when a later frame, genuine under its MAC, testifies that it
+        // was durable, with the leaf hash `merkle.hashes` holds for it:
+        // reading it answers `corrupted`, so only its stream (one vault,
+        // one principal's activity) is affected. Found one per replay, each
+        // replay starting again from the state before the first.
         var tolerated: [UInt64: [UInt8]] = [:]
         var restorations: [RecordLocation: [UInt8]] = [:]
         var damaged: [(segment: UInt32, offset: UInt64)] = []
@@ -664,10 +663,10 @@ extension LogEngineCore {
     }
 
     /// Whether a frame after `damage`, whose header passes its CRC and its
-    /// MAC, records that `lsn` (the damaged frame's, or for a header too
-    /// damaged to tell, the one expected there) was durable: what makes a
-    /// damaged frame kept rather than cut as a torn write. A header that
-    /// passes its CRC alone (anyone can write one) never counts here.
+    /// MAC, records that `lsn` (the damaged frame's) was durable: what
+    /// makes a damaged payload kept rather than cut as a torn write. A
+    /// header that passes its CRC alone (anyone can write one) never
+    /// counts here.
     private static func authenticallyTestified(
         _ lsn: UInt64, after damage: Damage, data: [UInt8], numbers: [UInt32], segments: [UInt32: Segment],
         authenticator: (any LogAuthenticator)?
