@@ -158,8 +158,13 @@ public final class VaultStore: Sendable {
                 // back whole.
                 for candidate in candidates {
                     guard let key = try? await RootKeyWrapping.unwrapRoot(source, header: candidate, allowsWeakCost: weakCost) else { continue }
-                    try candidate.write(directory: directory)
-                    configuration.logger.error("patientvault: store.header had a damaged byte; restored (the master key opened it) and written back")
+                    configuration.logger.error("patientvault: store.header had a damaged byte; restored (the master key opened it)")
+                    // Best effort: the restored one is in memory either way.
+                    do {
+                        try candidate.write(directory: directory)
+                    } catch {
+                        configuration.logger.warning("patientvault: the restored store.header could not be written back", metadata: ["error": "\(error.code)"])
+                    }
                     root = key
                     break
                 }
