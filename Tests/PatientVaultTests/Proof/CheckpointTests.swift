@@ -390,9 +390,12 @@ import Testing
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         // The first checkpoint by time, then a tick that compares counts
         // past it (`last + .max` trapped there), then another by time.
+        // A generous deadline: under the thread sanitizer, beside the whole
+        // suite on two cores, the cadence's task waited more than 30 s for
+        // a thread (seen once in CI).
         for round in 1...2 {
             _ = try await deposit(t.store, 1)
-            let deadline = ContinuousClock.now + .seconds(30)
+            let deadline = ContinuousClock.now + .seconds(150)
             while published.withLock({ $0 }) < round && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(published.withLock { $0 } >= round)
         }
