@@ -168,13 +168,14 @@ extension LogEngineCore {
                 // A flipped byte (a crash never leaves it torn): restored
                 // only when the MAC proves the one value that fits.
                 if let restored = restoredCheckpoint(bytes, authenticator: authenticator) {
-                    // Written back whole (the same bytes it had); best
-                    // effort: the restored one is in memory either way.
+                    // Written back whole (the same bytes it had). On a
+                    // full disk the restored one serves from memory; any
+                    // other failed write or sync fails the open.
                     if let files {
                         do {
                             try writeCheckpoint(restored, directory: directory, authenticator: authenticator, files: files)
-                        } catch {
-                            logger.warning("storage: the restored index.checkpoint could not be written back", metadata: ["error": "\(error)"])
+                        } catch let error as StorageError where error.code == .diskFull {
+                            logger.warning("storage: the restored index.checkpoint could not be written back (disk full)")
                         }
                     }
                     logger.error("storage: index.checkpoint had a damaged byte; restored and written back, its CRC and MAC proving the value")

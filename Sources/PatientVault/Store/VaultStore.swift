@@ -159,11 +159,13 @@ public final class VaultStore: Sendable {
                 for candidate in candidates {
                     guard let key = try? await RootKeyWrapping.unwrapRoot(source, header: candidate, allowsWeakCost: weakCost) else { continue }
                     configuration.logger.error("patientvault: store.header had a damaged byte; restored (the master key opened it)")
-                    // Best effort: the restored one is in memory either way.
+                    // Written back; on a full disk the restored one serves
+                    // from memory, any other failed write or sync fails the
+                    // open.
                     do {
                         try candidate.write(directory: directory)
-                    } catch {
-                        configuration.logger.warning("patientvault: the restored store.header could not be written back", metadata: ["error": "\(error.code)"])
+                    } catch where error.code == .diskFull {
+                        configuration.logger.warning("patientvault: the restored store.header could not be written back (disk full)")
                     }
                     root = key
                     break
