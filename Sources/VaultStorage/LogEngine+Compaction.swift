@@ -101,11 +101,7 @@ extension LogEngineCore {
         var head = try segment.file.read(count: min(Int(location.frameLength), LogFormat.frameHeaderSize + keep), at: location.offset)
         // One flipped byte of the header, proven by its CRC and MAC, is
         // restored first (the rewrite then writes it whole).
-        if head.count >= LogFormat.frameHeaderSize,
-           !head.withUnsafeBytes({
-               LogFormat.decodeFrameHeader($0, salt: segment.salt) != nil
-                   && LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: location.offset, authenticator: configuration.authenticator)
-           }),
+        if head.count >= LogFormat.frameHeaderSize, head.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }) == nil,
            let restored = LogFormat.restoredFrameHeader(
                head, salt: segment.salt, offset: location.offset, authenticator: configuration.authenticator)
         {

@@ -98,17 +98,18 @@ extension LogEngineCore {
     ) throws -> (LogFormat.FrameHeader, compacted: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])?) {
         let corrupted = StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
         guard raw.count == Int(location.frameLength), raw.count >= LogFormat.frameHeaderSize else { throw corrupted }
-        let header: LogFormat.FrameHeader? = if let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
-            LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
-        {
-            h
-        } else {
-            // One flipped byte, its value proven by the header's CRC and
-            // MAC: read restored (the file keeps it).
-            LogFormat.restoredFrameHeader(
-                Array(raw[0..<LogFormat.frameHeaderSize]), salt: segment.salt, offset: location.offset, authenticator: authenticator
-            ).flatMap { restored in restored.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } }
-        }
+        let header: LogFormat.FrameHeader? =
+            if let h = LogFormat.decodeFrameHeader(raw, salt: segment.salt),
+               LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: location.offset, authenticator: authenticator)
+            {
+                h
+            } else {
+                // One flipped byte, its value proven by the header's CRC and
+                // MAC: read restored (the file keeps it). Off the hot path.
+                LogFormat.genuineFrameHeader(
+                    Array(raw[0..<LogFormat.frameHeaderSize]), salt: segment.salt, offset: location.offset, authenticator: authenticator
+                ).flatMap { found in found.header.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } }
+            }
         guard let h = header, LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == raw.count else { throw corrupted }
         let payload = UnsafeRawBufferPointer(rebasing: raw[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))])
         guard !checkingPayloadCRC || LogFormat.payloadCRC(payload) == h.payloadCRC,
@@ -218,14 +219,15 @@ extension LogEngineCore {
                 // Zeros, or the end of a file preallocated short of its size.
                 if header.count < LogFormat.frameHeaderSize || header.allSatisfy({ $0 == 0 }) { return nil }
                 let damaged = StorageError(.corrupted, "record failed its checksum", segment: here.segment, offset: here.offset)
-                let genuine = header.withUnsafeBytes {
-                    LogFormat.frameIsAuthentic($0, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator)
-                } ? header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }) : nil
+                let authenticator = configuration.authenticator
+                let asRead = header.withUnsafeBytes { raw in
+                    LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: here.offset, authenticator: authenticator)
+                        ? LogFormat.decodeFrameHeader(raw, salt: segment.salt) : nil
+                }
                 // One flipped byte, proven by the header's CRC and MAC: the
                 // walk goes on with the header restored.
-                guard let h = genuine ?? LogFormat.restoredFrameHeader(
-                    header, salt: segment.salt, offset: here.offset, authenticator: configuration.authenticator
-                ).flatMap({ restored in restored.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } })
+                guard let h = asRead ?? LogFormat.genuineFrameHeader(header, salt: segment.salt, offset: here.offset, authenticator: authenticator)
+                    .flatMap({ found in found.header.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: segment.salt) } })
                 else { throw damaged }
                 // Bounded by the segment before any conversion: a length no
                 // frame of this segment can have (or a location can name)

@@ -199,20 +199,14 @@ extension LogEngineCore {
         return leaf.allSatisfy { $0 == 0 } ? nil : leaf
     }
 
-    /// The frame header at `offset` of `segment` if it passes its CRC and
-    /// MAC as read, or once ``restoredHeader(at:in:authenticator:)``
-    /// restores it (then `restored`); nil if neither.
+    /// The frame header at `offset` of `segment`, genuine or restored
+    /// (``LogFormat/genuineFrameHeader(_:salt:offset:authenticator:)``).
     private static func genuineHeader(
         at offset: UInt64, in segment: Segment, authenticator: (any LogAuthenticator)?
     ) throws -> (header: [UInt8], restored: Bool)? {
-        let header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
-        guard header.count == LogFormat.frameHeaderSize else { return nil }
-        let genuine = header.withUnsafeBytes { raw in
-            LogFormat.decodeFrameHeader(raw, salt: segment.salt) != nil
-                && LogFormat.frameIsAuthentic(raw, salt: segment.salt, offset: offset, authenticator: authenticator)
-        }
-        if genuine { return (header, false) }
-        return try restoredHeader(at: offset, in: segment, authenticator: authenticator).map { ($0, true) }
+        LogFormat.genuineFrameHeader(
+            try segment.file.read(count: LogFormat.frameHeaderSize, at: offset), salt: segment.salt, offset: offset,
+            authenticator: authenticator)
     }
 
     /// The frame header at `offset` of `segment` with its one damaged byte

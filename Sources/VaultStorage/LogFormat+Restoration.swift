@@ -75,4 +75,20 @@ extension LogFormat {
             genuine($0) ? true : nil
         }?.bytes
     }
+
+    /// The frame header at the start of `bytes` (read at `offset` of a
+    /// segment of this `salt`) if it passes its CRC and MAC as read, or once
+    /// ``restoredFrameHeader(_:salt:offset:authenticator:)`` restores it:
+    /// its bytes and whether they were restored; nil if neither.
+    static func genuineFrameHeader(
+        _ bytes: [UInt8], salt: [UInt8], offset: UInt64, authenticator: (any LogAuthenticator)?
+    ) -> (header: [UInt8], restored: Bool)? {
+        guard bytes.count >= frameHeaderSize else { return nil }
+        let header = Array(bytes[0..<frameHeaderSize])
+        let genuine = header.withUnsafeBytes { raw in
+            decodeFrameHeader(raw, salt: salt) != nil && frameIsAuthentic(raw, salt: salt, offset: offset, authenticator: authenticator)
+        }
+        if genuine { return (header, false) }
+        return restoredFrameHeader(header, salt: salt, offset: offset, authenticator: authenticator).map { ($0, true) }
+    }
 }
