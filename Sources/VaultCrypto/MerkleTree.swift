@@ -154,6 +154,53 @@ package enum MerkleTree {
         }
     }
 
+    // MARK: Restoring the frontier
+
+    /// The one stored hash of the right edge of the tree of `size` leaves
+    /// (the complete subtrees ``Accumulator/init(size:read:)`` reads) whose
+    /// restored value makes the tree's root `root`, and that value; nil if
+    /// no single stored hash restores it. A subtree's hash is recomputed
+    /// from its two children (stored, and read by nothing at open); a lone
+    /// leaf, which has none, by each change of one of its bytes. `root`
+    /// must come from an authenticated source (a checkpoint under its MAC):
+    /// only then does the match prove the value.
+    /// Cost: O(log n) hashes per subtree, 8,160 roots for a leaf.
+    package static func restoredFrontierHash(
+        size: UInt64, root: [UInt8], read: (UInt64) throws -> [UInt8]
+    ) rethrows -> (storedIndex: UInt64, hash: [UInt8])? {
+        let levels = (0..<64).filter { size >> UInt64($0) & 1 == 1 }
+        let frontier = try levels.map { try read(storedIndex(level: $0, index: (size >> UInt64($0)) - 1)) }
+        func rootWith(_ k: Int, _ hash: [UInt8]) -> [UInt8] {
+            var folded: [UInt8]?
+            for (j, stored) in frontier.enumerated() {
+                let h = j == k ? hash : stored
+                folded = folded.map { nodeHash(h, $0) } ?? h
+            }
+            return folded ?? emptyTreeHash
+        }
+        for (k, level) in levels.enumerated() {
+            let index = (size >> UInt64(level)) - 1
+            let at = storedIndex(level: level, index: index)
+            if level > 0 {
+                let left = try read(storedIndex(level: level - 1, index: 2 * index))
+                let right = try read(storedIndex(level: level - 1, index: 2 * index + 1))
+                let recomputed = nodeHash(left, right)
+                if recomputed != frontier[k], rootWith(k, recomputed) == root { return (at, recomputed) }
+            } else {
+                var candidate = frontier[k]
+                for byte in 0..<hashSize {
+                    let original = candidate[byte]
+                    for value in 0...UInt8.max where value != original {
+                        candidate[byte] = value
+                        if rootWith(k, candidate) == root { return (at, candidate) }
+                    }
+                    candidate[byte] = original
+                }
+            }
+        }
+        return nil
+    }
+
     // MARK: Tree hashes and proofs
 
     /// The root of the tree of the first `size` leaves.

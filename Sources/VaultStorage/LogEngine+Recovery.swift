@@ -166,11 +166,23 @@ extension LogEngineCore {
         // against its root, then the replayed records' (recomputed: their
         // hashes may not have been synced).
         guard start.lsn >= 1 else { throw StorageError(.corrupted, "index.checkpoint names no next record") }
-        let merkle = try MerkleLog(storage: merkleFile, leaves: start.lsn - 1)
-        if let root = checkpoint?.treeRoot, report.usedCheckpoint {
-            guard try merkle.root(size: start.lsn - 1) == root else {
+        var merkle = try MerkleLog(storage: merkleFile, leaves: start.lsn - 1)
+        if let root = checkpoint?.treeRoot, report.usedCheckpoint, try merkle.root(size: start.lsn - 1) != root {
+            // One damaged hash of the tree's right edge, which the open
+            // reads, is restored where the checkpoint's root (under its
+            // MAC) proves the value: recomputed from the subtree's
+            // children, or, for a lone leaf, one changed byte.
+            guard let (index, hash) = try MerkleTree.restoredFrontierHash(size: start.lsn - 1, root: root, read: merkleFile.read) else {
                 throw StorageError(.corrupted, "merkle.hashes does not hold the tree the checkpoint recorded")
             }
+            try configuration.files.write(
+                hash, at: MerkleHashFile.headerSize + index * UInt64(MerkleTree.hashSize), of: merkleFile.file, site: .restorationWrite)
+            try merkleFile.sync()
+            merkle = try MerkleLog(storage: merkleFile, leaves: start.lsn - 1)
+            report.restoredMerkleHash = index
+            configuration.logger.error(
+                "storage: a hash of merkle.hashes was damaged; restored from the checkpoint's root and written back",
+                metadata: ["index": "\(index)"])
         }
         try merkle.append(leafHashes: leaves)
         try merkle.syncIfAppended()

@@ -278,6 +278,10 @@ package struct RecoveryReport: Sendable, Equatable {
     /// Durable records whose header (one byte, proven by its CRC and MAC)
     /// or padding (zeros) was restored and written back: where they are.
     package var restoredRecords: [(segment: UInt32, offset: UInt64)] = []
+    /// The stored hash of `merkle.hashes` (one of those the tree the
+    /// checkpoint covers starts from) restored and written back, if one was:
+    /// its index. Proven by the checkpoint's root.
+    package var restoredMerkleHash: UInt64?
 
     package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
         a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
@@ -285,6 +289,7 @@ package struct RecoveryReport: Sendable, Equatable {
             && a.removedSegments == b.removedSegments && a.restoredKeySlots == b.restoredKeySlots
             && a.damagedRecords.elementsEqual(b.damagedRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
             && a.restoredRecords.elementsEqual(b.restoredRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
+            && a.restoredMerkleHash == b.restoredMerkleHash
     }
 }
 

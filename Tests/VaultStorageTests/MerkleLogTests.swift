@@ -76,7 +76,8 @@ import Testing
     }
 
     /// The checkpoint records the tree's root: a stored hash the root reads
-    /// altered, hashes cut before what it covers, or a missing
+    /// altered beyond what ``aDamagedHashOfTheTreesEdgeIsRestored`` restores
+    /// (with a child it would be recomputed from), hashes cut before what it covers, or a missing
     /// `merkle.hashes`, are damage. (Other stored hashes are read by
     /// proofs, which the store checks against the root before it hands
     /// one out.)
@@ -89,8 +90,10 @@ import Testing
         switch what {
         case "flipped":
             var bytes = try readBytes(path)
-            // The 8-leaf subtree, which the root of 10 leaves reads.
+            // The 8-leaf subtree, which the root of 10 leaves reads, and
+            // one of its children, from which it would be recomputed.
             bytes[Int(MerkleHashFile.headerSize) + Int(MerkleTree.storedIndex(level: 3, index: 0)) * 32 + 3] ^= 1
+            bytes[Int(MerkleHashFile.headerSize) + Int(MerkleTree.storedIndex(level: 2, index: 1)) * 32 + 5] ^= 1
             try Data(bytes).write(to: URL(fileURLWithPath: path))
         case "cut":
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -99,6 +102,35 @@ import Testing
         default:
             try FileManager.default.removeItem(atPath: path)
         }
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
+    }
+
+    /// One damaged hash of the tree's right edge, which the open reads to
+    /// rebuild the tree, is restored where the checkpoint's root (under its
+    /// MAC) proves it: a subtree's from its two children, a lone leaf's by
+    /// its one changed byte. Written back; two changed bytes of the leaf
+    /// are `corrupted`.
+    @Test func aDamagedHashOfTheTreesEdgeIsRestored() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        // 11 leaves: the edge is the subtrees of 8 and 2 leaves, and leaf 10.
+        for i in 0..<11 { try await engine.appendDurably([EngineRecord(stream: stream(2), payload: payload(i))]) }
+        let root = try engine.merkleTree.root(size: 11)
+        try await engine.close()
+        let path = dir.path + "/" + MerkleHashFile.fileName
+        let original = try readBytes(path)
+        for (level, index) in [(3, UInt64(0)), (1, UInt64(4)), (0, UInt64(10))] {
+            let stored = MerkleTree.storedIndex(level: level, index: index)
+            let at = Int(MerkleHashFile.headerSize) + Int(stored) * 32 + 17
+            try overwrite(path, at: UInt64(at), with: [original[at] ^ 0x40])
+            let reopened = try dir.openEngine()
+            #expect(reopened.recoveryReport.restoredMerkleHash == stored, "level \(level)")
+            #expect(try reopened.merkleTree.root(size: 11) == root)
+            #expect(try reopened.records(of: stream(2)).count == 11)
+            try await reopened.close()
+            #expect(try readBytes(path).prefix(original.count) == original[...], "level \(level): written back")
+        }
+        let leaf = Int(MerkleHashFile.headerSize) + Int(MerkleTree.storedIndex(level: 0, index: 10)) * 32
+        try overwrite(path, at: UInt64(leaf), with: [original[leaf] ^ 0x01, original[leaf + 1] ^ 0x01])
         #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 
