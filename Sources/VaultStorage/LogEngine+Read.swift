@@ -21,8 +21,17 @@ extension LogEngineCore {
             return s.segments
         }
         return try readingStable {
-            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, provenLeaf: provenLeaf)
         }
+    }
+
+    /// The Merkle leaf hash of the record of sequence number `lsn`, checked
+    /// against the tree's root (an inclusion proof from the stored hashes):
+    /// what proves the repair of a damaged payload on read
+    /// (``restoredFrame(_:at:in:authenticator:provenLeaf:)``); nil beyond
+    /// the written tree or when the stored hashes do not prove it.
+    var provenLeaf: (UInt64) -> [UInt8]? {
+        { [merkle] lsn in lsn >= 1 ? try? merkle.verifiedLeaf(lsn - 1) : nil }
     }
 
     /// Where a scan for the records from sequence number `lsn` on starts:
@@ -52,14 +61,31 @@ extension LogEngineCore {
     }
 
     /// The record at `location` among `segments` (also used by recovery).
+    /// With `provenLeaf`, a frame whose payload has one damaged byte is
+    /// returned restored when exactly one change explains its checksum and
+    /// gives the leaf hash `provenLeaf` vouches for; the file keeps it.
     static func readFrame(
-        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?
+        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?,
+        provenLeaf: ((UInt64) -> [UInt8]?)? = nil
     ) throws -> LogFrame {
         let segment = try segmentHolding(location, in: segments)
         var frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
-        let (h, compacted) = try frame.withUnsafeBytes { raw in
-            try checkFrame(raw, at: location, in: segment, authenticator: authenticator, checkingPayloadCRC: true)
+        let checked: (LogFormat.FrameHeader, compacted: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])?)
+        do {
+            checked = try frame.withUnsafeBytes { raw in
+                try checkFrame(raw, at: location, in: segment, authenticator: authenticator, checkingPayloadCRC: true)
+            }
+        } catch let error as StorageError where error.code == .corrupted {
+            // Off the hot path: only a frame that failed its checks.
+            guard let provenLeaf,
+                  let restored = restoredFrame(frame, at: location, in: segment, authenticator: authenticator, provenLeaf: provenLeaf)
+            else { throw error }
+            frame = restored
+            checked = try frame.withUnsafeBytes { raw in
+                try checkFrame(raw, at: location, in: segment, authenticator: authenticator, checkingPayloadCRC: true)
+            }
         }
+        let (h, compacted) = checked
         if let body = compacted {
             // Its kept prefix and its leaf hash.
             return LogFrame(
@@ -122,6 +148,47 @@ extension LogEngineCore {
         return (h, body)
     }
 
+    /// The frame `frame` (read whole at `location`) with its damage
+    /// restored where its value is proven: a header by its CRC and MAC
+    /// (``LogFormat/genuineFrameHeader(_:salt:offset:authenticator:)``),
+    /// padding by being zeros, and one damaged payload byte by the record's
+    /// Merkle leaf hash: among the single-byte changes that explain the
+    /// payload's checksum (``CRC32C/singleByteErrors(syndrome:count:)``),
+    /// the one whose leaf is `provenLeaf(lsn)` (a collision of BLAKE2b-256
+    /// and SHA-256 aside, the record as written). nil if none, or for a
+    /// compacted frame.
+    static func restoredFrame(
+        _ frame: [UInt8], at location: RecordLocation, in segment: Segment, authenticator: (any LogAuthenticator)?,
+        provenLeaf: (UInt64) -> [UInt8]?
+    ) -> [UInt8]? {
+        let start = LogFormat.frameHeaderSize
+        guard frame.count == Int(location.frameLength),
+              let (header, _) = LogFormat.genuineFrameHeader(frame, salt: segment.salt, offset: location.offset, authenticator: authenticator),
+              let h = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }),
+              !h.isCompacted, LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == frame.count
+        else { return nil }
+        let end = start + Int(h.payloadLength)
+        var work = header + frame[start..<end] + [UInt8](repeating: 0, count: frame.count - end)
+        let crc = work.withUnsafeBytes { LogFormat.payloadCRC(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+        if crc == h.payloadCRC { return work }
+        guard let leaf = provenLeaf(h.lsn) else { return nil }
+        var found: [UInt8]?
+        // The checksum covers the payload and its padding (zeros).
+        for (index, delta) in CRC32C.singleByteErrors(syndrome: crc ^ h.payloadCRC, count: frame.count - start)
+        where index < Int(h.payloadLength) {
+            work[start + index] ^= delta
+            let matches = work.withUnsafeBytes {
+                MerkleLog.leafHash(stream: h.stream, payload: UnsafeRawBufferPointer(rebasing: $0[start..<end])) == leaf
+            }
+            if matches {
+                guard found == nil else { return nil }
+                found = work
+            }
+            work[start + index] ^= delta
+        }
+        return found
+    }
+
     /// Writes the Merkle leaf hash of the frame at `location` into `leaf`
     /// (32 bytes), the frame read into `buffer` (reused, at least the
     /// frame's length): the header's checksum and MAC are checked, and the
@@ -168,7 +235,7 @@ extension LogEngineCore {
             let frame: LogFrame
             do {
                 frame = try readingStable {
-                    try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator)
+                    try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, provenLeaf: provenLeaf)
                 }
             } catch let error as StorageError where error.code == .corrupted && passingOverDamaged {
                 logger.error(

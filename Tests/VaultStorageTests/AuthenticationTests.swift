@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import VaultCrypto
 @testable import VaultStorage
 
 /// A stand-in MAC for the engine's own tests (the real one, keyed BLAKE2b,
@@ -91,6 +92,18 @@ struct TestAuthenticator: LogAuthenticator {
         #expect { _ = try dir.openEngine(strict) } throws: { isCorruption($0) }
     }
 
+    /// A closed engine's log of three durable records of 100 bytes: its
+    /// folder, the middle record, the segment's path and bytes.
+    func threeClosedRecords(
+        _ c: LogEngineConfiguration
+    ) async throws -> (TemporaryDirectory, RecordLocation, String, [UInt8]) {
+        let (dir, engine) = try TemporaryDirectory.withEngine(c)
+        var locations: [RecordLocation] = []
+        for i in 0..<3 { locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 100))]) }
+        try await engine.close()
+        return (dir, locations[1], dir.segmentPath(1), try readBytes(dir.segmentPath(1)))
+    }
+
     /// A flipped byte in the header of a record the checkpoint covers
     /// (never replayed), anywhere in its 96 bytes: the read and a walk of
     /// the log restore it in memory, its CRC and MAC proving the value, and
@@ -98,13 +111,7 @@ struct TestAuthenticator: LogAuthenticator {
     /// stopped there). Two flipped bytes are still `corrupted`.
     @Test func aRecordHeaderWithOneDamagedByteReadsWhole() async throws {
         let c = configuration()
-        let (dir, engine) = try TemporaryDirectory.withEngine(c)
-        var locations: [RecordLocation] = []
-        for i in 0..<3 { locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 100))]) }
-        try await engine.close()
-        let middle = locations[1]
-        let path = dir.segmentPath(1)
-        let original = try readBytes(path)
+        let (dir, middle, path, original) = try await threeClosedRecords(c)
         for byte in [0, 3, 4, 7, 8, 20, 33, 47, 48, 79, 80, 95] {
             var damaged = original
             damaged[Int(middle.offset) + byte] ^= 0x81
@@ -123,5 +130,46 @@ struct TestAuthenticator: LogAuthenticator {
         let reopened = try dir.openEngine(c)
         #expect { _ = try reopened.read(middle) } throws: { isCorruption($0) }
         try await reopened.close()
+    }
+
+    /// One flipped byte of a durable record's payload, under a genuine
+    /// header, in the log a checkpoint covers: the read restores it (the
+    /// one change that explains the payload's CRC and gives the record's
+    /// Merkle leaf, which an inclusion proof checks against the root), and
+    /// the file keeps it; padding that is not zeros reads as zeros. Two
+    /// flipped bytes, or one in a record whose leaf `merkle.hashes` no
+    /// longer proves, are `corrupted`. Before, every case was `corrupted`.
+    @Test func aRecordPayloadWithOneDamagedByteReadsWhole() async throws {
+        let c = configuration()
+        let (dir, middle, path, original) = try await threeClosedRecords(c)
+        let header = LogFormat.frameHeaderSize
+        for byte in [header, header + 1, header + 50, header + 99, header + 101] {
+            var damaged = original
+            damaged[Int(middle.offset) + byte] ^= 0x24
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            let reopened = try dir.openEngine(c)
+            #expect(try reopened.read(middle).payload == payload(1, size: 100), "byte \(byte)")
+            #expect(try reopened.records(of: stream(1)).count == 3, "byte \(byte)")
+            try await reopened.close()
+            #expect(try readBytes(path) == damaged, "byte \(byte): the file keeps it")
+        }
+        var twice = original
+        twice[Int(middle.offset) + header + 10] ^= 0x01
+        twice[Int(middle.offset) + header + 40] ^= 0x01
+        try Data(twice).write(to: URL(fileURLWithPath: path))
+        let again = try dir.openEngine(c)
+        #expect { _ = try again.read(middle) } throws: { isCorruption($0) }
+        try await again.close()
+        // The leaf the repair would be checked against, altered: nothing proves it.
+        var once = original
+        once[Int(middle.offset) + header + 10] ^= 0x01
+        try Data(once).write(to: URL(fileURLWithPath: path))
+        let merkle = dir.path + "/" + MerkleHashFile.fileName
+        var hashes = try readBytes(merkle)
+        hashes[Int(MerkleHashFile.headerSize) + Int(MerkleTree.storedIndex(level: 0, index: 1)) * 32] ^= 0x01
+        try Data(hashes).write(to: URL(fileURLWithPath: merkle))
+        let last = try dir.openEngine(c)
+        #expect { _ = try last.read(middle) } throws: { isCorruption($0) }
+        try await last.close()
     }
 }

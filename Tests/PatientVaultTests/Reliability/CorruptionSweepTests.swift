@@ -139,7 +139,8 @@ import Testing
     }
 
     /// The newest activity mark (the log's last record after a clean close,
-    /// read at every open to find the copies a crash lost) damaged: the
+    /// read at every open to find the copies a crash lost) damaged beyond a
+    /// one-byte repair: the
     /// store opens (without that rebuild, which a clean close leaves
     /// nothing for) and serves its patients. Before, it refused to open.
     @Test func aDamagedActivityMarkDoesNotStopTheStore() async throws {
@@ -160,7 +161,10 @@ import Testing
         let mark = try #require(try Self.frames(of: bytes).last {
             $0.header.stream.map { StoreKeys.StreamClass(of: $0) == .activityMark } ?? false
         })
+        // Two bytes: one alone a read restores (the mark's Merkle leaf
+        // proves its value).
         bytes[mark.offset + LogFormat.frameHeaderSize + 20] ^= 0x5A
+        bytes[mark.offset + LogFormat.frameHeaderSize + 23] ^= 0x11
         try Data(bytes).write(to: path)
         // An open and a close without writes: a new mark is written all the
         // same, so that the damaged one is no longer the newest.
@@ -203,7 +207,9 @@ import Testing
         let audit = try #require(try Self.frames(of: bytes).first {
             $0.header.stream.map { StoreKeys.StreamClass(of: $0) == .audit } ?? false
         })
+        // Two bytes: one alone a read restores (its Merkle leaf proves it).
         bytes[audit.offset + LogFormat.frameHeaderSize + 40] ^= 0x5A
+        bytes[audit.offset + LogFormat.frameHeaderSize + 45] ^= 0x5A
         try Data(bytes).write(to: path)
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
         let dpo = Principal.auditReviewer(try SystemPrincipal("dpo"))
@@ -212,11 +218,14 @@ import Testing
         try await store.close()
     }
 
-    /// `inHeader`: the byte flipped is in the record's frame header (which
-    /// its MAC then proves restored: written back, the record reads whole),
-    /// else in its payload (the record answers `corrupted`).
-    @Test(arguments: [false, true])
-    func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault(inHeader: Bool) async throws {
+    /// `damage`: "header", a byte of the record's frame header (which its
+    /// MAC then proves restored: written back, the record reads whole);
+    /// "payload", a byte of its payload (kept at open; read restored, its
+    /// Merkle leaf proving the value); "payload twice", two bytes of its
+    /// payload (the record answers `corrupted`).
+    @Test(arguments: ["header", "payload", "payload twice"])
+    func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault(damage: String) async throws {
+        let inHeader = damage == "header"
         let live = TestFolder()
         let folder = TestFolder()
         let key = try MasterKey.generate()
@@ -248,6 +257,7 @@ import Testing
         }
         let position = try #require(damaged)
         bytes[position] ^= 0x5A
+        if damage == "payload twice" { bytes[position + 3] ^= 0x5A }
         try Data(bytes).write(to: path)
 
         // Before, the open refused the whole store (`corrupted`).
@@ -261,9 +271,10 @@ import Testing
                 _ = try await store.content(of: m.id, for: bob, as: .patient(bob))
             }
         }
-        // A header's flipped byte is restored (its MAC proves the value):
-        // Bob reads whole. A payload's is not: Bob's vault is `corrupted`.
-        #expect(inHeader ? e == nil : e?.code == .corrupted)
+        // A header's flipped byte is restored (its MAC proves the value),
+        // a payload's on read (its leaf does): Bob reads whole. Two are
+        // not: Bob's vault is `corrupted`.
+        #expect(damage == "payload twice" ? e?.code == .corrupted : e == nil)
         // New writes go on, for the patients the damage does not touch.
         _ = try await store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor)
         try await store.close()
