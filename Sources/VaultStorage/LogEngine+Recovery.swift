@@ -65,7 +65,9 @@ extension LogEngineCore {
         // Bytes whose value is proven are restored and written back: a
         // header one byte off, which exactly one value makes pass its CRC
         // and MAC, and padding (zeros by definition) under an intact
-        // payload. A damaged payload under a genuine header is kept as it
+        // payload, and one payload byte whose value the leaf hash
+        // `merkle.hashes` holds for the record proves. A damaged payload
+        // under a genuine header that no one byte restores is kept as it
         // is when a later frame, genuine under its MAC, testifies that it
         // was durable, with the leaf hash `merkle.hashes` holds for it:
         // reading it answers `corrupted`, so only its stream (one vault,
@@ -104,7 +106,19 @@ extension LogEngineCore {
                         continue
                     }
                 case .payload:
-                    break
+                    // One damaged byte, the one change that explains the
+                    // payload's CRC and gives the leaf `merkle.hashes`
+                    // holds for it: the record as the committer wrote it.
+                    if let lsn = damage.lsn, let leaf = try storedLeaf(lsn, in: merkleFile), let segment = s.segments[damage.segment],
+                       let fix = try restoredPayloadByte(
+                        at: damage.offset, in: segment, restorations: restorations, leaf: leaf, authenticator: configuration.authenticator),
+                       restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] == nil
+                    {
+                        restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] = [fix.value]
+                        restored.append((damage.segment, damage.offset))
+                        (s, report) = (stateBefore, reportBefore)
+                        continue
+                    }
                 }
             }
             do {
@@ -219,6 +233,32 @@ extension LogEngineCore {
         LogFormat.genuineFrameHeader(
             try segment.file.read(count: LogFormat.frameHeaderSize, at: offset), salt: segment.salt, offset: offset,
             authenticator: authenticator)
+    }
+
+    /// The one byte of the payload of the frame at `offset` of `segment`
+    /// (its header genuine, as read with `restorations`) whose restored
+    /// value explains the payload's CRC and gives `leaf`: where it is in
+    /// the segment, and that value; nil if no single byte does.
+    private static func restoredPayloadByte(
+        at offset: UInt64, in segment: Segment, restorations: [RecordLocation: [UInt8]], leaf: [UInt8],
+        authenticator: (any LogAuthenticator)?
+    ) throws -> (offset: UInt64, value: UInt8)? {
+        var header = try segment.file.read(count: LogFormat.frameHeaderSize, at: offset)
+        if let restored = restorations[RecordLocation(segment: segment.number, offset: offset, frameLength: UInt32(LogFormat.frameHeaderSize))] {
+            header = restored
+        }
+        guard let f = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }), !f.isCompacted else { return nil }
+        let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+        var frame = try segment.file.read(count: length, at: offset)
+        guard frame.count == length else { return nil }
+        frame.replaceSubrange(0..<LogFormat.frameHeaderSize, with: header)
+        let start = LogFormat.frameHeaderSize
+        guard let restored = LogEngineCore.restoredFrame(
+            frame, at: RecordLocation(segment: segment.number, offset: offset, frameLength: UInt32(length)), in: segment,
+            authenticator: authenticator, provenLeaf: { $0 == f.lsn ? leaf : nil })
+        else { return nil }
+        guard let i = (start..<(start + Int(f.payloadLength))).first(where: { frame[$0] != restored[$0] }) else { return nil }
+        return (offset + UInt64(i), restored[i])
     }
 
     /// The frame header at `offset` of `segment` with its one damaged byte

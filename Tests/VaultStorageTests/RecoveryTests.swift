@@ -58,9 +58,10 @@ import Testing
     /// A flipped byte in the middle one of three durable records, a later
     /// record testifying (under its MAC, where frames have one) that it was
     /// durable: a flipped bit, not a torn write.
-    /// - In its payload, under a genuine header, the open keeps the record
-    ///   (with the leaf hash `merkle.hashes` holds) and reports it; a read
-    ///   restores it in memory (the one byte value its leaf proves).
+    /// - In its payload, under a genuine header, the one byte value that
+    ///   explains its CRC and gives the leaf hash `merkle.hashes` holds for
+    ///   it is restored and written back: the record reads whole (with or
+    ///   without frame MACs: the leaf is the proof).
     /// - In its header, with frame MACs (as a store has), the one byte value
     ///   that the header's CRC and MAC prove is restored and written back:
     ///   the record reads whole.
@@ -69,8 +70,8 @@ import Testing
     /// The records around it read back, and the store takes new ones.
     /// Without frame MACs (the engine's own tests), no later frame
     /// testifies beyond doubt and no header repair is proven: the open
-    /// refuses the store, naming the record (padding is restored all the
-    /// same). Before, the whole store
+    /// refuses the store for a damaged header, naming the record (padding
+    /// and payload are restored all the same). Before, the whole store
     /// refused to open in every case.
     @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200, 247], [false, true])
     func damagedMiddleRecord(byteInRecord: Int, authenticated: Bool) async throws {
@@ -83,11 +84,11 @@ import Testing
         var bytes = clean
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        let inHeader = byteInRecord < LogFormat.frameHeaderSize, inPadding = byteInRecord >= LogFormat.frameHeaderSize + 150
+        let inHeader = byteInRecord < LogFormat.frameHeaderSize
         // Without frame MACs, no later frame can testify beyond doubt (a
         // CRC anyone can write) and no header repair is proven: damage but
         // to the padding (zeros, whatever the MAC) refuses the store.
-        guard authenticated || inPadding else {
+        guard authenticated || !inHeader else {
             #expect {
                 _ = try dir.openEngine(c)
             } throws: { error in
@@ -98,22 +99,43 @@ import Testing
         }
         let engine = try dir.openEngine(c)
         #expect(engine.recoveryReport.truncatedAt == nil)
-        if inHeader || inPadding {
-            #expect(engine.recoveryReport.restoredRecords.map(\.offset) == [middle.offset])
-            #expect(engine.recoveryReport.damagedRecords.isEmpty)
-            #expect(try engine.read(middle).payload == payload(1, size: 150))
-            let frame = Int(middle.offset)..<(Int(middle.offset) + Int(middle.frameLength))
-            #expect(Array(try readBytes(dir.segmentPath(1))[frame]) == Array(clean[frame]), "written back")
-        } else {
-            #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
-            #expect(try engine.read(middle).payload == payload(1, size: 150))
-        }
+        #expect(engine.recoveryReport.restoredRecords.map(\.offset) == [middle.offset])
+        #expect(engine.recoveryReport.damagedRecords.isEmpty)
+        #expect(try engine.read(middle).payload == payload(1, size: 150))
+        let frame = Int(middle.offset)..<(Int(middle.offset) + Int(middle.frameLength))
+        #expect(Array(try readBytes(dir.segmentPath(1))[frame]) == Array(clean[frame]), "written back")
         #expect(try engine.read(locations[0]).payload == payload(0, size: 150))
         #expect(try engine.read(locations[2]).payload == payload(2, size: 150))
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(9))])
         let reopened = try await engine.reopen(dir, c)
         #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
         try await reopened.close()
+    }
+
+    /// Two flipped bytes in the middle record's payload, beyond a one-byte
+    /// repair: kept as it is when a later frame, genuine under its MAC,
+    /// testifies it durable (reading it answers `corrupted`); without frame
+    /// MACs, the open refuses the store.
+    @Test(arguments: [false, true])
+    func twoDamagedPayloadBytesKeepTheRecordDamaged(authenticated: Bool) async throws {
+        let c = authenticated ? smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) } : smallConfiguration()
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir, c)
+        let middle = locations[1]
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(middle.offset) + LogFormat.frameHeaderSize + 10] ^= 0x40
+        bytes[Int(middle.offset) + LogFormat.frameHeaderSize + 60] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        guard authenticated else {
+            #expect { _ = try dir.openEngine(c) } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.offset == middle.offset } ?? false }
+            return
+        }
+        let engine = try dir.openEngine(c)
+        #expect(engine.recoveryReport.damagedRecords.map(\.offset) == [middle.offset])
+        #expect(engine.recoveryReport.restoredRecords.isEmpty)
+        #expect { _ = try engine.read(middle) } throws: { ($0 as? StorageError).map { $0.code == .corrupted && $0.offset == middle.offset } ?? false }
+        #expect(try engine.read(locations[2]).payload == payload(2, size: 150))
+        try await engine.close()
     }
 
     /// The newest record, acknowledged, with one flipped byte in its
@@ -145,7 +167,9 @@ import Testing
         let dir = TemporaryDirectory()
         let last = try await threeRecords(dir, c)[2]
         var bytes = try readBytes(dir.segmentPath(1))
+        // Two bytes: a tear no one-byte repair explains.
         bytes[Int(last.offset) + 120] ^= 0x40
+        bytes[Int(last.offset) + 130] ^= 0x40
         let salt = try #require(try LogFormat.decodeSegmentHeader(Array(bytes[0..<LogFormat.segmentHeaderSize]))).salt
         // Past a gap of zeros (replay ends there), saying "durable through
         // the torn record" and no further: once the torn record were kept,

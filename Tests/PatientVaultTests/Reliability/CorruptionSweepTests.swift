@@ -9,7 +9,8 @@ import Testing
 ///
 /// `PV_SWEEP_STRIDE` sets which bytes are flipped: every `stride`-th of the
 /// written part of every file (default 37 in the suite; 1 in `.ci/run`,
-/// which flips every byte).
+/// which flips every byte). `PV_SWEEP_TRACE` prints each refusal: the
+/// file, the byte and the error.
 @Suite struct CorruptionSweepTests {
     /// What reading the whole store gives when nothing is damaged.
     struct Answer: Equatable {
@@ -109,6 +110,7 @@ import Testing
                     right += 1
                 } catch let e as PatientVaultError {
                     refused[e.code.description, default: 0] += 1
+                    if ProcessInfo.processInfo.environment["PV_SWEEP_TRACE"] != nil { print("REFUSED \(withCheckpoint) \(name) \(position) \(e)") }
                 }
                 trials += 1
                 try restore()
