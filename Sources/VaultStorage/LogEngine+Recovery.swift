@@ -40,7 +40,7 @@ extension LogEngineCore {
             throw StorageError(
                 .corrupted, "index.checkpoint names segment \(c.segment), which is missing", segment: c.segment, offset: c.tail)
         }
-        let headers = try openSegments(numbers, in: directory, observer: configuration.files.observer, into: &s)
+        let headers = try openSegments(numbers, in: directory, configuration: configuration, into: &s)
         // A compaction batch a crash cut is finished before anything reads
         // the log (its frames may be half rewritten).
         try finishCompaction(directory: directory, configuration: configuration, segments: s.segments)
@@ -299,15 +299,28 @@ extension LogEngineCore {
     }
 
     /// Opens every segment and checks its header. Segment files appear
-    /// whole (renamed into place), so a bad header is damage, wherever it is.
+    /// whole (renamed into place), so a bad header is damage, wherever it
+    /// is; one flipped byte whose value is proven is restored and written
+    /// back (``restoredSegmentHeader(_:number:file:configuration:)``).
     private static func openSegments(
-        _ numbers: [UInt32], in directory: String, observer: (any FileObserver)?, into s: inout State
+        _ numbers: [UInt32], in directory: String, configuration: LogEngineConfiguration, into s: inout State
     ) throws -> [UInt32: LogFormat.SegmentHeader] {
         var headers: [UInt32: LogFormat.SegmentHeader] = [:]
         for n in numbers {
             let path = directory + "/" + LogFormat.segmentFileName(n)
-            let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)", observer: observer)
-            guard let h = try LogFormat.decodeSegmentHeader(try file.read(count: LogFormat.segmentHeaderSize, at: 0)), h.number == n else {
+            let file = try PosixFile.open(path, flags: O_RDWR, name: "segment \(n)", observer: configuration.files.observer)
+            var bytes = try file.read(count: LogFormat.segmentHeaderSize, at: 0)
+            if try LogFormat.decodeSegmentHeader(bytes).map({ $0.number != n }) ?? true {
+                guard let restored = try restoredSegmentHeader(bytes, number: n, file: file, configuration: configuration) else {
+                    throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
+                }
+                try configuration.files.write(restored, at: 0, of: file, site: .restorationWrite)
+                try configuration.files.sync(file, site: nil)
+                configuration.logger.error(
+                    "storage: a segment's header had a damaged byte; restored and written back", metadata: ["segment": "\(n)"])
+                bytes = restored
+            }
+            guard let h = try LogFormat.decodeSegmentHeader(bytes), h.number == n else {
                 throw StorageError(.corrupted, "segment header failed its checksum", segment: n, offset: 0)
             }
             // A file grows by preallocation up to its header's size: its
@@ -319,6 +332,47 @@ extension LogEngineCore {
             headers[n] = h
         }
         return headers
+    }
+
+    /// The header of segment `n` (`bytes` as read, failing its CRC) with one
+    /// damaged byte restored, if exactly one single-byte change explains
+    /// the CRC and its value is proven: bytes of known value (the magic,
+    /// the version, the header's size, the segment's number, which its file
+    /// name gives, the zeros), or, by the segment's first frame, whose
+    /// header must pass its CRC and MAC under the restored salt and carry
+    /// the restored first LSN (or the header says 0, a segment made ahead),
+    /// the salt and the first LSN; the size, only if it is the
+    /// configuration's segment size or the file's length. nil otherwise
+    /// (without frame MACs, only known bytes).
+    static func restoredSegmentHeader(
+        _ bytes: [UInt8], number n: UInt32, file: PosixFile, configuration: LogEngineConfiguration
+    ) throws -> [UInt8]? {
+        let size = LogFormat.segmentHeaderSize
+        guard bytes.count == size else { return nil }
+        let frame = try file.read(count: LogFormat.frameHeaderSize, at: UInt64(size))
+        let length = try file.size()
+        let known = [0..<24, 56..<60]
+        let (saltField, firstField, sizeField) = (24..<40, 40..<48, 48..<56)
+        return CRC32C.uniqueSingleByteRepair(of: bytes, covered: 0..<(size - 4), storedAt: size - 4) { candidate -> Bool? in
+            guard let h = try? LogFormat.decodeSegmentHeader(candidate), h.number == n,
+                  candidate[12..<16].elementsEqual([UInt8(size), 0, 0, 0]), candidate[56..<60].allSatisfy({ $0 == 0 })
+            else { return nil }
+            // The byte changed: none when the CRC itself was the damage.
+            guard let changed = (0..<(size - 4)).first(where: { candidate[$0] != bytes[$0] }) else { return true }
+            if known.contains(where: { $0.contains(changed) }) { return true }
+            if sizeField.contains(changed) {
+                return h.size == configuration.segmentSize || h.size == length ? true : nil
+            }
+            guard saltField.contains(changed) || firstField.contains(changed), configuration.authenticator != nil,
+                  frame.count == LogFormat.frameHeaderSize,
+                  let f = frame.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: h.salt) }),
+                  frame.withUnsafeBytes({
+                      LogFormat.frameIsAuthentic($0, salt: h.salt, offset: UInt64(size), authenticator: configuration.authenticator)
+                  }),
+                  h.firstLSN == f.lsn || h.firstLSN == 0
+            else { return nil }
+            return true
+        }?.bytes
     }
 
     /// A store writes its first checkpoint when it is created, before it

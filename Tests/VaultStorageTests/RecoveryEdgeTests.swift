@@ -31,7 +31,9 @@ import Testing
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
         try await engine.close()
         removeCheckpoint(dir)
+        // Two bytes (one alone is restored: `aSegmentHeaderWithOneDamagedByteIsRestored`).
         try overwrite(dir.segmentPath(1), at: 20, with: [0xEE])
+        try overwrite(dir.segmentPath(1), at: 31, with: [0xEE])
         #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: 1, offset: 0) }
         // The header was not rewritten: the damage is still there to see.
@@ -69,6 +71,37 @@ import Testing
         try truncate(dir.segmentPath(newest), to: 40)
         #expect { _ = try dir.openEngine() }
             throws: { isCorruption($0, segment: newest, offset: 0) }
+    }
+
+    /// One flipped byte of a segment's header (which every open reads):
+    /// restored and written back where its value is proven: known bytes
+    /// (magic, version, sizes, number, zeros) always; the salt and the first
+    /// LSN by the first frame's CRC and MAC; the size by the configuration.
+    /// Without frame MACs, a salt byte is `corrupted`; two damaged bytes
+    /// are `corrupted`. Before, every case refused the store.
+    @Test(arguments: [false, true])
+    func aSegmentHeaderWithOneDamagedByteIsRestored(authenticated: Bool) async throws {
+        let c = authenticated ? smallConfiguration { $0.authenticator = TestAuthenticator(secret: [3]) } : smallConfiguration()
+        let (dir, engine) = try TemporaryDirectory.withEngine(c)
+        for i in 0..<3 { try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 100))]) }
+        try await engine.close()
+        let path = dir.segmentPath(1)
+        let original = try readBytes(path)
+        for byte in [0, 7, 9, 13, 16, 20, 24, 33, 39, 40, 47, 50, 57, 60, 63] {
+            try overwrite(path, at: UInt64(byte), with: [original[byte] ^ 0x08])
+            let salt = (24..<40).contains(byte)
+            guard authenticated || !salt && !(40..<48).contains(byte) else {
+                #expect(throws: (any Error).self, "byte \(byte)") { _ = try dir.openEngine(c) }
+                try overwrite(path, at: UInt64(byte), with: [original[byte]])
+                continue
+            }
+            let reopened = try dir.openEngine(c)
+            #expect(try reopened.records(of: stream(1)).count == 3, "byte \(byte)")
+            try await reopened.close()
+            #expect(Array(try readBytes(path)[0..<64]) == Array(original[0..<64]), "byte \(byte): written back")
+        }
+        try overwrite(path, at: 30, with: [original[30] ^ 0x01, original[31] ^ 0x01])
+        #expect { _ = try dir.openEngine(c) } throws: { isCorruption($0, segment: 1, offset: 0) }
     }
 
     @Test func aMissingSegmentTheCheckpointNamesIsCorruption() async throws {
