@@ -455,9 +455,17 @@ final class KeySlotFile: Sendable {
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
             defer { for i in bytes.indices { bytes[i] = 0 } }
-            // Never restored: a journal key is raw key bytes, which nothing
-            // would prove (a wrapped key or a tombstone is checked above).
-            guard var value = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
+            // One flipped byte is restored (in memory) when the CRC's
+            // algebra, or the magic's, gives exactly one candidate that
+            // decodes: a journal key is raw bytes no check here proves, but
+            // it is proven by use, as every manifest it must open is sealed
+            // under it (XChaCha20-Poly1305): a wrong key makes the open
+            // fail as `corrupted` (a manifest that does not open), never
+            // yields a wrong slot.
+            guard var value = try? LogFormat.decodeKeySlotRestoring(
+                bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey),
+                value.count == 8 + SymmetricKey.byteCount,
+                value.withUnsafeBytes({ $0.loadUnaligned(as: UInt64.self).littleEndian }) >= 1
             else { continue }
             defer { for i in value.indices { value[i] = 0 } }
             guard value.count == 8 + SymmetricKey.byteCount else { continue }

@@ -21,17 +21,8 @@ extension LogEngineCore {
             return s.segments
         }
         return try readingStable {
-            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, provenLeaf: provenLeaf)
+            try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, tree: merkle)
         }
-    }
-
-    /// The Merkle leaf hash of the record of sequence number `lsn`, checked
-    /// against the tree's root (an inclusion proof from the stored hashes):
-    /// what proves the repair of a damaged payload on read
-    /// (``restoredFrame(_:at:in:authenticator:provenLeaf:)``); nil beyond
-    /// the written tree or when the stored hashes do not prove it.
-    var provenLeaf: (UInt64) -> [UInt8]? {
-        { [merkle] lsn in lsn >= 1 ? try? merkle.verifiedLeaf(lsn - 1) : nil }
     }
 
     /// Where a scan for the records from sequence number `lsn` on starts:
@@ -61,12 +52,13 @@ extension LogEngineCore {
     }
 
     /// The record at `location` among `segments` (also used by recovery).
-    /// With `provenLeaf`, a frame whose payload has one damaged byte is
-    /// returned restored when exactly one change explains its checksum and
-    /// gives the leaf hash `provenLeaf` vouches for; the file keeps it.
+    /// With `tree`, a frame whose payload has one damaged byte is returned
+    /// restored when exactly one change explains its checksum and gives the
+    /// record's leaf hash, checked against the tree's root (an inclusion
+    /// proof from the stored hashes, ``MerkleLog/verifiedLeaf(_:)``); the
+    /// file keeps it.
     static func readFrame(
-        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?,
-        provenLeaf: ((UInt64) -> [UInt8]?)? = nil
+        _ location: RecordLocation, segments: [UInt32: Segment], authenticator: (any LogAuthenticator)?, tree: MerkleLog? = nil
     ) throws -> LogFrame {
         let segment = try segmentHolding(location, in: segments)
         var frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
@@ -77,8 +69,10 @@ extension LogEngineCore {
             }
         } catch let error as StorageError where error.code == .corrupted {
             // Off the hot path: only a frame that failed its checks.
-            guard let provenLeaf,
-                  let restored = restoredFrame(frame, at: location, in: segment, authenticator: authenticator, provenLeaf: provenLeaf)
+            guard let tree,
+                  let restored = restoredFrame(
+                    frame, at: location, in: segment, authenticator: authenticator,
+                    provenLeaf: { lsn in lsn >= 1 ? try? tree.verifiedLeaf(lsn - 1) : nil })
             else { throw error }
             frame = restored
             checked = try frame.withUnsafeBytes { raw in
@@ -235,7 +229,7 @@ extension LogEngineCore {
             let frame: LogFrame
             do {
                 frame = try readingStable {
-                    try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, provenLeaf: provenLeaf)
+                    try LogEngineCore.readFrame(location, segments: segments, authenticator: configuration.authenticator, tree: merkle)
                 }
             } catch let error as StorageError where error.code == .corrupted && passingOverDamaged {
                 logger.error(

@@ -22,8 +22,10 @@ extension LogEngineCore {
     ///   intact payload is restored and written back
     ///   (``RecoveryReport/restoredRecords``); a damaged payload under a
     ///   genuine header, which a later frame genuine under its MAC testifies
-    ///   durable, is kept (``RecoveryReport/damagedRecords``) and answers
-    ///   `corrupted` when read. Both are logged at error level.
+    ///   durable, has its one damaged byte restored and written back where
+    ///   its Merkle leaf proves the value, or is kept
+    ///   (``RecoveryReport/damagedRecords``) and answers `corrupted` when
+    ///   read. Both are logged at error level.
     static func recover(
         directory: String, configuration: LogEngineConfiguration, keySlots: KeySlotFile, merkleFile: MerkleHashFile,
         into s: inout State
@@ -65,11 +67,11 @@ extension LogEngineCore {
         // Bytes whose value is proven are restored and written back: a
         // header one byte off, which exactly one value makes pass its CRC
         // and MAC, and padding (zeros by definition) under an intact
-        // payload, and one payload byte whose value the leaf hash
-        // `merkle.hashes` holds for the record proves. A damaged payload
-        // under a genuine header that no one byte restores is kept as it
-        // is when a later frame, genuine under its MAC, testifies that it
-        // was durable, with the leaf hash `merkle.hashes` holds for it:
+        // payload. A damaged payload under a genuine header, when a later
+        // frame, genuine under its MAC, testifies that it was durable, has
+        // one damaged byte restored where the leaf hash `merkle.hashes`
+        // holds for the record proves its value, or else is kept as it
+        // is, with the leaf hash `merkle.hashes` holds for it:
         // reading it answers `corrupted`, so only its stream (one vault,
         // one principal's activity) is affected. Found one per replay, each
         // replay starting again from the state before the first.
@@ -84,9 +86,10 @@ extension LogEngineCore {
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
                 tolerating: tolerated, restorations: restorations, into: &s, report: &report)
             // A header or padding whose value is proven (by the header's
-            // MAC, or zeros by definition) is restored whatever follows: a
-            // crash tears whole sectors, never one byte, and the newest
-            // acknowledged group has no later frame to testify for it.
+            // MAC, or zeros by definition) is restored whatever follows:
+            // the frame is then whole, as written (its group kept only if
+            // complete), and the newest acknowledged group has no later
+            // frame to testify for it.
             if let damage, damaged.count + restored.count < damagedRecordLimit {
                 let location = RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(LogFormat.frameHeaderSize))
                 switch damage.kind {
@@ -106,19 +109,7 @@ extension LogEngineCore {
                         continue
                     }
                 case .payload:
-                    // One damaged byte, the one change that explains the
-                    // payload's CRC and gives the leaf `merkle.hashes`
-                    // holds for it: the record as the committer wrote it.
-                    if let lsn = damage.lsn, let leaf = try storedLeaf(lsn, in: merkleFile), let segment = s.segments[damage.segment],
-                       let fix = try restoredPayloadByte(
-                        at: damage.offset, in: segment, restorations: restorations, leaf: leaf, authenticator: configuration.authenticator),
-                       restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] == nil
-                    {
-                        restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] = [fix.value]
-                        restored.append((damage.segment, damage.offset))
-                        (s, report) = (stateBefore, reportBefore)
-                        continue
-                    }
+                    break
                 }
             }
             do {
@@ -126,27 +117,46 @@ extension LogEngineCore {
                 replayed = (end, endData, journaled, leaves)
                 break
             } catch let error as StorageError where error.code == .corrupted {
-                // A damaged payload under a genuine header, kept only if a
-                // later frame, genuine under its MAC, testifies it durable.
-                // A key-slot manifest is never passed over: the slots it
-                // carries may exist nowhere else.
-                guard let damage, case .payload(let slotManifest) = damage.kind, !slotManifest, let lsn = damage.lsn,
+                // A damaged payload under a genuine header, once a later
+                // frame, genuine under its MAC, testifies it durable (a torn
+                // write at the tail, one byte off at a sector's edge, is
+                // still cut): one damaged byte, the one change that explains
+                // the payload's CRC and gives the leaf `merkle.hashes` holds
+                // for it, is restored and written back (a key-slot
+                // manifest's too: its boxes then open under the journal key,
+                // or the open fails); beyond that the record is kept as it
+                // is, but never a manifest, whose slots may exist nowhere
+                // else.
+                guard let damage, case .payload(let slotManifest) = damage.kind, let lsn = damage.lsn,
                       damaged.count + restored.count < damagedRecordLimit,
                       try authenticallyTestified(
                         lsn, after: damage, data: endData, numbers: valid, segments: s.segments, authenticator: configuration.authenticator),
                       let leaf = try storedLeaf(lsn, in: merkleFile)
                 else { throw error }
-                tolerated[lsn] = leaf
-                damaged.append((damage.segment, damage.offset))
+                if let segment = s.segments[damage.segment],
+                   let fix = try restoredPayloadByte(
+                    at: damage.offset, in: segment, restorations: restorations, leaf: leaf, authenticator: configuration.authenticator),
+                   restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] == nil
+                {
+                    restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] = [fix.value]
+                    restored.append((damage.segment, damage.offset))
+                } else {
+                    guard !slotManifest else { throw error }
+                    tolerated[lsn] = leaf
+                    damaged.append((damage.segment, damage.offset))
+                }
                 (s, report) = (stateBefore, reportBefore)
             }
         }
         // Written back before anything else writes; synced with the
-        // replayed segments below.
-        for (location, bytes) in restorations.sorted(by: { $0.key < $1.key }) {
+        // replayed segments below. Only what the log keeps: a restored
+        // frame of a group the replay then cut is not written past the end.
+        let kept = { (segment: UInt32, offset: UInt64) in (segment, offset) < (replayed.end.segment, replayed.end.offset) }
+        for (location, bytes) in restorations.sorted(by: { $0.key < $1.key }) where kept(location.segment, location.offset) {
             guard let segment = s.segments[location.segment] else { continue }
             try configuration.files.write(bytes, at: location.offset, of: segment.file, site: .restorationWrite)
         }
+        restored.removeAll { !kept($0.segment, $0.offset) }
         report.damagedRecords += damaged
         report.restoredRecords += restored
         for d in damaged {
@@ -156,7 +166,7 @@ extension LogEngineCore {
         }
         for r in restored {
             configuration.logger.error(
-                "storage: a durable record had a damaged byte in its header or padding; restored and written back",
+                "storage: a durable record had a damaged byte in its header, payload or padding; restored and written back",
                 metadata: ["segment": "\(r.segment)", "offset": "\(r.offset)"])
         }
         let (end, journaled, leaves) = (replayed.end, replayed.journaled, replayed.leaves)

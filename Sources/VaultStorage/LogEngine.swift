@@ -275,8 +275,9 @@ package struct RecoveryReport: Sendable, Equatable {
     /// Durable records kept although their payload failed its checksum
     /// (each answers `corrupted` when read): where they are.
     package var damagedRecords: [(segment: UInt32, offset: UInt64)] = []
-    /// Durable records whose header (one byte, proven by its CRC and MAC)
-    /// or padding (zeros) was restored and written back: where they are.
+    /// Durable records whose header (one byte, proven by its CRC and MAC),
+    /// payload (one byte, proven by its Merkle leaf) or padding (zeros) was
+    /// restored and written back: where they are.
     package var restoredRecords: [(segment: UInt32, offset: UInt64)] = []
     /// The stored hash of `merkle.hashes` (one of those the tree the
     /// checkpoint covers starts from) restored and written back, if one was:

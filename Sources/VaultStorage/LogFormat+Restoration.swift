@@ -17,8 +17,8 @@ extension LogFormat {
         do {
             return try decodeKeySlot(bytes, number: number, salt: salt, magic: expected, tombstone: tombstone)
         } catch let error as StorageError where error.code == .corrupted && bytes.count == keySlotSize {
-            // The magic is outside the CRC: a damaged one proves nothing
-            // and is never restored.
+            // The magic is outside the CRC: restored below, from what the
+            // value is.
             let repair = CRC32C.uniqueSingleByteRepair(of: bytes, covered: 8..<keySlotSize, seed: CRC32C.checksum(salt), storedAt: 4) {
                 candidate -> Result<[UInt8], StorageError>? in
                 do {
@@ -29,9 +29,50 @@ extension LogFormat {
                     return nil
                 }
             }
-            guard let repair else { throw error }
-            return try repair.result.get()
+            if let repair { return try repair.result.get() }
+            if let candidate = keySlotWithMagicRestored(bytes, number: number, salt: salt, magic: expected, tombstone: tombstone) {
+                return try decodeKeySlot(candidate, number: number, salt: salt, magic: expected, tombstone: tombstone)
+            }
+            throw error
         }
+    }
+
+    /// `bytes` (a key slot's) with one damaged byte of its magic, which the
+    /// CRC does not cover, restored, when the rest passes its CRC and names
+    /// slot `number`, and the value says which magic it had: the genuine
+    /// tombstone of the slot (`tombstone`, a MAC) is a tombstone's; any
+    /// other value is `expected`'s (a live slot's, proven by the caller's
+    /// unwrap; a journal key's, proven by the manifests it opens), unless a
+    /// tombstone could not be told apart (no `tombstone` given for a
+    /// live slot). nil otherwise.
+    static func keySlotWithMagicRestored(
+        _ bytes: [UInt8], number: UInt64, salt: [UInt8], magic expected: UInt32, tombstone: [UInt8]?
+    ) -> [UInt8]? {
+        guard bytes.count == keySlotSize else { return nil }
+        let magic = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self).littleEndian }
+        // A magic that is one of the three is not damage of another (they
+        // differ in one byte): a tombstone whose value is not genuine is
+        // tampering, never a live slot.
+        guard ![keySlotLive, keySlotTombstone, keySlotJournalKey].contains(magic) else { return nil }
+        func oneByteFrom(_ target: UInt32) -> Bool {
+            (0..<4).filter { (magic >> (8 * $0)) & 0xFF != (target >> (8 * $0)) & 0xFF }.count == 1
+        }
+        func with(_ target: UInt32) -> [UInt8] {
+            var candidate = bytes
+            withUnsafeBytes(of: target.littleEndian) { candidate.replaceSubrange(0..<4, with: $0) }
+            return candidate
+        }
+        if let tombstone, oneByteFrom(keySlotTombstone) {
+            do {
+                _ = try decodeKeySlot(with(keySlotTombstone), number: number, salt: salt, magic: expected, tombstone: tombstone)
+            } catch let e as StorageError where e.code == .keySlotDestroyed {
+                return with(keySlotTombstone)
+            } catch {}
+        }
+        guard tombstone != nil || expected == keySlotJournalKey, oneByteFrom(expected),
+              (try? decodeKeySlot(with(expected), number: number, salt: salt, magic: expected, tombstone: tombstone)) != nil
+        else { return nil }
+        return with(expected)
     }
 
     /// The salt of a key file header with one byte restored: the one

@@ -280,8 +280,9 @@ import VaultSync
 
     /// One flipped byte in a slot (its value, its number, its CRC) is
     /// restored when read, by the CRC's algebra (the wrapped key's own
-    /// authentication, above, proves it); two, or a damaged magic (outside
-    /// the CRC), are `corrupted`.
+    /// authentication, above, proves it); so is one of its magic (outside
+    /// the CRC), the value not being the slot's genuine tombstone; two are
+    /// `corrupted`, and so is a magic that is another slot kind's.
     @Test func tamperedSlotIsCorruptionUnlessOneByteRestoresIt() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
@@ -299,6 +300,10 @@ import VaultSync
         await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
         try overwrite(path, at: UInt64(base + 30), with: [original[base + 30], original[base + 31]])
         try overwrite(path, at: UInt64(base + 1), with: [original[base + 1] ^ 0x01])
+        #expect(try await engine.readKeySlot(slot) == value, "a magic byte")
+        try overwrite(path, at: UInt64(base + 1), with: [original[base + 1]])
+        // The journal key's magic ("PVKJ" for "PVK1"): another kind, not damage.
+        try overwrite(path, at: UInt64(base + 3), with: [UInt8(ascii: "J")])
         await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
         try await engine.close()
     }
@@ -323,6 +328,43 @@ import VaultSync
             try Data(original).write(to: URL(fileURLWithPath: path))
         }
         try overwrite(path, at: 18, with: [original[18] ^ 0x01, original[19] ^ 0x01])
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
+    }
+
+    /// One flipped byte of the journal key's slot (its magic, CRC, number,
+    /// epoch or key bytes) is restored at open: the key is proven by use,
+    /// as the manifest recovery opens under it (XChaCha20-Poly1305) gives
+    /// back the slot the key file lost. Two flipped bytes leave no journal
+    /// key: `corrupted`. Before, one byte was `corrupted` too.
+    @Test func aJournalKeySlotWithOneDamagedByteIsRestored() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        let slot = try engine.reserveKeySlot()
+        let value = payload(3, size: 72)
+        _ = try await engine.append([EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, value)], durability: .durable).wait()
+        try await engine.close()
+        let path = dir.path + "/" + LogFormat.keyFileName
+        let checkpoint = dir.path + "/" + LogFormat.checkpointFileName
+        // The slot lost from the key file (as a power cut may), and no
+        // checkpoint: the open replays the manifest under the journal key.
+        var original = try readBytes(path)
+        let base = Int(slot.number) * LogFormat.keySlotSize
+        for i in base..<(base + LogFormat.keySlotSize) { original[i] = 0 }
+        let journal = Int(LogFormat.journalKeySlots[0]) * LogFormat.keySlotSize
+        for offset in [1, 5, 9, 24, 30, 40, 60, 100] {
+            var damaged = original
+            damaged[journal + offset] ^= 0x24
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            try? FileManager.default.removeItem(atPath: checkpoint)
+            let reopened = try dir.openEngine()
+            #expect(reopened.recoveryReport.restoredKeySlots == 1, "byte \(offset)")
+            #expect(try await reopened.readKeySlot(slot) == value, "byte \(offset)")
+            try await reopened.close()
+        }
+        var twice = original
+        twice[journal + 40] ^= 0x01
+        twice[journal + 50] ^= 0x01
+        try Data(twice).write(to: URL(fileURLWithPath: path))
+        try? FileManager.default.removeItem(atPath: checkpoint)
         #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 

@@ -60,8 +60,8 @@ import Testing
     /// durable: a flipped bit, not a torn write.
     /// - In its payload, under a genuine header, the one byte value that
     ///   explains its CRC and gives the leaf hash `merkle.hashes` holds for
-    ///   it is restored and written back: the record reads whole (with or
-    ///   without frame MACs: the leaf is the proof).
+    ///   it is restored and written back, once a later frame testifies
+    ///   the record durable: the record reads whole.
     /// - In its header, with frame MACs (as a store has), the one byte value
     ///   that the header's CRC and MAC prove is restored and written back:
     ///   the record reads whole.
@@ -70,8 +70,8 @@ import Testing
     /// The records around it read back, and the store takes new ones.
     /// Without frame MACs (the engine's own tests), no later frame
     /// testifies beyond doubt and no header repair is proven: the open
-    /// refuses the store for a damaged header, naming the record (padding
-    /// and payload are restored all the same). Before, the whole store
+    /// refuses the store for a damaged header or payload, naming the
+    /// record (padding is restored all the same). Before, the whole store
     /// refused to open in every case.
     @Test(arguments: [0, 5, 20, 79, 80, 95, 96, 120, 200, 247], [false, true])
     func damagedMiddleRecord(byteInRecord: Int, authenticated: Bool) async throws {
@@ -84,11 +84,11 @@ import Testing
         var bytes = clean
         bytes[Int(middle.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        let inHeader = byteInRecord < LogFormat.frameHeaderSize
+        let inPadding = byteInRecord >= LogFormat.frameHeaderSize + 150
         // Without frame MACs, no later frame can testify beyond doubt (a
         // CRC anyone can write) and no header repair is proven: damage but
         // to the padding (zeros, whatever the MAC) refuses the store.
-        guard authenticated || !inHeader else {
+        guard authenticated || inPadding else {
             #expect {
                 _ = try dir.openEngine(c)
             } throws: { error in
@@ -110,6 +110,36 @@ import Testing
         let reopened = try await engine.reopen(dir, c)
         #expect(try reopened.read(locations[2]).payload == payload(2, size: 150))
         try await reopened.close()
+    }
+
+    /// A torn last group (its second frame cut short by a crash) whose
+    /// first frame has one flipped header byte: the header is restored in
+    /// memory, the group is incomplete and cut, and nothing is written back
+    /// past the end the replay keeps (zeros after it, never a stale frame).
+    /// Before, the restored header was written back after the cut.
+    @Test func aRestoredHeaderOfACutGroupIsNotWrittenBack() async throws {
+        let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
+        let dir = TemporaryDirectory()
+        let engine = try dir.openEngine(c)
+        try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(0, size: 150))])
+        let group = try await engine.appendDurably([
+            EngineRecord(stream: stream(1), payload: payload(1, size: 150)), EngineRecord(stream: stream(2), payload: payload(2, size: 600)),
+        ])
+        try await engine.close()
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        var bytes = try readBytes(dir.segmentPath(1))
+        bytes[Int(group[0].offset) + 20] ^= 0x10
+        // The second frame torn: its payload's end never written.
+        let tear = Int(group[1].offset) + LogFormat.frameHeaderSize + 300
+        for i in tear..<(Int(group[1].offset) + Int(group[1].frameLength)) { bytes[i] = 0 }
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        let reopened = try dir.openEngine(c)
+        #expect(reopened.recoveryReport.truncatedAt?.offset == group[0].offset)
+        #expect(reopened.recoveryReport.restoredRecords.isEmpty)
+        #expect(try reopened.records(of: stream(1)).count == 1)
+        try await reopened.close()
+        let after = try readBytes(dir.segmentPath(1))
+        #expect(after[Int(group[0].offset)..<(Int(group[0].offset) + LogFormat.frameHeaderSize)].allSatisfy { $0 == 0 })
     }
 
     /// Two flipped bytes in the middle record's payload, beyond a one-byte

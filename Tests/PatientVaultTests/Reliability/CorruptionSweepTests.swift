@@ -222,9 +222,9 @@ import Testing
 
     /// `damage`: "header", a byte of the record's frame header (which its
     /// MAC then proves restored: written back, the record reads whole);
-    /// "payload", a byte of its payload (kept at open; read restored, its
-    /// Merkle leaf proving the value); "payload twice", two bytes of its
-    /// payload (the record answers `corrupted`).
+    /// "payload", a byte of its payload (restored at open and written back,
+    /// its Merkle leaf proving the value); "payload twice", two bytes of its
+    /// payload (kept at open, the record answers `corrupted`).
     @Test(arguments: ["header", "payload", "payload twice"])
     func aDamagedRecordInTheReplayedLogAffectsOnlyItsVault(damage: String) async throws {
         let inHeader = damage == "header"
