@@ -172,4 +172,34 @@ struct TestAuthenticator: LogAuthenticator {
         #expect { _ = try last.read(middle) } throws: { isCorruption($0) }
         try await last.close()
     }
+
+    /// A record of a stream about to be compacted, one byte of the prefix
+    /// it keeps damaged: the prefix is sealed restored (its leaf proves the
+    /// value), never sealed damaged; with two damaged bytes the compaction
+    /// refuses the record (`corrupted`). Before, the damaged prefix was
+    /// sealed under the compacted body's MAC and read back as genuine.
+    @Test func aCompactionNeverSealsADamagedPrefix() async throws {
+        let c = configuration()
+        let (dir, middle, path, original) = try await threeClosedRecords(c)
+        let keep = 40
+        let clean = try dir.openEngine(c)
+        let lsn = try clean.read(middle).sequence
+        try await clean.close()
+        for damage in [[10], [10, 30]] {
+            var damaged = original
+            for i in damage { damaged[Int(middle.offset) + LogFormat.frameHeaderSize + i] ^= 0x11 }
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            let engine = try dir.openEngine(c)
+            let reference = RecordReference(sequence: lsn, location: middle)
+            if damage.count == 1 {
+                _ = try await engine.compact([reference], keepingPrefix: keep)
+                let compacted = try await engine.read(reference)
+                #expect(compacted.compactedLeaf != nil)
+                #expect(compacted.payload == Array(payload(1, size: 100).prefix(keep)))
+            } else {
+                await #expect { _ = try await engine.compact([reference], keepingPrefix: keep) } throws: { isCorruption($0) }
+            }
+            try await engine.close()
+        }
+    }
 }
