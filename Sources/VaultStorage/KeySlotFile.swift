@@ -452,27 +452,36 @@ final class KeySlotFile: Sendable {
         _ file: PosixFile, salt: [UInt8], logExists: Bool, files: any LogFiles, directory: String
     ) throws -> (JournalKey, UInt64, (key: JournalKey, slot: UInt64)?) {
         var found: [(key: JournalKey, slot: UInt64)] = []
+        var restored: Set<UInt64> = []
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
             defer { for i in bytes.indices { bytes[i] = 0 } }
-            // One flipped byte is restored (in memory) when the CRC's
-            // algebra, or the magic's, gives exactly one candidate that
-            // decodes: a journal key is raw bytes no check here proves, but
-            // it is proven by use, as every manifest it must open is sealed
-            // under it (XChaCha20-Poly1305): a wrong key makes the open
-            // fail as `corrupted` (a manifest that does not open), never
-            // yields a wrong slot.
-            guard var value = try? LogFormat.decodeKeySlotRestoring(
-                bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey),
-                value.count == 8 + SymmetricKey.byteCount,
-                value.withUnsafeBytes({ $0.loadUnaligned(as: UInt64.self).littleEndian }) >= 1
-            else { continue }
+            // One flipped byte is restored (and written back below) when
+            // the CRC's algebra, or the magic's, gives exactly one
+            // candidate that decodes: a journal key is raw bytes no check
+            // here proves, but it is proven by use, as every manifest it
+            // must open is sealed under it (XChaCha20-Poly1305): a wrong
+            // key makes the open fail as `corrupted` (a manifest that does
+            // not open), never yields a wrong slot.
+            var value: [UInt8]
+            var wasRestored = false
+            if let genuine = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey) {
+                value = genuine
+            } else if let repaired = try? LogFormat.decodeKeySlotRestoring(
+                bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
+            {
+                value = repaired
+                wasRestored = true
+            } else {
+                continue
+            }
             defer { for i in value.indices { value[i] = 0 } }
             guard value.count == 8 + SymmetricKey.byteCount else { continue }
             let epoch = value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
             guard epoch >= 1, let key = try? value.withUnsafeBytes({ try SymmetricKey.copying(UnsafeRawBufferPointer(rebasing: $0[8...])) })
             else { continue }
             found.append((JournalKey(epoch: epoch, key: key), number))
+            if wasRestored { restored.insert(number) }
         }
         if let newest = found.max(by: { $0.key.epoch < $1.key.epoch }) {
             var kept: (key: JournalKey, slot: UInt64)?
@@ -481,7 +490,15 @@ final class KeySlotFile: Sendable {
                     kept = older
                     continue
                 }
-                try wipeJournalSlot(older.slot, of: file, files: files)
+                // Not on the word of a restored epoch: the next rotation
+                // writes over it.
+                if restored.isEmpty { try wipeJournalSlot(older.slot, of: file, files: files) }
+            }
+            for (key, number) in found where restored.contains(number) {
+                try files.write(
+                    journalSlot(key, number: number, salt: salt), at: number * UInt64(LogFormat.keySlotSize), of: file,
+                    site: .journalKeyWrite)
+                try files.sync(file, site: .journalKeyWrite)
             }
             return (newest.key, newest.slot, kept)
         }

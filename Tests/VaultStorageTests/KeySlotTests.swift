@@ -332,7 +332,7 @@ import VaultSync
     }
 
     /// One flipped byte of the journal key's slot (its magic, CRC, number,
-    /// epoch or key bytes) is restored at open: the key is proven by use,
+    /// epoch or key bytes) is restored at open and written back: the key is proven by use,
     /// as the manifest recovery opens under it (XChaCha20-Poly1305) gives
     /// back the slot the key file lost. Two flipped bytes leave no journal
     /// key: `corrupted`. Before, one byte was `corrupted` too.
@@ -359,6 +359,8 @@ import VaultSync
             #expect(reopened.recoveryReport.restoredKeySlots == 1, "byte \(offset)")
             #expect(try await reopened.readKeySlot(slot) == value, "byte \(offset)")
             try await reopened.close()
+            let journalSlot = journal..<(journal + LogFormat.keySlotSize)
+            #expect(try readBytes(path)[journalSlot] == original[journalSlot], "byte \(offset): written back")
         }
         var twice = original
         twice[journal + 40] ^= 0x01
