@@ -452,26 +452,23 @@ final class KeySlotFile: Sendable {
         _ file: PosixFile, salt: [UInt8], logExists: Bool, files: any LogFiles, directory: String
     ) throws -> (JournalKey, UInt64, (key: JournalKey, slot: UInt64)?) {
         var found: [(key: JournalKey, slot: UInt64)] = []
-        var restored: Set<UInt64> = []
         for number in LogFormat.journalKeySlots {
             var bytes = try file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
             defer { for i in bytes.indices { bytes[i] = 0 } }
-            // One flipped byte is restored (and written back below) when
-            // the CRC's algebra, or the magic's, gives exactly one
-            // candidate that decodes: a journal key is raw bytes no check
-            // here proves, but it is proven by use, as every manifest it
-            // must open is sealed under it (XChaCha20-Poly1305): a wrong
-            // key makes the open fail as `corrupted` (a manifest that does
-            // not open), never yields a wrong slot.
+            // One flipped byte is restored, in memory, when the CRC's
+            // algebra, or the magic's, gives exactly one candidate that
+            // decodes, and the byte is one whose value is known (the
+            // number, the length, the zeros, the magic) or proven by use:
+            // the key bytes, since every manifest recovery must open is
+            // sealed under the key (XChaCha20-Poly1305), so a wrong key
+            // fails the open as `corrupted`, never yields a wrong slot.
+            // Never the epoch, which nothing proves: a wrong one would
+            // have older manifests passed over, or the older key wiped.
             var value: [UInt8]
-            var wasRestored = false
             if let genuine = try? LogFormat.decodeKeySlot(bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey) {
                 value = genuine
-            } else if let repaired = try? LogFormat.decodeKeySlotRestoring(
-                bytes, number: number, salt: salt, magic: LogFormat.keySlotJournalKey)
-            {
+            } else if let repaired = LogFormat.restoredJournalKeySlot(bytes, number: number, salt: salt) {
                 value = repaired
-                wasRestored = true
             } else {
                 continue
             }
@@ -481,7 +478,6 @@ final class KeySlotFile: Sendable {
             guard epoch >= 1, let key = try? value.withUnsafeBytes({ try SymmetricKey.copying(UnsafeRawBufferPointer(rebasing: $0[8...])) })
             else { continue }
             found.append((JournalKey(epoch: epoch, key: key), number))
-            if wasRestored { restored.insert(number) }
         }
         if let newest = found.max(by: { $0.key.epoch < $1.key.epoch }) {
             var kept: (key: JournalKey, slot: UInt64)?
@@ -490,15 +486,7 @@ final class KeySlotFile: Sendable {
                     kept = older
                     continue
                 }
-                // Not on the word of a restored epoch: the next rotation
-                // writes over it.
-                if restored.isEmpty { try wipeJournalSlot(older.slot, of: file, files: files) }
-            }
-            for (key, number) in found where restored.contains(number) {
-                try files.write(
-                    journalSlot(key, number: number, salt: salt), at: number * UInt64(LogFormat.keySlotSize), of: file,
-                    site: .journalKeyWrite)
-                try files.sync(file, site: .journalKeyWrite)
+                try wipeJournalSlot(older.slot, of: file, files: files)
             }
             return (newest.key, newest.slot, kept)
         }

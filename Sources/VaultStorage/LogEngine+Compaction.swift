@@ -137,7 +137,9 @@ extension LogEngineCore {
             let frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
             let payload = frame.count == Int(location.frameLength)
                 ? frame[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))] : []
-            if payload.count != Int(h.payloadLength) || LogFormat.payloadCRC(Array(payload)) != h.payloadCRC {
+            if payload.count == Int(h.payloadLength), LogFormat.payloadCRC(Array(payload)) == h.payloadCRC {
+                prefix = frame[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
+            } else {
                 guard let restored = LogEngineCore.restoredFrame(
                     frame, at: location, in: segment, authenticator: configuration.authenticator,
                     provenLeaf: { $0 == sequence ? leaf : nil })

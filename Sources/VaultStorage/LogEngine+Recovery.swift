@@ -21,9 +21,9 @@ extension LogEngineCore {
     ///   value restores (proven by its CRC and MAC) or padding after an
     ///   intact payload is restored and written back
     ///   (``RecoveryReport/restoredRecords``); a damaged payload under a
-    ///   genuine header, which a later frame genuine under its MAC testifies
-    ///   durable, has its one damaged byte restored and written back where
-    ///   its Merkle leaf proves the value, or is kept
+    ///   genuine header has its one damaged byte restored and written back
+    ///   where its Merkle leaf proves the value; beyond that, when a later
+    ///   frame genuine under its MAC testifies it durable, it is kept
     ///   (``RecoveryReport/damagedRecords``) and answers `corrupted` when
     ///   read. Both are logged at error level.
     static func recover(
@@ -67,11 +67,10 @@ extension LogEngineCore {
         // Bytes whose value is proven are restored and written back: a
         // header one byte off, which exactly one value makes pass its CRC
         // and MAC, and padding (zeros by definition) under an intact
-        // payload. A damaged payload under a genuine header, when a later
-        // frame, genuine under its MAC, testifies that it was durable, has
-        // one damaged byte restored where the leaf hash `merkle.hashes`
-        // holds for the record proves its value, or else is kept as it
-        // is, with the leaf hash `merkle.hashes` holds for it:
+        // payload, and one payload byte whose value the leaf hash
+        // `merkle.hashes` holds for the record proves. A damaged payload
+        // under a genuine header beyond that is kept as it is when a later
+        // frame, genuine under its MAC, testifies that it was durable, with the leaf hash `merkle.hashes` holds for it:
         // reading it answers `corrupted`, so only its stream (one vault,
         // one principal's activity) is affected. Found one per replay, each
         // replay starting again from the state before the first.
@@ -85,11 +84,13 @@ extension LogEngineCore {
             let (end, endData, journaled, leaves, damage) = try replay(
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
                 tolerating: tolerated, restorations: restorations, into: &s, report: &report)
-            // A header or padding whose value is proven (by the header's
-            // MAC, or zeros by definition) is restored whatever follows:
-            // the frame is then whole, as written (its group kept only if
-            // complete), and the newest acknowledged group has no later
-            // frame to testify for it.
+            // A header, padding or payload byte whose value is proven (by
+            // the header's MAC, zeros by definition, the record's leaf) is
+            // restored whatever follows: the frame is then whole, exactly as
+            // the committer wrote it (its group kept only if complete: an
+            // unacknowledged group may survive whole, as any crash allows),
+            // and the newest acknowledged group has no later frame to
+            // testify for it.
             if let damage, damaged.count + restored.count < damagedRecordLimit {
                 let location = RecordLocation(segment: damage.segment, offset: damage.offset, frameLength: UInt32(LogFormat.frameHeaderSize))
                 switch damage.kind {
@@ -109,7 +110,26 @@ extension LogEngineCore {
                         continue
                     }
                 case .payload:
-                    break
+                    // One damaged byte, the one change that explains the
+                    // payload's CRC and gives the leaf `merkle.hashes` holds
+                    // for the record (frame MACs required, as for keeping
+                    // any damaged record): the frame as the committer wrote
+                    // it, restored whatever follows like a header, so that
+                    // the newest acknowledged record, with no later frame to
+                    // testify for it, is not cut. A key-slot manifest's too:
+                    // its boxes then open under the journal key, or the open
+                    // fails.
+                    if configuration.authenticator != nil, let lsn = damage.lsn, let leaf = try storedLeaf(lsn, in: merkleFile),
+                       let segment = s.segments[damage.segment],
+                       let fix = try restoredPayloadByte(
+                        at: damage.offset, in: segment, restorations: restorations, leaf: leaf, authenticator: configuration.authenticator),
+                       restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] == nil
+                    {
+                        restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] = [fix.value]
+                        restored.append((damage.segment, damage.offset))
+                        (s, report) = (stateBefore, reportBefore)
+                        continue
+                    }
                 }
             }
             do {
@@ -117,34 +137,18 @@ extension LogEngineCore {
                 replayed = (end, endData, journaled, leaves)
                 break
             } catch let error as StorageError where error.code == .corrupted {
-                // A damaged payload under a genuine header, once a later
-                // frame, genuine under its MAC, testifies it durable (a torn
-                // write at the tail, one byte off at a sector's edge, is
-                // still cut): one damaged byte, the one change that explains
-                // the payload's CRC and gives the leaf `merkle.hashes` holds
-                // for it, is restored and written back (a key-slot
-                // manifest's too: its boxes then open under the journal key,
-                // or the open fails); beyond that the record is kept as it
-                // is, but never a manifest, whose slots may exist nowhere
-                // else.
-                guard let damage, case .payload(let slotManifest) = damage.kind, let lsn = damage.lsn,
+                // A damaged payload under a genuine header that no one byte
+                // restores, kept only if a later frame, genuine under its
+                // MAC, testifies it durable. A key-slot manifest is never
+                // passed over: the slots it carries may exist nowhere else.
+                guard let damage, case .payload(let slotManifest) = damage.kind, !slotManifest, let lsn = damage.lsn,
                       damaged.count + restored.count < damagedRecordLimit,
                       try authenticallyTestified(
                         lsn, after: damage, data: endData, numbers: valid, segments: s.segments, authenticator: configuration.authenticator),
                       let leaf = try storedLeaf(lsn, in: merkleFile)
                 else { throw error }
-                if let segment = s.segments[damage.segment],
-                   let fix = try restoredPayloadByte(
-                    at: damage.offset, in: segment, restorations: restorations, leaf: leaf, authenticator: configuration.authenticator),
-                   restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] == nil
-                {
-                    restorations[RecordLocation(segment: damage.segment, offset: fix.offset, frameLength: 1)] = [fix.value]
-                    restored.append((damage.segment, damage.offset))
-                } else {
-                    guard !slotManifest else { throw error }
-                    tolerated[lsn] = leaf
-                    damaged.append((damage.segment, damage.offset))
-                }
+                tolerated[lsn] = leaf
+                damaged.append((damage.segment, damage.offset))
                 (s, report) = (stateBefore, reportBefore)
             }
         }

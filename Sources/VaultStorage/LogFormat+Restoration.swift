@@ -37,11 +37,36 @@ extension LogFormat {
         }
     }
 
+    /// The value of journal-key slot `number` (`bytes` failing its checks)
+    /// with one damaged byte restored: the one candidate the CRC's algebra,
+    /// or the magic's, gives that decodes as a journal key (40 bytes, the
+    /// zeros around it zeros), if the byte changed is not in the epoch
+    /// (bytes 24..<32 of the slot), which nothing proves; the key bytes are
+    /// proven by use (the manifests sealed under the key open with it).
+    static func restoredJournalKeySlot(_ bytes: [UInt8], number: UInt64, salt: [UInt8]) -> [UInt8]? {
+        guard bytes.count == keySlotSize else { return nil }
+        let epoch = 24..<32
+        let accepted = { (candidate: [UInt8]) -> [UInt8]? in
+            guard let value = try? decodeKeySlot(candidate, number: number, salt: salt, magic: keySlotJournalKey),
+                  value.count == 40, candidate[17..<24].allSatisfy({ $0 == 0 }), candidate[64...].allSatisfy({ $0 == 0 }),
+                  candidate[epoch] == bytes[epoch]
+            else { return nil }
+            return value
+        }
+        if let repair = CRC32C.uniqueSingleByteRepair(
+            of: bytes, covered: 8..<keySlotSize, seed: CRC32C.checksum(salt), storedAt: 4, accepts: accepted)
+        {
+            return repair.result
+        }
+        return keySlotWithMagicRestored(bytes, number: number, salt: salt, magic: keySlotJournalKey, tombstone: nil).flatMap(accepted)
+    }
+
     /// `bytes` (a key slot's) with one damaged byte of its magic, which the
     /// CRC does not cover, restored, when the rest passes its CRC and names
     /// slot `number`, and the value says which magic it had: the genuine
     /// tombstone of the slot (`tombstone`, a MAC) is a tombstone's; any
-    /// other value is `expected`'s (a live slot's, proven by the caller's
+    /// other value, the kind byte (the magics' last, the one they differ
+    /// in) intact, is `expected`'s (a live slot's, proven by the caller's
     /// unwrap; a journal key's, proven by the manifests it opens), unless a
     /// tombstone could not be told apart (no `tombstone` given for a
     /// live slot). nil otherwise.
@@ -69,7 +94,12 @@ extension LogFormat {
                 return with(keySlotTombstone)
             } catch {}
         }
-        guard tombstone != nil || expected == keySlotJournalKey, oneByteFrom(expected),
+        // The kind byte (the magics' last, the one they differ in) is
+        // restored to a tombstone only, above, which the MAC proves: to
+        // read it as a live slot would be a guess (a forged tombstone whose
+        // kind byte is off would pass for one).
+        let kindByte = (magic >> 24) & 0xFF != (expected >> 24) & 0xFF
+        guard tombstone != nil || expected == keySlotJournalKey, oneByteFrom(expected), !kindByte,
               (try? decodeKeySlot(with(expected), number: number, salt: salt, magic: expected, tombstone: tombstone)) != nil
         else { return nil }
         return with(expected)

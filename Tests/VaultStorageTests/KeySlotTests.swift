@@ -281,8 +281,9 @@ import VaultSync
     /// One flipped byte in a slot (its value, its number, its CRC) is
     /// restored when read, by the CRC's algebra (the wrapped key's own
     /// authentication, above, proves it); so is one of its magic (outside
-    /// the CRC), the value not being the slot's genuine tombstone; two are
-    /// `corrupted`, and so is a magic that is another slot kind's.
+    /// the CRC) but its kind byte, the value not being the slot's genuine
+    /// tombstone; two are `corrupted`, and so is a magic that is another
+    /// slot kind's or whose kind byte is off.
     @Test func tamperedSlotIsCorruptionUnlessOneByteRestoresIt() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
@@ -302,9 +303,12 @@ import VaultSync
         try overwrite(path, at: UInt64(base + 1), with: [original[base + 1] ^ 0x01])
         #expect(try await engine.readKeySlot(slot) == value, "a magic byte")
         try overwrite(path, at: UInt64(base + 1), with: [original[base + 1]])
-        // The journal key's magic ("PVKJ" for "PVK1"): another kind, not damage.
-        try overwrite(path, at: UInt64(base + 3), with: [UInt8(ascii: "J")])
-        await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        // The journal key's magic ("PVKJ" for "PVK1"): another kind, not
+        // damage; a kind byte that is no kind's ("PVKY"): not read as live.
+        for kind in ["J", "Y"] {
+            try overwrite(path, at: UInt64(base + 3), with: [UInt8(ascii: Unicode.Scalar(kind)!)])
+            await #expect { _ = try await engine.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .corrupted }
+        }
         try await engine.close()
     }
 
@@ -332,10 +336,11 @@ import VaultSync
     }
 
     /// One flipped byte of the journal key's slot (its magic, CRC, number,
-    /// epoch or key bytes) is restored at open and written back: the key is proven by use,
+    /// length, zeros or key bytes) is restored at open, in memory: the key is proven by use,
     /// as the manifest recovery opens under it (XChaCha20-Poly1305) gives
-    /// back the slot the key file lost. Two flipped bytes leave no journal
-    /// key: `corrupted`. Before, one byte was `corrupted` too.
+    /// back the slot the key file lost. A byte of its epoch, which nothing
+    /// proves, or two flipped bytes leave no journal key: `corrupted`.
+    /// Before, one byte was `corrupted` too.
     @Test func aJournalKeySlotWithOneDamagedByteIsRestored() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
@@ -350,7 +355,7 @@ import VaultSync
         let base = Int(slot.number) * LogFormat.keySlotSize
         for i in base..<(base + LogFormat.keySlotSize) { original[i] = 0 }
         let journal = Int(LogFormat.journalKeySlots[0]) * LogFormat.keySlotSize
-        for offset in [1, 5, 9, 24, 30, 40, 60, 100] {
+        for offset in [1, 5, 9, 16, 20, 40, 60, 100] {
             var damaged = original
             damaged[journal + offset] ^= 0x24
             try Data(damaged).write(to: URL(fileURLWithPath: path))
@@ -359,9 +364,14 @@ import VaultSync
             #expect(reopened.recoveryReport.restoredKeySlots == 1, "byte \(offset)")
             #expect(try await reopened.readKeySlot(slot) == value, "byte \(offset)")
             try await reopened.close()
-            let journalSlot = journal..<(journal + LogFormat.keySlotSize)
-            #expect(try readBytes(path)[journalSlot] == original[journalSlot], "byte \(offset): written back")
+            #expect(try readBytes(path)[journal + offset] == damaged[journal + offset], "byte \(offset): restored in memory only")
         }
+        // The epoch, which nothing proves: never restored.
+        var epoch = original
+        epoch[journal + 26] ^= 0x24
+        try Data(epoch).write(to: URL(fileURLWithPath: path))
+        try? FileManager.default.removeItem(atPath: checkpoint)
+        #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
         var twice = original
         twice[journal + 40] ^= 0x01
         twice[journal + 50] ^= 0x01

@@ -60,8 +60,8 @@ import Testing
     /// durable: a flipped bit, not a torn write.
     /// - In its payload, under a genuine header, the one byte value that
     ///   explains its CRC and gives the leaf hash `merkle.hashes` holds for
-    ///   it is restored and written back, once a later frame testifies
-    ///   the record durable: the record reads whole.
+    ///   it is restored and written back (with frame MACs): the record
+    ///   reads whole.
     /// - In its header, with frame MACs (as a store has), the one byte value
     ///   that the header's CRC and MAC prove is restored and written back:
     ///   the record reads whole.
@@ -169,12 +169,13 @@ import Testing
     }
 
     /// The newest record, acknowledged, with one flipped byte in its
-    /// header or its padding and no later frame to testify for it: its
-    /// header's MAC (or the padding's zeros) proves the value, so it is
-    /// restored and written back, never cut as a torn tail (a crash tears
-    /// whole sectors, never one byte). Before, it was cut.
-    @Test(arguments: [20, 247])
-    func theNewestRecordWithOneFlippedHeaderOrPaddingByteIsRestoredNotCut(byteInRecord: Int) async throws {
+    /// header, its payload or its padding and no later frame to testify for
+    /// it: its header's MAC (its leaf in `merkle.hashes`, the padding's
+    /// zeros) proves the value, so it is restored and written back, never
+    /// cut as a torn tail: the frame is then exactly as the committer wrote
+    /// it. Before, it was cut, and an acknowledged record lost.
+    @Test(arguments: [20, 130, 247])
+    func theNewestRecordWithOneFlippedByteIsRestoredNotCut(byteInRecord: Int) async throws {
         let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
         let dir = TemporaryDirectory()
         let last = try await threeRecords(dir, c)[2]
