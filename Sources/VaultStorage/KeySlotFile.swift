@@ -458,10 +458,13 @@ final class KeySlotFile: Sendable {
             // One flipped byte is restored, in memory, when the CRC's
             // algebra, or the magic's, gives exactly one candidate that
             // decodes, and the byte is one whose value is known (the
-            // number, the length, the zeros, the magic) or proven by use:
+            // number, the length, the zeros, the magic: its kind byte too,
+            // slots 1 and 2 holding journal keys only) or proven by use:
             // the key bytes, since every manifest recovery must open is
             // sealed under the key (XChaCha20-Poly1305), so a wrong key
-            // fails the open as `corrupted`, never yields a wrong slot.
+            // fails the open as `corrupted`, never yields a wrong slot (an
+            // open that replays no manifest needs the key for nothing yet;
+            // manifests sealed later are sealed under the same bytes).
             // Never the epoch, which nothing proves: a wrong one would
             // have older manifests passed over, or the older key wiped.
             var value: [UInt8]

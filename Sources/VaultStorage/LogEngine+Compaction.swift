@@ -81,8 +81,8 @@ extension LogEngineCore {
 
     /// What compacting the durable record `sequence` at `location` writes:
     /// its header and its first `keep` bytes are read (the whole payload
-    /// only for a record of a stream, whose kept prefix is read again: its
-    /// checksum checked first), its leaf hash comes from the tree.
+    /// only for a record of a stream, whose kept prefix is read again: it
+    /// must give the record's leaf first), its leaf hash comes from the tree.
     func planCompaction(at location: RecordLocation, sequence: UInt64, keep: Int) throws -> CompactionPlan {
         let (segments, durable) = try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
@@ -130,21 +130,26 @@ extension LogEngineCore {
         var prefix = head[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
         // The prefix is about to be sealed under the compacted body's MAC:
         // a record of a stream (read again, as its prefix, once compacted)
-        // is read whole and its payload checked first, one damaged byte
-        // restored where its leaf proves it, never sealed damaged. (A
-        // chunk's prefix is never read again: its payload is not read.)
+        // is read whole and its payload checked first against its leaf (a
+        // CRC anyone can match; the leaf commits to every byte), one
+        // damaged byte restored where the leaf proves it, never sealed
+        // damaged or altered. (A chunk's prefix is never read again: its
+        // payload is not read.)
         if h.stream != nil {
             let frame = try segment.file.read(count: Int(location.frameLength), at: location.offset)
             let payload = frame.count == Int(location.frameLength)
                 ? frame[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))] : []
-            if payload.count == Int(h.payloadLength), LogFormat.payloadCRC(Array(payload)) == h.payloadCRC {
+            if payload.count == Int(h.payloadLength),
+               payload.withUnsafeBytes({ MerkleLog.leafHash(stream: h.stream, payload: $0) }) == leaf
+            {
                 prefix = frame[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
             } else {
                 guard let restored = LogEngineCore.restoredFrame(
                     frame, at: location, in: segment, authenticator: configuration.authenticator,
                     provenLeaf: { $0 == sequence ? leaf : nil })
                 else {
-                    throw StorageError(.corrupted, "record failed its checksum", segment: location.segment, offset: location.offset)
+                    throw StorageError(
+                        .corrupted, "record does not match its Merkle leaf", segment: location.segment, offset: location.offset)
                 }
                 prefix = restored[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
             }

@@ -94,11 +94,13 @@ extension LogFormat {
                 return with(keySlotTombstone)
             } catch {}
         }
-        // The kind byte (the magics' last, the one they differ in) is
-        // restored to a tombstone only, above, which the MAC proves: to
-        // read it as a live slot would be a guess (a forged tombstone whose
-        // kind byte is off would pass for one).
-        let kindByte = (magic >> 24) & 0xFF != (expected >> 24) & 0xFF
+        // The kind byte (the magics' last, the one they differ in) of a
+        // key slot is restored to a tombstone only, above, which the MAC
+        // proves: to read it as a live slot would be a guess (a forged
+        // tombstone whose kind byte is off would pass for one).
+        // A journal key's slot (1 or 2) holds nothing else: its number,
+        // under the CRC, fixes its kind.
+        let kindByte = (magic >> 24) & 0xFF != (expected >> 24) & 0xFF && expected != keySlotJournalKey
         guard tombstone != nil || expected == keySlotJournalKey, oneByteFrom(expected), !kindByte,
               (try? decodeKeySlot(with(expected), number: number, salt: salt, magic: expected, tombstone: tombstone)) != nil
         else { return nil }

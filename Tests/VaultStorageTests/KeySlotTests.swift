@@ -335,8 +335,9 @@ import VaultSync
         #expect { _ = try dir.openEngine() } throws: { ($0 as? StorageError)?.code == .corrupted }
     }
 
-    /// One flipped byte of the journal key's slot (its magic, CRC, number,
-    /// length, zeros or key bytes) is restored at open, in memory: the key is proven by use,
+    /// One flipped byte of the journal key's slot (its magic, its kind byte
+    /// included, CRC, number, length, zeros or key bytes) is restored at
+    /// open, in memory: the key is proven by use,
     /// as the manifest recovery opens under it (XChaCha20-Poly1305) gives
     /// back the slot the key file lost. A byte of its epoch, which nothing
     /// proves, or two flipped bytes leave no journal key: `corrupted`.
@@ -355,7 +356,7 @@ import VaultSync
         let base = Int(slot.number) * LogFormat.keySlotSize
         for i in base..<(base + LogFormat.keySlotSize) { original[i] = 0 }
         let journal = Int(LogFormat.journalKeySlots[0]) * LogFormat.keySlotSize
-        for offset in [1, 5, 9, 16, 20, 40, 60, 100] {
+        for offset in [1, 3, 5, 9, 16, 20, 40, 60, 100] {
             var damaged = original
             damaged[journal + offset] ^= 0x24
             try Data(damaged).write(to: URL(fileURLWithPath: path))

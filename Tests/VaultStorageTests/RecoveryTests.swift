@@ -179,7 +179,8 @@ import Testing
         let c = smallConfiguration { $0.authenticator = TestAuthenticator(secret: [7, 7]) }
         let dir = TemporaryDirectory()
         let last = try await threeRecords(dir, c)[2]
-        var bytes = try readBytes(dir.segmentPath(1))
+        let clean = try readBytes(dir.segmentPath(1))
+        var bytes = clean
         bytes[Int(last.offset) + byteInRecord] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
         let engine = try dir.openEngine(c)
@@ -187,6 +188,12 @@ import Testing
         #expect(engine.recoveryReport.restoredRecords.map(\.offset) == [last.offset])
         #expect(try engine.read(last).payload == payload(2, size: 150))
         try await engine.close()
+        let frame = Int(last.offset)..<(Int(last.offset) + Int(last.frameLength))
+        #expect(Array(try readBytes(dir.segmentPath(1))[frame]) == Array(clean[frame]), "written back")
+        let again = try dir.openEngine(c)
+        #expect(again.recoveryReport.restoredRecords.isEmpty)
+        #expect(try again.read(last).payload == payload(2, size: 150))
+        try await again.close()
     }
 
     /// A torn last record (its payload cut short by a crash) followed by a

@@ -50,8 +50,10 @@ extension VaultStore {
     ///
     /// Cost: one walk of each affected vault's stream (and, destroyed, of
     /// its audit trail's), then per record a read of its header and first
-    /// bytes, a small write and a hole punched (the payload is never
-    /// read), and two `fdatasync`s per batch of up to 1,024 records.
+    /// bytes (of a version or other stream record, its whole payload,
+    /// hashed against its Merkle leaf before its prefix is sealed; a
+    /// content chunk's payload is never read), a small write and a hole
+    /// punched, and two `fdatasync`s per batch of up to 1,024 records.
     ///
     /// `progress`, for a progress bar, is called after each batch with
     /// the fraction of the records to compact done (0 to 1).
