@@ -454,7 +454,7 @@ extension LogEngineCore {
                         try configuration.files.sync(segment.file, site: nil)
                         report.restoredRecords.append((last.segment, last.offset))
                         configuration.logger.error(
-                            "storage: a durable record had a damaged byte in its header or padding; restored and written back",
+                            "storage: a durable record had a damaged byte in its header, payload or padding; restored and written back",
                             metadata: ["segment": "\(last.segment)", "offset": "\(last.offset)"])
                     }
                 }
