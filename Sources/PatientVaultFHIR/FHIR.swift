@@ -463,7 +463,7 @@ extension AuditEntry {
         case .createVault, .deposit, .importVault: ("create", "C")
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
              .removeRepresentative, .setBreakGlassOpposition, .releaseToPatient, .automaticRelease, .closeVault, .recordDeath,
-             .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey, .compact, .rotateVaultKey:
+             .reopenVault, .authoriseHeir, .rotateSigningKey, .rotateMasterKey, .compact, .scrub, .rotateVaultKey:
             ("update", "U")
         case .listDocuments, .listVersions, .readAuditTrail, .reviewActivity, .queryAccessHistory, .readStatistics: ("search-type", "E")
         case .readVaultInfo, .readMetadata, .readContent, .verifyAuditTrail, .hiddenDocumentNotice, .exportVault: ("read", "R")

@@ -112,7 +112,7 @@ extension LogEngineCore {
     /// hashes every payload byte itself), and a compacted frame's kept body
     /// and its MAC, which it returns.
     /// - Throws: ``StorageError/Code/corrupted``.
-    private static func checkFrame(
+    static func checkFrame(
         _ raw: UnsafeRawBufferPointer, at location: RecordLocation, in segment: Segment, authenticator: (any LogAuthenticator)?,
         checkingPayloadCRC: Bool
     ) throws -> (LogFormat.FrameHeader, compacted: (leaf: [UInt8], prefix: [UInt8], tag: [UInt8])?) {

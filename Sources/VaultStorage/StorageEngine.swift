@@ -443,6 +443,13 @@ package protocol StorageEngine: AnyObject, Sendable {
     ///   the batch that was cut).
     func compact(_ references: [RecordReference], keepingPrefix: Int) async throws -> CompactionResult
 
+    /// Reads every written record and writes back, synced, a damaged byte
+    /// whose value is proven (as a read restores it in memory); lists the
+    /// records damaged beyond that. The caller keeps compactions out.
+    /// - Throws: ``StorageError/Code/corrupted``,
+    ///   ``StorageError/Code/durabilityLost``.
+    func scrub(progress: (@Sendable (Double) -> Void)?) async throws -> ScrubResult
+
     /// Waits for queued writes and releases the store. Further calls throw
     /// ``StorageError/Code/closed``.
     func close() async throws

@@ -30,7 +30,7 @@ struct VaultCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Create.self, Deposit.self, Read.self, List.self, Grant.self, Revoke.self, Block.self, Audit.self,
-            Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, Compact.self, RotateKey.self, Stats.self, Doctor.self,
+            Checkpoint.self, Prove.self, Verify.self, Close.self, Erase.self, Compact.self, Scrub.self, RotateKey.self, Stats.self, Doctor.self,
             Backup.self, Restore.self, Export.self, VerifyBundle.self, ExportKey.self, Import.self, Demo.self,
         ])
 
@@ -734,6 +734,26 @@ struct Compact: StoreCommand {
                 "erasedDocuments": r.erasedDocuments, "destroyedVaults": r.destroyedVaults, "records": r.recordsCompacted,
                 "bytesRemoved": Int(clamping: r.bytesRemoved),
             ])
+    }
+}
+
+struct Scrub: StoreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read every record and write back each damaged byte whose value is proven (a configured reviewer).",
+        discussion: "Online. Exit 4 if records are damaged beyond a repair: restore them from a backup.")
+    @OptionGroup var options: StoreOptions
+    @OptionGroup var actor: ActorOptions
+
+    func perform(_ store: VaultStore) async throws {
+        let bar = ProgressBar("scrubbing")
+        defer { bar.finish() }
+        let r = try await store.scrub(as: try actor.principal(), progress: bar.callback)
+        options.output(
+            "checked \(r.recordsChecked) records: \(r.recordsRestored) restored, \(r.recordsDamaged) damaged beyond repair",
+            json: ["records": r.recordsChecked, "restored": r.recordsRestored, "damaged": r.recordsDamaged])
+        if r.recordsDamaged > 0 {
+            throw PatientVaultError(.corrupted, "\(r.recordsDamaged) records are damaged beyond repair")
+        }
     }
 }
 

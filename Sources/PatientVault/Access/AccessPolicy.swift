@@ -72,6 +72,10 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// Removing the bytes of erased documents and destroyed vaults from
     /// the store's files (store-level; ``VaultStore/compact(as:progress:)``).
     case compact
+    /// Reading every record of the store's files and writing back each
+    /// damaged byte whose value is proven (store-level;
+    /// ``VaultStore/scrub(as:progress:)``).
+    case scrub
     /// Taking the vault out of the store, with its trail and proofs
     /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.
     case exportVault
@@ -504,7 +508,7 @@ public enum AccessPolicy {
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return .deny(.notAuthorised)
 
-        case .reviewActivity, .readStatistics, .rotateSigningKey, .rotateMasterKey, .compact:
+        case .reviewActivity, .readStatistics, .rotateSigningKey, .rotateMasterKey, .compact, .scrub:
             if case .auditReviewer = p { return q.isConfiguredReviewer ? .allow(.configuredReviewer) : .deny(.notAReviewer) }
             return p.isForbiddenClass ? .deny(.forbiddenClass) : .deny(.notAReviewer)
 

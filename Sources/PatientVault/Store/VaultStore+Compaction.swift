@@ -173,3 +173,57 @@ extension VaultStore {
         return report
     }
 }
+
+/// What ``VaultStore/scrub(as:progress:)`` checked and repaired.
+public struct ScrubReport: Sendable, Hashable {
+    /// Records read whole and checked.
+    public var recordsChecked: Int
+    /// Records that had one damaged byte, restored where its value is
+    /// proven and written back.
+    public var recordsRestored: Int
+    /// Records damaged beyond a proven repair (each reads as `corrupted`:
+    /// restore them from a backup).
+    public var recordsDamaged: Int
+
+    /// A report (for tests of hosts that record them).
+    public init(recordsChecked: Int = 0, recordsRestored: Int = 0, recordsDamaged: Int = 0) {
+        (self.recordsChecked, self.recordsRestored, self.recordsDamaged) = (recordsChecked, recordsRestored, recordsDamaged)
+    }
+}
+
+extension VaultStore {
+    /// Reads every record of the store's files and writes back, synced,
+    /// each damaged byte a read would restore in memory: one byte of a
+    /// record's header (its CRC and MAC prove the value), of its payload
+    /// (its Merkle leaf, checked against the tree's root, proves it) or of
+    /// its padding (zeros). Reads already answer right through such a
+    /// byte; the file keeps it until a scrub, and a backup's restore or
+    /// ``verify(against:)``, which hash the bytes as stored, report it.
+    /// Run it when the log reports a restored byte, and before a backup.
+    ///
+    /// **Online**: readers and writers go on; compactions and backups take
+    /// turns with it. For configured reviewers, recorded in their own
+    /// review stream like ``compact(as:progress:)``. A store in memory or
+    /// on PostgreSQL has no files of its own to scrub: the report is empty.
+    ///
+    /// Cost: one sequential read of the log, a checksum of every record,
+    /// and a hash and an inclusion proof for each damaged one.
+    /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
+    ///   ``PatientVaultError/Code/corrupted`` (a frame header no byte
+    ///   restores: the walk cannot go past it),
+    ///   ``PatientVaultError/Code/durabilityLost`` (a failed write or sync:
+    ///   the store stops).
+    @discardableResult
+    public func scrub(
+        as principal: Principal, progress: (@Sendable (Double) -> Void)? = nil
+    ) async throws(PatientVaultError) -> ScrubReport {
+        try await recordStoreLevelAccess(.scrub, by: principal, target: "scrub")
+        let result = try await translatingErrorsAsync { () async throws -> ScrubResult in
+            try await compactionRuns.withGate { try await engine.scrub(progress: progress) }
+        }
+        logger.info(
+            "patientvault: scrub finished",
+            metadata: ["records": "\(result.recordsChecked)", "restored": "\(result.recordsRestored)", "damaged": "\(result.damaged.count)"])
+        return ScrubReport(recordsChecked: result.recordsChecked, recordsRestored: result.recordsRestored, recordsDamaged: result.damaged.count)
+    }
+}

@@ -406,6 +406,9 @@ import Testing
             allow("configured reviewer compacts", req(.compact, reviewer, document: nil, reviewer: true), .configuredReviewer),
             deny("unconfigured reviewer compacts", req(.compact, reviewer, document: nil), .notAReviewer),
             deny("patient compacts", req(.compact, .patient(holder), document: nil), .notAReviewer),
+            allow("configured reviewer scrubs", req(.scrub, reviewer, document: nil, reviewer: true), .configuredReviewer),
+            deny("unconfigured reviewer scrubs", req(.scrub, reviewer, document: nil), .notAReviewer),
+            deny("patient scrubs", req(.scrub, .patient(holder), document: nil), .notAReviewer),
         ]
     }()
 

@@ -136,6 +136,7 @@ struct AuditedVault {
         "rotateCheckpointSigningKey": "SigningKeyTests (store-level: recorded in the reviewer's stream)",
         "rotateMasterKey": "KeyRotationTests (store-level: recorded in the reviewer's stream)",
         "compact": "CompactionTests (store-level: recorded in the reviewer's stream)",
+        "scrub": "ScrubTests (store-level: recorded in the reviewer's stream)",
         // Needs an export and an empty vault: one entry each, allowed or
         // refused, checked there.
         "importVault": "VaultExportTests.anImportKeepsHistoryAuthorshipAndProofs", "importedHistory": "VaultExportTests.anImportKeepsHistoryAuthorshipAndProofs",

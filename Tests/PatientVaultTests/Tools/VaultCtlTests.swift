@@ -69,6 +69,11 @@ import Testing
         let compacted = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         #expect(r.code == 0 && compacted?["erasedDocuments"] as? Int == 1 && compacted?["records"] as? Int == 1, "\(r)")
         #expect(try run(["verify"] + store + [checkpoint]).code == 0)
+        // A scrub of an undamaged store: a reviewer's, nothing to restore.
+        #expect(try run(["scrub"] + store + ["--as", "patient:\(patient)"]).code == 2)
+        r = try run(["scrub"] + store + ["--as", "reviewer:dpo", "--reviewers", "dpo", "--json"])
+        let scrubbed = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        #expect(r.code == 0 && (scrubbed?["records"] as? Int ?? 0) > 0 && scrubbed?["restored"] as? Int == 0, "\(r)")
         try Data("ordonnance".utf8).write(to: note)
         #expect(try run(["deposit"] + vault + ["--as", doctor, note.path, "--title", "Ordonnance", "--mime-type", "text/plain"]).code == 0)
         // The patient's export, checked offline against the pinned key;
