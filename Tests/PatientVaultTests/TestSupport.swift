@@ -195,6 +195,20 @@ extension TemporaryStore {
         try handle.write(contentsOf: Data([old ^ bit]))
     }
 
+    /// The first content chunk of more than 30,000 bytes in the store's
+    /// log (the store must be closed).
+    func firstLargeChunk() async throws -> LogFrame {
+        let engine = try rawEngine()
+        var chunk: LogFrame?
+        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { $0 == nil }) { frame in
+            if frame.payload.count > 30_000 { chunk = frame }
+            return chunk == nil
+        }
+        try await engine.close()
+        guard let chunk else { throw CocoaError(.fileReadUnknown) }
+        return chunk
+    }
+
     /// The store's engine opened directly (the store must be closed), with
     /// its log MAC, for tests that look at or forge records.
     func rawEngine() throws -> LogEngine {

@@ -137,14 +137,7 @@ import Testing
         try await t.store.close()
         // A byte in the middle of the first chunk's payload, its CRC left
         // wrong: the index the close wrote covers it.
-        let engine = try t.rawEngine()
-        var chunk: LogFrame?
-        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { $0 == nil }) { frame in
-            if frame.payload.count > 30_000 { chunk = frame }
-            return chunk == nil
-        }
-        try await engine.close()
-        try t.flipMiddleByte(of: try #require(chunk))
+        try t.flipMiddleByte(of: try await t.firstLargeChunk())
         let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         let quick = TestFolder()
         _ = try await store.backup(to: quick.url)

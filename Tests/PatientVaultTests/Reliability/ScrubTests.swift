@@ -28,14 +28,7 @@ import Testing
         let content = Fixtures.content("SCRUB", size: 200_000)
         let m = try await t.store.deposit(Fixtures.draft(), content: content, for: alice, as: Fixtures.doctor)
         try await t.store.close()
-        let engine = try t.rawEngine()
-        var chunk: LogFrame?
-        try engine.scanFrames(from: LogPosition(segment: 0, offset: 0), only: { $0 == nil }) { frame in
-            if frame.payload.count > 30_000 { chunk = frame }
-            return chunk == nil
-        }
-        try await engine.close()
-        let frame = try #require(chunk)
+        let frame = try await t.firstLargeChunk()
         let segment = t.folder.appendingPathComponent(LogFormat.segmentFileName(frame.location.segment))
         let original = [UInt8](try Data(contentsOf: segment))
         var damaged = original
