@@ -247,8 +247,11 @@ extension LogEngineCore {
     /// header, the end of a segment, or, in the segment being written, the
     /// position of the first queued record. `visit` gets each frame's
     /// place, its header, and the segments the walk reads.
+    /// With `limit`, the walk ends there at the latest (a durable end the
+    /// committer reported: frames after it may be being written).
     func walkFrames(
-        from start: LogPosition, _ visit: (RecordLocation, LogFormat.FrameHeader, [UInt32: Segment]) throws -> Bool
+        from start: LogPosition, to limit: LogPosition? = nil,
+        _ visit: (RecordLocation, LogFormat.FrameHeader, [UInt32: Segment]) throws -> Bool
     ) throws {
         let (segments, current, tail, written) = try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
@@ -256,7 +259,8 @@ extension LogEngineCore {
             let firstQueued = s.queue.first.map { LogPosition(segment: $0.segment, offset: $0.offset) }
             return (s.segments, s.current, s.tail, firstQueued)
         }
-        let end = written ?? LogPosition(segment: current, offset: tail)
+        let queued = written ?? LogPosition(segment: current, offset: tail)
+        let end = limit.map { min($0, queued) } ?? queued
         var position = LogPosition(segment: max(start.segment, segments.keys.min() ?? start.segment), offset: start.offset)
         if position.segment != start.segment || position.offset < UInt64(LogFormat.segmentHeaderSize) {
             position.offset = UInt64(LogFormat.segmentHeaderSize)

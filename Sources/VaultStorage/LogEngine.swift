@@ -248,7 +248,9 @@ package final class LogEngine: StorageEngine, KeySlotStore {
 
     package func close() async throws {
         // A compaction batch or a backup in progress finishes first: the
-        // LOCK is never released under a half-rewritten frame.
+        // LOCK is never released under a half-rewritten frame. A scrub
+        // stops at its next frame.
+        core.closeRequested.store(true, ordering: .relaxed)
         try await maintenance.withGate { try await core.close() }
     }
 
@@ -426,6 +428,9 @@ final class LogEngineCore: Sendable {
     /// that found a frame damaged knows whether it raced a rewrite
     /// (``readingStable(_:)``).
     let compactionEpoch = Atomic<UInt64>(0)
+    /// Set once ``LogEngine/close()`` is called: a scrub, which holds the
+    /// maintenance gate `close()` waits for, stops at its next frame.
+    let closeRequested = Atomic<Bool>(false)
     /// A sequence lock between destructions and a backup's copy of the key
     /// file: incremented before the committer writes a destruction's
     /// journal key and after its tombstones are synced (odd meanwhile), so

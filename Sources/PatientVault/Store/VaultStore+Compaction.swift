@@ -178,8 +178,8 @@ extension VaultStore {
 public struct ScrubReport: Sendable, Hashable {
     /// Records read whole and checked.
     public var recordsChecked: Int
-    /// Records that had one damaged byte, restored where its value is
-    /// proven and written back.
+    /// Records whose damage (a header byte, a payload byte, padding) was
+    /// restored where its value is proven and written back.
     public var recordsRestored: Int
     /// Records damaged beyond a proven repair (each reads as `corrupted`:
     /// restore them from a backup).
@@ -199,10 +199,12 @@ extension VaultStore {
     /// its padding (zeros). Reads already answer right through such a
     /// byte; the file keeps it until a scrub, and a backup's restore or
     /// ``verify(against:)``, which hash the bytes as stored, report it.
-    /// Run it when the log reports a restored byte, and before a backup.
+    /// Run it when the log reports a restored byte, then make a full
+    /// backup (an incremental one keeps what it copied before).
     ///
-    /// **Online**: readers and writers go on; compactions and backups take
-    /// turns with it. For configured reviewers, recorded in their own
+    /// **Online**: readers and writers go on (the durable records are
+    /// walked); compactions, backups and ``close()`` take turns with it
+    /// (`close()` stops it at its next record: `closed`). For configured reviewers, recorded in their own
     /// review stream like ``compact(as:progress:)``. A store in memory or
     /// on PostgreSQL has no files of its own to scrub: the report is empty.
     ///

@@ -97,4 +97,35 @@ import Testing
         #expect(try await store.documents(for: alice, as: .patient(alice)).count == 1)
         try await store.close()
     }
+
+    /// Writers go on during a scrub, which walks only what is durable (a
+    /// frame being written would read torn): an undamaged store scrubbed
+    /// under 8 writers reports nothing damaged and nothing restored.
+    @Test func writersGoOnDuringAScrubThatFindsNothing() async throws {
+        let t = try await TestStore(configuration: configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for i in 0..<20 {
+            _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("S\(i)", size: 5_000), for: alice, as: Fixtures.doctor)
+        }
+        let store = t.store
+        let report = try await withThrowingTaskGroup(of: ScrubReport?.self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    for i in 0..<10 {
+                        _ = try await store.deposit(
+                            Fixtures.draft(), content: Fixtures.content("W\(w)-\(i)", size: 3_000), for: Fixtures.alice, as: Fixtures.doctor)
+                    }
+                    return nil
+                }
+            }
+            group.addTask { try await store.scrub(as: dpo) }
+            var found: ScrubReport?
+            for try await r in group { if let r { found = r } }
+            return try #require(found)
+        }
+        #expect(report.recordsDamaged == 0 && report.recordsRestored == 0)
+        #expect(report.recordsChecked > 20)
+        #expect(try await store.documents(for: alice, as: .patient(alice)).count == 100)
+        try await t.close()
+    }
 }
