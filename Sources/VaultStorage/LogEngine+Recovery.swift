@@ -70,7 +70,8 @@ extension LogEngineCore {
         // payload, and one payload byte whose value the leaf hash
         // `merkle.hashes` holds for the record proves. A damaged payload
         // under a genuine header beyond that is kept as it is when a later
-        // frame, genuine under its MAC, testifies that it was durable, with the leaf hash `merkle.hashes` holds for it:
+        // frame, genuine under its MAC, testifies that it was durable, with
+        // the leaf hash `merkle.hashes` holds for it:
         // reading it answers `corrupted`, so only its stream (one vault,
         // one principal's activity) is affected. Found one per replay, each
         // replay starting again from the state before the first.
