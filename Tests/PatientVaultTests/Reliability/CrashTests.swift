@@ -86,7 +86,11 @@ import Glibc
             // One run in ten is killed within its first milliseconds: in
             // the middle of opening, that is of recovery.
             let early = round % 10 == 3
-            let delay: Duration = early ? .milliseconds(Int.random(in: 0...40)) : .milliseconds(Int.random(in: 50...250))
+            // A store on PostgreSQL opens and commits more slowly: its runs
+            // are longer, so that each gets past its recovery and does
+            // enough (an erasure among the rest) to check.
+            let span = CrashContract.isPostgres(store) ? 200...700 : 50...250
+            let delay: Duration = early ? .milliseconds(Int.random(in: 0...40)) : .milliseconds(Int.random(in: span))
             let lines = try await Self.runAndKill(location: store, keyHex: keyHex, seed: round + 1, delay: delay)
             if !lines.contains(where: { $0.kind == "READY" }) { duringRecovery += 1 }
             let acks = lines.filter { $0.kind == "ACK" }
