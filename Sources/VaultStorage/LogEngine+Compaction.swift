@@ -144,9 +144,13 @@ extension LogEngineCore {
             {
                 prefix = frame[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + keep)]
             } else {
+                // Checked against the leaf once more: a restored frame whose
+                // payload already passed its CRC comes back unchanged.
                 guard let restored = LogEngineCore.restoredFrame(
                     frame, at: location, in: segment, authenticator: configuration.authenticator,
-                    provenLeaf: { $0 == sequence ? leaf : nil })
+                    provenLeaf: { $0 == sequence ? leaf : nil }),
+                    restored[LogFormat.frameHeaderSize..<(LogFormat.frameHeaderSize + Int(h.payloadLength))]
+                        .withUnsafeBytes({ MerkleLog.leafHash(stream: h.stream, payload: $0) }) == leaf
                 else {
                     throw StorageError(
                         .corrupted, "record does not match its Merkle leaf", segment: location.segment, offset: location.offset)
