@@ -7,11 +7,14 @@ public struct AccessMatrix: Hashable, Sendable {
     /// 1 to 64 UTF-8 bytes without control or format characters.
     public let version: String
     /// Categories each profession may read. A profession absent from the
-    /// table reads nothing.
-    public var professions: [Profession: Set<DocumentCategory>]
+    /// table reads nothing. Immutable, as ``version`` is: a changed table
+    /// is a new matrix, made with ``init(version:professions:organisations:)``
+    /// under a new version name, so that no audit entry records a version
+    /// whose table it was not decided by.
+    public let professions: [Profession: Set<DocumentCategory>]
     /// Categories an organisation (FINESS) that the patient authorised may
-    /// read through its systems.
-    public var organisations: Set<DocumentCategory>
+    /// read through its systems. Immutable (see ``professions``).
+    public let organisations: Set<DocumentCategory>
 
     /// Creates a matrix.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` if `version` is

@@ -393,13 +393,20 @@ public enum AccessPolicy {
 
         // A doctor who records (or corrects) a death is one the patient
         // let in: the médecin traitant, an authorised doctor or one of the
-        // care team, not blocked.
+        // care team, not blocked. The profession judged is the one the
+        // patient's designation recorded, not the one the caller claims
+        // (a nurse of the care team who calls as a doctor is a nurse).
         let isDoctorOfThePatient: Bool = {
             guard case .professional(let pro) = p, pro.profession == .doctor else { return false }
             let policy = q.policy
-            if policy.medecinTraitant?.rpps == pro.rpps { return true }
+            if let mt = policy.medecinTraitant, mt.rpps == pro.rpps { return mt.profession == .doctor }
             if policy.blocked.contains(pro.rpps) { return false }
-            return policy.grants[.professional(pro.rpps)]?.isActive(at: q.time) == true || policy.careTeam[pro.rpps] != nil
+            if let grant = policy.grants[.professional(pro.rpps)], grant.isActive(at: q.time),
+               grant.grantee.healthProfessional?.profession == .doctor
+            {
+                return true
+            }
+            return policy.careTeam[pro.rpps]?.profession == .doctor
         }()
 
         switch q.action {
@@ -572,12 +579,18 @@ public enum AccessPolicy {
                 basis = .careTeam
                 profession = member.profession
                 designatedByRepresentative = policy.careTeamAddedByRepresentative.contains(pro.rpps)
-            } else if isAuthor || authorOfSomething {
+            } else if isAuthor {
                 basis = .authorOfDocument
-            } else if case .breakGlass = q.purpose {
-                if policy.breakGlassOpposed { return .deny(.breakGlassOpposed) }
+            } else if case .breakGlass = q.purpose, !policy.breakGlassOpposed {
+                // Before authorship of other documents: a listing by
+                // break-glass shows every document, so it is judged (and
+                // flagged, and notified) as break-glass.
                 basis = .breakGlass
                 breakGlass = true
+            } else if authorOfSomething {
+                basis = .authorOfDocument
+            } else if case .breakGlass = q.purpose {
+                return .deny(.breakGlassOpposed)
             } else {
                 return lapsed(grant, at: q.time)
             }

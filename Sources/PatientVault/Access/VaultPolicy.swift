@@ -225,7 +225,11 @@ public struct VaultPolicy: Hashable, Sendable {
         case .setBreakGlassOpposition:
             break
         case .releaseToPatient(let d):
-            if released[d] != nil { throw invalid("the document was already released") }
+            // A release covers the versions deposited before it: a version
+            // deposited hidden again after it needs a release of its own.
+            if let r = released[d], r >= (document?.depositedAt ?? .distantFuture) {
+                throw invalid("the document was already released")
+            }
             if document?.confidentiality.contains(.hiddenFromPatient) != true { throw invalid("the document is not hidden from the patient") }
         case .closeVault:
             // A closed vault refuses this in the decision (`vaultClosed`).

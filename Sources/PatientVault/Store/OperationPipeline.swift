@@ -310,14 +310,15 @@ struct OperationPipeline: Sendable {
         _ action: VaultAction, _ caller: Caller, decide: () throws -> D, invalid: (PatientVaultError) -> D
     ) throws -> (D, secret: Bool) {
         do {
-            try validate(principal: caller.principal, asSystem: caller.asSystem, purpose: caller.purpose, secret: caller.secret)
+            try validate(
+                principal: caller.principal, asSystem: caller.asSystem, purpose: caller.purpose, secret: caller.secret, holder: caller.patient)
             return (try decide(), caller.secret)
         } catch let e as PatientVaultError where e.code == .invalidArgument || e.code == .conflict {
             // A patient's secret access stays secret even when something
             // else in the call was invalid; only a secrecy nobody but the
             // patient may ask for is dropped.
-            let isPatient: Bool = if case .patient = caller.principal { true } else { false }
-            return (invalid(e), caller.secret && isPatient)
+            let isHolder: Bool = if case .patient(let ins) = caller.principal { ins == caller.patient } else { false }
+            return (invalid(e), caller.secret && isHolder)
         }
     }
 
@@ -558,17 +559,21 @@ struct OperationPipeline: Sendable {
         }
     }
 
-    /// Checks who acts and the purpose and secrecy they asked for.
-    static func validate(principal: Principal, asSystem: Bool, purpose: AccessPurpose, secret: Bool) throws(PatientVaultError) {
+    /// Checks who acts and the purpose and secrecy they asked for. Only the
+    /// vault's holder (`holder`) makes a secret access: not another patient,
+    /// not an heir.
+    static func validate(
+        principal: Principal, asSystem: Bool, purpose: AccessPurpose, secret: Bool, holder: INS
+    ) throws(PatientVaultError) {
         if case .system = principal, !asSystem {
             throw PatientVaultError(.invalidArgument, "the system principal is the store's own; callers cannot act as it")
         }
         if case .breakGlass = purpose, principal.healthProfessional == nil {
             throw PatientVaultError(.invalidArgument, "only professionals and emergency regulators use break-glass")
         }
-        let isPatient: Bool = if case .patient = principal { true } else { false }
-        if secret && !isPatient {
-            throw PatientVaultError(.invalidArgument, "only the patient makes a secret access")
+        let isHolder: Bool = if case .patient(let ins) = principal { ins == holder } else { false }
+        if secret && !isHolder {
+            throw PatientVaultError(.invalidArgument, "only the patient whose vault it is makes a secret access")
         }
     }
 }

@@ -95,7 +95,11 @@ extension VaultStore {
                     .invalidArgument, "a professional erases a document at the patient's request and states why (reason)",
                     vaultID: vault.vaultID, documentID: document))
             }
-            guard let current = vault.versions(of: document).last, sees(current, as: principal, in: vault, at: now) else {
+            // Its author knows it exists (a blocked author still erases,
+            // at the patient's request); anyone else must see it.
+            guard let current = vault.versions(of: document).last,
+                  current.author == principal || sees(current, as: principal, in: vault, at: now)
+            else {
                 return Audited(
                     action: .erase, decision: .deny(.unknownDocument), document: document, isWrite: true,
                     result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document)))
@@ -140,22 +144,21 @@ extension VaultStore {
 
     /// The tombstones of a vault's erased documents, oldest erasure first.
     /// For the patient and their representatives, and configured reviewers
-    /// (audited as a read of the trail, which records the erasures too).
+    /// (audited as a query of the access history, whose rule it shares).
     /// The patient and representatives do not see the tombstone of a
     /// document that was hidden from them (and not released) when it was
     /// erased.
     /// - Throws: ``PatientVaultError/Code/accessDenied``.
     public func erasedDocuments(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ErasedDocument] {
-        try await audited(.readAuditTrail, patient, by: principal) { vault, now in
-            var decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
-            if !decision.isAllowed, configuration.isConfiguredReviewer(principal) { decision = .allow(.configuredReviewer) }
+        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
+            let decision = AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now))
             let isReviewer = configuration.isConfiguredReviewer(principal)
             let representative: Bool = if case .representative = principal { true } else { false }
             let visible = vault.erased.values.filter {
                 isReviewer || !vault.erasedIsHidden($0.id, fromRepresentative: representative)
             }
             return Audited(
-                action: .readAuditTrail, decision: decision,
+                action: .queryAccessHistory, decision: decision,
                 result: .success(visible.sorted { ($0.erasedAt, $0.id.description) < ($1.erasedAt, $1.id.description) }))
         }
     }

@@ -90,7 +90,7 @@ struct AuditedVault {
         },
         row("rotateVaultKey", .rotateVaultKey, patient, doctor) { v, _, p in _ = try await v.store.rotateVaultKey(for: v.alice, as: p) },
         row("exportVault", .exportVault, patient, doctor) { v, _, p in _ = try await v.store.exportVault(for: v.alice, as: p) },
-        row("erasedDocuments", .readAuditTrail, patient, doctor) { v, _, p in _ = try await v.store.erasedDocuments(for: v.alice, as: p) },
+        row("erasedDocuments", .queryAccessHistory, patient, doctor) { v, _, p in _ = try await v.store.erasedDocuments(for: v.alice, as: p) },
         row("closeVault", .closeVault, patient, doctor) { v, _, p in try await v.store.closeVault(for: v.alice, reason: .patientRequest, as: p) },
         row("reopenVault", .reopenVault, patient, doctor) { v, _, p in try await v.store.reopenVault(for: v.alice, as: p) },
         row("authoriseHeir", .authoriseHeir, dpo, doctor) { v, _, p in try await v.store.authoriseHeir(Fixtures.bob, for: v.alice, as: p) },

@@ -31,6 +31,12 @@ import Testing
         // The new version is hidden again until released (or a month old).
         #expect(await code { _ = try await v.store.content(of: v1.id, for: v.alice, as: v.patient) } == .unknownDocument)
         #expect(await code { try await v.store.releaseToPatient(v1.id, for: v.alice, as: v.patient) } == .unknownDocument)
+        // Its author releases the new version too.
+        v.clock.advance(by: 60)
+        try await v.store.releaseToPatient(v1.id, for: v.alice, as: Fixtures.doctor)
+        #expect(try await v.store.content(of: v1.id, for: v.alice, as: v.patient) == Data([2]))
+        // A release of a version already released is bad input.
+        #expect(await code { try await v.store.releaseToPatient(v1.id, for: v.alice, as: Fixtures.doctor) } == .invalidArgument)
         try await v.store.close()
     }
 
