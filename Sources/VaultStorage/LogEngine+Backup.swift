@@ -95,10 +95,20 @@ extension LogEngine {
     /// runs after each optimistic copy, before its check (tests).
     func copyKeyFile(to path: String, afterCopy: () -> Void = {}) throws -> UInt64 {
         let core = core
+        // Copied aside, synced, then renamed over the previous copy's: an
+        // incremental backup cut short leaves the folder its previous key
+        // file, whole.
+        let temporary = path + ".new"
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         func copy(syncing: Bool) throws -> UInt64 {
             let records = durableRecordCount
-            if FileSystem.exists(path) { try FileSystem.remove(path) }
-            try LogEngine.copy(core.keySlots.file, bytes: nil, to: path, syncing: syncing)
+            if FileSystem.exists(temporary) { try FileSystem.remove(temporary) }
+            try LogEngine.copy(core.keySlots.file, bytes: nil, to: temporary, syncing: syncing)
+            return records
+        }
+        func install(_ records: UInt64) throws -> UInt64 {
+            try FileSystem.rename(temporary, path)
+            try FileSystem.syncDirectory(folder)
             return records
         }
         try core.latching { try core.keySlots.syncIfWritten() }
@@ -115,11 +125,11 @@ extension LogEngine {
             guard before % 2 == 0 else { continue }
             let records = try copy(syncing: true)
             afterCopy()
-            if core.destructionEpoch.load(ordering: .sequentiallyConsistent) == before { return records }
+            if core.destructionEpoch.load(ordering: .sequentiallyConsistent) == before { return try install(records) }
         }
         let records = try core.keyFileCopy.withLock { _ throws in try copy(syncing: false) }
-        try PosixFile.open(path, flags: O_WRONLY, name: "backup copy").sync()
-        return records
+        try PosixFile.open(temporary, flags: O_WRONLY, name: "backup copy").sync()
+        return try install(records)
     }
 
     /// The log's part of ``copyForBackup(to:after:)``, blocking: the
@@ -130,7 +140,8 @@ extension LogEngine {
         progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) throws {
         let previous = previous.map { min($0, records) }
-        try core.merkle.syncIfAppended()
+        // A failed sync stops the store, as every failed sync does.
+        try core.latching { try core.merkle.syncIfAppended() }
         guard let merkle = core.merkle.storage as? MerkleHashFile else {
             throw StorageError(.io, "the Merkle tree is not in a file")
         }
@@ -142,10 +153,17 @@ extension LogEngine {
         let kept: (segment: UInt32, offset: UInt64)? = try previous.flatMap { p in
             try recordEnd(p).map { ($0.segment, $0.offset + UInt64($0.frameLength)) }
         }
-        // The previous copy's index (what opening it made) goes first: the
-        // log's own replaces it once the segments are copied.
+        // The previous copy's index (what opening it made) stays until the
+        // log's own replaces it, once the segments are copied: until then
+        // the folder restores to its previous checkpoint (its segments
+        // are only extended). It goes first only if it names a segment
+        // removed below, or does not decode.
         let copiedIndex = directory + "/" + LogFormat.checkpointFileName
-        if FileSystem.exists(copiedIndex) { try FileSystem.remove(copiedIndex) }
+        if FileSystem.exists(copiedIndex) {
+            let old = previous == nil ? nil : try? LogEngineCore.readCheckpoint(
+                directory: directory, authenticator: core.configuration.authenticator, lenient: true, logger: core.logger)
+            if old.map({ $0.segment > (kept?.segment ?? 0) }) ?? true { try FileSystem.remove(copiedIndex) }
+        }
         if previous != nil {
             // What opening the previous copy made: any segment after the
             // one that ended it.

@@ -63,8 +63,12 @@ package final class MerkleLog: Sendable {
     }
 
     /// Syncs the stored hashes if leaves were appended since the last sync.
+    /// Counts only the leaves whose hashes are in the file (`written`), not
+    /// those an append has taken but not yet written: a sync that ran
+    /// between the two would otherwise mark hashes synced that it never
+    /// saw, and no later sync would write them.
     package func syncIfAppended() throws {
-        let leaves = size
+        let leaves = state.withLock { $0.written.size }
         guard synced.withLock({ $0 < leaves }) else { return }
         try storage.sync()
         synced.withLock { $0 = max($0, leaves) }

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import CPosix
+import VaultSync
 
 /// A thin owner of one file descriptor: every failing system call becomes a
 /// thrown ``StorageError``; the descriptor is closed in `deinit`.
@@ -22,6 +23,13 @@ package final class PosixFile: @unchecked Sendable {
     private let path: String
     /// Told of every change that succeeded (tests' power-loss simulation).
     private let observer: (any FileObserver)?
+    /// The first failed sync of this descriptor, if one failed. Syncs are
+    /// serialised under this lock, and a failure is kept: Linux reports a
+    /// writeback error to one `fdatasync` only, so a second thread's sync
+    /// (the committer's, while a compaction or a backup syncs the same
+    /// file) could otherwise return 0 for pages that never reached the
+    /// disk, and a group would be acknowledged.
+    private let syncFailure = Locked<StorageError?>(nil)
 
     private init(fd: Int32, name: String, path: String, observer: (any FileObserver)?) {
         self.fd = fd
@@ -200,19 +208,26 @@ package final class PosixFile: @unchecked Sendable {
     ///   reach the disk even if the next sync succeeds. The engine latches
     ///   every such error and stops acknowledging writes.
     package func syncData() throws {
-        while fdatasync(fd) != 0 {
-            if errno == EINTR { continue }
-            throw PosixFile.syncError("fdatasync", name: name)
-        }
-        observer?.synced(path)
+        try syncing("fdatasync") { fdatasync($0) }
     }
 
     /// Makes data and metadata durable (`fsync`), for directories too.
     /// - Throws: ``StorageError/Code/durabilityLost``, as ``syncData()``.
     package func sync() throws {
-        while fsync(fd) != 0 {
-            if errno == EINTR { continue }
-            throw PosixFile.syncError("fsync", name: name)
+        try syncing("fsync") { fsync($0) }
+    }
+
+    /// Runs one sync call, serialised with this descriptor's other syncs;
+    /// once one has failed, every later one throws its error.
+    private func syncing(_ operation: String, _ call: (Int32) -> Int32) throws {
+        try syncFailure.withLock { (failure: inout StorageError?) throws(StorageError) in
+            if let failure { throw failure }
+            while call(fd) != 0 {
+                if errno == EINTR { continue }
+                let error = PosixFile.syncError(operation, name: name)
+                failure = error
+                throw error
+            }
         }
         observer?.synced(path)
     }
@@ -318,14 +333,17 @@ package enum FileSystem {
     /// files are only ever its owner's.
     /// Missing parent folders are created too (0700); a failure names the
     /// folder that could not be created and its `errno`.
+    /// A folder it creates is made durable in its parent (the parent is
+    /// synced), so that a store, a backup or a restore reported complete
+    /// does not lose its folder's name to a power loss.
     package static func createDirectory(_ path: String) throws {
-        if mkdir(path, 0o700) == 0 { return }
+        if mkdir(path, 0o700) == 0 { return try syncParent(of: path) }
         if errno == ENOENT {
             // Create the parents, from the nearest existing one down.
             let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
             if !parent.isEmpty && parent != path {
                 try createParent(parent)
-                if mkdir(path, 0o700) == 0 { return }
+                if mkdir(path, 0o700) == 0 { return try syncParent(of: path) }
             }
         }
         guard errno == EEXIST else {
@@ -349,10 +367,24 @@ package enum FileSystem {
         if stat(path, &info) == 0 { return }
         let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !parent.isEmpty && parent != path { try createParent(parent) }
-        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+        if mkdir(path, 0o700) == 0 { return try syncParent(of: path) }
+        guard errno == EEXIST else {
             let code = errno
             throw StorageError(.io, "mkdir of \(path) failed", errno: code)
         }
+    }
+
+    /// Syncs the folder that holds `path`: its new entry is then durable.
+    package static func syncParent(of path: String) throws {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        let parent: String
+        if let slash = trimmed.lastIndex(of: "/") {
+            parent = slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+        } else {
+            parent = "."
+        }
+        try syncDirectory(parent)
     }
 
     /// Whether `path` exists.

@@ -35,7 +35,15 @@ package enum StoreFolder {
         try file.write(bytes, at: 0)
         try file.sync()
         try FileSystem.rename(temporary, path)
-        try FileSystem.syncDirectory(directory)
+        do {
+            try FileSystem.syncDirectory(directory)
+        } catch let error as StorageError {
+            // The new header is in place, but not durably: after a power
+            // loss the folder may hold either one.
+            throw StorageError(
+                .durabilityLost, "store.header was replaced but its folder did not sync: either header may be the one after a power loss",
+                errno: error.errno)
+        }
     }
 
     /// Writes the header of a new store unless one exists (another opener

@@ -351,9 +351,11 @@ struct Init: AsyncParsableCommand {
                 // written and synced before the store that needs it exists.
                 let fd = open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { throw CtlError.usage("cannot create \(keyFile)") }
-                defer { close(fd) }
                 let written = hex.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                guard written == hex.count, fsync(fd) == 0 else { throw CtlError.usage("cannot write \(keyFile)") }
+                let synced = written == hex.count && fsync(fd) == 0
+                guard close(fd) == 0, synced else { throw CtlError.usage("cannot write \(keyFile)") }
+                // Its name too: losing the key file loses the store.
+                try syncFolder(of: keyFile)
             }
             let store = try await VaultStore.open(
                 at: URL(fileURLWithPath: options.store), key: try options.source(), configuration: try options.configuration())
@@ -411,9 +413,7 @@ struct Read: VaultCommand {
         let bytes = try await store.content(
             of: try document.id(), version: document.version, includingDeprecated: document.version != nil, for: ins, as: principal)
         if let output {
-            guard FileManager.default.createFile(atPath: output, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
-                throw CtlError.usage("cannot write \(output)")
-            }
+            try writeOwnerOnly(bytes, to: output)
         } else {
             FileHandle.standardOutput.write(bytes)
         }
@@ -493,9 +493,8 @@ struct Checkpoint: StoreCommand {
     func perform(_ store: VaultStore) async throws {
         let checkpoint = try await store.checkpoint()
         if let output {
-            guard FileManager.default.createFile(atPath: output, contents: Data(checkpoint.text.utf8)) else {
-                throw CtlError.usage("cannot write \(output)")
-            }
+            // A checkpoint is public: anyone may read it.
+            try writeDurably(Data(checkpoint.text.utf8), to: output, mode: 0o644)
         }
         options.output(
             output == nil ? checkpoint.text : "checkpoint of \(checkpoint.treeHead.size) records written to \(output!)",
@@ -710,11 +709,42 @@ final class ProgressBar: @unchecked Sendable {
     }
 }
 
-/// Writes `data` to a new file only its owner reads (mode 0600).
+/// Writes `data` to a file only its owner reads (mode 0600).
 func writeOwnerOnly(_ data: Data, to path: String) throws {
-    guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-        throw CtlError.usage("cannot write \(path)")
+    try writeDurably(data, to: path, mode: 0o600)
+}
+
+/// Writes `data` to `path` (created or replaced) with permissions `mode`
+/// set before any byte is written, then syncs the file and its folder:
+/// what the command reports written survives a power loss. Every system
+/// call's result is checked.
+func writeDurably(_ data: Data, to path: String, mode: mode_t) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw CtlError.usage("cannot create \(path)") }
+    var ok = fchmod(fd, mode) == 0
+    ok = ok && data.withUnsafeBytes { raw -> Bool in
+        var done = 0
+        while done < raw.count {
+            let n = write(fd, raw.baseAddress! + done, raw.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
     }
+    ok = ok && fsync(fd) == 0
+    ok = close(fd) == 0 && ok
+    guard ok else { throw CtlError.usage("cannot write \(path)") }
+    try syncFolder(of: path)
+}
+
+/// Syncs the folder that holds `path`, so that its new name is durable.
+func syncFolder(of path: String) throws {
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw CtlError.usage("cannot open \(folder) to sync it") }
+    let synced = fsync(fd) == 0
+    guard close(fd) == 0, synced else { throw CtlError.usage("cannot sync \(folder)") }
 }
 
 struct Compact: StoreCommand {

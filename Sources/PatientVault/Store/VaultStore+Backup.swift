@@ -61,6 +61,23 @@ extension VaultStore {
     public func backup(
         to folder: URL, verifyingEveryRecord: Bool = false, progress: (@Sendable (Double) -> Void)? = nil
     ) async throws(PatientVaultError) -> SignedCheckpoint {
+        // Under the key gate: a master-key rotation never runs between the
+        // copy and its header, and `close()` wipes no key this backup
+        // still uses (it waits for it).
+        do {
+            return try await keyGate.withGate {
+                try await backupUnderKeyGate(to: folder, verifyingEveryRecord: verifyingEveryRecord, progress: progress)
+            }
+        } catch let error as PatientVaultError {
+            throw error
+        } catch {
+            throw PatientVaultError.wrapping(error)
+        }
+    }
+
+    private func backupUnderKeyGate(
+        to folder: URL, verifyingEveryRecord: Bool, progress: (@Sendable (Double) -> Void)?
+    ) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
         guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
             throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
@@ -206,7 +223,11 @@ extension VaultStore {
         } catch {
             throw PatientVaultError(.io, "the backup could not be copied")
         }
-        try translatingErrors { try StoreFolder.syncEverything(in: target.path) }
+        try translatingErrors {
+            try StoreFolder.syncEverything(in: target.path)
+            // The folder's own name, in its parent.
+            try FileSystem.syncParent(of: target.path)
+        }
         var check = configuration
         check.trustedCheckpoint = checkpoint
         let store = try await open(at: target, key: key, configuration: check)

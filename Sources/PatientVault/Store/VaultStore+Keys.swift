@@ -28,7 +28,10 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/invalidArgument`` for a store in memory
     ///   (no header, no master key to rotate) or a bad source,
     ///   ``PatientVaultError/Code/io`` if the header cannot be written (the
-    ///   old one stays).
+    ///   old one stays); ``PatientVaultError/Code/durabilityLost`` if the new
+    ///   header was renamed into place but its folder did not sync: after a
+    ///   power loss either key may be the one that opens the store, so keep
+    ///   both until a later rotation succeeds.
     public func rotateMasterKey(to source: MasterKeySource, as principal: Principal) async throws(PatientVaultError) {
         let inMemory = rootKey == nil || !location.isFileURL
         try await recordStoreLevelAccess(
@@ -38,7 +41,9 @@ extension VaultStore {
         let directory = location.path
         let weakCost = configuration.allowsWeakPassphraseCostForTesting
         try await translatingErrorsAsync {
-            try await masterKeyRotation.withGate {
+            try await keyGate.withGate {
+                // Closed meanwhile: its root key is wiped, or about to be.
+                try ensureOpen()
                 guard let current = try StoreHeader.read(directory: directory) else {
                     throw PatientVaultError(.corrupted, "the store's header is missing")
                 }

@@ -39,8 +39,11 @@ public final class VaultStore: Sendable {
     /// header (nil in memory): kept to be wrapped again by a master-key
     /// rotation; wiped at close.
     let rootKey: SymmetricKey?
-    /// Serialises master-key rotations.
-    let masterKeyRotation = AsyncGate()
+    /// Serialises what uses the root key or the header outside the
+    /// operation pipeline: master-key rotations, backups (which copy the
+    /// header and use the keys after the copy), and `close()`'s wipe of
+    /// the keys, which waits for them.
+    let keyGate = AsyncGate()
     /// Signs the store's checkpoints; keeps the public keys of earlier ones.
     /// Replaced by a rotation (``rotateCheckpointSigningKey(as:)``).
     let signingKeyRing: Locked<SigningKeyRing>
@@ -264,6 +267,10 @@ public final class VaultStore: Sendable {
             do { publish(try await checkpoint()) } catch { publishing = error }
         }
         lifecycle.close()
+        // A rotation or a backup already past its check of `closed` ends
+        // before the keys are wiped (one that starts now finds the store
+        // closed): a rotation would otherwise wrap a wiped root key.
+        await keyGate.withGate {}
         flusher?.cancel()
         notifier.finish()
         // Pending activity copies go out before the engine closes; if they

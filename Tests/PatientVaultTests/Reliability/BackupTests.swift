@@ -231,4 +231,65 @@ import Testing
         _ = try await copy.verifyAuditTrail(for: alice, as: .patient(alice), anchoredTo: second)
         try await copy.close()
     }
+
+    /// An incremental backup cut short (the folder as it stands at the
+    /// copy's first progress step, as a crash would leave it) still
+    /// restores to the previous backup's checkpoint: the previous key file
+    /// and index are replaced only by whole, synced files, and the
+    /// segments are only extended.
+    @Test func anIncrementalBackupCutShortLeavesThePreviousOneRestorable() async throws {
+        var configuration = Fixtures.configuration()
+        configuration.segmentSize = 1 << 20
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var first: [(DocumentMetadata, Data)] = []
+        for i in 0..<8 {
+            let content = Fixtures.content("first\(i)", size: 200_000)
+            first.append((try await t.store.deposit(Fixtures.draft("first \(i)"), content: content, for: alice, as: Fixtures.doctor), content))
+        }
+        let backup = TestFolder()
+        let checkpoint = try await t.store.backup(to: backup.url)
+        for i in 0..<15 {
+            _ = try await t.store.deposit(
+                Fixtures.draft("second \(i)"), content: Fixtures.content("second\(i)", size: 200_000), for: alice, as: Fixtures.doctor)
+        }
+        let cut = TestFolder()
+        let taken = Mutex(false)
+        try await t.store.backup(to: backup.url) { _ in
+            let first = taken.withLock { done in
+                defer { done = true }
+                return !done
+            }
+            guard first else { return }
+            try? FileManager.default.removeItem(at: cut.url)
+            try? FileManager.default.copyItem(at: backup.url, to: cut.url)
+        }
+        try await t.close()
+        #expect(taken.withLock { $0 })
+        let restored = TestFolder()
+        #expect(try await VaultStore.restore(from: cut.url, to: restored.url, key: .key(t.key), configuration: configuration) == checkpoint)
+        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: configuration)
+        for (m, content) in first {
+            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
+        }
+        try await copy.close()
+    }
+
+    /// A failed sync of the Merkle hashes during a backup stops the store,
+    /// as every failed sync does: Linux reports a writeback error once, so
+    /// the next checkpoint's sync could succeed over hashes that never
+    /// reached the disk.
+    @Test func aFailedSyncOfTheMerkleHashesDuringABackupStopsTheStore() async throws {
+        let faults = FaultInjection()
+        var configuration = Fixtures.configuration()
+        configuration.faults = faults
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor)
+        faults.failingSite = .merkleSync
+        #expect(await code { _ = try await t.store.backup(to: TestFolder().url) } == .durabilityLost)
+        faults.failingSite = nil
+        #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: self.alice, as: Fixtures.doctor) } == .durabilityLost)
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+    }
 }

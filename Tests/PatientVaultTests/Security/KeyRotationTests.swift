@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PatientVaultTesting
 import Testing
 @testable import PatientVault
@@ -47,6 +48,41 @@ import Testing
         #expect(hsm.calls.wraps == 1 && hsm.calls.unwraps == 1)
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         try await store.close()
+    }
+
+    /// A rotation, a second one waiting behind it, and `close()` at the
+    /// same time: close waits for the rotations that began, one that had
+    /// not yet entered finds the store closed, and the key the header ends
+    /// with opens the store and its data. Before, `close()` wiped the root
+    /// key under the waiting rotation, which then wrapped zeros into the
+    /// header: no key opened the store again.
+    @Test func aRotationRacingCloseNeverWrapsAWipedRootKey() async throws {
+        let folder = TestFolder()
+        let first = try MasterKey.generate()
+        let paused = PausingKeyProvider(try TestKeyProvider(keyID: "test-hsm/paused"))
+        let second = try TestKeyProvider(keyID: "test-hsm/second")
+        let store = try await VaultStore.open(at: folder.url, key: .key(first), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await store.deposit(Fixtures.draft(), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
+        let dpo = self.dpo
+        let a = Task { try await store.rotateMasterKey(to: .provider(paused), as: dpo) }
+        await paused.entered()
+        let b = Task { try await store.rotateMasterKey(to: .provider(second), as: dpo) }
+        try await Task.sleep(for: .milliseconds(50))
+        let closing = Task { try await store.close() }
+        try await Task.sleep(for: .milliseconds(50))
+        paused.release()
+        _ = await a.result
+        _ = await b.result
+        try await closing.value
+        var opened = 0
+        for source in [MasterKeySource.key(first), .provider(paused), .provider(second)] {
+            guard let reopened = try? await VaultStore.open(at: folder.url, key: source, configuration: configuration()) else { continue }
+            opened += 1
+            #expect(try await reopened.content(of: doc.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
+            try await reopened.close()
+        }
+        #expect(opened == 1)
     }
 
     /// A provider's outage is `io` at open, not a wrong key; another
@@ -168,5 +204,56 @@ import Testing
             }
         }
         try await t.close()
+    }
+}
+
+/// A key provider whose first wrap waits until the test releases it.
+final class PausingKeyProvider: KeyProvider {
+    let inner: TestKeyProvider
+    private let state = Mutex<(entered: Bool, released: Bool, waiters: [CheckedContinuation<Void, Never>], held: CheckedContinuation<Void, Never>?)>(
+        (false, false, [], nil))
+    var keyID: String { inner.keyID }
+
+    init(_ inner: TestKeyProvider) { self.inner = inner }
+
+    /// Returns once a wrap has begun.
+    func entered() async {
+        await withCheckedContinuation { c in
+            let now = state.withLock { s -> Bool in
+                if s.entered { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// Lets the held wrap go on.
+    func release() {
+        let held = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.released = true
+            defer { s.held = nil }
+            return s.held
+        }
+        held?.resume()
+    }
+
+    func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] {
+        await withCheckedContinuation { c in
+            let (waiters, go) = state.withLock { s -> ([CheckedContinuation<Void, Never>], Bool) in
+                s.entered = true
+                defer { s.waiters = [] }
+                if s.released { return (s.waiters, true) }
+                s.held = c
+                return (s.waiters, false)
+            }
+            for w in waiters { w.resume() }
+            if go { c.resume() }
+        }
+        return try await inner.wrap(key, context: context)
+    }
+
+    func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
+        try await inner.unwrap(wrapped, context: context)
     }
 }
