@@ -14,6 +14,9 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a bad draft,
     ///   ``PatientVaultError/Code/unknownVault``,
     ///   ``PatientVaultError/Code/accessDenied``; nothing is written then.
+    ///   ``PatientVaultError/Code/conflict`` (its entry `abandoned`) if the
+    ///   vault was closed or its key rotated while the content was written:
+    ///   a version is never acknowledged under a key a rotation retired.
     public func deposit(
         _ draft: DocumentDraft, content: Data, for patient: INS, as principal: Principal
     ) async throws(PatientVaultError) -> DocumentMetadata {
@@ -209,6 +212,12 @@ extension VaultStore {
                 // erasure does not destroy).
                 if replacing != nil, vault.documents[id]?.last?.metadata.version != version - 1 {
                     throw PatientVaultError(.conflict, "the document was replaced or erased concurrently", vaultID: vault.vaultID, documentID: id)
+                }
+                // The vault's key rotated while the content was prepared:
+                // this version's key is wrapped under the key the rotation
+                // retired, which must protect nothing acknowledged after it.
+                if try vault.currentWrapping().version != p.plan.keyVersion {
+                    throw PatientVaultError(.conflict, "the vault's key was rotated while the document was prepared", vaultID: vault.vaultID, documentID: id)
                 }
                 // Decided again on the vault as it is now: a block, a
                 // revocation or an expiry queued while the content was

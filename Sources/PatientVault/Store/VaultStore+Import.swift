@@ -146,6 +146,19 @@ extension VaultStore {
                 guard vault.documents.isEmpty, vault.erased.isEmpty, vault.imported.isEmpty else {
                     throw PatientVaultError(.conflict, "documents were deposited or imported while the import was prepared", vaultID: vault.vaultID)
                 }
+                // As a deposit's commit: closed, or its key rotated, while
+                // the content was prepared; then decided again on the vault
+                // as it is now.
+                if vault.policy.closure != nil {
+                    throw PatientVaultError(.conflict, "the vault was closed while the import was prepared", vaultID: vault.vaultID)
+                }
+                if try vault.currentWrapping().version != plan.keyVersion {
+                    throw PatientVaultError(.conflict, "the vault's key was rotated while the import was prepared", vaultID: vault.vaultID)
+                }
+                let again = AccessPolicy.decide(request(.importVault, by: principal, vault: vault, time: now))
+                guard again.isAllowed else {
+                    return Audited(action: .importVault, decision: again, isWrite: true, result: .failure(.denied))
+                }
                 // The export's values come from a file its source store
                 // signed, bounded by that store's build, not this one's:
                 // each record this import writes must read back here, or

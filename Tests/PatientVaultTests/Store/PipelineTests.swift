@@ -259,4 +259,26 @@ import PatientVaultFHIR
         #expect(seen.withLock { $0 } == Array(repeating: 2, count: 8))
         try await store.close()
     }
+
+    /// A deposit whose content is still being written when the vault's key
+    /// rotates is not acknowledged under the retired key: its commit finds
+    /// the rotation and refuses it (`conflict`, its entry `abandoned`); a
+    /// deposit after the rotation has its key under the new one.
+    @Test func aDepositPreparedAcrossAVaultKeyRotationIsNotAcknowledgedUnderTheOldKey() async throws {
+        let v = try await AuditedVault()
+        let (content, started, feed) = GatedContent.make()
+        let store = v.store, alice = v.alice
+        let deposit = Task { try await store.deposit(Fixtures.draft(), streaming: content, for: alice, as: Fixtures.doctor) }
+        for await _ in started { break }
+        #expect(try await v.store.rotateVaultKey(for: v.alice, as: v.patient) == 1)
+        feed.yield(Data(repeating: 1, count: 100))
+        feed.finish()
+        let refused: PatientVaultError.Code? = if case .failure(let e) = await deposit.result { (e as? PatientVaultError)?.code } else { nil }
+        #expect(refused == .conflict)
+        #expect(try await v.entries().last?.outcome == .abandoned)
+        #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
+        let after = try await v.store.deposit(Fixtures.draft(), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        #expect(try await v.store.withVault(v.alice) { $0.entry(after.id, version: 1)?.keyVersion } == 1)
+        try await v.store.close()
+    }
 }
