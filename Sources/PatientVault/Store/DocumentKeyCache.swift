@@ -29,20 +29,28 @@ final class DocumentKeyCache: Sendable {
     /// A cache of at most `limit` keys (0: no caching).
     init(limit: Int) { self.limit = limit }
 
+    /// The cache's generation now: a read takes it with its decision,
+    /// under the vault's lock, and passes it to
+    /// ``keys(vault:slot:since:unwrap:)``.
+    var generation: UInt64 { entries.withLock { $0.generation } }
+
     /// The keys of the version whose key is in `slot`: from the cache, or
-    /// from `unwrap` (called outside the cache's lock), then kept.
-    func keys(vault: StreamID, slot: KeySlot, unwrap: () async throws -> DocumentKeys) async rethrows -> DocumentKeys {
+    /// from `unwrap` (called outside the cache's lock), then kept unless a
+    /// slot was removed since `since`, the generation the read took with
+    /// its decision (a destruction decided after it may have run between
+    /// that decision and this unwrap).
+    func keys(vault: StreamID, slot: KeySlot, since: UInt64, unwrap: () async throws -> DocumentKeys) async rethrows -> DocumentKeys {
         guard limit > 0 else { return try await unwrap() }
         let key = Key(vault: vault, slot: slot)
-        let (cached, generation) = entries.withLock { e -> (DocumentKeys?, UInt64) in
-            guard let hit = e.map[key] else { return (nil, e.generation) }
+        let cached = entries.withLock { e -> DocumentKeys? in
+            guard let hit = e.map[key] else { return nil }
             e.clock += 1
             e.map[key]!.lastUse = e.clock
-            return (hit.keys, e.generation)
+            return hit.keys
         }
         if let cached { return cached }
         let keys = try await unwrap()
-        insert(keys, vault: vault, slot: slot, ifGeneration: generation)
+        insert(keys, vault: vault, slot: slot, ifGeneration: since)
         return keys
     }
 
@@ -84,9 +92,11 @@ final class DocumentKeyCache: Sendable {
         _ = dropped
     }
 
-    /// Forgets every key (at close).
+    /// Forgets every key (at close), and refuses the keys of reads that
+    /// began before (a new generation).
     func removeAll() {
         let all = entries.withLock { e -> [Key: (keys: DocumentKeys, lastUse: UInt64)] in
+            e.generation &+= 1
             defer { e.map.removeAll() }
             return e.map
         }

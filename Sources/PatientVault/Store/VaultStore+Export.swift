@@ -25,8 +25,13 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/erased`` / ``PatientVaultError/Code/corrupted``
     ///   as reads.
     public func exportVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> VaultExport {
+        // The key cache's generation, taken with the decision (under the
+        // vault's lock): no key unwrapped after a destruction decided
+        // meanwhile goes back into the cache.
+        var generation: UInt64 = 0
         let versions = try await audited(.exportVault, patient, by: principal) {
             vault, now -> Audited<[(DocumentMetadata, VersionEntry)]> in
+            generation = documentKeyCache.generation
             let decision = AccessPolicy.decide(request(.exportVault, by: principal, vault: vault, time: now))
             guard decision.isAllowed else { return Audited(action: .exportVault, decision: decision, result: .failure(.denied)) }
             var visible: [(DocumentMetadata, VersionEntry)] = []
@@ -44,7 +49,7 @@ extension VaultStore {
             var total = 0
             for (metadata, entry) in versions {
                 guard let reference = entry.reference else { continue }
-                let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot) {
+                let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot, since: generation) {
                     try await loader.documentKeys(entry, vault: vault)
                 }
                 var content = Data()

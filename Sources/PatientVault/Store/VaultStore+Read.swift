@@ -179,16 +179,16 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
-        let (metadata, entry, pseudonym, vaultID, wrapping) = try await audited(
+        let (metadata, entry, pseudonym, vaultID, wrapping, generation) = try await audited(
             .readContent, patient, by: principal, purpose: purpose, secret: secret
         ) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
                    in: vault, as: principal, purpose: purpose, time: now) { m, e in
-                (m, e, vault.pseudonym, vault.vaultID, vault.documentKeyWrapping(e.keyVersion))
+                (m, e, vault.pseudonym, vault.vaultID, vault.documentKeyWrapping(e.keyVersion), documentKeyCache.generation)
             }
         }
         let keys = try await translatingErrorsAsync(vaultID: vaultID, documentID: document) {
-            try await documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot) {
+            try await documentKeyCache.keys(vault: pseudonym, slot: entry.keySlot, since: generation) {
                 try await loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, wrapping: wrapping)
             }
         }

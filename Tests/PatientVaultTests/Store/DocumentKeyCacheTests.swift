@@ -14,11 +14,11 @@ import Testing
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         var unwraps = 0
         for _ in 0..<3 {
-            _ = try await cache.keys(vault: vault, slot: KeySlot(7)) { unwraps += 1; return try Self.someKeys() }
+            _ = try await cache.keys(vault: vault, slot: KeySlot(7), since: cache.generation) { unwraps += 1; return try Self.someKeys() }
         }
         #expect(unwraps == 1)
         // Another vault's slot of the same number is another key.
-        _ = try await cache.keys(vault: StreamID(bytes: [UInt8](repeating: 2, count: 32)), slot: KeySlot(7)) {
+        _ = try await cache.keys(vault: StreamID(bytes: [UInt8](repeating: 2, count: 32)), slot: KeySlot(7), since: cache.generation) {
             unwraps += 1
             return try Self.someKeys()
         }
@@ -30,13 +30,13 @@ import Testing
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         for slot in 1...8 { cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(UInt64(slot))) }
         // Slot 1 used again: it outlives the others at the next eviction.
-        _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { Issue.record("slot 1 should be cached"); return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(1), since: cache.generation) { Issue.record("slot 1 should be cached"); return try Self.someKeys() }
         cache.insert(try Self.someKeys(), vault: vault, slot: KeySlot(9))
         #expect(cache.count <= 8)
         var unwrapped = false
-        _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { unwrapped = true; return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(1), since: cache.generation) { unwrapped = true; return try Self.someKeys() }
         #expect(!unwrapped)
-        _ = try await cache.keys(vault: vault, slot: KeySlot(2)) { unwrapped = true; return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(2), since: cache.generation) { unwrapped = true; return try Self.someKeys() }
         #expect(unwrapped, "slot 2, the least recently used, was evicted")
         cache.remove(vault: vault, slot: KeySlot(1))
         cache.removeAll()
@@ -49,16 +49,36 @@ import Testing
     @Test func aKeyUnwrappedBeforeItsSlotWasDestroyedIsNotCachedAfter() async throws {
         let cache = DocumentKeyCache(limit: 4)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
-        _ = try await cache.keys(vault: vault, slot: KeySlot(7)) {
+        _ = try await cache.keys(vault: vault, slot: KeySlot(7), since: cache.generation) {
             // The erasure runs while this read unwraps.
             cache.remove(vault: vault, slot: KeySlot(7))
             return try Self.someKeys()
         }
         #expect(cache.count == 0)
         var unwrapped = false
-        _ = try await cache.keys(vault: vault, slot: KeySlot(7)) { unwrapped = true; return try Self.someKeys() }
+        _ = try await cache.keys(vault: vault, slot: KeySlot(7), since: cache.generation) { unwrapped = true; return try Self.someKeys() }
         #expect(unwrapped, "the next read finds nothing cached")
         // Reads that begin after the removal cache again.
+        #expect(cache.count == 1)
+    }
+
+    /// A read takes the generation with its decision: a destruction that
+    /// removes the vault's keys between that decision and the read's
+    /// unwrap (the read already past its checks) keeps the key out of the
+    /// cache; so does `close()`'s removal of every key.
+    @Test func aKeyUnwrappedAfterARemovalByAReadDecidedBeforeItIsNotCached() async throws {
+        let cache = DocumentKeyCache(limit: 4)
+        let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
+        let decided = cache.generation
+        cache.removeAll(vault: vault)
+        _ = try await cache.keys(vault: vault, slot: KeySlot(7), since: decided) { try Self.someKeys() }
+        #expect(cache.count == 0)
+        let beforeClose = cache.generation
+        cache.removeAll()
+        _ = try await cache.keys(vault: vault, slot: KeySlot(8), since: beforeClose) { try Self.someKeys() }
+        #expect(cache.count == 0)
+        // A read decided now caches.
+        _ = try await cache.keys(vault: vault, slot: KeySlot(9), since: cache.generation) { try Self.someKeys() }
         #expect(cache.count == 1)
     }
 
@@ -66,7 +86,7 @@ import Testing
         let cache = DocumentKeyCache(limit: 0)
         let vault = StreamID(bytes: [UInt8](repeating: 1, count: 32))
         var unwraps = 0
-        for _ in 0..<2 { _ = try await cache.keys(vault: vault, slot: KeySlot(1)) { unwraps += 1; return try Self.someKeys() } }
+        for _ in 0..<2 { _ = try await cache.keys(vault: vault, slot: KeySlot(1), since: cache.generation) { unwraps += 1; return try Self.someKeys() } }
         #expect(unwraps == 2)
         #expect(cache.count == 0)
     }
