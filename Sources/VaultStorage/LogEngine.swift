@@ -469,7 +469,8 @@ final class LogEngineCore: Sendable {
         keySlots = try KeySlotFile(
             directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files,
             authenticator: configuration.authenticator)
-        let merkleFile = try MerkleHashFile(directory: directory, logExists: logExists, files: configuration.files)
+        let merkleFile = try MerkleHashFile(
+            directory: directory, logExists: logExists, files: configuration.files, reserveAhead: max(16 << 10, configuration.reserve / 8))
         var s = State()
         (recoveryReport, merkle) = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)

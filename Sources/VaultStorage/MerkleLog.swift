@@ -280,7 +280,8 @@ final class MerkleHashFile: MerkleHashStorage {
     /// - Throws: ``StorageError/Code/corrupted`` if it is missing, or its
     ///   header fails its checksum, while the log holds records;
     ///   ``StorageError/Code/unsupportedFormat`` for another version.
-    init(directory: String, logExists: Bool, files: any LogFiles) throws {
+    init(directory: String, logExists: Bool, files: any LogFiles, reserveAhead: UInt64 = 64 << 10) throws {
+        self.reserveAhead = reserveAhead
         let path = directory + "/" + Self.fileName
         if logExists && !FileSystem.exists(path) {
             throw StorageError(.corrupted, "merkle.hashes is missing while the log holds records")
@@ -338,8 +339,41 @@ final class MerkleHashFile: MerkleHashStorage {
 
     func append(_ hashes: [UInt8]) throws {
         let at = stored.withLock { $0 }
-        try files.write(hashes, at: Self.headerSize + at * UInt64(MerkleTree.hashSize), of: file, site: .merkleWrite)
+        let offset = Self.headerSize + at * UInt64(MerkleTree.hashSize)
+        try reserveAhead(from: offset + UInt64(hashes.count))
+        try files.write(hashes, at: offset, of: file, site: .merkleWrite)
         stored.withLock { $0 = at + UInt64(hashes.count / MerkleTree.hashSize) }
+    }
+
+    /// How far ahead of the hashes written blocks are allocated, at least:
+    /// enough for the hashes of what the engine's audit reserve holds (a
+    /// record of it takes 64 bytes here and hundreds in its segment), so
+    /// that on a full disk the reads the reserve still audits never need a
+    /// new block of this file. Called by the committer only.
+    let reserveAhead: UInt64
+    /// Where the allocated blocks end (in memory: an open allocates
+    /// again), and false once the file system says it cannot allocate
+    /// ahead.
+    private let allocation = Locked<(end: UInt64, possible: Bool)>((0, true))
+
+    /// Allocates ahead (`FALLOC_FL_KEEP_SIZE`: the file's length, which
+    /// gives the number of hashes, does not change) once less than
+    /// ``reserveAhead`` is left past `end`. Best effort on a full disk:
+    /// the write goes on as it would without, and fails for lack of space
+    /// only if its block is new. Any other failure is thrown (the
+    /// committer latches it).
+    private func reserveAhead(from end: UInt64) throws {
+        try allocation.withLock { (a: inout (end: UInt64, possible: Bool)) throws in
+            guard a.possible, a.end < end + reserveAhead else { return }
+            let target = end + 2 * reserveAhead
+            do {
+                a.possible = try file.allocateBeyondEnd(offset: end, length: target - end)
+                if a.possible { a.end = target }
+            } catch let error as StorageError where error.code == .diskFull {
+                // What was allocated before is still there; the next
+                // append tries again.
+            }
+        }
     }
 
     func truncate(to count: UInt64) throws {

@@ -201,6 +201,20 @@ package final class PosixFile: @unchecked Sendable {
         }
     }
 
+    /// Allocates blocks for `length` bytes from `offset`, past the end of
+    /// the file, without changing its size (`fallocate` with
+    /// `FALLOC_FL_KEEP_SIZE`): a later write there cannot fail for lack of
+    /// space. Returns false where the file system cannot (`EOPNOTSUPP`).
+    /// - Throws: ``StorageError/Code/diskFull`` (`ENOSPC`), or `io`.
+    package func allocateBeyondEnd(offset: UInt64, length: UInt64) throws -> Bool {
+        while cposix_allocate_beyond_end(fd, Int64(offset), Int64(length)) != 0 {
+            if errno == EINTR { continue }
+            if errno == EOPNOTSUPP || errno == ENOSYS { return false }
+            throw PosixFile.error("fallocate", name: name)
+        }
+        return true
+    }
+
     /// Makes written data durable (`fdatasync`).
     /// - Throws: ``StorageError/Code/durabilityLost`` whatever the `errno`
     ///   (`ENOSPC` included): Linux reports a writeback error once per open

@@ -66,6 +66,59 @@ import Testing
         try await store.close()
     }
 
+    /// The same on a real full disk (`Scripts/full-disk.sh` mounts a small
+    /// ext4 image and names it in `PV_FULL_DISK_DIR`): every file that
+    /// grows while a read is audited (`merkle.hashes` too, which has no
+    /// fault-injection site for space) must not stop the store. Deposits
+    /// fill the disk; then reads go on from the reserve until it is used
+    /// up, each refused read a `diskFull`, never `durabilityLost`, and the
+    /// store closes cleanly and reopens with everything acknowledged.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PV_FULL_DISK_DIR"] != nil))
+    func readsGoOnWhenARealDiskIsFull() async throws {
+        let root = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PV_FULL_DISK_DIR"]!)
+        let folder = root.appendingPathComponent("store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let key = try MasterKey.generate()
+        let c = Fixtures.configuration()
+        let store = try await VaultStore.open(at: folder, key: .key(key), configuration: c)
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var deposited: [DocumentID: Data] = [:]
+        var filled = false
+        for i in 0..<10_000 {
+            let content = Fixtures.content("FILL\(i)", size: 200_000)
+            do {
+                let d = try await store.deposit(Fixtures.draft("Fill \(i)"), content: content, for: alice, as: Fixtures.doctor)
+                deposited[d.id] = content
+            } catch let e {
+                #expect(e.code == .diskFull)
+                filled = true
+                break
+            }
+        }
+        #expect(filled, "the disk must fill up")
+        let kept = try #require(deposited.first)
+        var reads = 0
+        var refusal: PatientVaultError.Code?
+        while reads < 20_000 {
+            do {
+                #expect(try await store.content(of: kept.key, for: alice, as: .patient(alice)) == kept.value)
+                reads += 1
+            } catch let e {
+                refusal = e.code
+                break
+            }
+        }
+        #expect(refusal == nil || refusal == .diskFull, "a read on a full disk is refused for space, not for durability: \(String(describing: refusal))")
+        #expect(reads >= 200, "the audit reserve holds hundreds of reads (\(reads))")
+        print("full disk: \(deposited.count) deposits filled it; \(reads) reads audited from the reserve, then \(refusal.map { "\($0)" } ?? "none refused")")
+        try await store.close()
+        let reopened = try await VaultStore.open(at: folder, key: .key(key), configuration: c)
+        for (id, content) in deposited.prefix(5) {
+            #expect(try await reopened.content(of: id, for: alice, as: .patient(alice)) == content)
+        }
+        try await reopened.close()
+    }
+
     /// ENOSPC at each reservation of space in turn (segment creation and
     /// growth, key file growth, checkpoint), over a workload that reaches
     /// each: the failing call is a typed `diskFull` that changes nothing,
