@@ -124,7 +124,8 @@ public struct Configuration: Sendable {
     /// `checkpointNotExtended`. nil (the default): no check.
     public var trustedCheckpoint: SignedCheckpoint?
     /// Where the store hands the checkpoints it makes by itself: one at
-    /// ``VaultStore/close()`` (over the records durable then), and one on
+    /// ``VaultStore/close()`` (once no call can write any more: it covers
+    /// every call acknowledged, those racing the close included), and one on
     /// ``checkpointCadence``. The host publishes them (a file elsewhere, a
     /// web page, a witness); called on a task of the store, it must not
     /// block. nil (the default): none is made.

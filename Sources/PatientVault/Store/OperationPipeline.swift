@@ -542,8 +542,13 @@ struct OperationPipeline: Sendable {
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
                 exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }
             ) { state in
-                try ensureNotDestroyed(pseudonym)
-                return try body(&state)
+                // Checked again under the lock: a call that passed the
+                // first check as the store closed queues nothing after
+                // close()'s last checkpoint (close() waits for those inside).
+                try lifecycle.inside {
+                    try ensureNotDestroyed(pseudonym)
+                    return try body(&state)
+                }
             }
         } catch {
             throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
@@ -587,6 +592,9 @@ extension Result {
 final class StoreLifecycle: Sendable {
     private let closed = Atomic<Bool>(false)
     private let lossReported = Atomic<Bool>(false)
+    /// Calls inside a vault's lock now (``enter()``): `close()` waits for
+    /// them, so that none queues a group after its last checkpoint.
+    private let inside = Atomic<Int>(0)
     private let metrics: StoreMetrics
 
     init(metrics: StoreMetrics) { self.metrics = metrics }
@@ -610,5 +618,25 @@ final class StoreLifecycle: Sendable {
     /// Throws ``PatientVaultError/Code/closed`` once the store is closed.
     func ensureOpen() throws(PatientVaultError) {
         guard !isClosed else { throw PatientVaultError(.closed, "the store is closed") }
+    }
+
+    /// Runs `body` (a call's work under a vault's lock) unless the store is
+    /// closed: counted first, then checked (both sequentially consistent,
+    /// as ``close()`` sets the flag then reads the count), so that either
+    /// the call finds the store closed or ``waitForCallsInside()`` waits
+    /// for it.
+    func inside<R>(_ body: () throws -> R) throws -> R {
+        inside.add(1, ordering: .sequentiallyConsistent)
+        defer { inside.subtract(1, ordering: .sequentiallyConsistent) }
+        try ensureOpen()
+        return try body()
+    }
+
+    /// After ``close()``: returns once no call is inside a vault's lock
+    /// (their work is short and never waits on a caller).
+    func waitForCallsInside() async {
+        while inside.load(ordering: .sequentiallyConsistent) > 0 {
+            try? await Task.sleep(for: .microseconds(100))
+        }
     }
 }

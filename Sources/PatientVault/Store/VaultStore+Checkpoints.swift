@@ -81,6 +81,12 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/closed``, ``PatientVaultError/Code/io``.
     public func checkpoint() async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
+        return try signedCheckpoint()
+    }
+
+    /// ``checkpoint()`` without the check that the store is open: for
+    /// `close()`, after the store stopped taking calls.
+    func signedCheckpoint() throws(PatientVaultError) -> SignedCheckpoint {
         let size = engine.durableRecordCount
         let root = try translatingErrors { try engine.merkleTree.root(size: size) }
         pipeline.metrics.checkpoints.increment()

@@ -256,17 +256,19 @@ public final class VaultStore: Sendable {
         }
     }
 
-    /// Waits for queued writes, checkpoints the index, wipes the keys and
-    /// releases the store (its lock included). Other calls then throw
-    /// ``PatientVaultError/Code/closed``.
+    /// Refuses new calls (they throw ``PatientVaultError/Code/closed``),
+    /// waits for the calls already writing, for a master-key rotation or a
+    /// backup under way, and for queued writes; hands the checkpoint of
+    /// everything acknowledged to ``Configuration/checkpointPublisher``;
+    /// checkpoints the index, wipes the keys and releases the store (its
+    /// lock included).
     public func close() async throws(PatientVaultError) {
         checkpointer.withLock { $0?.cancel() }
-        // The checkpoint of the store as it closes, for the host to publish.
-        var publishing: PatientVaultError?
-        if let publish = configuration.checkpointPublisher, !lifecycle.isClosed {
-            do { publish(try await checkpoint()) } catch { publishing = error }
-        }
+        let first = !lifecycle.isClosed
         lifecycle.close()
+        // Calls already inside a vault's lock queue their groups first;
+        // later ones find the store closed.
+        await lifecycle.waitForCallsInside()
         // A rotation or a backup already past its check of `closed` ends
         // before the keys are wiped (one that starts now finds the store
         // closed): a rotation would otherwise wrap a wiped root key.
@@ -275,7 +277,14 @@ public final class VaultStore: Sendable {
         notifier.finish()
         // Pending activity copies go out before the engine closes; if they
         // cannot, the next open rebuilds them from the audit trail.
-        try? await auditWriter.flushActivity(markAlways: true)
+        try? await auditWriter.flushActivity(markAlways: true, durability: .durable)
+        // The checkpoint of the store as it closes, for the host to
+        // publish: after that durable flush, it covers every group queued
+        // before it, so every call acknowledged, racing close() or not.
+        var publishing: PatientVaultError?
+        if first, let publish = configuration.checkpointPublisher {
+            do { publish(try signedCheckpoint()) } catch { publishing = error }
+        }
         defer {
             // Drop every decrypted vault and cached document key: their keys
             // are wiped as they go.

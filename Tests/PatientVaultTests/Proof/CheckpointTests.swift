@@ -252,6 +252,53 @@ import Testing
         try await store.close()
     }
 
+    /// The checkpoint `close()` publishes covers every call acknowledged,
+    /// those racing `close()` included: it is taken once no call can queue
+    /// anything more. Before, it was taken first, and deposits acknowledged
+    /// during the close were in no published checkpoint (cutting them from
+    /// the log still passed `verify(against:)`).
+    @Test func theCheckpointCloseMakesCoversEveryDepositAcknowledgedDuringIt() async throws {
+        let published = Mutex<SignedCheckpoint?>(nil)
+        var configuration = Fixtures.configuration()
+        configuration.checkpointPublisher = { checkpoint in published.withLock { $0 = checkpoint } }
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        let patients = (0..<8).map { INS.example($0) }
+        for p in patients { try await t.store.createVault(for: p, as: .patient(p), channel: .patientOnline) }
+        let store = t.store
+        let count = AcknowledgedCount()
+        // Each writer deposits until the store refuses, and returns what
+        // was acknowledged.
+        let writers = patients.map { p in
+            Task { () -> [(INS, DocumentID)] in
+                var acknowledged: [(INS, DocumentID)] = []
+                while true {
+                    do {
+                        let d = try await store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: p, as: Fixtures.doctor)
+                        acknowledged.append((p, d.id))
+                        count.value.add(1, ordering: .relaxed)
+                    } catch {
+                        return acknowledged
+                    }
+                }
+            }
+        }
+        // Closed while every writer is at work.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while count.value.load(ordering: .relaxed) < 32 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        try await store.close()
+        var all: [(INS, DocumentID)] = []
+        for w in writers { all += await w.value }
+        let size = try #require(published.withLock { $0 }).treeHead.size
+        let reopened = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(all.count >= 32)
+        var outside = 0
+        for (p, id) in all where try await reopened.receipt(for: id, for: p, as: .patient(p)).proof.index >= size {
+            outside += 1
+        }
+        #expect(outside == 0, "\(outside) of \(all.count) acknowledged deposits are past the checkpoint published at close")
+        try await reopened.close()
+    }
+
     @Test func badInputIsATypedErrorNeverATrap() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), storage: .memory)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
@@ -401,4 +448,9 @@ import Testing
         }
         try await t.close()
     }
+}
+
+/// A count the writers of a test share.
+final class AcknowledgedCount: Sendable {
+    let value = Atomic<Int>(0)
 }
