@@ -151,9 +151,16 @@ extension VaultStore {
                 return true
             }
         }
+        // Durable records only: a read decided before a vault's
+        // destruction may still append its (batched) entry to the vault's
+        // trail; the next compaction takes it.
+        let durable = engine.durableRecordCount
         for vault in destroyed {
             for stream in [vault, keys.auditStream(of: vault)] {
-                try await engine.visitNewestFirst(stream) { references.append($0.reference); return true }
+                try await engine.visitNewestFirst(stream) { record in
+                    if record.sequence <= durable { references.append(record.reference) }
+                    return true
+                }
             }
         }
         // In slices of a compaction batch, for the progress between them.
