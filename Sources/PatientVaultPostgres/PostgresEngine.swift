@@ -990,12 +990,23 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
         }
         let tombstone = ByteBuffer(bytes: Self.tombstone(options.withLock { $0?.authenticator }, slot: slot.number))
-        _ = try await fetch(
-            """
-            INSERT INTO \(unescaped: table).key_slots (slot, value, destroyed) VALUES (\(Int64(slot.number)), \(tombstone), true)
-            ON CONFLICT (slot) DO UPDATE SET value = EXCLUDED.value, destroyed = true
-            """, "a key destruction"
-        ) { _ in () }
+        do {
+            _ = try await fetch(
+                """
+                INSERT INTO \(unescaped: table).key_slots (slot, value, destroyed) VALUES (\(Int64(slot.number)), \(tombstone), true)
+                ON CONFLICT (slot) DO UPDATE SET value = EXCLUDED.value, destroyed = true
+                """, "a key destruction"
+            ) { _ in () }
+        } catch {
+            // Whether the statement committed is unknown (a timeout, a lost
+            // session): the store stops, as after a failed commit, and the
+            // caller is told `durabilityLost`.
+            let code = (error as? StorageError).map { "\($0.code)" } ?? "unknown"
+            logger.error("patientvault: PostgreSQL key destruction failed; the store stops", metadata: ["error": "\(code)"])
+            let stopped = StorageError(.durabilityLost, "a key destruction failed: reopen the store")
+            state.withLock { s in if s.failure == nil { s.failure = stopped } }
+            throw stopped
+        }
     }
 
     // MARK: - Closing
