@@ -33,8 +33,12 @@ extension LogEngine {
     /// ends are kept as they are, that one is extended from that record's
     /// end, later ones are copied, and so is `merkle.hashes` from the
     /// previous tree's hashes; `keys.slots` is copied again whole (slots
-    /// are destroyed in place), and what the previous copy's opening made
-    /// (its `index.checkpoint`, a segment made ahead) is removed first.
+    /// are destroyed in place), aside, then renamed over the old one. A
+    /// segment the previous copy's opening made ahead is removed first, and
+    /// so is its `index.checkpoint` unless it ends within the previous
+    /// copy's records (it then stays until the new one is renamed over it):
+    /// a copy cut short still restores to the previous checkpoint, with
+    /// the key slots destroyed since already tombstones.
     ///
     /// `progress`, if given, is called on the copying thread after each
     /// step of segments copied (1 MiB, or 128 KiB beside writers), with
@@ -44,11 +48,24 @@ extension LogEngine {
     /// record `n` (after `previous` when incremental), and of the key file.
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
     ///   files and no `previous`), ``StorageError/Code/diskFull``.
+    /// The suffix of the key file a backup copies aside before renaming
+    /// it over the folder's (`keys.slots.new`): a backup cut short may
+    /// leave it; a restore removes it.
+    package static let asideSuffix = ".new"
+    /// The name of that file.
+    package static var keyFileAside: String { LogFormat.keyFileName + asideSuffix }
+    /// The name of the log's index file (`index.checkpoint`).
+    package static var indexFileName: String { LogFormat.checkpointFileName }
+
     package func backup(
         to directory: String, after previous: UInt64? = nil, progress: (@Sendable (_ copied: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> UInt64 {
-        // Never while a compaction rewrites frames: the copy is of whole frames.
-        try await maintenance.withGate { try await copyForBackup(to: directory, after: previous, progress: progress) }
+        // Never while a compaction rewrites frames: the copy is of whole
+        // frames. Not begun once the store is closing.
+        try await maintenance.withGate {
+            if core.closeRequested.load(ordering: .relaxed) { throw StorageError(.closed, "the store is closing") }
+            return try await copyForBackup(to: directory, after: previous, progress: progress)
+        }
     }
 
     /// The copy, its blocking parts (every file copied, synced) run off
@@ -98,7 +115,7 @@ extension LogEngine {
         // Copied aside, synced, then renamed over the previous copy's: an
         // incremental backup cut short leaves the folder its previous key
         // file, whole.
-        let temporary = path + ".new"
+        let temporary = path + LogEngine.asideSuffix
         let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         func copy(syncing: Bool) throws -> UInt64 {
             let records = durableRecordCount
@@ -156,13 +173,21 @@ extension LogEngine {
         // The previous copy's index (what opening it made) stays until the
         // log's own replaces it, once the segments are copied: until then
         // the folder restores to its previous checkpoint (its segments
-        // are only extended). It goes first only if it names a segment
-        // removed below, or does not decode.
+        // are only extended). It goes first unless it covers no more than
+        // the previous copy's records and ends at or before their end (an
+        // open of the copy as a store, a verified backup's, appends an
+        // activity mark after them, which this copy overwrites), or if it
+        // does not decode.
         let copiedIndex = directory + "/" + LogFormat.checkpointFileName
         if FileSystem.exists(copiedIndex) {
             let old = previous == nil ? nil : try? LogEngineCore.readCheckpoint(
                 directory: directory, authenticator: core.configuration.authenticator, lenient: true, logger: core.logger)
-            if old.map({ $0.segment > (kept?.segment ?? 0) }) ?? true { try FileSystem.remove(copiedIndex) }
+            let keeps = old.map { index -> Bool in
+                guard let previous, index.nextLSN - 1 <= previous else { return false }
+                guard let kept else { return index.segment <= 1 && index.tail <= UInt64(LogFormat.segmentHeaderSize) }
+                return index.segment < kept.segment || (index.segment == kept.segment && index.tail <= kept.offset)
+            } ?? false
+            if !keeps { try FileSystem.remove(copiedIndex) }
         }
         if previous != nil {
             // What opening the previous copy made: any segment after the

@@ -246,6 +246,12 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     /// - Throws: ``StorageError/Code/corrupted`` naming the first that does not.
     package func checkEveryKeySlot() throws -> Int { try core.keySlots.checkEverySlot() }
 
+    /// Tells a scrub under way to stop at its next frame, and a backup
+    /// that has not begun its copy not to begin it: `close()` follows.
+    package func requestClose() {
+        core.closeRequested.store(true, ordering: .relaxed)
+    }
+
     package func close() async throws {
         // A compaction batch or a backup in progress finishes first: the
         // LOCK is never released under a half-rewritten frame. A scrub
@@ -470,7 +476,7 @@ final class LogEngineCore: Sendable {
             directory: directory, logExists: logExists, growth: configuration.keyFileGrowth, files: configuration.files,
             authenticator: configuration.authenticator)
         let merkleFile = try MerkleHashFile(
-            directory: directory, logExists: logExists, files: configuration.files, reserveAhead: max(16 << 10, configuration.reserve / 8))
+            directory: directory, logExists: logExists, files: configuration.files, reserveAhead: max(16 << 10, configuration.reserve / 4))
         var s = State()
         (recoveryReport, merkle) = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)

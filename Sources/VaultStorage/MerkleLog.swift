@@ -347,7 +347,8 @@ final class MerkleHashFile: MerkleHashStorage {
 
     /// How far ahead of the hashes written blocks are allocated, at least:
     /// enough for the hashes of what the engine's audit reserve holds (a
-    /// record of it takes 64 bytes here and hundreds in its segment), so
+    /// quarter of it: a record takes about 64 bytes here and 600 or more
+    /// in its segment), so
     /// that on a full disk the reads the reserve still audits never need a
     /// new block of this file. Called by the committer only.
     let reserveAhead: UInt64

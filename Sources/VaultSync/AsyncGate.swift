@@ -14,6 +14,9 @@ package final class AsyncGate: Sendable {
 
     package init() {}
 
+    /// How many callers wait for the gate now (tests order events by it).
+    package var waiting: Int { state.withLock { $0.waiters.count } }
+
     /// Runs `body` alone among the callers of this gate.
     package func withGate<R>(_ body: () async throws -> R) async rethrows -> R {
         await acquire()

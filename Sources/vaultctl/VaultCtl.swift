@@ -715,11 +715,26 @@ func writeOwnerOnly(_ data: Data, to path: String) throws {
 }
 
 /// Writes `data` to `path` (created or replaced) with permissions `mode`
-/// set before any byte is written, then syncs the file and its folder:
-/// what the command reports written survives a power loss. Every system
-/// call's result is checked.
+/// set before any byte is written: into a new file beside it, synced, then
+/// renamed over `path` and the folder synced. What the command reports
+/// written survives a power loss, and a failure or a crash leaves the
+/// previous file whole (a published checkpoint, an earlier export). Every
+/// system call's result is checked.
 func writeDurably(_ data: Data, to path: String, mode: mode_t) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    let aside = path + ".new-\(UUID().uuidString.prefix(8))"
+    do {
+        try writeNewFile(data, to: aside, mode: mode)
+        guard rename(aside, path) == 0 else { throw CtlError.usage("cannot write \(path)") }
+    } catch {
+        unlink(aside)
+        throw error
+    }
+    try syncFolder(of: path)
+}
+
+/// Writes `data` to the new file `path` (it must not exist), synced.
+private func writeNewFile(_ data: Data, to path: String, mode: mode_t) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     guard fd >= 0 else { throw CtlError.usage("cannot create \(path)") }
     var ok = fchmod(fd, mode) == 0
     ok = ok && data.withUnsafeBytes { raw -> Bool in
@@ -735,7 +750,6 @@ func writeDurably(_ data: Data, to path: String, mode: mode_t) throws {
     ok = ok && fsync(fd) == 0
     ok = close(fd) == 0 && ok
     guard ok else { throw CtlError.usage("cannot write \(path)") }
-    try syncFolder(of: path)
 }
 
 /// Syncs the folder that holds `path`, so that its new name is durable.

@@ -592,8 +592,8 @@ extension Result {
 final class StoreLifecycle: Sendable {
     private let closed = Atomic<Bool>(false)
     private let lossReported = Atomic<Bool>(false)
-    /// Calls inside a vault's lock now (``enter()``): `close()` waits for
-    /// them, so that none queues a group after its last checkpoint.
+    /// Calls inside a vault's lock now (``inside(_:)``): `close()` waits
+    /// for them, so that each queues its group before the engine closes.
     private let inside = Atomic<Int>(0)
     private let metrics: StoreMetrics
 
@@ -636,7 +636,8 @@ final class StoreLifecycle: Sendable {
     /// (their work is short and never waits on a caller).
     func waitForCallsInside() async {
         while inside.load(ordering: .sequentiallyConsistent) > 0 {
-            try? await Task.sleep(for: .microseconds(100))
+            // A cancelled task's sleep returns at once: it would spin.
+            do { try await Task.sleep(for: .microseconds(100)) } catch { usleep(100) }
         }
     }
 }

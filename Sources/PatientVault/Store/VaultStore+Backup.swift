@@ -136,6 +136,14 @@ extension VaultStore {
         // With `verifyingEveryRecord`, the copy is opened as a store and
         // every record read and hashed again.
         if verifyingEveryRecord {
+            // Opening the copy as a store appends an activity mark after
+            // its records when it closes, and an index that covers the
+            // mark; the index of exactly the copy's records goes back
+            // after, so that an incremental backup into this folder keeps
+            // it until its own replaces it (a copy cut short then still
+            // restores to this checkpoint).
+            let indexPath = directory + "/" + LogEngine.indexFileName
+            let copiedIndex = FileManager.default.contents(atPath: indexPath)
             var check = configuration
             check.trustedCheckpoint = nil
             check.checkpointPublisher = nil
@@ -154,6 +162,13 @@ extension VaultStore {
                 throw error
             }
             try await copy.close()
+            if let copiedIndex {
+                try translatingErrors {
+                    try StoreFolder.writeDurably([UInt8](copiedIndex), named: LogEngine.indexFileName + ".tmp", in: directory)
+                    try FileSystem.rename(indexPath + ".tmp", indexPath)
+                    try FileSystem.syncDirectory(directory)
+                }
+            }
         }
         progress?(1)
         logger.info("patientvault: backup made", metadata: ["records": "\(records)"])
@@ -224,6 +239,9 @@ extension VaultStore {
             throw PatientVaultError(.io, "the backup could not be copied")
         }
         try translatingErrors {
+            // A key file a backup cut short left aside is not the store's.
+            let stray = target.path + "/" + LogEngine.keyFileAside
+            if FileSystem.exists(stray) { try FileSystem.remove(stray) }
             try StoreFolder.syncEverything(in: target.path)
             // The folder's own name, in its parent.
             try FileSystem.syncParent(of: target.path)

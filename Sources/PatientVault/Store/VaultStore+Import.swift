@@ -66,7 +66,9 @@ extension VaultStore {
     ///   history larger than a record, a value this store's records cannot
     ///   hold, such as a vault id or an entry's field past its bound), each
     ///   audited,
-    ///   ``PatientVaultError/Code/unknownVault``.
+    ///   ``PatientVaultError/Code/conflict`` (audited, `abandoned`) if the
+    ///   vault was written, closed or its key rotated while the content was
+    ///   written, ``PatientVaultError/Code/unknownVault``.
     @discardableResult
     public func importVault(
         _ export: VaultExport, trusting trusted: [NoteVerifierKey], as principal: Principal

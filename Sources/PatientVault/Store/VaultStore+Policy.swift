@@ -213,6 +213,8 @@ extension VaultStore {
             candidates += policy.grants.values.map(\.grantee)
             candidates += policy.careTeam.values.map { .professional($0) }
             if let mt = policy.medecinTraitant { candidates.append(.professional(mt)) }
+            // Heirs read once the vault is closed on death.
+            candidates += policy.heirs.sorted { $0.description < $1.description }.map { .patient($0) }
             var seen = Set<Principal>()
             var out: [(principal: Principal, rule: AccessRule)] = []
             for c in candidates where seen.insert(c).inserted {

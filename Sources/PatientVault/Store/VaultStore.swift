@@ -269,6 +269,9 @@ public final class VaultStore: Sendable {
         // Calls already inside a vault's lock queue their groups first;
         // later ones find the store closed.
         await lifecycle.waitForCallsInside()
+        // A scrub stops at its next frame; a backup waiting for its turn
+        // does not begin (one copying finishes).
+        (engine as? LogEngine)?.requestClose()
         // A rotation or a backup already past its check of `closed` ends
         // before the keys are wiped (one that starts now finds the store
         // closed): a rotation would otherwise wrap a wiped root key.
@@ -278,13 +281,6 @@ public final class VaultStore: Sendable {
         // Pending activity copies go out before the engine closes; if they
         // cannot, the next open rebuilds them from the audit trail.
         try? await auditWriter.flushActivity(markAlways: true, durability: .durable)
-        // The checkpoint of the store as it closes, for the host to
-        // publish: after that durable flush, it covers every group queued
-        // before it, so every call acknowledged, racing close() or not.
-        var publishing: PatientVaultError?
-        if first, let publish = configuration.checkpointPublisher {
-            do { publish(try signedCheckpoint()) } catch { publishing = error }
-        }
         defer {
             // Drop every decrypted vault and cached document key: their keys
             // are wiped as they go.
@@ -299,7 +295,13 @@ public final class VaultStore: Sendable {
             rootKey?.wipe()
         }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
-        if let publishing { throw publishing }
+        // The checkpoint of the store as it closed, for the host to
+        // publish: taken once the engine has made every group queued
+        // durable, it covers every call acknowledged, those racing close()
+        // included (and store-level calls, which no vault lock counts).
+        if first, let publish = configuration.checkpointPublisher {
+            publish(try signedCheckpoint())
+        }
     }
 
     /// Starts making checkpoints on the configuration's cadence.

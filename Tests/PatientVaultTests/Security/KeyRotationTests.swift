@@ -4,6 +4,7 @@ import PatientVaultTesting
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
+@testable import VaultSync
 
 /// Master keys: a raw key, a passphrase or a key provider wraps the
 /// store's root key; rotation rewrites the header alone, atomically; the
@@ -68,9 +69,12 @@ import Testing
         let a = Task { try await store.rotateMasterKey(to: .provider(paused), as: dpo) }
         await paused.entered()
         let b = Task { try await store.rotateMasterKey(to: .provider(second), as: dpo) }
-        try await Task.sleep(for: .milliseconds(50))
+        while store.keyGate.waiting < 1 { try await Task.sleep(for: .milliseconds(1)) }
         let closing = Task { try await store.close() }
-        try await Task.sleep(for: .milliseconds(50))
+        while !store.lifecycle.isClosed { try await Task.sleep(for: .milliseconds(1)) }
+        // close() now waits its turn at the gate (the code before wiped
+        // the root key here, under the waiting rotation).
+        while store.keyGate.waiting < 2 { try await Task.sleep(for: .milliseconds(1)) }
         paused.release()
         _ = await a.result
         _ = await b.result

@@ -156,6 +156,10 @@ import Testing
         #expect(try await t.store.content(of: doc.id, for: alice, as: .patient(heir)) == Data([7]))
         let entry = try await t.store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .readContent && $0.actor == .patient(heir) }
         #expect(entry?.rule == .heirOfDeceased)
+        // And the access history names them among who could read it.
+        clock.advance(by: 1)
+        let readers = try await t.store.whoCouldRead(doc.id, at: clock.now(), for: alice, as: dpo)
+        #expect(readers.contains { $0.principal == .patient(heir) && $0.rule == .heirOfDeceased })
         // The patient cannot reopen a death; the doctor who erred can.
         #expect(await code { try await t.store.reopenVault(for: alice, as: .patient(alice)) } == .accessDenied)
         try await t.store.reopenVault(for: alice, as: doctor)
