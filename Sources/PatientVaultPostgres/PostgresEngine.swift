@@ -1020,7 +1020,8 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         // Queued groups are committed before the committer stops.
         while state.withLock({ !$0.queue.isEmpty || $0.committing }) && state.withLock({ $0.failure == nil }) {
             wake.yield()
-            try? await Task.sleep(for: .milliseconds(1))
+            // A cancelled task's sleep returns at once: it would spin.
+            do { try await Task.sleep(for: .milliseconds(1)) } catch { usleep(1000) }
         }
         wake.finish()
         await committer.withLock { $0 }?.value

@@ -7,6 +7,13 @@ import Synchronization
 import VaultSync
 
 extension LogEngine {
+    /// The suffix of the files a backup writes aside before renaming them
+    /// over the folder's (`keys.slots.new`, `index.checkpoint.new`): a
+    /// backup cut short may leave them; a restore removes the key file's.
+    package static let asideSuffix = ".new"
+    /// The name of the key file a backup writes aside.
+    package static var keyFileAside: String { LogFormat.keyFileName + asideSuffix }
+
     /// Copies a consistent state of the running log into `directory`: its
     /// first `n` records, `n` being the records durable when the copy
     /// starts, which it returns. Writers go on meanwhile.
@@ -48,15 +55,6 @@ extension LogEngine {
     /// record `n` (after `previous` when incremental), and of the key file.
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
     ///   files and no `previous`), ``StorageError/Code/diskFull``.
-    /// The suffix of the key file a backup copies aside before renaming
-    /// it over the folder's (`keys.slots.new`): a backup cut short may
-    /// leave it; a restore removes it.
-    package static let asideSuffix = ".new"
-    /// The name of that file.
-    package static var keyFileAside: String { LogFormat.keyFileName + asideSuffix }
-    /// The name of the log's index file (`index.checkpoint`).
-    package static var indexFileName: String { LogFormat.checkpointFileName }
-
     package func backup(
         to directory: String, after previous: UInt64? = nil, progress: (@Sendable (_ copied: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> UInt64 {
@@ -229,8 +227,10 @@ extension LogEngine {
         // (one taken just after a segment switch names a segment with no
         // record yet): else the copy's open replays the whole log.
         if let index, index.nextLSN - 1 <= records, FileSystem.exists(directory + "/" + LogFormat.segmentFileName(index.segment)) {
+            // Aside, synced, renamed over the previous copy's: never torn.
             let bytes = LogEngineCore.encodeCheckpoint(index, authenticator: core.configuration.authenticator)
-            try StoreFolder.writeDurably(bytes, named: LogFormat.checkpointFileName, in: directory)
+            try StoreFolder.writeDurably(bytes, named: LogFormat.checkpointFileName + Self.asideSuffix, in: directory)
+            try FileSystem.rename(copiedIndex + Self.asideSuffix, copiedIndex)
         }
         try FileSystem.syncDirectory(directory)
     }

@@ -402,6 +402,9 @@ extension LogEngineCore {
             latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return
         }
+        // Everything written is durable now (buffered groups included): a
+        // checkpoint signed after the close covers them.
+        state.withLock { $0.durableLSN = max($0.durableLSN, written.lsn + 1) }
         // The log is synced: a checkpoint that cannot be written (a full
         // disk) only makes the next open replay more of it.
         if failure.withLock({ $0 == nil }) && state.withLock({ $0.bytesSinceCheckpoint > 0 }) {

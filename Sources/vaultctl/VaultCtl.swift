@@ -721,23 +721,40 @@ func writeOwnerOnly(_ data: Data, to path: String) throws {
 /// previous file whole (a published checkpoint, an earlier export). Every
 /// system call's result is checked.
 func writeDurably(_ data: Data, to path: String, mode: mode_t) throws {
-    let aside = path + ".new-\(UUID().uuidString.prefix(8))"
+    // Something that is not a regular file (`/dev/stdout`, a pipe) is
+    // written in place, as given; a symbolic link's target is replaced,
+    // not the link.
+    var info = stat()
+    if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+        return try writeInPlace(data, to: path)
+    }
+    var target = path
+    if let resolved = realpath(path, nil) {
+        target = String(cString: resolved)
+        free(resolved)
+    }
+    let aside = target + ".new-\(UUID().uuidString.prefix(8))"
     do {
         try writeNewFile(data, to: aside, mode: mode)
-        guard rename(aside, path) == 0 else { throw CtlError.usage("cannot write \(path)") }
+        guard rename(aside, target) == 0 else { throw CtlError.usage("cannot write \(path)") }
     } catch {
         unlink(aside)
         throw error
     }
-    try syncFolder(of: path)
+    try syncFolder(of: target)
 }
 
-/// Writes `data` to the new file `path` (it must not exist), synced.
-private func writeNewFile(_ data: Data, to path: String, mode: mode_t) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw CtlError.usage("cannot create \(path)") }
-    var ok = fchmod(fd, mode) == 0
-    ok = ok && data.withUnsafeBytes { raw -> Bool in
+/// Writes `data` to the existing non-regular file `path` (a device, a pipe).
+private func writeInPlace(_ data: Data, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw CtlError.usage("cannot open \(path)") }
+    let ok = writeAll(data, to: fd)
+    guard close(fd) == 0, ok else { throw CtlError.usage("cannot write \(path)") }
+}
+
+/// Writes all of `data` to `fd`, retrying on EINTR; false on an error.
+private func writeAll(_ data: Data, to fd: Int32) -> Bool {
+    data.withUnsafeBytes { raw -> Bool in
         var done = 0
         while done < raw.count {
             let n = write(fd, raw.baseAddress! + done, raw.count - done)
@@ -747,6 +764,14 @@ private func writeNewFile(_ data: Data, to path: String, mode: mode_t) throws {
         }
         return true
     }
+}
+
+/// Writes `data` to the new file `path` (it must not exist), synced.
+private func writeNewFile(_ data: Data, to path: String, mode: mode_t) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw CtlError.usage("cannot create \(path)") }
+    var ok = fchmod(fd, mode) == 0
+    ok = ok && writeAll(data, to: fd)
     ok = ok && fsync(fd) == 0
     ok = close(fd) == 0 && ok
     guard ok else { throw CtlError.usage("cannot write \(path)") }

@@ -613,7 +613,9 @@ final class StoreLifecycle: Sendable {
 
     var isClosed: Bool { closed.load(ordering: .sequentiallyConsistent) }
 
-    func close() { closed.store(true, ordering: .sequentiallyConsistent) }
+    /// Marks the store closed; true for the first call only.
+    @discardableResult
+    func close() -> Bool { !closed.exchange(true, ordering: .sequentiallyConsistent) }
 
     /// Throws ``PatientVaultError/Code/closed`` once the store is closed.
     func ensureOpen() throws(PatientVaultError) {

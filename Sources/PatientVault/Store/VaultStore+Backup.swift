@@ -2,6 +2,7 @@ import Foundation
 import PatientVaultProof
 import VaultCrypto
 import VaultStorage
+import VaultSync
 
 extension VaultStore {
     // MARK: - Online backup and restore
@@ -35,12 +36,13 @@ extension VaultStore {
     /// hashed again and checked as recovery checks them), and its Merkle
     /// tree (the copied `merkle.hashes`) must be the one the checkpoint
     /// signs. That check does not read the records the index covers: with
-    /// `verifyingEveryRecord`, the copy is also opened as a store and
-    /// every record read and hashed again against the checkpoint
-    /// (``verify(against:)``), which ``restore(from:to:key:configuration:)``
-    /// always does (opening it as a store appends an activity mark to the
-    /// copy, after the checkpoint's records). The folder is a store: open
-    /// it with the same master key, or restore it.
+    /// `verifyingEveryRecord`, the copy's log is opened once more (its
+    /// engine alone: nothing is appended to the copy) and every record
+    /// read and hashed again against the checkpoint (as
+    /// ``verify(against:)`` does), which
+    /// ``restore(from:to:key:configuration:)`` always does on the restored
+    /// store. The folder is a store: restore it (opening it in place as a
+    /// store appends an activity mark after the checkpoint's records).
     /// Cost: a read and a write of the log since the previous backup (all
     /// of it the first time) and of the key file, and a replay of the
     /// records written during the copy; with
@@ -79,7 +81,7 @@ extension VaultStore {
         to folder: URL, verifyingEveryRecord: Bool, progress: (@Sendable (Double) -> Void)?
     ) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
-        guard let engine = engine as? LogEngine, let rootKey, location.isFileURL else {
+        guard let engine = engine as? LogEngine, rootKey != nil, location.isFileURL else {
             throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
         }
         let directory = folder.path
@@ -133,42 +135,23 @@ extension VaultStore {
         guard copiedRoot == checkpoint.treeHead.rootHash else {
             throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
         }
-        // With `verifyingEveryRecord`, the copy is opened as a store and
-        // every record read and hashed again.
+        // With `verifyingEveryRecord`, the copy's log is opened again (as
+        // an engine: nothing is appended to it, as a store's open and close
+        // would) and every record read and hashed again.
         if verifyingEveryRecord {
-            // Opening the copy as a store appends an activity mark after
-            // its records when it closes, and an index that covers the
-            // mark; the index of exactly the copy's records goes back
-            // after, so that an incremental backup into this folder keeps
-            // it until its own replaces it (a copy cut short then still
-            // restores to this checkpoint).
-            let indexPath = directory + "/" + LogEngine.indexFileName
-            let copiedIndex = FileManager.default.contents(atPath: indexPath)
-            var check = configuration
-            check.trustedCheckpoint = nil
-            check.checkpointPublisher = nil
-            check.checkpointCadence = nil
-            let copy = try await Self.open(
-                keys: try translatingErrors { try StoreKeys(master: rootKey) }, root: nil,
-                engine: Self.logEngine(in: directory, configuration: check), location: folder, configuration: check, keyChecked: true)
+            let head = checkpoint.treeHead
+            let copy = try await translatingErrorsAsync { [c] in
+                try await inBackground { try LogEngine.open(directory: directory, configuration: c) }
+            }
+            var verifying: (@Sendable (Double) -> Void)?
+            if let progress { verifying = { (done: Double) in progress(0.5 + done / 2) } }
             do throws(PatientVaultError) {
-                if let progress {
-                    try await copy.verify(against: checkpoint) { progress(0.5 + $0 / 2) }
-                } else {
-                    try await copy.verify(against: checkpoint)
-                }
+                try await Self.verifyLog(of: copy, extending: head, progress: verifying)
             } catch {
                 try? await copy.close()
                 throw error
             }
-            try await copy.close()
-            if let copiedIndex {
-                try translatingErrors {
-                    try StoreFolder.writeDurably([UInt8](copiedIndex), named: LogEngine.indexFileName + ".tmp", in: directory)
-                    try FileSystem.rename(indexPath + ".tmp", indexPath)
-                    try FileSystem.syncDirectory(directory)
-                }
-            }
+            try await translatingErrorsAsync { try await copy.close() }
         }
         progress?(1)
         logger.info("patientvault: backup made", metadata: ["records": "\(records)"])

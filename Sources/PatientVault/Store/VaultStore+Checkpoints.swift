@@ -147,6 +147,14 @@ extension VaultStore {
 
     /// The check of ``verify(against:)``, for a head already authenticated.
     func verifyLog(extending head: TreeHead, progress: (@Sendable (Double) -> Void)? = nil) async throws(PatientVaultError) {
+        try await Self.verifyLog(of: engine, extending: head, progress: progress)
+    }
+
+    /// The check of ``verify(against:)`` on `engine` (this store's, or a
+    /// backup's copy opened as an engine alone).
+    static func verifyLog(
+        of engine: any StorageEngine, extending head: TreeHead, progress: (@Sendable (Double) -> Void)? = nil
+    ) async throws(PatientVaultError) {
         let size = engine.durableRecordCount
         guard head.size <= size else {
             throw PatientVaultError(

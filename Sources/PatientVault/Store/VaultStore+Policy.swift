@@ -182,7 +182,8 @@ extension VaultStore {
 
     /// Who could read a document at `time`: the patient, representatives,
     /// the médecin traitant, the care team, authorised professionals and
-    /// organisations, and the author, each with the rule that allowed them,
+    /// organisations, the author, and heirs given access to a vault closed
+    /// on death, each with the rule that allowed them,
     /// as the policy stood then. Break-glass, which anyone may attempt, is
     /// not listed. Before the document's first version was deposited, the
     /// answer is empty. Audited; for the patient, representatives and reviewers.

@@ -264,8 +264,7 @@ public final class VaultStore: Sendable {
     /// lock included).
     public func close() async throws(PatientVaultError) {
         checkpointer.withLock { $0?.cancel() }
-        let first = !lifecycle.isClosed
-        lifecycle.close()
+        let first = lifecycle.close()
         // Calls already inside a vault's lock queue their groups first;
         // later ones find the store closed.
         await lifecycle.waitForCallsInside()

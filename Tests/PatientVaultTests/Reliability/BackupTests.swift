@@ -237,8 +237,8 @@ import Testing
     /// restores to the previous backup's checkpoint: the previous key file
     /// and index are replaced only by whole, synced files, and the
     /// segments are only extended.
-    /// (A verified first backup opens the copy, whose close appends a mark
-    /// after its records: its index is then not kept.)
+    /// (A verified first backup reads the copy again through its engine
+    /// alone: nothing is appended to it, and its index is kept too.)
     @Test(arguments: [false, true])
     func anIncrementalBackupCutShortLeavesThePreviousOneRestorable(verifiedFirst: Bool) async throws {
         var configuration = Fixtures.configuration()
