@@ -105,6 +105,17 @@ enum LifecycleRecord: Hashable, Sendable {
 /// call on a destroyed vault.
 final class VaultLifecycleIndex: Sendable {
     private let state = Locked<(closed: [StreamID: Date], destroyed: [StreamID: DestroyedVault])>(([:], [:]))
+    /// Vaults whose destruction is queued: kept here, not only in the
+    /// vault's loaded state, which an eviction between the destruction's
+    /// acknowledgement and ``apply(_:)`` would drop (a second destruction
+    /// would then reload the vault and go through).
+    private let beingDestroyed = Locked<Set<StreamID>>([])
+
+    /// Notes that `vault`'s destruction is queued.
+    func markBeingDestroyed(_ vault: StreamID) { _ = beingDestroyed.withLock { $0.insert(vault) } }
+
+    /// Whether `vault`'s destruction is queued or done.
+    func isBeingDestroyed(_ vault: StreamID) -> Bool { beingDestroyed.withLock { $0.contains(vault) } }
 
     /// Applies an acknowledged record.
     func apply(_ record: LifecycleRecord) {

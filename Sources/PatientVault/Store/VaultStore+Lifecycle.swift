@@ -106,7 +106,7 @@ extension VaultStore {
             guard decision.isAllowed else {
                 return Audited(action: .destroyVault, decision: decision, isWrite: true, result: .failure(.denied))
             }
-            if vault.isBeingDestroyed {
+            if vault.isBeingDestroyed || pipeline.lifecycleIndex.isBeingDestroyed(vault.pseudonym) {
                 return .invalid(.destroyVault, PatientVaultError(.vaultDestroyed, "the vault is being destroyed", vaultID: vault.vaultID))
             }
             guard let closure = vault.policy.closure else {
@@ -136,7 +136,11 @@ extension VaultStore {
             var a = Audited<(LifecycleRecord, DestroyedVault, [KeySlot], StreamID)>(
                 action: .destroyVault, decision: decision, records: [try record.sealed(keys: keys)] + tickets, isWrite: true,
                 result: .success((record, tombstone, slots, vault.pseudonym)))
-            a.onQueued = { $0.isBeingDestroyed = true }
+            let index = pipeline.lifecycleIndex
+            a.onQueued = { vault in
+                vault.isBeingDestroyed = true
+                index.markBeingDestroyed(vault.pseudonym)
+            }
             return a
         }
         // The tombstone is durable: every call finds it from now on, and the
