@@ -257,11 +257,12 @@ public final class VaultStore: Sendable {
     }
 
     /// Refuses new calls (they throw ``PatientVaultError/Code/closed``),
-    /// waits for the calls already writing, for a master-key rotation or a
-    /// backup under way, and for queued writes; hands the checkpoint of
-    /// everything acknowledged to ``Configuration/checkpointPublisher``;
-    /// checkpoints the index, wipes the keys and releases the store (its
-    /// lock included).
+    /// waits for the calls already writing and for a master-key rotation or
+    /// a backup under way (a scrub stops at its next frame), makes every
+    /// queued write durable, checkpoints the index and releases the engine
+    /// (the store's lock included); then hands the checkpoint of everything
+    /// acknowledged to ``Configuration/checkpointPublisher`` and wipes the
+    /// keys.
     public func close() async throws(PatientVaultError) {
         checkpointer.withLock { $0?.cancel() }
         let first = lifecycle.close()
