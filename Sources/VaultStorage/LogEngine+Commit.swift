@@ -22,8 +22,19 @@ extension LogEngineCore {
     func commitLoop(opened: Written) {
         var unsynced = Set<UInt32>()
         var written = opened
+        // Tombstones (and a wiped journal key) written after their
+        // erasure was acknowledged, not yet synced: see ``process(_:unsynced:written:tombstonesOwed:)``.
+        var tombstonesOwed = false
         while true {
-            wakeup.wait()
+            if tombstonesOwed {
+                // Nothing else comes to carry their sync: synced alone.
+                if wakeup.wait(timeout: .now() + LogEngineCore.tombstoneSyncDelay) == .timedOut {
+                    settleTombstones(&tombstonesOwed)
+                    continue
+                }
+            } else {
+                wakeup.wait()
+            }
             // Woken for small buffered groups only: let more of them gather
             // (``lazyWriteDelay``); any other signal ends the wait.
             let lingers = state.withLock { s in
@@ -41,11 +52,14 @@ extension LogEngineCore {
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, written: &written)
+                process(jobs, unsynced: &unsynced, written: &written, tombstonesOwed: &tombstonesOwed)
                 recycle(consume jobs)
                 growAhead()
             }
-            if !requests.isEmpty { serve(requests, unsynced: &unsynced, written: written) }
+            if !requests.isEmpty {
+                settleTombstones(&tombstonesOwed)
+                serve(requests, unsynced: &unsynced, written: written)
+            }
             if closing {
                 let more = state.withLock { !$0.queue.isEmpty || !$0.checkpointRequests.isEmpty }
                 if more {
@@ -66,13 +80,30 @@ extension LogEngineCore {
         var end: (segment: UInt32, offset: UInt64)
     }
 
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written) {
+    /// Writes and syncs a batch of jobs, then acknowledges them.
+    ///
+    /// A destruction (an erasure's keys) is acknowledged once its group
+    /// and the new journal key are durable and its tombstones are written
+    /// (``destroy(_:unsynced:written:segments:)``): one level of syncs, as
+    /// a deposit. Its tombstones, and the old journal key's wipe, are
+    /// synced after (`tombstonesOwed`), before any later batch is
+    /// acknowledged: by the next sync of the key file, the next
+    /// destruction's or the one beside the next durable batch's log sync,
+    /// or alone once the committer has been idle
+    /// ``LogEngineCore/tombstoneSyncDelay``. A crash before that sync
+    /// leaves what a crash between a destruction's two syncs leaves: the
+    /// older journal key beside the newer, the tombstones perhaps not on
+    /// disk, and the erasure's durable record, from which the next open
+    /// finishes the destruction (``KeySlotFile``).
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, tombstonesOwed: inout Bool) {
         do {
             try ensureNoFailure()
         } catch {
             for job in jobs { job.ticket.complete(.failure(error)) }
             return
         }
+        // Tombstones written by this batch's destructions.
+        var tombstonesWritten = false
         do {
             // 1. Key slots first (in the page cache before any record that
             //    names them can be read). Not synced: their group's manifest
@@ -95,6 +126,9 @@ extension LogEngineCore {
                     var j = i
                     while j < jobs.count && jobs[j].journalKey != nil { j += 1 }
                     try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments)
+                    // Its first sync of the key file covered any owed.
+                    tombstonesOwed = false
+                    tombstonesWritten = true
                     i = j
                     continue
                 }
@@ -151,7 +185,26 @@ extension LogEngineCore {
                     segments[job.segment]?.file.startWriteback(offset: job.offset, length: UInt64(length))
                 }
             }
-            if jobs.contains(where: { $0.durability == .durable }) {
+            // Tombstones owed by an earlier batch are synced before this
+            // one is acknowledged; this batch's own ride beside its log
+            // sync if it has one (two files: one wait for both), and are
+            // owed otherwise.
+            let durable = jobs.contains(where: { $0.durability == .durable })
+            if tombstonesOwed || (durable && tombstonesWritten && !unsynced.isEmpty) {
+                if durable && !unsynced.isEmpty {
+                    let keySlots = keySlots
+                    let keyFile = Beside { try keySlots.syncIfWritten() }
+                    let synced = Result { try syncAll(&unsynced, of: segments) }
+                    let outcome = keyFile.wait()
+                    try synced.get()
+                    try outcome.get()
+                } else {
+                    try keySlots.syncIfWritten()
+                }
+                tombstonesOwed = false
+                tombstonesWritten = false
+            }
+            if durable {
                 try syncAll(&unsynced, of: segments)
                 if slotsOutsideTheLog { try keySlots.syncIfWritten() }
                 let through = written.lsn
@@ -177,12 +230,27 @@ extension LogEngineCore {
             return
         }
         for job in jobs { job.ticket.complete(.success(job.references)) }
+        if tombstonesWritten { tombstonesOwed = true }
 
         // Every `checkpointInterval` bytes, a checkpoint of the index of
         // what is written, once the log is synced (groups queued meanwhile
         // are left for the next one).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
+        settleTombstones(&tombstonesOwed)
         checkpoint(unsynced: &unsynced, written: written)
+    }
+
+    /// Syncs owed tombstones now (idle, or before a checkpoint or a
+    /// backup's index). A failure stops the engine: the erasures are
+    /// durable in the log, and the next open finishes their destruction.
+    private func settleTombstones(_ owed: inout Bool) {
+        guard owed else { return }
+        owed = false
+        do {
+            try keySlots.syncIfWritten()
+        } catch {
+            latch((error as? StorageError) ?? StorageError(.io, "the key file's sync failed"))
+        }
     }
 
     /// A run of destructions, where they were queued in the committer's
@@ -192,7 +260,8 @@ extension LogEngineCore {
     /// journal key and every slot written so far are synced, on another
     /// thread (two files: one sync's wait for both); then the old key is
     /// wiped, so that no copy in the log opens any more, and the
-    /// tombstones are written, synced with the wipe. A backup's copy of
+    /// tombstones are written; the wipe and the tombstones are synced
+    /// after the acknowledgement (``process(_:unsynced:written:tombstonesOwed:)``). A backup's copy of
     /// the key file made meanwhile is made again (``destructionEpoch``,
     /// ``keyFileCopy``).
     private func destroy(
@@ -233,7 +302,7 @@ extension LogEngineCore {
         for job in run {
             for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
         }
-        try keySlots.syncIfWritten()
+        // Synced after the acknowledgement (``process(_:unsynced:written:tombstonesOwed:)``).
     }
 
     /// A checkpoint of everything written, once the log is synced

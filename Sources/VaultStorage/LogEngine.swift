@@ -322,6 +322,11 @@ final class LogEngineCore: Sendable {
     /// waiting for one of them, a backup or `close` wakes it first: one
     /// wake-up and one write for many reads instead of one each.
     static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
+    /// How long a destruction's tombstones may wait, written but not
+    /// synced, for the next sync of the key file (the next destruction's,
+    /// or the one beside the next durable group's log sync) before the
+    /// committer, idle that long, syncs them alone.
+    static let tombstoneSyncDelay: DispatchTimeInterval = .milliseconds(1)
     /// Small buffered groups that may wait for a lingering pass; the next
     /// one (the 65th) makes the committer take the queue at once.
     static let lazyJobLimit = 64

@@ -22,13 +22,15 @@ extension VaultStore {
     /// unreadable without the destroyed keys.
     ///
     /// Order: the tombstone and the audit entry are made durable in one
-    /// group; then every version's key slot is destroyed (overwritten and
-    /// synced) and its cached key wiped, before the call returns. A crash
-    /// in between leaves the tombstone, and the next load of the vault
-    /// (after the store is opened again) finishes the destruction. Cost,
-    /// with the file engine: one pass of its writer, two `fdatasync`s in
-    /// line (the group's, beside the new journal key's; then the
-    /// tombstones'), where a deposit has one.
+    /// group; then every version's key slot is overwritten and its cached
+    /// key wiped, before the call returns. With the file engine the
+    /// overwritten slots are synced just after the return (by the key
+    /// file's next sync, before any later write is acknowledged, or
+    /// within about 1 ms); a crash before that leaves the tombstone, and
+    /// the next load of the vault (after the store is opened again)
+    /// finishes the destruction. Cost, with the file engine: one pass of
+    /// its writer, one level of `fdatasync`s, as a deposit (the group's,
+    /// beside the new journal key's).
     /// - Parameters:
     ///   - document: the document to erase.
     ///   - patient: whose vault.
@@ -42,8 +44,10 @@ extension VaultStore {
     ///   professional without a reason),
     ///   ``PatientVaultError/Code/conflict`` (a version of it is still being
     ///   written); each is audited. ``PatientVaultError/Code/durabilityLost``
-    ///   if a key slot could not be destroyed (the vault's next load, after
-    ///   a reopen, finishes it).
+    ///   if the key file could not be written or its new journal key
+    ///   synced (the vault's next load, after a reopen, finishes the
+    ///   destruction); a failure of the tombstones' own sync, after the
+    ///   return, stops the store the same way.
     @discardableResult
     public func erase(
         _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal

@@ -223,6 +223,24 @@ import VaultSync
         try await t.close()
     }
 
+    /// An erasure is acknowledged once its record and the new journal key
+    /// are durable and its tombstones written (one level of syncs, as a
+    /// deposit); their own sync follows though no other call comes to
+    /// carry it: the committer, idle, syncs them.
+    @Test func anErasuresTombstonesAreSyncedThoughNothingFollows() async throws {
+        let (gate, t) = try await gatedStore()
+        let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
+        gate.observe()
+        try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
+        // Written before the answer, after the journal key was synced.
+        let answered = gate.keyFileEvents
+        let tombstone = try #require(answered.firstIndex(of: .tombstoneWritten))
+        #expect(answered[..<tombstone].contains(.journalKeySynced))
+        // Then synced, with no other call.
+        try await eventually { gate.keyFileEvents[tombstone...].contains(.keyFileSynced) }
+        try await t.close()
+    }
+
     /// A store on disk whose file observer is a ``SyncGate``, with
     /// Alice's vault.
     func gatedStore(_ adjust: (inout Configuration) throws -> Void = { _ in }) async throws -> (SyncGate, TestStore) {
@@ -391,12 +409,16 @@ final class SyncGate: FileObserver, @unchecked Sendable {
         case journalKeyWritten, journalKeySynced
         /// A write to a key slot (a tombstone, during an erasure).
         case tombstoneWritten
+        /// Any other sync of the key file.
+        case keyFileSynced
     }
 
     /// The key file's writes and syncs since the gate was first armed.
     var keyFileEvents: [KeyFileEvent] { lock.withLock { events } }
 
     func arm() { lock.withLock { armed = true; observing = true; framesWritten = false } }
+    /// Records the key file's events from now on, holding nothing.
+    func observe() { lock.withLock { observing = true } }
     private var observing = false
     private var framesWritten = false
     /// Whether the committer is held now.
@@ -413,7 +435,8 @@ final class SyncGate: FileObserver, @unchecked Sendable {
     func synced(_ path: String) {
         if path.hasSuffix("keys.slots") {
             lock.withLock {
-                if observing, events.last == .journalKeyWritten { events.append(.journalKeySynced) }
+                guard observing else { return }
+                events.append(events.last == .journalKeyWritten ? .journalKeySynced : .keyFileSynced)
             }
             return
         }
