@@ -156,13 +156,35 @@ extension LogEngineCore {
     ///   lenient), or if its checksum matches but its MAC does not: it was
     ///   rewritten by someone without the key (moving a stream's head back
     ///   would silently undo its newest records).
+    /// The bytes of the segment files in `directory`, preallocated space
+    /// included.
+    private static func segmentBytes(in directory: String) throws -> UInt64 {
+        var total: UInt64 = 0
+        for name in try FileSystem.list(directory) where LogFormat.segmentNumber(fromFileName: name) != nil {
+            var info = stat()
+            guard stat(directory + "/" + name, &info) == 0 else {
+                throw StorageError(.io, "a segment's size could not be read", errno: errno)
+            }
+            total &+= UInt64(max(0, info.st_size))
+        }
+        return total
+    }
+
     static func readCheckpoint(
         directory: String, authenticator: (any LogAuthenticator)?, lenient: Bool, logger: Logger, files: (any LogFiles)? = nil
     ) throws -> Checkpoint? {
         let path = directory + "/" + LogFormat.checkpointFileName
         guard FileSystem.exists(path) else { return nil }
         let file = try PosixFile.open(path, flags: O_RDONLY, name: "checkpoint")
-        let bytes = try file.read(count: Int(try file.size()), at: 0)
+        let size = try file.size()
+        // Never larger than the log it indexes: an entry per stream, chunk
+        // or landmark, each smaller than the record it names. A file past
+        // that (garbage appended) is refused before it is read into memory.
+        guard size <= 2 * (try segmentBytes(in: directory)) + (1 << 20) else {
+            if lenient { return nil }
+            throw StorageError(.corrupted, "index.checkpoint is larger than the log it indexes")
+        }
+        let bytes = try file.read(count: Int(size), at: 0)
         guard let checkpoint = try decodeCheckpoint(bytes, authenticator: authenticator, logger: logger) else {
             guard lenient else {
                 // A flipped byte (a crash never leaves it torn): restored

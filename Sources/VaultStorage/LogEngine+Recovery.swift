@@ -175,16 +175,20 @@ extension LogEngineCore {
                 metadata: ["segment": "\(r.segment)", "offset": "\(r.offset)"])
         }
         let (end, journaled, leaves) = (replayed.end, replayed.journaled, replayed.leaves)
+        // `keys.slots` as the checkpoint left it, or newer: one cut short
+        // would have the slots of acknowledged records reserved again (and
+        // an erasure of one vault destroy another's key), one replaced by
+        // an older copy would bring an erased document's key back. Its end
+        // as found on disk, before the slots replayed after the checkpoint
+        // are written back (which would extend a file cut short past the
+        // checkpoint's end, zeros below).
+        let foundEnd = keySlots.writtenEnd
         // The key slots of the groups kept, from their manifests, where a
         // power cut lost them (the key file is synced only before a
         // checkpoint): written back and synced before anything else.
         report.restoredKeySlots = try keySlots.restore(journaled)
-        // `keys.slots` as the checkpoint left it, or newer: one cut short
-        // would have the slots of acknowledged records reserved again (and
-        // an erasure of one vault destroy another's key), one replaced by
-        // an older copy would bring an erased document's key back.
         if let c = checkpoint, report.usedCheckpoint {
-            guard keySlots.writtenEnd >= c.keySlotEnd else {
+            guard foundEnd >= c.keySlotEnd else {
                 throw StorageError(.corrupted, "keys.slots ends before slot \(c.keySlotEnd), which the checkpoint covers: it was cut or replaced")
             }
             guard keySlots.durableEpoch >= c.journalEpoch else {

@@ -502,7 +502,8 @@ final class LogEngineCore: Sendable {
                 try LogEngineCore.writeCheckpoint(
                     Checkpoint(
                         segment: s.current, tail: s.tail, nextLSN: s.nextLSN, last: s.index.newest, index: s.index, chunks: s.chunks,
-                        landmarks: s.landmarks, treeRoot: try merkle.root(size: s.nextLSN - 1)),
+                        landmarks: s.landmarks, treeRoot: try merkle.root(size: s.nextLSN - 1),
+                        keySlotEnd: keySlots.writtenEnd, journalEpoch: keySlots.durableEpoch),
                     directory: directory, authenticator: configuration.authenticator, files: configuration.files)
                 s.bytesSinceCheckpoint = 0
             } catch let error as StorageError where error.code == .diskFull && !first {

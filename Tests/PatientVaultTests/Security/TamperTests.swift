@@ -225,4 +225,62 @@ import Testing
         #expect(await code { _ = try await store.content(of: erased.id, for: alice, as: .patient(alice)) } == .erased)
         try await store.close()
     }
+
+    /// The same after a crash: a file cut short is refused at open though
+    /// the crash left groups to replay, whose slots the open writes back
+    /// from their manifests (they lie past the cut, so writing them back
+    /// made the file as long as the checkpoint says, zeros below: before,
+    /// the open went through and an acknowledged document's key was gone).
+    @Test func keysSlotsCutShortIsRefusedAtTheOpenAfterACrash() async throws {
+        let alice = Fixtures.alice
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft("Covered"), content: Data("covered".utf8), for: alice, as: Fixtures.doctor)
+        let store = try await t.reopen()
+        _ = try await store.deposit(Fixtures.draft("Replayed"), content: Data("replayed".utf8), for: alice, as: Fixtures.doctor)
+        // A crash of the process: the files as they are, the store open.
+        let crashed = try Self.copy(t.folder)
+        defer { try? FileManager.default.removeItem(at: crashed) }
+        try await t.close()
+        let keyFile = crashed.appendingPathComponent(LogFormat.keyFileName)
+        try Data(contentsOf: keyFile).prefix(4 * LogFormat.keySlotSize).write(to: keyFile)
+        await #expect { _ = try await VaultStore.open(at: crashed, key: .key(t.key), configuration: Fixtures.configuration()) } throws: {
+            ($0 as? PatientVaultError)?.code == .corrupted
+        }
+    }
+
+    /// The checkpoint an open writes after replaying a crash's groups
+    /// records how far `keys.slots` reaches and its journal epoch, as every
+    /// other checkpoint does: a second crash, then the file cut short, is
+    /// refused (before, that checkpoint recorded neither, and the open
+    /// went through with acknowledged documents' slots free again).
+    @Test func theCheckpointOfAnOpenAfterACrashCoversTheKeyFile() async throws {
+        let alice = Fixtures.alice
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft("A"), content: Data("a".utf8), for: alice, as: Fixtures.doctor)
+        _ = try await t.store.deposit(Fixtures.draft("B"), content: Data("b".utf8), for: alice, as: Fixtures.doctor)
+        let first = try Self.copy(t.folder)
+        defer { try? FileManager.default.removeItem(at: first) }
+        try await t.close()
+        // The open after the first crash replays both deposits and writes
+        // its checkpoint; then a second crash.
+        let recovered = try await VaultStore.open(at: first, key: .key(t.key), configuration: Fixtures.configuration())
+        let second = try Self.copy(first)
+        defer { try? FileManager.default.removeItem(at: second) }
+        try await recovered.close()
+        let keyFile = second.appendingPathComponent(LogFormat.keyFileName)
+        try Data(contentsOf: keyFile).prefix(4 * LogFormat.keySlotSize).write(to: keyFile)
+        await #expect { _ = try await VaultStore.open(at: second, key: .key(t.key), configuration: Fixtures.configuration()) } throws: {
+            ($0 as? PatientVaultError)?.code == .corrupted
+        }
+    }
+
+    /// A copy of a store's folder, taken while it is open (what a crash
+    /// of its process leaves).
+    static func copy(_ folder: URL) throws -> URL {
+        let target = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-crashed-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: folder, to: target)
+        return target
+    }
 }
