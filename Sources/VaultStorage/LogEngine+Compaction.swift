@@ -254,9 +254,13 @@ extension LogEngineCore {
     /// Finishes the compaction batch a crash cut (its intent is still
     /// there), before the log is read: every frame it names is written
     /// again. An intent that fails its checksum was never synced whole,
-    /// so no frame was rewritten from it: it is removed. An intent whose
-    /// frames are not ones this store's key wrote for their places is
-    /// damage (`corrupted`), never applied.
+    /// so no frame was rewritten from it: it is removed, unless one
+    /// changed byte (its CRC's algebra) gives an intent whose every frame
+    /// this store's key wrote for its place: that is a synced intent
+    /// damaged since, whose batch may be half done, and it is applied
+    /// (logged at error level). An intent that passes its checksum but
+    /// names frames that are not ones this store's key wrote for their
+    /// places is damage (`corrupted`), never applied.
     static func finishCompaction(directory: String, configuration: LogEngineConfiguration, segments: [UInt32: Segment]) throws {
         let path = directory + "/" + LogFormat.compactionIntentFileName
         guard FileSystem.exists(path) else { return }
@@ -266,42 +270,62 @@ extension LogEngineCore {
         // A batch is at most 1,024 frames of at most 64 KiB kept each.
         let largest = compactionBatch * (24 + LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead + (1 << 16))
             + LogFormat.compactionIntentHeaderSize + 4
-        let rewrites = try LogFormat.compactionIntentLength(try file.read(count: LogFormat.compactionIntentHeaderSize, at: 0))
-            .flatMap { length -> [LogFormat.CompactionRewrite]? in
-                guard length <= largest else { throw damaged }
-                return LogFormat.decodeCompactionIntent(try file.read(count: length, at: 0))
-            }
+        let bytes = try file.read(count: Int(min(try file.size(), UInt64(largest))), at: 0)
+        var rewrites = try LogFormat.compactionIntentLength(bytes).flatMap { length -> [LogFormat.CompactionRewrite]? in
+            guard length <= largest else { throw damaged }
+            return length <= bytes.count ? LogFormat.decodeCompactionIntent(Array(bytes[0..<length])) : nil
+        }
+        if let found = rewrites {
+            guard found.allSatisfy({ isGenuine($0, segments: segments, configuration: configuration) }) else { throw damaged }
+        } else if bytes.count >= LogFormat.compactionIntentHeaderSize + 4,
+                  let repaired = CRC32C.uniqueSingleByteRepair(
+                      of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4,
+                      accepts: { candidate -> [LogFormat.CompactionRewrite]? in
+                          guard let decoded = LogFormat.decodeCompactionIntent(candidate), !decoded.isEmpty,
+                                decoded.allSatisfy({ isGenuine($0, segments: segments, configuration: configuration) })
+                          else { return nil }
+                          return decoded
+                      })
+        {
+            rewrites = repaired.result
+            configuration.logger.error("storage: compaction.intent had a damaged byte; restored, its batch finished")
+        }
         guard let rewrites else {
             // Voided after its batch, or never synced whole (no frame was
             // rewritten from it).
             try FileSystem.remove(path, observer: files.observer)
             return
         }
-        for r in rewrites {
-            guard let segment = segments[r.segment], r.offset >= UInt64(LogFormat.segmentHeaderSize), r.offset <= segment.size,
-                  UInt64(r.frameLength) <= segment.size - r.offset,
-                  r.bytes.count >= LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead, r.bytes.count <= Int(r.frameLength)
-            else { throw damaged }
-            let valid = r.bytes.withUnsafeBytes { raw -> Bool in
-                let header = UnsafeRawBufferPointer(rebasing: raw[0..<LogFormat.frameHeaderSize])
-                guard let h = LogFormat.decodeFrameHeader(header, salt: segment.salt), h.isCompacted, !h.isSlotManifest,
-                      LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(r.frameLength),
-                      LogFormat.frameIsAuthentic(header, salt: segment.salt, offset: r.offset, authenticator: configuration.authenticator)
-                else { return false }
-                let body = Array(raw[LogFormat.frameHeaderSize...])
-                let keep = Int(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian })
-                guard keep == body.count - LogFormat.compactedBodyOverhead,
-                      let decoded = body.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }),
-                      LogFormat.compactedBodyIsAuthentic(
-                          decoded, salt: segment.salt, offset: r.offset, lsn: h.lsn, authenticator: configuration.authenticator)
-                else { return false }
-                return LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)) == h.payloadCRC
-            }
-            guard valid else { throw damaged }
-        }
         try rewrite(rewrites, segments: segments, files: files) { _ in }
         try FileSystem.remove(path, observer: files.observer)
         try FileSystem.syncDirectory(directory, observer: files.observer)
         configuration.logger.info("storage: finished a compaction cut short", metadata: ["records": "\(rewrites.count)"])
+    }
+
+    /// Whether an intent's rewrite is a compacted frame this store's key
+    /// wrote for its place (its header's MAC and its body's), within its
+    /// segment.
+    private static func isGenuine(
+        _ r: LogFormat.CompactionRewrite, segments: [UInt32: Segment], configuration: LogEngineConfiguration
+    ) -> Bool {
+        guard let segment = segments[r.segment], r.offset >= UInt64(LogFormat.segmentHeaderSize), r.offset <= segment.size,
+              UInt64(r.frameLength) <= segment.size - r.offset,
+              r.bytes.count >= LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead, r.bytes.count <= Int(r.frameLength)
+        else { return false }
+        return r.bytes.withUnsafeBytes { raw -> Bool in
+            let header = UnsafeRawBufferPointer(rebasing: raw[0..<LogFormat.frameHeaderSize])
+            guard let h = LogFormat.decodeFrameHeader(header, salt: segment.salt), h.isCompacted, !h.isSlotManifest,
+                  LogFormat.frameLength(payloadCount: Int(h.payloadLength)) == Int(r.frameLength),
+                  LogFormat.frameIsAuthentic(header, salt: segment.salt, offset: r.offset, authenticator: configuration.authenticator)
+            else { return false }
+            let body = Array(raw[LogFormat.frameHeaderSize...])
+            let keep = Int(body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian })
+            guard keep == body.count - LogFormat.compactedBodyOverhead,
+                  let decoded = body.withUnsafeBytes({ LogFormat.decodeCompactedPayload($0) }),
+                  LogFormat.compactedBodyIsAuthentic(
+                      decoded, salt: segment.salt, offset: r.offset, lsn: h.lsn, authenticator: configuration.authenticator)
+            else { return false }
+            return LogFormat.compactedPayloadCRC(body: body, payloadLength: Int(h.payloadLength)) == h.payloadCRC
+        }
     }
 }

@@ -150,12 +150,10 @@ import Testing
         if storage == .folder { #expect(try piecesFound(pieces, in: t.folder) == 0) }
     }
 
-    /// A compaction cut by a failed write or sync stops the store; the
-    /// next open finishes the batch from its intent (or, cut before its
-    /// intent was durable, finds nothing rewritten), and compacting again
-    /// ends the work. Every acknowledged document reads, every proof holds.
-    @Test(arguments: [FaultInjection.Site.compactionIntent, .compactionWrite, .compactionSync])
-    func aCompactionCutShortIsFinishedAfterTheReopen(site: FaultInjection.Site) async throws {
+    /// A store on disk with faults on demand, a document kept and one
+    /// erased: the checkpoint before any compaction, and the erased
+    /// document's records.
+    func storeWithAnErasure() async throws -> (FaultInjection, TestStore, DocumentMetadata, SignedCheckpoint, Set<UInt64>) {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: configuration(faults: faults), engine: .folder)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
@@ -163,7 +161,16 @@ import Testing
         let wrong = try await t.store.deposit(Fixtures.draft("Wrong"), content: Fixtures.content("WRONG", size: 200_000), for: alice, as: doctor)
         try await t.store.erase(wrong.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
         let before = try await t.store.checkpoint()
-        let erased = sequences(of: wrong.id, in: try await records(t.store))
+        return (faults, t, kept, before, sequences(of: wrong.id, in: try await records(t.store)))
+    }
+
+    /// A compaction cut by a failed write or sync stops the store; the
+    /// next open finishes the batch from its intent (or, cut before its
+    /// intent was durable, finds nothing rewritten), and compacting again
+    /// ends the work. Every acknowledged document reads, every proof holds.
+    @Test(arguments: [FaultInjection.Site.compactionIntent, .compactionWrite, .compactionSync])
+    func aCompactionCutShortIsFinishedAfterTheReopen(site: FaultInjection.Site) async throws {
+        let (faults, t, kept, before, erased) = try await storeWithAnErasure()
         faults.failingSite = site
         #expect(await code { try await t.store.compact(as: dpo) } == .durabilityLost)
         #expect(await code { try await t.store.close() } == .durabilityLost)
@@ -176,6 +183,29 @@ import Testing
         try await store.verify(against: before)
         let report = try await store.compact(as: dpo)
         #expect(report.erasedDocuments == 1 && report.recordsCompacted == erased.count - compacted.count)
+        #expect(Set(try await records(store).filter(\.value.isCompacted).keys) == erased)
+        #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT", size: 100_000))
+        try await store.verify(against: before)
+        try await t.close()
+    }
+
+    /// A durable intent with one damaged byte (after the crash, before the
+    /// open) is restored, its CRC's algebra giving the one change under
+    /// which every frame it names is one this store's key wrote for its
+    /// place, and its batch finished: before, it was taken for one never
+    /// synced whole and dropped, and a batch cut halfway stayed so.
+    @Test func aDurableIntentWithADamagedByteIsRestoredAndItsBatchFinished() async throws {
+        let (faults, t, kept, before, erased) = try await storeWithAnErasure()
+        faults.failingSite = .compactionWrite
+        #expect(await code { try await t.store.compact(as: dpo) } == .durabilityLost)
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        faults.failingSite = nil
+        let intent = t.folder.appendingPathComponent(LogFormat.compactionIntentFileName)
+        var bytes = [UInt8](try Data(contentsOf: intent))
+        bytes[bytes.count / 2] ^= 0x10
+        try Data(bytes).write(to: intent)
+        let store = try await t.reopen()
+        #expect(!FileManager.default.fileExists(atPath: intent.path))
         #expect(Set(try await records(store).filter(\.value.isCompacted).keys) == erased)
         #expect(try await store.content(of: kept.id, for: alice, as: .patient(alice)) == Fixtures.content("KEPT", size: 100_000))
         try await store.verify(against: before)
