@@ -339,6 +339,12 @@ package final class PosixFile: @unchecked Sendable {
     }
 }
 
+/// What names a file whatever its path: its device and inode.
+package struct FileIdentity: Hashable, Sendable {
+    package var device: UInt64
+    package var inode: UInt64
+}
+
 /// File-system helpers that are not about one open file.
 package enum FileSystem {
     /// Creates `path` as a directory if it does not exist.
@@ -399,6 +405,77 @@ package enum FileSystem {
             parent = "."
         }
         try syncDirectory(parent)
+    }
+
+    /// `path` made absolute (against the working directory), with the
+    /// symbolic links, `.` and `..` of its existing part resolved as the
+    /// kernel resolves them (`realpath(3)` one component at a time), and
+    /// its missing tail taken as written (`.` and `..` removed). Two
+    /// spellings of one existing folder (`store/.`, `store/`, `a/../store`,
+    /// a symbolic link to it) give the same result.
+    package static func resolvedPath(_ path: String) -> String {
+        var absolute = path
+        if !absolute.hasPrefix("/") {
+            let cwd = getcwd(nil, 0)
+            defer { free(cwd) }
+            absolute = (cwd.map { String(cString: $0) } ?? "") + "/" + path
+        }
+        // `current` is always a real path, or a missing one: the parent of
+        // a real path is its `..` (the kernel's own), and below a missing
+        // folder nothing can be a link.
+        var current = ""
+        for component in absolute.split(separator: "/", omittingEmptySubsequences: true) {
+            switch component {
+            case ".": continue
+            case "..":
+                if let slash = current.lastIndex(of: "/") { current = String(current[..<slash]) }
+            default:
+                let next = current + "/" + component
+                if let real = realpath(next, nil) {
+                    current = String(cString: real)
+                    free(real)
+                    if current == "/" { current = "" }
+                } else {
+                    current = next
+                }
+            }
+        }
+        return current.isEmpty ? "/" : current
+    }
+
+    /// Whether the folders `a` and `b` overlap: the same folder, or one
+    /// inside the other. Compared by their resolved paths
+    /// (``resolvedPath(_:)``) and, for what exists, by device and inode, so
+    /// that a second mount of a folder is found too. Cost: a `realpath` and
+    /// a `stat` per component of each path.
+    package static func overlap(_ a: String, _ b: String) -> Bool {
+        let (ra, rb) = (resolvedPath(a), resolvedPath(b))
+        func isWithin(_ inner: String, _ outer: String) -> Bool {
+            inner == outer || outer == "/" || inner.hasPrefix(outer + "/")
+        }
+        if isWithin(ra, rb) || isWithin(rb, ra) { return true }
+        // The folder itself and every folder above it, by identity.
+        func chain(_ path: String) -> [FileIdentity] {
+            var ids: [FileIdentity] = []
+            var p = path
+            while true {
+                if let id = identity(p) { ids.append(id) }
+                guard p != "/", let slash = p.lastIndex(of: "/") else { break }
+                p = slash == p.startIndex ? "/" : String(p[..<slash])
+            }
+            return ids
+        }
+        if let ia = identity(ra), chain(rb).contains(ia) { return true }
+        if let ib = identity(rb), chain(ra).contains(ib) { return true }
+        return false
+    }
+
+    /// A file's device and inode (`stat(2)`, links followed); nil if it
+    /// does not exist.
+    package static func identity(_ path: String) -> FileIdentity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
     /// Whether `path` exists.

@@ -55,8 +55,10 @@ extension VaultStore {
     /// for half), and with 1 at the end. It is called on the copying
     /// thread: it must return quickly.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
-    ///   memory or on PostgreSQL, or a folder whose backup is of another
-    ///   store or not a prefix of this one; ``PatientVaultError/Code/io``
+    ///   memory or on PostgreSQL, a `folder` that is the store's own folder
+    ///   by any path (a symbolic link, `..`), inside it or holding it, or a
+    ///   folder whose backup is of another store or not a prefix of this
+    ///   one; ``PatientVaultError/Code/io``
     ///   (a folder that holds files and no backup),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
@@ -85,7 +87,14 @@ extension VaultStore {
             throw PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no files to back up (back the database up with its own tools)")
         }
         let directory = folder.path
-        guard directory != location.path else { throw PatientVaultError(.invalidArgument, "a store is not backed up into itself") }
+        // Compared as folders, not as strings: `store/.`, a trailing slash,
+        // `..` or a symbolic link name the store's own folder too, and an
+        // incremental backup there would delete and truncate the live
+        // store's files. A folder inside the store, or one holding it, is
+        // refused as well.
+        guard !FileSystem.overlap(directory, location.path) else {
+            throw PatientVaultError(.invalidArgument, "a store is not backed up into its own folder, a folder inside it or one that holds it")
+        }
         // The key that signs is one whose record the copy holds (a rotation
         // during the copy comes after it).
         let signer = signingKeys.current
@@ -189,8 +198,14 @@ extension VaultStore {
     /// store holds exactly the records that checkpoint covers, nothing
     /// after; the checkpoint says how many. The copy is synced before it
     /// is opened.
+    ///
+    /// The configuration is checked before anything is copied, and a
+    /// restore that fails after its copy began removes what it created:
+    /// a `target` it made is removed, an empty one the caller gave is left
+    /// empty.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` (no backup
-    ///   checkpoint in `backup`, a `target` that holds files),
+    ///   checkpoint in `backup`, a `target` that holds files or overlaps
+    ///   `backup`, a bad configuration),
     ///   ``PatientVaultError/Code/checkpointNotExtended`` or
     ///   ``PatientVaultError/Code/corrupted`` for a backup that does not
     ///   match its checkpoint or holds a damaged key slot,
@@ -209,15 +224,48 @@ extension VaultStore {
         } catch {
             throw PatientVaultError(.corrupted, "the backup checkpoint does not parse")
         }
+        // Everything that can be checked before a byte is copied is: a
+        // failure below leaves `target` as it was.
+        try configuration.validate()
+        guard !FileSystem.overlap(backup.path, target.path) else {
+            throw PatientVaultError(.invalidArgument, "a backup is not restored into its own folder, a folder inside it or one that holds it")
+        }
         let fm = FileManager.default
-        if fm.fileExists(atPath: target.path) {
+        let existed = fm.fileExists(atPath: target.path)
+        if existed {
             guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
                 throw PatientVaultError(.invalidArgument, "the restore folder is not empty")
             }
-            try? fm.removeItem(at: target)
         }
         do {
-            try fm.copyItem(at: backup, to: target)
+            return try await restoreCopying(from: backup, to: target, checkpoint: checkpoint, key: key, configuration: configuration)
+        } catch {
+            // The key or the backup refused after the copy began: what the
+            // restore created goes (the folder too if it made it; an empty
+            // folder the caller gave is left empty, as it was).
+            if existed {
+                for name in (try? fm.contentsOfDirectory(atPath: target.path)) ?? [] {
+                    try? fm.removeItem(at: target.appendingPathComponent(name))
+                }
+            } else {
+                try? fm.removeItem(at: target)
+            }
+            throw error
+        }
+    }
+
+    /// The copy, its check and its open of a restore into `target`, new or
+    /// empty: each file of the backup is copied into it (an existing
+    /// folder is kept, its mode made 0700 as a store's folder is).
+    private static func restoreCopying(
+        from backup: URL, to target: URL, checkpoint: SignedCheckpoint, key: MasterKeySource, configuration: Configuration
+    ) async throws(PatientVaultError) -> SignedCheckpoint {
+        let fm = FileManager.default
+        try translatingErrors { try FileSystem.createDirectory(target.path) }
+        do {
+            for name in try fm.contentsOfDirectory(atPath: backup.path) {
+                try fm.copyItem(at: backup.appendingPathComponent(name), to: target.appendingPathComponent(name))
+            }
         } catch {
             throw PatientVaultError(.io, "the backup could not be copied")
         }

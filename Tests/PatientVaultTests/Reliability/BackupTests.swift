@@ -295,4 +295,92 @@ import Testing
         #expect(await code { _ = try await t.store.deposit(Fixtures.draft(), content: Data([2]), for: self.alice, as: Fixtures.doctor) } == .durabilityLost)
         #expect(await code { try await t.store.close() } == .durabilityLost)
     }
+
+    /// The store's own folder named by another path (`store/.`, a trailing
+    /// slash, `..`, a symbolic link), a folder inside it or one holding it:
+    /// refused, and the store is untouched. Before, only the exact string
+    /// was refused, and an incremental backup ran into the live store
+    /// (removing its index checkpoint and segments, truncating files).
+    @Test func aBackupIntoTheStoresOwnFolderByAnyPathIsRefused() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var documents: [(DocumentMetadata, Data)] = []
+        for i in 0..<5 {
+            let content = Fixtures.content("S\(i)", size: 20_000)
+            documents.append((try await t.store.deposit(Fixtures.draft("d\(i)"), content: content, for: alice, as: Fixtures.doctor), content))
+        }
+        // The store's folder holds a backup checkpoint of this store (as a
+        // restored store holds its backup's): a copy into the folder would
+        // take it as its previous backup and run incrementally.
+        let elsewhere = TestFolder()
+        _ = try await t.store.backup(to: elsewhere.url)
+        try FileManager.default.copyItem(
+            at: elsewhere.url.appendingPathComponent(VaultStore.backupCheckpointFileName),
+            to: t.folder.appendingPathComponent(VaultStore.backupCheckpointFileName))
+        let links = TestFolder()
+        try FileManager.default.createDirectory(at: links.url, withIntermediateDirectories: true)
+        let link = links.url.appendingPathComponent("store-link")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: t.folder)
+        let path = t.folder.path
+        let targets = [
+            URL(fileURLWithPath: path + "/."), URL(fileURLWithPath: path + "/"),
+            URL(fileURLWithPath: path + "/../" + t.folder.lastPathComponent), link,
+            URL(fileURLWithPath: link.path + "/."), t.folder.appendingPathComponent("inside"),
+            URL(fileURLWithPath: "/"),
+        ]
+        for target in targets {
+            #expect(await code { _ = try await t.store.backup(to: target) } == .invalidArgument, "\(target.path)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: t.folder.appendingPathComponent("inside").path))
+        let store = try await t.reopen()
+        for (m, content) in documents {
+            #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == content)
+        }
+        _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
+        try await t.close()
+    }
+
+    /// A restore that fails (a wrong key, a bad configuration) leaves its
+    /// target as it was: a folder it made is removed, an empty one the
+    /// caller gave stays, empty. Before, the configuration was checked
+    /// after the copy, and a failure left a full copy of the backup.
+    @Test func aFailedRestoreLeavesItsTargetAsItWas() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R", size: 10_000), for: alice, as: Fixtures.doctor)
+        let backup = TestFolder()
+        _ = try await t.store.backup(to: backup.url)
+        try await t.close()
+        let fm = FileManager.default
+        var bad = Fixtures.configuration()
+        bad.loadedVaultLimit = 0
+        let wrong = try MasterKey.generate()
+        // New targets: nothing remains.
+        let new = TestFolder()
+        #expect(await code { _ = try await VaultStore.restore(from: backup.url, to: new.url, key: .key(t.key), configuration: bad) } == .invalidArgument)
+        #expect(!fm.fileExists(atPath: new.url.path))
+        #expect(await code {
+            _ = try await VaultStore.restore(from: backup.url, to: new.url, key: .key(wrong), configuration: Fixtures.configuration())
+        } == .wrongMasterKey)
+        #expect(!fm.fileExists(atPath: new.url.path))
+        // An empty folder the caller made: still there, still empty.
+        let empty = TestFolder()
+        try fm.createDirectory(at: empty.url, withIntermediateDirectories: true)
+        #expect(await code {
+            _ = try await VaultStore.restore(from: backup.url, to: empty.url, key: .key(wrong), configuration: Fixtures.configuration())
+        } == .wrongMasterKey)
+        #expect(try fm.contentsOfDirectory(atPath: empty.url.path).isEmpty)
+        #expect(await code { _ = try await VaultStore.restore(from: backup.url, to: empty.url, key: .key(t.key), configuration: bad) } == .invalidArgument)
+        #expect(try fm.contentsOfDirectory(atPath: empty.url.path).isEmpty)
+        // Into the backup itself: refused, the backup untouched.
+        #expect(await code {
+            _ = try await VaultStore.restore(
+                from: backup.url, to: backup.url.appendingPathComponent("inside"), key: .key(t.key), configuration: Fixtures.configuration())
+        } == .invalidArgument)
+        // The same folder then restores with the right key.
+        _ = try await VaultStore.restore(from: backup.url, to: empty.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: empty.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("R", size: 10_000))
+        try await store.close()
+    }
 }
