@@ -6,8 +6,10 @@ import VaultCrypto
 /// Open a store with ``MasterKeySource/provider(_:)``.
 ///
 /// The store calls ``wrap(_:context:)`` when it is created (and when its
-/// master key is rotated to this provider), and ``unwrap(_:context:)`` at
-/// every open. `context` is the store header's bytes before the wrapped
+/// master key is rotated to this provider), each time followed by an
+/// ``unwrap(_:context:)`` of what it returned, which must give back the
+/// same key (or nothing is written: `invalidArgument`), and
+/// ``unwrap(_:context:)`` at every open. `context` is the store header's bytes before the wrapped
 /// key (format, store id, the provider's ``keyID``): bind the wrapped key
 /// to it (a KMS's encryption context, AEAD associated data), so that a
 /// wrapped key moved to another store, or a header altered, does not
@@ -73,11 +75,33 @@ enum RootKeyWrapping {
         }
     }
 
+    /// What is wrong with `source` as the key of a new header, found
+    /// without a key derivation or a provider call: an empty passphrase, a
+    /// provider's malformed ``KeyProvider/keyID``. Nil for a usable one.
+    static func problem(with source: MasterKeySource) -> PatientVaultError? {
+        switch source {
+        case .key:
+            return nil
+        case .passphrase(let passphrase, _):
+            return passphrase.isEmpty ? PatientVaultError(.invalidArgument, "the passphrase is empty") : nil
+        case .provider(let provider):
+            return Limits.isPrintable(provider.keyID, maximum: Limits.keyProviderID) ? nil : PatientVaultError(
+                .invalidArgument, "a key provider's keyID is 1 to \(Limits.keyProviderID) UTF-8 bytes without control or format characters")
+        }
+    }
+
     /// A header for the store `storeID` whose root key `root` is wrapped
-    /// with `source` (a new random salt for a passphrase).
+    /// with `source` (a new random salt for a passphrase). A provider's
+    /// wrap is unwrapped once more by the same provider and must give back
+    /// `root`: a header is never made that its own provider cannot open.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a bad
+    ///   source (``problem(with:)``), a wrapped key of the wrong size, or a
+    ///   provider whose unwrap does not give back what it wrapped; the
+    ///   provider's own `PatientVaultError` (an outage: `io`).
     static func header(
         wrapping root: SymmetricKey, with source: MasterKeySource, storeID: [UInt8], weakCost: Bool
     ) async throws(PatientVaultError) -> StoreHeader {
+        if let problem = problem(with: source) { throw problem }
         let zeroSalt = [UInt8](repeating: 0, count: 16)
         switch source {
         case .key(let master):
@@ -86,7 +110,6 @@ enum RootKeyWrapping {
             h.wrapped = try translatingErrors { try h.wrapping(root, under: master.key) }
             return h
         case .passphrase(let passphrase, let strength):
-            guard !passphrase.isEmpty else { throw PatientVaultError(.invalidArgument, "the passphrase is empty") }
             let parameters: Argon2id.Parameters = if weakCost {
                 .minimum
             } else {
@@ -103,10 +126,6 @@ enum RootKeyWrapping {
             return h
         case .provider(let provider):
             let keyID = provider.keyID
-            guard Limits.isPrintable(keyID, maximum: Limits.keyProviderID) else {
-                throw PatientVaultError(
-                    .invalidArgument, "a key provider's keyID is 1 to \(Limits.keyProviderID) UTF-8 bytes without control or format characters")
-            }
             var h = StoreHeader(
                 source: .provider, salt: zeroSalt, parameters: .init(opsLimit: 0, memLimit: 0), storeID: storeID, keyID: keyID, wrapped: [])
             let wrapped: [UInt8]
@@ -119,6 +138,23 @@ enum RootKeyWrapping {
             }
             guard (1...Limits.wrappedRootKey).contains(wrapped.count) else {
                 throw PatientVaultError(.invalidArgument, "a key provider's wrapped key is 1 to \(Limits.wrappedRootKey) bytes")
+            }
+            // The trial unwrap: a provider that cannot open its own wrap
+            // (another key behind the same keyID, a context it does not
+            // bind the way it checks it) would leave a store that opens
+            // now, from the root key in memory, and never again.
+            let unwrapped: MasterKey
+            do {
+                unwrapped = try await provider.unwrap(wrapped, context: h.prefix())
+            } catch let error as PatientVaultError {
+                throw error
+            } catch {
+                throw PatientVaultError(.invalidArgument, "the key provider did not unwrap the key it wrapped: nothing was written")
+            }
+            // Constant time (`SymmetricKey`'s ==). Not wiped here: the
+            // provider may hand back the very key it was given.
+            guard unwrapped.key == root else {
+                throw PatientVaultError(.invalidArgument, "the key provider's unwrap does not give back the key it wrapped: nothing was written")
             }
             h.wrapped = wrapped
             return h

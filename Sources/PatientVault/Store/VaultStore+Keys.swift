@@ -26,7 +26,10 @@ extension VaultStore {
     /// review stream like ``activity(of:matching:as:)``.
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (`notAReviewer`),
     ///   ``PatientVaultError/Code/invalidArgument`` for a store in memory
-    ///   (no header, no master key to rotate) or a bad source,
+    ///   (no header, no master key to rotate) or a bad source (an empty
+    ///   passphrase, a malformed provider `keyID`: recorded as denied,
+    ///   rule `invalidRequest`; a provider whose unwrap does not give back
+    ///   its wrap: the old header stays),
     ///   ``PatientVaultError/Code/io`` if the header cannot be written (the
     ///   old one stays); ``PatientVaultError/Code/durabilityLost`` if the new
     ///   header was renamed into place but its folder did not sync: after a
@@ -34,9 +37,14 @@ extension VaultStore {
     ///   both until a later rotation succeeds.
     public func rotateMasterKey(to source: MasterKeySource, as principal: Principal) async throws(PatientVaultError) {
         let inMemory = rootKey == nil || !location.isFileURL
+        // The source is checked before the review entry is written, so that
+        // a bad one is recorded as the pipeline records bad input (denied,
+        // rule `invalidRequest`), never as an allowed rotation.
         try await recordStoreLevelAccess(
             .rotateMasterKey, by: principal, target: "masterKey",
-            invalid: inMemory ? PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no header: it has no master key to rotate") : nil)
+            invalid: inMemory
+                ? PatientVaultError(.invalidArgument, "a store in memory or on PostgreSQL has no header: it has no master key to rotate")
+                : RootKeyWrapping.problem(with: source))
         guard let rootKey else { return }
         let directory = location.path
         let weakCost = configuration.allowsWeakPassphraseCostForTesting

@@ -46,7 +46,8 @@ import Testing
             #expect(try await store.content(of: doc.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
             #expect(store.checkpointVerifierKey == verifierKey, "the keys under the root do not change")
         }
-        #expect(hsm.calls.wraps == 1 && hsm.calls.unwraps == 1)
+        // One wrap, its trial unwrap, and the reopen's unwrap.
+        #expect(hsm.calls.wraps == 1 && hsm.calls.unwraps == 2)
         _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         try await store.close()
     }
@@ -208,6 +209,84 @@ import Testing
             }
         }
         try await t.close()
+    }
+
+    /// A provider whose unwrap refuses its own wrap, or gives back other
+    /// bytes: the store is not created (no header: it would open from the
+    /// root key in memory and never again after close), and a rotation to
+    /// it leaves the old header, so the old key still opens the store.
+    @Test(arguments: UnfaithfulProvider.Fault.allCases)
+    func aProviderThatCannotUnwrapItsOwnWrapIsRefused(fault: UnfaithfulProvider.Fault) async throws {
+        let bad = try UnfaithfulProvider(fault)
+        let fresh = TestFolder()
+        #expect(await code { _ = try await VaultStore.open(at: fresh.url, key: .provider(bad), configuration: self.configuration()) } == .invalidArgument)
+        #expect(!FileManager.default.fileExists(atPath: fresh.url.appendingPathComponent(StoreFolder.headerFileName).path), "no store was made")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fresh.url.path)) ?? []).isEmpty)
+
+        let folder = TestFolder()
+        let old = try MasterKey.generate()
+        let store = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await store.deposit(Fixtures.draft(), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
+        let header = try Data(contentsOf: folder.url.appendingPathComponent(StoreFolder.headerFileName))
+        #expect(await code { try await store.rotateMasterKey(to: .provider(bad), as: self.dpo) } == .invalidArgument)
+        #expect(try Data(contentsOf: folder.url.appendingPathComponent(StoreFolder.headerFileName)) == header, "the old header stays")
+        try await store.close()
+        let reopened = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        #expect(try await reopened.content(of: doc.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
+        try await reopened.close()
+    }
+
+    /// A bad source (an empty passphrase, a provider's malformed keyID) is
+    /// refused before anything is written, and its review entry says so:
+    /// denied, rule `invalidRequest` (before, it was recorded as an allowed
+    /// rotation, then refused).
+    @Test func aBadSourceIsRecordedAsAnInvalidRequestNotAsAllowed() async throws {
+        let folder = TestFolder()
+        let store = try await VaultStore.open(at: folder.url, key: .key(try MasterKey.generate()), configuration: configuration())
+        let badID = try TestKeyProvider(keyID: "bad\u{0}id")
+        #expect(await code { try await store.rotateMasterKey(to: .passphrase(""), as: self.dpo) } == .invalidArgument)
+        #expect(await code { try await store.rotateMasterKey(to: .provider(badID), as: self.dpo) } == .invalidArgument)
+        try await store.auditWriter.flushActivity()
+        let stream = store.keys.reviewerStream(of: try SystemPrincipal("dpo"))
+        var outcomes: [(AuditOutcome, AccessRule)] = []
+        try await store.loader.walkBack(stream, broken: PatientVaultError(.corrupted, "")) { r in
+            let plain = try RecordCodec.openStoreRecord(
+                r, kind: .activityEntry, key: store.keys.activity, stream: stream, broken: PatientVaultError(.corrupted, ""))
+            for copy in try ActivityBatch.decode(plain).copies {
+                let e = try AuditEntry.decode(copy.entry)
+                if e.action == .rotateMasterKey { outcomes.append((e.outcome, e.rule)) }
+            }
+            return true
+        }
+        #expect(outcomes.count == 2)
+        #expect(outcomes.allSatisfy { $0.0 != .allowed && $0.1 == .invalidRequest }, "\(outcomes)")
+        try await store.close()
+    }
+}
+
+/// A key provider whose unwrap does not give back its wrap: it refuses it,
+/// or answers with another key.
+final class UnfaithfulProvider: KeyProvider {
+    enum Fault: Sendable, CaseIterable { case refuses, otherKey }
+    let keyID = "unfaithful/key-1"
+    let fault: Fault
+    let inner: TestKeyProvider
+
+    init(_ fault: Fault) throws {
+        self.fault = fault
+        inner = try TestKeyProvider(keyID: keyID)
+    }
+
+    func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] {
+        try await inner.wrap(key, context: context)
+    }
+
+    func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
+        switch fault {
+        case .refuses: throw CancellationError()
+        case .otherKey: return try MasterKey.generate()
+        }
     }
 }
 
