@@ -422,8 +422,15 @@ public enum FHIR {
         }
     }
 
-    static func instant(_ date: Date) -> String {
-        JSONDate.format(date)
+    /// A FHIR `instant`: ISO 8601 with milliseconds, in UTC.
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a date that
+    ///   is not finite, which has none (the store records none: such a date
+    ///   comes from a value its caller built).
+    static func instant(_ date: Date) throws(PatientVaultError) -> String {
+        guard let text = JSONDate.format(date) else {
+            throw PatientVaultError(.invalidArgument, "a date that is not finite has no FHIR instant")
+        }
+        return text
     }
 
     static func reference(_ principal: Principal, vaultID: String) -> Reference {
@@ -458,7 +465,9 @@ extension AuditEntry {
     /// representative acts for them), the patient and the document as
     /// entities, the purpose as `purposeOfEvent`, and break-glass as the
     /// `BTG` security label.
-    public func fhirAuditEvent() -> FHIR.AuditEvent {
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if its `time` is
+    ///   not finite (no entry the store returns has one).
+    public func fhirAuditEvent() throws(PatientVaultError) -> FHIR.AuditEvent {
         let (interaction, crud): (String, String) = switch action {
         case .createVault, .deposit, .importVault: ("create", "C")
         case .replace, .authorise, .revoke, .block, .unblock, .setMedecinTraitant, .updateCareTeam, .nameRepresentative,
@@ -511,7 +520,7 @@ extension AuditEntry {
                 FHIR.Coding(system: "http://hl7.org/fhir/restful-interaction", code: interaction),
                 FHIR.Coding(system: FHIR.extensionBase.replacingOccurrences(of: "StructureDefinition/", with: "CodeSystem/action"), code: action.rawValue),
             ],
-            action: crud, recorded: FHIR.instant(time), outcome: Self.fhirOutcome(outcome), outcomeDesc: rule.rawValue,
+            action: crud, recorded: try FHIR.instant(time), outcome: Self.fhirOutcome(outcome), outcomeDesc: rule.rawValue,
             purposeOfEvent: [FHIR.CodeableConcept(coding: [FHIR.Coding(
                 system: "http://terminology.hl7.org/CodeSystem/v3-ActReason", code: purposeCode)])],
             agent: agents,
@@ -525,7 +534,9 @@ extension AuditEntry {
 extension DocumentMetadata {
     /// This version's metadata as a FHIR R4 `DocumentReference` (content is
     /// described, not included). `vaultID` names the patient pseudonymously.
-    public func fhirDocumentReference(vaultID: String) -> FHIR.DocumentReference {
+    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if one of its
+    ///   dates is not finite (no metadata the store returns has one).
+    public func fhirDocumentReference(vaultID: String) throws(PatientVaultError) -> FHIR.DocumentReference {
         let status: String = switch self.status {
         case .current: "current"
         case .superseded: "superseded"
@@ -539,7 +550,9 @@ extension DocumentMetadata {
             labels.append(.init(coding: [.init(system: flagSystem, code: "INVISIBLE_REPRESENTANTS_LEGAUX")]))
         }
         let period: FHIR.DocumentReference.Context? = (draft.serviceStart != nil || draft.serviceEnd != nil)
-            ? .init(period: .init(start: draft.serviceStart.map(FHIR.instant), end: draft.serviceEnd.map(FHIR.instant))) : nil
+            ? .init(period: .init(
+                start: try draft.serviceStart.map { d throws(PatientVaultError) in try FHIR.instant(d) },
+                end: try draft.serviceEnd.map { d throws(PatientVaultError) in try FHIR.instant(d) })) : nil
         return FHIR.DocumentReference(
             id: "\(id)-\(version)",
             identifier: [FHIR.Identifier(system: "urn:ietf:rfc:3986", value: "urn:patientvault:document:\(id):\(version)")],
@@ -549,12 +562,12 @@ extension DocumentMetadata {
                 system: FHIR.extensionBase.replacingOccurrences(of: "StructureDefinition/", with: "CodeSystem/dmp-category"),
                 code: category.rawValue)])],
             subject: FHIR.Reference(reference: "Patient/\(vaultID)", type: "Patient"),
-            date: FHIR.instant(depositedAt),
+            date: try FHIR.instant(depositedAt),
             author: [FHIR.reference(author, vaultID: vaultID)],
             description: title,
             securityLabel: labels.isEmpty ? nil : labels,
             content: [FHIR.DocumentReference.Content(attachment: .init(
-                contentType: mimeType, size: size, title: title, creation: FHIR.instant(createdAt),
+                contentType: mimeType, size: size, title: title, creation: try FHIR.instant(createdAt),
                 extension: [FHIR.Extension(url: FHIR.extensionBase + "blake2b-256", valueString: hexEncoded(contentHash))]))],
             context: period,
             relatesTo: replaces.map { [FHIR.DocumentReference.RelatesTo(
@@ -804,23 +817,30 @@ extension FHIR {
         ///   - timestamp: when the bundle is assembled.
         ///   - baseURL: the host's FHIR base (`https://fhir.example/r4`);
         ///     nil gives `urn:uuid:` full URLs.
-        public init(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date, baseURL: String? = nil) {
+        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if
+        ///   `timestamp` or a date of the documents or entries is not
+        ///   finite.
+        public init(
+            vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry], timestamp: Date, baseURL: String? = nil
+        ) throws(PatientVaultError) {
             id = "export-\(vaultID)-\(Bundle.milliseconds(timestamp))"
             type = "collection"
-            self.timestamp = FHIR.instant(timestamp)
+            self.timestamp = try FHIR.instant(timestamp)
             entry = Bundle.entries(
-                Bundle.collection(vaultID: vaultID, documents: documents, auditEntries: auditEntries), bundleID: id, baseURL: baseURL,
+                try Bundle.collection(vaultID: vaultID, documents: documents, auditEntries: auditEntries), bundleID: id, baseURL: baseURL,
                 search: nil)
         }
 
         /// The resources of a vault's collection, references not yet resolved.
-        private static func collection(vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry]) -> [Resource] {
+        private static func collection(
+            vaultID: String, documents: [DocumentMetadata], auditEntries: [AuditEntry]
+        ) throws(PatientVaultError) -> [Resource] {
             // An entry about a document without a version names the document:
             // inside the bundle, that is its newest version here.
             var newest: [String: Int] = [:]
             for d in documents { newest["\(d.id)"] = max(newest["\(d.id)"] ?? 0, d.version) }
-            let events = auditEntries.map { entry -> AuditEvent in
-                var event = entry.fhirAuditEvent()
+            let events = try auditEntries.map { entry throws(PatientVaultError) -> AuditEvent in
+                var event = try entry.fhirAuditEvent()
                 for i in event.entity.indices {
                     if let ref = event.entity[i].what.reference, ref.hasPrefix("DocumentReference/"),
                        let version = newest[String(ref.dropFirst("DocumentReference/".count))] {
@@ -829,9 +849,8 @@ extension FHIR {
                 }
                 return event
             }
-            return [Resource.patient(Patient(vaultID: vaultID))]
-                + documents.map { .documentReference($0.fhirDocumentReference(vaultID: vaultID)) }
-                + Bundle.uniquelyNamed(events).map { .auditEvent($0) }
+            let references = try documents.map { d throws(PatientVaultError) in Resource.documentReference(try d.fhirDocumentReference(vaultID: vaultID)) }
+            return [Resource.patient(Patient(vaultID: vaultID))] + references + Bundle.uniquelyNamed(events).map { .auditEvent($0) }
         }
 
         /// A patient's export (`VaultExport`, verified) as a `collection`
@@ -840,11 +859,14 @@ extension FHIR {
         /// content (base64), then an `AuditEvent` per audit entry. The
         /// exporter may read every version of an export, so each carries
         /// its content.
-        public init(export: VaultExport, baseURL: String? = nil) {
+        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if a date
+        ///   of the export is not finite (no export the store makes has
+        ///   one).
+        public init(export: VaultExport, baseURL: String? = nil) throws(PatientVaultError) {
             id = "export-\(export.vaultID)-\(Bundle.milliseconds(export.exportedAt))"
             type = "collection"
-            timestamp = FHIR.instant(export.exportedAt)
-            var resources = Bundle.collection(
+            timestamp = try FHIR.instant(export.exportedAt)
+            var resources = try Bundle.collection(
                 vaultID: export.vaultID, documents: export.documents.map(\.metadata), auditEntries: export.auditTrail)
             for (i, resource) in resources.enumerated() {
                 guard case .documentReference(var reference) = resource,
@@ -866,12 +888,14 @@ extension FHIR {
         ///   - vaultID: the vault's id (`VaultInfo.vaultID`).
         ///   - timestamp: when the bundle is assembled.
         ///   - baseURL: as for a collection.
-        public init(searchset auditEntries: [AuditEntry], vaultID: String, timestamp: Date, baseURL: String? = nil) {
+        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if
+        ///   `timestamp` or an entry's time is not finite.
+        public init(searchset auditEntries: [AuditEntry], vaultID: String, timestamp: Date, baseURL: String? = nil) throws(PatientVaultError) {
             id = "audit-\(vaultID)-\(Bundle.milliseconds(timestamp))"
             type = "searchset"
-            self.timestamp = FHIR.instant(timestamp)
+            self.timestamp = try FHIR.instant(timestamp)
             total = auditEntries.count
-            let events = Bundle.uniquelyNamed(auditEntries.map { $0.fhirAuditEvent() })
+            let events = Bundle.uniquelyNamed(try auditEntries.map { e throws(PatientVaultError) in try e.fhirAuditEvent() })
             entry = Bundle.entries(events.map { .auditEvent($0) }, bundleID: id, baseURL: baseURL, search: Search(mode: "match"))
         }
 

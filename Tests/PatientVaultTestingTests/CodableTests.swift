@@ -107,7 +107,7 @@ import Testing
             documents += try await store.versions(of: d.id, for: alice, as: .patient(alice))
         }
         let trail = try await store.auditTrail(for: alice, as: .patient(alice))
-        let bundle = FHIR.Bundle(vaultID: info.vaultID, documents: documents, auditEntries: trail, timestamp: Date(timeIntervalSince1970: 1_700_000_000))
+        let bundle = try FHIR.Bundle(vaultID: info.vaultID, documents: documents, auditEntries: trail, timestamp: Date(timeIntervalSince1970: 1_700_000_000))
         return (bundle, trail.count)
     }
     try checkBundleStructure(bundle, documentReferences: 2, auditEvents: auditCount)
@@ -125,7 +125,7 @@ import Testing
         let first = try await store.deposit(draft, content: Data("v1".utf8), for: alice, as: .laboratory())
         _ = try await store.replace(first.id, with: draft, content: Data("v2".utf8), reason: .superseded, for: alice, as: .laboratory())
         let export = try await store.exportVault(for: alice, as: .patient(alice))
-        return (FHIR.Bundle(export: export), export)
+        return (try FHIR.Bundle(export: export), export)
     }
     try checkBundleStructure(bundle, documentReferences: 2, auditEvents: export.auditTrail.count, binaries: 2)
     let byURL = Dictionary(uniqueKeysWithValues: bundle.entry.map { ($0.fullUrl, $0.resource) })
@@ -154,9 +154,9 @@ import Testing
         #expect(Set(trail.map(\.sequence)) == [0])
         let now = Date(timeIntervalSince1970: 1_700_000_000)
         let base = "https://fhir.example.org/r4"
-        let collection = FHIR.Bundle(vaultID: info.vaultID, documents: [], auditEntries: trail, timestamp: now, baseURL: base)
+        let collection = try FHIR.Bundle(vaultID: info.vaultID, documents: [], auditEntries: trail, timestamp: now, baseURL: base)
         try checkBundleStructure(collection, documentReferences: 0, auditEvents: trail.count, baseURL: base)
-        let search = FHIR.Bundle(searchset: trail, vaultID: info.vaultID, timestamp: now)
+        let search = try FHIR.Bundle(searchset: trail, vaultID: info.vaultID, timestamp: now)
         #expect(search.total == trail.count && search.type == "searchset")
         try checkBundleStructure(search, documentReferences: 0, auditEvents: trail.count, type: "searchset")
         #expect(try JSONDecoder().decode(FHIR.Bundle.self, from: try FHIR.json(search)) == search)
@@ -274,9 +274,21 @@ func literalReferences(in root: Any) -> [String] {
         _ = try FINESSNumber(FINESSNumber.example(n).value)
     }
     #expect(INS.example(-1) == INS.example(999_999))
-    for date in [Date.distantFuture, Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.greatestFiniteMagnitude)] {
-        let bundle = FHIR.Bundle(vaultID: "v", documents: [], auditEntries: [], timestamp: date)
+    for date in [Date.distantFuture, Date(timeIntervalSince1970: -.greatestFiniteMagnitude)] {
+        let bundle = try FHIR.Bundle(vaultID: "v", documents: [], auditEntries: [], timestamp: date)
         #expect(bundle.entry.count == 1)
+    }
+    // A date that is not finite has no FHIR instant: a typed refusal, not
+    // a trap (Foundation's ISO 8601 style traps on NaN on some platforms)
+    // nor a date of another year.
+    for date in [Date(timeIntervalSince1970: .nan), Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.infinity)] {
+        #expect(throws: PatientVaultError.self) { _ = try FHIR.Bundle(vaultID: "v", documents: [], auditEntries: [], timestamp: date) }
+        do {
+            _ = try FHIR.Bundle(searchset: [], vaultID: "v", timestamp: date)
+            Issue.record("a searchset stamped with a date that is not finite was built")
+        } catch {
+            #expect(error.code == .invalidArgument)
+        }
     }
 }
 
@@ -299,5 +311,61 @@ func literalReferences(in root: Any) -> [String] {
             vaultID: "v", createdBy: .patient(alice), channel: .patientOnline,
             createdAt: Date(timeIntervalSince1970: Double(ms) / 1000), documentCount: 0)
         #expect(try JSONDecoder().decode(VaultInfo.self, from: JSONEncoder().encode(info)) == info, "\(ms)")
+    }
+}
+
+/// A date that is not finite has no ISO 8601 form: encoding a value that
+/// holds one throws `EncodingError.invalidValue` (before, Foundation's
+/// style was given it: a trap on some platforms, a date of another year,
+/// which never decodes, on others).
+@Test(arguments: [Double.nan, .infinity, -.infinity])
+func aDateThatIsNotFiniteIsAnEncodingError(seconds: Double) throws {
+    let date = Date(timeIntervalSince1970: seconds)
+    let ins = INS.example(7)
+    var draft = DocumentDraft(
+        typeCode: DocumentTypeCode(code: "11488-4"), category: .report, title: "t", createdAt: Date(timeIntervalSince1970: 0),
+        mimeType: "text/plain")
+    func refused(_ value: some Encodable) {
+        #expect {
+            _ = try JSONEncoder().encode(value)
+        } throws: { error in
+            guard case EncodingError.invalidValue = error else { return false }
+            return true
+        }
+    }
+    draft.serviceEnd = date
+    refused(draft)
+    draft.serviceEnd = nil
+    draft.createdAt = date
+    refused(draft)
+    refused(DocumentMetadata(
+        id: try DocumentID("00112233445566778899aabbccddeeff"), version: 1, draft: DocumentDraft(
+            typeCode: DocumentTypeCode(code: "1"), category: .report, title: "t", createdAt: Date(timeIntervalSince1970: 0), mimeType: "a/b"),
+        author: .patient(ins), depositedAt: date, size: 1, contentHash: [1], status: .current))
+    refused(AuditEntry(
+        sequence: 1, time: date, actor: .patient(ins), onBehalfOf: nil, action: .readContent, vaultID: "v", document: nil, version: nil,
+        outcome: .allowed, rule: .medecinTraitant, purpose: .care, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: nil,
+        reasonHash: nil, matrixVersion: "1", previousHash: []))
+    var info = VaultInfo(vaultID: "v", createdBy: .patient(ins), channel: .patientOnline, createdAt: Date(timeIntervalSince1970: 0), documentCount: 0)
+    info.retainedUntil = date
+    refused(info)
+}
+
+/// A closed vault's information keeps its closure and the end of its
+/// retention through JSON (before, both were dropped: the decoded value
+/// read as an open vault). An open vault's JSON is unchanged.
+@Test func aClosedVaultsInformationSurvivesItsJSONForm() async throws {
+    let alice = INS.example(41)
+    try await withTemporaryStore { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let open = try await store.vaultInfo(for: alice, as: .patient(alice))
+        let openJSON = String(decoding: try JSONEncoder().encode(open), as: UTF8.self)
+        #expect(!openJSON.contains("closure") && !openJSON.contains("retainedUntil"))
+        try await store.closeVault(for: alice, reason: .patientRequest, as: .patient(alice))
+        let closed = try await store.vaultInfo(for: alice, as: .patient(alice))
+        #expect(closed.closure != nil && closed.retainedUntil != nil)
+        let back = try JSONDecoder().decode(VaultInfo.self, from: JSONEncoder().encode(closed))
+        #expect(back == closed)
+        #expect(back.closure?.reason == .patientRequest && back.closure?.closedBy == .patient(alice))
     }
 }

@@ -182,7 +182,7 @@ public struct VaultPolicy: Hashable, Sendable {
             guard GrantHolder(grantee) != nil else {
                 throw invalid("only professionals and organisations can be authorised")
             }
-            if let until, !Limits.isStorable(until) { throw invalid("the expiry is not finite or is beyond ±10¹¹ s of 1970") }
+            if let until, !Limits.isStorable(until) { throw invalid("the expiry is not \(Limits.dateRangeDescription)") }
             if let until, until <= time { throw invalid("the authorisation would expire in the past") }
         case .setMedecinTraitant(let p):
             if let p, p.profession != .doctor { throw invalid("the médecin traitant is a doctor") }

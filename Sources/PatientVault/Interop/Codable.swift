@@ -21,9 +21,14 @@ package enum JSONDate {
     /// ".609" and a date did not survive its own round trip). The store's
     /// clock readings are whole milliseconds (`Configuration.currentTime()`),
     /// so every date it records decodes to the same `Date`.
-    package static func format(_ date: Date) -> String {
+    ///
+    /// Nil for a date that is not finite: it has no ISO 8601 form (and
+    /// Foundation's style, given one, traps on some platforms and writes a
+    /// date of another year on others).
+    package static func format(_ date: Date) -> String? {
         let t = date.timeIntervalSince1970
-        guard t.isFinite, abs(t) < 1e14 else { return style.format(date) }
+        guard t.isFinite else { return nil }
+        guard abs(t) < 1e14 else { return style.format(date) }
         let ms = Int64((t * 1000).rounded())
         let (whole, fraction) = (ms.floorDivided(by: 1000), ms - ms.floorDivided(by: 1000) * 1000)
         var text = seconds.format(Date(timeIntervalSince1970: Double(whole)))
@@ -31,6 +36,18 @@ package enum JSONDate {
         text.removeLast()
         let digits = String(fraction)
         return text + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+    }
+
+    /// The text of `date` for the JSON field `key` of `c`.
+    /// - Throws: `EncodingError.invalidValue` for a date that is not finite.
+    static func encode<K: CodingKey>(_ date: Date, _ key: K, in c: KeyedEncodingContainer<K>) throws -> String {
+        guard let text = format(date) else {
+            // The value is the seconds, not the `Date`: describing a date
+            // that is not a number traps too (`Date.description`).
+            throw EncodingError.invalidValue(
+                date.timeIntervalSince1970, EncodingError.Context(codingPath: c.codingPath + [key], debugDescription: "a date that is not finite has no ISO 8601 form"))
+        }
+        return text
     }
 
     /// `date` rounded to the nearest millisecond: what a decoded date is.
@@ -144,6 +161,7 @@ extension VaultAction: Codable {}
 extension AccessRule: Codable {}
 extension AuditOutcome: Codable {}
 extension AuditPurpose: Codable {}
+extension ClosureReason: Codable {}
 
 /// `{"system": "http://loinc.org", "code": "11488-4"}`
 extension DocumentTypeCode: Codable {
@@ -337,8 +355,9 @@ extension DocumentDraft: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode([
-            .typeCode: typeCode, .category: category, .title: title, .createdAt: JSONDate.format(createdAt),
-            .serviceStart: serviceStart.map(JSONDate.format), .serviceEnd: serviceEnd.map(JSONDate.format),
+            .typeCode: typeCode, .category: category, .title: title, .createdAt: try JSONDate.encode(createdAt, .createdAt, in: c),
+            .serviceStart: try serviceStart.map { try JSONDate.encode($0, .serviceStart, in: c) },
+            .serviceEnd: try serviceEnd.map { try JSONDate.encode($0, .serviceEnd, in: c) },
             .mimeType: mimeType, .confidentiality: confidentiality,
         ])
     }
@@ -373,7 +392,7 @@ extension DocumentMetadata: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode([
-            .id: id, .version: version, .draft: draft, .author: author, .depositedAt: JSONDate.format(depositedAt),
+            .id: id, .version: version, .draft: draft, .author: author, .depositedAt: try JSONDate.encode(depositedAt, .depositedAt, in: c),
             .size: size, .contentHash: hexEncoded(contentHash),
         ])
         if let replaces {
@@ -385,25 +404,46 @@ extension DocumentMetadata: Codable {
     }
 }
 
+/// `vaultID`, `createdBy`, `channel`, `createdAt`, `documentCount`; for a
+/// closed vault also `closure` (`{"reason", "closedAt", "closedBy"}`,
+/// `closedBy` absent when nil) and `retainedUntil`, each absent when nil.
 extension VaultInfo: Codable {
-    private enum Keys: String, CodingKey { case vaultID, createdBy, channel, createdAt, documentCount }
+    private enum Keys: String, CodingKey { case vaultID, createdBy, channel, createdAt, documentCount, closure, retainedUntil }
+    private enum ClosureKeys: String, CodingKey { case reason, closedAt, closedBy }
 
-    /// Decodes `vaultID`, `createdBy`, `channel`, `createdAt` and `documentCount`.
+    /// Decodes `vaultID`, `createdBy`, `channel`, `createdAt` and
+    /// `documentCount`, and `closure` and `retainedUntil` when present.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         self.init(
             vaultID: try c.decode(String.self, forKey: .vaultID), createdBy: try c.decode(Principal.self, forKey: .createdBy),
             channel: try c.decode(CreationChannel.self, forKey: .channel), createdAt: try JSONDate.decode(.createdAt, in: c),
             documentCount: try c.decode(Int.self, forKey: .documentCount))
+        if c.contains(.closure), try !c.decodeNil(forKey: .closure) {
+            let r = try c.nestedContainer(keyedBy: ClosureKeys.self, forKey: .closure)
+            closure = VaultClosure(
+                reason: try r.decode(ClosureReason.self, forKey: .reason), closedAt: try JSONDate.decode(.closedAt, in: r),
+                closedBy: try r.decodeIfPresent(Principal.self, forKey: .closedBy))
+        }
+        retainedUntil = try JSONDate.decodeIfPresent(.retainedUntil, in: c)
     }
 
-    /// Encodes `vaultID`, `createdBy`, `channel`, `createdAt` and `documentCount`.
+    /// Encodes `vaultID`, `createdBy`, `channel`, `createdAt` and
+    /// `documentCount`, and `closure` and `retainedUntil` when not nil (a
+    /// closed vault's).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode([
-            .vaultID: vaultID, .createdBy: createdBy, .channel: channel, .createdAt: JSONDate.format(createdAt),
+            .vaultID: vaultID, .createdBy: createdBy, .channel: channel, .createdAt: try JSONDate.encode(createdAt, .createdAt, in: c),
             .documentCount: documentCount,
         ])
+        if let closure {
+            var r = c.nestedContainer(keyedBy: ClosureKeys.self, forKey: .closure)
+            try r.encode(closure.reason, forKey: .reason)
+            try r.encode(try JSONDate.encode(closure.closedAt, .closedAt, in: r), forKey: .closedAt)
+            try r.encodeIfPresent(closure.closedBy, forKey: .closedBy)
+        }
+        if let retainedUntil { try c.encode(try JSONDate.encode(retainedUntil, .retainedUntil, in: c), forKey: .retainedUntil) }
     }
 }
 
@@ -439,7 +479,7 @@ extension AuditEntry: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode([
-            .sequence: sequence, .time: JSONDate.format(time), .actor: actor, .onBehalfOf: onBehalfOf, .action: action,
+            .sequence: sequence, .time: try JSONDate.encode(time, .time, in: c), .actor: actor, .onBehalfOf: onBehalfOf, .action: action,
             .vaultID: vaultID, .document: document, .version: version, .outcome: outcome, .rule: rule, .purpose: purpose,
             .legalBasis: legalBasis, .isBreakGlass: isBreakGlass, .isSecretAccess: isSecretAccess, .target: target,
             .reasonHash: reasonHash.map(hexEncoded), .matrixVersion: matrixVersion, .previousHash: hexEncoded(previousHash),

@@ -48,9 +48,16 @@ enum Limits {
     /// Versions are stored as 32-bit numbers, from 1.
     static let versions: ClosedRange<Int> = 1...Int(UInt32.max)
     /// Dates are stored as their 64-bit floating-point seconds since 1970:
-    /// finite, and within ±10¹¹ s (years −1200 to 5100), so that time
-    /// arithmetic (expiries, the hidden-document delays) never overflows.
-    static let dateSeconds: ClosedRange<Double> = -1e11...1e11
+    /// finite, from 0001-01-01T00:00:00Z (−62,135,596,800 s) to 10¹¹ s
+    /// (5138-11-16T09:46:40Z), so that time arithmetic (expiries, the
+    /// hidden-document delays) never overflows, and every date a record
+    /// holds survives its JSON form (`JSONDate`): Foundation's ISO 8601
+    /// parser reads no year before 1, so a date before it could be
+    /// written as JSON and never read back (an export that never imports).
+    static let dateSeconds: ClosedRange<Double> = -62_135_596_800...1e11
+
+    /// The accepted dates, for error messages.
+    static let dateRangeDescription = "finite, from 0001-01-01T00:00:00Z to 5138-11-16T09:46:40Z"
 
     /// Whether `date` can be stored and compared safely.
     static func isStorable(_ date: Date) -> Bool {

@@ -62,7 +62,8 @@ public struct Configuration: Sendable {
     public var metricsFactory: (any MetricsFactory)?
     /// The clock of deposit times, audit entries and time-bound rules
     /// (grant expiry, hidden documents). A reading outside the dates
-    /// records hold (±10¹¹ s from 1970) is taken as the nearest bound.
+    /// records hold (0001-01-01T00:00:00Z to 10¹¹ s after 1970) is taken
+    /// as the nearest bound.
     public var clock: any VaultClock = SystemClock()
     /// Size of the plaintext chunks large content is cut into.
     public var contentChunkSize: Int = 1 << 20
@@ -159,9 +160,10 @@ public struct Configuration: Sendable {
     /// records (deposit times, audit entries, vault creation) is a whole
     /// number of milliseconds, so it survives its JSON and FHIR forms,
     /// which carry milliseconds.
-    /// A reading outside the dates records can hold (±10¹¹ s, not a
-    /// number) is taken as the nearest bound: a broken clock cannot make
-    /// the store trap or write a date it cannot read back.
+    /// A reading outside the dates records can hold (year 1 to 10¹¹ s
+    /// after 1970, not a number) is taken as the nearest bound: a broken
+    /// clock cannot make the store trap or write a date it cannot read
+    /// back.
     func currentTime() -> Date {
         let t = clock.now().timeIntervalSince1970
         let bounded = t.isNaN ? 0 : min(max(t, Limits.dateSeconds.lowerBound), Limits.dateSeconds.upperBound)

@@ -297,7 +297,7 @@ extension VaultStore {
             throw invalid("the type code needs a system (≤ \(Limits.typeCodeSystem) bytes) and a code (≤ \(Limits.typeCode) bytes)")
         }
         guard [draft.createdAt, draft.serviceStart, draft.serviceEnd].allSatisfy({ $0.map(Limits.isStorable) ?? true }) else {
-            throw invalid("a date of the draft is not finite or is beyond ±10¹¹ s of 1970")
+            throw invalid("a date of the draft is not \(Limits.dateRangeDescription)")
         }
         // type/subtype: one slash, with something on each side.
         let mime = draft.mimeType.utf8

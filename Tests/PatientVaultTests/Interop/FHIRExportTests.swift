@@ -24,7 +24,7 @@ import PatientVaultFHIR
         let depositJSON = String(decoding: try FHIR.json(deposit.fhirAuditEvent()), as: UTF8.self)
         #expect(depositJSON.contains("DocumentReference/\(doc.id)-1") && depositJSON.contains("\"C\""))
 
-        let reference = doc.fhirDocumentReference(vaultID: glass.vaultID)
+        let reference = try doc.fhirDocumentReference(vaultID: glass.vaultID)
         let refJSON = try JSONSerialization.jsonObject(with: try FHIR.json(reference)) as! [String: Any]
         #expect(refJSON["resourceType"] as? String == "DocumentReference")
         #expect(refJSON["status"] as? String == "current")

@@ -15,7 +15,7 @@ import PatientVaultTesting
     }
 
     /// A clock the host got wrong (infinite, or past the dates records
-    /// hold) reads as the nearest bound, ±10¹¹ s: the store neither traps
+    /// hold) reads as the nearest bound (year 1, or 10¹¹ s): the store neither traps
     /// (making a signing key converted the reading to milliseconds) nor
     /// writes a date it cannot read back.
     @Test(arguments: [Double.infinity, 1e17, -1e17, -Double.infinity])
@@ -25,7 +25,7 @@ import PatientVaultTesting
         let t = try await TestStore(configuration: c, engine: .folder)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let d = try await t.store.deposit(Fixtures.draft(), content: Data("x".utf8), for: alice, as: Fixtures.doctor)
-        #expect(d.depositedAt.timeIntervalSince1970 == (reading > 0 ? 1e11 : -1e11))
+        #expect(d.depositedAt.timeIntervalSince1970 == (reading > 0 ? Limits.dateSeconds.upperBound : Limits.dateSeconds.lowerBound))
         _ = try await t.store.rotateCheckpointSigningKey(as: .auditReviewer(try SystemPrincipal("dpo")))
         let store = try await t.reopen()
         #expect(try await store.documents(for: alice, as: .patient(alice)).map(\.depositedAt) == [d.depositedAt])
@@ -53,6 +53,34 @@ import PatientVaultTesting
         #expect(throws: PatientVaultError.self) { _ = try ErasureReason(stored: "") }
     }
 
+    /// Every date a record can hold survives its JSON form: the bounds of
+    /// `Limits.dateSeconds`, in a draft, a version's metadata, an audit
+    /// entry and a vault's information, encode and decode to the same
+    /// date. Before, the lower bound was −10¹¹ s (year −1200), which
+    /// Foundation's ISO 8601 parser cannot read back: such a patient's
+    /// export never imported.
+    @Test(arguments: [Limits.dateSeconds.lowerBound, Limits.dateSeconds.upperBound])
+    func theBoundsOfStorableDatesSurviveTheirJSONForm(seconds: Double) throws {
+        let date = Date(timeIntervalSince1970: seconds)
+        #expect(Limits.isStorable(date))
+        var d = Fixtures.draft()
+        (d.createdAt, d.serviceStart, d.serviceEnd) = (date, date, date)
+        try VaultStore.validate(d, author: Fixtures.doctor)
+        let metadata = DocumentMetadata(
+            id: try DocumentID.random(), version: 1, draft: d, author: Fixtures.doctor, depositedAt: date, size: 1,
+            contentHash: [UInt8](repeating: 1, count: 32), status: .current)
+        #expect(try JSONDecoder().decode(DocumentMetadata.self, from: JSONEncoder().encode(metadata)) == metadata)
+        let entry = AuditEntry(
+            sequence: 1, time: date, actor: Fixtures.doctor, onBehalfOf: nil, action: .deposit, vaultID: "v", document: nil, version: nil,
+            outcome: .allowed, rule: .medecinTraitant, purpose: .care, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: nil,
+            reasonHash: nil, matrixVersion: "1", previousHash: [])
+        #expect(try JSONDecoder().decode(AuditEntry.self, from: JSONEncoder().encode(entry)) == entry)
+        var info = VaultInfo(vaultID: "v", createdBy: .patient(alice), channel: .patientOnline, createdAt: date, documentCount: 0)
+        info.closure = VaultClosure(reason: .death, closedAt: date, closedBy: Fixtures.doctor)
+        info.retainedUntil = date
+        #expect(try JSONDecoder().decode(VaultInfo.self, from: JSONEncoder().encode(info)) == info)
+    }
+
     @Test func badDraftsAreRefusedWithTheirEntryAndNothingElse() async throws {
         let t = try await TestStore()
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
@@ -71,6 +99,10 @@ import PatientVaultTesting
             draft { $0.createdAt = Date(timeIntervalSince1970: .nan) },
             draft { $0.serviceStart = Date(timeIntervalSince1970: .infinity) },
             draft { $0.serviceEnd = Date(timeIntervalSince1970: 1e12) },
+            // Before year 1: Foundation's ISO 8601 parser reads no such
+            // year, so its JSON would never read back.
+            draft { $0.serviceStart = Date(timeIntervalSince1970: -62_135_596_801) },
+            draft { $0.createdAt = Date(timeIntervalSince1970: -1e11) },
         ]
         for d in bad {
             #expect(await code { _ = try await t.store.deposit(d, content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor) } == .invalidArgument)

@@ -22,7 +22,7 @@ import Testing
             typeCode: DocumentTypeCode(
                 system: String(repeating: "s", count: Limits.typeCodeSystem), code: String(repeating: "c", count: Limits.typeCode)),
             category: .administeredTreatment, title: String(repeating: "é", count: Limits.title / 2),
-            createdAt: Date(timeIntervalSince1970: 1e11), serviceStart: Date(timeIntervalSince1970: -1e11),
+            createdAt: Date(timeIntervalSince1970: 1e11), serviceStart: Date(timeIntervalSince1970: Limits.dateSeconds.lowerBound),
             serviceEnd: Date(timeIntervalSince1970: 1e11), mimeType: "a/" + String(repeating: "b", count: Limits.mimeType - 2),
             confidentiality: ConfidentialityFlags(rawValue: 0b111))
         let authors: [Principal] = [

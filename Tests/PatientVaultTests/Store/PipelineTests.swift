@@ -112,7 +112,7 @@ import PatientVaultFHIR
         #expect(last.action == .deposit)
         #expect(last.outcome == .abandoned)
         // Exported as a serious failure (FHIR) and by name (JSON).
-        #expect(last.fhirAuditEvent().outcome == "8")
+        #expect(try last.fhirAuditEvent().outcome == "8")
         #expect(String(decoding: try JSONEncoder().encode(last), as: UTF8.self).contains(#""outcome":"abandoned""#))
         // Nothing else became visible, and the chain still verifies.
         #expect(try await v.store.documents(for: v.alice, as: v.patient).isEmpty)
