@@ -43,6 +43,8 @@ public enum AuditMode: Sendable, Hashable {
     /// background flush makes it durable within `maxDelay`. A crash can
     /// lose the last `maxDelay` of read entries (never a write's entry:
     /// writes and their entries share one durable commit in every mode).
+    /// `maxDelay` is one millisecond to one hour (checked when the store
+    /// opens: `invalidArgument`).
     case batched(maxDelay: Duration)
 }
 
@@ -181,7 +183,11 @@ public struct Configuration: Sendable {
         }
         if let cadence = checkpointCadence {
             if let records = cadence.records, records < 1 { throw bad("checkpointCadence.records", records, "at least 1") }
-            if let interval = cadence.interval, interval <= .zero { throw bad("checkpointCadence.interval", interval, "positive") }
+            // A floor, not only a sign: the cadence's loop sleeps for the
+            // interval (up to a second), and a nanosecond would spin it.
+            if let interval = cadence.interval, interval < .milliseconds(1) {
+                throw bad("checkpointCadence.interval", interval, "at least one millisecond")
+            }
         }
         guard (4096...(4 << 20)).contains(contentChunkSize) else {
             throw bad("contentChunkSize", contentChunkSize, "4,096 to 4,194,304 bytes")
@@ -205,8 +211,10 @@ public struct Configuration: Sendable {
         guard (0...65_536).contains(documentKeyCacheLimit) else {
             throw bad("documentKeyCacheLimit", documentKeyCacheLimit, "0 to 65,536")
         }
-        if case .batched(let delay) = auditMode, !(delay > .zero && delay <= .seconds(3600)) {
-            throw bad("auditMode.batched(maxDelay:)", delay, "more than zero and at most one hour")
+        // The flusher sleeps `delay` between syncs: below a millisecond it
+        // would spin a core.
+        if case .batched(let delay) = auditMode, !(delay >= .milliseconds(1) && delay <= .seconds(3600)) {
+            throw bad("auditMode.batched(maxDelay:)", delay, "one millisecond to one hour")
         }
     }
 }
@@ -233,8 +241,8 @@ public enum MasterKeySource: Sendable {
 }
 
 /// When a store makes checkpoints by itself (``Configuration/checkpointCadence``).
-/// A count is at least 1 and an interval positive (checked when the store
-/// opens: `invalidArgument`).
+/// A count is at least 1 and an interval at least one millisecond
+/// (checked when the store opens: `invalidArgument`).
 public struct CheckpointCadence: Sendable, Hashable {
     /// Once this many more records are durable (nil: not by count).
     public var records: UInt64?

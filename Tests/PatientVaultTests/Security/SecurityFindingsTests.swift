@@ -75,6 +75,12 @@ import Testing
             ("segmentSize", { $0.segmentSize = 0 }),
             ("segmentSize", { $0.segmentSize = UInt64.max }),
             ("auditMode", { $0.auditMode = .batched(maxDelay: .seconds(-1)) }),
+            // Positive but below a millisecond: the background loops that
+            // sleep for them would spin.
+            ("auditMode", { $0.auditMode = .batched(maxDelay: .nanoseconds(1)) }),
+            ("auditMode", { $0.auditMode = .batched(maxDelay: .microseconds(999)) }),
+            ("checkpointCadence.interval", { $0.checkpointCadence = CheckpointCadence(interval: .nanoseconds(1)) }),
+            ("checkpointCadence.interval", { $0.checkpointCadence = CheckpointCadence(interval: .zero) }),
         ]
         for (field, change) in cases {
             var c = Fixtures.configuration()
@@ -85,6 +91,11 @@ import Testing
         }
         // Nothing was created by a refused configuration.
         #expect(!FileManager.default.fileExists(atPath: folder.url.path))
+        // The floors themselves are accepted.
+        var floor = Fixtures.configuration()
+        floor.auditMode = .batched(maxDelay: .milliseconds(1))
+        floor.checkpointCadence = CheckpointCadence(interval: .milliseconds(1))
+        try floor.validate()
     }
 
     @Test func identifierParsersNeverTrapOnAnyText() throws {
