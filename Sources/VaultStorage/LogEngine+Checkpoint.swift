@@ -146,16 +146,6 @@ extension LogEngineCore {
         return w.bytes
     }
 
-    /// Reads the checkpoint; nil if absent. A checkpoint is written to a
-    /// temporary file, synced and renamed into place, so it is never torn:
-    /// one that fails its checksum is damage.
-    /// - Parameter lenient: the engine's own tests and a deliberate replay
-    ///   (``LogEngineConfiguration/replaysWithoutCheckpoint``): a checkpoint
-    ///   that fails its checksum is then ignored and the whole log replayed.
-    /// - Throws: ``StorageError/Code/corrupted`` if its checksum fails (not
-    ///   lenient), or if its checksum matches but its MAC does not: it was
-    ///   rewritten by someone without the key (moving a stream's head back
-    ///   would silently undo its newest records).
     /// The bytes of the segment files in `directory`, preallocated space
     /// included.
     private static func segmentBytes(in directory: String) throws -> UInt64 {
@@ -170,6 +160,16 @@ extension LogEngineCore {
         return total
     }
 
+    /// Reads the checkpoint; nil if absent. A checkpoint is written to a
+    /// temporary file, synced and renamed into place, so it is never torn:
+    /// one that fails its checksum is damage.
+    /// - Parameter lenient: the engine's own tests and a deliberate replay
+    ///   (``LogEngineConfiguration/replaysWithoutCheckpoint``): a checkpoint
+    ///   that fails its checksum is then ignored and the whole log replayed.
+    /// - Throws: ``StorageError/Code/corrupted`` if its checksum fails (not
+    ///   lenient), or if its checksum matches but its MAC does not: it was
+    ///   rewritten by someone without the key (moving a stream's head back
+    ///   would silently undo its newest records).
     static func readCheckpoint(
         directory: String, authenticator: (any LogAuthenticator)?, lenient: Bool, logger: Logger, files: (any LogFiles)? = nil
     ) throws -> Checkpoint? {

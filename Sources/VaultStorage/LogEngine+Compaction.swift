@@ -277,18 +277,29 @@ extension LogEngineCore {
         }
         if let found = rewrites {
             guard found.allSatisfy({ isGenuine($0, segments: segments, configuration: configuration) }) else { throw damaged }
-        } else if bytes.count >= LogFormat.compactionIntentHeaderSize + 4,
-                  let repaired = CRC32C.uniqueSingleByteRepair(
-                      of: bytes, covered: 0..<(bytes.count - 4), storedAt: bytes.count - 4,
-                      accepts: { candidate -> [LogFormat.CompactionRewrite]? in
-                          guard let decoded = LogFormat.decodeCompactionIntent(candidate), !decoded.isEmpty,
-                                decoded.allSatisfy({ isGenuine($0, segments: segments, configuration: configuration) })
-                          else { return nil }
-                          return decoded
-                      })
-        {
-            rewrites = repaired.result
-            configuration.logger.error("storage: compaction.intent had a damaged byte; restored, its batch finished")
+        } else {
+            // The intent ends where its length says (the file is reused by
+            // each batch, never cut: a longer earlier one's bytes may
+            // follow), or, if that byte is the damaged one, where the file
+            // ends.
+            var spans: [Int] = [bytes.count]
+            if let length = LogFormat.compactionIntentLength(bytes), length < bytes.count { spans.insert(length, at: 0) }
+            for span in spans where span >= LogFormat.compactionIntentHeaderSize + 4 {
+                let candidate = Array(bytes[0..<span])
+                if let repaired = CRC32C.uniqueSingleByteRepair(
+                    of: candidate, covered: 0..<(span - 4), storedAt: span - 4,
+                    accepts: { candidate -> [LogFormat.CompactionRewrite]? in
+                        guard let decoded = LogFormat.decodeCompactionIntent(candidate), !decoded.isEmpty,
+                              decoded.allSatisfy({ isGenuine($0, segments: segments, configuration: configuration) })
+                        else { return nil }
+                        return decoded
+                    })
+                {
+                    rewrites = repaired.result
+                    configuration.logger.error("storage: compaction.intent had a damaged byte; restored, its batch finished")
+                    break
+                }
+            }
         }
         guard let rewrites else {
             // Voided after its batch, or never synced whole (no frame was

@@ -178,23 +178,24 @@ extension LogEngineCore {
         // `keys.slots` as the checkpoint left it, or newer: one cut short
         // would have the slots of acknowledged records reserved again (and
         // an erasure of one vault destroy another's key), one replaced by
-        // an older copy would bring an erased document's key back. Its end
-        // as found on disk, before the slots replayed after the checkpoint
-        // are written back (which would extend a file cut short past the
-        // checkpoint's end, zeros below).
-        let foundEnd = keySlots.writtenEnd
-        // The key slots of the groups kept, from their manifests, where a
-        // power cut lost them (the key file is synced only before a
-        // checkpoint): written back and synced before anything else.
-        report.restoredKeySlots = try keySlots.restore(journaled)
+        // an older copy would bring an erased document's key back. Checked
+        // on the file as found, before anything is written to it: the
+        // slots replayed after the checkpoint, written back below, would
+        // extend a file cut short past the checkpoint's end (zeros below),
+        // and a refused open must leave it as it was, or the next open
+        // would pass.
         if let c = checkpoint, report.usedCheckpoint {
-            guard foundEnd >= c.keySlotEnd else {
+            guard keySlots.writtenEnd >= c.keySlotEnd else {
                 throw StorageError(.corrupted, "keys.slots ends before slot \(c.keySlotEnd), which the checkpoint covers: it was cut or replaced")
             }
             guard keySlots.durableEpoch >= c.journalEpoch else {
                 throw StorageError(.corrupted, "keys.slots holds an older journal key than the checkpoint's: it was replaced by an older copy")
             }
         }
+        // The key slots of the groups kept, from their manifests, where a
+        // power cut lost them (the key file is synced only before a
+        // checkpoint): written back and synced before anything else.
+        report.restoredKeySlots = try keySlots.restore(journaled)
         // The Merkle tree: the hashes of what the checkpoint covers, checked
         // against its root, then the replayed records' (recomputed: their
         // hashes may not have been synced).

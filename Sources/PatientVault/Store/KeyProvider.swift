@@ -8,7 +8,8 @@ import VaultCrypto
 /// The store calls ``wrap(_:context:)`` when it is created (and when its
 /// master key is rotated to this provider), each time followed by an
 /// ``unwrap(_:context:)`` of what it returned, which must give back the
-/// same key (or nothing is written: `invalidArgument`), and
+/// same key (or nothing is written: `invalidArgument` for another key,
+/// `io` if the unwrap throws), and
 /// ``unwrap(_:context:)`` at every open. `context` is the store header's bytes before the wrapped
 /// key (format, store id, the provider's ``keyID``): bind the wrapped key
 /// to it (a KMS's encryption context, AEAD associated data), so that a
@@ -96,8 +97,9 @@ enum RootKeyWrapping {
     /// `root`: a header is never made that its own provider cannot open.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a bad
     ///   source (``problem(with:)``), a wrapped key of the wrong size, or a
-    ///   provider whose unwrap does not give back what it wrapped; the
-    ///   provider's own `PatientVaultError` (an outage: `io`).
+    ///   provider whose unwrap gives back another key; `io` if its wrap or
+    ///   its trial unwrap throws (an outage); the provider's own
+    ///   `PatientVaultError` as it is.
     static func header(
         wrapping root: SymmetricKey, with source: MasterKeySource, storeID: [UInt8], weakCost: Bool
     ) async throws(PatientVaultError) -> StoreHeader {
@@ -149,7 +151,9 @@ enum RootKeyWrapping {
             } catch let error as PatientVaultError {
                 throw error
             } catch {
-                throw PatientVaultError(.invalidArgument, "the key provider did not unwrap the key it wrapped: nothing was written")
+                // Its own failure (a KMS timeout, an outage), as `wrap`'s
+                // is reported: not a verdict on the key.
+                throw PatientVaultError(.io, "the key provider failed to unwrap the key it wrapped: nothing was written")
             }
             // Constant time (`SymmetricKey`'s ==). Not wiped here: the
             // provider may hand back the very key it was given.

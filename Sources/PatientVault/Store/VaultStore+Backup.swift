@@ -231,7 +231,9 @@ extension VaultStore {
             throw PatientVaultError(.invalidArgument, "a backup is not restored into its own folder, a folder inside it or one that holds it")
         }
         let fm = FileManager.default
-        let existed = fm.fileExists(atPath: target.path)
+        // Whatever is at `target` counts, a dangling symbolic link too (it
+        // is then refused below, never removed by the cleanup).
+        let existed = (try? fm.attributesOfItem(atPath: target.path)) != nil
         if existed {
             guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
                 throw PatientVaultError(.invalidArgument, "the restore folder is not empty")

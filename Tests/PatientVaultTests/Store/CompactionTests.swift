@@ -194,7 +194,11 @@ import Testing
     /// which every frame it names is one this store's key wrote for its
     /// place, and its batch finished: before, it was taken for one never
     /// synced whole and dropped, and a batch cut halfway stayed so.
-    @Test func aDurableIntentWithADamagedByteIsRestoredAndItsBatchFinished() async throws {
+    /// With `leftover`, the file holds more bytes after the intent's
+    /// length, as a longer earlier batch leaves them (the file is reused,
+    /// never cut).
+    @Test(arguments: [false, true])
+    func aDurableIntentWithADamagedByteIsRestoredAndItsBatchFinished(leftover: Bool) async throws {
         let (faults, t, kept, before, erased) = try await storeWithAnErasure()
         faults.failingSite = .compactionWrite
         #expect(await code { try await t.store.compact(as: dpo) } == .durabilityLost)
@@ -203,6 +207,7 @@ import Testing
         let intent = t.folder.appendingPathComponent(LogFormat.compactionIntentFileName)
         var bytes = [UInt8](try Data(contentsOf: intent))
         bytes[bytes.count / 2] ^= 0x10
+        if leftover { bytes += [UInt8](repeating: 0x5A, count: 300) }
         try Data(bytes).write(to: intent)
         let store = try await t.reopen()
         #expect(!FileManager.default.fileExists(atPath: intent.path))
