@@ -92,7 +92,6 @@ extension LogEngineCore {
             for slot in destroying where !keySlots.isReserved(slot) {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
-            if journalKeyMaterial != nil { try keySlots.checkEpochCanGrow() }
             try ensureNoFailure()
             // A destruction queued since the manifest was sealed brought a
             // new journal key: seal it again under that one (same size).
@@ -103,6 +102,10 @@ extension LogEngineCore {
                 records[0].payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: nil, payload: $0, to: &leaf) }
                 leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
+            // A destruction rotates the journal key only if a slot it
+            // destroys has a copy under the current one.
+            let rotates = journalKeyMaterial != nil && destroying.contains { $0.number >= s.currentEpochSlotFloor }
+            if rotates { try keySlots.checkEpochCanGrow() }
             if !records.isEmpty {
                 do {
                     try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
@@ -180,9 +183,16 @@ extension LogEngineCore {
             s.tail = offset
             s.bytesSinceCheckpoint += groupSize
             s.queue.append(job)
+            if manifests == 1, let lowest = rawSlotWrites.map(\.0.number).min() {
+                s.currentEpochSlotFloor = min(s.currentEpochSlotFloor, lowest)
+            }
             if let journalKeyMaterial {
                 let ticket = AppendTicket()
-                let journalKey = keySlots.advanceJournalKey(to: journalKeyMaterial)
+                var journalKey: KeySlotFile.JournalKey?
+                if rotates {
+                    journalKey = keySlots.advanceJournalKey(to: journalKeyMaterial)
+                    s.currentEpochSlotFloor = .max
+                }
                 s.queue.append(destructionJob(destroying, journalKey: journalKey, ticket: ticket, in: s))
                 destruction = ticket
             }
@@ -203,9 +213,9 @@ extension LogEngineCore {
         return (ticket, destruction)
     }
 
-    /// The job that destroys `slots` (their tombstones) after `journalKey`
-    /// is on disk, at the end of the queue. Under the engine's lock.
-    func destructionJob(_ slots: [KeySlot], journalKey: KeySlotFile.JournalKey, ticket: AppendTicket, in s: State) -> Job {
+    /// The job that destroys `slots` (their tombstones) after `journalKey`,
+    /// if any, is on disk, at the end of the queue. Under the engine's lock.
+    func destructionJob(_ slots: [KeySlot], journalKey: KeySlotFile.JournalKey?, ticket: AppendTicket, in s: State) -> Job {
         var job = Job(
             slotWrites: [], segment: s.current, offset: s.tail, buffers: [], references: [], lastLSN: nil, heads: [],
             durability: .durable, ticket: ticket)

@@ -22,14 +22,15 @@ extension LogEngineCore {
     func commitLoop(opened: Written) {
         var unsynced = Set<UInt32>()
         var written = opened
-        // Tombstones (and a wiped journal key) written after their
-        // erasure was acknowledged, not yet synced: see ``process(_:unsynced:written:tombstonesOwed:)``.
-        var tombstonesOwed = false
+        // When tombstones (and a wiped journal key) written after their
+        // destruction was acknowledged must be synced: see
+        // ``process(_:unsynced:written:tombstonesDue:)``.
+        var tombstonesDue: DispatchTime?
         while true {
-            if tombstonesOwed {
-                // Nothing else comes to carry their sync: synced alone.
-                if wakeup.wait(timeout: .now() + LogEngineCore.tombstoneSyncDelay) == .timedOut {
-                    settleTombstones(&tombstonesOwed)
+            if let due = tombstonesDue {
+                // Idle until then: synced alone.
+                if wakeup.wait(timeout: due) == .timedOut {
+                    settleTombstones(&tombstonesDue)
                     continue
                 }
             } else {
@@ -52,12 +53,12 @@ extension LogEngineCore {
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, written: &written, tombstonesOwed: &tombstonesOwed)
+                process(jobs, unsynced: &unsynced, written: &written, tombstonesDue: &tombstonesDue)
                 recycle(consume jobs)
                 growAhead()
             }
             if !requests.isEmpty {
-                settleTombstones(&tombstonesOwed)
+                settleTombstones(&tombstonesDue)
                 serve(requests, unsynced: &unsynced, written: written)
             }
             if closing {
@@ -85,17 +86,18 @@ extension LogEngineCore {
     /// A destruction (an erasure's keys) is acknowledged once its group
     /// and the new journal key are durable and its tombstones are written
     /// (``destroy(_:unsynced:written:segments:)``): one level of syncs, as
-    /// a deposit. Its tombstones, and the old journal key's wipe, are
-    /// synced after (`tombstonesOwed`), before any later batch is
-    /// acknowledged: by the next sync of the key file, the next
-    /// destruction's or the one beside the next durable batch's log sync,
-    /// or alone once the committer has been idle
-    /// ``LogEngineCore/tombstoneSyncDelay``. A crash before that sync
+    /// a deposit (a destruction that needs no rotation waits for the log's
+    /// sync alone). Its tombstones, and the old journal key's wipe, are
+    /// synced after, within ``LogEngineCore/tombstoneSyncDelay``
+    /// (`tombstonesDue`): by the next rotation's sync of the key file, or
+    /// by the committer once the delay is over, beside the log's sync of
+    /// the batch it is writing then if it has one, alone if it is idle,
+    /// and before a checkpoint or an index for a backup. A crash before that sync
     /// leaves what a crash between a destruction's two syncs leaves: the
     /// older journal key beside the newer, the tombstones perhaps not on
     /// disk, and the erasure's durable record, from which the next open
     /// finishes the destruction (``KeySlotFile``).
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, tombstonesOwed: inout Bool) {
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, tombstonesDue: inout DispatchTime?) {
         do {
             try ensureNoFailure()
         } catch {
@@ -122,12 +124,12 @@ extension LogEngineCore {
             let segments = state.withLock { $0.segments }
             var i = 0
             while i < jobs.count {
-                if jobs[i].journalKey != nil {
+                if jobs[i].isDestruction {
                     var j = i
-                    while j < jobs.count && jobs[j].journalKey != nil { j += 1 }
-                    try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments)
-                    // Its first sync of the key file covered any owed.
-                    tombstonesOwed = false
+                    while j < jobs.count && jobs[j].isDestruction { j += 1 }
+                    // A rotation's first sync of the key file covers any
+                    // tombstones owed.
+                    if try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments) { tombstonesDue = nil }
                     tombstonesWritten = true
                     i = j
                     continue
@@ -135,7 +137,7 @@ extension LogEngineCore {
                 guard !jobs[i].buffers.isEmpty else { i += 1; continue }
                 let number = jobs[i].segment
                 var j = i
-                while j < jobs.count && jobs[j].journalKey == nil && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
+                while j < jobs.count && !jobs[j].isDestruction && (jobs[j].buffers.isEmpty || jobs[j].segment == number) {
                     if let l = jobs[j].lastLSN { written.lsn = max(written.lsn, l) }
                     j += 1
                 }
@@ -185,12 +187,13 @@ extension LogEngineCore {
                     segments[job.segment]?.file.startWriteback(offset: job.offset, length: UInt64(length))
                 }
             }
-            // Tombstones owed by an earlier batch are synced before this
-            // one is acknowledged; this batch's own ride beside its log
-            // sync if it has one (two files: one wait for both), and are
-            // owed otherwise.
+            // Tombstones whose delay is over are synced now, beside this
+            // batch's log sync if it has one (two files: one wait for
+            // both); this batch's own ride beside its log sync if it has
+            // one after them, and are owed otherwise.
             let durable = jobs.contains(where: { $0.durability == .durable })
-            if tombstonesOwed || (durable && tombstonesWritten && !unsynced.isEmpty) {
+            let due = tombstonesDue.map { DispatchTime.now() >= $0 } ?? false
+            if due || (durable && tombstonesWritten && !unsynced.isEmpty) {
                 if durable && !unsynced.isEmpty {
                     let keySlots = keySlots
                     let keyFile = Beside { try keySlots.syncIfWritten() }
@@ -201,7 +204,7 @@ extension LogEngineCore {
                 } else {
                     try keySlots.syncIfWritten()
                 }
-                tombstonesOwed = false
+                tombstonesDue = nil
                 tombstonesWritten = false
             }
             if durable {
@@ -230,22 +233,22 @@ extension LogEngineCore {
             return
         }
         for job in jobs { job.ticket.complete(.success(job.references)) }
-        if tombstonesWritten { tombstonesOwed = true }
+        if tombstonesWritten && tombstonesDue == nil { tombstonesDue = .now() + LogEngineCore.tombstoneSyncDelay }
 
         // Every `checkpointInterval` bytes, a checkpoint of the index of
         // what is written, once the log is synced (groups queued meanwhile
         // are left for the next one).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
-        settleTombstones(&tombstonesOwed)
+        settleTombstones(&tombstonesDue)
         checkpoint(unsynced: &unsynced, written: written)
     }
 
     /// Syncs owed tombstones now (idle, or before a checkpoint or a
     /// backup's index). A failure stops the engine: the erasures are
     /// durable in the log, and the next open finishes their destruction.
-    private func settleTombstones(_ owed: inout Bool) {
-        guard owed else { return }
-        owed = false
+    private func settleTombstones(_ due: inout DispatchTime?) {
+        guard due != nil else { return }
+        due = nil
         do {
             try keySlots.syncIfWritten()
         } catch {
@@ -261,23 +264,39 @@ extension LogEngineCore {
     /// thread (two files: one sync's wait for both); then the old key is
     /// wiped, so that no copy in the log opens any more, and the
     /// tombstones are written; the wipe and the tombstones are synced
-    /// after the acknowledgement (``process(_:unsynced:written:tombstonesOwed:)``). A backup's copy of
+    /// after the acknowledgement (``process(_:unsynced:written:tombstonesDue:)``). A backup's copy of
     /// the key file made meanwhile is made again (``destructionEpoch``,
     /// ``keyFileCopy``).
+    /// A run with no rotation (every destroyed slot's copies are sealed
+    /// under keys already wiped, or wiped by a rotation before it in the
+    /// queue) waits for the log's sync alone, then writes its tombstones.
+    /// Returns whether it rotated (and so synced the key file).
     private func destroy(
         _ run: ArraySlice<Job>, unsynced: inout Set<UInt32>, written: Written, segments: [UInt32: Segment]
-    ) throws {
+    ) throws -> Bool {
         // Destructions queued one after the other share their key (see
         // ``destroy(_:)``): one rotation, of one epoch, for the run.
-        guard let key = run.last?.journalKey else { return }
-        guard run.allSatisfy({ $0.journalKey?.epoch == key.epoch }) else {
-            throw StorageError(.io, "destructions queued one after the other with different journal keys")
+        let key = run.last(where: { $0.journalKey != nil })?.journalKey
+        if let key {
+            guard run.allSatisfy({ $0.journalKey == nil || $0.journalKey?.epoch == key.epoch }) else {
+                throw StorageError(.io, "destructions queued one after the other with different journal keys")
+            }
         }
         try keyFileCopy.withLock { _ throws in
             destructionEpoch.add(1, ordering: .sequentiallyConsistent)
             defer { destructionEpoch.add(1, ordering: .sequentiallyConsistent) }
-            try rotateAndDestroy(run, to: key, unsynced: &unsynced, written: written, segments: segments)
+            if let key {
+                try rotateAndDestroy(run, to: key, unsynced: &unsynced, written: written, segments: segments)
+            } else {
+                try syncAll(&unsynced, of: segments)
+                let through = written.lsn
+                state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
+                for job in run {
+                    for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
+                }
+            }
         }
+        return key != nil
     }
 
     private func rotateAndDestroy(
@@ -302,7 +321,7 @@ extension LogEngineCore {
         for job in run {
             for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
         }
-        // Synced after the acknowledgement (``process(_:unsynced:written:tombstonesOwed:)``).
+        // Synced after the acknowledgement (``process(_:unsynced:written:tombstonesDue:)``).
     }
 
     /// A checkpoint of everything written, once the log is synced

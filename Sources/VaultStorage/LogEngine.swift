@@ -229,15 +229,19 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         try await destroyKeySlots([slot])
     }
 
-    /// All in one job: one journal-key rotation, two syncs of the key file.
+    /// All in one job: at most one journal-key rotation (only if a slot
+    /// has a copy under the current key), acknowledged once the log and
+    /// the new key are synced and the tombstones written; the tombstones
+    /// are synced within ``LogEngineCore/tombstoneSyncDelay`` after.
     package func destroyKeySlots(_ slots: [KeySlot]) async throws {
         guard !slots.isEmpty else { return }
         _ = try await core.destroy(slots).wait()
     }
 
-    /// Its own key file: a destroyed slot is overwritten in place and
-    /// synced, and the journal key that sealed its copy in the log is
-    /// replaced and wiped first, so its value is in no file of the store
+    /// Its own key file: a destroyed slot is overwritten in place (synced
+    /// within ``LogEngineCore/tombstoneSyncDelay``), and the journal key
+    /// that sealed its copy in the log is replaced and wiped first, if it
+    /// is still the current one, so its value is in no file of the store
     /// that any key opens.
     package var keySlots: any KeySlotStore { self }
 
@@ -347,11 +351,17 @@ final class LogEngineCore: Sendable {
     /// destruction of key slots, with the journal key it brings in.
     struct Job: Sendable {
         var slotWrites: [(KeySlot, [UInt8])]
-        /// Tombstones, written after ``journalKey`` is on disk.
+        /// Tombstones (a destruction's), written once every job queued
+        /// before is durable, after ``journalKey`` if it has one.
         var destroys: [(KeySlot, [UInt8])] = []
         /// The journal key that groups queued after this job are sealed
-        /// under (a destruction's), written before its tombstones.
+        /// under, written before its tombstones: a destruction of a slot
+        /// that a manifest sealed under the journal's current key carries
+        /// (nil for one whose copies in the log are all sealed under keys
+        /// an earlier rotation wipes).
         var journalKey: KeySlotFile.JournalKey? = nil
+        /// Whether this job is a destruction (it has tombstones to write).
+        var isDestruction: Bool { !destroys.isEmpty }
         /// The Merkle leaf hashes of its records, in order (32 bytes each).
         var leafHashes: [UInt8] = []
         var segment: UInt32
@@ -370,6 +380,14 @@ final class LogEngineCore: Sendable {
     }
 
     struct State: Sendable {
+        /// The lowest key slot a manifest sealed under the journal's
+        /// current key carries (`UInt64.max`: none since the last
+        /// rotation): a destruction of a lower slot needs no rotation, its
+        /// copies being sealed under older keys, which the rotations
+        /// queued before it wipe. 0 after an open (the log's manifests of
+        /// the current epoch are not tracked): the first destruction
+        /// rotates.
+        var currentEpochSlotFloor: UInt64 = 0
         var segments: [UInt32: Segment] = [:]
         var current: UInt32 = 0
         var tail: UInt64 = 0
@@ -444,7 +462,7 @@ final class LogEngineCore: Sendable {
     let closeRequested = Atomic<Bool>(false)
     /// A sequence lock between destructions and a backup's copy of the key
     /// file: incremented before the committer writes a destruction's
-    /// journal key and after its tombstones are synced (odd meanwhile), so
+    /// journal key and after its tombstones are written (odd meanwhile), so
     /// that a copy made while it did not move shows no tombstone whose
     /// record it lacks (``LogEngine/copyKeyFile(to:afterCopy:)``).
     let destructionEpoch = Atomic<UInt64>(0)
@@ -543,7 +561,8 @@ final class LogEngineCore: Sendable {
     /// Queues the destruction of `slots`: their tombstones, once every
     /// group queued before is durable, after a new journal key
     /// (``KeySlotFile/nextJournalKey()``), which every group queued after
-    /// it is sealed under.
+    /// it is sealed under, if one of them has a copy under the current
+    /// key (``State/currentEpochSlotFloor``).
     func destroy(_ slots: [KeySlot]) throws -> AppendTicket {
         let ticket = AppendTicket()
         var wakes = false
@@ -557,7 +576,11 @@ final class LogEngineCore: Sendable {
             // committer (nothing sealed in between): the same new key, so
             // that one rotation, of one epoch, serves both. An open keeps
             // an older key only one epoch behind.
-            let key = try s.queue.last?.journalKey ?? keySlots.nextJournalKey()
+            var key: KeySlotFile.JournalKey?
+            if slots.contains(where: { $0.number >= s.currentEpochSlotFloor }) {
+                key = try s.queue.last?.journalKey ?? keySlots.nextJournalKey()
+                s.currentEpochSlotFloor = .max
+            }
             s.queue.append(destructionJob(slots, journalKey: key, ticket: ticket, in: s))
             wakes = !s.committerSignalled
             s.committerSignalled = true

@@ -254,9 +254,9 @@ package protocol KeySlotStore: AnyObject, Sendable {
 
     /// Destroys several key slots (a document's versions, a vault's keys)
     /// as ``destroyKeySlot(_:)`` does each; a store may do it at once
-    /// (``LogEngine``: one journal-key rotation for all, acknowledged
-    /// once the journal's new key is synced and the tombstones written,
-    /// which the committer syncs before it acknowledges any later group).
+    /// (``LogEngine``: at most one journal-key rotation for all,
+    /// acknowledged once the journal's new key is synced and the
+    /// tombstones written, which the committer syncs within 1 ms).
     func destroyKeySlots(_ slots: [KeySlot]) async throws
 
 }

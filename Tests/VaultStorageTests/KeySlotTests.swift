@@ -180,6 +180,49 @@ import VaultSync
         try await reopened.close()
     }
 
+    /// A destruction replaces the journal key only when a slot it destroys
+    /// has a copy sealed under the current key: a slot whose manifest was
+    /// sealed under a key an earlier destruction wiped needs none (one
+    /// sync of the log, as a deposit), and a slot written since does.
+    @Test func aDestructionRotatesOnlyForASlotWithACopyUnderTheCurrentKey() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        let path = dir.path + "/" + LogFormat.keyFileName
+        func journalKeys() throws -> [UInt8] {
+            Array(try readBytes(path)[LogFormat.keySlotSize..<(3 * LogFormat.keySlotSize)])
+        }
+        let first = try engine.reserveKeySlot()
+        let second = try engine.reserveKeySlot()
+        for (i, slot) in [first, second].enumerated() {
+            _ = try await engine.append(
+                [EngineRecord(stream: stream(1), payload: payload(i + 1))], keySlotWrites: [(slot, payload(5 + i, size: 72))],
+                durability: .durable
+            ).wait()
+        }
+        let sealing = try journalKeys()
+        try await engine.destroyKeySlot(first)
+        let rotated = try journalKeys()
+        #expect(rotated != sealing)
+        // The second slot's copy is sealed under the key just wiped.
+        try await engine.destroyKeySlot(second)
+        #expect(try journalKeys() == rotated)
+        // A slot written since has its copy under the current key.
+        let later = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(3))], keySlotWrites: [(later, payload(7, size: 72))],
+            durability: .durable
+        ).wait()
+        try await engine.destroyKeySlot(later)
+        #expect(try journalKeys() != rotated)
+        try await engine.close()
+        let after = try readBytes(path)
+        for value in [payload(5, size: 72), payload(6, size: 72), payload(7, size: 72)] { #expect(!contains(after, value)) }
+        let reopened = try dir.openEngine()
+        for slot in [first, second, later] {
+            await #expect { _ = try await reopened.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        }
+        try await reopened.close()
+    }
+
     /// Writes two slots (payloads 7 and 8) in two groups, destroys the
     /// second and closes, then leaves the disk as a crash between the
     /// destruction's two syncs would: the old journal key back in slot 1

@@ -24,13 +24,13 @@ extension VaultStore {
     /// Order: the tombstone and the audit entry are made durable in one
     /// group; then every version's key slot is overwritten and its cached
     /// key wiped, before the call returns. With the file engine the
-    /// overwritten slots are synced just after the return (by the key
-    /// file's next sync, before any later write is acknowledged, or
-    /// within about 1 ms); a crash before that leaves the tombstone, and
+    /// overwritten slots are synced just after the return (within about
+    /// 1 ms, and before any checkpoint); a crash before that leaves the
+    /// tombstone, and
     /// the next load of the vault (after the store is opened again)
     /// finishes the destruction. Cost, with the file engine: one pass of
     /// its writer, one level of `fdatasync`s, as a deposit (the group's,
-    /// beside the new journal key's).
+    /// beside the new journal key's when one is needed).
     /// - Parameters:
     ///   - document: the document to erase.
     ///   - patient: whose vault.
