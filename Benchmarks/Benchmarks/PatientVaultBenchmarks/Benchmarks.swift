@@ -690,6 +690,26 @@ func erasureBenchmarks(_ bandwidth: [BenchmarkMetric]) {
         try await shared.get().0.close()
         shared.value = nil
     }
+    // The same, of a document deposited just before (outside the
+    // measurement): its key slot's copy in the log is sealed under the
+    // key-slot journal's current key, so the erasure rotates that key
+    // (the key file's sync beside the log's), where the one above, of
+    // documents deposited before the first erasure, does not.
+    let fresh = Shared<TemporaryStore>()
+    Benchmark("PatientVault/erase a 4 KiB document deposited just before, durable", configuration: .init(maxIterations: 250)) { benchmark in
+        let t = fresh.get()
+        let id = try await t.store.deposit(draft(4 << 10), content: content(4 << 10), for: People.patient(0), as: People.doctor).id
+        benchmark.startMeasurement()
+        try await t.store.erase(id, for: People.patient(0), reason: try ErasureReason("filed in the wrong record"), as: People.doctor)
+        benchmark.stopMeasurement()
+    } setup: {
+        let t = try await TemporaryStore()
+        try await t.store.createVault(for: People.patient(0), as: .patient(People.patient(0)), channel: .patientOnline)
+        fresh.value = t
+    } teardown: {
+        try await fresh.get().close()
+        fresh.value = nil
+    }
 }
 
 // MARK: - Compaction (issue 19)
