@@ -89,3 +89,74 @@ extension DocumentContent: CustomStringConvertible, CustomReflectable {
     /// No children: reflection shows neither its keys nor its location.
     public var customMirror: Mirror { Mirror(self, children: []) }
 }
+
+extension VaultExport.Document: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The document's id and version only: never its content, which
+    /// `Data`'s own mirror prints when it is short.
+    public var description: String { "VaultExport.Document(id: \(metadata.id), version: \(metadata.version))" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither the content nor the metadata.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension VaultClosure: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// `VaultClosure(redacted)`: its reason (a death) is health data.
+    public var description: String { "VaultClosure(redacted)" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither the reason nor who closed it.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension DestroyedVault: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The vault's public id only.
+    public var description: String { "DestroyedVault(vault: \(vaultID))" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither the reason nor the dates.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension VaultInfo: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The vault's public id and its count only.
+    public var description: String { "VaultInfo(vault: \(vaultID), documents: \(documentCount))" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither its creator nor its closure.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension DocumentTypeCode: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// `DocumentTypeCode(redacted)`: the kind of document is clinical.
+    public var description: String { "DocumentTypeCode(redacted)" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither system nor code.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension DocumentQuery: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// `DocumentQuery(redacted)`: its filters (a type code, a category)
+    /// say what is looked for.
+    public var description: String { "DocumentQuery(redacted)" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows none of its filters.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension VaultStore: CustomStringConvertible, CustomReflectable {
+    /// `VaultStore`: its state (streams' pseudonyms, keys behind
+    /// pointers) is not for logs.
+    public var description: String { "VaultStore" }
+    /// No children: reflection does not walk into the loaded vaults.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension VaultAccess: CustomStringConvertible, CustomReflectable {
+    /// `VaultAccess`: neither its caller nor its store.
+    public var description: String { "VaultAccess" }
+    /// No children: reflection does not walk into the store.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}

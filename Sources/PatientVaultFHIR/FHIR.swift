@@ -942,3 +942,45 @@ extension FHIR {
         }
     }
 }
+
+// Resources that carry clinical content (a document's title, type and
+// content, a Bundle of them) print without it, as the values they are
+// built from do: `print`, `dump` and reflecting loggers see their id only.
+// Their JSON (`Codable`) is unchanged.
+
+// (`DocumentReference` has a FHIR element named `description`, the
+// document's title: it is not `CustomStringConvertible`; interpolation and
+// `print` go through its mirror.)
+extension FHIR.DocumentReference: CustomDebugStringConvertible, CustomReflectable {
+    /// The resource's id only.
+    public var debugDescription: String { "FHIR.DocumentReference(id: \(id))" }
+    /// No children: reflection shows neither title, type nor attachment.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension FHIR.DocumentReference.Attachment: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// `FHIR.Attachment(redacted)`.
+    public var description: String { "FHIR.Attachment(redacted)" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither title nor type.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension FHIR.Binary: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The resource's id only.
+    public var description: String { "FHIR.Binary(id: \(id))" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows neither the content nor its type.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
+extension FHIR.Bundle: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The Bundle's id only.
+    public var description: String { "FHIR.Bundle(id: \(id))" }
+    /// As ``description``.
+    public var debugDescription: String { description }
+    /// No children: reflection shows none of its entries.
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}

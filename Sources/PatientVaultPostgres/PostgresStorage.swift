@@ -173,4 +173,10 @@ public struct PostgresStorage: Sendable, CustomStringConvertible {
     /// The location, without the password.
     public var description: String { location.absoluteString }
 }
+
+extension PostgresStorage: CustomReflectable {
+    /// The location alone: `dump` and reflecting loggers never see the
+    /// password.
+    public var customMirror: Mirror { Mirror(self, children: ["location": description]) }
+}
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import PatientVaultFHIR
 import Testing
 @testable import PatientVault
 @testable import VaultStorage
@@ -529,6 +530,21 @@ import Testing
         #expect(!printed(metadata).contains("Dupont") && printed(metadata).contains(metadata.id.description))
         let content = try await t.store.contentStream(of: metadata.id, for: ins, as: .patient(ins))
         #expect(printed(content).hasPrefix("DocumentContent(redacted) DocumentContent(redacted)"), "neither its keys nor where it is")
+        // An export's documents (short content shows in `Data`'s mirror),
+        // the FHIR resources built from them, a closure's reason, a query's
+        // filters, the store itself.
+        let export = try await t.store.exportVault(for: ins, as: .patient(ins))
+        #expect(!printed(export.documents).contains("Mme Dupont") && !printed(export.documents).contains("77, 109, 101"))
+        let reference = try metadata.fhirDocumentReference(vaultID: export.vaultID)
+        #expect(!printed(reference).contains("Dupont") && !printed(reference).contains("11488"))
+        let bundle = try FHIR.Bundle(export: export)
+        #expect(!printed(bundle).contains("Dupont") && !printed(bundle).contains("11488"))
+        #expect(!printed(DocumentQuery(typeCode: draft.typeCode)).contains("11488"))
+        try await t.store.closeVault(for: ins, reason: .patientRequest, as: .patient(ins))
+        let info = try await t.store.vaultInfo(for: ins, as: .patient(ins))
+        #expect(info.closure != nil)
+        #expect(!printed(info).contains("patientRequest") && !printed(info.closure as Any).contains("patientRequest"))
+        #expect(!printed(t.store).contains("StreamID"))
         try await t.close()
     }
 }
