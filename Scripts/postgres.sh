@@ -20,6 +20,12 @@ start)
     if [ "$(id -u)" = 0 ] && ! id "$user" >/dev/null 2>&1; then
         useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
     fi
+    # Some machines' images make the root folder 0700: no other user can
+    # reach a program, PostgreSQL's included. The search bit alone for
+    # others (no listing) lets the server's user run it.
+    if [ "$(id -u)" = 0 ] && ! as_user /bin/true 2>/dev/null; then
+        chmod o+x /
+    fi
     dir=$(mktemp -d /tmp/pv-postgres.XXXXXX)
     chmod 755 "$dir"
     password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')

@@ -1060,10 +1060,16 @@ extension VaultStore {
     /// - Throws: `PatientVaultError` `unavailable` (server unreachable, TLS
     ///   or authentication refused), `storeLocked`, `unsupportedFormat` (a
     ///   server whose `fsync` or `synchronous_commit` is off, or tables of
-    ///   another format), `corrupted`, `wrongMasterKey`.
+    ///   another format), `corrupted`, `wrongMasterKey`; `invalidArgument`
+    ///   for a configuration with storage faults injected (they act on a
+    ///   store's files, which a store on PostgreSQL has none of: a test
+    ///   that injects them would pass without testing anything).
     public static func open(
         postgres storage: PostgresStorage, key: MasterKey, configuration: Configuration = Configuration()
     ) async throws(PatientVaultError) -> VaultStore {
+        guard configuration.faults == nil else {
+            throw PatientVaultError(.invalidArgument, "storage faults act on a store's files: a store on PostgreSQL takes none")
+        }
         let engine: PostgresEngine
         do {
             engine = try await PostgresEngine.connect(storage, logger: configuration.logger)

@@ -2,7 +2,8 @@ import PatientVault
 
 // Valid identifiers and principals for tests: deterministic (`example(n)`,
 // the same value for the same `n`, different values for different `n`) or
-// random (`random(using:)`). None is a real person's.
+// random (`random(using:)`). Valid in form only: nothing stops one from
+// matching a real person's number, so keep them out of production data.
 
 extension INS {
     /// A valid INS, the same for the same `n`: a woman born in 1984, abroad

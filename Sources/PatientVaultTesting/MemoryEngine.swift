@@ -31,6 +31,8 @@ import VaultSync
 /// long as this value), crash and power-loss behaviour (every append is
 /// "durable" at once), damage to files, and ``StoreFaults`` (which act on
 /// files: an open with them is refused; a capacity gives a full disk).
+/// A store in memory has no header and no files: `rotateMasterKey` and
+/// `backup(to:)` answer `invalidArgument` there.
 public final class MemoryEngine: Sendable {
     fileprivate struct Record {
         var stream: StreamID?

@@ -10,7 +10,9 @@ public enum TemporaryStorage: Sendable, Hashable {
     /// A ``MemoryEngine``: no disk at all, about ten times faster to open,
     /// and the same behaviour but for what only files have (crashes, power
     /// loss, damaged files, ``StoreFaults``: a configuration with faults
-    /// injected is refused with `invalidArgument`).
+    /// injected is refused with `invalidArgument`; a master-key rotation
+    /// and a backup, which act on the header and the files, are refused
+    /// with `invalidArgument` too: test those on a folder).
     case memory
 }
 
@@ -98,7 +100,8 @@ public func withTemporaryStoreFolder<R>(
 /// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:isolation:_:)``):
 /// the open store, where it is, its key, and a way to reopen it.
 public final class TemporaryStore: Sendable {
-    /// The store's folder (deleted when the test ends); never created for
+    /// The store's folder (deleted by `withTemporaryStore`'s end, by
+    /// `closeAndRemove()`, or when this value is released); never created for
     /// a store in memory.
     public let folder: URL
     /// The memory of a store opened with ``TemporaryStorage/memory``, nil

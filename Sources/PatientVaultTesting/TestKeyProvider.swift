@@ -10,8 +10,10 @@ import VaultSync
 /// ```swift
 /// let hsm = try TestKeyProvider()
 /// let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hsm-\(UUID())")
+/// defer { try? FileManager.default.removeItem(at: folder) }   // before the open, which makes the folder
 /// let store = try await VaultStore.open(at: folder, key: .provider(hsm), configuration: .testing)
-/// defer { try? FileManager.default.removeItem(at: folder) }
+/// // ... the test ...
+/// try await store.close()
 /// ```
 public final class TestKeyProvider: KeyProvider {
     /// Its name for its key (kept in the store's header).

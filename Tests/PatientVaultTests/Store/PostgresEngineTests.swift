@@ -11,6 +11,19 @@ import VaultStorage
 /// advisory lock, rows forged on the server, the durability check at
 /// connect, a connection lost mid-commit. Needs the server of
 /// `PV_TEST_POSTGRES_URL` (`Scripts/postgres.sh start`).
+/// Storage faults act on a store's files: a store on PostgreSQL refuses
+/// them (before, it ignored them, and a downstream test that injected a
+/// full disk passed without testing anything). Refused before any
+/// connection: no server needed.
+@Test func aStoreOnPostgresRefusesStorageFaults() async throws {
+    let storage = try PostgresStorage(url: "postgres://nobody@127.0.0.1:1/none?sslmode=disable")
+    let faults = StoreFaults()
+    faults.diskFull = true
+    #expect(await code {
+        _ = try await VaultStore.open(postgres: storage, key: try MasterKey.generate(), configuration: Configuration.testing.injecting(faults))
+    } == .invalidArgument)
+}
+
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["PV_TEST_POSTGRES_URL"] != nil))
 struct PostgresEngineTests {
     let alice = Fixtures.alice
