@@ -640,7 +640,7 @@ struct Import: StoreCommand {
         }
         let imported = try await store.importVault(export, trusting: trusted, as: principal)
         options.output(
-            "imported \(imported.count) document versions and the source's trail of \(export.auditTrail.count) entries into vault \(export.patient)",
+            "imported \(imported.count) document versions and the source's trail of \(export.auditTrail.count) entries into the patient's vault",
             json: ["documents": imported.count, "auditEntries": export.auditTrail.count])
     }
 }
