@@ -16,13 +16,17 @@ import VaultSync
 /// frame (the manifest), sealed with XChaCha20-Poly1305 under the journal
 /// key, so the commit path syncs the segment alone: the key file is
 /// written at once but synced only before a checkpoint (which moves
-/// replay past those groups), at close, and when a slot is destroyed;
-/// recovery writes a complete group's slots back from its manifest. The
-/// journal key exists to be destroyed: a destruction writes a new journal
-/// key (the other of slots 1-2) and syncs it with every written slot,
-/// then wipes the old key and writes the tombstone, synced together
+/// replay past those groups), at close, and within about 1 ms of a slot's
+/// destruction; recovery writes a complete group's slots back from its
+/// manifest. The journal key exists to be destroyed: a destruction of a
+/// slot that a manifest sealed under the current key carries writes a
+/// new journal key (the other of slots 1-2) and syncs it with every
+/// written slot, then wipes the old key and writes the tombstone, synced
+/// together within about 1 ms after its acknowledgement
 /// (``prepareRotation(to:)``, ``finishRotation(to:)``): every copy of the destroyed slot in the log is
-/// sealed under a key no file holds any more. Recovery opens the
+/// sealed under a key no file holds any more. A destruction whose slots'
+/// copies are all sealed under keys a rotation before it wipes writes its
+/// tombstones alone (``LogEngineCore/State/currentEpochSlotFloor``). Recovery opens the
 /// manifests of the newest epoch, and of the one before while an open
 /// finds its key still there (a destruction cut between its two syncs,
 /// which may also have lost a slot's page); it skips older ones (their

@@ -103,8 +103,11 @@ extension LogEngineCore {
                 leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
             // A destruction rotates the journal key only if a slot it
-            // destroys has a copy under the current one.
-            let rotates = journalKeyMaterial != nil && destroying.contains { $0.number >= s.currentEpochSlotFloor }
+            // destroys has a copy under the current one (this group's own
+            // manifest counts too).
+            let groupFloor = manifests == 1 ? rawSlotWrites.map(\.0.number).min() ?? .max : .max
+            let rotates = journalKeyMaterial != nil
+                && destroying.contains { $0.number >= min(s.currentEpochSlotFloor, groupFloor) }
             if rotates { try keySlots.checkEpochCanGrow() }
             if !records.isEmpty {
                 do {

@@ -271,8 +271,10 @@ extension LogEngineCore {
         let largest = compactionBatch * (24 + LogFormat.frameHeaderSize + LogFormat.compactedBodyOverhead + (1 << 16))
             + LogFormat.compactionIntentHeaderSize + 4
         let bytes = try file.read(count: Int(min(try file.size(), UInt64(largest))), at: 0)
-        var rewrites = try LogFormat.compactionIntentLength(bytes).flatMap { length -> [LogFormat.CompactionRewrite]? in
-            guard length <= largest else { throw damaged }
+        var rewrites = LogFormat.compactionIntentLength(bytes).flatMap { length -> [LogFormat.CompactionRewrite]? in
+            // Longer than any intent: a damaged length (the repair below
+            // may find it), never one to read.
+            guard length <= largest else { return nil }
             return length <= bytes.count ? LogFormat.decodeCompactionIntent(Array(bytes[0..<length])) : nil
         }
         if let found = rewrites {

@@ -326,10 +326,11 @@ final class LogEngineCore: Sendable {
     /// waiting for one of them, a backup or `close` wakes it first: one
     /// wake-up and one write for many reads instead of one each.
     static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
-    /// How long a destruction's tombstones may wait, written but not
-    /// synced, for the next sync of the key file (the next destruction's,
-    /// or the one beside the next durable group's log sync) before the
-    /// committer, idle that long, syncs them alone.
+    /// How long a destruction's tombstones (and a rotation's wipe of the
+    /// old journal key) may stay written but not synced after its
+    /// acknowledgement: a rotation's sync of the key file covers them
+    /// sooner; once due, the committer syncs them beside the log's sync
+    /// of the batch it is writing, or alone when idle.
     static let tombstoneSyncDelay: DispatchTimeInterval = .milliseconds(1)
     /// Small buffered groups that may wait for a lingering pass; the next
     /// one (the 65th) makes the committer take the queue at once.

@@ -212,12 +212,22 @@ import VaultSync
             durability: .durable
         ).wait()
         try await engine.destroyKeySlot(later)
-        #expect(try journalKeys() != rotated)
+        let again = try journalKeys()
+        #expect(again != rotated)
+        // A group that destroys a slot its own manifest carries rotates
+        // too, though no manifest was queued since the last rotation.
+        let own = try engine.reserveKeySlot()
+        let (group, destruction) = try engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(4))], keySlotWrites: [(own, payload(8, size: 72))],
+            durability: .durable, mayUseReserve: false, thenDestroying: [own])
+        _ = try await group.wait()
+        _ = try await destruction?.wait()
+        #expect(try journalKeys() != again)
         try await engine.close()
         let after = try readBytes(path)
-        for value in [payload(5, size: 72), payload(6, size: 72), payload(7, size: 72)] { #expect(!contains(after, value)) }
+        for value in [payload(5, size: 72), payload(6, size: 72), payload(7, size: 72), payload(8, size: 72)] { #expect(!contains(after, value)) }
         let reopened = try dir.openEngine()
-        for slot in [first, second, later] {
+        for slot in [first, second, later, own] {
             await #expect { _ = try await reopened.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         }
         try await reopened.close()

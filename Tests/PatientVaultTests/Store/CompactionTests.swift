@@ -197,8 +197,10 @@ import Testing
     /// With `leftover`, the file holds more bytes after the intent's
     /// length, as a longer earlier batch leaves them (the file is reused,
     /// never cut).
-    @Test(arguments: [false, true])
-    func aDurableIntentWithADamagedByteIsRestoredAndItsBatchFinished(leftover: Bool) async throws {
+    /// With `inLength`, the damaged byte is one of the intent's length,
+    /// which then names more than any intent holds.
+    @Test(arguments: [(false, false), (true, false), (false, true)])
+    func aDurableIntentWithADamagedByteIsRestoredAndItsBatchFinished(leftover: Bool, inLength: Bool) async throws {
         let (faults, t, kept, before, erased) = try await storeWithAnErasure()
         faults.failingSite = .compactionWrite
         #expect(await code { try await t.store.compact(as: dpo) } == .durabilityLost)
@@ -206,7 +208,7 @@ import Testing
         faults.failingSite = nil
         let intent = t.folder.appendingPathComponent(LogFormat.compactionIntentFileName)
         var bytes = [UInt8](try Data(contentsOf: intent))
-        bytes[bytes.count / 2] ^= 0x10
+        bytes[inLength ? 19 : bytes.count / 2] ^= 0x10
         if leftover { bytes += [UInt8](repeating: 0x5A, count: 300) }
         try Data(bytes).write(to: intent)
         let store = try await t.reopen()
