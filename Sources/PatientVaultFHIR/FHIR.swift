@@ -423,7 +423,7 @@ public enum FHIR {
     }
 
     /// A FHIR `instant`: ISO 8601 with milliseconds, in UTC.
-    /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a date that
+    /// - Throws: `PatientVaultError` `invalidArgument` for a date that
     ///   is not finite, which has none (the store records none: such a date
     ///   comes from a value its caller built).
     static func instant(_ date: Date) throws(PatientVaultError) -> String {
@@ -465,7 +465,7 @@ extension AuditEntry {
     /// representative acts for them), the patient and the document as
     /// entities, the purpose as `purposeOfEvent`, and break-glass as the
     /// `BTG` security label.
-    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if its `time` is
+    /// - Throws: `PatientVaultError` `invalidArgument` if its `time` is
     ///   not finite (no entry the store returns has one).
     public func fhirAuditEvent() throws(PatientVaultError) -> FHIR.AuditEvent {
         let (interaction, crud): (String, String) = switch action {
@@ -534,7 +534,7 @@ extension AuditEntry {
 extension DocumentMetadata {
     /// This version's metadata as a FHIR R4 `DocumentReference` (content is
     /// described, not included). `vaultID` names the patient pseudonymously.
-    /// - Throws: ``PatientVaultError/Code/invalidArgument`` if one of its
+    /// - Throws: `PatientVaultError` `invalidArgument` if one of its
     ///   dates is not finite (no metadata the store returns has one).
     public func fhirDocumentReference(vaultID: String) throws(PatientVaultError) -> FHIR.DocumentReference {
         let status: String = switch self.status {
@@ -817,7 +817,7 @@ extension FHIR {
         ///   - timestamp: when the bundle is assembled.
         ///   - baseURL: the host's FHIR base (`https://fhir.example/r4`);
         ///     nil gives `urn:uuid:` full URLs.
-        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if
+        /// - Throws: `PatientVaultError` `invalidArgument` if
         ///   `timestamp` or a date of the documents or entries is not
         ///   finite.
         public init(
@@ -859,7 +859,7 @@ extension FHIR {
         /// content (base64), then an `AuditEvent` per audit entry. The
         /// exporter may read every version of an export, so each carries
         /// its content.
-        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if a date
+        /// - Throws: `PatientVaultError` `invalidArgument` if a date
         ///   of the export is not finite (no export the store makes has
         ///   one).
         public init(export: VaultExport, baseURL: String? = nil) throws(PatientVaultError) {
@@ -888,7 +888,7 @@ extension FHIR {
         ///   - vaultID: the vault's id (`VaultInfo.vaultID`).
         ///   - timestamp: when the bundle is assembled.
         ///   - baseURL: as for a collection.
-        /// - Throws: ``PatientVaultError/Code/invalidArgument`` if
+        /// - Throws: `PatientVaultError` `invalidArgument` if
         ///   `timestamp` or an entry's time is not finite.
         public init(searchset auditEntries: [AuditEntry], vaultID: String, timestamp: Date, baseURL: String? = nil) throws(PatientVaultError) {
             id = "audit-\(vaultID)-\(Bundle.milliseconds(timestamp))"
