@@ -105,7 +105,7 @@ extension LogEngineCore {
             // A destruction rotates the journal key only if a slot it
             // destroys has a copy under the current one (this group's own
             // manifest counts too).
-            let groupFloor = manifests == 1 ? rawSlotWrites.map(\.0.number).min() ?? .max : .max
+            let groupFloor = manifests == 1 ? rawSlotWrites.lazy.map(\.0.number).min() ?? .max : .max
             let rotates = journalKeyMaterial != nil
                 && destroying.contains { $0.number >= min(s.currentEpochSlotFloor, groupFloor) }
             if rotates { try keySlots.checkEpochCanGrow() }
@@ -186,9 +186,7 @@ extension LogEngineCore {
             s.tail = offset
             s.bytesSinceCheckpoint += groupSize
             s.queue.append(job)
-            if manifests == 1, let lowest = rawSlotWrites.map(\.0.number).min() {
-                s.currentEpochSlotFloor = min(s.currentEpochSlotFloor, lowest)
-            }
+            s.currentEpochSlotFloor = min(s.currentEpochSlotFloor, groupFloor)
             if let journalKeyMaterial {
                 let ticket = AppendTicket()
                 var journalKey: KeySlotFile.JournalKey?
