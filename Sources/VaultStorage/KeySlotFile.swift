@@ -16,24 +16,28 @@ import VaultSync
 /// frame (the manifest), sealed with XChaCha20-Poly1305 under the journal
 /// key, so the commit path syncs the segment alone: the key file is
 /// written at once but synced only before a checkpoint (which moves
-/// replay past those groups), at close, and within about 1 ms of a slot's
-/// destruction; recovery writes a complete group's slots back from its
-/// manifest. The journal key exists to be destroyed: a destruction of a
-/// slot that a manifest sealed under the current key carries writes a
-/// new journal key (the other of slots 1-2) and syncs it with every
-/// written slot, then wipes the old key and writes the tombstone, synced
-/// together within about 1 ms after its acknowledgement
-/// (``prepareRotation(to:)``, ``finishRotation(to:)``): every copy of the destroyed slot in the log is
-/// sealed under a key no file holds any more. A destruction whose slots'
-/// copies are all sealed under keys a rotation before it wipes writes its
-/// tombstones alone (``LogEngineCore/State/currentEpochSlotFloor``). Recovery opens the
-/// manifests of the newest epoch, and of the one before while an open
-/// finds its key still there (a destruction cut between its two syncs,
-/// which may also have lost a slot's page); it skips older ones (their
-/// slots were synced before their key was wiped) and never writes a slot
-/// back over a tombstone.
+/// replay past those groups), at close, and after a slot's destruction;
+/// recovery writes a complete group's slots back from its manifest. The
+/// journal key exists to be destroyed. Slots 1 and 2 hold two keys of
+/// consecutive epochs: the current one and the next, written and synced
+/// ahead (at open, and by each rotation's settling). A destruction of a
+/// slot that a manifest sealed under the current key rotates to the next
+/// (``rotate(to:)``): no sync of this file before its acknowledgement
+/// (the log's sync alone, as a deposit), and the groups after it are
+/// sealed under a key already durable. Then, owed (``settleStep()``): a
+/// sync of every slot written and of the tombstones, and the older key
+/// overwritten by the key after the newer, synced. From then on every
+/// copy of the destroyed slot in the log is sealed under a key no file
+/// holds. A destruction whose slots' copies are all sealed under keys
+/// already replaced writes its tombstones alone
+/// (``LogEngineCore/State/currentEpochSlotFloor``). Recovery opens the
+/// manifests of the file's two keys' epochs (the older is the current
+/// one, or one whose replacement a crash cut short, which may also have
+/// lost a slot's page); an older manifest's slots were synced before its
+/// key went, and must be on the file (``restore(_:)``); it never writes a
+/// slot back over a tombstone. Every open then rotates (``finishOpen()``).
 ///
-/// Locks: ``extent``, ``journal`` and ``previous`` are leaves, taken alone
+/// Locks: ``extent`` and ``journal`` are leaves, taken alone
 /// or under the engine's state lock.
 final class KeySlotFile: Sendable {
     let file: PosixFile
@@ -43,16 +47,10 @@ final class KeySlotFile: Sendable {
     private let growth: UInt64
     /// The first never-used slot, and the file's preallocated size.
     private let extent: Locked<(next: UInt64, allocated: UInt64)>
-    /// The journal key groups are sealed under (the newest, perhaps not
-    /// yet on disk), and the one on disk with the slot holding it.
-    private let journal: Locked<(current: JournalKey, durable: JournalKey, durableSlot: UInt64)>
+    /// The key-slot journal's keys (``Journal``).
+    private let journal: Locked<Journal>
     /// One past the last slot written (``writtenEnd``).
     private let written: Locked<UInt64>
-    /// The older journal key an open found beside the newer one (a
-    /// destruction cut between its two syncs), with its slot: recovery
-    /// still opens the manifests it sealed, then it is wiped
-    /// (``forgetPreviousJournalKey()``).
-    private let previous: Locked<(key: JournalKey, slot: UInt64)?>
     /// Whether slots were written since the file was last synced. True at
     /// open: after a crash of the process (not of the machine) the file may
     /// hold writes that are in the page cache only, so the open's first
@@ -70,10 +68,55 @@ final class KeySlotFile: Sendable {
     private let authenticator: (any LogAuthenticator)?
 
     /// A key of the key-slot journal and its epoch (1, 2, ...: one more at
-    /// every destruction).
+    /// every rotation).
     struct JournalKey: Sendable {
         let epoch: UInt64
         let key: SymmetricKey
+    }
+
+    /// The journal's keys: the file holds two, of consecutive epochs (slots
+    /// 1 and 2), the one groups are sealed under and the next, written and
+    /// synced ahead, so that a rotation (a destruction) needs no sync of
+    /// this file before its acknowledgement.
+    struct Journal: Sendable {
+        /// What groups queued now are sealed under.
+        var current: JournalKey
+        /// Every key from the older one the file holds to at least the
+        /// one after ``current``: ascending, consecutive epochs. A key is
+        /// decided once, by whichever needs it first (a destruction queued,
+        /// or the committer writing it ahead).
+        var keys: [JournalKey]
+        /// What slots 1 and 2 hold, as written (synced, unless a failed
+        /// sync has stopped the engine).
+        var onFile: [(slot: UInt64, key: JournalKey)]
+        /// The epoch the committer has rotated to: the file's newer key
+        /// once a rotation is processed, its older one when settled.
+        var active: UInt64
+        /// The step of the last rotation's settling still owed
+        /// (``settleStep()``).
+        var owed: Owed?
+
+        /// The file's newest key.
+        var newest: (slot: UInt64, key: JournalKey) { onFile.max { $0.key.epoch < $1.key.epoch }! }
+
+        /// The key of `epoch`, deciding it with `material` if it is the
+        /// next one not yet decided; nil for one already forgotten.
+        mutating func key(_ epoch: UInt64, deciding material: SymmetricKey) -> JournalKey? {
+            if let known = keys.first(where: { $0.epoch == epoch }) { return known }
+            guard epoch == (keys.last?.epoch ?? 0) + 1 else { return nil }
+            let key = JournalKey(epoch: epoch, key: material)
+            keys.append(key)
+            return key
+        }
+    }
+
+    /// What a rotation leaves to do once acknowledged: a sync of every
+    /// slot written (the copies sealed under the older key are their only
+    /// other copies), then the older key overwritten by the one after the
+    /// newer (decided ahead) and synced.
+    enum Owed: Sendable {
+        case syncSlots
+        case replaceOlderKey
     }
 
     /// Opens (or creates, for a new store) the key file of `directory`.
@@ -87,8 +130,10 @@ final class KeySlotFile: Sendable {
         self.files = files
         self.authenticator = authenticator
         let (key, slot, older) = try Self.loadJournalKey(file, salt: salt, logExists: logExists, files: files, directory: directory)
-        journal = Locked((key, key, slot))
-        previous = Locked(older)
+        journal = Locked(
+            Journal(
+                current: key, keys: (older.map { [$0.key] } ?? []) + [key], onFile: (older.map { [($0.slot, $0.key)] } ?? []) + [(slot, key)],
+                active: key.epoch, owed: nil))
         let (next, allocated) = try Self.scan(file)
         extent = Locked((max(next, LogFormat.firstKeySlot), allocated))
         written = Locked(next)
@@ -232,9 +277,10 @@ final class KeySlotFile: Sendable {
     /// acknowledged records again.
     var writtenEnd: UInt64 { written.withLock { $0 } }
 
-    /// The epoch of the journal key on disk (a checkpoint records it: an
-    /// older one at the next open is an older copy of the file).
-    var durableEpoch: UInt64 { journal.withLock { $0.durable.epoch } }
+    /// The epoch of the newest journal key the file holds (a checkpoint,
+    /// written once the file is synced, records it: an older one at the
+    /// next open is an older copy of the file).
+    var durableEpoch: UInt64 { journal.withLock { $0.newest.key.epoch } }
 
     /// Syncs the file if a slot was written since its last sync.
     func syncIfWritten() throws { try sync(always: false, site: .keyFileSync) }
@@ -298,27 +344,25 @@ final class KeySlotFile: Sendable {
         return (key.epoch, LogFormat.encodeSlotManifest(epoch: key.epoch, slots: sealed))
     }
 
-    /// The slots a replayed manifest carries, as their 128 bytes; nil for a
-    /// manifest of an epoch whose key is gone (its slots were synced before
-    /// that key was wiped). A manifest of the previous epoch opens while
-    /// an open keeps that key (``forgetPreviousJournalKey()``).
+    /// The slots a replayed manifest carries, as their 128 bytes; for a
+    /// manifest of an epoch whose key is not on file (its slots were
+    /// synced before that key was overwritten), its slot numbers with no
+    /// bytes, which ``restore(_:)`` checks the file holds: a damaged key
+    /// never passes for one a rotation replaced. A manifest of the epoch
+    /// before the file's newest opens while the file holds that key (until
+    /// ``finishOpen()``).
     /// - Throws: ``StorageError/Code/corrupted`` for a manifest the encoder
     ///   cannot write, of a newer epoch than the file's, or whose boxes do not
     ///   open.
-    func openManifest(_ payload: UnsafeRawBufferPointer) throws -> [(number: UInt64, bytes: [UInt8])]? {
+    func openManifest(_ payload: UnsafeRawBufferPointer) throws -> [(number: UInt64, bytes: [UInt8])] {
         guard let (epoch, slots) = LogFormat.decodeSlotManifest(payload) else {
             throw StorageError(.corrupted, "a key-slot manifest is malformed")
         }
-        let newest = journal.withLock { $0.durable }
-        guard epoch <= newest.epoch else { throw StorageError(.corrupted, "a key-slot manifest is of a later journal key") }
-        let key: JournalKey
-        if epoch == newest.epoch {
-            key = newest
-        } else if let older = previous.withLock({ $0?.key }), older.epoch == epoch {
-            key = older
-        } else {
-            return nil
+        let onFile = journal.withLock { $0.onFile }
+        guard epoch <= onFile.map(\.key.epoch).max() ?? 0 else {
+            throw StorageError(.corrupted, "a key-slot manifest is of a later journal key")
         }
+        guard let key = onFile.first(where: { $0.key.epoch == epoch })?.key else { return slots.map { ($0.number, []) } }
         return try slots.map { slot in
             let aad = LogFormat.journalAssociatedData(epoch: epoch, number: slot.number)
             guard let bytes = try? XChaCha20Poly1305.open(slot.box, using: key.key, authenticating: aad),
@@ -335,6 +379,15 @@ final class KeySlotFile: Sendable {
         var written = 0
         for slot in slots {
             let current = try file.read(count: LogFormat.keySlotSize, at: slot.number * UInt64(LogFormat.keySlotSize))
+            // A slot whose journal key is gone was synced before the key
+            // was overwritten: missing now, it was lost to damage (or to
+            // a damaged journal key), never to a crash.
+            if slot.bytes.isEmpty {
+                guard current.count == LogFormat.keySlotSize, current.contains(where: { $0 != 0 }) else {
+                    throw StorageError(.corrupted, "key slot \(slot.number) is missing and the journal key that sealed its copy is not on file")
+                }
+                continue
+            }
             if current == slot.bytes { continue }
             // A genuine tombstone stays (one flipped byte in it too, even in
             // its magic, outside the CRC: its value is a MAC only the log
@@ -361,13 +414,14 @@ final class KeySlotFile: Sendable {
         return written
     }
 
-    /// A new journal key, of the next epoch, that groups queued from now on
-    /// are sealed under; the destruction that asked for it writes it
-    /// (``prepareRotation(to:)``) before its tombstone.
+    /// Makes the next journal key current, for the groups queued from now
+    /// on (the destruction that asked for it rotates to it,
+    /// ``rotate(to:)``). Draws the random bytes, in case the key is not
+    /// decided yet. Under the engine's lock.
     func nextJournalKey() throws -> JournalKey {
-        let key = try Self.freshJournalKeyMaterial()
+        let material = try Self.freshJournalKeyMaterial()
         try checkEpochCanGrow()
-        return advanceJournalKey(to: key)
+        return advanceJournalKey(to: material)
     }
 
     /// The random bytes of a new journal key.
@@ -379,62 +433,106 @@ final class KeySlotFile: Sendable {
         }
     }
 
-    /// Throws if the journal's epoch cannot grow (a file written by hand
-    /// may hold any epoch: never a trap). Under the engine's lock, before
+    /// Throws if the journal's epoch cannot grow by two (the key after the
+    /// next is written ahead; a file written by hand may hold any epoch:
+    /// never a trap). Under the engine's lock, before
     /// ``advanceJournalKey(to:)`` in the same hold.
     func checkEpochCanGrow() throws {
-        guard journal.withLock({ $0.current.epoch }) < UInt64.max else {
+        guard journal.withLock({ $0.current.epoch }) < UInt64.max - 1 else {
             throw StorageError(.corrupted, "the journal key's epoch cannot grow")
         }
     }
 
-    /// Makes `key` the journal key of the next epoch, which groups queued
-    /// from now on are sealed under. Under the engine's lock, after
-    /// ``checkEpochCanGrow()`` in the same hold (only that lock's holders
-    /// change the epoch).
-    func advanceJournalKey(to key: SymmetricKey) -> JournalKey {
+    /// Makes the key of the next epoch current (decided ahead, or now with
+    /// `material`), which groups queued from now on are sealed under. Under
+    /// the engine's lock, after ``checkEpochCanGrow()`` in the same hold
+    /// (only that lock's holders change the epoch).
+    func advanceJournalKey(to material: SymmetricKey) -> JournalKey {
         journal.withLock { j in
-            j.current = JournalKey(epoch: j.current.epoch + 1, key: key)
+            // Never nil: the keys run to at least one past the current.
+            if let next = j.key(j.current.epoch + 1, deciding: material) { j.current = next }
             return j.current
         }
     }
 
-    /// The first half of a rotation: writes `key` in the slot not holding
-    /// the durable one and syncs, so that the new key and every slot
-    /// written so far are durable before the old key, which seals the
-    /// log's copies of those slots, goes. Writes nothing else: the
-    /// committer runs it beside its sync of the log (a different file)
-    /// while no other slot is written. A crash after it leaves the older
-    /// key beside the newer, and the tombstones unwritten, which the layer
-    /// above finishes from its erasure records. The next open keeps the
-    /// older key through recovery: a power cut during this sync may have
-    /// kept the new key's page and lost a slot's (one sync orders nothing
-    /// within a file), and that slot's only copy is then its manifest,
-    /// sealed under the older key. Once recovery has written such slots
-    /// back and synced, the older key is wiped
-    /// (``forgetPreviousJournalKey()``), and copies sealed under it can
-    /// never be opened again.
-    func prepareRotation(to key: JournalKey) throws {
-        let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
-        guard key.epoch > old.epoch else { return try syncIfWritten() }
-        let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
-        var bytes = Self.journalSlot(key, number: newSlot, salt: salt)
-        defer { for i in bytes.indices { bytes[i] = 0 } }
-        try files.write(bytes, at: newSlot * UInt64(LogFormat.keySlotSize), of: file, site: .journalKeyWrite)
-        try sync(always: true, site: .journalKeyWrite)
+    /// Whether the file holds `key` (written ahead and synced): a
+    /// rotation to it then needs no sync of this file first.
+    func holds(_ key: JournalKey) -> Bool {
+        journal.withLock { j in j.onFile.contains { $0.key.epoch == key.epoch } }
     }
 
-    /// The second half of a rotation, after ``prepareRotation(to:)``: wipes
-    /// the old key, not synced: the caller writes its tombstones and syncs
-    /// the wipe with them (``syncIfWritten()``).
-    func finishRotation(to key: JournalKey) throws {
-        let (old, oldSlot) = journal.withLock { ($0.durable, $0.durableSlot) }
-        guard key.epoch > old.epoch else { return }
-        let newSlot = oldSlot == LogFormat.journalKeySlots[0] ? LogFormat.journalKeySlots[1] : LogFormat.journalKeySlots[0]
-        try write([UInt8](repeating: 0, count: LogFormat.keySlotSize), to: oldSlot, site: .journalKeyWrite)
+    /// The committer's rotation to `key`, which the file holds
+    /// (``holds(_:)``): from now on the older key is owed its replacement
+    /// (``settleStep()``). Writes nothing: the destruction's tombstones
+    /// follow, and its acknowledgement needs the log's sync alone.
+    func rotate(to key: JournalKey) throws {
+        try journal.withLock { j in
+            guard j.onFile.contains(where: { $0.key.epoch == key.epoch }), key.epoch == j.active + 1 else {
+                throw StorageError(.io, "a rotation to a journal key the file does not hold")
+            }
+            j.active = key.epoch
+            j.owed = .syncSlots
+        }
+    }
+
+    /// Whether a rotation's settling is owed (``settleStep()``).
+    var rotationOwed: Bool { journal.withLock { $0.owed != nil } }
+
+    /// One step of the key file's owed work, one sync; returns whether
+    /// nothing more is owed. With no rotation owed: a sync of whatever was
+    /// written (tombstones). After a rotation: first a sync of every slot
+    /// written (the log's copies of those slots are sealed under the older
+    /// key, and one sync orders nothing within a file), then the older
+    /// key overwritten by the key after the newer and synced: no file
+    /// holds the older key any more, every copy it sealed is dead, and the
+    /// next rotation again finds its key on the file.
+    /// A crash before the end leaves both keys, which the next open uses
+    /// and settles (``finishOpen()``), and the erasure's durable record,
+    /// from which the layer above finishes the destruction.
+    @discardableResult
+    func settleStep() throws -> Bool {
+        switch journal.withLock({ $0.owed }) {
+        case nil:
+            try syncIfWritten()
+            return true
+        case .syncSlots:
+            try syncIfWritten()
+            journal.withLock { $0.owed = .replaceOlderKey }
+            return false
+        case .replaceOlderKey:
+            try replaceOlderKey()
+            return true
+        }
+    }
+
+    /// Settles owed steps until the file holds `key` (a rotation queued
+    /// right behind another whose settling the committer has not done).
+    func settle(until key: JournalKey) throws {
+        while !holds(key) {
+            guard rotationOwed else { throw StorageError(.io, "a rotation to a journal key the file does not hold") }
+            try settleStep()
+        }
+    }
+
+    /// Overwrites the file's older key with the one after its newer
+    /// (decided now if no destruction has), and syncs.
+    private func replaceOlderKey() throws {
+        let material = try Self.freshJournalKeyMaterial()
+        let (slot, next) = try journal.withLock { j -> (UInt64, JournalKey) in
+            let newest = j.newest
+            guard let older = j.onFile.first(where: { $0.slot != newest.slot }),
+                  newest.key.epoch < UInt64.max, let next = j.key(newest.key.epoch + 1, deciding: material)
+            else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
+            return (older.slot, next)
+        }
+        var bytes = Self.journalSlot(next, number: slot, salt: salt)
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        try write(bytes, to: slot, site: .journalKeyWrite)
+        try sync(always: true, site: .journalKeyWrite)
         journal.withLock { j in
-            j.durable = key
-            j.durableSlot = newSlot
+            j.onFile = j.onFile.map { $0.slot == slot ? (slot, next) : $0 }.sorted { $0.key.epoch < $1.key.epoch }
+            j.keys.removeAll { $0.epoch < j.active }
+            j.owed = nil
         }
     }
 
@@ -519,17 +617,27 @@ final class KeySlotFile: Sendable {
         try files.sync(file, site: .journalKeyWrite)
     }
 
-    /// Wipes (and syncs) the older journal key an open found, once
-    /// recovery has written back, and synced, the slots of the manifests
-    /// it sealed (``KeySlotFile/restore(_:)``); afterwards no copy sealed
-    /// under it opens. Does nothing if the open found none.
-    func forgetPreviousJournalKey() throws {
-        guard let older = previous.withLock({ $0 }) else { return }
-        // The slots it protects durable first, in a sync of their own:
-        // one sync does not order the wipe after them.
-        try syncIfWritten()
-        try Self.wipeJournalSlot(older.slot, of: file, files: files)
-        previous.withLock { $0 = nil }
+    /// The open's last step with the journal, once recovery has written
+    /// back, and synced, the slots of the manifests it replayed
+    /// (``restore(_:)``): the file's older key, if it holds two, is
+    /// overwritten by the one after the newer (after a sync of its own:
+    /// one sync does not order the overwrite after the slots it protects),
+    /// or that next key is written beside a lone one; then synced. The
+    /// newer key becomes current: an open rotates, so no copy sealed under
+    /// a key older than the current one opens any more.
+    func finishOpen() throws {
+        let (newest, older) = journal.withLock { j in (j.newest, j.onFile.first { $0.slot != j.newest.slot }) }
+        guard newest.key.epoch < UInt64.max - 1 else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
+        let next = JournalKey(epoch: newest.key.epoch + 1, key: try Self.freshJournalKeyMaterial())
+        let slot = older?.slot ?? LogFormat.journalKeySlots.first { $0 != newest.slot }!
+        if older != nil { try syncIfWritten() }
+        var bytes = Self.journalSlot(next, number: slot, salt: salt)
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        try write(bytes, to: slot, site: .journalKeyWrite)
+        try sync(always: true, site: .journalKeyWrite)
+        journal.withLock { j in
+            j = Journal(current: newest.key, keys: [newest.key, next], onFile: [newest, (slot, next)], active: newest.key.epoch, owed: nil)
+        }
     }
 
     /// Opens the key file, creating it for a new store. The key file is

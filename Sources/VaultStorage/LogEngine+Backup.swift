@@ -98,13 +98,16 @@ extension LogEngine {
     /// before the copy began: no destruction wrote the key file during
     /// the copy, so every tombstone it shows follows a record among them
     /// (the committer writes a destruction's tombstones only once every
-    /// record before it is durable). Optimistic first, up to three copies
+    /// record before it is durable), and no rotation's settling was owed,
+    /// so the copy never holds a journal key a rotation replaces (the key
+    /// that sealed an erased slot's copies in the log). Optimistic first, up to three copies
     /// (the committer is not held: ``LogEngineCore/destructionEpoch`` tells
-    /// whether a destruction ran meanwhile; one running when a copy would
-    /// start is waited for, up to a second, without counting); then once
-    /// more holding ``LogEngineCore/keyFileCopy``, so that a destruction
-    /// waits for that copy's reads and writes (the whole file, preallocated
-    /// space included), not for any sync. The store's key file is synced
+    /// whether a destruction ran meanwhile; one running, or a settling
+    /// owed, when a copy would start is waited for, up to a second, without
+    /// counting); then once more holding ``LogEngineCore/keyFileCopy``, so
+    /// that a destruction waits for that copy's reads and writes (the whole
+    /// file, preallocated space included), not for any sync, and a
+    /// settling still owed is finished first. The store's key file is synced
     /// first (a failed sync stops the store, as every failed sync does);
     /// the copy reads what the page cache holds. Blocking. `afterCopy`
     /// runs after each optimistic copy, before its check (tests).
@@ -131,18 +134,24 @@ extension LogEngine {
         var waited = 0
         while copies < 3 {
             let before = core.destructionEpoch.load(ordering: .sequentiallyConsistent)
-            if before % 2 == 1 && waited < 10_000 {
+            let busy = before % 2 == 1 || core.keySlots.rotationOwed
+            if busy && waited < 10_000 {
                 waited += 1
                 usleep(100)
                 continue
             }
             copies += 1
-            guard before % 2 == 0 else { continue }
+            guard !busy else { continue }
             let records = try copy(syncing: true)
             afterCopy()
             if core.destructionEpoch.load(ordering: .sequentiallyConsistent) == before { return try install(records) }
         }
-        let records = try core.keyFileCopy.withLock { _ throws in try copy(syncing: false) }
+        let records = try core.keyFileCopy.withLock { _ throws in
+            // A rotation's settling the committer has not finished, finished
+            // here (the committer's steps hold this lock too).
+            try core.latching { while core.keySlots.rotationOwed { try core.keySlots.settleStep() } }
+            return try copy(syncing: false)
+        }
         try PosixFile.open(temporary, flags: O_WRONLY, name: "backup copy").sync()
         return try install(records)
     }

@@ -22,15 +22,15 @@ extension LogEngineCore {
     func commitLoop(opened: Written) {
         var unsynced = Set<UInt32>()
         var written = opened
-        // When tombstones (and a wiped journal key) written after their
-        // destruction was acknowledged must be synced: see
-        // ``process(_:unsynced:written:tombstonesDue:)``.
-        var tombstonesDue: DispatchTime?
+        // When the key file's work owed after a destruction's
+        // acknowledgement (its tombstones' sync, a rotation's settling) is
+        // due: see ``process(_:unsynced:written:keyFileDue:)``.
+        var keyFileDue: DispatchTime?
         while true {
-            if let due = tombstonesDue {
-                // Idle until then: synced alone.
+            if let due = keyFileDue {
+                // Idle until then: done alone, one step (one sync) at a time.
                 if wakeup.wait(timeout: due) == .timedOut {
-                    settleTombstones(&tombstonesDue)
+                    settleKeyFile(&keyFileDue, all: false)
                     continue
                 }
             } else {
@@ -53,12 +53,12 @@ extension LogEngineCore {
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, written: &written, tombstonesDue: &tombstonesDue)
+                process(jobs, unsynced: &unsynced, written: &written, keyFileDue: &keyFileDue)
                 recycle(consume jobs)
                 growAhead()
             }
             if !requests.isEmpty {
-                settleTombstones(&tombstonesDue)
+                settleKeyFile(&keyFileDue, all: true)
                 serve(requests, unsynced: &unsynced, written: written)
             }
             if closing {
@@ -67,6 +67,7 @@ extension LogEngineCore {
                     wakeup.signal()
                     continue
                 }
+                settleKeyFile(&keyFileDue, all: true)
                 finishOnClose(unsynced: &unsynced, written: written)
                 stopped.complete(.success([]))
                 return
@@ -83,21 +84,24 @@ extension LogEngineCore {
 
     /// Writes and syncs a batch of jobs, then acknowledges them.
     ///
-    /// A destruction (an erasure's keys) is acknowledged once its group
-    /// and the new journal key are durable and its tombstones are written
-    /// (``destroy(_:unsynced:written:segments:)``): one level of syncs, as
-    /// a deposit (a destruction that needs no rotation waits for the log's
-    /// sync alone). Its tombstones, and the old journal key's wipe, are
-    /// synced after, within ``LogEngineCore/tombstoneSyncDelay``
-    /// (`tombstonesDue`): by the next rotation's sync of the key file, or
-    /// by the committer once the delay is over, beside the log's sync of
-    /// the batch it is writing then if it has one, alone if it is idle,
-    /// and before a checkpoint or an index for a backup. A crash before that sync
-    /// leaves what a crash between a destruction's two syncs leaves: the
-    /// older journal key beside the newer, the tombstones perhaps not on
-    /// disk, and the erasure's durable record, from which the next open
-    /// finishes the destruction (``KeySlotFile``).
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, tombstonesDue: inout DispatchTime?) {
+    /// A destruction (an erasure's keys) is acknowledged once its group is
+    /// durable and its tombstones are written: one sync, of the log, as a
+    /// deposit. When it rotates the journal key, the key it rotates to is
+    /// already on the key file (written and synced ahead,
+    /// ``KeySlotFile/Journal``), so the groups queued after it, sealed
+    /// under that key, need nothing more either. What the key file is
+    /// owed after (`keyFileDue`): for a rotation, a sync of every slot
+    /// written, then the older key overwritten by the next one and synced
+    /// (``KeySlotFile/settleStep()``), due at once; for tombstones alone,
+    /// their sync, due within ``LogEngineCore/tombstoneSyncDelay``. Each
+    /// step is one sync, run beside the log's sync of the batch the
+    /// committer writes then if it has one, alone if it is idle, and every
+    /// step before a checkpoint, an index for a backup, or the close. A
+    /// crash before the end leaves what a crash between a destruction's
+    /// syncs always left: the older journal key beside the newer, the
+    /// tombstones perhaps not on disk, and the erasure's durable record,
+    /// from which the next open finishes the destruction.
+    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, keyFileDue: inout DispatchTime?) {
         do {
             try ensureNoFailure()
         } catch {
@@ -127,9 +131,7 @@ extension LogEngineCore {
                 if jobs[i].isDestruction {
                     var j = i
                     while j < jobs.count && jobs[j].isDestruction { j += 1 }
-                    // A rotation's first sync of the key file covers any
-                    // tombstones owed.
-                    if try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments) { tombstonesDue = nil }
+                    try destroy(jobs[i..<j], unsynced: &unsynced, written: written, segments: segments)
                     tombstonesWritten = true
                     i = j
                     continue
@@ -187,25 +189,29 @@ extension LogEngineCore {
                     segments[job.segment]?.file.startWriteback(offset: job.offset, length: UInt64(length))
                 }
             }
-            // Tombstones whose delay is over are synced now, beside this
-            // batch's log sync if it has one (two files: one wait for
-            // both); this batch's own ride beside its log sync if it has
-            // one after them, and are owed otherwise.
+            // The key file's owed work, once due, one step of it now,
+            // beside this batch's log sync if it has one (two files: one
+            // wait for both); this batch's own tombstones (not a
+            // rotation's settling, which needs a step per sync) ride
+            // beside its log sync if it has one after them, and are owed
+            // otherwise.
             let durable = jobs.contains(where: { $0.durability == .durable })
-            let due = tombstonesDue.map { DispatchTime.now() >= $0 } ?? false
-            if due || (durable && tombstonesWritten && !unsynced.isEmpty) {
+            let due = keyFileDue.map { DispatchTime.now() >= $0 } ?? false
+            if due || (durable && tombstonesWritten && !unsynced.isEmpty && !keySlots.rotationOwed) {
+                let settled: Bool
                 if durable && !unsynced.isEmpty {
-                    let keySlots = keySlots
-                    let keyFile = Beside { try keySlots.syncIfWritten() }
+                    let keyFile = BesideValue { [self] in try keyFileStep() }
                     let synced = Result { try syncAll(&unsynced, of: segments) }
                     let outcome = keyFile.wait()
                     try synced.get()
-                    try outcome.get()
+                    settled = try outcome.get()
                 } else {
-                    try keySlots.syncIfWritten()
+                    settled = try keyFileStep()
                 }
-                tombstonesDue = nil
-                tombstonesWritten = false
+                if settled {
+                    keyFileDue = nil
+                    tombstonesWritten = false
+                }
             }
             if durable {
                 try syncAll(&unsynced, of: segments)
@@ -233,47 +239,66 @@ extension LogEngineCore {
             return
         }
         for job in jobs { job.ticket.complete(.success(job.references)) }
-        if tombstonesWritten && tombstonesDue == nil { tombstonesDue = .now() + LogEngineCore.tombstoneSyncDelay }
+        if keySlots.rotationOwed {
+            keyFileDue = .now()
+        } else if tombstonesWritten && keyFileDue == nil {
+            keyFileDue = .now() + LogEngineCore.tombstoneSyncDelay
+        }
 
         // Every `checkpointInterval` bytes, a checkpoint of the index of
         // what is written, once the log is synced (groups queued meanwhile
         // are left for the next one).
         guard state.withLock({ $0.bytesSinceCheckpoint >= configuration.checkpointInterval }) else { return }
-        settleTombstones(&tombstonesDue)
+        settleKeyFile(&keyFileDue, all: true)
         checkpoint(unsynced: &unsynced, written: written)
     }
 
-    /// Syncs owed tombstones now (idle, or before a checkpoint or a
-    /// backup's index). A failure stops the engine: the erasures are
-    /// durable in the log, and the next open finishes their destruction.
-    private func settleTombstones(_ due: inout DispatchTime?) {
+    /// The key file's owed work now: one step (idle), or all of it
+    /// (before a checkpoint, a backup's index, the close). A failure stops
+    /// the engine: the erasures are durable in the log, and the next open
+    /// finishes their destruction.
+    private func settleKeyFile(_ due: inout DispatchTime?, all: Bool) {
         guard due != nil else { return }
-        due = nil
         do {
-            try keySlots.syncIfWritten()
+            while try !keyFileStep() {
+                if !all { return }
+            }
+            due = nil
         } catch {
+            due = nil
             latch((error as? StorageError) ?? StorageError(.io, "the key file's sync failed"))
+        }
+    }
+
+    /// One step of the key file's owed work (``KeySlotFile/settleStep()``);
+    /// whether nothing more is owed. The step that overwrites the older
+    /// journal key holds ``keyFileCopy``, and a backup's copy made
+    /// meanwhile is made again (``destructionEpoch``).
+    private func keyFileStep() throws -> Bool {
+        guard keySlots.rotationOwed else { return try keySlots.settleStep() }
+        return try keyFileCopy.withLock { _ throws in
+            destructionEpoch.add(1, ordering: .sequentiallyConsistent)
+            defer { destructionEpoch.add(1, ordering: .sequentiallyConsistent) }
+            return try keySlots.settleStep()
         }
     }
 
     /// A run of destructions, where they were queued in the committer's
     /// pass. Everything written before them becomes durable first (an
     /// erasure's record before its keys go: a crash never leaves a
-    /// destroyed key without the record that says why), while the new
-    /// journal key and every slot written so far are synced, on another
-    /// thread (two files: one sync's wait for both); then the old key is
-    /// wiped, so that no copy in the log opens any more, and the
-    /// tombstones are written; the wipe and the tombstones are synced
-    /// after the acknowledgement (``process(_:unsynced:written:tombstonesDue:)``). A backup's copy of
+    /// destroyed key without the record that says why); then, for a run
+    /// that rotates, the journal key moves to the one the key file holds
+    /// ahead (``KeySlotFile/rotate(to:)``), and the tombstones are
+    /// written. If the previous rotation's settling is still owed (the
+    /// file does not hold the key yet), it is finished beside the log's
+    /// sync (two files: one wait for both). The tombstones, and the
+    /// rotation's settling, follow the acknowledgement
+    /// (``process(_:unsynced:written:keyFileDue:)``). A backup's copy of
     /// the key file made meanwhile is made again (``destructionEpoch``,
     /// ``keyFileCopy``).
-    /// A run with no rotation (every destroyed slot's copies are sealed
-    /// under keys already wiped, or wiped by a rotation before it in the
-    /// queue) waits for the log's sync alone, then writes its tombstones.
-    /// Returns whether it rotated (and so synced the key file).
     private func destroy(
         _ run: ArraySlice<Job>, unsynced: inout Set<UInt32>, written: Written, segments: [UInt32: Segment]
-    ) throws -> Bool {
+    ) throws {
         // Destructions queued one after the other share their key (see
         // ``destroy(_:)``): one rotation, of one epoch, for the run.
         let key = run.last(where: { $0.journalKey != nil })?.journalKey
@@ -285,43 +310,25 @@ extension LogEngineCore {
         try keyFileCopy.withLock { _ throws in
             destructionEpoch.add(1, ordering: .sequentiallyConsistent)
             defer { destructionEpoch.add(1, ordering: .sequentiallyConsistent) }
-            if let key {
-                try rotateAndDestroy(run, to: key, unsynced: &unsynced, written: written, segments: segments)
+            if let key, !keySlots.holds(key) {
+                let keySlots = keySlots
+                let settled = Beside { try keySlots.settle(until: key) }
+                let synced = Result { try syncAll(&unsynced, of: segments) }
+                // Both end before either failure is thrown: the key file is
+                // never written while its sync may still run.
+                let keyFile = settled.wait()
+                try synced.get()
+                try keyFile.get()
             } else {
                 try syncAll(&unsynced, of: segments)
-                let through = written.lsn
-                state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
-                for job in run {
-                    for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
-                }
             }
-        }
-        return key != nil
-    }
-
-    private func rotateAndDestroy(
-        _ run: ArraySlice<Job>, to key: KeySlotFile.JournalKey, unsynced: inout Set<UInt32>, written: Written,
-        segments: [UInt32: Segment]
-    ) throws {
-        if unsynced.isEmpty {
-            try keySlots.prepareRotation(to: key)
-        } else {
-            let keySlots = keySlots
-            let prepared = Beside { try keySlots.prepareRotation(to: key) }
-            let synced = Result { try syncAll(&unsynced, of: segments) }
-            // Both end before either failure is thrown: the key file is
-            // never written while its sync may still run.
-            let keyFile = prepared.wait()
-            try synced.get()
-            try keyFile.get()
             let through = written.lsn
             state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
+            if let key { try keySlots.rotate(to: key) }
+            for job in run {
+                for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
+            }
         }
-        try keySlots.finishRotation(to: key)
-        for job in run {
-            for (slot, bytes) in job.destroys { try keySlots.write(bytes, to: slot.number) }
-        }
-        // Synced after the acknowledgement (``process(_:unsynced:written:tombstonesDue:)``).
     }
 
     /// A checkpoint of everything written, once the log is synced
@@ -508,11 +515,11 @@ extension LogEngineCore {
 /// Work run on another thread while the caller goes on (the committer's
 /// key-file sync beside its sync of the log); ``wait()`` returns its
 /// outcome.
-private final class Beside: Sendable {
+private final class BesideValue<Value: Sendable>: Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private let outcome = Locked<Result<Void, any Error>?>(nil)
+    private let outcome = Locked<Result<Value, any Error>?>(nil)
 
-    init(_ body: @escaping @Sendable () throws -> Void) {
+    init(_ body: @escaping @Sendable () throws -> Value) {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             let result = Result { try body() }
             outcome.withLock { $0 = result }
@@ -521,8 +528,11 @@ private final class Beside: Sendable {
     }
 
     /// Waits for the work to end and returns how it ended.
-    func wait() -> Result<Void, any Error> {
+    func wait() -> Result<Value, any Error> {
         done.wait()
-        return outcome.withLock { $0 ?? .success(()) }
+        // Set before the signal.
+        return outcome.withLock { $0 ?? .failure(StorageError(.io, "work beside the committer ended without an outcome")) }
     }
 }
+
+private typealias Beside = BesideValue<Void>

@@ -579,7 +579,7 @@ extension LogEngineCore {
                     // back (where missing) if the whole group is kept.
                     if f.isSlotManifest {
                         do {
-                            if let slots = try keySlots.openManifest(payload) { groupSlots.append(contentsOf: slots) }
+                            groupSlots.append(contentsOf: try keySlots.openManifest(payload))
                         } catch {
                             badManifest = (offset, (error as? StorageError) ?? StorageError(.corrupted, "a key-slot manifest is damaged"))
                             return offset

@@ -230,19 +230,20 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     }
 
     /// All in one job: at most one journal-key rotation (only if a slot
-    /// has a copy under the current key), acknowledged once the log and
-    /// the new key are synced and the tombstones written; the tombstones
-    /// are synced within ``LogEngineCore/tombstoneSyncDelay`` after.
+    /// has a copy under the current key, to the key the file holds ahead),
+    /// acknowledged once the log is synced and the tombstones written; the
+    /// key file's work follows (a rotation's settling at once, tombstones
+    /// alone within ``LogEngineCore/tombstoneSyncDelay``).
     package func destroyKeySlots(_ slots: [KeySlot]) async throws {
         guard !slots.isEmpty else { return }
         _ = try await core.destroy(slots).wait()
     }
 
-    /// Its own key file: a destroyed slot is overwritten in place (synced
-    /// within ``LogEngineCore/tombstoneSyncDelay``), and the journal key
-    /// that sealed its copy in the log is replaced and wiped first, if it
-    /// is still the current one, so its value is in no file of the store
-    /// that any key opens.
+    /// Its own key file: a destroyed slot is overwritten in place, and the
+    /// journal key that sealed its copy in the log, if it is still the
+    /// current one, is replaced, so that once the key file's work after the
+    /// acknowledgement is done (within a few syncs) its value is in no file
+    /// of the store that any key opens.
     package var keySlots: any KeySlotStore { self }
 
     /// Checks that every key slot of `keys.slots` decodes (a restore's
@@ -326,11 +327,11 @@ final class LogEngineCore: Sendable {
     /// waiting for one of them, a backup or `close` wakes it first: one
     /// wake-up and one write for many reads instead of one each.
     static let lazyWriteDelay: DispatchTimeInterval = .milliseconds(1)
-    /// How long a destruction's tombstones (and a rotation's wipe of the
-    /// old journal key) may stay written but not synced after its
-    /// acknowledgement: a rotation's sync of the key file covers them
-    /// sooner; once due, the committer syncs them beside the log's sync
-    /// of the batch it is writing, or alone when idle.
+    /// How long a destruction's tombstones may stay written but not synced
+    /// after its acknowledgement, when it does not rotate the journal key
+    /// (a rotation's settling is due at once, and its first sync covers
+    /// them); once due, the committer syncs them beside the log's sync of
+    /// the batch it is writing, or alone when idle.
     static let tombstoneSyncDelay: DispatchTimeInterval = .milliseconds(1)
     /// Small buffered groups that may wait for a lingering pass; the next
     /// one (the 65th) makes the committer take the queue at once.
@@ -506,7 +507,7 @@ final class LogEngineCore: Sendable {
             directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)
         // Slots written back and synced: an older journal key a destruction
         // left (its manifests opened during the replay) goes now.
-        try keySlots.forgetPreviousJournalKey()
+        try keySlots.finishOpen()
         s.durableLSN = s.nextLSN
         // A new store (or one whose creation was cut before it) writes its
         // first checkpoint before it takes a record: from then on a missing
@@ -560,10 +561,10 @@ final class LogEngineCore: Sendable {
     }
 
     /// Queues the destruction of `slots`: their tombstones, once every
-    /// group queued before is durable, after a new journal key
-    /// (``KeySlotFile/nextJournalKey()``), which every group queued after
-    /// it is sealed under, if one of them has a copy under the current
-    /// key (``State/currentEpochSlotFloor``).
+    /// group queued before is durable, after a rotation to the next
+    /// journal key (``KeySlotFile/nextJournalKey()``), which every group
+    /// queued after it is sealed under, if one of them has a copy under
+    /// the current key (``State/currentEpochSlotFloor``).
     func destroy(_ slots: [KeySlot]) throws -> AppendTicket {
         let ticket = AppendTicket()
         var wakes = false

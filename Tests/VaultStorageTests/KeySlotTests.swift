@@ -187,8 +187,11 @@ import VaultSync
     @Test func aDestructionRotatesOnlyForASlotWithACopyUnderTheCurrentKey() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let path = dir.path + "/" + LogFormat.keyFileName
-        func journalKeys() throws -> [UInt8] {
-            Array(try readBytes(path)[LogFormat.keySlotSize..<(3 * LogFormat.keySlotSize)])
+        // Read once the rotation's settling (after the acknowledgement)
+        // is done: an index snapshot settles the key file first.
+        func journalKeys() async throws -> [UInt8] {
+            _ = try await engine.core.requestIndexSnapshot().wait()
+            return Array(try readBytes(path)[LogFormat.keySlotSize..<(3 * LogFormat.keySlotSize)])
         }
         let first = try engine.reserveKeySlot()
         let second = try engine.reserveKeySlot()
@@ -198,13 +201,13 @@ import VaultSync
                 durability: .durable
             ).wait()
         }
-        let sealing = try journalKeys()
+        let sealing = try await journalKeys()
         try await engine.destroyKeySlot(first)
-        let rotated = try journalKeys()
+        let rotated = try await journalKeys()
         #expect(rotated != sealing)
         // The second slot's copy is sealed under the key just wiped.
         try await engine.destroyKeySlot(second)
-        #expect(try journalKeys() == rotated)
+        #expect(try await journalKeys() == rotated)
         // A slot written since has its copy under the current key.
         let later = try engine.reserveKeySlot()
         _ = try await engine.append(
@@ -212,7 +215,7 @@ import VaultSync
             durability: .durable
         ).wait()
         try await engine.destroyKeySlot(later)
-        let again = try journalKeys()
+        let again = try await journalKeys()
         #expect(again != rotated)
         // A group that destroys a slot its own manifest carries rotates
         // too, though no manifest was queued since the last rotation.
@@ -222,7 +225,7 @@ import VaultSync
             durability: .durable, mayUseReserve: false, thenDestroying: [own])
         _ = try await group.wait()
         _ = try await destruction?.wait()
-        #expect(try journalKeys() != again)
+        #expect(try await journalKeys() != again)
         try await engine.close()
         let after = try readBytes(path)
         for value in [payload(5, size: 72), payload(6, size: 72), payload(7, size: 72), payload(8, size: 72)] { #expect(!contains(after, value)) }
@@ -234,9 +237,10 @@ import VaultSync
     }
 
     /// Writes two slots (payloads 7 and 8) in two groups, destroys the
-    /// second and closes, then leaves the disk as a crash between the
-    /// destruction's two syncs would: the old journal key back in slot 1
-    /// (its wipe lost) beside the new one, no checkpoint after the groups,
+    /// second and closes, then leaves the disk as a crash after the
+    /// destruction's acknowledgement, before its settling, would: the old
+    /// journal key still in slot 1 (its replacement lost) beside the one
+    /// the destruction rotated to, no checkpoint after the groups,
     /// and with `losingKept`, the first slot's page lost too. Returns both
     /// slots and the old key's slot bytes.
     static func twoSlotsOneDestroyed(in dir: TemporaryDirectory, losingKept: Bool) async throws -> (KeySlot, KeySlot, [UInt8]) {
@@ -267,12 +271,12 @@ import VaultSync
         return (kept, destroyed, oldKey)
     }
 
-    /// A power cut during a destruction's first sync may make the new
-    /// journal key's page durable and lose a slot's page (one `fdatasync`
-    /// orders nothing within a file), with the old key's wipe not yet
-    /// written. That slot's only copy is its manifest, sealed under the old
-    /// key: the next open must still open it, write the slot back, and only
-    /// then wipe the old key. A slot destroyed in the same destruction, whose
+    /// A power cut after a destruction's acknowledgement, during the key
+    /// file's first sync, may make the tombstone's page durable and lose a
+    /// slot's page (one `fdatasync` orders nothing within a file), with the
+    /// old journal key not yet replaced. That slot's only copy is its
+    /// manifest, sealed under the old key: the next open must still open
+    /// it, write the slot back, and only then overwrite the old key. A slot destroyed in the same destruction, whose
     /// tombstone reached the disk, stays destroyed. (One power cut would not
     /// leave both that tombstone and the lost slot: the test checks both
     /// rules on one disk.)
@@ -290,35 +294,36 @@ import VaultSync
         #expect(try await reopened.readKeySlot(kept) == payload(7, size: 72))
         await #expect { _ = try await reopened.readKeySlot(destroyed) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
         try await reopened.close()
-        // The old key was wiped once the slot was back.
+        // The old key was overwritten once the slot was back.
         let after = try readBytes(keyFile)
-        #expect(after[slotSize..<(2 * slotSize)].allSatisfy { $0 == 0 })
+        #expect(after[slotSize..<(2 * slotSize)].contains { $0 != 0 })
         #expect(!contains(after, Array(oldKey[24..<64])))
         #expect(!contains(after, payload(8, size: 72)))
     }
 
     /// After a crash of the process alone, the key file's last writes may
     /// be in the page cache only: the open syncs the file in a sync of its
-    /// own before it wipes an older journal key, and syncs the wipe. (With
-    /// one sync for both, a power cut during it could keep the wipe and
-    /// lose a slot whose only other copy that key seals.)
+    /// own before it overwrites an older journal key (with the key after
+    /// the newer), and syncs that. (With one sync for both, a power cut
+    /// during it could keep the overwrite and lose a slot whose only other
+    /// copy that key seals.)
     @Test func anOpenSyncsTheKeyFileBeforeItWipesTheOlderJournalKey() async throws {
         let dir = TemporaryDirectory()
         let keyFile = dir.path + "/" + LogFormat.keyFileName
         let slotSize = LogFormat.keySlotSize
         // The process killed between the destruction's two syncs: both keys
         // in the file, no checkpoint after the groups.
-        let (kept, _, _) = try await Self.twoSlotsOneDestroyed(in: dir, losingKept: false)
+        let (kept, _, oldKey) = try await Self.twoSlotsOneDestroyed(in: dir, losingKept: false)
 
         let events = SyncRecorder()
         let reopened = try dir.openEngine(smallConfiguration { $0.faults = FaultInjection(observer: events) })
         #expect(try await reopened.readKeySlot(kept) == payload(7, size: 72))
         try await reopened.close()
         let k = events.keyFileEvents
-        let wipe = try #require(k.firstIndex(of: "zeros@\(slotSize)"), "\(k)")
-        #expect(k[..<wipe].contains("sync"), "the slots are synced before the wipe: \(k)")
-        #expect(k[(wipe + 1)...].contains("sync"), "the wipe is synced: \(k)")
-        #expect(try readBytes(keyFile)[slotSize..<(2 * slotSize)].allSatisfy { $0 == 0 })
+        let wipe = try #require(k.firstIndex(of: "slot@\(slotSize)"), "\(k)")
+        #expect(k[..<wipe].contains("sync"), "the slots are synced before the older key goes: \(k)")
+        #expect(k[(wipe + 1)...].contains("sync"), "its replacement is synced: \(k)")
+        #expect(Array(try readBytes(keyFile)[slotSize..<(2 * slotSize)]) != oldKey)
     }
 
     /// A manifest names only slots whose byte offset a key file can have:
@@ -418,7 +423,9 @@ import VaultSync
             #expect(reopened.recoveryReport.restoredKeySlots == 1, "byte \(offset)")
             #expect(try await reopened.readKeySlot(slot) == value, "byte \(offset)")
             try await reopened.close()
-            #expect(try readBytes(path)[journal + offset] == damaged[journal + offset], "byte \(offset): restored in memory only")
+            // Restored in memory, then overwritten by the open's rotation
+            // (the key after the newer, slot 2's).
+            #expect(Array(try readBytes(path)[journal..<(journal + LogFormat.keySlotSize)]) != Array(damaged[journal..<(journal + LogFormat.keySlotSize)]), "byte \(offset)")
         }
         // The epoch, which nothing proves: never restored.
         var epoch = original
@@ -466,16 +473,17 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
 final class SyncRecorder: FileObserver, @unchecked Sendable {
     private let lock = NSLock()
     private var synced: [String] = []
-    /// The key file's writes of one slot of zeros ("zeros@offset") and
-    /// syncs ("sync"), in order.
+    /// The key file's writes of one slot, of zeros ("zeros@offset") or
+    /// not ("slot@offset"), and syncs ("sync"), in order.
     private var keyFile: [String] = []
     var paths: [String] { lock.withLock { synced } }
     var keyFileEvents: [String] { lock.withLock { keyFile } }
     func reset() { lock.withLock { synced = [] } }
     func opened(_ path: String, created: Bool, truncated: Bool) {}
     func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {
-        guard path.hasSuffix(LogFormat.keyFileName), bytes.count == LogFormat.keySlotSize, bytes.allSatisfy({ $0 == 0 }) else { return }
-        lock.withLock { keyFile.append("zeros@\(offset)") }
+        guard path.hasSuffix(LogFormat.keyFileName), bytes.count == LogFormat.keySlotSize else { return }
+        let event = bytes.allSatisfy({ $0 == 0 }) ? "zeros@\(offset)" : "slot@\(offset)"
+        lock.withLock { keyFile.append(event) }
     }
     func truncated(_ path: String, to length: UInt64) {}
     func synced(_ path: String) {

@@ -157,13 +157,19 @@ import Testing
             #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
             #expect(await code { try await t.store.close() } == .durabilityLost)
         case .journalKeyWrite:
-            // An erasure's key destruction replaces the journal key first:
-            // that failure stops the store (the tombstone is durable; the
-            // next load finishes the destruction: ErasureTests).
+            // An erasure that rotates the journal key is acknowledged once
+            // its record is durable; the older key's replacement follows,
+            // and its failure stops the store (the next open replaces it).
             let erased = try await t.store.deposit(Fixtures.draft("Erased"), content: Data([3]), for: alice, as: Fixtures.doctor)
-            #expect(await code { try await t.store.erase(erased.id, for: alice, reason: try ErasureReason("wrong patient"), as: Fixtures.doctor) } == .durabilityLost)
-            #expect(await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost)
+            try await t.store.erase(erased.id, for: alice, reason: try ErasureReason("wrong patient"), as: Fixtures.doctor)
+            try await eventually {
+                await code { _ = try await t.store.deposit(Fixtures.draft("After"), content: Data([2]), for: alice, as: Fixtures.doctor) } == .durabilityLost
+            }
             #expect(await code { try await t.store.close() } == .durabilityLost)
+            faults.failingSite = nil
+            let reopened = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: configuration(FaultInjection()))
+            #expect(await code { _ = try await reopened.content(of: erased.id, for: alice, as: .patient(alice)) } == .erased)
+            try await reopened.close()
         default:
             // The checkpoint at close fails: what was acknowledged is
             // durable, but the failed write or sync stops the store all the

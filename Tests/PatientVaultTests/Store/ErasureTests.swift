@@ -175,20 +175,20 @@ import VaultSync
         try await t.close()
     }
 
-    /// A crash (here: a failed write of the journal key, which stops the
-    /// store) between the tombstone and the destruction of the keys: the
-    /// next load of the vault finishes the destruction.
+    /// A crash (here: a failed write of a key slot's tombstone, which stops
+    /// the store) between the erasure's durable record and the destruction
+    /// of the keys: the next load of the vault finishes the destruction.
     @Test func anErasureCutShortIsFinishedAtTheNextLoad() async throws {
         let faults = FaultInjection()
         let t = try await TestStore(configuration: Fixtures.injecting(faults, segmentSize: 1 << 20), storage: .folder)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
         let slot = try await slots(t.store, doc.id)[0]
-        faults.failingSite = .journalKeyWrite
+        faults.failingSite = .keySlotWrite
         #expect(await code { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong record"), as: doctor) } == .durabilityLost)
         faults.failingSite = nil
         #expect(await code { try await t.store.close() } == .durabilityLost)
-        // The key is still there: only the tombstone was made durable.
+        // The key is still there: only the erasure's record was made durable.
         let engine = try t.rawEngine()
         #expect(try await engine.keySlots.readKeySlot(slot).count > 0)
         try await engine.close()
@@ -201,9 +201,9 @@ import VaultSync
     }
     /// An erasure's keys go in the same pass of the committer as its
     /// record, and only once that record is durable: while the sync of the
-    /// log that makes it durable is held, the new journal key is already
-    /// written and synced (beside it, on another thread), and no tombstone
-    /// is written yet; once it goes on, the tombstones follow.
+    /// log that makes it durable is held, no tombstone is written, nor any
+    /// journal key (the key it rotates to was written ahead); once it goes
+    /// on, the tombstones follow.
     @Test func anErasuresKeysGoOnlyOnceItsRecordIsDurableInTheSamePass() async throws {
         let (gate, t) = try await gatedStore()
         defer { gate.release() }
@@ -212,9 +212,7 @@ import VaultSync
         gate.arm()
         let erasure = Task { try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor) }
         try await eventually { gate.isHolding }
-        // Held after the log's sync: the journal key's half runs beside it.
-        try await eventually { gate.keyFileEvents.contains(.journalKeySynced) }
-        #expect(!gate.keyFileEvents.contains(.tombstoneWritten))
+        #expect(gate.keyFileEvents.isEmpty, "\(gate.keyFileEvents)")
         gate.release()
         _ = try await erasure.value
         // Both versions' slots, after the held sync.
@@ -223,21 +221,48 @@ import VaultSync
         try await t.close()
     }
 
-    /// An erasure is acknowledged once its record and the new journal key
-    /// are durable and its tombstones written (one level of syncs, as a
-    /// deposit); their own sync follows though no other call comes to
-    /// carry it: the committer, idle, syncs them.
-    @Test func anErasuresTombstonesAreSyncedThoughNothingFollows() async throws {
+    /// An erasure that rotates the journal key is acknowledged once its
+    /// record is durable and its tombstones written, with no sync of the
+    /// key file (held here until the answer): one sync, of the log, as a
+    /// deposit. The key file's work follows though no other call comes to
+    /// carry it: the committer, idle, syncs the slots and tombstones, then
+    /// overwrites the older journal key with the next one and syncs it.
+    /// Before, the erasure waited for the new journal key's sync, beside
+    /// the log's. An erasure that needs no rotation (its document's copy
+    /// is sealed under the replaced key) has its tombstones synced alone
+    /// too, within the delay.
+    @Test func anErasureIsAcknowledgedBeforeAnySyncOfTheKeyFile() async throws {
         let (gate, t) = try await gatedStore()
+        defer { gate.release() }
+        let older = try await t.store.deposit(Fixtures.draft(), content: Data([0]), for: alice, as: doctor)
         let doc = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: doctor)
-        gate.observe()
-        try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
-        // Written before the answer, after the journal key was synced.
-        let answered = gate.keyFileEvents
-        let tombstone = try #require(answered.firstIndex(of: .tombstoneWritten))
-        #expect(answered[..<tombstone].contains(.journalKeySynced))
-        // Then synced, with no other call.
-        try await eventually { gate.keyFileEvents[tombstone...].contains(.keyFileSynced) }
+        let path = t.folder.appendingPathComponent(LogFormat.keyFileName).path
+        let journalKeys = { () throws -> [UInt8] in Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))[128..<384]) }
+        let before = try journalKeys()
+        gate.holdKeyFile()
+        let answered = Locked(false)
+        let erasure = Task {
+            try await t.store.erase(doc.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
+            answered.withLock { $0 = true }
+        }
+        try await eventually { answered.withLock { $0 } }
+        #expect(gate.keyFileEvents.first == .tombstoneWritten, "\(gate.keyFileEvents)")
+        gate.release()
+        try await erasure.value
+        // Then, with no other call: the slots synced, the older key
+        // replaced and that synced.
+        try await eventually { gate.keyFileEvents.contains(.journalKeySynced) }
+        let events = gate.keyFileEvents
+        let replaced = try #require(events.firstIndex(of: .journalKeyWritten))
+        #expect(events[..<replaced].contains(.keyFileSynced), "the slots are synced before the older key goes: \(events)")
+        let after = try journalKeys()
+        // One of the two keys replaced (the older), the other kept.
+        #expect((after[0..<128] != before[0..<128]) != (after[128..<256] != before[128..<256]))
+        let settled = gate.keyFileEvents.count
+        try await t.store.erase(older.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
+        try await eventually { gate.keyFileEvents[settled...].contains(.keyFileSynced) }
+        #expect(gate.keyFileEvents[settled...].first == .tombstoneWritten)
+        #expect(!gate.keyFileEvents[settled...].contains(.journalKeyWritten), "no rotation")
         try await t.close()
     }
 
@@ -417,6 +442,10 @@ final class SyncGate: FileObserver, @unchecked Sendable {
     var keyFileEvents: [KeyFileEvent] { lock.withLock { events } }
 
     func arm() { lock.withLock { armed = true; observing = true; framesWritten = false } }
+    /// Holds the next sync of the key file (recording its events) until
+    /// released.
+    func holdKeyFile() { lock.withLock { holdsKeyFile = true; observing = true } }
+    private var holdsKeyFile = false
     /// Records the key file's events from now on, holding nothing.
     func observe() { lock.withLock { observing = true } }
     private var observing = false
@@ -433,17 +462,18 @@ final class SyncGate: FileObserver, @unchecked Sendable {
     }
 
     func synced(_ path: String) {
-        if path.hasSuffix("keys.slots") {
-            lock.withLock {
-                guard observing else { return }
-                events.append(events.last == .journalKeyWritten ? .journalKeySynced : .keyFileSynced)
-            }
-            return
-        }
-        guard path.contains("segment") else { return }
+        let keyFile = path.hasSuffix("keys.slots")
+        guard keyFile || path.contains("segment") else { return }
         let hold = lock.withLock { () -> Bool in
-            guard armed, framesWritten, !isReleased else { return false }
-            armed = false
+            if keyFile {
+                guard observing else { return false }
+                events.append(events.last == .journalKeyWritten ? .journalKeySynced : .keyFileSynced)
+                guard holdsKeyFile, !isReleased else { return false }
+                holdsKeyFile = false
+            } else {
+                guard armed, framesWritten, !isReleased else { return false }
+                armed = false
+            }
             holding = true
             return true
         }
