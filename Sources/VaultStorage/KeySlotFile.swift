@@ -24,7 +24,7 @@ import VaultSync
 /// slot that a manifest sealed under the current key rotates to the next
 /// (``rotate(to:)``): no sync of this file before its acknowledgement
 /// (the log's sync alone, as a deposit), and the groups after it are
-/// sealed under a key already durable. Then, owed (``settleStep()``): a
+/// sealed under a key already durable. Then, owed (``settleStep(replacing:)``): a
 /// sync of every slot written and of the tombstones, and the older key
 /// overwritten by the key after the newer, synced. From then on every
 /// copy of the destroyed slot in the log is sealed under a key no file
@@ -54,8 +54,8 @@ final class KeySlotFile: Sendable {
     /// Whether slots were written since the file was last synced. True at
     /// open: after a crash of the process (not of the machine) the file may
     /// hold writes that are in the page cache only, so the open's first
-    /// sync (recovery's ``restore(_:)``, before any checkpoint or wipe of an
-    /// older journal key) is never skipped.
+    /// sync (recovery's ``restore(_:)``, before any checkpoint or
+    /// replacement of an older journal key) is never skipped.
     private let unsynced = Locked(true)
     /// Held for the length of each sync of the file once open
     /// (``syncIfWritten()``, ``syncAlways(site:)``): the committer's, a
@@ -93,7 +93,7 @@ final class KeySlotFile: Sendable {
         /// once a rotation is processed, its older one when settled.
         var active: UInt64
         /// The step of the last rotation's settling still owed
-        /// (``settleStep()``).
+        /// (``settleStep(replacing:)``).
         var owed: Owed?
 
         /// The file's newest key.
@@ -318,6 +318,18 @@ final class KeySlotFile: Sendable {
 
     // MARK: The journal
 
+    /// Whether one of slots 1 and 2 holds bytes that are no journal key
+    /// (damage beyond a one-byte repair), for an open's error message.
+    func holdsADamagedJournalKeySlot() -> Bool {
+        let held = journal.withLock { j in Set(j.onFile.map(\.slot)) }
+        return LogFormat.journalKeySlots.contains { number in
+            guard !held.contains(number),
+                  let bytes = try? file.read(count: LogFormat.keySlotSize, at: number * UInt64(LogFormat.keySlotSize))
+            else { return false }
+            return bytes.contains { $0 != 0 }
+        }
+    }
+
     /// The journal's current epoch (what a manifest sealed now carries).
     var epoch: UInt64 { journal.withLock { $0.current.epoch } }
 
@@ -463,7 +475,7 @@ final class KeySlotFile: Sendable {
 
     /// The committer's rotation to `key`, which the file holds
     /// (``holds(_:)``): from now on the older key is owed its replacement
-    /// (``settleStep()``). Writes nothing: the destruction's tombstones
+    /// (``settleStep(replacing:)``). Writes nothing: the destruction's tombstones
     /// follow, and its acknowledgement needs the log's sync alone.
     func rotate(to key: JournalKey) throws {
         try journal.withLock { j in
@@ -475,7 +487,7 @@ final class KeySlotFile: Sendable {
         }
     }
 
-    /// Whether a rotation's settling is owed (``settleStep()``).
+    /// Whether a rotation's settling is owed (``settleStep(replacing:)``).
     var rotationOwed: Bool { journal.withLock { $0.owed != nil } }
 
     /// One step of the key file's owed work, one sync; returns whether
@@ -489,21 +501,32 @@ final class KeySlotFile: Sendable {
     /// A crash before the end leaves both keys, which the next open uses
     /// and settles (``finishOpen()``), and the erasure's durable record,
     /// from which the layer above finishes the destruction.
+    ///
+    /// The replacement is made only when `replacing` (its caller holds the
+    /// engine's ``LogEngineCore/keyFileCopy``, as a backup's copy of this
+    /// file must not see it half done); otherwise that step does nothing
+    /// and returns false. A sync step may run on two threads at once (the
+    /// committer's, and a backup's that holds the lock): each moves the
+    /// step on only from where it found it.
     @discardableResult
-    func settleStep() throws -> Bool {
-        switch journal.withLock({ $0.owed }) {
+    func settleStep(replacing: Bool = true) throws -> Bool {
+        switch owedStep {
         case nil:
             try syncIfWritten()
             return true
         case .syncSlots:
             try syncIfWritten()
-            journal.withLock { $0.owed = .replaceOlderKey }
+            journal.withLock { j in if j.owed == .syncSlots { j.owed = .replaceOlderKey } }
             return false
         case .replaceOlderKey:
+            guard replacing else { return false }
             try replaceOlderKey()
             return true
         }
     }
+
+    /// The step of a rotation's settling owed now, if any.
+    var owedStep: Owed? { journal.withLock { $0.owed } }
 
     /// Settles owed steps until the file holds `key` (a rotation queued
     /// right behind another whose settling the committer has not done).
@@ -515,16 +538,23 @@ final class KeySlotFile: Sendable {
     }
 
     /// Overwrites the file's older key with the one after its newer
-    /// (decided now if no destruction has), and syncs.
+    /// (decided now if no destruction has), and syncs. Callers are
+    /// serialized (``settleStep(replacing:)``); one that finds the step
+    /// done by another does nothing.
     private func replaceOlderKey() throws {
         let material = try Self.freshJournalKeyMaterial()
-        let (slot, next) = try journal.withLock { j -> (UInt64, JournalKey) in
+        let plan = try journal.withLock { j -> (UInt64, JournalKey)? in
+            guard j.owed == .replaceOlderKey else { return nil }
             let newest = j.newest
-            guard let older = j.onFile.first(where: { $0.slot != newest.slot }),
-                  newest.key.epoch < UInt64.max, let next = j.key(newest.key.epoch + 1, deciding: material)
-            else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
+            guard let older = j.onFile.first(where: { $0.slot != newest.slot }) else {
+                throw StorageError(.io, "a rotation's settling found one journal key on file")
+            }
+            guard newest.key.epoch < UInt64.max, let next = j.key(newest.key.epoch + 1, deciding: material) else {
+                throw StorageError(.corrupted, "the journal key's epoch cannot grow")
+            }
             return (older.slot, next)
         }
+        guard let (slot, next) = plan else { return }
         var bytes = Self.journalSlot(next, number: slot, salt: salt)
         defer { for i in bytes.indices { bytes[i] = 0 } }
         try write(bytes, to: slot, site: .journalKeyWrite)
@@ -546,10 +576,11 @@ final class KeySlotFile: Sendable {
         return LogFormat.encodeKeySlot(KeySlot(number), value: value, magic: LogFormat.keySlotJournalKey, salt: salt)
     }
 
-    /// Reads the journal key from slots 1-2 (the newer epoch wins; an older
-    /// one left by a rotation cut short is returned too, for recovery, if
-    /// it is the epoch just before, and wiped now otherwise), or writes the
-    /// first one for a new store.
+    /// Reads the journal keys from slots 1-2: the newer, and the older if
+    /// it is the epoch just before (the current key beside the next one
+    /// written ahead, or one whose replacement a crash cut short; wiped
+    /// now if further behind); or writes the first one for a new store
+    /// (``finishOpen(rotating:)`` writes the next).
     private static func loadJournalKey(
         _ file: PosixFile, salt: [UInt8], logExists: Bool, files: any LogFiles, directory: String
     ) throws -> (JournalKey, UInt64, (key: JournalKey, slot: UInt64)?) {
@@ -619,15 +650,33 @@ final class KeySlotFile: Sendable {
 
     /// The open's last step with the journal, once recovery has written
     /// back, and synced, the slots of the manifests it replayed
-    /// (``restore(_:)``): the file's older key, if it holds two, is
-    /// overwritten by the one after the newer (after a sync of its own:
-    /// one sync does not order the overwrite after the slots it protects),
-    /// or that next key is written beside a lone one; then synced. The
-    /// newer key becomes current: an open rotates, so no copy sealed under
-    /// a key older than the current one opens any more.
-    func finishOpen() throws {
+    /// (``restore(_:)``). With `rotating` (every open of a store): the
+    /// file's older key, if it holds two, is overwritten by the one after
+    /// the newer (after a sync of its own: one sync does not order the
+    /// overwrite after the slots it protects), or that next key is written
+    /// beside a lone one; then synced. The newer key becomes current: an
+    /// open rotates, so no copy sealed under a key older than the current
+    /// one opens any more, whatever a crash cut short. Without (a backup's
+    /// copy, opened once to replay its log: its checkpoint must not record
+    /// a newer key than the store's own file, which the next incremental
+    /// backup copies over it), the older of two keys stays current, which
+    /// a copy made with no rotation's settling owed
+    /// (``LogEngine/copyKeyFile(to:afterCopy:)``) makes right. A lone key
+    /// gets its next one written either way. A key whose epoch cannot grow
+    /// (a file written by hand) rotates nothing: destructions are then
+    /// refused (``checkEpochCanGrow()``).
+    func finishOpen(rotating: Bool) throws {
         let (newest, older) = journal.withLock { j in (j.newest, j.onFile.first { $0.slot != j.newest.slot }) }
-        guard newest.key.epoch < UInt64.max - 1 else { throw StorageError(.corrupted, "the journal key's epoch cannot grow") }
+        if let older, !rotating || newest.key.epoch == UInt64.max {
+            journal.withLock { j in
+                j = Journal(current: older.key, keys: [older.key, newest.key], onFile: [older, newest], active: older.key.epoch, owed: nil)
+            }
+            return
+        }
+        guard newest.key.epoch < UInt64.max else {
+            journal.withLock { j in j = Journal(current: newest.key, keys: [newest.key], onFile: [newest], active: newest.key.epoch, owed: nil) }
+            return
+        }
         let next = JournalKey(epoch: newest.key.epoch + 1, key: try Self.freshJournalKeyMaterial())
         let slot = older?.slot ?? LogFormat.journalKeySlots.first { $0 != newest.slot }!
         if older != nil { try syncIfWritten() }

@@ -99,15 +99,17 @@ extension LogEngine {
     /// the copy, so every tombstone it shows follows a record among them
     /// (the committer writes a destruction's tombstones only once every
     /// record before it is durable), and no rotation's settling was owed,
-    /// so the copy never holds a journal key a rotation replaces (the key
-    /// that sealed an erased slot's copies in the log). Optimistic first, up to three copies
+    /// so the copy never holds a journal key an acknowledged rotation
+    /// still owes its replacement (the key that sealed an erased slot's
+    /// copies in the log). Optimistic first, up to three copies
     /// (the committer is not held: ``LogEngineCore/destructionEpoch`` tells
     /// whether a destruction ran meanwhile; one running, or a settling
     /// owed, when a copy would start is waited for, up to a second, without
     /// counting); then once more holding ``LogEngineCore/keyFileCopy``, so
-    /// that a destruction waits for that copy's reads and writes (the whole
-    /// file, preallocated space included), not for any sync, and a
-    /// settling still owed is finished first. The store's key file is synced
+    /// that a destruction, or a replacement of the older journal key, waits
+    /// for that copy's reads and writes (the whole file, preallocated space
+    /// included) and for the settling still owed, which it finishes first;
+    /// the committer's other syncs never wait for it. The store's key file is synced
     /// first (a failed sync stops the store, as every failed sync does);
     /// the copy reads what the page cache holds. Blocking. `afterCopy`
     /// runs after each optimistic copy, before its check (tests).
@@ -270,6 +272,9 @@ extension LogEngine {
     ) async throws -> [UInt8] {
         var c = configuration
         c.replaysWithoutCheckpoint = true
+        // Its checkpoint records no newer journal key than the store's file,
+        // which the next incremental backup copies over this one's.
+        c.rotatesJournalKeyAtOpen = false
         // A replay is blocking work: off the cooperative pool.
         let engine = try await inBackground { [c] in try LogEngine.open(directory: directory, configuration: c) }
         do {

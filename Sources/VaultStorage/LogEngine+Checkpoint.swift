@@ -23,8 +23,9 @@ extension LogEngineCore {
         /// before it): `keys.slots` must reach at least this far at the
         /// next open, or it was cut or replaced (``KeySlotFile/writtenEnd``).
         var keySlotEnd: UInt64 = 0
-        /// The key-slot journal's epoch on disk when it was taken: an
-        /// older one at the next open is an older copy of `keys.slots`.
+        /// The epoch of the newest journal key `keys.slots` held when it
+        /// was taken (synced: every owed settling is done first): an
+        /// older one at the next open is an older copy of the file.
         var journalEpoch: UInt64 = 0
     }
 

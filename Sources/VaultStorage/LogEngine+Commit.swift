@@ -92,7 +92,7 @@ extension LogEngineCore {
     /// under that key, need nothing more either. What the key file is
     /// owed after (`keyFileDue`): for a rotation, a sync of every slot
     /// written, then the older key overwritten by the next one and synced
-    /// (``KeySlotFile/settleStep()``), due at once; for tombstones alone,
+    /// (``KeySlotFile/settleStep(replacing:)``), due at once; for tombstones alone,
     /// their sync, due within ``LogEngineCore/tombstoneSyncDelay``. Each
     /// step is one sync, run beside the log's sync of the batch the
     /// committer writes then if it has one, alone if it is idle, and every
@@ -270,12 +270,13 @@ extension LogEngineCore {
         }
     }
 
-    /// One step of the key file's owed work (``KeySlotFile/settleStep()``);
-    /// whether nothing more is owed. The step that overwrites the older
-    /// journal key holds ``keyFileCopy``, and a backup's copy made
-    /// meanwhile is made again (``destructionEpoch``).
+    /// One step of the key file's owed work
+    /// (``KeySlotFile/settleStep(replacing:)``); whether nothing more is
+    /// owed. Only the step that overwrites the older journal key holds
+    /// ``keyFileCopy`` (a sync never waits for a backup's copy), and a
+    /// backup's copy made meanwhile is made again (``destructionEpoch``).
     private func keyFileStep() throws -> Bool {
-        guard keySlots.rotationOwed else { return try keySlots.settleStep() }
+        guard keySlots.owedStep == .replaceOlderKey else { return try keySlots.settleStep(replacing: false) }
         return try keyFileCopy.withLock { _ throws in
             destructionEpoch.add(1, ordering: .sequentiallyConsistent)
             defer { destructionEpoch.add(1, ordering: .sequentiallyConsistent) }

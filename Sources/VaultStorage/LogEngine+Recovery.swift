@@ -189,6 +189,9 @@ extension LogEngineCore {
                 throw StorageError(.corrupted, "keys.slots ends before slot \(c.keySlotEnd), which the checkpoint covers: it was cut or replaced")
             }
             guard keySlots.durableEpoch >= c.journalEpoch else {
+                if keySlots.holdsADamagedJournalKeySlot() {
+                    throw StorageError(.corrupted, "a journal key's slot of keys.slots is damaged: its newest key is missing")
+                }
                 throw StorageError(.corrupted, "keys.slots holds an older journal key than the checkpoint's: it was replaced by an older copy")
             }
         }

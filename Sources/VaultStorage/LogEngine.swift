@@ -36,6 +36,10 @@ package struct LogEngineConfiguration: Sendable {
     /// (it would hide a cut or deleted newest segment). On only in the
     /// engine's own tests of replay.
     package var replaysWithoutCheckpoint = false
+    /// Whether the open rotates the key-slot journal's key
+    /// (``KeySlotFile/finishOpen(rotating:)``): on for a store, off for
+    /// the one open of a backup's copy that replays its log.
+    package var rotatesJournalKeyAtOpen = true
     /// Simulated failures, for tests only: when set, the engine's
     /// ``files`` (every write, preallocation and sync passes there).
     package var faults: FaultInjection?
@@ -354,13 +358,15 @@ final class LogEngineCore: Sendable {
     struct Job: Sendable {
         var slotWrites: [(KeySlot, [UInt8])]
         /// Tombstones (a destruction's), written once every job queued
-        /// before is durable, after ``journalKey`` if it has one.
+        /// before is durable, after the rotation to ``journalKey`` if it
+        /// has one.
         var destroys: [(KeySlot, [UInt8])] = []
         /// The journal key that groups queued after this job are sealed
-        /// under, written before its tombstones: a destruction of a slot
-        /// that a manifest sealed under the journal's current key carries
-        /// (nil for one whose copies in the log are all sealed under keys
-        /// an earlier rotation wipes).
+        /// under, which the committer rotates to before its tombstones
+        /// (the key file holds it ahead): a destruction of a slot that a
+        /// manifest sealed under the journal's current key carries (nil
+        /// for one whose copies in the log are all sealed under keys an
+        /// earlier rotation replaces).
         var journalKey: KeySlotFile.JournalKey? = nil
         /// Whether this job is a destruction (it has tombstones to write).
         var isDestruction: Bool { !destroys.isEmpty }
@@ -386,8 +392,8 @@ final class LogEngineCore: Sendable {
         /// current key carries (`UInt64.max`: none since the last
         /// rotation): a destruction of a lower slot needs no rotation, its
         /// copies being sealed under older keys, which the rotations
-        /// queued before it wipe. 0 after an open (the log's manifests of
-        /// the current epoch are not tracked): the first destruction
+        /// queued before it replace. 0 after an open (the log's manifests
+        /// of the current epoch are not tracked): the first destruction
         /// rotates.
         var currentEpochSlotFloor: UInt64 = 0
         var segments: [UInt32: Segment] = [:]
@@ -463,15 +469,19 @@ final class LogEngineCore: Sendable {
     /// maintenance gate `close()` waits for, stops at its next frame.
     let closeRequested = Atomic<Bool>(false)
     /// A sequence lock between destructions and a backup's copy of the key
-    /// file: incremented before the committer writes a destruction's
-    /// journal key and after its tombstones are written (odd meanwhile), so
+    /// file: incremented before the committer processes a run of
+    /// destructions and after its tombstones are written, and around a
+    /// rotation's replacement of the older journal key (odd meanwhile), so
     /// that a copy made while it did not move shows no tombstone whose
-    /// record it lacks (``LogEngine/copyKeyFile(to:afterCopy:)``).
+    /// record it lacks and no half-made replacement
+    /// (``LogEngine/copyKeyFile(to:afterCopy:)``).
     let destructionEpoch = Atomic<UInt64>(0)
-    /// Held by the committer around each run of destructions, and by a
-    /// backup that found ``destructionEpoch`` moving during three copies of
-    /// the key file, around its last (its reads and writes, not its
-    /// syncs): the committer waits for that copy only then.
+    /// Held by the committer around each run of destructions and each
+    /// replacement of the older journal key, and by a backup that found
+    /// ``destructionEpoch`` moving (or a settling owed) during three copies
+    /// of the key file, around its last (its reads and writes, and the
+    /// settling it finishes first): the committer waits for that copy
+    /// only then.
     let keyFileCopy = Locked(())
     /// Durable groups synced so far: a backup's copy paces itself while
     /// it sees this move (writers are waiting on their syncs).
@@ -505,9 +515,10 @@ final class LogEngineCore: Sendable {
         var s = State()
         (recoveryReport, merkle) = try LogEngineCore.recover(
             directory: directory, configuration: configuration, keySlots: keySlots, merkleFile: merkleFile, into: &s)
-        // Slots written back and synced: an older journal key a destruction
-        // left (its manifests opened during the replay) goes now.
-        try keySlots.finishOpen()
+        // Slots written back and synced: the open rotates the journal key
+        // (the older one, whose manifests the replay opened, goes), except
+        // in a backup's copy, opened once to replay its log.
+        try keySlots.finishOpen(rotating: configuration.rotatesJournalKeyAtOpen)
         s.durableLSN = s.nextLSN
         // A new store (or one whose creation was cut before it) writes its
         // first checkpoint before it takes a record: from then on a missing

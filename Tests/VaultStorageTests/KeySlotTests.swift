@@ -150,10 +150,11 @@ import VaultSync
         try await reopened.close()
     }
 
-    /// A destruction replaces the journal key before writing its tombstone:
-    /// the old key's slot is wiped, so the manifest's copy of the destroyed
-    /// slot, still in the log, opens under no key the store holds.
-    @Test func aDestructionWipesTheJournalKeyThatSealedTheSlotsCopy() async throws {
+    /// A destruction rotates the journal key before writing its tombstone,
+    /// and the old key's slot is overwritten by the next key once the slots
+    /// are synced (at the latest at close), so the manifest's copy of the
+    /// destroyed slot, still in the log, opens under no key the store holds.
+    @Test func aDestructionReplacesTheJournalKeyThatSealedTheSlotsCopy() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         let slot = try engine.reserveKeySlot()
         _ = try await engine.append(
@@ -307,7 +308,7 @@ import VaultSync
     /// the newer), and syncs that. (With one sync for both, a power cut
     /// during it could keep the overwrite and lose a slot whose only other
     /// copy that key seals.)
-    @Test func anOpenSyncsTheKeyFileBeforeItWipesTheOlderJournalKey() async throws {
+    @Test func anOpenSyncsTheKeyFileBeforeItReplacesTheOlderJournalKey() async throws {
         let dir = TemporaryDirectory()
         let keyFile = dir.path + "/" + LogFormat.keyFileName
         let slotSize = LogFormat.keySlotSize
@@ -324,6 +325,34 @@ import VaultSync
         #expect(k[..<wipe].contains("sync"), "the slots are synced before the older key goes: \(k)")
         #expect(k[(wipe + 1)...].contains("sync"), "its replacement is synced: \(k)")
         #expect(Array(try readBytes(keyFile)[slotSize..<(2 * slotSize)]) != oldKey)
+    }
+
+    /// Every open of a store rotates the journal key, but not the one
+    /// open of a backup's copy that replays its log
+    /// (``LogEngine/finishBackup(in:configuration:records:)``): its
+    /// checkpoint would record a newer key than the store's own file, and
+    /// an incremental backup cut short, which copies that file over the
+    /// copy's and keeps the copy's index, would no longer restore. Before,
+    /// the copy's open wrote a new key.
+    @Test func aBackupsCopyIsOpenedWithoutARotation() async throws {
+        let (dir, engine) = try TemporaryDirectory.withEngine()
+        let slot = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(slot, payload(2, size: 72))], durability: .durable
+        ).wait()
+        try await engine.close()
+        let keyFile = dir.path + "/" + LogFormat.keyFileName
+        let journal = { Array(try readBytes(keyFile)[LogFormat.keySlotSize..<(3 * LogFormat.keySlotSize)]) }
+        let before = try journal()
+        // The copy replays its whole log (no checkpoint), and writes one.
+        try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        _ = try await LogEngine.finishBackup(in: dir.path, configuration: smallConfiguration(), records: 2)
+        #expect(try journal() == before)
+        // A store's open rotates.
+        let reopened = try dir.openEngine()
+        #expect(try await reopened.readKeySlot(slot) == payload(2, size: 72))
+        try await reopened.close()
+        #expect(try journal() != before)
     }
 
     /// A manifest names only slots whose byte offset a key file can have:
