@@ -538,7 +538,7 @@ extension LogEngineCore {
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
             var badManifest: (offset: Int, error: StorageError)?
-            let bad: Int? = data.withUnsafeBytes { raw -> Int? in
+            var bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
                     if offset + LogFormat.frameHeaderSize > raw.count {
                         return raw[offset...].allSatisfy({ $0 == 0 }) ? nil : offset
@@ -628,6 +628,23 @@ extension LogEngineCore {
             }
             if let forged {
                 throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
+            }
+            // Bytes after a segment's last whole group that decode as no
+            // frame header, where the next segment begins with the very
+            // record expected here: unused space damaged (a flipped byte
+            // after the last frame), never a lost record, since no record
+            // is missing from the sequence. Passed over, and reported.
+            if let b = bad, b == groupStart.offset, forged == nil, badManifest == nil, case .header? = damage?.kind,
+               let next = valid.first(where: { $0 > n }), let nextSegment = s.segments[next], let nextHeader = headers[next]
+            {
+                let nextFirst = nextHeader.firstLSN != 0 ? nextHeader.firstLSN : try firstFrameLSN(of: nextSegment)
+                if nextFirst == groupStart.lsn {
+                    bad = nil
+                    damage = nil
+                    report.damagedUnusedSpace.append((n, UInt64(b)))
+                    configuration.logger.warning(
+                        "storage: damaged bytes after a segment's last record, passed over", metadata: ["segment": "\(n)", "offset": "\(b)"])
+                }
             }
             // Records of an unfinished atomic group do not count.
             expected = groupStart.lsn

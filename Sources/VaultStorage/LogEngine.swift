@@ -300,6 +300,10 @@ package struct RecoveryReport: Sendable, Equatable {
     /// checkpoint covers starts from) restored and written back, if one was:
     /// its index. Proven by the checkpoint's root.
     package var restoredMerkleHash: UInt64?
+    /// Damaged bytes found after the last record of a segment that is not
+    /// the newest, where the next segment continues the sequence (no
+    /// record is missing): passed over. Where they start.
+    package var damagedUnusedSpace: [(segment: UInt32, offset: UInt64)] = []
 
     package static func == (a: RecoveryReport, b: RecoveryReport) -> Bool {
         a.usedCheckpoint == b.usedCheckpoint && a.replayedRecords == b.replayedRecords
@@ -308,6 +312,7 @@ package struct RecoveryReport: Sendable, Equatable {
             && a.damagedRecords.elementsEqual(b.damagedRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
             && a.restoredRecords.elementsEqual(b.restoredRecords, by: { $0.segment == $1.segment && $0.offset == $1.offset })
             && a.restoredMerkleHash == b.restoredMerkleHash
+            && a.damagedUnusedSpace.elementsEqual(b.damagedUnusedSpace, by: { $0.segment == $1.segment && $0.offset == $1.offset })
     }
 }
 

@@ -26,6 +26,33 @@ import Testing
         return locations
     }
 
+    /// Bytes flipped in a segment's unused space right after its last
+    /// record (where the next frame header would be), the next segment
+    /// beginning with the very record expected there: no record is
+    /// missing, so the open passes them over and reports them. Before, the
+    /// open refused the store. A flip in the last record's own header,
+    /// beyond what one byte's repair proves, is still damage.
+    @Test func damagedUnusedSpaceAfterASegmentsLastRecordIsPassedOver() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await manySegments(dir, count: 60)
+        let last = try #require(locations.last { $0.segment == 1 })
+        let unused = last.offset + UInt64(last.frameLength)
+        for (offset, byte) in [(unused, UInt8(0x5A)), (unused + 7, 0x01), (unused + UInt64(LogFormat.frameHeaderSize) - 1, 0x80)] {
+            try overwrite(dir.segmentPath(1), at: offset, with: [byte])
+            let engine = try dir.openEngine()
+            #expect(engine.recoveryReport.damagedUnusedSpace.map(\.segment) == [1])
+            #expect(engine.recoveryReport.damagedUnusedSpace.map(\.offset) == [unused])
+            #expect(try engine.records(of: stream(9)).map(\.payload) == (0..<60).map { payload($0, size: 2000) })
+            try await engine.close()
+            removeCheckpoint(dir)
+            try overwrite(dir.segmentPath(1), at: offset, with: [0])
+        }
+        // Two bytes of the last record's header: not unused space.
+        try overwrite(dir.segmentPath(1), at: last.offset + 2, with: [0xEE])
+        try overwrite(dir.segmentPath(1), at: last.offset + 9, with: [0xEE])
+        #expect { _ = try dir.openEngine() } throws: { isCorruption($0) }
+    }
+
     @Test func damagedHeaderOfTheOnlySegmentWithRecordsIsCorruption() async throws {
         let (dir, engine) = try TemporaryDirectory.withEngine()
         try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(1))])
