@@ -35,7 +35,7 @@ import VaultSync
 /// one, or one whose replacement a crash cut short, which may also have
 /// lost a slot's page); an older manifest's slots were synced before its
 /// key went, and must be on the file (``restore(_:)``); it never writes a
-/// slot back over a tombstone. Every open then rotates (``finishOpen()``).
+/// slot back over a tombstone. Every open then rotates (``finishOpen(rotating:)``).
 ///
 /// Locks: ``extent`` and ``journal`` are leaves, taken alone
 /// or under the engine's state lock.
@@ -362,7 +362,7 @@ final class KeySlotFile: Sendable {
     /// bytes, which ``restore(_:)`` checks the file holds: a damaged key
     /// never passes for one a rotation replaced. A manifest of the epoch
     /// before the file's newest opens while the file holds that key (until
-    /// ``finishOpen()``).
+    /// ``finishOpen(rotating:)``).
     /// - Throws: ``StorageError/Code/corrupted`` for a manifest the encoder
     ///   cannot write, of a newer epoch than the file's, or whose boxes do not
     ///   open.
@@ -499,7 +499,7 @@ final class KeySlotFile: Sendable {
     /// holds the older key any more, every copy it sealed is dead, and the
     /// next rotation again finds its key on the file.
     /// A crash before the end leaves both keys, which the next open uses
-    /// and settles (``finishOpen()``), and the erasure's durable record,
+    /// and settles (``finishOpen(rotating:)``), and the erasure's durable record,
     /// from which the layer above finishes the destruction.
     ///
     /// The replacement is made only when `replacing` (its caller holds the
