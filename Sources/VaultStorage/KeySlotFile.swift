@@ -661,10 +661,11 @@ final class KeySlotFile: Sendable {
     /// a newer key than the store's own file, which the next incremental
     /// backup copies over it), the older of two keys stays current, which
     /// a copy made with no rotation's settling owed
-    /// (``LogEngine/copyKeyFile(to:afterCopy:)``) makes right. A lone key
-    /// gets its next one written either way. A key whose epoch cannot grow
-    /// (a file written by hand) rotates nothing: destructions are then
-    /// refused (``checkEpochCanGrow()``).
+    /// (``LogEngine/copyKeyFile(to:afterCopy:)``) makes right, and
+    /// nothing is written. A lone key gets its next one written when
+    /// rotating. A key whose epoch cannot grow (a file written by hand)
+    /// rotates nothing: destructions are then refused
+    /// (``checkEpochCanGrow()``).
     func finishOpen(rotating: Bool) throws {
         let (newest, older) = journal.withLock { j in (j.newest, j.onFile.first { $0.slot != j.newest.slot }) }
         if let older, !rotating || newest.key.epoch == UInt64.max {
@@ -673,7 +674,9 @@ final class KeySlotFile: Sendable {
             }
             return
         }
-        guard newest.key.epoch < UInt64.max else {
+        // A lone key stays alone in a copy (it never appends, so it needs
+        // no next key), or when its epoch cannot grow.
+        guard rotating, newest.key.epoch < UInt64.max else {
             journal.withLock { j in j = Journal(current: newest.key, keys: [newest.key], onFile: [newest], active: newest.key.epoch, owed: nil) }
             return
         }

@@ -162,6 +162,14 @@ extension LogEngineCore {
             try configuration.files.write(bytes, at: location.offset, of: segment.file, site: .restorationWrite)
         }
         restored.removeAll { !kept($0.segment, $0.offset) }
+        // Damaged unused space passed over: zeroed where a next frame
+        // header would be, so that reads, scrubs, verifications and
+        // backups end the segment there as replay did.
+        for (n, offset) in report.damagedUnusedSpace {
+            guard let segment = s.segments[n] else { continue }
+            let count = min(UInt64(LogFormat.frameHeaderSize), min(try segment.file.size(), segment.size) - min(offset, segment.size))
+            try configuration.files.write([UInt8](repeating: 0, count: Int(count)), at: offset, of: segment.file, site: .restorationWrite)
+        }
         report.damagedRecords += damaged
         report.restoredRecords += restored
         for d in damaged {
@@ -630,14 +638,18 @@ extension LogEngineCore {
                 throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
             }
             // Bytes after a segment's last whole group that decode as no
-            // frame header, where the next segment begins with the very
-            // record expected here: unused space damaged (a flipped byte
-            // after the last frame), never a lost record, since no record
-            // is missing from the sequence. Passed over, and reported.
+            // frame header, where the next segment's first frame (genuine:
+            // its CRC and MAC) is the very record expected here: unused
+            // space damaged (a flipped byte after the last frame), never a
+            // lost record, since no record is missing from the sequence.
+            // Passed over, reported, and zeroed once replay is done (so
+            // that every later walk of the log ends the segment there).
             if let b = bad, b == groupStart.offset, forged == nil, badManifest == nil, case .header? = damage?.kind,
-               let next = valid.first(where: { $0 > n }), let nextSegment = s.segments[next], let nextHeader = headers[next]
+               let next = valid.first(where: { $0 > n }), let nextSegment = s.segments[next]
             {
-                let nextFirst = nextHeader.firstLSN != 0 ? nextHeader.firstLSN : try firstFrameLSN(of: nextSegment)
+                let first = try genuineHeader(
+                    at: UInt64(LogFormat.segmentHeaderSize), in: nextSegment, authenticator: configuration.authenticator)
+                let nextFirst = first?.header.withUnsafeBytes { LogFormat.decodeFrameHeader($0, salt: nextSegment.salt)?.lsn }
                 if nextFirst == groupStart.lsn {
                     bad = nil
                     damage = nil

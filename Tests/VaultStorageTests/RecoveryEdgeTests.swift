@@ -28,10 +28,12 @@ import Testing
 
     /// Bytes flipped in a segment's unused space right after its last
     /// record (where the next frame header would be), the next segment
-    /// beginning with the very record expected there: no record is
-    /// missing, so the open passes them over and reports them. Before, the
-    /// open refused the store. A flip in the last record's own header,
-    /// beyond what one byte's repair proves, is still damage.
+    /// beginning with the very record expected there (a genuine frame):
+    /// no record is missing, so the open passes them over, reports them
+    /// and zeroes them (every later walk of the log, a scrub's, a
+    /// verification's, a backup's, then ends the segment there too).
+    /// Before, the open refused the store. A flip in the last record's own
+    /// header, beyond what one byte's repair proves, is still damage.
     @Test func damagedUnusedSpaceAfterASegmentsLastRecordIsPassedOver() async throws {
         let dir = TemporaryDirectory()
         let locations = try await manySegments(dir, count: 60)
@@ -44,8 +46,12 @@ import Testing
             #expect(engine.recoveryReport.damagedUnusedSpace.map(\.offset) == [unused])
             #expect(try engine.records(of: stream(9)).map(\.payload) == (0..<60).map { payload($0, size: 2000) })
             try await engine.close()
+            #expect(Array(try readBytes(dir.segmentPath(1))[Int(unused)..<(Int(unused) + LogFormat.frameHeaderSize)]).allSatisfy { $0 == 0 })
             removeCheckpoint(dir)
-            try overwrite(dir.segmentPath(1), at: offset, with: [0])
+            let again = try dir.openEngine()
+            #expect(again.recoveryReport.damagedUnusedSpace.isEmpty)
+            try await again.close()
+            removeCheckpoint(dir)
         }
         // Two bytes of the last record's header: not unused space.
         try overwrite(dir.segmentPath(1), at: last.offset + 2, with: [0xEE])

@@ -138,6 +138,9 @@ extension VaultStore {
         c.maximumRecordSize = configuration.contentChunkSize + Limits.recordOverhead
         c.reserve = configuration.effectiveAuditReserve
         c.authenticator = LogMAC(key: keys.log)
+        // The copy's opens never make its journal key newer than the
+        // store's file, which the next incremental backup copies over it.
+        c.rotatesJournalKeyAtOpen = false
         let copiedRoot = try await translatingErrorsAsync {
             try await LogEngine.finishBackup(in: directory, configuration: c, records: records)
         }
