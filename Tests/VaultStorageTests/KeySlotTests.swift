@@ -327,6 +327,55 @@ import VaultSync
         #expect(Array(try readBytes(keyFile)[slotSize..<(2 * slotSize)]) != oldKey)
     }
 
+    /// A rotation queued while the previous one's settling is still owed
+    /// (here: its first sync of the key file held until the next group and
+    /// its destruction are queued) finds its key not yet on the file: the
+    /// committer finishes the previous settling first (beside the log's
+    /// sync), then rotates. Both destroyed slots stay destroyed, the kept
+    /// one reads, and neither journal key of before is left in the file.
+    @Test func aRotationBehindAnUnsettledOneSettlesItFirst() async throws {
+        let hold = KeyFileSyncHold()
+        let dir = TemporaryDirectory()
+        // Grown in steps of 64 KiB: no growth of the key file ahead of need
+        // (whose sync the hold would take for the settling's) in this test.
+        let engine = try dir.openEngine(smallConfiguration {
+            $0.faults = FaultInjection(observer: hold)
+            $0.keyFileGrowth = 1 << 20
+        })
+        let keyFile = dir.path + "/" + LogFormat.keyFileName
+        let before = Array(try readBytes(keyFile)[LogFormat.keySlotSize..<(3 * LogFormat.keySlotSize)])
+        let first = try engine.reserveKeySlot()
+        let kept = try engine.reserveKeySlot()
+        // Reserved now: a reservation may grow the key file, whose sync
+        // would wait behind the held one.
+        let second = try engine.reserveKeySlot()
+        _ = try await engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(1))], keySlotWrites: [(first, payload(5, size: 72)), (kept, payload(6, size: 72))],
+            durability: .durable
+        ).wait()
+        hold.arm()
+        try await engine.destroyKeySlot(first)
+        // Acknowledged with no sync of the key file; its settling is held.
+        try await waitUntil { hold.isHolding }
+        let (group, destruction) = try engine.append(
+            [EngineRecord(stream: stream(1), payload: payload(2))], keySlotWrites: [(second, payload(7, size: 72))],
+            durability: .durable, mayUseReserve: false, thenDestroying: [second])
+        hold.release()
+        _ = try await group.wait()
+        _ = try await destruction?.wait()
+        try await engine.close()
+        let after = try readBytes(keyFile)
+        for key in [Array(before[24..<64]), Array(before[(LogFormat.keySlotSize + 24)..<(LogFormat.keySlotSize + 64)])] {
+            #expect(!contains(after, key))
+        }
+        let reopened = try dir.openEngine()
+        for slot in [first, second] {
+            await #expect { _ = try await reopened.readKeySlot(slot) } throws: { ($0 as? StorageError)?.code == .keySlotDestroyed }
+        }
+        #expect(try await reopened.readKeySlot(kept) == payload(6, size: 72))
+        try await reopened.close()
+    }
+
     /// Every open of a store rotates the journal key, but not the one
     /// open of a backup's copy that replays its log
     /// (``LogEngine/finishBackup(in:configuration:records:)``): its
@@ -544,4 +593,43 @@ private func destroyBlocking(_ slot: KeySlot, in core: LogEngineCore) {
         done.signal()
     }
     done.wait()
+}
+
+/// Holds the first sync of the key file after ``arm()`` (on the thread that
+/// syncs, once the sync returned) until ``release()``.
+final class KeyFileSyncHold: FileObserver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var armed = false
+    private var holding = false
+    private let released = DispatchSemaphore(value: 0)
+    var isHolding: Bool { lock.withLock { holding } }
+    func arm() { lock.withLock { armed = true } }
+    func release() { released.signal() }
+    func opened(_ path: String, created: Bool, truncated: Bool) {}
+    func wrote(_ path: String, at offset: UInt64, _ bytes: UnsafeRawBufferPointer) {}
+    func truncated(_ path: String, to length: UInt64) {}
+    func synced(_ path: String) {
+        guard path.hasSuffix(LogFormat.keyFileName) else { return }
+        let holds = lock.withLock { () -> Bool in
+            guard armed else { return false }
+            armed = false
+            holding = true
+            return true
+        }
+        guard holds else { return }
+        released.wait()
+        lock.withLock { holding = false }
+    }
+    func renamed(_ from: String, _ to: String) {}
+    func removed(_ path: String) {}
+}
+
+/// Waits (polling, without blocking a thread) until `condition` holds; fails
+/// after 60 seconds rather than hang.
+func waitUntil(_ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw CancellationError() }
+        try await Task.sleep(for: .milliseconds(1))
+    }
 }
