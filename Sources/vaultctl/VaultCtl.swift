@@ -22,7 +22,10 @@ struct VaultCtl: AsyncParsableCommand {
             The master key comes from --key-file (32 raw bytes or 64 hexadecimal characters), --key-env (the name of \
             an environment variable holding 64 hexadecimal characters) or --passphrase-env. Principals (--as): \
             patient:<INS>, representative:<INS>:<parent|guardian>, <profession>:<RPPS> (doctor:10101234567), \
-            organisation:<kind>:<FINESS>, insurer:<id>, reviewer:<id>.
+            organisation:<kind>:<FINESS>, insurer:<id>, reviewer:<id>. Wherever an INS is asked for (--patient, \
+            --as), env:NAME reads it from the environment variable NAME instead: a command line is readable by every \
+            user of the machine and kept in shell histories. --title-env and --reason-env do the same for a \
+            document's title and an erasure's reason.
 
             Exit codes: 0 success; 1 bad usage or input; 2 access denied; 3 no such vault or document (or erased, \
             destroyed); 4 the store or its proofs fail their checks (corrupted, wrong key, checkpoint not extended); \
@@ -176,10 +179,10 @@ struct ActorOptions: ParsableArguments {
 }
 
 struct PatientOption: ParsableArguments {
-    @Option(name: .long, help: "The patient's INS (15 digits).")
+    @Option(name: .long, help: "The patient's INS (15 characters), or env:NAME to read it from the environment variable NAME (a command line is visible to every user of the machine).")
     var patient: String
 
-    func ins() throws -> INS { try INS(patient) }
+    func ins() throws -> INS { try parseINS(patient) }
 }
 
 /// A document, and one of its versions.
@@ -383,7 +386,8 @@ struct Deposit: VaultCommand {
     static let configuration = CommandConfiguration(abstract: "Deposit a file as a new document (or, with --replaces, a new version).")
     @OptionGroup var vault: VaultOptions
     @Argument(help: "The file to deposit.") var file: String
-    @Option(help: "The title.") var title: String
+    @Option(help: "The title.") var title: String?
+    @Option(help: "An environment variable holding the title (kept off the command line, which every user of the machine can read).") var titleEnv: String?
     @Option(help: "The category: \(DocumentCategory.allCases.map(\.rawValue).joined(separator: ", ")).") var category = "report"
     @Option(help: "The LOINC type code.") var typeCode = "11488-4"
     @Option(help: "The MIME type.") var mimeType = "application/pdf"
@@ -391,6 +395,7 @@ struct Deposit: VaultCommand {
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
         guard let category = DocumentCategory(rawValue: category) else { throw CtlError.usage("unknown category \(category)") }
+        guard let title = try textOption(title, env: titleEnv, name: "title") else { throw CtlError.usage("give one of --title, --title-env") }
         guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
         let draft = DocumentDraft(
             typeCode: DocumentTypeCode(code: typeCode), category: category, title: title, createdAt: Date(), mimeType: mimeType)
@@ -545,8 +550,10 @@ struct Erase: VaultCommand {
     @OptionGroup var vault: VaultOptions
     @Argument(help: "The document's id.") var document: String
     @Option(help: "Why (required from a professional).") var reason: String?
+    @Option(help: "An environment variable holding the reason (kept off the command line, which every user of the machine can read).") var reasonEnv: String?
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        let reason = try textOption(reason, env: reasonEnv, name: "reason")
         let tombstone = try await store.erase(
             try DocumentID(document), for: ins, reason: try reason.map { try ErasureReason($0) }, as: principal)
         options.output("document \(tombstone.id) erased (\(tombstone.versions) versions)", json: ["erased": tombstone.id.description, "versions": tombstone.versions])
@@ -921,10 +928,15 @@ struct Restore: AsyncParsableCommand {
 func parsePrincipal(_ text: String) throws -> Principal {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
     switch (parts.first ?? "", parts.count) {
-    case ("patient", 2): return .patient(try INS(parts[1]))
+    case ("patient", 2): return .patient(try parseINS(parts[1]))
     case ("representative", 3):
         guard let relationship = LegalRepresentative.Relationship(rawValue: parts[2]) else { throw CtlError.usage("unknown relationship (see vaultctl --help)") }
-        return .representative(LegalRepresentative(ins: try INS(parts[1]), relationship: relationship))
+        return .representative(LegalRepresentative(ins: try parseINS(parts[1]), relationship: relationship))
+    case ("patient", 3) where parts[1] == "env":
+        return .patient(try parseINS("env:" + parts[2]))
+    case ("representative", 4) where parts[1] == "env":
+        guard let relationship = LegalRepresentative.Relationship(rawValue: parts[3]) else { throw CtlError.usage("unknown relationship (see vaultctl --help)") }
+        return .representative(LegalRepresentative(ins: try parseINS("env:" + parts[2]), relationship: relationship))
     case ("organisation", 3):
         guard let kind = OrganisationKind(rawValue: parts[1]) else { throw CtlError.usage("unknown organisation kind (see vaultctl --help)") }
         return .organisation(Organisation(finess: try FINESSNumber(parts[2]), kind: kind))
@@ -936,6 +948,36 @@ func parsePrincipal(_ text: String) throws -> Principal {
         return .professional(HealthProfessional(rpps: try RPPSNumber(parts[1]), profession: p))
     default:
         throw CtlError.usage("unknown principal: kind:identifier expected (see vaultctl --help)")
+    }
+}
+
+/// An INS as vaultctl takes it: its 15 characters, or `env:NAME` to read
+/// them from the environment variable `NAME`. A command line is readable
+/// by every user of the machine (`/proc/<pid>/cmdline`, `ps`) and kept in
+/// shell histories; a process's environment only by its owner.
+func parseINS(_ text: String) throws -> INS {
+    guard text.hasPrefix("env:") else { return try INS(text) }
+    return try INS(try environmentValue(String(text.dropFirst(4))))
+}
+
+/// The value of an environment variable named by an option (`--title-env`,
+/// `env:NAME`), which must be set and not empty. The error names the
+/// variable, never its value.
+func environmentValue(_ name: String) throws -> String {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+        throw CtlError.usage("the environment variable \(name) is not set")
+    }
+    return value
+}
+
+/// Free text given either on the command line or, kept off it, through an
+/// environment variable (`--title` or `--title-env`): at most one of them.
+func textOption(_ direct: String?, env: String?, name: String) throws -> String? {
+    switch (direct, env) {
+    case (let direct?, nil): return direct
+    case (nil, let env?): return try environmentValue(env)
+    case (nil, nil): return nil
+    case (_?, _?): throw CtlError.usage("give at most one of --\(name), --\(name)-env")
     }
 }
 

@@ -147,6 +147,53 @@ import Testing
     /// outage are each a one-line error with its exit code; a rotation
     /// moves the store to a key file, after which the provider opens
     /// nothing.
+    /// The patient's INS, a title and a reason kept off the command line
+    /// (which every user of the machine can read): `env:NAME` wherever an
+    /// INS is asked for, `--title-env`, `--reason-env`. No argument holds
+    /// the INS or the title, and the commands act on the patient's vault.
+    @Test func patientDataCanStayOffTheCommandLine() throws {
+        let folder = TestFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let keyFile = folder.url.appendingPathComponent("key").path
+        let store = ["--store", folder.url.appendingPathComponent("store").path, "--key-file", keyFile]
+        let patient = Fixtures.alice.digits
+        let title = "Compte rendu confidentiel"
+        let environment = ["PV_PATIENT": patient, "PV_TITLE": title, "PV_REASON": "wrong patient"]
+        let vault = store + ["--patient", "env:PV_PATIENT"]
+        let doctor = "doctor:10101234567"
+        var calls: [[String]] = []
+        func call(_ arguments: [String], environment e: [String: String] = environment) throws -> (code: Int32, out: String, err: String) {
+            calls.append(arguments)
+            return try run(arguments, environment: e)
+        }
+
+        #expect(try call(["init"] + store + ["--generate-key"]).code == 0)
+        #expect(try call(["create"] + vault + ["--as", "patient:env:PV_PATIENT", "--channel", "patientOnline"]).code == 0)
+        let note = folder.url.appendingPathComponent("note.txt")
+        try Data("compte rendu".utf8).write(to: note)
+        var r = try call(["deposit"] + vault + ["--as", doctor, note.path, "--title-env", "PV_TITLE", "--mime-type", "text/plain", "--json"])
+        #expect(r.code == 0, "\(r)")
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])?["document"] as? String)
+        // The vault is the patient's: the literal form reaches it too, and
+        // the title the environment gave is the document's.
+        r = try run(["list"] + store + ["--patient", patient, "--as", "patient:\(patient)"])
+        #expect(r.code == 0 && r.out.contains(title), "\(r)")
+        r = try call(["read"] + vault + ["--as", "patient:env:PV_PATIENT", id])
+        #expect(r.code == 0 && r.out == "compte rendu", "\(r)")
+        // Usage errors name the variable, never a value.
+        r = try call(["read"] + store + ["--patient", "env:PV_NOT_SET", "--as", doctor, id])
+        #expect(r.code == 1 && r.err.contains("PV_NOT_SET"), "\(r)")
+        r = try call(["deposit"] + vault + ["--as", doctor, note.path, "--title", "T", "--title-env", "PV_TITLE"])
+        #expect(r.code == 1 && !r.err.contains(title), "both forms of the title: \(r)")
+        r = try call(["read"] + store + ["--patient", "env:PV_PATIENT", "--as", "patient:env:PV_BAD", id], environment: environment.merging(["PV_BAD": "not an INS"]) { $1 })
+        #expect(r.code == 1 && !r.err.contains("not an INS"), "\(r)")
+        #expect(try call(["erase"] + vault + ["--as", doctor, id, "--reason-env", "PV_REASON"]).code == 0)
+        #expect(try call(["read"] + vault + ["--as", "patient:env:PV_PATIENT", id]).code == 3)
+        for arguments in calls {
+            #expect(!arguments.contains { $0.contains(patient) || $0.contains(title) }, "\(arguments)")
+        }
+    }
+
     @Test func aKeyProviderProgramWrapsTheRootKey() throws {
         let folder = TestFolder()
         let hsm = folder.url.appendingPathComponent("hsm")
