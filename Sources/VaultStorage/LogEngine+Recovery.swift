@@ -545,6 +545,7 @@ extension LogEngineCore {
             var groupLeaves: [UInt8] = []
             var groupStart = (offset: offset, lsn: expected)
             var forged: Int?
+            var cutShort: Int?
             var badManifest: (offset: Int, error: StorageError)?
             var bad: Int? = data.withUnsafeBytes { raw -> Int? in
                 while true {
@@ -569,7 +570,16 @@ extension LogEngineCore {
                     }
                     guard f.lsn == expected else { return offset }
                     let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
-                    guard length <= raw.count - offset else { return offset }
+                    guard length <= raw.count - offset else {
+                        // Every frame is written into space already
+                        // extended and synced (`allocate`; a backup's copy
+                        // sets its length first too), so no crash leaves a
+                        // file that ends inside one: a genuine frame cut by
+                        // the end of a file shorter than its segment is a
+                        // file cut short from outside, records lost with it.
+                        if UInt64(raw.count) < segment.size { cutShort = offset }
+                        return offset
+                    }
                     let payload = UnsafeRawBufferPointer(
                         rebasing: raw[(offset + LogFormat.frameHeaderSize)..<(offset + LogFormat.frameHeaderSize + Int(f.payloadLength))])
                     var keptLeaf: [UInt8]?
@@ -636,6 +646,11 @@ extension LogEngineCore {
             }
             if let forged {
                 throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
+            }
+            if let cutShort {
+                throw StorageError(
+                    .corrupted, "the segment file ends inside a record: it was cut short, and the records from there on are lost",
+                    segment: n, offset: UInt64(cutShort))
             }
             // Bytes after a segment's last whole group that decode as no
             // frame header, where the next segment's first frame (genuine:

@@ -22,11 +22,15 @@ import Testing
         let locations = try await threeRecords(dir)
         let last = locations[2]
         let original = try readBytes(dir.segmentPath(1))
-        // Cut the file inside the last record at every byte offset (a crash
-        // during its write): recovery keeps exactly the first two records.
-        for cut in last.offset..<(last.offset + UInt64(last.frameLength)) {
+        // Tear the last record at every byte offset of its header and
+        // payload (a crash during its write: what follows the torn point is
+        // the preallocated zeros, the file keeps its length): recovery
+        // keeps exactly the first two records. (Zeroing only its padding
+        // leaves it whole.)
+        let payloadEnd = last.offset + UInt64(LogFormat.frameHeaderSize + 150)
+        for cut in last.offset..<payloadEnd {
             try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-            try truncate(dir.segmentPath(1), to: cut)
+            try overwrite(dir.segmentPath(1), at: cut, with: [UInt8](repeating: 0, count: Int(last.offset + UInt64(last.frameLength) - cut)))
             let engine = try dir.openEngine()
             let records = try engine.records(of: stream(1))
             #expect(records.map(\.payload) == [payload(0, size: 150), payload(1, size: 150)], "cut at \(cut)")
@@ -37,6 +41,34 @@ import Testing
             try await engine.close()
             try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         }
+    }
+
+    /// A segment file cut short from outside, its end inside a record
+    /// whose header is whole: no crash leaves that (frames are written
+    /// only into space already extended and synced), so it is corruption
+    /// naming the record, never a torn tail cut in silence. A cut inside
+    /// the header itself is taken for a torn write.
+    @Test func aFileCutShortInsideARecordIsCorruption() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let original = try readBytes(dir.segmentPath(1))
+        for record in [locations[0], locations[2]] {
+            for cut in [record.offset + UInt64(LogFormat.frameHeaderSize), record.offset + UInt64(record.frameLength) - 1] {
+                try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+                try truncate(dir.segmentPath(1), to: cut)
+                #expect(throws: StorageError.self, "cut at \(cut)") { _ = try dir.openEngine() }
+                #expect { _ = try dir.openEngine() } throws: { e in
+                    (e as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == record.offset } ?? false
+                }
+                try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+            }
+        }
+        // Cut inside the last record's header: a torn write, cut.
+        try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+        try truncate(dir.segmentPath(1), to: locations[2].offset + 10)
+        let engine = try dir.openEngine()
+        #expect(try engine.records(of: stream(1)).count == 2)
+        try await engine.close()
     }
 
     @Test func tornTailOfGarbageInPreallocatedSpaceIsCut() async throws {
