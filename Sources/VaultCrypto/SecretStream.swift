@@ -61,7 +61,7 @@ package final class SecretStreamPusher {
     ) throws {
         guard !finished else { throw CryptoError(.streamState, "push after the final chunk") }
         let start = output.count
-        output.append(contentsOf: repeatElement(0, count: plaintext.count + SecretStream.chunkOverhead))
+        output.appendZeros(plaintext.count + SecretStream.chunkOverhead)
         let tag = isFinal
             ? UInt8(crypto_secretstream_xchacha20poly1305_TAG_FINAL)
             : UInt8(crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
@@ -154,7 +154,7 @@ package final class SecretStreamPuller {
         }
         let start = output.count
         let count = ciphertext.count - SecretStream.chunkOverhead
-        output.append(contentsOf: repeatElement(0, count: count))
+        output.appendZeros(count)
         var tag: UInt8 = 0
         let rc = output.withUnsafeMutableBytes { out in
             crypto_secretstream_xchacha20poly1305_pull(

@@ -45,7 +45,7 @@ package enum XChaCha20Poly1305 {
         }
         let start = output.count
         let boxCount = nonceByteCount + plaintext.count + tagByteCount
-        output.append(contentsOf: repeatElement(0, count: boxCount))
+        output.appendZeros(boxCount)
         let rc = output.withUnsafeMutableBytes { out in
             let box = UnsafeMutableRawBufferPointer(rebasing: out[start...])
             box.copyMemory(from: nonce)

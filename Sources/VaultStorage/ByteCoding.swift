@@ -44,7 +44,7 @@ package struct ByteWriter: Sendable {
 
     /// Appends `count` zero bytes.
     package mutating func writeZeros(_ count: Int) {
-        bytes.append(contentsOf: repeatElement(0, count: count))
+        bytes.appendZeros(count)
     }
 }
 

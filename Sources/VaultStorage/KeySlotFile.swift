@@ -742,16 +742,12 @@ final class KeySlotFile: Sendable {
         while slots > 1 {
             let first = max(1, slots >= chunkSlots ? slots - chunkSlots : 1)
             let bytes = try file.read(count: Int((slots - first) * slotSize), at: first * slotSize)
-            // Word at a time: this runs over the whole preallocated file.
+            // One `memcmp` a slot: this runs over the whole preallocated file.
             let used: Int? = bytes.withUnsafeBytes { raw in
                 var i = raw.count / Int(slotSize)
                 while i > 0 {
                     let start = (i - 1) * Int(slotSize)
-                    var word = start
-                    while word < start + Int(slotSize) {
-                        if raw.loadUnaligned(fromByteOffset: word, as: UInt64.self) != 0 { return i }
-                        word += 8
-                    }
+                    if !Zeros.allZero(UnsafeRawBufferPointer(rebasing: raw[start..<(start + Int(slotSize))])) { return i }
                     i -= 1
                 }
                 return nil

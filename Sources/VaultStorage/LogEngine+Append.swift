@@ -155,7 +155,7 @@ extension LogEngineCore {
                 let lsn = s.nextLSN
                 s.nextLSN += 1
                 let start = pending.count
-                pending.append(contentsOf: repeatElement(0, count: LogFormat.frameHeaderSize))
+                pending.appendZeros(LogFormat.frameHeaderSize)
                 pending.withUnsafeMutableBytes { raw in
                     LogFormat.writeFrameHeader(
                         into: UnsafeMutableRawBufferPointer(rebasing: raw[start...]), salt: segment.salt, offset: offset,
@@ -169,7 +169,7 @@ extension LogEngineCore {
                     job.buffers.append(r.payload)
                     pending = []
                 }
-                pending.append(contentsOf: repeatElement(0, count: frameLength - LogFormat.frameHeaderSize - r.payload.count))
+                pending.appendZeros(frameLength - LogFormat.frameHeaderSize - r.payload.count)
                 if lsn % LogEngineCore.landmarkInterval == 0 { job.landmarks.append((lsn, location)) }
                 if i >= manifests {
                     if r.stream == nil {

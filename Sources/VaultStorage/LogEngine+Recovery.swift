@@ -781,25 +781,10 @@ extension LogEngineCore {
     }
 
     /// The offset of the first non-zero byte at or after `from`, if any.
-    /// Word at a time: it runs over most of a segment at every open.
+    /// `memcmp` against blocks of zeros: it runs over most of a segment at
+    /// every open.
     static func firstNonZero(_ data: [UInt8], from: Int) -> Int? {
-        guard from < data.count else { return nil }
-        return data.withUnsafeBytes { raw -> Int? in
-            var i = from
-            while i < raw.count && i % 8 != 0 {
-                if raw[i] != 0 { return i }
-                i += 1
-            }
-            while i + 8 <= raw.count {
-                if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { break }
-                i += 8
-            }
-            while i < raw.count {
-                if raw[i] != 0 { return i }
-                i += 1
-            }
-            return nil
-        }
+        data.firstNonZero(from: from)
     }
 
     /// Throws corruption if a valid frame after the bad one says that the

@@ -112,7 +112,7 @@ package final class MerkleLog: Sendable {
     /// allocation than `out`'s growth).
     package static func appendLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         let start = out.count
-        out.append(contentsOf: repeatElement(0, count: MerkleTree.hashSize))
+        out.appendZeros(MerkleTree.hashSize)
         out.withUnsafeMutableBytes { o in
             writeLeafHash(stream: stream, payload: payload, into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
         }

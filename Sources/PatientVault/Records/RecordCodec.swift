@@ -36,7 +36,7 @@ enum RecordCodec {
         header.append(to: &payload)
         withUnsafeBytes(of: UInt32(boxCount).littleEndian) { payload.append(contentsOf: $0) }
         let boxStart = payload.count
-        payload.append(contentsOf: repeatElement(0, count: boxCount))
+        payload.appendZeros(boxCount)
         try payload.withUnsafeMutableBytes { raw in
             let box = UnsafeMutableRawBufferPointer(rebasing: raw[boxStart..<(boxStart + boxCount)])
             let bodyStart = XChaCha20Poly1305.nonceByteCount

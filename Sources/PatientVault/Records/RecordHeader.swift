@@ -63,7 +63,7 @@ enum RecordPadding {
         let total = (out.count / block + 1) * block
         out.reserveCapacity(total)
         out.append(0x80)
-        out.append(contentsOf: repeatElement(0, count: total - out.count))
+        out.appendZeros(total - out.count)
         return out
     }
 
@@ -140,7 +140,7 @@ struct RecordHeader: Equatable {
     /// Appends the 48 bytes to `bytes` (the start of a record's payload).
     func append(to bytes: inout [UInt8]) {
         let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: Self.size))
+        bytes.appendZeros(Self.size)
         bytes.withUnsafeMutableBytes { write(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
     }
 

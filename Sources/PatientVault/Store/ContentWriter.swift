@@ -94,7 +94,7 @@ final class ContentWriter {
         let header = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex)
         var padded = plaintext
         if isFinal {
-            padded.append(contentsOf: repeatElement(0, count: RecordPadding.contentPadding(last: plaintext.count, chunkSize: chunkSize)))
+            padded.appendZeros(RecordPadding.contentPadding(last: plaintext.count, chunkSize: chunkSize))
         }
         out.reserveCapacity(out.count + padded.count + SecretStream.chunkOverhead)
         try padded.withUnsafeBytes { p in
