@@ -166,6 +166,12 @@ extension LogEngine {
         progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) throws {
         let previous = previous.map { min($0, records) }
+        // Until the copy's index is in place, the folder says that its log
+        // is being written: a copy cut short ends its segments anywhere,
+        // inside a record too, which recovery otherwise refuses as a file
+        // cut short from outside.
+        let copying = directory + "/" + LogFormat.copyInProgressFileName
+        try StoreFolder.writeDurably([], named: LogFormat.copyInProgressFileName, in: directory)
         // A failed sync stops the store, as every failed sync does.
         try core.latching { try core.merkle.syncIfAppended() }
         guard let merkle = core.merkle.storage as? MerkleHashFile else {
@@ -228,7 +234,7 @@ extension LogEngine {
         for segment in plan {
             try LogEngine.copy(
                 segment.file, bytes: segment.bytes, to: directory + "/" + LogFormat.segmentFileName(segment.number), from: segment.from,
-                activity: { [core] in core.durableSyncs.load(ordering: .relaxed) }, settingLength: true
+                activity: { [core] in core.durableSyncs.load(ordering: .relaxed) }
             ) { copied in
                 done += copied
                 progress?(done, total)
@@ -243,6 +249,8 @@ extension LogEngine {
             try StoreFolder.writeDurably(bytes, named: LogFormat.checkpointFileName + Self.asideSuffix, in: directory)
             try FileSystem.rename(copiedIndex + Self.asideSuffix, copiedIndex)
         }
+        try FileSystem.syncDirectory(directory)
+        try FileSystem.remove(copying)
         try FileSystem.syncDirectory(directory)
     }
 
@@ -303,9 +311,7 @@ extension LogEngine {
 
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
     /// `path`, or, from `start` on, into the file already there (which is
-    /// then cut at `bytes`); then syncs it. With `settingLength` (a
-    /// segment), the copy's length is set and synced before any byte is
-    /// copied.
+    /// then cut at `bytes`); then syncs it.
     ///
     /// Paced by the device: each step's writeback starts once it is
     /// written, and the one before is waited for, so that the copy never
@@ -319,19 +325,11 @@ extension LogEngine {
     /// work), and alone it goes at full speed.
     fileprivate static func copy(
         _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, activity: (() -> UInt64)? = nil,
-        syncing: Bool = true, settingLength: Bool = false, copied: (UInt64) -> Void = { _ in }
+        syncing: Bool = true, copied: (UInt64) -> Void = { _ in }
     ) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
         let out = try PosixFile.open(path, flags: flags, name: "backup copy")
-        if settingLength {
-            // The copy's length first, durable: a copy cut short (a crash,
-            // a full disk) then ends in zeros, a torn tail that recovery
-            // cuts, never inside a frame, which recovery takes for a file
-            // cut short from outside (records lost).
-            try out.truncate(to: total)
-            try out.sync()
-        }
         var offset = start
         var previous: (offset: UInt64, length: UInt64)?
         var besideWriters = false

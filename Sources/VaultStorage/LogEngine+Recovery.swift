@@ -35,6 +35,8 @@ extension LogEngineCore {
         // What recovery may trust comes first: the checkpoint vouches for the
         // segments it names and everything before its tail.
         let lenient = configuration.replaysWithoutCheckpoint
+        // A backup's copy being written here, or cut short (see replay).
+        let copyInProgress = FileSystem.exists(directory + "/" + LogFormat.copyInProgressFileName)
         let checkpoint = try readCheckpoint(
             directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: configuration.logger,
             files: configuration.files)
@@ -84,7 +86,7 @@ extension LogEngineCore {
         while true {
             let (end, endData, journaled, leaves, damage) = try replay(
                 from: start, headers: headers, valid: valid, keySlots: keySlots, configuration: configuration,
-                tolerating: tolerated, restorations: restorations, into: &s, report: &report)
+                tolerating: tolerated, restorations: restorations, copyInProgress: copyInProgress, into: &s, report: &report)
             // A header, padding or payload byte whose value is proven (by
             // the header's MAC, zeros by definition, the record's leaf) is
             // restored whatever follows: the frame is then whole, exactly as
@@ -234,6 +236,12 @@ extension LogEngineCore {
         try restore(end, replayedFrom: start.segment, valid: valid, directory: directory, configuration: configuration, into: &s)
         guard merkle.size == s.nextLSN - 1 else {
             throw StorageError(.corrupted, "the Merkle tree has \(merkle.size) leaves for \(s.nextLSN - 1) records")
+        }
+        // A backup's copy cut short, now cut at its torn tail and synced
+        // (above): a store like any other from here on.
+        if copyInProgress {
+            try FileSystem.remove(directory + "/" + LogFormat.copyInProgressFileName, observer: configuration.files.observer)
+            try FileSystem.syncDirectory(directory, observer: configuration.files.observer)
         }
         return (report, merkle)
     }
@@ -504,7 +512,7 @@ extension LogEngineCore {
     private static func replay(
         from start: (segment: UInt32, offset: UInt64, lsn: UInt64), headers: [UInt32: LogFormat.SegmentHeader],
         valid: [UInt32], keySlots: KeySlotFile, configuration: LogEngineConfiguration, tolerating tolerated: [UInt64: [UInt8]],
-        restorations: [RecordLocation: [UInt8]], into s: inout State, report: inout RecoveryReport
+        restorations: [RecordLocation: [UInt8]], copyInProgress: Bool, into s: inout State, report: inout RecoveryReport
     ) throws -> (LogEnd, [UInt8], [(number: UInt64, bytes: [UInt8])], [UInt8], Damage?) {
         var damage: Damage?
         var journaled: [(number: UInt64, bytes: [UInt8])] = []
@@ -572,12 +580,14 @@ extension LogEngineCore {
                     let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
                     guard length <= raw.count - offset else {
                         // Every frame is written into space already
-                        // extended and synced (`allocate`; a backup's copy
-                        // sets its length first too), so no crash leaves a
-                        // file that ends inside one: a genuine frame cut by
-                        // the end of a file shorter than its segment is a
-                        // file cut short from outside, records lost with it.
-                        if UInt64(raw.count) < segment.size { cutShort = offset }
+                        // extended and synced (`allocate`), so no crash
+                        // leaves a file that ends inside one: a genuine
+                        // frame cut by the end of a file shorter than its
+                        // segment is a file cut short from outside, records
+                        // lost with it. Unless a backup's copy is being
+                        // written into this folder (or was cut short): its
+                        // writes end anywhere, a torn tail.
+                        if !copyInProgress, UInt64(raw.count) < segment.size { cutShort = offset }
                         return offset
                     }
                     let payload = UnsafeRawBufferPointer(

@@ -383,6 +383,11 @@ enum LogFormat {
     // MARK: - Checkpoint
 
     static let checkpointFileName = "index.checkpoint"
+    /// Present while a backup writes the log's files of its copy (made
+    /// durable before the first byte, removed once the copy's index is in
+    /// place): in a folder that holds it, a record the end of a segment
+    /// file cuts is the copy's unfinished write, a torn tail.
+    static let copyInProgressFileName = "backup.copying"
     static let checkpointMagic: [UInt8] = Array("PVCKPT01".utf8)
     static let checkpointEntrySize = 48
     /// Bytes of one chunk of a checkpoint's chunk table.

@@ -962,8 +962,12 @@ func parseINS(_ text: String) throws -> INS {
 
 /// The value of an environment variable named by an option (`--title-env`,
 /// `env:NAME`), which must be set and not empty. The error names the
-/// variable, never its value.
+/// variable, never its value, and not even the name unless it is one
+/// (letters, digits, `_`): an INS typed where the name goes is not echoed.
 func environmentValue(_ name: String) throws -> String {
+    let isName = name.first.map { $0 == "_" || ($0.isASCII && $0.isLetter) } == true
+        && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+    guard isName else { throw CtlError.usage("env: and --…-env take the name of an environment variable") }
     guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
         throw CtlError.usage("the environment variable \(name) is not set")
     }

@@ -183,6 +183,9 @@ import Testing
         // Usage errors name the variable, never a value.
         r = try call(["read"] + store + ["--patient", "env:PV_NOT_SET", "--as", doctor, id])
         #expect(r.code == 1 && r.err.contains("PV_NOT_SET"), "\(r)")
+        // An INS typed where the variable's name goes is not echoed.
+        r = try run(["read"] + store + ["--patient", "env:\(patient)", "--as", doctor, id])
+        #expect(r.code == 1 && !r.err.contains(patient), "\(r)")
         r = try call(["deposit"] + vault + ["--as", doctor, note.path, "--title", "T", "--title-env", "PV_TITLE"])
         #expect(r.code == 1 && !r.err.contains(title), "both forms of the title: \(r)")
         r = try call(["read"] + store + ["--patient", "env:PV_PATIENT", "--as", "patient:env:PV_BAD", id], environment: environment.merging(["PV_BAD": "not an INS"]) { $1 })
