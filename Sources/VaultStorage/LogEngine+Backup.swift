@@ -232,12 +232,25 @@ extension LogEngine {
         let total = plan.reduce(UInt64(0)) { $0 + ($1.bytes - min($1.from, $1.bytes)) }
         var done: UInt64 = 0
         for segment in plan {
+            // A segment new to the copy is written under a temporary name
+            // and renamed once synced, as the engine makes its own: a copy
+            // cut short (a power cut included) never leaves a segment
+            // without its header, which no open could read past. (Recovery
+            // removes a `segment-*.tmp` left behind.) The segment the
+            // previous copy ended in is extended in place.
+            let path = directory + "/" + LogFormat.segmentFileName(segment.number)
+            let target = segment.from == 0 ? path + ".tmp" : path
+            if segment.from == 0, FileSystem.exists(target) { try FileSystem.remove(target) }
             try LogEngine.copy(
-                segment.file, bytes: segment.bytes, to: directory + "/" + LogFormat.segmentFileName(segment.number), from: segment.from,
+                segment.file, bytes: segment.bytes, to: target, from: segment.from,
                 activity: { [core] in core.durableSyncs.load(ordering: .relaxed) }
             ) { copied in
                 done += copied
                 progress?(done, total)
+            }
+            if segment.from == 0 {
+                try FileSystem.rename(target, path)
+                try FileSystem.syncDirectory(directory)
             }
         }
         // The index, if it names only records and segments the copy holds

@@ -61,6 +61,7 @@ extension LogEngineCore {
             s.current = n
             s.tail = UInt64(LogFormat.segmentHeaderSize)
             s.nextLSN = 1
+            if copyInProgress { try removeCopyMark(in: directory, observer: configuration.files.observer) }
             return (report, try MerkleLog(storage: merkleFile, leaves: 0))
         }
         let start = try startingPoint(
@@ -239,11 +240,15 @@ extension LogEngineCore {
         }
         // A backup's copy cut short, now cut at its torn tail and synced
         // (above): a store like any other from here on.
-        if copyInProgress {
-            try FileSystem.remove(directory + "/" + LogFormat.copyInProgressFileName, observer: configuration.files.observer)
-            try FileSystem.syncDirectory(directory, observer: configuration.files.observer)
-        }
+        if copyInProgress { try removeCopyMark(in: directory, observer: configuration.files.observer) }
         return (report, merkle)
+    }
+
+    /// Removes a backup copy's mark (`backup.copying`), durably: the open
+    /// has cut the copy's torn tail, the folder is a store like any other.
+    private static func removeCopyMark(in directory: String, observer: (any FileObserver)?) throws {
+        try FileSystem.remove(directory + "/" + LogFormat.copyInProgressFileName, observer: observer)
+        try FileSystem.syncDirectory(directory, observer: observer)
     }
 
     /// How many damaged durable records one open passes over before it
