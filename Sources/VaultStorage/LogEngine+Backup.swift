@@ -214,9 +214,9 @@ extension LogEngine {
         }
         // What to copy of each segment (its first `bytes`, from `from`),
         // planned first so that progress knows the total.
-        let segments = core.state.withLock { s in s.segments.map { ($0.key, $0.value.file) } }.sorted { $0.0 < $1.0 }
-        var plan: [(number: UInt32, file: PosixFile, bytes: UInt64, from: UInt64)] = []
-        for (number, file) in segments {
+        let segments = core.state.withLock { s in s.segments.map { ($0.key, $0.value.file, $0.value.size) } }.sorted { $0.0 < $1.0 }
+        var plan: [(number: UInt32, file: PosixFile, bytes: UInt64, from: UInt64, length: UInt64)] = []
+        for (number, file, size) in segments {
             let bytes: UInt64
             if let end {
                 guard number <= end.segment else { break }
@@ -227,7 +227,12 @@ extension LogEngine {
                 bytes = UInt64(LogFormat.segmentHeaderSize)
             }
             if let kept, number < kept.segment { continue }
-            plan.append((number, file, bytes, kept.flatMap { number == $0.segment ? $0.offset : nil } ?? 0))
+            // Zeros after the bytes copied, to a length the engine leaves
+            // (`LogFormat.segmentLengthGranularity`): an open of the copy
+            // takes any other length for a file cut short.
+            plan.append((
+                number, file, bytes, kept.flatMap { number == $0.segment ? $0.offset : nil } ?? 0,
+                LogEngineCore.roundUp(bytes, within: max(size, bytes))))
         }
         let total = plan.reduce(UInt64(0)) { $0 + ($1.bytes - min($1.from, $1.bytes)) }
         var done: UInt64 = 0
@@ -242,7 +247,7 @@ extension LogEngine {
             let target = segment.from == 0 ? path + ".tmp" : path
             if segment.from == 0, FileSystem.exists(target) { try FileSystem.remove(target) }
             try LogEngine.copy(
-                segment.file, bytes: segment.bytes, to: target, from: segment.from,
+                segment.file, bytes: segment.bytes, to: target, from: segment.from, length: segment.length,
                 activity: { [core] in core.durableSyncs.load(ordering: .relaxed) }
             ) { copied in
                 done += copied
@@ -324,7 +329,8 @@ extension LogEngine {
 
     /// Copies `file` (its first `bytes`, or all of it) into a new file at
     /// `path`, or, from `start` on, into the file already there (which is
-    /// then cut at `bytes`); then syncs it.
+    /// then cut at `bytes`); with `length`, zeros follow the bytes copied
+    /// up to it; then syncs it.
     ///
     /// Paced by the device: each step's writeback starts once it is
     /// written, and the one before is waited for, so that the copy never
@@ -337,8 +343,8 @@ extension LogEngine {
     /// `vacuum_cost_delay` or RocksDB's rate limiter hold back background
     /// work), and alone it goes at full speed.
     fileprivate static func copy(
-        _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, activity: (() -> UInt64)? = nil,
-        syncing: Bool = true, copied: (UInt64) -> Void = { _ in }
+        _ file: PosixFile, bytes: UInt64?, to path: String, from start: UInt64 = 0, length: UInt64? = nil,
+        activity: (() -> UInt64)? = nil, syncing: Bool = true, copied: (UInt64) -> Void = { _ in }
     ) throws {
         let total = try bytes ?? file.size()
         let flags = start == 0 ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY
@@ -364,7 +370,8 @@ extension LogEngine {
                 Thread.sleep(forTimeInterval: copyRest * (Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18))
             }
         }
-        if start > 0 { try out.truncate(to: total) }
+        let final = max(length ?? total, total)
+        if start > 0 || final != total { try out.truncate(to: final) }
         if syncing { try out.sync() }
     }
 }

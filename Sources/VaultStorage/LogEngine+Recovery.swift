@@ -667,6 +667,16 @@ extension LogEngineCore {
                     .corrupted, "the segment file ends inside a record: it was cut short, and the records from there on are lost",
                     segment: n, offset: UInt64(cutShort))
             }
+            // A length the engine never leaves (neither the segment's size
+            // nor a multiple of `segmentLengthGranularity`): the file was
+            // cut from outside, at a record's end or inside a header as
+            // well, and what followed is lost. A backup's copy being
+            // written ends anywhere: its torn tail.
+            if !copyInProgress, fileSize != segment.size, fileSize % LogFormat.segmentLengthGranularity != 0 {
+                throw StorageError(
+                    .corrupted, "the segment file was cut short (the store never leaves it at this length): records from there on may be lost",
+                    segment: n, offset: fileSize)
+            }
             // Bytes after a segment's last whole group that decode as no
             // frame header, where the next segment's first frame (genuine:
             // its CRC and MAC) is the very record expected here: unused
@@ -745,7 +755,15 @@ extension LogEngineCore {
                 try FileSystem.syncDirectory(directory, observer: observer)
                 report.removedSegments.append(n)
             }
-            try endFile.file.truncate(to: end.offset)
+            // Cut at a 4 KiB boundary, zeros from the end to it (written
+            // first: a crash between the two leaves zeros or the torn
+            // bytes, never a length the engine does not leave).
+            let fileSize = try endFile.file.size()
+            let cut = roundUp(end.offset, within: max(endFile.size, end.offset))
+            if fileSize > end.offset {
+                try endFile.file.write([UInt8](repeating: 0, count: Int(min(fileSize, cut) - end.offset)), at: end.offset)
+            }
+            try endFile.file.truncate(to: cut)
             report.truncatedAt = (end.segment, end.offset)
             configuration.logger.notice("storage: cut a torn tail (writes never acknowledged)", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }

@@ -388,6 +388,11 @@ enum LogFormat {
     /// place): in a folder that holds it, a record the end of a segment
     /// file cuts is the copy's unfinished write, a torn tail.
     static let copyInProgressFileName = "backup.copying"
+    /// A segment file's length is its segment's size or a multiple of this:
+    /// the engine allocates in 4 KiB steps and cuts at 4 KiB, and a power
+    /// cut keeps a growth write's 512-byte sectors, or not, whole. Any
+    /// other length is a file cut from outside (see recovery).
+    static let segmentLengthGranularity: UInt64 = 512
     static let checkpointMagic: [UInt8] = Array("PVCKPT01".utf8)
     static let checkpointEntrySize = 48
     /// Bytes of one chunk of a checkpoint's chunk table.

@@ -60,11 +60,14 @@ import Testing
         for i in 0..<20 { locations += try await engine.appendDurably([EngineRecord(stream: stream(1), payload: payload(i, size: 500))]) }
         let kept = try (1...15).map { try engine.merkleTree.leaf(UInt64($0 - 1)) }
         try await engine.close()
-        // Replay from the start, and cut the log inside record 16.
+        // Replay from the start, and tear the log inside record 16 (zeros
+        // from there on, the file's length kept, as a crash leaves it).
         try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         let cut = locations[15]
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.segmentPath(1)))
+        let size = try handle.seekToEnd()
         try handle.truncate(atOffset: cut.offset + 40)
+        try handle.truncate(atOffset: size)
         try handle.close()
         let reopened = try dir.openEngine()
         #expect(reopened.merkleTree.size == 15)

@@ -63,12 +63,52 @@ import Testing
                 try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
             }
         }
-        // Cut inside the last record's header: a torn write, cut.
+        // Cut inside the last record's header, or at its start (a whole
+        // group gone): no crash leaves a segment file at a length that is
+        // neither its size nor a multiple of 512 bytes, so these are files
+        // cut from outside too, named by the length they were cut at.
+        for cut in [locations[2].offset + 10, locations[2].offset] {
+            #expect(cut % LogFormat.segmentLengthGranularity != 0, "the test needs a cut the length check sees")
+            try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
+            try truncate(dir.segmentPath(1), to: cut)
+            #expect { _ = try dir.openEngine() } throws: { e in
+                (e as? StorageError).map { $0.code == .corrupted && $0.segment == 1 && $0.offset == cut } ?? false
+            }
+            try? FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
+        }
+        // Cut at a multiple of 512 bytes after the last record: what a
+        // power cut in a growth step can leave. The log opens whole.
+        let afterLast = (locations[2].offset + UInt64(locations[2].frameLength) + 511) / 512 * 512
         try Data(original).write(to: URL(fileURLWithPath: dir.segmentPath(1)))
-        try truncate(dir.segmentPath(1), to: locations[2].offset + 10)
+        try truncate(dir.segmentPath(1), to: afterLast)
         let engine = try dir.openEngine()
+        #expect(try engine.records(of: stream(1)).count == 3)
+        try await engine.close()
+    }
+
+    /// Recovery's own cut of a torn tail leaves the file at a length a
+    /// later open accepts, even when the disk is full and the file cannot
+    /// be extended again after the cut (so the cut is its length): a
+    /// multiple of 4 KiB, not the log's end. Before, the cut was at the
+    /// log's end, a length the next open takes for a file cut short.
+    @Test func recoverysCutLeavesALengthTheNextOpenAccepts() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let last = locations[2]
+        #expect(last.offset % LogFormat.segmentLengthGranularity != 0, "the test needs a log end the length check sees")
+        // A torn last record (its header damaged, nothing after it).
+        try overwrite(dir.segmentPath(1), at: last.offset + 20, with: [UInt8](repeating: 0xA5, count: 40))
+        let faults = FaultInjection()
+        faults.diskFull = true
+        let engine = try dir.openEngine(smallConfiguration { $0.faults = faults })
+        #expect(engine.recoveryReport.truncatedAt?.offset == last.offset)
         #expect(try engine.records(of: stream(1)).count == 2)
         try await engine.close()
+        let size = try FileManager.default.attributesOfItem(atPath: dir.segmentPath(1))[.size] as! UInt64
+        #expect(size == (last.offset + 4095) / 4096 * 4096)
+        let reopened = try dir.openEngine()
+        #expect(try reopened.records(of: stream(1)).count == 2)
+        try await reopened.close()
     }
 
     @Test func tornTailOfGarbageInPreallocatedSpaceIsCut() async throws {
@@ -322,8 +362,12 @@ import Testing
             try await engine.close()
             try FileManager.default.removeItem(atPath: dir.path + "/" + LogFormat.checkpointFileName)
         }
-        // Lose the group's last frame: the first two, although intact, go too.
+        // Lose the group's last frame (zeros from inside its header on, as a
+        // crash leaves preallocated space): the first two, although intact,
+        // go too.
+        let size = try FileManager.default.attributesOfItem(atPath: dir.segmentPath(1))[.size] as! UInt64
         try truncate(dir.segmentPath(1), to: group[2].offset + 10)
+        try truncate(dir.segmentPath(1), to: size)
         let engine = try dir.openEngine()
         #expect(try engine.records(of: stream(4)).map(\.payload) == [payload(0)])
         #expect(engine.head(of: stream(5)) == nil)
