@@ -370,8 +370,11 @@ extension LogEngine {
                 Thread.sleep(forTimeInterval: copyRest * (Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18))
             }
         }
+        // Written zeros, not a hole: frames later written there need no
+        // new block (a full disk would refuse it).
         let final = max(length ?? total, total)
-        if start > 0 || final != total { try out.truncate(to: final) }
+        if final > total { try out.write([UInt8](repeating: 0, count: Int(final - total)), at: total) }
+        if start > 0 { try out.truncate(to: final) }
         if syncing { try out.sync() }
     }
 }

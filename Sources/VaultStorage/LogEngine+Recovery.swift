@@ -239,8 +239,17 @@ extension LogEngineCore {
             throw StorageError(.corrupted, "the Merkle tree has \(merkle.size) leaves for \(s.nextLSN - 1) records")
         }
         // A backup's copy cut short, now cut at its torn tail and synced
-        // (above): a store like any other from here on.
-        if copyInProgress { try removeCopyMark(in: directory, observer: configuration.files.observer) }
+        // (above): a store like any other from here on, once its last
+        // segment is at a length the engine leaves (`restore` extends it;
+        // on a full disk it may not have: the mark stays, and the next
+        // open extends it).
+        if copyInProgress {
+            if try s.segments[end.segment]!.file.size() % LogFormat.segmentLengthGranularity == 0 {
+                try removeCopyMark(in: directory, observer: configuration.files.observer)
+            } else {
+                configuration.logger.warning("storage: a backup's copy stays marked until its last segment can be extended (disk full)")
+            }
+        }
         return (report, merkle)
     }
 
@@ -667,12 +676,12 @@ extension LogEngineCore {
                     .corrupted, "the segment file ends inside a record: it was cut short, and the records from there on are lost",
                     segment: n, offset: UInt64(cutShort))
             }
-            // A length the engine never leaves (neither the segment's size
-            // nor a multiple of `segmentLengthGranularity`): the file was
-            // cut from outside, at a record's end or inside a header as
-            // well, and what followed is lost. A backup's copy being
-            // written ends anywhere: its torn tail.
-            if !copyInProgress, fileSize != segment.size, fileSize % LogFormat.segmentLengthGranularity != 0 {
+            // A length the engine never leaves (not a multiple of
+            // `segmentLengthGranularity`): the file was cut from outside,
+            // at a record's end or inside a header as well, and what
+            // followed is lost. A backup's copy being written ends
+            // anywhere: its torn tail.
+            if !copyInProgress, fileSize % LogFormat.segmentLengthGranularity != 0 {
                 throw StorageError(
                     .corrupted, "the segment file was cut short (the store never leaves it at this length): records from there on may be lost",
                     segment: n, offset: fileSize)
@@ -755,15 +764,20 @@ extension LogEngineCore {
                 try FileSystem.syncDirectory(directory, observer: observer)
                 report.removedSegments.append(n)
             }
-            // Cut at a 4 KiB boundary, zeros from the end to it (written
-            // first: a crash between the two leaves zeros or the torn
-            // bytes, never a length the engine does not leave).
+            // Cut at the next multiple of `segmentLengthGranularity`,
+            // zeros written from the log's end to it (first: a crash
+            // between the two leaves zeros or the torn bytes, never a
+            // length the engine does not leave). Outside a backup's copy
+            // the file is at such a length already, so the cut never
+            // extends it; a copy shorter than that is extended by
+            // `restore`.
             let fileSize = try endFile.file.size()
-            let cut = roundUp(end.offset, within: max(endFile.size, end.offset))
+            let granularity = LogFormat.segmentLengthGranularity
+            let cut = (end.offset + granularity - 1) / granularity * granularity
             if fileSize > end.offset {
                 try endFile.file.write([UInt8](repeating: 0, count: Int(min(fileSize, cut) - end.offset)), at: end.offset)
             }
-            try endFile.file.truncate(to: cut)
+            if fileSize > cut { try endFile.file.truncate(to: cut) }
             report.truncatedAt = (end.segment, end.offset)
             configuration.logger.notice("storage: cut a torn tail (writes never acknowledged)", metadata: ["segment": "\(end.segment)", "offset": "\(end.offset)"])
         }

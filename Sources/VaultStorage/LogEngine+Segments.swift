@@ -160,7 +160,7 @@ extension LogEngineCore {
         let observer = files.observer
         let file = try PosixFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC, name: "segment \(number)", observer: observer)
         do {
-            let allocated = min(size, allocation)
+            let allocated = roundUp(min(size, allocation), within: size)
             try files.extend(file, upTo: allocated)
             var salt = [UInt8](repeating: 0, count: LogFormat.saltSize)
             fillRandom(&salt)

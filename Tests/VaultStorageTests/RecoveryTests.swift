@@ -47,7 +47,8 @@ import Testing
     /// whose header is whole: no crash leaves that (frames are written
     /// only into space already extended and synced), so it is corruption
     /// naming the record, never a torn tail cut in silence. A cut inside
-    /// the header itself is taken for a torn write.
+    /// a header or at a record's start is corruption too, by the file's
+    /// length, unless that falls on a multiple of 512 bytes.
     @Test func aFileCutShortInsideARecordIsCorruption() async throws {
         let dir = TemporaryDirectory()
         let locations = try await threeRecords(dir)
@@ -88,9 +89,9 @@ import Testing
 
     /// Recovery's own cut of a torn tail leaves the file at a length a
     /// later open accepts, even when the disk is full and the file cannot
-    /// be extended again after the cut (so the cut is its length): a
-    /// multiple of 4 KiB, not the log's end. Before, the cut was at the
-    /// log's end, a length the next open takes for a file cut short.
+    /// be extended again after the cut (so the cut is its length): the
+    /// next multiple of 512 bytes, zeros written up to it, not the log's
+    /// end, a length the next open would take for a file cut short.
     @Test func recoverysCutLeavesALengthTheNextOpenAccepts() async throws {
         let dir = TemporaryDirectory()
         let locations = try await threeRecords(dir)
@@ -105,10 +106,41 @@ import Testing
         #expect(try engine.records(of: stream(1)).count == 2)
         try await engine.close()
         let size = try FileManager.default.attributesOfItem(atPath: dir.segmentPath(1))[.size] as! UInt64
-        #expect(size == (last.offset + 4095) / 4096 * 4096)
+        #expect(size == (last.offset + 511) / 512 * 512)
         let reopened = try dir.openEngine()
         #expect(try reopened.records(of: stream(1)).count == 2)
         try await reopened.close()
+    }
+
+    /// A backup's copy cut short right after a record (its file at that
+    /// odd length, the folder marked `backup.copying`), opened on a full
+    /// disk, where the file cannot be extended to a length the engine
+    /// leaves: the mark stays, so the next open, with space, still takes
+    /// the length for the copy's and extends it, instead of refusing the
+    /// store as cut from outside.
+    @Test func aMarkedCopyOpenedOnAFullDiskKeepsItsMarkUntilItsLengthIsRight() async throws {
+        let dir = TemporaryDirectory()
+        let locations = try await threeRecords(dir)
+        let end = locations[2].offset + UInt64(locations[2].frameLength)
+        #expect(end % LogFormat.segmentLengthGranularity != 0, "the test needs an end the length check sees")
+        try truncate(dir.segmentPath(1), to: end)
+        let mark = dir.path + "/" + LogFormat.copyInProgressFileName
+        #expect(FileManager.default.createFile(atPath: mark, contents: Data()))
+        let faults = FaultInjection()
+        faults.diskFull = true
+        let full = try dir.openEngine(smallConfiguration { $0.faults = faults })
+        #expect(try full.records(of: stream(1)).count == 3)
+        try await full.close()
+        #expect(FileManager.default.fileExists(atPath: mark))
+        let reopened = try dir.openEngine()
+        #expect(try reopened.records(of: stream(1)).count == 3)
+        try await reopened.close()
+        #expect(!FileManager.default.fileExists(atPath: mark))
+        let size = try FileManager.default.attributesOfItem(atPath: dir.segmentPath(1))[.size] as! UInt64
+        #expect(size % LogFormat.segmentLengthGranularity == 0)
+        let again = try dir.openEngine()
+        #expect(try again.records(of: stream(1)).count == 3)
+        try await again.close()
     }
 
     @Test func tornTailOfGarbageInPreallocatedSpaceIsCut() async throws {

@@ -72,7 +72,7 @@ public struct Configuration: Sendable {
     /// Content up to this size is stored inside its document record.
     public var inlineContentLimit: Int = 64 << 10
     /// The largest size of a log segment file: at least 1 MiB and four
-    /// content chunks. A segment's file starts at 1 MiB (or this size if
+    /// content chunks, a multiple of 4 KiB. A segment's file starts at 1 MiB (or this size if
     /// smaller) and grows by doubling, preallocated, so a small store
     /// holds little disk.
     public var segmentSize: UInt64 = 64 << 20
@@ -196,8 +196,9 @@ public struct Configuration: Sendable {
             throw bad("inlineContentLimit", inlineContentLimit, "0 to contentChunkSize (\(contentChunkSize))")
         }
         let minimumSegment = max(UInt64(1 << 20), 4 * UInt64(contentChunkSize + Limits.recordOverhead))
-        guard (minimumSegment...(1 << 36)).contains(segmentSize) else {
-            throw bad("segmentSize", segmentSize, "\(minimumSegment) (1 MiB and four chunks with their records) to 2^36 bytes")
+        guard (minimumSegment...(1 << 36)).contains(segmentSize), segmentSize % 4096 == 0 else {
+            throw bad(
+                "segmentSize", segmentSize, "a multiple of 4,096 from \(minimumSegment) (1 MiB and four chunks with their records) to 2^36 bytes")
         }
         if let auditReserve, !((64 << 10)...(segmentSize / 4)).contains(auditReserve) {
             throw bad("auditReserve", auditReserve, "65,536 to a quarter of segmentSize (\(segmentSize / 4)) bytes")

@@ -75,6 +75,9 @@ import Testing
             ("documentKeyCacheLimit", { $0.documentKeyCacheLimit = 65_537 }),
             ("segmentSize", { $0.segmentSize = 0 }),
             ("segmentSize", { $0.segmentSize = UInt64.max }),
+            // Not a multiple of 4 KiB: a full segment's length would be
+            // one recovery takes for a file cut short.
+            ("segmentSize", { $0.segmentSize = (64 << 20) + 512 }),
             ("auditMode", { $0.auditMode = .batched(maxDelay: .seconds(-1)) }),
             // Positive but below a millisecond: the background loops that
             // sleep for them would spin.
