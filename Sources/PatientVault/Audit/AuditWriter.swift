@@ -96,7 +96,10 @@ struct AuditWriter: Sendable {
         // handed to the activity writer for the actor's copy.
         let encoded = entry.encoded()
         records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
-        let durability = durability(isWrite: a.isWrite)
+        // An entry its caller waits for is synced as a write's is, in
+        // batched mode too: an export's or a receipt's proofs are against
+        // a checkpoint of what is durable.
+        let durability = durability(isWrite: a.isWrite || a.waitsForEntry)
         let copy = GrantHolder(principal).map {
             ActivityWriter.Copy(stream: activityStream(of: $0), vault: vault.pseudonym, entry: encoded)
         }

@@ -47,6 +47,11 @@ enum Limits {
     static let publicVaultID = 32
     /// Versions are stored as 32-bit numbers, from 1.
     static let versions: ClosedRange<Int> = 1...Int(UInt32.max)
+    /// Rotations of one vault's key, at most: each keeps a key slot, which
+    /// the vault's load unwraps into guarded memory and its destruction's
+    /// lifecycle record lists (8 bytes each), so the count is bounded where
+    /// a caller adds to it.
+    static let vaultKeyRotations = 256
     /// Dates are stored as their 64-bit floating-point seconds since 1970:
     /// finite, from 0001-01-01T00:00:00Z (−62,135,596,800 s) to 10¹¹ s
     /// (5138-11-16T09:46:40Z), so that time arithmetic (expiries, the

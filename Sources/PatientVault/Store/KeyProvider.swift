@@ -127,7 +127,14 @@ enum RootKeyWrapping {
             h.wrapped = try translatingErrors { try h.wrapping(root, under: master) }
             return h
         case .provider(let provider):
+            // Read once and checked as read: a provider's `keyID` may be
+            // computed, and another value than the one checked above must
+            // never reach a header (one the store could not open again).
             let keyID = provider.keyID
+            guard Limits.isPrintable(keyID, maximum: Limits.keyProviderID) else {
+                throw PatientVaultError(
+                    .invalidArgument, "a key provider's keyID is 1 to \(Limits.keyProviderID) UTF-8 bytes without control or format characters")
+            }
             var h = StoreHeader(
                 source: .provider, salt: zeroSalt, parameters: .init(opsLimit: 0, memLimit: 0), storeID: storeID, keyID: keyID, wrapped: [])
             let wrapped: [UInt8]

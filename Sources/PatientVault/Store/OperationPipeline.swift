@@ -23,8 +23,10 @@ struct Audited<R> {
     /// was cancelled, or a concurrent write won. The entry says
     /// ``AuditOutcome/abandoned`` and no records go with it.
     var abandoned: Bool
-    /// Whether the caller needs its entry written before it goes on, even
-    /// in batched audit mode (reads of the trail walk what is written).
+    /// Whether the caller needs its entry on disk before it goes on, even
+    /// in batched audit mode: appended durable, as a write's (reads of the
+    /// trail walk what is written; an export's and a receipt's proofs are
+    /// against a checkpoint of what is durable).
     var waitsForEntry: Bool
     /// The outcome for the caller.
     var result: Result<R, PatientVaultError>

@@ -29,9 +29,14 @@ extension VaultStore {
         // vault's lock): no key unwrapped after a destruction decided
         // meanwhile goes back into the cache.
         var generation: UInt64 = 0
+        // The export's own entry's place in the trail (decided and
+        // committed under one hold of the vault's lock): the trail it
+        // carries ends there, whatever calls on the vault follow it.
+        var ownEntry: UInt64 = 0
         let versions = try await audited(.exportVault, patient, by: principal) {
             vault, now -> Audited<[(DocumentMetadata, VersionEntry)]> in
             generation = documentKeyCache.generation
+            ownEntry = vault.auditNext
             let decision = AccessPolicy.decide(request(.exportVault, by: principal, vault: vault, time: now))
             guard decision.isAllowed else { return Audited(action: .exportVault, decision: decision, result: .failure(.denied)) }
             var visible: [(DocumentMetadata, VersionEntry)] = []
@@ -69,10 +74,12 @@ extension VaultStore {
                 pending.append(record)
             }
             // The trail, the export's own entry included (durable: the
-            // decision waited for it).
+            // decision waited for it), and nothing after it (another call
+            // on the vault meanwhile: its entry may not be durable yet).
             let now = configuration.currentTime()
             var trail: [ExportPayload.Entry] = []
             try await loader.auditRecords(of: vault) { entry, record in
+                guard entry.sequence <= ownEntry else { return true }
                 if let visible = redacted(entry, for: principal, representative: false, in: vault, at: now) {
                     trail.append(ExportPayload.Entry(entry: visible, record: Data(record.payload).base64EncodedString(), proof: ""))
                     pending.append(record)

@@ -84,12 +84,17 @@ extension VaultStore {
     /// decision, one audit entry; a closed vault refuses it.
     /// - Returns: the new wrapping key's version (1 for the first rotation).
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
-    ///   ``PatientVaultError/Code/unknownVault``.
+    ///   ``PatientVaultError/Code/invalidArgument`` (audited) past 256
+    ///   rotations of the vault's key, ``PatientVaultError/Code/unknownVault``.
     @discardableResult
     public func rotateVaultKey(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Int {
         try await audited(.rotateVaultKey, patient, by: principal) { vault, now -> Audited<Int> in
             let decision = AccessPolicy.decide(request(.rotateVaultKey, by: principal, vault: vault, time: now))
             guard decision.isAllowed else { return Audited(action: .rotateVaultKey, decision: decision, isWrite: true, result: .failure(.denied)) }
+            guard vault.currentKeyVersion < UInt32(Limits.vaultKeyRotations) else {
+                return .invalid(.rotateVaultKey, PatientVaultError(
+                    .invalidArgument, "a vault's key is rotated at most \(Limits.vaultKeyRotations) times", vaultID: vault.vaultID))
+            }
             let version = vault.currentKeyVersion + 1
             // Allowed, but the key's slot may be refused (a full disk that
             // the key file cannot grow on): the entry says so (abandoned).

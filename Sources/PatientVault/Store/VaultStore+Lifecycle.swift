@@ -72,8 +72,12 @@ extension VaultStore {
     /// ended at or before `date` (and before the store's clock's now), as
     /// the store's own `.system` principal. Returns their tombstones,
     /// oldest closure first. Cost: O(closed vaults) to find them, then one
-    /// destruction each.
-    /// - Throws: the first destruction's error (those before it stay done).
+    /// destruction each. A vault that cannot be destroyed for a reason of
+    /// its own (`corrupted`, say) is logged and passed over: the vaults
+    /// after it are still destroyed, and the next run tries it again.
+    /// - Throws: the first error of the store as a whole (`io`,
+    ///   `durabilityLost`, `diskFull`, `closed`…); the destructions before
+    ///   it stay done.
     @discardableResult
     public func destroyExpiredVaults(at date: Date) async throws(PatientVaultError) -> [DestroyedVault] {
         try ensureOpen()
@@ -84,8 +88,12 @@ extension VaultStore {
             .sorted { $0.closedAt < $1.closedAt }
         var destroyed: [DestroyedVault] = []
         for (vault, _) in due {
-            let holder = try await pipeline.withVault(vault) { $0.creation.holder }
-            destroyed.append(try await destroyVault(for: holder, as: .system, asSystem: true))
+            do {
+                let holder = try await pipeline.withVault(vault) { $0.creation.holder }
+                destroyed.append(try await destroyVault(for: holder, as: .system, asSystem: true))
+            } catch where [.corrupted, .invalidArgument, .conflict, .vaultDestroyed, .unknownVault, .erased].contains(error.code) {
+                logger.error("patientvault: a closed vault was not destroyed; the others go on", metadata: ["code": "\(error.code)"])
+            }
         }
         return destroyed
     }

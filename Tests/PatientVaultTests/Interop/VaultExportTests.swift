@@ -27,6 +27,30 @@ import Testing
         return (t, [small.id: Data("compte rendu".utf8), big.id: Fixtures.content("BIG2", size: 150_000)])
     }
 
+    /// Exports in batched audit mode, while the vault is read (the reads'
+    /// entries wait up to a second for their sync): each export's trail
+    /// ends with its own entry, and none fails. Before, the export's own
+    /// entry was appended buffered like a read's, so its proof was against
+    /// a checkpoint that did not cover it (`conflict`, every time), and
+    /// the trail ran to the newest entry, a read's after the export's.
+    @Test func anExportInBatchedModeEndsWithItsOwnEntryWhileTheVaultIsRead() async throws {
+        var c = Fixtures.configuration()
+        c.auditMode = .batched(maxDelay: .seconds(1))
+        let t = try await TestStore(configuration: c)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let d = try await t.store.deposit(Fixtures.draft("Big"), content: Fixtures.content("BIG", size: 300_000), for: alice, as: doctor)
+        let store = t.store, patient = alice
+        let reader = Task {
+            for _ in 0..<300 { _ = try await store.metadata(of: d.id, for: patient, as: .patient(patient)) }
+        }
+        for _ in 0..<3 {
+            let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+            #expect(export.auditTrail.last?.action == .exportVault)
+        }
+        try await reader.value
+        try await t.close()
+    }
+
     @Test(arguments: suiteEngines)
     func anExportHoldsWhatThePatientMayReadAndVerifiesOffline(storage: SuiteStorage) async throws {
         let (t, current) = try await store(storage)

@@ -281,4 +281,48 @@ import Testing
         _ = try await store.deposit(Fixtures.draft(), content: Data([1, 2, 3]), for: alice, as: Fixtures.doctor)
         try await store.close()
     }
+
+    /// The daily destruction job meets a closed vault it cannot destroy
+    /// (a record of it damaged beyond repair, so it does not load): that
+    /// vault is passed over and logged, and the vault closed after it is
+    /// still destroyed. Before, the first failure stopped the job, and no
+    /// vault closed later was ever destroyed.
+    @Test func theDailyDestructionPassesOverAVaultItCannotDestroy() async throws {
+        let live = TestFolder()
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        let clock = ManualClock()
+        let c = Fixtures.configuration(clock: clock)
+        let (alice, bob) = (Fixtures.alice, Fixtures.bob)
+        do {
+            let running = try await VaultStore.open(at: live.url, key: .key(key), configuration: c)
+            try await running.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+            try await running.createVault(for: bob, as: .patient(bob), channel: .patientOnline)
+            _ = try await running.deposit(Fixtures.draft(), content: Fixtures.content("A", size: 500), for: alice, as: Fixtures.doctor)
+            // Bob's document is the log's largest record: found below by size.
+            _ = try await running.deposit(Fixtures.draft(), content: Fixtures.content("B", size: 9000), for: bob, as: Fixtures.doctor)
+            // Bob's vault closed first: the job meets it first.
+            try await running.closeVault(for: bob, reason: .patientRequest, as: .patient(bob))
+            clock.set(clock.now().addingTimeInterval(60))
+            try await running.closeVault(for: alice, reason: .patientRequest, as: .patient(alice))
+            try FileManager.default.copyItem(at: live.url, to: folder.url)
+            try await running.close()
+        }
+        try? FileManager.default.removeItem(at: folder.url.appendingPathComponent("LOCK"))
+        let path = folder.url.appendingPathComponent(LogFormat.segmentFileName(1))
+        var bytes = [UInt8](try Data(contentsOf: path))
+        let frame = try #require(try Self.frames(of: bytes).first { $0.header.payloadLength > 8000 })
+        let position = frame.offset + LogFormat.frameHeaderSize + Int(frame.header.payloadLength) / 2
+        bytes[position] ^= 0x5A
+        bytes[position + 3] ^= 0x5A
+        try Data(bytes).write(to: path)
+
+        clock.set(clock.now().addingTimeInterval(11 * 366 * 86_400))
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
+        #expect(await code { _ = try await store.documents(for: bob, as: .patient(bob)) } == .corrupted)
+        let destroyed = try await store.destroyExpiredVaults(at: clock.now())
+        #expect(destroyed.count == 1)
+        #expect(await code { _ = try await store.documents(for: alice, as: .patient(alice)) } == .vaultDestroyed)
+        try await store.close()
+    }
 }

@@ -111,6 +111,31 @@ import Testing
         try await reopened.close()
     }
 
+    /// A provider whose `keyID` is computed and changes after its first
+    /// read (valid, then 300 bytes): the header is made from the value
+    /// checked, or refused, never from an unchecked second read (a header
+    /// the store could not decode again, after a rotation had replaced the
+    /// old one).
+    @Test func aProvidersKeyIDIsCheckedAsItIsWritten() async throws {
+        let folder = TestFolder()
+        let key = try MasterKey.generate()
+        let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let shifting = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"))
+        #expect(await code { try await store.rotateMasterKey(to: .provider(shifting), as: self.dpo) }
+            == .invalidArgument)
+        try await store.close()
+        // The old header still opens the store.
+        let reopened = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration())
+        #expect(try await reopened.vaultInfo(for: alice, as: .patient(alice)).documentCount == 0)
+        try await reopened.close()
+        // A new store with it: refused, nothing made.
+        let fresh = TestFolder()
+        let again = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"))
+        #expect(await code { _ = try await VaultStore.open(at: fresh.url, key: .provider(again), configuration: self.configuration()) }
+            == .invalidArgument)
+    }
+
     /// A rotation cut short before its rename (the temporary header
     /// written, the store killed) leaves the old key opening the store; the
     /// next rotation completes. A store in memory has no master key to
@@ -204,6 +229,34 @@ import Testing
         clock.set(clock.now().addingTimeInterval(11 * 366 * 86_400))
         #expect(try await t.store.destroyExpiredVaults(at: clock.now()).count == 1)
         for slot in slots {
+            await #expect { _ = try await t.store.engine.keySlots.readKeySlot(slot) } throws: {
+                ($0 as? StorageError)?.code == .keySlotDestroyed
+            }
+        }
+        try await t.close()
+    }
+
+    /// A vault's key is rotated at most `Limits.vaultKeyRotations` times:
+    /// one more is `invalidArgument`, recorded; the vault still closes and
+    /// is destroyed with every rotated key (its destruction's record lists
+    /// them all). Before, rotations were unbounded, and past a few
+    /// thousand the destruction's record no longer fitted a record.
+    @Test func aVaultKeyIsRotatedAtMostTheLimit() async throws {
+        let clock = ManualClock()
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: .memory)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for _ in 0..<Limits.vaultKeyRotations { try await t.store.rotateVaultKey(for: alice, as: .patient(alice)) }
+        let refused = await error { try await t.store.rotateVaultKey(for: alice, as: .patient(alice)) }
+        #expect(refused?.code == .invalidArgument)
+        // Recorded: the one rotation not allowed, among the newest entries.
+        let newest = try await t.store.auditTrail(for: alice, matching: AuditQuery(limit: 3), as: .patient(alice))
+        #expect(newest.filter { $0.action == .rotateVaultKey && $0.outcome != .allowed }.count == 1)
+        let slots = try await t.store.withVault(alice) { $0.vaultKeySlots }
+        #expect(slots.count == Limits.vaultKeyRotations + 1)
+        try await t.store.closeVault(for: alice, reason: .patientRequest, as: .patient(alice))
+        clock.set(clock.now().addingTimeInterval(11 * 366 * 86_400))
+        #expect(try await t.store.destroyExpiredVaults(at: clock.now()).count == 1)
+        for slot in [slots.first!, slots.last!] {
             await #expect { _ = try await t.store.engine.keySlots.readKeySlot(slot) } throws: {
                 ($0 as? StorageError)?.code == .keySlotDestroyed
             }
@@ -342,4 +395,22 @@ final class PausingKeyProvider: KeyProvider {
     func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
         try await inner.unwrap(wrapped, context: context)
     }
+}
+
+/// A provider whose `keyID` is valid on its first read and 300 bytes on
+/// every later one.
+final class ShiftingKeyIDProvider: KeyProvider {
+    let inner: TestKeyProvider
+    private let reads = Mutex(0)
+    var keyID: String {
+        reads.withLock { n in
+            n += 1
+            return n == 1 ? inner.keyID : String(repeating: "k", count: 300)
+        }
+    }
+
+    init(_ inner: TestKeyProvider) { self.inner = inner }
+
+    func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] { try await inner.wrap(key, context: context) }
+    func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey { try await inner.unwrap(wrapped, context: context) }
 }
