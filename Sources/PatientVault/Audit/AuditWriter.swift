@@ -110,7 +110,7 @@ struct AuditWriter: Sendable {
             mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, thenDestroying: a.destroysKeySlots, copy: copy, to: engine)
         if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
-        if !a.isWrite, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
+        if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
         vault.headHash = head
         vault.auditNext += 1

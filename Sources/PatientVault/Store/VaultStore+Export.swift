@@ -86,6 +86,10 @@ extension VaultStore {
                 }
                 return true
             }
+            // Newest first: the export's own entry comes first.
+            guard trail.first?.entry.sequence == ownEntry else {
+                throw PatientVaultError(.corrupted, "the export's own entry is not in the vault's trail", vaultID: vault.vaultID)
+            }
             let checkpoint = try await checkpoint()
             let tree = engine.merkleTree
             var proofs: [String] = []

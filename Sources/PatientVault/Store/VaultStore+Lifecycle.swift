@@ -76,8 +76,10 @@ extension VaultStore {
     /// its own (`corrupted`, say) is logged and passed over: the vaults
     /// after it are still destroyed, and the next run tries it again.
     /// - Throws: the first error of the store as a whole (`io`,
-    ///   `durabilityLost`, `diskFull`, `closed`…); the destructions before
-    ///   it stay done.
+    ///   `durabilityLost`, `diskFull`, `closed`…), at once; else, once
+    ///   every other vault due is destroyed, the first vault's own error,
+    ///   saying how many were passed over. The destructions done stay done
+    ///   (``destroyedVaults(as:)`` lists their tombstones).
     @discardableResult
     public func destroyExpiredVaults(at date: Date) async throws(PatientVaultError) -> [DestroyedVault] {
         try ensureOpen()
@@ -87,13 +89,24 @@ extension VaultStore {
             .filter { VaultClosure.retainedUntil($0.closedAt, years: years) <= limit }
             .sorted { $0.closedAt < $1.closedAt }
         var destroyed: [DestroyedVault] = []
+        var passedOver: [PatientVaultError] = []
         for (vault, _) in due {
             do {
                 let holder = try await pipeline.withVault(vault) { $0.creation.holder }
                 destroyed.append(try await destroyVault(for: holder, as: .system, asSystem: true))
             } catch where [.corrupted, .invalidArgument, .conflict, .vaultDestroyed, .unknownVault, .erased].contains(error.code) {
-                logger.error("patientvault: a closed vault was not destroyed; the others go on", metadata: ["code": "\(error.code)"])
+                logger.error(
+                    "patientvault: a closed vault was not destroyed; the others go on",
+                    metadata: ["code": "\(error.code)", "vault": "\(error.vaultID ?? "-")"])
+                passedOver.append(error)
             }
+        }
+        // A destruction is owed by law: the host hears of every vault
+        // passed over, once the others are done.
+        if let first = passedOver.first {
+            throw PatientVaultError(
+                first.code, "\(passedOver.count) closed vault(s) due for destruction could not be destroyed (\(destroyed.count) were); the first: \(first.message)",
+                vaultID: first.vaultID)
         }
         return destroyed
     }

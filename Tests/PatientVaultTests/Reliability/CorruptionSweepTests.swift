@@ -284,9 +284,10 @@ import Testing
 
     /// The daily destruction job meets a closed vault it cannot destroy
     /// (a record of it damaged beyond repair, so it does not load): that
-    /// vault is passed over and logged, and the vault closed after it is
-    /// still destroyed. Before, the first failure stopped the job, and no
-    /// vault closed later was ever destroyed.
+    /// vault is passed over and logged, the vault closed after it is still
+    /// destroyed, and the job then throws that vault's error, counted.
+    /// Before, the first failure stopped the job, and no vault closed later
+    /// was ever destroyed.
     @Test func theDailyDestructionPassesOverAVaultItCannotDestroy() async throws {
         let live = TestFolder()
         let folder = TestFolder()
@@ -320,8 +321,9 @@ import Testing
         clock.set(clock.now().addingTimeInterval(11 * 366 * 86_400))
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: c)
         #expect(await code { _ = try await store.documents(for: bob, as: .patient(bob)) } == .corrupted)
-        let destroyed = try await store.destroyExpiredVaults(at: clock.now())
-        #expect(destroyed.count == 1)
+        let e = await error { _ = try await store.destroyExpiredVaults(at: clock.now()) }
+        #expect(e?.code == .corrupted)
+        #expect(e?.message.hasPrefix("1 closed vault(s) due for destruction could not be destroyed (1 were)") == true, "\(String(describing: e))")
         #expect(await code { _ = try await store.documents(for: alice, as: .patient(alice)) } == .vaultDestroyed)
         try await store.close()
     }

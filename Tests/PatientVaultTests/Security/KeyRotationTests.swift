@@ -112,16 +112,17 @@ import Testing
     }
 
     /// A provider whose `keyID` is computed and changes after its first
-    /// read (valid, then 300 bytes): the header is made from the value
-    /// checked, or refused, never from an unchecked second read (a header
+    /// reads (valid, then 300 bytes): the header is made from the value
+    /// checked, or refused, never from an unchecked later read (a header
     /// the store could not decode again, after a rotation had replaced the
-    /// old one).
+    /// old one). A rotation reads it twice before the header is made, a
+    /// new store once.
     @Test func aProvidersKeyIDIsCheckedAsItIsWritten() async throws {
         let folder = TestFolder()
         let key = try MasterKey.generate()
         let store = try await VaultStore.open(at: folder.url, key: .key(key), configuration: configuration())
         try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let shifting = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"))
+        let shifting = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"), validReads: 2)
         #expect(await code { try await store.rotateMasterKey(to: .provider(shifting), as: self.dpo) }
             == .invalidArgument)
         try await store.close()
@@ -131,7 +132,7 @@ import Testing
         try await reopened.close()
         // A new store with it: refused, nothing made.
         let fresh = TestFolder()
-        let again = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"))
+        let again = ShiftingKeyIDProvider(try TestKeyProvider(keyID: "test-hsm/shifting"), validReads: 1)
         #expect(await code { _ = try await VaultStore.open(at: fresh.url, key: .provider(again), configuration: self.configuration()) }
             == .invalidArgument)
     }
@@ -397,19 +398,23 @@ final class PausingKeyProvider: KeyProvider {
     }
 }
 
-/// A provider whose `keyID` is valid on its first read and 300 bytes on
-/// every later one.
+/// A provider whose `keyID` is valid on its first `validReads` reads and
+/// 300 bytes on every later one.
 final class ShiftingKeyIDProvider: KeyProvider {
     let inner: TestKeyProvider
+    let validReads: Int
     private let reads = Mutex(0)
     var keyID: String {
         reads.withLock { n in
             n += 1
-            return n == 1 ? inner.keyID : String(repeating: "k", count: 300)
+            return n <= validReads ? inner.keyID : String(repeating: "k", count: 300)
         }
     }
 
-    init(_ inner: TestKeyProvider) { self.inner = inner }
+    init(_ inner: TestKeyProvider, validReads: Int) {
+        self.inner = inner
+        self.validReads = validReads
+    }
 
     func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] { try await inner.wrap(key, context: context) }
     func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey { try await inner.unwrap(wrapped, context: context) }
