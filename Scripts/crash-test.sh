@@ -2,10 +2,10 @@
 # Crash test: kills the writer process with SIGKILL at random moments and
 # checks every acknowledged operation after each reopen
 # (Tests/PatientVaultTests/Reliability/CrashTests.swift), on a folder, then
-# on PostgreSQL (a throwaway cluster, Scripts/postgres.sh; a quarter of the
+# on PostgreSQL (a throwaway cluster, Scripts/postgres.sh; an eighth of the
 # kills). Prints the figures.
 #
-#   ./Scripts/crash-test.sh          # 200 kills (and 50 on PostgreSQL), as .ci/run does
+#   ./Scripts/crash-test.sh          # 200 kills (and 25 on PostgreSQL), as .ci/run does
 #   ./Scripts/crash-test.sh 5000     # the long mode
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,4 @@ kills=${1:-200}
 pg_env=$(./Scripts/postgres.sh start)
 eval "$pg_env"
 trap './Scripts/postgres.sh stop "$PV_TEST_POSTGRES_DIR"' EXIT
-PV_TEST_STORAGE=postgres ./Scripts/long-test.sh CrashTests "PV_CRASH_KILLS=$(( (kills + 3) / 4 ))" "crash test:"
+PV_TEST_STORAGE=postgres ./Scripts/long-test.sh CrashTests "PV_CRASH_KILLS=$(( (kills + 7) / 8 ))" "crash test:"
