@@ -82,14 +82,22 @@ public struct SignedCheckpoint: Hashable, Sendable, CustomStringConvertible {
         let block = String(text[split.upperBound...])
         guard !block.isEmpty, block.hasSuffix("\n") else { throw ProofError(.malformed, "a note ends with a signature line") }
         var signatures: [(String, UInt32, [UInt8])] = []
+        // Lines split on newlines (a newline is a character of its own
+        // whatever follows it), the rest by Unicode scalars: how characters
+        // group depends on the toolchain's Unicode tables, the format's
+        // separators do not (a name may start with a combining mark, which
+        // joins the space before it into one character).
         for line in block.dropLast().split(separator: "\n", omittingEmptySubsequences: false) {
-            guard line.hasPrefix("\u{2014} ") else { throw ProofError(.malformed, "a signature line starts with an em dash and a space") }
-            let rest = line.dropFirst(2)
-            guard let space = rest.firstIndex(of: " "), let raw = Base64.decode(String(rest[rest.index(after: space)...])),
-                  raw.count >= 5, NoteVerifierKey.isValidName(String(rest[..<space]))
+            let scalars = line.unicodeScalars
+            guard scalars.starts(with: "\u{2014} ".unicodeScalars) else {
+                throw ProofError(.malformed, "a signature line starts with an em dash and a space")
+            }
+            let rest = scalars.dropFirst(2)
+            guard let space = rest.firstIndex(of: " "), let raw = Base64.decode(String(Substring(rest[rest.index(after: space)...]))),
+                  raw.count >= 5, NoteVerifierKey.isValidName(String(Substring(rest[..<space])))
             else { throw ProofError(.malformed, "a signature line is a key name and base64(key ID ‖ signature)") }
             let id = UInt32(raw[0]) << 24 | UInt32(raw[1]) << 16 | UInt32(raw[2]) << 8 | UInt32(raw[3])
-            signatures.append((String(rest[..<space]), id, Array(raw[4...])))
+            signatures.append((String(Substring(rest[..<space])), id, Array(raw[4...])))
         }
         guard signatures.count <= Self.maximumSignatures else { throw ProofError(.malformed, "a note has at most 100 signatures") }
         treeHead = try TreeHead(noteText: noteText)

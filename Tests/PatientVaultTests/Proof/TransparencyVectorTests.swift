@@ -1,5 +1,5 @@
 import Foundation
-import PatientVaultProof
+@testable import PatientVaultProof
 import Testing
 import VaultCrypto
 
@@ -92,6 +92,20 @@ import VaultCrypto
         let vkey = try NoteVerifierKey(name: Self.origin, algorithm: .ed25519, publicKey: key.publicKey.bytes)
         #expect(vkey.description == "example.com/patientvault-test-log+af2f8289+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4")
         #expect(try CheckpointVerifier(logKey: vkey, origin: Self.origin).verify(signed) == head)
+    }
+
+    /// A signature line whose key name starts with a combining mark (the
+    /// signed-note format allows any name without spaces or "+"; Go reads
+    /// it byte by byte): parsed by Unicode scalars, the line is read, and
+    /// the signature is the one of that name (not the log's: it does not
+    /// count). Read by characters, the mark joined the space before it and
+    /// the line was `malformed`.
+    @Test func aSignatureLineIsReadByScalarsNotCharacters() throws {
+        let other = "\u{2014} \u{301}witness AAAAAAA=\n"
+        let note = try SignedCheckpoint(Self.checkpoint + other)
+        let log = try NoteVerifierKey("example.com/patientvault-test-log+af2f8289+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4")
+        #expect(try CheckpointVerifier(logKey: log, origin: Self.origin).verify(note).size == 8)
+        #expect(note.signatures.contains { $0.name == "\u{301}witness" })
     }
 
     /// A witness's `cosignature/v1` (Go-made) counts towards the quorum;
