@@ -254,10 +254,23 @@ extension VaultStore {
     /// - Returns: the number of events recorded.
     @discardableResult
     public func processScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
+        try await translatingErrorsAsync { () async throws -> Int in
+            try await scheduledEventRuns.withGate { try await recordScheduledEvents(for: patient) }
+        }
+    }
+
+    private func recordScheduledEvents(for patient: INS) async throws(PatientVaultError) -> Int {
         var count = 0
         while let (event, document) = try await dueEvent(patient) {
             let action: VaultAction = if case .hiddenNotice = event { .hiddenDocumentNotice } else { .automaticRelease }
-            _ = try await audited(action, patient, by: .system, asSystem: true) { vault, now in
+            _ = try await audited(action, patient, by: .system, asSystem: true) { vault, now -> Audited<Void> in
+                // Due again as the vault is now, in the hold that writes it
+                // (a release or an erasure may have come in between).
+                guard let again = Self.dueEvent(in: vault, now: now), again.1 == document,
+                      Self.isNotice(again.0) == Self.isNotice(event)
+                else {
+                    return .invalid(action, document: document, PatientVaultError(.conflict, "the event is no longer due"))
+                }
                 var a = Audited<Void>(
                     action: action, decision: AccessPolicy.decide(request(action, by: .system, vault: vault, time: now)),
                     document: document, isWrite: true, result: .success(()))
@@ -271,23 +284,27 @@ extension VaultStore {
     }
 
     private func dueEvent(_ patient: INS) async throws(PatientVaultError) -> (VaultEvent, DocumentID)? {
-        try await withVault(patient) { vault in
-            let now = configuration.currentTime()
-            for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-                guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
-                      vault.policy.released[id].map({ $0 >= current.depositedAt }) != true
-                else { continue }
-                // The month counts from the start of the hidden period, across replacements.
-                let age = now.timeIntervalSince(vault.hiddenSince(id) ?? current.depositedAt)
-                // The notice comes first, even when the host calls late.
-                if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) {
-                    return (.hiddenNotice(id), id)
-                }
-                if age >= AccessPolicy.hiddenDocumentReleaseDelay && !vault.autoReleased.contains(id) {
-                    return (.automaticRelease(id), id)
-                }
+        try await withVault(patient) { vault in Self.dueEvent(in: vault, now: configuration.currentTime()) }
+    }
+
+    private static func isNotice(_ event: VaultEvent) -> Bool { if case .hiddenNotice = event { true } else { false } }
+
+    /// The first time-driven event due in `vault` at `now`, if any.
+    private static func dueEvent(in vault: VaultState, now: Date) -> (VaultEvent, DocumentID)? {
+        for id in vault.documents.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            guard let current = vault.versions(of: id).last, current.confidentiality.contains(.hiddenFromPatient),
+                  vault.policy.released[id].map({ $0 >= current.depositedAt }) != true
+            else { continue }
+            // The month counts from the start of the hidden period, across replacements.
+            let age = now.timeIntervalSince(vault.hiddenSince(id) ?? current.depositedAt)
+            // The notice comes first, even when the host calls late.
+            if age >= AccessPolicy.hiddenDocumentNoticeDelay && !vault.noticed.contains(id) {
+                return (.hiddenNotice(id), id)
             }
-            return nil
+            if age >= AccessPolicy.hiddenDocumentReleaseDelay && !vault.autoReleased.contains(id) {
+                return (.automaticRelease(id), id)
+            }
         }
+        return nil
     }
 }

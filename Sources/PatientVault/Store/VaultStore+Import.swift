@@ -215,11 +215,15 @@ extension VaultStore {
     }
 
     /// The vault's histories in the stores it was imported from, oldest
-    /// import first. The patient's (audited as a read of the trail).
+    /// import first. The patient's own (audited as a read of the trail): a
+    /// legal representative is refused, since those trails were filtered
+    /// for the patient when exported (they hold secret accesses and
+    /// entries of documents hidden from representatives).
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited).
     public func importedHistory(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ImportedHistory] {
         try await audited(.readAuditTrail, patient, by: principal) { vault, now in
-            let decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
+            var decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
+            if decision.isAllowed, case .representative = principal { decision = .deny(.notAuthorised) }
             guard decision.isAllowed else { return Audited(action: .readAuditTrail, decision: decision, result: .failure(.denied)) }
             return Audited(action: .readAuditTrail, decision: decision, target: "importedHistory", result: .success(vault.imported))
         }

@@ -50,6 +50,9 @@ public final class VaultStore: Sendable {
     /// Serialises signing-key rotations.
     let signingKeyRotation = AsyncGate()
     /// Serialises compactions (``compact(as:progress:)``).
+    /// One `processScheduledEvents` at a time: two overlapping host runs
+    /// would otherwise both find the same event due.
+    let scheduledEventRuns = AsyncGate()
     let compactionRuns = AsyncGate()
     /// The signing keys now.
     var signingKeys: SigningKeyRing { signingKeyRing.withLock { $0 } }

@@ -212,6 +212,14 @@ import Testing
             // The export file still checks against the key the import kept.
             _ = try VaultExport(verifying: export.bytes, trusting: [history.verifierKey])
             #expect(await code { _ = try await store.importedHistory(for: alice, as: doctor) } == .accessDenied)
+            // A legal representative neither: the imported trails were
+            // filtered for the patient, not for a representative's view.
+            if round == 0 {
+                let parent = LegalRepresentative(ins: Fixtures.bob, relationship: .parent)
+                try await store.nameRepresentative(.representative(parent), for: alice, as: .patient(alice))
+            }
+            let representative = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+            #expect(await code { _ = try await store.importedHistory(for: alice, as: representative) } == .accessDenied)
             _ = try await store.verifyAuditTrail(for: alice, as: .patient(alice))
         }
         // Authorship kept: the author replaces their imported document.
