@@ -56,6 +56,10 @@ public final class MemoryEngine: Sendable {
         var slots: [Slot] = []
         var bytes: UInt64 = 0
         var isOpen = false
+        /// Counts opens: a write checks, under the lock it writes under,
+        /// that its engine is the open one (a write that passed a check of
+        /// `closed` must not land in the memory of a later open).
+        var generation: UInt64 = 0
     }
 
     fileprivate let contents = Locked(Contents())
@@ -81,8 +85,9 @@ public final class MemoryEngine: Sendable {
         try contents.withLock { c in
             if c.isOpen { throw StorageError(.locked, "this memory engine is already open") }
             c.isOpen = true
+            c.generation += 1
+            return OpenMemoryEngine(memory: self, options: options, generation: c.generation)
         }
-        return OpenMemoryEngine(memory: self, options: options)
     }
 }
 
@@ -91,18 +96,35 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
     let memory: MemoryEngine
     let options: StorageOptions
     let closed = Locked(false)
+    /// This open's number (`Contents.generation`).
+    let generation: UInt64
 
-    init(memory: MemoryEngine, options: StorageOptions) {
+    init(memory: MemoryEngine, options: StorageOptions, generation: UInt64) {
         self.memory = memory
         self.options = options
+        self.generation = generation
     }
 
     deinit {
-        if !closed.withLock({ $0 }) { memory.contents.withLock { $0.isOpen = false } }
+        if !closed.withLock({ $0 }) { releaseMemory() }
     }
 
     private func ensureOpen() throws {
         if closed.withLock({ $0 }) { throw StorageError(.closed, "the store is closed") }
+    }
+
+    /// Runs a write under the memory's lock, if this engine is still the
+    /// open one: checked under that lock, so a write racing `close()` (and
+    /// a later open of the same memory) never lands.
+    private func writing<R>(_ body: (inout MemoryEngine.Contents) throws -> R) throws -> R {
+        try memory.contents.withLock { c in
+            guard c.isOpen, c.generation == generation else { throw StorageError(.closed, "the store is closed") }
+            return try body(&c)
+        }
+    }
+
+    private func releaseMemory() {
+        memory.contents.withLock { c in if c.generation == generation { c.isOpen = false } }
     }
 
     func append(
@@ -116,7 +138,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
             }
             size += UInt64(r.payload.count)
         }
-        let references = try memory.contents.withLock { c -> [RecordReference] in
+        let references = try writing { c -> [RecordReference] in
             for (slot, _) in keySlotWrites {
                 guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {
                     throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
@@ -158,7 +180,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
     /// hash stays. Atomic per call, under the one lock.
     func compact(_ references: [RecordReference], keepingPrefix keep: Int) async throws -> CompactionResult {
         try ensureOpen()
-        return try memory.contents.withLock { c in
+        return try writing { c in
             var result = CompactionResult()
             for reference in references {
                 guard reference.w1 == 0, reference.w2 == 0, reference.w0 >= 1, reference.w0 <= UInt64(c.records.count) else {
@@ -231,7 +253,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
 
     func reserveKeySlot() throws -> KeySlot {
         try ensureOpen()
-        return memory.contents.withLock { c in
+        return try writing { c in
             c.slots.append(.reserved)
             return KeySlot(UInt64(c.slots.count))
         }
@@ -253,7 +275,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
 
     func destroyKeySlot(_ slot: KeySlot) async throws {
         try ensureOpen()
-        try memory.contents.withLock { c in
+        try writing { c in
             guard slot.number >= 1, slot.number <= UInt64(c.slots.count) else {
                 throw StorageError(.invalidLocation, "key slot \(slot.number) was not reserved")
             }
@@ -270,7 +292,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
             defer { c = true }
             return !c
         }
-        if wasOpen { memory.contents.withLock { $0.isOpen = false } }
+        if wasOpen { releaseMemory() }
     }
 }
 

@@ -81,12 +81,14 @@ extension LogEngine {
         // It covers durable records only, so none beyond the copy's end,
         // chosen after it.
         let snapshot = try await core.requestIndexSnapshot().wait()
-        try await inBackground {
+        let hold = try await inBackground {
             try FileSystem.createDirectory(directory)
             if previous == nil {
                 guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
             }
+            return try BackupFolderHold(directory)
         }
+        defer { hold.release() }
         let records = try await inBackground { [self] in try copyKeyFile(to: directory + "/" + LogFormat.keyFileName) }
         try await inBackground { [self] in
             try copyLog(through: records, to: directory, after: previous, index: snapshot, progress: progress)
@@ -376,5 +378,32 @@ extension LogEngine {
         if final > total { try out.write([UInt8](repeating: 0, count: Int(final - total)), at: total) }
         if start > 0 { try out.truncate(to: final) }
         if syncing { try out.sync() }
+    }
+}
+
+/// A backup's hold on its folder while it writes the copy's files: the
+/// exclusive `flock`s a store's open takes (on `LOCK`, and on the folder
+/// itself), so that the folder is not opened as a store beside the copy
+/// (its recovery would cut what the copy is still writing, and the copy
+/// would then overwrite what that store acknowledged), and no copy is
+/// written into a folder open as a store. Released before the copy's own
+/// open (``LogEngine/finishBackup(in:configuration:records:)``).
+private final class BackupFolderHold: Sendable {
+    private let lockFile: PosixFile
+    private let folder: PosixFile
+
+    init(_ directory: String) throws {
+        lockFile = try PosixFile.open(directory + "/LOCK", flags: O_RDWR | O_CREAT, name: "LOCK")
+        folder = try PosixFile.open(directory, flags: O_RDONLY | O_DIRECTORY, name: "the backup's folder")
+        guard try lockFile.tryLockExclusive(), try folder.tryLockExclusive() else {
+            throw StorageError(.locked, "the backup's folder is open as a store")
+        }
+    }
+
+    /// Lets a store's open take the folder (the descriptors close with
+    /// this value).
+    func release() {
+        lockFile.unlock()
+        folder.unlock()
     }
 }

@@ -488,13 +488,19 @@ package enum FileSystem {
         guard let dir = opendir(path) else { throw PosixFile.error("opendir", name: "store directory") }
         defer { closedir(dir) }
         var names: [String] = []
-        while let entry = readdir(dir) {
+        while true {
+            // NULL is the end, or an error: only `errno` tells them apart
+            // (a list cut short would hide segments from recovery).
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw PosixFile.error("readdir", name: "store directory") }
+                return names
+            }
             let name = withUnsafePointer(to: entry.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
             }
             if name != "." && name != ".." { names.append(name) }
         }
-        return names
     }
 
     /// Makes the directory's entries (new files, renames) durable.

@@ -553,7 +553,12 @@ struct OperationPipeline: Sendable {
                 }
             }
         } catch {
-            throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
+            let wrapped = PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym))
+            // A load that raced close(): the keys it opened records with
+            // were wiped under it, and its records failed to authenticate.
+            // The store closed; nothing was found damaged.
+            if wrapped.code == .corrupted, lifecycle.isClosed { throw PatientVaultError(.closed, "the store is closed") }
+            throw lifecycle.reported(wrapped)
         }
     }
 

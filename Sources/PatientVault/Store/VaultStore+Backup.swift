@@ -293,7 +293,7 @@ extension VaultStore {
             // A checkpoint the caller trusts besides the backup's, checked too.
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
         } catch {
-            try? await store.close()
+            try? await store.close(refusedAtOpen: true)
             throw error
         }
         try await store.close()

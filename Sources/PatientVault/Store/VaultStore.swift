@@ -233,11 +233,17 @@ public final class VaultStore: Sendable {
             engine: engine, keys: keys, root: root, signingKeys: signingKeys, lifecycleIndex: lifecycleIndex,
             configuration: configuration, location: location)
         do {
-            try await store.rebuildActivity()
+            // The kept checkpoint first: a log that does not extend it is
+            // refused before anything is written to it.
             if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
+            try await store.rebuildActivity()
             store.startCheckpointing()
         } catch {
-            try? await store.close()
+            // Closed without a word to the host: no checkpoint of a log it
+            // refused is published (a host that trusts its newest published
+            // checkpoint would take the refused log at the next open), and
+            // no activity mark is written to it.
+            try? await store.close(refusedAtOpen: true)
             throw error
         }
         return store
@@ -267,6 +273,12 @@ public final class VaultStore: Sendable {
     /// acknowledged to ``Configuration/checkpointPublisher`` and wipes the
     /// keys.
     public func close() async throws(PatientVaultError) {
+        try await close(refusedAtOpen: false)
+    }
+
+    /// ``close()``; `refusedAtOpen`: the store is closed by the open that
+    /// refused it, which publishes no checkpoint and writes no activity.
+    func close(refusedAtOpen: Bool) async throws(PatientVaultError) {
         checkpointer.withLock { $0?.cancel() }
         let first = lifecycle.close()
         // Calls already inside a vault's lock queue their groups first;
@@ -283,7 +295,7 @@ public final class VaultStore: Sendable {
         notifier.finish()
         // Pending activity copies go out before the engine closes; if they
         // cannot, the next open rebuilds them from the audit trail.
-        try? await auditWriter.flushActivity(markAlways: true, durability: .durable)
+        if !refusedAtOpen { try? await auditWriter.flushActivity(markAlways: true, durability: .durable) }
         defer {
             // Drop every decrypted vault and cached document key: their keys
             // are wiped as they go.
@@ -302,7 +314,7 @@ public final class VaultStore: Sendable {
         // publish: taken once the engine has made every group queued
         // durable, it covers every call acknowledged, those racing close()
         // included (and store-level calls, which no vault lock counts).
-        if first, let publish = configuration.checkpointPublisher {
+        if first, !refusedAtOpen, let publish = configuration.checkpointPublisher {
             publish(try signedCheckpoint())
         }
     }

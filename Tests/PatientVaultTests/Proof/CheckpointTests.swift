@@ -125,7 +125,12 @@ import Testing
         try await old.close()
         var trusting = Fixtures.configuration()
         trusting.trustedCheckpoint = kept
+        // The refused open publishes nothing: a host that keeps its newest
+        // published checkpoint would otherwise trust the rolled-back log.
+        let published = Mutex<[SignedCheckpoint]>([])
+        trusting.checkpointPublisher = { c in published.withLock { $0.append(c) } }
         #expect(await code { _ = try await VaultStore.open(at: copy, key: .key(t.key), configuration: trusting) } == .checkpointNotExtended)
+        #expect(published.withLock { $0 }.isEmpty)
         // The current folder opens against it.
         let current = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: trusting)
         try await current.close()

@@ -211,6 +211,22 @@ import Testing
         let before = try FileManager.default.attributesOfItem(atPath: segmentOne.path)
         try await t.store.erase(documents[0].0.id, for: alice, reason: try ErasureReason("wrong record"), as: Fixtures.doctor)
         try await deposit(15, "second")
+        // The backup's folder open as a store (someone opened the copy):
+        // the incremental backup is refused, and writes nothing into it,
+        // since that store's own writes and the copy's would mix.
+        let opened = try await VaultStore.open(at: backup.url, key: .key(t.key), configuration: configuration)
+        func files() throws -> [String: [FileAttributeKey: AnyHashable]] {
+            var files: [String: [FileAttributeKey: AnyHashable]] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: backup.url.path) {
+                let a = try FileManager.default.attributesOfItem(atPath: backup.url.appendingPathComponent(name).path)
+                files[name] = [.systemFileNumber: a[.systemFileNumber] as? Int, .size: a[.size] as? Int, .modificationDate: a[.modificationDate] as? Date]
+            }
+            return files
+        }
+        let whileOpen = try files()
+        #expect(await code { _ = try await t.store.backup(to: backup.url) } == .storeLocked)
+        #expect(try files() == whileOpen)
+        try await opened.close()
         let second = try await t.store.backup(to: backup.url)
         #expect(second.treeHead.size > first.treeHead.size)
         // Segment 1 was kept as it was: the same file, not written again.
