@@ -54,12 +54,17 @@ extension VaultStore {
     /// `verifyingEveryRecord`, after each batch verified (the copy counts
     /// for half), and with 1 at the end. It is called on the copying
     /// thread: it must return quickly.
+    ///
+    /// The host's operation, as ``checkpoint()`` and ``verify(against:)``
+    /// are: no principal, no access decision and no audit entry (the copy
+    /// holds every vault's trail as it was).
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a store in
     ///   memory or on PostgreSQL, a `folder` that is the store's own folder
     ///   by any path (a symbolic link, `..`), inside it or holding it, or a
     ///   folder whose backup is of another store or not a prefix of this
     ///   one; ``PatientVaultError/Code/io``
     ///   (a folder that holds files and no backup),
+    ///   ``PatientVaultError/Code/storeLocked`` (a folder open as a store),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
     public func backup(

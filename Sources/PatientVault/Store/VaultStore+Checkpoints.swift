@@ -234,10 +234,15 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/invalidArgument`` for a sequence beyond
     ///   the trail, ``PatientVaultError/Code/corrupted``.
     public func receipt(forAuditEntry sequence: UInt64, for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Receipt {
-        let next = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now in
-            Audited<UInt64>(
-                action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),
-                waitsForEntry: true, result: .success(vault.auditNext))
+        let next = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now -> Audited<UInt64> in
+            let decision = AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now))
+            // Bad input is recorded as such (refused, `invalidRequest`),
+            // after the decision: a refused caller learns nothing of the
+            // trail's length.
+            if decision.isAllowed, sequence >= vault.auditNext {
+                return .invalid(.verifyAuditTrail, PatientVaultError(.invalidArgument, "the trail has no entry \(sequence) yet"))
+            }
+            return Audited<UInt64>(action: .verifyAuditTrail, decision: decision, waitsForEntry: true, result: .success(vault.auditNext))
         }
         guard sequence < next else { throw PatientVaultError(.invalidArgument, "the trail has no entry \(sequence) yet") }
         let vault = try await snapshot(of: patient)

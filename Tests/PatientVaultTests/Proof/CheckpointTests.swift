@@ -95,6 +95,9 @@ import Testing
         #expect(first.leafData != receipt.leafData && first.proof.index < receipt.proof.index)
         #expect(await code { _ = try await t.store.receipt(forAuditEntry: 1, for: alice, as: Fixtures.doctor) } == .accessDenied)
         #expect(await code { _ = try await t.store.receipt(forAuditEntry: 10_000, for: alice, as: .patient(alice)) } == .invalidArgument)
+        // Recorded as bad input (refused, `invalidRequest`), not allowed.
+        let newest = try await t.store.auditTrail(for: alice, matching: AuditQuery(limit: 2), as: .patient(alice))
+        #expect(newest.contains { $0.action == .verifyAuditTrail && $0.outcome == .denied && $0.rule == .invalidRequest })
         try await t.close()
     }
 
