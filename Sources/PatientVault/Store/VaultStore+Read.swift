@@ -192,7 +192,18 @@ extension VaultStore {
                 try await loader.documentKeys(document, version: metadata.version, slot: entry.keySlot, vault: pseudonym, wrapping: wrapping)
             }
         }
-        return DocumentContent(engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content)
+        // Asked before each chunk: an erasure (or the vault's destruction)
+        // acknowledged after this read was decided ends the pass, as it
+        // ends every later read. Cheap while no key left the cache since
+        // the decision (the cache's generation moves with every removal).
+        let (cache, pipeline) = (documentKeyCache, pipeline)
+        let stillReadable: @Sendable () async -> Bool = {
+            if cache.generation == generation { return true }
+            guard let erased = try? await pipeline.withVault(pseudonym, { $0.erased[document] != nil }) else { return false }
+            return !erased
+        }
+        return DocumentContent(
+            engine: engine, vault: pseudonym, vaultID: vaultID, entry: entry, contentKey: keys.content, stillReadable: stillReadable)
     }
 }
 
@@ -228,13 +239,21 @@ public struct DocumentContent: AsyncSequence, Sendable {
     let vaultID: String
     let entry: VersionEntry
     let key: ContentKeyHolder
+    /// Whether the document may still be read (false once it is erased,
+    /// or its vault destroyed, after the read was decided): asked before
+    /// each chunk. Nil: a read that ends within its call (an export).
+    let stillReadable: (@Sendable () async -> Bool)?
 
-    init(engine: any StorageEngine, vault: StreamID, vaultID: String, entry: VersionEntry, contentKey: SymmetricKey) {
+    init(
+        engine: any StorageEngine, vault: StreamID, vaultID: String, entry: VersionEntry, contentKey: SymmetricKey,
+        stillReadable: (@Sendable () async -> Bool)? = nil
+    ) {
         self.engine = engine
         self.vault = vault
         self.vaultID = vaultID
         self.entry = entry
         self.key = ContentKeyHolder(contentKey)
+        self.stillReadable = stillReadable
     }
 
     /// The content's size in bytes.
@@ -272,6 +291,10 @@ public struct DocumentContent: AsyncSequence, Sendable {
             let id = entry.metadata.id
             do {
                 try Task.checkCancellation()
+                if let stillReadable = content.stillReadable, !(await stillReadable()) {
+                    throw PatientVaultError(
+                        .erased, "the document was erased after this read was decided", vaultID: content.vaultID, documentID: id)
+                }
                 if puller == nil {
                     guard let contentKey else {
                         throw PatientVaultError(

@@ -74,6 +74,31 @@ import VaultSync
 
     /// Who may erase, and bad input: each refusal a typed error, audited,
     /// nothing else changed.
+    /// A content stream obtained before an erasure ends at its next chunk
+    /// once the erasure is acknowledged (`erased`): afterwards no read of
+    /// the document decrypts anything, whenever it was decided. A stream
+    /// of another document goes on.
+    @Test(arguments: suiteEngines)
+    func aStreamDecidedBeforeAnErasureEndsWithIt(storage: SuiteStorage) async throws {
+        var c = Fixtures.configuration()
+        c.contentChunkSize = 4096
+        c.inlineContentLimit = 1024
+        let t = try await TestStore(configuration: c, engine: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let wrong = try await t.store.deposit(Fixtures.draft("Wrong"), content: Fixtures.content("W", size: 20_000), for: alice, as: doctor)
+        let other = try await t.store.deposit(Fixtures.draft("Other"), content: Fixtures.content("O", size: 20_000), for: alice, as: doctor)
+        var erasedStream = try await t.store.contentStream(of: wrong.id, for: alice, as: doctor).makeAsyncIterator()
+        var otherStream = try await t.store.contentStream(of: other.id, for: alice, as: doctor).makeAsyncIterator()
+        #expect(try await erasedStream.next()?.count == 4096)
+        #expect(try await otherStream.next()?.count == 4096)
+        try await t.store.erase(wrong.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
+        await #expect { _ = try await erasedStream.next() } throws: { ($0 as? PatientVaultError)?.code == .erased }
+        var rest = 4096
+        while let chunk = try await otherStream.next() { rest += chunk.count }
+        #expect(rest == 20_000)
+        try await t.close()
+    }
+
     @Test func onlyTheAuthorErasesAndBadInputChangesNothing() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), engine: testStorage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
