@@ -55,22 +55,40 @@ extension LogEngine {
     /// record `n` (after `previous` when incremental), and of the key file.
     /// - Throws: ``StorageError/Code/io`` (also for a `directory` that holds
     ///   files and no `previous`), ``StorageError/Code/diskFull``.
+    /// - Parameter hold: the folder's hold (``holdBackupFolder(_:fresh:)``),
+    ///   when the caller keeps it beyond the copy (to write its own files
+    ///   into the folder before it lets an open in); nil: the copy takes
+    ///   one and releases it when it ends.
     package func backup(
-        to directory: String, after previous: UInt64? = nil, progress: (@Sendable (_ copied: UInt64, _ total: UInt64) -> Void)? = nil
+        to directory: String, after previous: UInt64? = nil, holding hold: BackupFolderHold? = nil,
+        progress: (@Sendable (_ copied: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> UInt64 {
         // Never while a compaction rewrites frames: the copy is of whole
         // frames. Not begun once the store is closing.
         try await maintenance.withGate {
             if core.closeRequested.load(ordering: .relaxed) { throw StorageError(.closed, "the store is closing") }
-            return try await copyForBackup(to: directory, after: previous, progress: progress)
+            return try await copyForBackup(to: directory, after: previous, hold: hold, progress: progress)
         }
+    }
+
+    /// Creates a backup's folder if needed (refusing one that holds files
+    /// when `fresh`: no previous backup there) and takes its hold
+    /// (``BackupFolderHold``). Blocking.
+    /// - Throws: ``StorageError/Code/locked`` for a folder open as a store,
+    ///   ``StorageError/Code/io``.
+    package static func holdBackupFolder(_ directory: String, fresh: Bool) throws -> BackupFolderHold {
+        try FileSystem.createDirectory(directory)
+        if fresh {
+            guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
+        }
+        return try BackupFolderHold(directory)
     }
 
     /// The copy, its blocking parts (every file copied, synced) run off
     /// the cooperative pool (``inBackground(_:)``): writers'
     /// tasks keep their threads while it runs.
     private func copyForBackup(
-        to directory: String, after previous: UInt64?, progress: (@Sendable (UInt64, UInt64) -> Void)?
+        to directory: String, after previous: UInt64?, hold given: BackupFolderHold?, progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) async throws -> UInt64 {
         let core = core
         // The index of every durable record, from the committer (after
@@ -81,14 +99,8 @@ extension LogEngine {
         // It covers durable records only, so none beyond the copy's end,
         // chosen after it.
         let snapshot = try await core.requestIndexSnapshot().wait()
-        let hold = try await inBackground {
-            try FileSystem.createDirectory(directory)
-            if previous == nil {
-                guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
-            }
-            return try BackupFolderHold(directory)
-        }
-        defer { hold.release() }
+        let own = given == nil ? try await inBackground { try LogEngine.holdBackupFolder(directory, fresh: previous == nil) } : nil
+        defer { own?.release() }
         let records = try await inBackground { [self] in try copyKeyFile(to: directory + "/" + LogFormat.keyFileName) }
         try await inBackground { [self] in
             try copyLog(through: records, to: directory, after: previous, index: snapshot, progress: progress)
@@ -388,7 +400,7 @@ extension LogEngine {
 /// would then overwrite what that store acknowledged), and no copy is
 /// written into a folder open as a store. Released before the copy's own
 /// open (``LogEngine/finishBackup(in:configuration:records:)``).
-private final class BackupFolderHold: Sendable {
+package final class BackupFolderHold: Sendable {
     private let lockFile: PosixFile
     private let folder: PosixFile
 
@@ -401,8 +413,8 @@ private final class BackupFolderHold: Sendable {
     }
 
     /// Lets a store's open take the folder (the descriptors close with
-    /// this value).
-    func release() {
+    /// this value). Releasing twice does nothing more.
+    package func release() {
         lockFile.unlock()
         folder.unlock()
     }

@@ -64,7 +64,8 @@ extension VaultStore {
     ///   folder whose backup is of another store or not a prefix of this
     ///   one; ``PatientVaultError/Code/io``
     ///   (a folder that holds files and no backup),
-    ///   ``PatientVaultError/Code/storeLocked`` (a folder open as a store),
+    ///   ``PatientVaultError/Code/storeLocked`` (an earlier backup's folder
+    ///   open as a store),
     ///   ``PatientVaultError/Code/diskFull``.
     @discardableResult
     public func backup(
@@ -113,8 +114,14 @@ extension VaultStore {
                 progress(total == 0 ? copyShare : copyShare * Double(copied) / Double(total))
             }
         }
+        // The folder held as a store's open holds it, from before the
+        // copy until its own files (header, checkpoint) are written: no
+        // open of it runs beside a half-written backup, and no backup is
+        // written into a folder open as a store.
+        let hold = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(directory, fresh: previous == nil) } }
+        defer { hold.release() }
         let records = try await translatingErrorsAsync { [copying] in
-            try await engine.backup(to: directory, after: previous, progress: copying)
+            try await engine.backup(to: directory, after: previous, holding: hold, progress: copying)
         }
         // The header as it is now (the same root key, the same master key).
         guard let header = try StoreHeader.read(directory: location.path) else {
@@ -146,6 +153,7 @@ extension VaultStore {
         // The copy's opens never make its journal key newer than the
         // store's file, which the next incremental backup copies over it.
         c.rotatesJournalKeyAtOpen = false
+        hold.release()
         let copiedRoot = try await translatingErrorsAsync {
             try await LogEngine.finishBackup(in: directory, configuration: c, records: records)
         }

@@ -195,11 +195,16 @@ extension VaultStore {
         // Asked before each chunk: an erasure (or the vault's destruction)
         // acknowledged after this read was decided ends the pass, as it
         // ends every later read. Cheap while no key left the cache since
-        // the decision (the cache's generation moves with every removal).
+        // the last check (the cache's generation moves with every removal,
+        // under the vault's lock that sets `erased`); a store closed or a
+        // vault destroyed meanwhile answers as such.
         let (cache, pipeline) = (documentKeyCache, pipeline)
-        let stillReadable: @Sendable () async -> Bool = {
-            if cache.generation == generation { return true }
-            guard let erased = try? await pipeline.withVault(pseudonym, { $0.erased[document] != nil }) else { return false }
+        let checked = Locked(generation)
+        let stillReadable: @Sendable () async throws -> Bool = {
+            let now = cache.generation
+            if checked.withLock({ $0 }) == now { return true }
+            let erased = try await pipeline.withVault(pseudonym) { $0.erased[document] != nil }
+            if !erased { checked.withLock { $0 = now } }
             return !erased
         }
         return DocumentContent(
@@ -239,14 +244,15 @@ public struct DocumentContent: AsyncSequence, Sendable {
     let vaultID: String
     let entry: VersionEntry
     let key: ContentKeyHolder
-    /// Whether the document may still be read (false once it is erased,
-    /// or its vault destroyed, after the read was decided): asked before
-    /// each chunk. Nil: a read that ends within its call (an export).
-    let stillReadable: (@Sendable () async -> Bool)?
+    /// Whether the document may still be read (false once it is erased
+    /// after the read was decided; throws for a store closed or a vault
+    /// destroyed): asked before each chunk. Nil: a read that ends within
+    /// its call (an export).
+    let stillReadable: (@Sendable () async throws -> Bool)?
 
     init(
         engine: any StorageEngine, vault: StreamID, vaultID: String, entry: VersionEntry, contentKey: SymmetricKey,
-        stillReadable: (@Sendable () async -> Bool)? = nil
+        stillReadable: (@Sendable () async throws -> Bool)? = nil
     ) {
         self.engine = engine
         self.vault = vault
@@ -291,7 +297,7 @@ public struct DocumentContent: AsyncSequence, Sendable {
             let id = entry.metadata.id
             do {
                 try Task.checkCancellation()
-                if let stillReadable = content.stillReadable, !(await stillReadable()) {
+                if let stillReadable = content.stillReadable, !(try await stillReadable()) {
                     throw PatientVaultError(
                         .erased, "the document was erased after this read was decided", vaultID: content.vaultID, documentID: id)
                 }

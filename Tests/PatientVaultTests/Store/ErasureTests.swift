@@ -72,8 +72,6 @@ import VaultSync
         }
     }
 
-    /// Who may erase, and bad input: each refusal a typed error, audited,
-    /// nothing else changed.
     /// A content stream obtained before an erasure ends at its next chunk
     /// once the erasure is acknowledged (`erased`): afterwards no read of
     /// the document decrypts anything, whenever it was decided. A stream
@@ -96,9 +94,16 @@ import VaultSync
         var rest = 4096
         while let chunk = try await otherStream.next() { rest += chunk.count }
         #expect(rest == 20_000)
+        // A stream open when the store closes answers `closed`, not `erased`.
+        var late = try await t.store.contentStream(of: other.id, for: alice, as: doctor).makeAsyncIterator()
+        #expect(try await late.next()?.count == 4096)
+        try await t.store.close()
+        await #expect { _ = try await late.next() } throws: { ($0 as? PatientVaultError)?.code == .closed }
         try await t.close()
     }
 
+    /// Who may erase, and bad input: each refusal a typed error, audited,
+    /// nothing else changed.
     @Test func onlyTheAuthorErasesAndBadInputChangesNothing() async throws {
         let t = try await TestStore(configuration: Fixtures.configuration(), engine: testStorage)
         try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
