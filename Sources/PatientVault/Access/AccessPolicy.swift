@@ -77,7 +77,7 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// ``VaultStore/scrub(as:progress:)``).
     case scrub
     /// Taking the vault out of the store, with its trail and proofs
-    /// (``VaultStore/exportVault(for:as:)``): the patient's right to their data.
+    /// (``VaultStore/exportVault(for:as:secret:)``): the patient's right to their data.
     case exportVault
     /// Bringing a vault's export into this store
     /// (``VaultStore/importVault(_:trusting:as:)``).

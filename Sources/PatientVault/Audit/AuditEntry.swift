@@ -231,13 +231,13 @@ public struct AuditVerification: Hashable, Sendable {
     /// publish elsewhere and compare later.
     public var headHash: String
     /// How many of ``entries`` the caller's own view of the trail
-    /// (``VaultStore/auditTrail(for:matching:as:)``) withholds now: for the
+    /// (``VaultStore/auditTrail(for:matching:as:secret:)``) withholds now: for the
     /// patient, the entries about a document hidden from them
     /// (`INVISIBLE_PATIENT`) until it is released; 0 for reviewers. They
     /// were verified like every other entry.
     public var withheld: Int
     /// For a verification anchored to a checkpoint
-    /// (``VaultStore/verifyAuditTrail(for:as:anchoredTo:)``), how many of
+    /// (``VaultStore/verifyAuditTrail(for:as:anchoredTo:secret:)``), how many of
     /// the trail's entries the checkpoint covers, each proven unchanged
     /// since it was signed; nil without an anchor.
     public var anchoredEntries: Int?

@@ -23,10 +23,15 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/accessDenied``,
     ///   ``PatientVaultError/Code/corrupted`` if an entry fails authentication.
     public func auditTrail(
-        for patient: INS, matching query: AuditQuery = AuditQuery(), as principal: Principal
+        for patient: INS, matching query: AuditQuery = AuditQuery(), as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> [AuditEntry] {
-        _ = try await audited(.readAuditTrail, patient, by: principal) { vault, now in
+        // The call's own entry's place in the trail (decided and committed
+        // under one hold of the vault's lock): the walk starts there, so
+        // the entries of calls that follow it are not in its answer.
+        var ownEntry: UInt64 = 0
+        _ = try await audited(.readAuditTrail, patient, by: principal, secret: secret) { vault, now in
             try query.validate()
+            ownEntry = vault.auditNext
             return Audited<Void>(
                 action: .readAuditTrail, decision: AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now)),
                 waitsForEntry: true, result: .success(()))
@@ -39,6 +44,7 @@ extension VaultStore {
             var out: [AuditEntry] = []
             var skipped = 0
             try await loader.auditEntries(of: vault) { entry in
+                guard entry.sequence <= ownEntry else { return true }
                 guard var entry = redacted(entry, for: principal, representative: isRepresentative, in: vault, at: now) else {
                     return true
                 }
@@ -115,7 +121,7 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/invalidArgument`` for an anchor this store
     ///   did not sign (refused and audited as such, nothing read).
     public func verifyAuditTrail(
-        for patient: INS, as principal: Principal, anchoredTo anchor: SignedCheckpoint? = nil
+        for patient: INS, as principal: Principal, anchoredTo anchor: SignedCheckpoint? = nil, secret: Bool = false
     ) async throws(PatientVaultError) -> AuditVerification {
         var anchorHead: TreeHead?
         var badAnchor: PatientVaultError?
@@ -124,7 +130,7 @@ extension VaultStore {
         }
         // The sequence of this call's own entry: everything up to it is
         // written once it is acknowledged.
-        let own = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now -> Audited<UInt64> in
+        let own = try await audited(.verifyAuditTrail, patient, by: principal, secret: secret) { vault, now -> Audited<UInt64> in
             if let badAnchor { return .invalid(.verifyAuditTrail, badAnchor) }
             return Audited<UInt64>(
                 action: .verifyAuditTrail, decision: AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now)),

@@ -7,7 +7,7 @@ import VaultStorage
 /// every document version they may read (metadata and content, decrypted),
 /// their audit trail, and the evidence that ties each to a signed
 /// checkpoint of the store, in one self-verifying file
-/// (``VaultStore/exportVault(for:as:)``).
+/// (``VaultStore/exportVault(for:as:secret:)``).
 ///
 /// **The file.** A first line `patientvault-export/1 <verifier key>
 /// <signature>`, then the export as JSON. The signature is the store's

@@ -5,7 +5,7 @@ public enum Principal: Hashable, Sendable, CustomStringConvertible {
     case patient(INS)
     /// A legal representative (parent of a minor, guardian) acting for the
     /// patient. Identified by their own INS; allowed only once the patient's
-    /// vault names them (``VaultStore/nameRepresentative(_:for:as:)``).
+    /// vault names them (``VaultStore/nameRepresentative(_:for:as:secret:)``).
     case representative(LegalRepresentative)
     /// A health professional, identified by RPPS, with a profession.
     case professional(HealthProfessional)

@@ -227,14 +227,16 @@ extension VaultStore {
     /// A receipt for an entry of a vault's audit trail (by its sequence
     /// number, from 0): the proof that its record is in the log at a new
     /// signed checkpoint. For the holder of the vault and configured
-    /// reviewers, as ``verifyAuditTrail(for:as:anchoredTo:)`` (a legal representative
+    /// reviewers, as ``verifyAuditTrail(for:as:anchoredTo:secret:)`` (a legal representative
     /// is refused: some entries are withheld from their view); audited as a
     /// verification of the trail.
     /// - Throws: ``PatientVaultError/Code/accessDenied``,
     ///   ``PatientVaultError/Code/invalidArgument`` for a sequence beyond
     ///   the trail, ``PatientVaultError/Code/corrupted``.
-    public func receipt(forAuditEntry sequence: UInt64, for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Receipt {
-        let next = try await audited(.verifyAuditTrail, patient, by: principal) { vault, now -> Audited<UInt64> in
+    public func receipt(
+        forAuditEntry sequence: UInt64, for patient: INS, as principal: Principal, secret: Bool = false
+    ) async throws(PatientVaultError) -> Receipt {
+        let next = try await audited(.verifyAuditTrail, patient, by: principal, secret: secret) { vault, now -> Audited<UInt64> in
             let decision = AccessPolicy.decide(request(.verifyAuditTrail, by: principal, vault: vault, time: now))
             // Bad input is recorded as such (refused, `invalidRequest`),
             // after the decision: a refused caller learns nothing of the

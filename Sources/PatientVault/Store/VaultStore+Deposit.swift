@@ -11,6 +11,8 @@ extension VaultStore {
     /// The document gets a random key of its own (wrapped by the vault key,
     /// in a destroyable slot), so it can later be erased alone. Cost: O(n)
     /// in the content size; one durable commit shared with concurrent writers.
+    /// With `secret`, the patient's own deposit is a secret access (its
+    /// entry hidden from representatives' view of the trail).
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` for a bad draft,
     ///   ``PatientVaultError/Code/unknownVault``,
     ///   ``PatientVaultError/Code/accessDenied``; nothing is written then.
@@ -18,9 +20,9 @@ extension VaultStore {
     ///   vault was closed or its key rotated while the content was written:
     ///   a version is never acknowledged under a key a rotation retired.
     public func deposit(
-        _ draft: DocumentDraft, content: Data, for patient: INS, as principal: Principal
+        _ draft: DocumentDraft, content: Data, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await writeVersion(draft, for: patient, as: principal, replacing: nil) { writer in
+        try await writeVersion(draft, for: patient, as: principal, secret: secret, replacing: nil) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -32,9 +34,9 @@ extension VaultStore {
     /// If the sequence throws or the task is cancelled, nothing becomes
     /// visible and the error is rethrown (as ``PatientVaultError``).
     public func deposit<Chunks: AsyncSequence>(
-        _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, as principal: Principal
+        _ draft: DocumentDraft, streaming content: Chunks, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
-        try await writeVersion(draft, for: patient, as: principal, replacing: nil) { writer in
+        try await writeVersion(draft, for: patient, as: principal, secret: secret, replacing: nil) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -49,9 +51,9 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/conflict`` if another replacement won.
     public func replace(
         _ document: DocumentID, with draft: DocumentDraft, content: Data, reason: ReplacementReason = .superseded,
-        for patient: INS, as principal: Principal
+        for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await writeVersion(draft, for: patient, as: principal, replacing: (document, reason)) { writer in
+        try await writeVersion(draft, for: patient, as: principal, secret: secret, replacing: (document, reason)) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -59,9 +61,9 @@ extension VaultStore {
     /// Replaces a document with new content that arrives in chunks.
     public func replace<Chunks: AsyncSequence>(
         _ document: DocumentID, with draft: DocumentDraft, streaming content: Chunks,
-        reason: ReplacementReason = .superseded, for patient: INS, as principal: Principal
+        reason: ReplacementReason = .superseded, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata where Chunks.Element == Data {
-        try await writeVersion(draft, for: patient, as: principal, replacing: (document, reason)) { writer in
+        try await writeVersion(draft, for: patient, as: principal, secret: secret, replacing: (document, reason)) { writer in
             try await Self.feed(content, to: writer)
         }
     }
@@ -135,13 +137,13 @@ extension VaultStore {
     /// audit entry as one atomic, durable group. The version becomes
     /// visible once that group is acknowledged.
     private func writeVersion(
-        _ draft: DocumentDraft, for patient: INS, as principal: Principal,
+        _ draft: DocumentDraft, for patient: INS, as principal: Principal, secret: Bool,
         replacing: (document: DocumentID, reason: ReplacementReason)?,
         content: (ContentWriter) async throws -> Void
     ) async throws(PatientVaultError) -> DocumentMetadata {
         let action: VaultAction = replacing == nil ? .deposit : .replace
         return try await pipeline.run(
-            action, Caller(patient: patient, principal: principal, document: replacing?.document),
+            action, Caller(patient: patient, principal: principal, secret: secret, document: replacing?.document),
             decide: { vault, now throws -> Decided<VersionPlan, DocumentMetadata> in
                 try Self.validate(draft, author: principal)
                 let wrapping = try vault.currentWrapping()

@@ -36,6 +36,8 @@ extension VaultStore {
     ///   - patient: whose vault.
     ///   - reason: why; required from a professional or an organisation.
     ///   - principal: who erases: the document's author.
+    ///   - secret: a secret access by the patient (hidden from
+    ///     representatives' view of the trail).
     /// - Returns: the tombstone.
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (not the author),
     ///   ``PatientVaultError/Code/unknownDocument`` (no such document, or
@@ -50,7 +52,7 @@ extension VaultStore {
     ///   return, stops the store the same way.
     @discardableResult
     public func erase(
-        _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal
+        _ document: DocumentID, for patient: INS, reason: ErasureReason? = nil, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> ErasedDocument {
         // The cached keys go when the erasure is queued and again once it
         // ends, however it ends: a read decided before it that unwraps a
@@ -62,7 +64,7 @@ extension VaultStore {
                 for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
             }
         }
-        return try await erasing(document, for: patient, reason: reason, as: principal) { pseudonym, slots in
+        return try await erasing(document, for: patient, reason: reason, as: principal, secret: secret) { pseudonym, slots in
             queued.withLock { $0 = (pseudonym, slots) }
             for slot in slots { documentKeyCache.remove(vault: pseudonym, slot: slot) }
         }
@@ -73,10 +75,10 @@ extension VaultStore {
     /// behind it, waited for.
     /// `queued` runs under the vault's lock when the erasure goes ahead.
     private func erasing(
-        _ document: DocumentID, for patient: INS, reason: ErasureReason?, as principal: Principal,
+        _ document: DocumentID, for patient: INS, reason: ErasureReason?, as principal: Principal, secret: Bool,
         queued: (StreamID, [KeySlot]) -> Void
     ) async throws(PatientVaultError) -> ErasedDocument {
-        try await audited(.erase, patient, by: principal) {
+        try await audited(.erase, patient, by: principal, secret: secret) {
             vault, now -> Audited<ErasedDocument> in
             if let tombstone = vault.erased[document] {
                 // Its author is told it is gone; for anyone else it does
@@ -153,8 +155,8 @@ extension VaultStore {
     /// document that was hidden from them (and not released) when it was
     /// erased.
     /// - Throws: ``PatientVaultError/Code/accessDenied``.
-    public func erasedDocuments(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ErasedDocument] {
-        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
+    public func erasedDocuments(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> [ErasedDocument] {
+        try await audited(.queryAccessHistory, patient, by: principal, secret: secret) { vault, now in
             let decision = AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now))
             let isReviewer = configuration.isConfiguredReviewer(principal)
             let representative: Bool = if case .representative = principal { true } else { false }

@@ -24,7 +24,7 @@ extension VaultStore {
     ///   (relaxed durability: try again after the next durable write),
     ///   ``PatientVaultError/Code/erased`` / ``PatientVaultError/Code/corrupted``
     ///   as reads.
-    public func exportVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> VaultExport {
+    public func exportVault(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> VaultExport {
         // The key cache's generation, taken with the decision (under the
         // vault's lock): no key unwrapped after a destruction decided
         // meanwhile goes back into the cache.
@@ -33,7 +33,7 @@ extension VaultStore {
         // committed under one hold of the vault's lock): the trail it
         // carries ends there, whatever calls on the vault follow it.
         var ownEntry: UInt64 = 0
-        let versions = try await audited(.exportVault, patient, by: principal) {
+        let versions = try await audited(.exportVault, patient, by: principal, secret: secret) {
             vault, now -> Audited<[(DocumentMetadata, VersionEntry)]> in
             generation = documentKeyCache.generation
             ownEntry = vault.auditNext

@@ -4,7 +4,7 @@ import VaultCrypto
 import VaultStorage
 
 /// A vault's history in the store it was exported from, kept by the store
-/// it was imported into (``VaultStore/importedHistory(for:as:)``): the
+/// it was imported into (``VaultStore/importedHistory(for:as:secret:)``): the
 /// original audit trail, and the checkpoint and key its export was signed
 /// with, so that the export file's proofs can still be checked.
 public struct ImportedHistory: Sendable, Hashable {
@@ -220,8 +220,8 @@ extension VaultStore {
     /// for the patient when exported (they hold secret accesses and
     /// entries of documents hidden from representatives).
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited).
-    public func importedHistory(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> [ImportedHistory] {
-        try await audited(.readAuditTrail, patient, by: principal) { vault, now in
+    public func importedHistory(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> [ImportedHistory] {
+        try await audited(.readAuditTrail, patient, by: principal, secret: secret) { vault, now in
             var decision = AccessPolicy.decide(request(.readAuditTrail, by: principal, vault: vault, time: now))
             if decision.isAllowed, case .representative = principal { decision = .deny(.notAuthorised) }
             guard decision.isAllowed else { return Audited(action: .readAuditTrail, decision: decision, result: .failure(.denied)) }

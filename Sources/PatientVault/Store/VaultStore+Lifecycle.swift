@@ -19,8 +19,8 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (rules
     ///   `onlyPatientManagesAccess`, `onlyDoctorCertifiesDeath`, or
     ///   `vaultClosed` for a vault already closed).
-    public func closeVault(for patient: INS, reason: ClosureReason, as principal: Principal) async throws(PatientVaultError) {
-        try await change(reason == .death ? .recordDeath : .closeVault, for: patient, as: principal) { .closeVault(reason) }
+    public func closeVault(for patient: INS, reason: ClosureReason, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(reason == .death ? .recordDeath : .closeVault, for: patient, as: principal, secret: secret) { .closeVault(reason) }
     }
 
     /// Reopens a closed vault during its retention period: by the patient
@@ -30,8 +30,8 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/invalidArgument`` (not closed),
     ///   ``PatientVaultError/Code/conflict`` (retention over: it can only be
     ///   destroyed); each audited.
-    public func reopenVault(for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.reopenVault, for: patient, as: principal) { .reopenVault }
+    public func reopenVault(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.reopenVault, for: patient, as: principal, secret: secret) { .reopenVault }
     }
 
     /// After the patient's death, gives an heir read access to the vault

@@ -7,7 +7,9 @@ extension VaultStore {
     // Every policy call names the person it concerns as a `Principal`, the
     // type that names them everywhere else; a principal of the wrong kind
     // for the call is refused as `invalidArgument` (and audited, rule
-    // `invalidRequest`, like any refusal on an existing vault).
+    // `invalidRequest`, like any refusal on an existing vault). Each takes
+    // `secret`: the holder's secret access (`CONNEXION_SECRETE`), its entry
+    // left out of representatives' view of the trail.
 
     /// Authorises a professional or organisation to access the vault,
     /// optionally until `until`.
@@ -16,16 +18,18 @@ extension VaultStore {
     ///   - until: when the authorisation ends; nil for no end.
     ///   - patient: whose vault.
     ///   - principal: who acts: the patient or a named representative.
+    ///   - secret: a secret access by the patient (hidden from
+    ///     representatives' view of the trail); every policy call takes it.
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` (another kind of
     ///   principal, an expiry in the past), ``PatientVaultError/Code/accessDenied``
     ///   (only the patient or a representative); either is audited.
-    public func authorise(_ grantee: Principal, until: Date? = nil, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.authorise, for: patient, as: principal) { .authorise(grantee, until: until) }
+    public func authorise(_ grantee: Principal, until: Date? = nil, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.authorise, for: patient, as: principal, secret: secret) { .authorise(grantee, until: until) }
     }
 
     /// Revokes the authorisation of a professional or organisation.
-    public func revoke(_ grantee: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.revoke, for: patient, as: principal) {
+    public func revoke(_ grantee: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.revoke, for: patient, as: principal, secret: secret) {
             guard let holder = GrantHolder(grantee) else {
                 throw PatientVaultError(.invalidArgument, "only professionals and organisations hold authorisations")
             }
@@ -34,43 +38,43 @@ extension VaultStore {
     }
 
     /// Blocks a professional (the médecin traitant cannot be blocked).
-    public func block(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.block, for: patient, as: principal) { .block(try Self.professional(professional).rpps) }
+    public func block(_ professional: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.block, for: patient, as: principal, secret: secret) { .block(try Self.professional(professional).rpps) }
     }
 
     /// Lifts a block.
-    public func unblock(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.unblock, for: patient, as: principal) { .unblock(try Self.professional(professional).rpps) }
+    public func unblock(_ professional: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.unblock, for: patient, as: principal, secret: secret) { .unblock(try Self.professional(professional).rpps) }
     }
 
     /// Designates the médecin traitant, a doctor (nil removes the designation).
-    public func setMedecinTraitant(_ doctor: Principal?, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.setMedecinTraitant, for: patient, as: principal) {
+    public func setMedecinTraitant(_ doctor: Principal?, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.setMedecinTraitant, for: patient, as: principal, secret: secret) {
             .setMedecinTraitant(try doctor.map { p throws(PatientVaultError) in try Self.professional(p) })
         }
     }
 
     /// Adds a professional to the care team.
-    public func addToCareTeam(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.updateCareTeam, for: patient, as: principal) { .addToCareTeam(try Self.professional(professional)) }
+    public func addToCareTeam(_ professional: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.updateCareTeam, for: patient, as: principal, secret: secret) { .addToCareTeam(try Self.professional(professional)) }
     }
 
     /// Removes a professional from the care team.
-    public func removeFromCareTeam(_ professional: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.updateCareTeam, for: patient, as: principal) { .removeFromCareTeam(try Self.professional(professional).rpps) }
+    public func removeFromCareTeam(_ professional: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.updateCareTeam, for: patient, as: principal, secret: secret) { .removeFromCareTeam(try Self.professional(professional).rpps) }
     }
 
     /// Names a legal representative of the patient (`.representative`).
-    public func nameRepresentative(_ representative: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.nameRepresentative, for: patient, as: principal) {
+    public func nameRepresentative(_ representative: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.nameRepresentative, for: patient, as: principal, secret: secret) {
             .nameRepresentative(try Self.representative(representative))
         }
     }
 
     /// Removes a legal representative (`.representative`; the relationship
     /// it carries is not compared).
-    public func removeRepresentative(_ representative: Principal, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.removeRepresentative, for: patient, as: principal) {
+    public func removeRepresentative(_ representative: Principal, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.removeRepresentative, for: patient, as: principal, secret: secret) {
             .removeRepresentative(try Self.representative(representative).ins)
         }
     }
@@ -92,16 +96,16 @@ extension VaultStore {
     }
 
     /// Opposes (true) or allows (false) break-glass access in advance.
-    public func setBreakGlassOpposition(_ opposed: Bool, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.setBreakGlassOpposition, for: patient, as: principal) { .setBreakGlassOpposition(opposed) }
+    public func setBreakGlassOpposition(_ opposed: Bool, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.setBreakGlassOpposition, for: patient, as: principal, secret: secret) { .setBreakGlassOpposition(opposed) }
     }
 
     /// The author releases a document hidden from the patient, after
     /// announcing its result in person.
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the principal
     ///   may not see it, ``PatientVaultError/Code/accessDenied`` if not the author.
-    public func releaseToPatient(_ document: DocumentID, for patient: INS, as principal: Principal) async throws(PatientVaultError) {
-        try await change(.releaseToPatient, for: patient, as: principal) { .releaseToPatient(document) }
+    public func releaseToPatient(_ document: DocumentID, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
+        try await change(.releaseToPatient, for: patient, as: principal, secret: secret) { .releaseToPatient(document) }
     }
 
     /// Applies one policy change through the pipeline: the change is made
@@ -109,9 +113,9 @@ extension VaultStore {
     /// audited), decided, then its record and its audit entry go in one
     /// durable commit.
     func change(
-        _ action: VaultAction, for patient: INS, as principal: Principal, _ make: () throws -> PolicyChange
+        _ action: VaultAction, for patient: INS, as principal: Principal, secret: Bool = false, _ make: () throws -> PolicyChange
     ) async throws(PatientVaultError) {
-        try await audited(action, patient, by: principal) { vault, now in
+        try await audited(action, patient, by: principal, secret: secret) { vault, now in
             let change = try make()
             try VaultPolicy.validateInput(change, at: now, holder: vault.creation.holder)
             var document: DocumentMetadata?
@@ -190,9 +194,9 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the asker
     ///   cannot see the document now (whether or not it exists).
     public func whoCouldRead(
-        _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal
+        _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
-        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
+        try await audited(.queryAccessHistory, patient, by: principal, secret: secret) { vault, now in
             var a = Audited<[(principal: Principal, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 document: document, result: .success([]))
@@ -232,9 +236,9 @@ extension VaultStore {
     /// not titles. Documents the asker may not see now are left out.
     /// Audited; for the patient, representatives and reviewers.
     public func whatCouldRead(
-        _ reader: Principal, at time: Date, for patient: INS, as principal: Principal
+        _ reader: Principal, at time: Date, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] {
-        try await audited(.queryAccessHistory, patient, by: principal) { vault, now in
+        try await audited(.queryAccessHistory, patient, by: principal, secret: secret) { vault, now in
             var a = Audited<[(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 target: GrantHolder(reader)?.description, result: .success([]))

@@ -49,6 +49,69 @@ import Testing
         try await v.store.close()
     }
 
+    /// A secret connection is secret for everything the patient does
+    /// through it, not for reads alone: whom they authorise, block or
+    /// name, what they deposit and erase, their reads of the trail and
+    /// their exports.
+    @Test func aSecretConnectionHidesEveryCallOfThePatientFromRepresentatives() async throws {
+        let v = try await AuditedVault()
+        let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        let secretly = v.store.vault(for: v.alice, as: v.patient, secret: true)
+        #expect(secretly.secret)
+        let before = try await v.entries().count
+        try await secretly.authorise(Fixtures.doctor)
+        try await secretly.block(Fixtures.otherDoctor)
+        try await secretly.setBreakGlassOpposition(true)
+        let own = try await secretly.deposit(Fixtures.draft(), content: Data([1]))
+        _ = try await secretly.whoCouldRead(own.id, at: v.clock.now())
+        _ = try await v.store.erase(own.id, for: v.alice, as: v.patient, secret: true)
+        _ = try await secretly.auditTrail()
+        _ = try await secretly.verifyAuditTrail()
+        _ = try await v.store.exportVault(for: v.alice, as: v.patient, secret: true)
+        let written = try await v.entries().dropFirst(before)
+        #expect(written.count == 9)
+        #expect(written.allSatisfy { $0.isSecretAccess })
+        // The patient's own view keeps them; the representative's has none.
+        let theirs = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: parent)
+        #expect(!theirs.contains { $0.actor == v.patient && $0.action != .nameRepresentative && $0.action != .createVault })
+        #expect(theirs.contains { $0.action == .nameRepresentative })
+        // Only the holder connects secretly; another's call through such a
+        // value is refused and audited, not secret.
+        let refused = await code { try await v.store.vault(for: v.alice, as: parent, secret: true).authorise(Fixtures.doctor) }
+        #expect(refused == .invalidArgument)
+        let last = try #require(try await v.entries().last)
+        #expect(last.actor == parent && last.outcome == .denied && !last.isSecretAccess)
+        try await v.store.close()
+    }
+
+    /// A read of the trail answers up to its own entry: entries written
+    /// between its decision and its walk (deposits racing it here) are not
+    /// in its answer, whose first entry is always the read itself.
+    @Test func aTrailReadEndsWithItsOwnEntry() async throws {
+        let v = try await AuditedVault()
+        let store = v.store, alice = v.alice, patient = v.patient
+        let firsts = try await withThrowingTaskGroup(of: [AuditEntry].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    for _ in 0..<60 { _ = try await store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor) }
+                    return []
+                }
+            }
+            group.addTask {
+                var firsts: [AuditEntry] = []
+                for _ in 0..<150 {
+                    firsts += try await store.auditTrail(for: alice, matching: AuditQuery(limit: 1), as: patient)
+                }
+                return firsts
+            }
+            return try await group.reduce([], +)
+        }
+        #expect(firsts.count == 150)
+        #expect(firsts.allSatisfy { $0.action == .readAuditTrail && $0.actor == patient })
+        try await v.store.close()
+    }
+
     @Test func reviewerReadsOneProfessionalsActivityAcrossVaults() async throws {
         let v = try await AuditedVault()
         let doctor = Fixtures.doctor
