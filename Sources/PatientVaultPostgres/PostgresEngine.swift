@@ -301,8 +301,10 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         var rows: [(UInt64, ShardKey, UInt32, [UInt8], [UInt8], [UInt8]?)] = []
         // The server's count, bounded: a table edited to claim billions of
         // records is found `corrupted` below, not an allocation that fails.
-        guard counters.2 >= 0, counters.0 >= 0, counters.1 >= 0 else {
-            throw StorageError(.corrupted, "the store's counters are negative")
+        // Neither counter at its largest value: the next slot and batch
+        // numbers must fit the columns too.
+        guard counters.2 >= 0, (0..<Int64.max).contains(counters.0), (0..<Int64.max).contains(counters.1) else {
+            throw StorageError(.corrupted, "the store's counters are out of range")
         }
         rows.reserveCapacity(Int(min(counters.2, 1 << 20)))
         let leafRows = try await connection.query(
@@ -955,6 +957,8 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     func reserveKeySlot() throws -> KeySlot {
         try state.withLock { s in
             if s.closed { throw StorageError(.closed, "the store is closed") }
+            // Every slot number fits the table's bigint column.
+            guard s.nextSlot <= UInt64(Int64.max) else { throw StorageError(.tooLarge, "no key slot numbers are left") }
             defer { s.nextSlot += 1 }
             return KeySlot(s.nextSlot)
         }

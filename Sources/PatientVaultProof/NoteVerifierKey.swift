@@ -60,6 +60,8 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
         else { throw ProofError(.malformed, "a verifier key is name+keyID+base64(algorithm ‖ 32-byte key)") }
         try self.init(parsedName: String(parts[0]), algorithm: algorithm, publicKey: Array(raw[1...]))
         guard id == keyID else { throw ProofError(.malformed, "the verifier key's ID does not match its key") }
+        // Lowercase hex, as written: one text per key.
+        guard parts[1] == hex8(id) else { throw ProofError(.malformed, "a verifier key's ID is 8 lowercase hex digits") }
     }
 
     /// `name+keyID+base64(algorithm ‖ key)`.

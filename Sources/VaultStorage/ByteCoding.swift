@@ -92,7 +92,9 @@ package struct ByteReader {
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
     }
 
-    /// Reads an unsigned LEB128 varint.
+    /// Reads an unsigned LEB128 varint, in its shortest form only (as
+    /// ``ByteWriter/writeVarint(_:)`` writes it): a last byte of zero after
+    /// others (`83 00` for 3) is malformed, so one value has one encoding.
     package mutating func readVarint() throws -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -100,7 +102,10 @@ package struct ByteReader {
             let b: UInt8 = try read()
             if shift == 63 && b > 1 { throw Malformed() }
             result |= UInt64(b & 0x7F) << shift
-            if b & 0x80 == 0 { return result }
+            if b & 0x80 == 0 {
+                guard b != 0 || shift == 0 else { throw Malformed() }
+                return result
+            }
             shift += 7
             if shift > 63 { throw Malformed() }
         }

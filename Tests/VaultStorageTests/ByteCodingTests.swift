@@ -24,6 +24,27 @@ import Testing
         }
     }
 
+    /// One value, one encoding: a varint with a trailing zero byte (an
+    /// overlong form the writer never makes) is malformed; every value the
+    /// writer encodes reads back.
+    @Test func aVarintIsReadInItsShortestFormOnly() throws {
+        for overlong: [UInt8] in [[0x83, 0x00], [0x80, 0x00], [0x80, 0x80, 0x00], [0xFF, 0x80, 0x00]] {
+            overlong.withUnsafeBytes { raw in
+                var r = ByteReader(raw)
+                #expect(throws: ByteReader.Malformed.self) { try r.readVarint() }
+            }
+        }
+        for value: UInt64 in [0, 1, 127, 128, 255, 16_383, 16_384, 1 << 35, .max - 1, .max] {
+            var w = ByteWriter()
+            w.writeVarint(value)
+            try w.bytes.withUnsafeBytes { raw throws in
+                var r = ByteReader(raw)
+                #expect(try r.readVarint() == value)
+                #expect(r.remaining == 0)
+            }
+        }
+    }
+
     @Test func truncatedInputThrows() {
         var w = ByteWriter()
         w.write(string: "a longer string")

@@ -47,7 +47,8 @@ public struct INS: Hashable, Sendable, CustomStringConvertible {
         let department = s[index..<s.index(index, offsetBy: 2)]
         if department == "2A" { s.replaceSubrange(index..<s.index(index, offsetBy: 2), with: "19") }
         if department == "2B" { s.replaceSubrange(index..<s.index(index, offsetBy: 2), with: "18") }
-        guard let n = UInt64(s) else { return nil }
+        // Thirteen digits now, nothing else (`UInt64` alone would take a sign).
+        guard s.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let n = UInt64(s) else { return nil }
         return 97 - Int(n % 97)
     }
 

@@ -84,11 +84,14 @@ public struct VaultExport: Sendable {
     public init(verifying data: Data, trusting trusted: [NoteVerifierKey] = []) throws(PatientVaultError) {
         let malformed = PatientVaultError(.invalidArgument, "not a PatientVault export file")
         guard data.count <= Self.maximumSize, let newline = data.firstIndex(of: 0x0A) else { throw malformed }
-        let first = String(decoding: data[..<newline], as: UTF8.self)
+        guard let first = String(validating: data[..<newline], as: UTF8.self) else { throw malformed }
         let json = Data(data[data.index(after: newline)...])
         let parts = first.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == Self.magic, let key = try? NoteVerifierKey(String(parts[1])),
-              let signature = Data(base64Encoded: String(parts[2])), signature.count == 64
+              let signature = Data(base64Encoded: String(parts[2])), signature.count == 64,
+              // The signature covers the JSON only: the line that carries
+              // it must be the one line the writer makes, byte for byte.
+              first == Self.magic + " " + key.description + " " + signature.base64EncodedString()
         else { throw malformed }
         guard trusted.isEmpty || trusted.contains(key) else {
             throw PatientVaultError(.invalidArgument, "the export is signed by a key that is not among the trusted ones")

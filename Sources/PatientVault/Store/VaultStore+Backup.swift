@@ -183,16 +183,30 @@ extension VaultStore {
         return checkpoint
     }
 
+    /// The text of a backup checkpoint file: nil when there is none; a nil
+    /// text for a file no checkpoint can be (larger than
+    /// `SignedCheckpoint.maximumSize`, not UTF-8), read no further than
+    /// that bound, whatever the folder holds.
+    static func checkpointText(at file: URL) -> String?? {
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        guard let handle = try? FileHandle(forReadingFrom: file) else { return .some(nil) }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: SignedCheckpoint.maximumSize + 1), data.count <= SignedCheckpoint.maximumSize
+        else { return .some(nil) }
+        return .some(String(validating: data, as: UTF8.self))
+    }
+
     /// The number of records of the backup in `folder`, if it holds one of
     /// this store: its checkpoint signed by one of this store's keys, and
     /// its root the root of this store's tree at that size (the copy is a
     /// prefix of this log). Nil for a folder without a backup checkpoint.
     func previousBackup(in folder: URL) throws(PatientVaultError) -> UInt64? {
         let file = folder.appendingPathComponent(Self.backupCheckpointFileName)
-        guard let data = FileManager.default.contents(atPath: file.path) else { return nil }
+        guard let read = Self.checkpointText(at: file) else { return nil }
         let checkpoint: SignedCheckpoint
         do {
-            checkpoint = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+            guard let text = read else { throw ProofError(.malformed, "not a checkpoint") }
+            checkpoint = try SignedCheckpoint(text)
         } catch {
             throw PatientVaultError(.invalidArgument, "the folder's backup checkpoint does not parse: not extended")
         }
@@ -231,12 +245,13 @@ extension VaultStore {
         from backup: URL, to target: URL, key: MasterKeySource, configuration: Configuration = Configuration()
     ) async throws(PatientVaultError) -> SignedCheckpoint {
         let checkpointFile = backup.appendingPathComponent(backupCheckpointFileName)
-        guard let data = FileManager.default.contents(atPath: checkpointFile.path) else {
+        guard let read = checkpointText(at: checkpointFile) else {
             throw PatientVaultError(.invalidArgument, "the folder holds no backup checkpoint (\(backupCheckpointFileName))")
         }
         let checkpoint: SignedCheckpoint
         do {
-            checkpoint = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
+            guard let text = read else { throw ProofError(.malformed, "not a checkpoint") }
+            checkpoint = try SignedCheckpoint(text)
         } catch {
             throw PatientVaultError(.corrupted, "the backup checkpoint does not parse")
         }

@@ -292,11 +292,16 @@ extension VaultStore {
     static func validate(_ draft: DocumentDraft, author: Principal) throws(PatientVaultError) {
         func invalid(_ message: String) -> PatientVaultError { PatientVaultError(.invalidArgument, message) }
         guard draft.title.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else { throw invalid("the title is empty") }
-        guard draft.title.utf8.count <= Limits.title else { throw invalid("the title is longer than \(Limits.title) bytes") }
-        guard !draft.typeCode.code.isEmpty, draft.typeCode.code.utf8.count <= Limits.typeCode,
-              !draft.typeCode.system.isEmpty, draft.typeCode.system.utf8.count <= Limits.typeCodeSystem
+        // No control or format characters in text that listings, FHIR and
+        // vaultctl hand back (terminal escapes, bidirectional overrides).
+        guard Limits.isPrintable(draft.title, maximum: Limits.title) else {
+            throw invalid("the title is at most \(Limits.title) bytes, without control or format characters")
+        }
+        guard Limits.isPrintable(draft.typeCode.code, maximum: Limits.typeCode),
+              Limits.isPrintable(draft.typeCode.system, maximum: Limits.typeCodeSystem)
         else {
-            throw invalid("the type code needs a system (≤ \(Limits.typeCodeSystem) bytes) and a code (≤ \(Limits.typeCode) bytes)")
+            throw invalid(
+                "the type code needs a system (≤ \(Limits.typeCodeSystem) bytes) and a code (≤ \(Limits.typeCode) bytes), without control or format characters")
         }
         guard [draft.createdAt, draft.serviceStart, draft.serviceEnd].allSatisfy({ $0.map(Limits.isStorable) ?? true }) else {
             throw invalid("a date of the draft is not \(Limits.dateRangeDescription)")
@@ -306,7 +311,8 @@ extension VaultStore {
         guard let slash = mime.firstIndex(of: UInt8(ascii: "/")), slash != mime.startIndex,
               mime.index(after: slash) != mime.endIndex, !mime[mime.index(after: slash)...].contains(UInt8(ascii: "/")),
               mime.count <= Limits.mimeType,
-              draft.mimeType.unicodeScalars.allSatisfy({ $0.isASCII && !$0.properties.isWhitespace })
+              // Visible ASCII only (RFC 6838 names): no space, no control.
+              mime.allSatisfy({ (0x21...0x7E).contains($0) })
         else { throw invalid("the MIME type must look like type/subtype") }
         if let start = draft.serviceStart, let end = draft.serviceEnd, end < start {
             throw invalid("the service ends before it starts")

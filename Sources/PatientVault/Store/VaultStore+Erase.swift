@@ -129,6 +129,10 @@ extension VaultStore {
                     .conflict, "a version of this document is still being written", vaultID: vault.vaultID, documentID: document))
                 return a
             }
+            // Whether the patient may see it, decided before the erasure
+            // applies: a document hidden from them (`INVISIBLE_PATIENT`, not
+            // released) is erased without telling them it existed.
+            let patientSees = sees(current, as: .patient(vault.creation.holder), in: vault, at: now)
             try a.write(event: VaultEventBody(time: now, by: principal, event: .erased(erasure)), to: vault)
             // What compaction will remove, durable with the erasure: the
             // chunk references die with the keys that seal them.
@@ -140,7 +144,7 @@ extension VaultStore {
             // document reads as erased, and no version of it can be queued
             // behind this erasure (a replacement being prepared gets
             // `conflict`): the erasure destroys only the keys it knows of.
-            a.notifications = [.documentErased(document)]
+            a.notifications = patientSees ? [.documentErased(document)] : []
             // Destroyed once the group is durable, before the answer.
             a.destroysKeySlots = slots
             queued(vault.pseudonym, slots)

@@ -45,6 +45,17 @@ extension VaultStore {
                     if let entry = vault.entry(id, version: metadata.version), entry.isAcknowledged { visible.append((metadata, entry)) }
                 }
             }
+            // The export's size from the versions' sizes, before any content
+            // is read: an export that cannot be made is refused as bad input,
+            // not found out after gigabytes were read into memory.
+            var total: Int64 = 0
+            for (metadata, _) in visible {
+                total += min(max(metadata.size, 0), Int64(VaultExport.maximumSize)) / 3 * 4 + 4 + 4096
+                guard total <= Int64(VaultExport.maximumSize) else {
+                    return .invalid(.exportVault, PatientVaultError(
+                        .invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes", vaultID: vault.vaultID))
+                }
+            }
             return Audited(action: .exportVault, decision: decision, waitsForEntry: true, result: .success(visible))
         }
         let vault = try await snapshot(of: patient)

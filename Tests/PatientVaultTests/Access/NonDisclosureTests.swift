@@ -87,4 +87,23 @@ import Testing
         // Not announced as new: the patient cannot see it yet.
         #expect(!kinds.contains(.newDocument(hidden.id)))
     }
+
+    /// A document hidden from the patient and erased by its author before
+    /// its release is not announced to the patient as erased: they were
+    /// never told it existed. A document they could see is.
+    @Test func anErasureOfADocumentHiddenFromThePatientIsNotAnnounced() async throws {
+        let v = try await AuditedVault()
+        let listener = v.store.notifications()
+        let hidden = try await v.store.deposit(
+            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([3]), for: v.alice, as: Fixtures.doctor)
+        let seen = try await v.store.deposit(Fixtures.draft("Compte rendu"), content: Data([4]), for: v.alice, as: Fixtures.doctor)
+        let reason = try ErasureReason("erreur de dossier")
+        _ = try await v.store.erase(hidden.id, for: v.alice, reason: reason, as: Fixtures.doctor)
+        _ = try await v.store.erase(seen.id, for: v.alice, reason: reason, as: Fixtures.doctor)
+        try await v.store.close()
+        var kinds: [VaultNotification.Kind] = []
+        for await n in listener { kinds.append(n.kind) }
+        #expect(kinds.contains(.documentErased(seen.id)))
+        #expect(!kinds.contains(.documentErased(hidden.id)))
+    }
 }

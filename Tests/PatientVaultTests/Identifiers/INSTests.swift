@@ -18,6 +18,13 @@ import Testing
         #expect(ins.digits == (nir + formatted).uppercased())
     }
 
+    /// No key for a NIR that is not thirteen digits (2A and 2B aside):
+    /// a sign, a space or a letter elsewhere is malformed, not a number.
+    @Test(arguments: ["+123456789012", "-123456789012", " 123456789012", "1234567890 12", "18005A1234567", "1800\u{0661}2A123456"])
+    func noKeyForAMalformedNIR(_ nir: String) {
+        #expect(INS.key(forNIR: nir) == nil)
+    }
+
     @Test func acceptsSpacesAndLowercaseCorsica() throws {
         let key = INS.key(forNIR: "180072A123456")!
         let spaced = "1 80 07 2a 123 456 " + String(format: "%02d", key)

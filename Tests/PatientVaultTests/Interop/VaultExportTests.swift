@@ -95,6 +95,37 @@ import Testing
         try await t.close()
     }
 
+    /// The signature covers the JSON; the first line that carries it is
+    /// read only in the one form the writer makes: the same key and
+    /// signature written another way (uppercase key ID, a padded or
+    /// re-wrapped encoding) is a different file, refused.
+    @Test func theFirstLineIsReadOnlyAsItIsWritten() async throws {
+        let (t, _) = try await store(.memory)
+        let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+        let bytes = export.bytes
+        let newline = try #require(bytes.firstIndex(of: 0x0A))
+        let first = String(decoding: bytes[..<newline], as: UTF8.self)
+        let parts = first.split(separator: " ").map(String.init)
+        #expect(parts.count == 3)
+        let key = parts[1].split(separator: "+").map(String.init)
+        let upper = [key[0], key[1].uppercased(), key[2]].joined(separator: "+")
+        var lines = [
+            [parts[0], parts[1], parts[2] + "\r"].joined(separator: " "),
+            [parts[0], parts[1], " " + parts[2]].joined(separator: " "),
+        ]
+        // A key ID of digits alone (about 1 store in 40) has no other case.
+        if upper != parts[1] { lines.append([parts[0], upper, parts[2]].joined(separator: " ")) }
+        for line in lines {
+            let changed = Data(line.utf8) + bytes[newline...]
+            #expect(await code { _ = try VaultExport(verifying: changed, trusting: t.store.checkpointVerifierKeys) } == .invalidArgument)
+        }
+        // Not UTF-8 in the first line: refused, not replaced.
+        let broken = Data(first.utf8) + Data([0xFF]) + bytes[newline...]
+        #expect(await code { _ = try VaultExport(verifying: broken, trusting: t.store.checkpointVerifierKeys) } == .invalidArgument)
+        #expect(try VaultExport(verifying: bytes, trusting: t.store.checkpointVerifierKeys).bytes == bytes)
+        try await t.close()
+    }
+
     /// Sealed to a recipient: only their key opens it; a byte changed in
     /// the box is refused.
     @Test func aSealedExportOpensOnlyForItsRecipient() async throws {

@@ -91,6 +91,14 @@ import PatientVaultTesting
             draft { $0.title = String(repeating: "é", count: 600) },
             draft { $0.mimeType = "pdf" },
             draft { $0.mimeType = "text/ plain" },
+            // Control and format characters: terminal escapes, a
+            // right-to-left override, a NUL, in every text field.
+            draft { $0.title = "CR\u{1B}]2;x\u{07}" },
+            draft { $0.title = "CR \u{202E}fdp.exe" },
+            draft { $0.mimeType = "application/pdf\u{0}" },
+            draft { $0.mimeType = "application/pdf\u{7F}" },
+            draft { $0.typeCode = DocumentTypeCode(code: "11488\u{1B}-4") },
+            draft { $0.typeCode = DocumentTypeCode(system: "http://loinc.org\u{200E}", code: "11488-4") },
             draft { $0.typeCode = DocumentTypeCode(code: "") },
             draft { $0.typeCode = DocumentTypeCode(system: "", code: "1") },
             draft { $0.typeCode = DocumentTypeCode(code: String(repeating: "9", count: 65)) },
