@@ -79,10 +79,23 @@ extension VaultStore {
             let representativeView = representative || { if case .representative = reader { true } else { false } }()
             return vault.erasedIsHidden(id, fromRepresentative: representativeView) ? nil : entry
         }
-        if let current = vault.versions(of: id).last {
+        let versions = vault.versions(of: id)
+        if let current = versions.last {
+            // The version the entry names passes on its own flags too (an
+            // older version hidden from the reader, a newer one still being
+            // acknowledged: judged once it is), as reads decide it.
+            if let named = entry.version, named != current.version {
+                guard let version = versions.first(where: { $0.version == named }),
+                      sees(version, as: reader, in: vault, at: now)
+                else { return nil }
+            }
             let visible = sees(current, as: reader, in: vault, at: now)
             return visible ? entry : nil
         }
+        // A document whose first version is still being acknowledged (its
+        // deposit's entry is durable, the read's snapshot came first): not
+        // a made-up id; withheld until its flags can be judged.
+        if vault.documents[id] != nil { return nil }
         if representative { return nil }
         var e = entry
         e.document = nil

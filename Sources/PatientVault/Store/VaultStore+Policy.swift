@@ -190,7 +190,9 @@ extension VaultStore {
     /// on death, each with the rule that allowed them,
     /// as the policy stood then. Break-glass, which anyone may attempt, is
     /// not listed. Before the document's first version was deposited, the
-    /// answer is empty. Audited; for the patient, representatives and reviewers.
+    /// answer is empty; so is it when the version current at `time` is one
+    /// the asker may not see (an older version's flags hide it from them).
+    /// Audited; for the patient, representatives and reviewers.
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the asker
     ///   cannot see the document now (whether or not it exists).
     public func whoCouldRead(
@@ -212,6 +214,9 @@ extension VaultStore {
             }
             // Before its first version was deposited, nobody could read it.
             guard let then = vault.versions(of: document).last(where: { $0.depositedAt <= time }) else { return a }
+            // Nor of a version the asker may not see (an older version
+            // hidden from them): who could read it is what its flags hide.
+            guard configuration.isConfiguredReviewer(principal) || sees(then, as: principal, in: vault, at: now) else { return a }
             let policy = vault.policy(at: time)
             var candidates: [Principal] = [.patient(vault.creation.holder), then.author]
             candidates += policy.representatives.values.map { .representative($0) }
@@ -233,7 +238,8 @@ extension VaultStore {
 
     /// Which documents a principal could read at `time` (current versions
     /// then), with the rule that allowed each: identifiers and categories,
-    /// not titles. Documents the asker may not see now are left out.
+    /// not titles. Documents the asker may not see now, and versions they
+    /// may not see, are left out.
     /// Audited; for the patient, representatives and reviewers.
     public func whatCouldRead(
         _ reader: Principal, at time: Date, for patient: INS, as principal: Principal, secret: Bool = false
@@ -247,8 +253,11 @@ extension VaultStore {
             var out: [(document: DocumentID, version: Int, category: DocumentCategory, rule: AccessRule)] = []
             for then in vault.documents(at: time) {
                 if !configuration.isConfiguredReviewer(principal) {
+                    // The document now, and the version then (an older
+                    // version passes on its own flags).
                     guard let current = vault.versions(of: then.id).last,
-                          sees(current, as: principal, in: vault, at: now)
+                          sees(current, as: principal, in: vault, at: now),
+                          then.version == current.version || sees(then, as: principal, in: vault, at: now)
                     else { continue }
                 }
                 let d = AccessPolicy.decide(request(.readContent, by: reader, vault: vault, document: then, time: time, policy: policy))

@@ -106,4 +106,34 @@ import Testing
         #expect(kinds.contains(.documentErased(seen.id)))
         #expect(!kinds.contains(.documentErased(hidden.id)))
     }
+
+    /// An older version hidden from representatives stays hidden once a
+    /// version without the flag replaces it: who deposited and read it, and
+    /// who could read it then, are what its flag hides (trail, whoCouldRead,
+    /// whatCouldRead judge the version an answer names, not only the newest).
+    @Test func anOlderVersionHiddenFromRepresentativesStaysHiddenAfterAReplacement() async throws {
+        let v = try await AuditedVault()
+        let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        let doctor = Fixtures.doctor
+        let first = try await v.store.deposit(
+            Fixtures.draft("Consultation confidentielle", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]),
+            for: v.alice, as: doctor)
+        _ = try await v.store.content(of: first.id, for: v.alice, as: doctor)
+        v.clock.advance(by: 60)
+        let during = v.clock.now()
+        v.clock.advance(by: 60)
+        let second = try await v.store.replace(first.id, with: Fixtures.draft("Compte rendu"), content: Data([2]), for: v.alice, as: doctor)
+        #expect(second.version == 2)
+        let theirs = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: parent)
+        #expect(!theirs.contains { $0.document == first.id && $0.version == 1 })
+        #expect(theirs.contains { $0.document == first.id && $0.version == 2 && $0.action == .replace })
+        #expect(try await v.store.whoCouldRead(first.id, at: during, for: v.alice, as: parent).isEmpty)
+        #expect(try await v.store.whatCouldRead(doctor, at: during, for: v.alice, as: parent).isEmpty)
+        // The patient, whom the flag does not concern, still sees all of it.
+        let own = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(own.contains { $0.document == first.id && $0.version == 1 && $0.action == .readContent })
+        #expect(try await v.store.whoCouldRead(first.id, at: during, for: v.alice, as: v.patient).contains { $0.principal == doctor })
+        try await v.store.close()
+    }
 }
