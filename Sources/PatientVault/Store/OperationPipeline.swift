@@ -293,6 +293,11 @@ struct OperationPipeline: Sendable {
                     } catch {
                         a = allowed.abandoning(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
                     }
+                case .failure(let e) where e.code == .invalidArgument:
+                    // Bad input found only in the prepare phase (content
+                    // that does not match what the caller declared): a
+                    // refusal, as in the commit phase.
+                    a = .invalid(action, document: allowed.document, e)
                 case .failure(let e):
                     a = allowed.abandoning(e)
                 }

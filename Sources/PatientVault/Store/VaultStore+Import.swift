@@ -104,9 +104,17 @@ extension VaultStore {
                 // checked before anything is written (content, key slots);
                 // the commit phase checks the records it seals again.
                 let probe = ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunks: [])
-                let keepsHistory = (try? VaultEventBody.decode(VaultEventBody(time: now, by: principal, event: .imported(history)).encoded())) != nil
+                // The history reads back as it is (not merely without error:
+                // a value the encoder would write otherwise, a version -1
+                // written as none, is refused); every document passes the
+                // checks a deposit here passes (its draft, its dates).
+                let historyEvent = VaultEventBody(time: now, by: principal, event: .imported(history))
+                let keepsHistory = (try? VaultEventBody.decode(historyEvent.encoded())) == historyEvent
                 let keepsDocuments = export.documents.allSatisfy { document in
                     let m = document.metadata
+                    guard (try? Self.validate(m.draft, author: m.author)) != nil, Limits.isStorable(m.depositedAt),
+                          m.version >= 1, m.size >= 0
+                    else { return false }
                     let body = DocumentVersionBody(metadata: m, content: probe).encoded()
                     return (try? DocumentVersionBody.decode(body, id: m.id, version: m.version)) != nil
                 }

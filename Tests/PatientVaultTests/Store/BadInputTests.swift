@@ -14,6 +14,28 @@ import PatientVaultTesting
         return d
     }
 
+    /// Content larger than a version can reference is bad input found
+    /// while the content is written: refused (`invalidArgument`), its entry
+    /// a refusal with rule `invalidRequest` (as bad input found at the
+    /// commit), not an operation abandoned; no version joins the vault.
+    @Test func contentLargerThanTheMaximumIsRefusedAsBadInput() async throws {
+        var c = Fixtures.configuration()
+        c.contentChunkSize = 4096
+        c.inlineContentLimit = 0
+        let v = try await AuditedVault(configuration: c)
+        let chunk = Data(repeating: 7, count: 64 << 10)
+        let chunks = AsyncStream<Data> { continuation in
+            for _ in 0..<256 { continuation.yield(chunk) }  // 16 MiB, past the ~3,300 chunks of 4 KiB a version references
+            continuation.finish()
+        }
+        let refused = await code { _ = try await v.store.deposit(Fixtures.draft(), streaming: chunks, for: alice, as: Fixtures.doctor) }
+        #expect(refused == .invalidArgument)
+        let entry = try #require(try await v.entries().last)
+        #expect(entry.action == .deposit && entry.outcome == .denied && entry.rule == .invalidRequest)
+        #expect(try await v.store.documents(for: alice, as: .patient(alice)).isEmpty)
+        try await v.store.close()
+    }
+
     /// A clock the host got wrong (infinite, or past the dates records
     /// hold) reads as the nearest bound (year 1, or 10¹¹ s): the store neither traps
     /// (making a signing key converted the reading to milliseconds) nor
