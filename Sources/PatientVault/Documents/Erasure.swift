@@ -66,9 +66,11 @@ struct Erasure: Hashable, Sendable {
     var depositedAt: Date
     var versions: UInt32
     var reason: ErasureReason?
-    /// The current version's confidentiality flags when it was erased: the
-    /// tombstone and the trail's entries about it stay hidden from whom
-    /// the document was hidden.
+    /// The current version's confidentiality flags when it was erased,
+    /// `hiddenFromPatient` only if that version was then still hidden from
+    /// the patient (not released, by its author or by time): the tombstone
+    /// and the trail's entries about it stay hidden from whom the document
+    /// was hidden.
     var confidentiality: ConfidentialityFlags = []
 
     func tombstone(at time: Date, by principal: Principal) -> ErasedDocument {

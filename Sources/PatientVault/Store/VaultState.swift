@@ -158,12 +158,13 @@ struct VaultState: Sendable {
     }
 
     /// Whether an erased document was hidden, when it was erased, from
-    /// the patient (unreleased `INVISIBLE_PATIENT`) or, for a
-    /// representative, from representatives too.
+    /// the patient (its tombstone keeps `INVISIBLE_PATIENT` only when its
+    /// current version was then unreleased: a release of an earlier version
+    /// does not cover a later one) or, for a representative, from
+    /// representatives too.
     func erasedIsHidden(_ id: DocumentID, fromRepresentative: Bool) -> Bool {
         let flags = erasedConfidentiality[id] ?? []
-        let hiddenFromPatient = flags.contains(.hiddenFromPatient) && policy.released[id] == nil && !autoReleased.contains(id)
-        return hiddenFromPatient || (fromRepresentative && flags.contains(.hiddenFromLegalRepresentatives))
+        return flags.contains(.hiddenFromPatient) || (fromRepresentative && flags.contains(.hiddenFromLegalRepresentatives))
     }
 
     /// The policy in force at `time` (replaying the history up to it).

@@ -113,9 +113,18 @@ extension VaultStore {
             let decision = AccessPolicy.decide(request(.erase, by: principal, vault: vault, document: current, time: now))
             let entries = vault.documents[document] ?? []
             let first = vault.versions(of: document)[0]
+            // Whether the patient may see it, decided before the erasure
+            // applies (a document hidden from them, `INVISIBLE_PATIENT` and
+            // not released, is erased without telling them it existed);
+            // the tombstone keeps that answer: its `hiddenFromPatient` flag
+            // only while the current version was still hidden, whatever an
+            // earlier version's release said.
+            let patientSees = sees(current, as: .patient(vault.creation.holder), in: vault, at: now)
+            var confidentiality = current.confidentiality
+            if patientSees { confidentiality.remove(.hiddenFromPatient) }
             let erasure = Erasure(
                 id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason,
-                confidentiality: current.confidentiality)
+                confidentiality: confidentiality)
             let slots = entries.map(\.keySlot)
             var a = Audited<ErasedDocument>(
                 action: .erase, decision: decision, document: document, version: current.version, isWrite: true,
@@ -129,10 +138,6 @@ extension VaultStore {
                     .conflict, "a version of this document is still being written", vaultID: vault.vaultID, documentID: document))
                 return a
             }
-            // Whether the patient may see it, decided before the erasure
-            // applies: a document hidden from them (`INVISIBLE_PATIENT`, not
-            // released) is erased without telling them it existed.
-            let patientSees = sees(current, as: .patient(vault.creation.holder), in: vault, at: now)
             try a.write(event: VaultEventBody(time: now, by: principal, event: .erased(erasure)), to: vault)
             // What compaction will remove, durable with the erasure: the
             // chunk references die with the keys that seal them.

@@ -136,4 +136,30 @@ import Testing
         #expect(try await v.store.whoCouldRead(first.id, at: during, for: v.alice, as: v.patient).contains { $0.principal == doctor })
         try await v.store.close()
     }
+
+    /// A document released to the patient, then replaced by a version
+    /// hidden from them again, and erased within that version's month:
+    /// the earlier release does not cover the later version, so the
+    /// tombstone, the `erased` answer and the trail's entries about it
+    /// stay hidden from the patient, as the version was.
+    @Test func anErasedDocumentHiddenAgainAfterAReleaseStaysHidden() async throws {
+        let v = try await AuditedVault()
+        let doctor = Fixtures.doctor
+        let first = try await v.store.deposit(
+            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([1]), for: v.alice, as: doctor)
+        try await v.store.releaseToPatient(first.id, for: v.alice, as: doctor)
+        v.clock.advance(by: 60)
+        _ = try await v.store.replace(
+            first.id, with: Fixtures.draft("Résultat complémentaire", flags: [.hiddenFromPatient]), content: Data([2]),
+            for: v.alice, as: doctor)
+        #expect(await code { _ = try await v.store.metadata(of: first.id, for: v.alice, as: v.patient) } == .unknownDocument)
+        _ = try await v.store.erase(first.id, for: v.alice, reason: try ErasureReason("erreur de dossier"), as: doctor)
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: v.patient).isEmpty)
+        #expect(await code { _ = try await v.store.metadata(of: first.id, for: v.alice, as: v.patient) } == .unknownDocument)
+        let own = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(!own.contains { $0.document == first.id && ($0.action == .replace || $0.action == .erase) })
+        // A configured reviewer still sees the tombstone.
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: .auditReviewer(try SystemPrincipal("dpo"))).map(\.id) == [first.id])
+        try await v.store.close()
+    }
 }
