@@ -277,4 +277,11 @@ public struct VaultNotification: Hashable, Sendable {
     public var kind: Kind
     /// When.
     public var time: Date
+    /// Whether a legal representative must not be told: it comes from the
+    /// patient's secret access (`CONNEXION_SECRETE`), or concerns a
+    /// document hidden from representatives (`INVISIBLE_REPRESENTANTS_LEGAUX`;
+    /// a first access made by reading one). A host that relays the
+    /// patient's notifications to their representatives (a minor's
+    /// parents) leaves these out; the patient gets them all.
+    public var hiddenFromRepresentatives: Bool = false
 }

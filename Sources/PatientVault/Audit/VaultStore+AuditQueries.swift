@@ -295,6 +295,8 @@ extension VaultStore {
                     document: document, isWrite: true, result: .success(()))
                 try a.write(event: VaultEventBody(time: now, by: .system, event: event), to: vault)
                 if case .hiddenNotice = event { a.notifications = [.hiddenDocumentNotice(document)] }
+                a.notificationsHiddenFromRepresentatives = vault.versions(of: document).last?.confidentiality
+                    .contains(.hiddenFromLegalRepresentatives) ?? false
                 return a
             }
             count += 1

@@ -40,6 +40,7 @@ struct Audited<R> {
         var onAcknowledged: (@Sendable (inout VaultState, [RecordReference]) -> Void)?
         var notifications: [VaultNotification.Kind]
         var destroysKeySlots: [KeySlot] = []
+        var notificationsHiddenFromRepresentatives = false
     }
 
     private var work: Work
@@ -76,6 +77,13 @@ struct Audited<R> {
     var notifications: [VaultNotification.Kind] {
         get { carriesWork ? work.notifications : [] }
         set { work.notifications = newValue }
+    }
+    /// Whether the operation's notifications (and a first access it
+    /// makes) concern a document hidden from legal representatives
+    /// (``VaultNotification/hiddenFromRepresentatives``).
+    var notificationsHiddenFromRepresentatives: Bool {
+        get { work.notificationsHiddenFromRepresentatives }
+        set { work.notificationsHiddenFromRepresentatives = newValue }
     }
     /// Key slots destroyed once the group is durable (an erasure's), before
     /// the caller is answered: queued right behind the group when the
@@ -372,7 +380,12 @@ struct OperationPipeline: Sendable {
         var kinds = a.result.isSuccess ? a.notifications : []
         if committed.firstAccess != nil { kinds.append(.firstAccess(caller.principal)) }
         if a.decision.isAllowed && a.decision.isBreakGlass && !a.abandoned { kinds.append(.breakGlass(caller.principal)) }
-        for kind in kinds { notifier.emit(VaultNotification(patient: caller.patient, vaultID: vaultID, kind: kind, time: now)) }
+        // A host that tells representatives too must not tell them what a
+        // secret access or a document's flag hides from them.
+        let hidden = caller.secret || a.notificationsHiddenFromRepresentatives
+        for kind in kinds {
+            notifier.emit(VaultNotification(patient: caller.patient, vaultID: vaultID, kind: kind, time: now, hiddenFromRepresentatives: hidden))
+        }
         return try a.result.get()
     }
 

@@ -268,6 +268,7 @@ extension VaultStore {
                 // A document hidden from the patient is announced by its
                 // 2-week notice or its release, not now.
                 if !draft.confidentiality.contains(.hiddenFromPatient) { a.notifications = [.newDocument(id)] }
+                a.notificationsHiddenFromRepresentatives = draft.confidentiality.contains(.hiddenFromLegalRepresentatives)
                 return a
             })
     }

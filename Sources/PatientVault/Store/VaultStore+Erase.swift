@@ -150,6 +150,7 @@ extension VaultStore {
             // behind this erasure (a replacement being prepared gets
             // `conflict`): the erasure destroys only the keys it knows of.
             a.notifications = patientSees ? [.documentErased(document)] : []
+            a.notificationsHiddenFromRepresentatives = current.confidentiality.contains(.hiddenFromLegalRepresentatives)
             // Destroyed once the group is durable, before the answer.
             a.destroysKeySlots = slots
             queued(vault.pseudonym, slots)

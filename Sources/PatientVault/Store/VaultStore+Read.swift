@@ -68,7 +68,12 @@ extension VaultStore {
             // Allowed by the rules; the entry records the attempt on the old version.
             return Audited(action: action, decision: decision, document: id, version: chosen.version, result: .failure(error))
         }
-        return Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
+        var a = Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
+        // A first access made by reading a document hidden from
+        // representatives is not theirs to be told of.
+        a.notificationsHiddenFromRepresentatives = current.confidentiality.contains(.hiddenFromLegalRepresentatives)
+            || chosen.confidentiality.contains(.hiddenFromLegalRepresentatives)
+        return a
     }
 
     // MARK: - Metadata

@@ -142,6 +142,27 @@ import Testing
         try await v.store.close()
     }
 
+    /// A host that relays the patient's notifications to representatives
+    /// can tell which to keep from them: those of the patient's secret
+    /// calls, and those about a document hidden from representatives (its
+    /// deposit, a first access made by reading it).
+    @Test func notificationsSayWhatRepresentativesMustNotBeTold() async throws {
+        let v = try await AuditedVault()
+        let listener = v.store.notifications()
+        let ordinary = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        let confidential = try await v.store.deposit(
+            Fixtures.draft(flags: [.hiddenFromLegalRepresentatives]), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        try await v.store.vault(for: v.alice, as: v.patient, secret: true).authorise(Fixtures.otherDoctor)
+        _ = try await v.store.content(of: confidential.id, for: v.alice, as: Fixtures.otherDoctor)
+        try await v.store.close()
+        var hidden: [VaultNotification.Kind: Bool] = [:]
+        for await n in listener { hidden[n.kind] = n.hiddenFromRepresentatives }
+        #expect(hidden == [
+            .newDocument(ordinary.id): false, .newDocument(confidential.id): true,
+            .authorisationChanged(.authorise): true, .firstAccess(Fixtures.otherDoctor): true,
+        ])
+    }
+
     @Test func notificationsForTheHost() async throws {
         let v = try await AuditedVault()
         let listener = v.store.notifications()
