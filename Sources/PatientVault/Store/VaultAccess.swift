@@ -160,9 +160,9 @@ extension VaultStore {
         _ document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> (metadata: DocumentMetadata, content: Data) {
-        let stream = try await contentStream(
+        let stream = try await openContent(
             of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
-            purpose: purpose, secret: secret)
+            purpose: purpose, secret: secret, atMost: Self.wholeContentLimit)
         // One chunk (most documents) is handed over as decrypted; more are
         // appended once each into a buffer of the final size.
         var out = Data()

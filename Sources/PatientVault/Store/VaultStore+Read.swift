@@ -160,9 +160,18 @@ extension VaultStore {
 
     // MARK: - Content
 
+    /// The largest document ``content(of:version:includingDeprecated:for:as:purpose:secret:)``
+    /// and ``document(_:version:includingDeprecated:for:as:purpose:secret:)``
+    /// return whole, in memory: 1 GiB. Larger ones are read with
+    /// ``contentStream(of:version:includingDeprecated:for:as:purpose:secret:)``,
+    /// one chunk at a time.
+    public static let wholeContentLimit: Int64 = 1 << 30
+
     /// The whole content of a document (current version, or `version`).
     /// For large documents prefer ``contentStream(of:version:includingDeprecated:for:as:purpose:secret:)``.
-    /// - Throws: as ``metadata(of:version:includingDeprecated:for:as:purpose:secret:)``, and
+    /// - Throws: as ``metadata(of:version:includingDeprecated:for:as:purpose:secret:)``,
+    ///   ``PatientVaultError/Code/invalidArgument`` for a document larger
+    ///   than ``wholeContentLimit`` (recorded as bad input, nothing read), and
     ///   ``PatientVaultError/Code/corrupted`` if stored bytes fail
     ///   authentication, ``PatientVaultError/Code/erased`` if its key was destroyed.
     public func content(
@@ -184,12 +193,29 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentContent {
+        try await openContent(
+            of: document, version: version, includingDeprecated: includingDeprecated, for: patient, as: principal,
+            purpose: purpose, secret: secret, atMost: nil)
+    }
+
+    /// ``contentStream(of:version:includingDeprecated:for:as:purpose:secret:)``,
+    /// refusing in the decision (bad input, audited) a version larger than
+    /// `limit` bytes: the whole-content reads' bound.
+    func openContent(
+        of document: DocumentID, version: Int?, includingDeprecated: Bool,
+        for patient: INS, as principal: Principal, purpose: AccessPurpose, secret: Bool, atMost limit: Int64?
+    ) async throws(PatientVaultError) -> DocumentContent {
         let (metadata, entry, pseudonym, vaultID, wrapping, generation) = try await audited(
             .readContent, patient, by: principal, purpose: purpose, secret: secret
         ) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
                    in: vault, as: principal, purpose: purpose, time: now) { m, e in
-                (m, e, vault.pseudonym, vault.vaultID, vault.documentKeyWrapping(e.keyVersion), documentKeyCache.generation)
+                if let limit, m.size > limit {
+                    throw PatientVaultError(
+                        .invalidArgument, "the document is larger than \(limit) bytes: read it with contentStream", vaultID: vault.vaultID,
+                        documentID: document)
+                }
+                return (m, e, vault.pseudonym, vault.vaultID, vault.documentKeyWrapping(e.keyVersion), documentKeyCache.generation)
             }
         }
         let keys = try await translatingErrorsAsync(vaultID: vaultID, documentID: document) {

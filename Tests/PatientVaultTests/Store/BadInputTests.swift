@@ -36,6 +36,27 @@ import PatientVaultTesting
         try await v.store.close()
     }
 
+    /// A whole-content read of a document larger than its bound is refused
+    /// in the decision (bad input, audited), before anything is read into
+    /// memory: a caller cannot make the process allocate a document's size.
+    /// The bound is 1 GiB (`wholeContentLimit`); here the same path with a
+    /// small one.
+    @Test func aWholeContentReadPastItsBoundIsRefusedBeforeReading() async throws {
+        let v = try await AuditedVault()
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data(repeating: 1, count: 10_000), for: alice, as: Fixtures.doctor)
+        let refused = await code {
+            _ = try await v.store.openContent(
+                of: doc.id, version: nil, includingDeprecated: false, for: alice, as: .patient(alice), purpose: .care, secret: false,
+                atMost: 4096)
+        }
+        #expect(refused == .invalidArgument)
+        let entry = try #require(try await v.entries().last)
+        #expect(entry.action == .readContent && entry.outcome == .denied && entry.rule == .invalidRequest)
+        #expect(VaultStore.wholeContentLimit == 1 << 30)
+        #expect(try await v.store.content(of: doc.id, for: alice, as: .patient(alice)).count == 10_000)
+        try await v.store.close()
+    }
+
     /// A clock the host got wrong (infinite, or past the dates records
     /// hold) reads as the nearest bound (year 1, or 10¹¹ s): the store neither traps
     /// (making a signing key converted the reading to milliseconds) nor
