@@ -625,6 +625,12 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// connection is lost, and acknowledges or fails its groups.
     private func commit(_ batch: [Group]) async {
         let (first, id) = state.withLock { ($0.committed + 1, $0.nextBatch) }
+        // The batch after this one must be numbered too: the last number
+        // is never used (a table edited to its end stops the store here).
+        guard id < Int64.max else {
+            fail(batch, StorageError(.durabilityLost, "the store's batch numbers are used up"))
+            return
+        }
         let authenticator = options.withLock { $0?.authenticator }
         let query = statement(batch, first: first, id: id, authenticator: authenticator)
         var outcome = await execute(query, batch: id)

@@ -80,10 +80,10 @@ public enum VaultAction: String, Hashable, Sendable, CaseIterable {
     /// (``VaultStore/exportVault(for:as:secret:)``): the patient's right to their data.
     case exportVault
     /// Bringing a vault's export into this store
-    /// (``VaultStore/importVault(_:trusting:as:)``).
+    /// (``VaultStore/importVault(_:trusting:as:secret:)``).
     case importVault
     /// Giving a vault a new document-key wrapping key
-    /// (``VaultStore/rotateVaultKey(for:as:)``).
+    /// (``VaultStore/rotateVaultKey(for:as:secret:)``).
     case rotateVaultKey
 
     /// Reads of clinical data (documents or their listing).

@@ -81,13 +81,17 @@ extension VaultStore {
         }
         let versions = vault.versions(of: id)
         if let current = versions.last {
-            // The version the entry names passes on its own flags too (an
-            // older version hidden from the reader, a newer one still being
-            // acknowledged: judged once it is), as reads decide it.
+            // A version the entry names passes on its own flags too (an
+            // older version hidden from the reader), as reads decide it; one
+            // still being acknowledged is judged once it is. A version that
+            // never was (a refused read of version 9, a replacement that was
+            // refused or failed) is judged by the document, as before.
             if let named = entry.version, named != current.version {
-                guard let version = versions.first(where: { $0.version == named }),
-                      sees(version, as: reader, in: vault, at: now)
-                else { return nil }
+                if let version = versions.first(where: { $0.version == named }) {
+                    guard sees(version, as: reader, in: vault, at: now) else { return nil }
+                } else if vault.documents[id]?.contains(where: { !$0.isAcknowledged && $0.metadata.version == named }) == true {
+                    return nil
+                }
             }
             let visible = sees(current, as: reader, in: vault, at: now)
             return visible ? entry : nil

@@ -99,7 +99,7 @@ enum RecordPadding {
 /// record moved to another vault, position, document or version fails
 /// authentication. `keyVersion`, for a document version, says which of the
 /// vault's document-key wrapping keys wraps its key (0: the vault key's
-/// own; ``VaultStore/rotateVaultKey(for:as:)`` adds the next).
+/// own; ``VaultStore/rotateVaultKey(for:as:secret:)`` adds the next).
 struct RecordHeader: Equatable {
     static let size = 48
     static let formatVersion: UInt8 = 1

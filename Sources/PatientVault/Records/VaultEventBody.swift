@@ -15,9 +15,9 @@ enum VaultEvent: Hashable, Sendable {
     /// this record is durable, or by the next load of the vault).
     case erased(Erasure)
     /// The vault's history in the store it was exported from
-    /// (``VaultStore/importVault(_:trusting:as:)``).
+    /// (``VaultStore/importVault(_:trusting:as:secret:)``).
     case imported(ImportedHistory)
-    /// A new document-key wrapping key (``VaultStore/rotateVaultKey(for:as:)``):
+    /// A new document-key wrapping key (``VaultStore/rotateVaultKey(for:as:secret:)``):
     /// its version, and the slot of the random key it derives from (wrapped
     /// like the vault key, under the store's key-encryption key).
     case keyRotated(version: UInt32, slot: KeySlot)

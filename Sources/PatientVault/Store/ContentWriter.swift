@@ -107,9 +107,9 @@ final class ContentWriter {
     private func emit(_ plaintext: [UInt8], isFinal: Bool) async throws {
         try Task.checkCancellation()
         guard chunkIndex < maximumChunks else {
-            throw PatientVaultError(
+            throw BadInputInPreparation(error: PatientVaultError(
                 .invalidArgument, "the content is larger than the maximum of \(maximumChunks * UInt64(chunkSize)) bytes",
-                documentID: document)
+                documentID: document))
         }
         try hasher.update(plaintext)
         // The record: the chunk's header, then the ciphertext, built in place.

@@ -184,6 +184,14 @@ enum Decided<Work, R> {
     case prepare(Work, allowed: Audited<R>)
 }
 
+/// Thrown by a prepare phase for the caller's bad input it found (only
+/// those: an error of the caller's content source, of storage, or a
+/// cancellation is not): the entry records a refusal, rule
+/// ``AccessRule/invalidRequest``, and the caller gets `error`.
+struct BadInputInPreparation: Error {
+    var error: PatientVaultError
+}
+
 /// Who acts, how, on which vault: the arguments every audited operation shares.
 struct Caller {
     var patient: INS
@@ -278,9 +286,13 @@ struct OperationPipeline: Sendable {
         case .prepare(let work, let allowed, let vaultID):
             // 2. Prepare, outside every lock.
             var prepared: Result<Ready, PatientVaultError>
+            var preparedBadInput = false
             do {
                 prepared = .success(try await prepare(work))
                 try Task.checkCancellation()
+            } catch let bad as BadInputInPreparation {
+                prepared = .failure(bad.error)
+                preparedBadInput = true
             } catch {
                 prepared = .failure(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
             }
@@ -301,10 +313,11 @@ struct OperationPipeline: Sendable {
                     } catch {
                         a = allowed.abandoning(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: allowed.document))
                     }
-                case .failure(let e) where e.code == .invalidArgument:
+                case .failure(let e) where preparedBadInput:
                     // Bad input found only in the prepare phase (content
-                    // that does not match what the caller declared): a
-                    // refusal, as in the commit phase.
+                    // larger than a version holds, an import whose content
+                    // does not match its metadata): a refusal, as in the
+                    // commit phase.
                     a = .invalid(action, document: allowed.document, e)
                 case .failure(let e):
                     a = allowed.abandoning(e)

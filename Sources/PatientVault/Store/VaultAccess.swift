@@ -82,6 +82,22 @@ public struct VaultAccess: Sendable {
         try await store.replace(document, with: draft, content: content, reason: reason, for: patient, as: principal, secret: secret)
     }
 
+    /// Erases a document (its author's; ``VaultStore/erase(_:for:reason:as:secret:)``).
+    @discardableResult
+    public func erase(_ document: DocumentID, reason: ErasureReason? = nil) async throws(PatientVaultError) -> ErasedDocument {
+        try await store.erase(document, for: patient, reason: reason, as: principal, secret: secret)
+    }
+
+    /// The vault's erased documents the principal may know of.
+    public func erasedDocuments() async throws(PatientVaultError) -> [ErasedDocument] {
+        try await store.erasedDocuments(for: patient, as: principal, secret: secret)
+    }
+
+    /// The patient's export of the vault (``VaultStore/exportVault(for:as:secret:)``).
+    public func exportVault() async throws(PatientVaultError) -> VaultExport {
+        try await store.exportVault(for: patient, as: principal, secret: secret)
+    }
+
     /// The vault's audit trail as the principal may see it.
     public func auditTrail(matching query: AuditQuery = AuditQuery()) async throws(PatientVaultError) -> [AuditEntry] {
         try await store.auditTrail(for: patient, matching: query, as: principal, secret: secret)
@@ -141,6 +157,20 @@ public struct VaultAccess: Sendable {
 
     /// Releases a document hidden from the patient (its author only).
     public func releaseToPatient(_ document: DocumentID) async throws(PatientVaultError) { try await store.releaseToPatient(document, for: patient, as: principal, secret: secret) }
+
+    /// Closes the vault at the patient's request (or records a death).
+    public func closeVault(reason: ClosureReason) async throws(PatientVaultError) {
+        try await store.closeVault(for: patient, reason: reason, as: principal, secret: secret)
+    }
+
+    /// Reopens a closed vault during its retention.
+    public func reopenVault() async throws(PatientVaultError) { try await store.reopenVault(for: patient, as: principal, secret: secret) }
+
+    /// Rotates the vault's document-key wrapping key; the new version.
+    @discardableResult
+    public func rotateVaultKey() async throws(PatientVaultError) -> Int {
+        try await store.rotateVaultKey(for: patient, as: principal, secret: secret)
+    }
 }
 
 extension VaultStore {

@@ -71,7 +71,7 @@ extension VaultStore {
     ///   written, ``PatientVaultError/Code/unknownVault``.
     @discardableResult
     public func importVault(
-        _ export: VaultExport, trusting trusted: [NoteVerifierKey], as principal: Principal
+        _ export: VaultExport, trusting trusted: [NoteVerifierKey], as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
         struct Plan { var pseudonym: StreamID; var wrapping: SymmetricKey; var keyVersion: UInt32; var decision: AccessDecision }
         struct Prepared {
@@ -86,7 +86,7 @@ extension VaultStore {
             sourceVaultID: export.vaultID, exportedAt: export.exportedAt, checkpoint: export.checkpoint, verifierKey: export.verifierKey,
             auditTrail: export.auditTrail)
         return try await pipeline.run(
-            .importVault, Caller(patient: export.patient, principal: principal),
+            .importVault, Caller(patient: export.patient, principal: principal, secret: secret),
             decide: { vault, now throws -> Decided<Plan, [DocumentMetadata]> in
                 let decision = AccessPolicy.decide(request(.importVault, by: principal, vault: vault, time: now))
                 guard decision.isAllowed else {
@@ -106,15 +106,17 @@ extension VaultStore {
                 let probe = ContentDescriptor(streamHeader: [UInt8](repeating: 0, count: 24), chunkCount: 1, chunks: [])
                 // The history reads back as it is (not merely without error:
                 // a value the encoder would write otherwise, a version -1
-                // written as none, is refused); every document passes the
-                // checks a deposit here passes (its draft, its dates).
+                // written as none, is refused); every document's dates are
+                // ones this store keeps, its version and size in range. Not
+                // the text rules of a new deposit: a document deposited
+                // before they tightened (a tab in its title) still moves
+                // with its patient.
                 let historyEvent = VaultEventBody(time: now, by: principal, event: .imported(history))
                 let keepsHistory = (try? VaultEventBody.decode(historyEvent.encoded())) == historyEvent
                 let keepsDocuments = export.documents.allSatisfy { document in
                     let m = document.metadata
-                    guard (try? Self.validate(m.draft, author: m.author)) != nil, Limits.isStorable(m.depositedAt),
-                          m.version >= 1, m.size >= 0
-                    else { return false }
+                    let dates = [m.createdAt, m.depositedAt] + [m.draft.serviceStart, m.draft.serviceEnd].compactMap { $0 }
+                    guard dates.allSatisfy(Limits.isStorable), m.version >= 1, m.size >= 0 else { return false }
                     let body = DocumentVersionBody(metadata: m, content: probe).encoded()
                     return (try? DocumentVersionBody.decode(body, id: m.id, version: m.version)) != nil
                 }
@@ -144,7 +146,8 @@ extension VaultStore {
                     // The content is the one its metadata describes (the
                     // export was verified; this store checks again).
                     guard written.hash == metadata.contentHash, writer.size == metadata.size else {
-                        throw PatientVaultError(.invalidArgument, "an exported document's content does not match its metadata")
+                        throw BadInputInPreparation(error: PatientVaultError(
+                            .invalidArgument, "an exported document's content does not match its metadata"))
                     }
                     prepared.append(Prepared(
                         metadata: metadata, slot: slot, wrapped: wrapped, content: written.0, inline: written.inline, keys: documentKeys))

@@ -87,8 +87,8 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/invalidArgument`` (audited) past 256
     ///   rotations of the vault's key, ``PatientVaultError/Code/unknownVault``.
     @discardableResult
-    public func rotateVaultKey(for patient: INS, as principal: Principal) async throws(PatientVaultError) -> Int {
-        try await audited(.rotateVaultKey, patient, by: principal) { vault, now -> Audited<Int> in
+    public func rotateVaultKey(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> Int {
+        try await audited(.rotateVaultKey, patient, by: principal, secret: secret) { vault, now -> Audited<Int> in
             let decision = AccessPolicy.decide(request(.rotateVaultKey, by: principal, vault: vault, time: now))
             guard decision.isAllowed else { return Audited(action: .rotateVaultKey, decision: decision, isWrite: true, result: .failure(.denied)) }
             guard vault.currentKeyVersion < UInt32(Limits.vaultKeyRotations) else {

@@ -142,6 +142,19 @@ import Testing
         try await v.store.close()
     }
 
+    /// An entry naming a version that never was (a read of version 9 of a
+    /// document with one) is the patient's to see, judged by the document:
+    /// attempts, refused ones included, are shown.
+    @Test func anEntryNamingAVersionThatNeverWasIsShown() async throws {
+        let (v, doctor) = try await AuditedVault.authorising(Fixtures.doctor)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: doctor)
+        #expect(await code { _ = try await v.store.content(of: doc.id, version: 9, for: v.alice, as: doctor) } == .unknownDocument)
+        let own = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(actor: doctor, actions: [.readContent]), as: v.patient)
+        #expect(own.count == 1 && own.first?.version == 9 && own.first?.outcome == .denied)
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).withheld == 0)
+        try await v.store.close()
+    }
+
     /// A host that relays the patient's notifications to representatives
     /// can tell which to keep from them: those of the patient's secret
     /// calls, and those about a document hidden from representatives (its

@@ -36,6 +36,21 @@ import PatientVaultTesting
         try await v.store.close()
     }
 
+    /// Only the store's own finding is bad input: a caller's content
+    /// sequence that throws, whatever error it throws (an
+    /// `invalidArgument` of its own here), leaves the entry `abandoned`.
+    @Test func aContentSourceThrowingIsAbandonedWhateverItThrows() async throws {
+        let v = try await AuditedVault()
+        let chunks = AsyncThrowingStream<Data, any Error> { continuation in
+            continuation.yield(Data([1, 2, 3]))
+            continuation.finish(throwing: PatientVaultError(.invalidArgument, "the caller's own"))
+        }
+        #expect(await code { _ = try await v.store.deposit(Fixtures.draft(), streaming: chunks, for: alice, as: Fixtures.doctor) } == .invalidArgument)
+        let entry = try #require(try await v.entries().last)
+        #expect(entry.action == .deposit && entry.outcome == .abandoned)
+        try await v.store.close()
+    }
+
     /// A whole-content read of a document larger than its bound is refused
     /// in the decision (bad input, audited), before anything is read into
     /// memory: a caller cannot make the process allocate a document's size.
