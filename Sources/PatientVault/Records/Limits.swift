@@ -76,6 +76,9 @@ enum Limits {
     }
 
     static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        // ASCII without the Unicode tables (most titles and codes): only
+        // C0 controls and DEL are control characters there.
+        if scalar.isASCII { return scalar.value >= 0x20 && scalar.value != 0x7F }
         switch scalar.properties.generalCategory {
         case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator:
             return false

@@ -36,6 +36,16 @@ import PatientVaultTesting
         try await v.store.close()
     }
 
+    /// The printable check's ASCII shortcut agrees with the Unicode
+    /// general categories it stands for, on every ASCII scalar.
+    @Test func theASCIIShortcutOfThePrintableCheckAgreesWithUnicode() {
+        for value in UInt32(0)..<0x80 {
+            let scalar = Unicode.Scalar(value)!
+            let control = scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .format
+            #expect(Limits.isPrintable(scalar) == !control, "U+\(String(value, radix: 16))")
+        }
+    }
+
     /// Only the store's own finding is bad input: a caller's content
     /// sequence that throws, whatever error it throws (an
     /// `invalidArgument` of its own here), leaves the entry `abandoned`.
