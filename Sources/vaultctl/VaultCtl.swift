@@ -415,12 +415,13 @@ struct Read: VaultCommand {
     @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
-        let bytes = try await store.content(
+        // Streamed, one chunk at a time: any size, in bounded memory.
+        let content = try await store.contentStream(
             of: try document.id(), version: document.version, includingDeprecated: document.version != nil, for: ins, as: principal)
         if let output {
-            try writeOwnerOnly(bytes, to: output)
+            try await writeDurably(streaming: content, to: output, mode: 0o600)
         } else {
-            FileHandle.standardOutput.write(bytes)
+            for try await chunk in content { FileHandle.standardOutput.write(chunk) }
         }
     }
 }
@@ -743,6 +744,50 @@ func writeDurably(_ data: Data, to path: String, mode: mode_t) throws {
     let aside = target + ".new-\(UUID().uuidString.prefix(8))"
     do {
         try writeNewFile(data, to: aside, mode: mode)
+        guard rename(aside, target) == 0 else { throw CtlError.usage("cannot write \(path)") }
+    } catch {
+        unlink(aside)
+        throw error
+    }
+    try syncFolder(of: target)
+}
+
+/// As ``writeDurably(_:to:mode:)``, for a document's content read chunk
+/// by chunk (any size, in bounded memory).
+func writeDurably(streaming content: DocumentContent, to path: String, mode: mode_t) async throws {
+    var info = stat()
+    if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CtlError.usage("cannot open \(path)") }
+        var ok = true
+        do {
+            for try await chunk in content where ok { ok = writeAll(chunk, to: fd) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard close(fd) == 0, ok else { throw CtlError.usage("cannot write \(path)") }
+        return
+    }
+    var target = path
+    if let resolved = realpath(path, nil) {
+        target = String(cString: resolved)
+        free(resolved)
+    }
+    let aside = target + ".new-\(UUID().uuidString.prefix(8))"
+    let fd = open(aside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw CtlError.usage("cannot create \(aside)") }
+    do {
+        var ok = fchmod(fd, mode) == 0
+        do {
+            for try await chunk in content where ok { ok = writeAll(chunk, to: fd) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        ok = ok && fsync(fd) == 0
+        ok = close(fd) == 0 && ok
+        guard ok else { throw CtlError.usage("cannot write \(path)") }
         guard rename(aside, target) == 0 else { throw CtlError.usage("cannot write \(path)") }
     } catch {
         unlink(aside)

@@ -77,7 +77,7 @@ extension VaultStore {
         // the document was hidden when it was erased.
         if vault.erased[id] != nil {
             let representativeView = representative || { if case .representative = reader { true } else { false } }()
-            return vault.erasedIsHidden(id, fromRepresentative: representativeView) ? nil : entry
+            return vault.erasedIsHidden(id, fromRepresentative: representativeView, at: now) ? nil : entry
         }
         let versions = vault.versions(of: id)
         if let current = versions.last {

@@ -157,14 +157,19 @@ struct VaultState: Sendable {
         }
     }
 
-    /// Whether an erased document was hidden, when it was erased, from
-    /// the patient (its tombstone keeps `INVISIBLE_PATIENT` only when its
-    /// current version was then unreleased: a release of an earlier version
-    /// does not cover a later one) or, for a representative, from
-    /// representatives too.
-    func erasedIsHidden(_ id: DocumentID, fromRepresentative: Bool) -> Bool {
+    /// Whether an erased document is hidden, at `time`, from the patient
+    /// or, for a representative, from representatives too. Its tombstone
+    /// keeps `INVISIBLE_PATIENT` when a version was still hidden from the
+    /// patient at the erasure (a release of an earlier version does not
+    /// cover a later one), and `INVISIBLE_REPRESENTANTS_LEGAUX` when any
+    /// version carried it. From the patient, only for the month the law
+    /// hides a document (CSP R1111-53), counted from the erasure: the
+    /// hidden period began before it, so it has ended by then.
+    func erasedIsHidden(_ id: DocumentID, fromRepresentative: Bool, at time: Date) -> Bool {
         let flags = erasedConfidentiality[id] ?? []
-        return flags.contains(.hiddenFromPatient) || (fromRepresentative && flags.contains(.hiddenFromLegalRepresentatives))
+        let hiddenFromPatient = flags.contains(.hiddenFromPatient)
+            && erased[id].map { time < $0.erasedAt.addingTimeInterval(AccessPolicy.hiddenDocumentReleaseDelay) } ?? true
+        return hiddenFromPatient || (fromRepresentative && flags.contains(.hiddenFromLegalRepresentatives))
     }
 
     /// The policy in force at `time` (replaying the history up to it).

@@ -119,9 +119,21 @@ extension VaultStore {
             // the tombstone keeps that answer: its `hiddenFromPatient` flag
             // only while the current version was still hidden, whatever an
             // earlier version's release said.
-            let patientSees = sees(current, as: .patient(vault.creation.holder), in: vault, at: now)
+            // Every version counts: a tombstone hides from whom any version
+            // was hidden (an older version flagged, then replaced by one
+            // without the flag, stays hidden with its entries).
+            let holder = Principal.patient(vault.creation.holder)
+            let patientSees = sees(current, as: holder, in: vault, at: now)
+            let versions = vault.versions(of: document)
             var confidentiality = current.confidentiality
-            if patientSees { confidentiality.remove(.hiddenFromPatient) }
+            if versions.allSatisfy({ sees($0, as: holder, in: vault, at: now) }) {
+                confidentiality.remove(.hiddenFromPatient)
+            } else {
+                confidentiality.insert(.hiddenFromPatient)
+            }
+            if versions.contains(where: { $0.confidentiality.contains(.hiddenFromLegalRepresentatives) }) {
+                confidentiality.insert(.hiddenFromLegalRepresentatives)
+            }
             let erasure = Erasure(
                 id: document, author: first.author, depositedAt: first.depositedAt, versions: UInt32(entries.count), reason: reason,
                 confidentiality: confidentiality)
@@ -150,7 +162,7 @@ extension VaultStore {
             // behind this erasure (a replacement being prepared gets
             // `conflict`): the erasure destroys only the keys it knows of.
             a.notifications = patientSees ? [.documentErased(document)] : []
-            a.notificationsHiddenFromRepresentatives = current.confidentiality.contains(.hiddenFromLegalRepresentatives)
+            a.notificationsHiddenFromRepresentatives = confidentiality.contains(.hiddenFromLegalRepresentatives)
             // Destroyed once the group is durable, before the answer.
             a.destroysKeySlots = slots
             queued(vault.pseudonym, slots)
@@ -171,7 +183,7 @@ extension VaultStore {
             let isReviewer = configuration.isConfiguredReviewer(principal)
             let representative: Bool = if case .representative = principal { true } else { false }
             let visible = vault.erased.values.filter {
-                isReviewer || !vault.erasedIsHidden($0.id, fromRepresentative: representative)
+                isReviewer || !vault.erasedIsHidden($0.id, fromRepresentative: representative, at: now)
             }
             return Audited(
                 action: .queryAccessHistory, decision: decision,

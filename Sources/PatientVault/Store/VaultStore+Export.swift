@@ -41,6 +41,9 @@ extension VaultStore {
             guard decision.isAllowed else { return Audited(action: .exportVault, decision: decision, result: .failure(.denied)) }
             var visible: [(DocumentMetadata, VersionEntry)] = []
             for id in vault.documents.keys.sorted(by: { $0.description < $1.description }) where vault.erased[id] == nil {
+                // The document first (its current version), as listings
+                // decide it; then each version on its own flags.
+                guard let current = vault.versions(of: id).last, sees(current, as: principal, in: vault, at: now) else { continue }
                 for metadata in vault.versions(of: id) where sees(metadata, as: principal, in: vault, at: now) {
                     if let entry = vault.entry(id, version: metadata.version), entry.isAcknowledged { visible.append((metadata, entry)) }
                 }

@@ -160,6 +160,7 @@ extension VaultStore {
                 }
             }
             a.notifications = [.authorisationChanged(change.action)]
+            a.notificationsHiddenFromRepresentatives = document?.confidentiality.contains(.hiddenFromLegalRepresentatives) ?? false
             return a
         }
     }

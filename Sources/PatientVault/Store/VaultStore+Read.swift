@@ -31,8 +31,8 @@ extension VaultStore {
             // whether it ever did is not theirs to learn.
             let told: Bool = switch principal {
             case _ where tombstone.author == principal: true
-            case .patient(let ins): ins == vault.creation.holder && !vault.erasedIsHidden(id, fromRepresentative: false)
-            case .representative: !vault.erasedIsHidden(id, fromRepresentative: true)
+            case .patient(let ins): ins == vault.creation.holder && !vault.erasedIsHidden(id, fromRepresentative: false, at: time)
+            case .representative: !vault.erasedIsHidden(id, fromRepresentative: true, at: time)
             default: false
             }
             guard told else {
@@ -61,18 +61,22 @@ extension VaultStore {
                 return Audited(action: action, decision: old, document: id, version: chosen.version, result: .failure(unknown))
             }
         }
+        // A first access made by reading a document hidden from
+        // representatives is not theirs to be told of (on every allowed
+        // answer: a first access is recorded for each).
+        let hiddenFromRepresentatives = current.confidentiality.contains(.hiddenFromLegalRepresentatives)
+            || chosen.confidentiality.contains(.hiddenFromLegalRepresentatives)
+        var a: Audited<R>
         if chosen.status.isDeprecated && !includingDeprecated {
             let error = PatientVaultError(
                 .deprecatedVersion, "version \(chosen.version) was replaced; the current version is \(current.version)",
                 vaultID: vault.vaultID, documentID: id)
             // Allowed by the rules; the entry records the attempt on the old version.
-            return Audited(action: action, decision: decision, document: id, version: chosen.version, result: .failure(error))
+            a = Audited(action: action, decision: decision, document: id, version: chosen.version, result: .failure(error))
+        } else {
+            a = Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
         }
-        var a = Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
-        // A first access made by reading a document hidden from
-        // representatives is not theirs to be told of.
-        a.notificationsHiddenFromRepresentatives = current.confidentiality.contains(.hiddenFromLegalRepresentatives)
-            || chosen.confidentiality.contains(.hiddenFromLegalRepresentatives)
+        a.notificationsHiddenFromRepresentatives = hiddenFromRepresentatives
         return a
     }
 

@@ -107,19 +107,26 @@ import Testing
         #expect(!kinds.contains(.documentErased(hidden.id)))
     }
 
+    /// A vault with a named parent, and a document hidden from
+    /// representatives that the doctor deposited and read.
+    func confidentialDocumentRead() async throws -> (AuditedVault, parent: Principal, DocumentMetadata) {
+        let v = try await AuditedVault()
+        let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
+        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        let first = try await v.store.deposit(
+            Fixtures.draft("Consultation confidentielle", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]),
+            for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.content(of: first.id, for: v.alice, as: Fixtures.doctor)
+        return (v, parent, first)
+    }
+
     /// An older version hidden from representatives stays hidden once a
     /// version without the flag replaces it: who deposited and read it, and
     /// who could read it then, are what its flag hides (trail, whoCouldRead,
     /// whatCouldRead judge the version an answer names, not only the newest).
     @Test func anOlderVersionHiddenFromRepresentativesStaysHiddenAfterAReplacement() async throws {
-        let v = try await AuditedVault()
-        let parent = Principal.representative(LegalRepresentative(ins: Fixtures.bob, relationship: .parent))
-        try await v.store.nameRepresentative(parent, for: v.alice, as: v.patient)
+        let (v, parent, first) = try await confidentialDocumentRead()
         let doctor = Fixtures.doctor
-        let first = try await v.store.deposit(
-            Fixtures.draft("Consultation confidentielle", flags: [.hiddenFromLegalRepresentatives]), content: Data([1]),
-            for: v.alice, as: doctor)
-        _ = try await v.store.content(of: first.id, for: v.alice, as: doctor)
         v.clock.advance(by: 60)
         let during = v.clock.now()
         v.clock.advance(by: 60)
@@ -160,6 +167,30 @@ import Testing
         #expect(!own.contains { $0.document == first.id && ($0.action == .replace || $0.action == .erase) })
         // A configured reviewer still sees the tombstone.
         #expect(try await v.store.erasedDocuments(for: v.alice, as: .auditReviewer(try SystemPrincipal("dpo"))).map(\.id) == [first.id])
+        // For the month the law hides a document, no longer: after it, the
+        // patient sees the tombstone and the entries, as they would have
+        // seen the document.
+        v.clock.advance(by: AccessPolicy.hiddenDocumentReleaseDelay + 1)
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: v.patient).map(\.id) == [first.id])
+        let later = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        #expect(later.contains { $0.document == first.id && $0.action == .erase })
+        try await v.store.close()
+    }
+
+    /// An erasure keeps every version's secrecy: an older version hidden
+    /// from representatives, replaced by one without the flag, then
+    /// erased, stays hidden from them with its entries (the tombstone
+    /// carries the flag of any version).
+    @Test func anErasureKeepsAnOlderVersionsSecrecy() async throws {
+        let (v, parent, first) = try await confidentialDocumentRead()
+        let doctor = Fixtures.doctor
+        _ = try await v.store.replace(first.id, with: Fixtures.draft("Compte rendu"), content: Data([2]), for: v.alice, as: doctor)
+        _ = try await v.store.erase(first.id, for: v.alice, reason: try ErasureReason("erreur de dossier"), as: doctor)
+        let theirs = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: parent)
+        #expect(!theirs.contains { $0.document == first.id })
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: parent).isEmpty)
+        // The patient, whom the flag does not concern, sees all of it.
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: v.patient).map(\.id) == [first.id])
         try await v.store.close()
     }
 }

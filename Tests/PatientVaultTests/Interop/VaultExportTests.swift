@@ -147,6 +147,21 @@ import Testing
     }
 
     /// Only the patient exports; a refusal is audited, nothing else written.
+    /// A document whose current version is hidden from the patient is left
+    /// out of their export whole: its older, visible versions would tell
+    /// that a newer one exists (listings and reads say it does not).
+    @Test func anExportLeavesOutADocumentHiddenNowWithItsOlderVersions() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: .memory)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let seen = try await t.store.deposit(Fixtures.draft("Compte rendu"), content: Data([1]), for: alice, as: doctor)
+        _ = try await t.store.replace(
+            seen.id, with: Fixtures.draft("Résultat", flags: .hiddenFromPatient), content: Data([2]), for: alice, as: doctor)
+        #expect(try await t.store.documents(for: alice, as: .patient(alice)).isEmpty)
+        let export = try await t.store.exportVault(for: alice, as: .patient(alice))
+        #expect(export.documents.isEmpty)
+        try await t.close()
+    }
+
     @Test func onlyThePatientExports() async throws {
         let (t, _) = try await store(.memory)
         let before = try await t.store.withVault(alice) { $0.auditNext }
