@@ -761,7 +761,10 @@ func writeDurably(streaming content: DocumentContent, to path: String, mode: mod
         guard fd >= 0 else { throw CtlError.usage("cannot open \(path)") }
         var ok = true
         do {
-            for try await chunk in content where ok { ok = writeAll(chunk, to: fd) }
+            // A failed write ends the read: nothing more is decrypted.
+            for try await chunk in content {
+                guard writeAll(chunk, to: fd) else { ok = false; break }
+            }
         } catch {
             close(fd)
             throw error
@@ -780,7 +783,12 @@ func writeDurably(streaming content: DocumentContent, to path: String, mode: mod
     do {
         var ok = fchmod(fd, mode) == 0
         do {
-            for try await chunk in content where ok { ok = writeAll(chunk, to: fd) }
+            // A failed write ends the read: nothing more is decrypted.
+            if ok {
+                for try await chunk in content {
+                    guard writeAll(chunk, to: fd) else { ok = false; break }
+                }
+            }
         } catch {
             close(fd)
             throw error

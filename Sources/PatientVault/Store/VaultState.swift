@@ -103,7 +103,9 @@ struct VaultState: Sendable {
     /// Set when the vault's destruction is queued: a second destruction,
     /// racing it, is refused.
     var isBeingDestroyed = false
-    /// Erased documents' confidentiality flags (their current version's).
+    /// Erased documents' confidentiality flags: their current version's,
+    /// with `hiddenFromPatient` if any version was then still hidden from
+    /// the patient and `hiddenFromLegalRepresentatives` if any carried it.
     var erasedConfidentiality: [DocumentID: ConfidentialityFlags] = [:]
     /// The audit chain: the next entry's sequence and the previous hash.
     var auditNext: UInt64 = 0

@@ -113,17 +113,14 @@ extension VaultStore {
             let decision = AccessPolicy.decide(request(.erase, by: principal, vault: vault, document: current, time: now))
             let entries = vault.documents[document] ?? []
             let first = vault.versions(of: document)[0]
-            // Whether the patient may see it, decided before the erasure
-            // applies (a document hidden from them, `INVISIBLE_PATIENT` and
-            // not released, is erased without telling them it existed);
-            // the tombstone keeps that answer: its `hiddenFromPatient` flag
-            // only while the current version was still hidden, whatever an
-            // earlier version's release said.
-            // Every version counts: a tombstone hides from whom any version
-            // was hidden (an older version flagged, then replaced by one
-            // without the flag, stays hidden with its entries).
+            // What the tombstone hides, decided before the erasure applies,
+            // over every version (the tombstone does not know which version
+            // an entry names): `hiddenFromPatient` if any version was still
+            // hidden from the patient (a release of an earlier version does
+            // not cover a later one), `hiddenFromLegalRepresentatives` if
+            // any version carried it. The patient is told of the erasure
+            // only when the tombstone is theirs to see.
             let holder = Principal.patient(vault.creation.holder)
-            let patientSees = sees(current, as: holder, in: vault, at: now)
             let versions = vault.versions(of: document)
             var confidentiality = current.confidentiality
             if versions.allSatisfy({ sees($0, as: holder, in: vault, at: now) }) {
@@ -161,7 +158,7 @@ extension VaultStore {
             // document reads as erased, and no version of it can be queued
             // behind this erasure (a replacement being prepared gets
             // `conflict`): the erasure destroys only the keys it knows of.
-            a.notifications = patientSees ? [.documentErased(document)] : []
+            a.notifications = confidentiality.contains(.hiddenFromPatient) ? [] : [.documentErased(document)]
             a.notificationsHiddenFromRepresentatives = confidentiality.contains(.hiddenFromLegalRepresentatives)
             // Destroyed once the group is durable, before the answer.
             a.destroysKeySlots = slots
@@ -174,8 +171,9 @@ extension VaultStore {
     /// For the patient and their representatives, and configured reviewers
     /// (audited as a query of the access history, whose rule it shares).
     /// The patient and representatives do not see the tombstone of a
-    /// document that was hidden from them (and not released) when it was
-    /// erased.
+    /// document a version of which was hidden from them (and not released)
+    /// when it was erased: representatives never, the patient for the
+    /// month the law hides a document, counted from the erasure.
     /// - Throws: ``PatientVaultError/Code/accessDenied``.
     public func erasedDocuments(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> [ErasedDocument] {
         try await audited(.queryAccessHistory, patient, by: principal, secret: secret) { vault, now in

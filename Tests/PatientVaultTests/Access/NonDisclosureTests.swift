@@ -193,4 +193,23 @@ import Testing
         #expect(try await v.store.erasedDocuments(for: v.alice, as: v.patient).map(\.id) == [first.id])
         try await v.store.close()
     }
+
+    /// An older version still hidden from the patient, replaced by one
+    /// they read, then erased: the tombstone (which cannot tell versions
+    /// apart) hides the document from them for the legal month, and they
+    /// are not told of the erasure either; the two agree.
+    @Test func anErasureWithAnOlderVersionHiddenIsNeitherAnnouncedNorListed() async throws {
+        let v = try await AuditedVault()
+        let listener = v.store.notifications()
+        let first = try await v.store.deposit(
+            Fixtures.draft("Résultat", flags: [.hiddenFromPatient]), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.replace(first.id, with: Fixtures.draft("Compte rendu"), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        _ = try await v.store.content(of: first.id, for: v.alice, as: v.patient)
+        _ = try await v.store.erase(first.id, for: v.alice, reason: try ErasureReason("erreur de dossier"), as: Fixtures.doctor)
+        #expect(try await v.store.erasedDocuments(for: v.alice, as: v.patient).isEmpty)
+        try await v.store.close()
+        var kinds: [VaultNotification.Kind] = []
+        for await n in listener { kinds.append(n.kind) }
+        #expect(!kinds.contains(.documentErased(first.id)))
+    }
 }

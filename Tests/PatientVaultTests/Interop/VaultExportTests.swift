@@ -146,7 +146,6 @@ import Testing
         try await t.close()
     }
 
-    /// Only the patient exports; a refusal is audited, nothing else written.
     /// A document whose current version is hidden from the patient is left
     /// out of their export whole: its older, visible versions would tell
     /// that a newer one exists (listings and reads say it does not).
@@ -162,6 +161,7 @@ import Testing
         try await t.close()
     }
 
+    /// Only the patient exports; a refusal is audited, nothing else written.
     @Test func onlyThePatientExports() async throws {
         let (t, _) = try await store(.memory)
         let before = try await t.store.withVault(alice) { $0.auditNext }
