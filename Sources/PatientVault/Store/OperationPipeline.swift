@@ -584,7 +584,17 @@ struct OperationPipeline: Sendable {
                 }
             }
         } catch {
-            let wrapped = PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym))
+            // A storage or cryptographic failure (a vault that does not
+            // load, a group the disk refuses) reaches every caller, a refused
+            // one included, before or beside any decision: without the
+            // vault's id, which the log keeps for the operator. Errors the
+            // decision built carry what it chose to give.
+            if !(error is PatientVaultError) {
+                configuration.logger.error(
+                    "patientvault: a vault's records could not be read or written",
+                    metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(PatientVaultError.wrapping(error).code)"])
+            }
+            let wrapped = PatientVaultError.wrapping(error)
             // A load that raced close(): the keys it opened records with
             // were wiped under it, and its records failed to authenticate.
             // The store closed; nothing was found damaged.

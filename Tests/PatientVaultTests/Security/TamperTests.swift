@@ -84,6 +84,11 @@ import Testing
 
         let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(await code { _ = try await store.documents(for: bob, as: .patient(bob)) } == .corrupted)
+        // Before any decision (the vault does not load), the error carries
+        // no vault id: an insurer, refused whatever the vault holds, learns
+        // nothing that names it.
+        let refused = await error { _ = try await store.documents(for: bob, as: Fixtures.insurer) }
+        #expect(refused?.code == .corrupted && refused?.vaultID == nil)
         #expect(try await store.documents(for: alice, as: .patient(alice)).count == 1)
         try await store.close()
     }
