@@ -497,7 +497,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             guard r.payload.count <= options.maximumRecordSize else {
                 throw StorageError(.tooLarge, "record of \(r.payload.count) bytes exceeds the maximum")
             }
-            let leaf = r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) }
+            let leaf = MerkleLog.leafHash(stream: r.stream, digest: r.digest)
             pending.append(PendingRecord(shard: ShardKey(w0: 0, w1: 0), position: 0, stream: r.stream, payload: r.payload, leaf: leaf))
         }
         // Records without a stream live with the group's first stream (a

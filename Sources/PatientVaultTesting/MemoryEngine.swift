@@ -154,7 +154,7 @@ private final class OpenMemoryEngine: StorageEngine, KeySlotStore {
             var leaves: [UInt8] = []
             for r in records {
                 let index = c.records.count
-                leaves += r.payload.withUnsafeBytes { MerkleLog.leafHash(stream: r.stream, payload: $0) }
+                leaves += MerkleLog.leafHash(stream: r.stream, digest: r.digest)
                 c.records.append(MemoryEngine.Record(stream: r.stream, payload: r.payload))
                 if let stream = r.stream { c.streams[stream, default: []].append(index) }
                 references.append(RecordReference(w0: UInt64(index + 1), w1: 0, w2: 0))

@@ -63,7 +63,7 @@ extension LogEngineCore {
             }
             groupSize += UInt64(LogFormat.frameLength(payloadCount: r.payload.count))
             crcs.append(LogFormat.payloadCRC(r.payload))
-            r.payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: r.stream, payload: $0, to: &leafHashes) }
+            MerkleLog.appendLeafHash(stream: r.stream, digest: r.digest, to: &leafHashes)
         }
         let room = groupSize + (mayUseReserve ? 0 : configuration.reserve)
         guard room <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
@@ -99,7 +99,7 @@ extension LogEngineCore {
                 records[0] = EngineRecord(stream: nil, payload: try keySlots.manifest(for: rawSlotWrites).payload)
                 crcs[0] = LogFormat.payloadCRC(records[0].payload)
                 var leaf: [UInt8] = []
-                records[0].payload.withUnsafeBytes { MerkleLog.appendLeafHash(stream: nil, payload: $0, to: &leaf) }
+                MerkleLog.appendLeafHash(stream: nil, digest: records[0].digest, to: &leaf)
                 leafHashes.replaceSubrange(0..<MerkleTree.hashSize, with: leaf)
             }
             // A destruction rotates the journal key only if a slot it

@@ -79,13 +79,18 @@ package final class MerkleLog: Sendable {
     /// A fixed 80 bytes: the leaf commits, collision-resistantly, to the
     /// record's stream and payload (its sealed bytes) and reveals neither.
     package static func leafData(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        leafData(stream: stream, digest: PayloadDigest(of: payload))
+    }
+
+    /// ``leafData(stream:payload:)`` from the payload's digest.
+    package static func leafData(stream: StreamID?, digest: PayloadDigest) -> [UInt8] {
         var data = [UInt8](repeating: 0, count: leafDataSize)
-        data.withUnsafeMutableBytes { writeLeafData(stream: stream, payload: payload, into: $0) }
+        data.withUnsafeMutableBytes { writeLeafData(stream: stream, digest: digest, into: $0) }
         return data
     }
 
     /// Writes ``leafData(stream:payload:)`` into `out` (80 bytes).
-    static func writeLeafData(stream: StreamID?, payload: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+    static func writeLeafData(stream: StreamID?, digest: PayloadDigest, into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count == leafDataSize)
         out.storeBytes(of: UInt32(0x4C4D_5650).littleEndian, toByteOffset: 0, as: UInt32.self)  // "PVML"
         out.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
@@ -95,7 +100,7 @@ package final class MerkleLog: Sendable {
         out.storeBytes(of: b.littleEndian, toByteOffset: 24, as: UInt64.self)
         out.storeBytes(of: c.littleEndian, toByteOffset: 32, as: UInt64.self)
         out.storeBytes(of: d.littleEndian, toByteOffset: 40, as: UInt64.self)
-        BLAKE2b.hash(payload, key: nil, into: UnsafeMutableRawBufferPointer(rebasing: out[48..<80]))
+        digest.write(into: UnsafeMutableRawBufferPointer(rebasing: out[48..<80]))
     }
 
     /// Size of ``leafData(stream:payload:)``.
@@ -103,26 +108,41 @@ package final class MerkleLog: Sendable {
 
     /// The leaf hash of a record: `SHA-256(0x00 ‖ leafData)`.
     package static func leafHash(stream: StreamID?, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        leafHash(stream: stream, digest: PayloadDigest(of: payload))
+    }
+
+    /// ``leafHash(stream:payload:)`` from the payload's digest.
+    package static func leafHash(stream: StreamID?, digest: PayloadDigest) -> [UInt8] {
         var out: [UInt8] = []
-        appendLeafHash(stream: stream, payload: payload, to: &out)
+        appendLeafHash(stream: stream, digest: digest, to: &out)
         return out
     }
 
     /// Appends the leaf hash of a record to `out` (32 bytes; no other
     /// allocation than `out`'s growth).
     package static func appendLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        appendLeafHash(stream: stream, digest: PayloadDigest(of: payload), to: &out)
+    }
+
+    /// ``appendLeafHash(stream:payload:to:)`` from the payload's digest.
+    package static func appendLeafHash(stream: StreamID?, digest: PayloadDigest, to out: inout [UInt8]) {
         let start = out.count
         out.appendZeros(MerkleTree.hashSize)
         out.withUnsafeMutableBytes { o in
-            writeLeafHash(stream: stream, payload: payload, into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
+            writeLeafHash(stream: stream, digest: digest, into: UnsafeMutableRawBufferPointer(rebasing: o[start...]))
         }
     }
 
     /// Writes the leaf hash of a record into `out` (32 bytes; no allocation).
     package static func writeLeafHash(stream: StreamID?, payload: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        writeLeafHash(stream: stream, digest: PayloadDigest(of: payload), into: out)
+    }
+
+    /// ``writeLeafHash(stream:payload:into:)`` from the payload's digest.
+    package static func writeLeafHash(stream: StreamID?, digest: PayloadDigest, into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count == MerkleTree.hashSize)
         withUnsafeTemporaryAllocation(byteCount: leafDataSize, alignment: 8) { data in
-            writeLeafData(stream: stream, payload: payload, into: data)
+            writeLeafData(stream: stream, digest: digest, into: data)
             MerkleTree.hash(prefix: 0, UnsafeRawBufferPointer(data), UnsafeRawBufferPointer(start: nil, count: 0), into: out)
         }
     }

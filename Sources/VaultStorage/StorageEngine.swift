@@ -1,4 +1,5 @@
 import Logging
+import VaultCrypto
 
 /// The 32-byte name of a stream of records (the layer above uses a keyed
 /// pseudonym). Opaque to the engine.
@@ -144,16 +145,54 @@ package struct LogCursor: Hashable, Sendable {
 }
 
 /// A record to append.
+///
+/// Its payload's digest is computed once, here, and only here: the
+/// engine's Merkle leaf and the vault anchor the domain seals both commit
+/// to it (``PayloadDigest``), so a record's bytes are hashed once on the
+/// write path, and no caller can pair a payload with another's digest.
 package struct EngineRecord: Sendable {
     /// The stream it extends, or nil for a record reached only by its
     /// reference (e.g. a chunk of large content).
-    package var stream: StreamID?
+    package let stream: StreamID?
     /// The bytes to store.
-    package var payload: [UInt8]
+    package let payload: [UInt8]
+    /// BLAKE2b-256 of ``payload``.
+    package let digest: PayloadDigest
 
     package init(stream: StreamID?, payload: [UInt8]) {
         self.stream = stream
         self.payload = payload
+        digest = payload.withUnsafeBytes { PayloadDigest(of: $0) }
+    }
+}
+
+/// BLAKE2b-256 of a record's payload (its sealed bytes): what a record's
+/// Merkle leaf commits to (``MerkleLog/leafData(stream:payload:)``) and
+/// what a vault's anchor hashes under its key. 32 bytes, held inline.
+package struct PayloadDigest: Sendable, Equatable {
+    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+
+    /// The digest of `payload`.
+    package init(of payload: UnsafeRawBufferPointer) {
+        withUnsafeMutableBytes(of: &self) { out in
+            BLAKE2b.hash(payload, key: nil, into: out)
+        }
+    }
+
+    /// The digest of `payload`.
+    package init(of payload: [UInt8]) {
+        self = payload.withUnsafeBytes { PayloadDigest(of: $0) }
+    }
+
+    /// Copies the 32 bytes into `out`.
+    package func write(into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == 32)
+        Swift.withUnsafeBytes(of: self) { out.copyMemory(from: $0) }
+    }
+
+    /// Calls `body` with the 32 bytes.
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: self, body)
     }
 }
 

@@ -89,7 +89,7 @@ struct AuditWriter: Sendable {
         // audit record seals, checked when the vault loads.
         var head = vault.headHash
         if let newest = records.last(where: { $0.stream == vault.pseudonym }) {
-            head = VaultAnchor.headHash(of: newest.payload, keys: vault.keys)
+            head = VaultAnchor.headHash(of: newest.digest, keys: vault.keys)
         }
         let anchor = VaultAnchor(records: vault.nextSequence + UInt64(vaultRecords), headHash: head)
         // Encoded once: sealed into the record, hashed into the chain, and

@@ -25,9 +25,11 @@ struct StoreHeader {
     /// references in sealed records; 4: the log engine's key-slot journal
     /// (CHANGELOG.md); 5: a random checkpoint signing key, wrapped in a key
     /// slot, named by the signing-key stream; 6: a root key wrapped by the
-    /// master key or a key provider. There is no migration before 1.0: a
-    /// store of another version is refused, naming both versions.
-    static let version: UInt32 = 6
+    /// master key or a key provider; 7: a vault anchor's head hash keyed
+    /// over the newest record's BLAKE2b-256 digest, not its bytes. There
+    /// is no migration before 1.0: a store of another version is refused,
+    /// naming both versions.
+    static let version: UInt32 = 7
     /// The largest header: a provider's key id and wrapped key included.
     static let maximumSize = 64 + 2 + Limits.keyProviderID + 2 + Limits.wrappedRootKey + 4
     static let kdfContext = KeyDerivation.Context("PVHEADER")

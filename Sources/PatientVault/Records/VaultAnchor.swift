@@ -10,11 +10,13 @@ struct VaultAnchor: Equatable {
     static let size = 8 + 16
     /// Records in the vault's stream.
     var records: UInt64
-    /// Keyed BLAKE2b-128 of the newest record's payload.
+    /// Keyed BLAKE2b-128 of the newest record's payload digest (its
+    /// BLAKE2b-256, ``PayloadDigest``, the one its Merkle leaf commits to:
+    /// the write path hashes a record's bytes once for both).
     var headHash: [UInt8]
 
-    static func headHash(of payload: [UInt8], keys: VaultKeys) -> [UInt8] {
-        BLAKE2b.hash(payload, outputByteCount: 16, key: keys.auditChain)
+    static func headHash(of digest: PayloadDigest, keys: VaultKeys) -> [UInt8] {
+        digest.withUnsafeBytes { BLAKE2b.hash($0, outputByteCount: 16, key: keys.auditChain) }
     }
 
     func encoded() -> [UInt8] {

@@ -85,7 +85,7 @@ struct VaultLoader: Sendable {
             }
             state.nextSequence = UInt64(i) + 1
         }
-        state.headHash = VaultAnchor.headHash(of: records[records.count - 1].payload, keys: vaultKeys)
+        state.headHash = VaultAnchor.headHash(of: PayloadDigest(of: records[records.count - 1].payload), keys: vaultKeys)
         try await loadAuditHead(into: &state)
         // The key slots of erased versions that a crash left readable.
         try await engine.keySlots.finishDestruction(of: erasedSlots)
