@@ -76,10 +76,10 @@ package final class SecureBytes: @unchecked Sendable {
         }
     }
 
-    /// Random secret bytes from libsodium's CSPRNG.
+    /// Random secret bytes from libsodium's CSPRNG (``SecureRandom``).
     package static func random(count: Int) throws -> SecureBytes {
         try allocate(count: count) { dest in
-            randombytes_buf(dest.baseAddress!, dest.count)
+            SecureRandom.fillInitialized(dest)
         }
     }
 
