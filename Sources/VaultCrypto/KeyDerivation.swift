@@ -82,6 +82,6 @@ package enum KeyDerivation {
 
     /// A fresh random key and its subkeys, in one guarded allocation.
     package static func randomKeyWithSubkeys(ids: [UInt64], context: Context) throws -> [SymmetricKey] {
-        try keyWithSubkeys(ids: ids, context: context) { SecureRandom.fillInitialized($0) }
+        try keyWithSubkeys(ids: ids, context: context) { randombytes_buf($0.baseAddress!, $0.count) }
     }
 }

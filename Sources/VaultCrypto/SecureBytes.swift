@@ -76,10 +76,10 @@ package final class SecureBytes: @unchecked Sendable {
         }
     }
 
-    /// Random secret bytes from libsodium's CSPRNG (``SecureRandom``).
+    /// Random secret bytes from libsodium's CSPRNG.
     package static func random(count: Int) throws -> SecureBytes {
         try allocate(count: count) { dest in
-            SecureRandom.fillInitialized(dest)
+            randombytes_buf(dest.baseAddress!, dest.count)
         }
     }
 
