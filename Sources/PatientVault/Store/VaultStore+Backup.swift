@@ -115,9 +115,10 @@ extension VaultStore {
             }
         }
         // The folder held as a store's open holds it, from before the
-        // copy until its own files (header, checkpoint) are written: no
-        // open of it runs beside a half-written backup, and no backup is
-        // written into a folder open as a store.
+        // copy until its header is written: no open of it runs beside a
+        // half-written backup, and no backup is written into a folder open
+        // as a store. (Its checkpoint comes last, once the copy passed its
+        // checks.)
         let hold = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(directory, fresh: previous == nil) } }
         defer { hold.release() }
         let records = try await translatingErrorsAsync { [copying] in
@@ -132,13 +133,6 @@ extension VaultStore {
         let checkpoint = try translatingErrors {
             try SignedCheckpoint.sign(
                 TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signer)
-        }
-        // Written aside, then renamed over the previous one: never torn.
-        try translatingErrors {
-            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName + ".new", in: directory)
-            try FileSystem.rename(
-                directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
-            try FileSystem.syncDirectory(directory)
         }
         // The copy replayed once (its index written): its tree, which the
         // replay checked against the records it replayed and the index it
@@ -177,6 +171,16 @@ extension VaultStore {
                 throw error
             }
             try await translatingErrorsAsync { try await copy.close() }
+        }
+        // Only a copy that passed its checks gets its checkpoint: written
+        // aside, then renamed over the previous one (never torn). A copy
+        // that failed them leaves the previous checkpoint, from which the
+        // next backup starts again, not one for bytes it refused.
+        try translatingErrors {
+            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName + ".new", in: directory)
+            try FileSystem.rename(
+                directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
+            try FileSystem.syncDirectory(directory)
         }
         progress?(1)
         logger.info("patientvault: backup made", metadata: ["records": "\(records)"])

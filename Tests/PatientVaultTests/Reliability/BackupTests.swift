@@ -154,6 +154,31 @@ import Testing
         try await store.close()
     }
 
+    /// A backup whose copy fails its checks leaves the folder's previous
+    /// checkpoint in place: the next backup into the folder starts from
+    /// the copy that passed, not from one signed for bytes it refused.
+    @Test func aBackupThatFailsItsChecksKeepsThePreviousCheckpoint() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("SMALL", size: 2_000), for: alice, as: Fixtures.doctor)
+        let folder = TestFolder()
+        let first = try await t.store.backup(to: folder.url)
+        let file = folder.url.appendingPathComponent("backup.checkpoint")
+        let firstText = try Data(contentsOf: file)
+        #expect(String(decoding: firstText, as: UTF8.self) == first.text)
+        // A record after the first backup, damaged in the store's file:
+        // the incremental copy carries the damage, the full check finds it.
+        _ = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("LATER", size: 200_000), for: alice, as: Fixtures.doctor)
+        try await t.store.close()
+        try t.flipMiddleByte(of: try await t.firstLargeChunk())
+        let store = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: Fixtures.configuration())
+        let refused = await code { _ = try await store.backup(to: folder.url, verifyingEveryRecord: true) }
+        #expect(refused == .checkpointNotExtended || refused == .corrupted, "refused: \(String(describing: refused))")
+        #expect(try Data(contentsOf: file) == firstText)
+        #expect(!FileManager.default.fileExists(atPath: file.path + ".new"))
+        try await store.close()
+    }
+
     /// A backup and a compaction say how far they are (for vaultctl's
     /// bars): fractions that only grow, through the copy and then the
     /// verification, ending at 1.
