@@ -154,6 +154,10 @@ public struct Configuration: Sendable {
     /// accepts it. Without it, that cost is refused with a message naming
     /// the opt-in.
     package var allowsWeakPassphraseCostForTesting = false
+    /// Set by a restore for its own check of the copy: the open lets the
+    /// folder's ``VaultStore/restoreMarkerFileName`` be (any other open
+    /// refuses a folder that holds it).
+    var checksARestore = false
 
     /// Default settings.
     public init() {}

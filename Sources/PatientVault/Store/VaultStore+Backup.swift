@@ -10,6 +10,12 @@ extension VaultStore {
     /// The file in a backup folder that holds the backup's signed checkpoint.
     public static let backupCheckpointFileName = "backup.checkpoint"
 
+    /// The file a restore writes first into its target and removes last,
+    /// once the copy is checked: an open of a folder that holds it throws
+    /// ``PatientVaultError/Code/corrupted`` (a restore killed midway left
+    /// part of a backup there; restore again into an empty folder).
+    public static let restoreMarkerFileName = "restore.incomplete"
+
     /// Copies a consistent state of this store, while it runs, into
     /// `folder`: every record durable when the copy starts, nothing after,
     /// with a signed checkpoint of exactly those records (also written to
@@ -298,9 +304,15 @@ extension VaultStore {
         from backup: URL, to target: URL, checkpoint: SignedCheckpoint, key: MasterKeySource, configuration: Configuration
     ) async throws(PatientVaultError) -> SignedCheckpoint {
         let fm = FileManager.default
-        try translatingErrors { try FileSystem.createDirectory(target.path) }
+        try translatingErrors {
+            try FileSystem.createDirectory(target.path)
+            // First, durably: until it goes, no open takes the folder for
+            // a store (a restore killed mid-copy leaves part of a backup).
+            try StoreFolder.writeDurably([], named: restoreMarkerFileName, in: target.path)
+            try FileSystem.syncParent(of: target.path)
+        }
         do {
-            for name in try fm.contentsOfDirectory(atPath: backup.path) {
+            for name in try fm.contentsOfDirectory(atPath: backup.path) where name != restoreMarkerFileName {
                 try fm.copyItem(at: backup.appendingPathComponent(name), to: target.appendingPathComponent(name))
             }
         } catch {
@@ -316,6 +328,7 @@ extension VaultStore {
         }
         var check = configuration
         check.trustedCheckpoint = checkpoint
+        check.checksARestore = true
         let store = try await open(at: target, key: key, configuration: check)
         let size = store.engine.durableRecordCount
         do {
@@ -331,6 +344,11 @@ extension VaultStore {
         try await store.close()
         guard size >= checkpoint.treeHead.size else {
             throw PatientVaultError(.checkpointNotExtended, "the restored log holds fewer records than the backup's checkpoint")
+        }
+        // Checked: the folder is a store from now on.
+        try translatingErrors {
+            try FileSystem.remove(target.path + "/" + restoreMarkerFileName)
+            try FileSystem.syncDirectory(target.path)
         }
         return checkpoint
     }

@@ -137,6 +137,12 @@ public final class VaultStore: Sendable {
         try configuration.validate()
         let directory = url.path
         try translatingErrors { try StoreFolder.prepare(directory) }
+        // A restore that never finished (killed, or the machine lost
+        // power, while it copied or checked): the folder may hold part of
+        // a backup, which could open as a store missing records.
+        if !configuration.checksARestore, FileSystem.exists(directory + "/" + restoreMarkerFileName) {
+            throw PatientVaultError(.corrupted, "the folder holds a restore that did not finish: restore the backup again into an empty folder")
+        }
         let weakCost = configuration.allowsWeakPassphraseCostForTesting
         var root: SymmetricKey?
         if try StoreHeader.readRestoringOneByte(directory: directory) == nil {

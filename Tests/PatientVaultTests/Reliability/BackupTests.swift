@@ -434,4 +434,41 @@ import Testing
         #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("R", size: 10_000))
         try await store.close()
     }
+
+    /// A restore killed midway leaves part of a backup in its target, with
+    /// the mark it wrote first: no open takes that folder for a store
+    /// (part of a log could open as a store missing records), until it is
+    /// restored again. A restore that finishes leaves no mark.
+    @Test func aRestoreCutShortIsNeverOpenedAsAStore() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R", size: 300_000), for: alice, as: Fixtures.doctor)
+        let backup = TestFolder()
+        _ = try await t.store.backup(to: backup.url)
+        try await t.close()
+        let fm = FileManager.default
+        let marker = VaultStore.restoreMarkerFileName
+        let finished = TestFolder()
+        _ = try await VaultStore.restore(from: backup.url, to: finished.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(!fm.fileExists(atPath: finished.url.appendingPathComponent(marker).path))
+        // As a kill during the copy leaves it: the mark, the header, the
+        // key file, and the first segment cut to half its length.
+        let cut = TestFolder()
+        try fm.createDirectory(at: cut.url, withIntermediateDirectories: true)
+        _ = fm.createFile(atPath: cut.url.appendingPathComponent(marker).path, contents: Data())
+        for name in try fm.contentsOfDirectory(atPath: backup.url.path) where name == "store.header" || name == LogFormat.keyFileName {
+            try fm.copyItem(at: backup.url.appendingPathComponent(name), to: cut.url.appendingPathComponent(name))
+        }
+        let segment = try Data(contentsOf: backup.url.appendingPathComponent(LogFormat.segmentFileName(1)))
+        try segment.prefix(segment.count / 2).write(to: cut.url.appendingPathComponent(LogFormat.segmentFileName(1)))
+        let before = try fm.contentsOfDirectory(atPath: cut.url.path).sorted()
+        #expect(await code { _ = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: Fixtures.configuration()) } == .corrupted)
+        #expect(try fm.contentsOfDirectory(atPath: cut.url.path).sorted() == before)
+        // Emptied and restored again: a store.
+        for name in before { try fm.removeItem(at: cut.url.appendingPathComponent(name)) }
+        _ = try await VaultStore.restore(from: backup.url, to: cut.url, key: .key(t.key), configuration: Fixtures.configuration())
+        let store = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("R", size: 300_000))
+        try await store.close()
+    }
 }
