@@ -396,12 +396,7 @@ import Testing
     /// caller gave stays, empty. Before, the configuration was checked
     /// after the copy, and a failure left a full copy of the backup.
     @Test func aFailedRestoreLeavesItsTargetAsItWas() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R", size: 10_000), for: alice, as: Fixtures.doctor)
-        let backup = TestFolder()
-        _ = try await t.store.backup(to: backup.url)
-        try await t.close()
+        let (t, m, backup) = try await backedUpStore(contentSize: 10_000)
         let fm = FileManager.default
         var bad = Fixtures.configuration()
         bad.loadedVaultLimit = 0
@@ -440,12 +435,7 @@ import Testing
     /// (part of a log could open as a store missing records), until it is
     /// restored again. A restore that finishes leaves no mark.
     @Test func aRestoreCutShortIsNeverOpenedAsAStore() async throws {
-        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R", size: 300_000), for: alice, as: Fixtures.doctor)
-        let backup = TestFolder()
-        _ = try await t.store.backup(to: backup.url)
-        try await t.close()
+        let (t, m, backup) = try await backedUpStore(contentSize: 300_000)
         let fm = FileManager.default
         let marker = VaultStore.restoreMarkerFileName
         let finished = TestFolder()
@@ -470,5 +460,17 @@ import Testing
         let store = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("R", size: 300_000))
         try await store.close()
+    }
+
+    /// A closed store whose vault holds one document of `contentSize`
+    /// bytes ("R"), backed up into a folder of its own.
+    private func backedUpStore(contentSize: Int) async throws -> (TestStore, DocumentMetadata, TestFolder) {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let m = try await t.store.deposit(Fixtures.draft(), content: Fixtures.content("R", size: contentSize), for: alice, as: Fixtures.doctor)
+        let backup = TestFolder()
+        _ = try await t.store.backup(to: backup.url)
+        try await t.close()
+        return (t, m, backup)
     }
 }
