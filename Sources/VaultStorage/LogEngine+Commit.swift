@@ -219,6 +219,11 @@ extension LogEngineCore {
                 let through = written.lsn
                 state.withLock { $0.durableLSN = max($0.durableLSN, through + 1) }
                 durableSyncs.wrappingAdd(1, ordering: .relaxed)
+            } else if slotsOutsideTheLog {
+                // Slots written without records have no manifest in the
+                // log to be written back from: synced with their batch,
+                // whatever its durability.
+                try keySlots.syncIfWritten()
             }
             // A sync that failed on another thread meanwhile (a growth
             // step's, a backup's) may have dropped pages this batch wrote:
@@ -498,6 +503,10 @@ extension LogEngineCore {
             latch((error as? StorageError) ?? StorageError(.io, "close failed"))
             return
         }
+        // A stopped engine claims nothing more: what it wrote after its
+        // failure (a batch whose Merkle hashes failed, say) was refused to
+        // its callers, and its durable count stays where it stopped.
+        guard failure.withLock({ $0 == nil }) else { return }
         // Everything written is durable now (buffered groups included): a
         // checkpoint signed after the close covers them.
         state.withLock { $0.durableLSN = max($0.durableLSN, written.lsn + 1) }
