@@ -123,8 +123,9 @@ struct StoreOptions: ParsableArguments {
         }
         var bytes: [UInt8]
         if let keyFile {
-            guard let data = FileManager.default.contents(atPath: keyFile) else { throw CtlError.usage("cannot read the key file \(keyFile)") }
+            var data = try readFile(keyFile, atMost: 1024, what: "a key file")
             bytes = [UInt8](data)
+            data.resetBytes(in: 0..<data.count)
         } else {
             guard let text = ProcessInfo.processInfo.environment[keyEnv!] else {
                 throw CtlError.usage("the environment variable \(keyEnv!) is not set")
@@ -396,7 +397,8 @@ struct Deposit: VaultCommand {
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
         guard let category = DocumentCategory(rawValue: category) else { throw CtlError.usage("unknown category \(category)") }
         guard let title = try textOption(title, env: titleEnv, name: "title") else { throw CtlError.usage("give one of --title, --title-env") }
-        guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
+        // Read whole: the limit of a document read back whole, too.
+        let data = try readFile(file, atMost: Int(VaultStore.wholeContentLimit), what: "a document deposited with vaultctl")
         let draft = DocumentDraft(
             typeCode: DocumentTypeCode(code: typeCode), category: category, title: title, createdAt: Date(), mimeType: mimeType)
         let m = if let replaces {
@@ -526,7 +528,7 @@ struct Verify: StoreCommand {
     @Argument(help: "The checkpoint file.") var checkpoint: String
 
     func perform(_ store: VaultStore) async throws {
-        guard let data = FileManager.default.contents(atPath: checkpoint) else { throw CtlError.usage("cannot read \(checkpoint)") }
+        let data = try readFile(checkpoint, atMost: SignedCheckpoint.maximumSize, what: "a checkpoint")
         let kept = try SignedCheckpoint(String(decoding: data, as: UTF8.self))
         let bar = ProgressBar("verifying \(kept.treeHead.size) records")
         defer { bar.finish() }
@@ -570,8 +572,11 @@ struct Export: VaultCommand {
     @Option(help: "Seal the file to this recipient's X25519 public key (base64).") var recipient: String?
 
     func perform(_ store: VaultStore, _ ins: INS, _ principal: Principal) async throws {
+        // The key first: a mistyped one leaves no export in the patient's
+        // trail.
+        let recipientKey = try recipient.map { try ExportRecipientPublicKey($0) }
         let export = try await store.exportVault(for: ins, as: principal)
-        let data = try recipient.map { try export.sealed(to: try ExportRecipientPublicKey($0)) } ?? export.bytes
+        let data = try recipientKey.map { try export.sealed(to: $0) } ?? export.bytes
         try writeOwnerOnly(data, to: output)
         options.output(
             "exported \(export.documents.count) document versions and \(export.auditTrail.count) audit entries to \(output)"
@@ -614,12 +619,12 @@ struct BundleOptions: ParsableArguments {
 
     /// The file, opened if sealed and checked.
     func verified() throws -> (VaultExport, pinned: Bool) {
-        guard let data = FileManager.default.contents(atPath: file) else { throw CtlError.usage("cannot read \(file)") }
+        // An export, or one sealed (its magic and the box's overhead, well
+        // under 4 KiB, besides).
+        let data = try readFile(file, atMost: VaultExport.maximumSize + 4096, what: "an export")
         let trusted = try verifierKey.map { try NoteVerifierKey($0) }
         guard let recipientKeyFile else { return (try VaultExport(verifying: data, trusting: trusted), !trusted.isEmpty) }
-        guard var secret = FileManager.default.contents(atPath: recipientKeyFile).map(Array.init) else {
-            throw CtlError.usage("cannot read \(recipientKeyFile)")
-        }
+        var secret = Array(try readFile(recipientKeyFile, atMost: 1024, what: "a recipient's key file"))
         defer { for i in secret.indices { secret[i] = 0 } }
         return (try VaultExport(opening: data, with: try ExportRecipientKey(secretKey: secret), trusting: trusted), !trusted.isEmpty)
     }
@@ -715,6 +720,16 @@ final class ProgressBar: @unchecked Sendable {
         guard shown else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
     }
+}
+
+/// The bytes of the file at `path`, read no further than `limit` (a file
+/// larger than that is refused, not read into memory whole).
+func readFile(_ path: String, atMost limit: Int, what: String) throws -> Data {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw CtlError.usage("cannot read \(path)") }
+    defer { try? handle.close() }
+    guard let data = try? handle.read(upToCount: limit + 1) ?? Data() else { throw CtlError.usage("cannot read \(path)") }
+    guard data.count <= limit else { throw CtlError.usage("\(path) is larger than \(what) can be (\(limit) bytes)") }
+    return data
 }
 
 /// Writes `data` to a file only its owner reads (mode 0600).

@@ -190,7 +190,9 @@ public struct VaultExport: Sendable {
     ///   is not a sealed export or not sealed to this key, as
     ///   ``init(verifying:trusting:)`` otherwise.
     public init(opening sealed: Data, with recipient: ExportRecipientKey, trusting trusted: [NoteVerifierKey] = []) throws(PatientVaultError) {
-        guard sealed.count <= Self.maximumSize + 64, sealed.starts(with: Self.sealedMagic) else {
+        // The largest file ``sealed(to:)`` writes: the magic, the box's
+        // overhead and an export of the maximum size.
+        guard sealed.count <= Self.sealedMagic.count + SealedBox.overhead + Self.maximumSize, sealed.starts(with: Self.sealedMagic) else {
             throw PatientVaultError(.invalidArgument, "not a sealed PatientVault export")
         }
         let opened: [UInt8]

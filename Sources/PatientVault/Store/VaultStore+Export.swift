@@ -4,6 +4,16 @@ import VaultCrypto
 import VaultStorage
 
 extension VaultStore {
+    /// Bytes an audit entry takes in an export, at least: its record in
+    /// base64 (over 600 bytes), its JSON and its inclusion proof.
+    static let exportBytesPerEntryAtLeast: Int64 = 1024
+    /// Bytes an entry's JSON and proof take in an export besides its
+    /// record, as counted while the trail is collected: above what they
+    /// take (a proof is the checkpoint's few hundred bytes and at most 64
+    /// hashes of 44), so the walk stops before memory grows past the
+    /// bound; the file's exact size is checked when it is verified.
+    static let exportBytesPerEntryBesidesRecord: Int64 = 4096
+
     /// The patient's vault as a self-verifying export file (``VaultExport``):
     /// every document version the patient may read (hidden documents not
     /// yet released are left out, as from every listing), decrypted, with
@@ -48,10 +58,17 @@ extension VaultStore {
                     if let entry = vault.entry(id, version: metadata.version), entry.isAcknowledged { visible.append((metadata, entry)) }
                 }
             }
-            // The export's size from the versions' sizes, before any content
-            // is read: an export that cannot be made is refused as bad input,
-            // not found out after gigabytes were read into memory.
-            var total: Int64 = 0
+            // The export's size from the versions' sizes and the trail's
+            // length, before any content is read: an export that cannot be
+            // made is refused as bad input, not found out after gigabytes
+            // were read into memory. Each entry of the trail takes more
+            // than ``exportBytesPerEntryAtLeast`` (its record, its JSON and
+            // its proof): a trail that long alone is refused here.
+            var total = Int64(vault.auditNext) * Self.exportBytesPerEntryAtLeast
+            guard total <= Int64(VaultExport.maximumSize) else {
+                return .invalid(.exportVault, PatientVaultError(
+                    .invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes", vaultID: vault.vaultID))
+            }
             for (metadata, _) in visible {
                 total += min(max(metadata.size, 0), Int64(VaultExport.maximumSize)) / 3 * 4 + 4 + 4096
                 guard total <= Int64(VaultExport.maximumSize) else {
@@ -92,13 +109,24 @@ extension VaultStore {
             // on the vault meanwhile: its entry may not be durable yet).
             let now = configuration.currentTime()
             var trail: [ExportPayload.Entry] = []
+            var tooLarge = false
             try await loader.auditRecords(of: vault) { entry, record in
                 guard entry.sequence <= ownEntry else { return true }
                 if let visible = redacted(entry, for: principal, representative: false, in: vault, at: now) {
+                    // Counted as it is collected (its record in base64, its
+                    // JSON and proof), so that a long trail stops the walk.
+                    total += record.payload.count * 4 / 3 + Int(Self.exportBytesPerEntryBesidesRecord)
+                    if total > VaultExport.maximumSize {
+                        tooLarge = true
+                        return false
+                    }
                     trail.append(ExportPayload.Entry(entry: visible, record: Data(record.payload).base64EncodedString(), proof: ""))
                     pending.append(record)
                 }
                 return true
+            }
+            guard !tooLarge else {
+                throw PatientVaultError(.invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes")
             }
             // Newest first: the export's own entry comes first.
             guard trail.first?.entry.sequence == ownEntry else {

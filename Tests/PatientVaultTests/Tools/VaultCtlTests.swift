@@ -63,6 +63,11 @@ import Testing
         #expect(try run(["read"] + vault + ["--as", "patient:\(patient)", id]).code == 3)
         r = try run(["verify"] + store + [checkpoint])
         #expect(r.code == 0 && r.err.isEmpty, "no progress bar when standard error is not a terminal: \(r)")
+        // A file larger than any checkpoint (1 MiB) is refused unread.
+        let huge = folder.url.appendingPathComponent("huge").path
+        try Data(count: (1 << 20) + 1).write(to: URL(fileURLWithPath: huge))
+        r = try run(["verify"] + store + [huge])
+        #expect(r.code == 1 && r.err.contains("larger than"), "\(r)")
         // Compaction: a configured reviewer's; the checkpoint still verifies.
         #expect(try run(["compact"] + store + ["--as", "patient:\(patient)"]).code == 2)
         r = try run(["compact"] + store + ["--as", "reviewer:dpo", "--reviewers", "dpo", "--json"])
@@ -94,6 +99,10 @@ import Testing
         r = try run(["export-key", "--secret-key-file", secret])
         let recipient = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(r.code == 0 && recipient.count == 44)
+        // A mistyped recipient key is refused before the export is made:
+        // no export in the patient's trail for it (counted below).
+        #expect(try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle + ".bad", "--recipient", "not-a-key"]).code == 1)
+        #expect(!FileManager.default.fileExists(atPath: bundle + ".bad"))
         #expect(try run(["export"] + vault + ["--as", "patient:\(patient)", "-o", bundle + ".sealed", "--recipient", recipient]).code == 0)
         #expect(try run(["verify-bundle", bundle + ".sealed", "--recipient-key-file", secret, "--verifier-key", verifierKey]).code == 0)
         #expect(try run(["verify-bundle", bundle + ".sealed"]).code == 1, "a sealed file needs its recipient's key")
@@ -135,6 +144,9 @@ import Testing
         #expect(trail.contains { $0.action == .readContent && $0.outcome == .denied })
         #expect(trail.contains { $0.action == .erase && $0.rule == .invalidRequest })
         #expect(trail.contains { $0.action == .erase && $0.outcome == .allowed })
+        // Two exports made (plain, sealed), one refused (the doctor's).
+        #expect(trail.filter { $0.action == .exportVault && $0.outcome == .allowed }.count == 2)
+        #expect(trail.filter { $0.action == .exportVault && $0.outcome == .denied }.count == 1)
         try await opened.close()
     }
 
