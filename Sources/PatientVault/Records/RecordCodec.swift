@@ -21,6 +21,13 @@ enum RecordCodec {
         }
     }
 
+    /// The size of the payload ``seal(header:body:key:stream:rest:)``
+    /// makes of a body of `bodyCount` bytes for a record of `kind`, without
+    /// `rest`: known before anything is sealed.
+    static func sealedCount(bodyCount: Int, kind: RecordKind) -> Int {
+        RecordHeader.size + 4 + XChaCha20Poly1305.overhead + RecordPadding.paddedCount(bodyCount, block: kind.paddingBlock)
+    }
+
     /// Builds a record payload whose body `writeBody` writes in place
     /// (exactly `bodyCount` bytes): one allocation, the payload, laid out
     /// as it will be written; the padded body is placed where its

@@ -153,7 +153,19 @@ struct VaultState: Sendable {
             erasedConfidentiality[e.id] = e.confidentiality
             documents[e.id] = nil
         case .imported(let history):
-            if !imported.contains(history) { imported.append(history) }
+            guard !imported.contains(history) else { return }
+            imported.append(history)
+            // An export holds what the patient saw: a version hidden from
+            // them in it had been released in its source store (by its
+            // author, or by the month). Released here from the import on
+            // (the vault held nothing else then), or it would be hidden
+            // from them again for up to a month.
+            let hidden = documents.filter { $0.value.contains { $0.metadata.confidentiality.contains(.hiddenFromPatient) } }
+            for id in hidden.keys.sorted(by: { $0.description < $1.description }) {
+                let change = PolicyChange.releaseToPatient(id)
+                policyHistory.append((body.time, change, body.by))
+                policy.apply(change, at: body.time, by: body.by)
+            }
         case .keyRotated(let version, let slot):
             rotatedKeySlots[version] = slot
         }

@@ -112,7 +112,8 @@ extension VaultStore {
                 // before they tightened (a tab in its title) still moves
                 // with its patient.
                 let historyEvent = VaultEventBody(time: now, by: principal, event: .imported(history))
-                let keepsHistory = (try? VaultEventBody.decode(historyEvent.encoded())) == historyEvent
+                let historyBody = historyEvent.encoded()
+                let keepsHistory = (try? VaultEventBody.decode(historyBody)) == historyEvent
                 let keepsDocuments = export.documents.allSatisfy { document in
                     let m = document.metadata
                     let dates = [m.createdAt, m.depositedAt] + [m.draft.serviceStart, m.draft.serviceEnd].compactMap { $0 }
@@ -123,6 +124,15 @@ extension VaultStore {
                 guard keepsHistory && keepsDocuments else {
                     return .commit(.invalid(.importVault, PatientVaultError(
                         .invalidArgument, "the export holds a value this store cannot keep", vaultID: vault.vaultID)))
+                }
+                // The history's record fits (its time is the commit's, of
+                // the same size): found here, not after every document's
+                // content was written.
+                guard RecordCodec.sealedCount(bodyCount: historyBody.count, kind: .vaultEvent)
+                        <= configuration.contentChunkSize + Limits.recordOverhead
+                else {
+                    return .commit(.invalid(.importVault, PatientVaultError(
+                        .invalidArgument, "the imported history is larger than a record", vaultID: vault.vaultID)))
                 }
                 let wrapping = try vault.currentWrapping()
                 return .prepare(

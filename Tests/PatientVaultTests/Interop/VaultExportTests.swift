@@ -218,6 +218,62 @@ import Testing
         #expect(try await store.importVault(export, trusting: sourceKeys, as: .patient(alice)).count == export.documents.count)
     }
 
+    /// A document hidden from the patient that was released to them
+    /// before the export is in it, and stays readable by them once
+    /// imported: the import releases it (the vault's policy history says
+    /// so). Before, it was hidden again until a month after its deposit.
+    @Test(arguments: suiteEngines)
+    func aReleasedHiddenDocumentStaysVisibleAfterAnImport(storage: SuiteStorage) async throws {
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_700_000_000))
+        let source = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: .memory)
+        try await source.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let hidden = try await source.store.deposit(
+            Fixtures.draft("Result", flags: .hiddenFromPatient), content: Data("annonce".utf8), for: alice, as: doctor)
+        clock.advance(by: 3 * 86_400)
+        try await source.store.releaseToPatient(hidden.id, for: alice, as: doctor)
+        clock.advance(by: 7 * 86_400)
+        let export = try await source.store.exportVault(for: alice, as: .patient(alice))
+        #expect(export.documents.map(\.metadata.id) == [hidden.id])
+        let sourceKeys = source.store.checkpointVerifierKeys
+        try await source.close()
+        let t = try await TestStore(configuration: Fixtures.configuration(clock: clock), engine: storage)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice))
+        for round in 0..<2 {
+            let store = round == 0 ? t.store : try await t.reopen()
+            #expect(try await store.content(of: hidden.id, for: alice, as: .patient(alice)) == Data("annonce".utf8), "round \(round)")
+            #expect(try await store.documents(for: alice, as: .patient(alice)).map(\.id) == [hidden.id])
+        }
+        try await t.close()
+    }
+
+    /// An export whose trail, kept as the vault's imported history, is
+    /// larger than one of this store's records is refused before any
+    /// document's content is written; before, every chunk was written
+    /// first and the commit refused it, leaving them in the log.
+    @Test func anImportWhoseHistoryCannotFitARecordWritesNothing() async throws {
+        let (source, ids) = try await store(.memory)
+        let small = try #require(ids.first { $0.value.count < 100 }?.key)
+        for _ in 0..<1_500 { _ = try await source.store.content(of: small, for: alice, as: .patient(alice)) }
+        let export = try await source.store.exportVault(for: alice, as: .patient(alice))
+        let sourceKeys = source.store.checkpointVerifierKeys
+        try await source.close()
+        var c = Fixtures.configuration()
+        c.contentChunkSize = 4096
+        c.inlineContentLimit = 1024
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let entries = try await t.store.withVault(alice) { $0.auditNext }
+        let records = try await t.store.checkpoint().treeHead.size
+        #expect(await code { try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice)) } == .invalidArgument)
+        #expect(try await t.store.withVault(alice) { $0.auditNext } == entries + 1)
+        // The entry's group alone: none of the 150 KB document's chunks.
+        #expect(try await t.store.checkpoint().treeHead.size <= records + 2)
+        let refusal = try #require(try await t.store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .importVault })
+        #expect(refusal.outcome == .denied && refusal.rule == .invalidRequest)
+        try await t.close()
+    }
+
     @Test(arguments: suiteEngines)
     func anImportKeepsHistoryAuthorshipAndProofs(storage: SuiteStorage) async throws {
         let (source, _) = try await store(.memory)
