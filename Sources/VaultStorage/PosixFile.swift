@@ -353,11 +353,9 @@ package enum FileSystem {
     /// files are only ever its owner's.
     /// Missing parent folders are created too (0700); a failure names the
     /// folder that could not be created and its `errno`.
-    /// The folder is made durable in its parent (the parent is synced),
-    /// so that a store, a backup or a restore reported complete does not
-    /// lose its folder's name to a power loss: one it creates, and one
-    /// that exists too (an earlier call may have created it and been
-    /// killed, or failed, before its parent's sync).
+    /// A folder it creates is made durable in its parent (the parent is
+    /// synced), so that a store, a backup or a restore reported complete
+    /// does not lose its folder's name to a power loss.
     package static func createDirectory(_ path: String) throws {
         if mkdir(path, 0o700) == 0 { return try syncParent(of: path) }
         if errno == ENOENT {
@@ -380,7 +378,6 @@ package enum FileSystem {
         if info.st_mode & 0o077 != 0 {
             guard chmod(path, 0o700) == 0 else { throw PosixFile.error("chmod", name: "store directory") }
         }
-        try syncParent(of: path)
     }
 
     /// Creates `path` and its missing parents (0700), leaving existing ones

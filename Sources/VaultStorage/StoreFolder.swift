@@ -12,9 +12,14 @@ package enum StoreFolder {
     /// The header file's name.
     package static let headerFileName = "store.header"
 
-    /// Creates the folder (and missing parents, 0700) if needed.
+    /// Creates the folder (and missing parents, 0700) if needed. A folder
+    /// that exists without a header (an earlier first open made it and
+    /// was killed, or failed, before its parent's sync) is made durable
+    /// in its parent too; one with a header was, by the open that wrote
+    /// it (a parent the store's user may not read is then never opened).
     package static func prepare(_ directory: String) throws {
         try FileSystem.createDirectory(directory)
+        if !FileSystem.exists(directory + "/" + headerFileName) { try FileSystem.syncParent(of: directory) }
     }
 
     /// The header's bytes (at most `maximumSize` + 1 of them, so a caller

@@ -13,7 +13,8 @@ extension VaultStore {
     /// The file a restore writes first into its target and removes last,
     /// once the copy is checked: an open of a folder that holds it throws
     /// ``PatientVaultError/Code/corrupted`` (a restore killed midway left
-    /// part of a backup there; restore again into an empty folder).
+    /// part of a backup there). A restore into a folder that holds it
+    /// clears the folder first.
     public static let restoreMarkerFileName = "restore.incomplete"
 
     /// Copies a consistent state of this store, while it runs, into
@@ -126,70 +127,90 @@ extension VaultStore {
         // as a store. (Its checkpoint comes last, once the copy passed its
         // checks.)
         let hold = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(directory, fresh: previous == nil) } }
-        defer { hold.release() }
-        let records = try await translatingErrorsAsync { [copying] in
-            try await engine.backup(to: directory, after: previous, holding: hold, progress: copying)
-        }
-        // The header as it is now (the same root key, the same master key).
-        guard let header = try StoreHeader.read(directory: location.path) else {
-            throw PatientVaultError(.corrupted, "the store's header is missing")
-        }
-        try header.write(directory: directory)
-        let root = try translatingErrors { try engine.merkleTree.root(size: records) }
-        let checkpoint = try translatingErrors {
-            try SignedCheckpoint.sign(
-                TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signer)
-        }
-        // The copy replayed once (its index written): its tree, which the
-        // replay checked against the records it replayed and the index it
-        // was given, must be the tree the checkpoint signs.
-        // The engine's settings as the store's own (a store of small
-        // segments has a small record limit too).
-        var c = LogEngineConfiguration()
-        c.segmentSize = configuration.segmentSize
-        c.maximumRecordSize = configuration.contentChunkSize + Limits.recordOverhead
-        c.reserve = configuration.effectiveAuditReserve
-        c.authenticator = LogMAC(key: keys.log)
-        // The copy's opens never make its journal key newer than the
-        // store's file, which the next incremental backup copies over it.
-        c.rotatesJournalKeyAtOpen = false
-        hold.release()
-        let copiedRoot = try await translatingErrorsAsync {
-            try await LogEngine.finishBackup(in: directory, configuration: c, records: records)
-        }
-        guard copiedRoot == checkpoint.treeHead.rootHash else {
-            throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
-        }
-        // With `verifyingEveryRecord`, the copy's log is opened again (as
-        // an engine: nothing is appended to it, as a store's open and close
-        // would) and every record read and hashed again.
-        if verifyingEveryRecord {
-            let head = checkpoint.treeHead
-            let copy = try await translatingErrorsAsync { [c] in
-                try await inBackground { try LogEngine.open(directory: directory, configuration: c) }
+        let checkpoint: SignedCheckpoint
+        do throws(PatientVaultError) {
+            defer { hold.release() }
+            let records = try await translatingErrorsAsync { [copying] in
+                try await engine.backup(to: directory, after: previous, holding: hold, progress: copying)
             }
-            var verifying: (@Sendable (Double) -> Void)?
-            if let progress { verifying = { (done: Double) in progress(0.5 + done / 2) } }
-            do throws(PatientVaultError) {
-                try await Self.verifyLog(of: copy, extending: head, progress: verifying)
-            } catch {
-                try? await copy.close()
-                throw error
+            // The header as it is now (the same root key, the same master key).
+            guard let header = try StoreHeader.read(directory: location.path) else {
+                throw PatientVaultError(.corrupted, "the store's header is missing")
             }
-            try await translatingErrorsAsync { try await copy.close() }
-        }
-        // Only a copy that passed its checks gets its checkpoint: written
-        // aside, then renamed over the previous one (never torn). A copy
-        // that failed them leaves the previous checkpoint, from which the
-        // next backup starts again, not one for bytes it refused.
-        try translatingErrors {
-            try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName + ".new", in: directory)
-            try FileSystem.rename(
-                directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
-            try FileSystem.syncDirectory(directory)
+            try header.write(directory: directory)
+            let root = try translatingErrors { try engine.merkleTree.root(size: records) }
+            checkpoint = try translatingErrors {
+                try SignedCheckpoint.sign(
+                    TreeHead(origin: checkpointOrigin, size: records, rootHash: root), name: checkpointOrigin, key: signer)
+            }
+            // The copy replayed once (its index written): its tree, which the
+            // replay checked against the records it replayed and the index it
+            // was given, must be the tree the checkpoint signs.
+            // The engine's settings as the store's own (a store of small
+            // segments has a small record limit too).
+            var c = LogEngineConfiguration()
+            c.segmentSize = configuration.segmentSize
+            c.maximumRecordSize = configuration.contentChunkSize + Limits.recordOverhead
+            c.reserve = configuration.effectiveAuditReserve
+            c.authenticator = LogMAC(key: keys.log)
+            // The copy's opens never make its journal key newer than the
+            // store's file, which the next incremental backup copies over it.
+            c.rotatesJournalKeyAtOpen = false
+            hold.release()
+            let copiedRoot = try await translatingErrorsAsync {
+                try await LogEngine.finishBackup(in: directory, configuration: c, records: records)
+            }
+            guard copiedRoot == checkpoint.treeHead.rootHash else {
+                throw PatientVaultError(.corrupted, "the copy does not hold the tree of the backup's checkpoint")
+            }
+            // With `verifyingEveryRecord`, the copy's log is opened again (as
+            // an engine: nothing is appended to it, as a store's open and close
+            // would) and every record read and hashed again.
+            if verifyingEveryRecord {
+                let head = checkpoint.treeHead
+                let copy = try await translatingErrorsAsync { [c] in
+                    try await inBackground { try LogEngine.open(directory: directory, configuration: c) }
+                }
+                var verifying: (@Sendable (Double) -> Void)?
+                if let progress { verifying = { (done: Double) in progress(0.5 + done / 2) } }
+                do throws(PatientVaultError) {
+                    try await Self.verifyLog(of: copy, extending: head, progress: verifying)
+                } catch {
+                    try? await copy.close()
+                    throw error
+                }
+                try await translatingErrorsAsync { try await copy.close() }
+            }
+            // Only a copy that passed its checks gets its checkpoint: written
+            // aside, then renamed over the previous one (never torn), the
+            // folder held again meanwhile. A copy that failed them leaves the
+            // previous checkpoint, from which the next backup starts again, not
+            // one for bytes it refused (its records past that checkpoint are
+            // an unchecked extension, as an incremental backup cut short
+            // leaves).
+            let final = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(directory, fresh: false) } }
+            defer { final.release() }
+            try translatingErrors {
+                try StoreFolder.writeDurably(Array(checkpoint.text.utf8), named: Self.backupCheckpointFileName + ".new", in: directory)
+                try FileSystem.rename(
+                    directory + "/" + Self.backupCheckpointFileName + ".new", directory + "/" + Self.backupCheckpointFileName)
+                try FileSystem.syncDirectory(directory)
+            }
+        } catch {
+            // A first backup that failed, its copy or its checks: the
+            // folder was empty, and is again (else every retry would find
+            // it not empty, without a checkpoint to extend).
+            // Held meanwhile: never under a store someone opened there.
+            if previous == nil, let emptying = try? LogEngine.holdBackupFolder(directory, fresh: false) {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                    try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                }
+                emptying.release()
+            }
+            throw error
         }
         progress?(1)
-        logger.info("patientvault: backup made", metadata: ["records": "\(records)"])
+        logger.info("patientvault: backup made", metadata: ["records": "\(checkpoint.treeHead.size)"])
         return checkpoint
     }
 
@@ -229,15 +250,17 @@ extension VaultStore {
         return head.size
     }
 
-    /// Restores a backup made by ``backup(to:verifyingEveryRecord:progress:)`` into `target` (new or
-    /// empty): the backup's files are copied, then the copy is opened with
+    /// Restores a backup made by ``backup(to:verifyingEveryRecord:progress:)`` into `target` (new,
+    /// empty, or holding what a restore killed midway left, which is
+    /// cleared: ``restoreMarkerFileName``): the backup's files are copied,
+    /// after that mark, then the copy is opened with
     /// `key` and checked against the backup's signed checkpoint (every
     /// record read and hashed again; every key slot decoded) before this
     /// returns it, and against the configuration's `trustedCheckpoint` if
     /// it has one. The restored
     /// store holds exactly the records that checkpoint covers, nothing
     /// after; the checkpoint says how many. The copy is synced before it
-    /// is opened.
+    /// is opened, and the mark removed once it is checked.
     ///
     /// The configuration is checked before anything is copied, and a
     /// restore that fails after its copy began removes what it created:
@@ -276,7 +299,15 @@ extension VaultStore {
         // is then refused below, never removed by the cleanup).
         let existed = (try? fm.attributesOfItem(atPath: target.path)) != nil
         if existed {
-            guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
+            let names = (try? fm.contentsOfDirectory(atPath: target.path)) ?? ["?"]
+            if names.contains(restoreMarkerFileName) {
+                // What a restore killed midway left (its mark says so):
+                // cleared, and restored again.
+                for name in names { try? fm.removeItem(at: target.appendingPathComponent(name)) }
+                guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
+                    throw PatientVaultError(.io, "what an unfinished restore left in the folder could not be removed")
+                }
+            } else if !names.isEmpty {
                 throw PatientVaultError(.invalidArgument, "the restore folder is not empty")
             }
         }

@@ -8,11 +8,11 @@ extension VaultStore {
     /// base64 (over 600 bytes), its JSON and its inclusion proof.
     static let exportBytesPerEntryAtLeast: Int64 = 1024
     /// Bytes an entry's JSON and proof take in an export besides its
-    /// record, as counted while the trail is collected: above what they
-    /// take (a proof is the checkpoint's few hundred bytes and at most 64
-    /// hashes of 44), so the walk stops before memory grows past the
-    /// bound; the file's exact size is checked when it is verified.
-    static let exportBytesPerEntryBesidesRecord: Int64 = 4096
+    /// record, at least, as counted while the trail is collected: the walk
+    /// stops once the export will certainly pass its bound (memory stays
+    /// near it), and never refuses one that fits; the file's exact size
+    /// is checked when it is verified.
+    static let exportBytesPerEntryBesidesRecord: Int64 = 256
 
     /// The patient's vault as a self-verifying export file (``VaultExport``):
     /// every document version the patient may read (hidden documents not

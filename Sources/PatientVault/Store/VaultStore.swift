@@ -141,7 +141,7 @@ public final class VaultStore: Sendable {
         // power, while it copied or checked): the folder may hold part of
         // a backup, which could open as a store missing records.
         if !configuration.checksARestore, FileSystem.exists(directory + "/" + restoreMarkerFileName) {
-            throw PatientVaultError(.corrupted, "the folder holds a restore that did not finish: restore the backup again into an empty folder")
+            throw PatientVaultError(.corrupted, "the folder holds a restore that did not finish: restore the backup into it again")
         }
         let weakCost = configuration.allowsWeakPassphraseCostForTesting
         var root: SymmetricKey?

@@ -145,8 +145,13 @@ import Testing
             _ = try await VaultStore.restore(from: quick.url, to: TestFolder().url, key: .key(t.key), configuration: Fixtures.configuration())
         }
         #expect(refused == .checkpointNotExtended || refused == .corrupted, "refused: \(String(describing: refused))")
-        let full = await code { _ = try await store.backup(to: TestFolder().url, verifyingEveryRecord: true) }
+        let fullFolder = TestFolder()
+        let full = await code { _ = try await store.backup(to: fullFolder.url, verifyingEveryRecord: true) }
         #expect(full == .checkpointNotExtended || full == .corrupted, "refused: \(String(describing: full))")
+        // A first backup refused leaves its folder empty, as it found it:
+        // a retry is not refused as a folder not empty.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fullFolder.url.path).isEmpty)
+        _ = try await store.backup(to: fullFolder.url)
         // The store itself reads it restored (one byte, its Merkle leaf
         // proves the value), as the backup's checks, which hash the bytes
         // as stored, do not.
@@ -431,9 +436,11 @@ import Testing
     }
 
     /// A restore killed midway leaves part of a backup in its target, with
-    /// the mark it wrote first: no open takes that folder for a store
-    /// (part of a log could open as a store missing records), until it is
-    /// restored again. A restore that finishes leaves no mark.
+    /// the mark it wrote first: no open takes that folder for a store. Here
+    /// the header and the key file were copied, the segments not yet: an
+    /// open without the mark's check would take it for an empty store, and
+    /// every record would be gone. A restore into the same folder clears
+    /// it and finishes; a restore that finishes leaves no mark.
     @Test func aRestoreCutShortIsNeverOpenedAsAStore() async throws {
         let (t, m, backup) = try await backedUpStore(contentSize: 300_000)
         let fm = FileManager.default
@@ -441,22 +448,18 @@ import Testing
         let finished = TestFolder()
         _ = try await VaultStore.restore(from: backup.url, to: finished.url, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(!fm.fileExists(atPath: finished.url.appendingPathComponent(marker).path))
-        // As a kill during the copy leaves it: the mark, the header, the
-        // key file, and the first segment cut to half its length.
         let cut = TestFolder()
         try fm.createDirectory(at: cut.url, withIntermediateDirectories: true)
         _ = fm.createFile(atPath: cut.url.appendingPathComponent(marker).path, contents: Data())
-        for name in try fm.contentsOfDirectory(atPath: backup.url.path) where name == "store.header" || name == LogFormat.keyFileName {
+        for name in ["store.header", LogFormat.keyFileName] {
             try fm.copyItem(at: backup.url.appendingPathComponent(name), to: cut.url.appendingPathComponent(name))
         }
-        let segment = try Data(contentsOf: backup.url.appendingPathComponent(LogFormat.segmentFileName(1)))
-        try segment.prefix(segment.count / 2).write(to: cut.url.appendingPathComponent(LogFormat.segmentFileName(1)))
         let before = try fm.contentsOfDirectory(atPath: cut.url.path).sorted()
         #expect(await code { _ = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: Fixtures.configuration()) } == .corrupted)
         #expect(try fm.contentsOfDirectory(atPath: cut.url.path).sorted() == before)
-        // Emptied and restored again: a store.
-        for name in before { try fm.removeItem(at: cut.url.appendingPathComponent(name)) }
+        // Restored again into the same folder: cleared, then a store.
         _ = try await VaultStore.restore(from: backup.url, to: cut.url, key: .key(t.key), configuration: Fixtures.configuration())
+        #expect(!fm.fileExists(atPath: cut.url.appendingPathComponent(marker).path))
         let store = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: Fixtures.configuration())
         #expect(try await store.content(of: m.id, for: alice, as: .patient(alice)) == Fixtures.content("R", size: 300_000))
         try await store.close()
