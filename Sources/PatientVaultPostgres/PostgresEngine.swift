@@ -198,7 +198,9 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// `synchronous_commit` not `off` (checked at connect, refused
     /// otherwise).
     static func checkDurability(_ connection: PostgresConnection, logger: Logger) async throws {
-        for (setting, refused) in [("fsync", "off"), ("synchronous_commit", "off")] {
+        // `full_page_writes = off`: a page torn by a power loss of the
+        // server cannot be repaired from the WAL.
+        for (setting, refused) in [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")] {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: "SHOW \(setting)"), logger: logger)
             for try await value in rows.decode(String.self) where value == refused {
                 throw StorageError(
@@ -320,7 +322,13 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             guard seq == Int64(rows.count) + 1 else {
                 throw StorageError(.corrupted, "the store's records are not numbered 1, 2, 3… (\(seq) after \(rows.count))")
             }
-            guard (1...Int64(UInt32.max)).contains(position), leaf.readableBytes == MerkleTree.hashSize else {
+            // No more rows than the commits name, found as they come: a
+            // table edited to hold more is not read whole first.
+            guard seq <= counters.2 else {
+                throw StorageError(.corrupted, "the store holds more records than its commits name (\(counters.2))")
+            }
+            // A row's MAC is 16 bytes (a log tag), its leaf 32.
+            guard (1...Int64(UInt32.max)).contains(position), leaf.readableBytes == MerkleTree.hashSize, tag.readableBytes == 16 else {
                 throw StorageError(.corrupted, "record \(seq) is malformed")
             }
             rows.append((
@@ -329,6 +337,19 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         }
         guard Int64(rows.count) == counters.2 else {
             throw StorageError(.corrupted, "the store holds \(rows.count) records, its commits name \(counters.2)")
+        }
+        // Every record's shard has its row in `streams`, past the record's
+        // position: `streams` is what tells which vaults exist and where
+        // the next record goes, and the rows' MACs do not cover it (a row
+        // deleted would hide a vault, whose next creation would then
+        // collide with its records and stop the store).
+        let orphanRows = try await connection.query(
+            PostgresQuery(unsafeSQL: """
+                SELECT count(*) FROM \(t).records r WHERE NOT EXISTS (
+                    SELECT 1 FROM \(t).streams s WHERE s.shard = r.shard AND s.next_position > r.position)
+                """), logger: logger)
+        for try await orphans in orphanRows.decode(Int64.self) where orphans != 0 {
+            throw StorageError(.corrupted, "\(orphans) records lie outside their stream's positions")
         }
         unchecked.withLock { $0 = rows }
         state.withLock { s in
@@ -633,11 +654,11 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         }
         let authenticator = options.withLock { $0?.authenticator }
         let query = statement(batch, first: first, id: id, authenticator: authenticator)
-        var outcome = await execute(query, batch: id)
+        var outcome = await execute(query, batch: id, after: first - 1)
         if case .notCommitted(let error) = outcome, error.code == .unavailable {
             // The connection was lost and the server dropped the
             // statement: the new connection commits it again.
-            outcome = await execute(query, batch: id)
+            outcome = await execute(query, batch: id, after: first - 1)
         }
         switch outcome {
         case .committed:
@@ -688,7 +709,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// (granted only once the lost session has ended, its transaction
     /// settled). Never guessed: if no connection can be made, the outcome
     /// is `unknown` (`durabilityLost`: reopen and look).
-    private func execute(_ query: PostgresQuery, batch id: Int64) async -> Outcome {
+    /// On a new session it also checks, before anything else, that the
+    /// server still has the durability settings the open checked and every
+    /// batch acknowledged before this one (`acknowledged` records in
+    /// batches 1 to `id - 1`): a failover to a standby that lagged, or a
+    /// restore to an earlier point, loses commits this engine acknowledged,
+    /// and its Merkle tree and checkpoints still cover them. Then nothing
+    /// more is acknowledged (`durabilityLost`).
+    private func execute(_ query: PostgresQuery, batch id: Int64, after acknowledged: UInt64) async -> Outcome {
         let connection = writer.withLock { $0 }
         do {
             guard !connection.isClosed else { throw StorageError(.unavailable, "the committer's connection is closed") }
@@ -715,6 +743,26 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
                 } catch {
                     return .unknown(
                         StorageError(.durabilityLost, "the connection to PostgreSQL was lost during a commit and could not be made again: its outcome is unknown"))
+                }
+                do {
+                    let (table, logger, session) = (self.table, self.logger, checking)
+                    try await Self.withDeadline(storage.statementTimeout + storage.connectTimeout) {
+                        try await Self.checkDurability(session, logger: logger)
+                        let rows = try await session.query(
+                            "SELECT coalesce(max(batch), 0), coalesce(sum(record_count), 0)::bigint FROM \(unescaped: table).commits WHERE batch < \(id)",
+                            logger: logger)
+                        for try await (batches, records) in rows.decode((Int64, Int64).self) {
+                            guard batches == id - 1, records >= 0, UInt64(records) == acknowledged else {
+                                throw StorageError(
+                                    .durabilityLost,
+                                    "the PostgreSQL server no longer holds commits it acknowledged (a failover to a standby that lagged, or a restore): nothing more is acknowledged")
+                            }
+                        }
+                    }
+                } catch {
+                    let lost = (error as? StorageError).flatMap { $0.code == .durabilityLost || $0.code == .unsupportedFormat ? $0 : nil }
+                    return .unknown(lost.map { StorageError(.durabilityLost, $0.message) }
+                        ?? StorageError(.durabilityLost, "the PostgreSQL server could not be checked after a lost connection"))
                 }
             }
             do {

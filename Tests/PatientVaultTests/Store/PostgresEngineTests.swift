@@ -154,6 +154,19 @@ struct PostgresEngineTests {
         #expect(try await store.content(of: document.id, for: alice, as: doctor) == Data("a report".utf8))
         try await store.close()
 
+        // The vault's row of `streams` deleted (no MAC covers that table):
+        // its records lie outside any stream, so the open refuses the
+        // store, instead of a vault that vanished and whose next creation
+        // would collide with its records.
+        let row = try psql(
+            "SELECT encode(shard, 'hex') || ',' || encode(stream, 'hex') || ',' || next_position FROM \(schema).streams WHERE stream <> ''::bytea ORDER BY next_position DESC LIMIT 1"
+        ).split(separator: ",").map(String.init)
+        try #require(row.count == 3)
+        try psql("DELETE FROM \(schema).streams WHERE shard = '\\x\(row[0])'")
+        #expect(await code { try await t.reopen() } == .corrupted)
+        try psql("INSERT INTO \(schema).streams VALUES ('\\x\(row[0])', '\\x\(row[1])', \(row[2]))")
+        try await t.reopen().close()
+
         // A payload byte flipped: refused at the open that reads it, or at
         // the next verification (the open checks leaves and MACs, not
         // every payload).
