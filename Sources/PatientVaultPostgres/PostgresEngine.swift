@@ -198,9 +198,7 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// `synchronous_commit` not `off` (checked at connect, refused
     /// otherwise).
     static func checkDurability(_ connection: PostgresConnection, logger: Logger) async throws {
-        // `full_page_writes = off`: a page torn by a power loss of the
-        // server cannot be repaired from the WAL.
-        for (setting, refused) in [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")] {
+        for (setting, refused) in [("fsync", "off"), ("synchronous_commit", "off")] {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: "SHOW \(setting)"), logger: logger)
             for try await value in rows.decode(String.self) where value == refused {
                 throw StorageError(

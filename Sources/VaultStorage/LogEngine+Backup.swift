@@ -80,8 +80,24 @@ extension LogEngine {
         try FileSystem.createDirectory(directory)
         if fresh {
             guard try FileSystem.list(directory).isEmpty else { throw StorageError(.io, "the backup folder is not empty") }
+            // A folder made by an earlier attempt killed before its
+            // parent's sync: its name made durable before a copy goes in.
+            try FileSystem.syncParent(of: directory)
         }
         return try BackupFolderHold(directory)
+    }
+
+    /// Whether `name` is a file a backup or a restore writes into its
+    /// folder: a store's files, the copy's marks and checkpoint, their
+    /// temporary names, the lock. A refused first backup removes these,
+    /// and nothing else its folder may hold.
+    package static func isCopyFile(_ name: String, checkpointName: String, markName: String) -> Bool {
+        let base = name.components(separatedBy: ".new").first ?? name
+        return LogFormat.segmentNumber(fromFileName: name) != nil
+            || [
+                "LOCK", StoreFolder.headerFileName, LogFormat.keyFileName, keyFileAside, MerkleHashFile.fileName,
+                LogFormat.checkpointFileName, LogFormat.copyInProgressFileName, checkpointName, markName,
+            ].contains(base)
     }
 
     /// The copy, its blocking parts (every file copied, synced) run off

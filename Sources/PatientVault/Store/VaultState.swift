@@ -159,15 +159,16 @@ struct VaultState: Sendable {
             // them in it had been released in its source store (by its
             // author, or by the month). Released here from the import on
             // (the vault held nothing else then), or it would be hidden
-            // from them again for up to a month; at the latest deposit time
-            // if the source's clock ran ahead (a release covers the
-            // versions deposited before it).
+            // from them again for up to a month. At the import's time: a
+            // version dated later (a source whose clock ran ahead) is not
+            // covered, and stays hidden as a new one would (a release set
+            // in the future would uncover versions deposited here before
+            // it).
             let hidden = documents.filter { $0.value.contains { $0.metadata.confidentiality.contains(.hiddenFromPatient) } }
-            for (id, entries) in hidden.sorted(by: { $0.key.description < $1.key.description }) {
+            for id in hidden.keys.sorted(by: { $0.description < $1.description }) {
                 let change = PolicyChange.releaseToPatient(id)
-                let at = max(body.time, entries.map(\.metadata.depositedAt).max() ?? body.time)
-                policyHistory.append((at, change, body.by))
-                policy.apply(change, at: at, by: body.by)
+                policyHistory.append((body.time, change, body.by))
+                policy.apply(change, at: body.time, by: body.by)
             }
         case .keyRotated(let version, let slot):
             rotatedKeySlots[version] = slot

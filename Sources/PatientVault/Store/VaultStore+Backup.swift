@@ -200,12 +200,18 @@ extension VaultStore {
             // A first backup that failed, its copy or its checks: the
             // folder was empty, and is again (else every retry would find
             // it not empty, without a checkpoint to extend).
-            // Held meanwhile: never under a store someone opened there.
-            if previous == nil, let emptying = try? LogEngine.holdBackupFolder(directory, fresh: false) {
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-                    try? FileManager.default.removeItem(atPath: directory + "/" + name)
+            // Held meanwhile: never under a store someone opened there. The
+            // backup's own files only, whatever else appeared meanwhile.
+            if previous == nil {
+                let checkpointName = Self.backupCheckpointFileName, markName = Self.restoreMarkerFileName
+                _ = try? await inBackground {
+                    let emptying = try LogEngine.holdBackupFolder(directory, fresh: false)
+                    defer { emptying.release() }
+                    for name in try FileSystem.list(directory)
+                    where LogEngine.isCopyFile(name, checkpointName: checkpointName, markName: markName) {
+                        try? FileSystem.remove(directory + "/" + name)
+                    }
                 }
-                emptying.release()
             }
             throw error
         }
@@ -302,9 +308,13 @@ extension VaultStore {
             let names = (try? fm.contentsOfDirectory(atPath: target.path)) ?? ["?"]
             if names.contains(restoreMarkerFileName) {
                 // What a restore killed midway left (its mark says so):
-                // cleared, and restored again.
-                for name in names { try? fm.removeItem(at: target.appendingPathComponent(name)) }
-                guard (try? fm.contentsOfDirectory(atPath: target.path))?.isEmpty == true else {
+                // cleared, and restored again. Held meanwhile: a restore
+                // still copying into it holds it (`storeLocked` then).
+                let hold = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(target.path, fresh: false) } }
+                defer { hold.release() }
+                for name in names where name != "LOCK" { try? fm.removeItem(at: target.appendingPathComponent(name)) }
+                // The lock file stays: the hold is on it.
+                guard (try? fm.contentsOfDirectory(atPath: target.path)).map({ $0.allSatisfy { $0 == "LOCK" } }) == true else {
                     throw PatientVaultError(.io, "what an unfinished restore left in the folder could not be removed")
                 }
             } else if !names.isEmpty {
@@ -335,15 +345,18 @@ extension VaultStore {
         from backup: URL, to target: URL, checkpoint: SignedCheckpoint, key: MasterKeySource, configuration: Configuration
     ) async throws(PatientVaultError) -> SignedCheckpoint {
         let fm = FileManager.default
+        // The target held while it is written, as a backup holds its
+        // folder: no open, and no other restore, runs beside the copy.
+        let hold = try await translatingErrorsAsync { try await inBackground { try LogEngine.holdBackupFolder(target.path, fresh: false) } }
+        defer { hold.release() }
         try translatingErrors {
-            try FileSystem.createDirectory(target.path)
             // First, durably: until it goes, no open takes the folder for
             // a store (a restore killed mid-copy leaves part of a backup).
             try StoreFolder.writeDurably([], named: restoreMarkerFileName, in: target.path)
             try FileSystem.syncParent(of: target.path)
         }
         do {
-            for name in try fm.contentsOfDirectory(atPath: backup.path) where name != restoreMarkerFileName {
+            for name in try fm.contentsOfDirectory(atPath: backup.path) where name != restoreMarkerFileName && name != "LOCK" {
                 try fm.copyItem(at: backup.appendingPathComponent(name), to: target.appendingPathComponent(name))
             }
         } catch {
@@ -357,6 +370,8 @@ extension VaultStore {
             // The folder's own name, in its parent.
             try FileSystem.syncParent(of: target.path)
         }
+        // The check's open takes the folder as a store's open does.
+        hold.release()
         var check = configuration
         check.trustedCheckpoint = checkpoint
         check.checksARestore = true
