@@ -146,10 +146,11 @@ package struct LogCursor: Hashable, Sendable {
 
 /// A record to append.
 ///
-/// Its payload's digest is computed once, here, and only here: the
+/// On the write path its payload's digest is computed once, here: the
 /// engine's Merkle leaf and the vault anchor the domain seals both commit
-/// to it (``PayloadDigest``), so a record's bytes are hashed once on the
-/// write path, and no caller can pair a payload with another's digest.
+/// to it (``PayloadDigest``), and no caller can pair a payload with
+/// another's digest. (Reads that check a stored record hash its bytes
+/// again: the loader for the anchor, recovery for the leaf.)
 package struct EngineRecord: Sendable {
     /// The stream it extends, or nil for a record reached only by its
     /// reference (e.g. a chunk of large content).
