@@ -197,21 +197,96 @@ extension LogEngineCore {
                 s.queue.append(destructionJob(destroying, journalKey: journalKey, ticket: ticket, in: s))
                 destruction = ticket
             }
-            // One wake-up per batch the committer takes, not one per job:
-            // the jobs queued before it takes them ride on the first signal.
-            // Small buffered groups only wake it for a lingering pass
-            // (``commitLoop()``), until enough of them are queued.
-            if lazy && destruction == nil && s.lazyJobs < LogEngineCore.lazyJobLimit {
-                s.lazyJobs += 1
-                wakes = !s.committerSignalled && !s.lazySignalled
-                s.lazySignalled = true
-            } else {
-                wakes = !s.committerSignalled
-                s.committerSignalled = true
-            }
+            wakes = signal(lazy: lazy && destruction == nil, in: &s)
         }
         if wakes { wakeup.signal() }
         return (ticket, destruction)
+    }
+
+    /// Whether the caller, having queued a job, must wake the committer.
+    /// One wake-up per batch the committer takes, not one per job: the
+    /// jobs queued before it takes them ride on the first signal. Small
+    /// buffered groups (`lazy`) only wake it for a lingering pass
+    /// (``commitLoop(opened:)``), until enough of them are queued. Under
+    /// the engine's lock.
+    private func signal(lazy: Bool, in s: inout State) -> Bool {
+        if lazy && s.lazyJobs < LogEngineCore.lazyJobLimit {
+            s.lazyJobs += 1
+            defer { s.lazySignalled = true }
+            return !s.committerSignalled && !s.lazySignalled
+        }
+        defer { s.committerSignalled = true }
+        return !s.committerSignalled
+    }
+
+    /// Queues a group of one record that the committer seals as it writes
+    /// it (``DeferredRecord``): placed, numbered and linked to its stream
+    /// now, under the lock, as ``enqueue(records:rawSlotWrites:durability:mayUseReserve:thenDestroying:)``
+    /// does; its payload, checksum, Merkle leaf and frame header made on
+    /// the committer's thread (``materialize(_:)``).
+    func enqueue(_ record: DeferredRecord, durability: Durability, mayUseReserve: Bool) throws -> AppendTicket {
+        guard record.payloadCount >= 0, record.payloadCount <= configuration.maximumRecordSize else {
+            throw StorageError(.tooLarge, "record of \(record.payloadCount) bytes exceeds the maximum")
+        }
+        let frameLength = LogFormat.frameLength(payloadCount: record.payloadCount)
+        let groupSize = UInt64(frameLength)
+        guard groupSize + (mayUseReserve ? 0 : configuration.reserve) <= configuration.segmentSize - UInt64(LogFormat.segmentHeaderSize) else {
+            throw StorageError(.tooLarge, "an atomic group must fit in one segment")
+        }
+        let lazy = durability == .buffered && frameLength <= LogEngineCore.inlinePayloadLimit
+        let ticket = lazy ? AppendTicket { [self] in wakeForWaiter() } : AppendTicket()
+        let wakes = try state.withLock { s -> Bool in
+            if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
+            try ensureNoFailure()
+            try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
+            guard let segment = s.segments[s.current] else {
+                throw StorageError(.io, "no current segment")
+            }
+            let location = RecordLocation(segment: s.current, offset: s.tail, frameLength: UInt32(frameLength))
+            let previous = s.queuedHeads[record.stream] ?? s.index[record.stream]
+            s.queuedHeads[record.stream] = location
+            let lsn = s.nextLSN
+            s.nextLSN += 1
+            var job = Job(
+                slotWrites: [], segment: s.current, offset: s.tail, buffers: [],
+                references: [RecordReference(sequence: lsn, location: location)], lastLSN: lsn,
+                heads: [(record.stream, location)], durability: durability, ticket: ticket)
+            job.deferred = DeferredFrame(
+                record: record, location: location, salt: segment.salt, lsn: lsn, durableThrough: s.durableLSN, previous: previous)
+            if lsn % LogEngineCore.landmarkInterval == 0 { job.landmarks.append((lsn, location)) }
+            s.tail += groupSize
+            s.bytesSinceCheckpoint += groupSize
+            s.queue.append(job)
+            return signal(lazy: lazy, in: &s)
+        }
+        if wakes { wakeup.signal() }
+        return ticket
+    }
+
+    /// Seals a deferred job's record and lays out its frame: what
+    /// ``enqueue(records:rawSlotWrites:durability:mayUseReserve:thenDestroying:)``
+    /// does for a record given whole. On the committer's thread; a payload
+    /// that cannot be made fails the batch as a failed write does.
+    func materialize(_ job: inout Job) throws {
+        guard let d = job.deferred else { return }
+        let payload = try d.record.sealed()
+        let frameLength = Int(d.location.frameLength)
+        var buffer = bufferPool.withLock { $0.popLast() } ?? []
+        buffer.reserveCapacity(frameLength)
+        buffer.appendZeros(LogFormat.frameHeaderSize)
+        buffer.withUnsafeMutableBytes { raw in
+            LogFormat.writeFrameHeader(
+                into: raw, salt: d.salt, offset: d.location.offset, payloadLength: payload.count,
+                payloadCRC: LogFormat.payloadCRC(payload), lsn: d.lsn, durableThrough: d.durableThrough,
+                flags: LogFormat.flagHasStream, previous: d.previous, stream: d.record.stream,
+                authenticator: configuration.authenticator)
+        }
+        buffer.append(contentsOf: payload)
+        buffer.appendZeros(frameLength - LogFormat.frameHeaderSize - payload.count)
+        job.buffers = [buffer]
+        job.leafHashes.removeAll(keepingCapacity: true)
+        MerkleLog.appendLeafHash(stream: d.record.stream, digest: PayloadDigest(of: payload), to: &job.leafHashes)
+        job.deferred = nil
     }
 
     /// The job that destroys `slots` (their tombstones) after `journalKey`,

@@ -59,7 +59,7 @@ extension LogEngineCore {
             let idle = s.queue.isEmpty && s.queuedHeads.isEmpty
             let end = idle ? (segment: s.current, tail: s.tail, nextLSN: s.nextLSN)
                 : (segment: written.end.segment, tail: written.end.offset, nextLSN: written.lsn + 1)
-            let queued = s.queue.reduce(UInt64(0)) { total, job in total + job.buffers.reduce(0) { $0 + UInt64($1.count) } }
+            let queued = s.queue.reduce(UInt64(0)) { $0 + $1.byteCount }
             guard let root = try? merkle.root(size: end.nextLSN - 1) else { return nil }
             let last = s.index.isEmpty ? nil : lastLocation(s)
             return (

@@ -42,7 +42,11 @@ extension LogEngineCore {
                 !s.committerSignalled && s.lazySignalled && !s.closing && s.checkpointRequests.isEmpty
             }
             if lingers { _ = wakeup.wait(timeout: .now() + LogEngineCore.lazyWriteDelay) }
-            let (jobs, requests, closing) = state.withLock { s -> ([Job], [IndexSnapshotRequest], Bool) in
+            // (Declared apart: `process` lays out deferred records in
+            // `jobs`, whose buffers must have no second owner to be recycled.)
+            var jobs: [Job]
+            let requests: [IndexSnapshotRequest], closing: Bool
+            (jobs, requests, closing) = state.withLock { s -> ([Job], [IndexSnapshotRequest], Bool) in
                 let q = s.queue
                 s.queue = []
                 let r = s.checkpointRequests
@@ -53,7 +57,7 @@ extension LogEngineCore {
                 return (q, r, s.closing)
             }
             if !jobs.isEmpty {
-                process(jobs, unsynced: &unsynced, written: &written, keyFileDue: &keyFileDue)
+                process(&jobs, unsynced: &unsynced, written: &written, keyFileDue: &keyFileDue)
                 recycle(consume jobs)
                 growAhead()
             }
@@ -101,7 +105,7 @@ extension LogEngineCore {
     /// syncs always left: the older journal key beside the newer, the
     /// tombstones perhaps not on disk, and the erasure's durable record,
     /// from which the next open finishes the destruction.
-    private func process(_ jobs: [Job], unsynced: inout Set<UInt32>, written: inout Written, keyFileDue: inout DispatchTime?) {
+    private func process(_ jobs: inout [Job], unsynced: inout Set<UInt32>, written: inout Written, keyFileDue: inout DispatchTime?) {
         do {
             try ensureNoFailure()
         } catch {
@@ -111,6 +115,9 @@ extension LogEngineCore {
         // Tombstones written by this batch's destructions.
         var tombstonesWritten = false
         do {
+            // 0. Records queued to be sealed here (``DeferredRecord``):
+            //    sealed and framed, in their places.
+            for i in jobs.indices where jobs[i].deferred != nil { try materialize(&jobs[i]) }
             // 1. Key slots first (in the page cache before any record that
             //    names them can be read). Not synced: their group's manifest
             //    carries them. Slots written without records (no manifest)

@@ -100,6 +100,11 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve, thenDestroying: slots)
     }
 
+    /// Placed now, sealed on the committer's thread as it writes the batch.
+    package func append(_ record: DeferredRecord, durability: Durability, mayUseReserve: Bool) throws -> AppendTicket {
+        try core.enqueue(record, durability: durability, mayUseReserve: mayUseReserve)
+    }
+
     package func read(_ reference: RecordReference) async throws -> StoredRecord {
         // A chunk's reference names its LSN alone: the table says where it is.
         let location = try reference.hasLocation ? reference.location : core.chunkLocation(of: reference.sequence)
@@ -390,6 +395,24 @@ final class LogEngineCore: Sendable {
         var landmarks: [(UInt64, RecordLocation)] = []
         var durability: Durability
         var ticket: AppendTicket
+        /// A record placed but not yet sealed (``DeferredRecord``): the
+        /// committer seals it and lays out its frame (``buffers``,
+        /// ``leafHashes``) before it writes the batch.
+        var deferred: DeferredFrame? = nil
+        /// The bytes this job writes.
+        var byteCount: UInt64 {
+            UInt64(deferred?.location.frameLength ?? 0) + buffers.reduce(0) { $0 + UInt64($1.count) }
+        }
+    }
+
+    /// What a deferred record's frame header says, fixed when it was placed.
+    struct DeferredFrame: Sendable {
+        var record: DeferredRecord
+        var location: RecordLocation
+        var salt: [UInt8]
+        var lsn: UInt64
+        var durableThrough: UInt64
+        var previous: RecordLocation?
     }
 
     struct State: Sendable {

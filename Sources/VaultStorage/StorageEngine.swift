@@ -167,6 +167,37 @@ package struct EngineRecord: Sendable {
     }
 }
 
+/// A record whose payload is sealed when the engine writes it, not when it
+/// is queued: the audit entry of a read that does not wait for it (batched
+/// audit), whose sealing, digest, checksum and frame then cost the
+/// engine's writer, not the reader.
+///
+/// Its place in the log is fixed when it is queued, as any record's: the
+/// order of appends is the order of calls. If `seal` throws, or returns
+/// other than ``payloadCount`` bytes, the write fails as a failed `write`
+/// does: the engine stops (``StorageError/Code/durabilityLost``).
+package struct DeferredRecord: Sendable {
+    /// The stream it extends.
+    package let stream: StreamID
+    /// The exact size of the payload `seal` returns.
+    package let payloadCount: Int
+    /// Makes the payload (once, on whatever thread the engine writes from).
+    package let seal: @Sendable () throws -> [UInt8]
+
+    package init(stream: StreamID, payloadCount: Int, seal: @escaping @Sendable () throws -> [UInt8]) {
+        (self.stream, self.payloadCount, self.seal) = (stream, payloadCount, seal)
+    }
+
+    /// The payload, checked against the size announced.
+    package func sealed() throws -> [UInt8] {
+        let payload = try seal()
+        guard payload.count == payloadCount else {
+            throw StorageError(.io, "a deferred record's payload is not the size it announced")
+        }
+        return payload
+    }
+}
+
 /// BLAKE2b-256 of a record's payload (its sealed bytes): what a record's
 /// Merkle leaf commits to (``MerkleLog/leafData(stream:payload:)``) and
 /// what a vault's anchor hashes under its key. 32 bytes, held inline.
@@ -404,6 +435,12 @@ package protocol StorageEngine: AnyObject, Sendable {
         thenDestroying destroying: [KeySlot]
     ) throws -> (group: AppendTicket, destruction: AppendTicket?)
 
+    /// Queues a group of one record sealed later
+    /// (``DeferredRecord``), as ``append(_:keySlotWrites:durability:mayUseReserve:)``
+    /// queues `[record]`. An engine without a writer of its own seals it
+    /// now (the default).
+    func append(_ record: DeferredRecord, durability: Durability, mayUseReserve: Bool) throws -> AppendTicket
+
     /// Reads and verifies the record `reference` names.
     /// - Throws: ``StorageError/Code/corrupted``, or
     ///   ``StorageError/Code/invalidLocation`` for a reference this engine
@@ -505,6 +542,13 @@ extension StorageEngine {
         thenDestroying destroying: [KeySlot]
     ) throws -> (group: AppendTicket, destruction: AppendTicket?) {
         (try append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve), nil)
+    }
+
+    /// The record sealed now, queued as any other.
+    package func append(_ record: DeferredRecord, durability: Durability, mayUseReserve: Bool) throws -> AppendTicket {
+        try append(
+            [EngineRecord(stream: record.stream, payload: try record.sealed())], keySlotWrites: [], durability: durability,
+            mayUseReserve: mayUseReserve)
     }
 
     /// Appends a group that may not use the reserve (see

@@ -59,12 +59,32 @@ final class ActivityWriter: Sendable {
         _ records: [EngineRecord], keySlotWrites: [(KeySlot, [UInt8])], durability: Durability, mayUseReserve: Bool,
         thenDestroying destroying: [KeySlot] = [], copy: Copy?, to engine: any StorageEngine
     ) throws -> (AppendTicket, destruction: AppendTicket?, batchDue: Bool) {
-        try pending.withLock { p in
-            let (ticket, destruction) = destroying.isEmpty
+        try queue(copy) {
+            destroying.isEmpty
                 ? (try engine.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve), nil)
                 : try engine.append(
                     records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve,
                     thenDestroying: destroying)
+        }
+    }
+
+    /// Appends a group of one record sealed by the engine's writer
+    /// (``DeferredRecord``: a read's audit entry that its caller does not
+    /// wait for) and queues its activity copy, as
+    /// ``append(_:keySlotWrites:durability:mayUseReserve:thenDestroying:copy:to:)`` does.
+    func append(
+        _ record: DeferredRecord, durability: Durability, mayUseReserve: Bool, copy: Copy?, to engine: any StorageEngine
+    ) throws -> (AppendTicket, destruction: AppendTicket?, batchDue: Bool) {
+        try queue(copy) { (try engine.append(record, durability: durability, mayUseReserve: mayUseReserve), nil) }
+    }
+
+    /// Runs `enqueue` (the engine's append) and queues `copy`, as one step
+    /// under the writer's lock.
+    private func queue(
+        _ copy: Copy?, _ enqueue: () throws -> (AppendTicket, AppendTicket?)
+    ) throws -> (AppendTicket, destruction: AppendTicket?, batchDue: Bool) {
+        try pending.withLock { p in
+            let (ticket, destruction) = try enqueue()
             if let copy { p.copies.append(copy) }
             p.groupsSinceMark += 1
             return (ticket, destruction, p.copies.count >= Self.threshold || p.groupsSinceMark >= Self.markInterval)

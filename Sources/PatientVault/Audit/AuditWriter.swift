@@ -95,7 +95,6 @@ struct AuditWriter: Sendable {
         // Encoded once: sealed into the record, hashed into the chain, and
         // handed to the activity writer for the actor's copy.
         let encoded = entry.encoded()
-        records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
         // An entry its caller waits for is synced as a write's is, in
         // batched mode too: an export's or a receipt's proofs are against
         // a checkpoint of what is durable.
@@ -105,9 +104,21 @@ struct AuditWriter: Sendable {
         }
         // An entry without records of the operation (a read, a listing, a
         // refusal) may use the space kept for audit entries on a full disk.
-        let (ticket, destruction, batchDue) = try activity.append(
-            records, keySlotWrites: a.keySlotWrites, durability: durability,
-            mayUseReserve: a.records.isEmpty && a.keySlotWrites.isEmpty, thenDestroying: a.destroysKeySlots, copy: copy, to: engine)
+        let mayUseReserve = a.records.isEmpty && a.keySlotWrites.isEmpty
+        let (ticket, destruction, batchDue): (AppendTicket, AppendTicket?, Bool)
+        if records.isEmpty && a.keySlotWrites.isEmpty && a.destroysKeySlots.isEmpty && durability == .buffered {
+            // The entry alone, not waited for: sealed by the engine's
+            // writer (its place in the log fixed now), off the caller's
+            // path.
+            (ticket, destruction, batchDue) = try activity.append(
+                deferredVaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault), durability: durability,
+                mayUseReserve: mayUseReserve, copy: copy, to: engine)
+        } else {
+            records.append(try vaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault))
+            (ticket, destruction, batchDue) = try activity.append(
+                records, keySlotWrites: a.keySlotWrites, durability: durability,
+                mayUseReserve: mayUseReserve, thenDestroying: a.destroysKeySlots, copy: copy, to: engine)
+        }
         if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
         if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
@@ -170,13 +181,31 @@ struct AuditWriter: Sendable {
     func vaultRecord(_ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, vault: VaultState) throws -> EngineRecord {
         let stream = vault.auditStream
         let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
-        let payload = try RecordCodec.seal(
-            header: header, bodyCount: VaultAnchor.size + encoded.count, key: vault.keys.audit, stream: stream
-        ) { out in
+        return EngineRecord(
+            stream: stream, payload: try Self.sealAuditRecord(header: header, encoded: encoded, anchor: anchor, key: vault.keys.audit, stream: stream))
+    }
+
+    /// The same record, sealed by the engine's writer when it writes it
+    /// (``DeferredRecord``). It holds the vault's audit key until then.
+    func deferredVaultRecord(_ entry: AuditEntry, encoded: [UInt8], anchor: VaultAnchor, vault: VaultState) -> DeferredRecord {
+        let stream = vault.auditStream
+        let key = vault.keys.audit
+        let header = RecordHeader(kind: .auditEntry, sequence: entry.sequence, document: nil, version: 0, keySlot: nil)
+        return DeferredRecord(
+            stream: stream, payloadCount: RecordCodec.sealedCount(bodyCount: VaultAnchor.size + encoded.count, kind: .auditEntry)
+        ) {
+            try Self.sealAuditRecord(header: header, encoded: encoded, anchor: anchor, key: key, stream: stream)
+        }
+    }
+
+    /// An audit record's payload: the anchor, then the encoded entry, sealed under `key`.
+    private static func sealAuditRecord(
+        header: RecordHeader, encoded: [UInt8], anchor: VaultAnchor, key: SymmetricKey, stream: StreamID
+    ) throws -> [UInt8] {
+        try RecordCodec.seal(header: header, bodyCount: VaultAnchor.size + encoded.count, key: key, stream: stream) { out in
             anchor.write(into: out)
             encoded.withUnsafeBytes { out.baseAddress!.advanced(by: VaultAnchor.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
-        return EngineRecord(stream: stream, payload: payload)
     }
 
     // MARK: - Activity copies
