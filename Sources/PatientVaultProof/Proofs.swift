@@ -20,23 +20,33 @@ public struct InclusionProof: Hashable, Sendable, CustomStringConvertible {
     public let hashes: [[UInt8]]
     /// The checkpoint whose tree holds the leaf.
     public let checkpoint: SignedCheckpoint
+    /// The proof's opaque extra data (an `extra` line), if any: kept and
+    /// written back as read, meaning nothing to the proof's check.
+    public let extra: [UInt8]?
 
     static let header = "c2sp.org/tlog-proof@v1"
 
     /// A proof from its parts.
     /// - Throws: ``ProofError/Code/malformed`` for a hash that is not 32
     ///   bytes, more than 64 hashes, or an index outside the checkpoint's tree.
-    public init(index: UInt64, hashes: [[UInt8]], checkpoint: SignedCheckpoint) throws(ProofError) {
+    ///   `extra` is at most 4,096 bytes.
+    public init(index: UInt64, hashes: [[UInt8]], checkpoint: SignedCheckpoint, extra: [UInt8]? = nil) throws(ProofError) {
         guard hashes.count <= 64, hashes.allSatisfy({ $0.count == 32 }) else {
             throw ProofError(.malformed, "an inclusion proof is at most 64 hashes of 32 bytes")
         }
         guard index < checkpoint.treeHead.size else { throw ProofError(.malformed, "the index is outside the checkpoint's tree") }
+        guard (extra?.count ?? 0) <= Self.maximumExtra else { throw ProofError(.malformed, "a proof's extra data is at most 4,096 bytes") }
         self.index = index
         self.hashes = hashes
         self.checkpoint = checkpoint
+        self.extra = extra
     }
 
-    /// Parses `tlog-proof@v1` text (an `extra` line is accepted and ignored).
+    /// The largest extra data a proof carries.
+    static let maximumExtra = 4096
+
+    /// Parses `tlog-proof@v1` text. An `extra` line must hold standard
+    /// base64 (kept in ``extra``, and in ``text``).
     /// - Throws: ``ProofError/Code/malformed``.
     public init(_ text: String) throws(ProofError) {
         guard text.utf8.count <= SignedCheckpoint.maximumSize + 8192, let split = text.range(of: "\n\n") else {
@@ -45,7 +55,14 @@ public struct InclusionProof: Hashable, Sendable, CustomStringConvertible {
         var lines = text[..<split.lowerBound].split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         guard lines.first == Self.header else { throw ProofError(.malformed, "a tlog-proof starts with \(Self.header)") }
         lines.removeFirst()
-        if lines.first?.hasPrefix("extra ") == true { lines.removeFirst() }
+        var extra: [UInt8]?
+        if let line = lines.first, line.hasPrefix("extra ") {
+            guard let bytes = Base64.decode(String(line.dropFirst(6))), Base64.encode(bytes) == line.dropFirst(6) else {
+                throw ProofError(.malformed, "a tlog-proof's extra line holds standard base64")
+            }
+            extra = bytes
+            lines.removeFirst()
+        }
         guard let first = lines.first, first.hasPrefix("index "), let index = UInt64(first.dropFirst(6)),
               String(index) == first.dropFirst(6)
         else { throw ProofError(.malformed, "a tlog-proof names its leaf with 'index <decimal>'") }
@@ -56,12 +73,13 @@ public struct InclusionProof: Hashable, Sendable, CustomStringConvertible {
             }
             hashes.append(hash)
         }
-        try self.init(index: index, hashes: hashes, checkpoint: try SignedCheckpoint(String(text[split.upperBound...])))
+        try self.init(index: index, hashes: hashes, checkpoint: try SignedCheckpoint(String(text[split.upperBound...])), extra: extra)
     }
 
     /// The `tlog-proof@v1` text.
     public var text: String {
-        Self.header + "\nindex \(index)\n" + hashes.map { Base64.encode($0) + "\n" }.joined() + "\n" + checkpoint.text
+        Self.header + "\n" + (extra.map { "extra " + Base64.encode($0) + "\n" } ?? "") + "index \(index)\n"
+            + hashes.map { Base64.encode($0) + "\n" }.joined() + "\n" + checkpoint.text
     }
 
     /// The `tlog-proof@v1` text (``text``).
@@ -105,25 +123,28 @@ public struct ConsistencyProof: Hashable, Sendable {
 public struct CheckpointVerifier: Sendable {
     /// The log's key (algorithm ``NoteVerifierKey/Algorithm/ed25519``).
     public let logKey: NoteVerifierKey
-    /// The origin a checkpoint must name; nil accepts the log key's name
-    /// or any (a store's default origin is its key's name).
-    public let origin: String?
+    /// The origin a checkpoint must name: the one given, or by default the
+    /// log key's name (a PatientVault store names its key after its origin).
+    public let origin: String
     /// Witnesses whose `cosignature/v1` counts.
     public let witnesses: [NoteVerifierKey]
     /// How many distinct witnesses must have cosigned.
     public let quorum: Int
 
     /// A verifier for one log.
+    /// - Parameter origin: the log's origin; nil for the log key's name.
     /// - Throws: ``ProofError/Code/malformed`` if `logKey` is not an
     ///   Ed25519 note key, a witness key is not a cosignature key, or the
-    ///   quorum is negative or above the witnesses' number.
+    ///   quorum is negative or above the number of distinct witness public
+    ///   keys (one key listed under two names is one witness: the
+    ///   cosigned message does not name the witness).
     public init(logKey: NoteVerifierKey, origin: String? = nil, witnesses: [NoteVerifierKey] = [], quorum: Int = 0) throws(ProofError) {
         guard logKey.algorithm == .ed25519 else { throw ProofError(.malformed, "a log key signs notes (algorithm 0x01)") }
-        guard witnesses.allSatisfy({ $0.algorithm == .cosignatureV1 }), (0...Set(witnesses).count).contains(quorum) else {
+        guard witnesses.allSatisfy({ $0.algorithm == .cosignatureV1 }), (0...Set(witnesses.map(\.publicKey)).count).contains(quorum) else {
             throw ProofError(.malformed, "witness keys are cosignature keys (0x04), and the quorum at most their number")
         }
         self.logKey = logKey
-        self.origin = origin
+        self.origin = origin ?? logKey.name
         self.witnesses = witnesses
         self.quorum = quorum
     }
@@ -135,7 +156,7 @@ public struct CheckpointVerifier: Sendable {
     @discardableResult
     public func verify(_ checkpoint: SignedCheckpoint) throws(ProofError) -> TreeHead {
         let head = checkpoint.treeHead
-        if let origin, head.origin != origin {
+        if head.origin != origin {
             throw ProofError(.wrongOrigin, "the checkpoint is of another log")
         }
         let message = Array(checkpoint.noteText.utf8)
@@ -143,12 +164,13 @@ public struct CheckpointVerifier: Sendable {
         guard !mine.isEmpty, mine.allSatisfy({ $0.signature.count == 64 && logKey.verifies($0.signature, of: message) }) else {
             throw ProofError(.badSignature, "the checkpoint is not signed by the log's key")
         }
-        var cosigned = Set<NoteVerifierKey>()
-        for witness in witnesses where !cosigned.contains(witness) {
+        // Counted by public key: one key under two names is one witness.
+        var cosigned = Set<[UInt8]>()
+        for witness in witnesses where !cosigned.contains(witness.publicKey) {
             for line in checkpoint.signatures where line.name == witness.name && line.keyID == witness.keyID && line.signature.count == 72 {
                 let time = line.signature[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
                 let signed = Array("cosignature/v1\ntime \(time)\n".utf8) + message
-                if time <= UInt64(Int64.max), witness.verifies(Array(line.signature[8...]), of: signed) { cosigned.insert(witness) }
+                if time <= UInt64(Int64.max), witness.verifies(Array(line.signature[8...]), of: signed) { cosigned.insert(witness.publicKey) }
             }
         }
         guard cosigned.count >= quorum else {

@@ -298,7 +298,8 @@ package enum MerkleTree {
     ) -> Bool {
         guard oldSize <= newSize, proof.allSatisfy({ $0.count == hashSize }) else { return false }
         if oldSize == newSize { return proof.isEmpty && constantTimeEqual(oldRoot, newRoot) }
-        if oldSize == 0 { return proof.isEmpty }
+        // The empty tree is a prefix of any tree, but only under its own root.
+        if oldSize == 0 { return proof.isEmpty && constantTimeEqual(oldRoot, emptyTreeHash) }
         guard !proof.isEmpty else { return false }
         var path = proof
         // A power of two: the old root is the first node of the path.

@@ -567,18 +567,26 @@ public enum AccessPolicy {
             basis = .legalRepresentative
         case .professional(let pro), .emergencyRegulator(let pro):
             let grant = policy.grants[.professional(pro.rpps)]
+            // Only a reader whom representatives alone designated is kept
+            // from documents hidden from them: any designation the patient
+            // made (médecin traitant, grant, care team) opens them, whichever
+            // basis is named.
+            let activeGrant = grant.flatMap { $0.isActive(at: q.time) ? $0 : nil }
+            let designatedByPatient = (isMedecinTraitant && policy.medecinTraitant != nil && !policy.medecinTraitantSetByRepresentative)
+                || (activeGrant.map { !$0.grantedByRepresentative } ?? false)
+                || (policy.careTeam[pro.rpps] != nil && !policy.careTeamAddedByRepresentative.contains(pro.rpps))
             if isMedecinTraitant, let mt = policy.medecinTraitant {
                 basis = .medecinTraitant
                 profession = mt.profession
-                designatedByRepresentative = policy.medecinTraitantSetByRepresentative
-            } else if let grant, grant.isActive(at: q.time) {
+                designatedByRepresentative = !designatedByPatient
+            } else if let grant = activeGrant {
                 basis = .authorisedByPatient
                 profession = grant.grantee.healthProfessional?.profession ?? pro.profession
-                designatedByRepresentative = grant.grantedByRepresentative
+                designatedByRepresentative = !designatedByPatient
             } else if let member = policy.careTeam[pro.rpps] {
                 basis = .careTeam
                 profession = member.profession
-                designatedByRepresentative = policy.careTeamAddedByRepresentative.contains(pro.rpps)
+                designatedByRepresentative = !designatedByPatient
             } else if isAuthor {
                 basis = .authorOfDocument
             } else if case .breakGlass = q.purpose, !policy.breakGlassOpposed {

@@ -16,7 +16,9 @@ public struct VaultClosure: Hashable, Sendable {
     public var reason: ClosureReason
     /// When.
     public var closedAt: Date
-    /// Who closed it.
+    /// Who closed it; nil in ``VaultStore/vaultInfo(for:as:purpose:secret:)``'s
+    /// answer to anyone but the patient, their representatives and
+    /// reviewers when a representative closed it (another person's INS).
     public var closedBy: Principal?
 
     /// A closure as the store records it.

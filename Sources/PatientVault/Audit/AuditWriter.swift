@@ -66,8 +66,11 @@ struct AuditWriter: Sendable {
         // A professional's or organisation's first access is remembered in
         // the vault's stream, so the notification is raised once.
         var firstAccess: GrantHolder?
-        if a.decision.isAllowed, !a.abandoned, a.action.readsDocuments, let holder = GrantHolder(principal),
-           !vault.accessedBy.contains(holder)
+        // Not by reading a document hidden from the patient: the
+        // notification would name its reader before the result is
+        // announced in person.
+        if a.decision.isAllowed, !a.abandoned, a.action.readsDocuments, !a.concernsDocumentHiddenFromPatient,
+           let holder = GrantHolder(principal), !vault.accessedBy.contains(holder)
         {
             let body = VaultEventBody(time: time, by: principal, event: .firstAccess(holder))
             let header = RecordHeader(kind: .vaultEvent, sequence: vault.nextSequence + UInt64(vaultRecords), document: nil, version: 0, keySlot: nil)

@@ -66,7 +66,9 @@ enum RootKeyWrapping {
             } catch {
                 throw PatientVaultError(.wrongMasterKey, "the key provider did not unwrap this store's root key")
             }
-            return root.key
+            // A copy of its own: the store wipes its root key at close,
+            // and a provider may keep the object it returned (a cache).
+            return try translatingErrors { try root.key.withUnsafeBytes { try SymmetricKey.copying($0) } }
         case (_, .rawKey):
             throw PatientVaultError(.wrongMasterKey, "this store's master key is a raw key")
         case (_, .argon2id):
@@ -139,7 +141,10 @@ enum RootKeyWrapping {
                 source: .provider, salt: zeroSalt, parameters: .init(opsLimit: 0, memLimit: 0), storeID: storeID, keyID: keyID, wrapped: [])
             let wrapped: [UInt8]
             do {
-                wrapped = try await provider.wrap(MasterKey(key: root), context: h.prefix())
+                // A copy: the provider may keep what it is handed, and
+                // the store wipes its own root key at close.
+                let copy = try translatingErrors { try root.withUnsafeBytes { try SymmetricKey.copying($0) } }
+                wrapped = try await provider.wrap(MasterKey(key: copy), context: h.prefix())
             } catch let error as PatientVaultError {
                 throw error
             } catch {

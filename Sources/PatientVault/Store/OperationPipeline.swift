@@ -41,6 +41,7 @@ struct Audited<R> {
         var notifications: [VaultNotification.Kind]
         var destroysKeySlots: [KeySlot] = []
         var notificationsHiddenFromRepresentatives = false
+        var concernsDocumentHiddenFromPatient = false
     }
 
     private var work: Work
@@ -84,6 +85,15 @@ struct Audited<R> {
     var notificationsHiddenFromRepresentatives: Bool {
         get { work.notificationsHiddenFromRepresentatives }
         set { work.notificationsHiddenFromRepresentatives = newValue }
+    }
+    /// Whether the operation reads a document hidden from the patient now
+    /// (``ConfidentialityFlags/hiddenFromPatient``, not yet released): its
+    /// reader's first access is then neither recorded nor notified, as the
+    /// trail holds back every entry about such a document. The next
+    /// allowed read of anything else records it.
+    var concernsDocumentHiddenFromPatient: Bool {
+        get { work.concernsDocumentHiddenFromPatient }
+        set { work.concernsDocumentHiddenFromPatient = newValue }
     }
     /// Key slots destroyed once the group is durable (an erasure's), before
     /// the caller is answered: queued right behind the group when the

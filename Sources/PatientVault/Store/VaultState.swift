@@ -152,6 +152,9 @@ struct VaultState: Sendable {
             erased[e.id] = e.tombstone(at: body.time, by: body.by)
             erasedConfidentiality[e.id] = e.confidentiality
             documents[e.id] = nil
+            // As a load from disk rebuilds it (from the documents left): an
+            // author of nothing left here has no author's rights.
+            authors = Set(documents.values.lazy.flatMap { $0.lazy.map(\.metadata.author) })
         case .imported(let history):
             guard !imported.contains(history) else { return }
             imported.append(history)
@@ -215,6 +218,17 @@ struct VaultState: Sendable {
             }
         }
         return since
+    }
+
+    /// Whether version `m` is hidden from the patient at `time`: flagged
+    /// ``ConfidentialityFlags/hiddenFromPatient``, not covered by a
+    /// release, and within the month of its hidden period (CSP R1111-53),
+    /// as ``AccessPolicy`` judges the holder's read.
+    func isHiddenFromPatient(_ m: DocumentMetadata, at time: Date) -> Bool {
+        guard m.confidentiality.contains(.hiddenFromPatient) else { return false }
+        if let released = policy.released[m.id], released >= m.depositedAt { return false }
+        let since = hiddenSince(m.id, upTo: m.version) ?? m.depositedAt
+        return time < since.addingTimeInterval(AccessPolicy.hiddenDocumentReleaseDelay)
     }
 
     /// The current versions of documents as they were at `time`.

@@ -96,7 +96,11 @@ extension VaultStore {
             case .representative(let r): vault.policy.representatives[r.ins] != nil
             default: false
             }
-            if reason == nil && !patientSide {
+            // A professional or organisation without a reason is bad
+            // input; anyone else not on the patient's side (another
+            // patient, a former representative, an insurer) is refused by
+            // the rules below, as with a reason.
+            if reason == nil && !patientSide && GrantHolder(principal) != nil {
                 return .invalid(.erase, document: document, PatientVaultError(
                     .invalidArgument, "a professional erases a document at the patient's request and states why (reason)",
                     vaultID: vault.vaultID, documentID: document))

@@ -210,8 +210,11 @@ extension VaultStore {
                     || sees($0, as: principal, in: vault, at: now)
             } ?? false
             guard visibleNow else {
-                a.result = .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document))
-                return a
+                // Refused, and recorded as refused: the entry must not say
+                // allowed for an answer the asker did not get.
+                return Audited(
+                    action: .queryAccessHistory, decision: .deny(.unknownDocument), document: document,
+                    result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document)))
             }
             // Before its first version was deposited, nobody could read it.
             guard let then = vault.versions(of: document).last(where: { $0.depositedAt <= time }) else { return a }

@@ -17,7 +17,14 @@ extension VaultStore {
         } catch {
             return .invalid(action, document: id, error)
         }
-        let vaultDecision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, time: time))
+        var vaultDecision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, time: time))
+        // The author of an erased document, without any other basis here
+        // (their authorship of it ended with it), is still told it was
+        // erased, below: the same answer whether or not the store was
+        // reopened since.
+        if vaultDecision.rule == .notAuthorised, let tombstone = vault.erased[id], tombstone.author == principal {
+            vaultDecision = .allow(.authorOfDocument)
+        }
         guard vaultDecision.isAllowed else {
             return Audited<R>(action: action, decision: vaultDecision, document: id, version: version, result: .failure(.denied))
         }
@@ -77,6 +84,7 @@ extension VaultStore {
             a = Audited(action: action, decision: decision, document: id, version: chosen.version, result: .success(try result(chosen, entry)))
         }
         a.notificationsHiddenFromRepresentatives = hiddenFromRepresentatives
+        a.concernsDocumentHiddenFromPatient = vault.isHiddenFromPatient(current, at: time) || vault.isHiddenFromPatient(chosen, at: time)
         return a
     }
 

@@ -68,6 +68,17 @@ extension VaultStore {
                 vaultID: vault.vaultID, createdBy: vault.creation.createdBy, channel: vault.creation.channel,
                 createdAt: vault.creation.createdAt, documentCount: visible.count)
             info.closure = vault.policy.closure
+            // A representative who closed it is a person other than the
+            // patient: named only to the patient's side (and reviewers),
+            // never, through the patient's vault, to a professional.
+            if case .representative? = info.closure?.closedBy {
+                let patientSide: Bool = switch principal {
+                case .patient(let ins): ins == vault.creation.holder
+                case .representative(let r): vault.policy.representatives[r.ins] != nil
+                default: configuration.isConfiguredReviewer(principal)
+                }
+                if !patientSide { info.closure?.closedBy = nil }
+            }
             info.retainedUntil = vault.policy.closure.map {
                 VaultClosure.retainedUntil($0.closedAt, years: configuration.closedVaultRetentionYears)
             }

@@ -123,6 +123,62 @@ import VaultCrypto
         #expect(throws: ProofError.self) { _ = try verifier.verify(try SignedCheckpoint(Self.checkpoint + forged)) }
     }
 
+    /// One witness key listed under two names is one witness: the
+    /// `cosignature/v1` message does not name the witness, so its one
+    /// signature, copied under the other name, would otherwise count twice.
+    @Test func oneWitnessKeyUnderTwoNamesIsOneWitness() throws {
+        let log = try NoteVerifierKey("example.com/patientvault-test-log+af2f8289+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4")
+        let witness = try NoteVerifierKey("example.com/patientvault-test-witness+ad6f2b2a+BCmsuuFBvMrwsi4alNNNC8c2HlJtC/4SyJeUvJMilm3X")
+        let renamed = try NoteVerifierKey(name: "example.com/another-name", algorithm: .cosignatureV1, publicKey: witness.publicKey)
+        #expect(throws: ProofError.self) { _ = try CheckpointVerifier(logKey: log, witnesses: [witness, renamed], quorum: 2) }
+        let one = try CheckpointVerifier(logKey: log, witnesses: [witness, renamed], quorum: 1)
+        #expect(try one.verify(try SignedCheckpoint(Self.checkpoint + Self.cosignature)).size == 8)
+    }
+
+    /// Without an origin, a verifier takes the log key's name as the
+    /// origin a checkpoint must name (a key that signs several logs' does
+    /// not vouch for another log's checkpoint).
+    @Test func aVerifierWithoutAnOriginChecksTheKeysName() throws {
+        let key = try Ed25519SigningKey.generate()
+        let verifierKey = try NoteVerifierKey(name: "example.com/log-a", algorithm: .ed25519, publicKey: key.publicKey.bytes)
+        let root = [UInt8](repeating: 1, count: 32)
+        let own = try SignedCheckpoint.sign(try TreeHead(origin: "example.com/log-a", size: 3, rootHash: root), name: "example.com/log-a", key: key)
+        let other = try SignedCheckpoint.sign(try TreeHead(origin: "example.com/log-b", size: 3, rootHash: root), name: "example.com/log-a", key: key)
+        let verifier = try CheckpointVerifier(logKey: verifierKey)
+        #expect(verifier.origin == "example.com/log-a")
+        #expect(try verifier.verify(own).size == 3)
+        #expect { _ = try verifier.verify(other) } throws: { ($0 as? ProofError)?.code == .wrongOrigin }
+        #expect(try CheckpointVerifier(logKey: verifierKey, origin: "example.com/log-b").verify(other).size == 3)
+    }
+
+    /// An `extra` line holds standard base64: kept, written back as read,
+    /// and anything else refused (the parser accepts what the encoder
+    /// writes, no more).
+    @Test func aProofsExtraLineIsKeptAndChecked() throws {
+        let hashes = Self.stored()
+        let proof = try InclusionProof(
+            index: 5, hashes: MerkleTree.inclusionProof(index: 5, size: 8) { hashes[Int($0)] },
+            checkpoint: try SignedCheckpoint(Self.checkpoint), extra: Array("age-v1.2.1".utf8))
+        let text = proof.text
+        #expect(text.hasPrefix("c2sp.org/tlog-proof@v1\nextra YWdlLXYxLjIuMQ==\nindex 5\n"))
+        let parsed = try InclusionProof(text)
+        #expect(parsed == proof && parsed.extra == Array("age-v1.2.1".utf8) && parsed.text == text)
+        for bad in ["extra !!!", "extra YWd=", "extra YWdlLXYxLjIuMQ"] {
+            let forged = text.replacingOccurrences(of: "extra YWdlLXYxLjIuMQ==", with: bad)
+            #expect(throws: ProofError.self) { _ = try InclusionProof(forged) }
+        }
+        let verifier = try CheckpointVerifier(logKey: NoteVerifierKey("example.com/patientvault-test-log+af2f8289+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"))
+        try verifier.verifyInclusion(parsed, leafData: Self.leaves[5])
+    }
+
+    /// A consistency proof from the empty tree holds only under the empty
+    /// tree's root.
+    @Test func aConsistencyProofFromTheEmptyTreeNeedsTheEmptyRoot() throws {
+        let root = Self.hex(Self.roots[7])
+        #expect(MerkleTree.verifyConsistency(oldSize: 0, newSize: 8, oldRoot: MerkleTree.emptyTreeHash, newRoot: root, proof: []))
+        #expect(!MerkleTree.verifyConsistency(oldSize: 0, newSize: 8, oldRoot: [UInt8](repeating: 0, count: 32), newRoot: root, proof: []))
+    }
+
     /// The `tlog-proof@v1` of leaf 5, as Go's reference code formats it.
     @Test func aTlogProofLikeTheReference() throws {
         let hashes = Self.stored()

@@ -5,6 +5,7 @@ import Testing
 @testable import PatientVault
 @testable import VaultStorage
 @testable import VaultSync
+import VaultCrypto
 
 /// Master keys: a raw key, a passphrase or a key provider wraps the
 /// store's root key; rotation rewrites the header alone, atomically; the
@@ -58,6 +59,45 @@ import Testing
     /// with opens the store and its data. Before, `close()` wiped the root
     /// key under the waiting rotation, which then wrapped zeros into the
     /// header: no key opened the store again.
+    /// A provider that keeps what it hands out and is handed (a cache of
+    /// its KMS's answers) gets back, after the store's `close()`, keys the
+    /// store did not wipe: the store wipes copies of its own. The second
+    /// open, in the same process, opens the store (it derived every key
+    /// from zeros before, and answered `corrupted`).
+    @Test func aProviderThatKeepsItsKeysIsNotWipedByClose() async throws {
+        final class CachingProvider: KeyProvider {
+            let inner: TestKeyProvider
+            let cache = Locked<[[UInt8]: MasterKey]>([:])
+            let given = Locked<[MasterKey]>([])
+            init() throws { inner = try TestKeyProvider() }
+            var keyID: String { inner.keyID }
+            func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] {
+                given.withLock { $0.append(key) }
+                return try await inner.wrap(key, context: context)
+            }
+            func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
+                if let kept = cache.withLock({ $0[wrapped] }) { return kept }
+                let key = try await inner.unwrap(wrapped, context: context)
+                cache.withLock { $0[wrapped] = key }
+                return key
+            }
+        }
+        let folder = TestFolder()
+        let provider = try CachingProvider()
+        var store = try await VaultStore.open(at: folder.url, key: .provider(provider), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let doc = try await store.deposit(Fixtures.draft(), content: Data("kept".utf8), for: alice, as: Fixtures.doctor)
+        try await store.close()
+        for _ in 0..<2 {
+            store = try await VaultStore.open(at: folder.url, key: .provider(provider), configuration: configuration())
+            #expect(try await store.content(of: doc.id, for: alice, as: .patient(alice)) == Data("kept".utf8))
+            try await store.close()
+        }
+        // What the provider was handed to wrap is not zeroed by close either.
+        let handed = try #require(provider.given.withLock { $0.first })
+        #expect(handed.key.withUnsafeBytes { $0.contains { $0 != 0 } })
+    }
+
     @Test func aRotationRacingCloseNeverWrapsAWipedRootKey() async throws {
         let folder = TestFolder()
         let first = try MasterKey.generate()
