@@ -109,22 +109,7 @@ extension LogEngineCore {
             let rotates = journalKeyMaterial != nil
                 && destroying.contains { $0.number >= min(s.currentEpochSlotFloor, groupFloor) }
             if rotates { try keySlots.checkEpochCanGrow() }
-            if !records.isEmpty {
-                do {
-                    try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
-                    if s.diskFullReported, !mayUseReserve {
-                        s.diskFullReported = false
-                        logger.notice("storage: space is available again")
-                    }
-                } catch let error as StorageError where error.code == .diskFull {
-                    // Once per episode, not per refused group.
-                    if !s.diskFullReported {
-                        s.diskFullReported = true
-                        logger.warning("storage: disk full: writes are refused; reads still leave their audit entries in the reserve")
-                    }
-                    throw error
-                }
-            }
+            if !records.isEmpty { try placeReporting(groupSize, mayUseReserve: mayUseReserve, in: &s) }
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")
             }
@@ -203,6 +188,26 @@ extension LogEngineCore {
         return (ticket, destruction)
     }
 
+    /// Places a group (``place(_:mayUseReserve:in:)``), and says in the
+    /// log, once per episode, that the disk is full, and when space is
+    /// available again. Under the engine's lock.
+    private func placeReporting(_ groupSize: UInt64, mayUseReserve: Bool, in s: inout State) throws {
+        do {
+            try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
+            if s.diskFullReported, !mayUseReserve {
+                s.diskFullReported = false
+                logger.notice("storage: space is available again")
+            }
+        } catch let error as StorageError where error.code == .diskFull {
+            // Once per episode, not per refused group.
+            if !s.diskFullReported {
+                s.diskFullReported = true
+                logger.warning("storage: disk full: writes are refused; reads still leave their audit entries in the reserve")
+            }
+            throw error
+        }
+    }
+
     /// Whether the caller, having queued a job, must wake the committer.
     /// One wake-up per batch the committer takes, not one per job: the
     /// jobs queued before it takes them ride on the first signal. Small
@@ -238,7 +243,7 @@ extension LogEngineCore {
         let wakes = try state.withLock { s -> Bool in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             try ensureNoFailure()
-            try place(groupSize, mayUseReserve: mayUseReserve, in: &s)
+            try placeReporting(groupSize, mayUseReserve: mayUseReserve, in: &s)
             guard let segment = s.segments[s.current] else {
                 throw StorageError(.io, "no current segment")
             }
@@ -259,6 +264,7 @@ extension LogEngineCore {
             s.queue.append(job)
             return signal(lazy: lazy, in: &s)
         }
+        deferredRecords.add(1, ordering: .relaxed)
         if wakes { wakeup.signal() }
         return ticket
     }

@@ -239,7 +239,9 @@ extension LogEngineCore {
         } catch {
             // Never retry a failed write or sync and pretend it is durable
             // (PostgreSQL, 2018): stop acknowledging until reopened.
-            let failure = (error as? StorageError) ?? StorageError(.io, "write failed")
+            // (A deferred record's seal that failed says why: the only
+            // failure here that is not a system call's.)
+            let failure = (error as? StorageError) ?? StorageError(.io, "write failed: \(error)")
             let queued = state.withLock { s -> [Job] in
                 latch(failure)
                 let q = s.queue

@@ -100,6 +100,10 @@ package final class LogEngine: StorageEngine, KeySlotStore {
         try core.append(records, keySlotWrites: keySlotWrites, durability: durability, mayUseReserve: mayUseReserve, thenDestroying: slots)
     }
 
+    /// How many records were queued to be sealed by the committer
+    /// (``DeferredRecord``) since open.
+    package var deferredRecordCount: Int { core.deferredRecords.load(ordering: .relaxed) }
+
     /// Placed now, sealed on the committer's thread as it writes the batch.
     package func append(_ record: DeferredRecord, durability: Durability, mayUseReserve: Bool) throws -> AppendTicket {
         try core.enqueue(record, durability: durability, mayUseReserve: mayUseReserve)
@@ -487,6 +491,8 @@ final class LogEngineCore: Sendable {
     /// taken again by `enqueue`: the hot path reuses them instead of
     /// allocating one per group.
     let bufferPool = Locked<[[UInt8]]>([])
+    /// Records queued to be sealed by the committer (``DeferredRecord``), since open.
+    let deferredRecords = Atomic<Int>(0)
     let recoveryReport: RecoveryReport
     /// A sequence lock between compaction and readers: incremented before
     /// and after each frame's rewrite (odd meanwhile), so that a reader

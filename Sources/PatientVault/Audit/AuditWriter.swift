@@ -42,6 +42,15 @@ struct AuditWriter: Sendable {
         activityStreams.value(holder) { keys.activityStream(of: holder) }
     }
 
+    /// Whether the caller of `a` goes on without waiting for its entry: a
+    /// read, listing or refusal of a read in ``AuditMode/batched(maxDelay:)``
+    /// that does not ask for its own entry. The one test, for the
+    /// pipeline's wait and for the commit.
+    func callerSkipsWait<R>(_ a: Audited<R>) -> Bool {
+        if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { return true }
+        return false
+    }
+
     /// The durability of an operation's group: writes follow the store's
     /// durability; reads, listings and refusals follow ``AuditMode``.
     func durability(isWrite: Bool) -> Durability {
@@ -109,10 +118,12 @@ struct AuditWriter: Sendable {
         // refusal) may use the space kept for audit entries on a full disk.
         let mayUseReserve = a.records.isEmpty && a.keySlotWrites.isEmpty
         let (ticket, destruction, batchDue): (AppendTicket, AppendTicket?, Bool)
-        if records.isEmpty && a.keySlotWrites.isEmpty && a.destroysKeySlots.isEmpty && durability == .buffered {
-            // The entry alone, not waited for: sealed by the engine's
-            // writer (its place in the log fixed now), off the caller's
-            // path.
+        let skipsWait = callerSkipsWait(a)
+        if skipsWait && records.isEmpty && a.keySlotWrites.isEmpty && a.destroysKeySlots.isEmpty {
+            // The entry alone, and nobody waits for it: sealed by the
+            // engine's writer (its place in the log fixed now), off the
+            // caller's path. (An entry a caller waits for is sealed here:
+            // the writer is one thread for every caller.)
             (ticket, destruction, batchDue) = try activity.append(
                 deferredVaultRecord(entry, encoded: encoded, anchor: anchor, vault: vault), durability: durability,
                 mayUseReserve: mayUseReserve, copy: copy, to: engine)
@@ -124,7 +135,7 @@ struct AuditWriter: Sendable {
         }
         if batchDue { flushActivityInBackground() }
         // Flagged after the append, so the flush that clears it covers it.
-        if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { flushPending.pending.store(true, ordering: .relaxed) }
+        if skipsWait { flushPending.pending.store(true, ordering: .relaxed) }
         vault.nextSequence += UInt64(vaultRecords)
         vault.headHash = head
         vault.auditNext += 1

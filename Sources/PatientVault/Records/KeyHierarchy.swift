@@ -89,7 +89,22 @@ struct StoreKeys: Sendable {
     /// `"PV1-INS" || INS`. Without the master key it cannot be linked to a
     /// patient, and it is stable so the vault can be found again.
     func vaultPseudonym(for ins: INS) -> StreamID {
-        Self.classed(.vault, BLAKE2b.hash(Array("PV1-INS".utf8) + Array(ins.digits.utf8), key: pseudonym))
+        // Once per call of the API: hashed in place, without an array (the
+        // bytes are those of `"PV1-INS" + digits`, as ever).
+        var digits = ins.digits
+        return digits.withUTF8 { utf8 in
+            let prefix: StaticString = "PV1-INS"
+            let count = prefix.utf8CodeUnitCount + utf8.count
+            return withUnsafeTemporaryAllocation(byteCount: count + 32, alignment: 8) { buffer in
+                let input = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+                input.copyMemory(from: UnsafeRawBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+                UnsafeMutableRawBufferPointer(rebasing: input[prefix.utf8CodeUnitCount...]).copyMemory(from: UnsafeRawBufferPointer(utf8))
+                let hash = UnsafeMutableRawBufferPointer(rebasing: buffer[count..<(count + 32)])
+                BLAKE2b.hash(UnsafeRawBufferPointer(input), key: pseudonym, into: hash)
+                hash[0] = StreamClass.vault.rawValue
+                return StreamID(bytes: hash)
+            }
+        }
     }
 
     /// The first byte of a stream id says what kind of stream it is, so the

@@ -231,8 +231,10 @@ struct Caller {
 /// that does not exist (or a closed store) leaves none. Threads: decide and
 /// commit run on the caller's task (the cooperative pool), holding the
 /// vault's lock for memory work only; the wait suspends the task while the
-/// engine's committer thread syncs.
-struct OperationPipeline: Sendable {
+/// engine's committer thread syncs. A class: every call of the API goes
+/// through it, and a struct of its size was copied (a retain per field)
+/// on the way.
+final class OperationPipeline: Sendable {
     let cache: VaultCache
     let loader: VaultLoader
     let audit: AuditWriter
@@ -248,6 +250,16 @@ struct OperationPipeline: Sendable {
     let lifecycleIndex: VaultLifecycleIndex
     /// Counts and times every operation (``StoreMetrics``).
     let metrics: StoreMetrics
+
+    init(
+        cache: VaultCache, loader: VaultLoader, audit: AuditWriter, notifier: Notifier, keys: StoreKeys,
+        configuration: Configuration, lifecycle: StoreLifecycle, vaultCount: Locked<Int>, lifecycleIndex: VaultLifecycleIndex,
+        metrics: StoreMetrics
+    ) {
+        (self.cache, self.loader, self.audit, self.notifier, self.keys) = (cache, loader, audit, notifier, keys)
+        (self.configuration, self.lifecycle, self.vaultCount, self.lifecycleIndex, self.metrics) =
+            (configuration, lifecycle, vaultCount, lifecycleIndex, metrics)
+    }
 
     /// An operation with no work outside the lock (reads, listings, policy
     /// changes, scheduled events): decide and commit in one lock hold.
@@ -372,7 +384,7 @@ struct OperationPipeline: Sendable {
             let outcome: AuditOutcome = a.abandoned ? .abandoned : a.decision.isAllowed ? .allowed : .denied
             metrics.record(a.action, outcome, since: started)
         }
-        let waits: Bool = if !a.isWrite, !a.waitsForEntry, case .batched = configuration.auditMode { false } else { true }
+        let waits = !audit.callerSkipsWait(a)
         var references: [RecordReference] = []
         if waits {
             do {

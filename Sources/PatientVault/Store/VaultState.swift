@@ -129,6 +129,13 @@ struct VaultState: Sendable {
     }
 
     /// The acknowledged entry of a version (the latest if `version` is nil).
+    /// The newest acknowledged version's entry: its metadata is
+    /// `versions(of: id).last` (the newest has no successor to set its
+    /// status), found without building the others.
+    func currentEntry(of id: DocumentID) -> VersionEntry? {
+        documents[id]?.last(where: \.isAcknowledged)
+    }
+
     func entry(_ id: DocumentID, version: Int?) -> VersionEntry? {
         let entries = (documents[id] ?? []).filter(\.isAcknowledged)
         guard let version else { return entries.last }

@@ -48,17 +48,22 @@ extension VaultStore {
             let erased = PatientVaultError(.erased, "the document was erased", vaultID: vault.vaultID, documentID: id)
             return Audited(action: action, decision: vaultDecision, document: id, version: version, abandoned: true, result: .failure(erased))
         }
-        let versions = vault.versions(of: id)
-        guard let current = versions.last else {
+        // The current version (the common case) without the list of all
+        // of them, which an older version needs for its status.
+        guard let newest = vault.currentEntry(of: id) else {
             return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
         }
+        let current = newest.metadata
         let decision = AccessPolicy.decide(request(action, by: principal, purpose: purpose, vault: vault, document: current, time: time))
         guard decision.isAllowed else {
             return Audited(action: action, decision: decision, document: id, version: version, result: .failure(unknown))
         }
-        guard let chosen = version.map({ v in versions.first { $0.version == v } }) ?? current,
-              let entry = vault.entry(id, version: chosen.version)
-        else {
+        let found: (DocumentMetadata, VersionEntry)? = if version == nil || version == current.version {
+            (current, newest)
+        } else {
+            vault.versions(of: id).first { $0.version == version }.flatMap { m in vault.entry(id, version: m.version).map { (m, $0) } }
+        }
+        guard case let (chosen, entry)? = found else {
             return Audited(action: action, decision: .deny(.unknownDocument), document: id, version: version, result: .failure(unknown))
         }
         // An older version is judged by its own flags, category and time.

@@ -207,6 +207,34 @@ import Testing
         try await store.close()
     }
 
+    /// Only an entry nobody waits for is sealed by the engine's writer: a
+    /// read's in batched audit mode. A read's in durable audit mode, or
+    /// under relaxed durability (whose groups are buffered too), a trail
+    /// query's in batched mode, and a refused write's are sealed by their
+    /// caller, who waits for them.
+    @Test(arguments: [
+        (AuditMode.batched(maxDelay: .milliseconds(20)), DurabilityMode.synchronous),
+        (AuditMode.durable, DurabilityMode.synchronous), (AuditMode.durable, DurabilityMode.relaxed),
+    ])
+    func onlyAnEntryNobodyWaitsForIsSealedByTheWriter(mode: AuditMode, durability: DurabilityMode) async throws {
+        var c = Fixtures.configuration()
+        c.auditMode = mode
+        c.durability = durability
+        let v = try await AuditedVault(configuration: c, storage: .folder)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.doctor)
+        let engine = try #require(v.store.engine as? LogEngine)
+        let before = engine.deferredRecordCount
+        _ = try await v.store.metadata(of: doc.id, for: v.alice, as: v.patient)
+        let afterRead = engine.deferredRecordCount
+        _ = try await v.store.auditTrail(for: v.alice, as: v.patient)
+        _ = await code { _ = try await v.store.deposit(Fixtures.draft(), content: Data([2]), for: v.alice, as: .insurer(try SystemPrincipal("cpam-75"))) }
+        let batched = if case .batched = mode { true } else { false }
+        #expect(afterRead - before == (batched ? 1 : 0))
+        #expect(engine.deferredRecordCount == afterRead)
+        #expect(try await v.store.verifyAuditTrail(for: v.alice, as: v.patient).entries >= 4)
+        try await v.store.close()
+    }
+
     @Test func batchedAuditModeKeepsEveryEntry() async throws {
         var c = Fixtures.configuration()
         c.auditMode = .batched(maxDelay: .milliseconds(20))
