@@ -343,7 +343,9 @@ package enum MerkleTree {
         return sn == 0
     }
 
-    private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    /// Whether `a` and `b` are equal, in time that depends on their length
+    /// only (for MACs and hashes an attacker compares against).
+    package static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var d: UInt8 = 0
         for i in a.indices { d |= a[i] ^ b[i] }

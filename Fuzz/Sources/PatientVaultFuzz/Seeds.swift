@@ -167,13 +167,13 @@ enum Seeds {
 
         let store1 = StoreHeader(
             source: .argon2id, salt: salt, parameters: .init(opsLimit: 3, memLimit: 64 << 20), storeID: bytes(16, from: 2),
-            keyID: "", wrapped: bytes(72, from: 19)).encoded()
+            keyID: "", wrapped: bytes(72, from: 19), rootCheck: bytes(32, from: 4)).encoded()
         let store2 = StoreHeader(
             source: .rawKey, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), storeID: bytes(16, from: 2),
-            keyID: "", wrapped: bytes(72, from: 29)).encoded()
+            keyID: "", wrapped: bytes(72, from: 29), rootCheck: bytes(32, from: 6)).encoded()
         let store3 = StoreHeader(
             source: .provider, salt: [UInt8](repeating: 0, count: 16), parameters: .init(opsLimit: 0, memLimit: 0), storeID: bytes(16, from: 2),
-            keyID: "arn:aws:kms:eu-west-3:111122223333:key/hsm-1", wrapped: bytes(184, from: 39)).encoded()
+            keyID: "arn:aws:kms:eu-west-3:111122223333:key/hsm-1", wrapped: bytes(184, from: 39), rootCheck: bytes(32, from: 8)).encoded()
 
         let padded = RecordPadding.pad(bytes(300, from: 1), block: 512)
         let batch1 = ActivityBatch(copies: [

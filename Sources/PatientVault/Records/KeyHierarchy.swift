@@ -3,8 +3,9 @@ import VaultStorage
 
 /// Keys derived from the master key (`crypto_kdf`, context `PVMASTER`).
 ///
-/// - 1: key-check key (opens the header's check box: wrong key detected
-///   before anything is written);
+/// - 1: key-check key: keys the header's root check (``StoreHeader``),
+///   so a root key a provider gives back is checked before anything is
+///   read or written;
 /// - 2: key-encryption key, wraps each vault key;
 /// - 3: pseudonym key, keyed BLAKE2b of the INS gives the vault's id;
 /// - 4: activity key, seals the per-professional copies of audit entries;

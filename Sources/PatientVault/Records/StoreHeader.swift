@@ -13,11 +13,15 @@ import VaultStorage
 ///
 /// `magic(8) version(4) source(1) reserved(3) salt(16) opsLimit(8)
 /// memLimit(8) storeID(16) keyIDLength(2) keyID wrappedLength(2) wrapped
-/// crc32c(4)`. The bytes before `wrapped` are the wrap's associated data
+/// rootCheck(32) crc32c(4)`. The bytes before `wrapped` are the wrap's associated data
 /// (its context, for a provider): a header whose fields were altered does
 /// not open. For a raw key or a passphrase, `wrapped` is an
 /// XChaCha20-Poly1305 box (72 bytes) of the root key under subkey 1 of the
-/// master key (`crypto_kdf`, context `PVHEADER`).
+/// master key (`crypto_kdf`, context `PVHEADER`). `rootCheck` is the keyed
+/// BLAKE2b-256 of every byte before it under the root key's check key
+/// (``StoreKeys`` subkey 1): a provider's wrap is opaque to the store, so
+/// the root key a provider returns is checked here, before anything is
+/// read or written with it (`wrongMasterKey`, not `corrupted` later).
 struct StoreHeader {
     static let magic: [UInt8] = Array("PVSTORE1".utf8)
     /// The store's format version. 2: a checkpoint from creation on, one
@@ -26,12 +30,14 @@ struct StoreHeader {
     /// (CHANGELOG.md); 5: a random checkpoint signing key, wrapped in a key
     /// slot, named by the signing-key stream; 6: a root key wrapped by the
     /// master key or a key provider; 7: a vault anchor's head hash keyed
-    /// over the newest record's BLAKE2b-256 digest, not its bytes. There
-    /// is no migration before 1.0: a store of another version is refused,
-    /// naming both versions.
-    static let version: UInt32 = 7
+    /// over the newest record's BLAKE2b-256 digest, not its bytes; 8: the
+    /// root key's check value in the header. There is no migration before
+    /// 1.0: a store of another version is refused, naming both versions.
+    static let version: UInt32 = 8
+    /// The size of ``rootCheck``.
+    static let rootCheckSize = 32
     /// The largest header: a provider's key id and wrapped key included.
-    static let maximumSize = 64 + 2 + Limits.keyProviderID + 2 + Limits.wrappedRootKey + 4
+    static let maximumSize = 64 + 2 + Limits.keyProviderID + 2 + Limits.wrappedRootKey + rootCheckSize + 4
     static let kdfContext = KeyDerivation.Context("PVHEADER")
 
     enum Source: UInt8 {
@@ -47,6 +53,9 @@ struct StoreHeader {
     /// The provider's name for its key (empty for a raw key or a passphrase).
     var keyID: String
     var wrapped: [UInt8]
+    /// The root key's check value over the bytes before it (see the type's
+    /// comment); set by ``checked(root:)``.
+    var rootCheck: [UInt8] = []
 
     /// Everything before the wrapped key: its associated data.
     func prefix() -> [UInt8] {
@@ -64,12 +73,38 @@ struct StoreHeader {
         return w.bytes
     }
 
-    func encoded() -> [UInt8] {
+    /// The bytes ``rootCheck`` covers: the prefix and the wrapped key.
+    private func checkedBytes() -> [UInt8] {
         var w = ByteWriter(capacity: Self.maximumSize)
         w.write(bytes: prefix())
         w.write(UInt16(wrapped.count))
         w.write(bytes: wrapped)
-        var bytes = w.bytes
+        return w.bytes
+    }
+
+    /// The check value of `root` over this header's bytes.
+    private func rootCheck(of root: SymmetricKey) throws -> [UInt8] {
+        let key = try KeyDerivation.deriveKeys(from: root, ids: [1], context: StoreKeys.context)[0]
+        defer { key.wipe() }
+        return BLAKE2b.hash(checkedBytes(), key: key)
+    }
+
+    /// This header with the check value of `root`, its root key.
+    func checked(root: SymmetricKey) throws -> StoreHeader {
+        var h = self
+        h.rootCheck = try rootCheck(of: root)
+        return h
+    }
+
+    /// Whether `root` is this header's root key (constant time).
+    func isRootKey(_ root: SymmetricKey) -> Bool {
+        guard let expected = try? rootCheck(of: root) else { return false }
+        return MerkleTree.constantTimeEqual(expected, rootCheck)
+    }
+
+    func encoded() -> [UInt8] {
+        assert(rootCheck.count == Self.rootCheckSize, "a header is written with its root check")
+        var bytes = checkedBytes() + rootCheck
         bytes += withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { Array($0) }
         return bytes
     }
@@ -105,10 +140,11 @@ struct StoreHeader {
                 let wrappedLength = Int(try r.read(UInt16.self))
                 guard (1...Limits.wrappedRootKey).contains(wrappedLength) else { throw ByteReader.Malformed() }
                 let wrapped = try r.read(count: wrappedLength)
+                let check = try r.read(count: rootCheckSize)
                 guard r.remaining == 0 else { throw ByteReader.Malformed() }
                 return StoreHeader(
                     source: source, salt: salt, parameters: .init(opsLimit: ops, memLimit: mem), storeID: id, keyID: keyID,
-                    wrapped: wrapped)
+                    wrapped: wrapped, rootCheck: check)
             }
         }
     }

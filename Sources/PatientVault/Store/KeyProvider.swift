@@ -46,6 +46,26 @@ enum RootKeyWrapping {
     static func unwrapRoot(
         _ source: MasterKeySource, header: StoreHeader, allowsWeakCost: Bool
     ) async throws(PatientVaultError) -> SymmetricKey {
+        let root = try await unwrapUnchecked(source, header: header, allowsWeakCost: allowsWeakCost)
+        // The header's check value: a provider's wrap is opaque to the
+        // store, and a provider may return another key without an error.
+        guard header.isRootKey(root) else {
+            root.wipe()
+            // A raw key's or a passphrase's unwrap authenticated the key:
+            // the header was altered. A provider's is opaque: it gave back
+            // another key.
+            if header.source == .provider {
+                throw PatientVaultError(.wrongMasterKey, "the key provider gave back a key that is not this store's root key")
+            }
+            throw PatientVaultError(.corrupted, "store.header's root check does not match the key its wrap holds")
+        }
+        return root
+    }
+
+    /// The root key as `source` unwraps it, before the header's check.
+    private static func unwrapUnchecked(
+        _ source: MasterKeySource, header: StoreHeader, allowsWeakCost: Bool
+    ) async throws(PatientVaultError) -> SymmetricKey {
         switch (source, header.source) {
         case (.key(let master), .rawKey):
             return try header.unwrapRoot(with: master.key)
@@ -103,6 +123,14 @@ enum RootKeyWrapping {
     ///   its trial unwrap throws (an outage); the provider's own
     ///   `PatientVaultError` as it is.
     static func header(
+        wrapping root: SymmetricKey, with source: MasterKeySource, storeID: [UInt8], weakCost: Bool
+    ) async throws(PatientVaultError) -> StoreHeader {
+        let header = try await uncheckedHeader(wrapping: root, with: source, storeID: storeID, weakCost: weakCost)
+        return try translatingErrors { try header.checked(root: root) }
+    }
+
+    /// ``header(wrapping:with:storeID:weakCost:)`` before its root check is set.
+    private static func uncheckedHeader(
         wrapping root: SymmetricKey, with source: MasterKeySource, storeID: [UInt8], weakCost: Bool
     ) async throws(PatientVaultError) -> StoreHeader {
         if let problem = problem(with: source) { throw problem }

@@ -98,6 +98,37 @@ import VaultCrypto
         #expect(handed.key.withUnsafeBytes { $0.contains { $0 != 0 } })
     }
 
+    /// A provider that gives back another key without an error (a bug, a
+    /// key service answering for another key) is refused by the header's
+    /// root check with `wrongMasterKey`, before anything is read or
+    /// written: not `corrupted` from the first record that fails its MAC.
+    @Test func aProviderThatGivesBackAnotherKeyIsTheWrongKey() async throws {
+        final class LyingProvider: KeyProvider {
+            let inner: TestKeyProvider
+            let lies = Locked(false)
+            init() throws { inner = try TestKeyProvider() }
+            var keyID: String { inner.keyID }
+            func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] { try await inner.wrap(key, context: context) }
+            func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
+                if lies.withLock({ $0 }) { return try MasterKey.generate() }
+                return try await inner.unwrap(wrapped, context: context)
+            }
+        }
+        let folder = TestFolder()
+        let provider = try LyingProvider()
+        let store = try await VaultStore.open(at: folder.url, key: .provider(provider), configuration: configuration())
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        try await store.close()
+        let before = try filesAndBytes(in: folder.url)
+        provider.lies.withLock { $0 = true }
+        #expect(await code { _ = try await VaultStore.open(at: folder.url, key: .provider(provider), configuration: self.configuration()) } == .wrongMasterKey)
+        #expect(try filesAndBytes(in: folder.url).map(\.1) == before.map(\.1))
+        provider.lies.withLock { $0 = false }
+        let reopened = try await VaultStore.open(at: folder.url, key: .provider(provider), configuration: configuration())
+        #expect(reopened.vaultCount == 1)
+        try await reopened.close()
+    }
+
     @Test func aRotationRacingCloseNeverWrapsAWipedRootKey() async throws {
         let folder = TestFolder()
         let first = try MasterKey.generate()
