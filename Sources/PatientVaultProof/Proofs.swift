@@ -132,7 +132,11 @@ public struct CheckpointVerifier: Sendable {
     public let quorum: Int
 
     /// A verifier for one log.
-    /// - Parameter origin: the log's origin; nil for the log key's name.
+    /// - Parameters:
+    ///   - logKey: the log's note verifier key (Ed25519).
+    ///   - origin: the log's origin; nil for the log key's name.
+    ///   - witnesses: the witnesses' cosignature keys.
+    ///   - quorum: how many distinct witnesses must have cosigned.
     /// - Throws: ``ProofError/Code/malformed`` if `logKey` is not an
     ///   Ed25519 note key, a witness key is not a cosignature key, or the
     ///   quorum is negative or above the number of distinct witness public

@@ -10,6 +10,13 @@ import VaultSync
 /// let configuration = Configuration.testing(clock: clock)
 /// clock.advance(by: 31 * 86_400)   // a month later
 /// ```
+///
+/// It dates what the store records and decides; it does not drive the
+/// store's timers, which run on real time: the batched-audit flush
+/// (`AuditMode.batched(maxDelay:)`) and the checkpoint cadence
+/// (`Configuration.checkpointCadence`). A test that moves this clock
+/// waits for neither; it calls `checkpoint()`, or waits for its
+/// entry (`auditTrail`), instead.
 public final class ManualClock: VaultClock {
     private let current: Locked<Date>
 

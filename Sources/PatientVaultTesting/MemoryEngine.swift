@@ -72,7 +72,14 @@ public final class MemoryEngine: Sendable {
 
     /// An empty memory.
     /// - Parameter capacity: the most payload bytes it may hold, to test a
-    ///   full disk; nil (the default) for no limit.
+    ///   full disk; nil (the default) for no limit. The store's audit
+    ///   reserve (`Configuration.auditReserve`: 64 KiB with
+    ///   `Configuration.testing`; by default an eighth of the segment size) counts
+    ///   against it as on disk: a write that would leave less than the
+    ///   reserve free is `diskFull`, and a capacity below the reserve and
+    ///   the store's first records makes `openInMemory` answer `diskFull`.
+    ///   `withTemporaryStore(storage: .memory)` has no capacity: a test of a
+    ///   full memory opens its own (`VaultStore.openInMemory(MemoryEngine(capacity: 1 << 20), key: key)`).
     public init(capacity: UInt64? = nil) {
         self.capacity = capacity
     }
@@ -303,13 +310,14 @@ extension VaultStore {
     ///   - memory: where the records are kept.
     ///   - key: the master key; the same for every open of one memory.
     ///   - configuration: the store's settings; `Configuration/testing` by
-    ///     default (its file settings, such as the segment size, change
-    ///     nothing here).
+    ///     default (its file settings change nothing here, but for the
+    ///     segment size, which sets the default audit reserve).
     /// - Throws: `PatientVaultError` `storeLocked` if a store is open
     ///   on `memory`, `invalidArgument` for a bad
     ///   configuration, or one with ``StoreFaults`` injected: they act on
     ///   files, which a store in memory has none of (a full disk in memory
-    ///   is ``MemoryEngine/init(capacity:)``'s).
+    ///   is ``MemoryEngine/init(capacity:)``'s); `diskFull` if `memory`'s
+    ///   capacity cannot hold the reserve and the new store's first records.
     public static func openInMemory(
         _ memory: MemoryEngine, key: MasterKey, configuration: Configuration = .testing
     ) async throws(PatientVaultError) -> VaultStore {

@@ -19,6 +19,11 @@ import VaultStorage
 /// store works again once space returns); a failed sync or write stops
 /// the store (`durabilityLost` for that call, every later one and
 /// `close()`; reopen to go on: what was acknowledged is there).
+///
+/// The faults stay with the configuration: `TemporaryStore.reopen()`
+/// reopens with them, and an open syncs what it recovers, so switch a
+/// failing sync or write off before reopening (a reopen that fails leaves
+/// `TemporaryStore.store` the closed store).
 public final class StoreFaults: Sendable {
     let injection = FaultInjection()
 
@@ -36,7 +41,12 @@ public final class StoreFaults: Sendable {
     }
 
     /// While set, this many more reservations of disk space succeed, and
-    /// every later one fails (a disk that fills up as the test runs).
+    /// every later one fails (a disk that fills up as the test runs). A
+    /// reservation is the store's, not a call's: it preallocates segment
+    /// space ahead of need (a fresh segment has 1 MiB ready; a background
+    /// thread grows it), and writes checkpoints; which call meets the full
+    /// disk depends on when those happen. A test of "the next write fails"
+    /// sets ``diskFull``.
     public var reservationsBeforeDiskFull: Int? {
         get { injection.allocationsBeforeDiskFull }
         set { injection.allocationsBeforeDiskFull = newValue }

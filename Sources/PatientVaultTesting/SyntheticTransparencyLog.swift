@@ -26,12 +26,21 @@ public final class SyntheticTransparencyLog: Sendable {
     public let rootHash: [UInt8]
 
     /// Builds the tree of `records` synthetic records in `folder` (created
-    /// if needed; it must not hold a store). Cost: 2n SHA-256 and 64n bytes
-    /// written (640 MB for 10 million records).
-    /// - Throws: an I/O error, or `invalidArgument` for 0 records.
+    /// if needed), replacing a tree an earlier run left there. Cost: 2n
+    /// SHA-256 and 64n bytes written (640 MB for 10 million records).
+    /// - Throws: an I/O error, or `invalidArgument` for 0 records or a
+    ///   folder that holds a store (its tree is not this one's to replace).
     public init(folder: URL, records: UInt64) throws {
         guard records > 0 else { throw PatientVaultError(.invalidArgument, "a tree has at least one record") }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        guard !FileManager.default.fileExists(atPath: folder.appendingPathComponent("store.header").path) else {
+            throw PatientVaultError(.invalidArgument, "the folder holds a store: a synthetic tree goes in a folder of its own")
+        }
+        // A tree an earlier run built: its hashes would stay ahead of the
+        // new ones in the file, and proofs, read from the start, would not
+        // verify.
+        let previous = folder.appendingPathComponent(MerkleLog.fileName)
+        if FileManager.default.fileExists(atPath: previous.path) { try FileManager.default.removeItem(at: previous) }
         self.folder = folder
         tree = try MerkleLog.inNewFile(directory: folder.path)
         var batch: [UInt8] = []

@@ -31,11 +31,17 @@ public enum TemporaryStorage: Sendable, Hashable {
 /// under the system's temporary directory (`TMPDIR`), named
 /// `patientvault-test-<UUID>`. A test that reopens the store, opens a
 /// second one on the same folder or needs the key uses
-/// ``withTemporaryStoreFolder(configuration:storage:isolation:_:)``.
+/// ``withTemporaryStoreFolder(configuration:storage:key:isolation:_:)``.
 /// - Parameters:
 ///   - configuration: the store's settings; `Configuration/testing` (small
 ///     files) by default.
 ///   - storage: a folder (the default) or memory.
+///   - key: how the store's master key is given: nil (the default) for a
+///     random raw key; a passphrase (with
+///     `Configuration.withInsecureKeyDerivationForTests()`, or it costs
+///     Argon2id's production price) or a ``TestKeyProvider`` for a
+///     folder. A store in memory has no header: it takes a raw key only
+///     (`invalidArgument` otherwise).
 ///   - isolation: the caller's actor, where `body` runs (a suite on the
 ///     main actor keeps it); filled in by the compiler.
 ///   - body: the test, given the open store.
@@ -46,10 +52,11 @@ public enum TemporaryStorage: Sendable, Hashable {
 public func withTemporaryStore<R>(
     configuration: Configuration = .testing,
     storage: TemporaryStorage = .folder,
+    key: MasterKeySource? = nil,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (VaultStore) async throws -> R
 ) async throws -> R {
-    try await withTemporaryStoreFolder(configuration: configuration, storage: storage, isolation: isolation) { temporary in
+    try await withTemporaryStoreFolder(configuration: configuration, storage: storage, key: key, isolation: isolation) { temporary in
         _ = isolation  // the closure runs on the caller's actor, as `body` expects
         return try await body(temporary.store)
     }
@@ -72,6 +79,8 @@ public func withTemporaryStore<R>(
 ///   - configuration: the store's settings; `Configuration/testing` by default.
 ///   - storage: a folder (the default) or memory (then ``TemporaryStore/reopen(configuration:)``
 ///     opens the same memory again).
+///   - key: nil for a random raw key, or the master-key source to open
+///     with (see ``withTemporaryStore(configuration:storage:key:isolation:_:)``).
 ///   - isolation: the caller's actor, where `body` runs; filled in by
 ///     the compiler.
 ///   - body: the test, given the temporary store.
@@ -81,10 +90,11 @@ public func withTemporaryStore<R>(
 public func withTemporaryStoreFolder<R>(
     configuration: Configuration = .testing,
     storage: TemporaryStorage = .folder,
+    key: MasterKeySource? = nil,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (TemporaryStore) async throws -> R
 ) async throws -> R {
-    let temporary = try await TemporaryStore(configuration: configuration, storage: storage)
+    let temporary = try await TemporaryStore(configuration: configuration, storage: storage, key: key)
     defer { temporary.removeFolder() }
     let result: R
     do {
@@ -97,7 +107,7 @@ public func withTemporaryStoreFolder<R>(
     return result
 }
 
-/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:isolation:_:)``):
+/// A store in a temporary folder (``withTemporaryStoreFolder(configuration:storage:key:isolation:_:)``):
 /// the open store, where it is, its key, and a way to reopen it.
 public final class TemporaryStore: Sendable {
     /// The store's folder (deleted by `withTemporaryStore`'s end, by
@@ -107,8 +117,12 @@ public final class TemporaryStore: Sendable {
     /// The memory of a store opened with ``TemporaryStorage/memory``, nil
     /// for a folder.
     public let memory: MemoryEngine?
-    /// The store's master key (random, for this test only).
+    /// A random raw key for this test only: the store's master key unless
+    /// it was opened with another source (``keySource``).
     public let key: MasterKey
+    /// How the store's master key is given at each open: `.key(key)`
+    /// unless the test passed another source.
+    public let keySource: MasterKeySource
     /// The settings the store was opened with.
     public let configuration: Configuration
     private let current: Locked<VaultStore>
@@ -123,20 +137,24 @@ public final class TemporaryStore: Sendable {
     /// Opens a store with a random key in a new folder under the system's
     /// temporary directory, `patientvault-test-<UUID>`. The folder is
     /// deleted when this value is released (close the store first); prefer
-    /// ``withTemporaryStoreFolder(configuration:storage:isolation:_:)``, which closes and
+    /// ``withTemporaryStoreFolder(configuration:storage:key:isolation:_:)``, which closes and
     /// deletes whatever the test does.
     /// - Parameters:
     ///   - configuration: the store's settings.
     ///   - storage: a folder (the default) or memory.
+    ///   - source: (label `key`) nil for a random raw key (``key``), or the
+    ///     master-key source to open with (a store in memory takes a raw
+    ///     key only).
     /// - Throws: the `PatientVaultError` of opening the store.
-    public init(configuration: Configuration, storage: TemporaryStorage = .folder) async throws {
+    public init(configuration: Configuration, storage: TemporaryStorage = .folder, key source: MasterKeySource? = nil) async throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
         key = try MasterKey.generate()
+        keySource = source ?? .key(key)
         self.configuration = configuration
         memory = storage == .memory ? MemoryEngine() : nil
         opener = nil
         do {
-            current = Locked(try await Self.open(folder: folder, memory: memory, opener: nil, key: key, configuration: configuration))
+            current = Locked(try await Self.open(folder: folder, memory: memory, opener: nil, key: keySource, configuration: configuration))
         } catch {
             try? FileManager.default.removeItem(at: folder)
             throw error
@@ -149,6 +167,7 @@ public final class TemporaryStore: Sendable {
     package init(configuration: Configuration, opener: @escaping Opener) async throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
         key = try MasterKey.generate()
+        keySource = .key(key)
         self.configuration = configuration
         memory = nil
         self.opener = opener
@@ -181,17 +200,22 @@ public final class TemporaryStore: Sendable {
     public func reopen(configuration: Configuration? = nil) async throws(PatientVaultError) -> VaultStore {
         try await close()
         let reopened = try await Self.open(
-            folder: folder, memory: memory, opener: opener, key: key, configuration: configuration ?? self.configuration)
+            folder: folder, memory: memory, opener: opener, key: keySource, configuration: configuration ?? self.configuration)
         current.withLock { $0 = reopened }
         return reopened
     }
 
     private static func open(
-        folder: URL, memory: MemoryEngine?, opener: Opener?, key: MasterKey, configuration: Configuration
+        folder: URL, memory: MemoryEngine?, opener: Opener?, key source: MasterKeySource, configuration: Configuration
     ) async throws(PatientVaultError) -> VaultStore {
-        if let opener { return try await opener(key, configuration) }
-        if let memory { return try await VaultStore.openInMemory(memory, key: key, configuration: configuration) }
-        return try await VaultStore.open(at: folder, key: .key(key), configuration: configuration)
+        if memory != nil || opener != nil {
+            guard case .key(let key) = source else {
+                throw PatientVaultError(.invalidArgument, "a store without a header (in memory) opens with a raw master key only")
+            }
+            if let opener { return try await opener(key, configuration) }
+            if let memory { return try await VaultStore.openInMemory(memory, key: key, configuration: configuration) }
+        }
+        return try await VaultStore.open(at: folder, key: source, configuration: configuration)
     }
 
     /// Closes the store. A failure is reported where it happened: once a

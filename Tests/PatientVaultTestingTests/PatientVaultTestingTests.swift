@@ -322,6 +322,31 @@ final class LocationBox: @unchecked Sendable {
     #expect(!FileManager.default.fileExists(atPath: folder.path))
 }
 
+/// A temporary store opens with the master-key source the test gives: a
+/// key provider (reopened through it), or a passphrase with the tests'
+/// cheap cost. A store in memory, which has no header, takes a raw key only.
+@Test func aTemporaryStoreOpensWithTheTestsKeySource() async throws {
+    let alice = INS.example(53)
+    let hsm = try TestKeyProvider()
+    try await withTemporaryStoreFolder(key: .provider(hsm)) { temporary in
+        try await temporary.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let unwraps = hsm.calls.unwraps
+        let reopened = try await temporary.reopen()
+        #expect(hsm.calls.unwraps == unwraps + 1)
+        #expect(try await reopened.vaultInfo(for: alice, as: .patient(alice)).channel == .patientOnline)
+        // Its random raw key is not the store's key.
+        await #expect { _ = try await VaultStore.open(at: temporary.folder, key: .key(temporary.key)) } throws: {
+            ($0 as? PatientVaultError)?.code == .storeLocked || ($0 as? PatientVaultError)?.code == .wrongMasterKey
+        }
+    }
+    _ = try await withTemporaryStore(configuration: Configuration.testing.withInsecureKeyDerivationForTests(), key: .passphrase("correct horse")) { store in
+        try await store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+    }
+    await #expect {
+        _ = try await withTemporaryStore(storage: .memory, key: .provider(hsm)) { _ in }
+    } throws: { ($0 as? PatientVaultError)?.code == .invalidArgument }
+}
+
 /// A lost write is reported where it happened: a test that expects it (and
 /// gets it from the failing call) does not get it again when the temporary
 /// store closes after the test's body.

@@ -25,6 +25,25 @@ import Testing
         #expect(throws: (any Error).self) { _ = try log.inclusionProof(index: records) }
     }
 
+    /// A tree built again in the same folder (a benchmark run after
+    /// another) replaces the earlier one: its proofs verify, and the file
+    /// holds one tree.
+    @Test func aTreeBuiltAgainInItsFolderReplacesTheEarlierOne() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pv-synthetic-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        _ = try SyntheticTransparencyLog(folder: folder, records: 300)
+        let file = folder.appendingPathComponent("merkle.hashes")
+        let first = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int
+        let again = try SyntheticTransparencyLog(folder: folder, records: 300)
+        #expect(try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int == first)
+        for index: UInt64 in [0, 150, 299] { #expect(again.verifies(try again.inclusionProof(index: index), index: index)) }
+        let larger = try SyntheticTransparencyLog(folder: folder, records: 1000)
+        for index: UInt64 in [0, 500, 999] { #expect(larger.verifies(try larger.inclusionProof(index: index), index: index)) }
+        // A folder with a store's header is not the tree's to use.
+        #expect(FileManager.default.createFile(atPath: folder.appendingPathComponent("store.header").path, contents: Data([1])))
+        #expect(throws: (any Error).self) { _ = try SyntheticTransparencyLog(folder: folder, records: 10) }
+    }
+
     @Test func anEmptyTreeIsRefused() {
         #expect(throws: (any Error).self) {
             _ = try SyntheticTransparencyLog(folder: FileManager.default.temporaryDirectory.appendingPathComponent("pv-empty-\(UUID().uuidString)"), records: 0)
