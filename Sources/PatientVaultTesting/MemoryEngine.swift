@@ -74,7 +74,8 @@ public final class MemoryEngine: Sendable {
     /// - Parameter capacity: the most payload bytes it may hold, to test a
     ///   full disk; nil (the default) for no limit. The store's audit
     ///   reserve (`Configuration.auditReserve`: 64 KiB with
-    ///   `Configuration.testing`; by default an eighth of the segment size) counts
+    ///   `Configuration.testing`; by default an eighth of the segment size,
+    ///   at most 512 KiB) counts
     ///   against it as on disk: a write that would leave less than the
     ///   reserve free is `diskFull`, and a capacity below the reserve and
     ///   the store's first records makes `openInMemory` answer `diskFull`.

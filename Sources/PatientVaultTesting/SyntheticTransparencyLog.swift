@@ -33,7 +33,8 @@ public final class SyntheticTransparencyLog: Sendable {
     public init(folder: URL, records: UInt64) throws {
         guard records > 0 else { throw PatientVaultError(.invalidArgument, "a tree has at least one record") }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        guard !FileManager.default.fileExists(atPath: folder.appendingPathComponent("store.header").path) else {
+        let holdsLog = (try? StoreFolder.holdsLog(folder.path)) ?? true
+        guard !holdsLog, !FileManager.default.fileExists(atPath: folder.appendingPathComponent("store.header").path) else {
             throw PatientVaultError(.invalidArgument, "the folder holds a store: a synthetic tree goes in a folder of its own")
         }
         // A tree an earlier run built: its hashes would stay ahead of the

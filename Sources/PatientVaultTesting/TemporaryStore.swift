@@ -117,8 +117,9 @@ public final class TemporaryStore: Sendable {
     /// The memory of a store opened with ``TemporaryStorage/memory``, nil
     /// for a folder.
     public let memory: MemoryEngine?
-    /// A random raw key for this test only: the store's master key unless
-    /// it was opened with another source (``keySource``).
+    /// The store's raw master key: the one the test passed (`key: .key(k)`),
+    /// or a random one for this test only; not the store's key when it was
+    /// opened with a passphrase or a provider (``keySource``).
     public let key: MasterKey
     /// How the store's master key is given at each open: `.key(key)`
     /// unless the test passed another source.
@@ -148,7 +149,7 @@ public final class TemporaryStore: Sendable {
     /// - Throws: the `PatientVaultError` of opening the store.
     public init(configuration: Configuration, storage: TemporaryStorage = .folder, key source: MasterKeySource? = nil) async throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("patientvault-test-\(UUID().uuidString)")
-        key = try MasterKey.generate()
+        if case .key(let given)? = source { key = given } else { key = try MasterKey.generate() }
         keySource = source ?? .key(key)
         self.configuration = configuration
         memory = storage == .memory ? MemoryEngine() : nil

@@ -250,12 +250,12 @@ package final class MerkleLog: Sendable {
 }
 
 extension MerkleLog {
-    /// An empty tree kept in a new `merkle.hashes` file in `directory`
-    /// (which holds no log), exactly as ``LogEngine`` keeps its own: for
-    /// measuring proofs over trees larger than any test store.
     /// The name of the file that keeps a log's stored hashes.
     package static var fileName: String { MerkleHashFile.fileName }
 
+    /// An empty tree kept in a new `merkle.hashes` file in `directory`
+    /// (which holds no log), exactly as ``LogEngine`` keeps its own: for
+    /// measuring proofs over trees larger than any test store.
     package static func inNewFile(directory: String) throws -> MerkleLog {
         MerkleLog(empty: try MerkleHashFile(directory: directory, logExists: false, files: PosixLogFiles()))
     }

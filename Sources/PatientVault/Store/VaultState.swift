@@ -128,7 +128,6 @@ struct VaultState: Sendable {
         return out
     }
 
-    /// The acknowledged entry of a version (the latest if `version` is nil).
     /// The newest acknowledged version's entry: its metadata is
     /// `versions(of: id).last` (the newest has no successor to set its
     /// status), found without building the others.
@@ -136,6 +135,7 @@ struct VaultState: Sendable {
         documents[id]?.last(where: \.isAcknowledged)
     }
 
+    /// The acknowledged entry of a version (the latest if `version` is nil).
     func entry(_ id: DocumentID, version: Int?) -> VersionEntry? {
         let entries = (documents[id] ?? []).filter(\.isAcknowledged)
         guard let version else { return entries.last }
@@ -161,7 +161,7 @@ struct VaultState: Sendable {
             documents[e.id] = nil
             // As a load from disk rebuilds it (from the documents left): an
             // author of nothing left here has no author's rights.
-            authors = Set(documents.values.lazy.flatMap { $0.lazy.map(\.metadata.author) })
+            authors = Set(documents.values.lazy.flatMap { $0.lazy.filter(\.isAcknowledged).map(\.metadata.author) })
         case .imported(let history):
             guard !imported.contains(history) else { return }
             imported.append(history)

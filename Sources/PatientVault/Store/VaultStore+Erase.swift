@@ -22,8 +22,11 @@ extension VaultStore {
     /// unreadable without the destroyed keys.
     ///
     /// Order: the tombstone and the audit entry are made durable in one
-    /// group; then every version's key slot is overwritten and its cached
-    /// key wiped, before the call returns. With the file engine the
+    /// group; then every version's key slot is overwritten and its key
+    /// dropped from the store's cache, before the call returns (wiped as
+    /// its last holder goes: a `DocumentContent` opened before the erasure
+    /// holds it until released, and answers `erased` to any further
+    /// read). With the file engine the
     /// overwritten slots are synced just after the return (within about
     /// 1 ms, and before any checkpoint); a crash before that leaves the
     /// tombstone, and

@@ -22,7 +22,9 @@ extension VaultStore {
         // (their authorship of it ended with it), is still told it was
         // erased, below: the same answer whether or not the store was
         // reopened since.
-        if vaultDecision.rule == .notAuthorised, let tombstone = vault.erased[id], tombstone.author == principal {
+        if [.notAuthorised, .grantRevoked, .grantExpired].contains(vaultDecision.rule), !vaultDecision.isAllowed,
+           let tombstone = vault.erased[id], tombstone.author == principal
+        {
             vaultDecision = .allow(.authorOfDocument)
         }
         guard vaultDecision.isAllowed else {

@@ -96,6 +96,23 @@ import Testing
         try await v.store.close()
     }
 
+    /// An author whose grant lapsed (expired, or revoked) erases their
+    /// document and, asking for it, is told it was erased, as one who never
+    /// had a grant is: their authorship of it ended with it.
+    @Test func anAuthorWhoseGrantLapsedIsStillToldTheirDocumentWasErased() async throws {
+        let v = try await AuditedVault()
+        try await v.store.authorise(Fixtures.otherDoctor, until: v.clock.now().addingTimeInterval(86_400), for: v.alice, as: v.patient)
+        let doc = try await v.store.deposit(Fixtures.draft(), content: Data([1]), for: v.alice, as: Fixtures.otherDoctor)
+        v.clock.advance(by: 2 * 86_400)
+        _ = try await v.store.erase(doc.id, for: v.alice, reason: try ErasureReason("wrong patient"), as: Fixtures.otherDoctor)
+        #expect(await code { _ = try await v.store.metadata(of: doc.id, for: v.alice, as: Fixtures.otherDoctor) } == .erased)
+        // Someone else's document is not theirs to learn of.
+        let other = try await v.store.deposit(Fixtures.draft(), content: Data([2]), for: v.alice, as: Fixtures.doctor)
+        let e = await error { _ = try await v.store.metadata(of: other.id, for: v.alice, as: Fixtures.otherDoctor) }
+        #expect(e?.code == .accessDenied && e?.rule == .grantExpired)
+        try await v.store.close()
+    }
+
     /// A professional whose only document here was erased has no author's
     /// rights left: the same answer before and after a reopen. They are
     /// still told their document was erased.
