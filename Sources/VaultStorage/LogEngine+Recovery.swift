@@ -302,6 +302,7 @@ extension LogEngineCore {
         }
         guard let f = header.withUnsafeBytes({ LogFormat.decodeFrameHeader($0, salt: segment.salt) }), !f.isCompacted else { return nil }
         let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+        guard length <= Int(UInt32.max) else { return nil }
         var frame = try segment.file.read(count: length, at: offset)
         guard frame.count == length else { return nil }
         frame.replaceSubrange(0..<LogFormat.frameHeaderSize, with: header)
@@ -592,6 +593,13 @@ extension LogEngineCore {
                     }
                     guard f.lsn == expected else { return offset }
                     let length = LogFormat.frameLength(payloadCount: Int(f.payloadLength))
+                    // No frame the engine writes is this long (a record's
+                    // size is bounded far below): one that says so under an
+                    // authentic header is damage, never a torn write.
+                    guard length <= Int(UInt32.max) else {
+                        forged = offset
+                        return offset
+                    }
                     guard length <= raw.count - offset else {
                         // Every frame is written into space already
                         // extended and synced (`allocate`), so no crash

@@ -703,7 +703,7 @@ final class ProgressBar: @unchecked Sendable {
     /// Redraws the bar for `fraction` (0 to 1) when its percentage changes.
     func update(_ fraction: Double) {
         guard shown else { return }
-        let percent = Int(min(max(fraction, 0), 1) * 100)
+        let percent = fraction.isNaN ? 0 : Int(min(max(fraction, 0), 1) * 100)
         let changed = lock.withLock { () -> Bool in
             defer { shownPercent = percent }
             return shownPercent != percent
