@@ -61,7 +61,9 @@ struct StoreKeys: Sendable {
     }
 
     /// The stream of a vault's audit trail: keyed BLAKE2b of the vault's
-    /// pseudonym, so the two cannot be linked without the master key.
+    /// pseudonym, so the two ids cannot be derived from each other without
+    /// the master key (the log still shows them together: every write's
+    /// group holds the vault's records and its audit entry).
     func auditStream(of vault: StreamID) -> StreamID {
         Self.classed(.audit, BLAKE2b.hash(Array("PV1-audit".utf8) + vault.bytes, key: pseudonym))
     }

@@ -34,7 +34,7 @@ extension RecordKind {
     /// that record sizes tell less: audit entries and their activity copies
     /// pad to 512 bytes (every entry the API can produce but the largest
     /// principals fits one class, so a break-glass entry looks like any
-    /// other), vault records and metadata to 256, statistics to 64.
+    /// other), vault records and metadata to 256, statistics and lifecycle records to 128.
     var paddingBlock: Int {
         switch self {
         case .auditEntry, .activityEntry: return 512
