@@ -3,6 +3,17 @@ import Testing
 
 /// Keys wipe themselves and derive subkeys (`SymmetricKey`, `KeyDerivation`).
 @Suite struct KeyTests {
+    /// A signing key wiped by its owner (a store at `close()`) signs
+    /// nothing more: a signature asked for after the wipe throws, never
+    /// returns bytes that do not verify.
+    @Test func aWipedSigningKeySignsNothing() throws {
+        let key = try Ed25519SigningKey.generate()
+        let message = Array("checkpoint".utf8)
+        #expect(key.publicKey.isValidSignature(try key.signature(for: message), for: message))
+        key.wipe()
+        #expect(throws: CryptoError.self) { _ = try key.signature(for: message) }
+    }
+
     @Test func keysCompareInConstantTimeByValue() throws {
         let bytes = [UInt8](repeating: 7, count: 32)
         let a = try bytes.withUnsafeBytes { try SymmetricKey.copying($0) }

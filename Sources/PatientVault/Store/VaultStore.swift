@@ -314,6 +314,11 @@ public final class VaultStore: Sendable {
             // answers `closed` (it checks once its walk is done).
             keys.wipe()
             rootKey?.wipe()
+            // The checkpoint signing key too (close's own checkpoint is
+            // signed above, before this runs); a checkpoint racing the close
+            // then fails, and never hands out a signature that does not
+            // verify.
+            signingKeys.current.wipe()
         }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
         // The checkpoint of the store as it closed, for the host to
