@@ -677,7 +677,9 @@ extension LogEngineCore {
                 throw StorageError(badManifest.error.code, badManifest.error.message, segment: n, offset: UInt64(badManifest.offset))
             }
             if let forged {
-                throw StorageError(.corrupted, "a frame header failed authentication", segment: n, offset: UInt64(forged))
+                throw StorageError(
+                    .corrupted, "a frame failed authentication, or its authenticated header gives a length no frame has", segment: n,
+                    offset: UInt64(forged))
             }
             if let cutShort {
                 throw StorageError(

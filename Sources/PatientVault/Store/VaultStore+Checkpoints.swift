@@ -21,9 +21,12 @@ extension VaultStore {
     /// (`name+keyID+base64`, C2SP `signed-note`): what the host publishes
     /// for auditors, next to the checkpoints. Its name is
     /// ``checkpointOrigin``.
-    public var checkpointVerifierKey: NoteVerifierKey {
+    public var checkpointVerifierKey: NoteVerifierKey { verifierKey(of: signingKeys.current) }
+
+    /// The note verifier key of `key`, named ``checkpointOrigin``.
+    func verifierKey(of key: Ed25519SigningKey) -> NoteVerifierKey {
         // The origin was validated as a key name when the store opened.
-        try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: signingKeys.current.publicKey.bytes)
+        try! NoteVerifierKey(name: checkpointOrigin, algorithm: .ed25519, publicKey: key.publicKey.bytes)
     }
 
     /// The note verifier keys of every signing key the store has had,
@@ -80,19 +83,31 @@ extension VaultStore {
     /// Cost: O(log n) reads of stored hashes and one Ed25519 signature.
     /// - Throws: ``PatientVaultError/Code/closed``, ``PatientVaultError/Code/io``.
     public func checkpoint() async throws(PatientVaultError) -> SignedCheckpoint {
+        try await checkpoint(signedWith: signingKeys.current)
+    }
+
+    /// ``checkpoint()`` signed with `key` (one of the store's, read once
+    /// by a caller that signs more with it). A store closed meanwhile,
+    /// whose keys are wiped, answers `closed`.
+    func checkpoint(signedWith key: Ed25519SigningKey) async throws(PatientVaultError) -> SignedCheckpoint {
         try ensureOpen()
-        return try signedCheckpoint()
+        do {
+            return try signedCheckpoint(with: key)
+        } catch {
+            try ensureOpen()
+            throw error
+        }
     }
 
     /// ``checkpoint()`` without the check that the store is open: for
     /// `close()`, after the store stopped taking calls.
-    func signedCheckpoint() throws(PatientVaultError) -> SignedCheckpoint {
+    func signedCheckpoint(with key: Ed25519SigningKey? = nil) throws(PatientVaultError) -> SignedCheckpoint {
         let size = engine.durableRecordCount
         let root = try translatingErrors { try engine.merkleTree.root(size: size) }
         pipeline.metrics.checkpoints.increment()
         return try translatingErrors {
             try SignedCheckpoint.sign(
-                TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: signingKeys.current)
+                TreeHead(origin: checkpointOrigin, size: size, rootHash: root), name: checkpointOrigin, key: key ?? signingKeys.current)
         }
     }
 
@@ -293,7 +308,10 @@ extension VaultStore {
         // A compacted record's content is gone; its receipts were given before.
         guard !record.isCompacted else { throw PatientVaultError(.erased, "the record was erased and compacted") }
         let leafData = record.payload.withUnsafeBytes { MerkleLog.leafData(stream: record.stream, payload: $0) }
-        let checkpoint = try await checkpoint()
+        // One key for the checkpoint and its check: a rotation meanwhile
+        // would make a good proof look like a damaged tree.
+        let signingKey = signingKeys.current
+        let checkpoint = try await checkpoint(signedWith: signingKey)
         let index = record.sequence - 1
         guard index < checkpoint.treeHead.size else {
             throw PatientVaultError(.conflict, "the record is not durable yet")
@@ -304,7 +322,7 @@ extension VaultStore {
                 checkpoint: checkpoint)
         }
         do {
-            try CheckpointVerifier(logKey: checkpointVerifierKey).verifyInclusion(proof, leafData: leafData)
+            try CheckpointVerifier(logKey: verifierKey(of: signingKey)).verifyInclusion(proof, leafData: leafData)
         } catch {
             throw PatientVaultError(.corrupted, "the Merkle tree's stored hashes do not prove the record")
         }

@@ -132,7 +132,11 @@ extension VaultStore {
             guard trail.first?.entry.sequence == ownEntry else {
                 throw PatientVaultError(.corrupted, "the export's own entry is not in the vault's trail", vaultID: vault.vaultID)
             }
-            let checkpoint = try await checkpoint()
+            // One signing key for the checkpoint and the file: a rotation
+            // meanwhile must not leave them signed by two.
+            let signingKey = signingKeys.current
+            let verifierKey = verifierKey(of: signingKey)
+            let checkpoint = try await checkpoint(signedWith: signingKey)
             let tree = engine.merkleTree
             var proofs: [String] = []
             for record in pending {
@@ -149,15 +153,22 @@ extension VaultStore {
             let payload = ExportPayload(
                 format: 1, vaultID: vault.vaultID, patient: vault.creation.holder.digits, stream: Data(vault.pseudonym.bytes).base64EncodedString(),
                 auditStream: Data(vault.auditStream.bytes).base64EncodedString(), checkpoint: checkpoint.text,
-                verifierKey: checkpointVerifierKey.description, documents: documents, auditTrail: trail)
+                verifierKey: verifierKey.description, documents: documents, auditTrail: trail)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             let json = try encoder.encode(payload)
-            let signature = try signingKeys.current.signature(for: Array((VaultExport.magic + "\n").utf8) + Array(json))
+            let signature: [UInt8]
+            do {
+                signature = try signingKey.signature(for: Array((VaultExport.magic + "\n").utf8) + Array(json))
+            } catch {
+                // Closed meanwhile: its signing key is wiped.
+                try ensureOpen()
+                throw error
+            }
             var file = Data(
-                (VaultExport.magic + " " + checkpointVerifierKey.description + " " + Data(signature).base64EncodedString() + "\n").utf8)
+                (VaultExport.magic + " " + verifierKey.description + " " + Data(signature).base64EncodedString() + "\n").utf8)
             file.append(json)
-            return try VaultExport(verifying: file, trusting: [checkpointVerifierKey])
+            return try VaultExport(verifying: file, trusting: [verifierKey])
         }
     }
 }

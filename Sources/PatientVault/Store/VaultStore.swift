@@ -297,6 +297,9 @@ public final class VaultStore: Sendable {
         // before the keys are wiped (one that starts now finds the store
         // closed): a rotation would otherwise wrap a wiped root key.
         await keyGate.withGate {}
+        // A signing-key rotation in progress ends too: the key it swaps in
+        // is then the one wiped below.
+        await signingKeyRotation.withGate {}
         flusher?.cancel()
         notifier.finish()
         // Pending activity copies go out before the engine closes; if they
@@ -314,11 +317,12 @@ public final class VaultStore: Sendable {
             // answers `closed` (it checks once its walk is done).
             keys.wipe()
             rootKey?.wipe()
-            // The checkpoint signing key too (close's own checkpoint is
-            // signed above, before this runs); a checkpoint racing the close
-            // then fails, and never hands out a signature that does not
-            // verify.
-            signingKeys.current.wipe()
+            // The checkpoint signing key too, by the first close only (a
+            // second, concurrent one must not wipe it under the first's
+            // closing checkpoint, signed before this runs); a checkpoint
+            // racing the close then fails (`closed`), and never hands out a
+            // signature that does not verify.
+            if first { signingKeys.current.wipe() }
         }
         do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
         // The checkpoint of the store as it closed, for the host to

@@ -260,6 +260,29 @@ import Testing
         try await store.close()
     }
 
+    /// Two `close()` calls at once: the first publishes the closing
+    /// checkpoint, signed and verifying; the second does not wipe the
+    /// signing key under it (only the first close wipes it). A checkpoint
+    /// asked for afterwards is `closed`.
+    @Test(arguments: [TemporaryStorage.folder, TemporaryStorage.memory])
+    func twoClosesAtOnceStillPublishTheClosingCheckpoint(storage: TemporaryStorage) async throws {
+        for _ in 0..<5 {
+            let published = Mutex<[SignedCheckpoint]>([])
+            var configuration = Fixtures.configuration()
+            configuration.checkpointPublisher = { checkpoint in published.withLock { $0.append(checkpoint) } }
+            let t = try await TestStore(configuration: configuration, storage: storage)
+            try await t.store.createVault(for: Fixtures.alice, as: .patient(Fixtures.alice), channel: .patientOnline)
+            let store = t.store
+            let key = store.checkpointVerifierKey
+            async let first: Void = store.close()
+            async let second: Void = store.close()
+            _ = try await (first, second)
+            let closing = try #require(published.withLock { $0.last })
+            #expect(try CheckpointVerifier(logKey: key).verify(closing).size >= 1)
+            #expect(await code { _ = try await store.checkpoint() } == .closed)
+        }
+    }
+
     /// The checkpoint `close()` publishes covers every call acknowledged,
     /// those racing `close()` included: it is taken once no call can queue
     /// anything more. Before, it was taken first, and deposits acknowledged
