@@ -27,6 +27,7 @@ import Testing
                 }
             }
             _ = try await last?.wait()
+            #expect(engine.deferredRecordCount == (defers ? records.indices.filter(deferring).count : 0))
             try await engine.appendDurably([])
             let payloads = try streams.flatMap { try engine.records(of: $0).map(\.payload) }
             let root = try engine.merkleTree.root(size: UInt64(records.count))
