@@ -1,6 +1,7 @@
 import Foundation
 @testable import PatientVault
 import PatientVaultProof
+@testable import VaultCrypto
 @testable import VaultStorage
 
 
@@ -62,6 +63,9 @@ enum FuzzHarness {
     /// The offset the frame-header targets place their frame at.
     static let frameOffset: UInt64 = 64
     static let document = DocumentID(bytes: Array(1...16))
+    /// A fixed header mask (``HeaderMask``): the seeds' document version
+    /// headers are masked with it.
+    static let headerMask = HeaderMask(key: try! [UInt8](repeating: 7, count: 32).withUnsafeBytes { try SymmetricKey.copying($0) })
     static let paddingBlocks = [1, 64, 256, 512]
 
     /// True if the input was accepted, false if its decoder returned nil.
@@ -140,8 +144,8 @@ enum FuzzHarness {
                 return heads.count == c.index.count && heads.allSatisfy { c.index[$0.0] == $0.1 && $0.1.frameLength > 0 }
             }
         case .recordHeader:
-            let h = try RecordHeader.decode(data)
-            try roundTrip("record header") { h.encoded() == Array(data.prefix(RecordHeader.size)) }
+            let h = try RecordHeader.decode(data, mask: headerMask)
+            try roundTrip("record header") { h.encoded(mask: headerMask) == Array(data.prefix(RecordHeader.size)) }
         case .vaultCreated:
             try stable("vault creation", VaultCreatedBody.decode(data).encoded()) { try VaultCreatedBody.decode($0).encoded() }
         case .documentVersion:

@@ -142,10 +142,12 @@ public struct VaultExport: Sendable {
             else { throw malformed }
             let sealed: DocumentMetadata
             do {
-                let header = try RecordHeader.decode(record)
-                guard header.kind == .documentVersion, header.document == version.metadata.id,
-                      header.version == UInt32(version.metadata.version)
-                else { throw broken(what) }
+                // The header hides the document and version (``HeaderMask``):
+                // the record opens only if they are the ones claimed.
+                var header = try RecordHeader.decode(record, mask: nil)
+                guard header.kind == .documentVersion else { throw broken(what) }
+                header.document = version.metadata.id
+                header.version = UInt32(version.metadata.version)
                 let metadataKey = try keyBytes.withUnsafeBytes { try SymmetricKey.copying($0) }
                 let (plaintext, _) = try RecordCodec.open(record, header: header, key: metadataKey, stream: vault)
                 sealed = try DocumentVersionBody.decode(plaintext, id: version.metadata.id, version: version.metadata.version).metadata

@@ -7,7 +7,7 @@ import VaultStorage
 ///
 /// Sealed under the lifecycle key. It names no place in the engine's
 /// files: a version record is found again in its vault's stream by its
-/// clear header (document id), a chunk by the reference its version
+/// header (document id, unmasked with the store's ``HeaderMask``), a chunk by the reference its version
 /// record sealed (the engine's sequence-number reference), which the
 /// erasure destroys the keys to read; so the ticket keeps those.
 enum CompactionTicket: Hashable, Sendable {

@@ -17,11 +17,15 @@ import VaultStorage
 /// - 8: signing-key key: seals the records of the store's checkpoint
 ///   signing keys and wraps their random seeds (``SigningKeyRing``);
 /// - 9: lifecycle key: seals the store's lifecycle stream (vaults closed,
-///   reopened, destroyed: ``VaultLifecycleIndex``).
+///   reopened, destroyed: ``VaultLifecycleIndex``);
+/// - 10: header-mask key: hides the document id and version in the
+///   header of every document version record (``HeaderMask``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
     /// Subkeys 1 to 9, as numbered above.
     let check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle: SymmetricKey
+    /// Subkey 10's mask of document version headers.
+    let headerMask: HeaderMask
     /// The store's one activity-mark stream (``ActivityWriter``), derived once.
     let activityMarkStream: StreamID
     /// The store's one statistics stream, derived once.
@@ -36,9 +40,10 @@ struct StoreKeys: Sendable {
     let compactionStream: StreamID
 
     init(master: SymmetricKey) throws {
-        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...9), context: Self.context)
+        let k = try KeyDerivation.deriveKeys(from: master, ids: Array(1...10), context: Self.context)
         (check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle) =
             (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8])
+        headerMask = HeaderMask(key: k[9])
         activityMarkStream = Self.classed(.activityMark, BLAKE2b.hash(Array("PV1-activity-mark".utf8), key: pseudonym))
         statisticsStream = Self.classed(.statistics, BLAKE2b.hash(Array("PV1-statistics".utf8), key: pseudonym))
         signingKeyStream = Self.classed(.signingKey, BLAKE2b.hash(Array("PV1-signing-keys".utf8), key: pseudonym))
@@ -49,7 +54,7 @@ struct StoreKeys: Sendable {
     /// Wipes every key now (at ``VaultStore/close()``), rather than when
     /// the last reference goes.
     func wipe() {
-        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle] { key.wipe() }
+        for key in [check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle, headerMask.key] { key.wipe() }
     }
 
     /// The id the API shows for a vault (32 hexadecimal characters): keyed

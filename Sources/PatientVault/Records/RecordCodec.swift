@@ -13,10 +13,11 @@ import VaultStorage
 enum RecordCodec {
     /// Builds a record payload: header, then the sealed body (padded to its
     /// kind's size class), then `rest` (inline content, sealed on its own).
+    /// `mask`: the store's, for a document version (``HeaderMask``).
     static func seal(
-        header: RecordHeader, body: [UInt8], key: SymmetricKey, stream: StreamID, rest: [UInt8] = []
+        header: RecordHeader, body: [UInt8], key: SymmetricKey, stream: StreamID, rest: [UInt8] = [], mask: HeaderMask? = nil
     ) throws -> [UInt8] {
-        try seal(header: header, bodyCount: body.count, key: key, stream: stream, rest: rest) { out in
+        try seal(header: header, bodyCount: body.count, key: key, stream: stream, rest: rest, mask: mask) { out in
             body.withUnsafeBytes { out.copyMemory(from: $0) }
         }
     }
@@ -33,14 +34,14 @@ enum RecordCodec {
     /// as it will be written; the padded body is placed where its
     /// ciphertext goes and sealed over itself.
     static func seal(
-        header: RecordHeader, bodyCount: Int, key: SymmetricKey, stream: StreamID, rest: [UInt8] = [],
+        header: RecordHeader, bodyCount: Int, key: SymmetricKey, stream: StreamID, rest: [UInt8] = [], mask: HeaderMask? = nil,
         writeBody: (UnsafeMutableRawBufferPointer) -> Void
     ) throws -> [UInt8] {
         let padded = RecordPadding.paddedCount(bodyCount, block: header.kind.paddingBlock)
         let boxCount = XChaCha20Poly1305.overhead + padded
         var payload: [UInt8] = []
         payload.reserveCapacity(RecordHeader.size + 4 + boxCount + rest.count)
-        header.append(to: &payload)
+        header.append(to: &payload, mask: mask)
         withUnsafeBytes(of: UInt32(boxCount).littleEndian) { payload.append(contentsOf: $0) }
         let boxStart = payload.count
         payload.appendZeros(boxCount)
@@ -80,7 +81,7 @@ enum RecordCodec {
     static func openStoreRecord(
         _ r: StoredRecord, kind: RecordKind, key: SymmetricKey, stream: StreamID, broken: @autoclosure () -> Error
     ) throws -> [UInt8] {
-        let header = try RecordHeader.decode(r.payload)
+        let header = try RecordHeader.decode(r.payload, mask: nil)
         guard header.kind == kind else { throw broken() }
         let (plaintext, rest) = try open(r.payload, header: header, key: key, stream: stream)
         guard rest == r.payload.count else { throw broken() }

@@ -1,3 +1,4 @@
+import VaultCrypto
 import VaultStorage
 
 /// The kinds of record the domain layer writes.
@@ -91,15 +92,23 @@ enum RecordPadding {
     }
 }
 
-/// The clear, authenticated header of every domain record.
+/// The authenticated header of every domain record.
 ///
 /// `format(1) kind(1) reserved(2) version(4) sequence(8) document(16)
 /// keySlot(8) keyVersion(4) reserved(4)`: 48 bytes. With the vault's
-/// pseudonym it is the associated data of the record's encryption, so a
-/// record moved to another vault, position, document or version fails
-/// authentication. `keyVersion`, for a document version, says which of the
-/// vault's document-key wrapping keys wraps its key (0: the vault key's
-/// own; ``VaultStore/rotateVaultKey(for:as:secret:)`` adds the next).
+/// pseudonym, its clear form (``withAssociatedData(vault:_:)``) is the
+/// associated data of the record's encryption, so a record moved to
+/// another vault, position, document or version fails authentication.
+/// `keyVersion`, for a document version, says which of the vault's
+/// document-key wrapping keys wraps its key (0: the vault key's own;
+/// ``VaultStore/rotateVaultKey(for:as:secret:)`` adds the next).
+///
+/// Its stored form (``append(to:mask:)``) hides the document: a document
+/// version's `version` and `document` bytes are masked (``HeaderMask``),
+/// a content chunk's are zeros (its reader knows which version it reads,
+/// and the associated data binds the chunk to it). Errors and a host's
+/// logs name documents by their id: an id in clear on disk would lead
+/// from a log line to the vault's frames.
 struct RecordHeader: Equatable {
     static let size = 48
     static let formatVersion: UInt8 = 1
@@ -113,10 +122,30 @@ struct RecordHeader: Equatable {
     /// The wrapping key's version of a document version's key (0 otherwise).
     var keyVersion: UInt32 = 0
 
-    func encoded() -> [UInt8] {
+    /// The stored form: the 48 bytes a record's payload starts with.
+    /// `mask` is needed for a document version (and used for nothing else).
+    func encoded(mask: HeaderMask?) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: Self.size) { buffer, count in
-            write(into: UnsafeMutableRawBufferPointer(buffer))
+            writeStored(into: UnsafeMutableRawBufferPointer(buffer), mask: mask)
             count = Self.size
+        }
+    }
+
+    /// Writes the stored form at the start of `out`: the clear form, its
+    /// document masked (a document version) or zeroed (a content chunk).
+    private func writeStored(into out: UnsafeMutableRawBufferPointer, mask: HeaderMask?) {
+        write(into: out)
+        switch kind {
+        case .documentVersion:
+            // Only the store's writers make document versions, always
+            // with the store's mask: a clear id would be a leak, not an error.
+            guard let mask else { preconditionFailure("a document version's header is stored masked") }
+            mask.apply(to: out, kind: kind, sequence: sequence, keySlot: keySlot)
+        case .contentChunk:
+            out.baseAddress!.advanced(by: 4).initializeMemory(as: UInt8.self, repeating: 0, count: 4)
+            out.baseAddress!.advanced(by: 16).initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+        default:
+            break
         }
     }
 
@@ -137,11 +166,11 @@ struct RecordHeader: Equatable {
         out.storeBytes(of: UInt32(0), toByteOffset: 44, as: UInt32.self)
     }
 
-    /// Appends the 48 bytes to `bytes` (the start of a record's payload).
-    func append(to bytes: inout [UInt8]) {
+    /// Appends the stored form to `bytes` (the start of a record's payload).
+    func append(to bytes: inout [UInt8], mask: HeaderMask?) {
         let start = bytes.count
         bytes.appendZeros(Self.size)
-        bytes.withUnsafeMutableBytes { write(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+        bytes.withUnsafeMutableBytes { writeStored(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...]), mask: mask) }
     }
 
     /// Runs `body` on the associated data (header bytes then the vault's
@@ -154,9 +183,21 @@ struct RecordHeader: Equatable {
         }
     }
 
-    static func decode(_ payload: [UInt8]) throws -> RecordHeader {
+    /// Decodes the stored form at the start of `payload`. A document
+    /// version's document and version are unmasked with `mask`; without
+    /// one (a reader outside the store, such as an export's verifier) they
+    /// come back as nil and 0, and the caller sets what it expects: the
+    /// record then opens only if that is what its header hides. A content
+    /// chunk's come back as nil and 0 (stored as zeros, anything else is
+    /// refused): its reader knows them.
+    static func decode(_ payload: [UInt8], mask: HeaderMask?) throws -> RecordHeader {
+        var bytes = [UInt8](repeating: 0, count: size)
         try payload.withUnsafeBytes { raw in
-            var r = ByteReader(raw)
+            guard raw.count >= size else { throw ByteReader.Malformed() }
+            bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<size])) }
+        }
+        return try bytes.withUnsafeMutableBytes { out in
+            var r = ByteReader(UnsafeRawBufferPointer(out))
             guard try r.read(UInt8.self) == formatVersion else {
                 throw PatientVaultError(.unsupportedFormat, "unknown record format")
             }
@@ -164,18 +205,62 @@ struct RecordHeader: Equatable {
             // Reserved bytes must be zero: they are part of the associated
             // data, and a header is only accepted in its one encoding.
             guard try r.read(UInt16.self) == 0 else { throw ByteReader.Malformed() }
-            let version: UInt32 = try r.read()
+            _ = try r.read(UInt32.self)
             let sequence: UInt64 = try r.read()
-            let doc = try r.read(count: 16)
+            _ = try r.read(count: 16)
             let slot: UInt64 = try r.read()
             let keyVersion: UInt32 = try r.read()
             guard try r.read(UInt32.self) == 0 else { throw ByteReader.Malformed() }
             // Only a document version names a wrapping key's version.
             guard keyVersion == 0 || kind == .documentVersion else { throw ByteReader.Malformed() }
+            let keySlot = slot == 0 ? nil : KeySlot(slot)
+            var known = true
+            switch kind {
+            case .documentVersion:
+                if let mask { mask.apply(to: out, kind: kind, sequence: sequence, keySlot: keySlot) } else { known = false }
+            case .contentChunk:
+                guard UnsafeRawBufferPointer(rebasing: out[4..<8]).allSatisfy({ $0 == 0 }),
+                      UnsafeRawBufferPointer(rebasing: out[16..<32]).allSatisfy({ $0 == 0 })
+                else { throw ByteReader.Malformed() }
+                known = false
+            default:
+                break
+            }
+            let version = known ? UInt32(littleEndian: out.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) : 0
+            let doc = known ? Array(UnsafeRawBufferPointer(rebasing: out[16..<32])) : [UInt8](repeating: 0, count: 16)
             return RecordHeader(
                 kind: kind, sequence: sequence,
                 document: doc.allSatisfy { $0 == 0 } ? nil : DocumentID(bytes: doc),
-                version: version, keySlot: slot == 0 ? nil : KeySlot(slot), keyVersion: keyVersion)
+                version: version, keySlot: keySlot, keyVersion: keyVersion)
+        }
+    }
+}
+
+/// Hides a document version's document id and version in its stored
+/// header: XORed with 20 bytes of keyed BLAKE2b (the store's header-mask
+/// key, ``StoreKeys``) of the header's kind, sequence and key slot. The
+/// key slot is never reused, so no two records share a mask, and records
+/// of one document show nothing in common. The clear values stay the
+/// associated data of the record's encryption: a mask altered on disk
+/// unmasks to values the record does not open under (`corrupted`).
+struct HeaderMask: Sendable {
+    let key: SymmetricKey
+
+    /// XORs the mask of (kind, sequence, keySlot) over the version (bytes
+    /// 4..<8) and document (16..<32) of the header at the start of `header`.
+    func apply(to header: UnsafeMutableRawBufferPointer, kind: RecordKind, sequence: UInt64, keySlot: KeySlot?) {
+        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { input in
+            let tag = Array("PV1-hdr".utf8)
+            input.initializeMemory(as: UInt8.self, repeating: 0)
+            input.copyBytes(from: tag)
+            input[7] = kind.rawValue
+            input.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
+            input.storeBytes(of: (keySlot?.number ?? 0).littleEndian, toByteOffset: 16, as: UInt64.self)
+            withUnsafeTemporaryAllocation(byteCount: 20, alignment: 8) { stream in
+                BLAKE2b.hash(UnsafeRawBufferPointer(input), key: key, into: stream)
+                for i in 0..<4 { header[4 + i] ^= stream[i] }
+                for i in 0..<16 { header[16 + i] ^= stream[4 + i] }
+            }
         }
     }
 }

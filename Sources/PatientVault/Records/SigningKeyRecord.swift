@@ -50,7 +50,7 @@ struct SigningKeyRing: Sendable {
         var slots: [KeySlot] = []
         for (i, record) in records.reversed().enumerated() {
             // Oldest first, numbered 0, 1, 2…: none missing or moved.
-            guard try RecordHeader.decode(record.payload).sequence == UInt64(i) else { throw broken }
+            guard try RecordHeader.decode(record.payload, mask: nil).sequence == UInt64(i) else { throw broken }
             let body = try RecordCodec.openStoreRecord(record, kind: .signingKey, key: keys.signingKey, stream: stream, broken: broken)
             let (slot, publicKey) = try decode(body, broken: broken)
             publicKeys.append(publicKey)

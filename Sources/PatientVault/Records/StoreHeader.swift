@@ -31,9 +31,11 @@ struct StoreHeader {
     /// slot, named by the signing-key stream; 6: a root key wrapped by the
     /// master key or a key provider; 7: a vault anchor's head hash keyed
     /// over the newest record's BLAKE2b-256 digest, not its bytes; 8: the
-    /// root key's check value in the header. There is no migration before
-    /// 1.0: a store of another version is refused, naming both versions.
-    static let version: UInt32 = 8
+    /// root key's check value in the header; 9: record headers hide their
+    /// document id and version (``HeaderMask``). There is no migration
+    /// before 1.0: a store of another version is refused, naming both
+    /// versions.
+    static let version: UInt32 = 9
     /// The size of ``rootCheck``.
     static let rootCheckSize = 32
     /// The largest header: a provider's key id and wrapped key included.

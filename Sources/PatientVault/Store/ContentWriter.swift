@@ -113,7 +113,7 @@ final class ContentWriter {
         }
         try hasher.update(plaintext)
         // The record: the chunk's header, then the ciphertext, built in place.
-        var payload = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded()
+        var payload = RecordCodec.chunkHeader(document: document, version: version, keySlot: keySlot, index: chunkIndex).encoded(mask: nil)
         try seal(plaintext, isFinal: isFinal, appendingTo: &payload)
         if let t = inFlight {
             chunks += try await t.wait()

@@ -28,7 +28,7 @@ struct VaultLoader: Sendable {
         try await walkBack(pseudonym, broken: corruptedChain(pseudonym)) { records.append($0); return true }
         records.reverse()
         guard let first = records.first else { throw corruptedChain(pseudonym) }
-        let header = try RecordHeader.decode(first.payload)
+        let header = try RecordHeader.decode(first.payload, mask: keys.headerMask)
         guard header.kind == .vaultCreated, header.sequence == 0, let slot = header.keySlot else {
             throw corruptedChain(pseudonym)
         }
@@ -46,7 +46,7 @@ struct VaultLoader: Sendable {
         var events: [Int: VaultEventBody] = [:]
         var erasedIDs: Set<DocumentID> = []
         for (i, record) in records.enumerated().dropFirst() {
-            let h = try RecordHeader.decode(record.payload)
+            let h = try RecordHeader.decode(record.payload, mask: keys.headerMask)
             guard h.sequence == UInt64(i) else { throw corruptedChain(pseudonym) }
             headers.append(h)
             guard h.kind == .vaultEvent else { continue }
@@ -176,7 +176,7 @@ struct VaultLoader: Sendable {
 
     func openAuditRecordWithAnchor(_ record: StoredRecord, vault: VaultState) throws -> (anchor: VaultAnchor, entry: AuditEntry) {
         let stream = vault.auditStream
-        let header = try RecordHeader.decode(record.payload)
+        let header = try RecordHeader.decode(record.payload, mask: keys.headerMask)
         let tampered = PatientVaultError(.corrupted, "an audit entry failed verification", vaultID: vault.vaultID)
         guard header.kind == .auditEntry, record.stream == stream else { throw tampered }
         let plaintext: [UInt8]

@@ -146,7 +146,7 @@ extension VaultStore {
         }
         for (vault, documents) in erased where !destroyed.contains(vault) {
             try await engine.visitNewestFirst(vault) { record in
-                let header = try RecordHeader.decode(record.payload)
+                let header = try RecordHeader.decode(record.payload, mask: keys.headerMask)
                 if header.kind == .documentVersion, let id = header.document, documents.contains(id) { references.append(record.reference) }
                 return true
             }

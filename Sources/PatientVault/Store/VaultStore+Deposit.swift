@@ -241,7 +241,7 @@ extension VaultStore {
                     keyVersion: p.plan.keyVersion)
                 let payload = try RecordCodec.seal(
                     header: header, body: DocumentVersionBody(metadata: metadata, content: p.content).encoded(), key: p.keys.metadata,
-                    stream: vault.pseudonym, rest: p.inline)
+                    stream: vault.pseudonym, rest: p.inline, mask: keys.headerMask)
                 // The version and its audit entry: one atomic, durable group.
                 var records = [EngineRecord(stream: vault.pseudonym, payload: payload)]
                 if replacing == nil {

@@ -200,7 +200,7 @@ extension VaultStore {
                         throw cannotKeep
                     }
                     records.append(EngineRecord(stream: vault.pseudonym, payload: try RecordCodec.seal(
-                        header: header, body: body, key: p.keys.metadata, stream: vault.pseudonym, rest: p.inline)))
+                        header: header, body: body, key: p.keys.metadata, stream: vault.pseudonym, rest: p.inline, mask: keys.headerMask)))
                     entries.append((p.metadata.id, VersionEntry(
                         metadata: p.metadata, sequence: sequence, keySlot: p.slot, reference: nil, content: p.content, keyVersion: plan.keyVersion), p.keys))
                 }

@@ -374,7 +374,12 @@ public struct DocumentContent: AsyncSequence, Sendable {
                 } else {
                     guard index < entry.content.chunks.count else { throw corrupted("chunk list is short") }
                     payload = try await content.engine.read(entry.content.chunks[index]).payload
-                    guard try RecordHeader.decode(payload) == header else { throw corrupted("a chunk is out of place") }
+                    // Its stored header names no document (``RecordHeader``):
+                    // its place and key slot must be this chunk's.
+                    let stored = try RecordHeader.decode(payload, mask: nil)
+                    guard stored.kind == .contentChunk, stored.sequence == header.sequence, stored.keySlot == header.keySlot else {
+                        throw corrupted("a chunk is out of place")
+                    }
                     ciphertextStart = RecordHeader.size
                 }
                 // Decrypted straight into the buffer handed to the caller:

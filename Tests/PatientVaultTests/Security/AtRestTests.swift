@@ -18,12 +18,20 @@ import Testing
             Fixtures.content("IMAGING-irm-cerebrale-LARGE", size: 500_000),
         ]
         let types = [DocumentTypeCode(code: "11488-4"), DocumentTypeCode(code: "57833-6"), DocumentTypeCode(code: "18748-4")]
+        // Document ids: errors and a host's logs name documents by them,
+        // so finding one in a file would lead from a log line to the
+        // vault's frames (and its stream) on disk.
+        var ids: [DocumentID] = []
         for i in 0..<3 {
             let d = DocumentDraft(
                 typeCode: types[i], category: .report, title: titles[i], createdAt: Date(), mimeType: "application/x-secret-mime")
-            _ = try await store.deposit(d, streaming: chunks(of: contents[i], size: 30_000), for: alice, as: Fixtures.doctor)
-            _ = try await store.deposit(d, content: contents[i], for: bob, as: Fixtures.hospital)
+            ids.append(try await store.deposit(d, streaming: chunks(of: contents[i], size: 30_000), for: alice, as: Fixtures.doctor).id)
+            ids.append(try await store.deposit(d, content: contents[i], for: bob, as: Fixtures.hospital).id)
         }
+        // A replacement: its record names the same document.
+        let replaced = DocumentDraft(
+            typeCode: types[0], category: .report, title: titles[0], createdAt: Date(), mimeType: "application/x-secret-mime")
+        _ = try await store.replace(ids[1], with: replaced, content: contents[0], for: bob, as: Fixtures.hospital)
         try await store.close()
 
         var needles: [(String, Data)] = [
@@ -36,6 +44,7 @@ import Testing
         needles += types.map { ("type code", Data($0.code.utf8)) }
         needles += contents.map { ("content", Data($0.prefix(24))) }
         needles += contents.map { ("content tail", Data($0.suffix(24))) }
+        needles += ids.map { ("document id", Data($0.bytes)) }
         let files = try filesAndBytes(in: t.folder)
         #expect(files.count >= 4)
         #expect(Self.leaks(of: needles, in: files) == [])

@@ -28,10 +28,15 @@ import Testing
         return out
     }
 
-    /// The sequence numbers of a document's records (versions and chunks),
-    /// by their clear headers.
-    func sequences(of document: DocumentID, in records: [UInt64: StoredRecord]) -> Set<UInt64> {
-        Set(records.filter { (try? RecordHeader.decode($0.value.payload))?.document == document }.keys)
+    /// The sequence numbers of a document's records: its versions, by
+    /// their headers unmasked with the store's key, and their chunks, by
+    /// the versions' key slots (a chunk's stored header names no document).
+    func sequences(of document: DocumentID, in records: [UInt64: StoredRecord], _ store: VaultStore) -> Set<UInt64> {
+        let headers = records.compactMapValues { try? RecordHeader.decode($0.payload, mask: store.keys.headerMask) }
+        let versions = headers.filter { $0.value.kind == .documentVersion && $0.value.document == document }
+        let slots = Set(versions.values.compactMap(\.keySlot))
+        let chunks = headers.filter { $0.value.kind == .contentChunk && $0.value.keySlot.map(slots.contains) == true }
+        return Set(versions.keys).union(chunks.keys)
     }
 
     /// Pieces of the sealed part of each record (after its clear header):
@@ -64,7 +69,7 @@ import Testing
         let receipt = try await t.store.receipt(for: kept.id, version: 1, for: alice, as: .patient(alice))
         let before = try await t.store.checkpoint()
         let original = try await records(t.store)
-        let erased = sequences(of: wrong.id, in: original)
+        let erased = sequences(of: wrong.id, in: original, t.store)
         // Two versions (the second inline) and four chunks of 64 KiB.
         #expect(erased.count == 6)
         let pieces = sealedPieces(erased.map { original[$0]! })
@@ -130,7 +135,7 @@ import Testing
         let vault = t.store.keys.vaultPseudonym(for: alice)
         let streams: Set<StreamID> = [vault, t.store.keys.auditStream(of: vault)]
         let expected = Set(original.filter { $0.value.stream.map(streams.contains) ?? false }.keys)
-            .union(gone.flatMap { sequences(of: $0.id, in: original) })
+            .union(gone.flatMap { sequences(of: $0.id, in: original, t.store) })
         let pieces = sealedPieces(expected.map { original[$0]! })
 
         #expect(try await t.store.compactionBacklog() == (0, 1))
@@ -161,7 +166,7 @@ import Testing
         let wrong = try await t.store.deposit(Fixtures.draft("Wrong"), content: Fixtures.content("WRONG", size: 200_000), for: alice, as: doctor)
         try await t.store.erase(wrong.id, for: alice, reason: try ErasureReason("wrong patient"), as: doctor)
         let before = try await t.store.checkpoint()
-        return (faults, t, kept, before, sequences(of: wrong.id, in: try await records(t.store)))
+        return (faults, t, kept, before, sequences(of: wrong.id, in: try await records(t.store), t.store))
     }
 
     /// A compaction cut by a failed write or sync stops the store; the
