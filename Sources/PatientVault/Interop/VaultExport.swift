@@ -85,7 +85,8 @@ public struct VaultExport: Sendable {
         let malformed = PatientVaultError(.invalidArgument, "not a PatientVault export file")
         guard data.count <= Self.maximumSize, let newline = data.firstIndex(of: 0x0A) else { throw malformed }
         guard let first = String(validating: data[..<newline], as: UTF8.self) else { throw malformed }
-        let json = Data(data[data.index(after: newline)...])
+        // A slice of the file, not a copy (an export is up to 1 GiB).
+        let json = data[data.index(after: newline)...]
         let parts = first.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == Self.magic, let key = try? NoteVerifierKey(String(parts[1])),
               let signature = Data(base64Encoded: String(parts[2])), signature.count == 64,
@@ -98,9 +99,14 @@ public struct VaultExport: Sendable {
         }
         let broken = { (what: String) in PatientVaultError(.corrupted, "the export fails its check: \(what)") }
         // The signature first: no byte of the JSON changed.
-        guard let publicKey = try? Ed25519PublicKey(bytes: key.publicKey),
-              publicKey.isValidSignature(Array(signature), for: Array((Self.magic + "\n").utf8) + Array(json))
-        else { throw broken("its signature does not verify") }
+        let signed: Bool = {
+            var message = Array((Self.magic + "\n").utf8)
+            message.reserveCapacity(message.count + json.count)
+            message.append(contentsOf: json)
+            guard let publicKey = try? Ed25519PublicKey(bytes: key.publicKey) else { return false }
+            return publicKey.isValidSignature(Array(signature), for: message)
+        }()
+        guard signed else { throw broken("its signature does not verify") }
         let payload: ExportPayload
         do { payload = try JSONDecoder().decode(ExportPayload.self, from: json) } catch { throw malformed }
         guard payload.format == 1 else { throw PatientVaultError(.unsupportedFormat, "export format \(payload.format); this build reads 1") }

@@ -191,12 +191,10 @@ struct RecordHeader: Equatable {
     /// chunk's come back as nil and 0 (stored as zeros, anything else is
     /// refused): its reader knows them.
     static func decode(_ payload: [UInt8], mask: HeaderMask?) throws -> RecordHeader {
-        var bytes = [UInt8](repeating: 0, count: size)
-        try payload.withUnsafeBytes { raw in
-            guard raw.count >= size else { throw ByteReader.Malformed() }
-            bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<size])) }
-        }
-        return try bytes.withUnsafeMutableBytes { out in
+        guard payload.count >= size else { throw ByteReader.Malformed() }
+        // Unmasked in a copy on the stack: no allocation.
+        return try withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { out in
+            payload.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<size])) }
             var r = ByteReader(UnsafeRawBufferPointer(out))
             guard try r.read(UInt8.self) == formatVersion else {
                 throw PatientVaultError(.unsupportedFormat, "unknown record format")
@@ -245,14 +243,15 @@ struct RecordHeader: Equatable {
 /// unmasks to values the record does not open under (`corrupted`).
 struct HeaderMask: Sendable {
     let key: SymmetricKey
+    /// The mask's domain: the first 7 bytes of every input.
+    static let tag: [UInt8] = Array("PV1-hdr".utf8)
 
     /// XORs the mask of (kind, sequence, keySlot) over the version (bytes
     /// 4..<8) and document (16..<32) of the header at the start of `header`.
     func apply(to header: UnsafeMutableRawBufferPointer, kind: RecordKind, sequence: UInt64, keySlot: KeySlot?) {
         withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { input in
-            let tag = Array("PV1-hdr".utf8)
             input.initializeMemory(as: UInt8.self, repeating: 0)
-            input.copyBytes(from: tag)
+            input.copyBytes(from: Self.tag)
             input[7] = kind.rawValue
             input.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
             input.storeBytes(of: (keySlot?.number ?? 0).littleEndian, toByteOffset: 16, as: UInt64.self)

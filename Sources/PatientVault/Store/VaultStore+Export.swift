@@ -159,7 +159,12 @@ extension VaultStore {
             let json = try encoder.encode(payload)
             let signature: [UInt8]
             do {
-                signature = try signingKey.signature(for: Array((VaultExport.magic + "\n").utf8) + Array(json))
+                // The signed message in one buffer (an export is up to
+                // 1 GiB: each copy of it counts).
+                var message = Array((VaultExport.magic + "\n").utf8)
+                message.reserveCapacity(message.count + json.count)
+                message.append(contentsOf: json)
+                signature = try signingKey.signature(for: message)
             } catch {
                 // Closed meanwhile: its signing key is wiped.
                 try ensureOpen()
@@ -167,6 +172,7 @@ extension VaultStore {
             }
             var file = Data(
                 (VaultExport.magic + " " + verifierKey.description + " " + Data(signature).base64EncodedString() + "\n").utf8)
+            file.reserveCapacity(file.count + json.count)
             file.append(json)
             return try VaultExport(verifying: file, trusting: [verifierKey])
         }
