@@ -135,9 +135,12 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
     public var documentID: DocumentID?
     /// The access rule that denied, for ``Code/accessDenied``.
     public var rule: AccessRule?
-    /// The segment file concerned, for storage errors.
+    /// The segment file concerned, for storage errors that name no vault
+    /// and no document (an error that names either names no place in the
+    /// files: a log line would otherwise lead from the public ids to the
+    /// vault's frames on disk).
     public var segment: UInt32?
-    /// The byte offset concerned, for storage errors.
+    /// The byte offset concerned, with ``segment``.
     public var offset: UInt64?
 
     /// Creates an error.
@@ -255,9 +258,16 @@ extension PatientVaultError {
             default: code = .io
             }
             // The system's errno, when there is one, says what the disk did.
-            let message = e.errno.map { e.message + " (errno \($0))" } ?? e.message
-            return PatientVaultError(
-                code, message, vaultID: vaultID, documentID: documentID, segment: e.segment, offset: e.offset)
+            var message = e.errno.map { e.message + " (errno \($0))" } ?? e.message
+            // An error that names a vault or a document names no place in
+            // the files: a log line would otherwise lead from the public
+            // ids to the vault's frames and stream on disk.
+            guard vaultID == nil && documentID == nil else {
+                message.replace(/key slot \d+/, with: "a key slot")
+                message.replace(/segment \d+/, with: "a segment")
+                return PatientVaultError(code, message, vaultID: vaultID, documentID: documentID)
+            }
+            return PatientVaultError(code, message, segment: e.segment, offset: e.offset)
         case let e as CryptoError:
             if e.code == .authenticationFailed {
                 return PatientVaultError(

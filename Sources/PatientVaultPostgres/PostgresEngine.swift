@@ -87,7 +87,11 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         var committing = false
     }
 
-    static let formatVersion: Int64 = 1
+    /// The tables' format. A store on PostgreSQL has no `store.header`, so
+    /// this also gates the domain's record formats: 2 since record headers
+    /// hide their document (store format 9); tables of format 1 are refused
+    /// (`unsupportedFormat`), there is no migration before 1.0.
+    static let formatVersion: Int64 = 2
     /// Rows a reader fetches per round trip.
     static let pageSize = 256
     /// The most a committer takes in one statement.

@@ -251,7 +251,7 @@ enum Seeds {
             purpose: .personalAccess, legalBasis: nil, isBreakGlass: false, isSecretAccess: false, target: nil, reasonHash: nil,
             matrixVersion: "m", previousHash: bytes(32, from: 5))
         let payload = ExportPayload(
-            format: 1, vaultID: vaultID, patient: ins("2840775123456").digits, stream: Data(stream.bytes).base64EncodedString(),
+            format: VaultExport.format, vaultID: vaultID, patient: ins("2840775123456").digits, stream: Data(stream.bytes).base64EncodedString(),
             auditStream: Data(audit.bytes).base64EncodedString(), checkpoint: checkpoint.text, verifierKey: verifier.description,
             documents: [], auditTrail: [.init(entry: entry, record: Data(record).base64EncodedString(), proof: proof.text)])
         let encoder = JSONEncoder()

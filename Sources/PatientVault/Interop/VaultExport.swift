@@ -69,6 +69,10 @@ public struct VaultExport: Sendable {
     static let sealedMagic = Array("patientvault-export-sealed/1\n".utf8)
     /// The largest file read (a vault's documents are at most this, whole).
     public static let maximumSize = 1 << 30
+    /// The JSON's `format`: 2 since a version record's header hides its
+    /// document (store format 9; a verifier rebuilds the record's
+    /// associated data from the id and version the export claims).
+    static let format = 2
 
     /// Reads and checks an export file, offline: its signature, every
     /// inclusion proof against its checkpoint, every version's record
@@ -109,7 +113,9 @@ public struct VaultExport: Sendable {
         guard signed else { throw broken("its signature does not verify") }
         let payload: ExportPayload
         do { payload = try JSONDecoder().decode(ExportPayload.self, from: json) } catch { throw malformed }
-        guard payload.format == 1 else { throw PatientVaultError(.unsupportedFormat, "export format \(payload.format); this build reads 1") }
+        guard payload.format == Self.format else {
+            throw PatientVaultError(.unsupportedFormat, "export format \(payload.format); this build reads \(Self.format)")
+        }
         let checkpoint: SignedCheckpoint
         do {
             guard try NoteVerifierKey(payload.verifierKey) == key else { throw malformed }

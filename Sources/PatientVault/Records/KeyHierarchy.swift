@@ -22,7 +22,7 @@ import VaultStorage
 ///   header of every document version record (``HeaderMask``).
 struct StoreKeys: Sendable {
     static let context = KeyDerivation.Context("PVMASTER")
-    /// Subkeys 1 to 9, as numbered above.
+    /// Subkeys 1 to 9, as numbered above (10 is ``headerMask``).
     let check, keyEncryption, pseudonym, activity, statistics, publicID, log, signingKey, lifecycle: SymmetricKey
     /// Subkey 10's mask of document version headers.
     let headerMask: HeaderMask

@@ -37,6 +37,10 @@ enum RecordCodec {
         header: RecordHeader, bodyCount: Int, key: SymmetricKey, stream: StreamID, rest: [UInt8] = [], mask: HeaderMask? = nil,
         writeBody: (UnsafeMutableRawBufferPointer) -> Void
     ) throws -> [UInt8] {
+        // A document version's header is stored masked, never in clear.
+        guard header.kind != .documentVersion || mask != nil else {
+            throw PatientVaultError(.io, "a document version is sealed with the store's header mask")
+        }
         let padded = RecordPadding.paddedCount(bodyCount, block: header.kind.paddingBlock)
         let boxCount = XChaCha20Poly1305.overhead + padded
         var payload: [UInt8] = []
@@ -113,8 +117,9 @@ extension RecordCodec {
 }
 
 extension RecordCodec {
-    /// The header of content chunk `index` of a version: what its record
-    /// carries and, with the vault's pseudonym, its associated data. The
+    /// The header of content chunk `index` of a version: with the vault's
+    /// pseudonym, its associated data; its record carries its stored form
+    /// (``RecordHeader/encoded(mask:)``: no document, no version). The
     /// writer (``ContentWriter``) and the reader (``DocumentContent``) both
     /// take it from here.
     static func chunkHeader(document: DocumentID, version: UInt32, keySlot: KeySlot, index: UInt64) -> RecordHeader {

@@ -222,7 +222,10 @@ struct RecordHeader: Equatable {
                 else { throw ByteReader.Malformed() }
                 known = false
             default:
-                break
+                // Other kinds name no document: their encoders write zeros.
+                guard UnsafeRawBufferPointer(rebasing: out[4..<8]).allSatisfy({ $0 == 0 }),
+                      UnsafeRawBufferPointer(rebasing: out[16..<32]).allSatisfy({ $0 == 0 })
+                else { throw ByteReader.Malformed() }
             }
             let version = known ? UInt32(littleEndian: out.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) : 0
             let doc = known ? Array(UnsafeRawBufferPointer(rebasing: out[16..<32])) : [UInt8](repeating: 0, count: 16)
@@ -236,9 +239,11 @@ struct RecordHeader: Equatable {
 
 /// Hides a document version's document id and version in its stored
 /// header: XORed with 20 bytes of keyed BLAKE2b (the store's header-mask
-/// key, ``StoreKeys``) of the header's kind, sequence and key slot. The
-/// key slot is never reused, so no two records share a mask, and records
-/// of one document show nothing in common. The clear values stay the
+/// key, ``StoreKeys``) of the header's kind, sequence and key slot. A
+/// store never reserves a key slot twice, so no two of its records share
+/// a mask (but a restored store reserves again the slots of the history
+/// the restore lost: StorageFormat.md), and records of one document show
+/// nothing in common. The clear values stay the
 /// associated data of the record's encryption: a mask altered on disk
 /// unmasks to values the record does not open under (`corrupted`).
 struct HeaderMask: Sendable {

@@ -28,8 +28,8 @@ extension VaultStore {
     /// vault its events and audit trail) is replaced by zeros, the space
     /// returned to the file system where it can punch holes. Afterwards no
     /// byte of that ciphertext is in any file of the store; what stays is
-    /// each record's clear 48-byte header (kind, position, document id, key
-    /// slot number) and its Merkle leaf hash, so every
+    /// each record's 48-byte header as stored (kind, position, key slot
+    /// number, a version's masked document id) and its Merkle leaf hash, so every
     /// checkpoint, proof, trail chain and `verify(against:)` still holds.
     ///
     /// **Online**: readers and writers go on (a reader that meets a record

@@ -151,7 +151,7 @@ extension VaultStore {
             for i in trail.indices { trail[i].proof = proofs[documents.count + i] }
             trail.reverse()
             let payload = ExportPayload(
-                format: 1, vaultID: vault.vaultID, patient: vault.creation.holder.digits, stream: Data(vault.pseudonym.bytes).base64EncodedString(),
+                format: VaultExport.format, vaultID: vault.vaultID, patient: vault.creation.holder.digits, stream: Data(vault.pseudonym.bytes).base64EncodedString(),
                 auditStream: Data(vault.auditStream.bytes).base64EncodedString(), checkpoint: checkpoint.text,
                 verifierKey: verifierKey.description, documents: documents, auditTrail: trail)
             let encoder = JSONEncoder()

@@ -5,6 +5,7 @@ import PatientVaultTesting
 import PatientVaultTour
 import Testing
 @testable import PatientVault
+@testable import VaultStorage
 
 /// What the store tells an operator (issue #20): the demo's whole tour
 /// with a log handler at trace level and a metrics backend that keeps
@@ -31,5 +32,23 @@ import Testing
             let found = texts.filter { $0.contains(plaintext) }
             #expect(found.isEmpty, "\(label) in \(found.prefix(2))")
         }
+    }
+
+    /// An error that names a vault or a document names no place in the
+    /// files (a log line would otherwise lead from the public ids to the
+    /// vault's frames): the storage layer's segment, offset and key slot
+    /// numbers are dropped; an error naming neither keeps them for the
+    /// operator.
+    @Test func anErrorNamingADocumentNamesNoPlaceInTheFiles() {
+        let storage = StorageError(.keySlotDestroyed, "key slot 4242 was destroyed in segment 17", segment: 17, offset: 65_536)
+        let document = DocumentID(bytes: Array(1...16))
+        for (vaultID, documentID) in [("0123abcd", nil), (nil, document), ("0123abcd", document)] as [(String?, DocumentID?)] {
+            let e = PatientVaultError.wrapping(storage, vaultID: vaultID, documentID: documentID)
+            #expect(e.code == .erased)
+            #expect(e.segment == nil && e.offset == nil)
+            #expect(!e.description.contains("4242") && !e.description.contains("17") && !e.description.contains("65536"), "\(e)")
+        }
+        let located = PatientVaultError.wrapping(storage, vaultID: nil, documentID: nil)
+        #expect(located.segment == 17 && located.offset == 65_536 && located.description.contains("4242"))
     }
 }
