@@ -5,10 +5,29 @@ import VaultStorage
 ///
 /// Errors carry a ``Code`` (an open-ended set, like GRDB's `DatabaseError`)
 /// and identifiers that help a host act on them: the vault's pseudonymous
-/// id, a document id, a segment and offset, the access rule that decided.
+/// id, a document id, the access rule that decided, and, for a failure of
+/// the store as a whole (never beside a vault or document id), a segment
+/// and offset.
 /// They never carry patient identifiers in clear, titles, clinical content
 /// or key bytes.
 public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Equal when every public field is.
+    public static func == (a: PatientVaultError, b: PatientVaultError) -> Bool {
+        (a.code, a.message, a.vaultID, a.documentID) == (b.code, b.message, b.vaultID, b.documentID)
+            && (a.rule, a.segment, a.offset) == (b.rule, b.segment, b.offset)
+    }
+
+    /// Hashes every public field.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(vaultID)
+        hasher.combine(documentID)
+        hasher.combine(rule)
+        hasher.combine(segment)
+        hasher.combine(offset)
+    }
+
     /// What went wrong.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
@@ -142,6 +161,11 @@ public struct PatientVaultError: Error, Hashable, Sendable, CustomStringConverti
     public var segment: UInt32?
     /// The byte offset concerned, with ``segment``.
     public var offset: UInt64?
+    /// Whether the message is the storage layer's (which may name key
+    /// slots, segments, records by number): scrubbed of them once the
+    /// error concerns a vault or a document (``withoutFileLocations()``).
+    /// Not part of equality, hashing or the coded form.
+    var fromStorage = false
 
     /// Creates an error.
     public init(
@@ -241,6 +265,11 @@ extension PatientVaultError {
     package static func wrapping(_ error: any Error, vaultID: String? = nil, documentID: DocumentID? = nil) -> PatientVaultError {
         switch error {
         case let e as PatientVaultError:
+            // A storage failure wrapped earlier without ids: once it
+            // concerns a vault or a document, it names no place in the files.
+            if e.fromStorage && (vaultID != nil || documentID != nil || e.vaultID != nil || e.documentID != nil) {
+                return e.withoutFileLocations()
+            }
             return e
         case let e as StorageError:
             let code: Code
@@ -258,16 +287,13 @@ extension PatientVaultError {
             default: code = .io
             }
             // The system's errno, when there is one, says what the disk did.
-            var message = e.errno.map { e.message + " (errno \($0))" } ?? e.message
+            let message = e.errno.map { e.message + " (errno \($0))" } ?? e.message
+            var wrapped = PatientVaultError(code, message, vaultID: vaultID, documentID: documentID, segment: e.segment, offset: e.offset)
+            wrapped.fromStorage = true
             // An error that names a vault or a document names no place in
             // the files: a log line would otherwise lead from the public
             // ids to the vault's frames and stream on disk.
-            guard vaultID == nil && documentID == nil else {
-                message.replace(/key slot \d+/, with: "a key slot")
-                message.replace(/segment \d+/, with: "a segment")
-                return PatientVaultError(code, message, vaultID: vaultID, documentID: documentID)
-            }
-            return PatientVaultError(code, message, segment: e.segment, offset: e.offset)
+            return vaultID == nil && documentID == nil ? wrapped : wrapped.withoutFileLocations()
         case let e as CryptoError:
             if e.code == .authenticationFailed {
                 return PatientVaultError(
@@ -296,4 +322,45 @@ func translatingErrorsAsync<R>(
     vaultID: String? = nil, documentID: DocumentID? = nil, _ body: () async throws -> R
 ) async throws(PatientVaultError) -> R {
     do { return try await body() } catch { throw PatientVaultError.wrapping(error, vaultID: vaultID, documentID: documentID) }
+}
+
+extension PatientVaultError {
+    /// The error without the storage layer's places: no segment or offset,
+    /// and every number of a storage message (key slots, segments, records,
+    /// leaves) replaced by `N`, but an `errno`. For an error that concerns a
+    /// vault or a document: a host logs it beside the patient or the ids
+    /// it asked about, and a place in the files would lead from them to
+    /// the vault's frames and stream on disk.
+    func withoutFileLocations() -> PatientVaultError {
+        var e = self
+        e.segment = nil
+        e.offset = nil
+        guard fromStorage else { return e }
+        var scrubbed = ""
+        var inNumber = false
+        var rest = Substring(message)
+        while let c = rest.first {
+            // An errno stays: it says what the disk did, not where.
+            if rest.hasPrefix("errno ") {
+                scrubbed += "errno "
+                rest = rest.dropFirst(6)
+                while let d = rest.first, d.isASCII, d.isNumber {
+                    scrubbed.append(d)
+                    rest = rest.dropFirst()
+                }
+                inNumber = false
+                continue
+            }
+            if c.isASCII && c.isNumber {
+                if !inNumber { scrubbed += "N" }
+                inNumber = true
+            } else {
+                scrubbed.append(c)
+                inNumber = false
+            }
+            rest = rest.dropFirst()
+        }
+        e.message = scrubbed
+        return e
+    }
 }

@@ -39,7 +39,7 @@ enum RecordCodec {
     ) throws -> [UInt8] {
         // A document version's header is stored masked, never in clear.
         guard header.kind != .documentVersion || mask != nil else {
-            throw PatientVaultError(.io, "a document version is sealed with the store's header mask")
+            throw PatientVaultError(.io, "internal error: a document version must be sealed with the store's header mask")
         }
         let padded = RecordPadding.paddedCount(bodyCount, block: header.kind.paddingBlock)
         let boxCount = XChaCha20Poly1305.overhead + padded

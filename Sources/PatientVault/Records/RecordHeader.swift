@@ -123,7 +123,8 @@ struct RecordHeader: Equatable {
     var keyVersion: UInt32 = 0
 
     /// The stored form: the 48 bytes a record's payload starts with.
-    /// `mask` is needed for a document version (and used for nothing else).
+    /// `mask` masks a document version's id and version (without one they
+    /// are zeros); it is used for nothing else.
     func encoded(mask: HeaderMask?) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: Self.size) { buffer, count in
             writeStored(into: UnsafeMutableRawBufferPointer(buffer), mask: mask)
@@ -137,10 +138,14 @@ struct RecordHeader: Equatable {
         write(into: out)
         switch kind {
         case .documentVersion:
-            // Only the store's writers make document versions, always
-            // with the store's mask: a clear id would be a leak, not an error.
-            guard let mask else { preconditionFailure("a document version's header is stored masked") }
-            mask.apply(to: out, kind: kind, sequence: sequence, keySlot: keySlot)
+            // Masked with the store's mask (``RecordCodec`` refuses to seal
+            // a version without it); without one, zeros: never in clear.
+            if let mask {
+                mask.apply(to: out, kind: kind, sequence: sequence, keySlot: keySlot)
+            } else {
+                out.baseAddress!.advanced(by: 4).initializeMemory(as: UInt8.self, repeating: 0, count: 4)
+                out.baseAddress!.advanced(by: 16).initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+            }
         case .contentChunk:
             out.baseAddress!.advanced(by: 4).initializeMemory(as: UInt8.self, repeating: 0, count: 4)
             out.baseAddress!.advanced(by: 16).initializeMemory(as: UInt8.self, repeating: 0, count: 16)

@@ -616,7 +616,8 @@ final class OperationPipeline: Sendable {
                     "patientvault: a vault's records could not be read or written",
                     metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(PatientVaultError.wrapping(error).code)"])
             }
-            let wrapped = PatientVaultError.wrapping(error)
+            // About one vault: no place in the files (``PatientVaultError/withoutFileLocations()``).
+            let wrapped = PatientVaultError.wrapping(error).withoutFileLocations()
             // A load that raced close(): the keys it opened records with
             // were wiped under it, and its records failed to authenticate.
             // The store closed; nothing was found damaged.

@@ -39,7 +39,7 @@ import Testing
     /// vault's frames): the storage layer's segment, offset and key slot
     /// numbers are dropped; an error naming neither keeps them for the
     /// operator.
-    @Test func anErrorNamingADocumentNamesNoPlaceInTheFiles() {
+    @Test func anErrorNamingADocumentNamesNoPlaceInTheFiles() throws {
         let storage = StorageError(.keySlotDestroyed, "key slot 4242 was destroyed in segment 17", segment: 17, offset: 65_536)
         let document = DocumentID(bytes: Array(1...16))
         for (vaultID, documentID) in [("0123abcd", nil), (nil, document), ("0123abcd", document)] as [(String?, DocumentID?)] {
@@ -50,5 +50,16 @@ import Testing
         }
         let located = PatientVaultError.wrapping(storage, vaultID: nil, documentID: nil)
         #expect(located.segment == 17 && located.offset == 65_536 && located.description.contains("4242"))
+        // Wrapped first without ids (a vault's load), then with them (the
+        // read that loaded it): the second wrapping scrubs it too; an
+        // errno stays.
+        let io = StorageError(.io, "read of record 9182 failed", segment: 3, offset: 4096, errno: 5)
+        let inner = PatientVaultError.wrapping(io)
+        #expect(inner.segment == 3 && inner.message.contains("9182"))
+        let outer = PatientVaultError.wrapping(inner, vaultID: "0abc", documentID: document)
+        #expect(outer.segment == nil && outer.offset == nil)
+        #expect(outer.message == "read of record N failed (errno 5)")
+        // The coded form and equality ignore where a message came from.
+        #expect(try JSONDecoder().decode(PatientVaultError.self, from: JSONEncoder().encode(outer)) == outer)
     }
 }
