@@ -237,49 +237,6 @@ final class KeySlotFile: Sendable {
         unsynced.withLock { $0 = true }
     }
 
-    /// Writes many slots' bytes in place (not synced), one `pwrite` per run
-    /// of consecutive slot numbers: the slots of a batch's deposits,
-    /// reserved one after another, mostly form one run. Where a slot is
-    /// written twice, the later write wins, as it would one write at a time.
-    func write(_ writes: [(slot: UInt64, bytes: [UInt8])]) throws {
-        guard writes.count > 1 else {
-            if let only = writes.first { try write(only.bytes, to: only.slot) }
-            return
-        }
-        let size = LogFormat.keySlotSize
-        // Sorted by slot, ties in their given order; a tie keeps the last.
-        let sorted = writes.indices.sorted { (writes[$0].slot, $0) < (writes[$1].slot, $1) }
-        var order: [Int] = []
-        order.reserveCapacity(sorted.count)
-        for i in sorted {
-            if let last = order.last, writes[last].slot == writes[i].slot { order[order.count - 1] = i } else { order.append(i) }
-        }
-        var run: [UInt8] = []
-        var runStart: UInt64 = 0
-        func flush() throws {
-            guard !run.isEmpty else { return }
-            try files.write(run, at: runStart * UInt64(size), of: file, site: .keySlotWrite)
-            run.removeAll(keepingCapacity: true)
-        }
-        for i in order {
-            let (slot, bytes) = writes[i]
-            // A slot of another size than a whole slot is written alone.
-            guard bytes.count == size else {
-                try flush()
-                try files.write(bytes, at: slot * UInt64(size), of: file, site: .keySlotWrite)
-                continue
-            }
-            if run.isEmpty || runStart + UInt64(run.count / size) != slot {
-                try flush()
-                runStart = slot
-            }
-            run.append(contentsOf: bytes)
-        }
-        try flush()
-        if let last = order.last { written.withLock { $0 = max($0, writes[last].slot + 1) } }
-        unsynced.withLock { $0 = true }
-    }
-
     /// Reads every key slot written (from the first key slot to
     /// ``writtenEnd``) and checks that each decodes: a live value or a
     /// genuine tombstone (one flipped byte restored, as any read does), or

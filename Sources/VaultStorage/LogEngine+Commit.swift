@@ -122,14 +122,11 @@ extension LogEngineCore {
             //    names them can be read). Not synced: their group's manifest
             //    carries them. Slots written without records (no manifest)
             //    are synced with the batch, in step 3.
-            //    One write per run of consecutive slots.
             var slotsOutsideTheLog = false
-            var slotWrites: [(slot: UInt64, bytes: [UInt8])] = []
             for job in jobs {
-                for (slot, bytes) in job.slotWrites { slotWrites.append((slot.number, bytes)) }
+                for (slot, bytes) in job.slotWrites { try keySlots.write(bytes, to: slot.number) }
                 if !job.slotWrites.isEmpty && job.buffers.isEmpty { slotsOutsideTheLog = true }
             }
-            try keySlots.write(slotWrites)
             // 2. Frames, one gathered write per run of jobs in one segment,
             //    and destructions where they were queued: each run of them
             //    waits for everything written before it to be durable
@@ -171,9 +168,7 @@ extension LogEngineCore {
                 // durable (written, synced before a checkpoint; recovery
                 // recomputes what it replays).
                 let run = jobs[i..<j]
-                // The run's leaves in one append (one write of the hashes file).
-                let leaves = j == i + 1 ? jobs[i].leafHashes : run.flatMap(\.leafHashes)
-                try merkle.append(leafHashes: leaves)
+                for job in run where !job.leafHashes.isEmpty { try merkle.append(leafHashes: job.leafHashes) }
                 state.withLock { s in
                     for job in run {
                         for (stream, location) in job.heads {

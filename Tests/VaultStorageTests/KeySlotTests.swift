@@ -36,32 +36,6 @@ import VaultSync
         try await engine.close()
     }
 
-    /// The committer writes a batch's slots in runs of consecutive numbers
-    /// (``KeySlotFile/write(_:)``): given out of order, with a gap and one
-    /// slot twice, each slot reads back its own value, the later of the
-    /// two where written twice, and the gaps stay empty.
-    @Test func slotsWrittenTogetherReadBackOneByOne() async throws {
-        let dir = TemporaryDirectory()
-        let engine = try dir.openEngine()
-        let keySlots = engine.core.keySlots
-        var slots: [KeySlot] = []
-        for _ in 0..<6 { slots.append(try engine.reserveKeySlot()) }
-        func value(_ i: Int) -> [UInt8] { keySlots.live(slots[i % 6], value: payload(i, size: 72)) }
-        try keySlots.write([
-            (slots[3].number, value(3)), (slots[0].number, value(0)), (slots[1].number, value(1)),
-            (slots[5].number, value(5)), (slots[1].number, value(7)),
-        ])
-        #expect(try keySlots.read(slots[0]) == payload(0, size: 72))
-        #expect(try keySlots.read(slots[1]) == payload(7, size: 72), "the later write of a slot wins")
-        #expect(try keySlots.read(slots[3]) == payload(3, size: 72))
-        #expect(try keySlots.read(slots[5]) == payload(5, size: 72))
-        for gap in [2, 4] {
-            #expect(throws: StorageError.self) { _ = try keySlots.read(slots[gap]) }
-        }
-        #expect(keySlots.writtenEnd == slots[5].number + 1)
-        try await engine.close()
-    }
-
     /// A backup's copy of the key file that a destruction overlapped is
     /// made again (the first could show a tombstone whose record the copy
     /// of the log lacks), and only then: here a first copy with nothing
