@@ -174,17 +174,23 @@ extension LogEngineCore {
 
     /// Writes and syncs the intent, rewrites the frames, syncs their
     /// segments, voids the intent. Any failed write or sync latches the
-    /// engine (the next open finishes the batch from the intent).
+    /// engine (the next open finishes the batch from the intent); once the
+    /// intent is durable, so does a full disk: a frame whose header says
+    /// compacted over its old payload reads as `corrupted` until the batch
+    /// is finished, and a later compaction would pass it over as done.
     func applyCompaction(_ rewrites: [LogFormat.CompactionRewrite]) throws {
         let segments = try state.withLock { s in
             if s.closing || s.closed { throw StorageError(.closed, "the store is closed") }
             return s.segments
         }
         let files = configuration.files
-        try latching {
+        let intent = try latching {
             let intent = try compactionIntentFile()
             try files.write(LogFormat.encodeCompactionIntent(rewrites), at: 0, of: intent, site: .compactionIntent)
             try files.sync(intent, site: .compactionIntent)
+            return intent
+        }
+        try latching(evenDiskFull: true) {
             // The epoch is odd while a frame is being rewritten (readingStable).
             try LogEngineCore.rewrite(rewrites, segments: segments, files: files) { _ in
                 compactionEpoch.wrappingAdd(1, ordering: .sequentiallyConsistent)

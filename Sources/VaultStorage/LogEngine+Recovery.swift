@@ -53,6 +53,15 @@ extension LogEngineCore {
             try checkFirstCheckpointWasNeverWritten(valid, configuration: configuration, segments: s.segments)
         }
         if valid.isEmpty {
+            // No segment: a new store, or one whose creation a crash cut
+            // before its first segment. What only records leave (a hash in
+            // `merkle.hashes`, a key slot written past the journal keys)
+            // says the log was deleted: damage, never a fresh start with
+            // every acknowledged record gone.
+            if merkleFile.count > 0 || keySlots.writtenEnd > LogFormat.firstKeySlot {
+                throw StorageError(
+                    .corrupted, "the log's segment files are missing, while merkle.hashes and keys.slots hold what only records leave")
+            }
             let n: UInt32 = 1
             let segment = try createSegment(
                 directory: directory, number: n, firstLSN: 1, size: configuration.segmentSize,

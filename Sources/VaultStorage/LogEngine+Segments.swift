@@ -74,10 +74,13 @@ extension LogEngineCore {
     /// (`diskFull`: nothing the store acknowledged is at stake) is thrown
     /// as it is; any other failure (`EIO` on a write, any failed sync)
     /// latches the engine and is thrown as `durabilityLost`.
-    func latching<T>(_ body: () throws -> T) throws -> T {
+    /// `evenDiskFull`: a full disk latches too (a batch of writes that must
+    /// all happen once any of them has, as a compaction's rewrites once
+    /// its intent is durable: the next open finishes them).
+    func latching<T>(evenDiskFull: Bool = false, _ body: () throws -> T) throws -> T {
         do {
             return try body()
-        } catch let error as StorageError where error.code != .diskFull {
+        } catch let error as StorageError where evenDiskFull || error.code != .diskFull {
             latch(error)
             throw StorageError(.durabilityLost, error.message, segment: error.segment, offset: error.offset, errno: error.errno)
         }

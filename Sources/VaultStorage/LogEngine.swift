@@ -672,19 +672,29 @@ final class LogEngineCore: Sendable {
             return s.closing
         }
         if alreadyClosing {
-            _ = try? await stopped.wait()
+            // A second close (or one racing the first) learns what the
+            // first learns: a store that stopped on a failed write or sync
+            // did not close cleanly, whoever asks.
+            _ = try await stopped.wait()
+            try throwEarlierFailure()
             return
         }
         wakeup.signal()
         _ = try await stopped.wait()
         state.withLock { $0.closed = true }
-        let failure = self.failure.withLock { $0 }
         folderLock.unlock()
         lockFile.unlock()
-        // Whatever failed (a write, a sync), what the caller learns is that
-        // acknowledged durability stopped there: the outcome of the calls
-        // that got `durabilityLost` is unknown until the store is reopened.
-        if let failure { throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)", errno: failure.errno) }
+        try throwEarlierFailure()
+    }
+
+    /// Whatever failed (a write, a sync), what the caller of `close()`
+    /// learns is that acknowledged durability stopped there: the outcome of
+    /// the calls that got `durabilityLost` is unknown until the store is
+    /// reopened.
+    private func throwEarlierFailure() throws {
+        if let failure = self.failure.withLock({ $0 }) {
+            throw StorageError(.durabilityLost, "an earlier write failed: \(failure.message)", errno: failure.errno)
+        }
     }
 
     func shutdownWithoutWaiting() {

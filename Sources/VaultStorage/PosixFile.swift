@@ -279,7 +279,8 @@ package final class PosixFile: @unchecked Sendable {
     /// (`fallocate` with `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`, so
     /// their old contents are gone from the file and their space is
     /// returned), the rest is overwritten with zeros; where the file system
-    /// cannot punch holes, the whole range is overwritten. Not synced.
+    /// cannot punch holes (or cannot on a full disk), the whole range is
+    /// overwritten. Not synced.
     package func discard(offset: UInt64, length: UInt64) throws {
         guard length > 0 else { return }
         let block: UInt64 = 4096
@@ -294,7 +295,10 @@ package final class PosixFile: @unchecked Sendable {
                     // Told as zeros written: what a reader of the file sees.
                     try forEachZeroBlock(from: holeStart, to: holeEnd) { observer.wrote(path, at: $0, $1) }
                 }
-            } else if errno == EOPNOTSUPP || errno == ENOSYS {
+            } else if errno == EOPNOTSUPP || errno == ENOSYS || errno == ENOSPC {
+                // No hole punching here, or none on a full disk (ext4 may
+                // need a block to split an extent): the blocks are there,
+                // zeros overwrite them in place.
                 zeroRanges = [(offset, end)]
             } else {
                 throw PosixFile.error("fallocate", name: name)

@@ -42,13 +42,17 @@ extension VaultStore {
     }
 
     /// An operation with no work outside the vault's lock, through the
-    /// ``OperationPipeline`` (which commits its one entry).
+    /// ``OperationPipeline`` (which commits its one entry). `document`: the
+    /// document the call names, which a refusal for bad input names too
+    /// (so that whoever may not see that document does not see the entry).
     func audited<R>(
         _ action: VaultAction, _ patient: INS, by principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false,
-        asSystem: Bool = false, _ body: (inout VaultState, Date) throws -> Audited<R>
+        asSystem: Bool = false, document: DocumentID? = nil, _ body: (inout VaultState, Date) throws -> Audited<R>
     ) async throws(PatientVaultError) -> R {
         try await pipeline.run(
-            action, Caller(patient: patient, principal: principal, purpose: purpose, secret: secret, asSystem: asSystem), decide: body)
+            action,
+            Caller(patient: patient, principal: principal, purpose: purpose, secret: secret, asSystem: asSystem, document: document),
+            decide: body)
     }
 }
 

@@ -395,7 +395,7 @@ final class OperationPipeline: Sendable {
                     try await audit.engine.keySlots.destroyKeySlots(a.destroysKeySlots)
                 }
             } catch {
-                throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
+                throw vaultFailure(error, pseudonym: pseudonym, document: a.document)
             }
         } else if let event = committed.pendingEvent, a.decision.isAllowed {
             // A read that does not wait for its own entry still waits for
@@ -405,7 +405,7 @@ final class OperationPipeline: Sendable {
             do {
                 _ = try await event.wait()
             } catch {
-                throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: vaultID, documentID: a.document))
+                throw vaultFailure(error, pseudonym: pseudonym, document: a.document)
             }
         }
         if let onAcknowledged = a.onAcknowledged, a.result.isSuccess {
@@ -595,7 +595,10 @@ final class OperationPipeline: Sendable {
             // does not work on it.
             return try await cache.withState(
                 pseudonym, missing: PatientVaultError(.unknownVault, "no vault for this patient"),
-                exists: { loader.engine.contains(pseudonym) }, load: { try await loader.load(pseudonym) }
+                exists: { loader.engine.contains(pseudonym) },
+                load: {
+                    do { return try await loader.load(pseudonym) } catch { throw LoadFailure(underlying: error) }
+                }
             ) { state in
                 // Checked again under the lock: a call that passed the
                 // first check as the store closed queues nothing after
@@ -611,19 +614,47 @@ final class OperationPipeline: Sendable {
             // one included, before or beside any decision: without the
             // vault's id, which the log keeps for the operator. Errors the
             // decision built carry what it chose to give.
-            if !(error is PatientVaultError) {
-                configuration.logger.error(
-                    "patientvault: a vault's records could not be read or written",
-                    metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(PatientVaultError.wrapping(error).code)"])
+            if let failure = error as? LoadFailure {
+                // The loader's errors name the vault, and a damaged
+                // version's document: neither is the caller's to learn.
+                var wrapped = vaultFailure(failure.underlying, pseudonym: pseudonym)
+                wrapped.documentID = nil
+                if wrapped.code == .corrupted, lifecycle.isClosed { throw PatientVaultError(.closed, "the store is closed") }
+                throw wrapped
             }
-            // About one vault: no place in the files (``PatientVaultError/withoutFileLocations()``).
-            let wrapped = PatientVaultError.wrapping(error).withoutFileLocations()
+            if let e = error as? PatientVaultError, !Self.storageFailures.contains(e.code) { throw lifecycle.reported(e) }
+            let wrapped = vaultFailure(error, pseudonym: pseudonym)
             // A load that raced close(): the keys it opened records with
             // were wiped under it, and its records failed to authenticate.
             // The store closed; nothing was found damaged.
             if wrapped.code == .corrupted, lifecycle.isClosed { throw PatientVaultError(.closed, "the store is closed") }
-            throw lifecycle.reported(wrapped)
+            throw wrapped
         }
+    }
+
+    /// A vault's load failed (``withVault(_:_:)`` tells it from the
+    /// operation's own errors).
+    private struct LoadFailure: Error {
+        var underlying: any Error
+    }
+
+    /// The codes of failures met on the stored records, not chosen by a
+    /// decision: they never name the vault.
+    static let storageFailures: Set<PatientVaultError.Code> = [.corrupted, .io, .durabilityLost, .diskFull, .unavailable, .erased]
+
+    /// A storage or cryptographic failure met on a vault (its load, its
+    /// commit, its wait for durability), as the caller gets it: logged at
+    /// error level with the vault's public id for the operator, handed to
+    /// the caller without that id and without a place in the files
+    /// (``PatientVaultError/withoutFileLocations()``), whoever the caller
+    /// is (a refused one included). Counted when it is a lost sync.
+    func vaultFailure(_ error: any Error, pseudonym: StreamID, document: DocumentID? = nil) -> PatientVaultError {
+        var wrapped = PatientVaultError.wrapping(error, documentID: document).withoutFileLocations()
+        configuration.logger.error(
+            "patientvault: a vault's records could not be read or written",
+            metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(wrapped.code)"])
+        wrapped.vaultID = nil
+        return lifecycle.reported(wrapped)
     }
 
     /// Throws ``PatientVaultError/Code/vaultDestroyed`` for a destroyed vault,

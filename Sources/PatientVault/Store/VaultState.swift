@@ -92,7 +92,7 @@ struct VaultState: Sendable {
     func currentWrapping() throws(PatientVaultError) -> (key: SymmetricKey, version: UInt32) {
         let version = currentKeyVersion
         guard let key = documentKeyWrapping(version) else {
-            throw PatientVaultError(.corrupted, "the vault's current wrapping key is missing", vaultID: vaultID)
+            throw PatientVaultError(.corrupted, "the vault's current wrapping key is missing")
         }
         return (key, version)
     }

@@ -286,7 +286,7 @@ extension VaultStore {
         for document: DocumentID, version: Int? = nil, for patient: INS, as principal: Principal,
         purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> Receipt {
-        let reference = try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        let reference = try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret, document: document) { vault, now in
             try lookup(document, version: version, includingDeprecated: true, action: .readMetadata,
                        in: vault, as: principal, purpose: purpose, time: now) { _, entry in entry.reference }
         }

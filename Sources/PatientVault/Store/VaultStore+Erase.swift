@@ -81,7 +81,7 @@ extension VaultStore {
         _ document: DocumentID, for patient: INS, reason: ErasureReason?, as principal: Principal, secret: Bool,
         queued: (StreamID, [KeySlot]) -> Void
     ) async throws(PatientVaultError) -> ErasedDocument {
-        try await audited(.erase, patient, by: principal, secret: secret) {
+        try await audited(.erase, patient, by: principal, secret: secret, document: document) {
             vault, now -> Audited<ErasedDocument> in
             if let tombstone = vault.erased[document] {
                 // Its author is told it is gone; for anyone else it does
@@ -92,7 +92,7 @@ extension VaultStore {
                         result: .failure(PatientVaultError(.unknownDocument, "no such document", vaultID: vault.vaultID, documentID: document)))
                 }
                 return .invalid(.erase, document: document, PatientVaultError(
-                    .erased, "the document was already erased", vaultID: vault.vaultID, documentID: document))
+                    .erased, "the document was already erased", documentID: document))
             }
             let patientSide: Bool = switch principal {
             case .patient(let ins): ins == vault.creation.holder

@@ -31,7 +31,8 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/accessDenied`` (audited),
     ///   ``PatientVaultError/Code/invalidArgument`` beyond ``VaultExport/maximumSize``,
     ///   ``PatientVaultError/Code/conflict`` if a record is not durable yet
-    ///   (relaxed durability: try again after the next durable write),
+    ///   (relaxed durability: try again after the next durable write), or if
+    ///   a document was erased while the export was made (ask again),
     ///   ``PatientVaultError/Code/erased`` / ``PatientVaultError/Code/corrupted``
     ///   as reads.
     public func exportVault(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> VaultExport {
@@ -69,8 +70,14 @@ extension VaultStore {
                 return .invalid(.exportVault, PatientVaultError(
                     .invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes", vaultID: vault.vaultID))
             }
-            for (metadata, _) in visible {
-                total += min(max(metadata.size, 0), Int64(VaultExport.maximumSize)) / 3 * 4 + 4 + 4096
+            for (metadata, entry) in visible {
+                // The content in base64, then the version's record in
+                // base64: its sealed metadata and, for a document stored
+                // inline, its content again (sealed), else its list of
+                // chunk references.
+                let size = min(max(metadata.size, 0), Int64(VaultExport.maximumSize))
+                let record = entry.content.isInline ? size : Int64(entry.content.chunks.count) * Int64(RecordReference.byteCount)
+                total += size / 3 * 4 + 4 + record / 3 * 4 + 4 + 4096
                 guard total <= Int64(VaultExport.maximumSize) else {
                     return .invalid(.exportVault, PatientVaultError(
                         .invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes", vaultID: vault.vaultID))
@@ -83,8 +90,23 @@ extension VaultStore {
             var documents: [ExportPayload.Version] = []
             var pending: [StoredRecord] = []
             var total = 0
+            var checked = generation
             for (metadata, entry) in versions {
                 guard let reference = entry.reference else { continue }
+                // An erasure queued since the decision (it moves the key
+                // cache's generation, under the vault's lock that sets
+                // `erased`): the erased content must not go out in a file
+                // made after the erasure was acknowledged, as a read's
+                // stream ends at it. The export is refused; asked again,
+                // it is made without the document.
+                let now = documentKeyCache.generation
+                if now != checked {
+                    let id = metadata.id
+                    if try await pipeline.withVault(vault.pseudonym, { $0.erased[id] != nil }) {
+                        throw PatientVaultError(.conflict, "a document was erased while the export was made: export the vault again")
+                    }
+                    checked = now
+                }
                 let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot, since: generation) {
                     try await loader.documentKeys(entry, vault: vault)
                 }
@@ -93,11 +115,11 @@ extension VaultStore {
                     engine: engine, vault: vault.pseudonym, vaultID: vault.vaultID, entry: entry, contentKey: keys.content) {
                     content.append(chunk)
                 }
-                total += content.count * 4 / 3 + 4096
+                let record = try await engine.read(reference)
+                total += content.count * 4 / 3 + record.payload.count * 4 / 3 + 4096
                 guard total <= VaultExport.maximumSize else {
                     throw PatientVaultError(.invalidArgument, "the vault's export would exceed \(VaultExport.maximumSize) bytes")
                 }
-                let record = try await engine.read(reference)
                 let key = keys.metadata.withUnsafeBytes { Data($0).base64EncodedString() }
                 documents.append(ExportPayload.Version(
                     metadata: metadata, content: content.base64EncodedString(), record: Data(record.payload).base64EncodedString(),

@@ -105,7 +105,7 @@ extension VaultStore {
     /// - Throws: ``PatientVaultError/Code/unknownDocument`` if the principal
     ///   may not see it, ``PatientVaultError/Code/accessDenied`` if not the author.
     public func releaseToPatient(_ document: DocumentID, for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) {
-        try await change(.releaseToPatient, for: patient, as: principal, secret: secret) { .releaseToPatient(document) }
+        try await change(.releaseToPatient, for: patient, as: principal, secret: secret, document: document) { .releaseToPatient(document) }
     }
 
     /// Applies one policy change through the pipeline: the change is made
@@ -113,9 +113,10 @@ extension VaultStore {
     /// audited), decided, then its record and its audit entry go in one
     /// durable commit.
     func change(
-        _ action: VaultAction, for patient: INS, as principal: Principal, secret: Bool = false, _ make: () throws -> PolicyChange
+        _ action: VaultAction, for patient: INS, as principal: Principal, secret: Bool = false, document: DocumentID? = nil,
+        _ make: () throws -> PolicyChange
     ) async throws(PatientVaultError) {
-        try await audited(action, patient, by: principal, secret: secret) { vault, now in
+        try await audited(action, patient, by: principal, secret: secret, document: document) { vault, now in
             let change = try make()
             try VaultPolicy.validateInput(change, at: now, holder: vault.creation.holder)
             var document: DocumentMetadata?
@@ -199,7 +200,7 @@ extension VaultStore {
     public func whoCouldRead(
         _ document: DocumentID, at time: Date, for patient: INS, as principal: Principal, secret: Bool = false
     ) async throws(PatientVaultError) -> [(principal: Principal, rule: AccessRule)] {
-        try await audited(.queryAccessHistory, patient, by: principal, secret: secret) { vault, now in
+        try await audited(.queryAccessHistory, patient, by: principal, secret: secret, document: document) { vault, now in
             var a = Audited<[(principal: Principal, rule: AccessRule)]>(
                 action: .queryAccessHistory, decision: AccessPolicy.decide(request(.queryAccessHistory, by: principal, vault: vault, time: now)),
                 document: document, result: .success([]))

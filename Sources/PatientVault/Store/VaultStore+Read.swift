@@ -114,7 +114,7 @@ extension VaultStore {
         of document: DocumentID, version: Int? = nil, includingDeprecated: Bool = false,
         for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> DocumentMetadata {
-        try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        try await audited(.readMetadata, patient, by: principal, purpose: purpose, secret: secret, document: document) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readMetadata,
                    in: vault, as: principal, purpose: purpose, time: now) { m, _ in m }
         }
@@ -124,7 +124,7 @@ extension VaultStore {
     public func versions(
         of document: DocumentID, for patient: INS, as principal: Principal, purpose: AccessPurpose = .care, secret: Bool = false
     ) async throws(PatientVaultError) -> [DocumentMetadata] {
-        try await audited(.listVersions, patient, by: principal, purpose: purpose, secret: secret) { vault, now in
+        try await audited(.listVersions, patient, by: principal, purpose: purpose, secret: secret, document: document) { vault, now in
             try lookup(document, version: nil, includingDeprecated: false, action: .listVersions,
                    in: vault, as: principal, purpose: purpose, time: now) { _, _ in
                 vault.versions(of: document).filter {
@@ -225,7 +225,7 @@ extension VaultStore {
         for patient: INS, as principal: Principal, purpose: AccessPurpose, secret: Bool, atMost limit: Int64?
     ) async throws(PatientVaultError) -> DocumentContent {
         let (metadata, entry, pseudonym, vaultID, wrapping, generation) = try await audited(
-            .readContent, patient, by: principal, purpose: purpose, secret: secret
+            .readContent, patient, by: principal, purpose: purpose, secret: secret, document: document
         ) { vault, now in
             try lookup(document, version: version, includingDeprecated: includingDeprecated, action: .readContent,
                    in: vault, as: principal, purpose: purpose, time: now) { m, e in

@@ -324,7 +324,8 @@ public final class VaultStore: Sendable {
             // signature that does not verify.
             if first { signingKeys.current.wipe() }
         }
-        do { try await engine.close() } catch { throw PatientVaultError.wrapping(error) }
+        // A loss it reports counts as told (``hasReportedDurabilityLoss``).
+        do { try await engine.close() } catch { throw lifecycle.reported(PatientVaultError.wrapping(error)) }
         // The checkpoint of the store as it closed, for the host to
         // publish: taken once the engine has made every group queued
         // durable, it covers every call acknowledged, those racing close()

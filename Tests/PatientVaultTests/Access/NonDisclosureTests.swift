@@ -120,6 +120,29 @@ import Testing
         return (v, parent, first)
     }
 
+    /// A refusal for bad input about a document names that document, so
+    /// whoever may not see it does not see the entry either: its actor
+    /// (a gynaecologist's speciality) is what the document's flag hides.
+    /// Both refusals below are found after the decision (a release of a
+    /// document not hidden from the patient; a version number out of
+    /// range), where the entry used to name no document.
+    @Test func aRefusalForBadInputAboutAHiddenDocumentIsHiddenWithIt() async throws {
+        let (v, parent, first) = try await confidentialDocumentRead()
+        await #expect(throws: PatientVaultError.self) {
+            try await v.store.releaseToPatient(first.id, for: v.alice, as: Fixtures.doctor)
+        }
+        await #expect(throws: PatientVaultError.self) {
+            _ = try await v.store.metadata(of: first.id, version: 0, for: v.alice, as: Fixtures.doctor)
+        }
+        let own = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: v.patient)
+        let refusals = own.filter { $0.rule == .invalidRequest }
+        #expect(refusals.map(\.action).sorted { $0.rawValue < $1.rawValue } == [.readMetadata, .releaseToPatient])
+        #expect(refusals.allSatisfy { $0.document == first.id })
+        let theirs = try await v.store.auditTrail(for: v.alice, matching: AuditQuery(limit: 1000), as: parent)
+        #expect(!theirs.contains { $0.rule == .invalidRequest && $0.actor == Fixtures.doctor })
+        try await v.store.close()
+    }
+
     /// An older version hidden from representatives stays hidden once a
     /// version without the flag replaces it: who deposited and read it, and
     /// who could read it then, are what its flag hides (trail, whoCouldRead,

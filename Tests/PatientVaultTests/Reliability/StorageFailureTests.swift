@@ -48,6 +48,27 @@ import Testing
         try await store.close()
     }
 
+    /// A failed sync met by a call, refused or allowed, gives its caller
+    /// no vault id (the error-level log line keeps it for the operator):
+    /// an employer, refused whatever the vault holds, learns nothing that
+    /// names it from the entry its refusal waited for.
+    @Test func aFailedSyncNamesNoVaultToItsCaller() async throws {
+        let faults = FaultInjection()
+        let t = try await TestStore(configuration: configuration(faults))
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        faults.syncFails = true
+        let refused = await error { _ = try await t.store.vaultInfo(for: alice, as: .employer(try SystemPrincipal("acme"))) }
+        #expect(refused?.code == .durabilityLost)
+        #expect(refused != nil && refused?.vaultID == nil)
+        faults.syncFails = false
+        let allowed = await error { _ = try await t.store.deposit(Fixtures.draft(), content: Data([1]), for: alice, as: Fixtures.doctor) }
+        #expect(allowed?.code == .durabilityLost)
+        #expect(allowed != nil && allowed?.vaultID == nil && allowed?.segment == nil)
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+        // A second close learns the same: the store did not close cleanly.
+        #expect(await code { try await t.store.close() } == .durabilityLost)
+    }
+
     /// I/O faults at each site of the commit path: the failed call reports
     /// `durabilityLost` (so do later calls and `close()`), and after a
     /// reopen everything acknowledged is there and the failed deposit is

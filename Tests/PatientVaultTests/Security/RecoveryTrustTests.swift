@@ -138,6 +138,20 @@ import Testing
         try await store.close()
     }
 
+    /// Every segment file deleted with the checkpoint: the store used to
+    /// open empty, as a new one (every vault gone, a fresh signing key).
+    /// `merkle.hashes` and `keys.slots` still hold what only records leave.
+    @Test func aStoreWhoseSegmentsAndCheckpointAreDeletedIsCorruptedNotNew() async throws {
+        let b = try await Blocked()
+        let folder = b.t.folder.path
+        try FileManager.default.removeItem(atPath: b.checkpointPath)
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) where LogFormat.segmentNumber(fromFileName: name) != nil {
+            try FileManager.default.removeItem(atPath: folder + "/" + name)
+        }
+        #expect(await code { _ = try await b.open() } == .corrupted)
+        #expect(await code { _ = try await b.open(replaying: true) } == .corrupted)
+    }
+
     @Test func untouchedTheBlockHoldsAcrossReopens() async throws {
         let b = try await Blocked()
         let store = try await b.open()
