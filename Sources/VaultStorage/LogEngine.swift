@@ -147,6 +147,17 @@ package final class LogEngine: StorageEngine, KeySlotStore {
     /// The next LSN: a cursor names a place in the log by sequence number,
     /// which no rewrite of the files changes.
     package var merkleTree: MerkleLog { core.merkle }
+
+    /// A group is one segment's: at most a segment less its header and
+    /// the reserve, with one manifest record (at most a record's size) for
+    /// its key slots.
+    package var groupCapacity: GroupCapacity {
+        let c = core.configuration
+        return GroupCapacity(
+            keySlotWrites: (c.maximumRecordSize - LogFormat.manifestHeaderSize) / LogFormat.journaledSlotSize,
+            bytes: c.segmentSize - UInt64(LogFormat.segmentHeaderSize) - c.reserve,
+            perRecordOverhead: LogFormat.frameHeaderSize + 8, manifestBytesPerSlot: LogFormat.journaledSlotSize)
+    }
     package var durableRecordCount: UInt64 { core.state.withLock { $0.durableLSN - 1 } }
 
     package func visitEveryRecord(_ visit: (StoredRecord) throws -> Bool) async throws {

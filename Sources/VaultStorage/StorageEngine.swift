@@ -277,6 +277,40 @@ package enum Durability: Sendable, Hashable {
     case buffered
 }
 
+/// The largest atomic group an engine takes (``StorageEngine/groupCapacity``):
+/// a caller that can tell ahead (an import, whose content is written before
+/// its group) refuses what cannot fit before it writes anything.
+package struct GroupCapacity: Sendable, Equatable {
+    /// Key slots one group may write.
+    package var keySlotWrites: Int
+    /// Bytes of one group: its payloads, each with ``perRecordOverhead``,
+    /// and its key slots' manifest (``manifestBytesPerSlot`` each).
+    package var bytes: UInt64
+    /// What the engine adds to each record's payload (a frame's header and padding).
+    package var perRecordOverhead: Int
+    /// What each key slot a group writes adds to it.
+    package var manifestBytesPerSlot: Int
+
+    /// No bound but memory's (an engine whose groups are rows of one transaction).
+    package static let unbounded = GroupCapacity(keySlotWrites: .max, bytes: .max, perRecordOverhead: 0, manifestBytesPerSlot: 0)
+
+    package init(keySlotWrites: Int, bytes: UInt64, perRecordOverhead: Int, manifestBytesPerSlot: Int) {
+        (self.keySlotWrites, self.bytes, self.perRecordOverhead, self.manifestBytesPerSlot) =
+            (keySlotWrites, bytes, perRecordOverhead, manifestBytesPerSlot)
+    }
+
+    /// Whether a group of `payloads` (their sizes) and `keySlotWrites` slots fits.
+    package func fits(payloads: [Int], keySlotWrites slots: Int) -> Bool {
+        guard slots <= keySlotWrites else { return false }
+        var total = UInt64(slots) * UInt64(manifestBytesPerSlot) + UInt64(slots > 0 ? perRecordOverhead : 0)
+        for p in payloads {
+            total += UInt64(p) + UInt64(perRecordOverhead)
+            if total > bytes { return false }
+        }
+        return total <= bytes
+    }
+}
+
 /// What the layers above ask of any engine they open.
 package struct StorageOptions: Sendable {
     /// Bytes only groups appended with `mayUseReserve` may use (see
@@ -391,6 +425,10 @@ package struct CompactionResult: Sendable, Equatable {
 /// offset. ``LogEngine`` keeps records in local files; `MemoryEngine`
 /// (PatientVaultTesting) in memory.
 package protocol StorageEngine: AnyObject, Sendable {
+    /// The largest atomic group this engine takes (``GroupCapacity``); by
+    /// default ``GroupCapacity/unbounded``.
+    var groupCapacity: GroupCapacity { get }
+
     /// Queues `records` (one atomic group: after a crash, all or none of them
     /// are present) and `keySlotWrites`, in call order, and returns at once.
     /// Key slots become durable with the records: after a crash, a group
@@ -535,6 +573,8 @@ package protocol StorageEngine: AnyObject, Sendable {
 }
 
 extension StorageEngine {
+    package var groupCapacity: GroupCapacity { .unbounded }
+
     /// The group alone: the caller destroys the slots once it is
     /// acknowledged.
     package func append(

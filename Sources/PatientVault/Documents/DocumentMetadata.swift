@@ -132,6 +132,10 @@ public enum DocumentStatus: Hashable, Sendable {
 }
 
 /// What a depositor says about a document; the store adds the rest.
+///
+/// Its dates are kept to the millisecond: a version's metadata holds them
+/// rounded to the nearest one, as its JSON and FHIR forms give them back
+/// (so a version's metadata equals its own decoded JSON).
 public struct DocumentDraft: Hashable, Sendable {
     /// Coded type.
     public var typeCode: DocumentTypeCode
@@ -164,6 +168,16 @@ public struct DocumentDraft: Hashable, Sendable {
         self.serviceEnd = serviceEnd
         self.mimeType = mimeType
         self.confidentiality = confidentiality
+    }
+
+    /// This draft with its dates rounded to the nearest millisecond
+    /// (``JSONDate/milliseconds(_:)``): what a version records.
+    var withDatesToTheMillisecond: DocumentDraft {
+        var d = self
+        d.createdAt = JSONDate.milliseconds(createdAt)
+        d.serviceStart = serviceStart.map(JSONDate.milliseconds)
+        d.serviceEnd = serviceEnd.map(JSONDate.milliseconds)
+        return d
     }
 }
 

@@ -232,7 +232,7 @@ extension VaultStore {
                     return Audited(action: action, decision: again, document: id, version: version, isWrite: true, result: .failure(.denied))
                 }
                 var metadata = DocumentMetadata(
-                    id: id, version: version, draft: draft, author: principal, depositedAt: now,
+                    id: id, version: version, draft: draft.withDatesToTheMillisecond, author: principal, depositedAt: now,
                     size: p.size, contentHash: p.hash, status: .current)
                 if let replacing { metadata.replaces = (version - 1, replacing.reason) }
                 let sequence = vault.nextSequence

@@ -114,11 +114,20 @@ extension VaultStore {
                 let historyEvent = VaultEventBody(time: now, by: principal, event: .imported(history))
                 let historyBody = historyEvent.encoded()
                 let keepsHistory = (try? VaultEventBody.decode(historyBody)) == historyEvent
+                // Each version's record, as large as it will be: its body
+                // (metadata and content descriptor), and its content when
+                // it is stored inline, else its chunks' references.
+                var payloads: [Int] = []
                 let keepsDocuments = export.documents.allSatisfy { document in
                     let m = document.metadata
                     let dates = [m.createdAt, m.depositedAt] + [m.draft.serviceStart, m.draft.serviceEnd].compactMap { $0 }
                     guard dates.allSatisfy(Limits.isStorable), m.version >= 1, m.size >= 0 else { return false }
                     let body = DocumentVersionBody(metadata: m, content: probe).encoded()
+                    let size = Int(clamping: m.size)
+                    let chunks = size <= configuration.inlineContentLimit ? 0 : (size - 1) / configuration.contentChunkSize + 1
+                    payloads.append(
+                        RecordCodec.sealedCount(bodyCount: body.count + chunks * RecordReference.byteCount, kind: .documentVersion)
+                            + (chunks == 0 ? size + size / 128 + 64 : 0))
                     return (try? DocumentVersionBody.decode(body, id: m.id, version: m.version)) != nil
                 }
                 guard keepsHistory && keepsDocuments else {
@@ -128,11 +137,20 @@ extension VaultStore {
                 // The history's record fits (its time is the commit's, of
                 // the same size): found here, not after every document's
                 // content was written.
-                guard RecordCodec.sealedCount(bodyCount: historyBody.count, kind: .vaultEvent)
-                        <= configuration.contentChunkSize + Limits.recordOverhead
-                else {
+                let historyRecord = RecordCodec.sealedCount(bodyCount: historyBody.count, kind: .vaultEvent)
+                guard historyRecord <= configuration.contentChunkSize + Limits.recordOverhead else {
                     return .commit(.invalid(.importVault, PatientVaultError(
                         .invalidArgument, "the imported history is larger than a record", vaultID: vault.vaultID)))
+                }
+                // The whole import is one atomic group (every version, its
+                // key slot, the history): one the engine cannot take is
+                // refused now, before any content is written, not after.
+                // (And the import's audit entry, far below 4 KiB.)
+                guard engine.groupCapacity.fits(payloads: payloads + [historyRecord, 4096], keySlotWrites: payloads.count) else {
+                    return .commit(.invalid(.importVault, PatientVaultError(
+                        .invalidArgument,
+                        "the export holds more than one atomic group of this store takes (\(payloads.count) versions): import it into a store of larger segments",
+                        vaultID: vault.vaultID)))
                 }
                 let wrapping = try vault.currentWrapping()
                 return .prepare(

@@ -247,6 +247,36 @@ import Testing
         try await t.close()
     }
 
+    /// An import is one atomic group: every version, its key slot, the
+    /// history. One larger than this store's engine takes (here 250
+    /// versions of 4,000 bytes stored inline, past a 1 MiB segment less its
+    /// reserve) is refused in its decision, with nothing written; before,
+    /// each version's key slot was reserved and its content prepared, and
+    /// the commit failed (`tooLarge`), recorded as abandoned, every time.
+    @Test func anImportLargerThanAGroupIsRefusedBeforeAnythingIsWritten() async throws {
+        let source = try await TestStore(configuration: Fixtures.configuration(), engine: .memory)
+        try await source.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        for i in 0..<250 {
+            _ = try await source.store.deposit(Fixtures.draft(), content: Fixtures.content("N\(i)", size: 4000), for: alice, as: doctor)
+        }
+        let export = try await source.store.exportVault(for: alice, as: .patient(alice))
+        let sourceKeys = source.store.checkpointVerifierKeys
+        try await source.close()
+        var c = Fixtures.configuration()
+        (c.contentChunkSize, c.inlineContentLimit, c.segmentSize) = (4096, 4096, 1 << 20)
+        let t = try await TestStore(configuration: c, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let records = try await t.store.checkpoint().treeHead.size
+        let refused = await error { try await t.store.importVault(export, trusting: sourceKeys, as: .patient(alice)) }
+        #expect(refused?.code == .invalidArgument)
+        #expect(refused?.message.contains("atomic group") == true)
+        // The refusal's entry alone.
+        #expect(try await t.store.checkpoint().treeHead.size <= records + 2)
+        let refusal = try #require(try await t.store.auditTrail(for: alice, as: .patient(alice)).first { $0.action == .importVault })
+        #expect(refusal.outcome == .denied && refusal.rule == .invalidRequest)
+        try await t.close()
+    }
+
     /// An export whose trail, kept as the vault's imported history, is
     /// larger than one of this store's records is refused before any
     /// document's content is written; before, every chunk was written

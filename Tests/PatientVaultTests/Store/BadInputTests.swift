@@ -121,6 +121,29 @@ import PatientVaultTesting
         #expect(throws: PatientVaultError.self) { _ = try ErasureReason(stored: "") }
     }
 
+    /// A draft's dates below the millisecond (a host's `Date()`) are kept
+    /// to the millisecond: the metadata a deposit returns, and the one
+    /// read back after a reopen, equal their own decoded JSON. Before, the
+    /// stored date kept its sub-millisecond part and its JSON did not.
+    @Test func aDraftsDatesAreKeptToTheMillisecond() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), engine: testStorage)
+        let alice = Fixtures.alice
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var d = Fixtures.draft()
+        d.createdAt = Date(timeIntervalSince1970: 1_700_000_000.000_4)
+        d.serviceStart = Date(timeIntervalSince1970: 1_699_999_000.123_6)
+        d.serviceEnd = Date(timeIntervalSince1970: 1_699_999_500.999_95)
+        let m = try await t.store.deposit(d, content: Data([1]), for: alice, as: Fixtures.doctor)
+        #expect(m.createdAt == Date(timeIntervalSince1970: 1_700_000_000))
+        #expect(m.draft.serviceEnd == Date(timeIntervalSince1970: 1_699_999_501))
+        #expect(try JSONDecoder().decode(DocumentMetadata.self, from: JSONEncoder().encode(m)) == m)
+        let store = try await t.reopen()
+        let read = try await store.metadata(of: m.id, for: alice, as: .patient(alice))
+        #expect(read == m)
+        #expect(try JSONDecoder().decode(DocumentMetadata.self, from: JSONEncoder().encode(read)) == read)
+        try await t.close()
+    }
+
     /// Every date a record can hold survives its JSON form: the bounds of
     /// `Limits.dateSeconds`, in a draft, a version's metadata, an audit
     /// entry and a vault's information, encode and decode to the same
