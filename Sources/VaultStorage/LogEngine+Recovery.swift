@@ -34,9 +34,11 @@ extension LogEngineCore {
         let numbers = try segmentNumbers(in: directory, observer: configuration.files.observer)
         // What recovery may trust comes first: the checkpoint vouches for the
         // segments it names and everything before its tail.
-        let lenient = configuration.replaysWithoutCheckpoint
         // A backup's copy being written here, or cut short (see replay).
         let copyInProgress = FileSystem.exists(directory + "/" + LogFormat.copyInProgressFileName)
+        let lenient = configuration.replaysWithoutCheckpoint
+            || (configuration.checksARestore && copyInProgress
+                && !FileSystem.exists(directory + "/" + LogFormat.checkpointFileName))
         let checkpoint = try readCheckpoint(
             directory: directory, authenticator: configuration.authenticator, lenient: lenient, logger: configuration.logger,
             files: configuration.files)

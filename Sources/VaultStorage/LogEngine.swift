@@ -36,6 +36,13 @@ package struct LogEngineConfiguration: Sendable {
     /// (it would hide a cut or deleted newest segment). On only in the
     /// engine's own tests of replay.
     package var replaysWithoutCheckpoint = false
+    /// The open is a restore's check, which holds the log to the backup's
+    /// signed checkpoint record by record: a copy cut short (its folder
+    /// holds `backup.copying`) without an index replays from its start
+    /// (an incremental backup into a folder once opened as a store removes
+    /// that store's index before it extends the segments). Anywhere else a
+    /// missing index is damage.
+    package var checksARestore = false
     /// Whether the open rotates the key-slot journal's key
     /// (``KeySlotFile/finishOpen(rotating:)``): on for a store, off for
     /// the one open of a backup's copy that replays its log.

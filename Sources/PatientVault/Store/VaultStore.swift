@@ -266,6 +266,7 @@ public final class VaultStore: Sendable {
             c.authenticator = options.authenticator
             c.logger = options.logger
             c.faults = configuration.faults
+            c.checksARestore = configuration.checksARestore
             configuration.tuneEngineForTesting?(&c)
             return try LogEngine.open(directory: directory, configuration: c)
         }

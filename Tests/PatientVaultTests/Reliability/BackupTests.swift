@@ -343,6 +343,58 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: restored.url.appendingPathComponent(mark).path))
     }
 
+    /// The folder of a backup opened as a store (its close wrote an index
+    /// past the backup's records), then an incremental backup into it cut
+    /// short: that index went before the segments were extended, and the
+    /// copy's own was never written. Before, the restore refused the
+    /// folder (`corrupted`: records and no index); now its check replays
+    /// the copy's log from the start and holds it to the backup's signed
+    /// checkpoint, and the folder restores to the previous backup.
+    @Test func anIncrementalBackupCutShortAfterTheCopyWasOpenedStillRestores() async throws {
+        var configuration = Fixtures.configuration()
+        configuration.segmentSize = 1 << 20
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        var first: [(DocumentMetadata, Data)] = []
+        for i in 0..<8 {
+            let content = Fixtures.content("first\(i)", size: 200_000)
+            first.append((try await t.store.deposit(Fixtures.draft("first \(i)"), content: content, for: alice, as: Fixtures.doctor), content))
+        }
+        let backup = TestFolder()
+        let checkpoint = try await t.store.backup(to: backup.url)
+        let opened = try await VaultStore.open(at: backup.url, key: .key(t.key), configuration: configuration)
+        try await opened.close()
+        for i in 0..<15 {
+            _ = try await t.store.deposit(
+                Fixtures.draft("second \(i)"), content: Fixtures.content("second\(i)", size: 200_000), for: alice, as: Fixtures.doctor)
+        }
+        let cut = TestFolder()
+        let taken = Mutex(false)
+        try await t.store.backup(to: backup.url) { _ in
+            let first = taken.withLock { done in
+                defer { done = true }
+                return !done
+            }
+            guard first else { return }
+            try? FileManager.default.removeItem(at: cut.url)
+            try? FileManager.default.copyItem(at: backup.url, to: cut.url)
+        }
+        try await t.close()
+        #expect(taken.withLock { $0 })
+        #expect(!FileManager.default.fileExists(atPath: cut.url.appendingPathComponent(LogFormat.checkpointFileName).path))
+        let restored = TestFolder()
+        #expect(try await VaultStore.restore(from: cut.url, to: restored.url, key: .key(t.key), configuration: configuration) == checkpoint)
+        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: configuration)
+        for (m, content) in first {
+            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
+        }
+        #expect(try await copy.documents(for: alice, as: .patient(alice)).count == first.count)
+        try await copy.close()
+        // Anywhere else, a log without its index is damage: the cut folder
+        // itself does not open as a store.
+        #expect(await code { _ = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: configuration) } == .corrupted)
+    }
+
     /// A failed sync of the Merkle hashes during a backup stops the store,
     /// as every failed sync does: Linux reports a writeback error once, so
     /// the next checkpoint's sync could succeed over hashes that never
