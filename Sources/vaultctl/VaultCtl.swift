@@ -985,7 +985,7 @@ struct Restore: AsyncParsableCommand {
                 from: URL(fileURLWithPath: from), to: URL(fileURLWithPath: options.store), key: try options.source(),
                 configuration: try options.configuration())
             options.output(
-                "restored \(checkpoint.treeHead.size) records into \(options.store): everything up to the backup's checkpoint, nothing after",
+                "restored \(checkpoint.treeHead.size) records into \(options.store): everything up to the backup's checkpoint, each record checked against it",
                 json: ["records": checkpoint.treeHead.size])
         }
     }

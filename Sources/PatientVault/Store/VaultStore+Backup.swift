@@ -264,8 +264,10 @@ extension VaultStore {
     /// record read and hashed again; every key slot decoded) before this
     /// returns it, and against the configuration's `trustedCheckpoint` if
     /// it has one. The restored
-    /// store holds exactly the records that checkpoint covers, nothing
-    /// after; the checkpoint says how many. The copy is synced before it
+    /// store holds every record that checkpoint covers (it says how many);
+    /// from a folder whose incremental backup was cut short, whole records
+    /// the copy reached past it are kept too, as an extension of it (this
+    /// store's own records, in its log's order). The copy is synced before it
     /// is opened, and the mark removed once it is checked.
     ///
     /// The configuration is checked before anything is copied, and a

@@ -300,6 +300,61 @@ import Testing
     /// (`backup.copying`): there it is the copy's torn tail.
     @Test(arguments: [(false, UInt64(1 << 20)), (true, 1 << 20), (false, 64 << 20)])
     func anIncrementalBackupCutShortLeavesThePreviousOneRestorable(verifiedFirst: Bool, segmentSize: UInt64) async throws {
+        let c = try await cutIncrementalBackup(verifiedFirst: verifiedFirst, openedFirst: false, segmentSize: segmentSize)
+        try await c.restoresToTheFirstBackup()
+        // The copy's mark: left by the copy cut short, gone once a finished
+        // one's index is in place, and once an open has cut the torn tail.
+        let mark = "backup.copying"
+        #expect(FileManager.default.fileExists(atPath: c.cut.url.appendingPathComponent(mark).path))
+        #expect(!FileManager.default.fileExists(atPath: c.backup.url.appendingPathComponent(mark).path))
+        #expect(!FileManager.default.fileExists(atPath: c.restored.url.appendingPathComponent(mark).path))
+    }
+
+    /// The folder of a backup opened as a store (its close wrote an index
+    /// past the backup's records), then an incremental backup into it cut
+    /// short: that index went before the segments were extended, and the
+    /// copy's own was never written. Before, the restore refused the
+    /// folder (`corrupted`: records and no index); now its check replays
+    /// the copy's log from the start and holds it to the backup's signed
+    /// checkpoint, and the folder restores to the previous backup.
+    @Test func anIncrementalBackupCutShortAfterTheCopyWasOpenedStillRestores() async throws {
+        let c = try await cutIncrementalBackup(verifiedFirst: false, openedFirst: true, segmentSize: 1 << 20)
+        #expect(!FileManager.default.fileExists(atPath: c.cut.url.appendingPathComponent(LogFormat.checkpointFileName).path))
+        try await c.restoresToTheFirstBackup()
+        // Anywhere else, a log without its index is damage: the cut folder
+        // itself does not open as a store.
+        #expect(await code { _ = try await VaultStore.open(at: c.cut.url, key: .key(c.key), configuration: c.configuration) } == .corrupted)
+    }
+
+    /// A store's first backup of 8 documents, then (`openedFirst`: after
+    /// the backup's folder was opened and closed as a store) 15 more
+    /// deposits and an incremental backup into the same folder, `cut`
+    /// holding that folder as it stood at the copy's first progress step.
+    struct CutBackup {
+        let key: MasterKey
+        let configuration: Configuration
+        let first: [(DocumentMetadata, Data)]
+        let checkpoint: SignedCheckpoint
+        let backup: TestFolder
+        let cut: TestFolder
+        let restored = TestFolder()
+
+        /// `cut` restores to the first backup's checkpoint, with its documents.
+        func restoresToTheFirstBackup() async throws {
+            let alice = Fixtures.alice
+            #expect(try await VaultStore.restore(from: cut.url, to: restored.url, key: .key(key), configuration: configuration) == checkpoint)
+            let copy = try await VaultStore.open(at: restored.url, key: .key(key), configuration: configuration)
+            for (m, content) in first {
+                #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
+            }
+            // (Whole groups the cut copy held past the checkpoint are kept
+            // too, as an extension of it.)
+            #expect(try await copy.documents(for: alice, as: .patient(alice)).count >= first.count)
+            try await copy.close()
+        }
+    }
+
+    func cutIncrementalBackup(verifiedFirst: Bool, openedFirst: Bool, segmentSize: UInt64) async throws -> CutBackup {
         var configuration = Fixtures.configuration()
         configuration.segmentSize = segmentSize
         let t = try await TestStore(configuration: configuration, storage: .folder)
@@ -311,6 +366,9 @@ import Testing
         }
         let backup = TestFolder()
         let checkpoint = try await t.store.backup(to: backup.url, verifyingEveryRecord: verifiedFirst)
+        if openedFirst {
+            try await VaultStore.open(at: backup.url, key: .key(t.key), configuration: configuration).close()
+        }
         for i in 0..<15 {
             _ = try await t.store.deposit(
                 Fixtures.draft("second \(i)"), content: Fixtures.content("second\(i)", size: 200_000), for: alice, as: Fixtures.doctor)
@@ -328,71 +386,7 @@ import Testing
         }
         try await t.close()
         #expect(taken.withLock { $0 })
-        let restored = TestFolder()
-        #expect(try await VaultStore.restore(from: cut.url, to: restored.url, key: .key(t.key), configuration: configuration) == checkpoint)
-        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: configuration)
-        for (m, content) in first {
-            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
-        }
-        try await copy.close()
-        // The copy's mark: left by the copy cut short, gone once a finished
-        // one's index is in place, and once an open has cut the torn tail.
-        let mark = "backup.copying"
-        #expect(FileManager.default.fileExists(atPath: cut.url.appendingPathComponent(mark).path))
-        #expect(!FileManager.default.fileExists(atPath: backup.url.appendingPathComponent(mark).path))
-        #expect(!FileManager.default.fileExists(atPath: restored.url.appendingPathComponent(mark).path))
-    }
-
-    /// The folder of a backup opened as a store (its close wrote an index
-    /// past the backup's records), then an incremental backup into it cut
-    /// short: that index went before the segments were extended, and the
-    /// copy's own was never written. Before, the restore refused the
-    /// folder (`corrupted`: records and no index); now its check replays
-    /// the copy's log from the start and holds it to the backup's signed
-    /// checkpoint, and the folder restores to the previous backup.
-    @Test func anIncrementalBackupCutShortAfterTheCopyWasOpenedStillRestores() async throws {
-        var configuration = Fixtures.configuration()
-        configuration.segmentSize = 1 << 20
-        let t = try await TestStore(configuration: configuration, storage: .folder)
-        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
-        var first: [(DocumentMetadata, Data)] = []
-        for i in 0..<8 {
-            let content = Fixtures.content("first\(i)", size: 200_000)
-            first.append((try await t.store.deposit(Fixtures.draft("first \(i)"), content: content, for: alice, as: Fixtures.doctor), content))
-        }
-        let backup = TestFolder()
-        let checkpoint = try await t.store.backup(to: backup.url)
-        let opened = try await VaultStore.open(at: backup.url, key: .key(t.key), configuration: configuration)
-        try await opened.close()
-        for i in 0..<15 {
-            _ = try await t.store.deposit(
-                Fixtures.draft("second \(i)"), content: Fixtures.content("second\(i)", size: 200_000), for: alice, as: Fixtures.doctor)
-        }
-        let cut = TestFolder()
-        let taken = Mutex(false)
-        try await t.store.backup(to: backup.url) { _ in
-            let first = taken.withLock { done in
-                defer { done = true }
-                return !done
-            }
-            guard first else { return }
-            try? FileManager.default.removeItem(at: cut.url)
-            try? FileManager.default.copyItem(at: backup.url, to: cut.url)
-        }
-        try await t.close()
-        #expect(taken.withLock { $0 })
-        #expect(!FileManager.default.fileExists(atPath: cut.url.appendingPathComponent(LogFormat.checkpointFileName).path))
-        let restored = TestFolder()
-        #expect(try await VaultStore.restore(from: cut.url, to: restored.url, key: .key(t.key), configuration: configuration) == checkpoint)
-        let copy = try await VaultStore.open(at: restored.url, key: .key(t.key), configuration: configuration)
-        for (m, content) in first {
-            #expect(try await copy.content(of: m.id, for: alice, as: .patient(alice)) == content)
-        }
-        #expect(try await copy.documents(for: alice, as: .patient(alice)).count == first.count)
-        try await copy.close()
-        // Anywhere else, a log without its index is damage: the cut folder
-        // itself does not open as a store.
-        #expect(await code { _ = try await VaultStore.open(at: cut.url, key: .key(t.key), configuration: configuration) } == .corrupted)
+        return CutBackup(key: t.key, configuration: configuration, first: first, checkpoint: checkpoint, backup: backup, cut: cut)
     }
 
     /// A failed sync of the Merkle hashes during a backup stops the store,
