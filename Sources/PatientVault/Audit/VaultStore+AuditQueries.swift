@@ -157,38 +157,56 @@ extension VaultStore {
         // written after the snapshot are checked like the others.
         let vault = try await snapshot(of: patient)
         let verification = try await translatingErrorsAsync(vaultID: vault.vaultID) {
-            var entries: [AuditEntry] = []
-            var logIndices: [UInt64] = []
-            try await loader.auditRecords(of: vault) { entry, record in
-                entries.append(entry)
-                logIndices.append(record.sequence - 1)
-                return true
-            }
-            entries.reverse()
             let vaultID = vault.vaultID
             let tampered = { (why: String) in PatientVaultError(.corrupted, "audit chain: " + why, vaultID: vaultID) }
-            var previous = [UInt8](repeating: 0, count: 32)
-            var atSnapshot: [UInt8]?
             let now = configuration.currentTime()
             let isReviewer = configuration.isConfiguredReviewer(principal)
+            // Walked newest first, one entry at a time (a trail anyone can
+            // lengthen with refused calls is never held whole in memory):
+            // each entry must be the one its newer neighbour's link names.
+            var count = 0
             var withheld = 0
-            for (i, e) in entries.enumerated() {
+            var anchored = 0
+            var head: [UInt8]?
+            var atSnapshot: [UInt8]?
+            var ownIsThere = false
+            var newer: (sequence: UInt64, previousHash: [UInt8])?
+            var broken: PatientVaultError?
+            try await loader.auditRecords(of: vault) { e, record in
+                count += 1
                 if !isReviewer && redacted(e, for: principal, representative: false, in: vault, at: now) == nil { withheld += 1 }
-                guard e.sequence == UInt64(i) else { throw tampered("entry \(i) is missing or out of order") }
-                guard e.previousHash == previous else { throw tampered("entry \(i) does not follow entry \(i - 1)") }
-                previous = e.chainHash(key: vault.keys.auditChain)
-                if UInt64(i) + 1 == vault.auditNext { atSnapshot = previous }
+                if let anchorHead, record.sequence - 1 < anchorHead.size { anchored += 1 }
+                let hash = e.chainHash(key: vault.keys.auditChain)
+                if let newer {
+                    guard e.sequence &+ 1 == newer.sequence else {
+                        broken = tampered("entry \(newer.sequence &- 1) is missing or out of order")
+                        return false
+                    }
+                    guard newer.previousHash == hash else {
+                        broken = tampered("entry \(newer.sequence) does not follow entry \(e.sequence)")
+                        return false
+                    }
+                } else {
+                    head = hash
+                }
+                if e.sequence &+ 1 == vault.auditNext { atSnapshot = hash }
+                if e.sequence == own { ownIsThere = e.action == .verifyAuditTrail }
+                newer = (e.sequence, e.previousHash)
+                return true
             }
+            if let broken { throw broken }
+            // The oldest entry found is the chain's first.
+            guard let oldest = newer, let head else { throw tampered("the newest entries are missing") }
+            guard oldest.sequence == 0 else { throw tampered("entry 0 is missing or out of order") }
+            guard oldest.previousHash == [UInt8](repeating: 0, count: 32) else { throw tampered("entry 0 does not start the chain") }
             // Nothing before this call's own entry may be missing; the entry
             // the snapshot saw last must be the one the store wrote there
             // (unless it is still in flight).
-            guard UInt64(entries.count) > own, entries[Int(own)].action == .verifyAuditTrail,
-                  UInt64(entries.count) < vault.auditNext || atSnapshot == vault.auditPreviousHash
-            else {
+            guard UInt64(count) > own, ownIsThere, UInt64(count) < vault.auditNext || atSnapshot == vault.auditPreviousHash else {
                 throw tampered("the newest entries are missing")
             }
-            var result = AuditVerification(entries: entries.count, headHash: hexEncoded(previous), withheld: withheld)
-            if let anchorHead { result.anchoredEntries = logIndices.count { $0 < anchorHead.size } }
+            var result = AuditVerification(entries: count, headHash: hexEncoded(head), withheld: withheld)
+            if anchorHead != nil { result.anchoredEntries = anchored }
             return result
         }
         if let anchorHead {
