@@ -225,9 +225,11 @@ public final class TemporaryStore: Sendable {
     /// of (a relaxed write whose background sync failed) is thrown here.
     public func close() async throws(PatientVaultError) {
         let store = self.store
+        // Read before: this close's own error counts as told once thrown.
+        let told = store.hasReportedDurabilityLoss
         do {
             try await store.close()
-        } catch where error.code == .durabilityLost && store.hasReportedDurabilityLoss {
+        } catch where error.code == .durabilityLost && told {
             // Already reported to the call that met it.
         }
     }

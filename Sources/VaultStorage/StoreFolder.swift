@@ -32,9 +32,15 @@ package enum StoreFolder {
     }
 
     /// Writes the header atomically: a temporary file, synced, renamed into
-    /// place, the folder synced.
+    /// place, the folder synced. A creation's temporary file left behind
+    /// (a crash between its link into place and its removal) is a second
+    /// name of the header this one replaces, which the old master key
+    /// still opens: removed first.
     package static func writeHeader(_ bytes: [UInt8], in directory: String) throws {
         let path = directory + "/" + headerFileName
+        for name in try FileSystem.list(directory) where name.hasPrefix(headerFileName + ".new.") {
+            try FileSystem.remove(directory + "/" + name)
+        }
         let temporary = path + ".tmp"
         let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: headerFileName)
         try file.write(bytes, at: 0)

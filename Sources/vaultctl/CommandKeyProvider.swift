@@ -30,8 +30,11 @@ struct CommandKeyProvider: KeyProvider {
     private static let largestAnswer = 4 * ((1024 + 2) / 3) + 2
 
     func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] {
+        // The key goes from guarded memory into this one buffer, wiped
+        // after: no `Data` or base64 string of it is ever made.
         var input = Array("context \(Data(context).base64EncodedString())\nkey ".utf8)
-        key.withUnsafeBytes { input.append(contentsOf: Data($0).base64EncodedData()) }
+        input.reserveCapacity(input.count + 45)
+        key.withUnsafeBytes { appendBase64($0, to: &input) }
         input.append(0x0A)
         defer { wipe(&input) }
         let wrapped = try await run("wrap", input: input)
@@ -68,10 +71,11 @@ struct CommandKeyProvider: KeyProvider {
         default: throw PatientVaultError(.io, "the key command failed to \(verb) (exit status \(status))")
         }
         while let last = line.last, last == 0x0A || last == 0x0D { line.removeLast() }
-        guard var decoded = Data(base64Encoded: Data(line)).map({ [UInt8]($0) }) else {
+        // Decoded in place of any copy: the unwrapped key is in `line`,
+        // then in the result alone (wiped by the caller).
+        guard let decoded = decodeBase64(line) else {
             throw PatientVaultError(.io, "the key command's \(verb) did not print one line of base64")
         }
-        defer { wipe(&decoded) }
         return decoded
     }
 
@@ -95,20 +99,34 @@ struct CommandKeyProvider: KeyProvider {
         // this one with SIGPIPE: the write's error is ignored, the exit
         // status says what happened.
         signal(SIGPIPE, SIG_IGN)
-        try? stdin.fileHandleForWriting.write(contentsOf: input)
+        // Straight from and into buffers of our own (`write`/`read` on the
+        // pipes, no `Data` in between): the key crosses them.
+        let writer = stdin.fileHandleForWriting.fileDescriptor
+        var sent = 0
+        while sent < input.count {
+            let n = input.withUnsafeBytes { Glibc.write(writer, $0.baseAddress! + sent, $0.count - sent) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            sent += n
+        }
         try? stdin.fileHandleForWriting.close()
         // At most the longest answer; more is not an answer.
-        var answer: [UInt8] = []
-        while answer.count <= Self.largestAnswer,
-              let chunk = try? stdout.fileHandleForReading.read(upToCount: Self.largestAnswer + 1 - answer.count), !chunk.isEmpty {
-            answer.append(contentsOf: chunk)
+        var answer = [UInt8](repeating: 0, count: Self.largestAnswer + 1)
+        var received = 0
+        let reader = stdout.fileHandleForReading.fileDescriptor
+        while received < answer.count {
+            let n = answer.withUnsafeMutableBytes { Glibc.read(reader, $0.baseAddress! + received, $0.count - received) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            received += n
         }
         try? stdout.fileHandleForReading.close()
         process.waitUntilExit()
-        guard answer.count <= Self.largestAnswer else {
+        guard received <= Self.largestAnswer else {
             wipe(&answer)
             throw PatientVaultError(.io, "the key command's \(verb) printed more than one answer")
         }
+        answer.removeLast(answer.count - received)
         let status = process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus
         return (status, answer)
     }
@@ -117,4 +135,57 @@ struct CommandKeyProvider: KeyProvider {
 /// Zeros a buffer that held key material before it is freed.
 private func wipe(_ bytes: inout [UInt8]) {
     bytes.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+}
+
+private let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+/// Appends standard base64 (RFC 4648, padded) of `bytes` to `out`.
+func appendBase64(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    var i = 0
+    while i < bytes.count {
+        let n = min(3, bytes.count - i)
+        let b0 = UInt32(bytes[i]), b1 = n > 1 ? UInt32(bytes[i + 1]) : 0, b2 = n > 2 ? UInt32(bytes[i + 2]) : 0
+        let v = b0 << 16 | b1 << 8 | b2
+        out.append(base64Alphabet[Int(v >> 18 & 63)])
+        out.append(base64Alphabet[Int(v >> 12 & 63)])
+        out.append(n > 1 ? base64Alphabet[Int(v >> 6 & 63)] : UInt8(ascii: "="))
+        out.append(n > 2 ? base64Alphabet[Int(v & 63)] : UInt8(ascii: "="))
+        i += 3
+    }
+}
+
+/// Decodes standard, padded base64 written as ``appendBase64(_:to:)``
+/// writes it (the unused bits of the last group zero); nil for anything else.
+func decodeBase64(_ text: [UInt8]) -> [UInt8]? {
+    guard text.count % 4 == 0 else { return nil }
+    func value(_ c: UInt8) -> UInt32? {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): UInt32(c - UInt8(ascii: "A"))
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): UInt32(c - UInt8(ascii: "a")) + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(c - UInt8(ascii: "0")) + 52
+        case UInt8(ascii: "+"): 62
+        case UInt8(ascii: "/"): 63
+        default: nil
+        }
+    }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.count / 4 * 3)
+    var i = 0
+    while i < text.count {
+        let last = i + 4 == text.count
+        let pad = last ? (text[i + 3] == UInt8(ascii: "=") ? (text[i + 2] == UInt8(ascii: "=") ? 2 : 1) : 0) : 0
+        var v: UInt32 = 0
+        for k in 0..<4 {
+            if k >= 4 - pad { v <<= 6; continue }
+            guard let d = value(text[i + k]) else { wipe(&out); return nil }
+            v = v << 6 | d
+        }
+        // Canonical only: the bits the padding leaves unused are zero.
+        if pad == 1 && v & 0xFF != 0 || pad == 2 && v & 0xFFFF != 0 { wipe(&out); return nil }
+        out.append(UInt8(v >> 16 & 0xFF))
+        if pad < 2 { out.append(UInt8(v >> 8 & 0xFF)) }
+        if pad < 1 { out.append(UInt8(v & 0xFF)) }
+        i += 4
+    }
+    return out
 }

@@ -97,7 +97,9 @@ public struct Configuration: Sendable {
     public var loadedVaultLimit: Int = 2048
     /// How long a closed vault is kept, read-only, before it may be
     /// destroyed: this many calendar years from its closure (Gregorian,
-    /// UTC, to the second). 10 by default (CSP L1111-18); 1 to 100.
+    /// UTC, to the second). 10 by default (CSP L1111-18); 10 to 100: the
+    /// value is read at each destruction pass, for every vault closed, so a
+    /// store opened with a shorter one would destroy vaults the law keeps.
     public var closedVaultRetentionYears: Int = 10
     /// How many unwrapped document keys stay in memory for documents read
     /// again (least recently used first out; 0 turns the cache off). Each
@@ -207,8 +209,8 @@ public struct Configuration: Sendable {
         if let auditReserve, !((64 << 10)...(segmentSize / 4)).contains(auditReserve) {
             throw bad("auditReserve", auditReserve, "65,536 to a quarter of segmentSize (\(segmentSize / 4)) bytes")
         }
-        guard (1...100).contains(closedVaultRetentionYears) else {
-            throw bad("closedVaultRetentionYears", closedVaultRetentionYears, "1 to 100")
+        guard (10...100).contains(closedVaultRetentionYears) else {
+            throw bad("closedVaultRetentionYears", closedVaultRetentionYears, "10 (the law's) to 100")
         }
         guard (1...1_000_000).contains(loadedVaultLimit) else {
             throw bad("loadedVaultLimit", loadedVaultLimit, "1 to 1,000,000")

@@ -508,8 +508,9 @@ final class OperationPipeline: Sendable {
                         _ = try await ticket.wait()
                     } catch {
                         // The creation failed (the store stopped): there is
-                        // no vault to record in; the caller gets why.
-                        throw lifecycle.reported(PatientVaultError.wrapping(error, vaultID: keys.publicVaultID(of: pseudonym)))
+                        // no vault to record in; the caller (refused, too)
+                        // gets why, without the vault's id.
+                        throw vaultFailure(error, pseudonym: pseudonym)
                     }
                     cache.acknowledgeCreation(of: pseudonym)
                     continue
@@ -622,7 +623,13 @@ final class OperationPipeline: Sendable {
                 if wrapped.code == .corrupted, lifecycle.isClosed { throw PatientVaultError(.closed, "the store is closed") }
                 throw wrapped
             }
-            if let e = error as? PatientVaultError, !Self.storageFailures.contains(e.code) { throw lifecycle.reported(e) }
+            if let e = error as? PatientVaultError, !Self.storageFailures.contains(e.code) {
+                // Destroyed while this call loaded it (past the first check,
+                // before the destruction dropped it from memory): the state
+                // it installed goes again, its keys wiped.
+                if e.code == .vaultDestroyed { cache.drop(pseudonym) }
+                throw lifecycle.reported(e)
+            }
             let wrapped = vaultFailure(error, pseudonym: pseudonym)
             // A load that raced close(): the keys it opened records with
             // were wiped under it, and its records failed to authenticate.

@@ -66,9 +66,12 @@ extension VaultStore {
         as principal: Principal, progress: (@Sendable (Double) -> Void)? = nil
     ) async throws(PatientVaultError) -> CompactionReport {
         try await recordStoreLevelAccess(.compact, by: principal, target: "compaction")
-        let report = try await translatingErrorsAsync { () async throws -> CompactionReport in
-            try await compactionRuns.withGate { try await compactPendingTickets(progress: progress) }
-        }
+        let report: CompactionReport
+        do {
+            report = try await translatingErrorsAsync { () async throws -> CompactionReport in
+                try await compactionRuns.withGate { try await compactPendingTickets(progress: progress) }
+            }
+        } catch { throw lifecycle.reported(error) }
         logger.info(
             "patientvault: compaction finished",
             metadata: ["records": "\(report.recordsCompacted)", "bytes": "\(report.bytesRemoved)"])
@@ -227,9 +230,12 @@ extension VaultStore {
         as principal: Principal, progress: (@Sendable (Double) -> Void)? = nil
     ) async throws(PatientVaultError) -> ScrubReport {
         try await recordStoreLevelAccess(.scrub, by: principal, target: "scrub")
-        let result = try await translatingErrorsAsync { () async throws -> ScrubResult in
-            try await compactionRuns.withGate { try await engine.scrub(progress: progress) }
-        }
+        let result: ScrubResult
+        do {
+            result = try await translatingErrorsAsync { () async throws -> ScrubResult in
+                try await compactionRuns.withGate { try await engine.scrub(progress: progress) }
+            }
+        } catch { throw lifecycle.reported(error) }
         logger.info(
             "patientvault: scrub finished",
             metadata: ["records": "\(result.recordsChecked)", "restored": "\(result.recordsRestored)", "damaged": "\(result.damaged.count)"])

@@ -90,23 +90,28 @@ extension VaultStore {
             var documents: [ExportPayload.Version] = []
             var pending: [StoredRecord] = []
             var total = 0
+            // An erasure (or the vault's destruction) queued since the
+            // decision moves the key cache's generation, under the vault's
+            // lock that sets `erased`: the erased content must not go out in
+            // a file made after the erasure, as a read's stream ends at it.
+            // Asked before each version and once all are read, of every
+            // document the export holds: the export is refused (asked
+            // again, it is made without the document). An erasure queued
+            // after the last check comes after every read of the export.
             var checked = generation
+            let exported = Set(versions.map(\.0.id))
+            let pipeline = pipeline
+            func ensureNothingErased() async throws {
+                let now = documentKeyCache.generation
+                guard now != checked else { return }
+                if try await pipeline.withVault(vault.pseudonym, { v in exported.contains { v.erased[$0] != nil } }) {
+                    throw PatientVaultError(.conflict, "a document was erased while the export was made: export the vault again")
+                }
+                checked = now
+            }
             for (metadata, entry) in versions {
                 guard let reference = entry.reference else { continue }
-                // An erasure queued since the decision (it moves the key
-                // cache's generation, under the vault's lock that sets
-                // `erased`): the erased content must not go out in a file
-                // made after the erasure was acknowledged, as a read's
-                // stream ends at it. The export is refused; asked again,
-                // it is made without the document.
-                let now = documentKeyCache.generation
-                if now != checked {
-                    let id = metadata.id
-                    if try await pipeline.withVault(vault.pseudonym, { $0.erased[id] != nil }) {
-                        throw PatientVaultError(.conflict, "a document was erased while the export was made: export the vault again")
-                    }
-                    checked = now
-                }
+                try await ensureNothingErased()
                 let keys = try await documentKeyCache.keys(vault: vault.pseudonym, slot: entry.keySlot, since: generation) {
                     try await loader.documentKeys(entry, vault: vault)
                 }
@@ -126,6 +131,7 @@ extension VaultStore {
                     key: key, proof: ""))
                 pending.append(record)
             }
+            try await ensureNothingErased()
             // The trail, the export's own entry included (durable: the
             // decision waited for it), and nothing after it (another call
             // on the vault meanwhile: its entry may not be durable yet).

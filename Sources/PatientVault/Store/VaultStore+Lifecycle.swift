@@ -95,6 +95,10 @@ extension VaultStore {
                 let holder = try await pipeline.withVault(vault) { $0.creation.holder }
                 destroyed.append(try await destroyVault(for: holder, as: .system, asSystem: true))
             } catch where [.corrupted, .invalidArgument, .conflict, .vaultDestroyed, .unknownVault, .erased].contains(error.code) {
+                // The store's own job, for the host: the vault is named
+                // (a failure a call on the vault meets names none).
+                var error = error
+                if !PatientVaultError.refusals.contains(error.code) { error.vaultID = error.vaultID ?? keys.publicVaultID(of: vault) }
                 logger.error(
                     "patientvault: a closed vault was not destroyed; the others go on",
                     metadata: ["code": "\(error.code)", "vault": "\(error.vaultID ?? "-")"])

@@ -53,6 +53,25 @@ import VaultCrypto
         try await store.close()
     }
 
+    /// A creation cut between linking its header into place and removing
+    /// its temporary name leaves that name: a second link to the header the
+    /// old key opens. A rotation removes it, so the old key opens nothing
+    /// in the folder (before, that file still held the old wrap).
+    @Test func aRotationLeavesNoOtherNameOfTheOldHeader() async throws {
+        let folder = TestFolder()
+        let old = try MasterKey.generate()
+        var store = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        try await store.close()
+        let header = folder.url.appendingPathComponent("store.header")
+        let stray = folder.url.appendingPathComponent("store.header.new.0a1b2c3d")
+        try FileManager.default.linkItem(at: header, to: stray)
+        store = try await VaultStore.open(at: folder.url, key: .key(old), configuration: configuration())
+        try await store.rotateMasterKey(to: .key(try MasterKey.generate()), as: dpo)
+        try await store.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.url.path)
+        #expect(!names.contains { $0.hasPrefix("store.header.new.") })
+    }
+
     /// A rotation, a second one waiting behind it, and `close()` at the
     /// same time: close waits for the rotations that began, one that had
     /// not yet entered finds the store closed, and the key the header ends

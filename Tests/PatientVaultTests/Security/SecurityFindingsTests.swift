@@ -85,6 +85,11 @@ import Testing
             ("auditMode", { $0.auditMode = .batched(maxDelay: .microseconds(999)) }),
             ("checkpointCadence.interval", { $0.checkpointCadence = CheckpointCadence(interval: .nanoseconds(1)) }),
             ("checkpointCadence.interval", { $0.checkpointCadence = CheckpointCadence(interval: .zero) }),
+            // Below the law's 10 years: read at each destruction pass, it
+            // would shorten the retention of every vault already closed
+            // (one open with 1 year, and they are all shredded).
+            ("closedVaultRetentionYears", { $0.closedVaultRetentionYears = 9 }),
+            ("closedVaultRetentionYears", { $0.closedVaultRetentionYears = 101 }),
         ]
         for (field, change) in cases {
             var c = Fixtures.configuration()
