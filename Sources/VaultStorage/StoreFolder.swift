@@ -35,11 +35,15 @@ package enum StoreFolder {
     /// place, the folder synced. A creation's temporary file left behind
     /// (a crash between its link into place and its removal) is a second
     /// name of the header this one replaces, which the old master key
-    /// still opens: removed first.
+    /// still opens: removed first. Only such a name (the same file as the
+    /// header): a creation still running in another process has a file of
+    /// its own, not yet linked.
     package static func writeHeader(_ bytes: [UInt8], in directory: String) throws {
         let path = directory + "/" + headerFileName
-        for name in try FileSystem.list(directory) where name.hasPrefix(headerFileName + ".new.") {
-            try FileSystem.remove(directory + "/" + name)
+        if let header = fileIdentity(path) {
+            for name in try FileSystem.list(directory) where name.hasPrefix(headerFileName + ".new.") {
+                if fileIdentity(directory + "/" + name) == header { try FileSystem.remove(directory + "/" + name) }
+            }
         }
         let temporary = path + ".tmp"
         let file = try PosixFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, name: headerFileName)
@@ -72,6 +76,13 @@ package enum StoreFolder {
         try FileSystem.remove(temporary)
         try FileSystem.syncDirectory(directory)
         return created
+    }
+
+    /// The device and inode of the file at `path`; nil if there is none.
+    private static func fileIdentity(_ path: String) -> [UInt64]? {
+        var s = stat()
+        guard stat(path, &s) == 0 else { return nil }
+        return [UInt64(s.st_dev), UInt64(s.st_ino)]
     }
 
     /// Writes a small file durably: a new file, synced, the folder synced.

@@ -31,12 +31,13 @@ struct CommandKeyProvider: KeyProvider {
 
     func wrap(_ key: MasterKey, context: [UInt8]) async throws -> [UInt8] {
         // The key goes from guarded memory into this one buffer, wiped
-        // after: no `Data` or base64 string of it is ever made.
-        var input = Array("context \(Data(context).base64EncodedString())\nkey ".utf8)
-        input.reserveCapacity(input.count + 45)
-        key.withUnsafeBytes { appendBase64($0, to: &input) }
-        input.append(0x0A)
-        defer { wipe(&input) }
+        // when its last holder lets it go (the thread that writes it to
+        // the program, or this call): no `Data` or base64 string of it is
+        // ever made.
+        let input = WipedBytes(Array("context \(Data(context).base64EncodedString())\nkey ".utf8))
+        input.bytes.reserveCapacity(input.bytes.count + 45)
+        key.withUnsafeBytes { appendBase64($0, to: &input.bytes) }
+        input.bytes.append(0x0A)
         let wrapped = try await run("wrap", input: input)
         guard (1...1024).contains(wrapped.count) else {
             throw PatientVaultError(.io, "the key command's wrap printed \(wrapped.count) bytes; 1 to 1,024 expected")
@@ -45,7 +46,7 @@ struct CommandKeyProvider: KeyProvider {
     }
 
     func unwrap(_ wrapped: [UInt8], context: [UInt8]) async throws -> MasterKey {
-        let input = Array("context \(Data(context).base64EncodedString())\nwrapped \(Data(wrapped).base64EncodedString())\n".utf8)
+        let input = WipedBytes(Array("context \(Data(context).base64EncodedString())\nwrapped \(Data(wrapped).base64EncodedString())\n".utf8))
         var key = try await run("unwrap", input: input)
         defer { wipe(&key) }
         guard key.count == 32 else {
@@ -56,14 +57,15 @@ struct CommandKeyProvider: KeyProvider {
 
     /// Runs the program with `verb`, `input` on its standard input; its
     /// answer, decoded from base64.
-    private func run(_ verb: String, input: [UInt8]) async throws -> [UInt8] {
-        let (status, answer) = try await withCheckedThrowingContinuation {
+    private func run(_ verb: String, input: WipedBytes) async throws -> [UInt8] {
+        // The answer's one buffer, taken over (not copied) from the thread
+        // that read it, and wiped here.
+        var (status, line) = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<(Int32, [UInt8]), any Error>) in
             DispatchQueue.global().async {
                 continuation.resume(with: Result { try runBlocking(verb, input: input) })
             }
         }
-        var line = answer
         defer { wipe(&line) }
         switch status {
         case 0: break
@@ -79,7 +81,7 @@ struct CommandKeyProvider: KeyProvider {
         return decoded
     }
 
-    private func runBlocking(_ verb: String, input: [UInt8]) throws -> (Int32, [UInt8]) {
+    private func runBlocking(_ verb: String, input box: WipedBytes) throws -> (Int32, [UInt8]) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = [verb]
@@ -103,8 +105,8 @@ struct CommandKeyProvider: KeyProvider {
         // pipes, no `Data` in between): the key crosses them.
         let writer = stdin.fileHandleForWriting.fileDescriptor
         var sent = 0
-        while sent < input.count {
-            let n = input.withUnsafeBytes { Glibc.write(writer, $0.baseAddress! + sent, $0.count - sent) }
+        while sent < box.bytes.count {
+            let n = box.bytes.withUnsafeBytes { Glibc.write(writer, $0.baseAddress! + sent, $0.count - sent) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             sent += n
@@ -130,6 +132,18 @@ struct CommandKeyProvider: KeyProvider {
         let status = process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus
         return (status, answer)
     }
+}
+
+/// Bytes that may hold key material, zeroed in place when the last
+/// reference to them goes (whichever thread lets go last).
+private final class WipedBytes: @unchecked Sendable {
+    // @unchecked: written by the call that made it, before it is shared;
+    // read only after (the writing thread), then wiped in `deinit`.
+    var bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    deinit { wipe(&bytes) }
 }
 
 /// Zeros a buffer that held key material before it is freed.

@@ -134,11 +134,15 @@ struct StoreOptions: ParsableArguments {
         }
         defer { for i in bytes.indices { bytes[i] = 0 } }
         if bytes.count != 32 {
-            var text = bytes
-            while let last = text.last, last == 0x0A || last == 0x0D || last == 0x20 { text.removeLast() }
-            guard text.count == 64, let decoded = hexDecode(text) else {
+            // Trimmed by index and decoded into one buffer of the key's
+            // size, wiped once the key is in guarded memory: no copy of it
+            // left behind.
+            var end = bytes.count
+            while end > 0, [0x0A, 0x0D, 0x20].contains(bytes[end - 1]) { end -= 1 }
+            guard end == 64, var decoded = hexDecode(bytes[..<end]) else {
                 throw CtlError.usage("a master key is 32 bytes or 64 hexadecimal characters")
             }
+            defer { for i in decoded.indices { decoded[i] = 0 } }
             return .key(try MasterKey(bytes: decoded))
         }
         return .key(try MasterKey(bytes: bytes))
@@ -1053,11 +1057,29 @@ func textOption(_ direct: String?, env: String?, name: String) throws -> String?
     }
 }
 
-func hexDecode(_ text: [UInt8]) -> [UInt8]? {
+/// The bytes of hexadecimal text of even length (either case); nil for
+/// anything else. One buffer of the result's size (it may hold a key: no
+/// partial copy is left by a reallocation, and no `String` is made).
+func hexDecode<Text: RandomAccessCollection>(_ text: Text) -> [UInt8]? where Text.Element == UInt8, Text.Index == Int {
+    guard text.count % 2 == 0 else { return nil }
+    func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
     var out: [UInt8] = []
-    for i in stride(from: 0, to: text.count, by: 2) {
-        guard let b = UInt8(String(decoding: text[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-        out.append(b)
+    out.reserveCapacity(text.count / 2)
+    var i = text.startIndex
+    while i < text.endIndex {
+        guard let high = nibble(text[i]), let low = nibble(text[i + 1]) else {
+            for k in out.indices { out[k] = 0 }
+            return nil
+        }
+        out.append(high << 4 | low)
+        i += 2
     }
     return out
 }

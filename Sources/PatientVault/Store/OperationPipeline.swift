@@ -616,6 +616,9 @@ final class OperationPipeline: Sendable {
             // vault's id, which the log keeps for the operator. Errors the
             // decision built carry what it chose to give.
             if let failure = error as? LoadFailure {
+                // Destroyed while this call loaded it (its keys' slots
+                // destroyed under the load): that, not a storage failure.
+                try ensureNotDestroyed(pseudonym)
                 // The loader's errors name the vault, and a damaged
                 // version's document: neither is the caller's to learn.
                 var wrapped = vaultFailure(failure.underlying, pseudonym: pseudonym)

@@ -33,6 +33,8 @@ extension VaultStore {
     ///   ``PatientVaultError/Code/conflict`` if a record is not durable yet
     ///   (relaxed durability: try again after the next durable write), or if
     ///   a document was erased while the export was made (ask again),
+    ///   ``PatientVaultError/Code/vaultDestroyed`` if the vault was
+    ///   destroyed meanwhile,
     ///   ``PatientVaultError/Code/erased`` / ``PatientVaultError/Code/corrupted``
     ///   as reads.
     public func exportVault(for patient: INS, as principal: Principal, secret: Bool = false) async throws(PatientVaultError) -> VaultExport {
@@ -93,11 +95,10 @@ extension VaultStore {
             // An erasure (or the vault's destruction) queued since the
             // decision moves the key cache's generation, under the vault's
             // lock that sets `erased`: the erased content must not go out in
-            // a file made after the erasure, as a read's stream ends at it.
-            // Asked before each version and once all are read, of every
-            // document the export holds: the export is refused (asked
-            // again, it is made without the document). An erasure queued
-            // after the last check comes after every read of the export.
+            // a file returned after the erasure, as a read's stream ends at
+            // it. Asked before each version and once the file is made, of
+            // every document the export holds: the export is refused (asked
+            // again, it is made without the document).
             var checked = generation
             let exported = Set(versions.map(\.0.id))
             let pipeline = pipeline
@@ -131,7 +132,6 @@ extension VaultStore {
                     key: key, proof: ""))
                 pending.append(record)
             }
-            try await ensureNothingErased()
             // The trail, the export's own entry included (durable: the
             // decision waited for it), and nothing after it (another call
             // on the vault meanwhile: its entry may not be durable yet).
@@ -202,7 +202,11 @@ extension VaultStore {
                 (VaultExport.magic + " " + verifierKey.description + " " + Data(signature).base64EncodedString() + "\n").utf8)
             file.reserveCapacity(file.count + json.count)
             file.append(json)
-            return try VaultExport(verifying: file, trusting: [verifierKey])
+            let export = try VaultExport(verifying: file, trusting: [verifierKey])
+            // The last check, with nothing awaited after it: an erasure
+            // queued from here on comes after the export.
+            try await ensureNothingErased()
+            return export
         }
     }
 }
