@@ -131,7 +131,12 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
 
     /// Connects, checks the server's durability settings, takes the store's
     /// lock, creates the schema if it is new and loads the index.
-    static func connect(_ storage: PostgresStorage, logger: Logger) async throws -> PostgresEngine {
+    static func connect(_ storage: PostgresStorage, logger host: Logger) async throws -> PostgresEngine {
+        // postgres-nio at debug and trace logs the protocol's messages (the
+        // rows: sealed records, wrapped keys, stream ids; the server's
+        // error texts): everything it and this engine log is info or above.
+        var logger = host
+        if logger.logLevel < .info { logger.logLevel = .info }
         let writer: PostgresConnection
         do {
             writer = try await connection(storage, logger: logger)
@@ -644,6 +649,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         case unknown(StorageError)
     }
 
+    /// What tells this engine's batch from another writer's of the same
+    /// number, when its outcome is looked up.
+    private struct OwnBatch: Sendable {
+        var first: UInt64
+        var count: UInt64
+        var firstPayload: [UInt8]?
+    }
+
     /// Commits `batch` as one statement, finds its outcome if the
     /// connection is lost, and acknowledges or fails its groups.
     private func commit(_ batch: [Group]) async {
@@ -656,11 +669,16 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
         }
         let authenticator = options.withLock { $0?.authenticator }
         let query = statement(batch, first: first, id: id, authenticator: authenticator)
-        var outcome = await execute(query, batch: id, after: first - 1)
+        // What only this batch's commit holds: its first record's sealed
+        // bytes (random nonces: no other writer's record has them).
+        let mine = OwnBatch(
+            first: first, count: UInt64(batch.reduce(0) { $0 + $1.records.count }),
+            firstPayload: batch.lazy.flatMap(\.records).first?.payload)
+        var outcome = await execute(query, batch: id, after: first - 1, mine: mine)
         if case .notCommitted(let error) = outcome, error.code == .unavailable {
             // The connection was lost and the server dropped the
             // statement: the new connection commits it again.
-            outcome = await execute(query, batch: id, after: first - 1)
+            outcome = await execute(query, batch: id, after: first - 1, mine: mine)
         }
         switch outcome {
         case .committed:
@@ -718,7 +736,14 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
     /// restore to an earlier point, loses commits this engine acknowledged,
     /// and its Merkle tree and checkpoints still cover them. Then nothing
     /// more is acknowledged (`durabilityLost`).
-    private func execute(_ query: PostgresQuery, batch id: Int64, after acknowledged: UInt64) async -> Outcome {
+    /// A batch of that number is this engine's only if it starts at the
+    /// same sequence number, holds as many records and its first record is
+    /// this batch's (`mine`): a session the server ended released the
+    /// store's lock, another process may have taken it and committed
+    /// batches meanwhile, and taking one of those for this batch would
+    /// acknowledge records never written. Another writer's batch there
+    /// stops the store (`durabilityLost`).
+    private func execute(_ query: PostgresQuery, batch id: Int64, after acknowledged: UInt64, mine: OwnBatch) async -> Outcome {
         let connection = writer.withLock { $0 }
         do {
             guard !connection.isClosed else { throw StorageError(.unavailable, "the committer's connection is closed") }
@@ -769,11 +794,26 @@ final class PostgresEngine: StorageEngine, KeySlotStore, Sendable {
             }
             do {
                 let (table, logger, session) = (self.table, self.logger, checking)
-                let found = try await Self.withDeadline(storage.statementTimeout + storage.connectTimeout) {
-                    var found = false
-                    let rows = try await session.query("SELECT count(*) FROM \(unescaped: table).commits WHERE batch = \(id)", logger: logger)
-                    for try await n in rows.decode(Int64.self) { found = n == 1 }
+                let found = try await Self.withDeadline(storage.statementTimeout + storage.connectTimeout) { () async throws -> Bool? in
+                    var found: Bool? = false
+                    let rows = try await session.query(
+                        "SELECT first_seq, record_count FROM \(unescaped: table).commits WHERE batch = \(id)", logger: logger)
+                    for try await (first, count) in rows.decode((Int64, Int64).self) {
+                        found = first >= 0 && count >= 0 && UInt64(first) == mine.first && UInt64(count) == mine.count ? true : nil
+                    }
+                    guard found == true, let payload = mine.firstPayload else { return found }
+                    let stored = try await session.query(
+                        "SELECT payload FROM \(unescaped: table).records WHERE seq = \(Int64(mine.first))", logger: logger)
+                    found = nil
+                    for try await bytes in stored.decode(ByteBuffer.self) {
+                        found = Array(buffer: bytes) == payload ? true : nil
+                    }
                     return found
+                }
+                guard let found else {
+                    return .unknown(StorageError(
+                        .durabilityLost,
+                        "another process committed this batch's number: the store was opened elsewhere while this one ran; nothing more is acknowledged"))
                 }
                 if found { return .committed }
                 return .notCommitted(sessionLost ? StorageError(.unavailable, "the connection was lost before the commit") : failure)

@@ -53,12 +53,14 @@ public struct NoteVerifierKey: Hashable, Sendable, CustomStringConvertible {
     /// - Throws: ``ProofError/Code/malformed`` for another shape, an
     ///   unknown algorithm, or a key ID that does not match the key.
     public init(_ text: String) throws(ProofError) {
-        let parts = text.split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false)
+        // Split scalar by scalar: a `+` after a prepending scalar (U+0600)
+        // is one grapheme with it, and still a separator here.
+        let parts = text.unicodeScalars.split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false).map { String($0) }
         guard text.utf8.count <= 512, parts.count == 3, parts[1].utf8.count == 8,
-              let id = UInt32(parts[1], radix: 16), let raw = Base64.decode(String(parts[2])), raw.count == 33,
+              let id = UInt32(parts[1], radix: 16), let raw = Base64.decode(parts[2]), raw.count == 33,
               let algorithm = Algorithm(rawValue: raw[0])
         else { throw ProofError(.malformed, "a verifier key is name+keyID+base64(algorithm ‖ 32-byte key)") }
-        try self.init(parsedName: String(parts[0]), algorithm: algorithm, publicKey: Array(raw[1...]))
+        try self.init(parsedName: parts[0], algorithm: algorithm, publicKey: Array(raw[1...]))
         guard id == keyID else { throw ProofError(.malformed, "the verifier key's ID does not match its key") }
         // Lowercase hex, as written: one text per key.
         guard parts[1] == hex8(id) else { throw ProofError(.malformed, "a verifier key's ID is 8 lowercase hex digits") }

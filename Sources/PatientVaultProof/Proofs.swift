@@ -57,7 +57,9 @@ public struct InclusionProof: Hashable, Sendable, CustomStringConvertible {
         lines.removeFirst()
         var extra: [UInt8]?
         if let line = lines.first, line.hasPrefix("extra ") {
-            guard let bytes = Base64.decode(String(line.dropFirst(6))), Base64.encode(bytes) == line.dropFirst(6) else {
+            // Empty data is the empty text (as written for `extra: []`).
+            let text = String(line.dropFirst(6))
+            guard let bytes = text.isEmpty ? [] : Base64.decode(text), Base64.encode(bytes) == text else {
                 throw ProofError(.malformed, "a tlog-proof's extra line holds standard base64")
             }
             extra = bytes

@@ -39,6 +39,11 @@ public struct TreeHead: Hashable, Sendable {
         guard let root = Base64.decode(lines[2]), root.count == 32 else {
             throw ProofError(.malformed, "a checkpoint's root hash is 32 bytes in standard base64")
         }
+        // The empty tree's root is SHA-256 of nothing (RFC 6962), as
+        // tlog-checkpoint says and Go's tlog checks.
+        guard size > 0 || root == SHA256.hash(parts: []) else {
+            throw ProofError(.malformed, "a checkpoint of size 0 has the empty tree's root hash")
+        }
         try self.init(origin: lines[0], size: size, rootHash: root)
     }
 }

@@ -657,12 +657,16 @@ final class OperationPipeline: Sendable {
     /// error level with the vault's public id for the operator, handed to
     /// the caller without that id and without a place in the files
     /// (``PatientVaultError/withoutFileLocations()``), whoever the caller
-    /// is (a refused one included). Counted when it is a lost sync.
+    /// is (a refused one included). Counted when it is a lost sync; once
+    /// the store has stopped on one, the calls that meet it after are not
+    /// logged again (the engine logged the stop).
     func vaultFailure(_ error: any Error, pseudonym: StreamID, document: DocumentID? = nil) -> PatientVaultError {
         var wrapped = PatientVaultError.wrapping(error, documentID: document).withoutFileLocations()
-        configuration.logger.error(
-            "patientvault: a vault's records could not be read or written",
-            metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(wrapped.code)"])
+        if wrapped.code != .durabilityLost || !lifecycle.hasReportedDurabilityLoss {
+            configuration.logger.error(
+                "patientvault: a vault's records could not be read or written",
+                metadata: ["vault": "\(keys.publicVaultID(of: pseudonym))", "code": "\(wrapped.code)"])
+        }
         wrapped.vaultID = nil
         return lifecycle.reported(wrapped)
     }

@@ -143,6 +143,23 @@ extension VaultStore {
         try await verifyLog(extending: try trustedHead(trusted), progress: progress)
     }
 
+    /// ``verify(against:)`` for ``Configuration/trustedCheckpoint`` at open:
+    /// a checkpoint of this store's origin signed with a key the folder
+    /// does not hold was signed after a rotation of the signing key that
+    /// the folder predates (it was rolled back), so it is
+    /// ``PatientVaultError/Code/checkpointNotExtended``, as any rolled-back
+    /// folder is (not `invalidArgument`, which would say the checkpoint
+    /// is wrong).
+    func verifyAtOpen(against trusted: SignedCheckpoint) async throws(PatientVaultError) {
+        do {
+            try await verify(against: trusted)
+        } catch where error.code == .invalidArgument && trusted.treeHead.origin == checkpointOrigin {
+            throw PatientVaultError(
+                .checkpointNotExtended,
+                "the trusted checkpoint is this store's, signed with a key this folder does not hold: the folder is older than it (rolled back), or the checkpoint is forged")
+        }
+    }
+
     /// The tree head of a checkpoint this store signed, with any of its
     /// signing keys (the current one first).
     /// - Throws: ``PatientVaultError/Code/invalidArgument`` otherwise.

@@ -241,7 +241,7 @@ public final class VaultStore: Sendable {
         do {
             // The kept checkpoint first: a log that does not extend it is
             // refused before anything is written to it.
-            if let trusted = configuration.trustedCheckpoint { try await store.verify(against: trusted) }
+            if let trusted = configuration.trustedCheckpoint { try await store.verifyAtOpen(against: trusted) }
             try await store.rebuildActivity()
             store.startCheckpointing()
         } catch {

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import PatientVault
-import PatientVaultProof
+@testable import PatientVaultProof
 import PatientVaultTesting
 import Testing
 @testable import VaultStorage
@@ -144,6 +144,33 @@ import Testing
         #expect(await code { try await again.verify(against: foreign) } == .invalidArgument)
         try await again.close()
         try await other.close()
+    }
+
+    /// The kept checkpoint was signed after a rotation of the signing key,
+    /// and the folder rolled back to before it: the copy does not hold
+    /// that key. Its open against the checkpoint is `checkpointNotExtended`
+    /// (a rollback), as any rolled-back folder's; it was `invalidArgument`,
+    /// which told the operator that their checkpoint was wrong.
+    @Test func aFolderRolledBackPastASigningKeyRotationIsNotExtended() async throws {
+        var configuration = Fixtures.configuration()
+        configuration.auditReviewers = [try SystemPrincipal("dpo")]
+        let t = try await TestStore(configuration: configuration, storage: .folder)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        _ = try await deposit(t.store, 2)
+        try await t.store.close()
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("pv-rollback-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.copyItem(at: t.folder, to: copy)
+        let store = try await t.reopen()
+        try await store.rotateCheckpointSigningKey(as: .auditReviewer(try SystemPrincipal("dpo")))
+        _ = try await deposit(store, 1)
+        let kept = try await store.checkpoint()
+        try await store.close()
+        var trusting = configuration
+        trusting.trustedCheckpoint = kept
+        #expect(await code { _ = try await VaultStore.open(at: copy, key: .key(t.key), configuration: trusting) } == .checkpointNotExtended)
+        let current = try await VaultStore.open(at: t.folder, key: .key(t.key), configuration: trusting)
+        try await current.close()
     }
 
     /// The newest segment cut at a frame boundary, with `index.checkpoint`
@@ -328,6 +355,31 @@ import Testing
         }
         #expect(outside == 0, "\(outside) of \(all.count) acknowledged deposits are past the checkpoint published at close")
         try await reopened.close()
+    }
+
+    /// The formats' edges read as their specifications say (and as Go's
+    /// `note` and `tlog` read them): a proof with empty extra data reads
+    /// back (its writer wrote `extra ` and nothing, which the reader
+    /// refused); a verifier key of another log whose name ends with a
+    /// prepending scalar right before its `+` parses (split by scalar, not
+    /// by grapheme); a checkpoint of size 0 with a root other than the
+    /// empty tree's is malformed (it was accepted with any root).
+    @Test func theFormatsEdgesReadAsTheirSpecificationsSay() async throws {
+        let t = try await TestStore(configuration: Fixtures.configuration(), storage: .memory)
+        try await t.store.createVault(for: alice, as: .patient(alice), channel: .patientOnline)
+        let checkpoint = try await t.store.checkpoint()
+        let proof = try InclusionProof(index: 0, hashes: [], checkpoint: checkpoint, extra: [])
+        #expect(try InclusionProof(proof.text) == proof)
+        let own = t.store.checkpointVerifierKey
+        let name = "log\u{0600}"
+        let id = NoteVerifierKey.keyID(name: name, algorithm: own.algorithm, publicKey: own.publicKey)
+        let hex = String(id, radix: 16)
+        let text = name + "+" + String(repeating: "0", count: 8 - hex.count) + hex + "+"
+            + Data([own.algorithm.rawValue] + own.publicKey).base64EncodedString()
+        #expect(try NoteVerifierKey(text).name == name)
+        let note = checkpoint.treeHead.origin + "\n0\n" + Data(repeating: 7, count: 32).base64EncodedString() + "\n"
+        #expect(throws: ProofError.self) { _ = try SignedCheckpoint(note + "\n" + checkpoint.text.split(separator: "\n").last! + "\n") }
+        try await t.close()
     }
 
     @Test func badInputIsATypedErrorNeverATrap() async throws {
