@@ -299,15 +299,22 @@ package struct GroupCapacity: Sendable, Equatable {
             (keySlotWrites, bytes, perRecordOverhead, manifestBytesPerSlot)
     }
 
-    /// Whether a group of `payloads` (their sizes) and `keySlotWrites` slots fits.
+    /// Whether a group of `payloads` (their sizes, each at least 0) and
+    /// `keySlotWrites` slots fits. A sum past `UInt64.max` does not (sizes
+    /// come from a file a caller hands over).
     package func fits(payloads: [Int], keySlotWrites slots: Int) -> Bool {
-        guard slots <= keySlotWrites else { return false }
-        var total = UInt64(slots) * UInt64(manifestBytesPerSlot) + UInt64(slots > 0 ? perRecordOverhead : 0)
-        for p in payloads {
-            total += UInt64(p) + UInt64(perRecordOverhead)
-            if total > bytes { return false }
+        guard slots >= 0, slots <= keySlotWrites else { return false }
+        var total = UInt64(slots).multipliedReportingOverflow(by: UInt64(manifestBytesPerSlot))
+        guard !total.overflow else { return false }
+        // The manifest's record: its slots' bytes counted above, its frame here.
+        var records = payloads
+        if slots > 0 { records.append(0) }
+        for p in records {
+            guard p >= 0 else { return false }
+            total = total.partialValue.addingReportingOverflow(UInt64(p) + UInt64(perRecordOverhead))
+            if total.overflow || total.partialValue > bytes { return false }
         }
-        return total <= bytes
+        return total.partialValue <= bytes
     }
 }
 
